@@ -26,9 +26,7 @@ IPAddress = IPv4Address | IPv6Address
 Host = IPv4Address | IPv6Address | str
 """A host: an IP address, or a lower-case domain name."""
 
-_DOMAIN_RE = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z](?:[a-z0-9-]*[a-z0-9])?\.?$"
-)
+_DOMAIN_RE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z](?:[a-z0-9-]*[a-z0-9])?\.?$")
 _IPV4_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 _DIGITS_RE = re.compile(r"^\d{1,5}$")
 

@@ -1,0 +1,208 @@
+"""Command line: ``rtc64 serve | probe | nat64 | sip``.
+
+Each subcommand validates its arguments, turns configuration errors into one line on
+stderr naming the key and the expected form (exit 2), and never shows a traceback for
+bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+
+from rtc64 import __version__, config, logs
+from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.gateway import app
+from rtc64.io import loop
+from rtc64.net import rfc6052
+from rtc64.sip import lint
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# (flag, config key, repeatable, help) for the settings people change most on the command line.
+SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
+    ("--sip-listen", "sip.listen", True, "listen endpoint, e.g. udp:[::]:5060 (repeatable)"),
+    ("--domain", "sip.domains", True, "local SIP domain (repeatable)"),
+    ("--trusted-network", "sip.trusted_networks", True, "trusted source network (repeatable)"),
+    ("--upstream", "sip.upstream", False, "core to forward non-local requests to"),
+    ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
+    ("--media-address", "media.addresses", True, "relay address (repeatable)"),
+    ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+    ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
+    ("--media-workers", "media.workers", False, "relay worker processes"),
+    ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
+    ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
+    ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
+    ("--data-dir", "general.data_dir", False, "directory for the store and generated state"),
+)
+
+
+def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options accepted before and after the subcommand name."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
+    parser.add_argument("--log-level", default=default, help="debug, info, warning or error")
+    parser.add_argument("--log-format", default=default, help="text or json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="rtc64",
+        description="Make SIP, RTP and WebRTC work across IPv4 and IPv6.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtc64 {__version__}")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (SIP, media relay, TURN, console)")
+    _common(serve, suppress=True)
+    for flag, key, repeat, text in SERVE_FLAGS:
+        serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    serve.set_defaults(handler=_serve)
+
+    probe = sub.add_parser("probe", help="IPv6-only readiness report for SIP/TURN/web/network")
+    _common(probe, suppress=True)
+    probe.add_argument("targets", nargs="*", metavar="TARGET")
+    probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
+
+    nat64 = sub.add_parser("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
+    _common(nat64, suppress=True)
+    nat_sub = nat64.add_subparsers(dest="nat64_command", metavar="ACTION", required=True)
+    discover = nat_sub.add_parser("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
+    discover.set_defaults(handler=_not_yet("nat64 discover", "the call-routing issue"))
+    synth = nat_sub.add_parser("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
+    synth.add_argument("ipv4")
+    synth.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
+    synth.set_defaults(handler=_nat64_synth)
+    extract = nat_sub.add_parser("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
+    extract.add_argument("ipv6")
+    extract.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
+    extract.set_defaults(handler=_nat64_extract)
+
+    sip = sub.add_parser("sip", help="SIP tools for engineers")
+    _common(sip, suppress=True)
+    sip_sub = sip.add_subparsers(dest="sip_command", metavar="ACTION", required=True)
+    check = sip_sub.add_parser("check", help="lint SIP messages: valid or invalid with the reason")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("--show", action="store_true", help="print the parsed summary")
+    check.set_defaults(handler=_sip_check)
+    return parser
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_yet(name: str, where: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"rtc64 {name}: not available yet in this build (arrives with {where})",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    return handler
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for _, key, _, _ in SERVE_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            values[key] = value
+    if args.log_level is not None:
+        values["general.log_level"] = args.log_level
+    if args.log_format is not None:
+        values["general.log_format"] = args.log_format
+    return values
+
+
+def _load(args: argparse.Namespace) -> config.Config:
+    cfg = config.load(args.config, _overrides(args))
+    logs.setup(cfg["general.log_level"], cfg["general.log_format"])
+    return cfg
+
+
+def _serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    log = logging.getLogger("rtc64")
+
+    async def main(stop: asyncio.Event) -> int:
+        return await app.serve(cfg, stop, log)
+
+    return loop.run(main)
+
+
+def _prefix(text: str) -> IPv6Network:
+    try:
+        return rfc6052.parse_prefix(text)
+    except ValueError as exc:
+        raise ConfigError("--prefix", text, f"an RFC 6052 prefix ({exc})") from None
+
+
+def _nat64_synth(args: argparse.Namespace) -> int:
+    prefix = _prefix(args.prefix)
+    try:
+        ipv4 = IPv4Address(args.ipv4)
+    except ValueError:
+        raise ConfigError("IPV4", args.ipv4, "an IPv4 address like 192.0.2.33") from None
+    print(rfc6052.synthesize(ipv4, prefix))
+    return EXIT_OK
+
+
+def _nat64_extract(args: argparse.Namespace) -> int:
+    prefix = _prefix(args.prefix)
+    try:
+        ipv6 = IPv6Address(args.ipv6)
+    except ValueError:
+        raise ConfigError("IPV6", args.ipv6, "an IPv6 address like 64:ff9b::c000:221") from None
+    try:
+        print(rfc6052.extract(ipv6, prefix))
+    except ValueError as exc:
+        raise ConfigError("IPV6", args.ipv6, f"an address inside {prefix} ({exc})") from None
+    return EXIT_OK
+
+
+def _sip_check(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    many = len(args.files) > 1
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = EXIT_FAIL
+            continue
+        result = lint.check(data)
+        verdict = "valid" if result.valid else f"invalid: {result.status} {result.reason}"
+        print(f"{path}: {verdict}" if many else verdict)
+        if not result.valid:
+            status = EXIT_FAIL
+        if args.show and result.message is not None:
+            for line in lint.describe(result.message):
+                print(f"  {line}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rtc64`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"rtc64: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Rtc64Error as exc:
+        print(f"rtc64: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

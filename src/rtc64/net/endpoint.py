@@ -1,0 +1,113 @@
+"""Transports and listen endpoints, as the configuration and the CLI write them.
+
+A listen endpoint is ``TRANSPORT:HOST:PORT[;advertise=HOST[:PORT]]`` where HOST is an
+IPv4 address, ``[IPv6]`` or (for ``advertise`` only) a domain name, e.g.
+``udp:[::]:5060``, ``tls:[2001:db8::1]:5061``, ``udp:10.0.0.5:5060;advertise=203.0.113.5``.
+Each endpoint is one socket of one family (IPv6 sockets are V6ONLY).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.net.address import (
+    Family,
+    Host,
+    HostPort,
+    IPAddress,
+    family_of,
+    format_hostport,
+    parse_hostport,
+)
+
+
+class Transport(enum.Enum):
+    """SIP transports (RFC 3261 §18, RFC 7118 for WebSocket)."""
+
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+    WS = "ws"
+    WSS = "wss"
+
+    @property
+    def reliable(self) -> bool:
+        return self is not Transport.UDP
+
+    @property
+    def secure(self) -> bool:
+        return self in (Transport.TLS, Transport.WSS)
+
+    @property
+    def via_token(self) -> str:
+        """The Via ``transport`` token (RFC 3261 §20.42, RFC 7118 §5.2)."""
+        return self.value.upper()
+
+    @property
+    def default_port(self) -> int:
+        return {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """One listening socket: transport, local address, port, optional advertised host."""
+
+    transport: Transport
+    address: IPAddress
+    port: int
+    advertise: HostPort | None = None
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.address)
+
+    def __str__(self) -> str:
+        text = f"{self.transport.value}:{format_hostport(self.address, self.port)}"
+        if self.advertise is not None:
+            text += f";advertise={self.advertise}"
+        return text
+
+
+class EndpointError(ValueError):
+    """A listen endpoint string is malformed; the message names the bad part."""
+
+
+EXPECTED_FORM = (
+    "TRANSPORT:HOST:PORT[;advertise=HOST[:PORT]] with TRANSPORT one of "
+    "udp, tcp, tls, ws, wss and HOST an IPv4 address or [IPv6] "
+    "(e.g. udp:[::]:5060, tcp:0.0.0.0:5060)"
+)
+
+
+def parse_listen(text: str) -> ListenSpec:
+    """Parse a listen endpoint; raises ``EndpointError`` naming what is wrong."""
+    main, _, params = text.partition(";")
+    scheme, sep, rest = main.partition(":")
+    if not sep:
+        raise EndpointError(f"{text!r}: missing transport")
+    try:
+        transport = Transport(scheme.lower())
+    except ValueError:
+        raise EndpointError(f"{text!r}: unknown transport {scheme!r}") from None
+    try:
+        hostport = parse_hostport(rest)
+    except RemoteProtocolError:
+        raise EndpointError(f"{text!r}: bad address {rest!r}") from None
+    host: Host = hostport.host
+    if not isinstance(host, IPv4Address | IPv6Address):
+        raise EndpointError(f"{text!r}: listen address must be an IP address, not {host!r}")
+    port = transport.default_port if hostport.port is None else hostport.port
+    advertise: HostPort | None = None
+    if params:
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() != "advertise" or not value:
+                raise EndpointError(f"{text!r}: unknown parameter {param!r}")
+            try:
+                advertise = parse_hostport(value.strip())
+            except RemoteProtocolError:
+                raise EndpointError(f"{text!r}: bad advertise address {value!r}") from None
+    return ListenSpec(transport, host, port, advertise)
