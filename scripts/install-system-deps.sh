@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 iptables procps psmisc tcpdump tshark
+  iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark
   sip-tester baresip kamailio rtpengine-daemon coturn
   tayga unbound dnsutils radvd redis-server
   chromium openssl

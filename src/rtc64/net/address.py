@@ -1,16 +1,27 @@
 """Hosts and addresses as SIP, SDP and sockets write them.
 
-Rules (RFC 3261 §25.1 ``hostport``, RFC 5118, RFC 4291 §2.2, RFC 8866 §5.7):
+Rules (RFC 3261 §19.1.1 and §25.1 ``hostport``, RFC 5118 §4, RFC 4291 §2.2, RFC 5952,
+RFC 4007 §6, RFC 8866 §5.7):
 
 - A host is a domain name (kept lower-case, compared case-insensitively) or an IP address
   (``ipaddress`` objects: they compare as binary values, never as strings).
 - SIP writes IPv6 as a reference, ``[2001:db8::1]``, wherever the grammar has ``host``
   (URIs, Via sent-by, Record-Route, Path). SDP writes it bare. ``format_host`` and
-  ``format_hostport`` are the one place that decides.
+  ``format_hostport`` are the one place that decides. Text is RFC 5952 canonical; an
+  IPv4-mapped address is written ``::ffff:192.0.2.1`` (RFC 5952 §5) on every Python.
+- A zone (scope) id such as ``%eth0`` means something only on this host (RFC 4007 §6): it
+  is kept on addresses read from sockets, refused in SIP and SDP input, and never written.
 - Parsing accepts every form SIP allows: ``[v6]``, ``[v6]:port``, IPv4, IPv4 with port,
-  domain names, IPv6 with embedded IPv4 (``[::ffff:192.0.2.1]``), and tolerates RFC 5118
-  §4.4's extra colon (``[2001:db8:::192.0.2.1]`` reads as ``2001:db8::192.0.2.1``).
-  A bare IPv6 address where a reference is required is an error.
+  domain names (RFC 3261 ``hostname``: the top label starts with a letter, a trailing dot
+  is allowed), IPv6 with embedded IPv4 (``[::ffff:192.0.2.1]``), and tolerates RFC 5118
+  §4.10's extra colon before an embedded IPv4 (``[2001:db8:::192.0.2.1]`` reads as
+  ``2001:db8::192.0.2.1``). ``[2001:db8::10:5070]`` is a host without a port (§4.3).
+  A bare IPv6 address where a reference is required is an error (§4.2).
+- Only ASCII is accepted; the RFC's ``DIGIT`` and ``ALPHA`` are ASCII, so ``re.ASCII`` and
+  ``fullmatch`` are used throughout (no Unicode digits, no trailing newline).
+- IPv4 octets with leading zeros (``010.0.0.1``) are refused: the grammar's ``1*3DIGIT``
+  admits them, but other stacks read them as octal, and a gateway must not disagree with
+  its peers about which host an address names.
 """
 
 from __future__ import annotations
@@ -20,15 +31,22 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from rtc64.errors import RemoteProtocolError
+from rtc64.errors import LocalProtocolError, RemoteProtocolError
 
 IPAddress = IPv4Address | IPv6Address
 Host = IPv4Address | IPv6Address | str
 """A host: an IP address, or a lower-case domain name."""
 
-_DOMAIN_RE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z](?:[a-z0-9-]*[a-z0-9])?\.?$")
-_IPV4_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
-_DIGITS_RE = re.compile(r"^\d{1,5}$")
+_DOMAIN_RE = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z](?:[a-z0-9-]*[a-z0-9])?\.?", re.ASCII
+)
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
+# RFC 3261 port = 1*DIGIT; leading zeros are legal, the length cap only bounds the work.
+_PORT_RE = re.compile(r"[0-9]{1,10}", re.ASCII)
+# RFC 5118 §4.10: hexpart ending in "::" followed by ":" IPv4address (RFC 3261 ABNF bug).
+_THREE_COLONS_RE = re.compile(r"([0-9a-f:]*::):([0-9]{1,3}(?:\.[0-9]{1,3}){3})", re.ASCII | re.I)
+_SHOWN = 64  # at most this many characters of bad input go into an error message
+MAX_PORT = 65535
 
 
 class Family(enum.IntEnum):
@@ -59,6 +77,13 @@ def unmap(address: IPAddress) -> IPAddress:
     return address
 
 
+def without_scope(address: IPAddress) -> IPAddress:
+    """The address without its zone id (``fe80::1%eth0`` -> ``fe80::1``)."""
+    if isinstance(address, IPv6Address) and address.scope_id is not None:
+        return IPv6Address(int(address))
+    return address
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     """A host with an optional port, as in SIP ``hostport``."""
@@ -74,23 +99,46 @@ class HostPort:
         return not isinstance(self.host, str)
 
 
+def _shown(text: str) -> str:
+    """Bad input as it goes into a message: ASCII-escaped, quoted and bounded in length."""
+    if len(text) > _SHOWN:
+        return ascii(text[:_SHOWN]) + f"... ({len(text)} chars)"
+    return ascii(text)
+
+
 def _bad(what: str, text: str) -> RemoteProtocolError:
-    return RemoteProtocolError(f"Bad Request: invalid {what} {text!r}")
+    return RemoteProtocolError(f"Bad Request: invalid {what} {_shown(text)}")
+
+
+def _text(text: str | bytes) -> str:
+    return text.decode("ascii", "replace") if isinstance(text, bytes) else text
 
 
 def parse_ipv6_reference(text: str) -> IPv6Address:
-    """Parse the inside of ``[...]``, tolerating RFC 5118 §4.4's triple colon."""
-    try:
-        return IPv6Address(text)
-    except ValueError:
-        pass
-    # RFC 5118 §4.4: "2001:db8:::192.0.2.1" must be read as "2001:db8::192.0.2.1".
-    if ":::" in text and text.count(":::") == 1 and "::::" not in text:
+    """Parse the inside of ``[...]``, tolerating RFC 5118 §4.10's triple colon.
+
+    Zone ids are refused: SIP's ``IPv6reference`` has no ``%`` (RFC 3261 §25.1).
+    """
+    if "%" not in text and text.isascii():
         try:
-            return IPv6Address(text.replace(":::", "::"))
+            return IPv6Address(text)
         except ValueError:
             pass
+        # RFC 5118 §4.10: "2001:db8:::192.0.2.1" must be read as "2001:db8::192.0.2.1".
+        m = _THREE_COLONS_RE.fullmatch(text)
+        if m is not None:
+            try:
+                return IPv6Address(m[1] + m[2])
+            except ValueError:
+                pass
     raise _bad("IPv6 reference", f"[{text}]")
+
+
+def _parse_ipv4(s: str) -> IPv4Address:
+    try:
+        return IPv4Address(s)
+    except ValueError:
+        raise _bad("IPv4 address", s) from None
 
 
 def parse_host(text: str | bytes) -> Host:
@@ -98,27 +146,27 @@ def parse_host(text: str | bytes) -> Host:
 
     Raises ``RemoteProtocolError`` (400) for anything else, including a bare IPv6 address.
     """
-    s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
-    if not s:
+    s = _text(text)
+    if not s or not s.isascii():
         raise _bad("host", s)
     if s[0] == "[":
         if s[-1] != "]":
             raise _bad("IPv6 reference", s)
         return parse_ipv6_reference(s[1:-1])
-    if _IPV4_RE.match(s):
-        try:
-            return IPv4Address(s)
-        except ValueError:
-            raise _bad("IPv4 address", s) from None
+    if _IPV4_RE.fullmatch(s):
+        return _parse_ipv4(s)
     lower = s.lower()
-    if _DOMAIN_RE.match(lower):
+    if _DOMAIN_RE.fullmatch(lower):
         return lower
+    if ":" in s:
+        # A bare IPv6 address is not a SIP host (RFC 3261 §25.1, RFC 5118 §4.2).
+        raise _bad("host (IPv6 needs brackets)", s)
     raise _bad("host", s)
 
 
 def parse_hostport(text: str | bytes) -> HostPort:
     """Parse a SIP ``hostport``: ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
-    s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+    s = _text(text)
     if s.startswith("["):
         end = s.find("]")
         if end < 0:
@@ -131,51 +179,88 @@ def parse_hostport(text: str | bytes) -> HostPort:
             raise _bad("hostport", s)
         return HostPort(host, parse_port(rest[1:]))
     if s.count(":") > 1:
-        # A bare IPv6 address is not a SIP host (RFC 3261 §25.1, RFC 5118 §4.10).
+        # A bare IPv6 address is not a SIP host (RFC 3261 §25.1, RFC 5118 §4.2).
         raise _bad("hostport (IPv6 needs brackets)", s)
     name, sep, port = s.partition(":")
     return HostPort(parse_host(name), parse_port(port) if sep else None)
 
 
 def parse_port(text: str | bytes) -> int:
-    """Parse a port number 0..65535 written as 1 to 5 digits."""
-    s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
-    if not _DIGITS_RE.match(s):
+    """Parse a port number 0..65535 written as ASCII digits (leading zeros allowed)."""
+    s = _text(text)
+    if not _PORT_RE.fullmatch(s):
         raise _bad("port", s)
     port = int(s)
-    if port > 65535:
+    if port > MAX_PORT:
         raise _bad("port", s)
     return port
 
 
-def parse_ip(text: str | bytes) -> IPAddress:
-    """Parse an IP address written bare (SDP, STUN, config), or as ``[v6]``."""
-    s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+def parse_ip(text: str | bytes, *, scope: bool = False) -> IPAddress:
+    """Parse an IP address written bare (SDP, STUN, config), or as ``[v6]``.
+
+    A zone id (``fe80::1%eth0``) is refused unless ``scope`` is true (local configuration).
+    """
+    s = _text(text)
     if s.startswith("[") and s.endswith("]"):
+        if scope and "%" in s:
+            return _parse_scoped(s[1:-1])
         return parse_ipv6_reference(s[1:-1])
+    if not s.isascii() or ("%" in s and not scope):
+        raise _bad("IP address", s)
+    if "%" in s:
+        return _parse_scoped(s)
     try:
         return ip_address(s)
     except ValueError:
         raise _bad("IP address", s) from None
 
 
+def _parse_scoped(s: str) -> IPv6Address:
+    addr, _, zone = s.partition("%")
+    if not zone or not zone.isascii() or not zone.isprintable() or " " in zone:
+        raise _bad("IPv6 zone id", s)
+    try:
+        return IPv6Address(f"{parse_ipv6_reference(addr)}%{zone}")
+    except ValueError:
+        raise _bad("IP address", s) from None
+
+
+def _ipv6_text(address: IPv6Address) -> str:
+    """RFC 5952 text without zone id; IPv4-mapped in mixed notation (RFC 5952 §5)."""
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return f"::ffff:{mapped}"
+    if address.scope_id is not None:
+        return IPv6Address(int(address)).compressed
+    return address.compressed
+
+
 def format_host(host: Host) -> str:
     """Write a host for SIP: IPv6 as ``[...]``, IPv4 dotted, names as they are."""
     if isinstance(host, IPv6Address):
-        return f"[{host.compressed}]"
+        return f"[{_ipv6_text(host)}]"
     if isinstance(host, IPv4Address):
         return host.compressed
+    if ":" in host or not host:
+        raise LocalProtocolError(f"not a host name: {_shown(host)} (use an ipaddress object)")
     return host
 
 
 def format_hostport(host: Host, port: int | None) -> str:
     """Write ``host[:port]`` for SIP, bracketing IPv6."""
     h = format_host(host)
-    return h if port is None else f"{h}:{port}"
+    if port is None:
+        return h
+    if not 0 <= port <= MAX_PORT:
+        raise LocalProtocolError(f"port {port!r} out of range 0..{MAX_PORT}")
+    return f"{h}:{port}"
 
 
 def format_sdp_address(address: IPAddress) -> str:
     """Write an address for SDP ``c=``/``o=``/``a=rtcp``/candidates: always bare."""
+    if isinstance(address, IPv6Address):
+        return _ipv6_text(address)
     return address.compressed
 
 
@@ -185,15 +270,22 @@ def from_sockaddr(sockaddr: tuple[object, ...]) -> tuple[IPAddress, int]:
     A scope id (link-local) is kept in the address; an IPv4-mapped source stays IPv6
     (the socket is IPv6); use ``unmap`` where the distinction does not matter.
     """
-    host = str(sockaddr[0])
-    port = sockaddr[1]
-    if not isinstance(port, int):
+    if len(sockaddr) not in (2, 4):
         raise TypeError(f"bad socket address {sockaddr!r}")
-    if len(sockaddr) == 4 and sockaddr[3] and "%" not in host:
-        host = f"{host}%{sockaddr[3]}"
+    host = sockaddr[0]
+    port = sockaddr[1]
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"bad socket address {sockaddr!r}")
+    if len(sockaddr) == 4 and "%" not in host:
+        scope_id = sockaddr[3]
+        if scope_id and isinstance(scope_id, int):
+            host = f"{host}%{scope_id}"
     return ip_address(host), port
 
 
 def to_sockaddr(address: IPAddress, port: int) -> tuple[str, int]:
-    """The socket address to pass to ``sendto``/``connect`` for ``(address, port)``."""
-    return (address.compressed, port)
+    """The socket address to pass to ``sendto``/``connect`` for ``(address, port)``.
+
+    The zone id is kept (``fe80::1%eth0``): the kernel needs it for link-local peers.
+    """
+    return (str(address), port)
