@@ -149,6 +149,12 @@ def _nat64_synth(args: argparse.Namespace) -> int:
         ipv4 = IPv4Address(args.ipv4)
     except ValueError:
         raise ConfigError("IPV4", args.ipv4, "an IPv4 address like 192.0.2.33") from None
+    if prefix == rfc6052.WELL_KNOWN_PREFIX and not rfc6052.wkp_allows(ipv4):
+        print(
+            f"rtc64: warning: {ipv4} is not a global address; RFC 6052 §3.1 forbids it "
+            "under the well-known prefix 64:ff9b::/96 (NAT64s such as tayga refuse it)",
+            file=sys.stderr,
+        )
     print(rfc6052.synthesize(ipv4, prefix))
     return EXIT_OK
 

@@ -204,26 +204,26 @@ def parse_ip(text: str | bytes, *, scope: bool = False) -> IPAddress:
     s = _text(text)
     if s.startswith("[") and s.endswith("]"):
         if scope and "%" in s:
-            return _parse_scoped(s[1:-1])
+            return _parse_scoped(s[1:-1], s)
         return parse_ipv6_reference(s[1:-1])
     if not s.isascii() or ("%" in s and not scope):
         raise _bad("IP address", s)
     if "%" in s:
-        return _parse_scoped(s)
+        return _parse_scoped(s, s)
     try:
         return ip_address(s)
     except ValueError:
         raise _bad("IP address", s) from None
 
 
-def _parse_scoped(s: str) -> IPv6Address:
+def _parse_scoped(s: str, shown: str) -> IPv6Address:
     addr, _, zone = s.partition("%")
     if not zone or not zone.isascii() or not zone.isprintable() or " " in zone:
-        raise _bad("IPv6 zone id", s)
+        raise _bad("IPv6 address with zone id", shown)
     try:
-        return IPv6Address(f"{parse_ipv6_reference(addr)}%{zone}")
+        return IPv6Address(f"{IPv6Address(addr)}%{zone}")
     except ValueError:
-        raise _bad("IP address", s) from None
+        raise _bad("IPv6 address with zone id", shown) from None
 
 
 def _ipv6_text(address: IPv6Address) -> str:

@@ -87,72 +87,73 @@ def _v6(net: str, cls: AddressClass, rfc: str, global_: bool | None) -> SpecialR
     return SpecialRange(IPv6Network(net), cls, rfc, global_)
 
 
-C = AddressClass
+_C = AddressClass
 SPECIAL_RANGES: tuple[SpecialRange, ...] = (
     # IPv4 (IANA IPv4 Special-Purpose Address Registry, plus multicast).
-    _v4("0.0.0.0/8", C.THIS_NETWORK, "RFC 791", False),
-    _v4("0.0.0.0/32", C.UNSPECIFIED, "RFC 1122", False),
-    _v4("10.0.0.0/8", C.PRIVATE, "RFC 1918", False),
-    _v4("100.64.0.0/10", C.CGNAT, "RFC 6598", False),
-    _v4("127.0.0.0/8", C.LOOPBACK, "RFC 1122", False),
-    _v4("169.254.0.0/16", C.LINK_LOCAL, "RFC 3927", False),
-    _v4("172.16.0.0/12", C.PRIVATE, "RFC 1918", False),
-    _v4("192.0.0.0/24", C.IETF_PROTOCOL, "RFC 6890", False),
-    _v4("192.0.0.0/29", C.CLAT, "RFC 7335", False),
-    _v4("192.0.0.8/32", C.DUMMY, "RFC 7600", False),
-    _v4("192.0.0.9/32", C.PCP_ANYCAST, "RFC 7723", True),
-    _v4("192.0.0.10/32", C.TURN_ANYCAST, "RFC 8155", True),
-    _v4("192.0.0.170/32", C.NAT64_DISCOVERY, "RFC 8880", False),
-    _v4("192.0.0.171/32", C.NAT64_DISCOVERY, "RFC 8880", False),
-    _v4("192.0.2.0/24", C.DOCUMENTATION, "RFC 5737", False),
-    _v4("192.31.196.0/24", C.AS112, "RFC 7535", True),
-    _v4("192.52.193.0/24", C.AMT, "RFC 7450", True),
-    _v4("192.88.99.0/24", C.SIXTOFOUR_RELAY, "RFC 7526", True),
-    _v4("192.168.0.0/16", C.PRIVATE, "RFC 1918", False),
-    _v4("192.175.48.0/24", C.AS112, "RFC 7534", True),
-    _v4("198.18.0.0/15", C.BENCHMARKING, "RFC 2544", False),
-    _v4("198.51.100.0/24", C.DOCUMENTATION, "RFC 5737", False),
-    _v4("203.0.113.0/24", C.DOCUMENTATION, "RFC 5737", False),
-    _v4("224.0.0.0/4", C.MULTICAST, "RFC 5771", False),
-    _v4("240.0.0.0/4", C.RESERVED, "RFC 1112", False),
-    _v4("255.255.255.255/32", C.BROADCAST, "RFC 919", False),
+    _v4("0.0.0.0/8", _C.THIS_NETWORK, "RFC 791", False),
+    _v4("0.0.0.0/32", _C.UNSPECIFIED, "RFC 1122", False),
+    _v4("10.0.0.0/8", _C.PRIVATE, "RFC 1918", False),
+    _v4("100.64.0.0/10", _C.CGNAT, "RFC 6598", False),
+    _v4("127.0.0.0/8", _C.LOOPBACK, "RFC 1122", False),
+    _v4("169.254.0.0/16", _C.LINK_LOCAL, "RFC 3927", False),
+    _v4("172.16.0.0/12", _C.PRIVATE, "RFC 1918", False),
+    _v4("192.0.0.0/24", _C.IETF_PROTOCOL, "RFC 6890", False),
+    _v4("192.0.0.0/29", _C.CLAT, "RFC 7335", False),
+    _v4("192.0.0.8/32", _C.DUMMY, "RFC 7600", False),
+    _v4("192.0.0.9/32", _C.PCP_ANYCAST, "RFC 7723", True),
+    _v4("192.0.0.10/32", _C.TURN_ANYCAST, "RFC 8155", True),
+    _v4("192.0.0.170/32", _C.NAT64_DISCOVERY, "RFC 8880", False),
+    _v4("192.0.0.171/32", _C.NAT64_DISCOVERY, "RFC 8880", False),
+    _v4("192.0.2.0/24", _C.DOCUMENTATION, "RFC 5737", False),
+    _v4("192.31.196.0/24", _C.AS112, "RFC 7535", True),
+    _v4("192.52.193.0/24", _C.AMT, "RFC 7450", True),
+    _v4("192.88.99.0/24", _C.SIXTOFOUR_RELAY, "RFC 7526", True),
+    _v4("192.168.0.0/16", _C.PRIVATE, "RFC 1918", False),
+    _v4("192.175.48.0/24", _C.AS112, "RFC 7534", True),
+    _v4("198.18.0.0/15", _C.BENCHMARKING, "RFC 2544", False),
+    _v4("198.51.100.0/24", _C.DOCUMENTATION, "RFC 5737", False),
+    _v4("203.0.113.0/24", _C.DOCUMENTATION, "RFC 5737", False),
+    _v4("224.0.0.0/4", _C.MULTICAST, "RFC 5771", False),
+    _v4("240.0.0.0/4", _C.RESERVED, "RFC 1112", False),
+    _v4("255.255.255.255/32", _C.BROADCAST, "RFC 919", False),
     # IPv6 (IANA IPv6 Special-Purpose Address Registry, plus the address-space registry).
-    _v6("::/128", C.UNSPECIFIED, "RFC 4291", False),
-    _v6("::1/128", C.LOOPBACK, "RFC 4291", False),
-    _v6("::ffff:0:0/96", C.IPV4_MAPPED, "RFC 4291", False),
-    _v6("64:ff9b::/96", C.NAT64_WKP, "RFC 6052", True),
-    _v6("64:ff9b:1::/48", C.NAT64_LOCAL, "RFC 8215", False),
-    _v6("100::/64", C.DISCARD, "RFC 6666", False),
-    _v6("100:0:0:1::/64", C.DUMMY, "RFC 9780", False),
-    _v6("2001::/23", C.IETF_PROTOCOL, "RFC 2928", False),
-    _v6("2001::/32", C.TEREDO, "RFC 4380", None),
-    _v6("2001:1::1/128", C.PCP_ANYCAST, "RFC 7723", True),
-    _v6("2001:1::2/128", C.TURN_ANYCAST, "RFC 8155", True),
-    _v6("2001:1::3/128", C.SRP_ANYCAST, "RFC 9665", True),
-    _v6("2001:2::/48", C.BENCHMARKING, "RFC 5180", False),
-    _v6("2001:3::/32", C.AMT, "RFC 7450", True),
-    _v6("2001:4:112::/48", C.AS112, "RFC 7535", True),
-    _v6("2001:5::/32", C.LISP_EID, "RFC 7954", True),
-    _v6("2001:10::/28", C.ORCHID, "RFC 4843", False),
-    _v6("2001:20::/28", C.ORCHID, "RFC 7343", True),
-    _v6("2001:30::/28", C.DRIP, "RFC 9374", True),
-    _v6("2001:db8::/32", C.DOCUMENTATION, "RFC 3849", False),
-    _v6("2002::/16", C.SIXTOFOUR, "RFC 3056", None),
-    _v6("2620:4f:8000::/48", C.AS112, "RFC 7534", True),
-    _v6("3fff::/20", C.DOCUMENTATION, "RFC 9637", False),
-    _v6("5f00::/16", C.SEGMENT_ROUTING, "RFC 9602", False),
-    _v6("fc00::/7", C.ULA, "RFC 4193", False),
-    _v6("fe80::/10", C.LINK_LOCAL, "RFC 4291", False),
-    _v6("fec0::/10", C.SITE_LOCAL, "RFC 3879", False),
-    _v6("ff00::/8", C.MULTICAST, "RFC 4291", False),
+    _v6("::/128", _C.UNSPECIFIED, "RFC 4291", False),
+    _v6("::1/128", _C.LOOPBACK, "RFC 4291", False),
+    _v6("::ffff:0:0/96", _C.IPV4_MAPPED, "RFC 4291", False),
+    _v6("64:ff9b::/96", _C.NAT64_WKP, "RFC 6052", True),
+    _v6("64:ff9b:1::/48", _C.NAT64_LOCAL, "RFC 8215", False),
+    _v6("100::/64", _C.DISCARD, "RFC 6666", False),
+    _v6("100:0:0:1::/64", _C.DUMMY, "RFC 9780", False),
+    _v6("2001::/23", _C.IETF_PROTOCOL, "RFC 2928", False),
+    _v6("2001::/32", _C.TEREDO, "RFC 4380", None),
+    _v6("2001:1::1/128", _C.PCP_ANYCAST, "RFC 7723", True),
+    _v6("2001:1::2/128", _C.TURN_ANYCAST, "RFC 8155", True),
+    _v6("2001:1::3/128", _C.SRP_ANYCAST, "RFC 9665", True),
+    _v6("2001:2::/48", _C.BENCHMARKING, "RFC 5180", False),
+    _v6("2001:3::/32", _C.AMT, "RFC 7450", True),
+    _v6("2001:4:112::/48", _C.AS112, "RFC 7535", True),
+    _v6("2001:5::/32", _C.LISP_EID, "RFC 7954", True),
+    _v6("2001:10::/28", _C.ORCHID, "RFC 4843", False),
+    _v6("2001:20::/28", _C.ORCHID, "RFC 7343", True),
+    _v6("2001:30::/28", _C.DRIP, "RFC 9374", True),
+    _v6("2001:db8::/32", _C.DOCUMENTATION, "RFC 3849", False),
+    _v6("2002::/16", _C.SIXTOFOUR, "RFC 3056", None),
+    _v6("2620:4f:8000::/48", _C.AS112, "RFC 7534", True),
+    _v6("3fff::/20", _C.DOCUMENTATION, "RFC 9637", False),
+    _v6("5f00::/16", _C.SEGMENT_ROUTING, "RFC 9602", False),
+    _v6("fc00::/7", _C.ULA, "RFC 4193", False),
+    _v6("fe80::/10", _C.LINK_LOCAL, "RFC 4291", False),
+    _v6("fec0::/10", _C.SITE_LOCAL, "RFC 3879", False),
+    _v6("ff00::/8", _C.MULTICAST, "RFC 4291", False),
 )
-del C
 
 NAT64_WELL_KNOWN_PREFIX = IPv6Network("64:ff9b::/96")
 """RFC 6052 §2.1 Well-Known Prefix."""
 NAT64_LOCAL_USE_PREFIX = IPv6Network("64:ff9b:1::/48")
 """RFC 8215 local-use IPv4/IPv6 translation prefix."""
+_WKP_HIGH = int(NAT64_WELL_KNOWN_PREFIX.network_address) >> 32
 GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
+"""IPv6 global unicast space (RFC 4291 §2.4); the rest is reserved or special."""
 
 MEDIA_UNTRUSTED: frozenset[AddressClass] = frozenset(
     {
@@ -179,15 +180,15 @@ class _Index:
 
     __slots__ = ("levels",)
 
-    def __init__(self, rows: Iterable[SpecialRange]) -> None:
+    def __init__(self, rows: Iterable[SpecialRange], bits: int) -> None:
         by_len: dict[int, dict[int, list[SpecialRange]]] = {}
         for row in rows:
-            net = row.network
-            level = by_len.setdefault(net.prefixlen, {})
-            level.setdefault(int(net.network_address), []).append(row)
+            level = by_len.setdefault(row.network.prefixlen, {})
+            level.setdefault(int(row.network.network_address), []).append(row)
+        all_ones = (1 << bits) - 1
         self.levels: tuple[tuple[int, dict[int, tuple[SpecialRange, ...]]], ...] = tuple(
-            (int(next(iter(level.values()))[0].network.netmask), _freeze(level))
-            for _, level in sorted(by_len.items(), reverse=True)
+            (all_ones ^ (all_ones >> plen), {k: tuple(v) for k, v in level.items()})
+            for plen, level in sorted(by_len.items(), reverse=True)
         )
 
     def lookup(self, value: int) -> tuple[SpecialRange, ...]:
@@ -206,12 +207,8 @@ class _Index:
         return None
 
 
-def _freeze(level: dict[int, list[SpecialRange]]) -> dict[int, tuple[SpecialRange, ...]]:
-    return {key: tuple(rows) for key, rows in level.items()}
-
-
-_INDEX_V4 = _Index(r for r in SPECIAL_RANGES if r.network.version == 4)
-_INDEX_V6 = _Index(r for r in SPECIAL_RANGES if r.network.version == 6)
+_INDEX_V4 = _Index((r for r in SPECIAL_RANGES if r.network.version == 4), 32)
+_INDEX_V6 = _Index((r for r in SPECIAL_RANGES if r.network.version == 6), 128)
 
 
 def special_ranges(addr: IPAddress) -> tuple[SpecialRange, ...]:
@@ -252,7 +249,7 @@ def is_globally_reachable(addr: IPAddress) -> bool:
         return row is None or bool(row.global_)
     row = _INDEX_V6.most_specific(value)
     if row is None:
-        return addr in GLOBAL_UNICAST_V6
+        return value >> 125 == 0b001  # 2000::/3
     if row.global_ is None:
         v4 = embedded_ipv4(addr)
         return v4 is not None and is_globally_reachable(v4)
@@ -289,13 +286,12 @@ def embedded_ipv4(addr: IPAddress) -> IPv4Address | None:
     if not isinstance(addr, IPv6Address):
         return None
     value = int(addr)
-    top = value >> 96
-    if value >> 32 == 0xFFFF:
+    if value >> 32 == 0xFFFF:  # ::ffff:0:0/96
         return IPv4Address(value & 0xFFFFFFFF)
-    if value >> 112 == 0x2002:
+    if value >> 112 == 0x2002:  # 2002::/16, IPv4 in bits 16..47
         return IPv4Address((value >> 80) & 0xFFFFFFFF)
-    if top == 0x20010000:
+    if value >> 96 == 0x20010000:  # 2001::/32, client IPv4 inverted in the last 32 bits
         return IPv4Address(~value & 0xFFFFFFFF)
-    if value >> 32 == int(NAT64_WELL_KNOWN_PREFIX.network_address) >> 32:
+    if value >> 32 == _WKP_HIGH:  # 64:ff9b::/96
         return IPv4Address(value & 0xFFFFFFFF)
     return None

@@ -1,7 +1,8 @@
 # SDP data model (RFC 8866).
 #
 # Rules:
-# - Every message is a frozen, slotted dataclass; rewriting builds new ones (``dataclasses.replace``).
+# - Every message is a frozen, slotted dataclass; rewriting builds new ones
+#   (``dataclasses.replace``).
 # - Session fields follow RFC 8866 §5 order: v o s i u e p c b t r z k a, then m= sections
 #   with i c b k a. The serializer writes that order, whatever order the input had.
 # - Wire tokens the gateway never interprets stay ``str`` (nettype, usernames, protos, formats);
@@ -12,7 +13,7 @@
 #   ``Fingerprint`` RFC 8122, ``Group`` RFC 5888, ``Ssrc`` RFC 5576, ``Extmap`` RFC 8285,
 #   ``Candidate`` RFC 8839 in ``ice.py``); every other one is an ``Attribute`` kept verbatim.
 #   Lines of an unknown type (``x=...``) are ``UnknownLine`` entries among the attributes.
-# - Addresses are written bare in RFC 5952 form, IPv4-mapped IPv6 with a dotted tail (§5).
+# - Addresses are ``hosts.Address``: written bare, RFC 5952 form (see ``hosts.py``).
 """SDP session and media descriptions as frozen dataclasses."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import ClassVar
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.sdp.hosts import Address, family_of_address, format_address
 from rtc64.sdp.ice import Candidate
+
 
 class Direction(enum.Enum):
     """Media direction attributes (RFC 8866 §6.7, RFC 3264 §5.1)."""
@@ -391,8 +393,4 @@ class SessionDescription(_AttributeAccess):
 
     def media_direction(self, index: int) -> Direction:
         """Effective direction of media ``index`` (media level, session level, sendrecv)."""
-        return (
-            self.media[index].direction
-            or _direction_in(self.attributes)
-            or Direction.SENDRECV
-        )
+        return self.media[index].direction or _direction_in(self.attributes) or Direction.SENDRECV

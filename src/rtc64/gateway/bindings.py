@@ -1,0 +1,236 @@
+# Location-service data: one registered contact of an address-of-record (RFC 3261 §10).
+#
+# Rules:
+# - A Binding is a frozen, slotted value; wire values (Contact URI, Call-ID, Path, instance,
+#   User-Agent) stay bytes, exactly as registered. Addresses are ``ipaddress`` objects and keep
+#   everything: IPv4-mapped IPv6 stays IPv6, a zone id (``fe80::1%eth0``) stays attached.
+# - ``expires_at`` is absolute wall-clock seconds (``time.time()`` scale) so every gateway
+#   sharing a store agrees on it; a binding is live while ``now < expires_at``.
+# - The AOR key is canonical: ``sip:user@host`` with the host lower-case (IP hosts in their
+#   one formatted form), user exact after %-unescaping, URI parameters and port removed
+#   (RFC 3261 §10.3 step 5).
+# - The dict form (``to_dict``/``from_dict``) is what both store backends write: JSON-able,
+#   compact (absent values are omitted), and exact: bytes map 1:1 to latin-1 code points,
+#   floats round-trip through ``repr``.
+# RFC 3261 §10.3, RFC 3327 (Path), RFC 5626 (+sip.instance, reg-id).
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.net.address import format_host, parse_hostport
+
+IPAddress = IPv4Address | IPv6Address
+
+TRANSPORTS = frozenset({"udp", "tcp", "tls", "ws", "wss"})
+MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: CSeq sequence numbers are below 2**31
+MAX_REG_ID = 2**31 - 1  # RFC 5626 §4.2: reg-id is 1..2**31-1
+
+_AOR_RE = re.compile(rb"^(sips?):(?:([^@]*)@)?([^;?]+)", re.IGNORECASE)
+
+
+def _latin1(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+def _unlatin1(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError(f"binding field {what}: expected a string, got {type(text).__name__}")
+    return text.encode("latin-1")
+
+
+def canonical_aor(uri: bytes | str) -> str:
+    """The location-service key for a To/Request-URI: ``sip:user@host`` (RFC 3261 §10.3 #5).
+
+    Drops URI parameters, headers and the port, unescapes the user part, lower-cases the
+    host (IP hosts are re-formatted, ``[2001:DB8:0::1]`` -> ``[2001:db8::1]``). ``sips:``
+    AORs share the ``sip:`` key (as Kamailio's usrloc does); the sip layer decides whether
+    a target must be reached over TLS. Raises ``RemoteProtocolError`` (400) for a URI that
+    is not a SIP/SIPS URI with a valid host.
+
+    The sip engineer's URI parser should later supply user and host directly.
+    """
+    raw = uri.encode("utf-8") if isinstance(uri, str) else uri
+    m = _AOR_RE.match(raw.strip())
+    if m is None:
+        raise RemoteProtocolError("Bad Request: address-of-record is not a SIP URI")
+    user_raw, hostport = m[2], m[3]
+    host = format_host(parse_hostport(hostport).host)
+    if user_raw is None:
+        return f"sip:{host}"
+    user_bytes = unquote_to_bytes(user_raw.partition(b":")[0])  # drop a password, if any
+    try:
+        user = user_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("Bad Request: address-of-record user is not UTF-8") from None
+    return f"sip:{user}@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One contact registered for an address-of-record, with what the registrar saw."""
+
+    aor: str
+    contact: bytes
+    expires_at: float
+    call_id: bytes
+    cseq: int
+    transport: str
+    listener: str
+    q: float | None = None
+    received_ip: IPAddress | None = None
+    received_port: int | None = None
+    path: tuple[bytes, ...] = ()
+    instance: bytes | None = None
+    reg_id: int | None = None
+    user_agent: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.aor or not self.contact:
+            raise ValueError("binding needs an aor and a contact")
+        if not math.isfinite(self.expires_at):
+            raise ValueError(f"binding expires_at must be finite, got {self.expires_at!r}")
+        if self.q is not None and not 0.0 <= self.q <= 1.0:
+            raise ValueError(f"binding q must be within 0..1, got {self.q!r}")
+        if not 0 <= self.cseq <= MAX_CSEQ:
+            raise ValueError(f"binding cseq out of range: {self.cseq}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"binding transport must be one of {sorted(TRANSPORTS)}")
+        if self.received_port is not None and not 0 < self.received_port <= 65535:
+            raise ValueError(f"binding received_port out of range: {self.received_port}")
+        if self.reg_id is not None and not 1 <= self.reg_id <= MAX_REG_ID:
+            raise ValueError(f"binding reg_id out of range: {self.reg_id}")
+        if not isinstance(self.path, tuple):
+            raise ValueError("binding path must be a tuple of bytes")
+
+    def is_live(self, now: float) -> bool:
+        """True while the binding has not expired at ``now``."""
+        return now < self.expires_at
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds left at ``now`` (rounded, never negative): the Contact ``expires``."""
+        return max(0, round(self.expires_at - now))
+
+    @property
+    def effective_q(self) -> float:
+        """The q-value used for ordering: an absent q counts as 1.0 (highest)."""
+        return 1.0 if self.q is None else self.q
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-able form; ``from_dict`` restores an equal Binding."""
+        out: dict[str, Any] = {
+            "aor": self.aor,
+            "contact": _latin1(self.contact),
+            "expires_at": self.expires_at,
+            "call_id": _latin1(self.call_id),
+            "cseq": self.cseq,
+            "transport": self.transport,
+            "listener": self.listener,
+        }
+        if self.q is not None:
+            out["q"] = self.q
+        if self.received_ip is not None:
+            out["ip"] = str(self.received_ip)
+        if self.received_port is not None:
+            out["port"] = self.received_port
+        if self.path:
+            out["path"] = [_latin1(p) for p in self.path]
+        if self.instance is not None:
+            out["instance"] = _latin1(self.instance)
+        if self.reg_id is not None:
+            out["reg_id"] = self.reg_id
+        if self.user_agent:
+            out["ua"] = _latin1(self.user_agent)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Binding:
+        """Rebuild a Binding from ``to_dict`` output; ``ValueError`` if it is malformed."""
+        try:
+            ip = data.get("ip")
+            q = data.get("q")
+            instance = data.get("instance")
+            return cls(
+                aor=_str(data["aor"], "aor"),
+                contact=_unlatin1(data["contact"], "contact"),
+                expires_at=_float(data["expires_at"], "expires_at"),
+                call_id=_unlatin1(data["call_id"], "call_id"),
+                cseq=_int(data["cseq"], "cseq"),
+                transport=_str(data["transport"], "transport"),
+                listener=_str(data["listener"], "listener"),
+                q=None if q is None else _float(q, "q"),
+                received_ip=None if ip is None else ip_address(_str(ip, "ip")),
+                received_port=_opt_int(data.get("port"), "port"),
+                path=tuple(_unlatin1(p, "path") for p in _list(data.get("path", []), "path")),
+                instance=None if instance is None else _unlatin1(instance, "instance"),
+                reg_id=_opt_int(data.get("reg_id"), "reg_id"),
+                user_agent=_unlatin1(data.get("ua", ""), "ua"),
+            )
+        except KeyError as exc:
+            raise ValueError(f"binding field {exc.args[0]} missing") from None
+
+    def to_json(self) -> str:
+        """``to_dict`` as compact ASCII JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Binding:
+        """Inverse of ``to_json``; ``ValueError`` if malformed."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("binding JSON must be an object")
+        return cls.from_dict(data)
+
+
+def bindings_to_json(bindings: tuple[Binding, ...] | list[Binding]) -> str:
+    """One AOR's bindings as a JSON array (the Redis value form)."""
+    return json.dumps([b.to_dict() for b in bindings], separators=(",", ":"))
+
+
+def bindings_from_json(text: str | bytes) -> list[Binding]:
+    """Inverse of ``bindings_to_json``; ``ValueError`` if malformed."""
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("bindings JSON must be an array")
+    out = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ValueError("each binding must be a JSON object")
+        out.append(Binding.from_dict(item))
+    return out
+
+
+def _str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"binding field {what}: expected a string")
+    return value
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"binding field {what}: expected an integer")
+    return value
+
+
+def _opt_int(value: object, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _float(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"binding field {what}: expected a number")
+    return float(value)
+
+
+def _list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"binding field {what}: expected a list")
+    return value

@@ -1,0 +1,311 @@
+"""Abuse protection: per-source request rate limit and authentication failure blocking.
+
+Rules:
+
+- Pure: ``now`` (seconds, any monotonic clock) is passed in; no clock reads, no I/O. A clock
+  that steps back counts as no time passed.
+- Sources are keyed by prefix, not by address: IPv6 by /64 (RFC 7421: one host or link owns
+  a /64, and rotating through it is free), IPv4 by /32; both prefix lengths are
+  configurable. IPv4-mapped IPv6 sources count as IPv4. Usernames are keyed as given.
+- Memory is bounded: idle keys are dropped as they are met (oldest first), and past
+  ``max_keys`` the least recently used key goes. Active blocks live in their own table,
+  so flooding the failure table with new keys cannot lift a block.
+- ``AuthFailureTracker`` blocks a key after ``max_failures`` failures within ``window``
+  seconds, for ``block_seconds``; blocks expire by themselves. Counters are plain
+  attributes for metrics; each block is reported once as a ``BlockEvent`` (callback and a
+  bounded queue).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from rtc64.errors import LocalProtocolError
+
+IPAddress = IPv4Address | IPv6Address
+SourceKey = IPv4Network | IPv6Network
+Key = IPv4Network | IPv6Network | str
+"""A tracker key: a source prefix or a username."""
+
+
+def source_key(address: IPAddress, *, v4_prefix: int = 32, v6_prefix: int = 64) -> SourceKey:
+    """The prefix ``address`` is counted under (IPv4-mapped IPv6 counts as IPv4)."""
+    if isinstance(address, IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is None:
+            shift = 128 - v6_prefix
+            return IPv6Network(((int(address) >> shift) << shift, v6_prefix))
+        address = mapped
+    shift = 32 - v4_prefix
+    return IPv4Network(((int(address) >> shift) << shift, v4_prefix))
+
+
+def _check_prefixes(v4_prefix: int, v6_prefix: int) -> None:
+    if not 0 <= v4_prefix <= 32 or not 0 <= v6_prefix <= 128:
+        raise LocalProtocolError(f"bad prefix lengths /{v4_prefix} /{v6_prefix}")
+
+
+# --- request rate ----------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Requests per second per source prefix, with a burst allowance.
+
+    Each key holds ``burst`` tokens, refilled at ``rate`` per second; a request takes one.
+    ``rate`` 0 turns the limiter off. A key whose bucket has refilled is forgotten (it is
+    the same as a new key), so memory follows the number of recently active sources.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "allowed",
+        "burst",
+        "evictions",
+        "limited",
+        "max_keys",
+        "rate",
+        "v4_prefix",
+        "v6_prefix",
+    )
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        max_keys: int = 65536,
+        v4_prefix: int = 32,
+        v6_prefix: int = 64,
+    ) -> None:
+        if rate < 0 or burst < 1 or max_keys < 1:
+            raise LocalProtocolError("rate must be >= 0, burst >= 1, max_keys >= 1")
+        _check_prefixes(v4_prefix, v6_prefix)
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self.v4_prefix = v4_prefix
+        self.v6_prefix = v6_prefix
+        self.allowed = 0
+        """Requests let through (counter for metrics)."""
+        self.limited = 0
+        """Requests refused (counter for metrics)."""
+        self.evictions = 0
+        """Active buckets dropped because the table was full."""
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def key(self, source: IPAddress) -> SourceKey:
+        return source_key(source, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+
+    def allow(self, source: IPAddress, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``source``'s bucket; False (and nothing taken) if short."""
+        if self.rate == 0:
+            self.allowed += 1
+            return True
+        self._sweep(now)
+        key = self.key(source)
+        buckets = self._buckets
+        found = buckets.pop(key, None)
+        if found is None:
+            tokens = self.burst
+        else:
+            tokens, last = found
+            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+        ok = tokens >= cost
+        if ok:
+            tokens -= cost
+            self.allowed += 1
+        else:
+            self.limited += 1
+        buckets[key] = (tokens, now)  # most recently used last
+        while len(buckets) > self.max_keys:
+            buckets.popitem(last=False)
+            self.evictions += 1
+        return ok
+
+    def retry_after(self, source: IPAddress, now: float, cost: float = 1.0) -> float:
+        """Seconds until ``source`` has ``cost`` tokens (0 if it has them now)."""
+        found = self._buckets.get(self.key(source))
+        if self.rate == 0 or found is None:
+            return 0.0
+        tokens, last = found
+        tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+        return max(0.0, (cost - tokens) / self.rate)
+
+    def _sweep(self, now: float) -> None:
+        """Forget full buckets from the least recently used end."""
+        buckets = self._buckets
+        while buckets:
+            key, (tokens, last) = next(iter(buckets.items()))
+            if tokens + (now - last) * self.rate < self.burst:
+                return
+            del buckets[key]
+
+
+# --- authentication failures -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEvent:
+    """A key was blocked: log "blocked {key} for {seconds} s after {failures} failures"."""
+
+    key: Key
+    failures: int
+    seconds: float
+    at: float
+
+    def __str__(self) -> str:
+        what = "user" if isinstance(self.key, str) else "source"
+        return f"blocked {what} {self.key} for {self.seconds:g} s after {self.failures} failures"
+
+
+class AuthFailureTracker:
+    """Blocks a source prefix or a username after too many failed authentications.
+
+    The caller checks ``is_blocked`` for both the source and the username before verifying,
+    then records the outcome for both. A success clears the failure count of a key; it does
+    not lift a block.
+    """
+
+    __slots__ = (
+        "_blocks",
+        "_failures",
+        "_queue",
+        "block_seconds",
+        "blocks",
+        "evictions",
+        "failures",
+        "max_failures",
+        "max_keys",
+        "on_block",
+        "v4_prefix",
+        "v6_prefix",
+        "window",
+    )
+
+    def __init__(
+        self,
+        max_failures: int,
+        window: float,
+        block_seconds: float,
+        *,
+        max_keys: int = 65536,
+        v4_prefix: int = 32,
+        v6_prefix: int = 64,
+        on_block: Callable[[BlockEvent], None] | None = None,
+        max_events: int = 1024,
+    ) -> None:
+        if max_failures < 1 or window <= 0 or block_seconds <= 0 or max_keys < 1:
+            raise LocalProtocolError(
+                "max_failures >= 1, window > 0, block_seconds > 0 and max_keys >= 1"
+            )
+        _check_prefixes(v4_prefix, v6_prefix)
+        self.max_failures = max_failures
+        self.window = float(window)
+        self.block_seconds = float(block_seconds)
+        self.max_keys = max_keys
+        self.v4_prefix = v4_prefix
+        self.v6_prefix = v6_prefix
+        self.on_block = on_block
+        self.failures = 0
+        """Failures recorded (counter for metrics)."""
+        self.blocks = 0
+        """Blocks started (counter for metrics)."""
+        self.evictions = 0
+        """Keys with live failures or blocks dropped because a table was full."""
+        self._failures: OrderedDict[Key, deque[float]] = OrderedDict()
+        self._blocks: OrderedDict[Key, float] = OrderedDict()  # key -> until, oldest first
+        self._queue: deque[BlockEvent] = deque(maxlen=max_events)
+
+    def key(self, key: IPAddress | str) -> Key:
+        """Normalise: an address becomes its prefix, a username stays as it is."""
+        if isinstance(key, str):
+            return key
+        return source_key(key, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+
+    def is_blocked(self, key: IPAddress | str, now: float) -> float | None:
+        """Seconds of block left for ``key``, or None when it may try."""
+        self._sweep(now)
+        until = self._blocks.get(self.key(key))
+        if until is None or until <= now:
+            return None
+        return until - now
+
+    def check(self, source: IPAddress, username: str | None, now: float) -> float | None:
+        """The longest block left on ``source`` or ``username``, or None."""
+        left = [self.is_blocked(source, now)]
+        if username is not None:
+            left.append(self.is_blocked(username, now))
+        return max((s for s in left if s is not None), default=None)
+
+    def record_failure(self, key: IPAddress | str, now: float) -> BlockEvent | None:
+        """Count a failure; returns the ``BlockEvent`` when this one starts a block."""
+        self._sweep(now)
+        k = self.key(key)
+        self.failures += 1
+        until = self._blocks.get(k)
+        if until is not None and until > now:
+            return None  # already blocked: the block is not extended
+        times = self._failures.pop(k, None)
+        if times is None:
+            times = deque(maxlen=self.max_failures)
+        times.append(now)
+        if len(times) < self.max_failures or now - times[0] > self.window:
+            self._failures[k] = times
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+                self.evictions += 1
+            return None
+        return self._block(k, now)
+
+    def record_success(self, key: IPAddress | str, now: float) -> None:
+        """Forget the failures of ``key`` (a block, if any, runs its course)."""
+        self._sweep(now)
+        self._failures.pop(self.key(key), None)
+
+    def pop_events(self) -> list[BlockEvent]:
+        """The blocks started since the last call, oldest first (bounded queue)."""
+        events = list(self._queue)
+        self._queue.clear()
+        return events
+
+    def blocked_count(self, now: float) -> int:
+        """Keys blocked right now (gauge for metrics)."""
+        self._sweep(now)
+        return len(self._blocks)
+
+    def __len__(self) -> int:
+        return len(self._failures) + len(self._blocks)
+
+    def _block(self, k: Key, now: float) -> BlockEvent:
+        self._blocks.pop(k, None)
+        self._blocks[k] = now + self.block_seconds
+        while len(self._blocks) > self.max_keys:
+            self._blocks.popitem(last=False)  # the one that ends soonest
+            self.evictions += 1
+        self.blocks += 1
+        event = BlockEvent(k, self.max_failures, self.block_seconds, now)
+        self._queue.append(event)
+        if self.on_block is not None:
+            self.on_block(event)
+        return event
+
+    def _sweep(self, now: float) -> None:
+        """Drop ended blocks and failure histories that left the window, oldest first."""
+        blocks = self._blocks
+        while blocks:
+            key, until = next(iter(blocks.items()))
+            if until > now:
+                break
+            del blocks[key]
+        failures = self._failures
+        while failures:
+            key, times = next(iter(failures.items()))
+            if now - times[-1] <= self.window:
+                break
+            del failures[key]

@@ -1,0 +1,280 @@
+# Registrar binding logic: RFC 3261 §10.3 steps 6-8, pure (no I/O, the time is passed in).
+#
+# Rules:
+# - The caller has done steps 1-5 (domain, Require, authentication, authorization, AOR from
+#   To) and hands over the AOR's current bindings and the REGISTER's parsed facts; the result
+#   is the AOR's complete new binding set plus the response to send. A request that fails
+#   changes nothing (the set is returned as it was).
+# - Step 6, ``Contact: *``: only alone and with ``Expires: 0``, else 400; removes every
+#   binding, unless one with the same Call-ID has a CSeq >= the request's (then 500).
+# - Step 7, per contact: expiry = the contact's ``expires`` param, else the Expires header,
+#   else the policy default; over max is cut to max; ``0 < e < min`` (and below one hour,
+#   the "if and only if" of §10.3) answers 423 with Min-Expires; 0 removes. A binding that
+#   exists with the same Call-ID and a CSeq >= the request's aborts the request with 500.
+#   Bindings created earlier in the same request are not CSeq-checked again.
+# - Matching: RFC 5626 §6 - a contact with ``+sip.instance`` and ``reg-id`` is the binding
+#   of that (instance, reg-id) flow and replaces it whatever its URI; at most one such
+#   contact per REGISTER (else 400); ``reg-id`` without ``+sip.instance`` is ignored. Other
+#   contacts match by URI (``same_contact``, RFC 3261 §19.1.4) among non-flow bindings.
+# - Step 8: the 200 lists every live binding with its remaining seconds. Bindings are kept
+#   ordered by q, highest first (an absent q counts as 1.0), stable for equal q.
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.gateway.bindings import MAX_CSEQ, MAX_REG_ID, Binding, IPAddress
+from rtc64.net.address import format_host, parse_hostport
+
+ONE_HOUR = 3600  # RFC 3261 §10.3 step 7: 423 only for intervals below one hour
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSpec:
+    """One Contact of a REGISTER, as the sip layer parsed it."""
+
+    uri: bytes
+    expires: int | None = None
+    q: float | None = None
+    instance: bytes | None = None
+    reg_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest:
+    """The facts of a REGISTER the registrar needs (after RFC 3261 §10.3 steps 1-5)."""
+
+    aor: str
+    contacts: tuple[ContactSpec, ...]
+    wildcard: bool
+    expires: int | None
+    call_id: bytes
+    cseq: int
+    source_ip: IPAddress | None
+    source_port: int | None
+    transport: str
+    listener: str
+    path: tuple[bytes, ...] = ()
+    user_agent: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarPolicy:
+    """Expiry limits in seconds (configuration ``registrar.*``)."""
+
+    min_expires: int = 60
+    max_expires: int = 7200
+    default_expires: int = 3600
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_expires <= self.max_expires:
+            raise ValueError("registrar policy needs 0 <= min_expires <= max_expires")
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("registrar policy needs min <= default_expires <= max")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContact:
+    """A binding to list in the 200 with its remaining ``expires`` seconds."""
+
+    binding: Binding
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOutcome:
+    """What to store and what to answer.
+
+    ``bindings`` is the AOR's complete set to store (``changed`` says whether it differs
+    from the live set passed in); ``contacts`` is for a 200; ``min_expires`` is the
+    Min-Expires header value of a 423; ``detail`` says why a request failed (for logs).
+    """
+
+    status: int
+    reason: str
+    bindings: tuple[Binding, ...]
+    contacts: tuple[ReplyContact, ...] = ()
+    min_expires: int | None = None
+    changed: bool = False
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+def same_contact(a: bytes, b: bytes) -> bool:
+    """Whether two Contact URIs name the same binding (simplified RFC 3261 §19.1.4).
+
+    Scheme and host compare case-insensitively (IP hosts as binary values), user info and
+    port exactly, URI parameters as a case-insensitive set; ``?headers`` are ignored.
+    TODO: call the sip layer's full URI comparison once it exists.
+    """
+    return a == b or _contact_key(a) == _contact_key(b)
+
+
+def _contact_key(uri: bytes) -> tuple[bytes, bytes, object, frozenset[bytes]]:
+    scheme, _, rest = uri.strip().partition(b":")
+    userinfo, at, hostpart = rest.partition(b"@")
+    if not at:
+        userinfo, hostpart = b"", rest
+    hostport_raw, _, params_raw = hostpart.partition(b";")
+    hostport_raw = hostport_raw.partition(b"?")[0]
+    params_raw = params_raw.partition(b"?")[0]
+    host: object
+    try:
+        hp = parse_hostport(hostport_raw)
+        host = (format_host(hp.host), hp.port)
+    except RemoteProtocolError:
+        host = hostport_raw.lower()
+    params = frozenset(p.strip().lower() for p in params_raw.split(b";") if p.strip())
+    return scheme.lower(), userinfo, host, params
+
+
+def _instance_key(instance: bytes) -> bytes:
+    """``+sip.instance`` compared without its quotes and angle brackets, case-insensitively."""
+    return instance.strip().strip(b'"').strip().strip(b"<>").lower()
+
+
+def _flow_key(instance: bytes | None, reg_id: int | None) -> tuple[bytes, int] | None:
+    if instance is None or reg_id is None:
+        return None
+    return _instance_key(instance), reg_id
+
+
+def _fail(
+    status: int, reason: str, live: Sequence[Binding], detail: str, min_expires: int | None = None
+) -> RegisterOutcome:
+    return RegisterOutcome(
+        status, reason, tuple(live), min_expires=min_expires, changed=False, detail=detail
+    )
+
+
+def _bad(live: Sequence[Binding], detail: str) -> RegisterOutcome:
+    return _fail(400, "Bad Request", live, detail)
+
+
+def _success(live: Sequence[Binding], new: list[Binding], now: float) -> RegisterOutcome:
+    ordered = tuple(sorted(new, key=lambda b: -b.effective_q))
+    contacts = tuple(ReplyContact(b, b.remaining(now)) for b in ordered)
+    return RegisterOutcome(200, "OK", ordered, contacts, changed=ordered != tuple(live))
+
+
+def process_register(
+    current: Sequence[Binding], request: RegisterRequest, policy: RegistrarPolicy, now: float
+) -> RegisterOutcome:
+    """Apply a REGISTER to the AOR's ``current`` bindings at time ``now`` (RFC 3261 §10.3)."""
+    live = [b for b in current if b.is_live(now)]
+    if not 0 <= request.cseq <= MAX_CSEQ:
+        return _bad(live, f"CSeq {request.cseq} out of range")
+    if request.wildcard:
+        return _wildcard(live, request, now)
+    if not request.contacts:
+        return _success(live, live, now)  # a query: list the bindings, change nothing
+
+    # Validate the whole request before touching anything: it succeeds or fails as one.
+    granted: list[int] = []
+    flows = 0
+    for spec in request.contacts:
+        if spec.q is not None and not 0.0 <= spec.q <= 1.0:
+            return _bad(live, f"q={spec.q} out of range 0..1")
+        if spec.reg_id is not None and not 1 <= spec.reg_id <= MAX_REG_ID:
+            return _bad(live, f"reg-id={spec.reg_id} out of range")
+        wanted = _requested_expires(spec, request, policy)
+        if wanted < 0:
+            return _bad(live, f"negative expires {wanted}")
+        if 0 < wanted < policy.min_expires and wanted < ONE_HOUR:
+            return _fail(
+                423,
+                "Interval Too Brief",
+                live,
+                f"expires {wanted} below {policy.min_expires}",
+                min_expires=policy.min_expires,
+            )
+        if wanted and _flow_key(spec.instance, spec.reg_id) is not None:
+            flows += 1
+        granted.append(min(wanted, policy.max_expires))
+    if flows > 1:
+        return _bad(live, "more than one Contact with +sip.instance and reg-id")
+
+    work = [(b, False) for b in live]  # (binding, created by this request)
+    for spec, expires in zip(request.contacts, granted, strict=True):
+        index = _find(work, spec)
+        if index is not None:
+            old, fresh = work[index]
+            if not fresh and old.call_id == request.call_id and request.cseq <= old.cseq:
+                return _fail(
+                    500,
+                    "Server Internal Error",
+                    live,
+                    f"CSeq {request.cseq} not above {old.cseq} for the same Call-ID",
+                )
+        if expires == 0:
+            if index is not None:
+                del work[index]
+            continue
+        binding = _make_binding(spec, request, now + expires)
+        if index is None:
+            work.append((binding, True))
+        else:
+            work[index] = (binding, True)
+    return _success(live, [b for b, _ in work], now)
+
+
+def _wildcard(live: list[Binding], request: RegisterRequest, now: float) -> RegisterOutcome:
+    """RFC 3261 §10.3 step 6: ``Contact: *`` removes every binding of the AOR."""
+    if request.contacts:
+        return _bad(live, "Contact: * together with other contacts")
+    if request.expires != 0:
+        return _bad(live, "Contact: * without Expires: 0")
+    for old in live:
+        if old.call_id == request.call_id and request.cseq <= old.cseq:
+            return _fail(
+                500,
+                "Server Internal Error",
+                live,
+                f"CSeq {request.cseq} not above {old.cseq} for the same Call-ID",
+            )
+    return _success(live, [], now)
+
+
+def _requested_expires(spec: ContactSpec, request: RegisterRequest, policy: RegistrarPolicy) -> int:
+    if spec.expires is not None:
+        return spec.expires
+    if request.expires is not None:
+        return request.expires
+    return policy.default_expires
+
+
+def _find(work: list[tuple[Binding, bool]], spec: ContactSpec) -> int | None:
+    flow = _flow_key(spec.instance, spec.reg_id)
+    for index, (old, _) in enumerate(work):
+        old_flow = _flow_key(old.instance, old.reg_id)
+        if flow is not None:
+            if old_flow == flow:
+                return index
+        elif old_flow is None and same_contact(old.contact, spec.uri):
+            return index
+    return None
+
+
+def _make_binding(spec: ContactSpec, request: RegisterRequest, expires_at: float) -> Binding:
+    return Binding(
+        aor=request.aor,
+        contact=spec.uri,
+        expires_at=expires_at,
+        call_id=request.call_id,
+        cseq=request.cseq,
+        transport=request.transport,
+        listener=request.listener,
+        q=spec.q,
+        received_ip=request.source_ip,
+        received_port=request.source_port,
+        path=request.path,
+        instance=spec.instance,
+        # RFC 5626 §6: reg-id without +sip.instance is ignored.
+        reg_id=spec.reg_id if spec.instance is not None else None,
+        user_agent=request.user_agent,
+    )

@@ -1,0 +1,235 @@
+# SQLite location and user store: the default backend, one file under the data dir.
+#
+# Rules:
+# - WAL journal, ``synchronous=NORMAL``: a committed transaction is in the WAL (the OS page
+#   cache) before ``replace`` returns, so it survives kill -9 of the process; only a power
+#   loss can take the last commits back. ``busy_timeout`` lets a second process (``rtc64
+#   user add`` next to a running gateway) wait for the write lock instead of failing.
+# - ``replace`` is one ``BEGIN IMMEDIATE`` transaction (delete the AOR's rows, insert the new
+#   ones): readers see the old set or the new one.
+# - Every call runs on one dedicated worker thread that owns the connection (see
+#   ``SqliteStore``), so the event loop never blocks on the file and calls are serialised.
+# - Rows keep ``expires_at`` as a column (for expiry queries) and the binding in the shared
+#   JSON form (``Binding.to_json``); users are plain columns. The file is created 0600: HA1
+#   values are password-equivalent.
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from rtc64.gateway.bindings import Binding
+from rtc64.gateway.store import StoreError, check_aor
+from rtc64.gateway.users import UserRecord
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bindings (
+        aor TEXT NOT NULL,
+        pos INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (aor, pos)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS bindings_expires_at ON bindings (expires_at)",
+    """CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY,
+        realm TEXT NOT NULL,
+        ha1_md5 TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the store file and bring its schema up to date."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"sqlite {path}: cannot switch to WAL journal (got {mode})")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with _transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"sqlite {path}: schema {version} is newer than this rtc64")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # also after a failed COMMIT, so the next BEGIN works
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _decode(data: str) -> Binding:
+    try:
+        return Binding.from_json(data)
+    except ValueError as exc:
+        raise StoreError(f"sqlite: unreadable binding: {exc}") from None
+
+
+class SqliteStore:
+    """Location and user store in one SQLite file.
+
+    Threading choice: each call is a small transaction on a local file and usually takes
+    microseconds, but a WAL checkpoint fsyncs and a second process holding the write lock can
+    make a call wait up to ``BUSY_TIMEOUT``. Running inline would freeze every SIP and media
+    task for that time, so calls go to a single worker thread that owns the connection: the
+    loop only pays a thread hand-off (tens of microseconds), and the single thread also
+    serialises the calls, so no locking is needed. A cancelled caller does not undo a
+    transaction already handed to the thread; it completes or rolls back as a whole.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor):
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open or create the store at ``path``; ``StoreError`` if SQLite fails."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc64-sqlite")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
+        except (sqlite3.Error, OSError) as exc:
+            executor.shutdown(wait=False)
+            raise StoreError(f"sqlite {path}: {exc}") from exc
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, conn, executor)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"sqlite {self.path}: store is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+
+    # -- location store --
+
+    async def lookup(self, aor: str, now: float) -> list[Binding]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
+                (aor, now),
+            )
+            return [row[0] for row in rows]
+
+        return [_decode(data) for data in await self._run(work)]
+
+    async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
+        rows = [
+            (aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(check_aor(aor, bindings))
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+                conn.executemany(
+                    "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
+                )
+
+        await self._run(work)
+
+    async def expire(self, now: float) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                return conn.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount
+
+        return await self._run(work)
+
+    async def all_bindings(self, now: float) -> list[Binding]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT data FROM bindings WHERE expires_at > ? ORDER BY aor, pos", (now,)
+            )
+            return [row[0] for row in rows]
+
+        return [_decode(data) for data in await self._run(work)]
+
+    # -- user store --
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        def work(conn: sqlite3.Connection) -> tuple[str, str, str, str] | None:
+            row: tuple[str, str, str, str] | None = conn.execute(
+                "SELECT name, realm, ha1_md5, ha1_sha256 FROM users WHERE name = ?", (name,)
+            ).fetchone()
+            return row
+
+        row = await self._run(work)
+        return None if row is None else _user(row)
+
+    async def put_user(self, user: UserRecord) -> None:
+        values = (user.name, user.realm, user.ha1_md5, user.ha1_sha256)
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO users (name, realm, ha1_md5, ha1_sha256) "
+                    "VALUES (?, ?, ?, ?)",
+                    values,
+                )
+
+        await self._run(work)
+
+    async def delete_user(self, name: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._run(work)
+
+    async def list_users(self) -> list[UserRecord]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+            return list(
+                conn.execute("SELECT name, realm, ha1_md5, ha1_sha256 FROM users ORDER BY name")
+            )
+
+        return [_user(row) for row in await self._run(work)]
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+def _user(row: tuple[str, str, str, str]) -> UserRecord:
+    try:
+        return UserRecord(name=row[0], realm=row[1], ha1_md5=row[2], ha1_sha256=row[3])
+    except ValueError as exc:
+        raise StoreError(f"sqlite: unreadable user record: {exc}") from None

@@ -1,0 +1,86 @@
+# User records for digest authentication (RFC 3261 §22.4, RFC 7616 §3.4.2, RFC 8760).
+#
+# Rules:
+# - A record never holds the password: only HA1 = H(username ":" realm ":" password) for
+#   MD5 and SHA-256, lower-case hex, computed once from the password by ``from_password``.
+# - HA1 is password-equivalent for that realm: stores keep it out of logs and ``repr``, and
+#   callers compare digests with ``hmac.compare_digest``.
+# - Names and realms are compared exactly (SIP user names are case-sensitive).
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def digest_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """HA1 for ``MD5`` or ``SHA-256`` as lower-case hex (RFC 7616 §3.4.2, RFC 8760)."""
+    data = f"{username}:{realm}:{password}".encode()
+    if algorithm == "MD5":
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if algorithm == "SHA-256":
+        return hashlib.sha256(data).hexdigest()
+    raise ValueError(f"unsupported digest algorithm {algorithm!r} (MD5 or SHA-256)")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user allowed to register and call: name, realm and the digest HA1 values."""
+
+    name: str
+    realm: str
+    ha1_md5: str = field(repr=False)
+    ha1_sha256: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("user name must not be empty")
+        if not _HEX32.fullmatch(self.ha1_md5):
+            raise ValueError("ha1_md5 must be 32 lower-case hex digits")
+        if not _HEX64.fullmatch(self.ha1_sha256):
+            raise ValueError("ha1_sha256 must be 64 lower-case hex digits")
+
+    @classmethod
+    def from_password(cls, name: str, realm: str, password: str) -> UserRecord:
+        """Compute both HA1 values from the password; the password is not kept."""
+        return cls(
+            name=name,
+            realm=realm,
+            ha1_md5=digest_ha1("MD5", name, realm, password),
+            ha1_sha256=digest_ha1("SHA-256", name, realm, password),
+        )
+
+    def ha1(self, algorithm: str) -> str:
+        """HA1 for a digest ``algorithm`` (``MD5``/``SHA-256``, ``-sess`` variants alike)."""
+        base = algorithm.upper().removesuffix("-SESS")
+        if base == "MD5":
+            return self.ha1_md5
+        if base == "SHA-256":
+            return self.ha1_sha256
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-able form written by the store backends."""
+        return {
+            "name": self.name,
+            "realm": self.realm,
+            "ha1_md5": self.ha1_md5,
+            "ha1_sha256": self.ha1_sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UserRecord:
+        """Inverse of ``to_dict``; ``ValueError`` if malformed."""
+        try:
+            values = {k: data[k] for k in ("name", "realm", "ha1_md5", "ha1_sha256")}
+        except KeyError as exc:
+            raise ValueError(f"user field {exc.args[0]} missing") from None
+        if not all(isinstance(v, str) for v in values.values()):
+            raise ValueError("user fields must be strings")
+        return cls(**values)

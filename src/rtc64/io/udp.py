@@ -1,0 +1,73 @@
+# Rules (RFC 3261 §18.1.1, §18.2.1, §18.3): one datagram is one SIP message; a
+# Content-Length is optional. A datagram that does not parse goes to the owner's
+# bad-message hook (it decides between a 400 and a silent drop) and is counted; it never
+# stops the listener. Datagrams of only CR, LF or NUL bytes are keep-alives (RFC 5626
+# §3.5.1 names CRLF; some phones send NULs): counted and dropped. ICMP errors are logged.
+"""SIP over UDP: one listening socket, receive and send."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import cast
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.io.connection import ConnectionOwner
+from rtc64.io.flow import Flow, SockAddr
+from rtc64.net.address import from_sockaddr, to_sockaddr
+from rtc64.net.endpoint import Transport
+from rtc64.sip.framing import parse_datagram
+
+_KEEPALIVE_BYTES = b"\r\n\x00"
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    """Receives SIP datagrams on one socket and sends from it."""
+
+    def __init__(self, owner: ConnectionOwner, sock: socket.socket) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.local: SockAddr = from_sockaddr(sock.getsockname())
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            remote = from_sockaddr(addr)
+        except (TypeError, ValueError):
+            return
+        flow = Flow(Transport.UDP, self.local, remote)
+        if not data.strip(_KEEPALIVE_BYTES):
+            self.owner.stats.keepalives += 1
+            return
+        try:
+            msg = parse_datagram(data)
+        except RemoteProtocolError as exc:
+            self.owner.bad_message(data, exc, flow)
+            return
+        self.owner.deliver(msg, flow)
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.log.debug("UDP %s: %s", self.local, exc)
+
+    def send(self, data: bytes, remote: SockAddr) -> bool:
+        """Send one datagram to ``remote``; False if the socket refused it."""
+        if self._transport is None or self._transport.is_closing():
+            self.owner.stats.send_errors += 1
+            return False
+        try:
+            self._transport.sendto(data, to_sockaddr(*remote))
+        except (OSError, ValueError) as exc:
+            self.owner.stats.send_errors += 1
+            self.owner.log.debug("UDP send to %s failed: %s", remote, exc)
+            return False
+        self.owner.stats.sent += 1
+        return True
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self.sock.close()

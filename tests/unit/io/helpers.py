@@ -1,0 +1,160 @@
+"""Shared helpers for the transport tests: a collecting gateway stand-in and SIP samples."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.io.codec import Message, SipCodec
+from rtc64.io.connection import Limits
+from rtc64.io.flow import Flow
+from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.net.endpoint import ListenSpec, Transport
+
+V4 = ip_address("127.0.0.1")
+V6 = ip_address("::1")
+
+
+def options(n: int = 1, body: bytes = b"") -> bytes:
+    """A small OPTIONS request; ``n`` makes each one distinct."""
+    head = (
+        f"OPTIONS sip:gw.example.net SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{n}\r\n"
+        f"Max-Forwards: 70\r\n"
+        f"To: <sip:gw.example.net>\r\n"
+        f"From: <sip:alice@example.net>;tag={n}\r\n"
+        f"Call-ID: call-{n}@example.net\r\n"
+        f"CSeq: {n} OPTIONS\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def ok(n: int = 1) -> bytes:
+    """A 200 response to ``options(n)``."""
+    return (
+        f"SIP/2.0 200 OK\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{n}\r\n"
+        f"To: <sip:gw.example.net>;tag=gw\r\n"
+        f"From: <sip:alice@example.net>;tag={n}\r\n"
+        f"Call-ID: call-{n}@example.net\r\n"
+        f"CSeq: {n} OPTIONS\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class _FakeDecoder:
+    """Provisional stand-in for sip/framing.py's StreamFramer (until it lands)."""
+
+    def __init__(self, max_message: int) -> None:
+        self.buf = b""
+        self.max = max_message
+
+    def feed(self, data: bytes) -> list[object]:
+        from rtc64.io.codec import Keepalive  # noqa: PLC0415
+
+        self.buf += data
+        out: list[object] = []
+        while True:
+            if self.buf.startswith(b"\r\n\r\n"):
+                self.buf = self.buf[4:]
+                out.append(Keepalive.PING)
+                continue
+            if self.buf == b"\r\n":
+                self.buf = b""
+                out.append(Keepalive.PONG)
+                continue
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > self.max:
+                    raise RemoteProtocolError("too big")
+                return out
+            head = self.buf[:end]
+            if not (head.startswith(b"SIP/2.0 ") or b" SIP/2.0\r\n" in head + b"\r\n"):
+                raise RemoteProtocolError("bad start line")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buf) < end + 4 + length:
+                return out
+            out.append(self.buf[: end + 4 + length])
+            self.buf = self.buf[end + 4 + length :]
+
+
+class _FakeCodec:
+    def parse_message(self, data: bytes) -> object:
+        if not (data.startswith(b"SIP/2.0 ") or data.split(b"\r\n", 1)[0].endswith(b" SIP/2.0")):
+            raise RemoteProtocolError("bad start line")
+        return data
+
+    def stream_decoder(self, max_message: int) -> _FakeDecoder:
+        return _FakeDecoder(max_message)
+
+
+def codec() -> SipCodec:
+    return _FakeCodec()  # type: ignore[return-value]
+
+
+@dataclass
+class Gateway:
+    """Collects what a layer delivers."""
+
+    messages: list[tuple[Message, Flow]] = field(default_factory=list)
+    bad: list[tuple[bytes, RemoteProtocolError, Flow]] = field(default_factory=list)
+    send_errors: list[tuple[Transport, object, Exception]] = field(default_factory=list)
+
+    def on_message(self, msg: Message, flow: Flow) -> None:
+        self.messages.append((msg, flow))
+
+    def on_bad(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
+        self.bad.append((data, error, flow))
+
+    def on_send_error(self, transport: Transport, remote: object, error: Exception) -> None:
+        self.send_errors.append((transport, remote, error))
+
+    def layer(self, specs: list[str] | list[ListenSpec], **kw: object) -> SipTransportLayer:
+        from rtc64.net.endpoint import parse_listen  # noqa: PLC0415
+
+        parsed = [parse_listen(s) if isinstance(s, str) else s for s in specs]
+        kw.setdefault("codec", codec())
+        return SipTransportLayer(
+            parsed,
+            self.on_message,
+            self.on_bad,
+            on_send_error=self.on_send_error,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``cond`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+def port_of(layer: SipTransportLayer, transport: Transport, version: int) -> int:
+    for b in layer.listeners:
+        if b.transport is transport and b.spec.address.version == version:
+            return b.port
+    raise LookupError((transport, version))
+
+
+FAST = Limits(idle_timeout=0.3, connect_timeout=2.0, handshake_timeout=2.0)
+
+
+def cseq(msg: Message) -> int:
+    """The CSeq number of a delivered message (tells test messages apart)."""
+    if not isinstance(msg, bytes):
+        return msg.cseq.seq
+    for line in msg.split(b"\r\n"):
+        if line.lower().startswith(b"cseq:"):
+            return int(line.split()[1])
+    raise AssertionError("no CSeq")
