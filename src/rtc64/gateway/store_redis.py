@@ -22,10 +22,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
+from rtc64.errors import ConfigError
 from rtc64.gateway.bindings import Binding, bindings_from_json, bindings_to_json
-from rtc64.gateway.store import LOC_PREFIX, USER_PREFIX, StoreError, check_aor
+from rtc64.gateway.store import LOC_PREFIX, URL_FORM, USER_PREFIX, StoreError, check_aor
 from rtc64.gateway.users import UserRecord
 
+TIMEOUT = 5.0  # seconds to connect or to get a reply
 SCAN_COUNT = 500  # keys per SCAN round trip
 WATCH_RETRIES = 8  # optimistic-transaction attempts per key in ``expire``
 
@@ -66,8 +68,15 @@ class RedisStore:
 
     @classmethod
     async def open(cls, url: str) -> RedisStore:
-        """Connect to ``url`` and check the server answers; ``StoreError`` if not."""
-        client = Redis.from_url(url)
+        """Connect to ``url`` and check the server answers; ``StoreError`` if not.
+
+        Commands time out after ``TIMEOUT`` seconds (``StoreError``) rather than stall the
+        REGISTERs waiting on them.
+        """
+        try:
+            client = Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+        except ValueError as exc:  # e.g. a bad ?query option redis-py parses itself
+            raise ConfigError("store.url", url, f"{URL_FORM} ({exc})") from None
         try:
             with _redis_errors():
                 await client.ping()

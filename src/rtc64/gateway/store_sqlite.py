@@ -108,7 +108,7 @@ class SqliteStore:
     transaction already handed to the thread; it completes or rolls back as a whole.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor):
+    def __init__(self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor

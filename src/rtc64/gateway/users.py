@@ -2,31 +2,24 @@
 #
 # Rules:
 # - A record never holds the password: only HA1 = H(username ":" realm ":" password) for
-#   MD5 and SHA-256, lower-case hex, computed once from the password by ``from_password``.
+#   MD5 and SHA-256, lower-case hex, computed once from the password by ``from_password``
+#   with ``rtc64.sip.digest.ha1`` (the one HA1 implementation).
 # - HA1 is password-equivalent for that realm: stores keep it out of logs and ``repr``, and
 #   callers compare digests with ``hmac.compare_digest``.
 # - Names and realms are compared exactly (SIP user names are case-sensitive).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtc64.sip import digest
+from rtc64.sip.digest import Algorithm
+
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def digest_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    """HA1 for ``MD5`` or ``SHA-256`` as lower-case hex (RFC 7616 §3.4.2, RFC 8760)."""
-    data = f"{username}:{realm}:{password}".encode()
-    if algorithm == "MD5":
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if algorithm == "SHA-256":
-        return hashlib.sha256(data).hexdigest()
-    raise ValueError(f"unsupported digest algorithm {algorithm!r} (MD5 or SHA-256)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +45,13 @@ class UserRecord:
         return cls(
             name=name,
             realm=realm,
-            ha1_md5=digest_ha1("MD5", name, realm, password),
-            ha1_sha256=digest_ha1("SHA-256", name, realm, password),
+            ha1_md5=digest.ha1(name, realm, password, Algorithm.MD5),
+            ha1_sha256=digest.ha1(name, realm, password, Algorithm.SHA_256),
         )
 
-    def ha1(self, algorithm: str) -> str:
-        """HA1 for a digest ``algorithm`` (``MD5``/``SHA-256``, ``-sess`` variants alike)."""
-        base = algorithm.upper().removesuffix("-SESS")
-        if base == "MD5":
-            return self.ha1_md5
-        if base == "SHA-256":
-            return self.ha1_sha256
-        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+    def ha1(self, algorithm: Algorithm) -> str:
+        """The HA1 to verify ``algorithm`` with (``-sess`` variants use the same HA1)."""
+        return self.ha1_sha256 if algorithm.hash_name == "sha256" else self.ha1_md5
 
     def to_dict(self) -> dict[str, str]:
         """JSON-able form written by the store backends."""

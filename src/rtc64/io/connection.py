@@ -91,6 +91,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        if self.closed:  # closed (or overflowed) while being opened
+            transport.abort()
+            return
         self.last_activity = asyncio.get_running_loop().time()
         try:
             self.remote = from_sockaddr(transport.get_extra_info("peername"))
@@ -113,7 +116,7 @@ class Connection(asyncio.Protocol):
             self._received(data)
         except RemoteProtocolError as exc:
             self.owner.stats.framing_errors += 1
-            self.owner.log.info("closing %s: %s", self.flow, exc)
+            self.owner.log.info("closing %s: %s", self, exc)
             self._violation()
 
     def eof_received(self) -> bool | None:
@@ -171,8 +174,9 @@ class Connection(asyncio.Protocol):
     def _set_ready(self) -> None:
         self.ready = True
         pending, self._pending, self._pending_size = self._pending, [], 0
-        for data in pending:
+        for i, data in enumerate(pending):
             if not self._write_message(data):
+                self.owner.stats.send_errors += len(pending) - i - 1
                 break
 
     def _received(self, data: bytes) -> None:

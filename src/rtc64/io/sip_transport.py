@@ -1,6 +1,7 @@
 # Rules (RFC 3261 §18, RFC 5626 §3-5, RFC 7118): every ListenSpec is its own socket of one
 # family (IPv6 sockets are V6ONLY). Received messages go to ``on_message(msg, flow)``;
-# unparsable datagrams and WebSocket messages to ``on_bad_datagram(data, error, flow)``.
+# unparsable datagrams and WebSocket messages to ``on_bad_datagram(data, error, flow)``
+# (also a stream message framed correctly but malformed inside, with ``data`` empty).
 # Sending (§18.1.1, §18.2.2): UDP leaves from the flow's listener, else from the first UDP
 # listener of the destination's family; TCP/TLS/WS/WSS reuse the flow's connection, else
 # any open connection of that transport to the destination; else TCP/TLS connect from the
@@ -119,24 +120,29 @@ class SipTransportLayer:
         except OSError as exc:
             raise ConfigError("sip.listen", str(spec), f"an address to bind ({exc})") from exc
         bound = BoundListener(spec, sock.getsockname()[1])
-        if spec.transport is Transport.UDP:
-            udp = UdpListener(self, sock)
-            await loop.create_datagram_endpoint(lambda: udp, sock=sock)
-            self._udp.append((bound, udp))
-        else:
-            kind = spec.transport
-            factory = self._ws_factory(kind) if kind in (Transport.WS, Transport.WSS) else None
-            server = await loop.create_server(
-                factory or (lambda: StreamConnection(self, kind, next(self._ids))),
-                sock=sock,
-                ssl=self._server_tls if kind.secure else None,
-                ssl_handshake_timeout=self.limits.handshake_timeout if kind.secure else None,
-            )
-            self._servers.append(server)
+        kind = spec.transport
+        try:
+            if kind is Transport.UDP:
+                udp = UdpListener(self, sock)
+                await loop.create_datagram_endpoint(lambda: udp, sock=sock)
+                self._udp.append((bound, udp))
+            else:
+                server = await loop.create_server(
+                    self._factory(kind),
+                    sock=sock,
+                    ssl=self._server_tls if kind.secure else None,
+                    ssl_handshake_timeout=self.limits.handshake_timeout if kind.secure else None,
+                )
+                self._servers.append(server)
+        except BaseException:
+            sock.close()
+            raise
         self._listeners.append(bound)
 
-    def _ws_factory(self, kind: Transport) -> Callable[[], Connection]:
-        return lambda: WebSocketConnection(self, kind, next(self._ids))
+    def _factory(self, kind: Transport) -> Callable[[], Connection]:
+        if kind in (Transport.WS, Transport.WSS):
+            return lambda: WebSocketConnection(self, kind, next(self._ids))
+        return lambda: StreamConnection(self, kind, next(self._ids))
 
     async def stop(self) -> None:
         """Close listeners and connections; pending connects are cancelled."""

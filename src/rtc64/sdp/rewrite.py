@@ -112,7 +112,8 @@ def set_connection_address(
 ) -> SessionDescription:
     """Point connection data at ``address``: the session ``c=`` and/or media sections.
 
-    ``session``: set (or add) the session-level ``c=``. ``media``: the sections to point at
+    ``session``: set (or add) the session-level ``c=`` (and a stray session-level
+    ``a=rtcp`` address). ``media``: the sections to point at
     ``address`` (default all); each one's own ``c=`` and ``a=rtcp`` address are replaced,
     and one without ``c=`` gets a media-level ``c=`` unless it inherits the new session
     one. RFC 2543 holds stay holds when ``keep_hold`` (see the module comment).
@@ -136,7 +137,10 @@ def set_connection_address(
             sections[i] = replace(m, connections=conns, attributes=attributes)
         elif session and not m.connections and old_session is not None:
             sections[i] = replace(m, connections=(old_session,))
-    return replace(sd, connection=new_session, media=tuple(sections))
+    attributes = sd.attributes
+    if session:  # a=rtcp is media-level (RFC 3605), but one at session level moves too
+        attributes = _rtcp_address(attributes, address, keep_hold and not uses_ice(sd))
+    return replace(sd, connection=new_session, attributes=attributes, media=tuple(sections))
 
 
 def set_media_port(

@@ -172,13 +172,16 @@ def first_top(value: bytes, sep: bytes, start: int = 0) -> int:
 
 def parse_params(value: bytes, what: str) -> Params:
     """Parse ``*( SEMI generic-param )``; ``value`` is empty or starts with ``;`` (after LWS)."""
-    pieces = split_top(value, b";", angle=False)
-    if pieces[0].strip(WS):
+    pieces = split_top(value, b";", angle=False) if b'"' in value else value.split(b";")
+    lws = b" " in value or b"\t" in value
+    if pieces[0].strip(WS) if lws else pieces[0]:
         raise bad(f"unexpected text {show(pieces[0].strip(WS))} in {what}")
     out: list[tuple[bytes, bytes | None]] = []
     for piece in pieces[1:]:
         name, eq, val = piece.partition(b"=")
-        name = name.strip(WS)
+        if lws:
+            name = name.strip(WS)
+            val = val.strip(WS)
         if not name:
             raise bad(f"empty parameter in {what}")
         if name.translate(None, TOKEN_CHARS):
@@ -186,7 +189,6 @@ def parse_params(value: bytes, what: str) -> Params:
         if not eq:
             out.append((name, None))
             continue
-        val = val.strip(WS)
         if not val:
             raise bad(f"parameter {show(name)} without value in {what}")
         if val[0] == 0x22:

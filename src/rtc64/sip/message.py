@@ -10,8 +10,8 @@ Rules (RFC 3261 §7, §8.1.1, §8.2.6, §20):
   headers are parsed on demand by ``rtc64.sip.headers`` (``contacts(msg)``...).
 - A CSeq method that does not match an unknown request method answers 501 (RFC 4475
   §3.1.2.18), a known one 400.
-- ``wire`` keeps the received bytes and header line offsets (not compared) so that
-  ``rtc64.sip.edit`` can splice instead of re-serialising.
+- ``wire`` keeps the received bytes of the message (not compared) so that
+  ``rtc64.sip.edit`` can splice them instead of re-serialising.
 - Builders (``build_request``, ``make_request``, ``make_response``) raise
   ``LocalProtocolError`` for what our own code got wrong, and always write a
   Content-Length that matches the body.
@@ -106,18 +106,6 @@ class CSeq:
 
 
 @dataclass(frozen=True, slots=True)
-class Wire:
-    """Received bytes of one message and the offset of each header line.
-
-    ``offsets[i]`` is where header line ``i`` starts (continuation lines belong to it);
-    the last entry is where the empty line ending the header section starts.
-    """
-
-    data: bytes
-    offsets: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Request(HeaderAccess):
     """A SIP request. Construct through the parser or the builders."""
 
@@ -132,7 +120,7 @@ class Request(HeaderAccess):
     to: NameAddr
     max_forwards: int | None
     index: dict[bytes, list[int]] = field(default_factory=dict, compare=False, repr=False)
-    wire: Wire | None = field(default=None, compare=False, repr=False)
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def via(self) -> Via:
@@ -155,7 +143,7 @@ class Response(HeaderAccess):
     to: NameAddr
     max_forwards: int | None
     index: dict[bytes, list[int]] = field(default_factory=dict, compare=False, repr=False)
-    wire: Wire | None = field(default=None, compare=False, repr=False)
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def via(self) -> Via:
@@ -181,7 +169,11 @@ def parse_cseq(value: bytes) -> CSeq:
 def check_call_id(value: bytes) -> bytes:
     """``word [ "@" word ]``."""
     local, at, host = value.partition(b"@")
-    if not local or local.translate(None, WORD_CHARS) or (at and (not host or host.translate(None, WORD_CHARS))):
+    if (
+        not local
+        or local.translate(None, WORD_CHARS)
+        or (at and (not host or host.translate(None, WORD_CHARS)))
+    ):
         raise bad(f"invalid Call-ID {show(value)}")
     return value
 
@@ -380,7 +372,6 @@ __all__ = [
     "Message",
     "Request",
     "Response",
-    "Wire",
     "build_request",
     "build_response",
     "make_request",

@@ -80,7 +80,9 @@ def parse_name_addr(value: bytes, what: str, *, angle: bool = False) -> NameAddr
             name = value[:lt].strip(WS)
             if name:
                 if name.translate(None, DISPLAY_CHARS):
-                    raise bad(f"unquoted display name {show(name)} with non-token characters in {what}")
+                    raise bad(
+                        f"unquoted display name {show(name)} with non-token characters in {what}"
+                    )
                 display = name
             rest = value[lt:]
         else:

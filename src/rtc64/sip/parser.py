@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.sip.grammar import WS, bad, is_token, show
-from rtc64.sip.headers import Header, header_key
-from rtc64.sip.message import Request, Response, Wire, parse_essentials
+from rtc64.sip.headers import KEY_CACHE, Header, header_key
+from rtc64.sip.message import Request, Response, parse_essentials
 from rtc64.sip.uri import SipUri, Uri, parse_uri
 
 MAX_CONTENT_LENGTH_DIGITS = 10
@@ -35,9 +35,21 @@ class Head:
     start_line: bytes
     headers: list[Header]
     index: dict[bytes, list[int]]
-    offsets: list[int]
     body_start: int
     content_length: int | None
+
+
+def _unfold(lines: list[bytes]) -> list[bytes]:
+    """Join continuation lines (leading SP/HT) to the line before, the fold as one SP."""
+    merged: list[bytes] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not merged:
+                raise bad("continuation line before the first header")
+            merged[-1] = merged[-1].rstrip(WS) + b" " + line.strip(WS)
+        else:
+            merged.append(line)
+    return merged
 
 
 def scan_head(data: bytes, head_end: int) -> Head:
@@ -51,44 +63,26 @@ def scan_head(data: bytes, head_end: int) -> Head:
     if block.count(b"\n") != n or block.count(b"\r") != n:
         raise bad("bare CR or LF in the header section")
     start_line = lines[0]
-    pos = len(start_line) + 2
+    del lines[0]
+    if b"\r\n " in block or b"\r\n\t" in block:
+        lines = _unfold(lines)
     headers: list[Header] = []
     index: dict[bytes, list[int]] = {}
-    offsets: list[int] = []
-    names: list[bytes] = []
-    values: list[bytes] = []
-    folded: dict[int, list[bytes]] = {}
-    for line in lines[1:]:
-        first = line[:1]
-        if first == b" " or first == b"\t":
-            if not names:
-                raise bad("continuation line before the first header")
-            i = len(names) - 1
-            parts = folded.get(i)
-            if parts is None:
-                folded[i] = [values[i].strip(WS), line.strip(WS)]
-            else:
-                parts.append(line.strip(WS))
-        else:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise bad(f"header line without ':' {show(line)}")
-            offsets.append(pos)
-            names.append(name)
-            values.append(value)
-        pos += len(line) + 2
-    offsets.append(pos)
-    for i, parts in folded.items():
-        values[i] = b" ".join(parts)
-    for i, name in enumerate(names):
-        name = name.rstrip(WS)  # noqa: PLW2901 - the LWS before ':' is not part of the name
-        key = header_key(name)
+    keys = KEY_CACHE
+    for i, line in enumerate(lines):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise bad(f"header line without ':' {show(line)}")
+        key = keys.get(name)
+        if key is None:
+            name = name.rstrip(WS)
+            key = header_key(name)
+        headers.append(Header(name, value.strip(WS)))
         slot = index.get(key)
         if slot is None:
             index[key] = [i]
         else:
             slot.append(i)
-        headers.append(Header(name, values[i].strip(WS)))
     content_length = None
     cl = index.get(b"content-length")
     if cl is not None:
@@ -98,7 +92,7 @@ def scan_head(data: bytes, head_end: int) -> Head:
         if not v.isdigit() or len(v.lstrip(b"0")) > MAX_CONTENT_LENGTH_DIGITS:
             raise bad(f"invalid Content-Length {show(v)}")
         content_length = int(v)
-    return Head(start_line, headers, index, offsets, head_end + 4, content_length)
+    return Head(start_line, headers, index, head_end + 4, content_length)
 
 
 def check_version(version: bytes) -> None:
@@ -155,7 +149,7 @@ def is_response_line(line: bytes) -> bool:
 def build_message(data: bytes, head: Head, body: bytes) -> Request | Response:
     """Parse the start line and essentials of a scanned head; ``data`` is the whole message."""
     line = head.start_line
-    wire = Wire(data, tuple(head.offsets))
+    wire = data
     if is_response_line(line):
         status, reason = parse_status_line(line)
         ess = parse_essentials(head.headers, head.index, None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.net.address import Host, format_hostport, parse_hostport
+from rtc64.net.address import Host, HostPort, IPAddress, format_hostport, parse_hostport, parse_ip
 from rtc64.sip.grammar import (
     HEADER_CHARS,
     PARAM_CHARS,
@@ -101,17 +101,38 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+_SIP_SCHEMES = frozenset((b"sip", b"sips"))
+_URIS: dict[bytes, Uri] = {}
+_CACHE_MAX = 4096
+
+
 def parse_uri(value: bytes, what: str = "URI") -> Uri:
-    """Parse an absolute URI; ``what`` names where it came from, for error reasons."""
+    """Parse an absolute URI; ``what`` names where it came from, for error reasons.
+
+    Results are immutable and kept in a bounded cache (Request-URIs, From/To and Contact
+    URIs repeat across a dialog and across calls); errors are never cached.
+    """
+    uri = _URIS.get(value)
+    if uri is None:
+        uri = _parse_uri(value, what)
+        if len(_URIS) >= _CACHE_MAX:
+            _URIS.clear()
+        _URIS[value] = uri
+    return uri
+
+
+def _parse_uri(value: bytes, what: str) -> Uri:
     colon = value.find(b":")
     if colon <= 0:
         raise bad(f"invalid {what} {show(value)} (no scheme)")
     scheme = value[:colon]
+    if scheme in _SIP_SCHEMES:
+        return _parse_sip(scheme, value[colon + 1 :], what)
     if scheme.translate(None, SCHEME_CHARS) or scheme[0] not in _ALPHA:
         raise bad(f"invalid scheme {show(scheme)} in {what}")
     scheme = scheme.lower()
     rest = value[colon + 1 :]
-    if scheme == b"sip" or scheme == b"sips":
+    if scheme in _SIP_SCHEMES:
         return _parse_sip(scheme, rest, what)
     if scheme == b"tel":
         return _parse_tel(rest, what)
@@ -126,40 +147,69 @@ def _parse_sip(scheme: bytes, rest: bytes, what: str) -> SipUri:
     password: bytes | None = None
     at = rest.find(b"@")
     if at >= 0:
-        userinfo = rest[:at]
+        user = rest[:at]
         rest = rest[at + 1 :]
-        user, colon, pw = userinfo.partition(b":")
-        if not user or user.translate(None, USER_CHARS):
-            raise bad(f"invalid user part {show(userinfo)} in {what}")
-        check_escapes(user, what)
-        if colon:
-            if pw.translate(None, PASSWORD_CHARS):
+        if b":" in user:
+            user, _, password = user.partition(b":")
+            if password.translate(None, PASSWORD_CHARS):
                 raise bad(f"invalid password in {what}")
-            check_escapes(pw, what)
-            password = pw
+            check_escapes(password, what)
+        if not user or user.translate(None, USER_CHARS):
+            raise bad(f"invalid user part {show(user)} in {what}")
+        if b"%" in user:
+            check_escapes(user, what)
     # hostport ends at the first ';' or '?' (neither can occur inside an IPv6 reference).
-    end = len(rest)
-    for stop in (b";", b"?"):
-        k = rest.find(stop)
-        if 0 <= k < end:
-            end = k
-    hostport = rest[:end]
-    if not hostport:
+    semi = rest.find(b";")
+    q = rest.find(b"?")
+    if semi < 0 and q < 0:
+        if not rest:
+            raise bad(f"missing host in {what}")
+        hp = cached_hostport(rest, what)
+        return SipUri(hp.host, hp.port, user, password, (), (), scheme)
+    end = semi if q < 0 or 0 <= semi < q else q
+    if end == 0:
         raise bad(f"missing host in {what}")
-    try:
-        hp = parse_hostport(hostport)
-    except RemoteProtocolError as exc:
-        raise bad(f"{exc.reason.removeprefix('Bad Request: ')} in {what}") from None
-    tail = rest[end:]
+    hp = cached_hostport(rest[:end], what)
     params: Params = ()
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    if tail:
-        ptext, q, htext = tail.partition(b"?")
-        if ptext:
-            params = _uri_params(ptext[1:], what)
-        if q:
-            headers = _uri_headers(htext, what)
+    ptext, q_, htext = rest[end:].partition(b"?")
+    if ptext:
+        params = _uri_params(ptext[1:], what)
+    if q_:
+        headers = _uri_headers(htext, what)
     return SipUri(hp.host, hp.port, user, password, params, headers, scheme)
+
+
+_HOSTPORTS: dict[bytes, HostPort] = {}
+
+
+def cached_hostport(text: bytes, what: str) -> HostPort:
+    """``parse_hostport`` behind a bounded cache (a proxy sees the same hosts again and
+    again; results are immutable). Errors name ``what`` and are never cached."""
+    hp = _HOSTPORTS.get(text)
+    if hp is None:
+        try:
+            hp = parse_hostport(text)
+        except RemoteProtocolError as exc:
+            raise bad(f"{exc.reason.removeprefix('Bad Request: ')} in {what}") from None
+        if len(_HOSTPORTS) >= _CACHE_MAX:
+            _HOSTPORTS.clear()
+        _HOSTPORTS[text] = hp
+    return hp
+
+
+_IPS: dict[bytes, IPAddress] = {}
+
+
+def cached_ip(text: bytes) -> IPAddress:
+    """``parse_ip`` (bare or bracketed, RFC 5118 §4.5) behind a bounded cache."""
+    ip = _IPS.get(text)
+    if ip is None:
+        ip = parse_ip(text)
+        if len(_IPS) >= _CACHE_MAX:
+            _IPS.clear()
+        _IPS[text] = ip
+    return ip
 
 
 def _uri_params(text: bytes, what: str) -> Params:
@@ -261,6 +311,4 @@ def _same(a: object, b: object) -> bool:
 
 
 def _params_key(params: Params) -> dict[bytes, bytes | None]:
-    return {
-        unescape(n).lower(): None if v is None else unescape(v).lower() for n, v in params
-    }
+    return {unescape(n).lower(): None if v is None else unescape(v).lower() for n, v in params}

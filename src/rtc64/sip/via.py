@@ -16,6 +16,7 @@ Rules (RFC 3261 §18.2.2, §20.42 and §25.1, RFC 3581 rport, RFC 5118 §4.5):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.net.address import (
@@ -24,8 +25,6 @@ from rtc64.net.address import (
     format_host,
     format_hostport,
     parse_host,
-    parse_hostport,
-    parse_ip,
     parse_port,
 )
 from rtc64.sip.grammar import (
@@ -40,6 +39,7 @@ from rtc64.sip.grammar import (
     parse_uint,
     show,
 )
+from rtc64.sip.uri import cached_hostport, cached_ip
 
 MAGIC_COOKIE = b"z9hG4bK"
 """RFC 3261 §8.1.1.7: branches that start with this follow RFC 3261 transaction rules."""
@@ -61,7 +61,7 @@ class Via:
     @property
     def received(self) -> IPAddress | None:
         v = param_value(self.params, b"received")
-        return None if v is None else parse_ip(v)
+        return None if v is None else cached_ip(v)
 
     @property
     def has_rport(self) -> bool:
@@ -94,9 +94,13 @@ class Via:
         return format_via(self)
 
 
+_TRANSPORTS = {t: t.upper() for t in (b"UDP", b"TCP", b"TLS", b"SCTP", b"WS", b"WSS")}
+_TRANSPORTS.update({t.lower(): t for t in list(_TRANSPORTS.values())})
+
+
 def _split_protocol(value: bytes) -> tuple[bytes, bytes]:
-    """Return ``(transport, rest)`` after ``SIP / 2.0 / transport``."""
-    if value[:8].upper() == b"SIP/2.0/":
+    """Return ``(transport, rest)`` after ``SIP / 2.0 / transport LWS``."""
+    if value[:8] == b"SIP/2.0/" or value[:8].upper() == b"SIP/2.0/":
         rest = value[8:]
     else:
         s1 = value.find(b"/")
@@ -108,34 +112,37 @@ def _split_protocol(value: bytes) -> tuple[bytes, bytes]:
         if name.upper() != b"SIP" or not version:
             raise bad(f"invalid Via sent-protocol in {show(value)}")
         if version != b"2.0":
-            raise RemoteProtocolError(f"Version Not Supported: Via protocol SIP/{show(version)}", 505)
+            raise RemoteProtocolError(
+                f"Version Not Supported: Via protocol SIP/{show(version)}", 505
+            )
         rest = value[s2 + 1 :].lstrip(WS)
-    end = len(rest)
-    for stop in (b" ", b"\t"):
-        k = rest.find(stop)
-        if 0 <= k < end:
-            end = k
+    end = rest.find(b" ")
+    tab = rest.find(b"\t")
+    if end < 0 or 0 <= tab < end:
+        end = tab
+    if end < 0:
+        raise bad("missing Via sent-by")
     transport = rest[:end]
-    if not transport or transport.translate(None, TOKEN_CHARS):
-        raise bad(f"invalid Via transport {show(transport)}")
-    return transport.upper(), rest[end:].lstrip(WS)
+    known = _TRANSPORTS.get(transport)
+    if known is None:
+        if not transport or transport.translate(None, TOKEN_CHARS):
+            raise bad(f"invalid Via transport {show(transport)}")
+        known = transport.upper()
+    return known, rest[end + 1 :].lstrip(WS)
 
 
 def _sent_by(text: bytes) -> tuple[Host, int | None]:
-    text = text.strip(WS)
-    if not text:
-        raise bad("missing Via sent-by")
     if b" " in text or b"\t" in text:
+        text = text.strip(WS)
         # Only LWS around the ':' of "host : port" is legal (COLON = SWS ":" SWS).
         words = text.split()
-        for left, right in zip(words, words[1:], strict=False):
+        for left, right in pairwise(words):
             if not (left.endswith(b":") or right.startswith(b":")):
                 raise bad(f"invalid Via sent-by {show(text)}")
         text = b"".join(words)
-    try:
-        hp = parse_hostport(text)
-    except RemoteProtocolError as exc:
-        raise bad(f"{exc.reason.removeprefix('Bad Request: ')} in Via sent-by") from None
+    if not text:
+        raise bad("missing Via sent-by")
+    hp = cached_hostport(text, "Via sent-by")
     return hp.host, hp.port
 
 
@@ -169,7 +176,7 @@ def _check_param(name: bytes, val: bytes | None) -> None:
         raise bad(f"Via {label} without value")
     try:
         if name == b"received":
-            parse_ip(val)
+            cached_ip(val)
         elif name == b"maddr":
             parse_host(val)
         elif name == b"rport":

@@ -7,48 +7,19 @@ skip, except as root (CI), where its absence is a failure.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from rtc64.gateway.store import Store, open_store
+from tests.unit.gateway.support import RedisServer, StoreSpec, free_port, redis_command
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _redis_command(port: int, command: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(command + b"\r\n")
-        return s.recv(256)
-
-
-@dataclass(frozen=True)
-class RedisServer:
-    port: int
-    directory: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def flush(self) -> None:
-        assert _redis_command(self.port, b"FLUSHALL").startswith(b"+OK")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +33,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
             pytest.fail(f"{reason}; running as root (CI), where it is required")
         pytest.skip(reason)
     directory = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             exe,
@@ -84,7 +55,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
                 log = (directory / "redis.log").read_text(errors="replace")[-2000:]
                 pytest.fail(f"redis-server exited with {proc.returncode}: {log}")
             try:
-                if _redis_command(port, b"PING").startswith(b"+PONG"):
+                if redis_command(port, b"PING").startswith(b"+PONG"):
                     break
             except OSError:
                 pass
@@ -99,27 +70,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """How to open a store for one test: the URL and the data dir."""
-
-    backend: str
-    url: str
-    data_dir: Path
-
-    def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
-        """Open the store, run ``body`` on it in a fresh event loop, close it."""
-
-        async def main() -> T:
-            store = await open_store(self.url, self.data_dir)
-            try:
-                return await body(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
 
 
 @pytest.fixture(params=["sqlite", "redis"])

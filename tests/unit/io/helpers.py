@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.io.codec import Message, SipCodec
 from rtc64.io.connection import Limits
 from rtc64.io.flow import Flow
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.sip.message import Message
 
 V4 = ip_address("127.0.0.1")
 V6 = ip_address("::1")
@@ -47,59 +47,6 @@ def ok(n: int = 1) -> bytes:
     ).encode()
 
 
-class _FakeDecoder:
-    """Provisional stand-in for sip/framing.py's StreamFramer (until it lands)."""
-
-    def __init__(self, max_message: int) -> None:
-        self.buf = b""
-        self.max = max_message
-
-    def feed(self, data: bytes) -> list[object]:
-        from rtc64.io.codec import Keepalive  # noqa: PLC0415
-
-        self.buf += data
-        out: list[object] = []
-        while True:
-            if self.buf.startswith(b"\r\n\r\n"):
-                self.buf = self.buf[4:]
-                out.append(Keepalive.PING)
-                continue
-            if self.buf == b"\r\n":
-                self.buf = b""
-                out.append(Keepalive.PONG)
-                continue
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > self.max:
-                    raise RemoteProtocolError("too big")
-                return out
-            head = self.buf[:end]
-            if not (head.startswith(b"SIP/2.0 ") or b" SIP/2.0\r\n" in head + b"\r\n"):
-                raise RemoteProtocolError("bad start line")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            if len(self.buf) < end + 4 + length:
-                return out
-            out.append(self.buf[: end + 4 + length])
-            self.buf = self.buf[end + 4 + length :]
-
-
-class _FakeCodec:
-    def parse_message(self, data: bytes) -> object:
-        if not (data.startswith(b"SIP/2.0 ") or data.split(b"\r\n", 1)[0].endswith(b" SIP/2.0")):
-            raise RemoteProtocolError("bad start line")
-        return data
-
-    def stream_decoder(self, max_message: int) -> _FakeDecoder:
-        return _FakeDecoder(max_message)
-
-
-def codec() -> SipCodec:
-    return _FakeCodec()  # type: ignore[return-value]
-
-
 @dataclass
 class Gateway:
     """Collects what a layer delivers."""
@@ -121,7 +68,6 @@ class Gateway:
         from rtc64.net.endpoint import parse_listen  # noqa: PLC0415
 
         parsed = [parse_listen(s) if isinstance(s, str) else s for s in specs]
-        kw.setdefault("codec", codec())
         return SipTransportLayer(
             parsed,
             self.on_message,
@@ -152,9 +98,4 @@ FAST = Limits(idle_timeout=0.3, connect_timeout=2.0, handshake_timeout=2.0)
 
 def cseq(msg: Message) -> int:
     """The CSeq number of a delivered message (tells test messages apart)."""
-    if not isinstance(msg, bytes):
-        return msg.cseq.seq
-    for line in msg.split(b"\r\n"):
-        if line.lower().startswith(b"cseq:"):
-            return int(line.split()[1])
-    raise AssertionError("no CSeq")
+    return msg.cseq.seq

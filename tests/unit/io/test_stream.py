@@ -186,3 +186,47 @@ def test_connection_cap_and_buffer_cap() -> None:
             await layer.stop()
 
     asyncio.run(main())
+
+
+def test_malformed_but_framed_message_is_reported_and_the_stream_goes_on() -> None:
+    async def main() -> None:
+        gw = Gateway()
+        layer = gw.layer(["tcp:127.0.0.1:0"])
+        await layer.start()
+        try:
+            _, writer = await _connect("127.0.0.1", port_of(layer, Transport.TCP, 4))
+            broken = options(1).replace(b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS")
+            writer.write(broken + options(2))
+            await writer.drain()
+            await wait_for(lambda: len(gw.messages) == 1)
+            assert cseq(gw.messages[0][0]) == 2
+            assert len(gw.bad) == 1 and gw.bad[0][1].status == 400
+            assert gw.bad[0][2] == gw.messages[0][1]  # same flow
+            assert layer.stats.bad_datagrams == 1 and layer.stats.framing_errors == 0
+            writer.close()
+        finally:
+            await layer.stop()
+
+    asyncio.run(main())
+
+
+def test_reply_on_a_closed_flow_fails_without_dialling() -> None:
+    async def main() -> None:
+        gw = Gateway()
+        layer = gw.layer(["tcp:127.0.0.1:0"])
+        await layer.start()
+        try:
+            _, writer = await _connect("127.0.0.1", port_of(layer, Transport.TCP, 4))
+            writer.write(options(1))
+            await writer.drain()
+            await wait_for(lambda: len(gw.messages) == 1)
+            flow = gw.messages[0][1]
+            writer.close()
+            await wait_for(lambda: layer.connection_count == 0)
+            assert not layer.send(ok(1), Transport.TCP, *flow.remote, flow=flow)
+            assert layer.connection_count == 0
+            assert layer.stats.connections_connected == 0
+        finally:
+            await layer.stop()
+
+    asyncio.run(main())
