@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rtc64.errors import LocalProtocolError
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.sdp.hosts import Address, family_of_address, format_address
 from rtc64.sdp.ice import Candidate
@@ -71,8 +72,11 @@ class Connection:
 
     @classmethod
     def of(cls, address: IPAddress, ttl: int | None = None, count: int | None = None) -> Connection:
-        """``IN IP4``/``IN IP6`` connection data for ``address``."""
-        return cls("IN", family_of(address).sdp, address, ttl, count)
+        """``IN IP4``/``IN IP6`` connection data for ``address`` (a TTL is IPv4-only)."""
+        family = family_of(address)
+        if ttl is not None and family is Family.INET6:
+            raise LocalProtocolError("IPv6 connection data has no TTL (RFC 8866 §5.7)")
+        return cls("IN", family.sdp, address, ttl, count)
 
     @property
     def family(self) -> Family | None:

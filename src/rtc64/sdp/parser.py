@@ -256,7 +256,11 @@ def _error(number: int, line: str, what: str) -> RemoteProtocolError:
 def parse(data: bytes | str) -> SessionDescription:
     """Parse an SDP body. Raises ``RemoteProtocolError`` (400) naming the offending line.
 
-    See the module comment for what is strict and what is lenient.
+    Strict: ``v=`` first, one ``o=``; bad ``c=``/``o=``/``a=rtcp``/``a=candidate``
+    addresses, ports and numbers. Lenient on purpose: CRLF or LF, blank lines, a missing
+    ``s=`` (``name is None``) or ``t=`` (``times == ()``), session lines out of §5 order
+    (written back in order), malformed rtpmap/fmtp/fingerprint/group/ssrc/extmap (kept
+    verbatim), unknown line types (kept as ``UnknownLine``, in place).
     """
     lines = _lines(data)
     if not lines or not lines[0].startswith("v="):

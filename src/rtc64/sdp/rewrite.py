@@ -56,8 +56,12 @@ def _targets(sd: SessionDescription, media: Iterable[int] | None) -> set[int]:
     return out
 
 
-def _with_media(sd: SessionDescription, index: int, m: MediaDescription) -> SessionDescription:
+def _section(sd: SessionDescription, index: int) -> MediaDescription:
     _targets(sd, (index,))
+    return sd.media[index]
+
+
+def _with_media(sd: SessionDescription, index: int, m: MediaDescription) -> SessionDescription:
     return replace(sd, media=(*sd.media[:index], m, *sd.media[index + 1 :]))
 
 
@@ -72,7 +76,7 @@ def uses_ice(sd: SessionDescription, index: int | None = None) -> bool:
     """True if media ``index`` (or, for ``None``, any part of ``sd``) carries ICE."""
     if _has_ice(sd.attributes):
         return True
-    sections = sd.media if index is None else (sd.media[index],)
+    sections = sd.media if index is None else (_section(sd, index),)
     return any(_has_ice(m.attributes) for m in sections)
 
 
@@ -158,10 +162,12 @@ def set_media_port(
     else ``port + 1``. An ``a=rtcp`` line is added only when ``rtcp_port`` is not the port
     a peer would assume without one.
     """
-    m = sd.media[index]
+    m = _section(sd, index)
     mux = m.rtcp_mux
     implied = port if mux else port + 1
     new_rtcp = implied if rtcp_port is None else rtcp_port
+    if not (0 <= port <= 65535 and 0 <= new_rtcp <= 65535):
+        raise LocalProtocolError(f"no valid RTP/RTCP ports for {port}/{new_rtcp}: give rtcp_port")
     attributes = tuple(
         replace(a, port=new_rtcp) if isinstance(a, Rtcp) else a for a in m.attributes
     )
@@ -189,7 +195,7 @@ def set_media_address(
 
 
 def _carries_family(c: Candidate, family: Family, hostnames: bool) -> bool:
-    if isinstance(c.address, str) and hostnames:
+    if hostnames and (isinstance(c.address, str) or isinstance(c.related_address, str)):
         return True
     return family in (c.family, c.related_family)
 
@@ -216,7 +222,7 @@ def strip_candidates(
     """Remove ICE candidates: all of them, or those carrying an address of ``family``.
 
     A candidate carries ``family`` if its address or its ``raddr`` is of that family.
-    Host-name (mDNS) candidates have no known family; ``hostnames`` removes them too.
+    Host names (mDNS) have no known family; ``hostnames`` removes candidates with one too.
     ``a=end-of-candidates`` and every other attribute stay.
     """
     targets = _targets(sd, media)
@@ -245,7 +251,7 @@ def add_candidates(
     sd: SessionDescription, index: int, candidates: Iterable[Candidate]
 ) -> SessionDescription:
     """Add candidates to media ``index`` after its last candidate (see module comment)."""
-    m = sd.media[index]
+    m = _section(sd, index)
     at = _insert_at(m.attributes)
     attributes = (*m.attributes[:at], *candidates, *m.attributes[at:])
     return _with_media(sd, index, replace(m, attributes=attributes))
@@ -255,7 +261,7 @@ def replace_candidates(
     sd: SessionDescription, index: int, candidates: Iterable[Candidate]
 ) -> SessionDescription:
     """Replace every candidate of media ``index`` with ``candidates``, where the first was."""
-    m = sd.media[index]
+    m = _section(sd, index)
     first = next((i for i, a in enumerate(m.attributes) if isinstance(a, Candidate)), None)
     kept = _strip(m.attributes, None, False)
     at = _insert_at(kept) if first is None else first
@@ -365,6 +371,8 @@ def rewrite_to_family(
     ``a=altc``/``a=remote-candidates`` (alternatives of the original endpoint). Holds stay
     holds, in the new family.
     """
+    if ports is not None and len(ports) > len(sd.media):
+        raise LocalProtocolError(f"{len(ports)} ports for {len(sd.media)} media sections")
     family = family_of(address)
     other = Family.INET if family is Family.INET6 else Family.INET6
     sd = set_origin_address(sd, address)

@@ -86,9 +86,10 @@ class Via:
 
     @property
     def rfc3261_branch(self) -> bool:
-        """True if the branch starts with the magic cookie (RFC 3261 §17.2.3 matching)."""
+        """True if the branch is the magic cookie plus something (RFC 3261 §17.2.3
+        matching); a bare cookie (RFC 4475 badbranch) falls back to RFC 2543 rules."""
         b = self.branch
-        return b is not None and b.startswith(MAGIC_COOKIE)
+        return b is not None and b.startswith(MAGIC_COOKIE) and len(b) > len(MAGIC_COOKIE)
 
     def __bytes__(self) -> bytes:
         return format_via(self)

@@ -144,6 +144,28 @@ def test_set_media_port_adds_rtcp_only_when_not_implied() -> None:
     assert b"a=rtcp:41000\r\n" in serialize(sd)
 
 
+def test_set_media_port_without_room_for_rtcp() -> None:
+    with pytest.raises(LocalProtocolError):
+        set_media_port(parse(BARESIP_V4), 0, 65535)
+    out = set_media_port(parse(BARESIP_V4), 0, 65535, rtcp_port=65534)
+    assert out.media[0].rtcp is not None
+    assert out.media[0].rtcp.port == 65534
+    assert set_media_port(parse(CHROMIUM_OFFER), 0, 65535).media[0].port == 65535
+
+
+def test_strip_candidates_with_host_name_related_address() -> None:
+    body = crlf("""
+v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+t=0 0
+m=audio 4000 RTP/AVP 0
+a=candidate:1 1 udp 1 198.51.100.9 3478 typ srflx raddr abc.local rport 5000
+""")
+    assert len(strip_candidates(parse(body), Family.INET6).media[0].candidates) == 1
+    assert strip_candidates(parse(body), Family.INET6, hostnames=True).media[0].candidates == ()
+
+
 def test_set_media_port_keeps_or_changes_port_count() -> None:
     sd = parse(MULTICAST)
     assert set_media_port(sd, 1, 40000).media[1].port_count == 2
@@ -166,6 +188,14 @@ def test_bad_media_index() -> None:
         set_connection_address(parse(TWO_MEDIA), RELAY4, media=[2])
     with pytest.raises(LocalProtocolError):
         set_direction(parse(TWO_MEDIA), Direction.INACTIVE, media=[-1])
+    with pytest.raises(LocalProtocolError):
+        set_media_port(parse(TWO_MEDIA), 2, 4000)
+    with pytest.raises(LocalProtocolError):
+        add_candidates(parse(TWO_MEDIA), 5, ())
+    with pytest.raises(LocalProtocolError):
+        rewrite_to_family(parse(BARESIP_V4), RELAY6, [40000, 40002])
+    with pytest.raises(LocalProtocolError):
+        Connection.of(IPv6Address("ff15::101"), ttl=127)
 
 
 # --- candidates ----------------------------------------------------------------
@@ -243,8 +273,8 @@ def test_replace_candidates_in_place() -> None:
 def test_set_direction_replaces_in_place() -> None:
     sd = parse(BARESIP_V4)
     out = set_direction(sd, Direction.SENDONLY)
-    before = [a for a in sd.media[0].attributes]
-    after = [a for a in out.media[0].attributes]
+    before = list(sd.media[0].attributes)
+    after = list(out.media[0].attributes)
     i = before.index(Attribute("sendrecv"))
     assert after[i] == Attribute("sendonly")
     assert len(after) == len(before)
@@ -302,7 +332,9 @@ def test_ice_placeholder_is_not_hold() -> None:
     ("body", "relay", "unspecified"),
     [(HOLD_2543_V6, RELAY4, "0.0.0.0"), (HOLD_2543_V4, RELAY6, "::")],
 )
-def test_family_rewrite_keeps_rfc2543_hold(body: bytes, relay: IPv4Address, unspecified: str) -> None:
+def test_family_rewrite_keeps_rfc2543_hold(
+    body: bytes, relay: IPv4Address, unspecified: str
+) -> None:
     out = rewrite_to_family(parse(body), relay, [40000])
     assert out.connection == Connection.of(ip_address(unspecified))
     assert is_rfc2543_hold(out, 0)

@@ -1,0 +1,164 @@
+"""Who may do what: trusted networks, digest authentication, failed-auth blocking.
+
+Rules (RFC 3261 §22.1-22.4, §16.3 step 5; RFC 8760 algorithms; RFC 7616 stale nonces):
+
+- Sources inside a trusted network need no credentials.
+- Everyone else authenticates: the registrar answers 401 with WWW-Authenticate, the
+  proxy 407 with Proxy-Authenticate (SHA-256 offered before MD5). Nonces are stateless
+  (HMAC over a timestamp) and bound to the realm; an old nonce with the right password
+  gets ``stale=true``.
+- Users come from the configuration and from the store (``rtc64 user add``); an unknown
+  user costs the same work as a wrong password and answers the same.
+- Every wrong password counts against the source (/64 for IPv6) and the user name; past
+  ``max_failures`` in the window both are blocked for ``block_seconds``: 403, logged and
+  counted, the password never checked meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+
+from rtc64.gateway.ratelimit import AuthFailureTracker, BlockEvent
+from rtc64.gateway.store import UserStore
+from rtc64.gateway.users import UserRecord
+from rtc64.net.address import IPAddress, unmap
+from rtc64.sip import digest
+from rtc64.sip.digest import Algorithm, NonceCounter, NonceFactory, Verdict
+from rtc64.sip.message import Request
+
+_DUMMY_HA1 = {Algorithm.MD5: "0" * 32, Algorithm.SHA_256: "0" * 64}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """``user`` when authenticated (or trusted: user None, ok True); else the answer."""
+
+    ok: bool
+    user: str | None = None
+    status: int = 0
+    reason: str = ""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+TRUSTED = AuthResult(ok=True)
+
+
+class Authenticator:
+    """Decides whether a request may proceed, and builds the challenge when not."""
+
+    def __init__(
+        self,
+        *,
+        realm: str,
+        users: Iterable[tuple[str, str]],
+        store: UserStore | None,
+        trusted: Iterable[IPv4Network | IPv6Network],
+        nonce_lifetime: float,
+        max_failures: int,
+        block_seconds: float,
+        log: logging.Logger,
+        secret: bytes | None = None,
+    ) -> None:
+        self.realm = realm
+        self._users: Mapping[str, UserRecord] = {
+            name: UserRecord.from_password(name, realm, password) for name, password in users
+        }
+        self._store = store
+        self._trusted = tuple(trusted)
+        self._lifetime = nonce_lifetime
+        self._nonces = NonceFactory(secret or secrets.token_bytes(32))
+        self._counter = NonceCounter(nonce_lifetime)
+        self._log = log
+        self.tracker = AuthFailureTracker(
+            max_failures, window=block_seconds, block_seconds=block_seconds, on_block=self._blocked
+        )
+        self.challenges_sent = 0
+        self.successes = 0
+
+    def is_trusted(self, source: IPAddress) -> bool:
+        address = unmap(source)
+        return any(address in net for net in self._trusted)
+
+    def _blocked(self, event: BlockEvent) -> None:
+        self._log.warning("auth: %s", event)
+
+    async def _user(self, name: str) -> UserRecord | None:
+        record = self._users.get(name)
+        if record is None and self._store is not None:
+            record = await self._store.get_user(name)
+        if record is not None and record.realm != self.realm:
+            return None
+        return record
+
+    async def check(self, req: Request, source: IPAddress, now: float, *, proxy: bool) -> AuthResult:
+        """Authenticate ``req`` from ``source``; ``proxy`` picks 407 over 401."""
+        if self.is_trusted(source):
+            return TRUSTED
+        header = b"proxy-authorization" if proxy else b"authorization"
+        blocked = self.tracker.is_blocked(self.tracker.key(source), now)
+        if blocked is not None:
+            return self._forbidden(blocked)
+        creds = self._credentials(req, header)
+        if creds is None:
+            return self._challenge(proxy, now, stale=False)
+        blocked = self.tracker.check(source, creds.username, now)
+        if blocked is not None:
+            return self._forbidden(blocked)
+        record = await self._user(creds.username)
+        algorithm = creds.algorithm or Algorithm.MD5
+        base = Algorithm.SHA_256 if algorithm.hash_name == "sha256" else Algorithm.MD5
+        ha1 = record.ha1(base) if record is not None else _DUMMY_HA1[base]
+        verdict = digest.authenticate(
+            creds,
+            req.method,
+            ha1,
+            realm=self.realm,
+            username=creds.username,
+            request_uri=bytes(req.uri),
+            nonces=self._nonces,
+            now=now,
+            lifetime=self._lifetime,
+            counter=self._counter,
+        )
+        if verdict is Verdict.OK and record is not None:
+            self.tracker.record_success(self.tracker.key(source), now)
+            self.successes += 1
+            return AuthResult(ok=True, user=creds.username)
+        if verdict is Verdict.STALE:
+            return self._challenge(proxy, now, stale=True)
+        if verdict is Verdict.BAD_NONCE:
+            return self._challenge(proxy, now, stale=False)
+        self.tracker.record_failure(self.tracker.key(source), now)
+        self.tracker.record_failure(self.tracker.key(creds.username), now)
+        return self._challenge(proxy, now, stale=False)
+
+    def _credentials(self, req: Request, header: bytes) -> digest.Credentials | None:
+        """The credentials for our realm, if the request carries any."""
+        for value in req.get_all(header):
+            creds = digest.parse_credentials(value)  # RemoteProtocolError: answered 400
+            if creds.realm == self.realm:
+                return creds
+        return None
+
+    def _challenge(self, proxy: bool, now: float, *, stale: bool) -> AuthResult:
+        self.challenges_sent += 1
+        name = b"Proxy-Authenticate" if proxy else b"WWW-Authenticate"
+        values = digest.challenges(self.realm, self._nonces.issue(now), stale=stale)
+        status = 407 if proxy else 401
+        reason = "Proxy Authentication Required" if proxy else "Unauthorized"
+        return AuthResult(
+            ok=False, status=status, reason=reason, headers=tuple((name, v) for v in values)
+        )
+
+    @staticmethod
+    def _forbidden(seconds: float) -> AuthResult:
+        return AuthResult(
+            ok=False,
+            status=403,
+            reason=f"Forbidden: too many failed authentications, retry in {int(seconds) + 1} s",
+            headers=((b"Retry-After", b"%d" % (int(seconds) + 1)),),
+        )

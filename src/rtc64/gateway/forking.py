@@ -1,0 +1,93 @@
+"""Response contexts for forked requests and the choice of the best final response.
+
+Rules (RFC 3261 §16.7 steps 5-6, §16.10; RFC 6026 for 2xx handling):
+
+- A response context belongs to one server transaction and holds one branch per target.
+- Provisional responses (except 100) and every 2xx to INVITE are forwarded at once; a
+  2xx or a 6xx cancels the branches still pending (§16.7 step 10).
+- When every branch has a final response and none was forwarded, the best one goes
+  upstream: any 6xx first; else the lowest class; within 4xx 401/407 (challenges from
+  every 401/407 merged into it, §16.7 step 7), then 415, 420, 484, then the first; a 503
+  becomes 500 (§16.7 step 6); no response at all gives 408.
+- A branch that timed out counts as 408; one whose transport failed as 503.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rtc64.sip.message import Response
+
+PREFERRED_4XX = (401, 407, 415, 420, 484)
+
+
+class BranchState(enum.Enum):
+    """Where a branch stands, from the proxy's point of view."""
+
+    TRYING = "trying"  # sent, nothing heard
+    PROCEEDING = "proceeding"  # a provisional response came
+    COMPLETED = "completed"  # a final response (or timeout/transport error) came
+
+
+@dataclass(slots=True)
+class Branch:
+    """One forwarded copy of a request (client transaction)."""
+
+    index: int
+    target: str
+    txn: object = None
+    state: BranchState = BranchState.TRYING
+    final: Response | None = None
+    final_status: int = 0
+    cancel_wanted: bool = False
+    cancelled: bool = False
+    forwarded_bytes: bytes = b""
+
+
+@dataclass(slots=True)
+class ResponseContext:
+    """The branches of one proxied request and what was already sent upstream."""
+
+    method: bytes
+    branches: list[Branch] = field(default_factory=list)
+    final_forwarded: bool = False
+    cancelled: bool = False
+
+    def pending(self) -> list[Branch]:
+        return [b for b in self.branches if b.state is not BranchState.COMPLETED]
+
+    def all_completed(self) -> bool:
+        return all(b.state is BranchState.COMPLETED for b in self.branches)
+
+
+def _rank(status: int) -> tuple[int, int]:
+    """Sort key: lower is better among non-6xx finals (§16.7 step 6)."""
+    klass = status // 100
+    if klass == 4 and status in PREFERRED_4XX:
+        return (klass, PREFERRED_4XX.index(status))
+    return (klass, len(PREFERRED_4XX))
+
+
+def choose_best(finals: Sequence[tuple[int, Response | None]]) -> tuple[int, Response | None]:
+    """The final to forward: ``(status, response)``; response None means synthesise it."""
+    if not finals:
+        return (408, None)
+    for status, resp in finals:
+        if status >= 600:
+            return (status, resp)
+    best = min(finals, key=lambda item: _rank(item[0]))
+    return best
+
+
+def challenges(finals: Sequence[tuple[int, Response | None]]) -> list[tuple[bytes, bytes]]:
+    """Every WWW-/Proxy-Authenticate line of the 401/407 finals, to merge into one."""
+    lines: list[tuple[bytes, bytes]] = []
+    for status, resp in finals:
+        if resp is None or status not in (401, 407):
+            continue
+        for name in (b"www-authenticate", b"proxy-authenticate"):
+            wire = b"WWW-Authenticate" if name == b"www-authenticate" else b"Proxy-Authenticate"
+            lines.extend((wire, value) for value in resp.get_all(name))
+    return lines

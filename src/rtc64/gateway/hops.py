@@ -1,0 +1,147 @@
+"""Next hops: where a message goes, and the Via/Record-Route/Path values we write for it.
+
+Rules (RFC 3261 §16.6 steps 4, 6-8, §16.12, §18.2.2; RFC 3581 rport; RFC 5658 double
+Record-Route; RFC 3327 Path):
+
+- A ``Hop`` is a transport, an address and a port, plus the flow to reuse (connections,
+  the listener a phone registered through).
+- Responses go back per §18.2.2 and RFC 3581: on a connection, the flow it came on; over
+  UDP, the source address, and the ``rport`` port when the client asked for it, else
+  the sent-by port.
+- The top Via of a forwarded request gets ``received`` (when sent-by is not the source
+  address) and the ``rport`` value filled in; ``received`` holds a bare IPv6 address
+  (RFC 3261 grammar, RFC 5118 §4.5), sent-by a bracketed one.
+- Our Via carries a branch ``z9hG4bK-r64-<loop hash>-<unique>``: the loop hash covers
+  the fields §16.6 step 8 names, so a request that comes back unchanged is a loop (482),
+  one that comes back changed is a spiral (§16.3 step 4).
+- Record-Route and Path name a listener as ``<sip:HOST:PORT;transport=T;lr>``; when the
+  flow changes family, transport or listener two entries are written, each reachable
+  from its side (``r2=on``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+
+from rtc64.io.flow import Flow
+from rtc64.net.address import IPAddress, format_sdp_address, unmap
+from rtc64.net.endpoint import Transport
+from rtc64.sip.grammar import format_params
+from rtc64.sip.message import Request
+from rtc64.sip.via import MAGIC_COOKIE, Via, format_via
+
+BRANCH_PREFIX = MAGIC_COOKIE + b"-r64-"
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """Where to send: transport, address, port, and the flow to reuse if any."""
+
+    transport: Transport
+    ip: IPAddress
+    port: int
+    flow: Flow | None = None
+    server_name: str | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport.reliable
+
+    def __str__(self) -> str:
+        host = format_sdp_address(self.ip)
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.transport.value}:{host}:{self.port}"
+
+
+def response_hop(req: Request, flow: Flow) -> Hop:
+    """Where responses to ``req`` go (§18.2.2, RFC 3581 §4)."""
+    if flow.transport.reliable:
+        return Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
+    via = req.via
+    if via.has_rport:
+        port = flow.remote[1]
+    else:
+        port = via.port if via.port is not None else 5060
+    return Hop(flow.transport, flow.remote[0], port, flow)
+
+
+def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
+    """The top Via with ``received``/``rport`` filled in, or None when nothing changes."""
+    via = req.via
+    source_ip, source_port = flow.remote
+    params = list(via.params)
+    changed = False
+    if via.has_rport and via.rport is None:
+        params = [(n, b"%d" % source_port if n.lower() == b"rport" else v) for n, v in params]
+        changed = True
+    sent_by_is_source = not isinstance(via.host, str) and unmap(via.host) == unmap(source_ip)
+    if not sent_by_is_source or via.has_rport:
+        received = format_sdp_address(unmap(source_ip)).encode("ascii")
+        params = [(n, v) for n, v in params if n.lower() != b"received"]
+        params.append((b"received", received))
+        changed = True
+    if not changed:
+        return None
+    return format_via(Via(via.transport, via.host, via.port, tuple(params)))
+
+
+def loop_hash(req: Request, top_via: bytes) -> bytes:
+    """16 hex digits over the fields of RFC 3261 §16.6 step 8."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in (
+        bytes(req.uri),
+        req.from_.tag or b"",
+        req.to.tag or b"",
+        req.call_id,
+        b"%d" % req.cseq.seq,
+        top_via,
+        b",".join(req.get_all(b"proxy-require")),
+        b",".join(req.get_all(b"proxy-authorization")),
+    ):
+        h.update(part)
+        h.update(b"\x00")
+    return h.hexdigest().encode("ascii")
+
+
+def new_branch(req: Request, top_via: bytes) -> bytes:
+    """A fresh branch carrying the loop hash of ``req``."""
+    return BRANCH_PREFIX + loop_hash(req, top_via) + b"-%x" % next(_counter)
+
+
+def is_loop(req: Request, ours: list[int], via_values: list[bytes]) -> bool:
+    """Whether one of our Vias (indices ``ours``) carries this request's loop hash.
+
+    The hash was computed over the Via below ours when we first forwarded the request.
+    """
+    for i in ours:
+        branch = req.vias[i].branch or b""
+        if not branch.startswith(BRANCH_PREFIX) or i + 1 >= len(via_values):
+            continue
+        expected = loop_hash(req, via_values[i + 1])
+        if branch[len(BRANCH_PREFIX) : len(BRANCH_PREFIX) + len(expected)] == expected:
+            return True
+    return False
+
+
+def via_value(transport: Transport, hostport: str, branch: bytes) -> bytes:
+    """Our Via: ``SIP/2.0/T host:port;branch=...;rport``."""
+    return b"SIP/2.0/%s %s;branch=%s;rport" % (
+        transport.via_token.encode("ascii"),
+        hostport.encode("ascii"),
+        branch,
+    )
+
+
+def route_uri(transport: Transport, hostport: str, *, r2: bool, extra: bytes = b"") -> bytes:
+    """``<sip:host:port;transport=t;lr[;r2=on]>`` naming one of our listeners."""
+    params: list[tuple[bytes, bytes | None]] = []
+    if transport is not Transport.UDP:
+        params.append((b"transport", transport.value.encode("ascii")))
+    params.append((b"lr", None))
+    if r2:
+        params.append((b"r2", b"on"))
+    scheme = b"sips" if transport is Transport.TLS else b"sip"
+    return b"<%s:%s%s%s>" % (scheme, hostport.encode("ascii"), format_params(params), extra)

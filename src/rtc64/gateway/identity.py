@@ -1,0 +1,154 @@
+"""Who the gateway is: its listeners, addresses and domains, and how it names itself.
+
+Rules (RFC 3261 §16.4, §16.6 steps 4 and 8, §18.2.1; RFC 5658 double Record-Route):
+
+- A URI is ours when its host is one of our addresses (listener addresses, every
+  interface address when a listener is a wildcard, advertised addresses) or host names,
+  and its port (default by transport) is one a listener uses. A domain is local when it
+  is configured, or is one of our addresses or host names.
+- For each message we send, the listener is chosen by the next hop's transport and
+  family; the address we write (Via sent-by, Record-Route, Path) is the listener's
+  advertised address, else its own address, else (wildcard) the source address the kernel
+  uses toward the next hop. IPv6 is always written as a reference ``[v6]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from rtc64.net.address import Family, Host, IPAddress, family_of, format_hostport, unmap
+from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.sip.uri import SipUri
+
+SourceFor = Callable[[IPAddress], IPAddress | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A bound listening socket: its spec and actual port (port 0 binds pick one)."""
+
+    spec: ListenSpec
+    port: int
+
+    @property
+    def transport(self) -> Transport:
+        return self.spec.transport
+
+    @property
+    def family(self) -> Family:
+        return self.spec.family
+
+    @property
+    def wildcard(self) -> bool:
+        return self.spec.address.is_unspecified
+
+    def name(self) -> str:
+        """Stable text naming this listener (stored with registrations)."""
+        return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
+
+
+class Identity:
+    """The gateway's listeners, addresses, names and domains."""
+
+    def __init__(
+        self,
+        listeners: Sequence[Listener],
+        *,
+        domains: Iterable[str] = (),
+        host_addresses: Iterable[IPAddress] = (),
+        hostnames: Iterable[str] = (),
+        source_for: SourceFor,
+    ) -> None:
+        self.listeners = tuple(listeners)
+        self.domains = frozenset(d.lower().rstrip(".") for d in domains)
+        self.hostnames = frozenset(h.lower().rstrip(".") for h in hostnames)
+        self._source_for = source_for
+        addresses: set[IPAddress] = set()
+        for lst in self.listeners:
+            if lst.wildcard:
+                addresses.update(a for a in host_addresses if family_of(a) == lst.family)
+            else:
+                addresses.add(lst.spec.address)
+            adv = lst.spec.advertise
+            if adv is not None:
+                if isinstance(adv.host, IPv4Address | IPv6Address):
+                    addresses.add(adv.host)
+                else:
+                    self.hostnames = self.hostnames | {adv.host}
+        self.addresses = frozenset(addresses)
+        self.ports = frozenset(lst.port for lst in self.listeners) | frozenset(
+            lst.spec.advertise.port
+            for lst in self.listeners
+            if lst.spec.advertise is not None and lst.spec.advertise.port is not None
+        )
+        self._by_kind: dict[tuple[Transport, Family], Listener] = {}
+        for lst in self.listeners:
+            self._by_kind.setdefault((lst.transport, lst.family), lst)
+
+    # -- is it us? -------------------------------------------------------------------------
+
+    def is_our_host(self, host: Host) -> bool:
+        if isinstance(host, str):
+            return host in self.hostnames
+        return unmap(host) in self.addresses or host in self.addresses
+
+    def is_local_domain(self, host: Host) -> bool:
+        """Requests for this host go to the location service."""
+        return self.is_our_host(host) or (isinstance(host, str) and host in self.domains)
+
+    def is_us(self, uri: SipUri) -> bool:
+        """The URI names this gateway itself (a Route or Request-URI we put there)."""
+        if not self.is_our_host(uri.host):
+            return False
+        if uri.port is None:
+            transport = _uri_transport(uri)
+            return transport.default_port in self.ports
+        return uri.port in self.ports
+
+    # -- how do we name ourselves toward a hop? ------------------------------------------
+
+    def listener_for(self, transport: Transport, destination: IPAddress) -> Listener | None:
+        """The listener to send from toward ``destination`` over ``transport``."""
+        family = family_of(destination)
+        found = self._by_kind.get((transport, family))
+        if found is None and transport in (Transport.WS, Transport.WSS):
+            found = self._by_kind.get((Transport.WSS, family)) or self._by_kind.get(
+                (Transport.WS, family)
+            )
+        return found
+
+    def address_of(self, listener: Listener, toward: IPAddress | None) -> tuple[Host, int]:
+        """What to write as our host and port on ``listener`` for a hop at ``toward``."""
+        adv = listener.spec.advertise
+        if adv is not None:
+            return adv.host, adv.port if adv.port is not None else listener.port
+        if not listener.wildcard:
+            return listener.spec.address, listener.port
+        source = self._source_for(toward) if toward is not None else None
+        if source is None or family_of(source) != listener.family:
+            source = next(
+                (a for a in sorted(self.addresses, key=str) if family_of(a) == listener.family),
+                listener.spec.address,
+            )
+        return source, listener.port
+
+    def hostport_of(self, listener: Listener, toward: IPAddress | None) -> str:
+        host, port = self.address_of(listener, toward)
+        return format_hostport(host, port)
+
+
+def _uri_transport(uri: SipUri) -> Transport:
+    param = uri.param(b"transport")
+    if param is not None:
+        try:
+            return Transport(param.decode("ascii", "replace").lower())
+        except ValueError:
+            pass
+    return Transport.TLS if uri.scheme == b"sips" else Transport.UDP
+
+
+def uri_transport(uri: SipUri) -> Transport:
+    """The transport a SIP URI asks for (``transport=``, ``sips`` → TLS, else UDP)."""
+    return _uri_transport(uri)

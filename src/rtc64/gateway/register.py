@@ -1,0 +1,101 @@
+"""REGISTER handling: from a parsed request to stored bindings and the response.
+
+Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
+
+- The AOR is the To URI (canonical form); the caller has checked the domain is local
+  and authenticated the request (steps 1-5). ``Require`` with an unknown option
+  answers 420 with Unsupported (step 2); ``path`` and ``outbound`` are supported.
+- The source address, port, transport and listener are stored with each binding so the
+  proxy can reach phones behind NAT and stateful IPv6 firewalls on the flow they opened.
+- A 200 lists every binding with its remaining ``expires``, echoes Path when the phone
+  supports it (RFC 3327 §5.3), and adds Date; a 423 carries Min-Expires.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+from rtc64.gateway.bindings import canonical_aor
+from rtc64.gateway.registrar import (
+    ContactSpec,
+    RegisterRequest,
+    RegistrarPolicy,
+    process_register,
+)
+from rtc64.gateway.store import LocationStore
+from rtc64.io.flow import Flow
+from rtc64.sip import headers as sh
+from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.nameaddr import NameAddr
+from rtc64.sip.uri import format_uri
+
+SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
+
+
+def _contact_spec(contact: NameAddr) -> ContactSpec:
+    reg_id = contact.param(b"reg-id")
+    return ContactSpec(
+        uri=format_uri(contact.uri),
+        expires=sh.contact_expires(contact),
+        q=sh.contact_q(contact),
+        instance=contact.param(b"+sip.instance"),
+        reg_id=int(reg_id) if reg_id is not None and reg_id.isdigit() else None,
+    )
+
+
+def unsupported(req: Request) -> tuple[bytes, ...]:
+    """Option tags in Require that we do not support (RFC 3261 §8.2.2.3)."""
+    return tuple(t for t in sh.tokens(req, b"require") if t.lower() not in SUPPORTED)
+
+
+async def handle_register(
+    req: Request,
+    flow: Flow,
+    listener: str,
+    store: LocationStore,
+    policy: RegistrarPolicy,
+    now: float | None = None,
+) -> Response:
+    """Apply a REGISTER to the store and build the response to send."""
+    wall = time.time() if now is None else now
+    missing = unsupported(req)
+    if missing:
+        return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
+    aor = canonical_aor(format_uri(req.to.uri))
+    found = sh.contacts(req)
+    wildcard = found is sh.STAR
+    specs = () if isinstance(found, sh.Star) else tuple(_contact_spec(c) for c in found)
+    path = tuple(bytes(p) for p in sh.paths(req))
+    request = RegisterRequest(
+        aor=aor,
+        contacts=specs,
+        wildcard=wildcard,
+        expires=sh.expires(req),
+        call_id=req.call_id,
+        cseq=req.cseq.seq,
+        source_ip=flow.remote[0],
+        source_port=flow.remote[1],
+        transport=flow.transport.value,
+        listener=listener,
+        path=path,
+        user_agent=req.get(b"user-agent") or b"",
+    )
+    current = await store.lookup(aor, wall)
+    outcome = process_register(current, request, policy, wall)
+    if not outcome.ok:
+        extra: list[tuple[bytes, bytes]] = []
+        if outcome.min_expires is not None:
+            extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
+        reason = outcome.reason.encode("utf-8", "replace")
+        return make_response(req, outcome.status, reason, headers=extra)
+    if outcome.changed:
+        await store.replace(aor, outcome.bindings)
+    lines: list[tuple[bytes, bytes]] = [
+        (b"Contact", b"<%s>;expires=%d" % (rc.binding.contact, rc.expires))
+        for rc in outcome.contacts
+    ]
+    if path and b"path" in (t.lower() for t in sh.tokens(req, b"supported")):
+        lines += [(b"Path", p) for p in path]
+    lines.append((b"Date", formatdate(wall, usegmt=True).encode("ascii")))
+    return make_response(req, 200, headers=lines)

@@ -1,0 +1,341 @@
+# Shared model of the SIP transaction layer: states, inputs, actions, events and the
+# table-driven machine every transaction runs (RFC 3261 §17, RFC 6026 §7-§8).
+#
+# Rules:
+# - A machine is data: ``Table`` maps state -> input -> (next state, action) and ``Entry``
+#   maps a state to the timers started on entering it (``None`` stops a timer; a state
+#   missing from ``Entry`` keeps the running ones, as non-INVITE PROCEEDING does).
+# - Each transaction has at most two running timers: a retransmit timer (A, E or G) and
+#   an ending timer (B, D, F, H, I, J, K, L or M; every one of them leads to TERMINATED).
+#   When both are due the ending timer wins, so nothing is sent at the moment of a timeout.
+# - Timers are deadlines; ``advance(now)`` fires whatever is due. A zero duration (D, I, J,
+#   K on reliable transports) is due at once, so the state it guards is left in the same
+#   call. Retransmit intervals restart from the firing time.
+# - Output is appended to a caller-owned list of events; transactions never call out.
+#   The bytes to retransmit are wrapped in one ``Send`` kept for the transaction's life.
+"""Transaction states, inputs, events and the common machine runner."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rtc64.sip.message import Request, Response
+from rtc64.sip.timers import Timer, TimerConfig
+
+if TYPE_CHECKING:
+    from rtc64.sip.transaction_client import ClientTransaction
+    from rtc64.sip.transaction_server import ServerTransaction
+
+
+class State(enum.Enum):
+    """Transaction states, named as in RFC 3261 §17 (and RFC 6026 for ACCEPTED)."""
+
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+class Input(enum.Enum):
+    """What reaches a machine besides its timers."""
+
+    RESPONSE_1XX = "1xx from transport"
+    RESPONSE_2XX = "2xx from transport"
+    RESPONSE_FINAL = "300-699 from transport"
+    REQUEST = "request retransmission"
+    ACK = "ACK"
+    TU_1XX = "1xx from TU"
+    TU_2XX = "2xx from TU"
+    TU_FINAL = "300-699 from TU"
+    TRANSPORT_ERROR = "transport error"
+
+
+class Action(enum.Enum):
+    """What a transition does besides changing state."""
+
+    NONE = "none"
+    ABSORB = "absorb"  # report Absorbed, send nothing
+    RESEND = "resend"  # re-send the reply (server: last response; client: the ACK)
+    RETRANSMIT = "retransmit"  # timer A/E/G: send again, double the interval up to its cap
+    RETRANSMIT_T2 = "retransmit at T2"  # timer E in PROCEEDING (§17.1.2.2)
+    PASS_UP = "pass up"  # response to the TU
+    ACK_AND_PASS_UP = "ACK, pass up"  # §17.1.1.3
+    SEND_RESPONSE = "send response"  # response from the TU to the transport
+    ACK_TO_TU = "ACK to TU"  # RFC 6026 ACCEPTED
+    TIMEOUT = "timeout"  # B, F (client) or H (server)
+    TRANSPORT_FAILED = "transport failed"  # §17.1.4, §17.2.4
+
+
+Row = tuple[State, Action]
+Payload = Response | bytes | tuple[Request, object] | None
+"""What an input carries: a received response, a TU's response bytes, an ACK and its source."""
+Table = dict[State, dict[Input | Timer, Row]]
+Entry = dict[State, tuple[Timer | None, Timer | None]]
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Hand ``data`` to the transport for ``dest`` (the caller's opaque destination)."""
+
+    data: bytes
+    dest: object
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """A request created a server transaction; the TU handles ``txn.request``."""
+
+    txn: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """An ACK for the TU: for a 2xx, or matching no transaction (§17.2.3, RFC 6026 §8.7).
+
+    ``txn`` is the INVITE server transaction in ACCEPTED it matched, if any."""
+
+    request: Request
+    dest: object
+    txn: ServerTransaction | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A response the TU must see (each provisional, the first final, 2xx in ACCEPTED)."""
+
+    response: Response
+    txn: ClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class StrayResponse:
+    """A response matching no client transaction (§18.1.2; a proxy forwards it, §16.7)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Absorbed:
+    """A retransmission (or an ACK for a non-2xx final) consumed by ``txn``."""
+
+    txn: ClientTransaction | ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeout:
+    """Timer B or F fired: no final response (the TU answers 408, §16.7 step 6)."""
+
+    txn: ClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTimeout:
+    """Timer H fired: the ACK for a non-2xx final never came (§17.2.1)."""
+
+    txn: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport reported a fatal error for ``txn`` (§17.1.4, §17.2.4)."""
+
+    txn: ClientTransaction | ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """``txn`` reached TERMINATED and left the transaction layer."""
+
+    txn: ClientTransaction | ServerTransaction
+
+
+Event = (
+    Send
+    | NewRequest
+    | AckReceived
+    | ResponseReceived
+    | StrayResponse
+    | Absorbed
+    | ClientTimeout
+    | ServerTimeout
+    | TransportFailed
+    | Terminated
+)
+
+
+# -- the machine runner ---------------------------------------------------------------------
+
+
+class Transaction:
+    """Common part of client and server transactions: state, timers, retransmission.
+
+    ``user`` is free for the TU (a proxy context, a response context...).
+    """
+
+    __slots__ = (
+        "_end_at",
+        "_end_timer",
+        "_entry",
+        "_hseq",
+        "_out",
+        "_rtx_at",
+        "_rtx_interval",
+        "_rtx_timer",
+        "_table",
+        "_timers",
+        "_wake",
+        "dest",
+        "invite",
+        "reliable",
+        "request",
+        "state",
+        "user",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        dest: object,
+        reliable: bool,
+        timers: TimerConfig,
+        table: Table,
+        entry: Entry,
+        state: State,
+    ) -> None:
+        self.request = request
+        self.dest = dest
+        self.reliable = reliable
+        self.invite = request.method == b"INVITE"
+        self.user: object = None
+        self.state = state
+        self._timers = timers
+        self._table = table
+        self._entry = entry
+        self._out: Send | None = None
+        self._rtx_timer = Timer.TIMER_A
+        self._rtx_at: float | None = None
+        self._rtx_interval = 0.0
+        self._end_timer = Timer.TIMER_B
+        self._end_at: float | None = None
+        self._hseq = 0  # sequence number of this transaction's live heap entry, 0 if none
+        self._wake: float | None = None  # deadline of that entry
+
+    def __repr__(self) -> str:
+        r = self.request
+        return f"<{type(self).__name__} {r.method.decode()} {r.call_id.decode()} {self.state.name}>"
+
+    @property
+    def method(self) -> bytes:
+        return self.request.method
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is State.TERMINATED
+
+    @property
+    def deadline(self) -> float | None:
+        """The earliest running timer's deadline, or ``None``."""
+        a, b = self._rtx_at, self._end_at
+        if a is None:
+            return b
+        if b is None or a < b:
+            return a
+        return b
+
+    def timers(self) -> dict[Timer, float]:
+        """Running timers and their deadlines (for tests and the console)."""
+        out: dict[Timer, float] = {}
+        if self._rtx_at is not None:
+            out[self._rtx_timer] = self._rtx_at
+        if self._end_at is not None:
+            out[self._end_timer] = self._end_at
+        return out
+
+    def advance(self, now: float, out: list[Event]) -> None:
+        """Fire every timer due at ``now``, ending timer first."""
+        while True:
+            end_at = self._end_at
+            if end_at is not None and end_at <= now:
+                timer = self._end_timer
+                self._end_at = None
+            else:
+                rtx_at = self._rtx_at
+                if rtx_at is None or rtx_at > now:
+                    return
+                timer = self._rtx_timer
+                self._rtx_at = None
+            self._step(timer, now, out, None)
+
+    def handle(
+        self, inp: Input, now: float, out: list[Event], payload: Payload = None
+    ) -> bool:
+        """Run one input; False if the current state has no transition for it."""
+        if not self._step(inp, now, out, payload):
+            return False
+        self.advance(now, out)
+        return True
+
+    def _step(
+        self, inp: Input | Timer, now: float, out: list[Event], payload: Payload
+    ) -> bool:
+        row = self._table[self.state].get(inp)
+        if row is None:
+            return False
+        state, action = row
+        if action is not Action.NONE:
+            self._act(action, inp, now, out, payload)
+        if state is not self.state:
+            self._enter(state, now)
+        return True
+
+    def _enter(self, state: State, now: float) -> None:
+        self.state = state
+        spec = self._entry.get(state)
+        if spec is None:
+            return
+        rtx, end = spec
+        cfg, reliable = self._timers, self.reliable
+        d = None if rtx is None else cfg.duration(rtx, reliable)
+        if d is None:
+            self._rtx_at = None
+        else:
+            assert rtx is not None
+            self._rtx_timer, self._rtx_interval, self._rtx_at = rtx, d, now + d
+        d = None if end is None else cfg.duration(end, reliable)
+        if d is None:
+            self._end_at = None
+        else:
+            assert end is not None
+            self._end_timer, self._end_at = end, now + d
+
+    def _retransmit(self, interval: float, now: float, out: list[Event]) -> None:
+        self._rtx_interval = interval
+        self._rtx_at = now + interval
+        if self._out is not None:
+            out.append(self._out)
+
+    def _act(
+        self,
+        action: Action,
+        inp: Input | Timer,
+        now: float,
+        out: list[Event],
+        payload: Payload,
+    ) -> None:
+        """Retransmissions here; subclasses do the rest."""
+        if action is Action.RETRANSMIT:
+            assert isinstance(inp, Timer)
+            iv = min(self._rtx_interval * 2, self._timers.cap(inp))
+            self._retransmit(iv, now, out)
+        elif action is Action.RETRANSMIT_T2:
+            self._retransmit(float(self._timers.t2), now, out)
+        else:
+            raise AssertionError(f"{type(self).__name__} cannot {action}")
