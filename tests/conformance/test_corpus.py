@@ -250,7 +250,9 @@ def test_unusual_schemes() -> None:
     unksm2 = _parse("unksm2")
     assert unksm2.to.uri == AbsoluteUri(b"isbn", b"2983792873")
     assert unksm2.from_.uri == AbsoluteUri(b"http", b"//www.example.com")
-    assert contacts(unksm2) == (dataclasses.replace(unksm2.to, uri=AbsoluteUri(b"name", b"John_Smith")),)
+    assert contacts(unksm2) == (
+        dataclasses.replace(unksm2.to, uri=AbsoluteUri(b"name", b"John_Smith")),
+    )
 
 
 def test_cparam_contact_vs_uri_params() -> None:

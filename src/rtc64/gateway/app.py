@@ -1,14 +1,164 @@
-"""The gateway service started by ``rtc64 serve``: composes the configured components and
-runs until stopped. Components arrive issue by issue; each is started here in order and
-stopped in reverse order."""
+"""The gateway service started by ``rtc64 serve``: wires store, transports, transaction
+layer and proxy, runs until stopped, then stops them in reverse order."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import socket
+import time
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
 
 from rtc64 import __version__
 from rtc64.config import Config
+from rtc64.errors import ConfigError, RemoteProtocolError
+from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.proxy import Proxy
+from rtc64.gateway.ratelimit import TokenBucket
+from rtc64.gateway.registrar import RegistrarPolicy
+from rtc64.gateway.store import Store, open_store
+from rtc64.io import interfaces, tls
+from rtc64.io.resolver import Resolver
+from rtc64.io.scheduler import Deadline, Spawner, clock
+from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.sip.transaction import TransactionLayer
+from rtc64.sip.uri import SipUri, parse_uri
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+def _upstream(cfg: Config) -> SipUri | None:
+    text = cfg["sip.upstream"]
+    if text is None:
+        return None
+    try:
+        uri = parse_uri(text.encode("utf-8"), "sip.upstream")
+    except RemoteProtocolError:
+        raise ConfigError("sip.upstream", text, "a SIP URI like sip:core.example.net") from None
+    if not isinstance(uri, SipUri):
+        raise ConfigError("sip.upstream", text, "a sip: or sips: URI")
+    return uri
+
+
+def _realm(cfg: Config) -> str:
+    if cfg["auth.realm"]:
+        return str(cfg["auth.realm"])
+    domains = cfg["sip.domains"]
+    return str(domains[0]) if domains else socket.gethostname()
+
+
+class Gateway:
+    """The running components of ``rtc64 serve``."""
+
+    def __init__(self, cfg: Config, log: logging.Logger) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.store: Store | None = None
+        self.transports: SipTransportLayer | None = None
+        self.proxy: Proxy | None = None
+        self.spawner = Spawner(log)
+
+    async def start(self) -> None:
+        cfg, log = self.cfg, self.log
+        upstream = _upstream(cfg)
+        data_dir = cfg.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store = await open_store(cfg["store.url"], data_dir)
+        specs = cfg["sip.listen"]
+        server_tls = None
+        if any(s.transport.secure for s in specs):
+            identity_tls = tls.server_identity(
+                data_dir,
+                cfg["sip.tls_cert"] or None,
+                cfg["sip.tls_key"] or None,
+                addresses=[s.address for s in specs if not s.address.is_unspecified],
+                log=log,
+            )
+            server_tls = identity_tls.context
+        proxy_holder: list[Proxy] = []
+        self.transports = transports = SipTransportLayer(
+            specs,
+            # The proxy needs the bound listeners, so it is made after the transports.
+            lambda msg, flow: proxy_holder[0].on_message(msg, flow),  # noqa: PLW0108
+            lambda data, err, flow: proxy_holder[0].on_bad_datagram(data, err, flow),  # noqa: PLW0108
+            server_tls=server_tls,
+            client_tls=tls.client_context(verify=False),
+            log=log.getChild("transport"),
+        )
+        await transports.start()
+        listeners = [Listener(b.spec, b.port) for b in transports.listeners]
+        identity = Identity(
+            listeners,
+            domains=cfg["sip.domains"],
+            host_addresses=interfaces.local_addresses(),
+            hostnames=(socket.gethostname(),),
+            source_for=interfaces.source_address,
+        )
+        layer = TransactionLayer()
+        deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
+        auth = Authenticator(
+            realm=_realm(cfg),
+            users=cfg["auth.users"],
+            store=store,
+            trusted=cfg["sip.trusted_networks"],
+            nonce_lifetime=cfg["auth.nonce_lifetime"],
+            max_failures=cfg["auth.max_failures"],
+            block_seconds=cfg["auth.block_seconds"],
+            log=log.getChild("auth"),
+        )
+        rate = cfg["sip.request_rate"]
+        self.proxy = proxy = Proxy(
+            identity=identity,
+            layer=layer,
+            sender=transports,
+            store=store,
+            auth=auth,
+            resolver=Resolver(cfg["dns.servers"]),
+            policy=RegistrarPolicy(
+                cfg["registrar.min_expires"],
+                cfg["registrar.max_expires"],
+                cfg["registrar.default_expires"],
+            ),
+            upstream=upstream,
+            max_transactions=cfg["sip.max_transactions"],
+            limiter=TokenBucket(rate, burst=max(rate, 1) * 2),
+            clock=clock,
+            wall=time.time,
+            spawn=self.spawner,
+            log=log.getChild("proxy"),
+            on_events=lambda: deadline.schedule(layer.get_timer()),
+        )
+        proxy_holder.append(proxy)
+
+        async def expire() -> None:
+            removed = await store.expire(time.time())
+            if removed:
+                log.info("registrar: %d expired bindings removed", removed)
+
+        self.spawner.every(30.0, expire)
+        for lst in listeners:
+            log.info("SIP listening on %s", lst.name())
+        families = {
+            "IPv4" if isinstance(a, IPv4Address) else "IPv6"
+            for a in identity.addresses
+            if isinstance(a, IPv4Address | IPv6Address)
+        }
+        log.info(
+            "gateway ready: realm %s, domains %s, families %s, upstream %s",
+            auth.realm,
+            ", ".join(identity.domains) or "(own addresses only)",
+            "+".join(sorted(families)),
+            cfg["sip.upstream"] or "(none)",
+        )
+
+    async def stop(self) -> None:
+        await self.spawner.close()
+        if self.transports is not None:
+            await self.transports.stop()
+        if self.store is not None:
+            await self.store.close()
 
 
 async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
@@ -17,8 +167,12 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     source = str(config.source) if config.source else "embedded defaults"
     log.info("configuration from %s", source)
     for key, value in config.describe():
-        log.info("config %s = %s", key, value)
-    log.info("SIP service not available yet in this build; waiting for SIGINT/SIGTERM")
-    await stop.wait()
-    log.info("rtc64 stopping")
+        log.debug("config %s = %s", key, value)
+    gateway = Gateway(config, log)
+    try:
+        await gateway.start()
+        await stop.wait()
+    finally:
+        log.info("rtc64 stopping")
+        await gateway.stop()
     return 0

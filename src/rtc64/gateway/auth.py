@@ -94,12 +94,14 @@ class Authenticator:
             return None
         return record
 
-    async def check(self, req: Request, source: IPAddress, now: float, *, proxy: bool) -> AuthResult:
+    async def check(
+        self, req: Request, source: IPAddress, now: float, *, proxy: bool
+    ) -> AuthResult:
         """Authenticate ``req`` from ``source``; ``proxy`` picks 407 over 401."""
         if self.is_trusted(source):
             return TRUSTED
         header = b"proxy-authorization" if proxy else b"authorization"
-        blocked = self.tracker.is_blocked(self.tracker.key(source), now)
+        blocked = self.tracker.is_blocked(source, now)
         if blocked is not None:
             return self._forbidden(blocked)
         creds = self._credentials(req, header)
@@ -109,7 +111,7 @@ class Authenticator:
         if blocked is not None:
             return self._forbidden(blocked)
         record = await self._user(creds.username)
-        algorithm = creds.algorithm or Algorithm.MD5
+        algorithm = creds.algorithm
         base = Algorithm.SHA_256 if algorithm.hash_name == "sha256" else Algorithm.MD5
         ha1 = record.ha1(base) if record is not None else _DUMMY_HA1[base]
         verdict = digest.authenticate(
@@ -125,15 +127,15 @@ class Authenticator:
             counter=self._counter,
         )
         if verdict is Verdict.OK and record is not None:
-            self.tracker.record_success(self.tracker.key(source), now)
+            self.tracker.record_success(source, now)
             self.successes += 1
             return AuthResult(ok=True, user=creds.username)
         if verdict is Verdict.STALE:
             return self._challenge(proxy, now, stale=True)
         if verdict is Verdict.BAD_NONCE:
             return self._challenge(proxy, now, stale=False)
-        self.tracker.record_failure(self.tracker.key(source), now)
-        self.tracker.record_failure(self.tracker.key(creds.username), now)
+        self.tracker.record_failure(source, now)
+        self.tracker.record_failure(creds.username, now)
         return self._challenge(proxy, now, stale=False)
 
     def _credentials(self, req: Request, header: bytes) -> digest.Credentials | None:

@@ -18,7 +18,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rtc64.sip.message import Response
+from rtc64.sip.edit import Edit
+from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.serializer import serialize
 
 PREFERRED_4XX = (401, 407, 415, 420, 484)
 
@@ -43,7 +45,7 @@ class Branch:
     final_status: int = 0
     cancel_wanted: bool = False
     cancelled: bool = False
-    forwarded_bytes: bytes = b""
+    reason: bytes = b""
 
 
 @dataclass(slots=True)
@@ -77,8 +79,7 @@ def choose_best(finals: Sequence[tuple[int, Response | None]]) -> tuple[int, Res
     for status, resp in finals:
         if status >= 600:
             return (status, resp)
-    best = min(finals, key=lambda item: _rank(item[0]))
-    return best
+    return min(finals, key=lambda item: _rank(item[0]))
 
 
 def challenges(finals: Sequence[tuple[int, Response | None]]) -> list[tuple[bytes, bytes]]:
@@ -91,3 +92,29 @@ def challenges(finals: Sequence[tuple[int, Response | None]]) -> list[tuple[byte
             wire = b"WWW-Authenticate" if name == b"www-authenticate" else b"Proxy-Authenticate"
             lines.extend((wire, value) for value in resp.get_all(name))
     return lines
+
+
+def best_response(ctx: ResponseContext, request: Request) -> tuple[int, bytes]:
+    """The final response to send upstream once every branch has completed (§16.7 step 6)."""
+    finals = [(b.final_status, b.final) for b in ctx.branches]
+    status, resp = choose_best(finals)
+    if resp is None:
+        branch = next((b for b in ctx.branches if b.final_status == status), None)
+        reason = branch.reason if branch is not None and branch.reason else None
+        if status == 503:
+            status, reason = 500, b"Server Internal Error"
+        return status, serialize(make_response(request, status, reason))
+    edit = Edit(resp).remove_top_via()
+    if status in (401, 407):
+        own = {(n.lower(), v) for n, v in challenges([(status, resp)])}
+        for name, value in challenges(finals):
+            if (name.lower(), value) not in own:
+                edit.add_header(name, value)
+    data = edit.to_bytes()
+    if status == 503:
+        # §16.7 step 6: a 503 from downstream must not make the upstream client retry
+        # elsewhere believing this proxy is overloaded; it goes up as 500.
+        line_end = data.index(b"\r\n")
+        data = b"SIP/2.0 500 Server Internal Error" + data[line_end:]
+        status = 500
+    return status, data

@@ -61,10 +61,8 @@ def response_hop(req: Request, flow: Flow) -> Hop:
     if flow.transport.reliable:
         return Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
     via = req.via
-    if via.has_rport:
-        port = flow.remote[1]
-    else:
-        port = via.port if via.port is not None else 5060
+    sent_by_port = via.port if via.port is not None else 5060
+    port = flow.remote[1] if via.has_rport else sent_by_port
     return Hop(flow.transport, flow.remote[0], port, flow)
 
 

@@ -52,6 +52,7 @@ def unsupported(req: Request) -> tuple[bytes, ...]:
 async def handle_register(
     req: Request,
     flow: Flow,
+    *,
     listener: str,
     store: LocationStore,
     policy: RegistrarPolicy,

@@ -16,6 +16,8 @@ Rules (RFC 3261 §25.1, §7.3.1, §19.1.2):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rtc64.errors import RemoteProtocolError
 
 Params = tuple[tuple[bytes, bytes | None], ...]
@@ -200,7 +202,7 @@ def parse_params(value: bytes, what: str) -> Params:
     return tuple(out)
 
 
-def format_params(params: Params) -> bytes:
+def format_params(params: Iterable[tuple[bytes, bytes | None]]) -> bytes:
     """Write parameters as ``;name=value`` / ``;name``."""
     return b"".join(b";" + n if v is None else b";" + n + b"=" + v for n, v in params)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError
 from rtc64.sip.grammar import (
-    TOKEN_CHARS,
     WORD_CHARS,
     WS,
     bad,
@@ -35,7 +34,7 @@ from rtc64.sip.grammar import (
 )
 from rtc64.sip.headers import Header, HeaderAccess, build_index, header_key, split_list, wire_name
 from rtc64.sip.nameaddr import NameAddr, format_name_addr, parse_name_addr
-from rtc64.sip.uri import SipUri, Uri, format_uri, parse_uri
+from rtc64.sip.uri import Uri, parse_uri
 from rtc64.sip.via import MAGIC_COOKIE, Via, format_via, parse_via
 
 MAX_CSEQ = 2**31 - 1
@@ -236,7 +235,7 @@ def _headers(items: Iterable[HeaderLike], body: bytes) -> list[Header]:
     out: list[Header] = []
     for item in items:
         h = item if isinstance(item, Header) else Header(*item)
-        if not is_token(h.name) or h.name.translate(None, TOKEN_CHARS):
+        if not is_token(h.name):
             raise LocalProtocolError(f"invalid header name {h.name!r}")
         if b"\r" in h.value or b"\n" in h.value or h.value != h.value.strip(WS):
             raise LocalProtocolError(f"invalid value for header {h.name!r}: {h.value!r}")
@@ -353,14 +352,6 @@ def new_branch() -> bytes:
 
 def new_call_id() -> bytes:
     return secrets.token_hex(16).encode("ascii")
-
-
-def request_uri_bytes(request: Request) -> bytes:
-    return format_uri(request.uri)
-
-
-def is_sip_uri(uri: Uri) -> bool:
-    return isinstance(uri, SipUri)
 
 
 __all__ = [

@@ -18,6 +18,7 @@ Rules (RFC 3261 §7.1, §7.2, §7.3.1, §7.5, §25.1; RFC 4475 §3.1.2):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.sip.grammar import WS, bad, is_token, show
@@ -26,6 +27,7 @@ from rtc64.sip.message import Request, Response, parse_essentials
 from rtc64.sip.uri import SipUri, Uri, parse_uri
 
 MAX_CONTENT_LENGTH_DIGITS = 10
+_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -66,18 +68,22 @@ def scan_head(data: bytes, head_end: int) -> Head:
     del lines[0]
     if b"\r\n " in block or b"\r\n\t" in block:
         lines = _unfold(lines)
-    headers: list[Header] = []
+    parts = [line.partition(b":") for line in lines]
+    get = KEY_CACHE.get
+    found = [get(name) for name, _, _ in parts]
+    if None in found or not all(colon for _, colon, _ in parts):
+        for i, (name, colon, _) in enumerate(parts):
+            if not colon:
+                raise bad(f"header line without ':' {show(lines[i])}")
+            if found[i] is None:
+                name = name.rstrip(WS)  # noqa: PLW2901 - LWS before ':' is not in the name
+                found[i] = header_key(name)
+                parts[i] = (name, b":", parts[i][2])
+    keys = cast("list[bytes]", found)
+    # tuple.__new__ skips the Python-level NamedTuple constructor (one call per line).
+    headers: list[Header] = [_new(Header, (name, value.strip(WS))) for name, _, value in parts]
     index: dict[bytes, list[int]] = {}
-    keys = KEY_CACHE
-    for i, line in enumerate(lines):
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise bad(f"header line without ':' {show(line)}")
-        key = keys.get(name)
-        if key is None:
-            name = name.rstrip(WS)
-            key = header_key(name)
-        headers.append(Header(name, value.strip(WS)))
+    for i, key in enumerate(keys):
         slot = index.get(key)
         if slot is None:
             index[key] = [i]

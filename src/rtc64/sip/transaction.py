@@ -151,7 +151,7 @@ class TransactionLayer:
         table = self._ict if request.method == b"INVITE" else NON_INVITE_CLIENT
         if data is None:
             data = serialize(request)
-        txn = ClientTransaction(request, data, dest, reliable, self.timers, table)
+        txn = ClientTransaction(request, data, dest, reliable, timers=self.timers, table=table)
         self._client[key] = txn
         out: list[Event] = []
         txn.start(now, out)
@@ -224,7 +224,7 @@ class TransactionLayer:
                 out.append(AckReceived(request, dest, None))
                 return out
             table = self._ist if request.method == b"INVITE" else NON_INVITE_SERVER
-            txn = ServerTransaction(request, dest, reliable, self.timers, table, now)
+            txn = ServerTransaction(request, dest, reliable, now, timers=self.timers, table=table)
             self._server[txn.key] = txn
             if txn.ack_key is not None:
                 self._ack2543[txn.ack_key] = txn
@@ -262,9 +262,7 @@ class TransactionLayer:
 
     # -- both -------------------------------------------------------------------------------
 
-    def transport_error(
-        self, txn: AnyTransaction, now: float
-    ) -> list[Event]:
+    def transport_error(self, txn: AnyTransaction, now: float) -> list[Event]:
         """The transport failed to send for ``txn`` (§17.1.4; §17.2.4 after the caller
         tried the §18.2.2 alternatives): ``TransportFailed`` and ``Terminated``."""
         out: list[Event] = []
@@ -351,8 +349,8 @@ def _status_of(data: bytes) -> int:
 
 __all__ = [
     "Absorbed",
-    "AnyTransaction",
     "AckReceived",
+    "AnyTransaction",
     "ClientTimeout",
     "ClientTransaction",
     "Event",

@@ -58,17 +58,17 @@ class Input(enum.Enum):
 class Action(enum.Enum):
     """What a transition does besides changing state."""
 
-    NONE = "none"
-    ABSORB = "absorb"  # report Absorbed, send nothing
-    RESEND = "resend"  # re-send the reply (server: last response; client: the ACK)
-    RETRANSMIT = "retransmit"  # timer A/E/G: send again, double the interval up to its cap
-    RETRANSMIT_T2 = "retransmit at T2"  # timer E in PROCEEDING (§17.1.2.2)
-    PASS_UP = "pass up"  # response to the TU
-    ACK_AND_PASS_UP = "ACK, pass up"  # §17.1.1.3
-    SEND_RESPONSE = "send response"  # response from the TU to the transport
-    ACK_TO_TU = "ACK to TU"  # RFC 6026 ACCEPTED
-    TIMEOUT = "timeout"  # B, F (client) or H (server)
-    TRANSPORT_FAILED = "transport failed"  # §17.1.4, §17.2.4
+    NONE = enum.auto()
+    ABSORB = enum.auto()  # report Absorbed, send nothing
+    RESEND = enum.auto()  # re-send the reply (server: last response; client: the ACK)
+    RETRANSMIT = enum.auto()  # timer A/E/G: send again, double the interval up to its cap
+    RETRANSMIT_T2 = enum.auto()  # timer E in PROCEEDING (§17.1.2.2)
+    PASS_UP = enum.auto()  # response to the TU
+    ACK_AND_PASS_UP = enum.auto()  # §17.1.1.3
+    SEND_RESPONSE = enum.auto()  # response from the TU to the transport
+    ACK_TO_TU = enum.auto()  # RFC 6026 ACCEPTED
+    TIMEOUT = enum.auto()  # B, F (client) or H (server)
+    TRANSPORT_FAILED = enum.auto()  # §17.1.4, §17.2.4
 
 
 Row = tuple[State, Action]
@@ -205,6 +205,7 @@ class Transaction:
         request: Request,
         dest: object,
         reliable: bool,
+        *,
         timers: TimerConfig,
         table: Table,
         entry: Entry,
@@ -274,18 +275,14 @@ class Transaction:
                 self._rtx_at = None
             self._step(timer, now, out, None)
 
-    def handle(
-        self, inp: Input, now: float, out: list[Event], payload: Payload = None
-    ) -> bool:
+    def handle(self, inp: Input, now: float, out: list[Event], payload: Payload = None) -> bool:
         """Run one input; False if the current state has no transition for it."""
         if not self._step(inp, now, out, payload):
             return False
         self.advance(now, out)
         return True
 
-    def _step(
-        self, inp: Input | Timer, now: float, out: list[Event], payload: Payload
-    ) -> bool:
+    def _step(self, inp: Input | Timer, now: float, out: list[Event], payload: Payload) -> bool:
         row = self._table[self.state].get(inp)
         if row is None:
             return False

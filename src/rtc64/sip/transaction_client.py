@@ -161,6 +161,7 @@ class ClientTransaction(Transaction):
         data: bytes,
         dest: object,
         reliable: bool,
+        *,
         timers: TimerConfig,
         table: Table,
     ) -> None:
@@ -171,10 +172,10 @@ class ClientTransaction(Transaction):
             request,
             dest,
             reliable,
-            timers,
-            table,
-            INVITE_CLIENT_ENTRY if invite else NON_INVITE_CLIENT_ENTRY,
-            _S.CALLING if invite else _S.TRYING,
+            timers=timers,
+            table=table,
+            entry=INVITE_CLIENT_ENTRY if invite else NON_INVITE_CLIENT_ENTRY,
+            state=_S.CALLING if invite else _S.TRYING,
         )
         self.key = client_key(request)
         self.response: Response | None = None
@@ -246,7 +247,10 @@ def _hop_headers(request: Request, method: bytes, to_value: bytes) -> list[tuple
 def make_ack(request: Request, response: Response) -> bytes:
     """The ACK for a non-2xx final ``response`` to INVITE ``request`` (§17.1.1.3)."""
     parts = [b"ACK " + format_uri(request.uri) + b" SIP/2.0"]
-    parts += [name + b": " + value for name, value in _hop_headers(request, b"ACK", response.get(b"to") or b"")]
+    parts += [
+        name + b": " + value
+        for name, value in _hop_headers(request, b"ACK", response.get(b"to") or b"")
+    ]
     parts.append(b"Content-Length: 0\r\n\r\n")
     return b"\r\n".join(parts)
 

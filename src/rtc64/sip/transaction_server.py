@@ -172,9 +172,10 @@ class ServerTransaction(Transaction):
         request: Request,
         dest: object,
         reliable: bool,
+        now: float,
+        *,
         timers: TimerConfig,
         table: Table,
-        now: float,
     ) -> None:
         invite = request.method == b"INVITE"
         if request.method == b"ACK":
@@ -183,10 +184,10 @@ class ServerTransaction(Transaction):
             request,
             dest,
             reliable,
-            timers,
-            table,
-            INVITE_SERVER_ENTRY if invite else NON_INVITE_SERVER_ENTRY,
-            _S.PROCEEDING if invite else _S.TRYING,
+            timers=timers,
+            table=table,
+            entry=INVITE_SERVER_ENTRY if invite else NON_INVITE_SERVER_ENTRY,
+            state=_S.PROCEEDING if invite else _S.TRYING,
         )
         self.key = server_key(request)
         self.ack_key = None if not invite or is_rfc3261(request) else rfc2543_ack_key(request)
@@ -241,4 +242,3 @@ def to_tag_of(response: Response | bytes) -> bytes | None:
         return response.to.tag
     msg = parse_datagram(response)
     return msg.to.tag
-

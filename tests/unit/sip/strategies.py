@@ -55,17 +55,15 @@ sip_uris = st.builds(
     user=st.none() | escaped(USER_CHARS),
     password=st.none(),
     params=uri_params,
-    headers=st.lists(
-        st.tuples(escaped(HEADER_CHARS), escaped(HEADER_CHARS)), max_size=2
-    ).map(tuple),
+    headers=st.lists(st.tuples(escaped(HEADER_CHARS), escaped(HEADER_CHARS)), max_size=2).map(
+        tuple
+    ),
     scheme=st.sampled_from([b"sip", b"sips"]),
 )
 sip_uris_with_password = st.builds(
     SipUri, host=hosts, port=ports, user=escaped(USER_CHARS), password=escaped(PASSWORD_CHARS)
 )
-tel_uris = st.builds(
-    TelUri, number=chars(b"0123456789-.+*#"), params=uri_params
-)
+tel_uris = st.builds(TelUri, number=chars(b"0123456789-.+*#"), params=uri_params)
 absolute_uris = st.builds(
     AbsoluteUri,
     scheme=st.from_regex(r"[a-z][a-z0-9+.-]{0,6}", fullmatch=True)
@@ -90,20 +88,27 @@ vias = st.builds(
         st.tuples(st.just(b"branch"), tokens.map(lambda t: b"z9hG4bK" + t)),
     ).map(tuple)
     | gen_params.filter(
-        lambda ps: not any(n.lower() in (b"received", b"maddr", b"rport", b"ttl", b"branch")
-                           for n, _ in ps)
+        lambda ps: (
+            not any(
+                n.lower() in (b"received", b"maddr", b"rport", b"ttl", b"branch") for n, _ in ps
+            )
+        )
     ),
 )
-displays = st.none() | tokens | st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12
-).map(lambda t: quote(t.encode()))
+displays = (
+    st.none()
+    | tokens
+    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12).map(
+        lambda t: quote(t.encode())
+    )
+)
 name_addrs = st.builds(NameAddr, uri=uris, display=displays, params=gen_params)
 call_ids = st.tuples(chars(WORD_CHARS), st.none() | chars(WORD_CHARS)).map(
     lambda p: p[0] if p[1] is None else p[0] + b"@" + p[1]
 )
-header_values = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30
-).map(lambda t: t.strip(" ").encode())
+header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30).map(
+    lambda t: t.strip(" ").encode()
+)
 extension_headers = st.lists(
     st.tuples(st.from_regex(r"X-[A-Za-z0-9]{1,8}", fullmatch=True).map(str.encode), header_values),
     max_size=4,

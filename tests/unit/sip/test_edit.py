@@ -29,8 +29,9 @@ def _request(data: bytes = INVITE) -> Request:
 def test_forward_request() -> None:
     req = _request(INVITE + b"trailing junk")
     rr = NameAddr(SipUri(IPv6Address("2001:db8::1"), params=((b"lr", None),)))
-    out = forward_request(req, via=NEW_VIA, record_route=rr, request_uri=b"sip:bob@[2001:db8::2]",
-                          pop_route=True)
+    out = forward_request(
+        req, via=NEW_VIA, record_route=rr, request_uri=b"sip:bob@[2001:db8::2]", pop_route=True
+    )
     fwd = _request(out)
     assert fwd.uri == parse_uri(b"sip:bob@[2001:db8::2]")
     assert fwd.vias == (NEW_VIA, *req.vias)
@@ -81,9 +82,13 @@ def test_edit_misuse() -> None:
 
 def test_edit_built_message_and_no_content_length() -> None:
     req = make_request(
-        b"OPTIONS", b"sip:a@example.com", via=NEW_VIA,
+        b"OPTIONS",
+        b"sip:a@example.com",
+        via=NEW_VIA,
         from_=NameAddr(SipUri("example.com", user=b"b"), params=((b"tag", b"1"),)),
-        to=NameAddr(SipUri("example.com", user=b"a")), call_id=b"c1", cseq=1,
+        to=NameAddr(SipUri("example.com", user=b"a")),
+        call_id=b"c1",
+        cseq=1,
     )
     out = Edit(req).add_header(b"X-Added", b"yes").remove_headers(b"max-forwards").to_bytes()
     again = _request(out)

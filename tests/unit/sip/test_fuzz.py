@@ -5,6 +5,7 @@ Only ``RemoteProtocolError`` may escape; nothing may hang (pytest-timeout guards
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,24 @@ def mutated(draw: st.DrawFn) -> bytes:
             start = draw(st.integers(0, len(other)))
             data[pos:] = other[start:]
         elif kind == "insert":
-            data[pos:pos] = draw(st.sampled_from([b"\r\n", b" ", b",", b";", b'"', b"<", b">",
-                                                  b"%", b":", b"\r\n ", b"\x00", b"["]))
+            data[pos:pos] = draw(
+                st.sampled_from(
+                    [
+                        b"\r\n",
+                        b" ",
+                        b",",
+                        b";",
+                        b'"',
+                        b"<",
+                        b">",
+                        b"%",
+                        b":",
+                        b"\r\n ",
+                        b"\x00",
+                        b"[",
+                    ]
+                )
+            )
         elif kind == "delete":
             del data[pos : pos + draw(st.integers(1, 8))]
     return bytes(data)
@@ -56,13 +73,13 @@ def _exercise_datagram(data: bytes) -> None:
     # A message that parsed must serialise, re-parse equal and survive every extra use.
     again = parse_datagram(serialize(msg))
     assert parse_datagram(serialize(again)) == again
-    try:
+    with contextlib.suppress(RemoteProtocolError):
         validate(msg)
-    except RemoteProtocolError:
-        pass
     describe(msg)
     if isinstance(msg, Request) and msg.max_forwards != 0:
-        edited = Edit(msg).decrement_max_forwards().prepend_via(b"SIP/2.0/UDP [::1];branch=z9hG4bKf")
+        edited = (
+            Edit(msg).decrement_max_forwards().prepend_via(b"SIP/2.0/UDP [::1];branch=z9hG4bKf")
+        )
         parse_datagram(edited.to_bytes())
 
 

@@ -58,9 +58,12 @@ def test_invite_essentials() -> None:
     assert msg.from_.tag == b"1928301774" and msg.to.tag is None
     assert msg.from_.display_name == b"Alice" and msg.to.display == b"Bob"
     assert msg.get(b"x-unknown") == b"odd   value ;; ,,"
-    assert msg.headers[1] == Header(b"v", b"SIP/2.0/TCP pc33.atlanta.example.com;"
-                                    b"branch=z9hG4bK4b43c2ff8.1 , SIP/2.0/UDP 192.0.2.4;"
-                                    b"branch=z9hG4bK2")
+    assert msg.headers[1] == Header(
+        b"v",
+        b"SIP/2.0/TCP pc33.atlanta.example.com;"
+        b"branch=z9hG4bK4b43c2ff8.1 , SIP/2.0/UDP 192.0.2.4;"
+        b"branch=z9hG4bK2",
+    )
     assert msg.headers[1].key == b"via"
     assert [r.uri for r in routes(msg)] == [
         parse_uri(b"sip:p1.example.com;lr"),
@@ -80,12 +83,28 @@ def test_response_essentials() -> None:
 
 
 def test_compact_names() -> None:
-    table = {b"i": b"call-id", b"m": b"contact", b"e": b"content-encoding", b"l": b"content-length",
-             b"c": b"content-type", b"f": b"from", b"s": b"subject", b"k": b"supported",
-             b"t": b"to", b"v": b"via", b"o": b"event", b"u": b"allow-events",
-             b"r": b"refer-to", b"b": b"referred-by", b"x": b"session-expires",
-             b"y": b"identity", b"n": b"identity-info", b"a": b"accept-contact",
-             b"j": b"reject-contact", b"d": b"request-disposition"}
+    table = {
+        b"i": b"call-id",
+        b"m": b"contact",
+        b"e": b"content-encoding",
+        b"l": b"content-length",
+        b"c": b"content-type",
+        b"f": b"from",
+        b"s": b"subject",
+        b"k": b"supported",
+        b"t": b"to",
+        b"v": b"via",
+        b"o": b"event",
+        b"u": b"allow-events",
+        b"r": b"refer-to",
+        b"b": b"referred-by",
+        b"x": b"session-expires",
+        b"y": b"identity",
+        b"n": b"identity-info",
+        b"a": b"accept-contact",
+        b"j": b"reject-contact",
+        b"d": b"request-disposition",
+    }
     for compact, key in table.items():
         assert header_key(compact) == key == header_key(compact.upper())
         assert header_key(wire_name(key)) == key
@@ -106,13 +125,16 @@ def test_compact_names() -> None:
         (b"Max-Forwards: 70", b"Max-Forwards: -1", 400, "Max-Forwards"),
         (b"Call-ID: a84b", b"Call-ID: a 84b", 400, "Call-ID"),
         (b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n", b"", 400, "missing Call-ID"),
-        (b"INVITE sip:bob@biloxi.example.com SIP/2.0", b"INVITE sip:bob@biloxi.example.com "
-         b"SIP/3.0", 505, "Version Not Supported"),
+        (
+            b"INVITE sip:bob@biloxi.example.com SIP/2.0",
+            b"INVITE sip:bob@biloxi.example.com SIP/3.0",
+            505,
+            "Version Not Supported",
+        ),
         (b"INVITE sip:", b"INVITE\tsip:", 400, "Request-Line"),
         (b"INVITE sip:bob@biloxi.example.com", b"INVITE sip:bob@[::1", 400, "IPv6"),
         (b"INVITE sip:bob@biloxi.example.com", b"INVITE sip:bob@", 400, "host"),
-        (b"To: Bob <sip:bob@biloxi.example.com>", b"To: Bob sip:bob@biloxi.example.com", 400,
-         "To"),
+        (b"To: Bob <sip:bob@biloxi.example.com>", b"To: Bob sip:bob@biloxi.example.com", 400, "To"),
         (b"To: Bob <sip:", b"To: Bob <sips:%zz@", 400, "%-escape"),
         (b"SIP/2.0/UDP [2001:db8::10]:5060", b"SIP/2.0/UDP [2001:db8::10]:99999", 400, "port"),
         (b";rport\r\n", b";ttl=300\r\n", 400, "ttl"),
@@ -162,7 +184,12 @@ def test_status_line(line: bytes, status: int) -> None:
 def test_uris() -> None:
     u = parse_uri(b"sips:Alice:secret@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi&X=%20")
     assert isinstance(u, SipUri) and u.secure
-    assert (u.user, u.password, u.host, u.port) == (b"Alice", b"secret", IPv6Address("2001:db8::1"), 5061)
+    assert (u.user, u.password, u.host, u.port) == (
+        b"Alice",
+        b"secret",
+        IPv6Address("2001:db8::1"),
+        5061,
+    )
     assert u.param(b"transport") == b"tcp" and u.has_param(b"lr") and not u.has_param(b"maddr")
     assert u.headers == ((b"Subject", b"hi"), (b"X", b"%20"))
     assert parse_uri(format_uri(u)) == u
@@ -170,8 +197,19 @@ def test_uris() -> None:
     tel = parse_uri(b"tel:+1-201-555-0123;ext=12")
     assert tel == TelUri(b"+1-201-555-0123", ((b"ext", b"12"),))
     assert format_uri(tel) == b"tel:+1-201-555-0123;ext=12"
-    for bad in (b"sip:", b"sip:user@", b"sip:a b", b"x y:z", b":x", b"sip:h;", b"sip:h?x",
-                b"tel:", b"urn:", b"sip:2001:db8::1", b"sip:h:70000"):
+    for bad in (
+        b"sip:",
+        b"sip:user@",
+        b"sip:a b",
+        b"x y:z",
+        b":x",
+        b"sip:h;",
+        b"sip:h?x",
+        b"tel:",
+        b"urn:",
+        b"sip:2001:db8::1",
+        b"sip:h:70000",
+    ):
         with pytest.raises(RemoteProtocolError):
             parse_uri(bad)
 
@@ -198,8 +236,17 @@ def test_name_addr_forms() -> None:
     na = parse_name_addr(b"sip:a@b.com;tag=2", "To")
     assert na.display is None and na.tag == b"2"
     assert isinstance(na.uri, SipUri) and na.uri.params == ()
-    for bad in (b'"open <sip:a@b>', b"< sip:a@b>", b"A, B <sip:a@b>", b"<sip:a@b", b"<>",
-                b"sip:a@b?x=y", b'"x" sip:a@b', b"<sip:a@b> junk", b"<sip:a@b>;;"):
+    for bad in (
+        b'"open <sip:a@b>',
+        b"< sip:a@b>",
+        b"A, B <sip:a@b>",
+        b"<sip:a@b",
+        b"<>",
+        b"sip:a@b?x=y",
+        b'"x" sip:a@b',
+        b"<sip:a@b> junk",
+        b"<sip:a@b>;;",
+    ):
         with pytest.raises(RemoteProtocolError):
             parse_name_addr(bad, "To")
     with pytest.raises(RemoteProtocolError):
@@ -208,20 +255,34 @@ def test_name_addr_forms() -> None:
 
 def test_via_lws_and_params() -> None:
     v = parse_via(b"SIP / 2.0 / tcp  host.example.com : 5070 ; branch = z9hG4bKx ; maddr=[::1]")
-    assert (v.transport, v.host, v.port, v.branch) == (b"TCP", "host.example.com", 5070, b"z9hG4bKx")
+    assert (v.transport, v.host, v.port, v.branch) == (
+        b"TCP",
+        "host.example.com",
+        5070,
+        b"z9hG4bKx",
+    )
     assert v.maddr == IPv6Address("::1") and v.ttl is None
     assert parse_via(bytes(v)) == v
     assert parse_via(b"SIP/2.0/UDP h;ttl=16;rport").ttl == 16
-    for bad in (b"SIP/2.0/UDP", b"SIP/2.0 UDP h", b"SIP/2.0/UDP h 5060", b"SIP/2.0/UDP h;",
-                b"SIP/2.0/UDP h;branch", b"HTTP/2.0/UDP h", b"SIP/2.0/UDP h;maddr"):
+    for bad in (
+        b"SIP/2.0/UDP",
+        b"SIP/2.0 UDP h",
+        b"SIP/2.0/UDP h 5060",
+        b"SIP/2.0/UDP h;",
+        b"SIP/2.0/UDP h;branch",
+        b"HTTP/2.0/UDP h",
+        b"SIP/2.0/UDP h;maddr",
+    ):
         with pytest.raises(RemoteProtocolError):
             parse_via(bad)
 
 
 def test_typed_headers() -> None:
     base = INVITE.replace(b"Content-Type: application/sdp\r\n", b"")
-    extra = (b"Expires: 3600\r\nDate: Sat, 13 Nov 2010 23:29:00 GMT\r\nRequire: 100rel, timer\r\n"
-             b"Contact: <sip:b@c.com>;q=0.5;expires=60\r\n")
+    extra = (
+        b"Expires: 3600\r\nDate: Sat, 13 Nov 2010 23:29:00 GMT\r\nRequire: 100rel, timer\r\n"
+        b"Contact: <sip:b@c.com>;q=0.5;expires=60\r\n"
+    )
     msg = parse_datagram(_replace(base, b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + extra))
     validate(msg)
     assert expires(msg) == 3600
@@ -232,10 +293,12 @@ def test_typed_headers() -> None:
     assert d is not None and (d.year, d.hour) == (2010, 23)
     star = parse_datagram(_replace(INVITE, b"<sip:alice@[2001:db8::10]:5060;transport=udp>", b"*"))
     assert contacts(star) is STAR
-    for old, new in [(b"Expires: 3600", b"Expires: 4294967296"),
-                     (b"q=0.5", b"q=1.5"),
-                     (b"Date: Sat,", b"Date: Fri,"),
-                     (b"Require: 100rel, timer", b"Require: 100rel,,timer")]:
+    for old, new in [
+        (b"Expires: 3600", b"Expires: 4294967296"),
+        (b"q=0.5", b"q=1.5"),
+        (b"Date: Sat,", b"Date: Fri,"),
+        (b"Require: 100rel, timer", b"Require: 100rel,,timer"),
+    ]:
         with pytest.raises(RemoteProtocolError):
             validate(parse_datagram(_replace(msg.wire or b"", old, new)))
 

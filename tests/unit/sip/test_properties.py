@@ -48,8 +48,16 @@ def test_name_addr_round_trip(na: NameAddr) -> None:
 
 requests = st.builds(
     lambda method, uri, vs, f, t, cid, seq, mf, extra, body: make_request(
-        method, uri, via=vs, from_=f, to=t, call_id=cid, cseq=seq, max_forwards=mf,
-        headers=extra, body=body,
+        method,
+        uri,
+        via=vs,
+        from_=f,
+        to=t,
+        call_id=cid,
+        cseq=seq,
+        max_forwards=mf,
+        headers=extra,
+        body=body,
     ),
     chars(TOKEN_CHARS),
     request_uris,

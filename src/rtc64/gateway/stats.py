@@ -1,0 +1,26 @@
+"""Counters of the signalling gateway, read by logs, the console and /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    """Monotonic counters (Prometheus ``_total`` semantics)."""
+
+    requests_in: int = 0
+    responses_in: int = 0
+    messages_out: int = 0
+    forwarded: int = 0
+    errors_sent: int = 0
+    bad_messages: int = 0
+    rate_limited: int = 0
+    overloaded: int = 0
+    auth_challenges: int = 0
+    registrations: int = 0
+    send_failures: int = 0
+    dropped: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,84 @@
+"""Deadlines and background tasks for the services, on the running event loop.
+
+``Deadline`` runs a callback at a loop-clock time; rescheduling replaces the pending
+call (the transaction layer exposes one earliest deadline, so one handle suffices).
+``Spawner`` starts coroutines as tasks, keeps a reference until they finish (asyncio
+only holds weak ones) and logs any exception instead of losing it. ``clock`` is the
+loop's monotonic clock: sans-I/O cores get their ``now`` from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+def clock() -> float:
+    """The running loop's monotonic time (the timebase of ``Deadline``)."""
+    return asyncio.get_running_loop().time()
+
+
+class Deadline:
+    """One pending ``loop.call_at``; ``schedule(None)`` cancels it."""
+
+    __slots__ = ("_callback", "_handle", "_loop", "_when")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self._when: float | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def schedule(self, when: float | None) -> None:
+        if when == self._when and self._handle is not None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._when = when
+        if when is not None:
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._when = None
+        self._callback()
+
+
+class Spawner:
+    """Start coroutines as tasks, keep them referenced, log their failures."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __call__(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("background task failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def every(self, seconds: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``job`` every ``seconds`` until closed."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    self._log.exception("periodic job failed")
+
+        self(loop())
