@@ -88,6 +88,7 @@ class World:
     dead: set[object] = field(default_factory=set)
     terminated: set[int] = field(default_factory=set)
     finals: dict[int, int] = field(default_factory=dict)
+    everyone: list[ClientTransaction | ServerTransaction] = field(default_factory=list)
     created: int = 0
 
     def check(self, events: list[Event]) -> None:
@@ -105,7 +106,7 @@ class World:
                 self.finals[id(e.txn)] = n
             elif isinstance(e, NewRequest):
                 self.created += 1
-        live = [t for t, *_ in self.clients + self.servers if id(t) not in self.terminated]
+        live = [t for t in self.everyone if id(t) not in self.terminated]
         assert all(t.state is not State.TERMINATED for t in live)
         assert len(self.layer) == len(live)
         assert self.layer.get_timer() == brute_min(self.layer)
@@ -138,6 +139,7 @@ def test_random_sequences(data: st.DataObject) -> None:
             r = request(data.draw(st.sampled_from([b"INVITE", b"OPTIONS"])), branch=b"z9hG4bKc%d" % n)
             txn, ev = layer.start_client(r, ("c", n), data.draw(st.booleans()), w.now)
             w.clients.append((txn, r))
+            w.everyone.append(txn)
             w.check(ev)
         elif step == "server":
             n += 1
@@ -151,6 +153,7 @@ def test_random_sequences(data: st.DataObject) -> None:
             ev = layer.receive_request(r, ("s", n), reliable, w.now)
             assert isinstance(ev[0], NewRequest)
             w.servers.append((ev[0].txn, r, reliable))
+            w.everyone.append(ev[0].txn)
             w.check(ev)
         elif step == "response" and w.clients:
             txn, r = data.draw(st.sampled_from(w.clients))
@@ -160,18 +163,22 @@ def test_random_sequences(data: st.DataObject) -> None:
                 assert isinstance(ev[-1], StrayResponse)
             w.check(ev)
         elif step in ("retransmit", "ack") and w.servers:
-            txn, r, reliable = data.draw(st.sampled_from(w.servers))
+            i = data.draw(st.integers(0, len(w.servers) - 1))
+            txn, r, reliable = w.servers[i]
             if step == "ack":
                 r = request(b"ACK", branch=r.via.branch, call_id=r.call_id, to_tag=b"tt")
-            ev = layer.receive_request(r, txn.dest, reliable, w.now)
+            n += 1  # a fresh source: a new transaction must not reuse a dead one's
+            ev = layer.receive_request(r, ("r", n), reliable, w.now)
             if step == "retransmit" and id(txn) in w.terminated:
                 assert isinstance(ev[-1], NewRequest)
-                w.servers.append((ev[-1].txn, r, reliable))
+                w.servers[i] = (ev[-1].txn, r, reliable)  # the same request, a new transaction
+                w.everyone.append(ev[-1].txn)
             if step == "ack" and not txn.invite:
                 assert isinstance(ev[-1], AckReceived)
             w.check(ev)
         elif step == "tu" and w.servers:
-            txn, r, _ = data.draw(st.sampled_from(w.servers))
+            txn = data.draw(st.sampled_from([t for t in w.everyone if isinstance(t, ServerTransaction)]))
+            r = txn.request
             status = data.draw(st.sampled_from([100, 180, 200, 486]))
             ok = id(txn) not in w.terminated and _allowed(txn, status)
             resp = make_response(r, status, to_tag=b"tt")
@@ -181,7 +188,7 @@ def test_random_sequences(data: st.DataObject) -> None:
                 with pytest.raises(LocalProtocolError):
                     layer.send_response(txn, resp, w.now)
         elif step == "error" and (w.clients or w.servers):
-            txn2 = data.draw(st.sampled_from([t for t, *_ in w.clients + w.servers]))
+            txn2 = data.draw(st.sampled_from(w.everyone))
             w.check(layer.transport_error(txn2, w.now))
         elif step == "tick":
             w.now += data.draw(st.floats(0.0, 10.0))
@@ -206,5 +213,4 @@ def test_random_sequences(data: st.DataObject) -> None:
     w.check([e for _, e in timed])
     assert len(layer) == 0
     assert layer.get_timer() is None
-    everyone = {id(t) for t, *_ in w.clients + w.servers}
-    assert w.terminated == everyone
+    assert w.terminated == {id(t) for t in w.everyone}
