@@ -100,8 +100,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _not_yet(name: str, where: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        print(f"rtc64 {name}: not available yet in this build (arrives with {where})",
-              file=sys.stderr)
+        print(
+            f"rtc64 {name}: not available yet in this build (arrives with {where})", file=sys.stderr
+        )
         return EXIT_USAGE
 
     return handler

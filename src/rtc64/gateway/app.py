@@ -92,7 +92,7 @@ class Gateway:
         identity = Identity(
             listeners,
             domains=cfg["sip.domains"],
-            host_addresses=interfaces.local_addresses(),
+            host_addresses=await interfaces.local_addresses_async(),
             hostnames=(socket.gethostname(),),
             source_for=interfaces.source_address,
         )

@@ -95,16 +95,22 @@ class Identity:
         return unmap(host) in self.addresses or host in self.addresses
 
     def is_local_domain(self, host: Host) -> bool:
-        """Requests for this host go to the location service."""
+        """Requests for this host (domain name or address) may be ours to serve."""
         return self.is_our_host(host) or (isinstance(host, str) and host in self.domains)
+
+    def is_local_uri(self, uri: SipUri) -> bool:
+        """Requests for this URI go to the location service: a served domain, or one of
+        our own addresses and ports (another port on our address is another element)."""
+        if isinstance(uri.host, str):
+            return uri.host in self.domains or self.is_us(uri)
+        return self.is_us(uri)
 
     def is_us(self, uri: SipUri) -> bool:
         """The URI names this gateway itself (a Route or Request-URI we put there)."""
         if not self.is_our_host(uri.host):
             return False
         if uri.port is None:
-            transport = _uri_transport(uri)
-            return transport.default_port in self.ports
+            return uri_transport(uri).default_port in self.ports
         return uri.port in self.ports
 
     # -- how do we name ourselves toward a hop? ------------------------------------------
@@ -139,7 +145,8 @@ class Identity:
         return format_hostport(host, port)
 
 
-def _uri_transport(uri: SipUri) -> Transport:
+def uri_transport(uri: SipUri) -> Transport:
+    """The transport a SIP URI asks for (``transport=``, ``sips`` → TLS, else UDP)."""
     param = uri.param(b"transport")
     if param is not None:
         try:
@@ -147,8 +154,3 @@ def _uri_transport(uri: SipUri) -> Transport:
         except ValueError:
             pass
     return Transport.TLS if uri.scheme == b"sips" else Transport.UDP
-
-
-def uri_transport(uri: SipUri) -> Transport:
-    """The transport a SIP URI asks for (``transport=``, ``sips`` → TLS, else UDP)."""
-    return _uri_transport(uri)

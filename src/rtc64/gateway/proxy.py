@@ -360,7 +360,7 @@ class Proxy:
             path = self._path_for(flow)
             await self._forward(server, flow, [(self.upstream, None, [], ())], path=path)
             return
-        if not self.identity.is_local_domain(uri.host):
+        if not self.identity.is_local_uri(uri):
             self.reply(server, 403, "Forbidden: not a domain served here")
             return
         verdict = await self.auth.check(req, flow.remote[0], self.wall(), proxy=False)
@@ -385,7 +385,7 @@ class Proxy:
             if not isinstance(first, SipUri):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
             return [(first, None, routes, ())]
-        if self.identity.is_local_domain(uri.host):
+        if self.identity.is_local_uri(uri):
             bindings = await self.store.lookup(canonical_aor(format_uri(uri)), self.wall())
             if bindings:
                 return [self._binding_target(b) for b in bindings]

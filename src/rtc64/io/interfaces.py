@@ -8,6 +8,7 @@ are its own and what to write in Via/Record-Route when it listens on a wildcard 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from functools import lru_cache
@@ -43,3 +44,8 @@ def source_address(destination: IPAddress) -> IPAddress | None:
         sock.connect((dest.compressed, 9))
         return ip_address(sock.getsockname()[0].split("%", 1)[0])
     return None
+
+
+async def local_addresses_async() -> frozenset[IPAddress]:
+    """``local_addresses`` from a worker thread (pyroute2 runs an event loop of its own)."""
+    return await asyncio.to_thread(local_addresses)

@@ -55,7 +55,7 @@ def test_invite_timer_a_doubles_and_timer_b_times_out() -> None:
         (32.0, ClientTimeout),
         (32.0, Terminated),
     ]
-    assert txn.state is State.TERMINATED
+    assert txn.terminated
     assert len(layer) == 0
     assert layer.get_timer() is None
 
@@ -255,7 +255,7 @@ def test_non_invite_transport_error(proceeding: bool) -> None:
 def test_response_matching() -> None:
     layer, invite, req = start()
     cancel_req = make_cancel(req)
-    cancel, ev = layer.start_client(cancel_req, DEST, False, 0.1)
+    cancel, _ = layer.start_client(cancel_req, DEST, False, 0.1)
     assert invite.key == (BRANCH, b"INVITE") and cancel.key == (BRANCH, b"CANCEL")
     # the 200 to CANCEL matches the CANCEL transaction, the 487 the INVITE one
     ok = response(cancel_req, 200)
@@ -286,7 +286,10 @@ def test_overdue_retransmission_fires_before_the_response() -> None:
     layer, txn, req = start(b"OPTIONS")
     final = response(req, 200)
     # E was due at 0.5 and nobody fired it: it goes out before the response is processed
-    assert layer.receive_response(final, 0.7) == [Send(txn.data, DEST), ResponseReceived(final, txn)]
+    assert layer.receive_response(final, 0.7) == [
+        Send(txn.data, DEST),
+        ResponseReceived(final, txn),
+    ]
 
 
 def test_start_client_errors() -> None:

@@ -21,7 +21,7 @@ from rtc64.sip.transaction import (
     TransportFailed,
 )
 
-from .txn_messages import kinds, request, run_until, send_times, sends
+from .txn_messages import kinds, new_txn, request, run_until, send_times, sends
 
 SRC = ("198.51.100.7", 5060)
 
@@ -192,7 +192,7 @@ def test_auto_trying() -> None:
     ev = layer.receive_request(inv, SRC, False, 0.0)
     assert kinds(ev) == ["NewRequest", "Send"]
     assert ev[1].data.startswith(b"SIP/2.0 100 Trying\r\n")  # type: ignore[union-attr]
-    txn = ev[0].txn  # type: ignore[union-attr]
+    txn = new_txn(ev[0])
     assert txn.status == 100
     assert sends(layer.receive_request(inv, SRC, False, 0.1)) == [ev[1].data]  # type: ignore[union-attr]
     # only INVITE gets an automatic 100
@@ -268,7 +268,7 @@ def test_rfc3261_matching_uses_branch_sent_by_and_method() -> None:
     cancel = request(b"CANCEL")
     ev = layer.receive_request(cancel, SRC, False, 0.2)
     assert kinds(ev) == ["NewRequest"]
-    ctxn = ev[0].txn  # type: ignore[union-attr]
+    ctxn = new_txn(ev[0])
     assert ctxn is not txn and ctxn.method == b"CANCEL"
     # ...and finds the INVITE it cancels (§9.2)
     assert layer.find_invite_for_cancel(cancel) is txn

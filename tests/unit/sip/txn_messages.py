@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, Response
-from rtc64.sip.transaction import Event, Send, TransactionLayer
+from rtc64.sip.transaction import Event, NewRequest, Send, ServerTransaction, TransactionLayer
 
 BRANCH = b"z9hG4bK776asdhds"
 
@@ -88,3 +88,8 @@ def run_until(layer: TransactionLayer, end: float) -> list[tuple[float, Event]]:
 
 def send_times(timed: list[tuple[float, Event]]) -> list[float]:
     return [t for t, e in timed if isinstance(e, Send)]
+
+
+def new_txn(event: Event) -> ServerTransaction:
+    assert isinstance(event, NewRequest)
+    return event.txn
