@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "parser": "bench.parser",
+    "sip": "bench.sip_proxy",
 }
 
 

@@ -274,6 +274,14 @@ KEYS: tuple[Key, ...] = (
         "users defined in the file (more live in the store: rtc64 user add)",
     ),
     Key(
+        "auth.algorithms",
+        ["SHA-256", "MD5"],
+        _list_of(_choice("sha-256", "md5")),
+        "a non-empty list of SHA-256 and MD5, most preferred first",
+        "digest algorithms offered in challenges (MD5 first for old phones that read "
+        "only the first challenge)",
+    ),
+    Key(
         "auth.nonce_lifetime",
         300,
         _int_range(10, 86400),
@@ -485,6 +493,8 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         if ident in seen:
             raise ConfigError("sip.listen", str(spec), "each endpoint listed once")
         seen.add(ident)
+    if not values["auth.algorithms"]:
+        raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
     store = values["store.url"]
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)

@@ -22,6 +22,7 @@ from rtc64.io import interfaces, tls
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, Spawner, clock
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
 
@@ -107,6 +108,7 @@ class Gateway:
             max_failures=cfg["auth.max_failures"],
             block_seconds=cfg["auth.block_seconds"],
             log=log.getChild("auth"),
+            algorithms=[Algorithm.parse(a) for a in cfg["auth.algorithms"]],
         )
         rate = cfg["sip.request_rate"]
         self.proxy = proxy = Proxy(

@@ -62,8 +62,10 @@ class Authenticator:
         block_seconds: float,
         log: logging.Logger,
         secret: bytes | None = None,
+        algorithms: Iterable[Algorithm] = digest.DEFAULT_ALGORITHMS,
     ) -> None:
         self.realm = realm
+        self.algorithms = tuple(algorithms)
         self._users: Mapping[str, UserRecord] = {
             name: UserRecord.from_password(name, realm, password) for name, password in users
         }
@@ -125,6 +127,7 @@ class Authenticator:
             now=now,
             lifetime=self._lifetime,
             counter=self._counter,
+            algorithms=self.algorithms,
         )
         if verdict is Verdict.OK and record is not None:
             self.tracker.record_success(source, now)
@@ -136,6 +139,13 @@ class Authenticator:
             return self._challenge(proxy, now, stale=False)
         self.tracker.record_failure(source, now)
         self.tracker.record_failure(creds.username, now)
+        self._log.info(
+            "auth: failed for user %r from %s (%s, uri %r)",
+            creds.username,
+            source,
+            "unknown user" if record is None else "wrong response",
+            creds.uri,
+        )
         return self._challenge(proxy, now, stale=False)
 
     def _credentials(self, req: Request, header: bytes) -> digest.Credentials | None:
@@ -149,7 +159,9 @@ class Authenticator:
     def _challenge(self, proxy: bool, now: float, *, stale: bool) -> AuthResult:
         self.challenges_sent += 1
         name = b"Proxy-Authenticate" if proxy else b"WWW-Authenticate"
-        values = digest.challenges(self.realm, self._nonces.issue(now), stale=stale)
+        values = digest.challenges(
+            self.realm, self._nonces.issue(now), algorithms=self.algorithms, stale=stale
+        )
         status = 407 if proxy else 401
         reason = "Proxy Authentication Required" if proxy else "Unauthorized"
         return AuthResult(

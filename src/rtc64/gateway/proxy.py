@@ -5,9 +5,10 @@ Rules (RFC 3261 §16, §10 via ``register``, §9 CANCEL; RFC 3581, RFC 3327, RFC
 - Every request is validated (§16.3: Max-Forwards → 483, Proxy-Require → 420, loops
   → 482), its Route set preprocessed (§16.4: strict-router fix-up, our own Route entries
   popped), then routed:
-  * in-dialog (To tag) and loose-routed requests follow the Route set or the
-    Request-URI; an in-dialog request that did not come through our Route is refused
-    (no relaying through forged in-dialog requests);
+  * in-dialog (To tag) requests follow the Route set or the Request-URI; one that did
+    not come through our Route is refused (no relaying through forged in-dialog
+    requests); initial requests with our entries preloaded in Route are authenticated
+    and routed like the others, our Path entry (``received=``) leading to its flow;
   * REGISTER for a local domain goes to the registrar; with an upstream core it is
     forwarded there with a Path entry naming the phone's flow;
   * other requests for a local domain fork in parallel to every registered contact;
@@ -268,6 +269,11 @@ class Proxy:
         req = server.request
         flow = _flow_of(server.dest)
         self._validate(req)
+        unknown = sh.tokens(req, b"proxy-require")
+        if unknown:
+            # §16.3 step 5, §8.2.2.3: the 420 lists the unsupported options.
+            self.reply(server, 420, None, [(b"Unsupported", b", ".join(unknown))])
+            return
         uri = req.uri
         routes = list(sh.routes(req))
         if isinstance(uri, SipUri) and self.identity.is_us(uri) and routes:
@@ -275,7 +281,7 @@ class Proxy:
             last = routes.pop()
             uri = last.uri
         popped = self._pop_ours(routes)
-        if req.to.tag is not None or popped:
+        if req.to.tag is not None:
             if not popped:
                 self.reply(server, 403, "Forbidden: in-dialog request not routed via this proxy")
                 return
@@ -300,7 +306,13 @@ class Proxy:
             self.stats.auth_challenges += 1
             self.reply(server, verdict.status, verdict.reason, verdict.headers)
             return
-        targets = await self._targets(req, uri, routes)
+        # An initial request with a preloaded Route to us is authenticated like any other
+        # (a forged Route must not make us an open relay); our Path entry leads to its flow.
+        flow_uri = None if routes else next(filter(None, map(_received_uri, popped)), None)
+        if flow_uri is not None:
+            targets = [(flow_uri, None, routes, ())]
+        else:
+            targets = await self._targets(req, uri, routes)
         if not targets:
             self.reply(server, 404, "Not Found: no registered contact")
             return
@@ -309,9 +321,6 @@ class Proxy:
     def _validate(self, req: Request) -> None:
         if req.max_forwards == 0 and req.method != b"OPTIONS":
             raise RemoteProtocolError("Too Many Hops", 483)
-        unknown = sh.tokens(req, b"proxy-require")
-        if unknown:
-            raise RemoteProtocolError(f"Bad Extension: {b', '.join(unknown).decode()}", 420)
         ours = [i for i, v in enumerate(req.vias) if self._via_is_ours(v)]
         if ours and hops.is_loop(req, ours, list(req.values(b"via"))):
             raise RemoteProtocolError("Loop Detected", 482)
@@ -468,7 +477,8 @@ class Proxy:
             self._pending[server] = pending
         in_listener = self._listener_of(flow)
         stamped = hops.stamp_top_via(req, flow)
-        top_via = req.values(b"via")[0]
+        # The loop hash covers the Via that will sit below ours, as we write it (§16.3 step 4).
+        top_via = stamped if stamped is not None else req.values(b"via")[0]
         rr = record_route and req.method in DIALOG_FORMING
         for hop_uri, new_uri, routes, extra_routes in targets:
             branch = Branch(len(pending.ctx.branches), target=str(hop_uri.host))
@@ -556,17 +566,17 @@ class Proxy:
             hop = await self._pick_hop(hop_uri)
             out = self.identity.listener_for(hop.transport, hop.ip)
             assert out is not None
+            stamped = hops.stamp_top_via(req, flow)
             via = hops.via_value(
                 hop.transport,
                 self.identity.hostport_of(out, hop.ip),
-                hops.new_branch(req, req.values(b"via")[0]),
+                hops.new_branch(req, stamped if stamped is not None else req.values(b"via")[0]),
             )
             edit = Edit(req)
             edit.remove_headers(b"route")
             for r in routes:
                 edit.add_header(b"Route", bytes(r))
             edit.decrement_max_forwards()
-            stamped = hops.stamp_top_via(req, flow)
             if stamped is not None:
                 edit.remove_top_via()
                 edit.prepend_via(via)

@@ -71,7 +71,6 @@ class Algorithm(enum.Enum):
 
 
 _ALGORITHMS = {a.value.lower(): a for a in Algorithm}
-_PREFERENCE = {a: i for i, a in enumerate(Algorithm)}  # declaration order: SHA-256 first
 DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = (Algorithm.SHA_256, Algorithm.MD5)
 """What a server offers by default: SHA-256 then MD5 (RFC 8760 §2.4)."""
 
@@ -332,8 +331,9 @@ def challenges(
     opaque: str | None = None,
     stale: bool = False,
 ) -> list[bytes]:
-    """One challenge value per algorithm, most preferred (SHA-256) first (RFC 8760 §2.4)."""
-    ordered = sorted(set(algorithms), key=_PREFERENCE.__getitem__)
+    """One challenge value per algorithm, in the order given (the server's preference,
+    RFC 8760 §2.4; the default puts SHA-256 first). Duplicates are dropped."""
+    ordered = list(dict.fromkeys(algorithms))
     if not ordered:
         raise LocalProtocolError("no digest algorithm to offer")
     return [format_challenge(Challenge(realm, nonce, a, opaque, ("auth",), stale)) for a in ordered]

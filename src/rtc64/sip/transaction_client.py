@@ -232,8 +232,9 @@ class ClientTransaction(Transaction):
 def _hop_headers(request: Request, method: bytes, to_value: bytes) -> list[tuple[bytes, bytes]]:
     """Header lines shared by ACK (§17.1.1.3) and CANCEL (§9.1)."""
     mf = request.max_forwards
+    top = request.get(b"via")  # byte-exact when the first Via line holds one value
     headers = [
-        (b"Via", format_via(request.vias[0])),
+        (b"Via", top if top is not None and b"," not in top else format_via(request.vias[0])),
         (b"Max-Forwards", b"%d" % (70 if mf is None else mf)),
         (b"From", request.get(b"from") or b""),
         (b"To", to_value),

@@ -179,10 +179,13 @@ def test_wrong_password_is_false() -> None:
     assert not verify(cred, b"REGISTER", key, realm=REALM, username="alice", request_uri=RURI)
 
 
-def test_challenges_sha256_first_and_stale() -> None:
-    values = challenges(REALM, "n0", algorithms=[Algorithm.MD5, Algorithm.SHA_256], stale=True)
-    assert [parse_challenge(v).algorithm for v in values] == [Algorithm.SHA_256, Algorithm.MD5]
+def test_challenges_in_server_preference_order_and_stale() -> None:
+    default = challenges(REALM, "n0")
+    assert [parse_challenge(v).algorithm for v in default] == [Algorithm.SHA_256, Algorithm.MD5]
+    values = challenges(REALM, "n0", algorithms=[Algorithm.SHA_256, Algorithm.MD5], stale=True)
     assert all(parse_challenge(v).stale for v in values)
+    legacy = challenges(REALM, "n0", algorithms=[Algorithm.MD5, Algorithm.SHA_256, Algorithm.MD5])
+    assert [parse_challenge(v).algorithm for v in legacy] == [Algorithm.MD5, Algorithm.SHA_256]
     assert (
         values[0]
         == b'Digest realm="example.com", nonce="n0", algorithm=SHA-256, qop="auth", stale=true'

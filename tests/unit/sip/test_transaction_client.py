@@ -332,3 +332,12 @@ def test_make_cancel() -> None:
     assert (c.call_id, c.from_, c.to) == (req.call_id, req.from_, req.to)
     assert (c.cseq.seq, c.cseq.method) == (req.cseq.seq, b"CANCEL")
     assert c.get_all(b"route") == req.get_all(b"route")
+
+
+def test_ack_with_comma_joined_vias_keeps_only_the_top_one() -> None:
+    req = request(sent_by=b"pc33.atlanta.com;branch=z9hG4bKtop, SIP/2.0/UDP h2")
+    assert len(req.vias) == 2
+    ack = parse_datagram(make_ack(req, response(req, 480)))
+    assert isinstance(ack, Request)
+    assert ack.vias == (req.via,)
+    assert ack.via.branch == b"z9hG4bKtop"

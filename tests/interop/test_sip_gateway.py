@@ -1,0 +1,202 @@
+"""rtc64 as a SIP bridge between an IPv6-only and an IPv4-only host, with real SIPp peers.
+
+Topology (tests/interop/lab.py): v6 host fd00:64:6::2 — gateway (fd00:64:6::1,
+10.64.4.1) — v4 host 10.64.4.2. Forwarding is off in the gateway namespace: every call
+below crosses families only because rtc64 relays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, lab, require_lab
+from tests.interop.peers import Gateway, Sipp, wait_port
+
+pytestmark = pytest.mark.interop
+
+GW6 = f"[{V6_GW}]:5060"
+GW4 = f"{V4_GW}:5060"
+LISTEN = [
+    "--sip-listen", f"udp:[{V6_GW}]:5060",
+    "--sip-listen", f"udp:{V4_GW}:5060",
+    "--sip-listen", f"tcp:[{V6_GW}]:5060",
+    "--sip-listen", f"tcp:{V4_GW}:5060",
+]  # fmt: skip
+TRUST_BOTH = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24"]
+USERS = """
+[auth]
+realm = "example.net"
+algorithms = ["MD5", "SHA-256"]  # SIPp 3.6 answers only the first challenge, and only MD5
+users = [{name = "bob", password = "b0b-secret"}, {name = "alice", password = "al1ce-secret"}]
+"""
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Lab]:
+    require_lab("sipp", "ss")
+    with lab() as topology:
+        yield topology
+
+
+@pytest.fixture
+def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
+    yield tmp_path
+    for host in net.hosts:
+        host.stop_all()
+
+
+def _report(*parts: Gateway | Sipp) -> str:
+    out = []
+    for p in parts:
+        if isinstance(p, Gateway):
+            out.append("--- rtc64\n" + p.text()[-8000:])
+        else:
+            out.append(f"--- sipp {p.name}\n" + p.log.read_text(errors="replace")[-3000:])
+            out.append(p.messages())
+    return "\n".join(out)
+
+
+def _call(
+    net: Lab,
+    work: Path,
+    gw: Gateway,
+    *,
+    caller: str,
+    callee: str,
+    caller_transport: str = "u1",
+) -> None:
+    """One call from the ``caller`` host ("v6"/"v4") to a SIPp UAS on the other host."""
+    uas_host, uas_ip = (net.v4, str(V4_HOST)) if callee == "v4" else (net.v6, str(V6_HOST))
+    uac_host, uac_ip = (net.v6, str(V6_HOST)) if caller == "v6" else (net.v4, str(V4_HOST))
+    gw_addr = GW6 if caller == "v6" else GW4
+    target = f"[{uas_ip}]:5060" if ":" in uas_ip else f"{uas_ip}:5060"
+    uas_dir, uac_dir = work / f"uas-{callee}", work / f"uac-{caller}"
+    uas_dir.mkdir()
+    uac_dir.mkdir()
+    uas = Sipp(uas_host, uas_dir, "uas", "uas.xml", local=uas_ip, port=5060)
+    wait_port(uas_host, "udp", 5060)
+    uac = Sipp(
+        uac_host, uac_dir, "uac", "uac.xml", local=uac_ip, port=5070, remote=gw_addr,
+        transport=caller_transport, keys={"target": target}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert uac.wait() == 0, _report(gw, uac, uas)
+    assert uas.wait() == 0, _report(gw, uac, uas)
+
+
+def test_ipv6_only_caller_reaches_ipv4_only_callee(net: Lab, work: Path) -> None:
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH])
+    _call(net, work, gw, caller="v6", callee="v4")
+    log = gw.text()
+    assert "INVITE" in log or gw.alive()
+
+
+def test_ipv4_only_caller_reaches_ipv6_only_callee(net: Lab, work: Path) -> None:
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH])
+    _call(net, work, gw, caller="v4", callee="v6")
+
+
+def test_tcp_caller_on_ipv6_reaches_udp_callee_on_ipv4(net: Lab, work: Path) -> None:
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH])
+    _call(net, work, gw, caller="v6", callee="v4", caller_transport="t1")
+
+
+def test_register_then_call_the_aor_with_authentication(net: Lab, work: Path) -> None:
+    """bob registers from the IPv4-only host (401, then credentials); alice calls
+    sip:bob@example.net from the IPv6-only host and must authenticate her INVITE."""
+    gw = Gateway(net.gw, work, [*LISTEN, "--domain", "example.net"], config=USERS)
+    reg_dir = work / "reg"
+    reg_dir.mkdir()
+    reg = Sipp(
+        net.v4, reg_dir, "register", "register.xml", local=str(V4_HOST), port=5060,
+        remote=GW4, keys={"domain": "example.net", "expires": "300"},
+        extra=["-s", "bob", "-au", "bob", "-ap", "b0b-secret", "-auth_uri", "example.net"],
+    )  # fmt: skip
+    assert reg.wait() == 0, _report(gw, reg)
+    uas_dir, uac_dir = work / "uas", work / "uac"
+    uas_dir.mkdir()
+    uac_dir.mkdir()
+    uas = Sipp(net.v4, uas_dir, "uas", "uas.xml", local=str(V4_HOST), port=5060)
+    wait_port(net.v4, "udp", 5060)
+    uac = Sipp(
+        net.v6, uac_dir, "uac", "uac_auth.xml", local=str(V6_HOST), port=5070, remote=GW6,
+        keys={"target": "example.net"},
+        extra=["-s", "bob", "-au", "alice", "-ap", "al1ce-secret", "-auth_uri", "bob@example.net"],
+    )  # fmt: skip
+    assert uac.wait() == 0, _report(gw, uac, uas)
+    assert uas.wait() == 0, _report(gw, uac, uas)
+
+
+def test_wrong_password_is_refused_and_blocked(net: Lab, work: Path) -> None:
+    gw = Gateway(
+        net.gw, work, [*LISTEN, "--domain", "example.net"],
+        config=USERS + "max_failures = 2\nblock_seconds = 60\n",
+    )  # fmt: skip
+    for attempt in range(3):
+        d = work / f"reg{attempt}"
+        d.mkdir()
+        reg = Sipp(
+            net.v6, d, f"register{attempt}", "register.xml", local=str(V6_HOST), port=5070,
+            remote=GW6, keys={"domain": "example.net", "expires": "300"},
+            extra=["-s", "bob", "-au", "bob", "-ap", "wrong", "-auth_uri", "example.net"],
+        )  # fmt: skip
+        assert reg.wait() != 0, "a wrong password never registers"
+    assert "blocked source" in gw.text() or "blocked user" in gw.text(), gw.text()[-4000:]
+
+
+def test_fork_to_ipv6_and_ipv4_contacts(net: Lab, work: Path) -> None:
+    """bob registers from both hosts; a call rings both; the IPv6 phone answers and the
+    IPv4 phone's branch is CANCELled."""
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH, "--domain", "example.net"])
+    for host, ip, remote in ((net.v6, str(V6_HOST), GW6), (net.v4, str(V4_HOST), GW4)):
+        d = work / f"reg-{host.ns}"
+        d.mkdir()
+        reg = Sipp(
+            host, d, "register", "register.xml", local=ip, port=5060, remote=remote,
+            keys={"domain": "example.net", "expires": "300"}, extra=["-s", "bob"],
+        )  # fmt: skip
+        assert reg.wait() == 0, _report(gw, reg)
+    dirs = {n: work / n for n in ("uas6", "uas4", "uac")}
+    for d in dirs.values():
+        d.mkdir()
+    answer = Sipp(net.v6, dirs["uas6"], "uas6", "uas.xml", local=str(V6_HOST), port=5060)
+    ring = Sipp(net.v4, dirs["uas4"], "uas4", "uas_cancel.xml", local=str(V4_HOST), port=5060)
+    wait_port(net.v6, "udp", 5060)
+    wait_port(net.v4, "udp", 5060)
+    uac = Sipp(
+        net.v6, dirs["uac"], "uac", "uac.xml", local=str(V6_HOST), port=5070, remote=GW6,
+        keys={"target": "example.net"}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert uac.wait() == 0, _report(gw, uac, answer, ring)
+    assert answer.wait() == 0, _report(gw, uac, answer, ring)
+    assert ring.wait() == 0, _report(gw, uac, answer, ring)
+
+
+def test_cancel_before_answer_crosses_families(net: Lab, work: Path) -> None:
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH])
+    uas_dir, uac_dir = work / "uas", work / "uac"
+    uas_dir.mkdir()
+    uac_dir.mkdir()
+    uas = Sipp(net.v4, uas_dir, "uas", "uas_cancel.xml", local=str(V4_HOST), port=5060)
+    wait_port(net.v4, "udp", 5060)
+    uac = Sipp(
+        net.v6, uac_dir, "uac", "uac_cancel.xml", local=str(V6_HOST), port=5070, remote=GW6,
+        keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert uac.wait() == 0, _report(gw, uac, uas)
+    assert uas.wait() == 0, _report(gw, uac, uas)
+
+
+def test_untrusted_caller_cannot_use_the_gateway_as_open_relay(net: Lab, work: Path) -> None:
+    """No trusted networks and no credentials: the INVITE gets 407, never reaches the callee."""
+    gw = Gateway(net.gw, work, LISTEN, config=USERS)
+    uac_dir = work / "uac"
+    uac_dir.mkdir()
+    uac = Sipp(
+        net.v6, uac_dir, "uac", "uac.xml", local=str(V6_HOST), port=5070, remote=GW6,
+        keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert uac.wait() != 0
+    assert "407" in uac.messages(), _report(gw, uac)
