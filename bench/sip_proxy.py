@@ -308,6 +308,7 @@ def uac_argv(
         "-recv_timeout", "4000", "-timeout", f"{calls // rate + 20}s",
         "-buff_size", "4194304", "-max_recv_loops", "100000", "-max_sched_loops", "100000",
         "-nostdin", "-trace_stat", "-stf", str(stats), "-fd", "1",
+        "-trace_err", "-error_file", str(stats.with_suffix(".err")),
     ]  # fmt: skip
     return argv
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, lab, require_lab
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.peers import Gateway, Kamailio, Sipp, wait_port
 
 pytestmark = pytest.mark.interop
 
@@ -200,3 +200,38 @@ def test_untrusted_caller_cannot_use_the_gateway_as_open_relay(net: Lab, work: P
     )  # fmt: skip
     assert uac.wait() != 0
     assert "407" in uac.messages(), _report(gw, uac)
+
+
+def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> None:
+    """The provider rollout: Kamailio on the IPv4-only host is the registrar and core; rtc64
+    is the IPv6 edge (--upstream). A phone on the IPv6-only host registers through rtc64
+    (Path added), then a caller on the IPv4 side calls it via Kamailio, which routes the
+    INVITE back through rtc64 along the Path."""
+    require_lab("kamailio")
+    core = Kamailio(net.v4, work, f"udp:{V4_HOST}:5060")
+    gw = Gateway(
+        net.gw, work, [*LISTEN, "--upstream", f"sip:{V4_HOST}:5060", *TRUST_BOTH[2:]]
+    )
+    reg_dir = work / "reg"
+    reg_dir.mkdir()
+    reg = Sipp(
+        net.v6, reg_dir, "register", "register.xml", local=str(V6_HOST), port=5060,
+        remote=GW6, keys={"domain": "example.net", "expires": "300"}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert reg.wait() == 0, _report(gw, reg) + core.text()[-3000:]
+    phone_dir, caller_dir = work / "phone", work / "caller"
+    phone_dir.mkdir()
+    caller_dir.mkdir()
+    phone = Sipp(net.v6, phone_dir, "phone", "uas.xml", local=str(V6_HOST), port=5060)
+    wait_port(net.v6, "udp", 5060)
+    caller = Sipp(
+        net.v4, caller_dir, "caller", "uac.xml", local=str(V4_HOST), port=5070,
+        remote=f"{V4_HOST}:5060", keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert caller.wait() == 0, _report(gw, caller, phone) + core.text()[-3000:]
+    assert phone.wait() == 0, _report(gw, caller, phone) + core.text()[-3000:]
+    # Kamailio stored the Path rtc64 added and routed the call along it.
+    assert f"via sip:{V4_GW}:5060;lr;received=sip:[{V6_HOST}]:5060" in core.text(), core.text()
+    # The phone sees rtc64's IPv6 side first in the Record-Route set (RFC 5658).
+    invite = phone.messages()
+    assert f"Record-Route: <sip:[{V6_GW}]:5060;lr;r2=on>, <sip:{V4_GW}:5060;lr;r2=on>" in invite

@@ -286,7 +286,12 @@ class Proxy:
                 self.reply(server, 403, "Forbidden: in-dialog request not routed via this proxy")
                 return
             hop_uri, rewrite = self._next_from_routes(routes, uri, popped)
-            await self._forward(server, flow, [(hop_uri, rewrite, routes, ())], record_route=False)
+            # An initial request routed to us (e.g. by a core via our Path entry) must keep
+            # us in the dialog: the phone behind us cannot reach the other family itself.
+            initial = req.to.tag is None
+            await self._forward(
+                server, flow, [(hop_uri, rewrite, routes, ())], record_route=initial
+            )
             return
         if not isinstance(uri, SipUri):
             self.reply(server, 416, "Unsupported URI Scheme")
