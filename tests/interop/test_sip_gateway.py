@@ -7,6 +7,8 @@ below crosses families only because rtc64 relays it.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,9 +211,7 @@ def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> 
     INVITE back through rtc64 along the Path."""
     require_lab("kamailio")
     core = Kamailio(net.v4, work, f"udp:{V4_HOST}:5060")
-    gw = Gateway(
-        net.gw, work, [*LISTEN, "--upstream", f"sip:{V4_HOST}:5060", *TRUST_BOTH[2:]]
-    )
+    gw = Gateway(net.gw, work, [*LISTEN, "--upstream", f"sip:{V4_HOST}:5060", *TRUST_BOTH[2:]])
     reg_dir = work / "reg"
     reg_dir.mkdir()
     reg = Sipp(
@@ -235,3 +235,32 @@ def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> 
     # The phone sees rtc64's IPv6 side first in the Record-Route set (RFC 5658).
     invite = phone.messages()
     assert f"Record-Route: <sip:[{V6_GW}]:5060;lr;r2=on>, <sip:{V4_GW}:5060;lr;r2=on>" in invite
+
+
+def test_malformed_input_gets_errors_and_the_gateway_keeps_serving(net: Lab, work: Path) -> None:
+    """Every RFC 4475 invalid message and 3000 fuzzed datagrams hit the running gateway:
+    malformed requests get a 4xx/5xx with a reason, responses are dropped, the process
+    stays up, and a call through it still works afterwards."""
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUST_BOTH])
+    corpus = Path(__file__).resolve().parent.parent / "conformance" / "corpus"
+    proc = net.v6.run(
+        sys.executable, "-m", "tests.interop.blaster", str(V6_GW), "5060", str(corpus),
+        "3000", "7",
+    )  # fmt: skip
+    result = json.loads(proc.stdout)
+    answers: dict[str, str | None] = result["corpus"]
+    for name in ("scalarlg", "bigcode"):  # invalid responses: never answered
+        assert answers.pop(name) is None
+    answered = {n: a for n, a in answers.items() if a is not None}
+    assert answered, answers
+    for name, status_line in answered.items():
+        code = int(status_line.split(" ")[1])
+        assert 400 <= code < 600, (name, status_line)
+        assert len(status_line.split(" ", 2)[2]) > 3, f"{name}: reason phrase says why"
+    # The corpus notes name these as requests to answer with an error (RFC 4475 §3.1.2).
+    for name in ("badinv01", "clerr", "scalar02", "badvers", "mismatch01"):
+        assert answers.get(name) is not None, (name, answers)
+    assert answers["badvers"].startswith("SIP/2.0 505"), answers["badvers"]
+    assert gw.alive(), gw.text()[-3000:]
+    _call(net, work, gw, caller="v6", callee="v4")
+    assert gw.alive()
