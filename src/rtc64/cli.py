@@ -11,13 +11,15 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 
 from rtc64 import __version__, config, logs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway import app
+from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.users import UserRecord
 from rtc64.io import loop
 from rtc64.net import rfc6052
 from rtc64.sip import lint
@@ -85,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
     extract.set_defaults(handler=_nat64_extract)
 
+    user = sub.add_parser("user", help="manage digest users in the store")
+    _common(user, suppress=True)
+    user.add_argument("--store", dest="store.url", help="store URL (default from config)")
+    user.add_argument("--data-dir", dest="general.data_dir", help="data directory")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="add or change a user (password from stdin if omitted)")
+    add.add_argument("name")
+    add.add_argument("--password", help="the password (prefer stdin: it stays out of ps)")
+    add.add_argument("--realm", help="digest realm (default: auth.realm or the first domain)")
+    add.set_defaults(handler=_user_add)
+    lst = user_sub.add_parser("list", help="list users")
+    lst.set_defaults(handler=_user_list)
+    rm = user_sub.add_parser("remove", help="remove a user")
+    rm.add_argument("name")
+    rm.set_defaults(handler=_user_remove)
+
     sip = sub.add_parser("sip", help="SIP tools for engineers")
     _common(sip, suppress=True)
     sip_sub = sip.add_subparsers(dest="sip_command", metavar="ACTION", required=True)
@@ -135,6 +153,74 @@ def _serve(args: argparse.Namespace) -> int:
         return await app.serve(cfg, stop, log)
 
     return loop.run(main)
+
+
+def _store_config(args: argparse.Namespace) -> config.Config:
+    overrides: dict[str, object] = {}
+    for key in ("store.url", "general.data_dir"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if args.log_level is not None:
+        overrides["general.log_level"] = args.log_level
+    cfg = config.load(args.config, overrides)
+    logs.setup(cfg["general.log_level"], cfg["general.log_format"])
+    return cfg
+
+
+def _with_store(
+    args: argparse.Namespace, job: Callable[[Store, config.Config], Awaitable[int]]
+) -> int:
+    cfg = _store_config(args)
+
+    async def main() -> int:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(cfg["store.url"], cfg.data_dir)
+        try:
+            return await job(store, cfg)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    name: str = args.name
+    if not name or any(c.isspace() or c in ':"@' for c in name):
+        raise ConfigError("NAME", name, "a SIP user name without spaces, ':', '\"' or '@'")
+    password = args.password
+    if password is None:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError("--password", "", "a non-empty password (or one line on stdin)")
+
+    async def job(store: Store, cfg: config.Config) -> int:
+        realm = args.realm or app.realm_of(cfg)
+        await store.put_user(UserRecord.from_password(name, realm, password))
+        print(f"user {name} saved (realm {realm})")
+        return EXIT_OK
+
+    return _with_store(args, job)
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    async def job(store: Store, cfg: config.Config) -> int:
+        for record in sorted(await store.list_users(), key=lambda r: r.name):
+            print(f"{record.name}\t{record.realm}")
+        return EXIT_OK
+
+    return _with_store(args, job)
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    async def job(store: Store, cfg: config.Config) -> int:
+        if await store.delete_user(args.name):
+            print(f"user {args.name} removed")
+            return EXIT_OK
+        print(f"rtc64: no user {args.name!r}", file=sys.stderr)
+        return EXIT_FAIL
+
+    return _with_store(args, job)
 
 
 def _prefix(text: str) -> IPv6Network:

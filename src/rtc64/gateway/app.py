@@ -43,7 +43,8 @@ def _upstream(cfg: Config) -> SipUri | None:
     return uri
 
 
-def _realm(cfg: Config) -> str:
+def realm_of(cfg: Config) -> str:
+    """The digest realm: ``auth.realm``, else the first domain, else the host name."""
     if cfg["auth.realm"]:
         return str(cfg["auth.realm"])
     domains = cfg["sip.domains"]
@@ -100,7 +101,7 @@ class Gateway:
         layer = TransactionLayer()
         deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
         auth = Authenticator(
-            realm=_realm(cfg),
+            realm=realm_of(cfg),
             users=cfg["auth.users"],
             store=store,
             trusted=cfg["sip.trusted_networks"],
