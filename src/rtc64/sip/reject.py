@@ -2,9 +2,10 @@
 
 Rules (RFC 3261 §8.2.6, §16.3; RFC 4475 §3.1.2): a request whose start line looks like
 a request and which carries Via, From, To, Call-ID and CSeq lines gets an error response
-built from those lines copied byte-exact (a To tag added), so the client can match it
-even though the message was malformed. Anything else (responses, garbage, requests
-missing those lines) gets no answer: the caller drops and counts it.
+built from those lines copied byte-exact (every Via, the first of each of the others; a
+To tag added), so the client can match it even though the message was malformed.
+Anything else (responses, garbage, requests missing those lines) gets no answer: the
+caller drops and counts it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _reason(status: int, reason: str) -> bytes:
 def reject_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     """The response to send for malformed request ``data``, or None (drop it)."""
     lines = _lines(data)
-    start = lines[0] if lines else b""
+    start = lines[0].rstrip(b" \t") if lines else b""  # trailing SP: RFC 4475 trws
     parts = start.split(b" ")
     if len(parts) < 3 or parts[0].startswith(b"SIP/") or not parts[-1].startswith(b"SIP/"):
         return None
@@ -51,7 +52,8 @@ def reject_bytes(data: bytes, status: int, reason: str) -> bytes | None:
             key = header_key(name.strip())
         except RemoteProtocolError:
             key = b""  # a malformed name is simply not copied
-        if key in copied:
+        if key in copied and (key == b"via" or not copied[key]):
+            # Via lines all; From, To, Call-ID and CSeq once each (RFC 4475 multi01).
             copied[key].append(name.strip() + b": " + value.strip())
     if any(not copied[k] for k in _COPY):
         return None

@@ -1,0 +1,205 @@
+"""Next hops, Via stamping and loop detection (RFC 3261 §16.3, §16.6, §18.2.2; RFC 3581)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import pytest
+
+from rtc64.gateway import hops
+from rtc64.gateway.hops import BRANCH_PREFIX, Hop
+from rtc64.io.flow import Flow
+from rtc64.net.endpoint import Transport
+from rtc64.sip.framing import parse_datagram
+from rtc64.sip.message import Request
+from rtc64.sip.via import parse_via
+
+LOCAL4 = (IPv4Address("192.0.2.1"), 5060)
+LOCAL6 = (IPv6Address("2001:db8::1"), 5060)
+
+
+def req(via: bytes, uri: bytes = b"sip:bob@example.net", *, extra: bytes = b"") -> Request:
+    data = (
+        b"INVITE %s SIP/2.0\r\nVia: %s\r\n%sMax-Forwards: 70\r\n"
+        b"From: <sip:a@example.net>;tag=1\r\nTo: <sip:bob@example.net>\r\n"
+        b"Call-ID: c@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n" % (uri, via, extra)
+    )
+    msg = parse_datagram(data)
+    assert isinstance(msg, Request)
+    return msg
+
+
+def udp(remote: str, port: int) -> Flow:
+    ip = ip_address(remote)
+    return Flow(Transport.UDP, LOCAL6 if ip.version == 6 else LOCAL4, (ip, port))
+
+
+# -- response_hop ----------------------------------------------------------------------------
+
+
+def test_udp_with_rport_answers_the_source_port() -> None:
+    flow = udp("198.51.100.7", 40000)
+    hop = hops.response_hop(req(b"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1;rport"), flow)
+    assert hop == Hop(Transport.UDP, IPv4Address("198.51.100.7"), 40000, flow)
+    assert not hop.reliable
+
+
+def test_udp_without_rport_answers_the_sent_by_port() -> None:
+    flow = udp("198.51.100.7", 40000)
+    hop = hops.response_hop(req(b"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1"), flow)
+    assert (hop.ip, hop.port) == (IPv4Address("198.51.100.7"), 5070)
+    hop = hops.response_hop(req(b"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1"), flow)
+    assert hop.port == 5060
+
+
+def test_udp_ipv6_source() -> None:
+    flow = udp("2001:db8::10", 5062)
+    hop = hops.response_hop(req(b"SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK1;rport"), flow)
+    assert (hop.ip, hop.port, hop.flow) == (IPv6Address("2001:db8::10"), 5062, flow)
+    assert str(hop) == "udp:[2001:db8::10]:5062"
+
+
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS, Transport.WSS])
+def test_connection_answers_on_the_flow(transport: Transport) -> None:
+    flow = Flow(transport, LOCAL6, (IPv6Address("2001:db8::10"), 50123), connection_id=7)
+    hop = hops.response_hop(req(b"SIP/2.0/TCP [2001:db8::10]:5060;branch=z9hG4bK1"), flow)
+    assert hop == Hop(transport, IPv6Address("2001:db8::10"), 50123, flow)
+    assert hop.reliable
+
+
+# -- stamp_top_via ---------------------------------------------------------------------------
+
+
+def test_ipv4_source_differs_from_sent_by() -> None:
+    r = req(b"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1;rport")
+    stamped = hops.stamp_top_via(r, udp("198.51.100.7", 40000))
+    assert stamped == b"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1;rport=40000;received=198.51.100.7"
+
+
+def test_ipv6_received_is_bare_and_sent_by_bracketed() -> None:
+    r = req(b"SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK1;rport")
+    stamped = hops.stamp_top_via(r, udp("2001:db8::99", 5062))
+    assert stamped is not None
+    assert stamped.startswith(b"SIP/2.0/UDP [2001:db8::10]:5062;")
+    assert stamped.endswith(b";rport=5062;received=2001:db8::99")
+    via = parse_via(stamped)
+    assert via.received == IPv6Address("2001:db8::99")
+    assert via.rport == 5062
+
+
+def test_host_name_sent_by_gets_received() -> None:
+    r = req(b"SIP/2.0/UDP phone.example.net;branch=z9hG4bK1")
+    stamped = hops.stamp_top_via(r, udp("2001:db8::10", 5060))
+    assert stamped == b"SIP/2.0/UDP phone.example.net;branch=z9hG4bK1;received=2001:db8::10"
+
+
+def test_rport_always_adds_received() -> None:
+    """RFC 3581 §4: with rport, received is added even when sent-by is the source."""
+    r = req(b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1;rport")
+    stamped = hops.stamp_top_via(r, udp("198.51.100.7", 5060))
+    assert stamped == b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1;rport=5060;received=198.51.100.7"
+
+
+def test_nothing_to_stamp() -> None:
+    r = req(b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1")
+    assert hops.stamp_top_via(r, udp("198.51.100.7", 5060)) is None
+    r = req(b"SIP/2.0/UDP [2001:db8::10];branch=z9hG4bK1")
+    assert hops.stamp_top_via(r, udp("2001:db8::10", 5060)) is None
+
+
+def test_v4_mapped_source_matches_ipv4_sent_by() -> None:
+    r = req(b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1")
+    flow = Flow(Transport.UDP, LOCAL6, (IPv6Address("::ffff:192.0.2.10"), 5060))
+    assert hops.stamp_top_via(r, flow) is None
+    r = req(b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1")
+    assert hops.stamp_top_via(r, flow) == (
+        b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;received=192.0.2.10"
+    )
+
+
+def test_old_received_replaced() -> None:
+    r = req(b"SIP/2.0/UDP 10.0.0.5;received=10.9.9.9;branch=z9hG4bK1")
+    stamped = hops.stamp_top_via(r, udp("198.51.100.7", 5060))
+    assert stamped == b"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1;received=198.51.100.7"
+
+
+# -- loop detection --------------------------------------------------------------------------
+
+TOP = b"SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKc1;rport=5062;received=2001:db8::10"
+
+
+def _returned(first: Request, below: bytes, uri: bytes = b"sip:bob@example.net") -> Request:
+    branch = hops.new_branch(first, below)
+    ours = hops.via_value(Transport.UDP, "192.0.2.1:5060", branch)
+    return req(ours + b", " + below, uri)
+
+
+def test_branch_shape() -> None:
+    first = req(TOP)
+    a, b = hops.new_branch(first, TOP), hops.new_branch(first, TOP)
+    assert a.startswith(BRANCH_PREFIX) and b.startswith(BRANCH_PREFIX)
+    assert a != b  # unique per forward
+    assert a[: len(BRANCH_PREFIX) + 16] == b[: len(BRANCH_PREFIX) + 16]  # same loop hash
+
+
+def test_request_coming_back_unchanged_is_a_loop() -> None:
+    back = _returned(req(TOP), TOP)
+    assert hops.is_loop(back, [0], list(back.values(b"via")))
+
+
+def test_changed_request_uri_is_a_spiral() -> None:
+    back = _returned(req(TOP), TOP, uri=b"sip:bob@[2001:db8::20]:5070")
+    assert not hops.is_loop(back, [0], list(back.values(b"via")))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"Proxy-Require: foo\r\n", b'Proxy-Authorization: Digest username="a"\r\n'],
+)
+def test_hash_covers_proxy_require_and_authorization(extra: bytes) -> None:
+    first = req(TOP)
+    branch = hops.new_branch(first, TOP)
+    ours = hops.via_value(Transport.UDP, "192.0.2.1:5060", branch)
+    back = req(ours + b", " + TOP, extra=extra)
+    assert not hops.is_loop(back, [0], list(back.values(b"via")))
+
+
+def test_loop_under_another_hop() -> None:
+    branch = hops.new_branch(req(TOP), TOP)
+    ours = hops.via_value(Transport.UDP, "192.0.2.1:5060", branch)
+    back = req(b"SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKx, " + ours + b", " + TOP)
+    assert hops.is_loop(back, [1], list(back.values(b"via")))
+
+
+def test_our_via_at_the_bottom_or_foreign_branch_is_no_loop() -> None:
+    ours = hops.via_value(Transport.UDP, "192.0.2.1:5060", b"z9hG4bKplain")
+    back = req(ours + b", " + TOP)
+    assert not hops.is_loop(back, [0], list(back.values(b"via")))
+    alone = req(hops.via_value(Transport.UDP, "192.0.2.1:5060", hops.new_branch(req(TOP), TOP)))
+    assert not hops.is_loop(alone, [0], list(alone.values(b"via")))
+
+
+# -- values we write -------------------------------------------------------------------------
+
+
+def test_via_value() -> None:
+    assert hops.via_value(Transport.UDP, "[2001:db8::1]:5060", b"z9hG4bK-r64-x") == (
+        b"SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-r64-x;rport"
+    )
+    assert hops.via_value(Transport.WSS, "192.0.2.1:443", b"b").startswith(b"SIP/2.0/WSS ")
+
+
+def test_route_uri() -> None:
+    assert hops.route_uri(Transport.UDP, "192.0.2.1:5060", r2=False) == b"<sip:192.0.2.1:5060;lr>"
+    assert hops.route_uri(Transport.UDP, "[2001:db8::1]:5060", r2=True) == (
+        b"<sip:[2001:db8::1]:5060;lr;r2=on>"
+    )
+    assert hops.route_uri(Transport.TCP, "192.0.2.1:5060", r2=True) == (
+        b"<sip:192.0.2.1:5060;transport=tcp;lr;r2=on>"
+    )
+    assert hops.route_uri(Transport.TLS, "192.0.2.1:5061", r2=False) == (
+        b"<sips:192.0.2.1:5061;transport=tls;lr>"
+    )
+    assert hops.route_uri(Transport.UDP, "192.0.2.1:5060", r2=False, extra=b";x=1") == (
+        b"<sip:192.0.2.1:5060;lr;x=1>"
+    )
