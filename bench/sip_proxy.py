@@ -505,6 +505,12 @@ def run(
         print("stray kamailio processes running (stop them first):", *stray, sep="\n  ")
         return 1
     duration = duration or (3.0 if quick else 10.0)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # run the finally blocks: stop SIPp and the proxies
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     steps_for = {
         False: steps or (QUICK_CALL_STEPS if quick else CALL_STEPS),
         True: steps or (QUICK_REGISTER_STEPS if quick else REGISTER_STEPS),

@@ -109,6 +109,7 @@ def best_response(ctx: ResponseContext, request: Request) -> tuple[int, bytes]:
         own = {(n.lower(), v) for n, v in challenges([(status, resp)])}
         for name, value in challenges(finals):
             if (name.lower(), value) not in own:
+                own.add((name.lower(), value))  # each challenge once, even if repeated
                 edit.add_header(name, value)
     data = edit.to_bytes()
     if status == 503:

@@ -1,0 +1,162 @@
+"""Who the gateway is: listeners, addresses, domains, and how it names itself."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+from rtc64.gateway.identity import Identity, Listener, uri_transport
+from rtc64.net.address import HostPort, IPAddress
+from rtc64.net.endpoint import ListenSpec, Transport, parse_listen
+from rtc64.sip.uri import SipUri, parse_uri
+
+HOST4 = IPv4Address("192.0.2.1")
+HOST4B = IPv4Address("192.0.2.2")
+HOST6 = IPv6Address("2001:db8::1")
+
+
+def listener(text: str, port: int | None = None) -> Listener:
+    spec = parse_listen(text)
+    return Listener(spec, spec.port if port is None else port)
+
+
+def uri(text: bytes) -> SipUri:
+    u = parse_uri(text)
+    assert isinstance(u, SipUri)
+    return u
+
+
+def no_source(_ip: IPAddress) -> IPAddress | None:
+    return None
+
+
+def plain() -> Identity:
+    return Identity(
+        [listener("udp:192.0.2.1:5060"), listener("udp:[2001:db8::1]:5060")],
+        domains=("Example.NET.",),
+        source_for=no_source,
+    )
+
+
+def test_is_us_by_address_and_port() -> None:
+    ident = plain()
+    assert ident.is_us(uri(b"sip:192.0.2.1"))
+    assert ident.is_us(uri(b"sip:192.0.2.1:5060;lr"))
+    assert ident.is_us(uri(b"sip:[2001:db8::1]:5060"))
+    assert ident.is_us(uri(b"sip:[::ffff:192.0.2.1]:5060"))
+    assert not ident.is_us(uri(b"sip:192.0.2.1:5070"))  # another element on our host
+    assert not ident.is_us(uri(b"sips:192.0.2.1"))  # default 5061: no listener there
+    assert not ident.is_us(uri(b"sip:192.0.2.9"))
+    assert not ident.is_us(uri(b"sip:example.net"))  # a domain, not a host name of ours
+
+
+def test_local_domains() -> None:
+    ident = plain()
+    assert ident.is_local_uri(uri(b"sip:bob@example.net"))
+    assert ident.is_local_uri(uri(b"sip:bob@192.0.2.1"))
+    assert not ident.is_local_uri(uri(b"sip:bob@192.0.2.1:5070"))
+    assert not ident.is_local_uri(uri(b"sip:bob@example.org"))
+    assert ident.is_local_domain("example.net")
+    assert ident.is_local_domain(HOST6)
+    assert not ident.is_local_domain("example.org")
+
+
+def test_wildcard_listeners_take_the_host_addresses() -> None:
+    ident = Identity(
+        [listener("udp:0.0.0.0:5060"), listener("tcp:[::]:0", port=40000)],
+        host_addresses=(HOST4, HOST4B, HOST6),
+        hostnames=("GW.example.net",),
+        source_for=no_source,
+    )
+    assert ident.addresses == {HOST4, HOST4B, HOST6}
+    assert ident.ports == {5060, 40000}
+    assert ident.is_us(uri(b"sip:192.0.2.2"))
+    assert ident.is_us(uri(b"sip:[2001:db8::1]:40000;transport=tcp"))
+    assert ident.is_us(uri(b"sip:gw.example.net"))
+    assert ident.is_our_host("gw.example.net")
+
+
+def test_wildcard_addresses_by_family() -> None:
+    ident = Identity(
+        [listener("udp:[::]:5060")], host_addresses=(HOST4, HOST6), source_for=no_source
+    )
+    assert ident.addresses == {HOST6}
+
+
+def test_advertised_address_and_name() -> None:
+    spec = ListenSpec(
+        Transport.UDP, IPv4Address("10.0.0.5"), 5060, HostPort(IPv4Address("203.0.113.5"), 5080)
+    )
+    named = ListenSpec(Transport.TLS, HOST6, 5061, HostPort("sip.example.net", None))
+    ident = Identity([Listener(spec, 5060), Listener(named, 5061)], source_for=no_source)
+    assert ident.is_us(uri(b"sip:203.0.113.5:5080"))
+    assert ident.is_us(uri(b"sip:10.0.0.5"))
+    assert ident.is_us(uri(b"sips:sip.example.net"))
+    first, second = ident.listeners
+    assert ident.address_of(first, IPv4Address("198.51.100.7")) == (IPv4Address("203.0.113.5"), 5080)
+    assert ident.hostport_of(first, None) == "203.0.113.5:5080"
+    assert ident.address_of(second, HOST6) == ("sip.example.net", 5061)
+
+
+def test_listener_for_by_transport_and_family() -> None:
+    u4, u6 = listener("udp:192.0.2.1:5060"), listener("udp:[2001:db8::1]:5060")
+    t6, w4 = listener("tcp:[2001:db8::1]:5060"), listener("wss:192.0.2.1:443")
+    ident = Identity([u4, u6, t6, w4], source_for=no_source)
+    assert ident.listener_for(Transport.UDP, IPv4Address("198.51.100.7")) is u4
+    assert ident.listener_for(Transport.UDP, IPv6Address("2001:db8::99")) is u6
+    assert ident.listener_for(Transport.TCP, IPv6Address("2001:db8::99")) is t6
+    assert ident.listener_for(Transport.TCP, IPv4Address("198.51.100.7")) is None
+    assert ident.listener_for(Transport.WS, IPv4Address("198.51.100.7")) is w4  # WSS for WS
+    assert ident.listener_for(Transport.TLS, IPv6Address("2001:db8::99")) is None
+    # IPv4-mapped destinations count as IPv6 sockets' family.
+    assert ident.listener_for(Transport.UDP, IPv6Address("::ffff:198.51.100.7")) in (u4, u6)
+
+
+def test_address_of_plain_listener() -> None:
+    ident = plain()
+    l4, l6 = ident.listeners
+    assert ident.address_of(l4, IPv4Address("198.51.100.7")) == (HOST4, 5060)
+    assert ident.hostport_of(l6, IPv6Address("2001:db8::99")) == "[2001:db8::1]:5060"
+
+
+def test_address_of_wildcard_uses_source_for() -> None:
+    asked: list[IPAddress] = []
+
+    def source_for(dest: IPAddress) -> IPAddress | None:
+        asked.append(dest)
+        return HOST4B if dest.version == 4 else None
+
+    w4 = listener("udp:0.0.0.0:5060")
+    w6 = listener("udp:[::]:5060")
+    ident = Identity([w4, w6], host_addresses=(HOST4, HOST4B, HOST6), source_for=source_for)
+    assert ident.address_of(w4, IPv4Address("198.51.100.7")) == (HOST4B, 5060)
+    assert asked == [IPv4Address("198.51.100.7")]
+    # No answer: the first address of the family (sorted), never another family's.
+    assert ident.address_of(w6, IPv6Address("2001:db8::99")) == (HOST6, 5060)
+    assert ident.address_of(w4, None) == (HOST4, 5060)
+
+
+def test_address_of_wildcard_rejects_other_family_source() -> None:
+    ident = Identity(
+        [listener("udp:[::]:5060")],
+        host_addresses=(HOST6,),
+        source_for=lambda _d: HOST4,
+    )
+    assert ident.address_of(ident.listeners[0], IPv6Address("2001:db8::99")) == (HOST6, 5060)
+
+
+def test_wildcard_without_addresses_falls_back_to_the_bind_address() -> None:
+    ident = Identity([listener("udp:0.0.0.0:5060")], source_for=no_source)
+    assert ident.address_of(ident.listeners[0], None) == (IPv4Address("0.0.0.0"), 5060)
+
+
+def test_listener_name() -> None:
+    assert listener("udp:[2001:db8::1]:5060").name() == "udp:[2001:db8::1]:5060"
+    assert listener("tcp:0.0.0.0:0", port=40000).name() == "tcp:0.0.0.0:40000"
+
+
+def test_uri_transport() -> None:
+    assert uri_transport(uri(b"sip:a@b")) is Transport.UDP
+    assert uri_transport(uri(b"sip:a@b;transport=TCP")) is Transport.TCP
+    assert uri_transport(uri(b"sips:a@b")) is Transport.TLS
+    assert uri_transport(uri(b"sip:a@b;transport=ws")) is Transport.WS
+    assert uri_transport(uri(b"sip:a@b;transport=sctp")) is Transport.UDP
