@@ -116,7 +116,7 @@ def test_serve_starts_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
             "tcp:[::1]:0",
             "--data-dir",
             str(tmp_path / "data"),
-        ],  # fmt: skip
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -315,9 +315,9 @@ class Proxy:
         # (a forged Route must not make us an open relay); our Path entry leads to its flow.
         flow_uri = None if routes else next(filter(None, map(_received_uri, popped)), None)
         if flow_uri is not None:
-            targets = [(flow_uri, None, routes, ())]
-        else:
-            targets = await self._targets(req, uri, routes)
+            await self._forward(server, flow, [(flow_uri, None, routes, ())])
+            return
+        targets = await self._targets(req, uri, routes)
         if not targets:
             self.reply(server, 404, "Not Found: no registered contact")
             return

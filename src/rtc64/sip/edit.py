@@ -53,7 +53,7 @@ def line_starts(data: bytes) -> list[int]:
 class Edit:
     """Splices planned on one message; chain the methods, then call ``to_bytes``."""
 
-    __slots__ = ("_data", "_done", "_msg", "_splices", "_starts")
+    __slots__ = ("_body", "_data", "_done", "_msg", "_splices", "_starts")
 
     def __init__(self, msg: Message) -> None:
         if msg.wire is None:
@@ -66,6 +66,7 @@ class Edit:
             raise LocalProtocolError("message bytes do not match its header lines")
         self._splices: list[tuple[int, int, int, bytes]] = []
         self._done: set[str] = set()
+        self._body: bytes | None = None
 
     def _splice(self, start: int, end: int, data: bytes) -> None:
         self._splices.append((start, end, len(self._splices), data))
@@ -163,15 +164,25 @@ class Edit:
             self._splice(self._starts[i], self._starts[i + 1], b"")
         return self
 
+    def set_body(self, body: bytes) -> Edit:
+        """Replace the body; every Content-Length line is rewritten to match (§20.14)."""
+        self._once("set_body")
+        for i in self._msg.key_index().get(b"content-length", []):
+            name = self._msg.headers[i].name
+            self._splice(self._starts[i], self._starts[i + 1], b"%s: %d\r\n" % (name, len(body)))
+        self._body = body
+        return self
+
     def to_bytes(self) -> bytes:
         """Apply the splices; the result is the edited message, body included."""
         data = self._data
         msg = self._msg
+        body = msg.body if self._body is None else self._body
         body_start = self._starts[-1] + 2
         splices = sorted(self._splices)
         if b"content-length" not in msg.key_index():
             pos = self._starts[-1]
-            splices.append((pos, pos, len(splices), b"Content-Length: %d\r\n" % len(msg.body)))
+            splices.append((pos, pos, len(splices), b"Content-Length: %d\r\n" % len(body)))
             splices.sort()
         out: list[bytes] = []
         cursor = 0
@@ -181,7 +192,11 @@ class Edit:
             out.append(data[cursor:start])
             out.append(repl)
             cursor = end
-        out.append(data[cursor : body_start + len(msg.body)])
+        if self._body is None:
+            out.append(data[cursor : body_start + len(msg.body)])
+        else:
+            out.append(data[cursor:body_start])
+            out.append(body)
         return b"".join(out)
 
 

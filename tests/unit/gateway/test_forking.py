@@ -35,7 +35,8 @@ def response(status: int, *extra: bytes) -> Response:
         b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-r64-x-1\r\n"
         b"Via: SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKc1;rport=5062\r\n"
         b"From: <sip:a@example.net>;tag=f\r\nTo: <sip:bob@example.net>;tag=t%d\r\n"
-        b"Call-ID: c@x\r\nCSeq: 1 INVITE\r\n" % (status, status, status)
+        b"Call-ID: c@x\r\nCSeq: 1 INVITE\r\n"
+        % (status, status, status)
         + b"".join(e + b"\r\n" for e in extra)
         + b"Content-Length: 0\r\n\r\n"
     )

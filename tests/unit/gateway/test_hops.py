@@ -97,7 +97,9 @@ def test_rport_always_adds_received() -> None:
     """RFC 3581 §4: with rport, received is added even when sent-by is the source."""
     r = req(b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1;rport")
     stamped = hops.stamp_top_via(r, udp("198.51.100.7", 5060))
-    assert stamped == b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1;rport=5060;received=198.51.100.7"
+    assert (
+        stamped == b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1;rport=5060;received=198.51.100.7"
+    )
 
 
 def test_nothing_to_stamp() -> None:

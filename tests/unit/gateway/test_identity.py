@@ -92,7 +92,10 @@ def test_advertised_address_and_name() -> None:
     assert ident.is_us(uri(b"sip:10.0.0.5"))
     assert ident.is_us(uri(b"sips:sip.example.net"))
     first, second = ident.listeners
-    assert ident.address_of(first, IPv4Address("198.51.100.7")) == (IPv4Address("203.0.113.5"), 5080)
+    assert ident.address_of(first, IPv4Address("198.51.100.7")) == (
+        IPv4Address("203.0.113.5"),
+        5080,
+    )
     assert ident.hostport_of(first, None) == "203.0.113.5:5080"
     assert ident.address_of(second, HOST6) == ("sip.example.net", 5061)
 

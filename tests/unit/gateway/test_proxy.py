@@ -124,9 +124,7 @@ class Harness:
         self.wall = FakeClock(1_700_000_000.0)
         self.sender = RecordingSender()
         self.tasks: list[Coroutine[Any, Any, None]] = []
-        self.identity = Identity(
-            [LISTEN4, LISTEN6], domains=(REALM,), source_for=lambda _ip: None
-        )
+        self.identity = Identity([LISTEN4, LISTEN6], domains=(REALM,), source_for=lambda _ip: None)
         self.auth = Authenticator(
             realm=REALM,
             users=[("alice", PASSWORD)],
@@ -630,7 +628,9 @@ def test_timer_b_gives_408_upstream(tmp_path: Path) -> None:
         assert set(methods(out, CALLEE)) == {b"INVITE"}
         # The 408 goes up, and is retransmitted (Timer G) until the caller's ACK.
         assert set(statuses(out, CALLER)) == {408}
-        ack = request(b"ACK", b"sip:bob@192.0.2.50", CALLER, to_tag=only(out, CALLER)[0].response.to.tag)
+        ack = request(
+            b"ACK", b"sip:bob@192.0.2.50", CALLER, to_tag=only(out, CALLER)[0].response.to.tag
+        )
         assert await h.feed(ack, CALLER) == []
         assert await h.advance(10.0) == []
 
