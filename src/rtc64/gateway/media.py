@@ -1,0 +1,222 @@
+"""The proxy's media bridge: when to relay a call's media, and SDP offer/answer tracking.
+
+Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers travel):
+
+- Policy ``media.policy``: ``auto`` relays when the two parties' families differ (the
+  families of the transport flows, never guessed from SDP), or when an SDP carries a
+  media address that cannot be reached as written (CLAT 192.0.0.0/29, RFC 1918, CGNAT,
+  link-local, loopback, ULA: ``net.ranges``), or when the call is relayed already;
+  ``always`` relays every call with SDP; ``never`` passes SDP untouched.
+- An INVITE/UPDATE (or re-INVITE) with SDP is an offer from its sender; the SDP in the
+  reliable answer to it (18x or 2xx) is the answer. An INVITE without SDP gets the offer
+  in the 2xx and the answer in the ACK. The decision is taken per offer, per family of
+  the receiving side: a forked INVITE going to an IPv4 and an IPv6 contact gets one relay
+  session per family (``call_id;f=4`` / ``;f=6``); the branch that answers binds the
+  dialog to its session and the others are deleted.
+- BYE, CANCEL, and a final error to the initial INVITE end the call's relay sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.sdp import parse as parse_sdp
+from rtc64.sdp.addresses import MEDIA_SOURCES, unusable_addresses
+from rtc64.sip.message import Request, Response
+
+SDP_TYPE = b"application/sdp"
+POLICIES = ("auto", "always", "never")
+
+
+class Relay(Protocol):
+    """What the bridge needs from the media relay engine (``relay.MediaRelay``)."""
+
+    def offer(
+        self,
+        call_id: bytes,
+        from_tag: bytes,
+        sdp: bytes,
+        *,
+        to_family: Family,
+        from_source: IPAddress | None,
+    ) -> bytes: ...
+
+    def answer(
+        self,
+        call_id: bytes,
+        from_tag: bytes,
+        to_tag: bytes,
+        sdp: bytes,
+        *,
+        to_family: Family,
+        from_source: IPAddress | None,
+    ) -> bytes: ...
+
+    def delete(self, call_id: bytes) -> object: ...
+
+
+@dataclass(slots=True)
+class _Call:
+    """Relay sessions of one Call-ID and who made the offer still waiting for an answer."""
+
+    sessions: dict[Family, bytes] = field(default_factory=dict)
+    bound: bytes | None = None
+    offer_tag: bytes | None = None
+    offer_session: bytes | None = None
+
+
+def has_sdp(msg: Request | Response) -> bool:
+    if not msg.body:
+        return False
+    ctype = msg.get(b"content-type")
+    return ctype is not None and ctype.split(b";", 1)[0].strip().lower() == SDP_TYPE
+
+
+def _suffix(family: Family) -> bytes:
+    return b";f=4" if family is Family.INET else b";f=6"
+
+
+class MediaBridge:
+    """Decides per offer whether to relay and rewrites SDP bodies through the relay."""
+
+    def __init__(self, relay: Relay | None, policy: str, log: logging.Logger) -> None:
+        if policy not in POLICIES:
+            policy = "auto"
+        self.relay = relay
+        self.policy = policy if relay is not None else "never"
+        self.log = log
+        self._calls: dict[bytes, _Call] = {}
+        self.relayed_offers = 0
+        self.passed_offers = 0
+
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    def _wants_relay(self, call: _Call | None, sdp: bytes, a: Family, b: Family) -> bool:
+        if self.policy == "never":
+            return False
+        if self.policy == "always" or call is not None or a is not b:
+            return True
+        try:
+            return bool(unusable_addresses(parse_sdp(sdp), MEDIA_SOURCES))
+        except RemoteProtocolError:
+            return False
+
+    # -- offers ----------------------------------------------------------------------
+
+    def offer(
+        self,
+        call_id: bytes,
+        offerer_tag: bytes,
+        sdp: bytes,
+        *,
+        offerer: IPAddress,
+        answerer: IPAddress,
+    ) -> bytes | None:
+        """Rewritten SDP for an offer from ``offerer`` going to ``answerer``, or None."""
+        a, b = family_of(offerer), family_of(answerer)
+        call = self._calls.get(call_id)
+        if self.relay is None or not self._wants_relay(call, sdp, a, b):
+            self.passed_offers += 1
+            return None
+        if call is None:
+            call = self._calls[call_id] = _Call()
+        session = call.bound or call.sessions.get(b)
+        if session is None:
+            session = call_id + _suffix(b)
+            call.sessions[b] = session
+        call.offer_tag = offerer_tag
+        call.offer_session = session
+        self.relayed_offers += 1
+        return self.relay.offer(session, offerer_tag, sdp, to_family=b, from_source=offerer)
+
+    def answer(
+        self,
+        call_id: bytes,
+        answerer_tag: bytes,
+        sdp: bytes,
+        *,
+        answerer: IPAddress,
+        offerer: IPAddress,
+        final: bool,
+    ) -> bytes | None:
+        """Rewritten SDP for an answer from ``answerer`` back to the offerer, or None."""
+        call = self._calls.get(call_id)
+        if call is None or self.relay is None or call.offer_tag is None:
+            return None
+        session = call.bound or call.sessions.get(family_of(answerer)) or call.offer_session
+        if session is None:
+            return None
+        out = self.relay.answer(
+            session,
+            call.offer_tag,
+            answerer_tag,
+            sdp,
+            to_family=family_of(offerer),
+            from_source=answerer,
+        )
+        if final:
+            self._bind(call, session)
+            call.offer_tag = None
+        return out
+
+    def _bind(self, call: _Call, session: bytes) -> None:
+        """The answering branch's session serves the dialog; the others go."""
+        call.bound = session
+        for family, other in list(call.sessions.items()):
+            if other != session:
+                self._delete(other)
+                del call.sessions[family]
+
+    # -- SIP-level hooks used by the proxy ---------------------------------------------
+
+    def request_body(self, req: Request, sender: IPAddress, receiver: IPAddress) -> bytes | None:
+        """New body for a forwarded request (offer in INVITE/UPDATE, answer in ACK/PRACK)."""
+        if not has_sdp(req):
+            return None
+        tag = req.from_.tag or b""
+        if req.method in (b"ACK", b"PRACK"):
+            return self.answer(
+                req.call_id, tag, req.body, answerer=sender, offerer=receiver, final=True
+            )
+        if req.method in (b"INVITE", b"UPDATE"):
+            return self.offer(req.call_id, tag, req.body, offerer=sender, answerer=receiver)
+        return None
+
+    def response_body(
+        self, req: Request, resp: Response, responder: IPAddress, requester: IPAddress
+    ) -> bytes | None:
+        """New body for a forwarded 18x/2xx carrying SDP."""
+        if not has_sdp(resp) or req.method not in (b"INVITE", b"UPDATE"):
+            return None
+        tag = resp.to.tag or b""
+        if has_sdp(req):
+            return self.answer(
+                req.call_id,
+                tag,
+                resp.body,
+                answerer=responder,
+                offerer=requester,
+                final=200 <= resp.status < 300,
+            )
+        # No offer in the request: the response carries the offer, the ACK the answer.
+        return self.offer(req.call_id, tag, resp.body, offerer=responder, answerer=requester)
+
+    def end(self, call_id: bytes) -> None:
+        """Tear down every relay session of ``call_id``."""
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return
+        for session in call.sessions.values():
+            self._delete(session)
+
+    def _delete(self, session: bytes) -> None:
+        if self.relay is not None:
+            try:
+                self.relay.delete(session)
+            except Exception:
+                self.log.exception("media: deleting session %r failed", session)
