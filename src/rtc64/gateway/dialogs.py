@@ -98,7 +98,9 @@ class DialogTracker:
     def end(self, call_id: bytes) -> None:
         self._dialogs.pop(call_id, None)
 
-    def byes(self, call_id: bytes) -> list[tuple[bytes, tuple[bytes, ...], list[tuple[bytes, bytes]]]]:
+    def byes(
+        self, call_id: bytes
+    ) -> list[tuple[bytes, tuple[bytes, ...], list[tuple[bytes, bytes]]]]:
         """``(request_uri, route_set, header lines)`` of a BYE to the callee and one to the
         caller; Via is the sender's to add. The dialog is forgotten."""
         dialog = self._dialogs.pop(call_id, None)

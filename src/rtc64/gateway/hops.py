@@ -16,12 +16,15 @@ Record-Route; RFC 3327 Path):
   one that comes back changed is a spiral (§16.3 step 4).
 - Record-Route and Path name a listener as ``<sip:HOST:PORT;transport=T;lr>``; when the
   flow changes family, transport or listener two entries are written, each reachable
-  from its side (``r2=on``).
+  from its side (``r2=on``). Record-Route entries carry ``r64=`` (an HMAC of the
+  Call-ID under the gateway's secret): an in-dialog request is relayed only along a
+  Route that we wrote for that very call, so forged Routes cannot make us a relay.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 from dataclasses import dataclass
 
@@ -143,3 +146,16 @@ def route_uri(transport: Transport, hostport: str, *, r2: bool, extra: bytes = b
         params.append((b"r2", b"on"))
     scheme = b"sips" if transport is Transport.TLS else b"sip"
     return b"<%s:%s%s%s>" % (scheme, hostport.encode("ascii"), format_params(params), extra)
+
+
+TOKEN_PARAM = b"r64"
+
+
+def route_token(secret: bytes, call_id: bytes) -> bytes:
+    """The Record-Route token for ``call_id`` (12 hex digits of HMAC-SHA-256)."""
+    return hmac.new(secret, call_id, hashlib.sha256).hexdigest()[:12].encode("ascii")
+
+
+def token_ok(secret: bytes, call_id: bytes, token: bytes | None) -> bool:
+    """Whether a Route entry's ``r64`` parameter was written by us for ``call_id``."""
+    return token is not None and hmac.compare_digest(route_token(secret, call_id), token)

@@ -1,0 +1,493 @@
+"""The proxy's transaction-user core: events, forwarding, responses, CANCEL.
+
+Rules (RFC 3261 §16.6 forwarding, §16.7 responses, §16.10 CANCEL, §16.11 stateless ACK
+forwarding; RFC 5658 double Record-Route; RFC 3581):
+
+- ``dispatch`` acts on the transaction layer's events in order; the routing decisions
+  (what the targets are) live in ``proxy.Proxy``, which extends this class.
+- A request is forwarded by splicing its received bytes (``sip.edit``): Request-URI,
+  Route set, Max-Forwards, Record-Route, our Via on top of the stamped previous one, and
+  the SDP body rewritten by the media bridge when the call is relayed.
+- Provisional responses (not 100) and every 2xx go upstream at once; the best final when
+  every branch has completed (``forking``); a 2xx or 6xx cancels the pending branches.
+- Timer C (§16.6 step 11): an INVITE branch that has not completed three minutes after
+  its last provisional is cancelled and counts as 408.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rtc64.errors import LocalProtocolError, RemoteProtocolError
+from rtc64.gateway import hops
+from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.forking import Branch, BranchState, ResponseContext, best_response
+from rtc64.gateway.hops import Hop
+from rtc64.gateway.identity import Identity, Listener, uri_transport
+from rtc64.gateway.ratelimit import TokenBucket
+from rtc64.gateway.registrar import RegistrarPolicy
+from rtc64.gateway.stats import ProxyStats
+from rtc64.gateway.store import LocationStore
+from rtc64.io.flow import Flow
+from rtc64.io.resolver import Resolver
+from rtc64.net.address import IPAddress, family_of
+from rtc64.net.endpoint import Transport
+from rtc64.sip import headers as sh
+from rtc64.sip.edit import Edit
+from rtc64.sip.framing import parse_datagram
+from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.nameaddr import NameAddr
+from rtc64.sip.serializer import serialize
+from rtc64.sip.transaction import TransactionLayer
+from rtc64.sip.transaction_base import (
+    AckReceived,
+    ClientTimeout,
+    Event,
+    NewRequest,
+    ResponseReceived,
+    Send,
+    StrayResponse,
+    Terminated,
+    TransportFailed,
+)
+from rtc64.sip.transaction_client import ClientTransaction, make_cancel
+from rtc64.sip.transaction_server import ServerTransaction
+from rtc64.sip.uri import SipUri, parse_uri
+
+DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
+
+
+class Sender(Protocol):
+    def send(
+        self,
+        data: bytes,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        *,
+        flow: Flow | None = None,
+        server_name: str | None = None,
+    ) -> bool: ...
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A proxied request: its server transaction and response context."""
+
+    server: ServerTransaction
+    request: Request
+    ctx: ResponseContext
+
+
+class ProxyCore:
+    """Shared state and the forwarding/response machinery of the proxy."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        layer: TransactionLayer,
+        sender: Sender,
+        store: LocationStore,
+        auth: Authenticator,
+        resolver: Resolver,
+        policy: RegistrarPolicy,
+        upstream: SipUri | None,
+        max_transactions: int,
+        limiter: TokenBucket,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        spawn: Spawn,
+        log: logging.Logger,
+        on_events: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.identity = identity
+        self.layer = layer
+        self.sender = sender
+        self.store = store
+        self.auth = auth
+        self.resolver = resolver
+        self.policy = policy
+        self.upstream = upstream
+        self.max_transactions = max_transactions
+        self.limiter = limiter
+        self.clock = clock
+        self.wall = wall
+        self.spawn = spawn
+        self.log = log
+        self.stats = ProxyStats()
+        self._on_events = on_events
+        self._pending: dict[ServerTransaction, _Pending] = {}
+        self._branches: dict[ClientTransaction, tuple[_Pending, Branch]] = {}
+
+    def _new_request(self, server: ServerTransaction) -> None:
+        """A new server transaction: decided by the routing layer (``proxy.Proxy``)."""
+        raise NotImplementedError
+
+    def dispatch(self, events: list[Event]) -> None:
+        """Act on what the transaction layer says."""
+        for ev in events:
+            if isinstance(ev, Send):
+                self._send(ev.data, ev.dest)
+            elif isinstance(ev, NewRequest):
+                self._new_request(ev.txn)
+            elif isinstance(ev, ResponseReceived):
+                self._branch_response(ev.txn, ev.response)
+            elif isinstance(ev, AckReceived):
+                self.spawn(self._forward_in_dialog(ev.request, flow_of(ev.dest), ack=True))
+            elif isinstance(ev, StrayResponse):
+                self._forward_stray(ev.response)
+            elif isinstance(ev, ClientTimeout):
+                self._branch_failed(ev.txn, 408, b"Request Timeout")
+            elif isinstance(ev, TransportFailed):
+                if isinstance(ev.txn, ClientTransaction):
+                    self._branch_failed(ev.txn, 503, b"Service Unavailable")
+            elif isinstance(ev, Terminated):
+                self._terminated(ev.txn)
+        self._on_events()
+
+    def _send(self, data: bytes, dest: object) -> None:
+        assert isinstance(dest, Hop)
+        self.stats.messages_out += 1
+        if not self.sender.send(
+            data, dest.transport, dest.ip, dest.port, flow=dest.flow, server_name=dest.server_name
+        ):
+            self.stats.send_failures += 1
+
+    def _terminated(self, txn: ClientTransaction | ServerTransaction) -> None:
+        if isinstance(txn, ServerTransaction):
+            self._pending.pop(txn, None)
+        else:
+            self._branches.pop(txn, None)
+
+    def respond(self, server: ServerTransaction, resp: Response | bytes, status: int = 0) -> None:
+        """Send a response on a server transaction (ours, or forwarded bytes)."""
+        if isinstance(resp, Response):
+            status, data = resp.status, serialize(resp)
+            if resp.status >= 300:
+                self.stats.errors_sent += 1
+        else:
+            data = resp
+        try:
+            events = self.layer.send_response(server, data, self.clock())
+        except LocalProtocolError as exc:
+            # e.g. a late provisional after the final: nothing to send (RFC 3261 §16.7).
+            self.log.debug("response %d not sent: %s", status, exc.reason)
+            return
+        self.dispatch(events)
+
+    def reply(
+        self,
+        server: ServerTransaction,
+        status: int,
+        reason: str | bytes | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Answer the request of ``server`` ourselves."""
+        text = reason.encode("utf-8", "replace") if isinstance(reason, str) else reason
+        self.respond(server, make_response(server.request, status, text, headers=headers))
+
+    def on_timer(self) -> None:
+        """The transaction layer's deadline passed."""
+        self.dispatch(self.layer.handle_timer(self.clock()))
+
+    def _via_is_ours(self, via: Any) -> bool:
+        branch = via.branch or b""
+        return branch.startswith(hops.BRANCH_PREFIX) and self.identity.is_our_host(via.host)
+
+    def _pop_ours(self, routes: list[NameAddr]) -> list[SipUri]:
+        popped: list[SipUri] = []
+        while routes:
+            top = routes[0].uri
+            if not isinstance(top, SipUri) or not self.identity.is_us(top):
+                break
+            popped.append(top)
+            routes.pop(0)
+        return popped
+
+    def _next_from_routes(
+        self, routes: list[NameAddr], uri: object, popped: list[SipUri]
+    ) -> tuple[SipUri, SipUri | None]:
+        """Next hop URI and (for a strict-router fix-up) the Request-URI to write."""
+        for p in popped:
+            flow_uri = received_uri(p)
+            if flow_uri is not None and not routes:
+                return flow_uri, None
+        if routes:
+            first = routes[0].uri
+            if not isinstance(first, SipUri):
+                raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
+            return first, None
+        if not isinstance(uri, SipUri):
+            raise RemoteProtocolError("Unsupported URI Scheme", 416)
+        return uri, None
+
+    def _listener_of(self, flow: Flow) -> Listener | None:
+        ip, port = flow.local
+        for lst in self.identity.listeners:
+            if lst.transport is not flow.transport or lst.port != port:
+                continue
+            if lst.spec.address == ip or (lst.wildcard and family_of(ip) == lst.family):
+                return lst
+        return None
+
+    async def _resolve(self, uri: SipUri) -> list[Hop]:
+        transport = uri_transport(uri)
+        port = uri.port if uri.port is not None else transport.default_port
+        maddr = uri.param(b"maddr")
+        host_text = maddr.decode("ascii", "replace") if maddr else None
+        if host_text is None and not isinstance(uri.host, str):
+            return [Hop(transport, uri.host, port)]
+        name = host_text or str(uri.host)
+        addresses = await self.resolver.addresses(name)
+        return [Hop(transport, a, port, server_name=name) for a in addresses]
+
+    async def _forward(
+        self,
+        server: ServerTransaction,
+        flow: Flow,
+        targets: list[tuple[SipUri, SipUri | None, list[NameAddr], tuple[bytes, ...]]],
+        *,
+        record_route: bool = True,
+        path: Callable[[Listener, IPAddress], bytes] | None = None,
+    ) -> None:
+        req = server.request
+        pending = self._pending.get(server)
+        if pending is None:
+            pending = _Pending(server, req, ResponseContext(req.method))
+            self._pending[server] = pending
+        in_listener = self._listener_of(flow)
+        stamped = hops.stamp_top_via(req, flow)
+        # The loop hash covers the Via that will sit below ours, as we write it (§16.3 step 4).
+        top_via = stamped if stamped is not None else req.values(b"via")[0]
+        rr = record_route and req.method in DIALOG_FORMING
+        for hop_uri, new_uri, routes, extra_routes in targets:
+            branch = Branch(len(pending.ctx.branches), target=str(hop_uri.host))
+            pending.ctx.branches.append(branch)
+            try:
+                hop = await self._pick_hop(hop_uri)
+            except RemoteProtocolError as exc:
+                self._complete(pending, branch, exc.status, None, exc.reason.encode())
+                continue
+            out = self.identity.listener_for(hop.transport, hop.ip)
+            if out is None:
+                reason = f"Service Unavailable: no {hop.transport.value} listener for {hop.ip}"
+                self._complete(pending, branch, 503, None, reason.encode())
+                continue
+            via = hops.via_value(
+                hop.transport, self.identity.hostport_of(out, hop.ip), hops.new_branch(req, top_via)
+            )
+            edit = Edit(req)
+            if new_uri is not None:
+                edit.set_request_uri(new_uri)
+            if len(routes) != len(sh.routes(req)) or extra_routes:
+                edit.remove_headers(b"route")
+                for value in (*extra_routes, *(bytes(r) for r in routes)):
+                    edit.add_header(b"Route", value)
+            edit.decrement_max_forwards()
+            if rr and in_listener is not None:
+                self._record_route(edit, in_listener, flow, out, hop)
+            if path is not None:
+                edit.add_header(b"Path", path(out, hop.ip))
+                if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
+                    edit.add_header(b"Supported", b"path")
+            if stamped is not None:
+                edit.remove_top_via()
+                edit.prepend_via(via)
+                edit.prepend_via(stamped)
+            else:
+                edit.prepend_via(via)
+            data = edit.to_bytes()
+            forwarded = parse_datagram(data)
+            assert isinstance(forwarded, Request)
+            client, events = self.layer.start_client(
+                forwarded, hop, hop.reliable, self.clock(), data=data
+            )
+            branch.txn = client
+            self._branches[client] = (pending, branch)
+            self.stats.forwarded += 1
+            self.dispatch(events)
+        self._maybe_finish(pending)
+
+    async def _pick_hop(self, uri: SipUri) -> Hop:
+        candidates = await self._resolve(uri)
+        for hop in candidates:
+            if self.identity.listener_for(hop.transport, hop.ip) is not None:
+                return hop
+        families = "/".join(sorted({f"IPv{h.ip.version}" for h in candidates}))
+        raise RemoteProtocolError(
+            f"Service Unavailable: no listener of the target's family ({families})", 503
+        )
+
+    def _record_route(
+        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop
+    ) -> None:
+        out_hp = self.identity.hostport_of(out_l, hop.ip)
+        in_hp = self.identity.hostport_of(in_l, flow.remote[0])
+        if in_l is out_l and out_hp == in_hp:
+            edit.add_record_route(hops.route_uri(out_l.transport, out_hp, r2=False))
+            return
+        # Two entries (RFC 5658): the top one faces the callee, the next the caller.
+        both = (
+            hops.route_uri(out_l.transport, out_hp, r2=True)
+            + b", "
+            + hops.route_uri(in_l.transport, in_hp, r2=True)
+        )
+        edit.add_record_route(both)
+
+    async def _forward_in_dialog(self, req: Request, flow: Flow, *, ack: bool) -> None:
+        """Stateless forwarding of an ACK for a 2xx along its Route set (§16.11)."""
+        try:
+            routes = list(sh.routes(req))
+            popped = self._pop_ours(routes)
+            if not popped:
+                self.stats.dropped += 1
+                return
+            hop_uri, _ = self._next_from_routes(routes, req.uri, popped)
+            hop = await self._pick_hop(hop_uri)
+            out = self.identity.listener_for(hop.transport, hop.ip)
+            assert out is not None
+            stamped = hops.stamp_top_via(req, flow)
+            via = hops.via_value(
+                hop.transport,
+                self.identity.hostport_of(out, hop.ip),
+                hops.new_branch(req, stamped if stamped is not None else req.values(b"via")[0]),
+            )
+            edit = Edit(req)
+            edit.remove_headers(b"route")
+            for r in routes:
+                edit.add_header(b"Route", bytes(r))
+            edit.decrement_max_forwards()
+            if stamped is not None:
+                edit.remove_top_via()
+                edit.prepend_via(via)
+                edit.prepend_via(stamped)
+            else:
+                edit.prepend_via(via)
+            self._send(edit.to_bytes(), hop)
+            self.stats.forwarded += 1
+        except RemoteProtocolError as exc:
+            self.stats.dropped += 1
+            self.log.debug("ACK not forwarded: %s", exc.reason)
+
+    def _forward_stray(self, resp: Response) -> None:
+        """A response for no transaction of ours: forward it if its top Via is ours."""
+        if len(resp.vias) < 2 or not self._via_is_ours(resp.via):
+            self.stats.dropped += 1
+            return
+        nxt = resp.vias[1]
+        try:
+            transport = Transport(nxt.transport.decode("ascii").lower())
+        except ValueError:
+            self.stats.dropped += 1
+            return
+        ip = nxt.received or (nxt.host if not isinstance(nxt.host, str) else None)
+        if ip is None:
+            self.stats.dropped += 1
+            return
+        port = nxt.rport or nxt.port or transport.default_port
+        self._send(Edit(resp).remove_top_via().to_bytes(), Hop(transport, ip, port))
+
+    def _branch_response(self, client: ClientTransaction, resp: Response) -> None:
+        entry = self._branches.get(client)
+        if entry is None:
+            return
+        pending, branch = entry
+        status = resp.status
+        if status < 200:
+            if status == 100:
+                return
+            branch.state = BranchState.PROCEEDING
+            if branch.cancel_wanted and not branch.cancelled:
+                self._send_cancel(branch)
+            if not pending.ctx.final_forwarded:
+                self.respond(pending.server, Edit(resp).remove_top_via().to_bytes(), status)
+            return
+        self._complete(pending, branch, status, resp, resp.reason)
+
+    def _branch_failed(self, client: ClientTransaction, status: int, reason: bytes) -> None:
+        entry = self._branches.pop(client, None)
+        if entry is not None:
+            self._complete(entry[0], entry[1], status, None, reason)
+
+    def _complete(
+        self, pending: _Pending, branch: Branch, status: int, resp: Response | None, reason: bytes
+    ) -> None:
+        first_final = branch.state is not BranchState.COMPLETED
+        branch.state = BranchState.COMPLETED
+        branch.final_status = status
+        branch.final = resp
+        ctx = pending.ctx
+        if 200 <= status < 300 and resp is not None:
+            # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
+            ctx.final_forwarded = True
+            self.respond(pending.server, Edit(resp).remove_top_via().to_bytes(), status)
+            if first_final and ctx.method == b"INVITE":
+                self._cancel_pending(ctx)
+            return
+        if not first_final:
+            return
+        branch.reason = reason
+        if status >= 600 and ctx.method == b"INVITE":
+            self._cancel_pending(ctx)
+        self._maybe_finish(pending)
+
+    def _maybe_finish(self, pending: _Pending) -> None:
+        ctx = pending.ctx
+        if ctx.final_forwarded or not ctx.branches or not ctx.all_completed():
+            return
+        ctx.final_forwarded = True
+        status, data = best_response(ctx, pending.request)
+        self.respond(pending.server, data, status)
+
+    def _cancel(self, server: ServerTransaction) -> None:
+        """CANCEL (§9.2, §16.10): 200 to the CANCEL, CANCEL every pending branch."""
+        invite = self.layer.find_invite_for_cancel(server.request)
+        if invite is None:
+            self.reply(server, 481, "Call/Transaction Does Not Exist")
+            return
+        self.reply(server, 200)
+        pending = self._pending.get(invite)
+        if pending is None:
+            return
+        pending.ctx.cancelled = True
+        self._cancel_pending(pending.ctx)
+
+    def _cancel_pending(self, ctx: ResponseContext) -> None:
+        for branch in ctx.pending():
+            if branch.state is BranchState.PROCEEDING:
+                self._send_cancel(branch)
+            else:
+                branch.cancel_wanted = True
+
+    def _send_cancel(self, branch: Branch) -> None:
+        branch.cancelled = True
+        client = branch.txn
+        if not isinstance(client, ClientTransaction):
+            return
+        hop = client.dest
+        assert isinstance(hop, Hop)
+        cancel = make_cancel(client.request)
+        _, events = self.layer.start_client(cancel, hop, hop.reliable, self.clock())
+        self.dispatch(events)
+
+
+def flow_of(dest: object) -> Flow:
+    assert isinstance(dest, Hop) and dest.flow is not None
+    return dest.flow
+
+
+def received_uri(route: SipUri) -> SipUri | None:
+    """The flow a Path entry of ours recorded (``received=`` param), as a URI."""
+    value = route.param(b"received")
+    if not value:
+        return None
+    text = value.replace(b"%3B", b";").replace(b"%3b", b";").replace(b"%3D", b"=")
+    uri = parse_uri(text.replace(b"%3d", b"="), "Path received")
+    return uri if isinstance(uri, SipUri) else None
