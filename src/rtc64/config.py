@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
-from rtc64.net.address import IPAddress, parse_ip
+from rtc64.net.address import Family, IPAddress, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
-from rtc64.net.endpoint import EndpointError, ListenSpec, parse_listen
+from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
 IPNetwork = IPv4Network | IPv6Network
 T = TypeVar("T")
@@ -145,6 +145,36 @@ def _users(value: object) -> tuple[tuple[str, str], ...]:
             raise ValueError
         users.append((_str(entry["name"]), _str(entry["password"])))
     return tuple(users)
+
+
+def _ng_listen(value: object) -> ListenSpec | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    spec = _listen(text)
+    if spec.transport is not Transport.UDP or spec.advertise is not None:
+        raise _DetailError("the ng socket is udp:HOST:PORT")
+    return spec
+
+
+_FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
+
+
+def _interface_map(value: object) -> tuple[tuple[str, Family], ...]:
+    """``{name = "ipv4"|"ipv6"}`` or ``["name=ipv4", ...]``: ng ``direction`` names."""
+    if isinstance(value, Mapping):
+        pairs = [(_str(k), _str(v)) for k, v in value.items()]
+    else:
+        pairs = [(n, f) for n, _, f in (v.partition("=") for v in _list_of(_str)(value))]
+    table: dict[str, Family] = {}
+    for raw_name, raw_family in pairs:
+        name, family = raw_name.strip().lower(), raw_family.strip().lower()
+        if not name or any(c.isspace() for c in name):
+            raise _DetailError(f"bad interface name {raw_name!r}")
+        if family not in _FAMILY_NAMES:
+            raise _DetailError(f"interface {name!r}: family must be ipv4 or ipv6")
+        table[name] = _FAMILY_NAMES[family]
+    return tuple(sorted(table.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,9 +385,16 @@ KEYS: tuple[Key, ...] = (
     Key(
         "ng.listen",
         "",
-        _optional_str,
-        "empty (off) or udp:HOST:PORT",
+        _ng_listen,
+        "empty (off) or udp:HOST:PORT ([v6] for IPv6)",
         "rtpengine-compatible ng control socket",
+    ),
+    Key(
+        "ng.interfaces",
+        {},
+        _interface_map,
+        'a table {NAME = "ipv4"|"ipv6"} or a list of "NAME=ipv4|ipv6"',
+        "ng 'direction' interface names and their families (ipv4/ipv6 are built in)",
     ),
     Key(
         "dns.servers",
@@ -409,7 +446,9 @@ class Config:
         rows = []
         for key in KEYS:
             value = self.values[key.path]
-            if key.path == "auth.users":
+            if key.path == "ng.interfaces":
+                shown = ", ".join(f"{n}={f.label}" for n, f in value) or "(built-in only)"
+            elif key.path == "auth.users":
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
             elif isinstance(value, tuple) and key.path != "media.ports":
                 shown = ", ".join(str(v) for v in value) or "(none)"

@@ -21,6 +21,7 @@ from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, Spawner, clock
+from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
@@ -68,6 +69,7 @@ class Gateway:
         data_dir = cfg.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store = await open_store(cfg["store.url"], data_dir)
+        secret = load_secret(data_dir)
         specs = cfg["sip.listen"]
         server_tls = None
         if any(s.transport.secure for s in specs):
@@ -110,6 +112,7 @@ class Gateway:
             block_seconds=cfg["auth.block_seconds"],
             log=log.getChild("auth"),
             algorithms=[Algorithm.parse(a) for a in cfg["auth.algorithms"]],
+            secret=secret,
         )
         rate = cfg["sip.request_rate"]
         self.proxy = proxy = Proxy(
@@ -132,6 +135,7 @@ class Gateway:
             spawn=self.spawner,
             log=log.getChild("proxy"),
             on_events=lambda: deadline.schedule(layer.get_timer()),
+            secret=secret,
         )
         proxy_holder.append(proxy)
 
@@ -140,7 +144,11 @@ class Gateway:
             if removed:
                 log.info("registrar: %d expired bindings removed", removed)
 
+        async def timer_c() -> None:
+            proxy.expire_timer_c()
+
         self.spawner.every(30.0, expire)
+        self.spawner.every(1.0, timer_c)
         for lst in listeners:
             log.info("SIP listening on %s", lst.name())
         families = {

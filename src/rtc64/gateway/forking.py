@@ -46,6 +46,7 @@ class Branch:
     cancel_wanted: bool = False
     cancelled: bool = False
     reason: bytes = b""
+    timer_c: float = 0.0  # INVITE branches: cancel when this passes (§16.6 step 11)
 
 
 @dataclass(slots=True)

@@ -17,16 +17,19 @@ forwarding; RFC 5658 double Record-Route; RFC 3581):
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rtc64.errors import LocalProtocolError, RemoteProtocolError
+from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import hops
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.dialogs import DialogTracker
 from rtc64.gateway.forking import Branch, BranchState, ResponseContext, best_response
 from rtc64.gateway.hops import Hop
 from rtc64.gateway.identity import Identity, Listener, uri_transport
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
@@ -38,8 +41,8 @@ from rtc64.net.endpoint import Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
-from rtc64.sip.message import Request, Response, make_response
-from rtc64.sip.nameaddr import NameAddr
+from rtc64.sip.message import Request, Response, build_request, make_response
+from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.transaction_base import (
@@ -58,6 +61,7 @@ from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri, parse_uri
 
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
+TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
 
 
 class Sender(Protocol):
@@ -83,6 +87,7 @@ class _Pending:
     server: ServerTransaction
     request: Request
     ctx: ResponseContext
+    record_routed: bool = False
 
 
 class ProxyCore:
@@ -106,6 +111,9 @@ class ProxyCore:
         spawn: Spawn,
         log: logging.Logger,
         on_events: Callable[[], None] = lambda: None,
+        media: MediaBridge | None = None,
+        secret: bytes = b"",
+        timer_c: float = TIMER_C,
     ) -> None:
         self.identity = identity
         self.layer = layer
@@ -125,6 +133,10 @@ class ProxyCore:
         self._on_events = on_events
         self._pending: dict[ServerTransaction, _Pending] = {}
         self._branches: dict[ClientTransaction, tuple[_Pending, Branch]] = {}
+        self.media = media
+        self.secret = secret or secrets.token_bytes(32)
+        self.timer_c = timer_c
+        self.dialogs = DialogTracker(identity.is_us)
 
     def _new_request(self, server: ServerTransaction) -> None:
         """A new server transaction: decided by the routing layer (``proxy.Proxy``)."""
@@ -191,7 +203,12 @@ class ProxyCore:
     ) -> None:
         """Answer the request of ``server`` ourselves."""
         text = reason.encode("utf-8", "replace") if isinstance(reason, str) else reason
-        self.respond(server, make_response(server.request, status, text, headers=headers))
+        req = server.request
+        dest = server.dest
+        if isinstance(dest, Hop) and dest.flow is not None:
+            # RFC 3581 §4: our own responses carry received/rport like forwarded ones.
+            req = hops.with_stamped_via(req, dest.flow)
+        self.respond(server, make_response(req, status, text, headers=headers))
 
     def on_timer(self) -> None:
         """The transaction layer's deadline passed."""
@@ -267,6 +284,7 @@ class ProxyCore:
         # The loop hash covers the Via that will sit below ours, as we write it (§16.3 step 4).
         top_via = stamped if stamped is not None else req.values(b"via")[0]
         rr = record_route and req.method in DIALOG_FORMING
+        pending.record_routed = rr and in_listener is not None
         for hop_uri, new_uri, routes, extra_routes in targets:
             branch = Branch(len(pending.ctx.branches), target=str(hop_uri.host))
             pending.ctx.branches.append(branch)
@@ -284,6 +302,15 @@ class ProxyCore:
                 hop.transport, self.identity.hostport_of(out, hop.ip), hops.new_branch(req, top_via)
             )
             edit = Edit(req)
+            try:
+                body = self._media_body(req, flow, hop)
+            except Rtc64Error as exc:
+                self.log.warning("media: cannot relay %r: %s", req.call_id, exc)
+                no_ports = b"Service Unavailable: no media relay ports"
+                self._complete(pending, branch, 503, None, no_ports)
+                continue
+            if body is not None:
+                edit.set_body(body)
             if new_uri is not None:
                 edit.set_request_uri(new_uri)
             if len(routes) != len(sh.routes(req)) or extra_routes:
@@ -292,7 +319,7 @@ class ProxyCore:
                     edit.add_header(b"Route", value)
             edit.decrement_max_forwards()
             if rr and in_listener is not None:
-                self._record_route(edit, in_listener, flow, out, hop)
+                self._record_route(edit, in_listener, flow, out, hop, call_id=req.call_id)
             if path is not None:
                 edit.add_header(b"Path", path(out, hop.ip))
                 if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
@@ -310,6 +337,8 @@ class ProxyCore:
                 forwarded, hop, hop.reliable, self.clock(), data=data
             )
             branch.txn = client
+            if req.method == b"INVITE":
+                branch.timer_c = self.clock() + self.timer_c
             self._branches[client] = (pending, branch)
             self.stats.forwarded += 1
             self.dispatch(events)
@@ -326,18 +355,19 @@ class ProxyCore:
         )
 
     def _record_route(
-        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop
+        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, *, call_id: bytes
     ) -> None:
         out_hp = self.identity.hostport_of(out_l, hop.ip)
         in_hp = self.identity.hostport_of(in_l, flow.remote[0])
+        token = b";%s=%s" % (hops.TOKEN_PARAM, hops.route_token(self.secret, call_id))
         if in_l is out_l and out_hp == in_hp:
-            edit.add_record_route(hops.route_uri(out_l.transport, out_hp, r2=False))
+            edit.add_record_route(hops.route_uri(out_l.transport, out_hp, r2=False, extra=token))
             return
         # Two entries (RFC 5658): the top one faces the callee, the next the caller.
         both = (
-            hops.route_uri(out_l.transport, out_hp, r2=True)
+            hops.route_uri(out_l.transport, out_hp, r2=True, extra=token)
             + b", "
-            + hops.route_uri(in_l.transport, in_hp, r2=True)
+            + hops.route_uri(in_l.transport, in_hp, r2=True, extra=token)
         )
         edit.add_record_route(both)
 
@@ -346,7 +376,7 @@ class ProxyCore:
         try:
             routes = list(sh.routes(req))
             popped = self._pop_ours(routes)
-            if not popped:
+            if not popped or not self.routes_signed(req, popped):
                 self.stats.dropped += 1
                 return
             hop_uri, _ = self._next_from_routes(routes, req.uri, popped)
@@ -360,6 +390,9 @@ class ProxyCore:
                 hops.new_branch(req, stamped if stamped is not None else req.values(b"via")[0]),
             )
             edit = Edit(req)
+            body = self._media_body(req, flow, hop)
+            if body is not None:
+                edit.set_body(body)
             edit.remove_headers(b"route")
             for r in routes:
                 edit.add_header(b"Route", bytes(r))
@@ -372,9 +405,9 @@ class ProxyCore:
                 edit.prepend_via(via)
             self._send(edit.to_bytes(), hop)
             self.stats.forwarded += 1
-        except RemoteProtocolError as exc:
+        except Rtc64Error as exc:
             self.stats.dropped += 1
-            self.log.debug("ACK not forwarded: %s", exc.reason)
+            self.log.debug("ACK not forwarded: %s", exc)
 
     def _forward_stray(self, resp: Response) -> None:
         """A response for no transaction of ours: forward it if its top Via is ours."""
@@ -406,8 +439,9 @@ class ProxyCore:
             branch.state = BranchState.PROCEEDING
             if branch.cancel_wanted and not branch.cancelled:
                 self._send_cancel(branch)
+            branch.timer_c = self.clock() + self.timer_c
             if not pending.ctx.final_forwarded:
-                self.respond(pending.server, Edit(resp).remove_top_via().to_bytes(), status)
+                self.respond(pending.server, self._upstream(pending, client, resp), status)
             return
         self._complete(pending, branch, status, resp, resp.reason)
 
@@ -427,8 +461,12 @@ class ProxyCore:
         if 200 <= status < 300 and resp is not None:
             # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
             ctx.final_forwarded = True
-            self.respond(pending.server, Edit(resp).remove_top_via().to_bytes(), status)
+            client = branch.txn
+            assert isinstance(client, ClientTransaction)
+            self.respond(pending.server, self._upstream(pending, client, resp), status)
             if first_final and ctx.method == b"INVITE":
+                if pending.record_routed and pending.request.to.tag is None:
+                    self.dialogs.confirmed(pending.request, resp)
                 self._cancel_pending(ctx)
             return
         if not first_final:
@@ -445,6 +483,9 @@ class ProxyCore:
         ctx.final_forwarded = True
         status, data = best_response(ctx, pending.request)
         self.respond(pending.server, data, status)
+        req = pending.request
+        if status >= 300 and req.method == b"INVITE" and req.to.tag is None:
+            self.end_call(req.call_id)
 
     def _cancel(self, server: ServerTransaction) -> None:
         """CANCEL (§9.2, §16.10): 200 to the CANCEL, CANCEL every pending branch."""
@@ -477,6 +518,90 @@ class ProxyCore:
         _, events = self.layer.start_client(cancel, hop, hop.reliable, self.clock())
         self.dispatch(events)
 
+    # -- media, dialogs, Timer C -------------------------------------------------------
+
+    def routes_signed(self, req: Request, popped: list[SipUri]) -> bool:
+        """Whether every Route entry of ours carries this call's token (in-dialog only)."""
+        return all(
+            hops.token_ok(self.secret, req.call_id, uri.param(hops.TOKEN_PARAM)) for uri in popped
+        )
+
+    def _media_body(self, req: Request, flow: Flow, hop: Hop) -> bytes | None:
+        if self.media is None:
+            return None
+        return self.media.request_body(req, flow.remote[0], hop.ip)
+
+    def _upstream(self, pending: _Pending, client: ClientTransaction, resp: Response) -> bytes:
+        """A response to send upstream: our Via removed, SDP rewritten if relayed."""
+        edit = Edit(resp).remove_top_via()
+        if self.media is not None:
+            try:
+                body = self.media.response_body(
+                    pending.request, resp, _ip_of(client.dest), _ip_of(pending.server.dest)
+                )
+            except Rtc64Error as exc:
+                self.log.warning("media: answer for %r not relayed: %s", resp.call_id, exc)
+                body = None
+            if body is not None:
+                edit.set_body(body)
+        return edit.to_bytes()
+
+    def in_dialog(self, req: Request) -> None:
+        """Bookkeeping for an in-dialog request being forwarded."""
+        self.dialogs.in_dialog(req)
+        if req.method == b"BYE":
+            self.end_call(req.call_id)
+
+    def end_call(self, call_id: bytes) -> None:
+        """The call is over: release its media and forget its dialog."""
+        self.dialogs.end(call_id)
+        if self.media is not None:
+            self.media.end(call_id)
+
+    def expire_timer_c(self) -> None:
+        """Cancel INVITE branches that heard nothing final for Timer C (§16.6 step 11)."""
+        now = self.clock()
+        for pending in list(self._pending.values()):
+            if pending.ctx.method != b"INVITE" or pending.ctx.final_forwarded:
+                continue
+            for branch in pending.ctx.pending():
+                if branch.timer_c and branch.timer_c <= now and not branch.cancelled:
+                    if branch.state is BranchState.PROCEEDING:
+                        self._send_cancel(branch)
+                    else:
+                        branch.cancel_wanted = True
+                    client = branch.txn
+                    if isinstance(client, ClientTransaction):
+                        self._branches.pop(client, None)
+                    self._complete(pending, branch, 408, None, b"Request Timeout (Timer C)")
+
+    def media_timeout(self, call_id: bytes) -> None:
+        """The relay saw no media: BYE both parties of the dialog (as rtpengine+Kamailio)."""
+        self.log.info("media timeout: ending call %r with BYE to both sides", call_id)
+        for target, routes, lines in self.dialogs.byes(call_id):
+            self.spawn(self._send_bye(target, routes, lines))
+        self.end_call(call_id)
+
+    async def _send_bye(
+        self, target: bytes, routes: tuple[bytes, ...], lines: list[tuple[bytes, bytes]]
+    ) -> None:
+        try:
+            first = parse_name_addr(routes[0], "Route").uri if routes else parse_uri(target)
+            if not isinstance(first, SipUri):
+                return
+            hop = await self._pick_hop(first)
+            out = self.identity.listener_for(hop.transport, hop.ip)
+            assert out is not None
+            branch = hops.BRANCH_PREFIX + b"bye-" + secrets.token_hex(8).encode()
+            via = hops.via_value(hop.transport, self.identity.hostport_of(out, hop.ip), branch)
+            headers = [(b"Via", via), *((b"Route", r) for r in routes), *lines]
+            bye = build_request(b"BYE", target, headers)
+            _, events = self.layer.start_client(bye, hop, hop.reliable, self.clock())
+            self.stats.byes_sent += 1
+            self.dispatch(events)
+        except Rtc64Error as exc:
+            self.log.warning("media timeout BYE to %r not sent: %s", target, exc)
+
 
 def flow_of(dest: object) -> Flow:
     assert isinstance(dest, Hop) and dest.flow is not None
@@ -491,3 +616,8 @@ def received_uri(route: SipUri) -> SipUri | None:
     text = value.replace(b"%3B", b";").replace(b"%3b", b";").replace(b"%3D", b"=")
     uri = parse_uri(text.replace(b"%3d", b"="), "Path received")
     return uri if isinstance(uri, SipUri) else None
+
+
+def _ip_of(dest: object) -> IPAddress:
+    assert isinstance(dest, Hop)
+    return dest.ip

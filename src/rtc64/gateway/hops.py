@@ -23,6 +23,7 @@ Record-Route; RFC 3327 Path):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress, format_sdp_address, unmap
 from rtc64.net.endpoint import Transport
-from rtc64.sip.grammar import format_params
+from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.message import Request
 from rtc64.sip.via import MAGIC_COOKIE, Via, format_via
 
@@ -87,6 +88,19 @@ def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
     if not changed:
         return None
     return format_via(Via(via.transport, via.host, via.port, tuple(params)))
+
+
+def with_stamped_via(req: Request, flow: Flow) -> Request:
+    """``req`` with its top Via value stamped (for responses we build ourselves)."""
+    stamped = stamp_top_via(req, flow)
+    if stamped is None:
+        return req
+    i = req.index[b"via"][0]
+    line = req.headers[i]
+    rest = split_top(line.value, b",")[1:]
+    value = b", ".join([stamped, *(r.strip() for r in rest)])
+    headers = (*req.headers[:i], line._replace(value=value), *req.headers[i + 1 :])
+    return dataclasses.replace(req, headers=headers, wire=None)
 
 
 def loop_hash(req: Request, top_via: bytes) -> bytes:

@@ -89,7 +89,7 @@ class Proxy(ProxyCore):
             self._cancel(server)
             return
         if req.method == b"INVITE":
-            self.respond(server, make_response(req, 100))
+            self.reply(server, 100)
         self.spawn(self._route(server))
 
     async def _route(self, server: ServerTransaction) -> None:
@@ -123,6 +123,10 @@ class Proxy(ProxyCore):
             if not popped:
                 self.reply(server, 403, "Forbidden: in-dialog request not routed via this proxy")
                 return
+            if not self.routes_signed(req, popped):
+                self.reply(server, 403, "Forbidden: Route not recorded by this proxy for this call")
+                return
+            self.in_dialog(req)
             hop_uri, rewrite = self._next_from_routes(routes, uri, popped)
             # An initial request routed to us (e.g. by a core via our Path entry) must keep
             # us in the dialog: the phone behind us cannot reach the other family itself.

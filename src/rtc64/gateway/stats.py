@@ -21,6 +21,7 @@ class ProxyStats:
     registrations: int = 0
     send_failures: int = 0
     dropped: int = 0
+    byes_sent: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

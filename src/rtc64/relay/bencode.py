@@ -21,7 +21,14 @@ Value: TypeAlias = bytes | int | list["Value"] | dict[bytes, "Value"]
 """A decoded bencode value."""
 
 Encodable: TypeAlias = (
-    bytes | bytearray | memoryview | str | int | Sequence["Encodable"] | Mapping[bytes | str, "Encodable"]
+    bytes
+    | bytearray
+    | memoryview
+    | str
+    | int
+    | Sequence["Encodable"]
+    | Mapping[bytes, "Encodable"]
+    | Mapping[str, "Encodable"]
 )
 """What ``encode`` accepts: ``str`` is written as UTF-8, tuples as lists."""
 

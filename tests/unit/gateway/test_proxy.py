@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -46,6 +47,13 @@ CORE = ("198.51.100.99", 5060)  # trusted IPv4 core (upstream mode)
 
 RR4 = b"<sip:192.0.2.1:5060;lr;r2=on>"
 RR6 = b"<sip:[2001:db8::1]:5060;lr;r2=on>"
+TOKEN = re.compile(rb";r64=[0-9a-f]{12}")
+
+
+def plain(values: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """Record-Route values without our per-call token (checked on its own)."""
+    assert all(TOKEN.search(v) for v in values), values
+    return tuple(TOKEN.sub(b"", v) for v in values)
 
 
 # -- harness -------------------------------------------------------------------------------
@@ -387,7 +395,7 @@ def test_invite_v6_to_v4_literal_is_forwarded(tmp_path: Path) -> None:
         assert raw.startswith(b"SIP/2.0/UDP [2001:db8:aaaa::10]:5062;")
         assert b"received=2001:db8:aaaa::10" in raw
         assert b"rport=5062" in raw
-        assert req.values(b"record-route") == (RR4, RR6)
+        assert plain(req.values(b"record-route")) == (RR4, RR6)
         assert h.proxy.stats.forwarded == 1
 
     run(tmp_path, body)
@@ -404,7 +412,7 @@ def test_provisional_and_final_relayed_to_caller(tmp_path: Path) -> None:
             assert relayed.flow == udp_flow(CALLER)
             assert len(resp.vias) == 1
             assert resp.via.branch == b"z9hG4bKc1"
-            assert resp.values(b"record-route") == (RR4, RR6)
+            assert plain(resp.values(b"record-route")) == (RR4, RR6)
         # A retransmitted 200 goes up again (the caller's ACK may have been lost).
         out = await h.feed(answer(fwd.data, 200), CALLEE)
         assert statuses(out, CALLER) == [200]
@@ -416,7 +424,7 @@ def test_ack_and_bye_follow_the_route_set(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         fwd = await call_forwarded(h)
         await h.feed(answer(fwd.data, 200), CALLEE)
-        route = b"Route: " + RR6 + b", " + RR4
+        route = b"Route: " + b", ".join(reversed(fwd.request.values(b"record-route")))
         ack = request(
             b"ACK",
             b"sip:bob@192.0.2.50:5060",
@@ -496,8 +504,8 @@ def test_register_then_invite_forks_from_the_right_listener(tmp_path: Path) -> N
         assert to4.request.vias[0].host == V4
         assert to6.request.vias[0].branch != to4.request.vias[0].branch
         # Same family and listener: one Record-Route; across families: two.
-        assert to6.request.values(b"record-route") == (b"<sip:[2001:db8::1]:5060;lr>",)
-        assert to4.request.values(b"record-route") == (RR4, RR6)
+        assert plain(to6.request.values(b"record-route")) == (b"<sip:[2001:db8::1]:5060;lr>",)
+        assert plain(to4.request.values(b"record-route")) == (RR4, RR6)
         assert h.proxy.stats.registrations == 2
 
     run(tmp_path, body)
@@ -831,7 +839,7 @@ def test_upstream_register_gets_path_and_core_reaches_the_phone(tmp_path: Path) 
         assert not down.has(b"route")
         assert down.vias[0].host == V6
         # Record-Routed so the IPv6 phone's in-dialog requests come back through us.
-        assert down.values(b"record-route") == (RR6, RR4)
+        assert plain(down.values(b"record-route")) == (RR6, RR4)
 
     run(tmp_path, body, upstream=UPSTREAM)
 
@@ -854,5 +862,74 @@ def test_register_with_preloaded_route_reaches_the_registrar(tmp_path: Path) -> 
         out = await h.feed(reg, PHONE6)
         assert statuses(out, PHONE6) == [200]
         assert h.proxy.stats.registrations == 1
+
+    run(tmp_path, body)
+
+
+# -- Record-Route tokens, Timer C, media timeout ---------------------------------------------
+
+
+def test_in_dialog_request_with_a_forged_route_is_refused(tmp_path: Path) -> None:
+    """A To-tagged request whose Route names us without this call's token is not relayed,
+    whoever sends it: no relaying through forged in-dialog requests."""
+
+    async def body(h: Harness) -> None:
+        for i, source in enumerate((STRANGER, CALLER)):
+            bye = request(
+                b"BYE", b"sip:victim@203.0.113.5", source, branch=b"z9hG4bKfb%d" % i,
+                call_id=b"forged%d" % i, to_tag=b"x", headers=(b"Route: " + RR4,),
+            )  # fmt: skip
+            out = await h.feed(bye, source)
+            assert statuses(out, source) == [403]
+            assert all(s.to(source) for s in out), "nothing relayed"
+
+    run(tmp_path, body)
+
+
+def test_our_own_responses_carry_received_and_rport(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        out = await h.feed(invite(), CALLER)
+        trying = only(out, CALLER)[0].response
+        assert trying.status == 100
+        assert trying.via.rport == CALLER[1]
+        assert trying.via.received == ip_address(CALLER[0])
+
+    run(tmp_path, body)
+
+
+def test_timer_c_cancels_a_branch_that_rings_forever(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        out = await h.feed(answer(fwd.data, 180), CALLEE)
+        assert statuses(out, CALLER) == [180]
+        h.clock.now += 181.0
+        before = len(h.sender.sent)
+        h.proxy.expire_timer_c()
+        await h.drain()
+        out = h.sender.sent[before:]
+        assert methods(out, CALLEE) == [b"CANCEL"]
+        assert statuses(out, CALLER) == [408]
+
+    run(tmp_path, body)
+
+
+def test_media_timeout_sends_bye_to_both_parties(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        await h.feed(answer(fwd.data, 200), CALLEE)
+        assert len(h.proxy.dialogs) == 1
+        before = len(h.sender.sent)
+        h.proxy.media_timeout(b"call1@test")
+        await h.drain()
+        out = h.sender.sent[before:]
+        assert methods(out, CALLEE) == [b"BYE"]
+        assert methods(out, CALLER) == [b"BYE"]
+        to_callee = only(out, CALLEE)[0].request
+        assert to_callee.from_.tag == b"f1" and to_callee.to.tag == b"callee"
+        assert to_callee.cseq.seq == 2
+        to_caller = only(out, CALLER)[0].request
+        assert to_caller.from_.tag == b"callee" and to_caller.to.tag == b"f1"
+        assert bytes(to_caller.uri) == b"sip:alice@" + sent_by(CALLER)
+        assert len(h.proxy.dialogs) == 0
 
     run(tmp_path, body)

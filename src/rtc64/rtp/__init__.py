@@ -1,0 +1,1 @@
+"""RTP/RTCP core: header reading, reception statistics, relay-leg latching. No I/O."""
