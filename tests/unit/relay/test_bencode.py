@@ -11,8 +11,10 @@ from rtc64.relay.bencode import BencodeError, Value, decode, encode
 
 values: st.SearchStrategy[Value] = st.recursive(
     st.binary(max_size=40) | st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.binary(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.binary(max_size=12), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
