@@ -49,7 +49,7 @@ CPU_RATE = 300
 MAX_FAILED = 0.001
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CALL_STEPS = [150, 300, 500, 700, 1000, 1400, 2000, 2800, 4000]
+CALL_STEPS = [150, 300, 500, 700, 1000, 1400, 1700, 2000, 2800, 4000]
 REGISTER_STEPS = [300, 1000, 2000, 3000, 4500, 6000, 8000, 11000]
 QUICK_CALL_STEPS = [300, 600, 1200, 2400]
 QUICK_REGISTER_STEPS = [300, 1500, 4000, 8000]
@@ -383,9 +383,10 @@ def run_step(
         uac = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
         try:
             uac.wait(calls / rate + 40)
-        except subprocess.TimeoutExpired:
-            uac.kill()
-            uac.wait()
+        finally:  # timed out or interrupted: never leave a UAC sending
+            if uac.poll() is None:
+                uac.kill()
+                uac.wait()
     step.wall = time.monotonic() - t0
     step.cpu_s = cpu_seconds(proxy.proc.pid) - cpu0
     step.rcvbuf_errors = udp_rcvbuf_errors() - buf0

@@ -3,7 +3,8 @@
 # adapter only moves bytes. Whatever the handler raises is logged and counted, and the
 # request is answered with an error reply when it carries a cookie: a bad request or a
 # failing command never stops the listener. A reply too large for one datagram is
-# replaced by an error reply.
+# replaced by an error reply. The handler gets ``time.monotonic()`` (the relay's clock)
+# and the Unix time, for the times it reports.
 """UDP adapter for rtpengine's ng control protocol."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import asdict, dataclass
 from typing import Protocol, cast
 
@@ -26,7 +28,7 @@ NG_RCVBUF = 1024 * 1024
 class DatagramHandler(Protocol):
     """The protocol core the listener feeds (``rtc64.relay.ng.NgProtocol``)."""
 
-    def handle(self, data: bytes, now: float) -> bytes | None: ...
+    def handle(self, data: bytes, now: float, wall: float | None = None) -> bytes | None: ...
 
     def error_for(self, data: bytes, reason: str) -> bytes | None: ...
 
@@ -77,9 +79,8 @@ class NgListener(asyncio.DatagramProtocol):
             remote = from_sockaddr(addr)
         except (TypeError, ValueError):
             return
-        now = asyncio.get_running_loop().time()
         try:
-            out = self.handler.handle(data, now)
+            out = self.handler.handle(data, time.monotonic(), time.time())
         except Exception:
             self.stats.internal_errors += 1
             self.log.exception("ng request from %s failed", remote)

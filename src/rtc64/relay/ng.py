@@ -18,27 +18,40 @@
 #      case-insensitive; built in: ipv4/ip4/inet and ipv6/ip6/inet6; more are configured,
 #      e.g. internal=ipv4, external=ipv6). An unknown name is ignored with a ``warning``,
 #      as rtpengine falls back to its default interface;
-#   3. else, for an offer, the family of the offer's own SDP (no bridging); for an answer,
-#      the family the offer came from (remembered per call; see ``_offer_families``),
-#      else the answer's own family.
-# - ``trust address`` is rtpengine's default (SDP addresses are used); the flag
-#   ``SIP source address`` turns it off. ``received from`` is passed on as the source.
+#   3. else the family of the request's own SDP (no bridging), else of ``received from``.
+#   For an answer the engine keeps the family of the pairs it chose for the offerer, so
+#   the family only matters for an answer to an offer it does not know.
+# - Flags to ``RelayOptions``: ``asymmetric`` -> ``trust_address`` (send where the SDP
+#   says, never learn from packets); ``symmetric`` (rtpengine's and our default: latch) and
+#   ``trust address`` (rtpengine's default: use the SDP address, not ``received from``)
+#   change nothing; ``strict source`` -> ``strict_source`` (else None: ``media.strict_source``);
+#   ``ICE`` remove/force -> ``ice`` (absent: remove, the relay does not pass ICE through);
+#   ``replace`` origin/session-connection -> ``replace_origin``/``replace_session_connection``
+#   (absent: False, as rtpengine); the first ``direction`` entry -> ``from_family``.
+#   ``received from`` goes to the engine as ``from_source``. ``SDES``, ``supports``,
+#   ``via-branch``, ``delete-delay``, codec and transport flags are accepted and ignored.
+# - Times in query/delete replies are Unix seconds: relay times are monotonic; ``handle``
+#   gets both clocks' ``now`` to convert.
 """rtpengine "ng" control protocol: parse, dispatch to a media engine, build replies."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from rtc64.errors import Rtc64Error
 from rtc64.net.address import Family, IPAddress, parse_ip
 from rtc64.relay.bencode import BencodeError, Encodable, Value, decode, encode
-from rtc64.relay.ngreport import CallReport, report_dict
+from rtc64.relay.engine import UnknownCallError
+from rtc64.relay.ngreport import report_dict, summary
+from rtc64.relay.options import DEFAULT_OPTIONS, IceMode, RelayOptions
+from rtc64.relay.stats import CallStats
 
 MAX_COOKIE = 256
 MAX_DATAGRAM = 65535
@@ -57,32 +70,6 @@ BUILTIN_INTERFACES: Mapping[str, Family] = {
 }
 
 _SDP_FAMILY_RE = re.compile(rb"^c=IN[ \t]+(IP[46])[ \t]", re.MULTILINE)
-
-
-class IceMode(enum.Enum):
-    """What to do with ICE attributes in the SDP sent on (``ICE`` key)."""
-
-    DEFAULT = "default"
-    """Keep ICE if the offer has it, replacing candidates with the relay's."""
-    REMOVE = "remove"
-    FORCE = "force"
-
-
-@dataclass(frozen=True, slots=True)
-class MediaOptions:
-    """Per-request relay options from the ng flags."""
-
-    trust_address: bool = True
-    """Use the SDP's addresses; False (``SIP source address``) uses ``received from``."""
-    strict_source: bool = False
-    """Drop media from any source but the latched one."""
-    symmetric: bool = True
-    """Latch onto where media comes from (``asymmetric`` turns this off)."""
-    ice: IceMode = IceMode.DEFAULT
-    replace_origin: bool = False
-    replace_session_connection: bool = False
-    family: Family | None = None
-    """The ``address family`` override as given (None: not given)."""
 
 
 class Command(enum.Enum):
@@ -113,7 +100,7 @@ class MediaEngine(Protocol):
         *,
         to_family: Family,
         from_source: IPAddress | None,
-        options: MediaOptions,
+        options: RelayOptions,
     ) -> bytes: ...
 
     def answer(
@@ -125,14 +112,14 @@ class MediaEngine(Protocol):
         *,
         to_family: Family,
         from_source: IPAddress | None,
-        options: MediaOptions,
+        options: RelayOptions,
     ) -> bytes: ...
 
     def delete(
         self, call_id: bytes, from_tag: bytes | None = None, to_tag: bytes | None = None
-    ) -> CallReport | None: ...
+    ) -> CallStats | None: ...
 
-    def query(self, call_id: bytes) -> CallReport | None: ...
+    def query(self, call_id: bytes) -> CallStats | None: ...
 
     def calls(self) -> list[bytes]: ...
 
@@ -152,7 +139,7 @@ class NgRequest:
     """Family of the sender's side, from the first ``direction`` entry."""
     source: IPAddress | None = None
     """``received from``: where the SIP message carrying the SDP came from."""
-    options: MediaOptions = MediaOptions()
+    options: RelayOptions = DEFAULT_OPTIONS
     fatal: bool = False
     limit: int = LIST_LIMIT
     warnings: tuple[str, ...] = ()
@@ -205,16 +192,19 @@ class _Params:
     def __init__(self, raw: Mapping[bytes, Value]) -> None:
         self.values: dict[bytes, Value] = {}
         self.flags: set[bytes] = set()
+        listed: list[Value] = []
         for key, value in raw.items():
             folded = _fold(key)
             if folded == b"flags":
                 if not isinstance(value, list):
                     raise NgError("'flags' must be a list")
-                for flag in value:
-                    if isinstance(flag, bytes):
-                        self._flag(flag)
+                listed.extend(value)
             else:
                 self.values.setdefault(folded, value)
+        # Dictionary keys first: a flag-list entry never overrides them, only adds to lists.
+        for flag in listed:
+            if isinstance(flag, bytes):
+                self._flag(flag)
 
     def _flag(self, flag: bytes) -> None:
         name, sep, value = flag.partition(b"=")
@@ -224,9 +214,9 @@ class _Params:
             return
         for prefix in (b"replace ", b"sdes "):
             if folded.startswith(prefix) and len(folded) > len(prefix):
-                listed = self.values.setdefault(prefix.strip(), [])
-                if isinstance(listed, list):
-                    listed.append(name[len(prefix) :])
+                entries = self.values.setdefault(prefix.strip(), [])
+                if isinstance(entries, list):
+                    self.values[prefix.strip()] = [*entries, name[len(prefix) :]]
                 return
         self.flags.add(folded)
 
@@ -265,9 +255,7 @@ def _family_token(value: bytes) -> Family:
     raise NgError(f"unknown address family {_text(value[:16])!r} (IP4 or IP6)")
 
 
-def parse_request(
-    body: bytes, interfaces: Mapping[str, Family], *, strict_source: bool = False
-) -> NgRequest:
+def parse_request(body: bytes, interfaces: Mapping[str, Family]) -> NgRequest:
     """Map a request's bencoded dictionary to an ``NgRequest``; raises ``NgError``."""
     try:
         raw = decode(body, max_size=MAX_DATAGRAM)
@@ -311,7 +299,7 @@ def parse_request(
         family=family,
         from_family=from_family,
         source=source,
-        options=_options(params, strict_source),
+        options=_options(params, from_family),
         fatal=fatal,
         warnings=tuple(warnings),
     )
@@ -345,21 +333,23 @@ def _received_from(params: _Params) -> IPAddress | None:
     return address
 
 
-def _options(params: _Params, strict_source: bool) -> MediaOptions:
+def _options(params: _Params, from_family: Family | None) -> RelayOptions:
     ice = params.string(b"ice").lower()
-    ice_mode = {b"remove": IceMode.REMOVE, b"force": IceMode.FORCE}.get(ice, IceMode.DEFAULT)
     replace = {_fold(item) for item in params.strings(b"replace")}
-    trust = params.has(b"trust address") or not params.has(b"sip source address")
-    explicit = params.string(b"address family")
-    return MediaOptions(
-        trust_address=trust,
-        strict_source=strict_source or params.has(b"strict source"),
-        symmetric=not params.has(b"asymmetric"),
-        ice=ice_mode,
+    return RelayOptions(
+        trust_address=params.has(b"asymmetric"),
+        strict_source=True if params.has(b"strict source") else None,
+        ice=IceMode.FORCE if ice == b"force" else IceMode.REMOVE,
         replace_origin=b"origin" in replace,
         replace_session_connection=bool(replace & {b"session connection", b"session c"}),
-        family=_family_token(explicit) if explicit else None,
+        from_family=from_family,
     )
+
+
+def _source_family(request: NgRequest) -> Family:
+    if request.source is not None and request.source.version == 6:
+        return Family.INET6
+    return Family.INET
 
 
 def sdp_family(sdp: bytes) -> Family | None:
@@ -379,6 +369,20 @@ def error_reply(cookie: bytes, reason: str) -> bytes:
     return reply(cookie, {"result": "error", "error-reason": reason})
 
 
+def _describe(cookie: bytes, request: NgRequest | None) -> str:
+    """``ng COOKIE COMMAND call-id=... from-tag=...`` for log lines."""
+    words = [f"ng {_text(cookie)}", "request" if request is None else request.command.value]
+    if request is not None:
+        for name, value in (
+            ("call-id", request.call_id),
+            ("from-tag", request.from_tag),
+            ("to-tag", request.to_tag),
+        ):
+            if value:
+                words.append(f"{name}={_text(value)}")
+    return " ".join(words)
+
+
 class NgProtocol:
     """The ng control protocol over one media engine: ``handle`` a datagram, get a reply.
 
@@ -390,22 +394,24 @@ class NgProtocol:
         engine: MediaEngine,
         *,
         interfaces: Mapping[str, Family] | None = None,
-        strict_source: bool = False,
         cache_size: int = CACHE_SIZE,
         cache_ttl: float = CACHE_TTL,
+        log: logging.Logger | None = None,
     ) -> None:
         self.engine = engine
+        self.log = log or logging.getLogger("rtc64.ng")
         self.interfaces = interface_map(interfaces)
-        self.strict_source = strict_source
         self.stats = NgStats()
         self._cache: OrderedDict[bytes, tuple[bytes, bytes, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
-        # call-id -> family of the offerer's side, to answer in the offer's family.
-        self._offer_families: OrderedDict[bytes, Family] = OrderedDict()
 
-    def handle(self, data: bytes, now: float) -> bytes | None:
-        """The reply to one datagram, or None when it cannot be answered (no cookie)."""
+    def handle(self, data: bytes, now: float, wall: float | None = None) -> bytes | None:
+        """The reply to one datagram, or None when it cannot be answered (no cookie).
+
+        ``now`` is the relay's (monotonic) clock; ``wall`` the Unix time at that moment,
+        for the times in query and delete replies (None: report relay times as they are).
+        """
         self.stats.received += 1
         try:
             cookie, body = split_datagram(data)
@@ -417,19 +423,30 @@ class NgProtocol:
         if cached is not None:
             self.stats.retransmissions += 1
             return cached
+        request: NgRequest | None = None
+        reason: str | None = None
         try:
-            request = parse_request(body, self.interfaces, strict_source=self.strict_source)
+            request = parse_request(body, self.interfaces)
             counts = self.stats.commands
             counts[request.command.value] = counts.get(request.command.value, 0) + 1
-            out = reply(cookie, self.execute(request))
+            result = self.execute(request, now, now if wall is None else wall)
         except NgError as exc:
-            out = error_reply(cookie, exc.reason)
-            self.stats.errors += 1
+            reason = exc.reason
+        except UnknownCallError:
+            reason = "Unknown call-id"
         except Rtc64Error as exc:
-            out = error_reply(cookie, getattr(exc, "reason", None) or str(exc))
+            reason = getattr(exc, "reason", None) or str(exc)
+        if reason is not None:
             self.stats.errors += 1
+            result = {"result": "error", "error-reason": reason}
+        out = reply(cookie, result)
         self.stats.replies += 1
         self._store(cookie, digest, out, now)
+        if reason is not None:
+            self.log.info("%s -> error: %s", _describe(cookie, request), reason)
+        elif self.log.isEnabledFor(logging.DEBUG):
+            warnings = "; ".join(request.warnings) if request is not None else ""
+            self.log.debug("%s -> ok%s", _describe(cookie, request), warnings and f" ({warnings})")
         return out
 
     def error_for(self, data: bytes, reason: str) -> bytes | None:
@@ -463,7 +480,7 @@ class NgProtocol:
 
     # --- commands ---
 
-    def execute(self, request: NgRequest) -> dict[str, Encodable]:
+    def execute(self, request: NgRequest, now: float, wall: float) -> dict[str, Encodable]:
         """Run one request against the engine; raises ``NgError`` or the engine's error."""
         command = request.command
         if command is Command.PING:
@@ -475,22 +492,18 @@ class NgProtocol:
         elif command is Command.ANSWER:
             result = self._answer(request)
         elif command is Command.DELETE:
-            result = self._delete(request)
+            result = self._delete(request, wall - now)
         else:
             report = self.engine.query(request.call_id)
             if report is None:
                 raise NgError("Unknown call-id")
-            result = {"result": "ok", **report_dict(report)}
+            result = {"result": "ok", **report_dict(report, wall - now)}
         if request.warnings:
             result["warning"] = "; ".join(request.warnings)
         return result
 
     def _offer(self, request: NgRequest) -> dict[str, Encodable]:
-        own = sdp_family(request.sdp)
-        offerer = request.from_family or own
-        if offerer is None and request.source is not None:
-            offerer = Family.INET if request.source.version == 4 else Family.INET6
-        to_family = request.family or own or offerer or Family.INET
+        to_family = request.family or sdp_family(request.sdp) or _source_family(request)
         sdp = self.engine.offer(
             request.call_id,
             request.from_tag,
@@ -499,18 +512,13 @@ class NgProtocol:
             from_source=request.source,
             options=request.options,
         )
-        if offerer is not None:
-            self._remember(request.call_id, offerer)
         return {"result": "ok", "sdp": sdp}
 
     def _answer(self, request: NgRequest) -> dict[str, Encodable]:
         assert request.to_tag is not None
-        to_family = (
-            request.family
-            or self._offer_families.get(request.call_id)
-            or sdp_family(request.sdp)
-            or Family.INET
-        )
+        # The engine answers on the family of the pairs it chose for the offerer; this
+        # only matters for an answer whose offer it does not know.
+        to_family = request.family or sdp_family(request.sdp) or _source_family(request)
         sdp = self.engine.answer(
             request.call_id,
             request.from_tag,
@@ -522,26 +530,12 @@ class NgProtocol:
         )
         return {"result": "ok", "sdp": sdp}
 
-    def _delete(self, request: NgRequest) -> dict[str, Encodable]:
+    def _delete(self, request: NgRequest, to_wall: float) -> dict[str, Encodable]:
         report = self.engine.delete(request.call_id, request.from_tag or None, request.to_tag)
         if report is None:
             if request.fatal:
                 raise NgError("Call-ID not found or tags didn't match")
             return {"result": "ok", "warning": "Call-ID not found or tags didn't match"}
-        if (not request.to_tag and not request.from_tag) or self.engine.query(
-            request.call_id
-        ) is None:
-            self._offer_families.pop(request.call_id, None)
-        return {"result": "ok", **report_dict(report)}
-
-    def _remember(self, call_id: bytes, family: Family) -> None:
-        self._offer_families.pop(call_id, None)
-        self._offer_families[call_id] = family
-        while len(self._offer_families) > self._cache_size * 4:
-            self._offer_families.popitem(last=False)
-
-    def forget(self, keep: Iterable[bytes]) -> None:
-        """Drop remembered offer families of calls not in ``keep`` (calls the engine ended)."""
-        alive = set(keep)
-        for call_id in [c for c in self._offer_families if c not in alive]:
-            del self._offer_families[call_id]
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("ng deleted call-id=%s: %s", _text(request.call_id), summary(report))
+        return {"result": "ok", **report_dict(report, to_wall)}

@@ -1,67 +1,25 @@
 # Rules: the shape of rtpengine's ``query`` (and ``delete``) reply, per its ng protocol docs:
-#   "created", "last signal" (Unix seconds), "tags": {TAG: {"tag", "created",
-#   "in dialogue with", "medias": [{"index", "type", "protocol", "streams": [{"local port",
-#   "local address", "endpoint": {"family", "address", "port"}, "advertised endpoint",
-#   "last packet", "flags", "stats": {"packets", "bytes", "errors"}}]}]}},
-#   "totals": {"RTP": {...}, "RTCP": {...}} summed over every stream.
-# Bencode has no floats: times are whole seconds. Families read "IPv4"/"IPv6" as rtpengine
-# writes them. Kamailio's ``$rtpstat`` reads "totals".
+#   "created", "last signal" (Unix seconds), "tags": {TAG: {"tag", "in dialogue with",
+#   "medias": [{"index", "type", "streams": [{"local port", "local address", "endpoint":
+#   {"family", "address", "port"}, "advertised endpoint", "last packet", "flags",
+#   "stats": {"packets", "bytes", "errors"}}]}]}}, "totals": {"RTP": {...}, "RTCP": {...}}
+#   summed over every stream.
+# - One stream per relay leg (a tag's RTP or RTCP of one ``m=`` line), in media order, RTP
+#   first. "endpoint" is where the relay sends (the latched source, else the signalled
+#   address); "advertised endpoint" what the SDP said. "errors" counts packets dropped on
+#   that leg's port (foreign sources). Extra keys rtpengine lacks: "local address",
+#   "forwarded", "lost", "jitter" (ms).
+# - Bencode has no floats: times are whole Unix seconds, jitter whole milliseconds.
+#   Relay times are monotonic; ``to_wall`` (wall minus monotonic now) converts them.
+# - Families read "IPv4"/"IPv6" as rtpengine writes them. Kamailio's ``$rtpstat``
+#   reads "totals".
 """Call statistics as the ng protocol reports them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rtc64.net.address import IPAddress
 from rtc64.relay.bencode import Encodable
-
-
-@dataclass(frozen=True, slots=True)
-class StreamReport:
-    """One RTP or RTCP stream of a leg: the relay port and the peer it talks to."""
-
-    local_port: int
-    local_address: IPAddress | None = None
-    endpoint: tuple[IPAddress, int] | None = None
-    """Where media for this leg goes (latched, else advertised)."""
-    advertised: tuple[IPAddress, int] | None = None
-    """What the leg's SDP said."""
-    rtcp: bool = False
-    packets: int = 0
-    octets: int = 0
-    errors: int = 0
-    last_packet: float | None = None
-    """Unix time of the last packet received, if any."""
-
-
-@dataclass(frozen=True, slots=True)
-class MediaReport:
-    """One media section (``m=`` line) of a leg."""
-
-    index: int
-    kind: str = "audio"
-    protocol: str = "RTP/AVP"
-    streams: tuple[StreamReport, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class LegReport:
-    """One side of the call, named by its SIP tag."""
-
-    tag: bytes
-    created: float = 0.0
-    peer_tag: bytes | None = None
-    medias: tuple[MediaReport, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class CallReport:
-    """A call's legs and counters."""
-
-    call_id: bytes
-    created: float = 0.0
-    last_signal: float = 0.0
-    legs: tuple[LegReport, ...] = ()
+from rtc64.relay.stats import CallStats, LegStats
 
 
 def _endpoint(endpoint: tuple[IPAddress, int]) -> dict[str, Encodable]:
@@ -70,64 +28,89 @@ def _endpoint(endpoint: tuple[IPAddress, int]) -> dict[str, Encodable]:
     return {"family": family, "address": str(address), "port": port}
 
 
-def _stream(stream: StreamReport) -> dict[str, Encodable]:
+def _stream(leg: LegStats, to_wall: float) -> dict[str, Encodable]:
+    target = leg.latched or leg.remote
+    flags = ["RTCP" if leg.component == "rtcp" else "RTP"]
+    if target is not None:
+        flags.append("filled")
+    if leg.held:
+        flags.append("hold")
     out: dict[str, Encodable] = {
-        "local port": stream.local_port,
-        "flags": ["RTCP" if stream.rtcp else "RTP"] + (["filled"] if stream.endpoint else []),
-        "stats": {"packets": stream.packets, "bytes": stream.octets, "errors": stream.errors},
-        "last packet": int(stream.last_packet or 0),
+        "local address": str(leg.local[0]),
+        "local port": leg.local[1],
+        "flags": flags,
+        "stats": {"packets": leg.packets, "bytes": leg.octets, "errors": leg.dropped},
+        "forwarded": leg.forwarded,
+        "last packet": 0 if leg.last_packet is None else int(leg.last_packet + to_wall),
+        "lost": leg.lost,
+        "jitter": round(leg.jitter_ms),
     }
-    if stream.local_address is not None:
-        out["local address"] = str(stream.local_address)
-    if stream.endpoint is not None:
-        out["endpoint"] = _endpoint(stream.endpoint)
-    if stream.advertised is not None:
-        out["advertised endpoint"] = _endpoint(stream.advertised)
+    if target is not None:
+        out["endpoint"] = _endpoint(target)
+    if leg.remote is not None:
+        out["advertised endpoint"] = _endpoint(leg.remote)
     return out
 
 
-def _leg(leg: LegReport) -> dict[str, Encodable]:
-    out: dict[str, Encodable] = {
-        "tag": leg.tag,
-        "created": int(leg.created),
-        "medias": [
-            {
-                "index": media.index,
-                "type": media.kind,
-                "protocol": media.protocol,
-                "streams": [_stream(s) for s in media.streams],
-            }
-            for media in leg.medias
-        ],
-    }
-    if leg.peer_tag is not None:
-        out["in dialogue with"] = leg.peer_tag
-    return out
+def _peer(stats: CallStats, tag: bytes) -> bytes | None:
+    others = [t for t in stats.tags if t != tag]
+    return others[-1] if others else None
 
 
-def totals(report: CallReport) -> dict[str, dict[str, int]]:
-    """Packets, bytes and errors summed over RTP streams and over RTCP streams."""
+def totals(stats: CallStats) -> dict[str, dict[str, int]]:
+    """Packets, bytes and errors summed over RTP legs and over RTCP legs."""
     sums = {"RTP": [0, 0, 0], "RTCP": [0, 0, 0]}
-    for leg in report.legs:
-        for media in leg.medias:
-            for stream in media.streams:
-                row = sums["RTCP" if stream.rtcp else "RTP"]
-                row[0] += stream.packets
-                row[1] += stream.octets
-                row[2] += stream.errors
+    for leg in stats.legs:
+        row = sums["RTCP" if leg.component == "rtcp" else "RTP"]
+        row[0] += leg.packets
+        row[1] += leg.octets
+        row[2] += leg.dropped
     return {
         name: {"packets": row[0], "bytes": row[1], "errors": row[2]} for name, row in sums.items()
     }
 
 
-def report_dict(report: CallReport) -> dict[str, Encodable]:
-    """The reply keys (without ``result``) describing ``report``."""
+def report_dict(stats: CallStats, to_wall: float = 0.0) -> dict[str, Encodable]:
+    """The reply keys (without ``result``) describing ``stats``."""
     tags: dict[bytes, Encodable] = {}
-    for leg in report.legs:
-        tags[leg.tag] = _leg(leg)
+    for tag in stats.tags:
+        medias: dict[int, tuple[str, list[Encodable]]] = {}
+        legs = sorted(
+            (leg for leg in stats.legs if leg.tag == tag),
+            key=lambda leg: (leg.media, leg.component != "rtp"),
+        )
+        for leg in legs:
+            medias.setdefault(leg.media, (leg.kind, []))[1].append(_stream(leg, to_wall))
+        entry: dict[str, Encodable] = {
+            "tag": tag,
+            "medias": [
+                {"index": index + 1, "type": kind, "streams": streams}
+                for index, (kind, streams) in sorted(medias.items())
+            ],
+        }
+        peer = _peer(stats, tag)
+        if peer is not None:
+            entry["in dialogue with"] = peer
+        tags[tag] = entry
+    last = stats.answered if stats.answered is not None else stats.created
     return {
-        "created": int(report.created),
-        "last signal": int(report.last_signal),
+        "created": int(stats.created + to_wall),
+        "last signal": int(last + to_wall),
         "tags": tags,
-        "totals": dict(totals(report)),
+        "totals": dict(totals(stats)),
     }
+
+
+def summary(stats: CallStats) -> str:
+    """One line per call for logs: per tag, RTP packets received and forwarded."""
+    parts = []
+    for tag in stats.tags:
+        rtp = [leg for leg in stats.legs if leg.tag == tag and leg.component == "rtp"]
+        received = sum(leg.packets for leg in rtp)
+        forwarded = sum(leg.forwarded for leg in rtp)
+        dropped = sum(leg.dropped for leg in rtp)
+        parts.append(
+            f"tag {tag.decode('utf-8', 'replace')}: RTP {received} received, "
+            f"{forwarded} forwarded, {dropped} dropped"
+        )
+    return "; ".join(parts) or "no parties"

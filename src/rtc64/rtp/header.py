@@ -108,7 +108,9 @@ def rtcp_sender_ssrc(data: bytes) -> int | None:
     return int(RTCP_HEADER.unpack_from(data)[3])
 
 
-def clock_rates(rtpmaps: Iterable[tuple[int, str, int]], formats: Iterable[str] = ()) -> dict[int, int]:
+def clock_rates(
+    rtpmaps: Iterable[tuple[int, str, int]], formats: Iterable[str] = ()
+) -> dict[int, int]:
     """Payload type → RTP clock rate from ``(pt, encoding, rate)`` rtpmaps and static types.
 
     ``formats`` (the ``m=`` format list) adds the static types it names without rtpmap.

@@ -64,9 +64,7 @@ def admit(
             return Verdict.FORWARD
         exact = source_ip == signalled_ip and source_port == signalled_port
         return Verdict.FORWARD if exact else Verdict.DROP
-    acceptable = mode is LatchMode.ANY or (
-        signalled_ip is not None and source_ip == signalled_ip
-    )
+    acceptable = mode is LatchMode.ANY or (signalled_ip is not None and source_ip == signalled_ip)
     if not acceptable:
         return Verdict.DROP
     if not latched or window_open:

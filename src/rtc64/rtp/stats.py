@@ -161,7 +161,7 @@ class ReceptionStats:
         return True
 
     def _expected(self) -> int:
-        if self.probation and self.received == 0:
+        if self.ssrc is None or (self.probation and self.received == 0):
             return 0
         return self.cycles + self.max_seq - self.base_seq + 1
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.net.address import Family, IPAddress
+from rtc64.net.address import Family
 from rtc64.relay.bencode import Encodable, decode, encode
+from rtc64.relay.engine import UnknownCallError
 from rtc64.relay.ng import (
     Command,
-    IceMode,
-    MediaOptions,
     NgError,
     NgProtocol,
     interface_map,
@@ -22,145 +22,9 @@ from rtc64.relay.ng import (
     sdp_family,
     split_datagram,
 )
-from rtc64.relay.ngreport import CallReport, LegReport, MediaReport, StreamReport
+from rtc64.relay.options import IceMode, RelayOptions
 
-SDP6 = (
-    b"v=0\r\no=- 1 1 IN IP6 fd00::2\r\ns=-\r\nc=IN IP6 fd00::2\r\nt=0 0\r\n"
-    b"m=audio 6000 RTP/AVP 0\r\n"
-)
-SDP4 = (
-    b"v=0\r\no=- 2 2 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
-    b"m=audio 7000 RTP/AVP 0\r\n"
-)
-
-
-@dataclass
-class Call:
-    offer: dict[str, Any]
-    answer: dict[str, Any] | None = None
-
-
-@dataclass
-class FakeEngine:
-    """Records what the protocol asks; answers with a marker SDP."""
-
-    calls_: dict[bytes, Call] = field(default_factory=dict)
-    log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    fail: Exception | None = None
-
-    def offer(
-        self,
-        call_id: bytes,
-        from_tag: bytes,
-        sdp: bytes,
-        *,
-        to_family: Family,
-        from_source: IPAddress | None,
-        options: MediaOptions,
-    ) -> bytes:
-        args = {
-            "call_id": call_id,
-            "from_tag": from_tag,
-            "sdp": sdp,
-            "to_family": to_family,
-            "from_source": from_source,
-            "options": options,
-        }
-        self.log.append(("offer", args))
-        if self.fail:
-            raise self.fail
-        self.calls_[call_id] = Call(args)
-        return b"offer-sdp:" + to_family.sdp.encode()
-
-    def answer(
-        self,
-        call_id: bytes,
-        from_tag: bytes,
-        to_tag: bytes,
-        sdp: bytes,
-        *,
-        to_family: Family,
-        from_source: IPAddress | None,
-        options: MediaOptions,
-    ) -> bytes:
-        args = {
-            "call_id": call_id,
-            "from_tag": from_tag,
-            "to_tag": to_tag,
-            "sdp": sdp,
-            "to_family": to_family,
-            "from_source": from_source,
-            "options": options,
-        }
-        self.log.append(("answer", args))
-        if call_id not in self.calls_:
-            raise RemoteProtocolError("Unknown call-id")
-        self.calls_[call_id].answer = args
-        return b"answer-sdp:" + to_family.sdp.encode()
-
-    def _report(self, call_id: bytes) -> CallReport:
-        call = self.calls_[call_id]
-        stream = StreamReport(
-            30000,
-            IPv4Address("10.64.4.1"),
-            (IPv4Address("10.0.0.2"), 7000),
-            (IPv4Address("10.0.0.2"), 7000),
-            packets=10,
-            octets=1720,
-            errors=1,
-            last_packet=1700000000.5,
-        )
-        rtcp = StreamReport(30001, rtcp=True, packets=2, octets=100)
-        legs = [
-            LegReport(
-                call.offer["from_tag"],
-                1.0,
-                b"tt",
-                (MediaReport(1, "audio", "RTP/AVP", (stream, rtcp)),),
-            )
-        ]
-        if call.answer:
-            legs.append(
-                LegReport(
-                    b"tt",
-                    2.0,
-                    call.offer["from_tag"],
-                    (
-                        MediaReport(
-                            1,
-                            streams=(
-                                StreamReport(
-                                    30002,
-                                    endpoint=(IPv6Address("fd00::2"), 6000),
-                                    packets=5,
-                                    octets=860,
-                                ),
-                            ),
-                        ),
-                    ),
-                )
-            )
-        return CallReport(call_id, 1.0, 3.0, tuple(legs))
-
-    def delete(
-        self, call_id: bytes, from_tag: bytes | None = None, to_tag: bytes | None = None
-    ) -> CallReport | None:
-        self.log.append(("delete", {"call_id": call_id, "from_tag": from_tag, "to_tag": to_tag}))
-        if call_id not in self.calls_:
-            return None
-        report = self._report(call_id)
-        del self.calls_[call_id]
-        return report
-
-    def query(self, call_id: bytes) -> CallReport | None:
-        return self._report(call_id) if call_id in self.calls_ else None
-
-    def calls(self) -> list[bytes]:
-        return list(self.calls_)
-
-
-def request(cookie: bytes, body: dict[str, Encodable]) -> bytes:
-    return cookie + b" " + encode(body)
+from .fakes import SDP4, SDP6, FakeEngine, kamailio_offer, request
 
 
 def ask(ng: NgProtocol, body: dict[str, Encodable], cookie: bytes = b"c1", now: float = 0.0) -> Any:
@@ -169,26 +33,6 @@ def ask(ng: NgProtocol, body: dict[str, Encodable], cookie: bytes = b"c1", now: 
     got_cookie, _, wire = out.partition(b" ")
     assert got_cookie == cookie
     return decode(wire)
-
-
-def kamailio_offer(**extra: Encodable) -> dict[str, Encodable]:
-    """What Kamailio 5.6's rtpengine_offer() sends (captured from the real module)."""
-    body: dict[str, Encodable] = {
-        "supports": ["load limit"],
-        "sdp": SDP6,
-        "address-family": "IP4",
-        "ICE": "remove",
-        "direction": ["internal", "external"],
-        "flags": ["trust-address", "symmetric"],
-        "replace": ["origin", "session-connection"],
-        "SDES": ["off"],
-        "call-id": "cid1",
-        "received-from": ["IP6", "fd00:64:6::2"],
-        "from-tag": "ft1",
-        "command": "offer",
-    }
-    body.update(extra)
-    return body
 
 
 # --- framing ---
@@ -213,7 +57,7 @@ def test_ping_and_unanswerable() -> None:
     ("body", "reason"),
     [
         (b"not bencode", b"could not decode request: unexpected byte"),
-        (b"d7:command4:ping", b"could not decode request: unexpected end of input at offset 16"),
+        (b"d7:command4:ping", b"could not decode request: unterminated dictionary at offset 16"),
         (b"le", b"request is not a dictionary"),
         (b"de", b"no command in request"),
         (encode({"command": "shutdown"}), b"unknown command 'shutdown'"),
@@ -296,14 +140,13 @@ def test_kamailio_offer_maps_to_engine_call() -> None:
     assert args["call_id"] == b"cid1" and args["from_tag"] == b"ft1" and args["sdp"] == SDP6
     assert args["to_family"] is Family.INET
     assert args["from_source"] == ip_address("fd00:64:6::2")
-    assert args["options"] == MediaOptions(
-        trust_address=True,
-        strict_source=False,
-        symmetric=True,
+    assert args["options"] == RelayOptions(
+        trust_address=False,
+        strict_source=None,
         ice=IceMode.REMOVE,
         replace_origin=True,
         replace_session_connection=True,
-        family=Family.INET,
+        from_family=None,
     )
 
 
@@ -335,15 +178,28 @@ def test_key_spelling_is_folded() -> None:
     assert req.family is Family.INET6  # the dictionary key wins over the flag-list form
     assert req.source == ip_address("10.0.0.1")
     assert req.fatal
-    assert req.options == MediaOptions(
-        trust_address=False,
+    assert req.options == RelayOptions(
+        trust_address=True,  # asymmetric: never learn
         strict_source=True,
-        symmetric=False,
         ice=IceMode.FORCE,
         replace_origin=True,
         replace_session_connection=False,
-        family=Family.INET6,
     )
+
+
+def test_defaults_without_flags() -> None:
+    req = parse_request(
+        encode({"command": "offer", "call-id": "c", "from-tag": "f", "sdp": SDP6}),
+        interface_map(),
+    )
+    assert req.options == RelayOptions(
+        trust_address=False,
+        strict_source=None,
+        ice=IceMode.REMOVE,
+        replace_origin=False,
+        replace_session_connection=False,
+    )
+    assert (req.family, req.source, req.warnings) == (None, None, ())
 
 
 def test_flag_list_key_value_forms() -> None:
@@ -363,11 +219,27 @@ def test_flag_list_key_value_forms() -> None:
     assert req.options.ice is IceMode.REMOVE and req.options.replace_session_connection
 
 
+def test_flag_list_adds_to_dictionary_lists_whatever_the_key_order() -> None:
+    for order in ("flags first", "replace first"):
+        items: list[tuple[str, Encodable]] = [
+            ("flags", ["replace-origin"]),
+            ("replace", ["session-connection"]),
+        ]
+        if order == "replace first":
+            items.reverse()
+        body = b"d7:command5:offer7:call-id1:c8:from-tag1:f3:sdp%d:%s" % (len(SDP6), SDP6)
+        for key, value in items:
+            body += encode(key) + encode(value)
+        req = parse_request(body + b"e", interface_map())
+        assert req.options.replace_origin and req.options.replace_session_connection, order
+
+
 def test_direction_uses_the_interface_map() -> None:
     table = interface_map({"internal": Family.INET, "external": Family.INET6})
     body = {"command": "offer", "call-id": "c", "from-tag": "f", "sdp": SDP6}
     req = parse_request(encode({**body, "direction": ["external", "internal"]}), table)
     assert (req.from_family, req.family, req.warnings) == (Family.INET6, Family.INET, ())
+    assert req.options.from_family is Family.INET6
     # Built-in names, any case; an explicit address family wins over direction.
     req = parse_request(encode({**body, "direction": ["IPv4", "ipv6"]}), interface_map())
     assert (req.from_family, req.family) == (Family.INET, Family.INET6)
@@ -397,40 +269,36 @@ def test_offer_without_family_keeps_the_sdp_family() -> None:
     assert engine.log[-1][1]["from_source"] is None
 
 
-def test_answer_goes_back_in_the_offers_family() -> None:
+def test_answer_family_explicit_else_its_own() -> None:
     engine = FakeEngine()
     ng = NgProtocol(engine)
     ask(ng, kamailio_offer(direction=[]))
-    reply = ask(
-        ng,
-        {
-            "command": "answer",
-            "call-id": "cid1",
-            "from-tag": "ft1",
-            "to-tag": "tt1",
-            "sdp": SDP4,
-            "received-from": ["IP4", "10.64.4.2"],
-        },
-        cookie=b"c2",
-    )
-    assert reply == {b"result": b"ok", b"sdp": b"answer-sdp:IP6"}
+    body: dict[str, Encodable] = {
+        "command": "answer",
+        "call-id": "cid1",
+        "from-tag": "ft1",
+        "to-tag": "tt1",
+        "sdp": SDP4,
+        "received-from": ["IP4", "10.64.4.2"],
+    }
+    assert ask(ng, {**body, "address family": "IP6"}, cookie=b"c2") == {
+        b"result": b"ok",
+        b"sdp": b"answer-sdp:IP6",
+    }
     op, args = engine.log[-1]
     assert op == "answer" and args["to_tag"] == b"tt1" and args["to_family"] is Family.INET6
     assert args["from_source"] == ip_address("10.64.4.2")
-    # An explicit family in the answer wins.
-    ask(
-        ng,
-        {
-            "command": "answer",
-            "call-id": "cid1",
-            "from-tag": "ft1",
-            "to-tag": "tt1",
-            "sdp": SDP4,
-            "address family": "IP4",
-        },
-        cookie=b"c3",
-    )
+    # Without one: the answer's own family (the engine keeps the offerer's pairs anyway).
+    ask(ng, body, cookie=b"c3")
     assert engine.log[-1][1]["to_family"] is Family.INET
+
+
+def test_family_falls_back_to_received_from() -> None:
+    engine = FakeEngine()
+    ng = NgProtocol(engine)
+    no_c = b"v=0\r\no=- 1 1 IN IP6 fd00::2\r\ns=-\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"
+    ask(ng, kamailio_offer(sdp=no_c, **{"address-family": "", "received-from": ["IP6", "::1"]}))
+    assert engine.log[-1][1]["to_family"] is Family.INET6
 
 
 def test_answer_for_unknown_offer_uses_its_own_family_and_engine_errors_reply() -> None:
@@ -443,13 +311,6 @@ def test_answer_for_unknown_offer_uses_its_own_family_and_engine_errors_reply() 
     assert engine.log[-1][1]["to_family"] is Family.INET6
 
 
-def test_strict_source_default_comes_from_configuration() -> None:
-    engine = FakeEngine()
-    ng = NgProtocol(engine, strict_source=True)
-    ask(ng, kamailio_offer())
-    assert engine.log[-1][1]["options"].strict_source
-
-
 # --- delete, query, list ---
 
 
@@ -457,32 +318,35 @@ def test_query_delete_list() -> None:
     engine = FakeEngine()
     ng = NgProtocol(engine)
     ask(ng, kamailio_offer(), cookie=b"o")
-    ask(
-        ng,
-        {"command": "answer", "call-id": "cid1", "from-tag": "ft1", "to-tag": "tt", "sdp": SDP4},
-        cookie=b"a",
-    )
+    answer = {"command": "answer", "call-id": "cid1", "from-tag": "ft1", "to-tag": "tt"}
+    ask(ng, {**answer, "sdp": SDP4}, cookie=b"a")
     assert ask(ng, {"command": "list"}, cookie=b"l") == {b"result": b"ok", b"calls": [b"cid1"]}
     assert ask(ng, {"command": "list", "limit": 0}, cookie=b"l0")[b"calls"] == []
-    reply = ask(ng, {"command": "query", "call-id": "cid1"}, cookie=b"q")
+    # Relay times are monotonic (call created at 100.0); replies carry Unix seconds.
+    out = ng.handle(request(b"q", {"command": "query", "call-id": "cid1"}), 200.0, 1_700_000_100.0)
+    assert out is not None
+    reply: Any = decode(out[2:])
     assert reply[b"result"] == b"ok"
-    assert reply[b"created"] == 1 and reply[b"last signal"] == 3
+    assert (reply[b"created"], reply[b"last signal"]) == (1_700_000_000, 1_700_000_003)
     assert reply[b"totals"] == {
         b"RTP": {b"packets": 15, b"bytes": 2580, b"errors": 1},
-        b"RTCP": {b"packets": 2, b"bytes": 100, b"errors": 0},
+        b"RTCP": {b"packets": 2, b"bytes": 344, b"errors": 0},
     }
-    leg = reply[b"tags"][b"ft1"]
-    assert leg[b"tag"] == b"ft1" and leg[b"in dialogue with"] == b"tt"
-    media = leg[b"medias"][0]
-    assert (media[b"index"], media[b"type"], media[b"protocol"]) == (1, b"audio", b"RTP/AVP")
-    rtp = media[b"streams"][0]
-    assert rtp[b"local port"] == 30000 and rtp[b"local address"] == b"10.64.4.1"
-    assert rtp[b"endpoint"] == {b"family": b"IPv4", b"address": b"10.0.0.2", b"port": 7000}
-    assert rtp[b"advertised endpoint"][b"port"] == 7000
+    caller = reply[b"tags"][b"ft1"]
+    assert caller[b"tag"] == b"ft1" and caller[b"in dialogue with"] == b"tt"
+    (media,) = caller[b"medias"]
+    assert (media[b"index"], media[b"type"]) == (1, b"audio")
+    rtp, rtcp = media[b"streams"]
+    assert rtp[b"local port"] == 30000 and rtp[b"local address"] == b"fd00:64:6::1"
+    assert rtp[b"endpoint"] == {b"family": b"IPv6", b"address": b"fd00::2", b"port": 6000}
+    assert rtp[b"advertised endpoint"] == rtp[b"endpoint"]
     assert rtp[b"stats"] == {b"packets": 10, b"bytes": 1720, b"errors": 1}
-    assert rtp[b"last packet"] == 1700000000 and rtp[b"flags"] == [b"RTP", b"filled"]
-    assert media[b"streams"][1][b"flags"] == [b"RTCP"]
-    assert reply[b"tags"][b"tt"][b"medias"][0][b"streams"][0][b"endpoint"][b"family"] == b"IPv6"
+    assert rtp[b"last packet"] == 1_700_000_002 and rtp[b"flags"] == [b"RTP", b"filled"]
+    assert rtcp[b"flags"] == [b"RTCP", b"filled"] and rtcp[b"local port"] == 30001
+    callee_rtp = reply[b"tags"][b"tt"][b"medias"][0][b"streams"][0]
+    assert callee_rtp[b"endpoint"][b"family"] == b"IPv4"
+    assert reply[b"tags"][b"tt"][b"in dialogue with"] == b"ft1"
+
     deleted = ask(ng, {"command": "delete", "call-id": "cid1", "from-tag": "ft1"}, cookie=b"d")
     assert deleted[b"result"] == b"ok" and b"totals" in deleted
     assert engine.log[-1] == ("delete", {"call_id": b"cid1", "from_tag": b"ft1", "to_tag": None})
@@ -494,7 +358,8 @@ def test_query_delete_list() -> None:
         b"result": b"ok",
         b"warning": b"Call-ID not found or tags didn't match",
     }
-    assert ask(ng, {"command": "delete", "call-id": "cid1", "flags": ["fatal"]}, cookie=b"d3") == {
+    fatal = {"command": "delete", "call-id": "cid1", "flags": ["fatal"]}
+    assert ask(ng, fatal, cookie=b"d3") == {
         b"result": b"error",
         b"error-reason": b"Call-ID not found or tags didn't match",
     }
@@ -538,12 +403,54 @@ def test_engine_rtc64_errors_become_error_replies() -> None:
     engine = FakeEngine(fail=RemoteProtocolError("SDP: bad m= line", 488))
     ng = NgProtocol(engine)
     assert ask(ng, kamailio_offer()) == {b"result": b"error", b"error-reason": b"SDP: bad m= line"}
+    engine.fail = UnknownCallError(b"cid1")
+    assert ask(ng, kamailio_offer(), cookie=b"u") == {
+        b"result": b"error",
+        b"error-reason": b"Unknown call-id",
+    }
     # Anything else is the listener's to log and answer.
     engine.fail = RuntimeError("bug")
     with pytest.raises(RuntimeError):
         ng.handle(request(b"x", kamailio_offer()), 0.0)
     assert (
         ng.error_for(b"x d", "internal error")
-        == b"x d6:result5:error12:error-reason14:internal errore"
+        == b"x d12:error-reason14:internal error6:result5:errore"
     )
     assert ng.error_for(b"nocookie", "internal error") is None
+
+
+# --- fuzz: whatever arrives, the core answers or drops; only its own errors escape ---
+
+_values = st.recursive(
+    st.binary(max_size=12)
+    | st.integers(-5, 5)
+    | st.sampled_from([b"offer", b"answer", b"delete", b"query", b"list", b"ping", b"IP4"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(
+            [b"command", b"call-id", b"from-tag", b"to-tag", b"sdp", b"flags", b"direction",
+             b"address family", b"received from", b"ICE", b"replace", b"limit", b"x"]
+        ),
+        children,
+        max_size=6,
+    ),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(_values)
+def test_fuzz_any_bencoded_request_gets_a_reply(value: Any) -> None:
+    engine = FakeEngine()
+    ng = NgProtocol(engine)
+    out = ng.handle(b"fz " + encode(value), 0.0, 0.0)
+    assert out is not None and out.startswith(b"fz ")
+    reply = decode(out[3:])
+    assert isinstance(reply, dict) and reply[b"result"] in (b"ok", b"pong", b"error")
+
+
+@given(st.binary(max_size=300))
+def test_fuzz_raw_bytes(data: bytes) -> None:
+    ng = NgProtocol(FakeEngine())
+    out = ng.handle(data, 0.0)
+    assert out is None or out.startswith(data.partition(b" ")[0] + b" ")

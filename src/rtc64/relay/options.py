@@ -1,0 +1,96 @@
+# Settings of the media relay (from ``media.*`` configuration) and per-request options
+# (the flags the SIP proxy and the rtpengine ng protocol pass with an offer or answer).
+#
+# Rules:
+# - Frozen dataclasses; ``RelaySettings.from_config`` reads the ``media.*`` keys.
+# - ``RelayOptions`` defaults are what the SIP proxy wants: latch on the source, remove ICE,
+#   replace the origin and session connection, strict source as configured.
+# - ``trusted_networks``: networks whose addresses count as usable in SDP even though
+#   ``net.ranges`` calls them private (an operator's own LAN, a lab): learning from
+#   such an SDP address is limited to that address (RTP-bleed protection) instead of
+#   latching the first packet from anywhere.
+"""Media relay settings and per-offer options."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Network, IPv6Network
+
+from rtc64.config import Config
+from rtc64.net.address import Family, IPAddress
+
+IPNetwork = IPv4Network | IPv6Network
+
+
+class IceMode(enum.Enum):
+    """What to do with ICE in SDP passing through the relay."""
+
+    REMOVE = "remove"
+    """Strip candidates and every ICE attribute: peers send to the relay address only."""
+    FORCE = "force"
+    """Offer the relay as the only candidate: needs STUN on the relay ports (not yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOptions:
+    """Per offer/answer flags."""
+
+    trust_address: bool = False
+    """Send to the SDP address as written and never learn from packets."""
+    strict_source: bool | None = None
+    """Drop packets from every source but the learned one (``None``: ``media.strict_source``)."""
+    ice: IceMode = IceMode.REMOVE
+    replace_origin: bool = True
+    """Write the relay address into ``o=``."""
+    replace_session_connection: bool = True
+    """Write the relay address into the session ``c=`` (else media-level ``c=`` lines carry
+    it; a session ``c=`` of the other family is replaced anyway: SDP never mixes families)."""
+    from_family: Family | None = None
+    """Family of the relay leg facing the sender of this SDP (default: the SDP's own)."""
+    learning_window: float | None = None
+    """Seconds of (re-)learning after this SDP (``None``: the relay's setting)."""
+
+
+DEFAULT_OPTIONS = RelayOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Engine-wide settings."""
+
+    addresses: tuple[IPAddress, ...]
+    ports: tuple[int, int] = (30000, 40000)
+    workers: int = 1
+    strict_source: bool = False
+    timeout: float = 60.0
+    """No media for this long ends an answered call."""
+    hold_timeout: float = 3600.0
+    """The same for a call whose streams are all on hold or inactive."""
+    offer_timeout: float = 60.0
+    """An offer without answer is forgotten after this long."""
+    learning_window: float = 3.0
+    trusted_networks: tuple[IPNetwork, ...] = ()
+    rtp_stats: bool = True
+    """Sequence/jitter statistics per packet (else packet and byte counters only)."""
+    stats_interval: float = 1.0
+    """How often worker processes report their counters."""
+
+    @classmethod
+    def from_config(
+        cls, config: Config, addresses: Sequence[IPAddress] = (), **overrides: object
+    ) -> RelaySettings:
+        """Settings from ``media.*``; ``addresses`` is the fallback for ``media.addresses``
+        (the proxy passes its SIP listen addresses)."""
+        configured = tuple(config["media.addresses"]) or tuple(addresses)
+        low, high = config["media.ports"]
+        settings = cls(
+            addresses=configured,
+            ports=(int(low), int(high)),
+            workers=int(config["media.workers"]),
+            strict_source=bool(config["media.strict_source"]),
+            timeout=float(config["media.timeout"]),
+            hold_timeout=float(config["media.hold_timeout"]),
+        )
+        return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
