@@ -406,9 +406,7 @@ def uas_running(run_dir: Path) -> Iterator[None]:
     try:
         for ip in ("127.0.0.1", "::1"):
             log = (run_dir / f"uas-{'v6' if ':' in ip else 'v4'}.log").open("wb")
-            procs.append(
-                subprocess.Popen(uas_argv(ip), stdout=log, stderr=subprocess.STDOUT)
-            )
+            procs.append(subprocess.Popen(uas_argv(ip), stdout=log, stderr=subprocess.STDOUT))
         time.sleep(1.0)
         for p in procs:
             if p.poll() is not None:
@@ -566,9 +564,7 @@ def run(
         "duration": duration,
         "quick": quick,
         "commands": commands,
-        "outcomes": [
-            {**asdict(o), "best": o.best, "cpu_ms_per_call": o.cpu_ms} for o in outcomes
-        ],
+        "outcomes": [{**asdict(o), "best": o.best, "cpu_ms_per_call": o.cpu_ms} for o in outcomes],
     }
     (run_dir / "results.json").write_text(json.dumps(result, indent=1))
     if not keep:

@@ -14,15 +14,21 @@ from rtc64.config import Config
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
+from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.relay import ngserver
+from rtc64.relay.options import RelaySettings
+from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
@@ -52,6 +58,26 @@ def realm_of(cfg: Config) -> str:
     return str(domains[0]) if domains else socket.gethostname()
 
 
+def relay_addresses(
+    listeners: list[Listener], host: frozenset[IPAddress] | set[IPAddress]
+) -> list[IPAddress]:
+    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
+    address; for a wildcard listener the host's first routable address of that family
+    (loopback only when nothing else exists)."""
+    chosen: dict[Family, IPAddress] = {}
+    for lst in listeners:
+        if lst.family in chosen:
+            continue
+        if not lst.wildcard:
+            chosen[lst.family] = lst.spec.address
+            continue
+        same = sorted((a for a in host if family_of(a) is lst.family), key=str)
+        usable = [a for a in same if not (a.is_loopback or a.is_link_local)] or same
+        if usable:
+            chosen[lst.family] = usable[0]
+    return list(chosen.values())
+
+
 class Gateway:
     """The running components of ``rtc64 serve``."""
 
@@ -61,6 +87,8 @@ class Gateway:
         self.store: Store | None = None
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
+        self.relay: RunningRelay | None = None
+        self.ng: NgListener | None = None
         self.spawner = Spawner(log)
 
     async def start(self) -> None:
@@ -93,10 +121,11 @@ class Gateway:
         )
         await transports.start()
         listeners = [Listener(b.spec, b.port) for b in transports.listeners]
+        host_addresses = await interfaces.local_addresses_async()
         identity = Identity(
             listeners,
             domains=cfg["sip.domains"],
-            host_addresses=await interfaces.local_addresses_async(),
+            host_addresses=host_addresses,
             hostnames=(socket.gethostname(),),
             source_for=interfaces.source_address,
         )
@@ -114,6 +143,19 @@ class Gateway:
             algorithms=[Algorithm.parse(a) for a in cfg["auth.algorithms"]],
             secret=secret,
         )
+        media_addresses = relay_addresses(listeners, host_addresses)
+        settings = RelaySettings.from_config(
+            cfg, media_addresses, trusted_networks=tuple(cfg["sip.trusted_networks"])
+        )
+        if not settings.addresses:
+            raise ConfigError("media.addresses", [], "at least one relay address")
+        self.relay = relay = start_relay(
+            settings,
+            on_timeout=lambda session: proxy_holder[0].media_timeout(MediaBridge.call_of(session)),
+            log=log.getChild("relay"),
+        )
+        media = MediaBridge(relay, cfg["media.policy"], log.getChild("media"))
+        self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
         rate = cfg["sip.request_rate"]
         self.proxy = proxy = Proxy(
             identity=identity,
@@ -136,6 +178,7 @@ class Gateway:
             log=log.getChild("proxy"),
             on_events=lambda: deadline.schedule(layer.get_timer()),
             secret=secret,
+            media=media,
         )
         proxy_holder.append(proxy)
 
@@ -157,6 +200,15 @@ class Gateway:
             if isinstance(a, IPv4Address | IPv6Address)
         }
         log.info(
+            "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
+            ", ".join(str(a) for a in settings.addresses),
+            settings.ports[0],
+            settings.ports[1],
+            media.policy,
+            settings.workers,
+            f", ng control on {cfg['ng.listen']}" if self.ng is not None else "",
+        )
+        log.info(
             "gateway ready: realm %s, domains %s, families %s, upstream %s",
             auth.realm,
             ", ".join(identity.domains) or "(own addresses only)",
@@ -166,6 +218,10 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.spawner.close()
+        if self.ng is not None:
+            await self.ng.stop()
+        if self.relay is not None:
+            self.relay.close()
         if self.transports is not None:
             await self.transports.stop()
         if self.store is not None:

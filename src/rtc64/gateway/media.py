@@ -96,6 +96,12 @@ class MediaBridge:
     def active_calls(self) -> int:
         return len(self._calls)
 
+    @staticmethod
+    def call_of(session: bytes) -> bytes:
+        """The Call-ID behind a relay session key (``call_id;f=4`` → ``call_id``)."""
+        head, sep, tail = session.rpartition(b";f=")
+        return head if sep and tail in (b"4", b"6") else session
+
     def _wants_relay(self, call: _Call | None, sdp: bytes, a: Family, b: Family) -> bool:
         if self.policy == "never":
             return False
