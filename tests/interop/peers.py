@@ -168,3 +168,112 @@ class Kamailio:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+BARESIP_CONFIG = """poll_method epoll
+sip_listen {sip_listen}
+sip_transports udp
+call_local_timeout 120
+call_max_calls 4
+audio_player alsa,null
+audio_alert alsa,null
+audio_source ausine,440
+ausrc_srate 48000
+ausrc_channels 2
+auplay_srate 48000
+auplay_channels 2
+audio_buffer 20-160
+rtp_tos 184
+rtp_ports {rtp_low}-{rtp_high}
+rtp_stats yes
+rtcp_mux no
+jitter_buffer_delay 5-10
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module alsa.so
+module_tmp uuid.so
+module_tmp account.so
+module_app menu.so
+module_app ctrl_tcp.so
+ctrl_tcp_listen {ctrl}
+"""
+
+
+class Baresip:
+    """A scripted baresip softphone (tone source, no sound card) driven over ctrl_tcp."""
+
+    RTP_PORTS = (10000, 10099)
+
+    def __init__(self, host: Host, workdir: Path, *, address: str, account: str) -> None:
+        self.host = host
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        v6 = ":" in address
+        self.ctrl = ("::1" if v6 else "127.0.0.1", 4444)
+        ctrl_text = "[::1]:4444" if v6 else "127.0.0.1:4444"
+        sip_listen = f"[{address}]:5060" if v6 else f"{address}:5060"
+        (workdir / "config").write_text(
+            BARESIP_CONFIG.format(
+                sip_listen=sip_listen,
+                rtp_low=self.RTP_PORTS[0],
+                rtp_high=self.RTP_PORTS[1],
+                ctrl=ctrl_text,
+            )
+        )
+        (workdir / "accounts").write_text(account + "\n")
+        (workdir / "contacts").write_text("")
+        self.log = workdir / "baresip.log"
+        self.proc = host.popen(["baresip", "-f", str(workdir), "-v", "-s"], log=self.log)
+        wait_port(host, "tcp", 4444)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def command(self, command: str, params: str = "") -> str:
+        """Send one ctrl_tcp command (netstring JSON) from inside the phone's namespace."""
+        script = (
+            "import json,socket,sys\n"
+            f"s=socket.create_connection(({self.ctrl[0]!r},{self.ctrl[1]}),timeout=5)\n"
+            f"m=json.dumps({{'command':{command!r},'params':{params!r},'token':'t'}}).encode()\n"
+            "s.sendall(b'%d:%s,'%(len(m),m))\n"
+            "buf=b''\n"
+            "s.settimeout(3)\n"
+            "try:\n"
+            "    while b'\"response\"' not in buf:\n"
+            "        d=s.recv(65536)\n"
+            "        if not d: break\n"
+            "        buf+=d\n"
+            "except OSError: pass\n"
+            "sys.stdout.write(buf.decode('utf-8','replace'))\n"
+        )
+        return self.host.run(sys.executable, "-c", script, check=False).stdout
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.text():
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+
+class Capture:
+    """tcpdump in a namespace: UDP packets to a host's RTP port range, counted at the end."""
+
+    def __init__(self, host: Host, workdir: Path, name: str, dst: str, ports: tuple[int, int]):
+        self.file = workdir / f"{name}.pcap"
+        self.host = host
+        expr = f"udp and dst host {dst} and dst portrange {ports[0]}-{ports[1]}"
+        self.proc = host.popen(
+            ["tcpdump", "-i", "any", "-n", "-U", "-w", str(self.file), expr],
+            log=workdir / f"{name}.tcpdump.log",
+        )
+        time.sleep(0.5)
+
+    def count(self) -> int:
+        stop(self.proc)
+        out = self.host.run("tcpdump", "-n", "-r", str(self.file), check=False).stdout
+        return sum(1 for line in out.splitlines() if " UDP" in line)

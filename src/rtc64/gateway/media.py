@@ -12,7 +12,11 @@ Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers trave
   in the 2xx and the answer in the ACK. The decision is taken per offer, per family of
   the receiving side: a forked INVITE going to an IPv4 and an IPv6 contact gets one relay
   session per family (``call_id;f=4`` / ``;f=6``); the branch that answers binds the
-  dialog to its session and the others are deleted.
+  dialog to its session and the others are deleted. A branch whose offer went through
+  untouched gets its answer through untouched; when that answer is final the call is
+  not relayed and its sessions are deleted.
+- The unspecified address of an old-style hold (``c=IN IP4 0.0.0.0``) means "send
+  nothing", not "unreachable": it alone never makes ``auto`` relay.
 - BYE, CANCEL, and a final error to the initial INVITE end the call's relay sessions.
 """
 
@@ -66,7 +70,6 @@ class _Call:
     sessions: dict[Family, bytes] = field(default_factory=dict)
     bound: bytes | None = None
     offer_tag: bytes | None = None
-    offer_session: bytes | None = None
 
 
 def has_sdp(msg: Request | Response) -> bool:
@@ -108,9 +111,10 @@ class MediaBridge:
         if self.policy == "always" or call is not None or a is not b:
             return True
         try:
-            return bool(unusable_addresses(parse_sdp(sdp), MEDIA_SOURCES))
+            unusable = unusable_addresses(parse_sdp(sdp), MEDIA_SOURCES)
         except RemoteProtocolError:
             return False
+        return any(use.ip is None or not use.ip.is_unspecified for use in unusable)
 
     # -- offers ----------------------------------------------------------------------
 
@@ -136,7 +140,6 @@ class MediaBridge:
             session = call_id + _suffix(b)
             call.sessions[b] = session
         call.offer_tag = offerer_tag
-        call.offer_session = session
         self.relayed_offers += 1
         return self.relay.offer(session, offerer_tag, sdp, to_family=b, from_source=offerer)
 
@@ -154,8 +157,11 @@ class MediaBridge:
         call = self._calls.get(call_id)
         if call is None or self.relay is None or call.offer_tag is None:
             return None
-        session = call.bound or call.sessions.get(family_of(answerer)) or call.offer_session
+        session = call.bound or call.sessions.get(family_of(answerer))
         if session is None:
+            # This branch got the offer untouched (another family's branch is relayed).
+            if final:
+                self.end(call_id)
             return None
         out = self.relay.answer(
             session,

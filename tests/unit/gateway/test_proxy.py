@@ -18,6 +18,7 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.hops import BRANCH_PREFIX
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
@@ -26,11 +27,15 @@ from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.relay.engine import MediaRelay
+from rtc64.relay.options import RelaySettings
 from rtc64.sip import digest
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, Response
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
+from tests.unit.relay.helpers import Clock as RelayClock
+from tests.unit.relay.helpers import FakeForwarder
 
 V4 = IPv4Address("192.0.2.1")
 V6 = IPv6Address("2001:db8::1")
@@ -127,6 +132,7 @@ class Harness:
         upstream: SipUri | None = None,
         max_transactions: int = 100,
         rate: float = 0.0,
+        media: MediaBridge | None = None,
     ) -> None:
         self.clock = FakeClock(1000.0)
         self.wall = FakeClock(1_700_000_000.0)
@@ -159,6 +165,7 @@ class Harness:
             wall=self.wall,
             spawn=self.tasks.append,
             log=logging.getLogger("test.proxy"),
+            media=media,
         )
 
     async def drain(self) -> None:
@@ -933,3 +940,137 @@ def test_media_timeout_sends_bye_to_both_parties(tmp_path: Path) -> None:
         assert len(h.proxy.dialogs) == 0
 
     run(tmp_path, body)
+
+
+# -- media relay: SDP rewritten in forwarded messages ----------------------------------------
+
+
+def with_sdp(data: bytes, sdp: bytes) -> bytes:
+    """``data`` (ending in an empty body) carrying ``sdp`` instead."""
+    assert data.endswith(b"Content-Length: 0\r\n\r\n")
+    head = data[: -len(b"Content-Length: 0\r\n\r\n")]
+    return head + b"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(sdp),
+        sdp,
+    )
+
+
+def media_sdp(address: str, port: int) -> bytes:
+    fam = "IP6" if ":" in address else "IP4"
+    return (
+        f"v=0\r\no=- 1 1 IN {fam} {address}\r\ns=-\r\nc=IN {fam} {address}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    ).encode()
+
+
+def relay_bridge(
+    fail: bool = False,
+) -> tuple[MediaRelay, MediaBridge, RelayClock, list[bytes]]:
+    settings = RelaySettings(addresses=(V4, V6), ports=(30000, 30019), timeout=10.0)
+    ports = [(a, p) for a in (V4, V6) for p in range(30000, 30020)] if fail else []
+    clock = RelayClock()
+    timeouts: list[bytes] = []
+    relay = MediaRelay(settings, FakeForwarder(ports), clock=clock, on_timeout=timeouts.append)
+    return relay, MediaBridge(relay, "auto", logging.getLogger("test.media")), clock, timeouts
+
+
+def content_length_right(msg: Request | Response) -> bool:
+    return int(msg.get(b"content-length") or b"-1") == len(msg.body)
+
+
+def test_relayed_call_gets_sdp_rewritten_both_ways(tmp_path: Path) -> None:
+    """IPv6 caller, IPv4 callee: the callee is offered the relay's IPv4 address, the caller
+    answered (183 and 200) with the relay's IPv6 address; Content-Length follows the body."""
+    relay, bridge, _, _ = relay_bridge()
+
+    async def body(h: Harness) -> None:
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        fwd = one(out, CALLEE)
+        offered = fwd.request
+        assert content_length_right(offered)
+        text = offered.body
+        assert b"c=IN IP4 192.0.2.1\r\n" in text and b"IP6" not in text, text
+        assert b"m=audio 300" in text and b"a=rtpmap:0 PCMU/8000" in text
+        for status in (183, 200):
+            reply = with_sdp(answer(fwd.data, status), media_sdp(CALLEE[0], 5000))
+            out = await h.feed(reply, CALLEE)
+            up = one(out, CALLER).response
+            assert up.status == status and content_length_right(up)
+            assert b"c=IN IP6 2001:db8::1\r\n" in up.body and b"IP4" not in up.body, up.body
+            assert b"192.0.2.50" not in up.body
+        assert [bytes(c) for c in relay.calls()] == [b"call1@test;f=4"]
+        assert bridge.active_calls() == 1
+        # The BYE ends the relay session.
+        route = b"Route: " + b", ".join(reversed(offered.values(b"record-route")))
+        bye = request(
+            b"BYE", b"sip:bob@192.0.2.50:5060", CALLER, branch=b"z9hG4bKbye", cseq=2,
+            to_tag=b"callee", to=b"sip:bob@192.0.2.50", headers=(route,),
+        )  # fmt: skip
+        out = await h.feed(bye, CALLER)
+        assert one(out, CALLEE).request.method == b"BYE"
+        assert relay.calls() == [] and bridge.active_calls() == 0
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_public_same_family_call_keeps_its_sdp(tmp_path: Path) -> None:
+    relay, bridge, _, _ = relay_bridge()
+    sdp = media_sdp("203.0.113.7", 4000)
+
+    async def body(h: Harness) -> None:
+        caller4 = ("198.51.100.10", 5062)  # trusted IPv4 caller
+        data = with_sdp(request(b"INVITE", b"sip:bob@192.0.2.50", caller4), sdp)
+        out = await h.feed(data, caller4)
+        assert one(out, CALLEE).request.body == sdp
+        assert relay.calls() == []
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_no_relay_ports_answers_503(tmp_path: Path) -> None:
+    relay, bridge, _, _ = relay_bridge(fail=True)
+
+    async def body(h: Harness) -> None:
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        assert not only(out, CALLEE)
+        assert statuses(out, CALLER) == [100, 503]
+        assert b"no media relay ports" in only(out, CALLER)[-1].data
+        assert relay.calls() == []
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_final_error_releases_the_relay_session(tmp_path: Path) -> None:
+    relay, bridge, _, _ = relay_bridge()
+
+    async def body(h: Harness) -> None:
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        fwd = one(out, CALLEE)
+        assert relay.calls()
+        out = await h.feed(answer(fwd.data, 486), CALLEE)
+        assert statuses(out, CALLER) == [486]
+        assert relay.calls() == [] and bridge.active_calls() == 0
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_relay_timeout_byes_both_parties_of_the_relayed_dialog(tmp_path: Path) -> None:
+    """The relay reports ``call_id;f=4`` timed out; wired as ``rtc64 serve`` does it
+    (``MediaBridge.call_of``), the proxy BYEs both sides and the session is gone."""
+    relay, bridge, clock, timeouts = relay_bridge()
+
+    async def body(h: Harness) -> None:
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        fwd = one(out, CALLEE)
+        await h.feed(with_sdp(answer(fwd.data, 200), media_sdp(CALLEE[0], 5000)), CALLEE)
+        before = len(h.sender.sent)
+        clock.now += 11.0
+        relay.handle_timer(clock.now)
+        assert timeouts == [b"call1@test;f=4"]
+        h.proxy.media_timeout(MediaBridge.call_of(timeouts[0]))
+        await h.drain()
+        out = h.sender.sent[before:]
+        assert methods(out, CALLEE) == [b"BYE"] and methods(out, CALLER) == [b"BYE"]
+        assert relay.calls() == [] and bridge.active_calls() == 0
+
+    run(tmp_path, body, media=bridge)
