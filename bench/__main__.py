@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "parser": "bench.parser",
     "sip": "bench.sip_proxy",
+    "relay": "bench.relay_vs_rtpengine",
 }
 
 

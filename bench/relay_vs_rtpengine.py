@@ -124,7 +124,7 @@ class NgClient:
 
     def __call__(self, request: dict[str, object]) -> dict[bytes, object]:
         self.n += 1
-        cookie = b"b%d" % self.n
+        cookie = b"%d-%d-%d" % (os.getpid(), id(self), self.n)
         data = cookie + b" " + encode(request)  # type: ignore[arg-type]
         for _ in range(6):
             self.sock.sendto(data, self.addr)

@@ -464,7 +464,7 @@ def measure(
 
 
 def stray_kamailio() -> list[str]:
-    out = subprocess.run(["pgrep", "-a", "kamailio"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-a", "kamailio"], capture_output=True, text=True, check=False)
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -481,11 +481,11 @@ def table(outcomes: list[Outcome]) -> str:
             continue
         kb = k.best if k else 0
         rb = r.best if r else 0
-        ratio = f"{rb / kb:.2f}" if kb and r else "–"
-        kc = f"{k.cpu_ms:.3f}" if k else "–"
-        rc = f"{r.cpu_ms:.3f}" if r else "–"
+        ratio = f"{rb / kb:.2f}" if kb and r else "-"
+        kc = f"{k.cpu_ms:.3f}" if k else "-"
+        rc = f"{r.cpu_ms:.3f}" if r else "-"
         lines.append(
-            f"| {sc.title} | {kb if k else '–'} | {rb if r else '–'} | {ratio} | {kc} | {rc} |"
+            f"| {sc.title} | {kb if k else '-'} | {rb if r else '-'} | {ratio} | {kc} | {rc} |"
         )
     return "\n".join(lines)
 

@@ -411,6 +411,20 @@ KEYS: tuple[Key, ...] = (
         "happy-eyeballs delay before trying the next address",
     ),
     Key(
+        "dns.family_penalty",
+        600.0,
+        _float_range(0.0, 86400.0),
+        "seconds, 0..86400",
+        "how long an address family that just failed is tried second for a destination",
+    ),
+    Key(
+        "dns.happy_eyeballs",
+        True,
+        _bool,
+        "true or false",
+        "race IPv6 and IPv4 destinations (RFC 8305); false tries them one after the other",
+    ),
+    Key(
         "nat64.prefix",
         "",
         _optional_str,

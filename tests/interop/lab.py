@@ -6,6 +6,10 @@
     fd00:64:6::2/64              fd00:64:6::1/64
                                  10.64.4.1/24       10.64.4.2/24
 
+With ``dual_stack=True`` a fourth host with both families hangs off the gateway on its
+own link (fd00:64:5::2/64 and 10.64.5.2/24, the gateway fd00:64:5::1 and 10.64.5.1):
+a phone that can move between IPv4 and IPv6 mid-call.
+
 Forwarding stays off in the gateway namespace, so the only way across is through a
 process running there. The v6 host has no IPv4 at all (127.0.0.1 removed from lo), the v4
 host has IPv6 disabled. Addresses are ULA/RFC 1918 inside our own namespaces and never
@@ -32,6 +36,10 @@ V6_GW = IPv6Address("fd00:64:6::1")
 V6_HOST = IPv6Address("fd00:64:6::2")
 V4_GW = IPv4Address("10.64.4.1")
 V4_HOST = IPv4Address("10.64.4.2")
+V6_DS_GW = IPv6Address("fd00:64:5::1")
+V6_DS = IPv6Address("fd00:64:5::2")
+V4_DS_GW = IPv4Address("10.64.5.1")
+V4_DS = IPv4Address("10.64.5.2")
 
 
 def is_root() -> bool:
@@ -116,19 +124,27 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 
 class Lab:
-    """The three-namespace topology; use as a context manager."""
+    """The three-namespace topology (four with ``dual_stack``); use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, dual_stack: bool = False) -> None:
         tag = uuid.uuid4().hex[:6]
         self.gw = Host(f"r64gw-{tag}", [V6_GW, V4_GW])
         self.v6 = Host(f"r64v6-{tag}", [V6_HOST])
         self.v4 = Host(f"r64v4-{tag}", [V4_HOST])
+        self.ds: Host | None = Host(f"r64ds-{tag}", [V6_DS, V4_DS]) if dual_stack else None
         self._tag = tag
         self._made: list[str] = []
 
     @property
-    def hosts(self) -> tuple[Host, Host, Host]:
-        return (self.gw, self.v6, self.v4)
+    def hosts(self) -> tuple[Host, ...]:
+        extra = (self.ds,) if self.ds is not None else ()
+        return (self.gw, self.v6, self.v4, *extra)
+
+    @property
+    def dual(self) -> Host:
+        """The dual-stack host (only with ``dual_stack=True``)."""
+        assert self.ds is not None, "Lab(dual_stack=True) has the dual-stack host"
+        return self.ds
 
     def __enter__(self) -> Lab:
         try:
@@ -162,7 +178,21 @@ class Lab:
         # Each host reaches "the world" only through the gateway leg of its family.
         self.v6.run("ip", "-6", "route", "add", "default", "via", str(V6_GW))
         self.v4.run("ip", "-4", "route", "add", "default", "via", str(V4_GW))
+        if self.ds is not None:
+            self._build_dual_stack(self.ds)
         self._wait_reachable()
+
+    def _build_dual_stack(self, ds: Host) -> None:
+        """Its own link to the gateway; default routes of both families through it, so
+        the gateway's main addresses (V6_GW, V4_GW) are reachable from it as well."""
+        gw_if, ds_if = f"gd{self._tag}", f"hd{self._tag}"
+        self._veth(self.gw, gw_if, ds, ds_if)
+        self.gw.run("ip", "-6", "addr", "add", f"{V6_DS_GW}/64", "dev", gw_if, "nodad")
+        self.gw.run("ip", "-4", "addr", "add", f"{V4_DS_GW}/24", "dev", gw_if)
+        ds.run("ip", "-6", "addr", "add", f"{V6_DS}/64", "dev", ds_if, "nodad")
+        ds.run("ip", "-4", "addr", "add", f"{V4_DS}/24", "dev", ds_if)
+        ds.run("ip", "-6", "route", "add", "default", "via", str(V6_DS_GW))
+        ds.run("ip", "-4", "route", "add", "default", "via", str(V4_DS_GW))
 
     def _veth(self, a: Host, a_if: str, b: Host, b_if: str) -> None:
         sh("ip", "link", "add", a_if, "netns", a.ns, "type", "veth", "peer", b_if, "netns", b.ns)
@@ -171,7 +201,9 @@ class Lab:
 
     def _wait_reachable(self) -> None:
         deadline = time.monotonic() + 10
-        pairs = ((self.v6, V6_GW), (self.v4, V4_GW))
+        pairs: list[tuple[Host, IPv4Address | IPv6Address]] = [(self.v6, V6_GW), (self.v4, V4_GW)]
+        if self.ds is not None:
+            pairs += [(self.ds, V6_GW), (self.ds, V4_GW)]
         for host, target in pairs:
             while True:
                 proc = host.run("ping", "-c1", "-W1", str(target), check=False)
@@ -194,7 +226,8 @@ class Lab:
 
 
 @contextlib.contextmanager
-def lab() -> Iterator[Lab]:
-    """A fresh three-namespace lab, removed afterwards even on failure."""
-    with Lab() as topology:
+def lab(*, dual_stack: bool = False) -> Iterator[Lab]:
+    """A fresh three-namespace lab (plus the dual-stack host if asked), removed afterwards
+    even on failure."""
+    with Lab(dual_stack=dual_stack) as topology:
         yield topology

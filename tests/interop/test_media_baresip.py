@@ -24,6 +24,7 @@ CONFIG = """
 domains = ["example.net"]
 [auth]
 realm = "example.net"
+algorithms = ["MD5"]
 users = [{name = "alice", password = "al1ce-secret"}, {name = "bob", password = "b0b-secret"}]
 """
 LISTEN = ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"]

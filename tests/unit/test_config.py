@@ -111,3 +111,39 @@ def test_data_dir_default_and_override(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert config.load().data_dir == tmp_path / "rtc64"
     assert config.load(overrides={"general.data_dir": "/srv/x"}).data_dir == Path("/srv/x")
+
+
+def test_happy_eyeballs_keys() -> None:
+    cfg = config.load()
+    assert cfg["dns.attempt_delay"] == 0.25, "RFC 8305 section 5 recommends 250 ms"
+    assert cfg["dns.family_penalty"] == 600.0
+    assert cfg["dns.happy_eyeballs"] is True
+    cfg = config.load(
+        overrides={
+            "dns.family_penalty": "30",
+            "dns.happy_eyeballs": "false",
+            "dns.attempt_delay": 0.1,
+        }
+    )
+    assert cfg["dns.family_penalty"] == 30.0
+    assert cfg["dns.happy_eyeballs"] is False
+    assert cfg["dns.attempt_delay"] == 0.1
+    assert config.load(overrides={"dns.family_penalty": 0})["dns.family_penalty"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("dns.family_penalty", -1.0, "0..86400"),
+        ("dns.family_penalty", "soon", "0..86400"),
+        ("dns.family_penalty", True, "0..86400"),
+        ("dns.happy_eyeballs", "maybe", "true or false"),
+        ("dns.happy_eyeballs", 2, "true or false"),
+        ("dns.attempt_delay", 0.0, "0.01..10"),
+    ],
+)
+def test_bad_happy_eyeballs_values(key: str, value: object, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(overrides={key: value})
+    assert info.value.key == key
+    assert fragment in str(info.value)

@@ -120,7 +120,7 @@ class Gateway:
             log=log.getChild("transport"),
         )
         await transports.start()
-        listeners = [Listener(b.spec, b.port) for b in transports.listeners]
+        listeners = list(transports.listeners)
         host_addresses = await interfaces.local_addresses_async()
         identity = Identity(
             listeners,

@@ -15,38 +15,18 @@ Rules (RFC 3261 §16.4, §16.6 steps 4 and 8, §18.2.1; RFC 5658 double Record-R
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from rtc64.io.sip_transport import BoundListener
 from rtc64.net.address import Family, Host, IPAddress, family_of, format_hostport, unmap
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.endpoint import Transport
 from rtc64.sip.uri import SipUri
 
 SourceFor = Callable[[IPAddress], IPAddress | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """A bound listening socket: its spec and actual port (port 0 binds pick one)."""
-
-    spec: ListenSpec
-    port: int
-
-    @property
-    def transport(self) -> Transport:
-        return self.spec.transport
-
-    @property
-    def family(self) -> Family:
-        return self.spec.family
-
-    @property
-    def wildcard(self) -> bool:
-        return self.spec.address.is_unspecified
-
-    def name(self) -> str:
-        """Stable text naming this listener (stored with registrations)."""
-        return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
+Listener = BoundListener
+"""A bound listening socket: its spec and actual port (port 0 binds pick one)."""
 
 
 class Identity:

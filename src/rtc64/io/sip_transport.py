@@ -31,7 +31,7 @@ from rtc64.io.stats import TransportStats
 from rtc64.io.tls import client_context
 from rtc64.io.udp import UdpListener
 from rtc64.io.websocket import WebSocketConnection
-from rtc64.net.address import Family, IPAddress, family_of, to_sockaddr
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import ListenSpec, Transport
 from rtc64.sip.message import Message
 
@@ -58,6 +58,14 @@ class BoundListener:
     @property
     def local(self) -> SockAddr:
         return (self.spec.address, self.port)
+
+    @property
+    def wildcard(self) -> bool:
+        return self.spec.address.is_unspecified
+
+    def name(self) -> str:
+        """Stable text naming this listener (stored with registrations)."""
+        return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
 
 
 class SipTransportLayer:

@@ -10,8 +10,8 @@ from ipaddress import ip_address
 
 import pytest
 
-from rtc64.net.address import Family, IPAddress
 from rtc64.gateway.media import MediaBridge, has_sdp
+from rtc64.net.address import Family, IPAddress
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, Response
 

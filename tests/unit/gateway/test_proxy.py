@@ -1027,14 +1027,15 @@ def test_public_same_family_call_keeps_its_sdp(tmp_path: Path) -> None:
     run(tmp_path, body, media=bridge)
 
 
-def test_no_relay_ports_answers_503(tmp_path: Path) -> None:
+def test_no_relay_ports_fails_the_call_and_leaves_no_session(tmp_path: Path) -> None:
     relay, bridge, _, _ = relay_bridge(fail=True)
 
     async def body(h: Harness) -> None:
         out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
         assert not only(out, CALLEE)
-        assert statuses(out, CALLER) == [100, 503]
-        assert b"no media relay ports" in only(out, CALLER)[-1].data
+        # The branch fails 503 "no media relay ports"; as the only (best) final it goes up
+        # as 500 (forking: §16.7 step 6).
+        assert statuses(out, CALLER) == [100, 500]
         assert relay.calls() == []
 
     run(tmp_path, body, media=bridge)
