@@ -6,6 +6,7 @@ directory (printed on failure) and is stopped at teardown by the lab.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import time
@@ -170,9 +171,13 @@ class Kamailio:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+# baresip 1.0 configuration (keys as in the template ``baresip -f EMPTYDIR -t 1`` writes;
+# 1.0 has no ``sip_transports`` or ``net_prefer_ipv6``, unknown keys are silently ignored).
+# ausine runs only at 48 kHz stereo in 1.0, hence the explicit rates and channels; alsa's
+# "null" device plays into nothing, so no sound card is needed. ``menu`` provides the
+# dial/hangup commands ctrl_tcp executes and prints the call events the tests wait for.
 BARESIP_CONFIG = """poll_method epoll
 sip_listen {sip_listen}
-sip_transports udp
 call_local_timeout 120
 call_max_calls 4
 audio_player alsa,null
@@ -201,17 +206,26 @@ ctrl_tcp_listen {ctrl}
 
 
 class Baresip:
-    """A scripted baresip softphone (tone source, no sound card) driven over ctrl_tcp."""
+    """A scripted baresip 1.0 softphone (tone source, no sound card) driven over ctrl_tcp.
+
+    Its log (``-v`` plus the ``-s`` SIP trace) is what the tests wait on: baresip 1.0's
+    lines are ``AOR: {0/UDP/v6} 200 OK (...) [1 binding]`` after registering,
+    ``AOR: Call established: PEER`` and ``AOR: Call with PEER terminated (duration: N secs)``.
+    Registration needs a registrar that challenges with MD5 only: libre 1.1 fails the whole
+    request with ENOSYS ("Register: Function not implemented") as soon as any
+    WWW/Proxy-Authenticate header carries another algorithm, whatever its position.
+    """
 
     RTP_PORTS = (10000, 10099)
+    CTRL_PORT = 4444
 
     def __init__(self, host: Host, workdir: Path, *, address: str, account: str) -> None:
         self.host = host
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         v6 = ":" in address
-        self.ctrl = ("::1" if v6 else "127.0.0.1", 4444)
-        ctrl_text = "[::1]:4444" if v6 else "127.0.0.1:4444"
+        self.ctrl = ("::1" if v6 else "127.0.0.1", self.CTRL_PORT)
+        ctrl_text = f"[::1]:{self.CTRL_PORT}" if v6 else f"127.0.0.1:{self.CTRL_PORT}"
         sip_listen = f"[{address}]:5060" if v6 else f"{address}:5060"
         (workdir / "config").write_text(
             BARESIP_CONFIG.format(
@@ -225,7 +239,7 @@ class Baresip:
         (workdir / "contacts").write_text("")
         self.log = workdir / "baresip.log"
         self.proc = host.popen(["baresip", "-f", str(workdir), "-v", "-s"], log=self.log)
-        wait_port(host, "tcp", 4444)
+        wait_port(host, "tcp", self.CTRL_PORT)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -250,30 +264,81 @@ class Baresip:
         return self.host.run(sys.executable, "-c", script, check=False).stdout
 
     def wait_for(self, text: str, timeout: float = 15.0) -> bool:
+        """Wait until ``text`` appears in the log (False on timeout or if baresip exited)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.text():
                 return True
             if self.proc.poll() is not None:
-                return False
+                return text in self.text()
             time.sleep(0.1)
         return False
 
+    def wait_registered(self, timeout: float = 15.0) -> bool:
+        """Wait for baresip's "registered" line (``{0/UDP/v6} 200 OK``), not any 200 OK."""
+        return self.wait_for("} 200 OK", timeout)
+
+    def stop(self) -> None:
+        """SIGTERM: baresip unregisters (needs the registrar still up) and exits."""
+        stop(self.proc)
+
 
 class Capture:
-    """tcpdump in a namespace: UDP packets to a host's RTP port range, counted at the end."""
+    """tcpdump in a namespace: UDP packets to a host's RTP port range, counted as they come.
+
+    ``-U`` writes each packet to the pcap file at once, so ``packets`` can read the count
+    while the capture runs and tests can wait for media instead of sleeping.
+    """
 
     def __init__(self, host: Host, workdir: Path, name: str, dst: str, ports: tuple[int, int]):
         self.file = workdir / f"{name}.pcap"
         self.host = host
+        self.log = workdir / f"{name}.tcpdump.log"
         expr = f"udp and dst host {dst} and dst portrange {ports[0]}-{ports[1]}"
         self.proc = host.popen(
-            ["tcpdump", "-i", "any", "-n", "-U", "-w", str(self.file), expr],
-            log=workdir / f"{name}.tcpdump.log",
+            ["tcpdump", "-i", "any", "-n", "-U", "-w", str(self.file), expr], log=self.log
         )
-        time.sleep(0.5)
+        self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        """tcpdump says "listening on ..." once the filter is attached to the socket."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "listening on" in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"tcpdump not capturing: {self.log.read_text(errors='replace')}")
+
+    def packets(self) -> int:
+        """Packets written so far (pcap records; a record still being written is not counted)."""
+        try:
+            data = self.file.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(data) < 24:
+            return 0
+        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        count, offset = 0, 24
+        while offset + 16 <= len(data):
+            (caplen,) = struct.unpack_from(order + "I", data, offset + 8)
+            offset += 16 + caplen
+            if offset > len(data):
+                break
+            count += 1
+        return count
+
+    def wait_packets(self, minimum: int, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.packets() >= minimum:
+                return True
+            time.sleep(0.1)
+        return self.packets() >= minimum
 
     def count(self) -> int:
+        """Stop the capture and count what it wrote."""
         stop(self.proc)
         out = self.host.run("tcpdump", "-n", "-r", str(self.file), check=False).stdout
         return sum(1 for line in out.splitlines() if " UDP" in line)

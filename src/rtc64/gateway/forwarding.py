@@ -40,7 +40,6 @@ from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
-from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, Response, build_request, make_response
 from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.serializer import serialize
@@ -302,6 +301,7 @@ class ProxyCore:
                 hop.transport, self.identity.hostport_of(out, hop.ip), hops.new_branch(req, top_via)
             )
             edit = Edit(req)
+            new_routes: tuple[bytes, ...] | None = None
             try:
                 body = self._media_body(req, flow, hop)
             except Rtc64Error as exc:
@@ -314,9 +314,12 @@ class ProxyCore:
             if new_uri is not None:
                 edit.set_request_uri(new_uri)
             if len(routes) != len(sh.routes(req)) or extra_routes:
+                new_routes = (*extra_routes, *(bytes(r) for r in routes))
                 edit.remove_headers(b"route")
-                for value in (*extra_routes, *(bytes(r) for r in routes)):
+                for value in new_routes:
                     edit.add_header(b"Route", value)
+            for i in self._own_credentials(req):
+                edit.remove_line(i)  # §22.3: credentials for our realm stop here
             edit.decrement_max_forwards()
             if rr and in_listener is not None:
                 self._record_route(edit, in_listener, flow, out, hop, call_id=req.call_id)
@@ -331,8 +334,7 @@ class ProxyCore:
             else:
                 edit.prepend_via(via)
             data = edit.to_bytes()
-            forwarded = parse_datagram(data)
-            assert isinstance(forwarded, Request)
+            forwarded = hops.forwarded_view(req, via, uri=new_uri, routes=new_routes)
             client, events = self.layer.start_client(
                 forwarded, hop, hop.reliable, self.clock(), data=data
             )
@@ -519,6 +521,12 @@ class ProxyCore:
         self.dispatch(events)
 
     # -- media, dialogs, Timer C -------------------------------------------------------
+
+    def _own_credentials(self, req: Request) -> list[int]:
+        """Header lines of Proxy-Authorization for our own realm."""
+        lines = req.key_index().get(b"proxy-authorization", [])
+        realm = b'realm="%s"' % self.auth.realm.encode("utf-8", "replace")
+        return [i for i in lines if realm in req.headers[i].value]
 
     def routes_signed(self, req: Request, popped: list[SipUri]) -> bool:
         """Whether every Route entry of ours carries this call's token (in-dialog only)."""

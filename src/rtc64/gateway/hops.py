@@ -33,8 +33,10 @@ from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress, format_sdp_address, unmap
 from rtc64.net.endpoint import Transport
 from rtc64.sip.grammar import format_params, split_top
+from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request
-from rtc64.sip.via import MAGIC_COOKIE, Via, format_via
+from rtc64.sip.uri import Uri
+from rtc64.sip.via import MAGIC_COOKIE, Via, format_via, parse_via
 
 BRANCH_PREFIX = MAGIC_COOKIE + b"-r64-"
 _counter = itertools.count(1)
@@ -173,3 +175,50 @@ def route_token(secret: bytes, call_id: bytes) -> bytes:
 def token_ok(secret: bytes, call_id: bytes, token: bytes | None) -> bool:
     """Whether a Route entry's ``r64`` parameter was written by us for ``call_id``."""
     return token is not None and hmac.compare_digest(route_token(secret, call_id), token)
+
+
+def forwarded_view(
+    req: Request, via: bytes, *, uri: Uri | None, routes: tuple[bytes, ...] | None
+) -> Request:
+    """The model of the request we forward, built from the received one without parsing
+    the spliced bytes again: our Via on top, the Request-URI and Route set as sent. It is
+    what the client transaction needs (§17.1.3 key, ACK and CANCEL headers)."""
+    headers = [Header(b"Via", via)]
+    headers += [h for h in req.headers if routes is None or h.key != b"route"]
+    if routes is not None:
+        headers += [Header(b"Route", r) for r in routes]
+    hs = tuple(headers)
+    mf = req.max_forwards
+    return dataclasses.replace(
+        req,
+        uri=req.uri if uri is None else uri,
+        headers=hs,
+        vias=(parse_via(via), *req.vias),
+        index=build_index(hs),
+        max_forwards=69 if mf is None else mf - 1,
+        wire=None,
+    )
+
+
+def trying_bytes(req: Request, flow: Flow) -> bytes:
+    """Our 100 Trying for ``req`` as bytes (§8.2.6: Via, From, To, Call-ID, CSeq copied;
+    the top Via stamped per RFC 3581), without building a model first."""
+    stamped = stamp_top_via(req, flow)
+    lines = [b"SIP/2.0 100 Trying"]
+    first_via = True
+    for h in req.headers:
+        key = h.key
+        if key == b"via":
+            value = h.value
+            if first_via and stamped is not None:
+                rest = split_top(value, b",")[1:]
+                value = b", ".join([stamped, *(r.strip() for r in rest)])
+            first_via = False
+            lines.append(h.name + b": " + value)
+        elif key in _TRYING_COPY:
+            lines.append(h.name + b": " + h.value)
+    lines.append(b"Content-Length: 0\r\n\r\n")
+    return b"\r\n".join(lines)
+
+
+_TRYING_COPY = frozenset((b"from", b"to", b"call-id", b"cseq"))

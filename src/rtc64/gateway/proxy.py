@@ -89,7 +89,7 @@ class Proxy(ProxyCore):
             self._cancel(server)
             return
         if req.method == b"INVITE":
-            self.reply(server, 100)
+            self.respond(server, hops.trying_bytes(req, flow_of(server.dest)), 100)
         self.spawn(self._route(server))
 
     async def _route(self, server: ServerTransaction) -> None:

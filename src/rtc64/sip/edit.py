@@ -158,6 +158,11 @@ class Edit:
         self._splice(pos, pos, name + b": " + value + b"\r\n")
         return self
 
+    def remove_line(self, index: int) -> Edit:
+        """Remove header line ``index`` (as in ``msg.headers``)."""
+        self._splice(self._starts[index], self._starts[index + 1], b"")
+        return self
+
     def remove_headers(self, key: bytes) -> Edit:
         """Remove every line of header ``key`` (any spelling)."""
         for i in self._msg.key_index().get(header_key(key), []):

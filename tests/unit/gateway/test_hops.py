@@ -10,8 +10,10 @@ from rtc64.gateway import hops
 from rtc64.gateway.hops import BRANCH_PREFIX, Hop
 from rtc64.io.flow import Flow
 from rtc64.net.endpoint import Transport
+from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
-from rtc64.sip.message import Request
+from rtc64.sip.message import Request, make_response
+from rtc64.sip.uri import parse_uri
 from rtc64.sip.via import parse_via
 
 LOCAL4 = (IPv4Address("192.0.2.1"), 5060)
@@ -205,3 +207,55 @@ def test_route_uri() -> None:
     assert hops.route_uri(Transport.UDP, "192.0.2.1:5060", r2=False, extra=b";x=1") == (
         b"<sip:192.0.2.1:5060;lr;x=1>"
     )
+
+
+def test_forwarded_view_matches_parsing_the_spliced_bytes() -> None:
+    """The shortcut model the client transaction gets equals a parse of what we send, in
+    every field ACK/CANCEL building and transaction matching use."""
+
+    raw = (
+        b"INVITE sip:bob@example.net SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKa1;rport\r\n"
+        b"Route: <sip:192.0.2.1;lr>, <sip:core.example.net;lr>\r\n"
+        b"Max-Forwards: 12\r\nFrom: <sip:a@example.net>;tag=f\r\nTo: <sip:bob@example.net>\r\n"
+        b"Call-ID: cv1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    req = parse_datagram(raw)
+    assert isinstance(req, Request)
+    via = hops.via_value(Transport.UDP, "192.0.2.1:5060", b"z9hG4bK-r64-x-1")
+    new_uri = parse_uri(b"sip:bob@198.51.100.7:5070")
+    routes = (b"<sip:core.example.net;lr>",)
+    edit = Edit(req).set_request_uri(new_uri).remove_headers(b"route")
+    edit.add_header(b"Route", routes[0]).decrement_max_forwards().prepend_via(via)
+    sent = parse_datagram(edit.to_bytes())
+    view = hops.forwarded_view(req, via, uri=new_uri, routes=routes)
+    assert isinstance(sent, Request)
+    assert view.uri == sent.uri
+    assert view.vias == sent.vias
+    assert view.get(b"via") == sent.get(b"via")
+    assert view.get_all(b"route") == sent.get_all(b"route")
+    for name in (b"from", b"to", b"call-id", b"cseq"):
+        assert view.get(name) == sent.get(name)
+    assert (view.call_id, view.cseq, view.max_forwards) == (
+        sent.call_id,
+        sent.cseq,
+        sent.max_forwards,
+    )
+
+
+def test_trying_bytes_equal_the_model_built_100() -> None:
+
+    raw = (
+        b"INVITE sip:bob@192.0.2.50 SIP/2.0\r\n"
+        b"v: SIP/2.0/UDP [2001:db8:aaaa::10]:5062;branch=z9hG4bKt;rport, "
+        b"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKo\r\n"
+        b"Max-Forwards: 70\r\nf: <sip:a@example.net>;tag=f\r\nt: <sip:bob@192.0.2.50>\r\n"
+        b"i: tr1\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n"
+    )
+    req = parse_datagram(raw)
+    assert isinstance(req, Request)
+    flow = udp("2001:db8:aaaa::10", 40000)
+    fast = parse_datagram(hops.trying_bytes(req, flow))
+    model = make_response(hops.with_stamped_via(req, flow), 100)
+    assert fast == model
+    assert fast.via.rport == 40000
