@@ -281,6 +281,8 @@ class Generator:
         self, relay: str, pids: list[int], rate: float, warm: float, secs: float
     ) -> Step:
         self.step_id += 1
+        if pids:
+            self.settle(pids)
         self._cmd(f"run {self.step_id} {rate} {warm} {secs} 0.5")
         line = self._read()
         assert line == "W", line
@@ -305,6 +307,18 @@ class Generator:
             drops={k: d1[k] - d0[k] for k in d1},
             load=_load(),
         )
+
+    def settle(self, pids: list[int], limit: float = 20.0) -> float:
+        """Wait until the relay has drained what an overloaded step left in its queues."""
+        start = time.monotonic()
+        last = _cpu_seconds(pids)
+        while time.monotonic() - start < limit:
+            time.sleep(0.3)
+            now = _cpu_seconds(pids)
+            if now - last < 0.3 * 0.05:
+                break
+            last = now
+        return time.monotonic() - start
 
     def _gen_cpu(self) -> float:
         return _cpu_seconds([self.proc.pid])

@@ -21,6 +21,8 @@ from rtc64.gateway import app
 from rtc64.gateway.store import Store, open_store
 from rtc64.gateway.users import UserRecord
 from rtc64.io import loop
+from rtc64.io import nat64 as nat64_io
+from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.sip import lint
 
@@ -77,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(nat64, suppress=True)
     nat_sub = nat64.add_subparsers(dest="nat64_command", metavar="ACTION", required=True)
     discover = nat_sub.add_parser("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
-    discover.set_defaults(handler=_not_yet("nat64 discover", "the call-routing issue"))
+    discover.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to listen for PREF64 RAs (default 3)"
+    )
+    discover.add_argument(
+        "--dns-server", dest="dns.servers", action="append", help="DNS server HOST[:PORT]"
+    )
+    discover.set_defaults(handler=_nat64_discover)
     synth = nat_sub.add_parser("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
     synth.add_argument("ipv4")
     synth.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
@@ -257,6 +265,34 @@ def _nat64_extract(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("IPV6", args.ipv6, f"an address inside {prefix} ({exc})") from None
     return EXIT_OK
+
+
+def _nat64_discover(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    timeout: float = args.timeout
+    if not 0 <= timeout <= 600:
+        raise ConfigError("--timeout", timeout, "seconds, 0..600")
+    configured = [_prefix(cfg["nat64.prefix"])] if cfg["nat64.prefix"] else []
+    resolver = Resolver(cfg["dns.servers"], timeout=max(timeout, 1.0))
+    report = asyncio.run(
+        nat64_io.discover_report(resolver, listen_ra=timeout, configured=configured)
+    )
+    for found in report.prefixes:
+        line = f"{found.prefix}  source={found.source}"
+        if found.lifetime is not None:
+            line += f"  lifetime={found.lifetime:g}s" + (
+                " (withdrawn)" if not found.lifetime else ""
+            )
+        if found.interface is not None:
+            line += f"  interface={found.interface}"
+        print(line)
+    if not report.prefixes:
+        print("no NAT64 prefix found")
+    if report.dns64 is not None:
+        print(f"DNS64: {report.dns64.describe()}")
+    where = ", ".join(report.solicited) or "no interface (needs CAP_NET_RAW)"
+    print(f"PREF64: listened {timeout:g}s for Router Advertisements; solicited on {where}")
+    return EXIT_OK if report.prefixes else EXIT_FAIL
 
 
 def _sip_check(args: argparse.Namespace) -> int:

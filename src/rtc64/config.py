@@ -262,6 +262,14 @@ KEYS: tuple[Key, ...] = (
         "transactions in flight before answering 503",
     ),
     Key(
+        "sip.overload_lag",
+        0.25,
+        _float_range(0.0, 10.0),
+        "seconds, 0..10 (0 turns it off)",
+        "event-loop lag above which new calls and registrations get 503 Retry-After "
+        "while calls in progress go on",
+    ),
+    Key(
         "sip.request_rate",
         200,
         _int_range(0, 1_000_000),

@@ -22,7 +22,7 @@ from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
-from rtc64.io.scheduler import Deadline, Spawner, clock
+from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.address import Family, IPAddress, family_of
@@ -89,6 +89,7 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.ng: NgListener | None = None
+        self.lag: LagMonitor | None = None
         self.spawner = Spawner(log)
 
     async def start(self) -> None:
@@ -131,6 +132,8 @@ class Gateway:
         )
         layer = TransactionLayer()
         deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
+        self.lag = lag = LagMonitor()
+        max_lag = float(cfg["sip.overload_lag"])
         auth = Authenticator(
             realm=realm_of(cfg),
             users=cfg["auth.users"],
@@ -179,6 +182,7 @@ class Gateway:
             on_events=lambda: deadline.schedule(layer.get_timer()),
             secret=secret,
             media=media,
+            overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
         )
         proxy_holder.append(proxy)
 
@@ -218,6 +222,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.spawner.close()
+        if self.lag is not None:
+            self.lag.close()
         if self.ng is not None:
             await self.ng.stop()
         if self.relay is not None:

@@ -113,6 +113,7 @@ class ProxyCore:
         media: MediaBridge | None = None,
         secret: bytes = b"",
         timer_c: float = TIMER_C,
+        overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.identity = identity
         self.layer = layer
@@ -135,6 +136,7 @@ class ProxyCore:
         self.media = media
         self.secret = secret or secrets.token_bytes(32)
         self.timer_c = timer_c
+        self.overloaded = overloaded
         self.dialogs = DialogTracker(identity.is_us)
 
     def _new_request(self, server: ServerTransaction) -> None:

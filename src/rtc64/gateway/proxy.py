@@ -76,7 +76,11 @@ class Proxy(ProxyCore):
             self.stats.rate_limited += 1
             return
         hop = hops.response_hop(req, flow)
-        if req.method != b"ACK" and len(self.layer) >= self.max_transactions:
+        initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
+        busy = len(self.layer) >= self.max_transactions or (initial and self.overloaded())
+        # Shed new work only: in-dialog requests and responses finish the calls we carry,
+        # and a retransmission of a request we are handling is absorbed as usual.
+        if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
             self.stats.overloaded += 1
             resp = make_response(req, 503, headers=[(b"Retry-After", b"5")])
             self._send(serialize(resp), hop)

@@ -82,3 +82,31 @@ class Spawner:
                     self._log.exception("periodic job failed")
 
         self(loop())
+
+
+class LagMonitor:
+    """How late the event loop runs its callbacks: the overload signal of the gateway.
+
+    A callback is scheduled every ``interval`` seconds; the delay between when it was due
+    and when it ran is smoothed (EWMA) into ``lag``. A loop that keeps up shows
+    microseconds; one that is saturated shows the queueing delay every message suffers.
+    """
+
+    def __init__(self, interval: float = 0.05, alpha: float = 0.3) -> None:
+        self.interval = interval
+        self.alpha = alpha
+        self.lag = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + interval
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        self.lag += self.alpha * (max(0.0, now - self._due) - self.lag)
+        self._due = now + self.interval
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -1075,3 +1075,23 @@ def test_relay_timeout_byes_both_parties_of_the_relayed_dialog(tmp_path: Path) -
         assert relay.calls() == [] and bridge.active_calls() == 0
 
     run(tmp_path, body, media=bridge)
+
+
+def test_lagging_loop_sheds_new_calls_but_finishes_calls_in_progress(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        await h.feed(answer(fwd.data, 200), CALLEE)
+        h.proxy.overloaded = lambda: True
+        out = await h.feed(invite(branch=b"z9hG4bKnew", call_id=b"new@test"), CALLER)
+        assert statuses(out, CALLER) == [503]
+        assert only(out, CALLER)[0].response.get(b"retry-after") == b"5"
+        assert not only(out, CALLEE), "nothing new goes downstream"
+        route = b"Route: " + b", ".join(reversed(fwd.request.values(b"record-route")))
+        bye = request(
+            b"BYE", b"sip:bob@192.0.2.50:5060", CALLER, branch=b"z9hG4bKbye",
+            cseq=2, to_tag=b"callee", headers=(route,),
+        )  # fmt: skip
+        out = await h.feed(bye, CALLER)
+        assert methods(out, CALLEE) == [b"BYE"], "the call in progress still ends cleanly"
+
+    run(tmp_path, body)
