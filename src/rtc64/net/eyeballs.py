@@ -220,9 +220,6 @@ _COMMON: dict[tuple[State, Input], tuple[State, Action]] = {
     (State.WON, Input.FAIL): (State.WON, Action.NONE),
     (State.STOPPED, Input.FAIL): (State.ENDED, Action.NONE),
     (State.STOPPED, Input.FINAL): (State.ENDED, Action.IGNORE),
-    (State.CANCELLED, Input.PROVISIONAL): (State.CANCELLED, Action.IGNORE),
-    (State.CANCELLED, Input.FINAL): (State.ENDED, Action.IGNORE),
-    (State.CANCELLED, Input.FAIL): (State.ENDED, Action.NONE),
     (State.ENDED, Input.PROVISIONAL): (State.ENDED, Action.IGNORE),
     (State.ENDED, Input.FINAL): (State.ENDED, Action.IGNORE),
     (State.ENDED, Input.FAIL): (State.ENDED, Action.NONE),
@@ -235,6 +232,9 @@ INVITE_TABLE: Table = {
     **_COMMON,
     # RFC 3261 §9.1: CANCEL only once a provisional came; then it is sent at once.
     (State.STOPPED, Input.PROVISIONAL): (State.CANCELLED, Action.CANCEL),
+    (State.CANCELLED, Input.PROVISIONAL): (State.CANCELLED, Action.IGNORE),
+    (State.CANCELLED, Input.FINAL): (State.ENDED, Action.IGNORE),
+    (State.CANCELLED, Input.FAIL): (State.ENDED, Action.NONE),
     # A loser's 2xx made a dialog: ACK and BYE it (every 2xx: a downstream fork may send
     # several, one per dialog; the proxy sends BYE once per To tag).
     (State.STOPPED, Input.SUCCESS): (State.ENDED, Action.ACK_BYE),

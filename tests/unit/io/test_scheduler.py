@@ -13,7 +13,7 @@ def test_lag_monitor_reports_a_blocked_loop_and_recovers() -> None:
         monitor = LagMonitor(interval=0.01, alpha=1.0)
         await asyncio.sleep(0.05)
         time.sleep(0.2)  # the loop is stuck: callbacks run late
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.001)  # the overdue tick runs; the next is 10 ms away
         blocked = monitor.lag
         await asyncio.sleep(0.1)
         recovered = monitor.lag
