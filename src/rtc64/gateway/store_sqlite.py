@@ -9,6 +9,10 @@
 #   ones): readers see the old set or the new one.
 # - Every call runs on one dedicated worker thread that owns the connection (see
 #   ``SqliteStore``), so the event loop never blocks on the file and calls are serialised.
+# - The gateway process is the only writer of its bindings (gateways that share
+#   registrations use Redis), so live bindings are also kept in memory: ``lookup`` (every
+#   INVITE to a local user, every REGISTER) costs no thread hand-off; writes commit to the
+#   file first and update memory after, so memory never holds what the file does not.
 # - Rows keep ``expires_at`` as a column (for expiry queries) and the binding in the shared
 #   JSON form (``Binding.to_json``); users are plain columns. The file is created 0600: HA1
 #   values are password-equivalent.
@@ -112,6 +116,7 @@ class SqliteStore:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
+        self._live: dict[str, tuple[Binding, ...]] = {}
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -125,7 +130,10 @@ class SqliteStore:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, conn, executor)
+        store = cls(path, conn, executor)
+        for binding in await store._all_rows():
+            store._live[binding.aor] = (*store._live.get(binding.aor, ()), binding)
+        return store
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
@@ -139,14 +147,9 @@ class SqliteStore:
     # -- location store --
 
     async def lookup(self, aor: str, now: float) -> list[Binding]:
-        def work(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
-                (aor, now),
-            )
-            return [row[0] for row in rows]
-
-        return [_decode(data) for data in await self._run(work)]
+        if self._conn is None:
+            raise StoreError(f"sqlite {self.path}: store is closed")
+        return [b for b in self._live.get(aor, ()) if b.expires_at > now]
 
     async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
         rows = [
@@ -161,19 +164,31 @@ class SqliteStore:
                 )
 
         await self._run(work)
+        if rows:
+            self._live[aor] = tuple(bindings)
+        else:
+            self._live.pop(aor, None)
 
     async def expire(self, now: float) -> int:
         def work(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
                 return conn.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount
 
-        return await self._run(work)
+        removed = await self._run(work)
+        for aor, bindings in list(self._live.items()):
+            live = tuple(b for b in bindings if b.expires_at > now)
+            if live:
+                self._live[aor] = live
+            else:
+                del self._live[aor]
+        return removed
 
     async def all_bindings(self, now: float) -> list[Binding]:
+        return [b for aor in sorted(self._live) for b in self._live[aor] if b.expires_at > now]
+
+    async def _all_rows(self) -> list[Binding]:
         def work(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT data FROM bindings WHERE expires_at > ? ORDER BY aor, pos", (now,)
-            )
+            rows = conn.execute("SELECT data FROM bindings ORDER BY aor, pos")
             return [row[0] for row in rows]
 
         return [_decode(data) for data in await self._run(work)]
