@@ -12,7 +12,7 @@ What one run does (``python -m bench relay`` or ``python -m bench.relay_vs_rtpen
    ceiling and the direct-path latency floor.
 4. Sets up ``--streams`` sessions in each relay over ng (offer: the caller's IPv6 SDP with
    ``address family`` IP4; answer: the callee's IPv4 SDP pointing at the sink).
-5. For each relay: the call-like load (``--streams`` × 50 packets/s), then increasing
+5. For each relay: the call-like load (``--streams`` x 50 packets/s), then increasing
    rates (round-robin over the same streams) to find the highest rate with < 1 % loss.
    Packets are 172 bytes (12-byte RTP header + 160), carrying a step id and the send time
    (CLOCK_REALTIME); the sink reads the kernel receive timestamp (SO_TIMESTAMPNS), so the
@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rtc64.relay.bencode import decode, encode
+from rtc64.relay.bencode import Value, decode, encode
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -50,6 +50,7 @@ RTC64_NG = 22231
 RTPENGINE_PORTS = (40000, 43999)
 RTC64_PORTS = (34000, 37999)
 LOSS_LIMIT = 0.01
+MAX_OTHERS = 0.25
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -109,6 +110,20 @@ def _udp_errors() -> dict[str, int]:
     return out
 
 
+def _all_ticks() -> dict[int, int]:
+    """utime+stime of every process (threads included), in clock ticks."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(entry)] = int(fields[11]) + int(fields[12])
+    return out
+
+
 def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -122,7 +137,7 @@ class NgClient:
         self.sock.settimeout(0.5)
         self.n = 0
 
-    def __call__(self, request: dict[str, object]) -> dict[bytes, object]:
+    def __call__(self, request: dict[str, object]) -> dict[bytes, Value]:
         self.n += 1
         cookie = b"%d-%d-%d" % (os.getpid(), id(self), self.n)
         data = cookie + b" " + encode(request)  # type: ignore[arg-type]
@@ -221,6 +236,7 @@ class Step:
     max_us: int
     drops: dict[str, int]
     load: str
+    others: float  # CPU of all other processes during the step, cores
 
     @property
     def loss(self) -> float:
@@ -241,10 +257,13 @@ class Step:
     def line(self) -> str:
         what = "flat out" if self.offered == 0 else f"{self.offered:>8,.0f} pps"
         return (
-            f"{self.relay:9} {what}: sent {self.rate:>8,.0f}/s, delivered {self.delivered:>8,.0f}/s,"
-            f" loss {self.loss:6.2%}, relay CPU {self.relay_cpu:5.1%} "
+            f"{self.relay:9} {what}: sent {self.rate:>8,.0f}/s, "
+            f"delivered {self.delivered:>8,.0f}/s, loss {self.loss:6.2%}, "
+            f"relay CPU {self.relay_cpu:5.1%} "
             f"({self.us_per_packet:5.2f} us/pkt), gen CPU {self.gen_cpu:4.0%}, "
-            f"latency p50/p99/max {self.p50_us}/{self.p99_us}/{self.max_us} us, drops {self.drops}"
+            f"latency p50/p99/max {self.p50_us}/{self.p99_us}/{self.max_us} us, "
+            f"drops {self.drops}, "
+            f"others {self.others:.2f} cores"
         )
 
 
@@ -277,9 +296,20 @@ class Generator:
         self._cmd(f"targets {host} {path}")
         assert self._read() == f"T {len(ports)}"
 
-    def run(
-        self, relay: str, pids: list[int], rate: float, warm: float, secs: float
-    ) -> Step:
+    def run(self, relay: str, pids: list[int], rate: float, warm: float, secs: float) -> Step:
+        """One step; repeated (up to twice) when other processes took > 0.25 core meanwhile."""
+        best: Step | None = None
+        for _ in range(3):
+            s = self._run(relay, pids, rate, warm, secs)
+            if best is None or s.others < best.others:
+                best = s
+            if s.others <= MAX_OTHERS:
+                break
+            print(f"  (busy machine: {s.others:.2f} cores used by others, step repeated)")
+        assert best is not None
+        return best
+
+    def _run(self, relay: str, pids: list[int], rate: float, warm: float, secs: float) -> Step:
         self.step_id += 1
         if pids:
             self.settle(pids)
@@ -287,8 +317,12 @@ class Generator:
         line = self._read()
         assert line == "W", line
         t0, c0, g0, d0 = time.monotonic(), _cpu_seconds(pids), self._gen_cpu(), _udp_errors()
+        a0 = _all_ticks()
         m = self._read().split()
         t1, c1, g1, d1 = time.monotonic(), _cpu_seconds(pids), self._gen_cpu(), _udp_errors()
+        a1 = _all_ticks()
+        ours = {*pids, self.proc.pid, os.getpid()}
+        others = sum(t - a0.get(p, 0) for p, t in a1.items() if p not in ours) / CLK_TCK
         r = self._read().split()
         assert m[0] == "M" and r[0] == "R", (m, r)
         wall = t1 - t0
@@ -306,6 +340,7 @@ class Generator:
             max_us=int(r[6]),
             drops={k: d1[k] - d0[k] for k in d1},
             load=_load(),
+            others=others / (t1 - t0),
         )
 
     def settle(self, pids: list[int], limit: float = 20.0) -> float:
@@ -400,10 +435,15 @@ def run(args: argparse.Namespace) -> int:
         if shutil.which(tool) is None:
             print(f"relay bench: {tool} not found", file=sys.stderr)
             return 1
-    running = subprocess.run(["pgrep", "-x", "rtpengine"], capture_output=True, text=True)
+    running = subprocess.run(
+        ["pgrep", "-x", "rtpengine"], check=False, capture_output=True, text=True
+    )
     if running.stdout.strip():
-        print(f"relay bench: an rtpengine is already running (pid {running.stdout.split()})"
-              " - stop the system service first", file=sys.stderr)
+        print(
+            f"relay bench: an rtpengine is already running (pid {running.stdout.split()})"
+            " - stop the system service first",
+            file=sys.stderr,
+        )
         return 1
     quick = args.quick
     warm = 1.0
@@ -462,13 +502,18 @@ def run(args: argparse.Namespace) -> int:
                 caller = ("::1", gen.src_port)
                 callee = ("127.0.0.1", gen.sink_port)
                 relays = {}
-                for name, port, proc in (("rtpengine", RTPENGINE_NG, rte), ("rtc64", RTC64_NG, rtc)):
+                for name, port, proc in (
+                    ("rtpengine", RTPENGINE_NG, rte),
+                    ("rtc64", RTC64_NG, rtc),
+                ):
                     ng = NgClient(port)
                     t = time.monotonic()
                     targets = setup_sessions(ng, name, streams, caller, callee)
                     ng.close()
-                    print(f"{name}: {streams} sessions over ng in {time.monotonic() - t:.2f} s",
-                          flush=True)
+                    print(
+                        f"{name}: {streams} sessions over ng in {time.monotonic() - t:.2f} s",
+                        flush=True,
+                    )
                     relays[name] = (targets, proc)
                 order = ["rtpengine", "rtc64"] if not args.only else [args.only]
                 for name in order:
@@ -537,8 +582,12 @@ def report(
         )
 
     n = args.streams
-    row(f"relay CPU at {n * 50:,} pps ({n} streams × 50 pps), % of one core", "calls",
-        "relay_cpu", ".1%")
+    row(
+        f"relay CPU at {n * 50:,} pps ({n} streams x 50 pps), % of one core",
+        "calls",
+        "relay_cpu",
+        ".1%",
+    )
     row("relay CPU per packet, µs", "calls", "us_per_packet", ".2f")
     row(f"loss at {n * 50:,} pps", "calls", "loss", ".3%")
     row(f"latency p50 at {n * 50:,} pps, µs (gen → relay → sink)", "calls", "p50_us", ".0f")
@@ -559,7 +608,7 @@ def report(
     detail = "\n".join(f"    {s.line()}" for s in steps)
     return f"""{SECTION}
 
-Command: `.venv/bin/{cmd}` (run {time.strftime('%Y-%m-%d %H:%M')}, {elapsed:.0f} s).
+Command: `.venv/bin/{cmd}` (run {time.strftime("%Y-%m-%d %H:%M")}, {elapsed:.0f} s).
 {n} sessions set up over ng in each relay (offer from an IPv6 caller with `address family`
 IP4, answer from the IPv4 callee); 172-byte RTP packets from one `::1` socket to the relays'
 IPv6 ports, relayed to one `127.0.0.1` sink; {pin}. rtpengine {_rtpengine_version()}
@@ -586,7 +635,7 @@ relays' IPv6 side, udp4 = the sink):
 
 
 def _rtpengine_version() -> str:
-    out = subprocess.run(["rtpengine", "--version"], capture_output=True, text=True)
+    out = subprocess.run(["rtpengine", "--version"], check=False, capture_output=True, text=True)
     return (out.stdout + out.stderr).strip().replace("Version: ", "")
 
 

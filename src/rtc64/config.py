@@ -316,8 +316,9 @@ KEYS: tuple[Key, ...] = (
         ["SHA-256", "MD5"],
         _list_of(_choice("sha-256", "md5")),
         "a non-empty list of SHA-256 and MD5, most preferred first",
-        "digest algorithms offered in challenges (MD5 first for old phones that read "
-        "only the first challenge)",
+        "digest algorithms offered in challenges, in order; MD5 first helps phones that "
+        "read only the first challenge (SIPp), MD5 alone those that reject a request on any "
+        "challenge they cannot answer (baresip 1.0 / libre 1.1)",
     ),
     Key(
         "auth.nonce_lifetime",

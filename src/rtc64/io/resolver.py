@@ -45,6 +45,7 @@ from rtc64.net.rfc3263 import (
     Answer,
     Naptr,
     Query,
+    RandInt,
     RdType,
     Record,
     ResolveError,
@@ -78,7 +79,7 @@ class Resolver:
         supported: Sequence[Transport] = DEFAULT_SUPPORTED,
         backend: Backend | None = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
+        rng: RandInt | None = None,
         hosts: Mapping[str, tuple[IPAddress, ...]] | None = None,
         failure_ttl: float = FAILURE_TTL,
     ) -> None:
@@ -86,7 +87,7 @@ class Resolver:
         self._backend: Backend = backend or self._dnspython
         self.supported = tuple(supported)
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - SRV load spreading, not secrets
+        self._rng: RandInt = rng or random.Random()  # noqa: S311 - SRV load spreading, not secrets
         self._hosts = read_hosts() if hosts is None else dict(hosts)
         self._failure_ttl = failure_ttl
         self._cache: dict[Query, tuple[Answer, float]] = {}

@@ -13,9 +13,9 @@ and ``include/net/ndisc.h``):
   padding: 16 octets), the raw options, then rtattrs (``NDUSEROPT_SRCADDR`` = 1: the
   router's address). ``parse_netlink`` reads a whole ``recv`` buffer.
 - RFC 7050: the AAAA answers for ``ipv4only.arpa`` embed 192.0.0.170 or 192.0.0.171; the
-  prefix is found by trying every RFC 6052 length and keeping the ones whose synthesis
-  gives the address back exactly. A length matching in several places is settled by the
-  other answers (the other well-known address, §3); the longest wins if none settles it.
+  prefix is found by extracting at every RFC 6052 length (suffix ignored, §2.2). When the
+  WKA shows at several positions, the position where the answers hold both 170 and 171
+  wins (§3); failing that, the longest prefix.
 - Everything here is pure: bytes and answers in, values out. Bad bytes raise
   ``Pref64Error`` naming what is wrong.
 """
@@ -180,13 +180,17 @@ def build_nduseropt(ifindex: int, options: bytes, router: IPv6Address | None = N
 
 def rfc7050_prefixes(answers: Iterable[IPv6Address]) -> list[IPv6Network]:
     """NAT64 prefixes found in the AAAA answers for ``ipv4only.arpa`` (RFC 7050 §3)."""
-    per_address = [_wka_prefixes(a) for a in answers]
+    per_address = [_wka_positions(a) for a in answers]
+    seen: dict[IPv6Network, set[IPv4Address]] = {}
+    for found in per_address:
+        for prefix, wka in found.items():
+            seen.setdefault(prefix, set()).add(wka)
     out: list[IPv6Network] = []
-    for i, found in enumerate(per_address):
-        candidates = found
-        if len(found) > 1:
-            others = {p for j, c in enumerate(per_address) if j != i for p in c}
-            candidates = [p for p in found if p in others] or found
+    for found in per_address:
+        candidates = list(found)
+        if len(candidates) > 1:
+            # §3: the other well-known address shows which position is the real one.
+            candidates = [p for p in candidates if len(seen[p]) == 2] or candidates
         if candidates:
             best = max(candidates, key=lambda p: p.prefixlen)
             if best not in out:
@@ -194,16 +198,17 @@ def rfc7050_prefixes(answers: Iterable[IPv6Address]) -> list[IPv6Network]:
     return out
 
 
-def _wka_prefixes(address: IPv6Address) -> list[IPv6Network]:
-    found: list[IPv6Network] = []
+def _wka_positions(address: IPv6Address) -> dict[IPv6Network, IPv4Address]:
+    """Prefixes of every RFC 6052 length under which ``address`` embeds a WKA."""
+    found: dict[IPv6Network, IPv4Address] = {}
     for length in PLC_LENGTHS:
         prefix = IPv6Network((int(address) >> (128 - length) << (128 - length), length))
-        for wka in WELL_KNOWN_IPV4:
-            try:
-                if rfc6052.synthesize(wka, prefix) == address:
-                    found.append(prefix)
-            except rfc6052.Rfc6052Error:
-                continue
+        try:
+            embedded = rfc6052.extract(address, prefix)
+        except rfc6052.Rfc6052Error:
+            continue  # u-octet set, or a /96 prefix with bits 64-71 set
+        if embedded in WELL_KNOWN_IPV4:
+            found[prefix] = embedded
     return found
 
 

@@ -17,8 +17,10 @@ Rules (RFC 3263 §4.1-§4.2, RFC 2782, RFC 3403 §4, RFC 7118 §8, RFC 8305 §4,
 - SRV (§4.2, RFC 2782): the NAPTR replacements, else ``_sip._udp``, ``_sip._tcp``,
   ``_sips._tcp`` (``sips``: only the last) for the supported transports, in the order
   they are supported. Priority ascending; within a priority the RFC 2782 weighted
-  random order. A lone target ``.`` means "decidedly not available". With no SRV record
-  at all, the host's A/AAAA on the transport's default port (§4.2). WebSocket has no SRV.
+  random order (zero weights first; the pick starts at 1 when none is zero, so positive
+  weights get exactly their share). A lone target ``.`` means "decidedly not available".
+  With no SRV record at all, the host's A/AAAA on the transport's default port (§4.2).
+  WebSocket has no SRV.
 - Addresses: AAAA and A are always both asked (RFC 7984 §3: never drop a family because
   the other answered, nor wait for a failed one). Each host's addresses are interleaved
   IPv6 first, then alternating families (RFC 8305 §4, First Address Family Count 1).
@@ -252,7 +254,10 @@ def order_srv(records: Iterable[Srv], rng: RandInt) -> list[Srv]:
         # Zero-weight records first, so they get a small chance to be picked (RFC 2782).
         remaining = sorted(by_priority[priority], key=lambda r: r.weight != 0)
         while remaining:
-            pick = rng.randint(0, sum(r.weight for r in remaining))
+            # RFC 2782 picks in [0, sum]; starting at 1 when no weight is 0 removes its bias
+            # towards the first record (weights 1 and 2 would otherwise split 50/50).
+            low = 0 if remaining[0].weight == 0 else 1
+            pick = rng.randint(low, max(low, sum(r.weight for r in remaining)))
             running = 0
             for i, r in enumerate(remaining):
                 running += r.weight
