@@ -35,10 +35,11 @@
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, zip_longest
+from itertools import chain, count, zip_longest
 from typing import Generic, Protocol, TypeVar
 
 from rtc64.errors import LocalProtocolError
@@ -389,6 +390,20 @@ class UdpRace(Race[T]):
 
     ``invite`` selects the table: INVITE losers that answer later are CANCELled (1xx) or
     ACKed and BYEd (2xx); other methods' losers are ignored.
+
+    Proxy wiring, per forwarded target set (one response-context branch, many attempts):
+
+    - targets = ``HealthCache.order(key, resolved_targets, now)``; ``race.start(now)``;
+      ``RaceTimers.watch(race)``; start the attempt: build the request as for a new branch
+      (new Via branch, Via/Record-Route/SDP of the attempt's family) and start its client
+      transaction; map that transaction to ``(race, index)``.
+    - timer: for each ``(race, attempt)`` of ``RaceTimers.handle_timer(now)``, start it.
+    - ResponseReceived (100 included, before any other handling): ``race.response``;
+      on the deciding one ``HealthCache.learn`` and ``Decision.stop`` lists the attempts
+      to mute; act on ``Decision.action`` (FORWARD: the usual branch processing).
+    - ClientTimeout/TransportFailed: the winner's goes the usual way; else
+      ``race.attempt_failed`` (start what it returns, ``watch`` the race again); when
+      ``race.exhausted`` the branch completes with 408 (timeouts) or 503.
     """
 
     def __init__(
@@ -412,3 +427,40 @@ class UdpRace(Race[T]):
         else:
             inp = Input.FINAL
         return self._answer(index, inp)
+
+
+class RaceTimers(Generic[T]):
+    """The deadlines of many races in one heap, for a proxy with one timer.
+
+    ``watch`` a race after ``start`` and after every call that may have moved its deadline
+    (``attempt_failed`` that started an attempt); entries a race no longer has are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Race[T]]] = []
+        self._seq = count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def watch(self, race: Race[T]) -> None:
+        deadline = race.get_timer()
+        if deadline is not None:
+            heapq.heappush(self._heap, (deadline, next(self._seq), race))
+
+    def get_timer(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][2].get_timer() != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def handle_timer(self, now: float) -> list[tuple[Race[T], Attempt[T]]]:
+        """The attempts to start now, each with its race."""
+        out: list[tuple[Race[T], Attempt[T]]] = []
+        while (deadline := self.get_timer()) is not None and deadline <= now:
+            race = heapq.heappop(self._heap)[2]
+            attempt = race.handle_timer(now)
+            if attempt is not None:
+                out.append((race, attempt))
+            self.watch(race)
+        return out

@@ -20,6 +20,7 @@ from rtc64.net.eyeballs import (
     HealthCache,
     Input,
     Race,
+    RaceTimers,
     State,
     UdpRace,
     interleave,
@@ -654,3 +655,26 @@ def test_order_never_drops_and_keeps_each_family_in_order(
     penalised = cache.penalised("h", now)
     if ordered and len(set(spec)) == 2 and len(penalised) == 1:
         assert ordered[0].address.version != (6 if V6 in penalised else 4)
+
+
+def test_race_timers_drive_many_races() -> None:
+    timers: RaceTimers[Target] = RaceTimers()
+    assert timers.get_timer() is None
+    quick, slow = UdpRace(targets("646")), UdpRace(targets("64"), 1.0)
+    single = UdpRace(targets("6"))
+    for race, at in ((quick, 0.0), (slow, 0.1), (single, 0.2)):
+        race.start(at)
+        timers.watch(race)
+    assert timers.get_timer() == 0.25
+    assert timers.handle_timer(0.2) == []
+    started = timers.handle_timer(0.3)
+    assert [(r, a.index) for r, a in started] == [(quick, 1)]
+    assert timers.get_timer() == pytest.approx(0.55)
+    quick.response(0, 100, 0.4)  # decided: its pending deadline becomes stale
+    assert timers.get_timer() == pytest.approx(1.1)
+    nxt = slow.attempt_failed(0, 0.5)  # the failure starts the next at once
+    assert nxt is not None and nxt.index == 1
+    timers.watch(slow)
+    assert timers.get_timer() is None
+    assert timers.handle_timer(10.0) == []
+    assert len(timers) == 0
