@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
@@ -25,6 +25,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
@@ -48,6 +49,17 @@ def _upstream(cfg: Config) -> SipUri | None:
     if not isinstance(uri, SipUri):
         raise ConfigError("sip.upstream", text, "a sip: or sips: URI")
     return uri
+
+
+def nat64_prefix(cfg: Config) -> IPv6Network | None:
+    """``nat64.prefix`` as a network (discovery at start-up comes with the NAT64 work)."""
+    text = cfg["nat64.prefix"]
+    if text is None:
+        return None
+    try:
+        return rfc6052.parse_prefix(text)
+    except ValueError as exc:
+        raise ConfigError("nat64.prefix", text, f"an RFC 6052 prefix ({exc})") from None
 
 
 def realm_of(cfg: Config) -> str:
@@ -179,10 +191,13 @@ class Gateway:
             wall=time.time,
             spawn=self.spawner,
             log=log.getChild("proxy"),
-            on_events=lambda: deadline.schedule(layer.get_timer()),
+            on_events=lambda: deadline.schedule(proxy_holder[0].next_deadline()),
             secret=secret,
             media=media,
             overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
+            nat64=nat64_prefix(cfg),
+            attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
+            family_penalty=cfg["dns.family_penalty"],
         )
         proxy_holder.append(proxy)
 

@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any, Protocol
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
@@ -36,6 +37,7 @@ from rtc64.gateway.stats import ProxyStats
 from rtc64.gateway.store import LocationStore
 from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
+from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.sip import headers as sh
@@ -89,6 +91,18 @@ class _Pending:
     record_routed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What every copy of a request on one branch shares (only the hop differs)."""
+
+    flow: Flow
+    in_listener: Listener | None  # set when we Record-Route
+    stamped: bytes | None  # the caller's Via with received/rport
+    new_uri: SipUri | None
+    routes: tuple[bytes, ...] | None  # None: the Route lines stay as received
+    path: Callable[[Listener, IPAddress], bytes] | None
+
+
 class ProxyCore:
     """Shared state and the forwarding/response machinery of the proxy."""
 
@@ -114,6 +128,7 @@ class ProxyCore:
         secret: bytes = b"",
         timer_c: float = TIMER_C,
         overloaded: Callable[[], bool] = lambda: False,
+        nat64: IPv6Network | None = None,
     ) -> None:
         self.identity = identity
         self.layer = layer
@@ -137,6 +152,7 @@ class ProxyCore:
         self.secret = secret or secrets.token_bytes(32)
         self.timer_c = timer_c
         self.overloaded = overloaded
+        self.nat64 = nat64
         self.dialogs = DialogTracker(identity.is_us)
 
     def _new_request(self, server: ServerTransaction) -> None:
@@ -262,9 +278,14 @@ class ProxyCore:
         host_text = maddr.decode("ascii", "replace") if maddr else None
         if host_text is None and not isinstance(uri.host, str):
             return [Hop(transport, uri.host, port)]
-        name = host_text or str(uri.host)
-        addresses = await self.resolver.addresses(name)
-        return [Hop(transport, a, port, server_name=name) for a in addresses]
+        if host_text is not None:  # §16.5: maddr overrides the host, A/AAAA only
+            addresses = await self.resolver.addresses(host_text)
+            return [Hop(transport, a, port, server_name=host_text) for a in addresses]
+        # RFC 3263: NAPTR/SRV/AAAA/A, both families, IPv6 first and interleaved.
+        return [
+            Hop(t.transport, t.address, t.port, server_name=t.host)
+            for t in await self.resolver.targets(uri)
+        ]
 
     async def _forward(
         self,
@@ -282,81 +303,117 @@ class ProxyCore:
             self._pending[server] = pending
         in_listener = self._listener_of(flow)
         stamped = hops.stamp_top_via(req, flow)
-        # The loop hash covers the Via that will sit below ours, as we write it (§16.3 step 4).
-        top_via = stamped if stamped is not None else req.values(b"via")[0]
-        rr = record_route and req.method in DIALOG_FORMING
-        pending.record_routed = rr and in_listener is not None
+        rr = record_route and req.method in DIALOG_FORMING and in_listener is not None
+        pending.record_routed = rr
         for hop_uri, new_uri, routes, extra_routes in targets:
             branch = Branch(len(pending.ctx.branches), target=str(hop_uri.host))
             pending.ctx.branches.append(branch)
+            new_routes = None
+            if len(routes) != len(sh.routes(req)) or extra_routes:
+                new_routes = (*extra_routes, *(bytes(r) for r in routes))
+            plan = Plan(
+                flow=flow,
+                in_listener=in_listener if rr else None,
+                stamped=stamped,
+                new_uri=new_uri,
+                routes=new_routes,
+                path=path,
+            )
             try:
-                hop = await self._pick_hop(hop_uri)
+                candidates = await self._candidates(hop_uri)
             except RemoteProtocolError as exc:
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
                 continue
-            out = self.identity.listener_for(hop.transport, hop.ip)
-            if out is None:
-                reason = f"Service Unavailable: no {hop.transport.value} listener for {hop.ip}"
-                self._complete(pending, branch, 503, None, reason.encode())
-                continue
-            via = hops.via_value(
-                hop.transport, self.identity.hostport_of(out, hop.ip), hops.new_branch(req, top_via)
-            )
-            edit = Edit(req)
-            new_routes: tuple[bytes, ...] | None = None
-            try:
-                body = self._media_body(req, flow, hop)
-            except Rtc64Error as exc:
-                self.log.warning("media: cannot relay %r: %s", req.call_id, exc)
-                no_ports = b"Service Unavailable: no media relay ports"
-                self._complete(pending, branch, 503, None, no_ports)
-                continue
-            if body is not None:
-                edit.set_body(body)
-            if new_uri is not None:
-                edit.set_request_uri(new_uri)
-            if len(routes) != len(sh.routes(req)) or extra_routes:
-                new_routes = (*extra_routes, *(bytes(r) for r in routes))
-                edit.remove_headers(b"route")
-                for value in new_routes:
-                    edit.add_header(b"Route", value)
-            for i in self._own_credentials(req):
-                edit.remove_line(i)  # §22.3: credentials for our realm stop here
-            edit.decrement_max_forwards()
-            if rr and in_listener is not None:
-                self._record_route(edit, in_listener, flow, out, hop, call_id=req.call_id)
-            if path is not None:
-                edit.add_header(b"Path", path(out, hop.ip))
-                if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
-                    edit.add_header(b"Supported", b"path")
-            if stamped is not None:
-                edit.remove_top_via()
-                edit.prepend_via(via)
-                edit.prepend_via(stamped)
-            else:
-                edit.prepend_via(via)
-            data = edit.to_bytes()
-            forwarded = hops.forwarded_view(req, via, uri=new_uri, routes=new_routes)
-            client, events = self.layer.start_client(
-                forwarded, hop, hop.reliable, self.clock(), data=data
-            )
-            branch.txn = client
-            if req.method == b"INVITE":
-                branch.timer_c = self.clock() + self.timer_c
-            self._branches[client] = (pending, branch)
-            self.stats.forwarded += 1
-            self.dispatch(events)
+            self._start_branch(pending, branch, plan, candidates, str(hop_uri.host))
         self._maybe_finish(pending)
 
-    async def _pick_hop(self, uri: SipUri) -> Hop:
-        candidates = await self._resolve(uri)
-        for hop in candidates:
+    def _start_branch(
+        self, pending: _Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
+    ) -> None:
+        """Send the branch to its first candidate (``racing.RacingCore`` races them)."""
+        self._attempt(pending, branch, plan, candidates[0])
+
+    def _attempt(
+        self, pending: _Pending, branch: Branch, plan: Plan, hop: Hop
+    ) -> ClientTransaction | None:
+        """Forward one copy of the request to ``hop`` as a new client transaction."""
+        req = pending.request
+        out = self.identity.listener_for(hop.transport, hop.ip)
+        if out is None:
+            reason = f"Service Unavailable: no {hop.transport.value} listener for {hop.ip}"
+            self._complete(pending, branch, 503, None, reason.encode())
+            return None
+        # The loop hash covers the Via that will sit below ours, as we write it (§16.3 step 4).
+        top_via = plan.stamped if plan.stamped is not None else req.values(b"via")[0]
+        via = hops.via_value(
+            hop.transport, self.identity.hostport_of(out, hop.ip), hops.new_branch(req, top_via)
+        )
+        edit = Edit(req)
+        try:
+            body = self._media_body(req, plan.flow, hop)
+        except Rtc64Error as exc:
+            self.log.warning("media: cannot relay %r: %s", req.call_id, exc)
+            self._complete(pending, branch, 503, None, b"Service Unavailable: no media relay ports")
+            return None
+        if body is not None:
+            edit.set_body(body)
+        if plan.new_uri is not None:
+            edit.set_request_uri(plan.new_uri)
+        if plan.routes is not None:
+            edit.remove_headers(b"route")
+            for value in plan.routes:
+                edit.add_header(b"Route", value)
+        for i in self._own_credentials(req):
+            edit.remove_line(i)  # §22.3: credentials for our realm stop here
+        edit.decrement_max_forwards()
+        if plan.in_listener is not None:
+            self._record_route(edit, plan.in_listener, plan.flow, out, hop, call_id=req.call_id)
+        if plan.path is not None:
+            edit.add_header(b"Path", plan.path(out, hop.ip))
+            if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
+                edit.add_header(b"Supported", b"path")
+        if plan.stamped is not None:
+            edit.remove_top_via()
+            edit.prepend_via(via)
+            edit.prepend_via(plan.stamped)
+        else:
+            edit.prepend_via(via)
+        data = edit.to_bytes()
+        forwarded = hops.forwarded_view(req, via, uri=plan.new_uri, routes=plan.routes)
+        client, events = self.layer.start_client(
+            forwarded, hop, hop.reliable, self.clock(), data=data
+        )
+        branch.txn = client
+        if req.method == b"INVITE":
+            branch.timer_c = self.clock() + self.timer_c
+        self._branches[client] = (pending, branch)
+        self.stats.forwarded += 1
+        self.dispatch(events)
+        return client
+
+    async def _candidates(self, uri: SipUri) -> list[Hop]:
+        """Where ``uri`` leads (RFC 3263), keeping hops we have a listener for."""
+        found = await self._resolve(uri)
+        usable: list[Hop] = []
+        for hop in found:
             if self.identity.listener_for(hop.transport, hop.ip) is not None:
-                return hop
-        families = "/".join(sorted({f"IPv{h.ip.version}" for h in candidates}))
+                usable.append(hop)
+            elif self.nat64 is not None and isinstance(hop.ip, IPv4Address):
+                # An IPv6-only gateway reaches IPv4-only targets through the NAT64 (RFC 6052).
+                synth = Hop(hop.transport, rfc6052.synthesize(hop.ip, self.nat64), hop.port,
+                            server_name=hop.server_name)  # fmt: skip
+                if self.identity.listener_for(synth.transport, synth.ip) is not None:
+                    usable.append(synth)
+        if usable:
+            return usable
+        families = "/".join(sorted({f"IPv{h.ip.version}" for h in found}))
         raise RemoteProtocolError(
             f"Service Unavailable: no listener of the target's family ({families})", 503
         )
+
+    async def _pick_hop(self, uri: SipUri) -> Hop:
+        """The first usable hop for ``uri`` (stateless forwarding: ACK, our own BYEs)."""
+        return (await self._candidates(uri))[0]
 
     def _record_route(
         self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, *, call_id: bytes

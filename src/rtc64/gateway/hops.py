@@ -56,6 +56,11 @@ class Hop:
     def reliable(self) -> bool:
         return self.transport.reliable
 
+    @property
+    def address(self) -> IPAddress:
+        """The destination address (what happy-eyeballs races and caches look at)."""
+        return self.ip
+
     def __str__(self) -> str:
         host = format_sdp_address(self.ip)
         host = f"[{host}]" if ":" in host else host

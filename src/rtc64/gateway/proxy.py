@@ -29,8 +29,9 @@ from collections.abc import Callable
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
 from rtc64.gateway.bindings import Binding, canonical_aor
-from rtc64.gateway.forwarding import ProxyCore, flow_of, received_uri
+from rtc64.gateway.forwarding import flow_of, received_uri
 from rtc64.gateway.identity import Listener
+from rtc64.gateway.racing import RacingCore
 from rtc64.gateway.register import handle_register
 from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
@@ -48,7 +49,7 @@ ALLOW = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESS
 )
 
 
-class Proxy(ProxyCore):
+class Proxy(RacingCore):
     """Routes requests and responses; owns no sockets and no clock."""
 
     def on_message(self, msg: Request | Response, flow: Flow) -> None:

@@ -22,6 +22,8 @@ class ProxyStats:
     send_failures: int = 0
     dropped: int = 0
     byes_sent: int = 0
+    race_attempts: int = 0
+    race_fallbacks: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -27,6 +27,7 @@ from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.rfc3263 import Answer, Query, RdType, Status
 from rtc64.relay.engine import MediaRelay
 from rtc64.relay.options import RelaySettings
 from rtc64.sip import digest
@@ -133,6 +134,7 @@ class Harness:
         max_transactions: int = 100,
         rate: float = 0.0,
         media: MediaBridge | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.clock = FakeClock(1000.0)
         self.wall = FakeClock(1_700_000_000.0)
@@ -156,7 +158,7 @@ class Harness:
             sender=self.sender,
             store=store,
             auth=self.auth,
-            resolver=Resolver(),
+            resolver=resolver or Resolver(),
             policy=RegistrarPolicy(),
             upstream=upstream,
             max_transactions=max_transactions,
@@ -1095,3 +1097,63 @@ def test_lagging_loop_sheds_new_calls_but_finishes_calls_in_progress(tmp_path: P
         assert methods(out, CALLEE) == [b"BYE"], "the call in progress still ends cleanly"
 
     run(tmp_path, body)
+
+
+# -- happy eyeballs ---------------------------------------------------------------------------
+
+DUAL_V6 = ("2001:db8:dead::1", 5060)
+DUAL_V4 = ("192.0.2.60", 5060)
+
+
+def dual_stack_dns() -> Resolver:
+    """A resolver whose DNS knows dual.example.net by AAAA and A only (no NAPTR/SRV)."""
+
+    async def backend(query: Query) -> Answer:
+        if query.name == "dual.example.net" and query.rdtype is RdType.AAAA:
+            return Answer((ip_address(DUAL_V6[0]),), ttl=300.0)
+        if query.name == "dual.example.net" and query.rdtype is RdType.A:
+            return Answer((ip_address(DUAL_V4[0]),), ttl=300.0)
+        return Answer((), Status.NOERROR, ttl=300.0)  # NODATA: no NAPTR, no SRV
+
+    return Resolver(backend=backend, hosts={})
+
+
+def test_silent_ipv6_loses_to_ipv4_within_the_attempt_delay(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        out = await h.feed(invite(b"sip:bob@dual.example.net"), CALLER)
+        assert statuses(out, CALLER) == [100]
+        first = one(out, DUAL_V6)
+        assert first.request.method == b"INVITE", "IPv6 is tried first (RFC 8305)"
+        assert not only(out, DUAL_V4)
+        out = await h.advance(0.3, step=0.05)
+        second = one(out, DUAL_V4)
+        assert second.request.via.branch != first.request.via.branch, "a new transaction"
+        assert second.request.via.host == V4, "sent from the IPv4 listener"
+        out = await h.feed(answer(second.data, 180), DUAL_V4)
+        assert statuses(out, CALLER) == [180]
+        out = await h.feed(answer(second.data, 200), DUAL_V4)
+        assert statuses(out, CALLER) == [200]
+        # The IPv6 attempt wakes up late: it must not ring twice; it is CANCELled.
+        out = await h.feed(answer(first.data, 180), DUAL_V6)
+        assert methods(out, DUAL_V6) == [b"CANCEL"]
+        assert not only(out, CALLER), "the loser's 180 is not relayed"
+        assert h.proxy.stats.race_fallbacks == 1
+        # The next call to the same destination tries the healthy family first.
+        out = await h.feed(
+            invite(b"sip:bob@dual.example.net", branch=b"z9hG4bKn2", call_id=b"c2@test"), CALLER
+        )
+        assert methods(out, DUAL_V4) == [b"INVITE"]
+        assert not only(out, DUAL_V6)
+
+    run(tmp_path, body, resolver=dual_stack_dns())
+
+
+def test_an_answering_ipv6_target_is_used_alone(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        out = await h.feed(invite(b"sip:bob@dual.example.net"), CALLER)
+        first = one(out, DUAL_V6)
+        out = await h.feed(answer(first.data, 100), DUAL_V6)
+        out += await h.advance(1.0, step=0.05)
+        assert not only(out, DUAL_V4), "a 100 Trying within the delay wins the race"
+
+    run(tmp_path, body, resolver=dual_stack_dns())
