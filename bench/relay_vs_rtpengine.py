@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -37,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from rtc64.relay.bencode import Value, decode, encode
@@ -128,6 +128,9 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+_COOKIES = itertools.count(1)
+
+
 class NgClient:
     """Cookie + bencode over UDP, with retransmission."""
 
@@ -139,7 +142,7 @@ class NgClient:
 
     def __call__(self, request: dict[str, object]) -> dict[bytes, Value]:
         self.n += 1
-        cookie = b"%d-%d-%d" % (os.getpid(), id(self), self.n)
+        cookie = b"%d-%d" % (os.getpid(), next(_COOKIES))
         data = cookie + b" " + encode(request)  # type: ignore[arg-type]
         for _ in range(6):
             self.sock.sendto(data, self.addr)
@@ -371,26 +374,54 @@ class Generator:
 # --- the run --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+class Relay:
+    """One relay process under test; stop + start gives it fresh sessions."""
+
+    def __init__(self, name: str, cmd: list[str], ng_port: int, log: Path) -> None:
+        self.name, self.cmd, self.ng_port, self.log = name, cmd, ng_port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []
+        self.targets: list[int] = []
+        self.setup_seconds = 0.0
+
+    def start(self, gen: Generator, streams: int) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT)
+        _wait_ng(self.ng_port, self.proc, self.name, self.log)
+        ng = NgClient(self.ng_port)
+        t = time.monotonic()
+        try:
+            self.targets = setup_sessions(
+                ng, self.name, streams, ("::1", gen.src_port), ("127.0.0.1", gen.sink_port)
+            )
+        finally:
+            ng.close()
+        self.setup_seconds = time.monotonic() - t
+        self.pids = _descendants(self.proc.pid)  # taskset execs the relay: same pid
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _step(gen: Generator, relay: Relay, rate: float, warm: float, secs: float) -> Step:
+    gen.targets("::1", relay.targets, relay.log.with_suffix(".targets"))
+    s = gen.run(relay.name, relay.pids, rate, warm, secs)
+    print("  " + s.line(), flush=True)
+    return s
 
 
 def find_max(
     gen: Generator,
-    relay: str,
-    pids: list[int],
+    relay: Relay,
+    streams: int,
     start: float,
     step: float,
     ceiling: float,
@@ -399,15 +430,25 @@ def find_max(
     resolution: float,
     log: list[Step],
 ) -> Step | None:
-    """Ramp the rate by ``step`` until loss >= 1 %, then bisect down to ``resolution``."""
+    """Ramp the rate by ``step`` until loss >= 1 %, then bisect down to ``resolution``.
+
+    Every step runs on a freshly started relay with fresh sessions: an overloaded relay
+    may not recover by itself (rtpengine 10.5 userspace does not: see RESULTS.md), and the
+    next step must not measure that.
+    """
+
+    def ok(s: Step, rate: float) -> bool:
+        return s.loss < LOSS_LIMIT and s.rate >= 0.97 * rate
+
     good: Step | None = None
     bad: float | None = None
     rate = start
     while rate <= ceiling:
-        s = gen.run(relay, pids, rate, warm, secs)
+        relay.stop()
+        relay.start(gen, streams)
+        s = _step(gen, relay, rate, warm, secs)
         log.append(s)
-        print("  " + s.line(), flush=True)
-        if s.loss < LOSS_LIMIT and s.rate >= 0.97 * rate:
+        if ok(s, rate):
             good = s
             rate += step
         else:
@@ -420,10 +461,11 @@ def find_max(
         mid = round((low + bad) / 2 / 500) * 500
         if mid <= low or mid >= bad:
             break
-        s = gen.run(relay, pids, mid, warm, secs)
+        relay.stop()
+        relay.start(gen, streams)
+        s = _step(gen, relay, mid, warm, secs)
         log.append(s)
-        print("  " + s.line(), flush=True)
-        if s.loss < LOSS_LIMIT and s.rate >= 0.97 * mid:
+        if ok(s, mid):
             good, low = s, mid
         else:
             bad = mid
@@ -481,6 +523,8 @@ def run(args: argparse.Namespace) -> int:
             f"--port-min={RTPENGINE_PORTS[0]}", f"--port-max={RTPENGINE_PORTS[1]}",
             "--timeout=3600", "--silent-timeout=3600", "--log-stderr", "--log-level=4",
         ]  # fmt: skip
+        if args.rtpengine_threads:
+            rte_cmd.append(f"--num-threads={args.rtpengine_threads}")
         rtc_cmd = [
             sys.executable, "-m", "rtc64.relay.ngserver",
             "--ng-listen", f"udp:127.0.0.1:{RTC64_NG}",
@@ -491,53 +535,39 @@ def run(args: argparse.Namespace) -> int:
         if pin_relay is not None:
             rte_cmd = ["taskset", "-c", pin_relay, *rte_cmd]
             rtc_cmd = ["taskset", "-c", pin_relay, *rtc_cmd]
-        with (
-            _process(rte_cmd, tmp / "rtpengine.log") as rte,
-            _process(rtc_cmd, tmp / "rtc64.log") as rtc,
-        ):
-            _wait_ng(RTPENGINE_NG, rte, "rtpengine", tmp / "rtpengine.log")
-            _wait_ng(RTC64_NG, rtc, "rtc64 ngserver", tmp / "rtc64.log")
-            gen = Generator(binary, "::1", "127.0.0.1", pin_gen)
-            try:
-                caller = ("::1", gen.src_port)
-                callee = ("127.0.0.1", gen.sink_port)
-                relays = {}
-                for name, port, proc in (
-                    ("rtpengine", RTPENGINE_NG, rte),
-                    ("rtc64", RTC64_NG, rtc),
-                ):
-                    ng = NgClient(port)
-                    t = time.monotonic()
-                    targets = setup_sessions(ng, name, streams, caller, callee)
-                    ng.close()
+        relays = [
+            Relay("rtpengine", rte_cmd, RTPENGINE_NG, tmp / "rtpengine.log"),
+            Relay("rtc64", rtc_cmd, RTC64_NG, tmp / "rtc64.log"),
+        ]
+        if args.only:
+            relays = [r for r in relays if r.name == args.only]
+        gen = Generator(binary, "::1", "127.0.0.1", pin_gen)
+        try:
+            for relay in relays:
+                try:
+                    relay.start(gen, streams)
                     print(
-                        f"{name}: {streams} sessions over ng in {time.monotonic() - t:.2f} s",
+                        f"{relay.name} (pids {relay.pids}): {streams} sessions set up over ng"
+                        f" in {relay.setup_seconds:.2f} s",
                         flush=True,
                     )
-                    relays[name] = (targets, proc)
-                order = ["rtpengine", "rtc64"] if not args.only else [args.only]
-                for name in order:
-                    targets, proc = relays[name]
-                    gen.targets("::1", targets, tmp / f"{name}.targets")
-                    pids = _descendants(proc.pid)
-                    if name == "rtpengine" and pin_relay is not None:
-                        pids = _descendants(proc.pid)  # taskset execs: same pid
-                    print(f"{name} (pids {pids}):", flush=True)
-                    calls = gen.run(name, pids, streams * 50.0, warm, secs)
-                    print("  " + calls.line(), flush=True)
+                    calls = _step(gen, relay, streams * 50.0, warm, secs)
                     steps.append(calls)
                     best = find_max(
-                        gen, name, pids,
+                        gen, relay, streams,
                         start=args.ramp_start, step=args.ramp_step * (2 if quick else 1),
                         ceiling=ceiling.rate * 0.95, warm=warm, secs=secs,
                         resolution=args.ramp_step / (2 if quick else 4), log=steps,
                     )  # fmt: skip
-                    flat = gen.run(name, pids, 0, warm, secs)
-                    print("  " + flat.line(), flush=True)
+                    relay.stop()
+                    relay.start(gen, streams)
+                    flat = _step(gen, relay, 0, warm, secs)
                     steps.append(flat)
-                    summary[name] = {"calls": calls, "max": best, "flat": flat}
-            finally:
-                gen.close()
+                    summary[relay.name] = {"calls": calls, "max": best, "flat": flat}
+                finally:
+                    relay.stop()
+        finally:
+            gen.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.monotonic() - started
@@ -612,7 +642,7 @@ Command: `.venv/bin/{cmd}` (run {time.strftime("%Y-%m-%d %H:%M")}, {elapsed:.0f}
 {n} sessions set up over ng in each relay (offer from an IPv6 caller with `address family`
 IP4, answer from the IPv4 callee); 172-byte RTP packets from one `::1` socket to the relays'
 IPv6 ports, relayed to one `127.0.0.1` sink; {pin}. rtpengine {_rtpengine_version()}
-userspace (`--table=-1`, default threads), rtc64 `python -m rtc64.relay.ngserver` (one
+userspace (`--table=-1`, {_threads(args)}), rtc64 `python -m rtc64.relay.ngserver` (one
 process, {_loop_name()}, default settings: RTP statistics on). Relay CPU: utime+stime from
 /proc/PID/stat over the counted {floor.seconds:.0f} s of each step. Latency: generator's
 CLOCK_REALTIME before `sendto` to the kernel receive timestamp (SO_TIMESTAMPNS) of the
@@ -632,6 +662,12 @@ relays' IPv6 side, udp4 = the sink):
 
 {detail}
 """
+
+
+def _threads(args: argparse.Namespace) -> str:
+    if args.rtpengine_threads:
+        return f"`--num-threads={args.rtpengine_threads}`"
+    return "default threads"
 
 
 def _rtpengine_version() -> str:
@@ -675,6 +711,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--ramp-start", type=float, default=30000.0)
     ap.add_argument("--ramp-step", type=float, default=10000.0)
     ap.add_argument("--only", choices=("rtpengine", "rtc64"), help="measure one relay")
+    ap.add_argument(
+        "--rtpengine-threads",
+        type=int,
+        default=0,
+        help="rtpengine --num-threads (default: its own)",
+    )
     ap.add_argument("--no-pin", action="store_true", help="no taskset pinning")
     ap.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")
     return ap

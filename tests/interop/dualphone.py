@@ -186,7 +186,9 @@ def main(argv: list[str]) -> int:
     report["invite"] = ok["status"]
     phone.remote_tag = str(ok["to"]).rsplit("tag=", 1)[1].split(";")[0]
     phone.remote_target = str(ok["contact"]).strip("<>").split(">")[0]
-    phone.routes = list(reversed(ok["record_routes"]))  # type: ignore[call-overload]
+    record_routes = ok["record_routes"]
+    assert isinstance(record_routes, list)
+    phone.routes = [str(r) for r in reversed(record_routes)]
     report["answer1"] = ok["body"]
     phone.ack(first)
     phone.talk(first, media_of(str(ok["body"])), "before")

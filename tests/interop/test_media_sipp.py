@@ -157,10 +157,11 @@ def test_call_from_ipv6_to_ipv4_has_media_both_ways(net: Lab, work: Path) -> Non
 
 
 def test_hold_and_resume_keep_the_call_and_its_media(net: Lab, work: Path) -> None:
-    """The caller plays, holds (re-INVITE a=sendonly), is silent, resumes (a=sendrecv) and
-    plays again; the callee echoes. Media flows again after the resume on the same relay
-    ports, and the call ends normally."""
-    gw = Gateway(net.gw, work, [*LISTEN, *TRUSTED])
+    """The caller plays, holds (re-INVITE a=sendonly), is silent for 7 s, resumes
+    (a=sendrecv) and plays again; the callee echoes. With ``media.timeout`` 3 s the held
+    call is not ended (``hold_timeout`` applies), media flows again after the resume on
+    the same relay ports, and the call ends normally."""
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUSTED], config="[media]\ntimeout = 3\n")
     at6, at4 = Sniffer(net.v6, work, "v6"), Sniffer(net.v4, work, "v4")
     caller, callee = _pair(net, work, "uac_hold.xml", "uas_hold.xml", uas_extra=("-rtp_echo",))
     _finish(gw, caller, callee)
@@ -188,6 +189,7 @@ def test_hold_and_resume_keep_the_call_and_its_media(net: Lab, work: Path) -> No
     assert {_media(m) for m in answers} == {_media(answers[0])}, answers
     assert _media(answers[0])[0] == f"IN IP6 {V6_GW}"
     assert "a=recvonly" in answers[1], answers[1]
+    assert "timed out" not in gw.text(), gw.text()[-6000:]
 
 
 def test_early_media_flows_before_the_200(net: Lab, work: Path) -> None:

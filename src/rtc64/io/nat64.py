@@ -121,8 +121,11 @@ async def _no_ra() -> tuple[list[Nat64Prefix], tuple[str, ...]]:
 async def listen_pref64(seconds: float) -> tuple[list[Nat64Prefix], tuple[str, ...]]:
     """PREF64 prefixes from RAs seen within ``seconds``, and the interfaces solicited."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     latest: dict[tuple[IPv6Network, int], Nat64Prefix] = {}
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    except OSError:
+        return [], ()  # no rtnetlink here (a restricted sandbox): RFC 7050 still works
     try:
         sock.bind((0, 0))
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_ND_USEROPT)

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol, TypeVar
 
-from rtc64.errors import RemoteProtocolError
-from rtc64.net.address import Host, IPAddress, format_host, parse_host
+from rtc64.errors import LocalProtocolError, RemoteProtocolError
+from rtc64.net.address import Host, IPAddress, parse_host
 from rtc64.net.endpoint import Transport
 
 DEFAULT_SUPPORTED: tuple[Transport, ...] = (Transport.UDP, Transport.TCP, Transport.TLS)
@@ -134,7 +134,11 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One place to send a request; ``host`` is the SRV/A name (TLS SNI, logs)."""
+    """One place to send a request.
+
+    ``host`` is the name the address came from (the SRV target or the A/AAAA name), for
+    TLS SNI and logs; for a numeric URI it is the address's text (never use it as SNI).
+    """
 
     transport: Transport
     address: IPAddress
@@ -185,7 +189,7 @@ def select(
     if not isinstance(host, str):
         transport = explicit or _default_transport(uri.secure, supported)
         port = uri.port if uri.port is not None else transport.default_port
-        return [Target(transport, host, port, format_host(host))]
+        return [Target(transport, host, port, host.compressed)]
     name = normalise(host)
     if uri.port is not None:
         transport = explicit or _default_transport(uri.secure, supported)
@@ -343,7 +347,7 @@ def _ask(
     answers = yield queries
     absent = [q for q in queries if q not in answers]
     if absent:
-        raise KeyError(f"no answer for {absent[0]}")
+        raise LocalProtocolError(f"select() was sent no answer for {absent[0]}")
     return answers
 
 

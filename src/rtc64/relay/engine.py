@@ -11,7 +11,7 @@
 #   pair on the new family (its old one is released once unused). See ``session.py``.
 # - Learning (``rtp.legs``): ``ADDRESS`` when the SDP address is usable and of the family
 #   of the signalling source, ``ANY`` otherwise, ``OFF`` with ``trust_address``. Every
-#   offer/answer reopens the learning window of the call's legs.
+#   offer/answer reopens the learning window of the call's legs and counts as activity.
 # - Timeouts: an unanswered offer is forgotten after ``offer_timeout``; an answered call
 #   with no packet on any leg for ``timeout`` (``hold_timeout`` when every stream is on
 #   hold/inactive) is reported through ``on_timeout(call_id)`` (the callback may query it)
@@ -166,6 +166,9 @@ class MediaRelay:
             raise
         self._calls[call_id] = call
         self.counters.offers += 1
+        # A re-offer is activity: resuming a hold longer than ``timeout`` must not find the
+        # idle deadline already past before its answer comes.
+        call.last_activity = max(call.last_activity, now)
         self._push(call, options)
         self._release_unused(call)
         self._schedule(call, now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
 
@@ -15,7 +15,7 @@ from rtc64.net.pref64 import Nat64Prefix
 from rtc64.net.rfc3263 import Answer, Query, RdType, Status
 
 PREFIX = IPv6Network("fd64:64:64::/96")
-WKA = [rfc6052.synthesize(rfc6052.IPv4Address(a), PREFIX) for a in ("192.0.0.170", "192.0.0.171")]
+WKA = [rfc6052.synthesize(IPv4Address(a), PREFIX) for a in ("192.0.0.170", "192.0.0.171")]
 AAAA = Query("ipv4only.arpa", RdType.AAAA)
 
 

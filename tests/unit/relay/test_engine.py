@@ -267,6 +267,27 @@ def test_hold_keeps_ports_and_uses_hold_timeout() -> None:
     assert relay.get_timer() == clock.now + 60.0
 
 
+def test_resume_after_a_hold_longer_than_the_timeout_is_not_a_timeout() -> None:
+    """The resuming re-offer is signalling activity: the timer runs between it and its
+    answer (a loop timer at the deadline) and must not end the call (found in the lab)."""
+    relay, _, clock, timeouts = make(timeout=3.0, hold_timeout=3600.0)
+    call(relay)
+    relay.offer(b"c1", b"A", sdp(CALLER6, media_extra="a=sendonly\r\n"), to_family=Family.INET)
+    relay.answer(
+        b"c1", b"A", b"B", sdp(CALLEE4, 6000, media_extra="a=recvonly\r\n"), to_family=Family.INET6
+    )
+    clock.now += 7.0
+    relay.handle_timer(clock.now)
+    relay.offer(b"c1", b"A", sdp(CALLER6), to_family=Family.INET)
+    assert relay.get_timer() == clock.now + 3.0
+    relay.handle_timer(clock.now)
+    assert timeouts == [] and relay.calls() == [b"c1"]
+    relay.answer(b"c1", b"A", b"B", sdp(CALLEE4, 6000), to_family=Family.INET6)
+    clock.now += 3.5
+    relay.handle_timer(clock.now)
+    assert timeouts == [b"c1"]
+
+
 def test_media_timeout_reports_and_deletes() -> None:
     relay, fwd, clock, _timeouts = make(timeout=60.0)
     seen: list[object] = []
