@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rtc64 import __version__
 from rtc64.config import Config
-from rtc64.errors import ConfigError, RemoteProtocolError
+from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.media import MediaBridge
@@ -20,6 +20,7 @@ from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
+from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
@@ -171,6 +172,10 @@ class Gateway:
         )
         media = MediaBridge(relay, cfg["media.policy"], log.getChild("media"))
         self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
+        resolver = Resolver(cfg["dns.servers"])
+        nat64 = nat64_prefix(cfg)
+        if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
+            nat64 = await self._discover_nat64(resolver)
         rate = cfg["sip.request_rate"]
         self.proxy = proxy = Proxy(
             identity=identity,
@@ -178,7 +183,7 @@ class Gateway:
             sender=transports,
             store=store,
             auth=auth,
-            resolver=Resolver(cfg["dns.servers"]),
+            resolver=resolver,
             policy=RegistrarPolicy(
                 cfg["registrar.min_expires"],
                 cfg["registrar.max_expires"],
@@ -195,7 +200,7 @@ class Gateway:
             secret=secret,
             media=media,
             overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
-            nat64=nat64_prefix(cfg),
+            nat64=nat64,
             attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
             family_penalty=cfg["dns.family_penalty"],
         )
@@ -234,6 +239,24 @@ class Gateway:
             "+".join(sorted(families)),
             cfg["sip.upstream"] or "(none)",
         )
+
+    async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
+        """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
+        try:
+            found = await nat64_io.discover(resolver, listen_ra=1.0)
+        except (OSError, Rtc64Error) as exc:
+            self.log.warning("NAT64 discovery failed: %s", exc)
+            return None
+        if not found:
+            self.log.info("no IPv4 listener and no NAT64 prefix: IPv4-only targets unreachable")
+            return None
+        chosen = found[0]
+        self.log.info(
+            "NAT64 prefix %s from %s: IPv4-only targets are reached through it",
+            chosen.prefix,
+            chosen.source,
+        )
+        return chosen.prefix
 
     async def stop(self) -> None:
         await self.spawner.close()
