@@ -216,8 +216,6 @@ class Gateway:
 
         self.spawner.every(30.0, expire)
         self.spawner.every(1.0, timer_c)
-        for lst in listeners:
-            log.info("SIP listening on %s", lst.name())
         families = {
             "IPv4" if isinstance(a, IPv4Address) else "IPv6"
             for a in identity.addresses
