@@ -10,6 +10,7 @@ BENCHMARKS = {
     "parser": "bench.parser",
     "sip": "bench.sip_proxy",
     "relay": "bench.relay_vs_rtpengine",
+    "routing": "bench.call_routing",
 }
 
 

@@ -5,15 +5,19 @@ What one run does (``python -m bench relay`` or ``python -m bench.relay_vs_rtpen
 1. Builds ``bench/rtpgen.c`` (a small C generator + sink, ``gcc -O2``) into a temp dir.
 2. Starts ``rtpengine`` (Debian ``rtpengine-daemon``, ``--table=-1``: userspace only; one
    logical interface ``lo`` holding 127.0.0.1 and ::1) and rtc64's stand-alone ng server
-   (``python -m rtc64.relay.ngserver``), each on its own ng port and media port range,
-   each pinned to CPU 0 (``--no-pin`` to let the scheduler choose).
+   (``python -m rtc64.relay.ngserver``), one after the other, each on its own ng port and
+   media port range, pinned to CPU 0 (``--no-pin`` to let the scheduler choose).
 3. Starts the generator pinned to CPU 1: one sending socket on ``::1``, one sink socket on
    ``127.0.0.1``. First it measures itself without a relay (127.0.0.1 → 127.0.0.1): its
    ceiling and the direct-path latency floor.
 4. Sets up ``--streams`` sessions in each relay over ng (offer: the caller's IPv6 SDP with
    ``address family`` IP4; answer: the callee's IPv4 SDP pointing at the sink).
 5. For each relay: the call-like load (``--streams`` x 50 packets/s), then increasing
-   rates (round-robin over the same streams) to find the highest rate with < 1 % loss.
+   rates (round-robin over the same streams) to find the highest rate with < 1 % loss
+   (ramp by ``--ramp-step``, then bisect), then flat out. Every step of the search runs on
+   a freshly started relay with fresh sessions (an overloaded rtpengine does not recover),
+   after the relay's CPU has settled; a step during which other processes used more than
+   0.25 core is repeated up to twice (the machine may be shared).
    Packets are 172 bytes (12-byte RTP header + 160), carrying a step id and the send time
    (CLOCK_REALTIME); the sink reads the kernel receive timestamp (SO_TIMESTAMPNS), so the
    latency is generator sendto → relay → sink socket, without the sink's scheduling.
@@ -264,7 +268,7 @@ class Step:
             f"delivered {self.delivered:>8,.0f}/s, loss {self.loss:6.2%}, "
             f"relay CPU {self.relay_cpu:5.1%} "
             f"({self.us_per_packet:5.2f} us/pkt), gen CPU {self.gen_cpu:4.0%}, "
-            f"latency p50/p99/max {self.p50_us}/{self.p99_us}/{self.max_us} us, "
+            f"latency p50/p90/p99/max {self.p50_us}/{self.p90_us}/{self.p99_us}/{self.max_us} us, "
             f"drops {self.drops}, "
             f"others {self.others:.2f} cores"
         )

@@ -170,12 +170,14 @@ class Gateway:
             on_timeout=lambda session: proxy_holder[0].media_timeout(MediaBridge.call_of(session)),
             log=log.getChild("relay"),
         )
-        media = MediaBridge(relay, cfg["media.policy"], log.getChild("media"))
         self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
         resolver = Resolver(cfg["dns.servers"])
         nat64 = nat64_prefix(cfg)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
             nat64 = await self._discover_nat64(resolver)
+        media = MediaBridge(relay, cfg["media.policy"], log.getChild("media"), nat64=nat64)
+        if media.policy == "nat64" and nat64 is None:
+            log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         rate = cfg["sip.request_rate"]
         self.proxy = proxy = Proxy(
             identity=identity,

@@ -7,6 +7,17 @@ Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers trave
   media address that cannot be reached as written (CLAT 192.0.0.0/29, RFC 1918, CGNAT,
   link-local, loopback, ULA: ``net.ranges``), or when the call is relayed already;
   ``always`` relays every call with SDP; ``never`` passes SDP untouched.
+- Policy ``nat64`` (with a NAT64 prefix, configured or discovered): a call one of whose
+  parties is reached through the NAT64 (its signalling address is inside the prefix) is
+  not relayed; media flows through the operator's NAT64 instead. Every SDP coming from
+  such a party gets each IPv4 address (``o=``, ``c=``, ``a=rtcp``, candidates and their
+  ``raddr``) replaced by its RFC 6052 synthesised IPv6 address, ``IN IP4`` becoming
+  ``IN IP6`` (``0.0.0.0`` of a hold becomes ``::``; multicast stays). SDP going to such a
+  party is left as is: the IPv4-only peer cannot use the IPv6 addresses in it, so it
+  must use symmetric RTP (send from the port it receives on, to the source it receives
+  from) to answer through the NAT64's dynamic mapping, which the IPv6 side opens by
+  sending first. A call already relayed stays relayed; calls without a NAT64 party
+  follow ``auto``. Without a prefix ``nat64`` is ``auto``.
 - An INVITE/UPDATE (or re-INVITE) with SDP is an offer from its sender; the SDP in the
   reliable answer to it (18x or 2xx) is the answer. An INVITE without SDP gets the offer
   in the 2xx and the answer in the ACK. The decision is taken per offer, per family of
@@ -24,16 +35,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Protocol
 
 from rtc64.errors import RemoteProtocolError
+from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.sdp import parse as parse_sdp
+from rtc64.sdp import serialize as serialize_sdp
 from rtc64.sdp.addresses import MEDIA_SOURCES, unusable_addresses
+from rtc64.sdp.rewrite import map_addresses
 from rtc64.sip.message import Request, Response
 
 SDP_TYPE = b"application/sdp"
-POLICIES = ("auto", "always", "never")
+POLICIES = ("auto", "always", "never", "nat64")
 
 
 class Relay(Protocol):
@@ -86,15 +101,56 @@ def _suffix(family: Family) -> bytes:
 class MediaBridge:
     """Decides per offer whether to relay and rewrites SDP bodies through the relay."""
 
-    def __init__(self, relay: Relay | None, policy: str, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        relay: Relay | None,
+        policy: str,
+        log: logging.Logger,
+        *,
+        nat64: IPv6Network | None = None,
+    ) -> None:
         if policy not in POLICIES:
             policy = "auto"
         self.relay = relay
-        self.policy = policy if relay is not None else "never"
+        # nat64 translation needs no relay; the other policies do.
+        self.policy = policy if relay is not None or policy == "nat64" else "never"
+        self.nat64 = nat64
         self.log = log
         self._calls: dict[bytes, _Call] = {}
         self.relayed_offers = 0
         self.passed_offers = 0
+        self.translated = 0
+
+    def through_nat64(self, address: IPAddress) -> bool:
+        """Whether policy ``nat64`` applies to a party signalling from ``address``."""
+        return (
+            self.policy == "nat64"
+            and self.nat64 is not None
+            and isinstance(address, IPv6Address)
+            and address in self.nat64
+        )
+
+    def _synthesised(self, address: IPAddress) -> IPAddress:
+        if not isinstance(address, IPv4Address) or address.is_multicast:
+            return address
+        if address.is_unspecified:  # a hold (or ICE placeholder) stays one
+            return IPv6Address(0)
+        assert self.nat64 is not None
+        return rfc6052.synthesize(address, self.nat64)
+
+    def translate(self, sdp: bytes) -> bytes | None:
+        """``sdp`` with its IPv4 addresses synthesised under the NAT64 prefix; None when
+        nothing changes or the SDP does not parse (it then passes untouched)."""
+        try:
+            sd = parse_sdp(sdp)
+        except RemoteProtocolError as exc:
+            self.log.debug("media: SDP not translated for NAT64: %s", exc)
+            return None
+        new = map_addresses(sd, self._synthesised)
+        if new == sd:
+            return None
+        self.translated += 1
+        return serialize_sdp(new)
 
     def active_calls(self) -> int:
         return len(self._calls)
@@ -130,6 +186,9 @@ class MediaBridge:
         """Rewritten SDP for an offer from ``offerer`` going to ``answerer``, or None."""
         a, b = family_of(offerer), family_of(answerer)
         call = self._calls.get(call_id)
+        if call is None and (self.through_nat64(offerer) or self.through_nat64(answerer)):
+            self.passed_offers += 1
+            return self.translate(sdp) if self.through_nat64(offerer) else None
         if self.relay is None or not self._wants_relay(call, sdp, a, b):
             self.passed_offers += 1
             return None
@@ -155,6 +214,8 @@ class MediaBridge:
     ) -> bytes | None:
         """Rewritten SDP for an answer from ``answerer`` back to the offerer, or None."""
         call = self._calls.get(call_id)
+        if call is None and self.through_nat64(answerer):
+            return self.translate(sdp)
         if call is None or self.relay is None or call.offer_tag is None:
             return None
         session = call.bound or call.sessions.get(family_of(answerer))

@@ -16,11 +16,15 @@
 #   (the RTP port itself under ``a=rtcp-mux``, else port + 1, unless given).
 # - Candidates: new ones go after the last candidate (before ``a=end-of-candidates``,
 #   which stays).
+# - ``map_addresses`` maps each IP address in place (``o=``, every ``c=``, ``a=rtcp``,
+#   candidate addresses and ``raddr``s); host names, ``a=altc`` and
+#   ``a=remote-candidates`` stay as written. A connection whose family changes loses its
+#   TTL (IPv6 has none) and keeps its count.
 """Pure rewriting of SDP: addresses, ports, ICE candidates, direction, hold."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
@@ -388,3 +392,69 @@ def rewrite_to_family(
 
     sections = tuple(replace(m, attributes=tuple(filter(keep, m.attributes))) for m in sd.media)
     return replace(sd, attributes=tuple(filter(keep, sd.attributes)), media=sections)
+
+
+# --- address mapping (NAT64 synthesis) -----------------------------------------------------
+
+
+AddressMap = Callable[[IPAddress], IPAddress]
+
+
+def _map_connection(conn: Connection, fn: AddressMap) -> Connection:
+    if isinstance(conn.address, str):
+        return conn
+    new = fn(conn.address)
+    if new == conn.address:
+        return conn
+    family = family_of(new)
+    ttl = conn.ttl if family is Family.INET else None
+    return Connection(conn.nettype, family.sdp, new, ttl, conn.count)
+
+
+def _map_attributes(
+    attributes: tuple[AttributeEntry, ...], fn: AddressMap
+) -> tuple[AttributeEntry, ...]:
+    return tuple(_map_attribute(a, fn) for a in attributes)
+
+
+def _map_attribute(a: AttributeEntry, fn: AddressMap) -> AttributeEntry:
+    if isinstance(a, Rtcp) and a.connection is not None:
+        return replace(a, connection=_map_connection(a.connection, fn))
+    if isinstance(a, Candidate):
+        address = a.address if isinstance(a.address, str) else fn(a.address)
+        related = a.related_address
+        if related is not None and not isinstance(related, str):
+            related = fn(related)
+        if address != a.address or related != a.related_address:
+            return replace(a, address=address, related_address=related)
+    return a
+
+
+def map_addresses(sd: SessionDescription, fn: AddressMap) -> SessionDescription:
+    """Replace every IP address ``a`` of ``sd`` with ``fn(a)`` where it is written.
+
+    Covers ``o=``, session and media ``c=``, ``a=rtcp`` addresses and candidate addresses
+    and ``raddr``s; ``IN IP4``/``IN IP6`` follow the new address. ``fn`` returning its
+    argument leaves that line untouched.
+    """
+    origin = sd.origin
+    if not isinstance(origin.address, str):
+        new = fn(origin.address)
+        if new != origin.address:
+            origin = replace(origin, addrtype=family_of(new).sdp, address=new)
+    connection = None if sd.connection is None else _map_connection(sd.connection, fn)
+    sections = tuple(
+        replace(
+            m,
+            connections=tuple(_map_connection(c, fn) for c in m.connections),
+            attributes=_map_attributes(m.attributes, fn),
+        )
+        for m in sd.media
+    )
+    return replace(
+        sd,
+        origin=origin,
+        connection=connection,
+        attributes=_map_attributes(sd.attributes, fn),
+        media=sections,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_network
 
 import pytest
 
@@ -449,3 +449,113 @@ def test_call_of_strips_the_family_suffix_only() -> None:
     assert MediaBridge.call_of(b"abc@host") == b"abc@host"
     assert MediaBridge.call_of(b"abc;f=5") == b"abc;f=5"
     assert MediaBridge.call_of(b"a;f=4;f=6") == b"a;f=4"
+
+
+# -- policy nat64: SDP from a party behind the NAT64 gets synthesised IPv6 addresses ----------
+
+NAT64 = ip_network("64:ff9b::/96")
+VIA_NAT64 = ip_address("64:ff9b::cb00:7132")  # 203.0.113.50, the IPv4-only callee
+PHONE6 = ip_address("2001:db8:aaaa::10")
+V4_SDP = (
+    b"v=0\r\no=- 7 7 IN IP4 203.0.113.50\r\ns=-\r\nc=IN IP4 203.0.113.50\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\nc=IN IP4 198.51.100.7\r\na=rtcp:4001 IN IP4 198.51.100.8\r\n"
+    b"a=candidate:1 1 UDP 2130706431 198.51.100.7 4000 typ host\r\n"
+    b"a=candidate:2 1 UDP 1694498815 192.0.2.9 5000 typ srflx raddr 198.51.100.7 rport 4000\r\n"
+    b"m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+)
+
+
+def make_nat64(relay: FakeRelay | None = None) -> MediaBridge:
+    return MediaBridge(
+        relay if relay is not None else FakeRelay(), "nat64", logging.getLogger("t"), nat64=NAT64
+    )
+
+
+def test_nat64_answer_from_the_ipv4_peer_is_synthesised_and_the_offer_passes() -> None:
+    relay = FakeRelay()
+    bridge = make_nat64(relay)
+    invite = req(b"INVITE", sdp("2001:db8:aaaa::10"))
+    # Toward the peer behind the NAT64: untouched (it answers by symmetric RTP).
+    assert bridge.request_body(invite, PHONE6, VIA_NAT64) is None
+    ok = resp(200, V4_SDP)
+    out = bridge.response_body(invite, ok, VIA_NAT64, PHONE6)
+    assert out is not None
+    text = out.decode()
+    assert "o=- 7 7 IN IP6 64:ff9b::cb00:7132\r\n" in text
+    assert "c=IN IP6 64:ff9b::cb00:7132\r\n" in text  # session c=
+    assert "c=IN IP6 64:ff9b::c633:6407\r\n" in text  # media c= (198.51.100.7)
+    assert "a=rtcp:4001 IN IP6 64:ff9b::c633:6408\r\n" in text
+    assert "a=candidate:1 1 UDP 2130706431 64:ff9b::c633:6407 4000 typ host\r\n" in text
+    assert "64:ff9b::c000:209 5000 typ srflx raddr 64:ff9b::c633:6407 rport 4000" in text
+    assert "IP4" not in text and "m=video 4002 RTP/AVP 96\r\n" in text
+    # No relay session anywhere, and the ACK has no SDP business with the NAT64 either.
+    assert relay.log == [] and bridge.active_calls() == 0
+    assert bridge.request_body(req(b"ACK", to_tag=b"bob"), PHONE6, VIA_NAT64) is None
+    assert bridge.translated == 1 and bridge.passed_offers == 1
+
+
+def test_nat64_offers_from_the_ipv4_peer_are_synthesised_answers_to_it_are_not() -> None:
+    """Delayed offer: the IPv4 peer offers in the 200, the IPv6 caller answers in the ACK;
+    then a re-INVITE from the IPv4 peer."""
+    relay = FakeRelay()
+    bridge = make_nat64(relay)
+    invite = req(b"INVITE")
+    out = bridge.response_body(invite, resp(200, sdp("203.0.113.50")), VIA_NAT64, PHONE6)
+    assert out == sdp("64:ff9b::cb00:7132")
+    ack = req(b"ACK", sdp("2001:db8:aaaa::10"), to_tag=b"bob")
+    assert bridge.request_body(ack, PHONE6, VIA_NAT64) is None
+    reinvite = req(b"INVITE", sdp("203.0.113.50", 4002), cseq=2, from_tag=b"bob", to_tag=b"alice")
+    assert bridge.request_body(reinvite, VIA_NAT64, PHONE6) == sdp("64:ff9b::cb00:7132", 4002)
+    assert relay.log == []
+
+
+def test_nat64_hold_stays_a_hold_and_ipv6_sdp_is_left_alone() -> None:
+    bridge = make_nat64()
+    held = sdp("203.0.113.50").replace(b"c=IN IP4 203.0.113.50", b"c=IN IP4 0.0.0.0")
+    out = bridge.offer(CID, b"bob", held, offerer=VIA_NAT64, answerer=PHONE6)
+    assert out is not None and b"c=IN IP6 ::\r\n" in out
+    assert b"o=- 1 1 IN IP6 64:ff9b::cb00:7132\r\n" in out
+    # A dual-stack peer behind the NAT64 that writes IPv6 already: nothing to change.
+    assert (
+        bridge.offer(CID, b"bob", sdp("2001:db8:cc::1"), offerer=VIA_NAT64, answerer=PHONE6) is None
+    )
+    # Unparsable SDP passes untouched.
+    assert bridge.offer(CID, b"bob", b"not sdp", offerer=VIA_NAT64, answerer=PHONE6) is None
+
+
+def test_nat64_calls_without_a_nat64_party_follow_auto() -> None:
+    relay = FakeRelay()
+    bridge = make_nat64(relay)
+    # Cross-family: relayed as under auto.
+    out = bridge.offer(CID, b"alice", sdp("2001:db8:aaaa::10"), offerer=CALLER6, answerer=CALLEE4)
+    assert out == b"offer via relay call1@test;f=4"
+    # Public same-family: untouched.
+    other = b"other@test"
+    assert (
+        bridge.offer(other, b"a", sdp("2001:db8:aaaa::10"), offerer=CALLER6, answerer=CALLEE6)
+        is None
+    )
+    # A relayed call stays relayed even when a NAT64 party joins (once relayed, always).
+    assert bridge.offer(CID, b"alice", sdp("2001:db8:aaaa::10"), offerer=CALLER6,
+                        answerer=VIA_NAT64) == b"offer via relay call1@test;f=6"  # fmt: skip
+    assert bridge.translated == 0
+
+
+def test_nat64_needs_a_prefix_and_the_policy() -> None:
+    # Without a prefix, nat64 is auto: nothing is synthesised.
+    relay = FakeRelay()
+    bridge = MediaBridge(relay, "nat64", logging.getLogger("t"))
+    assert bridge.policy == "nat64" and not bridge.through_nat64(VIA_NAT64)
+    out = bridge.offer(CID, b"b", sdp("203.0.113.50"), offerer=VIA_NAT64, answerer=CALLER6)
+    assert out is None  # public addresses, same family: auto leaves it alone
+    # Under auto the prefix changes nothing.
+    auto = MediaBridge(FakeRelay(), "auto", logging.getLogger("t"), nat64=NAT64)
+    assert not auto.through_nat64(VIA_NAT64)
+    # nat64 translation needs no relay; the other policies become never without one.
+    alone = MediaBridge(None, "nat64", logging.getLogger("t"), nat64=NAT64)
+    assert alone.policy == "nat64"
+    assert alone.offer(CID, b"b", sdp("203.0.113.50"), offerer=VIA_NAT64, answerer=PHONE6) == (
+        sdp("64:ff9b::cb00:7132")
+    )
+    assert not alone.through_nat64(ip_address("2001:db8::1"))
+    assert not alone.through_nat64(ip_address("203.0.113.50"))

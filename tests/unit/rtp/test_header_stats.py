@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 from rtc64.rtp.header import (
@@ -192,3 +193,37 @@ def test_malformed_and_rtcp_are_counted_not_raised() -> None:
     assert snap.malformed == 5
     assert snap.rtcp_packets == 2
     assert snap.packets == 0 and snap.expected == 0 and snap.ssrc is None
+
+
+def test_fast_path_matches_general_path() -> None:
+    # update() has a fast path for the in-order packet; it must leave exactly the state
+    # the general path (_update_general) leaves, over wraps, loss, reordering, duplicates,
+    # SSRC and payload-type changes, RTCP and malformed datagrams.
+    rng = random.Random(7)
+    fast = ReceptionStats({0: 8000, 8: 8000, 101: 8000})
+    slow = ReceptionStats({0: 8000, 8: 8000, 101: 8000})
+    seq, ts, ssrc, pt, t = 65500, 4294960000, 1, 0, 0.0
+    for _ in range(20000):
+        r = rng.random()
+        if r < 0.90:
+            seq, ts = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF
+        elif r < 0.93:
+            seq = (seq + rng.randint(2, 5)) & 0xFFFF  # loss
+        elif r < 0.95:
+            seq = (seq - rng.randint(1, 3)) & 0xFFFF  # late / duplicate
+        elif r < 0.96:
+            pt = rng.choice((0, 8, 101, 96))  # 96: no known rate
+        elif r < 0.965:
+            ssrc += 1
+        elif r < 0.97:
+            seq = (seq + 5000) & 0xFFFF  # jump
+        t += rng.uniform(0.015, 0.025)
+        if r > 0.998:
+            data = b"\x80\xc8" + b"\x00" * 6  # RTCP SR header (short)
+        elif r > 0.997:
+            data = b"\x40" + b"\x00" * 20  # wrong version
+        else:
+            data = struct.pack("!BBHII", 0x80, pt, seq, ts, ssrc) + b"\xd5" * 160
+        fast.update(data, t)
+        slow._update_general(data, t)
+        assert fast.snapshot() == slow.snapshot()

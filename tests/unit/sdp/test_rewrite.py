@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from rtc64.errors import LocalProtocolError
-from rtc64.net.address import Family
+from rtc64.net.address import Family, IPAddress
 from rtc64.sdp import parse, serialize
 from rtc64.sdp.addresses import AddressSource, addresses, families
 from rtc64.sdp.ice import Candidate, CandidateType, make_candidate, media_candidates
@@ -17,6 +17,7 @@ from rtc64.sdp.rewrite import (
     hold,
     is_held,
     is_rfc2543_hold,
+    map_addresses,
     replace_candidates,
     resume,
     rewrite_to_family,
@@ -432,3 +433,42 @@ def test_rewrites_are_pure() -> None:
     hold(sd)
     strip_candidates(sd)
     assert serialize(sd) == before
+
+
+# --- map_addresses -------------------------------------------------------------------------
+
+
+def test_map_addresses_maps_every_ip_where_it_is_written() -> None:
+    text = crlf("""
+v=0
+o=- 1 1 IN IP4 192.0.2.1
+s=-
+c=IN IP4 233.252.0.1/127/2
+t=0 0
+m=audio 4000 RTP/AVP 0
+c=IN IP4 192.0.2.2
+a=rtcp:4001 IN IP4 192.0.2.3
+a=candidate:1 1 UDP 2130706431 192.0.2.2 4000 typ host
+a=candidate:2 1 UDP 2130706431 abc.local 4000 typ host
+a=candidate:3 1 UDP 1694498815 198.51.100.1 4000 typ srflx raddr 192.0.2.2 rport 4000
+a=altc:1 IP4 192.0.2.9 4000
+m=audio 5000 RTP/AVP 0
+c=IN IP6 2001:db8::5
+""")
+    sd = parse(text)
+
+    def fn(a: IPAddress) -> IPAddress:
+        return IPv6Address(int(a) | (0xFD << 120)) if isinstance(a, IPv4Address) else a
+
+    out = serialize(map_addresses(sd, fn)).decode()
+    assert "o=- 1 1 IN IP6 fd00::c000:201\r\n" in out
+    assert "c=IN IP6 fd00::e9fc:1/2\r\n" in out  # TTL dropped (IPv6 has none), count kept
+    assert "c=IN IP6 fd00::c000:202\r\n" in out
+    assert "a=rtcp:4001 IN IP6 fd00::c000:203\r\n" in out
+    assert "a=candidate:1 1 UDP 2130706431 fd00::c000:202 4000 typ host\r\n" in out
+    assert "a=candidate:2 1 UDP 2130706431 abc.local 4000 typ host\r\n" in out
+    assert "fd00::c633:6401 4000 typ srflx raddr fd00::c000:202 rport 4000\r\n" in out
+    assert "a=altc:1 IP4 192.0.2.9 4000\r\n" in out  # alternatives are not rewritten
+    assert "c=IN IP6 2001:db8::5\r\n" in out
+    # The identity maps to an equal description.
+    assert map_addresses(sd, lambda a: a) == sd
