@@ -8,7 +8,9 @@ Rules (RFC 3261 §16.7 steps 5-6, §16.10; RFC 6026 for 2xx handling):
 - When every branch has a final response and none was forwarded, the best one goes
   upstream: any 6xx first; else the lowest class; within 4xx 401/407 (challenges from
   every 401/407 merged into it, §16.7 step 7), then 415, 420, 484, then the first; a 503
-  becomes 500 (§16.7 step 6); no response at all gives 408.
+  received from downstream becomes 500 (§16.7 step 6); no response at all gives 408.
+  A failure the proxy found itself (DNS, no listener of the target's family, no relay
+  ports) goes up as its own status and reason, 503 with Retry-After.
 - A branch that timed out counts as 408; one whose transport failed as 503.
 """
 
@@ -102,9 +104,10 @@ def best_response(ctx: ResponseContext, request: Request) -> tuple[int, bytes]:
     if resp is None:
         branch = next((b for b in ctx.branches if b.final_status == status), None)
         reason = branch.reason if branch is not None and branch.reason else None
-        if status == 503:
-            status, reason = 500, b"Server Internal Error"
-        return status, serialize(make_response(request, status, reason))
+        # Our own diagnosis (DNS failure, no listener of the family, no relay ports) keeps
+        # its status and reason; a 503 we make says when to retry.
+        extra = [(b"Retry-After", b"5")] if status == 503 else []
+        return status, serialize(make_response(request, status, reason, headers=extra))
     edit = Edit(resp).remove_top_via()
     if status in (401, 407):
         own = {(n.lower(), v) for n, v in challenges([(status, resp)])}

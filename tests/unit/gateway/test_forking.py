@@ -140,9 +140,13 @@ def test_synthesised_responses() -> None:
     assert isinstance(resp, Response)
     assert resp.reason == b"Request Timeout"
     assert resp.to.tag is not None
+    # Our own diagnosis keeps its status and reason, with Retry-After for a 503.
     status, data = best_response(context((503, None, b"no listener")), request())
-    assert status == 500
-    assert data.startswith(b"SIP/2.0 500 Server Internal Error\r\n")
+    assert status == 503
+    assert data.startswith(b"SIP/2.0 503 no listener\r\n")
+    own = parse_datagram(data)
+    assert isinstance(own, Response)
+    assert own.get(b"retry-after") == b"5"
     status, data = best_response(ResponseContext(b"INVITE"), request())
     assert status == 408
 

@@ -1035,9 +1035,9 @@ def test_no_relay_ports_fails_the_call_and_leaves_no_session(tmp_path: Path) -> 
     async def body(h: Harness) -> None:
         out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
         assert not only(out, CALLEE)
-        # The branch fails 503 "no media relay ports"; as the only (best) final it goes up
-        # as 500 (forking: §16.7 step 6).
-        assert statuses(out, CALLER) == [100, 500]
+        # The branch fails with our own 503 "no media relay ports", which goes up as such
+        # (only a 503 received from downstream becomes 500, §16.7 step 6).
+        assert statuses(out, CALLER) == [100, 503]
         assert relay.calls() == []
 
     run(tmp_path, body, media=bridge)
