@@ -367,7 +367,9 @@ KEYS: tuple[Key, ...] = (
         "auto",
         _choice(*MEDIA_POLICIES),
         "one of " + ", ".join(MEDIA_POLICIES),
-        "when to relay media",
+        "when to relay media: auto (families differ or SDP addresses unreachable as "
+        "written), always, never, or nat64 (peers behind the NAT64 get their IPv4 SDP "
+        "addresses synthesised into the NAT64 prefix, no relay; other calls as auto)",
     ),
     Key("media.workers", 1, _int_range(1, 64), "an integer 1..64", "relay worker processes"),
     Key(

@@ -322,6 +322,7 @@ class ProxyCore:
             try:
                 candidates = await self._candidates(hop_uri)
             except RemoteProtocolError as exc:
+                self.log.info("no route to %s for %r: %s", hop_uri.host, req.call_id, exc.reason)
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
                 continue
             self._start_branch(pending, branch, plan, candidates, str(hop_uri.host))
