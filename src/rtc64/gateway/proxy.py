@@ -119,11 +119,18 @@ class Proxy(RacingCore):
             return
         uri = req.uri
         routes = list(sh.routes(req))
+        restored: SipUri | None = None
+        ours_in_uri: SipUri | None = None
         if isinstance(uri, SipUri) and self.identity.is_us(uri) and routes:
-            # §16.4: the previous hop was a strict router; restore the Request-URI.
-            last = routes.pop()
-            uri = last.uri
+            last = routes[-1].uri
+            if isinstance(last, SipUri):
+                # §16.4: the previous hop was a strict router: our Record-Route entry is the
+                # Request-URI and the real one is the last Route; restore it.
+                ours_in_uri, restored, uri = uri, last, last
+                routes.pop()
         popped = self._pop_ours(routes)
+        if ours_in_uri is not None:
+            popped.insert(0, ours_in_uri)
         if req.to.tag is not None:
             if not popped:
                 self.reply(server, 403, "Forbidden: in-dialog request not routed via this proxy")
@@ -133,6 +140,7 @@ class Proxy(RacingCore):
                 return
             self.in_dialog(req)
             hop_uri, rewrite = self._next_from_routes(routes, uri, popped)
+            rewrite = rewrite or restored
             # An initial request routed to us (e.g. by a core via our Path entry) must keep
             # us in the dialog: the phone behind us cannot reach the other family itself.
             initial = req.to.tag is None
@@ -165,6 +173,8 @@ class Proxy(RacingCore):
             await self._forward(server, flow, [(flow_uri, None, routes, ())])
             return
         targets = await self._targets(req, uri, routes)
+        if restored is not None:
+            targets = [(h, n or restored, r, e) for h, n, r, e in targets]
         if not targets:
             self.reply(server, 404, "Not Found: no registered contact")
             return

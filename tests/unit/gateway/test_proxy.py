@@ -1157,3 +1157,25 @@ def test_an_answering_ipv6_target_is_used_alone(tmp_path: Path) -> None:
         assert not only(out, DUAL_V4), "a 100 Trying within the delay wins the race"
 
     run(tmp_path, body, resolver=dual_stack_dns())
+
+
+def test_request_from_a_strict_router_gets_its_request_uri_back(tmp_path: Path) -> None:
+    """§16.4: a strict router put our Record-Route URI in the Request-URI and the remote
+    target in the last Route; we restore it and forward to it."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        await h.feed(answer(fwd.data, 200), CALLEE)
+        ours = fwd.request.values(b"record-route")[1]  # the entry facing the caller
+        strict_uri = ours.strip(b"<>")
+        bye = request(
+            b"BYE", strict_uri, CALLER, branch=b"z9hG4bKstrict", cseq=2, to_tag=b"callee",
+            headers=(b"Route: <sip:bob@192.0.2.50:5060>",),
+        )  # fmt: skip
+        out = await h.feed(bye, CALLER)
+        down = one(out, CALLEE).request
+        assert down.method == b"BYE"
+        assert bytes(down.uri) == b"sip:bob@192.0.2.50:5060"
+        assert not down.has(b"route")
+
+    run(tmp_path, body)
