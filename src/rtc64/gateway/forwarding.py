@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Network
 from typing import Any, Protocol
@@ -76,6 +76,15 @@ class Sender(Protocol):
         flow: Flow | None = None,
         server_name: str | None = None,
     ) -> bool: ...
+
+    async def connect_race(
+        self,
+        transport: Transport,
+        targets: Sequence[Hop],
+        *,
+        attempt_delay: float | None,
+        server_name: str | None = None,
+    ) -> Hop: ...
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -325,10 +334,10 @@ class ProxyCore:
                 self.log.info("no route to %s for %r: %s", hop_uri.host, req.call_id, exc.reason)
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
                 continue
-            self._start_branch(pending, branch, plan, candidates, str(hop_uri.host))
+            await self._start_branch(pending, branch, plan, candidates, str(hop_uri.host))
         self._maybe_finish(pending)
 
-    def _start_branch(
+    async def _start_branch(
         self, pending: _Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
     ) -> None:
         """Send the branch to its first candidate (``racing.RacingCore`` races them)."""

@@ -10,9 +10,10 @@ Rules (RFC 8305 adapted, RFC 3263, RFC 3261 §9.1 and §16.7; see ``net.eyeballs
   then on the branch is the winner's. A loser that goes provisional later is CANCELled
   (the callee never rings twice), a loser's final is dropped, a loser's 2xx to INVITE is
   ACKed and ended with BYE.
-- Stream transports (TCP/TLS/WS) are raced by the transport layer when it connects; the
-  proxy sends them to the first candidate. With ``attempt_delay`` None (config
-  ``dns.happy_eyeballs = false``) a branch uses the first candidate only (plain RFC 3263).
+- Stream transports (TCP/TLS) race their connections instead (``SipTransportLayer.
+  connect_race``: IPv6 first, the next address ``attempt_delay`` later, losers closed) and
+  the request goes on the first connection that succeeds. With ``attempt_delay`` None
+  (config ``dns.happy_eyeballs = false``) a branch uses the first candidate only.
 """
 
 from __future__ import annotations
@@ -62,13 +63,17 @@ class RacingCore(ProxyCore):
 
     # -- starting -------------------------------------------------------------------------
 
-    def _start_branch(
+    async def _start_branch(
         self, pending: _Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
     ) -> None:
         ordered = self.health.order(key, candidates, self.clock())
+        streams = [h for h in ordered if h.transport.reliable]
+        if self.attempt_delay is not None and len(streams) >= 2 and len(streams) == len(ordered):
+            await self._start_stream_branch(pending, branch, plan, streams)
+            return
         udp = [h for h in ordered if h.transport is Transport.UDP]
         if self.attempt_delay is None or len(udp) < 2 or len(udp) != len(ordered):
-            super()._start_branch(pending, branch, plan, ordered, key)
+            await super()._start_branch(pending, branch, plan, ordered, key)
             return
         race: UdpRace[Hop] = UdpRace(
             udp, self.attempt_delay, invite=pending.request.method == b"INVITE"
@@ -78,6 +83,25 @@ class RacingCore(ProxyCore):
         first = race.start(self.clock())
         self._race_timers.watch(race)
         self._launch(entry, first.index, first.target)
+
+    async def _start_stream_branch(
+        self, pending: _Pending, branch: Branch, plan: Plan, streams: list[Hop]
+    ) -> None:
+        """TCP/TLS: race the connections (RFC 8305 §5), send on the first that connects."""
+        try:
+            winner = await self.sender.connect_race(
+                streams[0].transport,
+                streams,
+                attempt_delay=self.attempt_delay,
+                server_name=streams[0].server_name,
+            )
+        except OSError as exc:
+            reason = f"Service Unavailable: {exc}"
+            self._complete(pending, branch, 503, None, reason.encode("utf-8", "replace"))
+            return
+        if winner is not streams[0]:
+            self.stats.race_fallbacks += 1
+        self._attempt(pending, branch, plan, winner)
 
     def _launch(self, entry: _Race, index: int, hop: Hop) -> None:
         client = self._attempt(entry.pending, entry.branch, entry.plan, hop)

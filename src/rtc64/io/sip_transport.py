@@ -19,12 +19,14 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
-from rtc64.io import sockets
+from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.flow import Flow, SockAddr
 from rtc64.io.stats import TransportStats
@@ -35,6 +37,7 @@ from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_
 from rtc64.net.endpoint import ListenSpec, Transport
 from rtc64.sip.message import Message
 
+StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
 OnBadDatagram = Callable[[bytes, RemoteProtocolError, Flow], None]
 OnSendError = Callable[[Transport, SockAddr, Exception], None]
@@ -278,6 +281,38 @@ class SipTransportLayer:
         task.add_done_callback(self._tasks.discard)
         return conn
 
+    async def connect_race(
+        self,
+        transport: Transport,
+        targets: Sequence[StreamTargetT],
+        *,
+        attempt_delay: float | None,
+        server_name: str | None = None,
+    ) -> StreamTargetT:
+        """Race stream connections to ``targets`` (RFC 8305 §5: IPv6 first, the next one
+        ``attempt_delay`` later); the winner becomes a connection that ``send`` reuses and
+        is returned. An open connection to any target is reused without racing. Raises
+        ``ConnectRaceError`` (an ``OSError``) naming every target when none connects."""
+        for target in targets:
+            if self._connection_for(transport, (target.address, target.port), None):
+                return target
+        local = {b.family: b.spec.address for b in self._listeners if b.transport is transport}
+        usable = [t for t in targets if family_of(t.address) in local]
+        result = await eyeballs_tcp.connect_race(
+            usable or targets,
+            attempt_delay=attempt_delay,
+            connect=eyeballs_tcp.tcp_connector(local=local, timeout=self.limits.connect_timeout),
+        )
+        winner = result.target
+        conn = StreamConnection(
+            self, transport, next(self._ids), remote=(winner.address, winner.port)
+        )
+        self._register(conn)
+        await self._attach(conn, result.sock, server_name)
+        if conn.is_closing():
+            raise OSError(f"{transport.value} connection to {conn.remote} failed")
+        return winner
+
     async def _dial(self, conn: Connection, local: IPAddress, server_name: str | None) -> None:
         assert conn.remote is not None
         loop = asyncio.get_running_loop()
@@ -286,6 +321,25 @@ class SipTransportLayer:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 await loop.sock_connect(sock, to_sockaddr(address, port))
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            self.log.info("%s connection to %s failed: %s", conn.kind.value, conn.remote, exc)
+            conn.failed()
+            if self._on_send_error is not None:
+                self._call(self._on_send_error, conn.kind, conn.remote, exc)
+            return
+        except BaseException:
+            sock.close()
+            conn.failed()
+            raise
+        await self._attach(conn, sock, server_name)
+
+    async def _attach(self, conn: Connection, sock: socket.socket, server_name: str | None) -> None:
+        """Run ``conn`` (TLS on top if needed) on an already connected socket."""
+        assert conn.remote is not None
+        loop = asyncio.get_running_loop()
+        address = conn.remote[0]
+        try:
             secure = conn.kind.secure
             if secure and self._client_tls is None:
                 self._client_tls = client_context()
