@@ -21,9 +21,10 @@ import pytest
 from rtc64.io import tls
 from rtc64.io.eyeballs_tcp import ConnectRaceError, connect_race, tcp_connector
 from rtc64.net.address import Family, IPAddress
+from rtc64.net.endpoint import Transport
 from rtc64.net.eyeballs import HealthCache, State
 
-from .helpers import V4, V6
+from .helpers import V4, V6, Gateway, port_of, wait_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +317,36 @@ def test_a_connect_completing_with_the_winner_is_closed() -> None:
     finally:
         for sock in made + peers:
             sock.close()
+
+
+def test_transport_layer_races_connections_and_reuses_the_winner() -> None:
+    """SipTransportLayer.connect_race: a silent IPv6 target loses to a listening IPv4 one
+    within the attempt delay; the winning connection is what send() then uses."""
+
+    async def main() -> None:
+        rec = Gateway()
+        server = rec.layer(["tcp:127.0.0.1:0"])
+        client = rec.layer(["tcp:[::1]:0", "tcp:127.0.0.1:0"])
+        await server.start()
+        await client.start()
+        try:
+            with black_hole(V6) as silent:
+                ok = Target(V4, port_of(server, Transport.TCP, 4))
+                winner = await client.connect_race(
+                    Transport.TCP, [Target(V6, silent), ok], attempt_delay=0.05
+                )
+                assert winner == ok
+                assert client.connection_count == 1
+                invite = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n" + (
+                    b"Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKr\r\nFrom: <sip:a@b>;tag=1\r\n"
+                    b"To: <sip:x@127.0.0.1>\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+                assert client.send(invite, Transport.TCP, ok.address, ok.port)
+                await wait_for(lambda: len(rec.messages) == 1)
+                assert client.connection_count == 1, "no second connection was opened"
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(main())
