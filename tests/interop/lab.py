@@ -104,9 +104,20 @@ class Host:
         return proc
 
     def stop_all(self) -> None:
+        """Stop what we started, then anything still running in the namespace (children
+        of forking peers such as Kamailio would otherwise keep their ports)."""
         for proc in reversed(self.procs):
             stop(proc)
         self.procs.clear()
+        deadline = time.monotonic() + 5
+        while True:
+            pids = sh("ip", "netns", "pids", self.ns, check=False).stdout.split()
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
