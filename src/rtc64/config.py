@@ -259,7 +259,7 @@ KEYS: tuple[Key, ...] = (
         20000,
         _int_range(1, 10_000_000),
         "an integer 1..10000000",
-        "transactions in flight before answering 503",
+        "proxied requests awaiting their final response before new ones get 503",
     ),
     Key(
         "sip.overload_lag",

@@ -162,6 +162,9 @@ class ProxyCore:
         self.timer_c = timer_c
         self.overloaded = overloaded
         self.nat64 = nat64
+        self.in_flight = 0
+        """Proxied requests still waiting for their final response (the overload measure;
+        finished transactions lingering for retransmissions are cheap and not counted)."""
         self.dialogs = DialogTracker(identity.is_us)
 
     def _new_request(self, server: ServerTransaction) -> None:
@@ -200,9 +203,17 @@ class ProxyCore:
 
     def _terminated(self, txn: ClientTransaction | ServerTransaction) -> None:
         if isinstance(txn, ServerTransaction):
-            self._pending.pop(txn, None)
+            pending = self._pending.pop(txn, None)
+            if pending is not None:
+                self._finish(pending)
         else:
             self._branches.pop(txn, None)
+
+    def _finish(self, pending: _Pending) -> None:
+        """The request got its final response upstream (or its transaction ended)."""
+        if not pending.ctx.final_forwarded:
+            pending.ctx.final_forwarded = True
+            self.in_flight -= 1
 
     def respond(self, server: ServerTransaction, resp: Response | bytes, status: int = 0) -> None:
         """Send a response on a server transaction (ours, or forwarded bytes)."""
@@ -309,6 +320,7 @@ class ProxyCore:
         pending = self._pending.get(server)
         if pending is None:
             pending = _Pending(server, req, ResponseContext(req.method))
+            self.in_flight += 1
             self._pending[server] = pending
         in_listener = self._listener_of(flow)
         stamped = hops.stamp_top_via(req, flow)
@@ -531,7 +543,7 @@ class ProxyCore:
         ctx = pending.ctx
         if 200 <= status < 300 and resp is not None:
             # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
-            ctx.final_forwarded = True
+            self._finish(pending)
             client = branch.txn
             assert isinstance(client, ClientTransaction)
             self.respond(pending.server, self._upstream(pending, client, resp), status)
@@ -551,7 +563,7 @@ class ProxyCore:
         ctx = pending.ctx
         if ctx.final_forwarded or not ctx.branches or not ctx.all_completed():
             return
-        ctx.final_forwarded = True
+        self._finish(pending)
         status, data = best_response(ctx, pending.request)
         self.respond(pending.server, data, status)
         req = pending.request

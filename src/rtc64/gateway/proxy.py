@@ -78,7 +78,7 @@ class Proxy(RacingCore):
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
-        busy = len(self.layer) >= self.max_transactions or (initial and self.overloaded())
+        busy = self.in_flight >= self.max_transactions or (initial and self.overloaded())
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
