@@ -10,22 +10,22 @@ forwarding; RFC 5658 double Record-Route; RFC 3581):
   the SDP body rewritten by the media bridge when the call is relayed.
 - Provisional responses (not 100) and every 2xx go upstream at once; the best final when
   every branch has completed (``forking``); a 2xx or 6xx cancels the pending branches.
-- Timer C (§16.6 step 11): an INVITE branch that has not completed three minutes after
-  its last provisional is cancelled and counts as 408.
+- Timer C and the BYEs for calls whose media died are in ``calls.CallControl``, the
+  happy-eyeballs races in ``racing.RacingCore``; ``proxy.Proxy`` extends both.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Network
-from typing import Any, Protocol
+from typing import Any
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import hops
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.branches import Pending, Plan, Sender, Spawn, flow_of, ip_of, received_uri
 from rtc64.gateway.dialogs import DialogTracker
 from rtc64.gateway.forking import Branch, BranchState, ResponseContext, best_response
 from rtc64.gateway.hops import Hop
@@ -42,8 +42,8 @@ from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
-from rtc64.sip.message import Request, Response, build_request, make_response
-from rtc64.sip.nameaddr import NameAddr, parse_name_addr
+from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.transaction_base import (
@@ -59,57 +59,10 @@ from rtc64.sip.transaction_base import (
 )
 from rtc64.sip.transaction_client import ClientTransaction, make_cancel
 from rtc64.sip.transaction_server import ServerTransaction
-from rtc64.sip.uri import SipUri, parse_uri
+from rtc64.sip.uri import SipUri
 
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
-
-
-class Sender(Protocol):
-    def send(
-        self,
-        data: bytes,
-        transport: Transport,
-        address: IPAddress,
-        port: int,
-        *,
-        flow: Flow | None = None,
-        server_name: str | None = None,
-    ) -> bool: ...
-
-    async def connect_race(
-        self,
-        transport: Transport,
-        targets: Sequence[Hop],
-        *,
-        attempt_delay: float | None,
-        server_name: str | None = None,
-    ) -> Hop: ...
-
-
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A proxied request: its server transaction and response context."""
-
-    server: ServerTransaction
-    request: Request
-    ctx: ResponseContext
-    record_routed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What every copy of a request on one branch shares (only the hop differs)."""
-
-    flow: Flow
-    in_listener: Listener | None  # set when we Record-Route
-    stamped: bytes | None  # the caller's Via with received/rport
-    new_uri: SipUri | None
-    routes: tuple[bytes, ...] | None  # None: the Route lines stay as received
-    path: Callable[[Listener, IPAddress], bytes] | None
 
 
 class ProxyCore:
@@ -155,8 +108,8 @@ class ProxyCore:
         self.log = log
         self.stats = ProxyStats()
         self._on_events = on_events
-        self._pending: dict[ServerTransaction, _Pending] = {}
-        self._branches: dict[ClientTransaction, tuple[_Pending, Branch]] = {}
+        self._pending: dict[ServerTransaction, Pending] = {}
+        self._branches: dict[ClientTransaction, tuple[Pending, Branch]] = {}
         self.media = media
         self.secret = secret or secrets.token_bytes(32)
         self.timer_c = timer_c
@@ -209,7 +162,7 @@ class ProxyCore:
         else:
             self._branches.pop(txn, None)
 
-    def _finish(self, pending: _Pending) -> None:
+    def _finish(self, pending: Pending) -> None:
         """The request got its final response upstream (or its transaction ended)."""
         if not pending.ctx.final_forwarded:
             pending.ctx.final_forwarded = True
@@ -319,7 +272,7 @@ class ProxyCore:
         req = server.request
         pending = self._pending.get(server)
         if pending is None:
-            pending = _Pending(server, req, ResponseContext(req.method))
+            pending = Pending(server, req, ResponseContext(req.method))
             self.in_flight += 1
             self._pending[server] = pending
         in_listener = self._listener_of(flow)
@@ -350,13 +303,13 @@ class ProxyCore:
         self._maybe_finish(pending)
 
     async def _start_branch(
-        self, pending: _Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
+        self, pending: Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
     ) -> None:
         """Send the branch to its first candidate (``racing.RacingCore`` races them)."""
         self._attempt(pending, branch, plan, candidates[0])
 
     def _attempt(
-        self, pending: _Pending, branch: Branch, plan: Plan, hop: Hop
+        self, pending: Pending, branch: Branch, plan: Plan, hop: Hop
     ) -> ClientTransaction | None:
         """Forward one copy of the request to ``hop`` as a new client transaction."""
         req = pending.request
@@ -534,7 +487,7 @@ class ProxyCore:
             self._complete(entry[0], entry[1], status, None, reason)
 
     def _complete(
-        self, pending: _Pending, branch: Branch, status: int, resp: Response | None, reason: bytes
+        self, pending: Pending, branch: Branch, status: int, resp: Response | None, reason: bytes
     ) -> None:
         first_final = branch.state is not BranchState.COMPLETED
         branch.state = BranchState.COMPLETED
@@ -559,7 +512,7 @@ class ProxyCore:
             self._cancel_pending(ctx)
         self._maybe_finish(pending)
 
-    def _maybe_finish(self, pending: _Pending) -> None:
+    def _maybe_finish(self, pending: Pending) -> None:
         ctx = pending.ctx
         if ctx.final_forwarded or not ctx.branches or not ctx.all_completed():
             return
@@ -620,13 +573,13 @@ class ProxyCore:
             return None
         return self.media.request_body(req, flow.remote[0], hop.ip)
 
-    def _upstream(self, pending: _Pending, client: ClientTransaction, resp: Response) -> bytes:
+    def _upstream(self, pending: Pending, client: ClientTransaction, resp: Response) -> bytes:
         """A response to send upstream: our Via removed, SDP rewritten if relayed."""
         edit = Edit(resp).remove_top_via()
         if self.media is not None:
             try:
                 body = self.media.response_body(
-                    pending.request, resp, _ip_of(client.dest), _ip_of(pending.server.dest)
+                    pending.request, resp, ip_of(client.dest), ip_of(pending.server.dest)
                 )
             except Rtc64Error as exc:
                 self.log.warning("media: answer for %r not relayed: %s", resp.call_id, exc)
@@ -646,67 +599,3 @@ class ProxyCore:
         self.dialogs.end(call_id)
         if self.media is not None:
             self.media.end(call_id)
-
-    def expire_timer_c(self) -> None:
-        """Cancel INVITE branches that heard nothing final for Timer C (§16.6 step 11)."""
-        now = self.clock()
-        for pending in list(self._pending.values()):
-            if pending.ctx.method != b"INVITE" or pending.ctx.final_forwarded:
-                continue
-            for branch in pending.ctx.pending():
-                if branch.timer_c and branch.timer_c <= now and not branch.cancelled:
-                    if branch.state is BranchState.PROCEEDING:
-                        self._send_cancel(branch)
-                    else:
-                        branch.cancel_wanted = True
-                    client = branch.txn
-                    if isinstance(client, ClientTransaction):
-                        self._branches.pop(client, None)
-                    self._complete(pending, branch, 408, None, b"Request Timeout (Timer C)")
-
-    def media_timeout(self, call_id: bytes) -> None:
-        """The relay saw no media: BYE both parties of the dialog (as rtpengine+Kamailio)."""
-        self.log.info("media timeout: ending call %r with BYE to both sides", call_id)
-        for target, routes, lines in self.dialogs.byes(call_id):
-            self.spawn(self._send_bye(target, routes, lines))
-        self.end_call(call_id)
-
-    async def _send_bye(
-        self, target: bytes, routes: tuple[bytes, ...], lines: list[tuple[bytes, bytes]]
-    ) -> None:
-        try:
-            first = parse_name_addr(routes[0], "Route").uri if routes else parse_uri(target)
-            if not isinstance(first, SipUri):
-                return
-            hop = await self._pick_hop(first)
-            out = self.identity.listener_for(hop.transport, hop.ip)
-            assert out is not None
-            branch = hops.BRANCH_PREFIX + b"bye-" + secrets.token_hex(8).encode()
-            via = hops.via_value(hop.transport, self.identity.hostport_of(out, hop.ip), branch)
-            headers = [(b"Via", via), *((b"Route", r) for r in routes), *lines]
-            bye = build_request(b"BYE", target, headers)
-            _, events = self.layer.start_client(bye, hop, hop.reliable, self.clock())
-            self.stats.byes_sent += 1
-            self.dispatch(events)
-        except Rtc64Error as exc:
-            self.log.warning("media timeout BYE to %r not sent: %s", target, exc)
-
-
-def flow_of(dest: object) -> Flow:
-    assert isinstance(dest, Hop) and dest.flow is not None
-    return dest.flow
-
-
-def received_uri(route: SipUri) -> SipUri | None:
-    """The flow a Path entry of ours recorded (``received=`` param), as a URI."""
-    value = route.param(b"received")
-    if not value:
-        return None
-    text = value.replace(b"%3B", b";").replace(b"%3b", b";").replace(b"%3D", b"=")
-    uri = parse_uri(text.replace(b"%3d", b"="), "Path received")
-    return uri if isinstance(uri, SipUri) else None
-
-
-def _ip_of(dest: object) -> IPAddress:
-    assert isinstance(dest, Hop)
-    return dest.ip

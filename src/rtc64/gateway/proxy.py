@@ -29,7 +29,7 @@ from collections.abc import Callable
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
 from rtc64.gateway.bindings import Binding, canonical_aor
-from rtc64.gateway.forwarding import flow_of, received_uri
+from rtc64.gateway.branches import flow_of, received_uri
 from rtc64.gateway.identity import Listener
 from rtc64.gateway.racing import RacingCore
 from rtc64.gateway.register import handle_register

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rtc64.gateway.branches import Pending, Plan
+from rtc64.gateway.calls import CallControl
 from rtc64.gateway.forking import Branch
-from rtc64.gateway.forwarding import Plan, ProxyCore, _Pending
 from rtc64.gateway.hops import Hop
 from rtc64.net.address import family_of
 from rtc64.net.endpoint import Transport
@@ -35,7 +36,7 @@ from rtc64.sip.transaction_client import ClientTransaction, make_cancel
 class _Race:
     """One branch's race: its plan, the race state and the attempts' transactions."""
 
-    pending: _Pending
+    pending: Pending
     branch: Branch
     plan: Plan
     key: str
@@ -44,8 +45,8 @@ class _Race:
     learnt: bool = False
 
 
-class RacingCore(ProxyCore):
-    """``ProxyCore`` whose UDP branches race their addresses (happy eyeballs)."""
+class RacingCore(CallControl):
+    """``CallControl`` whose branches race their addresses (happy eyeballs)."""
 
     def __init__(
         self,
@@ -64,7 +65,7 @@ class RacingCore(ProxyCore):
     # -- starting -------------------------------------------------------------------------
 
     async def _start_branch(
-        self, pending: _Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
+        self, pending: Pending, branch: Branch, plan: Plan, candidates: list[Hop], key: str
     ) -> None:
         ordered = self.health.order(key, candidates, self.clock())
         streams = [h for h in ordered if h.transport.reliable]
@@ -85,7 +86,7 @@ class RacingCore(ProxyCore):
         self._launch(entry, first.index, first.target)
 
     async def _start_stream_branch(
-        self, pending: _Pending, branch: Branch, plan: Plan, streams: list[Hop]
+        self, pending: Pending, branch: Branch, plan: Plan, streams: list[Hop]
     ) -> None:
         """TCP/TLS: race the connections (RFC 8305 §5), send on the first that connects."""
         try:
