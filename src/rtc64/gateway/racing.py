@@ -169,9 +169,10 @@ class RacingCore(CallControl):
             self._cancel_loser(client)
         elif decision.action is Action.ACK_BYE:
             self.log.warning(
-                "happy eyeballs: a losing attempt to %s answered 2xx; it is not relayed",
+                "happy eyeballs: a losing attempt to %s answered 2xx too; ACK and BYE it",
                 entry.branch.target,
             )
+            self.end_unwanted(client, resp)
 
     def _cancel_loser(self, client: ClientTransaction) -> None:
         hop = client.dest

@@ -1179,3 +1179,24 @@ def test_request_from_a_strict_router_gets_its_request_uri_back(tmp_path: Path) 
         assert not down.has(b"route")
 
     run(tmp_path, body)
+
+
+def test_a_losing_attempt_that_answers_2xx_is_acked_and_ended(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        out = await h.feed(invite(b"sip:bob@dual.example.net"), CALLER)
+        first = one(out, DUAL_V6)
+        out = await h.advance(0.3, step=0.05)
+        second = one(out, DUAL_V4)
+        out = await h.feed(answer(second.data, 200), DUAL_V4)
+        assert statuses(out, CALLER) == [200]
+        # The callee also answers on IPv6, late: nobody wants that dialog.
+        out = await h.feed(answer(first.data, 200, to_tag=b"late"), DUAL_V6)
+        assert not only(out, CALLER), "the caller never sees the second 2xx"
+        # Sent to the 2xx's Contact (the test UAS always writes sip:bob@192.0.2.50:5060).
+        assert methods(out, CALLEE) == [b"ACK", b"BYE"]
+        ack, bye = (s.request for s in only(out, CALLEE))
+        assert ack.to.tag == bye.to.tag == b"late"
+        assert bye.cseq.seq == ack.cseq.seq + 1
+        assert bytes(bye.uri) == b"sip:bob@192.0.2.50:5060", "sent to the 2xx's Contact"
+
+    run(tmp_path, body, resolver=dual_stack_dns())
