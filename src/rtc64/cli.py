@@ -8,12 +8,12 @@ bad input.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtc64 import __version__, config, logs
 from rtc64.errors import ConfigError, Rtc64Error
@@ -25,6 +25,9 @@ from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.sip import lint
+
+if TYPE_CHECKING:
+    import asyncio
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -189,7 +192,7 @@ def _with_store(
         finally:
             await store.close()
 
-    return asyncio.run(main())
+    return loop.run_once(main)
 
 
 def _user_add(args: argparse.Namespace) -> int:
@@ -274,8 +277,8 @@ def _nat64_discover(args: argparse.Namespace) -> int:
         raise ConfigError("--timeout", timeout, "seconds, 0..600")
     configured = [_prefix(cfg["nat64.prefix"])] if cfg["nat64.prefix"] else []
     resolver = Resolver(cfg["dns.servers"], timeout=max(timeout, 1.0))
-    report = asyncio.run(
-        nat64_io.discover_report(resolver, listen_ra=timeout, configured=configured)
+    report = loop.run_once(
+        lambda: nat64_io.discover_report(resolver, listen_ra=timeout, configured=configured)
     )
     for found in report.prefixes:
         line = f"{found.prefix}  source={found.source}"

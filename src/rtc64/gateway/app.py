@@ -4,7 +4,7 @@ layer and proxy, runs until stopped, then stops them in reverse order."""
 from __future__ import annotations
 
 import logging
-import socket
+import platform
 import time
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
@@ -68,7 +68,7 @@ def realm_of(cfg: Config) -> str:
     if cfg["auth.realm"]:
         return str(cfg["auth.realm"])
     domains = cfg["sip.domains"]
-    return str(domains[0]) if domains else socket.gethostname()
+    return str(domains[0]) if domains else platform.node()
 
 
 def relay_addresses(
@@ -140,7 +140,7 @@ class Gateway:
             listeners,
             domains=cfg["sip.domains"],
             host_addresses=host_addresses,
-            hostnames=(socket.gethostname(),),
+            hostnames=(platform.node(),),
             source_for=interfaces.source_address,
         )
         layer = TransactionLayer()

@@ -36,3 +36,13 @@ def run(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(wrapper())
+
+
+def run_once(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a one-shot job (CLI commands) on the same kind of loop as ``run``."""
+
+    async def wrapper() -> T:
+        return await main()
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(wrapper())

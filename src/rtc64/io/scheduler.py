@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -110,3 +111,36 @@ class LagMonitor:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+class MonotonicTimer:
+    """One pending call at a ``time.monotonic()`` deadline (for cores that use that clock,
+    like the relay engine); ``schedule(None)`` cancels; ``close`` stops it for good."""
+
+    __slots__ = ("_callback", "_handle", "_loop", "_when")
+
+    def __init__(self, callback: Callable[[float], None]) -> None:
+        self._callback: Callable[[float], None] | None = callback
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._when: float | None = None
+
+    def schedule(self, when: float | None) -> None:
+        if when == self._when and self._handle is not None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._when = when
+        if when is not None and self._callback is not None:
+            self._handle = self._loop.call_later(max(0.0, when - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._when = None
+        if self._callback is not None:
+            self._callback(time.monotonic())
+
+    def close(self) -> None:
+        self.schedule(None)
+        self._callback = None

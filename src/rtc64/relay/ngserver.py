@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Mapping, Sequence
 from ipaddress import ip_network
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtc64 import config as config_module
 from rtc64.errors import ConfigError
@@ -28,6 +28,9 @@ from rtc64.net.address import Family
 from rtc64.net.endpoint import ListenSpec
 from rtc64.relay.ng import MediaEngine, NgProtocol
 from rtc64.relay.options import RelaySettings
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 async def start(

@@ -7,54 +7,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from time import monotonic
 
 from rtc64.io.media import MediaForwarder
 from rtc64.io.media_workers import WorkerPool
+from rtc64.io.scheduler import MonotonicTimer
 from rtc64.relay.engine import Forwarder, MediaRelay
 from rtc64.relay.options import RelaySettings
-
-
-class _EngineTimer:
-    """One loop timer at the engine's ``get_timer()``."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._when: float | None = None
-        self.relay: MediaRelay | None = None
-
-    def schedule(self, when: float | None) -> None:
-        if when == self._when and self._handle is not None:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._when = when
-        if when is not None:
-            self._handle = self._loop.call_later(max(0.0, when - monotonic()), self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._when = None
-        if self.relay is not None:
-            self.relay.handle_timer(monotonic())
-
-    def cancel(self) -> None:
-        self.relay = None
-        self.schedule(None)
 
 
 class RunningRelay(MediaRelay):
     """A MediaRelay whose timers run on the loop; ``close`` stops them and the forwarder."""
 
-    _timer: _EngineTimer
+    _timer: MonotonicTimer
 
     def close(self) -> None:
-        self._timer.cancel()
+        self._timer.close()
         super().close()
 
 
@@ -71,7 +41,8 @@ def start_relay(
         forwarder = WorkerPool(settings.workers, log=log, stats_interval=settings.stats_interval)
     else:
         forwarder = MediaForwarder(log)
-    timer = _EngineTimer()
+    relays: list[MediaRelay] = []
+    timer = MonotonicTimer(lambda now: relays[0].handle_timer(now) if relays else None)
     relay = RunningRelay(
         settings,
         forwarder,
@@ -81,5 +52,5 @@ def start_relay(
         log=log,
     )
     relay._timer = timer
-    timer.relay = relay
+    relays.append(relay)
     return relay
