@@ -18,6 +18,7 @@ from rtc64.gateway.identity import Listener
 from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Transport
+from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Request
 from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri, parse_uri
@@ -42,7 +43,7 @@ class Sender(Protocol):
         *,
         attempt_delay: float | None,
         server_name: str | None = None,
-    ) -> Hop: ...
+    ) -> tuple[Hop, Race[Hop] | None]: ...
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]

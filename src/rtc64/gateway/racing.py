@@ -70,7 +70,7 @@ class RacingCore(CallControl):
         ordered = self.health.order(key, candidates, self.clock())
         streams = [h for h in ordered if h.transport.reliable]
         if self.attempt_delay is not None and len(streams) >= 2 and len(streams) == len(ordered):
-            await self._start_stream_branch(pending, branch, plan, streams)
+            await self._start_stream_branch(pending, branch, plan, streams, key)
             return
         udp = [h for h in ordered if h.transport is Transport.UDP]
         if self.attempt_delay is None or len(udp) < 2 or len(udp) != len(ordered):
@@ -86,11 +86,11 @@ class RacingCore(CallControl):
         self._launch(entry, first.index, first.target)
 
     async def _start_stream_branch(
-        self, pending: Pending, branch: Branch, plan: Plan, streams: list[Hop]
+        self, pending: Pending, branch: Branch, plan: Plan, streams: list[Hop], key: str
     ) -> None:
         """TCP/TLS: race the connections (RFC 8305 §5), send on the first that connects."""
         try:
-            winner = await self.sender.connect_race(
+            winner, race = await self.sender.connect_race(
                 streams[0].transport,
                 streams,
                 attempt_delay=self.attempt_delay,
@@ -100,6 +100,8 @@ class RacingCore(CallControl):
             reason = f"Service Unavailable: {exc}"
             self._complete(pending, branch, 503, None, reason.encode("utf-8", "replace"))
             return
+        if race is not None:
+            self.health.learn(key, race, self.clock())
         if winner is not streams[0]:
             self.stats.race_fallbacks += 1
         self._attempt(pending, branch, plan, winner)

@@ -35,6 +35,7 @@ from rtc64.io.udp import UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message
 
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
@@ -288,14 +289,16 @@ class SipTransportLayer:
         *,
         attempt_delay: float | None,
         server_name: str | None = None,
-    ) -> StreamTargetT:
+    ) -> tuple[StreamTargetT, Race[StreamTargetT] | None]:
         """Race stream connections to ``targets`` (RFC 8305 §5: IPv6 first, the next one
-        ``attempt_delay`` later); the winner becomes a connection that ``send`` reuses and
-        is returned. An open connection to any target is reused without racing. Raises
-        ``ConnectRaceError`` (an ``OSError``) naming every target when none connects."""
+        ``attempt_delay`` later); the winner becomes a connection that ``send`` reuses.
+        Returns the winner and the finished race (None when an open connection to one of
+        the targets was reused without racing), for the caller's family health cache.
+        Raises ``ConnectRaceError`` (an ``OSError``) naming every target when none
+        connects."""
         for target in targets:
             if self._connection_for(transport, (target.address, target.port), None):
-                return target
+                return target, None
         local = {b.family: b.spec.address for b in self._listeners if b.transport is transport}
         usable = [t for t in targets if family_of(t.address) in local]
         result = await eyeballs_tcp.connect_race(
@@ -311,7 +314,7 @@ class SipTransportLayer:
         await self._attach(conn, result.sock, server_name)
         if conn.is_closing():
             raise OSError(f"{transport.value} connection to {conn.remote} failed")
-        return winner
+        return winner, result.race
 
     async def _dial(self, conn: Connection, local: IPAddress, server_name: str | None) -> None:
         assert conn.remote is not None

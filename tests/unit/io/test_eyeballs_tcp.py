@@ -332,10 +332,11 @@ def test_transport_layer_races_connections_and_reuses_the_winner() -> None:
         try:
             with black_hole(V6) as silent:
                 ok = Target(V4, port_of(server, Transport.TCP, 4))
-                winner = await client.connect_race(
+                winner, race = await client.connect_race(
                     Transport.TCP, [Target(V6, silent), ok], attempt_delay=0.05
                 )
                 assert winner == ok
+                assert race is not None and race.winner == 1, "the race goes to the cache"
                 assert client.connection_count == 1
                 invite = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n" + (
                     b"Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKr\r\nFrom: <sip:a@b>;tag=1\r\n"
@@ -345,6 +346,10 @@ def test_transport_layer_races_connections_and_reuses_the_winner() -> None:
                 assert client.send(invite, Transport.TCP, ok.address, ok.port)
                 await wait_for(lambda: len(rec.messages) == 1)
                 assert client.connection_count == 1, "no second connection was opened"
+                again, no_race = await client.connect_race(
+                    Transport.TCP, [Target(V6, silent), ok], attempt_delay=0.05
+                )
+                assert again == ok and no_race is None, "an open connection is reused"
         finally:
             await client.stop()
             await server.stop()
