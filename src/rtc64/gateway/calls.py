@@ -17,6 +17,7 @@ import secrets
 
 from rtc64.errors import Rtc64Error
 from rtc64.gateway import hops
+from rtc64.gateway.dialogs import route_sides
 from rtc64.gateway.forking import BranchState
 from rtc64.gateway.forwarding import ProxyCore
 from rtc64.sip import headers as sh
@@ -62,10 +63,9 @@ class CallControl(ProxyCore):
             return
         target = format_uri(found[0].uri)
         rr = list(sh.record_routes(resp))
-        ours = [
-            i for i, r in enumerate(rr) if isinstance(r.uri, SipUri) and self.identity.is_us(r.uri)
-        ]
-        routes = tuple(bytes(r) for r in reversed(rr[: ours[0]] if ours else rr))
+        sides = route_sides(rr, self.identity.is_us)
+        # The route set toward the callee: the Record-Routes above ours, reversed (§12.1.2).
+        routes = tuple(bytes(r) for r in reversed(sides[0] if sides else rr))
         req = client.request
         base = [
             (b"From", req.get(b"from") or b""),

@@ -44,6 +44,17 @@ def _contact_uri(msg: Request | Response) -> bytes | None:
     return format_uri(found[0].uri)
 
 
+def route_sides(
+    rr: list[NameAddr], is_ours: Callable[[SipUri], bool]
+) -> tuple[list[NameAddr], list[NameAddr]] | None:
+    """A 2xx's Record-Route set split around our own entries: ``(above, below)``, the
+    callee's side and the caller's side (§12.1.2); None when none of them is ours."""
+    ours = [i for i, r in enumerate(rr) if isinstance(r.uri, SipUri) and is_ours(r.uri)]
+    if not ours:
+        return None
+    return rr[: ours[0]], rr[ours[-1] + 1 :]
+
+
 class DialogTracker:
     """Dialogs by Call-ID (one per Call-ID is enough for the gateway's own BYEs)."""
 
@@ -66,10 +77,10 @@ class DialogTracker:
         if caller_target is None or callee_target is None or ok.to.tag is None:
             return
         rr: list[NameAddr] = list(sh.record_routes(ok))
-        ours = [i for i, r in enumerate(rr) if isinstance(r.uri, SipUri) and self._is_ours(r.uri)]
-        if not ours:
+        sides = route_sides(rr, self._is_ours)
+        if sides is None:
             return
-        above, below = rr[: ours[0]], rr[ours[-1] + 1 :]
+        above, below = sides
         self._dialogs[invite.call_id] = Dialog(
             call_id=invite.call_id,
             caller=invite.get(b"from") or b"",

@@ -30,7 +30,7 @@ import itertools
 from dataclasses import dataclass
 
 from rtc64.io.flow import Flow
-from rtc64.net.address import IPAddress, format_sdp_address, unmap
+from rtc64.net.address import IPAddress, format_hostport, format_sdp_address, unmap
 from rtc64.net.endpoint import Transport
 from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.headers import Header, build_index
@@ -62,9 +62,7 @@ class Hop:
         return self.ip
 
     def __str__(self) -> str:
-        host = format_sdp_address(self.ip)
-        host = f"[{host}]" if ":" in host else host
-        return f"{self.transport.value}:{host}:{self.port}"
+        return f"{self.transport.value}:{format_hostport(self.ip, self.port)}"
 
 
 def response_hop(req: Request, flow: Flow) -> Hop:

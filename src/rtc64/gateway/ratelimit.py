@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from rtc64.errors import LocalProtocolError
+from rtc64.net.address import unmap
 
 IPAddress = IPv4Address | IPv6Address
 SourceKey = IPv4Network | IPv6Network
@@ -33,12 +34,10 @@ Key = IPv4Network | IPv6Network | str
 
 def source_key(address: IPAddress, *, v4_prefix: int = 32, v6_prefix: int = 64) -> SourceKey:
     """The prefix ``address`` is counted under (IPv4-mapped IPv6 counts as IPv4)."""
+    address = unmap(address)
     if isinstance(address, IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is None:
-            shift = 128 - v6_prefix
-            return IPv6Network(((int(address) >> shift) << shift, v6_prefix))
-        address = mapped
+        shift = 128 - v6_prefix
+        return IPv6Network(((int(address) >> shift) << shift, v6_prefix))
     shift = 32 - v4_prefix
     return IPv4Network(((int(address) >> shift) << shift, v4_prefix))
 
