@@ -15,12 +15,13 @@ from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.proxy import Proxy
+from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
+from rtc64.io.flow import Flow
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
@@ -32,6 +33,7 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
+from rtc64.sip.message import Request, Response
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
 
@@ -123,12 +125,11 @@ class Gateway:
                 log=log,
             )
             server_tls = identity_tls.context
-        proxy_holder: list[Proxy] = []
         self.transports = transports = SipTransportLayer(
             specs,
             # The proxy needs the bound listeners, so it is made after the transports.
-            lambda msg, flow: proxy_holder[0].on_message(msg, flow),  # noqa: PLW0108
-            lambda data, err, flow: proxy_holder[0].on_bad_datagram(data, err, flow),  # noqa: PLW0108
+            self._on_message,
+            self._on_bad_datagram,
             server_tls=server_tls,
             client_tls=tls.client_context(verify=False),
             log=log.getChild("transport"),
@@ -144,7 +145,7 @@ class Gateway:
             source_for=interfaces.source_address,
         )
         layer = TransactionLayer()
-        deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
+        deadline = Deadline(self._on_timer)
         self.lag = lag = LagMonitor()
         max_lag = float(cfg["sip.overload_lag"])
         auth = Authenticator(
@@ -167,7 +168,7 @@ class Gateway:
             raise ConfigError("media.addresses", [], "at least one relay address")
         self.relay = relay = start_relay(
             settings,
-            on_timeout=lambda session: proxy_holder[0].media_timeout(MediaBridge.call_of(session)),
+            on_timeout=self._media_timeout,
             log=log.getChild("relay"),
         )
         self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
@@ -179,45 +180,43 @@ class Gateway:
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         rate = cfg["sip.request_rate"]
-        self.proxy = proxy = Proxy(
+        proxy_settings = ProxySettings(
+            upstream=upstream,
+            max_transactions=cfg["sip.max_transactions"],
+            registrar=RegistrarPolicy(
+                cfg["registrar.min_expires"],
+                cfg["registrar.max_expires"],
+                cfg["registrar.default_expires"],
+            ),
+            secret=secret,
+            attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
+            family_penalty=cfg["dns.family_penalty"],
+            nat64=nat64,
+        )
+        self.proxy = Proxy(
+            proxy_settings,
             identity=identity,
             layer=layer,
             sender=transports,
             store=store,
             auth=auth,
             resolver=resolver,
-            policy=RegistrarPolicy(
-                cfg["registrar.min_expires"],
-                cfg["registrar.max_expires"],
-                cfg["registrar.default_expires"],
-            ),
-            upstream=upstream,
-            max_transactions=cfg["sip.max_transactions"],
             limiter=TokenBucket(rate, burst=max(rate, 1) * 2),
             clock=clock,
             wall=time.time,
             spawn=self.spawner,
             log=log.getChild("proxy"),
-            on_events=lambda: deadline.schedule(proxy_holder[0].next_deadline()),
-            secret=secret,
             media=media,
             overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
-            nat64=nat64,
-            attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
-            family_penalty=cfg["dns.family_penalty"],
+            schedule=deadline.schedule,
         )
-        proxy_holder.append(proxy)
 
         async def expire() -> None:
             removed = await store.expire(time.time())
             if removed:
                 log.info("registrar: %d expired bindings removed", removed)
 
-        async def timer_c() -> None:
-            proxy.expire_timer_c()
-
         self.spawner.every(30.0, expire)
-        self.spawner.every(1.0, timer_c)
         families = {
             "IPv4" if isinstance(a, IPv4Address) else "IPv6"
             for a in identity.addresses
@@ -239,6 +238,25 @@ class Gateway:
             "+".join(sorted(families)),
             cfg["sip.upstream"] or "(none)",
         )
+
+    # The transports, the relay and the one deadline exist before the proxy (it needs the
+    # bound listeners); until it exists, what they report is dropped.
+
+    def _on_message(self, msg: Request | Response, flow: Flow) -> None:
+        if self.proxy is not None:
+            self.proxy.on_message(msg, flow)
+
+    def _on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
+        if self.proxy is not None:
+            self.proxy.on_bad_datagram(data, error, flow)
+
+    def _on_timer(self) -> None:
+        if self.proxy is not None:
+            self.proxy.on_timer()
+
+    def _media_timeout(self, session: bytes) -> None:
+        if self.proxy is not None:
+            self.proxy.media_timeout(MediaBridge.call_of(session))
 
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""

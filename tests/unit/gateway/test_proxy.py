@@ -16,12 +16,11 @@ from typing import Any
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.auth import Authenticator
-from rtc64.gateway.hops import BRANCH_PREFIX
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.proxy import Proxy
+from rtc64.gateway.proxy.hops import BRANCH_PREFIX
+from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
 from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
@@ -153,15 +152,13 @@ class Harness:
         )
         self.layer = TransactionLayer()
         self.proxy = Proxy(
+            ProxySettings(upstream=upstream, max_transactions=max_transactions),
             identity=self.identity,
             layer=self.layer,
             sender=self.sender,
             store=store,
             auth=self.auth,
             resolver=resolver or Resolver(),
-            policy=RegistrarPolicy(),
-            upstream=upstream,
-            max_transactions=max_transactions,
             limiter=TokenBucket(rate, burst=1),
             clock=self.clock,
             wall=self.wall,
@@ -911,9 +908,10 @@ def test_timer_c_cancels_a_branch_that_rings_forever(tmp_path: Path) -> None:
         fwd = await call_forwarded(h)
         out = await h.feed(answer(fwd.data, 180), CALLEE)
         assert statuses(out, CALLER) == [180]
+        assert h.proxy.next_deadline() == h.clock.now + 180.0
         h.clock.now += 181.0
         before = len(h.sender.sent)
-        h.proxy.expire_timer_c()
+        h.proxy.on_timer()
         await h.drain()
         out = h.sender.sent[before:]
         assert methods(out, CALLEE) == [b"CANCEL"]

@@ -27,10 +27,11 @@ import dataclasses
 import hashlib
 import hmac
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rtc64.io.flow import Flow
-from rtc64.net.address import IPAddress, format_hostport, format_sdp_address, unmap
+from rtc64.net.address import Host, IPAddress, format_hostport, format_sdp_address, unmap
 from rtc64.net.endpoint import Transport
 from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.headers import Header, build_index
@@ -225,3 +226,9 @@ def trying_bytes(req: Request, flow: Flow) -> bytes:
 
 
 _TRYING_COPY = frozenset((b"from", b"to", b"call-id", b"cseq"))
+
+
+def is_our_via(via: Via, is_our_host: Callable[[Host], bool]) -> bool:
+    """Whether a Via was written by us (our branch prefix, one of our hosts)."""
+    branch = via.branch or b""
+    return branch.startswith(BRANCH_PREFIX) and is_our_host(via.host)
