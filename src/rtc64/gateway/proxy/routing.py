@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.identity import Identity
 from rtc64.gateway.proxy.branches import flow_of, listener_of
 from rtc64.gateway.proxy.forwarder import Forwarder
 from rtc64.gateway.proxy.router import (
@@ -48,6 +49,7 @@ class Routing:
         *,
         router: Router,
         forwarder: Forwarder,
+        identity: Identity,
         auth: Authenticator,
         store: LocationStore,
         policy: RegistrarPolicy,
@@ -57,6 +59,7 @@ class Routing:
     ) -> None:
         self.router = router
         self.forwarder = forwarder
+        self.identity = identity
         self.auth = auth
         self.store = store
         self.policy = policy
@@ -108,7 +111,7 @@ class Routing:
             self.stats.auth_challenges += 1
             self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
             return
-        listener = listener_of(self.forwarder.identity, flow)
+        listener = listener_of(self.identity, flow)
         name = listener.name() if listener else f"{flow.transport.value}:?"
         resp = await handle_register(
             req, flow, listener=name, store=self.store, policy=self.policy, now=self.wall()

@@ -142,6 +142,7 @@ class Proxy:
         self.routing = Routing(
             router=Router(identity, secret=secret, upstream=settings.upstream),
             forwarder=self.forwarder,
+            identity=identity,
             auth=auth,
             store=store,
             policy=settings.registrar,
