@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
@@ -151,12 +152,8 @@ def test_bad_happy_eyeballs_values(key: str, value: object, fragment: str) -> No
 
 def test_every_key_has_exactly_one_typed_field() -> None:
     """KEYS and the section dataclasses describe the same settings, one to one."""
-    from dataclasses import fields
-
-    from rtc64.config import KEYS, SECTIONS
-
-    declared = {f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in fields(cls)}
-    assert declared == {k.path for k in KEYS}
+    declared = {f"{name}.{f.name}" for name, cls in config.SECTIONS.items() for f in fields(cls)}
+    assert declared == {k.path for k in config.KEYS}
 
 
 def test_sections_carry_the_typed_values() -> None:
