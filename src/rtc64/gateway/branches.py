@@ -15,9 +15,8 @@ from typing import Any, Protocol
 from rtc64.gateway.forking import ResponseContext
 from rtc64.gateway.hops import Hop
 from rtc64.gateway.identity import Listener
-from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Request
 from rtc64.sip.transaction_server import ServerTransaction

@@ -35,11 +35,10 @@ from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
 from rtc64.gateway.store import LocationStore
-from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress, family_of
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, Response, make_response

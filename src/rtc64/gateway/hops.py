@@ -29,9 +29,8 @@ import hmac
 import itertools
 from dataclasses import dataclass
 
-from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress, format_hostport, format_sdp_address, unmap
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request

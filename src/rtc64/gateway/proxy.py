@@ -33,9 +33,8 @@ from rtc64.gateway.branches import flow_of, received_uri
 from rtc64.gateway.identity import Listener
 from rtc64.gateway.racing import RacingCore
 from rtc64.gateway.register import handle_register
-from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import NameAddr, parse_name_addr
