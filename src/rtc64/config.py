@@ -5,7 +5,10 @@ table ``[section]``, key ``name``). Precedence: defaults < file < command line. 
 value raises ``ConfigError`` naming the key, the value and the expected form; unknown
 keys are errors too (a typo must not silently fall back to a default).
 
-The schema is one table, ``KEYS``: adding a setting means adding one row and one field.
+The schema is one table, ``KEYS``: adding a setting means adding one row there and one
+field to its section's dataclass below (a unit test checks they match). Services never
+see this module: the composition root hands each its section (``cfg.sip``, ``cfg.media``...)
+or a settings object built from it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, TypeVar
@@ -447,20 +450,133 @@ KEYS: tuple[Key, ...] = (
 _BY_PATH = {k.path: k for k in KEYS}
 
 
+# --- typed sections: one frozen dataclass per TOML table, one field per key -------------
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralSection:
+    log_level: str
+    log_format: str
+    data_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipSection:
+    listen: tuple[ListenSpec, ...]
+    domains: tuple[str, ...]
+    trusted_networks: tuple[IPNetwork, ...]
+    upstream: str | None
+    tls_cert: str
+    tls_key: str
+    max_transactions: int
+    overload_lag: float
+    request_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarSection:
+    min_expires: int
+    max_expires: int
+    default_expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    realm: str
+    users: tuple[tuple[str, str], ...]
+    algorithms: tuple[str, ...]
+    nonce_lifetime: int
+    max_failures: int
+    block_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSection:
+    addresses: tuple[IPAddress, ...]
+    ports: tuple[int, int]
+    policy: str
+    workers: int
+    strict_source: bool
+    timeout: int
+    hold_timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class NgSection:
+    listen: ListenSpec | None
+    interfaces: tuple[tuple[str, Family], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSection:
+    servers: tuple[str, ...]
+    attempt_delay: float
+    family_penalty: float
+    happy_eyeballs: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Nat64Section:
+    prefix: str | None
+
+
+SECTIONS: dict[str, type] = {
+    "general": GeneralSection,
+    "sip": SipSection,
+    "registrar": RegistrarSection,
+    "auth": AuthSection,
+    "store": StoreSection,
+    "media": MediaSection,
+    "ng": NgSection,
+    "dns": DnsSection,
+    "nat64": Nat64Section,
+}
+
+S = TypeVar("S")
+
+
+def _section(cls: type[S], name: str, values: Mapping[str, object]) -> S:
+    """The section ``name`` from validated values (the converters made the types right)."""
+    return cls(**{f.name: values[f"{name}.{f.name}"] for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The validated configuration; ``values`` maps ``section.name`` to typed values."""
+    """The validated configuration: one typed section per table, plus where it came from.
 
-    values: Mapping[str, Any]
+    ``values`` keeps the flat ``section.name`` view for logging (``describe``) and for
+    code not yet moved to the sections.
+    """
+
+    values: Mapping[str, object]
     source: Path | None = None
     overridden: frozenset[str] = field(default_factory=frozenset)
+    general: GeneralSection = field(init=False)
+    sip: SipSection = field(init=False)
+    registrar: RegistrarSection = field(init=False)
+    auth: AuthSection = field(init=False)
+    store: StoreSection = field(init=False)
+    media: MediaSection = field(init=False)
+    ng: NgSection = field(init=False)
+    dns: DnsSection = field(init=False)
+    nat64: Nat64Section = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            object.__setattr__(self, name, _section(cls, name, self.values))
 
     def __getitem__(self, path: str) -> Any:
+        """Deprecated flat access (``cfg["sip.listen"]``): use the sections."""
         return self.values[path]
 
     @property
     def data_dir(self) -> Path:
-        configured = self.values["general.data_dir"]
+        configured = self.general.data_dir
         if configured:
             return Path(configured).expanduser()
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -472,13 +588,16 @@ class Config:
         for key in KEYS:
             value = self.values[key.path]
             if key.path == "ng.interfaces":
+                assert isinstance(value, tuple)
                 shown = ", ".join(f"{n}={f.label}" for n, f in value) or "(built-in only)"
             elif key.path == "auth.users":
+                assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
-            elif isinstance(value, tuple) and key.path != "media.ports":
-                shown = ", ".join(str(v) for v in value) or "(none)"
             elif key.path == "media.ports":
+                assert isinstance(value, tuple)
                 shown = f"{value[0]}-{value[1]}"
+            elif isinstance(value, tuple):
+                shown = ", ".join(str(v) for v in value) or "(none)"
             else:
                 shown = "(none)" if value in (None, "") else str(value)
             rows.append((key.path, shown))
@@ -532,33 +651,34 @@ def load(path: Path | None = None, overrides: Mapping[str, object] | None = None
             raise ConfigError(key_path, value, "a known key")
         raw[key_path] = value
     values = {k.path: _convert(k, raw[k.path]) for k in KEYS}
-    _check_consistency(values)
-    return Config(values=values, source=path, overridden=overridden)
+    cfg = Config(values=values, source=path, overridden=overridden)
+    _check_consistency(cfg)
+    return cfg
 
 
 def _sections() -> Sequence[str]:
     return sorted({k.path.split(".", 1)[0] for k in KEYS})
 
 
-def _check_consistency(values: Mapping[str, Any]) -> None:
-    low, high = values["registrar.min_expires"], values["registrar.max_expires"]
+def _check_consistency(cfg: Config) -> None:
+    reg = cfg.registrar
+    low, high = reg.min_expires, reg.max_expires
     if low > high:
         raise ConfigError("registrar.min_expires", low, f"at most registrar.max_expires ({high})")
-    default = values["registrar.default_expires"]
-    if not low <= default <= high:
+    if not low <= reg.default_expires <= high:
         raise ConfigError(
             "registrar.default_expires",
-            default,
+            reg.default_expires,
             f"between registrar.min_expires ({low}) and max_expires ({high})",
         )
     seen: set[tuple[str, str, int]] = set()
-    for spec in values["sip.listen"]:
+    for spec in cfg.sip.listen:
         ident = (spec.transport.value, spec.address.compressed, spec.port)
         if ident in seen:
             raise ConfigError("sip.listen", str(spec), "each endpoint listed once")
         seen.add(ident)
-    if not values["auth.algorithms"]:
+    if not cfg.auth.algorithms:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
-    store = values["store.url"]
+    store = cfg.store.url
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)

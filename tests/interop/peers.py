@@ -6,6 +6,7 @@ directory (printed on failure) and is stopped at teardown by the lab.
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -342,3 +343,31 @@ class Capture:
         stop(self.proc)
         out = self.host.run("tcpdump", "-n", "-r", str(self.file), check=False).stdout
         return sum(1 for line in out.splitlines() if " UDP" in line)
+
+
+def sipp_received(workdir: Path, start: str) -> list[str]:
+    """Messages SIPp received (``-trace_msg`` logs in ``workdir``) whose first line starts
+    with ``start``, in file order."""
+    found = []
+    for path in sorted(workdir.glob("*_messages.log")):
+        for block in re.split(r"\n-{20,}[^\n]*\n", path.read_text(errors="replace")):
+            _head, _, message = block.partition(" message received ")
+            if not message:
+                continue
+            message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
+            if message.startswith(start):
+                found.append(message)
+    return found
+
+
+def report(*parts: Gateway | Sipp, gateway_tail: int = 8000, sipp_tail: int = 3000) -> str:
+    """What a failed interop assertion prints: the tail of each peer's log and the SIP
+    messages SIPp exchanged."""
+    out = []
+    for p in parts:
+        if isinstance(p, Gateway):
+            out.append("--- rtc64\n" + p.text()[-gateway_tail:])
+        else:
+            out.append(f"--- sipp {p.name}\n" + p.log.read_text(errors="replace")[-sipp_tail:])
+            out.append(p.messages())
+    return "\n".join(out)

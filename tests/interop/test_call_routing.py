@@ -23,20 +23,9 @@ import pytest
 from tests.interop.brokenv6 import CALLEE_DOMAIN, BrokenV6Lab
 from tests.interop.lab import V4_DS, V4_GW, V4_HOST, V6_DS, V6_GW, V6_HOST, require_lab
 from tests.interop.nat64lab import NAT64_PREFIX, V4ONLY_NAME, V4ONLY_SYNTH, Nat64Lab
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.peers import Gateway, Sipp, report, wait_port
 
 pytestmark = pytest.mark.interop
-
-
-def _report(*parts: Gateway | Sipp) -> str:
-    out = []
-    for p in parts:
-        if isinstance(p, Gateway):
-            out.append("--- rtc64\n" + p.text()[-8000:])
-        else:
-            out.append(f"--- sipp {p.name}\n" + p.log.read_text(errors="replace")[-3000:])
-            out.append(p.messages())
-    return "\n".join(out)
 
 
 def _dir(base: Path, name: str) -> Path:
@@ -67,8 +56,8 @@ def test_broken_ipv6_callee_is_reached_over_ipv4(tmp_path: Path) -> None:
             remote=f"[{V6_GW}]:5060", calls=2, keys={"target": CALLEE_DOMAIN},
             extra=["-s", "bob", "-l", "1"],
         )  # fmt: skip
-        assert uac.wait() == 0, _report(gw, uac, uas4)
-        assert uas4.wait() == 0, _report(gw, uac, uas4)
+        assert uac.wait() == 0, report(gw, uac, uas4)
+        assert uas4.wait() == 0, report(gw, uac, uas4)
         log = gw.text()
         # The first call: the IPv6 attempt stayed silent, IPv4 answered (and was relayed:
         # the caller is IPv6-only).
@@ -110,8 +99,8 @@ def test_ipv6_only_gateway_reaches_ipv4_only_callee_through_nat64(
             net.v6, _dir(tmp_path, "uac"), "uac", "uac.xml", local=str(V6_HOST), port=5070,
             remote=f"[{V6_HOST}]:5060", keys={"target": target}, extra=["-s", "bob"],
         )  # fmt: skip
-        assert uac.wait() == 0, _report(gw, uac, uas)
-        assert uas.wait() == 0, _report(gw, uac, uas)
+        assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uac, uas)
         # The callee's SDP (c=IN IP4 10.64.4.2) reached the caller synthesised, unrelayed.
         received = _received_sdp(uac)
         assert f"c=IN IP6 {V4ONLY_SYNTH}" in received, uac.messages()

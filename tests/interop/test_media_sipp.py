@@ -15,16 +15,17 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab, lab, require_lab, stop
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab, stop
+from tests.interop.peers import Gateway, Sipp, report, sipp_received, wait_port
 from tests.interop.sniff import Datagram, Sniffer, first_sip, rtp
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "tcpdump", "ss")
+LAB_DUAL_STACK = True
 
 ROOT = Path(__file__).resolve().parents[2]
 GW6 = f"[{V6_GW}]:5060"
@@ -37,20 +38,6 @@ SAMPLES = (Path("/usr/share/sip-tester/g711a.pcap"), Path("/usr/share/sipp/g711a
 CLIP = 50  # packets of the sample played per clip: 1.5 s at 30 ms
 ENOUGH = 40  # of a clip, to count as "media arrived" (loss-free lab; a little slack)
 MEDIA_PORT = 6000  # SIPp's default -mp
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "tcpdump", "ss")
-    with lab(dual_stack=True) as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in net.hosts:
-        host.stop_all()
 
 
 def _clip(directory: Path) -> Path:
@@ -68,20 +55,6 @@ def _clip(directory: Path) -> Path:
     return directory
 
 
-def _received(workdir: Path, start: str) -> list[str]:
-    """Messages SIPp received (``-trace_msg``) whose first line starts with ``start``."""
-    found = []
-    for path in sorted(workdir.glob("*_messages.log")):
-        for block in re.split(r"\n-{20,}[^\n]*\n", path.read_text(errors="replace")):
-            _head, _, message = block.partition(" message received ")
-            if not message:
-                continue
-            message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
-            if message.startswith(start):
-                found.append(message)
-    return found
-
-
 def _media(message: str) -> tuple[str, int]:
     """(c= line, m= port) of a traced message's SDP."""
     sdp = message.replace("\r\n", "\n").partition("\n\n")[2]
@@ -89,14 +62,6 @@ def _media(message: str) -> tuple[str, int]:
     port = re.search(r"^m=audio (\d+) ", sdp, re.M)
     assert conn is not None and port is not None, message
     return conn.group(1), int(port.group(1))
-
-
-def _report(gw: Gateway, *sipps: Sipp) -> str:
-    parts = ["--- rtc64\n" + gw.text()[-8000:]]
-    for s in sipps:
-        parts.append(f"--- sipp {s.name}\n" + s.log.read_text(errors="replace")[-2000:])
-        parts.append(s.messages())
-    return "\n".join(parts)
 
 
 def _counts(packets: list[Datagram]) -> str:
@@ -129,8 +94,8 @@ def _pair(
 
 
 def _finish(gw: Gateway, caller: Sipp, callee: Sipp) -> None:
-    assert caller.wait() == 0, _report(gw, caller, callee)
-    assert callee.wait() == 0, _report(gw, caller, callee)
+    assert caller.wait() == 0, report(gw, caller, callee)
+    assert callee.wait() == 0, report(gw, caller, callee)
     assert "Traceback" not in gw.text(), gw.text()[-6000:]
 
 
@@ -150,9 +115,9 @@ def test_call_from_ipv6_to_ipv4_has_media_both_ways(net: Lab, work: Path) -> Non
     assert len(rtp(seen6, src=V6_HOST, dst=V6_GW)) >= ENOUGH, _counts(seen6)
     assert len(rtp(seen4, src=V4_HOST, dst=V4_GW)) >= ENOUGH, _counts(seen4)
     # The relay address each side was given is the one the media came from.
-    (ok,) = [m for m in _received(work / "uac", "SIP/2.0 200") if "INVITE" in m]
+    (ok,) = [m for m in sipp_received(work / "uac", "SIP/2.0 200") if "INVITE" in m]
     assert _media(ok) == (f"IN IP6 {V6_GW}", to_caller[0].sport), ok
-    (offer,) = _received(work / "uas", "INVITE ")
+    (offer,) = sipp_received(work / "uas", "INVITE ")
     assert _media(offer) == (f"IN IP4 {V4_GW}", to_callee[0].sport), offer
 
 
@@ -180,11 +145,11 @@ def test_hold_and_resume_keep_the_call_and_its_media(net: Lab, work: Path) -> No
     assert len(echoed) >= ENOUGH, f"echo after resume: {_counts(seen6)}"
 
     # Each side was offered/answered the same relay address and port all along.
-    offers = _received(work / "uas", "INVITE ")
+    offers = sipp_received(work / "uas", "INVITE ")
     assert len(offers) == 3, offers
     assert len({_media(m) for m in offers}) == 1, offers
     assert "a=sendonly" in offers[1] and "a=sendrecv" in offers[2], offers
-    answers = [m for m in _received(work / "uac", "SIP/2.0 200") if "INVITE" in m]
+    answers = [m for m in sipp_received(work / "uac", "SIP/2.0 200") if "INVITE" in m]
     assert len(answers) == 3, answers
     assert {_media(m) for m in answers} == {_media(answers[0])}, answers
     assert _media(answers[0])[0] == f"IN IP6 {V6_GW}"
@@ -207,7 +172,7 @@ def test_early_media_flows_before_the_200(net: Lab, work: Path) -> None:
     answered4 = first_sip(seen4, b"SIP/2.0 200", b"CSeq: 1 INVITE").time
     echoed = rtp(seen4, src=V4_GW, dst=V4_HOST, dport=MEDIA_PORT, before=answered4)
     assert len(echoed) >= ENOUGH, f"the caller's early media at the callee: {_counts(seen4)}"
-    (progress,) = _received(work / "uac", "SIP/2.0 183")
+    (progress,) = sipp_received(work / "uac", "SIP/2.0 183")
     assert _media(progress) == (f"IN IP6 {V6_GW}", early[0].sport), progress
 
 
@@ -241,9 +206,9 @@ def test_dual_stack_phone_moves_family_mid_call_and_keeps_its_audio(
     finally:
         stop(phone)
     text = log.read_text(errors="replace")
-    assert phone.returncode == 0, text + _report(gw, callee)
+    assert phone.returncode == 0, text + report(gw, callee)
     result = json.loads(text.strip().splitlines()[-1])
-    assert callee.wait() == 0, _report(gw, callee)
+    assert callee.wait() == 0, report(gw, callee)
     seen = sniff.stop()
 
     other = 6 if first == 4 else 4
@@ -255,7 +220,7 @@ def test_dual_stack_phone_moves_family_mid_call_and_keeps_its_audio(
     assert received.get(f"before:rx{first}", 0) >= 60, received
     assert received.get(f"after:rx{other}", 0) >= 60, received
     # The far end was re-offered exactly what it had: the relay, same address and port.
-    offers = _received(uas_dir, "INVITE ")
+    offers = sipp_received(uas_dir, "INVITE ")
     assert len(offers) == 2, offers
     assert _media(offers[0]) == _media(offers[1]) == (f"IN IP{far_ip.version} {gw_ip}",
                                                       _media(offers[0])[1]), offers  # fmt: skip
@@ -277,6 +242,6 @@ def test_media_timeout_ends_the_call_with_bye_to_both_sides(net: Lab, work: Path
     assert "timed out (no media)" in log, log[-6000:]
     assert "media timeout: ending call" in log, log[-6000:]
     for side in ("uac", "uas"):
-        byes = _received(work / side, "BYE ")
-        assert len(byes) == 1, _report(gw, caller, callee)
+        byes = sipp_received(work / side, "BYE ")
+        assert len(byes) == 1, report(gw, caller, callee)
         assert 'Reason: SIP;cause=408;text="Media timeout"' in byes[0], byes[0]

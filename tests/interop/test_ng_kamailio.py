@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab, lab, require_lab
-from tests.interop.peers import Sipp, wait_port
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab
+from tests.interop.peers import Sipp, sipp_received, wait_port
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "kamailio", "ss")
 
 NG_PORT = 2223
 MEDIA_PORTS = "42000-42100"
@@ -133,34 +133,6 @@ class KamailioNg:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "kamailio", "ss")
-    with lab() as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in net.hosts:
-        host.stop_all()
-
-
-def _received(workdir: Path, start: str) -> list[str]:
-    """Messages SIPp received (``-trace_msg``) whose first line starts with ``start``."""
-    found = []
-    for path in workdir.glob("*_messages.log"):
-        for block in re.split(r"\n-{20,}[^\n]*\n", path.read_text(errors="replace")):
-            _head, _, message = block.partition(" message received ")
-            if not message:
-                continue
-            message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
-            if message.startswith(start):
-                found.append(message)
-    return found
-
-
 def _sdp(message: str) -> str:
     return message.replace("\r\n", "\n").partition("\n\n")[2]
 
@@ -202,7 +174,7 @@ def test_kamailio_bridges_ipv6_caller_to_ipv4_callee_through_rtc64(
     log = ng.text()
 
     # The IPv4-only callee was offered the relay's IPv4 address, nothing of IPv6.
-    invites = _received(uas_dir, "INVITE ")
+    invites = sipp_received(uas_dir, "INVITE ")
     assert invites, log[-4000:]
     offered = _sdp(invites[0])
     assert f"c=IN IP4 {V4_GW}" in offered, offered
@@ -211,7 +183,7 @@ def test_kamailio_bridges_ipv6_caller_to_ipv4_callee_through_rtc64(
     assert port4 is not None and 42000 <= int(port4.group(1)) <= 42100, offered
 
     # The IPv6-only caller got the relay's IPv6 address in the answer.
-    oks = [m for m in _received(uac_dir, "SIP/2.0 200") if "application/sdp" in m]
+    oks = [m for m in sipp_received(uac_dir, "SIP/2.0 200") if "application/sdp" in m]
     assert oks, log[-4000:]
     answered = _sdp(oks[0])
     assert f"c=IN IP6 {V6_GW}" in answered, answered

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, lab, require_lab
-from tests.interop.peers import Gateway, Kamailio, Sipp, wait_port
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, require_lab
+from tests.interop.peers import Gateway, Kamailio, Sipp, report, wait_port
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "ss")
 
 GW6 = f"[{V6_GW}]:5060"
 GW4 = f"{V4_GW}:5060"
@@ -35,31 +35,6 @@ realm = "example.net"
 algorithms = ["MD5", "SHA-256"]  # SIPp 3.6 answers only the first challenge, and only MD5
 users = [{name = "bob", password = "b0b-secret"}, {name = "alice", password = "al1ce-secret"}]
 """
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "ss")
-    with lab() as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in net.hosts:
-        host.stop_all()
-
-
-def _report(*parts: Gateway | Sipp) -> str:
-    out = []
-    for p in parts:
-        if isinstance(p, Gateway):
-            out.append("--- rtc64\n" + p.text()[-8000:])
-        else:
-            out.append(f"--- sipp {p.name}\n" + p.log.read_text(errors="replace")[-3000:])
-            out.append(p.messages())
-    return "\n".join(out)
 
 
 def _call(
@@ -85,8 +60,8 @@ def _call(
         uac_host, uac_dir, "uac", "uac.xml", local=uac_ip, port=5070, remote=gw_addr,
         transport=caller_transport, keys={"target": target}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert uac.wait() == 0, _report(gw, uac, uas)
-    assert uas.wait() == 0, _report(gw, uac, uas)
+    assert uac.wait() == 0, report(gw, uac, uas)
+    assert uas.wait() == 0, report(gw, uac, uas)
 
 
 def test_ipv6_only_caller_reaches_ipv4_only_callee(net: Lab, work: Path) -> None:
@@ -117,7 +92,7 @@ def test_register_then_call_the_aor_with_authentication(net: Lab, work: Path) ->
         remote=GW4, keys={"domain": "example.net", "expires": "300"},
         extra=["-s", "bob", "-au", "bob", "-ap", "b0b-secret", "-auth_uri", "example.net"],
     )  # fmt: skip
-    assert reg.wait() == 0, _report(gw, reg)
+    assert reg.wait() == 0, report(gw, reg)
     uas_dir, uac_dir = work / "uas", work / "uac"
     uas_dir.mkdir()
     uac_dir.mkdir()
@@ -128,8 +103,8 @@ def test_register_then_call_the_aor_with_authentication(net: Lab, work: Path) ->
         keys={"target": "example.net"},
         extra=["-s", "bob", "-au", "alice", "-ap", "al1ce-secret", "-auth_uri", "bob@example.net"],
     )  # fmt: skip
-    assert uac.wait() == 0, _report(gw, uac, uas)
-    assert uas.wait() == 0, _report(gw, uac, uas)
+    assert uac.wait() == 0, report(gw, uac, uas)
+    assert uas.wait() == 0, report(gw, uac, uas)
 
 
 def test_wrong_password_is_refused_and_blocked(net: Lab, work: Path) -> None:
@@ -160,7 +135,7 @@ def test_fork_to_ipv6_and_ipv4_contacts(net: Lab, work: Path) -> None:
             host, d, "register", "register.xml", local=ip, port=5060, remote=remote,
             keys={"domain": "example.net", "expires": "300"}, extra=["-s", "bob"],
         )  # fmt: skip
-        assert reg.wait() == 0, _report(gw, reg)
+        assert reg.wait() == 0, report(gw, reg)
     dirs = {n: work / n for n in ("uas6", "uas4", "uac")}
     for d in dirs.values():
         d.mkdir()
@@ -172,9 +147,9 @@ def test_fork_to_ipv6_and_ipv4_contacts(net: Lab, work: Path) -> None:
         net.v6, dirs["uac"], "uac", "uac.xml", local=str(V6_HOST), port=5070, remote=GW6,
         keys={"target": "example.net"}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert uac.wait() == 0, _report(gw, uac, answer, ring)
-    assert answer.wait() == 0, _report(gw, uac, answer, ring)
-    assert ring.wait() == 0, _report(gw, uac, answer, ring)
+    assert uac.wait() == 0, report(gw, uac, answer, ring)
+    assert answer.wait() == 0, report(gw, uac, answer, ring)
+    assert ring.wait() == 0, report(gw, uac, answer, ring)
 
 
 def test_cancel_before_answer_crosses_families(net: Lab, work: Path) -> None:
@@ -188,8 +163,8 @@ def test_cancel_before_answer_crosses_families(net: Lab, work: Path) -> None:
         net.v6, uac_dir, "uac", "uac_cancel.xml", local=str(V6_HOST), port=5070, remote=GW6,
         keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert uac.wait() == 0, _report(gw, uac, uas)
-    assert uas.wait() == 0, _report(gw, uac, uas)
+    assert uac.wait() == 0, report(gw, uac, uas)
+    assert uas.wait() == 0, report(gw, uac, uas)
 
 
 def test_untrusted_caller_cannot_use_the_gateway_as_open_relay(net: Lab, work: Path) -> None:
@@ -202,7 +177,7 @@ def test_untrusted_caller_cannot_use_the_gateway_as_open_relay(net: Lab, work: P
         keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
     )  # fmt: skip
     assert uac.wait() != 0
-    assert "407" in uac.messages(), _report(gw, uac)
+    assert "407" in uac.messages(), report(gw, uac)
 
 
 def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> None:
@@ -219,7 +194,7 @@ def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> 
         net.v6, reg_dir, "register", "register.xml", local=str(V6_HOST), port=5060,
         remote=GW6, keys={"domain": "example.net", "expires": "300"}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert reg.wait() == 0, _report(gw, reg) + core.text()[-3000:]
+    assert reg.wait() == 0, report(gw, reg) + core.text()[-3000:]
     phone_dir, caller_dir = work / "phone", work / "caller"
     phone_dir.mkdir()
     caller_dir.mkdir()
@@ -229,8 +204,8 @@ def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> 
         net.v4, caller_dir, "caller", "uac.xml", local=str(V4_HOST), port=5070,
         remote=f"{V4_HOST}:5060", keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert caller.wait() == 0, _report(gw, caller, phone) + core.text()[-3000:]
-    assert phone.wait() == 0, _report(gw, caller, phone) + core.text()[-3000:]
+    assert caller.wait() == 0, report(gw, caller, phone) + core.text()[-3000:]
+    assert phone.wait() == 0, report(gw, caller, phone) + core.text()[-3000:]
     # Kamailio stored the Path rtc64 added and routed the call along it.
     assert f"via sip:{V4_GW}:5060;lr;received=sip:[{V6_HOST}]:5060" in core.text(), core.text()
     # The phone sees rtc64's IPv6 side first in the Record-Route set (RFC 5658).

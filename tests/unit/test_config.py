@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
@@ -147,3 +148,17 @@ def test_bad_happy_eyeballs_values(key: str, value: object, fragment: str) -> No
         config.load(overrides={key: value})
     assert info.value.key == key
     assert fragment in str(info.value)
+
+
+def test_every_key_has_exactly_one_typed_field() -> None:
+    """KEYS and the section dataclasses describe the same settings, one to one."""
+    declared = {f"{name}.{f.name}" for name, cls in config.SECTIONS.items() for f in fields(cls)}
+    assert declared == {k.path for k in config.KEYS}
+
+
+def test_sections_carry_the_typed_values() -> None:
+    cfg = config.load(overrides={"media.ports": "40001-40100", "dns.happy_eyeballs": "no"})
+    assert cfg.media.ports == (40002, 40100)
+    assert cfg.dns.happy_eyeballs is False
+    assert cfg.sip.listen == cfg.values["sip.listen"]
+    assert cfg.ng.listen is None

@@ -21,7 +21,6 @@ from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
-from rtc64.io.flow import Flow
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
@@ -29,6 +28,7 @@ from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.endpoint import Flow
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import RunningRelay, start_relay

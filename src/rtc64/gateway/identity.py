@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
-from rtc64.io.sip_transport import BoundListener
 from rtc64.net.address import Family, Host, IPAddress, family_of, format_hostport, unmap
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.sip.uri import SipUri
 
 SourceFor = Callable[[IPAddress], IPAddress | None]

@@ -24,7 +24,7 @@ from rtc64.gateway.registrar import (
     process_register,
 )
 from rtc64.gateway.store import LocationStore
-from rtc64.io.flow import Flow
+from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import NameAddr

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.io.flow import Flow, SockAddr
 from rtc64.io.stats import TransportStats
 from rtc64.net.address import from_sockaddr
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.framing import CLOSED, NEED_DATA, KeepAlive, StreamFramer
 from rtc64.sip.message import Message
 

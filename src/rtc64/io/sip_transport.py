@@ -22,19 +22,17 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
-from rtc64.io.flow import Flow, SockAddr
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import client_context
 from rtc64.io.udp import UdpListener
 from rtc64.io.websocket import WebSocketConnection
-from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.address import Family, IPAddress, family_of, to_sockaddr
+from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message
 
@@ -42,34 +40,6 @@ StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
 OnBadDatagram = Callable[[bytes, RemoteProtocolError, Flow], None]
 OnSendError = Callable[[Transport, SockAddr, Exception], None]
-
-
-@dataclass(frozen=True, slots=True)
-class BoundListener:
-    """A listen spec and the port it is actually bound to (differs when the spec says 0)."""
-
-    spec: ListenSpec
-    port: int
-
-    @property
-    def transport(self) -> Transport:
-        return self.spec.transport
-
-    @property
-    def family(self) -> Family:
-        return self.spec.family
-
-    @property
-    def local(self) -> SockAddr:
-        return (self.spec.address, self.port)
-
-    @property
-    def wildcard(self) -> bool:
-        return self.spec.address.is_unspecified
-
-    def name(self) -> str:
-        """Stable text naming this listener (stored with registrations)."""
-        return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
 
 
 class SipTransportLayer:

@@ -13,9 +13,8 @@ from typing import cast
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.connection import ConnectionOwner
-from rtc64.io.flow import Flow, SockAddr
 from rtc64.net.address import from_sockaddr, to_sockaddr
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.framing import parse_datagram
 
 _KEEPALIVE_BYTES = b"\r\n\x00"

@@ -1,9 +1,15 @@
-"""Transports and listen endpoints, as the configuration and the CLI write them.
+"""Transports, listen endpoints, bound listeners and flows: the plain data every layer shares.
 
 A listen endpoint is ``TRANSPORT:HOST:PORT[;advertise=HOST[:PORT]]`` where HOST is an
 IPv4 address, ``[IPv6]`` or (for ``advertise`` only) a domain name, e.g.
 ``udp:[::]:5060``, ``tls:[2001:db8::1]:5061``, ``udp:10.0.0.5:5060;advertise=203.0.113.5``.
 Each endpoint is one socket of one family (IPv6 sockets are V6ONLY).
+
+A ``Flow`` names where a SIP message came from and how to answer on the same path
+(RFC 3261 §18.2.2: responses go back over the connection the request arrived on, or from
+the listener it reached; RFC 5626 §3: a flow is (transport, local, remote) and, for
+connection-oriented transports, one connection). Addresses are normalised ``(ip, port)``
+pairs: ``ipaddress`` objects compare as binary values; IPv6 scope ids stay in the address.
 """
 
 from __future__ import annotations
@@ -111,3 +117,63 @@ def parse_listen(text: str) -> ListenSpec:
             except RemoteProtocolError:
                 raise EndpointError(f"{text!r}: bad advertise address {value!r}") from None
     return ListenSpec(transport, host, port, advertise)
+
+
+SockAddr = tuple[IPAddress, int]
+"""A normalised socket address: ``(ip, port)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    """A listen spec and the port it is actually bound to (differs when the spec says 0)."""
+
+    spec: ListenSpec
+    port: int
+
+    @property
+    def transport(self) -> Transport:
+        return self.spec.transport
+
+    @property
+    def family(self) -> Family:
+        return self.spec.family
+
+    @property
+    def local(self) -> SockAddr:
+        return (self.spec.address, self.port)
+
+    @property
+    def wildcard(self) -> bool:
+        return self.spec.address.is_unspecified
+
+    def name(self) -> str:
+        """Stable text naming this listener (stored with registrations)."""
+        return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Transport, local ``(ip, port)``, remote ``(ip, port)`` and connection id.
+
+    ``connection_id`` is ``None`` for UDP; for TCP/TLS/WS/WSS it identifies the one
+    connection a reply must reuse (it stays unique for the lifetime of the layer).
+    """
+
+    transport: Transport
+    local: SockAddr
+    remote: SockAddr
+    connection_id: int | None = None
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.remote[0])
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport.reliable
+
+    def __str__(self) -> str:
+        local = format_hostport(self.local[0], self.local[1])
+        remote = format_hostport(self.remote[0], self.remote[1])
+        conn = "" if self.connection_id is None else f"#{self.connection_id}"
+        return f"{self.transport.value}{conn} {local}<->{remote}"

@@ -8,8 +8,7 @@ import pytest
 
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.hops import BRANCH_PREFIX, Hop
-from rtc64.io.flow import Flow
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, make_response

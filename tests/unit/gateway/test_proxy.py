@@ -22,10 +22,9 @@ from rtc64.gateway.proxy.hops import BRANCH_PREFIX
 from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.store import Store, open_store
-from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
 from rtc64.net.address import IPAddress
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.net.rfc3263 import Answer, Query, RdType, Status
 from rtc64.relay.engine import MediaRelay
 from rtc64.relay.options import RelaySettings

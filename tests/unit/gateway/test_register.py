@@ -10,8 +10,7 @@ from pathlib import Path
 from rtc64.gateway.register import handle_register, unsupported
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
-from rtc64.io.flow import Flow
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, Response

@@ -10,9 +10,8 @@ from ipaddress import ip_address
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.connection import Limits
-from rtc64.io.flow import Flow
 from rtc64.io.sip_transport import SipTransportLayer
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.sip.message import Message
 
 V4 = ip_address("127.0.0.1")

@@ -19,9 +19,8 @@ from typing import Any, Protocol
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.proxy.forking import Branch, ResponseContext
 from rtc64.gateway.proxy.hops import Hop
-from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress, family_of
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action, Race
 from rtc64.sip.message import Request, Response
 from rtc64.sip.transaction_client import ClientTransaction

@@ -47,8 +47,7 @@ from rtc64.gateway.proxy.hops import Hop
 from rtc64.gateway.proxy.nexthop import NextHops
 from rtc64.gateway.proxy.router import Forward, Target
 from rtc64.gateway.stats import ProxyStats
-from rtc64.io.flow import Flow
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit

@@ -30,9 +30,8 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtc64.io.flow import Flow
 from rtc64.net.address import Host, IPAddress, format_hostport, format_sdp_address, unmap
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request

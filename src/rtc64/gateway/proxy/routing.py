@@ -36,7 +36,7 @@ from rtc64.gateway.register import handle_register
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
 from rtc64.gateway.store import LocationStore
-from rtc64.io.flow import Flow
+from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Request
 from rtc64.sip.transaction_server import ServerTransaction
 

@@ -46,7 +46,7 @@ from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
 from rtc64.gateway.store import LocationStore
-from rtc64.io.flow import Flow
+from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.reject import reject_bytes

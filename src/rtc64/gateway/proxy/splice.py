@@ -23,8 +23,8 @@ from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import OwnRequest
 from rtc64.gateway.proxy.hops import Hop
-from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, build_request
