@@ -262,12 +262,7 @@ class Proxy(RacingCore):
     def _refuse_register(self, server: ServerTransaction, flow: Flow, reason: str) -> None:
         """403 for a REGISTER whose AOR is not the authenticated user's (hijack attempt)."""
         self.stats.registrations_forbidden += 1
-        self.log.warning(
-            "registrar: refused REGISTER for %s from %s: %s",
-            format_uri(server.request.to.uri),
-            flow,
-            reason,
-        )
+        self.log.warning("registrar: REGISTER from %s refused: %s", flow, reason)
         self.reply(server, 403, reason)
 
     async def _targets(

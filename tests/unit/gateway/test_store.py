@@ -26,8 +26,8 @@ from rtc64.gateway.store import (
     open_store,
     parse_store_url,
 )
-from rtc64.gateway.users import UserRecord
 from rtc64.gateway.store_sqlite import SCHEMA_VERSION
+from rtc64.gateway.users import UserRecord
 from tests.unit.gateway.support import RedisServer, StoreSpec, free_port
 
 LONGEST_LISTENER = "tls:[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"
