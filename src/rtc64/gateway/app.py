@@ -207,6 +207,7 @@ class Gateway:
 
         async def timer_c() -> None:
             proxy.expire_timer_c()
+            auth.sweep(time.time())  # same clock as auth.check (the proxy's wall clock)
 
         self.spawner.every(30.0, expire)
         self.spawner.every(1.0, timer_c)

@@ -91,6 +91,11 @@ class Authenticator:
         self.unanswered = UnansweredChallenges(log)
         self._watch = any(a.hash_name != "md5" for a in self.algorithms)
 
+    def sweep(self, now: float) -> None:
+        """Housekeeping (every second or so): report challenges left unanswered."""
+        if self._watch:
+            self.unanswered.sweep(now)
+
     def is_trusted(self, source: IPAddress) -> bool:
         address = unmap(source)
         return any(address in net for net in self._trusted)
@@ -126,8 +131,7 @@ class Authenticator:
         if self.is_trusted(source):
             return TRUSTED
         header = b"proxy-authorization" if proxy else b"authorization"
-        if self._watch:
-            self.unanswered.sweep(now)
+        self.sweep(now)
         blocked = self.tracker.is_blocked(source, now)
         if blocked is not None:
             return self._forbidden(blocked)

@@ -7,7 +7,8 @@ Rules (RFC 8760 §2.4 servers may offer several algorithms; a client answers one
   from the request; it can tell that a challenge offering SHA-256 got no answer:
   * the same source and Call-ID send a new request without credentials, or
   * no request with credentials comes from that source and Call-ID within ``give_up``
-    seconds (noticed on the next call to ``sweep``).
+    seconds (noticed by ``sweep``, which the gateway calls every second; clients answer a
+    challenge at once, so a few seconds are plenty).
 - Each such case is counted; the warning naming ``auth.algorithms = ["MD5"]`` and
   ``--auth-algorithm MD5`` is logged at most once per source prefix per ``quiet``
   seconds, so scanners that never answer cannot flood the log.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from rtc64.gateway.ratelimit import SourceKey, source_key
 from rtc64.net.address import IPAddress
 
-GIVE_UP = 32.0  # seconds: a UDP client's transaction (Timer F) is over by then
+GIVE_UP = 10.0  # seconds: clients answer a challenge within a round trip
 QUIET = 600.0  # seconds between two warnings about one source prefix
 MAX_ENTRIES = 4096
 
