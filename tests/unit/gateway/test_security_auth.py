@@ -145,6 +145,27 @@ def test_register_for_a_foreign_domain_or_an_aor_from_the_user_store(tmp_path: P
     run(tmp_path, body)
 
 
+def test_alice_cannot_remove_bobs_bindings_with_a_wildcard(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        bob_phone = ("2001:db8:aaaa::20", 5070)  # trusted
+        assert statuses(await h.feed(reg(b"bob", bob_phone), bob_phone), bob_phone) == [200]
+        wipe = reg(b"bob", ALICE_PHONE, call_id=b"w").replace(b"Expires: 600", b"Expires: 0")
+        wipe = wipe.replace(b"Contact: <sip:bob@[2001:db8:bad::10]:5062>", b"Contact: *")
+        assert b"Contact: *" in wipe
+        out = await h.feed(wipe, ALICE_PHONE)
+        assert statuses(out, ALICE_PHONE) == [401]
+        header = authorization(one(out, ALICE_PHONE), "alice", PASSWORD)
+        retry = (
+            wipe.replace(b"CSeq: 1 ", b"CSeq: 2 ")
+            .replace(b"Expires: 0", b"Expires: 0\r\n" + header)
+            .replace(b"-1;rport", b"-2;rport")
+        )
+        assert statuses(await h.feed(retry, ALICE_PHONE), ALICE_PHONE) == [403]
+        assert len(await h.proxy.store.lookup("sip:bob@example.net", h.wall())) == 1
+
+    run(tmp_path, body)
+
+
 def test_trusted_source_stays_exempt(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         data = reg(b"bob", CALLER)
