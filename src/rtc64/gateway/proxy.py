@@ -107,12 +107,15 @@ class Proxy(RacingCore):
         self.stats.rate_limited += 1
         if admission is Admission.THROTTLE_STARTED:
             self.stats.throttled_sources += 1
-            self.log.warning(
-                "rate limit: source %s throttled above %g new requests/s (sip.request_rate); "
-                "its new requests are dropped until it slows down",
-                self.limiter.key(source),
-                self.limiter.rate,
-            )
+            skipped = self.limiter.log_slot(now)
+            if skipped is not None:
+                self.log.warning(
+                    "rate limit: source %s throttled above %g new requests/s "
+                    "(sip.request_rate); its new requests are dropped until it slows down%s",
+                    self.limiter.key(source),
+                    self.limiter.rate,
+                    f" ({skipped} more sources throttled since the last line)" if skipped else "",
+                )
         return True
 
     def _is_core(self, source: IPAddress) -> bool:

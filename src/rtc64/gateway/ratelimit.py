@@ -17,7 +17,8 @@ Rules:
   attributes for metrics; each block is reported once as a ``BlockEvent`` (callback and a
   bounded queue).
 - ``TokenBucket.admit`` also reports when a source starts being throttled (once per
-  episode: the episode ends when the source is admitted again).
+  episode: the episode ends when the source is admitted again); ``log_slot`` caps the
+  log lines about it at one per second whatever the number of sources.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class TokenBucket:
 
     __slots__ = (
         "_buckets",
+        "_logged_at",
         "_throttled",
+        "_unlogged",
         "allowed",
         "burst",
         "episodes",
@@ -115,6 +118,8 @@ class TokenBucket:
         """Times a source started being throttled (counter for metrics)."""
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
         self._throttled: OrderedDict[SourceKey, None] = OrderedDict()
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -164,6 +169,17 @@ class TokenBucket:
             buckets.popitem(last=False)
             self.evictions += 1
         return ok
+
+    def log_slot(self, now: float, interval: float = 1.0) -> int | None:
+        """After a throttle start: None when one was logged less than ``interval`` s ago
+        (a flood from many prefixes must not flood the log), else how many starts went
+        unlogged since the last line."""
+        if self._logged_at is not None and 0 <= now - self._logged_at < interval:
+            self._unlogged += 1
+            return None
+        self._logged_at = now
+        skipped, self._unlogged = self._unlogged, 0
+        return skipped
 
     def retry_after(self, source: IPAddress, now: float, cost: float = 1.0) -> float:
         """Seconds until ``source`` has ``cost`` tokens (0 if it has them now)."""

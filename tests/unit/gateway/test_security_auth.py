@@ -297,6 +297,30 @@ def test_only_new_requests_count_and_each_throttle_episode_is_logged_once(
     assert "2001:db8:bad::/64 throttled" in lines[0]
 
 
+def test_throttle_log_lines_are_capped_when_many_sources_flood(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(h: Harness) -> None:
+        for i in range(20):  # 20 /64s, each over its rate, within one second
+            source = (f"2001:db8:f{i:03x}::1", 5060)
+            for j in range(2):
+                data = request(b"OPTIONS", b"sip:x@192.0.2.50", source, branch=b"z9hG4bKf%d" % j)
+                await h.feed(data, source)
+        assert h.proxy.stats.throttled_sources == 20
+        h.clock.now += 2
+        source = ("2001:db8:ffff::1", 5060)
+        for j in range(2):
+            await h.feed(
+                request(b"OPTIONS", b"sip:x@192.0.2.50", source, branch=b"z9hG4bKg%d" % j), source
+            )
+
+    with caplog.at_level(logging.WARNING):
+        run(tmp_path, body, rate=1.0)
+    lines = [r.getMessage() for r in caplog.records if "rate limit" in r.getMessage()]
+    assert len(lines) == 2
+    assert "(19 more sources throttled since the last line)" in lines[1]
+
+
 def test_upstream_core_address_is_not_throttled(tmp_path: Path) -> None:
     core = ("203.0.113.5", 5060)  # not in a trusted network
     upstream = parse_uri(b"sip:203.0.113.5:5060")
