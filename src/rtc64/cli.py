@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__, config, logs
-from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import app
+from rtc64.gateway.bindings import canonical_aor
 from rtc64.gateway.store import Store, open_store
 from rtc64.gateway.users import UserRecord
 from rtc64.io import loop
@@ -46,6 +47,13 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
     ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
     ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
     ("--data-dir", "general.data_dir", False, "directory for the store and generated state"),
+    (
+        "--auth-algorithm",
+        "auth.algorithms",
+        True,
+        "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
+        "auth.algorithms; MD5 alone for baresip 1.0)",
+    ),
 )
 
 
@@ -102,13 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(user, suppress=True)
     user.add_argument("--store", dest="store.url", help="store URL (default from config)")
     user.add_argument("--data-dir", dest="general.data_dir", help="data directory")
+    _user_domain(user, suppress=False)
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     add = user_sub.add_parser("add", help="add or change a user (password from stdin if omitted)")
     add.add_argument("name")
     add.add_argument("--password", help="the password (prefer stdin: it stays out of ps)")
-    add.add_argument("--realm", help="digest realm (default: auth.realm or the first domain)")
+    add.add_argument(
+        "--realm", help="digest realm (default: as serve resolves it: auth.realm, first domain)"
+    )
+    add.add_argument(
+        "--aor",
+        action="append",
+        metavar="URI",
+        help="another address-of-record the user may register, e.g. sip:sales@example.net "
+        "(repeatable; replaces the stored list, which is kept when --aor is not given)",
+    )
+    _user_domain(add, suppress=True)
     add.set_defaults(handler=_user_add)
-    lst = user_sub.add_parser("list", help="list users")
+    lst = user_sub.add_parser("list", help="list users with their realm and extra AORs")
+    _user_domain(lst, suppress=True)
     lst.set_defaults(handler=_user_list)
     rm = user_sub.add_parser("remove", help="remove a user")
     rm.add_argument("name")
@@ -125,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _user_domain(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """``--domain`` for the user commands: the realm then resolves as in ``serve``."""
+    parser.add_argument(
+        "--domain",
+        dest="sip.domains",
+        action="append",
+        default=argparse.SUPPRESS if suppress else None,
+        help="local SIP domain, as given to serve (the realm defaults to the first)",
+    )
 
 
 def _not_yet(name: str, where: str) -> Handler:
@@ -168,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _store_config(args: argparse.Namespace) -> config.Config:
     overrides: dict[str, object] = {}
-    for key in ("store.url", "general.data_dir"):
+    for key in ("store.url", "general.data_dir", "sip.domains"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -205,19 +236,48 @@ def _user_add(args: argparse.Namespace) -> int:
     if not password:
         raise ConfigError("--password", "", "a non-empty password (or one line on stdin)")
 
+    aors = [_aor(value) for value in args.aor or ()]
+
     async def job(store: Store, cfg: config.Config) -> int:
-        realm = args.realm or app.realm_of(cfg)
-        await store.put_user(UserRecord.from_password(name, realm, password))
-        print(f"user {name} saved (realm {realm})")
+        realm = args.realm or config.realm_of(cfg)
+        kept = await store.get_user(name) if args.aor is None else None
+        extra = aors if kept is None else kept.aors
+        await store.put_user(UserRecord.from_password(name, realm, password, extra))
+        also = f", also registers {', '.join(extra)}" if extra else ""
+        print(f"user {name} saved (realm {realm}{also})")
+        if not (args.realm or cfg["auth.realm"] or cfg["sip.domains"]):
+            print(
+                f"rtc64: note: realm {realm!r} is this host's name (no --realm, auth.realm or "
+                "sip.domains): a gateway serving a domain needs the same --config or --domain "
+                "here, or its users are unknown to it",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
     return _with_store(args, job)
 
 
+def _aor(value: str) -> str:
+    """``--aor`` as the canonical AOR the registrar compares with."""
+    try:
+        aor = canonical_aor(value)
+    except RemoteProtocolError:
+        aor = ""
+    if "@" not in aor:
+        raise ConfigError("--aor", value, "a SIP address-of-record like sip:sales@example.net")
+    return aor
+
+
 def _user_list(args: argparse.Namespace) -> int:
     async def job(store: Store, cfg: config.Config) -> int:
+        realm = config.realm_of(cfg)
         for record in sorted(await store.list_users(), key=lambda r: r.name):
-            print(f"{record.name}\t{record.realm}")
+            line = f"{record.name}\trealm={record.realm}"
+            if record.aors:
+                line += "\taors=" + ",".join(record.aors)
+            if record.realm != realm:
+                line += f"\t(not this configuration's realm {realm}: unknown to its gateway)"
+            print(line)
         return EXIT_OK
 
     return _with_store(args, job)

@@ -14,6 +14,7 @@ or a settings object built from it.
 from __future__ import annotations
 
 import os
+import platform
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -234,7 +235,9 @@ KEYS: tuple[Key, ...] = (
         [],
         _list_of(_network),
         "a list of networks in CIDR form (e.g. 2001:db8::/64, 10.0.0.0/8)",
-        "sources that may relay and call without authentication",
+        "sources that may relay, call and register any AOR of a served domain without "
+        "authentication, and are not rate-limited (list SBCs, PBXs and the upstream core, "
+        "not phone networks)",
     ),
     Key(
         "sip.upstream",
@@ -277,7 +280,8 @@ KEYS: tuple[Key, ...] = (
         200,
         _int_range(0, 1_000_000),
         "requests/s per source, 0 for off",
-        "per-source request rate limit",
+        "new dialogs and registrations per second per source (/64 for IPv6); in-dialog "
+        "requests, trusted networks and the upstream core are not limited",
     ),
     Key(
         "registrar.min_expires",
@@ -305,7 +309,8 @@ KEYS: tuple[Key, ...] = (
         "",
         _str,
         "a realm string (empty: the first domain or the host name)",
-        "digest realm",
+        "digest realm; users are stored per realm, so 'rtc64 user add' must see the same "
+        "auth.realm/sip.domains as 'rtc64 serve' (same --config, or --domain/--realm)",
     ),
     Key(
         "auth.users",
@@ -335,14 +340,15 @@ KEYS: tuple[Key, ...] = (
         5,
         _int_range(1, 1000),
         "an integer 1..1000",
-        "failed authentications per source or user before blocking",
+        "failed authentications per source, or per user from one source, before blocking",
     ),
     Key(
         "auth.block_seconds",
         300,
         _int_range(1, 86400),
         "seconds, 1..86400",
-        "how long a source or user stays blocked after too many failures",
+        "how long a source (/64 for IPv6, /32 for IPv4), or one user from one source, "
+        "stays blocked after too many failures; a user is never blocked from every source",
     ),
     Key(
         "store.url",
@@ -602,6 +608,15 @@ class Config:
                 shown = "(none)" if value in (None, "") else str(value)
             rows.append((key.path, shown))
         return rows
+
+
+def realm_of(cfg: Config) -> str:
+    """The digest realm, resolved the same way by ``rtc64 serve`` and ``rtc64 user add``:
+    ``auth.realm``, else the first of ``sip.domains``, else the host name."""
+    if cfg["auth.realm"]:
+        return str(cfg["auth.realm"])
+    domains = cfg["sip.domains"]
+    return str(domains[0]) if domains else platform.node()
 
 
 def _flatten(table: Mapping[str, object], where: Path) -> dict[str, object]:

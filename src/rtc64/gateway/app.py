@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
-from rtc64.config import Config
+from rtc64.config import Config, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
@@ -61,14 +61,6 @@ def nat64_prefix(cfg: Config) -> IPv6Network | None:
         return rfc6052.parse_prefix(text)
     except ValueError as exc:
         raise ConfigError("nat64.prefix", text, f"an RFC 6052 prefix ({exc})") from None
-
-
-def realm_of(cfg: Config) -> str:
-    """The digest realm: ``auth.realm``, else the first domain, else the host name."""
-    if cfg["auth.realm"]:
-        return str(cfg["auth.realm"])
-    domains = cfg["sip.domains"]
-    return str(domains[0]) if domains else platform.node()
 
 
 def relay_addresses(
@@ -215,6 +207,7 @@ class Gateway:
 
         async def timer_c() -> None:
             proxy.expire_timer_c()
+            auth.sweep(time.time())  # same clock as auth.check (the proxy's wall clock)
 
         self.spawner.every(30.0, expire)
         self.spawner.every(1.0, timer_c)

@@ -192,12 +192,16 @@ class ProxyCore:
     ) -> None:
         """Answer the request of ``server`` ourselves."""
         text = reason.encode("utf-8", "replace") if isinstance(reason, str) else reason
-        req = server.request
+        req = self.local_request(server)
+        self.respond(server, make_response(req, status, text, headers=headers))
+
+    @staticmethod
+    def local_request(server: ServerTransaction) -> Request:
+        """The request to build our own responses from: top Via stamped (RFC 3581 §4)."""
         dest = server.dest
         if isinstance(dest, Hop) and dest.flow is not None:
-            # RFC 3581 §4: our own responses carry received/rport like forwarded ones.
-            req = hops.with_stamped_via(req, dest.flow)
-        self.respond(server, make_response(req, status, text, headers=headers))
+            return hops.with_stamped_via(server.request, dest.flow)
+        return server.request
 
     def on_timer(self) -> None:
         """The transaction layer's deadline passed."""
@@ -516,7 +520,7 @@ class ProxyCore:
         if ctx.final_forwarded or not ctx.branches or not ctx.all_completed():
             return
         self._finish(pending)
-        status, data = best_response(ctx, pending.request)
+        status, data = best_response(ctx, self.local_request(pending.server))
         self.respond(pending.server, data, status)
         req = pending.request
         if status >= 300 and req.method == b"INVITE" and req.to.tag is None:

@@ -18,8 +18,13 @@ Rules (RFC 3261 §16, §10 via ``register``, §9 CANCEL; RFC 3581, RFC 3327, RFC
   the digest credentials are right (the upstream core authenticates in upstream mode).
 - Record-Route for dialog-forming requests, doubled when the flow changes family,
   transport or listener (``hops.route_uri``). Responses per ``forking``.
-- Above ``max_transactions`` in flight new requests get 503 with Retry-After; a source
-  over the request rate limit is dropped and counted.
+- Above ``max_transactions`` in flight new requests get 503 with Retry-After. New
+  dialogs and registrations (no To tag, not ACK/CANCEL) from a source over the request
+  rate limit are dropped and counted, the start of each throttle episode logged once;
+  trusted networks and the upstream core are not limited, nor in-dialog requests.
+- A REGISTER authenticated as one user is accepted only for that user's AORs
+  (``register.aor_refusal``), else 403, counted.
+- Responses we build ourselves carry ``received``/``rport`` in the top Via (RFC 3581 §4).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from rtc64.gateway.bindings import Binding, canonical_aor
 from rtc64.gateway.branches import flow_of, received_uri
 from rtc64.gateway.identity import Listener
 from rtc64.gateway.racing import RacingCore
-from rtc64.gateway.register import handle_register
-from rtc64.net.address import IPAddress
+from rtc64.gateway.ratelimit import Admission
+from rtc64.gateway.register import aor_refusal, handle_register
+from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
@@ -72,8 +78,7 @@ class Proxy(RacingCore):
     def _on_request(self, req: Request, flow: Flow) -> None:
         now = self.clock()
         self.stats.requests_in += 1
-        if not self.limiter.allow(flow.remote[0], now):
-            self.stats.rate_limited += 1
+        if self.limiter.rate and self._throttled(req, flow.remote[0], now):
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
@@ -82,10 +87,42 @@ class Proxy(RacingCore):
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
             self.stats.overloaded += 1
-            resp = make_response(req, 503, headers=[(b"Retry-After", b"5")])
+            stamped = hops.with_stamped_via(req, flow)
+            resp = make_response(stamped, 503, headers=[(b"Retry-After", b"5")])
             self._send(serialize(resp), hop)
             return
         self.dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
+
+    def _throttled(self, req: Request, source: IPAddress, now: float) -> bool:
+        """Whether to drop ``req``: a new dialog or registration from a source over the
+        request rate. Trusted networks and the upstream core are never limited."""
+        if req.to.tag is not None or req.method in (b"ACK", b"CANCEL"):
+            return False
+        if self.auth.is_trusted(source) or self._is_core(source):
+            return False
+        admission = self.limiter.admit(source, now)
+        if admission is Admission.ADMITTED:
+            return False
+        self.stats.rate_limited += 1
+        if admission is Admission.THROTTLE_STARTED:
+            self.stats.throttled_sources += 1
+            skipped = self.limiter.log_slot(now)
+            if skipped is not None:
+                self.log.warning(
+                    "rate limit: source %s throttled above %g new requests/s "
+                    "(sip.request_rate); its new requests are dropped until it slows down%s",
+                    self.limiter.key(source),
+                    self.limiter.rate,
+                    f" ({skipped} more sources throttled since the last line)" if skipped else "",
+                )
+        return True
+
+    def _is_core(self, source: IPAddress) -> bool:
+        """``source`` is the upstream core's address (an IP-literal ``sip.upstream``; a
+        core named by DNS must be listed in ``sip.trusted_networks``, as upstream mode
+        needs anyway)."""
+        core = self.upstream.host if self.upstream is not None else None
+        return core is not None and not isinstance(core, str) and unmap(core) == unmap(source)
 
     def _new_request(self, server: ServerTransaction) -> None:
         req = server.request
@@ -207,13 +244,28 @@ class Proxy(RacingCore):
             self.stats.auth_challenges += 1
             self.reply(server, verdict.status, verdict.reason, verdict.headers)
             return
+        refusal = aor_refusal(req, verdict.user, verdict.aors, self.identity.is_local_uri)
+        if refusal is not None:
+            self._refuse_register(server, flow, refusal)
+            return
         listener = self._listener_of(flow)
         name = listener.name() if listener else f"{flow.transport.value}:?"
         resp = await handle_register(
-            req, flow, listener=name, store=self.store, policy=self.policy, now=self.wall()
+            hops.with_stamped_via(req, flow),  # RFC 3581 §4: the 200 carries rport/received
+            flow,
+            listener=name,
+            store=self.store,
+            policy=self.policy,
+            now=self.wall(),
         )
         self.stats.registrations += resp.status == 200
         self.respond(server, resp)
+
+    def _refuse_register(self, server: ServerTransaction, flow: Flow, reason: str) -> None:
+        """403 for a REGISTER whose AOR is not the authenticated user's (hijack attempt)."""
+        self.stats.registrations_forbidden += 1
+        self.log.warning("registrar: REGISTER from %s refused: %s", flow, reason)
+        self.reply(server, 403, reason)
 
     async def _targets(
         self, req: Request, uri: SipUri, routes: list[NameAddr]

@@ -3,8 +3,12 @@
 Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 
 - The AOR is the To URI (canonical form); the caller has checked the domain is local
-  and authenticated the request (steps 1-5). ``Require`` with an unknown option
-  answers 420 with Unsupported (step 2); ``path`` and ``outbound`` are supported.
+  and authenticated the request (steps 1-5). Step 6: an authenticated user registers
+  only its own AORs (``aor_refusal``): ``sip:USER@<served domain>`` with its own user
+  name, or one listed for it in the user store; anything else is 403. Trusted sources
+  (no user) are not checked: they may register any AOR of a served domain.
+- ``Require`` with an unknown option answers 420 with Unsupported (step 2); ``path`` and
+  ``outbound`` are supported.
 - The source address, port, transport and listener are stored with each binding so the
   proxy can reach phones behind NAT and stateful IPv6 firewalls on the flow they opened.
 - A 200 lists every binding with its remaining ``expires``, echoes Path when the phone
@@ -14,6 +18,7 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 
 from rtc64.gateway.bindings import canonical_aor
@@ -28,7 +33,7 @@ from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import NameAddr
-from rtc64.sip.uri import format_uri
+from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
 
@@ -42,6 +47,26 @@ def _contact_spec(contact: NameAddr) -> ContactSpec:
         instance=contact.param(b"+sip.instance"),
         reg_id=int(reg_id) if reg_id is not None and reg_id.isdigit() else None,
     )
+
+
+def aor_refusal(
+    req: Request, user: str | None, aors: tuple[str, ...], is_local: Callable[[SipUri], bool]
+) -> str | None:
+    """Why ``user`` may not register the To AOR of ``req`` (§10.3 step 6), or None if it may.
+
+    ``user`` None is a trusted source: not checked. ``aors`` are the extra canonical AORs
+    the user store lists for the user; ``is_local`` says whether a URI is in a domain we
+    serve.
+    """
+    if user is None:
+        return None
+    to = req.to.uri
+    if not isinstance(to, SipUri) or not is_local(to):
+        return "Forbidden: the To address is not in a domain served here"
+    aor = canonical_aor(format_uri(to))
+    if aor in aors or aor[4:].rpartition("@")[0] == user:
+        return None
+    return f"Forbidden: {aor} is not an address of user {user}"
 
 
 def unsupported(req: Request) -> tuple[bytes, ...]:

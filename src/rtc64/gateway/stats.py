@@ -16,9 +16,11 @@ class ProxyStats:
     errors_sent: int = 0
     bad_messages: int = 0
     rate_limited: int = 0
+    throttled_sources: int = 0  # throttle episodes: a source went over sip.request_rate
     overloaded: int = 0
     auth_challenges: int = 0
     registrations: int = 0
+    registrations_forbidden: int = 0  # REGISTER for an AOR not the authenticated user's
     send_failures: int = 0
     dropped: int = 0
     byes_sent: int = 0

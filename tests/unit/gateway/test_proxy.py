@@ -803,9 +803,14 @@ def test_overload_answers_503_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_rate_limited_source_is_dropped(tmp_path: Path) -> None:
+    """An untrusted source over the rate: its new requests are dropped (trusted sources
+    are exempt: tests/unit/gateway/test_security_auth.py)."""
+
     async def body(h: Harness) -> None:
-        await call_forwarded(h)
-        out = await h.feed(invite(branch=b"z9hG4bKc2", call_id=b"call2@test"), CALLER)
+        first = request(b"INVITE", b"sip:bob@192.0.2.50", STRANGER)
+        assert statuses(await h.feed(first, STRANGER), STRANGER) == [100, 407]
+        again = request(b"INVITE", b"sip:bob@192.0.2.50", STRANGER, branch=b"z9hG4bKc2")
+        out = await h.feed(again, STRANGER)
         assert out == []
         assert h.proxy.stats.rate_limited == 1
 
