@@ -28,11 +28,11 @@ from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
-from rtc64.gateway.bindings import Binding, canonical_aor
+from rtc64.gateway.bindings import Binding
 from rtc64.gateway.branches import flow_of, received_uri
 from rtc64.gateway.identity import Listener
 from rtc64.gateway.racing import RacingCore
-from rtc64.gateway.register import handle_register
+from rtc64.gateway.register import find_bindings, handle_register
 from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Transport
@@ -42,7 +42,7 @@ from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction_server import ServerTransaction
-from rtc64.sip.uri import SipUri, format_uri, parse_uri
+from rtc64.sip.uri import SipUri, parse_uri
 
 ALLOW = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, " + (
     b"SUBSCRIBE, NOTIFY, REFER"
@@ -211,7 +211,13 @@ class Proxy(RacingCore):
         listener = self._listener_of(flow)
         name = listener.name() if listener else f"{flow.transport.value}:?"
         resp = await handle_register(
-            req, flow, listener=name, store=self.store, policy=self.policy, now=self.wall()
+            req,
+            flow,
+            listener=name,
+            store=self.store,
+            policy=self.policy,
+            now=self.wall(),
+            keys=self.identity.aor_keys(req.to.uri),
         )
         self.stats.registrations += resp.status == 200
         self.respond(server, resp)
@@ -226,7 +232,8 @@ class Proxy(RacingCore):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
             return [(first, None, routes, ())]
         if self.identity.is_local_uri(uri):
-            bindings = await self.store.lookup(canonical_aor(format_uri(uri)), self.wall())
+            keys = self.identity.aor_keys(uri)
+            bindings = await find_bindings(self.store, keys, self.wall())
             if bindings:
                 return [self._binding_target(b) for b in bindings]
             if self.upstream is not None:
