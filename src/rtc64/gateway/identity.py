@@ -100,6 +100,21 @@ class Identity:
             return host.rstrip(".") in self.hostnames
         return unmap(host) in self.addresses or host in self.addresses
 
+    def is_own_socket(self, transport: Transport, ip: IPAddress, port: int) -> bool:
+        """Whether sending to ``ip``:``port`` over ``transport`` reaches one of our own
+        listeners (a message to ourselves: the response loop guard). A wildcard listener
+        is reached on every host address of its family, loopback and unspecified too."""
+        ip = unmap(ip)
+        family = family_of(ip)
+        for lst in self.listeners:
+            if lst.transport is not transport or lst.port != port or lst.family != family:
+                continue
+            if ip.is_unspecified or ip == lst.spec.address:
+                return True
+            if lst.wildcard and (ip in self.addresses or ip.is_loopback):
+                return True
+        return False
+
     def is_local_domain(self, host: Host) -> bool:
         """Requests for this host (domain name or address) may be ours to serve."""
         return self.is_our_host(host) or (isinstance(host, str) and host in self.domains)
