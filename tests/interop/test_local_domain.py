@@ -72,3 +72,14 @@ def test_registered_on_the_ipv4_address_called_on_the_ipv6_address(
     assert uac.wait() == 0, _report(gw, uac, uas)
     assert uas.wait() == 0, _report(gw, uac, uas)
     assert "Traceback" not in gw.text(), gw.text()[-6000:]
+
+
+def test_options_to_the_domain_is_answered_by_the_gateway(net: Lab, work: Path) -> None:
+    """An untrusted phone pings the served domain: 200 from the gateway, no challenge."""
+    gw = Gateway(net.gw, work, [*LISTENS["addresses"], "--domain", "example.net"])
+    ping = Sipp(
+        net.v6, work, "options", "options.xml", local=str(V6_HOST), port=5070,
+        remote=f"[{V6_GW}]:5060", keys={"domain": "example.net"},
+    )  # fmt: skip
+    assert ping.wait() == 0, _report(gw, ping)
+    assert "Allow:" in ping.messages() and "Supported:" in ping.messages(), _report(gw, ping)
