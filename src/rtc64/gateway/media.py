@@ -122,6 +122,8 @@ def _parse(sdp: bytes) -> SessionDescription | None:
 def unmapped_sdp(sdp: bytes) -> bytes:
     """``sdp`` with IPv4-mapped addresses written as IPv4 (``IN IP4``); as is when it has
     none or does not parse."""
+    if b"ffff:" not in sdp.lower():  # no IPv4-mapped address can be there: skip the parse
+        return sdp
     sd = _parse(sdp)
     if sd is None:
         return sdp
