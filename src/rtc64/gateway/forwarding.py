@@ -147,11 +147,24 @@ class ProxyCore:
 
     def _send(self, data: bytes, dest: object) -> None:
         assert isinstance(dest, Hop)
+        if self.response_loops(data, dest):
+            return
         self.stats.messages_out += 1
         if not self.sender.send(
             data, dest.transport, dest.ip, dest.port, flow=dest.flow, server_name=dest.server_name
         ):
             self.stats.send_failures += 1
+
+    def response_loops(self, data: bytes, dest: Hop) -> bool:
+        """Loop guard: a response whose destination is one of our own sockets (a Via
+        sent-by naming us without rport, a spoofed source) is dropped and counted."""
+        if not data.startswith(b"SIP/2.0 ") or dest.reliable:
+            return False
+        if not self.identity.is_own_socket(dest.transport, dest.ip, dest.port):
+            return False
+        self.stats.response_loops += 1
+        self.log.debug("response to our own socket %s dropped (loop)", dest)
+        return True
 
     def _terminated(self, txn: ClientTransaction | ServerTransaction) -> None:
         if isinstance(txn, ServerTransaction):

@@ -33,12 +33,12 @@ from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
-from rtc64.gateway.bindings import Binding, canonical_aor
+from rtc64.gateway.bindings import Binding
 from rtc64.gateway.branches import flow_of, received_uri
-from rtc64.gateway.identity import Listener
+from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.racing import RacingCore
 from rtc64.gateway.ratelimit import Admission
-from rtc64.gateway.register import aor_refusal, handle_register
+from rtc64.gateway.register import SUPPORTED, aor_refusal, find_bindings, handle_register
 from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
@@ -47,11 +47,27 @@ from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction_server import ServerTransaction
-from rtc64.sip.uri import SipUri, format_uri, parse_uri
+from rtc64.sip.uri import SipUri, parse_uri
 
 ALLOW = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, " + (
     b"SUBSCRIBE, NOTIFY, REFER"
 )
+
+CAPABILITIES = (
+    (b"Allow", ALLOW),
+    (b"Accept", b"application/sdp"),
+    (b"Supported", b", ".join(sorted(SUPPORTED))),
+)
+"""What an OPTIONS to the gateway itself is answered with (RFC 3261 §11.2)."""
+
+
+def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool:
+    """A request for the gateway itself, answered by it before any authentication: a
+    Request-URI without user part naming one of our addresses or host names, or, for
+    OPTIONS (a ping, as Kamailio's options module answers it), a served domain."""
+    if uri.user is not None:
+        return False
+    return identity.is_us(uri) or (method == b"OPTIONS" and identity.is_local_uri(uri))
 
 
 class Proxy(RacingCore):
@@ -71,6 +87,9 @@ class Proxy(RacingCore):
         reply = reject_bytes(data, error.status, error.reason) if data else None
         if reply is None:
             self.log.debug("dropped malformed message from %s: %s", flow, error.reason)
+            return
+        hop = hops.Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
+        if self.response_loops(reply, hop):
             return
         self.stats.errors_sent += 1
         self.sender.send(reply, flow.transport, flow.remote[0], flow.remote[1], flow=flow)
@@ -190,7 +209,7 @@ class Proxy(RacingCore):
         if req.method == b"REGISTER":
             await self._register(server, flow, uri)
             return
-        if self.identity.is_us(uri) and uri.user is None:
+        if addressed_to_gateway(self.identity, req.method, uri):
             self._answer_self(server)
             return
         source = flow.remote[0]
@@ -226,7 +245,7 @@ class Proxy(RacingCore):
     def _answer_self(self, server: ServerTransaction) -> None:
         req = server.request
         if req.method == b"OPTIONS":
-            self.reply(server, 200, None, [(b"Allow", ALLOW), (b"Accept", b"application/sdp")])
+            self.reply(server, 200, None, CAPABILITIES)
         else:
             self.reply(server, 404, "Not Found: no user part in the Request-URI")
 
@@ -257,6 +276,7 @@ class Proxy(RacingCore):
             store=self.store,
             policy=self.policy,
             now=self.wall(),
+            keys=self.identity.aor_keys(req.to.uri),
         )
         self.stats.registrations += resp.status == 200
         self.respond(server, resp)
@@ -277,7 +297,8 @@ class Proxy(RacingCore):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
             return [(first, None, routes, ())]
         if self.identity.is_local_uri(uri):
-            bindings = await self.store.lookup(canonical_aor(format_uri(uri)), self.wall())
+            keys = self.identity.aor_keys(uri)
+            bindings = await find_bindings(self.store, keys, self.wall())
             if bindings:
                 return [self._binding_target(b) for b in bindings]
             if self.upstream is not None:

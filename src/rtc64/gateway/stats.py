@@ -26,6 +26,8 @@ class ProxyStats:
     byes_sent: int = 0
     race_attempts: int = 0
     race_fallbacks: int = 0
+    response_loops: int = 0
+    """Responses not sent because they would reach one of our own sockets (loop guard)."""
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
