@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from rtc64 import __version__, config, logs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway import app
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.store import Store
 from rtc64.gateway.users import UserRecord
 from rtc64.io import loop
 from rtc64.io import nat64 as nat64_io
@@ -45,16 +45,51 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
     ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
     ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
     ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
-    ("--data-dir", "general.data_dir", False, "directory for the store and generated state"),
 )
 
 
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options accepted before and after the subcommand name."""
+    """The global options. The top-level parser defines them with ``None`` defaults; every
+    subcommand parser inherits them (``_GLOBALS``) with suppressed defaults, so a value
+    given before or after any subcommand name is kept and an absent one overwrites nothing."""
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
     parser.add_argument("--log-level", default=default, help="debug, info, warning or error")
     parser.add_argument("--log-format", default=default, help="text or json")
+    parser.add_argument(
+        "--data-dir",
+        dest="general.data_dir",
+        default=default,
+        help="directory for the store and generated state",
+    )
+
+
+def _globals() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    _common(parent, suppress=True)
+    return parent
+
+
+_GLOBALS = _globals()
+
+
+def _subcommands(
+    parser: argparse.ArgumentParser,
+    dest: str,
+    metavar: str,
+    shared: Sequence[argparse.ArgumentParser] = (),
+) -> Callable[..., argparse.ArgumentParser]:
+    """``add_parser`` of a new subcommand group: each subcommand gets the global options
+    and the ``shared`` ones of its group (suppressed defaults, like ``_GLOBALS``)."""
+    group = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+
+    def add(
+        name: str, *, parents: Sequence[argparse.ArgumentParser] = (), **kwargs: object
+    ) -> argparse.ArgumentParser:
+        every = [_GLOBALS, *shared, *parents]
+        return group.add_parser(name, parents=every, **kwargs)  # type: ignore[arg-type]
+
+    return add
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,23 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rtc64 {__version__}")
     _common(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_command = _subcommands(parser, "command", "COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gateway (SIP, media relay, TURN, console)")
-    _common(serve, suppress=True)
+    serve = add_command("serve", help="run the gateway (SIP, media relay, TURN, console)")
     for flag, key, repeat, text in SERVE_FLAGS:
         serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     serve.set_defaults(handler=_serve)
 
-    probe = sub.add_parser("probe", help="IPv6-only readiness report for SIP/TURN/web/network")
-    _common(probe, suppress=True)
+    probe = add_command("probe", help="IPv6-only readiness report for SIP/TURN/web/network")
     probe.add_argument("targets", nargs="*", metavar="TARGET")
     probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
 
-    nat64 = sub.add_parser("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
-    _common(nat64, suppress=True)
-    nat_sub = nat64.add_subparsers(dest="nat64_command", metavar="ACTION", required=True)
-    discover = nat_sub.add_parser("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
+    nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
+    nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
+    discover = nat_sub("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
     discover.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to listen for PREF64 RAs (default 3)"
     )
@@ -89,35 +121,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--dns-server", dest="dns.servers", action="append", help="DNS server HOST[:PORT]"
     )
     discover.set_defaults(handler=_nat64_discover)
-    synth = nat_sub.add_parser("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
+    synth = nat_sub("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
     synth.add_argument("ipv4")
     synth.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
     synth.set_defaults(handler=_nat64_synth)
-    extract = nat_sub.add_parser("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
+    extract = nat_sub("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
     extract.add_argument("ipv6")
     extract.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
     extract.set_defaults(handler=_nat64_extract)
 
-    user = sub.add_parser("user", help="manage digest users in the store")
-    _common(user, suppress=True)
-    user.add_argument("--store", dest="store.url", help="store URL (default from config)")
-    user.add_argument("--data-dir", dest="general.data_dir", help="data directory")
-    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add = user_sub.add_parser("add", help="add or change a user (password from stdin if omitted)")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store", dest="store.url", default=argparse.SUPPRESS, help="store URL (default: config)"
+    )
+    user = add_command("user", help="manage digest users in the store", parents=[store])
+    user_sub = _subcommands(user, "user_command", "ACTION", shared=[store])
+    add = user_sub("add", help="add or change a user (password from stdin if omitted)")
     add.add_argument("name")
     add.add_argument("--password", help="the password (prefer stdin: it stays out of ps)")
     add.add_argument("--realm", help="digest realm (default: auth.realm or the first domain)")
     add.set_defaults(handler=_user_add)
-    lst = user_sub.add_parser("list", help="list users")
+    lst = user_sub("list", help="list users")
     lst.set_defaults(handler=_user_list)
-    rm = user_sub.add_parser("remove", help="remove a user")
+    rm = user_sub("remove", help="remove a user")
     rm.add_argument("name")
     rm.set_defaults(handler=_user_remove)
 
-    sip = sub.add_parser("sip", help="SIP tools for engineers")
-    _common(sip, suppress=True)
-    sip_sub = sip.add_subparsers(dest="sip_command", metavar="ACTION", required=True)
-    check = sip_sub.add_parser("check", help="lint SIP messages: valid or invalid with the reason")
+    sip = add_command("sip", help="SIP tools for engineers")
+    sip_sub = _subcommands(sip, "sip_command", "ACTION")
+    check = sip_sub("check", help="lint SIP messages: valid or invalid with the reason")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument("--show", action="store_true", help="print the parsed summary")
     check.set_defaults(handler=_sip_check)
@@ -139,7 +171,7 @@ def _not_yet(name: str, where: str) -> Handler:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {}
-    for _, key, _, _ in SERVE_FLAGS:
+    for key in (*(flag[1] for flag in SERVE_FLAGS), "general.data_dir"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -185,8 +217,7 @@ def _with_store(
     cfg = _store_config(args)
 
     async def main() -> int:
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await open_store(cfg["store.url"], cfg.data_dir)
+        store = await app.open_checked_store(cfg)
         try:
             return await job(store, cfg)
         finally:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
-from rtc64.net.address import Family, IPAddress, parse_ip
+from rtc64.net import rfc6052
+from rtc64.net.address import Family, IPAddress, parse_hostport, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
 from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
@@ -155,6 +156,30 @@ def _ng_listen(value: object) -> ListenSpec | None:
     if spec.transport is not Transport.UDP or spec.advertise is not None:
         raise _DetailError("the ng socket is udp:HOST:PORT")
     return spec
+
+
+def _nat64_prefix(value: object) -> str | None:
+    """Empty (discover) or an RFC 6052 prefix, returned in its canonical form."""
+    text = _str(value).strip()
+    if not text:
+        return None
+    try:
+        return str(rfc6052.parse_prefix(text))
+    except ValueError as exc:
+        detail = str(exc).removeprefix(f"bad NAT64 prefix {text!r}: ")
+        raise _DetailError(detail.replace("expected an IPv6", "an IPv6")) from None
+
+
+def _dns_server(value: object) -> str:
+    """``HOST[:PORT]`` or ``[v6]:PORT`` where HOST is an IP address (no name to resolve)."""
+    text = _str(value).strip()
+    try:
+        hostport = parse_hostport(text)
+    except RemoteProtocolError:
+        raise ValueError from None
+    if isinstance(hostport.host, str):
+        raise _DetailError(f"{text!r} is a name, not an IP address")
+    return text
 
 
 _FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
@@ -410,7 +435,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "dns.servers",
         [],
-        _list_of(_str),
+        _list_of(_dns_server),
         "a list of HOST[:PORT] ([v6]:port for IPv6)",
         "DNS servers (default: the system resolver)",
     ),
@@ -438,8 +463,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "nat64.prefix",
         "",
-        _optional_str,
-        "empty (discover) or an IPv6 prefix like 64:ff9b::/96",
+        _nat64_prefix,
+        "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
 )
@@ -466,6 +491,22 @@ class Config:
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(state) / "rtc64"
 
+    def prepare_data_dir(self) -> Path:
+        """``data_dir``, created if missing; ``ConfigError`` naming it and the problem if
+        it cannot be created or is not a writable directory."""
+        path = self.data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise data_dir_error(path, "a directory (a file is in the way)") from None
+        except OSError as exc:
+            raise data_dir_error(path, f"a directory it can create ({_why(exc, path)})") from None
+        if not path.is_dir():
+            raise data_dir_error(path, "a directory (a file is in the way)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise data_dir_error(path, "a directory it can write (permission denied)")
+        return path
+
     def describe(self) -> list[tuple[str, str]]:
         """``(key, value)`` pairs for logging, secrets masked."""
         rows = []
@@ -483,6 +524,18 @@ class Config:
                 shown = "(none)" if value in (None, "") else str(value)
             rows.append((key.path, shown))
         return rows
+
+
+def _why(exc: OSError, path: Path | str) -> str:
+    """``strerror`` of ``exc``, with the path it concerns when that is not ``path``."""
+    reason = exc.strerror or type(exc).__name__
+    other = exc.filename is not None and str(exc.filename) != str(path)
+    return f"{exc.filename}: {reason}" if other else reason
+
+
+def data_dir_error(path: Path | str, expected: str) -> ConfigError:
+    """The one-line error for a problem with the data directory or a file in it."""
+    return ConfigError("general.data_dir", str(path), expected)
 
 
 def _flatten(table: Mapping[str, object], where: Path) -> dict[str, object]:
@@ -513,6 +566,11 @@ def load(path: Path | None = None, overrides: Mapping[str, object] | None = None
                 document = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("--config", str(path), "an existing TOML file") from None
+        except OSError as exc:
+            expected = f"a readable TOML file ({_why(exc, path)})"
+            raise ConfigError("--config", str(path), expected) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", str(path), f"UTF-8 TOML text ({exc.reason})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
         for key_path, value in _flatten(document, path).items():
@@ -559,6 +617,11 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         seen.add(ident)
     if not values["auth.algorithms"]:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
+    ports = {parse_hostport(s).port or 53 for s in values["dns.servers"]}
+    if len(ports) > 1:
+        raise ConfigError(
+            "dns.servers", list(values["dns.servers"]), "the same port for every server"
+        )
     store = values["store.url"]
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)
