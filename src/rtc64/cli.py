@@ -301,6 +301,16 @@ def _nat64_extract(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _nat64_validity(found: nat64_io.Nat64Prefix) -> str:
+    """``ttl=`` for an RFC 7050 answer (0: valid, not cacheable), ``lifetime=`` for PREF64
+    (0: withdrawn)."""
+    if found.lifetime is None:
+        return ""
+    if found.source == "rfc7050":
+        return f"  ttl={found.lifetime:g}s" + (" (not cacheable)" if not found.lifetime else "")
+    return f"  lifetime={found.lifetime:g}s" + (" (withdrawn)" if found.withdrawn else "")
+
+
 def _nat64_discover(args: argparse.Namespace) -> int:
     cfg = _load(args)
     timeout: float = args.timeout
@@ -313,10 +323,7 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     )
     for found in report.prefixes:
         line = f"{found.prefix}  source={found.source}"
-        if found.lifetime is not None:
-            line += f"  lifetime={found.lifetime:g}s" + (
-                " (withdrawn)" if not found.lifetime else ""
-            )
+        line += _nat64_validity(found)
         if found.interface is not None:
             line += f"  interface={found.interface}"
         print(line)

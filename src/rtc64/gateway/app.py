@@ -280,7 +280,7 @@ class Gateway:
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
         try:
-            found = await nat64_io.discover(resolver, listen_ra=1.0)
+            found = [p for p in await nat64_io.discover(resolver, listen_ra=1.0) if not p.withdrawn]
         except (OSError, Rtc64Error) as exc:
             self.log.warning("NAT64 discovery failed: %s", exc)
             return None
