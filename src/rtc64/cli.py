@@ -150,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     sip = add_command("sip", help="SIP tools for engineers")
     sip_sub = _subcommands(sip, "sip_command", "ACTION")
     check = sip_sub("check", help="lint SIP messages: valid or invalid with the reason")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a file with one message ('-': standard input); a file without any CR is read "
+        "with its LF line endings as CRLF (noted on stderr)",
+    )
     check.add_argument("--show", action="store_true", help="print the parsed summary")
     check.set_defaults(handler=_sip_check)
     return parser
@@ -336,22 +342,40 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     return EXIT_OK if report.prefixes else EXIT_FAIL
 
 
+STDIN = "-"
+
+
+def _read_message(name: str) -> bytes:
+    if name == STDIN:
+        return sys.stdin.buffer.read()
+    return Path(name).read_bytes()
+
+
 def _sip_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     many = len(args.files) > 1
-    for path in args.files:
+    if args.files.count(STDIN) > 1:
+        raise ConfigError("FILE", STDIN, "standard input ('-') named once")
+    for name in args.files:
+        shown = "(stdin)" if name == STDIN else name
         try:
-            data = path.read_bytes()
+            data = _read_message(name)
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            print(f"{shown}: cannot read: {exc.strerror}", file=sys.stderr)
             status = EXIT_FAIL
             continue
-        result = lint.check(data)
-        verdict = "valid" if result.valid else f"invalid: {result.status} {result.reason}"
-        print(f"{path}: {verdict}" if many else verdict)
+        result = lint.check_file(data)
+        if result.normalised:
+            print(f"{shown}: note: no CR in it: LF line endings read as CRLF", file=sys.stderr)
+        if result.bare_lf_line is not None:
+            where = f"line {result.bare_lf_line}"
+            print(f"{shown}: note: mixed line endings: {where} ends with LF only", file=sys.stderr)
+        print(f"{shown}: {result.verdict}" if many else result.verdict)
         if not result.valid:
             status = EXIT_FAIL
         if args.show and result.message is not None:
+            if result.normalised:
+                print("  line endings: LF only, checked as CRLF")
             for line in lint.describe(result.message):
                 print(f"  {line}")
     return status
