@@ -1,4 +1,4 @@
-"""Command line: ``rtc64 serve | probe | nat64 | sip``.
+"""Command line: ``rtc64 serve | user | nat64 | sip`` (``probe`` says it is not built yet).
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -102,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, suppress=False)
     add_command = _subcommands(parser, "command", "COMMAND")
 
-    serve = add_command("serve", help="run the gateway (SIP, media relay, TURN, console)")
+    serve = add_command(
+        "serve",
+        help="run the gateway (SIP proxy/registrar, media relay)",
+        description="The IPv4/IPv6 SIP gateway: proxy and registrar on UDP/TCP/TLS/WebSocket, "
+        "RTP/RTCP relay with SDP rewriting between the families, optional rtpengine ng "
+        "control socket. Flags override the configuration file.",
+    )
     for flag, key, repeat, text in SERVE_FLAGS:
         serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     serve.set_defaults(handler=_serve)
 
-    probe = add_command("probe", help="IPv6-only readiness report for SIP/TURN/web/network")
+    probe = add_command("probe", help="IPv6-only readiness report (not in this build yet)")
     probe.add_argument("targets", nargs="*", metavar="TARGET")
     probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
 
