@@ -377,8 +377,16 @@ KEYS: tuple[Key, ...] = (
         "media.addresses",
         [],
         _list_of(_address),
-        "a list of IP addresses (one per family)",
+        "a list of IP addresses of this host (one per family)",
         "relay addresses (default: the SIP listen addresses)",
+    ),
+    Key(
+        "media.advertise",
+        [],
+        _list_of(_address),
+        "a list of IP addresses, at most one per family (e.g. 203.0.113.5, 2001:db8::5)",
+        "relay behind a 1:1 NAT: the public address SDP carries for each family, while "
+        "the relay binds its local address of that family (rtpengine's internal!public)",
     ),
     Key(
         "media.ports",
@@ -617,6 +625,7 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         seen.add(ident)
     if not values["auth.algorithms"]:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
+    _check_advertise(values["media.advertise"])
     ports = {parse_hostport(s).port or 53 for s in values["dns.servers"]}
     if len(ports) > 1:
         raise ConfigError(
@@ -625,3 +634,14 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
     store = values["store.url"]
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)
+
+
+def _check_advertise(addresses: Sequence[IPAddress]) -> None:
+    seen: set[Family] = set()
+    for address in addresses:
+        family = Family.INET6 if address.version == 6 else Family.INET
+        if family in seen:
+            raise ConfigError("media.advertise", str(address), "at most one address per family")
+        if address.is_unspecified or address.is_multicast or address.is_loopback:
+            raise ConfigError("media.advertise", str(address), "a unicast address peers reach")
+        seen.add(family)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -218,3 +219,56 @@ def test_python_dash_m_rtc64(open_dir: Path) -> None:
     assert proc.stdout.startswith("rtc64 ")
     bad = rtc64("nat64", "synth", "300.1.1.1", cwd=open_dir, module="rtc64")
     assert_one_line(bad, "IPV4")
+
+
+def test_media_address_not_on_this_host_is_refused_before_binding(open_dir: Path) -> None:
+    proc = rtc64(
+        "serve",
+        "--sip-listen",
+        "udp:127.0.0.1:0",
+        "--media-address",
+        "198.51.100.77",
+        "--data-dir",
+        str(open_dir / "data"),
+        cwd=open_dir,
+    )
+    assert_one_line(proc, "media.addresses = '198.51.100.77'", "media.advertise")
+    assert "SIP listening" not in proc.stderr
+
+
+def test_media_address_declared_as_advertised_starts(open_dir: Path) -> None:
+    """The advertised address is not bound: the relay binds the local address of its
+    family (here the SIP listener's) and logs what SDP will carry."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtc64.cli",
+            "serve",
+            "--sip-listen",
+            "udp:127.0.0.1:0",
+            "--media-address",
+            "198.51.100.77",
+            "--media-advertise",
+            "198.51.100.77",
+            "--data-dir",
+            str(open_dir / "data"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "gateway ready" in line or "rtc64: " in line[:7]:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+    text = "".join(lines) + rest
+    assert proc.returncode == 0, text
+    assert "media relay on 127.0.0.1 (advertised as 198.51.100.77)" in text, text
+    assert "Traceback" not in text

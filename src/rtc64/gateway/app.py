@@ -32,7 +32,7 @@ from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
-from rtc64.relay.options import RelaySettings
+from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
@@ -120,6 +120,11 @@ def relay_addresses(
     return list(chosen.values())
 
 
+def _relay_address(settings: RelaySettings, local: IPAddress) -> str:
+    public = settings.sdp_address(local)
+    return str(local) if public == local else f"{local} (advertised as {public})"
+
+
 def _media_timeout(reception: Reception, session: bytes) -> None:
     if reception.proxy is not None:
         reception.proxy.media_timeout(MediaBridge.call_of(session))
@@ -142,6 +147,8 @@ class Gateway:
     async def start(self) -> None:
         cfg, log = self.cfg, self.log
         upstream = _upstream(cfg)
+        host_addresses = await interfaces.local_addresses_async()
+        refuse_foreign(cfg["media.addresses"], cfg["media.advertise"], host_addresses)
         data_dir = cfg.prepare_data_dir()
         self.store = store = await open_checked_store(cfg)
         with data_files():
@@ -172,7 +179,6 @@ class Gateway:
         reception.sender = transports
         await transports.start()
         listeners = list(transports.listeners)
-        host_addresses = await interfaces.local_addresses_async()
         identity = Identity(
             listeners,
             domains=cfg["sip.domains"],
@@ -198,7 +204,10 @@ class Gateway:
         )
         media_addresses = relay_addresses(listeners, host_addresses)
         settings = RelaySettings.from_config(
-            cfg, media_addresses, trusted_networks=tuple(cfg["sip.trusted_networks"])
+            cfg,
+            media_addresses,
+            host=host_addresses,
+            trusted_networks=tuple(cfg["sip.trusted_networks"]),
         )
         if not settings.addresses:
             raise ConfigError("media.addresses", [], "at least one relay address")
@@ -262,7 +271,7 @@ class Gateway:
         }
         log.info(
             "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
-            ", ".join(str(a) for a in settings.addresses),
+            ", ".join(_relay_address(settings, a) for a in settings.addresses),
             settings.ports[0],
             settings.ports[1],
             media.policy,

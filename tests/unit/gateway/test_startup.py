@@ -7,13 +7,13 @@ import asyncio
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rtc64 import config
 from rtc64.gateway import app
 from rtc64.gateway.app import Gateway
-from rtc64.net.address import IPAddress
 
 
 def _options(n: int, port: int) -> bytes:
@@ -47,13 +47,13 @@ def test_requests_during_start_get_503_and_nothing_raises(
         },
     )
     release = asyncio.Event()
-    real = app.interfaces.local_addresses_async
+    real = app.ngserver.start_from_config
 
-    async def slow_addresses() -> frozenset[IPAddress]:
-        await release.wait()  # start-up stalls right after the listeners are bound
-        return await real()
+    async def slow_ng(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()  # start-up stalls after the listeners are bound
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(app.interfaces, "local_addresses_async", slow_addresses)
+    monkeypatch.setattr(app.ngserver, "start_from_config", slow_ng)
     caplog.set_level(logging.DEBUG)
 
     async def main() -> None:
