@@ -65,6 +65,7 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument(
         "--data-dir",
         dest="general.data_dir",
+        metavar="DIR",
         default=default,
         help="directory for the store and generated state",
     )
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
         prog="rtc64",
-        description="Make SIP, RTP and WebRTC work across IPv4 and IPv6.",
+        description="A SIP gateway between IPv4 and IPv6: signalling and RTP media bridged "
+        "between the families, and tools for engineers.",
     )
     parser.add_argument("--version", action="version", version=f"rtc64 {__version__}")
     _common(parser, suppress=False)

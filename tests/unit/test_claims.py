@@ -20,6 +20,7 @@ PLANNED = {
     r"\bTURN\b": "rtc64.turnserver",
     r"\bconsole\b": "rtc64.web",
     r"/metrics\b": "rtc64.web",
+    r"\bWebRTC\b": "rtc64.turnserver",
 }
 
 
