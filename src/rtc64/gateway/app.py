@@ -9,6 +9,7 @@ import platform
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
@@ -75,16 +76,20 @@ def realm_of(cfg: Config) -> str:
 
 
 @contextlib.contextmanager
-def data_files() -> Iterator[None]:
+def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[None]:
     """Turn a failure to read or write a file of the data directory (the secret, the
-    generated certificate) into the one-line ``ConfigError`` naming that file."""
+    generated certificate) into the one-line ``ConfigError`` naming that file; a file
+    outside ``data_dir`` is reported under the key ``elsewhere``."""
     try:
         yield
     except OSError as exc:
         if exc.filename is None:
             raise
         problem = exc.strerror or type(exc).__name__
-        raise data_dir_error(exc.filename, f"a readable, writable file ({problem})") from None
+        expected = f"a readable, writable file ({problem})"
+        if Path(exc.filename).resolve().is_relative_to(data_dir.resolve()):
+            raise data_dir_error(exc.filename, expected) from None
+        raise ConfigError(elsewhere, str(exc.filename), expected) from None
 
 
 async def open_checked_store(cfg: Config) -> Store:
@@ -96,7 +101,7 @@ async def open_checked_store(cfg: Config) -> Store:
     if path is not None and path.exists() and not path.is_file():
         key = "store.url" if cfg["store.url"] != "sqlite" else "general.data_dir"
         raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
-    with data_files():
+    with data_files(data_dir, elsewhere="store.url"):
         return await open_store(cfg["store.url"], data_dir)
 
 
@@ -151,12 +156,12 @@ class Gateway:
         refuse_foreign(cfg["media.addresses"], cfg["media.advertise"], host_addresses)
         data_dir = cfg.prepare_data_dir()
         self.store = store = await open_checked_store(cfg)
-        with data_files():
+        with data_files(data_dir):
             secret = load_secret(data_dir)
         specs = cfg["sip.listen"]
         server_tls = None
         if any(s.transport.secure for s in specs):
-            with data_files():
+            with data_files(data_dir, elsewhere="sip.tls_cert"):
                 identity_tls = tls.server_identity(
                     data_dir,
                     cfg["sip.tls_cert"] or None,
