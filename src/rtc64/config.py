@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
-from rtc64.net.address import Family, IPAddress, parse_ip
+from rtc64.net import rfc6052
+from rtc64.net.address import Family, IPAddress, parse_hostport, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
 from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
@@ -159,6 +160,30 @@ def _ng_listen(value: object) -> ListenSpec | None:
     if spec.transport is not Transport.UDP or spec.advertise is not None:
         raise _DetailError("the ng socket is udp:HOST:PORT")
     return spec
+
+
+def _nat64_prefix(value: object) -> str | None:
+    """Empty (discover) or an RFC 6052 prefix, returned in its canonical form."""
+    text = _str(value).strip()
+    if not text:
+        return None
+    try:
+        return str(rfc6052.parse_prefix(text))
+    except ValueError as exc:
+        detail = str(exc).removeprefix(f"bad NAT64 prefix {text!r}: ")
+        raise _DetailError(detail.replace("expected an IPv6", "an IPv6")) from None
+
+
+def _dns_server(value: object) -> str:
+    """``HOST[:PORT]`` or ``[v6]:PORT`` where HOST is an IP address (no name to resolve)."""
+    text = _str(value).strip()
+    try:
+        hostport = parse_hostport(text)
+    except RemoteProtocolError:
+        raise ValueError from None
+    if isinstance(hostport.host, str):
+        raise _DetailError(f"{text!r} is a name, not an IP address")
+    return text
 
 
 _FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
@@ -361,8 +386,16 @@ KEYS: tuple[Key, ...] = (
         "media.addresses",
         [],
         _list_of(_address),
-        "a list of IP addresses (one per family)",
+        "a list of IP addresses of this host (one per family)",
         "relay addresses (default: the SIP listen addresses)",
+    ),
+    Key(
+        "media.advertise",
+        [],
+        _list_of(_address),
+        "a list of IP addresses, at most one per family (e.g. 203.0.113.5, 2001:db8::5)",
+        "relay behind a 1:1 NAT: the public address SDP carries for each family, while "
+        "the relay binds its local address of that family (rtpengine's internal!public)",
     ),
     Key(
         "media.ports",
@@ -419,7 +452,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "dns.servers",
         [],
-        _list_of(_str),
+        _list_of(_dns_server),
         "a list of HOST[:PORT] ([v6]:port for IPv6)",
         "DNS servers (default: the system resolver)",
     ),
@@ -447,8 +480,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "nat64.prefix",
         "",
-        _optional_str,
-        "empty (discover) or an IPv6 prefix like 64:ff9b::/96",
+        _nat64_prefix,
+        "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
 )
@@ -504,6 +537,7 @@ class StoreSection:
 @dataclass(frozen=True, slots=True)
 class MediaSection:
     addresses: tuple[IPAddress, ...]
+    advertise: tuple[IPAddress, ...]
     ports: tuple[int, int]
     policy: str
     workers: int
@@ -588,6 +622,22 @@ class Config:
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(state) / "rtc64"
 
+    def prepare_data_dir(self) -> Path:
+        """``data_dir``, created if missing; ``ConfigError`` naming it and the problem if
+        it cannot be created or is not a writable directory."""
+        path = self.data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise data_dir_error(path, "a directory (a file is in the way)") from None
+        except OSError as exc:
+            raise data_dir_error(path, f"a directory it can create ({_why(exc, path)})") from None
+        if not path.is_dir():
+            raise data_dir_error(path, "a directory (a file is in the way)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise data_dir_error(path, "a directory it can write (permission denied)")
+        return path
+
     def describe(self) -> list[tuple[str, str]]:
         """``(key, value)`` pairs for logging, secrets masked."""
         rows = []
@@ -619,6 +669,18 @@ def realm_of(cfg: Config) -> str:
     return str(domains[0]) if domains else platform.node()
 
 
+def _why(exc: OSError, path: Path | str) -> str:
+    """``strerror`` of ``exc``, with the path it concerns when that is not ``path``."""
+    reason = exc.strerror or type(exc).__name__
+    other = exc.filename is not None and str(exc.filename) != str(path)
+    return f"{exc.filename}: {reason}" if other else reason
+
+
+def data_dir_error(path: Path | str, expected: str) -> ConfigError:
+    """The one-line error for a problem with the data directory or a file in it."""
+    return ConfigError("general.data_dir", str(path), expected)
+
+
 def _flatten(table: Mapping[str, object], where: Path) -> dict[str, object]:
     flat: dict[str, object] = {}
     for section, body in table.items():
@@ -647,6 +709,11 @@ def load(path: Path | None = None, overrides: Mapping[str, object] | None = None
                 document = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("--config", str(path), "an existing TOML file") from None
+        except OSError as exc:
+            expected = f"a readable TOML file ({_why(exc, path)})"
+            raise ConfigError("--config", str(path), expected) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", str(path), f"UTF-8 TOML text ({exc.reason})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
         for key_path, value in _flatten(document, path).items():
@@ -694,6 +761,21 @@ def _check_consistency(cfg: Config) -> None:
         seen.add(ident)
     if not cfg.auth.algorithms:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
+    _check_advertise(cfg.media.advertise)
+    ports = {parse_hostport(s).port or 53 for s in cfg.dns.servers}
+    if len(ports) > 1:
+        raise ConfigError("dns.servers", list(cfg.dns.servers), "the same port for every server")
     store = cfg.store.url
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)
+
+
+def _check_advertise(addresses: Sequence[IPAddress]) -> None:
+    seen: set[Family] = set()
+    for address in addresses:
+        family = Family.INET6 if address.version == 6 else Family.INET
+        if family in seen:
+            raise ConfigError("media.advertise", str(address), "at most one address per family")
+        if address.is_unspecified or address.is_multicast or address.is_loopback:
+            raise ConfigError("media.advertise", str(address), "a unicast address peers reach")
+        seen.add(family)

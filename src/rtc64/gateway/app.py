@@ -3,14 +3,17 @@ layer and proxy, runs until stopped, then stops them in reverse order."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
-from rtc64.config import Config, realm_of
+from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
@@ -18,7 +21,8 @@ from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.startup import Reception
+from rtc64.gateway.store import Store, open_store, parse_store_url
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
@@ -29,7 +33,7 @@ from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
-from rtc64.relay.options import RelaySettings
+from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
@@ -63,6 +67,36 @@ def nat64_prefix(cfg: Config) -> IPv6Network | None:
         raise ConfigError("nat64.prefix", text, f"an RFC 6052 prefix ({exc})") from None
 
 
+@contextlib.contextmanager
+def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[None]:
+    """Turn a failure to read or write a file of the data directory (the secret, the
+    generated certificate) into the one-line ``ConfigError`` naming that file; a file
+    outside ``data_dir`` is reported under the key ``elsewhere``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        problem = exc.strerror or type(exc).__name__
+        expected = f"a readable, writable file ({problem})"
+        if Path(exc.filename).resolve().is_relative_to(data_dir.resolve()):
+            raise data_dir_error(exc.filename, expected) from None
+        raise ConfigError(elsewhere, str(exc.filename), expected) from None
+
+
+async def open_checked_store(cfg: Config) -> Store:
+    """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
+    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file"."""
+    data_dir = cfg.prepare_data_dir()
+    location = parse_store_url(cfg["store.url"], data_dir)
+    path = location.path
+    if path is not None and path.exists() and not path.is_file():
+        key = "store.url" if cfg["store.url"] != "sqlite" else "general.data_dir"
+        raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
+    with data_files(data_dir, elsewhere="store.url"):
+        return await open_store(cfg["store.url"], data_dir)
+
+
 def relay_addresses(
     listeners: list[Listener], host: frozenset[IPAddress] | set[IPAddress]
 ) -> list[IPAddress]:
@@ -83,6 +117,16 @@ def relay_addresses(
     return list(chosen.values())
 
 
+def _relay_address(settings: RelaySettings, local: IPAddress) -> str:
+    public = settings.sdp_address(local)
+    return str(local) if public == local else f"{local} (advertised as {public})"
+
+
+def _media_timeout(reception: Reception, session: bytes) -> None:
+    if reception.proxy is not None:
+        reception.proxy.media_timeout(MediaBridge.call_of(session))
+
+
 class Gateway:
     """The running components of ``rtc64 serve``."""
 
@@ -100,34 +144,38 @@ class Gateway:
     async def start(self) -> None:
         cfg, log = self.cfg, self.log
         upstream = _upstream(cfg)
-        data_dir = cfg.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store = await open_store(cfg["store.url"], data_dir)
-        secret = load_secret(data_dir)
+        host_addresses = await interfaces.local_addresses_async()
+        refuse_foreign(cfg["media.addresses"], cfg["media.advertise"], host_addresses)
+        data_dir = cfg.prepare_data_dir()
+        self.store = store = await open_checked_store(cfg)
+        with data_files(data_dir):
+            secret = load_secret(data_dir)
         specs = cfg["sip.listen"]
         server_tls = None
         if any(s.transport.secure for s in specs):
-            identity_tls = tls.server_identity(
-                data_dir,
-                cfg["sip.tls_cert"] or None,
-                cfg["sip.tls_key"] or None,
-                addresses=[s.address for s in specs if not s.address.is_unspecified],
-                log=log,
-            )
+            with data_files(data_dir, elsewhere="sip.tls_cert"):
+                identity_tls = tls.server_identity(
+                    data_dir,
+                    cfg["sip.tls_cert"] or None,
+                    cfg["sip.tls_key"] or None,
+                    addresses=[s.address for s in specs if not s.address.is_unspecified],
+                    log=log,
+                )
             server_tls = identity_tls.context
-        proxy_holder: list[Proxy] = []
+        # The proxy needs the bound listeners, so it is made after the transports; until
+        # it is wired, ``reception`` answers early requests 503 (gateway/startup.py).
+        reception = Reception(log.getChild("startup"))
         self.transports = transports = SipTransportLayer(
             specs,
-            # The proxy needs the bound listeners, so it is made after the transports.
-            lambda msg, flow: proxy_holder[0].on_message(msg, flow),  # noqa: PLW0108
-            lambda data, err, flow: proxy_holder[0].on_bad_datagram(data, err, flow),  # noqa: PLW0108
+            reception.on_message,
+            reception.on_bad_datagram,
             server_tls=server_tls,
             client_tls=tls.client_context(verify=False),
             log=log.getChild("transport"),
         )
+        reception.sender = transports
         await transports.start()
         listeners = list(transports.listeners)
-        host_addresses = await interfaces.local_addresses_async()
         identity = Identity(
             listeners,
             domains=cfg["sip.domains"],
@@ -136,7 +184,7 @@ class Gateway:
             source_for=interfaces.source_address,
         )
         layer = TransactionLayer()
-        deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
+        deadline = Deadline(reception.on_timer)
         self.lag = lag = LagMonitor()
         max_lag = float(cfg["sip.overload_lag"])
         auth = Authenticator(
@@ -153,13 +201,16 @@ class Gateway:
         )
         media_addresses = relay_addresses(listeners, host_addresses)
         settings = RelaySettings.from_config(
-            cfg, media_addresses, trusted_networks=tuple(cfg["sip.trusted_networks"])
+            cfg,
+            media_addresses,
+            host=host_addresses,
+            trusted_networks=tuple(cfg["sip.trusted_networks"]),
         )
         if not settings.addresses:
             raise ConfigError("media.addresses", [], "at least one relay address")
         self.relay = relay = start_relay(
             settings,
-            on_timeout=lambda session: proxy_holder[0].media_timeout(MediaBridge.call_of(session)),
+            on_timeout=lambda session: _media_timeout(reception, session),
             log=log.getChild("relay"),
         )
         self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
@@ -190,7 +241,7 @@ class Gateway:
             wall=time.time,
             spawn=self.spawner,
             log=log.getChild("proxy"),
-            on_events=lambda: deadline.schedule(proxy_holder[0].next_deadline()),
+            on_events=lambda: deadline.schedule(reception.next_deadline()),
             secret=secret,
             media=media,
             overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
@@ -198,7 +249,7 @@ class Gateway:
             attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
             family_penalty=cfg["dns.family_penalty"],
         )
-        proxy_holder.append(proxy)
+        reception.proxy = proxy
 
         async def expire() -> None:
             removed = await store.expire(time.time())
@@ -218,7 +269,7 @@ class Gateway:
         }
         log.info(
             "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
-            ", ".join(str(a) for a in settings.addresses),
+            ", ".join(_relay_address(settings, a) for a in settings.addresses),
             settings.ports[0],
             settings.ports[1],
             media.policy,
@@ -236,7 +287,7 @@ class Gateway:
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
         try:
-            found = await nat64_io.discover(resolver, listen_ra=1.0)
+            found = [p for p in await nat64_io.discover(resolver, listen_ra=1.0) if not p.withdrawn]
         except (OSError, Rtc64Error) as exc:
             self.log.warning("NAT64 discovery failed: %s", exc)
             return None

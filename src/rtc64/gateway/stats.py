@@ -1,4 +1,4 @@
-"""Counters of the signalling gateway, read by logs, the console and /metrics."""
+"""Counters of the signalling gateway (monotonic; for logs, tests and future metrics)."""
 
 from __future__ import annotations
 

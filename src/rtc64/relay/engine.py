@@ -150,7 +150,7 @@ class MediaRelay:
             call.offer = Offer(from_tag, to_family, pairs, now + self.settings.offer_timeout)
             out = rewrite_for_relay(
                 sd,
-                self._address(call, to_family),
+                self.settings.sdp_address(self._address(call, to_family)),
                 [p.port if p is not None else None for p in pairs],
                 replace_origin=options.replace_origin,
                 replace_session_connection=options.replace_session_connection,
@@ -239,7 +239,7 @@ class MediaRelay:
         family = offerer.family or to_family
         out = rewrite_for_relay(
             sd,
-            self._address(call, family),
+            self.settings.sdp_address(self._address(call, family)),
             ports,
             replace_origin=options.replace_origin,
             replace_session_connection=options.replace_session_connection,
