@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from pathlib import Path
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
 from rtc64.io.secret import load_secret
-from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.sip_transport import SendFailure, SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
@@ -91,6 +92,23 @@ def relay_addresses(
     return list(chosen.values())
 
 
+def client_tls_policy(cfg: Config, log: logging.Logger) -> tls.TlsClientPolicy:
+    """Outbound TLS checks from ``sip.tls_verify``, ``sip.tls_ca_file`` and
+    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged."""
+    ca_file = cfg["sip.tls_ca_file"]
+    policy = tls.TlsClientPolicy(
+        verify=cfg["sip.tls_verify"],
+        cafile=Path(ca_file).expanduser() if ca_file else None,
+        no_verify=cfg["sip.tls_no_verify_domains"],
+    )
+    if not policy.verify:
+        log.warning("sip.tls_verify is false: outbound TLS accepts any server certificate")
+    elif policy.no_verify:
+        shown = ", ".join(sorted(policy.no_verify))
+        log.warning("outbound TLS accepts any certificate from %s", shown)
+    return policy
+
+
 class Gateway:
     """The running components of ``rtc64 serve``."""
 
@@ -124,13 +142,19 @@ class Gateway:
             )
             server_tls = identity_tls.context
         proxy_holder: list[Proxy] = []
+
+        def send_failed(failure: SendFailure) -> None:
+            if proxy_holder:  # RFC 3261 §17.1.4: the transaction hears of it at once
+                proxy_holder[0].transport_failed(failure.handle, failure.reason)
+
         self.transports = transports = SipTransportLayer(
             specs,
             # The proxy needs the bound listeners, so it is made after the transports.
             lambda msg, flow: proxy_holder[0].on_message(msg, flow),  # noqa: PLW0108
             lambda data, err, flow: proxy_holder[0].on_bad_datagram(data, err, flow),  # noqa: PLW0108
             server_tls=server_tls,
-            client_tls=tls.client_context(verify=False),
+            client_tls=client_tls_policy(cfg, log),
+            on_send_error=send_failed,
             log=log.getChild("transport"),
         )
         await transports.start()
