@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from pathlib import Path
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__

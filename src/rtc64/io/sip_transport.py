@@ -12,9 +12,9 @@
 # with queued data) is reported to ``on_send_error`` with the caller's handle (its
 # transaction, RFC 3261 §17.1.4), always from a later loop iteration, never from inside
 # ``send``. An outbound TLS connection is reused only for the name it was checked against
-# (RFC 5923 §6); inbound ones only for sends addressed by IP (responses). Connections idle for ``limits.idle_timeout`` are closed; the
-# number of connections and the bytes buffered per connection are capped. A failing
-# callback is logged and never stops a listener.
+# (RFC 5923 §6); inbound ones only for sends addressed by IP (responses). Connections idle
+# for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
+# per connection are capped. A failing callback is logged and never stops a listener.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
