@@ -135,8 +135,8 @@ class Gateway:
         if any(s.transport.secure for s in specs):
             identity_tls = tls.server_identity(
                 data_dir,
-                cfg["sip.tls_cert"] or None,
-                cfg["sip.tls_key"] or None,
+                Path(cfg["sip.tls_cert"]).expanduser() if cfg["sip.tls_cert"] else None,
+                Path(cfg["sip.tls_key"]).expanduser() if cfg["sip.tls_key"] else None,
                 addresses=[s.address for s in specs if not s.address.is_unspecified],
                 log=log,
             )
