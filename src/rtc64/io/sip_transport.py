@@ -181,6 +181,7 @@ class SipTransportLayer:
 
     async def stop(self) -> None:
         """Close listeners and connections; pending connects are cancelled."""
+        self._on_send_error = None  # what fails while closing is nobody's news
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -11,7 +11,20 @@ from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Transport
 from rtc64.sip.transaction import ClientTransaction
 
-from .test_proxy import CALLER, Harness, RecordingSender, Sent, invite, run
+from .test_proxy import (
+    CALLER,
+    DUAL_V4,
+    DUAL_V6,
+    Harness,
+    RecordingSender,
+    Sent,
+    answer,
+    dual_stack_dns,
+    invite,
+    one,
+    run,
+    statuses,
+)
 
 REFUSED = "the UDP socket refused it"
 
@@ -84,3 +97,24 @@ def test_responses_are_sent_with_their_server_transaction(tmp_path: Path) -> Non
         assert handle is not None and not isinstance(handle, ClientTransaction)
 
     run(tmp_path, body)
+
+
+def test_a_failed_attempt_moves_the_race_to_the_next_address_at_once(tmp_path: Path) -> None:
+    """RFC 3261 §16.7 / RFC 8305: the IPv6 attempt fails in the transport; the IPv4 one
+    starts without waiting for the attempt delay, and the caller sees no 503."""
+
+    async def body(h: Harness) -> None:
+        sender = _install(h)
+        out = await h.feed(invite(b"sip:bob@dual.example.net"), CALLER)
+        first = one(out, DUAL_V6)
+        handle = sender.handles[sender.sent.index(first)]
+        assert isinstance(handle, ClientTransaction)
+        before = len(sender.sent)
+        h.proxy.transport_failed(handle, "no route to host")
+        now = sender.sent[before:]
+        second = one(now, DUAL_V4)
+        assert second.request.method == b"INVITE" and not _finals(now)
+        out = await h.feed(answer(second.data, 486), DUAL_V4)
+        assert statuses(out, CALLER) == [486]
+
+    run(tmp_path, body, resolver=dual_stack_dns())

@@ -127,7 +127,9 @@ async def _pair_with(
 def test_name_mismatch_is_refused_before_any_byte_and_not_reused(tmp_path: Path) -> None:
     async def main() -> None:
         cafile = make_cert(tmp_path / "b", SIP_NAMES)
-        a, layer_a, b, layer_b, port = await _pair_with(tmp_path, tls.TlsClientPolicy(cafile=cafile))
+        a, layer_a, b, layer_b, port = await _pair_with(
+            tmp_path, tls.TlsClientPolicy(cafile=cafile)
+        )
         try:
             # A trusted certificate, but for another domain: refused, nothing delivered.
             assert layer_a.send(options(3), Transport.TLS, V4, port, server_name="other.test")
@@ -154,7 +156,9 @@ def test_wildcard_certificate_does_not_name_a_sip_domain(tmp_path: Path) -> None
     async def main() -> None:
         names: list[x509.GeneralName] = [x509.DNSName(f"*.{DOMAIN}")]
         cafile = make_cert(tmp_path / "b", names)
-        a, layer_a, b, layer_b, port = await _pair_with(tmp_path, tls.TlsClientPolicy(cafile=cafile))
+        a, layer_a, b, layer_b, port = await _pair_with(
+            tmp_path, tls.TlsClientPolicy(cafile=cafile)
+        )
         try:
             assert layer_a.send(options(1), Transport.TLS, V4, port, server_name=f"a.{DOMAIN}")
             await wait_for(lambda: len(a.send_errors) == 1)
