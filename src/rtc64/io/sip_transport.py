@@ -11,8 +11,8 @@
 # handshake, a server certificate not naming the target's SIP domain, a connection closed
 # with queued data) is reported to ``on_send_error`` with the caller's handle (its
 # transaction, RFC 3261 §17.1.4), always from a later loop iteration, never from inside
-# ``send``. An outbound TLS connection is reused only for the name it was checked against
-# (RFC 5923 §6); inbound ones only for sends addressed by IP (responses). Connections idle
+# ``send``. A TLS send for a SIP domain reuses only a connection opened and checked for
+# that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
@@ -29,7 +29,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
@@ -392,7 +392,7 @@ class SipTransportLayer:
             policy = self._client_tls
             context = policy.context_for(name)
             if policy.verifies(name):
-                conn.peer_check = lambda cert: policy.check_peer(name, cert)
+                conn.peer_check = _peer_check(policy, name, format_hostport(*conn.remote))
         try:
             await loop.create_connection(
                 lambda: conn,
@@ -403,8 +403,12 @@ class SipTransportLayer:
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             sock.close()
-            step = "TLS handshake with" if secure else f"{conn.kind.value} connection to"
-            conn.failed(f"{step} {name} failed: {_explain(exc)}")
+            where = format_hostport(*conn.remote)
+            if secure:
+                shown = where if name == conn.remote[0].compressed else f"{name} ({where})"
+                conn.failed(f"TLS handshake with {shown} failed: {_explain(exc)}")
+            else:
+                conn.failed(f"{conn.kind.value} connection to {where} failed: {_explain(exc)}")
         except BaseException:
             sock.close()
             conn.failed("cancelled")
@@ -505,12 +509,21 @@ def _tls_name(remote: SockAddr, server_name: str | None) -> str:
     return server_name or remote[0].compressed
 
 
+def _peer_check(policy: TlsClientPolicy, name: str, where: str) -> Callable[[Any], str | None]:
+    def check(cert: Any) -> str | None:
+        refused = policy.check_peer(name, cert)
+        return None if refused is None else f"TLS server {where}: {refused}"
+
+    return check
+
+
 def _reusable_for(conn: Connection, name: str, server_name: str | None) -> bool:
-    """RFC 5923 §6: an outbound TLS connection serves the name it was checked for only;
-    an inbound one serves sends addressed by IP (responses, Via), not a SIP domain."""
-    if conn.outbound:
-        return conn.tls_name == name
-    return server_name is None
+    """RFC 5923 §6: a send for a SIP domain uses only a connection we opened and checked
+    for that very domain; a send addressed by IP (responses, Via, Record-Route entries
+    with an address) uses any connection to that address and port."""
+    if server_name is None:
+        return True
+    return conn.outbound and conn.tls_name == name
 
 
 def _explain(exc: BaseException) -> str:

@@ -143,8 +143,14 @@ def test_name_mismatch_is_refused_before_any_byte_and_not_reused(tmp_path: Path)
             await wait_for(lambda: len(a.send_errors) == 2)
             assert layer_a.send(options(6), Transport.TLS, V4, port, server_name=DOMAIN)
             await wait_for(lambda: len(b.messages) == 2)
+            # Addressed by IP (a Record-Route with an address): the checked connection.
+            opened = layer_a.connection_count
+            assert layer_a.send(options(7), Transport.TLS, V4, port)
+            await wait_for(lambda: len(b.messages) == 3)
             await asyncio.sleep(0.1)
-            assert [cseq(m) for m, _ in b.messages] == [4, 6]
+            assert [cseq(m) for m, _ in b.messages] == [4, 6, 7]
+            assert layer_a.connection_count == opened
+            assert len({flow.connection_id for _, flow in b.messages}) == 1
         finally:
             await layer_a.stop()
             await layer_b.stop()
