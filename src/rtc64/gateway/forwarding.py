@@ -66,8 +66,9 @@ TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's 
 
 
 def transport_reason(detail: str) -> bytes:
-    """The reason phrase of a 503 for a transport failure (one line, bounded)."""
-    text = " ".join(detail.split())[:160]
+    """The reason phrase of a 503 for a transport failure: printable, one line, bounded
+    (the detail may quote a peer's certificate)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in detail).split())[:160]
     return ("Service Unavailable: " + text if text else "Service Unavailable").encode(
         "utf-8", "replace"
     )

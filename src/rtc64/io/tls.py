@@ -234,7 +234,9 @@ class TlsClientPolicy:
         if tls_identity.peercert_matches(name, peercert):
             return None
         shown = sorted(tls_identity.identities(_san(peercert), _cns(peercert)))
-        return f"certificate does not name {name} (it names {', '.join(shown) or 'nothing'})"
+        names = ", ".join(ascii(n)[1:-1][:64] for n in shown[:4]) or "nothing"
+        more = f" and {len(shown) - 4} more" if len(shown) > 4 else ""
+        return f"certificate does not name {name} (it names {names}{more})"
 
 
 def _san(peercert: Mapping[str, object] | None) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rtc64.gateway.forwarding import transport_reason
 from rtc64.io.flow import Flow
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Transport
@@ -118,3 +119,11 @@ def test_a_failed_attempt_moves_the_race_to_the_next_address_at_once(tmp_path: P
         assert statuses(out, CALLER) == [486]
 
     run(tmp_path, body, resolver=dual_stack_dns())
+
+
+def test_reason_phrase_cannot_be_injected_from_a_certificate() -> None:
+    """The failure text may quote names from a hostile server's certificate."""
+    reason = transport_reason("does not name x (it names a\r\nVia: evil\x00\x7f" + "y" * 500)
+    assert reason.startswith(b"Service Unavailable: does not name x")
+    assert all(32 <= b < 127 for b in reason) and len(reason) <= 200
+    assert transport_reason("") == b"Service Unavailable"

@@ -255,3 +255,11 @@ def test_websocket_without_connection_reports_the_handle() -> None:
             await layer.stop()
 
     asyncio.run(main())
+
+
+def test_refusal_text_quotes_certificate_names_safely() -> None:
+    policy = tls.TlsClientPolicy()
+    hostile = {"subjectAltName": tuple(("DNS", f"n{i}\r\nX: y") for i in range(9))}
+    why = policy.check_peer(DOMAIN, hostile)
+    assert why is not None and "\r" not in why and "\n" not in why
+    assert why.endswith("and 5 more)")
