@@ -38,6 +38,7 @@ FAST = 5.0  # seconds: a failure must be answered well before Timer B (32 s)
 A_LISTEN = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tls:127.0.0.1:5061", "ws:127.0.0.1:5080"]
 B_TLS = "127.0.0.2:5071"
 B_OTHER = "127.0.0.3:5071"  # same server and certificate, an address the cert does not name
+B_PLAIN = "127.0.0.2:5072"  # B's plain WebSocket listener: refuses a TLS ClientHello
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,8 @@ def server_b(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     cert, key = _certificate(work)
     config = f'[sip]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
     args = ["--sip-listen", "udp:127.0.0.2:5070", "--sip-listen", f"tls:{B_TLS}"]
-    args += ["--sip-listen", f"tls:{B_OTHER}", "--trusted-network", "127.0.0.0/8"]
+    args += ["--sip-listen", f"tls:{B_OTHER}", "--sip-listen", f"ws:{B_PLAIN}"]
+    args += ["--trusted-network", "127.0.0.0/8"]
     args += ["--media-ports", "31000-31099"]
     gw = Gateway(host, work, args, config)
     try:
@@ -160,6 +162,14 @@ def test_untrusted_self_signed_tls_server_gets_503(
     with gateway_a(host, tmp_path) as gw:
         result = invite(host, f"sip:bob@{B_TLS};transport=tls")
         _quick_503(result, gw, f"TLS handshake with {B_TLS} failed", "certificate verify failed")
+
+
+def test_tls_handshake_with_a_plain_server_gets_503(
+    host: Host, server_b: Path, tmp_path: Path
+) -> None:
+    with gateway_a(host, tmp_path, "[sip]\ntls_verify = false\n") as gw:
+        result = invite(host, f"sip:bob@{B_PLAIN};transport=tls")
+        _quick_503(result, gw, f"TLS handshake with {B_PLAIN} failed")
 
 
 def test_tls_server_trusted_through_the_ca_bundle(
