@@ -141,6 +141,14 @@ def _domain(value: object) -> str:
     return text
 
 
+def _tls_name(value: object) -> str:
+    text = _str(value).strip()
+    try:
+        return parse_ip(text.strip("[]")).compressed
+    except RemoteProtocolError:
+        return _domain(text)
+
+
 def _users(value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list):
         raise TypeError
@@ -284,6 +292,27 @@ KEYS: tuple[Key, ...] = (
         _str,
         "a PEM private key file path (empty: with the generated certificate)",
         "TLS/WSS private key",
+    ),
+    Key(
+        "sip.tls_verify",
+        True,
+        _bool,
+        "true or false",
+        "check outbound TLS servers' certificates (RFC 5922); false only in labs",
+    ),
+    Key(
+        "sip.tls_ca_file",
+        "",
+        _optional_str,
+        "a PEM file of CA certificates (empty: the system's CAs)",
+        "CAs trusted for outbound TLS (replaces the system's when set)",
+    ),
+    Key(
+        "sip.tls_no_verify_domains",
+        [],
+        _list_of(_tls_name),
+        "a list of domain names or IP addresses (e.g. lab.example.net, 192.0.2.7)",
+        "outbound TLS to these exact names accepts any certificate (labs)",
     ),
     Key(
         "sip.max_transactions",
@@ -507,6 +536,9 @@ class SipSection:
     upstream: str | None
     tls_cert: str
     tls_key: str
+    tls_verify: bool
+    tls_ca_file: str | None
+    tls_no_verify_domains: tuple[str, ...]
     max_transactions: int
     overload_lag: float
     request_rate: int

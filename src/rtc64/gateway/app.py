@@ -127,6 +127,23 @@ def _media_timeout(reception: Reception, session: bytes) -> None:
         reception.proxy.media_timeout(MediaBridge.call_of(session))
 
 
+def client_tls_policy(cfg: Config, log: logging.Logger) -> tls.TlsClientPolicy:
+    """Outbound TLS checks from ``sip.tls_verify``, ``sip.tls_ca_file`` and
+    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged."""
+    ca_file = cfg["sip.tls_ca_file"]
+    policy = tls.TlsClientPolicy(
+        verify=cfg["sip.tls_verify"],
+        cafile=Path(ca_file).expanduser() if ca_file else None,
+        no_verify=cfg["sip.tls_no_verify_domains"],
+    )
+    if not policy.verify:
+        log.warning("sip.tls_verify is false: outbound TLS accepts any server certificate")
+    elif policy.no_verify:
+        shown = ", ".join(sorted(policy.no_verify))
+        log.warning("outbound TLS accepts any certificate from %s", shown)
+    return policy
+
+
 class Gateway:
     """The running components of ``rtc64 serve``."""
 
@@ -156,8 +173,8 @@ class Gateway:
             with data_files(data_dir, elsewhere="sip.tls_cert"):
                 identity_tls = tls.server_identity(
                     data_dir,
-                    cfg["sip.tls_cert"] or None,
-                    cfg["sip.tls_key"] or None,
+                    Path(cfg["sip.tls_cert"]).expanduser() if cfg["sip.tls_cert"] else None,
+                    Path(cfg["sip.tls_key"]).expanduser() if cfg["sip.tls_key"] else None,
                     addresses=[s.address for s in specs if not s.address.is_unspecified],
                     log=log,
                 )
@@ -170,7 +187,8 @@ class Gateway:
             reception.on_message,
             reception.on_bad_datagram,
             server_tls=server_tls,
-            client_tls=tls.client_context(verify=False),
+            client_tls=client_tls_policy(cfg, log),
+            on_send_error=reception.on_send_error,
             log=log.getChild("transport"),
         )
         reception.sender = transports

@@ -33,6 +33,7 @@ class Sender(Protocol):
         *,
         flow: Flow | None = None,
         server_name: str | None = None,
+        handle: object = None,
     ) -> bool: ...
 
     async def connect_race(

@@ -64,6 +64,15 @@ DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
 
 
+def transport_reason(detail: str) -> bytes:
+    """The reason phrase of a 503 for a transport failure: printable, one line, bounded
+    (the detail may quote a peer's certificate)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in detail).split())[:160]
+    return ("Service Unavailable: " + text if text else "Service Unavailable").encode(
+        "utf-8", "replace"
+    )
+
+
 class ProxyCore:
     """Shared state and the forwarding/response machinery of the proxy."""
 
@@ -127,7 +136,7 @@ class ProxyCore:
         """Act on what the transaction layer says."""
         for ev in events:
             if isinstance(ev, Send):
-                self._send(ev.data, ev.dest)
+                self._send(ev.data, ev.dest, ev.txn)
             elif isinstance(ev, NewRequest):
                 self._new_request(ev.txn)
             elif isinstance(ev, ResponseReceived):
@@ -140,18 +149,24 @@ class ProxyCore:
                 self._branch_failed(ev.txn, 408, b"Request Timeout")
             elif isinstance(ev, TransportFailed):
                 if isinstance(ev.txn, ClientTransaction):
-                    self._branch_failed(ev.txn, 503, b"Service Unavailable")
+                    self._branch_failed(ev.txn, 503, transport_reason(ev.reason))
             elif isinstance(ev, Terminated):
                 self._terminated(ev.txn)
         self._on_events()
 
-    def _send(self, data: bytes, dest: object) -> None:
+    def _send(self, data: bytes, dest: object, txn: object = None) -> None:
         assert isinstance(dest, Hop)
         if self.response_loops(data, dest):
             return
         self.stats.messages_out += 1
         if not self.sender.send(
-            data, dest.transport, dest.ip, dest.port, flow=dest.flow, server_name=dest.server_name
+            data,
+            dest.transport,
+            dest.ip,
+            dest.port,
+            flow=dest.flow,
+            server_name=dest.server_name,
+            handle=txn,
         ):
             self.stats.send_failures += 1
 
@@ -165,6 +180,12 @@ class ProxyCore:
         self.stats.response_loops += 1
         self.log.debug("response to our own socket %s dropped (loop)", dest)
         return True
+
+    def transport_failed(self, handle: object, reason: str) -> None:
+        """The transport could not send for ``handle`` (RFC 3261 §17.1.4, §16.7 step 5):
+        its transaction ends at once, a branch tries its next address or gets 503."""
+        if isinstance(handle, ClientTransaction | ServerTransaction):
+            self.dispatch(self.layer.transport_error(handle, self.clock(), reason))
 
     def _terminated(self, txn: ClientTransaction | ServerTransaction) -> None:
         if isinstance(txn, ServerTransaction):
@@ -270,9 +291,10 @@ class ProxyCore:
         if host_text is not None:  # §16.5: maddr overrides the host, A/AAAA only
             addresses = await self.resolver.addresses(host_text)
             return [Hop(transport, a, port, server_name=host_text) for a in addresses]
-        # RFC 3263: NAPTR/SRV/AAAA/A, both families, IPv6 first and interleaved.
+        # RFC 3263: NAPTR/SRV/AAAA/A, both families, IPv6 first and interleaved. A TLS
+        # server proves the URI's domain, not the SRV target's name (RFC 5922 §4.1).
         return [
-            Hop(t.transport, t.address, t.port, server_name=t.host)
+            Hop(t.transport, t.address, t.port, server_name=str(uri.host))
             for t in await self.resolver.targets(uri)
         ]
 

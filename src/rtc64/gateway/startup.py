@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
-from rtc64.io.flow import Flow
+from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Message, Request, make_response
 from rtc64.sip.serializer import serialize
 
 if TYPE_CHECKING:
     from rtc64.gateway.branches import Sender
     from rtc64.gateway.proxy import Proxy
+    from rtc64.io.sip_transport import SendFailure
 
 RETRY_AFTER = b"2"
 STARTING = b"Service Unavailable (starting)"
@@ -57,6 +58,11 @@ class Reception:
             self.proxy.on_bad_datagram(data, error, flow)
         else:
             self.early += 1
+
+    def on_send_error(self, failure: SendFailure) -> None:
+        """RFC 3261 §17.1.4: the transaction hears of a transport failure at once."""
+        if self.proxy is not None:
+            self.proxy.transport_failed(failure.handle, failure.reason)
 
     def on_timer(self) -> None:
         if self.proxy is not None:

@@ -32,7 +32,7 @@ from ipaddress import ip_network
 from typing import Protocol
 
 from rtc64.errors import LocalProtocolError
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.net.ranges import is_private_or_unusable_for_media
 from rtc64.relay.options import DEFAULT_OPTIONS, IceMode, RelayOptions, RelaySettings
 from rtc64.relay.ports import LocalPair, PortPool, RelayUnavailableError
@@ -422,7 +422,8 @@ class MediaRelay:
             opened = [p for p in (pair.rtp, pair.rtcp) if p not in failed]
             if opened:
                 self.forwarder.close(call.worker, opened)
-            self.log.warning("media: cannot bind %s port %d, trying another", address, pair.port)
+            where = format_hostport(address, pair.port)
+            self.log.warning("media: cannot bind %s, trying another", where)
             self.pool.release(pair)
         raise RelayUnavailableError(f"cannot bind media ports on {address}")
 

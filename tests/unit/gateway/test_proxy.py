@@ -111,6 +111,7 @@ class RecordingSender:
         *,
         flow: Flow | None = None,
         server_name: str | None = None,
+        handle: object = None,
     ) -> bool:
         self.sent.append(Sent(data, transport, address, port, flow))
         return True
