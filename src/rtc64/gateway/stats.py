@@ -21,6 +21,7 @@ class ProxyStats:
     registrations: int = 0
     send_failures: int = 0
     dropped: int = 0
+    in_dialog_refused: int = 0
     byes_sent: int = 0
     race_attempts: int = 0
     race_fallbacks: int = 0
