@@ -362,7 +362,7 @@ class ProxyCore:
             edit.remove_line(i)  # §22.3: credentials for our realm stop here
         edit.decrement_max_forwards()
         if plan.in_listener is not None:
-            self._record_route(edit, plan.in_listener, plan.flow, out, hop, req)
+            self._record_route(edit, plan.in_listener, plan.flow, out, hop, req=req)
         if plan.path is not None:
             edit.add_header(b"Path", plan.path(out, hop.ip))
             if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
@@ -420,7 +420,7 @@ class ProxyCore:
         return (await self._candidates(uri))[0]
 
     def _record_route(
-        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, req: Request
+        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, *, req: Request
     ) -> None:
         out_hp = self.identity.hostport_of(out_l, hop.ip)
         in_hp = self.identity.hostport_of(in_l, flow.remote[0])
