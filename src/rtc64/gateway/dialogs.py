@@ -135,8 +135,9 @@ class DialogTracker:
     ) -> None:
         self._is_ours = is_ours
         self._limit = limit
-        self.started = started
-        """Wall-clock start of this process: older tokens may have lost their dialog."""
+        self.started = int(started)
+        """Wall-clock second this process started: older tokens may have lost their dialog
+        (tokens carry whole seconds, so one issued in that second counts as ours)."""
         self.timeout = timeout
         self.early_timeout = early_timeout
         self.token_lifetime = token_lifetime

@@ -399,3 +399,13 @@ def test_stranger_cannot_use_a_flow_token(tmp_path: Path) -> None:
         refused(await h.feed(bye, STRANGER), STRANGER)
 
     run(tmp_path, body)
+
+
+def test_token_issued_in_the_start_second_is_this_process() -> None:
+    """Tokens carry whole seconds: one issued just after a start at x.7 s says x."""
+    tracker = DialogTracker(lambda _uri: False, started=1000.7)
+    msg = parse_datagram(invite(to_tag=b"t"))
+    assert isinstance(msg, Request)
+    why = tracker.admit(msg, msg.uri, (), 1000, wall=1001.0, now=5.0)
+    assert why is not None and "no such dialog" in why
+    assert tracker.admit(msg, msg.uri, (), 999, wall=1001.0, now=5.0) is None
