@@ -44,9 +44,7 @@ def _pair(net: Lab, work: Path, gw: Gateway, name: str, uac_sf: str, uas_sf: str
     uas_dir, uac_dir = work / f"uas-{name}", work / f"uac-{name}"
     uas_dir.mkdir()
     uac_dir.mkdir()
-    uas = Sipp(
-        net.v4, uas_dir, "uas", uas_sf, local=str(V4_HOST), port=5060, keys={"third": THIRD}
-    )
+    uas = Sipp(net.v4, uas_dir, "uas", uas_sf, local=str(V4_HOST), port=5060, keys={"third": THIRD})
     wait_port(net.v4, "udp", 5060)
     uac = Sipp(
         net.v6, uac_dir, "uac", uac_sf, local=str(V6_HOST), port=5070, remote=GW6,
