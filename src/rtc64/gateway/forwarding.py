@@ -38,7 +38,7 @@ from rtc64.gateway.store import LocationStore
 from rtc64.io.flow import Flow
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
-from rtc64.net.address import IPAddress, family_of, unmap
+from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
@@ -362,7 +362,8 @@ class ProxyCore:
             edit.remove_line(i)  # §22.3: credentials for our realm stop here
         edit.decrement_max_forwards()
         if plan.in_listener is not None:
-            self._record_route(edit, plan.in_listener, plan.flow, out, hop, req=req)
+            target = plan.new_uri if plan.new_uri is not None else req.uri
+            self._record_route(edit, plan.in_listener, plan.flow, out, hop, req=req, target=target)
         if plan.path is not None:
             edit.add_header(b"Path", plan.path(out, hop.ip))
             if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
@@ -420,17 +421,25 @@ class ProxyCore:
         return (await self._candidates(uri))[0]
 
     def _record_route(
-        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, *, req: Request
+        self,
+        edit: Edit,
+        in_l: Listener,
+        flow: Flow,
+        out_l: Listener,
+        hop: Hop,
+        *,
+        req: Request,
+        target: Uri,
     ) -> None:
         out_hp = self.identity.hostport_of(out_l, hop.ip)
         in_hp = self.identity.hostport_of(in_l, flow.remote[0])
         issued, tag = int(self.wall()), req.from_.tag or b""
         # The entry facing a party on a connection names that connection (RFC 5626 flow
         # token): in-dialog requests toward it must go back over it (RFC 7118 §5).
-        caller_flow = hops.FlowToken.of(flow) if flow.transport.reliable else None
-        callee_flow = (
-            hops.FlowToken(hop.transport, unmap(hop.ip), hop.port) if hop.reliable else None
-        )
+        contact = sh.contacts(req)
+        caller_target = contact[0].uri if contact and not isinstance(contact, sh.Star) else None
+        caller_flow = hops.flow_token(flow.transport, flow.remote[0], flow.remote[1], caller_target)
+        callee_flow = hops.flow_token(hop.transport, hop.ip, hop.port, target)
         in_token = hops.token_params(self.secret, req.call_id, tag, issued, caller_flow)
         out_token = hops.token_params(self.secret, req.call_id, tag, issued, callee_flow)
         if in_l is out_l and out_hp == in_hp and in_token == out_token:

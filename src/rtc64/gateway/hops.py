@@ -228,6 +228,25 @@ class FlowToken:
         )
 
 
+def flow_token(
+    transport: Transport, ip: IPAddress, port: int, target: Uri | None
+) -> FlowToken | None:
+    """The flow token for the Record-Route entry facing a party reached at ``ip:port``
+    over ``transport`` whose remote target (Contact or Request-URI) is ``target``: always
+    for WS/WSS (nothing else reaches the client), for TCP/TLS when the target is not that
+    address (a client behind NAT: only its own connection reaches it), never for UDP."""
+    if not transport.reliable:
+        return None
+    token = FlowToken(transport, unmap(ip), port)
+    if transport in INBOUND_ONLY:
+        return token
+    if isinstance(target, SipUri) and not isinstance(target.host, str):
+        same = unmap(target.host) == token.ip and (target.port or transport.default_port) == port
+        if same:
+            return None
+    return token
+
+
 def _mac(secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: bytes) -> bytes:
     msg = b"\x00".join((call_id, tag, b"%x" % issued, flow))
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16].encode("ascii")

@@ -409,3 +409,41 @@ def test_token_issued_in_the_start_second_is_this_process() -> None:
     why = tracker.admit(msg, msg.uri, (), 1000, wall=1001.0, now=5.0)
     assert why is not None and "no such dialog" in why
     assert tracker.admit(msg, msg.uri, (), 999, wall=1001.0, now=5.0) is None
+
+
+# -- a TCP caller behind NAT ----------------------------------------------------------------
+
+TCP6 = Listener(ListenSpec(Transport.TCP, V6, 5060), 5060)
+NAT_PORT = 40001  # the caller's connection leaves its NAT from this port
+TCP_FLOW = Flow(Transport.TCP, (V6, 5060), (ip_address(CALLER[0]), NAT_PORT), 9)
+
+
+def test_requests_toward_a_tcp_caller_behind_nat_use_its_connection(tmp_path: Path) -> None:
+    """The caller's Contact (port 5062) is not where its connection comes from (40001):
+    the callee's in-dialog requests go over that connection while it is open, and to the
+    Contact once it is gone."""
+
+    async def body(h: Harness) -> None:
+        identity = Identity([LISTEN4, LISTEN6, TCP6], domains=(REALM,), source_for=lambda _: None)
+        h.proxy.identity = identity
+        h.proxy.dialogs = DialogTracker(identity.is_us, started=h.wall.now)
+        data = invite(headers=()).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP").replace(
+            b"Contact: <sip:alice@" + sent_by(CALLER) + b">",
+            b"Contact: <sip:alice@" + sent_by(CALLER) + b";transport=tcp>",
+        )  # fmt: skip
+        h.proxy.on_message(parse_datagram(data), TCP_FLOW)
+        await h.drain()
+        fwd = one(h.sender.sent, CALLEE)
+        rr = fwd.request.values(b"record-route")
+        assert any(b";r64f=tcp:[2001:db8:aaaa::10]:40001" in r for r in rr), rr
+        await h.feed(answer(fwd.data, 200), CALLEE)
+        contact = CALLER_CONTACT + b";transport=tcp"
+        out = await h.feed(from_callee(b"INFO", contact, rr, branch=b"z9hG4bKn1", cseq=2), CALLEE)
+        sent = one(out, (CALLER[0], NAT_PORT))
+        assert (sent.request.method, sent.transport) == (b"INFO", Transport.TCP)
+        h.sender.closed.add((Transport.TCP, ip_address(CALLER[0]), NAT_PORT))
+        out = await h.feed(from_callee(b"BYE", contact, rr, branch=b"z9hG4bKn2", cseq=3), CALLEE)
+        sent = one(out, CALLER)
+        assert (sent.request.method, sent.transport) == (b"BYE", Transport.TCP)
+
+    run(tmp_path, body)
