@@ -227,7 +227,7 @@ class ProxyCore:
             if flow_uri is not None and not routes:
                 return flow_uri, None
         if not routes:
-            toward = self._flow_toward(popped, flow)
+            toward = hops.flow_toward(popped, flow, self.sender.has_connection)
             if toward is not None:
                 return toward, None
         if routes:
@@ -238,20 +238,6 @@ class ProxyCore:
         if not isinstance(uri, SipUri):
             raise RemoteProtocolError("Unsupported URI Scheme", 416)
         return uri, None
-
-    def _flow_toward(self, popped: list[SipUri], flow: Flow) -> SipUri | None:
-        """The connection named by the flow token of our entry facing the other party
-        (not the one the request came from): WS/WSS must use it (430 when it is gone),
-        TCP/TLS use it while it is open, else the Request-URI as usual."""
-        for p in popped:
-            token = hops.FlowToken.decode(p.param(hops.FLOW_PARAM))
-            if token is None or token.matches(flow):
-                continue
-            if self.sender.has_connection(token.transport, token.ip, token.port):
-                return token.uri()
-            if token.transport in hops.INBOUND_ONLY:
-                raise RemoteProtocolError("Flow Failed: the client's connection is closed", 430)
-        return None
 
     def _listener_of(self, flow: Flow) -> Listener | None:
         ip, port = flow.local
@@ -627,16 +613,14 @@ class ProxyCore:
         carry valid credentials."""
         if not popped:
             return "Forbidden: in-dialog request not routed via this proxy"
-        issued = [hops.token_issued(self.secret, req, p) for p in popped]
-        if None in issued:
+        issued = hops.tokens_issued(self.secret, req, popped)
+        if issued is None:
             return "Forbidden: Route not recorded by this proxy for this call"
         source = flow.remote[0]
         if self.auth.is_trusted(source):
             return None
-        oldest = min(i for i in issued if i is not None)
-        why = self.dialogs.admit(
-            req, uri, (r.uri for r in routes), oldest, wall=self.wall(), now=self.clock()
-        )
+        routed = (r.uri for r in routes)
+        why = self.dialogs.admit(req, uri, routed, issued, wall=self.wall(), now=self.clock())
         if why is None:
             return None
         if req.method != b"ACK" and req.has(b"proxy-authorization"):

@@ -31,9 +31,10 @@ import dataclasses
 import hashlib
 import hmac
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtc64.errors import Rtc64Error
+from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.io.flow import Flow
 from rtc64.net.address import (
     IPAddress,
@@ -290,6 +291,32 @@ def token_issued(secret: bytes, req: Request, route: SipUri) -> int | None:
             _mac(secret, req.call_id, tag, issued, flow), mac
         ):
             return issued
+    return None
+
+
+def tokens_issued(secret: bytes, req: Request, ours: list[SipUri]) -> int | None:
+    """The oldest issue time of the tokens in our Route entries ``ours``; None unless
+    every one of them was written by us for this call."""
+    times = [token_issued(secret, req, uri) for uri in ours]
+    valid = [t for t in times if t is not None]
+    return min(valid) if valid and len(valid) == len(times) else None
+
+
+def flow_toward(
+    ours: list[SipUri], flow: Flow, has_connection: Callable[[Transport, IPAddress, int], bool]
+) -> SipUri | None:
+    """Where the flow token of our entry facing the other party (not the one ``flow``,
+    the request's own, came from) leads: WS/WSS must use it (``RemoteProtocolError``
+    430 when the connection is gone), TCP/TLS use it while it is open; None: route on
+    the Request-URI as usual."""
+    for uri in ours:
+        token = FlowToken.decode(uri.param(FLOW_PARAM))
+        if token is None or token.matches(flow):
+            continue
+        if has_connection(token.transport, token.ip, token.port):
+            return token.uri()
+        if token.transport in INBOUND_ONLY:
+            raise RemoteProtocolError("Flow Failed: the client's connection is closed", 430)
     return None
 
 
