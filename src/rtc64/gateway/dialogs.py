@@ -15,7 +15,8 @@ Rules (RFC 3261 §12, §15.1.1, §16.4; RFC 5626 §5.3; Kamailio dialog-module p
 - ``admit``: an in-dialog request from an untrusted source that carries our signed
   Route is relayed only when it belongs to a live dialog (same Call-ID, its From/To
   tags those of the dialog in either direction), its Request-URI is one of the
-  dialog's remote targets and every Route after ours is one the dialog recorded. With
+  dialog's remote targets of the other party (a party refreshes only its own target) and
+  every Route after ours is one the dialog recorded on the other party's side. With
   no dialog state (the gateway restarted), a token issued before this process started
   is accepted for ``TOKEN_LIFETIME`` after its issue time; a token issued by this
   process whose dialog is gone (ended, failed, expired, evicted) is refused.
@@ -79,8 +80,10 @@ class Dialog:
     caller_target: bytes  # caller's Contact URI
     expires: float
     callee_tags: set[bytes] = field(default_factory=set)
-    targets: set[TargetKey] = field(default_factory=set)
-    route_keys: set[TargetKey] = field(default_factory=set)
+    caller_targets: set[TargetKey] = field(default_factory=set)
+    callee_targets: set[TargetKey] = field(default_factory=set)
+    caller_route_keys: set[TargetKey] = field(default_factory=set)  # beyond us, caller side
+    callee_route_keys: set[TargetKey] = field(default_factory=set)  # beyond us, callee side
     confirmed: bool = False
     callee: bytes = b""  # To header value of the 2xx (with tag)
     callee_target: bytes = b""  # callee's Contact URI
@@ -89,10 +92,14 @@ class Dialog:
     caller_cseq: int = 0
     callee_cseq: int = 0
 
-    def add_target(self, uri: Uri | None) -> None:
+    @staticmethod
+    def add(keys: set[TargetKey], uri: Uri | None) -> None:
         key = target_key(uri) if uri is not None else None
-        if key is not None and len(self.targets) < MAX_TARGETS:
-            self.targets.add(key)
+        if key is not None and len(keys) < MAX_TARGETS:
+            keys.add(key)
+
+    def from_caller(self, req: Request) -> bool:
+        return req.from_.tag == self.caller_tag
 
     def has_tags(self, req: Request) -> bool:
         """The request's tags are this dialog's, in either direction."""
@@ -186,7 +193,7 @@ class DialogTracker:
                 expires=now,
                 caller_cseq=req.cseq.seq,
             )
-            old.add_target(contact.uri if contact else None)
+            old.add(old.caller_targets, contact.uri if contact else None)
         self._touch(old, now)
 
     def answered(self, req: Request, resp: Response, now: float) -> Dialog | None:
@@ -198,12 +205,12 @@ class DialogTracker:
             return None
         dialog.callee_tags.add(tag)
         contact = _contact(resp)
-        dialog.add_target(contact.uri if contact else None)
-        for rr in sh.record_routes(resp):
-            if isinstance(rr.uri, SipUri) and not self._is_ours(rr.uri):
-                key = target_key(rr.uri)
-                if key is not None and len(dialog.route_keys) < MAX_TARGETS:
-                    dialog.route_keys.add(key)
+        dialog.add(dialog.callee_targets, contact.uri if contact else None)
+        sides = route_sides(list(sh.record_routes(resp)), self._is_ours)
+        above, below = sides if sides is not None else ([], [])
+        for keys, entries in ((dialog.callee_route_keys, above), (dialog.caller_route_keys, below)):
+            for rr in entries:
+                dialog.add(keys, rr.uri)
         self._touch(dialog, now)
         return dialog
 
@@ -229,13 +236,16 @@ class DialogTracker:
         dialog = self.get(req.call_id, now)
         if dialog is None or not dialog.has_tags(req):
             return
-        if req.from_.tag == dialog.caller_tag:
+        caller = dialog.from_caller(req)
+        if caller:
             dialog.caller_cseq = max(dialog.caller_cseq, req.cseq.seq)
         else:
             dialog.callee_cseq = max(dialog.callee_cseq, req.cseq.seq)
         if req.method in TARGET_REFRESH:
+            # A party refreshes its own target: only the other party's requests go there.
             contact = _contact(req)
-            dialog.add_target(contact.uri if contact else None)
+            keys = dialog.caller_targets if caller else dialog.callee_targets
+            dialog.add(keys, contact.uri if contact else None)
         self._touch(dialog, now)
 
     def end(self, call_id: bytes) -> None:
@@ -272,10 +282,14 @@ class DialogTracker:
             return "Forbidden: no such dialog here (ended or never established)"
         if not dialog.has_tags(req):
             return "Forbidden: tags do not match the dialog"
-        if target_key(target) not in dialog.targets:
+        # Each party's requests go to the other party's targets along its route set.
+        caller = dialog.from_caller(req)
+        targets = dialog.callee_targets if caller else dialog.caller_targets
+        route_keys = dialog.callee_route_keys if caller else dialog.caller_route_keys
+        if target_key(target) not in targets:
             return "Forbidden: Request-URI is not a remote target of the dialog"
         for uri in routes:
-            if target_key(uri) not in dialog.route_keys:
+            if target_key(uri) not in route_keys:
                 return "Forbidden: Route outside the dialog's route set"
         return None
 

@@ -127,6 +127,29 @@ def test_extra_route_after_ours_does_not_escape(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_party_cannot_aim_its_requests_at_a_target_it_refreshed_itself(tmp_path: Path) -> None:
+    """The callee moves its own Contact to the victim, then sends there: refused (its
+    requests go to the caller's targets only)."""
+
+    async def body(h: Harness) -> None:
+        rr = await established(h)
+        victim = b"sip:victim@203.0.113.5"
+        update = from_callee(
+            b"UPDATE", CALLER_CONTACT, rr, branch=b"z9hG4bKu", cseq=2, contact=victim
+        )
+        out = await h.feed(update, CALLEE)
+        assert one(out, CALLER).request.method == b"UPDATE"
+        out = await h.feed(from_callee(b"INFO", victim, rr, branch=b"z9hG4bKu2", cseq=3), CALLEE)
+        refused(out)
+        # Its own old target is not a destination for its requests either.
+        out = await h.feed(
+            from_callee(b"INFO", CALLEE_CONTACT, rr, branch=b"z9hG4bKu3", cseq=4), CALLEE
+        )
+        refused(out)
+
+    run(tmp_path, body)
+
+
 def test_forged_tags_or_call_id_are_refused(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         rr = await established(h)
