@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, lab, require_lab, stop
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, stop
 from tests.interop.peers import Baresip, Gateway, Sipp, wait_port
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "baresip", "ss")
 
 GW6 = f"[{V6_GW}]:5060"
 GW4 = f"{V4_GW}:5060"
@@ -30,20 +30,6 @@ users = [{name = "bob", password = "b0b-secret"}, {name = "alice", password = "a
 """
 REGISTER_KEYS = {"domain": "example.net", "expires": "300"}
 TIMEOUT = 20.0
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "baresip", "ss")
-    with lab() as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in (net.v6, net.v4, net.gw):  # phones first: they unregister via the gateway
-        host.stop_all()
 
 
 def _report(gw: Gateway, *peers: Sipp | Baresip) -> str:

@@ -9,35 +9,21 @@ listeners on the addresses themselves and on the wildcards (the host's addresses
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, lab, require_lab
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
 from tests.interop.peers import Gateway, Sipp, wait_port
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "ss")
 
 TRUST_BOTH = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24"]
 LISTENS = {
     "addresses": ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"],
     "wildcards": ["--sip-listen", "udp:[::]:5060", "--sip-listen", "udp:0.0.0.0:5060"],
 }
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "ss")
-    with lab() as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in net.hosts:
-        host.stop_all()
 
 
 def _report(gw: Gateway, *sipps: Sipp) -> str:

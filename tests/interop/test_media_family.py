@@ -12,33 +12,19 @@ addresses nobody listens on: only the SDP each SIPp received is checked.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab, lab, require_lab
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab
 from tests.interop.peers import Gateway, Sipp, wait_port
 
 pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "ss")
 
 LISTEN = ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"]
 TRUSTED = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24"]
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Lab]:
-    require_lab("sipp", "ss")
-    with lab() as topology:
-        yield topology
-
-
-@pytest.fixture
-def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
-    yield tmp_path
-    for host in net.hosts:
-        host.stop_all()
 
 
 def _received(workdir: Path, start: str) -> list[str]:

@@ -36,6 +36,10 @@ class Sender(Protocol):
         handle: object = None,
     ) -> bool: ...
 
+    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+        """Whether an open connection of ``transport`` to ``(address, port)`` exists."""
+        ...
+
     async def connect_race(
         self,
         transport: Transport,

@@ -58,7 +58,7 @@ from rtc64.sip.transaction_base import (
 )
 from rtc64.sip.transaction_client import ClientTransaction, make_cancel
 from rtc64.sip.transaction_server import ServerTransaction
-from rtc64.sip.uri import SipUri
+from rtc64.sip.uri import SipUri, Uri
 
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
@@ -126,7 +126,7 @@ class ProxyCore:
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;
         finished transactions lingering for retransmissions are cheap and not counted)."""
-        self.dialogs = DialogTracker(identity.is_us)
+        self.dialogs = DialogTracker(identity.is_us, started=wall())
 
     def _new_request(self, server: ServerTransaction) -> None:
         """A new server transaction: decided by the routing layer (``proxy.Proxy``)."""
@@ -256,13 +256,17 @@ class ProxyCore:
         return popped
 
     def _next_from_routes(
-        self, routes: list[NameAddr], uri: object, popped: list[SipUri]
+        self, routes: list[NameAddr], uri: object, popped: list[SipUri], flow: Flow
     ) -> tuple[SipUri, SipUri | None]:
         """Next hop URI and (for a strict-router fix-up) the Request-URI to write."""
         for p in popped:
             flow_uri = received_uri(p)
             if flow_uri is not None and not routes:
                 return flow_uri, None
+        if not routes:
+            toward = hops.flow_toward(popped, flow, self.sender.has_connection)
+            if toward is not None:
+                return toward, None
         if routes:
             first = routes[0].uri
             if not isinstance(first, SipUri):
@@ -317,6 +321,8 @@ class ProxyCore:
         stamped = hops.stamp_top_via(req, flow)
         rr = record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
+        if rr and req.to.tag is None:
+            self.dialogs.begin(req, self.clock())
         for hop_uri, new_uri, routes, extra_routes in targets:
             branch = Branch(len(pending.ctx.branches), target=str(hop_uri.host))
             pending.ctx.branches.append(branch)
@@ -380,7 +386,8 @@ class ProxyCore:
             edit.remove_line(i)  # §22.3: credentials for our realm stop here
         edit.decrement_max_forwards()
         if plan.in_listener is not None:
-            self._record_route(edit, plan.in_listener, plan.flow, out, hop, call_id=req.call_id)
+            target = plan.new_uri if plan.new_uri is not None else req.uri
+            self._record_route(edit, plan.in_listener, plan.flow, out, hop, req=req, target=target)
         if plan.path is not None:
             edit.add_header(b"Path", plan.path(out, hop.ip))
             if b"path" not in (t.lower() for t in sh.tokens(req, b"supported")):
@@ -408,7 +415,13 @@ class ProxyCore:
         """Where ``uri`` leads (RFC 3263), keeping hops we have a listener for."""
         found = await self._resolve(uri)
         usable: list[Hop] = []
+        gone = [h for h in found if h.transport in hops.INBOUND_ONLY and not self._connected(h)]
+        if gone and len(gone) == len(found):
+            # RFC 5626 §5.3 / RFC 7118 §5: we cannot open a WebSocket toward a client.
+            raise RemoteProtocolError(f"Flow Failed: no open connection to {gone[0]}", 430)
         for hop in found:
+            if hop in gone:
+                continue
             if self.identity.listener_for(hop.transport, hop.ip) is not None:
                 usable.append(hop)
             elif self.nat64 is not None and isinstance(hop.ip, IPv4Address):
@@ -424,24 +437,43 @@ class ProxyCore:
             f"Service Unavailable: no listener of the target's family ({families})", 503
         )
 
+    def _connected(self, hop: Hop) -> bool:
+        return self.sender.has_connection(hop.transport, hop.ip, hop.port)
+
     async def _pick_hop(self, uri: SipUri) -> Hop:
         """The first usable hop for ``uri`` (stateless forwarding: ACK, our own BYEs)."""
         return (await self._candidates(uri))[0]
 
     def _record_route(
-        self, edit: Edit, in_l: Listener, flow: Flow, out_l: Listener, hop: Hop, *, call_id: bytes
+        self,
+        edit: Edit,
+        in_l: Listener,
+        flow: Flow,
+        out_l: Listener,
+        hop: Hop,
+        *,
+        req: Request,
+        target: Uri,
     ) -> None:
         out_hp = self.identity.hostport_of(out_l, hop.ip)
         in_hp = self.identity.hostport_of(in_l, flow.remote[0])
-        token = b";%s=%s" % (hops.TOKEN_PARAM, hops.route_token(self.secret, call_id))
-        if in_l is out_l and out_hp == in_hp:
-            edit.add_record_route(hops.route_uri(out_l.transport, out_hp, r2=False, extra=token))
+        issued, tag = int(self.wall()), req.from_.tag or b""
+        # The entry facing a party on a connection names that connection (RFC 5626 flow
+        # token): in-dialog requests toward it must go back over it (RFC 7118 §5).
+        contact = sh.contacts(req)
+        caller_target = contact[0].uri if contact and not isinstance(contact, sh.Star) else None
+        caller_flow = hops.flow_token(flow.transport, flow.remote[0], flow.remote[1], caller_target)
+        callee_flow = hops.flow_token(hop.transport, hop.ip, hop.port, target)
+        in_token = hops.token_params(self.secret, req.call_id, tag, issued, caller_flow)
+        out_token = hops.token_params(self.secret, req.call_id, tag, issued, callee_flow)
+        if in_l is out_l and out_hp == in_hp and in_token == out_token:
+            edit.add_record_route(hops.route_uri(out_l.transport, out_hp, r2=False, extra=in_token))
             return
         # Two entries (RFC 5658): the top one faces the callee, the next the caller.
         both = (
-            hops.route_uri(out_l.transport, out_hp, r2=True, extra=token)
+            hops.route_uri(out_l.transport, out_hp, r2=True, extra=out_token)
             + b", "
-            + hops.route_uri(in_l.transport, in_hp, r2=True, extra=token)
+            + hops.route_uri(in_l.transport, in_hp, r2=True, extra=in_token)
         )
         edit.add_record_route(both)
 
@@ -450,10 +482,13 @@ class ProxyCore:
         try:
             routes = list(sh.routes(req))
             popped = self._pop_ours(routes)
-            if not popped or not self.routes_signed(req, popped):
+            why = await self.admit_in_dialog(req, flow, popped, routes, req.uri)
+            if why is not None:
                 self.stats.dropped += 1
+                self.log.info("ACK for %r from %s dropped: %s", req.call_id, flow, why)
                 return
-            hop_uri, _ = self._next_from_routes(routes, req.uri, popped)
+            self.dialogs.seen(req, self.clock())
+            hop_uri, _ = self._next_from_routes(routes, req.uri, popped, flow)
             hop = await self._pick_hop(hop_uri)
             out = self.identity.listener_for(hop.transport, hop.ip)
             assert out is not None
@@ -514,6 +549,8 @@ class ProxyCore:
             if branch.cancel_wanted and not branch.cancelled:
                 self._send_cancel(branch)
             branch.timer_c = self.clock() + self.timer_c
+            if pending.record_routed and pending.request.to.tag is None:
+                self.dialogs.answered(pending.request, resp, self.clock())
             if not pending.ctx.final_forwarded:
                 self.respond(pending.server, self._upstream(pending, client, resp), status)
             return
@@ -532,6 +569,8 @@ class ProxyCore:
         branch.final_status = status
         branch.final = resp
         ctx = pending.ctx
+        if first_final and ctx.method == b"BYE":
+            self.dialogs.bye_answered(pending.request, status)
         if 200 <= status < 300 and resp is not None:
             # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
             self._finish(pending)
@@ -540,7 +579,7 @@ class ProxyCore:
             self.respond(pending.server, self._upstream(pending, client, resp), status)
             if first_final and ctx.method == b"INVITE":
                 if pending.record_routed and pending.request.to.tag is None:
-                    self.dialogs.confirmed(pending.request, resp)
+                    self.dialogs.confirmed(pending.request, resp, self.clock())
                 self._cancel_pending(ctx)
             return
         if not first_final:
@@ -558,6 +597,8 @@ class ProxyCore:
         status, data = best_response(ctx, self.local_request(pending.server))
         self.respond(pending.server, data, status)
         req = pending.request
+        if status >= 300 and req.to.tag is None and pending.record_routed:
+            self.dialogs.end(req.call_id)
         if status >= 300 and req.method == b"INVITE" and req.to.tag is None:
             self.end_call(req.call_id)
 
@@ -600,11 +641,34 @@ class ProxyCore:
         realm = b'realm="%s"' % self.auth.realm.encode("utf-8", "replace")
         return [i for i in lines if realm in req.headers[i].value]
 
-    def routes_signed(self, req: Request, popped: list[SipUri]) -> bool:
-        """Whether every Route entry of ours carries this call's token (in-dialog only)."""
-        return all(
-            hops.token_ok(self.secret, req.call_id, uri.param(hops.TOKEN_PARAM)) for uri in popped
-        )
+    async def admit_in_dialog(
+        self, req: Request, flow: Flow, popped: list[SipUri], routes: list[NameAddr], uri: Uri
+    ) -> str | None:
+        """None when an in-dialog request may use our Route entries ``popped`` (``routes``
+        the entries after ours, ``uri`` the Request-URI after Route processing); else why
+        not. Every entry of ours must carry this call's token; from an untrusted source the
+        request must also belong to a live dialog (``dialogs.DialogTracker.admit``) or
+        carry valid credentials."""
+        if not popped:
+            return "Forbidden: in-dialog request not routed via this proxy"
+        issued = hops.tokens_issued(self.secret, req, popped)
+        if issued is None:
+            return "Forbidden: Route not recorded by this proxy for this call"
+        source = flow.remote[0]
+        if self.auth.is_trusted(source):
+            return None
+        routed = (r.uri for r in routes)
+        why = self.dialogs.admit(req, uri, routed, issued, wall=self.wall(), now=self.clock())
+        if why is None:
+            return None
+        if req.method != b"ACK" and req.has(b"proxy-authorization"):
+            verdict = await self.auth.check(req, source, self.wall(), proxy=True)
+            if verdict.ok:
+                return None
+        self.stats.in_dialog_refused += 1
+        self.log.info("in-dialog %s for %r from %s refused: %s", req.method.decode(
+            "ascii", "replace"), req.call_id, flow, why)  # fmt: skip
+        return why
 
     def _media_body(self, req: Request, flow: Flow, hop: Hop) -> bytes | None:
         if self.media is None:
@@ -627,10 +691,11 @@ class ProxyCore:
         return edit.to_bytes()
 
     def in_dialog(self, req: Request) -> None:
-        """Bookkeeping for an in-dialog request being forwarded."""
-        self.dialogs.in_dialog(req)
-        if req.method == b"BYE":
-            self.end_call(req.call_id)
+        """Bookkeeping for an in-dialog request being forwarded (the dialog itself ends
+        with the BYE's final response, ``_complete``)."""
+        self.dialogs.seen(req, self.clock())
+        if req.method == b"BYE" and self.media is not None:
+            self.media.end(req.call_id)
 
     def end_call(self, call_id: bytes) -> None:
         """The call is over: release its media and forget its dialog."""

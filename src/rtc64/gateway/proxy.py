@@ -5,8 +5,10 @@ Rules (RFC 3261 §16, §10 via ``register``, §9 CANCEL; RFC 3581, RFC 3327, RFC
 - Every request is validated (§16.3: Max-Forwards → 483, Proxy-Require → 420, loops
   → 482), its Route set preprocessed (§16.4: strict-router fix-up, our own Route entries
   popped), then routed:
-  * in-dialog (To tag) requests follow the Route set or the Request-URI; one that did
-    not come through our Route is refused (no relaying through forged in-dialog
+  * in-dialog (To tag) requests follow the Route set or the Request-URI (or the flow
+    token of our entry facing the other party); one that did not come through our
+    signed Route, or (from an untrusted source) that does not belong to a live dialog
+    we record-routed, is refused (``dialogs``: no relaying through in-dialog
     requests); initial requests with our entries preloaded in Route are authenticated
     and routed like the others, our Path entry (``received=``) leading to its flow;
   * REGISTER for a local domain goes to the registrar; with an upstream core it is
@@ -187,14 +189,12 @@ class Proxy(RacingCore):
         if ours_in_uri is not None:
             popped.insert(0, ours_in_uri)
         if req.to.tag is not None:
-            if not popped:
-                self.reply(server, 403, "Forbidden: in-dialog request not routed via this proxy")
-                return
-            if not self.routes_signed(req, popped):
-                self.reply(server, 403, "Forbidden: Route not recorded by this proxy for this call")
+            why = await self.admit_in_dialog(req, flow, popped, routes, uri)
+            if why is not None:
+                self.reply(server, 403, why)
                 return
             self.in_dialog(req)
-            hop_uri, rewrite = self._next_from_routes(routes, uri, popped)
+            hop_uri, rewrite = self._next_from_routes(routes, uri, popped, flow)
             rewrite = rewrite or restored
             # An initial request routed to us (e.g. by a core via our Path entry) must keep
             # us in the dialog: the phone behind us cannot reach the other family itself.

@@ -23,6 +23,7 @@ class ProxyStats:
     registrations_forbidden: int = 0  # REGISTER for an AOR not the authenticated user's
     send_failures: int = 0
     dropped: int = 0
+    in_dialog_refused: int = 0
     byes_sent: int = 0
     race_attempts: int = 0
     race_fallbacks: int = 0

@@ -188,6 +188,13 @@ class SipTransportLayer:
         """The open (or opening) connection with that id."""
         return self._conns.get(conn_id)
 
+    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+        """Whether ``send`` has an open connection of ``transport`` to ``(address, port)``
+        (a flow token's connection, RFC 5626 §5.3); UDP needs none."""
+        if not transport.reliable:
+            return True
+        return self._connection_for(transport, (address, port), None) is not None
+
     @property
     def connection_count(self) -> int:
         return len(self._conns)

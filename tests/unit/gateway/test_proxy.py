@@ -52,7 +52,7 @@ CORE = ("198.51.100.99", 5060)  # trusted IPv4 core (upstream mode)
 
 RR4 = b"<sip:192.0.2.1:5060;lr;r2=on>"
 RR6 = b"<sip:[2001:db8::1]:5060;lr;r2=on>"
-TOKEN = re.compile(rb";r64=[0-9a-f]{12}")
+TOKEN = re.compile(rb";r64=[0-9a-f]+\.[0-9a-f]{16}(?:;r64f=[^;>]+)?")
 
 
 def plain(values: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -101,6 +101,7 @@ class Sent:
 class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
+        self.closed: set[tuple[Transport, IPAddress, int]] = set()
 
     def send(
         self,
@@ -115,6 +116,9 @@ class RecordingSender:
     ) -> bool:
         self.sent.append(Sent(data, transport, address, port, flow))
         return True
+
+    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+        return (transport, address, port) not in self.closed
 
 
 class FakeClock:
