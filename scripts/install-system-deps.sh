@@ -3,7 +3,8 @@
 #
 # Runs only as root; elsewhere it says what it skipped. Packages whose services start on
 # install (kamailio, coturn, rtpengine, unbound, redis, radvd) are installed with a
-# policy-rc.d that forbids starting them: the tests start their own instances.
+# policy-rc.d that forbids starting them: the tests start their own instances. It never
+# kills processes by name: daemons a user runs are left alone.
 set -euo pipefail
 
 PACKAGES=(
@@ -43,13 +44,21 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Services that were started anyway (no systemd in containers, but be sure) collide with tests.
+# The policy-rc.d above keeps the packages installed now from starting their services. If
+# a policy-rc.d was already there and let them start, stop those system services through
+# systemd (which stops the unit's own processes only). Never kill by process name: that
+# would also end daemons a user runs. Init scripts may match their daemon by executable
+# name when stopping, so without systemd a running service is reported, not stopped.
 for svc in kamailio coturn rtpengine-daemon unbound redis-server radvd; do
-  service "$svc" stop >/dev/null 2>&1 || true
+  case " ${missing[*]} " in *" $svc "*) ;; *) continue ;; esac
+  if [ -d /run/systemd/system ]; then
+    if systemctl is-active --quiet "$svc.service"; then
+      echo "install-system-deps: stopping the $svc service the install started" >&2
+      systemctl stop "$svc.service" || true
+    fi
+  elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+    echo "install-system-deps: the $svc service is running (left alone; stop it with" \
+      "'service $svc stop' if its ports collide with the tests)" >&2
+  fi
 done
-pkill -x kamailio >/dev/null 2>&1 || true
-pkill -x turnserver >/dev/null 2>&1 || true
-pkill -x rtpengine >/dev/null 2>&1 || true
-pkill -x unbound >/dev/null 2>&1 || true
-pkill -x redis-server >/dev/null 2>&1 || true
 echo "install-system-deps: done" >&2

@@ -1,4 +1,4 @@
-"""Command line: ``rtc64 serve | probe | nat64 | sip``.
+"""Command line: ``rtc64 serve | user | nat64 | sip`` (``probe`` says it is not built yet).
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__, config, logs
-from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import app
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.bindings import canonical_aor
+from rtc64.gateway.store import Store
 from rtc64.gateway.users import UserRecord
 from rtc64.io import loop
 from rtc64.io import nat64 as nat64_io
@@ -38,50 +39,103 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
     ("--trusted-network", "sip.trusted_networks", True, "trusted source network (repeatable)"),
     ("--upstream", "sip.upstream", False, "core to forward non-local requests to"),
     ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
-    ("--media-address", "media.addresses", True, "relay address (repeatable)"),
+    ("--media-address", "media.addresses", True, "relay address of this host (repeatable)"),
+    (
+        "--media-advertise",
+        "media.advertise",
+        True,
+        "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
+    ),
     ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
     ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
     ("--media-workers", "media.workers", False, "relay worker processes"),
     ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
     ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
     ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
-    ("--data-dir", "general.data_dir", False, "directory for the store and generated state"),
+    (
+        "--auth-algorithm",
+        "auth.algorithms",
+        True,
+        "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
+        "auth.algorithms; MD5 alone for baresip 1.0)",
+    ),
 )
 
 
 def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options accepted before and after the subcommand name."""
+    """The global options. The top-level parser defines them with ``None`` defaults; every
+    subcommand parser inherits them (``_GLOBALS``) with suppressed defaults, so a value
+    given before or after any subcommand name is kept and an absent one overwrites nothing."""
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
     parser.add_argument("--log-level", default=default, help="debug, info, warning or error")
     parser.add_argument("--log-format", default=default, help="text or json")
+    parser.add_argument(
+        "--data-dir",
+        dest="general.data_dir",
+        metavar="DIR",
+        default=default,
+        help="directory for the store and generated state",
+    )
+
+
+def _globals() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    _common(parent, suppress=True)
+    return parent
+
+
+_GLOBALS = _globals()
+
+
+def _subcommands(
+    parser: argparse.ArgumentParser,
+    dest: str,
+    metavar: str,
+    shared: Sequence[argparse.ArgumentParser] = (),
+) -> Callable[..., argparse.ArgumentParser]:
+    """``add_parser`` of a new subcommand group: each subcommand gets the global options
+    and the ``shared`` ones of its group (suppressed defaults, like ``_GLOBALS``)."""
+    group = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+
+    def add(
+        name: str, *, parents: Sequence[argparse.ArgumentParser] = (), **kwargs: object
+    ) -> argparse.ArgumentParser:
+        every = [_GLOBALS, *shared, *parents]
+        return group.add_parser(name, parents=every, **kwargs)  # type: ignore[arg-type]
+
+    return add
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
         prog="rtc64",
-        description="Make SIP, RTP and WebRTC work across IPv4 and IPv6.",
+        description="A SIP gateway between IPv4 and IPv6: signalling and RTP media bridged "
+        "between the families, and tools for engineers.",
     )
     parser.add_argument("--version", action="version", version=f"rtc64 {__version__}")
     _common(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_command = _subcommands(parser, "command", "COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gateway (SIP, media relay, TURN, console)")
-    _common(serve, suppress=True)
+    serve = add_command(
+        "serve",
+        help="run the gateway (SIP proxy/registrar, media relay)",
+        description="The IPv4/IPv6 SIP gateway: proxy and registrar on UDP/TCP/TLS/WebSocket, "
+        "RTP/RTCP relay with SDP rewriting between the families, optional rtpengine ng "
+        "control socket. Flags override the configuration file.",
+    )
     for flag, key, repeat, text in SERVE_FLAGS:
         serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     serve.set_defaults(handler=_serve)
 
-    probe = sub.add_parser("probe", help="IPv6-only readiness report for SIP/TURN/web/network")
-    _common(probe, suppress=True)
+    probe = add_command("probe", help="IPv6-only readiness report (not in this build yet)")
     probe.add_argument("targets", nargs="*", metavar="TARGET")
     probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
 
-    nat64 = sub.add_parser("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
-    _common(nat64, suppress=True)
-    nat_sub = nat64.add_subparsers(dest="nat64_command", metavar="ACTION", required=True)
-    discover = nat_sub.add_parser("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
+    nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
+    nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
+    discover = nat_sub("discover", help="find NAT64 prefixes (RFC 7050, PREF64)")
     discover.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to listen for PREF64 RAs (default 3)"
     )
@@ -89,42 +143,69 @@ def build_parser() -> argparse.ArgumentParser:
         "--dns-server", dest="dns.servers", action="append", help="DNS server HOST[:PORT]"
     )
     discover.set_defaults(handler=_nat64_discover)
-    synth = nat_sub.add_parser("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
+    synth = nat_sub("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
     synth.add_argument("ipv4")
     synth.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
     synth.set_defaults(handler=_nat64_synth)
-    extract = nat_sub.add_parser("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
+    extract = nat_sub("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
     extract.add_argument("ipv6")
     extract.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
     extract.set_defaults(handler=_nat64_extract)
 
-    user = sub.add_parser("user", help="manage digest users in the store")
-    _common(user, suppress=True)
-    user.add_argument("--store", dest="store.url", help="store URL (default from config)")
-    user.add_argument("--data-dir", dest="general.data_dir", help="data directory")
-    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add = user_sub.add_parser("add", help="add or change a user (password from stdin if omitted)")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store", dest="store.url", default=argparse.SUPPRESS, help="store URL (default: config)"
+    )
+    _user_domain(store, suppress=True)
+    user = add_command("user", help="manage digest users in the store", parents=[store])
+    user_sub = _subcommands(user, "user_command", "ACTION", shared=[store])
+    add = user_sub("add", help="add or change a user (password from stdin if omitted)")
     add.add_argument("name")
     add.add_argument("--password", help="the password (prefer stdin: it stays out of ps)")
-    add.add_argument("--realm", help="digest realm (default: auth.realm or the first domain)")
+    add.add_argument(
+        "--realm", help="digest realm (default: as serve resolves it: auth.realm, first domain)"
+    )
+    add.add_argument(
+        "--aor",
+        action="append",
+        metavar="URI",
+        help="another address-of-record the user may register, e.g. sip:sales@example.net "
+        "(repeatable; replaces the stored list, which is kept when --aor is not given)",
+    )
     add.set_defaults(handler=_user_add)
-    lst = user_sub.add_parser("list", help="list users")
+    lst = user_sub("list", help="list users with their realm and extra AORs")
     lst.set_defaults(handler=_user_list)
-    rm = user_sub.add_parser("remove", help="remove a user")
+    rm = user_sub("remove", help="remove a user")
     rm.add_argument("name")
     rm.set_defaults(handler=_user_remove)
 
-    sip = sub.add_parser("sip", help="SIP tools for engineers")
-    _common(sip, suppress=True)
-    sip_sub = sip.add_subparsers(dest="sip_command", metavar="ACTION", required=True)
-    check = sip_sub.add_parser("check", help="lint SIP messages: valid or invalid with the reason")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    sip = add_command("sip", help="SIP tools for engineers")
+    sip_sub = _subcommands(sip, "sip_command", "ACTION")
+    check = sip_sub("check", help="lint SIP messages: valid or invalid with the reason")
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a file with one message ('-': standard input); a file without any CR is read "
+        "with its LF line endings as CRLF (noted on stderr)",
+    )
     check.add_argument("--show", action="store_true", help="print the parsed summary")
     check.set_defaults(handler=_sip_check)
     return parser
 
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _user_domain(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """``--domain`` for the user commands: the realm then resolves as in ``serve``."""
+    parser.add_argument(
+        "--domain",
+        dest="sip.domains",
+        action="append",
+        default=argparse.SUPPRESS if suppress else None,
+        help="local SIP domain, as given to serve (the realm defaults to the first)",
+    )
 
 
 def _not_yet(name: str, where: str) -> Handler:
@@ -139,7 +220,7 @@ def _not_yet(name: str, where: str) -> Handler:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {}
-    for _, key, _, _ in SERVE_FLAGS:
+    for key in (*(flag[1] for flag in SERVE_FLAGS), "general.data_dir"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -168,7 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _store_config(args: argparse.Namespace) -> config.Config:
     overrides: dict[str, object] = {}
-    for key in ("store.url", "general.data_dir"):
+    for key in ("store.url", "general.data_dir", "sip.domains"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -185,8 +266,7 @@ def _with_store(
     cfg = _store_config(args)
 
     async def main() -> int:
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await open_store(cfg["store.url"], cfg.data_dir)
+        store = await app.open_checked_store(cfg)
         try:
             return await job(store, cfg)
         finally:
@@ -205,19 +285,48 @@ def _user_add(args: argparse.Namespace) -> int:
     if not password:
         raise ConfigError("--password", "", "a non-empty password (or one line on stdin)")
 
+    aors = [_aor(value) for value in args.aor or ()]
+
     async def job(store: Store, cfg: config.Config) -> int:
-        realm = args.realm or app.realm_of(cfg)
-        await store.put_user(UserRecord.from_password(name, realm, password))
-        print(f"user {name} saved (realm {realm})")
+        realm = args.realm or config.realm_of(cfg)
+        kept = await store.get_user(name) if args.aor is None else None
+        extra = aors if kept is None else kept.aors
+        await store.put_user(UserRecord.from_password(name, realm, password, extra))
+        also = f", also registers {', '.join(extra)}" if extra else ""
+        print(f"user {name} saved (realm {realm}{also})")
+        if not (args.realm or cfg["auth.realm"] or cfg["sip.domains"]):
+            print(
+                f"rtc64: note: realm {realm!r} is this host's name (no --realm, auth.realm or "
+                "sip.domains): a gateway serving a domain needs the same --config or --domain "
+                "here, or its users are unknown to it",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
     return _with_store(args, job)
 
 
+def _aor(value: str) -> str:
+    """``--aor`` as the canonical AOR the registrar compares with."""
+    try:
+        aor = canonical_aor(value)
+    except RemoteProtocolError:
+        aor = ""
+    if "@" not in aor:
+        raise ConfigError("--aor", value, "a SIP address-of-record like sip:sales@example.net")
+    return aor
+
+
 def _user_list(args: argparse.Namespace) -> int:
     async def job(store: Store, cfg: config.Config) -> int:
+        realm = config.realm_of(cfg)
         for record in sorted(await store.list_users(), key=lambda r: r.name):
-            print(f"{record.name}\t{record.realm}")
+            line = f"{record.name}\trealm={record.realm}"
+            if record.aors:
+                line += "\taors=" + ",".join(record.aors)
+            if record.realm != realm:
+                line += f"\t(not this configuration's realm {realm}: unknown to its gateway)"
+            print(line)
         return EXIT_OK
 
     return _with_store(args, job)
@@ -270,6 +379,16 @@ def _nat64_extract(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _nat64_validity(found: nat64_io.Nat64Prefix) -> str:
+    """``ttl=`` for an RFC 7050 answer (0: valid, not cacheable), ``lifetime=`` for PREF64
+    (0: withdrawn)."""
+    if found.lifetime is None:
+        return ""
+    if found.source == "rfc7050":
+        return f"  ttl={found.lifetime:g}s" + (" (not cacheable)" if not found.lifetime else "")
+    return f"  lifetime={found.lifetime:g}s" + (" (withdrawn)" if found.withdrawn else "")
+
+
 def _nat64_discover(args: argparse.Namespace) -> int:
     cfg = _load(args)
     timeout: float = args.timeout
@@ -282,10 +401,7 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     )
     for found in report.prefixes:
         line = f"{found.prefix}  source={found.source}"
-        if found.lifetime is not None:
-            line += f"  lifetime={found.lifetime:g}s" + (
-                " (withdrawn)" if not found.lifetime else ""
-            )
+        line += _nat64_validity(found)
         if found.interface is not None:
             line += f"  interface={found.interface}"
         print(line)
@@ -298,22 +414,40 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     return EXIT_OK if report.prefixes else EXIT_FAIL
 
 
+STDIN = "-"
+
+
+def _read_message(name: str) -> bytes:
+    if name == STDIN:
+        return sys.stdin.buffer.read()
+    return Path(name).read_bytes()
+
+
 def _sip_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     many = len(args.files) > 1
-    for path in args.files:
+    if args.files.count(STDIN) > 1:
+        raise ConfigError("FILE", STDIN, "standard input ('-') named once")
+    for name in args.files:
+        shown = "(stdin)" if name == STDIN else name
         try:
-            data = path.read_bytes()
+            data = _read_message(name)
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            print(f"{shown}: cannot read: {exc.strerror}", file=sys.stderr)
             status = EXIT_FAIL
             continue
-        result = lint.check(data)
-        verdict = "valid" if result.valid else f"invalid: {result.status} {result.reason}"
-        print(f"{path}: {verdict}" if many else verdict)
+        result = lint.check_file(data)
+        if result.normalised:
+            print(f"{shown}: note: no CR in it: LF line endings read as CRLF", file=sys.stderr)
+        if result.bare_lf_line is not None:
+            where = f"line {result.bare_lf_line}"
+            print(f"{shown}: note: mixed line endings: {where} ends with LF only", file=sys.stderr)
+        print(f"{shown}: {result.verdict}" if many else result.verdict)
         if not result.valid:
             status = EXIT_FAIL
         if args.show and result.message is not None:
+            if result.normalised:
+                print("  line endings: LF only, checked as CRLF")
             for line in lint.describe(result.message):
                 print(f"  {line}")
     return status

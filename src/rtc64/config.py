@@ -14,6 +14,7 @@ or a settings object built from it.
 from __future__ import annotations
 
 import os
+import platform
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
-from rtc64.net.address import Family, IPAddress, parse_ip
+from rtc64.net import rfc6052
+from rtc64.net.address import Family, IPAddress, parse_hostport, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
 from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
@@ -139,6 +141,14 @@ def _domain(value: object) -> str:
     return text
 
 
+def _tls_name(value: object) -> str:
+    text = _str(value).strip()
+    try:
+        return parse_ip(text.strip("[]")).compressed
+    except RemoteProtocolError:
+        return _domain(text)
+
+
 def _users(value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list):
         raise TypeError
@@ -158,6 +168,30 @@ def _ng_listen(value: object) -> ListenSpec | None:
     if spec.transport is not Transport.UDP or spec.advertise is not None:
         raise _DetailError("the ng socket is udp:HOST:PORT")
     return spec
+
+
+def _nat64_prefix(value: object) -> str | None:
+    """Empty (discover) or an RFC 6052 prefix, returned in its canonical form."""
+    text = _str(value).strip()
+    if not text:
+        return None
+    try:
+        return str(rfc6052.parse_prefix(text))
+    except ValueError as exc:
+        detail = str(exc).removeprefix(f"bad NAT64 prefix {text!r}: ")
+        raise _DetailError(detail.replace("expected an IPv6", "an IPv6")) from None
+
+
+def _dns_server(value: object) -> str:
+    """``HOST[:PORT]`` or ``[v6]:PORT`` where HOST is an IP address (no name to resolve)."""
+    text = _str(value).strip()
+    try:
+        hostport = parse_hostport(text)
+    except RemoteProtocolError:
+        raise ValueError from None
+    if isinstance(hostport.host, str):
+        raise _DetailError(f"{text!r} is a name, not an IP address")
+    return text
 
 
 _FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
@@ -234,7 +268,9 @@ KEYS: tuple[Key, ...] = (
         [],
         _list_of(_network),
         "a list of networks in CIDR form (e.g. 2001:db8::/64, 10.0.0.0/8)",
-        "sources that may relay and call without authentication",
+        "sources that may relay, call and register any AOR of a served domain without "
+        "authentication, and are not rate-limited (list SBCs, PBXs and the upstream core, "
+        "not phone networks)",
     ),
     Key(
         "sip.upstream",
@@ -258,6 +294,27 @@ KEYS: tuple[Key, ...] = (
         "TLS/WSS private key",
     ),
     Key(
+        "sip.tls_verify",
+        True,
+        _bool,
+        "true or false",
+        "check outbound TLS servers' certificates (RFC 5922); false only in labs",
+    ),
+    Key(
+        "sip.tls_ca_file",
+        "",
+        _optional_str,
+        "a PEM file of CA certificates (empty: the system's CAs)",
+        "CAs trusted for outbound TLS (replaces the system's when set)",
+    ),
+    Key(
+        "sip.tls_no_verify_domains",
+        [],
+        _list_of(_tls_name),
+        "a list of domain names or IP addresses (e.g. lab.example.net, 192.0.2.7)",
+        "outbound TLS to these exact names accepts any certificate (labs)",
+    ),
+    Key(
         "sip.max_transactions",
         20000,
         _int_range(1, 10_000_000),
@@ -277,7 +334,8 @@ KEYS: tuple[Key, ...] = (
         200,
         _int_range(0, 1_000_000),
         "requests/s per source, 0 for off",
-        "per-source request rate limit",
+        "new dialogs and registrations per second per source (/64 for IPv6); in-dialog "
+        "requests, trusted networks and the upstream core are not limited",
     ),
     Key(
         "registrar.min_expires",
@@ -305,7 +363,8 @@ KEYS: tuple[Key, ...] = (
         "",
         _str,
         "a realm string (empty: the first domain or the host name)",
-        "digest realm",
+        "digest realm; users are stored per realm, so 'rtc64 user add' must see the same "
+        "auth.realm/sip.domains as 'rtc64 serve' (same --config, or --domain/--realm)",
     ),
     Key(
         "auth.users",
@@ -335,14 +394,15 @@ KEYS: tuple[Key, ...] = (
         5,
         _int_range(1, 1000),
         "an integer 1..1000",
-        "failed authentications per source or user before blocking",
+        "failed authentications per source, or per user from one source, before blocking",
     ),
     Key(
         "auth.block_seconds",
         300,
         _int_range(1, 86400),
         "seconds, 1..86400",
-        "how long a source or user stays blocked after too many failures",
+        "how long a source (/64 for IPv6, /32 for IPv4), or one user from one source, "
+        "stays blocked after too many failures; a user is never blocked from every source",
     ),
     Key(
         "store.url",
@@ -355,8 +415,16 @@ KEYS: tuple[Key, ...] = (
         "media.addresses",
         [],
         _list_of(_address),
-        "a list of IP addresses (one per family)",
+        "a list of IP addresses of this host (one per family)",
         "relay addresses (default: the SIP listen addresses)",
+    ),
+    Key(
+        "media.advertise",
+        [],
+        _list_of(_address),
+        "a list of IP addresses, at most one per family (e.g. 203.0.113.5, 2001:db8::5)",
+        "relay behind a 1:1 NAT: the public address SDP carries for each family, while "
+        "the relay binds its local address of that family (rtpengine's internal!public)",
     ),
     Key(
         "media.ports",
@@ -413,7 +481,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "dns.servers",
         [],
-        _list_of(_str),
+        _list_of(_dns_server),
         "a list of HOST[:PORT] ([v6]:port for IPv6)",
         "DNS servers (default: the system resolver)",
     ),
@@ -441,8 +509,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "nat64.prefix",
         "",
-        _optional_str,
-        "empty (discover) or an IPv6 prefix like 64:ff9b::/96",
+        _nat64_prefix,
+        "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
 )
@@ -468,6 +536,9 @@ class SipSection:
     upstream: str | None
     tls_cert: str
     tls_key: str
+    tls_verify: bool
+    tls_ca_file: str | None
+    tls_no_verify_domains: tuple[str, ...]
     max_transactions: int
     overload_lag: float
     request_rate: int
@@ -498,6 +569,7 @@ class StoreSection:
 @dataclass(frozen=True, slots=True)
 class MediaSection:
     addresses: tuple[IPAddress, ...]
+    advertise: tuple[IPAddress, ...]
     ports: tuple[int, int]
     policy: str
     workers: int
@@ -582,6 +654,22 @@ class Config:
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(state) / "rtc64"
 
+    def prepare_data_dir(self) -> Path:
+        """``data_dir``, created if missing; ``ConfigError`` naming it and the problem if
+        it cannot be created or is not a writable directory."""
+        path = self.data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise data_dir_error(path, "a directory (a file is in the way)") from None
+        except OSError as exc:
+            raise data_dir_error(path, f"a directory it can create ({_why(exc, path)})") from None
+        if not path.is_dir():
+            raise data_dir_error(path, "a directory (a file is in the way)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise data_dir_error(path, "a directory it can write (permission denied)")
+        return path
+
     def describe(self) -> list[tuple[str, str]]:
         """``(key, value)`` pairs for logging, secrets masked."""
         rows = []
@@ -602,6 +690,27 @@ class Config:
                 shown = "(none)" if value in (None, "") else str(value)
             rows.append((key.path, shown))
         return rows
+
+
+def realm_of(cfg: Config) -> str:
+    """The digest realm, resolved the same way by ``rtc64 serve`` and ``rtc64 user add``:
+    ``auth.realm``, else the first of ``sip.domains``, else the host name."""
+    if cfg["auth.realm"]:
+        return str(cfg["auth.realm"])
+    domains = cfg["sip.domains"]
+    return str(domains[0]) if domains else platform.node()
+
+
+def _why(exc: OSError, path: Path | str) -> str:
+    """``strerror`` of ``exc``, with the path it concerns when that is not ``path``."""
+    reason = exc.strerror or type(exc).__name__
+    other = exc.filename is not None and str(exc.filename) != str(path)
+    return f"{exc.filename}: {reason}" if other else reason
+
+
+def data_dir_error(path: Path | str, expected: str) -> ConfigError:
+    """The one-line error for a problem with the data directory or a file in it."""
+    return ConfigError("general.data_dir", str(path), expected)
 
 
 def _flatten(table: Mapping[str, object], where: Path) -> dict[str, object]:
@@ -632,6 +741,11 @@ def load(path: Path | None = None, overrides: Mapping[str, object] | None = None
                 document = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("--config", str(path), "an existing TOML file") from None
+        except OSError as exc:
+            expected = f"a readable TOML file ({_why(exc, path)})"
+            raise ConfigError("--config", str(path), expected) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", str(path), f"UTF-8 TOML text ({exc.reason})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
         for key_path, value in _flatten(document, path).items():
@@ -679,6 +793,21 @@ def _check_consistency(cfg: Config) -> None:
         seen.add(ident)
     if not cfg.auth.algorithms:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
+    _check_advertise(cfg.media.advertise)
+    ports = {parse_hostport(s).port or 53 for s in cfg.dns.servers}
+    if len(ports) > 1:
+        raise ConfigError("dns.servers", list(cfg.dns.servers), "the same port for every server")
     store = cfg.store.url
     if not (store == "sqlite" or store.startswith(("sqlite:///", "redis://"))):
         raise ConfigError("store.url", store, _BY_PATH["store.url"].expected)
+
+
+def _check_advertise(addresses: Sequence[IPAddress]) -> None:
+    seen: set[Family] = set()
+    for address in addresses:
+        family = Family.INET6 if address.version == 6 else Family.INET
+        if family in seen:
+            raise ConfigError("media.advertise", str(address), "at most one address per family")
+        if address.is_unspecified or address.is_multicast or address.is_loopback:
+            raise ConfigError("media.advertise", str(address), "a unicast address peers reach")
+        seen.add(family)

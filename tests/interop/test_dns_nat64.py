@@ -127,7 +127,7 @@ def test_nat64_lab_rfc7050_discovery_and_udp_through_tayga() -> None:
             RTC64, "nat64", "discover", "--timeout", "0", "--dns-server", net.dns.server
         )
         lines = proc.stdout.splitlines()
-        assert lines[0].startswith(f"{NAT64_PREFIX}  source=rfc7050  lifetime=")
+        assert lines[0].startswith(f"{NAT64_PREFIX}  source=rfc7050  ttl=")
         assert any(
             line.startswith("DNS64: yes: ipv4only.arpa AAAA fd64:64:64::c000:aa") for line in lines
         ), proc.stdout

@@ -211,8 +211,8 @@ def test_ipv6_edge_in_front_of_ipv4_only_kamailio_core(net: Lab, work: Path) -> 
     # The phone sees rtc64's IPv6 side first in the Record-Route set (RFC 5658).
     invite = phone.messages()
     pattern = (
-        rf"Record-Route: <sip:\[{V6_GW}\]:5060;lr;r2=on;r64=[0-9a-f]{{12}}>, "
-        rf"<sip:{re.escape(str(V4_GW))}:5060;lr;r2=on;r64=[0-9a-f]{{12}}>"
+        rf"Record-Route: <sip:\[{V6_GW}\]:5060;lr;r2=on;r64=[0-9a-f]+\.[0-9a-f]{{16}}>, "
+        rf"<sip:{re.escape(str(V4_GW))}:5060;lr;r2=on;r64=[0-9a-f]+\.[0-9a-f]{{16}}>"
     )
     assert re.search(pattern, invite), invite
 

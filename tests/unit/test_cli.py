@@ -137,3 +137,78 @@ def test_serve_starts_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert any('"msg": "gateway ready' in line for line in lines), lines
     assert all(line.startswith("{") for line in lines if line.strip())
     assert "rtc64 stopping" in rest
+
+
+def _lf_only(name: str) -> bytes:
+    data = (CORPUS / name).read_bytes()
+    assert b"\r\n" in data
+    return data.replace(b"\r\n", b"\n")
+
+
+def test_sip_check_reads_lf_only_files_as_crlf(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A message saved by an editor (LF only, Content-Length of the CRLF form) is checked
+    as the CRLF message it stands for, and the tool says so."""
+    for name in ("rfc5118/port-unambiguous.dat", "rfc4475/sdp01.dat"):
+        path = tmp_path / Path(name).name
+        path.write_bytes(_lf_only(name))
+        assert main(["sip", "check", "--show", str(path)]) == 0, name
+        captured = capsys.readouterr()
+        assert captured.out.startswith("valid\n  line endings: LF only, checked as CRLF\n")
+        assert f"{path}: note: no CR in it" in captured.err
+    # An invalid message stays invalid for its own reason, not for its line endings.
+    bad = tmp_path / "badvers.sip"
+    bad.write_bytes(_lf_only("rfc4475/badvers.dat"))
+    assert main(["sip", "check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("invalid: ") and "empty line" not in out
+
+
+def test_sip_check_names_the_bare_lf_of_mixed_line_endings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = (CORPUS / "rfc5118/port-unambiguous.dat").read_bytes()
+    first, rest = data.split(b"\r\n", 1)
+    second, rest = rest.split(b"\r\n", 1)
+    path = tmp_path / "mixed.sip"
+    path.write_bytes(first + b"\r\n" + second + b"\n" + rest)
+    assert main(["sip", "check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("invalid: 400 ")
+    assert "line 2 ends with LF only" in captured.err
+
+
+def test_sip_check_reads_stdin(tmp_path: Path) -> None:
+    valid = (CORPUS / "rfc5118/port-unambiguous.dat").read_bytes()
+    for stdin, code, first in (
+        (valid, 0, "valid"),
+        (valid.replace(b"\r\n", b"\n"), 0, "valid"),
+        (b"garbage\r\n\r\n", 1, "invalid: 400 "),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "rtc64.cli", "sip", "check", "--show", "-"],
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == code, proc.stderr
+        assert proc.stdout.decode().startswith(first)
+        assert b"Traceback" not in proc.stderr
+    lone = tmp_path / "one.sip"
+    lone.write_bytes(valid)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtc64.cli", "sip", "check", str(lone), "-"],
+        input=valid,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().splitlines() == [f"{lone}: valid", "(stdin): valid"]
+
+
+def test_sip_check_stdin_named_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sip", "check", "-", "-"]) == 2
+    assert "named once" in capsys.readouterr().err

@@ -3,14 +3,17 @@ layer and proxy, runs until stopped, then stops them in reverse order."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
-from rtc64.config import Config
+from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
@@ -18,7 +21,8 @@ from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.startup import Reception
+from rtc64.gateway.store import Store, open_store, parse_store_url
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
@@ -28,12 +32,10 @@ from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import Flow
 from rtc64.relay import ngserver
-from rtc64.relay.options import RelaySettings
+from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
-from rtc64.sip.message import Request, Response
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
 
@@ -65,12 +67,34 @@ def nat64_prefix(cfg: Config) -> IPv6Network | None:
         raise ConfigError("nat64.prefix", text, f"an RFC 6052 prefix ({exc})") from None
 
 
-def realm_of(cfg: Config) -> str:
-    """The digest realm: ``auth.realm``, else the first domain, else the host name."""
-    if cfg["auth.realm"]:
-        return str(cfg["auth.realm"])
-    domains = cfg["sip.domains"]
-    return str(domains[0]) if domains else platform.node()
+@contextlib.contextmanager
+def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[None]:
+    """Turn a failure to read or write a file of the data directory (the secret, the
+    generated certificate) into the one-line ``ConfigError`` naming that file; a file
+    outside ``data_dir`` is reported under the key ``elsewhere``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        problem = exc.strerror or type(exc).__name__
+        expected = f"a readable, writable file ({problem})"
+        if Path(exc.filename).resolve().is_relative_to(data_dir.resolve()):
+            raise data_dir_error(exc.filename, expected) from None
+        raise ConfigError(elsewhere, str(exc.filename), expected) from None
+
+
+async def open_checked_store(cfg: Config) -> Store:
+    """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
+    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file"."""
+    data_dir = cfg.prepare_data_dir()
+    location = parse_store_url(cfg["store.url"], data_dir)
+    path = location.path
+    if path is not None and path.exists() and not path.is_file():
+        key = "store.url" if cfg["store.url"] != "sqlite" else "general.data_dir"
+        raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
+    with data_files(data_dir, elsewhere="store.url"):
+        return await open_store(cfg["store.url"], data_dir)
 
 
 def relay_addresses(
@@ -93,6 +117,33 @@ def relay_addresses(
     return list(chosen.values())
 
 
+def _relay_address(settings: RelaySettings, local: IPAddress) -> str:
+    public = settings.sdp_address(local)
+    return str(local) if public == local else f"{local} (advertised as {public})"
+
+
+def _media_timeout(reception: Reception, session: bytes) -> None:
+    if reception.proxy is not None:
+        reception.proxy.media_timeout(MediaBridge.call_of(session))
+
+
+def client_tls_policy(cfg: Config, log: logging.Logger) -> tls.TlsClientPolicy:
+    """Outbound TLS checks from ``sip.tls_verify``, ``sip.tls_ca_file`` and
+    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged."""
+    ca_file = cfg["sip.tls_ca_file"]
+    policy = tls.TlsClientPolicy(
+        verify=cfg["sip.tls_verify"],
+        cafile=Path(ca_file).expanduser() if ca_file else None,
+        no_verify=cfg["sip.tls_no_verify_domains"],
+    )
+    if not policy.verify:
+        log.warning("sip.tls_verify is false: outbound TLS accepts any server certificate")
+    elif policy.no_verify:
+        shown = ", ".join(sorted(policy.no_verify))
+        log.warning("outbound TLS accepts any certificate from %s", shown)
+    return policy
+
+
 class Gateway:
     """The running components of ``rtc64 serve``."""
 
@@ -110,33 +161,39 @@ class Gateway:
     async def start(self) -> None:
         cfg, log = self.cfg, self.log
         upstream = _upstream(cfg)
-        data_dir = cfg.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store = await open_store(cfg["store.url"], data_dir)
-        secret = load_secret(data_dir)
+        host_addresses = await interfaces.local_addresses_async()
+        refuse_foreign(cfg["media.addresses"], cfg["media.advertise"], host_addresses)
+        data_dir = cfg.prepare_data_dir()
+        self.store = store = await open_checked_store(cfg)
+        with data_files(data_dir):
+            secret = load_secret(data_dir)
         specs = cfg["sip.listen"]
         server_tls = None
         if any(s.transport.secure for s in specs):
-            identity_tls = tls.server_identity(
-                data_dir,
-                cfg["sip.tls_cert"] or None,
-                cfg["sip.tls_key"] or None,
-                addresses=[s.address for s in specs if not s.address.is_unspecified],
-                log=log,
-            )
+            with data_files(data_dir, elsewhere="sip.tls_cert"):
+                identity_tls = tls.server_identity(
+                    data_dir,
+                    Path(cfg["sip.tls_cert"]).expanduser() if cfg["sip.tls_cert"] else None,
+                    Path(cfg["sip.tls_key"]).expanduser() if cfg["sip.tls_key"] else None,
+                    addresses=[s.address for s in specs if not s.address.is_unspecified],
+                    log=log,
+                )
             server_tls = identity_tls.context
+        # The proxy needs the bound listeners, so it is made after the transports; until
+        # it is wired, ``reception`` answers early requests 503 (gateway/startup.py).
+        reception = Reception(log.getChild("startup"))
         self.transports = transports = SipTransportLayer(
             specs,
-            # The proxy needs the bound listeners, so it is made after the transports.
-            self._on_message,
-            self._on_bad_datagram,
+            reception.on_message,
+            reception.on_bad_datagram,
             server_tls=server_tls,
-            client_tls=tls.client_context(verify=False),
+            client_tls=client_tls_policy(cfg, log),
+            on_send_error=reception.on_send_error,
             log=log.getChild("transport"),
         )
+        reception.sender = transports
         await transports.start()
         listeners = list(transports.listeners)
-        host_addresses = await interfaces.local_addresses_async()
         identity = Identity(
             listeners,
             domains=cfg["sip.domains"],
@@ -145,7 +202,7 @@ class Gateway:
             source_for=interfaces.source_address,
         )
         layer = TransactionLayer()
-        deadline = Deadline(self._on_timer)
+        deadline = Deadline(reception.on_timer)
         self.lag = lag = LagMonitor()
         max_lag = float(cfg["sip.overload_lag"])
         auth = Authenticator(
@@ -162,13 +219,16 @@ class Gateway:
         )
         media_addresses = relay_addresses(listeners, host_addresses)
         settings = RelaySettings.from_config(
-            cfg, media_addresses, trusted_networks=tuple(cfg["sip.trusted_networks"])
+            cfg,
+            media_addresses,
+            host=host_addresses,
+            trusted_networks=tuple(cfg["sip.trusted_networks"]),
         )
         if not settings.addresses:
             raise ConfigError("media.addresses", [], "at least one relay address")
         self.relay = relay = start_relay(
             settings,
-            on_timeout=self._media_timeout,
+            on_timeout=lambda session: _media_timeout(reception, session),
             log=log.getChild("relay"),
         )
         self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
@@ -210,13 +270,18 @@ class Gateway:
             overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
             schedule=deadline.schedule,
         )
+        reception.proxy = self.proxy
 
         async def expire() -> None:
             removed = await store.expire(time.time())
             if removed:
                 log.info("registrar: %d expired bindings removed", removed)
 
+        async def sweep() -> None:
+            auth.sweep(time.time())  # same clock as auth.check (the proxy's wall clock)
+
         self.spawner.every(30.0, expire)
+        self.spawner.every(1.0, sweep)
         families = {
             "IPv4" if isinstance(a, IPv4Address) else "IPv6"
             for a in identity.addresses
@@ -224,7 +289,7 @@ class Gateway:
         }
         log.info(
             "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
-            ", ".join(str(a) for a in settings.addresses),
+            ", ".join(_relay_address(settings, a) for a in settings.addresses),
             settings.ports[0],
             settings.ports[1],
             media.policy,
@@ -239,29 +304,10 @@ class Gateway:
             cfg["sip.upstream"] or "(none)",
         )
 
-    # The transports, the relay and the one deadline exist before the proxy (it needs the
-    # bound listeners); until it exists, what they report is dropped.
-
-    def _on_message(self, msg: Request | Response, flow: Flow) -> None:
-        if self.proxy is not None:
-            self.proxy.on_message(msg, flow)
-
-    def _on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
-        if self.proxy is not None:
-            self.proxy.on_bad_datagram(data, error, flow)
-
-    def _on_timer(self) -> None:
-        if self.proxy is not None:
-            self.proxy.on_timer()
-
-    def _media_timeout(self, session: bytes) -> None:
-        if self.proxy is not None:
-            self.proxy.media_timeout(MediaBridge.call_of(session))
-
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
         try:
-            found = await nat64_io.discover(resolver, listen_ra=1.0)
+            found = [p for p in await nat64_io.discover(resolver, listen_ra=1.0) if not p.withdrawn]
         except (OSError, Rtc64Error) as exc:
             self.log.warning("NAT64 discovery failed: %s", exc)
             return None

@@ -8,10 +8,16 @@ Rules (RFC 3261 §22.1-22.4, §16.3 step 5; RFC 8760 algorithms; RFC 7616 stale 
   (HMAC over a timestamp) and bound to the realm; an old nonce with the right password
   gets ``stale=true``.
 - Users come from the configuration and from the store (``rtc64 user add``); an unknown
-  user costs the same work as a wrong password and answers the same.
-- Every wrong password counts against the source (/64 for IPv6) and the user name; past
-  ``max_failures`` in the window both are blocked for ``block_seconds``: 403, logged and
-  counted, the password never checked meanwhile.
+  user costs the same work as a wrong password and answers the same. A user stored
+  under another realm is unknown here, and the log says so with the fix.
+- Every wrong password counts against the source (/64 for IPv6, /32 for IPv4) and
+  against (user, source); an unknown user name only against the source. Past
+  ``max_failures`` in the window that key is blocked for ``block_seconds``: 403, logged
+  and counted, the password never checked meanwhile. A user is never blocked from every
+  source (a guesser, possibly spoofing UDP sources, must not lock the owner out).
+- The verdict names the authenticated user and the extra AORs it may register.
+- A challenge offering SHA-256 that the client never answers is explained in the log
+  (``unanswered``): some clients fail on any algorithm but MD5.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from rtc64.gateway.ratelimit import AuthFailureTracker, BlockEvent
 from rtc64.gateway.store import UserStore
+from rtc64.gateway.unanswered import UnansweredChallenges
 from rtc64.gateway.users import UserRecord
 from rtc64.net.address import IPAddress, unmap
 from rtc64.sip import digest
@@ -39,6 +46,7 @@ class AuthResult:
 
     ok: bool
     user: str | None = None
+    aors: tuple[str, ...] = ()
     status: int = 0
     reason: str = ""
     headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -80,6 +88,13 @@ class Authenticator:
         )
         self.challenges_sent = 0
         self.successes = 0
+        self.unanswered = UnansweredChallenges(log)
+        self._watch = any(a.hash_name != "md5" for a in self.algorithms)
+
+    def sweep(self, now: float) -> None:
+        """Housekeeping (every second or so): report challenges left unanswered."""
+        if self._watch:
+            self.unanswered.sweep(now)
 
     def is_trusted(self, source: IPAddress) -> bool:
         address = unmap(source)
@@ -88,13 +103,26 @@ class Authenticator:
     def _blocked(self, event: BlockEvent) -> None:
         self._log.warning("auth: %s", event)
 
-    async def _user(self, name: str) -> UserRecord | None:
+    async def _user(self, name: str) -> tuple[UserRecord | None, str]:
+        """The user's record for our realm, or None and why (for the log)."""
         record = self._users.get(name)
         if record is None and self._store is not None:
             record = await self._store.get_user(name)
-        if record is not None and record.realm != self.realm:
-            return None
-        return record
+        if record is None:
+            return None, "unknown user"
+        if record.realm != self.realm:
+            self._log.warning(
+                "auth: user %r exists in the store under realm %r, but this gateway's realm "
+                "is %r: add it again with 'rtc64 user add %s --realm %s' (or give 'user add' "
+                "the same --config/--domain as 'serve')",
+                name,
+                record.realm,
+                self.realm,
+                name,
+                self.realm,
+            )
+            return None, f"user stored under realm {record.realm!r}"
+        return record, ""
 
     async def check(
         self, req: Request, source: IPAddress, now: float, *, proxy: bool
@@ -103,16 +131,24 @@ class Authenticator:
         if self.is_trusted(source):
             return TRUSTED
         header = b"proxy-authorization" if proxy else b"authorization"
+        self.sweep(now)
         blocked = self.tracker.is_blocked(source, now)
         if blocked is not None:
             return self._forbidden(blocked)
         creds = self._credentials(req, header)
         if creds is None:
+            if self._watch:
+                self.unanswered.without_credentials(source, req.call_id, now)
+                user_agent = req.get(b"user-agent") or b""
+                self.unanswered.challenged(source, req.call_id, req.method, user_agent, now)
             return self._challenge(proxy, now, stale=False)
+        if self._watch:
+            self.unanswered.answered(source, req.call_id)
+        user_key = (creds.username, source)
         blocked = self.tracker.check(source, creds.username, now)
         if blocked is not None:
             return self._forbidden(blocked)
-        record = await self._user(creds.username)
+        record, why = await self._user(creds.username)
         algorithm = creds.algorithm
         base = Algorithm.SHA_256 if algorithm.hash_name == "sha256" else Algorithm.MD5
         ha1 = record.ha1(base) if record is not None else _DUMMY_HA1[base]
@@ -131,19 +167,23 @@ class Authenticator:
         )
         if verdict is Verdict.OK and record is not None:
             self.tracker.record_success(source, now)
+            self.tracker.record_success(user_key, now)
             self.successes += 1
-            return AuthResult(ok=True, user=creds.username)
+            return AuthResult(ok=True, user=creds.username, aors=record.aors)
         if verdict is Verdict.STALE:
             return self._challenge(proxy, now, stale=True)
         if verdict is Verdict.BAD_NONCE:
             return self._challenge(proxy, now, stale=False)
         self.tracker.record_failure(source, now)
-        self.tracker.record_failure(creds.username, now)
+        if record is not None:
+            # An unknown name blocks only its source: guessing names must not create blocks
+            # for users that may exist later, nor grow the table per name tried.
+            self.tracker.record_failure(user_key, now)
         self._log.info(
             "auth: failed for user %r from %s (%s, uri %r)",
             creds.username,
             source,
-            "unknown user" if record is None else "wrong response",
+            why or "wrong response",
             creds.uri,
         )
         return self._challenge(proxy, now, stale=False)

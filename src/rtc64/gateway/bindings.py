@@ -6,9 +6,12 @@
 #   everything: IPv4-mapped IPv6 stays IPv6, a zone id (``fe80::1%eth0``) stays attached.
 # - ``expires_at`` is absolute wall-clock seconds (``time.time()`` scale) so every gateway
 #   sharing a store agrees on it; a binding is live while ``now < expires_at``.
-# - The AOR key is canonical: ``sip:user@host`` with the host lower-case (IP hosts in their
-#   one formatted form), user exact after %-unescaping, URI parameters and port removed
-#   (RFC 3261 §10.3 step 5).
+# - The AOR key is canonical, built from the parsed URI (sip/uri.py): ``sip:user@host`` with
+#   the host lower-case (IP hosts in their one formatted form), user exact after
+#   %-unescaping, URI parameters and port removed (RFC 3261 §10.3 step 5). Every alias of
+#   the gateway (its addresses and host names) keys as the one local domain
+#   (``Identity.aor_keys``); keys stored by older versions under an alias stay readable
+#   (the proxy falls back to the key as written) and move on the phone's next REGISTER.
 # - The dict form (``to_dict``/``from_dict``) is what both store backends write: JSON-able,
 #   compact (absent values are omitted), and exact: bytes map 1:1 to latin-1 code points,
 #   floats round-trip through ``repr``.
@@ -18,23 +21,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.net.address import format_host, parse_hostport
+from rtc64.net.address import format_host
+from rtc64.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
 IPAddress = IPv4Address | IPv6Address
 
 TRANSPORTS = frozenset({"udp", "tcp", "tls", "ws", "wss"})
 MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: CSeq sequence numbers are below 2**31
 MAX_REG_ID = 2**31 - 1  # RFC 5626 §4.2: reg-id is 1..2**31-1
-
-_AOR_RE = re.compile(rb"^(sips?):(?:([^@]*)@)?([^;?]+)", re.IGNORECASE)
 
 
 def _latin1(data: bytes) -> str:
@@ -47,31 +47,38 @@ def _unlatin1(text: object, what: str) -> bytes:
     return text.encode("latin-1")
 
 
-def canonical_aor(uri: bytes | str) -> str:
-    """The location-service key for a To/Request-URI: ``sip:user@host`` (RFC 3261 §10.3 #5).
+def aor_key(uri: SipUri, *, host: str | None = None) -> str:
+    """The location-service key of a SIP URI: ``sip:user@host`` (RFC 3261 §10.3 step 5).
 
-    Drops URI parameters, headers and the port, unescapes the user part, lower-cases the
-    host (IP hosts are re-formatted, ``[2001:DB8:0::1]`` -> ``[2001:db8::1]``). ``sips:``
-    AORs share the ``sip:`` key (as Kamailio's usrloc does); the sip layer decides whether
-    a target must be reached over TLS. Raises ``RemoteProtocolError`` (400) for a URI that
-    is not a SIP/SIPS URI with a valid host.
-
-    The sip engineer's URI parser should later supply user and host directly.
+    Built from the parsed URI: parameters, headers, password and port dropped, the user
+    part unescaped, the host in its one formatted form (lower-case name without a trailing
+    dot; ``[2001:db8::1]``). ``sips:`` AORs share the ``sip:`` key (as Kamailio's usrloc
+    does); the sip layer decides whether a target must be reached over TLS. ``host``
+    replaces the URI's host: the local domain an alias of the gateway stands for
+    (``Identity.aor_keys``). Raises ``RemoteProtocolError`` (400) for a user part that is
+    not UTF-8.
     """
-    raw = uri.encode("utf-8") if isinstance(uri, str) else uri
-    m = _AOR_RE.match(raw.strip())
-    if m is None:
-        raise RemoteProtocolError("Bad Request: address-of-record is not a SIP URI")
-    user_raw, hostport = m[2], m[3]
-    host = format_host(parse_hostport(hostport).host)
-    if user_raw is None:
+    if host is None:
+        host = format_host(uri.host.rstrip(".") if isinstance(uri.host, str) else uri.host)
+    user_bytes = uri.unescaped_user
+    if user_bytes is None:
         return f"sip:{host}"
-    user_bytes = unquote_to_bytes(user_raw.partition(b":")[0])  # drop a password, if any
     try:
         user = user_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise RemoteProtocolError("Bad Request: address-of-record user is not UTF-8") from None
     return f"sip:{user}@{host}"
+
+
+def canonical_aor(uri: bytes | str | Uri) -> str:
+    """``aor_key`` of a URI given as text or parsed; ``RemoteProtocolError`` (400) for
+    one that is not a SIP/SIPS URI with a valid host."""
+    if not isinstance(uri, SipUri | TelUri | AbsoluteUri):
+        raw = uri.encode("utf-8") if isinstance(uri, str) else uri
+        uri = parse_uri(raw.strip(), "address-of-record")
+    if not isinstance(uri, SipUri):
+        raise RemoteProtocolError("Bad Request: address-of-record is not a SIP URI")
+    return aor_key(uri)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,11 @@ Rules (RFC 3261 §16.4, §16.6 steps 4 and 8, §18.2.1; RFC 5658 double Record-R
   interface address when a listener is a wildcard, advertised addresses) or host names,
   and its port (default by transport) is one a listener uses. A domain is local when it
   is configured, or is one of our addresses or host names.
+- One local domain (the location service's view): every address and host name of the
+  gateway is an alias of it, whatever the port (RFC 3261 §10.3 step 5 drops the port),
+  so a phone registered as ``sip:bob@10.64.4.1`` is found for ``sip:bob@[fd00:64:6::1]``.
+  Its key host is the first configured domain (Kamailio's ``alias=``), else the host
+  name, else the lowest of our addresses. Other configured domains key as themselves.
 - For each message we send, the listener is chosen by the next hop's transport and
   family; the address we write (Via sent-by, Record-Route, Path) is the listener's
   advertised address, else its own address, else (wildcard) the source address the kernel
@@ -17,9 +22,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
-from rtc64.net.address import Family, Host, IPAddress, family_of, format_hostport, unmap
+from rtc64.errors import RemoteProtocolError
+from rtc64.gateway.bindings import aor_key
+from rtc64.net.address import (
+    Family,
+    Host,
+    IPAddress,
+    family_of,
+    format_host,
+    format_hostport,
+    unmap,
+)
 from rtc64.net.endpoint import BoundListener, Transport
-from rtc64.sip.uri import SipUri
+from rtc64.sip.uri import SipUri, Uri
 
 SourceFor = Callable[[IPAddress], IPAddress | None]
 
@@ -41,8 +56,10 @@ class Identity:
         source_for: SourceFor,
     ) -> None:
         self.listeners = tuple(listeners)
-        self.domains = frozenset(d.lower().rstrip(".") for d in domains)
-        self.hostnames = frozenset(h.lower().rstrip(".") for h in hostnames)
+        ordered_domains = [d.lower().rstrip(".") for d in domains]
+        ordered_names = [h.lower().rstrip(".") for h in hostnames]
+        self.domains = frozenset(ordered_domains)
+        self.hostnames = frozenset(ordered_names)
         self._source_for = source_for
         addresses: set[IPAddress] = set()
         for lst in self.listeners:
@@ -62,6 +79,15 @@ class Identity:
             for lst in self.listeners
             if lst.spec.advertise is not None and lst.spec.advertise.port is not None
         )
+        first = ordered_domains or [n for n in ordered_names if n]
+        self.local_domain = (
+            first[0]
+            if first
+            else format_host(min(self.addresses, key=lambda a: (a.version, int(a))))
+            if self.addresses
+            else "localhost"
+        )
+        """The host of every location-service key for an alias of this gateway."""
         self._by_kind: dict[tuple[Transport, Family], Listener] = {}
         for lst in self.listeners:
             self._by_kind.setdefault((lst.transport, lst.family), lst)
@@ -70,8 +96,23 @@ class Identity:
 
     def is_our_host(self, host: Host) -> bool:
         if isinstance(host, str):
-            return host in self.hostnames
+            return host.rstrip(".") in self.hostnames
         return unmap(host) in self.addresses or host in self.addresses
+
+    def is_own_socket(self, transport: Transport, ip: IPAddress, port: int) -> bool:
+        """Whether sending to ``ip``:``port`` over ``transport`` reaches one of our own
+        listeners (a message to ourselves: the response loop guard). A wildcard listener
+        is reached on every host address of its family, loopback and unspecified too."""
+        ip = unmap(ip)
+        family = family_of(ip)
+        for lst in self.listeners:
+            if lst.transport is not transport or lst.port != port or lst.family != family:
+                continue
+            if ip.is_unspecified or ip == lst.spec.address:
+                return True
+            if lst.wildcard and (ip in self.addresses or ip.is_loopback):
+                return True
+        return False
 
     def is_local_domain(self, host: Host) -> bool:
         """Requests for this host (domain name or address) may be ours to serve."""
@@ -91,6 +132,17 @@ class Identity:
         if uri.port is None:
             return uri_transport(uri).default_port in self.ports
         return uri.port in self.ports
+
+    def aor_keys(self, uri: Uri) -> tuple[str, str]:
+        """(location-service key, key as written) for an AOR or Request-URI: an alias of
+        the gateway keys as ``local_domain``; the second is what older versions stored
+        (read as a fallback, moved on re-registration). 400 for a URI that is not SIP."""
+        if not isinstance(uri, SipUri):
+            raise RemoteProtocolError("Bad Request: address-of-record is not a SIP URI")
+        written = aor_key(uri)
+        if self.is_our_host(uri.host):
+            return aor_key(uri, host=self.local_domain), written
+        return written, written
 
     # -- how do we name ourselves toward a hop? ------------------------------------------
 

@@ -3,10 +3,19 @@
 Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers travel):
 
 - Policy ``media.policy``: ``auto`` relays when the two parties' families differ (the
-  families of the transport flows, never guessed from SDP), or when an SDP carries a
-  media address that cannot be reached as written (CLAT 192.0.0.0/29, RFC 1918, CGNAT,
-  link-local, loopback, ULA: ``net.ranges``), or when the call is relayed already;
-  ``always`` relays every call with SDP; ``never`` passes SDP untouched.
+  families of the transport flows), or when an SDP carries a media address that cannot
+  be reached as written (CLAT 192.0.0.0/29, RFC 1918, CGNAT, link-local, loopback, ULA:
+  ``net.ranges``), or when a stream of the SDP can only be reached on the family other
+  than that of the leg it is sent to (``c=IN IP4`` toward an IPv6 leg; an IPv4-mapped
+  ``::ffff:a.b.c.d`` counts as IPv4), or when the call is relayed already; ``always``
+  relays every call with SDP; ``never`` passes SDP untouched.
+- The family rule holds for answers too: an offer that passed untouched is kept until
+  its answer; an answer of the other family than the offerer's leg makes the call
+  relayed then (``late relay``): the relay learns the kept offer, the offerer gets the
+  relay's address of its family, and media toward the answerer goes through the relay
+  (the answerer already holds the offerer's own address and sends to it directly).
+- IPv4-mapped addresses are written as IPv4 (``IN IP4``) in SDP given to the relay, so
+  it sends to them from an IPv4 socket.
 - Policy ``nat64`` (with a NAT64 prefix, configured or discovered): a call one of whose
   parties is reached through the NAT64 (its signalling address is inside the prefix) is
   not relayed; media flows through the operator's NAT64 instead. Every SDP coming from
@@ -40,15 +49,18 @@ from typing import Protocol
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.net import rfc6052
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, unmap
 from rtc64.sdp import parse as parse_sdp
 from rtc64.sdp import serialize as serialize_sdp
-from rtc64.sdp.addresses import MEDIA_SOURCES, unusable_addresses
+from rtc64.sdp.addresses import MEDIA_SOURCES, needs_other_family, unusable_addresses
+from rtc64.sdp.model import SessionDescription
 from rtc64.sdp.rewrite import map_addresses
 from rtc64.sip.message import Request, Response
 
 SDP_TYPE = b"application/sdp"
 POLICIES = ("auto", "always", "never", "nat64")
+MAX_PASSED = 20_000
+"""Untouched offers kept for a late relay at most (the oldest go first)."""
 
 
 class Relay(Protocol):
@@ -87,6 +99,38 @@ class _Call:
     offer_tag: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    """An offer that went through untouched, kept until its answer (late relay)."""
+
+    offer_tag: bytes
+    sdp: bytes
+    offerer: IPAddress
+
+
+def _other(family: Family) -> Family:
+    return Family.INET if family is Family.INET6 else Family.INET6
+
+
+def _parse(sdp: bytes) -> SessionDescription | None:
+    try:
+        return parse_sdp(sdp)
+    except RemoteProtocolError:
+        return None
+
+
+def unmapped_sdp(sdp: bytes) -> bytes:
+    """``sdp`` with IPv4-mapped addresses written as IPv4 (``IN IP4``); as is when it has
+    none or does not parse."""
+    if b"ffff:" not in sdp.lower():  # no IPv4-mapped address can be there: skip the parse
+        return sdp
+    sd = _parse(sdp)
+    if sd is None:
+        return sdp
+    new = map_addresses(sd, unmap)
+    return sdp if new == sd else serialize_sdp(new)
+
+
 def has_sdp(msg: Request | Response) -> bool:
     if not msg.body:
         return False
@@ -117,7 +161,11 @@ class MediaBridge:
         self.nat64 = nat64
         self.log = log
         self._calls: dict[bytes, _Call] = {}
+        self._passed: dict[tuple[bytes, Family], _Passed] = {}
+        """Untouched offers awaiting their answer, by Call-ID and the answerer's family."""
         self.relayed_offers = 0
+        self.late_relays = 0
+        """Calls relayed from their answer on (an answer of the other family)."""
         self.passed_offers = 0
         self.translated = 0
 
@@ -166,10 +214,12 @@ class MediaBridge:
             return False
         if self.policy == "always" or call is not None or a is not b:
             return True
-        try:
-            unusable = unusable_addresses(parse_sdp(sdp), MEDIA_SOURCES)
-        except RemoteProtocolError:
+        sd = _parse(sdp)
+        if sd is None:
             return False
+        if needs_other_family(sd, b):
+            return True
+        unusable = unusable_addresses(sd, MEDIA_SOURCES)
         return any(use.ip is None or not use.ip.is_unspecified for use in unusable)
 
     # -- offers ----------------------------------------------------------------------
@@ -191,7 +241,10 @@ class MediaBridge:
             return self.translate(sdp) if self.through_nat64(offerer) else None
         if self.relay is None or not self._wants_relay(call, sdp, a, b):
             self.passed_offers += 1
+            if self.relay is not None and self.policy != "never":
+                self._keep_passed(call_id, b, _Passed(offerer_tag, sdp, offerer))
             return None
+        self._passed.pop((call_id, b), None)
         if call is None:
             call = self._calls[call_id] = _Call()
         session = call.bound or call.sessions.get(b)
@@ -200,7 +253,9 @@ class MediaBridge:
             call.sessions[b] = session
         call.offer_tag = offerer_tag
         self.relayed_offers += 1
-        return self.relay.offer(session, offerer_tag, sdp, to_family=b, from_source=offerer)
+        return self.relay.offer(
+            session, offerer_tag, unmapped_sdp(sdp), to_family=b, from_source=offerer
+        )
 
     def answer(
         self,
@@ -216,6 +271,13 @@ class MediaBridge:
         call = self._calls.get(call_id)
         if call is None and self.through_nat64(answerer):
             return self.translate(sdp)
+        passed = self._passed.pop((call_id, family_of(answerer)), None)
+        if passed is not None and self._answer_needs_relay(sdp, offerer):
+            return self._late_relay(
+                call_id, passed, answerer_tag=answerer_tag, sdp=sdp, answerer=answerer, final=final
+            )
+        if passed is not None and not final:
+            self._passed[call_id, family_of(answerer)] = passed  # the 2xx may differ
         if call is None or self.relay is None or call.offer_tag is None:
             return None
         session = call.bound or call.sessions.get(family_of(answerer))
@@ -228,8 +290,68 @@ class MediaBridge:
             session,
             call.offer_tag,
             answerer_tag,
-            sdp,
+            unmapped_sdp(sdp),
             to_family=family_of(offerer),
+            from_source=answerer,
+        )
+        if final:
+            self._bind(call, session)
+            call.offer_tag = None
+        return out
+
+    def _keep_passed(self, call_id: bytes, family: Family, passed: _Passed) -> None:
+        key = (call_id, family)
+        self._passed.pop(key, None)
+        self._passed[key] = passed
+        if len(self._passed) > MAX_PASSED:  # calls never answered nor ended through us
+            del self._passed[next(iter(self._passed))]
+
+    def _answer_needs_relay(self, sdp: bytes, offerer: IPAddress) -> bool:
+        """An answer to an untouched offer that the offerer's leg cannot use as written."""
+        sd = _parse(sdp)
+        return sd is not None and needs_other_family(sd, family_of(offerer))
+
+    def _late_relay(
+        self,
+        call_id: bytes,
+        passed: _Passed,
+        *,
+        answerer_tag: bytes,
+        sdp: bytes,
+        answerer: IPAddress,
+        final: bool,
+    ) -> bytes:
+        """Relay a call from its answer on: the relay learns the kept offer (its rewritten
+        form is not sent: the answerer has the offer already), the offerer gets the answer
+        pointing at the relay; the relay's side facing the answerer is of the family the
+        answer's SDP names."""
+        assert self.relay is not None
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call()
+        offerer_family = family_of(passed.offerer)
+        session = call.bound or call_id + _suffix(family_of(answerer))
+        call.sessions[family_of(answerer)] = session
+        call.offer_tag = passed.offer_tag
+        self.late_relays += 1
+        self.log.info(
+            "media: relaying %r from its answer on (SDP of the other family toward IPv%d)",
+            call_id,
+            4 if offerer_family is Family.INET else 6,
+        )
+        self.relay.offer(
+            session,
+            passed.offer_tag,
+            unmapped_sdp(passed.sdp),
+            to_family=_other(offerer_family),
+            from_source=passed.offerer,
+        )
+        out = self.relay.answer(
+            session,
+            passed.offer_tag,
+            answerer_tag,
+            unmapped_sdp(sdp),
+            to_family=offerer_family,
             from_source=answerer,
         )
         if final:
@@ -281,6 +403,8 @@ class MediaBridge:
 
     def end(self, call_id: bytes) -> None:
         """Tear down every relay session of ``call_id``."""
+        for family in Family:
+            self._passed.pop((call_id, family), None)
         call = self._calls.pop(call_id, None)
         if call is None:
             return

@@ -11,13 +11,19 @@ Rules:
   ``max_keys`` the least recently used key goes. Active blocks live in their own table,
   so flooding the failure table with new keys cannot lift a block.
 - ``AuthFailureTracker`` blocks a key after ``max_failures`` failures within ``window``
-  seconds, for ``block_seconds``; blocks expire by themselves. Counters are plain
+  seconds, for ``block_seconds``; blocks expire by themselves. Keys are a source prefix or
+  a (user name, source prefix) pair, never a user name alone: a guesser (possibly
+  spoofing its source over UDP) must not lock a user out everywhere. Counters are plain
   attributes for metrics; each block is reported once as a ``BlockEvent`` (callback and a
   bounded queue).
+- ``TokenBucket.admit`` also reports when a source starts being throttled (once per
+  episode: the episode ends when the source is admitted again); ``log_slot`` caps the
+  log lines about it at one per second whatever the number of sources.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -28,8 +34,11 @@ from rtc64.net.address import unmap
 
 IPAddress = IPv4Address | IPv6Address
 SourceKey = IPv4Network | IPv6Network
-Key = IPv4Network | IPv6Network | str
-"""A tracker key: a source prefix or a username."""
+UserAtSource = tuple[str, SourceKey]
+KeyLike = IPAddress | str | tuple[str, IPAddress]
+"""What callers pass: addresses are turned into their prefix."""
+Key = IPv4Network | IPv6Network | str | UserAtSource
+"""A tracker key: a source prefix, a (user name, source prefix) pair, or a plain name."""
 
 
 def source_key(address: IPAddress, *, v4_prefix: int = 32, v6_prefix: int = 64) -> SourceKey:
@@ -50,6 +59,14 @@ def _check_prefixes(v4_prefix: int, v6_prefix: int) -> None:
 # --- request rate ----------------------------------------------------------------------------
 
 
+class Admission(enum.Enum):
+    """What ``TokenBucket.admit`` decided."""
+
+    ADMITTED = "admitted"
+    THROTTLED = "throttled"
+    THROTTLE_STARTED = "throttle started"
+
+
 class TokenBucket:
     """Requests per second per source prefix, with a burst allowance.
 
@@ -60,8 +77,12 @@ class TokenBucket:
 
     __slots__ = (
         "_buckets",
+        "_logged_at",
+        "_throttled",
+        "_unlogged",
         "allowed",
         "burst",
+        "episodes",
         "evictions",
         "limited",
         "max_keys",
@@ -93,10 +114,32 @@ class TokenBucket:
         """Requests refused (counter for metrics)."""
         self.evictions = 0
         """Active buckets dropped because the table was full."""
+        self.episodes = 0
+        """Times a source started being throttled (counter for metrics)."""
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._throttled: OrderedDict[SourceKey, None] = OrderedDict()
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    def admit(self, source: IPAddress, now: float, cost: float = 1.0) -> Admission:
+        """``allow``, telling also whether this refusal starts a throttle episode."""
+        if self.allow(source, now, cost):
+            if self._throttled:
+                self._throttled.pop(self.key(source), None)
+            return Admission.ADMITTED
+        key = self.key(source)
+        throttled = self._throttled
+        if key in throttled:
+            throttled.move_to_end(key)
+            return Admission.THROTTLED
+        throttled[key] = None
+        while len(throttled) > self.max_keys:
+            throttled.popitem(last=False)
+        self.episodes += 1
+        return Admission.THROTTLE_STARTED
 
     def key(self, source: IPAddress) -> SourceKey:
         return source_key(source, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
@@ -126,6 +169,17 @@ class TokenBucket:
             buckets.popitem(last=False)
             self.evictions += 1
         return ok
+
+    def log_slot(self, now: float, interval: float = 1.0) -> int | None:
+        """After a throttle start: None when one was logged less than ``interval`` s ago
+        (a flood from many prefixes must not flood the log), else how many starts went
+        unlogged since the last line."""
+        if self._logged_at is not None and 0 <= now - self._logged_at < interval:
+            self._unlogged += 1
+            return None
+        self._logged_at = now
+        skipped, self._unlogged = self._unlogged, 0
+        return skipped
 
     def retry_after(self, source: IPAddress, now: float, cost: float = 1.0) -> float:
         """Seconds until ``source`` has ``cost`` tokens (0 if it has them now)."""
@@ -159,16 +213,21 @@ class BlockEvent:
     at: float
 
     def __str__(self) -> str:
-        what = "user" if isinstance(self.key, str) else "source"
-        return f"blocked {what} {self.key} for {self.seconds:g} s after {self.failures} failures"
+        key = self.key
+        if isinstance(key, tuple):
+            what = f"user {key[0]!r} from source {key[1]}"
+        else:
+            what = f"user {key!r}" if isinstance(key, str) else f"source {key}"
+        return f"blocked {what} for {self.seconds:g} s after {self.failures} failures"
 
 
 class AuthFailureTracker:
-    """Blocks a source prefix or a username after too many failed authentications.
+    """Blocks a source prefix, or a user name from one source prefix, after too many failed
+    authentications.
 
-    The caller checks ``is_blocked`` for both the source and the username before verifying,
-    then records the outcome for both. A success clears the failure count of a key; it does
-    not lift a block.
+    The caller checks ``check(source, user)`` before verifying, then records the outcome
+    for the source and for ``(user, source)``. A success clears the failure count of a
+    key; it does not lift a block.
     """
 
     __slots__ = (
@@ -221,13 +280,19 @@ class AuthFailureTracker:
         self._blocks: OrderedDict[Key, float] = OrderedDict()  # key -> until, oldest first
         self._queue: deque[BlockEvent] = deque(maxlen=max_events)
 
-    def key(self, key: IPAddress | str) -> Key:
-        """Normalise: an address becomes its prefix, a username stays as it is."""
+    def key(self, key: KeyLike) -> Key:
+        """Normalise: an address becomes its prefix (also in a (user, address) pair), a
+        name stays as it is."""
         if isinstance(key, str):
             return key
-        return source_key(key, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+        if isinstance(key, tuple):
+            return (key[0], self._prefix(key[1]))
+        return self._prefix(key)
 
-    def is_blocked(self, key: IPAddress | str, now: float) -> float | None:
+    def _prefix(self, address: IPAddress) -> SourceKey:
+        return source_key(address, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+
+    def is_blocked(self, key: KeyLike, now: float) -> float | None:
         """Seconds of block left for ``key``, or None when it may try."""
         self._sweep(now)
         until = self._blocks.get(self.key(key))
@@ -236,13 +301,16 @@ class AuthFailureTracker:
         return until - now
 
     def check(self, source: IPAddress, username: str | None, now: float) -> float | None:
-        """The longest block left on ``source`` or ``username``, or None."""
+        """The longest block left on ``source`` or on ``username`` from ``source``, or None.
+
+        A user name is never blocked from every source: another address may still try.
+        """
         left = [self.is_blocked(source, now)]
         if username is not None:
-            left.append(self.is_blocked(username, now))
+            left.append(self.is_blocked((username, source), now))
         return max((s for s in left if s is not None), default=None)
 
-    def record_failure(self, key: IPAddress | str, now: float) -> BlockEvent | None:
+    def record_failure(self, key: KeyLike, now: float) -> BlockEvent | None:
         """Count a failure; returns the ``BlockEvent`` when this one starts a block."""
         self._sweep(now)
         k = self.key(key)
@@ -262,7 +330,7 @@ class AuthFailureTracker:
             return None
         return self._block(k, now)
 
-    def record_success(self, key: IPAddress | str, now: float) -> None:
+    def record_success(self, key: KeyLike, now: float) -> None:
         """Forget the failures of ``key`` (a block, if any, runs its course)."""
         self._sweep(now)
         self._failures.pop(self.key(key), None)

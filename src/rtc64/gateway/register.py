@@ -2,9 +2,16 @@
 
 Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 
-- The AOR is the To URI (canonical form); the caller has checked the domain is local
-  and authenticated the request (steps 1-5). ``Require`` with an unknown option
-  answers 420 with Unsupported (step 2); ``path`` and ``outbound`` are supported.
+- The AOR is the To URI (canonical form, every alias of the gateway keyed as its one
+  local domain: ``Identity.aor_keys``); the caller has checked the domain is local and
+  authenticated the request (steps 1-5). Step 6: an authenticated user registers
+  only its own AORs (``aor_refusal``): ``sip:USER@<served domain>`` with its own user
+  name, or one listed for it in the user store; anything else is 403. Trusted sources
+  (no user) are not checked: they may register any AOR of a served domain. Bindings an
+  older version stored under the key as written move to the canonical key on the phone's
+  next REGISTER; until then lookups fall back to them (``find_bindings``).
+- ``Require`` with an unknown option answers 420 with Unsupported (step 2); ``path`` and
+  ``outbound`` are supported.
 - The source address, port, transport and listener are stored with each binding so the
   proxy can reach phones behind NAT and stateful IPv6 firewalls on the flow they opened.
 - A 200 lists every binding with its remaining ``expires``, echoes Path when the phone
@@ -13,10 +20,12 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 
-from rtc64.gateway.bindings import canonical_aor
+from rtc64.gateway.bindings import Binding, canonical_aor
 from rtc64.gateway.registrar import (
     ContactSpec,
     RegisterRequest,
@@ -28,7 +37,7 @@ from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import NameAddr
-from rtc64.sip.uri import format_uri
+from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
 
@@ -44,9 +53,52 @@ def _contact_spec(contact: NameAddr) -> ContactSpec:
     )
 
 
+def aor_refusal(
+    req: Request, user: str | None, aors: tuple[str, ...], is_local: Callable[[SipUri], bool]
+) -> str | None:
+    """Why ``user`` may not register the To AOR of ``req`` (§10.3 step 6), or None if it may.
+
+    ``user`` None is a trusted source: not checked. ``aors`` are the extra canonical AORs
+    the user store lists for the user; ``is_local`` says whether a URI is in a domain we
+    serve.
+    """
+    if user is None:
+        return None
+    to = req.to.uri
+    if not isinstance(to, SipUri) or not is_local(to):
+        return "Forbidden: the To address is not in a domain served here"
+    aor = canonical_aor(format_uri(to))
+    if aor in aors or aor[4:].rpartition("@")[0] == user:
+        return None
+    return f"Forbidden: {aor} is not an address of user {user}"
+
+
 def unsupported(req: Request) -> tuple[bytes, ...]:
     """Option tags in Require that we do not support (RFC 3261 §8.2.2.3)."""
     return tuple(t for t in sh.tokens(req, b"require") if t.lower() not in SUPPORTED)
+
+
+async def find_bindings(store: LocationStore, keys: tuple[str, str], now: float) -> list[Binding]:
+    """Live bindings under the canonical key, else under the key as written (stored by a
+    version that did not fold the gateway's aliases into one local domain)."""
+    key, written = keys
+    found = await store.lookup(key, now)
+    if not found and written != key:
+        found = await store.lookup(written, now)
+    return found
+
+
+async def _stored_as_written(
+    store: LocationStore, keys: tuple[str, str], current: list[Binding], now: float
+) -> list[Binding]:
+    """Bindings stored under the key as written, re-keyed to the canonical key (the
+    caller removes the old ones once the new set is stored)."""
+    key, written = keys
+    if written == key:
+        return []
+    old = await store.lookup(written, now)
+    have = {b.contact for b in current}
+    return [dataclasses.replace(b, aor=key) for b in old if b.contact not in have]
 
 
 async def handle_register(
@@ -57,13 +109,18 @@ async def handle_register(
     store: LocationStore,
     policy: RegistrarPolicy,
     now: float | None = None,
+    keys: tuple[str, str] | None = None,
 ) -> Response:
-    """Apply a REGISTER to the store and build the response to send."""
+    """Apply a REGISTER to the store and build the response to send; ``keys`` are the
+    AOR's (canonical, as written) location keys (default: the To URI as written)."""
     wall = time.time() if now is None else now
     missing = unsupported(req)
     if missing:
         return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
-    aor = canonical_aor(format_uri(req.to.uri))
+    if keys is None:
+        written = canonical_aor(req.to.uri)
+        keys = (written, written)
+    aor = keys[0]
     found = sh.contacts(req)
     wildcard = found is sh.STAR
     specs = () if isinstance(found, sh.Star) else tuple(_contact_spec(c) for c in found)
@@ -83,6 +140,8 @@ async def handle_register(
         user_agent=req.get(b"user-agent") or b"",
     )
     current = await store.lookup(aor, wall)
+    moved = await _stored_as_written(store, keys, current, wall)
+    current = [*current, *moved]
     outcome = process_register(current, request, policy, wall)
     if not outcome.ok:
         extra: list[tuple[bytes, bytes]] = []
@@ -90,8 +149,10 @@ async def handle_register(
             extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
         reason = outcome.reason.encode("utf-8", "replace")
         return make_response(req, outcome.status, reason, headers=extra)
-    if outcome.changed:
+    if outcome.changed or moved:
         await store.replace(aor, outcome.bindings)
+    if moved:
+        await store.replace(keys[1], [])
     lines: list[tuple[bytes, bytes]] = [
         (b"Contact", b"<%s>;expires=%d" % (rc.binding.contact, rc.expires))
         for rc in outcome.contacts

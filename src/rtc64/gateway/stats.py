@@ -1,4 +1,4 @@
-"""Counters of the signalling gateway, read by logs, the console and /metrics."""
+"""Counters of the signalling gateway (monotonic; for logs, tests and future metrics)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,19 @@ class ProxyStats:
     errors_sent: int = 0
     bad_messages: int = 0
     rate_limited: int = 0
+    throttled_sources: int = 0  # throttle episodes: a source went over sip.request_rate
     overloaded: int = 0
     auth_challenges: int = 0
     registrations: int = 0
+    registrations_forbidden: int = 0  # REGISTER for an AOR not the authenticated user's
     send_failures: int = 0
     dropped: int = 0
+    in_dialog_refused: int = 0
     byes_sent: int = 0
     race_attempts: int = 0
     race_fallbacks: int = 0
+    response_loops: int = 0
+    """Responses not sent because they would reach one of our own sockets (loop guard)."""
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -7,7 +7,8 @@
 # - ``expire`` trims expired bindings out of live keys with WATCH/MULTI (optimistic, so a
 #   concurrent ``replace`` from another gateway is never overwritten with stale data); keys
 #   Redis already dropped by TTL are not counted.
-# - Users: one hash per user, ``rtc64:user:<name>`` (name, realm, ha1_md5, ha1_sha256).
+# - Users: one hash per user, ``rtc64:user:<name>`` (name, realm, ha1_md5, ha1_sha256,
+#   aors as a JSON array; absent in records written before it existed).
 # - ``replace`` returns after Redis acknowledged the write; durability beyond that is the
 #   Redis server's persistence configuration (AOF/RDB), not ours.
 # - Redis errors become ``StoreError``.

@@ -30,11 +30,11 @@ from typing import TypeVar
 
 from rtc64.gateway.bindings import Binding
 from rtc64.gateway.store import StoreError, check_aor
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.users import UserRecord, aors_from_json
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: users.aors (extra AORs a user may register)
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bindings (
@@ -49,9 +49,11 @@ _SCHEMA = (
         name TEXT PRIMARY KEY,
         realm TEXT NOT NULL,
         ha1_md5 TEXT NOT NULL,
-        ha1_sha256 TEXT NOT NULL
+        ha1_sha256 TEXT NOT NULL,
+        aors TEXT NOT NULL DEFAULT '[]'
     ) WITHOUT ROWID""",
 )
+_UserRow = tuple[str, str, str, str, str]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -73,6 +75,9 @@ def _connect(path: Path) -> sqlite3.Connection:
                 raise StoreError(f"sqlite {path}: schema {version} is newer than this rtc64")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+            if "aors" not in columns:  # a version 1 file
+                conn.execute("ALTER TABLE users ADD COLUMN aors TEXT NOT NULL DEFAULT '[]'")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         conn.close()
@@ -196,9 +201,9 @@ class SqliteStore:
     # -- user store --
 
     async def get_user(self, name: str) -> UserRecord | None:
-        def work(conn: sqlite3.Connection) -> tuple[str, str, str, str] | None:
-            row: tuple[str, str, str, str] | None = conn.execute(
-                "SELECT name, realm, ha1_md5, ha1_sha256 FROM users WHERE name = ?", (name,)
+        def work(conn: sqlite3.Connection) -> _UserRow | None:
+            row: _UserRow | None = conn.execute(
+                "SELECT name, realm, ha1_md5, ha1_sha256, aors FROM users WHERE name = ?", (name,)
             ).fetchone()
             return row
 
@@ -206,13 +211,13 @@ class SqliteStore:
         return None if row is None else _user(row)
 
     async def put_user(self, user: UserRecord) -> None:
-        values = (user.name, user.realm, user.ha1_md5, user.ha1_sha256)
+        values = (user.name, user.realm, user.ha1_md5, user.ha1_sha256, user.to_dict()["aors"])
 
         def work(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 conn.execute(
-                    "INSERT OR REPLACE INTO users (name, realm, ha1_md5, ha1_sha256) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO users (name, realm, ha1_md5, ha1_sha256, aors) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     values,
                 )
 
@@ -226,9 +231,11 @@ class SqliteStore:
         return await self._run(work)
 
     async def list_users(self) -> list[UserRecord]:
-        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+        def work(conn: sqlite3.Connection) -> list[_UserRow]:
             return list(
-                conn.execute("SELECT name, realm, ha1_md5, ha1_sha256 FROM users ORDER BY name")
+                conn.execute(
+                    "SELECT name, realm, ha1_md5, ha1_sha256, aors FROM users ORDER BY name"
+                )
             )
 
         return [_user(row) for row in await self._run(work)]
@@ -243,8 +250,14 @@ class SqliteStore:
             self._executor.shutdown(wait=True)
 
 
-def _user(row: tuple[str, str, str, str]) -> UserRecord:
+def _user(row: _UserRow) -> UserRecord:
     try:
-        return UserRecord(name=row[0], realm=row[1], ha1_md5=row[2], ha1_sha256=row[3])
+        return UserRecord(
+            name=row[0],
+            realm=row[1],
+            ha1_md5=row[2],
+            ha1_sha256=row[3],
+            aors=aors_from_json(row[4]),
+        )
     except ValueError as exc:
         raise StoreError(f"sqlite: unreadable user record: {exc}") from None

@@ -7,11 +7,15 @@
 # - HA1 is password-equivalent for that realm: stores keep it out of logs and ``repr``, and
 #   callers compare digests with ``hmac.compare_digest``.
 # - Names and realms are compared exactly (SIP user names are case-sensitive).
+# - ``aors`` lists extra addresses-of-record the user may register (canonical
+#   ``sip:user@host`` keys, ``bindings.canonical_aor``); ``sip:NAME@<served domain>`` is
+#   always the user's own and needs no entry (RFC 3261 §10.3 step 6).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,7 @@ class UserRecord:
     realm: str
     ha1_md5: str = field(repr=False)
     ha1_sha256: str = field(repr=False)
+    aors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -38,15 +43,20 @@ class UserRecord:
             raise ValueError("ha1_md5 must be 32 lower-case hex digits")
         if not _HEX64.fullmatch(self.ha1_sha256):
             raise ValueError("ha1_sha256 must be 64 lower-case hex digits")
+        if not all(isinstance(a, str) and a.startswith("sip:") for a in self.aors):
+            raise ValueError("aors must be canonical sip: addresses-of-record")
 
     @classmethod
-    def from_password(cls, name: str, realm: str, password: str) -> UserRecord:
+    def from_password(
+        cls, name: str, realm: str, password: str, aors: Iterable[str] = ()
+    ) -> UserRecord:
         """Compute both HA1 values from the password; the password is not kept."""
         return cls(
             name=name,
             realm=realm,
             ha1_md5=digest.ha1(name, realm, password, Algorithm.MD5),
             ha1_sha256=digest.ha1(name, realm, password, Algorithm.SHA_256),
+            aors=tuple(dict.fromkeys(aors)),
         )
 
     def ha1(self, algorithm: Algorithm) -> str:
@@ -60,6 +70,7 @@ class UserRecord:
             "realm": self.realm,
             "ha1_md5": self.ha1_md5,
             "ha1_sha256": self.ha1_sha256,
+            "aors": json.dumps(list(self.aors)),
         }
 
     @classmethod
@@ -71,4 +82,15 @@ class UserRecord:
             raise ValueError(f"user field {exc.args[0]} missing") from None
         if not all(isinstance(v, str) for v in values.values()):
             raise ValueError("user fields must be strings")
-        return cls(**values)
+        return cls(**values, aors=aors_from_json(data.get("aors", "[]")))
+
+
+def aors_from_json(raw: object) -> tuple[str, ...]:
+    """The stored ``aors`` value (a JSON array of strings); ``ValueError`` if malformed."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except json.JSONDecodeError:
+        raise ValueError("aors is not a JSON array") from None
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ValueError("aors must be a JSON array of strings")
+    return tuple(value)

@@ -3,18 +3,22 @@
 # only that connection (counted); peer input never raises out of a protocol callback.
 # Buffered bytes are capped per connection: data queued while an outbound connection is
 # being opened, plus the socket's unsent write buffer; passing the cap closes the connection.
+# Each queued message keeps the caller's handle (its transaction): when the connection
+# fails before it is ready (refused, TLS handshake or peer identity failed, closed), the
+# owner is told which handles were dropped and why (``send_failed``).
 """Reliable SIP connections: the common asyncio protocol and the TCP/TLS (stream) one."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.stats import TransportStats
-from rtc64.net.address import from_sockaddr
+from rtc64.net.address import format_hostport, from_sockaddr
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.framing import CLOSED, NEED_DATA, KeepAlive, StreamFramer
 from rtc64.sip.message import Message
@@ -56,6 +60,8 @@ class ConnectionOwner(Protocol):
 
     def detach(self, conn: Connection) -> None: ...
 
+    def send_failed(self, conn: Connection, handles: list[object], why: str) -> None: ...
+
 
 class Connection(asyncio.Protocol):
     """One reliable connection. Subclasses turn received bytes into messages
@@ -81,8 +87,16 @@ class Connection(asyncio.Protocol):
         self.ready = False
         """True once messages may be written (after a WebSocket handshake)."""
         self.last_activity = asyncio.get_running_loop().time()
+        self.tls_name: str | None = None
+        """Outbound TLS: the name the server was checked against (or would have been,
+        when verification is off for it); reused only for that name."""
+        self.peer_check: Callable[[Any], str | None] | None = None
+        """Outbound TLS: checks the peer certificate before anything is written; returns
+        why it is refused, or None."""
+        self.failure: str | None = None
+        """Why the connection failed before it was ready (reported with dropped data)."""
         self._transport: asyncio.Transport | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[bytes, object]] = []
         self._pending_size = 0
 
     # asyncio callbacks
@@ -101,6 +115,12 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         self.flow = Flow(self.kind, self.local, self.remote, self.id)
+        if self.peer_check is not None:
+            refused = self.peer_check(transport.get_extra_info("peercert"))
+            if refused is not None:
+                self.failure = refused
+                transport.abort()
+                return
         if not self.owner.attach(self):
             transport.abort()
             return
@@ -128,15 +148,16 @@ class Connection(asyncio.Protocol):
 
     # used by the layer
 
-    def send_message(self, data: bytes) -> bool:
-        """Write one SIP message, or queue it until the connection is ready."""
+    def send_message(self, data: bytes, handle: object = None) -> bool:
+        """Write one SIP message, or queue it (with the caller's ``handle``, reported if it
+        is dropped) until the connection is ready."""
         if self.closed:
             return False
         if not self.ready:
             if self._pending_size + len(data) > self.owner.limits.max_buffered:
                 self._overflow()
                 return False
-            self._pending.append(data)
+            self._pending.append((data, handle))
             self._pending_size += len(data)
             return True
         return self._write_message(data)
@@ -158,8 +179,9 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def failed(self) -> None:
-        """An outbound connection could not be opened: count what was queued, forget it."""
+    def failed(self, why: str) -> None:
+        """An outbound connection could not be opened: report what was queued, forget it."""
+        self.failure = why
         self.closed = True
         self.owner.detach(self)
         self._dropped_pending()
@@ -173,9 +195,11 @@ class Connection(asyncio.Protocol):
     def _set_ready(self) -> None:
         self.ready = True
         pending, self._pending, self._pending_size = self._pending, [], 0
-        for i, data in enumerate(pending):
+        for i, (data, _) in enumerate(pending):
             if not self._write_message(data):
                 self.owner.stats.send_errors += len(pending) - i - 1
+                handles = [h for _, h in pending[i:]]
+                self.owner.send_failed(self, handles, f"{self} closed")
                 break
 
     def _received(self, data: bytes) -> None:
@@ -214,13 +238,16 @@ class Connection(asyncio.Protocol):
 
     def _dropped_pending(self) -> None:
         if self._pending:
-            self.owner.stats.send_errors += len(self._pending)
-            self._pending, self._pending_size = [], 0
+            pending, self._pending, self._pending_size = self._pending, [], 0
+            self.owner.stats.send_errors += len(pending)
+            why = self.failure or f"{self} closed before it was ready"
+            self.owner.send_failed(self, [h for _, h in pending], why)
 
     def __str__(self) -> str:
         if self.flow is not None:
             return str(self.flow)
-        return f"{self.kind.value}#{self.id} to {self.remote}"
+        remote = "?" if self.remote is None else format_hostport(*self.remote)
+        return f"{self.kind.value}#{self.id} to {remote}"
 
 
 class StreamConnection(Connection):

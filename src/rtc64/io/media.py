@@ -28,7 +28,7 @@ from time import monotonic
 from typing import cast
 
 from rtc64.io.sockets import udp_socket
-from rtc64.net.address import IPAddress, to_sockaddr
+from rtc64.net.address import IPAddress, format_hostport, to_sockaddr
 from rtc64.rtp.legs import LatchMode, LegCounters, LegSpec, LocalPort, Verdict, admit
 from rtc64.rtp.stats import ReceptionStats
 
@@ -195,7 +195,7 @@ class MediaForwarder:
             try:
                 sock = udp_socket(local[0], local[1], self.rcvbuf)
             except OSError as exc:
-                self.log.debug("media: bind %s:%d failed: %s", local[0], local[1], exc)
+                self.log.debug("media: bind %s failed: %s", format_hostport(*local), exc)
                 failed.append(local)
                 continue
             self._start(local, sock)
@@ -265,7 +265,7 @@ class MediaForwarder:
             try:
                 await self._loop.create_datagram_endpoint(lambda: port, sock=sock)
             except OSError as exc:
-                self.log.error("media: port %s:%d failed to start: %s", *local, exc)
+                self.log.error("media: port %s failed to start: %s", format_hostport(*local), exc)
                 sock.close()
 
         task: asyncio.Task[object] = self._loop.create_task(start())
@@ -294,7 +294,9 @@ class MediaForwarder:
                 port.leg = port.legs[0] if len(port.legs) == 1 else None
                 leg.port = port
             else:
-                self.log.error("media: leg %d on unopened port %s:%d", spec.leg, *spec.local)
+                self.log.error(
+                    "media: leg %d on unopened port %s", spec.leg, format_hostport(*spec.local)
+                )
         if moved or spec.remote != leg.remote or spec.mode is not leg.mode:
             leg.remote = spec.remote
             leg.mode = spec.mode

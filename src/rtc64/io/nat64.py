@@ -12,7 +12,8 @@ Rules (RFC 7050 §3 and §5, RFC 8781 §5-§6, RFC 4861 §6.3.7, LAB-NOTES "NAT6
   non-loopback interface so routers answer now rather than at their next periodic RA,
   and listen ``listen_ra`` seconds. Sending needs CAP_NET_RAW; without it we only listen.
 - Results come in source order config, rfc7050, pref64; the same prefix may appear
-  from several sources. A PREF64 lifetime of 0 (withdrawn) is reported as 0.
+  from several sources. A PREF64 lifetime of 0 (withdrawn) is reported as 0
+  (``Nat64Prefix.withdrawn``); an RFC 7050 TTL of 0 is a valid answer not to be cached.
 """
 
 from __future__ import annotations

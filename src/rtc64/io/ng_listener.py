@@ -83,14 +83,16 @@ class NgListener(asyncio.DatagramProtocol):
             out = self.handler.handle(data, time.monotonic(), time.time())
         except Exception:
             self.stats.internal_errors += 1
-            self.log.exception("ng request from %s failed", remote)
+            self.log.exception("ng request from %s failed", format_hostport(*remote))
             out = self.handler.error_for(data, "internal error")
         if out is not None and len(out) > MAX_REPLY:
             self.stats.oversized += 1
-            self.log.warning("ng reply of %d bytes to %s too large", len(out), remote)
+            self.log.warning(
+                "ng reply of %d bytes to %s too large", len(out), format_hostport(*remote)
+            )
             out = self.handler.error_for(data, "reply too large for a datagram")
         if out is None:
-            self.log.debug("ng datagram from %s without cookie dropped", remote)
+            self.log.debug("ng datagram from %s without cookie dropped", format_hostport(*remote))
             return
         self._send(out, remote)
 
@@ -103,12 +105,12 @@ class NgListener(asyncio.DatagramProtocol):
             self._transport.sendto(data, to_sockaddr(address, port))
         except (OSError, ValueError) as exc:
             self.stats.send_errors += 1
-            self.log.debug("ng reply to %s failed: %s", remote, exc)
+            self.log.debug("ng reply to %s failed: %s", format_hostport(*remote), exc)
             return
         self.stats.sent += 1
 
     def error_received(self, exc: Exception) -> None:
-        self.log.debug("ng socket %s: %s", self.local, exc)
+        self.log.debug("ng socket %s: %s", format_hostport(*self.local), exc)
 
     async def stop(self) -> None:
         """Close the socket and wait until it is closed."""

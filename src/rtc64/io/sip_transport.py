@@ -7,9 +7,14 @@
 # any open connection of that transport to the destination; else TCP/TLS connect from the
 # listener address of that transport and family, queueing data until the connection is up
 # (not when the caller's flow named a connection that has since closed: RFC 5626 §5.3).
-# WebSocket is inbound only. Connections idle for ``limits.idle_timeout`` are closed; the
-# number of connections and the bytes buffered per connection are capped. A failing
-# callback is logged and never stops a listener.
+# WebSocket is inbound only. Every failure to send (no listener, refused connect, TLS
+# handshake, a server certificate not naming the target's SIP domain, a connection closed
+# with queued data) is reported to ``on_send_error`` with the caller's handle (its
+# transaction, RFC 3261 §17.1.4), always from a later loop iteration, never from inside
+# ``send``. A TLS send for a SIP domain reuses only a connection opened and checked for
+# that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
+# for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
+# per connection are capped. A failing callback is logged and never stops a listener.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -19,19 +24,21 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
-from rtc64.io.tls import client_context
+from rtc64.io.tls import TlsClientPolicy
 from rtc64.io.udp import UdpListener
 from rtc64.io.websocket import WebSocketConnection
-from rtc64.net.address import Family, IPAddress, family_of, to_sockaddr
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message
@@ -39,7 +46,22 @@ from rtc64.sip.message import Message
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
 OnBadDatagram = Callable[[bytes, RemoteProtocolError, Flow], None]
-OnSendError = Callable[[Transport, SockAddr, Exception], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailure:
+    """A message that could not be sent: where to, why, and the sender's handle."""
+
+    transport: Transport
+    remote: SockAddr
+    reason: str
+    handle: object = None
+
+    def __str__(self) -> str:
+        return f"{self.transport.value} to {format_hostport(*self.remote)}: {self.reason}"
+
+
+OnSendError = Callable[[SendFailure], None]
 
 
 class SipTransportLayer:
@@ -52,7 +74,7 @@ class SipTransportLayer:
         on_bad_datagram: OnBadDatagram,
         *,
         server_tls: ssl.SSLContext | None = None,
-        client_tls: ssl.SSLContext | None = None,
+        client_tls: TlsClientPolicy | ssl.SSLContext | None = None,
         limits: Limits | None = None,
         on_send_error: OnSendError | None = None,
         log: logging.Logger | None = None,
@@ -67,6 +89,8 @@ class SipTransportLayer:
         self._on_bad_datagram = on_bad_datagram
         self._on_send_error = on_send_error
         self._server_tls = server_tls
+        if isinstance(client_tls, ssl.SSLContext):
+            client_tls = TlsClientPolicy(context=client_tls)
         self._client_tls = client_tls
         self._ids = itertools.count(1)
         self._listeners: list[BoundListener] = []
@@ -128,6 +152,7 @@ class SipTransportLayer:
 
     async def stop(self) -> None:
         """Close listeners and connections; pending connects are cancelled."""
+        self._on_send_error = None  # what fails while closing is nobody's news
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -163,6 +188,13 @@ class SipTransportLayer:
         """The open (or opening) connection with that id."""
         return self._conns.get(conn_id)
 
+    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+        """Whether ``send`` has an open connection of ``transport`` to ``(address, port)``
+        (a flow token's connection, RFC 5626 §5.3); UDP needs none."""
+        if not transport.reliable:
+            return True
+        return self._connection_for(transport, (address, port), None) is not None
+
     @property
     def connection_count(self) -> int:
         return len(self._conns)
@@ -178,14 +210,16 @@ class SipTransportLayer:
         *,
         flow: Flow | None = None,
         server_name: str | None = None,
+        handle: object = None,
     ) -> bool:
         """Send one SIP message; True if written or queued on a connection being opened.
 
         ``flow`` (where the request came from) makes the reply leave the same way; if its
         connection has closed, another open one to the same remote is used, else the send
         fails (no new connection: send again without ``flow`` to the Via address for that).
-        ``server_name`` is the TLS name to verify when a new TLS connection is opened
-        (default: the address itself).
+        ``server_name`` is the SIP domain a TLS server must prove (RFC 5922; default: the
+        address itself). Any failure, now or once a new connection fails, is reported to
+        ``on_send_error`` with ``handle``.
         """
         remote = (address, port)
         if flow is not None and flow.transport is not transport:
@@ -193,20 +227,26 @@ class SipTransportLayer:
         if transport is Transport.UDP:
             udp = self._udp_for(family_of(address), flow)
             if udp is None:
-                return self._fail(transport, remote, "no UDP listener of that family")
-            return udp.send(data, remote)
-        conn = self._connection_for(transport, remote, flow)
+                return self._fail(transport, remote, "no UDP listener of that family", handle)
+            if udp.send(data, remote):
+                return True
+            return self._report(transport, remote, "the UDP socket refused it", handle)
+        conn = self._connection_for(transport, remote, flow, server_name)
         if conn is None:
             if flow is not None and flow.connection_id is not None:
                 # RFC 5626 §5.3: a dead flow is not replaced by a new connection here;
                 # the caller may send again without it (RFC 3261 §18.2.2 Via fallback).
-                return self._fail(transport, remote, f"connection #{flow.connection_id} closed")
+                why = f"connection #{flow.connection_id} closed"
+                return self._fail(transport, remote, why, handle)
             if transport in (Transport.WS, Transport.WSS):
-                return self._fail(transport, remote, "no WebSocket connection to that peer")
-            conn = self._connect(transport, remote, server_name)
+                why = "no WebSocket connection to that peer"
+                return self._fail(transport, remote, why, handle)
+            conn = self._connect(transport, remote, server_name, handle)
             if conn is None:
                 return False
-        return conn.send_message(data)
+        if conn.send_message(data, handle):
+            return True
+        return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
 
     def _udp_for(self, family: Family, flow: Flow | None) -> UdpListener | None:
         if flow is not None:
@@ -219,7 +259,11 @@ class SipTransportLayer:
         return None
 
     def _connection_for(
-        self, transport: Transport, remote: SockAddr, flow: Flow | None
+        self,
+        transport: Transport,
+        remote: SockAddr,
+        flow: Flow | None,
+        server_name: str | None = None,
     ) -> Connection | None:
         if flow is not None and flow.connection_id is not None:
             conn = self._conns.get(flow.connection_id)
@@ -227,25 +271,32 @@ class SipTransportLayer:
                 return conn
         candidates = self._by_remote.get((transport, remote))
         if candidates:
+            name = _tls_name(remote, server_name) if transport is Transport.TLS else None
             for conn in reversed(candidates.values()):
-                if not conn.is_closing():
-                    return conn
+                if conn.is_closing():
+                    continue
+                if name is not None and not _reusable_for(conn, name, server_name):
+                    continue
+                return conn
         return None
 
     def _connect(
-        self, transport: Transport, remote: SockAddr, server_name: str | None
+        self, transport: Transport, remote: SockAddr, server_name: str | None, handle: object
     ) -> Connection | None:
         family = family_of(remote[0])
         local = next(
             (b for b in self._listeners if b.transport is transport and b.family is family), None
         )
         if local is None:
-            self._fail(transport, remote, f"no {transport.value} listener of that family")
+            why = f"no {transport.value} listener of that family"
+            self._fail(transport, remote, why, handle)
             return None
         if len(self._conns) >= self.limits.max_connections:
-            self._fail(transport, remote, "connection limit reached")
+            self._fail(transport, remote, "connection limit reached", handle)
             return None
         conn = StreamConnection(self, transport, next(self._ids), remote=remote)
+        if transport.secure:
+            conn.tls_name = _tls_name(remote, server_name)
         self._register(conn)
         task = asyncio.create_task(self._dial(conn, local.spec.address, server_name))
         self._tasks.add(task)
@@ -267,7 +318,7 @@ class SipTransportLayer:
         Raises ``ConnectRaceError`` (an ``OSError``) naming every target when none
         connects."""
         for target in targets:
-            if self._connection_for(transport, (target.address, target.port), None):
+            if self._connection_for(transport, (target.address, target.port), None, server_name):
                 return target, None
         local = {b.family: b.spec.address for b in self._listeners if b.transport is transport}
         usable = [t for t in targets if family_of(t.address) in local]
@@ -277,13 +328,14 @@ class SipTransportLayer:
             connect=eyeballs_tcp.tcp_connector(local=local, timeout=self.limits.connect_timeout),
         )
         winner = result.target
-        conn = StreamConnection(
-            self, transport, next(self._ids), remote=(winner.address, winner.port)
-        )
+        remote = (winner.address, winner.port)
+        conn = StreamConnection(self, transport, next(self._ids), remote=remote)
+        if transport.secure:
+            conn.tls_name = _tls_name(remote, server_name)
         self._register(conn)
         await self._attach(conn, result.sock, server_name)
         if conn.is_closing():
-            raise OSError(f"{transport.value} connection to {conn.remote} failed")
+            raise OSError(conn.failure or f"{transport.value} connection to {conn} failed")
         return winner, result.race
 
     async def _dial(self, conn: Connection, local: IPAddress, server_name: str | None) -> None:
@@ -296,14 +348,12 @@ class SipTransportLayer:
                 await loop.sock_connect(sock, to_sockaddr(address, port))
         except (OSError, TimeoutError) as exc:
             sock.close()
-            self.log.info("%s connection to %s failed: %s", conn.kind.value, conn.remote, exc)
-            conn.failed()
-            if self._on_send_error is not None:
-                self._call(self._on_send_error, conn.kind, conn.remote, exc)
+            why = f"{conn.kind.value} connection to {format_hostport(*conn.remote)} failed"
+            conn.failed(f"{why}: {_explain(exc)}")
             return
         except BaseException:
             sock.close()
-            conn.failed()
+            conn.failed("cancelled")
             raise
         await self._attach(conn, sock, server_name)
 
@@ -311,35 +361,60 @@ class SipTransportLayer:
         """Run ``conn`` (TLS on top if needed) on an already connected socket."""
         assert conn.remote is not None
         loop = asyncio.get_running_loop()
-        address = conn.remote[0]
+        secure = conn.kind.secure
+        context: ssl.SSLContext | None = None
+        name = conn.tls_name or _tls_name(conn.remote, server_name)
+        if secure:
+            if self._client_tls is None:
+                self._client_tls = TlsClientPolicy()
+            policy = self._client_tls
+            context = policy.context_for(name)
+            if policy.verifies(name):
+                conn.peer_check = _peer_check(policy, name, format_hostport(*conn.remote))
         try:
-            secure = conn.kind.secure
-            if secure and self._client_tls is None:
-                self._client_tls = client_context()
             await loop.create_connection(
                 lambda: conn,
                 sock=sock,
-                ssl=self._client_tls if secure else None,
-                server_hostname=(server_name or str(address)) if secure else None,
+                ssl=context,
+                server_hostname=name if secure else None,
                 ssl_handshake_timeout=self.limits.handshake_timeout if secure else None,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             sock.close()
-            self.log.info("%s connection to %s failed: %s", conn.kind.value, conn.remote, exc)
-            conn.failed()
-            if self._on_send_error is not None:
-                self._call(self._on_send_error, conn.kind, conn.remote, exc)
+            where = format_hostport(*conn.remote)
+            if secure:
+                shown = where if name == conn.remote[0].compressed else f"{name} ({where})"
+                conn.failed(f"TLS handshake with {shown} failed: {_explain(exc)}")
+            else:
+                conn.failed(f"{conn.kind.value} connection to {where} failed: {_explain(exc)}")
         except BaseException:
             sock.close()
-            conn.failed()
+            conn.failed("cancelled")
             raise
 
-    def _fail(self, transport: Transport, remote: SockAddr, why: str) -> bool:
+    def _fail(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
         self.stats.send_errors += 1
-        self.log.info("cannot send %s to %s: %s", transport.value, remote, why)
+        return self._report(transport, remote, why, handle)
+
+    def _report(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
+        """Log a failed send and tell ``on_send_error`` on the next loop iteration."""
+        failure = SendFailure(transport, remote, why, handle)
+        self.log.info("cannot send %s", failure)
         if self._on_send_error is not None:
-            self._call(self._on_send_error, transport, remote, OSError(why))
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._call, self._on_send_error, failure)
         return False
+
+    def send_failed(self, conn: Connection, handles: list[object], why: str) -> None:
+        """``conn`` dropped queued messages (ConnectionOwner): report each one."""
+        assert conn.remote is not None
+        self.log.info("%s: %d queued message(s) dropped", why, len(handles))
+        if self._on_send_error is None:
+            return
+        loop = asyncio.get_running_loop()
+        for handle in handles:
+            failure = SendFailure(conn.kind, conn.remote, why, handle)
+            loop.call_soon(self._call, self._on_send_error, failure)
 
     # ConnectionOwner
 
@@ -405,3 +480,40 @@ class SipTransportLayer:
 
 def _describe(listener: BoundListener) -> str:
     return str(dataclasses.replace(listener.spec, port=listener.port))
+
+
+def _tls_name(remote: SockAddr, server_name: str | None) -> str:
+    """The name a TLS server at ``remote`` must prove: the SIP domain, else the address."""
+    return server_name or remote[0].compressed
+
+
+def _peer_check(policy: TlsClientPolicy, name: str, where: str) -> Callable[[Any], str | None]:
+    def check(cert: Any) -> str | None:
+        refused = policy.check_peer(name, cert)
+        return None if refused is None else f"TLS server {where}: {refused}"
+
+    return check
+
+
+def _reusable_for(conn: Connection, name: str, server_name: str | None) -> bool:
+    """RFC 5923 §6: a send for a SIP domain uses only a connection we opened and checked
+    for that very domain; a send addressed by IP (responses, Via, Record-Route entries
+    with an address) uses any connection to that address and port."""
+    if server_name is None:
+        return True
+    return conn.outbound and conn.tls_name == name
+
+
+def _explain(exc: BaseException) -> str:
+    """A short, single-line description of a connect or handshake error."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"certificate verify failed: {exc.verify_message or exc.reason}"
+    elif isinstance(exc, ssl.SSLError):
+        text = str(exc.reason or exc)
+    elif isinstance(exc, TimeoutError):
+        text = "timed out"
+    elif isinstance(exc, OSError) and exc.errno:
+        text = os.strerror(exc.errno)  # asyncio's own text holds the address as a tuple
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -2,7 +2,10 @@
 # certificate chain and key, or a self-signed certificate generated once into the data dir
 # and reused on later starts, so its SHA-256 fingerprint (RFC 4572 §5 form) stays stable
 # for peers that pin it. Private keys are written 0600. TLS 1.2 is the minimum.
-# Client contexts verify the peer by default (RFC 5922); tests pin a fingerprint instead.
+# Outbound (RFC 5922, RFC 5923 §6): the server's chain is verified against the system CAs
+# or the configured bundle; its identity must be the SIP domain the request is sent to
+# (``sip.tls_identity``), checked before any byte is written. Verification is off only
+# globally or for listed names (labs), and says so in the log.
 """TLS contexts: server identity (configured or self-signed) and outbound client contexts."""
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rtc64.errors import ConfigError
 from rtc64.net.address import IPAddress
+from rtc64.sip import tls_identity
 
 CERT_FILE = "sip-tls-cert.pem"
 KEY_FILE = "sip-tls-key.pem"
@@ -156,13 +160,92 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def client_context(cafile: Path | None = None, *, verify: bool = True) -> ssl.SSLContext:
-    """A context for outbound TLS: system CAs (or ``cafile``), hostname checked.
+    """A context for outbound TLS: system CAs (or ``cafile`` alone), hostname checked.
 
-    ``verify=False`` accepts any certificate: only for peers pinned by fingerprint.
+    ``verify=False`` accepts any certificate: only for peers pinned by fingerprint, or
+    names an operator exempted (``TlsClientPolicy``). Raises ``ConfigError`` naming
+    ``sip.tls_ca_file`` when that file cannot be read as PEM certificates.
     """
-    context = ssl.create_default_context(cafile=cafile)
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "sip.tls_ca_file", str(cafile), f"a readable PEM file of CA certificates ({exc})"
+        ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class TlsClientPolicy:
+    """How outbound TLS connections are checked, per server name (RFC 5922).
+
+    ``name`` is the SIP domain of the target (or its IP literal). Verified names get a
+    context that checks the chain against the system CAs, or ``cafile`` alone when given,
+    and ``check_peer`` then compares the certificate with the name. Names in
+    ``no_verify`` (exact, case-insensitive), or every name when ``verify`` is False, get
+    a context that accepts any certificate. ``context`` replaces the verifying context
+    (tests trust one certificate that way).
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool = True,
+        cafile: Path | None = None,
+        no_verify: Iterable[str] = (),
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.verify = verify
+        self.no_verify = frozenset(tls_identity.normalise(n) for n in no_verify)
+        self._verifying = context
+        self._cafile = cafile
+        self._open: ssl.SSLContext | None = None
+        if verify and context is None:
+            self._verifying = self._new_verifying()
+
+    def verifies(self, name: str) -> bool:
+        """Whether a connection for ``name`` checks the server's certificate."""
+        return self.verify and tls_identity.normalise(name) not in self.no_verify
+
+    def context_for(self, name: str) -> ssl.SSLContext:
+        """The context to open a connection for ``name`` with."""
+        if self.verifies(name):
+            if self._verifying is None:
+                self._verifying = self._new_verifying()
+            return self._verifying
+        if self._open is None:
+            self._open = client_context(verify=False)
+        return self._open
+
+    def _new_verifying(self) -> ssl.SSLContext:
+        # The chain is verified here; the name by ``check_peer`` (RFC 5922 also accepts a
+        # sip: URI entry and refuses wildcards, which OpenSSL's host check does not).
+        context = client_context(self._cafile)
+        context.check_hostname = False
+        return context
+
+    def check_peer(self, name: str, peercert: Mapping[str, object] | None) -> str | None:
+        """Why the verified certificate ``peercert`` is refused for ``name``, or None."""
+        if not self.verifies(name):
+            return None
+        if tls_identity.peercert_matches(name, peercert):
+            return None
+        shown = sorted(tls_identity.identities(_san(peercert), _cns(peercert)))
+        names = ", ".join(ascii(n)[1:-1][:64] for n in shown[:4]) or "nothing"
+        more = f" and {len(shown) - 4} more" if len(shown) > 4 else ""
+        return f"certificate does not name {name} (it names {names}{more})"
+
+
+def _san(peercert: Mapping[str, object] | None) -> list[tuple[str, str]]:
+    raw = (peercert or {}).get("subjectAltName", ())
+    return [(str(k), str(v)) for k, v in raw] if isinstance(raw, tuple | list) else []
+
+
+def _cns(peercert: Mapping[str, object] | None) -> list[str]:
+    subject = (peercert or {}).get("subject", ())
+    if not isinstance(subject, tuple | list):
+        return []
+    return [str(v) for rdn in subject for k, v in rdn if k == "commonName"]

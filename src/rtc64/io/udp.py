@@ -13,7 +13,7 @@ from typing import cast
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.connection import ConnectionOwner
-from rtc64.net.address import from_sockaddr, to_sockaddr
+from rtc64.net.address import format_hostport, from_sockaddr, to_sockaddr
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.framing import parse_datagram
 
@@ -49,7 +49,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.owner.deliver(msg, flow)
 
     def error_received(self, exc: Exception) -> None:
-        self.owner.log.debug("UDP %s: %s", self.local, exc)
+        self.owner.log.debug("UDP %s: %s", format_hostport(*self.local), exc)
 
     def send(self, data: bytes, remote: SockAddr) -> bool:
         """Send one datagram to ``remote``; False if the socket refused it."""
@@ -60,7 +60,7 @@ class UdpListener(asyncio.DatagramProtocol):
             self._transport.sendto(data, to_sockaddr(*remote))
         except (OSError, ValueError) as exc:
             self.owner.stats.send_errors += 1
-            self.owner.log.debug("UDP send to %s failed: %s", remote, exc)
+            self.owner.log.debug("UDP send to %s failed: %s", format_hostport(*remote), exc)
             return False
         self.owner.stats.sent += 1
         return True

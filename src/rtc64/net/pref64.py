@@ -59,7 +59,14 @@ class Nat64Prefix:
     prefix: IPv6Network
     source: Source
     lifetime: float | None = None
+    """PREF64: the option's lifetime; RFC 7050: the DNS TTL of the answer (§5)."""
     interface: str | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        """A PREF64 lifetime of 0 withdraws the prefix (RFC 8781 §4). A DNS TTL of 0 is a
+        valid answer that must not be cached: the prefix is usable, just ask again."""
+        return self.source == "pref64" and self.lifetime == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from ipaddress import ip_network
 from typing import Protocol
 
 from rtc64.errors import LocalProtocolError
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.net.ranges import is_private_or_unusable_for_media
 from rtc64.relay.options import DEFAULT_OPTIONS, IceMode, RelayOptions, RelaySettings
 from rtc64.relay.ports import LocalPair, PortPool, RelayUnavailableError
@@ -150,7 +150,7 @@ class MediaRelay:
             call.offer = Offer(from_tag, to_family, pairs, now + self.settings.offer_timeout)
             out = rewrite_for_relay(
                 sd,
-                self._address(call, to_family),
+                self.settings.sdp_address(self._address(call, to_family)),
                 [p.port if p is not None else None for p in pairs],
                 replace_origin=options.replace_origin,
                 replace_session_connection=options.replace_session_connection,
@@ -239,7 +239,7 @@ class MediaRelay:
         family = offerer.family or to_family
         out = rewrite_for_relay(
             sd,
-            self._address(call, family),
+            self.settings.sdp_address(self._address(call, family)),
             ports,
             replace_origin=options.replace_origin,
             replace_session_connection=options.replace_session_connection,
@@ -422,7 +422,8 @@ class MediaRelay:
             opened = [p for p in (pair.rtp, pair.rtcp) if p not in failed]
             if opened:
                 self.forwarder.close(call.worker, opened)
-            self.log.warning("media: cannot bind %s port %d, trying another", address, pair.port)
+            where = format_hostport(address, pair.port)
+            self.log.warning("media: cannot bind %s, trying another", where)
             self.pool.release(pair)
         raise RelayUnavailableError(f"cannot bind media ports on {address}")
 

@@ -9,17 +9,23 @@
 #   ``net.ranges`` calls them private (an operator's own LAN, a lab): learning from
 #   such an SDP address is limited to that address (RTP-bleed protection) instead of
 #   latching the first packet from anywhere.
+# - ``advertise`` (``media.advertise``, one address per family) is what SDP carries for a
+#   relay behind a 1:1 NAT (rtpengine's ``internal!public``): the relay binds its local
+#   address of that family and writes the public one. ``bind_addresses`` refuses a
+#   ``media.addresses`` entry that is not on this host unless it is advertised, in which
+#   case the local address of its family is bound instead.
 """Media relay settings and per-offer options."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network
 
 from rtc64.config import Config
-from rtc64.net.address import Family, IPAddress
+from rtc64.errors import ConfigError
+from rtc64.net.address import Family, IPAddress, family_of
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -76,17 +82,35 @@ class RelaySettings:
     """Sequence/jitter statistics per packet (else packet and byte counters only)."""
     stats_interval: float = 1.0
     """How often worker processes report their counters."""
+    advertise: tuple[IPAddress, ...] = ()
+    """Per family, the public address SDP carries instead of the local one (1:1 NAT)."""
+
+    def sdp_address(self, local: IPAddress) -> IPAddress:
+        """The address written into SDP for the relay's local address ``local``."""
+        family = family_of(local)
+        return next((a for a in self.advertise if family_of(a) is family), local)
 
     @classmethod
     def from_config(
-        cls, config: Config, addresses: Sequence[IPAddress] = (), **overrides: object
+        cls,
+        config: Config,
+        addresses: Sequence[IPAddress] = (),
+        *,
+        host: Collection[IPAddress] | None = None,
+        **overrides: object,
     ) -> RelaySettings:
         """Settings from ``media.*``; ``addresses`` is the fallback for ``media.addresses``
-        (the proxy passes its SIP listen addresses)."""
-        configured = tuple(config["media.addresses"]) or tuple(addresses)
+        (the proxy passes its SIP listen addresses). With ``host`` (this host's addresses)
+        the configured ones are checked by ``bind_addresses``."""
+        advertise = tuple(config["media.advertise"])
+        configured = tuple(config["media.addresses"])
+        if host is not None:
+            configured = bind_addresses(configured, advertise, host, addresses)
+        configured = configured or tuple(addresses)
         low, high = config["media.ports"]
         settings = cls(
             addresses=configured,
+            advertise=advertise,
             ports=(int(low), int(high)),
             workers=int(config["media.workers"]),
             strict_source=bool(config["media.strict_source"]),
@@ -94,3 +118,56 @@ class RelaySettings:
             hold_timeout=float(config["media.hold_timeout"]),
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+
+
+def refuse_foreign(
+    configured: Sequence[IPAddress], advertise: Sequence[IPAddress], host: Collection[IPAddress]
+) -> None:
+    """``ConfigError`` for a ``media.addresses`` entry that is neither an address of this
+    host nor listed in ``media.advertise`` (checked before any socket is bound)."""
+    for address in configured:
+        if address not in host and address not in advertise:
+            mine = ", ".join(sorted(str(a) for a in host)) or "none found"
+            raise ConfigError(
+                "media.addresses",
+                str(address),
+                f"an address of this host ({mine}); a public address in front of a 1:1 NAT "
+                "goes in media.advertise, the relay then binds a local one",
+            )
+
+
+def bind_addresses(
+    configured: Sequence[IPAddress],
+    advertise: Sequence[IPAddress],
+    host: Collection[IPAddress],
+    fallback: Sequence[IPAddress],
+) -> tuple[IPAddress, ...]:
+    """The relay addresses to bind from ``media.addresses``: each must be an address of
+    this host (``host``), else ``ConfigError``, unless it is listed in ``media.advertise``
+    (a public address in front of a 1:1 NAT): then ``fallback``'s address of its family
+    is bound in its place. Every advertised family needs an address to bind."""
+    refuse_foreign(configured, advertise, host)
+    bound: list[IPAddress] = []
+    for address in configured:
+        if address in host:
+            bound.append(address)
+            continue
+        family = family_of(address)
+        local = next((a for a in fallback if family_of(a) is family), None)
+        if local is None:
+            raise ConfigError(
+                "media.addresses",
+                str(address),
+                f"a local {family.label} address to bind for this advertised one",
+            )
+        if local not in bound:
+            bound.append(local)
+    result = tuple(bound) or tuple(fallback)
+    for public in advertise:
+        if not any(family_of(a) is family_of(public) for a in result):
+            raise ConfigError(
+                "media.advertise",
+                str(public),
+                f"an address of a family the relay binds ({', '.join(map(str, result))})",
+            )
+    return tuple(bound)

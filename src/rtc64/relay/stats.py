@@ -1,4 +1,4 @@
-# Read-only statistics of relayed calls, for the SIP layer, the ng protocol, the console.
+# Read-only statistics of relayed calls, for the SIP layer and the ng protocol.
 #
 # Rules: frozen slotted snapshots built on request from the forwarder's counters; nothing
 # here is updated per packet. Times are the relay clock's (monotonic seconds).

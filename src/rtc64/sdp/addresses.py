@@ -162,3 +162,37 @@ def unusable_addresses(
         and (sources is None or use.source in sources)
         and is_private_or_unusable_for_media(use.address)
     ]
+
+
+def media_family(address: IPAddress) -> Family:
+    """The family media to ``address`` needs: an IPv4-mapped IPv6 address is IPv4 (an
+    IPv6-only host cannot reach it; RFC 4038 §4.2)."""
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return Family.INET
+    return Family.INET6 if address.version == 6 else Family.INET
+
+
+def stream_families(sd: SessionDescription) -> list[set[Family]]:
+    """Per ``m=`` section that is not rejected (port 0), the families its media may be
+    sent to: its ``c=`` (else the session ``c=``), ``a=rtcp``, candidates and ``a=altc``
+    addresses, IPv4-mapped counted as IPv4. The unspecified address of a hold and host
+    names (mDNS) name no family; a section with only those gives an empty set."""
+    uses = addresses(sd)
+    session = [u for u in uses if u.source is AddressSource.SESSION_CONNECTION]
+    out: list[set[Family]] = []
+    for index, m in enumerate(sd.media):
+        if m.port == 0:
+            continue
+        mine = [u for u in uses if u.media == index and u.source in MEDIA_SOURCES]
+        if not any(u.source is AddressSource.MEDIA_CONNECTION for u in mine):
+            mine += session
+        out.append(
+            {media_family(u.ip) for u in mine if u.ip is not None and not u.ip.is_unspecified}
+        )
+    return out
+
+
+def needs_other_family(sd: SessionDescription, family: Family) -> bool:
+    """True when some stream can be reached only on the family other than ``family``:
+    a peer on ``family`` alone (an IPv6-only phone, an IPv4-only one) cannot send to it."""
+    return any(fams and family not in fams for fams in stream_families(sd))

@@ -8,13 +8,17 @@ Rules (RFC 3261, RFC 4475, RFC 5118):
   baddn) the verdict is "invalid"; the parser itself only enforces what every element
   must (framing, start line, the essential headers).
 - The verdict line is ``valid`` or ``invalid: <status> <reason>``.
+- ``check_file`` is ``check`` for a message saved in a file: a file with no CR at all
+  (written by hand or saved by an editor with LF line endings) is read with every LF as
+  CRLF, and the result says so (``normalised``); a file with some CRs is taken as it is,
+  so mixed line endings stay a framing error, with the first bare LF line named.
 - ``describe`` summarises a message: method or status, Request-URI, each Via hop
   (transport, host written by ``format_host``, port) and each Contact host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.net.address import format_host
@@ -32,6 +36,10 @@ class LintResult:
     status: int | None = None
     reason: str | None = None
     message: Request | Response | None = None
+    normalised: bool = False
+    """The bytes had LF line endings only and were checked with CRLF."""
+    bare_lf_line: int | None = None
+    """When invalid: the first line ended by a bare LF in a file that also has CRLFs."""
 
     @property
     def verdict(self) -> str:
@@ -46,6 +54,32 @@ def check(data: bytes) -> LintResult:
     except RemoteProtocolError as exc:
         return LintResult(False, exc.status, exc.reason)
     return LintResult(True, message=msg)
+
+
+def normalise_line_endings(data: bytes) -> tuple[bytes, bool]:
+    """``data`` with LF turned into CRLF when it contains LF and no CR at all."""
+    if b"\n" in data and b"\r" not in data:
+        return data.replace(b"\n", b"\r\n"), True
+    return data, False
+
+
+def check_file(data: bytes) -> LintResult:
+    """``check`` on a file's contents, LF-only line endings read as CRLF."""
+    wire, normalised = normalise_line_endings(data)
+    result = check(wire)
+    if normalised:
+        return replace(result, normalised=True)
+    bare = _first_bare_lf(data)
+    return replace(result, bare_lf_line=bare) if bare and not result.valid else result
+
+
+def _first_bare_lf(data: bytes) -> int | None:
+    start = 0
+    while (at := data.find(b"\n", start)) >= 0:
+        if at == 0 or data[at - 1] != 0x0D:
+            return data.count(b"\n", 0, at) + 1
+        start = at + 1
+    return None
 
 
 def _text(value: bytes) -> str:

@@ -262,13 +262,21 @@ class TransactionLayer:
 
     # -- both -------------------------------------------------------------------------------
 
-    def transport_error(self, txn: AnyTransaction, now: float) -> list[Event]:
+    def transport_error(self, txn: AnyTransaction, now: float, reason: str = "") -> list[Event]:
         """The transport failed to send for ``txn`` (§17.1.4; §17.2.4 after the caller
-        tried the §18.2.2 alternatives): ``TransportFailed`` and ``Terminated``."""
+        tried the §18.2.2 alternatives): ``TransportFailed`` (carrying ``reason``) and
+        ``Terminated``. Nothing for a transaction that has ended or left the layer."""
         out: list[Event] = []
-        if txn.state is not _TERMINATED and txn.handle(Input.TRANSPORT_ERROR, now, out):
+        if txn.state is _TERMINATED or not self._owns(txn):
+            return out
+        if txn.handle(Input.TRANSPORT_ERROR, now, out, reason):
             self._after(txn, out)
         return out
+
+    def _owns(self, txn: AnyTransaction) -> bool:
+        if isinstance(txn, ClientTransaction):
+            return self._client.get(txn.key) is txn
+        return self._server.get(txn.key) is txn
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction, or ``None``."""

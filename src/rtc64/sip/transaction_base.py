@@ -12,13 +12,16 @@
 #   K on reliable transports) is due at once, so the state it guards is left in the same
 #   call. Retransmit intervals restart from the firing time.
 # - Output is appended to a caller-owned list of events; transactions never call out.
-#   The bytes to retransmit are wrapped in one ``Send`` kept for the transaction's life.
+#   The bytes to retransmit are wrapped in one ``Send`` kept for the transaction's life;
+#   each emitted copy names its transaction (``Send.txn``) so the transport can report a
+#   failure back through ``TransactionLayer.transport_error`` (§17.1.4, §17.2.4). The kept
+#   copy does not, so a transaction never refers to itself (freed without the cyclic GC).
 """Transaction states, inputs, events and the common machine runner."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rtc64.sip.message import Request, Response
@@ -72,8 +75,9 @@ class Action(enum.Enum):
 
 
 Row = tuple[State, Action]
-Payload = Response | bytes | tuple[Request, object] | None
-"""What an input carries: a received response, a TU's response bytes, an ACK and its source."""
+Payload = Response | bytes | str | tuple[Request, object] | None
+"""What an input carries: a received response, a TU's response bytes, a transport error's
+reason, an ACK and its source."""
 Table = dict[State, dict[Input | Timer, Row]]
 Entry = dict[State, tuple[Timer | None, Timer | None]]
 
@@ -83,10 +87,14 @@ Entry = dict[State, tuple[Timer | None, Timer | None]]
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Hand ``data`` to the transport for ``dest`` (the caller's opaque destination)."""
+    """Hand ``data`` to the transport for ``dest`` (the caller's opaque destination).
+
+    ``txn`` is the transaction sending it: what the caller hands back to
+    ``TransactionLayer.transport_error`` when the transport fails (not compared)."""
 
     data: bytes
     dest: object
+    txn: ClientTransaction | ServerTransaction | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +153,11 @@ class ServerTimeout:
 
 @dataclass(frozen=True, slots=True)
 class TransportFailed:
-    """The transport reported a fatal error for ``txn`` (§17.1.4, §17.2.4)."""
+    """The transport reported a fatal error for ``txn`` (§17.1.4, §17.2.4); ``reason``
+    says what failed (for the 503 a proxy answers, §16.7 step 5; not compared)."""
 
     txn: ClientTransaction | ServerTransaction
+    reason: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +327,11 @@ class Transaction:
         self._rtx_interval = interval
         self._rtx_at = now + interval
         if self._out is not None:
-            out.append(self._out)
+            self._emit(self._out, out)
+
+    def _emit(self, send: Send, out: list[Event]) -> None:
+        """Output a copy of the kept ``send`` that names this transaction."""
+        out.append(Send(send.data, send.dest, self))  # type: ignore[arg-type]
 
     def _act(
         self,

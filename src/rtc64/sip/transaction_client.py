@@ -197,7 +197,7 @@ class ClientTransaction(Transaction):
         """Send the request and start the first state's timers."""
         self._enter(self.state, now)
         assert self._out is not None
-        out.append(self._out)
+        self._emit(self._out, out)
 
     def _act(
         self,
@@ -213,18 +213,18 @@ class ClientTransaction(Transaction):
                 self.response = payload
                 if action is _A.ACK_AND_PASS_UP:
                     self._ack = Send(make_ack(self.request, payload), self.dest)
-                    out.append(self._ack)
+                    self._emit(self._ack, out)
             out.append(ResponseReceived(payload, self))
         elif action is _A.RESEND:
             if self._ack is not None:
-                out.append(self._ack)
+                self._emit(self._ack, out)
             out.append(Absorbed(self))
         elif action is _A.ABSORB:
             out.append(Absorbed(self))
         elif action is _A.TIMEOUT:
             out.append(ClientTimeout(self))
         elif action is _A.TRANSPORT_FAILED:
-            out.append(TransportFailed(self))
+            out.append(TransportFailed(self, payload if isinstance(payload, str) else ""))
         else:
             super()._act(action, inp, now, out, payload)
 

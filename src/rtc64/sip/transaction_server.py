@@ -218,10 +218,10 @@ class ServerTransaction(Transaction):
         if action is _A.SEND_RESPONSE:
             assert isinstance(payload, bytes)
             self._out = Send(payload, self.dest)
-            out.append(self._out)
+            self._emit(self._out, out)
         elif action is _A.RESEND:
             if self._out is not None:
-                out.append(self._out)
+                self._emit(self._out, out)
             out.append(Absorbed(self))
         elif action is _A.ABSORB:
             out.append(Absorbed(self))
@@ -231,7 +231,7 @@ class ServerTransaction(Transaction):
         elif action is _A.TIMEOUT:
             out.append(ServerTimeout(self))
         elif action is _A.TRANSPORT_FAILED:
-            out.append(TransportFailed(self))
+            out.append(TransportFailed(self, payload if isinstance(payload, str) else ""))
         else:
             super()._act(action, inp, now, out, payload)
 

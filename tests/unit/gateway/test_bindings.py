@@ -170,7 +170,8 @@ def test_liveness_and_remaining() -> None:
         (b"sip:alice@[2001:DB8:0::1]:5070", "sip:alice@[2001:db8::1]"),
         (b"sip:alice@192.0.2.1", "sip:alice@192.0.2.1"),
         (b"sip:example.net", "sip:example.net"),
-        ("sip:jos\u00e9@example.net", "sip:jos\u00e9@example.net"),
+        ("sip:jos%C3%A9@example.net", "sip:jos\u00e9@example.net"),
+        (b"sip:alice@Example.NET.", "sip:alice@example.net"),
     ],
 )
 def test_canonical_aor(uri: bytes | str, aor: str) -> None:
@@ -178,7 +179,16 @@ def test_canonical_aor(uri: bytes | str, aor: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", [b"tel:+12125550100", b"sip:alice@", b"sip:alice@2001:db8::1", b"sip:a@b@c", b"\xff"]
+    "uri",
+    [
+        b"tel:+12125550100",
+        b"sip:alice@",
+        b"sip:alice@2001:db8::1",
+        b"sip:a@b@c",
+        b"\xff",
+        "sip:jos\u00e9@example.net",  # RFC 3261 §25: a user part is escaped UTF-8
+        b"sip:%FF@example.net",
+    ],
 )
 def test_canonical_aor_rejects(uri: bytes) -> None:
     with pytest.raises(RemoteProtocolError) as info:

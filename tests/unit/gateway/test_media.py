@@ -163,11 +163,14 @@ def test_auto_relays_same_family_calls_with_unusable_sdp_addresses(
 
 
 @pytest.mark.parametrize(
-    ("address", "offerer", "answerer"),
-    [("198.51.100.10", CALLER4, CALLEE4), ("2001:db8:aaaa::10", CALLER6, CALLEE6)],
+    ("address", "offerer", "answerer", "answered"),
+    [
+        ("198.51.100.10", CALLER4, CALLEE4, "203.0.113.50"),
+        ("2001:db8:aaaa::10", CALLER6, CALLEE6, "2001:db8:bbbb::20"),
+    ],
 )
 def test_auto_leaves_public_same_family_calls_alone(
-    address: str, offerer: IPAddress, answerer: IPAddress
+    address: str, offerer: IPAddress, answerer: IPAddress, answered: str
 ) -> None:
     bridge, relay = make()
     assert bridge.offer(CID, b"alice", sdp(address), offerer=offerer, answerer=answerer) is None
@@ -175,7 +178,7 @@ def test_auto_leaves_public_same_family_calls_alone(
     assert bridge.passed_offers == 1 and bridge.active_calls() == 0
     # ... and so is the answer, and the end of the call.
     answer = bridge.answer(
-        CID, b"bob", sdp("203.0.113.50"), answerer=answerer, offerer=offerer, final=True
+        CID, b"bob", sdp(answered), answerer=answerer, offerer=offerer, final=True
     )
     assert answer is None
     bridge.end(CID)
@@ -547,7 +550,8 @@ def test_nat64_needs_a_prefix_and_the_policy() -> None:
     bridge = MediaBridge(relay, "nat64", logging.getLogger("t"))
     assert bridge.policy == "nat64" and not bridge.through_nat64(VIA_NAT64)
     out = bridge.offer(CID, b"b", sdp("203.0.113.50"), offerer=VIA_NAT64, answerer=CALLER6)
-    assert out is None  # public addresses, same family: auto leaves it alone
+    # Not synthesised: auto relays IPv4 SDP toward the IPv6 leg instead.
+    assert out == b"offer via relay call1@test;f=6" and bridge.translated == 0
     # Under auto the prefix changes nothing.
     auto = MediaBridge(FakeRelay(), "auto", logging.getLogger("t"), nat64=NAT64)
     assert not auto.through_nat64(VIA_NAT64)

@@ -51,7 +51,7 @@ CORE = ("198.51.100.99", 5060)  # trusted IPv4 core (upstream mode)
 
 RR4 = b"<sip:192.0.2.1:5060;lr;r2=on>"
 RR6 = b"<sip:[2001:db8::1]:5060;lr;r2=on>"
-TOKEN = re.compile(rb";r64=[0-9a-f]{12}")
+TOKEN = re.compile(rb";r64=[0-9a-f]+\.[0-9a-f]{16}(?:;r64f=[^;>]+)?")
 
 
 def plain(values: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -100,6 +100,7 @@ class Sent:
 class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
+        self.closed: set[tuple[Transport, IPAddress, int]] = set()
 
     def send(
         self,
@@ -110,9 +111,13 @@ class RecordingSender:
         *,
         flow: Flow | None = None,
         server_name: str | None = None,
+        handle: object = None,
     ) -> bool:
         self.sent.append(Sent(data, transport, address, port, flow))
         return True
+
+    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+        return (transport, address, port) not in self.closed
 
 
 class FakeClock:
@@ -138,6 +143,7 @@ class Harness:
         self.wall = FakeClock(1_700_000_000.0)
         self.sender = RecordingSender()
         self.tasks: list[Coroutine[Any, Any, None]] = []
+        self.store = store
         self.identity = Identity([LISTEN4, LISTEN6], domains=(REALM,), source_for=lambda _ip: None)
         self.auth = Authenticator(
             realm=REALM,
@@ -150,21 +156,38 @@ class Harness:
             log=logging.getLogger("test.auth"),
         )
         self.layer = TransactionLayer()
-        self.proxy = Proxy(
-            ProxySettings(upstream=upstream, max_transactions=max_transactions),
+        self.settings = ProxySettings(upstream=upstream, max_transactions=max_transactions)
+        self.limiter = TokenBucket(rate, burst=1)
+        self.media = media
+        self.resolver = resolver or Resolver()
+        self.proxy = self.build()
+
+    def build(self) -> Proxy:
+        """The proxy on the harness's parts (``rebuild`` after replacing one)."""
+        return Proxy(
+            self.settings,
             identity=self.identity,
             layer=self.layer,
             sender=self.sender,
-            store=store,
+            store=self.store,
             auth=self.auth,
-            resolver=resolver or Resolver(),
-            limiter=TokenBucket(rate, burst=1),
+            resolver=self.resolver,
+            limiter=self.limiter,
             clock=self.clock,
             wall=self.wall,
             spawn=self.tasks.append,
             log=logging.getLogger("test.proxy"),
-            media=media,
+            media=self.media,
         )
+
+    def rebuild(
+        self, *, identity: Identity | None = None, sender: RecordingSender | None = None
+    ) -> Proxy:
+        """A fresh proxy with another identity or sender (before any traffic)."""
+        self.identity = identity or self.identity
+        self.sender = sender or self.sender
+        self.proxy = self.build()
+        return self.proxy
 
     async def drain(self) -> None:
         while self.tasks:
@@ -800,9 +823,14 @@ def test_overload_answers_503_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_rate_limited_source_is_dropped(tmp_path: Path) -> None:
+    """An untrusted source over the rate: its new requests are dropped (trusted sources
+    are exempt: tests/unit/gateway/test_security_auth.py)."""
+
     async def body(h: Harness) -> None:
-        await call_forwarded(h)
-        out = await h.feed(invite(branch=b"z9hG4bKc2", call_id=b"call2@test"), CALLER)
+        first = request(b"INVITE", b"sip:bob@192.0.2.50", STRANGER)
+        assert statuses(await h.feed(first, STRANGER), STRANGER) == [100, 407]
+        again = request(b"INVITE", b"sip:bob@192.0.2.50", STRANGER, branch=b"z9hG4bKc2")
+        out = await h.feed(again, STRANGER)
         assert out == []
         assert h.proxy.stats.rate_limited == 1
 

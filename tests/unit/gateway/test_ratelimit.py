@@ -87,30 +87,30 @@ def test_password_guessing_blocks_source_and_user() -> None:
     for _ in range(4):
         assert t.check(attacker, "300", now) is None
         assert t.record_failure(attacker, now) is None
-        assert t.record_failure("300", now) is None
+        assert t.record_failure(("300", attacker), now) is None
         now += 1
     src = t.record_failure(attacker, now)
-    usr = t.record_failure("300", now)
+    usr = t.record_failure(("300", attacker), now)
     assert src is not None and usr is not None
     assert src.key == IPv6Network("2001:db8:bad::/64") and src.failures == 5
     assert str(src) == "blocked source 2001:db8:bad::/64 for 300 s after 5 failures"
-    assert str(usr) == "blocked user 300 for 300 s after 5 failures"
+    assert str(usr) == "blocked user '300' from source 2001:db8:bad::/64 for 300 s after 5 failures"
     assert events == [src, usr]
     assert t.pop_events() == [src, usr] and t.pop_events() == []
     assert t.is_blocked(attacker, now) == 300
-    assert t.is_blocked("300", now + 100) == 200
+    assert t.is_blocked(("300", attacker), now + 100) == 200
     # Another address in the same /64 is the same source.
     assert t.is_blocked(IPv6Address("2001:db8:bad::beef"), now) == 300
-    # A different source guessing the same user is still refused by the per-user block.
+    assert t.check(IPv6Address("2001:db8:bad::beef"), "alice", now) == 300
+    # A different source may still try the same user: never a user blocked everywhere.
     other = IPv4Address("203.0.113.9")
     assert t.is_blocked(other, now) is None
-    assert t.check(other, "300", now + 1) == 299
-    assert t.check(other, "alice", now + 1) is None
+    assert t.check(other, "300", now + 1) is None
     assert (t.failures, t.blocks, t.blocked_count(now)) == (10, 2, 2)
     # Blocking expires by itself.
     assert t.is_blocked(attacker, now + 299.9) is not None
     assert t.is_blocked(attacker, now + 300) is None
-    assert t.check(other, "300", now + 300) is None
+    assert t.check(attacker, "300", now + 300) is None
     assert t.blocked_count(now + 300) == 0
     # And the count starts again from zero.
     assert t.record_failure(attacker, now + 301) is None

@@ -8,6 +8,7 @@ from rtc64.gateway.bindings import Binding
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.router import (
+    Admit,
     Authenticate,
     Forward,
     Lookup,
@@ -16,7 +17,8 @@ from rtc64.gateway.proxy.router import (
     Router,
     Target,
 )
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
 from rtc64.sip.uri import SipUri, format_uri, parse_uri
@@ -62,13 +64,19 @@ def req(
     return msg
 
 
-def ours(call_id: bytes = b"c1@test") -> bytes:
-    token = hops.route_token(SECRET, call_id)
-    return b"<sip:192.0.2.1:5060;lr;r64=%s>" % token
+def ours(call_id: bytes = b"c1@test", flow: hops.FlowToken | None = None) -> bytes:
+    token = hops.token_params(SECRET, call_id, b"f1", 1_700_000_000, flow)
+    return b"<sip:192.0.2.1:5060;lr%s>" % token
 
 
-def router(upstream: SipUri | None = None) -> Router:
-    return Router(IDENTITY, secret=SECRET, upstream=upstream)
+def router(upstream: SipUri | None = None, *, connected: bool = True) -> Router:
+    def is_connected(_transport: Transport, _ip: IPAddress, _port: int) -> bool:
+        return connected
+
+    return Router(IDENTITY, secret=SECRET, upstream=upstream, connected=is_connected)
+
+
+FLOW = Flow(Transport.UDP, (V6, 5060), (IPv6Address("2001:db8:aaaa::10"), 5062))
 
 
 def test_validation_replies() -> None:
@@ -94,18 +102,35 @@ def test_in_dialog_requests_need_our_signed_route() -> None:
         403, "Forbidden: Route not recorded by this proxy for this call"
     )
     signed = req(b"BYE", b"sip:bob@192.0.2.50", to_tag=b"t", lines=(b"Route: " + ours(),))
-    decision = router().route(signed, trusted=False)
+    admit = router().route(signed, trusted=False)
+    assert isinstance(admit, Admit) and admit.issued == 1_700_000_000
+    decision = router().in_dialog(admit, FLOW)
     assert isinstance(decision, Forward)
     assert decision.in_dialog and not decision.record_route
     (target,) = decision.targets
     assert format_uri(target.hop) == b"sip:bob@192.0.2.50" and target.routes == ()
-    assert router().ack(signed) == Target(target.hop, None, ())
-    assert router().ack(forged) is None
+    assert router().ack(signed) == admit
+    assert router().ack(forged) == "Forbidden: Route not recorded by this proxy for this call"
+
+
+def test_in_dialog_requests_toward_a_websocket_client_use_its_flow() -> None:
+    ws = hops.FlowToken(Transport.WS, IPv6Address("2001:db8:aaaa::7"), 51234)
+    bye = req(b"BYE", b"sip:k@x.invalid;transport=ws", to_tag=b"t",
+              lines=(b"Route: " + ours(flow=ws),))  # fmt: skip
+    admit = router().route(bye, trusted=True)
+    assert isinstance(admit, Admit)
+    decision = router().in_dialog(admit, FLOW)
+    assert isinstance(decision, Forward)
+    assert decision.targets[0].hop == ws.uri()
+    gone = router(connected=False).in_dialog(admit, FLOW)
+    assert gone == Reply(430, "Flow Failed: the client's connection is closed")
 
 
 def test_strict_router_fix_up_restores_the_request_uri() -> None:
     strict = req(b"INFO", ours()[1:-1], to_tag=b"t", lines=(b"Route: <sip:carol@192.0.2.60>",))
-    decision = router().route(strict, trusted=True)
+    admit = router().route(strict, trusted=True)
+    assert isinstance(admit, Admit)
+    decision = router().in_dialog(admit, FLOW)
     assert isinstance(decision, Forward)
     (target,) = decision.targets
     assert format_uri(target.hop) == b"sip:carol@192.0.2.60"
@@ -125,7 +150,7 @@ def test_initial_requests_are_authenticated_then_looked_up() -> None:
     first = r.route(req(), trusted=False)
     assert isinstance(first, Authenticate)
     lookup = r.after_auth(first)
-    assert isinstance(lookup, Lookup) and lookup.aor == "sip:bob@example.net"
+    assert isinstance(lookup, Lookup) and lookup.keys[0] == "sip:bob@example.net"
     assert r.bound(lookup, []) == Reply(404, "Not Found: no registered contact")
     binding = Binding(
         aor="sip:bob@example.net", contact=b"sip:bob@10.0.0.5:5070", expires_at=2e9,

@@ -26,6 +26,7 @@ from rtc64.gateway.store import (
     open_store,
     parse_store_url,
 )
+from rtc64.gateway.store_sqlite import SCHEMA_VERSION
 from rtc64.gateway.users import UserRecord
 from tests.unit.gateway.support import RedisServer, StoreSpec, free_port
 
@@ -318,7 +319,7 @@ def test_sqlite_file_settings(tmp_path: Path) -> None:
     assert stat.S_IMODE(db.stat().st_mode) == 0o600  # HA1 values are password-equivalent
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     conn.close()
 
 

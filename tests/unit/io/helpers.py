@@ -10,7 +10,7 @@ from ipaddress import ip_address
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.connection import Limits
-from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.sip_transport import SendFailure, SipTransportLayer
 from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.sip.message import Message
 
@@ -52,7 +52,7 @@ class Gateway:
 
     messages: list[tuple[Message, Flow]] = field(default_factory=list)
     bad: list[tuple[bytes, RemoteProtocolError, Flow]] = field(default_factory=list)
-    send_errors: list[tuple[Transport, object, Exception]] = field(default_factory=list)
+    send_errors: list[SendFailure] = field(default_factory=list)
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         self.messages.append((msg, flow))
@@ -60,8 +60,8 @@ class Gateway:
     def on_bad(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
         self.bad.append((data, error, flow))
 
-    def on_send_error(self, transport: Transport, remote: object, error: Exception) -> None:
-        self.send_errors.append((transport, remote, error))
+    def on_send_error(self, failure: SendFailure) -> None:
+        self.send_errors.append(failure)
 
     def layer(self, specs: list[str] | list[ListenSpec], **kw: object) -> SipTransportLayer:
         from rtc64.net.endpoint import parse_listen  # noqa: PLC0415

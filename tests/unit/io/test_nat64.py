@@ -72,7 +72,7 @@ def test_cli_prints_prefixes_sources_and_dns64(
     monkeypatch.setattr(nat64, "discover_report", fake_report)
     assert cli.main(["nat64", "discover", "--timeout", "1.5", "--dns-server", "[::1]:5353"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "fd64:64:64::/96  source=rfc7050  lifetime=300s"
+    assert out[0] == "fd64:64:64::/96  source=rfc7050  ttl=300s"
     assert out[1] == "fd64:64:64::/96  source=pref64  lifetime=600s  interface=eth1"
     assert out[2].startswith("DNS64: yes: ipv4only.arpa AAAA fd64:64:64::c000:aa")
     assert "solicited on eth1" in out[3]
@@ -81,3 +81,34 @@ def test_cli_prints_prefixes_sources_and_dns64(
 def test_cli_rejects_a_bad_timeout(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["nat64", "discover", "--timeout", "-1"]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_cli_dns_ttl_zero_is_not_withdrawn_but_pref64_lifetime_zero_is(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 7050 §5: TTL 0 is a valid answer that must not be cached; RFC 8781 §4: a PREF64
+    lifetime of 0 withdraws the prefix."""
+    other = IPv6Network("2001:db8:64::/96")
+
+    async def fake_report(resolver: Resolver, *, listen_ra: float, configured: object) -> object:
+        dns64 = nat64.Dns64(Status.NOERROR, tuple(WKA), (PREFIX,), 0.0)
+        return nat64.Discovery(
+            (Nat64Prefix(PREFIX, "rfc7050", 0.0), Nat64Prefix(other, "pref64", 0.0, "eth1")),
+            dns64,
+            ("eth1",),
+        )
+
+    monkeypatch.setattr(nat64, "discover_report", fake_report)
+    assert cli.main(["nat64", "discover", "--timeout", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "fd64:64:64::/96  source=rfc7050  ttl=0s (not cacheable)"
+    assert out[1] == "2001:db8:64::/96  source=pref64  lifetime=0s (withdrawn)  interface=eth1"
+    assert not Nat64Prefix(PREFIX, "rfc7050", 0.0).withdrawn
+    assert Nat64Prefix(other, "pref64", 0.0).withdrawn
+    assert not Nat64Prefix(other, "pref64", 8.0).withdrawn
+
+
+def test_discovery_keeps_a_dns_answer_with_ttl_zero() -> None:
+    found = asyncio.run(nat64.discover(resolver_with(Answer(tuple(WKA), ttl=0)), listen_ra=0))
+    assert found == [Nat64Prefix(PREFIX, "rfc7050", 0.0)]
+    assert not found[0].withdrawn

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
 
 from rtc64.io import tls
@@ -75,7 +74,7 @@ def test_outbound_tls_verifies_the_peer(tmp_path: Path) -> None:
             assert b.messages[0][1].transport is Transport.TLS
             assert layer_c_layer.send(options(2), Transport.TLS, V6, port_b)
             await wait_for(lambda: len(layer_c.send_errors) == 1)
-            assert isinstance(layer_c.send_errors[0][2], ssl.SSLError)
+            assert "certificate verify failed" in layer_c.send_errors[0].reason
         finally:
             for layer in (layer_a, layer_b, layer_c_layer):
                 await layer.stop()

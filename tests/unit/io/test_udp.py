@@ -83,9 +83,11 @@ def test_send_without_listener_of_that_family_fails_and_counts() -> None:
         layer = gw.layer(["udp:127.0.0.1:0"])
         await layer.start()
         try:
-            assert not layer.send(options(), Transport.UDP, V6, 5060)
+            assert not layer.send(options(), Transport.UDP, V6, 5060, handle="txn-1")
             assert layer.stats.send_errors == 1
-            assert len(gw.send_errors) == 1
+            assert gw.send_errors == []  # reported from the loop, never from inside send()
+            await wait_for(lambda: len(gw.send_errors) == 1)
+            assert gw.send_errors[0].handle == "txn-1"
         finally:
             await layer.stop()
 

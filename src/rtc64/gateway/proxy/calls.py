@@ -7,8 +7,11 @@ Rules (RFC 3261 §16.6 step 11, §12, §13.2.2.4, §15.1.1; rtpengine + Kamailio
   sent or after its last provisional is CANCELled (if it went provisional) and counts as
   408. Timer C is a deadline like every other timer: one heap, ``get_timer()`` and
   ``handle_timer(now)``, which hands the expired branches back to the forwarder.
-- Dialogs are learnt from the 2xx to INVITEs we record-routed (``dialogs``); in-dialog
-  requests raise their CSeqs, a BYE or a final error ends the call and its media.
+- Dialogs begin with the record-routed dialog-forming requests we forward and are learnt
+  from their responses (``dialogs``); in-dialog requests raise their CSeqs and refresh
+  targets; a BYE releases the media at once, its final response ends the dialog; a final
+  error to the dialog-forming request ends both. ``admit`` answers whether an in-dialog
+  request from an untrusted source belongs to a live dialog.
 - When the relay reports a call without media for ``media.timeout``, the gateway sends a
   BYE to each party as if the other had hung up (``DialogTracker.byes``), with
   ``Reason: SIP;cause=408``, and releases the call's media.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.branches import Leg, OwnRequest
@@ -32,7 +35,7 @@ from rtc64.gateway.proxy.dialogs import DialogTracker, route_sides
 from rtc64.gateway.proxy.forking import Branch, BranchState
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response
-from rtc64.sip.uri import SipUri, format_uri
+from rtc64.sip.uri import SipUri, Uri, format_uri
 
 TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
 
@@ -47,12 +50,13 @@ class CallControl:
         log: logging.Logger,
         media: MediaBridge | None = None,
         timer_c: float = TIMER_C,
+        started: float = 0.0,
     ) -> None:
         self.is_ours = is_ours
         self.log = log
         self.media = media
         self.timer_c = timer_c
-        self.dialogs = DialogTracker(is_ours)
+        self.dialogs = DialogTracker(is_ours, started=started)
         self._heap: list[tuple[float, int]] = []
         self._armed: dict[int, Leg] = {}
         self._keys = itertools.count(1)
@@ -105,15 +109,40 @@ class CallControl:
 
     # -- dialogs and call ends ------------------------------------------------------------
 
-    def confirmed(self, invite: Request, ok: Response) -> None:
-        """A 2xx to an INVITE we record-routed: remember the dialog."""
-        self.dialogs.confirmed(invite, ok)
+    def begin(self, req: Request, now: float) -> None:
+        """We forward a record-routed dialog-forming request without a To tag."""
+        self.dialogs.begin(req, now)
 
-    def in_dialog(self, req: Request) -> None:
-        """Bookkeeping for an in-dialog request being forwarded."""
-        self.dialogs.in_dialog(req)
-        if req.method == b"BYE":
-            self.end_call(req.call_id)
+    def answered(self, req: Request, resp: Response, now: float) -> None:
+        """A provisional response to a record-routed dialog-forming request."""
+        self.dialogs.answered(req, resp, now)
+
+    def confirmed(self, invite: Request, ok: Response, now: float) -> None:
+        """A 2xx to an INVITE we record-routed: remember the dialog."""
+        self.dialogs.confirmed(invite, ok, now)
+
+    def bye_answered(self, bye: Request, status: int) -> None:
+        """A final response to a BYE ends its dialog (credentials asked for aside)."""
+        self.dialogs.bye_answered(bye, status)
+
+    def end_dialog(self, call_id: bytes) -> None:
+        """The dialog-forming request failed: forget the dialog."""
+        self.dialogs.end(call_id)
+
+    def in_dialog(self, req: Request, now: float) -> None:
+        """Bookkeeping for an in-dialog request being forwarded (the dialog itself ends
+        with the BYE's final response, ``bye_answered``)."""
+        self.dialogs.seen(req, now)
+        if req.method == b"BYE" and self.media is not None:
+            self.media.end(req.call_id)
+
+    def admit(
+        self, req: Request, target: Uri, routes: Iterable[Uri], issued: int, *, wall: float,
+        now: float,
+    ) -> str | None:  # fmt: skip
+        """None when the in-dialog ``req`` from an untrusted source belongs to a live
+        dialog (``DialogTracker.admit``), else why not."""
+        return self.dialogs.admit(req, target, routes, issued, wall=wall, now=now)
 
     def end_call(self, call_id: bytes) -> None:
         """The call is over: release its media and forget its dialog."""

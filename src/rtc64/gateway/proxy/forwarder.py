@@ -17,6 +17,7 @@ forwarding; RFC 5658 double Record-Route; RFC 3581):
   dialogs confirmed by 2xx, calls ended by final errors and BYEs) and hands back the
   requests it wants sent (``OwnRequest``) and the branches whose Timer C fired.
 - A response for no transaction of ours is forwarded statelessly when its top Via is ours.
+- Loop guard: no response is ever sent to one of our own UDP sockets (dropped, counted).
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ from rtc64.sip.uri import SipUri, parse_uri
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 
 
+def transport_reason(detail: str) -> bytes:
+    """The reason phrase of a 503 for a transport failure: printable, one line, bounded
+    (the detail may quote a peer's certificate)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in detail).split())[:160]
+    return ("Service Unavailable: " + text if text else "Service Unavailable").encode(
+        "utf-8", "replace"
+    )
+
+
 class Forwarder:
     """Pending requests and their branches between the transaction layer and the wire."""
 
@@ -86,6 +96,7 @@ class Forwarder:
         realm: str,
         secret: bytes,
         clock: Callable[[], float],
+        wall: Callable[[], float],
         spawn: Spawn,
         stats: ProxyStats,
         log: logging.Logger,
@@ -101,6 +112,7 @@ class Forwarder:
         self.realm = realm
         self.secret = secret
         self.clock = clock
+        self.wall = wall
         self.spawn = spawn
         self.stats = stats
         self.log = log
@@ -123,7 +135,7 @@ class Forwarder:
     def handle(self, ev: Event) -> None:
         """One event (new requests and ACKs for 2xx go to the routing step instead)."""
         if isinstance(ev, Send):
-            self.send(ev.data, ev.dest)
+            self.send(ev.data, ev.dest, ev.txn)
         elif isinstance(ev, ResponseReceived):
             self._branch_response(ev.txn, ev.response)
         elif isinstance(ev, StrayResponse):
@@ -132,18 +144,38 @@ class Forwarder:
             self._branch_failed(ev.txn, 408, b"Request Timeout")
         elif isinstance(ev, TransportFailed):
             if isinstance(ev.txn, ClientTransaction):
-                self._branch_failed(ev.txn, 503, b"Service Unavailable")
+                self._branch_failed(ev.txn, 503, transport_reason(ev.reason))
         elif isinstance(ev, Terminated):
             self._terminated(ev.txn)
 
-    def send(self, data: bytes, dest: object) -> None:
-        """Bytes to a ``Hop`` through the transport layer (counted)."""
+    def send(self, data: bytes, dest: object, txn: object = None) -> None:
+        """Bytes to a ``Hop`` through the transport layer (counted); a failure to send is
+        reported back with ``txn`` as the handle (``Proxy.transport_failed``)."""
         assert isinstance(dest, Hop)
+        if self.response_loops(data, dest):
+            return
         self.stats.messages_out += 1
         if not self.sender.send(
-            data, dest.transport, dest.ip, dest.port, flow=dest.flow, server_name=dest.server_name
+            data,
+            dest.transport,
+            dest.ip,
+            dest.port,
+            flow=dest.flow,
+            server_name=dest.server_name,
+            handle=txn,
         ):
             self.stats.send_failures += 1
+
+    def response_loops(self, data: bytes, dest: Hop) -> bool:
+        """Loop guard: a response whose destination is one of our own sockets (a Via
+        sent-by naming us without rport, a spoofed source) is dropped and counted."""
+        if not data.startswith(b"SIP/2.0 ") or dest.reliable:
+            return False
+        if not self.identity.is_own_socket(dest.transport, dest.ip, dest.port):
+            return False
+        self.stats.response_loops += 1
+        self.log.debug("response to our own socket %s dropped (loop)", dest)
+        return True
 
     def _terminated(self, txn: ClientTransaction | ServerTransaction) -> None:
         if isinstance(txn, ServerTransaction):
@@ -187,12 +219,16 @@ class Forwarder:
     ) -> None:
         """Answer the request of ``server`` ourselves."""
         text = reason.encode("utf-8", "replace") if isinstance(reason, str) else reason
-        req = server.request
+        req = self.local_request(server)
+        self.respond(server, make_response(req, status, text, headers=headers))
+
+    @staticmethod
+    def local_request(server: ServerTransaction) -> Request:
+        """The request to build our own responses from: top Via stamped (RFC 3581 §4)."""
         dest = server.dest
         if isinstance(dest, Hop) and dest.flow is not None:
-            # RFC 3581 §4: our own responses carry received/rport like forwarded ones.
-            req = hops.with_stamped_via(req, dest.flow)
-        self.respond(server, make_response(req, status, text, headers=headers))
+            return hops.with_stamped_via(server.request, dest.flow)
+        return server.request
 
     def trying(self, server: ServerTransaction) -> None:
         """100 Trying for an INVITE (§16.2), before routing starts."""
@@ -204,7 +240,7 @@ class Forwarder:
         """Proxy the request of ``server`` to every target of ``decision`` (§16.6)."""
         req = server.request
         if decision.in_dialog:
-            self.calls.in_dialog(req)
+            self.calls.in_dialog(req, self.clock())
         pending = self._pending.get(server)
         if pending is None:
             pending = Pending(server, req, ResponseContext(req.method))
@@ -214,6 +250,8 @@ class Forwarder:
         stamped = hops.stamp_top_via(req, flow)
         rr = decision.record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
+        if rr and req.to.tag is None:
+            self.calls.begin(req, self.clock())
         path = splice.path_for(self.identity, flow) if decision.path else None
         for target in decision.targets:
             branch = Branch(len(pending.ctx.branches), target=str(target.hop.host))
@@ -270,7 +308,8 @@ class Forwarder:
         if plan.in_listener is not None:
             record_route = splice.record_route(
                 self.identity, self.secret, in_l=plan.in_listener, flow=plan.flow, out_l=out,
-                hop=hop, call_id=req.call_id,
+                hop=hop, req=req, target=plan.new_uri if plan.new_uri is not None else req.uri,
+                issued=int(self.wall()),
             )  # fmt: skip
         data = splice.forwarded(
             req,
@@ -362,6 +401,8 @@ class Forwarder:
             if branch.cancel_wanted and not branch.cancelled:
                 self._send_cancel(branch)
             self.calls.arm_timer_c(leg, self.clock())
+            if pending.record_routed and pending.request.to.tag is None:
+                self.calls.answered(pending.request, resp, self.clock())
             if not pending.ctx.final_forwarded:
                 self.respond(pending.server, self._upstream(pending, client, resp), status)
             return
@@ -388,6 +429,8 @@ class Forwarder:
         branch.final = resp
         self.calls.disarm_timer_c(branch)
         ctx = pending.ctx
+        if first_final and ctx.method == b"BYE":
+            self.calls.bye_answered(pending.request, status)
         if 200 <= status < 300 and resp is not None:
             # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
             self._finish(pending)
@@ -396,7 +439,7 @@ class Forwarder:
             self.respond(pending.server, self._upstream(pending, client, resp), status)
             if first_final and ctx.method == b"INVITE":
                 if pending.record_routed and pending.request.to.tag is None:
-                    self.calls.confirmed(pending.request, resp)
+                    self.calls.confirmed(pending.request, resp, self.clock())
                 self._cancel_pending(ctx)
             return
         if not first_final:
@@ -411,9 +454,11 @@ class Forwarder:
         if ctx.final_forwarded or not ctx.branches or not ctx.all_completed():
             return
         self._finish(pending)
-        status, data = best_response(ctx, pending.request)
+        status, data = best_response(ctx, self.local_request(pending.server))
         self.respond(pending.server, data, status)
         req = pending.request
+        if status >= 300 and req.to.tag is None and pending.record_routed:
+            self.calls.end_dialog(req.call_id)
         if status >= 300 and req.method == b"INVITE" and req.to.tag is None:
             self.calls.end_call(req.call_id)
 

@@ -16,9 +16,13 @@ Record-Route; RFC 3327 Path):
   one that comes back changed is a spiral (§16.3 step 4).
 - Record-Route and Path name a listener as ``<sip:HOST:PORT;transport=T;lr>``; when the
   flow changes family, transport or listener two entries are written, each reachable
-  from its side (``r2=on``). Record-Route entries carry ``r64=`` (an HMAC of the
-  Call-ID under the gateway's secret): an in-dialog request is relayed only along a
-  Route that we wrote for that very call, so forged Routes cannot make us a relay.
+  from its side (``r2=on``). Record-Route entries carry ``r64=<issued>.<mac>``: the
+  issue time (wall-clock seconds, hex) and an HMAC under the gateway's secret over the
+  Call-ID, the caller's From tag, that time and the entry's flow token. An entry facing a
+  connection-oriented party (TCP/TLS/WS/WSS) also carries ``r64f=<transport>:<host:port>``
+  naming that party's connection (RFC 5626 flow token, RFC 7118 §5): in-dialog requests
+  toward it go over that connection. Whether a signed entry is still good (a live dialog,
+  or a bounded lifetime) is ``dialogs``' decision.
 """
 
 from __future__ import annotations
@@ -30,12 +34,20 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtc64.net.address import Host, IPAddress, format_hostport, format_sdp_address, unmap
+from rtc64.errors import RemoteProtocolError, Rtc64Error
+from rtc64.net.address import (
+    Host,
+    IPAddress,
+    format_hostport,
+    format_sdp_address,
+    parse_hostport,
+    unmap,
+)
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.grammar import format_params, split_top
 from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request
-from rtc64.sip.uri import Uri
+from rtc64.sip.uri import SipUri, Uri
 from rtc64.sip.via import MAGIC_COOKIE, Via, format_via, parse_via
 
 BRANCH_PREFIX = MAGIC_COOKIE + b"-r64-"
@@ -168,16 +180,144 @@ def route_uri(transport: Transport, hostport: str, *, r2: bool, extra: bytes = b
 
 
 TOKEN_PARAM = b"r64"
+FLOW_PARAM = b"r64f"
+INBOUND_ONLY = frozenset((Transport.WS, Transport.WSS))
+"""Transports we never open a connection for: only the client's own connection reaches it."""
 
 
-def route_token(secret: bytes, call_id: bytes) -> bytes:
-    """The Record-Route token for ``call_id`` (12 hex digits of HMAC-SHA-256)."""
-    return hmac.new(secret, call_id, hashlib.sha256).hexdigest()[:12].encode("ascii")
+@dataclass(frozen=True, slots=True)
+class FlowToken:
+    """The connection of a party we record-routed: transport and its remote address."""
+
+    transport: Transport
+    ip: IPAddress
+    port: int
+
+    @classmethod
+    def of(cls, flow: Flow) -> FlowToken:
+        return cls(flow.transport, unmap(flow.remote[0]), flow.remote[1])
+
+    def encode(self) -> bytes:
+        return f"{self.transport.value}:{format_hostport(self.ip, self.port)}".encode("ascii")
+
+    @classmethod
+    def decode(cls, value: bytes | None) -> FlowToken | None:
+        """The token in a ``r64f`` value, or None when absent or malformed."""
+        if not value:
+            return None
+        kind, _, hostport = value.partition(b":")
+        try:
+            transport = Transport(kind.decode("ascii").lower())
+            parsed = parse_hostport(hostport)
+        except (ValueError, UnicodeDecodeError, Rtc64Error):
+            return None
+        if isinstance(parsed.host, str) or parsed.port is None or not transport.reliable:
+            return None
+        return cls(transport, unmap(parsed.host), parsed.port)
+
+    def matches(self, flow: Flow) -> bool:
+        """Whether ``flow`` is this very connection's (the party's own requests)."""
+        return flow.transport is self.transport and (unmap(flow.remote[0]), flow.remote[1]) == (
+            self.ip,
+            self.port,
+        )
+
+    def uri(self) -> SipUri:
+        """A URI leading to the flow's remote address over its transport."""
+        return SipUri(
+            host=self.ip, port=self.port, params=((b"transport", self.transport.value.encode()),)
+        )
 
 
-def token_ok(secret: bytes, call_id: bytes, token: bytes | None) -> bool:
-    """Whether a Route entry's ``r64`` parameter was written by us for ``call_id``."""
-    return token is not None and hmac.compare_digest(route_token(secret, call_id), token)
+def flow_token(
+    transport: Transport, ip: IPAddress, port: int, target: Uri | None
+) -> FlowToken | None:
+    """The flow token for the Record-Route entry facing a party reached at ``ip:port``
+    over ``transport`` whose remote target (Contact or Request-URI) is ``target``: always
+    for WS/WSS (nothing else reaches the client), for TCP/TLS when the target is not that
+    address (a client behind NAT: only its own connection reaches it), never for UDP."""
+    if not transport.reliable:
+        return None
+    token = FlowToken(transport, unmap(ip), port)
+    if transport in INBOUND_ONLY:
+        return token
+    if isinstance(target, SipUri) and not isinstance(target.host, str):
+        same = unmap(target.host) == token.ip and (target.port or transport.default_port) == port
+        if same:
+            return None
+    return token
+
+
+def _mac(secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: bytes) -> bytes:
+    msg = b"\x00".join((call_id, tag, b"%x" % issued, flow))
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16].encode("ascii")
+
+
+def route_token(
+    secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: FlowToken | None = None
+) -> bytes:
+    """The ``r64`` value: ``<issued hex>.<16 hex digits of HMAC-SHA-256>`` binding the
+    Call-ID, the caller's From tag, the issue time and the flow token (if any)."""
+    flow_text = flow.encode() if flow is not None else b""
+    return b"%x.%s" % (issued, _mac(secret, call_id, tag, issued, flow_text))
+
+
+def token_params(
+    secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: FlowToken | None
+) -> bytes:
+    """The URI parameters we append to one Record-Route entry."""
+    token = b";%s=%s" % (TOKEN_PARAM, route_token(secret, call_id, tag, issued, flow))
+    if flow is not None:
+        token += b";%s=%s" % (FLOW_PARAM, flow.encode())
+    return token
+
+
+def token_issued(secret: bytes, req: Request, route: SipUri) -> int | None:
+    """The issue time of ``route``'s token when it was written by us for this call (its
+    Call-ID and either tag of ``req``: in-dialog requests flow both ways), else None."""
+    value = route.param(TOKEN_PARAM)
+    if not value:
+        return None
+    issued_hex, dot, mac = value.partition(b".")
+    if not dot or not 0 < len(issued_hex) <= 12:
+        return None
+    try:
+        issued = int(issued_hex, 16)
+    except ValueError:
+        return None
+    flow = route.param(FLOW_PARAM) or b""
+    for tag in (req.from_.tag, req.to.tag):
+        if tag is not None and hmac.compare_digest(
+            _mac(secret, req.call_id, tag, issued, flow), mac
+        ):
+            return issued
+    return None
+
+
+def tokens_issued(secret: bytes, req: Request, ours: list[SipUri]) -> int | None:
+    """The oldest issue time of the tokens in our Route entries ``ours``; None unless
+    every one of them was written by us for this call."""
+    times = [token_issued(secret, req, uri) for uri in ours]
+    valid = [t for t in times if t is not None]
+    return min(valid) if valid and len(valid) == len(times) else None
+
+
+def flow_toward(
+    ours: list[SipUri], flow: Flow, has_connection: Callable[[Transport, IPAddress, int], bool]
+) -> SipUri | None:
+    """Where the flow token of our entry facing the other party (not the one ``flow``,
+    the request's own, came from) leads: WS/WSS must use it (``RemoteProtocolError``
+    430 when the connection is gone), TCP/TLS use it while it is open; None: route on
+    the Request-URI as usual."""
+    for uri in ours:
+        token = FlowToken.decode(uri.param(FLOW_PARAM))
+        if token is None or token.matches(flow):
+            continue
+        if has_connection(token.transport, token.ip, token.port):
+            return token.uri()
+        if token.transport in INBOUND_ONLY:
+            raise RemoteProtocolError("Flow Failed: the client's connection is closed", 430)
+    return None
 
 
 def forwarded_view(

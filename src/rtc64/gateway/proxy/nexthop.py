@@ -7,19 +7,25 @@ Rules (RFC 3263 §4, RFC 3261 §16.5 and §19.1.1, RFC 6052, RFC 7984):
   name goes through NAPTR → SRV → AAAA+A, both families always, IPv6 first, interleaved.
 - Only hops we have a listener for (same transport and family) are kept. A gateway without
   IPv4 reaches IPv4-only targets through the NAT64 prefix (RFC 6052 synthesis).
+- We never open a WebSocket toward a client (RFC 7118 §5): WS/WSS hops without an open
+  connection are dropped, and when nothing else remains the answer is 430 Flow Failed
+  (RFC 5626 §5.3).
 - No usable hop at all is a 503 naming the families the target offered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Network
 from typing import Protocol
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.identity import Identity, uri_transport
+from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.hops import Hop
 from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Transport
 from rtc64.net.rfc3263 import Target, UriLike
 from rtc64.sip.uri import SipUri
 
@@ -36,10 +42,16 @@ class NextHops:
     """RFC 3263 resolution filtered by our listeners, with NAT64 synthesis."""
 
     def __init__(
-        self, resolver: HostResolver, identity: Identity, nat64: IPv6Network | None = None
+        self,
+        resolver: HostResolver,
+        identity: Identity,
+        *,
+        connected: Callable[[Transport, IPAddress, int], bool],
+        nat64: IPv6Network | None = None,
     ) -> None:
         self.resolver = resolver
         self.identity = identity
+        self.connected = connected
         self.nat64 = nat64
 
     async def resolve(self, uri: SipUri) -> list[Hop]:
@@ -53,9 +65,10 @@ class NextHops:
         if host_text is not None:  # §16.5: maddr overrides the host, A/AAAA only
             addresses = await self.resolver.addresses(host_text)
             return [Hop(transport, a, port, server_name=host_text) for a in addresses]
-        # RFC 3263: NAPTR/SRV/AAAA/A, both families, IPv6 first and interleaved.
+        # RFC 3263: NAPTR/SRV/AAAA/A, both families, IPv6 first and interleaved. A TLS
+        # server proves the URI's domain, not the SRV target's name (RFC 5922 §4.1).
         return [
-            Hop(t.transport, t.address, t.port, server_name=t.host)
+            Hop(t.transport, t.address, t.port, server_name=str(uri.host))
             for t in await self.resolver.targets(uri)
         ]
 
@@ -63,7 +76,13 @@ class NextHops:
         """Where ``uri`` leads (RFC 3263), keeping hops we have a listener for."""
         found = await self.resolve(uri)
         usable: list[Hop] = []
+        gone = [h for h in found if h.transport in hops.INBOUND_ONLY and not self._open(h)]
+        if gone and len(gone) == len(found):
+            # RFC 5626 §5.3 / RFC 7118 §5: we cannot open a WebSocket toward a client.
+            raise RemoteProtocolError(f"Flow Failed: no open connection to {gone[0]}", 430)
         for hop in found:
+            if hop in gone:
+                continue
             if self.identity.listener_for(hop.transport, hop.ip) is not None:
                 usable.append(hop)
             elif self.nat64 is not None and isinstance(hop.ip, IPv4Address):
@@ -78,6 +97,9 @@ class NextHops:
         raise RemoteProtocolError(
             f"Service Unavailable: no listener of the target's family ({families})", 503
         )
+
+    def _open(self, hop: Hop) -> bool:
+        return self.connected(hop.transport, hop.ip, hop.port)
 
     async def first(self, uri: SipUri) -> Hop:
         """The first usable hop for ``uri`` (stateless forwarding: ACK, our own requests)."""

@@ -5,43 +5,69 @@ Rules (RFC 3261 §16.3-§16.5, §16.12, §10 via ``register``; RFC 3327 Path, RF
 - Every request is validated (§16.3: Max-Forwards 0 → 483 except OPTIONS, a loop through
   our own Via → 482, Proxy-Require → 420 listing the options), its Route set preprocessed
   (§16.4: strict-router fix-up, our own Route entries popped), then routed:
-  * in-dialog (To tag) requests follow the Route set or the Request-URI; one that did
-    not come through our Route, or whose Route entries lack this call's token, is
-    refused (no relaying through forged in-dialog requests);
+  * in-dialog (To tag) requests follow the Route set or the Request-URI (or the flow
+    token of our entry facing the other party, RFC 5626 §5.3: WS clients and TCP/TLS
+    clients behind NAT are reached over their own connection, 430 when it is gone);
+    one that did not come through our Route, or whose Route entries lack this call's
+    token, is refused; the routing step then admits it (``Admit``: from an untrusted
+    source it must belong to a live dialog we record-routed, ``dialogs``);
   * REGISTER for a local domain goes to the registrar (``Register``); with an upstream
     core it is forwarded there with a Path entry naming the phone's flow;
-  * a request for the gateway itself (no user part) is answered here;
+  * a request for the gateway itself is answered here before any authentication: no
+    user part and one of our addresses or host names, or an OPTIONS ping to a served
+    domain (RFC 3261 §11.2: 200 with Allow, Accept, Supported);
   * with an upstream core, initial requests from untrusted sources go to the core (it
     authenticates); every other initial request is authenticated first
     (``Authenticate``), then routed: a preloaded Route, our Path entry (``received=``)
-    leading to its flow, the location service for a local domain (``Lookup``: fork to
-    every binding, else upstream, else 404), foreign hosts and IP literals directly
+    leading to its flow, the location service for a local domain (``Lookup`` under the
+    AOR's keys, every alias of the gateway being one local domain: fork to every
+    binding, else upstream, else 404), foreign hosts and IP literals directly
     (upstream mode: to the core).
 - Decisions: ``Reply``, ``Forward`` (targets, Record-Route or not, Path or not),
-  ``Register``, ``Authenticate`` and ``Lookup`` (the routing step does the look-up and
-  asks again). ACKs for 2xx follow their Route set statelessly (``ack``).
+  ``Register``, ``Admit``, ``Authenticate`` and ``Lookup`` (the routing step does the
+  check or look-up and asks again). ACKs for 2xx follow their Route set statelessly
+  (``ack``, then ``in_dialog``).
+- The router reads no clock and does no I/O; whether a connection is open is a question
+  it asks (``connected``), as the transport layer keeps that table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import Binding, canonical_aor
+from rtc64.gateway.bindings import Binding
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import received_uri
-from rtc64.net.endpoint import Transport
+from rtc64.gateway.register import SUPPORTED
+from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request
 from rtc64.sip.nameaddr import NameAddr, parse_name_addr
-from rtc64.sip.uri import SipUri, format_uri, parse_uri
+from rtc64.sip.uri import SipUri, Uri, parse_uri
 
 ALLOW = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, " + (
     b"SUBSCRIBE, NOTIFY, REFER"
 )
 Headers = tuple[tuple[bytes, bytes], ...]
+CAPABILITIES: Headers = (
+    (b"Allow", ALLOW),
+    (b"Accept", b"application/sdp"),
+    (b"Supported", b", ".join(sorted(SUPPORTED))),
+)
+"""What an OPTIONS to the gateway itself is answered with (RFC 3261 §11.2)."""
+
+
+def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool:
+    """A request for the gateway itself, answered by it before any authentication: a
+    Request-URI without user part naming one of our addresses or host names, or, for
+    OPTIONS (a ping, as Kamailio's options module answers it), a served domain."""
+    if uri.user is not None:
+        return False
+    return identity.is_us(uri) or (method == b"OPTIONS" and identity.is_local_uri(uri))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +106,18 @@ class Register:
 
 
 @dataclass(frozen=True, slots=True)
+class Admit:
+    """An in-dialog request with our signed Route entries: admit it (live dialog, trusted
+    source or credentials), then ``Router.in_dialog``."""
+
+    uri: Uri  # the Request-URI after Route processing
+    routes: tuple[NameAddr, ...]  # the Route entries after ours
+    popped: tuple[SipUri, ...]  # our entries
+    restored: SipUri | None
+    issued: int  # the oldest issue time of our tokens in it
+
+
+@dataclass(frozen=True, slots=True)
 class Authenticate:
     """An initial request to authenticate (407) before ``Router.after_auth``."""
 
@@ -91,22 +129,31 @@ class Authenticate:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """Look up ``aor`` in the location service, then ``Router.bound``."""
+    """Look the AOR up in the location service, then ``Router.bound``."""
 
-    aor: str
+    keys: tuple[str, str]  # the AOR's location keys: canonical, as written
     request: Authenticate
 
 
-Decision = Reply | Forward | Register | Authenticate | Lookup
+Decision = Reply | Forward | Register | Admit | Authenticate | Lookup
+Connected = Callable[[Transport, IPAddress, int], bool]
 
 
 class Router:
     """Routing decisions from our identity, the call tokens' secret and the upstream core."""
 
-    def __init__(self, identity: Identity, *, secret: bytes, upstream: SipUri | None) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        secret: bytes,
+        upstream: SipUri | None,
+        connected: Connected,
+    ) -> None:
         self.identity = identity
         self.secret = secret
         self.upstream = upstream
+        self.connected = connected
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -137,13 +184,37 @@ class Router:
             return Reply(exc.status, exc.reason)
         return Forward(self._restore(targets, lookup.request.restored))
 
-    def ack(self, req: Request) -> Target | None:
-        """Where an ACK for a 2xx goes (§16.11, stateless), or None to drop it."""
+    def in_dialog(self, admit: Admit, flow: Flow) -> Decision:
+        """The decision for an admitted in-dialog request that came on ``flow``."""
+        try:
+            hop_uri = self._next_from_routes(list(admit.routes), admit.uri, admit.popped, flow)
+        except RemoteProtocolError as exc:
+            return Reply(exc.status, exc.reason)
+        target = Target(hop_uri, admit.restored, admit.routes)
+        return Forward((target,), record_route=False, in_dialog=True)
+
+    def ack(self, req: Request) -> Admit | str:
+        """An ACK for a 2xx (§16.11, stateless): to admit like any in-dialog request, or
+        the reason to drop it."""
         routes = list(sh.routes(req))
-        popped = self.pop_ours(routes)
-        if not popped or not self.routes_signed(req, popped):
-            return None
-        return Target(self._next_from_routes(routes, req.uri, popped), None, tuple(routes))
+        return self._signed(req, req.uri, routes, self.pop_ours(routes), None)
+
+    def _signed(
+        self,
+        req: Request,
+        uri: Uri,
+        routes: list[NameAddr],
+        popped: list[SipUri],
+        restored: SipUri | None,
+    ) -> Admit | str:
+        """``Admit`` when every Route entry of ours carries this call's token, else why
+        the request is refused."""
+        if not popped:
+            return "Forbidden: in-dialog request not routed via this proxy"
+        issued = hops.tokens_issued(self.secret, req, popped)
+        if issued is None:
+            return "Forbidden: Route not recorded by this proxy for this call"
+        return Admit(uri, tuple(routes), tuple(popped), restored, issued)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -172,13 +243,8 @@ class Router:
         if ours_in_uri is not None:
             popped.insert(0, ours_in_uri)
         if req.to.tag is not None:
-            if not popped:
-                return Reply(403, "Forbidden: in-dialog request not routed via this proxy")
-            if not self.routes_signed(req, popped):
-                return Reply(403, "Forbidden: Route not recorded by this proxy for this call")
-            hop_uri = self._next_from_routes(routes, uri, popped)
-            target = Target(hop_uri, restored, tuple(routes))
-            return Forward((target,), record_route=False, in_dialog=True)
+            signed = self._signed(req, uri, routes, popped, restored)
+            return Reply(403, signed) if isinstance(signed, str) else signed
         if not isinstance(uri, SipUri):
             return Reply(416, "Unsupported URI Scheme")
         if req.method == b"REGISTER":
@@ -187,9 +253,9 @@ class Router:
             if not self.identity.is_local_uri(uri):
                 return Reply(403, "Forbidden: not a domain served here")
             return Register()
-        if self.identity.is_us(uri) and uri.user is None:
+        if addressed_to_gateway(self.identity, req.method, uri):
             if req.method == b"OPTIONS":
-                return Reply(200, None, ((b"Allow", ALLOW), (b"Accept", b"application/sdp")))
+                return Reply(200, None, CAPABILITIES)
             return Reply(404, "Not Found: no user part in the Request-URI")
         if self.upstream is not None and not trusted:
             return Forward((Target(self.upstream, None, tuple(routes)),))
@@ -208,7 +274,7 @@ class Router:
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
             return Forward(self._restore((Target(first, None, routes),), auth.restored))
         if self.identity.is_local_uri(uri):
-            return Lookup(canonical_aor(format_uri(uri)), auth)
+            return Lookup(self.identity.aor_keys(uri), auth)
         target = Target(self.upstream) if self.upstream is not None else Target(uri)
         return Forward(self._restore((target,), auth.restored))
 
@@ -249,19 +315,19 @@ class Router:
             routes.pop(0)
         return popped
 
-    def routes_signed(self, req: Request, popped: list[SipUri]) -> bool:
-        """Whether every Route entry of ours carries this call's token (in-dialog only)."""
-        return all(
-            hops.token_ok(self.secret, req.call_id, uri.param(hops.TOKEN_PARAM)) for uri in popped
-        )
-
-    @staticmethod
-    def _next_from_routes(routes: list[NameAddr], uri: object, popped: list[SipUri]) -> SipUri:
-        """The next hop's URI: our Path entry's flow, the next Route, or the Request-URI."""
+    def _next_from_routes(
+        self, routes: list[NameAddr], uri: object, popped: Sequence[SipUri], flow: Flow
+    ) -> SipUri:
+        """The next hop's URI: our Path entry's flow, the flow token of our entry facing
+        the other party, the next Route, or the Request-URI."""
         for p in popped:
             flow_uri = received_uri(p)
             if flow_uri is not None and not routes:
                 return flow_uri
+        if not routes:
+            toward = hops.flow_toward(list(popped), flow, self.connected)
+            if toward is not None:
+                return toward
         if routes:
             first = routes[0].uri
             if not isinstance(first, SipUri):

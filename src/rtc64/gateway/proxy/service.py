@@ -2,10 +2,13 @@
 
 Rules (RFC 3261 §16, §17; RFC 3581 response routing):
 
-- ``on_message``: a response goes to the transaction layer; a request is admitted first
-  (the per-source rate limit drops and counts; above ``max_transactions`` in flight, or
-  while the loop lags, *new* work gets 503 with Retry-After, while in-dialog requests,
-  ACKs and retransmissions of requests in progress keep flowing so calls finish).
+- ``on_message``: a response goes to the transaction layer; a request is admitted first.
+  New dialogs and registrations from an untrusted source over the request rate are
+  dropped and counted, the start of each throttle episode logged once (trusted networks,
+  the upstream core and in-dialog requests are never limited). Above ``max_transactions``
+  in flight, or while the loop lags (``overloaded``), *new* work gets 503 with
+  Retry-After, while in-dialog requests, ACKs and retransmissions of requests in
+  progress keep flowing so calls finish.
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Network
 
 from rtc64.errors import RemoteProtocolError
+from rtc64.gateway import ratelimit
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.media import MediaBridge
@@ -46,6 +50,7 @@ from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
 from rtc64.gateway.store import LocationStore
+from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
@@ -53,6 +58,7 @@ from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.transaction_base import AckReceived, Event, NewRequest
+from rtc64.sip.transaction_client import ClientTransaction
 from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri
 
@@ -102,6 +108,7 @@ class Proxy:
         schedule: Callable[[float | None], None] = _nothing,
     ) -> None:
         self.settings = settings
+        self.auth = auth
         self.layer = layer
         self.sender = sender
         self.limiter = limiter
@@ -111,9 +118,13 @@ class Proxy:
         self.overloaded = overloaded
         self._schedule = schedule
         self.stats = stats = ProxyStats()
-        secret = settings.secret or secrets.token_bytes(32)
+        self.secret = secret = settings.secret or secrets.token_bytes(32)
         self.calls = CallControl(
-            is_ours=identity.is_us, log=log, media=media, timer_c=settings.timer_c
+            is_ours=identity.is_us,
+            log=log,
+            media=media,
+            timer_c=settings.timer_c,
+            started=wall(),
         )
         self.racing = Racing(
             connector=sender,
@@ -127,12 +138,15 @@ class Proxy:
             identity=identity,
             layer=layer,
             sender=sender,
-            nexthops=NextHops(resolver, identity, settings.nat64),
+            nexthops=NextHops(
+                resolver, identity, connected=sender.has_connection, nat64=settings.nat64
+            ),
             racer=self.racing,
             calls=self.calls,
             realm=auth.realm,
             secret=secret,
             clock=clock,
+            wall=wall,
             spawn=spawn,
             stats=stats,
             log=log,
@@ -140,12 +154,19 @@ class Proxy:
             media=media,
         )
         self.routing = Routing(
-            router=Router(identity, secret=secret, upstream=settings.upstream),
+            router=Router(
+                identity,
+                secret=secret,
+                upstream=settings.upstream,
+                connected=sender.has_connection,
+            ),
             forwarder=self.forwarder,
+            calls=self.calls,
             identity=identity,
             auth=auth,
             store=store,
             policy=settings.registrar,
+            clock=clock,
             wall=wall,
             stats=stats,
             log=log,
@@ -178,14 +199,16 @@ class Proxy:
         if reply is None:
             self.log.debug("dropped malformed message from %s: %s", flow, error.reason)
             return
+        hop = hops.Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
+        if self.forwarder.response_loops(reply, hop):
+            return
         self.stats.errors_sent += 1
         self.sender.send(reply, flow.transport, flow.remote[0], flow.remote[1], flow=flow)
 
     def _on_request(self, req: Request, flow: Flow) -> None:
         now = self.clock()
         self.stats.requests_in += 1
-        if not self.limiter.allow(flow.remote[0], now):
-            self.stats.rate_limited += 1
+        if self.limiter.rate and self._throttled(req, flow.remote[0], now):
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
@@ -194,10 +217,43 @@ class Proxy:
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
             self.stats.overloaded += 1
-            resp = make_response(req, 503, headers=[(b"Retry-After", b"5")])
+            stamped = hops.with_stamped_via(req, flow)
+            resp = make_response(stamped, 503, headers=[(b"Retry-After", b"5")])
             self.forwarder.send(serialize(resp), hop)
             return
         self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
+
+    def _throttled(self, req: Request, source: IPAddress, now: float) -> bool:
+        """Whether to drop ``req``: a new dialog or registration from a source over the
+        request rate. Trusted networks and the upstream core are never limited."""
+        if req.to.tag is not None or req.method in (b"ACK", b"CANCEL"):
+            return False
+        if self.auth.is_trusted(source) or self._is_core(source):
+            return False
+        verdict = self.limiter.admit(source, now)
+        if verdict is ratelimit.Admission.ADMITTED:
+            return False
+        self.stats.rate_limited += 1
+        if verdict is ratelimit.Admission.THROTTLE_STARTED:
+            self.stats.throttled_sources += 1
+            skipped = self.limiter.log_slot(now)
+            if skipped is not None:
+                self.log.warning(
+                    "rate limit: source %s throttled above %g new requests/s "
+                    "(sip.request_rate); its new requests are dropped until it slows down%s",
+                    self.limiter.key(source),
+                    self.limiter.rate,
+                    f" ({skipped} more sources throttled since the last line)" if skipped else "",
+                )
+        return True
+
+    def _is_core(self, source: IPAddress) -> bool:
+        """``source`` is the upstream core's address (an IP-literal ``sip.upstream``; a
+        core named by DNS must be listed in ``sip.trusted_networks``, as upstream mode
+        needs anyway)."""
+        upstream = self.settings.upstream
+        core = upstream.host if upstream is not None else None
+        return core is not None and not isinstance(core, str) and unmap(core) == unmap(source)
 
     def _dispatch(self, events: list[Event]) -> None:
         """The transaction layer's events: new requests and ACKs for 2xx are routed, the
@@ -218,6 +274,12 @@ class Proxy:
         if server.request.method == b"INVITE":
             self.forwarder.trying(server)
         self.spawn(self.routing.route(server))
+
+    def transport_failed(self, handle: object, reason: str) -> None:
+        """The transport could not send for ``handle`` (RFC 3261 §17.1.4, §16.7 step 5):
+        its transaction ends at once, a branch tries its next address or gets 503."""
+        if isinstance(handle, ClientTransaction | ServerTransaction):
+            self._dispatch(self.layer.transport_error(handle, self.clock(), reason))
 
     # -- calls the gateway ends -----------------------------------------------------------
 

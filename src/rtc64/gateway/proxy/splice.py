@@ -11,7 +11,8 @@ Record-Route; ``sip.edit`` for the splicing itself):
   stamped one (``received``/``rport``).
 - Record-Route names the listener facing the callee; when the flow changes family,
   transport or listener a second entry names the one facing the caller (both ``r2=on``).
-  Each entry carries the call's token (``hops.route_token``).
+  Each entry carries the call's token (``hops.token_params``: Call-ID, the caller's From
+  tag, the issue time, and the flow token of a party reached over its own connection).
 """
 
 from __future__ import annotations
@@ -88,19 +89,30 @@ def record_route(
     flow: Flow,
     out_l: Listener,
     hop: Hop,
-    call_id: bytes,
+    req: Request,
+    target: Uri,
+    issued: int,
 ) -> bytes:
-    """The Record-Route value for a request from ``flow`` going to ``hop``."""
+    """The Record-Route value for ``req`` from ``flow`` going to ``hop`` (whose remote
+    target is ``target``), with tokens issued at wall-clock second ``issued``."""
     out_hp = identity.hostport_of(out_l, hop.ip)
     in_hp = identity.hostport_of(in_l, flow.remote[0])
-    token = b";%s=%s" % (hops.TOKEN_PARAM, hops.route_token(secret, call_id))
-    if in_l is out_l and out_hp == in_hp:
-        return hops.route_uri(out_l.transport, out_hp, r2=False, extra=token)
+    tag = req.from_.tag or b""
+    # The entry facing a party on a connection names that connection (RFC 5626 flow
+    # token): in-dialog requests toward it must go back over it (RFC 7118 §5).
+    contact = sh.contacts(req)
+    caller_target = contact[0].uri if contact and not isinstance(contact, sh.Star) else None
+    caller_flow = hops.flow_token(flow.transport, flow.remote[0], flow.remote[1], caller_target)
+    callee_flow = hops.flow_token(hop.transport, hop.ip, hop.port, target)
+    in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
+    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_flow)
+    if in_l is out_l and out_hp == in_hp and in_token == out_token:
+        return hops.route_uri(out_l.transport, out_hp, r2=False, extra=in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
     return (
-        hops.route_uri(out_l.transport, out_hp, r2=True, extra=token)
+        hops.route_uri(out_l.transport, out_hp, r2=True, extra=out_token)
         + b", "
-        + hops.route_uri(in_l.transport, in_hp, r2=True, extra=token)
+        + hops.route_uri(in_l.transport, in_hp, r2=True, extra=in_token)
     )
 
 
