@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from rtc64 import __version__, config, logs
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import app
-from rtc64.gateway.bindings import canonical_aor
-from rtc64.gateway.store import Store
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.bindings import canonical_aor
+from rtc64.gateway.location.store import Store
+from rtc64.gateway.location.users import UserRecord
 from rtc64.io import loop
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver

@@ -17,12 +17,13 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.location.backends import open_store, parse_store_url
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.startup import Reception
-from rtc64.gateway.store import Store, open_store, parse_store_url
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener

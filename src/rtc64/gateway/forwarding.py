@@ -30,11 +30,11 @@ from rtc64.gateway.dialogs import DialogTracker
 from rtc64.gateway.forking import Branch, BranchState, ResponseContext, best_response
 from rtc64.gateway.hops import Hop
 from rtc64.gateway.identity import Identity, Listener, uri_transport
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
-from rtc64.gateway.store import LocationStore
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress, family_of

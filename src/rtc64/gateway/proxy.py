@@ -35,12 +35,12 @@ from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import hops
-from rtc64.gateway.bindings import Binding
 from rtc64.gateway.branches import flow_of, received_uri
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.register import SUPPORTED, aor_refusal, find_bindings, handle_register
 from rtc64.gateway.racing import RacingCore
 from rtc64.gateway.ratelimit import Admission
-from rtc64.gateway.register import SUPPORTED, aor_refusal, find_bindings, handle_register
 from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
