@@ -36,6 +36,7 @@ from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
+from rtc64.settings import ng_settings, relay_settings
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
@@ -219,11 +220,11 @@ class Gateway:
             secret=secret,
         )
         media_addresses = relay_addresses(listeners, host_addresses)
-        settings = RelaySettings.from_config(
-            cfg,
-            media_addresses,
+        settings = relay_settings(
+            cfg.media,
+            trusted_networks=cfg.sip.trusted_networks,
+            fallback=media_addresses,
             host=host_addresses,
-            trusted_networks=tuple(cfg["sip.trusted_networks"]),
         )
         if not settings.addresses:
             raise ConfigError("media.addresses", [], "at least one relay address")
@@ -232,7 +233,8 @@ class Gateway:
             on_timeout=lambda session: _media_timeout(reception, session),
             log=log.getChild("relay"),
         )
-        self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
+        ng = ng_settings(cfg.ng)
+        self.ng = None if ng is None else await ngserver.start(ng, relay, log.getChild("ng"))
         resolver = Resolver(cfg["dns.servers"])
         nat64 = nat64_prefix(cfg)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
