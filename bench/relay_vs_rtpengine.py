@@ -4,8 +4,8 @@ What one run does (``python -m bench relay`` or ``python -m bench.relay_vs_rtpen
 
 1. Builds ``bench/rtpgen.c`` (a small C generator + sink, ``gcc -O2``) into a temp dir.
 2. Starts ``rtpengine`` (Debian ``rtpengine-daemon``, ``--table=-1``: userspace only; one
-   logical interface ``lo`` holding 127.0.0.1 and ::1) and rtc64's stand-alone ng server
-   (``python -m rtc64.relay.ngserver``), one after the other, each on its own ng port and
+   logical interface ``lo`` holding 127.0.0.1 and ::1) and rtc64's stand-alone relay
+   (``python -m rtc64 relay``), one after the other, each on its own ng port and
    media port range, pinned to CPU 0 (``--no-pin`` to let the scheduler choose).
 3. Starts the generator pinned to CPU 1: one sending socket on ``::1``, one sink socket on
    ``127.0.0.1``. First it measures itself without a relay (127.0.0.1 → 127.0.0.1): its
@@ -530,7 +530,7 @@ def run(args: argparse.Namespace) -> int:
         if args.rtpengine_threads:
             rte_cmd.append(f"--num-threads={args.rtpengine_threads}")
         rtc_cmd = [
-            sys.executable, "-m", "rtc64.relay.ngserver",
+            sys.executable, "-m", "rtc64", "relay",
             "--ng-listen", f"udp:127.0.0.1:{RTC64_NG}",
             "--media-address", "127.0.0.1", "--media-address", "::1",
             "--media-ports", f"{RTC64_PORTS[0]}-{RTC64_PORTS[1]}",
@@ -646,7 +646,7 @@ Command: `.venv/bin/{cmd}` (run {time.strftime("%Y-%m-%d %H:%M")}, {elapsed:.0f}
 {n} sessions set up over ng in each relay (offer from an IPv6 caller with `address family`
 IP4, answer from the IPv4 callee); 172-byte RTP packets from one `::1` socket to the relays'
 IPv6 ports, relayed to one `127.0.0.1` sink; {pin}. rtpengine {_rtpengine_version()}
-userspace (`--table=-1`, {_threads(args)}), rtc64 `python -m rtc64.relay.ngserver` (one
+userspace (`--table=-1`, {_threads(args)}), rtc64 `python -m rtc64 relay` (one
 process, {_loop_name()}, default settings: RTP statistics on). Relay CPU: utime+stime from
 /proc/PID/stat over the counted {floor.seconds:.0f} s of each step. Latency: generator's
 CLOCK_REALTIME before `sendto` to the kernel receive timestamp (SO_TIMESTAMPNS) of the

@@ -1,4 +1,5 @@
-"""Command line: ``rtc64 serve | user | nat64 | sip`` (``probe`` says it is not built yet).
+"""Command line: ``rtc64 serve | relay | user | nat64 | sip`` (``probe`` says it is not built
+yet).
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -8,6 +9,7 @@ bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,16 +17,20 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtc64 import __version__, config, logs
+from rtc64 import __version__, config, logs, settings
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import app
-from rtc64.gateway.bindings import canonical_aor
-from rtc64.gateway.store import Store
-from rtc64.gateway.users import UserRecord
-from rtc64.io import loop
+from rtc64.gateway.location.bindings import canonical_aor
+from rtc64.gateway.location.store import Store
+from rtc64.gateway.location.users import UserRecord
+from rtc64.io import interfaces, loop
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
+from rtc64.net.address import IPAddress
+from rtc64.relay import ngserver
+from rtc64.relay.options import RelaySettings
+from rtc64.relay.service import start_relay
 from rtc64.sip import lint
 
 if TYPE_CHECKING:
@@ -58,6 +64,34 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
         True,
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
+    ),
+)
+
+# The same for ``rtc64 relay``: the media relay alone, driven over the ng protocol.
+RELAY_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
+    ("--ng-listen", "ng.listen", False, "ng control socket, e.g. udp:127.0.0.1:2223"),
+    (
+        "--interface",
+        "ng.interfaces",
+        True,
+        "ng direction name and its family, NAME=ipv4|ipv6, e.g. internal=ipv4 (repeatable)",
+    ),
+    ("--media-address", "media.addresses", True, "relay address of this host (repeatable)"),
+    (
+        "--media-advertise",
+        "media.advertise",
+        True,
+        "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
+    ),
+    ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+    ("--media-workers", "media.workers", False, "relay worker processes"),
+    ("--media-timeout", "media.timeout", False, "seconds without media that end a call"),
+    ("--strict-source", "media.strict_source", False, "true: drop media from other sources"),
+    (
+        "--trusted-network",
+        "sip.trusted_networks",
+        True,
+        "network whose private SDP addresses are usable as written (repeatable)",
     ),
 )
 
@@ -128,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, key, repeat, text in SERVE_FLAGS:
         serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     serve.set_defaults(handler=_serve)
+
+    relay = add_command(
+        "relay",
+        help="run the media relay alone, driven over rtpengine's ng protocol",
+        description="rtc64's RTP/RTCP relay with its rtpengine-compatible ng control socket "
+        "and nothing else, for Kamailio's or OpenSIPS' rtpengine module; runs until "
+        "SIGINT/SIGTERM. Flags override the configuration file (media.*, ng.*).",
+    )
+    for flag, key, repeat, text in RELAY_FLAGS:
+        relay.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    relay.set_defaults(handler=_relay)
 
     probe = add_command("probe", help="IPv6-only readiness report (not in this build yet)")
     probe.add_argument("targets", nargs="*", metavar="TARGET")
@@ -220,7 +265,8 @@ def _not_yet(name: str, where: str) -> Handler:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {}
-    for key in (*(flag[1] for flag in SERVE_FLAGS), "general.data_dir"):
+    flags = (*SERVE_FLAGS, *RELAY_FLAGS)
+    for key in dict.fromkeys((*(flag[1] for flag in flags), "general.data_dir")):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -245,6 +291,43 @@ def _serve(args: argparse.Namespace) -> int:
         return await app.serve(cfg, stop, log)
 
     return loop.run(main)
+
+
+def _relay(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    log = logging.getLogger("rtc64.ng")
+    ng = settings.standalone_ng_settings(cfg.ng)
+    host = interfaces.local_addresses()
+    relay_settings = settings.standalone_relay_settings(cfg.media, cfg.sip.trusted_networks, host)
+
+    async def main(stop: asyncio.Event) -> int:
+        relay = start_relay(relay_settings, log=log.getChild("relay"))
+        try:
+            listener = await ngserver.start(ng, relay, log)
+            log.info(
+                "ng server ready on %s: relay on %s, ports %d-%d",
+                dataclasses.replace(ng.listen, port=listener.port),
+                ", ".join(_shown(relay_settings, a) for a in relay_settings.addresses),
+                *relay_settings.ports,
+            )
+            try:
+                await stop.wait()
+            finally:
+                await listener.stop()
+        finally:
+            relay.close()
+        return EXIT_OK
+
+    try:
+        return loop.run(main)
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAIL
+
+
+def _shown(relay: RelaySettings, local: IPAddress) -> str:
+    public = relay.sdp_address(local)
+    return str(local) if public == local else f"{local} (advertised as {public})"
 
 
 def _store_config(args: argparse.Namespace) -> config.Config:

@@ -2,8 +2,8 @@
 
 Topology (tests/interop/lab.py): v6 host fd00:64:6::2 — gateway (fd00:64:6::1,
 10.64.4.1) — v4 host 10.64.4.2. In the gateway namespace run Kamailio (listening on both
-legs, calling rtpengine_offer/answer/delete) and ``python -m rtc64.relay.ngserver`` (the
-relay and its ng socket on 127.0.0.1). A SIPp UAC on the IPv6-only host calls a SIPp UAS
+legs, calling rtpengine_offer/answer/delete) and ``rtc64 relay`` (the relay and its ng
+socket on 127.0.0.1). A SIPp UAC on the IPv6-only host calls a SIPp UAS
 on the IPv4-only host: the UAS must get an SDP with ``c=IN IP4 10.64.4.1`` (the relay),
 the caller a 200 OK whose SDP says ``c=IN IP6 fd00:64:6::1``.
 """
@@ -92,7 +92,7 @@ class NgServer:
 
     def __init__(self, host: Host, workdir: Path) -> None:
         self.log = workdir / "ngserver.log"
-        argv = [sys.executable, "-m", "rtc64.relay.ngserver", "--log-level", "debug"]
+        argv = [sys.executable, "-m", "rtc64", "relay", "--log-level", "debug"]
         argv += ["--ng-listen", f"udp:127.0.0.1:{NG_PORT}", "--media-ports", MEDIA_PORTS]
         argv += ["--media-address", str(V6_GW), "--media-address", str(V4_GW)]
         argv += ["--interface", "internal=ipv4", "--interface", "external=ipv6"]
@@ -100,9 +100,11 @@ class NgServer:
         deadline = time.monotonic() + 20
         while "ng server ready" not in self.text():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ngserver exited with {self.proc.returncode}:\n{self.text()}")
+                raise RuntimeError(
+                    f"rtc64 relay exited with {self.proc.returncode}:\n{self.text()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"ngserver not ready:\n{self.text()}")
+                raise RuntimeError(f"rtc64 relay not ready:\n{self.text()}")
             time.sleep(0.05)
 
     def text(self) -> str:
@@ -138,7 +140,7 @@ def _sdp(message: str) -> str:
 
 
 def _report(ng: NgServer, kam: KamailioNg, *sipps: Sipp) -> str:
-    parts = ["--- ngserver\n" + ng.text()[-6000:], "--- kamailio\n" + kam.text()[-6000:]]
+    parts = ["--- rtc64 relay\n" + ng.text()[-6000:], "--- kamailio\n" + kam.text()[-6000:]]
     for s in sipps:
         parts.append(f"--- sipp {s.name}\n" + s.log.read_text(errors="replace")[-2000:])
         parts.append(s.messages())

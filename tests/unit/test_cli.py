@@ -27,7 +27,7 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("serve", "probe", "nat64", "sip", "user"):
+    for command in ("serve", "relay", "probe", "nat64", "sip", "user"):
         assert command in out
     assert build_parser().prog == "rtc64"
 

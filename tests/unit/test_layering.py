@@ -1,6 +1,6 @@
 """The import contract: the layering of ``docs/architecture.md`` enforced on every run.
 
-    cli.py  serve.py  config.py  logs.py          top: parse, build, configure
+    cli.py  serve.py  config.py  settings.py  logs.py   top: parse, build, configure
     services  gateway/ relay/ turnserver/ probe/ clat/ tunnel/   (web/: a leaf)
     io/                                           asyncio + sockets only
     pure cores  net/ sip/ sdp/ stun/ turn/ rtp/   no asyncio, no sockets, no clock
@@ -12,10 +12,14 @@ inside functions and ``TYPE_CHECKING`` blocks):
    ssl, selectors, threading, subprocess, multiprocessing, time) and other cores or
    ``rtc64.errors``; it never calls ``datetime.now()``/``utcnow()``/``today()``.
 2. ``io/`` imports no service, no configuration and no command-line module.
-3. A service never imports the configuration module, the command line or the
-   composition root: it takes its own settings object.
+3. A service never imports the configuration module (nor ``rtc64.settings``, which
+   builds services' settings from it), the command line or the composition root: it
+   takes its own settings object.
 4. Nothing imports ``rtc64.web`` or ``rtc64.probe`` except the command line and the
    composition root; ``probe/`` never imports the gateway (it is a client of the world).
+5. The store protocol (``gateway.location.store``) imports no backend (``sqlite``,
+   ``redis``) nor the backend choice (``backends``): backends import the protocol, never
+   the reverse, so there is no import circle.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "rtc64"
 CORES = ("net", "sip", "sdp", "stun", "turn", "rtp")
 SERVICES = ("gateway", "relay", "turnserver", "probe", "clat", "tunnel")
 TOP = ("rtc64.cli", "rtc64.serve", "rtc64.__main__")
-CONFIG = ("rtc64.config",)
+CONFIG = ("rtc64.config", "rtc64.settings")
 LEAVES = ("rtc64.web", "rtc64.probe")
+STORE_PROTOCOL = "rtc64.gateway.location.store"
+STORE_BACKENDS = tuple(f"rtc64.gateway.location.{m}" for m in ("sqlite", "redis", "backends"))
 CORE_BANNED_STDLIB = (
     "asyncio",
     "socket",
@@ -51,8 +57,6 @@ CLOCK_CALLS = frozenset(("now", "utcnow", "today"))
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
         ("rtc64.gateway.app", "rtc64.config"),  # becomes the composition root, serve.py
-        ("rtc64.relay.ngserver", "rtc64.config"),  # becomes `rtc64 relay` in cli/serve
-        ("rtc64.relay.options", "rtc64.config"),  # RelaySettings built by serve.py
     }
 )
 
@@ -156,6 +160,10 @@ def _all_violations() -> Iterator[tuple[str, str, str]]:
                 yield imp.module, target, "probe/ is a client of the world, not of the gateway"
             if _under(target, ("rtc64.serve",)) and not _under(imp.module, TOP):
                 yield imp.module, target, "only the command line imports the composition root"
+            if imp.module == STORE_PROTOCOL and (
+                _under(target, STORE_BACKENDS) or _under(target, ("redis", "sqlite3"))
+            ):
+                yield imp.module, target, "the store protocol imports no backend"
         if _layer(_module_name(path)) == "core":
             for line in _clock_calls(path):
                 yield _module_name(path), f"datetime call at line {line}", "no clock in a core"
@@ -184,6 +192,11 @@ def test_known_violations_still_exist() -> None:
         ("rtc64.io.fake", "rtc64.gateway.proxy", "service"),
         ("rtc64.gateway.fake", "rtc64.config", "settings"),
         ("rtc64.relay.fake", "rtc64.cli", "settings"),
+        ("rtc64.gateway.location.store", "rtc64.gateway.location.sqlite", "backend"),
+        ("rtc64.gateway.location.store", "rtc64.gateway.location.redis", "backend"),
+        ("rtc64.gateway.location.store", "rtc64.gateway.location.backends", "backend"),
+        ("rtc64.gateway.location.store", "redis.asyncio", "backend"),
+        ("rtc64.relay.fake", "rtc64.settings", "settings"),
     ],
 )
 def test_the_contract_catches_a_breach(

@@ -17,12 +17,13 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.location.backends import open_store, parse_store_url
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.startup import Reception
-from rtc64.gateway.store import Store, open_store, parse_store_url
 from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
@@ -35,6 +36,7 @@ from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
+from rtc64.settings import ng_settings, relay_settings
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import SipUri, parse_uri
@@ -218,11 +220,11 @@ class Gateway:
             secret=secret,
         )
         media_addresses = relay_addresses(listeners, host_addresses)
-        settings = RelaySettings.from_config(
-            cfg,
-            media_addresses,
+        settings = relay_settings(
+            cfg.media,
+            trusted_networks=cfg.sip.trusted_networks,
+            fallback=media_addresses,
             host=host_addresses,
-            trusted_networks=tuple(cfg["sip.trusted_networks"]),
         )
         if not settings.addresses:
             raise ConfigError("media.addresses", [], "at least one relay address")
@@ -231,7 +233,8 @@ class Gateway:
             on_timeout=lambda session: _media_timeout(reception, session),
             log=log.getChild("relay"),
         )
-        self.ng = await ngserver.start_from_config(cfg, relay, log.getChild("ng"))
+        ng = ng_settings(cfg.ng)
+        self.ng = None if ng is None else await ngserver.start(ng, relay, log.getChild("ng"))
         resolver = Resolver(cfg["dns.servers"])
         nat64 = nat64_prefix(cfg)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
+from rtc64.gateway.location.store import UserStore
+from rtc64.gateway.location.users import UserRecord
 from rtc64.gateway.ratelimit import AuthFailureTracker, BlockEvent
-from rtc64.gateway.store import UserStore
 from rtc64.gateway.unanswered import UnansweredChallenges
-from rtc64.gateway.users import UserRecord
 from rtc64.net.address import IPAddress, unmap
 from rtc64.sip import digest
 from rtc64.sip.digest import Algorithm, NonceCounter, NonceFactory, Verdict

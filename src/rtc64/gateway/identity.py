@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import aor_key
+from rtc64.gateway.location.bindings import aor_key
 from rtc64.net.address import (
     Family,
     Host,

@@ -1,8 +1,9 @@
-# Settings of the media relay (from ``media.*`` configuration) and per-request options
-# (the flags the SIP proxy and the rtpengine ng protocol pass with an offer or answer).
+# Settings of the media relay and per-request options (the flags the SIP proxy and the
+# rtpengine ng protocol pass with an offer or answer).
 #
 # Rules:
-# - Frozen dataclasses; ``RelaySettings.from_config`` reads the ``media.*`` keys.
+# - Frozen dataclasses. The relay never reads the configuration: ``rtc64.settings``
+#   builds ``RelaySettings`` from the typed ``media`` section (``relay_settings``).
 # - ``RelayOptions`` defaults are what the SIP proxy wants: latch on the source, remove ICE,
 #   replace the origin and session connection, strict source as configured.
 # - ``trusted_networks``: networks whose addresses count as usable in SDP even though
@@ -20,10 +21,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
-from rtc64.config import Config
 from rtc64.errors import ConfigError
 from rtc64.net.address import Family, IPAddress, family_of
 
@@ -89,35 +89,6 @@ class RelaySettings:
         """The address written into SDP for the relay's local address ``local``."""
         family = family_of(local)
         return next((a for a in self.advertise if family_of(a) is family), local)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        addresses: Sequence[IPAddress] = (),
-        *,
-        host: Collection[IPAddress] | None = None,
-        **overrides: object,
-    ) -> RelaySettings:
-        """Settings from ``media.*``; ``addresses`` is the fallback for ``media.addresses``
-        (the proxy passes its SIP listen addresses). With ``host`` (this host's addresses)
-        the configured ones are checked by ``bind_addresses``."""
-        advertise = tuple(config["media.advertise"])
-        configured = tuple(config["media.addresses"])
-        if host is not None:
-            configured = bind_addresses(configured, advertise, host, addresses)
-        configured = configured or tuple(addresses)
-        low, high = config["media.ports"]
-        settings = cls(
-            addresses=configured,
-            advertise=advertise,
-            ports=(int(low), int(high)),
-            workers=int(config["media.workers"]),
-            strict_source=bool(config["media.strict_source"]),
-            timeout=float(config["media.timeout"]),
-            hold_timeout=float(config["media.hold_timeout"]),
-        )
-        return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 
 
 def refuse_foreign(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.store import Store
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 from rtc64.gateway.auth import Authenticator, AuthResult
-from rtc64.gateway.store import open_store
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.users import UserRecord
 from rtc64.net.address import IPAddress
 from rtc64.sip import digest
 from rtc64.sip.framing import parse_datagram

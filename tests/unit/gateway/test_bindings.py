@@ -9,13 +9,13 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import (
+from rtc64.gateway.location.bindings import (
     Binding,
     bindings_from_json,
     bindings_to_json,
     canonical_aor,
 )
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.users import UserRecord
 from rtc64.sip.digest import Algorithm
 
 LONGEST_LISTENER = "tls:[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import Binding
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.bindings import Binding
 from rtc64.sip.uri import SipUri, parse_uri
 
 from .test_identity import listener, no_source

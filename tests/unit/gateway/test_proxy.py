@@ -17,11 +17,12 @@ from typing import Any
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.hops import BRANCH_PREFIX
 from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.store import Store, open_store
 from rtc64.io.resolver import Resolver
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, ListenSpec, Transport

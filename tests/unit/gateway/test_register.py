@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from rtc64.gateway.register import handle_register, unsupported
-from rtc64.gateway.registrar import RegistrarPolicy
-from rtc64.gateway.store import Store, open_store
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.register import handle_register, unsupported
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import Store
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.framing import parse_datagram

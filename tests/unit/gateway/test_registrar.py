@@ -7,8 +7,8 @@ from ipaddress import IPv6Address, ip_address
 
 import pytest
 
-from rtc64.gateway.bindings import Binding
-from rtc64.gateway.registrar import (
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.registrar import (
     ContactSpec,
     RegisterOutcome,
     RegisterRequest,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from rtc64.gateway.bindings import Binding
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.router import (
     Admit,

@@ -17,9 +17,10 @@ from rtc64 import config
 from rtc64.cli import _overrides, build_parser, main
 from rtc64.gateway import app
 from rtc64.gateway.auth import Authenticator
-from rtc64.gateway.register import aor_refusal
-from rtc64.gateway.store import Store, open_store
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.register import aor_refusal
+from rtc64.gateway.location.store import Store
+from rtc64.gateway.location.users import UserRecord
 from rtc64.sip import digest
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request

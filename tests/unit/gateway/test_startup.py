@@ -44,16 +44,17 @@ def test_requests_during_start_get_503_and_nothing_raises(
             "sip.listen": ["udp:127.0.0.1:0"],
             "general.data_dir": str(tmp_path),
             "media.addresses": ["127.0.0.1"],
+            "ng.listen": "udp:127.0.0.1:0",  # start-up stalls in its start (below)
         },
     )
     release = asyncio.Event()
-    real = app.ngserver.start_from_config
+    real = app.ngserver.start
 
     async def slow_ng(*args: Any, **kwargs: Any) -> Any:
         await release.wait()  # start-up stalls after the listeners are bound
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(app.ngserver, "start_from_config", slow_ng)
+    monkeypatch.setattr(app.ngserver, "start", slow_ng)
     caplog.set_level(logging.DEBUG)
 
     async def main() -> None:

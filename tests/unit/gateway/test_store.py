@@ -18,16 +18,11 @@ import pytest
 from redis.asyncio import Redis
 
 from rtc64.errors import ConfigError, LocalProtocolError
-from rtc64.gateway.bindings import Binding
-from rtc64.gateway.store import (
-    Store,
-    StoreError,
-    StoreLocation,
-    open_store,
-    parse_store_url,
-)
-from rtc64.gateway.store_sqlite import SCHEMA_VERSION
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.backends import StoreLocation, open_store, parse_store_url
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.sqlite import SCHEMA_VERSION
+from rtc64.gateway.location.store import Store, StoreError
+from rtc64.gateway.location.users import UserRecord
 from tests.unit.gateway.support import RedisServer, StoreSpec, free_port
 
 LONGEST_LISTENER = "tls:[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"
@@ -260,8 +255,8 @@ def test_data_survives_reopen(store_spec: StoreSpec) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from rtc64.gateway.bindings import Binding
-from rtc64.gateway.store import open_store
+from rtc64.gateway.location.backends import open_store
+from rtc64.gateway.location.bindings import Binding
 
 async def main() -> None:
     store = await open_store(sys.argv[1], Path(sys.argv[2]))

@@ -86,17 +86,6 @@ def test_an_advertised_address_in_media_addresses_binds_the_local_one() -> None:
     assert info.value.key == "media.advertise"
 
 
-def test_from_config_with_host_checks_and_carries_advertise() -> None:
-    cfg = config.load(
-        None, {"media.addresses": ["203.0.113.5"], "media.advertise": ["203.0.113.5"]}
-    )
-    settings = RelaySettings.from_config(cfg, [LOCAL4], host=HOST)
-    assert settings.addresses == (LOCAL4,) and settings.advertise == (PUBLIC4,)
-    foreign = config.load(None, {"media.addresses": ["192.0.2.99"]})
-    with pytest.raises(ConfigError, match=r"media\.addresses"):
-        RelaySettings.from_config(foreign, [LOCAL4], host=HOST)
-
-
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [

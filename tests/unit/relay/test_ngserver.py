@@ -1,4 +1,4 @@
-"""ng wiring: configuration keys, start/start_from_config on loopback, stand-alone CLI errors."""
+"""ng wiring: configuration keys, and ``start`` from ``NgSettings`` on loopback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from rtc64 import config
+from rtc64 import config, settings
 from rtc64.errors import ConfigError
 from rtc64.net.address import Family
 from rtc64.relay import ngserver
@@ -43,15 +43,16 @@ def test_config_keys() -> None:
             config.load(None, {key: bad})
 
 
-def test_start_from_config_serves_the_relay_with_the_interface_map() -> None:
+def test_start_serves_the_relay_with_the_interface_map() -> None:
     async def main() -> None:
-        assert await ngserver.start_from_config(config.load(None), FakeEngine(), LOG) is None
         cfg = config.load(
             None,
             {"ng.listen": "udp:127.0.0.1:0", "ng.interfaces": ["internal=ipv4", "external=ipv6"]},
         )
+        ng = settings.ng_settings(cfg.ng)
+        assert ng is not None
         engine = FakeEngine()
-        listener = await ngserver.start_from_config(cfg, engine, LOG)
+        listener = await ngserver.start(ng, engine, LOG)
         assert listener is not None
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -68,10 +69,3 @@ def test_start_from_config_serves_the_relay_with_the_interface_map() -> None:
             await listener.stop()
 
     asyncio.run(main())
-
-
-def test_standalone_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    assert ngserver.main(["--ng-listen", "tcp:127.0.0.1:2223"]) == 2
-    assert "ng.listen" in capsys.readouterr().err
-    assert ngserver.main(["--interface", "lan=ipx"]) == 2
-    assert "ng.interfaces" in capsys.readouterr().err

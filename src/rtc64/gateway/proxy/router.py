@@ -37,11 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import Binding
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.register import SUPPORTED
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import received_uri
-from rtc64.gateway.register import SUPPORTED
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh

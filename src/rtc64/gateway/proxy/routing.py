@@ -24,6 +24,9 @@ from collections.abc import Callable
 from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.register import aor_refusal, find_bindings, handle_register
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import flow_of, listener_of
 from rtc64.gateway.proxy.calls import CallControl
@@ -38,10 +41,7 @@ from rtc64.gateway.proxy.router import (
     Reply,
     Router,
 )
-from rtc64.gateway.register import aor_refusal, find_bindings, handle_register
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
-from rtc64.gateway.store import LocationStore
 from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Request
 from rtc64.sip.transaction_server import ServerTransaction

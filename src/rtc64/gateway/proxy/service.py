@@ -36,6 +36,8 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import ratelimit
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
@@ -47,9 +49,7 @@ from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.stats import ProxyStats
-from rtc64.gateway.store import LocationStore
 from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY

@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
-from rtc64.gateway.bindings import Binding, canonical_aor
-from rtc64.gateway.registrar import (
+from rtc64.gateway.location.bindings import Binding, canonical_aor
+from rtc64.gateway.location.registrar import (
     ContactSpec,
     RegisterRequest,
     RegistrarPolicy,
     process_register,
 )
-from rtc64.gateway.store import LocationStore
+from rtc64.gateway.location.store import LocationStore
 from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response

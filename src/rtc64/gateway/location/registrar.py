@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway.bindings import MAX_CSEQ, MAX_REG_ID, Binding, IPAddress
+from rtc64.gateway.location.bindings import MAX_CSEQ, MAX_REG_ID, Binding, IPAddress
 from rtc64.net.address import format_host, parse_hostport
 
 ONE_HOUR = 3600  # RFC 3261 §10.3 step 7: 423 only for intervals below one hour

@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
 from rtc64.errors import ConfigError
-from rtc64.gateway.bindings import Binding, bindings_from_json, bindings_to_json
-from rtc64.gateway.store import LOC_PREFIX, URL_FORM, USER_PREFIX, StoreError, check_aor
-from rtc64.gateway.users import UserRecord
+from rtc64.gateway.location.bindings import Binding, bindings_from_json, bindings_to_json
+from rtc64.gateway.location.store import LOC_PREFIX, URL_FORM, USER_PREFIX, StoreError, check_aor
+from rtc64.gateway.location.users import UserRecord
 
 TIMEOUT = 5.0  # seconds to connect or to get a reply
 SCAN_COUNT = 500  # keys per SCAN round trip

@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from rtc64.gateway.bindings import Binding
-from rtc64.gateway.store import StoreError, check_aor
-from rtc64.gateway.users import UserRecord, aors_from_json
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.store import StoreError, check_aor
+from rtc64.gateway.location.users import UserRecord, aors_from_json
 
 T = TypeVar("T")
 
