@@ -24,6 +24,7 @@ from typing import Any
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import hops
+from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.branches import Pending, Plan, Sender, Spawn, flow_of, ip_of, received_uri
 from rtc64.gateway.dialogs import DialogTracker
@@ -89,7 +90,7 @@ class ProxyCore:
         media: MediaBridge | None = None,
         secret: bytes = b"",
         timer_c: float = TIMER_C,
-        overloaded: Callable[[], bool] = lambda: False,
+        admission: Admission | None = None,
         nat64: IPv6Network | None = None,
     ) -> None:
         self.identity = identity
@@ -113,7 +114,7 @@ class ProxyCore:
         self.media = media
         self.secret = secret or secrets.token_bytes(32)
         self.timer_c = timer_c
-        self.overloaded = overloaded
+        self.admission = admission or Admission(max_in_flight=max_transactions)
         self.nat64 = nat64
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;

@@ -18,8 +18,9 @@ Rules (RFC 3261 §16, §10 via ``register``, §9 CANCEL; RFC 3581, RFC 3327, RFC
   the digest credentials are right (the upstream core authenticates in upstream mode).
 - Record-Route for dialog-forming requests, doubled when the flow changes family,
   transport or listener (``hops.route_uri``). Responses per ``forking``.
-- Above ``max_transactions`` in flight new requests get 503 with Retry-After; a source
-  over the request rate limit is dropped and counted.
+- New requests get 503 with Retry-After when ``admission`` sheds them (receive backlog
+  or loop lag over target, or ``max_transactions`` in flight); calls in progress never
+  are. A source over the request rate limit is dropped and counted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Proxy(RacingCore):
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
-        busy = self.in_flight >= self.max_transactions or (initial and self.overloaded())
+        busy = self.admission.shed(initial, self.in_flight, now)
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
