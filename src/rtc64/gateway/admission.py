@@ -88,8 +88,10 @@ class Admission:
             return False
         fraction = st.fraction
         if delay > self.target:
-            draining = prev_at is not None and now > prev_at and (
-                (prev - delay) / (now - prev_at) >= DRAIN_RATE
+            draining = (
+                prev_at is not None
+                and now > prev_at
+                and ((prev - delay) / (now - prev_at) >= DRAIN_RATE)
             )
             if not draining:  # cut harder the deeper the backlog
                 fraction *= 0.5 if delay > 4 * self.target else 0.7

@@ -3,6 +3,7 @@ layer and proxy, runs until stopped, then stops them in reverse order."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import platform
 import time
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from rtc64 import __version__
 from rtc64.config import Config
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
+from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.media import MediaBridge
@@ -19,15 +21,16 @@ from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
-from rtc64.io import interfaces, tls
+from rtc64.io import interfaces, memory, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
-from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
+from rtc64.io.scheduler import Deadline, LagMonitor, SelfPing, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.endpoint import Transport
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import RunningRelay, start_relay
@@ -103,6 +106,7 @@ class Gateway:
         self.relay: RunningRelay | None = None
         self.ng: NgListener | None = None
         self.lag: LagMonitor | None = None
+        self.gc_watch: memory.GcWatch | None = None
         self.spawner = Spawner(log)
 
     async def start(self) -> None:
@@ -145,8 +149,7 @@ class Gateway:
         )
         layer = TransactionLayer()
         deadline = Deadline(lambda: proxy_holder[0].on_timer())  # noqa: PLW0108
-        self.lag = lag = LagMonitor()
-        max_lag = float(cfg["sip.overload_lag"])
+        admission = Admission(float(cfg["sip.overload_lag"]), cfg["sip.max_transactions"])
         auth = Authenticator(
             realm=realm_of(cfg),
             users=cfg["auth.users"],
@@ -201,12 +204,13 @@ class Gateway:
             on_events=lambda: deadline.schedule(proxy_holder[0].next_deadline()),
             secret=secret,
             media=media,
-            overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
+            admission=admission,
             nat64=nat64,
             attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
             family_penalty=cfg["dns.family_penalty"],
         )
         proxy_holder.append(proxy)
+        await self._watch_load(admission, layer)
 
         async def expire() -> None:
             removed = await store.expire(time.time())
@@ -240,6 +244,45 @@ class Gateway:
             cfg["sip.upstream"] or "(none)",
         )
 
+    async def _watch_load(self, admission: Admission, layer: TransactionLayer) -> None:
+        """Overload signals into admission control; collector settings; memory upkeep."""
+        assert self.transports is not None
+        log = self.log
+        pings = []
+        for lst in self.transports.listeners:
+            if lst.transport is not Transport.UDP:
+                continue
+            ip = lst.spec.address
+            host = ("::1" if ip.version == 6 else "127.0.0.1") if lst.wildcard else str(ip)
+            ping = SelfPing((host, lst.port))
+            try:
+                await ping.start()
+            except OSError as exc:
+                log.debug("no self-ping through %s: %s", lst.name(), exc)
+                continue
+            pings.append(ping)
+
+        def sample(now: float, delay: float) -> None:
+            if admission.observe(now, delay):
+                if admission.overloaded:
+                    log.warning("overload: %.3f s queued, shedding new requests (503)", delay)
+                else:
+                    st = admission.stats
+                    log.warning("overload over: %d new requests shed so far", st.shed)
+
+        self.lag = LagMonitor(on_sample=sample, pings=pings)
+        self.gc_watch = memory.GcWatch(log.getChild("gc"))
+        frozen = memory.tune()
+        log.debug("gc: %d start-up objects frozen, thresholds %s", frozen, gc.get_threshold())
+        keeper = memory.MemoryKeeper(
+            lambda: len(layer), lambda: admission.overloaded, log.getChild("memory")
+        )
+
+        async def upkeep() -> None:
+            keeper.check(clock())
+
+        self.spawner.every(10.0, upkeep)
+
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
         try:
@@ -262,6 +305,9 @@ class Gateway:
         await self.spawner.close()
         if self.lag is not None:
             self.lag.close()
+        if self.gc_watch is not None:
+            self.gc_watch.close()
+            memory.untune()
         if self.ng is not None:
             await self.ng.stop()
         if self.relay is not None:
