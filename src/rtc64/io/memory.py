@@ -26,6 +26,9 @@ YOUNG_THRESHOLD = 2000
 MIDDLE_THRESHOLD = 10
 NO_AUTOMATIC_FULL = 1_000_000_000
 LONG_PAUSE = 0.1
+"""Pauses from this long are logged at info."""
+NOTABLE_PAUSE = 0.01
+"""Young collections from this long are logged at debug (full ones always are)."""
 
 
 def tune(young: int = YOUNG_THRESHOLD, middle: int = MIDDLE_THRESHOLD) -> int:
@@ -44,8 +47,8 @@ def untune() -> None:
 
 
 class GcWatch:
-    """Pause of every collection (``gc.callbacks``): the longest, and full collections
-    logged at debug (at info from ``LONG_PAUSE``)."""
+    """Pause of every collection (``gc.callbacks``): the longest; full collections and
+    young ones from ``NOTABLE_PAUSE`` logged at debug (at info from ``LONG_PAUSE``)."""
 
     def __init__(self, log: logging.Logger) -> None:
         self.log = log
@@ -64,8 +67,9 @@ class GcWatch:
         self.collections += 1
         self.longest = max(self.longest, pause)
         if info.get("generation") != 2:
-            if pause >= LONG_PAUSE:
-                self.log.info("gc: generation %s took %.3f s", info.get("generation"), pause)
+            if pause >= NOTABLE_PAUSE:
+                level = logging.INFO if pause >= LONG_PAUSE else logging.DEBUG
+                self.log.log(level, "gc: generation %s took %.3f s", info.get("generation"), pause)
             return
         self.full_collections += 1
         self.longest_full = max(self.longest_full, pause)
