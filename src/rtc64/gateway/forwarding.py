@@ -168,6 +168,10 @@ class ProxyCore:
         if not pending.ctx.final_forwarded:
             pending.ctx.final_forwarded = True
             self.in_flight -= 1
+            if pending.ctx.method != b"INVITE":
+                # Retransmissions are absorbed by the transaction alone: forget it now
+                # rather than when its Timer J ends (32 s of lingering state per request).
+                self._pending.pop(pending.server, None)
 
     def respond(self, server: ServerTransaction, resp: Response | bytes, status: int = 0) -> None:
         """Send a response on a server transaction (ours, or forwarded bytes)."""
