@@ -5,8 +5,9 @@
 2. Overload: a SIPp UAC offers 2C calls/s for ``--overload`` seconds; as it stops a second
    UAC offers C/2 calls/s for ``--after`` seconds; then ``--idle`` seconds without calls.
    The UAC scenario (``scenarios/uac_call_overload.xml``) acknowledges a 503 and ends the
-   call there; SIPp's per-second statistics and message counts give, per second, calls
-   attempted / succeeded / answered 503 / failed otherwise.
+   call there (SIPp counts it successful: the 503s from its message counts are taken off);
+   SIPp's per-second statistics give, per second, calls attempted / succeeded / answered
+   503 / failed otherwise (timeouts, unexpected messages).
 3. A pinger sends OPTIONS to the proxy every 100 ms (the answer may be 200 or 503: both
    show how long a request waits); per second: median and worst round trip, unanswered.
 4. RSS of the proxy (/proc/PID/status) every second; the longest GC pause from the
@@ -298,9 +299,9 @@ def overload(
             s = sec(at)
             s.gc_max = max(s.gc_max, pause)
             longest = max(longest, pause)
-    # stop_call counts a 503 call as failed: "failed" below are the other failures
+    # SIPp counts a call ended by stop_call (after its 503) as successful
     for s in seconds.values():
-        s.failed = max(0, s.failed - s.shed)
+        s.ok = max(0, s.ok - s.shed)
     peak = max((v for _, v in rss.samples), default=float("nan"))
     return Run(
         proxy.name, capacity, seconds, rss_before, peak, rss_after_load, rss_idle,
@@ -418,8 +419,17 @@ def run(
         rtc = rtc64_proxy(run_dir, log_level="debug")
         rtc.start(run_dir)
         try:
+            assert rtc.proc is not None
+            fresh = rss_mb(rtc.proc.pid)
             cap = capacity or capacity_of(rtc, run_dir, CAPACITY_STEPS, 5.0)
-            time.sleep(5.0)
+            after_search = rss_mb(rtc.proc.pid)
+            if not capacity:  # let the search's transactions end and memory come back
+                time.sleep(idle_s)
+            print(
+                f"  rtc64 RSS: fresh {fresh:.0f} MB, after the capacity search "
+                f"{after_search:.0f} MB, {idle_s:.0f} s later {rss_mb(rtc.proc.pid):.0f} MB",
+                flush=True,
+            )
             runs.append(overload(rtc, cap, run_dir, overload_s, after_s, idle_s))
         finally:
             rtc.stop()

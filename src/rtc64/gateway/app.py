@@ -36,7 +36,7 @@ from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
-from rtc64.sip.uri import SipUri, parse_uri
+from rtc64.sip.uri import SipUri, clear_caches, parse_uri
 
 if TYPE_CHECKING:
     import asyncio
@@ -275,7 +275,10 @@ class Gateway:
         frozen = memory.tune()
         log.debug("gc: %d start-up objects frozen, thresholds %s", frozen, gc.get_threshold())
         keeper = memory.MemoryKeeper(
-            lambda: len(layer), lambda: admission.overloaded, log.getChild("memory")
+            lambda: len(layer),
+            lambda: admission.overloaded,
+            log.getChild("memory"),
+            release=clear_caches,
         )
 
         async def upkeep() -> None:

@@ -104,7 +104,8 @@ class MemoryKeeper:
     """Full collections at quiet moments, heap trimming after a load drop.
 
     ``size`` is how many transactions are live (what the heap holds scales with it),
-    ``busy`` whether admission control is shedding. Call ``check(now)`` periodically.
+    ``busy`` whether admission control is shedding, ``release`` empties caches that
+    would pin memory after a peak. Call ``check(now)`` periodically.
     """
 
     def __init__(
@@ -113,11 +114,13 @@ class MemoryKeeper:
         busy: Callable[[], bool],
         log: logging.Logger,
         *,
+        release: Callable[[], None] = lambda: None,
         quiet: int = 2000,
         quiet_interval: float = 60.0,
         max_interval: float = 600.0,
     ) -> None:
         self.size = size
+        self.release = release
         self.busy = busy
         self.log = log
         self.quiet = quiet
@@ -138,9 +141,14 @@ class MemoryKeeper:
         if since >= self.max_interval or (quiet and since >= self.quiet_interval):
             self._last_full = now
             gc.collect()
-        if self._trim is not None and self._peak > max(4 * size, self.quiet):
-            # the load dropped: give the freed pages back (RSS follows the load down)
-            self._trim(0)
+        if self._peak > max(4 * size, self.quiet):
+            # The load dropped: caches refilled during the peak pin memory all over the
+            # heap (CPython frees an arena only when it is empty); release them, then give
+            # the free pages back to the system so RSS follows the load down.
+            self.release()
+            gc.collect(1)
+            if self._trim is not None:
+                self._trim(0)
             self.trims += 1
             self.log.debug("memory: heap trimmed (transactions %d -> %d)", self._peak, size)
             self._peak = size
