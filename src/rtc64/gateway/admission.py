@@ -59,6 +59,10 @@ class Admission:
         "target",
     )
 
+    cut = 0.7
+    severe = 0.5
+    band = 1.0
+
     def __init__(self, target: float = 0.0, max_in_flight: int = 0, *, step: float = 0.05):
         if target < 0 or max_in_flight < 0 or not 0 < step <= 1:
             raise ValueError("target and max_in_flight must be >= 0, step in (0, 1]")
@@ -94,8 +98,8 @@ class Admission:
                 and ((prev - delay) / (now - prev_at) >= DRAIN_RATE)
             )
             if not draining:  # cut harder the deeper the backlog
-                fraction *= 0.5 if delay > 4 * self.target else 0.7
-        else:
+                fraction *= self.severe if delay > 4 * self.target else self.cut
+        elif delay < self.target * self.band:
             fraction += self.step
         st.fraction = fraction = min(1.0, max(MIN_FRACTION, fraction))
         was, self.overloaded = self.overloaded, fraction < 1.0
