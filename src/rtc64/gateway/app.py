@@ -263,6 +263,7 @@ class Gateway:
             pings.append(ping)
 
         def sample(now: float, delay: float) -> None:
+            memory.settle()
             if admission.observe(now, delay):
                 if admission.overloaded:
                     log.warning("overload: %.3f s queued, shedding new requests (503)", delay)

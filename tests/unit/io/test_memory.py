@@ -19,6 +19,21 @@ def test_tune_freezes_start_up_and_turns_off_automatic_full_collections() -> Non
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == (700, 10, 10)
 
 
+def test_settle_takes_survivors_out_of_every_collection() -> None:
+    try:
+        memory.tune()
+        before = gc.get_freeze_count()
+        kept = [[i] for i in range(5000)]
+        memory.settle()
+        assert gc.get_freeze_count() >= before + 5000
+        assert gc.get_count()[0] == 0, "nothing left for a young collection to scan"
+        del kept  # frozen objects are still freed by reference counting
+        assert gc.get_freeze_count() < before + 100
+        assert memory.full_collection() >= 0 and gc.get_freeze_count() > 0
+    finally:
+        memory.untune()
+
+
 def test_gc_watch_measures_full_collections() -> None:
     watch = memory.GcWatch(logging.getLogger("test.gc"))
     try:
