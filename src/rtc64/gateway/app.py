@@ -3,7 +3,6 @@ layer and proxy, runs until stopped, then stops them in reverse order."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import platform
 import time
@@ -16,27 +15,27 @@ from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.loadwatch import LoadWatch, watch_load
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.registrar import RegistrarPolicy
 from rtc64.gateway.store import Store, open_store
-from rtc64.io import interfaces, memory, tls
+from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
-from rtc64.io.scheduler import Deadline, LagMonitor, SelfPing, Spawner, clock
+from rtc64.io.scheduler import Deadline, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import Transport
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.transaction import TransactionLayer
-from rtc64.sip.uri import SipUri, clear_caches, parse_uri
+from rtc64.sip.uri import SipUri, parse_uri
 
 if TYPE_CHECKING:
     import asyncio
@@ -105,8 +104,7 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.ng: NgListener | None = None
-        self.lag: LagMonitor | None = None
-        self.gc_watch: memory.GcWatch | None = None
+        self.load: LoadWatch | None = None
         self.spawner = Spawner(log)
 
     async def start(self) -> None:
@@ -210,7 +208,7 @@ class Gateway:
             family_penalty=cfg["dns.family_penalty"],
         )
         proxy_holder.append(proxy)
-        await self._watch_load(admission, layer)
+        self.load = await watch_load(transports.listeners, admission, layer, self.spawner, log)
 
         async def expire() -> None:
             removed = await store.expire(time.time())
@@ -244,49 +242,6 @@ class Gateway:
             cfg["sip.upstream"] or "(none)",
         )
 
-    async def _watch_load(self, admission: Admission, layer: TransactionLayer) -> None:
-        """Overload signals into admission control; collector settings; memory upkeep."""
-        assert self.transports is not None
-        log = self.log
-        pings = []
-        for lst in self.transports.listeners:
-            if lst.transport is not Transport.UDP:
-                continue
-            ip = lst.spec.address
-            host = ("::1" if ip.version == 6 else "127.0.0.1") if lst.wildcard else str(ip)
-            ping = SelfPing((host, lst.port))
-            try:
-                await ping.start()
-            except OSError as exc:
-                log.debug("no self-ping through %s: %s", lst.name(), exc)
-                continue
-            pings.append(ping)
-
-        def sample(now: float, delay: float) -> None:
-            memory.settle()
-            if admission.observe(now, delay):
-                if admission.overloaded:
-                    log.warning("overload: %.3f s queued, shedding new requests (503)", delay)
-                else:
-                    st = admission.stats
-                    log.warning("overload over: %d new requests shed so far", st.shed)
-
-        self.lag = LagMonitor(on_sample=sample, pings=pings)
-        self.gc_watch = memory.GcWatch(log.getChild("gc"))
-        frozen = memory.tune()
-        log.debug("gc: %d start-up objects frozen, thresholds %s", frozen, gc.get_threshold())
-        keeper = memory.MemoryKeeper(
-            lambda: len(layer),
-            lambda: admission.overloaded,
-            log.getChild("memory"),
-            release=clear_caches,
-        )
-
-        async def upkeep() -> None:
-            keeper.check(clock())
-
-        self.spawner.every(10.0, upkeep)
-
     async def _discover_nat64(self, resolver: Resolver) -> IPv6Network | None:
         """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
         try:
@@ -307,11 +262,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.spawner.close()
-        if self.lag is not None:
-            self.lag.close()
-        if self.gc_watch is not None:
-            self.gc_watch.close()
-            memory.untune()
+        if self.load is not None:
+            self.load.close()
         if self.ng is not None:
             await self.ng.stop()
         if self.relay is not None:
