@@ -24,6 +24,7 @@ from typing import Any
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway import hops
+from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.branches import Pending, Plan, Sender, Spawn, flow_of, ip_of, received_uri
 from rtc64.gateway.dialogs import DialogTracker
@@ -97,7 +98,7 @@ class ProxyCore:
         media: MediaBridge | None = None,
         secret: bytes = b"",
         timer_c: float = TIMER_C,
-        overloaded: Callable[[], bool] = lambda: False,
+        admission: Admission | None = None,
         nat64: IPv6Network | None = None,
     ) -> None:
         self.identity = identity
@@ -121,7 +122,7 @@ class ProxyCore:
         self.media = media
         self.secret = secret or secrets.token_bytes(32)
         self.timer_c = timer_c
-        self.overloaded = overloaded
+        self.admission = admission or Admission(max_in_flight=max_transactions)
         self.nat64 = nat64
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;
@@ -200,6 +201,10 @@ class ProxyCore:
         if not pending.ctx.final_forwarded:
             pending.ctx.final_forwarded = True
             self.in_flight -= 1
+            if pending.ctx.method != b"INVITE":
+                # Retransmissions are absorbed by the transaction alone: forget it now
+                # rather than when its Timer J ends (32 s of lingering state per request).
+                self._pending.pop(pending.server, None)
 
     def respond(self, server: ServerTransaction, resp: Response | bytes, status: int = 0) -> None:
         """Send a response on a server transaction (ours, or forwarded bytes)."""

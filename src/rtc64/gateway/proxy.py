@@ -20,10 +20,11 @@ Rules (RFC 3261 §16, §10 via ``register``, §9 CANCEL; RFC 3581, RFC 3327, RFC
   the digest credentials are right (the upstream core authenticates in upstream mode).
 - Record-Route for dialog-forming requests, doubled when the flow changes family,
   transport or listener (``hops.route_uri``). Responses per ``forking``.
-- Above ``max_transactions`` in flight new requests get 503 with Retry-After. New
-  dialogs and registrations (no To tag, not ACK/CANCEL) from a source over the request
-  rate limit are dropped and counted, the start of each throttle episode logged once;
-  trusted networks and the upstream core are not limited, nor in-dialog requests.
+- New requests get 503 with Retry-After when ``admission`` sheds them (receive backlog
+  or loop lag over target, or ``max_transactions`` in flight); calls in progress never
+  are. New dialogs and registrations from a source over the request rate limit are
+  dropped and counted, the start of each throttle episode logged once; trusted networks
+  and the upstream core are not limited, nor in-dialog requests.
 - A REGISTER authenticated as one user is accepted only for that user's AORs
   (``register.aor_refusal``), else 403, counted.
 - Responses we build ourselves carry ``received``/``rport`` in the top Via (RFC 3581 §4).
@@ -103,7 +104,7 @@ class Proxy(RacingCore):
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
-        busy = self.in_flight >= self.max_transactions or (initial and self.overloaded())
+        busy = self.admission.shed(initial, self.in_flight, now)
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:

@@ -15,8 +15,7 @@ from pathlib import Path
 from rtc64.gateway import hops
 from rtc64.gateway.dialogs import DialogTracker
 from rtc64.gateway.identity import Identity, Listener
-from rtc64.io.flow import Flow
-from rtc64.net.endpoint import ListenSpec, Transport
+from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
 from tests.unit.gateway.test_proxy import (
