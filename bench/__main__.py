@@ -11,6 +11,7 @@ BENCHMARKS = {
     "sip": "bench.sip_proxy",
     "relay": "bench.relay_vs_rtpengine",
     "routing": "bench.call_routing",
+    "overload": "bench.overload",
 }
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 RTC64 = ROOT / ".venv" / "bin" / "rtc64"
+# A worktree without its own venv runs the rtc64 on this interpreter's path (PYTHONPATH).
+RTC64_ARGV = [str(RTC64)] if RTC64.exists() else [sys.executable, "-m", "rtc64.cli"]
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
 PROXY_PORT = {"kamailio": 25080, "rtc64": 25060}
@@ -263,16 +265,16 @@ def kamailio_proxy(run_dir: Path, children: int = 4) -> Proxy:
     return Proxy("kamailio", argv)
 
 
-def rtc64_proxy(run_dir: Path) -> Proxy:
+def rtc64_proxy(run_dir: Path, log_level: str = "warning") -> Proxy:
     cfg = run_dir / "rtc64.toml"
     cfg.write_text("[sip]\nrequest_rate = 0\n")
     data = run_dir / "rtc64-data"
     port = PROXY_PORT["rtc64"]
     argv = [
-        str(RTC64), "serve", "--config", str(cfg),
+        *RTC64_ARGV, "serve", "--config", str(cfg),
         "--sip-listen", f"udp:127.0.0.1:{port}", "--sip-listen", f"udp:[::1]:{port}",
         "--trusted-network", "127.0.0.0/8", "--trusted-network", "::1/128",
-        "--domain", DOMAIN, "--data-dir", str(data), "--log-level", "warning",
+        "--domain", DOMAIN, "--data-dir", str(data), "--log-level", log_level,
         # Kamailio never touches SDP; with "auto" rtc64 would relay every bench call
         # (loopback c= addresses count as unusable) and the figure would include media.
         "--media-policy", "never",

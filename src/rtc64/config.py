@@ -323,11 +323,11 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "sip.overload_lag",
-        0.25,
+        0.1,
         _float_range(0.0, 10.0),
         "seconds, 0..10 (0 turns it off)",
-        "event-loop lag above which new calls and registrations get 503 Retry-After "
-        "while calls in progress go on",
+        "queueing delay (receive backlog or event-loop lag) above which a growing share of "
+        "new calls and registrations get 503 Retry-After while calls in progress go on",
     ),
     Key(
         "sip.request_rate",

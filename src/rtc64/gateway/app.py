@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from rtc64 import __version__
 from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
+from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.loadwatch import LoadWatch, watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import Store
@@ -28,7 +30,7 @@ from rtc64.io import interfaces, tls
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.ng_listener import NgListener
 from rtc64.io.resolver import Resolver
-from rtc64.io.scheduler import Deadline, LagMonitor, Spawner, clock
+from rtc64.io.scheduler import Deadline, Spawner, clock
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net import rfc6052
@@ -157,7 +159,7 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.ng: NgListener | None = None
-        self.lag: LagMonitor | None = None
+        self.load: LoadWatch | None = None
         self.spawner = Spawner(log)
 
     async def start(self) -> None:
@@ -205,8 +207,7 @@ class Gateway:
         )
         layer = TransactionLayer()
         deadline = Deadline(reception.on_timer)
-        self.lag = lag = LagMonitor()
-        max_lag = float(cfg["sip.overload_lag"])
+        admission = Admission(float(cfg["sip.overload_lag"]), cfg["sip.max_transactions"])
         auth = Authenticator(
             realm=realm_of(cfg),
             users=cfg["auth.users"],
@@ -270,10 +271,11 @@ class Gateway:
             spawn=self.spawner,
             log=log.getChild("proxy"),
             media=media,
-            overloaded=(lambda: lag.lag > max_lag) if max_lag > 0 else (lambda: False),
+            admission=admission,
             schedule=deadline.schedule,
         )
         reception.proxy = self.proxy
+        self.load = await watch_load(transports.listeners, admission, layer, self.spawner, log)
 
         async def expire() -> None:
             removed = await store.expire(time.time())
@@ -327,8 +329,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.spawner.close()
-        if self.lag is not None:
-            self.lag.close()
+        if self.load is not None:
+            self.load.close()
         if self.ng is not None:
             await self.ng.stop()
         if self.relay is not None:

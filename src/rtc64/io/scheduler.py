@@ -10,7 +10,11 @@ loop's monotonic clock: sans-I/O cores get their ``now`` from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
+import secrets
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -85,32 +89,161 @@ class Spawner:
         self(loop())
 
 
+Sample = Callable[[float, float], None]
+"""``(now, delay)``: one sample of the queueing delay, in seconds."""
+
+
 class LagMonitor:
-    """How late the event loop runs its callbacks: the overload signal of the gateway.
+    """How late the event loop runs its callbacks, and how long the receive queues make
+    new messages wait: the overload signals of the gateway.
 
     A callback is scheduled every ``interval`` seconds; the delay between when it was due
     and when it ran is smoothed (EWMA) into ``lag``. A loop that keeps up shows
-    microseconds; one that is saturated shows the queueing delay every message suffers.
+    microseconds; one that is saturated shows the queueing delay every message suffers
+    once its own callbacks queue up. The backlog in the kernel's socket buffers shows
+    earlier in the ``pings`` (``SelfPing``): each tick hands ``on_sample`` the larger of
+    this tick's lag and the pings' delay.
     """
 
-    def __init__(self, interval: float = 0.05, alpha: float = 0.3) -> None:
+    def __init__(
+        self,
+        interval: float = 0.05,
+        alpha: float = 0.3,
+        *,
+        on_sample: Sample | None = None,
+        pings: list[SelfPing] | None = None,
+    ) -> None:
         self.interval = interval
         self.alpha = alpha
         self.lag = 0.0
+        self.on_sample = on_sample
+        self.pings = pings if pings is not None else []
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + interval
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._due, self._tick)
 
     def _tick(self) -> None:
         now = self._loop.time()
-        self.lag += self.alpha * (max(0.0, now - self._due) - self.lag)
+        late = max(0.0, now - self._due)
+        self.lag += self.alpha * (late - self.lag)
         self._due = now + self.interval
         self._handle = self._loop.call_at(self._due, self._tick)
+        delay = late
+        for ping in self.pings:
+            delay = max(delay, ping.tick(now))
+        if self.on_sample is not None:
+            self.on_sample(now, delay)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        for ping in self.pings:
+            ping.close()
+
+
+_CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+class SelfPing(asyncio.DatagramProtocol):
+    """How long a datagram waits in one UDP listener's receive queue before the gateway
+    answers it: an OPTIONS to the gateway itself (``Max-Forwards: 0``, never forwarded)
+    every ``every`` seconds from a socket connected to the listener.
+
+    ``tick(now)`` sends when due and returns the current delay: the round trip of the
+    latest answer, or the age of the oldest ping still unanswered if larger (the queue
+    is at least that long now). Pings older than an answered one were lost (a full
+    queue drops them; the kernel's FIFO order answers the rest in order) and are
+    forgotten. A listener that has not answered for ``silent_after`` seconds (nothing
+    ever answered, a policy drops loopback OPTIONS...) contributes nothing: a broken
+    ping must never shed the gateway's traffic. Replies come only from the listener
+    (connected socket) and must carry this ping's random token.
+    """
+
+    def __init__(self, target: tuple[str, int], every: float = 0.1, silent_after: float = 5.0):
+        self.target = target
+        self.every = every
+        self.silent_after = silent_after
+        self.sent = 0
+        self.answered = 0
+        self._token = secrets.token_hex(8)
+        self._seq = 0
+        self._outstanding: dict[int, float] = {}
+        self._next = 0.0
+        self._last_answer: float | None = None
+        self._last_delay = 0.0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._template = b""
+        self._loop = asyncio.get_running_loop()
+
+    async def start(self) -> None:
+        host, port = self.target
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: self, remote_addr=(host, port), family=family
+        )
+        self._transport = transport
+        lhost, lport = self._transport.get_extra_info("sockname")[:2]
+        local = f"[{lhost}]:{lport}" if ":" in lhost else f"{lhost}:{lport}"
+        uri = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._template = (
+            f"OPTIONS sip:{uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local};branch=z9hG4bK-ping-{self._token}-%d;rport\r\n"
+            "Max-Forwards: 0\r\n"
+            f"From: <sip:ping@{local}>;tag={self._token}\r\n"
+            f"To: <sip:{uri}>\r\n"
+            f"Call-ID: {self._token}-%d\r\n"
+            "CSeq: %d OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode("ascii")
+
+    def tick(self, now: float) -> float:
+        """Send a ping when due; the delay now seen through this listener (seconds)."""
+        if self._transport is not None and now >= self._next:
+            self._next = now + self.every
+            self._seq += 1
+            seq = self._seq
+            self._outstanding[seq] = now
+            self.sent += 1
+            with contextlib.suppress(OSError):
+                self._transport.sendto(self._template % (seq, seq, seq))
+        outstanding = self._outstanding
+        while outstanding:  # forget pings too old to be answered (bounded table)
+            seq, sent = next(iter(outstanding.items()))
+            if now - sent <= self.silent_after:
+                break
+            del outstanding[seq]
+        last = self._last_answer
+        if last is None or now - last > self.silent_after:
+            return 0.0
+        oldest = next(iter(outstanding.values()), now)
+        return max(self._last_delay, now - oldest)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        m = _CALL_ID.search(data)
+        if m is None:
+            return
+        token, _, seq_text = m.group(1).strip().partition(b"-")
+        if token != self._token.encode("ascii") or not seq_text.isdigit():
+            return
+        seq = int(seq_text)
+        sent = self._outstanding.pop(seq, None)
+        if sent is None:
+            return
+        now = self._loop.time()
+        for older in [s for s in self._outstanding if s < seq]:
+            del self._outstanding[older]
+        self.answered += 1
+        self._last_answer = now
+        self._last_delay = now - sent
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable: the listener is gone; ``silent_after`` handles it
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
 
 class MonotonicTimer:

@@ -16,14 +16,20 @@
 #   each emitted copy names its transaction (``Send.txn``) so the transport can report a
 #   failure back through ``TransactionLayer.transport_error`` (§17.1.4, §17.2.4). The kept
 #   copy does not, so a transaction never refers to itself (freed without the cyclic GC).
+# - Once the final response is sent or received (COMPLETED, CONFIRMED, ACCEPTED) the
+#   transaction only matches and absorbs retransmissions until its ending timer (up to
+#   32 s): ``request`` is slimmed to what a response copies (§8.2.6: Via, From, To,
+#   Call-ID, CSeq), without body or received bytes, so lingering transactions stay small.
 """Transaction states, inputs, events and the common machine runner."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rtc64.sip.headers import build_index
 from rtc64.sip.message import Request, Response
 from rtc64.sip.timers import Timer, TimerConfig
 
@@ -72,6 +78,21 @@ class Action(enum.Enum):
     ACK_TO_TU = enum.auto()  # RFC 6026 ACCEPTED
     TIMEOUT = enum.auto()  # B, F (client) or H (server)
     TRANSPORT_FAILED = enum.auto()  # §17.1.4, §17.2.4
+
+
+_FINISHED = frozenset((State.COMPLETED, State.CONFIRMED, State.ACCEPTED))
+_RESPONSE_HEADERS = frozenset((b"via", b"from", b"to", b"call-id", b"cseq"))
+
+
+def slim_request(request: Request) -> Request:
+    """``request`` with only the header lines a response copies (§8.2.6), no body and no
+    received bytes: what a finished transaction keeps (the same object if already so)."""
+    headers = tuple(h for h in request.headers if h.key in _RESPONSE_HEADERS)
+    if len(headers) == len(request.headers) and not request.body and request.wire is None:
+        return request
+    return dataclasses.replace(
+        request, headers=headers, index=build_index(headers), body=b"", wire=None
+    )
 
 
 Row = tuple[State, Action]
@@ -305,6 +326,8 @@ class Transaction:
 
     def _enter(self, state: State, now: float) -> None:
         self.state = state
+        if state in _FINISHED:
+            self.request = slim_request(self.request)
         spec = self._entry.get(state)
         if spec is None:
             return

@@ -106,6 +106,14 @@ _URIS: dict[bytes, Uri] = {}
 _CACHE_MAX = 4096
 
 
+def clear_caches() -> None:
+    """Empty the parse caches (they refill on demand). After a load peak their entries,
+    spread over the heap, would keep freed memory from going back to the system."""
+    _URIS.clear()
+    _HOSTPORTS.clear()
+    _IPS.clear()
+
+
 def parse_uri(value: bytes, what: str = "URI") -> Uri:
     """Parse an absolute URI; ``what`` names where it came from, for error reasons.
 

@@ -1105,11 +1105,32 @@ def test_relay_timeout_byes_both_parties_of_the_relayed_dialog(tmp_path: Path) -
     run(tmp_path, body, media=bridge)
 
 
+def test_in_flight_cap_never_sheds_calls_in_progress(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        await h.feed(answer(fwd.data, 200), CALLEE)  # call 1 established
+        out = await h.feed(invite(branch=b"z9hG4bKc2", call_id=b"call2@test"), CALLER)
+        assert one(out, CALLEE).request.method == b"INVITE"  # call 2 awaits its final: cap
+        out = await h.feed(invite(branch=b"z9hG4bKc3", call_id=b"call3@test"), CALLER)
+        assert statuses(out, CALLER) == [503], "new work over the cap is shed"
+        route = b"Route: " + b", ".join(reversed(fwd.request.values(b"record-route")))
+        bye = request(
+            b"BYE", b"sip:bob@192.0.2.50:5060", CALLER, branch=b"z9hG4bKbye",
+            cseq=2, to_tag=b"callee", headers=(route,),
+        )  # fmt: skip
+        out = await h.feed(bye, CALLER)
+        assert methods(out, CALLEE) == [b"BYE"], "an in-dialog BYE is never shed"
+
+    run(tmp_path, body, max_transactions=1)
+
+
 def test_lagging_loop_sheds_new_calls_but_finishes_calls_in_progress(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         fwd = await call_forwarded(h)
         await h.feed(answer(fwd.data, 200), CALLEE)
-        h.proxy.overloaded = lambda: True
+        h.proxy.admission.target = 0.1
+        h.proxy.admission.observe(h.clock.now, 0.5)  # half a second of receive backlog
+        assert h.proxy.admission.fraction < 1.0
         out = await h.feed(invite(branch=b"z9hG4bKnew", call_id=b"new@test"), CALLER)
         assert statuses(out, CALLER) == [503]
         assert only(out, CALLER)[0].response.get(b"retry-after") == b"5"

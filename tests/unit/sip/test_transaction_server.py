@@ -340,3 +340,31 @@ def test_overdue_timer_before_matching() -> None:
     ev = layer.receive_request(reg, SRC, False, 50.0)
     assert kinds(ev) == ["Terminated", "NewRequest"]
     assert ev[0] == Terminated(txn)
+
+
+# -- memory of finished transactions --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [b"INVITE", b"BYE"])
+@pytest.mark.parametrize("status", [200, 486])
+def test_a_finished_transaction_keeps_only_what_a_response_copies(
+    method: bytes, status: int
+) -> None:
+    req = request(method)
+    layer, txn = receive(req)
+    reply(layer, txn, status, 0.0)
+    assert txn.state is not State.TERMINATED
+    kept = txn.request
+    assert [h.key for h in kept.headers] == [
+        h.key for h in req.headers if h.key in (b"via", b"from", b"to", b"call-id", b"cseq")
+    ]
+    assert kept.wire is None and kept.body == b""
+    assert (kept.method, kept.call_id, kept.cseq) == (req.method, req.call_id, req.cseq)
+    # a late reply from the TU still builds and is refused as before (no crash)
+    late = make_response(kept, 500)
+    if status >= 300 or method != b"INVITE":
+        with pytest.raises(LocalProtocolError):
+            layer.send_response(txn, late, 1.0)
+    # retransmissions still match and are absorbed with the last response re-sent
+    ev = layer.receive_request(req, SRC, False, 1.0)
+    assert isinstance(ev[-1], Absorbed)

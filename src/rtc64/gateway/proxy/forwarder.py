@@ -191,6 +191,10 @@ class Forwarder:
         if not pending.ctx.final_forwarded:
             pending.ctx.final_forwarded = True
             self.in_flight -= 1
+            if pending.ctx.method != b"INVITE":
+                # Retransmissions are absorbed by the transaction alone: forget it now
+                # rather than when its Timer J ends (32 s of lingering state per request).
+                self._pending.pop(pending.server, None)
 
     # -- our own responses ----------------------------------------------------------------
 

@@ -5,10 +5,10 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
 - ``on_message``: a response goes to the transaction layer; a request is admitted first.
   New dialogs and registrations from an untrusted source over the request rate are
   dropped and counted, the start of each throttle episode logged once (trusted networks,
-  the upstream core and in-dialog requests are never limited). Above ``max_transactions``
-  in flight, or while the loop lags (``overloaded``), *new* work gets 503 with
-  Retry-After, while in-dialog requests, ACKs and retransmissions of requests in
-  progress keep flowing so calls finish.
+  the upstream core and in-dialog requests are never limited). When ``admission`` sheds
+  (receive backlog or loop lag over target, or ``max_transactions`` in flight) *new*
+  work gets 503 with Retry-After, while in-dialog requests, ACKs and retransmissions of
+  requests in progress keep flowing so calls finish.
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
@@ -34,6 +34,7 @@ from ipaddress import IPv6Network
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway import ratelimit
+from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.location.registrar import RegistrarPolicy
@@ -68,17 +69,13 @@ class ProxySettings:
     """What the proxy is told by configuration (``sip.*``, ``registrar.*``, ``dns.*``)."""
 
     upstream: SipUri | None = None  # the core every request goes to (upstream mode)
-    max_transactions: int = 10_000  # proxied requests in flight before shedding
+    max_transactions: int = 10_000  # in flight before shedding (without an ``Admission``)
     registrar: RegistrarPolicy = field(default_factory=RegistrarPolicy)
     secret: bytes = b""  # Record-Route tokens; empty: a random one per process
     timer_c: float = TIMER_C
     attempt_delay: float | None = ATTEMPT_DELAY  # None: no happy-eyeballs racing
     family_penalty: float = FAMILY_PENALTY
     nat64: IPv6Network | None = None  # reach IPv4-only targets through this prefix
-
-
-def _never() -> bool:
-    return False
 
 
 def _nothing(_when: float | None) -> None:
@@ -104,7 +101,7 @@ class Proxy:
         spawn: Spawn,
         log: logging.Logger,
         media: MediaBridge | None = None,
-        overloaded: Callable[[], bool] = _never,
+        admission: Admission | None = None,
         schedule: Callable[[float | None], None] = _nothing,
     ) -> None:
         self.settings = settings
@@ -115,7 +112,7 @@ class Proxy:
         self.clock = clock
         self.spawn = spawn
         self.log = log
-        self.overloaded = overloaded
+        self.admission = admission or Admission(max_in_flight=settings.max_transactions)
         self._schedule = schedule
         self.stats = stats = ProxyStats()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
@@ -212,7 +209,7 @@ class Proxy:
             return
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
-        busy = self.in_flight >= self.settings.max_transactions or (initial and self.overloaded())
+        busy = self.admission.shed(initial, self.in_flight, now)
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
