@@ -243,8 +243,6 @@ class Forwarder:
     async def forward(self, server: ServerTransaction, flow: Flow, decision: Forward) -> None:
         """Proxy the request of ``server`` to every target of ``decision`` (§16.6)."""
         req = server.request
-        if decision.in_dialog:
-            self.calls.in_dialog(req, self.clock())
         pending = self._pending.get(server)
         if pending is None:
             pending = Pending(server, req, ResponseContext(req.method))

@@ -97,7 +97,6 @@ class Forward:
     targets: tuple[Target, ...]
     record_route: bool = True
     path: bool = False  # add a Path entry naming the phone's flow (REGISTER upstream)
-    in_dialog: bool = False  # call control books it (CSeqs, BYE ends the call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +190,7 @@ class Router:
         except RemoteProtocolError as exc:
             return Reply(exc.status, exc.reason)
         target = Target(hop_uri, admit.restored, admit.routes)
-        return Forward((target,), record_route=False, in_dialog=True)
+        return Forward((target,), record_route=False)
 
     def ack(self, req: Request) -> Admit | str:
         """An ACK for a 2xx (§16.11, stateless): to admit like any in-dialog request, or

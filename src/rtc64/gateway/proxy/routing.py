@@ -100,6 +100,7 @@ class Routing:
             if why is not None:
                 self.forwarder.reply(server, 403, why)
                 return
+            self.calls.in_dialog(req, self.clock())  # CSeqs, targets; a BYE frees media
             decision = self.router.in_dialog(decision, flow)
         if isinstance(decision, Authenticate):
             verdict = await self.auth.check(req, source, self.wall(), proxy=True)
