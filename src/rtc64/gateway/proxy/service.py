@@ -288,12 +288,11 @@ class Proxy:
 
     def next_deadline(self) -> float | None:
         """The earliest of the transaction layer's, the races' and Timer C's deadlines."""
-        found = [
-            d
-            for d in (self.layer.get_timer(), self.racing.get_timer(), self.calls.get_timer())
-            if d is not None
-        ]
-        return min(found) if found else None
+        best = self.layer.get_timer()
+        for when in (self.racing.get_timer(), self.calls.get_timer()):
+            if when is not None and (best is None or when < best):
+                best = when
+        return best
 
     def on_timer(self) -> None:
         """A deadline passed: fire every timer that is due."""
@@ -306,4 +305,5 @@ class Proxy:
         self._rearm()
 
     def _rearm(self) -> None:
-        self._schedule(self.next_deadline())
+        if self._schedule is not _nothing:
+            self._schedule(self.next_deadline())
