@@ -23,7 +23,7 @@ from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.proxy import Proxy
+from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.startup import Reception
 from rtc64.io import interfaces, tls
@@ -244,34 +244,37 @@ class Gateway:
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         rate = cfg["sip.request_rate"]
-        self.proxy = proxy = Proxy(
+        proxy_settings = ProxySettings(
+            upstream=upstream,
+            max_transactions=cfg["sip.max_transactions"],
+            registrar=RegistrarPolicy(
+                cfg["registrar.min_expires"],
+                cfg["registrar.max_expires"],
+                cfg["registrar.default_expires"],
+            ),
+            secret=secret,
+            attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
+            family_penalty=cfg["dns.family_penalty"],
+            nat64=nat64,
+        )
+        self.proxy = Proxy(
+            proxy_settings,
             identity=identity,
             layer=layer,
             sender=transports,
             store=store,
             auth=auth,
             resolver=resolver,
-            policy=RegistrarPolicy(
-                cfg["registrar.min_expires"],
-                cfg["registrar.max_expires"],
-                cfg["registrar.default_expires"],
-            ),
-            upstream=upstream,
-            max_transactions=cfg["sip.max_transactions"],
             limiter=TokenBucket(rate, burst=max(rate, 1) * 2),
             clock=clock,
             wall=time.time,
             spawn=self.spawner,
             log=log.getChild("proxy"),
-            on_events=lambda: deadline.schedule(reception.next_deadline()),
-            secret=secret,
             media=media,
             admission=admission,
-            nat64=nat64,
-            attempt_delay=cfg["dns.attempt_delay"] if cfg["dns.happy_eyeballs"] else None,
-            family_penalty=cfg["dns.family_penalty"],
+            schedule=deadline.schedule,
         )
-        reception.proxy = proxy
+        reception.proxy = self.proxy
         self.load = await watch_load(transports.listeners, admission, layer, self.spawner, log)
 
         async def expire() -> None:
@@ -279,12 +282,11 @@ class Gateway:
             if removed:
                 log.info("registrar: %d expired bindings removed", removed)
 
-        async def timer_c() -> None:
-            proxy.expire_timer_c()
+        async def sweep() -> None:
             auth.sweep(time.time())  # same clock as auth.check (the proxy's wall clock)
 
         self.spawner.every(30.0, expire)
-        self.spawner.every(1.0, timer_c)
+        self.spawner.every(1.0, sweep)
         families = {
             "IPv4" if isinstance(a, IPv4Address) else "IPv6"
             for a in identity.addresses

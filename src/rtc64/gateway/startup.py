@@ -15,14 +15,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.gateway import hops
+from rtc64.gateway.proxy import hops
 from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Message, Request, make_response
 from rtc64.sip.serializer import serialize
 
 if TYPE_CHECKING:
-    from rtc64.gateway.branches import Sender
-    from rtc64.gateway.proxy import Proxy
+    from rtc64.gateway.proxy.branches import Sender
+    from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SendFailure
 
 RETRY_AFTER = b"2"

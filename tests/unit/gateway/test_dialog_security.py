@@ -12,9 +12,9 @@ from __future__ import annotations
 from ipaddress import ip_address
 from pathlib import Path
 
-from rtc64.gateway import hops
-from rtc64.gateway.dialogs import DialogTracker
 from rtc64.gateway.identity import Identity, Listener
+from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.dialogs import DialogTracker
 from rtc64.net.endpoint import Flow, ListenSpec, Transport
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
@@ -330,8 +330,7 @@ WS_CONTACT = b"sip:k3x9@df7jal23ls0d.invalid;transport=ws"
 
 def with_websocket(h: Harness) -> None:
     identity = Identity([LISTEN4, LISTEN6, WS6], domains=(REALM,), source_for=lambda _ip: None)
-    h.proxy.identity = identity
-    h.proxy.dialogs = DialogTracker(identity.is_us, started=h.wall.now)
+    h.rebuild(identity=identity)
 
 
 async def feed_ws(h: Harness, data: bytes) -> list[Sent]:
@@ -447,8 +446,7 @@ def test_requests_toward_a_tcp_caller_behind_nat_use_its_connection(tmp_path: Pa
 
     async def body(h: Harness) -> None:
         identity = Identity([LISTEN4, LISTEN6, TCP6], domains=(REALM,), source_for=lambda _: None)
-        h.proxy.identity = identity
-        h.proxy.dialogs = DialogTracker(identity.is_us, started=h.wall.now)
+        h.rebuild(identity=identity)
         data = invite(headers=()).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP").replace(
             b"Contact: <sip:alice@" + sent_by(CALLER) + b">",
             b"Contact: <sip:alice@" + sent_by(CALLER) + b";transport=tcp>",

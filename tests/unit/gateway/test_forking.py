@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtc64.gateway.forking import (
+from rtc64.gateway.proxy.forking import (
     Branch,
     BranchState,
     ResponseContext,

@@ -109,8 +109,7 @@ def test_is_own_socket_on_a_specific_address() -> None:
 
 
 def on_wildcards(h: Harness) -> None:
-    h.identity = wildcard()
-    h.proxy.identity = h.identity
+    h.rebuild(identity=wildcard())
 
 
 @pytest.mark.parametrize(

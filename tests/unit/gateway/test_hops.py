@@ -6,8 +6,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
-from rtc64.gateway import hops
-from rtc64.gateway.hops import BRANCH_PREFIX, Hop
+from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.hops import BRANCH_PREFIX, Hop
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram

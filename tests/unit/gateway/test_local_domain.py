@@ -98,8 +98,7 @@ def test_non_sip_aor_is_400() -> None:
 
 def no_domain(h: Harness) -> None:
     """The harness gateway with no configured domain, named ``gw.lab``."""
-    h.identity = Identity([LISTEN4, LISTEN6], hostnames=("gw.lab",), source_for=no_source)
-    h.proxy.identity = h.identity
+    h.rebuild(identity=Identity([LISTEN4, LISTEN6], hostnames=("gw.lab",), source_for=no_source))
 
 
 def register_as(aor: bytes, *, cseq: int = 1, branch: bytes = b"z9hG4bKr1") -> bytes:
@@ -145,14 +144,14 @@ def test_bindings_stored_under_an_alias_by_older_versions_stay_readable(tmp_path
             transport="udp",
             listener="udp:192.0.2.1:5060",
         )
-        await h.proxy.store.replace(old.aor, [old])
+        await h.store.replace(old.aor, [old])
         out = await h.feed(request(b"INVITE", b"sip:bob@192.0.2.1", CALLER), CALLER)
         assert one(out, PHONE).request.method == b"INVITE"
         # The phone's next REGISTER moves its binding under the local domain's key.
         reg = register_as(b"sip:bob@192.0.2.1", cseq=2, branch=b"z9hG4bKr2")
         assert statuses(await h.feed(reg, PHONE), PHONE) == [200]
-        assert await h.proxy.store.lookup("sip:bob@192.0.2.1", h.wall()) == []
-        moved = await h.proxy.store.lookup("sip:bob@gw.lab", h.wall())
+        assert await h.store.lookup("sip:bob@192.0.2.1", h.wall()) == []
+        moved = await h.store.lookup("sip:bob@gw.lab", h.wall())
         assert {b.contact for b in moved} == {
             b"sip:bob@198.51.100.20:5066",
             b"sip:alice@198.51.100.20:5066",
@@ -179,12 +178,12 @@ def test_a_rejected_register_leaves_old_bindings_where_they_are(tmp_path: Path) 
             transport="udp",
             listener="udp:192.0.2.1:5060",
         )
-        await h.proxy.store.replace(old.aor, [old])
+        await h.store.replace(old.aor, [old])
         # Same Call-ID, older CSeq: 500 per §10.3 step 7; nothing moves.
         reg = register_as(b"sip:bob@192.0.2.1", cseq=2, branch=b"z9hG4bKr2").replace(
             b"Contact: <sip:alice@", b"Contact: <sip:bob@"
         )
         assert statuses(await h.feed(reg, PHONE), PHONE) != [200]
-        assert await h.proxy.store.lookup("sip:bob@192.0.2.1", h.wall()) == [old]
+        assert await h.store.lookup("sip:bob@192.0.2.1", h.wall()) == [old]
 
     run(tmp_path, body)

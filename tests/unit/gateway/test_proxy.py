@@ -16,13 +16,12 @@ from typing import Any
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.auth import Authenticator
-from rtc64.gateway.hops import BRANCH_PREFIX
 from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.location.backends import open_store
-from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.proxy import Proxy
+from rtc64.gateway.proxy.hops import BRANCH_PREFIX
+from rtc64.gateway.proxy.service import Proxy, ProxySettings
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.io.resolver import Resolver
 from rtc64.net.address import IPAddress
@@ -145,6 +144,7 @@ class Harness:
         self.wall = FakeClock(1_700_000_000.0)
         self.sender = RecordingSender()
         self.tasks: list[Coroutine[Any, Any, None]] = []
+        self.store = store
         self.identity = Identity([LISTEN4, LISTEN6], domains=(REALM,), source_for=lambda _ip: None)
         self.auth = Authenticator(
             realm=REALM,
@@ -157,23 +157,38 @@ class Harness:
             log=logging.getLogger("test.auth"),
         )
         self.layer = TransactionLayer()
-        self.proxy = Proxy(
+        self.settings = ProxySettings(upstream=upstream, max_transactions=max_transactions)
+        self.limiter = TokenBucket(rate, burst=1)
+        self.media = media
+        self.resolver = resolver or Resolver()
+        self.proxy = self.build()
+
+    def build(self) -> Proxy:
+        """The proxy on the harness's parts (``rebuild`` after replacing one)."""
+        return Proxy(
+            self.settings,
             identity=self.identity,
             layer=self.layer,
             sender=self.sender,
-            store=store,
+            store=self.store,
             auth=self.auth,
-            resolver=resolver or Resolver(),
-            policy=RegistrarPolicy(),
-            upstream=upstream,
-            max_transactions=max_transactions,
-            limiter=TokenBucket(rate, burst=1),
+            resolver=self.resolver,
+            limiter=self.limiter,
             clock=self.clock,
             wall=self.wall,
             spawn=self.tasks.append,
             log=logging.getLogger("test.proxy"),
-            media=media,
+            media=self.media,
         )
+
+    def rebuild(
+        self, *, identity: Identity | None = None, sender: RecordingSender | None = None
+    ) -> Proxy:
+        """A fresh proxy with another identity or sender (before any traffic)."""
+        self.identity = identity or self.identity
+        self.sender = sender or self.sender
+        self.proxy = self.build()
+        return self.proxy
 
     async def drain(self) -> None:
         while self.tasks:
@@ -921,9 +936,10 @@ def test_timer_c_cancels_a_branch_that_rings_forever(tmp_path: Path) -> None:
         fwd = await call_forwarded(h)
         out = await h.feed(answer(fwd.data, 180), CALLEE)
         assert statuses(out, CALLER) == [180]
+        assert h.proxy.next_deadline() == h.clock.now + 180.0
         h.clock.now += 181.0
         before = len(h.sender.sent)
-        h.proxy.expire_timer_c()
+        h.proxy.on_timer()
         await h.drain()
         out = h.sender.sent[before:]
         assert methods(out, CALLEE) == [b"CANCEL"]

@@ -111,7 +111,7 @@ def test_register_for_another_users_aor_is_403_and_calls_do_not_reach_the_attack
         assert await register_as(h, b"bob", ALICE_PHONE, "alice", PASSWORD) == [403]
         assert h.proxy.stats.registrations_forbidden == 1
         assert h.proxy.stats.registrations == 0
-        assert await h.proxy.store.lookup("sip:bob@example.net", h.wall()) == []
+        assert await h.store.lookup("sip:bob@example.net", h.wall()) == []
         # bob's calls do not reach alice's contact.
         out = await h.feed(invite(b"sip:bob@example.net"), CALLER)
         assert statuses(out, CALLER) == [100, 404]
@@ -135,12 +135,12 @@ def test_register_for_a_foreign_domain_or_an_aor_from_the_user_store(tmp_path: P
         foreign = b"sip:alice@elsewhere.example"
         assert await register_as(h, b"alice", ALICE_PHONE, "alice", PASSWORD, to=foreign) == [403]
         # An AOR listed for the user in the store may be registered by that user only.
-        await h.proxy.store.put_user(
+        await h.store.put_user(
             UserRecord.from_password("carol", REALM, "c-pw", ["sip:sales@example.net"])
         )
         assert await register_as(h, b"sales", SECOND, "carol", "c-pw", call_id=b"s1") == [200]
         assert await register_as(h, b"sales", THIRD, "alice", PASSWORD, call_id=b"s2") == [403]
-        bindings = await h.proxy.store.lookup("sip:sales@example.net", h.wall())
+        bindings = await h.store.lookup("sip:sales@example.net", h.wall())
         assert [b.received_port for b in bindings] == [SECOND[1]]
 
     run(tmp_path, body)
@@ -162,7 +162,7 @@ def test_alice_cannot_remove_bobs_bindings_with_a_wildcard(tmp_path: Path) -> No
             .replace(b"-1;rport", b"-2;rport")
         )
         assert statuses(await h.feed(retry, ALICE_PHONE), ALICE_PHONE) == [403]
-        assert len(await h.proxy.store.lookup("sip:bob@example.net", h.wall())) == 1
+        assert len(await h.store.lookup("sip:bob@example.net", h.wall())) == 1
 
     run(tmp_path, body)
 
@@ -241,7 +241,7 @@ def test_user_blocked_from_one_source_after_guesses_from_a_shared_address(
     alice is blocked from that address only; bob goes on; alice elsewhere is fine."""
 
     async def body(h: Harness) -> None:
-        await h.proxy.store.put_user(UserRecord.from_password("bob", REALM, "b-pw"))
+        await h.store.put_user(UserRecord.from_password("bob", REALM, "b-pw"))
         for i in range(3):
             assert await register_as(h, b"alice", THIRD, "alice", "guess", call_id=b"a%d" % i) == [
                 401

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtc64.gateway.forwarding import transport_reason
+from rtc64.gateway.proxy.forwarder import transport_reason
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.transaction import ClientTransaction
@@ -53,8 +53,7 @@ class HandleSender(RecordingSender):
 
 def _install(h: Harness) -> HandleSender:
     sender = HandleSender()
-    h.proxy.sender = sender
-    h.sender = sender
+    h.rebuild(sender=sender)
     return sender
 
 

@@ -49,6 +49,7 @@ class Branch:
     cancelled: bool = False
     reason: bytes = b""
     timer_c: float = 0.0  # INVITE branches: cancel when this passes (§16.6 step 11)
+    timer_key: int = 0  # call control's handle on that deadline (0: none armed)
 
 
 @dataclass(slots=True)

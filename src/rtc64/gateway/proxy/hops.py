@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.net.address import (
+    Host,
     IPAddress,
     format_hostport,
     format_sdp_address,
@@ -364,3 +365,9 @@ def trying_bytes(req: Request, flow: Flow) -> bytes:
 
 
 _TRYING_COPY = frozenset((b"from", b"to", b"call-id", b"cseq"))
+
+
+def is_our_via(via: Via, is_our_host: Callable[[Host], bool]) -> bool:
+    """Whether a Via was written by us (our branch prefix, one of our hosts)."""
+    branch = via.branch or b""
+    return branch.startswith(BRANCH_PREFIX) and is_our_host(via.host)

@@ -1,0 +1,337 @@
+"""The proxy's routing decisions, pure: a request in, a decision value out, no I/O.
+
+Rules (RFC 3261 §16.3-§16.5, §16.12, §10 via ``register``; RFC 3327 Path, RFC 5658):
+
+- Every request is validated (§16.3: Max-Forwards 0 → 483 except OPTIONS, a loop through
+  our own Via → 482, Proxy-Require → 420 listing the options), its Route set preprocessed
+  (§16.4: strict-router fix-up, our own Route entries popped), then routed:
+  * in-dialog (To tag) requests follow the Route set or the Request-URI (or the flow
+    token of our entry facing the other party, RFC 5626 §5.3: WS clients and TCP/TLS
+    clients behind NAT are reached over their own connection, 430 when it is gone);
+    one that did not come through our Route, or whose Route entries lack this call's
+    token, is refused; the routing step then admits it (``Admit``: from an untrusted
+    source it must belong to a live dialog we record-routed, ``dialogs``);
+  * REGISTER for a local domain goes to the registrar (``Register``); with an upstream
+    core it is forwarded there with a Path entry naming the phone's flow;
+  * a request for the gateway itself is answered here before any authentication: no
+    user part and one of our addresses or host names, or an OPTIONS ping to a served
+    domain (RFC 3261 §11.2: 200 with Allow, Accept, Supported);
+  * with an upstream core, initial requests from untrusted sources go to the core (it
+    authenticates); every other initial request is authenticated first
+    (``Authenticate``), then routed: a preloaded Route, our Path entry (``received=``)
+    leading to its flow, the location service for a local domain (``Lookup`` under the
+    AOR's keys, every alias of the gateway being one local domain: fork to every
+    binding, else upstream, else 404), foreign hosts and IP literals directly
+    (upstream mode: to the core).
+- Decisions: ``Reply``, ``Forward`` (targets, Record-Route or not, Path or not),
+  ``Register``, ``Admit``, ``Authenticate`` and ``Lookup`` (the routing step does the
+  check or look-up and asks again). ACKs for 2xx follow their Route set statelessly
+  (``ack``, then ``in_dialog``).
+- The router reads no clock and does no I/O; whether a connection is open is a question
+  it asks (``connected``), as the transport layer keeps that table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.register import SUPPORTED
+from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.branches import received_uri
+from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow, Transport
+from rtc64.sip import headers as sh
+from rtc64.sip.message import Request
+from rtc64.sip.nameaddr import NameAddr, parse_name_addr
+from rtc64.sip.uri import SipUri, Uri, parse_uri
+
+ALLOW = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, " + (
+    b"SUBSCRIBE, NOTIFY, REFER"
+)
+Headers = tuple[tuple[bytes, bytes], ...]
+CAPABILITIES: Headers = (
+    (b"Allow", ALLOW),
+    (b"Accept", b"application/sdp"),
+    (b"Supported", b", ".join(sorted(SUPPORTED))),
+)
+"""What an OPTIONS to the gateway itself is answered with (RFC 3261 §11.2)."""
+
+
+def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool:
+    """A request for the gateway itself, answered by it before any authentication: a
+    Request-URI without user part naming one of our addresses or host names, or, for
+    OPTIONS (a ping, as Kamailio's options module answers it), a served domain."""
+    if uri.user is not None:
+        return False
+    return identity.is_us(uri) or (method == b"OPTIONS" and identity.is_local_uri(uri))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One branch: the next hop's URI, a new Request-URI (None: keep it), the Route set
+    left after ours, and Route values to put in front (a binding's Path)."""
+
+    hop: SipUri
+    uri: SipUri | None = None
+    routes: tuple[NameAddr, ...] = ()
+    extra: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the request ourselves."""
+
+    status: int
+    reason: str | None = None
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Proxy the request to ``targets`` in parallel (one branch each)."""
+
+    targets: tuple[Target, ...]
+    record_route: bool = True
+    path: bool = False  # add a Path entry naming the phone's flow (REGISTER upstream)
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A REGISTER for a local domain: authenticate (401), then the registrar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """An in-dialog request with our signed Route entries: admit it (live dialog, trusted
+    source or credentials), then ``Router.in_dialog``."""
+
+    uri: Uri  # the Request-URI after Route processing
+    routes: tuple[NameAddr, ...]  # the Route entries after ours
+    popped: tuple[SipUri, ...]  # our entries
+    restored: SipUri | None
+    issued: int  # the oldest issue time of our tokens in it
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """An initial request to authenticate (407) before ``Router.after_auth``."""
+
+    uri: SipUri
+    routes: tuple[NameAddr, ...]
+    popped: tuple[SipUri, ...]
+    restored: SipUri | None  # the Request-URI a strict router hid in Route
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Look the AOR up in the location service, then ``Router.bound``."""
+
+    keys: tuple[str, str]  # the AOR's location keys: canonical, as written
+    request: Authenticate
+
+
+Decision = Reply | Forward | Register | Admit | Authenticate | Lookup
+Connected = Callable[[Transport, IPAddress, int], bool]
+
+
+class Router:
+    """Routing decisions from our identity, the call tokens' secret and the upstream core."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        secret: bytes,
+        upstream: SipUri | None,
+        connected: Connected,
+    ) -> None:
+        self.identity = identity
+        self.secret = secret
+        self.upstream = upstream
+        self.connected = connected
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def route(self, req: Request, *, trusted: bool) -> Decision:
+        """The first decision for a new request from a source (``trusted`` or not)."""
+        try:
+            return self._route(req, trusted)
+        except RemoteProtocolError as exc:
+            return Reply(exc.status, exc.reason)
+
+    def after_auth(self, auth: Authenticate) -> Decision:
+        """The decision for an initial request once it is authenticated."""
+        try:
+            return self._after_auth(auth)
+        except RemoteProtocolError as exc:
+            return Reply(exc.status, exc.reason)
+
+    def bound(self, lookup: Lookup, bindings: Sequence[Binding]) -> Decision:
+        """The decision once the location service answered ``lookup``."""
+        try:
+            if bindings:
+                targets = tuple(self._binding_target(b) for b in bindings)
+            elif self.upstream is not None:
+                targets = (Target(self.upstream),)
+            else:
+                return Reply(404, "Not Found: no registered contact")
+        except RemoteProtocolError as exc:
+            return Reply(exc.status, exc.reason)
+        return Forward(self._restore(targets, lookup.request.restored))
+
+    def in_dialog(self, admit: Admit, flow: Flow) -> Decision:
+        """The decision for an admitted in-dialog request that came on ``flow``."""
+        try:
+            hop_uri = self._next_from_routes(list(admit.routes), admit.uri, admit.popped, flow)
+        except RemoteProtocolError as exc:
+            return Reply(exc.status, exc.reason)
+        target = Target(hop_uri, admit.restored, admit.routes)
+        return Forward((target,), record_route=False)
+
+    def ack(self, req: Request) -> Admit | str:
+        """An ACK for a 2xx (§16.11, stateless): to admit like any in-dialog request, or
+        the reason to drop it."""
+        routes = list(sh.routes(req))
+        return self._signed(req, req.uri, routes, self.pop_ours(routes), None)
+
+    def _signed(
+        self,
+        req: Request,
+        uri: Uri,
+        routes: list[NameAddr],
+        popped: list[SipUri],
+        restored: SipUri | None,
+    ) -> Admit | str:
+        """``Admit`` when every Route entry of ours carries this call's token, else why
+        the request is refused."""
+        if not popped:
+            return "Forbidden: in-dialog request not routed via this proxy"
+        issued = hops.tokens_issued(self.secret, req, popped)
+        if issued is None:
+            return "Forbidden: Route not recorded by this proxy for this call"
+        return Admit(uri, tuple(routes), tuple(popped), restored, issued)
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _route(self, req: Request, trusted: bool) -> Decision:
+        if req.max_forwards == 0 and req.method != b"OPTIONS":
+            return Reply(483, "Too Many Hops")
+        ours = [i for i, v in enumerate(req.vias) if hops.is_our_via(v, self.identity.is_our_host)]
+        if ours and hops.is_loop(req, ours, list(req.values(b"via"))):
+            return Reply(482, "Loop Detected")
+        unknown = sh.tokens(req, b"proxy-require")
+        if unknown:
+            # §16.3 step 5, §8.2.2.3: the 420 lists the unsupported options.
+            return Reply(420, None, ((b"Unsupported", b", ".join(unknown)),))
+        uri = req.uri
+        routes = list(sh.routes(req))
+        restored: SipUri | None = None
+        ours_in_uri: SipUri | None = None
+        if isinstance(uri, SipUri) and self.identity.is_us(uri) and routes:
+            last = routes[-1].uri
+            if isinstance(last, SipUri):
+                # §16.4: the previous hop was a strict router: our Record-Route entry is the
+                # Request-URI and the real one is the last Route; restore it.
+                ours_in_uri, restored, uri = uri, last, last
+                routes.pop()
+        popped = self.pop_ours(routes)
+        if ours_in_uri is not None:
+            popped.insert(0, ours_in_uri)
+        if req.to.tag is not None:
+            signed = self._signed(req, uri, routes, popped, restored)
+            return Reply(403, signed) if isinstance(signed, str) else signed
+        if not isinstance(uri, SipUri):
+            return Reply(416, "Unsupported URI Scheme")
+        if req.method == b"REGISTER":
+            if self.upstream is not None:
+                return Forward((Target(self.upstream),), path=True)
+            if not self.identity.is_local_uri(uri):
+                return Reply(403, "Forbidden: not a domain served here")
+            return Register()
+        if addressed_to_gateway(self.identity, req.method, uri):
+            if req.method == b"OPTIONS":
+                return Reply(200, None, CAPABILITIES)
+            return Reply(404, "Not Found: no user part in the Request-URI")
+        if self.upstream is not None and not trusted:
+            return Forward((Target(self.upstream, None, tuple(routes)),))
+        return Authenticate(uri, tuple(routes), tuple(popped), restored)
+
+    def _after_auth(self, auth: Authenticate) -> Decision:
+        routes, uri = auth.routes, auth.uri
+        # An initial request with a preloaded Route to us is authenticated like any other
+        # (a forged Route must not make us an open relay); our Path entry leads to its flow.
+        flow_uri = None if routes else next(filter(None, map(received_uri, auth.popped)), None)
+        if flow_uri is not None:
+            return Forward((Target(flow_uri),))
+        if routes:
+            first = routes[0].uri
+            if not isinstance(first, SipUri):
+                raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
+            return Forward(self._restore((Target(first, None, routes),), auth.restored))
+        if self.identity.is_local_uri(uri):
+            return Lookup(self.identity.aor_keys(uri), auth)
+        target = Target(self.upstream) if self.upstream is not None else Target(uri)
+        return Forward(self._restore((target,), auth.restored))
+
+    @staticmethod
+    def _restore(targets: tuple[Target, ...], restored: SipUri | None) -> tuple[Target, ...]:
+        if restored is None:
+            return targets
+        return tuple(t if t.uri is not None else replace(t, uri=restored) for t in targets)
+
+    def _binding_target(self, binding: Binding) -> Target:
+        contact = parse_uri(binding.contact, "Contact")
+        if not isinstance(contact, SipUri):
+            raise RemoteProtocolError("Unsupported URI Scheme in Contact", 416)
+        if binding.path:
+            first = parse_name_addr(binding.path[0], "Path").uri
+            assert isinstance(first, SipUri)
+            return Target(first, contact, (), binding.path)
+        if binding.received_ip is not None and binding.received_port is not None:
+            transport = Transport(binding.transport)
+            hop_uri = SipUri(
+                host=binding.received_ip,
+                port=binding.received_port,
+                params=((b"transport", transport.value.encode()),),
+            )
+            return Target(hop_uri, contact)
+        return Target(contact, contact)
+
+    # -- Route sets -----------------------------------------------------------------------
+
+    def pop_ours(self, routes: list[NameAddr]) -> list[SipUri]:
+        """Pop the consecutive Route entries that name us (§16.4); return them."""
+        popped: list[SipUri] = []
+        while routes:
+            top = routes[0].uri
+            if not isinstance(top, SipUri) or not self.identity.is_us(top):
+                break
+            popped.append(top)
+            routes.pop(0)
+        return popped
+
+    def _next_from_routes(
+        self, routes: list[NameAddr], uri: object, popped: Sequence[SipUri], flow: Flow
+    ) -> SipUri:
+        """The next hop's URI: our Path entry's flow, the flow token of our entry facing
+        the other party, the next Route, or the Request-URI."""
+        for p in popped:
+            flow_uri = received_uri(p)
+            if flow_uri is not None and not routes:
+                return flow_uri
+        if not routes:
+            toward = hops.flow_toward(list(popped), flow, self.connected)
+            if toward is not None:
+                return toward
+        if routes:
+            first = routes[0].uri
+            if not isinstance(first, SipUri):
+                raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
+            return first
+        if not isinstance(uri, SipUri):
+            raise RemoteProtocolError("Unsupported URI Scheme", 416)
+        return uri

@@ -1,0 +1,194 @@
+"""The routing step: the look-ups between the router's decisions, then the forwarder.
+
+Rules (RFC 3261 §16.3-§16.6, §22; RFC 3261 §10.3 via ``register``):
+
+- ``route`` runs once per new server transaction (CANCEL aside): the pure ``Router``
+  decides; when it asks, this step admits in-dialog requests (trusted source, a live
+  dialog in call control, or valid credentials; else 403, counted), authenticates
+  (``Authenticator``: 407 for requests, 401 for REGISTER, challenges counted), looks
+  bindings up in the location store, or runs the registrar; then the forwarder replies
+  or forwards. It holds no state of its own.
+- A decision that fails (a malformed header found late, a DNS error surfacing as a
+  ``RemoteProtocolError``) is answered with its status; anything unexpected with 500,
+  logged, so one bad request never stops the proxy.
+- ACKs for 2xx (``ack``) are forwarded statelessly along their Route set, or dropped and
+  counted when the Route set is not ours, lacks the call's token, or (from an untrusted
+  source) belongs to no live dialog; an ACK never carries credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from rtc64.errors import RemoteProtocolError, Rtc64Error
+from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.register import aor_refusal, find_bindings, handle_register
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.branches import flow_of, listener_of
+from rtc64.gateway.proxy.calls import CallControl
+from rtc64.gateway.proxy.forwarder import Forwarder
+from rtc64.gateway.proxy.router import (
+    Admit,
+    Authenticate,
+    Decision,
+    Forward,
+    Lookup,
+    Register,
+    Reply,
+    Router,
+)
+from rtc64.gateway.stats import ProxyStats
+from rtc64.net.endpoint import Flow
+from rtc64.sip.message import Request
+from rtc64.sip.transaction_server import ServerTransaction
+
+
+class Routing:
+    """Drives one request from the router's first decision to the forwarder."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        forwarder: Forwarder,
+        calls: CallControl,
+        identity: Identity,
+        auth: Authenticator,
+        store: LocationStore,
+        policy: RegistrarPolicy,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        stats: ProxyStats,
+        log: logging.Logger,
+    ) -> None:
+        self.router = router
+        self.forwarder = forwarder
+        self.calls = calls
+        self.identity = identity
+        self.auth = auth
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.wall = wall
+        self.stats = stats
+        self.log = log
+
+    async def route(self, server: ServerTransaction) -> None:
+        """Route the request of ``server``; every failure ends in a response."""
+        try:
+            await self._route(server)
+        except RemoteProtocolError as exc:
+            if not server.terminated:
+                self.forwarder.reply(server, exc.status, exc.reason)
+        except Exception:
+            self.log.exception("proxy: error routing %s", server.request.method.decode())
+            if not server.terminated:
+                self.forwarder.reply(server, 500, "Server Internal Error")
+
+    async def _route(self, server: ServerTransaction) -> None:
+        req = server.request
+        flow = flow_of(server.dest)
+        source = flow.remote[0]
+        trusted = self.auth.is_trusted(source)
+        decision: Decision = self.router.route(req, trusted=trusted)
+        if isinstance(decision, Admit):
+            why = await self._admit(req, flow, decision, trusted)
+            if why is not None:
+                self.forwarder.reply(server, 403, why)
+                return
+            self.calls.in_dialog(req, self.clock())  # CSeqs, targets; a BYE frees media
+            decision = self.router.in_dialog(decision, flow)
+        if isinstance(decision, Authenticate):
+            verdict = await self.auth.check(req, source, self.wall(), proxy=True)
+            if not verdict.ok:
+                self.stats.auth_challenges += 1
+                self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
+                return
+            decision = self.router.after_auth(decision)
+        if isinstance(decision, Lookup):
+            bindings = await find_bindings(self.store, decision.keys, self.wall())
+            decision = self.router.bound(decision, bindings)
+        if isinstance(decision, Forward):
+            await self.forwarder.forward(server, flow, decision)
+        elif isinstance(decision, Reply):
+            self.forwarder.reply(server, decision.status, decision.reason, decision.headers)
+        elif isinstance(decision, Register):
+            await self._register(server, flow)
+        else:  # pragma: no cover - every decision is acted on above
+            raise AssertionError(decision)
+
+    async def _register(self, server: ServerTransaction, flow: Flow) -> None:
+        """A REGISTER for a local domain: authenticate (401), check the AOR is the user's
+        (403 otherwise, ``register.aor_refusal``), then the registrar."""
+        req = server.request
+        verdict = await self.auth.check(req, flow.remote[0], self.wall(), proxy=False)
+        if not verdict.ok:
+            self.stats.auth_challenges += 1
+            self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
+            return
+        refusal = aor_refusal(req, verdict.user, verdict.aors, self.identity.is_local_uri)
+        if refusal is not None:
+            # A REGISTER whose AOR is not the authenticated user's (hijack attempt).
+            self.stats.registrations_forbidden += 1
+            self.log.warning("registrar: REGISTER from %s refused: %s", flow, refusal)
+            self.forwarder.reply(server, 403, refusal)
+            return
+        listener = listener_of(self.identity, flow)
+        name = listener.name() if listener else f"{flow.transport.value}:?"
+        resp = await handle_register(
+            hops.with_stamped_via(req, flow),  # RFC 3581 §4: the 200 carries rport/received
+            flow,
+            listener=name,
+            store=self.store,
+            policy=self.policy,
+            now=self.wall(),
+            keys=self.identity.aor_keys(req.to.uri),
+        )
+        self.stats.registrations += resp.status == 200
+        self.forwarder.respond(server, resp)
+
+    async def _admit(self, req: Request, flow: Flow, admit: Admit, trusted: bool) -> str | None:
+        """None when an in-dialog request with our signed Route may be relayed: from a
+        trusted source, as part of a live dialog, or (not ACK) with valid credentials."""
+        if trusted:
+            return None
+        routed = (r.uri for r in admit.routes)
+        why = self.calls.admit(
+            req, admit.uri, routed, admit.issued, wall=self.wall(), now=self.clock()
+        )
+        if why is None:
+            return None
+        if req.method != b"ACK" and req.has(b"proxy-authorization"):
+            verdict = await self.auth.check(req, flow.remote[0], self.wall(), proxy=True)
+            if verdict.ok:
+                return None
+        self.stats.in_dialog_refused += 1
+        method = req.method.decode("ascii", "replace")
+        self.log.info("in-dialog %s for %r from %s refused: %s", method, req.call_id, flow, why)
+        return why
+
+    async def ack(self, req: Request, flow: Flow) -> None:
+        """An ACK for a 2xx (§16.11): along its Route set if we recorded it, else dropped."""
+        try:
+            signed = self.router.ack(req)
+            trusted = self.auth.is_trusted(flow.remote[0])
+            why = (
+                signed if isinstance(signed, str) else await self._admit(req, flow, signed, trusted)
+            )
+            if why is not None or isinstance(signed, str):
+                self.stats.dropped += 1
+                self.log.info("ACK for %r from %s dropped: %s", req.call_id, flow, why)
+                return
+            self.calls.in_dialog(req, self.clock())
+            decision = self.router.in_dialog(signed, flow)
+            if isinstance(decision, Reply):
+                raise RemoteProtocolError(decision.reason or "", decision.status)
+            assert isinstance(decision, Forward)
+            await self.forwarder.forward_ack(req, flow, decision.targets[0])
+        except Rtc64Error as exc:
+            self.stats.dropped += 1
+            self.log.debug("ACK not forwarded: %s", exc)

@@ -1,0 +1,309 @@
+"""The stateful proxy as a service: admission, the transaction layer, and the parts.
+
+Rules (RFC 3261 §16, §17; RFC 3581 response routing):
+
+- ``on_message``: a response goes to the transaction layer; a request is admitted first.
+  New dialogs and registrations from an untrusted source over the request rate are
+  dropped and counted, the start of each throttle episode logged once (trusted networks,
+  the upstream core and in-dialog requests are never limited). When ``admission`` sheds
+  (receive backlog or loop lag over target, or ``max_transactions`` in flight) *new*
+  work gets 503 with Retry-After, while in-dialog requests, ACKs and retransmissions of
+  requests in progress keep flowing so calls finish.
+- The transaction layer's events are dispatched: a new request to the routing step
+  (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
+  to the routing step's stateless path, everything else to the forwarder.
+- One deadline: ``next_deadline`` is the earliest of the transaction layer's timers, the
+  happy-eyeballs races' and call control's Timer C; ``on_timer`` fires what is due and
+  after every batch ``schedule(next_deadline())`` re-arms the owner's one timer.
+
+The INVITE path, socket to socket: ``on_message`` → ``TransactionLayer.receive_request``
+→ ``routing.Routing.route`` (``router.Router`` decides, with look-ups between) →
+``forwarder.Forwarder.forward`` → ``nexthop.NextHops`` (RFC 3263) → ``racing.Racing``
+(which hop) → ``Forwarder.launch`` (``splice`` builds the bytes) → a client transaction
+→ ``Sender.send``. Responses come back through ``Forwarder`` (``forking`` picks the best)
+with ``calls.CallControl`` told what it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv6Network
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.gateway import ratelimit
+from rtc64.gateway.admission import Admission
+from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.identity import Identity
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
+from rtc64.gateway.proxy.calls import TIMER_C, CallControl
+from rtc64.gateway.proxy.dialogs import DialogTracker
+from rtc64.gateway.proxy.forwarder import Forwarder
+from rtc64.gateway.proxy.nexthop import HostResolver, NextHops
+from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
+from rtc64.gateway.proxy.router import Router
+from rtc64.gateway.proxy.routing import Routing
+from rtc64.gateway.ratelimit import TokenBucket
+from rtc64.gateway.stats import ProxyStats
+from rtc64.net.address import IPAddress, unmap
+from rtc64.net.endpoint import Flow
+from rtc64.net.eyeballs import ATTEMPT_DELAY
+from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.reject import reject_bytes
+from rtc64.sip.serializer import serialize
+from rtc64.sip.transaction import TransactionLayer
+from rtc64.sip.transaction_base import AckReceived, Event, NewRequest
+from rtc64.sip.transaction_client import ClientTransaction
+from rtc64.sip.transaction_server import ServerTransaction
+from rtc64.sip.uri import SipUri
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """What the proxy is told by configuration (``sip.*``, ``registrar.*``, ``dns.*``)."""
+
+    upstream: SipUri | None = None  # the core every request goes to (upstream mode)
+    max_transactions: int = 10_000  # in flight before shedding (without an ``Admission``)
+    registrar: RegistrarPolicy = field(default_factory=RegistrarPolicy)
+    secret: bytes = b""  # Record-Route tokens; empty: a random one per process
+    timer_c: float = TIMER_C
+    attempt_delay: float | None = ATTEMPT_DELAY  # None: no happy-eyeballs racing
+    family_penalty: float = FAMILY_PENALTY
+    nat64: IPv6Network | None = None  # reach IPv4-only targets through this prefix
+
+
+def _nothing(_when: float | None) -> None:
+    return None
+
+
+class Proxy:
+    """Routes requests and responses; owns no sockets and no clock."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        identity: Identity,
+        layer: TransactionLayer,
+        sender: Sender,
+        store: LocationStore,
+        auth: Authenticator,
+        resolver: HostResolver,
+        limiter: TokenBucket,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        spawn: Spawn,
+        log: logging.Logger,
+        media: MediaBridge | None = None,
+        admission: Admission | None = None,
+        schedule: Callable[[float | None], None] = _nothing,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.layer = layer
+        self.sender = sender
+        self.limiter = limiter
+        self.clock = clock
+        self.spawn = spawn
+        self.log = log
+        self.admission = admission or Admission(max_in_flight=settings.max_transactions)
+        self._schedule = schedule
+        self.stats = stats = ProxyStats()
+        self.secret = secret = settings.secret or secrets.token_bytes(32)
+        self.calls = CallControl(
+            is_ours=identity.is_us,
+            log=log,
+            media=media,
+            timer_c=settings.timer_c,
+            started=wall(),
+        )
+        self.racing = Racing(
+            connector=sender,
+            clock=clock,
+            stats=stats,
+            log=log,
+            attempt_delay=settings.attempt_delay,
+            family_penalty=settings.family_penalty,
+        )
+        self.forwarder = Forwarder(
+            identity=identity,
+            layer=layer,
+            sender=sender,
+            nexthops=NextHops(
+                resolver, identity, connected=sender.has_connection, nat64=settings.nat64
+            ),
+            racer=self.racing,
+            calls=self.calls,
+            realm=auth.realm,
+            secret=secret,
+            clock=clock,
+            wall=wall,
+            spawn=spawn,
+            stats=stats,
+            log=log,
+            on_events=self._rearm,
+            media=media,
+        )
+        self.routing = Routing(
+            router=Router(
+                identity,
+                secret=secret,
+                upstream=settings.upstream,
+                connected=sender.has_connection,
+            ),
+            forwarder=self.forwarder,
+            calls=self.calls,
+            identity=identity,
+            auth=auth,
+            store=store,
+            policy=settings.registrar,
+            clock=clock,
+            wall=wall,
+            stats=stats,
+            log=log,
+        )
+
+    @property
+    def dialogs(self) -> DialogTracker:
+        """The dialogs we record-routed (call control's)."""
+        return self.calls.dialogs
+
+    @property
+    def in_flight(self) -> int:
+        """Proxied requests still waiting for their final response."""
+        return self.forwarder.in_flight
+
+    # -- input ----------------------------------------------------------------------------
+
+    def on_message(self, msg: Request | Response, flow: Flow) -> None:
+        """A parsed message arrived on ``flow``."""
+        if isinstance(msg, Request):
+            self._on_request(msg, flow)
+        else:
+            self.stats.responses_in += 1
+            self._dispatch(self.layer.receive_response(msg, self.clock()))
+
+    def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
+        """An unparseable message: answer requests whose headers allow it, drop the rest."""
+        self.stats.bad_messages += 1
+        reply = reject_bytes(data, error.status, error.reason) if data else None
+        if reply is None:
+            self.log.debug("dropped malformed message from %s: %s", flow, error.reason)
+            return
+        hop = hops.Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
+        if self.forwarder.response_loops(reply, hop):
+            return
+        self.stats.errors_sent += 1
+        self.sender.send(reply, flow.transport, flow.remote[0], flow.remote[1], flow=flow)
+
+    def _on_request(self, req: Request, flow: Flow) -> None:
+        now = self.clock()
+        self.stats.requests_in += 1
+        if self.limiter.rate and self._throttled(req, flow.remote[0], now):
+            return
+        hop = hops.response_hop(req, flow)
+        initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
+        busy = self.admission.shed(initial, self.in_flight, now)
+        # Shed new work only: in-dialog requests and responses finish the calls we carry,
+        # and a retransmission of a request we are handling is absorbed as usual.
+        if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
+            self.stats.overloaded += 1
+            stamped = hops.with_stamped_via(req, flow)
+            resp = make_response(stamped, 503, headers=[(b"Retry-After", b"5")])
+            self.forwarder.send(serialize(resp), hop)
+            return
+        self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
+
+    def _throttled(self, req: Request, source: IPAddress, now: float) -> bool:
+        """Whether to drop ``req``: a new dialog or registration from a source over the
+        request rate. Trusted networks and the upstream core are never limited."""
+        if req.to.tag is not None or req.method in (b"ACK", b"CANCEL"):
+            return False
+        if self.auth.is_trusted(source) or self._is_core(source):
+            return False
+        verdict = self.limiter.admit(source, now)
+        if verdict is ratelimit.Admission.ADMITTED:
+            return False
+        self.stats.rate_limited += 1
+        if verdict is ratelimit.Admission.THROTTLE_STARTED:
+            self.stats.throttled_sources += 1
+            skipped = self.limiter.log_slot(now)
+            if skipped is not None:
+                self.log.warning(
+                    "rate limit: source %s throttled above %g new requests/s "
+                    "(sip.request_rate); its new requests are dropped until it slows down%s",
+                    self.limiter.key(source),
+                    self.limiter.rate,
+                    f" ({skipped} more sources throttled since the last line)" if skipped else "",
+                )
+        return True
+
+    def _is_core(self, source: IPAddress) -> bool:
+        """``source`` is the upstream core's address (an IP-literal ``sip.upstream``; a
+        core named by DNS must be listed in ``sip.trusted_networks``, as upstream mode
+        needs anyway)."""
+        upstream = self.settings.upstream
+        core = upstream.host if upstream is not None else None
+        return core is not None and not isinstance(core, str) and unmap(core) == unmap(source)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """The transaction layer's events: new requests and ACKs for 2xx are routed, the
+        rest is the forwarder's."""
+        for ev in events:
+            if isinstance(ev, NewRequest):
+                self._new_request(ev.txn)
+            elif isinstance(ev, AckReceived):
+                self.spawn(self.routing.ack(ev.request, flow_of(ev.dest)))
+            else:
+                self.forwarder.handle(ev)
+        self._rearm()
+
+    def _new_request(self, server: ServerTransaction) -> None:
+        if server.request.method == b"CANCEL":
+            self.forwarder.cancel(server)
+            return
+        if server.request.method == b"INVITE":
+            self.forwarder.trying(server)
+        self.spawn(self.routing.route(server))
+
+    def transport_failed(self, handle: object, reason: str) -> None:
+        """The transport could not send for ``handle`` (RFC 3261 §17.1.4, §16.7 step 5):
+        its transaction ends at once, a branch tries its next address or gets 503."""
+        if isinstance(handle, ClientTransaction | ServerTransaction):
+            self._dispatch(self.layer.transport_error(handle, self.clock(), reason))
+
+    # -- calls the gateway ends -----------------------------------------------------------
+
+    def media_timeout(self, call_id: bytes) -> None:
+        """The relay saw no media: BYE both parties of the dialog (as rtpengine+Kamailio)."""
+        self.forwarder.originate(self.calls.media_timeout(call_id))
+
+    # -- the one deadline -----------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest of the transaction layer's, the races' and Timer C's deadlines."""
+        best = self.layer.get_timer()
+        for when in (self.racing.get_timer(), self.calls.get_timer()):
+            if when is not None and (best is None or when < best):
+                best = when
+        return best
+
+    def on_timer(self) -> None:
+        """A deadline passed: fire every timer that is due."""
+        now = self.clock()
+        self._dispatch(self.layer.handle_timer(now))
+        for launch in self.racing.handle_timer(now):
+            self.forwarder.launch(launch)
+        for leg in self.calls.handle_timer(now):
+            self.forwarder.timer_c_fired(leg)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._schedule is not _nothing:
+            self._schedule(self.next_deadline())
