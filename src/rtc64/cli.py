@@ -17,9 +17,8 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtc64 import __version__, config, logs, settings
+from rtc64 import __version__, config, logs, serve, settings
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
-from rtc64.gateway import app
 from rtc64.gateway.location.bindings import canonical_aor
 from rtc64.gateway.location.store import Store
 from rtc64.gateway.location.users import UserRecord
@@ -279,7 +278,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def _load(args: argparse.Namespace) -> config.Config:
     cfg = config.load(args.config, _overrides(args))
-    logs.setup(cfg["general.log_level"], cfg["general.log_format"])
+    logs.setup(cfg.general.log_level, cfg.general.log_format)
     return cfg
 
 
@@ -288,7 +287,7 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("rtc64")
 
     async def main(stop: asyncio.Event) -> int:
-        return await app.serve(cfg, stop, log)
+        return await serve.serve(cfg, stop, log)
 
     return loop.run(main)
 
@@ -339,7 +338,7 @@ def _store_config(args: argparse.Namespace) -> config.Config:
     if args.log_level is not None:
         overrides["general.log_level"] = args.log_level
     cfg = config.load(args.config, overrides)
-    logs.setup(cfg["general.log_level"], cfg["general.log_format"])
+    logs.setup(cfg.general.log_level, cfg.general.log_format)
     return cfg
 
 
@@ -349,7 +348,7 @@ def _with_store(
     cfg = _store_config(args)
 
     async def main() -> int:
-        store = await app.open_checked_store(cfg)
+        store = await serve.open_checked_store(cfg)
         try:
             return await job(store, cfg)
         finally:
@@ -377,7 +376,7 @@ def _user_add(args: argparse.Namespace) -> int:
         await store.put_user(UserRecord.from_password(name, realm, password, extra))
         also = f", also registers {', '.join(extra)}" if extra else ""
         print(f"user {name} saved (realm {realm}{also})")
-        if not (args.realm or cfg["auth.realm"] or cfg["sip.domains"]):
+        if not (args.realm or cfg.auth.realm or cfg.sip.domains):
             print(
                 f"rtc64: note: realm {realm!r} is this host's name (no --realm, auth.realm or "
                 "sip.domains): a gateway serving a domain needs the same --config or --domain "
@@ -477,8 +476,8 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     timeout: float = args.timeout
     if not 0 <= timeout <= 600:
         raise ConfigError("--timeout", timeout, "seconds, 0..600")
-    configured = [_prefix(cfg["nat64.prefix"])] if cfg["nat64.prefix"] else []
-    resolver = Resolver(cfg["dns.servers"], timeout=max(timeout, 1.0))
+    configured = [_prefix(cfg.nat64.prefix)] if cfg.nat64.prefix else []
+    resolver = Resolver(cfg.dns.servers, timeout=max(timeout, 1.0))
     report = loop.run_once(
         lambda: nat64_io.discover_report(resolver, listen_ra=timeout, configured=configured)
     )

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.net import rfc6052
@@ -621,8 +621,7 @@ def _section(cls: type[S], name: str, values: Mapping[str, object]) -> S:
 class Config:
     """The validated configuration: one typed section per table, plus where it came from.
 
-    ``values`` keeps the flat ``section.name`` view for logging (``describe``) and for
-    code not yet moved to the sections.
+    ``values`` keeps the flat ``section.name`` view for logging (``describe``).
     """
 
     values: Mapping[str, object]
@@ -641,10 +640,6 @@ class Config:
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
             object.__setattr__(self, name, _section(cls, name, self.values))
-
-    def __getitem__(self, path: str) -> Any:
-        """Deprecated flat access (``cfg["sip.listen"]``): use the sections."""
-        return self.values[path]
 
     @property
     def data_dir(self) -> Path:
@@ -695,10 +690,10 @@ class Config:
 def realm_of(cfg: Config) -> str:
     """The digest realm, resolved the same way by ``rtc64 serve`` and ``rtc64 user add``:
     ``auth.realm``, else the first of ``sip.domains``, else the host name."""
-    if cfg["auth.realm"]:
-        return str(cfg["auth.realm"])
-    domains = cfg["sip.domains"]
-    return str(domains[0]) if domains else platform.node()
+    if cfg.auth.realm:
+        return cfg.auth.realm
+    domains = cfg.sip.domains
+    return domains[0] if domains else platform.node()
 
 
 def _why(exc: OSError, path: Path | str) -> str:

@@ -7,13 +7,30 @@ result over. Nothing below the top layer imports this module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
+from ipaddress import IPv6Network
+from pathlib import Path
 
-from rtc64.config import IPNetwork, MediaSection, NgSection
-from rtc64.errors import ConfigError
+from rtc64.config import (
+    AuthSection,
+    Config,
+    IPNetwork,
+    MediaSection,
+    Nat64Section,
+    NgSection,
+    SipSection,
+)
+from rtc64.errors import ConfigError, RemoteProtocolError
+from rtc64.gateway.location.registrar import RegistrarPolicy
+from rtc64.gateway.proxy.service import ProxySettings
+from rtc64.io.tls import TlsClientPolicy
+from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
+from rtc64.sip.digest import Algorithm
+from rtc64.sip.uri import SipUri, parse_uri
 
 
 def relay_settings(
@@ -89,3 +106,62 @@ def standalone_ng_settings(ng: NgSection) -> NgSettings:
             "ng.listen", "", "udp:HOST:PORT (--ng-listen): rtc64 relay is driven over its ng socket"
         )
     return settings
+
+
+def upstream_uri(sip: SipSection) -> SipUri | None:
+    """``sip.upstream`` as a sip:/sips: URI, or None (no upstream core)."""
+    text = sip.upstream
+    if text is None:
+        return None
+    try:
+        uri = parse_uri(text.encode("utf-8"), "sip.upstream")
+    except RemoteProtocolError:
+        raise ConfigError("sip.upstream", text, "a SIP URI like sip:core.example.net") from None
+    if not isinstance(uri, SipUri):
+        raise ConfigError("sip.upstream", text, "a sip: or sips: URI")
+    return uri
+
+
+def nat64_network(nat64: Nat64Section) -> IPv6Network | None:
+    """``nat64.prefix`` as a network, or None (discover it, or no NAT64)."""
+    if nat64.prefix is None:
+        return None
+    try:
+        return rfc6052.parse_prefix(nat64.prefix)
+    except ValueError as exc:
+        raise ConfigError("nat64.prefix", nat64.prefix, f"an RFC 6052 prefix ({exc})") from None
+
+
+def tls_client_policy(sip: SipSection, log: logging.Logger) -> TlsClientPolicy:
+    """Outbound TLS checks from ``sip.tls_verify``, ``sip.tls_ca_file`` and
+    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged."""
+    policy = TlsClientPolicy(
+        verify=sip.tls_verify,
+        cafile=Path(sip.tls_ca_file).expanduser() if sip.tls_ca_file else None,
+        no_verify=sip.tls_no_verify_domains,
+    )
+    if not policy.verify:
+        log.warning("sip.tls_verify is false: outbound TLS accepts any server certificate")
+    elif policy.no_verify:
+        shown = ", ".join(sorted(policy.no_verify))
+        log.warning("outbound TLS accepts any certificate from %s", shown)
+    return policy
+
+
+def digest_algorithms(auth: AuthSection) -> list[Algorithm]:
+    """``auth.algorithms`` in the order they are offered."""
+    return [Algorithm.parse(a) for a in auth.algorithms]
+
+
+def proxy_settings(cfg: Config, *, secret: bytes, nat64: IPv6Network | None) -> ProxySettings:
+    """The proxy's settings from ``sip.*``, ``registrar.*`` and ``dns.*``."""
+    reg, dns = cfg.registrar, cfg.dns
+    return ProxySettings(
+        upstream=upstream_uri(cfg.sip),
+        max_transactions=cfg.sip.max_transactions,
+        registrar=RegistrarPolicy(reg.min_expires, reg.max_expires, reg.default_expires),
+        secret=secret,
+        attempt_delay=dns.attempt_delay if dns.happy_eyeballs else None,
+        family_penalty=dns.family_penalty,
+        nat64=nat64,
+    )

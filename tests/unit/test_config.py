@@ -15,15 +15,15 @@ from rtc64.net.endpoint import Transport
 
 def test_defaults_need_no_file() -> None:
     cfg = config.load()
-    listen = cfg["sip.listen"]
+    listen = cfg.sip.listen
     assert {(s.transport, s.address.version, s.port) for s in listen} == {
         (Transport.UDP, 4, 5060),
         (Transport.UDP, 6, 5060),
         (Transport.TCP, 4, 5060),
         (Transport.TCP, 6, 5060),
     }
-    assert cfg["media.ports"] == (30000, 40000)
-    assert cfg["general.log_format"] == "text"
+    assert cfg.media.ports == (30000, 40000)
+    assert cfg.general.log_format == "text"
     assert cfg.source is None
 
 
@@ -42,17 +42,17 @@ users = [{name = "300", password = "s3cret"}]
 """
     )
     cfg = config.load(path, {"general.log_level": "warning", "media.ports": "40001-40100"})
-    assert cfg["general.log_level"] == "warning"
-    (spec,) = cfg["sip.listen"]
+    assert cfg.general.log_level == "warning"
+    (spec,) = cfg.sip.listen
     assert spec.address == ip_address("2001:db8::1")
     assert spec.port == 5070
     assert str(spec) == "udp:[2001:db8::1]:5070;advertise=sip.example.net:5070"
-    assert cfg["sip.domains"] == ("example.net",)
-    assert cfg["sip.trusted_networks"] == (
+    assert cfg.sip.domains == ("example.net",)
+    assert cfg.sip.trusted_networks == (
         ip_network("2001:db8::/64"),
         ip_network("10.0.0.0/8"),
     )
-    assert cfg["media.ports"] == (40002, 40100), "RTP starts on an even port"
+    assert cfg.media.ports == (40002, 40100), "RTP starts on an even port"
     described = dict(cfg.describe())
     assert described["auth.users"] == "300:***", "secrets never reach the log"
 
@@ -116,9 +116,9 @@ def test_data_dir_default_and_override(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_happy_eyeballs_keys() -> None:
     cfg = config.load()
-    assert cfg["dns.attempt_delay"] == 0.25, "RFC 8305 section 5 recommends 250 ms"
-    assert cfg["dns.family_penalty"] == 600.0
-    assert cfg["dns.happy_eyeballs"] is True
+    assert cfg.dns.attempt_delay == 0.25, "RFC 8305 section 5 recommends 250 ms"
+    assert cfg.dns.family_penalty == 600.0
+    assert cfg.dns.happy_eyeballs is True
     cfg = config.load(
         overrides={
             "dns.family_penalty": "30",
@@ -126,10 +126,10 @@ def test_happy_eyeballs_keys() -> None:
             "dns.attempt_delay": 0.1,
         }
     )
-    assert cfg["dns.family_penalty"] == 30.0
-    assert cfg["dns.happy_eyeballs"] is False
-    assert cfg["dns.attempt_delay"] == 0.1
-    assert config.load(overrides={"dns.family_penalty": 0})["dns.family_penalty"] == 0.0
+    assert cfg.dns.family_penalty == 30.0
+    assert cfg.dns.happy_eyeballs is False
+    assert cfg.dns.attempt_delay == 0.1
+    assert config.load(overrides={"dns.family_penalty": 0}).dns.family_penalty == 0.0
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,15 @@ import pytest
 
 from rtc64 import config
 from rtc64.errors import ConfigError
-from rtc64.gateway.app import client_tls_policy
+from rtc64.settings import tls_client_policy
 
 
 def test_verification_is_on_by_default() -> None:
     cfg = config.load()
-    assert cfg["sip.tls_verify"] is True
-    assert cfg["sip.tls_ca_file"] is None
-    assert cfg["sip.tls_no_verify_domains"] == ()
-    policy = client_tls_policy(cfg, logging.getLogger("test"))
+    assert cfg.sip.tls_verify is True
+    assert cfg.sip.tls_ca_file is None
+    assert cfg.sip.tls_no_verify_domains == ()
+    policy = tls_client_policy(cfg.sip, logging.getLogger("test"))
     assert policy.verifies("example.net") and policy.verifies("192.0.2.1")
 
 
@@ -25,9 +25,9 @@ def test_exemptions_are_normalised_and_logged(caplog: pytest.LogCaptureFixture) 
     cfg = config.load(
         overrides={"sip.tls_no_verify_domains": ["Lab.Example.", "[2001:DB8::7]", "192.0.2.7"]}
     )
-    assert cfg["sip.tls_no_verify_domains"] == ("lab.example", "2001:db8::7", "192.0.2.7")
+    assert cfg.sip.tls_no_verify_domains == ("lab.example", "2001:db8::7", "192.0.2.7")
     with caplog.at_level(logging.WARNING):
-        policy = client_tls_policy(cfg, logging.getLogger("test"))
+        policy = tls_client_policy(cfg.sip, logging.getLogger("test"))
     assert not policy.verifies("lab.example") and not policy.verifies("2001:db8::7")
     assert policy.verifies("sub.lab.example"), "exact names only"
     assert "lab.example" in caplog.text
@@ -50,5 +50,5 @@ def test_bad_values_name_the_key(key: str, value: object) -> None:
 def test_missing_ca_file_names_the_key(tmp_path: Path) -> None:
     cfg = config.load(overrides={"sip.tls_ca_file": str(tmp_path / "missing.pem")})
     with pytest.raises(ConfigError) as info:
-        client_tls_policy(cfg, logging.getLogger("test"))
+        tls_client_policy(cfg.sip, logging.getLogger("test"))
     assert "sip.tls_ca_file" in str(info.value) and "missing.pem" in str(info.value)

@@ -52,14 +52,6 @@ CORE_BANNED_STDLIB = (
 )
 CLOCK_CALLS = frozenset(("now", "utcnow", "today"))
 
-# Violations that exist today and are being removed (issue 9); each must still exist,
-# so an entry is deleted as soon as its module is fixed. Empty is the goal.
-KNOWN: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("rtc64.gateway.app", "rtc64.config"),  # becomes the composition root, serve.py
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Import:
@@ -170,17 +162,10 @@ def _all_violations() -> Iterator[tuple[str, str, str]]:
 
 
 def test_the_layers_hold() -> None:
-    found = sorted({(m, t, r) for m, t, r in _violations() if (m, t) not in KNOWN})
+    found = sorted(set(_violations()))
     assert not found, "import contract broken:\n" + "\n".join(
         f"  {m} imports {t}: {r}" for m, t, r in found
     )
-
-
-def test_known_violations_still_exist() -> None:
-    """An entry of ``KNOWN`` whose module was fixed must be removed from the list."""
-    present = {(m, t) for m, t, _ in _violations()}
-    stale = sorted(KNOWN - present)
-    assert not stale, f"fixed, remove from KNOWN: {stale}"
 
 
 @pytest.mark.parametrize(

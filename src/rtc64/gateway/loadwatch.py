@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from rtc64.gateway.admission import Admission
 from rtc64.io import memory
-from rtc64.io.scheduler import LagMonitor, SelfPing, Spawner, clock
+from rtc64.io.driver import clock
+from rtc64.io.scheduler import LagMonitor, SelfPing, Spawner
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import clear_caches

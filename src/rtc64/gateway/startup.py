@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from rtc64.errors import RemoteProtocolError
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import hops
 from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Message, Request, make_response
@@ -59,14 +60,12 @@ class Reception:
         else:
             self.early += 1
 
+    def on_media_timeout(self, session: bytes) -> None:
+        """The relay saw no media for a session: the proxy ends its call (BYE both sides)."""
+        if self.proxy is not None:
+            self.proxy.media_timeout(MediaBridge.call_of(session))
+
     def on_send_error(self, failure: SendFailure) -> None:
         """RFC 3261 §17.1.4: the transaction hears of a transport failure at once."""
         if self.proxy is not None:
             self.proxy.transport_failed(failure.handle, failure.reason)
-
-    def on_timer(self) -> None:
-        if self.proxy is not None:
-            self.proxy.on_timer()
-
-    def next_deadline(self) -> float | None:
-        return self.proxy.next_deadline() if self.proxy is not None else None

@@ -1,10 +1,9 @@
-"""Deadlines and background tasks for the services, on the running event loop.
+"""Background tasks and load signals for the services, on the running event loop.
 
-``Deadline`` runs a callback at a loop-clock time; rescheduling replaces the pending
-call (the transaction layer exposes one earliest deadline, so one handle suffices).
 ``Spawner`` starts coroutines as tasks, keeps a reference until they finish (asyncio
-only holds weak ones) and logs any exception instead of losing it. ``clock`` is the
-loop's monotonic clock: sans-I/O cores get their ``now`` from it.
+only holds weak ones) and logs any exception instead of losing it. ``LagMonitor`` and
+``SelfPing`` measure how late the loop runs and how long datagrams wait in the receive
+queue. Cores' timers are run by ``io.driver.Driver``; their ``now`` is ``io.driver.clock``.
 """
 
 from __future__ import annotations
@@ -15,41 +14,8 @@ import logging
 import re
 import secrets
 import socket
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-
-
-def clock() -> float:
-    """The running loop's monotonic time (the timebase of ``Deadline``)."""
-    return asyncio.get_running_loop().time()
-
-
-class Deadline:
-    """One pending ``loop.call_at``; ``schedule(None)`` cancels it."""
-
-    __slots__ = ("_callback", "_handle", "_loop", "_when")
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-        self._handle: asyncio.TimerHandle | None = None
-        self._when: float | None = None
-        self._loop = asyncio.get_running_loop()
-
-    def schedule(self, when: float | None) -> None:
-        if when == self._when and self._handle is not None:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._when = when
-        if when is not None:
-            self._handle = self._loop.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._when = None
-        self._callback()
 
 
 class Spawner:
@@ -244,36 +210,3 @@ class SelfPing(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-
-
-class MonotonicTimer:
-    """One pending call at a ``time.monotonic()`` deadline (for cores that use that clock,
-    like the relay engine); ``schedule(None)`` cancels; ``close`` stops it for good."""
-
-    __slots__ = ("_callback", "_handle", "_loop", "_when")
-
-    def __init__(self, callback: Callable[[float], None]) -> None:
-        self._callback: Callable[[float], None] | None = callback
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
-        self._when: float | None = None
-
-    def schedule(self, when: float | None) -> None:
-        if when == self._when and self._handle is not None:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._when = when
-        if when is not None and self._callback is not None:
-            self._handle = self._loop.call_later(max(0.0, when - time.monotonic()), self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        self._when = None
-        if self._callback is not None:
-            self._callback(time.monotonic())
-
-    def close(self) -> None:
-        self.schedule(None)
-        self._callback = None

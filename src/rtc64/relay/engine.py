@@ -4,7 +4,8 @@
 # Rules:
 # - No asyncio and no clock reads of its own: ``clock`` is injected, timers are deadlines
 #   (``get_timer()``/``handle_timer(now)``), so unit tests run it on a fake clock and a
-#   fake forwarder. ``on_timer`` tells the runner when the earliest deadline changed.
+#   fake forwarder. ``on_timer`` tells the runner that the earliest deadline may have changed
+#   (the runner reads ``get_timer()``).
 # - offer(): the SDP as its sender wrote it in, the SDP for the answerer out (pointing at
 #   the pairs facing the answerer, on ``to_family``). answer(): the answerer's SDP in, the
 #   SDP for the offerer out. Re-offers reuse ports; a party whose SDP changes family gets a
@@ -90,7 +91,7 @@ class MediaRelay:
         *,
         clock: Callable[[], float],
         on_timeout: Callable[[bytes], None] | None = None,
-        on_timer: Callable[[float | None], None] | None = None,
+        on_timer: Callable[[], None] | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
@@ -333,7 +334,7 @@ class MediaRelay:
 
     def _notify(self) -> None:
         if self.on_timer is not None:
-            self.on_timer(self.get_timer())
+            self.on_timer()
 
     def _strict(self, options: RelayOptions) -> bool:
         return (

@@ -1,30 +1,48 @@
 # Wiring of the media relay on the running loop: the engine, its forwarder (in-process,
-# or ``media.workers`` processes), and one timer for the engine's earliest deadline.
+# or ``media.workers`` processes), and the io driver for the engine's earliest deadline.
 #
-# Rules: the engine stays sans-I/O; this module only owns the loop timer and picks the
-# forwarder. Engine time is ``time.monotonic()``, the forwarders' packet timebase.
+# Rules: the engine stays sans-I/O; this module only picks the forwarder and gives the
+# engine a driver of its own. Engine time is the process clock (``io.driver.clock``,
+# monotonic), which is also the forwarders' packet timebase.
 """Start a MediaRelay on the running event loop."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from time import monotonic
 
+from rtc64.io.driver import Driver, clock
 from rtc64.io.media import MediaForwarder
 from rtc64.io.media_workers import WorkerPool
-from rtc64.io.scheduler import MonotonicTimer
 from rtc64.relay.engine import Forwarder, MediaRelay
 from rtc64.relay.options import RelaySettings
 
 
 class RunningRelay(MediaRelay):
-    """A MediaRelay whose timers run on the loop; ``close`` stops them and the forwarder."""
+    """A MediaRelay whose timers run on the loop through its own driver; ``close`` stops
+    the driver, the calls and the forwarder."""
 
-    _timer: MonotonicTimer
+    def __init__(
+        self,
+        settings: RelaySettings,
+        forwarder: Forwarder,
+        *,
+        on_timeout: Callable[[bytes], None] | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self._driver = Driver(log=log)
+        super().__init__(
+            settings,
+            forwarder,
+            clock=clock,
+            on_timeout=on_timeout,
+            on_timer=self._driver.update,
+            log=log,
+        )
+        self._driver.drive(self)
 
     def close(self) -> None:
-        self._timer.close()
+        self._driver.close()
         super().close()
 
 
@@ -41,16 +59,4 @@ def start_relay(
         forwarder = WorkerPool(settings.workers, log=log, stats_interval=settings.stats_interval)
     else:
         forwarder = MediaForwarder(log)
-    relays: list[MediaRelay] = []
-    timer = MonotonicTimer(lambda now: relays[0].handle_timer(now) if relays else None)
-    relay = RunningRelay(
-        settings,
-        forwarder,
-        clock=monotonic,
-        on_timeout=on_timeout,
-        on_timer=timer.schedule,
-        log=log,
-    )
-    relay._timer = timer
-    relays.append(relay)
-    return relay
+    return RunningRelay(settings, forwarder, on_timeout=on_timeout, log=log)

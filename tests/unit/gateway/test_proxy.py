@@ -207,7 +207,7 @@ class Harness:
         end = self.clock.now + seconds
         while self.clock.now < end:
             self.clock.now = min(end, self.clock.now + step)
-            self.proxy.on_timer()
+            self.proxy.handle_timer(self.clock.now)
             await self.drain()
         return self.sender.sent[before:]
 
@@ -936,10 +936,10 @@ def test_timer_c_cancels_a_branch_that_rings_forever(tmp_path: Path) -> None:
         fwd = await call_forwarded(h)
         out = await h.feed(answer(fwd.data, 180), CALLEE)
         assert statuses(out, CALLER) == [180]
-        assert h.proxy.next_deadline() == h.clock.now + 180.0
+        assert h.proxy.get_timer() == h.clock.now + 180.0
         h.clock.now += 181.0
         before = len(h.sender.sent)
-        h.proxy.on_timer()
+        h.proxy.handle_timer(h.clock.now)
         await h.drain()
         out = h.sender.sent[before:]
         assert methods(out, CALLEE) == [b"CANCEL"]

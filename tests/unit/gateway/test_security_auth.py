@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from rtc64 import config
+from rtc64 import config, serve
 from rtc64.cli import _overrides, build_parser, main
-from rtc64.gateway import app
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.location.backends import open_store
 from rtc64.gateway.location.register import aor_refusal
@@ -442,11 +441,11 @@ def test_auth_algorithm_option_overrides_the_configuration(tmp_path: Path) -> No
     toml.write_text('[auth]\nalgorithms = ["SHA-256", "MD5"]\n')
     args = build_parser().parse_args(["serve", "--auth-algorithm", "MD5"])
     cfg = config.load(toml, _overrides(args))
-    assert cfg["auth.algorithms"] == ("md5",)
+    assert cfg.auth.algorithms == ("md5",)
     args = build_parser().parse_args(
         ["serve", "--auth-algorithm", "MD5", "--auth-algorithm", "sha-256"]
     )
-    assert config.load(None, _overrides(args))["auth.algorithms"] == ("md5", "sha-256")
+    assert config.load(None, _overrides(args)).auth.algorithms == ("md5", "sha-256")
     with pytest.raises(Exception, match=r"auth\.algorithms"):
         config.load(
             None, _overrides(build_parser().parse_args(["serve", "--auth-algorithm", "SHA1"]))
@@ -460,7 +459,7 @@ def test_user_add_resolves_the_realm_as_serve_does(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = str(tmp_path / "data")
-    assert app.realm_of is config.realm_of  # one function for both
+    assert serve.realm_of is config.realm_of  # one function for both
     argv = ["user", "--data-dir", data, "add", "alice", "--password", "pw", "--domain", REALM]
     assert main(argv) == 0
     cfg = config.load(None, {"sip.domains": [REALM]})

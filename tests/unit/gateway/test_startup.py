@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from rtc64 import config
-from rtc64.gateway import app
-from rtc64.gateway.app import Gateway
+from rtc64 import config, serve
+from rtc64.serve import Gateway
 
 
 def _options(n: int, port: int) -> bytes:
@@ -48,13 +47,13 @@ def test_requests_during_start_get_503_and_nothing_raises(
         },
     )
     release = asyncio.Event()
-    real = app.ngserver.start
+    real = serve.ngserver.start
 
     async def slow_ng(*args: Any, **kwargs: Any) -> Any:
         await release.wait()  # start-up stalls after the listeners are bound
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(app.ngserver, "start", slow_ng)
+    monkeypatch.setattr(serve.ngserver, "start", slow_ng)
     caplog.set_level(logging.DEBUG)
 
     async def main() -> None:

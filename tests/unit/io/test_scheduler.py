@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rtc64.io.scheduler import Deadline, LagMonitor, SelfPing
+from rtc64.io.scheduler import LagMonitor, SelfPing
 
 
 def test_lag_monitor_reports_a_blocked_loop_and_recovers() -> None:
@@ -23,22 +23,6 @@ def test_lag_monitor_reports_a_blocked_loop_and_recovers() -> None:
     blocked, recovered = asyncio.run(main())
     assert blocked > 0.1
     assert recovered < 0.05
-
-
-def test_deadline_fires_once_and_can_be_moved_or_cancelled() -> None:
-    async def main() -> list[str]:
-        fired: list[str] = []
-        loop = asyncio.get_running_loop()
-        deadline = Deadline(lambda: fired.append("x"))
-        deadline.schedule(loop.time() + 0.5)
-        deadline.schedule(loop.time() + 0.01)  # moved earlier
-        await asyncio.sleep(0.05)
-        deadline.schedule(loop.time() + 0.01)
-        deadline.schedule(None)  # cancelled
-        await asyncio.sleep(0.05)
-        return fired
-
-    assert asyncio.run(main()) == ["x"]
 
 
 class _Listener(asyncio.DatagramProtocol):

@@ -21,14 +21,14 @@ LOG = logging.getLogger("rtc64.test.ngserver")
 
 def test_config_keys() -> None:
     cfg = config.load(None)
-    assert cfg["ng.listen"] is None and cfg["ng.interfaces"] == ()
+    assert cfg.ng.listen is None and cfg.ng.interfaces == ()
     cfg = config.load(
         None, {"ng.listen": "udp:[::1]:2223", "ng.interfaces": ["Internal=IPv4", "external=ip6"]}
     )
-    assert str(cfg["ng.listen"]) == "udp:[::1]:2223"
-    assert dict(cfg["ng.interfaces"]) == {"internal": Family.INET, "external": Family.INET6}
+    assert str(cfg.ng.listen) == "udp:[::1]:2223"
+    assert dict(cfg.ng.interfaces) == {"internal": Family.INET, "external": Family.INET6}
     assert ("ng.interfaces", "external=IPv6, internal=IPv4") in cfg.describe()
-    table = config.load(None, {"ng.interfaces": {"lan": "ipv4"}})["ng.interfaces"]
+    table = config.load(None, {"ng.interfaces": {"lan": "ipv4"}}).ng.interfaces
     assert table == (("lan", Family.INET),)
     for key, bad in [
         ("ng.listen", "tcp:127.0.0.1:2223"),

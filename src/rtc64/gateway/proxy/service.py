@@ -12,9 +12,9 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
-- One deadline: ``next_deadline`` is the earliest of the transaction layer's timers, the
-  happy-eyeballs races' and call control's Timer C; ``on_timer`` fires what is due and
-  after every batch ``schedule(next_deadline())`` re-arms the owner's one timer.
+- One deadline: ``get_timer`` is the earliest of the transaction layer's timers, the
+  happy-eyeballs races' and call control's Timer C; ``handle_timer(now)`` fires what is due;
+  after every batch ``wake()`` tells the owner's driver to follow ``get_timer()``.
 
 The INVITE path, socket to socket: ``on_message`` → ``TransactionLayer.receive_request``
 → ``routing.Routing.route`` (``router.Router`` decides, with look-ups between) →
@@ -78,7 +78,7 @@ class ProxySettings:
     nat64: IPv6Network | None = None  # reach IPv4-only targets through this prefix
 
 
-def _nothing(_when: float | None) -> None:
+def _nothing() -> None:
     return None
 
 
@@ -102,7 +102,7 @@ class Proxy:
         log: logging.Logger,
         media: MediaBridge | None = None,
         admission: Admission | None = None,
-        schedule: Callable[[float | None], None] = _nothing,
+        wake: Callable[[], None] = _nothing,
     ) -> None:
         self.settings = settings
         self.auth = auth
@@ -113,7 +113,7 @@ class Proxy:
         self.spawn = spawn
         self.log = log
         self.admission = admission or Admission(max_in_flight=settings.max_transactions)
-        self._schedule = schedule
+        self._wake = wake
         self.stats = stats = ProxyStats()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
         self.calls = CallControl(
@@ -286,7 +286,7 @@ class Proxy:
 
     # -- the one deadline -----------------------------------------------------------------
 
-    def next_deadline(self) -> float | None:
+    def get_timer(self) -> float | None:
         """The earliest of the transaction layer's, the races' and Timer C's deadlines."""
         best = self.layer.get_timer()
         for when in (self.racing.get_timer(), self.calls.get_timer()):
@@ -294,9 +294,8 @@ class Proxy:
                 best = when
         return best
 
-    def on_timer(self) -> None:
-        """A deadline passed: fire every timer that is due."""
-        now = self.clock()
+    def handle_timer(self, now: float) -> None:
+        """A deadline passed: fire every timer that is due at ``now``."""
         self._dispatch(self.layer.handle_timer(now))
         for launch in self.racing.handle_timer(now):
             self.forwarder.launch(launch)
@@ -305,5 +304,4 @@ class Proxy:
         self._rearm()
 
     def _rearm(self) -> None:
-        if self._schedule is not _nothing:
-            self._schedule(self.next_deadline())
+        self._wake()

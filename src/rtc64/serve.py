@@ -1,0 +1,349 @@
+"""The composition root of ``rtc64 serve``: builds each service from its settings, runs
+them until stopped, then stops them in reverse order.
+
+Order (each step needs what the ones before made): this host's addresses (media
+addresses checked against them) → data directory, store, secret → TLS identity →
+transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
+needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
+media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs.
+Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
+through start-up stops what was started. Only ``cli.py`` imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import ssl
+import time
+from collections.abc import Collection, Iterator
+from ipaddress import IPv6Network
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rtc64 import __version__
+from rtc64.config import Config, data_dir_error, realm_of
+from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.gateway.admission import Admission
+from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.identity import Identity
+from rtc64.gateway.loadwatch import watch_load
+from rtc64.gateway.location.backends import open_store, parse_store_url
+from rtc64.gateway.location.store import Store
+from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.proxy.service import Proxy
+from rtc64.gateway.ratelimit import TokenBucket
+from rtc64.gateway.startup import Reception
+from rtc64.io import interfaces, tls
+from rtc64.io import nat64 as nat64_io
+from rtc64.io.driver import Driver, clock
+from rtc64.io.resolver import Resolver
+from rtc64.io.scheduler import Spawner
+from rtc64.io.secret import load_secret
+from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.endpoint import BoundListener
+from rtc64.relay import ngserver
+from rtc64.relay.options import RelaySettings, refuse_foreign
+from rtc64.relay.service import RunningRelay, start_relay
+from rtc64.settings import (
+    digest_algorithms,
+    nat64_network,
+    ng_settings,
+    proxy_settings,
+    relay_settings,
+    tls_client_policy,
+)
+from rtc64.sip.transaction import TransactionLayer
+
+if TYPE_CHECKING:
+    import asyncio
+
+STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
+AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+
+
+async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
+    """Start the gateway on ``config``, wait for ``stop``, then shut down. Returns 0."""
+    log.info("rtc64 %s starting", __version__)
+    log.info("configuration from %s", config.source or "embedded defaults")
+    for key, value in config.describe():
+        log.debug("config %s = %s", key, value)
+    gateway = Gateway(config, log)
+    try:
+        await gateway.start()
+        await stop.wait()
+    finally:
+        log.info("rtc64 stopping")
+        await gateway.stop()
+    return 0
+
+
+class Gateway:
+    """The running components of ``rtc64 serve`` (``transports`` once bound, ``proxy``
+    once wired)."""
+
+    def __init__(self, cfg: Config, log: logging.Logger) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.transports: SipTransportLayer | None = None
+        self.proxy: Proxy | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        """Build and start everything; on failure, stop what was started and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        cfg, log, stack = self.cfg, self.log, self._stack
+        host_addresses = await interfaces.local_addresses_async()
+        refuse_foreign(cfg.media.addresses, cfg.media.advertise, host_addresses)
+        data_dir = cfg.prepare_data_dir()
+        store = await open_checked_store(cfg)
+        stack.push_async_callback(store.close)
+        with data_files(data_dir):
+            secret = load_secret(data_dir)
+        reception = Reception(log.getChild("startup"))
+        self.transports = transports = await _transports(cfg, data_dir, reception, log)
+        stack.push_async_callback(transports.stop)
+        listeners = list(transports.listeners)
+        identity = Identity(
+            listeners,
+            domains=cfg.sip.domains,
+            host_addresses=host_addresses,
+            hostnames=(platform.node(),),
+            source_for=interfaces.source_address,
+        )
+        relay, relay_cfg = _relay(cfg, listeners, host_addresses, reception, log)
+        stack.callback(relay.close)
+        ng = ng_settings(cfg.ng)
+        if ng is not None:
+            stack.push_async_callback((await ngserver.start(ng, relay, log.getChild("ng"))).stop)
+        resolver = Resolver(cfg.dns.servers)
+        nat64 = nat64_network(cfg.nat64)
+        if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
+            nat64 = await _discover_nat64(resolver, log)
+        media = MediaBridge(relay, cfg.media.policy, log.getChild("media"), nat64=nat64)
+        if media.policy == "nat64" and nat64 is None:
+            log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
+        auth = Authenticator(
+            realm=realm_of(cfg),
+            users=cfg.auth.users,
+            store=store,
+            trusted=cfg.sip.trusted_networks,
+            nonce_lifetime=cfg.auth.nonce_lifetime,
+            max_failures=cfg.auth.max_failures,
+            block_seconds=cfg.auth.block_seconds,
+            log=log.getChild("auth"),
+            algorithms=digest_algorithms(cfg.auth),
+            secret=secret,
+        )
+        spawner = Spawner(log)
+        stack.push_async_callback(spawner.close)
+        admission = Admission(cfg.sip.overload_lag, cfg.sip.max_transactions)
+        driver = Driver(log=log.getChild("proxy"))
+        stack.callback(driver.close)
+        rate = cfg.sip.request_rate
+        self.proxy = proxy = Proxy(
+            proxy_settings(cfg, secret=secret, nat64=nat64),
+            identity=identity,
+            layer=(layer := TransactionLayer()),
+            sender=transports,
+            store=store,
+            auth=auth,
+            resolver=resolver,
+            limiter=TokenBucket(rate, burst=max(rate, 1) * 2),
+            clock=clock,
+            wall=time.time,
+            spawn=spawner,
+            log=log.getChild("proxy"),
+            media=media,
+            admission=admission,
+            wake=driver.update,
+        )
+        driver.drive(proxy)
+        reception.proxy = proxy
+        load = await watch_load(listeners, admission, layer, spawner, log)
+        stack.callback(load.close)
+        _periodic(spawner, store, auth, log)
+        _log_ready(
+            cfg, log, relay_cfg, media=media, auth=auth, identity=identity, ng_on=ng is not None
+        )
+
+
+@contextlib.contextmanager
+def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[None]:
+    """Turn a failure to read or write a file of the data directory (the secret, the
+    generated certificate) into the one-line ``ConfigError`` naming that file; a file
+    outside ``data_dir`` is reported under the key ``elsewhere``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        problem = exc.strerror or type(exc).__name__
+        expected = f"a readable, writable file ({problem})"
+        if Path(exc.filename).resolve().is_relative_to(data_dir.resolve()):
+            raise data_dir_error(exc.filename, expected) from None
+        raise ConfigError(elsewhere, str(exc.filename), expected) from None
+
+
+async def open_checked_store(cfg: Config) -> Store:
+    """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
+    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file"."""
+    data_dir = cfg.prepare_data_dir()
+    url = cfg.store.url
+    path = parse_store_url(url, data_dir).path
+    if path is not None and path.exists() and not path.is_file():
+        key = "store.url" if url != "sqlite" else "general.data_dir"
+        raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
+    with data_files(data_dir, elsewhere="store.url"):
+        return await open_store(url, data_dir)
+
+
+def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
+    """The certificate for TLS/WSS listeners (configured, or self-signed and kept)."""
+    specs = cfg.sip.listen
+    if not any(s.transport.secure for s in specs):
+        return None
+    cert, key = cfg.sip.tls_cert, cfg.sip.tls_key
+    with data_files(data_dir, elsewhere="sip.tls_cert"):
+        identity = tls.server_identity(
+            data_dir,
+            Path(cert).expanduser() if cert else None,
+            Path(key).expanduser() if key else None,
+            addresses=[s.address for s in specs if not s.address.is_unspecified],
+            log=log,
+        )
+    return identity.context
+
+
+async def _transports(
+    cfg: Config, data_dir: Path, reception: Reception, log: logging.Logger
+) -> SipTransportLayer:
+    """The SIP listeners, bound and delivering to ``reception``."""
+    transports = SipTransportLayer(
+        cfg.sip.listen,
+        reception.on_message,
+        reception.on_bad_datagram,
+        server_tls=_server_tls(cfg, data_dir, log),
+        client_tls=tls_client_policy(cfg.sip, log),
+        on_send_error=reception.on_send_error,
+        log=log.getChild("transport"),
+    )
+    reception.sender = transports
+    await transports.start()
+    return transports
+
+
+def relay_addresses(listeners: list[BoundListener], host: Collection[IPAddress]) -> list[IPAddress]:
+    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
+    address; for a wildcard listener the host's first routable address of that family
+    (loopback only when nothing else exists)."""
+    chosen: dict[Family, IPAddress] = {}
+    for lst in listeners:
+        if lst.family in chosen:
+            continue
+        if not lst.wildcard:
+            chosen[lst.family] = lst.spec.address
+            continue
+        same = sorted((a for a in host if family_of(a) is lst.family), key=str)
+        usable = [a for a in same if not (a.is_loopback or a.is_link_local)] or same
+        if usable:
+            chosen[lst.family] = usable[0]
+    return list(chosen.values())
+
+
+def _relay(
+    cfg: Config,
+    listeners: list[BoundListener],
+    host: Collection[IPAddress],
+    reception: Reception,
+    log: logging.Logger,
+) -> tuple[RunningRelay, RelaySettings]:
+    """The media relay on the loop; its media timeouts end calls through the proxy."""
+    settings = relay_settings(
+        cfg.media,
+        trusted_networks=cfg.sip.trusted_networks,
+        fallback=relay_addresses(listeners, host),
+        host=host,
+    )
+    if not settings.addresses:
+        raise ConfigError("media.addresses", [], "at least one relay address")
+    relay = start_relay(settings, on_timeout=reception.on_media_timeout, log=log.getChild("relay"))
+    return relay, settings
+
+
+async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Network | None:
+    """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
+    try:
+        found = [p for p in await nat64_io.discover(resolver, listen_ra=1.0) if not p.withdrawn]
+    except (OSError, Rtc64Error) as exc:
+        log.warning("NAT64 discovery failed: %s", exc)
+        return None
+    if not found:
+        log.info("no IPv4 listener and no NAT64 prefix: IPv4-only targets unreachable")
+        return None
+    chosen = found[0]
+    log.info(
+        "NAT64 prefix %s from %s: IPv4-only targets are reached through it",
+        chosen.prefix,
+        chosen.source,
+    )
+    return chosen.prefix
+
+
+def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger) -> None:
+    """Expired bindings removed; unanswered challenges swept (wall clock, as auth uses)."""
+
+    async def expire() -> None:
+        removed = await store.expire(time.time())
+        if removed:
+            log.info("registrar: %d expired bindings removed", removed)
+
+    async def sweep() -> None:
+        auth.sweep(time.time())
+
+    spawner.every(STORE_EXPIRY_INTERVAL, expire)
+    spawner.every(AUTH_SWEEP_INTERVAL, sweep)
+
+
+def _log_ready(
+    cfg: Config,
+    log: logging.Logger,
+    relay: RelaySettings,
+    *,
+    media: MediaBridge,
+    auth: Authenticator,
+    identity: Identity,
+    ng_on: bool,
+) -> None:
+    def shown(local: IPAddress) -> str:
+        public = relay.sdp_address(local)
+        return str(local) if public == local else f"{local} (advertised as {public})"
+
+    log.info(
+        "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
+        ", ".join(shown(a) for a in relay.addresses),
+        relay.ports[0],
+        relay.ports[1],
+        media.policy,
+        relay.workers,
+        f", ng control on {cfg.ng.listen}" if ng_on else "",
+    )
+    families = {f"IPv{a.version}" for a in identity.addresses}
+    log.info(
+        "gateway ready: realm %s, domains %s, families %s, upstream %s",
+        auth.realm,
+        ", ".join(identity.domains) or "(own addresses only)",
+        "+".join(sorted(families)),
+        cfg.sip.upstream or "(none)",
+    )
