@@ -17,6 +17,8 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from rtc64.net.address import format_hostport, parse_ip
+
 
 class Spawner:
     """Start coroutines as tasks, keep them referenced, log their failures."""
@@ -150,8 +152,8 @@ class SelfPing(asyncio.DatagramProtocol):
         )
         self._transport = transport
         lhost, lport = self._transport.get_extra_info("sockname")[:2]
-        local = f"[{lhost}]:{lport}" if ":" in lhost else f"{lhost}:{lport}"
-        uri = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        local = format_hostport(parse_ip(lhost), lport)
+        uri = format_hostport(parse_ip(host), port)
         self._template = (
             f"OPTIONS sip:{uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {local};branch=z9hG4bK-ping-{self._token}-%d;rport\r\n"

@@ -24,7 +24,7 @@ from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import OwnRequest
 from rtc64.gateway.proxy.hops import Hop
-from rtc64.net.address import IPAddress
+from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
@@ -118,9 +118,8 @@ def record_route(
 
 def path_for(identity: Identity, flow: Flow) -> PathMaker:
     """A Path value naming us toward the core, carrying the phone's flow (RFC 3327)."""
-    host = flow.remote[0]
-    text = f"[{host.compressed}]" if host.version == 6 else host.compressed
-    received = f"sip:{text}:{flow.remote[1]}%3Btransport%3D{flow.transport.value}"
+    hostport = format_hostport(flow.remote[0], flow.remote[1])
+    received = f"sip:{hostport}%3Btransport%3D{flow.transport.value}"
 
     def make(listener: Listener, toward: IPAddress) -> bytes:
         hostport = identity.hostport_of(listener, toward)
