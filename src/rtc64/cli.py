@@ -37,13 +37,10 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-# (flag, config key, repeatable, help) for the settings people change most on the command line.
-SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
-    ("--sip-listen", "sip.listen", True, "listen endpoint, e.g. udp:[::]:5060 (repeatable)"),
-    ("--domain", "sip.domains", True, "local SIP domain (repeatable)"),
-    ("--trusted-network", "sip.trusted_networks", True, "trusted source network (repeatable)"),
-    ("--upstream", "sip.upstream", False, "core to forward non-local requests to"),
-    ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
+# (flag, config key, repeatable, help): one row per command-line flag.
+Flag = tuple[str, str, bool, str]
+
+_MEDIA_FLAGS: tuple[Flag, ...] = (
     ("--media-address", "media.addresses", True, "relay address of this host (repeatable)"),
     (
         "--media-advertise",
@@ -52,6 +49,16 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
         "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
     ),
     ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+)
+
+# The settings people change most on the command line of ``rtc64 serve``.
+SERVE_FLAGS: tuple[Flag, ...] = (
+    ("--sip-listen", "sip.listen", True, "listen endpoint, e.g. udp:[::]:5060 (repeatable)"),
+    ("--domain", "sip.domains", True, "local SIP domain (repeatable)"),
+    ("--trusted-network", "sip.trusted_networks", True, "trusted source network (repeatable)"),
+    ("--upstream", "sip.upstream", False, "core to forward non-local requests to"),
+    ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
+    *_MEDIA_FLAGS,
     ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
     ("--media-workers", "media.workers", False, "relay worker processes"),
     ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
@@ -67,7 +74,7 @@ SERVE_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
 )
 
 # The same for ``rtc64 relay``: the media relay alone, driven over the ng protocol.
-RELAY_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
+RELAY_FLAGS: tuple[Flag, ...] = (
     ("--ng-listen", "ng.listen", False, "ng control socket, e.g. udp:127.0.0.1:2223"),
     (
         "--interface",
@@ -75,14 +82,7 @@ RELAY_FLAGS: tuple[tuple[str, str, bool, str], ...] = (
         True,
         "ng direction name and its family, NAME=ipv4|ipv6, e.g. internal=ipv4 (repeatable)",
     ),
-    ("--media-address", "media.addresses", True, "relay address of this host (repeatable)"),
-    (
-        "--media-advertise",
-        "media.advertise",
-        True,
-        "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
-    ),
-    ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+    *_MEDIA_FLAGS,
     ("--media-workers", "media.workers", False, "relay worker processes"),
     ("--media-timeout", "media.timeout", False, "seconds without media that end a call"),
     ("--strict-source", "media.strict_source", False, "true: drop media from other sources"),
