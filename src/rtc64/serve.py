@@ -104,8 +104,8 @@ class Gateway:
 
     async def _start(self) -> None:
         cfg, log, stack = self.cfg, self.log, self._stack
-        host_addresses = await interfaces.local_addresses_async()
-        refuse_foreign(cfg.media.addresses, cfg.media.advertise, host_addresses)
+        host = await interfaces.local_addresses_async()
+        refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
         store = await open_checked_store(cfg)
         stack.push_async_callback(store.close)
@@ -114,48 +114,79 @@ class Gateway:
         reception = Reception(log.getChild("startup"))
         self.transports = transports = await _transports(cfg, data_dir, reception, log)
         stack.push_async_callback(transports.stop)
-        listeners = list(transports.listeners)
         identity = Identity(
-            listeners,
+            list(transports.listeners),
             domains=cfg.sip.domains,
-            host_addresses=host_addresses,
+            host_addresses=host,
             hostnames=(platform.node(),),
             source_for=interfaces.source_address,
         )
-        relay, relay_cfg = _relay(cfg, listeners, host_addresses, reception, log)
+        resolver = Resolver(cfg.dns.servers)
+        media, relay_cfg = await self._media(identity, host, resolver, reception)
+        auth = _authenticator(cfg, store, secret, log)
+        spawner = Spawner(log)
+        stack.push_async_callback(spawner.close)
+        self.proxy = proxy = self._proxy(
+            identity,
+            transports=transports,
+            store=store,
+            auth=auth,
+            resolver=resolver,
+            media=media,
+            spawner=spawner,
+            secret=secret,
+        )
+        reception.proxy = proxy
+        load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
+        stack.callback(load.close)
+        _periodic(spawner, store, auth, log)
+        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
+
+    async def _media(
+        self,
+        identity: Identity,
+        host: Collection[IPAddress],
+        resolver: Resolver,
+        reception: Reception,
+    ) -> tuple[MediaBridge, RelaySettings]:
+        """The relay (+ ng control) and the media bridge, with the NAT64 prefix
+        (configured, or discovered on a gateway without IPv4)."""
+        cfg, log, stack = self.cfg, self.log, self._stack
+        listeners = list(identity.listeners)
+        relay, relay_cfg = _relay(cfg, listeners, host, reception, log)
         stack.callback(relay.close)
         ng = ng_settings(cfg.ng)
         if ng is not None:
             stack.push_async_callback((await ngserver.start(ng, relay, log.getChild("ng"))).stop)
-        resolver = Resolver(cfg.dns.servers)
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
             nat64 = await _discover_nat64(resolver, log)
         media = MediaBridge(relay, cfg.media.policy, log.getChild("media"), nat64=nat64)
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
-        auth = Authenticator(
-            realm=realm_of(cfg),
-            users=cfg.auth.users,
-            store=store,
-            trusted=cfg.sip.trusted_networks,
-            nonce_lifetime=cfg.auth.nonce_lifetime,
-            max_failures=cfg.auth.max_failures,
-            block_seconds=cfg.auth.block_seconds,
-            log=log.getChild("auth"),
-            algorithms=digest_algorithms(cfg.auth),
-            secret=secret,
-        )
-        spawner = Spawner(log)
-        stack.push_async_callback(spawner.close)
-        admission = Admission(cfg.sip.overload_lag, cfg.sip.max_transactions)
-        driver = Driver(log=log.getChild("proxy"))
-        stack.callback(driver.close)
+        return media, relay_cfg
+
+    def _proxy(
+        self,
+        identity: Identity,
+        *,
+        transports: SipTransportLayer,
+        store: Store,
+        auth: Authenticator,
+        resolver: Resolver,
+        media: MediaBridge,
+        spawner: Spawner,
+        secret: bytes,
+    ) -> Proxy:
+        """The proxy with its admission control and its driver."""
+        cfg, log = self.cfg, self.log.getChild("proxy")
+        driver = Driver(log=log)
+        self._stack.callback(driver.close)
         rate = cfg.sip.request_rate
-        self.proxy = proxy = Proxy(
-            proxy_settings(cfg, secret=secret, nat64=nat64),
+        proxy = Proxy(
+            proxy_settings(cfg, secret=secret, nat64=media.nat64),
             identity=identity,
-            layer=(layer := TransactionLayer()),
+            layer=TransactionLayer(),
             sender=transports,
             store=store,
             auth=auth,
@@ -164,19 +195,30 @@ class Gateway:
             clock=clock,
             wall=time.time,
             spawn=spawner,
-            log=log.getChild("proxy"),
+            log=log,
             media=media,
-            admission=admission,
+            admission=Admission(cfg.sip.overload_lag, cfg.sip.max_transactions),
             wake=driver.update,
         )
         driver.drive(proxy)
-        reception.proxy = proxy
-        load = await watch_load(listeners, admission, layer, spawner, log)
-        stack.callback(load.close)
-        _periodic(spawner, store, auth, log)
-        _log_ready(
-            cfg, log, relay_cfg, media=media, auth=auth, identity=identity, ng_on=ng is not None
-        )
+        return proxy
+
+
+def _authenticator(cfg: Config, store: Store, secret: bytes, log: logging.Logger) -> Authenticator:
+    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks."""
+    auth = cfg.auth
+    return Authenticator(
+        realm=realm_of(cfg),
+        users=auth.users,
+        store=store,
+        trusted=cfg.sip.trusted_networks,
+        nonce_lifetime=auth.nonce_lifetime,
+        max_failures=auth.max_failures,
+        block_seconds=auth.block_seconds,
+        log=log.getChild("auth"),
+        algorithms=digest_algorithms(auth),
+        secret=secret,
+    )
 
 
 @contextlib.contextmanager
@@ -324,7 +366,6 @@ def _log_ready(
     media: MediaBridge,
     auth: Authenticator,
     identity: Identity,
-    ng_on: bool,
 ) -> None:
     def shown(local: IPAddress) -> str:
         public = relay.sdp_address(local)
@@ -337,7 +378,7 @@ def _log_ready(
         relay.ports[1],
         media.policy,
         relay.workers,
-        f", ng control on {cfg.ng.listen}" if ng_on else "",
+        f", ng control on {cfg.ng.listen}" if cfg.ng.listen is not None else "",
     )
     families = {f"IPv{a.version}" for a in identity.addresses}
     log.info(
