@@ -3,6 +3,9 @@
 ``python -m tests.interop.udp_invite GW_HOST GW_PORT REQUEST_URI [TIMEOUT]`` sends an
 INVITE to the gateway, ACKs a non-2xx final (RFC 3261 §17.1.1.3) and prints
 ``{"status": ..., "reason": ..., "elapsed": ...}`` (status 0 when nothing came in time).
+With ``--until-ok`` first, it sends a new OPTIONS every 0.1 s instead, as a phone retries
+after 503, until five in a row get 200, i.e. the gateway admits every new request again
+(``{"status", "elapsed", "refused"}``).
 """
 
 from __future__ import annotations
@@ -75,7 +78,38 @@ def invite(gw: tuple[str, int], uri: str, timeout: float) -> dict[str, object]:
             }
 
 
+def options_until_ok(
+    gw: tuple[str, int], uri: str, timeout: float, in_a_row: int = 5
+) -> dict[str, object]:
+    """A new OPTIONS every 0.1 s until ``in_a_row`` are answered 200 (or ``timeout``)."""
+    family = socket.AF_INET6 if ":" in gw[0] else socket.AF_INET
+    start, refused, ok = time.monotonic(), 0, 0
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect(gw)
+        local = sock.getsockname()[:2]
+        while time.monotonic() - start < timeout:
+            branch, call_id = "z9hG4bK" + secrets.token_hex(6), secrets.token_hex(8) + "@uac"
+            sock.send(_request("OPTIONS", uri, local, branch, call_id))
+            sock.settimeout(0.2)
+            try:
+                reply = sock.recv(65535)
+            except TimeoutError:
+                continue
+            if reply.startswith(b"SIP/2.0 200 ") and branch.encode() in reply:
+                ok += 1
+                if ok >= in_a_row:
+                    return {"status": 200, "elapsed": time.monotonic() - start, "refused": refused}
+            else:
+                ok, refused = 0, refused + 1
+            time.sleep(0.1)
+    return {"status": 0, "elapsed": time.monotonic() - start, "refused": refused}
+
+
 if __name__ == "__main__":
-    host, port, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    wait = float(sys.argv[4]) if len(sys.argv) > 4 else 40.0
-    print(json.dumps(invite((host, port), target, wait)))
+    args = sys.argv[1:]
+    until_ok = args[:1] == ["--until-ok"]
+    args = args[1:] if until_ok else args
+    host, port, target = args[0], int(args[1]), args[2]
+    wait = float(args[3]) if len(args) > 3 else 40.0
+    run = options_until_ok if until_ok else invite
+    print(json.dumps(run((host, port), target, wait)))
