@@ -81,28 +81,39 @@ def invite(gw: tuple[str, int], uri: str, timeout: float) -> dict[str, object]:
 def options_until_ok(
     gw: tuple[str, int], uri: str, timeout: float, in_a_row: int = 5
 ) -> dict[str, object]:
-    """A new OPTIONS every 0.1 s until ``in_a_row`` are answered 200 (or ``timeout``)."""
+    """A new OPTIONS every 0.1 s until ``in_a_row`` are answered 200 (or ``timeout``).
+
+    Answers may come late (a busy gateway): a 200 to any OPTIONS sent here counts, a 503
+    (or any other final) to one resets the count."""
     family = socket.AF_INET6 if ":" in gw[0] else socket.AF_INET
-    start, refused, ok = time.monotonic(), 0, 0
+    start, refused, ok, last = time.monotonic(), 0, 0, ""
+    sent: set[bytes] = set()
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.connect(gw)
         local = sock.getsockname()[:2]
+        next_send = start
         while time.monotonic() - start < timeout:
-            branch, call_id = "z9hG4bK" + secrets.token_hex(6), secrets.token_hex(8) + "@uac"
-            sock.send(_request("OPTIONS", uri, local, branch, call_id))
-            sock.settimeout(0.2)
+            now = time.monotonic()
+            if now >= next_send:
+                branch, call_id = "z9hG4bK" + secrets.token_hex(6), secrets.token_hex(8) + "@uac"
+                sock.send(_request("OPTIONS", uri, local, branch, call_id))
+                sent.add(branch.encode())
+                next_send = now + 0.1
+            sock.settimeout(max(0.01, next_send - time.monotonic()))
             try:
                 reply = sock.recv(65535)
             except TimeoutError:
                 continue
-            if reply.startswith(b"SIP/2.0 200 ") and branch.encode() in reply:
+            if not any(b in reply for b in sent):
+                continue
+            if reply.startswith(b"SIP/2.0 200 "):
                 ok += 1
                 if ok >= in_a_row:
                     return {"status": 200, "elapsed": time.monotonic() - start, "refused": refused}
             else:
                 ok, refused = 0, refused + 1
-            time.sleep(0.1)
-    return {"status": 0, "elapsed": time.monotonic() - start, "refused": refused}
+                last = reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    return {"status": 0, "elapsed": time.monotonic() - start, "refused": refused, "last": last}
 
 
 if __name__ == "__main__":
