@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.peers import Gateway, Sipp, report, wait_port
 
 pytestmark = pytest.mark.interop
 LAB_TOOLS = ("sipp", "ss")
@@ -24,14 +24,6 @@ LISTENS = {
     "addresses": ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"],
     "wildcards": ["--sip-listen", "udp:[::]:5060", "--sip-listen", "udp:0.0.0.0:5060"],
 }
-
-
-def _report(gw: Gateway, *sipps: Sipp) -> str:
-    parts = ["--- rtc64\n" + gw.text()[-8000:]]
-    for s in sipps:
-        parts.append(f"--- sipp {s.name}\n" + s.log.read_text(errors="replace")[-2000:])
-        parts.append(s.messages())
-    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("listen", sorted(LISTENS))
@@ -48,15 +40,15 @@ def test_registered_on_the_ipv4_address_called_on_the_ipv6_address(
         remote=f"{V4_GW}:5060", keys={"domain": str(V4_GW), "expires": "300"},
         extra=["-s", "bob"],
     )  # fmt: skip
-    assert reg.wait() == 0, _report(gw, reg)
+    assert reg.wait() == 0, report(gw, reg)
     uas = Sipp(net.v4, dirs["uas"], "uas", "uas.xml", local=str(V4_HOST), port=5060)
     wait_port(net.v4, "udp", 5060)
     uac = Sipp(
         net.v6, dirs["uac"], "uac", "uac.xml", local=str(V6_HOST), port=5070,
         remote=f"[{V6_GW}]:5060", keys={"target": f"[{V6_GW}]"}, extra=["-s", "bob"],
     )  # fmt: skip
-    assert uac.wait() == 0, _report(gw, uac, uas)
-    assert uas.wait() == 0, _report(gw, uac, uas)
+    assert uac.wait() == 0, report(gw, uac, uas)
+    assert uas.wait() == 0, report(gw, uac, uas)
     assert "Traceback" not in gw.text(), gw.text()[-6000:]
 
 
@@ -67,5 +59,5 @@ def test_options_to_the_domain_is_answered_by_the_gateway(net: Lab, work: Path) 
         net.v6, work, "options", "options.xml", local=str(V6_HOST), port=5070,
         remote=f"[{V6_GW}]:5060", keys={"domain": "example.net"},
     )  # fmt: skip
-    assert ping.wait() == 0, _report(gw, ping)
-    assert "Allow:" in ping.messages() and "Supported:" in ping.messages(), _report(gw, ping)
+    assert ping.wait() == 0, report(gw, ping)
+    assert "Allow:" in ping.messages() and "Supported:" in ping.messages(), report(gw, ping)

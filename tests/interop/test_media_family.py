@@ -18,27 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Host, Lab
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.peers import Gateway, Sipp, sipp_received, wait_port
 
 pytestmark = pytest.mark.interop
 LAB_TOOLS = ("sipp", "ss")
 
 LISTEN = ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"]
 TRUSTED = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24"]
-
-
-def _received(workdir: Path, start: str) -> list[str]:
-    """Messages SIPp received (``-trace_msg``) whose first line starts with ``start``."""
-    found = []
-    for path in sorted(workdir.glob("*_messages.log")):
-        for block in re.split(r"\n-{20,}[^\n]*\n", path.read_text(errors="replace")):
-            _head, _, message = block.partition(" message received ")
-            if not message:
-                continue
-            message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
-            if message.startswith(start):
-                found.append(message)
-    return found
 
 
 def _connection(message: str) -> str:
@@ -80,8 +66,8 @@ def _call(
     assert caller.wait() == 0, report
     assert callee.wait() == 0, report
     assert "Traceback" not in gw.text(), gw.text()[-6000:]
-    (invite,) = _received(uas_dir, "INVITE ")
-    (ok,) = [m for m in _received(uac_dir, "SIP/2.0 200") if "INVITE" in m]
+    (invite,) = sipp_received(uas_dir, "INVITE ")
+    (ok,) = [m for m in sipp_received(uac_dir, "SIP/2.0 200") if "INVITE" in m]
     return _connection(invite), _connection(ok), gw
 
 
