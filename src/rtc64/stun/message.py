@@ -22,6 +22,7 @@ import enum
 import hmac
 import struct
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TypeVar
 
 from rtc64.errors import LocalProtocolError
@@ -381,3 +382,55 @@ def data_indication(peer: tuple[IPAddress, int], payload: bytes, transaction_id:
             _PADS[pad],
         )
     )
+
+
+_SEND_INDICATION = message_type(Method.SEND, Class.INDICATION)
+_HEAD = struct.Struct("!HHI")
+
+
+def read_send_indication(data: bytes) -> tuple[tuple[IPAddress, int], memoryview] | None:
+    """``(peer, payload view)`` of a plain Send indication, without building a message.
+
+    Plain: one XOR-PEER-ADDRESS, one DATA, and only comprehension-optional attributes
+    besides (no FINGERPRINT, no DONT-FRAGMENT). Anything else, malformed input included,
+    gives ``None``: the caller hands the datagram to the core (slow path). Never raises.
+    """
+    size = len(data)
+    if size < HEADER_LENGTH:
+        return None
+    type_, length, cookie = _HEAD.unpack_from(data)
+    if type_ != _SEND_INDICATION or cookie != MAGIC_COOKIE or length + HEADER_LENGTH != size:
+        return None
+    pos = HEADER_LENGTH
+    peer: tuple[IPAddress, int] | None = None
+    start = end = -1
+    while pos < size:
+        if pos + 4 > size:
+            return None
+        t, n = _ATTR_HEADER.unpack_from(data, pos)
+        first = pos + 4
+        pos = first + n + (-n & 3)
+        if pos > size:
+            return None
+        if t == 0x0012:  # XOR-PEER-ADDRESS
+            if peer is not None:
+                return None
+            x_port = ((data[first + 2] << 8) | data[first + 3]) ^ 0x2112
+            if n == 8 and data[first + 1] == 1:
+                raw = int.from_bytes(data[first + 4 : first + 8], "big") ^ MAGIC_COOKIE
+                peer = (IPv4Address(raw), x_port)
+            elif n == 20 and data[first + 1] == 2:
+                mask = _COOKIE_PREFIX | int.from_bytes(data[8:20], "big")
+                raw = int.from_bytes(data[first + 4 : first + 20], "big") ^ mask
+                peer = (IPv6Address(raw), x_port)
+            else:
+                return None
+        elif t == 0x0013:  # DATA
+            if start >= 0:
+                return None
+            start, end = first, first + n
+        elif t < 0x8000 or t == _FP:
+            return None
+    if peer is None or start < 0:
+        return None
+    return peer, memoryview(data)[start:end]
