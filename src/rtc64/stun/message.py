@@ -10,6 +10,9 @@
 # - Attributes after MESSAGE-INTEGRITY are ignored except MESSAGE-INTEGRITY-SHA256 and
 #   FINGERPRINT; after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT counts; FINGERPRINT must
 #   be last. Ignored attributes are checked for framing but left out of ``attributes``.
+# - At most ``MAX_ATTRIBUTES`` attributes (ignored ones included): a 64 KiB datagram of
+#   empty attributes would otherwise cost milliseconds to walk (a CPU flood). Real clients
+#   send fewer than 20; a CreatePermission may list several XOR-PEER-ADDRESS.
 # - ``decode`` raises only ``StunError`` (code 400). Unknown comprehension-required types
 #   (< 0x8000) are listed by ``unknown_required()``; the caller answers 420.
 # - Integrity covers the message up to the attribute, with the header length pointing just
@@ -46,6 +49,7 @@ T = TypeVar("T")
 HEADER = struct.Struct("!HHI12s")
 HEADER_LENGTH = 20
 MAX_LENGTH = 0xFFFF
+MAX_ATTRIBUTES = 64
 _ATTR_HEADER = struct.Struct("!HH")
 _MI = MESSAGE_INTEGRITY.type
 _MI256 = MESSAGE_INTEGRITY_SHA256.type
@@ -219,7 +223,11 @@ def decode(data: bytes) -> Message:
     attributes: list[tuple[int, bytes]] = []
     offsets: list[int] = []
     after_mi = after_mi256 = after_fp = False
+    count = 0
     while r.remaining:
+        count += 1
+        if count > MAX_ATTRIBUTES:
+            raise StunError(f"STUN: more than {MAX_ATTRIBUTES} attributes")
         offset = r.pos
         t = r.u16()
         size = r.u16()
@@ -404,8 +412,10 @@ def read_send_indication(data: bytes) -> tuple[tuple[IPAddress, int], memoryview
     pos = HEADER_LENGTH
     peer: tuple[IPAddress, int] | None = None
     start = end = -1
+    count = 0
     while pos < size:
-        if pos + 4 > size:
+        count += 1
+        if pos + 4 > size or count > MAX_ATTRIBUTES:
             return None
         t, n = _ATTR_HEADER.unpack_from(data, pos)
         first = pos + 4

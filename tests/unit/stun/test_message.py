@@ -13,6 +13,7 @@ from rtc64.stun import StunError
 from rtc64.stun import attributes as a
 from rtc64.stun.integrity import PasswordAlgorithm, hmac_sha256, long_term_key
 from rtc64.stun.message import (
+    MAX_ATTRIBUTES,
     Class,
     Message,
     Method,
@@ -312,3 +313,21 @@ def test_read_send_indication_leaves_the_unusual_to_the_core() -> None:
         b"",
     ):
         assert read_send_indication(other) is None
+
+
+def test_attribute_count_is_bounded() -> None:
+    many = build(Method.BINDING, Class.REQUEST, TID, *[(0x8030, b"")] * MAX_ATTRIBUTES)
+    assert len(decode(encode(many)).attributes) == MAX_ATTRIBUTES
+    flood = build(Method.BINDING, Class.REQUEST, TID, *[(0x8030, b"")] * (MAX_ATTRIBUTES + 1))
+    with pytest.raises(StunError):
+        decode(encode(flood))
+    # ignored attributes after MESSAGE-INTEGRITY count too
+    signed = encode(build(Method.BINDING, Class.REQUEST, TID), key=KEY)
+    for _ in range(MAX_ATTRIBUTES):
+        signed = append(signed, 0x8030, b"")
+    with pytest.raises(StunError):
+        decode(signed)
+    peer = a.XOR_PEER_ADDRESS((ip_address("192.0.2.1"), 1))
+    fields = [peer, a.DATA(b"x"), *[(0x8030, b"")] * (MAX_ATTRIBUTES - 1)]
+    assert read_send_indication(send_indication(*fields)) is None
+    assert read_send_indication(send_indication(*fields[:-1])) is not None
