@@ -359,6 +359,22 @@ KEYS: tuple[Key, ...] = (
         "expiry when the REGISTER names none",
     ),
     Key(
+        "registrar.max_contacts",
+        10,
+        _int_range(1, 10_000),
+        "an integer 1..10000",
+        "contacts one AOR may have registered; a REGISTER adding more gets 503 with "
+        "Retry-After (until its oldest contact expires), so one account cannot fill the store",
+    ),
+    Key(
+        "registrar.flow_timer",
+        120,
+        _int_range(0, 86_400),
+        "seconds, 0..86400 (0: not sent)",
+        "RFC 5626 Flow-Timer given to outbound clients on a connection (UDP flows get at "
+        "most 29 s): how often they must send keep-alives",
+    ),
+    Key(
         "auth.realm",
         "",
         _str,
@@ -549,6 +565,8 @@ class RegistrarSection:
     min_expires: int
     max_expires: int
     default_expires: int
+    max_contacts: int
+    flow_timer: int
 
 
 @dataclass(frozen=True, slots=True)

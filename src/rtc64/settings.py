@@ -159,7 +159,13 @@ def proxy_settings(cfg: Config, *, secret: bytes, nat64: IPv6Network | None) -> 
     return ProxySettings(
         upstream=upstream_uri(cfg.sip),
         max_transactions=cfg.sip.max_transactions,
-        registrar=RegistrarPolicy(reg.min_expires, reg.max_expires, reg.default_expires),
+        registrar=RegistrarPolicy(
+            reg.min_expires,
+            reg.max_expires,
+            reg.default_expires,
+            max_contacts=reg.max_contacts,
+            flow_timer=reg.flow_timer,
+        ),
         secret=secret,
         attempt_delay=dns.attempt_delay if dns.happy_eyeballs else None,
         family_penalty=dns.family_penalty,

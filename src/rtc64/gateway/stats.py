@@ -21,6 +21,8 @@ class ProxyStats:
     auth_challenges: int = 0
     registrations: int = 0
     registrations_forbidden: int = 0  # REGISTER for an AOR not the authenticated user's
+    registrations_too_many: int = 0  # 503: the AOR would exceed registrar.max_contacts
+    registrations_first_hop: int = 0  # 439: outbound flow through a first hop without it
     send_failures: int = 0
     dropped: int = 0
     in_dialog_refused: int = 0

@@ -254,7 +254,9 @@ class Forwarder:
         pending.record_routed = rr
         if rr and req.to.tag is None:
             self.calls.begin(req, self.clock())
-        path = splice.path_for(self.identity, flow) if decision.path else None
+        path = None
+        if decision.path:
+            path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
         for target in decision.targets:
             branch = Branch(len(pending.ctx.branches), target=str(target.hop.host))
             pending.ctx.branches.append(branch)

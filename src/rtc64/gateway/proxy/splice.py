@@ -13,6 +13,8 @@ Record-Route; ``sip.edit`` for the splicing itself):
   transport or listener a second entry names the one facing the caller (both ``r2=on``).
   Each entry carries the call's token (``hops.token_params``: Call-ID, the caller's From
   tag, the issue time, and the flow token of a party reached over its own connection).
+- Path (upstream mode) names us and records the phone's flow in ``received``; ``ob`` is
+  added when the phone registers an RFC 5626 flow straight through us (§5.1).
 """
 
 from __future__ import annotations
@@ -116,18 +118,29 @@ def record_route(
     )
 
 
-def path_for(identity: Identity, flow: Flow) -> PathMaker:
-    """A Path value naming us toward the core, carrying the phone's flow (RFC 3327)."""
+def path_for(identity: Identity, flow: Flow, *, ob: bool = False) -> PathMaker:
+    """A Path value naming us toward the core, carrying the phone's flow (RFC 3327);
+    ``ob`` (RFC 5626 §5.1) when we are the first hop of an outbound registration."""
     hostport = format_hostport(flow.remote[0], flow.remote[1])
     received = f"sip:{hostport}%3Btransport%3D{flow.transport.value}"
+    extra = b";received=" + received.encode() + (b";ob" if ob else b"")
 
     def make(listener: Listener, toward: IPAddress) -> bytes:
         hostport = identity.hostport_of(listener, toward)
-        return hops.route_uri(
-            listener.transport, hostport, r2=False, extra=b";received=" + received.encode()
-        )
+        return hops.route_uri(listener.transport, hostport, r2=False, extra=extra)
 
     return make
+
+
+def outbound_register(req: Request) -> bool:
+    """Whether we are the first hop of an RFC 5626 registration: a REGISTER straight
+    from the UA (one Via) with a Contact carrying ``+sip.instance`` and ``reg-id``."""
+    if req.method != b"REGISTER" or len(req.vias) != 1:
+        return False
+    found = sh.contacts(req)
+    if isinstance(found, sh.Star):
+        return False
+    return any(c.param(b"reg-id") and c.param(b"+sip.instance") for c in found)
 
 
 def own_credentials(req: Request, realm: str) -> list[int]:
