@@ -338,6 +338,22 @@ KEYS: tuple[Key, ...] = (
         "requests, trusted networks and the upstream core are not limited",
     ),
     Key(
+        "sip.udp_ipv6_min_mtu",
+        True,
+        _bool,
+        "true or false",
+        "IPv6 UDP sockets fragment large messages at 1280 bytes themselves instead of "
+        "relying on path-MTU discovery (anycast front ends never see the ICMPv6 Packet Too "
+        "Big)",
+    ),
+    Key(
+        "sip.udp_ipv4_no_df",
+        False,
+        _bool,
+        "true or false",
+        "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
+    ),
+    Key(
         "registrar.min_expires",
         60,
         _int_range(0, 2**31 - 1),
@@ -558,6 +574,8 @@ class SipSection:
     max_transactions: int
     overload_lag: float
     request_rate: int
+    udp_ipv6_min_mtu: bool
+    udp_ipv4_no_df: bool
 
 
 @dataclass(frozen=True, slots=True)

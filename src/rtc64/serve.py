@@ -54,6 +54,7 @@ from rtc64.settings import (
     proxy_settings,
     relay_settings,
     tls_client_policy,
+    transport_limits,
 )
 from rtc64.sip.transaction import TransactionLayer
 
@@ -278,6 +279,7 @@ async def _transports(
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
+        limits=transport_limits(cfg.sip),
         on_send_error=reception.on_send_error,
         log=log.getChild("transport"),
     )

@@ -24,6 +24,7 @@ from rtc64.config import (
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.proxy.service import ProxySettings
+from rtc64.io.connection import Limits
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
@@ -146,6 +147,11 @@ def tls_client_policy(sip: SipSection, log: logging.Logger) -> TlsClientPolicy:
         shown = ", ".join(sorted(policy.no_verify))
         log.warning("outbound TLS accepts any certificate from %s", shown)
     return policy
+
+
+def transport_limits(sip: SipSection) -> Limits:
+    """The SIP transport limits from ``sip.*`` (UDP fragmentation choices)."""
+    return Limits(udp_ipv6_min_mtu=sip.udp_ipv6_min_mtu, udp_ipv4_no_df=sip.udp_ipv4_no_df)
 
 
 def digest_algorithms(auth: AuthSection) -> list[Algorithm]:

@@ -29,6 +29,8 @@ class ProxyStats:
     byes_sent: int = 0
     race_attempts: int = 0
     race_fallbacks: int = 0
+    tcp_upgrades: int = 0  # large requests sent over TCP instead of UDP (RFC 3261 §18.1.1)
+    tcp_upgrade_fallbacks: int = 0  # ... whose TCP connection failed: sent over UDP after all
     response_loops: int = 0
     """Responses not sent because they would reach one of our own sockets (loop guard)."""
 

@@ -78,6 +78,7 @@ class Plan:
     new_uri: SipUri | None
     routes: tuple[bytes, ...] | None  # None: the Route lines stay as received
     path: Callable[[Listener, IPAddress], bytes] | None
+    tcp_ok: bool = False  # the target names no transport: a large request may use TCP
 
 
 @dataclass(frozen=True, slots=True)
