@@ -7,8 +7,10 @@
 # anycast front end may never see the ICMPv6 Packet Too Big, so IPv6 UDP sockets fragment
 # at the minimum MTU themselves (``IPV6_USE_MIN_MTU`` where the OS has it, RFC 3542 §11.1;
 # on Linux ``IPV6_MTU`` = 1280 with ``IPV6_MTU_DISCOVER`` = ``IPV6_PMTUDISC_DONT`` and
-# ``IPV6_DONTFRAG`` off); IPv4 UDP sockets may send without DF (``IP_MTU_DISCOVER`` =
-# ``IP_PMTUDISC_DONT``) so routers fragment instead of dropping.
+# ``IPV6_DONTFRAG`` off). Linux applies that cap when it fragments, i.e. to datagrams
+# larger than the route's MTU; one between 1280 and the link MTU leaves whole (set the
+# route's MTU to 1280 where that matters). IPv4 UDP sockets may send without DF
+# (``IP_MTU_DISCOVER`` = ``IP_PMTUDISC_DONT``) so routers fragment instead of dropping.
 """Socket creation with the options every rtc64 socket needs."""
 
 from __future__ import annotations
