@@ -136,3 +136,28 @@ def test_public_gruu_escapes_odd_instance_characters() -> None:
     value = gruu.public_gruu(AOR, b'"<urn:x:a b;c>"')
     assert value == b"sip:bob@example.net;gr=urn:x:a%20b%3Bc"
     assert gruu.public_gruu(AOR, b'"<>"') is None
+
+
+def test_in_dialog_toward_a_dead_outbound_tcp_flow_is_430() -> None:
+    from rtc64.gateway.proxy import hops  # noqa: PLC0415
+    from rtc64.gateway.proxy.router import Admit  # noqa: PLC0415
+
+    from .test_router import FLOW, ours  # noqa: PLC0415
+
+    token = hops.FlowToken(Transport.TCP, PHONE, 40001)
+    for target, gone in ((b"sip:bob@[2001:db8:aaaa::10]:5060;transport=tcp;ob", 430), (
+        b"sip:bob@[2001:db8:aaaa::10]:5060;transport=tcp", None,
+    )):  # fmt: skip
+        bye = req(b"BYE", target, to_tag=b"t", lines=(b"Route: " + ours(flow=token),))
+        live = router({40001})
+        admit = live.route(bye, trusted=True)
+        assert isinstance(admit, Admit)
+        decision = live.in_dialog(admit, FLOW)
+        assert isinstance(decision, Forward) and decision.targets[0].hop == token.uri()
+        dead = router(set()).in_dialog(admit, FLOW)
+        if gone:
+            # RFC 5626 §5.3: an outbound UA's flow is gone: no new connection to it.
+            assert dead == Reply(430, "Flow Failed: the client's connection is closed")
+        else:
+            # A server behind its own ephemeral port: reached on its Contact again.
+            assert isinstance(dead, Forward) and dead.targets[0].hop.port == 5060

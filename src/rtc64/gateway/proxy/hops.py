@@ -303,19 +303,25 @@ def tokens_issued(secret: bytes, req: Request, ours: list[SipUri]) -> int | None
 
 
 def flow_toward(
-    ours: list[SipUri], flow: Flow, has_connection: Callable[[Transport, IPAddress, int], bool]
+    ours: list[SipUri],
+    flow: Flow,
+    has_connection: Callable[[Transport, IPAddress, int], bool],
+    *,
+    outbound: bool = False,
 ) -> SipUri | None:
     """Where the flow token of our entry facing the other party (not the one ``flow``,
     the request's own, came from) leads: WS/WSS must use it (``RemoteProtocolError``
     430 when the connection is gone), TCP/TLS use it while it is open, UDP always (the
-    pinhole the party opened); None: route on the Request-URI as usual."""
+    pinhole the party opened); None: route on the Request-URI as usual. ``outbound``:
+    the Request-URI carries ``ob`` (an RFC 5626 UA, §5.3): its dead flow is 430 too,
+    never a new connection to its Contact."""
     for uri in ours:
         token = FlowToken.decode(uri.param(FLOW_PARAM))
         if token is None or token.matches(flow):
             continue
         if has_connection(token.transport, token.ip, token.port):
             return token.uri()
-        if token.transport in INBOUND_ONLY:
+        if token.transport in INBOUND_ONLY or outbound:
             raise RemoteProtocolError("Flow Failed: the client's connection is closed", 430)
     return None
 

@@ -391,7 +391,8 @@ class Router:
             if flow_uri is not None and not routes:
                 return self._open_flow(flow_uri)
         if not routes:
-            toward = hops.flow_toward(list(popped), flow, self.connected)
+            ob = isinstance(uri, SipUri) and uri.has_param(b"ob")
+            toward = hops.flow_toward(list(popped), flow, self.connected, outbound=ob)
             if toward is not None:
                 return toward
         if routes:
