@@ -134,3 +134,17 @@ def test_too_many_contacts_is_503_with_retry_after(tmp_path: Path) -> None:
     assert ok.status == 200
     assert refused.status == 503 and refused.get(b"retry-after") == b"300"
     assert b"too many" in refused.reason
+
+
+def test_register_to_a_gruu_is_403(tmp_path: Path) -> None:
+    data = (
+        b"REGISTER sip:example.net SIP/2.0\r\n"
+        b"Via: SIP/2.0/TCP [2001:db8::20]:5060;branch=z9hG4bKg\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:bob@example.net>;tag=r\r\n"
+        b"To: <sip:bob@example.net;gr=urn:uuid:1>\r\nCall-ID: g@x\r\nCSeq: 1 REGISTER\r\n"
+        b"Contact: <sip:bob@[2001:db8::20]:40000>\r\nContent-Length: 0\r\n\r\n"
+    )
+    msg = parse_datagram(data)
+    assert isinstance(msg, Request)
+    (resp,) = run(tmp_path, msg)
+    assert (resp.status, resp.reason) == (403, b"Forbidden: a GRUU is not an address-of-record")

@@ -134,8 +134,15 @@ def test_max_contacts_refuses_new_contacts_but_not_refreshes() -> None:
 def test_max_contacts_counts_a_whole_request() -> None:
     policy = RegistrarPolicy(max_contacts=3)
     many = [ContactSpec(b"sip:alice@[2001:db8::%x]" % i) for i in range(1, 5)]
-    assert run([], req(*many), policy).status == 503
+    alone = run([], req(*many), policy)  # waiting would not help: 403, not 503
+    assert (alone.status, alone.retry_after) == (403, None)
+    assert alone.reason == "Forbidden: more than 3 contacts in one REGISTER"
     assert run([], req(*many[:3]), policy).status == 200
+
+
+def test_oversized_instance_is_400() -> None:
+    huge = ContactSpec(b"sip:alice@[2001:db8::a]", instance=b'"<urn:' + b"x" * 300 + b'>"')
+    assert run([], req(huge)).status == 400
 
 
 def test_max_contacts_lowered_below_what_is_stored_lets_refreshes_through() -> None:

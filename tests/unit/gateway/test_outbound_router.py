@@ -108,6 +108,7 @@ def test_public_gruu_reaches_only_its_instance() -> None:
 
 def test_temporary_gruu_is_resolved_without_storage() -> None:
     temp = gruu.temp_gruu(SECRET, AOR, INSTANCE)
+    assert temp is not None
     r = router({40001})
     found = lookup(r, temp)
     assert (found.keys, found.instance) == ((AOR, AOR), URN)
@@ -116,6 +117,7 @@ def test_temporary_gruu_is_resolved_without_storage() -> None:
 
 def test_forged_temporary_gruus_are_refused() -> None:
     temp = gruu.temp_gruu(SECRET, AOR, INSTANCE)
+    assert temp is not None
     uri = parse_uri(temp)
     assert isinstance(uri, SipUri) and uri.user is not None
     # Another gateway's secret, a flipped character, a truncated token, garbage.
@@ -130,6 +132,16 @@ def test_forged_temporary_gruus_are_refused() -> None:
     r = router({40001})
     found = lookup(r, b"sip:" + flipped + b"@example.net;gr")
     assert found.instance is None
+
+
+def test_longest_instance_still_gets_a_temporary_gruu() -> None:
+    instance = b'"<urn:' + b"x" * 248 + b'>"'  # 256 bytes: the registrar's limit
+    temp = gruu.temp_gruu(SECRET, AOR, instance)
+    assert temp is not None
+    uri = parse_uri(temp)
+    assert isinstance(uri, SipUri) and uri.user is not None
+    assert gruu.open_temp_gruu(SECRET, uri.user) == (AOR, instance[2:-2])
+    assert gruu.temp_gruu(SECRET, AOR, b"x" * 700) is None
 
 
 def test_public_gruu_escapes_odd_instance_characters() -> None:

@@ -28,7 +28,7 @@ from rtc64.sip.uri import SipUri
 TEMP_PREFIX = "tgruu."
 _NONCE = 8
 _MAC = 10
-MAX_TOKEN = 400  # characters of base32 accepted (AOR + instance are bounded by this)
+MAX_TOKEN = 1024  # base32 characters: an AOR and a 256-byte instance fit
 
 
 def instance_urn(instance: bytes) -> bytes:
@@ -71,14 +71,17 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
-def temp_gruu(secret: bytes, aor: str, instance: bytes) -> bytes:
-    """A fresh temporary GRUU for ``instance`` of ``aor`` (random nonce: each differs)."""
+def temp_gruu(secret: bytes, aor: str, instance: bytes) -> bytes | None:
+    """A fresh temporary GRUU for ``instance`` of ``aor`` (random nonce: each differs);
+    None when they are too long for one (``MAX_TOKEN``)."""
     enc, mac_key = _keys(secret)
     plain = aor.encode("utf-8") + b"\x00" + instance_urn(instance)
     nonce = os.urandom(_NONCE)
     cipher = _xor(plain, _stream(enc, nonce, len(plain)))
     tag = hmac.new(mac_key, nonce + cipher, hashlib.sha256).digest()[:_MAC]
     token = base64.b32encode(nonce + cipher + tag).decode("ascii").rstrip("=").lower()
+    if len(token) > MAX_TOKEN:
+        return None
     domain = aor.rpartition("@")[2] if "@" in aor else aor.removeprefix("sip:")
     return f"sip:{TEMP_PREFIX}{token}@{domain};gr".encode("ascii", "replace")
 

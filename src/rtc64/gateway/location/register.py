@@ -24,7 +24,7 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
   ``registrar.process_register``.
 - RFC 5627 §5: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
   gets ``pub-gruu`` (the AOR with ``gr=<instance URN>``) and ``temp-gruu`` (``gruu.py``)
-  in the 200.
+  in the 200; a REGISTER whose To is a GRUU is 403.
 """
 
 from __future__ import annotations
@@ -132,6 +132,9 @@ async def handle_register(
     missing = unsupported(req)
     if missing:
         return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
+    if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
+        # RFC 5627 §5.1: a GRUU names an instance; it is never an address-of-record.
+        return make_response(req, 403, b"Forbidden: a GRUU is not an address-of-record")
     if keys is None:
         written = canonical_aor(req.to.uri)
         keys = (written, written)
@@ -198,7 +201,8 @@ def _reply_contact(rc: ReplyContact, gruu_secret: bytes | None) -> bytes:
         if public is not None:
             value += b';pub-gruu="%s"' % public
             temp = gruu.temp_gruu(gruu_secret, b.aor, b.instance)
-            value += b';temp-gruu="%s"' % temp
+            if temp is not None:
+                value += b';temp-gruu="%s"' % temp
     return value
 
 

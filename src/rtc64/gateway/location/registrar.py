@@ -27,7 +27,9 @@
 #   than that (and more than it had) answers 503 with Retry-After = seconds until the
 #   earliest binding expires (as Kamailio's registrar answers 503 "Too many registered
 #   contacts"): a phone that leaks contacts (new address, no instance) gets in again once
-#   its stale ones expire, and one account cannot fill the store.
+#   its stale ones expire, and one account cannot fill the store. A REGISTER that alone
+#   adds more than that answers 403 (waiting would not help). ``+sip.instance`` is at
+#   most 256 bytes (400).
 # - Step 8: the 200 lists every live binding with its remaining seconds. Bindings are kept
 #   ordered by q, highest first (an absent q counts as 1.0), stable for equal q.
 
@@ -75,6 +77,7 @@ class RegisterRequest:
 
 
 DEFAULT_MAX_CONTACTS = 10
+MAX_INSTANCE = 256  # bytes of +sip.instance (a quoted URN: a UUID URN takes 47)
 DEFAULT_FLOW_TIMER = 120  # RFC 5626 §4.4.1: connection keep-alives every 95-120 s
 
 
@@ -234,6 +237,8 @@ def process_register(
             return _bad(live, f"q={spec.q} out of range 0..1")
         if spec.reg_id is not None and not 1 <= spec.reg_id <= MAX_REG_ID:
             return _bad(live, f"reg-id={spec.reg_id} out of range")
+        if spec.instance is not None and len(spec.instance) > MAX_INSTANCE:
+            return _bad(live, f"+sip.instance longer than {MAX_INSTANCE} bytes")
         wanted = _requested_expires(spec, request, policy)
         if wanted < 0:
             return _bad(live, f"negative expires {wanted}")
@@ -278,6 +283,10 @@ def process_register(
             work[index] = (binding, True)
     new = [b for b, _ in work]
     if len(new) > policy.max_contacts and len(new) > len(live):
+        added = sum(1 for b, fresh in work if fresh and b not in live)
+        if added > policy.max_contacts:  # this REGISTER alone: waiting will not help
+            why = f"Forbidden: more than {policy.max_contacts} contacts in one REGISTER"
+            return _fail(403, why, live, "too many contacts in one request")
         return _too_many(live, policy, now)
     return _success(live, new, now, outbound=outbound)
 
