@@ -33,7 +33,16 @@ from rtc64.stun.integrity import long_term_key
 from rtc64.stun.message import Class, Method, check_fingerprint, check_integrity, decode
 from rtc64.turn.events import Lookup, RelayClosed, ToClient
 from rtc64.turn.server import quota_user
-from tests.unit.turn.helpers import LISTEN6, RELAY4, RELAY6, Client, Harness, code
+from tests.unit.turn.helpers import (
+    LISTEN6,
+    PASSWORDS,
+    RELAY4,
+    RELAY6,
+    Client,
+    FakeCredentials,
+    Harness,
+    code,
+)
 
 UDP = REQUESTED_TRANSPORT(17)
 TCP = REQUESTED_TRANSPORT(6)
@@ -413,3 +422,31 @@ def test_even_port_r_bit_needs_room_for_the_reservation() -> None:
     Client(h, h.flow()).send(Method.ALLOCATE, UDP)
     assert code(Client(h, h.flow(2)).send(Method.ALLOCATE, UDP, EVEN_PORT(True))) == 486
     assert Client(h, h.flow(3)).send(Method.ALLOCATE, UDP, EVEN_PORT(False)).cls is Class.SUCCESS
+
+
+class RotatingCredentials(FakeCredentials):
+    """Two keys per user (two REST secrets), and a foreign Pending type."""
+
+    class OtherPending:
+        pass
+
+    def keys(self, username: str, realm: str, algorithm: int) -> object:
+        if username in self.pending:
+            return self.OtherPending()
+        if username not in PASSWORDS:
+            return ()
+        old = long_term_key(username, realm, "old-secret-pw")
+        return (old, long_term_key(username, realm, PASSWORDS[username]))
+
+
+def test_any_of_several_keys_may_sign_and_foreign_pending_waits() -> None:
+    h = Harness()
+    creds = RotatingCredentials()
+    h.server.auth._credentials = creds  # type: ignore[assignment]
+    c = Client(h, h.flow())
+    reply = c.send(Method.ALLOCATE, UDP)
+    assert reply.cls is Class.SUCCESS and check_integrity(reply, c.key())
+    creds.pending.add("bob")
+    bob = Client(h, h.flow(2), "bob")
+    data = bob.raw(Method.ALLOCATE, UDP)
+    assert h.feed(bob.flow, data) == [Lookup("bob", bob.flow, data)]
