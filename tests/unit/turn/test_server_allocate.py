@@ -450,3 +450,14 @@ def test_any_of_several_keys_may_sign_and_foreign_pending_waits() -> None:
     bob = Client(h, h.flow(2), "bob")
     data = bob.raw(Method.ALLOCATE, UDP)
     assert h.feed(bob.flow, data) == [Lookup("bob", bob.flow, data)]
+
+
+@pytest.mark.parametrize("transport", [Transport.UDP, Transport.TCP, Transport.TLS])
+@pytest.mark.parametrize("v6", [True, False])
+def test_binding_on_every_listener_even_with_wrong_credentials(
+    transport: Transport, v6: bool
+) -> None:
+    h = Harness()
+    flow = h.flow(transport=transport, v6=v6, connection=0 if transport is Transport.UDP else 9)
+    reply = Client(h, flow).send(Method.BINDING, key=b"wrong")
+    assert reply.cls is Class.SUCCESS and reply.get(XOR_MAPPED_ADDRESS) == flow.remote
