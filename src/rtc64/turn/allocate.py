@@ -203,7 +203,7 @@ def take_reservation(server: TurnServer, token: bytes, username: str) -> dict[Fa
         raise Refuse(508, "Insufficient Capacity (no such reservation)")
     del server.reservations[token]
     server.deadlines.cancel(reservation)
-    server.per_user[reservation.quota_user] -= 1
+    server.unquota(reservation.quota_user)
     relay = server.relays.take_reserved(reservation.address)
     if relay is None:
         raise Refuse(508, "Insufficient Capacity (reservation lost)")

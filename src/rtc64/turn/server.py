@@ -184,7 +184,7 @@ class TurnServer:
             elif isinstance(key, Reservation):
                 if self.reservations.get(key.token) is key:
                     del self.reservations[key.token]
-                    self.per_user[key.quota_user] -= 1
+                    self.unquota(key.quota_user)
                     self.relays.release(key.address)
             else:
                 tcp_requests.expire(self, key, now)
@@ -232,7 +232,9 @@ class TurnServer:
             return
         if msg.cls is Class.INDICATION:
             self.counters.indications += 1
-            if msg.method == Method.SEND:
+            if msg.unknown_required():  # RFC 8489 §6.3.2: silently discarded
+                self.counters.drop("bad-indication")
+            elif msg.method == Method.SEND:
                 self._send_indication(msg, client, now)
             else:
                 self.counters.drop("bad-indication")
@@ -488,15 +490,21 @@ class TurnServer:
         del self.by_flow[alloc.client]
         self.deadlines.cancel(alloc)
         user = quota_user(alloc.username, alloc.client)
-        self.per_user[user] -= 1
-        if self.per_user[user] <= 0:
-            del self.per_user[user]
+        self.unquota(user)
         for relay in alloc.relays.values():
             self.by_relay.pop(relay, None)
             for conn in self.connections.of_relay(relay):
                 self.connections.remove(conn.id)
             self.relays.release(relay)
             (self.deferred if after_answer else self._events).append(RelayClosed(relay))
+
+    def unquota(self, user: str) -> None:
+        """One allocation or reservation of ``user`` less (no empty entries kept)."""
+        left = self.per_user[user] - 1
+        if left > 0:
+            self.per_user[user] = left
+        else:
+            del self.per_user[user]
 
     def client_closed(self, client: ClientFlow, now: float) -> None:
         """A TCP/TLS client connection closed: its allocation goes (RFC 8656 §3.1,

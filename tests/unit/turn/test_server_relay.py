@@ -271,3 +271,27 @@ def test_mapped_peer_is_relayed_as_ipv4() -> None:
     events = c.events(Method.CREATE_PERMISSION, XOR_PEER_ADDRESS(mapped))
     assert events[0] == Permit(R4, PEER4[0], 1300.0)
     assert send_indication(c, mapped, b"x") == [ToPeer(R4, PEER4, b"x")]
+
+
+def test_send_indication_with_unknown_required_attribute_is_dropped() -> None:
+    h = Harness()
+    c = allocated(h)
+    c.send(Method.CREATE_PERMISSION, XOR_PEER_ADDRESS(PEER4))
+    raw = c.raw(
+        Method.SEND,
+        XOR_PEER_ADDRESS(PEER4),
+        DATA(b"x"),
+        (0x7FF0, b""),
+        signed=False,
+        cls=Class.INDICATION,
+    )
+    assert h.feed(c.flow, raw) == []
+    assert h.server.stats().dropped == {"bad-indication": 1}
+
+
+def test_quota_table_keeps_no_empty_users() -> None:
+    h = Harness()
+    for user in ("alice", "bob"):
+        c = allocated(h, user=user, port=40000 + len(user))
+        c.send(Method.REFRESH, LIFETIME(0))
+    assert h.server.per_user == {}
