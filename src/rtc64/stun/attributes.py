@@ -357,6 +357,9 @@ def _algorithms_encode(value: tuple[tuple[int, bytes], ...], _tid: bytes) -> byt
 
 
 def _icmp_decode(r: Reader, _tid: bytes) -> tuple[int, int, int]:
+    # RFC 8656 §18.13 draws a 7-bit type and 9-bit code, but ICMP types and codes are
+    # octets (RFC 792, RFC 4443) and most stacks (turn-types, stun_formats) write one
+    # octet each after 16 reserved bits; so do we: (type, code, error data).
     r.u16()  # reserved
     icmp_type = r.u8()
     icmp_code = r.u8()

@@ -128,7 +128,9 @@ def fields(draw: st.DrawFn, tid: bytes) -> tuple[tuple[int, bytes], ...]:
         attr = draw(st.sampled_from(PLAIN))
         out.append(attr(draw(STRATEGIES[attr.type])).pack(tid))
     # unknown types pass through untouched
-    out += draw(st.lists(st.tuples(st.sampled_from([0x7FFE, 0xBEEF]), st.binary(max_size=9))))
+    out += draw(
+        st.lists(st.tuples(st.sampled_from([0x7FFE, 0xBEEF]), st.binary(max_size=9)), max_size=10)
+    )
     return tuple(out)
 
 
