@@ -13,6 +13,8 @@
 # - Peers are judged by ``policy.allowed`` (403) and by family (443; an IPv4-mapped IPv6
 #   peer is IPv4). Limits: 486 quotas (per user and in total; reservations count),
 #   508 no port or a full permission/channel table.
+# - Refresh with LIFETIME 0 deletes the allocation; with REQUESTED-ADDRESS-FAMILY too, on a
+#   dual allocation, only that family's relay (RFC 8656 §7.3); a family it lacks: 443.
 # - RFC 6062 (TCP allocations, Connect/ConnectionBind/ConnectionAttempt) lives in
 #   ``tcp_requests.py``; this module owns the tables and the timers.
 """TurnServer: the sans-I/O TURN core."""
@@ -24,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv6Address
 
-from rtc64.net.address import IPAddress
+from rtc64.net.address import Family, IPAddress
 from rtc64.stun import channeldata
 from rtc64.stun.attributes import (
     CHANNEL_NUMBER,
@@ -58,6 +60,7 @@ from rtc64.turn.allocation import (
     Allocation,
     Deadlines,
     peer_address,
+    peer_family,
 )
 from rtc64.turn.auth import Authenticated, Authenticator, Rejected
 from rtc64.turn.cache import ResponseCache
@@ -368,6 +371,9 @@ class TurnServer:
         if family is not None and family not in alloc.relays:
             raise Refuse(443, "Peer Address Family Mismatch")
         requested = msg.get(LIFETIME)
+        if requested == 0 and family is not None and len(alloc.relays) > 1:
+            self._drop_family(alloc, family)  # one relay of a dual allocation
+            return response(msg, LIFETIME(0))
         if requested == 0:
             self.delete(alloc, after_answer=True)
             return response(msg, LIFETIME(0))
@@ -497,6 +503,19 @@ class TurnServer:
                 self.connections.remove(conn.id)
             self.relays.release(relay)
             (self.deferred if after_answer else self._events).append(RelayClosed(relay))
+
+    def _drop_family(self, alloc: Allocation, family: Family) -> None:
+        """Delete the ``family`` relay of a dual allocation (Refresh with LIFETIME 0 and
+        REQUESTED-ADDRESS-FAMILY, RFC 8656 §7.3): its permissions and channels go too."""
+        relay = alloc.relays.pop(family)
+        for ip in [ip for ip in alloc.permissions if peer_family(ip) is family]:
+            del alloc.permissions[ip]
+        for channel in [c for c in alloc.channels.values() if c.relay == relay]:
+            del alloc.channels[channel.number]
+            alloc.channel_of_peer.pop(channel.peer, None)
+        self.by_relay.pop(relay, None)
+        self.relays.release(relay)
+        self.deferred.append(RelayClosed(relay))
 
     def unquota(self, user: str) -> None:
         """One allocation or reservation of ``user`` less (no empty entries kept)."""

@@ -461,3 +461,18 @@ def test_binding_on_every_listener_even_with_wrong_credentials(
     flow = h.flow(transport=transport, v6=v6, connection=0 if transport is Transport.UDP else 9)
     reply = Client(h, flow).send(Method.BINDING, key=b"wrong")
     assert reply.cls is Class.SUCCESS and reply.get(XOR_MAPPED_ADDRESS) == flow.remote
+
+
+def test_refresh_zero_with_family_deletes_one_relay_of_a_dual_allocation() -> None:
+    h = Harness()
+    c = Client(h, h.flow())
+    c.send(Method.ALLOCATE, UDP, ADDITIONAL_ADDRESS_FAMILY(Family.INET6))
+    events = c.events(Method.REFRESH, LIFETIME(0), REQUESTED_ADDRESS_FAMILY(Family.INET6))
+    assert decode(events[0].data).get(LIFETIME) == 0  # type: ignore[union-attr]
+    assert events[1:] == [RelayClosed((RELAY6, 50000))]
+    assert h.relays.live == {(RELAY4, 50000)}
+    assert c.send(Method.REFRESH).get(LIFETIME) == 600  # the IPv4 relay lives on
+    assert code(c.send(Method.REFRESH, REQUESTED_ADDRESS_FAMILY(Family.INET6))) == 443
+    events = c.events(Method.REFRESH, LIFETIME(0), REQUESTED_ADDRESS_FAMILY(Family.INET))
+    assert events[1:] == [RelayClosed((RELAY4, 50000))]
+    assert h.server.stats().allocations == 0
