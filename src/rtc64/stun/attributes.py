@@ -261,8 +261,15 @@ def _family_decode(r: Reader, _tid: bytes) -> Family:
     return family
 
 
+def _family_wire(value: Family) -> int:
+    wire = _FAMILY_WIRE.get(value)
+    if wire is None:
+        raise LocalProtocolError(f"not an address family: {value!r}")
+    return wire
+
+
 def _family_encode(value: Family, _tid: bytes) -> bytes:
-    return bytes((_FAMILY_WIRE[value], 0, 0, 0))
+    return bytes((_family_wire(value), 0, 0, 0))
 
 
 def _address_error_decode(r: Reader, _tid: bytes) -> tuple[Family, int, str]:
@@ -274,7 +281,7 @@ def _address_error_decode(r: Reader, _tid: bytes) -> tuple[Family, int, str]:
 
 def _address_error_encode(value: tuple[Family, int, str], _tid: bytes) -> bytes:
     family, code, reason = value
-    return bytes((_FAMILY_WIRE[family], 0)) + _write_code(code, reason)
+    return bytes((_family_wire(family), 0)) + _write_code(code, reason)
 
 
 def _unknown_decode(r: Reader, _tid: bytes) -> tuple[int, ...]:

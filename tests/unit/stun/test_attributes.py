@@ -237,6 +237,8 @@ def test_encoders_refuse_bad_values() -> None:
         (a.CHANNEL_NUMBER, 0x10000),
         (a.UNKNOWN_ATTRIBUTES, (0x10000,)),
         (a.MESSAGE_INTEGRITY_SHA256, bytes(17)),
+        (a.REQUESTED_ADDRESS_FAMILY, 7),
+        (a.ADDRESS_ERROR_CODE, (1, 440, "x")),
     ):
         with pytest.raises(LocalProtocolError):
             attr.encode(value, TID)
