@@ -38,10 +38,11 @@ from ipaddress import IPv6Address
 from typing import Final, Literal, Protocol
 
 from rtc64.net.address import IPAddress, unmap
+from rtc64.turn.protocols import MD5, PENDING, SHA256, Pending
 
-ALGORITHM_MD5: Final = 0x0001
-ALGORITHM_SHA256: Final = 0x0002
-"""PASSWORD-ALGORITHM values (RFC 8489 §18.5)."""
+ALGORITHM_MD5: Final = MD5
+ALGORITHM_SHA256: Final = SHA256
+"""PASSWORD-ALGORITHM values (RFC 8489 §18.5), as ``turn.protocols`` numbers them."""
 
 NONCE_COOKIE: Final = "obMatJos2"
 """RFC 8489 §9.2: a nonce starting with it carries the security feature bits."""
@@ -56,18 +57,6 @@ _TS_DIGITS = 8  # hex digits of the issue time
 _MAC_BYTES = 12
 _MAC_CHARS = 16  # base64 of 12 bytes, no padding
 _MAX_EXPIRY_DIGITS = 12
-
-
-class Pending:
-    """``key()``'s answer while the user is being fetched from the store."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "PENDING"
-
-
-PENDING: Final = Pending()
 
 
 class UserRecord(Protocol):
