@@ -340,6 +340,36 @@ class Credentials:
         return base64.urlsafe_b64encode(digest).decode()
 
 
+def turn_uris(
+    listeners: Iterable[tuple[str, IPAddress, int]],
+    external: Iterable[IPAddress] = (),
+    host: Iterable[IPAddress] = (),
+) -> list[str]:
+    """RFC 7065 URIs for ``(transport, address, port)`` listeners: ``turn:`` for udp and
+    tcp, ``turns:`` for tls. A family's external address (1:1 NAT) replaces its listen
+    address; a wildcard listener stands for the host's addresses of its family (routable
+    ones; loopback only when nothing else exists; never link-local)."""
+    outside = {a.version: a for a in external}
+    mine = sorted(set(host), key=lambda a: (a.version, int(a)))
+    uris: list[str] = []
+    for transport, address, port in listeners:
+        if address.version in outside:
+            hosts: list[IPAddress] = [outside[address.version]]
+        elif address.is_unspecified:
+            same = [a for a in mine if a.version == address.version and not a.is_link_local]
+            hosts = [a for a in same if not a.is_loopback] or same
+        else:
+            hosts = [address]
+        scheme = "turns" if transport == "tls" else "turn"
+        wire = "udp" if transport == "udp" else "tcp"
+        for ip in hosts:
+            shown = f"[{ip}]" if ip.version == 6 else str(ip)
+            uri = f"{scheme}:{shown}:{port}?transport={wire}"
+            if uri not in uris:
+                uris.append(uri)
+    return uris
+
+
 def secrets_from(values: Iterable[str]) -> tuple[bytes, ...]:
     """Configured secret strings as bytes (empty ones dropped)."""
     return tuple(v.encode() for v in values if v)
