@@ -76,6 +76,7 @@ def test_outbound_200_has_require_flow_timer_and_echoes_the_flow(tmp_path: Path)
     assert resp.status == 200
     assert resp.get(b"require") == b"outbound"
     assert resp.get(b"flow-timer") == b"120"
+    assert resp.get(b"supported") == b"gruu, outbound, path"
     (contact,) = resp.get_all(b"contact")
     assert b";+sip.instance=" + INSTANCE in contact and b";reg-id=1" in contact
     assert b"pub-gruu" not in contact  # no Supported: gruu

@@ -19,9 +19,9 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
   Date; a 423 carries Min-Expires, a 503 for too many contacts Retry-After.
 - RFC 5626 §6: a flow registered through an outbound-capable first hop (the UA itself, or
   a Path whose first entry has ``ob``) gets ``Require: outbound`` when the UA listed
-  ``outbound`` in Supported, and ``Flow-Timer`` (the seconds we wait for keep-alives: the
-  policy's value on connections, at most 29 s on UDP, §4.4.1). 439 only per
-  ``registrar.process_register``.
+  ``outbound`` in Supported, ``Supported`` (our option tags) and ``Flow-Timer`` (the
+  seconds we wait for keep-alives: the policy's value on connections, at most 29 s on
+  UDP, §4.4.1). 439 only per ``registrar.process_register``.
 - RFC 5627 §5: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
   gets ``pub-gruu`` (the AOR with ``gr=<instance URN>``) and ``temp-gruu`` (``gruu.py``)
   in the 200; a REGISTER whose To is a GRUU is 403.
@@ -215,6 +215,7 @@ def _outbound_lines(
     lines: list[tuple[bytes, bytes]] = []
     if b"outbound" in supported:
         lines.append((b"Require", b"outbound"))
+    lines.append((b"Supported", b", ".join(sorted(SUPPORTED))))
     timer = policy.flow_timer
     if not flow.transport.reliable:
         timer = min(timer, UDP_FLOW_TIMER)
