@@ -190,7 +190,54 @@ def test_path_gets_ob_only_for_a_direct_outbound_register() -> None:
     nat = hops.flow_token(Transport.UDP, ip_address(PHONE), 40001, None)
     assert nat is not None and nat.encode() == b"udp:[2001:db8:aaaa::77]:40001"
     assert hops.FlowToken.decode(nat.encode()) == nat
+    # Not toward a proxy in between (it may not record-route): UDP only for the UA itself.
+    assert hops.flow_token(Transport.UDP, ip_address(PHONE), 40001, None, direct=False) is None
+    tcp = hops.flow_token(Transport.TCP, ip_address(PHONE), 40001, None, direct=False)
+    assert tcp is not None  # connections: as before
     from rtc64.sip.uri import SipUri  # noqa: PLC0415
 
     itself = SipUri(host=ip_address(PHONE), port=40001, user=b"carol")
     assert hops.flow_token(Transport.UDP, ip_address(PHONE), 40001, itself) is None
+
+
+NATTED = ("2001:db8:aaaa::55", 61000)  # its Contact names [fd00::5]:5060 (behind a NAT66)
+
+
+def test_udp_phone_behind_nat_gets_in_dialog_requests_on_its_pinhole(tmp_path: Path) -> None:
+    from .test_proxy import answer, one, register, request  # noqa: PLC0415
+
+    async def body(h: Harness) -> None:
+        reg = register(b"dan", NATTED, call_id=b"r@nat", branch=b"z9hG4bKnat")
+        reg = reg.replace(b"sip:dan@[2001:db8:aaaa::55]:61000", b"sip:dan@[fd00::5]:5060")
+        assert one(await h.feed(reg, NATTED), NATTED).status == 200
+        invite_data = invite(b"sip:dan@example.net", branch=b"z9hG4bKdan", call_id=b"dan@t")
+        sent_down = one(await h.feed(invite_data, CALLER), NATTED)
+        down = sent_down.request
+        # The entry facing dan names his pinhole; the one facing the caller (its Contact
+        # is its source address) names nothing.
+        toward_dan, toward_caller = down.values(b"record-route")
+        assert b";r64f=udp:[2001:db8:aaaa::55]:61000" in toward_dan, toward_dan
+        assert b"r64f" not in toward_caller, toward_caller
+        await h.feed(answer(sent_down.data, 200), NATTED)
+        bye = request(
+            b"BYE", b"sip:dan@[fd00::5]:5060", CALLER, branch=b"z9hG4bKbye2", cseq=2,
+            call_id=b"dan@t", to_tag=b"callee", to=b"sip:dan@example.net",
+            headers=(b"Route: " + toward_caller + b", " + toward_dan,),
+        )  # fmt: skip
+        sent = one(await h.feed(bye, CALLER), NATTED).request  # the pinhole, not [fd00::5]
+        assert sent.method == b"BYE"
+
+    run(tmp_path, body)
+
+
+def test_udp_caller_behind_another_proxy_gets_no_flow_token(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        data = invite(b"sip:bob@192.0.2.50", branch=b"z9hG4bKvia2", call_id=b"via2@t")
+        second_via = b"Via: SIP/2.0/UDP [2001:db8:aaaa::99];branch=z9hG4bKp\r\n"
+        data = data.replace(b"Max-Forwards", second_via + b"Max-Forwards")
+        data = data.replace(b"<sip:alice@[2001:db8:aaaa::10]:5062>", b"<sip:a@[2001:db8:5::1]>")
+        (out,) = invites(await h.feed(data, CALLER))
+        rr = out.request.values(b"record-route")
+        assert all(b"r64f" not in r for r in rr), rr
+
+    run(tmp_path, body)

@@ -275,6 +275,7 @@ class Forwarder:
                 routes=new_routes,
                 path=path,
                 tcp_ok=target.hop.param(b"transport") is None,
+                callee_flow=target.flow,
             )
             leg = Leg(pending, branch, plan)
             try:
@@ -347,7 +348,7 @@ class Forwarder:
             record_route = splice.record_route(
                 self.identity, self.secret, in_l=plan.in_listener, flow=plan.flow, out_l=out,
                 hop=hop, req=req, target=plan.new_uri if plan.new_uri is not None else req.uri,
-                issued=int(self.wall()),
+                issued=int(self.wall()), callee_flow=plan.callee_flow,
             )  # fmt: skip
         return splice.forwarded(
             req,

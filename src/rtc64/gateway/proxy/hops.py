@@ -19,12 +19,12 @@ Record-Route; RFC 3327 Path):
   from its side (``r2=on``). Record-Route entries carry ``r64=<issued>.<mac>``: the
   issue time (wall-clock seconds, hex) and an HMAC under the gateway's secret over the
   Call-ID, the caller's From tag, that time and the entry's flow token. An entry facing a
-  WS/WSS party, or a TCP/TLS/UDP party whose remote target is not the address it uses
-  (behind NAT or a stateful IPv6 firewall), also carries ``r64f=<transport>:<host:port>``
-  naming that party's flow (RFC 5626 flow token, RFC 7118 §5): in-dialog requests toward
-  it go over that connection, or over UDP to that address and port (the pinhole).
-  Whether a signed entry is still good (a live dialog, or a bounded lifetime) is
-  ``dialogs``' decision.
+  WS/WSS party, or a TCP/TLS party (UDP: a UA we talk to directly) whose remote target
+  is not the address it uses (behind NAT or a stateful IPv6 firewall), also carries
+  ``r64f=<transport>:<host:port>`` naming that party's flow (RFC 5626 flow token, RFC
+  7118 §5): in-dialog requests toward it go over that connection, or over UDP to that
+  address and port (the pinhole). Whether a signed entry is still good (a live dialog,
+  or a bounded lifetime) is ``dialogs``' decision.
 """
 
 from __future__ import annotations
@@ -232,12 +232,15 @@ class FlowToken:
 
 
 def flow_token(
-    transport: Transport, ip: IPAddress, port: int, target: Uri | None
+    transport: Transport, ip: IPAddress, port: int, target: Uri | None, *, direct: bool = True
 ) -> FlowToken | None:
     """The flow token for the Record-Route entry facing a party reached at ``ip:port``
     over ``transport`` whose remote target (Contact or Request-URI) is ``target``: always
-    for WS/WSS (nothing else reaches the client), for TCP/TLS/UDP when the target is not
-    that address (a client behind NAT or a firewall: only its own flow reaches it)."""
+    for WS/WSS (nothing else reaches the client), for TCP/TLS when the target is not that
+    address (a client behind NAT: only its own connection reaches it), for UDP the same
+    but only when ``direct`` (``ip:port`` is the UA itself, not a proxy in between)."""
+    if transport is Transport.UDP and not direct:
+        return None
     token = FlowToken(transport, unmap(ip), port)
     if transport in INBOUND_ONLY:
         return token

@@ -80,12 +80,14 @@ def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool
 @dataclass(frozen=True, slots=True)
 class Target:
     """One branch: the next hop's URI, a new Request-URI (None: keep it), the Route set
-    left after ours, and Route values to put in front (a binding's Path)."""
+    left after ours, Route values to put in front (a binding's Path), and whether the
+    hop is a registered UA's own flow (its source address, not its Contact)."""
 
     hop: SipUri
     uri: SipUri | None = None
     routes: tuple[NameAddr, ...] = ()
     extra: tuple[bytes, ...] = ()
+    flow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +353,7 @@ class Router:
                 port=binding.received_port,
                 params=((b"transport", transport.value.encode()),),
             )
-            return Target(hop_uri, contact)
+            return Target(hop_uri, contact, flow=True)
         return Target(contact, contact)
 
     def _open_flow(self, flow_uri: SipUri) -> SipUri:

@@ -94,9 +94,11 @@ def record_route(
     req: Request,
     target: Uri,
     issued: int,
+    callee_flow: bool = False,
 ) -> bytes:
     """The Record-Route value for ``req`` from ``flow`` going to ``hop`` (whose remote
-    target is ``target``), with tokens issued at wall-clock second ``issued``."""
+    target is ``target``), with tokens issued at wall-clock second ``issued``;
+    ``callee_flow``: ``hop`` is the callee's own registered flow."""
     out_hp = identity.hostport_of(out_l, hop.ip)
     in_hp = identity.hostport_of(in_l, flow.remote[0])
     tag = req.from_.tag or b""
@@ -104,10 +106,15 @@ def record_route(
     # token): in-dialog requests toward it must go back over it (RFC 7118 §5).
     contact = sh.contacts(req)
     caller_target = contact[0].uri if contact and not isinstance(contact, sh.Star) else None
-    caller_flow = hops.flow_token(flow.transport, flow.remote[0], flow.remote[1], caller_target)
-    callee_flow = hops.flow_token(hop.transport, hop.ip, hop.port, target)
+    # A UDP token only where the party is the UA itself: the caller when its Via is the
+    # only one, the callee when it is reached on its registered flow. A proxy before or
+    # after us that did not record-route must not receive the dialog's requests.
+    caller_flow = hops.flow_token(
+        flow.transport, flow.remote[0], flow.remote[1], caller_target, direct=len(req.vias) == 1
+    )
+    callee_token = hops.flow_token(hop.transport, hop.ip, hop.port, target, direct=callee_flow)
     in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
-    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_flow)
+    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_token)
     if in_l is out_l and out_hp == in_hp and in_token == out_token:
         return hops.route_uri(out_l.transport, out_hp, r2=False, extra=in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
