@@ -120,7 +120,9 @@ def test_gruus_in_the_200_name_the_instance(tmp_path: Path) -> None:
     assert temp is not None and temp.startswith(b'"sip:tgruu.') and temp.endswith(b';gr"')
     temp_uri = parse_name_addr(b"<" + temp.strip(b'"') + b">", "t").uri
     assert isinstance(temp_uri, SipUri)
-    assert gruu.gruu_instance(SECRET, temp_uri) == ("sip:bob@example.net", URN)
+    assert gruu.gruu_instance(SECRET, temp_uri) == gruu.GruuTarget(
+        "sip:bob@example.net", URN, gruu.call_tag(b"reg@x")
+    )
     assert b"bob" not in temp  # the temporary GRUU does not reveal the AOR
     # A second REGISTER hands out another temporary GRUU for the same instance.
     (again,) = run(tmp_path, register(OB_CONTACT % INSTANCE, b"Supported: gruu", cseq=2))

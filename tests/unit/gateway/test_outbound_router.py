@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from ipaddress import IPv6Address
 
@@ -107,16 +108,24 @@ def test_public_gruu_reaches_only_its_instance() -> None:
 
 
 def test_temporary_gruu_is_resolved_without_storage() -> None:
-    temp = gruu.temp_gruu(SECRET, AOR, INSTANCE)
+    temp = gruu.temp_gruu(SECRET, AOR, INSTANCE, b"r40001")
     assert temp is not None
     r = router({40001})
     found = lookup(r, temp)
     assert (found.keys, found.instance) == ((AOR, AOR), URN)
-    assert ports(r.bound(found, [flow(1, 40001, 100.0)])) == [40001]
+    assert ports(r.bound(found, [flow(1, 40001, 100.0)])) == [40001]  # Call-ID r40001
+    # The phone rebooted and registered with a new Call-ID: the old temporary GRUU is
+    # dead (RFC 5627), the public GRUU still works.
+    rebooted = dataclasses.replace(flow(1, 40001, 300.0), call_id=b"after-reboot")
+    assert r.bound(found, [rebooted]) == Reply(
+        480, "Temporarily Unavailable: that device is not registered"
+    )
+    public = lookup(r, b"sip:bob@example.net;gr=" + URN)
+    assert ports(r.bound(public, [rebooted])) == [40001]
 
 
 def test_forged_temporary_gruus_are_refused() -> None:
-    temp = gruu.temp_gruu(SECRET, AOR, INSTANCE)
+    temp = gruu.temp_gruu(SECRET, AOR, INSTANCE, b"r40001")
     assert temp is not None
     uri = parse_uri(temp)
     assert isinstance(uri, SipUri) and uri.user is not None
@@ -136,12 +145,14 @@ def test_forged_temporary_gruus_are_refused() -> None:
 
 def test_longest_instance_still_gets_a_temporary_gruu() -> None:
     instance = b'"<urn:' + b"x" * 248 + b'>"'  # 256 bytes: the registrar's limit
-    temp = gruu.temp_gruu(SECRET, AOR, instance)
+    temp = gruu.temp_gruu(SECRET, AOR, instance, b"c")
     assert temp is not None
     uri = parse_uri(temp)
     assert isinstance(uri, SipUri) and uri.user is not None
-    assert gruu.open_temp_gruu(SECRET, uri.user) == (AOR, instance[2:-2])
-    assert gruu.temp_gruu(SECRET, AOR, b"x" * 700) is None
+    assert gruu.open_temp_gruu(SECRET, uri.user) == gruu.GruuTarget(
+        AOR, instance[2:-2], gruu.call_tag(b"c")
+    )
+    assert gruu.temp_gruu(SECRET, AOR, b"x" * 700, b"c") is None
 
 
 def test_public_gruu_escapes_odd_instance_characters() -> None:

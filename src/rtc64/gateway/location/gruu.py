@@ -9,9 +9,11 @@
 #   HMAC-SHA-256 of a random 8-byte nonce and a block counter) and authenticated
 #   (encrypt-then-MAC, HMAC-SHA-256 truncated to 10 bytes), base32 without padding, lower
 #   case. So the gateway needs no storage to resolve one, nobody without the secret learns
-#   the AOR from it, and a forged or altered token is refused. Each REGISTER hands out a
-#   fresh one; every one stays valid while the instance has a binding and the secret is
-#   unchanged (RFC 5627 lets a registrar invalidate them with the Call-ID; we do not).
+#   the AOR from it, and a forged or altered token is refused. The token also carries 8
+#   bytes of SHA-256 of the REGISTER's Call-ID: a temporary GRUU reaches the instance only
+#   while it is registered with that Call-ID (RFC 5627: a UA that reboots and
+#   registers with a new Call-ID invalidates the ones it was given). Each REGISTER hands
+#   out a fresh one (random nonce); all stay valid as long as that holds.
 # - A request whose Request-URI is a GRUU reaches only bindings of that instance (§5.4);
 #   none live answers 480.
 
@@ -21,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
 
 from rtc64.sip.grammar import PARAM_CHARS
 from rtc64.sip.uri import SipUri
@@ -28,6 +31,24 @@ from rtc64.sip.uri import SipUri
 TEMP_PREFIX = "tgruu."
 _NONCE = 8
 _MAC = 10
+_TAG = 8
+
+
+@dataclass(frozen=True, slots=True)
+class GruuTarget:
+    """What a GRUU names: the AOR (None for a public GRUU: the URI itself), the instance
+    URN, and for a temporary GRUU the Call-ID tag its binding must still have."""
+
+    aor: str | None
+    instance: bytes
+    call_tag: bytes | None = None
+
+
+def call_tag(call_id: bytes) -> bytes:
+    """The 8-byte tag of a REGISTER's Call-ID that a temporary GRUU carries."""
+    return hashlib.sha256(call_id).digest()[:_TAG]
+
+
 MAX_TOKEN = 1024  # base32 characters: an AOR and a 256-byte instance fit
 
 
@@ -71,11 +92,11 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
-def temp_gruu(secret: bytes, aor: str, instance: bytes) -> bytes | None:
-    """A fresh temporary GRUU for ``instance`` of ``aor`` (random nonce: each differs);
-    None when they are too long for one (``MAX_TOKEN``)."""
+def temp_gruu(secret: bytes, aor: str, instance: bytes, call_id: bytes) -> bytes | None:
+    """A fresh temporary GRUU for ``instance`` of ``aor`` registered with ``call_id``
+    (random nonce: each differs); None when they are too long for one (``MAX_TOKEN``)."""
     enc, mac_key = _keys(secret)
-    plain = aor.encode("utf-8") + b"\x00" + instance_urn(instance)
+    plain = call_tag(call_id) + aor.encode("utf-8") + b"\x00" + instance_urn(instance)
     nonce = os.urandom(_NONCE)
     cipher = _xor(plain, _stream(enc, nonce, len(plain)))
     tag = hmac.new(mac_key, nonce + cipher, hashlib.sha256).digest()[:_MAC]
@@ -86,9 +107,9 @@ def temp_gruu(secret: bytes, aor: str, instance: bytes) -> bytes | None:
     return f"sip:{TEMP_PREFIX}{token}@{domain};gr".encode("ascii", "replace")
 
 
-def open_temp_gruu(secret: bytes, user: bytes) -> tuple[str, bytes] | None:
-    """The (AOR, instance URN) inside a temporary GRUU's user part, or None when it is
-    not one of ours (wrong prefix, bad encoding, forged or altered)."""
+def open_temp_gruu(secret: bytes, user: bytes) -> GruuTarget | None:
+    """The AOR, instance URN and Call-ID tag inside a temporary GRUU's user part, or None
+    when it is not one of ours (wrong prefix, bad encoding, forged or altered)."""
     text = user.decode("ascii", "replace").lower()
     if not text.startswith(TEMP_PREFIX):
         return None
@@ -99,7 +120,7 @@ def open_temp_gruu(secret: bytes, user: bytes) -> tuple[str, bytes] | None:
         raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
     except ValueError:
         return None
-    if len(raw) < _NONCE + _MAC + 3:
+    if len(raw) < _NONCE + _MAC + _TAG + 3:
         return None
     nonce, cipher, tag = raw[:_NONCE], raw[_NONCE:-_MAC], raw[-_MAC:]
     enc, mac_key = _keys(secret)
@@ -107,24 +128,24 @@ def open_temp_gruu(secret: bytes, user: bytes) -> tuple[str, bytes] | None:
     if not hmac.compare_digest(expected, tag):
         return None
     plain = _xor(cipher, _stream(enc, nonce, len(cipher)))
-    aor, sep, urn = plain.partition(b"\x00")
+    tag, rest = plain[:_TAG], plain[_TAG:]
+    aor, sep, urn = rest.partition(b"\x00")
     if not sep or not urn:
         return None
     try:
-        return aor.decode("utf-8"), urn
+        return GruuTarget(aor.decode("utf-8"), urn, tag)
     except UnicodeDecodeError:
         return None
 
 
-def gruu_instance(secret: bytes, uri: SipUri) -> tuple[str | None, bytes] | None:
-    """What a GRUU Request-URI names: (the AOR inside a temporary GRUU, or None for a
-    public GRUU whose AOR is the URI itself; the instance URN), or None when ``uri`` is
-    no GRUU (no ``gr`` parameter) or a temporary GRUU that is not ours."""
+def gruu_instance(secret: bytes, uri: SipUri) -> GruuTarget | None:
+    """What a GRUU Request-URI names, or None when ``uri`` is no GRUU (no ``gr``
+    parameter) or a temporary GRUU that is not ours."""
     gr = uri.param(b"gr")
     if gr is None:
         return None
     if gr:
-        return None, instance_urn(gr)
+        return GruuTarget(None, instance_urn(gr))
     if uri.user is None:
         return None
     return open_temp_gruu(secret, uri.user)

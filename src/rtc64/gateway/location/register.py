@@ -200,7 +200,7 @@ def _reply_contact(rc: ReplyContact, gruu_secret: bytes | None) -> bytes:
         public = gruu.public_gruu(b.aor, b.instance)
         if public is not None:
             value += b';pub-gruu="%s"' % public
-            temp = gruu.temp_gruu(gruu_secret, b.aor, b.instance)
+            temp = gruu.temp_gruu(gruu_secret, b.aor, b.instance, b.call_id)
             if temp is not None:
                 value += b';temp-gruu="%s"' % temp
     return value

@@ -27,7 +27,8 @@ Rules (RFC 3261 §16.3-§16.5, §16.12, §10 via ``register``; RFC 3327 Path, RF
   recently registered whose connection is still open (failover to the next reg-id);
   an AOR whose only bindings are dead flows answers 430 Flow Failed. RFC 5627: a GRUU
   Request-URI (``gr``: public, or a temporary one of ours) reaches only that instance's
-  bindings (480 when none is live).
+  bindings (a temporary one: registered with the Call-ID it was issued for; 480 when
+  none is live).
 - Decisions: ``Reply``, ``Forward`` (targets, Record-Route or not, Path or not),
   ``Register``, ``Admit``, ``Authenticate`` and ``Lookup`` (the routing step does the
   check or look-up and asks again). ACKs for 2xx follow their Route set statelessly
@@ -142,6 +143,7 @@ class Lookup:
     keys: tuple[str, str]  # the AOR's location keys: canonical, as written
     request: Authenticate
     instance: bytes | None = None  # a GRUU's instance URN: only its bindings
+    call_tag: bytes | None = None  # a temporary GRUU's: only bindings of that Call-ID
 
 
 Decision = Reply | Forward | Register | Admit | Authenticate | Lookup
@@ -186,6 +188,9 @@ class Router:
             if lookup.instance is not None:
                 wanted = lookup.instance.lower()
                 bindings = [b for b in bindings if instance_key(b.instance) == wanted]
+                if lookup.call_tag is not None:
+                    tag = lookup.call_tag
+                    bindings = [b for b in bindings if gruu.call_tag(b.call_id) == tag]
                 if not bindings:
                     return Reply(480, "Temporarily Unavailable: that device is not registered")
             chosen, dead = self.live_flows(bindings)
@@ -293,9 +298,9 @@ class Router:
         if self.identity.is_local_uri(uri):
             named = gruu.gruu_instance(self.secret, uri)
             if named is not None:
-                aor, urn = named
+                aor = named.aor
                 keys = (aor, aor) if aor is not None else self.identity.aor_keys(uri)
-                return Lookup(keys, auth, instance=urn)
+                return Lookup(keys, auth, instance=named.instance, call_tag=named.call_tag)
             return Lookup(self.identity.aor_keys(uri), auth)
         target = Target(self.upstream) if self.upstream is not None else Target(uri)
         return Forward(self._restore((target,), auth.restored))
