@@ -14,7 +14,7 @@
 #   while it is registered with that Call-ID (RFC 5627: a UA that reboots and
 #   registers with a new Call-ID invalidates the ones it was given). Each REGISTER hands
 #   out a fresh one (random nonce); all stay valid as long as that holds.
-# - A request whose Request-URI is a GRUU reaches only bindings of that instance (§5.4);
+# - A request whose Request-URI is a GRUU reaches only bindings of that instance;
 #   none live answers 480.
 
 from __future__ import annotations

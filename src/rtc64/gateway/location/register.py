@@ -21,8 +21,8 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
   a Path whose first entry has ``ob``) gets ``Require: outbound`` when the UA listed
   ``outbound`` in Supported, ``Supported`` (our option tags) and ``Flow-Timer`` (the
   seconds we wait for keep-alives: the policy's value on connections, at most 29 s on
-  UDP, §4.4.1). 439 only per ``registrar.process_register``.
-- RFC 5627 §5: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
+  UDP, §4.4). 439 only per ``registrar.process_register``.
+- RFC 5627: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
   gets ``pub-gruu`` (the AOR with ``gr=<instance URN>``) and ``temp-gruu`` (``gruu.py``)
   in the 200; a REGISTER whose To is a GRUU is 403.
 """
@@ -52,7 +52,7 @@ from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
-UDP_FLOW_TIMER = 29  # RFC 5626 §4.4.1: UDP keep-alives every 24-29 s at most
+UDP_FLOW_TIMER = 29  # RFC 5626 §4.4: UDP keep-alives every 24-29 s at most
 
 
 def _contact_spec(contact: NameAddr) -> ContactSpec:
@@ -133,7 +133,7 @@ async def handle_register(
     if missing:
         return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
     if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
-        # RFC 5627 §5.1: a GRUU names an instance; it is never an address-of-record.
+        # RFC 5627: a GRUU names an instance; it is never an address-of-record.
         return make_response(req, 403, b"Forbidden: a GRUU is not an address-of-record")
     if keys is None:
         written = canonical_aor(req.to.uri)

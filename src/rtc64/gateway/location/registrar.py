@@ -78,7 +78,7 @@ class RegisterRequest:
 
 DEFAULT_MAX_CONTACTS = 10
 MAX_INSTANCE = 256  # bytes of +sip.instance (a quoted URN: a UUID URN takes 47)
-DEFAULT_FLOW_TIMER = 120  # RFC 5626 §4.4.1: connection keep-alives every 95-120 s
+DEFAULT_FLOW_TIMER = 120  # RFC 5626 §4.4: connection keep-alives every 95-120 s
 
 
 @dataclass(frozen=True, slots=True)
