@@ -8,8 +8,9 @@
 #   sink (the service, then the core); anything else is garbage: counted, dropped.
 # - TCP/TLS: ``stun.channeldata.frame_length`` cuts the byte stream into STUN messages and
 #   ChannelData frames (padded to 4), whatever the segmentation. A frame larger than
-#   ``max_frame``, a buffer over the cap without a whole frame, or bytes that are neither
-#   STUN nor ChannelData close the connection (counted). After an RFC 6062 ConnectionBind
+#   ``max_frame``, a buffer over the cap without a whole frame, bytes that are neither
+#   STUN nor ChannelData, or ChannelData on a connection without an allocation (an HTTP
+#   request looks like one) close the connection (counted). After an RFC 6062 ConnectionBind
 #   the connection is spliced to its peer connection: raw bytes both ways.
 # - Connections get ids (never reused in a process). A connection holding no allocation and
 #   quiet for ``idle_timeout`` is closed (counted); so is one whose unsent data passes
@@ -228,6 +229,10 @@ class StreamConnection(asyncio.Protocol):
                 return
             if size > limits.max_frame:
                 stats.oversize += 1
+                self.abort()
+                return
+            if buf[0] >= 0x40 and self.holds == 0 and not self.channels:
+                stats.garbage += 1  # ChannelData before any allocation: not a TURN client
                 self.abort()
                 return
             if len(buf) < size:
