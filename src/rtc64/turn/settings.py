@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rtc64.net.address import Family
+from rtc64.net.address import Family, IPAddress
 from rtc64.net.endpoint import Transport
 from rtc64.turn.events import SockAddr
 from rtc64.turn.protocols import MD5, SHA256
@@ -51,6 +51,8 @@ class TurnSettings:
     max_permissions: int = 32
     max_channels: int = 64
     tcp_relay: bool = True
+    external_addresses: tuple[tuple[IPAddress, IPAddress], ...] = ()
+    """``(relay ip, advertised ip)``: XOR-RELAYED-ADDRESS names the advertised one (1:1 NAT)."""
     cache_size: int = 4096
     """Retransmission cache entries (oldest evicted first)."""
 

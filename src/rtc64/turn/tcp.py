@@ -37,7 +37,7 @@ class PendingConnect:
     sha256: bool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class PeerConnection:
     """One TCP connection between a TCP relay and a peer."""
 

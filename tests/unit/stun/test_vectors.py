@@ -8,7 +8,7 @@ import pytest
 
 from rtc64.stun import StunError
 from rtc64.stun import attributes as a
-from rtc64.stun.integrity import long_term_key, short_term_key
+from rtc64.stun.integrity import PasswordAlgorithm, long_term_key, short_term_key, userhash
 from rtc64.stun.message import (
     Class,
     Method,
@@ -17,6 +17,7 @@ from rtc64.stun.message import (
     check_integrity,
     decode,
     encode,
+    integrity_kind,
 )
 from tests.unit.stun import vectors as v
 
@@ -109,14 +110,47 @@ def test_long_term_request_reencodes_byte_exact() -> None:
     assert encode(msg, key=key) == v.LONG_TERM_REQUEST
 
 
-@pytest.mark.parametrize("data", v.VECTORS)
-def test_every_flipped_bit_fails_decoding_or_verification(data: bytes) -> None:
-    key = (
-        long_term_key(v.LONG_TERM_USERNAME, v.LONG_TERM_REALM, v.LONG_TERM_PASSWORD)
-        if data is v.LONG_TERM_REQUEST
-        else short_term_key(v.PASSWORD)
+def _key(data: bytes) -> bytes:
+    user, realm, password = v.LONG_TERM_USERNAME, v.LONG_TERM_REALM, v.LONG_TERM_PASSWORD
+    if data is v.LONG_TERM_REQUEST:
+        return long_term_key(user, realm, password)
+    if data is v.SHA256_REQUEST:
+        return long_term_key(user, realm, password, PasswordAlgorithm.SHA256)
+    return short_term_key(v.PASSWORD)
+
+
+def test_sha256_request() -> None:
+    msg = decode(v.SHA256_REQUEST)
+    assert (msg.method, msg.cls) == (Method.BINDING, Class.REQUEST)
+    assert msg.transaction_id == v.LONG_TERM_TRANSACTION_ID
+    assert msg.get(a.USERHASH) == userhash(v.LONG_TERM_USERNAME, v.LONG_TERM_REALM)
+    assert not msg.has(a.USERNAME)
+    assert msg.get(a.NONCE) == v.SHA256_NONCE
+    assert msg.get(a.REALM) == v.LONG_TERM_REALM
+    assert msg.get(a.PASSWORD_ALGORITHM) == (PasswordAlgorithm.SHA256, b"")
+    assert integrity_kind(msg) is a.MESSAGE_INTEGRITY_SHA256
+    assert check_integrity(msg, _key(v.SHA256_REQUEST))
+    md5 = long_term_key(v.LONG_TERM_USERNAME, v.LONG_TERM_REALM, v.LONG_TERM_PASSWORD)
+    assert not check_integrity(msg, md5)
+
+
+def test_sha256_request_reencodes_byte_exact() -> None:
+    msg = build(
+        Method.BINDING,
+        Class.REQUEST,
+        v.LONG_TERM_TRANSACTION_ID,
+        a.USERHASH(userhash(v.LONG_TERM_USERNAME, v.LONG_TERM_REALM)),
+        a.NONCE(v.SHA256_NONCE),
+        a.REALM(v.LONG_TERM_REALM),
+        a.PASSWORD_ALGORITHM((PasswordAlgorithm.SHA256, b"")),
     )
-    with_fingerprint = data is not v.LONG_TERM_REQUEST
+    assert encode(msg, key=_key(v.SHA256_REQUEST), sha256=True) == v.SHA256_REQUEST
+
+
+@pytest.mark.parametrize("data", v.VECTORS_WITH_SHA256)
+def test_every_flipped_bit_fails_decoding_or_verification(data: bytes) -> None:
+    key = _key(data)
+    with_fingerprint = data in (v.SAMPLE_REQUEST, v.SAMPLE_IPV4_RESPONSE, v.SAMPLE_IPV6_RESPONSE)
     for i in range(len(data)):
         for bit in range(8):
             bad = bytearray(data)
