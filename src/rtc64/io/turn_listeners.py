@@ -84,7 +84,9 @@ class ClientSink(Protocol):
         self, data: bytes, transport: Transport, local: Address, remote: Address, connection: int
     ) -> None: ...
 
-    def connection_closed(self, connection: int) -> None: ...
+    def connection_closed(
+        self, transport: Transport, local: Address, remote: Address, connection: int
+    ) -> None: ...
 
 
 class UdpClient:
@@ -436,7 +438,8 @@ class TurnListeners:
     def detach(self, conn: StreamConnection) -> None:
         if self.connections.pop(conn.id, None) is not None:
             self.stats.connections = len(self.connections)
-            self.sink.connection_closed(conn.id)
+            if conn.remote is not None:
+                self.sink.connection_closed(conn.kind, conn.local, conn.remote, conn.id)
 
     def _sweep(self) -> None:
         now = self.loop.time()

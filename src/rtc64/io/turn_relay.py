@@ -24,7 +24,7 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ProtocolError
 from rtc64.io.sockets import udp_socket
@@ -51,7 +51,10 @@ class PortPair(Protocol):
     def port(self) -> int: ...
 
 
-class PortPool(Protocol):
+P = TypeVar("P", bound=PortPair)
+
+
+class PortPool(Protocol[P]):
     """The media relay's pool of port pairs (``relay.ports.PortPool``); ``allocate`` raises
     a ``ProtocolError`` when the address has no free pair."""
 
@@ -59,9 +62,9 @@ class PortPool(Protocol):
 
     def least_used_worker(self) -> int: ...
 
-    def allocate(self, address: IPAddress, worker: int = 0) -> PortPair: ...
+    def allocate(self, address: IPAddress, worker: int = 0) -> P: ...
 
-    def release(self, pair: PortPair) -> None: ...
+    def release(self, pair: P) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ class _Pair:
 
     __slots__ = ("pair", "pool", "used")
 
-    def __init__(self, pool: PortPool, pair: PortPair) -> None:
+    def __init__(self, pool: PortPool[Any], pair: PortPair) -> None:
         self.pool = pool
         self.pair = pair
         self.used: set[int] = set()
@@ -143,7 +146,7 @@ class TurnRelays:
 
     def __init__(
         self,
-        pools: Sequence[PortPool],
+        pools: Sequence[PortPool[Any]],
         addresses: Sequence[IPAddress],
         listeners: TurnListeners | None,
         tcp: TcpRelays | None = None,
@@ -302,7 +305,7 @@ class TurnRelays:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _pool_of(self, address: IPAddress) -> PortPool | None:
+    def _pool_of(self, address: IPAddress) -> PortPool[Any] | None:
         for pool in self.pools:
             if address in pool.addresses(family_of(address)):
                 return pool

@@ -36,7 +36,9 @@ class Sink:
     ) -> None:
         self.got.append((data, transport, local, remote, connection))
 
-    def connection_closed(self, connection: int) -> None:
+    def connection_closed(
+        self, transport: Transport, local: Address, remote: Address, connection: int
+    ) -> None:
         self.closed.append(connection)
 
 
