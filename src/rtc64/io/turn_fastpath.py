@@ -34,7 +34,7 @@ DATA_INDICATION = 0x0017  # method DATA (0x007), class indication
 XOR_PEER_ADDRESS = 0x0012
 DATA = 0x0013
 CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x4FFF
+CHANNEL_MAX = 0x7FFF
 
 _CD = struct.Struct("!HH")
 _HDR = struct.Struct("!HHI")

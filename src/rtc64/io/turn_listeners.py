@@ -2,7 +2,7 @@
 # families (IPv6 sockets V6ONLY, ``io.sockets``), one socket per listen spec.
 #
 # Rules:
-# - UDP: a datagram whose first byte is 0x40-0x4F is ChannelData: forwarded on the fast
+# - UDP: a datagram whose first byte is 0x40-0x7F is ChannelData: forwarded on the fast
 #   path when that source has the channel bound (``io.turn_fastpath``), else dropped and
 #   counted. A datagram that can be STUN (first two bits 0, at least 20 bytes) goes to the
 #   sink (the service, then the core); anything else is garbage: counted, dropped.
@@ -124,7 +124,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: SockAddr) -> None:
-        if len(data) >= 4 and 0x40 <= data[0] <= 0x4F:
+        if len(data) >= 4 and 0x40 <= data[0] < 0x80:
             client = self.clients.get(addr)
             if client is None:
                 self.stats.channel_unbound += 1

@@ -101,7 +101,7 @@ def test_garbage_stream_closes_only_that_connection() -> None:
             good.write(_binding(7))
             await good.drain()
             await wait_for(lambda: len(r.sink.got) == 1)
-            # reserved channel range 0x5000+ is garbage on a stream too
+            # ChannelData on a connection without allocation is not a TURN client
             good.write(struct.pack("!HH", 0x5000, 4) + b"abcd")
             await good.drain()
             assert await good_reader.read() == b""
