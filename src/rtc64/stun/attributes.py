@@ -261,8 +261,15 @@ def _family_decode(r: Reader, _tid: bytes) -> Family:
     return family
 
 
+def _family_wire(value: Family) -> int:
+    wire = _FAMILY_WIRE.get(value)
+    if wire is None:
+        raise LocalProtocolError(f"not an address family: {value!r}")
+    return wire
+
+
 def _family_encode(value: Family, _tid: bytes) -> bytes:
-    return bytes((_FAMILY_WIRE[value], 0, 0, 0))
+    return bytes((_family_wire(value), 0, 0, 0))
 
 
 def _address_error_decode(r: Reader, _tid: bytes) -> tuple[Family, int, str]:
@@ -274,7 +281,7 @@ def _address_error_decode(r: Reader, _tid: bytes) -> tuple[Family, int, str]:
 
 def _address_error_encode(value: tuple[Family, int, str], _tid: bytes) -> bytes:
     family, code, reason = value
-    return bytes((_FAMILY_WIRE[family], 0)) + _write_code(code, reason)
+    return bytes((_family_wire(family), 0)) + _write_code(code, reason)
 
 
 def _unknown_decode(r: Reader, _tid: bytes) -> tuple[int, ...]:
@@ -357,6 +364,9 @@ def _algorithms_encode(value: tuple[tuple[int, bytes], ...], _tid: bytes) -> byt
 
 
 def _icmp_decode(r: Reader, _tid: bytes) -> tuple[int, int, int]:
+    # RFC 8656 §18.13 draws a 7-bit type and 9-bit code, but ICMP types and codes are
+    # octets (RFC 792, RFC 4443) and most stacks (turn-types, stun_formats) write one
+    # octet each after 16 reserved bits; so do we: (type, code, error data).
     r.u16()  # reserved
     icmp_type = r.u8()
     icmp_code = r.u8()

@@ -22,6 +22,17 @@ import zlib
 from rtc64.errors import LocalProtocolError
 from rtc64.stun.attributes import PasswordAlgorithm
 
+__all__ = [
+    "FINGERPRINT_XOR",
+    "PasswordAlgorithm",
+    "fingerprint",
+    "hmac_sha1",
+    "hmac_sha256",
+    "long_term_key",
+    "short_term_key",
+    "userhash",
+]
+
 FINGERPRINT_XOR = 0x5354554E
 
 
@@ -33,13 +44,13 @@ def long_term_key(
     username: str | bytes,
     realm: str | bytes,
     password: str | bytes,
-    algorithm: PasswordAlgorithm = PasswordAlgorithm.MD5,
+    algorithm: PasswordAlgorithm | int = PasswordAlgorithm.MD5,
 ) -> bytes:
     """The long-term credential key (RFC 8489 §9.2.2), without SASLprep (bytes compared)."""
     material = b":".join((_utf8(username), _utf8(realm), _utf8(password)))
-    if algorithm is PasswordAlgorithm.MD5:
+    if algorithm == PasswordAlgorithm.MD5:
         return hashlib.md5(material, usedforsecurity=False).digest()
-    if algorithm is PasswordAlgorithm.SHA256:
+    if algorithm == PasswordAlgorithm.SHA256:
         return hashlib.sha256(material).digest()
     raise LocalProtocolError(f"unknown password algorithm {algorithm!r}")
 

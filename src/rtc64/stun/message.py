@@ -10,6 +10,9 @@
 # - Attributes after MESSAGE-INTEGRITY are ignored except MESSAGE-INTEGRITY-SHA256 and
 #   FINGERPRINT; after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT counts; FINGERPRINT must
 #   be last. Ignored attributes are checked for framing but left out of ``attributes``.
+# - At most ``MAX_ATTRIBUTES`` attributes (ignored ones included): a 64 KiB datagram of
+#   empty attributes would otherwise cost milliseconds to walk (a CPU flood). Real clients
+#   send fewer than 20; a CreatePermission may list several XOR-PEER-ADDRESS.
 # - ``decode`` raises only ``StunError`` (code 400). Unknown comprehension-required types
 #   (< 0x8000) are listed by ``unknown_required()``; the caller answers 420.
 # - Integrity covers the message up to the attribute, with the header length pointing just
@@ -22,6 +25,7 @@ import enum
 import hmac
 import struct
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TypeVar
 
 from rtc64.errors import LocalProtocolError
@@ -45,6 +49,7 @@ T = TypeVar("T")
 HEADER = struct.Struct("!HHI12s")
 HEADER_LENGTH = 20
 MAX_LENGTH = 0xFFFF
+MAX_ATTRIBUTES = 64
 _ATTR_HEADER = struct.Struct("!HH")
 _MI = MESSAGE_INTEGRITY.type
 _MI256 = MESSAGE_INTEGRITY_SHA256.type
@@ -218,7 +223,11 @@ def decode(data: bytes) -> Message:
     attributes: list[tuple[int, bytes]] = []
     offsets: list[int] = []
     after_mi = after_mi256 = after_fp = False
+    count = 0
     while r.remaining:
+        count += 1
+        if count > MAX_ATTRIBUTES:
+            raise StunError(f"STUN: more than {MAX_ATTRIBUTES} attributes")
         offset = r.pos
         t = r.u16()
         size = r.u16()
@@ -381,3 +390,57 @@ def data_indication(peer: tuple[IPAddress, int], payload: bytes, transaction_id:
             _PADS[pad],
         )
     )
+
+
+_SEND_INDICATION = message_type(Method.SEND, Class.INDICATION)
+_HEAD = struct.Struct("!HHI")
+
+
+def read_send_indication(data: bytes) -> tuple[tuple[IPAddress, int], memoryview] | None:
+    """``(peer, payload view)`` of a plain Send indication, without building a message.
+
+    Plain: one XOR-PEER-ADDRESS, one DATA, and only comprehension-optional attributes
+    besides (no FINGERPRINT, no DONT-FRAGMENT). Anything else, malformed input included,
+    gives ``None``: the caller hands the datagram to the core (slow path). Never raises.
+    """
+    size = len(data)
+    if size < HEADER_LENGTH:
+        return None
+    type_, length, cookie = _HEAD.unpack_from(data)
+    if type_ != _SEND_INDICATION or cookie != MAGIC_COOKIE or length + HEADER_LENGTH != size:
+        return None
+    pos = HEADER_LENGTH
+    peer: tuple[IPAddress, int] | None = None
+    start = end = -1
+    count = 0
+    while pos < size:
+        count += 1
+        if pos + 4 > size or count > MAX_ATTRIBUTES:
+            return None
+        t, n = _ATTR_HEADER.unpack_from(data, pos)
+        first = pos + 4
+        pos = first + n + (-n & 3)
+        if pos > size:
+            return None
+        if t == 0x0012:  # XOR-PEER-ADDRESS
+            if peer is not None:
+                return None
+            x_port = ((data[first + 2] << 8) | data[first + 3]) ^ 0x2112
+            if n == 8 and data[first + 1] == 1:
+                raw = int.from_bytes(data[first + 4 : first + 8], "big") ^ MAGIC_COOKIE
+                peer = (IPv4Address(raw), x_port)
+            elif n == 20 and data[first + 1] == 2:
+                mask = _COOKIE_PREFIX | int.from_bytes(data[8:20], "big")
+                raw = int.from_bytes(data[first + 4 : first + 20], "big") ^ mask
+                peer = (IPv6Address(raw), x_port)
+            else:
+                return None
+        elif t == 0x0013:  # DATA
+            if start >= 0:
+                return None
+            start, end = first, first + n
+        elif t < 0x8000 or t == _FP:
+            return None
+    if peer is None or start < 0:
+        return None
+    return peer, memoryview(data)[start:end]

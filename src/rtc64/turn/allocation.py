@@ -19,7 +19,7 @@ import heapq
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from rtc64.net.address import Family, IPAddress
+from rtc64.net.address import Family, IPAddress, unmap
 from rtc64.turn.events import Bind, ClientFlow, Event, Permit, SockAddr, Unbind, Unpermit
 from rtc64.turn.settings import CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME
 
@@ -33,6 +33,12 @@ def peer_family(peer_ip: IPAddress) -> Family:
     if isinstance(peer_ip, IPv6Address) and peer_ip.ipv4_mapped is None:
         return Family.INET6
     return Family.INET
+
+
+def peer_address(peer: SockAddr) -> SockAddr:
+    """A peer as the relay reaches it: an IPv4-mapped IPv6 address becomes IPv4, so
+    permissions, policy and sockets all see the IPv4 peer it names."""
+    return (unmap(peer[0]), peer[1])
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@
 # - Another realm: 401. PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS (or the reverse),
 #   a list unlike ours, or an algorithm we did not offer: 400. Neither: MD5.
 # - Unknown user or a wrong integrity value: 401. ``PENDING`` key: wait for a Lookup.
+#   With several keys (TURN REST secrets being rotated) any of them may sign.
 # - Responses to an authenticated request carry integrity with the same key, in the
 #   same form (MESSAGE-INTEGRITY-SHA256 when the request used it).
 # Nothing here keeps state: a flood of unauthenticated requests costs one HMAC each.
@@ -28,7 +29,7 @@ from rtc64.stun.attributes import (
 )
 from rtc64.stun.message import Message, check_integrity, integrity_kind
 from rtc64.turn.events import ClientFlow
-from rtc64.turn.protocols import MD5, Credentials, Pending
+from rtc64.turn.protocols import MD5, Credentials
 from rtc64.turn.settings import TurnSettings
 
 
@@ -108,12 +109,32 @@ class Authenticator:
         algorithm = self._algorithm(msg)
         if algorithm is None:
             return Rejected(400, "PASSWORD-ALGORITHM does not match PASSWORD-ALGORITHMS")
-        key = self._credentials.key(username, realm, algorithm)
-        if isinstance(key, Pending):
+        found = self._keys(username, realm, algorithm)
+        if found is None:
             return Wait(username)
-        if key is None or not check_integrity(msg, key):
-            return self.challenge(401, "Unauthenticated", client, now)
-        return Authenticated(username, key, kind is MESSAGE_INTEGRITY_SHA256)
+        for key in found:
+            if check_integrity(msg, key):
+                return Authenticated(username, key, kind is MESSAGE_INTEGRITY_SHA256)
+        return self.challenge(401, "Unauthenticated", client, now)
+
+    def _keys(self, username: str, realm: str, algorithm: int) -> tuple[bytes, ...] | None:
+        """Every key the user may have signed with (several TURN REST secrets during a
+        rotation: ``credentials.keys`` when it exists), None while the user is fetched.
+        Any answer that is not a key, a tuple of keys or None means "pending", so a
+        ``Pending`` of another module is understood too."""
+        many = getattr(self._credentials, "keys", None)
+        found: object = (
+            many(username, realm, algorithm)
+            if callable(many)
+            else self._credentials.key(username, realm, algorithm)
+        )
+        if found is None:
+            return ()
+        if isinstance(found, bytes):
+            return (found,)
+        if isinstance(found, tuple):
+            return tuple(k for k in found if isinstance(k, bytes))
+        return None
 
     def _algorithm(self, msg: Message) -> int | None:
         chosen = msg.get(PASSWORD_ALGORITHM)

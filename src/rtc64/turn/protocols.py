@@ -74,7 +74,12 @@ class Credentials(Protocol):
     """Long-term credentials and stateless nonces (RFC 8489 §9.2)."""
 
     def key(self, username: str, realm: str, algorithm: int) -> bytes | Pending | None:
-        """The MESSAGE-INTEGRITY key, None for an unknown user, or ``PENDING``."""
+        """The MESSAGE-INTEGRITY key, None for an unknown user, or ``PENDING``.
+
+        An object that also has ``keys(username, realm, algorithm) -> tuple[bytes, ...] |
+        Pending`` (every key the user may have signed with, one per TURN REST secret) is
+        asked through ``keys`` instead, so rotated secrets keep working.
+        """
         ...
 
     def nonce(self, client: ClientFlow, now: float) -> str:

@@ -13,6 +13,8 @@
 # - Peers are judged by ``policy.allowed`` (403) and by family (443; an IPv4-mapped IPv6
 #   peer is IPv4). Limits: 486 quotas (per user and in total; reservations count),
 #   508 no port or a full permission/channel table.
+# - Refresh with LIFETIME 0 deletes the allocation; with REQUESTED-ADDRESS-FAMILY too, on a
+#   dual allocation, only that family's relay (RFC 8656 §7.3); a family it lacks: 443.
 # - RFC 6062 (TCP allocations, Connect/ConnectionBind/ConnectionAttempt) lives in
 #   ``tcp_requests.py``; this module owns the tables and the timers.
 """TurnServer: the sans-I/O TURN core."""
@@ -22,30 +24,20 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import Transport
+from rtc64.net.address import Family, IPAddress
 from rtc64.stun import channeldata
 from rtc64.stun.attributes import (
-    ADDITIONAL_ADDRESS_FAMILY,
-    ADDRESS_ERROR_CODE,
     CHANNEL_NUMBER,
     DATA,
-    DONT_FRAGMENT,
-    EVEN_PORT,
     FINGERPRINT,
     LIFETIME,
+    MAGIC_COOKIE,
     REQUESTED_ADDRESS_FAMILY,
-    REQUESTED_TRANSPORT,
-    RESERVATION_TOKEN,
-    SOFTWARE,
     UNKNOWN_ATTRIBUTES,
     XOR_MAPPED_ADDRESS,
     XOR_PEER_ADDRESS,
-    XOR_RELAYED_ADDRESS,
-    Field,
 )
 from rtc64.stun.message import (
     HEADER,
@@ -60,8 +52,16 @@ from rtc64.stun.message import (
     split_type,
 )
 from rtc64.stun.reader import StunError
-from rtc64.turn import families, tcp_requests
-from rtc64.turn.allocation import CHANNEL_MAX, CHANNEL_MIN, Allocation, Deadlines
+from rtc64.turn import allocate, tcp_requests
+from rtc64.turn.allocate import Reservation, quota_user
+from rtc64.turn.allocation import (
+    CHANNEL_MAX,
+    CHANNEL_MIN,
+    Allocation,
+    Deadlines,
+    peer_address,
+    peer_family,
+)
 from rtc64.turn.auth import Authenticated, Authenticator, Rejected
 from rtc64.turn.cache import ResponseCache
 from rtc64.turn.events import (
@@ -74,15 +74,13 @@ from rtc64.turn.events import (
     ToPeer,
 )
 from rtc64.turn.protocols import (
-    TCP,
     UDP,
     Credentials,
     PeerPolicy,
     Relays,
-    RelayUnavailable,
 )
 from rtc64.turn.refusal import Refuse
-from rtc64.turn.settings import RESERVATION_LIFETIME, TurnSettings
+from rtc64.turn.settings import TurnSettings
 from rtc64.turn.stats import Counters, TurnStats
 from rtc64.turn.tcp import Connections
 
@@ -99,26 +97,6 @@ _AUTHENTICATED_METHODS = frozenset(
 
 
 _Handler = Callable[[Message, ClientFlow, Authenticated, float], Message | None]
-
-
-@dataclass(slots=True, eq=False)
-class Reservation:
-    """A port kept by EVEN-PORT's R bit for a later Allocate with RESERVATION-TOKEN."""
-
-    token: bytes
-    address: SockAddr
-    username: str
-    quota_user: str
-    until: float
-
-
-def quota_user(username: str, client: ClientFlow) -> str:
-    """Whose quota an allocation counts against: the user part of a TURN REST username
-    (``expiry:user``), the username, or the client's IP in open mode."""
-    if not username:
-        return f"@{client.remote[0]}"
-    head, sep, rest = username.partition(":")
-    return rest if sep and head.isdigit() and rest else username
 
 
 class TurnServer:
@@ -151,7 +129,7 @@ class TurnServer:
         self.deferred: list[Event] = []
         """Events a handler wants emitted after its answer (SpliceData)."""
         self._handlers: dict[int, _Handler] = {
-            Method.ALLOCATE: self._allocate,
+            Method.ALLOCATE: lambda m, c, a, n: allocate.allocate(self, m, c, a, n),
             Method.REFRESH: self._refresh,
             Method.CREATE_PERMISSION: self._create_permission,
             Method.CHANNEL_BIND: self._channel_bind,
@@ -209,7 +187,7 @@ class TurnServer:
             elif isinstance(key, Reservation):
                 if self.reservations.get(key.token) is key:
                     del self.reservations[key.token]
-                    self.per_user[key.quota_user] -= 1
+                    self.unquota(key.quota_user)
                     self.relays.release(key.address)
             else:
                 tcp_requests.expire(self, key, now)
@@ -257,7 +235,9 @@ class TurnServer:
             return
         if msg.cls is Class.INDICATION:
             self.counters.indications += 1
-            if msg.method == Method.SEND:
+            if msg.unknown_required():  # RFC 8489 §6.3.2: silently discarded
+                self.counters.drop("bad-indication")
+            elif msg.method == Method.SEND:
                 self._send_indication(msg, client, now)
             else:
                 self.counters.drop("bad-indication")
@@ -322,7 +302,7 @@ class TurnServer:
             return
         type_, _, cookie, tid = HEADER.unpack_from(data)
         method, cls = split_type(type_ & 0x3FFF)
-        if cookie != 0x2112A442 or cls is not Class.REQUEST:
+        if cookie != MAGIC_COOKIE or cls is not Class.REQUEST:
             self.counters.drop("malformed")
             return
         self.counters.requests += 1
@@ -372,167 +352,6 @@ class TurnServer:
                 now=now,
             )
 
-    # -- Allocate --------------------------------------------------------------------------
-
-    def _lifetime(self, requested: int | None) -> int:
-        """RFC 8656 §7.2/§7.3: min(requested, max), at least the default."""
-        if requested is None:
-            return self.settings.default_lifetime
-        return max(self.settings.default_lifetime, min(requested, self.settings.max_lifetime))
-
-    def _check_quota(self, user: str, slots: int) -> None:
-        """486 unless ``slots`` more allocations/reservations fit the user's and the
-        server's quota."""
-        total = len(self.by_flow) + len(self.reservations)
-        if total + slots > self.settings.max_allocations:
-            raise Refuse(486, "Allocation Quota Reached (server)")
-        if self.per_user[user] + slots > self.settings.user_quota:
-            raise Refuse(486, "Allocation Quota Reached")
-
-    def _allocate(
-        self, msg: Message, client: ClientFlow, auth: Authenticated, now: float
-    ) -> Message | None:
-        existing = self.by_flow.get(client)
-        if existing is not None:
-            if existing.transaction_id == msg.transaction_id and existing.username == auth.username:
-                return self._allocate_success(msg, existing, (), None)
-            raise Refuse(437, "Allocation Mismatch")
-        protocol = msg.get(REQUESTED_TRANSPORT)
-        if protocol is None:
-            raise Refuse(400, "REQUESTED-TRANSPORT missing")
-        if protocol not in (UDP, TCP) or (protocol == TCP and not self.settings.tcp_relay):
-            raise Refuse(442, "Unsupported Transport Protocol")
-        token = msg.get(RESERVATION_TOKEN)
-        even = msg.get(EVEN_PORT)
-        requested = msg.get(REQUESTED_ADDRESS_FAMILY)
-        additional = msg.get(ADDITIONAL_ADDRESS_FAMILY)
-        if protocol == TCP:
-            if client.transport is Transport.UDP:
-                raise Refuse(400, "TCP relay needs a TCP or TLS connection (RFC 6062)")
-            if token is not None or even is not None or msg.has(DONT_FRAGMENT):
-                raise Refuse(400, "EVEN-PORT, RESERVATION-TOKEN, DONT-FRAGMENT on TCP")
-        if token is not None and (
-            even is not None or requested is not None or additional is not None
-        ):
-            raise Refuse(400, "RESERVATION-TOKEN with EVEN-PORT or an address family")
-        if even and additional is not None:
-            raise Refuse(400, "EVEN-PORT R bit with ADDITIONAL-ADDRESS-FAMILY")
-        user = quota_user(auth.username, client)
-        lifetime = self._lifetime(msg.get(LIFETIME))
-        failures: list[tuple[Family, int, str]] = []
-        reserved: Reservation | None = None
-        if token is not None:
-            # the reservation becomes this allocation: it already counted in the quota
-            relays = self._take_reservation(token, auth.username)
-        else:
-            self._check_quota(user, 2 if even else 1)
-            relays = self._reserve_relays(client, protocol, even, (requested, additional), failures)
-            if even:
-                relay = next(iter(relays.values()))
-                reserved = self._reserve_next(relay, auth.username, user, now)
-        alloc = Allocation(
-            client,
-            username=auth.username,
-            transaction_id=msg.transaction_id,
-            relays=relays,
-            protocol=protocol,
-            lifetime=lifetime,
-            now=now,
-        )
-        self.by_flow[client] = alloc
-        for family, relay in relays.items():
-            self.by_relay[relay] = alloc
-            self.counters.by_family[(client.family, family)] += 1
-        self.per_user[user] += 1
-        self.deadlines.schedule(alloc.next_deadline(), alloc)
-        return self._allocate_success(msg, alloc, tuple(failures), reserved)
-
-    def _reserve_relays(
-        self,
-        client: ClientFlow,
-        protocol: int,
-        even: bool | None,
-        asked: tuple[Family | None, Family | None],
-        failures: list[tuple[Family, int, str]],
-    ) -> dict[Family, SockAddr]:
-        """Bind the relays ``asked`` for (REQUESTED-, ADDITIONAL-ADDRESS-FAMILY);
-        ``failures`` gets the ADDRESS-ERROR-CODE of each family that failed."""
-        requested, additional = asked
-        keep = self.settings.keep_client_family or (
-            (client.transport, client.local) in self.settings.keep_client_family_on
-        )
-        choice = families.choose(
-            requested,
-            additional,
-            client_family=client.family,
-            keep_client_family=keep,
-            available=self.settings.relay_families,
-        )
-        if isinstance(choice, families.Refusal):
-            raise Refuse(choice.code, choice.reason)
-        failures.extend((f, 440, "Address Family not Supported") for f in choice.missing)
-        relays: dict[Family, SockAddr] = {}
-        for family in choice.families:
-            try:
-                relays[family] = self.relays.reserve(
-                    family, protocol, even=even is not None, reserve_next=bool(even)
-                )
-            except RelayUnavailable as exc:
-                failures.append((family, 508, exc.reason))
-        if not relays:
-            code, reason = (failures[0][1], failures[0][2]) if failures else (508, "")
-            raise Refuse(code, reason or "Insufficient Capacity")
-        return relays
-
-    def _reserve_next(self, relay: SockAddr, username: str, user: str, now: float) -> Reservation:
-        token = self.random(8)
-        while token in self.reservations:
-            token = self.random(8)
-        reservation = Reservation(
-            token, (relay[0], relay[1] + 1), username, user, now + RESERVATION_LIFETIME
-        )
-        self.reservations[token] = reservation
-        self.per_user[user] += 1
-        self.deadlines.schedule(reservation.until, reservation)
-        return reservation
-
-    def _take_reservation(self, token: bytes, username: str) -> dict[Family, SockAddr]:
-        reservation = self.reservations.get(token)
-        if reservation is None or reservation.username != username:
-            raise Refuse(508, "Insufficient Capacity (no such reservation)")
-        del self.reservations[token]
-        self.deadlines.cancel(reservation)
-        self.per_user[reservation.quota_user] -= 1
-        relay = self.relays.take_reserved(reservation.address)
-        if relay is None:
-            raise Refuse(508, "Insufficient Capacity (reservation lost)")
-        return {family_of(relay[0]): relay}
-
-    def advertised(self, relay: SockAddr) -> SockAddr:
-        """The relay address as clients see it (an external address behind 1:1 NAT)."""
-        return (self._external.get(relay[0], relay[0]), relay[1])
-
-    def _allocate_success(
-        self,
-        msg: Message,
-        alloc: Allocation,
-        failures: tuple[tuple[Family, int, str], ...],
-        reserved: Reservation | None,
-    ) -> Message:
-        fields: list[Field] = [
-            XOR_RELAYED_ADDRESS(self.advertised(alloc.relays[f]))
-            for f in (Family.INET, Family.INET6)
-            if f in alloc.relays
-        ]
-        fields.append(LIFETIME(alloc.lifetime))
-        fields.append(XOR_MAPPED_ADDRESS(alloc.client.remote))
-        if reserved is not None:
-            fields.append(RESERVATION_TOKEN(reserved.token))
-        fields.extend(ADDRESS_ERROR_CODE(f) for f in failures)
-        if self.settings.software:
-            fields.append(SOFTWARE(self.settings.software))
-        return response(msg, *fields)
-
     # -- Refresh, CreatePermission, ChannelBind --------------------------------------------
 
     def owned(self, client: ClientFlow, auth: Authenticated) -> Allocation:
@@ -552,10 +371,13 @@ class TurnServer:
         if family is not None and family not in alloc.relays:
             raise Refuse(443, "Peer Address Family Mismatch")
         requested = msg.get(LIFETIME)
+        if requested == 0 and family is not None and len(alloc.relays) > 1:
+            self._drop_family(alloc, family)  # one relay of a dual allocation
+            return response(msg, LIFETIME(0))
         if requested == 0:
             self.delete(alloc, after_answer=True)
             return response(msg, LIFETIME(0))
-        alloc.refresh(self._lifetime(requested), now)
+        alloc.refresh(allocate.desired_lifetime(self.settings, requested), now)
         self.deadlines.schedule(alloc.next_deadline(), alloc)
         return response(msg, LIFETIME(alloc.lifetime))
 
@@ -575,7 +397,7 @@ class TurnServer:
         self, msg: Message, client: ClientFlow, auth: Authenticated, now: float
     ) -> Message | None:
         alloc = self.owned(client, auth)
-        peers = msg.get_all(XOR_PEER_ADDRESS)
+        peers = [peer_address(p) for p in msg.get_all(XOR_PEER_ADDRESS)]
         if not peers:
             raise Refuse(400, "XOR-PEER-ADDRESS missing")
         ips = [ip for ip, _ in peers]
@@ -595,9 +417,10 @@ class TurnServer:
         if alloc.protocol != UDP:
             raise Refuse(400, "ChannelBind on a TCP allocation")
         number = msg.get(CHANNEL_NUMBER)
-        peer = msg.get(XOR_PEER_ADDRESS)
-        if number is None or peer is None:
+        sent = msg.get(XOR_PEER_ADDRESS)
+        if number is None or sent is None:
             raise Refuse(400, "CHANNEL-NUMBER and XOR-PEER-ADDRESS required")
+        peer = peer_address(sent)
         if not CHANNEL_MIN <= number <= CHANNEL_MAX:
             raise Refuse(400, "CHANNEL-NUMBER not in 0x4000-0x7FFF")
         self.check_peer(alloc, peer[0])
@@ -632,6 +455,7 @@ class TurnServer:
         if peer is None or payload is None or alloc.protocol != UDP:
             self.counters.drop("bad-indication")
             return
+        peer = peer_address(peer)
         relay = alloc.relay_for(peer[0])
         if relay is None:
             self.counters.drop("family")
@@ -672,15 +496,34 @@ class TurnServer:
         del self.by_flow[alloc.client]
         self.deadlines.cancel(alloc)
         user = quota_user(alloc.username, alloc.client)
-        self.per_user[user] -= 1
-        if self.per_user[user] <= 0:
-            del self.per_user[user]
+        self.unquota(user)
         for relay in alloc.relays.values():
             self.by_relay.pop(relay, None)
             for conn in self.connections.of_relay(relay):
                 self.connections.remove(conn.id)
             self.relays.release(relay)
             (self.deferred if after_answer else self._events).append(RelayClosed(relay))
+
+    def _drop_family(self, alloc: Allocation, family: Family) -> None:
+        """Delete the ``family`` relay of a dual allocation (Refresh with LIFETIME 0 and
+        REQUESTED-ADDRESS-FAMILY, RFC 8656 §7.3): its permissions and channels go too."""
+        relay = alloc.relays.pop(family)
+        for ip in [ip for ip in alloc.permissions if peer_family(ip) is family]:
+            del alloc.permissions[ip]
+        for channel in [c for c in alloc.channels.values() if c.relay == relay]:
+            del alloc.channels[channel.number]
+            alloc.channel_of_peer.pop(channel.peer, None)
+        self.by_relay.pop(relay, None)
+        self.relays.release(relay)
+        self.deferred.append(RelayClosed(relay))
+
+    def unquota(self, user: str) -> None:
+        """One allocation or reservation of ``user`` less (no empty entries kept)."""
+        left = self.per_user[user] - 1
+        if left > 0:
+            self.per_user[user] = left
+        else:
+            del self.per_user[user]
 
     def client_closed(self, client: ClientFlow, now: float) -> None:
         """A TCP/TLS client connection closed: its allocation goes (RFC 8656 §3.1,

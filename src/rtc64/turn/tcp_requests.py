@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from rtc64.net.endpoint import Transport
 from rtc64.stun.attributes import CONNECTION_ID, XOR_PEER_ADDRESS
 from rtc64.stun.message import Class, Message, Method, build, encode, error_response, response
+from rtc64.turn.allocation import peer_address
 from rtc64.turn.auth import Authenticated
 from rtc64.turn.events import (
     ClientFlow,
@@ -44,9 +45,10 @@ def connect(
     alloc = server.owned(client, auth)
     if alloc.protocol != TCP:
         raise Refuse(400, "Connect needs a TCP allocation")
-    peer = msg.get(XOR_PEER_ADDRESS)
-    if peer is None:
+    sent = msg.get(XOR_PEER_ADDRESS)
+    if sent is None:
         raise Refuse(400, "XOR-PEER-ADDRESS missing")
+    peer = peer_address(sent)
     relay = server.check_peer(alloc, peer[0])
     if not alloc.permitted(peer[0], now):
         raise Refuse(403, "Forbidden (no permission for this peer)")

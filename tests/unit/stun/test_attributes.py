@@ -128,7 +128,9 @@ def fields(draw: st.DrawFn, tid: bytes) -> tuple[tuple[int, bytes], ...]:
         attr = draw(st.sampled_from(PLAIN))
         out.append(attr(draw(STRATEGIES[attr.type])).pack(tid))
     # unknown types pass through untouched
-    out += draw(st.lists(st.tuples(st.sampled_from([0x7FFE, 0xBEEF]), st.binary(max_size=9))))
+    out += draw(
+        st.lists(st.tuples(st.sampled_from([0x7FFE, 0xBEEF]), st.binary(max_size=9)), max_size=10)
+    )
     return tuple(out)
 
 
@@ -235,6 +237,8 @@ def test_encoders_refuse_bad_values() -> None:
         (a.CHANNEL_NUMBER, 0x10000),
         (a.UNKNOWN_ATTRIBUTES, (0x10000,)),
         (a.MESSAGE_INTEGRITY_SHA256, bytes(17)),
+        (a.REQUESTED_ADDRESS_FAMILY, 7),
+        (a.ADDRESS_ERROR_CODE, (1, 440, "x")),
     ):
         with pytest.raises(LocalProtocolError):
             attr.encode(value, TID)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,17 @@ from hypothesis import strategies as st
 from rtc64.stun import StunError
 from rtc64.stun import attributes as a
 from rtc64.stun.channeldata import frame_length, parse
-from rtc64.stun.message import Class, Message, check_fingerprint, check_integrity, decode, encode
+from rtc64.stun.message import (
+    Class,
+    Message,
+    Method,
+    build,
+    check_fingerprint,
+    check_integrity,
+    decode,
+    encode,
+    read_send_indication,
+)
 from tests.unit.stun import vectors as v
 
 KEY = b"0123456789abcdef"
@@ -33,7 +44,9 @@ def exercise(data: bytes) -> Message | None:
     try:
         msg = decode(data)
     except StunError:
+        assert read_send_indication(data) is None
         return None
+    read_send_indication(data)
     msg.unknown_required()
     check_integrity(msg, KEY)
     check_fingerprint(msg)
@@ -120,3 +133,34 @@ def test_seeded_random_mutations_of_typed_messages() -> None:
         for _ in range(rng.randint(1, 4)):
             bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
         exercise(bytes(bad))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    tid=st.binary(min_size=12, max_size=12),
+    peer=st.tuples(
+        st.one_of(
+            st.ip_addresses(v=4),
+            st.ip_addresses(v=6),
+        ),
+        st.integers(0, 0xFFFF),
+    ),
+    payload=st.binary(max_size=64),
+    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+)
+def test_send_indication_fast_path_agrees_with_decode(
+    tid: bytes, peer: tuple[Any, int], payload: bytes, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(
+        encode(build(Method.SEND, Class.INDICATION, tid, a.XOR_PEER_ADDRESS(peer), a.DATA(payload)))
+    )
+    for where, byte in edits:
+        data[where % len(data)] = byte
+    got = read_send_indication(bytes(data))
+    if got is None:
+        return
+    msg = decode(bytes(data))
+    assert (msg.method, msg.cls) == (Method.SEND, Class.INDICATION)
+    assert msg.unknown_required() == ()
+    assert got[0] == msg.get(a.XOR_PEER_ADDRESS)
+    assert bytes(got[1]) == msg.get(a.DATA)

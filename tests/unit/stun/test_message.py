@@ -4,7 +4,7 @@ integrity and truncation, error responses, the Data indication fast path."""
 from __future__ import annotations
 
 import struct
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
@@ -13,6 +13,7 @@ from rtc64.stun import StunError
 from rtc64.stun import attributes as a
 from rtc64.stun.integrity import PasswordAlgorithm, hmac_sha256, long_term_key
 from rtc64.stun.message import (
+    MAX_ATTRIBUTES,
     Class,
     Message,
     Method,
@@ -26,6 +27,7 @@ from rtc64.stun.message import (
     integrity_kind,
     looks_like_stun,
     message_type,
+    read_send_indication,
     response,
     split_type,
 )
@@ -264,3 +266,68 @@ def test_data_indication_refuses_bad_input() -> None:
         data_indication((ip_address("192.0.2.1"), 70000), b"", TID)
     with pytest.raises(LocalProtocolError):
         data_indication((ip_address("192.0.2.1"), 1), b"x" * 65535, TID)
+
+
+def send_indication(*fields: a.Field | tuple[int, bytes], tid: bytes = TID) -> bytes:
+    return encode(build(Method.SEND, Class.INDICATION, tid, *fields))
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [(ip_address("192.0.2.1"), 32853), (ip_address("2001:db8:1234:5678:11:2233:4455:6677"), 1)],
+)
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 160])
+def test_read_send_indication(peer: tuple[IPv4Address | IPv6Address, int], size: int) -> None:
+    payload = bytes(range(size))
+    wire = send_indication(a.XOR_PEER_ADDRESS(peer), a.DATA(payload))
+    got = read_send_indication(wire)
+    assert got is not None
+    assert (got[0], bytes(got[1])) == (peer, payload)
+    # order and optional attributes do not matter
+    wire = send_indication(a.DATA(payload), a.SOFTWARE("x"), a.XOR_PEER_ADDRESS(peer))
+    got = read_send_indication(wire)
+    assert got is not None
+    assert (got[0], bytes(got[1])) == (peer, payload)
+
+
+def test_read_send_indication_leaves_the_unusual_to_the_core() -> None:
+    peer = a.XOR_PEER_ADDRESS((ip_address("192.0.2.1"), 1))
+    data = a.DATA(b"x")
+    good = send_indication(peer, data)
+    assert read_send_indication(good) is not None
+    for other in (
+        send_indication(peer),  # no DATA
+        send_indication(data),  # no peer
+        send_indication(peer, peer, data),
+        send_indication(peer, data, data),
+        send_indication(peer, data, a.DONT_FRAGMENT(True)),
+        send_indication(peer, data, (0x7FFF, b"")),  # unknown comprehension-required
+        send_indication(peer, (0x0012, b"\0\x03\0\0\0\0\0\0"), data),
+        send_indication((0x0012, b"\0\x01\0\0\0\0\0"), data),
+        encode(build(Method.SEND, Class.INDICATION, TID, peer, data), fingerprint=True),
+        encode(build(Method.DATA, Class.INDICATION, TID, peer, data)),
+        encode(build(Method.SEND, Class.REQUEST, TID, peer, data)),
+        good[:-1],
+        good + b"\0\0\0\0",
+        good[:4] + b"\0\0\0\0" + good[8:],
+        b"",
+    ):
+        assert read_send_indication(other) is None
+
+
+def test_attribute_count_is_bounded() -> None:
+    many = build(Method.BINDING, Class.REQUEST, TID, *[(0x8030, b"")] * MAX_ATTRIBUTES)
+    assert len(decode(encode(many)).attributes) == MAX_ATTRIBUTES
+    flood = build(Method.BINDING, Class.REQUEST, TID, *[(0x8030, b"")] * (MAX_ATTRIBUTES + 1))
+    with pytest.raises(StunError):
+        decode(encode(flood))
+    # ignored attributes after MESSAGE-INTEGRITY count too
+    signed = encode(build(Method.BINDING, Class.REQUEST, TID), key=KEY)
+    for _ in range(MAX_ATTRIBUTES):
+        signed = append(signed, 0x8030, b"")
+    with pytest.raises(StunError):
+        decode(signed)
+    peer = a.XOR_PEER_ADDRESS((ip_address("192.0.2.1"), 1))
+    fields = [peer, a.DATA(b"x"), *[(0x8030, b"")] * (MAX_ATTRIBUTES - 1)]
+    assert read_send_indication(send_indication(*fields)) is None
+    assert read_send_indication(send_indication(*fields[:-1])) is not None

@@ -33,7 +33,16 @@ from rtc64.stun.integrity import long_term_key
 from rtc64.stun.message import Class, Method, check_fingerprint, check_integrity, decode
 from rtc64.turn.events import Lookup, RelayClosed, ToClient
 from rtc64.turn.server import quota_user
-from tests.unit.turn.helpers import LISTEN6, RELAY4, RELAY6, Client, Harness, code
+from tests.unit.turn.helpers import (
+    LISTEN6,
+    PASSWORDS,
+    RELAY4,
+    RELAY6,
+    Client,
+    FakeCredentials,
+    Harness,
+    code,
+)
 
 UDP = REQUESTED_TRANSPORT(17)
 TCP = REQUESTED_TRANSPORT(6)
@@ -413,3 +422,57 @@ def test_even_port_r_bit_needs_room_for_the_reservation() -> None:
     Client(h, h.flow()).send(Method.ALLOCATE, UDP)
     assert code(Client(h, h.flow(2)).send(Method.ALLOCATE, UDP, EVEN_PORT(True))) == 486
     assert Client(h, h.flow(3)).send(Method.ALLOCATE, UDP, EVEN_PORT(False)).cls is Class.SUCCESS
+
+
+class RotatingCredentials(FakeCredentials):
+    """Two keys per user (two REST secrets), and a foreign Pending type."""
+
+    class OtherPending:
+        pass
+
+    def keys(self, username: str, realm: str, algorithm: int) -> object:
+        if username in self.pending:
+            return self.OtherPending()
+        if username not in PASSWORDS:
+            return ()
+        old = long_term_key(username, realm, "old-secret-pw")
+        return (old, long_term_key(username, realm, PASSWORDS[username]))
+
+
+def test_any_of_several_keys_may_sign_and_foreign_pending_waits() -> None:
+    h = Harness()
+    creds = RotatingCredentials()
+    h.server.auth._credentials = creds  # type: ignore[assignment]
+    c = Client(h, h.flow())
+    reply = c.send(Method.ALLOCATE, UDP)
+    assert reply.cls is Class.SUCCESS and check_integrity(reply, c.key())
+    creds.pending.add("bob")
+    bob = Client(h, h.flow(2), "bob")
+    data = bob.raw(Method.ALLOCATE, UDP)
+    assert h.feed(bob.flow, data) == [Lookup("bob", bob.flow, data)]
+
+
+@pytest.mark.parametrize("transport", [Transport.UDP, Transport.TCP, Transport.TLS])
+@pytest.mark.parametrize("v6", [True, False])
+def test_binding_on_every_listener_even_with_wrong_credentials(
+    transport: Transport, v6: bool
+) -> None:
+    h = Harness()
+    flow = h.flow(transport=transport, v6=v6, connection=0 if transport is Transport.UDP else 9)
+    reply = Client(h, flow).send(Method.BINDING, key=b"wrong")
+    assert reply.cls is Class.SUCCESS and reply.get(XOR_MAPPED_ADDRESS) == flow.remote
+
+
+def test_refresh_zero_with_family_deletes_one_relay_of_a_dual_allocation() -> None:
+    h = Harness()
+    c = Client(h, h.flow())
+    c.send(Method.ALLOCATE, UDP, ADDITIONAL_ADDRESS_FAMILY(Family.INET6))
+    events = c.events(Method.REFRESH, LIFETIME(0), REQUESTED_ADDRESS_FAMILY(Family.INET6))
+    assert decode(events[0].data).get(LIFETIME) == 0  # type: ignore[union-attr]
+    assert events[1:] == [RelayClosed((RELAY6, 50000))]
+    assert h.relays.live == {(RELAY4, 50000)}
+    assert c.send(Method.REFRESH).get(LIFETIME) == 600  # the IPv4 relay lives on
+    assert code(c.send(Method.REFRESH, REQUESTED_ADDRESS_FAMILY(Family.INET6))) == 443
+    events = c.events(Method.REFRESH, LIFETIME(0), REQUESTED_ADDRESS_FAMILY(Family.INET))
+    assert events[1:] == [RelayClosed((RELAY4, 50000))]
+    assert h.server.stats().allocations == 0
