@@ -7,6 +7,8 @@
 #   the io, in order, then by the driver's ``update``: the fast-path tables are always what
 #   the core last decided, so no packet needs the core once a permission or channel exists.
 # - The relay a ``reserve`` binds belongs to the client being served (``relays.serving``).
+# - 401 answers pass the per-source challenge limiter (``turnserver.quotas``): a flood of
+#   unauthenticated requests from one prefix gets a few 401s, the rest are dropped.
 # - ``Lookup``: the user is fetched off the loop's critical path (at most ``max_lookups`` at
 #   once, more are dropped and counted: the client retransmits), then the request is fed
 #   again. A core failure on one input is logged and counted, never fatal.
@@ -45,6 +47,7 @@ from rtc64.turn.events import (
 from rtc64.turn.protocols import Credentials, PeerPolicy
 from rtc64.turn.server import TurnServer
 from rtc64.turn.settings import TurnSettings
+from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.stats import TurnServiceStats, snapshot
 
 Fetch = Callable[[str], Awaitable[object]]
@@ -79,9 +82,11 @@ class TurnService:
         pools: Sequence[PortPool] = (),
         fetch: Fetch | None = None,
         server_tls: ssl.SSLContext | None = None,
+        challenges: ChallengeLimiter | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
+        self.challenges = challenges
         self.credentials = credentials
         self.policy = policy
         self.fetch = fetch
@@ -216,6 +221,9 @@ class TurnService:
         relays = self.relays
         if isinstance(event, ToClient):
             c = event.client
+            limiter = self.challenges
+            if limiter is not None and not limiter.admit(event.data, c.remote[0], clock()):
+                return
             self.listeners.send(event.data, c.transport, c.local, c.remote, c.connection)
         elif isinstance(event, ToPeer):
             relays.to_peer(event)
@@ -281,4 +289,5 @@ class TurnService:
             self.relays.closed_totals,
             failures=self.failures,
             lookups_dropped=self.lookups_dropped,
+            challenges_dropped=0 if self.challenges is None else self.challenges.dropped,
         )

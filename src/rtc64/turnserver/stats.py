@@ -60,6 +60,8 @@ class TurnServiceStats:
     """Each live UDP relay with its client (per-allocation counters)."""
     failures: int = 0
     lookups_dropped: int = 0
+    challenges_dropped: int = 0
+    """401 answers not sent: their source prefix was over its challenge budget."""
 
 
 def snapshot(
@@ -70,6 +72,7 @@ def snapshot(
     *,
     failures: int = 0,
     lookups_dropped: int = 0,
+    challenges_dropped: int = 0,
 ) -> TurnServiceStats:
     """Merge the counters of the core, the listeners and the relays into one snapshot."""
     totals: dict[tuple[Family | None, Family], Totals] = {
@@ -99,4 +102,5 @@ def snapshot(
         relays=tuple(live),
         failures=failures,
         lookups_dropped=lookups_dropped,
+        challenges_dropped=challenges_dropped,
     )

@@ -22,6 +22,7 @@ from rtc64.stun.attributes import (
 )
 from rtc64.turn.settings import TurnSettings
 from rtc64.turnserver.peers import PeerPolicy
+from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, TurnServiceSettings
 
 from .turn_client import REALM_NAME, Client, StubCredentials
@@ -31,7 +32,11 @@ M = stun.Method
 
 
 async def _service(
-    *, open_: bool = True, credentials: StubCredentials | None = None, bandwidth: int = 0
+    *,
+    open_: bool = True,
+    credentials: StubCredentials | None = None,
+    bandwidth: int = 0,
+    challenges: ChallengeLimiter | None = None,
 ) -> tuple[TurnService, PortPool]:
     creds = credentials or StubCredentials()
     pool = PortPool([V4, V6], *port_range())
@@ -45,7 +50,12 @@ async def _service(
     )
     policy = PeerPolicy(allow=[ip_network("127.0.0.0/8"), ip_network("::1/128")])
     service = TurnService(
-        settings, credentials=creds, policy=policy, pools=[pool], fetch=creds.fetch
+        settings,
+        credentials=creds,
+        policy=policy,
+        pools=[pool],
+        fetch=creds.fetch,
+        challenges=challenges,
     )
     await service.start()
     return service, pool
@@ -226,6 +236,31 @@ def test_garbage_to_the_service_is_counted_not_fatal() -> None:
             assert service.failures == 0
             answer = await client.request(M.BINDING)
             assert answer.cls is stun.Class.SUCCESS
+        finally:
+            client.close()
+            await service.close()
+
+    asyncio.run(main())
+
+
+def test_flood_of_unauthenticated_requests_gets_few_401s() -> None:
+    async def main() -> None:
+        limiter = ChallengeLimiter(rate=1.0, burst=3.0)
+        service, _ = await _service(open_=False, challenges=limiter)
+        client = await Client(Transport.UDP, _listener(service, Transport.UDP)).open()
+        try:
+            for _ in range(30):
+                msg = stun.build(
+                    M.ALLOCATE, stun.Class.REQUEST, client.tid(), REQUESTED_TRANSPORT(17)
+                )
+                client.raw(stun.encode(msg))
+            await wait_for(lambda: limiter.challenges + limiter.dropped == 30)
+            await settle()
+            assert len(client.responses) == limiter.challenges < 30
+            assert {(r.error() or (0,))[0] for r in client.responses.values()} == {401}
+            assert service.stats().challenges_dropped == limiter.dropped > 0
+            ok = await client.request(M.BINDING)  # other answers are never limited
+            assert ok.cls is stun.Class.SUCCESS
         finally:
             client.close()
             await service.close()
