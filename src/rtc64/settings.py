@@ -208,7 +208,7 @@ class TurnKeys(Protocol):
     @property
     def bandwidth(self) -> int: ...
     @property
-    def keep_client_family(self) -> bool: ...
+    def keep_client_family(self) -> bool | tuple[ListenSpec, ...]: ...
 
 
 def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[IPAddress, ...]:
@@ -271,11 +271,16 @@ def turn_service_settings(
             "true, or a turn.secrets entry (--turn-secret); turn.open (--turn-open) runs "
             "without authentication, for a lab only",
         )
+    keep = turn.keep_client_family
     core = TurnSettings(
         realm=realm,
         open=turn.open,
         relay_families=frozenset(family_of(a) for a in relays),
-        keep_client_family=turn.keep_client_family,
+        keep_client_family=keep is True,
+        keep_client_family_on=frozenset(
+            (spec.transport, (spec.address, spec.port))
+            for spec in (keep if isinstance(keep, tuple) else ())
+        ),
         default_lifetime=min(DEFAULT_LIFETIME, turn.max_lifetime),
         max_lifetime=turn.max_lifetime,
         max_allocations=turn.max_allocations,

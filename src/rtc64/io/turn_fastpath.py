@@ -10,7 +10,7 @@
 #   Permit/Unpermit/Bind/Unbind events keep these tables exact, so nothing here needs it.
 # - Client -> peer: ChannelData whose channel is bound on that client goes out of the
 #   channel's relay socket, if the peer's permission still stands (§12.4).
-# - A per-allocation token bucket (bytes/s, both directions) drops and counts what is
+# - Per allocation, one token bucket per direction (bytes/s) drops and counts what is
 #   over the limit. Counters per relay socket: packets and bytes per direction (the relay's
 #   family is the peer side's family).
 # - Peer addresses are compared as the socket-address tuples the loop hands in (IPv4
@@ -72,7 +72,7 @@ class ClientOut(Protocol):
 
 class Bucket:
     """Token bucket in bytes per second (burst: one second, at least 4 KiB), shared by an
-    allocation's relay sockets."""
+    allocation's relay sockets (one per direction)."""
 
     __slots__ = ("burst", "dropped", "rate", "stamp", "tokens")
 
@@ -114,7 +114,8 @@ class RelaySocket(asyncio.DatagramProtocol):
         "_tid",
         "_tid_base",
         "address",
-        "bucket",
+        "bucket_in",
+        "bucket_out",
         "channels",
         "client",
         "closed",
@@ -136,13 +137,13 @@ class RelaySocket(asyncio.DatagramProtocol):
         address: tuple[IPAddress, int],
         sock: socket.socket,
         client: ClientOut,
-        bucket: Bucket | None,
+        buckets: tuple[Bucket | None, Bucket | None] = (None, None),
     ) -> None:
         self.address = address
         self.family = family_of(address[0])
         self.sock = sock
         self.client = client
-        self.bucket = bucket
+        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = False
         self.permitted: dict[str, bytes] = {}  # host -> the address XOR-ed as for IPv4
@@ -175,7 +176,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             self.no_permission += 1
             return
         n = len(data)
-        bucket = self.bucket
+        bucket = self.bucket_in
         if bucket is not None and not bucket.take(n):
             self.over_limit += 1
             return
@@ -199,7 +200,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             self.no_permission += 1
             return False
         n = len(data)
-        bucket = self.bucket
+        bucket = self.bucket_out
         if bucket is not None and not bucket.take(n):
             self.over_limit += 1
             return False

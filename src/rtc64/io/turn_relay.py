@@ -10,8 +10,8 @@
 #   ``RelayUnavailable``: 508); reading starts right after on the loop (the kernel queues
 #   what arrives meanwhile). A kept port+1 stays bound, unread, until ``take_reserved``.
 # - The allocation a relay belongs to is the client being served when the core asks
-#   (``serving``): its fast-path handle, its bandwidth bucket (shared by a dual
-#   allocation's relays) and its counters.
+#   (``serving``): its fast-path handle, its bandwidth buckets (one per direction, shared
+#   by a dual allocation's relays) and its counters.
 # - ``apply`` installs what the core decided (Permit/Unpermit/Bind/Unbind/RelayClosed,
 #   ToPeer for Send indications) into the per-socket tables of ``io.turn_fastpath``.
 """Relay sockets from the shared port pool, and the fast-path tables they carry."""
@@ -130,14 +130,19 @@ class _Pair:
 
 
 class _Group:
-    """An allocation as the io sees it: its client, bucket and relays."""
+    """An allocation as the io sees it: its client, buckets and relays."""
 
-    __slots__ = ("bucket", "client", "out", "relays")
+    __slots__ = ("buckets", "client", "out", "relays")
 
-    def __init__(self, client: ClientFlow | None, out: ClientOut, bucket: Bucket | None) -> None:
+    def __init__(
+        self,
+        client: ClientFlow | None,
+        out: ClientOut,
+        buckets: tuple[Bucket | None, Bucket | None],
+    ) -> None:
         self.client = client
         self.out = out
-        self.bucket = bucket
+        self.buckets = buckets
         self.relays: set[Address] = set()
 
 
@@ -361,8 +366,9 @@ class TurnRelays:
                 out = self.listeners.client_out(
                     client.transport, client.local, client.remote, client.connection
                 )
-            bucket = Bucket(self.bandwidth) if self.bandwidth > 0 else None
-            group = self._groups[client] = _Group(client, out or _Null(), bucket)
+            rate = self.bandwidth
+            buckets = (Bucket(rate), Bucket(rate)) if rate > 0 else (None, None)
+            group = self._groups[client] = _Group(client, out or _Null(), buckets)
         return group
 
     def _start(self, address: Address, sock: socket.socket, protocol: int) -> None:
@@ -376,7 +382,7 @@ class TurnRelays:
             assert self.tcp is not None
             self.tcp.open(address, sock)
             return
-        relay = self.udp[address] = RelaySocket(address, sock, out, group.bucket)
+        relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
 
         async def start() -> None:
             try:

@@ -64,7 +64,7 @@ class TurnServiceSettings:
     ports: tuple[int, int] = (30000, 40000)
     """The relay port range when no media relay shares its pool."""
     bandwidth: int = 0
-    """Bytes per second per allocation, both directions (0: unlimited)."""
+    """Bytes per second per allocation and direction (0: unlimited)."""
     limits: ListenerLimits = field(default_factory=ListenerLimits)
     connect_timeout: float = 10.0
     max_lookups: int = 64

@@ -208,6 +208,14 @@ def test_bandwidth_limit_drops_and_counts() -> None:
             assert sock.over_limit > 0
             assert sock.from_peer_packets < 20
             await wait_for(lambda: len(client.got) == sock.from_peer_packets)
+            # the other direction has its own budget: still a burst's worth to send
+            over = sock.over_limit
+            listener = _raw(r.local(Transport.UDP))
+            for _ in range(20):
+                client.send(channel_data(0x4000, b"c" * 1000, stream=False), listener)
+            await wait_for(lambda: sock.to_peer_packets + sock.over_limit - over == 20)
+            assert 0 < sock.to_peer_packets < 20
+            await wait_for(lambda: len(peer.got) == sock.to_peer_packets)
         finally:
             client.close()
             peer.close()

@@ -10,7 +10,7 @@ import pytest
 
 from rtc64.errors import ConfigError
 from rtc64.net.address import Family, IPAddress
-from rtc64.net.endpoint import ListenSpec, parse_listen
+from rtc64.net.endpoint import ListenSpec, Transport, parse_listen
 from rtc64.settings import (
     turn_credential_settings,
     turn_peer_policy,
@@ -39,7 +39,7 @@ class Turn:
     max_channels: int = 9
     max_lifetime: int = 1200
     bandwidth: int = 50_000
-    keep_client_family: bool = False
+    keep_client_family: bool | tuple[ListenSpec, ...] = False
 
 
 def test_relay_addresses_derived_from_the_host_one_per_family() -> None:
@@ -70,6 +70,18 @@ def test_service_settings_and_external_addresses() -> None:
     assert (core.max_channels, core.max_lifetime) == (9, 1200)
     assert settings.bandwidth == 50_000 and settings.ports == (1000, 2000)
     assert settings.relay_addresses == relays
+    assert not core.keep_client_family and not core.keep_client_family_on
+    kept = turn_service_settings(
+        replace(turn, keep_client_family=(parse_listen("udp:[::]:3478"),)),
+        realm="r",
+        relays=relays,
+        ports=(1, 2),
+    )
+    assert kept.core.keep_client_family_on == frozenset({(Transport.UDP, (ip_address("::"), 3478))})
+    everywhere = replace(turn, keep_client_family=True)
+    assert turn_service_settings(
+        everywhere, realm="r", relays=relays, ports=(1, 2)
+    ).core.keep_client_family
     short = turn_service_settings(
         replace(turn, max_lifetime=300), realm="r", relays=relays, ports=(1, 2)
     )
