@@ -38,10 +38,11 @@ from ipaddress import IPv6Address
 from typing import Final, Literal, Protocol
 
 from rtc64.net.address import IPAddress, unmap
+from rtc64.turn.protocols import MD5, PENDING, SHA256, Pending
 
-ALGORITHM_MD5: Final = 0x0001
-ALGORITHM_SHA256: Final = 0x0002
-"""PASSWORD-ALGORITHM values (RFC 8489 §18.5)."""
+ALGORITHM_MD5: Final = MD5
+ALGORITHM_SHA256: Final = SHA256
+"""PASSWORD-ALGORITHM values (RFC 8489 §18.5), as ``turn.protocols`` numbers them."""
 
 NONCE_COOKIE: Final = "obMatJos2"
 """RFC 8489 §9.2: a nonce starting with it carries the security feature bits."""
@@ -56,18 +57,6 @@ _TS_DIGITS = 8  # hex digits of the issue time
 _MAC_BYTES = 12
 _MAC_CHARS = 16  # base64 of 12 bytes, no padding
 _MAX_EXPIRY_DIGITS = 12
-
-
-class Pending:
-    """``key()``'s answer while the user is being fetched from the store."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "PENDING"
-
-
-PENDING: Final = Pending()
 
 
 class UserRecord(Protocol):
@@ -349,6 +338,36 @@ class Credentials:
         data = self._prefix.encode() + stamp.encode() + _source_prefix(source)
         digest = hmac.new(self._mac_key, data, hashlib.sha256).digest()[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode()
+
+
+def turn_uris(
+    listeners: Iterable[tuple[str, IPAddress, int]],
+    external: Iterable[IPAddress] = (),
+    host: Iterable[IPAddress] = (),
+) -> list[str]:
+    """RFC 7065 URIs for ``(transport, address, port)`` listeners: ``turn:`` for udp and
+    tcp, ``turns:`` for tls. A family's external address (1:1 NAT) replaces its listen
+    address; a wildcard listener stands for the host's addresses of its family (routable
+    ones; loopback only when nothing else exists; never link-local)."""
+    outside = {a.version: a for a in external}
+    mine = sorted(set(host), key=lambda a: (a.version, int(a)))
+    uris: list[str] = []
+    for transport, address, port in listeners:
+        if address.version in outside:
+            hosts: list[IPAddress] = [outside[address.version]]
+        elif address.is_unspecified:
+            same = [a for a in mine if a.version == address.version and not a.is_link_local]
+            hosts = [a for a in same if not a.is_loopback] or same
+        else:
+            hosts = [address]
+        scheme = "turns" if transport == "tls" else "turn"
+        wire = "udp" if transport == "udp" else "tcp"
+        for ip in hosts:
+            shown = f"[{ip}]" if ip.version == 6 else str(ip)
+            uri = f"{scheme}:{shown}:{port}?transport={wire}"
+            if uri not in uris:
+                uris.append(uri)
+    return uris
 
 
 def secrets_from(values: Iterable[str]) -> tuple[bytes, ...]:
