@@ -212,11 +212,19 @@ class TurnKeys(Protocol):
 
 
 def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[IPAddress, ...]:
-    """``turn.relay_addresses`` checked against this host, or, when empty, one routable
-    address of this host per family (``one_per_family``): never the client's socket."""
+    """``turn.relay_addresses`` checked against this host, or, when empty, per family the
+    first specific ``turn.listen`` address of that family, else this host's first
+    routable address of it (``one_per_family``; loopback only when nothing else exists),
+    as ``serve.relay_addresses`` does for media: never the client's socket."""
     configured = turn.relay_addresses
     if not configured:
-        return one_per_family(host)
+        chosen: dict[Family, IPAddress] = {}
+        for spec in turn.listen:
+            if not spec.address.is_unspecified:
+                chosen.setdefault(spec.family, spec.address)
+        for address in one_per_family(host):
+            chosen.setdefault(family_of(address), address)
+        return tuple(chosen[f] for f in (Family.INET, Family.INET6) if f in chosen)
     for address in configured:
         if address.is_unspecified or address.is_multicast:
             raise ConfigError(

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from rtc64.errors import RemoteProtocolError
+from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io.sockets import listen_socket, udp_socket
 from rtc64.io.turn_fastpath import ClientOut, Route, SockAddr, forward_channel_data, raw_address
 from rtc64.net.address import IPAddress, format_hostport, from_sockaddr
@@ -388,10 +388,15 @@ class TurnListeners:
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> list[BoundListener]:
-        """Bind every listener (a failure closes those bound and raises ``OSError``)."""
+        """Bind every listener; a failure closes those bound and raises ``ConfigError``
+        naming the endpoint (``turn.listen``)."""
         try:
             for spec in self.specs:
-                await self._start_one(spec)
+                try:
+                    await self._start_one(spec)
+                except OSError as exc:
+                    expected = f"an address to bind ({exc})"
+                    raise ConfigError("turn.listen", str(spec), expected) from exc
         except BaseException:
             await self.stop()
             raise
@@ -408,7 +413,7 @@ class TurnListeners:
             self.udp[local] = listener
         elif spec.transport in (Transport.TCP, Transport.TLS):
             if spec.transport is Transport.TLS and self.server_tls is None:
-                raise OSError(f"{spec}: TLS listener without a certificate")
+                raise ConfigError("turn.tls_cert", "", f"a certificate for {spec}")
             sock = listen_socket(spec.address, spec.port)
             port = sock.getsockname()[1]
             local = (spec.address, port)
@@ -422,7 +427,7 @@ class TurnListeners:
             )
             self._servers.append(server)
         else:
-            raise OSError(f"{spec}: TURN listens on udp, tcp or tls only")
+            raise ConfigError("turn.listen", str(spec), "a udp:, tcp: or tls: endpoint")
         self.bound.append(BoundListener(spec, port))
 
     # --- connections ---------------------------------------------------------------------------

@@ -47,6 +47,9 @@ def test_relay_addresses_derived_from_the_host_one_per_family() -> None:
     assert sorted(got, key=str) == [ip_address("192.0.2.10"), ip_address("2001:db8::10")]
     only_loopback = turn_relay_addresses(Turn(), {ip_address("127.0.0.1"), ip_address("::1")})
     assert set(only_loopback) == {ip_address("127.0.0.1"), ip_address("::1")}
+    # a specific listen address names its family's relay; the other family from the host
+    lab = Turn(listen=(parse_listen("udp:127.0.0.1:3478"), parse_listen("tcp:[::]:3478")))
+    assert turn_relay_addresses(lab, HOST) == (ip_address("127.0.0.1"), ip_address("2001:db8::10"))
 
 
 def test_configured_relay_addresses_must_be_this_hosts() -> None:
