@@ -5,17 +5,23 @@ padded on streams, RFC 6062 peer connections and the splice."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
+from pathlib import Path
 
+import pytest
+
+from rtc64.errors import ConfigError
+from rtc64.io.tls import server_identity
 from rtc64.io.turn_fastpath import channel_data
-from rtc64.io.turn_listeners import ListenerLimits
+from rtc64.io.turn_listeners import ListenerLimits, TurnListeners
 from rtc64.net.address import Family
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Transport, parse_listen
 from rtc64.stun import message as stun
 from rtc64.turn.events import Bind, ClientFlow, Permit
 from rtc64.turn.protocols import TCP, UDP
 
-from .turn_helpers import V4, Rig, endpoint, rig, settle, wait_for
+from .turn_helpers import V4, Rig, Sink, endpoint, rig, settle, wait_for
 
 
 def _binding(n: int, pad: int = 0) -> bytes:
@@ -269,5 +275,46 @@ def test_rfc6062_connect_reports_to_the_core() -> None:
             for w in accepted:
                 w.close()
             await r.stop()
+
+    asyncio.run(main())
+
+
+def test_tls_listener_frames_like_tcp(tmp_path: Path) -> None:
+    async def main() -> None:
+        identity = server_identity(tmp_path, addresses=[V4])
+        sink = Sink()
+        listeners = TurnListeners(
+            [parse_listen("tls:127.0.0.1:0")], sink, server_tls=identity.context
+        )
+        (bound,) = await listeners.start()
+        client_ctx = ssl.create_default_context()
+        client_ctx.check_hostname = False
+        client_ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", bound.port, ssl=client_ctx)
+        try:
+            a, b = _binding(1), _binding(2, pad=8)
+            writer.write(a + b[:7])
+            await writer.drain()
+            writer.write(b[7:])
+            await writer.drain()
+            await wait_for(lambda: len(sink.got) == 2)
+            assert [g[0] for g in sink.got] == [a, b]
+            assert sink.got[0][1] is Transport.TLS
+            _, kind, local, remote, conn = sink.got[0]
+            assert listeners.send(b"back", kind, local, remote, conn)
+            assert await reader.readexactly(4) == b"back"
+        finally:
+            writer.close()
+            await listeners.stop()
+
+    asyncio.run(main())
+
+
+def test_tls_listener_without_certificate_is_a_config_error() -> None:
+    async def main() -> None:
+        listeners = TurnListeners([parse_listen("tls:127.0.0.1:0")], Sink())
+        with pytest.raises(ConfigError) as err:
+            await listeners.start()
+        assert err.value.key == "turn.tls_cert"
 
     asyncio.run(main())
