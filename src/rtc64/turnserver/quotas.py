@@ -8,6 +8,9 @@ Rules (RFC 8489 §6.3.4 and §9.2.4 "the server SHOULD limit..."; RFC 8656 §21.
   flood. The service passes every datagram the core wants to send through
   ``ChallengeLimiter.admit``: 401 error responses beyond ``rate`` per second (``burst``
   at once) per source prefix are dropped and counted; nothing else is touched.
+- Meant for UDP clients (a TCP/TLS source is not spoofable). The defaults (20/s, burst
+  100) leave room for many browsers behind one CGNAT IPv4 address: a 401 is ~150 bytes,
+  so a reflected victim gets at most a few KB/s.
 - Sources are keyed by prefix (/64 for IPv6, /32 for IPv4, IPv4-mapped as IPv4) in a
   bounded table (least recently used key goes first): ``gateway.ratelimit.TokenBucket``.
 - Spotting a 401 reads the raw bytes (STUN header and attribute TLVs, RFC 8489 §5, §14),
@@ -56,8 +59,8 @@ class ChallengeLimiter:
 
     def __init__(
         self,
-        rate: float = 5.0,
-        burst: float = 20.0,
+        rate: float = 20.0,
+        burst: float = 100.0,
         *,
         max_keys: int = 65536,
         v4_prefix: int = 32,

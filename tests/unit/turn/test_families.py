@@ -6,6 +6,7 @@ import pytest
 
 from rtc64.net.address import Family
 from rtc64.turn.families import Choice, Refusal, choose
+from rtc64.turn.settings import TurnSettings
 
 V4, V6 = Family.INET, Family.INET6
 BOTH = frozenset((V4, V6))
@@ -62,3 +63,18 @@ def test_dual_allocation() -> None:
     assert pick(None, V6, available=frozenset((V6,))) == Choice((V6,), dual=True, missing=(V4,))
     refusal = pick(None, V6, available=frozenset())
     assert isinstance(refusal, Refusal) and refusal.code == 440
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"max_lifetime": 100}, "max_lifetime"),
+        ({"default_lifetime": 0}, "default_lifetime"),
+        ({"user_quota": -1}, "user_quota"),
+        ({"password_algorithms": (3,)}, "password_algorithms"),
+        ({"password_algorithms": ()}, "password_algorithms"),
+    ],
+)
+def test_settings_refuse_nonsense_and_name_the_field(kwargs: dict[str, object], word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        TurnSettings(**kwargs)  # type: ignore[arg-type]
