@@ -51,7 +51,11 @@ def raw_address(ip: IPAddress, port: int) -> SockAddr:
     """``(ip, port)`` in the form the loop gives for a datagram from it."""
     if family_of(ip) is Family.INET6:
         host = socket.inet_ntop(socket.AF_INET6, ip.packed)
-        return (host, port, 0, 0)
+        scope = getattr(ip, "scope_id", None)  # link-local: the loop gives the index
+        if not scope:
+            return (host, port, 0, 0)
+        index = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+        return (host, port, 0, index)
     return (socket.inet_ntop(socket.AF_INET, ip.packed), port)
 
 

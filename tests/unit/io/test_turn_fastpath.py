@@ -11,7 +11,7 @@ from ipaddress import ip_address
 import pytest
 
 from rtc64.io.sockets import v6only
-from rtc64.io.turn_fastpath import Bucket, channel_data
+from rtc64.io.turn_fastpath import Bucket, channel_data, raw_address
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport
 from rtc64.relay.ports import PortPool
@@ -346,3 +346,12 @@ def test_ipv6_listener_is_v6only() -> None:
             await r.stop()
 
     asyncio.run(main())
+
+
+def test_raw_address_matches_what_the_loop_hands_in() -> None:
+    assert raw_address(ip_address("127.0.0.1"), 5) == ("127.0.0.1", 5)
+    assert raw_address(ip_address("2001:db8::1"), 5) == ("2001:db8::1", 5, 0, 0)
+    assert raw_address(ip_address("::ffff:1.2.3.4"), 5)[0] == "::ffff:1.2.3.4"  # inet_ntop form
+    assert raw_address(ip_address("fe80::1%1"), 5) == ("fe80::1", 5, 0, 1)
+    lo = s.if_nametoindex("lo")
+    assert raw_address(ip_address("fe80::1%lo"), 5) == ("fe80::1", 5, 0, lo)
