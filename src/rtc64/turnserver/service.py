@@ -7,8 +7,9 @@
 #   the io, in order, then by the driver's ``update``: the fast-path tables are always what
 #   the core last decided, so no packet needs the core once a permission or channel exists.
 # - The relay a ``reserve`` binds belongs to the client being served (``relays.serving``).
-# - 401 answers pass the per-source challenge limiter (``turnserver.quotas``): a flood of
-#   unauthenticated requests from one prefix gets a few 401s, the rest are dropped.
+# - 401 answers to UDP clients pass the per-source challenge limiter (``turnserver.quotas``):
+#   a flood of unauthenticated requests from one (maybe spoofed) prefix gets a few 401s,
+#   the rest are dropped.
 # - ``Lookup``: the user is fetched off the loop's critical path (at most ``max_lookups`` at
 #   once, more are dropped and counted: the client retransmits), then the request is fed
 #   again. A core failure on one input is logged and counted, never fatal.
@@ -222,7 +223,11 @@ class TurnService:
         if isinstance(event, ToClient):
             c = event.client
             limiter = self.challenges
-            if limiter is not None and not limiter.admit(event.data, c.remote[0], clock()):
+            if (
+                limiter is not None
+                and c.transport is Transport.UDP  # a stream source is not spoofable
+                and not limiter.admit(event.data, c.remote[0], clock())
+            ):
                 return
             self.listeners.send(event.data, c.transport, c.local, c.remote, c.connection)
         elif isinstance(event, ToPeer):
