@@ -13,6 +13,7 @@ from rtc64.relay.ports import PortPool
 from rtc64.stun import message as stun
 from rtc64.stun.attributes import (
     CHANNEL_NUMBER,
+    CONNECTION_ID,
     DATA,
     LIFETIME,
     REQUESTED_TRANSPORT,
@@ -263,6 +264,62 @@ def test_flood_of_unauthenticated_requests_gets_few_401s() -> None:
             assert ok.cls is stun.Class.SUCCESS
         finally:
             client.close()
+            await service.close()
+
+    asyncio.run(main())
+
+
+def test_rfc6062_connect_and_connection_bind_splice_raw_bytes() -> None:
+    async def main() -> None:
+        accepted: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+        async def on_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append((reader, writer))
+
+        peer_server = await asyncio.start_server(on_peer, "127.0.0.1", 0)
+        peer = (V4, peer_server.sockets[0].getsockname()[1])
+        service, _ = await _service()
+        tcp = _listener(service, Transport.TCP)
+        control = await Client(Transport.TCP, tcp).open()
+        data_reader, data_writer = await asyncio.open_connection(str(tcp[0]), tcp[1])
+        try:
+            answer = await control.request(M.ALLOCATE, REQUESTED_TRANSPORT(6))
+            assert answer.cls is stun.Class.SUCCESS, answer.error()
+            relay = answer.get(XOR_RELAYED_ADDRESS)
+            assert relay is not None
+            ok = await control.request(M.CREATE_PERMISSION, XOR_PEER_ADDRESS(peer))
+            assert ok.cls is stun.Class.SUCCESS, ok.error()
+            connected = await control.request(M.CONNECT, XOR_PEER_ADDRESS(peer))
+            assert connected.cls is stun.Class.SUCCESS, connected.error()
+            cid = connected.get(CONNECTION_ID)
+            assert cid is not None
+            await wait_for(lambda: len(accepted) == 1)
+            peer_reader, peer_writer = accepted[0]
+            assert peer_writer.get_extra_info("peername")[1] == relay[1]  # from the relay
+            peer_writer.write(b"before bind ")
+            await peer_writer.drain()
+
+            tid = b"bind-request"
+            bind = stun.build(M.CONNECTION_BIND, stun.Class.REQUEST, tid, CONNECTION_ID(cid))
+            data_writer.write(stun.encode(bind) + b"first bytes")  # raw data right behind it
+            await data_writer.drain()
+            head = await data_reader.readexactly(20)
+            length = int.from_bytes(head[2:4], "big")
+            reply = stun.decode(head + await data_reader.readexactly(length))
+            assert reply.cls is stun.Class.SUCCESS and reply.transaction_id == tid
+            assert await data_reader.readexactly(12) == b"before bind "
+            assert await peer_reader.readexactly(11) == b"first bytes"
+            peer_writer.write(b"\x00\x01 not stun")
+            await peer_writer.drain()
+            assert await data_reader.readexactly(11) == b"\x00\x01 not stun"
+            peer_writer.close()
+            assert await data_reader.read() == b""  # the peer's close reaches the client
+        finally:
+            control.close()
+            data_writer.close()
+            for _, w in accepted:
+                w.close()
+            peer_server.close()
             await service.close()
 
     asyncio.run(main())
