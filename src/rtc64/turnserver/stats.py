@@ -1,8 +1,8 @@
-# The TURN service's read-only snapshot for the console and metrics: the core's counters
+# The TURN service's read-only snapshot for its readers: the core's counters
 # (allocations by client and relay family, errors by code, drops by reason), the
 # listeners' (garbage, oversize, idle closes...), and the relayed packets and bytes per
 # direction and per (client family, relay family), live allocations included.
-"""TurnServiceStats: what the console and /metrics read of the TURN server."""
+"""TurnServiceStats: a read-only snapshot of the TURN server's counters."""
 
 from __future__ import annotations
 
