@@ -13,7 +13,9 @@
 #   (``serving``): its fast-path handle, its bandwidth buckets (one per direction, shared
 #   by a dual allocation's relays) and its counters.
 # - ``apply`` installs what the core decided (Permit/Unpermit/Bind/Unbind/RelayClosed,
-#   ToPeer for Send indications) into the per-socket tables of ``io.turn_fastpath``.
+#   ToPeer for Send indications) into the per-socket tables of ``io.turn_fastpath``. An
+#   IPv4-mapped peer (``::ffff:a.b.c.d``, an IPv4 peer to the core) is written as IPv4:
+#   that is how its datagrams arrive on the IPv4 relay socket.
 """Relay sockets from the shared port pool, and the fast-path tables they carry."""
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rtc64.io.sockets import udp_socket
 from rtc64.io.turn_fastpath import Bucket, ClientOut, RelaySocket, Route, host_text, raw_address
 from rtc64.io.turn_listeners import StreamConnection, TurnListeners, UdpClient
 from rtc64.io.turn_tcp import TcpRelays, tcp_relay_socket
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, unmap
 from rtc64.turn.events import Bind, ClientFlow, Permit, RelayClosed, ToPeer, Unbind, Unpermit
 from rtc64.turn.protocols import TCP, RelayUnavailable
 
@@ -245,18 +247,18 @@ class TurnRelays:
     def permit(self, event: Permit) -> None:
         sock = self.udp.get(event.relay)
         if sock is not None:
-            sock.permit(event.peer_ip)
+            sock.permit(unmap(event.peer_ip))
 
     def unpermit(self, event: Unpermit) -> None:
         sock = self.udp.get(event.relay)
         if sock is not None:
-            sock.unpermit(event.peer_ip)
+            sock.unpermit(unmap(event.peer_ip))
 
     def bind(self, event: Bind) -> None:
         sock = self.udp.get(event.relay)
         if sock is None:
             return
-        peer = raw_address(*event.peer)
+        peer = raw_address(unmap(event.peer[0]), event.peer[1])
         for old_peer, number in list(sock.channels.items()):
             if number == event.channel and old_peer != peer:
                 del sock.channels[old_peer]
@@ -282,7 +284,7 @@ class TurnRelays:
         sock = self.udp.get(event.relay)
         if sock is None:
             return False
-        peer_ip = event.peer[0]
+        peer_ip = unmap(event.peer[0])
         return sock.to_peer(event.data, host_text(peer_ip), raw_address(peer_ip, event.peer[1]))
 
     # --- counters ------------------------------------------------------------------------------

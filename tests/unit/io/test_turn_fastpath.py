@@ -355,3 +355,28 @@ def test_raw_address_matches_what_the_loop_hands_in() -> None:
     assert raw_address(ip_address("fe80::1%1"), 5) == ("fe80::1", 5, 0, 1)
     lo = s.if_nametoindex("lo")
     assert raw_address(ip_address("fe80::1%lo"), 5) == ("fe80::1", 5, 0, lo)
+
+
+def test_ipv4_mapped_peer_is_relayed_as_ipv4() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, _ = await _allocation(r, client)
+            mapped = (ip_address("::ffff:127.0.0.1"), peer.address[1])
+            r.relays.permit(Permit(relay, mapped[0], 1e9))
+            assert r.relays.to_peer(ToPeer(relay, mapped, b"via mapped"))
+            await wait_for(lambda: len(peer.got) == 1)
+            peer.send(b"back", _raw(relay))
+            await wait_for(lambda: len(client.got) == 1)
+            assert stun.decode(client.got[0][0]).get(XOR_PEER_ADDRESS) == peer.address
+            r.relays.bind(Bind(relay, flow, 0x4000, mapped))
+            peer.send(b"chan", _raw(relay))
+            await wait_for(lambda: len(client.got) == 2)
+            assert client.got[1][0] == channel_data(0x4000, b"chan", stream=False)
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
