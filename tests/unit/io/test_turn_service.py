@@ -12,6 +12,7 @@ from rtc64.net.endpoint import Transport, parse_listen
 from rtc64.relay.ports import PortPool
 from rtc64.stun import message as stun
 from rtc64.stun.attributes import (
+    ADDITIONAL_ADDRESS_FAMILY,
     CHANNEL_NUMBER,
     CONNECTION_ID,
     DATA,
@@ -320,6 +321,33 @@ def test_rfc6062_connect_and_connection_bind_splice_raw_bytes() -> None:
             for _, w in accepted:
                 w.close()
             peer_server.close()
+            await service.close()
+
+    asyncio.run(main())
+
+
+def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
+    async def main() -> None:
+        service, pool = await _service()
+        client = await Client(Transport.UDP, _listener(service, Transport.UDP, 6)).open()
+        try:
+            rfc = await client.request(
+                M.ALLOCATE, REQUESTED_TRANSPORT(17), ADDITIONAL_ADDRESS_FAMILY(Family.INET6)
+            )
+            assert [a[0] for a in rfc.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
+            assert pool.in_use == 2  # one port of each family
+            await client.request(M.REFRESH, LIFETIME(0))
+            await wait_for(lambda: pool.in_use == 0)
+            tid = client.tid()
+            draft = stun.build(
+                M.ALLOCATE, stun.Class.REQUEST, tid, REQUESTED_TRANSPORT(17), (0x8032, b"\2\0\0\0")
+            )
+            client.raw(stun.encode(draft))  # what turnutils_uclient -Z sends
+            await wait_for(lambda: tid in client.responses)
+            answer = client.responses.pop(tid)
+            assert [a[0] for a in answer.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
+        finally:
+            client.close()
             await service.close()
 
     asyncio.run(main())
