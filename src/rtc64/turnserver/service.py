@@ -108,6 +108,7 @@ class TurnService:
             self._incoming,
             self._connected,
             connect_timeout=settings.connect_timeout,
+            bandwidth=settings.bandwidth,
             log=self.log,
         )
         self.relays = TurnRelays(
