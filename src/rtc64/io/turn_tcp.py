@@ -263,6 +263,8 @@ class TcpRelays:
         self.refused = 0
         self.connect_failures = 0
         self.throttled = 0
+        self.closed_bytes_from_peers = 0
+        self.closed_bytes_to_peers = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def open(self, address: Address, sock: socket.socket) -> None:
@@ -353,9 +355,17 @@ class TcpRelays:
         if peer is not None:
             peer.abort()
 
+    def bytes_from_peers(self) -> int:
+        return self.closed_bytes_from_peers + sum(p.bytes_in for p in self.peers.values())
+
+    def bytes_to_peers(self) -> int:
+        return self.closed_bytes_to_peers + sum(p.bytes_out for p in self.peers.values())
+
     def forget(self, peer: PeerConnection) -> None:
         if peer.id is not None and self.peers.get(peer.id) is peer:
             del self.peers[peer.id]
+            self.closed_bytes_from_peers += peer.bytes_in
+            self.closed_bytes_to_peers += peer.bytes_out
         if isinstance(peer, _Accepted):
             peer.listener.peers.discard(peer)
 
