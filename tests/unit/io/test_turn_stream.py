@@ -353,3 +353,34 @@ def test_rfc6062_bandwidth_pauses_instead_of_dropping() -> None:
             await r.stop()
 
     asyncio.run(main())
+
+
+def test_splice_half_close_lets_the_peer_answer() -> None:
+    async def main() -> None:
+        r = await rig()
+        r.tcp.incoming = lambda relay, peer: 0x55
+        try:
+            relay = r.relays.reserve(Family.INET, TCP, even=False, reserve_next=False)
+            await wait_for(lambda: r.tcp.relays[relay].server is not None)
+            peer_reader, peer_writer = await asyncio.open_connection(str(relay[0]), relay[1])
+            await wait_for(lambda: 0x55 in r.tcp.peers)
+            data_reader, data_writer = await _connect(r)
+            data_writer.write(_binding(1))
+            await data_writer.drain()
+            await wait_for(lambda: len(r.sink.got) == 1)
+            conn = r.listeners.connections[r.sink.got[0][4]]
+            peer = r.tcp.peer(0x55)
+            assert peer is not None
+            conn.splice(peer)
+            peer.splice(conn)
+            data_writer.write(b"request")
+            data_writer.write_eof()  # the client is done sending
+            assert await peer_reader.read() == b"request"  # EOF passed on
+            peer_writer.write(b"response")
+            peer_writer.close()
+            assert await data_reader.read() == b"response"
+            data_writer.close()
+        finally:
+            await r.stop()
+
+    asyncio.run(main())
