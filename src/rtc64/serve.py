@@ -6,7 +6,8 @@ addresses checked against them) → data directory, store, secret → TLS identi
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
 needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
 media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs →
-TURN (its relay ports from the media relay's pool). ``general.services`` picks what runs:
+TURN (its relay ports from the media relay's pool) → web console, API and /metrics
+(``web.enabled``). ``general.services`` picks what runs:
 without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
 alone runs the relay with its ng control.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
@@ -68,6 +69,8 @@ from rtc64.sip.transaction import TransactionLayer
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
+from rtc64.web.app import RunningWeb
+from rtc64.web.wiring import start_gateway_web
 
 if TYPE_CHECKING:
     import asyncio
@@ -103,6 +106,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.auth: Authenticator | None = None
+        self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -134,6 +139,27 @@ class Gateway:
             await self._relay_alone(host)
         if "turn" in services and cfg.turn.enabled:
             await self._turn(host, data_dir, store, nat64)
+        if cfg.web.enabled:
+            await self._web(data_dir, store, nat64)
+
+    async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
+        """The console, REST API and /metrics (``web/``), reading the services' views."""
+        relay = self.relay
+        self.web = await start_gateway_web(
+            self.cfg,
+            data_dir,
+            self.log.getChild("web"),
+            registrations=store if self.proxy is not None else None,
+            proxy=self.proxy,
+            relay=relay,
+            turn=self.turn,
+            blocks=None if self.auth is None else self.auth.tracker,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=nat64,
+        )
+        self._stack.push_async_callback(self.web.stop)
 
     async def _sip(
         self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes
@@ -153,7 +179,7 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(cfg, store, secret, log)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
         self.proxy = proxy = self._proxy(
