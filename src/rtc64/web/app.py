@@ -156,6 +156,8 @@ async def _headers(
     except web.HTTPException as exc:
         if exc.status >= 400:
             response = _error(exc.status, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
         else:
             raise
     h = response.headers

@@ -256,7 +256,14 @@ def document() -> Schema:
                 "registered contacts per AOR",
                 REGISTRATIONS,
                 400,
-                params=[{**query, "name": "aor", "schema": STR}],
+                params=[
+                    {
+                        **query,
+                        "name": "aor",
+                        "schema": STR,
+                        "description": "only this address-of-record (a SIP URI; else 400)",
+                    }
+                ],
             ),
             "/api/calls": _get("relayed calls in progress", _obj({"calls": _arr(CALL)})),
             "/api/turn": _get(
@@ -279,8 +286,22 @@ def document() -> Schema:
                 400,
                 404,
                 params=[
-                    {**query, "name": "username", "required": True, "schema": STR},
-                    {**query, "name": "ttl", "schema": {"type": "integer"}},
+                    {
+                        **query,
+                        "name": "username",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 128,
+                            "pattern": "^[^:\\s]+$",
+                        },
+                    },
+                    {
+                        **query,
+                        "name": "ttl",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 86400},
+                    },
                 ],
             ),
             "/api/reload": _post(
