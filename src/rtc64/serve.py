@@ -70,6 +70,7 @@ from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
 from rtc64.web.app import RunningWeb
+from rtc64.web.wiring import preflight as web_preflight
 from rtc64.web.wiring import start_gateway_web
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class Gateway:
         if "sip" in services or "media" in services:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
+        web_preflight(cfg, data_dir)
         store = await open_checked_store(cfg)
         stack.push_async_callback(store.close)
         with data_files(data_dir):

@@ -23,7 +23,7 @@ from rtc64.relay.stats import RelayView
 from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import RunningWeb, WebSettings, start_web
-from rtc64.web.auth import Guard, load_admin
+from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.views import Sources, Status, TurnRest
 
 
@@ -34,6 +34,15 @@ def reload_by_signal() -> bool:
         return False
     os.kill(os.getpid(), signal.SIGHUP)
     return True
+
+
+def preflight(cfg: Config, data_dir: Path) -> None:
+    """Before anything starts: the admin file readable, and a non-loopback console only
+    with a credential (``ConfigError`` naming ``web.listen`` otherwise)."""
+    if not cfg.web.enabled:
+        return
+    admin = load_admin(data_dir)
+    check_listen(cfg.web.listen[0], credentials=admin is not None or bool(cfg.web.token))
 
 
 def _turn_rest(cfg: Config) -> TurnRest | None:
