@@ -26,6 +26,7 @@ from tests.interop.webclient import (
     TURN_TOKEN,
     Web,
     metric_samples,
+    register,
     set_admin_password,
     web_config,
 )
@@ -59,13 +60,7 @@ def _ctl(net: Lab, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _register(net: Lab, work: Path) -> None:
-    d = work / "reg"
-    d.mkdir()
-    reg = Sipp(
-        net.v6, d, "register", "register.xml", local=str(V6_HOST), port=5090, remote=GW6,
-        keys={"domain": "example.net", "expires": "300"}, extra=["-s", "alice"],
-    )  # fmt: skip
-    assert reg.wait() == 0, reg.messages()
+    register(net.v6, work, str(V6_HOST), GW6)
 
 
 def _call(net: Lab, work: Path, name: str, *, from_v6: bool) -> tuple[Sipp, Sipp]:

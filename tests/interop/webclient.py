@@ -36,9 +36,10 @@ def set_admin_password(host: Host, data_dir: Path, password: str = ADMIN_PASSWOR
 class Web:
     """HTTP requests to ``base`` (e.g. ``http://[fd00:64:6::1]:8064``) from ``host``."""
 
-    def __init__(self, host: Host, base: str, workdir: Path) -> None:
+    def __init__(self, host: Host, base: str, workdir: Path, *, insecure: bool = False) -> None:
         self.host = host
         self.base = base
+        self.insecure = insecure  # the gateway's self-signed certificate
         self.jar = workdir / "cookies.txt"
 
     def request(
@@ -53,6 +54,8 @@ class Web:
     ) -> tuple[int, str]:
         """(status, body text)."""
         argv = ["curl", "-sg", "-m", "10", "-o", "-", "-w", "\n%{http_code}", "-X", method]
+        if self.insecure:
+            argv.append("-k")
         if token:
             argv += ["-H", f"Authorization: Bearer {token}"]
         for k, v in (headers or {}).items():
@@ -98,3 +101,23 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
         for s in family.samples:
             out[s.name, tuple(sorted(s.labels.items()))] = s.value
     return out
+
+
+def register(host: Host, work: Path, local: str, remote: str, user: str = "alice") -> None:
+    """REGISTER ``user``@example.net from ``host`` with SIPp (port 5090); retried while a
+    just-started gateway sheds load (503 Retry-After is its right on a busy machine)."""
+    from tests.interop.peers import Sipp  # noqa: PLC0415
+
+    for attempt in range(6):
+        d = work / f"reg{attempt}"
+        d.mkdir()
+        reg = Sipp(
+            host, d, f"register{attempt}", "register.xml", local=local, port=5090,
+            remote=remote, keys={"domain": "example.net", "expires": "300"}, extra=["-s", user],
+        )  # fmt: skip
+        if reg.wait() == 0:
+            return
+        if "503 Service Unavailable" not in reg.messages():
+            raise AssertionError(reg.messages())
+        time.sleep(1.0)
+    raise AssertionError("REGISTER kept getting 503")
