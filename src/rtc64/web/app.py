@@ -31,8 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
-from rtc64.errors import RemoteProtocolError
+from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.location.bindings import canonical_aor
+from rtc64.net.address import format_hostport
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
@@ -502,9 +503,10 @@ async def start_web(settings: WebSettings, sources: Sources, guard: Guard) -> Ru
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=settings.tls)
     try:
         await site.start()
-    except OSError:
+    except OSError as exc:
         await runner.cleanup()
         logging.getLogger("rtc64").removeHandler(state.errors)
-        raise
+        where = format_hostport(ip_address(settings.host), settings.port)
+        raise ConfigError("web.listen", where, f"an address to bind ({exc})") from None
     task = asyncio.get_running_loop().create_task(state.run())
     return RunningWeb(app, runner, task)

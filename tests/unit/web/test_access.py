@@ -214,3 +214,17 @@ def test_security_headers() -> None:
         assert (await client.get("/static/app.py")).status == 404
 
     with_client(sources(), guard(), job)
+
+
+def test_port_in_use_is_a_config_error() -> None:
+    async def main() -> None:
+        first = await start_web(WebSettings("127.0.0.1", 0, None, 60), sources(), guard())
+        try:
+            with pytest.raises(ConfigError) as err:
+                await start_web(WebSettings("127.0.0.1", first.port, None, 60), sources(), guard())
+            assert err.value.key == "web.listen"
+            assert "address to bind" in str(err.value)
+        finally:
+            await first.stop()
+
+    asyncio.run(main())
