@@ -93,6 +93,10 @@ class RegistrationView(Protocol):
 class ContactHealth:
     """Keepalive state of one registered contact (when keepalives run)."""
 
+    state: str
+    """The keepalive schedule's state of the contact (e.g. reachable, unreachable)."""
+    failures: int
+    """Keepalives unanswered in a row."""
     last_keepalive: float | None
     """Wall-clock time of the last answered keepalive."""
     rtt: float | None

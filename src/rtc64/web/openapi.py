@@ -45,6 +45,8 @@ CONTACT = _obj(
         "user_agent": STR,
         "instance": _nullable(STR),
         "reg_id": _nullable(INT),
+        "keepalive": _nullable(STR),
+        "keepalive_failures": _nullable(INT),
         "last_keepalive": _nullable(NUM),
         "rtt_ms": _nullable(NUM),
     }
@@ -294,7 +296,7 @@ def document() -> Schema:
                             "type": "string",
                             "minLength": 1,
                             "maxLength": 128,
-                            "pattern": "^[^:\\s]+$",
+                            "pattern": "^[!-9;-~]+$",
                         },
                     },
                     {

@@ -89,6 +89,8 @@ def contact_view(b: Binding, now: float, keepalive: KeepaliveView | None) -> Jso
         "user_agent": b.user_agent.decode("latin-1"),
         "instance": None if b.instance is None else b.instance.decode("latin-1"),
         "reg_id": b.reg_id,
+        "keepalive": None if health is None else health.state,
+        "keepalive_failures": None if health is None else health.failures,
         "last_keepalive": None if health is None else health.last_keepalive,
         "rtt_ms": None if health is None or health.rtt is None else round(health.rtt * 1e3, 3),
     }

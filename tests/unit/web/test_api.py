@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from rtc64.gateway.ratelimit import AuthFailureTracker
-from rtc64.gateway.stats import SipTraffic
+from rtc64.gateway.stats import ContactHealth, SipTraffic
 from rtc64.net.address import Family
 from rtc64.web.app import STATE
 from rtc64.web.views import Sources
@@ -183,6 +183,8 @@ def test_turn_credentials_are_coturn_rest() -> None:
         "username=a&ttl=86401",
         "username=" + "a" * 200,
         "username=a%20b",
+        "username=a%C2%85",
+        "username=%7F",
     ):
         get(sources(), f"/api/turn-credentials?{bad}", status=400)
     get(sources(turn_rest=None), "/api/turn-credentials?username=a", status=404)
@@ -280,3 +282,18 @@ def test_tracker_unblock_prefix_forms(target: str) -> None:
     assert tracker.unblock(target, NOW) == 2
     assert tracker.blocked(NOW) == []
     assert tracker.check(V6, "u", NOW) is None
+
+
+def test_registrations_show_keepalive_health_when_a_view_exists() -> None:
+    class Keepalive:
+        def health(self, aor: str, contact: bytes) -> ContactHealth | None:
+            if aor == "sip:alice@example.net":
+                return ContactHealth("reachable", 0, NOW - 5, 0.0123)
+            return None
+
+    store = FakeStore([binding("sip:alice@example.net", V6), binding("sip:bob@example.net", V4)])
+    body = get(sources(registrations=store, keepalive=Keepalive()), "/api/registrations")
+    alice, bob = (a["contacts"][0] for a in body["aors"])
+    assert (alice["keepalive"], alice["keepalive_failures"]) == ("reachable", 0)
+    assert (alice["last_keepalive"], alice["rtt_ms"]) == (NOW - 5, 12.3)
+    assert (bob["keepalive"], bob["rtt_ms"]) == (None, None)
