@@ -121,10 +121,12 @@ def _grouped(check: Check, transport: str) -> Check:
 
 
 def _no_address(transport: str, family: int) -> Check:
+    """No server address in ``family``: IPv6 fails (IPv6-only clients cannot reach it);
+    IPv4 is not tested (the DNS check already warns)."""
     reason = "dns.no-aaaa" if family == 6 else "dns.no-a"
     return Check(
         "sip.options",
-        V.FAIL if family == 6 else V.WARN,
+        V.FAIL if family == 6 else V.SKIPPED,
         reason,
         f"SIP over {transport.upper()}/IPv{family}: no server has an IPv{family} address",
         family=family,

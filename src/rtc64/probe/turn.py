@@ -98,7 +98,7 @@ def _no_address(transport: str, family: int, host: str) -> Check:
     )
     if family == 6:
         return make(V.FAIL, "dns.no-aaaa", f"{host} has no AAAA record: no TURN over IPv6")
-    return make(V.WARN, "dns.no-a", f"{host} has no A record: no TURN over IPv4")
+    return make(V.SKIPPED, "dns.no-a", f"{host} has no A record: TURN over IPv4 not tested")
 
 
 async def _servers(

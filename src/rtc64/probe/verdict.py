@@ -7,9 +7,10 @@ Rules (issue 13 "Verdicts and output", docs/probe-schema.md):
   and the address family it was run over (4, 6, or None when family does not apply).
 - The matrix rates each aspect (web, signalling, media) for three kinds of client:
   ``ipv6-only`` (IPv6 and nothing else), ``dual-stack`` (either family will do; a broken
-  IPv6 beside a working IPv4 is a warning: clients wait for happy eyeballs) and ``nat64``
-  (IPv6-only with NAT64/DNS64: what works over IPv4 by name works, marked warn because it
-  leans on the translator; ``ipv4_literal`` findings break it).
+  IPv6 beside a working IPv4 is a warning: clients wait for happy eyeballs; an absent
+  one -- no AAAA, no IPv6 relay -- is not) and ``nat64`` (IPv6-only with NAT64/DNS64: what
+  works over IPv4 by name works, marked warn because it leans on the translator;
+  ``ipv4_literal`` findings break it).
 - A cell is the worst relevant status; skipped and info never decide a cell. A cell with
   no evidence is ``skipped``. The score is the mean of the rated cells (pass 100, warn 50,
   fail 0), IPv6-only cells weighing double.
@@ -136,6 +137,11 @@ class TargetReport:
 
 
 NO_NAME_REASONS = frozenset(("dns.nxdomain", "dns.no-address"))
+# IPv6 failures that are an absence (no AAAA, no IPv6 relay), not a broken path: a
+# dual-stack client never tries them (no fallback delay), DNS64/NAT64 stands in for them.
+ABSENT_REASONS = frozenset(
+    ("dns.no-aaaa", "web.redirect-no-aaaa", "web.host-no-aaaa", "turn.relay-no-ipv6")
+)
 
 
 def cells(checks: Sequence[Check], aspect: Aspect) -> dict[Scenario, Status]:
@@ -153,12 +159,14 @@ def cells(checks: Sequence[Check], aspect: Aspect) -> dict[Scenario, Status]:
         six = worst((by_family.get(6, Status.SKIPPED), none))
         four = worst((by_family.get(4, Status.SKIPPED), none))
         literal = any(c.ipv4_literal for c in members if c.status is not Status.PASS)
+        failed6 = [c for c in members if c.family == 6 and c.status is Status.FAIL]
+        absent = bool(failed6) and all(c.reason in ABSENT_REASONS for c in failed6)
         if six.rated:
             v6only.append(six)
         elif four.rated:
             v6only.append(Status.FAIL)  # tested over IPv4 only: nothing for IPv6 clients
-        dual.append(_dual(six, four))
-        nat64.append(_nat64(six, four, literal))
+        dual.append(_dual(six, four, absent))
+        nat64.append(_nat64(six, four, literal, absent))
     return {
         Scenario.IPV6_ONLY: worst(v6only),
         Scenario.DUAL_STACK: worst(dual),
@@ -166,7 +174,9 @@ def cells(checks: Sequence[Check], aspect: Aspect) -> dict[Scenario, Status]:
     }
 
 
-def _dual(six: Status, four: Status) -> Status:
+def _dual(six: Status, four: Status, absent: bool) -> Status:
+    if absent and six is Status.FAIL:
+        return four  # no AAAA: a dual-stack client goes straight to IPv4, no delay
     if not (six.rated and four.rated):
         return six if six.rated else four
     if six is Status.FAIL and four is not Status.FAIL:
@@ -174,9 +184,11 @@ def _dual(six: Status, four: Status) -> Status:
     return best((six, four))  # the client uses whichever family works
 
 
-def _nat64(six: Status, four: Status, literal: bool) -> Status:
+def _nat64(six: Status, four: Status, literal: bool, absent: bool) -> Status:
     if literal and six is not Status.PASS:
         return Status.FAIL
+    if absent and six is Status.FAIL:
+        return Status.FAIL if four is Status.FAIL else Status.WARN  # DNS64 synthesises it
     if six is Status.PASS or not four.rated:
         return six
     if four is Status.FAIL:

@@ -86,6 +86,14 @@ def test_cells_per_scenario(
     assert got == {Scenario.IPV6_ONLY: v6only, Scenario.DUAL_STACK: dual, Scenario.NAT64: nat64}
 
 
+def test_an_absent_ipv6_costs_dual_stack_nothing_and_nat64_stands_in() -> None:
+    checks = [chk(F, 6, reason="dns.no-aaaa"), chk(P, 4)]
+    got = cells(checks, SIG)
+    assert got == {Scenario.IPV6_ONLY: F, Scenario.DUAL_STACK: P, Scenario.NAT64: W}
+    only6 = cells([chk(F, 6, reason="web.host-no-aaaa")], SIG)
+    assert only6 == {Scenario.IPV6_ONLY: F, Scenario.DUAL_STACK: S, Scenario.NAT64: W}
+
+
 def test_an_ipv4_literal_breaks_nat64_too() -> None:
     checks = [chk(F, 6, literal=True), chk(P, 4)]
     got = cells(checks, SIG)

@@ -1,0 +1,279 @@
+"""``rtc64 probe`` against real servers in network namespaces, verdicts asserted per lab case.
+
+The probe runs on the lab's dual-stack host (both families, like an engineer's laptop) and
+as an IPv6-only client (``--family 6``). The gateway namespace holds the world:
+
+- unbound serving ``v4.test`` (SIP SRV -> ``pbx.v4.test``, A only; ``login``, ``turn``
+  A only), ``both.test`` (SIP SRV -> ``a`` with AAAA+A, and ``b`` with an AAAA where
+  nothing listens: the broken IPv6 SRV target) and ``meet.test`` (AAAA+A);
+- Kamailio on both families answering OPTIONS with ``Contact: <sip:$Ri:$Rp>`` (Kamailio
+  writes an IPv6 $Ri without brackets) and an IPv4 Record-Route;
+- coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user;
+- a Python web server: ``http://meet.test:8080/`` redirects to the IPv4-only
+  ``login.v4.test:8081``, whose page names ``ws://meet.test:8080/ws`` (answers 101) and
+  ``turn:turn.v4.test``.
+
+``python -m tests.interop.test_probe_lab web`` runs that web server inside a namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.lab import V4_GW, V6_DS_GW, V6_GW, Lab
+from tests.interop.nat64lab import PYTHON, ROOT, RTC64, Unbound, wait_for, zone
+from tests.interop.peers import wait_port
+
+pytestmark = pytest.mark.interop
+
+LAB_TOOLS = ("kamailio", "unbound", "unbound-checkconf", "turnserver", "ss")
+LAB_DUAL_STACK = True
+
+ZONES = {
+    "v4.test": zone(
+        "v4.test",
+        f"_sip._udp SRV 0 0 5060 pbx\n_sip._tcp SRV 0 0 5060 pbx\npbx A {V4_GW}\n"
+        f"login A {V4_GW}\nturn A {V4_GW}\n",
+    ),
+    "both.test": zone(
+        "both.test",
+        "_sip._udp SRV 10 0 5060 a\n_sip._udp SRV 20 0 5060 b\n_sip._tcp SRV 10 0 5060 a\n"
+        f"a AAAA {V6_GW}\na A {V4_GW}\nb AAAA {V6_DS_GW}\n",
+    ),
+    "meet.test": zone(
+        "meet.test", f"@ AAAA {V6_GW}\n@ A {V4_GW}\nturn AAAA {V6_GW}\nturn A {V4_GW}\n"
+    ),
+}
+
+KAMAILIO = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+auto_aliases=no
+loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "sl.so"
+loadmodule "textops.so"
+loadmodule "pv.so"
+request_route {
+    if (is_method("OPTIONS")) {
+        append_to_reply("Contact: <sip:$Ri:$Rp>\\r\\n");
+        append_to_reply("Record-Route: <sip:V4_GW;lr>\\r\\n");
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    sl_send_reply("404", "Not here");
+}
+""".replace("V4_GW", str(V4_GW))
+
+LOGIN_PAGE = (
+    "<html><body><h1>Sign in</h1><script>"
+    'const signalling = "ws://meet.test:8080/ws";'
+    'const ice = [{urls: "turn:turn.v4.test:3478"}];'
+    "</script></body></html>"
+)
+
+
+class World:
+    def __init__(self, net: Lab, workdir: Path) -> None:
+        self.net = net
+        self.workdir = workdir
+        self.dns = Unbound(net.gw, workdir / "unbound", ZONES, listen=(V6_GW, V4_GW))
+        cfg = workdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO)
+        listen = []
+        for proto in ("udp", "tcp"):
+            listen += ["-l", f"{proto}:[{V6_GW}]:5060", "-l", f"{proto}:{V4_GW}:5060"]
+        net.gw.popen(
+            ["kamailio", "-f", str(cfg), "-DD", "-E", *listen, "-Y", str(workdir),
+             "-P", str(workdir / "kamailio.pid"), "-w", str(workdir)],
+            log=workdir / "kamailio.log",
+        )  # fmt: skip
+        wait_port(net.gw, "udp", 5060)
+        wait_port(net.gw, "tcp", 5060)
+        net.gw.popen(
+            ["turnserver", "-n", f"--listening-ip={V6_GW}", f"--listening-ip={V4_GW}",
+             f"--relay-ip={V4_GW}", "--listening-port=3478", "--lt-cred-mech",
+             "--user=probe:secret", "--realm=lab.test", "--no-tls", "--no-dtls", "--no-cli",
+             "--log-file=stdout", "--simple-log", "--min-port=49152", "--max-port=49300",
+             f"--pidfile={workdir / 'turnserver.pid'}", f"--userdb={workdir / 'turndb'}"],
+            log=workdir / "turnserver.log",
+        )  # fmt: skip
+        wait_port(net.gw, "udp", 3478)
+        self.web_log = workdir / "web.log"
+        net.gw.popen(
+            [PYTHON, "-m", "tests.interop.test_probe_lab", "web"], log=self.web_log, cwd=ROOT
+        )
+        wait_for("web server", lambda: "ready" in self.web_log.read_text(), timeout=15)
+
+    def probe(self, *args: str, family: str | None = None) -> tuple[int, dict[str, object]]:
+        argv = [RTC64, "probe", "--json", "--dns-server", self.dns.server, "--timeout", "2",
+                "--deadline", "25", "--ra-listen", "0", *args]  # fmt: skip
+        if family:
+            argv += ["--family", family]
+        proc = self.net.dual.run(*argv, check=False)
+        assert proc.stdout, proc.stderr
+        return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def world(net: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("probe-lab")
+    try:
+        yield World(net, workdir)
+    finally:
+        for host in net.hosts:
+            host.stop_all()
+
+
+def checks(doc: dict[str, object], target: int = 0) -> list[dict[str, object]]:
+    targets = doc["targets"]
+    assert isinstance(targets, list)
+    found = targets[target]["checks"]
+    assert isinstance(found, list)
+    return found
+
+
+def find(doc: dict[str, object], check_id: str, **match: object) -> list[dict[str, object]]:
+    return [c for c in checks(doc) if c["id"] == check_id
+            and all(c.get(k) == v for k, v in match.items())]  # fmt: skip
+
+
+def matrix(doc: dict[str, object]) -> dict[str, dict[str, str]]:
+    targets = doc["targets"]
+    assert isinstance(targets, list)
+    result: dict[str, dict[str, str]] = targets[0]["matrix"]
+    return result
+
+
+# ---- the web server run inside the gateway namespace ----------------------------------
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    path = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "/"
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    port = writer.get_extra_info("sockname")[1]
+    if port == 8080 and path == "/ws" and headers.get("upgrade", "").lower() == "websocket":
+        accept = base64.b64encode(
+            hashlib.sha1(  # RFC 6455 §4.2.2 says SHA-1
+                (headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()
+            ).digest()
+        ).decode()
+        reply = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")  # fmt: skip
+    elif port == 8080 and path == "/":
+        reply = ("HTTP/1.1 302 Found\r\nLocation: http://login.v4.test:8081/sso\r\n"
+                 "Content-Length: 0\r\nConnection: close\r\n\r\n")  # fmt: skip
+    elif port == 8081 and path == "/sso":
+        reply = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+                 f"{len(LOGIN_PAGE)}\r\nConnection: close\r\n\r\n{LOGIN_PAGE}")  # fmt: skip
+    else:
+        reply = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    writer.write(reply.encode())
+    await writer.drain()
+    writer.close()
+
+
+async def _web() -> None:
+    servers = [
+        await asyncio.start_server(_handle, str(V6_GW), 8080),
+        await asyncio.start_server(_handle, str(V4_GW), 8080),
+        await asyncio.start_server(_handle, str(V4_GW), 8081),
+    ]
+    print("ready", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["web"]:
+        asyncio.run(_web())
+
+
+# ---- the tests ------------------------------------------------------------------------
+
+
+def test_ipv4_only_sip_domain_fails_with_no_aaaa(world: World) -> None:
+    code, doc = world.probe("sip:v4.test", "--transport", "udp", "--transport", "tcp")
+    assert code == 1, doc
+    dns6 = find(doc, "sip.dns.address", family=6)
+    assert [c["reason"] for c in dns6] == ["dns.no-aaaa"]
+    opt6 = find(doc, "sip.options", family=6)
+    assert {c["status"] for c in opt6} == {"fail"}
+    assert {c["reason"] for c in opt6} == {"dns.no-aaaa"}
+    opt4 = find(doc, "sip.options", family=4)
+    assert {c["status"] for c in opt4} == {"pass"}, opt4
+    assert matrix(doc)["signalling"] == {"ipv6-only": "fail", "dual-stack": "pass",
+                                         "nat64": "warn"}  # fmt: skip
+
+
+def test_dual_stack_sip_domain_with_a_broken_ipv6_srv_target(world: World) -> None:
+    code, doc = world.probe("sip:both.test", "--transport", "udp", "--transport", "tcp")
+    assert code == 1, doc
+    udp6 = find(doc, "sip.options", family=6, status="warn")
+    assert [c["reason"] for c in udp6] == ["sip.srv-target-broken"], checks(doc)
+    assert "b.both.test" in str(udp6[0]["message"])
+    tcp6 = [c for c in find(doc, "sip.options", family=6) if "TCP" in str(c["message"])]
+    assert [c["status"] for c in tcp6] == ["pass"]
+    assert {c["status"] for c in find(doc, "sip.parity")} == {"pass"}
+    refs6 = find(doc, "sip.references", family=6)
+    assert [c["reason"] for c in refs6] == ["sip.ipv6-unbracketed"], refs6
+    refs4 = find(doc, "sip.references", family=4)
+    assert [c["status"] for c in refs4] == ["pass"]
+
+
+def test_ipv4_only_relay_turn_gives_the_family_finding(world: World) -> None:
+    code, doc = world.probe("turn:meet.test:3478?transport=udp", "--turn-user", "probe",
+                            "--turn-password", "secret")  # fmt: skip
+    assert code == 1, doc
+    for family in (6, 4):
+        assert [c["status"] for c in find(doc, "turn.binding", family=family)] == ["pass"]
+        reach = find(doc, "turn.allocate", family=family)
+        assert [c["reason"] for c in reach] == ["turn.auth-required"], reach
+    relay6 = find(doc, "turn.relay", family=6)
+    assert relay6 and {c["reason"] for c in relay6} == {"turn.relay-no-ipv6"}, relay6
+    relay4 = find(doc, "turn.relay", family=4)
+    assert relay4 and {c["status"] for c in relay4} == {"pass"}, relay4
+    echo4 = find(doc, "turn.echo", family=4)
+    assert echo4 and {c["reason"] for c in echo4} == {"turn.echo-ok"}, echo4
+    assert {c["reason"] for c in find(doc, "turn.dual")} == {"turn.no-dual-allocation"}
+    assert matrix(doc)["media"]["ipv6-only"] == "fail"
+
+
+def test_turn_without_credentials_stops_at_401_and_skips_relays(world: World) -> None:
+    code, doc = world.probe("turn:meet.test:3478?transport=tcp", family="6")
+    assert code == 0, doc
+    assert [c["reason"] for c in find(doc, "turn.allocate", family=6)] == ["turn.auth-required"]
+    assert {c["reason"] for c in find(doc, "turn.relay")} == {"turn.no-credentials"}
+    skipped4 = find(doc, "turn.binding", family=4)
+    assert [c["reason"] for c in skipped4] == ["local.family-excluded"]
+
+
+def test_web_login_redirect_to_an_ipv4_only_host(world: World) -> None:
+    code, doc = world.probe("http://meet.test:8080/")
+    assert code == 1, doc
+    http6 = find(doc, "web.http", family=6)
+    assert [c["reason"] for c in http6] == ["web.redirect-no-aaaa"], http6
+    assert [c["status"] for c in find(doc, "web.http", family=4)] == ["pass"]
+    needs = {c["evidence"]["host"]: c["reason"] for c in find(doc, "web.needs")}  # type: ignore[index]
+    assert needs["login.v4.test"] == "web.redirect-no-aaaa"
+    assert needs["turn.v4.test"] == "web.host-no-aaaa"
+    assert [c["reason"] for c in find(doc, "web.websocket")] == ["web.websocket-ok"]
+    assert matrix(doc)["web"] == {"ipv6-only": "fail", "dual-stack": "pass", "nat64": "warn"}
+
+
+def test_unreachable_target_exit_code_and_html_report(world: World, tmp_path: Path) -> None:
+    html = world.workdir / "report.html"
+    code, doc = world.probe("sip:nowhere.v4.test", "--transport", "udp", "--html", str(html))
+    assert code == 3, doc
+    assert {c["reason"] for c in find(doc, "sip.dns.address")} == {"dns.nxdomain"}
+    page = html.read_text()
+    assert "sip:nowhere.v4.test" in page and "dns.nxdomain" in page
