@@ -1,0 +1,121 @@
+"""``rtc64 probe network`` on an IPv6-only host behind tayga (NAT64) + unbound (DNS64), with a
+PREF64 router advertisement (scapy; Debian's radvd has no ``nat64prefix``), and the HTML
+report rendered in headless Chromium.
+
+The probe runs in the lab's IPv6-only namespace: it must find DNS64 (RFC 7050), PREF64
+(RFC 8781), a working NAT64 (a TCP connection to the IPv4-only host's synthesised
+address), no CLAT, and say so in the JSON; the HTML report of the same run is loaded in
+Chromium and its screenshot must not be blank.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.lab import V4_HOST, require_lab
+from tests.interop.nat64lab import NAT64_PREFIX, PYTHON, ROOT, RTC64, Nat64Lab, wait_for
+
+pytestmark = pytest.mark.interop
+
+CHROMIUM = "/usr/bin/chromium"
+TCP_PORT = 8099
+
+
+@pytest.fixture(scope="module")
+def nat64net() -> Iterator[Nat64Lab]:
+    require_lab("tayga", "unbound", "unbound-checkconf", "ss")
+    with Nat64Lab() as lab:
+        yield lab
+
+
+def _probe_network(lab: Nat64Lab, html: Path) -> tuple[int, dict[str, object], str]:
+    h6, g6 = f"h6{lab._tag}", f"g6{lab._tag}"
+    lab.v6.run("sysctl", "-qw", f"net.ipv6.conf.{h6}.accept_ra=2")
+    lab.v6.run("sysctl", "-qw", f"net.ipv6.conf.{h6}.router_solicitations=0")
+    log = lab.workdir / "ra.log"
+    responder = lab.gw.popen(
+        [PYTHON, "-m", "tests.interop.nat64lab", "ra-responder", "--iface", g6,
+         "--prefix", str(NAT64_PREFIX), "--lifetime", "600"],
+        log=log,
+        cwd=ROOT,
+    )  # fmt: skip
+
+    def ready() -> bool:
+        if responder.poll() is not None:
+            raise RuntimeError(f"RA responder exited: {log.read_text()}")
+        return "ready" in log.read_text()
+
+    wait_for("the RA responder", ready, timeout=20)
+    # An IPv4-only TCP service the probe reaches through NAT64.
+    lab.v4.popen([PYTHON, "-m", "http.server", "--bind", str(V4_HOST), str(TCP_PORT)],
+                 log=lab.workdir / "http.log", cwd=lab.workdir)  # fmt: skip
+    wait_for("the IPv4 TCP service", lambda: str(TCP_PORT) in lab.v4.run(
+        "ss", "-Hltn", f"sport = :{TCP_PORT}", check=False).stdout)  # fmt: skip
+    assert lab.dns is not None
+    proc = lab.v6.run(
+        RTC64, "probe", "network", "--json", "--dns-server", lab.dns.server,
+        "--nat64-target", f"{V4_HOST}:{TCP_PORT}", "--ra-listen", "3", "--html", str(html),
+        check=False,
+    )  # fmt: skip
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout), log.read_text()
+
+
+def test_network_finds_dns64_pref64_nat64_and_no_clat(nat64net: Nat64Lab) -> None:
+    html = nat64net.workdir / "network.html"
+    code, doc, ra_log = _probe_network(nat64net, html)
+    targets = doc["targets"]
+    assert isinstance(targets, list)
+    got = {c["id"]: (c["status"], c["reason"]) for c in targets[0]["checks"]}
+    assert got["net.ipv6"] == ("pass", "net.ipv6-default-route")
+    assert got["net.ipv4"] == ("info", "net.ipv4-absent")
+    assert got["net.dns64"] == ("pass", "net.dns64")
+    assert got["net.pref64"] == ("pass", "net.pref64"), ra_log
+    assert got["net.nat64"] == ("pass", "net.nat64-ok"), targets[0]["checks"]
+    assert got["net.clat"] == ("warn", "net.no-clat")
+    assert code == 0  # warnings only
+    pref64 = next(c for c in targets[0]["checks"] if c["id"] == "net.pref64")
+    assert pref64["evidence"]["prefixes"][0]["prefix"] == str(NAT64_PREFIX)
+    _html_renders(html)
+
+
+def _png_pixels(png: bytes) -> bytes:
+    """The decompressed image rows of a PNG (filter bytes included)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, data = 8, b""
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        if kind == b"IDAT":
+            data += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return zlib.decompress(data)
+
+
+def _html_renders(html: Path) -> None:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} missing as root (run make test)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(html.as_uri())
+            assert page.title() == "rtc64 probe report"
+            assert "net.nat64-ok" in page.inner_text("body")
+            shot = page.screenshot(full_page=True)
+        finally:
+            browser.close()
+    assert requests == [html.as_uri()], "the report fetched something else: not self-contained"
+    pixels = _png_pixels(shot)
+    assert len(set(pixels)) > 16, "blank screenshot"
