@@ -9,19 +9,24 @@ as an IPv6-only client (``--family 6``). The gateway namespace holds the world:
 - Kamailio on both families answering OPTIONS with ``Contact: <sip:$Ri:$Rp>`` (Kamailio
   writes an IPv6 $Ri without brackets) and an IPv4 Record-Route;
 - coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user;
+- a Python SIP-over-TLS responder on ``a.both.test:5061``: over IPv4 a certificate the
+  test CA signed, over IPv6 a self-signed one (the per-family certificate finding);
 - a Python web server: ``http://meet.test:8080/`` redirects to the IPv4-only
   ``login.v4.test:8081``, whose page names ``ws://meet.test:8080/ws`` (answers 101) and
   ``turn:turn.v4.test``.
 
-``python -m tests.interop.test_probe_lab web`` runs that web server inside a namespace.
+``python -m tests.interop.test_probe_lab web CERTDIR`` runs the web server and the TLS
+responder inside a namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import json
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +51,7 @@ ZONES = {
     "both.test": zone(
         "both.test",
         "_sip._udp SRV 10 0 5060 a\n_sip._udp SRV 20 0 5060 b\n_sip._tcp SRV 10 0 5060 a\n"
+        "_sips._tcp SRV 10 0 5061 a\n"
         f"a AAAA {V6_GW}\na A {V4_GW}\nb AAAA {V6_DS_GW}\n",
     ),
     "meet.test": zone(
@@ -108,10 +114,19 @@ class World:
         )  # fmt: skip
         wait_port(net.gw, "udp", 3478)
         self.web_log = workdir / "web.log"
-        net.gw.popen(
-            [PYTHON, "-m", "tests.interop.test_probe_lab", "web"], log=self.web_log, cwd=ROOT
+        self.ca = make_certificates(workdir)
+        web = net.gw.popen(
+            [PYTHON, "-m", "tests.interop.test_probe_lab", "web", str(workdir)],
+            log=self.web_log,
+            cwd=ROOT,
         )
-        wait_for("web server", lambda: "ready" in self.web_log.read_text(), timeout=15)
+
+        def ready() -> bool:
+            if web.poll() is not None:
+                raise RuntimeError(f"web server exited: {self.web_log.read_text()[-2000:]}")
+            return "ready" in self.web_log.read_text()
+
+        wait_for("web server", ready, timeout=15)
 
     def probe(self, *args: str, family: str | None = None) -> tuple[int, dict[str, object]]:
         argv = [RTC64, "probe", "--json", "--dns-server", self.dns.server, "--timeout", "2",
@@ -183,19 +198,102 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     writer.close()
 
 
-async def _web() -> None:
+async def _sip_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer one OPTIONS with 200, echoing the dialog headers (RFC 3261 §8.2.6.2)."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+        return
+    keep = [
+        line
+        for line in head.split(b"\r\n")[1:]
+        if line.split(b":")[0].strip().lower() in (b"via", b"from", b"to", b"call-id", b"cseq")
+    ]
+    reply = b"\r\n".join(
+        [b"SIP/2.0 200 OK", *keep, b"Allow: OPTIONS", b"Content-Length: 0", b"", b""]
+    )
+    writer.write(reply)
+    await writer.drain()
+    writer.close()
+
+
+def _tls(certdir: Path, name: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certdir / f"{name}.pem", certdir / f"{name}.key")
+    return context
+
+
+async def _web(certdir: Path) -> None:
     servers = [
         await asyncio.start_server(_handle, str(V6_GW), 8080),
         await asyncio.start_server(_handle, str(V4_GW), 8080),
         await asyncio.start_server(_handle, str(V4_GW), 8081),
+        await asyncio.start_server(_sip_tls, str(V4_GW), 5061, ssl=_tls(certdir, "signed")),
+        await asyncio.start_server(_sip_tls, str(V6_GW), 5061, ssl=_tls(certdir, "selfsigned")),
     ]
     print("ready", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
+def make_certificates(workdir: Path) -> Path:
+    """A test CA, a leaf it signs for a.both.test, and a self-signed leaf with the same name."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(
+        name: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    def write(name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (workdir / f"{name}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        (workdir / f"{name}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtc64 probe test CA")])
+    ca_cert = cert("rtc64 probe test CA", ca_key, ca_name, ca_key, ca=True)
+    write("ca", ca_cert, ca_key)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    write("signed", cert("a.both.test", leaf_key, ca_name, ca_key, ca=False), leaf_key)
+    self_key = ec.generate_private_key(ec.SECP256R1())
+    self_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a.both.test")])
+    write("selfsigned", cert("a.both.test", self_key, self_name, self_key, ca=False), self_key)
+    return workdir / "ca.pem"
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["web"]:
-        asyncio.run(_web())
+    if sys.argv[1:2] == ["web"]:
+        asyncio.run(_web(Path(sys.argv[2])))
 
 
 # ---- the tests ------------------------------------------------------------------------
@@ -277,3 +375,13 @@ def test_unreachable_target_exit_code_and_html_report(world: World, tmp_path: Pa
     assert {c["reason"] for c in find(doc, "sip.dns.address")} == {"dns.nxdomain"}
     page = html.read_text()
     assert "sip:nowhere.v4.test" in page and "dns.nxdomain" in page
+
+
+def test_tls_certificate_judged_per_family(world: World) -> None:
+    code, doc = world.probe("sips:both.test", "--cafile", str(world.ca))
+    assert code == 1, doc
+    for family in (6, 4):
+        assert [c["status"] for c in find(doc, "sip.options", family=family)] == ["pass"]
+    assert [c["reason"] for c in find(doc, "sip.tls", family=4)] == ["tls.valid"]
+    assert [c["reason"] for c in find(doc, "sip.tls", family=6)] == ["tls.untrusted"]
+    assert matrix(doc)["signalling"]["ipv6-only"] == "fail"
