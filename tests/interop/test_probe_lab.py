@@ -385,3 +385,26 @@ def test_tls_certificate_judged_per_family(world: World) -> None:
     assert [c["reason"] for c in find(doc, "sip.tls", family=4)] == ["tls.valid"]
     assert [c["reason"] for c in find(doc, "sip.tls", family=6)] == ["tls.untrusted"]
     assert matrix(doc)["signalling"]["ipv6-only"] == "fail"
+
+
+def test_browser_on_an_ipv6_only_host_reports_the_failed_login(world: World) -> None:
+    """Headless Chromium in the IPv6-only namespace (its DNS: the lab's unbound through
+    /etc/netns/NS/resolv.conf) cannot follow the login redirect to the IPv4-only host."""
+    netns = Path("/etc/netns") / world.net.v6.ns
+    netns.mkdir(parents=True, exist_ok=False)
+    try:
+        (netns / "resolv.conf").write_text(f"nameserver {V6_GW}\n")
+        argv = [RTC64, "probe", "--json", "--dns-server", world.dns.server, "--timeout", "3",
+                "--deadline", "28", "--browser", "http://meet.test:8080/"]  # fmt: skip
+        proc = world.net.v6.run(*argv, check=False)
+    finally:
+        (netns / "resolv.conf").unlink(missing_ok=True)
+        netns.rmdir()
+    assert proc.stdout, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1, doc
+    browser = find(doc, "web.browser")
+    assert [c["reason"] for c in browser] == ["web.browser-failed"], browser
+    assert "login.v4.test" in json.dumps(browser[0]["evidence"])
+    # This host has no IPv4: the IPv4 checks are skipped, not failed.
+    assert [c["reason"] for c in find(doc, "web.http", family=4)] == ["local.no-ipv4"]

@@ -187,8 +187,11 @@ def _is_ip(host: str) -> bool:
 
 
 def _http_check(url: str, fetch: Fetch) -> Check:
+    # A site that answered and then redirected somewhere unreachable is reachable.
+    first_answered = bool(fetch.hops) and "status" in fetch.hops[0]
+    reach = fetch.answer is not None or not first_answered
     make = Template(
-        "web.http", Aspect.WEB, fetch.family, "web.http", {"hops": fetch.hops}, reach=True
+        "web.http", Aspect.WEB, fetch.family, "web.http", {"hops": fetch.hops}, reach=reach
     )
     where = f"GET {url} over IPv{fetch.family}"
     if fetch.answer is not None and fetch.answer.status < 400:
