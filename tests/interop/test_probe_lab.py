@@ -11,6 +11,7 @@ as an IPv6-only client (``--family 6``). The gateway namespace holds the world:
 - coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user;
 - a Python SIP-over-TLS responder on ``a.both.test:5061``: over IPv4 a certificate the
   test CA signed, over IPv6 a self-signed one (the per-family certificate finding);
+- rtc64's own gateway answering OPTIONS over WebSocket (ws 8088, wss 8443) for ``ws.test``;
 - a Python web server: ``http://meet.test:8080/`` redirects to the IPv4-only
   ``login.v4.test:8081``, whose page names ``ws://meet.test:8080/ws`` (answers 101) and
   ``turn:turn.v4.test``.
@@ -54,6 +55,7 @@ ZONES = {
         "_sips._tcp SRV 10 0 5061 a\n"
         f"a AAAA {V6_GW}\na A {V4_GW}\nb AAAA {V6_DS_GW}\n",
     ),
+    "ws.test": zone("ws.test", f"@ AAAA {V6_GW}\n@ A {V4_GW}\n"),
     "meet.test": zone(
         "meet.test", f"@ AAAA {V6_GW}\n@ A {V4_GW}\nturn AAAA {V6_GW}\nturn A {V4_GW}\n"
     ),
@@ -127,6 +129,20 @@ class World:
             return "ready" in self.web_log.read_text()
 
         wait_for("web server", ready, timeout=15)
+        # rtc64's own gateway as the SIP-over-WebSocket server (RFC 7118), both families.
+        config = workdir / "rtc64.toml"
+        config.write_text(
+            f'[sip]\ntls_cert = "{workdir / "signed.pem"}"\ntls_key = "{workdir / "signed.key"}"\n'
+        )
+        listens = []
+        for address in (f"[{V6_GW}]", str(V4_GW)):
+            listens += ["--sip-listen", f"ws:{address}:8088", "--sip-listen", f"wss:{address}:8443"]
+        net.gw.popen(
+            [RTC64, "--config", str(config), "--data-dir", str(workdir / "rtc64"), "serve",
+             "--only", "sip", "--domain", "ws.test", *listens],
+            log=workdir / "rtc64.log",
+        )  # fmt: skip
+        wait_port(net.gw, "tcp", 8443, timeout=20)
 
     def probe(self, *args: str, family: str | None = None) -> tuple[int, dict[str, object]]:
         argv = [RTC64, "probe", "--json", "--dns-server", self.dns.server, "--timeout", "2",
@@ -264,8 +280,9 @@ def make_certificates(workdir: Path) -> Path:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
+            names = [name, *(["ws.test"] if signer is not key else [])]
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
         return builder.sign(signer, hashes.SHA256())
 
@@ -408,3 +425,24 @@ def test_browser_on_an_ipv6_only_host_reports_the_failed_login(world: World) -> 
     assert "login.v4.test" in json.dumps(browser[0]["evidence"])
     # This host has no IPv4: the IPv4 checks are skipped, not failed.
     assert [c["reason"] for c in find(doc, "web.http", family=4)] == ["local.no-ipv4"]
+
+
+def test_sip_over_websocket_on_both_families(world: World) -> None:
+    """Two targets in one run: ws and wss (RFC 7118) to rtc64's gateway, both families."""
+    code, doc = world.probe(
+        "sip:ws.test:8088;transport=ws", "sips:ws.test:8443;transport=wss", "--cafile",
+        str(world.ca),
+    )  # fmt: skip
+    targets = doc["targets"]
+    assert isinstance(targets, list) and len(targets) == 2
+    for index, transport in enumerate(("WS", "WSS")):
+        found = checks(doc, index)
+        options = [c for c in found if c["id"] == "sip.options"]
+        assert len(options) == 2 and {c["status"] for c in options} == {"pass"}, found
+        assert all(transport in str(c["message"]) for c in options)
+        assert [c["status"] for c in found if c["id"] == "sip.parity"] == ["pass"]
+        assert targets[index]["matrix"]["signalling"] == dict.fromkeys(
+            ("ipv6-only", "dual-stack", "nat64"), "pass"
+        )
+    assert {c["reason"] for c in checks(doc, 1) if c["id"] == "sip.tls"} == {"tls.valid"}
+    assert code == 0, doc

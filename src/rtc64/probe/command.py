@@ -64,8 +64,15 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         "--transport",
         action="append",
         default=[],
-        choices=("udp", "tcp", "tls"),
-        help="SIP/TURN transports to test (repeatable; default all)",
+        choices=("udp", "tcp", "tls", "ws", "wss"),
+        help="SIP/TURN transports to test (repeatable; default udp, tcp, tls; ws/wss only "
+        "when asked: WebSocket has no SRV)",
+    )
+    p.add_argument(
+        "--ws-path",
+        default="/",
+        metavar="PATH",
+        help="HTTP path of the SIP WebSocket endpoint (default /)",
     )
     p.add_argument(
         "--timeout",
@@ -129,6 +136,8 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         raise ConfigError("--concurrency", args.concurrency, "1..64")
     if not 0 <= args.ra_listen <= 30:
         raise ConfigError("--ra-listen", args.ra_listen, "seconds, 0..30")
+    if not args.ws_path.startswith("/"):
+        raise ConfigError("--ws-path", args.ws_path, "an absolute path such as /ws")
     if args.turn_password is not None and not args.turn_user:
         raise ConfigError("--turn-password", "***", "given together with --turn-user")
     if args.cafile is not None and not args.cafile.is_file():
@@ -158,6 +167,7 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         nat64_target=args.nat64_target,
         ra_listen=args.ra_listen,
         browser=args.browser,
+        ws_path=args.ws_path,
     )
 
 

@@ -49,6 +49,7 @@ class ProbeSettings:
     ra_listen: float = 2.0
     browser: bool = False
     max_addresses: int = 4
+    ws_path: str = "/"
 
 
 OnCheck = Callable[[str, Check], None]

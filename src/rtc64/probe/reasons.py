@@ -44,6 +44,8 @@ REASONS: dict[str, str] = {
     "tls.name-mismatch": "put the domain (or SRV target) in the certificate's subjectAltName",
     "tls.expired": "renew the certificate",
     "tls.handshake": "enable TLS on this family's listener",
+    "sip.ws-rejected": "accept the WebSocket upgrade with the 'sip' subprotocol (RFC 7118) on "
+    "this family",
     "sip.registered": "",
     "sip.register-failed": "check the credentials and the registrar's IPv6 listener",
     # TURN

@@ -35,7 +35,10 @@ from rtc64.probe.verdict import Status as V
 from rtc64.sip.uri import SipUri, parse_uri
 
 TRANSPORTS = ("udp", "tcp", "tls")
-DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
+WEBSOCKETS = ("ws", "wss")
+ALL_TRANSPORTS = (*TRANSPORTS, *WEBSOCKETS)
+SECURE = ("tls", "wss")
+DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 SRV_NAMES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
 _NAPTR_TRANSPORT = {k: v.name.lower() for k, v in NAPTR_SERVICES.items()}
 
@@ -62,13 +65,21 @@ def parse_target(text: str) -> SipUri:
 
 
 def wanted_transports(uri: SipUri, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """--transport, else the URI's transport=, else UDP/TCP/TLS (WebSocket has no SRV, so
+    ws/wss are probed only when asked); sips: keeps TLS and WSS."""
     if requested:
-        chosen = tuple(t for t in requested if t in TRANSPORTS)
+        chosen = tuple(t for t in requested if t in ALL_TRANSPORTS)
     else:
         param = uri.param(b"transport")
         chosen = (param.decode().lower(),) if param else TRANSPORTS
-        chosen = tuple(t for t in chosen if t in TRANSPORTS) or TRANSPORTS
-    return ("tls",) if uri.secure else chosen
+        if uri.secure and chosen == ("tcp",):
+            chosen = ("tls",)
+        if uri.secure and chosen == ("ws",):
+            chosen = ("wss",)
+        chosen = tuple(t for t in chosen if t in ALL_TRANSPORTS) or TRANSPORTS
+    if uri.secure:
+        return tuple(t for t in chosen if t in SECURE) or ("tls",)
+    return chosen
 
 
 async def probe_sip(text: str, probe: Probe, sink: Sink) -> None:
@@ -137,6 +148,15 @@ def _no_address(transport: str, family: int) -> Check:
 
 
 async def _locate(uri: SipUri, transports: tuple[str, ...], probe: Probe, sink: Sink) -> list[Hop]:
+    name = uri.host if isinstance(uri.host, str) else str(uri.host)
+    sockets = [Hop(t, name, uri.port or DEFAULT_PORT[t]) for t in transports if t in WEBSOCKETS]
+    plain = tuple(t for t in transports if t not in WEBSOCKETS)
+    return [*(await _locate_srv(uri, plain, probe, sink) if plain else []), *sockets]
+
+
+async def _locate_srv(
+    uri: SipUri, transports: tuple[str, ...], probe: Probe, sink: Sink
+) -> list[Hop]:
     host = uri.host
     if not isinstance(host, str) or uri.port is not None:
         name = host if isinstance(host, str) else str(host)
@@ -294,23 +314,37 @@ async def _attempt(hop: Hop, address: IPAddress, request_uri: str, probe: Probe)
                 )
             else:
                 context: ssl.SSLContext | None = None
-                if hop.transport == "tls":
+                if hop.transport in SECURE:
                     cafile = Path(probe.settings.cafile) if probe.settings.cafile else None
                     verifying = client_context(cafile)
                     tls_error = await wire.tls_certificate_error(
                         address, hop.port, verifying, hop.host, timeout
                     )
                     context = client_context(verify=False)
-                answer = await wire.stream_exchange(
-                    address,
-                    hop.port,
-                    request,
-                    sipcheck.frame_length,
-                    timeout,
-                    tls=context,
-                    server_name=hop.host if not sipcheck.is_ip(hop.host) else None,
-                    accept=sipcheck.is_final_response,
-                )
+                server_name = hop.host if not sipcheck.is_ip(hop.host) else None
+                if hop.transport in WEBSOCKETS:
+                    answer = await wire.ws_exchange(
+                        address,
+                        hop.port,
+                        request,
+                        sipcheck.is_final_response,
+                        timeout,
+                        host=_host_header(hop),
+                        path=probe.settings.ws_path,
+                        tls=context,
+                        server_name=server_name,
+                    )
+                else:
+                    answer = await wire.stream_exchange(
+                        address,
+                        hop.port,
+                        request,
+                        sipcheck.frame_length,
+                        timeout,
+                        tls=context,
+                        server_name=server_name,
+                        accept=sipcheck.is_final_response,
+                    )
         except wire.ProbeIOError as exc:
             if exc.reason.startswith("tls.") and tls_error is None:
                 tls_error = (exc.reason, exc.text)
@@ -336,3 +370,8 @@ async def _attempt(hop: Hop, address: IPAddress, request_uri: str, probe: Probe)
         tls_error=tls_error,
         answer=parsed,
     )
+
+
+def _host_header(hop: Hop) -> str:
+    host = f"[{hop.host}]" if ":" in hop.host else hop.host
+    return host if hop.port == DEFAULT_PORT[hop.transport] else f"{host}:{hop.port}"

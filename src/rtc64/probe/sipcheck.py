@@ -299,7 +299,7 @@ def references_check(family: int, attempts: Sequence[Attempt]) -> Check | None:
 
 def tls_check(family: int, attempts: Sequence[Attempt]) -> Check | None:
     """The certificate verdict of the TLS attempts over ``family``."""
-    tried = [a for a in attempts if a.transport == "tls" and (a.ok or a.tls_error)]
+    tried = [a for a in attempts if a.transport in ("tls", "wss") and (a.ok or a.tls_error)]
     if not tried:
         return None
     broken = [a for a in tried if a.tls_error]

@@ -8,6 +8,8 @@ Rules (RFC 3261 §17.1.2.2 timer E for SIP over UDP, RFC 8489 §6.2.1 RTO for ST
 - Streams: TCP connect (TLS when a context is given, SNI = ``server_name`` unless it is
   an IP literal), one write, frames read with a ``frame_length`` function until one is
   complete; the connection is closed after the answer. Reads are capped (``MAX_READ``).
+- WebSocket (``ws_exchange``): wsproto's client handshake offering a subprotocol, one
+  text message, the first whole message back.
 - Every call is bounded by its timeout and reports the elapsed time; ``ProbeIOError``
   carries the reason code (``net.timeout``, ``net.refused``, ``net.unreachable``,
   ``tls.*``) for the verdict.
@@ -22,10 +24,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError as WsLocalError
+from wsproto.utilities import RemoteProtocolError as WsRemoteError
+
 from rtc64.net.address import IPAddress, from_sockaddr
 
 MAX_READ = 512 * 1024
 RTO = 0.5
+WsError = (WsLocalError, WsRemoteError)
 
 
 class ProbeIOError(Exception):
@@ -366,3 +382,71 @@ class _PeerProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         if not self.inbox.full():
             self.inbox.put_nowait((data, from_sockaddr(addr)))
+
+
+async def ws_exchange(
+    address: IPAddress,
+    port: int,
+    request: Callable[[tuple[IPAddress, int]], bytes],
+    accept: Callable[[bytes], bool],
+    timeout: float,
+    *,
+    host: str,
+    path: str = "/",
+    subprotocol: str = "sip",
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> Answer:
+    """WebSocket (RFC 6455) upgrade offering ``subprotocol``, one text message out, the
+    first message ``accept`` takes back (RFC 7118: one SIP message per WebSocket message).
+    A refused upgrade raises ``ProbeIOError`` with reason ``sip.ws-rejected``."""
+    start = time.monotonic()
+    writer: asyncio.StreamWriter | None = None
+    ws = WSConnection(ConnectionType.CLIENT)
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                str(address), port, ssl=tls, server_hostname=server_name if tls else None
+            )
+            connected = time.monotonic() - start
+            local = from_sockaddr(writer.get_extra_info("sockname"))
+            writer.write(ws.send(Request(host=host, target=path, subprotocols=[subprotocol])))
+            parts: list[bytes] = []
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionResetError("connection closed before an answer")
+                ws.receive_data(chunk)
+                for event in ws.events():
+                    if isinstance(event, AcceptConnection):
+                        text = request(local).decode("utf-8", "replace")
+                        writer.write(ws.send(TextMessage(data=text)))
+                    elif isinstance(event, RejectConnection):
+                        raise ProbeIOError(
+                            "sip.ws-rejected", f"upgrade refused with HTTP {event.status_code}"
+                        )
+                    elif isinstance(event, TextMessage | BytesMessage):
+                        data = event.data
+                        parts.append(data.encode() if isinstance(data, str) else bytes(data))
+                        if event.message_finished:
+                            message = b"".join(parts)
+                            parts.clear()
+                            if accept(message):
+                                return Answer(message, time.monotonic() - start, local, connected)
+                    elif isinstance(event, CloseConnection):
+                        raise ConnectionResetError("WebSocket closed before an answer")
+    except ProbeIOError:
+        raise
+    except WsError as exc:
+        raise ProbeIOError("sip.ws-rejected", str(exc), time.monotonic() - start) from None
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        reason, text = _classify(exc)
+        raise ProbeIOError(reason, text, time.monotonic() - start) from None
+    finally:
+        if writer is not None:
+            if ws.state is ConnectionState.OPEN:
+                with contextlib.suppress(OSError, *WsError):
+                    writer.write(ws.send(CloseConnection(code=1000)))
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
