@@ -7,7 +7,8 @@ as an IPv6-only client (``--family 6``). The gateway namespace holds the world:
   A only), ``both.test`` (SIP SRV -> ``a`` with AAAA+A, and ``b`` with an AAAA where
   nothing listens: the broken IPv6 SRV target) and ``meet.test`` (AAAA+A);
 - Kamailio on both families answering OPTIONS with ``Contact: <sip:$Ri:$Rp>`` (Kamailio
-  writes an IPv6 $Ri without brackets) and an IPv4 Record-Route;
+  writes an IPv6 $Ri without brackets) and an IPv4 Record-Route, REGISTER with digest
+  (password ``secret``), and INVITE with an SDP answer that has only an IPv4 address;
 - coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user;
 - a Python SIP-over-TLS responder on ``a.both.test:5061``: over IPv4 a certificate the
   test CA signed, over IPv6 a self-signed one (the per-family certificate finding);
@@ -61,6 +62,10 @@ ZONES = {
     ),
 }
 
+# Kamailio's INVITE answer: media on IPv4 only, whatever the family of the request.
+SDP_ANSWER = "\\r\\n".join(
+    ["v=0", "o=- 1 1 IN IP4 V4_GW", "s=-", "c=IN IP4 V4_GW", "t=0 0", "m=audio 30000 RTP/AVP 0", ""]
+)
 KAMAILIO = """#!KAMAILIO
 debug=2
 log_stderror=yes
@@ -70,7 +75,23 @@ loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "sl.so"
 loadmodule "textops.so"
 loadmodule "pv.so"
+loadmodule "auth.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
 request_route {
+    if (is_method("REGISTER")) {
+        if (!pv_www_authenticate("$td", "secret", "0")) { www_challenge("$td", "1"); exit; }
+        save("location");
+        exit;
+    }
+    if (is_method("INVITE")) {
+        set_reply_body("SDP_ANSWER", "application/sdp");
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    if (is_method("ACK")) { exit; }
+    if (is_method("BYE")) { sl_send_reply("200", "OK"); exit; }
     if (is_method("OPTIONS")) {
         append_to_reply("Contact: <sip:$Ri:$Rp>\\r\\n");
         append_to_reply("Record-Route: <sip:V4_GW;lr>\\r\\n");
@@ -79,7 +100,7 @@ request_route {
     }
     sl_send_reply("404", "Not here");
 }
-""".replace("V4_GW", str(V4_GW))
+""".replace("SDP_ANSWER", SDP_ANSWER).replace("V4_GW", str(V4_GW))
 
 LOGIN_PAGE = (
     "<html><body><h1>Sign in</h1><script>"
@@ -446,3 +467,19 @@ def test_sip_over_websocket_on_both_families(world: World) -> None:
         )
     assert {c["reason"] for c in checks(doc, 1) if c["id"] == "sip.tls"} == {"tls.valid"}
     assert code == 0, doc
+
+
+def test_register_and_test_call_find_ipv4_media_for_ipv6_clients(world: World) -> None:
+    code, doc = world.probe("sip:both.test", "--transport", "udp", "--user", "alice",
+                            "--password", "secret", "--call", "sip:echo@both.test")  # fmt: skip
+    assert code == 1, doc
+    for family in (6, 4):
+        reg = find(doc, "sip.register", family=family)
+        assert [c["reason"] for c in reg] == ["sip.registered"], json.dumps(reg)
+    call6 = find(doc, "sip.call", family=6)
+    assert [c["reason"] for c in call6] == ["sip.sdp-foreign-family"], call6
+    assert [c["reason"] for c in find(doc, "sip.call", family=4)] == ["sip.sdp-private"]
+    assert matrix(doc)["media"] == {"ipv6-only": "fail", "dual-stack": "warn", "nat64": "fail"}
+    code, doc = world.probe("sip:both.test", "--transport", "udp", "--user", "alice",
+                            "--password", "wrong")  # fmt: skip
+    assert {c["reason"] for c in find(doc, "sip.register")} == {"sip.register-failed"}

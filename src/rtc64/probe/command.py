@@ -95,6 +95,13 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         metavar="N",
         help="network operations at once (default 8; at most 2 per server)",
     )
+    p.add_argument("--user", help="SIP user to REGISTER as (sip:USER@DOMAIN) over each family")
+    p.add_argument("--password", help="SIP digest password for --user")
+    p.add_argument(
+        "--call",
+        metavar="URI",
+        help="with --user: a test call to URI over each family; its SDP answer is checked",
+    )
     p.add_argument("--turn-user", help="TURN long-term username")
     p.add_argument("--turn-password", help="TURN long-term password")
     p.add_argument("--turn-secret", help="TURN REST API shared secret (coturn static-auth-secret)")
@@ -138,6 +145,10 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         raise ConfigError("--ra-listen", args.ra_listen, "seconds, 0..30")
     if not args.ws_path.startswith("/"):
         raise ConfigError("--ws-path", args.ws_path, "an absolute path such as /ws")
+    if (args.user is None) != (args.password is None):
+        raise ConfigError("--user/--password", args.user or "***", "both given together")
+    if args.call is not None and (args.user is None or not args.call.startswith(("sip:", "sips:"))):
+        raise ConfigError("--call", args.call, "a sip: URI, with --user and --password")
     if args.turn_password is not None and not args.turn_user:
         raise ConfigError("--turn-password", "***", "given together with --turn-user")
     if args.cafile is not None and not args.cafile.is_file():
@@ -159,6 +170,9 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         deadline=args.deadline,
         concurrency=args.concurrency,
         transports=tuple(dict.fromkeys(args.transport)),
+        user=args.user,
+        password=args.password,
+        call=args.call,
         turn_user=args.turn_user,
         turn_password=args.turn_password,
         turn_secret=args.turn_secret,

@@ -40,6 +40,7 @@ class ProbeSettings:
     transports: tuple[str, ...] = ()
     user: str | None = None
     password: str | None = None
+    call: str | None = None
     turn_user: str | None = None
     turn_password: str | None = None
     turn_secret: str | None = None

@@ -48,6 +48,13 @@ REASONS: dict[str, str] = {
     "this family",
     "sip.registered": "",
     "sip.register-failed": "check the credentials and the registrar's IPv6 listener",
+    "sip.call-ok": "",
+    "sip.call-failed": "check the test call's target and the proxy's routing on this family",
+    "sip.sdp-bad": "the answer's SDP is missing or malformed",
+    "sip.sdp-foreign-family": "anchor media on this family (an RTP relay such as rtpengine or "
+    "rtc64) or offer ICE candidates of both families",
+    "sip.sdp-clat": "the far end leaks its CLAT address: use ICE or a relay",
+    "sip.sdp-private": "media to a private address works only by latching: use a relay/ICE",
     # TURN
     "stun.mapped": "",
     "stun.bad-response": "the answer is not valid STUN",

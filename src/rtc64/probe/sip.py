@@ -27,7 +27,7 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.io.tls import client_context
 from rtc64.net.address import IPAddress, format_host
 from rtc64.net.rfc3263 import NAPTR_SERVICES, Naptr, Query, RdType, Srv, Status
-from rtc64.probe import sipcheck, wire
+from rtc64.probe import sipaccount, sipcheck, wire
 from rtc64.probe.context import Probe, Sink
 from rtc64.probe.sipcheck import SIG, Attempt
 from rtc64.probe.verdict import Check
@@ -118,6 +118,7 @@ async def probe_sip(text: str, probe: Probe, sink: Sink) -> None:
         parity = sipcheck.parity_check(transport, per[4], per[6])
         if parity is not None:
             sink.add(parity)
+    await sipaccount.run(attempts, host, probe, sink)
     for family in (6, 4):
         done = [a for a in attempts if a.family == family]
         for check in (sipcheck.references_check(family, done), sipcheck.tls_check(family, done)):

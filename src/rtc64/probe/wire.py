@@ -322,6 +322,10 @@ class StunSession:
         finally:
             self._waiting.pop(tid, None)
 
+    @property
+    def udp(self) -> bool:
+        return self._udp is not None
+
     def send(self, data: bytes) -> None:
         """Send an indication (no answer expected)."""
         if self._udp is not None:
@@ -450,3 +454,64 @@ async def ws_exchange(
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+class MessageSession:
+    """One client connection for several SIP transactions (REGISTER, INVITE, ACK, BYE).
+
+    UDP retransmits a request (timer E style: 0.5 s doubling) until its answer or
+    ``timeout``; TCP/TLS send once and split the stream with ``frame_length``. Every
+    received message goes to ``inbox``; ``request`` takes the first one ``match`` accepts
+    and drops the others (provisional answers, server pings).
+    """
+
+    def __init__(self, timeout: float, frame_length: FrameLength) -> None:
+        self._stun = StunSession(timeout)
+        self._frame_length = frame_length
+        self.timeout = timeout
+
+    @property
+    def local(self) -> tuple[IPAddress, int] | None:
+        return self._stun.local
+
+    async def open(
+        self,
+        address: IPAddress,
+        port: int,
+        transport: str,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        await self._stun.open(
+            address, port, "udp" if transport == "udp" else "tcp", self._frame_length,
+            tls=tls, server_name=server_name,
+        )  # fmt: skip
+
+    def send(self, data: bytes) -> None:
+        self._stun.send(data)
+
+    async def request(self, data: bytes, match: Callable[[bytes], bool]) -> bytes:
+        start = time.monotonic()
+        udp = self._stun.udp
+        rto = RTO
+        next_send = start
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    now = time.monotonic()
+                    if now >= next_send:
+                        self._stun.send(data)
+                        next_send = now + rto if udp else float("inf")
+                        rto *= 2
+                    wait = None if next_send == float("inf") else max(next_send - now, 0.01)
+                    with contextlib.suppress(TimeoutError):
+                        message = await asyncio.wait_for(self._stun.inbox.get(), wait)
+                        if match(message):
+                            return message
+        except (OSError, TimeoutError) as exc:
+            reason, text = _classify(exc)
+            raise ProbeIOError(reason, text, time.monotonic() - start) from None
+
+    async def close(self) -> None:
+        await self._stun.close()
