@@ -1,11 +1,11 @@
 """``rtc64 probe network`` on an IPv6-only host behind tayga (NAT64) + unbound (DNS64), with a
-PREF64 router advertisement (scapy; Debian's radvd has no ``nat64prefix``), and the HTML
-report rendered in headless Chromium.
+PREF64 router advertisement (scapy; Debian's radvd has no ``nat64prefix``), Kea offering
+DHCPv4 option 108 (RFC 8925), and the HTML report rendered in headless Chromium.
 
-The probe runs in the lab's IPv6-only namespace: it must find DNS64 (RFC 7050), PREF64
-(RFC 8781), a working NAT64 (a TCP connection to the IPv4-only host's synthesised
-address), no CLAT, and say so in the JSON; the HTML report of the same run is loaded in
-Chromium and its screenshot must not be blank.
+The probe runs (as root) in the lab's IPv6-only namespace: it must find DNS64 (RFC 7050),
+PREF64 (RFC 8781), a working NAT64 (a TCP connection to the IPv4-only host's synthesised
+address), no CLAT, option 108 in Kea's OFFER, and say so in the JSON; the HTML report of
+the same run is loaded in Chromium and its screenshot must not be blank.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ TCP_PORT = 8099
 
 @pytest.fixture(scope="module")
 def nat64net() -> Iterator[Nat64Lab]:
-    require_lab("tayga", "unbound", "unbound-checkconf", "ss")
+    require_lab("tayga", "unbound", "unbound-checkconf", "ss", "kea-dhcp4")
     with Nat64Lab() as lab:
         yield lab
 
@@ -53,6 +53,7 @@ def _probe_network(lab: Nat64Lab, html: Path) -> tuple[int, dict[str, object], s
         return "ready" in log.read_text()
 
     wait_for("the RA responder", ready, timeout=20)
+    _kea(lab, g6)
     # An IPv4-only TCP service the probe reaches through NAT64.
     lab.v4.popen([PYTHON, "-m", "http.server", "--bind", str(V4_HOST), str(TCP_PORT)],
                  log=lab.workdir / "http.log", cwd=lab.workdir)  # fmt: skip
@@ -68,21 +69,53 @@ def _probe_network(lab: Nat64Lab, html: Path) -> tuple[int, dict[str, object], s
     return proc.returncode, json.loads(proc.stdout), log.read_text()
 
 
+def _kea(lab: Nat64Lab, interface: str) -> None:
+    """Kea on the IPv6-only link offering an IPv4 pool with option 108 (IPv6-mostly)."""
+    lab.gw.run("ip", "-4", "addr", "add", "192.168.64.1/24", "dev", interface)
+    config = lab.workdir / "kea.json"
+    config.write_text(json.dumps({"Dhcp4": {
+        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
+        "lease-database": {"type": "memfile", "persist": False},
+        "valid-lifetime": 600,
+        "subnet4": [{
+            "id": 1, "subnet": "192.168.64.0/24",
+            "pools": [{"pool": "192.168.64.100 - 192.168.64.200"}],
+            "option-data": [{"name": "v6-only-preferred", "data": "1800"}],
+        }],
+        "loggers": [{"name": "kea-dhcp4", "severity": "INFO",
+                     "output_options": [{"output": "stdout"}]}],
+    }}))  # fmt: skip
+    env = {"KEA_PIDFILE_DIR": str(lab.workdir), "KEA_LOCKFILE_DIR": str(lab.workdir)}
+    log = lab.workdir / "kea.log"
+    kea = lab.gw.popen(["kea-dhcp4", "-c", str(config)], log=log, env=env)
+
+    def listening() -> bool:
+        if kea.poll() is not None:
+            raise RuntimeError(f"kea exited: {log.read_text()[-2000:]}")
+        return "DHCP4_STARTED" in log.read_text()
+
+    wait_for("Kea", listening, timeout=20)
+
+
 def test_network_finds_dns64_pref64_nat64_and_no_clat(nat64net: Nat64Lab) -> None:
     html = nat64net.workdir / "network.html"
     code, doc, ra_log = _probe_network(nat64net, html)
     targets = doc["targets"]
     assert isinstance(targets, list)
     got = {c["id"]: (c["status"], c["reason"]) for c in targets[0]["checks"]}
+    assert got, targets[0]["error"]
     assert got["net.ipv6"] == ("pass", "net.ipv6-default-route")
     assert got["net.ipv4"] == ("info", "net.ipv4-absent")
     assert got["net.dns64"] == ("pass", "net.dns64")
     assert got["net.pref64"] == ("pass", "net.pref64"), ra_log
     assert got["net.nat64"] == ("pass", "net.nat64-ok"), targets[0]["checks"]
     assert got["net.clat"] == ("warn", "net.no-clat")
+    assert got["net.option108"] == ("pass", "net.option108"), targets[0]["checks"]
     assert code == 0  # warnings only
     pref64 = next(c for c in targets[0]["checks"] if c["id"] == "net.pref64")
     assert pref64["evidence"]["prefixes"][0]["prefix"] == str(NAT64_PREFIX)
+    option108 = next(c for c in targets[0]["checks"] if c["id"] == "net.option108")
+    assert option108["evidence"]["offers"][0]["v6only_wait"] == 1800
     _html_renders(html)
 
 

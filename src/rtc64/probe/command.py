@@ -126,6 +126,12 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         help="how long to listen for PREF64 router advertisements (default 2)",
     )
     p.add_argument(
+        "--no-dhcp",
+        dest="dhcp",
+        action="store_false",
+        help="network: do not send a DHCPv4 DISCOVER for option 108 (sent only as root)",
+    )
+    p.add_argument(
         "--browser",
         action="store_true",
         help="also load web targets in headless Chromium (Playwright)",
@@ -182,6 +188,7 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         ra_listen=args.ra_listen,
         browser=args.browser,
         ws_path=args.ws_path,
+        dhcp=args.dhcp,
     )
 
 

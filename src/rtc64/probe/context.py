@@ -51,6 +51,7 @@ class ProbeSettings:
     browser: bool = False
     max_addresses: int = 4
     ws_path: str = "/"
+    dhcp: bool = True
 
 
 OnCheck = Callable[[str, Check], None]

@@ -1,13 +1,16 @@
 """Network probe verdicts from gathered facts (no I/O): routes, DNS64, PREF64, NAT64, CLAT.
 
 Rules (RFC 6147 DNS64, RFC 7050 discovery, RFC 8781 PREF64, RFC 6877 464XLAT with the
-CLAT in 192.0.0.0/29 (RFC 7335), RFC 8925 option 108 not probed):
+CLAT in 192.0.0.0/29 (RFC 7335), RFC 8925 option 108):
 
 - The host is "IPv6-only" when it has an IPv6 default route and no IPv4 route except a
   CLAT's. On such a host a missing DNS64 fails, a missing PREF64 warns (clients then rely
   on RFC 7050 guessing), a missing CLAT warns (IPv4 literals in SDP and apps break).
 - NAT64 works when a TCP connection to the synthesised address of ``--nat64-target``
   succeeds; a refused connection also proves the translator passed it on.
+- RFC 8925 (as root): a DHCPDISCOVER asking for option 108 on each up interface; an OFFER
+  carrying it passes, an OFFER without it on an IPv6-capable network with NAT64 warns
+  (IPv6-mostly could be on), no answer is information, not running as root is skipped.
 - Leaks: the source address toward the IPv4 and IPv6 Internet is what a SIP client
   without ICE writes in SDP; private, CGNAT, CLAT or ULA there is a warning, and every
   such interface address is listed.
@@ -48,6 +51,10 @@ class NetFacts:
     nat64_target: str = ""
     nat64_result: tuple[str, str, str] | None = None
     """(synthesised address, outcome code ok/refused/error, text) of the NAT64 test."""
+    dhcp_tried: tuple[str, ...] | None = None
+    """Interfaces a DHCPDISCOVER went out on; None when not tried (not root)."""
+    dhcp_offers: tuple[tuple[str, str, int | None], ...] = ()
+    """(interface, server, V6ONLY_WAIT or None) per OFFER received."""
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -76,6 +83,7 @@ def checks(f: NetFacts) -> list[Check]:
         _nat64(f),
         _clat(f),
         _leaks(f),
+        _option108(f),
     ]
 
 
@@ -209,3 +217,32 @@ def _leaks(f: NetFacts) -> Check:
     if listed:
         return make(Status.INFO, "net.leak", f"non-global addresses here: {', '.join(listed)}")
     return make(Status.PASS, "net.no-leak", "the addresses toward the Internet are global")
+
+
+def _option108(f: NetFacts) -> Check:
+    offers = [{"interface": i, "server": srv, "v6only_wait": w} for i, srv, w in f.dhcp_offers]
+    make = Template(
+        "net.option108",
+        evidence={"interfaces": list(f.dhcp_tried or ()), "offers": offers},
+    )
+    if f.dhcp_tried is None:
+        return make(Status.SKIPPED, "local.not-root", "DHCPv4 option 108 not tested: needs root")
+    with_108 = [o for o in f.dhcp_offers if o[2] is not None]
+    if with_108:
+        ifname, server, wait = with_108[0]
+        return make(
+            Status.PASS,
+            "net.option108",
+            f"DHCPv4 server {server} on {ifname} offers IPv6-only preferred "
+            f"(option 108, V6ONLY_WAIT {wait} s)",
+        )
+    if f.dhcp_offers:
+        ifname, server, _ = f.dhcp_offers[0]
+        ready = f.v6_source is not None and bool(f.prefixes)
+        return make(
+            Status.WARN if ready else Status.INFO,
+            "net.no-option108",
+            f"DHCPv4 server {server} on {ifname} does not offer option 108 (RFC 8925)",
+        )
+    tried = ", ".join(f.dhcp_tried) or "no interface"
+    return make(Status.INFO, "net.no-dhcpv4", f"no DHCPv4 server answered on {tried}")

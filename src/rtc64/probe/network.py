@@ -4,7 +4,8 @@ Rules: route lookups toward documentation addresses (2001:db8::1, 192.0.2.1) tel
 default routes without sending; ``io.nat64`` asks DNS64 (RFC 7050) and listens for PREF64
 (soliciting routers as root) for ``--ra-listen`` seconds; the NAT64 test is one TCP
 connection to ``--nat64-target`` (IPv4 HOST:PORT, default 1.1.1.1:443) synthesised under
-the first prefix found.
+the first prefix found; as root (and unless ``--no-dhcp``), one DHCPDISCOVER per up
+interface asks for RFC 8925 option 108 (never a REQUEST: no lease is taken).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from ipaddress import IPv4Address, IPv6Address
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import interfaces, nat64
 from rtc64.net import rfc6052
 from rtc64.net.address import parse_hostport
-from rtc64.probe import netcheck
+from rtc64.probe import dhcp, netcheck, wire
 from rtc64.probe.context import Probe, Sink
 
 DEFAULT_NAT64_TARGET = "1.1.1.1:443"
@@ -62,6 +64,9 @@ async def probe_network(_text: str, probe: Probe, sink: Sink) -> None:
         synth = rfc6052.synthesize(target[0], facts.prefixes[0])
         outcome = await _connect(synth, target[1], settings.timeout, probe)
         facts = dataclasses.replace(facts, nat64_result=(str(synth), *outcome))
+    if os.geteuid() == 0 and settings.dhcp:
+        tried, offers = await _dhcp(probe)
+        facts = dataclasses.replace(facts, dhcp_tried=tried, dhcp_offers=offers)
     for check in netcheck.checks(facts):
         sink.add(check)
 
@@ -87,3 +92,33 @@ async def _connect(
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return "ok", "TCP connected"
+
+
+Offered = tuple[str, str, int | None]
+
+
+async def _dhcp(probe: Probe) -> tuple[tuple[str, ...], tuple[Offered, ...]]:
+    """One DHCPDISCOVER per up interface (RFC 8925 option 108 asked), OFFERs collected."""
+    found = wire.interfaces_up()
+
+    async def one(name: str, mac: bytes) -> Offered | None:
+        xid = dhcp.new_xid()
+
+        def accept(data: bytes) -> dhcp.Offer | None:
+            try:
+                return dhcp.parse_offer(data, xid, mac)
+            except dhcp.DhcpError:
+                return None
+
+        try:
+            offer = await wire.dhcp_discover(
+                name, dhcp.discover(xid, mac), accept, probe.settings.timeout
+            )
+        except OSError:
+            return None  # port 68 taken by the host's own DHCP client, or no IPv4 here
+        if offer is None:
+            return None
+        return name, str(offer.server or "?"), offer.v6only_wait
+
+    results = await asyncio.gather(*(one(n, m) for n, m in found))
+    return tuple(n for n, _ in found), tuple(r for r in results if r is not None)

@@ -90,6 +90,10 @@ REASONS: dict[str, str] = {
     "net.leak": "SIP clients may put these addresses in SDP: use ICE/TURN or a gateway",
     "net.no-leak": "",
     "net.option108": "",
+    "net.no-option108": "offer option 108 (RFC 8925 IPv6-only preferred) so capable clients "
+    "leave IPv4 to the CLAT (IPv6-mostly)",
+    "net.no-dhcpv4": "",
+    "local.not-root": "run as root to send a DHCPv4 DISCOVER",
     # web
     "web.http-ok": "",
     "web.http-error": "serve the same site over both families",

@@ -76,6 +76,9 @@ async def run(
             await table[kind_of(sink.target)](sink.target, probe, sink)
         except (ValueError, Rtc64Error, OSError) as exc:
             errors[sink.target] = str(exc) or type(exc).__name__
+        except Exception as exc:  # a bug must not hide the other targets' results
+            log.exception("probe of %s failed", sink.target)
+            errors[sink.target] = f"internal error: {type(exc).__name__}: {exc}"
 
     tasks = [asyncio.create_task(one(s)) for s in sinks]
     _, pending = await asyncio.wait(tasks, timeout=settings.deadline)

@@ -10,6 +10,8 @@ Rules (RFC 3261 §17.1.2.2 timer E for SIP over UDP, RFC 8489 §6.2.1 RTO for ST
   complete; the connection is closed after the answer. Reads are capped (``MAX_READ``).
 - WebSocket (``ws_exchange``): wsproto's client handshake offering a subprotocol, one
   text message, the first whole message back.
+- DHCPv4 (``dhcp_discover``): one broadcast from port 68 bound to an interface (root),
+  the first answer the caller accepts.
 - Every call is bounded by its timeout and reports the elapsed time; ``ProbeIOError``
   carries the reason code (``net.timeout``, ``net.refused``, ``net.unreachable``,
   ``tls.*``) for the verdict.
@@ -19,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -41,6 +46,7 @@ from rtc64.net.address import IPAddress, from_sockaddr
 
 MAX_READ = 512 * 1024
 RTO = 0.5
+T = TypeVar("T")
 WsError = (WsLocalError, WsRemoteError)
 
 
@@ -515,3 +521,54 @@ class MessageSession:
 
     async def close(self) -> None:
         await self._stun.close()
+
+
+def interfaces_up() -> list[tuple[str, bytes]]:
+    """(name, MAC) of every up, non-loopback Ethernet-like interface."""
+    found = []
+    for _, name in socket.if_nameindex():
+        base = Path("/sys/class/net") / name
+        try:
+            flags = int((base / "flags").read_text().strip(), 16)
+            mac = bytes.fromhex((base / "address").read_text().strip().replace(":", ""))
+        except (OSError, ValueError):
+            continue
+        if flags & 0x1 and not flags & 0x8 and len(mac) == 6 and any(mac):
+            found.append((name, mac))
+    return found
+
+
+async def dhcp_discover(
+    interface: str, packet: bytes, accept: Callable[[bytes], T | None], timeout: float
+) -> T | None:
+    """Broadcast ``packet`` from 0.0.0.0:68 on ``interface`` (root: SO_BINDTODEVICE) and
+    return the first answer ``accept`` makes something of, or None after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    transport: asyncio.DatagramTransport | None = None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind(("0.0.0.0", 68))  # noqa: S104 - a DHCP client has no address yet
+        sock.setblocking(False)
+        inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Inbound(lambda d: None if inbox.full() else inbox.put_nowait(d)), sock=sock
+        )
+        transport.sendto(packet, ("255.255.255.255", 67))
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                data = await asyncio.wait_for(inbox.get(), left)
+            except TimeoutError:
+                return None
+            got = accept(data)
+            if got is not None:
+                return got
+        return None
+    finally:
+        if transport is not None:
+            transport.close()
+        else:
+            sock.close()

@@ -96,3 +96,17 @@ def test_excluded_family_and_missing_route_are_skipped() -> None:
     assert excluded is not None and excluded.reason == "local.family-excluded"
     assert kept is None
     assert unrouted is not None and unrouted.reason == "local.no-ipv6"
+
+
+def test_a_bug_in_one_target_is_reported_and_the_others_still_run() -> None:
+    async def buggy(target: str, p: Probe, sink: Sink) -> None:
+        raise KeyError("oops")
+
+    async def fine(target: str, p: Probe, sink: Sink) -> None:
+        sink.add(Check("a", V.PASS, "ok", "fine"))
+
+    result = asyncio.run(
+        runner.run(["sip:x", "network"], ProbeSettings(), runners={"sip": buggy, "network": fine})
+    )
+    assert result.targets[0].error.startswith("internal error: KeyError")
+    assert [c.id for c in result.targets[1].checks] == ["a"]
