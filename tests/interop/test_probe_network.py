@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_HOST, require_lab
-from tests.interop.nat64lab import NAT64_PREFIX, PYTHON, ROOT, RTC64, Nat64Lab, wait_for
+from tests.interop.nat64lab import (
+    NAT64_PREFIX,
+    PYTHON,
+    ROOT,
+    RTC64,
+    V4ONLY_NAME,
+    V4ONLY_SYNTH,
+    Nat64Lab,
+    wait_for,
+)
+from tests.interop.peers import Kamailio, wait_port
 
 pytestmark = pytest.mark.interop
 
@@ -152,3 +162,45 @@ def _html_renders(html: Path) -> None:
     assert requests == [html.as_uri()], "the report fetched something else: not self-contained"
     pixels = _png_pixels(shot)
     assert len(set(pixels)) > 16, "blank screenshot"
+
+
+def test_dns64_answers_are_not_taken_for_ipv6_and_ipv4_runs_through_nat64(
+    nat64net: Nat64Lab,
+) -> None:
+    """On the IPv6-only host the DNS64 invents an AAAA for the IPv4-only PBX: the probe
+    must call that 'no AAAA' and still reach the PBX (Kamailio) and a STUN server
+    (coturn) over IPv4 through tayga."""
+    require_lab("kamailio", "turnserver")
+    lab = nat64net
+    assert lab.dns is not None
+    work = lab.workdir / "dns64case"
+    work.mkdir()
+    Kamailio(lab.v4, work, f"udp:{V4_HOST}:5060")
+    lab.v4.popen(
+        ["turnserver", "-n", f"--listening-ip={V4_HOST}", f"--relay-ip={V4_HOST}",
+         "--listening-port=3478", "--no-tls", "--no-dtls", "--no-cli", "--log-file=stdout",
+         "--simple-log", f"--pidfile={work / 'turn.pid'}", f"--userdb={work / 'turndb'}"],
+        log=work / "turnserver.log",
+    )  # fmt: skip
+    wait_port(lab.v4, "udp", 3478)
+    proc = lab.v6.run(
+        RTC64, "probe", "--json", "--dns-server", lab.dns.server, "--transport", "udp",
+        "--ra-listen", "0", "--no-dhcp", "--timeout", "2",
+        f"sip:{V4ONLY_NAME}", f"stun:{V4ONLY_NAME}", check=False,
+    )  # fmt: skip
+    assert proc.stdout, proc.stderr
+    doc = json.loads(proc.stdout)
+    sip, stun = doc["targets"]
+    dns6 = [c for c in sip["checks"] if c["id"] == "sip.dns.address" and c["family"] == 6]
+    assert [c["reason"] for c in dns6] == ["dns.no-aaaa"], dns6
+    assert dns6[0]["evidence"]["synthesised"] == [str(V4ONLY_SYNTH)]
+    options = {c["family"]: c for c in sip["checks"] if c["id"] == "sip.options"}
+    assert options[6]["reason"] == "dns.no-aaaa"
+    assert options[4]["status"] == "pass", options[4]
+    assert options[4]["evidence"]["attempts"][0]["via_nat64"] == str(V4ONLY_SYNTH)
+    assert sip["matrix"]["signalling"] == {"ipv6-only": "fail", "dual-stack": "pass",
+                                           "nat64": "warn"}  # fmt: skip
+    binding = [c for c in stun["checks"] if c["id"] == "turn.binding" and c["status"] == "pass"]
+    assert [c["family"] for c in binding] == [4], stun["checks"]
+    assert "via NAT64" in binding[0]["message"]
+    assert proc.returncode == 1

@@ -6,6 +6,10 @@ Rules (issue 13 "Per-check timeouts; the whole run bounded; concurrent but never
 - ``Probe.limit(host)`` admits at most ``concurrency`` network operations in the run and
   ``per_host`` toward one destination at a time, so a target sees a handful of requests,
   never a burst. Every operation gets ``timeout`` seconds; the runner bounds the run.
+- DNS64 awareness: an AAAA inside a NAT64 prefix (the well-known one or the resolver's,
+  RFC 7050) is synthesised, not the server's: ``split_synthesised`` sets it apart. On an
+  IPv6-only host with NAT64, ``via_nat64`` gives the address an IPv4 destination is
+  reached at, so IPv4 checks run through the translator instead of being skipped.
 - ``family_skip`` turns a family the user excluded (``--family``) or that has no local
   route into a ``skipped`` check: a host with one family reports, it does not fail.
 - ``Sink`` collects one target's checks as they finish and tells the progress display.
@@ -14,12 +18,13 @@ Rules (issue 13 "Per-check timeouts; the whole run bounded; concurrent but never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from rtc64.io import interfaces, nat64
 from rtc64.io.resolver import Resolver
+from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress
 from rtc64.probe.verdict import Aspect, Check, Status
 
@@ -103,6 +108,33 @@ class Probe:
     def local_source(self, destination: IPAddress) -> IPAddress | None:
         """The local address the kernel sends from toward ``destination``."""
         return self._route(destination)
+
+    async def split_synthesised(
+        self, addresses: Sequence[IPv6Address]
+    ) -> tuple[list[IPv6Address], list[IPv6Address]]:
+        """(real, synthesised) AAAA answers: inside the well-known or the resolver's NAT64
+        prefix (RFC 7050) an address is DNS64's invention, not the server's IPv6."""
+        if not addresses:
+            return [], []
+        prefixes = [rfc6052.WELL_KNOWN_PREFIX, *await self.nat64_prefixes()]
+        synthesised = [a for a in addresses if any(a in p for p in prefixes)]
+        return [a for a in addresses if a not in synthesised], synthesised
+
+    async def via_nat64(self, address: IPAddress) -> IPv6Address | None:
+        """Where this IPv6-only host reaches an IPv4 ``address``: its synthesised address
+        under the first NAT64 prefix, when IPv4 has no route here and that address has."""
+        if not isinstance(address, IPv4Address) or 4 not in self.settings.families:
+            return None
+        if self.routable(address):
+            return None
+        prefixes = await self.nat64_prefixes()
+        if not prefixes:
+            return None
+        try:
+            target = rfc6052.synthesize(address, prefixes[0])
+        except ValueError:
+            return None
+        return target if self.routable(target) else None
 
     async def nat64_prefixes(self) -> list[IPv6Network]:
         """NAT64 prefixes the resolver's DNS64 reveals (RFC 7050), asked once per run."""

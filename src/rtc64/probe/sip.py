@@ -99,6 +99,12 @@ async def probe_sip(text: str, probe: Probe, sink: Sink) -> None:
             mine = [a for a in addresses[hop.host] if a.version == family]
             for address in mine[: probe.settings.max_addresses]:
                 skip = probe.family_skip(family, "sip.options", SIG, destination=address)
+                via = await probe.via_nat64(address) if skip is not None else None
+                if via is not None:
+                    jobs.append(
+                        asyncio.create_task(_attempt(hop, address, request_uri, probe, via=via))
+                    )
+                    continue
                 if skip is not None:
                     if (hop.transport, family) not in skipped:
                         skipped.add((hop.transport, family))
@@ -235,7 +241,9 @@ async def _addresses(host: str, probe: Probe, sink: Sink) -> list[IPAddress]:
     six, four = await asyncio.gather(
         probe.resolver.query(Query(host, RdType.AAAA)), probe.resolver.query(Query(host, RdType.A))
     )
-    v6 = [r for r in six.records if isinstance(r, IPv6Address)]
+    v6, synthesised = await probe.split_synthesised(
+        [r for r in six.records if isinstance(r, IPv6Address)]
+    )
     v4 = [r for r in four.records if isinstance(r, IPv4Address)]
     group = f"sip.dns.{host}"
     if not v6 and not v4 and six.status is Status.NXDOMAIN:
@@ -275,15 +283,16 @@ async def _addresses(host: str, probe: Probe, sink: Sink) -> list[IPAddress]:
                 evidence={"name": host},
             )
         elif family == 6:
+            dns64 = f" (DNS64 made up {synthesised[0]})" if synthesised else ""
             check = Check(
                 "sip.dns.address",
                 V.FAIL,
                 "dns.no-aaaa",
-                f"{host} has no AAAA record",
+                f"{host} has no AAAA record{dns64}",
                 family=6,
                 aspect=SIG,
                 group=group,
-                evidence={"name": host},
+                evidence={"name": host, "synthesised": [str(a) for a in synthesised]},
             )
         else:
             check = Check(
@@ -300,8 +309,12 @@ async def _addresses(host: str, probe: Probe, sink: Sink) -> list[IPAddress]:
     return [*v6, *v4]
 
 
-async def _attempt(hop: Hop, address: IPAddress, request_uri: str, probe: Probe) -> Attempt:
+async def _attempt(
+    hop: Hop, server: IPAddress, request_uri: str, probe: Probe, *, via: IPAddress | None = None
+) -> Attempt:
+    """OPTIONS to ``server`` (through NAT64 at ``via`` when given)."""
     timeout = probe.settings.timeout
+    address = via or server
 
     def request(local: tuple[IPAddress, int]) -> bytes:
         return sipcheck.options_request(request_uri, hop.transport, local)
@@ -351,7 +364,7 @@ async def _attempt(hop: Hop, address: IPAddress, request_uri: str, probe: Probe)
                 tls_error = (exc.reason, exc.text)
             return Attempt(
                 hop.host,
-                address,
+                server,
                 hop.port,
                 hop.transport,
                 b"",
@@ -359,17 +372,19 @@ async def _attempt(hop: Hop, address: IPAddress, request_uri: str, probe: Probe)
                 exc.reason,
                 exc.text,
                 tls_error,
+                via=via,
             )
     parsed = sipcheck.read_answer(answer.data)
     return Attempt(
         hop.host,
-        address,
+        server,
         hop.port,
         hop.transport,
         answer.data,
         answer.elapsed,
         tls_error=tls_error,
         answer=parsed,
+        via=via,
     )
 
 

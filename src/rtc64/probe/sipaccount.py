@@ -47,7 +47,7 @@ async def _account(via: Attempt, domain: str, probe: Probe, sink: Sink) -> None:
     try:
         tls = client_context(verify=False) if via.transport == "tls" else None
         await session.open(
-            via.address,
+            via.via or via.address,
             via.port,
             via.transport,
             tls=tls,

@@ -178,6 +178,8 @@ class Attempt:
     error_text: str = ""
     tls_error: tuple[str, str] | None = None
     answer: Answer | None = field(default=None, compare=False)
+    via: IPAddress | None = None
+    """The synthesised IPv6 address an IPv4 server was reached at through NAT64."""
 
     @property
     def family(self) -> int:
@@ -195,6 +197,8 @@ class Attempt:
             "transport": self.transport,
             "seconds": round(self.elapsed, 3),
         }
+        if self.via is not None:
+            out["via_nat64"] = str(self.via)
         if self.answer is not None:
             out["status"] = self.answer.status
             out["phrase"] = self.answer.phrase

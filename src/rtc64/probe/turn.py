@@ -139,8 +139,21 @@ async def _servers(
             probe.resolver.query(Query(host, RdType.AAAA)),
             probe.resolver.query(Query(host, RdType.A)),
         )
-        found: list[IPAddress] = [r for r in six.records if isinstance(r, IPv6Address)]
-        found += [r for r in four.records if isinstance(r, IPv4Address)]
+        real, synthesised = await probe.split_synthesised(
+            [r for r in six.records if isinstance(r, IPv6Address)]
+        )
+        found: list[IPAddress] = [*real, *(r for r in four.records if isinstance(r, IPv4Address))]
+        if synthesised:
+            sink.add(
+                Check(
+                    "turn.dns",
+                    V.INFO,
+                    "dns.records",
+                    f"{host}: AAAA {synthesised[0]} is DNS64's (NAT64), not the server's",
+                    aspect=tc.MEDIA,
+                    evidence={"name": host, "synthesised": [str(a) for a in synthesised]},
+                )
+            )
         cache[host] = found
         if not found:
             nx = six.status is Status.NXDOMAIN
@@ -387,4 +400,5 @@ async def _through_nat64(
     answer, seconds, error = await _exchange(
         Server("udp", host, target, port), tc.binding_request(), probe
     )
-    sink.add(tc.binding_check("udp", 6, answer, seconds, error, via=f" via NAT64 {target}"))
+    # An IPv4 server reached from IPv6 through the translator: the IPv4 service's result.
+    sink.add(tc.binding_check("udp", 4, answer, seconds, error, via=f" via NAT64 {target}"))

@@ -266,9 +266,9 @@ def binding_check(
     via: str = "",
 ) -> Check:
     where = f"STUN Binding over {transport.upper()}/IPv{family}{via}"
-    group = f"turn.binding.{transport}" + (".nat64" if via else "")
+    group = f"turn.binding.{transport}"
     evidence = {"seconds": round(seconds, 3), **(answer.evidence() if answer else {})}
-    make = Template("turn.binding", MEDIA, family, group, evidence, reach=not via)
+    make = Template("turn.binding", MEDIA, family, group, evidence, reach=True)
     if answer is None:
         return make(Status.FAIL, error or "net.timeout", f"{where}: no answer")
     if answer.bad or not answer.success or answer.mapped is None:

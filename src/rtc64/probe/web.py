@@ -5,9 +5,10 @@ follows up to ``MAX_REDIRECTS`` redirects, each hop resolved in the same family 
 IPv6-only client cannot follow a redirect to a host without AAAA: the IPv6 fetch fails
 with ``web.redirect-no-aaaa``); content parity between the families; AAAA for every host
 the redirects and the page reveal (and ``--ice-server`` URIs); a WebSocket upgrade over
-IPv6 to each revealed ``ws(s)://`` endpoint (at most three); ``--browser`` loads the page
-in headless Chromium (Playwright) where the probe runs -- run the probe inside an
-IPv6-only namespace to see what an IPv6-only browser sees.
+IPv6 to each revealed ``ws(s)://`` endpoint (at most three); AAAA answers a DNS64 made up
+do not count as IPv6, and on an IPv6-only host with NAT64 the IPv4 fetch goes through it;
+``--browser`` loads the page in headless Chromium (Playwright) where the probe runs -- run
+the probe inside an IPv6-only namespace to see what an IPv6-only browser sees.
 """
 
 from __future__ import annotations
@@ -58,10 +59,8 @@ async def _addresses(host: str, probe: Probe) -> tuple[list[IPAddress], list[IPA
     six, four = await asyncio.gather(
         probe.resolver.query(Query(host, RdType.AAAA)), probe.resolver.query(Query(host, RdType.A))
     )
-    return (
-        [r for r in six.records if isinstance(r, IPv6Address)],
-        [r for r in four.records if isinstance(r, IPv4Address)],
-    )
+    real, _ = await probe.split_synthesised([r for r in six.records if isinstance(r, IPv6Address)])
+    return list(real), [r for r in four.records if isinstance(r, IPv4Address)]
 
 
 async def probe_web(url: str, probe: Probe, sink: Sink) -> None:
@@ -87,6 +86,9 @@ async def probe_web(url: str, probe: Probe, sink: Sink) -> None:
     fetches: dict[int, Fetch] = {}
     for family in (6, 4):
         skip = probe.family_skip(family, "web.http", Aspect.WEB, group="web.http")
+        translated = skip is not None and family == 4 and skip.reason == "local.no-ipv4" and v4
+        if translated and await probe.via_nat64(v4[0]) is not None:
+            skip = None  # IPv4 through this network's NAT64
         if skip is not None:
             sink.add(skip)
             continue
@@ -133,6 +135,7 @@ async def _walk(url: str, family: int, probe: Probe) -> Fetch:
             fetch.hops.append({"url": current, "host": host, "error": fetch.text})
             return fetch
         address = mine[0]
+        target = await probe.via_nat64(address) if family == 4 else None
         port = parts.port or (443 if parts.scheme == "https" else 80)
         data, _ = wc.request(current)
         tls = None
@@ -141,7 +144,7 @@ async def _walk(url: str, family: int, probe: Probe) -> Fetch:
         try:
             async with probe.limit(address):
                 raw = await wire.stream_exchange(
-                    address,
+                    target or address,
                     port,
                     data,
                     lambda _b: None,
@@ -163,6 +166,8 @@ async def _walk(url: str, family: int, probe: Probe) -> Fetch:
             "address": str(address),
             "seconds": round(raw.elapsed, 3),
         }
+        if target is not None:
+            hop["via_nat64"] = str(target)
         if answer is None:
             fetch.reason, fetch.text = "web.http-error", "not an HTTP answer"
             fetch.hops.append(hop)
