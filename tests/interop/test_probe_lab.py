@@ -483,3 +483,32 @@ def test_register_and_test_call_find_ipv4_media_for_ipv6_clients(world: World) -
     code, doc = world.probe("sip:both.test", "--transport", "udp", "--user", "alice",
                             "--password", "wrong")  # fmt: skip
     assert {c["reason"] for c in find(doc, "sip.register")} == {"sip.register-failed"}
+
+
+def test_rtc64_turn_relays_both_families(world: World) -> None:
+    """rtc64's own TURN server (both relay families, REST secret): the probe finds both
+    relays, the dual allocation and a relayed echo through each family."""
+    pytest.importorskip("rtc64.turnserver.service", reason="rtc64's TURN service not merged")
+    work = world.workdir / "rtc64-turn"
+    listens = [f"--turn-listen=udp:[{V6_GW}]:3490", f"--turn-listen=udp:{V4_GW}:3490"]
+    relays = [f"--turn-relay-address={V6_GW}", f"--turn-relay-address={V4_GW}"]
+    allow = ["--turn-allow-peer=10.64.0.0/16", "--turn-allow-peer=fd00:64::/32"]
+    proc = world.net.gw.popen(
+        [RTC64, "--data-dir", str(work), "serve", "--only", "turn", *listens, *relays, *allow,
+         "--turn-secret", "s3cret"],
+        log=world.workdir / "rtc64-turn.log",
+    )  # fmt: skip
+    try:
+        wait_port(world.net.gw, "udp", 3490, timeout=20)
+        code, doc = world.probe("turn:meet.test:3490?transport=udp", "--turn-secret", "s3cret")
+        assert code == 0, json.dumps(checks(doc), indent=1)
+        for family in (6, 4):
+            relay = find(doc, "turn.relay", family=family)
+            assert relay and {c["status"] for c in relay} == {"pass"}, relay
+            echo = find(doc, "turn.echo", family=family)
+            assert echo and {c["reason"] for c in echo} == {"turn.echo-ok"}, echo
+        assert {c["status"] for c in find(doc, "turn.dual")} == {"pass"}
+        assert matrix(doc)["media"] == dict.fromkeys(("ipv6-only", "dual-stack", "nat64"), "pass")
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -11,7 +11,8 @@ Rules (RFC 8656 §7, RFC 6156, RFC 5928 §3 for SRV; decisions in ``turncheck``)
 - With credentials, each relay family gets an echo: a local UDP peer learns its mapped
   address with a Binding, the client permits it, sends a Send indication, the peer
   answers through the relay and the client must see the same payload in a Data
-  indication. A relay family this host has no address in is skipped.
+  indication (each leg resent every 0.25 s until it arrives, within the timeout). A
+  relay family this host has no address in is skipped.
 - Through NAT64: when the resolver's DNS64 reveals a prefix and the server has an IPv4
   address, a Binding goes to the synthesised IPv6 address.
 """
@@ -22,8 +23,10 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any, TypeVar
 
 from rtc64.io.tls import client_context
 from rtc64.net import rfc6052
@@ -38,6 +41,7 @@ from rtc64.stun.attributes import DATA, XOR_PEER_ADDRESS
 from rtc64.stun.message import Class, Method, build, decode, encode
 from rtc64.stun.reader import StunError
 
+T = TypeVar("T")
 SRV_NAMES = {"udp": "_turn._udp", "tcp": "_turn._tcp", "tls": "_turns._tcp"}
 STUN_SRV = {"udp": "_stun._udp", "tcp": "_stun._tcp", "tls": "_stuns._tcp"}
 
@@ -320,7 +324,8 @@ async def _echo(
         f"turn.echo.{transport}",
         {"relayed": f"{relayed[0]} port {relayed[1]}"},
     )
-    where = f"relayed echo through the IPv{family} relay ({transport.upper()})"
+    client = f"client over IPv{server.address.version}"
+    where = f"relayed echo through the IPv{family} relay ({transport.upper()}, {client})"
     stun_server = server.address if server.address.version == family else None
     local = probe.local_source(stun_server or relayed[0])
     if local is None:
@@ -351,16 +356,34 @@ async def _echo(
             XOR_PEER_ADDRESS(mapped),
             DATA(b"rtc64-probe" + token),
         )
-        session.send(encode(send))
+        data = encode(send)
         async with asyncio.timeout(timeout):
-            source = await _peer_gets(peer, token, timeout)
-            peer.sendto(b"rtc64-echo" + token, source)
-            await _client_gets(session, token)
+            # UDP may lose a datagram (or a relay install its permission a moment after
+            # answering): each leg is resent every RESEND seconds until it arrives.
+            source = await _until(lambda: session.send(data), _peer_gets(peer, token, timeout))
+            reply = b"rtc64-echo" + token
+            await _until(lambda: peer.sendto(reply, source), _client_gets(session, token))
     except (TimeoutError, OSError, wire.ProbeIOError) as exc:
         return make(V.FAIL, "turn.echo-failed", f"{where}: no echo ({type(exc).__name__})")
     finally:
         peer.close()
     return make(V.PASS, "turn.echo-ok", f"{where}: data went out via {source[0]} and came back")
+
+
+RESEND = 0.25
+
+
+async def _until(send: Callable[[], None], arrival: Coroutine[Any, Any, T]) -> T:
+    """Call ``send`` now and every ``RESEND`` seconds until ``arrival`` completes."""
+    task = asyncio.ensure_future(arrival)
+    try:
+        while True:
+            send()
+            done, _ = await asyncio.wait({task}, timeout=RESEND)
+            if done:
+                return task.result()
+    finally:
+        task.cancel()
 
 
 async def _peer_gets(peer: wire.PeerSocket, token: bytes, timeout: float) -> tuple[IPAddress, int]:
