@@ -9,11 +9,13 @@ as an IPv6-only client (``--family 6``). The gateway namespace holds the world:
 - Kamailio on both families answering OPTIONS with ``Contact: <sip:$Ri:$Rp>`` (Kamailio
   writes an IPv6 $Ri without brackets) and an IPv4 Record-Route, REGISTER with digest
   (password ``secret``), and INVITE with an SDP answer that has only an IPv4 address;
-- coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user;
+- coturn relaying only IPv4 (``--relay-ip`` 10.64.4.1) with a long-term user, on UDP/TCP
+  3478 and TLS 5349;
 - a Python SIP-over-TLS responder on ``a.both.test:5061``: over IPv4 a certificate the
   test CA signed, over IPv6 a self-signed one (the per-family certificate finding);
 - rtc64's own gateway answering OPTIONS over WebSocket (ws 8088, wss 8443) for ``ws.test``;
-- a Python web server: ``http://meet.test:8080/`` redirects to the IPv4-only
+- a Python web server: ``http://meet.test:8080/`` (and ``https://meet.test:8444/``)
+  redirects to the IPv4-only
   ``login.v4.test:8081``, whose page names ``ws://meet.test:8080/ws`` (answers 101) and
   ``turn:turn.v4.test``.
 
@@ -115,6 +117,7 @@ class World:
         self.net = net
         self.workdir = workdir
         self.dns = Unbound(net.gw, workdir / "unbound", ZONES, listen=(V6_GW, V4_GW))
+        self.ca = make_certificates(workdir)
         cfg = workdir / "kamailio.cfg"
         cfg.write_text(KAMAILIO)
         listen = []
@@ -130,14 +133,15 @@ class World:
         net.gw.popen(
             ["turnserver", "-n", f"--listening-ip={V6_GW}", f"--listening-ip={V4_GW}",
              f"--relay-ip={V4_GW}", "--listening-port=3478", "--lt-cred-mech",
-             "--user=probe:secret", "--realm=lab.test", "--no-tls", "--no-dtls", "--no-cli",
+             "--user=probe:secret", "--realm=lab.test", "--no-dtls", "--no-cli",
+             "--tls-listening-port=5349",
+             f"--cert={workdir / 'signed.pem'}", f"--pkey={workdir / 'signed.key'}",
              "--log-file=stdout", "--simple-log", "--min-port=49152", "--max-port=49300",
              f"--pidfile={workdir / 'turnserver.pid'}", f"--userdb={workdir / 'turndb'}"],
             log=workdir / "turnserver.log",
         )  # fmt: skip
         wait_port(net.gw, "udp", 3478)
         self.web_log = workdir / "web.log"
-        self.ca = make_certificates(workdir)
         web = net.gw.popen(
             [PYTHON, "-m", "tests.interop.test_probe_lab", "web", str(workdir)],
             log=self.web_log,
@@ -214,6 +218,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     path = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "/"
     headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
     port = writer.get_extra_info("sockname")[1]
+    port = 8080 if port == 8444 else port  # https://meet.test:8444 serves the same
     if port == 8080 and path == "/ws" and headers.get("upgrade", "").lower() == "websocket":
         accept = base64.b64encode(
             hashlib.sha1(  # RFC 6455 §4.2.2 says SHA-1
@@ -266,6 +271,8 @@ async def _web(certdir: Path) -> None:
         await asyncio.start_server(_handle, str(V6_GW), 8080),
         await asyncio.start_server(_handle, str(V4_GW), 8080),
         await asyncio.start_server(_handle, str(V4_GW), 8081),
+        await asyncio.start_server(_handle, str(V6_GW), 8444, ssl=_tls(certdir, "signed")),
+        await asyncio.start_server(_handle, str(V4_GW), 8444, ssl=_tls(certdir, "signed")),
         await asyncio.start_server(_sip_tls, str(V4_GW), 5061, ssl=_tls(certdir, "signed")),
         await asyncio.start_server(_sip_tls, str(V6_GW), 5061, ssl=_tls(certdir, "selfsigned")),
     ]
@@ -301,7 +308,7 @@ def make_certificates(workdir: Path) -> Path:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            names = [name, *(["ws.test"] if signer is not key else [])]
+            names = [name, *(["ws.test", "meet.test"] if signer is not key else [])]
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
@@ -512,3 +519,29 @@ def test_rtc64_turn_relays_both_families(world: World) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_turn_over_tls_per_family(world: World) -> None:
+    code, doc = world.probe("turns:meet.test:5349", "--turn-user", "probe",
+                            "--turn-password", "secret")  # fmt: skip
+    assert code == 1, doc
+    for family in (6, 4):
+        binding = find(doc, "turn.binding", family=family)
+        assert [c["status"] for c in binding] == ["pass"], binding
+        assert "TLS" in str(binding[0]["message"])
+    assert {c["reason"] for c in find(doc, "turn.relay", family=6)} == {"turn.relay-no-ipv6"}
+    assert {c["reason"] for c in find(doc, "turn.echo", family=4)} == {"turn.echo-ok"}
+
+
+def test_https_site_and_an_ice_server_given_on_the_command_line(world: World) -> None:
+    code, doc = world.probe("https://meet.test:8444/", "--cafile", str(world.ca),
+                            "--ice-server", "turn:turn.v4.test:3478?transport=udp")  # fmt: skip
+    assert code == 1, doc
+    targets = doc["targets"]
+    assert isinstance(targets, list)
+    assert [t["kind"] for t in targets] == ["web", "turn"]
+    assert [c["status"] for c in find(doc, "web.http", family=4)] == ["pass"]
+    assert [c["reason"] for c in find(doc, "web.http", family=6)] == ["web.redirect-no-aaaa"]
+    turn = {(c["id"], c["family"]): c["reason"] for c in checks(doc, 1)}
+    assert turn[("turn.binding", 6)] == "dns.no-aaaa"
+    assert turn[("turn.binding", 4)] == "stun.mapped"

@@ -48,7 +48,9 @@ class Progress:
             from rich.spinner import Spinner  # noqa: PLC0415
 
             self._spinner = Spinner("dots", text="probing...")
-            live = Live(self._spinner, console=Console(file=self.stream), transient=True)
+            live = Live(
+                self._spinner, console=Console(file=self.stream, highlight=False), transient=True
+            )
             live.__enter__()
             self._live = live
         return self
@@ -82,7 +84,7 @@ def show(report: Report, out: TextIO, *, verbose: bool = False) -> None:
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    console = Console(file=out)
+    console = Console(file=out, highlight=False)
     for target in report.targets:
         score = target.score()
         title = f"{target.target} ({target.kind}) - score {score if score is not None else '-'}"
