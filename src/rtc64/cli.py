@@ -97,6 +97,8 @@ TURN_FLAGS: tuple[Flag, ...] = (
         True,
         "peer network refused on top of the built-in denies, e.g. 203.0.113.0/25 (repeatable)",
     ),
+    ("--turn-tls-cert", "turn.tls_cert", False, "PEM certificate of the TURN TLS listeners"),
+    ("--turn-tls-key", "turn.tls_key", False, "PEM private key of --turn-tls-cert"),
 )
 
 # The settings people change most on the command line of ``rtc64 serve``.

@@ -405,6 +405,22 @@ KEYS: tuple[Key, ...] = (
         "requests, trusted networks and the upstream core are not limited",
     ),
     Key(
+        "sip.udp_ipv6_min_mtu",
+        True,
+        _bool,
+        "true or false",
+        "IPv6 UDP sockets fragment large messages at 1280 bytes themselves instead of "
+        "relying on path-MTU discovery (anycast front ends never see the ICMPv6 Packet Too "
+        "Big)",
+    ),
+    Key(
+        "sip.udp_ipv4_no_df",
+        False,
+        _bool,
+        "true or false",
+        "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
+    ),
+    Key(
         "registrar.min_expires",
         60,
         _int_range(0, 2**31 - 1),
@@ -424,6 +440,22 @@ KEYS: tuple[Key, ...] = (
         _int_range(1, 2**31 - 1),
         "seconds, 1..2147483647",
         "expiry when the REGISTER names none",
+    ),
+    Key(
+        "registrar.max_contacts",
+        10,
+        _int_range(1, 10_000),
+        "an integer 1..10000",
+        "contacts one AOR may have registered; a REGISTER adding more gets 503 with "
+        "Retry-After (until its oldest contact expires), so one account cannot fill the store",
+    ),
+    Key(
+        "registrar.flow_timer",
+        120,
+        _int_range(0, 86_400),
+        "seconds, 0..86400 (0: not sent)",
+        "RFC 5626 Flow-Timer given to outbound clients on a connection (UDP flows get at "
+        "most 29 s): how often they must send keep-alives",
     ),
     Key(
         "auth.realm",
@@ -734,6 +766,8 @@ class SipSection:
     max_transactions: int
     overload_lag: float
     request_rate: int
+    udp_ipv6_min_mtu: bool
+    udp_ipv4_no_df: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -741,6 +775,8 @@ class RegistrarSection:
     min_expires: int
     max_expires: int
     default_expires: int
+    max_contacts: int
+    flow_timer: int
 
 
 @dataclass(frozen=True, slots=True)
