@@ -227,6 +227,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         ).decode()
         reply = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")  # fmt: skip
+    elif port == 8080 and path == "/app":
+        # The IPv6 listener serves a stale maintenance page, the IPv4 one the application.
+        ipv6 = ":" in str(writer.get_extra_info("sockname")[0])
+        page = "<p>down for maintenance</p>" if ipv6 else LOGIN_PAGE * 3
+        reply = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(page)}\r\nConnection: close"
+                 f"\r\n\r\n{page}")  # fmt: skip
     elif port == 8080 and path == "/":
         reply = ("HTTP/1.1 302 Found\r\nLocation: http://login.v4.test:8081/sso\r\n"
                  "Content-Length: 0\r\nConnection: close\r\n\r\n")  # fmt: skip
@@ -545,3 +551,12 @@ def test_https_site_and_an_ice_server_given_on_the_command_line(world: World) ->
     turn = {(c["id"], c["family"]): c["reason"] for c in checks(doc, 1)}
     assert turn[("turn.binding", 6)] == "dns.no-aaaa"
     assert turn[("turn.binding", 4)] == "stun.mapped"
+
+
+def test_web_content_differs_between_the_families(world: World) -> None:
+    code, doc = world.probe("http://meet.test:8080/app")
+    for family in (6, 4):
+        assert [c["status"] for c in find(doc, "web.http", family=family)] == ["pass"]
+    parity = find(doc, "web.parity")
+    assert [c["reason"] for c in parity] == ["web.parity-differs"], parity
+    assert code == 1  # the page names turn.v4.test, which has no AAAA
