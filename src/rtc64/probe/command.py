@@ -20,6 +20,7 @@ from rtc64.io import loop
 from rtc64.io.resolver import Resolver
 from rtc64.probe import report, runner, terminal
 from rtc64.probe.context import Probe, ProbeSettings
+from rtc64.probe.network import parse_target
 from rtc64.probe.verdict import EXIT_LOCAL, Report, exit_code
 
 EXAMPLES = """examples:
@@ -163,8 +164,6 @@ def settings_from(args: argparse.Namespace) -> ProbeSettings:
         if runner.kind_of(uri) != "turn":
             raise ConfigError("--ice-server", uri, "a turn:, turns:, stun: or stuns: URI")
     if args.nat64_target is not None:
-        from rtc64.probe.network import parse_target  # noqa: PLC0415
-
         try:
             parse_target(args.nat64_target)
         except ValueError:

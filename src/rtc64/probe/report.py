@@ -99,9 +99,18 @@ def matrix_lines(target: TargetReport) -> list[str]:
     return rows
 
 
+_CONTROL = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), "?")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: a target's words never drive the terminal."""
+    return text.translate(_CONTROL)
+
+
 def check_line(check: Check) -> str:
     fam = f" IPv{check.family}" if check.family else ""
-    return f"  [{SYMBOL[check.status]:>4}] {check.id}{fam}: {check.message} ({check.reason})"
+    message = printable(check.message)
+    return f"  [{SYMBOL[check.status]:>4}] {check.id}{fam}: {message} ({check.reason})"
 
 
 def text(report: Report, *, verbose: bool = False) -> str:
@@ -109,14 +118,14 @@ def text(report: Report, *, verbose: bool = False) -> str:
     for target in report.targets:
         score = target.score()
         shown = f"score {score}/100" if score is not None else "no score"
-        out.append(f"{target.target} ({target.kind}): {shown}")
+        out.append(f"{printable(target.target)} ({target.kind}): {shown}")
         if target.error:
-            out.append(f"  error: {target.error}")
+            out.append(f"  error: {printable(target.error)}")
         for check in target.checks:
             if verbose or check.status is not Status.SKIPPED:
                 out.append(check_line(check))
                 if check.status in (Status.FAIL, Status.WARN) and check.fix:
-                    out.append(f"         hint: {check.fix}")
+                    out.append(f"         hint: {printable(check.fix)}")
         if target.kind != "network":
             out += matrix_lines(target)
         out.append("")

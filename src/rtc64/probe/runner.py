@@ -17,7 +17,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from rtc64.errors import Rtc64Error
 from rtc64.probe.context import OnCheck, Probe, ProbeSettings, Sink
+from rtc64.probe.network import probe_network
+from rtc64.probe.sip import probe_sip
+from rtc64.probe.turn import probe_turn
 from rtc64.probe.verdict import Check, Report, Status, TargetReport
+from rtc64.probe.web import probe_web
 
 log = logging.getLogger("rtc64.probe")
 
@@ -44,11 +48,6 @@ def normalise_target(target: str) -> str:
 
 
 def _runners() -> dict[str, TargetRunner]:
-    from rtc64.probe.network import probe_network  # noqa: PLC0415 - loaded when run
-    from rtc64.probe.sip import probe_sip  # noqa: PLC0415
-    from rtc64.probe.turn import probe_turn  # noqa: PLC0415
-    from rtc64.probe.web import probe_web  # noqa: PLC0415
-
     return {"sip": probe_sip, "turn": probe_turn, "web": probe_web, "network": probe_network}
 
 

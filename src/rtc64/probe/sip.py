@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from rtc64.errors import RemoteProtocolError
@@ -133,8 +133,6 @@ async def probe_sip(text: str, probe: Probe, sink: Sink) -> None:
 
 
 def _grouped(check: Check, transport: str) -> Check:
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(check, group=f"sip.options.{transport}")
 
 
@@ -233,8 +231,6 @@ async def _locate_srv(
 async def _addresses(host: str, probe: Probe, sink: Sink) -> list[IPAddress]:
     """AAAA and A of an SRV target, with a DNS check per family."""
     try:
-        from ipaddress import ip_address  # noqa: PLC0415
-
         return [ip_address(host)]
     except ValueError:
         pass

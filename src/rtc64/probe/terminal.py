@@ -68,12 +68,13 @@ class Progress:
 
             line = Text.assemble(
                 (f"{render.SYMBOL[check.status]:>4} ", _COLOUR[check.status]),
-                f"{target}  {check.id}  {check.message}"[:160],
+                render.printable(f"{target}  {check.id}  {check.message}")[:160],
             )
             self._live.console.print(line)  # type: ignore[attr-defined]
             self._spinner.update(text=f"probing... {self.count} checks done")
         else:
-            print(f"{target}: {render.check_line(check).strip()}", file=self.stream)
+            shown = render.check_line(check).strip()
+            print(f"{render.printable(target)}: {shown}", file=self.stream)
 
 
 def show(report: Report, out: TextIO, *, verbose: bool = False) -> None:
@@ -83,12 +84,14 @@ def show(report: Report, out: TextIO, *, verbose: bool = False) -> None:
         return
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
     console = Console(file=out, highlight=False)
     for target in report.targets:
         score = target.score()
-        title = f"{target.target} ({target.kind}) - score {score if score is not None else '-'}"
-        table = Table(title=title, title_justify="left")
+        shown = render.printable(target.target)
+        title = f"{shown} ({target.kind}) - score {score if score is not None else '-'}"
+        table = Table(title=Text(title), title_justify="left")
         table.add_column("")
         for scenario in Scenario:
             table.add_column(scenario.value, justify="center")
@@ -100,7 +103,9 @@ def show(report: Report, out: TextIO, *, verbose: bool = False) -> None:
         else:
             console.print(title)
         if target.error:
-            console.print(f"[bold red]error:[/] {target.error}", markup=True)
+            console.print(
+                "error: " + render.printable(target.error), style="bold red", markup=False
+            )
         for check in target.checks:
             if verbose or check.status in (Status.FAIL, Status.WARN):
                 console.print(render.check_line(check), style=_COLOUR[check.status], markup=False)

@@ -438,6 +438,8 @@ async def ws_exchange(
                     elif isinstance(event, TextMessage | BytesMessage):
                         data = event.data
                         parts.append(data.encode() if isinstance(data, str) else bytes(data))
+                        if sum(map(len, parts)) > MAX_READ:
+                            raise ProbeIOError("sip.bad-response", "WebSocket message too large")
                         if event.message_finished:
                             message = b"".join(parts)
                             parts.clear()

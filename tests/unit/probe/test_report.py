@@ -79,3 +79,11 @@ def test_text_lists_failures_with_hints_and_the_matrix() -> None:
     assert "[FAIL] sip.options IPv6" in out
     assert "hint:" in out
     assert "ipv6-only" in out and "exit code 1" in out
+
+
+def test_terminal_text_carries_no_control_characters_from_a_target() -> None:
+    evil = "\x1b]0;pwned\x07\x1b[2J 401 Unauthorized\r\n"
+    check = Check("sip.register", Status.FAIL, "sip.register-failed", f"REGISTER: {evil}")
+    line = report.check_line(check)
+    assert "\x1b" not in line and "\x07" not in line and "\r" not in line
+    assert "401 Unauthorized" in line

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from rtc64.probe import webcheck as wc
 from rtc64.probe.verdict import Aspect
 
@@ -57,3 +61,21 @@ def test_parity_tolerates_small_differences_only() -> None:
     assert wc.similar(a, wc.HttpAnswer(200, (), b"x" * 1050))
     assert not wc.similar(a, wc.HttpAnswer(200, (), b"x" * 500))
     assert not wc.similar(a, wc.HttpAnswer(403, (), b"x" * 1000))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_hostile_http_answers_never_raise(seed: int) -> None:
+    rng = random.Random(seed)
+    base = bytearray(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwss://a\r\n0\r\n")
+    for _ in range(rng.randint(1, 20)):
+        base[rng.randrange(len(base))] = rng.randrange(256)
+    for data in (
+        bytes(base),
+        rng.randbytes(rng.randint(0, 400)),
+        b"HTTP/1.1 200 OK\r\n\r\n" + b"f" * 50,
+    ):
+        answer = wc.read_answer(data)
+        if answer is not None:
+            wc.revealed(answer.body, "p")
+            wc.redirect_target("http://x/", answer)
+    assert wc.dechunk(b"fffffffffffffffff\r\nab") == b"ab"
