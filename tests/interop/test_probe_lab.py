@@ -394,6 +394,8 @@ def test_ipv4_only_relay_turn_gives_the_family_finding(world: World) -> None:
     echo4 = find(doc, "turn.echo", family=4)
     assert echo4 and {c["reason"] for c in echo4} == {"turn.echo-ok"}, echo4
     assert {c["reason"] for c in find(doc, "turn.dual")} == {"turn.no-dual-allocation"}
+    browser = find(doc, "turn.default-relay")
+    assert len(browser) == 2 and all("IPv4" in str(c["message"]) for c in browser), browser
     assert matrix(doc)["media"]["ipv6-only"] == "fail"
 
 

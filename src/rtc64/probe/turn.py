@@ -5,9 +5,11 @@ Rules (RFC 8656 §7, RFC 6156, RFC 5928 §3 for SRV; decisions in ``turncheck``)
 - The host's AAAA and A (``_turn._udp``/``_turn._tcp``/``_turns._tcp`` SRV when no port is
   given); every address family is probed on its own 5-tuple, through ``Probe.limit``.
 - Per transport and family: Binding; Allocate without a family and without credentials
-  (a 401 with realm proves a TURN server); Allocate with REQUESTED-ADDRESS-FAMILY IPv4 and
-  IPv6 and with ADDITIONAL-ADDRESS-FAMILY (authenticated when credentials are given, on a
-  fresh 5-tuple each; every allocation is deleted with Refresh 0 afterwards).
+  (a 401 with realm proves a TURN server), and with credentials (which relay family a
+  browser gets: RFC 8656 §7.2 says IPv4 unless the client asks); Allocate with
+  REQUESTED-ADDRESS-FAMILY IPv4 and IPv6 and with ADDITIONAL-ADDRESS-FAMILY
+  (authenticated when credentials are given, on a fresh 5-tuple each; every allocation
+  is deleted with Refresh 0 afterwards).
 - With credentials, each relay family gets an echo: a local UDP peer learns its mapped
   address with a Binding, the client permits it, sends a Send indication, the peer
   answers through the relay and the client must see the same payload in a Data
@@ -225,9 +227,29 @@ async def _one(
     sink.add(tc.reachability_check(transport, family, answer, seconds, error))
     if answer is None or answer.bad:
         return
+    if creds is not None:
+        await _browser_like(server, creds, probe, sink)
     for relay in (4, 6):
         await _relay(server, relay, creds, probe, sink)
     await _dual(server, creds, probe, sink)
+
+
+async def _browser_like(server: Server, creds: tc.Credentials, probe: Probe, sink: Sink) -> None:
+    """An authenticated Allocate without REQUESTED-ADDRESS-FAMILY, as browsers send it:
+    which relay family does such a client get over this transport family?"""
+    async with probe.limit(server.address):
+        session: wire.StunSession | None = None
+        try:
+            session = await _session(server, probe)
+            answer, auth = await _allocate(session, None, False, creds)
+            sink.add(tc.default_relay_check(server.transport, server.address.version, answer))
+            if answer.success and auth is not None:
+                await _release(session, auth)
+        except wire.ProbeIOError:
+            pass  # the reachability check already reports a dead server
+        finally:
+            if session is not None:
+                await session.close()
 
 
 async def _allocate(

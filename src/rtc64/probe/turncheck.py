@@ -374,3 +374,14 @@ def dual_check(
     return make(
         Status.WARN, "turn.no-dual-allocation", f"{where}: {answer.code} {answer.reason}".rstrip()
     )
+
+
+def default_relay_check(transport: str, family: int, answer: StunAnswer) -> Check:
+    """What a browser's Allocate (no REQUESTED-ADDRESS-FAMILY) gets over ``family``."""
+    where = f"browser-style Allocate over {transport.upper()}/IPv{family}"
+    make = Template("turn.default-relay", MEDIA, family, f"turn.default-relay.{transport}",
+                    answer.evidence())  # fmt: skip
+    if not answer.success:
+        return make(Status.INFO, "turn.rejected", f"{where}: {answer.code} {answer.reason}")
+    relayed = ", ".join(f"IPv{a.version} {a}" for a, _ in answer.relayed) or "no address"
+    return make(Status.INFO, "turn.allocated", f"{where}: relayed on {relayed}")
