@@ -187,15 +187,30 @@ def _check_html(check: Check) -> str:
     return "".join(parts)
 
 
+_ORDER = {Status.FAIL: 0, Status.WARN: 1, Status.PASS: 2, Status.INFO: 3, Status.SKIPPED: 4}
+
+
+def _worst_first(checks: tuple[Check, ...]) -> list[Check]:
+    """Failures first, then warnings: what a reader must fix is at the top."""
+    return sorted(checks, key=lambda c: _ORDER[c.status])
+
+
 def to_html(report: Report) -> str:
     sections = []
     for target in report.targets:
         score = target.score()
         err = f'<p class="err">error: {_e(target.error)}</p>' if target.error else ""
-        checks = "".join(_check_html(c) for c in target.checks)
+        checks = "".join(_check_html(c) for c in _worst_first(target.checks))
+        counts = " · ".join(
+            f'<span class="badge {st.value}">{n} {_e(st.value)}</span>'
+            for st in (Status.FAIL, Status.WARN, Status.PASS, Status.SKIPPED, Status.INFO)
+            if (n := sum(c.status is st for c in target.checks))
+        )
         sections.append(
-            f'<section><span class="score">{_e(score if score is not None else "-")}'
+            f'<section><span class="score" title="IPv6 readiness score">'
+            f"{_e(score if score is not None else '-')}<small>/100</small>"
             f"</span><h2>{_e(target.target)} <small>({_e(target.kind)})</small></h2>{err}"
+            f"<p>{counts}</p>"
             f"{_matrix_html(target) if target.kind != 'network' else ''}"
             f'<ul class="checks">{checks}</ul></section>'
         )
