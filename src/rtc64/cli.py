@@ -1,4 +1,4 @@
-"""Command line: ``rtc64 serve | relay | turn | user | admin | ctl | nat64 | sip``.
+"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip``.
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -28,6 +28,7 @@ from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress
+from rtc64.probe import command as probe_command
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
@@ -262,9 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         relay.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     relay.set_defaults(handler=_relay)
 
-    probe = add_command("probe", help="IPv6-only readiness report (not in this build yet)")
-    probe.add_argument("targets", nargs="*", metavar="TARGET")
-    probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
+    probe_command.add_parser(add_command)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
@@ -373,16 +372,6 @@ def _user_domain(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=argparse.SUPPRESS if suppress else None,
         help="local SIP domain, as given to serve (the realm defaults to the first)",
     )
-
-
-def _not_yet(name: str, where: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(
-            f"rtc64 {name}: not available yet in this build (arrives with {where})", file=sys.stderr
-        )
-        return EXIT_USAGE
-
-    return handler
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
