@@ -21,7 +21,7 @@ import logging
 import platform
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,10 @@ from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
+from rtc64.probe import report as probe_report
+from rtc64.probe import runner as probe_runner
+from rtc64.probe.context import Probe, ProbeSettings
+from rtc64.probe.verdict import exit_code
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
@@ -70,6 +74,7 @@ from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
 from rtc64.web.app import RunningWeb
+from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
 from rtc64.web.wiring import start_gateway_web
 
@@ -78,6 +83,7 @@ if TYPE_CHECKING:
 
 STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
 AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
 
 
 async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
@@ -160,8 +166,18 @@ class Gateway:
             turn_listeners=[] if self.turn is None else self.turn.bound,
             relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
             nat64=nat64,
+            probe=self._run_probe,
         )
         self._stack.push_async_callback(self.web.stop)
+
+    async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
+        """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""
+        settings = ProbeSettings(families=families, dhcp=False, deadline=PROBE_DEADLINE)
+        resolver = Resolver(self.cfg.dns.servers, timeout=settings.timeout)
+        found = await probe_runner.run(targets, settings, probe=Probe(settings, resolver))
+        return ProbeResult(
+            probe_report.to_json(found), probe_report.to_html(found), exit_code(found)
+        )
 
     async def _sip(
         self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes

@@ -39,6 +39,7 @@ from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
 from rtc64.web.metrics import RelayTotals, Scrape, render
+from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.views import (
     Json,
     Sources,
@@ -105,6 +106,7 @@ class State:
         self.errors = RecentErrors()
         self.lag = 0.0
         self.event_clients = 0
+        self.probes = None if sources.probe is None else ProbeRuns(sources.probe, sources.wall)
 
     def sample(self) -> None:
         src = self.sources
@@ -168,9 +170,10 @@ async def _headers(
     h["X-Content-Type-Options"] = "nosniff"
     h["X-Frame-Options"] = "DENY"
     h["Referrer-Policy"] = "no-referrer"
-    h["Content-Security-Policy"] = (
+    h.setdefault(
+        "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     )
     return response
 
@@ -417,6 +420,52 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _probes(request: web.Request) -> ProbeRuns:
+    runs = request.app[STATE].probes
+    if runs is None:
+        raise web.HTTPNotImplemented(reason="this gateway runs no probes")
+    return runs
+
+
+async def probe_start(request: web.Request) -> web.Response:
+    runs = _probes(request)
+    try:
+        targets, families = check_request(await _body(request))
+        run = runs.start(targets, families)
+    except BusyError as exc:
+        return _error(409, str(exc))
+    except ProbeError as exc:
+        return _error(400, str(exc))
+    return _json(run.summary(), status=202)
+
+
+async def probe_list(request: web.Request) -> web.Response:
+    runs = _probes(request)
+    return _json({"runs": [r.summary() for r in reversed(runs.runs.values())]})
+
+
+async def probe_get(request: web.Request) -> web.Response:
+    run = _probes(request).runs.get(request.match_info["id"])
+    if run is None:
+        return _error(404, "no such probe run")
+    report = None if run.result is None else run.result.report
+    return _json({**run.summary(), "report": report})
+
+
+async def probe_html(request: web.Request) -> web.Response:
+    run = _probes(request).runs.get(request.match_info["id"])
+    if run is None:
+        return _error(404, "no such probe run")
+    if run.result is None:
+        return _error(409, f"the run is {run.status}")
+    response = web.Response(text=run.result.html, content_type="text/html")
+    # the report is one self-contained page: its own inline style, nothing fetched
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+    )
+    return response
+
+
 async def openapi_document(request: web.Request) -> web.Response:
     return _json(openapi.document())
 
@@ -467,6 +516,10 @@ def build_app(sources: Sources, guard: Guard) -> web.Application:
     r.add_post("/api/blocks/unblock", unblock)
     r.add_get("/api/turn-credentials", turn_credentials)
     r.add_post("/api/reload", reload)
+    r.add_post("/api/probes", probe_start)
+    r.add_get("/api/probes", probe_list)
+    r.add_get("/api/probes/{id}", probe_get)
+    r.add_get("/api/probes/{id}/html", probe_html)
     r.add_get("/metrics", metrics)
     return app
 
@@ -486,7 +539,10 @@ class RunningWeb:
         return 0
 
     async def stop(self) -> None:
-        logging.getLogger("rtc64").removeHandler(self.app[STATE].errors)
+        state = self.app[STATE]
+        logging.getLogger("rtc64").removeHandler(state.errors)
+        if state.probes is not None:
+            await state.probes.close()
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task

@@ -153,6 +153,35 @@ SAMPLE = _obj(
         "sip_requests": INT,
     }
 )
+PROBE_RUN = _obj(
+    {
+        "id": STR,
+        "targets": _arr(STR),
+        "families": _arr({"type": "integer", "enum": [4, 6]}),
+        "status": {"type": "string", "enum": ["running", "done", "failed"]},
+        "started": NUM,
+        "finished": _nullable(NUM),
+        "exit_code": _nullable(INT),
+        "error": _nullable(STR),
+    }
+)
+PROBE_START = {
+    "type": "object",
+    "required": ["targets"],
+    "properties": {
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 8,
+            "items": {"type": "string", "pattern": "^[!-~]{1,256}$"},
+        },
+        "families": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "integer", "enum": [4, 6]},
+        },
+    },
+}
 CREDENTIALS = _obj({"username": STR, "password": STR, "ttl": INT, "uris": _arr(STR)})
 
 
@@ -167,6 +196,7 @@ def _errors(*codes: int) -> dict[str, Schema]:
         403: "not allowed (wrong token, missing CSRF header)",
         404: "not configured",
         413: "body too large",
+        409: "a probe run is in progress, or the run is not finished",
         415: "body is not JSON",
         429: "too many failed logins",
         501: "not supported by this gateway",
@@ -306,6 +336,43 @@ def document() -> Schema:
                     },
                 ],
             ),
+            "/api/probes": {
+                **_post(
+                    "start a probe run (rtc64 probe)",
+                    PROBE_START,
+                    PROBE_RUN,
+                    400,
+                    409,
+                    413,
+                    415,
+                    501,
+                    ok=202,
+                ),
+                **_get("probe runs, newest first", _obj({"runs": _arr(PROBE_RUN)}), 501),
+            },
+            "/api/probes/{id}": _get(
+                "one probe run with its JSON report (docs/probe-schema.md) once done",
+                {
+                    **PROBE_RUN,
+                    "properties": {
+                        **PROBE_RUN["properties"],
+                        "report": {"type": "object", "nullable": True},
+                    },
+                },
+                404,
+                501,
+                params=[{"in": "path", "name": "id", "required": True, "schema": STR}],
+            ),
+            "/api/probes/{id}/html": {
+                "get": {
+                    "summary": "the run's self-contained HTML report",
+                    "parameters": [{"in": "path", "name": "id", "required": True, "schema": STR}],
+                    "responses": {
+                        "200": {"description": "HTML", "content": {"text/html": {"schema": STR}}},
+                        **_errors(401, 403, 404, 409, 501),
+                    },
+                }
+            },
             "/api/reload": _post(
                 "reload the configuration (SIGHUP)", None, _obj({"reloading": BOOL}), 501, ok=202
             ),

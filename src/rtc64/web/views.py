@@ -19,6 +19,7 @@ from rtc64.gateway.stats import Block, BlockView, KeepaliveView, ProxyView, Regi
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.relay.stats import CallStats, LegStats, RelayView
 from rtc64.turnserver.stats import AllocationView, TurnView
+from rtc64.web.probes import ProbeRunner
 
 Json = dict[str, Any]
 
@@ -64,6 +65,8 @@ class Sources:
     turn_rest: TurnRest | None = None
     reload: Callable[[], bool] | None = field(default=None)
     """Ask the process to reload its configuration; False when it cannot."""
+    probe: ProbeRunner | None = None
+    """Runs ``rtc64 probe`` inside the gateway (handed over by the composition root)."""
 
 
 def addr(ip: IPAddress, port: int | None = None) -> str:

@@ -24,6 +24,7 @@ from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
+from rtc64.web.probes import ProbeRunner
 from rtc64.web.views import Sources, Status, TurnRest
 
 
@@ -86,6 +87,7 @@ async def start_gateway_web(
     relay_addresses: Sequence[str],
     nat64: IPv6Network | None,
     keepalive: KeepaliveView | None = None,
+    probe: ProbeRunner | None = None,
 ) -> RunningWeb:
     """Start the console/API/metrics on ``web.listen``."""
     guard = Guard(
@@ -116,6 +118,7 @@ async def start_gateway_web(
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
         reload=reload_by_signal,
+        probe=probe,
     )
     settings = web_settings(cfg, data_dir, log)
     web = await start_web(settings, sources, guard)
