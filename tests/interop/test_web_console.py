@@ -1,5 +1,6 @@
 """The console in headless Chromium (Playwright, Debian's chromium, no browser download):
-log in over HTTPS, watch a live call appear and disappear, visit the other pages.
+log in over HTTPS, watch a live call appear and disappear, run a probe and open its
+report, visit the other pages.
 
 The browser runs on the IPv6-only lab host and reaches the console on the gateway's IPv6
 address (``web.tls``: the gateway's self-signed certificate); the call is a real SIPp
@@ -83,7 +84,7 @@ def test_console_login_live_call_and_pages(net: Lab, work: Path) -> None:
     assert caller.wait() == 0, report(gw, caller, callee)
     assert callee.wait() == 0, report(gw, caller, callee)
     try:
-        code = driver.wait(90)
+        code = driver.wait(150)
     except subprocess.TimeoutExpired:
         stop(driver)
         code = -1
@@ -106,9 +107,12 @@ def test_console_login_live_call_and_pages(net: Lab, work: Path) -> None:
     assert "sip:alice@example.net" in seen["registrations"]
     assert "set, hidden" in seen["status"]
     assert seen["after_logout"] == 401
+    assert "sip:[fd00:64:6::1]" in seen["probe_row"] and "IPv6" in seen["probe_row"]
+    assert seen["probe_title"] == "rtc64 probe report"
+    assert "sip:[fd00:64:6::1]" in seen["probe_text"]
     assert seen["console_errors"] == [] or all("401" in e for e in seen["console_errors"]), seen
     for name in ("01-login", "02-calls-empty", "03-call-live", "04-call-ended", "05-overview",
-                 "06-registrations"):  # fmt: skip
+                 "06-registrations", "07-probe-runs", "08-probe-report"):  # fmt: skip
         png = (shots / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000, name
     assert "Traceback" not in gw.text()

@@ -26,6 +26,7 @@ FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 WAIT_MS = 40_000
+PROBE_TARGET = "sip:[fd00:64:6::1]"  # the gateway probing its own SIP listener
 
 
 def main(base: str, user: str, password: str, out: Path) -> int:
@@ -86,6 +87,22 @@ def main(base: str, user: str, password: str, out: Path) -> int:
             page.click("a[href='#status']")
             page.wait_for_selector("#status-config tbody tr")
             seen["status"] = page.inner_text("#status-config tbody")
+            page.click("a[href='#probes']")
+            page.wait_for_selector("#page-probes:not([hidden])")
+            page.fill("#probe-targets", PROBE_TARGET)
+            page.uncheck("#probe-v4")
+            page.click("#probe-form button[type=submit]")
+            link = page.locator("#probes-table a.probe-report").first
+            link.wait_for(timeout=90_000)
+            seen["probe_row"] = page.inner_text("#probes-table tbody tr")
+            page.screenshot(path=out / "07-probe-runs.png")
+            link.click()
+            page.wait_for_load_state()
+            seen["probe_title"] = page.title()
+            seen["probe_text"] = page.inner_text("body")
+            page.screenshot(path=out / "08-probe-report.png", full_page=True)
+            page.go_back()
+            page.wait_for_selector("#nav:not([hidden])")
             page.click("#logout")
             page.wait_for_selector("#login:not([hidden])")
             seen["after_logout"] = context.request.get(base + "/api/calls").status

@@ -158,6 +158,38 @@ async function blocksPage() {
   }));
 }
 
+const EXIT = { 0: "0 (no failure)", 1: "1 (failures)", 2: "2 (local error)", 3: "3 (unreachable)" };
+
+async function probesPage() {
+  const b = await api("/api/probes");
+  fillRows("probes-table", b.runs.map((r) => {
+    let report = r.error || "";
+    if (r.status === "done") {
+      report = el("a", "HTML report");
+      report.href = "/api/probes/" + encodeURIComponent(r.id) + "/html";
+      report.className = "probe-report";
+    }
+    return [new Date(r.started * 1000).toISOString(), r.targets.join(" "), r.families.map((f) => "IPv" + f).join("+"),
+      r.status, r.exit_code === null ? "–" : (EXIT[r.exit_code] || r.exit_code), report];
+  }));
+}
+
+async function startProbe(e) {
+  e.preventDefault();
+  const families = [];
+  if (document.getElementById("probe-v6").checked) families.push(6);
+  if (document.getElementById("probe-v4").checked) families.push(4);
+  const targets = document.getElementById("probe-targets").value.split(/\s+/).filter((t) => t);
+  const error = document.getElementById("probe-error");
+  error.textContent = "";
+  try {
+    await api("/api/probes", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ targets, families }) });
+  } catch (err) {
+    error.textContent = err.message;
+  }
+  probesPage().catch(() => {});
+}
+
 async function statusPage() {
   const s = await api("/api/status");
   const dl = document.getElementById("status-facts");
@@ -170,7 +202,7 @@ async function statusPage() {
 
 const PAGES = {
   overview: [overview, 2000], calls: [callsPage, 0], registrations: [registrations, 5000],
-  turn: [turnPage, 5000], blocks: [blocksPage, 5000], status: [statusPage, 0],
+  turn: [turnPage, 5000], blocks: [blocksPage, 5000], probes: [probesPage, 2000], status: [statusPage, 0],
 };
 
 function route() {
@@ -214,5 +246,6 @@ document.getElementById("logout").addEventListener("click", async () => {
   csrf = null;
   showLogin();
 });
+document.getElementById("probe-form").addEventListener("submit", startProbe);
 window.addEventListener("hashchange", route);
 start();
