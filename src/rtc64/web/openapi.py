@@ -74,6 +74,7 @@ STREAM = _obj(
 CALL = _obj(
     {
         "call_id": STR,
+        "session": STR,
         "age": NUM,
         "answered": BOOL,
         "families": _arr(FAMILY),

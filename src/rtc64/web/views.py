@@ -15,6 +15,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.stats import Block, BlockView, KeepaliveView, ProxyView, RegistrationView
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.relay.stats import CallStats, LegStats, RelayView
@@ -156,7 +157,8 @@ def call_view(call: CallStats, now: float) -> Json:
         for tag in call.tags
     ]
     return {
-        "call_id": call.call_id.decode("latin-1"),
+        "call_id": MediaBridge.call_of(call.call_id).decode("latin-1"),
+        "session": call.call_id.decode("latin-1"),
         "age": round(max(0.0, now - call.created), 3),
         "answered": call.answered is not None,
         "families": [leg["family"] for leg in legs],

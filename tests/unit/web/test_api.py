@@ -77,10 +77,10 @@ def test_registrations_per_aor_with_family_transport_received() -> None:
 
 
 def test_calls_with_legs_families_ports_loss_jitter() -> None:
-    relay = FakeRelay({b"c1": call(b"c1", V6, V4, lost=3)})
+    relay = FakeRelay({b"c1;f=4": call(b"c1;f=4", V6, V4, lost=3)})
     body = get(sources(relay=relay), "/api/calls")
     (c,) = body["calls"]
-    assert c["call_id"] == "c1"
+    assert (c["call_id"], c["session"]) == ("c1", "c1;f=4")  # the relay's per-family key
     assert c["families"] == ["IPv6", "IPv4"]
     assert c["answered"] is True
     assert c["age"] == 10.0

@@ -116,7 +116,7 @@ function showCalls(calls) {
     return row;
   }));
   const rows = document.querySelectorAll("#calls-table tbody tr");
-  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].call_id));
+  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].session));
 }
 
 function callsPage() {
