@@ -9,9 +9,9 @@ Rules (the shape of aioquic's asyncio adapter):
   to a grid of ``resolution`` seconds (10 ms): deadlines in the same grid cell share one
   wake-up (the clock is precise to the microsecond: without the grid, each deadline of
   a burst of transactions would wake the loop on its own), a timer never fires early
-  and at most ``resolution`` (+1 ms against the loop's millisecond rounding) late. Whoever feeds the core input (a
-  datagram, a response, a finished look-up) calls ``update()`` afterwards; the driver
-  re-arms only when that grid point moved.
+  and at most ``resolution`` (+1 ms against the loop's millisecond rounding) late.
+  Whoever feeds the core input (a datagram, a response, a finished look-up) calls
+  ``update()`` afterwards; the driver re-arms only when that grid point moved.
 - A callback that raises is logged, never lost, and the driver keeps running: a bad
   message must not stop a core's timers.
 """
