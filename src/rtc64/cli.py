@@ -358,8 +358,11 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     log = logging.getLogger("rtc64")
 
+    def reload() -> config.Config:
+        return config.load(args.config, _overrides(args))
+
     async def main(stop: asyncio.Event) -> int:
-        return await serve.serve(cfg, stop, log)
+        return await serve.serve(cfg, stop, log, reload)
 
     return loop.run(main)
 

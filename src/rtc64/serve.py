@@ -20,7 +20,7 @@ import logging
 import platform
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +45,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.relay import ngserver
@@ -76,8 +77,14 @@ STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
 AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
 
 
-async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
-    """Start the gateway on ``config``, wait for ``stop``, then shut down. Returns 0."""
+async def serve(
+    config: Config,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Start the gateway on ``config``, wait for ``stop`` (SIGINT, or SIGTERM after the
+    drain; SIGHUP reloads from ``reload_config``: ``lifecycle``), then shut down."""
     log.info("rtc64 %s starting", __version__)
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
@@ -85,7 +92,12 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     gateway = Gateway(config, log)
     try:
         await gateway.start()
-        await stop.wait()
+        signals = Lifecycle(gateway, stop, reload_config=reload_config, log=log)
+        signals.install()
+        try:
+            await stop.wait()
+        finally:
+            signals.uninstall()
     finally:
         log.info("rtc64 stopping")
         await gateway.stop()
@@ -103,6 +115,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.media: MediaBridge | None = None
+        self.observers: Observers | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -167,6 +181,8 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        self.media, self.observers = media, Observers.attach(cfg, transports, proxy, media, log)
+        stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         _periodic(spawner, store, auth, log)
