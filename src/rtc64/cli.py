@@ -122,6 +122,15 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
     *TURN_FLAGS,
+    ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
+    ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
+    (
+        "--sip-trace",
+        "sip.trace",
+        True,
+        "log whole SIP messages of this network or AOR, e.g. sip:alice@example.net (repeatable)",
+    ),
+    ("--drain-seconds", "general.drain_seconds", False, "SIGTERM: grace for calls in progress"),
     (
         "--only",
         "general.services",

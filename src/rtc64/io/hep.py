@@ -30,6 +30,7 @@ MAGIC = b"HEP3"
 HEADER = struct.Struct("!4sH")
 CHUNK = struct.Struct("!HHH")
 MAX_PACKET = 65_535
+OVERHEAD = 6 + 11 * 6 + 1 + 1 + 16 + 16 + 2 + 2 + 4 + 4 + 1 + 4  # header, chunk heads, IPv6
 
 FAMILY_IPV4 = 2
 FAMILY_IPV6 = 10
@@ -74,7 +75,7 @@ def encode(
     """One HEPv3 packet carrying ``payload`` (a SIP message); None when it cannot fit in
     one packet or the two addresses are of different families."""
     src_ip, dst_ip = _plain(src[0]), _plain(dst[0])
-    if src_ip.version != dst_ip.version:
+    if src_ip.version != dst_ip.version or len(payload) > MAX_PACKET - OVERHEAD:
         return None
     if isinstance(src_ip, IPv4Address):
         family, kinds = FAMILY_IPV4, (IPV4_SRC, IPV4_DST)
