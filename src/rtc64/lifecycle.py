@@ -4,9 +4,11 @@
 # - SIGHUP reloads the configuration file (and the command line it was started with):
 #   users, trusted networks, the upstream core, registrar limits, media policy, TLS
 #   certificates (new handshakes; established connections keep theirs), message tracing,
-#   HEP capture, log level and drain time. Registrations, transactions and calls stay. A new
-#   configuration that does not load is rejected with the same one-line error as at start
-#   (logged) and the old one stays in force; keys that need a restart (listeners, store,
+#   HEP capture, log level, drain time and SIP listeners (new ones opened, removed ones
+#   closed; connections they accepted stay until they end). Registrations, transactions
+#   and calls stay. A new configuration that does not load (or a listener that cannot be
+#   bound) is rejected with the same one-line error as at start (logged) and the old one
+#   stays in force; keys that need a restart (store, domains,
 #   relay addresses and ports, TURN...) are named in a warning and keep their old value.
 # - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
 #   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
@@ -36,6 +38,7 @@ from rtc64.io.hep import HepCapture
 from rtc64.settings import proxy_settings
 
 if TYPE_CHECKING:
+    from rtc64.gateway.identity import Identity
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
@@ -47,6 +50,7 @@ RELOADABLE = frozenset(
     {
         "general.log_level",
         "general.drain_seconds",
+        "sip.listen",
         "sip.trusted_networks",
         "sip.upstream",
         "sip.tls_cert",
@@ -126,6 +130,7 @@ class GatewayView(Protocol):
     transports: SipTransportLayer | None
     proxy: Proxy | None
     media: MediaBridge | None
+    identity: Identity | None
     observers: Observers | None
 
 
@@ -146,6 +151,7 @@ class Lifecycle:
         self.log = log
         self.draining = False
         self.reloads = 0
+        self._reloading = False
         self.rejected = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._installed: list[signal.Signals] = []
@@ -208,27 +214,42 @@ class Lifecycle:
     # -- SIGHUP ----------------------------------------------------------------------------
 
     def reload(self) -> None:
-        if self.reload_config is None:
-            self.log.warning("SIGHUP: no configuration to reload from")
+        """SIGHUP: reload in a task (listeners open asynchronously); one at a time."""
+        if self._reloading:
+            self.log.warning("SIGHUP: a reload is already running; ignored")
             return
-        try:
-            new = self.reload_config()
-        except ConfigError as exc:
-            self.rejected += 1
-            self.log.error("reload rejected, configuration unchanged: %s", exc)
-            return
-        try:
-            self.apply(new)
-        except (ConfigError, Rtc64Error, OSError, ssl.SSLError) as exc:
-            self.rejected += 1
-            self.log.error("reload rejected, configuration unchanged: %s", exc)
+        self._reloading = True
+        self._spawn(self._reload())
 
-    def apply(self, new: Config) -> None:
+    async def _reload(self) -> None:
+        try:
+            if self.reload_config is None:
+                self.log.warning("SIGHUP: no configuration to reload from")
+                return
+            try:
+                new = self.reload_config()
+                await self.apply(new)
+            except (ConfigError, Rtc64Error, OSError, ssl.SSLError) as exc:
+                self.rejected += 1
+                self.log.error("reload rejected, configuration unchanged: %s", exc)
+        finally:
+            self._reloading = False
+
+    async def apply(self, new: Config) -> None:
         """Apply the reloadable part of ``new``; everything checked before anything
         changes, so a failure leaves the running configuration as it was."""
         gw, old = self.gateway, self.gateway.cfg
         changed = sorted(k for k in new.values if new.values[k] != old.values.get(k))
         tls_cert = _checked_tls(new) if {"sip.tls_cert", "sip.tls_key"} & set(changed) else None
+        if "sip.listen" in changed and gw.transports is not None:
+            opened, closed = await gw.transports.relisten(new.sip.listen)
+            if gw.identity is not None:
+                gw.identity.replace_listeners(gw.transports.listeners)
+            self.log.info(
+                "listeners opened: %s; closed: %s (their connections stay until they end)",
+                ", ".join(str(s) for s in opened) or "none",
+                ", ".join(str(s) for s in closed) or "none",
+            )
         observers = gw.observers
         if observers is not None:
             observers.capture(new, self.log)

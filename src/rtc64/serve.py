@@ -116,6 +116,7 @@ class Gateway:
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
         self.media: MediaBridge | None = None
+        self.identity: Identity | None = None
         self.observers: Observers | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -181,7 +182,8 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
-        self.media, self.observers = media, Observers.attach(cfg, transports, proxy, media, log)
+        self.media, self.identity = media, identity
+        self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)

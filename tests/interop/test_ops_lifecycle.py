@@ -56,32 +56,49 @@ def _call(net: Lab, work: Path, *, hold: str = HOLD_MS) -> tuple[Sipp, Sipp]:
     return caller, callee
 
 
+LISTEN_FILE = f'listen = ["udp:[{V6_GW}]:5060", "udp:{V4_GW}:5060"'
+
+
 def test_reload_keeps_the_call_applies_new_keys_and_rejects_a_bad_file(
     net: Lab, work: Path
 ) -> None:
-    gw = Gateway(net.gw, work, LISTEN, config=CONFIG)
+    gw = Gateway(net.gw, work, [], config=f"[sip]\n{LISTEN_FILE}]\n" + CONFIG[6:])
     path = work / "rtc64.toml"
     caller, callee = _call(net, work)
     _wait_log(gw, "answered by")
 
-    # A valid new configuration: tracing of the IPv6 phones' network, other limits.
+    # A valid new configuration: one more listener, tracing of the IPv6 phones' network,
+    # other registrar limits, and a key that needs a restart.
     path.write_text(
-        f'[sip]\ntrusted_networks = {TRUSTED}\ntrace = ["fd00:64:6::/64"]\n'
-        "[registrar]\nmax_expires = 5400\n[general]\ndrain_seconds = 30\n"
-        '[store]\nurl = "sqlite:///nowhere/else.db"\n'
+        f'[sip]\n{LISTEN_FILE}, "tcp:{V4_GW}:5060"]\ntrusted_networks = {TRUSTED}\n'
+        'trace = ["fd00:64:6::/64"]\n[registrar]\nmax_expires = 5400\n'
+        '[general]\ndrain_seconds = 30\n[store]\nurl = "sqlite:///nowhere/else.db"\n'
     )
     gw.proc.send_signal(signal.SIGHUP)
     log = _wait_log(gw, "configuration reloaded")
     reloaded = _line(log, "configuration reloaded")
     assert "sip.trace" in reloaded and "registrar.max_expires" in reloaded, reloaded
+    assert "sip.listen" in reloaded, reloaded
+    assert f"listeners opened: tcp:{V4_GW}:5060; closed: none" in log, log[-4000:]
+    assert f"{V4_GW}:5060 " in net.gw.run("ss", "-ltn").stdout
     assert "need a restart, not applied: store.url" in log
 
-    # An invalid one: the same one-line error as at start, the old configuration stays.
+    # Invalid: the same one-line error as at start, the old configuration stays.
     path.write_text('[registrar]\nmin_expires = "soon"\n')
     gw.proc.send_signal(signal.SIGHUP)
     log = _wait_log(gw, "reload rejected")
     rejected = _line(log, "reload rejected")
     assert "registrar.min_expires" in rejected and "soon" in rejected, rejected
+
+    # A listener that cannot be bound (not an address of this host): rejected as well.
+    path.write_text(f'[sip]\n{LISTEN_FILE}, "udp:192.0.2.99:5060"]\ntrusted_networks = {TRUSTED}\n')
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while gw.text().count("reload rejected") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = [line for line in gw.text().splitlines() if "reload rejected" in line][1:]
+    assert second and "sip.listen" in second[0] and "192.0.2.99" in second[0], second
+    assert f"{V4_GW}:5060 " in net.gw.run("ss", "-ltn").stdout  # the reloaded one stays
 
     gw.proc.send_signal(signal.SIGUSR1)
     status = _line(_wait_log(gw, "status: "), "status: ")

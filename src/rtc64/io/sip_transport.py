@@ -107,6 +107,7 @@ class SipTransportLayer:
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
         self._servers: list[asyncio.Server] = []
+        self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
         self._by_remote: dict[tuple[Transport, SockAddr], dict[int, Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,10 +159,49 @@ class SipTransportLayer:
                     ssl_handshake_timeout=self.limits.handshake_timeout if kind.secure else None,
                 )
                 self._servers.append(server)
+                self._server_of[spec] = server
         except BaseException:
             sock.close()
             raise
         self._listeners.append(bound)
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """Open the listeners of ``specs`` not open yet and close those no longer in it
+        (a reload); connections accepted earlier stay open. Returns (opened, closed). If
+        one cannot be bound, those opened here are closed again and ``ConfigError`` says
+        which: the listeners stay as they were."""
+        wanted = list(dict.fromkeys(specs))
+        current = [b.spec for b in self._listeners]
+        added = [s for s in wanted if s not in current]
+        removed = [s for s in current if s not in wanted]
+        if self._server_tls is None and any(s.transport.secure for s in added):
+            shown = ", ".join(str(s) for s in added if s.transport.secure)
+            raise ConfigError("sip.listen", shown, "no new TLS/WSS listener without a restart")
+        opened: list[ListenSpec] = []
+        try:
+            for spec in added:
+                await self._open(spec)
+                opened.append(spec)
+        except BaseException:
+            for spec in opened:
+                self._close_listener(spec)
+            raise
+        for spec in removed:
+            self._close_listener(spec)
+        self.specs = tuple(wanted)
+        return added, removed
+
+    def _close_listener(self, spec: ListenSpec) -> None:
+        self._listeners = [b for b in self._listeners if b.spec != spec]
+        for bound, udp in [pair for pair in self._udp if pair[0].spec == spec]:
+            udp.close()
+            self._udp.remove((bound, udp))
+        server = self._server_of.pop(spec, None)
+        if server is not None:
+            server.close()
+            self._servers.remove(server)
 
     def _factory(self, kind: Transport) -> Callable[[], Connection]:
         if kind in (Transport.WS, Transport.WSS):
@@ -192,6 +232,7 @@ class SipTransportLayer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+        self._server_of.clear()
         self._udp.clear()
         self._listeners.clear()
 
