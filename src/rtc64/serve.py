@@ -30,6 +30,7 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
@@ -187,7 +188,7 @@ class Gateway:
         stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
-        _periodic(spawner, store, auth, log)
+        _periodic(spawner, store, auth, log, proxy.routing.registrations)
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
         return media.nat64
 
@@ -483,11 +484,20 @@ async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Networ
     return chosen.prefix
 
 
-def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger) -> None:
-    """Expired bindings removed; unanswered challenges swept (wall clock, as auth uses)."""
+def _periodic(
+    spawner: Spawner,
+    store: Store,
+    auth: Authenticator,
+    log: logging.Logger,
+    registrations: RegistrationLog,
+) -> None:
+    """Expired bindings removed (each logged); unanswered challenges swept (wall clock,
+    as auth uses)."""
 
     async def expire() -> None:
-        removed = await store.expire(time.time())
+        now = time.time()
+        removed = await store.expire(now)
+        await registrations.sweep(store, now)
         if removed:
             log.info("registrar: %d expired bindings removed", removed)
 

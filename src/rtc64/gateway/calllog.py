@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.registrar import same_contact
@@ -88,6 +89,48 @@ def log_expired(log: logging.Logger, bindings: Sequence[Binding]) -> None:
     for b in bindings:
         fields = _binding_fields("expired", b)
         log.info("%s expired: %s", b.aor, fields["contact"], extra=fields)
+
+
+class Lookup(Protocol):
+    async def lookup(self, aor: str, now: float) -> list[Binding]: ...
+
+
+class RegistrationLog:
+    """Registration lines, and the contacts registered here watched until they expire
+    (the store only counts what it removes). A contact another gateway refreshed in a
+    shared store is not reported as expired: the store is asked before each line."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self._watched: dict[tuple[str, bytes], Binding] = {}
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def changed(self, before: Sequence[Binding], after: Sequence[Binding], now: float) -> None:
+        """A REGISTER changed an AOR: log it, watch what is left."""
+        log_registration(self.log, before, after, now)
+        for b in before:
+            self._watched.pop((b.aor, b.contact), None)
+        for b in after:
+            self._watched[(b.aor, b.contact)] = b
+
+    async def sweep(self, store: Lookup, now: float) -> int:
+        """Log the watched contacts whose time is up and that the store no longer has."""
+        due = [b for b in self._watched.values() if b.expires_at <= now]
+        expired: list[Binding] = []
+        live: dict[str, list[Binding]] = {}
+        for b in due:
+            del self._watched[(b.aor, b.contact)]
+            if b.aor not in live:
+                live[b.aor] = await store.lookup(b.aor, now)
+            again = next((x for x in live[b.aor] if same_contact(x.contact, b.contact)), None)
+            if again is None:
+                expired.append(b)
+            else:
+                self._watched[(again.aor, again.contact)] = again
+        log_expired(self.log, expired)
+        return len(expired)
 
 
 # --- calls -----------------------------------------------------------------------------

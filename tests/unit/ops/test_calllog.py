@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 
 import pytest
 
-from rtc64.gateway.calllog import CallLog, log_expired, log_registration
+from rtc64.gateway.calllog import CallLog, RegistrationLog, log_expired, log_registration
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.trace import Tracer
 from rtc64.logs import JsonFormatter
@@ -123,3 +124,40 @@ def test_tracer_matches_networks_and_aors_only(
     tracer.rules = []
     tracer.received(INVITE, listed, 0.0)
     assert len(_lines(stream)) == 2
+
+
+def test_registration_log_reports_expiry_only_when_the_store_lost_the_contact(
+    records: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, stream = records
+
+    def binding(contact: bytes, expires: float) -> Binding:
+        return Binding(
+            aor="sip:bob@example.net", contact=contact, expires_at=expires, call_id=b"r",
+            cseq=1, transport="tcp", listener="tcp:[::]:5060",
+            received_ip=IPv4Address("192.0.2.5"), received_port=40000,
+        )  # fmt: skip
+
+    class Store:
+        def __init__(self) -> None:
+            self.live: list[Binding] = []
+            self.asked = 0
+
+        async def lookup(self, aor: str, now: float) -> list[Binding]:
+            self.asked += 1
+            return [b for b in self.live if b.expires_at > now]
+
+    regs, store = RegistrationLog(log), Store()
+    gone, kept = binding(b"sip:b@192.0.2.5:40000", 200.0), binding(b"sip:c@192.0.2.6", 200.0)
+    regs.changed([], [gone, kept], 100.0)
+    assert asyncio.run(regs.sweep(store, 150.0)) == 0 and store.asked == 0  # nothing due
+    store.live = [binding(b"sip:c@192.0.2.6", 900.0)]  # refreshed by another gateway
+    assert asyncio.run(regs.sweep(store, 250.0)) == 1
+    assert store.asked == 1  # one lookup per AOR
+    expired = [r for r in _lines(stream) if r["event"] == "expired"]
+    assert [r["contact"] for r in expired] == ["sip:b@192.0.2.5:40000"]
+    assert expired[0]["transport"] == "tcp" and expired[0]["family"] == "IPv4"
+    assert len(regs) == 1  # the refreshed one is still watched, with its new expiry
+    assert asyncio.run(regs.sweep(store, 500.0)) == 0
+    regs.changed([store.live[0]], [], 600.0)  # unregistered: no longer watched
+    assert len(regs) == 0
