@@ -25,8 +25,9 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -90,11 +91,20 @@ class Observers:
         """Hook the call log into the proxy and the taps into the transports."""
         journal = CallLog(log.getChild("proxy.calls"), time.monotonic, media.relayed)
         proxy.calls.journal = journal
-        tracer = Tracer(cfg.sip.trace, log.getChild("trace"))
-        transports.taps.append(tracer)
-        found = cls(tracer, journal, transports=transports)
+        found = cls(Tracer((), log.getChild("trace")), journal, transports=transports)
+        found.trace(cfg.sip.trace)
         found.capture(cfg, log)
         return found
+
+    def trace(self, rules: Sequence[IPv4Network | IPv6Network | str]) -> None:
+        """Set the tracing rules; the tracer is a tap only while it has rules (a tap
+        costs every received message a serialisation)."""
+        self.tracer.rules = rules
+        taps = self.transports.taps if self.transports is not None else []
+        if rules and self.tracer not in taps:
+            taps.append(self.tracer)
+        elif not rules and self.tracer in taps:
+            taps.remove(self.tracer)
 
     def capture(self, cfg: Config, log: logging.Logger) -> None:
         """(Re)start HEP capture as ``hep.*`` says."""
@@ -253,7 +263,7 @@ class Lifecycle:
         observers = gw.observers
         if observers is not None:
             observers.capture(new, self.log)
-            observers.tracer.rules = new.sip.trace
+            observers.trace(new.sip.trace)
         if gw.proxy is not None:
             gw.proxy.auth.reconfigure(new.auth.users, new.sip.trusted_networks)
             gw.proxy.reconfigure(
