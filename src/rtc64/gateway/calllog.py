@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,15 +36,24 @@ def _family(address: IPAddress | None) -> str:
     return "" if address is None else family_of(address).label
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes, CR) shown as ``\\xNN``; peers
+    write what ends up in the log. Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")
+    return printable(value.decode("utf-8", "replace"))
 
 
 def _aor(uri: object) -> str:
     try:
         return _text(format_uri(uri))  # type: ignore[arg-type]
     except (TypeError, ValueError, AttributeError):
-        return str(uri)
+        return printable(str(uri))
 
 
 # --- registrations ---------------------------------------------------------------------

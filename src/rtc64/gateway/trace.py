@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network
 
+from rtc64.gateway.calllog import printable
 from rtc64.net.address import unmap
 from rtc64.net.endpoint import Flow
 
@@ -80,7 +81,7 @@ class Tracer:
             remote,
             flow.transport.value,
             flow.family.label,
-            data.decode("utf-8", "replace"),
+            printable(data.decode("utf-8", "replace").replace("\r\n", "\n")),
             extra={
                 "event": "sip-trace",
                 "direction": "in" if direction.startswith("received") else "out",

@@ -10,7 +10,13 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 
 import pytest
 
-from rtc64.gateway.calllog import CallLog, RegistrationLog, log_expired, log_registration
+from rtc64.gateway.calllog import (
+    CallLog,
+    RegistrationLog,
+    log_expired,
+    log_registration,
+    printable,
+)
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.trace import Tracer
 from rtc64.logs import JsonFormatter
@@ -161,3 +167,18 @@ def test_registration_log_reports_expiry_only_when_the_store_lost_the_contact(
     assert asyncio.run(regs.sweep(store, 500.0)) == 0
     regs.changed([store.live[0]], [], 600.0)  # unregistered: no longer watched
     assert len(regs) == 0
+
+
+def test_control_characters_from_peers_never_reach_the_log_raw(
+    records: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, stream = records
+    tracer = Tracer([ip_network("192.0.2.0/24")], log)
+    flow = Flow(Transport.UDP, (IPv4Address("192.0.2.9"), 5060), (IPv4Address("192.0.2.1"), 1))
+    evil = INVITE.replace(b"Call-ID: c1", b"Call-ID: c1\x1b[2J\x07")
+    tracer.received(evil, flow, 0.0)
+    (line,) = _lines(stream)
+    msg = str(line["msg"])
+    assert "\x1b" not in msg and "\x07" not in msg and "\r" not in msg
+    assert "\\x1b[2J\\x07" in msg and "\nCSeq: 1 INVITE" in msg
+    assert printable("a\tb\nc\x9bd") == "a\tb\nc\\x9bd"
