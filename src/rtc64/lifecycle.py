@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
+    from rtc64.turnserver.service import TurnService
 
 DRAIN_POLL = 0.25  # seconds between checks for the last call while draining
 
@@ -56,6 +57,8 @@ RELOADABLE = frozenset(
         "sip.upstream",
         "sip.tls_cert",
         "sip.tls_key",
+        "turn.tls_cert",
+        "turn.tls_key",
         "sip.trace",
         "registrar.min_expires",
         "registrar.max_expires",
@@ -142,6 +145,7 @@ class GatewayView(Protocol):
     media: MediaBridge | None
     identity: Identity | None
     observers: Observers | None
+    turn: TurnService | None
 
 
 class Lifecycle:
@@ -250,7 +254,10 @@ class Lifecycle:
         changes, so a failure leaves the running configuration as it was."""
         gw, old = self.gateway, self.gateway.cfg
         changed = sorted(k for k in new.values if new.values[k] != old.values.get(k))
-        tls_cert = _checked_tls(new) if {"sip.tls_cert", "sip.tls_key"} & set(changed) else None
+        sip_tls = {"sip.tls_cert", "sip.tls_key"} & set(changed)
+        tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
+        turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
+        turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
         if "sip.listen" in changed and gw.transports is not None:
             opened, closed = await gw.transports.relisten(new.sip.listen)
             if gw.identity is not None:
@@ -275,6 +282,10 @@ class Lifecycle:
             live = gw.transports.server_tls
             if live is not None:
                 live.load_cert_chain(*tls_cert)
+        if turn_cert is not None and gw.turn is not None:
+            turn_live = gw.turn.listeners.server_tls
+            if turn_live is not None:
+                turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
         held = [k for k in changed if k not in RELOADABLE]
         applied = [k for k in changed if k in RELOADABLE]
@@ -322,10 +333,9 @@ class Lifecycle:
         task.add_done_callback(self._tasks.discard)
 
 
-def _checked_tls(cfg: Config) -> tuple[str, str] | None:
-    """The new ``sip.tls_cert``/``sip.tls_key`` pair, loaded once into a scratch context
-    to prove it works before the live one is touched."""
-    cert, key = cfg.sip.tls_cert, cfg.sip.tls_key
+def _checked_tls(cert: str, key: str, section: str) -> tuple[str, str] | None:
+    """The new ``<section>.tls_cert``/``tls_key`` pair, loaded once into a scratch context
+    to prove it works before the live one is touched (None: no configured pair)."""
     if not cert:
         return None
     cert_path = str(Path(cert).expanduser())
@@ -334,7 +344,7 @@ def _checked_tls(cfg: Config) -> tuple[str, str] | None:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
     except (OSError, ssl.SSLError) as exc:
         expected = f"a PEM certificate and key that load ({exc})"
-        raise ConfigError("sip.tls_cert", cert, expected) from None
+        raise ConfigError(f"{section}.tls_cert", cert, expected) from None
     return cert_path, key_path
 
 

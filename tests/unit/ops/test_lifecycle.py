@@ -32,7 +32,13 @@ class FakeProxy:
 
 def _gateway(cfg: config.Config) -> Any:
     return SimpleNamespace(
-        cfg=cfg, transports=None, proxy=FakeProxy(cfg), media=None, identity=None, observers=None
+        cfg=cfg,
+        transports=None,
+        proxy=FakeProxy(cfg),
+        media=None,
+        identity=None,
+        observers=None,
+        turn=None,
     )
 
 

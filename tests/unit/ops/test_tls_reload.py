@@ -46,7 +46,13 @@ def test_new_handshakes_get_the_reloaded_certificate(tmp_path: Path) -> None:
         await layer.start()
         port = layer.listeners[0].port
         gw: Any = SimpleNamespace(
-            cfg=cfg, transports=layer, proxy=None, media=None, identity=None, observers=None
+            cfg=cfg,
+            transports=layer,
+            proxy=None,
+            media=None,
+            identity=None,
+            observers=None,
+            turn=None,
         )
         life = lifecycle.Lifecycle(
             gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t")
@@ -69,3 +75,38 @@ def test_new_handshakes_get_the_reloaded_certificate(tmp_path: Path) -> None:
     assert before == tls.pem_fingerprint(old[0]).replace(":", "").lower()
     assert after == tls.pem_fingerprint(new[0]).replace(":", "").lower()
     assert alive
+
+
+def test_turn_tls_certificate_reloads_into_the_turn_listeners_context(tmp_path: Path) -> None:
+    """``turn.tls_cert`` changes: the TURN listeners' context (here served by a stand-in
+    TLS listener using the same context object) presents the new certificate."""
+    old = tls.ensure_self_signed(tmp_path / "a")
+    new = tls.ensure_self_signed(tmp_path / "b")
+    context = tls.server_identity(tmp_path / "a", old[0], old[1]).context
+    cfg = config.load(None, {"turn.tls_cert": str(old[0]), "turn.tls_key": str(old[1])})
+
+    async def run() -> str:
+        stand_in = SipTransportLayer(
+            [parse_listen("tls:127.0.0.1:0")], lambda m, f: None, lambda d, e, f: None,
+            server_tls=context,
+        )  # fmt: skip
+        await stand_in.start()
+        turn = SimpleNamespace(listeners=SimpleNamespace(server_tls=context))
+        gw: Any = SimpleNamespace(
+            cfg=cfg, transports=None, proxy=None, media=None, identity=None, observers=None,
+            turn=turn,
+        )  # fmt: skip
+        life = lifecycle.Lifecycle(
+            gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t")
+        )
+        try:
+            await life.apply(
+                config.load(None, {"turn.tls_cert": str(new[0]), "turn.tls_key": str(new[1])})
+            )
+            der, writer = await _peer_cert(stand_in.listeners[0].port)
+            writer.close()
+            return _fingerprint(der)
+        finally:
+            await stand_in.stop()
+
+    assert asyncio.run(run()) == tls.pem_fingerprint(new[0]).replace(":", "").lower()
