@@ -9,6 +9,7 @@ Both hosts' networks are trusted in the configuration file (so a reload can chan
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -154,3 +155,17 @@ def test_sigint_stops_at_once_with_a_call_in_progress(net: Lab, work: Path) -> N
     log = gw.text()
     assert "draining" not in log and "rtc64 stopping" in log, log[-4000:]
     assert "Traceback" not in log, log[-6000:]
+
+
+def test_rtc64_ctl_reload_goes_through_the_same_reload(net: Lab, work: Path) -> None:
+    """``rtc64 ctl reload`` (the web API's /api/reload sends SIGHUP) applies the file."""
+    gw = Gateway(net.gw, work, LISTEN, config=CONFIG)
+    path = work / "rtc64.toml"
+    path.write_text(CONFIG.replace("[general]", 'trace = ["sip:alice@example.net"]\n[general]'))
+    proc = net.gw.run(
+        sys.executable, "-m", "rtc64", "--config", str(path), "ctl", "reload", check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reloaded = _line(_wait_log(gw, "configuration reloaded"), "configuration reloaded")
+    assert "changed=sip.trace" in reloaded, reloaded
+    assert gw.alive()
