@@ -32,7 +32,7 @@ def _events(gw: Gateway) -> list[dict[str, object]]:
 
 
 def test_registrations_and_calls_are_json_fields(net: Lab, work: Path) -> None:
-    gw = Gateway(net.gw, work, ARGS)
+    gw = Gateway(net.gw, work, ARGS, config="[sip]\noverload_lag = 0\n")  # shared cores
     for name, expires in (("reg", "600"), ("unreg", "0")):
         (work / name).mkdir()
         reg = Sipp(
