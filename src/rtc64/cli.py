@@ -123,6 +123,15 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
     *TURN_FLAGS,
+    ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
+    ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
+    (
+        "--sip-trace",
+        "sip.trace",
+        True,
+        "log whole SIP messages of this network or AOR, e.g. sip:alice@example.net (repeatable)",
+    ),
+    ("--drain-seconds", "general.drain_seconds", False, "SIGTERM: grace for calls in progress"),
     (
         "--web-listen",
         "web.listen",
@@ -400,8 +409,11 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     log = logging.getLogger("rtc64")
 
+    def reload() -> config.Config:
+        return config.load(args.config, _overrides(args))
+
     async def main(stop: asyncio.Event) -> int:
-        return await serve.serve(cfg, stop, log)
+        return await serve.serve(cfg, stop, log, reload)
 
     return loop.run(main)
 

@@ -129,6 +129,28 @@ def _port_range(value: object) -> tuple[int, int]:
     return (low + (low % 2), high)
 
 
+def _trace_entry(value: object) -> IPNetwork | str:
+    """A network (CIDR) or a SIP AOR (``sip:alice@example.net``) whose messages are traced."""
+    text = _str(value).strip()
+    if text.lower().startswith(("sip:", "sips:")):
+        scheme, _, rest = text.partition(":")
+        user, at, host = rest.rpartition("@")
+        if not at or not user or not host:
+            raise _DetailError(f"{text!r}: an AOR needs user@host")
+        return f"{scheme.lower()}:{user}@{host.lower()}"
+    return ip_network(text, strict=False)
+
+
+def _hep_collector(value: object) -> ListenSpec | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    spec = _listen(text)
+    if spec.transport is not Transport.UDP or spec.address.is_unspecified or not spec.port:
+        raise _DetailError("the collector is udp:ADDRESS:PORT with a real address and port")
+    return spec
+
+
 def _optional_str(value: object) -> str | None:
     text = _str(value).strip()
     return text or None
@@ -325,6 +347,14 @@ KEYS: tuple[Key, ...] = (
         "where the SQLite store, generated certificates and state live",
     ),
     Key(
+        "general.drain_seconds",
+        30.0,
+        _float_range(0.0, 86_400.0),
+        "seconds from 0 to 86400",
+        "on SIGTERM, how long calls in progress may continue (new calls get 503) before "
+        "the gateway stops",
+    ),
+    Key(
         "general.services",
         list(SERVICES),
         _services,
@@ -434,6 +464,14 @@ KEYS: tuple[Key, ...] = (
         _bool,
         "true or false",
         "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
+    ),
+    Key(
+        "sip.trace",
+        [],
+        _list_of(_trace_entry),
+        "a list of networks in CIDR form or SIP AORs (e.g. 2001:db8::/64, sip:alice@example.net)",
+        "log every SIP message (whole) from or to these sources, or naming these AORs in "
+        "From or To (logger rtc64.trace)",
     ),
     Key(
         "registrar.min_expires",
@@ -751,6 +789,20 @@ KEYS: tuple[Key, ...] = (
         "relay in the client's family when it asks for none (instead of IPv4, RFC 8656 "
         "§7.2), on every listener (true) or on the ones listed",
     ),
+    Key(
+        "hep.collector",
+        "",
+        _hep_collector,
+        "udp:ADDRESS:PORT, e.g. udp:[2001:db8::9]:9060 (empty: no capture)",
+        "HEPv3 (Homer) collector every SIP message received and sent is copied to",
+    ),
+    Key(
+        "hep.capture_id",
+        2001,
+        _int_range(0, 2**32 - 1),
+        "an integer from 0 to 4294967295",
+        "capture agent id carried in each HEP packet",
+    ),
 )
 
 WEB_KEYS: tuple[Key, ...] = (
@@ -804,6 +856,7 @@ class GeneralSection:
     log_level: str
     log_format: str
     data_dir: str
+    drain_seconds: float
     services: tuple[str, ...]
 
 
@@ -823,6 +876,7 @@ class SipSection:
     request_rate: int
     udp_ipv6_min_mtu: bool
     udp_ipv4_no_df: bool
+    trace: tuple[IPNetwork | str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -903,6 +957,12 @@ class TurnSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HepSection:
+    collector: ListenSpec | None
+    capture_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class WebSection:
     enabled: bool
     listen: tuple[IPAddress, int]
@@ -923,6 +983,7 @@ SECTIONS: dict[str, type] = {
     "dns": DnsSection,
     "nat64": Nat64Section,
     "turn": TurnSection,
+    "hep": HepSection,
     "web": WebSection,
 }
 
@@ -954,6 +1015,7 @@ class Config:
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
     turn: TurnSection = field(init=False)
+    hep: HepSection = field(init=False)
     web: WebSection = field(init=False)
 
     def __post_init__(self) -> None:

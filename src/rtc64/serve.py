@@ -21,7 +21,7 @@ import logging
 import platform
 import ssl
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
@@ -46,6 +47,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.probe import report as probe_report
@@ -86,8 +88,14 @@ AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
 PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
 
 
-async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
-    """Start the gateway on ``config``, wait for ``stop``, then shut down. Returns 0."""
+async def serve(
+    config: Config,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Start the gateway on ``config``, wait for ``stop`` (SIGINT, or SIGTERM after the
+    drain; SIGHUP reloads from ``reload_config``: ``lifecycle``), then shut down."""
     log.info("rtc64 %s starting", __version__)
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
@@ -95,7 +103,12 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     gateway = Gateway(config, log)
     try:
         await gateway.start()
-        await stop.wait()
+        signals = Lifecycle(gateway, stop, reload_config=reload_config, log=log)
+        signals.install()
+        try:
+            await stop.wait()
+        finally:
+            signals.uninstall()
     finally:
         log.info("rtc64 stopping")
         await gateway.stop()
@@ -113,6 +126,9 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.media: MediaBridge | None = None
+        self.identity: Identity | None = None
+        self.observers: Observers | None = None
         self.auth: Authenticator | None = None
         self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -211,9 +227,12 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        self.media, self.identity = media, identity
+        self.observers = Observers.attach(cfg, transports, proxy, media, log)
+        stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
-        _periodic(spawner, store, auth, log)
+        _periodic(spawner, store, auth, log, proxy.routing.registrations)
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
         return media.nat64
 
@@ -509,11 +528,20 @@ async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Networ
     return chosen.prefix
 
 
-def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger) -> None:
-    """Expired bindings removed; unanswered challenges swept (wall clock, as auth uses)."""
+def _periodic(
+    spawner: Spawner,
+    store: Store,
+    auth: Authenticator,
+    log: logging.Logger,
+    registrations: RegistrationLog,
+) -> None:
+    """Expired bindings removed (each logged); unanswered challenges swept (wall clock,
+    as auth uses)."""
 
     async def expire() -> None:
-        removed = await store.expire(time.time())
+        now = time.time()
+        removed = await store.expire(now)
+        await registrations.sweep(store, now)
         if removed:
             log.info("registrar: %d expired bindings removed", removed)
 
