@@ -1,4 +1,5 @@
-"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip``.
+"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip |
+tunnel``.
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -33,6 +34,7 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
 from rtc64.sip import lint
+from rtc64.tunnel import command as tunnel_command
 from rtc64.turnserver.credentials import rest_credentials, turn_uris
 from rtc64.web import auth as web_auth
 
@@ -273,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)
+    tunnel_command.add_parser(add_command)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
