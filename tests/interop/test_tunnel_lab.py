@@ -29,6 +29,8 @@ NAT_PUBLIC = IPv4Address("10.16.2.1")
 SERVER_V4 = "10.16.2.2"
 PEER_V6 = IPv6Address("fd00:16:6::2")
 NAT_PORTS = (20000, 20099)  # the NAT rewrites source ports into this range
+NAT_PORTS_LATER = (21000, 21099)  # ... and into this one after its "reboot"
+KEEPALIVE = 2
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Tunnel:
         self.server_stats.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve"]
         argv += ["--listen", f"udp:{SERVER_V4}:3653", "--prefix", str(PREFIX)]
-        argv += ["--stats", str(self.server_stats)]
+        argv += ["--stats", str(self.server_stats), "--keepalive", str(KEEPALIVE)]
         self.server_proc = self.server.popen(argv, log=self.work / "server.log")
         _wait(self.server_stats.exists, "server stats", self.work / "server.log")
 
@@ -189,7 +191,7 @@ s.sendto(head + src + dst + body, ("%s", 3653))
 
 def test_spoofed_inner_source_dropped_and_counted(tunnel: Tunnel) -> None:
     before = int(str(tunnel.stats(tunnel.server_stats)["dropped_spoofed"]))
-    forwarded = int(str(tunnel.stats(tunnel.server_stats)["up_packets"]))
+    echoes = _peer_echoes(tunnel)
     spoofed = IPv6Address("fd00:16:6::99")  # claims to be a host on the IPv6 side
     script = SPOOF_SCRIPT % SERVER_V4
     tunnel.client.run(sys.executable, "-c", script, spoofed.packed.hex(), PEER_V6.packed.hex())
@@ -198,7 +200,16 @@ def test_spoofed_inner_source_dropped_and_counted(tunnel: Tunnel) -> None:
         "spoofed packet counted",
         tunnel.work / "server.log",
     )
-    assert int(str(tunnel.stats(tunnel.server_stats)["up_packets"])) == forwarded
+    assert _peer_echoes(tunnel) == echoes  # the echo request never reached the peer
+
+
+def _peer_echoes(t: Tunnel) -> int:
+    """Echo Requests the peer's kernel received (Icmp6InEchos)."""
+    for line in t.peer.run("cat", "/proc/net/snmp6").stdout.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "Icmp6InEchos":
+            return int(value)
+    raise AssertionError("no Icmp6InEchos in /proc/net/snmp6")
 
 
 def test_server_restart_loses_nothing(tunnel: Tunnel) -> None:
@@ -210,3 +221,72 @@ def test_server_restart_loses_nothing(tunnel: Tunnel) -> None:
     # the client did not re-run the exchange: the new instance knew the mapping already
     assert tunnel.stats(tunnel.client_stats)["restarts"] == restarts
     assert int(str(tunnel.stats(tunnel.server_stats)["tunnels_created"])) == 0
+
+
+def _counter(t: Tunnel, name: str) -> int:
+    return int(str(t.stats(t.server_stats)[name]))
+
+
+def test_packet_too_big_from_the_server(tunnel: Tunnel) -> None:
+    before = _counter(tunnel, "dropped_too_big")
+    address = str(_address(tunnel))
+    ping = tunnel.peer.run(
+        "ping", "-6", "-M", "do", "-s", "1300", "-c", "1", "-W", "3", address, check=False
+    )
+    assert ping.returncode != 0
+    assert "mtu=1280" in ping.stdout.replace(" ", ""), ping.stdout + ping.stderr
+    log = tunnel.work / "server.log"  # counters are written every second
+    _wait(lambda: _counter(tunnel, "dropped_too_big") >= before + 1, "too big counted", log)
+    # the same ping within the tunnel MTU goes through
+    ok = tunnel.peer.run("ping", "-6", "-s", "1200", "-c", "1", "-W", "3", address, check=False)
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_destination_unreachable_no_reflection(tunnel: Tunnel) -> None:
+    before = _counter(tunnel, "dropped_unroutable")
+    loopback = int(PREFIX.network_address) | 0x7F000001 << 32 | 53 << 16 | 1
+    ping = tunnel.peer.run(
+        "ping", "-6", "-c", "1", "-W", "3", str(IPv6Address(loopback)), check=False
+    )
+    assert ping.returncode != 0
+    assert "unreachable" in ping.stdout.lower(), ping.stdout
+    log = tunnel.work / "server.log"
+    _wait(lambda: _counter(tunnel, "dropped_unroutable") == before + 1, "unroutable counted", log)
+
+
+FLUSH_CONNTRACK = """
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+body = struct.pack("!BBH", socket.AF_INET, 0, 0)  # nfgenmsg
+msg_type = (1 << 8) | 2  # NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE: flush the table
+s.send(struct.pack("=LHHLL", 16 + len(body), msg_type, 0x1 | 0x4, 1, 0) + body)
+data = s.recv(4096)
+assert struct.unpack_from("=i", data, 16)[0] == 0, data
+"""
+
+
+def test_nat_mapping_change_reruns_the_exchange(tunnel: Tunnel) -> None:
+    before = _address(tunnel)
+    # the NAT "reboots": new port range, its mappings forgotten
+    tunnel.nat.run("nft", "flush", "chain", "ip", "nat", "post")
+    tunnel.nat.run(
+        "nft",
+        "add rule ip nat post oifname n1 meta l4proto udp masquerade to :"
+        + "-".join(map(str, NAT_PORTS_LATER)),
+    )
+    tunnel.nat.run(sys.executable, "-c", FLUSH_CONNTRACK)
+    _wait(lambda: _address(tunnel) != before, "new address", tunnel.work / "client.log")
+    after = _address(tunnel)
+    port = int(after) >> 16 & 0xFFFF
+    assert NAT_PORTS_LATER[0] <= port <= NAT_PORTS_LATER[1]
+    assert int(str(tunnel.stats(tunnel.client_stats)["restarts"])) >= 1
+    addrs = tunnel.client.run("ip", "-6", "addr", "show", "dev", "tsp0").stdout
+    assert str(after) in addrs and str(before) not in addrs
+    assert _ping(tunnel)
+
+
+def test_client_restores_on_exit(tunnel: Tunnel) -> None:
+    stop(tunnel.client_proc)  # type: ignore[attr-defined]
+    assert tunnel.client_proc.returncode == 0  # type: ignore[attr-defined]
+    assert tunnel.client.run("ip", "link", "show", "tsp0", check=False).returncode != 0
+    assert tunnel.client.run("ip", "-6", "route", "show", "default").stdout.strip() == ""

@@ -36,6 +36,9 @@ class ServeOptions:
     port: int
     tun: str = "tsp0"
     stats: Path | None = None
+    #: the server's TUN device MTU: larger than the tunnel's 1280, so that the core (not
+    #: the kernel) enforces the tunnel MTU and answers Packet Too Big itself
+    device_mtu: int = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,8 @@ async def serve(settings: ServerSettings, options: ServeOptions, stop: asyncio.E
     device = tun_io.Tun(options.tun, lambda pkt: run(core.from_tun(pkt, clock())))
     try:
         me = f"{core.mapping.server_address}/128"
-        await tun_io.configure(device.name, me, settings.mtu, [str(settings.prefix)])
+        mtu = max(options.device_mtu, settings.mtu)
+        await tun_io.configure(device.name, me, mtu, [str(settings.prefix)])
         udp = await tunnel_udp.open_server(options.host, options.port, on_datagram)
         log.info("tunnel server on %s:%d, prefix %s", options.host, options.port, settings.prefix)
         while not stop.is_set():
@@ -154,6 +158,7 @@ async def connect(options: ConnectOptions, stop: asyncio.Event) -> int:
             await tun_io.configure(device.name, f"{info.address}/128", 1280, routes)
             current = info
             address["address"] = str(info.address)
+            counters["restarts"] = core.restarts
             log.info("tunnel up: %s via %s", info.address, options.host)
             _write(options.stats, {**counters, **address})
         if failed:
