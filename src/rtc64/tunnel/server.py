@@ -14,7 +14,11 @@
 # - Downstream data (from the TUN side): only to a prefix address whose embedded endpoint
 #   is a routable unicast IPv4 and a non-zero port; otherwise Destination Unreachable
 #   (code 3) to the source. Larger than the 1280-byte tunnel MTU: Packet Too Big.
-# - Per-IPv4-source rate limit on everything received; ICMPv6 errors rate-limited too.
+# - Per-IPv4-source rate limit on everything received, per-IPv4-destination rate limit on
+#   everything sent to an embedded endpoint (the stateless design lets anyone address any
+#   IPv4:port through the prefix: this bounds how hard one host can be hit through us,
+#   with the same size, never more), and never to the server's own IPv4 address.
+#   ICMPv6 errors are rate-limited too.
 """The stateless Public TSP server core: datagrams in, datagrams and packets out."""
 
 from __future__ import annotations
@@ -97,11 +101,13 @@ class TunnelServer:
     counters: Counters = field(default_factory=Counters)
     mapping: Mapping = field(init=False)
     _sources: TokenBuckets = field(init=False)
+    _targets: TokenBuckets = field(init=False)
     _icmp: TokenBuckets = field(init=False)
 
     def __post_init__(self) -> None:
         self.mapping = Mapping(self.settings.prefix)
         self._sources = TokenBuckets(self.settings.rate, self.settings.burst)
+        self._targets = TokenBuckets(self.settings.rate, self.settings.burst)
         rate = self.settings.icmp_rate
         self._icmp = TokenBuckets(rate, max(1.0, rate))
 
@@ -198,6 +204,8 @@ class TunnelServer:
             if target is None:
                 self.counters.dropped_unroutable += 1
                 return self._error(data, header, now, code=ip.ADDRESS_UNREACHABLE, addr=addr)
+            if not self._deliverable(target, now):
+                return []
             self.counters.client_to_client += 1
             return [ToUdp(data, target)]
         return [ToTun(data)]
@@ -232,9 +240,20 @@ class TunnelServer:
         if len(packet) > self.settings.mtu:
             self.counters.dropped_too_big += 1
             return self._icmp_to_tun(packet, header, now, too_big=True)
+        if not self._deliverable(target, now):
+            return []
         self.counters.down_packets += 1
         self.counters.down_bytes += len(packet)
         return [ToUdp(packet, target)]
+
+    def _deliverable(self, target: UdpAddr, now: float) -> bool:
+        if target[0] == self.settings.server_ipv4:
+            self.counters.dropped_unroutable += 1  # never loop back into ourselves
+            return False
+        if not self._targets.allow(target[0], now):
+            self.counters.dropped_rate_limited += 1
+            return False
+        return True
 
     # ------------------------------------------------------------------ ICMPv6 errors
 

@@ -159,3 +159,16 @@ def test_fuzz_data_path(data: bytes) -> None:
         if isinstance(action, ToUdp):
             assert len(action.data) <= len(data)
     server.from_tun(data, 0.0)
+
+
+def test_rate_limit_per_destination_and_no_self_target() -> None:
+    settings = ServerSettings(SETTINGS.prefix, SETTINGS.server_ipv4, rate=1, burst=2)
+    server = TunnelServer(settings)
+    pkt = _pkt(PEER, ME)
+    results = [server.from_tun(pkt, 0.0) for _ in range(3)]
+    assert results == [[ToUdp(pkt, CLIENT)], [ToUdp(pkt, CLIENT)], []]
+    assert server.from_tun(pkt, 1.0) == [ToUdp(pkt, CLIENT)]  # refilled
+    own = server.mapping.client_address(SETTINGS.server_ipv4, 3653)
+    assert server.from_tun(_pkt(PEER, own), 2.0) == []
+    assert server.from_udp(_pkt(ME, own), CLIENT, 2.0) == []
+    assert server.counters.dropped_unroutable == 2
