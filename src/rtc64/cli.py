@@ -71,6 +71,19 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
+    (
+        "--keepalive-interval",
+        "keepalive.interval",
+        False,
+        "seconds between pinhole keepalives to each registered contact (default 25)",
+    ),
+    (
+        "--keepalive-options-interval",
+        "keepalive.options_interval",
+        False,
+        "seconds between OPTIONS liveness checks of each contact (default 120, 0: none)",
+    ),
+    ("--keepalive", "keepalive.enabled", False, "false: no keepalives to registered contacts"),
 )
 
 # The same for ``rtc64 relay``: the media relay alone, driven over the ng protocol.

@@ -214,6 +214,19 @@ def _interface_map(value: object) -> tuple[tuple[str, Family], ...]:
     return tuple(sorted(table.items()))
 
 
+def _payload(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError
+    if value.lower() == "crlf":
+        return b"\r\n\r\n"
+    if not value.lower().startswith("hex:"):
+        raise ValueError
+    data = bytes.fromhex(value[4:])
+    if not 1 <= len(data) <= 512:
+        raise ValueError
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: where it lives, its default and how it is checked."""
@@ -513,6 +526,41 @@ KEYS: tuple[Key, ...] = (
         "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
+    Key(
+        "keepalive.enabled",
+        True,
+        _bool,
+        "true or false",
+        "keep every registered contact's path open (pinhole keepalives, OPTIONS)",
+    ),
+    Key(
+        "keepalive.interval",
+        25.0,
+        _float_range(0.05, 3600.0),
+        "seconds, 0.05..3600",
+        "at most this long between pinhole keepalives to each registered contact",
+    ),
+    Key(
+        "keepalive.options_interval",
+        120.0,
+        _float_range(0.0, 86400.0),
+        "seconds, 0..86400 (0: no OPTIONS)",
+        "how often each registered contact gets an OPTIONS liveness check",
+    ),
+    Key(
+        "keepalive.max_failures",
+        3,
+        _int_range(1, 1000),
+        "an integer 1..1000",
+        "OPTIONS left unanswered in a row before a contact is unreachable and removed",
+    ),
+    Key(
+        "keepalive.payload",
+        "crlf",
+        _payload,
+        "crlf (CRLF CRLF) or hex:HEX (1..512 bytes, e.g. hex:0d0a0d0a)",
+        "the UDP pinhole keepalive datagram",
+    ),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
@@ -597,6 +645,15 @@ class Nat64Section:
     prefix: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class KeepaliveSection:
+    enabled: bool
+    interval: float
+    options_interval: float
+    max_failures: int
+    payload: bytes
+
+
 SECTIONS: dict[str, type] = {
     "general": GeneralSection,
     "sip": SipSection,
@@ -607,6 +664,7 @@ SECTIONS: dict[str, type] = {
     "ng": NgSection,
     "dns": DnsSection,
     "nat64": Nat64Section,
+    "keepalive": KeepaliveSection,
 }
 
 S = TypeVar("S")
@@ -636,6 +694,7 @@ class Config:
     ng: NgSection = field(init=False)
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
+    keepalive: KeepaliveSection = field(init=False)
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
@@ -676,6 +735,9 @@ class Config:
             elif key.path == "auth.users":
                 assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
+            elif key.path == "keepalive.payload":
+                assert isinstance(value, bytes)
+                shown = "crlf" if value == b"\r\n\r\n" else "hex:" + value.hex()
             elif key.path == "media.ports":
                 assert isinstance(value, tuple)
                 shown = f"{value[0]}-{value[1]}"

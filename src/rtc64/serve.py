@@ -4,8 +4,10 @@ them until stopped, then stops them in reverse order.
 Order (each step needs what the ones before made): this host's addresses (media
 addresses checked against them) → data directory, store, secret → TLS identity →
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
-needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
-media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs.
+needs the bound listeners; answers to keepalive OPTIONS are tapped off first, STUN on the
+UDP ports answered) → identity → relay and ng control → resolver and NAT64 → media
+bridge → keepalives (their own ``Driver``; they watch the proxy's store) → proxy, driven
+by one ``io.driver.Driver`` → load watch → periodic jobs.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -13,8 +15,11 @@ through start-up stops what was started. Only ``cli.py`` imports this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import platform
+import random
+import secrets
 import ssl
 import time
 from collections.abc import Collection, Iterator
@@ -28,9 +33,12 @@ from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.keepalive import stunkeep
+from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
+from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
-from rtc64.gateway.location.store import Store
+from rtc64.gateway.location.store import LocationStore, Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.service import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
@@ -43,12 +51,13 @@ from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import BoundListener
+from rtc64.net.endpoint import BoundListener, SockAddr
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
+    keepalive_settings,
     nat64_network,
     ng_settings,
     proxy_settings,
@@ -89,6 +98,7 @@ class Gateway:
         self.log = log
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
+        self.keepalives: Keepalives | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -112,7 +122,8 @@ class Gateway:
         with data_files(data_dir):
             secret = load_secret(data_dir)
         reception = Reception(log.getChild("startup"))
-        self.transports = transports = await _transports(cfg, data_dir, reception, log)
+        tap = ReplyTap(reception.on_message)
+        self.transports = transports = await _transports(cfg, data_dir, reception, tap, log)
         stack.push_async_callback(transports.stop)
         identity = Identity(
             list(transports.listeners),
@@ -126,10 +137,16 @@ class Gateway:
         auth = _authenticator(cfg, store, secret, log)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
+        watched: LocationStore = store
+        if cfg.keepalive.enabled:
+            self.keepalives = tap.keepalives = keepalives = self._keepalives(
+                identity, transports, store, spawner
+            )
+            watched = WatchedStore(store, keepalives.on_replaced)
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
-            store=store,
+            store=watched,
             auth=auth,
             resolver=resolver,
             media=media,
@@ -139,6 +156,8 @@ class Gateway:
         reception.proxy = proxy
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
+        if self.keepalives is not None:
+            await self.keepalives.load()
         _periodic(spawner, store, auth, log)
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
 
@@ -166,12 +185,51 @@ class Gateway:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         return media, relay_cfg
 
+    def _keepalives(
+        self, identity: Identity, transports: SipTransportLayer, store: Store, spawner: Spawner
+    ) -> Keepalives:
+        """The keepalive schedule with its driver (the bindings stored are loaded later)."""
+        log = self.log.getChild("keepalive")
+        driver = Driver(log=log)
+        self._stack.callback(driver.close)
+        by_name = {lst.name(): lst for lst in transports.listeners}
+
+        @functools.lru_cache(maxsize=4096)
+        def sent_by(name: str, remote: SockAddr) -> tuple[SockAddr, str] | None:
+            lst = by_name.get(name)
+            if lst is None or lst.family is not family_of(remote[0]):
+                return None
+            return lst.local, identity.hostport_of(lst, remote[0])
+
+        settings = keepalive_settings(self.cfg.keepalive)
+        keepalives = Keepalives(
+            KeepaliveSchedule(
+                settings, rng=random.random, new_token=lambda: secrets.token_hex(10).encode()
+            ),
+            sender=transports,
+            store=store,
+            sent_by=sent_by,
+            clock=clock,
+            wall=time.time,
+            spawn=spawner,
+            log=log,
+            wake=driver.update,
+        )
+        driver.drive(keepalives)
+        log.info(
+            "keepalives every %gs, OPTIONS every %s, unreachable after %d failures",
+            settings.interval,
+            f"{settings.options_interval:g}s" if settings.options_interval else "(never)",
+            settings.max_failures,
+        )
+        return keepalives
+
     def _proxy(
         self,
         identity: Identity,
         *,
         transports: SipTransportLayer,
-        store: Store,
+        store: LocationStore,
         auth: Authenticator,
         resolver: Resolver,
         media: MediaBridge,
@@ -269,16 +327,17 @@ def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLCont
 
 
 async def _transports(
-    cfg: Config, data_dir: Path, reception: Reception, log: logging.Logger
+    cfg: Config, data_dir: Path, reception: Reception, tap: ReplyTap, log: logging.Logger
 ) -> SipTransportLayer:
-    """The SIP listeners, bound and delivering to ``reception``."""
+    """The SIP listeners, bound and delivering to ``reception`` through ``tap``."""
     transports = SipTransportLayer(
         cfg.sip.listen,
-        reception.on_message,
+        tap.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
         on_send_error=reception.on_send_error,
+        on_stun=stunkeep.answer,
         log=log.getChild("transport"),
     )
     reception.sender = transports
