@@ -136,6 +136,15 @@ class Unreachable:
 
 
 @dataclass(frozen=True, slots=True)
+class Reachable:
+    """The contact answered its first OPTIONS, or answered again after being unreachable."""
+
+    binding: Binding
+    rtt: float
+    again: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AddressChanged:
     """An OPTIONS answer came from a new source: the binding's received address moves."""
 
@@ -143,7 +152,7 @@ class AddressChanged:
     remote: SockAddr
 
 
-Action = SendPing | SendOptions | Unreachable | AddressChanged
+Action = SendPing | SendOptions | Unreachable | Reachable | AddressChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,10 +404,12 @@ class KeepaliveSchedule:
             return []  # provisional: the final one decides
         self._forget_token(c)
         self.stats.replies += 1
-        c.rtt = max(0.0, now - c.sent_at)
+        c.rtt = rtt = max(0.0, now - c.sent_at)
         c.failures = 0
-        c.state = ContactState.REACHABLE
         actions: list[Action] = []
+        if c.state is not ContactState.REACHABLE:
+            actions.append(Reachable(c.binding, rtt, c.state is ContactState.UNREACHABLE))
+        c.state = ContactState.REACHABLE
         if source != c.target.remote:
             self.stats.address_changes += 1
             c.target = Target(c.target.transport, c.target.listener, source)

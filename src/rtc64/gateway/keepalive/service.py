@@ -31,6 +31,7 @@ from rtc64.gateway.keepalive.schedule import (
     Action,
     AddressChanged,
     KeepaliveSchedule,
+    Reachable,
     SendOptions,
     SendPing,
     Unreachable,
@@ -163,6 +164,14 @@ class Keepalives:
                 self.spawn(self._remove(action.binding, action.failures))
             elif isinstance(action, AddressChanged):
                 self.spawn(self._move(action.binding, action.remote))
+            elif isinstance(action, Reachable):
+                self.log.info(
+                    "keepalive: %s contact %s %sreachable (OPTIONS RTT %.1f ms)",
+                    action.binding.aor,
+                    action.binding.contact.decode("latin-1"),
+                    "again " if action.again else "",
+                    action.rtt * 1000,
+                )
 
     def _options(self, action: SendOptions) -> None:
         t = action.target

@@ -13,6 +13,7 @@ from rtc64.gateway.keepalive.schedule import (
     AddressChanged,
     ContactState,
     KeepaliveSettings,
+    Reachable,
     SendOptions,
     SendPing,
     Target,
@@ -77,7 +78,8 @@ def test_options_answered_record_rtt_and_reachability() -> None:
     assert isinstance(opt, SendOptions) and opt.binding == b and opt.token == b"tok1"
     assert s.outstanding == 1
     assert s.status((b.aor, b.contact)).state is ContactState.UNKNOWN  # type: ignore[union-attr]
-    assert s.on_reply(b"tok1", 200, Transport.UDP, (b.received_ip, 5070), t + 0.042) == []
+    reply = s.on_reply(b"tok1", 200, Transport.UDP, (b.received_ip, 5070), t + 0.042)
+    assert reply == [Reachable(b, pytest.approx(0.042), again=False)]  # type: ignore[arg-type]
     status = s.status((b.aor, b.contact))
     assert status is not None and status.state is ContactState.REACHABLE
     assert status.rtt == pytest.approx(0.042)
@@ -135,7 +137,12 @@ def test_a_reregistration_resets_an_unreachable_contact() -> None:
     s.add(b, 0.0, WALL)
     run(s, 30.0)
     assert s.status((b.aor, b.contact)).state is ContactState.UNREACHABLE  # type: ignore[union-attr]
-    s.set_aor(b.aor, [replace(b, cseq=2)], 30.0, WALL + 30)
+    t, opt = first(s, SendOptions, 40.0)
+    assert isinstance(opt, SendOptions)
+    again = s.on_reply(opt.token, 200, Transport.UDP, (b.received_ip, 5070), t)
+    assert [(type(a), getattr(a, "again", None)) for a in again] == [(Reachable, True)]
+    run(s, 70.0)  # unreachable again
+    s.set_aor(b.aor, [replace(b, cseq=2)], 70.0, WALL + 70)
     status = s.status((b.aor, b.contact))
     assert status is not None and status.state is ContactState.UNKNOWN and status.failures == 0
 
@@ -161,7 +168,7 @@ def test_an_answer_from_a_new_source_moves_the_target() -> None:
     assert isinstance(opt, SendOptions)
     new = (ip_address("10.0.0.9"), 40000)
     actions = s.on_reply(opt.token, 200, Transport.UDP, new, t)
-    assert actions == [AddressChanged(b, new)]
+    assert actions[1:] == [AddressChanged(b, new)] and isinstance(actions[0], Reachable)
     later = [a for _, a in run(s, 60.0) if isinstance(a, SendPing | SendOptions)]
     assert later and all(a.target.remote == new for a in later)
     assert s.stats.address_changes == 1
