@@ -227,7 +227,8 @@ class KeepaliveSchedule:
     """Fresh unguessable tokens (Via branch suffix and Call-ID)."""
     stats: ScheduleStats = field(default_factory=ScheduleStats)
     _contacts: dict[ContactKey, _Contact] = field(default_factory=dict)
-    _by_aor: dict[str, set[bytes]] = field(default_factory=dict)
+    _by_aor: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
+    """Contacts per AOR (a tuple: most AORs have one, and a set costs 216 bytes)."""
     _tokens: dict[bytes, _Contact] = field(default_factory=dict)
     _wheel: dict[int, list[_Contact]] = field(default_factory=dict)
     _slots: list[int] = field(default_factory=list)
@@ -255,8 +256,9 @@ class KeepaliveSchedule:
                 continue
             keep.add(binding.contact)
             self._put(binding, now, wall)
-        for contact in self._by_aor.get(aor, set()) - keep:
-            self.remove((aor, contact))
+        for contact in self._by_aor.get(aor, ()):
+            if contact not in keep:
+                self.remove((aor, contact))
 
     def add(self, binding: Binding, now: float, wall: float) -> None:
         """Track one binding (or refresh it)."""
@@ -279,7 +281,7 @@ class KeepaliveSchedule:
             if s.options_interval:
                 c.options_due = now + self.rng() * self._gap(s.options_interval)
             self._contacts[key] = c
-            self._by_aor.setdefault(binding.aor, set()).add(binding.contact)
+            self._by_aor[binding.aor] = (*self._by_aor.get(binding.aor, ()), binding.contact)
         else:
             if c.target != target:
                 self._forget_token(c)
@@ -297,11 +299,11 @@ class KeepaliveSchedule:
             return False
         self._forget_token(c)
         c.slot = -1  # its wheel entry is skipped when its slot comes
-        same = self._by_aor.get(key[0])
-        if same is not None:
-            same.discard(key[1])
-            if not same:
-                del self._by_aor[key[0]]
+        left = tuple(c for c in self._by_aor.get(key[0], ()) if c != key[1])
+        if left:
+            self._by_aor[key[0]] = left
+        else:
+            self._by_aor.pop(key[0], None)
         return True
 
     def status(self, key: ContactKey) -> ContactStatus | None:

@@ -165,7 +165,9 @@ class Keepalives:
             elif isinstance(action, AddressChanged):
                 self.spawn(self._move(action.binding, action.remote))
             elif isinstance(action, Reachable):
-                self.log.info(
+                # First answers (one per contact) are debug: 100,000 lines otherwise.
+                self.log.log(
+                    logging.INFO if action.again else logging.DEBUG,
                     "keepalive: %s contact %s %sreachable (OPTIONS RTT %.1f ms)",
                     action.binding.aor,
                     action.binding.contact.decode("latin-1"),
