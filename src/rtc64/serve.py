@@ -338,6 +338,7 @@ async def _transports(
         client_tls=tls_client_policy(cfg.sip, log),
         on_send_error=reception.on_send_error,
         on_stun=stunkeep.answer,
+        on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
     )
     reception.sender = transports

@@ -17,7 +17,8 @@
 # per connection are capped. A failing callback is logged and never stops a listener.
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
 # over streams only on a connection already open (never a new one); STUN on the UDP
-# listeners goes to ``on_stun``.
+# listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
+# parsed.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
-from rtc64.io.udp import StunHandler, UdpListener
+from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
@@ -81,6 +82,7 @@ class SipTransportLayer:
         limits: Limits | None = None,
         on_send_error: OnSendError | None = None,
         on_stun: StunHandler | None = None,
+        on_raw_response: RawResponseHandler | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
@@ -93,6 +95,7 @@ class SipTransportLayer:
         self._on_bad_datagram = on_bad_datagram
         self._on_send_error = on_send_error
         self._on_stun = on_stun
+        self._on_raw_response = on_raw_response
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -135,7 +138,7 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock, self._on_stun)
+                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
                 self._udp_named[bound.name()] = udp

@@ -9,8 +9,14 @@
 #   once. Such answers never reach the proxy (they would be stray responses there).
 # - The Request-URI and To are the Contact URI as registered, without URI headers
 #   (RFC 3261 §19.1.5: headers are not part of a Request-URI).
+# - ``fast_reply`` reads an answer from the raw datagram (5x cheaper than parsing it: at
+#   100,000 contacts 833 answers arrive per second) and is strict: a first Via line folded
+#   or not carrying our mark, a Call-ID that is not the token, a CSeq not OPTIONS, anything
+#   unusual returns None and the message takes the full parse (then ``reply_token``).
 
 from __future__ import annotations
+
+import re
 
 from rtc64.net.endpoint import Transport
 from rtc64.sip.message import Message, Response
@@ -58,6 +64,40 @@ def reply_token(msg: Message) -> bytes | None:
     if msg.cseq.method != b"OPTIONS":
         return None
     return token
+
+
+_STATUS = re.compile(rb"SIP/2\.0 ([1-6]\d\d) ")
+_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:[ \t]*([^\r\n]*)\r\n(?![ \t])", re.IGNORECASE)
+_BRANCH = re.compile(
+    rb";[ \t]*branch[ \t]*=[ \t]*z9hG4bK\.r64ka\.([0-9A-Za-z]{1,64})[ \t]*(?:;|$)", re.IGNORECASE
+)
+_CALL_ID = re.compile(
+    rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r\n(?![ \t])", re.IGNORECASE
+)
+_CSEQ = re.compile(rb"\r\ncseq[ \t]*:[ \t]*\d{1,10}[ \t]+OPTIONS[ \t]*\r\n(?![ \t])", re.IGNORECASE)
+
+
+def fast_reply(data: bytes) -> tuple[bytes, int] | None:
+    """(token, status) of a raw datagram answering one of our OPTIONS, or None when it is
+    not one or anything about it is unusual (the caller then parses it in full)."""
+    status = _STATUS.match(data)
+    if status is None:
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = data[: end + 2]
+    via = _VIA.search(head)
+    if via is None:
+        return None
+    branch = _BRANCH.search(via.group(1).split(b",", 1)[0])
+    if branch is None:
+        return None
+    token = branch.group(1)
+    call_id = _CALL_ID.search(head)
+    if call_id is None or call_id.group(1) != token or _CSEQ.search(head) is None:
+        return None
+    return token, int(status.group(1))
 
 
 def is_ours(msg: Message) -> bool:

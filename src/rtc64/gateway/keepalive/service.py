@@ -11,7 +11,8 @@
 #   open one to a phone's ephemeral port). The Via names that listener's address as seen
 #   from the contact (``sent_by``).
 # - ``ReplyTap`` sits between the transports and the proxy: answers to our OPTIONS (their
-#   Via branch carries ``options.BRANCH_MARK``) go to the schedule, never to the proxy.
+#   Via branch carries ``options.BRANCH_MARK``) go to the schedule, never to the proxy;
+#   UDP answers are taken from the raw datagram when ``options.fast_reply`` reads them.
 # - An unreachable contact's binding is removed only if the store still holds that very
 #   binding (a re-registration since then wins); an answer from a new source updates the
 #   binding's received address the same way. Both are logged and counted; store failures
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rtc64.errors import Rtc64Error
-from rtc64.gateway.keepalive.options import build_options, is_ours, reply_token
+from rtc64.gateway.keepalive.options import build_options, fast_reply, is_ours, reply_token
 from rtc64.gateway.keepalive.schedule import (
     Action,
     AddressChanged,
@@ -135,6 +136,17 @@ class Keepalives:
         """The store now holds ``bindings`` as the AOR's whole set."""
         self.schedule.set_aor(aor, bindings, self.clock(), self.wall())
         self.wake()
+
+    def on_raw(self, data: bytes, flow: Flow) -> bool:
+        """Take a raw UDP answer to one of our OPTIONS without a full parse; False: not
+        recognised here (parsed as usual, then ``on_response``)."""
+        found = fast_reply(data)
+        if found is None:
+            return False
+        token, status = found
+        self._run(self.schedule.on_reply(token, status, flow.transport, flow.remote, self.clock()))
+        self.wake()
+        return True
 
     def on_response(self, msg: Message, flow: Flow) -> bool:
         """Take an answer to one of our OPTIONS; False: not ours, the proxy's business."""
@@ -271,6 +283,11 @@ class ReplyTap:
     def __init__(self, forward: OnMessage) -> None:
         self.forward = forward
         self.keepalives: Keepalives | None = None
+
+    def on_raw_response(self, data: bytes, flow: Flow) -> bool:
+        """A UDP response before parsing: True if it was an answer to our OPTIONS."""
+        keepalives = self.keepalives
+        return keepalives is not None and keepalives.on_raw(data, flow)
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         keepalives = self.keepalives

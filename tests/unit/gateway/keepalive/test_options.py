@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rtc64.gateway.keepalive.options import BRANCH_MARK, build_options, is_ours, reply_token
+from rtc64.gateway.keepalive.options import (
+    BRANCH_MARK,
+    build_options,
+    fast_reply,
+    is_ours,
+    reply_token,
+)
 from rtc64.net.endpoint import Transport
 from rtc64.sip.framing import parse_datagram as parse_message
 from rtc64.sip.message import Request, Response
@@ -73,3 +79,42 @@ def test_other_responses_are_not_ours() -> None:
     assert not is_ours(msg) and reply_token(msg) is None
     req = parse_message(build_options(b"sip:a@10.0.0.1", Transport.UDP, "10.0.0.2:5060", b"t"))
     assert not is_ours(req) and reply_token(req) is None  # a request is never an answer
+
+
+def test_the_fast_path_reads_our_answers_like_the_parser() -> None:
+    data = answer(b"abc123")
+    assert fast_reply(data) == (b"abc123", 200)
+    compact = (
+        data.replace(b"\r\nVia:", b"\r\nv :")
+        .replace(b"Call-ID:", b"i:")
+        .replace(b"CSeq: 1 OPTIONS", b"cseq:  7   OPTIONS")
+    )
+    assert fast_reply(compact) == (b"abc123", 200)
+    msg = parse_message(compact)
+    assert reply_token(msg) == b"abc123"
+    assert fast_reply(data.replace(b"200 OK", b"486 Busy Here")) == (b"abc123", 486)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        answer(b"abc123", call_id=b"other"),
+        answer(b"abc123", method=b"INVITE"),
+        answer(b"abc123").replace(
+            b"Via: SIP/2.0/UDP", b"Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-top,\r\n SIP/2.0/UDP", 1
+        ),  # folded: full parse
+        answer(b"abc123").replace(
+            b"\r\nVia:", b"\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-top\r\nVia:", 1
+        ),  # ours is not the top Via
+        answer(b"abc123").replace(
+            b"\r\nVia: SIP/2.0/UDP", b"\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=x, SIP/2.0/UDP", 1
+        ),
+        answer(b"abc123").replace(b"Call-ID: abc123", b"Call-ID: abc123\r\n more"),
+        answer(b"abc123").replace(b"\r\n\r\n", b"\r\n"),  # no end of headers
+        b"SIP/2.0 999 Nope\r\n" + answer(b"abc123").split(b"\r\n", 1)[1],
+        b"OPTIONS sip:x SIP/2.0\r\n" + answer(b"abc123").split(b"\r\n", 1)[1],
+        answer(b"abc123").replace(b"branch=z9hG4bK.r64ka.abc123", b"branch=z9hG4bK.r64ka.abc123-x"),
+    ],
+)
+def test_the_fast_path_leaves_anything_unusual_to_the_parser(data: bytes) -> None:
+    assert fast_reply(data) is None

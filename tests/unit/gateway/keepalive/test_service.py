@@ -168,6 +168,29 @@ def test_answered_options_are_taken_off_before_the_proxy(tmp_path: Path) -> None
         other = parse_datagram(_answer(data).wire.replace(BRANCH_MARK, b"z9hG4bK-x"))  # type: ignore[union-attr]
         tap.on_message(other, source)
         assert forwarded == [other]  # not ours: the proxy's business
+        assert not tap.on_raw_response(other.wire, source)  # type: ignore[arg-type]
+        await watched.close()
+
+    asyncio.run(main())
+
+
+def test_raw_answers_are_taken_before_parsing(tmp_path: Path) -> None:
+    async def main() -> None:
+        ka, watched, sender, clock, _ = await _setup(tmp_path, options_interval=60.0)
+        b = binding(1)
+        await watched.replace(b.aor, [b])
+        _fire_until(ka, clock, 60.0, lambda: bool(sender.sent))
+        tap = ReplyTap(lambda msg, flow: None)
+        source = Flow(Transport.UDP, LOCAL6, (ip_address("2001:db8::10"), 5070))
+        raw = _answer(sender.sent[0][0]).wire
+        assert raw is not None
+        assert not tap.on_raw_response(raw, source)  # no keepalives wired yet
+        tap.keepalives = ka
+        assert tap.on_raw_response(raw, source)
+        status = ka.schedule.status((b.aor, b.contact))
+        assert status is not None and status.state is ContactState.REACHABLE
+        assert tap.on_raw_response(raw, source)  # a replay: ours, but stray
+        assert ka.schedule.stats.stray_replies == 1 and ka.schedule.stats.replies == 1
         await watched.close()
 
     asyncio.run(main())

@@ -14,7 +14,7 @@ from rtc64.gateway.keepalive import stunkeep
 from rtc64.net.endpoint import Transport
 from rtc64.stun.attributes import XOR_MAPPED_ADDRESS
 from rtc64.stun.message import Class, Method, build, decode, encode
-from tests.unit.io.helpers import Gateway, port_of, wait_for
+from tests.unit.io.helpers import Gateway, ok, options, port_of, wait_for
 
 
 def _binding_request() -> bytes:
@@ -111,6 +111,42 @@ def test_stream_pings_go_only_over_an_open_connection() -> None:
             assert layer.keepalive(Transport.TCP, "ignored", phone, b"ignored")
             assert await asyncio.wait_for(reader.readexactly(4), 2.0) == b"\r\n\r\n"
             writer.close()
+        finally:
+            await layer.stop()
+
+    asyncio.run(main())
+
+
+def test_a_raw_response_handler_takes_responses_before_parsing() -> None:
+    async def main() -> None:
+        gw = Gateway()
+        taken: list[bytes] = []
+
+        def raw(data: bytes, flow: object) -> bool:
+            if b"take-me" in data:
+                taken.append(data)
+                return True
+            if b"explode" in data:
+                raise RuntimeError("handler bug")
+            return False
+
+        layer = gw.layer(["udp:127.0.0.1:0"], on_raw_response=raw)
+        await layer.start()
+        port = port_of(layer, Transport.UDP, 4)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                resp = ok(1)
+                for data in (
+                    resp.replace(b"OK", b"take-me"),
+                    resp.replace(b"OK", b"explode"),
+                    resp,
+                ):
+                    peer.sendto(data, ("127.0.0.1", port))
+                peer.sendto(options(2), ("127.0.0.1", port))  # requests never go to it
+            await wait_for(lambda: len(gw.messages) == 3)
+            assert len(taken) == 1
+            assert [m.cseq.seq for m, _ in gw.messages] == [1, 1, 2]  # explode fell through
+            assert layer.stats.received == 4
         finally:
             await layer.stop()
 
