@@ -15,7 +15,6 @@ through start-up stops what was started. Only ``cli.py`` imports this module.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import platform
 import random
@@ -193,13 +192,23 @@ class Gateway:
         driver = Driver(log=log)
         self._stack.callback(driver.close)
         by_name = {lst.name(): lst for lst in transports.listeners}
+        vias: dict[tuple[str, bytes], tuple[SockAddr, str]] = {}
 
-        @functools.lru_cache(maxsize=4096)
         def sent_by(name: str, remote: SockAddr) -> tuple[SockAddr, str] | None:
+            """Our Via toward ``remote``, kept per listener and remote /64 (IPv6) or /24:
+            a wildcard listener asks the kernel for its source address on a miss."""
+            ip = remote[0]
+            key = (name, ip.packed[: 8 if ip.version == 6 else 3])
+            found = vias.get(key)
+            if found is not None:
+                return found
             lst = by_name.get(name)
-            if lst is None or lst.family is not family_of(remote[0]):
+            if lst is None or lst.family is not family_of(ip):
                 return None
-            return lst.local, identity.hostport_of(lst, remote[0])
+            if len(vias) >= 4096:
+                vias.clear()
+            vias[key] = found = (lst.local, identity.hostport_of(lst, ip))
+            return found
 
         settings = keepalive_settings(self.cfg.keepalive)
         keepalives = Keepalives(
