@@ -9,12 +9,14 @@ import socket
 from ipaddress import ip_address
 
 import pytest
+from wsproto.events import AcceptConnection, Ping
 
 from rtc64.gateway.keepalive import stunkeep
 from rtc64.net.endpoint import Transport
 from rtc64.stun.attributes import XOR_MAPPED_ADDRESS
 from rtc64.stun.message import Class, Method, build, decode, encode
 from tests.unit.io.helpers import Gateway, ok, options, port_of, wait_for
+from tests.unit.io.test_websocket import Client
 
 
 def _binding_request() -> bytes:
@@ -147,6 +149,27 @@ def test_a_raw_response_handler_takes_responses_before_parsing() -> None:
             assert len(taken) == 1
             assert [m.cseq.seq for m, _ in gw.messages] == [1, 1, 2]  # explode fell through
             assert layer.stats.received == 4
+        finally:
+            await layer.stop()
+
+    asyncio.run(main())
+
+
+def test_websocket_clients_get_a_ping_frame_not_a_sip_message() -> None:
+    async def main() -> None:
+        gw = Gateway()
+        layer = gw.layer(["ws:[::1]:0"])
+        await layer.start()
+        try:
+            client, accepted = await Client.open("::1", port_of(layer, Transport.WS, 6), ["sip"])
+            assert isinstance(accepted, AcceptConnection)
+            await wait_for(lambda: layer.connection_count == 1)
+            phone = (ip_address("::1"), client.writer.get_extra_info("sockname")[1])
+            assert layer.keepalive(Transport.WS, "ws:[::1]:0", phone, b"ignored")
+            event = await client.next_event()
+            assert isinstance(event, Ping)
+            assert layer.stats.keepalives_sent == 1 and layer.stats.sent == 0
+            client.writer.close()
         finally:
             await layer.stop()
 
