@@ -148,6 +148,12 @@ class Mode:
     call_cpu_pct: float = 0.0
     rcvbuf_errors: int = 0
     removed: int = 0
+    calls_503: int = 0
+    """Failed calls that were shed (503 under overload) rather than lost."""
+    stalls: int = 0
+    """Overload episodes the gateway logged (queueing above sip.overload_lag)."""
+    worst_stall_s: float = 0.0
+    worst_full_gc_s: float = 0.0
     command: str = ""
 
     @property
@@ -213,7 +219,15 @@ def run_mode(
         mode.calls_ok, mode.calls_failed = step.ok, step.failed
         mode.call_retrans, mode.rcvbuf_errors = step.retrans, step.rcvbuf_errors
         mode.call_cpu_pct = 100 * step.cpu_s / step.wall
-        mode.removed = proxy.log_path.read_text(errors="replace").count("unreachable (")
+        log = proxy.log_path.read_text(errors="replace")
+        mode.removed = log.count("unreachable (")
+        stalls = [float(x) for x in re.findall(r"overload: ([\d.]+) s queued", log)]
+        mode.stalls, mode.worst_stall_s = len(stalls), max(stalls, default=0.0)
+        pauses = re.findall(r"full collection took ([\d.]+) s", log)
+        mode.worst_full_gc_s = max((float(x) for x in pauses), default=0.0)
+        err = run_dir / "uac-rtc64-v4-100-1.err"
+        mode.calls_503 = err.read_text(errors="replace").count("received 'SIP/2.0 503")
+        err.rename(run_dir / f"calls-{'on' if keepalive else 'off'}.err")
     finally:
         proxy.stop()
     return mode
@@ -241,13 +255,14 @@ def inside(args: argparse.Namespace) -> int:
     off, on = modes
     print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
-          "(retrans) | CPU during calls |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "(of which 503) | CPU during calls | stalls (worst) | worst full GC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         print(
             f"| {'on' if m.keepalive else 'off'} | {m.cpu_pct:.1f} % | {m.rss_kb / 1024:.0f} MiB "
             f"| {m.pings / m.window_s:.0f} | {m.options / m.window_s:.0f} "
-            f"| {m.calls_ok}/{m.calls_failed} ({m.call_retrans}) | {m.call_cpu_pct:.1f} % |"
+            f"| {m.calls_ok}/{m.calls_failed} ({m.calls_503}) | {m.call_cpu_pct:.1f} % "
+            f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s |"
         )
     print(f"keepalive CPU (on - off): {on.cpu_pct - off.cpu_pct:.1f} % of one core")
     print(f"RSS per contact (on - off): {(on.rss_kb - off.rss_kb) * 1024 / n:.0f} B")
