@@ -154,6 +154,8 @@ class Mode:
     """Overload episodes the gateway logged (queueing above sip.overload_lag)."""
     worst_stall_s: float = 0.0
     worst_full_gc_s: float = 0.0
+    load: float = 0.0
+    """The machine's 1-minute load average after the calls (2 cores, shared)."""
     command: str = ""
 
     @property
@@ -217,6 +219,7 @@ def run_mode(
         with uas_running(run_dir):
             step = run_step(SCENARIOS[0], proxy, CALL_RATE, min(window, 30.0), run_dir, 1)
         mode.calls_ok, mode.calls_failed = step.ok, step.failed
+        mode.load = os.getloadavg()[0]
         mode.call_retrans, mode.rcvbuf_errors = step.retrans, step.rcvbuf_errors
         mode.call_cpu_pct = 100 * step.cpu_s / step.wall
         log = proxy.log_path.read_text(errors="replace")
@@ -225,9 +228,10 @@ def run_mode(
         mode.stalls, mode.worst_stall_s = len(stalls), max(stalls, default=0.0)
         pauses = re.findall(r"full collection took ([\d.]+) s", log)
         mode.worst_full_gc_s = max((float(x) for x in pauses), default=0.0)
-        err = run_dir / "uac-rtc64-v4-100-1.err"
-        mode.calls_503 = err.read_text(errors="replace").count("received 'SIP/2.0 503")
-        err.rename(run_dir / f"calls-{'on' if keepalive else 'off'}.err")
+        err = run_dir / "uac-rtc64-v4-100-1.err"  # SIPp writes it only when calls failed
+        if err.exists():
+            mode.calls_503 = err.read_text(errors="replace").count("received 'SIP/2.0 503")
+            err.rename(run_dir / f"calls-{'on' if keepalive else 'off'}.err")
     finally:
         proxy.stop()
     return mode
@@ -255,14 +259,15 @@ def inside(args: argparse.Namespace) -> int:
     off, on = modes
     print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
-          "(of which 503) | CPU during calls | stalls (worst) | worst full GC |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(of which 503) | CPU during calls | stalls (worst) | worst full GC "
+          "| load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         print(
             f"| {'on' if m.keepalive else 'off'} | {m.cpu_pct:.1f} % | {m.rss_kb / 1024:.0f} MiB "
             f"| {m.pings / m.window_s:.0f} | {m.options / m.window_s:.0f} "
             f"| {m.calls_ok}/{m.calls_failed} ({m.calls_503}) | {m.call_cpu_pct:.1f} % "
-            f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s |"
+            f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s | {m.load:.1f} |"
         )
     print(f"keepalive CPU (on - off): {on.cpu_pct - off.cpu_pct:.1f} % of one core")
     print(f"RSS per contact (on - off): {(on.rss_kb - off.rss_kb) * 1024 / n:.0f} B")
