@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Sequence
@@ -44,6 +45,7 @@ from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.message import Message, Response
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+LOAD_BATCH = 1000  # bindings tracked per loop turn at start
 
 
 class KeepaliveSender(Protocol):
@@ -126,9 +128,10 @@ class Keepalives:
         """Track every binding already in the store; returns how many are tracked."""
         wall = self.wall()
         bindings = await self.store.all_bindings(wall)
-        now = self.clock()
-        for binding in bindings:
-            self.schedule.add(binding, now, wall)
+        for n, binding in enumerate(bindings):
+            if n % LOAD_BATCH == 0 and n:
+                await asyncio.sleep(0)  # 100,000 bindings take ~2 s: let calls through
+            self.schedule.add(binding, self.clock(), self.wall())
         self.wake()
         return len(self.schedule)
 

@@ -10,6 +10,9 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from rtc64.gateway.keepalive import service
 from rtc64.gateway.keepalive.options import BRANCH_MARK
 from rtc64.gateway.keepalive.schedule import ContactState
 from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
@@ -270,6 +273,33 @@ def test_stream_contacts_are_probed_only_over_an_open_connection(tmp_path: Path)
         _fire_until(ka, clock, 10.0)
         assert sender.sent == [] and ka.stats.options_unsent == 1
         assert all(p[0] is Transport.TCP for p in sender.pings)
+        await watched.close()
+
+    asyncio.run(main())
+
+
+def test_loading_many_bindings_lets_the_loop_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "LOAD_BATCH", 10)
+
+    async def main() -> None:
+        ka, watched, _, _, _ = await _setup(tmp_path, options_interval=0.0)
+        for n in range(35):
+            b = binding(n)
+            await watched.inner.replace(b.aor, [b])
+        seen: list[int] = []
+
+        async def ticker() -> None:
+            while True:
+                seen.append(len(ka.schedule))
+                await asyncio.sleep(0)
+
+        task = asyncio.get_running_loop().create_task(ticker())
+        await asyncio.sleep(0)
+        assert await ka.load() == 35
+        task.cancel()
+        assert any(0 < n < 35 for n in seen), seen  # other work ran while loading
         await watched.close()
 
     asyncio.run(main())
