@@ -43,6 +43,10 @@ class Limits:
     handshake_timeout: float = 10.0
     """TLS handshake limit, inbound and outbound."""
     udp_rcvbuf: int = 4 * 1024 * 1024
+    udp_ipv6_min_mtu: bool = True
+    """IPv6 UDP listeners fragment large datagrams at 1280 bytes (``sockets``)."""
+    udp_ipv4_no_df: bool = False
+    """IPv4 UDP listeners send without DF."""
 
 
 class ConnectionOwner(Protocol):

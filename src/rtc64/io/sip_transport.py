@@ -129,7 +129,13 @@ class SipTransportLayer:
         loop = asyncio.get_running_loop()
         try:
             if spec.transport is Transport.UDP:
-                sock = sockets.udp_socket(spec.address, spec.port, self.limits.udp_rcvbuf)
+                sock = sockets.udp_socket(
+                    spec.address,
+                    spec.port,
+                    self.limits.udp_rcvbuf,
+                    ipv6_min_mtu=self.limits.udp_ipv6_min_mtu,
+                    ipv4_no_df=self.limits.udp_ipv4_no_df,
+                )
             else:
                 sock = sockets.listen_socket(spec.address, spec.port)
         except OSError as exc:

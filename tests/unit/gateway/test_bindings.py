@@ -37,6 +37,7 @@ def full_binding(**changes: object) -> Binding:
         "instance": b'"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"',
         "reg_id": 2,
         "user_agent": b"Ph\xc3\xb6ne/2.0 \xff\x00raw",
+        "registered_at": 1_700_000_000.123456789,
     }
     values.update(changes)
     return Binding(**values)  # type: ignore[arg-type]
@@ -108,6 +109,7 @@ def test_list_round_trip() -> None:
         json.dumps({**MINIMAL.to_dict(), "transport": "sctp"}),
         json.dumps({**MINIMAL.to_dict(), "ip": "not-an-ip"}),
         json.dumps({**MINIMAL.to_dict(), "path": "x"}),
+        json.dumps({**MINIMAL.to_dict(), "at": "yesterday"}),
         json.dumps({**MINIMAL.to_dict(), "contact": "\u20ac"}),  # not latin-1
         "not json",
     ],
@@ -135,6 +137,7 @@ def test_malformed_binding_list_is_value_error(text: str) -> None:
         {"received_port": 65536},
         {"reg_id": 0},
         {"expires_at": float("inf")},
+        {"registered_at": float("nan")},
         {"contact": b""},
         {"path": [b"x"]},
     ],

@@ -106,6 +106,7 @@ def test_add_uses_default_expires_and_records_everything() -> None:
         received_port=40000,
         path=(b"<sip:edge.example.net;lr>",),
         user_agent=b"phone/1.0",
+        registered_at=reg.now,
     )
     assert [(c.binding, c.expires) for c in out.contacts] == [(b, 3600)]
 
@@ -506,13 +507,22 @@ def test_reg_id_without_instance_is_ignored() -> None:
     assert [(b.contact, b.reg_id) for b in reg.bindings] == [(A, None)]
 
 
-def test_instance_without_reg_id_matches_by_uri() -> None:
+def test_instance_without_reg_id_matches_by_instance() -> None:
+    # RFC 5627 clients (instance, no reg-id): a new Contact URI from the same device (an
+    # IPv6 privacy address that changed) replaces its binding instead of adding one.
     reg = Registrar()
     reg.register(request(contact(A, instance=INSTANCE), call_id=b"1"))
     reg.register(request(contact(B, instance=INSTANCE), call_id=b"2"))
+    assert reg.uris() == [B]
     reg.register(request(contact(A, instance=INSTANCE), call_id=b"3"))
-    assert reg.uris() == [A, B]
+    assert reg.uris() == [A]
     assert reg.bindings[0].call_id == b"3"
+    # Another instance is another device; a plain contact with the same URI still matches
+    # (a phone that drops +sip.instance when it unregisters).
+    reg.register(request(contact(B, instance=b'"<urn:uuid:other>"'), call_id=b"4"))
+    assert sorted(reg.uris()) == sorted([A, B])
+    reg.register(request(contact(A, expires=0), call_id=b"3", cseq=2))
+    assert reg.uris() == [B]
 
 
 @pytest.mark.parametrize("reg_id", [0, 2**31])

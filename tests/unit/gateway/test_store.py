@@ -60,6 +60,7 @@ def rich_bindings(now: float) -> list[Binding]:
             instance=b'"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"',
             reg_id=1,
             user_agent=b"Ph\xc3\xb6ne/2 \xff\x00",
+            registered_at=now - 10.5,
         ),
         make(
             ALICE,

@@ -15,6 +15,10 @@
 # - The dict form (``to_dict``/``from_dict``) is what both store backends write: JSON-able,
 #   compact (absent values are omitted), and exact: bytes map 1:1 to latin-1 code points,
 #   floats round-trip through ``repr``.
+# - RFC 5626 flows: a binding with ``instance`` and ``reg_id`` is one flow of a UA instance
+#   (transport, received address and port, listener); ``registered_at`` (wall-clock seconds
+#   of its last REGISTER) picks the most recent flow of an instance first. Stored data
+#   without it (older versions) reads as None and sorts last.
 # RFC 3261 §10.3, RFC 3327 (Path), RFC 5626 (+sip.instance, reg-id).
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class Binding:
     instance: bytes | None = None
     reg_id: int | None = None
     user_agent: bytes = b""
+    registered_at: float | None = None
 
     def __post_init__(self) -> None:
         if not self.aor or not self.contact:
@@ -117,6 +122,8 @@ class Binding:
             raise ValueError(f"binding reg_id out of range: {self.reg_id}")
         if not isinstance(self.path, tuple):
             raise ValueError("binding path must be a tuple of bytes")
+        if self.registered_at is not None and not math.isfinite(self.registered_at):
+            raise ValueError(f"binding registered_at must be finite, got {self.registered_at!r}")
 
     def is_live(self, now: float) -> bool:
         """True while the binding has not expired at ``now``."""
@@ -156,6 +163,8 @@ class Binding:
             out["reg_id"] = self.reg_id
         if self.user_agent:
             out["ua"] = _latin1(self.user_agent)
+        if self.registered_at is not None:
+            out["at"] = self.registered_at
         return out
 
     @classmethod
@@ -165,6 +174,7 @@ class Binding:
             ip = data.get("ip")
             q = data.get("q")
             instance = data.get("instance")
+            at = data.get("at")
             return cls(
                 aor=_str(data["aor"], "aor"),
                 contact=_unlatin1(data["contact"], "contact"),
@@ -180,6 +190,7 @@ class Binding:
                 instance=None if instance is None else _unlatin1(instance, "instance"),
                 reg_id=_opt_int(data.get("reg_id"), "reg_id"),
                 user_agent=_unlatin1(data.get("ua", ""), "ua"),
+                registered_at=None if at is None else _float(at, "at"),
             )
         except KeyError as exc:
             raise ValueError(f"binding field {exc.args[0]} missing") from None

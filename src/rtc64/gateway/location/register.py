@@ -14,8 +14,17 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
   ``outbound`` are supported.
 - The source address, port, transport and listener are stored with each binding so the
   proxy can reach phones behind NAT and stateful IPv6 firewalls on the flow they opened.
-- A 200 lists every binding with its remaining ``expires``, echoes Path when the phone
-  supports it (RFC 3327 §5.3), and adds Date; a 423 carries Min-Expires.
+- A 200 lists every binding with its remaining ``expires`` (and its ``+sip.instance``
+  and ``reg-id``), echoes Path when the phone supports it (RFC 3327 §5.3), and adds
+  Date; a 423 carries Min-Expires, a 503 for too many contacts Retry-After.
+- RFC 5626 §6: a flow registered through an outbound-capable first hop (the UA itself, or
+  a Path whose first entry has ``ob``) gets ``Require: outbound`` when the UA listed
+  ``outbound`` in Supported, ``Supported`` (our option tags) and ``Flow-Timer`` (the
+  seconds we wait for keep-alives: the policy's value on connections, at most 29 s on
+  UDP, §4.4). 439 only per ``registrar.process_register``.
+- RFC 5627: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
+  gets ``pub-gruu`` (the AOR with ``gr=<instance URN>``) and ``temp-gruu`` (``gruu.py``)
+  in the 200; a REGISTER whose To is a GRUU is 403.
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
+from rtc64.gateway.location import gruu
 from rtc64.gateway.location.bindings import Binding, canonical_aor
 from rtc64.gateway.location.registrar import (
     ContactSpec,
+    RegisterOutcome,
     RegisterRequest,
     RegistrarPolicy,
+    ReplyContact,
     process_register,
 )
 from rtc64.gateway.location.store import LocationStore
@@ -40,6 +52,7 @@ from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
+UDP_FLOW_TIMER = 29  # RFC 5626 §4.4: UDP keep-alives every 24-29 s at most
 
 
 def _contact_spec(contact: NameAddr) -> ContactSpec:
@@ -110,13 +123,18 @@ async def handle_register(
     policy: RegistrarPolicy,
     now: float | None = None,
     keys: tuple[str, str] | None = None,
+    gruu_secret: bytes | None = None,
 ) -> Response:
     """Apply a REGISTER to the store and build the response to send; ``keys`` are the
-    AOR's (canonical, as written) location keys (default: the To URI as written)."""
+    AOR's (canonical, as written) location keys (default: the To URI as written);
+    ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it)."""
     wall = time.time() if now is None else now
     missing = unsupported(req)
     if missing:
         return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
+    if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
+        # RFC 5627: a GRUU names an instance; it is never an address-of-record.
+        return make_response(req, 403, b"Forbidden: a GRUU is not an address-of-record")
     if keys is None:
         written = canonical_aor(req.to.uri)
         keys = (written, written)
@@ -124,7 +142,9 @@ async def handle_register(
     found = sh.contacts(req)
     wildcard = found is sh.STAR
     specs = () if isinstance(found, sh.Star) else tuple(_contact_spec(c) for c in found)
-    path = tuple(bytes(p) for p in sh.paths(req))
+    path_values = sh.paths(req)
+    path = tuple(bytes(p) for p in path_values)
+    first_path = path_values[0].uri if path_values else None
     request = RegisterRequest(
         aor=aor,
         contacts=specs,
@@ -138,6 +158,8 @@ async def handle_register(
         listener=listener,
         path=path,
         user_agent=req.get(b"user-agent") or b"",
+        vias=len(req.vias),
+        path_ob=isinstance(first_path, SipUri) and first_path.has_param(b"ob"),
     )
     current = await store.lookup(aor, wall)
     moved = await _stored_as_written(store, keys, current, wall)
@@ -147,17 +169,56 @@ async def handle_register(
         extra: list[tuple[bytes, bytes]] = []
         if outcome.min_expires is not None:
             extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
+        if outcome.retry_after is not None:
+            extra.append((b"Retry-After", b"%d" % outcome.retry_after))
         reason = outcome.reason.encode("utf-8", "replace")
         return make_response(req, outcome.status, reason, headers=extra)
     if outcome.changed or moved:
         await store.replace(aor, outcome.bindings)
     if moved:
         await store.replace(keys[1], [])
-    lines: list[tuple[bytes, bytes]] = [
-        (b"Contact", b"<%s>;expires=%d" % (rc.binding.contact, rc.expires))
-        for rc in outcome.contacts
-    ]
-    if path and b"path" in (t.lower() for t in sh.tokens(req, b"supported")):
+    supported = frozenset(t.lower() for t in sh.tokens(req, b"supported"))
+    secret = gruu_secret if b"gruu" in supported else None
+    lines = [(b"Contact", _reply_contact(rc, secret)) for rc in outcome.contacts]
+    if path and b"path" in supported:
         lines += [(b"Path", p) for p in path]
+    lines += _outbound_lines(outcome, supported, flow, policy)
     lines.append((b"Date", formatdate(wall, usegmt=True).encode("ascii")))
     return make_response(req, 200, headers=lines)
+
+
+def _reply_contact(rc: ReplyContact, gruu_secret: bytes | None) -> bytes:
+    """One Contact of the 200: the binding, its expiry, its instance, reg-id and GRUUs."""
+    b = rc.binding
+    value = b"<%s>;expires=%d" % (b.contact, rc.expires)
+    if b.instance is None:
+        return value
+    value += b";+sip.instance=" + b.instance
+    if b.reg_id is not None:
+        value += b";reg-id=%d" % b.reg_id
+    if gruu_secret is not None:
+        public = gruu.public_gruu(b.aor, b.instance)
+        if public is not None:
+            value += b';pub-gruu="%s"' % public
+            temp = gruu.temp_gruu(gruu_secret, b.aor, b.instance, b.call_id)
+            if temp is not None:
+                value += b';temp-gruu="%s"' % temp
+    return value
+
+
+def _outbound_lines(
+    outcome: RegisterOutcome, supported: frozenset[bytes], flow: Flow, policy: RegistrarPolicy
+) -> list[tuple[bytes, bytes]]:
+    """``Require: outbound`` and ``Flow-Timer`` for a flow registered as RFC 5626 asks."""
+    if not outcome.outbound:
+        return []
+    lines: list[tuple[bytes, bytes]] = []
+    if b"outbound" in supported:
+        lines.append((b"Require", b"outbound"))
+    lines.append((b"Supported", b", ".join(sorted(SUPPORTED))))
+    timer = policy.flow_timer
+    if not flow.transport.reliable:
+        timer = min(timer, UDP_FLOW_TIMER)
+    if timer:
+        lines.append((b"Flow-Timer", b"%d" % timer))
+    return lines

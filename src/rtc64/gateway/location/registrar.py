@@ -16,6 +16,20 @@
 #   of that (instance, reg-id) flow and replaces it whatever its URI; at most one such
 #   contact per REGISTER (else 400); ``reg-id`` without ``+sip.instance`` is ignored. Other
 #   contacts match by URI (``same_contact``, RFC 3261 §19.1.4) among non-flow bindings.
+#   A contact with ``+sip.instance`` but no ``reg-id`` (RFC 5627 GRUU clients) replaces the
+#   binding of that instance without reg-id whatever its URI, so a phone whose IPv6 privacy
+#   address changed is followed instead of being registered twice.
+# - RFC 5626 §6 first hop: a flow contact (instance + reg-id) in a REGISTER that did not come
+#   straight from the UA (more than one Via) and whose first Path entry lacks ``ob`` (or
+#   that has no Path) answers 439; nothing else ever does (clients without outbound support
+#   send no reg-id and register as in RFC 3261).
+# - ``max_contacts`` per AOR: a request that would leave the AOR with more live bindings
+#   than that (and more than it had) answers 503 with Retry-After = seconds until the
+#   earliest binding expires (as Kamailio's registrar answers 503 "Too many registered
+#   contacts"): a phone that leaks contacts (new address, no instance) gets in again once
+#   its stale ones expire, and one account cannot fill the store. A REGISTER that alone
+#   adds more than that answers 403 (waiting would not help). ``+sip.instance`` is at
+#   most 256 bytes (400).
 # - Step 8: the 200 lists every live binding with its remaining seconds. Bindings are kept
 #   ordered by q, highest first (an absent q counts as 1.0), stable for equal q.
 
@@ -58,21 +72,34 @@ class RegisterRequest:
     listener: str
     path: tuple[bytes, ...] = ()
     user_agent: bytes = b""
+    vias: int = 1  # Via values in the REGISTER: 1 means the UA is our direct peer
+    path_ob: bool = False  # the first Path entry carries ``ob`` (RFC 5626 §5.1)
+
+
+DEFAULT_MAX_CONTACTS = 10
+MAX_INSTANCE = 256  # bytes of +sip.instance (a quoted URN: a UUID URN takes 47)
+DEFAULT_FLOW_TIMER = 120  # RFC 5626 §4.4: connection keep-alives every 95-120 s
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrarPolicy:
-    """Expiry limits in seconds (configuration ``registrar.*``)."""
+    """Expiry limits in seconds and the contacts allowed per AOR (``registrar.*``)."""
 
     min_expires: int = 60
     max_expires: int = 7200
     default_expires: int = 3600
+    max_contacts: int = DEFAULT_MAX_CONTACTS
+    flow_timer: int = DEFAULT_FLOW_TIMER  # RFC 5626 Flow-Timer seconds (0: not sent)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_expires <= self.max_expires:
             raise ValueError("registrar policy needs 0 <= min_expires <= max_expires")
         if not self.min_expires <= self.default_expires <= self.max_expires:
             raise ValueError("registrar policy needs min <= default_expires <= max")
+        if self.max_contacts < 1:
+            raise ValueError("registrar policy needs max_contacts >= 1")
+        if self.flow_timer < 0:
+            raise ValueError("registrar policy needs flow_timer >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +116,9 @@ class RegisterOutcome:
 
     ``bindings`` is the AOR's complete set to store (``changed`` says whether it differs
     from the live set passed in); ``contacts`` is for a 200; ``min_expires`` is the
-    Min-Expires header value of a 423; ``detail`` says why a request failed (for logs).
+    Min-Expires header value of a 423; ``retry_after`` the Retry-After of a 503 (too many
+    contacts); ``detail`` says why a request failed (for logs); ``outbound`` whether a
+    flow contact was registered through a first hop that supports outbound.
     """
 
     status: int
@@ -99,6 +128,8 @@ class RegisterOutcome:
     min_expires: int | None = None
     changed: bool = False
     detail: str = ""
+    retry_after: int | None = None
+    outbound: bool = False
 
     @property
     def ok(self) -> bool:
@@ -144,6 +175,16 @@ def _flow_key(instance: bytes | None, reg_id: int | None) -> tuple[bytes, int] |
     return _instance_key(instance), reg_id
 
 
+def instance_key(instance: bytes | None) -> bytes | None:
+    """The comparable form of a ``+sip.instance`` value (None when absent)."""
+    return None if instance is None else _instance_key(instance)
+
+
+def is_flow(binding: Binding) -> bool:
+    """Whether a binding is an RFC 5626 flow (``+sip.instance`` and ``reg-id``)."""
+    return binding.instance is not None and binding.reg_id is not None
+
+
 def _fail(
     status: int, reason: str, live: Sequence[Binding], detail: str, min_expires: int | None = None
 ) -> RegisterOutcome:
@@ -156,10 +197,24 @@ def _bad(live: Sequence[Binding], detail: str) -> RegisterOutcome:
     return _fail(400, "Bad Request", live, detail)
 
 
-def _success(live: Sequence[Binding], new: list[Binding], now: float) -> RegisterOutcome:
+def _success(
+    live: Sequence[Binding], new: list[Binding], now: float, *, outbound: bool = False
+) -> RegisterOutcome:
     ordered = tuple(sorted(new, key=lambda b: -b.effective_q))
     contacts = tuple(ReplyContact(b, b.remaining(now)) for b in ordered)
-    return RegisterOutcome(200, "OK", ordered, contacts, changed=ordered != tuple(live))
+    changed = ordered != tuple(live)
+    return RegisterOutcome(200, "OK", ordered, contacts, changed=changed, outbound=outbound)
+
+
+def _too_many(live: Sequence[Binding], policy: RegistrarPolicy, now: float) -> RegisterOutcome:
+    wait = min((b.remaining(now) for b in live), default=policy.min_expires)
+    return RegisterOutcome(
+        503,
+        "Service Unavailable: too many registered contacts",
+        tuple(live),
+        detail=f"more than {policy.max_contacts} contacts",
+        retry_after=max(1, wait),
+    )
 
 
 def process_register(
@@ -182,6 +237,8 @@ def process_register(
             return _bad(live, f"q={spec.q} out of range 0..1")
         if spec.reg_id is not None and not 1 <= spec.reg_id <= MAX_REG_ID:
             return _bad(live, f"reg-id={spec.reg_id} out of range")
+        if spec.instance is not None and len(spec.instance) > MAX_INSTANCE:
+            return _bad(live, f"+sip.instance longer than {MAX_INSTANCE} bytes")
         wanted = _requested_expires(spec, request, policy)
         if wanted < 0:
             return _bad(live, f"negative expires {wanted}")
@@ -198,6 +255,10 @@ def process_register(
         granted.append(min(wanted, policy.max_expires))
     if flows > 1:
         return _bad(live, "more than one Contact with +sip.instance and reg-id")
+    outbound = flows == 1
+    if outbound and request.vias > 1 and not request.path_ob:
+        # RFC 5626 §6: the first hop is not our peer and did not say it supports outbound.
+        return _fail(439, "First Hop Lacks Outbound Support", live, "no 'ob' in the first Path")
 
     work = [(b, False) for b in live]  # (binding, created by this request)
     for spec, expires in zip(request.contacts, granted, strict=True):
@@ -215,12 +276,19 @@ def process_register(
             if index is not None:
                 del work[index]
             continue
-        binding = _make_binding(spec, request, now + expires)
+        binding = _make_binding(spec, request, now + expires, now)
         if index is None:
             work.append((binding, True))
         else:
             work[index] = (binding, True)
-    return _success(live, [b for b, _ in work], now)
+    new = [b for b, _ in work]
+    if len(new) > policy.max_contacts and len(new) > len(live):
+        added = sum(1 for b, fresh in work if fresh and b not in live)
+        if added > policy.max_contacts:  # this REGISTER alone: waiting will not help
+            why = f"Forbidden: more than {policy.max_contacts} contacts in one REGISTER"
+            return _fail(403, why, live, "too many contacts in one request")
+        return _too_many(live, policy, now)
+    return _success(live, new, now, outbound=outbound)
 
 
 def _wildcard(live: list[Binding], request: RegisterRequest, now: float) -> RegisterOutcome:
@@ -250,17 +318,24 @@ def _requested_expires(spec: ContactSpec, request: RegisterRequest, policy: Regi
 
 def _find(work: list[tuple[Binding, bool]], spec: ContactSpec) -> int | None:
     flow = _flow_key(spec.instance, spec.reg_id)
+    instance = instance_key(spec.instance)
     for index, (old, _) in enumerate(work):
         old_flow = _flow_key(old.instance, old.reg_id)
-        if flow is not None:
-            if old_flow == flow:
+        if flow is not None or old_flow is not None:
+            if flow is not None and old_flow == flow:
                 return index
-        elif old_flow is None and same_contact(old.contact, spec.uri):
+            continue
+        old_instance = instance_key(old.instance)
+        if instance is not None and old_instance == instance:
+            return index  # the same device, maybe from a new (privacy) address
+        if (instance is None or old_instance is None) and same_contact(old.contact, spec.uri):
             return index
     return None
 
 
-def _make_binding(spec: ContactSpec, request: RegisterRequest, expires_at: float) -> Binding:
+def _make_binding(
+    spec: ContactSpec, request: RegisterRequest, expires_at: float, now: float
+) -> Binding:
     return Binding(
         aor=request.aor,
         contact=spec.uri,
@@ -277,4 +352,5 @@ def _make_binding(spec: ContactSpec, request: RegisterRequest, expires_at: float
         # RFC 5626 §6: reg-id without +sip.instance is ignored.
         reg_id=spec.reg_id if spec.instance is not None else None,
         user_agent=request.user_agent,
+        registered_at=now,
     )

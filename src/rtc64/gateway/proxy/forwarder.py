@@ -18,6 +18,8 @@ forwarding; RFC 5658 double Record-Route; RFC 3581):
   requests it wants sent (``OwnRequest``) and the branches whose Timer C fired.
 - A response for no transaction of ours is forwarded statelessly when its top Via is ours.
 - Loop guard: no response is ever sent to one of our own UDP sockets (dropped, counted).
+- A request too large for UDP goes over TCP when the target allows it, and back to UDP
+  when that connection fails (RFC 3261 §18.1.1, ``mtu``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import logging
 from collections.abc import Callable
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
-from rtc64.gateway.identity import Identity
+from rtc64.gateway.identity import Identity, Listener
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.proxy import hops, splice
+from rtc64.gateway.proxy import hops, mtu, splice
 from rtc64.gateway.proxy.branches import (
     CallHooks,
     Launch,
@@ -120,6 +122,7 @@ class Forwarder:
         self._on_events = on_events
         self._pending: dict[ServerTransaction, Pending] = {}
         self._branches: dict[ClientTransaction, Leg] = {}
+        self._upgraded: dict[ClientTransaction, Launch] = {}  # large requests sent over TCP
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;
         finished transactions lingering for retransmissions are cheap and not counted)."""
@@ -184,6 +187,7 @@ class Forwarder:
                 self._finish(pending)
         else:
             self._branches.pop(txn, None)
+            self._upgraded.pop(txn, None)
             self.racer.terminated(txn)
 
     def _finish(self, pending: Pending) -> None:
@@ -254,7 +258,9 @@ class Forwarder:
         pending.record_routed = rr
         if rr and req.to.tag is None:
             self.calls.begin(req, self.clock())
-        path = splice.path_for(self.identity, flow) if decision.path else None
+        path = None
+        if decision.path:
+            path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
         for target in decision.targets:
             branch = Branch(len(pending.ctx.branches), target=str(target.hop.host))
             pending.ctx.branches.append(branch)
@@ -268,6 +274,8 @@ class Forwarder:
                 new_uri=target.uri,
                 routes=new_routes,
                 path=path,
+                tcp_ok=target.hop.param(b"transport") is None,
+                callee_flow=target.flow,
             )
             leg = Leg(pending, branch, plan)
             try:
@@ -285,11 +293,16 @@ class Forwarder:
             self.launch(launch)
         self._maybe_finish(pending)
 
-    def launch(self, launch: Launch) -> None:
-        """Send one attempt of a branch and tell racing what became of it."""
-        self.racer.launched(launch, self._attempt(launch.leg, launch.hop))
+    def launch(self, launch: Launch, *, upgrade: bool = True) -> None:
+        """Send one attempt of a branch and tell racing what became of it; a large
+        request may go over TCP instead of UDP (``mtu``), and back to UDP when that
+        connection fails."""
+        client = self._attempt(launch.leg, launch.hop, upgrade=upgrade)
+        if client is not None and client.dest is not launch.hop:
+            self._upgraded[client] = launch
+        self.racer.launched(launch, client)
 
-    def _attempt(self, leg: Leg, hop: Hop) -> ClientTransaction | None:
+    def _attempt(self, leg: Leg, hop: Hop, *, upgrade: bool = False) -> ClientTransaction | None:
         """Forward one copy of the request to ``hop`` as a new client transaction."""
         pending, branch, plan = leg.pending, leg.branch, leg.plan
         req = pending.request
@@ -306,14 +319,38 @@ class Forwarder:
             self.log.warning("media: cannot relay %r: %s", req.call_id, exc)
             self._complete(pending, branch, 503, None, b"Service Unavailable: no media relay ports")
             return None
+        data = self._spliced(leg, out, hop, via, body)
+        tcp_out = self.identity.listener_for(Transport.TCP, hop.ip)
+        bigger = mtu.tcp_instead(
+            hop, len(data), tcp_ok=upgrade and plan.tcp_ok, tcp_listener=tcp_out is not None
+        )
+        if bigger is not None and tcp_out is not None:
+            self.stats.tcp_upgrades += 1
+            self.log.debug("%d-byte request to %s goes over TCP (RFC 3261 §18.1.1)", len(data), hop)
+            hop, out = bigger, tcp_out
+            via = splice.our_via(self.identity, out, hop, req, top_via)
+            data = self._spliced(leg, out, hop, via, body)
+        forwarded = hops.forwarded_view(req, via, uri=plan.new_uri, routes=plan.routes)
+        now = self.clock()
+        client, events = self.layer.start_client(forwarded, hop, hop.reliable, now, data=data)
+        branch.txn = client
+        self.calls.arm_timer_c(leg, now)
+        self._branches[client] = leg
+        self.stats.forwarded += 1
+        self.dispatch(events)
+        return client
+
+    def _spliced(self, leg: Leg, out: Listener, hop: Hop, via: bytes, body: bytes | None) -> bytes:
+        """The bytes of one attempt: the received request spliced for ``hop`` (§16.6)."""
+        req, plan = leg.pending.request, leg.plan
         record_route = None
         if plan.in_listener is not None:
             record_route = splice.record_route(
                 self.identity, self.secret, in_l=plan.in_listener, flow=plan.flow, out_l=out,
                 hop=hop, req=req, target=plan.new_uri if plan.new_uri is not None else req.uri,
-                issued=int(self.wall()),
+                issued=int(self.wall()), callee_flow=plan.callee_flow,
             )  # fmt: skip
-        data = splice.forwarded(
+        return splice.forwarded(
             req,
             via=via,
             stamped=plan.stamped,
@@ -324,15 +361,6 @@ class Forwarder:
             record_route=record_route,
             path=plan.path(out, hop.ip) if plan.path is not None else None,
         )
-        forwarded = hops.forwarded_view(req, via, uri=plan.new_uri, routes=plan.routes)
-        now = self.clock()
-        client, events = self.layer.start_client(forwarded, hop, hop.reliable, now, data=data)
-        branch.txn = client
-        self.calls.arm_timer_c(leg, now)
-        self._branches[client] = leg
-        self.stats.forwarded += 1
-        self.dispatch(events)
-        return client
 
     async def forward_ack(self, req: Request, flow: Flow, target: Target) -> None:
         """Stateless forwarding of an ACK for a 2xx along its Route set (§16.11)."""
@@ -372,6 +400,7 @@ class Forwarder:
     # -- responses ------------------------------------------------------------------------
 
     def _branch_response(self, client: ClientTransaction, resp: Response) -> None:
+        self._upgraded.pop(client, None)  # the TCP connection works: no UDP fallback
         verdict = self.racer.response(client, resp.status)
         if verdict is None:
             self._response(client, resp)
@@ -411,6 +440,15 @@ class Forwarder:
         self._complete(pending, branch, status, resp, resp.reason)
 
     def _branch_failed(self, client: ClientTransaction, status: int, reason: bytes) -> None:
+        upgraded = self._upgraded.pop(client, None)
+        if upgraded is not None and status == 503:
+            # §18.1.1: the TCP connection for a large request failed: UDP after all.
+            self.stats.tcp_upgrade_fallbacks += 1
+            self.log.info("TCP to %s failed (%s); request sent over UDP", client.dest, reason)
+            self._branches.pop(client, None)
+            self.racer.terminated(client)
+            self.launch(upgraded, upgrade=False)
+            return
         failure = self.racer.failed(client)
         leg = self._branches.pop(client, None)
         if failure is None or failure.winner:

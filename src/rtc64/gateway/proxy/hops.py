@@ -19,9 +19,11 @@ Record-Route; RFC 3327 Path):
   from its side (``r2=on``). Record-Route entries carry ``r64=<issued>.<mac>``: the
   issue time (wall-clock seconds, hex) and an HMAC under the gateway's secret over the
   Call-ID, the caller's From tag, that time and the entry's flow token. An entry facing a
-  connection-oriented party (TCP/TLS/WS/WSS) also carries ``r64f=<transport>:<host:port>``
-  naming that party's connection (RFC 5626 flow token, RFC 7118 §5): in-dialog requests
-  toward it go over that connection. Whether a signed entry is still good (a live dialog,
+  WS/WSS party, or a TCP/TLS party (UDP: a UA we talk to directly) whose remote target
+  is not the address it uses (behind NAT or a stateful IPv6 firewall), also carries
+  ``r64f=<transport>:<host:port>`` naming that party's flow (RFC 5626 flow token, RFC
+  7118 §5): in-dialog requests toward it go over that connection, or over UDP to that
+  address and port (the pinhole). Whether a signed entry is still good (a live dialog,
   or a bounded lifetime) is ``dialogs``' decision.
 """
 
@@ -211,7 +213,7 @@ class FlowToken:
             parsed = parse_hostport(hostport)
         except (ValueError, UnicodeDecodeError, Rtc64Error):
             return None
-        if isinstance(parsed.host, str) or parsed.port is None or not transport.reliable:
+        if isinstance(parsed.host, str) or parsed.port is None:
             return None
         return cls(transport, unmap(parsed.host), parsed.port)
 
@@ -230,13 +232,14 @@ class FlowToken:
 
 
 def flow_token(
-    transport: Transport, ip: IPAddress, port: int, target: Uri | None
+    transport: Transport, ip: IPAddress, port: int, target: Uri | None, *, direct: bool = True
 ) -> FlowToken | None:
     """The flow token for the Record-Route entry facing a party reached at ``ip:port``
     over ``transport`` whose remote target (Contact or Request-URI) is ``target``: always
     for WS/WSS (nothing else reaches the client), for TCP/TLS when the target is not that
-    address (a client behind NAT: only its own connection reaches it), never for UDP."""
-    if not transport.reliable:
+    address (a client behind NAT: only its own connection reaches it), for UDP the same
+    but only when ``direct`` (``ip:port`` is the UA itself, not a proxy in between)."""
+    if transport is Transport.UDP and not direct:
         return None
     token = FlowToken(transport, unmap(ip), port)
     if transport in INBOUND_ONLY:
@@ -303,19 +306,25 @@ def tokens_issued(secret: bytes, req: Request, ours: list[SipUri]) -> int | None
 
 
 def flow_toward(
-    ours: list[SipUri], flow: Flow, has_connection: Callable[[Transport, IPAddress, int], bool]
+    ours: list[SipUri],
+    flow: Flow,
+    has_connection: Callable[[Transport, IPAddress, int], bool],
+    *,
+    outbound: bool = False,
 ) -> SipUri | None:
     """Where the flow token of our entry facing the other party (not the one ``flow``,
     the request's own, came from) leads: WS/WSS must use it (``RemoteProtocolError``
-    430 when the connection is gone), TCP/TLS use it while it is open; None: route on
-    the Request-URI as usual."""
+    430 when the connection is gone), TCP/TLS use it while it is open, UDP always (the
+    pinhole the party opened); None: route on the Request-URI as usual. ``outbound``:
+    the Request-URI carries ``ob`` (an RFC 5626 UA, §5.3): its dead flow is 430 too,
+    never a new connection to its Contact."""
     for uri in ours:
         token = FlowToken.decode(uri.param(FLOW_PARAM))
         if token is None or token.matches(flow):
             continue
         if has_connection(token.transport, token.ip, token.port):
             return token.uri()
-        if token.transport in INBOUND_ONLY:
+        if token.transport in INBOUND_ONLY or outbound:
             raise RemoteProtocolError("Flow Failed: the client's connection is closed", 430)
     return None
 

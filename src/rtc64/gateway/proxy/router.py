@@ -19,10 +19,16 @@ Rules (RFC 3261 §16.3-§16.5, §16.12, §10 via ``register``; RFC 3327 Path, RF
   * with an upstream core, initial requests from untrusted sources go to the core (it
     authenticates); every other initial request is authenticated first
     (``Authenticate``), then routed: a preloaded Route, our Path entry (``received=``)
-    leading to its flow, the location service for a local domain (``Lookup`` under the
-    AOR's keys, every alias of the gateway being one local domain: fork to every
-    binding, else upstream, else 404), foreign hosts and IP literals directly
-    (upstream mode: to the core).
+    leading to its flow (430 when that connection is gone, RFC 5626 §5.3), the location
+    service for a local domain (``Lookup`` under the AOR's keys, every alias of the
+    gateway being one local domain: fork to every binding, else upstream, else 404),
+    foreign hosts and IP literals directly (upstream mode: to the core).
+- RFC 5626 §7 (bindings to targets): per UA instance one flow at a time, the most
+  recently registered whose connection is still open (failover to the next reg-id);
+  an AOR whose only bindings are dead flows answers 430 Flow Failed. RFC 5627: a GRUU
+  Request-URI (``gr``: public, or a temporary one of ours) reaches only that instance's
+  bindings (a temporary one: registered with the Call-ID it was issued for; 480 when
+  none is live).
 - Decisions: ``Reply``, ``Forward`` (targets, Record-Route or not, Path or not),
   ``Register``, ``Admit``, ``Authenticate`` and ``Lookup`` (the routing step does the
   check or look-up and asks again). ACKs for 2xx follow their Route set statelessly
@@ -38,8 +44,10 @@ from dataclasses import dataclass, replace
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.location import gruu
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.register import SUPPORTED
+from rtc64.gateway.location.registrar import instance_key, is_flow
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import received_uri
 from rtc64.net.address import IPAddress
@@ -73,12 +81,14 @@ def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool
 @dataclass(frozen=True, slots=True)
 class Target:
     """One branch: the next hop's URI, a new Request-URI (None: keep it), the Route set
-    left after ours, and Route values to put in front (a binding's Path)."""
+    left after ours, Route values to put in front (a binding's Path), and whether the
+    hop is a registered UA's own flow (its source address, not its Contact)."""
 
     hop: SipUri
     uri: SipUri | None = None
     routes: tuple[NameAddr, ...] = ()
     extra: tuple[bytes, ...] = ()
+    flow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +142,8 @@ class Lookup:
 
     keys: tuple[str, str]  # the AOR's location keys: canonical, as written
     request: Authenticate
+    instance: bytes | None = None  # a GRUU's instance URN: only its bindings
+    call_tag: bytes | None = None  # a temporary GRUU's: only bindings of that Call-ID
 
 
 Decision = Reply | Forward | Register | Admit | Authenticate | Lookup
@@ -173,8 +185,19 @@ class Router:
     def bound(self, lookup: Lookup, bindings: Sequence[Binding]) -> Decision:
         """The decision once the location service answered ``lookup``."""
         try:
-            if bindings:
-                targets = tuple(self._binding_target(b) for b in bindings)
+            if lookup.instance is not None:
+                wanted = lookup.instance.lower()
+                bindings = [b for b in bindings if instance_key(b.instance) == wanted]
+                if lookup.call_tag is not None:
+                    tag = lookup.call_tag
+                    bindings = [b for b in bindings if gruu.call_tag(b.call_id) == tag]
+                if not bindings:
+                    return Reply(480, "Temporarily Unavailable: that device is not registered")
+            chosen, dead = self.live_flows(bindings)
+            if chosen:
+                targets = tuple(self._binding_target(b) for b in chosen)
+            elif dead:
+                return Reply(430, "Flow Failed: no registered flow is open")
             elif self.upstream is not None:
                 targets = (Target(self.upstream),)
             else:
@@ -266,13 +289,18 @@ class Router:
         # (a forged Route must not make us an open relay); our Path entry leads to its flow.
         flow_uri = None if routes else next(filter(None, map(received_uri, auth.popped)), None)
         if flow_uri is not None:
-            return Forward((Target(flow_uri),))
+            return Forward((Target(self._open_flow(flow_uri)),))
         if routes:
             first = routes[0].uri
             if not isinstance(first, SipUri):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
             return Forward(self._restore((Target(first, None, routes),), auth.restored))
         if self.identity.is_local_uri(uri):
+            named = gruu.gruu_instance(self.secret, uri)
+            if named is not None:
+                aor = named.aor
+                keys = (aor, aor) if aor is not None else self.identity.aor_keys(uri)
+                return Lookup(keys, auth, instance=named.instance, call_tag=named.call_tag)
             return Lookup(self.identity.aor_keys(uri), auth)
         target = Target(self.upstream) if self.upstream is not None else Target(uri)
         return Forward(self._restore((target,), auth.restored))
@@ -282,6 +310,38 @@ class Router:
         if restored is None:
             return targets
         return tuple(t if t.uri is not None else replace(t, uri=restored) for t in targets)
+
+    def live_flows(self, bindings: Sequence[Binding]) -> tuple[list[Binding], int]:
+        """The bindings to fork to (RFC 5626 §7): every non-flow binding, and per UA
+        instance its most recently registered flow whose connection is open; with the
+        number of flows skipped because their connection is gone."""
+        chosen: list[Binding] = []
+        best: dict[bytes | None, Binding] = {}
+        dead = 0
+        newest_first = sorted(
+            (b for b in bindings if is_flow(b)),
+            key=lambda b: -(b.registered_at if b.registered_at is not None else -1e18),
+        )
+        for b in newest_first:
+            key = instance_key(b.instance)
+            if key in best:
+                continue
+            if self._flow_open(b):
+                best[key] = b
+            else:
+                dead += 1
+        for b in bindings:
+            if not is_flow(b) or best.get(instance_key(b.instance)) is b:
+                chosen.append(b)
+        return chosen, dead
+
+    def _flow_open(self, binding: Binding) -> bool:
+        """Whether a flow binding's connection is still open (UDP flows always are; a
+        flow registered through another edge proxy is that proxy's to judge)."""
+        if binding.path or binding.received_ip is None or binding.received_port is None:
+            return True
+        transport = Transport(binding.transport)
+        return self.connected(transport, binding.received_ip, binding.received_port)
 
     def _binding_target(self, binding: Binding) -> Target:
         contact = parse_uri(binding.contact, "Contact")
@@ -298,8 +358,22 @@ class Router:
                 port=binding.received_port,
                 params=((b"transport", transport.value.encode()),),
             )
-            return Target(hop_uri, contact)
+            return Target(hop_uri, contact, flow=True)
         return Target(contact, contact)
+
+    def _open_flow(self, flow_uri: SipUri) -> SipUri:
+        """A Path entry's recorded flow, or 430 when it was a connection now closed
+        (RFC 5626 §5.3: never a new connection toward a phone's flow)."""
+        kind = flow_uri.param(b"transport")
+        host, port = flow_uri.host, flow_uri.port
+        if kind and not isinstance(host, str) and port is not None:
+            try:
+                transport = Transport(kind.decode("ascii", "replace").lower())
+            except ValueError:
+                return flow_uri
+            if transport.reliable and not self.connected(transport, host, port):
+                raise RemoteProtocolError("Flow Failed: the phone's connection is closed", 430)
+        return flow_uri
 
     # -- Route sets -----------------------------------------------------------------------
 
@@ -322,9 +396,10 @@ class Router:
         for p in popped:
             flow_uri = received_uri(p)
             if flow_uri is not None and not routes:
-                return flow_uri
+                return self._open_flow(flow_uri)
         if not routes:
-            toward = hops.flow_toward(list(popped), flow, self.connected)
+            ob = isinstance(uri, SipUri) and uri.has_param(b"ob")
+            toward = hops.flow_toward(list(popped), flow, self.connected, outbound=ob)
             if toward is not None:
                 return toward
         if routes:

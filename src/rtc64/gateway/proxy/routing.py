@@ -147,8 +147,14 @@ class Routing:
             policy=self.policy,
             now=self.wall(),
             keys=self.identity.aor_keys(req.to.uri),
+            gruu_secret=self.router.secret,
         )
         self.stats.registrations += resp.status == 200
+        if resp.status == 503:
+            self.stats.registrations_too_many += 1
+            self.log.warning("registrar: REGISTER from %s refused: too many contacts", flow)
+        elif resp.status == 439:
+            self.stats.registrations_first_hop += 1
         self.forwarder.respond(server, resp)
 
     async def _admit(self, req: Request, flow: Flow, admit: Admit, trusted: bool) -> str | None:

@@ -13,6 +13,8 @@ Record-Route; ``sip.edit`` for the splicing itself):
   transport or listener a second entry names the one facing the caller (both ``r2=on``).
   Each entry carries the call's token (``hops.token_params``: Call-ID, the caller's From
   tag, the issue time, and the flow token of a party reached over its own connection).
+- Path (upstream mode) names us and records the phone's flow in ``received``; ``ob`` is
+  added when the phone registers an RFC 5626 flow straight through us (§5.1).
 """
 
 from __future__ import annotations
@@ -92,9 +94,11 @@ def record_route(
     req: Request,
     target: Uri,
     issued: int,
+    callee_flow: bool = False,
 ) -> bytes:
     """The Record-Route value for ``req`` from ``flow`` going to ``hop`` (whose remote
-    target is ``target``), with tokens issued at wall-clock second ``issued``."""
+    target is ``target``), with tokens issued at wall-clock second ``issued``;
+    ``callee_flow``: ``hop`` is the callee's own registered flow."""
     out_hp = identity.hostport_of(out_l, hop.ip)
     in_hp = identity.hostport_of(in_l, flow.remote[0])
     tag = req.from_.tag or b""
@@ -102,10 +106,15 @@ def record_route(
     # token): in-dialog requests toward it must go back over it (RFC 7118 §5).
     contact = sh.contacts(req)
     caller_target = contact[0].uri if contact and not isinstance(contact, sh.Star) else None
-    caller_flow = hops.flow_token(flow.transport, flow.remote[0], flow.remote[1], caller_target)
-    callee_flow = hops.flow_token(hop.transport, hop.ip, hop.port, target)
+    # A UDP token only where the party is the UA itself: the caller when its Via is the
+    # only one, the callee when it is reached on its registered flow. A proxy before or
+    # after us that did not record-route must not receive the dialog's requests.
+    caller_flow = hops.flow_token(
+        flow.transport, flow.remote[0], flow.remote[1], caller_target, direct=len(req.vias) == 1
+    )
+    callee_token = hops.flow_token(hop.transport, hop.ip, hop.port, target, direct=callee_flow)
     in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
-    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_flow)
+    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_token)
     if in_l is out_l and out_hp == in_hp and in_token == out_token:
         return hops.route_uri(out_l.transport, out_hp, r2=False, extra=in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
@@ -116,18 +125,29 @@ def record_route(
     )
 
 
-def path_for(identity: Identity, flow: Flow) -> PathMaker:
-    """A Path value naming us toward the core, carrying the phone's flow (RFC 3327)."""
+def path_for(identity: Identity, flow: Flow, *, ob: bool = False) -> PathMaker:
+    """A Path value naming us toward the core, carrying the phone's flow (RFC 3327);
+    ``ob`` (RFC 5626 §5.1) when we are the first hop of an outbound registration."""
     hostport = format_hostport(flow.remote[0], flow.remote[1])
     received = f"sip:{hostport}%3Btransport%3D{flow.transport.value}"
+    extra = b";received=" + received.encode() + (b";ob" if ob else b"")
 
     def make(listener: Listener, toward: IPAddress) -> bytes:
         hostport = identity.hostport_of(listener, toward)
-        return hops.route_uri(
-            listener.transport, hostport, r2=False, extra=b";received=" + received.encode()
-        )
+        return hops.route_uri(listener.transport, hostport, r2=False, extra=extra)
 
     return make
+
+
+def outbound_register(req: Request) -> bool:
+    """Whether we are the first hop of an RFC 5626 registration: a REGISTER straight
+    from the UA (one Via) with a Contact carrying ``+sip.instance`` and ``reg-id``."""
+    if req.method != b"REGISTER" or len(req.vias) != 1:
+        return False
+    found = sh.contacts(req)
+    if isinstance(found, sh.Star):
+        return False
+    return any(c.param(b"reg-id") and c.param(b"+sip.instance") for c in found)
 
 
 def own_credentials(req: Request, realm: str) -> list[int]:
