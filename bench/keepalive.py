@@ -16,7 +16,9 @@ and failed calls are counted. Memory per contact is the RSS difference (on - off
 exactly, the bytes the schedule allocates per contact (``tracemalloc``, in-process, after
 two simulated OPTIONS rounds).
 
-``python -m bench.keepalive`` (``--quick``: 10,000 contacts, short windows).
+``python -m bench.keepalive`` (``--quick``: 10,000 contacts, short windows;
+``--overload-lag 0``: the gateway's admission control does not shed, to tell calls the
+gateway could not handle from calls it shed during a queueing spike).
 """
 
 from __future__ import annotations
@@ -187,13 +189,20 @@ def wait_log(path: Path, text: str, timeout: float) -> None:
 
 
 def run_mode(
-    run_dir: Path, sink_log: Path, keepalive: bool, n: int, warmup: float, window: float
+    run_dir: Path,
+    sink_log: Path,
+    keepalive: bool,
+    n: int,
+    warmup: float,
+    window: float,
+    overload_lag: float | None = None,
 ) -> Mode:
     data = run_dir / f"data-{'on' if keepalive else 'off'}"
     data.mkdir()
     fill_store(data, n)
     cfg = run_dir / "rtc64.toml"
-    cfg.write_text("[sip]\nrequest_rate = 0\n")
+    lag = "" if overload_lag is None else f"overload_lag = {overload_lag}\n"
+    cfg.write_text(f"[sip]\nrequest_rate = 0\n{lag}")
     argv = [
         *RTC64_ARGV, "serve", "--config", str(cfg), "--data-dir", str(data),
         "--sip-listen", f"udp:127.0.0.1:{PORT}", "--sip-listen", f"udp:[::1]:{PORT}",
@@ -250,7 +259,8 @@ def inside(args: argparse.Namespace) -> int:
     try:
         wait_log(sink_log, "sink ready", 10)
         buf0 = udp_rcvbuf_errors()
-        modes = [run_mode(run_dir, sink_log, ka, n, warmup, window) for ka in (False, True)]
+        lag = args.overload_lag
+        modes = [run_mode(run_dir, sink_log, ka, n, warmup, window, lag) for ka in (False, True)]
         buf = udp_rcvbuf_errors() - buf0
     finally:
         sink.terminate()
@@ -289,6 +299,12 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=10_000 if quick else 100_000)
     parser.add_argument("--warmup", type=float, default=10.0 if quick else 30.0)
     parser.add_argument("--window", type=float, default=30.0 if quick else 120.0)
+    parser.add_argument(
+        "--overload-lag",
+        type=float,
+        default=None,
+        help="sip.overload_lag for the gateway (0: no shedding; default: rtc64's 0.1 s)",
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inside:
@@ -305,7 +321,11 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
             ["sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"],
         ):
             subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
-        forwarded = [f"--{k}={v}" for k, v in vars(args).items() if k != "inside"]
+        forwarded = [
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in vars(args).items()
+            if k != "inside" and v is not None
+        ]
         child = [sys.executable, "-m", "bench.keepalive", "--inside", *forwarded]
         return subprocess.run(["ip", "netns", "exec", ns, *child], check=False).returncode
     finally:
