@@ -8,9 +8,10 @@ needs the bound listeners; answers to keepalive OPTIONS are tapped off first, ST
 UDP ports answered) → identity → relay and ng control → resolver and NAT64 → media
 bridge → keepalives (their own ``Driver``; they watch the proxy's store) → proxy, driven
 by one ``io.driver.Driver`` → load watch → periodic jobs → TURN (its relay ports from the
-media relay's pool). ``general.services`` picks what runs: without ``sip`` no SIP
-listener, proxy, keepalives or media bridge starts (``--only turn``); ``media`` alone runs
-the relay with its ng control.
+media relay's pool) → web console, API and /metrics (``web.enabled``).
+``general.services`` picks what runs: without ``sip`` no SIP listener, proxy, keepalives
+or media bridge starts (``--only turn``); ``media`` alone runs the relay with its ng
+control.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -24,7 +25,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.keepalive import stunkeep
 from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
@@ -52,8 +54,13 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, SockAddr, Transport
+from rtc64.probe import report as probe_report
+from rtc64.probe import runner as probe_runner
+from rtc64.probe.context import Probe, ProbeSettings
+from rtc64.probe.verdict import exit_code
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
@@ -76,16 +83,27 @@ from rtc64.sip.transaction import TransactionLayer
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
+from rtc64.web.app import RunningWeb
+from rtc64.web.probes import ProbeResult
+from rtc64.web.wiring import preflight as web_preflight
+from rtc64.web.wiring import start_gateway_web
 
 if TYPE_CHECKING:
     import asyncio
 
 STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
 AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
 
 
-async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
-    """Start the gateway on ``config``, wait for ``stop``, then shut down. Returns 0."""
+async def serve(
+    config: Config,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Start the gateway on ``config``, wait for ``stop`` (SIGINT, or SIGTERM after the
+    drain; SIGHUP reloads from ``reload_config``: ``lifecycle``), then shut down."""
     log.info("rtc64 %s starting", __version__)
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
@@ -93,7 +111,12 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     gateway = Gateway(config, log)
     try:
         await gateway.start()
-        await stop.wait()
+        signals = Lifecycle(gateway, stop, reload_config=reload_config, log=log)
+        signals.install()
+        try:
+            await stop.wait()
+        finally:
+            signals.uninstall()
     finally:
         log.info("rtc64 stopping")
         await gateway.stop()
@@ -112,6 +135,11 @@ class Gateway:
         self.keepalives: Keepalives | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.media: MediaBridge | None = None
+        self.identity: Identity | None = None
+        self.observers: Observers | None = None
+        self.auth: Authenticator | None = None
+        self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -132,6 +160,7 @@ class Gateway:
         if "sip" in services or "media" in services:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
+        web_preflight(cfg, data_dir)
         store = await open_checked_store(cfg)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
@@ -143,6 +172,37 @@ class Gateway:
             await self._relay_alone(host)
         if "turn" in services and cfg.turn.enabled:
             await self._turn(host, data_dir, store, nat64)
+        if cfg.web.enabled:
+            await self._web(data_dir, store, nat64)
+
+    async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
+        """The console, REST API and /metrics (``web/``), reading the services' views."""
+        relay = self.relay
+        self.web = await start_gateway_web(
+            self.cfg,
+            data_dir,
+            self.log.getChild("web"),
+            registrations=store if self.proxy is not None else None,
+            proxy=self.proxy,
+            relay=relay,
+            turn=self.turn,
+            blocks=None if self.auth is None else self.auth.tracker,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=nat64,
+            probe=self._run_probe,
+        )
+        self._stack.push_async_callback(self.web.stop)
+
+    async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
+        """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""
+        settings = ProbeSettings(families=families, dhcp=False, deadline=PROBE_DEADLINE)
+        resolver = Resolver(self.cfg.dns.servers, timeout=settings.timeout)
+        found = await probe_runner.run(targets, settings, probe=Probe(settings, resolver))
+        return ProbeResult(
+            probe_report.to_json(found), probe_report.to_html(found), exit_code(found)
+        )
 
     async def _sip(
         self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes
@@ -163,7 +223,7 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(cfg, store, secret, log)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
         watched: LocationStore = store
@@ -183,11 +243,14 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        self.media, self.identity = media, identity
+        self.observers = Observers.attach(cfg, transports, proxy, media, log)
+        stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         if self.keepalives is not None:
             await self.keepalives.load()
-        _periodic(spawner, store, auth, log)
+        _periodic(spawner, store, auth, log, proxy.routing.registrations)
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
         return media.nat64
 
@@ -534,11 +597,20 @@ async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Networ
     return chosen.prefix
 
 
-def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger) -> None:
-    """Expired bindings removed; unanswered challenges swept (wall clock, as auth uses)."""
+def _periodic(
+    spawner: Spawner,
+    store: Store,
+    auth: Authenticator,
+    log: logging.Logger,
+    registrations: RegistrationLog,
+) -> None:
+    """Expired bindings removed (each logged); unanswered challenges swept (wall clock,
+    as auth uses)."""
 
     async def expire() -> None:
-        removed = await store.expire(time.time())
+        now = time.time()
+        removed = await store.expire(now)
+        await registrations.sweep(store, now)
         if removed:
             log.info("registrar: %d expired bindings removed", removed)
 
