@@ -17,7 +17,8 @@ from tests.interop.peers import Gateway, Sipp, report
 pytestmark = pytest.mark.interop
 LAB_TOOLS = ("sipp", "turnutils_stunclient")
 
-CONFIG = "[keepalive]\nmax_failures = 2\n"
+# overload_lag 0: the lab shares two cores; a lagging moment must not shed a request.
+CONFIG = "[keepalive]\nmax_failures = 2\n[sip]\noverload_lag = 0\n"
 ARGS = [
     "--sip-listen",
     f"udp:[{V6_GW}]:5060",
