@@ -124,6 +124,19 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
+    (
+        "--keepalive-interval",
+        "keepalive.interval",
+        False,
+        "seconds between pinhole keepalives to each registered contact (default 25)",
+    ),
+    (
+        "--keepalive-options-interval",
+        "keepalive.options_interval",
+        False,
+        "seconds between OPTIONS liveness checks of each contact (default 120, 0: none)",
+    ),
+    ("--keepalive", "keepalive.enabled", False, "false: no keepalives to registered contacts"),
     *TURN_FLAGS,
     ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
     ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
