@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)
-    tunnel_command.add_parser(add_command)
+    tunnel_command.add_parser(add_command, _subcommands)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")

@@ -45,7 +45,7 @@ class Tunnel:
 
     def start_server(self) -> None:
         self.server_stats.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve"]
+        argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve", "--log-level", "debug"]
         argv += ["--listen", f"udp:{SERVER_V4}:3653", "--prefix", str(PREFIX)]
         argv += ["--stats", str(self.server_stats), "--keepalive", str(KEEPALIVE)]
         self.server_proc = self.server.popen(argv, log=self.work / "server.log")

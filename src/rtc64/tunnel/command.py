@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Network
 from pathlib import Path
 
+from rtc64 import logs
 from rtc64.errors import ConfigError
 from rtc64.io import loop
 from rtc64.tunnel import service
@@ -21,13 +22,19 @@ from rtc64.tunnel.tsp import TSP_PORT
 log = logging.getLogger("rtc64.tunnel")
 
 
-def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register ``tunnel serve`` and ``tunnel connect``."""
+def add_parser(
+    add_command: Callable[..., argparse.ArgumentParser],
+    subcommands: Callable[
+        [argparse.ArgumentParser, str, str], Callable[..., argparse.ArgumentParser]
+    ],
+) -> None:
+    """Register ``tunnel serve`` and ``tunnel connect`` (``subcommands`` gives each the
+    global options)."""
     tunnel = add_command(
         "tunnel", help="stateless IPv6-over-UDP/IPv4 tunnel (Public TSP profile, RFC 5572)"
     )
-    sub = tunnel.add_subparsers(dest="tunnel_command", metavar="ACTION", required=True)
-    serve = sub.add_parser(
+    sub = subcommands(tunnel, "tunnel_command", "ACTION")
+    serve = sub(
         "serve",
         help="run the tunnel server",
         description="Answers the Public TSP exchange on UDP 3653 and forwards bare IPv6 "
@@ -44,7 +51,7 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
     serve.add_argument("--burst", type=float, default=1000.0, help="burst per IPv4 source")
     serve.add_argument("--stats", type=Path, help="write counters as JSON to FILE every second")
     serve.set_defaults(handler=_serve)
-    connect = sub.add_parser(
+    connect = sub(
         "connect",
         help="connect to a tunnel server: IPv6 through an IPv4-only network",
         description="Runs the exchange with SERVER, creates a TUN device with the assigned "
@@ -127,8 +134,19 @@ def connect_options(args: argparse.Namespace) -> service.ConnectOptions:
     )
 
 
+def _logging(args: argparse.Namespace) -> None:
+    level = getattr(args, "log_level", None) or "info"
+    fmt = getattr(args, "log_format", None) or "text"
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("--log-level", level, "debug, info, warning or error")
+    if fmt not in ("text", "json"):
+        raise ConfigError("--log-format", fmt, "text or json")
+    logs.setup(level, fmt)
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings, options = settings_from(args)
+    _logging(args)
     try:
         return loop.run(lambda stop: service.serve(settings, options, stop))
     except OSError as exc:
@@ -138,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _connect(args: argparse.Namespace) -> int:
     options = connect_options(args)
+    _logging(args)
     try:
         return loop.run(lambda stop: service.connect(options, stop))
     except OSError as exc:

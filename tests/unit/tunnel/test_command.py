@@ -21,6 +21,7 @@ from rtc64 import cli
         (["tunnel", "connect", "server.example"], "SERVER"),
         (["tunnel", "connect", "192.0.2.1:0"], "SERVER"),
         (["tunnel", "connect", "192.0.2.1", "--route", "10.0.0.0/8"], "--route"),
+        (["tunnel", "connect", "192.0.2.1", "--log-level", "loud"], "--log-level"),
     ],
 )
 def test_bad_flags(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
