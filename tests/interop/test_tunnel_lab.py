@@ -285,6 +285,35 @@ def test_nat_mapping_change_reruns_the_exchange(tunnel: Tunnel) -> None:
     assert _ping(tunnel)
 
 
+AMPLIFY_SCRIPT = """
+import socket, struct, sys
+doc = b'<tunnel action="create" type="v6udpv4"></tunnel>\\r\\n'
+create = b"Content-length: %d\\r\\n" % len(doc) + doc
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for padded in (False, True):
+    body = create + b"\\x00" * (640 - len(create)) if padded else create
+    request = struct.pack("!II", 0xF0000001, 0) + body
+    s.sendto(request, (sys.argv[1], 3653))
+    try:
+        reply = s.recv(4096)
+        print(padded, len(request), len(reply), reply[8:].split(b"\\r\\n")[1].decode())
+    except TimeoutError:
+        print(padded, len(request), "none")
+"""
+
+
+def test_signalling_never_amplifies_on_the_wire(tunnel: Tunnel) -> None:
+    before = _counter(tunnel, "amplification_refused")
+    out = tunnel.client.run(sys.executable, "-c", AMPLIFY_SCRIPT, SERVER_V4).stdout.split("\n")
+    unpadded, padded = out[0].split(), out[1].split()
+    assert unpadded[0] == "False" and unpadded[2] == "none"  # bigger answer: not sent
+    assert padded[0] == "True" and padded[3] == "200"
+    assert int(padded[2]) <= int(padded[1])
+    log = tunnel.work / "server.log"
+    _wait(lambda: _counter(tunnel, "amplification_refused") == before + 1, "refused", log)
+
+
 def test_client_restores_on_exit(tunnel: Tunnel) -> None:
     stop(tunnel.client_proc)  # type: ignore[attr-defined]
     assert tunnel.client_proc.returncode == 0  # type: ignore[attr-defined]

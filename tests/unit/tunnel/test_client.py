@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from rtc64.tunnel import client as tc
 from rtc64.tunnel import packet as ip
 from rtc64.tunnel import tsp
@@ -105,3 +108,15 @@ def test_data_both_ways() -> None:
     assert isinstance(down, ToUdp)
     assert client.receive(down.data, 1.0) == ([], [tc.Inbound(pkt)])
     assert client.outbound(pkt) == pkt
+
+
+@given(st.binary(max_size=1500), st.sampled_from(["start", "up"]))
+def test_fuzz_client_receive(data: bytes, when: str) -> None:
+    client = tc.TunnelClient()
+    if when == "up":
+        _run(client, TunnelServer(SETTINGS), client.start(0.0), 0.0)
+    else:
+        client.start(0.0)
+    _, events = client.receive(data, 1.0)  # never raises
+    for event in events:
+        assert isinstance(event, tc.Inbound | tc.Failed)
