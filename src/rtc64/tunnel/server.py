@@ -137,7 +137,8 @@ class TunnelServer:
             response = self.answer(tsp.parse_request(message), addr)
         except RemoteProtocolError as exc:
             self.counters.signalling_errors += 1
-            status = tsp.Status(exc.status)
+            known = exc.status in tsp.Status.__members__.values()
+            status = tsp.Status(exc.status) if known else tsp.Status.INVALID_REQUEST_FORMAT
             response = tsp.Response(status, status.reason)
         if response is None:
             return []

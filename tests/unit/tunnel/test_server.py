@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rtc64.errors import RemoteProtocolError
 from rtc64.tunnel import packet as ip
 from rtc64.tunnel import tsp
 from rtc64.tunnel.server import ServerSettings, ToTun, ToUdp, TunnelServer
@@ -172,3 +174,11 @@ def test_rate_limit_per_destination_and_no_self_target() -> None:
     assert server.from_tun(_pkt(PEER, own), 2.0) == []
     assert server.from_udp(_pkt(ME, own), CLIENT, 2.0) == []
     assert server.counters.dropped_unroutable == 2
+
+
+def test_foreign_error_status_answers_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(message: bytes) -> tsp.Request:
+        raise RemoteProtocolError("odd", 400)
+
+    monkeypatch.setattr(tsp, "parse_request", boom)
+    assert _answer(TunnelServer(SETTINGS), _req(b"VERSION=2.0.0\r\n")).status == 500
