@@ -1,4 +1,5 @@
-# Rules: one UDP socket for the tunnel (server: bound to --listen; client: connected to
+# Rules: one UDP socket for the tunnel (server: bound to --listen, on a [::] socket
+# IPv4 peers arrive and are answered as IPv4-mapped addresses; client: connected to
 # the server). Each datagram goes to ``on_datagram(data, (host, port))`` unchanged;
 # send errors (ICMP unreachable, buffer full) are counted, never raised: a lost datagram
 # is what UDP means. No business logic here.
@@ -20,10 +21,13 @@ class UdpPort(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes, Addr], None]) -> None:
         self._on_datagram = on_datagram
         self._transport: asyncio.DatagramTransport | None = None
+        self._v6 = False
         self.send_errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        self._v6 = sock is not None and sock.family == socket.AF_INET6
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = addr[0], addr[1]
@@ -36,6 +40,8 @@ class UdpPort(asyncio.DatagramProtocol):
     def send(self, data: bytes, addr: Addr | None = None) -> None:
         if self._transport is None:
             return
+        if addr is not None and ":" not in addr[0] and self._v6:
+            addr = (f"::ffff:{addr[0]}", addr[1])  # a dual-stack [::] socket
         try:
             self._transport.sendto(data, addr)
         except OSError:
