@@ -8,7 +8,8 @@
 #   mapping; they carry KEEPALIVE_DATA bytes so the server's ICMPv6 error about them fits
 #   in the same size. The mapping is considered changed (exchange re-run) on a
 #   Destination Unreachable code 5 quoting our own source, or after MISSED_KEEPALIVES
-#   intervals without an Echo Reply. A new address is reported with ``Configured``.
+#   intervals without an Echo Reply, and renewed at 90 % of the tunnel's lifetime
+#   (RFC 5572 ``lifetime``). A new address is reported with ``Configured``.
 # - Pure: bytes and ``now`` in, datagrams and events out; one timer (get_timer/handle_timer).
 """The Public TSP client state machine."""
 
@@ -79,6 +80,7 @@ class TunnelClient:
     _deadline: float = 0.0
     _last_reply: float = 0.0
     _echo_seq: int = 0
+    _renew_at: float | None = None
 
     def start(self, now: float) -> list[bytes]:
         """Begin (or re-run) the exchange: the first datagram to send."""
@@ -112,7 +114,8 @@ class TunnelClient:
                 return [], [Failed(0, "no answer from the tunnel server")]
             return self._send(b"", now, fresh=False), []
         assert self.info is not None
-        if now - self._last_reply > MISSED_KEEPALIVES * self.info.interval:
+        lost = now - self._last_reply > MISSED_KEEPALIVES * self.info.interval
+        if lost or (self._renew_at is not None and now >= self._renew_at):
             self.restarts += 1
             return self.start(now), []
         self._deadline = now + self.info.interval
@@ -191,6 +194,7 @@ class TunnelClient:
         self.state = State.UP
         self._last_reply = now
         self._deadline = now + info.interval
+        self._renew_at = now + 0.9 * info.lifetime if info.lifetime else None
         changed = info != self.info
         self.info = info
         accept = tsp.Request(tsp.Kind.TUNNEL, document=tsp.TunnelDoc(action="accept"))

@@ -120,3 +120,17 @@ def test_fuzz_client_receive(data: bytes, when: str) -> None:
     _, events = client.receive(data, 1.0)  # never raises
     for event in events:
         assert isinstance(event, tc.Inbound | tc.Failed)
+
+
+def test_renewed_before_the_lifetime_ends() -> None:
+    settings = ServerSettings(SETTINGS.prefix, SETTINGS.server_ipv4, lifetime=100, keepalive=10)
+    server = TunnelServer(settings)
+    client = tc.TunnelClient()
+    _run(client, server, client.start(0.0), 0.0)
+    now = 0.0
+    while client.restarts == 0:
+        now = client.get_timer() or 0.0
+        out, _ = client.handle_timer(now)
+        _run(client, server, out, now)  # keepalives answered: only the lifetime renews
+    assert 90.0 <= now <= 100.0 and client.state is tc.State.UP
+    assert server.counters.tunnels_created == 2
