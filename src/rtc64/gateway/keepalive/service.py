@@ -39,8 +39,8 @@ from rtc64.gateway.keepalive.schedule import (
     Unreachable,
 )
 from rtc64.gateway.location.bindings import Binding
-from rtc64.gateway.stats import ContactHealth
 from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.stats import ContactHealth
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.message import Message, Response
