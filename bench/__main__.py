@@ -12,6 +12,7 @@ BENCHMARKS = {
     "relay": "bench.relay_vs_rtpengine",
     "routing": "bench.call_routing",
     "overload": "bench.overload",
+    "turn": "bench.turn",
 }
 
 
