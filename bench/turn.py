@@ -44,7 +44,6 @@ from typing import Any
 from bench import turn_load as load
 from bench import turn_report as report
 from bench.turn_servers import (
-    CLIENT_PORTS,
     PASSWORD,
     SECRET,
     SINK_PORTS,
@@ -56,6 +55,7 @@ from bench.turn_servers import (
 )
 
 MAX_OTHERS = 0.25
+SOURCE_NET = 77  # allocation clients come from 127.77.0.0/16, 127.78.0.0/16, ...
 LOSS_LIMIT = 0.01
 _CTX = mp.get_context("fork")
 
@@ -153,6 +153,7 @@ class Bench:
         self.server_cpu = None if args.no_pin else "0"
         self.steps: list[AllocStep | RelayStep] = []
         sink_conn, child = _CTX.Pipe()
+        self.nice = args.nice
         self.sink_proc = _CTX.Process(target=load.sink, args=(child, SINK_PORTS, self.gen_cpus))
         self.sink_proc.start()
         self.sink: Connection = sink_conn
@@ -166,7 +167,10 @@ class Bench:
 
     def server(self, name: str, creds: str = "lt") -> Server:
         extra = self.args.coturn_args if name == "coturn" else self.args.rtc64_args
-        return Server(name, self.tmp, self.server_cpu, extra.split(), creds, self.args.relay_ports)
+        return Server(
+            name, self.tmp, self.server_cpu, extra.split(), creds, self.args.relay_ports,
+            self.args.nice,
+        )  # fmt: skip
 
     def _ours(self, server: Server | None, procs: list[Any]) -> set[int]:
         pids = {os.getpid(), self.sink_proc.pid or 0, *(p.pid or 0 for p in procs)}
@@ -201,12 +205,11 @@ class Bench:
         workers, conns = [], []
         per = [a.clients // a.alloc_workers + (i < a.clients % a.alloc_workers)
                for i in range(a.alloc_workers)]  # fmt: skip
-        low, high = CLIENT_PORTS
-        span = (high - low + 1) // a.alloc_workers
+        server = ("127.0.0.1", srv.port)
         for i, n in enumerate(per):
             mine, theirs = _CTX.Pipe()
-            ports = (low + i * span, low + (i + 1) * span - 1)
-            args = (theirs, srv.addr, creds, n, ports, start, count_from, end, self.gen_cpus)
+            net = SOURCE_NET + i  # 127.<net>.0.0/16: a source address per cycle
+            args = (theirs, server, creds, n, net, start, count_from, end, self.gen_cpus)
             p = _CTX.Process(target=load.alloc_worker, args=args)
             p.start()
             workers.append(p)
@@ -365,8 +368,8 @@ def run(args: argparse.Namespace) -> int:
         if "coturn" in args.servers and shutil.which(tool) is None:
             print(f"turn bench: {tool} not found (Debian package coturn)", file=sys.stderr)
             return 1
-    if args.profile and shutil.which("py-spy") is None:
-        print("turn bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+    if args.profile and report.py_spy() is None:
+        print("turn bench: --profile needs py-spy (pip install -e .[bench])", file=sys.stderr)
         return 1
     if args.quick:
         args.alloc_seconds, args.seconds = min(args.alloc_seconds, 3.0), min(args.seconds, 3.0)
@@ -376,6 +379,7 @@ def run(args: argparse.Namespace) -> int:
         args.senders = 1
     if not args.no_pin:
         os.sched_setaffinity(0, {1})
+    load.renice(args.nice)
     tmp = Path(tempfile.mkdtemp(prefix="rtc64-turnbench-"))
     started = time.monotonic()
     load_start = report.load()
@@ -448,6 +452,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="servers' relay port range (default 36000-60999)")  # fmt: skip
     ap.add_argument("--coturn-args", default="", help="extra turnserver arguments")
     ap.add_argument("--rtc64-args", default="", help="extra `rtc64 serve` arguments")
+    ap.add_argument("--nice", type=int, default=-5,
+                    help="nice value of servers and clients (the machine is shared)")  # fmt: skip
     ap.add_argument("--no-pin", action="store_true", help="no taskset pinning")
     ap.add_argument("--keep-tmp", action="store_true", help="keep logs and state")
     ap.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")

@@ -37,25 +37,31 @@ Addr = tuple[str, int]
 
 
 def pin(cpus: set[int] | None) -> None:
+    """Pin this process to ``cpus`` (the nice value is inherited from the orchestrator)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
 
 
-def _client_socket(server: Addr, ports: Iterator[int] | None = None) -> socket.socket:
-    """A non-blocking UDP socket connected to ``server``; bound to the next free port of
-    ``ports`` when given (else the kernel picks one)."""
+def renice(value: int) -> None:
+    """Set this process's nice value (processes it forks inherit it); needs root below 0."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+
+
+def _client_socket(server: Addr, source: str | None = None) -> socket.socket:
+    """A non-blocking UDP socket connected to ``server``, from ``source`` when given."""
     fam = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
     sock = socket.socket(fam, socket.SOCK_DGRAM)
     sock.setblocking(False)
-    if ports is not None:
-        for _ in range(100):
-            try:
-                sock.bind((server[0], next(ports)))
-                break
-            except OSError:
-                continue  # in use by someone else: the next one
+    if source is not None:
+        sock.bind((source, 0))
     sock.connect(server)
     return sock
+
+
+def sources(net: int) -> Iterator[str]:
+    """127.<net>.0.1 ... 127.<net>.255.254 round-robin: 65,024 loopback source addresses."""
+    return itertools.cycle(f"127.{net}.{a}.{b}" for a in range(256) for b in range(1, 255))
 
 
 class CredentialSource:
@@ -87,8 +93,8 @@ class _Cycle:
 
     __slots__ = ("auth", "deadline", "sock", "state", "tid")
 
-    def __init__(self, server: Addr, now: float, ports: Iterator[int]) -> None:
-        self.sock = _client_socket(server, ports)
+    def __init__(self, server: Addr, now: float, source: str) -> None:
+        self.sock = _client_socket(server, source)
         self.state = 0
         self.tid = stun.transaction_id()
         self.auth: stun.Auth | None = None
@@ -106,7 +112,7 @@ def alloc_worker(
     server: Addr,
     creds: CredentialSource,
     clients: int,
-    ports: tuple[int, int],
+    net: int,
     start: float,
     count_from: float,
     end: float,
@@ -116,9 +122,11 @@ def alloc_worker(
 
     Sends ``(completed, requests, failures: Counter)`` where only cycles that finish in
     [count_from, end] are counted (times on CLOCK_MONOTONIC, shared by the processes).
-    Each cycle binds the next port of ``ports`` (low, high), round-robin: a server may keep
-    a deallocated 5-tuple for a while (coturn: ~1 s answering 437), so a fresh cycle must
-    not come from a recently used port, as the kernel's ephemeral choice may.
+    Each cycle comes from the next source address of 127.<net>.0.0/16 (kernel-chosen
+    port): like browsers, every client its own address. From one address a server may
+    measure its anti-reflection limit instead (rtc64: 20 401s/s per source address), and
+    a quickly reused 5-tuple meets a deallocated one the server still keeps (coturn: ~1 s,
+    answering 437).
     """
     pin(cpus)
     while time.monotonic() < start:
@@ -127,11 +135,11 @@ def alloc_worker(
     cycles: dict[int, _Cycle] = {}
     completed = requests = 0
     failures: Counter[str] = Counter()
-    port_iter = itertools.cycle(range(ports[0], ports[1] + 1))
+    source_iter = sources(net)
 
     def new_cycle(now: float) -> None:
         nonlocal requests
-        c = _Cycle(server, now, port_iter)
+        c = _Cycle(server, now, next(source_iter))
         cycles[c.sock.fileno()] = c
         ep.register(c.sock.fileno(), select.EPOLLIN)
         if now >= count_from:
@@ -298,12 +306,26 @@ class Sender:
             self.socks = [_client_socket(peers[i % len(peers)]) for i in range(n)]
             return
         self.socks = [_client_socket(server) for _ in range(n)]
-        first = transact(self.socks, lambda i, tid: stun.allocate(tid, None))
-        for r in first:
-            if r.error != 401:
-                raise RuntimeError(f"first Allocate: expected 401, got {r.error or 'success'}")
-        self.auths = [creds.auth(r.attrs[stun.REALM], r.attrs[stun.NONCE]) for r in first]
+        # One 401 for all: its nonce serves every socket where the server's nonces are bound
+        # to the source address (rtc64, which also limits 401s per source); where they are
+        # per 5-tuple (coturn), the first attempt gets 438/401 with a nonce of its own.
+        first = transact(self.socks[:1], lambda i, tid: stun.allocate(tid, None))[0]
+        if first.error != 401:
+            raise RuntimeError(f"first Allocate: expected 401, got {first.error or 'success'}")
+        shared = creds.auth(first.attrs[stun.REALM], first.attrs[stun.NONCE])
+        self.auths = [shared] * n
         allocs = transact(self.socks, lambda i, tid: stun.allocate(tid, self.auths[i], 3600))
+        again = [i for i, r in enumerate(allocs) if r.error in (401, 438) and stun.NONCE in r.attrs]
+        for i in again:
+            r = allocs[i]
+            self.auths[i] = creds.auth(r.attrs.get(stun.REALM, shared.realm), r.attrs[stun.NONCE])
+        if again:
+            redo = transact(
+                [self.socks[i] for i in again],
+                lambda j, tid: stun.allocate(tid, self.auths[again[j]], 3600),
+            )
+            for i, r in zip(again, redo, strict=True):
+                allocs[i] = r
         _check(allocs, "Allocate")
         for r in allocs:
             relayed = r.address(stun.XOR_RELAYED_ADDRESS)

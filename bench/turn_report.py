@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -140,8 +141,8 @@ def render(
     load_start: str,
     profile: str,
 ) -> str:
-    cmd = "python -m bench turn" if sys.argv[0].endswith("__main__.py") else "python -m bench.turn"
-    cmd += " " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
+    via_main = sys.argv[0].endswith("__main__.py")
+    cmd = ("python -m bench " if via_main else "python -m bench.turn ") + " ".join(sys.argv[1:])
     pin = ("not pinned" if args.no_pin
            else "servers pinned to CPU 0, clients + sink + this process to CPU 1")  # fmt: skip
     tables = "\n\n".join(
@@ -161,19 +162,32 @@ def render(
     return f"""{SECTION}
 
 Command: `.venv/bin/{cmd.strip()}` (run {time.strftime("%Y-%m-%d %H:%M")} UTC, {elapsed:.0f} s).
-coturn {_cmd_out(["turnserver", "--version"]).splitlines()[0]} (Debian; UDP listener on
-`[::1]`, relay addresses 127.0.0.1 and ::1, `--allow-loopback-peers`, long-term user +
-`--use-auth-secret`, default threads, logging to a file); rtc64 at {_commit()}
-(`rtc64 serve --only turn`, {_loop_name()}, log level warning). Python {sys.version.split()[0]}
-clients (bench/turn_load.py, bench/turn_stun.py: the benchmark's own STUN encoder);
-{pin}. Allocation: {args.clients} concurrent clients in {args.alloc_workers} processes,
-Allocate → 401 → Allocate → Refresh 0 on a fresh `::1` socket per cycle, {args.alloc_seconds:g} s
-counted after {args.warm:g} s. Relay: {args.channels} allocations from `::1` (no
-REQUESTED-ADDRESS-FAMILY; every relayed address was checked to be IPv4), one channel each
-to IPv4 peers (4 sink sockets on 127.0.0.1), ChannelData with 172-byte payloads,
-{args.seconds:g} s counted per step; every relay step on a freshly started server.
-Server CPU: utime+stime of its process tree from /proc/PID/stat over the counted seconds.
-{gen} Ratio = rtc64 / coturn.
+coturn {_cmd_out(["turnserver", "--version"]).splitlines()[0]} (Debian `turnserver`: UDP
+listeners on `[::1]` and 127.0.0.1, relay addresses 127.0.0.1 and ::1,
+`--allow-loopback-peers`, `--lt-cred-mech --user` or `--use-auth-secret`, default threads,
+its default logging to a file) against rtc64 at {_commit()} (`rtc64 serve --only turn`,
+{_loop_name()}, the same listeners, `--turn-allow-peer` 127.0.0.0/8 and ::1/128, the user
+from `rtc64 user add` or `--turn-secret`, `user_quota` raised from 10 as coturn has none,
+log level warning); relay ports {_ports(args)} for both. Both servers `nice {args.nice}`,
+{pin}. Clients: Python {sys.version.split()[0]}, bench/turn_load.py with the benchmark's
+own STUN encoder (bench/turn_stun.py), same processes for both servers.
+
+- Allocations: {args.clients} concurrent clients in {args.alloc_workers} processes, each
+  looping Allocate → 401 → Allocate with credentials → Refresh 0 on a fresh socket, every
+  cycle from the next source address of 127.77.0.0/16 (as many browsers would: rtc64 limits
+  401s to 20/s per source address, and coturn keeps a deallocated 5-tuple ~1 s) to the
+  127.0.0.1 listener; {args.alloc_seconds:g} s counted after {args.warm:g} s.
+- Relay: {args.channels} allocations from `::1` sockets to the `[::1]` listener without
+  REQUESTED-ADDRESS-FAMILY (every relayed address checked to be IPv4), one ChannelBind each
+  to IPv4 peers (4 sink sockets on 127.0.0.1), ChannelData with 172-byte payloads
+  round-robin; {args.seconds:g} s counted per step after {args.warm:g} s, every step on a
+  freshly started server. Loss counted per step at the sink (0.5 s drain); latency is
+  send → sink receive on CLOCK_MONOTONIC (Python on both ends, so a floor of tens of µs).
+- Server CPU: utime+stime of its process tree (/proc/PID/stat, all threads) over the
+  counted seconds. "its core busy" in the step lines is CPU 0 from /proc/stat (irq, softirq
+  and other processes included). {gen}
+
+Ratio = rtc64 / coturn (for CPU lower is better, for rates higher is better).
 
 {tables}
 {agree}
@@ -185,6 +199,13 @@ udp4 = the sink):
 
 {detail}
 {prof}"""
+
+
+def _ports(args: argparse.Namespace) -> str:
+    from bench.turn_servers import RELAY_PORTS  # noqa: PLC0415
+
+    low, high = args.relay_ports or RELAY_PORTS["rtc64"]
+    return f"{low}-{high}"
 
 
 def write_section(text: str) -> None:
@@ -201,8 +222,14 @@ def write_section(text: str) -> None:
 # --- py-spy ----------------------------------------------------------------------------
 
 
+def py_spy() -> str | None:
+    """py-spy next to this interpreter (the venv's, ``pip install rtc64[bench]``) or on PATH."""
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
-    cmd = ["py-spy", "record", "--native", "-r", "250", "-d", str(int(seconds)),
+    cmd = [py_spy() or "py-spy", "record", "--native", "-r", "250", "-d", str(int(seconds)),
            "-f", "raw", "-o", str(out), "-p", str(pid)]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
