@@ -103,6 +103,7 @@ class RelayStep:
     drops: dict[str, int]
     others: float
     core: float  # the server's core busy (all processes, irq and softirq included)
+    softirq: float  # irq + softirq time on the server's core (loopback delivery)
 
     @property
     def loss(self) -> float:
@@ -120,6 +121,14 @@ class RelayStep:
     def us_per_packet(self) -> float:
         return self.cpu * self.seconds / max(self.received, 1) * 1e6
 
+    @property
+    def p50(self) -> int:
+        return self.latency_us[0]
+
+    @property
+    def p99(self) -> int:
+        return self.latency_us[2]
+
     def ok(self) -> bool:
         return self.loss < LOSS_LIMIT and (self.offered == 0 or self.rate >= 0.97 * self.offered)
 
@@ -129,7 +138,8 @@ class RelayStep:
         return (
             f"{self.server:7} {what}: sent {self.rate:>8,.0f}/s, delivered "
             f"{self.delivered:>8,.0f}/s, loss {self.loss:6.2%}, server CPU {self.cpu:6.1%} "
-            f"({self.us_per_packet:5.2f} us/pkt), its core busy {self.core:4.0%}, "
+            f"({self.us_per_packet:5.2f} us/pkt), its core busy {self.core:4.0%} "
+            f"(softirq {self.softirq:4.0%}), "
             f"gen CPU {self.gen_cpu:4.0%}, latency "
             f"p50/p90/p99/max {p50}/{p90}/{p99}/{mx} us, drops {self.drops}, "
             f"others {self.others:.2f} cores"
@@ -322,7 +332,7 @@ class Bench:
         return RelayStep(
             name, rate, sent, received, secs, (c1 - c0) / wall, (g1 - g0) / wall, latency,
             {k: d1[k] - d0[k] for k in d1}, _others(a0, a1, self._ours(srv, procs), wall),
-            (k1[0] - k0[0]) / max(k1[1] - k0[1], 1),
+            (k1[0] - k0[0]) / max(k1[2] - k0[2], 1), (k1[1] - k0[1]) / max(k1[2] - k0[2], 1),
         )  # fmt: skip
 
     def find_max(self, name: str, ceiling: float) -> tuple[RelayStep | None, bool]:

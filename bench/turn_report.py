@@ -72,7 +72,10 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("server CPU during it, % of one core", "alloc_rest", "cpu", ".0%"),
     ("relay CPU at {calls} pps, % of one core (lower is better)", "calls", "cpu", ".1%"),
     ("relay CPU per packet at {calls} pps, µs (lower is better)", "calls", "us_per_packet", ".2f"),
+    ("irq + softirq on the server's core at {calls} pps, % of one core", "calls", "softirq", ".1%"),
     ("loss at {calls} pps", "calls", "loss", ".3%"),
+    ("latency p50 at {calls} pps, µs (send → sink)", "calls", "p50", ".0f"),
+    ("latency p99 at {calls} pps, µs", "calls", "p99", ".0f"),
     ("max packets/s with < 1 % loss (higher is better)", "max", "rate", ",.0f"),
     ("relay CPU at that rate, % of one core", "max", "cpu", ".1%"),
     ("flat out: delivered packets/s", "flat", "delivered", ",.0f"),
@@ -247,12 +250,15 @@ def finish_profile(proc: subprocess.Popen[bytes], raw: Path, keep: Path | None) 
         keep.write_bytes(raw.read_bytes())
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
         frames = [_short(f) for f in stack.split(";")]
+        if _idle(frames):
+            idle += int(n)
+            continue
         total += int(n)
         own[frames[-1]] += int(n)
         for f in set(frames):
@@ -260,11 +266,23 @@ def finish_profile(proc: subprocess.Popen[bytes], raw: Path, keep: Path | None) 
     if not total:
         return "(no samples)"
     rows = ["| frame | own | inclusive |", "|---|---:|---:|"]
-    top = [f for f, _ in own.most_common(15)]
-    top += [f for f, _ in incl.most_common(25) if f not in top][:10]
-    for f in top:
+    top = [f for f, _ in own.most_common(12)]
+    python = [f for f, _ in incl.most_common() if ".py)" in f and f not in top]
+    for f in top + python[:16]:
         rows.append(f"| `{f}` | {own[f] / total:.1%} | {incl[f] / total:.1%} |")
-    return f"{total} samples (busy time only)\n\n" + "\n".join(rows)
+    return (
+        f"{total} busy samples of the main thread ({idle} idle samples left out: "
+        "epoll waits, the executor's idle threads); own = leaf frame, inclusive = anywhere "
+        "on the stack; the top leaves, then the Python frames by inclusive share\n\n"
+        + "\n".join(rows)
+    )
+
+
+def _idle(frames: list[str]) -> bool:
+    leaf = frames[-1]
+    return leaf.startswith(("epoll_wait", "epoll_pwait")) or any(
+        f.startswith(("Thread._bootstrap", "_queue_SimpleQueue_get")) for f in frames
+    )
 
 
 def _short(frame: str) -> str:

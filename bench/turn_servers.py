@@ -94,16 +94,16 @@ def udp_drops() -> dict[str, int]:
     return out
 
 
-def core_times(cpu: str | None) -> tuple[int, int]:
-    """(busy, total) jiffies of one core from /proc/stat (busy includes irq + softirq)."""
+def core_times(cpu: str | None) -> tuple[int, int, int]:
+    """(busy, irq + softirq, total) jiffies of one core from /proc/stat."""
     if cpu is None:
-        return 0, 0
+        return 0, 0, 0
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith(f"cpu{cpu} "):
                 v = [int(x) for x in line.split()[1:]]
-                return sum(v) - v[3] - v[4], sum(v)
-    return 0, 0
+                return sum(v) - v[3] - v[4], v[5] + v[6], sum(v)
+    return 0, 0, 0
 
 
 def threads(pid: int) -> int:
