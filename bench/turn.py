@@ -4,7 +4,9 @@ What one run does (per ``--runs``, the servers alternate: coturn, rtc64, coturn,
 
 1. Allocations per second: ``--clients`` concurrent Python clients (``--alloc-workers``
    processes) each loop Allocate → 401 → Allocate with credentials → Refresh LIFETIME=0,
-   on a fresh UDP socket on ::1 per cycle, for ``--alloc-seconds`` after a warm-up; once
+   on a fresh UDP socket per cycle from the next address of 127.77.0.0/16 (one source
+   address per client, as browsers have: rtc64 limits 401s per source address) to the
+   servers' 127.0.0.1 listener, for ``--alloc-seconds`` after a warm-up; once
    with long-term credentials (user ``bench``), once with TURN REST credentials (the
    ``use-auth-secret`` scheme). Figure: completed cycles/s and server CPU per allocation.
 2. Relay CPU per packet: ``--channels`` allocations from ``::1`` sockets (no
@@ -20,10 +22,12 @@ What one run does (per ``--runs``, the servers alternate: coturn, rtc64, coturn,
    twice and the quietest kept (the machine is shared).
 
 The servers are pinned to CPU 0 (``taskset -c 0``), the generators, sink and this process
-to CPU 1; the generator's own ceiling (``--channels`` sockets straight to the sink) is
-measured first. ``--profile S`` records rtc64 at 25,000 pps with py-spy for S seconds
-(a separate, uncounted step). ``--write-results`` replaces the section
-"TURN server: rtc64 vs coturn" of bench/RESULTS.md. Needs coturn's ``turnserver``; loopback only.
+to CPU 1, all at ``--nice`` -5 (other sessions share the machine); the generator's own
+ceiling (``--channels`` sockets straight to the sink) is measured first. ``--profile S``
+records rtc64 with py-spy for S seconds at 25,000 pps and during an allocation step
+(separate, uncounted steps, in the first run).
+``--write-results`` replaces the section "TURN server: rtc64 vs coturn" of
+bench/RESULTS.md. Needs coturn's ``turnserver``; loopback only.
 """
 
 from __future__ import annotations
@@ -169,7 +173,7 @@ class Bench:
         self.sink: Connection = sink_conn
         self.peers: list[tuple[str, int]] = self.sink.recv()
         self.step_id = 0
-        self.profile = ""
+        self.profile: dict[str, str] = {}  # "relay" / "alloc": py-spy summary of rtc64
 
     def close(self) -> None:
         self.sink.send(("quit",))
@@ -207,7 +211,17 @@ class Bench:
         self.steps.append(best)
         return best
 
-    def _alloc(self, srv: Server, mode: str) -> AllocStep:
+    def alloc_profile(self, name: str, seconds: float) -> None:
+        """An uncounted long-term allocation step with py-spy on the server."""
+        srv = self.server(name, "lt")
+        srv.start()
+        try:
+            s = self._alloc(srv, "lt", seconds)
+        finally:
+            srv.stop()
+        print(f"  (profiled, not counted) {s.line()}", flush=True)
+
+    def _alloc(self, srv: Server, mode: str, profile: float = 0.0) -> AllocStep:
         a = self.args
         creds = load.CredentialSource(mode, USER, PASSWORD, SECRET)
         start = time.monotonic() + 0.3
@@ -225,6 +239,12 @@ class Bench:
             workers.append(p)
             conns.append(mine)
         _sleep_until(count_from)
+        raw = self.tmp / f"{srv.name}-alloc.pyspy"
+        spy = (
+            report.start_profile(srv.pids[0], min(profile, a.alloc_seconds), raw)
+            if profile
+            else None
+        )
         gens = [p.pid for p in workers]
         c0, g0, a0, t0 = srv.cpu_seconds(), load_cpu(gens), all_ticks(), time.monotonic()
         _sleep_until(end)
@@ -237,6 +257,8 @@ class Bench:
             failures.update(fails)
         for p in workers:
             p.join(5)
+        if spy is not None:
+            self.profile["alloc"] = report.finish_profile(spy, raw, None)
         return AllocStep(
             srv.name, mode, t1 - t0, completed, requests, dict(failures),
             (c1 - c0) / (t1 - t0), (g1 - g0) / (t1 - t0),
@@ -315,7 +337,7 @@ class Bench:
             self.sink.send(("result", self.step_id))
             received, latency = self.sink.recv()
             if spy is not None:
-                self.profile = report.finish_profile(
+                self.profile["relay"] = report.finish_profile(
                     spy, self.tmp / "rtc64.pyspy", self.args.profile_out
                 )
         finally:
@@ -424,9 +446,11 @@ def one_server(bench: Bench, name: str, ceiling: RelayStep | None) -> dict[str, 
     if "alloc" in args.parts:
         out["alloc_lt"] = bench.alloc(bench.server(name, "lt"), "lt")
         out["alloc_rest"] = bench.alloc(bench.server(name, "rest"), "rest")
+        if args.profile and name == "rtc64" and "alloc" not in bench.profile:
+            bench.alloc_profile(name, args.profile)
     if "relay" in args.parts:
         out["calls"] = bench.relay_step(name, args.channels * 50.0)
-        if args.profile and name == "rtc64":
+        if args.profile and name == "rtc64" and "relay" not in bench.profile:
             bench.relay_step(name, args.channels * 50.0, profile=args.profile)
         limit = 0.95 * (ceiling.rate if ceiling else 150_000)
         out["max"], out["max_limited"] = bench.find_max(name, limit)

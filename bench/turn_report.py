@@ -142,7 +142,7 @@ def render(
     steps: list[Any],
     elapsed: float,
     load_start: str,
-    profile: str,
+    profile: dict[str, str],
 ) -> str:
     via_main = sys.argv[0].endswith("__main__.py")
     cmd = ("python -m bench " if via_main else "python -m bench.turn ") + " ".join(sys.argv[1:])
@@ -161,7 +161,11 @@ def render(
             f"Generator ceiling on its core (the {args.channels} sockets straight to the sink,"
             f" no server): {ceiling.delivered:,.0f} pps sent and received."
         )
-    prof = f"\nrtc64 at {args.channels * 50:,} pps, py-spy:\n\n{profile}\n" if profile else ""
+    prof = ""
+    if "relay" in profile:
+        prof += f"\nrtc64 relaying {args.channels * 50:,} pps, py-spy:\n\n{profile['relay']}\n"
+    if "alloc" in profile:
+        prof += f"\nrtc64 during the long-term allocation step, py-spy:\n\n{profile['alloc']}\n"
     return f"""{SECTION}
 
 Command: `.venv/bin/{cmd.strip()}` (run {time.strftime("%Y-%m-%d %H:%M")} UTC, {elapsed:.0f} s).
