@@ -186,8 +186,9 @@ class Server:
                 "--log-level", "warning",
             ]  # fmt: skip
         cmd += self.extra
-        if self.nice:
-            cmd = ["nice", "-n", str(self.nice), *cmd]
+        relative = self.nice - os.getpriority(os.PRIO_PROCESS, 0)  # nice -n is relative
+        if relative:
+            cmd = ["nice", "-n", str(relative), *cmd]
         if self.cpu is not None:
             cmd = ["taskset", "-c", self.cpu, *cmd]
         return cmd
