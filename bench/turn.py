@@ -59,6 +59,7 @@ from bench.turn_servers import (
 )
 
 MAX_OTHERS = 0.25
+QUIET_WAIT = 6.0  # seconds a step may wait for the other processes to quieten
 SOURCE_NET = 77  # allocation clients come from 127.77.0.0/16, 127.78.0.0/16, ...
 LOSS_LIMIT = 0.01
 _CTX = mp.get_context("fork")
@@ -83,6 +84,11 @@ class AllocStep:
     @property
     def ms_per_alloc(self) -> float:
         return self.cpu * self.seconds / max(self.completed, 1) * 1e3
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Allocations per second of server CPU: the rate on a core of its own."""
+        return 1e3 / self.ms_per_alloc if self.completed else 0.0
 
     def line(self) -> str:
         fails = ", ".join(f"{k} {v}" for k, v in self.failures.items()) or "none"
@@ -155,6 +161,16 @@ def _others(a0: dict[int, int], a1: dict[int, int], ours: set[int], wall: float)
     return ticks / os.sysconf("SC_CLK_TCK") / wall
 
 
+def wait_quiet(ours: set[int], limit: float = QUIET_WAIT) -> None:
+    """Wait (at most ``limit`` s) for a 1-s window in which other processes used little CPU."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        a0, t0 = all_ticks(), time.monotonic()
+        time.sleep(1.0)
+        if _others(a0, all_ticks(), ours, time.monotonic() - t0) <= MAX_OTHERS:
+            return
+
+
 def _sleep_until(t: float) -> None:
     while (left := t - time.monotonic()) > 0:
         time.sleep(min(left, 0.05))
@@ -195,6 +211,7 @@ class Bench:
     def alloc(self, srv: Server, mode: str) -> AllocStep:
         best: AllocStep | None = None
         for _ in range(3):
+            wait_quiet(self._ours(None, []))
             srv.start()
             try:
                 s = self._alloc(srv, mode)
@@ -292,6 +309,7 @@ class Bench:
         """One step on a fresh server (``name`` "direct": no server), repeated when busy."""
         best: RelayStep | None = None
         for _ in range(3):
+            wait_quiet(self._ours(None, []))
             s = self._relay_once(name, rate, profile)
             print("  " + s.line(), flush=True)
             if best is None or s.others < best.others:

@@ -67,9 +67,21 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("allocations/s, long-term credentials (higher is better)", "alloc_lt", "rate", ",.0f"),
     ("server CPU per allocation, long-term, ms", "alloc_lt", "ms_per_alloc", ".3f"),
     ("server CPU during it, % of one core", "alloc_lt", "cpu", ".0%"),
+    (
+        "→ long-term allocations per CPU-second (1 / CPU per allocation)",
+        "alloc_lt",
+        "per_cpu_s",
+        ",.0f",
+    ),
     ("allocations/s, REST credentials (higher is better)", "alloc_rest", "rate", ",.0f"),
     ("server CPU per allocation, REST, ms", "alloc_rest", "ms_per_alloc", ".3f"),
     ("server CPU during it, % of one core", "alloc_rest", "cpu", ".0%"),
+    (
+        "→ REST allocations per CPU-second (1 / CPU per allocation)",
+        "alloc_rest",
+        "per_cpu_s",
+        ",.0f",
+    ),
     ("relay CPU at {calls} pps, % of one core (lower is better)", "calls", "cpu", ".1%"),
     ("relay CPU per packet at {calls} pps, µs (lower is better)", "calls", "us_per_packet", ".2f"),
     ("irq + softirq on the server's core at {calls} pps, % of one core", "calls", "softirq", ".1%"),
@@ -115,7 +127,9 @@ def agreement(runs: list[dict[str, dict[str, Any]]]) -> str:
         return ""
     lines = ["| figure | server | " + " | ".join(f"run {i + 1}" for i in range(len(runs)))
              + " | spread |", "|---|---|" + "---:|" * (len(runs) + 1)]  # fmt: skip
-    key_metrics = [m for m in METRICS if m[2] in ("rate", "us_per_packet") and m[1] != "flat"]
+    key_metrics = [
+        m for m in METRICS if m[2] in ("rate", "per_cpu_s", "us_per_packet") and m[1] != "flat"
+    ]
     for label, key, attr, fmt in key_metrics:
         for server in ("coturn", "rtc64"):
             vals = [_get(r.get(server, {}), key, attr) for r in runs]

@@ -4,7 +4,7 @@ client codec reproduces RFC 5769 (no server started, nothing timed)."""
 from __future__ import annotations
 
 import pytest
-from bench import turn, turn_stun
+from bench import turn, turn_report, turn_stun
 from bench.__main__ import BENCHMARKS
 
 
@@ -99,3 +99,26 @@ def test_channel_bind_round_trip() -> None:
         turn_stun.ALLOCATE, turn_stun.ERROR, tid, [(turn_stun.ERROR_CODE, b"\0\0\x04\x01")]
     )
     assert turn_stun.decode(err).error == 401  # type: ignore[union-attr]
+
+
+def _summary(scale: float) -> dict[str, object]:
+    alloc = turn.AllocStep("x", "lt", 10.0, int(10000 * scale), 0, {}, 0.5, 0.2, 0.1)
+    calls = turn.RelayStep(
+        "x", 25000, 125000, 125000, 5.0, 0.3 * scale, 0.4, [50, 90, 990, 2000], {}, 0.1, 0.5, 0.1
+    )
+    return {"alloc_lt": alloc, "alloc_rest": alloc, "calls": calls, "max": calls}
+
+
+def test_report_table_and_agreement() -> None:
+    args = turn.parse_args([])
+    run = {"coturn": _summary(1.0), "rtc64": _summary(0.5)}
+    table = turn_report.table(args, run)
+    assert (
+        "| allocations/s, long-term credentials (higher is better) | 1,000 | 500 | 0.50 |" in table
+    )
+    assert (
+        "| relay CPU per packet at 25,000 pps, µs (lower is better) | 12.00 | 6.00 | 0.50 |"
+        in table
+    )
+    agree = turn_report.agreement([run, {"coturn": _summary(1.1), "rtc64": _summary(0.5)}])
+    assert "| allocations/s, long-term credentials | coturn | 1,000 | 1,100 | 10% |" in agree
