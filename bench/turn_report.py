@@ -168,7 +168,7 @@ def render(
     )
     agree = agreement(runs)
     agree = f"\nAgreement between the runs (spread = max / min - 1):\n\n{agree}\n" if agree else ""
-    detail = "\n".join(f"    {s.line()}" for s in ([ceiling] if ceiling else []) + steps)
+    detail = "\n".join(f"    {s.line()}" for s in steps)  # the ceiling is the first step
     gen = ""
     if ceiling:
         gen = (
