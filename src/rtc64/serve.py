@@ -191,6 +191,7 @@ class Gateway:
             turn_listeners=[] if self.turn is None else self.turn.bound,
             relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
             nat64=nat64,
+            keepalive=self.keepalives,
             probe=self._run_probe,
         )
         self._stack.push_async_callback(self.web.stop)

@@ -40,6 +40,7 @@ from rtc64.gateway.keepalive.schedule import (
 )
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.stats import ContactHealth
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.message import Message, Response
@@ -113,6 +114,15 @@ class Keepalives:
         self.log = log
         self.wake = wake
         self.stats = KeepaliveStats()
+
+    # -- read-only view (gateway.stats.KeepaliveView, for the console and ``rtc64 ctl``) -----
+
+    def health(self, aor: str, contact: bytes) -> ContactHealth | None:
+        """The schedule's state, failures and OPTIONS RTT of one registered contact."""
+        status = self.schedule.status((aor, contact))
+        if status is None:
+            return None
+        return ContactHealth(status.state.value, status.failures, None, status.rtt)
 
     # -- driven core ----------------------------------------------------------------------
 

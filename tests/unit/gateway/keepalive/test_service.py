@@ -168,6 +168,10 @@ def test_answered_options_are_taken_off_before_the_proxy(tmp_path: Path) -> None
         status = ka.schedule.status((b.aor, b.contact))
         assert status is not None and status.state is ContactState.REACHABLE
         assert status.rtt is not None and 0.0 < status.rtt < 0.1
+        health = ka.health(b.aor, b.contact)  # the console's view (gateway.stats)
+        assert health is not None and health.state == "reachable" and health.failures == 0
+        assert health.rtt == status.rtt
+        assert ka.health(b.aor, b"sip:nobody@[2001:db8::99]") is None
         other = parse_datagram(_answer(data).wire.replace(BRANCH_MARK, b"z9hG4bK-x"))  # type: ignore[union-attr]
         tap.on_message(other, source)
         assert forwarded == [other]  # not ours: the proxy's business
