@@ -197,7 +197,7 @@ class TunnelClient:
         self._renew_at = now + 0.9 * info.lifetime if info.lifetime else None
         changed = info != self.info
         self.info = info
-        accept = tsp.Request(tsp.Kind.TUNNEL, document=tsp.TunnelDoc(action="accept"))
+        accept = tsp.Request(tsp.Kind.TUNNEL, document=tsp.TunnelDoc(action="accept", type=None))
         self.sequence = (self.sequence + 1) & 0x0FFFFFFF
         datagram = tsp.Header(self.sequence, int(now) & 0xFFFFFFFF).encode()
         datagram += tsp.pad(tsp.encode_request(accept))

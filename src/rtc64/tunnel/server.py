@@ -1,9 +1,11 @@
 # Rules (issue 16, the Public TSP profile):
 # - No per-client state: every datagram is answered from its own bytes and the UDP
 #   source address (a restarted server or a second instance loses nothing).
-# - Signalling (RFC 5572 §3): VERSION -> CAPABILITY, AUTHENTICATE ANONYMOUS -> 200,
-#   tunnel create -> tunnel info, accept -> nothing; other versions (302), mechanisms
-#   (300), tunnel types (303) and malformed text (500) get the profile's status codes.
+# - Signalling (RFC 5572 §4.4): VERSION -> CAPABILITY, AUTHENTICATE ANONYMOUS -> 200,
+#   tunnel create (v6udpv4, or v6anyv4: the broker picks, here always v6udpv4) -> tunnel
+#   info, accept -> nothing, delete -> 200 (nothing is held); other versions (302),
+#   mechanisms (300), tunnel types (303) and malformed text (500) get the status codes.
+#   Every answer in the command phase carries Content-length (§4.4.3), errors included.
 #   An answer is sent only when it is not larger than the request (anti-amplification:
 #   clients pad, see tsp.REQUEST_SIZE); otherwise the request is dropped and counted.
 # - Upstream data: a bare IPv6 packet whose source embeds the datagram's own IPv4:port
@@ -133,13 +135,14 @@ class TunnelServer:
         except RemoteProtocolError:
             self.counters.signalling_errors += 1
             return []
+        command = tsp.is_command(message)
         try:
             response = self.answer(tsp.parse_request(message), addr)
         except RemoteProtocolError as exc:
             self.counters.signalling_errors += 1
             known = exc.status in tsp.Status.__members__.values()
             status = tsp.Status(exc.status) if known else tsp.Status.INVALID_REQUEST_FORMAT
-            response = tsp.Response(status, status.reason)
+            response = tsp.Response(status, status.reason, framed=command)
         if response is None:
             return []
         reply = header.encode() + tsp.encode_response(response)
@@ -161,14 +164,18 @@ class TunnelServer:
                 status = tsp.Status.AUTHENTICATION_FAILED
             return tsp.Response(status, status.reason)
         doc = request.document
-        if doc is None or doc.action == "accept":
+        if doc is None or doc.action in ("accept", "reject"):
             return None
+        status = tsp.Status.SUCCESS
         if doc.action != "create":
-            status = tsp.Status.INVALID_REQUEST_FORMAT
-            return tsp.Response(status, status.reason)
-        if doc.type != tsp.TUNNEL_TYPE:
+            if doc.action != "delete":
+                status = tsp.Status.INVALID_REQUEST_FORMAT
+            return tsp.Response(status, status.reason, framed=True)
+        if doc.type not in (tsp.TUNNEL_TYPE, "v6anyv4"):
             status = tsp.Status.UNSUPPORTED_TUNNEL_TYPE
-            return tsp.Response(status, status.reason)
+            if doc.type is None:
+                status = tsp.Status.INVALID_REQUEST_FORMAT
+            return tsp.Response(status, status.reason, framed=True)
         self.counters.tunnels_created += 1
         info = tsp.TunnelDoc(
             action="info",

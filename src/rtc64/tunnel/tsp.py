@@ -1,17 +1,29 @@
 # Rules: RFC 5572 (TSP) in the Public TSP profile, over UDP only (port 3653).
-# - §3.2 framing over UDP: an 8-byte header, 0xF in the first nibble, a 28-bit sequence
-#   number the server echoes, a 32-bit timestamp; then one text message.
-# - §3.3 version line ``VERSION=2.0.0``; the answer is the ``CAPABILITY`` line.
-# - §3.4 ``AUTHENTICATE ANONYMOUS`` (SASL ANONYMOUS, RFC 4505); the answer is ``200 Success``.
-# - §3.5 tunnel create: ``Content-length: N`` then ``<tunnel action="create" ...>``; the
-#   answer is ``Content-length: N``, ``200 Success``, ``<tunnel action="info" ...>``.
-# - Status codes (§3.5, §4): 200, 300, 301, 302, 303, 310, 500 (table below).
+# Wire facts checked against the TSP reference client (gogoCLIENT 1.2 by the RFC authors'
+# company: net_rudp.c, tsp_net.c, tsp_cap.c, tsp_auth.c, xml_req.c) and the Public TSP
+# reference router (pubTSP/router.c): RFC 5572's body text was not reachable here.
+# - Framing over UDP (RFC 5572 §4.4.1): an 8-byte header, 0xF in the first nibble (an
+#   IPv6 packet starts with 6), a 28-bit sequence number, a 32-bit timestamp; the server
+#   answers with the request's header unchanged; then one text message.
+# - Version (§4.4.2): ``VERSION=2.0.0`` CRLF; the answer is the ``CAPABILITY`` line, or
+#   ``302 Unsupported client version``. No Content-length on these lines.
+# - Authentication (§4.4.2): ``AUTHENTICATE ANONYMOUS`` CRLF (SASL ANONYMOUS, RFC 4505;
+#   gogoCLIENT sends the C string's NUL too); the answer is ``200 Success``.
+# - Command phase (§4.4.3): every message in both directions, status answers included, is
+#   ``Content-length: N`` CRLF then N bytes; a create is ``<tunnel action="create"
+#   type=...>``; its answer is ``200 Success`` CRLF ``<tunnel action="info" ...>`` CRLF; the
+#   client confirms with ``<tunnel action="accept"></tunnel>`` (no answer). Tunnel types
+#   v6v4, v6udpv4, v6anyv4 (the broker picks; behind NAT: v6udpv4), v4v6; actions create,
+#   delete, info, accept, reject (Appendix A, the DTD).
+# - Status codes (Appendix B): 200, 300, 301, 302, 303, 310, 500, 501, 502 (table below).
 # - The document is parsed by a tiny strict reader (no entities, no DTD, no comments, no
 #   processing instructions, bounded size): an attacker's XML never reaches an XML library.
-# - Anti-amplification (this profile): every request carries NUL padding after its text
-#   (like QUIC's Initial padding) so that the answer is never larger than the request;
-#   ``pad`` adds it, ``parse_request`` strips it. Anything malformed raises only
-#   ``RemoteProtocolError`` carrying the TSP status to answer.
+#   It reads the DTD's elements (tunnel, server, client, broker, address, keepalive,
+#   router, prefix, dns_server), empty-element tags and unknown attributes (proxy, mtu).
+# - Anti-amplification (this profile; the RFC is silent): every request carries NUL
+#   padding after its text (like QUIC's Initial padding) so that the answer is never
+#   larger than the request; ``pad`` adds it, ``parse_request`` strips it. Anything
+#   malformed raises only ``RemoteProtocolError`` carrying the TSP status to answer.
 """Public TSP signalling codec: UDP header, request/response lines, tunnel documents."""
 
 from __future__ import annotations
@@ -29,6 +41,9 @@ VERSION = b"2.0.0"
 HEADER_SIZE = 8
 MAX_MESSAGE = 2048
 TUNNEL_TYPE = "v6udpv4"
+#: the DTD's tunnel types; v6anyv4 lets the broker choose (this profile: v6udpv4).
+TUNNEL_TYPES = frozenset({"v6v4", "v6udpv4", "v6anyv4", "v4v6"})
+ACTIONS = frozenset({"create", "delete", "info", "accept", "reject"})
 CAPABILITY = b"CAPABILITY TUNNEL=V6UDPV4 AUTH=ANONYMOUS"
 #: every request is padded to this size: larger than any answer of this profile.
 REQUEST_SIZE = 640
@@ -36,7 +51,7 @@ _SEQ_MASK = 0x0FFFFFFF
 
 
 class Status(enum.IntEnum):
-    """TSP status codes (RFC 5572 §3.5 and §4) with their reason phrases."""
+    """TSP status codes (RFC 5572 Appendix B) with their reason phrases."""
 
     SUCCESS = 200
     AUTHENTICATION_FAILED = 300
@@ -45,6 +60,8 @@ class Status(enum.IntEnum):
     UNSUPPORTED_TUNNEL_TYPE = 303
     SERVER_SIDE_ERROR = 310
     INVALID_REQUEST_FORMAT = 500
+    INVALID_IPV4_ADDRESS = 501
+    INVALID_IPV6_ADDRESS = 502
 
     @property
     def reason(self) -> str:
@@ -59,6 +76,8 @@ _REASONS = {
     Status.UNSUPPORTED_TUNNEL_TYPE: "Unsupported tunnel type",
     Status.SERVER_SIDE_ERROR: "Server side error",
     Status.INVALID_REQUEST_FORMAT: "Invalid request format",
+    Status.INVALID_IPV4_ADDRESS: "Invalid IPv4 address",
+    Status.INVALID_IPV6_ADDRESS: "Invalid IPv6 address",
 }
 
 
@@ -68,7 +87,7 @@ def _bad(reason: str, status: Status = Status.INVALID_REQUEST_FORMAT) -> RemoteP
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The 8-byte TSP-over-UDP header (RFC 5572 §3.2)."""
+    """The 8-byte TSP-over-UDP header (RFC 5572 §4.4.1)."""
 
     sequence: int
     timestamp: int
@@ -99,10 +118,13 @@ def split_header(datagram: bytes) -> tuple[Header, bytes]:
 
 @dataclass(frozen=True, slots=True)
 class TunnelDoc:
-    """A ``<tunnel>`` document: create (client), info (server) or accept (client)."""
+    """A ``<tunnel>`` document: create/delete/accept (client) or info (server).
+
+    ``type`` None leaves the attribute out (the reference client's accept carries none).
+    """
 
     action: str
-    type: str = TUNNEL_TYPE
+    type: str | None = TUNNEL_TYPE
     lifetime: int | None = None
     server_ipv4: IPv4Address | None = None
     server_ipv6: IPv6Address | None = None
@@ -112,7 +134,9 @@ class TunnelDoc:
     keepalive_ipv6: IPv6Address | None = None
 
     def encode(self) -> bytes:
-        attrs = f' action="{self.action}" type="{self.type}"'
+        attrs = f' action="{self.action}"'
+        if self.type is not None:
+            attrs += f' type="{self.type}"'
         if self.lifetime is not None:
             attrs += f' lifetime="{self.lifetime}"'
         out = [f"<tunnel{attrs}>"]
@@ -140,9 +164,23 @@ def _addresses(v4: IPv4Address | None, v6: IPv6Address | None) -> list[str]:
     return out
 
 
-_TOKEN = re.compile(rb'<(/?)([a-z]+)((?:\s+[a-z_]+="[^"<>&\x00-\x1f\x7f-\xff]*")*)\s*>|([^<]+)')
+_TOKEN = re.compile(
+    rb'<(/?)([a-z_]+)((?:\s+[a-z_]+="[^"<>&\x00-\x1f\x7f-\xff]*")*)\s*(/?)>|([^<]+)'
+)
 _ATTR = re.compile(rb'([a-z_]+)="([^"<>&\x00-\x1f\x7f-\xff]*)"')
-_ELEMENTS = {b"tunnel", b"server", b"client", b"address", b"keepalive", b"router", b"prefix"}
+_ELEMENTS = {
+    b"tunnel",
+    b"server",
+    b"client",
+    b"broker",
+    b"address",
+    b"keepalive",
+    b"router",
+    b"prefix",
+    b"dns_server",
+}
+#: elements whose text this profile skips (a router's delegated prefix).
+_TEXT_IGNORED = {b"prefix"}
 
 
 def parse_document(text: bytes) -> TunnelDoc:
@@ -160,8 +198,10 @@ def parse_document(text: bytes) -> TunnelDoc:
         if match is None:
             raise _bad(f"unexpected markup at offset {pos}")
         pos = match.end()
-        closing, name, rawattrs, chars = match.groups()
+        closing, name, rawattrs, empty, chars = match.groups()
         if chars is not None:
+            if stack and stack[-1] in _TEXT_IGNORED:
+                continue
             if not stack or stack[-1] != b"address":
                 if chars.strip():
                     raise _bad("text outside an address element")
@@ -173,7 +213,7 @@ def parse_document(text: bytes) -> TunnelDoc:
         if name not in _ELEMENTS:
             raise _bad(f"unknown element {name.decode('ascii')!r}")
         if closing:
-            if not stack or stack.pop() != name:
+            if empty or rawattrs or not stack or stack.pop() != name:
                 raise _bad("mismatched closing tag")
             closed = not stack
             continue
@@ -189,12 +229,16 @@ def parse_document(text: bytes) -> TunnelDoc:
             address_type = attrs.get(b"type")
         elif name == b"keepalive":
             fields["keepalive_interval"] = _int(attrs.get(b"interval"), "keepalive interval")
+        if empty:
+            stack.pop()
+            closed = not stack
     if tunnel is None or not closed:
         raise _bad("unterminated tunnel document")
     action = tunnel.get(b"action", b"").decode("ascii")
-    if action not in ("create", "info", "accept", "reject"):
+    if action not in ACTIONS:
         raise _bad(f"unknown tunnel action {action!r}")
-    kind = tunnel.get(b"type", TUNNEL_TYPE.encode()).decode("ascii")
+    raw_type = tunnel.get(b"type")
+    kind = None if raw_type is None else raw_type.decode("ascii")
     lifetime = tunnel.get(b"lifetime")
     return TunnelDoc(
         action=action,
@@ -252,12 +296,16 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """One server answer: a status (or the capability line) and an optional document."""
+    """One server answer: a status (or the capability line) and an optional document.
+
+    ``framed``: sent with ``Content-length`` (every answer in the command phase, §4.4.3).
+    """
 
     status: int
     reason: str
     capability: bytes = b""
     document: TunnelDoc | None = None
+    framed: bool = False
 
 
 def pad(message: bytes, size: int = REQUEST_SIZE) -> bytes:
@@ -311,7 +359,7 @@ def parse_request(message: bytes) -> Request:
         if not sep or not mech or not mech.isalnum():
             raise _bad("AUTHENTICATE line malformed")
         return Request(Kind.AUTHENTICATE, mechanism=mech)
-    if body[:15].lower() == b"content-length:":
+    if is_command(body):
         return Request(Kind.TUNNEL, document=parse_document(_content(body).rstrip(b"\r\n")))
     raise _bad("unknown TSP command")
 
@@ -321,9 +369,11 @@ def encode_response(response: Response) -> bytes:
     if response.capability:
         return response.capability + b"\r\n"
     status = b"%d %s\r\n" % (response.status, response.reason.encode("ascii"))
-    if response.document is None:
+    if response.document is None and not response.framed:
         return status
-    content = status + response.document.encode() + b"\r\n"
+    content = status
+    if response.document is not None:
+        content += response.document.encode() + b"\r\n"
     return b"Content-length: %d\r\n" % len(content) + content
 
 
@@ -338,7 +388,8 @@ def parse_response(message: bytes) -> Response:
         if not sep:
             raise _bad("CAPABILITY line without CRLF")
         return Response(0, "", capability=line)
-    if body[:15].lower() == b"content-length:":
+    framed = body[:15].lower() == b"content-length:"
+    if framed:
         body = _content(body)
     line, sep, rest = body.partition(b"\r\n")
     match = _STATUS.fullmatch(line)
@@ -346,7 +397,12 @@ def parse_response(message: bytes) -> Response:
         raise _bad("malformed TSP status line")
     rest = rest.rstrip(b"\r\n")
     document = parse_document(rest) if rest else None
-    return Response(int(match[1]), match[2].decode("ascii"), document=document)
+    return Response(int(match[1]), match[2].decode("ascii"), document=document, framed=framed)
+
+
+def is_command(message: bytes) -> bool:
+    """True when the message is of the command phase (starts with ``Content-length:``)."""
+    return message[:15].lower() == b"content-length:"
 
 
 def capabilities(line: bytes) -> frozenset[bytes]:
