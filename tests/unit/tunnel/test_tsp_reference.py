@@ -172,3 +172,14 @@ def test_reject_is_not_answered() -> None:
     server = TunnelServer(SETTINGS)
     body = b'<tunnel action="reject"></tunnel>\r\n'
     assert server.from_udp(_req(b"Content-length: %d\r\n" % len(body) + body), CLIENT, 0.0) == []
+
+
+def test_unpadded_reference_client_is_not_answered() -> None:
+    # This profile's anti-amplification rule (RFC 5572 is silent): gogoCLIENT never pads,
+    # and every answer would be larger than its request, so it gets none.
+    server = TunnelServer(SETTINGS)
+    for message in (b"VERSION=2.0.0\r\n", b"Content-length: 216\r\n" + GOGOC_CREATE):
+        assert server.from_udp(_req(message, padded=False), CLIENT, 0.0) == []
+    assert server.counters.amplification_refused == 2
+    # the same requests padded are answered
+    assert len(server.from_udp(_req(b"VERSION=2.0.0\r\n"), CLIENT, 0.0)) == 1
