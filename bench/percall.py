@@ -1,0 +1,145 @@
+"""CPU per call and per REGISTER: Kamailio, rtc64 pure Python and rtc64 mypyc-compiled.
+
+Same SIPp scenarios, ports and accounting as ``bench/sip_proxy.py`` (CPU = utime+stime of
+the proxy's process tree over the step / successful calls), but at one fixed rate and
+interleaved: every round runs each variant once per scenario, in rotating order, so drift
+in the shared machine's load spreads over all variants. Reports the median of the rounds.
+
+    python -m bench.percall                       # 3 rounds, 8 s steps, v4 calls + REGISTER
+    python -m bench.percall --rounds 5 --scenario v4 --scenario v6v4 --call-rate 300
+
+The compiled variant runs with RTC64_COMPILED=1 (refuses to start on a missing or stale
+build: run ``python scripts/build_compiled.py`` first); the pure one with RTC64_PURE=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.sip_proxy import (
+    PROXY_PORT,
+    SCENARIOS,
+    UAS_PORT,
+    Proxy,
+    Step,
+    kamailio_proxy,
+    rtc64_proxy,
+    run_step,
+    uas_running,
+    udp_bound,
+)
+
+VARIANTS = {
+    "kamailio": {},
+    "rtc64-pure": {"RTC64_PURE": "1"},
+    "rtc64-compiled": {"RTC64_COMPILED": "1"},
+}
+
+
+@contextlib.contextmanager
+def environ(extra: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("RTC64_PURE", "RTC64_COMPILED")}
+    for k in saved:
+        os.environ.pop(k, None)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
+def make_proxy(variant: str, run_dir: Path) -> Proxy:
+    return kamailio_proxy(run_dir) if variant == "kamailio" else rtc64_proxy(run_dir)
+
+
+def run(
+    rounds: int,
+    duration: float,
+    call_rate: int,
+    reg_rate: int,
+    keys: list[str],
+    variants: list[str],
+) -> int:
+    busy = [p for p in (*PROXY_PORT.values(), UAS_PORT) if udp_bound(p)]
+    if busy:
+        print(f"UDP ports {busy} in use (a stray kamailio or bench run?): stop it first")
+        return 1
+    scenarios = [s for s in SCENARIOS if s.key in keys]
+    run_dir = Path(tempfile.mkdtemp(prefix="rtc64-bench-percall-"))
+    print(f"# per-call CPU, {rounds} rounds of {duration:.0f} s, run dir {run_dir}", flush=True)
+    results: dict[tuple[str, str], list[Step]] = {}
+    seq = 0
+    with uas_running(run_dir):
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for sc in scenarios:
+                rate = reg_rate if sc.register else call_rate
+                for variant in order:
+                    with environ(VARIANTS[variant]):
+                        proxy = make_proxy(variant, run_dir)
+                        proxy.start(run_dir)
+                    try:
+                        seq += 1
+                        step = run_step(sc, proxy, rate, duration, run_dir, seq)
+                    finally:
+                        proxy.stop()
+                    results.setdefault((variant, sc.key), []).append(step)
+                    print(
+                        f"  round {r + 1} {sc.key:5} {variant:15} {rate}/s: ok {step.ok:6} "
+                        f"failed {step.failed:4} cpu {step.cpu_ms_per_call:.3f} ms "
+                        f"({100 * step.cpu_s / step.wall:5.1f}% of a core)",
+                        flush=True,
+                    )
+                    time.sleep(1.0)
+    print()
+    print(f"| scenario | rate | {' | '.join(variants)} |")
+    print("|---|---:|" + "---:|" * len(variants))
+    for sc in scenarios:
+        rate = reg_rate if sc.register else call_rate
+        cells = []
+        for v in variants:
+            steps = results.get((v, sc.key), [])
+            good = [s.cpu_ms_per_call for s in steps if s.passed]
+            runs = " / ".join(f"{s.cpu_ms_per_call:.2f}{'' if s.passed else '!'}" for s in steps)
+            med = f"**{statistics.median(good):.3f}**" if good else "-"
+            cells.append(f"{med} ({runs})")
+        print(f"| {sc.title} | {rate}/s | {' | '.join(cells)} |")
+    print(
+        "\nms CPU per successful call/REGISTER: median of passing rounds (each round; ! = "
+        "round with > 0.1 % failures)"
+    )
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--call-rate", type=int, default=300)
+    ap.add_argument("--reg-rate", type=int, default=500)
+    ap.add_argument("--scenario", action="append", choices=[s.key for s in SCENARIOS])
+    ap.add_argument("--variant", action="append", choices=list(VARIANTS))
+    args = ap.parse_args()
+    return run(
+        args.rounds,
+        args.duration,
+        args.call_rate,
+        args.reg_rate,
+        args.scenario or ["v4", "reg"],
+        args.variant or list(VARIANTS),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
