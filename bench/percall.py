@@ -24,10 +24,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import sip_proxy
 from bench.sip_proxy import (
     PROXY_PORT,
     SCENARIOS,
-    UAS_PORT,
     Proxy,
     Step,
     kamailio_proxy,
@@ -59,6 +59,28 @@ def environ(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def shift_ports(offset: int) -> None:
+    """Move every port ``bench/sip_proxy.py`` uses by ``offset`` (SIP, SIPp media and control),
+    so this bench can run while someone else's ``python -m bench sip`` holds the defaults."""
+    if not offset:
+        return
+    for name in PROXY_PORT:
+        PROXY_PORT[name] += offset
+    sip_proxy.UAS_PORT += offset
+    sip_proxy.UAC_PORT += offset
+    orig_uas, orig_uac = sip_proxy.uas_argv, sip_proxy.uac_argv
+
+    def shifted(argv: list[str]) -> list[str]:
+        out = list(argv)
+        for i, arg in enumerate(out[:-1]):
+            if arg in ("-mp", "-cp"):
+                out[i + 1] = str(int(out[i + 1]) + offset)
+        return out
+
+    sip_proxy.uas_argv = lambda ip: shifted(orig_uas(ip))  # type: ignore[assignment]
+    sip_proxy.uac_argv = lambda *a: shifted(orig_uac(*a))  # type: ignore[assignment]
+
+
 def make_proxy(variant: str, run_dir: Path) -> Proxy:
     return kamailio_proxy(run_dir) if variant == "kamailio" else rtc64_proxy(run_dir)
 
@@ -71,7 +93,7 @@ def run(
     keys: list[str],
     variants: list[str],
 ) -> int:
-    busy = [p for p in (*PROXY_PORT.values(), UAS_PORT) if udp_bound(p)]
+    busy = [p for p in (*PROXY_PORT.values(), sip_proxy.UAS_PORT) if udp_bound(p)]
     if busy:
         print(f"UDP ports {busy} in use (a stray kamailio or bench run?): stop it first")
         return 1
@@ -130,7 +152,9 @@ def main() -> int:
     ap.add_argument("--reg-rate", type=int, default=500)
     ap.add_argument("--scenario", action="append", choices=[s.key for s in SCENARIOS])
     ap.add_argument("--variant", action="append", choices=list(VARIANTS))
+    ap.add_argument("--port-offset", type=int, default=5000, help="added to every bench port")
     args = ap.parse_args()
+    shift_ports(args.port_offset)
     return run(
         args.rounds,
         args.duration,
