@@ -10,9 +10,6 @@ Rules (RFC 3261 §20.10, §20.20, §20.39 and §25.1, RFC 4475 §3.1.1.6):
   Non-token characters in an unquoted display name are refused (RFC 4475 baddn).
 - Nothing may stand between ``<`` / ``>`` and the URI (LAQUOT/RAQUOT; RFC 4475 badaspec).
 - The display name is kept as written (quotes included) so the value re-serialises.
-- Results are immutable and kept in a bounded cache keyed by the value's bytes: From and
-  To repeat across every message of a dialog (4 of the 5 datagrams of a call hit). Errors
-  and values over 512 bytes are never cached; ``uri.clear_caches`` empties it.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from rtc64.sip.grammar import (
     show,
     unquote,
 )
-from rtc64.sip.uri import SipUri, Uri, format_uri, on_clear, parse_uri
+from rtc64.sip.uri import SipUri, Uri, format_uri, parse_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,31 +60,11 @@ class NameAddr:
         return format_name_addr(self)
 
 
-_CACHE_MAX = 4096
-_CACHE_VALUE_MAX = 512  # longer values are parsed each time: the cache stays under ~3 MB
-_PARSED: dict[bytes, NameAddr] = {}  # values that parsed without ``angle``
-_PARSED_ANGLE: dict[bytes, NameAddr] = {}  # values that parsed with ``angle``
-on_clear(_PARSED.clear)
-on_clear(_PARSED_ANGLE.clear)
-
-
 def parse_name_addr(value: bytes, what: str, *, angle: bool = False) -> NameAddr:
     """Parse one name-addr or addr-spec (already split from its list and stripped).
 
     ``angle`` requires the ``<URI>`` form (Route, Record-Route, Path).
     """
-    cache = _PARSED_ANGLE if angle else _PARSED
-    na = cache.get(value)
-    if na is None:
-        na = _parse_name_addr(value, what, angle)
-        if len(value) <= _CACHE_VALUE_MAX:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            cache[value] = na
-    return na
-
-
-def _parse_name_addr(value: bytes, what: str, angle: bool) -> NameAddr:
     if not value:
         raise bad(f"empty {what}")
     display: bytes | None = None

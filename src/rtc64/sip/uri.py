@@ -16,7 +16,6 @@ Rules (RFC 3261 §19.1 and §25.1, RFC 3966 for tel, RFC 5118 for IPv6 hosts):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError
@@ -107,22 +106,12 @@ _URIS: dict[bytes, Uri] = {}
 _CACHE_MAX = 4096
 
 
-_CLEARERS: list[Callable[[], None]] = []
-
-
-def on_clear(clear: Callable[[], None]) -> None:
-    """Register another module's parse cache with ``clear_caches``."""
-    _CLEARERS.append(clear)
-
-
 def clear_caches() -> None:
     """Empty the parse caches (they refill on demand). After a load peak their entries,
     spread over the heap, would keep freed memory from going back to the system."""
     _URIS.clear()
     _HOSTPORTS.clear()
     _IPS.clear()
-    for clear in _CLEARERS:
-        clear()
 
 
 def parse_uri(value: bytes, what: str = "URI") -> Uri:
