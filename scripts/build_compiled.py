@@ -107,6 +107,10 @@ def why_not_buildable() -> str | None:
         import mypyc  # noqa: F401, PLC0415
     except ImportError:
         return "mypyc is not installed (pip install mypy)"
+    try:
+        import setuptools  # noqa: F401, PLC0415
+    except ImportError:
+        return "setuptools is not installed (pip install setuptools)"
     return None
 
 
