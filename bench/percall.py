@@ -7,6 +7,7 @@ in the shared machine's load spreads over all variants. Reports the median of th
 
     python -m bench.percall                       # 3 rounds, 8 s steps, v4 calls + REGISTER
     python -m bench.percall --rounds 5 --scenario v4 --scenario v6v4 --call-rate 300
+    git archive BASE src | tar -x -C /tmp/before          # then: --before /tmp/before
 
 The compiled variant runs with RTC64_COMPILED=1 (refuses to start on a missing or stale
 build: run ``python scripts/build_compiled.py`` first); the pure one with RTC64_PURE=1.
@@ -46,8 +47,8 @@ VARIANTS = {
 
 @contextlib.contextmanager
 def environ(extra: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("RTC64_PURE", "RTC64_COMPILED")}
-    for k in saved:
+    saved = {k: os.environ.get(k) for k in ("RTC64_PURE", "RTC64_COMPILED", "PYTHONPATH")}
+    for k in ("RTC64_PURE", "RTC64_COMPILED"):
         os.environ.pop(k, None)
     os.environ.update(extra)
     try:
@@ -153,15 +154,25 @@ def main() -> int:
     ap.add_argument("--scenario", action="append", choices=[s.key for s in SCENARIOS])
     ap.add_argument("--variant", action="append", choices=list(VARIANTS))
     ap.add_argument("--port-offset", type=int, default=5000, help="added to every bench port")
+    ap.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run 'rtc64-before': the rtc64 in DIR/src (e.g. `git archive REV src | tar -x`)",
+    )
     args = ap.parse_args()
     shift_ports(args.port_offset)
+    variants = args.variant or list(VARIANTS)
+    if args.before:
+        path = f"{Path(args.before).resolve() / 'src'}:{sip_proxy.ROOT}"
+        VARIANTS["rtc64-before"] = {"PYTHONPATH": path}
+        variants = ["rtc64-before", *variants]
     return run(
         args.rounds,
         args.duration,
         args.call_rate,
         args.reg_rate,
         args.scenario or ["v4", "reg"],
-        args.variant or list(VARIANTS),
+        variants,
     )
 
 
