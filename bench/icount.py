@@ -9,6 +9,7 @@ from it). Each iteration uses fresh Call-IDs, tags and branches, like SIPp.
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python -m bench.icount --calls 300      # run for N and 2N: the difference / N
     python -m bench.icount --measure            # does both under valgrind, both variants
+    python -m bench.icount --measure 200 --before /tmp/before   # + another revision's src
 
 ``--measure`` runs valgrind itself for the pure and the compiled build (RTC64_PURE=1,
 RTC64_COMPILED=1), at N and 2N iterations, and prints instructions per call and per
@@ -23,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 INVITE = (
     b"INVITE sip:callee@127.0.0.1:25070 SIP/2.0\r\n"
@@ -139,13 +141,21 @@ def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
     return int(m.group(1))
 
 
-def measure(n: int) -> int:
+def measure(n: int, before: str | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not installed", file=sys.stderr)
         return 1
     print("| variant | instructions per call | instructions per REGISTER |")
     print("|---|---:|---:|")
-    for variant, extra in (("pure", {"RTC64_PURE": "1"}), ("compiled", {"RTC64_COMPILED": "1"})):
+    variants: list[tuple[str, dict[str, str]]] = [
+        ("pure", {"RTC64_PURE": "1"}),
+        ("compiled", {"RTC64_COMPILED": "1"}),
+    ]
+    if before:
+        here = str(Path(__file__).resolve().parents[1])
+        src = str(Path(before).resolve() / "src")
+        variants.insert(0, (f"before ({before})", {"PYTHONPATH": f"{src}:{here}"}))
+    for variant, extra in variants:
         env = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
         env.update(extra)
         base = callgrind_ir(["--calls", "0", "--registers", "0", "--warm", str(n)], env)
@@ -161,9 +171,10 @@ def main() -> int:
     ap.add_argument("--registers", type=int, default=0)
     ap.add_argument("--warm", type=int, default=0, help="untimed warm-up calls+REGISTERs")
     ap.add_argument("--measure", type=int, nargs="?", const=200, metavar="N")
+    ap.add_argument("--before", metavar="DIR", help="with --measure: also DIR/src's rtc64")
     args = ap.parse_args()
     if args.measure:
-        return measure(args.measure)
+        return measure(args.measure, args.before)
     # Warm-up with distinct numbers so that the measured iterations see the same cache state
     # (bounded URI/host caches) whatever N is.
     workload(args.warm, args.warm)
