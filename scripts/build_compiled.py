@@ -23,10 +23,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-sys.path.insert(0, str(SRC))
-os.environ["RTC64_PURE"] = "1"  # importing rtc64 here must not load the build being replaced
-
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+# Importing rtc64 here must not load (or, with RTC64_COMPILED=1, insist on) the build being
+# replaced; the environment is restored so that nothing else sees the change.
+_saved_pure = os.environ.get("RTC64_PURE")
+os.environ["RTC64_PURE"] = "1"
 from rtc64 import _compiled  # noqa: E402
+
+if _saved_pure is None:
+    del os.environ["RTC64_PURE"]
+else:
+    os.environ["RTC64_PURE"] = _saved_pure
 
 SKIPPED = 3
 # The hot path: parser, message model, headers, Via, URI, edits, digest...

@@ -241,3 +241,60 @@ def test_compiled_and_pure_agree_on_the_corpus() -> None:
     assert len(runs["pure"]) > 50
     assert sum(" ERR " in line for line in runs["pure"]) > 5  # the invalid messages
     assert runs["compiled"] == runs["pure"]
+
+
+def load_build_script() -> object:
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(
+        "build_compiled", ROOT / "scripts" / "build_compiled.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_build_script_compiles_the_hot_path_and_hashes_its_imports() -> None:
+    mod = load_build_script()
+    compiled = mod.compiled_sources()  # type: ignore[attr-defined]
+    assert "rtc64/sip/parser.py" in compiled and "rtc64/net/address.py" in compiled
+    assert "rtc64/sip/transaction.py" in compiled
+    assert "rtc64/sip/transaction_base.py" not in compiled
+    assert not any(p.endswith("__init__.py") for p in compiled)
+    hashed = mod.hashed_sources(compiled)  # type: ignore[attr-defined]
+    # pure modules the compiled ones import are hashed too: a change there rebuilds/refuses
+    for rel in ("rtc64/errors.py", "rtc64/sip/transaction_base.py", "rtc64/__init__.py"):
+        assert rel in hashed
+    assert (
+        hashed["rtc64/sip/parser.py"]
+        == hashlib.sha256((SRC / "rtc64" / "sip" / "parser.py").read_bytes()).hexdigest()
+    )
+
+
+def test_build_script_skips_without_a_compiler() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTC64_")}
+    env["RTC64_NO_COMPILE"] = "1"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_compiled.py")],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 3
+    assert "skipped, RTC64_NO_COMPILE is set; rtc64 runs as pure Python" in proc.stderr
+
+
+@needs_build
+def test_build_script_sees_a_current_build_as_up_to_date() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTC64_")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_compiled.py")],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" in proc.stderr
+
+
+def test_loading_the_build_script_leaves_the_environment_alone() -> None:
+    before = dict(os.environ)
+    load_build_script()
+    assert dict(os.environ) == before
