@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.net import rfc6052
-from rtc64.net.address import Family, IPAddress, parse_hostport, parse_ip
+from rtc64.net.address import Family, IPAddress, format_hostport, parse_hostport, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
 from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
@@ -251,6 +251,21 @@ def _keep_family(value: object) -> bool | tuple[ListenSpec, ...]:
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
         return value.lower() in ("true", "yes", "on")
     return _list_of(_turn_listen)(value)
+
+
+def _web_listen(value: object) -> tuple[IPAddress, int]:
+    """``[::1]:8064`` or ``127.0.0.1:8064``: an address literal and a port."""
+    hp = parse_hostport(_str(value))
+    if isinstance(hp.host, str) or hp.port is None:
+        raise ValueError("not ADDRESS:PORT")
+    return hp.host, hp.port
+
+
+def _token(value: object) -> str:
+    text = _str(value)
+    if text and (len(text) < 16 or text != text.strip()):
+        raise _DetailError("a token is at least 16 characters, without surrounding spaces")
+    return text
 
 
 _FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
@@ -738,6 +753,46 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 
+WEB_KEYS: tuple[Key, ...] = (
+    Key("web.enabled", True, _bool, "true or false", "run the web console, REST API and /metrics"),
+    Key(
+        "web.listen",
+        "[::1]:8064",
+        _web_listen,
+        "ADDRESS:PORT, e.g. [::1]:8064 or 127.0.0.1:8064",
+        "where the console, REST API and /metrics listen (loopback unless credentials exist)",
+    ),
+    Key(
+        "web.token",
+        "",
+        _token,
+        "a secret of at least 16 characters (empty: none)",
+        "API token (Authorization: Bearer) with full access, for rtc64 ctl and scripts",
+    ),
+    Key(
+        "web.turn_token",
+        "",
+        _token,
+        "a secret of at least 16 characters (empty: none)",
+        "token that may only call /api/turn-credentials (for an application server)",
+    ),
+    Key(
+        "web.tls",
+        False,
+        _bool,
+        "true or false",
+        "serve HTTPS (sip.tls_cert/sip.tls_key, else the self-signed certificate)",
+    ),
+    Key(
+        "web.session_lifetime",
+        28800,
+        _int_range(60, 604800),
+        "seconds, 60..604800",
+        "how long a console login lasts",
+    ),
+)
+KEYS = (*KEYS, *WEB_KEYS)
+
 _BY_PATH = {k.path: k for k in KEYS}
 
 
@@ -847,6 +902,16 @@ class TurnSection:
     keep_client_family: bool | tuple[ListenSpec, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class WebSection:
+    enabled: bool
+    listen: tuple[IPAddress, int]
+    token: str = field(repr=False)
+    turn_token: str = field(repr=False)
+    tls: bool
+    session_lifetime: int
+
+
 SECTIONS: dict[str, type] = {
     "general": GeneralSection,
     "sip": SipSection,
@@ -858,6 +923,7 @@ SECTIONS: dict[str, type] = {
     "dns": DnsSection,
     "nat64": Nat64Section,
     "turn": TurnSection,
+    "web": WebSection,
 }
 
 S = TypeVar("S")
@@ -888,6 +954,7 @@ class Config:
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
     turn: TurnSection = field(init=False)
+    web: WebSection = field(init=False)
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
@@ -928,6 +995,11 @@ class Config:
             elif key.path == "auth.users":
                 assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
+            elif key.path in ("web.token", "web.turn_token"):
+                shown = "set, hidden" if value else "(none)"
+            elif key.path == "web.listen":
+                assert isinstance(value, tuple)
+                shown = format_hostport(value[0], value[1])
             elif key.path == "turn.secrets":
                 assert isinstance(value, tuple)
                 shown = f"{len(value)} secret(s), hidden" if value else "(none)"

@@ -6,7 +6,8 @@ addresses checked against them) → data directory, store, secret → TLS identi
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
 needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
 media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs →
-TURN (its relay ports from the media relay's pool). ``general.services`` picks what runs:
+TURN (its relay ports from the media relay's pool) → web console, API and /metrics
+(``web.enabled``). ``general.services`` picks what runs:
 without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
 alone runs the relay with its ng control.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
@@ -20,7 +21,7 @@ import logging
 import platform
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,10 @@ from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
+from rtc64.probe import report as probe_report
+from rtc64.probe import runner as probe_runner
+from rtc64.probe.context import Probe, ProbeSettings
+from rtc64.probe.verdict import exit_code
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
@@ -68,12 +73,17 @@ from rtc64.sip.transaction import TransactionLayer
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
+from rtc64.web.app import RunningWeb
+from rtc64.web.probes import ProbeResult
+from rtc64.web.wiring import preflight as web_preflight
+from rtc64.web.wiring import start_gateway_web
 
 if TYPE_CHECKING:
     import asyncio
 
 STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
 AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
 
 
 async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
@@ -103,6 +113,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.auth: Authenticator | None = None
+        self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -123,6 +135,7 @@ class Gateway:
         if "sip" in services or "media" in services:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
+        web_preflight(cfg, data_dir)
         store = await open_checked_store(cfg)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
@@ -134,6 +147,37 @@ class Gateway:
             await self._relay_alone(host)
         if "turn" in services and cfg.turn.enabled:
             await self._turn(host, data_dir, store, nat64)
+        if cfg.web.enabled:
+            await self._web(data_dir, store, nat64)
+
+    async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
+        """The console, REST API and /metrics (``web/``), reading the services' views."""
+        relay = self.relay
+        self.web = await start_gateway_web(
+            self.cfg,
+            data_dir,
+            self.log.getChild("web"),
+            registrations=store if self.proxy is not None else None,
+            proxy=self.proxy,
+            relay=relay,
+            turn=self.turn,
+            blocks=None if self.auth is None else self.auth.tracker,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=nat64,
+            probe=self._run_probe,
+        )
+        self._stack.push_async_callback(self.web.stop)
+
+    async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
+        """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""
+        settings = ProbeSettings(families=families, dhcp=False, deadline=PROBE_DEADLINE)
+        resolver = Resolver(self.cfg.dns.servers, timeout=settings.timeout)
+        found = await probe_runner.run(targets, settings, probe=Probe(settings, resolver))
+        return ProbeResult(
+            probe_report.to_json(found), probe_report.to_html(found), exit_code(found)
+        )
 
     async def _sip(
         self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes
@@ -153,7 +197,7 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(cfg, store, secret, log)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
         self.proxy = proxy = self._proxy(

@@ -50,7 +50,7 @@ from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.stats import ProxyStats
+from rtc64.gateway.stats import ProxyStats, SipTraffic
 from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
@@ -115,6 +115,7 @@ class Proxy:
         self.admission = admission or Admission(max_in_flight=settings.max_transactions)
         self._wake = wake
         self.stats = stats = ProxyStats()
+        self.traffic = SipTraffic()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
         self.calls = CallControl(
             is_ours=identity.is_us,
@@ -184,8 +185,10 @@ class Proxy:
     def on_message(self, msg: Request | Response, flow: Flow) -> None:
         """A parsed message arrived on ``flow``."""
         if isinstance(msg, Request):
+            self.traffic.request(msg.method, flow.transport.value, flow.family)
             self._on_request(msg, flow)
         else:
+            self.traffic.response(msg.status, flow.transport.value, flow.family)
             self.stats.responses_in += 1
             self._dispatch(self.layer.receive_response(msg, self.clock()))
 
