@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -99,6 +100,12 @@ def run(
         print(f"UDP ports {busy} in use (a stray kamailio or bench run?): stop it first")
         return 1
     scenarios = [s for s in SCENARIOS if s.key in keys]
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # run the finally blocks: stop SIPp and the proxies
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started in the background (ignored)
     run_dir = Path(tempfile.mkdtemp(prefix="rtc64-bench-percall-"))
     print(f"# per-call CPU, {rounds} rounds of {duration:.0f} s, run dir {run_dir}", flush=True)
     results: dict[tuple[str, str], list[Step]] = {}
