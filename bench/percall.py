@@ -84,7 +84,16 @@ def shift_ports(offset: int) -> None:
 
 
 def make_proxy(variant: str, run_dir: Path) -> Proxy:
-    return kamailio_proxy(run_dir) if variant == "kamailio" else rtc64_proxy(run_dir)
+    if variant == "kamailio":
+        return kamailio_proxy(run_dir)
+    proxy = rtc64_proxy(run_dir)
+    # SIP only: the TURN server and web console would bind their default ports, which other
+    # runs on a shared machine hold at times (and they are not what is measured).
+    # (An older revision may have no web console, hence no [web] section.)
+    web = variant != "rtc64-before"
+    with (run_dir / "rtc64.toml").open("a") as fh:
+        fh.write("[turn]\nenabled = false\n" + ("[web]\nenabled = false\n" if web else ""))
+    return proxy
 
 
 def run(
