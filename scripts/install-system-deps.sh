@@ -8,7 +8,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark
+  iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark sngrep
   sip-tester baresip kamailio rtpengine-daemon coturn
   tayga unbound dnsutils radvd redis-server
   chromium openssl kea-dhcp4-server

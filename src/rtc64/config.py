@@ -129,6 +129,28 @@ def _port_range(value: object) -> tuple[int, int]:
     return (low + (low % 2), high)
 
 
+def _trace_entry(value: object) -> IPNetwork | str:
+    """A network (CIDR) or a SIP AOR (``sip:alice@example.net``) whose messages are traced."""
+    text = _str(value).strip()
+    if text.lower().startswith(("sip:", "sips:")):
+        scheme, _, rest = text.partition(":")
+        user, at, host = rest.rpartition("@")
+        if not at or not user or not host:
+            raise _DetailError(f"{text!r}: an AOR needs user@host")
+        return f"{scheme.lower()}:{user}@{host.lower()}"
+    return ip_network(text, strict=False)
+
+
+def _hep_collector(value: object) -> ListenSpec | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    spec = _listen(text)
+    if spec.transport is not Transport.UDP or spec.address.is_unspecified or not spec.port:
+        raise _DetailError("the collector is udp:ADDRESS:PORT with a real address and port")
+    return spec
+
+
 def _optional_str(value: object) -> str | None:
     text = _str(value).strip()
     return text or None
@@ -288,6 +310,19 @@ def _interface_map(value: object) -> tuple[tuple[str, Family], ...]:
     return tuple(sorted(table.items()))
 
 
+def _payload(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError
+    if value.lower() == "crlf":
+        return b"\r\n\r\n"
+    if not value.lower().startswith("hex:"):
+        raise ValueError
+    data = bytes.fromhex(value[4:])
+    if not 1 <= len(data) <= 512:
+        raise ValueError
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: where it lives, its default and how it is checked."""
@@ -323,6 +358,14 @@ KEYS: tuple[Key, ...] = (
         _str,
         "a directory path (empty: ~/.local/state/rtc64)",
         "where the SQLite store, generated certificates and state live",
+    ),
+    Key(
+        "general.drain_seconds",
+        30.0,
+        _float_range(0.0, 86_400.0),
+        "seconds from 0 to 86400",
+        "on SIGTERM, how long calls in progress may continue (new calls get 503) before "
+        "the gateway stops",
     ),
     Key(
         "general.services",
@@ -434,6 +477,14 @@ KEYS: tuple[Key, ...] = (
         _bool,
         "true or false",
         "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
+    ),
+    Key(
+        "sip.trace",
+        [],
+        _list_of(_trace_entry),
+        "a list of networks in CIDR form or SIP AORs (e.g. 2001:db8::/64, sip:alice@example.net)",
+        "log every SIP message (whole) from or to these sources, or naming these AORs in "
+        "From or To (logger rtc64.trace)",
     ),
     Key(
         "registrar.min_expires",
@@ -627,6 +678,41 @@ KEYS: tuple[Key, ...] = (
         "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
+    Key(
+        "keepalive.enabled",
+        True,
+        _bool,
+        "true or false",
+        "keep every registered contact's path open (pinhole keepalives, OPTIONS)",
+    ),
+    Key(
+        "keepalive.interval",
+        25.0,
+        _float_range(0.05, 3600.0),
+        "seconds, 0.05..3600",
+        "at most this long between pinhole keepalives to each registered contact",
+    ),
+    Key(
+        "keepalive.options_interval",
+        120.0,
+        _float_range(0.0, 86400.0),
+        "seconds, 0..86400 (0: no OPTIONS)",
+        "how often each registered contact gets an OPTIONS liveness check",
+    ),
+    Key(
+        "keepalive.max_failures",
+        3,
+        _int_range(1, 1000),
+        "an integer 1..1000",
+        "OPTIONS left unanswered in a row before a contact is unreachable and removed",
+    ),
+    Key(
+        "keepalive.payload",
+        "crlf",
+        _payload,
+        "crlf (CRLF CRLF) or hex:HEX (1..512 bytes, e.g. hex:0d0a0d0a)",
+        "the UDP pinhole keepalive datagram",
+    ),
     Key("turn.enabled", True, _bool, "true or false", "run the TURN server in rtc64 serve"),
     Key(
         "turn.listen",
@@ -751,6 +837,20 @@ KEYS: tuple[Key, ...] = (
         "relay in the client's family when it asks for none (instead of IPv4, RFC 8656 "
         "§7.2), on every listener (true) or on the ones listed",
     ),
+    Key(
+        "hep.collector",
+        "",
+        _hep_collector,
+        "udp:ADDRESS:PORT, e.g. udp:[2001:db8::9]:9060 (empty: no capture)",
+        "HEPv3 (Homer) collector every SIP message received and sent is copied to",
+    ),
+    Key(
+        "hep.capture_id",
+        2001,
+        _int_range(0, 2**32 - 1),
+        "an integer from 0 to 4294967295",
+        "capture agent id carried in each HEP packet",
+    ),
 )
 
 WEB_KEYS: tuple[Key, ...] = (
@@ -804,6 +904,7 @@ class GeneralSection:
     log_level: str
     log_format: str
     data_dir: str
+    drain_seconds: float
     services: tuple[str, ...]
 
 
@@ -823,6 +924,7 @@ class SipSection:
     request_rate: int
     udp_ipv6_min_mtu: bool
     udp_ipv4_no_df: bool
+    trace: tuple[IPNetwork | str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -881,6 +983,15 @@ class Nat64Section:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepaliveSection:
+    enabled: bool
+    interval: float
+    options_interval: float
+    max_failures: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TurnSection:
     enabled: bool
     listen: tuple[ListenSpec, ...]
@@ -903,6 +1014,12 @@ class TurnSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HepSection:
+    collector: ListenSpec | None
+    capture_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class WebSection:
     enabled: bool
     listen: tuple[IPAddress, int]
@@ -922,7 +1039,9 @@ SECTIONS: dict[str, type] = {
     "ng": NgSection,
     "dns": DnsSection,
     "nat64": Nat64Section,
+    "keepalive": KeepaliveSection,
     "turn": TurnSection,
+    "hep": HepSection,
     "web": WebSection,
 }
 
@@ -953,7 +1072,9 @@ class Config:
     ng: NgSection = field(init=False)
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
+    keepalive: KeepaliveSection = field(init=False)
     turn: TurnSection = field(init=False)
+    hep: HepSection = field(init=False)
     web: WebSection = field(init=False)
 
     def __post_init__(self) -> None:
@@ -995,6 +1116,9 @@ class Config:
             elif key.path == "auth.users":
                 assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
+            elif key.path == "keepalive.payload":
+                assert isinstance(value, bytes)
+                shown = "crlf" if value == b"\r\n\r\n" else "hex:" + value.hex()
             elif key.path in ("web.token", "web.turn_token"):
                 shown = "set, hidden" if value else "(none)"
             elif key.path == "web.listen":

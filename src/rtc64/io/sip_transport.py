@@ -15,6 +15,10 @@
 # that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
+# Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
+# over streams only on a connection already open (never a new one); STUN on the UDP
+# listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
+# parsed.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -27,25 +31,36 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
-from rtc64.io.udp import UdpListener
+from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message
+from rtc64.sip.serializer import serialize
 
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
 OnBadDatagram = Callable[[bytes, RemoteProtocolError, Flow], None]
+
+
+class Tap(Protocol):
+    """Sees a copy of every SIP message received and sent (HEP capture, tracing); it
+    must not block and must not raise."""
+
+    def received(self, data: bytes, flow: Flow, now: float) -> None: ...
+    def sent(self, data: bytes, flow: Flow, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,8 @@ class SipTransportLayer:
         client_tls: TlsClientPolicy | ssl.SSLContext | None = None,
         limits: Limits | None = None,
         on_send_error: OnSendError | None = None,
+        on_stun: StunHandler | None = None,
+        on_raw_response: RawResponseHandler | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
@@ -88,6 +105,8 @@ class SipTransportLayer:
         self._on_message = on_message
         self._on_bad_datagram = on_bad_datagram
         self._on_send_error = on_send_error
+        self._on_stun = on_stun
+        self._on_raw_response = on_raw_response
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -95,11 +114,14 @@ class SipTransportLayer:
         self._ids = itertools.count(1)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
+        self._udp_named: dict[str, UdpListener] = {}
         self._servers: list[asyncio.Server] = []
+        self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
         self._by_remote: dict[tuple[Transport, SockAddr], dict[int, Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.taps: list[Tap] = []
 
     # lifecycle
 
@@ -135,9 +157,10 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock)
+                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
+                self._udp_named[bound.name()] = udp
             else:
                 server = await loop.create_server(
                     self._factory(kind),
@@ -146,10 +169,49 @@ class SipTransportLayer:
                     ssl_handshake_timeout=self.limits.handshake_timeout if kind.secure else None,
                 )
                 self._servers.append(server)
+                self._server_of[spec] = server
         except BaseException:
             sock.close()
             raise
         self._listeners.append(bound)
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """Open the listeners of ``specs`` not open yet and close those no longer in it
+        (a reload); connections accepted earlier stay open. Returns (opened, closed). If
+        one cannot be bound, those opened here are closed again and ``ConfigError`` says
+        which: the listeners stay as they were."""
+        wanted = list(dict.fromkeys(specs))
+        current = [b.spec for b in self._listeners]
+        added = [s for s in wanted if s not in current]
+        removed = [s for s in current if s not in wanted]
+        if self._server_tls is None and any(s.transport.secure for s in added):
+            shown = ", ".join(str(s) for s in added if s.transport.secure)
+            raise ConfigError("sip.listen", shown, "no new TLS/WSS listener without a restart")
+        opened: list[ListenSpec] = []
+        try:
+            for spec in added:
+                await self._open(spec)
+                opened.append(spec)
+        except BaseException:
+            for spec in opened:
+                self._close_listener(spec)
+            raise
+        for spec in removed:
+            self._close_listener(spec)
+        self.specs = tuple(wanted)
+        return added, removed
+
+    def _close_listener(self, spec: ListenSpec) -> None:
+        self._listeners = [b for b in self._listeners if b.spec != spec]
+        for bound, udp in [pair for pair in self._udp if pair[0].spec == spec]:
+            udp.close()
+            self._udp.remove((bound, udp))
+        server = self._server_of.pop(spec, None)
+        if server is not None:
+            server.close()
+            self._servers.remove(server)
 
     def _factory(self, kind: Transport) -> Callable[[], Connection]:
         if kind in (Transport.WS, Transport.WSS):
@@ -180,10 +242,17 @@ class SipTransportLayer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+        self._server_of.clear()
         self._udp.clear()
+        self._udp_named.clear()
         self._listeners.clear()
 
     # introspection
+
+    @property
+    def server_tls(self) -> ssl.SSLContext | None:
+        """The TLS/WSS listeners' context (a reload loads new certificates into it)."""
+        return self._server_tls
 
     @property
     def listeners(self) -> tuple[BoundListener, ...]:
@@ -235,6 +304,8 @@ class SipTransportLayer:
             if udp is None:
                 return self._fail(transport, remote, "no UDP listener of that family", handle)
             if udp.send(data, remote):
+                if self.taps:
+                    self._tap_sent(data, Flow(transport, udp.local, remote))
                 return True
             return self._report(transport, remote, "the UDP socket refused it", handle)
         conn = self._connection_for(transport, remote, flow, server_name)
@@ -251,8 +322,30 @@ class SipTransportLayer:
             if conn is None:
                 return False
         if conn.send_message(data, handle):
+            if self.taps:
+                local = conn.local or (_ANY[family_of(address)], 0)
+                self._tap_sent(data, Flow(transport, local, remote, conn.id))
             return True
         return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
+
+    def keepalive(
+        self, transport: Transport, listener: str, remote: SockAddr, payload: bytes
+    ) -> bool:
+        """A keep-alive to ``remote``: UDP ``payload`` from the listener named ``listener``
+        (``BoundListener.name``; else the first of that family); on streams a CRLF CRLF
+        ping (WebSocket: a Ping frame) over an open connection only. False if not sent."""
+        if transport is Transport.UDP:
+            family = family_of(remote[0])
+            udp = self._udp_named.get(listener)
+            if udp is None or family_of(udp.local[0]) is not family:
+                udp = self._udp_for(family, None)
+            sent = udp is not None and udp.send(payload, remote, count=False)
+        else:
+            conn = self._connection_for(transport, remote, None)
+            sent = conn is not None and conn.ping()
+        if sent:
+            self.stats.keepalives_sent += 1
+        return sent
 
     def _udp_for(self, family: Family, flow: Flow | None) -> UdpListener | None:
         if flow is not None:
@@ -424,8 +517,17 @@ class SipTransportLayer:
 
     # ConnectionOwner
 
+    def _tap_sent(self, data: bytes, flow: Flow) -> None:
+        now = time.time()
+        for tap in self.taps:
+            tap.sent(data, flow, now)
+
     def deliver(self, msg: Message, flow: Flow) -> None:
         self.stats.received += 1
+        if self.taps:
+            data, now = serialize(msg), time.time()
+            for tap in self.taps:
+                tap.received(data, flow, now)
         self._call(self._on_message, msg, flow)
 
     def bad_message(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
@@ -482,6 +584,9 @@ class SipTransportLayer:
                     self.stats.connections_idle_closed += 1
                     self.log.debug("closing idle %s", conn)
                     conn.close()
+
+
+_ANY: dict[Family, IPAddress] = {Family.INET: IPv4Address(0), Family.INET6: IPv6Address(0)}
 
 
 def _describe(listener: BoundListener) -> str:

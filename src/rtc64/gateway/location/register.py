@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.utils import formatdate
 
 from rtc64.gateway.location import gruu
@@ -124,10 +124,12 @@ async def handle_register(
     now: float | None = None,
     keys: tuple[str, str] | None = None,
     gruu_secret: bytes | None = None,
+    on_change: Callable[[Sequence[Binding], Sequence[Binding]], None] | None = None,
 ) -> Response:
     """Apply a REGISTER to the store and build the response to send; ``keys`` are the
     AOR's (canonical, as written) location keys (default: the To URI as written);
-    ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it)."""
+    ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it);
+    ``on_change(before, after)`` hears of each successful update (for the log)."""
     wall = time.time() if now is None else now
     missing = unsupported(req)
     if missing:
@@ -177,6 +179,8 @@ async def handle_register(
         await store.replace(aor, outcome.bindings)
     if moved:
         await store.replace(keys[1], [])
+    if on_change is not None and (specs or wildcard):
+        on_change(current, outcome.bindings)
     supported = frozenset(t.lower() for t in sh.tokens(req, b"supported"))
     secret = gruu_secret if b"gruu" in supported else None
     lines = [(b"Contact", _reply_contact(rc, secret)) for rc in outcome.contacts]
