@@ -19,7 +19,7 @@
 # - The document is parsed by a tiny strict reader (no entities, no DTD, no comments, no
 #   processing instructions, bounded size): an attacker's XML never reaches an XML library.
 #   It reads the DTD's elements (tunnel, server, client, broker, address, keepalive,
-#   router, prefix, dns_server), empty-element tags and unknown attributes (proxy, mtu).
+#   router, prefix, dns_server, as), empty-element tags, unknown attributes (proxy, mtu).
 # - Anti-amplification (this profile; the RFC is silent): every request carries NUL
 #   padding after its text (like QUIC's Initial padding) so that the answer is never
 #   larger than the request; ``pad`` adds it, ``parse_request`` strips it. Anything
@@ -178,6 +178,7 @@ _ELEMENTS = {
     b"router",
     b"prefix",
     b"dns_server",
+    b"as",
 }
 #: elements whose text this profile skips (a router's delegated prefix).
 _TEXT_IGNORED = {b"prefix"}

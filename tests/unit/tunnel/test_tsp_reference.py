@@ -31,7 +31,8 @@ GOGOC_CREATE = (
     b" </client>\r\n"
     b"</tunnel>\r\n"
 )
-# The same client in router mode: an empty <prefix/> element and a <dns_server> list.
+# The same client in router mode (xml_tun.c's node tree: router holds prefix, dns_server
+# and as): empty-element tags and a <dns_server> list.
 GOGOC_ROUTER = (
     b'<tunnel action="create" type="v6udpv4" proxy="no">\r\n'
     b" <client>\r\n"
@@ -41,6 +42,7 @@ GOGOC_ROUTER = (
     b"   <dns_server>\r\n"
     b'     <address type="dn">ns1.example.net</address>\r\n'
     b"   </dns_server>\r\n"
+    b'   <as number="64512"/>\r\n'
     b"  </router>\r\n"
     b" </client>\r\n"
     b"</tunnel>\r\n"
@@ -90,6 +92,14 @@ def test_router_mode_create_parses() -> None:
     doc = tsp.parse_request(wire).document
     assert doc is not None and doc.type == "v6udpv4"
     assert doc.client_ipv4 == IPv4Address("192.0.2.135")
+    # a broker list (tsp_redirect) and a delegated prefix in an info are read, not kept
+    info = tsp.parse_document(
+        b'<tunnel action="info" type="v6udpv4" lifetime="1440">'
+        b'<broker><address type="ipv4">192.0.2.9</address></broker>'
+        b'<client><router><prefix length="64">2001:db8:1::</prefix></router></client>'
+        b"</tunnel>"
+    )
+    assert (info.lifetime, info.client_ipv4) == (1440, None)
 
 
 def test_accept_vector() -> None:
