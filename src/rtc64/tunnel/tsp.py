@@ -1,7 +1,8 @@
 # Rules: RFC 5572 (TSP) in the Public TSP profile, over UDP only (port 3653).
 # Wire facts checked against the TSP reference client (gogoCLIENT 1.2 by the RFC authors'
 # company: net_rudp.c, tsp_net.c, tsp_cap.c, tsp_auth.c, xml_req.c) and the Public TSP
-# reference router (pubTSP/router.c): RFC 5572's body text was not reachable here.
+# reference router (pubTSP/router.c): RFC 5572's body text was not reachable here, so the
+# section numbers below are the RFC's layout as remembered, not re-read; check them.
 # - Framing over UDP (RFC 5572 §4.4.1): an 8-byte header, 0xF in the first nibble (an
 #   IPv6 packet starts with 6), a 28-bit sequence number, a 32-bit timestamp; the server
 #   answers with the request's header unchanged; then one text message.

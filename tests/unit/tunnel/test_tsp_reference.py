@@ -4,7 +4,7 @@ RFC 5572's body text was not reachable from this workplace (the stored copies of
 pages end after the abstract), so the bytes below are typed in from the TSP reference
 client (gogoCLIENT 1.2, written by the RFC authors' company: net_rudp.c, tsp_cap.c,
 tsp_auth.c, tsp_net.c, xml_req.c) and the Public TSP reference router (pubTSP/router.c,
-by the profile's author). Section numbers are those of RFC 5572.
+by the profile's author). Section numbers are RFC 5572's as remembered (not re-read).
 """
 
 from __future__ import annotations
