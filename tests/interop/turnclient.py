@@ -27,6 +27,7 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,6 +301,14 @@ def relayed(response: Message) -> list[tuple[IPAddress, int]]:
     return [parse_xor_address(v, response.tid) for v in response.all(XOR_RELAYED_ADDRESS)]
 
 
+def _code(request: Callable[[IPAddress, int], Message], peer: IPAddress, port: int) -> int:
+    """The request's answer as a number: 0 success, the error code, -1 no answer."""
+    try:
+        return request(peer, port).code
+    except TimeoutError:
+        return -1
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Execute one JSON job; see the module docstring and the tests for the keys."""
     server = (job["server"][0], int(job["server"][1]))
@@ -324,11 +333,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         if response.code:
             return result
         result["permissions"] = {
-            peer: client.create_permission(ipaddress.ip_address(peer), 3480).code
+            peer: _code(client.create_permission, ipaddress.ip_address(peer), 3480)
             for peer in job.get("permissions", [])
         }
         result["connects"] = {
-            peer: client.connect(ipaddress.ip_address(peer), int(port)).code
+            peer: _code(client.connect, ipaddress.ip_address(peer), int(port))
             for peer, port in job.get("connects", [])
         }
         echoes: dict[str, int] = {}
@@ -351,7 +360,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(json.dumps(run_job(json.loads(sys.argv[1]))))
+    """One job (a JSON object) or several in a row (a JSON list) from argv[1]."""
+    job = json.loads(sys.argv[1])
+    out = [run_job(j) for j in job] if isinstance(job, list) else run_job(job)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -337,8 +337,9 @@ class Peer:
             time.sleep(0.05)
 
 
-def python_client(host: Host, job: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Run one ``tests.interop.turnclient`` job in ``host``; its JSON result."""
+def python_client(host: Host, job: Any, timeout: float = 60.0) -> Any:
+    """Run a ``tests.interop.turnclient`` job (or a list of jobs) in ``host``; the JSON
+    result (or the list of results)."""
     proc = subprocess.run(
         [*_IN_NS, host.ns, sys.executable, "-m", "tests.interop.turnclient", json.dumps(job)],
         capture_output=True,
@@ -350,5 +351,4 @@ def python_client(host: Host, job: dict[str, Any], timeout: float = 60.0) -> dic
     )
     if proc.returncode != 0:
         raise AssertionError(f"turnclient failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return json.loads(proc.stdout)
