@@ -1,0 +1,148 @@
+# Long-term credential checks of TURN requests (RFC 8489 §9.2.4, RFC 8656 §5).
+#
+# Rules, in order:
+# - Open mode (a lab only, ``TurnSettings.open``): every request is accepted, unsigned.
+# - No MESSAGE-INTEGRITY(-SHA256): 401 with REALM, NONCE and PASSWORD-ALGORITHMS.
+# - Integrity but no USERNAME, REALM or NONCE: 400 (USERHASH alone is not supported: 400).
+# - A nonce that is not ours: 401; an expired one: 438 with a fresh one.
+# - Another realm: 401. PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS (or the reverse),
+#   a list unlike ours, or an algorithm we did not offer: 400. Neither: MD5.
+# - Unknown user or a wrong integrity value: 401. ``PENDING`` key: wait for a Lookup.
+#   With several keys (TURN REST secrets being rotated) any of them may sign.
+# - Responses to an authenticated request carry integrity with the same key, in the
+#   same form (MESSAGE-INTEGRITY-SHA256 when the request used it).
+# Nothing here keeps state: a flood of unauthenticated requests costs one HMAC each.
+"""Authenticator: the verdict on a request's credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtc64.stun.attributes import (
+    MESSAGE_INTEGRITY_SHA256,
+    NONCE,
+    PASSWORD_ALGORITHM,
+    PASSWORD_ALGORITHMS,
+    REALM,
+    USERNAME,
+    Field,
+)
+from rtc64.stun.message import Message, check_integrity, integrity_kind
+from rtc64.turn.events import ClientFlow
+from rtc64.turn.protocols import MD5, Credentials
+from rtc64.turn.settings import TurnSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The request is someone's: sign the answer with ``key`` (None in open mode)."""
+
+    username: str
+    key: bytes | None
+    sha256: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Answer ``code`` unsigned, with ``fields`` (REALM/NONCE/... for 401 and 438)."""
+
+    code: int
+    reason: str
+    fields: tuple[Field, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The user is being fetched: emit a Lookup and drop the request."""
+
+    username: str
+
+
+Verdict = Authenticated | Rejected | Wait
+
+OPEN = Authenticated("", None, False)
+
+
+class Authenticator:
+    """Checks requests against ``credentials`` for ``settings.realm``."""
+
+    __slots__ = ("_algorithms", "_credentials", "_settings")
+
+    def __init__(self, settings: TurnSettings, credentials: Credentials) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._algorithms = tuple((a, b"") for a in settings.password_algorithms)
+
+    def challenge(self, code: int, reason: str, client: ClientFlow, now: float) -> Rejected:
+        """A 401 or 438 with what the client needs to try again."""
+        nonce = self._credentials.nonce(client, now)
+        return Rejected(
+            code,
+            reason,
+            (
+                REALM(self._settings.realm),
+                NONCE(nonce),
+                PASSWORD_ALGORITHMS(self._algorithms),
+            ),
+        )
+
+    def check(self, msg: Message, client: ClientFlow, now: float) -> Verdict:
+        """The verdict on ``msg`` (see the module rules); raises ``StunError`` only for a
+        malformed credential attribute (answer 400)."""
+        if self._settings.open:
+            return OPEN
+        kind = integrity_kind(msg)
+        if kind is None:
+            return self.challenge(401, "Unauthenticated", client, now)
+        username = msg.get(USERNAME)
+        realm = msg.get(REALM)
+        nonce = msg.get(NONCE)
+        if username is None or realm is None or nonce is None:
+            return Rejected(400, "USERNAME, REALM and NONCE are required")
+        fresh = self._credentials.nonce_ok(nonce, client, now)
+        if fresh == "stale":
+            return self.challenge(438, "Stale Nonce", client, now)
+        if not fresh:
+            return self.challenge(401, "Unauthenticated", client, now)
+        if realm != self._settings.realm:
+            return self.challenge(401, "Unauthenticated", client, now)
+        algorithm = self._algorithm(msg)
+        if algorithm is None:
+            return Rejected(400, "PASSWORD-ALGORITHM does not match PASSWORD-ALGORITHMS")
+        found = self._keys(username, realm, algorithm)
+        if found is None:
+            return Wait(username)
+        for key in found:
+            if check_integrity(msg, key):
+                return Authenticated(username, key, kind is MESSAGE_INTEGRITY_SHA256)
+        return self.challenge(401, "Unauthenticated", client, now)
+
+    def _keys(self, username: str, realm: str, algorithm: int) -> tuple[bytes, ...] | None:
+        """Every key the user may have signed with (several TURN REST secrets during a
+        rotation: ``credentials.keys`` when it exists), None while the user is fetched.
+        Any answer that is not a key, a tuple of keys or None means "pending", so a
+        ``Pending`` of another module is understood too."""
+        many = getattr(self._credentials, "keys", None)
+        found: object = (
+            many(username, realm, algorithm)
+            if callable(many)
+            else self._credentials.key(username, realm, algorithm)
+        )
+        if found is None:
+            return ()
+        if isinstance(found, bytes):
+            return (found,)
+        if isinstance(found, tuple):
+            return tuple(k for k in found if isinstance(k, bytes))
+        return None
+
+    def _algorithm(self, msg: Message) -> int | None:
+        chosen = msg.get(PASSWORD_ALGORITHM)
+        offered = msg.get(PASSWORD_ALGORITHMS)
+        if chosen is None and offered is None:
+            return MD5 if MD5 in self._settings.password_algorithms else None
+        if chosen is None or offered is None or offered != self._algorithms:
+            return None
+        if (chosen[0], b"") not in self._algorithms:
+            return None
+        return chosen[0]
