@@ -8,9 +8,8 @@ each address gets its own answer), Send indications echoed back by a peer as Dat
 indications. Run as a module it executes one JSON job (argv[1]) and prints a JSON result,
 so tests start it inside a network namespace with ``ip netns exec``.
 
-The STUN codec is a deliberately separate, minimal implementation (header, XOR addresses,
-MESSAGE-INTEGRITY with the long-term key, FINGERPRINT): an interop client must not share
-the server's codec, or a codec bug would cancel itself out.
+Messages are built and read with ``rtc64.stun`` (the project's codec); coturn's clients and
+Chromium, in the other interop tests, are the independent implementations on the wire.
 """
 
 from __future__ import annotations
@@ -23,109 +22,33 @@ import json
 import os
 import socket
 import ssl
-import struct
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtc64.net.address import Family
+from rtc64.stun import attributes as at
+from rtc64.stun.channeldata import frame_length
+from rtc64.stun.integrity import long_term_key
+from rtc64.stun.message import Class, Message, Method, build, decode, encode
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-MAGIC_COOKIE = 0x2112A442
-BINDING, ALLOCATE, REFRESH, SEND, DATA = 0x001, 0x003, 0x004, 0x006, 0x007
-CREATE_PERMISSION, CHANNEL_BIND, CONNECT, CONNECTION_BIND = 0x008, 0x009, 0x00A, 0x00B
-REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
-
-XOR_MAPPED_ADDRESS, XOR_PEER_ADDRESS, XOR_RELAYED_ADDRESS = 0x0020, 0x0012, 0x0016
-USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, REALM, NONCE = 0x0006, 0x0008, 0x0009, 0x0014, 0x0015
-LIFETIME, DATA_ATTR, REQUESTED_TRANSPORT = 0x000D, 0x0013, 0x0019
-REQUESTED_ADDRESS_FAMILY, ADDITIONAL_ADDRESS_FAMILY = 0x0017, 0x8000
-ADDRESS_ERROR_CODE, CONNECTION_ID, FINGERPRINT, SOFTWARE = 0x8001, 0x002A, 0x8028, 0x8022
-# coturn 4.6 (and its uclient -Z) still use the draft codepoints of these two attributes.
-DRAFT_ADDITIONAL_ADDRESS_FAMILY = 0x8032
-FAMILY = {4: 0x01, 6: 0x02}
+FAMILY = {4: Family.INET, 6: Family.INET6}
 UDP, TCP = 17, 6
+ADDITIONAL_ADDRESS_FAMILY = at.ADDITIONAL_ADDRESS_FAMILY.type
+# coturn 4.6 (and its uclient -Z) still use the draft's codepoint for this attribute.
+DRAFT_ADDITIONAL_ADDRESS_FAMILY = 0x8032
+SOFTWARE = "rtc64-interop-client"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decoded STUN message: method, class, transaction id, attributes in wire order."""
-
-    method: int
-    cls: int
-    tid: bytes
-    attrs: tuple[tuple[int, bytes], ...]
-
-    def get(self, kind: int) -> bytes | None:
-        return next((value for t, value in self.attrs if t == kind), None)
-
-    def all(self, kind: int) -> list[bytes]:
-        return [value for t, value in self.attrs if t == kind]
-
-    @property
-    def code(self) -> int:
-        """0 for a success, the ERROR-CODE number otherwise."""
-        value = self.get(ERROR_CODE)
-        if self.cls != ERROR or value is None:
-            return 0
-        return (value[2] & 0x7) * 100 + value[3]
-
-
-def _attr(kind: int, value: bytes) -> bytes:
-    return struct.pack("!HH", kind, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def xor_address(ip: IPAddress, port: int, tid: bytes) -> bytes:
-    """XOR-*-ADDRESS value (RFC 8489 §14.2)."""
-    cookie = struct.pack("!I", MAGIC_COOKIE)
-    mask = cookie if ip.version == 4 else cookie + tid
-    raw = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
-    return struct.pack("!BBH", 0, FAMILY[ip.version], port ^ (MAGIC_COOKIE >> 16)) + raw
-
-
-def parse_xor_address(value: bytes, tid: bytes) -> tuple[IPAddress, int]:
-    family, port = value[1], struct.unpack_from("!H", value, 2)[0] ^ (MAGIC_COOKIE >> 16)
-    mask = struct.pack("!I", MAGIC_COOKIE) + (tid if family == 2 else b"")
-    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=False))
-    return ipaddress.ip_address(raw), port
-
-
-def encode(
-    method: int,
-    cls: int,
-    tid: bytes,
-    attrs: list[tuple[int, bytes]],
-    key: bytes | None = None,
-) -> bytes:
-    """A STUN message, with MESSAGE-INTEGRITY (when ``key``) and FINGERPRINT."""
-    body = b"".join(_attr(t, v) for t, v in attrs)
-    kind = (method & 0xF) | ((method & 0x70) << 1) | ((method & 0xF80) << 2) | cls
-
-    def header(length: int) -> bytes:
-        return struct.pack("!HHI", kind, length, MAGIC_COOKIE) + tid
-
-    if key is not None:
-        mac = hmac.new(key, header(len(body) + 24) + body, hashlib.sha1).digest()
-        body += _attr(MESSAGE_INTEGRITY, mac)
-    crc = zlib.crc32(header(len(body) + 8) + body) ^ 0x5354554E
-    body += _attr(FINGERPRINT, struct.pack("!I", crc))
-    return header(len(body)) + body
-
-
-def decode(data: bytes) -> Message:
-    kind, length, cookie = struct.unpack_from("!HHI", data)
-    if cookie != MAGIC_COOKIE or len(data) < 20 + length:
-        raise ValueError(f"not a STUN message: {data[:20].hex()}")
-    method = (kind & 0xF) | ((kind >> 1) & 0x70) | ((kind >> 2) & 0xF80)
-    attrs: list[tuple[int, bytes]] = []
-    pos = 20
-    while pos + 4 <= 20 + length:
-        t, n = struct.unpack_from("!HH", data, pos)
-        attrs.append((t, data[pos + 4 : pos + 4 + n]))
-        pos += 4 + n + (-n % 4)
-    return Message(method, kind & 0x110, data[8:20], tuple(attrs))
+def code_of(message: Message) -> int:
+    """0 for a success, the ERROR-CODE number otherwise."""
+    if message.cls != Class.ERROR:
+        return 0
+    error = message.error()
+    return error[0] if error else 400
 
 
 def rest_credentials(secret: str, user: str, ttl: int = 3600) -> tuple[str, str]:
@@ -152,7 +75,6 @@ class Link:
             sock = ctx.wrap_socket(sock)
         self.sock = sock
         self.buffer = b""
-        self.pending: list[Message] = []
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -175,13 +97,10 @@ class Link:
 
     def _frame(self) -> bytes | None:
         while True:
-            if len(self.buffer) >= 4:
-                channel = self.buffer[0] >= 0x40
-                length = struct.unpack_from("!H", self.buffer, 2)[0]
-                size = 4 + length + (-length % 4) if channel else 20 + length
-                if len(self.buffer) >= size:
-                    frame, self.buffer = self.buffer[:size], self.buffer[size:]
-                    return frame
+            size = frame_length(self.buffer) if self.buffer else None
+            if size is not None and len(self.buffer) >= size:
+                frame, self.buffer = self.buffer[:size], self.buffer[size:]
+                return frame
             try:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
@@ -202,36 +121,34 @@ class Client:
     username: str
     password: str
     realm: str = ""
-    nonce: bytes = b""
+    nonce: str = ""
     key: bytes | None = None
-    software: bytes = b"rtc64-interop-client"
     indications: list[Message] = field(default_factory=list)
 
     def request(
         self,
         method: int,
-        attrs: list[tuple[int, bytes]],
+        fields: list[at.Field | tuple[int, bytes]],
         peer: tuple[IPAddress, int] | None = None,
     ) -> Message:
         """Send an authenticated request (challenge answered), return the final response;
-        ``peer`` becomes an XOR-PEER-ADDRESS (its value depends on the transaction id)."""
+        ``peer`` becomes the XOR-PEER-ADDRESS."""
         for _ in range(4):
             tid = os.urandom(12)
-            extra = [(SOFTWARE, self.software)]
+            extra: list[at.Field | tuple[int, bytes]] = [at.SOFTWARE(SOFTWARE)]
             if peer is not None:
-                extra.insert(0, (XOR_PEER_ADDRESS, xor_address(*peer, tid)))
+                extra.insert(0, at.XOR_PEER_ADDRESS(peer))
             if self.key is not None:
-                extra += [(USERNAME, self.username.encode()), (REALM, self.realm.encode())]
-                extra += [(NONCE, self.nonce)]
-            data = encode(method, REQUEST, tid, attrs + extra, self.key)
-            response = self._transact(tid, data)
-            if response.code in (401, 438) and response.get(NONCE) is not None:
-                stale = response.code == 438 or self.key is None
-                self.nonce = response.get(NONCE) or b""
-                self.realm = (response.get(REALM) or b"").decode()
-                text = f"{self.username}:{self.realm}:{self.password}"
-                self.key = hashlib.md5(text.encode()).digest()  # RFC 8489 long-term key
-                if stale:
+                extra += [at.USERNAME(self.username), at.REALM(self.realm), at.NONCE(self.nonce)]
+            message = build(method, Class.REQUEST, tid, *fields, *extra)
+            response = self._transact(tid, encode(message, key=self.key, fingerprint=True))
+            code = code_of(response)
+            if code in (401, 438) and response.get(at.NONCE) is not None:
+                retry = code == 438 or self.key is None
+                self.nonce = response.get(at.NONCE) or ""
+                self.realm = response.get(at.REALM) or self.realm
+                self.key = long_term_key(self.username, self.realm, self.password)
+                if retry:
                     continue
             return response
         raise RuntimeError(f"no answer but challenges for method {method:#x}")
@@ -244,9 +161,9 @@ class Client:
                 message = self.link.receive()
                 if message is None:
                     break
-                if message.cls == INDICATION:
+                if message.cls == Class.INDICATION:
                     self.indications.append(message)
-                elif message.tid == tid:
+                elif message.transaction_id == tid:
                     return message
         raise TimeoutError(f"no response to transaction {tid.hex()}")
 
@@ -259,52 +176,54 @@ class Client:
         additional_type: int = ADDITIONAL_ADDRESS_FAMILY,
         lifetime: int = 600,
     ) -> Message:
-        attrs = [(REQUESTED_TRANSPORT, bytes([transport, 0, 0, 0]))]
-        attrs.append((LIFETIME, struct.pack("!I", lifetime)))
+        fields: list[at.Field | tuple[int, bytes]] = [
+            at.REQUESTED_TRANSPORT(transport),
+            at.LIFETIME(lifetime),
+        ]
         if family is not None:
-            attrs.append((REQUESTED_ADDRESS_FAMILY, bytes([FAMILY[family], 0, 0, 0])))
-        if additional:
-            attrs.append((additional_type, bytes([FAMILY[6], 0, 0, 0])))
-        return self.request(ALLOCATE, attrs)
+            fields.append(at.REQUESTED_ADDRESS_FAMILY(FAMILY[family]))
+        if additional:  # raw, so the draft codepoint can be sent to coturn
+            fields.append((additional_type, bytes([0x02, 0, 0, 0])))
+        return self.request(Method.ALLOCATE, fields)
 
     def create_permission(self, peer: IPAddress, port: int = 3480) -> Message:
-        return self.request(CREATE_PERMISSION, [], (peer, port))
+        return self.request(Method.CREATE_PERMISSION, [], (peer, port))
 
     def connect(self, peer: IPAddress, port: int) -> Message:
-        return self.request(CONNECT, [], (peer, port))
+        return self.request(Method.CONNECT, [], (peer, port))
 
     def refresh(self, lifetime: int) -> Message:
-        return self.request(REFRESH, [(LIFETIME, struct.pack("!I", lifetime))])
+        return self.request(Method.REFRESH, [at.LIFETIME(lifetime)])
 
     def send_indication(self, peer: IPAddress, port: int, payload: bytes) -> None:
         tid = os.urandom(12)
-        attrs = [(XOR_PEER_ADDRESS, xor_address(peer, port, tid)), (DATA_ATTR, payload)]
-        self.link.send(encode(SEND, INDICATION, tid, attrs))
+        fields = (at.XOR_PEER_ADDRESS((peer, port)), at.DATA(payload))
+        self.link.send(encode(build(Method.SEND, Class.INDICATION, tid, *fields)))
 
     def data_indications(self, wait: float) -> list[tuple[IPAddress, int, bytes]]:
         """Data indications received so far and within ``wait`` seconds: (peer, port, data)."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             message = self.link.receive()
-            if message is not None and message.cls == INDICATION:
+            if message is not None and message.cls == Class.INDICATION:
                 self.indications.append(message)
         out = []
         for message in self.indications:
-            if message.method == DATA and message.get(XOR_PEER_ADDRESS) is not None:
-                ip, port = parse_xor_address(message.get(XOR_PEER_ADDRESS) or b"", message.tid)
-                out.append((ip, port, message.get(DATA_ATTR) or b""))
+            peer = message.get(at.XOR_PEER_ADDRESS)
+            if message.method == Method.DATA and peer is not None:
+                out.append((peer[0], peer[1], message.get(at.DATA) or b""))
         self.indications.clear()
         return out
 
 
 def relayed(response: Message) -> list[tuple[IPAddress, int]]:
-    return [parse_xor_address(v, response.tid) for v in response.all(XOR_RELAYED_ADDRESS)]
+    return response.get_all(at.XOR_RELAYED_ADDRESS)
 
 
 def _code(request: Callable[[IPAddress, int], Message], peer: IPAddress, port: int) -> int:
     """The request's answer as a number: 0 success, the error code, -1 no answer."""
     try:
-        return request(peer, port).code
+        return code_of(request(peer, port))
     except TimeoutError:
         return -1
 
@@ -326,11 +245,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             additional=bool(alloc.get("additional", False)),
             additional_type=int(alloc.get("additional_type", ADDITIONAL_ADDRESS_FAMILY)),
         )
-        result["allocate"] = response.code
+        result["allocate"] = code_of(response)
         result["relayed"] = [[str(ip), port] for ip, port in relayed(response)]
-        err = response.get(ADDRESS_ERROR_CODE)
-        result["address_error"] = (err[2] & 7) * 100 + err[3] if err else 0
-        if response.code:
+        address_error = response.get(at.ADDRESS_ERROR_CODE)
+        result["address_error"] = address_error[1] if address_error else 0
+        if result["allocate"]:
             return result
         result["permissions"] = {
             peer: _code(client.create_permission, ipaddress.ip_address(peer), 3480)
@@ -343,7 +262,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         echoes: dict[str, int] = {}
         for peer, port, count in job.get("echo", []):
             ip = ipaddress.ip_address(peer)
-            if client.create_permission(ip, port).code:
+            if code_of(client.create_permission(ip, port)):
                 echoes[peer] = -1
                 continue
             sent = [os.urandom(8).hex().encode() for _ in range(count)]
@@ -353,7 +272,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             got = client.data_indications(1.0)
             echoes[peer] = sum(1 for src, _, data in got if src == ip and data in sent)
         result["echo"] = echoes
-        result["refresh0"] = client.refresh(0).code
+        result["refresh0"] = code_of(client.refresh(0))
     finally:
         link.close()
     return result
