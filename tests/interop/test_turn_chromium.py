@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.interop.lab import V4_GW, V4_HOST, V6_GW, Lab
-from tests.interop.turnbrowser import Chromium, connect, exchange, wait_rtp
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, Lab, is_root
+
+try:
+    from playwright.sync_api import sync_playwright
+
+    from tests.interop.turnbrowser import Chromium, connect, exchange, wait_rtp
+except ImportError:  # the test extra is not installed: skip unless root (CI), where it fails
+    if is_root():
+        raise
+    pytest.skip("needs playwright (pip install -e .[test])", allow_module_level=True)
 from tests.interop.turnclient import rest_credentials
 from tests.interop.turnlab import TurnServer, TurnSetup, listeners, start_turn
 
