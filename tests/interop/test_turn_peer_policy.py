@@ -178,7 +178,9 @@ def test_rfc6062_connect_table(
     public: Lab, work: Path, server: TurnServer, transport: str, family: int
 ) -> None:
     """Connect is judged like CreatePermission: 403, never a connection attempt (447) or
-    a 500 as coturn answers for some of these; the allow-listed peer is connected."""
+    a 500 as coturn answers for some of these; the allow-listed peer is connected. The
+    client sends a CreatePermission before each Connect, as real clients do (RFC 6062
+    servers may require it), so the Connect meets the policy with or without one."""
     _tcp_listener(public, work)
     host, address = _client(public, family)
     results = python_client(host, _jobs(address, transport, TCP, "connects"))

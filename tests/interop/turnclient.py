@@ -255,10 +255,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             peer: _code(client.create_permission, ipaddress.ip_address(peer), 3480)
             for peer in job.get("permissions", [])
         }
-        result["connects"] = {
-            peer: _code(client.connect, ipaddress.ip_address(peer), int(port))
-            for peer, port in job.get("connects", [])
-        }
+        connects: dict[str, int] = {}
+        for peer, port in job.get("connects", []):
+            # as clients do (uclient -T): a permission first, whatever its answer, then Connect
+            _code(client.create_permission, ipaddress.ip_address(peer), int(port))
+            connects[peer] = _code(client.connect, ipaddress.ip_address(peer), int(port))
+        result["connects"] = connects
         echoes: dict[str, int] = {}
         for peer, port, count in job.get("echo", []):
             ip = ipaddress.ip_address(peer)
