@@ -18,6 +18,8 @@ import pytest
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
 from tests.interop.turnclient import ADDITIONAL_ADDRESS_FAMILY, DRAFT_ADDITIONAL_ADDRESS_FAMILY
 from tests.interop.turnlab import (
+    TLS_PORT,
+    TURN_PORT,
     Peer,
     TurnServer,
     TurnSetup,
@@ -40,7 +42,7 @@ MESSAGES = 30
 
 def _setup(**changes: object) -> TurnSetup:
     base: dict[str, object] = {
-        "listeners": listeners(V6_GW, V4_GW),
+        "listeners": listeners(V6_GW, V4_GW, protos=("udp", "tcp", "tls")),
         "relays": (V4_GW, V6_GW),
         "users": USERS,
         "allow_peers": PEERS,
@@ -74,16 +76,28 @@ def test_binding_answered_on_both_families(net: Lab, server: TurnServer) -> None
 
 
 @pytest.mark.parametrize(
-    ("flags", "name"),
-    [(("-c",), "channels"), (("-c", "-s"), "send-indications"), (("-c", "-t"), "tcp-client")],
+    ("flags", "port"),
+    [
+        pytest.param(("-c",), TURN_PORT, id="udp-channels"),
+        pytest.param(("-c", "-s"), TURN_PORT, id="udp-send-indications"),
+        pytest.param(("-c", "-t"), TURN_PORT, id="tcp"),
+        pytest.param(("-c", "-t", "-S"), TLS_PORT, id="tls"),
+    ],
 )
 def test_ipv6_only_client_reaches_ipv4_only_peer_through_an_ipv4_relay(
-    net: Lab, work: Path, server: TurnServer, flags: tuple[str, ...], name: str
+    net: Lab, work: Path, server: TurnServer, flags: tuple[str, ...], port: int
 ) -> None:
-    """No REQUESTED-ADDRESS-FAMILY from an IPv6 client: the relay is IPv4 (RFC 8656 §7.2)."""
+    """No REQUESTED-ADDRESS-FAMILY from an IPv6 client: the relay is IPv4 (RFC 8656 §7.2).
+    Over UDP (ChannelData, or Send/Data indications with ``-s``), TCP and TLS (``-S``)."""
     Peer(net.v4, work, V4_HOST)
     result = uclient(
-        net.v6, V6_GW, password=USERS["alice"], peer=V4_HOST, flags=flags, messages=MESSAGES
+        net.v6,
+        V6_GW,
+        password=USERS["alice"],
+        peer=V4_HOST,
+        port=port,
+        flags=flags,
+        messages=MESSAGES,
     )
     _delivered(result, server)
     assert result.relays, str(result)
