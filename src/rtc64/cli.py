@@ -1,5 +1,5 @@
-"""Command line: ``rtc64 serve | relay | user | nat64 | sip`` (``probe`` says it is not built
-yet).
+"""Command line: ``rtc64 serve | relay | turn | user | nat64 | sip`` (``probe`` says it is not
+built yet).
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
@@ -31,6 +33,7 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
 from rtc64.sip import lint
+from rtc64.turnserver.credentials import rest_credentials, turn_uris
 
 if TYPE_CHECKING:
     import asyncio
@@ -49,6 +52,53 @@ _MEDIA_FLAGS: tuple[Flag, ...] = (
         "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
     ),
     ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+)
+
+# The TURN server's flags (``rtc64 serve``; the listen/external ones also for
+# ``rtc64 turn credentials``, whose URIs follow them).
+_TURN_URI_FLAGS: tuple[Flag, ...] = (
+    (
+        "--turn-listen",
+        "turn.listen",
+        True,
+        "TURN listen endpoint, e.g. udp:[::]:3478, tcp:0.0.0.0:3478, tls:[::]:5349 "
+        "(repeatable; replaces turn.listen)",
+    ),
+    (
+        "--turn-external-address",
+        "turn.external_addresses",
+        True,
+        "public address of the relay behind 1:1 NAT (one per family, repeatable)",
+    ),
+)
+TURN_FLAGS: tuple[Flag, ...] = (
+    *_TURN_URI_FLAGS,
+    (
+        "--turn-relay-address",
+        "turn.relay_addresses",
+        True,
+        "relay address of this host (one per family, repeatable)",
+    ),
+    (
+        "--turn-secret",
+        "turn.secrets",
+        True,
+        "TURN REST shared secret (repeatable for rotation; the first signs new credentials)",
+    ),
+    (
+        "--turn-allow-peer",
+        "turn.allow_peers",
+        True,
+        "peer network allowed despite the built-in denies, e.g. 127.0.0.0/8 (repeatable)",
+    ),
+    (
+        "--turn-deny-peer",
+        "turn.deny_peers",
+        True,
+        "peer network refused on top of the built-in denies, e.g. 203.0.113.0/25 (repeatable)",
+    ),
+    ("--turn-tls-cert", "turn.tls_cert", False, "PEM certificate of the TURN TLS listeners"),
+    ("--turn-tls-key", "turn.tls_key", False, "PEM private key of --turn-tls-cert"),
 )
 
 # The settings people change most on the command line of ``rtc64 serve``.
@@ -70,6 +120,13 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         True,
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
+    ),
+    *TURN_FLAGS,
+    (
+        "--only",
+        "general.services",
+        True,
+        "run only these services: sip, media, turn (comma-separated or repeated), e.g. --only turn",
     ),
 )
 
@@ -153,14 +210,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = add_command(
         "serve",
-        help="run the gateway (SIP proxy/registrar, media relay)",
+        help="run the gateway (SIP proxy/registrar, media relay, TURN server)",
         description="The IPv4/IPv6 SIP gateway: proxy and registrar on UDP/TCP/TLS/WebSocket, "
         "RTP/RTCP relay with SDP rewriting between the families, optional rtpengine ng "
         "control socket. Flags override the configuration file.",
     )
     for flag, key, repeat, text in SERVE_FLAGS:
         serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    serve.add_argument(
+        "--turn-open",
+        dest="turn.open",
+        action="store_const",
+        const=True,
+        help="TURN without authentication: anyone may allocate (a lab only)",
+    )
     serve.set_defaults(handler=_serve)
+
+    turn = add_command("turn", help="TURN server tools")
+    turn_sub = _subcommands(turn, "turn_command", "ACTION")
+    creds = turn_sub(
+        "credentials",
+        help="TURN REST credentials as JSON {username, password, ttl, uris}",
+        description="Credentials for an application server to hand to a WebRTC client: "
+        "username EXPIRY:USER, password base64(HMAC-SHA1(secret, username)) as coturn's "
+        "use-auth-secret checks them, and turn:/turns: URIs of the configured listeners.",
+    )
+    creds.add_argument("--user", required=True, help="the user name inside the credentials")
+    creds.add_argument(
+        "--ttl", type=int, default=86400, help="seconds the credentials stay valid (86400)"
+    )
+    creds.add_argument("--secret", help="shared secret (default: the first of turn.secrets)")
+    for flag, key, repeat, text in _TURN_URI_FLAGS:
+        creds.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    creds.set_defaults(handler=_turn_credentials)
 
     relay = add_command(
         "relay",
@@ -269,6 +351,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
+    if getattr(args, "turn.open", None):
+        values["turn.open"] = True
     if args.log_level is not None:
         values["general.log_level"] = args.log_level
     if args.log_format is not None:
@@ -322,6 +406,32 @@ def _relay(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAIL
+
+
+MAX_TTL = 31_536_000
+
+
+def _turn_credentials(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    user: str = args.user
+    if not user or ":" in user or any(c.isspace() for c in user):
+        raise ConfigError("--user", user, "a user name without ':' or spaces")
+    ttl: int = args.ttl
+    if not 1 <= ttl <= MAX_TTL:
+        raise ConfigError("--ttl", ttl, f"seconds, 1..{MAX_TTL}")
+    secret = args.secret if args.secret is not None else next(iter(cfg.turn.secrets), None)
+    if not secret:
+        raise ConfigError(
+            "--secret", secret or "", "a shared secret, or turn.secrets in the configuration"
+        )
+    cred = rest_credentials(secret, user, ttl, time.time())
+    listeners = [(s.transport.value, s.address, s.port) for s in cfg.turn.listen]
+    wildcard = any(s.address.is_unspecified for s in cfg.turn.listen)
+    host = interfaces.local_addresses() if wildcard else frozenset()
+    uris = turn_uris(listeners, cfg.turn.external_addresses, host)
+    body = {"username": cred.username, "password": cred.password, "ttl": ttl, "uris": uris}
+    print(json.dumps(body, indent=2))
+    return EXIT_OK
 
 
 def _shown(relay: RelaySettings, local: IPAddress) -> str:

@@ -5,7 +5,10 @@ Order (each step needs what the ones before made): this host's addresses (media
 addresses checked against them) → data directory, store, secret → TLS identity →
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
 needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
-media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs.
+media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs →
+TURN (its relay ports from the media relay's pool). ``general.services`` picks what runs:
+without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
+alone runs the relay with its ng control.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -43,7 +46,7 @@ from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import BoundListener
+from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
@@ -51,11 +54,19 @@ from rtc64.settings import (
     digest_algorithms,
     nat64_network,
     ng_settings,
+    one_per_family,
     proxy_settings,
     relay_settings,
     tls_client_policy,
+    turn_credential_settings,
+    turn_peer_policy,
+    turn_relay_addresses,
+    turn_service_settings,
 )
 from rtc64.sip.transaction import TransactionLayer
+from rtc64.turnserver.credentials import Credentials
+from rtc64.turnserver.quotas import ChallengeLimiter
+from rtc64.turnserver.service import TurnService
 
 if TYPE_CHECKING:
     import asyncio
@@ -89,6 +100,8 @@ class Gateway:
         self.log = log
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
+        self.relay: RunningRelay | None = None
+        self.turn: TurnService | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -103,14 +116,30 @@ class Gateway:
         await self._stack.aclose()
 
     async def _start(self) -> None:
-        cfg, log, stack = self.cfg, self.log, self._stack
+        cfg, stack = self.cfg, self._stack
+        services = cfg.general.services
         host = await interfaces.local_addresses_async()
-        refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
+        if "sip" in services or "media" in services:
+            refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
         store = await open_checked_store(cfg)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
             secret = load_secret(data_dir)
+        nat64 = nat64_network(cfg.nat64)
+        if "sip" in services:
+            nat64 = await self._sip(host, data_dir, store, secret)
+        elif "media" in services:
+            await self._relay_alone(host)
+        if "turn" in services and cfg.turn.enabled:
+            await self._turn(host, data_dir, store, nat64)
+
+    async def _sip(
+        self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes
+    ) -> IPv6Network | None:
+        """The SIP gateway: transports, relay, media bridge, proxy, load watch; returns
+        the NAT64 prefix it uses (configured or discovered)."""
+        cfg, log, stack = self.cfg, self.log, self._stack
         reception = Reception(log.getChild("startup"))
         self.transports = transports = await _transports(cfg, data_dir, reception, log)
         stack.push_async_callback(transports.stop)
@@ -141,6 +170,78 @@ class Gateway:
         stack.callback(load.close)
         _periodic(spawner, store, auth, log)
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
+        return media.nat64
+
+    async def _relay_alone(self, host: frozenset[IPAddress]) -> None:
+        """``media`` without ``sip``: the relay and its ng control socket (as ``rtc64
+        relay``), its addresses from ``media.addresses`` or one per family of this host."""
+        cfg, log = self.cfg, self.log
+        settings = relay_settings(
+            cfg.media,
+            trusted_networks=cfg.sip.trusted_networks,
+            fallback=one_per_family(host),
+            host=host,
+        )
+        self.relay = relay = start_relay(settings, log=log.getChild("relay"))
+        self._stack.callback(relay.close)
+        ng = ng_settings(cfg.ng)
+        if ng is not None:
+            server = await ngserver.start(ng, relay, log.getChild("ng"))
+            self._stack.push_async_callback(server.stop)
+        log.info("media relay on %s (no SIP)", ", ".join(str(a) for a in settings.addresses))
+
+    async def _turn(
+        self,
+        host: frozenset[IPAddress],
+        data_dir: Path,
+        store: Store,
+        nat64: IPv6Network | None,
+    ) -> None:
+        """The TURN server: relay addresses from ``turn.relay_addresses`` or this host,
+        ports from the media relay's pool when it runs, long-term credentials from the
+        user store (realm ``auth.realm``), REST secrets, the peer policy."""
+        cfg, log = self.cfg, self.log.getChild("turn")
+        turn = cfg.turn
+        realm = realm_of(cfg)
+        relays = turn_relay_addresses(turn, host)
+        if not relays:
+            raise ConfigError("turn.relay_addresses", [], "at least one address of this host")
+        settings = turn_service_settings(turn, realm=realm, relays=relays, ports=cfg.media.ports)
+        credentials = Credentials(turn_credential_settings(turn, realm), store)
+        wildcard = any(spec.address.is_unspecified for spec in turn.listen)
+        own = {*relays, *turn.external_addresses}
+        own.update(spec.address for spec in turn.listen if not spec.address.is_unspecified)
+        if wildcard:
+            own.update(host)
+        policy = turn_peer_policy(turn, own=own, nat64=nat64)
+        service = TurnService(
+            settings,
+            credentials=credentials,
+            policy=policy,
+            pools=[] if self.relay is None else [self.relay.pool],
+            fetch=credentials.fetch,
+            server_tls=_turn_tls(cfg, data_dir, log),
+            challenges=ChallengeLimiter(),
+            log=log,
+        )
+        self._stack.push_async_callback(service.close)
+        bound = await service.start()
+        self.turn = service
+        auth = (
+            "open (no authentication)"
+            if turn.open
+            else " + ".join(
+                (["long-term (user store)"] if turn.long_term else [])
+                + ([f"REST ({len(turn.secrets)} secret(s))"] if turn.secrets else [])
+            )
+        )
+        log.info(
+            "TURN on %s, relays %s, realm %s, auth %s",
+            ", ".join(b.name() for b in bound),
+            ", ".join(str(a) for a in relays),
+            realm,
+            auth,
+        )
 
     async def _media(
         self,
@@ -154,6 +255,7 @@ class Gateway:
         cfg, log, stack = self.cfg, self.log, self._stack
         listeners = list(identity.listeners)
         relay, relay_cfg = _relay(cfg, listeners, host, reception, log)
+        self.relay = relay
         stack.callback(relay.close)
         ng = ng_settings(cfg.ng)
         if ng is not None:
@@ -249,6 +351,24 @@ async def open_checked_store(cfg: Config) -> Store:
         raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
     with data_files(data_dir, elsewhere="store.url"):
         return await open_store(url, data_dir)
+
+
+def _turn_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
+    """The certificate of TURN's TLS listeners (``turn.tls_cert``/``turn.tls_key``, else
+    the gateway's self-signed one)."""
+    specs = cfg.turn.listen
+    if not any(s.transport is Transport.TLS for s in specs):
+        return None
+    cert, key = cfg.turn.tls_cert, cfg.turn.tls_key
+    with data_files(data_dir, elsewhere="turn.tls_cert"):
+        identity = tls.server_identity(
+            data_dir,
+            Path(cert).expanduser() if cert else None,
+            Path(key).expanduser() if key else None,
+            addresses=[s.address for s in specs if not s.address.is_unspecified],
+            log=log,
+        )
+    return identity.context
 
 
 def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Collection, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
+from typing import Protocol
 
 from rtc64.config import (
     AuthSection,
@@ -27,10 +28,15 @@ from rtc64.gateway.proxy.service import ProxySettings
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.endpoint import ListenSpec
 from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.uri import SipUri, parse_uri
+from rtc64.turn.settings import DEFAULT_LIFETIME, TurnSettings
+from rtc64.turnserver.credentials import CredentialSettings, secrets_from
+from rtc64.turnserver.peers import PeerPolicy
+from rtc64.turnserver.service import TurnServiceSettings
 
 
 def relay_settings(
@@ -164,4 +170,157 @@ def proxy_settings(cfg: Config, *, secret: bytes, nat64: IPv6Network | None) -> 
         attempt_delay=dns.attempt_delay if dns.happy_eyeballs else None,
         family_penalty=dns.family_penalty,
         nat64=nat64,
+    )
+
+
+# --- TURN ---------------------------------------------------------------------------------
+
+
+class TurnKeys(Protocol):
+    """The ``turn.*`` keys the TURN builders read (``config.TurnSection``)."""
+
+    @property
+    def listen(self) -> tuple[ListenSpec, ...]: ...
+    @property
+    def relay_addresses(self) -> tuple[IPAddress, ...]: ...
+    @property
+    def external_addresses(self) -> tuple[IPAddress, ...]: ...
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+    @property
+    def long_term(self) -> bool: ...
+    @property
+    def open(self) -> bool: ...
+    @property
+    def allow_peers(self) -> tuple[IPNetwork, ...]: ...
+    @property
+    def deny_peers(self) -> tuple[IPNetwork, ...]: ...
+    @property
+    def max_allocations(self) -> int: ...
+    @property
+    def user_quota(self) -> int: ...
+    @property
+    def max_permissions(self) -> int: ...
+    @property
+    def max_channels(self) -> int: ...
+    @property
+    def max_lifetime(self) -> int: ...
+    @property
+    def bandwidth(self) -> int: ...
+    @property
+    def keep_client_family(self) -> bool | tuple[ListenSpec, ...]: ...
+
+
+def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[IPAddress, ...]:
+    """``turn.relay_addresses`` checked against this host, or, when empty, per family the
+    first specific ``turn.listen`` address of that family, else this host's first
+    routable address of it (``one_per_family``; loopback only when nothing else exists),
+    as ``serve.relay_addresses`` does for media: never the client's socket."""
+    configured = turn.relay_addresses
+    if not configured:
+        chosen: dict[Family, IPAddress] = {}
+        for spec in turn.listen:
+            if not spec.address.is_unspecified:
+                chosen.setdefault(spec.family, spec.address)
+        for address in one_per_family(host):
+            chosen.setdefault(family_of(address), address)
+        return tuple(chosen[f] for f in (Family.INET, Family.INET6) if f in chosen)
+    for address in configured:
+        if address.is_unspecified or address.is_multicast:
+            raise ConfigError(
+                "turn.relay_addresses", str(address), "a unicast address of this host"
+            )
+        if address not in host:
+            shown = ", ".join(sorted(str(a) for a in host))
+            raise ConfigError(
+                "turn.relay_addresses", str(address), f"an address of this host ({shown})"
+            )
+    return configured
+
+
+def turn_external(
+    turn: TurnKeys, relays: Sequence[IPAddress]
+) -> tuple[tuple[IPAddress, IPAddress], ...]:
+    """``(relay, advertised)`` pairs from ``turn.external_addresses`` (one per family; every
+    relay address of that family is advertised as it, a 1:1 NAT)."""
+    pairs: list[tuple[IPAddress, IPAddress]] = []
+    seen: set[Family] = set()
+    for external in turn.external_addresses:
+        family = family_of(external)
+        if family in seen:
+            raise ConfigError(
+                "turn.external_addresses", str(external), "at most one address per family"
+            )
+        seen.add(family)
+        local = [a for a in relays if family_of(a) is family]
+        if not local:
+            raise ConfigError(
+                "turn.external_addresses",
+                str(external),
+                f"an address of a family the relay has ({family.label}: none)",
+            )
+        pairs.extend((a, external) for a in local)
+    return tuple(pairs)
+
+
+def turn_service_settings(
+    turn: TurnKeys,
+    *,
+    realm: str,
+    relays: Sequence[IPAddress],
+    ports: tuple[int, int],
+) -> TurnServiceSettings:
+    """The TURN service's settings; ``ConfigError`` when no authentication method is on
+    and ``turn.open`` is not set."""
+    if not turn.open and not (turn.long_term or turn.secrets):
+        raise ConfigError(
+            "turn.long_term",
+            False,
+            "true, or a turn.secrets entry (--turn-secret); turn.open (--turn-open) runs "
+            "without authentication, for a lab only",
+        )
+    keep = turn.keep_client_family
+    core = TurnSettings(
+        realm=realm,
+        open=turn.open,
+        relay_families=frozenset(family_of(a) for a in relays),
+        keep_client_family=keep is True,
+        keep_client_family_on=frozenset(
+            (spec.transport, (spec.address, spec.port))
+            for spec in (keep if isinstance(keep, tuple) else ())
+        ),
+        default_lifetime=min(DEFAULT_LIFETIME, turn.max_lifetime),
+        max_lifetime=turn.max_lifetime,
+        max_allocations=turn.max_allocations,
+        user_quota=turn.user_quota,
+        max_permissions=turn.max_permissions,
+        max_channels=turn.max_channels,
+        external_addresses=turn_external(turn, relays),
+    )
+    return TurnServiceSettings(
+        core=core,
+        listen=tuple(turn.listen),
+        relay_addresses=tuple(relays),
+        ports=ports,
+        bandwidth=turn.bandwidth,
+    )
+
+
+def turn_credential_settings(turn: TurnKeys, realm: str) -> CredentialSettings:
+    """Long-term credentials (the gateway's user store and digest realm) and REST secrets."""
+    return CredentialSettings(
+        realm=realm, long_term=turn.long_term, secrets=secrets_from(turn.secrets)
+    )
+
+
+def turn_peer_policy(
+    turn: TurnKeys, *, own: Collection[IPAddress], nat64: IPv6Network | None
+) -> PeerPolicy:
+    """The peer policy: deny by default, ``turn.allow_peers``/``turn.deny_peers``, this
+    server's own addresses, the NAT64 prefix (configured or discovered)."""
+    return PeerPolicy(
+        allow=turn.allow_peers,
+        deny=turn.deny_peers,
+        own=own,
+        nat64_prefixes=() if nat64 is None else (nat64,),
     )

@@ -2,7 +2,9 @@
 #
 # Rules:
 # - A ChannelData message is a 4-byte header (channel number, length) and the payload.
-#   Channel numbers 0x4000-0x4FFF are valid; 0x5000-0x7FFF are reserved and dropped.
+#   Channel numbers 0x4000-0x7FFF are accepted: RFC 8656 §12 lets clients pick only
+#   0x4000-0x4FFF, but RFC 5766 clients (coturn's turnutils_uclient) still use up to 0x7FFF,
+#   and coturn, restund and pion accept them; 0x8000+ is not ChannelData.
 # - Over UDP the payload may be followed by padding to a multiple of 4 (ignored); any other
 #   extra byte or a short payload is malformed. Over TCP/TLS the padding is mandatory, so a
 #   frame is 4 + the length rounded up to 4.
@@ -18,21 +20,21 @@ from rtc64.errors import LocalProtocolError
 from rtc64.stun.reader import StunError
 
 CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x4FFF
+CHANNEL_MAX = 0x7FFF
 HEADER = struct.Struct("!HH")
 HEADER_LENGTH = 4
 MAX_PAYLOAD = 0xFFFF
 
 
 def valid_channel(number: int) -> bool:
-    """True for a channel number a client may bind (RFC 8656 §12)."""
+    """True for a channel number a client may bind (RFC 8656 §12, RFC 5766 §11 range)."""
     return CHANNEL_MIN <= number <= CHANNEL_MAX
 
 
 def pack_header(channel: int, length: int) -> bytes:
     """The 4-byte ChannelData header for ``length`` bytes of payload."""
     if not valid_channel(channel):
-        raise LocalProtocolError(f"channel 0x{channel:04X} not in 0x4000-0x4FFF")
+        raise LocalProtocolError(f"channel 0x{channel:04X} not in 0x4000-0x7FFF")
     if not 0 <= length <= MAX_PAYLOAD:
         raise LocalProtocolError(f"ChannelData length {length} not 0-65535")
     return HEADER.pack(channel, length)
@@ -52,7 +54,7 @@ def parse(data: bytes | memoryview) -> tuple[int, memoryview]:
         raise StunError("ChannelData: shorter than a header")
     channel, length = HEADER.unpack_from(data)
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
-        raise StunError(f"ChannelData: channel 0x{channel:04X} not in 0x4000-0x4FFF")
+        raise StunError(f"ChannelData: channel 0x{channel:04X} not in 0x4000-0x7FFF")
     extra = size - HEADER_LENGTH - length
     if extra < 0 or extra > (-length & 3):
         raise StunError(f"ChannelData: length {length} but {size - HEADER_LENGTH} bytes follow")
@@ -77,6 +79,6 @@ def frame_length(buf: bytes | bytearray | memoryview) -> int | None:
         return 20 + length
     if kind == 1:
         if first > CHANNEL_MAX:
-            raise StunError(f"ChannelData: channel 0x{first:04X} not in 0x4000-0x4FFF")
+            raise StunError(f"ChannelData: channel 0x{first:04X} not in 0x4000-0x7FFF")
         return HEADER_LENGTH + length + (-length & 3)
     raise StunError("stream: neither STUN nor ChannelData")

@@ -45,6 +45,10 @@ from rtc64.turn.protocols import TCP, UDP, RelayUnavailable
 from rtc64.turn.refusal import Refuse
 from rtc64.turn.settings import RESERVATION_LIFETIME, TurnSettings
 
+ADDITIONAL_ADDRESS_FAMILY_DRAFT = 0x8032
+"""ADDITIONAL-ADDRESS-FAMILY under its draft-ietf-tram-turnbis number, as coturn's
+``turnutils_uclient -Z`` (Debian 4.6) sends it; only the value IPv6 is honoured."""
+
 if TYPE_CHECKING:
     from rtc64.turn.server import TurnServer
 
@@ -104,6 +108,8 @@ def allocate(
     even = msg.get(EVEN_PORT)
     requested = msg.get(REQUESTED_ADDRESS_FAMILY)
     additional = msg.get(ADDITIONAL_ADDRESS_FAMILY)
+    if additional is None and msg.value(ADDITIONAL_ADDRESS_FAMILY_DRAFT) == b"\x02\0\0\0":
+        additional = Family.INET6
     if protocol == TCP:
         if client.transport is Transport.UDP:
             raise Refuse(400, "TCP relay needs a TCP or TLS connection (RFC 6062)")

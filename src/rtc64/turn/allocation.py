@@ -5,9 +5,10 @@
 #   per family (two for a dual allocation) and expires at ``expires`` unless refreshed.
 # - A permission is per peer IP address (port ignored, RFC 8656 §9), lasts 300 s and is
 #   refreshed by CreatePermission and ChannelBind.
-# - A channel (0x4000-0x4FFF) is bound to one peer transport address and a peer to one
-#   channel (RFC 8656 §12); re-binding the same pair refreshes it for 600 s. After expiry
-#   neither the number nor the peer may be bound to something else for 300 s.
+# - A channel (0x4000-0x7FFF: RFC 5766's range, coturn's clients use it) is bound to one
+#   peer transport address and a peer to one channel (RFC 8656 §12); re-binding the same
+#   pair refreshes it for 600 s. After expiry neither the number nor the peer may be bound
+#   to something else for 300 s.
 # - Everything that ends is a deadline; ``expire(now)`` returns the events it causes and
 #   ``next_deadline()`` the earliest one left.
 """Allocation state: relays, permissions, channels and their deadlines."""
@@ -23,7 +24,7 @@ from rtc64.turn.events import Bind, ClientFlow, Event, Permit, SockAddr, Unbind,
 from rtc64.turn.settings import CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME
 
 CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x4FFF
+CHANNEL_MAX = 0x7FFF
 
 
 def peer_family(peer_ip: IPAddress) -> Family:

@@ -422,7 +422,7 @@ class TurnServer:
             raise Refuse(400, "CHANNEL-NUMBER and XOR-PEER-ADDRESS required")
         peer = peer_address(sent)
         if not CHANNEL_MIN <= number <= CHANNEL_MAX:
-            raise Refuse(400, "CHANNEL-NUMBER not in 0x4000-0x4FFF")
+            raise Refuse(400, "CHANNEL-NUMBER not in 0x4000-0x7FFF")
         self.check_peer(alloc, peer[0])
         conflict = alloc.channel_conflict(number, peer, now)
         if conflict is not None:

@@ -20,12 +20,12 @@ from rtc64.stun.message import Class, Method, build, encode
 
 
 def test_range() -> None:
-    assert (CHANNEL_MIN, CHANNEL_MAX) == (0x4000, 0x4FFF)
+    assert (CHANNEL_MIN, CHANNEL_MAX) == (0x4000, 0x7FFF)  # RFC 5766 range (coturn clients)
     assert valid_channel(0x4000)
-    assert valid_channel(0x4FFF)
+    assert valid_channel(0x7FFF)
     assert not valid_channel(0x3FFF)
-    assert not valid_channel(0x5000)
-    for bad in (0x3FFF, 0x5000, 0x7FFF, 0):
+    assert not valid_channel(0x8000)
+    for bad in (0x3FFF, 0x8000, 0xFFFF, 0):
         with pytest.raises(LocalProtocolError):
             pack_header(bad, 0)
     with pytest.raises(LocalProtocolError):
@@ -50,7 +50,7 @@ def test_round_trip_udp_and_stream(size: int) -> None:
 def test_parse_refuses() -> None:
     for bad in (
         b"\x40\x00\x00",  # short header
-        b"\x50\x00\x00\x00",  # reserved channel
+        b"\x80\x00\x00\x00",  # beyond the channel range (RFC 5766: up to 0x7FFF)
         b"\x3f\xff\x00\x00",  # STUN range
         b"\x40\x00\x00\x05abcd",  # short payload
         b"\x40\x00\x00\x01abcde",  # more than padding
@@ -70,6 +70,6 @@ def test_frame_length() -> None:
     assert frame_length(bytearray(b"\x40\x00\x00\x05")) == 12
     assert frame_length(b"\x40\x00\x00\x00") == 4
     assert frame_length(b"\x4f\xff\xff\xff") == 4 + 65536
-    for bad in (b"\x80\x00\x00\x00", b"\xc0\x00\x00\x00", b"\x50\x00\x00\x00", b"\x00\x01\x00\x03"):
+    for bad in (b"\x80\x00\x00\x00", b"\xc0\x00\x00\x00", b"\x00\x01\x00\x03"):
         with pytest.raises(StunError):
             frame_length(bad)

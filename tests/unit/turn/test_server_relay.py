@@ -122,7 +122,7 @@ def test_channel_bind_events_refresh_and_expiry() -> None:
     assert h.tick(1) == [Unbind(R4, 0x4001)]  # 600 s after the re-bind
 
 
-@pytest.mark.parametrize("number", [0x3FFF, 0x5000, 0x0000, 0xFFFF])
+@pytest.mark.parametrize("number", [0x3FFF, 0x8000, 0x0000, 0xFFFF])  # 0x5000-0x7FFF: RFC 5766
 def test_channel_number_out_of_range_is_400(number: int) -> None:
     h = Harness()
     reply = allocated(h).send(Method.CHANNEL_BIND, CHANNEL_NUMBER(number), XOR_PEER_ADDRESS(PEER4))

@@ -1,0 +1,279 @@
+# The TURN data path without the core (RFC 8656 §11-§12, RFC 6156): what one relayed UDP
+# socket and the clients' channel tables do per packet once the core installed a
+# permission or a channel.
+#
+# Rules:
+# - Peer -> client: a datagram from a peer whose IP holds a permission goes to the
+#   allocation's client as ChannelData when the peer's transport address has a channel
+#   (padded to 4 on streams, §12.5), else as a Data indication (XOR-PEER-ADDRESS + DATA,
+#   a fresh transaction id per packet). Anything else is dropped and counted: the core's
+#   Permit/Unpermit/Bind/Unbind events keep these tables exact, so nothing here needs it.
+# - Client -> peer: ChannelData whose channel is bound on that client goes out of the
+#   channel's relay socket, if the peer's permission still stands (§12.4).
+# - Per allocation, one token bucket per direction (bytes/s) drops and counts what is
+#   over the limit. Counters per relay socket: packets and bytes per direction (the relay's
+#   family is the peer side's family).
+# - Peer addresses are compared as the socket-address tuples the loop hands in (IPv4
+#   ``(host, port)``, IPv6 ``(host, port, 0, 0)``; hosts written by ``inet_ntop``). No
+#   logging and no per-packet objects beyond the bytes sent.
+"""Per-packet TURN forwarding: permissions, channels, Data indications, bandwidth."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from time import monotonic
+from typing import Protocol, cast
+
+from rtc64.net.address import Family, IPAddress, family_of
+
+MAGIC_COOKIE = 0x2112A442
+DATA_INDICATION = 0x0017  # method DATA (0x007), class indication
+XOR_PEER_ADDRESS = 0x0012
+DATA = 0x0013
+CHANNEL_MIN = 0x4000
+CHANNEL_MAX = 0x7FFF
+
+_CD = struct.Struct("!HH")
+_HDR = struct.Struct("!HHI")
+_XPA4 = struct.Struct("!HHBBH")  # type, length, 0, family, x-port (then 4 address bytes)
+_ATTR = struct.Struct("!HH")
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
+
+SockAddr = tuple[object, ...]
+"""A socket address as the event loop hands it in."""
+
+
+def raw_address(ip: IPAddress, port: int) -> SockAddr:
+    """``(ip, port)`` in the form the loop gives for a datagram from it."""
+    if family_of(ip) is Family.INET6:
+        host = socket.inet_ntop(socket.AF_INET6, ip.packed)
+        scope = getattr(ip, "scope_id", None)  # link-local: the loop gives the index
+        if not scope:
+            return (host, port, 0, 0)
+        index = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+        return (host, port, 0, index)
+    return (socket.inet_ntop(socket.AF_INET, ip.packed), port)
+
+
+def host_text(ip: IPAddress) -> str:
+    """The host part of ``raw_address`` (the key of permissions)."""
+    af = socket.AF_INET6 if family_of(ip) is Family.INET6 else socket.AF_INET
+    return socket.inet_ntop(af, ip.packed)
+
+
+class ClientOut(Protocol):
+    """Where an allocation's client is reached: a UDP source or a stream connection."""
+
+    stream: bool
+    channels: dict[int, Route]
+
+    def send(self, data: bytes) -> None: ...
+
+
+class Bucket:
+    """Token bucket in bytes per second (burst: one second, at least 4 KiB), shared by an
+    allocation's relay sockets (one per direction)."""
+
+    __slots__ = ("burst", "dropped", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(rate, 4096.0))
+        self.tokens = self.burst
+        self.stamp = monotonic()
+        self.dropped = 0
+
+    def take(self, n: int) -> bool:
+        now = monotonic()
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        tokens = min(tokens, self.burst)
+        self.stamp = now
+        if tokens < n:
+            self.tokens = tokens
+            self.dropped += 1
+            return False
+        self.tokens = tokens - n
+        return True
+
+
+class Route:
+    """A bound channel seen from the client: the relay socket and the peer."""
+
+    __slots__ = ("host", "peer", "relay")
+
+    def __init__(self, relay: RelaySocket, peer: SockAddr) -> None:
+        self.relay = relay
+        self.peer = peer
+        self.host = cast(str, peer[0])
+
+
+class RelaySocket(asyncio.DatagramProtocol):
+    """One relayed transport address (UDP) of an allocation."""
+
+    __slots__ = (
+        "_tid",
+        "_tid_base",
+        "address",
+        "bucket_in",
+        "bucket_out",
+        "channels",
+        "client",
+        "closed",
+        "errors",
+        "family",
+        "from_peer_bytes",
+        "from_peer_packets",
+        "no_permission",
+        "over_limit",
+        "permitted",
+        "sock",
+        "to_peer_bytes",
+        "to_peer_packets",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        address: tuple[IPAddress, int],
+        sock: socket.socket,
+        client: ClientOut,
+        buckets: tuple[Bucket | None, Bucket | None] = (None, None),
+    ) -> None:
+        self.address = address
+        self.family = family_of(address[0])
+        self.sock = sock
+        self.client = client
+        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed = False
+        self.permitted: dict[str, bytes] = {}  # host -> the address XOR-ed as for IPv4
+        self.channels: dict[SockAddr, int] = {}  # peer address -> channel number
+        self.from_peer_packets = 0
+        self.from_peer_bytes = 0
+        self.to_peer_packets = 0
+        self.to_peer_bytes = 0
+        self.no_permission = 0
+        self.over_limit = 0
+        self.errors = 0
+        self._tid_base = int.from_bytes(os.urandom(12), "big") & ~0xFFFFFFFF
+        self._tid = 0
+
+    # --- asyncio -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.closed:
+            transport.close()
+            return
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors += 1
+
+    def datagram_received(self, data: bytes, addr: SockAddr) -> None:
+        host = addr[0]
+        xaddr = self.permitted.get(host)  # type: ignore[call-overload]
+        if xaddr is None:
+            self.no_permission += 1
+            return
+        n = len(data)
+        bucket = self.bucket_in
+        if bucket is not None and not bucket.take(n):
+            self.over_limit += 1
+            return
+        self.from_peer_packets += 1
+        self.from_peer_bytes += n
+        client = self.client
+        channel = self.channels.get(addr)
+        if channel is not None:
+            if client.stream:
+                client.send(_CD.pack(channel, n) + data + _PAD[n & 3])
+            else:
+                client.send(_CD.pack(channel, n) + data)
+            return
+        client.send(self._data_indication(xaddr, cast(int, addr[1]), data))
+
+    # --- the path toward peers ------------------------------------------------------------
+
+    def to_peer(self, data: bytes | memoryview, host: str, peer: SockAddr) -> bool:
+        """Send ``data`` to ``peer`` if its IP (``host``) is permitted; False if dropped."""
+        if host not in self.permitted:
+            self.no_permission += 1
+            return False
+        n = len(data)
+        bucket = self.bucket_out
+        if bucket is not None and not bucket.take(n):
+            self.over_limit += 1
+            return False
+        transport = self.transport
+        if transport is None:
+            self.errors += 1
+            return False
+        transport.sendto(data, peer)
+        self.to_peer_packets += 1
+        self.to_peer_bytes += n
+        return True
+
+    def _data_indication(self, xaddr: bytes, port: int, data: bytes) -> bytes:
+        self._tid = tid = (self._tid + 1) & 0xFFFFFFFF
+        tid_int = self._tid_base | tid
+        n = len(data)
+        if len(xaddr) == 4:
+            xpa = _XPA4.pack(XOR_PEER_ADDRESS, 8, 0, 1, port ^ 0x2112) + xaddr
+            length = 12 + 4 + n + (-n & 3)
+        else:
+            mask = (MAGIC_COOKIE << 96) | tid_int
+            xip = (int.from_bytes(xaddr, "big") ^ mask).to_bytes(16, "big")
+            xpa = _XPA4.pack(XOR_PEER_ADDRESS, 20, 0, 2, port ^ 0x2112) + xip
+            length = 24 + 4 + n + (-n & 3)
+        return b"".join(
+            (
+                _HDR.pack(DATA_INDICATION, length, MAGIC_COOKIE),
+                tid_int.to_bytes(12, "big"),
+                xpa,
+                _ATTR.pack(DATA, n),
+                data,
+                _PAD[n & 3],
+            )
+        )
+
+    # --- tables (from the core's events) ----------------------------------------------------
+
+    def permit(self, ip: IPAddress) -> None:
+        if family_of(ip) is Family.INET:
+            packed = bytes(a ^ b for a, b in zip(ip.packed, _COOKIE_BYTES, strict=True))
+        else:
+            packed = ip.packed  # XOR-ed per packet with the cookie and transaction id
+        self.permitted[host_text(ip)] = packed
+
+    def unpermit(self, ip: IPAddress) -> None:
+        self.permitted.pop(host_text(ip), None)
+
+    def close(self) -> None:
+        self.closed = True
+        self.permitted.clear()
+        self.channels.clear()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        else:
+            self.sock.close()
+
+
+def channel_data(channel: int, payload: bytes, *, stream: bool) -> bytes:
+    """A ChannelData message (padded to 4 on streams)."""
+    n = len(payload)
+    return _CD.pack(channel, n) + payload + (_PAD[n & 3] if stream else b"")
+
+
+def forward_channel_data(client: ClientOut, data: bytes) -> int:
+    """Send a client's ChannelData to its peer; 0 sent, 1 unbound/short, 2 refused."""
+    number, length = _CD.unpack_from(data)
+    route = client.channels.get(number)
+    if route is None or length > len(data) - 4:
+        return 1
+    payload = data[4 : 4 + length] if length != len(data) - 4 else memoryview(data)[4:]
+    return 0 if route.relay.to_peer(payload, route.host, route.peer) else 2

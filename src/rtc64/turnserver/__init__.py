@@ -1,0 +1,1 @@
+"""The TURN service: credentials, quotas, peer policy and the wiring of core and io."""

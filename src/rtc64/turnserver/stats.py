@@ -1,0 +1,106 @@
+# The TURN service's read-only snapshot for its readers: the core's counters
+# (allocations by client and relay family, errors by code, drops by reason), the
+# listeners' (garbage, oversize, idle closes...), and the relayed packets and bytes per
+# direction and per (client family, relay family), live allocations included.
+"""TurnServiceStats: a read-only snapshot of the TURN server's counters."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rtc64.io.turn_listeners import ListenerStats
+from rtc64.io.turn_relay import RelayCounters, Totals
+from rtc64.net.address import Family
+from rtc64.turn.stats import TurnStats
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Relayed packets and bytes of one (client family, relay family); ``client_family`` is
+    None for relays whose client was unknown."""
+
+    client_family: Family | None
+    relay_family: Family
+    relays: int
+    to_peer_packets: int
+    to_peer_bytes: int
+    from_peer_packets: int
+    from_peer_bytes: int
+    no_permission: int
+    over_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerCounters:
+    """A frozen copy of ``ListenerStats``."""
+
+    datagrams: int
+    frames: int
+    garbage: int
+    channel_unbound: int
+    channel_refused: int
+    oversize: int
+    idle_closed: int
+    refused_connections: int
+    send_dropped: int
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnServiceStats:
+    """The TURN server at one moment."""
+
+    core: TurnStats
+    listeners: ListenerCounters
+    traffic: tuple[Traffic, ...]
+    """Totals since start (closed and live relays)."""
+    relays: tuple[RelayCounters, ...]
+    """Each live UDP relay with its client (per-allocation counters)."""
+    failures: int = 0
+    lookups_dropped: int = 0
+    challenges_dropped: int = 0
+    """401 answers not sent: their source prefix was over its challenge budget."""
+
+
+def snapshot(
+    core: TurnStats,
+    listeners: ListenerStats,
+    live: Sequence[RelayCounters],
+    closed: Mapping[tuple[Family | None, Family], Totals],
+    *,
+    failures: int = 0,
+    lookups_dropped: int = 0,
+    challenges_dropped: int = 0,
+) -> TurnServiceStats:
+    """Merge the counters of the core, the listeners and the relays into one snapshot."""
+    totals: dict[tuple[Family | None, Family], Totals] = {
+        key: dataclasses.replace(value) for key, value in closed.items()
+    }
+    for counters in live:
+        key = (None if counters.client is None else counters.client.family, counters.family)
+        totals.setdefault(key, Totals()).add(counters)
+    traffic = tuple(
+        Traffic(
+            client_family=key[0],
+            relay_family=key[1],
+            relays=t.relays,
+            to_peer_packets=t.to_peer_packets,
+            to_peer_bytes=t.to_peer_bytes,
+            from_peer_packets=t.from_peer_packets,
+            from_peer_bytes=t.from_peer_bytes,
+            no_permission=t.no_permission,
+            over_limit=t.over_limit,
+        )
+        for key, t in sorted(totals.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))
+    )
+    return TurnServiceStats(
+        core=core,
+        listeners=ListenerCounters(**dataclasses.asdict(listeners)),
+        traffic=traffic,
+        relays=tuple(live),
+        failures=failures,
+        lookups_dropped=lookups_dropped,
+        challenges_dropped=challenges_dropped,
+    )

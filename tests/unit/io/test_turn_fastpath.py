@@ -1,0 +1,382 @@
+"""TURN fast path on real loopback sockets: permissions, Data indications, channels both
+ways, no forwarding without permission, bandwidth limit, relay ports vs media ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket as s
+import struct
+from ipaddress import ip_address
+
+import pytest
+
+from rtc64.io.sockets import v6only
+from rtc64.io.turn_fastpath import Bucket, channel_data, raw_address
+from rtc64.net.address import Family
+from rtc64.net.endpoint import Transport
+from rtc64.relay.ports import PortPool
+from rtc64.stun import message as stun
+from rtc64.stun.attributes import DATA, XOR_PEER_ADDRESS
+from rtc64.turn.events import Bind, ClientFlow, Permit, RelayClosed, ToPeer, Unbind, Unpermit
+from rtc64.turn.protocols import UDP, RelayUnavailable
+
+from .turn_helpers import V4, V6, Endpoint, Rig, endpoint, port_range, rig, settle, wait_for
+
+
+async def _allocation(r: Rig, client: Endpoint, family: Family = Family.INET) -> tuple:  # type: ignore[type-arg]
+    """A relay of ``family`` reserved while serving ``client`` (as the core does)."""
+    version = 4 if client.address[0].version == 4 else 6
+    flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, version), 0)
+    r.relays.serving = flow
+    try:
+        relay = r.relays.reserve(family, UDP, even=False, reserve_next=False)
+    finally:
+        r.relays.serving = None
+    sock = r.relays.relay_of(relay)
+    assert sock is not None
+    await wait_for(lambda: sock.transport is not None)
+    return flow, relay, sock
+
+
+def _raw(address: tuple) -> tuple:  # type: ignore[type-arg]
+    return (str(address[0]), address[1])
+
+
+def test_data_indication_only_after_permission() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            _flow, relay, sock = await _allocation(r, client)
+            peer.send(b"early", _raw(relay))
+            await wait_for(lambda: sock.no_permission == 1)
+            assert client.got == []
+
+            r.relays.permit(Permit(relay, V4, 1e9))
+            peer.send(b"hello", _raw(relay))
+            await wait_for(lambda: len(client.got) == 1)
+            data = client.got[0][0]
+            msg = stun.decode(data)
+            assert (msg.method, msg.cls) == (stun.Method.DATA, stun.Class.INDICATION)
+            assert msg.get(XOR_PEER_ADDRESS) == peer.address
+            assert msg.get(DATA) == b"hello"
+            # byte for byte what the codec's own fast helper writes with that id
+            assert data == stun.data_indication(peer.address, b"hello", msg.transaction_id)
+            peer.send(b"again", _raw(relay))
+            await wait_for(lambda: len(client.got) == 2)
+            assert stun.decode(client.got[1][0]).transaction_id != msg.transaction_id
+
+            r.relays.unpermit(Unpermit(relay, V4))
+            peer.send(b"late", _raw(relay))
+            await wait_for(lambda: sock.no_permission == 2)
+            await settle()
+            assert len(client.got) == 2
+            assert sock.from_peer_packets == 2
+            assert sock.from_peer_bytes == 10
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_ipv6_data_indication_xor_uses_transaction_id() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint("::1"), await endpoint("::1")
+        try:
+            _flow, relay, _sock = await _allocation(r, client, Family.INET6)
+            assert relay[0] == V6
+            r.relays.permit(Permit(relay, V6, 1e9))
+            for i in range(3):
+                peer.send(b"x" * (i + 1), (str(relay[0]), relay[1]))
+            await wait_for(lambda: len(client.got) == 3)
+            for i, (data, _) in enumerate(client.got):
+                msg = stun.decode(data)
+                assert msg.get(XOR_PEER_ADDRESS) == peer.address
+                assert msg.get(DATA) == b"x" * (i + 1)
+                assert data == stun.data_indication(
+                    peer.address, b"x" * (i + 1), msg.transaction_id
+                )
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_channel_both_ways_and_unbind() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, sock = await _allocation(r, client)
+            listener = r.local(Transport.UDP)
+            # a ChannelData before any channel: dropped and counted, nothing reaches the peer
+            client.send(channel_data(0x4000, b"nope", stream=False), _raw(listener))
+            await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
+
+            r.relays.permit(Permit(relay, V4, 1e9))
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            peer.send(b"to client", _raw(relay))
+            await wait_for(lambda: len(client.got) == 1)
+            assert client.got[0][0] == struct.pack("!HH", 0x4000, 9) + b"to client"
+
+            client.send(channel_data(0x4000, b"to peer", stream=False), _raw(listener))
+            await wait_for(lambda: len(peer.got) == 1)
+            assert peer.got[0] == (b"to peer", _raw(relay))
+            # a length field beyond the datagram is refused
+            client.send(struct.pack("!HH", 0x4000, 200) + b"short", _raw(listener))
+            # another channel number of the same client is not bound
+            client.send(channel_data(0x4001, b"other", stream=False), _raw(listener))
+            await wait_for(lambda: r.listeners.stats.channel_unbound == 3)
+            assert sock.to_peer_packets == 1 and sock.to_peer_bytes == 7
+            assert r.sink.got == []  # none of it needed the core
+
+            r.relays.unbind(Unbind(relay, 0x4000))
+            peer.send(b"as data", _raw(relay))
+            await wait_for(lambda: len(client.got) == 2)
+            assert stun.decode(client.got[1][0]).get(DATA) == b"as data"
+            client.send(channel_data(0x4000, b"gone", stream=False), _raw(listener))
+            await wait_for(lambda: r.listeners.stats.channel_unbound == 4)
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_channel_without_permission_is_not_forwarded() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, sock = await _allocation(r, client)
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))  # no Permit
+            client.send(channel_data(0x4000, b"x", stream=False), _raw(r.local(Transport.UDP)))
+            await wait_for(lambda: r.listeners.stats.channel_refused == 1)
+            peer.send(b"y", _raw(relay))
+            await wait_for(lambda: sock.no_permission == 2)
+            await settle()
+            assert peer.got == [] and client.got == []
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_send_indication_slow_path_and_another_clients_channel() -> None:
+    async def main() -> None:
+        r = await rig()
+        alice, mallory, peer = await endpoint(), await endpoint(), await endpoint()
+        try:
+            flow, relay, _ = await _allocation(r, alice)
+            await _allocation(r, mallory)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            assert r.relays.to_peer(ToPeer(relay, peer.address, b"via send"))
+            await wait_for(lambda: len(peer.got) == 1)
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            # mallory uses alice's channel number from her own source: not hers, dropped
+            mallory.send(channel_data(0x4000, b"spoof", stream=False), _raw(r.local(Transport.UDP)))
+            await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
+            await settle()
+            assert len(peer.got) == 1
+        finally:
+            for e in (alice, mallory, peer):
+                e.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_bandwidth_limit_drops_and_counts() -> None:
+    async def main() -> None:
+        r = await rig(bandwidth=2000)
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, sock = await _allocation(r, client)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            for _ in range(20):
+                peer.send(b"p" * 1000, _raw(relay))
+            await wait_for(lambda: sock.from_peer_packets + sock.over_limit == 20)
+            assert sock.over_limit > 0
+            assert sock.from_peer_packets < 20
+            await wait_for(lambda: len(client.got) == sock.from_peer_packets)
+            # the other direction has its own budget: still a burst's worth to send
+            over = sock.over_limit
+            listener = _raw(r.local(Transport.UDP))
+            for _ in range(20):
+                client.send(channel_data(0x4000, b"c" * 1000, stream=False), listener)
+            await wait_for(lambda: sock.to_peer_packets + sock.over_limit - over == 20)
+            assert 0 < sock.to_peer_packets < 20
+            await wait_for(lambda: len(peer.got) == sock.to_peer_packets)
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_bucket_refills_to_burst_only() -> None:
+    bucket = Bucket(1000.0, 1000.0)
+    assert bucket.take(1000)
+    assert not bucket.take(1000)
+    assert bucket.dropped == 1
+    bucket.stamp -= 100.0  # long idle: refilled to the burst, not beyond
+    assert bucket.take(1000)
+    assert not bucket.take(1)
+
+
+def test_relay_ports_never_collide_with_media_ports() -> None:
+    async def main() -> None:
+        low, _ = port_range()
+        pool = PortPool([V4], low, low + 8)  # 4 pairs
+        media = pool.allocate(V4)  # the media relay holds one pair
+        r = await rig(pool=pool)
+        try:
+            got = [
+                r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False) for _ in range(6)
+            ]
+            ports = {p for _, p in got}
+            assert len(ports) == 6  # two plain relays per pair, 3 pairs left
+            assert not ports & {media.port, media.rtcp_port}
+            with pytest.raises(RelayUnavailable):
+                r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False)
+            for relay in got:
+                r.relays.release(relay)
+            assert pool.in_use == 1  # only the media pair
+            again = pool.allocate(V4)
+            assert again.port not in (media.port,)
+        finally:
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_even_port_with_reservation_and_busy_port_skipped() -> None:
+    async def main() -> None:
+        low, _ = port_range()
+        pool = PortPool([V4], low, low + 8)
+        r = await rig(pool=pool)
+        squatter = s.socket(s.AF_INET, s.SOCK_DGRAM)
+        try:
+            squatter.bind(("127.0.0.1", low))  # someone else has the first even port
+            relay = r.relays.reserve(Family.INET, UDP, even=True, reserve_next=True)
+            assert relay[1] % 2 == 0 and relay[1] != low
+            assert r.relays.bind_failures >= 1
+            kept = (relay[0], relay[1] + 1)
+            with pytest.raises(OSError):
+                s.socket(s.AF_INET, s.SOCK_DGRAM).bind(("127.0.0.1", kept[1]))
+            assert r.relays.take_reserved(kept) == kept
+            assert r.relays.take_reserved(kept) is None  # only once
+            r.relays.release(relay)
+            r.relays.release(kept)
+            assert pool.in_use == 0
+        finally:
+            squatter.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_relay_closed_forgets_tables_and_port() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, _ = await _allocation(r, client)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            udp_listener = r.listeners.udp[r.local(Transport.UDP)]
+            assert udp_listener.clients
+            r.relays.relay_closed(RelayClosed(relay))
+            assert r.relays.relay_of(relay) is None
+            assert not udp_listener.clients
+            assert r.pool.in_use == 0
+            client.send(channel_data(0x4000, b"x", stream=False), _raw(r.local(Transport.UDP)))
+            await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
+            total = r.relays.closed_totals[(Family.INET, Family.INET)]
+            assert total.relays == 1
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_garbage_datagrams_counted_listener_keeps_working() -> None:
+    async def main() -> None:
+        r = await rig()
+        client = await endpoint()
+        try:
+            listener = _raw(r.local(Transport.UDP))
+            for junk in (b"\xff" * 40, b"\x00" * 5, b"\x80" + b"\0" * 30, b"\xbf\xff\0\0"):
+                client.send(junk, listener)
+            await wait_for(lambda: r.listeners.stats.garbage == 4)
+            assert r.listeners.stats.channel_unbound == 0
+            request = stun.encode(stun.build(stun.Method.BINDING, stun.Class.REQUEST, b"t" * 12))
+            client.send(request, listener)
+            await wait_for(lambda: len(r.sink.got) == 1)
+            data, transport, local, remote, conn = r.sink.got[0]
+            assert data == request and transport is Transport.UDP
+            assert remote == client.address and conn == 0 and local[1] == listener[1]
+        finally:
+            client.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_ipv6_listener_is_v6only() -> None:
+    async def main() -> None:
+        r = await rig()
+        try:
+            local = r.local(Transport.UDP, 6)
+            assert local[0] == ip_address("::1")
+            assert v6only(r.listeners.udp[local].sock)
+        finally:
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_raw_address_matches_what_the_loop_hands_in() -> None:
+    assert raw_address(ip_address("127.0.0.1"), 5) == ("127.0.0.1", 5)
+    assert raw_address(ip_address("2001:db8::1"), 5) == ("2001:db8::1", 5, 0, 0)
+    assert raw_address(ip_address("::ffff:1.2.3.4"), 5)[0] == "::ffff:1.2.3.4"  # inet_ntop form
+    assert raw_address(ip_address("fe80::1%1"), 5) == ("fe80::1", 5, 0, 1)
+    lo = s.if_nametoindex("lo")
+    assert raw_address(ip_address("fe80::1%lo"), 5) == ("fe80::1", 5, 0, lo)
+
+
+def test_ipv4_mapped_peer_is_relayed_as_ipv4() -> None:
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, _ = await _allocation(r, client)
+            mapped = (ip_address("::ffff:127.0.0.1"), peer.address[1])
+            r.relays.permit(Permit(relay, mapped[0], 1e9))
+            assert r.relays.to_peer(ToPeer(relay, mapped, b"via mapped"))
+            await wait_for(lambda: len(peer.got) == 1)
+            peer.send(b"back", _raw(relay))
+            await wait_for(lambda: len(client.got) == 1)
+            assert stun.decode(client.got[0][0]).get(XOR_PEER_ADDRESS) == peer.address
+            r.relays.bind(Bind(relay, flow, 0x4000, mapped))
+            peer.send(b"chan", _raw(relay))
+            await wait_for(lambda: len(client.got) == 2)
+            assert client.got[1][0] == channel_data(0x4000, b"chan", stream=False)
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
