@@ -180,3 +180,13 @@ def test_wrong_password_gets_no_allocation(net: Lab, work: Path, server: TurnSer
     Peer(net.v4, work, V4_HOST)
     result = uclient(net.v6, V6_GW, password="wrong", peer=V4_HOST, messages=5, timeout=20)
     _refused(result)
+
+
+def test_allocations_freed_at_once_leave_no_error(net: Lab, server: TurnServer) -> None:
+    """100 clients each Allocate and at once Refresh with lifetime 0 (as Chromium does when
+    a page closes early): every step succeeds and the server logs no error for it."""
+    job = {"server": [str(V6_GW), 3478], "username": "alice", "password": USERS["alice"]}
+    results = python_client(net.v6, [job] * 100)
+    assert [(r["allocate"], r["refresh0"]) for r in results] == [(0, 0)] * 100, results[:3]
+    errors = [line for line in server.text().splitlines() if " ERROR " in line]
+    assert not errors, "\n".join(errors[:10])
