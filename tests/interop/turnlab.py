@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.interop import turnclient
 from tests.interop.lab import Host
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -176,6 +177,27 @@ class Rtc64Turn(TurnServer):
             argv += ["--turn-deny-peer", cidr]
         self.proc = host.popen(argv, log=self.log, env=_env())
         self._wait_listening()
+
+
+def rest_credentials(server: TurnServer, user: str, ttl: int = 3600) -> dict[str, Any]:
+    """TURN REST credentials for ``server``'s secret: from ``rtc64 turn credentials`` (its
+    JSON: username, password, ttl, uris) for rtc64, computed as coturn checks them else."""
+    secret = server.setup.secret
+    assert secret is not None, "the server has no REST secret"
+    if server.kind != "rtc64":
+        username, password = turnclient.rest_credentials(secret, user, ttl)
+        return {"username": username, "password": password, "ttl": ttl, "uris": []}
+    argv = [sys.executable, "-m", "rtc64.cli", "turn", "credentials", "--user", user]
+    argv += ["--ttl", str(ttl), "--secret", secret]
+    for lst in server.setup.listeners:
+        argv += ["--turn-listen", lst.spec]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, env={**os.environ, **_env()}, check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"rtc64 turn credentials failed: {proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def start_turn(
