@@ -12,8 +12,9 @@ Connect to the allow-listed peer reaches its TCP listener.
 
 The server's relay addresses are public-like addresses on the gateway
 namespace's loopback (never routed anywhere), so "own address" is tested on its own, not as private.
-``test_harness_against_coturn`` runs the same client against coturn and checks what
-coturn is known to answer (LAB-NOTES), a check of the harness itself.
+``test_harness_against_coturn`` (last: it stops the module's server) runs the same client
+against coturn and checks what coturn is known to answer (LAB-NOTES), a check of the
+harness itself.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ DENIED_V4 = (
 )  # fmt: skip
 DENIED_V6 = (
     "::1", "::",  # loopback, unspecified
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:169.254.169.254",
     "::127.0.0.1", "::a00:1",  # IPv4-compatible
     "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1:7f00:0:100::",  # NAT64 /96, /48
     "2002:7f00:1::1", "2002:a00:1::1",  # 6to4 of 127.0.0.1, 10.0.0.1
@@ -69,9 +69,16 @@ DENIED_V6 = (
     "ff02::1", "ff0e::1",  # multicast
     "2001:db8::1", "2001:2::1",  # documentation, benchmarking
     str(V6_GW), str(PUBLIC6),  # own listener and relay addresses
-    "::ffff:11.64.0.1", "64:ff9b::b40:1",  # own relay address wrapped in IPv6
-    "::ffff:11.64.1.5", "3001:64:0:8000::1", "3001:64:0:ffff::1",  # deny ranges
+    "64:ff9b::b40:1",  # own relay address wrapped in IPv6
+    "3001:64:0:8000::1", "3001:64:0:ffff::1",  # deny ranges
 )  # fmt: skip
+MAPPED = (
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:169.254.169.254",
+    "::ffff:11.64.0.1", "::ffff:11.64.1.5",  # own relay address, deny range
+)  # fmt: skip
+"""IPv4-mapped peers (CVE-2026-27624, CVE-2026-53450), sent on an IPv6 allocation: the
+attribute's family is IPv6, so RFC 8656 §9.1's family check (443) passes and the policy
+must answer 403."""
 PERMITTED_V4 = ("11.64.0.2", "11.64.1.128", "11.64.1.200", str(V4_HOST))
 PERMITTED_V6 = ("3001:64::2", "3001:64:0:7fff::1")
 
@@ -95,9 +102,13 @@ def _setup() -> TurnSetup:
     )
 
 
-@pytest.fixture
-def server(public: Lab, work: Path) -> Iterator[TurnServer]:
-    yield start_turn(public.gw, work, _setup())
+@pytest.fixture(scope="module")
+def server(public: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
+    """One server and one TCP peer for the whole table (the tests take no ``work``, whose
+    teardown would stop them); the lab stops both at the end of the module."""
+    workdir = tmp_path_factory.mktemp("turn-policy")
+    _tcp_listener(public, workdir)
+    yield start_turn(public.gw, workdir, _setup())
 
 
 def _client(net: Lab, family: int) -> tuple[Host, str]:
@@ -175,13 +186,12 @@ def test_create_permission_table(
 @pytest.mark.parametrize("family", [6, 4], ids=["ipv6-client", "ipv4-client"])
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_rfc6062_connect_table(
-    public: Lab, work: Path, server: TurnServer, transport: str, family: int
+    public: Lab, server: TurnServer, transport: str, family: int
 ) -> None:
     """Connect is judged like CreatePermission: 403, never a connection attempt (447) or
     a 500 as coturn answers for some of these; the allow-listed peer is connected. The
     client sends a CreatePermission before each Connect, as real clients do (RFC 6062
     servers may require it), so the Connect meets the policy with or without one."""
-    _tcp_listener(public, work)
     host, address = _client(public, family)
     results = python_client(host, _jobs(address, transport, TCP, "connects"))
     expect = dict.fromkeys((*DENIED_V4, *DENIED_V6), 403) | {str(V4_HOST): 0}
@@ -189,11 +199,34 @@ def test_rfc6062_connect_table(
     assert not wrong, f"(got, expected) per peer: {wrong}\n{server.text()[-2000:]}"
 
 
+@pytest.mark.skipif(SERVER_UNDER_TEST != "rtc64", reason="the deny table is rtc64's policy")
+@pytest.mark.parametrize(
+    ("transport", "relay", "key"),
+    [
+        ("udp", UDP, "permissions"),
+        ("tcp", UDP, "permissions"),
+        ("tls", UDP, "permissions"),
+        ("tcp", TCP, "connects"),
+        ("tls", TCP, "connects"),
+    ],
+    ids=["udp-permission", "tcp-permission", "tls-permission", "tcp-connect", "tls-connect"],
+)
+def test_ipv4_mapped_peers_get_403(
+    public: Lab, server: TurnServer, transport: str, relay: int, key: str
+) -> None:
+    host, address = _client(public, 6)
+    job = _jobs(address, transport, relay, key, ((), (), MAPPED, ()))[1]
+    wrong = _bad([python_client(host, job)], key, dict.fromkeys(MAPPED, 403))
+    assert not wrong, f"(got, expected) per peer: {wrong}"
+
+
 def test_harness_against_coturn(public: Lab, work: Path) -> None:
     """The same client and table against coturn 4.6: the answers LAB-NOTES records
     (loopback and configured ranges refused, RFC 1918/CGNAT/wrapped addresses allowed;
     on Connect 447 or 500 for ::127.0.0.1 and ::ffff:127.0.0.1), so the harness can tell
     a 403 from a success and from other errors."""
+    for host in public.hosts:  # the module's rtc64 server and TCP peer, if they ran
+        host.stop_all()
     coturn = start_turn(public.gw, work, _setup(), kind="coturn")
     _tcp_listener(public, work)
     host, address = _client(public, 6)
