@@ -149,6 +149,24 @@ def test_dual_allocation_relays_to_both_families(net: Lab, work: Path, server: T
     assert result["refresh0"] == 0, result
 
 
+def test_first_send_indication_after_allocate_reaches_the_peer(
+    net: Lab, work: Path, server: TurnServer
+) -> None:
+    """Eight fresh allocations, each sending one Send indication right after its
+    CreatePermission: every one reaches the IPv4 peer and its echo comes back."""
+    Peer(net.v4, work, V4_HOST)
+    job = {
+        "server": [str(V6_GW), 3478],
+        "username": "alice",
+        "password": USERS["alice"],
+        "echo": [[str(V4_HOST), 3480, 1]],
+        "echo_wait": 3.0,
+    }
+    results = python_client(net.v6, [job] * 8)
+    echoed = [r["echo"][str(V4_HOST)] for r in results]
+    assert echoed == [1] * 8, f"echoes per allocation: {echoed}\n{server.text()[-2000:]}"
+
+
 def _additional(server: TurnServer) -> int:
     """ADDITIONAL-ADDRESS-FAMILY's RFC 8656 codepoint; coturn 4.6 knows only the draft's."""
     return DRAFT_ADDITIONAL_ADDRESS_FAMILY if server.kind == "coturn" else ADDITIONAL_ADDRESS_FAMILY

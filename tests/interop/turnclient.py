@@ -200,20 +200,21 @@ class Client:
         fields = (at.XOR_PEER_ADDRESS((peer, port)), at.DATA(payload))
         self.link.send(encode(build(Method.SEND, Class.INDICATION, tid, *fields)))
 
-    def data_indications(self, wait: float) -> list[tuple[IPAddress, int, bytes]]:
-        """Data indications received so far and within ``wait`` seconds: (peer, port, data)."""
+    def echoes(self, peer: IPAddress, payloads: list[bytes], wait: float) -> int:
+        """How many of ``payloads`` came back from ``peer`` as Data indications, waiting
+        until all did or ``wait`` seconds passed (a bound, not a measurement)."""
+        missing = set(payloads)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            message = self.link.receive()
-            if message is not None and message.cls == Class.INDICATION:
-                self.indications.append(message)
-        out = []
-        for message in self.indications:
-            peer = message.get(at.XOR_PEER_ADDRESS)
-            if message.method == Method.DATA and peer is not None:
-                out.append((peer[0], peer[1], message.get(at.DATA) or b""))
-        self.indications.clear()
-        return out
+        pending, self.indications = self.indications, []
+        while missing and time.monotonic() < deadline:
+            message = pending.pop(0) if pending else self.link.receive()
+            if message is None or message.cls != Class.INDICATION:
+                continue
+            source = message.get(at.XOR_PEER_ADDRESS)
+            data: bytes = message.get(at.DATA) or b""
+            if message.method == Method.DATA and source is not None and source[0] == peer:
+                missing.discard(data)
+        return len(payloads) - len(missing)
 
 
 def relayed(response: Message) -> list[tuple[IPAddress, int]]:
@@ -271,8 +272,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             for payload in sent:
                 client.send_indication(ip, port, payload)
                 time.sleep(0.01)
-            got = client.data_indications(1.0)
-            echoes[peer] = sum(1 for src, _, data in got if src == ip and data in sent)
+            echoes[peer] = client.echoes(ip, sent, float(job.get("echo_wait", 10.0)))
         result["echo"] = echoes
         result["refresh0"] = code_of(client.refresh(0))
     finally:
