@@ -267,6 +267,7 @@ class StreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.partner is not None:
             self.partner.eof()
+            return self.kind is Transport.TCP  # half-close: the peer may still answer
         return None
 
     def pause_writing(self) -> None:

@@ -12,6 +12,8 @@
 # - Until spliced, at most ``max_buffered`` bytes from a peer are kept (then its reading
 #   pauses). After ``SpliceData`` both connections carry raw bytes; flow control pauses the
 #   reader whose partner's write buffer is full; a close or EOF on one side reaches the other.
+# - Bandwidth (bytes/s per allocation and direction): TCP bytes are never dropped; a
+#   direction over its budget pauses the reading side until the budget allows it again.
 """TCP relays and peer connections of RFC 6062 TURN allocations."""
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Coroutine
+from time import monotonic
 from typing import Any, cast
 
 from rtc64.io.sockets import STREAM_BACKLOG, client_socket
@@ -58,6 +61,25 @@ def tcp_relay_socket(address: IPAddress, port: int) -> socket.socket:
     return sock
 
 
+class Throttle:
+    """A byte budget (rate per second, burst one second, at least 4 KiB) that may go into
+    debt; ``charge`` says how long the sender should pause."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self.burst = max(self.rate, 4096.0)
+        self.tokens = self.burst
+        self.stamp = monotonic()
+
+    def charge(self, n: int) -> float:
+        now = monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - n
+        self.stamp = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
 class PeerConnection(asyncio.Protocol):
     """A TCP connection with a peer: buffered until spliced to a client data connection."""
 
@@ -72,6 +94,7 @@ class PeerConnection(asyncio.Protocol):
         self.bytes_out = 0
         self._held = bytearray()
         self._eof = False
+        self._throttles = owner.throttles_of(relay)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -82,6 +105,10 @@ class PeerConnection(asyncio.Protocol):
         partner = self.partner
         if partner is not None:
             partner.write(data)
+            if self._throttles is not None:
+                delay = self._throttles[0].charge(len(data))
+                if delay > 0:
+                    self.owner.hold(self, delay)
             return
         self._held += data
         if len(self._held) >= self.owner.max_buffered and self.transport is not None:
@@ -115,6 +142,11 @@ class PeerConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.bytes_out += len(data)
             self.transport.write(data)
+            partner = self.partner
+            if self._throttles is not None and partner is not None:
+                delay = self._throttles[1].charge(len(data))
+                if delay > 0:
+                    self.owner.hold(partner, delay)
 
     def eof(self) -> None:
         if self.transport is not None and not self.closed and self.transport.can_write_eof():
@@ -214,6 +246,7 @@ class TcpRelays:
         *,
         connect_timeout: float = 10.0,
         max_buffered: int = MAX_PEER_BUFFER,
+        bandwidth: int = 0,
         log: logging.Logger | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -224,8 +257,14 @@ class TcpRelays:
         self.log = log or logging.getLogger("rtc64.io.turn")
         self.relays: dict[Address, TcpRelay] = {}
         self.peers: dict[int, PeerConnection] = {}
+        self.bandwidth = bandwidth
+        self.throttles: dict[Address, tuple[Throttle, Throttle]] = {}
+        """Per TCP relay: (peer -> client, client -> peer) budgets."""
         self.refused = 0
         self.connect_failures = 0
+        self.throttled = 0
+        self.closed_bytes_from_peers = 0
+        self.closed_bytes_to_peers = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def open(self, address: Address, sock: socket.socket) -> None:
@@ -244,7 +283,23 @@ class TcpRelays:
 
         self._spawn(start())
 
+    def throttles_of(self, relay: Address) -> tuple[Throttle, Throttle] | None:
+        """The relay's budgets (None: no bandwidth limit)."""
+        if self.bandwidth <= 0:
+            return None
+        found = self.throttles.get(relay)
+        if found is None:
+            found = self.throttles[relay] = (Throttle(self.bandwidth), Throttle(self.bandwidth))
+        return found
+
+    def hold(self, reader: Splice | PeerConnection, delay: float) -> None:
+        """Pause ``reader`` for ``delay`` seconds (over its bandwidth budget)."""
+        self.throttled += 1
+        reader.pause()
+        self.loop.call_later(delay, reader.resume)
+
     def close(self, address: Address) -> None:
+        self.throttles.pop(address, None)
         relay = self.relays.pop(address, None)
         if relay is not None:
             relay.close()
@@ -300,9 +355,17 @@ class TcpRelays:
         if peer is not None:
             peer.abort()
 
+    def bytes_from_peers(self) -> int:
+        return self.closed_bytes_from_peers + sum(p.bytes_in for p in self.peers.values())
+
+    def bytes_to_peers(self) -> int:
+        return self.closed_bytes_to_peers + sum(p.bytes_out for p in self.peers.values())
+
     def forget(self, peer: PeerConnection) -> None:
         if peer.id is not None and self.peers.get(peer.id) is peer:
             del self.peers[peer.id]
+            self.closed_bytes_from_peers += peer.bytes_in
+            self.closed_bytes_to_peers += peer.bytes_out
         if isinstance(peer, _Accepted):
             peer.listener.peers.discard(peer)
 

@@ -49,7 +49,7 @@ from rtc64.turn.protocols import Credentials, PeerPolicy
 from rtc64.turn.server import TurnServer
 from rtc64.turn.settings import TurnSettings
 from rtc64.turnserver.quotas import ChallengeLimiter
-from rtc64.turnserver.stats import TurnServiceStats, snapshot
+from rtc64.turnserver.stats import TcpCounters, TurnServiceStats, snapshot
 
 Fetch = Callable[[str], Awaitable[object]]
 """Fetch a user into the credentials' cache (the ``Lookup`` step)."""
@@ -108,6 +108,7 @@ class TurnService:
             self._incoming,
             self._connected,
             connect_timeout=settings.connect_timeout,
+            bandwidth=settings.bandwidth,
             log=self.log,
         )
         self.relays = TurnRelays(
@@ -292,6 +293,15 @@ class TurnService:
             self.listeners.stats,
             self.relays.counters(),
             self.relays.closed_totals,
+            tcp=TcpCounters(
+                relays=len(self.tcp.relays),
+                connections=len(self.tcp.peers),
+                bytes_from_peers=self.tcp.bytes_from_peers(),
+                bytes_to_peers=self.tcp.bytes_to_peers(),
+                refused=self.tcp.refused,
+                connect_failures=self.tcp.connect_failures,
+                throttled=self.tcp.throttled,
+            ),
             failures=self.failures,
             lookups_dropped=self.lookups_dropped,
             challenges_dropped=0 if self.challenges is None else self.challenges.dropped,

@@ -49,6 +49,19 @@ class ListenerCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpCounters:
+    """RFC 6062 peer connections: open now, bytes relayed, refusals and failures."""
+
+    relays: int = 0
+    connections: int = 0
+    bytes_from_peers: int = 0
+    bytes_to_peers: int = 0
+    refused: int = 0
+    connect_failures: int = 0
+    throttled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TurnServiceStats:
     """The TURN server at one moment."""
 
@@ -58,6 +71,7 @@ class TurnServiceStats:
     """Totals since start (closed and live relays)."""
     relays: tuple[RelayCounters, ...]
     """Each live UDP relay with its client (per-allocation counters)."""
+    tcp: TcpCounters = TcpCounters()
     failures: int = 0
     lookups_dropped: int = 0
     challenges_dropped: int = 0
@@ -70,6 +84,7 @@ def snapshot(
     live: Sequence[RelayCounters],
     closed: Mapping[tuple[Family | None, Family], Totals],
     *,
+    tcp: TcpCounters | None = None,
     failures: int = 0,
     lookups_dropped: int = 0,
     challenges_dropped: int = 0,
@@ -100,6 +115,7 @@ def snapshot(
         listeners=ListenerCounters(**dataclasses.asdict(listeners)),
         traffic=traffic,
         relays=tuple(live),
+        tcp=tcp or TcpCounters(),
         failures=failures,
         lookups_dropped=lookups_dropped,
         challenges_dropped=challenges_dropped,

@@ -313,8 +313,12 @@ def test_rfc6062_connect_and_connection_bind_splice_raw_bytes() -> None:
             peer_writer.write(b"\x00\x01 not stun")
             await peer_writer.drain()
             assert await data_reader.readexactly(11) == b"\x00\x01 not stun"
+            tcp = service.stats().tcp
+            assert (tcp.relays, tcp.connections) == (1, 1)
+            assert tcp.bytes_from_peers == 23 and tcp.bytes_to_peers == 11
             peer_writer.close()
             assert await data_reader.read() == b""  # the peer's close reaches the client
+            assert service.stats().tcp.bytes_from_peers == 23  # kept after the close
         finally:
             control.close()
             data_writer.close()

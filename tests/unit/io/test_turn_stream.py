@@ -318,3 +318,69 @@ def test_tls_listener_without_certificate_is_a_config_error() -> None:
         assert err.value.key == "turn.tls_cert"
 
     asyncio.run(main())
+
+
+def test_rfc6062_bandwidth_pauses_instead_of_dropping() -> None:
+    async def main() -> None:
+        r = await rig()
+        r.tcp.bandwidth = 50_000
+        r.tcp.incoming = lambda relay, peer: 0x77
+        try:
+            relay = r.relays.reserve(Family.INET, TCP, even=False, reserve_next=False)
+            await wait_for(lambda: r.tcp.relays[relay].server is not None)
+            peer_reader, peer_writer = await asyncio.open_connection(str(relay[0]), relay[1])
+            await wait_for(lambda: 0x77 in r.tcp.peers)
+            data_reader, data_writer = await _connect(r)
+            data_writer.write(_binding(1))
+            await data_writer.drain()
+            await wait_for(lambda: len(r.sink.got) == 1)
+            conn = r.listeners.connections[r.sink.got[0][4]]
+            peer = r.tcp.peer(0x77)
+            assert peer is not None
+            conn.splice(peer)
+            peer.splice(conn)
+            blob = bytes(range(256)) * 400  # 100 KiB, twice the budget per second
+            peer_writer.write(blob)
+            data_writer.write(blob[::-1])
+            got_client, got_peer = await asyncio.gather(
+                data_reader.readexactly(len(blob)), peer_reader.readexactly(len(blob))
+            )
+            assert got_client == blob and got_peer == blob[::-1]  # nothing dropped
+            assert r.tcp.throttled >= 2  # both directions were held back
+            peer_writer.close()
+            data_writer.close()
+        finally:
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_splice_half_close_lets_the_peer_answer() -> None:
+    async def main() -> None:
+        r = await rig()
+        r.tcp.incoming = lambda relay, peer: 0x55
+        try:
+            relay = r.relays.reserve(Family.INET, TCP, even=False, reserve_next=False)
+            await wait_for(lambda: r.tcp.relays[relay].server is not None)
+            peer_reader, peer_writer = await asyncio.open_connection(str(relay[0]), relay[1])
+            await wait_for(lambda: 0x55 in r.tcp.peers)
+            data_reader, data_writer = await _connect(r)
+            data_writer.write(_binding(1))
+            await data_writer.drain()
+            await wait_for(lambda: len(r.sink.got) == 1)
+            conn = r.listeners.connections[r.sink.got[0][4]]
+            peer = r.tcp.peer(0x55)
+            assert peer is not None
+            conn.splice(peer)
+            peer.splice(conn)
+            data_writer.write(b"request")
+            data_writer.write_eof()  # the client is done sending
+            assert await peer_reader.read() == b"request"  # EOF passed on
+            peer_writer.write(b"response")
+            peer_writer.close()
+            assert await data_reader.read() == b"response"
+            data_writer.close()
+        finally:
+            await r.stop()
+
+    asyncio.run(main())
