@@ -387,9 +387,13 @@ class TurnRelays:
         relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
 
         async def start() -> None:
+            if relay.closed:  # released before the loop got to it (Allocate, Refresh 0)
+                return
             try:
                 await self.loop.create_datagram_endpoint(lambda: relay, sock=sock)
             except OSError as exc:
+                if relay.closed:
+                    return
                 self.log.error("TURN relay %s failed to start: %s", address, exc)
                 sock.close()
 
