@@ -1,0 +1,32 @@
+"""``rtc64 clat`` flag errors name the flag, the value and the form; status without daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtc64 import cli
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--mtu", "576"], "--mtu"),
+        (["--prefix", "fd64::/80"], "--prefix"),
+        (["--prefix", "nonsense"], "--prefix"),
+        (["--interface", "x" * 16], "--interface"),
+        (["--netns-prefix", "a/b"], "--netns-prefix"),
+    ],
+)
+def test_run_flag_errors(args: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["clat", "run", *args]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "expected" in err and "Traceback" not in err
+
+
+def test_status_without_a_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["clat", "status", "--state-dir", str(tmp_path)]) == 1
+    assert "no CLAT daemon running" in capsys.readouterr().out
+    assert cli.main(["clat", "status", "--json", "--state-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.strip() == '{"running": false, "links": []}'
