@@ -172,6 +172,8 @@ class ClatService:
         for index in set(self.links) - seen:
             await self.stop_instance(index, "link gone")
             del self.links[index]
+            self.decisions.pop(index, None)
+            self.failed_until.pop(index, None)
         self._maybe_ask_dns64(now)
         await self.reconcile(now)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -216,3 +217,28 @@ def test_status_file_is_live_only_while_the_daemon_runs(
     assert read_status(tmp_path) is None
     (tmp_path / "status.json").write_text("not json")
     assert read_status(tmp_path) is None
+
+
+def test_renumbering_restarts_link_down_stops_link_gone_stops(
+    tmp_path: Path, links: list[netlink.LinkInfo]
+) -> None:
+    engine = FakeEngine()
+    svc = make(tmp_path, engine, prefix=P1)
+
+    async def go() -> None:
+        await svc.refresh(0)
+        renumbered = IPv6Interface("fd00:99::2/64")
+        links[0] = dataclasses.replace(links[0], ipv6=(renumbered,))
+        await svc.refresh(1)
+        assert [c.clat_v6 in IPv6Network("fd00:99::/64") for c in engine.started] == [False, True]
+        links[0] = dataclasses.replace(links[0], up=False)
+        await svc.refresh(2)
+        assert svc.instances == {} and svc.status()["links"][0]["reason"] == "link down"
+        links[0] = dataclasses.replace(links[0], up=True)
+        await svc.refresh(3)
+        assert len(svc.instances) == 1
+        links.clear()
+        await svc.refresh(4)
+        assert svc.instances == {} and svc.links == {} and svc.status()["links"] == []
+
+    run(go())
