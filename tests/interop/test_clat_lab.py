@@ -228,6 +228,12 @@ def test_pref64_follows_changes_ipv4_turns_off_and_two_uplinks(clat: ClatLab) ->
     assert "IPv4 present" in clat.status()["links"][0]["reason"]
     v6.run("ip", "-4", "addr", "del", "10.99.0.2/24", "dev", host_if)
     clat.wait("the CLAT back without IPv4", lambda: len(clat.running()) == 1)
+    # a NetworkManager-style CLAT address on the link: deferred to, reported
+    v6.run("ip", "-4", "addr", "add", "192.0.0.5/32", "dev", host_if)
+    clat.wait("deference to another CLAT", lambda: clat.running() == [])
+    assert "192.0.0.5" in clat.status()["links"][0]["detail"]
+    v6.run("ip", "-4", "addr", "del", "192.0.0.5/32", "dev", host_if)
+    clat.wait("the CLAT back on its own", lambda: len(clat.running()) == 1)
     # a second uplink with its own router and PREF64: a second instance, another slot
     gw2, host2 = f"g7{tag}", f"h7{tag}"
     sh(
@@ -257,3 +263,10 @@ def test_pref64_follows_changes_ipv4_turns_off_and_two_uplinks(clat: ClatLab) ->
     assert by_if[host_if]["ipv4"] == "192.0.0.1" and by_if[host2]["ipv4"] == "192.0.0.3"
     assert by_if[host2]["prefix"] == OTHER_PREFIX
     assert sorted(clat.namespaces()) == [f"{clat.ns_prefix}0", f"{clat.ns_prefix}1"]
+    # SIGTERM: the daemon removes everything it made
+    assert clat.proc is not None
+    clat.proc.send_signal(signal.SIGTERM)
+    clat.proc.wait(30)
+    assert clat.namespaces() == []
+    assert "r64clat" not in v6.run("ip", "-o", "link").stdout
+    assert v6.run("ip", "-4", "route").stdout.strip() == ""

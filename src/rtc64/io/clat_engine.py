@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 NS_PREFIX = "rtc64-clat"
 LINK_PREFIX = "r64clat"
@@ -91,7 +91,10 @@ class Engine(Protocol):
 def _exec(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     # Argument lists we build from validated names and addresses; no shell. ip, sysctl
     # and tayga are looked up on PATH like the administrator's own commands.
-    return subprocess.run(args, capture_output=True, text=True, check=False, timeout=20)  # noqa: S603
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=False, timeout=20)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"{' '.join(args)}: {exc}") from None
 
 
 def run(*args: str) -> None:
@@ -230,12 +233,7 @@ class Tayga:
                "dev", cfg.macvlan, "onlink")  # fmt: skip
         log = (cfg.workdir / f"tayga{cfg.slot}.log").open("wb")
         with log:
-            proc = subprocess.Popen(  # noqa: S603  (see _exec)
-                ("ip", "netns", "exec", ns, self.binary, "-c", str(conf), "-d"),  # noqa: S607
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            proc = self._popen(ns, conf, log)
         self.procs[cfg.slot] = proc
         time.sleep(0.2)
         if proc.poll() is not None:
@@ -244,6 +242,17 @@ class Tayga:
         run("ip", "-4", "addr", "add", f"{cfg.host_v4}/31", "dev", cfg.host_veth)
         run("ip", "-4", "route", "add", "default", "via", str(cfg.clat_v4), "dev",
             cfg.host_veth, "metric", str(2048 + cfg.slot), "mtu", str(cfg.mtu))  # fmt: skip
+
+    def _popen(self, ns: str, conf: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(  # noqa: S603  (see _exec)
+                ("ip", "netns", "exec", ns, self.binary, "-c", str(conf), "-d"),  # noqa: S607
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            raise EngineError(f"cannot start {self.binary}: {exc}") from None
 
     def _claim(self, cfg: ClatConfig) -> None:
         """DAD for the CLAT address on the macvlan (RFC 4862 §5.4), then proxy-ND for it."""

@@ -30,3 +30,10 @@ def test_status_without_a_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no CLAT daemon running" in capsys.readouterr().out
     assert cli.main(["clat", "status", "--json", "--state-dir", str(tmp_path)]) == 1
     assert capsys.readouterr().out.strip() == '{"running": false, "links": []}'
+
+
+def test_a_missing_tool_is_an_engine_error_not_a_crash() -> None:
+    from rtc64.io import clat_engine  # noqa: PLC0415
+
+    with pytest.raises(clat_engine.EngineError, match="r64-no-such-tool"):
+        clat_engine.run("/nonexistent/r64-no-such-tool")
