@@ -16,6 +16,8 @@ draft-ietf-v6ops-claton §4-§6):
   the configured prefix. A PREF64 expires at its lifetime; lifetime 0 withdraws it at once.
   An RFC 7050 prefix stays until a new answer replaces it; re-asked after its TTL, but no
   sooner than ``DNS64_MIN_REFRESH`` (a TTL of 0 must not turn into a query flood).
+- At most ``MAX_PREF64`` PREF64 prefixes are remembered per link (the oldest RA's goes
+  first): forged RAs with ever new prefixes cannot grow memory.
 - Option 108 holds for its V6ONLY_WAIT (RFC 8925 §3.4: at least 300 s) and is renewed by
   each DHCP offer carrying it.
 - Pure: no clock reads, no I/O.
@@ -41,6 +43,7 @@ from rtc64.net.rfc6052 import validate_prefix
 from .addressing import CLAT_RANGE, choose_prefix
 
 DNS64_MIN_REFRESH = 60.0
+MAX_PREF64 = 8
 V6ONLY_WAIT_MIN = 300.0
 IPV4_LINK_LOCAL = IPv4Network("169.254.0.0/16")
 
@@ -124,6 +127,8 @@ class LinkState:
         if prefix in self.pref64_order:
             self.pref64_order.remove(prefix)
         self.pref64_order.append(prefix)  # the latest RA's prefix first in line
+        while len(self.pref64_order) > MAX_PREF64:  # a flood of forged RAs stays bounded
+            del self.pref64[self.pref64_order.pop(0)]
 
     def dns64_result(self, prefixes: Sequence[IPv6Network], ttl: float, now: float) -> None:
         """An RFC 7050 answer (possibly empty: no DNS64 on this resolver)."""

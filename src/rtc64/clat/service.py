@@ -43,6 +43,7 @@ from .linkstate import LinkState, LinkView, Off, Want
 
 LIVENESS = 10.0
 RETRY_AFTER = 30.0
+COALESCE = 0.05
 STATE_DIR = Path("/run/rtc64/clat")
 MAX_DAD_ATTEMPTS = 3
 
@@ -102,6 +103,7 @@ class ClatService:
                 if waiter not in done:
                     waiter.cancel()
                     break
+                await asyncio.sleep(COALESCE)  # one snapshot for a burst of events
                 now = loop.time()
                 for msg in waiter.result() or ():
                     self.pref64_message(msg.ifindex, pref64_options(msg), now)
@@ -137,7 +139,11 @@ class ClatService:
         return not self.settings.interfaces or link.name in self.settings.interfaces
 
     async def refresh(self, now: float) -> None:
-        snapshot = await asyncio.to_thread(netlink.snapshot)
+        try:
+            snapshot = await asyncio.to_thread(netlink.snapshot)
+        except OSError as exc:  # netlink dump failed (ENOBUFS, EINTR): next wake-up retries
+            self.log.warning("netlink snapshot failed: %s", exc)
+            return
         clatd = any(link.name == "clat" for link in snapshot)
         seen: set[int] = set()
         for link in snapshot:
@@ -184,7 +190,11 @@ class ClatService:
             self._dns_task = asyncio.ensure_future(self._ask_dns64(self.resolver))
 
     async def _ask_dns64(self, resolver: Resolver) -> None:
-        result = await rfc7050(resolver)
+        try:
+            result = await rfc7050(resolver)
+        except Exception as exc:
+            self.log.warning("RFC 7050 query failed: %s", exc)
+            return
         now = asyncio.get_running_loop().time()
         if result.status.failed:
             self.log.info("RFC 7050: %s", result.describe())

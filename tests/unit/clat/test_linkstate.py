@@ -7,7 +7,7 @@ from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, IPv6Network
 import pytest
 
 from rtc64.clat.addressing import Slot, choose_prefix, clat_address, free_slot
-from rtc64.clat.linkstate import LinkState, LinkView, Off, Reason, Want, is_clat_v4
+from rtc64.clat.linkstate import MAX_PREF64, LinkState, LinkView, Off, Reason, Want, is_clat_v4
 from rtc64.net.rfc6052 import Rfc6052Error
 
 P1 = IPv6Network("fd64:64:64::/96")
@@ -165,3 +165,14 @@ def test_slots_and_addresses_are_deterministic_and_disjoint() -> None:
     assert a in ULA.network and a == clat_address(ULA.network, "eth0", Slot(0))
     assert a != clat_address(ULA.network, "eth0", Slot(0), attempt=1)
     assert a != clat_address(ULA.network, "eth1", Slot(0))
+
+
+def test_a_flood_of_forged_pref64_prefixes_stays_bounded() -> None:
+    s = state()
+    s.pref64_seen(P1, 600, 0)
+    for i in range(1000):
+        s.pref64_seen(IPv6Network(f"2001:db8:{i:x}::/96"), 600, 0)
+    assert len(s.pref64) == MAX_PREF64 == len(s.pref64_order)
+    assert P1 not in s.pref64
+    d = s.decide(0)
+    assert isinstance(d, Want) and d.prefix.prefix == IPv6Network("2001:db8:3e7::/96")
