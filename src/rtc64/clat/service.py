@@ -352,3 +352,15 @@ def read_status(state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
     except PermissionError:
         pass  # alive, another user's
     return data
+
+
+def running_clats(state_dir: Path = STATE_DIR) -> list[dict[str, str]]:
+    """The CLATs a live ``rtc64 clat run`` keeps up: interface, IPv4 address, CLAT IPv6
+    address, prefix and its source, engine (for ``rtc64 probe`` and the gateway)."""
+    status = read_status(state_dir) or {}
+    keys = ("interface", "ipv4", "clat_ipv6", "prefix", "prefix_source", "engine")
+    return [
+        {k: str(link.get(k)) for k in keys}
+        for link in status.get("links", [])
+        if isinstance(link, dict) and link.get("state") == "running"
+    ]
