@@ -13,12 +13,14 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rtc64 import logs
-from rtc64.errors import ConfigError
+from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.io import clat_engine, loop
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
@@ -27,6 +29,7 @@ from .service import STATE_DIR, ClatService, ClatSettings, read_status
 
 EXIT_OK, EXIT_FAIL = 0, 1
 MTU_RANGE = (1260, 9000)
+PKG = {"ip": "iproute2", "tayga": "tayga"}
 NS_HELP = "namespace names are PREFIX<slot> (default rtc64-clat)"
 
 
@@ -88,6 +91,11 @@ def _settings(args: argparse.Namespace) -> ClatSettings:
 
 def _run(args: argparse.Namespace) -> int:
     clat_settings = _settings(args)
+    if os.geteuid() != 0:
+        raise Rtc64Error("clat run needs root (network namespaces, links, addresses)")
+    for tool in ("ip", "tayga"):
+        if shutil.which(tool) is None:
+            raise Rtc64Error(f"clat run needs {tool} on PATH (Debian: apt install {PKG[tool]})")
     logs.setup(args.clat_log_level, "text")
     log = logging.getLogger("rtc64.clat")
     resolver = None if args.no_dns64 else Resolver(clat_settings.dns_servers, timeout=2.0)

@@ -37,3 +37,24 @@ def test_a_missing_tool_is_an_engine_error_not_a_crash() -> None:
 
     with pytest.raises(clat_engine.EngineError, match="r64-no-such-tool"):
         clat_engine.run("/nonexistent/r64-no-such-tool")
+
+
+def test_run_without_tayga_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtc64.clat import command  # noqa: PLC0415
+
+    monkeypatch.setattr(command.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(command.shutil, "which", lambda tool: None if tool == "tayga" else tool)
+    assert cli.main(["clat", "run"]) == 1
+    assert "apt install tayga" in capsys.readouterr().err
+
+
+def test_run_as_a_user_needs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rtc64.clat import command  # noqa: PLC0415
+
+    monkeypatch.setattr(command.os, "geteuid", lambda: 1000)
+    assert cli.main(["clat", "run"]) == 1
+    assert "needs root" in capsys.readouterr().err
