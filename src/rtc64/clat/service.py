@@ -89,8 +89,8 @@ class ClatService:
         events = netlink.Events()
         loop = asyncio.get_running_loop()
         try:
-            solicit_routers()
-            await self.refresh(loop.time())
+            await self.refresh(loop.time())  # link states first: the RAs answering
+            await asyncio.to_thread(solicit_routers)  # the RS find them (queued meanwhile)
             while not stop.is_set():
                 timeout = LIVENESS
                 timers = [t for s in self.links.values() if (t := s.get_timer()) is not None]

@@ -58,3 +58,23 @@ def test_run_as_a_user_needs_root(
     monkeypatch.setattr(command.os, "geteuid", lambda: 1000)
     assert cli.main(["clat", "run"]) == 1
     assert "needs root" in capsys.readouterr().err
+
+
+def test_status_text_of_a_live_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    links = [
+        {"interface": "eth0", "state": "running", "ipv4": "192.0.0.1", "prefix": "64:ff9b::/96",
+         "clat_ipv6": "2001:db8::7", "prefix_source": "pref64", "engine": "tayga",
+         "namespace": "rtc64-clat0", "mtu": 1260, "host_link": "r64-no-such-link",
+         "counters": {"to_clat_packets": 5, "from_clat_packets": 4}},
+        {"interface": "wlan0", "state": "off", "reason": "IPv4 present on the link",
+         "detail": "IPv4 address 10.0.0.2/24"},
+    ]  # fmt: skip
+    (tmp_path / "status.json").write_text(json.dumps({"pid": os.getpid(), "links": links}))
+    assert cli.main(["clat", "status", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("eth0: running: IPv4 192.0.0.1 -> 2001:db8::7 via 64:ff9b::/96")
+    assert "packets out 5 in 4" in out[0]
+    assert out[1] == "wlan0: off: IPv4 present on the link (IPv4 address 10.0.0.2/24)"
