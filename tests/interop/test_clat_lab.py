@@ -201,17 +201,22 @@ def send_ra(c: ClatLab, iface: str, prefix: str, lifetime: int) -> None:
 def test_pref64_follows_changes_ipv4_turns_off_and_two_uplinks(clat: ClatLab) -> None:
     tag = clat.lab._tag
     gw_if, host_if = f"g6{tag}", f"h6{tag}"
+    # PREF64 comes in answer to a Router Solicitation (the daemon repeats its RS at start)
     clat.start("--no-dns64")
     clat.wait("the daemon's status", lambda: bool(clat.status().get("links")))
-    assert clat.running() == []
-    assert clat.status()["links"][0]["reason"].startswith("no NAT64 prefix")
+    log = clat.lab.workdir / "ra.log"
+    clat.lab.gw.popen(
+        [PYTHON, "-m", "tests.interop.nat64lab", "ra-responder", "--iface", gw_if,
+         "--prefix", str(NAT64_PREFIX)],
+        log=log, env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
     def prefix_is(p: str) -> bool:
         return [x["prefix"] for x in clat.running()] == [p]
 
-    send_ra(clat, gw_if, str(NAT64_PREFIX), 1800)
-    clat.wait("the CLAT up from PREF64", lambda: prefix_is(str(NAT64_PREFIX)))
+    clat.wait("the CLAT up from a solicited PREF64", lambda: prefix_is(str(NAT64_PREFIX)))
     assert clat.running()[0]["prefix_source"] == "pref64"
+    assert "RS from fe80::" in log.read_text()
     send_ra(clat, gw_if, OTHER_PREFIX, 1800)
     clat.wait("the CLAT on the new PREF64", lambda: prefix_is(OTHER_PREFIX))
     send_ra(clat, gw_if, OTHER_PREFIX, 0)  # withdrawn: back to the other, still valid one

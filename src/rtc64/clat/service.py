@@ -13,6 +13,8 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
 - Our own links (``r64clat*``) and their 192.0.0.0/29 addresses are never taken for the
   uplink's own IPv4. A 192.0.0.0/29 address on an uplink, or a ``clat`` device of clatd,
   means another CLAT (NetworkManager, systemd-networkd, clatd): deferred to, reported.
+- At start, Router Solicitations (RFC 4861 §6.3.7: 3, 4 s apart) on every up link, while
+  an up link has no PREF64, so routers answer now rather than at their next periodic RA.
 - A DAD failure moves the CLAT address to the next candidate (RFC 4862 §5.4.5).
 - Status is written to ``status.json`` in the state directory after each change.
 """
@@ -44,6 +46,8 @@ from .linkstate import LinkState, LinkView, Off, Want
 LIVENESS = 10.0
 RETRY_AFTER = 30.0
 COALESCE = 0.05
+MAX_RTR_SOLICITATIONS = 3
+RTR_SOLICITATION_INTERVAL = 4.0
 STATE_DIR = Path("/run/rtc64/clat")
 MAX_DAD_ATTEMPTS = 3
 
@@ -58,6 +62,25 @@ class ClatSettings:
     dns_servers: tuple[str, ...] = ()
     ns_prefix: str = clat_engine.NS_PREFIX
     """Namespaces are ``<ns_prefix><slot>`` (tests and side-by-side daemons change it)."""
+
+
+@dataclass(slots=True)
+class Solicitations:
+    """Router Solicitations at start: MAX_RTR_SOLICITATIONS (3), RTR_SOLICITATION_INTERVAL
+    (4 s) apart (RFC 4861 §6.3.7, §10), while an up link has no PREF64 yet."""
+
+    next: float | None
+    left: int = MAX_RTR_SOLICITATIONS
+
+    def due(self, now: float, wanted: bool) -> bool:
+        if self.next is None or now < self.next:
+            return False
+        if not wanted:
+            self.next = None
+            return False
+        self.left -= 1
+        self.next = now + RTR_SOLICITATION_INTERVAL if self.left > 0 else None
+        return True
 
 
 @dataclass(slots=True)
@@ -90,12 +113,16 @@ class ClatService:
         loop = asyncio.get_running_loop()
         try:
             await self.refresh(loop.time())  # link states first: the RAs answering
-            await asyncio.to_thread(solicit_routers)  # the RS find them (queued meanwhile)
+            solicit = Solicitations(loop.time())  # the RS find them (queued meanwhile)
             while not stop.is_set():
+                if solicit.due(loop.time(), self._lacking_pref64()):
+                    await asyncio.to_thread(solicit_routers)
+                deadlines = [t for s in self.links.values() if (t := s.get_timer()) is not None]
+                if solicit.next is not None:
+                    deadlines.append(solicit.next)
                 timeout = LIVENESS
-                timers = [t for s in self.links.values() if (t := s.get_timer()) is not None]
-                if timers:
-                    timeout = max(0.0, min(min(timers) - loop.time(), LIVENESS))
+                if deadlines:
+                    timeout = max(0.0, min(min(deadlines) - loop.time(), LIVENESS))
                 waiter = asyncio.ensure_future(events.next(timeout))
                 stopper = asyncio.ensure_future(stop.wait())
                 done, _ = await asyncio.wait({waiter, stopper}, return_when="FIRST_COMPLETED")
@@ -118,6 +145,13 @@ class ClatService:
                 await self.stop_instance(index, "daemon stopping")
             with contextlib.suppress(OSError):
                 (self.settings.state_dir / "status.json").unlink()
+
+    def _lacking_pref64(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return any(
+            s.view is not None and s.view.up and not any(e > now for e in s.pref64.values())
+            for s in self.links.values()
+        )
 
     def pref64_message(self, ifindex: int, options: Sequence[Any], now: float) -> None:
         state = self.links.get(ifindex)

@@ -242,3 +242,13 @@ def test_renumbering_restarts_link_down_stops_link_gone_stops(
         assert svc.instances == {} and svc.links == {} and svc.status()["links"] == []
 
     run(go())
+
+
+def test_router_solicitations_three_four_seconds_apart_while_wanted() -> None:
+    sol = service_mod.Solicitations(0.0)
+    assert sol.due(0.0, wanted=True) and sol.next == 4.0
+    assert not sol.due(3.9, wanted=True)
+    assert sol.due(4.0, wanted=True) and sol.due(8.0, wanted=True)
+    assert sol.next is None and not sol.due(100.0, wanted=True)
+    quiet = service_mod.Solicitations(0.0)
+    assert not quiet.due(0.0, wanted=False) and quiet.next is None
