@@ -230,10 +230,13 @@ class ClatService:
             self.log.warning("RFC 7050 query failed: %s", exc)
             return
         now = asyncio.get_running_loop().time()
-        if result.status.failed:
+        if result.status.failed:  # a DNS failure says nothing: keep what we knew, ask later
             self.log.info("RFC 7050: %s", result.describe())
-        for state in self.links.values():
-            state.dns64_result(result.prefixes, result.ttl, now)
+            for state in self.links.values():
+                state.dns64_result(state.dns64, 0, now)
+        else:
+            for state in self.links.values():
+                state.dns64_result(result.prefixes, result.ttl, now)
         await self.reconcile(now)
 
     async def reconcile(self, now: float) -> None:

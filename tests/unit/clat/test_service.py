@@ -252,3 +252,36 @@ def test_router_solicitations_three_four_seconds_apart_while_wanted() -> None:
     assert sol.next is None and not sol.due(100.0, wanted=True)
     quiet = service_mod.Solicitations(0.0)
     assert not quiet.due(0.0, wanted=False) and quiet.next is None
+
+
+def test_dns64_timeout_keeps_the_prefix_an_empty_answer_drops_it(
+    tmp_path: Path, links: list[netlink.LinkInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtc64.io.nat64 import Dns64  # noqa: PLC0415
+    from rtc64.net.rfc3263 import Status  # noqa: PLC0415
+
+    answers = [
+        Dns64(Status.NOERROR, (IPv6Address("fd64:64:64::c000:aa"),), (P1,), 300),
+        Dns64(Status.TIMEOUT, (), (), 0),
+        Dns64(Status.NOERROR, (), (), 300),
+    ]
+
+    async def fake(resolver: object) -> Dns64:
+        return answers.pop(0)
+
+    monkeypatch.setattr(service_mod, "rfc7050", fake)
+    engine = FakeEngine()
+    svc = make(tmp_path, engine)
+
+    async def go() -> None:
+        for _ in range(3):
+            await svc._ask_dns64(svc.resolver)  # type: ignore[arg-type]
+            yield_ = svc.status()["links"]
+            states.append(yield_[0]["state"] if yield_ else None)
+
+    states: list[str | None] = []
+    run(svc.refresh(0))  # no resolver yet: no query of its own
+    svc.resolver = object()  # type: ignore[assignment]
+    run(go())
+    assert states == ["running", "running", "off"]
+    assert [c.plat for c in engine.started] == [P1]
