@@ -16,6 +16,9 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
 - At start, Router Solicitations (RFC 4861 §6.3.7: 3, 4 s apart) on every up link, while
   an up link has no PREF64, so routers answer now rather than at their next periodic RA.
 - A DAD failure moves the CLAT address to the next candidate (RFC 4862 §5.4.5).
+- The CLAT's IPv4 MTU is ``--mtu`` (1260: fits the IPv6 minimum 1280 after translation),
+  never more than the uplink's MTU minus 20; bigger IPv4 datagrams are fragmented by the
+  host, and tayga translates each fragment (RFC 7915 §4.1).
 - Status is written to ``status.json`` in the state directory after each change.
 """
 
@@ -46,6 +49,7 @@ from .linkstate import LinkState, LinkView, Off, Want
 LIVENESS = 10.0
 RETRY_AFTER = 30.0
 COALESCE = 0.05
+IPV6_OVER_IPV4 = 20  # a translated packet grows by 20 octets (RFC 7915 §4)
 MAX_RTR_SOLICITATIONS = 3
 RTR_SOLICITATION_INTERVAL = 4.0
 STATE_DIR = Path("/run/rtc64/clat")
@@ -324,7 +328,7 @@ class ClatService:
             clat_v6=clat_address(want.source, want.link.name, slot, attempt),
             plat=want.prefix.prefix,
             router=router,
-            mtu=self.settings.mtu,
+            mtu=min(self.settings.mtu, want.link.mtu - IPV6_OVER_IPV4),
             workdir=self.settings.state_dir,
         )
 

@@ -110,9 +110,11 @@ def test_two_links_two_slots_and_the_range_holds_four(
     tmp_path: Path, links: list[netlink.LinkInfo]
 ) -> None:
     engine = FakeEngine()
-    svc = make(tmp_path, engine, prefix=P1)
+    svc = make(tmp_path, engine, prefix=P1, mtu=1400)
     links[:] = [link(i, f"eth{i}") for i in range(2, 7)]
+    links[1] = dataclasses.replace(links[1], mtu=1280)  # the IPv6 minimum
     run(svc.refresh(0))
+    assert sorted(c.mtu for c in engine.started) == [1260, 1400, 1400, 1400]
     assert sorted(str(c.host_v4) for c in engine.started) == [
         "192.0.0.1",
         "192.0.0.3",
