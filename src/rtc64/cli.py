@@ -111,6 +111,12 @@ SERVE_FLAGS: tuple[Flag, ...] = (
     *_MEDIA_FLAGS,
     ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
     ("--media-workers", "media.workers", False, "relay worker processes"),
+    (
+        "--sip-workers",
+        "sip.workers",
+        False,
+        "SIP worker processes (0: one per core; 1: one process)",
+    ),
     ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
     ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
     ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),

@@ -9,6 +9,9 @@ media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → pe
 TURN (its relay ports from the media relay's pool). ``general.services`` picks what runs:
 without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
 alone runs the relay with its ng control.
+With ``sip.workers`` > 1 ``serve`` hands over to ``workers.py`` (the supervisor); each
+worker runs a ``Gateway`` with a ``WorkerRole``: the supervisor's sockets, a shared store,
+its slice of the media ports, no TURN (the supervisor runs it), ng control in worker 0.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -16,11 +19,13 @@ through start-up stops what was started. Only ``cli.py`` imports this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import ssl
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +50,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.relay import ngserver
@@ -82,6 +88,11 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
         log.debug("config %s = %s", key, value)
+    from rtc64.workers import supervise, worker_count  # noqa: PLC0415 - imports this module
+
+    count = worker_count(config)
+    if count > 1:
+        return await supervise(config, count, stop, log)
     gateway = Gateway(config, log)
     try:
         await gateway.start()
@@ -92,13 +103,24 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What makes a ``Gateway`` one of several SIP workers (see ``workers.py``)."""
+
+    index: int
+    sockets: WorkerSockets
+    peers: tuple[BoundListener, ...]  # every worker's private listeners
+    media_ports: tuple[int, int]
+
+
 class Gateway:
     """The running components of ``rtc64 serve`` (``transports`` once bound, ``proxy``
-    once wired)."""
+    once wired); ``role``: one SIP worker of several."""
 
-    def __init__(self, cfg: Config, log: logging.Logger) -> None:
+    def __init__(self, cfg: Config, log: logging.Logger, role: WorkerRole | None = None) -> None:
         self.cfg = cfg
         self.log = log
+        self.role = role
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
@@ -123,7 +145,7 @@ class Gateway:
         if "sip" in services or "media" in services:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
-        store = await open_checked_store(cfg)
+        store = await open_checked_store(cfg, shared=self.role is not None)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
             secret = load_secret(data_dir)
@@ -132,7 +154,7 @@ class Gateway:
             nat64 = await self._sip(host, data_dir, store, secret)
         elif "media" in services:
             await self._relay_alone(host)
-        if "turn" in services and cfg.turn.enabled:
+        if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
 
     async def _sip(
@@ -142,10 +164,14 @@ class Gateway:
         the NAT64 prefix it uses (configured or discovered)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         reception = Reception(log.getChild("startup"))
-        self.transports = transports = await _transports(cfg, data_dir, reception, log)
+        role = self.role
+        self.transports = transports = await _transports(cfg, data_dir, reception, log, role)
         stack.push_async_callback(transports.stop)
+        listeners = list(transports.listeners)
+        if role is not None:  # the other workers' ports are ours too (Route, loop guard)
+            listeners += [p for p in role.peers if p not in listeners]
         identity = Identity(
-            list(transports.listeners),
+            listeners,
             domains=cfg.sip.domains,
             host_addresses=host,
             hostnames=(platform.node(),),
@@ -169,8 +195,9 @@ class Gateway:
         reception.proxy = proxy
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
-        _periodic(spawner, store, auth, log)
-        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
+        _periodic(spawner, store, auth, log, expire=role is None or role.index == 0)
+        ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
+        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
         return media.nat64
 
     async def _relay_alone(self, host: frozenset[IPAddress]) -> None:
@@ -197,6 +224,7 @@ class Gateway:
         data_dir: Path,
         store: Store,
         nat64: IPv6Network | None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
         """The TURN server: relay addresses from ``turn.relay_addresses`` or this host,
         ports from the media relay's pool when it runs, long-term credentials from the
@@ -207,7 +235,8 @@ class Gateway:
         relays = turn_relay_addresses(turn, host)
         if not relays:
             raise ConfigError("turn.relay_addresses", [], "at least one address of this host")
-        settings = turn_service_settings(turn, realm=realm, relays=relays, ports=cfg.media.ports)
+        ports = ports or cfg.media.ports
+        settings = turn_service_settings(turn, realm=realm, relays=relays, ports=ports)
         credentials = Credentials(turn_credential_settings(turn, realm), store)
         wildcard = any(spec.address.is_unspecified for spec in turn.listen)
         own = {*relays, *turn.external_addresses}
@@ -255,11 +284,12 @@ class Gateway:
         (configured, or discovered on a gateway without IPv4)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         listeners = list(identity.listeners)
-        relay, relay_cfg = _relay(cfg, listeners, host, reception, log)
+        ports = None if self.role is None else self.role.media_ports
+        relay, relay_cfg = _relay(cfg, listeners, host, reception, log, ports=ports)
         self.relay = relay
         stack.callback(relay.close)
         ng = ng_settings(cfg.ng)
-        if ng is not None:
+        if ng is not None and (self.role is None or self.role.index == 0):
             stack.push_async_callback((await ngserver.start(ng, relay, log.getChild("ng"))).stop)
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
@@ -341,9 +371,10 @@ def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[
         raise ConfigError(elsewhere, str(exc.filename), expected) from None
 
 
-async def open_checked_store(cfg: Config) -> Store:
+async def open_checked_store(cfg: Config, *, shared: bool = False) -> Store:
     """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
-    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file"."""
+    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file".
+    ``shared``: SIP workers write it too."""
     data_dir = cfg.prepare_data_dir()
     url = cfg.store.url
     path = parse_store_url(url, data_dir).path
@@ -351,7 +382,7 @@ async def open_checked_store(cfg: Config) -> Store:
         key = "store.url" if url != "sqlite" else "general.data_dir"
         raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
     with data_files(data_dir, elsewhere="store.url"):
-        return await open_store(url, data_dir)
+        return await open_store(url, data_dir, shared=shared)
 
 
 def _turn_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
@@ -390,11 +421,16 @@ def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLCont
 
 
 async def _transports(
-    cfg: Config, data_dir: Path, reception: Reception, log: logging.Logger
+    cfg: Config,
+    data_dir: Path,
+    reception: Reception,
+    log: logging.Logger,
+    role: WorkerRole | None = None,
 ) -> SipTransportLayer:
-    """The SIP listeners, bound and delivering to ``reception``."""
+    """The SIP listeners, bound and delivering to ``reception`` (a worker's: its private
+    ports first, so Via and Record-Route name them, then the shared ones)."""
     transports = SipTransportLayer(
-        cfg.sip.listen,
+        cfg.sip.listen if role is None else role.sockets.specs,
         reception.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
@@ -402,6 +438,8 @@ async def _transports(
         limits=transport_limits(cfg.sip),
         on_send_error=reception.on_send_error,
         log=log.getChild("transport"),
+        opener=None if role is None else role.sockets.opener(),
+        first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
     )
     reception.sender = transports
     await transports.start()
@@ -432,14 +470,19 @@ def _relay(
     host: Collection[IPAddress],
     reception: Reception,
     log: logging.Logger,
+    *,
+    ports: tuple[int, int] | None = None,
 ) -> tuple[RunningRelay, RelaySettings]:
-    """The media relay on the loop; its media timeouts end calls through the proxy."""
+    """The media relay on the loop; its media timeouts end calls through the proxy.
+    ``ports``: a SIP worker's slice of ``media.ports``."""
     settings = relay_settings(
         cfg.media,
         trusted_networks=cfg.sip.trusted_networks,
         fallback=relay_addresses(listeners, host),
         host=host,
     )
+    if ports is not None:
+        settings = dataclasses.replace(settings, ports=ports)
     if not settings.addresses:
         raise ConfigError("media.addresses", [], "at least one relay address")
     relay = start_relay(settings, on_timeout=reception.on_media_timeout, log=log.getChild("relay"))
@@ -465,10 +508,13 @@ async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Networ
     return chosen.prefix
 
 
-def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger) -> None:
-    """Expired bindings removed; unanswered challenges swept (wall clock, as auth uses)."""
+def _periodic(
+    spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger, *, expire: bool
+) -> None:
+    """Expired bindings removed (``expire``: one SIP worker does it for all); unanswered
+    challenges swept (wall clock, as auth uses)."""
 
-    async def expire() -> None:
+    async def expire_bindings() -> None:
         removed = await store.expire(time.time())
         if removed:
             log.info("registrar: %d expired bindings removed", removed)
@@ -476,7 +522,8 @@ def _periodic(spawner: Spawner, store: Store, auth: Authenticator, log: logging.
     async def sweep() -> None:
         auth.sweep(time.time())
 
-    spawner.every(STORE_EXPIRY_INTERVAL, expire)
+    if expire:
+        spawner.every(STORE_EXPIRY_INTERVAL, expire_bindings)
     spawner.every(AUTH_SWEEP_INTERVAL, sweep)
 
 
@@ -488,6 +535,7 @@ def _log_ready(
     media: MediaBridge,
     auth: Authenticator,
     identity: Identity,
+    what: str = "gateway ready",
 ) -> None:
     def shown(local: IPAddress) -> str:
         public = relay.sdp_address(local)
@@ -504,7 +552,8 @@ def _log_ready(
     )
     families = {f"IPv{a.version}" for a in identity.addresses}
     log.info(
-        "gateway ready: realm %s, domains %s, families %s, upstream %s",
+        "%s: realm %s, domains %s, families %s, upstream %s",
+        what,
         auth.realm,
         ", ".join(identity.domains) or "(own addresses only)",
         "+".join(sorted(families)),

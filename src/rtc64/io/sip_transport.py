@@ -15,6 +15,8 @@
 # that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
+# SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
+# the supervisor) and connection ids start at ``first_connection_id`` (unique per worker).
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class SendFailure:
 
 
 OnSendError = Callable[[SendFailure], None]
+Opener = Callable[[ListenSpec], socket.socket]
+"""Hands over an already bound (stream: listening) socket for a spec: SIP workers get
+their SO_REUSEPORT sockets from the supervisor, which keeps them across restarts."""
 
 
 class SipTransportLayer:
@@ -78,6 +83,8 @@ class SipTransportLayer:
         limits: Limits | None = None,
         on_send_error: OnSendError | None = None,
         log: logging.Logger | None = None,
+        opener: Opener | None = None,
+        first_connection_id: int = 1,
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
             raise ConfigError("sip.listen", ", ".join(map(str, specs)), "a TLS certificate")
@@ -92,7 +99,8 @@ class SipTransportLayer:
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
         self._client_tls = client_tls
-        self._ids = itertools.count(1)
+        self._opener = opener
+        self._ids = itertools.count(first_connection_id)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
         self._servers: list[asyncio.Server] = []
@@ -119,7 +127,9 @@ class SipTransportLayer:
     async def _open(self, spec: ListenSpec) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if spec.transport is Transport.UDP:
+            if self._opener is not None:
+                sock = self._opener(spec)
+            elif spec.transport is Transport.UDP:
                 sock = sockets.udp_socket(
                     spec.address,
                     spec.port,

@@ -1,0 +1,142 @@
+"""SIPp through a gateway of two SIP worker processes (issue 12, ``sip.workers``).
+
+Topology (tests/interop/lab.py): v6 host fd00:64:6::2 — gateway (fd00:64:6::1,
+10.64.4.1) — v4 host 10.64.4.2. Every worker reads its own member of the SO_REUSEPORT
+group on port 5060 and its own private ports (logged by the supervisor); sending a new
+request to a worker's private port picks the worker deterministically, so a REGISTER
+handled by one worker and a call handled by the other are not left to the kernel's hash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
+from tests.interop.peers import Gateway, Sipp, report, wait_port
+
+pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "ss")
+
+GW6 = f"[{V6_GW}]:5060"
+GW4 = f"{V4_GW}:5060"
+ARGS = [
+    "--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060",
+    "--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24",
+    "--sip-workers", "2",
+]  # fmt: skip
+CONFIG = '[sip]\ndomains = ["example.net"]\n'
+REGISTER_KEYS = {"domain": "example.net", "expires": "300"}
+TIMEOUT = 30.0
+
+
+def _dir(work: Path, name: str) -> Path:
+    d = work / name
+    d.mkdir()
+    return d
+
+
+def _own_ports(gw: Gateway) -> dict[int, dict[int, str]]:
+    """{worker: {IP version: "host:port"}} of each worker's private UDP ports."""
+    found: dict[int, dict[int, str]] = {}
+    for k, ports in re.findall(r"SIP worker (\d+): own ports (.*?), media ports", gw.text()):
+        for spec in ports.split(", "):
+            hostport = spec.removeprefix("udp:")
+            found.setdefault(int(k), {})[6 if hostport.startswith("[") else 4] = hostport
+    return found
+
+
+def _pids(gw: Gateway, k: int) -> list[int]:
+    return [int(p) for p in re.findall(rf"SIP worker {k} started \(pid (\d+)\)", gw.text())]
+
+
+def _wait_log(gw: Gateway, pattern: str, timeout: float = TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, gw.text()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _register_bob(net: Lab, work: Path, name: str, remote: str) -> None:
+    reg = Sipp(
+        net.v4, _dir(work, name), name, "register.xml", local=str(V4_HOST), port=5060,
+        remote=remote, keys=REGISTER_KEYS, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert reg.wait() == 0, report(reg)
+
+
+def _call_bob(net: Lab, work: Path, name: str, remote: str, calls: int = 1) -> None:
+    """``calls`` calls from the v6 host to sip:bob@example.net through ``remote``, answered
+    by a SIPp UAS on bob's registered contact (v4 host, port 5060)."""
+    uas = Sipp(net.v4, _dir(work, f"{name}-uas"), f"{name}-uas", "uas.xml",
+               local=str(V4_HOST), port=5060, calls=calls)  # fmt: skip
+    wait_port(net.v4, "udp", 5060)
+    uac = Sipp(
+        net.v6, _dir(work, f"{name}-uac"), f"{name}-uac", "uac.xml", local=str(V6_HOST),
+        port=5070, remote=remote, calls=calls, keys={"target": "example.net"},
+        extra=["-s", "bob", "-r", "10"],
+    )  # fmt: skip
+    assert uac.wait() == 0, report(uac, uas)
+    assert uas.wait() == 0, report(uac, uas)
+
+
+def test_register_through_one_worker_call_through_the_other(net: Lab, work: Path) -> None:
+    """bob registers through worker 0's port; calls to him through worker 1's port and
+    through the shared port 5060 (the kernel's pick) all reach him, IPv6 to IPv4, with
+    in-dialog ACK and BYE back through the worker that record-routed."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        assert "gateway ready: 2 SIP workers" in gw.text(), gw.text()
+        own = _own_ports(gw)
+        assert sorted(own) == [0, 1], gw.text()
+        assert own[0][4] != own[1][4] and own[0][6] != own[1][6]
+        _register_bob(net, work, "reg", own[0][4])
+        _call_bob(net, work, "w1", f"{own[1][6]}")
+        _call_bob(net, work, "shared", GW6, calls=5)
+    finally:
+        assert gw.stop() == 0, gw.text()[-4000:]
+    assert "Traceback" not in gw.text(), gw.text()[-8000:]
+
+
+def test_cancel_through_workers(net: Lab, work: Path) -> None:
+    """A ringing call is cancelled: the CANCEL follows the INVITE to its worker (same
+    source, same member of the SO_REUSEPORT group), 487 and 200 come back."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas_cancel.xml", local=str(V4_HOST),
+                   port=5060, calls=3)  # fmt: skip
+        wait_port(net.v4, "udp", 5060)
+        uac = Sipp(
+            net.v6, _dir(work, "uac"), "uac", "uac_cancel.xml", local=str(V6_HOST), port=5070,
+            remote=GW6, calls=3, keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
+        )  # fmt: skip
+        assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uac, uas)
+    finally:
+        gw.stop()
+
+
+def test_killed_worker_restarts_with_registrations_intact(net: Lab, work: Path) -> None:
+    """bob registers through worker 0; worker 0 is killed (SIGKILL), the supervisor starts
+    it again on the same sockets, and a call through its port still finds bob."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        own = _own_ports(gw)
+        _register_bob(net, work, "reg", own[0][4])
+        (first,) = _pids(gw, 0)
+        os.kill(first, signal.SIGKILL)
+        assert _wait_log(gw, r"SIP worker 0 ready again"), gw.text()[-4000:]
+        pids = _pids(gw, 0)
+        assert len(pids) == 2 and pids[1] != first, gw.text()[-4000:]
+        assert f"SIP worker 0 (pid {first}) exited with -9" in gw.text()
+        _call_bob(net, work, "after", own[0][6])
+        _call_bob(net, work, "other", own[1][6])
+    finally:
+        gw.stop()
