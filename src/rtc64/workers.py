@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import logs
@@ -37,6 +39,7 @@ from rtc64.io.sip_workers import (
     Supervisor,
     bind_groups,
     notify_ready,
+    own_ports,
     peer_listeners,
     watch_parent,
 )
@@ -46,6 +49,27 @@ from rtc64.settings import transport_limits
 
 if TYPE_CHECKING:
     import socket
+
+
+PORTS_FILE = "sip-worker-ports.json"  # the private ports of the last run, in the data dir
+
+
+def _read_ports(path: Path) -> dict[str, int]:
+    """Last run's private ports (nothing if the file is missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and type(v) is int}
+
+
+def _write_ports(path: Path, ports: dict[str, int], log: logging.Logger) -> None:
+    try:
+        path.write_text(json.dumps(ports, indent=1, sort_keys=True))
+    except OSError as exc:
+        log.warning("cannot remember the SIP worker ports in %s: %s", path, exc)
 
 
 def worker_count(cfg: Config) -> int:
@@ -93,9 +117,15 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
     _server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
     turn = "turn" in services and cfg.turn.enabled
     slices = media_slices(cfg.media.ports, count + (1 if turn else 0))
+    ports_file = data_dir / PORTS_FILE
     groups = bind_groups(
-        cfg.sip.listen, count, worker_ports=cfg.sip.worker_ports, limits=transport_limits(cfg.sip)
+        cfg.sip.listen,
+        count,
+        worker_ports=cfg.sip.worker_ports,
+        limits=transport_limits(cfg.sip),
+        previous=_read_ports(ports_file),
     )
+    _write_ports(ports_file, own_ports(groups), log)
     peers = peer_listeners(groups)
     for spec, _ in groups[0].public:
         log.info("SIP listening on %s (%d workers, SO_REUSEPORT)", spec, count)

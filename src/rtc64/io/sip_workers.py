@@ -6,7 +6,9 @@
 #   UDP listen spec one private port per worker. A worker writes its private port in Via and
 #   Record-Route, so responses and in-dialog requests come back to it. A restarted worker
 #   gets the very same sockets: datagrams hashed to it while it was down wait in its
-#   socket's buffer, and the hash group never changes.
+#   socket's buffer, and the hash group never changes. Private ports are ``sip.worker_ports``
+#   + k, or the ones the previous run used where still free (a Path or Record-Route a peer
+#   stored keeps working across a restart of the whole gateway), else ephemeral.
 # - Workers are ``multiprocessing`` spawn children (a fresh interpreter: no loop, thread or
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
@@ -26,7 +28,7 @@ import logging
 import multiprocessing
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -40,6 +42,7 @@ from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 RESTART_MAX_DELAY = 10.0  # seconds between restarts of a worker that keeps dying
 STABLE_AFTER = 30.0  # a worker that ran this long restarts at once when it dies
 STOP_GRACE = 5.0  # seconds a worker has to stop after SIGTERM before SIGKILL
+EXIT_WAIT = 2.0  # seconds to reap a worker whose sentinel fired
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 
 
@@ -71,10 +74,16 @@ class WorkerSockets:
 
 
 def bind_groups(
-    specs: Sequence[ListenSpec], count: int, *, worker_ports: int, limits: Limits
+    specs: Sequence[ListenSpec],
+    count: int,
+    *,
+    worker_ports: int,
+    limits: Limits,
+    previous: Mapping[str, int] | None = None,
 ) -> list[WorkerSockets]:
     """Every worker's sockets (see the rules); ``ConfigError`` naming the endpoint when a
-    bind fails (everything bound so far is closed)."""
+    bind fails (everything bound so far is closed). Without ``worker_ports`` the private
+    ports are the ``previous`` run's where still free (``own_port_key``), else any."""
     opened: list[Any] = []
     own: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
     public: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
@@ -108,8 +117,11 @@ def bind_groups(
         udp = [spec for spec in specs if spec.transport is Transport.UDP]
         for k in range(count):
             for spec in udp:
-                port = worker_ports + k if worker_ports else 0
-                sock = bind(dataclasses.replace(spec, advertise=None), port, "sip.worker_ports")
+                bare = dataclasses.replace(spec, advertise=None)
+                if worker_ports:
+                    sock = bind(bare, worker_ports + k, "sip.worker_ports")
+                else:
+                    sock = _bind_again(bare, (previous or {}).get(own_port_key(k, spec), 0), bind)
                 bound = sock.getsockname()[1]
                 adv = spec.advertise
                 mine = dataclasses.replace(
@@ -123,6 +135,31 @@ def bind_groups(
             sock.close()
         raise
     return [WorkerSockets(k, tuple(own[k]), tuple(public[k])) for k in range(count)]
+
+
+def own_port_key(index: int, public: ListenSpec) -> str:
+    """How a worker's private port is remembered between runs (``bind_groups``)."""
+    return f"{index} {public}"
+
+
+def own_ports(groups: Sequence[WorkerSockets]) -> dict[str, int]:
+    """The private ports to remember for the next run, by ``own_port_key``."""
+    udp = [(k, spec) for k, g in enumerate(groups) for spec, _ in g.public]
+    udp = [(k, spec) for k, spec in udp if spec.transport is Transport.UDP]
+    return {
+        own_port_key(k, spec): mine.port
+        for (k, spec), (mine, _) in zip(udp, (o for g in groups for o in g.own), strict=True)
+    }
+
+
+def _bind_again(spec: ListenSpec, port: int, bind: Callable[[ListenSpec, int, str], Any]) -> Any:
+    """``spec`` on last run's ``port`` when it is still free, else on any port."""
+    if port:
+        try:
+            return bind(spec, port, "sip.worker_ports")
+        except ConfigError:
+            pass
+    return bind(spec, 0, "sip.worker_ports")
 
 
 def peer_listeners(groups: Sequence[WorkerSockets]) -> tuple[BoundListener, ...]:
@@ -205,9 +242,10 @@ class Supervisor:
     def _exited(self, k: int, proc: BaseProcess) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(proc.sentinel)
-        proc.join(0)
+        proc.join(EXIT_WAIT)  # the sentinel fires as the child exits, a moment before it is reaped
         code, pid = proc.exitcode, proc.pid
-        proc.close()
+        if code is not None:
+            proc.close()
         if self._procs[k] is proc:
             self._procs[k] = None
         if self._stopping:

@@ -15,7 +15,13 @@ import pytest
 
 from rtc64.errors import ConfigError
 from rtc64.io.connection import Limits
-from rtc64.io.sip_workers import Supervisor, bind_groups, notify_ready, peer_listeners
+from rtc64.io.sip_workers import (
+    Supervisor,
+    bind_groups,
+    notify_ready,
+    own_ports,
+    peer_listeners,
+)
 from rtc64.net.address import HostPort
 from rtc64.net.endpoint import ListenSpec, Transport
 
@@ -210,3 +216,31 @@ def test_supervisor_ready_once_all_workers_are(tmp_path: Path) -> None:
 
 def _log() -> logging.Logger:
     return logging.getLogger("rtc64.test.workers")
+
+
+def test_private_ports_of_the_previous_run_are_taken_again() -> None:
+    """A Path or Record-Route naming a worker's port keeps working after a restart of the
+    whole gateway: the next run binds the same private ports, unless one is taken."""
+    spec = ListenSpec(Transport.UDP, IPv4Address("127.0.0.1"), _free_udp_base(1))
+    first = bind_groups([spec], 2, worker_ports=0, limits=LIMITS)
+    remembered = own_ports(first)
+    ports = [g.own[0][0].port for g in first]
+    for g in first:
+        g.close()
+    assert sorted(remembered.values()) == sorted(ports)
+    again = bind_groups([spec], 2, worker_ports=0, limits=LIMITS, previous=remembered)
+    try:
+        assert [g.own[0][0].port for g in again] == ports
+    finally:
+        for g in again:
+            g.close()
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", ports[0]))
+    try:
+        third = bind_groups([spec], 2, worker_ports=0, limits=LIMITS, previous=remembered)
+        got = [g.own[0][0].port for g in third]
+        for g in third:
+            g.close()
+        assert got[0] != ports[0] and got[1] == ports[1]
+    finally:
+        blocker.close()
