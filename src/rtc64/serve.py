@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import platform
+import socket
 import ssl
 import time
 from collections.abc import Collection, Iterator
@@ -40,6 +41,7 @@ from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.store import Store
 from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.proxy.branches import Sender
 from rtc64.gateway.proxy.service import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.startup import Reception
@@ -51,6 +53,7 @@ from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
+from rtc64.io.worker_link import WorkerLink
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.relay import ngserver
@@ -111,6 +114,12 @@ class WorkerRole:
     sockets: WorkerSockets
     peers: tuple[BoundListener, ...]  # every worker's private listeners
     media_ports: tuple[int, int]
+    channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
+    names: tuple[bytes, ...]  # every worker's channel name
+    private: dict[tuple[Transport, int], int]  # private port -> worker
+
+    def link(self, log: logging.Logger) -> WorkerLink:
+        return WorkerLink(self.index, self.channel, self.names, self.private, log)
 
 
 class Gateway:
@@ -165,8 +174,15 @@ class Gateway:
         cfg, log, stack = self.cfg, self.log, self._stack
         reception = Reception(log.getChild("startup"))
         role = self.role
-        self.transports = transports = await _transports(cfg, data_dir, reception, log, role)
+        link = None if role is None else role.link(log.getChild("link"))
+        self.transports = transports = await _transports(
+            cfg, data_dir, reception, log, role=role, link=link
+        )
         stack.push_async_callback(transports.stop)
+        sender: Sender = transports
+        if link is not None:
+            stack.callback(link.close)
+            reception.sender = sender = link
         listeners = list(transports.listeners)
         if role is not None:  # the other workers' ports are ours too (Route, loop guard)
             listeners += [p for p in role.peers if p not in listeners]
@@ -185,6 +201,7 @@ class Gateway:
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
+            sender=sender,
             store=store,
             auth=auth,
             resolver=resolver,
@@ -304,6 +321,7 @@ class Gateway:
         identity: Identity,
         *,
         transports: SipTransportLayer,
+        sender: Sender,
         store: Store,
         auth: Authenticator,
         resolver: Resolver,
@@ -320,7 +338,7 @@ class Gateway:
             proxy_settings(cfg, secret=secret, nat64=media.nat64),
             identity=identity,
             layer=TransactionLayer(),
-            sender=transports,
+            sender=sender,
             store=store,
             auth=auth,
             resolver=resolver,
@@ -425,13 +443,15 @@ async def _transports(
     data_dir: Path,
     reception: Reception,
     log: logging.Logger,
+    *,
     role: WorkerRole | None = None,
+    link: WorkerLink | None = None,
 ) -> SipTransportLayer:
     """The SIP listeners, bound and delivering to ``reception`` (a worker's: its private
     ports first, so Via and Record-Route name them, then the shared ones)."""
     transports = SipTransportLayer(
         cfg.sip.listen if role is None else role.sockets.specs,
-        reception.on_message,
+        reception.on_message if link is None else link.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
@@ -440,8 +460,11 @@ async def _transports(
         log=log.getChild("transport"),
         opener=None if role is None else role.sockets.opener(),
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
+        on_connection=None if link is None else link.connection_changed,
     )
     reception.sender = transports
+    if link is not None:
+        link.attach(transports, reception.on_message)
     await transports.start()
     return transports
 

@@ -37,12 +37,15 @@ from rtc64.io import loop as loop_runner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_workers import (
     Supervisor,
+    WorkerSockets,
     bind_groups,
     notify_ready,
     own_ports,
     peer_listeners,
     watch_parent,
 )
+from rtc64.io.worker_link import bind_channels, channel_name
+from rtc64.net.endpoint import BoundListener
 from rtc64.relay.options import refuse_foreign
 from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
 from rtc64.settings import transport_limits
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
     import socket
 
 
+SETTLE_MAX = 5.0  # seconds a new worker may take to settle before it reports ready
+SETTLE_SAMPLES = 2  # load samples it needs to have taken
 PORTS_FILE = "sip-worker-ports.json"  # the private ports of the last run, in the data dir
 
 
@@ -127,6 +132,10 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
     )
     _write_ports(ports_file, own_ports(groups), log)
     peers = peer_listeners(groups)
+    tag = f"{os.getpid()}-{id(groups):x}"
+    channels = bind_channels(tag, count)
+    names = tuple(channel_name(tag, k) for k in range(count))
+    private = {(b.transport, b.port): g.index for g in groups for b in _own(g)}
     for spec, _ in groups[0].public:
         log.info("SIP listening on %s (%d workers, SO_REUSEPORT)", spec, count)
     for group in groups:
@@ -138,7 +147,8 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
         )
 
     def plan(k: int) -> WorkerPlan:
-        return WorkerPlan(cfg, WorkerRole(k, groups[k], peers, slices[k]))
+        role = WorkerRole(k, groups[k], peers, slices[k], channels[k], names, private)
+        return WorkerPlan(cfg, role)
 
     def ready() -> None:
         log.info("gateway ready: %d SIP workers", count)
@@ -160,7 +170,28 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
             await turn_gateway.stop()
         for group in groups:
             group.close()
+        for channel in channels:
+            channel.close()
     return 0
+
+
+async def _settled(gateway: Gateway) -> None:
+    """Until the load watch has measured the start-up pause (the collector's first full
+    run) and admits new requests again, at most ``SETTLE_MAX`` seconds: "ready" is then
+    true for a REGISTER sent the moment it is logged."""
+    proxy = gateway.proxy
+    if proxy is None:
+        return
+    admission = proxy.admission
+    deadline = asyncio.get_running_loop().time() + SETTLE_MAX
+    while asyncio.get_running_loop().time() < deadline:
+        if admission.stats.samples >= SETTLE_SAMPLES and not admission.overloaded:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _own(group: WorkerSockets) -> list[BoundListener]:
+    return [BoundListener(spec, spec.port) for spec, _ in group.own]
 
 
 def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
@@ -175,6 +206,7 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
         gateway = Gateway(cfg, log, role)
         try:
             await gateway.start()
+            await _settled(gateway)
             notify_ready(notify, role.index)
             await stop.wait()
         finally:

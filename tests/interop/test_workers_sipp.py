@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
-from tests.interop.peers import Gateway, Sipp, report, wait_port
+from tests.interop.peers import SCENARIOS, Gateway, Sipp, report, sipp_received, wait_port
 
 pytestmark = pytest.mark.interop
 LAB_TOOLS = ("sipp", "ss")
@@ -27,6 +27,7 @@ GW6 = f"[{V6_GW}]:5060"
 GW4 = f"{V4_GW}:5060"
 ARGS = [
     "--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060",
+    "--sip-listen", f"tcp:[{V6_GW}]:5060",
     "--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24",
     "--sip-workers", "2",
 ]  # fmt: skip
@@ -41,13 +42,14 @@ def _dir(work: Path, name: str) -> Path:
     return d
 
 
-def _own_ports(gw: Gateway) -> dict[int, dict[int, str]]:
-    """{worker: {IP version: "host:port"}} of each worker's private UDP ports."""
+def _own_ports(gw: Gateway, transport: str = "udp") -> dict[int, dict[int, str]]:
+    """{worker: {IP version: "host:port"}} of each worker's private ports."""
     found: dict[int, dict[int, str]] = {}
     for k, ports in re.findall(r"SIP worker (\d+): own ports (.*?), media ports", gw.text()):
         for spec in ports.split(", "):
-            hostport = spec.removeprefix("udp:")
-            found.setdefault(int(k), {})[6 if hostport.startswith("[") else 4] = hostport
+            kind, _, hostport = spec.partition(":")
+            if kind == transport:
+                found.setdefault(int(k), {})[6 if hostport.startswith("[") else 4] = hostport
     return found
 
 
@@ -138,5 +140,40 @@ def test_killed_worker_restarts_with_registrations_intact(net: Lab, work: Path) 
         assert f"SIP worker 0 (pid {first}) exited with -9" in gw.text()
         _call_bob(net, work, "after", own[0][6])
         _call_bob(net, work, "other", own[1][6])
+    finally:
+        gw.stop()
+
+
+def test_call_to_a_tcp_flow_another_worker_holds(net: Lab, work: Path) -> None:
+    """carol registers an RFC 5626 flow over TCP through worker 0 (the connection is
+    worker 0's); a call to her through worker 1 goes out over that connection (worker 1
+    hands the INVITE, ACK and BYE to worker 0), and her answers, arriving on worker 0's
+    connection with worker 1's Via, are handed back to worker 1."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        tcp = _own_ports(gw, "tcp")
+        d = _dir(work, "carol")
+        carol = Sipp(
+            net.v6, d, "carol", "outbound_register.xml", local=str(V6_HOST), port=5071,
+            remote=tcp[0][6], transport="t1",
+            keys={"domain": "example.net", "instance": "00000000-0000-4000-8000-00000000000c",
+                  "regid": "1"},
+            extra=["-s", "carol", "-oocsf", str(SCENARIOS / "outbound_ooc.xml")],
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not sipp_received(d, "SIP/2.0 200"):
+            assert carol.proc.poll() is None and time.monotonic() < deadline, report(gw, carol)
+            time.sleep(0.1)
+        udp = _own_ports(gw)
+        uac = Sipp(
+            net.v4, _dir(work, "uac"), "uac", "uac.xml", local=str(V4_HOST), port=5070,
+            remote=udp[1][4], keys={"target": "example.net"}, extra=["-s", "carol"],
+        )  # fmt: skip
+        assert uac.wait() == 0, report(gw, uac, carol)
+        text = gw.text()
+        assert "w1.link: send over worker 0's tcp connection" in text, text[-6000:]
+        assert re.search(r"w0\.link: 200 from tcp#\d+ \S+ handed to worker 1", text), text
+        assert "cannot reach" not in text
+        carol.proc.kill()
     finally:
         gw.stop()

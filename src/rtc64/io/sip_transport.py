@@ -65,6 +65,8 @@ class SendFailure:
 
 OnSendError = Callable[[SendFailure], None]
 Opener = Callable[[ListenSpec], socket.socket]
+OnConnection = Callable[[Transport, SockAddr, int, bool], None]
+"""Told when a connection opens (True) or closes (False): transport, remote, id."""
 """Hands over an already bound (stream: listening) socket for a spec: SIP workers get
 their SO_REUSEPORT sockets from the supervisor, which keeps them across restarts."""
 
@@ -85,6 +87,7 @@ class SipTransportLayer:
         log: logging.Logger | None = None,
         opener: Opener | None = None,
         first_connection_id: int = 1,
+        on_connection: OnConnection | None = None,
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
             raise ConfigError("sip.listen", ", ".join(map(str, specs)), "a TLS certificate")
@@ -100,6 +103,7 @@ class SipTransportLayer:
             client_tls = TlsClientPolicy(context=client_tls)
         self._client_tls = client_tls
         self._opener = opener
+        self._on_connection = on_connection
         self._ids = itertools.count(first_connection_id)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
@@ -454,6 +458,9 @@ class SipTransportLayer:
             self._register(conn)
             self.stats.connections_accepted += 1
         self.stats.connections_open += 1
+        if self._on_connection is not None:
+            assert conn.remote is not None
+            self._call(self._on_connection, conn.kind, conn.remote, conn.id, True)
         return True
 
     def detach(self, conn: Connection) -> None:
@@ -469,6 +476,8 @@ class SipTransportLayer:
         if conn.established:
             self.stats.connections_open -= 1
             self.stats.connections_closed += 1
+            if self._on_connection is not None:
+                self._call(self._on_connection, conn.kind, conn.remote, conn.id, False)
 
     def _register(self, conn: Connection) -> None:
         assert conn.remote is not None

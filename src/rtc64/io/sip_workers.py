@@ -3,12 +3,14 @@
 #   them open for its whole life: per public listen spec one SO_REUSEPORT socket per worker
 #   (the kernel hashes each peer's address and port to one member of the group, so a
 #   client's retransmissions, CANCEL and ACK reach the worker that has its INVITE), plus per
-#   UDP listen spec one private port per worker. A worker writes its private port in Via and
-#   Record-Route, so responses and in-dialog requests come back to it. A restarted worker
-#   gets the very same sockets: datagrams hashed to it while it was down wait in its
-#   socket's buffer, and the hash group never changes. Private ports are ``sip.worker_ports``
-#   + k, or the ones the previous run used where still free (a Path or Record-Route a peer
-#   stored keeps working across a restart of the whole gateway), else ephemeral.
+#   listen spec one private port per worker (no SO_REUSEPORT; numbers distinct per
+#   transport, as ``io.worker_link`` tells workers apart by them). A worker writes its
+#   private port in Via and Record-Route, so responses and in-dialog requests come back to
+#   it. A restarted worker gets the very same sockets: datagrams hashed to it while it was
+#   down wait in its socket's buffer, and the hash group never changes. Private ports are
+#   ``sip.worker_ports`` + k, or the ones the previous run used where still free (a Path or
+#   Record-Route a peer stored keeps working across a restart of the whole gateway), else
+#   ephemeral.
 # - Workers are ``multiprocessing`` spawn children (a fresh interpreter: no loop, thread or
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
@@ -36,6 +38,9 @@ from typing import Any
 from rtc64.errors import ConfigError
 from rtc64.io import sockets
 from rtc64.io.connection import Limits
+from rtc64.io.worker_link import CONNECTION_ID_SPAN
+
+__all__ = ["CONNECTION_ID_SPAN", "Supervisor", "WorkerSockets", "bind_groups"]
 from rtc64.net.address import HostPort
 from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 
@@ -43,7 +48,6 @@ RESTART_MAX_DELAY = 10.0  # seconds between restarts of a worker that keeps dyin
 STABLE_AFTER = 30.0  # a worker that ran this long restarts at once when it dies
 STOP_GRACE = 5.0  # seconds a worker has to stop after SIGTERM before SIGKILL
 EXIT_WAIT = 2.0  # seconds to reap a worker whose sentinel fired
-CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ def bind_groups(
     own: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
     public: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
 
-    def bind(spec: ListenSpec, port: int, key: str) -> Any:
+    def bind(spec: ListenSpec, port: int, key: str, shared: bool = False) -> Any:
         try:
             if spec.transport is Transport.UDP:
                 sock = sockets.udp_socket(
@@ -97,10 +101,10 @@ def bind_groups(
                     limits.udp_rcvbuf,
                     ipv6_min_mtu=limits.udp_ipv6_min_mtu,
                     ipv4_no_df=limits.udp_ipv4_no_df,
-                    reuse_port=True,
+                    reuse_port=shared,
                 )
             else:
-                sock = sockets.listen_socket(spec.address, port, reuse_port=True)
+                sock = sockets.listen_socket(spec.address, port, reuse_port=shared)
         except OSError as exc:
             shown = str(dataclasses.replace(spec, port=port))
             raise ConfigError(key, shown, f"an address to bind ({exc})") from exc
@@ -109,19 +113,28 @@ def bind_groups(
 
     try:
         for spec in specs:
-            first = bind(spec, spec.port, "sip.listen")
+            first = bind(spec, spec.port, "sip.listen", shared=True)
             actual = dataclasses.replace(spec, port=first.getsockname()[1])
             public[0].append((actual, first))
             for k in range(1, count):
-                public[k].append((actual, bind(actual, actual.port, "sip.listen")))
-        udp = [spec for spec in specs if spec.transport is Transport.UDP]
+                public[k].append((actual, bind(actual, actual.port, "sip.listen", shared=True)))
+        publics = [spec for spec, _ in public[0]]
+        taken: set[tuple[Transport, int]] = set()  # private ports are told apart by number
         for k in range(count):
-            for spec in udp:
+            for spec in publics:
                 bare = dataclasses.replace(spec, advertise=None)
                 if worker_ports:
                     sock = bind(bare, worker_ports + k, "sip.worker_ports")
                 else:
-                    sock = _bind_again(bare, (previous or {}).get(own_port_key(k, spec), 0), bind)
+                    last = (previous or {}).get(own_port_key(k, spec), 0)
+                    sock = _bind_again(bare, last, bind)
+                    for _ in range(8):  # another family's private port has that number
+                        if (spec.transport, sock.getsockname()[1]) not in taken:
+                            break
+                        opened.remove(sock)
+                        sock.close()
+                        sock = bind(bare, 0, "sip.worker_ports")
+                taken.add((spec.transport, sock.getsockname()[1]))
                 bound = sock.getsockname()[1]
                 adv = spec.advertise
                 mine = dataclasses.replace(
@@ -144,11 +157,10 @@ def own_port_key(index: int, public: ListenSpec) -> str:
 
 def own_ports(groups: Sequence[WorkerSockets]) -> dict[str, int]:
     """The private ports to remember for the next run, by ``own_port_key``."""
-    udp = [(k, spec) for k, g in enumerate(groups) for spec, _ in g.public]
-    udp = [(k, spec) for k, spec in udp if spec.transport is Transport.UDP]
     return {
-        own_port_key(k, spec): mine.port
-        for (k, spec), (mine, _) in zip(udp, (o for g in groups for o in g.own), strict=True)
+        own_port_key(g.index, spec): mine.port
+        for g in groups
+        for (spec, _), (mine, _) in zip(g.public, g.own, strict=True)
     }
 
 

@@ -38,9 +38,10 @@ def test_groups_share_the_public_port_and_own_private_ones() -> None:
         assert len(publics) == 3  # the same three specs (bound ports) in every worker
         assert all(spec.port for spec in publics)
         own = [spec for g in groups for spec, _ in g.own]
-        assert len(own) == 6  # one per UDP listener per worker, none for TCP
-        assert len({(s.address, s.port) for s in own}) == 6
-        assert all(s.transport is Transport.UDP for s in own)
+        assert len(own) == 9  # one per listener per worker
+        # numbers distinct per transport: a private port names its worker
+        assert len({(s.transport, s.port) for s in own}) == 9
+        assert sorted(s.transport.value for s in own) == ["tcp"] * 3 + ["udp"] * 6
         for g in groups:  # private ports first: Via and Record-Route name them
             assert g.specs[: len(g.own)] == tuple(s for s, _ in g.own)
             opener = g.opener()
