@@ -196,6 +196,8 @@ class Gateway:
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
         auth = _authenticator(cfg, store, secret, log)
+        if link is not None:  # lock-outs count every worker's failures
+            link.share_failures(auth.tracker)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
         self.proxy = proxy = self._proxy(

@@ -13,8 +13,9 @@
 #   and sweeps expired bindings.
 # - Per worker, in memory: transactions, dialogs (the Record-Route tokens are signed with
 #   the shared secret, so their checks hold in every worker), digest nonce-count tables
-#   (nonces themselves are stateless HMACs) and auth failure counters / lock-outs (each
-#   worker counts the sources the kernel hashes to it).
+#   (nonces themselves are stateless HMACs: a nonce-count replay is caught only by the
+#   worker that saw the first use) and auth failure counters, fed with every worker's
+#   failures over the worker channel, so lock-outs hold across workers.
 """SIP worker processes for ``rtc64 serve``: the supervisor and each worker's entry."""
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,9 +135,9 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
     )
     _write_ports(ports_file, own_ports(groups), log)
     peers = peer_listeners(groups)
-    tag = f"{os.getpid()}-{id(groups):x}"
-    channels = bind_channels(tag, count)
-    names = tuple(channel_name(tag, k) for k in range(count))
+    channel_dir = tempfile.mkdtemp(prefix="rtc64-sip-")  # 0700
+    channels = bind_channels(channel_dir, count)
+    names = tuple(channel_name(channel_dir, k) for k in range(count))
     private = {(b.transport, b.port): g.index for g in groups for b in _own(g)}
     for spec, _ in groups[0].public:
         log.info("SIP listening on %s (%d workers, SO_REUSEPORT)", spec, count)
@@ -172,6 +175,7 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
             group.close()
         for channel in channels:
             channel.close()
+        shutil.rmtree(channel_dir, ignore_errors=True)
     return 0
 
 

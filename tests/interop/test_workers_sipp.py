@@ -177,3 +177,42 @@ def test_call_to_a_tcp_flow_another_worker_holds(net: Lab, work: Path) -> None:
         carol.proc.kill()
     finally:
         gw.stop()
+
+
+AUTH_CONFIG = (
+    CONFIG
+    + '[auth]\nrealm = "example.net"\nalgorithms = ["MD5"]\nmax_failures = 4\n'
+    + 'users = [{name = "bob", password = "b0b-secret"}]\n'
+)
+
+
+def test_lockout_counts_failures_on_every_worker(net: Lab, work: Path) -> None:
+    """Four wrong passwords for bob from the v4 host, alternately through worker 0's and
+    worker 1's ports (two each): with failures shared between workers the source is
+    locked out in both (auth.max_failures = 4); counted per worker it never would be."""
+    args = [a for a in ARGS if not a.startswith("--trusted") and "/" not in a]
+    gw = Gateway(net.gw, work, args, config=AUTH_CONFIG)
+    try:
+        own = _own_ports(gw)
+        for n in range(4):
+            guess = Sipp(
+                net.v4, _dir(work, f"guess{n}"), f"guess{n}", "register.xml",
+                local=str(V4_HOST), port=5060 + n, remote=own[n % 2][4], keys=REGISTER_KEYS,
+                extra=["-s", "bob", "-au", "bob", "-ap", f"wrong-{n}", "-auth_uri",
+                       "example.net"],
+            )  # fmt: skip
+            assert guess.wait() != 0  # 401 again: the scenario wants a 200
+        assert _wait_log(gw, rf"w0\.auth: auth: blocked source {V4_HOST}/32"), gw.text()[-6000:]
+        assert _wait_log(gw, rf"w1\.auth: auth: blocked source {V4_HOST}/32"), gw.text()[-6000:]
+        # the right password, through either worker, is refused now
+        for k in (0, 1):
+            right = Sipp(
+                net.v4, _dir(work, f"right{k}"), f"right{k}", "register.xml",
+                local=str(V4_HOST), port=5070 + k, remote=own[k][4], keys=REGISTER_KEYS,
+                extra=["-s", "bob", "-au", "bob", "-ap", "b0b-secret", "-auth_uri",
+                       "example.net"],
+            )  # fmt: skip
+            assert right.wait() != 0
+            assert "403 Forbidden" in right.messages(), right.messages()
+    finally:
+        gw.stop()

@@ -11,9 +11,12 @@
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
-# - The channel is one Unix datagram socket per worker (abstract names, bound by the
-#   supervisor, kept across restarts: what is sent to a restarting worker waits for it).
-#   Malformed channel datagrams are dropped and counted.
+# - Failed authentications are shared (FAIL: source address, user name or none, time):
+#   every worker counts every failure, so a source or a user is locked out after
+#   ``auth.max_failures`` in all, whichever workers the guesses landed on.
+# - The channel is one Unix datagram socket per worker, bound by the supervisor in a
+#   directory only its user can enter (0700), kept across restarts (what is sent to a
+#   restarting worker waits for it). Malformed channel datagrams are dropped and counted.
 """Messages and connection ownership between SIP worker processes."""
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import ip_address
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
@@ -39,12 +43,22 @@ from rtc64.sip.message import Message, Request
 from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
-SEND, DELIVER, OPEN, CLOSE, RESET = b"S", b"D", b"O", b"C", b"R"
+SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
+_FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
 OnMessage = Callable[[Message, Flow], None]
 TargetT = TypeVar("TargetT", bound=eyeballs_tcp.StreamTarget)
+KeyLike = IPAddress | str | tuple[str, IPAddress]  # as gateway.ratelimit counts failures
+
+
+class FailureTracker(Protocol):
+    """What the link needs of ``gateway.ratelimit.AuthFailureTracker``."""
+
+    on_failure: Callable[[KeyLike, float], None] | None
+
+    def record_failure(self, key: KeyLike, now: float, *, notify: bool = True) -> object: ...
 
 
 def owner_of(connection_id: int) -> int:
@@ -52,18 +66,20 @@ def owner_of(connection_id: int) -> int:
     return (connection_id - 1) // CONNECTION_ID_SPAN
 
 
-def channel_name(tag: str, index: int) -> bytes:
-    """The abstract Unix socket name of worker ``index``'s channel."""
-    return b"\0rtc64-sip-%s-%d" % (tag.encode(), index)
+def channel_name(directory: str, index: int) -> bytes:
+    """The Unix socket path of worker ``index``'s channel in ``directory``."""
+    return os.path.join(directory, f"w{index}").encode()
 
 
-def bind_channels(tag: str, count: int) -> list[socket.socket]:
-    """One bound channel socket per worker (the supervisor keeps them)."""
+def bind_channels(directory: str, count: int) -> list[socket.socket]:
+    """One bound channel socket per worker in ``directory`` (mode 0700: no other user
+    can send to them); the supervisor keeps them."""
+    os.chmod(directory, 0o700)
     out = []
     for k in range(count):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        sock.bind(channel_name(tag, k))
+        sock.bind(channel_name(directory, k))
         out.append(sock)
     return out
 
@@ -101,6 +117,7 @@ class WorkerLink:
         self._owners: dict[tuple[Transport, SockAddr], int] = {}
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
+        self._failed: Callable[[KeyLike, float], object] | None = None
         self.log = log
         self.handed = 0  # messages handed to another worker
         self.taken = 0  # messages taken from another worker
@@ -221,6 +238,23 @@ class WorkerLink:
             return None
         return None if top.port is None else self._private.get((sent, top.port))
 
+    def share_failures(self, tracker: FailureTracker) -> None:
+        """Every failure ``tracker`` records goes to the other workers' trackers too."""
+        tracker.on_failure = self._failure
+
+        def apply(key: KeyLike, when: float) -> object:
+            return tracker.record_failure(key, when, notify=False)
+
+        self._failed = apply
+
+    def _failure(self, key: KeyLike, now: float) -> None:
+        if isinstance(key, str):
+            return  # name-only keys are not recorded by the authenticator
+        user, address = key if isinstance(key, tuple) else ("", key)
+        name = user.encode()
+        head = _HEAD.pack(FAIL, self.index, 0, 0)
+        self._broadcast(head + _addr((address, 0)) + _FAIL.pack(now, len(name)) + name)
+
     def connection_changed(
         self, transport: Transport, remote: SockAddr, cid: int, up: bool
     ) -> None:
@@ -265,6 +299,12 @@ class WorkerLink:
             flow = Flow(transport, (address, port), (address, port), cid) if cid else None
             self.taken += 1
             self._layer.send(payload, transport, address, port, flow=flow, server_name=name)
+        elif kind == FAIL:
+            (address, _), at = _read_addr(data, at)
+            when, size = _FAIL.unpack_from(data, at)
+            user = data[at + _FAIL.size : at + _FAIL.size + size].decode()
+            if self._failed is not None:
+                self._failed((user, address) if user else address, when)
         elif kind == DELIVER:
             local, at = _read_addr(data, at)
             remote, at = _read_addr(data, at)

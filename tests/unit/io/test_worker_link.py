@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from ipaddress import IPv6Address
+from pathlib import Path
 
 from rtc64.io.worker_link import (
     _HEAD,
@@ -57,9 +57,9 @@ def test_connection_ids_name_their_worker() -> None:
     assert owner_of(3 * CONNECTION_ID_SPAN + 17) == 3
 
 
-def test_two_workers_hand_messages_to_each_other() -> None:
+def test_two_workers_hand_messages_to_each_other(tmp_path: Path) -> None:
     async def main() -> None:
-        tag = f"t{os.getpid()}"
+        tag = str(tmp_path)
         chans = bind_channels(tag, 2)
         names = [channel_name(tag, k) for k in range(2)]
         private = {(Transport.TCP, 41000): 0, (Transport.TCP, 41001): 1}
@@ -120,3 +120,36 @@ async def _until(check: object, timeout: float = 5.0) -> None:
     while not check():  # type: ignore[operator]
         assert loop.time() < deadline, "condition not met"
         await asyncio.sleep(0.01)
+
+
+def test_auth_failures_are_counted_by_every_worker(tmp_path: Path) -> None:
+    """Two failures seen by worker 0 and two by worker 1 (max 4): both block the source
+    and the (user, source) pair, as if each had seen all four."""
+    from rtc64.gateway.ratelimit import AuthFailureTracker  # noqa: PLC0415
+
+    async def main() -> list[AuthFailureTracker]:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        trackers = [AuthFailureTracker(4, window=300, block_seconds=300) for _ in (0, 1)]
+        for link, tracker in zip(links, trackers, strict=True):
+            link.attach(FakeLayer(), lambda m, f: None)  # type: ignore[arg-type]
+            link.share_failures(tracker)
+        try:
+            source = IPv6Address("2001:db8:1:2::99")
+            for n in range(4):
+                tracker = trackers[n % 2]
+                tracker.record_failure(source, 1000.0 + n)
+                tracker.record_failure(("bob", source), 1000.0 + n)
+            await _until(lambda: all(t.failures == 8 for t in trackers))
+            return trackers
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    for tracker in asyncio.run(main()):
+        assert tracker.is_blocked(IPv6Address("2001:db8:1:2::1"), 1004.0)  # same /64
+        assert tracker.is_blocked(("bob", IPv6Address("2001:db8:1:2::5")), 1004.0)
+        assert tracker.is_blocked(IPv6Address("2001:db8:1:3::1"), 1004.0) is None
