@@ -313,9 +313,7 @@ class AuthFailureTracker:
             left.append(self.is_blocked((username, source), now))
         return max((s for s in left if s is not None), default=None)
 
-    def record_failure(
-        self, key: KeyLike, now: float, *, notify: bool = True
-    ) -> BlockEvent | None:
+    def record_failure(self, key: KeyLike, now: float, *, notify: bool = True) -> BlockEvent | None:
         """Count a failure; returns the ``BlockEvent`` when this one starts a block.
         ``notify`` False: a failure another SIP worker saw (``on_failure`` not told)."""
         if notify and self.on_failure is not None:
