@@ -329,13 +329,18 @@ def kamailio_proxy(run_dir: Path, children: int = 4) -> Proxy:
     return Proxy("kamailio", argv)
 
 
-def rtc64_proxy(run_dir: Path, log_level: str = "warning", workers: int = 0) -> Proxy:
+def rtc64_proxy(
+    run_dir: Path, log_level: str = "warning", workers: int = 0, shedding: bool = True
+) -> Proxy:
     cfg = run_dir / "rtc64.toml"
     users = ", ".join(
         f'{{name = "u{n:05d}", password = "{AUTH_PASSWORD}"}}' for n in range(AUTH_USERS)
     )
     # SIPp 3.6 answers MD5 challenges only.
-    cfg.write_text(f'[sip]\nrequest_rate = 0\n[auth]\nalgorithms = ["MD5"]\nusers = [{users}]\n')
+    lag = "" if shedding else "overload_lag = 0\n"  # --no-shedding: raw capacity
+    cfg.write_text(
+        f'[sip]\nrequest_rate = 0\n{lag}[auth]\nalgorithms = ["MD5"]\nusers = [{users}]\n'
+    )
     data = run_dir / "rtc64-data"
     port = PROXY_PORT["rtc64"]
     argv = [
@@ -598,6 +603,7 @@ def run(
     keep: bool = False,
     workers: int = 0,
     pairs: int = PAIRS,
+    shedding: bool = True,
 ) -> int:
     for tool in ("sipp", "kamailio"):
         if shutil.which(tool) is None:
@@ -638,7 +644,7 @@ def run(
             proxy = (
                 kamailio_proxy(run_dir)
                 if name == "kamailio"
-                else rtc64_proxy(run_dir, workers=workers)
+                else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
             )
             commands[name] = shlex.join(proxy.argv)
             proxy.start(run_dir)
@@ -698,6 +704,9 @@ def cli() -> int:
     ap.add_argument("--keep", action="store_true", help="keep SIPp statistics files")
     ap.add_argument("--workers", type=int, default=0, help="rtc64 --sip-workers (0: cores)")
     ap.add_argument("--pairs", type=int, default=PAIRS, help="SIPp UAC/UAS pairs per step")
+    ap.add_argument(
+        "--no-shedding", action="store_true", help="rtc64 sip.overload_lag = 0 (no 503s)"
+    )
     args = ap.parse_args()
     return run(
         quick=args.quick,
@@ -709,6 +718,7 @@ def cli() -> int:
         keep=args.keep,
         workers=args.workers,
         pairs=args.pairs,
+        shedding=not args.no_shedding,
     )
 
 
