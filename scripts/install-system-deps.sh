@@ -8,10 +8,10 @@
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark
+  iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark sngrep
   sip-tester baresip kamailio rtpengine-daemon coturn
   tayga unbound dnsutils radvd redis-server
-  chromium openssl
+  chromium openssl kea-dhcp4-server
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -49,7 +49,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # systemd (which stops the unit's own processes only). Never kill by process name: that
 # would also end daemons a user runs. Init scripts may match their daemon by executable
 # name when stopping, so without systemd a running service is reported, not stopped.
-for svc in kamailio coturn rtpengine-daemon unbound redis-server radvd; do
+for svc in kamailio coturn rtpengine-daemon unbound redis-server radvd kea-dhcp4-server; do
   case " ${missing[*]} " in *" $svc "*) ;; *) continue ;; esac
   if [ -d /run/systemd/system ]; then
     if systemctl is-active --quiet "$svc.service"; then

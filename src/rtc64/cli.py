@@ -1,5 +1,4 @@
-"""Command line: ``rtc64 serve | relay | turn | user | nat64 | sip`` (``probe`` says it is not
-built yet).
+"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip``.
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -19,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtc64 import __version__, config, logs, serve, settings
+from rtc64 import __version__, config, ctl, logs, serve, settings
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.location.bindings import canonical_aor
 from rtc64.gateway.location.store import Store
@@ -29,11 +28,13 @@ from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver
 from rtc64.net import rfc6052
 from rtc64.net.address import IPAddress
+from rtc64.probe import command as probe_command
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
 from rtc64.sip import lint
 from rtc64.turnserver.credentials import rest_credentials, turn_uris
+from rtc64.web import auth as web_auth
 
 if TYPE_CHECKING:
     import asyncio
@@ -128,6 +129,22 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
     *TURN_FLAGS,
+    ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
+    ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
+    (
+        "--sip-trace",
+        "sip.trace",
+        True,
+        "log whole SIP messages of this network or AOR, e.g. sip:alice@example.net (repeatable)",
+    ),
+    ("--drain-seconds", "general.drain_seconds", False, "SIGTERM: grace for calls in progress"),
+    (
+        "--web-listen",
+        "web.listen",
+        False,
+        "console, REST API and /metrics address, e.g. [::1]:8064 (loopback unless "
+        "credentials exist)",
+    ),
     (
         "--only",
         "general.services",
@@ -261,9 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         relay.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
     relay.set_defaults(handler=_relay)
 
-    probe = add_command("probe", help="IPv6-only readiness report (not in this build yet)")
-    probe.add_argument("targets", nargs="*", metavar="TARGET")
-    probe.set_defaults(handler=_not_yet("probe", "the readiness-probe issue"))
+    probe_command.add_parser(add_command)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
@@ -311,6 +326,40 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     rm.set_defaults(handler=_user_remove)
 
+    admin = add_command("admin", help="the web console's admin account")
+    admin_sub = _subcommands(admin, "admin_command", "ACTION")
+    setpw = admin_sub(
+        "set-password",
+        help="set the console admin's password (read from stdin; stored scrypt-hashed in "
+        "the data directory)",
+    )
+    setpw.add_argument("--user", default="admin", help="the admin user name (admin)")
+    setpw.set_defaults(handler=_admin_set_password)
+
+    ctl_parser = add_command(
+        "ctl",
+        help="talk to a running gateway over its local API",
+        description="Query or steer a running rtc64 serve through its REST API (web.listen). "
+        "Authenticates with web.token (or RTC64_TOKEN); an open loopback console needs none.",
+    )
+    ctl_sub = _subcommands(ctl_parser, "ctl_command", "ACTION")
+    for name, text, arg in (
+        ("registrations", "registered contacts (of one AOR when given)", "AOR"),
+        ("calls", "calls in progress with their families", None),
+        ("relay", "relay sessions: each call's streams, ports, packets, loss, jitter", None),
+        ("turn", "TURN allocations", None),
+        ("unblock", "lift the failed-authentication blocks of a SOURCE or USER", "TARGET"),
+        ("reload", "ask the gateway to reload its configuration (SIGHUP)", None),
+    ):
+        sub = ctl_sub(name, help=text)
+        if arg == "AOR":
+            sub.add_argument("target", nargs="?", metavar=arg)
+        elif arg is not None:
+            sub.add_argument("target", metavar="SOURCE|USER")
+        sub.add_argument("--json", action="store_true", help="the API's JSON as is")
+        sub.add_argument("--url", help="the API base URL (default: from web.listen)")
+        sub.set_defaults(handler=_ctl)
+
     sip = add_command("sip", help="SIP tools for engineers")
     sip_sub = _subcommands(sip, "sip_command", "ACTION")
     check = sip_sub("check", help="lint SIP messages: valid or invalid with the reason")
@@ -340,16 +389,6 @@ def _user_domain(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _not_yet(name: str, where: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(
-            f"rtc64 {name}: not available yet in this build (arrives with {where})", file=sys.stderr
-        )
-        return EXIT_USAGE
-
-    return handler
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {}
     flags = (*SERVE_FLAGS, *RELAY_FLAGS)
@@ -376,8 +415,11 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     log = logging.getLogger("rtc64")
 
+    def reload() -> config.Config:
+        return config.load(args.config, _overrides(args))
+
     async def main(stop: asyncio.Event) -> int:
-        return await serve.serve(cfg, stop, log)
+        return await serve.serve(cfg, stop, log, reload)
 
     return loop.run(main)
 
@@ -471,6 +513,33 @@ def _with_store(
             await store.close()
 
     return loop.run_once(main)
+
+
+def _admin_set_password(args: argparse.Namespace) -> int:
+    cfg = _store_config(args)
+    if sys.stdin.isatty():
+        import getpass  # noqa: PLC0415 - only for an interactive terminal
+
+        password = getpass.getpass("new admin password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("password", "***", "the same password twice")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    record = web_auth.hash_admin(args.user, password)
+    path = web_auth.save_admin(cfg.prepare_data_dir(), record)
+    print(f"admin {args.user!r} saved in {path} (a running gateway reads it on restart)")
+    return EXIT_OK
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    cfg = _store_config(args)
+    url = args.url or ctl.default_url(cfg.web.listen, cfg.web.tls)
+    token = ctl.token_from_env() or cfg.web.token or None
+    target = getattr(args, "target", None)
+    try:
+        return ctl.run(ctl.Api(url, token), args.ctl_command, target, as_json=args.json)
+    except ctl.CtlError as exc:
+        return ctl.fail(str(exc))
 
 
 def _user_add(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.net import rfc6052
-from rtc64.net.address import Family, IPAddress, parse_hostport, parse_ip
+from rtc64.net.address import Family, IPAddress, format_hostport, parse_hostport, parse_ip
 from rtc64.net.endpoint import EXPECTED_FORM as LISTEN_FORM
 from rtc64.net.endpoint import EndpointError, ListenSpec, Transport, parse_listen
 
@@ -134,6 +134,28 @@ def _port_range(value: object) -> tuple[int, int]:
         raise ValueError
     # RTP takes even ports, RTCP the odd one above: start on an even port.
     return (low + (low % 2), high)
+
+
+def _trace_entry(value: object) -> IPNetwork | str:
+    """A network (CIDR) or a SIP AOR (``sip:alice@example.net``) whose messages are traced."""
+    text = _str(value).strip()
+    if text.lower().startswith(("sip:", "sips:")):
+        scheme, _, rest = text.partition(":")
+        user, at, host = rest.rpartition("@")
+        if not at or not user or not host:
+            raise _DetailError(f"{text!r}: an AOR needs user@host")
+        return f"{scheme.lower()}:{user}@{host.lower()}"
+    return ip_network(text, strict=False)
+
+
+def _hep_collector(value: object) -> ListenSpec | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    spec = _listen(text)
+    if spec.transport is not Transport.UDP or spec.address.is_unspecified or not spec.port:
+        raise _DetailError("the collector is udp:ADDRESS:PORT with a real address and port")
+    return spec
 
 
 def _optional_str(value: object) -> str | None:
@@ -260,6 +282,21 @@ def _keep_family(value: object) -> bool | tuple[ListenSpec, ...]:
     return _list_of(_turn_listen)(value)
 
 
+def _web_listen(value: object) -> tuple[IPAddress, int]:
+    """``[::1]:8064`` or ``127.0.0.1:8064``: an address literal and a port."""
+    hp = parse_hostport(_str(value))
+    if isinstance(hp.host, str) or hp.port is None:
+        raise ValueError("not ADDRESS:PORT")
+    return hp.host, hp.port
+
+
+def _token(value: object) -> str:
+    text = _str(value)
+    if text and (len(text) < 16 or text != text.strip()):
+        raise _DetailError("a token is at least 16 characters, without surrounding spaces")
+    return text
+
+
 _FAMILY_NAMES = {"ipv4": Family.INET, "ip4": Family.INET, "ipv6": Family.INET6, "ip6": Family.INET6}
 
 
@@ -315,6 +352,14 @@ KEYS: tuple[Key, ...] = (
         _str,
         "a directory path (empty: ~/.local/state/rtc64)",
         "where the SQLite store, generated certificates and state live",
+    ),
+    Key(
+        "general.drain_seconds",
+        30.0,
+        _float_range(0.0, 86_400.0),
+        "seconds from 0 to 86400",
+        "on SIGTERM, how long calls in progress may continue (new calls get 503) before "
+        "the gateway stops",
     ),
     Key(
         "general.services",
@@ -442,6 +487,14 @@ KEYS: tuple[Key, ...] = (
         _bool,
         "true or false",
         "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
+    ),
+    Key(
+        "sip.trace",
+        [],
+        _list_of(_trace_entry),
+        "a list of networks in CIDR form or SIP AORs (e.g. 2001:db8::/64, sip:alice@example.net)",
+        "log every SIP message (whole) from or to these sources, or naming these AORs in "
+        "From or To (logger rtc64.trace)",
     ),
     Key(
         "registrar.min_expires",
@@ -759,7 +812,61 @@ KEYS: tuple[Key, ...] = (
         "relay in the client's family when it asks for none (instead of IPv4, RFC 8656 "
         "§7.2), on every listener (true) or on the ones listed",
     ),
+    Key(
+        "hep.collector",
+        "",
+        _hep_collector,
+        "udp:ADDRESS:PORT, e.g. udp:[2001:db8::9]:9060 (empty: no capture)",
+        "HEPv3 (Homer) collector every SIP message received and sent is copied to",
+    ),
+    Key(
+        "hep.capture_id",
+        2001,
+        _int_range(0, 2**32 - 1),
+        "an integer from 0 to 4294967295",
+        "capture agent id carried in each HEP packet",
+    ),
 )
+
+WEB_KEYS: tuple[Key, ...] = (
+    Key("web.enabled", True, _bool, "true or false", "run the web console, REST API and /metrics"),
+    Key(
+        "web.listen",
+        "[::1]:8064",
+        _web_listen,
+        "ADDRESS:PORT, e.g. [::1]:8064 or 127.0.0.1:8064",
+        "where the console, REST API and /metrics listen (loopback unless credentials exist)",
+    ),
+    Key(
+        "web.token",
+        "",
+        _token,
+        "a secret of at least 16 characters (empty: none)",
+        "API token (Authorization: Bearer) with full access, for rtc64 ctl and scripts",
+    ),
+    Key(
+        "web.turn_token",
+        "",
+        _token,
+        "a secret of at least 16 characters (empty: none)",
+        "token that may only call /api/turn-credentials (for an application server)",
+    ),
+    Key(
+        "web.tls",
+        False,
+        _bool,
+        "true or false",
+        "serve HTTPS (sip.tls_cert/sip.tls_key, else the self-signed certificate)",
+    ),
+    Key(
+        "web.session_lifetime",
+        28800,
+        _int_range(60, 604800),
+        "seconds, 60..604800",
+        "how long a console login lasts",
+    ),
+)
+KEYS = (*KEYS, *WEB_KEYS)
 
 _BY_PATH = {k.path: k for k in KEYS}
 
@@ -772,6 +879,7 @@ class GeneralSection:
     log_level: str
     log_format: str
     data_dir: str
+    drain_seconds: float
     services: tuple[str, ...]
 
 
@@ -793,6 +901,7 @@ class SipSection:
     udp_ipv4_no_df: bool
     workers: int
     worker_ports: int
+    trace: tuple[IPNetwork | str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -872,6 +981,22 @@ class TurnSection:
     keep_client_family: bool | tuple[ListenSpec, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class HepSection:
+    collector: ListenSpec | None
+    capture_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebSection:
+    enabled: bool
+    listen: tuple[IPAddress, int]
+    token: str = field(repr=False)
+    turn_token: str = field(repr=False)
+    tls: bool
+    session_lifetime: int
+
+
 SECTIONS: dict[str, type] = {
     "general": GeneralSection,
     "sip": SipSection,
@@ -883,6 +1008,8 @@ SECTIONS: dict[str, type] = {
     "dns": DnsSection,
     "nat64": Nat64Section,
     "turn": TurnSection,
+    "hep": HepSection,
+    "web": WebSection,
 }
 
 S = TypeVar("S")
@@ -913,6 +1040,8 @@ class Config:
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
     turn: TurnSection = field(init=False)
+    hep: HepSection = field(init=False)
+    web: WebSection = field(init=False)
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
@@ -953,6 +1082,11 @@ class Config:
             elif key.path == "auth.users":
                 assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
+            elif key.path in ("web.token", "web.turn_token"):
+                shown = "set, hidden" if value else "(none)"
+            elif key.path == "web.listen":
+                assert isinstance(value, tuple)
+                shown = format_hostport(value[0], value[1])
             elif key.path == "turn.secrets":
                 assert isinstance(value, tuple)
                 shown = f"{len(value)} secret(s), hidden" if value else "(none)"

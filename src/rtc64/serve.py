@@ -6,7 +6,8 @@ addresses checked against them) → data directory, store, secret → TLS identi
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
 needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
 media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs →
-TURN (its relay ports from the media relay's pool). ``general.services`` picks what runs:
+TURN (its relay ports from the media relay's pool) → web console, API and /metrics
+(``web.enabled``). ``general.services`` picks what runs:
 without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
 alone runs the relay with its ng control.
 With ``sip.workers`` > 1 ``serve`` hands over to ``workers.py`` (the supervisor); each
@@ -25,7 +26,7 @@ import platform
 import socket
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Network
 from pathlib import Path
@@ -36,6 +37,7 @@ from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
@@ -54,8 +56,13 @@ from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
 from rtc64.io.worker_link import WorkerLink
+from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, Transport
+from rtc64.probe import report as probe_report
+from rtc64.probe import runner as probe_runner
+from rtc64.probe.context import Probe, ProbeSettings
+from rtc64.probe.verdict import exit_code
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
@@ -77,16 +84,27 @@ from rtc64.sip.transaction import TransactionLayer
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService
+from rtc64.web.app import RunningWeb
+from rtc64.web.probes import ProbeResult
+from rtc64.web.wiring import preflight as web_preflight
+from rtc64.web.wiring import start_gateway_web
 
 if TYPE_CHECKING:
     import asyncio
 
 STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
 AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
 
 
-async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int:
-    """Start the gateway on ``config``, wait for ``stop``, then shut down. Returns 0."""
+async def serve(
+    config: Config,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Start the gateway on ``config``, wait for ``stop`` (SIGINT, or SIGTERM after the
+    drain; SIGHUP reloads from ``reload_config``: ``lifecycle``), then shut down."""
     log.info("rtc64 %s starting", __version__)
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
@@ -99,7 +117,12 @@ async def serve(config: Config, stop: asyncio.Event, log: logging.Logger) -> int
     gateway = Gateway(config, log)
     try:
         await gateway.start()
-        await stop.wait()
+        signals = Lifecycle(gateway, stop, reload_config=reload_config, log=log)
+        signals.install()
+        try:
+            await stop.wait()
+        finally:
+            signals.uninstall()
     finally:
         log.info("rtc64 stopping")
         await gateway.stop()
@@ -134,6 +157,11 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.media: MediaBridge | None = None
+        self.identity: Identity | None = None
+        self.observers: Observers | None = None
+        self.auth: Authenticator | None = None
+        self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -154,6 +182,7 @@ class Gateway:
         if "sip" in services or "media" in services:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
+        web_preflight(cfg, data_dir)
         store = await open_checked_store(cfg, shared=self.role is not None)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
@@ -165,6 +194,37 @@ class Gateway:
             await self._relay_alone(host)
         if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
+        if cfg.web.enabled and (self.role is None or self.role.index == 0):
+            await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
+
+    async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
+        """The console, REST API and /metrics (``web/``), reading the services' views."""
+        relay = self.relay
+        self.web = await start_gateway_web(
+            self.cfg,
+            data_dir,
+            self.log.getChild("web"),
+            registrations=store if self.proxy is not None else None,
+            proxy=self.proxy,
+            relay=relay,
+            turn=self.turn,
+            blocks=None if self.auth is None else self.auth.tracker,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=nat64,
+            probe=self._run_probe,
+        )
+        self._stack.push_async_callback(self.web.stop)
+
+    async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
+        """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""
+        settings = ProbeSettings(families=families, dhcp=False, deadline=PROBE_DEADLINE)
+        resolver = Resolver(self.cfg.dns.servers, timeout=settings.timeout)
+        found = await probe_runner.run(targets, settings, probe=Probe(settings, resolver))
+        return ProbeResult(
+            probe_report.to_json(found), probe_report.to_html(found), exit_code(found)
+        )
 
     async def _sip(
         self, host: frozenset[IPAddress], data_dir: Path, store: Store, secret: bytes
@@ -195,7 +255,7 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(cfg, store, secret, log)
         if link is not None:  # lock-outs count every worker's failures
             link.share_failures(auth.tracker)
         spawner = Spawner(log)
@@ -212,9 +272,13 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        self.media, self.identity = media, identity
+        self.observers = Observers.attach(cfg, transports, proxy, media, log)
+        stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
-        _periodic(spawner, store, auth, log, expire=role is None or role.index == 0)
+        first = role is None or role.index == 0
+        _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
         ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
         return media.nat64
@@ -534,13 +598,21 @@ async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Networ
 
 
 def _periodic(
-    spawner: Spawner, store: Store, auth: Authenticator, log: logging.Logger, *, expire: bool
+    spawner: Spawner,
+    store: Store,
+    auth: Authenticator,
+    log: logging.Logger,
+    registrations: RegistrationLog,
+    *,
+    expire: bool = True,
 ) -> None:
-    """Expired bindings removed (``expire``: one SIP worker does it for all); unanswered
-    challenges swept (wall clock, as auth uses)."""
+    """Expired bindings removed, each logged (``expire``: one SIP worker does it for all);
+    unanswered challenges swept (wall clock, as auth uses)."""
 
     async def expire_bindings() -> None:
-        removed = await store.expire(time.time())
+        now = time.time()
+        removed = await store.expire(now)
+        await registrations.sweep(store, now)
         if removed:
             log.info("registrar: %d expired bindings removed", removed)
 

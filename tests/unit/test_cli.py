@@ -95,9 +95,11 @@ def test_bad_values_exit_2_with_one_line(
     assert err.count("\n") == 1
 
 
-def test_not_yet_available_subcommands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["probe", "example.net"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_probe_refuses_a_bad_flag_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "--timeout", "0", "example.net"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err
+    assert "Traceback" not in err
 
 
 def test_serve_starts_logs_and_stops_on_sigterm(tmp_path: Path) -> None:

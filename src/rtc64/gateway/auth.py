@@ -91,6 +91,13 @@ class Authenticator:
         self.unanswered = UnansweredChallenges(log)
         self._watch = any(a.hash_name != "md5" for a in self.algorithms)
 
+    def reconfigure(
+        self, users: Iterable[tuple[str, str]], trusted: Iterable[IPv4Network | IPv6Network]
+    ) -> None:
+        """New configured users and trusted networks (SIGHUP); nonces and blocks stay."""
+        self._users = {name: UserRecord.from_password(name, self.realm, pw) for name, pw in users}
+        self._trusted = tuple(trusted)
+
     def sweep(self, now: float) -> None:
         """Housekeeping (every second or so): report challenges left unanswered."""
         if self._watch:

@@ -56,15 +56,16 @@ class Identity:
         source_for: SourceFor,
     ) -> None:
         self.listeners = tuple(listeners)
-        ordered_domains = [d.lower().rstrip(".") for d in domains]
-        ordered_names = [h.lower().rstrip(".") for h in hostnames]
+        self._given = (tuple(domains), tuple(host_addresses), tuple(hostnames))
+        ordered_domains = [d.lower().rstrip(".") for d in self._given[0]]
+        ordered_names = [h.lower().rstrip(".") for h in self._given[2]]
         self.domains = frozenset(ordered_domains)
         self.hostnames = frozenset(ordered_names)
         self._source_for = source_for
         addresses: set[IPAddress] = set()
         for lst in self.listeners:
             if lst.wildcard:
-                addresses.update(a for a in host_addresses if family_of(a) == lst.family)
+                addresses.update(a for a in self._given[1] if family_of(a) == lst.family)
             else:
                 addresses.add(lst.spec.address)
             adv = lst.spec.advertise
@@ -91,6 +92,19 @@ class Identity:
         self._by_kind: dict[tuple[Transport, Family], Listener] = {}
         for lst in self.listeners:
             self._by_kind.setdefault((lst.transport, lst.family), lst)
+
+    def replace_listeners(self, listeners: Sequence[Listener]) -> None:
+        """Listeners opened or closed on reload: everything derived from them anew (the
+        object is shared by the proxy's parts, so it changes in place)."""
+        domains, host_addresses, hostnames = self._given
+        fresh = Identity(
+            listeners,
+            domains=domains,
+            host_addresses=host_addresses,
+            hostnames=hostnames,
+            source_for=self._source_for,
+        )
+        vars(self).update(vars(fresh))
 
     # -- is it us? -------------------------------------------------------------------------
 

@@ -203,6 +203,11 @@ class MediaBridge:
     def active_calls(self) -> int:
         return len(self._calls)
 
+    def relayed(self, call_id: bytes) -> bool:
+        """Whether the relay carries media of ``call_id`` now."""
+        call = self._calls.get(call_id)
+        return call is not None and bool(call.sessions)
+
     @staticmethod
     def call_of(session: bytes) -> bytes:
         """The Call-ID behind a relay session key (``call_id;f=4`` → ``call_id``)."""

@@ -27,9 +27,10 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from rtc64.errors import LocalProtocolError
+from rtc64.gateway.stats import Block
 from rtc64.net.address import unmap
 
 IPAddress = IPv4Address | IPv6Address
@@ -351,6 +352,34 @@ class AuthFailureTracker:
         """Keys blocked right now (gauge for metrics)."""
         self._sweep(now)
         return len(self._blocks)
+
+    def blocked(self, now: float) -> list[Block]:
+        """The blocks in force, soonest to end first (for the operator)."""
+        self._sweep(now)
+        return [Block(k, until - now) for k, until in self._blocks.items()]
+
+    def unblock(self, target: str, now: float) -> int:
+        """Lift the blocks of ``target``: an address or prefix (its source prefix, and
+        every user blocked from it) or a user name (from every source). Returns how many
+        blocks were lifted; the failure history of those keys is forgotten too."""
+        self._sweep(now)
+        try:
+            net = ip_network(target, strict=False)
+        except ValueError:
+            net = None
+        prefix = None if net is None else self.key(unmap(net.network_address))
+
+        def matches(k: Key) -> bool:
+            if prefix is not None:
+                return k == prefix or (isinstance(k, tuple) and k[1] == prefix)
+            return k == target or (isinstance(k, tuple) and k[0] == target)
+
+        lifted = [k for k in self._blocks if matches(k)]
+        for k in lifted:
+            del self._blocks[k]
+        for k in [k for k in self._failures if matches(k)]:
+            del self._failures[k]
+        return len(lifted)
 
     def __len__(self) -> int:
         return len(self._failures) + len(self._blocks)

@@ -1,8 +1,25 @@
-"""Counters of the signalling gateway (monotonic; for logs, tests and future metrics)."""
+"""Counters of the signalling gateway (monotonic; for logs, tests and metrics), and the
+read-only views a reader (web console, metrics) may use on the running gateway.
+
+SIP traffic is counted by (method or status code, transport, family); an unknown method
+counts as ``OTHER`` so a peer cannot grow the label set."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from rtc64.net.address import Family
+
+if TYPE_CHECKING:
+    from rtc64.gateway.location.bindings import Binding
+    from rtc64.gateway.ratelimit import Key
+
+KNOWN_METHODS = frozenset(
+    b"INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    b"MESSAGE UPDATE".split()
+)
 
 
 @dataclass(slots=True)
@@ -36,3 +53,74 @@ class ProxyStats:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(slots=True)
+class SipTraffic:
+    """SIP messages received, by (method, transport, family) and (code, transport, family)."""
+
+    requests: Counter[tuple[str, str, Family]] = field(default_factory=Counter)
+    responses: Counter[tuple[int, str, Family]] = field(default_factory=Counter)
+
+    def request(self, method: bytes, transport: str, family: Family) -> None:
+        name = method.decode("ascii") if method in KNOWN_METHODS else "OTHER"
+        self.requests[name, transport, family] += 1
+
+    def response(self, status: int, transport: str, family: Family) -> None:
+        self.responses[status, transport, family] += 1
+
+
+class ProxyView(Protocol):
+    """What a reader may see of the running proxy."""
+
+    @property
+    def stats(self) -> ProxyStats: ...
+
+    @property
+    def traffic(self) -> SipTraffic: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+class RegistrationView(Protocol):
+    """The location service, read-only (every ``LocationStore`` is one)."""
+
+    async def all_bindings(self, now: float) -> list[Binding]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContactHealth:
+    """Keepalive state of one registered contact (when keepalives run)."""
+
+    state: str
+    """The keepalive schedule's state of the contact (e.g. reachable, unreachable)."""
+    failures: int
+    """Keepalives unanswered in a row."""
+    last_keepalive: float | None
+    """Wall-clock time of the last answered keepalive."""
+    rtt: float | None
+    """Seconds, of the last answered keepalive."""
+
+
+class KeepaliveView(Protocol):
+    """Per-contact keepalive state, keyed as the registrar keys contacts."""
+
+    def health(self, aor: str, contact: bytes) -> ContactHealth | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A source prefix, a user from a source prefix, or a user name blocked after failed
+    authentications, with the seconds left."""
+
+    key: Key
+    seconds_left: float
+
+
+class BlockView(Protocol):
+    """The failed-authentication blocks: list them, lift some."""
+
+    def blocked(self, now: float) -> list[Block]: ...
+
+    def unblock(self, target: str, now: float) -> int: ...

@@ -5,9 +5,13 @@ Rules (the shape of aioquic's asyncio adapter):
 - Every core keeps its deadlines as plain numbers on one clock per process, ``clock()``
   (``time.monotonic``: the timebase of the relay's packet timestamps too), exposes the
   earliest as ``get_timer()`` and fires what is due in ``handle_timer(now)``.
-- The driver holds exactly one loop timer, for the core's earliest deadline. Whoever
-  feeds the core input (a datagram, a response, a finished look-up) calls ``update()``
-  afterwards; the driver re-arms only when the earliest deadline moved.
+- The driver holds exactly one loop timer, for the core's earliest deadline rounded up
+  to a grid of ``resolution`` seconds (10 ms): deadlines in the same grid cell share one
+  wake-up (the clock is precise to the microsecond: without the grid, each deadline of
+  a burst of transactions would wake the loop on its own), a timer never fires early
+  and at most ``resolution`` (+1 ms against the loop's millisecond rounding) late.
+  Whoever feeds the core input (a datagram, a response, a finished look-up) calls
+  ``update()`` afterwards; the driver re-arms only when that grid point moved.
 - A callback that raises is logged, never lost, and the driver keeps running: a bad
   message must not stop a core's timers.
 """
@@ -16,8 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Protocol
+
+RESOLUTION = 0.01
+"""Seconds: the grid the driver's wake-ups are rounded up to (SIP's shortest timer,
+T1 = 500 ms, moves by at most 2 %)."""
+_MARGIN = 0.001  # the loop rounds delays to whole milliseconds: never wake before the grid
 
 
 def clock() -> float:
@@ -40,11 +50,20 @@ class Driver:
     given with ``drive``); ``close`` stops it for good.
     """
 
-    __slots__ = ("_core", "_handle", "_log", "_loop", "_when")
+    __slots__ = ("_core", "_handle", "_log", "_loop", "_resolution", "_when")
 
-    def __init__(self, core: TimerCore | None = None, *, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        core: TimerCore | None = None,
+        *,
+        log: logging.Logger | None = None,
+        resolution: float = RESOLUTION,
+    ) -> None:
+        if not resolution > 0:
+            raise ValueError(f"resolution must be > 0 seconds, not {resolution!r}")
         self._loop = asyncio.get_running_loop()
         self._core = core
+        self._resolution = resolution
         self._handle: asyncio.TimerHandle | None = None
         self._when: float | None = None
         self._log = log or logging.getLogger("rtc64.io.driver")
@@ -60,6 +79,8 @@ class Driver:
         """The core took input: follow its earliest deadline."""
         core = self._core
         when = core.get_timer() if core is not None else None
+        if when is not None:  # the grid point at or after the deadline
+            when = math.ceil(when / self._resolution) * self._resolution
         if when == self._when and (self._handle is not None or when is None):
             return
         if self._handle is not None:
@@ -67,7 +88,7 @@ class Driver:
             self._handle = None
         self._when = when
         if when is not None:
-            self._handle = self._loop.call_later(max(0.0, when - clock()), self._fire)
+            self._handle = self._loop.call_later(max(0.0, when - clock()) + _MARGIN, self._fire)
 
     def _fire(self) -> None:
         self._handle = None

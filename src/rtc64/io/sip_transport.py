@@ -29,9 +29,11 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
@@ -44,10 +46,19 @@ from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message
+from rtc64.sip.serializer import serialize
 
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
 OnBadDatagram = Callable[[bytes, RemoteProtocolError, Flow], None]
+
+
+class Tap(Protocol):
+    """Sees a copy of every SIP message received and sent (HEP capture, tracing); it
+    must not block and must not raise."""
+
+    def received(self, data: bytes, flow: Flow, now: float) -> None: ...
+    def sent(self, data: bytes, flow: Flow, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +119,12 @@ class SipTransportLayer:
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
         self._servers: list[asyncio.Server] = []
+        self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
         self._by_remote: dict[tuple[Transport, SockAddr], dict[int, Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.taps: list[Tap] = []
 
     # lifecycle
 
@@ -160,10 +173,49 @@ class SipTransportLayer:
                     ssl_handshake_timeout=self.limits.handshake_timeout if kind.secure else None,
                 )
                 self._servers.append(server)
+                self._server_of[spec] = server
         except BaseException:
             sock.close()
             raise
         self._listeners.append(bound)
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """Open the listeners of ``specs`` not open yet and close those no longer in it
+        (a reload); connections accepted earlier stay open. Returns (opened, closed). If
+        one cannot be bound, those opened here are closed again and ``ConfigError`` says
+        which: the listeners stay as they were."""
+        wanted = list(dict.fromkeys(specs))
+        current = [b.spec for b in self._listeners]
+        added = [s for s in wanted if s not in current]
+        removed = [s for s in current if s not in wanted]
+        if self._server_tls is None and any(s.transport.secure for s in added):
+            shown = ", ".join(str(s) for s in added if s.transport.secure)
+            raise ConfigError("sip.listen", shown, "no new TLS/WSS listener without a restart")
+        opened: list[ListenSpec] = []
+        try:
+            for spec in added:
+                await self._open(spec)
+                opened.append(spec)
+        except BaseException:
+            for spec in opened:
+                self._close_listener(spec)
+            raise
+        for spec in removed:
+            self._close_listener(spec)
+        self.specs = tuple(wanted)
+        return added, removed
+
+    def _close_listener(self, spec: ListenSpec) -> None:
+        self._listeners = [b for b in self._listeners if b.spec != spec]
+        for bound, udp in [pair for pair in self._udp if pair[0].spec == spec]:
+            udp.close()
+            self._udp.remove((bound, udp))
+        server = self._server_of.pop(spec, None)
+        if server is not None:
+            server.close()
+            self._servers.remove(server)
 
     def _factory(self, kind: Transport) -> Callable[[], Connection]:
         if kind in (Transport.WS, Transport.WSS):
@@ -194,10 +246,16 @@ class SipTransportLayer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+        self._server_of.clear()
         self._udp.clear()
         self._listeners.clear()
 
     # introspection
+
+    @property
+    def server_tls(self) -> ssl.SSLContext | None:
+        """The TLS/WSS listeners' context (a reload loads new certificates into it)."""
+        return self._server_tls
 
     @property
     def listeners(self) -> tuple[BoundListener, ...]:
@@ -249,6 +307,8 @@ class SipTransportLayer:
             if udp is None:
                 return self._fail(transport, remote, "no UDP listener of that family", handle)
             if udp.send(data, remote):
+                if self.taps:
+                    self._tap_sent(data, Flow(transport, udp.local, remote))
                 return True
             return self._report(transport, remote, "the UDP socket refused it", handle)
         conn = self._connection_for(transport, remote, flow, server_name)
@@ -265,6 +325,9 @@ class SipTransportLayer:
             if conn is None:
                 return False
         if conn.send_message(data, handle):
+            if self.taps:
+                local = conn.local or (_ANY[family_of(address)], 0)
+                self._tap_sent(data, Flow(transport, local, remote, conn.id))
             return True
         return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
 
@@ -438,8 +501,17 @@ class SipTransportLayer:
 
     # ConnectionOwner
 
+    def _tap_sent(self, data: bytes, flow: Flow) -> None:
+        now = time.time()
+        for tap in self.taps:
+            tap.sent(data, flow, now)
+
     def deliver(self, msg: Message, flow: Flow) -> None:
         self.stats.received += 1
+        if self.taps:
+            data, now = serialize(msg), time.time()
+            for tap in self.taps:
+                tap.received(data, flow, now)
         self._call(self._on_message, msg, flow)
 
     def bad_message(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
@@ -501,6 +573,9 @@ class SipTransportLayer:
                     self.stats.connections_idle_closed += 1
                     self.log.debug("closing idle %s", conn)
                     conn.close()
+
+
+_ANY: dict[Family, IPAddress] = {Family.INET: IPv4Address(0), Family.INET6: IPv6Address(0)}
 
 
 def _describe(listener: BoundListener) -> str:

@@ -2,15 +2,20 @@
 #
 # Rules: frozen slotted snapshots built on request from the forwarder's counters; nothing
 # here is updated per packet. Times are the relay clock's (monotonic seconds).
+# ``RelayView`` is what a reader (web console, metrics) may call on a running relay.
 """Snapshots of relayed calls: per leg and per call."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from rtc64.net.address import IPAddress
 from rtc64.rtp.legs import LatchMode
 from rtc64.rtp.stats import ReceptionSnapshot
+
+if TYPE_CHECKING:
+    from rtc64.relay.engine import RelayCounters
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +83,14 @@ class CallStats:
             if leg.tag == tag and leg.media == media and leg.component == component:
                 return leg
         return None
+
+
+class RelayView(Protocol):
+    """Read-only access to a running relay: its calls and its engine counters."""
+
+    @property
+    def counters(self) -> RelayCounters: ...
+
+    def calls(self) -> list[bytes]: ...
+
+    def query(self, call_id: bytes) -> CallStats | None: ...

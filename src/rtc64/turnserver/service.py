@@ -49,7 +49,13 @@ from rtc64.turn.protocols import Credentials, PeerPolicy
 from rtc64.turn.server import TurnServer
 from rtc64.turn.settings import TurnSettings
 from rtc64.turnserver.quotas import ChallengeLimiter
-from rtc64.turnserver.stats import TcpCounters, TurnServiceStats, snapshot
+from rtc64.turnserver.stats import (
+    AllocationView,
+    TcpCounters,
+    TurnServiceStats,
+    allocation_views,
+    snapshot,
+)
 
 Fetch = Callable[[str], Awaitable[object]]
 """Fetch a user into the credentials' cache (the ``Lookup`` step)."""
@@ -285,6 +291,10 @@ class TurnService:
         task.add_done_callback(self._lookups.discard)
 
     # --- stats -----------------------------------------------------------------------------
+
+    def allocations(self) -> list[AllocationView]:
+        """The live allocations with their relays' counters (a snapshot)."""
+        return allocation_views(self.core.by_flow.values(), self.relays.counters(), clock())
 
     def stats(self) -> TurnServiceStats:
         """A read-only snapshot: the core's counters, the listeners', every relay's."""

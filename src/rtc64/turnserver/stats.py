@@ -2,18 +2,24 @@
 # (allocations by client and relay family, errors by code, drops by reason), the
 # listeners' (garbage, oversize, idle closes...), and the relayed packets and bytes per
 # direction and per (client family, relay family), live allocations included.
+# ``TurnView`` is what a reader (the web console, metrics) may call: snapshots only.
 """TurnServiceStats: a read-only snapshot of the TURN server's counters."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from rtc64.io.turn_listeners import ListenerStats
 from rtc64.io.turn_relay import RelayCounters, Totals
-from rtc64.net.address import Family
+from rtc64.net.address import Family, IPAddress
+from rtc64.turn.events import ClientFlow
 from rtc64.turn.stats import TurnStats
+
+if TYPE_CHECKING:
+    from rtc64.turn.allocation import Allocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +126,54 @@ def snapshot(
         lookups_dropped=lookups_dropped,
         challenges_dropped=challenges_dropped,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationView:
+    """One live allocation: its client, relayed addresses per family, permitted peers and
+    the bytes relayed through it (UDP relays)."""
+
+    client: ClientFlow
+    username: str
+    relays: tuple[tuple[Family, tuple[IPAddress, int]], ...]
+    peers: tuple[IPAddress, ...]
+    channels: int
+    expires_in: float
+    to_peer_packets: int
+    to_peer_bytes: int
+    from_peer_packets: int
+    from_peer_bytes: int
+
+
+class TurnView(Protocol):
+    """What readers of a running TURN server may ask (read-only snapshots)."""
+
+    def stats(self) -> TurnServiceStats: ...
+
+    def allocations(self) -> list[AllocationView]: ...
+
+
+def allocation_views(
+    allocations: Iterable[Allocation], live: Sequence[RelayCounters], now: float
+) -> list[AllocationView]:
+    """Frozen views of ``allocations`` with the byte counters of their relays."""
+    by_relay = {c.relay: c for c in live}
+    views = []
+    for alloc in allocations:
+        relays = tuple(sorted(alloc.relays.items()))
+        counters = [by_relay[a] for _, a in relays if a in by_relay]
+        views.append(
+            AllocationView(
+                client=alloc.client,
+                username=alloc.username,
+                relays=relays,
+                peers=tuple(sorted(alloc.permissions, key=lambda a: (a.version, int(a)))),
+                channels=len(alloc.channels),
+                expires_in=max(0.0, alloc.expires - now),
+                to_peer_packets=sum(c.to_peer_packets for c in counters),
+                to_peer_bytes=sum(c.to_peer_bytes for c in counters),
+                from_peer_packets=sum(c.from_peer_packets for c in counters),
+                from_peer_bytes=sum(c.from_peer_bytes for c in counters),
+            )
+        )
+    return views

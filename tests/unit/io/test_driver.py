@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import pytest
 
-from rtc64.io.driver import Driver, clock
+from rtc64.io.driver import RESOLUTION, Driver, clock
 
 
 class Core:
@@ -16,12 +17,14 @@ class Core:
     def __init__(self, deadlines: list[float]) -> None:
         self.deadlines = sorted(deadlines)
         self.fired: list[float] = []
+        self.wakeups: list[float] = []  # the ``now`` of every handle_timer call
         self.fail = False
 
     def get_timer(self) -> float | None:
         return self.deadlines[0] if self.deadlines else None
 
     def handle_timer(self, now: float) -> None:
+        self.wakeups.append(now)
         if self.fail:
             self.fail = False
             self.deadlines.pop(0)
@@ -41,6 +44,51 @@ def test_fires_each_deadline_in_order_and_not_early() -> None:
     fired, left = asyncio.run(main())
     assert fired == sorted(fired) and len(fired) == 3
     assert left == []
+
+
+def test_deadlines_in_one_grid_cell_share_one_wakeup_and_none_fires_early() -> None:
+    """A burst of transactions started together (deadlines microseconds apart) ends in one
+    wake-up, not one per deadline; every deadline is due at the ``now`` it fires with."""
+
+    async def main() -> Core:
+        cell = (math.ceil(clock() / RESOLUTION) + 2) * RESOLUTION  # a grid point ahead
+        core = Core([cell + RESOLUTION * k / 40 for k in range(1, 40)])
+        driver = Driver(core)
+        for _ in range(3):
+            driver.update()  # fed input again: the same grid point, no re-arm
+        await asyncio.sleep(6 * RESOLUTION)
+        return core
+
+    core = asyncio.run(main())
+    assert len(core.fired) == 39 and core.deadlines == []
+    assert len(core.wakeups) == 1
+    assert core.wakeups[0] >= core.fired[-1]
+
+
+def test_wakeups_follow_the_grid_not_each_deadline() -> None:
+    """Deadlines spread over several cells wake the core at most once per cell, and never
+    before one is due (each wake-up fires at least one deadline)."""
+
+    async def main() -> Core:
+        start = clock()
+        core = Core([start + 0.001 * k for k in range(1, 60)])  # 59 deadlines over 59 ms
+        Driver(core, resolution=0.02).update()
+        await asyncio.sleep(0.2)
+        return core
+
+    core = asyncio.run(main())
+    assert len(core.fired) == 59
+    assert 1 <= len(core.wakeups) <= 4  # 59 ms touch at most 4 cells of 20 ms
+    for before, now in zip([-math.inf, *core.wakeups], core.wakeups, strict=False):
+        assert any(before < d <= now for d in core.fired)  # no wake-up with nothing due
+
+
+def test_resolution_must_be_positive() -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="resolution"):
+            Driver(resolution=0.0)
+
+    asyncio.run(main())
 
 
 def test_update_follows_a_deadline_moved_earlier_or_removed() -> None:

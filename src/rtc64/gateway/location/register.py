@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.utils import formatdate
 
 from rtc64.gateway.location import gruu
@@ -128,10 +128,12 @@ async def handle_register(
     now: float | None = None,
     keys: tuple[str, str] | None = None,
     gruu_secret: bytes | None = None,
+    on_change: Callable[[Sequence[Binding], Sequence[Binding]], None] | None = None,
 ) -> Response:
     """Apply a REGISTER to the store and build the response to send; ``keys`` are the
     AOR's (canonical, as written) location keys (default: the To URI as written);
-    ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it)."""
+    ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it);
+    ``on_change(before, after)`` hears of each successful update (for the log)."""
     wall = time.time() if now is None else now
     missing = unsupported(req)
     if missing:
@@ -168,7 +170,8 @@ async def handle_register(
     for _ in range(SWAP_ATTEMPTS):
         stored = await store.lookup(aor, wall)
         moved = await _stored_as_written(store, keys, stored, wall)
-        outcome = process_register([*stored, *moved], request, policy, wall)
+        current = [*stored, *moved]
+        outcome = process_register(current, request, policy, wall)
         if not outcome.ok:
             extra: list[tuple[bytes, bytes]] = []
             if outcome.min_expires is not None:
@@ -188,6 +191,8 @@ async def handle_register(
         return make_response(req, 500, b"Server Internal Error", headers=[(b"Retry-After", b"1")])
     if moved:
         await store.replace(keys[1], [])
+    if on_change is not None and (specs or wildcard):
+        on_change(current, outcome.bindings)
     supported = frozenset(t.lower() for t in sh.tokens(req, b"supported"))
     secret = gruu_secret if b"gruu" in supported else None
     lines = [(b"Contact", _reply_contact(rc, secret)) for rc in outcome.contacts]

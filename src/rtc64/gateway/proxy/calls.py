@@ -29,10 +29,14 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 
+from rtc64.gateway.calllog import CallLog
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.branches import Leg, OwnRequest
 from rtc64.gateway.proxy.dialogs import DialogTracker, route_sides
 from rtc64.gateway.proxy.forking import Branch, BranchState
+from rtc64.gateway.proxy.hops import Hop
+from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response
 from rtc64.sip.uri import SipUri, Uri, format_uri
@@ -57,6 +61,7 @@ class CallControl:
         self.media = media
         self.timer_c = timer_c
         self.dialogs = DialogTracker(is_ours, started=started)
+        self.journal: CallLog | None = None  # call set-up/answer/end log lines
         self._heap: list[tuple[float, int]] = []
         self._armed: dict[int, Leg] = {}
         self._keys = itertools.count(1)
@@ -109,20 +114,28 @@ class CallControl:
 
     # -- dialogs and call ends ------------------------------------------------------------
 
-    def begin(self, req: Request, now: float) -> None:
+    def begin(self, req: Request, now: float, flow: Flow | None = None) -> None:
         """We forward a record-routed dialog-forming request without a To tag."""
         self.dialogs.begin(req, now)
+        if self.journal is not None and req.method == b"INVITE":
+            self.journal.setup(req, flow)
 
     def answered(self, req: Request, resp: Response, now: float) -> None:
         """A provisional response to a record-routed dialog-forming request."""
         self.dialogs.answered(req, resp, now)
 
-    def confirmed(self, invite: Request, ok: Response, now: float) -> None:
+    def confirmed(self, invite: Request, ok: Response, now: float, hop: object = None) -> None:
         """A 2xx to an INVITE we record-routed: remember the dialog."""
         self.dialogs.confirmed(invite, ok, now)
+        if self.journal is not None:
+            self.journal.answered(invite.call_id, ok, _hop(hop))
 
     def bye_answered(self, bye: Request, status: int) -> None:
         """A final response to a BYE ends its dialog (credentials asked for aside)."""
+        if self.journal is not None and status not in (401, 407):
+            dialog = self.dialogs.get(bye.call_id)
+            side = "bye-caller" if dialog is None or dialog.from_caller(bye) else "bye-callee"
+            self.journal.ended(bye.call_id, side, status)
         self.dialogs.bye_answered(bye, status)
 
     def end_dialog(self, call_id: bytes) -> None:
@@ -144,8 +157,14 @@ class CallControl:
         dialog (``DialogTracker.admit``), else why not."""
         return self.dialogs.admit(req, target, routes, issued, wall=wall, now=now)
 
-    def end_call(self, call_id: bytes) -> None:
-        """The call is over: release its media and forget its dialog."""
+    def end_call(self, call_id: bytes, status: int | None = None) -> None:
+        """The call is over (``status``: its INVITE's final failure): release its media
+        and forget its dialog."""
+        if self.journal is not None:
+            reason = (
+                "media-timeout" if status is None else "cancelled" if status == 487 else "failed"
+            )
+            self.journal.ended(call_id, reason, status)
         self.dialogs.end(call_id)
         if self.media is not None:
             self.media.end(call_id)
@@ -185,3 +204,8 @@ class CallControl:
             (b"Reason", b'SIP;cause=200;text="Answered on another address"'),
         )
         return [OwnRequest(b"ACK", target, routes, ack), OwnRequest(b"BYE", target, routes, bye)]
+
+
+def _hop(hop: object) -> tuple[Transport, IPAddress, int] | None:
+    """Transport, address and port of a branch's destination (a ``hops.Hop``)."""
+    return (hop.transport, hop.ip, hop.port) if isinstance(hop, Hop) else None

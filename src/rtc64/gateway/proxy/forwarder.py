@@ -257,7 +257,7 @@ class Forwarder:
         rr = decision.record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
         if rr and req.to.tag is None:
-            self.calls.begin(req, self.clock())
+            self.calls.begin(req, self.clock(), flow)
         path = None
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
@@ -479,7 +479,7 @@ class Forwarder:
             self.respond(pending.server, self._upstream(pending, client, resp), status)
             if first_final and ctx.method == b"INVITE":
                 if pending.record_routed and pending.request.to.tag is None:
-                    self.calls.confirmed(pending.request, resp, self.clock())
+                    self.calls.confirmed(pending.request, resp, self.clock(), client.dest)
                 self._cancel_pending(ctx)
             return
         if not first_final:
@@ -500,7 +500,7 @@ class Forwarder:
         if status >= 300 and req.to.tag is None and pending.record_routed:
             self.calls.end_dialog(req.call_id)
         if status >= 300 and req.method == b"INVITE" and req.to.tag is None:
-            self.calls.end_call(req.call_id)
+            self.calls.end_call(req.call_id, status)
 
     def timer_c_fired(self, leg: Leg) -> None:
         """Timer C of an INVITE branch fired (§16.6 step 11): CANCEL it, fail it with 408."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
+from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.location.register import aor_refusal, find_bindings, handle_register
 from rtc64.gateway.location.registrar import RegistrarPolicy
@@ -76,6 +77,7 @@ class Routing:
         self.wall = wall
         self.stats = stats
         self.log = log
+        self.registrations = RegistrationLog(log.getChild("registrar"))  # a line per change
 
     async def route(self, server: ServerTransaction) -> None:
         """Route the request of ``server``; every failure ends in a response."""
@@ -148,6 +150,7 @@ class Routing:
             now=self.wall(),
             keys=self.identity.aor_keys(req.to.uri),
             gruu_secret=self.router.secret,
+            on_change=lambda old, new: self.registrations.changed(old, new, self.wall()),
         )
         self.stats.registrations += resp.status == 200
         if resp.status == 503:

@@ -50,7 +50,7 @@ from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.stats import ProxyStats
+from rtc64.gateway.stats import ProxyStats, SipTraffic
 from rtc64.net.address import IPAddress, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
@@ -115,6 +115,8 @@ class Proxy:
         self.admission = admission or Admission(max_in_flight=settings.max_transactions)
         self._wake = wake
         self.stats = stats = ProxyStats()
+        self.draining = False  # SIGTERM: new calls get 503, calls in progress go on
+        self.traffic = SipTraffic()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
         self.calls = CallControl(
             is_ours=identity.is_us,
@@ -184,8 +186,10 @@ class Proxy:
     def on_message(self, msg: Request | Response, flow: Flow) -> None:
         """A parsed message arrived on ``flow``."""
         if isinstance(msg, Request):
+            self.traffic.request(msg.method, flow.transport.value, flow.family)
             self._on_request(msg, flow)
         else:
+            self.traffic.response(msg.status, flow.transport.value, flow.family)
             self.stats.responses_in += 1
             self._dispatch(self.layer.receive_response(msg, self.clock()))
 
@@ -210,6 +214,7 @@ class Proxy:
         hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
         busy = self.admission.shed(initial, self.in_flight, now)
+        busy = busy or (self.draining and initial and req.method == b"INVITE")
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
@@ -277,6 +282,13 @@ class Proxy:
         its transaction ends at once, a branch tries its next address or gets 503."""
         if isinstance(handle, ClientTransaction | ServerTransaction):
             self._dispatch(self.layer.transport_error(handle, self.clock(), reason))
+
+    def reconfigure(self, settings: ProxySettings) -> None:
+        """Reloaded configuration (SIGHUP): the upstream core and the registrar policy;
+        transactions, dialogs and registrations stay."""
+        self.settings = settings
+        self.routing.router.upstream = settings.upstream
+        self.routing.policy = settings.registrar
 
     # -- calls the gateway ends -----------------------------------------------------------
 

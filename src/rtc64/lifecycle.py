@@ -1,0 +1,352 @@
+# The running gateway's signals (systemd and operators): reload, drain, stop, status.
+#
+# Rules:
+# - SIGHUP reloads the configuration file (and the command line it was started with):
+#   users, trusted networks, the upstream core, registrar limits, media policy, TLS
+#   certificates (new handshakes; established connections keep theirs), message tracing,
+#   HEP capture, log level, drain time and SIP listeners (new ones opened, removed ones
+#   closed; connections they accepted stay until they end). Registrations, transactions
+#   and calls stay. A new configuration that does not load (or a listener that cannot be
+#   bound) is rejected with the same one-line error as at start (logged) and the old one
+#   stays in force; keys that need a restart (store, domains,
+#   relay addresses and ports, TURN...) are named in a warning and keep their old value.
+# - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
+#   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
+#   ``general.drain_seconds`` passed, then the gateway stops. A second SIGTERM, or SIGINT at
+#   any time, stops at once.
+# - SIGUSR1 logs a status summary (calls, transactions, connections, relay, capture).
+# - A failure while reloading is logged; it never stops the gateway.
+"""Signal handling for ``rtc64 serve``: SIGHUP reload, SIGTERM drain, SIGINT, SIGUSR1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rtc64.config import Config
+from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.gateway.calllog import CallLog
+from rtc64.gateway.trace import Tracer
+from rtc64.io.hep import HepCapture
+from rtc64.settings import proxy_settings
+
+if TYPE_CHECKING:
+    from rtc64.gateway.identity import Identity
+    from rtc64.gateway.media import MediaBridge
+    from rtc64.gateway.proxy.service import Proxy
+    from rtc64.io.sip_transport import SipTransportLayer
+    from rtc64.turnserver.service import TurnService
+
+DRAIN_POLL = 0.25  # seconds between checks for the last call while draining
+
+# Keys SIGHUP applies; a change to any other key waits for a restart.
+RELOADABLE = frozenset(
+    {
+        "general.log_level",
+        "general.drain_seconds",
+        "sip.listen",
+        "sip.trusted_networks",
+        "sip.upstream",
+        "sip.tls_cert",
+        "sip.tls_key",
+        "turn.tls_cert",
+        "turn.tls_key",
+        "sip.trace",
+        "registrar.min_expires",
+        "registrar.max_expires",
+        "registrar.default_expires",
+        "registrar.max_contacts",
+        "registrar.flow_timer",
+        "auth.users",
+        "media.policy",
+        "hep.collector",
+        "hep.capture_id",
+    }
+)
+
+
+@dataclass(slots=True)
+class Observers:
+    """What watches the SIP traffic: the call log, tracing and HEP capture."""
+
+    tracer: Tracer
+    journal: CallLog
+    hep: HepCapture | None = None
+    transports: SipTransportLayer | None = field(default=None, repr=False)
+
+    @classmethod
+    def attach(
+        cls,
+        cfg: Config,
+        transports: SipTransportLayer,
+        proxy: Proxy,
+        media: MediaBridge,
+        log: logging.Logger,
+    ) -> Observers:
+        """Hook the call log into the proxy and the taps into the transports."""
+        journal = CallLog(log.getChild("proxy.calls"), time.monotonic, media.relayed)
+        proxy.calls.journal = journal
+        found = cls(Tracer((), log.getChild("trace")), journal, transports=transports)
+        found.trace(cfg.sip.trace)
+        found.capture(cfg, log)
+        return found
+
+    def trace(self, rules: Sequence[IPv4Network | IPv6Network | str]) -> None:
+        """Set the tracing rules; the tracer is a tap only while it has rules (a tap
+        costs every received message a serialisation)."""
+        self.tracer.rules = rules
+        taps = self.transports.taps if self.transports is not None else []
+        if rules and self.tracer not in taps:
+            taps.append(self.tracer)
+        elif not rules and self.tracer in taps:
+            taps.remove(self.tracer)
+
+    def capture(self, cfg: Config, log: logging.Logger) -> None:
+        """(Re)start HEP capture as ``hep.*`` says."""
+        wanted = cfg.hep.collector
+        old = self.hep
+        if old is not None and (old.collector, old.capture_id) == (wanted, cfg.hep.capture_id):
+            return
+        taps = self.transports.taps if self.transports is not None else []
+        if old is not None:
+            taps.remove(old)
+            old.close()
+            self.hep = None
+        if wanted is None:
+            return
+        try:
+            self.hep = HepCapture(wanted, cfg.hep.capture_id, log=log.getChild("hep"))
+        except OSError as exc:
+            raise ConfigError(
+                "hep.collector", str(wanted), f"a reachable collector ({exc})"
+            ) from None
+        taps.append(self.hep)
+        log.info("HEP capture to %s (capture id %d)", wanted, cfg.hep.capture_id)
+
+    def close(self) -> None:
+        if self.hep is not None:
+            self.hep.close()
+
+
+class GatewayView(Protocol):
+    """What the lifecycle needs of the running gateway (``serve.Gateway``)."""
+
+    cfg: Config
+    transports: SipTransportLayer | None
+    proxy: Proxy | None
+    media: MediaBridge | None
+    identity: Identity | None
+    observers: Observers | None
+    turn: TurnService | None
+
+
+class Lifecycle:
+    """Installs the signal handlers for the running gateway and acts on them."""
+
+    def __init__(
+        self,
+        gateway: GatewayView,
+        stop: asyncio.Event,
+        *,
+        reload_config: Callable[[], Config] | None,
+        log: logging.Logger,
+    ) -> None:
+        self.gateway = gateway
+        self.stop = stop
+        self.reload_config = reload_config
+        self.log = log
+        self.draining = False
+        self.reloads = 0
+        self._reloading = False
+        self.rejected = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._installed: list[signal.Signals] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGHUP: self.reload,
+            signal.SIGTERM: self.terminate,
+            signal.SIGINT: self.stop.set,
+            signal.SIGUSR1: self.status,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+            self._installed.append(sig)
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    # -- SIGTERM ---------------------------------------------------------------------------
+
+    def calls_in_progress(self) -> int:
+        proxy = self.gateway.proxy
+        return 0 if proxy is None else len(proxy.dialogs) + proxy.in_flight
+
+    def terminate(self) -> None:
+        """Drain (first SIGTERM) or stop now (second, or nothing to wait for)."""
+        proxy = self.gateway.proxy
+        grace = self.gateway.cfg.general.drain_seconds
+        if self.draining or proxy is None or grace <= 0:
+            self.log.info("stopping now")
+            self.stop.set()
+            return
+        self.draining = proxy.draining = True
+        self.log.info(
+            "draining: new calls get 503; %d call(s)/transaction(s) in progress may go on "
+            "for up to %g s (SIGTERM again or SIGINT: stop now)",
+            self.calls_in_progress(),
+            grace,
+            extra={"event": "drain", "calls": len(proxy.dialogs), "grace": grace},
+        )
+        self._spawn(self._drain(grace))
+
+    async def _drain(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while self.calls_in_progress() and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        left = self.calls_in_progress()
+        if left:
+            self.log.warning("drain time over: stopping with %d call(s) in progress", left)
+        else:
+            self.log.info("drained: no call left, stopping")
+        self.stop.set()
+
+    # -- SIGHUP ----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: reload in a task (listeners open asynchronously); one at a time."""
+        if self._reloading:
+            self.log.warning("SIGHUP: a reload is already running; ignored")
+            return
+        self._reloading = True
+        self._spawn(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            if self.reload_config is None:
+                self.log.warning("SIGHUP: no configuration to reload from")
+                return
+            try:
+                new = self.reload_config()
+                await self.apply(new)
+            except (ConfigError, Rtc64Error, OSError, ssl.SSLError) as exc:
+                self.rejected += 1
+                self.log.error("reload rejected, configuration unchanged: %s", exc)
+        finally:
+            self._reloading = False
+
+    async def apply(self, new: Config) -> None:
+        """Apply the reloadable part of ``new``; everything checked before anything
+        changes, so a failure leaves the running configuration as it was."""
+        gw, old = self.gateway, self.gateway.cfg
+        changed = sorted(k for k in new.values if new.values[k] != old.values.get(k))
+        sip_tls = {"sip.tls_cert", "sip.tls_key"} & set(changed)
+        tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
+        turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
+        turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
+        if "sip.listen" in changed and gw.transports is not None:
+            opened, closed = await gw.transports.relisten(new.sip.listen)
+            if gw.identity is not None:
+                gw.identity.replace_listeners(gw.transports.listeners)
+            self.log.info(
+                "listeners opened: %s; closed: %s (their connections stay until they end)",
+                ", ".join(str(s) for s in opened) or "none",
+                ", ".join(str(s) for s in closed) or "none",
+            )
+        observers = gw.observers
+        if observers is not None:
+            observers.capture(new, self.log)
+            observers.trace(new.sip.trace)
+        if gw.proxy is not None:
+            gw.proxy.auth.reconfigure(new.auth.users, new.sip.trusted_networks)
+            gw.proxy.reconfigure(
+                proxy_settings(new, secret=gw.proxy.secret, nat64=gw.proxy.settings.nat64)
+            )
+        if gw.media is not None:
+            gw.media.policy = new.media.policy if gw.media.relay is not None else "never"
+        if tls_cert is not None and gw.transports is not None:
+            live = gw.transports.server_tls
+            if live is not None:
+                live.load_cert_chain(*tls_cert)
+        if turn_cert is not None and gw.turn is not None:
+            turn_live = gw.turn.listeners.server_tls
+            if turn_live is not None:
+                turn_live.load_cert_chain(*turn_cert)
+        logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
+        held = [k for k in changed if k not in RELOADABLE]
+        applied = [k for k in changed if k in RELOADABLE]
+        kept = {k: old.values[k] for k in held}
+        gw.cfg = _with_values(new, kept) if kept else new
+        self.reloads += 1
+        self.log.info(
+            "configuration reloaded from %s: %s",
+            new.source or "embedded defaults",
+            ", ".join(applied) or "no change",
+            extra={"event": "reload", "changed": ",".join(applied)},
+        )
+        if held:
+            self.log.warning("changed keys that need a restart, not applied: %s", ", ".join(held))
+
+    # -- SIGUSR1 ---------------------------------------------------------------------------
+
+    def status(self) -> None:
+        gw = self.gateway
+        proxy, transports, observers = gw.proxy, gw.transports, gw.observers
+        fields: dict[str, object] = {
+            "event": "status",
+            "draining": self.draining,
+            "reloads": self.reloads,
+            "calls": 0 if proxy is None else len(proxy.dialogs),
+            "transactions": 0 if proxy is None else proxy.in_flight,
+            "connections": 0 if transports is None else transports.connection_count,
+            "relayed_calls": 0 if gw.media is None else gw.media.active_calls(),
+        }
+        if observers is not None:
+            for family, count in observers.journal.families().items():
+                fields[f"calls_{family.lower()}"] = count
+            if observers.hep is not None:
+                fields["hep_sent"] = observers.hep.stats.sent
+                fields["hep_dropped"] = observers.hep.stats.dropped
+        self.log.info(
+            "status: %s", " ".join(f"{k}={v}" for k, v in fields.items() if k != "event"),
+            extra=fields,
+        )  # fmt: skip
+
+    def _spawn(self, job: object) -> None:
+        assert asyncio.iscoroutine(job)
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _checked_tls(cert: str, key: str, section: str) -> tuple[str, str] | None:
+    """The new ``<section>.tls_cert``/``tls_key`` pair, loaded once into a scratch context
+    to prove it works before the live one is touched (None: no configured pair)."""
+    if not cert:
+        return None
+    cert_path = str(Path(cert).expanduser())
+    key_path = str(Path(key or cert).expanduser())
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        expected = f"a PEM certificate and key that load ({exc})"
+        raise ConfigError(f"{section}.tls_cert", cert, expected) from None
+    return cert_path, key_path
+
+
+def _with_values(cfg: Config, kept: dict[str, object]) -> Config:
+    return Config(values={**cfg.values, **kept}, source=cfg.source, overridden=cfg.overridden)

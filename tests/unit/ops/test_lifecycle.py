@@ -1,0 +1,141 @@
+"""Lifecycle decisions with a fake gateway: drain, second SIGTERM, reload rejected or
+applied, status line; no signals are sent (the handlers are called directly)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from rtc64 import config, lifecycle
+from rtc64.errors import ConfigError
+
+
+class FakeProxy:
+    def __init__(self, cfg: config.Config) -> None:
+        self.dialogs: list[object] = []
+        self.in_flight = 0
+        self.draining = False
+        self.secret = b"s" * 32
+        self.settings = SimpleNamespace(nat64=None)
+        self.reconfigured: list[Any] = []
+        self.auth = SimpleNamespace(reconfigure=lambda users, trusted: self.reconfigured.append(
+            ("auth", users, trusted)))  # fmt: skip
+
+    def reconfigure(self, settings: Any) -> None:
+        self.reconfigured.append(("proxy", settings.upstream, settings.registrar.max_expires))
+
+
+def _gateway(cfg: config.Config) -> Any:
+    return SimpleNamespace(
+        cfg=cfg,
+        transports=None,
+        proxy=FakeProxy(cfg),
+        media=None,
+        identity=None,
+        observers=None,
+        turn=None,
+    )
+
+
+def test_sigterm_drains_until_the_last_call_then_stops(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config.load(None, {"general.drain_seconds": 30})
+    gw = _gateway(cfg)
+    gw.proxy.dialogs = ["a call"]
+
+    async def run() -> bool:
+        stop = asyncio.Event()
+        life = lifecycle.Lifecycle(gw, stop, reload_config=None, log=logging.getLogger("t"))
+        life.terminate()
+        assert gw.proxy.draining and not stop.is_set()
+        await asyncio.sleep(3 * lifecycle.DRAIN_POLL)
+        assert not stop.is_set()  # the call is still up
+        gw.proxy.dialogs.clear()
+        await asyncio.wait_for(stop.wait(), 5)
+        return stop.is_set()
+
+    caplog.set_level(logging.INFO)
+    assert asyncio.run(run())
+    assert "drained: no call left" in caplog.text
+
+
+def test_a_second_sigterm_or_no_grace_stops_at_once() -> None:
+    async def run(grace: float, signals: int) -> bool:
+        gw = _gateway(config.load(None, {"general.drain_seconds": grace}))
+        gw.proxy.dialogs = ["a call"]
+        stop = asyncio.Event()
+        life = lifecycle.Lifecycle(gw, stop, reload_config=None, log=logging.getLogger("t"))
+        for _ in range(signals):
+            life.terminate()
+        await asyncio.sleep(0)
+        life.uninstall()
+        return stop.is_set()
+
+    assert asyncio.run(run(30, 2))
+    assert asyncio.run(run(0, 1))
+    assert not asyncio.run(run(30, 1))
+
+
+def test_reload_rejected_keeps_the_old_configuration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "rtc64.toml"
+    path.write_text("[registrar]\nmax_expires = 5400\n")
+    cfg = config.load(path)
+    gw = _gateway(cfg)
+
+    async def reload() -> None:
+        life = lifecycle.Lifecycle(
+            gw, asyncio.Event(), reload_config=lambda: config.load(path),
+            log=logging.getLogger("t"),
+        )  # fmt: skip
+        life.reload()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if not life._reloading:
+                break
+
+    caplog.set_level(logging.INFO)
+    path.write_text('[registrar]\nmax_expires = "long"\n')
+    asyncio.run(reload())
+    assert gw.cfg is cfg and gw.proxy.reconfigured == []
+    assert "reload rejected" in caplog.text and "registrar.max_expires" in caplog.text
+
+    path.write_text(
+        '[registrar]\nmax_expires = 4000\n[sip]\nupstream = "sip:192.0.2.1"\n'
+        'trusted_networks = ["192.0.2.0/24"]\n[store]\nurl = "sqlite:///elsewhere.db"\n'
+    )
+    asyncio.run(reload())
+    assert gw.cfg.registrar.max_expires == 4000
+    assert gw.cfg.store.url == cfg.store.url  # needs a restart: the old value is kept
+    kinds = [r[0] for r in gw.proxy.reconfigured]
+    assert kinds == ["auth", "proxy"]
+    assert gw.proxy.reconfigured[1][2] == 4000
+    assert "need a restart, not applied: store.url" in caplog.text
+
+
+def test_bad_tls_files_reject_the_reload_before_anything_changes(tmp_path: Path) -> None:
+    cfg = config.load(None)
+    gw = _gateway(cfg)
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate")
+    new = config.load(None, {"sip.tls_cert": str(bad), "sip.tls_key": str(bad)})
+    life = lifecycle.Lifecycle(gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t"))
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(life.apply(new))
+    assert "sip.tls_cert" in str(err.value)
+    assert gw.cfg is cfg and gw.proxy.reconfigured == []
+
+
+def test_status_line_has_the_counters(caplog: pytest.LogCaptureFixture) -> None:
+    gw = _gateway(config.load(None))
+    gw.proxy.dialogs = [1, 2]
+    gw.proxy.in_flight = 3
+    caplog.set_level(logging.INFO)
+    life = lifecycle.Lifecycle(gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t"))
+    life.status()
+    assert "calls=2 " in caplog.text and "transactions=3" in caplog.text
