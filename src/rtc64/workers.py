@@ -5,7 +5,7 @@
 #   directory, store schema, secret, self-signed certificate), binds every SIP socket
 #   (``io.sip_workers``: SO_REUSEPORT groups + one private port per worker), starts the
 #   workers and restarts any that exits. It runs TURN itself (one process: allocations are
-#   per process state), on its own slice of ``media.ports``.
+#   per process state), on its own slice of ``media.ports``. Worker 0 runs the web console.
 # - Each worker is a whole gateway on its sockets: proxy, registrar, its own media relay on
 #   its slice of ``media.ports`` (media stays in the worker that handled the call; Record-
 #   Route brings every in-dialog request of the call back to it), the store shared
@@ -161,7 +161,12 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
     try:
         supervisor.start()
         if turn:
-            values = {**cfg.values, "general.services": ("turn",), "media.ports": slices[-1]}
+            values = {
+                **cfg.values,
+                "general.services": ("turn",),
+                "media.ports": slices[-1],
+                "web.enabled": False,  # worker 0 serves the console (it has a proxy)
+            }
             turn_gateway = Gateway(dataclasses.replace(cfg, values=values), log)
             await turn_gateway.start()
             log.info("TURN runs in the supervisor (pid %d), ports %d-%d", os.getpid(), *slices[-1])

@@ -105,6 +105,8 @@ def test_register_through_one_worker_call_through_the_other(net: Lab, work: Path
     finally:
         assert gw.stop() == 0, gw.text()[-4000:]
     assert "Traceback" not in gw.text(), gw.text()[-8000:]
+    assert "exited with" not in gw.text(), gw.text()[-8000:]  # no worker ever restarted
+    assert "w0.web: web console" in gw.text() and "w1.web" not in gw.text()
 
 
 def test_cancel_through_workers(net: Lab, work: Path) -> None:
