@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -415,8 +416,8 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     log = logging.getLogger("rtc64")
 
-    def reload() -> config.Config:
-        return config.load(args.config, _overrides(args))
+    # picklable: SIP worker processes reload with it too
+    reload = functools.partial(config.load, args.config, _overrides(args))
 
     async def main(stop: asyncio.Event) -> int:
         return await serve.serve(cfg, stop, log, reload)

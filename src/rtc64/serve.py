@@ -113,7 +113,7 @@ async def serve(
 
     count = worker_count(config)
     if count > 1:
-        return await supervise(config, count, stop, log)
+        return await supervise(config, count, stop, log, reload_config)
     gateway = Gateway(config, log)
     try:
         await gateway.start()

@@ -26,8 +26,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,7 @@ from rtc64.io.sip_workers import (
     watch_parent,
 )
 from rtc64.io.worker_link import bind_channels, channel_name
+from rtc64.lifecycle import Lifecycle
 from rtc64.net.endpoint import BoundListener
 from rtc64.relay.options import refuse_foreign
 from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
@@ -110,10 +113,18 @@ class WorkerPlan:
 
     config: Config
     role: WorkerRole
+    reload: Callable[[], Config] | None = None  # SIGHUP: a picklable callable (cli)
 
 
-async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.Logger) -> int:
-    """Run ``count`` SIP workers (and TURN here) until ``stop``; returns 0."""
+async def supervise(
+    cfg: Config,
+    count: int,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Run ``count`` SIP workers (and TURN here) until ``stop``; returns 0. Signals: see
+    ``io.sip_workers`` (each worker reloads with ``reload_config`` on SIGHUP)."""
     services = cfg.general.services
     host = await interfaces.local_addresses_async()
     refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
@@ -151,13 +162,27 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
 
     def plan(k: int) -> WorkerPlan:
         role = WorkerRole(k, groups[k], peers, slices[k], channels[k], names, private)
-        return WorkerPlan(cfg, role)
+        return WorkerPlan(cfg, role, reload_config)
 
     def ready() -> None:
         log.info("gateway ready: %d SIP workers", count)
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
     turn_gateway: Gateway | None = None
+    loop = asyncio.get_running_loop()
+
+    async def drain() -> None:
+        log.info("SIGTERM: SIP workers drain their calls, then stop")
+        await supervisor.drain()
+        stop.set()
+
+    draining: list[asyncio.Task[None]] = []
+    loop.add_signal_handler(signal.SIGHUP, supervisor.forward, signal.SIGHUP)
+    loop.add_signal_handler(signal.SIGUSR1, supervisor.forward, signal.SIGUSR1)
+    loop.add_signal_handler(
+        signal.SIGTERM,
+        lambda: stop.set() if draining else draining.append(loop.create_task(drain())),
+    )
     try:
         supervisor.start()
         if turn:
@@ -173,6 +198,10 @@ async def supervise(cfg: Config, count: int, stop: asyncio.Event, log: logging.L
         await stop.wait()
     finally:
         log.info("rtc64 stopping")
+        for sig in (signal.SIGHUP, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        for task in draining:
+            task.cancel()
         await supervisor.stop()
         if turn_gateway is not None:
             await turn_gateway.stop()
@@ -215,9 +244,14 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
         gateway = Gateway(cfg, log, role)
         try:
             await gateway.start()
-            await _settled(gateway)
-            notify_ready(notify, role.index)
-            await stop.wait()
+            signals = Lifecycle(gateway, stop, reload_config=plan.reload, log=log)
+            signals.install()  # SIGHUP reload, SIGTERM drain, SIGINT, SIGUSR1 as one process
+            try:
+                await _settled(gateway)
+                notify_ready(notify, role.index)
+                await stop.wait()
+            finally:
+                signals.uninstall()
         finally:
             await gateway.stop()
         return 0

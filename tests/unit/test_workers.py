@@ -1,10 +1,16 @@
-"""``sip.workers``: how many, the media port slices, and the configuration errors."""
+"""``sip.workers``: how many, the media port slices, the configuration errors, and the
+supervisor's signals (SIGHUP passed on, SIGTERM drains)."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +73,39 @@ def test_config_is_picklable_for_the_spawned_workers() -> None:
     assert again == cfg and again.sip.workers == 2
     values = {**cfg.values, "general.services": ("turn",)}
     assert dataclasses.replace(cfg, values=values).general.services == ("turn",)
+
+
+def test_supervisor_passes_sighup_on_and_drains_on_sigterm(tmp_path: Path) -> None:
+    """`rtc64 serve --sip-workers 2`: SIGHUP reloads in both workers (the supervisor does
+    not die of it), SIGTERM drains both, then everything exits 0."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rtc64.cli", "serve", "--sip-workers", "2", "--only", "sip",
+             "--sip-listen", "udp:127.0.0.1:0", "--data-dir", str(tmp_path / "data")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            assert _wait_for(log, "gateway ready: 2 SIP workers"), log.read_text()
+            proc.send_signal(signal.SIGHUP)
+            assert _wait_for(log, "w0: configuration reloaded"), log.read_text()
+            assert _wait_for(log, "w1: configuration reloaded"), log.read_text()
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert "w0: drained" in text and "w1: drained" in text and "rtc64 stopping" in text
+    assert "exited with" not in text
+
+
+def _wait_for(path: Path, text: str, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False

@@ -15,6 +15,9 @@
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
 #   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
+# - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
+#   reloads / reports itself), SIGTERM drains (passed on; the supervisor stops once every
+#   worker has drained and exited), SIGINT stops everything at once.
 # - Workers watch the supervisor: when it dies they stop (the sentinel of their parent).
 #   A worker tells the supervisor it is ready with one datagram on a Unix socket pair; the
 #   supervisor calls ``on_ready`` once all of them are (the gateway's "ready").
@@ -28,6 +31,8 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -281,8 +286,27 @@ class Supervisor:
         if self._procs[k] is None:
             self._spawn(k)
 
-    async def stop(self) -> None:
-        """SIGTERM every worker, SIGKILL those still running after ``STOP_GRACE``."""
+    def forward(self, sig: int) -> None:
+        """Pass ``sig`` on to every running worker (SIGHUP reload, SIGUSR1 status)."""
+        for proc in self._procs:
+            if proc is not None and proc.pid is not None and proc.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
+
+    async def drain(self) -> None:
+        """SIGTERM to every worker (each drains its calls, then exits); returns once all
+        have exited. No worker is restarted from here on."""
+        self._stopping = True
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        self.forward(signal.SIGTERM)
+        while any(p is not None and p.is_alive() for p in self._procs):
+            await asyncio.sleep(0.1)
+
+    async def stop(self, sig: int = signal.SIGINT) -> None:
+        """``sig`` (default SIGINT: stop now) to every worker, SIGKILL those still running
+        after ``STOP_GRACE``."""
         self._stopping = True
         for handle in self._pending.values():
             handle.cancel()
@@ -291,8 +315,9 @@ class Supervisor:
         procs = [p for p in self._procs if p is not None]
         for proc in procs:
             loop.remove_reader(proc.sentinel)
-            if proc.is_alive():
-                proc.terminate()
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
         deadline = time.monotonic() + STOP_GRACE
         while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
