@@ -1,4 +1,5 @@
-"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip``.
+"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip |
+tunnel``.
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -34,6 +35,7 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
 from rtc64.sip import lint
+from rtc64.tunnel import command as tunnel_command
 from rtc64.turnserver.credentials import rest_credentials, turn_uris
 from rtc64.web import auth as web_auth
 
@@ -129,6 +131,19 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
+    (
+        "--keepalive-interval",
+        "keepalive.interval",
+        False,
+        "seconds between pinhole keepalives to each registered contact (default 25)",
+    ),
+    (
+        "--keepalive-options-interval",
+        "keepalive.options_interval",
+        False,
+        "seconds between OPTIONS liveness checks of each contact (default 120, 0: none)",
+    ),
+    ("--keepalive", "keepalive.enabled", False, "false: no keepalives to registered contacts"),
     *TURN_FLAGS,
     ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
     ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
@@ -280,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)
+    tunnel_command.add_parser(add_command, _subcommands)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")

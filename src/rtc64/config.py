@@ -317,6 +317,19 @@ def _interface_map(value: object) -> tuple[tuple[str, Family], ...]:
     return tuple(sorted(table.items()))
 
 
+def _payload(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError
+    if value.lower() == "crlf":
+        return b"\r\n\r\n"
+    if not value.lower().startswith("hex:"):
+        raise ValueError
+    data = bytes.fromhex(value[4:])
+    if not 1 <= len(data) <= 512:
+        raise ValueError
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: where it lives, its default and how it is checked."""
@@ -688,6 +701,41 @@ KEYS: tuple[Key, ...] = (
         "empty (discover) or an RFC 6052 NAT64 prefix",
         "NAT64 prefix",
     ),
+    Key(
+        "keepalive.enabled",
+        True,
+        _bool,
+        "true or false",
+        "keep every registered contact's path open (pinhole keepalives, OPTIONS)",
+    ),
+    Key(
+        "keepalive.interval",
+        25.0,
+        _float_range(0.05, 3600.0),
+        "seconds, 0.05..3600",
+        "at most this long between pinhole keepalives to each registered contact",
+    ),
+    Key(
+        "keepalive.options_interval",
+        120.0,
+        _float_range(0.0, 86400.0),
+        "seconds, 0..86400 (0: no OPTIONS)",
+        "how often each registered contact gets an OPTIONS liveness check",
+    ),
+    Key(
+        "keepalive.max_failures",
+        3,
+        _int_range(1, 1000),
+        "an integer 1..1000",
+        "OPTIONS left unanswered in a row before a contact is unreachable and removed",
+    ),
+    Key(
+        "keepalive.payload",
+        "crlf",
+        _payload,
+        "crlf (CRLF CRLF) or hex:HEX (1..512 bytes, e.g. hex:0d0a0d0a)",
+        "the UDP pinhole keepalive datagram",
+    ),
     Key("turn.enabled", True, _bool, "true or false", "run the TURN server in rtc64 serve"),
     Key(
         "turn.listen",
@@ -960,6 +1008,15 @@ class Nat64Section:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepaliveSection:
+    enabled: bool
+    interval: float
+    options_interval: float
+    max_failures: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TurnSection:
     enabled: bool
     listen: tuple[ListenSpec, ...]
@@ -1007,6 +1064,7 @@ SECTIONS: dict[str, type] = {
     "ng": NgSection,
     "dns": DnsSection,
     "nat64": Nat64Section,
+    "keepalive": KeepaliveSection,
     "turn": TurnSection,
     "hep": HepSection,
     "web": WebSection,
@@ -1039,6 +1097,7 @@ class Config:
     ng: NgSection = field(init=False)
     dns: DnsSection = field(init=False)
     nat64: Nat64Section = field(init=False)
+    keepalive: KeepaliveSection = field(init=False)
     turn: TurnSection = field(init=False)
     hep: HepSection = field(init=False)
     web: WebSection = field(init=False)
@@ -1082,6 +1141,9 @@ class Config:
             elif key.path == "auth.users":
                 assert isinstance(value, tuple)
                 shown = ", ".join(f"{name}:***" for name, _ in value) or "(none)"
+            elif key.path == "keepalive.payload":
+                assert isinstance(value, bytes)
+                shown = "crlf" if value == b"\r\n\r\n" else "hex:" + value.hex()
             elif key.path in ("web.token", "web.turn_token"):
                 shown = "set, hidden" if value else "(none)"
             elif key.path == "web.listen":

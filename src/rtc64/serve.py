@@ -4,15 +4,18 @@ them until stopped, then stops them in reverse order.
 Order (each step needs what the ones before made): this host's addresses (media
 addresses checked against them) → data directory, store, secret → TLS identity →
 transports, bound and delivering to ``Reception`` (503 until the proxy exists: the proxy
-needs the bound listeners) → identity → relay and ng control → resolver and NAT64 →
-media bridge → proxy, driven by one ``io.driver.Driver`` → load watch → periodic jobs →
-TURN (its relay ports from the media relay's pool) → web console, API and /metrics
-(``web.enabled``). ``general.services`` picks what runs:
-without ``sip`` no SIP listener, proxy or media bridge starts (``--only turn``); ``media``
-alone runs the relay with its ng control.
+needs the bound listeners; answers to keepalive OPTIONS are tapped off first, STUN on the
+UDP ports answered) → identity → relay and ng control → resolver and NAT64 → media
+bridge → keepalives (their own ``Driver``; they watch the proxy's store) → proxy, driven
+by one ``io.driver.Driver`` → load watch → periodic jobs → TURN (its relay ports from the
+media relay's pool) → web console, API and /metrics (``web.enabled``).
+``general.services`` picks what runs: without ``sip`` no SIP listener, proxy, keepalives
+or media bridge starts (``--only turn``); ``media`` alone runs the relay with its ng
+control.
 With ``sip.workers`` > 1 ``serve`` hands over to ``workers.py`` (the supervisor); each
 worker runs a ``Gateway`` with a ``WorkerRole``: the supervisor's sockets, a shared store,
-its slice of the media ports, no TURN (the supervisor runs it), ng control in worker 0.
+its slice of the media ports, no TURN (the supervisor runs it), ng control, the web
+console and the keepalives' start-up load in worker 0.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -23,6 +26,8 @@ import contextlib
 import dataclasses
 import logging
 import platform
+import random
+import secrets
 import socket
 import ssl
 import time
@@ -39,9 +44,12 @@ from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
+from rtc64.gateway.keepalive import stunkeep
+from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
+from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
-from rtc64.gateway.location.store import Store
+from rtc64.gateway.location.store import LocationStore, Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.branches import Sender
 from rtc64.gateway.proxy.service import Proxy
@@ -58,7 +66,7 @@ from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
 from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import BoundListener, Transport
+from rtc64.net.endpoint import BoundListener, SockAddr, Transport
 from rtc64.probe import report as probe_report
 from rtc64.probe import runner as probe_runner
 from rtc64.probe.context import Probe, ProbeSettings
@@ -68,6 +76,7 @@ from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
+    keepalive_settings,
     nat64_network,
     ng_settings,
     one_per_family,
@@ -155,6 +164,7 @@ class Gateway:
         self.role = role
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
+        self.keepalives: Keepalives | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
         self.media: MediaBridge | None = None
@@ -213,6 +223,7 @@ class Gateway:
             turn_listeners=[] if self.turn is None else self.turn.bound,
             relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
             nat64=nat64,
+            keepalive=self.keepalives,
             probe=self._run_probe,
         )
         self._stack.push_async_callback(self.web.stop)
@@ -235,8 +246,9 @@ class Gateway:
         reception = Reception(log.getChild("startup"))
         role = self.role
         link = None if role is None else role.link(log.getChild("link"))
+        tap = ReplyTap(reception.on_message)
         self.transports = transports = await _transports(
-            cfg, data_dir, reception, log, role=role, link=link
+            cfg, data_dir, reception, tap, log, role=role, link=link
         )
         stack.push_async_callback(transports.stop)
         sender: Sender = transports
@@ -260,11 +272,17 @@ class Gateway:
             link.share_failures(auth.tracker)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
+        watched: LocationStore = store
+        if cfg.keepalive.enabled:
+            self.keepalives = tap.keepalives = keepalives = self._keepalives(
+                identity, transports, store, spawner
+            )
+            watched = WatchedStore(store, keepalives.on_replaced)
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
             sender=sender,
-            store=store,
+            store=watched,
             auth=auth,
             resolver=resolver,
             media=media,
@@ -278,6 +296,8 @@ class Gateway:
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         first = role is None or role.index == 0
+        if self.keepalives is not None and first:  # other workers: what registers through them
+            await self.keepalives.load()
         _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
         ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
         _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
@@ -382,13 +402,62 @@ class Gateway:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         return media, relay_cfg
 
+    def _keepalives(
+        self, identity: Identity, transports: SipTransportLayer, store: Store, spawner: Spawner
+    ) -> Keepalives:
+        """The keepalive schedule with its driver (the bindings stored are loaded later)."""
+        log = self.log.getChild("keepalive")
+        driver = Driver(log=log)
+        self._stack.callback(driver.close)
+        by_name = {lst.name(): lst for lst in transports.listeners}
+        vias: dict[tuple[str, bytes], tuple[SockAddr, str]] = {}
+
+        def sent_by(name: str, remote: SockAddr) -> tuple[SockAddr, str] | None:
+            """Our Via toward ``remote``, kept per listener and remote /64 (IPv6) or /24:
+            a wildcard listener asks the kernel for its source address on a miss."""
+            ip = remote[0]
+            key = (name, ip.packed[: 8 if ip.version == 6 else 3])
+            found = vias.get(key)
+            if found is not None:
+                return found
+            lst = by_name.get(name)
+            if lst is None or lst.family is not family_of(ip):
+                return None
+            if len(vias) >= 4096:
+                vias.clear()
+            vias[key] = found = (lst.local, identity.hostport_of(lst, ip))
+            return found
+
+        settings = keepalive_settings(self.cfg.keepalive)
+        keepalives = Keepalives(
+            KeepaliveSchedule(
+                settings, rng=random.random, new_token=lambda: secrets.token_hex(10).encode()
+            ),
+            sender=transports,
+            store=store,
+            sent_by=sent_by,
+            clock=clock,
+            wall=time.time,
+            spawn=spawner,
+            log=log,
+            wake=driver.update,
+        )
+        driver.drive(keepalives)
+        log.info(
+            "keepalives every %gs, OPTIONS every %s, unreachable after %d failures",
+            settings.interval,
+            f"{settings.options_interval:g}s" if settings.options_interval else "(never)",
+            settings.max_failures,
+        )
+        return keepalives
+
     def _proxy(
         self,
         identity: Identity,
         *,
         transports: SipTransportLayer,
         sender: Sender,
-        store: Store,
+        store: LocationStore,
         auth: Authenticator,
         resolver: Resolver,
         media: MediaBridge,
@@ -508,21 +577,25 @@ async def _transports(
     cfg: Config,
     data_dir: Path,
     reception: Reception,
+    tap: ReplyTap,
     log: logging.Logger,
     *,
     role: WorkerRole | None = None,
     link: WorkerLink | None = None,
 ) -> SipTransportLayer:
-    """The SIP listeners, bound and delivering to ``reception`` (a worker's: its private
-    ports first, so Via and Record-Route name them, then the shared ones)."""
+    """The SIP listeners, bound and delivering to ``reception`` through ``tap`` (a
+    worker's: its private ports first, so Via and Record-Route name them, then the shared
+    ones; stream messages for another worker handed over by ``link`` first)."""
     transports = SipTransportLayer(
         cfg.sip.listen if role is None else role.sockets.specs,
-        reception.on_message if link is None else link.on_message,
+        tap.on_message if link is None else link.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
         limits=transport_limits(cfg.sip),
         on_send_error=reception.on_send_error,
+        on_stun=stunkeep.answer,
+        on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
         opener=None if role is None else role.sockets.opener(),
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
@@ -530,7 +603,7 @@ async def _transports(
     )
     reception.sender = transports
     if link is not None:
-        link.attach(transports, reception.on_message)
+        link.attach(transports, tap.on_message)
     await transports.start()
     return transports
 

@@ -17,12 +17,14 @@ from rtc64.config import (
     AuthSection,
     Config,
     IPNetwork,
+    KeepaliveSection,
     MediaSection,
     Nat64Section,
     NgSection,
     SipSection,
 )
 from rtc64.errors import ConfigError, RemoteProtocolError
+from rtc64.gateway.keepalive.schedule import KeepaliveSettings
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.proxy.service import ProxySettings
 from rtc64.io.connection import Limits
@@ -182,6 +184,17 @@ def proxy_settings(cfg: Config, *, secret: bytes, nat64: IPv6Network | None) -> 
         attempt_delay=dns.attempt_delay if dns.happy_eyeballs else None,
         family_penalty=dns.family_penalty,
         nat64=nat64,
+    )
+
+
+def keepalive_settings(section: KeepaliveSection) -> KeepaliveSettings:
+    """The keepalive schedule's settings from ``keepalive.*``."""
+    return KeepaliveSettings(
+        enabled=section.enabled,
+        interval=section.interval,
+        options_interval=section.options_interval,
+        max_failures=section.max_failures,
+        payload=section.payload,
     )
 
 

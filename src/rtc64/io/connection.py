@@ -215,6 +215,17 @@ class Connection(asyncio.Protocol):
     def _violation(self) -> None:
         self.close()
 
+    def ping(self) -> bool:
+        """A keep-alive toward the peer (RFC 5626 §4.4.1 CRLF CRLF; WebSocket: a Ping
+        frame), only once the connection is ready; False if it could not be written."""
+        if not self.ready:
+            return False
+        raw = self._ping()
+        return bool(raw) and self._write(raw)
+
+    def _ping(self) -> bytes:
+        return b"\r\n\r\n"
+
     def _write_message(self, data: bytes) -> bool:
         if self._write(self._encode(data)):
             self.owner.stats.sent += 1

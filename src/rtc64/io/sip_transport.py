@@ -15,6 +15,10 @@
 # that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
+# Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
+# over streams only on a connection already open (never a new one); STUN on the UDP
+# listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
+# parsed.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker).
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
@@ -40,7 +44,7 @@ from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
-from rtc64.io.udp import UdpListener
+from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
@@ -95,6 +99,8 @@ class SipTransportLayer:
         client_tls: TlsClientPolicy | ssl.SSLContext | None = None,
         limits: Limits | None = None,
         on_send_error: OnSendError | None = None,
+        on_stun: StunHandler | None = None,
+        on_raw_response: RawResponseHandler | None = None,
         log: logging.Logger | None = None,
         opener: Opener | None = None,
         first_connection_id: int = 1,
@@ -109,6 +115,8 @@ class SipTransportLayer:
         self._on_message = on_message
         self._on_bad_datagram = on_bad_datagram
         self._on_send_error = on_send_error
+        self._on_stun = on_stun
+        self._on_raw_response = on_raw_response
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -118,6 +126,7 @@ class SipTransportLayer:
         self._ids = itertools.count(first_connection_id)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
+        self._udp_named: dict[str, UdpListener] = {}
         self._servers: list[asyncio.Server] = []
         self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
@@ -162,9 +171,10 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock)
+                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
+                self._udp_named[bound.name()] = udp
             else:
                 server = await loop.create_server(
                     self._factory(kind),
@@ -248,6 +258,7 @@ class SipTransportLayer:
         self._servers.clear()
         self._server_of.clear()
         self._udp.clear()
+        self._udp_named.clear()
         self._listeners.clear()
 
     # introspection
@@ -330,6 +341,25 @@ class SipTransportLayer:
                 self._tap_sent(data, Flow(transport, local, remote, conn.id))
             return True
         return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
+
+    def keepalive(
+        self, transport: Transport, listener: str, remote: SockAddr, payload: bytes
+    ) -> bool:
+        """A keep-alive to ``remote``: UDP ``payload`` from the listener named ``listener``
+        (``BoundListener.name``; else the first of that family); on streams a CRLF CRLF
+        ping (WebSocket: a Ping frame) over an open connection only. False if not sent."""
+        if transport is Transport.UDP:
+            family = family_of(remote[0])
+            udp = self._udp_named.get(listener)
+            if udp is None or family_of(udp.local[0]) is not family:
+                udp = self._udp_for(family, None)
+            sent = udp is not None and udp.send(payload, remote, count=False)
+        else:
+            conn = self._connection_for(transport, remote, None)
+            sent = conn is not None and conn.ping()
+        if sent:
+            self.stats.keepalives_sent += 1
+        return sent
 
     def _udp_for(self, family: Family, flow: Flow | None) -> UdpListener | None:
         if flow is not None:

@@ -24,6 +24,12 @@ class TransportStats:
     """Stream connections closed because the peer broke SIP or WebSocket framing."""
     keepalives: int = 0
     """CRLF keep-alive pings received on streams (RFC 5626 §4.4.1)."""
+    keepalives_sent: int = 0
+    """Keep-alives we sent: UDP pinhole payloads, stream CRLF CRLF, WebSocket pings."""
+    stun_received: int = 0
+    """STUN messages on the SIP UDP ports (RFC 5626 §4.4.2 keep-alives)."""
+    stun_answered: int = 0
+    """STUN Binding requests answered there."""
     overflows: int = 0
     """Connections closed because their buffered bytes passed the limit."""
     connections_open: int = 0

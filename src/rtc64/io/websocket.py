@@ -106,6 +106,11 @@ class WebSocketConnection(Connection):
             self._write(self._ws.send(event.response()))
         self.close()
 
+    def _ping(self) -> bytes:
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        return self._ws.send(Ping(payload=b"rtc64"))
+
     def _encode(self, data: bytes) -> bytes:
         try:
             text = data.decode("utf-8")

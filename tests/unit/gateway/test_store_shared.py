@@ -184,3 +184,24 @@ def test_register_gives_up_with_500_when_the_aor_never_settles(tmp_path: Path) -
         assert b"sip:bob@[2001:db8::20]:5070" not in stored
 
     with_store(tmp_path, body)
+
+
+def test_keepalives_watched_store_keeps_compare_and_set(tmp_path: Path) -> None:
+    """The keepalives' ``WatchedStore`` in front of the proxy's store swaps through the
+    inner store (a lost race writes nothing and is not reported to the keepalives)."""
+    from rtc64.gateway.keepalive.service import WatchedStore  # noqa: PLC0415
+
+    async def body(store: Store) -> None:
+        seen: list[str] = []
+        watched = WatchedStore(store, lambda aor, bindings: seen.append(aor))
+        assert isinstance(watched, SwappingStore)
+        now = time.time()
+        one, two = make(AOR, 1, now + 600), make(AOR, 2, now + 600)
+        assert await watched.swap(AOR, [], [one], now)
+        assert not await watched.swap(AOR, [], [two], now)  # stale read: refused
+        assert await store.lookup(AOR, now) == [one]
+        assert seen == [AOR]
+        resp = await handle(watched, _register_bob(b"sip:bob@[2001:db8::20]:5070"))  # type: ignore[arg-type]
+        assert resp.status == 200 and len(await store.lookup(AOR, NOW)) >= 1
+
+    with_store(tmp_path, body)
