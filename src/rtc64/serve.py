@@ -600,6 +600,7 @@ async def _transports(
         opener=None if role is None else role.sockets.opener(),
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
         on_connection=None if link is None else link.connection_changed,
+        receive_only=() if role is None else [spec for spec, _ in role.sockets.own],
     )
     reception.sender = transports
     if link is not None:

@@ -20,7 +20,9 @@
 # listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
 # parsed.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
-# the supervisor) and connection ids start at ``first_connection_id`` (unique per worker).
+# the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# UDP never originates from a ``receive_only`` listener (a worker's private port: what it
+# sends leaves from the shared port, the one NATs and firewalls have a pinhole for).
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypeVar
@@ -105,6 +107,7 @@ class SipTransportLayer:
         opener: Opener | None = None,
         first_connection_id: int = 1,
         on_connection: OnConnection | None = None,
+        receive_only: Collection[ListenSpec] = (),
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
             raise ConfigError("sip.listen", ", ".join(map(str, specs)), "a TLS certificate")
@@ -123,6 +126,7 @@ class SipTransportLayer:
         self._client_tls = client_tls
         self._opener = opener
         self._on_connection = on_connection
+        self._receive_only = frozenset(receive_only)
         self._ids = itertools.count(first_connection_id)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
@@ -366,10 +370,13 @@ class SipTransportLayer:
             for bound, udp in self._udp:
                 if bound.local == flow.local:
                     return udp
+        fallback = None
         for bound, udp in self._udp:
             if bound.family is family:
-                return udp
-        return None
+                if bound.spec not in self._receive_only:
+                    return udp
+                fallback = fallback or udp
+        return fallback
 
     def _connection_for(
         self,

@@ -5,9 +5,11 @@
 #   worker announced a connection to) hands the message to that worker (SEND); it writes
 #   it on its connection. A send the owner cannot make is dropped there (the sender's
 #   transaction times out: RFC 3261 §17.1.1.2 Timer B/F).
-# - A message arriving on a worker's connection that belongs to another worker's
-#   transaction or dialog goes there with its flow (DELIVER): a response whose top Via
-#   names another worker's private port, a request whose top Route does.
+# - A message arriving on a worker's connection, or on its member of a shared UDP port,
+#   that belongs to another worker's transaction or dialog goes there with its flow
+#   (DELIVER): a response whose top Via names another worker's private port (UDP: workers
+#   send from the shared port, and a UA honouring our ``rport`` answers there), a request
+#   whose top Route does.
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
@@ -206,10 +208,10 @@ class WorkerLink:
     def on_message(self, msg: Message, flow: Flow) -> None:
         """In front of the proxy: hand a stream message to the worker it belongs to."""
         assert self._next is not None
-        if flow.connection_id is not None and msg.wire is not None:
+        if msg.wire is not None:
             owner = self._belongs_to(msg, flow.transport)
             if owner is not None and owner != self.index:
-                cid = flow.connection_id
+                cid = flow.connection_id or 0
                 head = _HEAD.pack(DELIVER, self.index, _TRANSPORTS.index(flow.transport), cid)
                 self._send_to(owner, head + _addr(flow.local) + _addr(flow.remote) + msg.wire)
                 self.log.debug("%s from %s handed to worker %d", _kind(msg), flow, owner)
@@ -218,6 +220,8 @@ class WorkerLink:
 
     def _belongs_to(self, msg: Message, transport: Transport) -> int | None:
         if isinstance(msg, Request):
+            if msg.get(b"route") is None:
+                return None
             try:
                 found = sh.routes(msg)
             except RemoteProtocolError:
@@ -311,7 +315,7 @@ class WorkerLink:
             msg = parse_datagram(data[at:])
             self.taken += 1
             assert self._next is not None
-            self._next(msg, Flow(transport, local, remote, cid))
+            self._next(msg, Flow(transport, local, remote, cid or None))
         else:
             raise ValueError(f"unknown kind {kind!r}")
 

@@ -153,3 +153,35 @@ def test_auth_failures_are_counted_by_every_worker(tmp_path: Path) -> None:
         assert tracker.is_blocked(IPv6Address("2001:db8:1:2::1"), 1004.0)  # same /64
         assert tracker.is_blocked(("bob", IPv6Address("2001:db8:1:2::5")), 1004.0)
         assert tracker.is_blocked(IPv6Address("2001:db8:1:3::1"), 1004.0) is None
+
+
+def test_udp_response_on_the_shared_port_goes_to_the_worker_its_via_names(
+    tmp_path: Path,
+) -> None:
+    """Workers send UDP from the shared port (NAT pinholes), so a UA honouring ``rport``
+    answers there and the kernel may pick any worker: the Via port names the owner."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        private = {(Transport.UDP, 41001): 1, (Transport.UDP, 41000): 0}
+        got: list[list[Flow]] = [[], []]
+        links = [WorkerLink(k, chans[k], names, private, logging.getLogger("t")) for k in (0, 1)]
+        for k, link in enumerate(links):
+            link.attach(FakeLayer(), lambda m, f, k=k: got[k].append(f))  # type: ignore[arg-type]
+        try:
+            udp = RESPONSE.replace(
+                b"SIP/2.0/TCP [2001:db8::1]:41001", b"SIP/2.0/UDP [2001:db8::1]:41001"
+            )
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            links[0].on_message(parse_datagram(udp), flow)  # worker 1's Via
+            links[1].on_message(parse_datagram(udp), flow)  # its own: kept
+            await _until(lambda: len(got[1]) == 2)
+            assert got[1] == [flow, flow] and not got[0]
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
