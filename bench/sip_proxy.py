@@ -12,8 +12,14 @@ CPU per call: utime+stime of the proxy's whole process tree (/proc/PID/stat) ove
 divided by the calls completed in it, reported at the fixed moderate rate ``CPU_RATE``
 (the fairer figure on a 2-core machine where SIPp competes with the proxy for the cores).
 
-Only loopback addresses (127.0.0.1, ::1) are used. Ports: rtc64 25060, Kamailio 25080,
-UAS 25070, UAC 25100+. Run ``python -m bench sip [--quick]`` or, for one proxy/scenario
+Issue 12: rtc64 runs ``--sip-workers`` processes (default: one per core) and every step is
+driven by ``--pairs`` SIPp UAC/UAS pairs in parallel (default 2: one SIPp saturates near
+1,100 calls/s), each at rate/pairs; their counts are summed. ``reg-auth`` registers with
+digest authentication (401, then credentials; users from an injection file, one password;
+the UAC sends from 127.0.0.2, which neither proxy trusts).
+
+Only loopback addresses (127.0.0.1, 127.0.0.2, ::1) are used. Ports: rtc64 25060, Kamailio
+25080, UAS 25070+, UAC 25100+. Run ``python -m bench sip [--quick]`` or, for one proxy/scenario
 with a profiler attached, ``python -m bench.sip_proxy --help``.
 """
 
@@ -68,13 +74,25 @@ class Scenario:
     def register(self) -> bool:
         return self.uas_ip is None
 
+    @property
+    def proxy_ip(self) -> str:
+        return "::1" if ":" in self.uac_ip else "127.0.0.1"
+
+    @property
+    def auth(self) -> bool:
+        return self.key == "reg-auth"
+
 
 SCENARIOS = [
     Scenario("v4", "IPv4 → IPv4 call", "127.0.0.1", "127.0.0.1"),
     Scenario("v6", "IPv6 → IPv6 call", "::1", "::1"),
     Scenario("v6v4", "IPv6 → IPv4 call (bridged)", "::1", "127.0.0.1"),
     Scenario("reg", "REGISTER (IPv4)", "127.0.0.1", None),
+    Scenario("reg-auth", "REGISTER with digest (IPv4)", "127.0.0.2", None),
 ]
+AUTH_USERS = 2000  # users of the digest REGISTER scenario (each re-registers in turn)
+AUTH_PASSWORD = "bench-secret"
+PAIRS = 2  # SIPp UAC/UAS pairs per step
 
 
 def hostport(ip: str, port: int) -> str:
@@ -138,6 +156,41 @@ def wait_port(port: int, bound: bool, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def wait_serving(port: int, probes: int = 8, timeout: float = 60.0) -> None:
+    """Until OPTIONS from ``probes`` source ports (the kernel spreads them over the SIP
+    workers) are all answered with something other than 503."""
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(probes)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    try:
+        pending = set(range(probes))
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError("rtc64 workers not serving")
+            for n in list(pending):
+                sock = socks[n]
+                local, tag = sock.getsockname()[1], f"{n}-{time.time_ns()}"
+                msg = (
+                    f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{local};rport;branch=z9hG4bK-ready{tag}\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:ready@{DOMAIN}>;tag=r{n}\r\n"
+                    f"To: <sip:{DOMAIN}>\r\nCall-ID: ready{n}-{time.time_ns()}\r\n"
+                    "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                )
+                sock.sendto(msg.encode(), ("127.0.0.1", port))
+                sock.settimeout(0.5)
+                with contextlib.suppress(OSError):
+                    reply = sock.recv(4096)
+                    if reply.startswith(b"SIP/2.0 ") and not reply.startswith(b"SIP/2.0 503"):
+                        pending.discard(n)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def udp_rcvbuf_errors() -> int:
     """System-wide UDP receive-buffer overflows (IPv4 + IPv6): the first sign of overload."""
     total = 0
@@ -178,6 +231,7 @@ loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
+loadmodule "auth.so"
 
 modparam("usrloc", "db_mode", 0)
 modparam("rr", "enable_double_rr", 1)
@@ -188,6 +242,12 @@ request_route {{
         exit;
     }}
     if (is_method("REGISTER")) {{
+        if ($si == "127.0.0.2") {{
+            if (!pv_www_authenticate("$td", "{password}", "0")) {{
+                www_challenge("$td", "0");
+                exit;
+            }}
+        }}
         if (!save("location")) sl_reply_error();
         exit;
     }}
@@ -232,6 +292,8 @@ class Proxy:
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
         try:
             wait_port(self.port, True)
+            if self.name == "rtc64":  # the supervisor binds before its workers serve
+                wait_serving(self.port)
             time.sleep(0.5 if self.name == "rtc64" else 1.0)  # children / loop settle
         except RuntimeError:
             self.stop()
@@ -254,7 +316,9 @@ class Proxy:
 
 def kamailio_proxy(run_dir: Path, children: int = 4) -> Proxy:
     cfg = run_dir / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_CFG.format(children=children, modules=KAMAILIO_MODULES))
+    cfg.write_text(
+        KAMAILIO_CFG.format(children=children, modules=KAMAILIO_MODULES, password=AUTH_PASSWORD)
+    )
     rundir = run_dir / "kamailio-run"
     rundir.mkdir(exist_ok=True)
     port = PROXY_PORT["kamailio"]
@@ -265,16 +329,26 @@ def kamailio_proxy(run_dir: Path, children: int = 4) -> Proxy:
     return Proxy("kamailio", argv)
 
 
-def rtc64_proxy(run_dir: Path, log_level: str = "warning") -> Proxy:
+def rtc64_proxy(
+    run_dir: Path, log_level: str = "warning", workers: int = 0, shedding: bool = True
+) -> Proxy:
     cfg = run_dir / "rtc64.toml"
-    cfg.write_text("[sip]\nrequest_rate = 0\n")
+    users = ", ".join(
+        f'{{name = "u{n:05d}", password = "{AUTH_PASSWORD}"}}' for n in range(AUTH_USERS)
+    )
+    # SIPp 3.6 answers MD5 challenges only.
+    lag = "" if shedding else "overload_lag = 0\n"  # --no-shedding: raw capacity
+    cfg.write_text(
+        f'[sip]\nrequest_rate = 0\n{lag}[auth]\nalgorithms = ["MD5"]\nusers = [{users}]\n'
+    )
     data = run_dir / "rtc64-data"
     port = PROXY_PORT["rtc64"]
     argv = [
         *RTC64_ARGV, "serve", "--config", str(cfg),
         "--sip-listen", f"udp:127.0.0.1:{port}", "--sip-listen", f"udp:[::1]:{port}",
-        "--trusted-network", "127.0.0.0/8", "--trusted-network", "::1/128",
+        "--trusted-network", "127.0.0.1/32", "--trusted-network", "::1/128",
         "--domain", DOMAIN, "--data-dir", str(data), "--log-level", log_level,
+        "--sip-workers", str(workers),
         # Kamailio never touches SDP; with "auto" rtc64 would relay every bench call
         # (loopback c= addresses count as unusable) and the figure would include media.
         "--media-policy", "never",
@@ -285,30 +359,34 @@ def rtc64_proxy(run_dir: Path, log_level: str = "warning") -> Proxy:
 # -- SIPp -----------------------------------------------------------------------------------
 
 
-def uas_argv(ip: str) -> list[str]:
-    media = 26000 if ":" not in ip else 26010
-    control = 28800 if ":" not in ip else 28801
+def uas_argv(ip: str, pair: int = 0) -> list[str]:
+    media = (26000 if ":" not in ip else 26010) + 20 * pair
+    control = (28800 if ":" not in ip else 28801) + 2 * pair
     return [
-        "sipp", "-sf", str(SCENARIO_DIR / "uas_call.xml"), "-i", ip, "-p", str(UAS_PORT),
+        "sipp", "-sf", str(SCENARIO_DIR / "uas_call.xml"), "-i", ip, "-p", str(UAS_PORT + pair),
         "-mp", str(media), "-cp", str(control), "-nostdin", "-buff_size", "4194304",
         "-recv_timeout", "10000", "-max_recv_loops", "100000", "-max_sched_loops", "100000",
     ]  # fmt: skip
 
 
 def uac_argv(
-    sc: Scenario, proxy_port: int, rate: int, calls: int, uac_port: int, stats: Path
-) -> list[str]:
+    sc: Scenario, proxy_port: int, rate: int, calls: int, uac_port: int, stats: Path,
+    pair: int = 0, users: Path | None = None,
+) -> list[str]:  # fmt: skip
     control = 28810 + uac_port % 100
     argv = ["sipp"]
-    if sc.register:
+    if sc.auth:
+        argv += ["-sf", str(SCENARIO_DIR / "uac_register_auth.xml"), "-key", "domain", DOMAIN]
+        argv += ["-inf", str(users or "USERS.csv"), "-auth_uri", DOMAIN]
+    elif sc.register:
         argv += ["-sf", str(SCENARIO_DIR / "uac_register.xml"), "-key", "domain", DOMAIN]
     else:
         assert sc.uas_ip is not None
         argv += ["-sf", str(SCENARIO_DIR / "uac_call.xml")]
-        argv += ["-key", "target", hostport(sc.uas_ip, UAS_PORT)]
+        argv += ["-key", "target", hostport(sc.uas_ip, UAS_PORT + pair)]
     argv += [
-        "-i", sc.uac_ip, "-p", str(uac_port), "-mp", str(26100 + 2 * (uac_port % 100)),
-        "-cp", str(control), hostport(sc.uac_ip, proxy_port),
+        "-i", sc.uac_ip, "-p", str(uac_port), "-mp", str(26100 + 4 * (uac_port % 100)),
+        "-cp", str(control), hostport(sc.proxy_ip, proxy_port),
         "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 6, 1000)),
         "-recv_timeout", "4000", "-timeout", f"{calls // rate + 20}s",
         "-buff_size", "4194304", "-max_recv_loops", "100000", "-max_sched_loops", "100000",
@@ -372,46 +450,69 @@ def read_stats(path: Path) -> dict[str, str]:
     return {}
 
 
+def users_file(run_dir: Path, pair: int, pairs: int) -> Path:
+    """The digest users of one UAC (every ``pairs``-th user: pairs never share an AOR)."""
+    path = run_dir / f"users-{pair}-of-{pairs}.csv"
+    if not path.exists():
+        rows = [
+            f"u{n:05d};[authentication username=u{n:05d} password={AUTH_PASSWORD}]"
+            for n in range(pair, AUTH_USERS, pairs)
+        ]
+        path.write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
+    return path
+
+
 def run_step(
-    sc: Scenario, proxy: Proxy, rate: int, duration: float, run_dir: Path, seq: int
-) -> Step:
+    sc: Scenario, proxy: Proxy, rate: int, duration: float, run_dir: Path, seq: int,
+    pairs: int = PAIRS,
+) -> Step:  # fmt: skip
+    """One step: ``pairs`` UACs at rate/pairs each, at once; their counts summed."""
     assert proxy.proc is not None
-    calls = max(int(rate * duration), 1)
-    uac_port = UAC_PORT + seq % 50
-    wait_port(uac_port, False, 20)
-    stats = run_dir / f"uac-{proxy.name}-{sc.key}-{rate}-{seq}.csv"
-    argv = uac_argv(sc, proxy.port, rate, calls, uac_port, stats)
+    total = max(int(rate * duration), 1)
+    share = max(rate // pairs, 1)
+    calls = max(total // pairs, 1)
+    uacs: list[tuple[subprocess.Popen[bytes], Path]] = []
     step = Step(rate)
     buf0, cpu0, t0 = udp_rcvbuf_errors(), cpu_seconds(proxy.proc.pid), time.monotonic()
-    out = run_dir / f"uac-{proxy.name}-{sc.key}-{rate}-{seq}.out"
-    with out.open("wb") as fh:
-        uac = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
-        try:
-            uac.wait(calls / rate + 40)
-        finally:  # timed out or interrupted: never leave a UAC sending
+    try:
+        for pair in range(pairs):
+            uac_port = UAC_PORT + (seq * pairs + pair) % 50
+            wait_port(uac_port, False, 20)
+            stats = run_dir / f"uac-{proxy.name}-{sc.key}-{rate}-{seq}-{pair}.csv"
+            users = users_file(run_dir, pair, pairs) if sc.auth else None
+            argv = uac_argv(sc, proxy.port, share, calls, uac_port, stats, pair, users)
+            out = run_dir / f"uac-{proxy.name}-{sc.key}-{rate}-{seq}-{pair}.out"
+            with out.open("wb") as fh:
+                uacs.append((subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT), stats))
+        for uac, _ in uacs:
+            uac.wait(calls / share + 40)
+    finally:  # timed out or interrupted: never leave a UAC sending
+        for uac, _ in uacs:
             if uac.poll() is None:
                 uac.kill()
                 uac.wait()
     step.wall = time.monotonic() - t0
     step.cpu_s = cpu_seconds(proxy.proc.pid) - cpu0
     step.rcvbuf_errors = udp_rcvbuf_errors() - buf0
-    row = read_stats(stats)
-    step.created = int(row.get("TotalCallCreated", 0) or 0)
-    step.ok = int(row.get("SuccessfulCall(C)", 0) or 0)
-    step.failed = int(row.get("FailedCall(C)", 0) or 0) + max(calls - step.created, 0)
-    step.retrans = int(row.get("Retransmissions(C)", 0) or 0)
-    if step.created < calls:  # SIPp could not even create the calls: not a pass
-        step.created = calls
+    for _, stats in uacs:
+        row = read_stats(stats)
+        created = int(row.get("TotalCallCreated", 0) or 0)
+        step.created += max(created, calls)  # calls never created count as failed
+        step.ok += int(row.get("SuccessfulCall(C)", 0) or 0)
+        step.failed += int(row.get("FailedCall(C)", 0) or 0) + max(calls - created, 0)
+        step.retrans += int(row.get("Retransmissions(C)", 0) or 0)
     return step
 
 
 @contextlib.contextmanager
-def uas_running(run_dir: Path) -> Iterator[None]:
+def uas_running(run_dir: Path, pairs: int = PAIRS) -> Iterator[None]:
     procs = []
     try:
         for ip in ("127.0.0.1", "::1"):
-            log = (run_dir / f"uas-{'v6' if ':' in ip else 'v4'}.log").open("wb")
-            procs.append(subprocess.Popen(uas_argv(ip), stdout=log, stderr=subprocess.STDOUT))
+            for pair in range(pairs):
+                log = (run_dir / f"uas-{'v6' if ':' in ip else 'v4'}-{pair}.log").open("wb")
+                argv = uas_argv(ip, pair)
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         time.sleep(1.0)
         for p in procs:
             if p.poll() is not None:
@@ -430,7 +531,7 @@ def uas_running(run_dir: Path) -> Iterator[None]:
 
 def measure(
     proxy: Proxy, scenarios: list[Scenario], steps_for: dict[bool, list[int]],
-    duration: float, run_dir: Path, log: bool = True,
+    duration: float, run_dir: Path, log: bool = True, pairs: int = PAIRS,
 ) -> list[Outcome]:  # fmt: skip
     outcomes = []
     seq = 0
@@ -443,7 +544,7 @@ def measure(
         for rate in steps_for[sc.register]:
             for attempt in (1, 2):
                 seq += 1
-                step = run_step(sc, proxy, rate, duration, run_dir, seq)
+                step = run_step(sc, proxy, rate, duration, run_dir, seq, pairs)
                 oc.steps.append(step)
                 if log:
                     print(
@@ -495,17 +596,20 @@ def table(outcomes: list[Outcome]) -> str:
 def run(
     quick: bool = False,
     proxies: tuple[str, ...] = ("kamailio", "rtc64"),
-    scenario_keys: tuple[str, ...] = ("v4", "v6", "v6v4", "reg"),
+    scenario_keys: tuple[str, ...] = ("v4", "v6", "v6v4", "reg", "reg-auth"),
     steps: list[int] | None = None,
     duration: float | None = None,
     profile: str | None = None,
     keep: bool = False,
+    workers: int = 0,
+    pairs: int = PAIRS,
+    shedding: bool = True,
 ) -> int:
     for tool in ("sipp", "kamailio"):
         if shutil.which(tool) is None:
             print(f"{tool} not installed (scripts/install-system-deps.sh)", file=sys.stderr)
             return 1
-    busy = [p for p in (*PROXY_PORT.values(), UAS_PORT) if udp_bound(p)]
+    busy = [p for p in (*PROXY_PORT.values(), UAS_PORT, UAS_PORT + 1) if udp_bound(p)]
     if busy:
         print(f"UDP ports {busy} in use (a stray kamailio or bench run?): stop it first")
         return 1
@@ -528,15 +632,20 @@ def run(
     run_dir = Path(tempfile.mkdtemp(prefix="rtc64-bench-sip-"))
     print(
         f"# SIP proxy benchmark: {platform.node()}, {os.cpu_count()} CPUs, "
-        f"{duration:.0f} s steps, run dir {run_dir}",
+        f"{duration:.0f} s steps, {pairs} SIPp pair(s), rtc64 --sip-workers {workers} "
+        f"(0: one per core), load average {os.getloadavg()[0]:.2f}, run dir {run_dir}",
         flush=True,
     )
     outcomes: list[Outcome] = []
     started = time.monotonic()
     commands = {}
-    with uas_running(run_dir):
+    with uas_running(run_dir, pairs):
         for name in proxies:
-            proxy = kamailio_proxy(run_dir) if name == "kamailio" else rtc64_proxy(run_dir)
+            proxy = (
+                kamailio_proxy(run_dir)
+                if name == "kamailio"
+                else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
+            )
             commands[name] = shlex.join(proxy.argv)
             proxy.start(run_dir)
             spy = None
@@ -550,7 +659,7 @@ def run(
                          "-o", profile],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
-                outcomes += measure(proxy, scenarios, steps_for, duration, run_dir)
+                outcomes += measure(proxy, scenarios, steps_for, duration, run_dir, pairs=pairs)
             finally:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
@@ -593,6 +702,11 @@ def cli() -> int:
     ap.add_argument("--duration", type=float, help="seconds per step")
     ap.add_argument("--profile", help="py-spy output for rtc64 (.svg flamegraph, .txt raw)")
     ap.add_argument("--keep", action="store_true", help="keep SIPp statistics files")
+    ap.add_argument("--workers", type=int, default=0, help="rtc64 --sip-workers (0: cores)")
+    ap.add_argument("--pairs", type=int, default=PAIRS, help="SIPp UAC/UAS pairs per step")
+    ap.add_argument(
+        "--no-shedding", action="store_true", help="rtc64 sip.overload_lag = 0 (no 503s)"
+    )
     args = ap.parse_args()
     return run(
         quick=args.quick,
@@ -602,6 +716,9 @@ def cli() -> int:
         duration=args.duration,
         profile=args.profile,
         keep=args.keep,
+        workers=args.workers,
+        pairs=args.pairs,
+        shedding=not args.no_shedding,
     )
 
 

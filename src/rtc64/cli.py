@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -115,6 +116,12 @@ SERVE_FLAGS: tuple[Flag, ...] = (
     *_MEDIA_FLAGS,
     ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
     ("--media-workers", "media.workers", False, "relay worker processes"),
+    (
+        "--sip-workers",
+        "sip.workers",
+        False,
+        "SIP worker processes (0: one per core; 1: one process)",
+    ),
     ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
     ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
     ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
@@ -427,8 +434,8 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     log = logging.getLogger("rtc64")
 
-    def reload() -> config.Config:
-        return config.load(args.config, _overrides(args))
+    # picklable: SIP worker processes reload with it too
+    reload = functools.partial(config.load, args.config, _overrides(args))
 
     async def main(stop: asyncio.Event) -> int:
         return await serve.serve(cfg, stop, log, reload)

@@ -66,6 +66,13 @@ def _int_range(low: int, high: int) -> Callable[[object], int]:
     return convert
 
 
+def _worker_ports(value: object) -> int:
+    port = _int_range(0, 65535)(value)
+    if 0 < port < 1024:
+        raise ValueError("below 1024")
+    return port
+
+
 def _float_range(low: float, high: float) -> Callable[[object], float]:
     def convert(value: object) -> float:
         if isinstance(value, bool):
@@ -461,6 +468,22 @@ KEYS: tuple[Key, ...] = (
         "requests/s per source, 0 for off",
         "new dialogs and registrations per second per source (/64 for IPv6); in-dialog "
         "requests, trusted networks and the upstream core are not limited",
+    ),
+    Key(
+        "sip.workers",
+        0,
+        _int_range(0, 256),
+        "an integer 0..256 (0: one per CPU core)",
+        "SIP worker processes sharing the listeners (SO_REUSEPORT); 1 runs everything in "
+        "one process",
+    ),
+    Key(
+        "sip.worker_ports",
+        0,
+        _worker_ports,
+        "0 (ephemeral) or a port 1024..65535 (worker k uses PORT+k)",
+        "first of the per-worker SIP ports written in Via and Record-Route so responses and "
+        "in-dialog requests reach the worker that sent them",
     ),
     Key(
         "sip.udp_ipv6_min_mtu",
@@ -924,6 +947,8 @@ class SipSection:
     request_rate: int
     udp_ipv6_min_mtu: bool
     udp_ipv4_no_df: bool
+    workers: int
+    worker_ports: int
     trace: tuple[IPNetwork | str, ...]
 
 

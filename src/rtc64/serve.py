@@ -12,6 +12,10 @@ media relay's pool) → web console, API and /metrics (``web.enabled``).
 ``general.services`` picks what runs: without ``sip`` no SIP listener, proxy, keepalives
 or media bridge starts (``--only turn``); ``media`` alone runs the relay with its ng
 control.
+With ``sip.workers`` > 1 ``serve`` hands over to ``workers.py`` (the supervisor); each
+worker runs a ``Gateway`` with a ``WorkerRole``: the supervisor's sockets, a shared store,
+its slice of the media ports, no TURN (the supervisor runs it), ng control, the web
+console and the keepalives' start-up load in worker 0.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
 through start-up stops what was started. Only ``cli.py`` imports this module.
 """
@@ -19,13 +23,16 @@ through start-up stops what was started. Only ``cli.py`` imports this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import random
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +51,7 @@ from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.store import LocationStore, Store
 from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.proxy.branches import Sender
 from rtc64.gateway.proxy.service import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.startup import Reception
@@ -54,6 +62,8 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
+from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import BoundListener, SockAddr, Transport
@@ -109,6 +119,11 @@ async def serve(
     log.info("configuration from %s", config.source or "embedded defaults")
     for key, value in config.describe():
         log.debug("config %s = %s", key, value)
+    from rtc64.workers import supervise, worker_count  # noqa: PLC0415 - imports this module
+
+    count = worker_count(config)
+    if count > 1:
+        return await supervise(config, count, stop, log, reload_config)
     gateway = Gateway(config, log)
     try:
         await gateway.start()
@@ -124,13 +139,30 @@ async def serve(
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What makes a ``Gateway`` one of several SIP workers (see ``workers.py``)."""
+
+    index: int
+    sockets: WorkerSockets
+    peers: tuple[BoundListener, ...]  # every worker's private listeners
+    media_ports: tuple[int, int]
+    channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
+    names: tuple[bytes, ...]  # every worker's channel name
+    private: dict[tuple[Transport, int], int]  # private port -> worker
+
+    def link(self, log: logging.Logger) -> WorkerLink:
+        return WorkerLink(self.index, self.channel, self.names, self.private, log)
+
+
 class Gateway:
     """The running components of ``rtc64 serve`` (``transports`` once bound, ``proxy``
-    once wired)."""
+    once wired); ``role``: one SIP worker of several."""
 
-    def __init__(self, cfg: Config, log: logging.Logger) -> None:
+    def __init__(self, cfg: Config, log: logging.Logger, role: WorkerRole | None = None) -> None:
         self.cfg = cfg
         self.log = log
+        self.role = role
         self.transports: SipTransportLayer | None = None
         self.proxy: Proxy | None = None
         self.keepalives: Keepalives | None = None
@@ -162,7 +194,7 @@ class Gateway:
             refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
         data_dir = cfg.prepare_data_dir()
         web_preflight(cfg, data_dir)
-        store = await open_checked_store(cfg)
+        store = await open_checked_store(cfg, shared=self.role is not None)
         stack.push_async_callback(store.close)
         with data_files(data_dir):
             secret = load_secret(data_dir)
@@ -171,10 +203,10 @@ class Gateway:
             nat64 = await self._sip(host, data_dir, store, secret)
         elif "media" in services:
             await self._relay_alone(host)
-        if "turn" in services and cfg.turn.enabled:
+        if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
-        if cfg.web.enabled:
-            await self._web(data_dir, store, nat64)
+        if cfg.web.enabled and (self.role is None or self.role.index == 0):
+            await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
 
     async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
         """The console, REST API and /metrics (``web/``), reading the services' views."""
@@ -213,11 +245,22 @@ class Gateway:
         the NAT64 prefix it uses (configured or discovered)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         reception = Reception(log.getChild("startup"))
+        role = self.role
+        link = None if role is None else role.link(log.getChild("link"))
         tap = ReplyTap(reception.on_message)
-        self.transports = transports = await _transports(cfg, data_dir, reception, tap, log)
+        self.transports = transports = await _transports(
+            cfg, data_dir, reception, tap, log, role=role, link=link
+        )
         stack.push_async_callback(transports.stop)
+        sender: Sender = transports
+        if link is not None:
+            stack.callback(link.close)
+            reception.sender = sender = link
+        listeners = list(transports.listeners)
+        if role is not None:  # the other workers' ports are ours too (Route, loop guard)
+            listeners += [p for p in role.peers if p not in listeners]
         identity = Identity(
-            list(transports.listeners),
+            listeners,
             domains=cfg.sip.domains,
             host_addresses=host,
             hostnames=(platform.node(),),
@@ -226,6 +269,8 @@ class Gateway:
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
         self.auth = auth = _authenticator(cfg, store, secret, log)
+        if link is not None:  # lock-outs count every worker's failures
+            link.share_failures(auth.tracker)
         spawner = Spawner(log)
         stack.push_async_callback(spawner.close)
         watched: LocationStore = store
@@ -237,6 +282,7 @@ class Gateway:
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
+            sender=sender,
             store=watched,
             auth=auth,
             resolver=resolver,
@@ -250,10 +296,12 @@ class Gateway:
         stack.callback(self.observers.close)
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
-        if self.keepalives is not None:
+        first = role is None or role.index == 0
+        if self.keepalives is not None and first:  # other workers: what registers through them
             await self.keepalives.load()
-        _periodic(spawner, store, auth, log, proxy.routing.registrations)
-        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity)
+        _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
+        ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
+        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
         return media.nat64
 
     async def _relay_alone(self, host: frozenset[IPAddress]) -> None:
@@ -280,6 +328,7 @@ class Gateway:
         data_dir: Path,
         store: Store,
         nat64: IPv6Network | None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
         """The TURN server: relay addresses from ``turn.relay_addresses`` or this host,
         ports from the media relay's pool when it runs, long-term credentials from the
@@ -290,7 +339,8 @@ class Gateway:
         relays = turn_relay_addresses(turn, host)
         if not relays:
             raise ConfigError("turn.relay_addresses", [], "at least one address of this host")
-        settings = turn_service_settings(turn, realm=realm, relays=relays, ports=cfg.media.ports)
+        ports = ports or cfg.media.ports
+        settings = turn_service_settings(turn, realm=realm, relays=relays, ports=ports)
         credentials = Credentials(turn_credential_settings(turn, realm), store)
         wildcard = any(spec.address.is_unspecified for spec in turn.listen)
         own = {*relays, *turn.external_addresses}
@@ -338,11 +388,12 @@ class Gateway:
         (configured, or discovered on a gateway without IPv4)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         listeners = list(identity.listeners)
-        relay, relay_cfg = _relay(cfg, listeners, host, reception, log)
+        ports = None if self.role is None else self.role.media_ports
+        relay, relay_cfg = _relay(cfg, listeners, host, reception, log, ports=ports)
         self.relay = relay
         stack.callback(relay.close)
         ng = ng_settings(cfg.ng)
-        if ng is not None:
+        if ng is not None and (self.role is None or self.role.index == 0):
             stack.push_async_callback((await ngserver.start(ng, relay, log.getChild("ng"))).stop)
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
@@ -406,6 +457,7 @@ class Gateway:
         identity: Identity,
         *,
         transports: SipTransportLayer,
+        sender: Sender,
         store: LocationStore,
         auth: Authenticator,
         resolver: Resolver,
@@ -422,7 +474,7 @@ class Gateway:
             proxy_settings(cfg, secret=secret, nat64=media.nat64),
             identity=identity,
             layer=TransactionLayer(),
-            sender=transports,
+            sender=sender,
             store=store,
             auth=auth,
             resolver=resolver,
@@ -473,9 +525,10 @@ def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[
         raise ConfigError(elsewhere, str(exc.filename), expected) from None
 
 
-async def open_checked_store(cfg: Config) -> Store:
+async def open_checked_store(cfg: Config, *, shared: bool = False) -> Store:
     """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
-    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file"."""
+    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file".
+    ``shared``: SIP workers write it too."""
     data_dir = cfg.prepare_data_dir()
     url = cfg.store.url
     path = parse_store_url(url, data_dir).path
@@ -483,7 +536,7 @@ async def open_checked_store(cfg: Config) -> Store:
         key = "store.url" if url != "sqlite" else "general.data_dir"
         raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
     with data_files(data_dir, elsewhere="store.url"):
-        return await open_store(url, data_dir)
+        return await open_store(url, data_dir, shared=shared)
 
 
 def _turn_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
@@ -522,12 +575,21 @@ def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLCont
 
 
 async def _transports(
-    cfg: Config, data_dir: Path, reception: Reception, tap: ReplyTap, log: logging.Logger
+    cfg: Config,
+    data_dir: Path,
+    reception: Reception,
+    tap: ReplyTap,
+    log: logging.Logger,
+    *,
+    role: WorkerRole | None = None,
+    link: WorkerLink | None = None,
 ) -> SipTransportLayer:
-    """The SIP listeners, bound and delivering to ``reception`` through ``tap``."""
+    """The SIP listeners, bound and delivering to ``reception`` through ``tap`` (a
+    worker's: its private ports first, so Via and Record-Route name them, then the shared
+    ones; stream messages for another worker handed over by ``link`` first)."""
     transports = SipTransportLayer(
-        cfg.sip.listen,
-        tap.on_message,
+        cfg.sip.listen if role is None else role.sockets.specs,
+        tap.on_message if link is None else link.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
@@ -536,8 +598,14 @@ async def _transports(
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
+        opener=None if role is None else role.sockets.opener(),
+        first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
+        on_connection=None if link is None else link.connection_changed,
+        receive_only=() if role is None else [spec for spec, _ in role.sockets.own],
     )
     reception.sender = transports
+    if link is not None:
+        link.attach(transports, tap.on_message)
     await transports.start()
     return transports
 
@@ -565,14 +633,19 @@ def _relay(
     host: Collection[IPAddress],
     reception: Reception,
     log: logging.Logger,
+    *,
+    ports: tuple[int, int] | None = None,
 ) -> tuple[RunningRelay, RelaySettings]:
-    """The media relay on the loop; its media timeouts end calls through the proxy."""
+    """The media relay on the loop; its media timeouts end calls through the proxy.
+    ``ports``: a SIP worker's slice of ``media.ports``."""
     settings = relay_settings(
         cfg.media,
         trusted_networks=cfg.sip.trusted_networks,
         fallback=relay_addresses(listeners, host),
         host=host,
     )
+    if ports is not None:
+        settings = dataclasses.replace(settings, ports=ports)
     if not settings.addresses:
         raise ConfigError("media.addresses", [], "at least one relay address")
     relay = start_relay(settings, on_timeout=reception.on_media_timeout, log=log.getChild("relay"))
@@ -604,11 +677,13 @@ def _periodic(
     auth: Authenticator,
     log: logging.Logger,
     registrations: RegistrationLog,
+    *,
+    expire: bool = True,
 ) -> None:
-    """Expired bindings removed (each logged); unanswered challenges swept (wall clock,
-    as auth uses)."""
+    """Expired bindings removed, each logged (``expire``: one SIP worker does it for all);
+    unanswered challenges swept (wall clock, as auth uses)."""
 
-    async def expire() -> None:
+    async def expire_bindings() -> None:
         now = time.time()
         removed = await store.expire(now)
         await registrations.sweep(store, now)
@@ -618,7 +693,8 @@ def _periodic(
     async def sweep() -> None:
         auth.sweep(time.time())
 
-    spawner.every(STORE_EXPIRY_INTERVAL, expire)
+    if expire:
+        spawner.every(STORE_EXPIRY_INTERVAL, expire_bindings)
     spawner.every(AUTH_SWEEP_INTERVAL, sweep)
 
 
@@ -630,6 +706,7 @@ def _log_ready(
     media: MediaBridge,
     auth: Authenticator,
     identity: Identity,
+    what: str = "gateway ready",
 ) -> None:
     def shown(local: IPAddress) -> str:
         public = relay.sdp_address(local)
@@ -646,7 +723,8 @@ def _log_ready(
     )
     families = {f"IPv{a.version}" for a in identity.addresses}
     log.info(
-        "gateway ready: realm %s, domains %s, families %s, upstream %s",
+        "%s: realm %s, domains %s, families %s, upstream %s",
+        what,
         auth.realm,
         ", ".join(identity.domains) or "(own addresses only)",
         "+".join(sorted(families)),

@@ -242,6 +242,7 @@ class AuthFailureTracker:
         "max_failures",
         "max_keys",
         "on_block",
+        "on_failure",
         "v4_prefix",
         "v6_prefix",
         "window",
@@ -271,6 +272,8 @@ class AuthFailureTracker:
         self.v4_prefix = v4_prefix
         self.v6_prefix = v6_prefix
         self.on_block = on_block
+        self.on_failure: Callable[[KeyLike, float], None] | None = None
+        """Told of every failure recorded here (SIP workers share them: ``notify``)."""
         self.failures = 0
         """Failures recorded (counter for metrics)."""
         self.blocks = 0
@@ -311,8 +314,11 @@ class AuthFailureTracker:
             left.append(self.is_blocked((username, source), now))
         return max((s for s in left if s is not None), default=None)
 
-    def record_failure(self, key: KeyLike, now: float) -> BlockEvent | None:
-        """Count a failure; returns the ``BlockEvent`` when this one starts a block."""
+    def record_failure(self, key: KeyLike, now: float, *, notify: bool = True) -> BlockEvent | None:
+        """Count a failure; returns the ``BlockEvent`` when this one starts a block.
+        ``notify`` False: a failure another SIP worker saw (``on_failure`` not told)."""
+        if notify and self.on_failure is not None:
+            self.on_failure(key, now)
         self._sweep(now)
         k = self.key(key)
         self.failures += 1

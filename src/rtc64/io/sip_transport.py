@@ -19,6 +19,10 @@
 # over streams only on a connection already open (never a new one); STUN on the UDP
 # listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
 # parsed.
+# SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
+# the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# UDP never originates from a ``receive_only`` listener (a worker's private port: what it
+# sends leaves from the shared port, the one NATs and firewalls have a pinhole for).
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypeVar
@@ -77,6 +81,11 @@ class SendFailure:
 
 
 OnSendError = Callable[[SendFailure], None]
+Opener = Callable[[ListenSpec], socket.socket]
+OnConnection = Callable[[Transport, SockAddr, int, bool], None]
+"""Told when a connection opens (True) or closes (False): transport, remote, id."""
+"""Hands over an already bound (stream: listening) socket for a spec: SIP workers get
+their SO_REUSEPORT sockets from the supervisor, which keeps them across restarts."""
 
 
 class SipTransportLayer:
@@ -95,6 +104,10 @@ class SipTransportLayer:
         on_stun: StunHandler | None = None,
         on_raw_response: RawResponseHandler | None = None,
         log: logging.Logger | None = None,
+        opener: Opener | None = None,
+        first_connection_id: int = 1,
+        on_connection: OnConnection | None = None,
+        receive_only: Collection[ListenSpec] = (),
     ) -> None:
         if server_tls is None and any(s.transport.secure for s in specs):
             raise ConfigError("sip.listen", ", ".join(map(str, specs)), "a TLS certificate")
@@ -111,7 +124,10 @@ class SipTransportLayer:
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
         self._client_tls = client_tls
-        self._ids = itertools.count(1)
+        self._opener = opener
+        self._on_connection = on_connection
+        self._receive_only = frozenset(receive_only)
+        self._ids = itertools.count(first_connection_id)
         self._listeners: list[BoundListener] = []
         self._udp: list[tuple[BoundListener, UdpListener]] = []
         self._udp_named: dict[str, UdpListener] = {}
@@ -141,7 +157,9 @@ class SipTransportLayer:
     async def _open(self, spec: ListenSpec) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if spec.transport is Transport.UDP:
+            if self._opener is not None:
+                sock = self._opener(spec)
+            elif spec.transport is Transport.UDP:
                 sock = sockets.udp_socket(
                     spec.address,
                     spec.port,
@@ -352,10 +370,13 @@ class SipTransportLayer:
             for bound, udp in self._udp:
                 if bound.local == flow.local:
                     return udp
+        fallback = None
         for bound, udp in self._udp:
             if bound.family is family:
-                return udp
-        return None
+                if bound.spec not in self._receive_only:
+                    return udp
+                fallback = fallback or udp
+        return fallback
 
     def _connection_for(
         self,
@@ -546,6 +567,9 @@ class SipTransportLayer:
             self._register(conn)
             self.stats.connections_accepted += 1
         self.stats.connections_open += 1
+        if self._on_connection is not None:
+            assert conn.remote is not None
+            self._call(self._on_connection, conn.kind, conn.remote, conn.id, True)
         return True
 
     def detach(self, conn: Connection) -> None:
@@ -561,6 +585,8 @@ class SipTransportLayer:
         if conn.established:
             self.stats.connections_open -= 1
             self.stats.connections_closed += 1
+            if self._on_connection is not None:
+                self._call(self._on_connection, conn.kind, conn.remote, conn.id, False)
 
     def _register(self, conn: Connection) -> None:
         assert conn.remote is not None

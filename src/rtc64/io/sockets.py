@@ -2,7 +2,8 @@
 # (RFC 3493 §5.3) so an IPv4 listener on the same port is a separate socket and IPv4
 # peers never show up as ::ffff:a.b.c.d. Stream listeners set SO_REUSEADDR (restart while
 # old connections sit in TIME_WAIT); UDP listeners never do (two processes would split the
-# datagrams) and ask for a large SO_RCVBUF (the kernel caps it at net.core.rmem_max).
+# datagrams) unless asked to join a SO_REUSEPORT group (SIP workers, by design), and ask
+# for a large SO_RCVBUF (the kernel caps it at net.core.rmem_max).
 # Large datagrams (RFC 3261 §18.1.1, RFC 8200 §5): IPv6 routers never fragment and an
 # anycast front end may never see the ICMPv6 Packet Too Big, so IPv6 UDP sockets fragment
 # at the minimum MTU themselves (``IPV6_USE_MIN_MTU`` where the OS has it, RFC 3542 §11.1;
@@ -51,11 +52,16 @@ def udp_socket(
     *,
     ipv6_min_mtu: bool = True,
     ipv4_no_df: bool = False,
+    reuse_port: bool = False,
 ) -> socket.socket:
     """A bound, non-blocking UDP socket of ``address``'s family; IPv6 sockets fragment at
-    the minimum MTU (``ipv6_min_mtu``), IPv4 ones send without DF (``ipv4_no_df``)."""
+    the minimum MTU (``ipv6_min_mtu``), IPv4 ones send without DF (``ipv4_no_df``);
+    ``reuse_port``: one of a SO_REUSEPORT group (SIP workers; the kernel hashes each
+    peer's address and port to one socket of the group)."""
     sock = _new(family_of(address), socket.SOCK_DGRAM)
     try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if sock.family == socket.AF_INET6 and ipv6_min_mtu:
@@ -69,11 +75,16 @@ def udp_socket(
     return sock
 
 
-def listen_socket(address: IPAddress, port: int, backlog: int = STREAM_BACKLOG) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket of ``address``'s family."""
+def listen_socket(
+    address: IPAddress, port: int, backlog: int = STREAM_BACKLOG, *, reuse_port: bool = False
+) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket of ``address``'s family (``reuse_port``:
+    one of a SO_REUSEPORT group, each accepting its share of new connections)."""
     sock = _new(family_of(address), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(to_sockaddr(address, port))
         sock.listen(backlog)
     except OSError:

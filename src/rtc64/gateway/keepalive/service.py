@@ -39,7 +39,7 @@ from rtc64.gateway.keepalive.schedule import (
     Unreachable,
 )
 from rtc64.gateway.location.bindings import Binding
-from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.location.store import LocationStore, SwappingStore
 from rtc64.gateway.stats import ContactHealth
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
@@ -276,6 +276,19 @@ class WatchedStore:
     async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
         await self.inner.replace(aor, bindings)
         self.on_replace(aor, bindings)
+
+    async def swap(
+        self, aor: str, expected: Sequence[Binding], bindings: Sequence[Binding], now: float
+    ) -> bool:
+        """Compare-and-set through the inner store (SIP workers and gateways sharing it:
+        ``location.store.SwappingStore``); reported only when it was stored."""
+        if isinstance(self.inner, SwappingStore):
+            if not await self.inner.swap(aor, expected, bindings, now):
+                return False
+        else:
+            await self.inner.replace(aor, bindings)
+        self.on_replace(aor, bindings)
+        return True
 
     async def expire(self, now: float) -> int:
         return await self.inner.expire(now)

@@ -59,8 +59,10 @@ def parse_store_url(url: str, data_dir: Path) -> StoreLocation:
     raise bad()
 
 
-async def open_store(url: str, data_dir: Path) -> Store:
+async def open_store(url: str, data_dir: Path, *, shared: bool = False) -> Store:
     """Open the store ``url`` names (see ``parse_store_url``); the caller closes it.
+    ``shared``: other processes (SIP workers) write the same SQLite file, so reads go to
+    the file rather than this process's memory (Redis is always shared).
 
     Raises ``ConfigError`` for a bad URL and ``StoreError`` if the backend cannot be
     reached or opened.
@@ -71,7 +73,7 @@ async def open_store(url: str, data_dir: Path) -> Store:
         from rtc64.gateway.location.sqlite import SqliteStore  # noqa: PLC0415 (lazy by design)
 
         assert location.path is not None
-        return await SqliteStore.open(location.path)
+        return await SqliteStore.open(location.path, shared=shared)
     from rtc64.gateway.location.redis import RedisStore  # noqa: PLC0415 (lazy by design)
 
     return await RedisStore.open(location.url)

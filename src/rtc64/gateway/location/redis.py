@@ -7,6 +7,9 @@
 # - ``expire`` trims expired bindings out of live keys with WATCH/MULTI (optimistic, so a
 #   concurrent ``replace`` from another gateway is never overwritten with stale data); keys
 #   Redis already dropped by TTL are not counted.
+# - ``swap`` is compare-and-set (WATCH the key, compare its live bindings with what the
+#   caller read, MULTI/SET/EXEC): two gateways registering contacts of one AOR at the same
+#   moment never overwrite each other; the loser reads again and retries.
 # - Users: one hash per user, ``rtc64:user:<name>`` (name, realm, ha1_md5, ha1_sha256,
 #   aors as a JSON array; absent in records written before it existed).
 # - ``replace`` returns after Redis acknowledged the write; durability beyond that is the
@@ -116,6 +119,34 @@ class RedisStore:
                 await self.client.delete(key)
             else:
                 await self.client.set(key, bindings_to_json(items), pxat=_pxat(items))
+
+    async def swap(
+        self, aor: str, expected: Sequence[Binding], bindings: Sequence[Binding], now: float
+    ) -> bool:
+        """Make ``bindings`` the AOR's set if its live bindings at ``now`` are still
+        ``expected``; False (nothing written) if they changed or another writer got in
+        between the read and the write."""
+        items = check_aor(aor, bindings)
+        key = _loc_key(aor)
+        before = [b.to_json() for b in expected]
+        with _redis_errors():
+            async with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    stored = [] if raw is None else [b for b in _decode(raw) if b.is_live(now)]
+                    if [b.to_json() for b in stored] != before:
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return False
+                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    if not items or _pxat(items) <= time.time() * 1000:
+                        pipe.delete(key)
+                    else:
+                        pipe.set(key, bindings_to_json(items), pxat=_pxat(items))
+                    await pipe.execute()
+                except WatchError:
+                    return False
+        return True
 
     async def expire(self, now: float) -> int:
         removed = 0

@@ -22,6 +22,9 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
   ``outbound`` in Supported, ``Supported`` (our option tags) and ``Flow-Timer`` (the
   seconds we wait for keep-alives: the policy's value on connections, at most 29 s on
   UDP, §4.4). 439 only per ``registrar.process_register``.
+- Several workers or gateways share the store: the read-decide-write of one REGISTER is a
+  compare-and-set (``SwappingStore.swap``), read again and retried when another writer
+  changed the AOR in between (``SWAP_ATTEMPTS``, then 500 with Retry-After).
 - RFC 5627: a contact with ``+sip.instance`` in a REGISTER with ``Supported: gruu``
   gets ``pub-gruu`` (the AOR with ``gr=<instance URN>``) and ``temp-gruu`` (``gruu.py``)
   in the 200; a REGISTER whose To is a GRUU is 403.
@@ -44,7 +47,7 @@ from rtc64.gateway.location.registrar import (
     ReplyContact,
     process_register,
 )
-from rtc64.gateway.location.store import LocationStore
+from rtc64.gateway.location.store import LocationStore, SwappingStore
 from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
@@ -52,6 +55,7 @@ from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
+SWAP_ATTEMPTS = 8  # compare-and-set rounds of one REGISTER before giving up
 UDP_FLOW_TIMER = 29  # RFC 5626 §4.4: UDP keep-alives every 24-29 s at most
 
 
@@ -163,20 +167,28 @@ async def handle_register(
         vias=len(req.vias),
         path_ob=isinstance(first_path, SipUri) and first_path.has_param(b"ob"),
     )
-    current = await store.lookup(aor, wall)
-    moved = await _stored_as_written(store, keys, current, wall)
-    current = [*current, *moved]
-    outcome = process_register(current, request, policy, wall)
-    if not outcome.ok:
-        extra: list[tuple[bytes, bytes]] = []
-        if outcome.min_expires is not None:
-            extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
-        if outcome.retry_after is not None:
-            extra.append((b"Retry-After", b"%d" % outcome.retry_after))
-        reason = outcome.reason.encode("utf-8", "replace")
-        return make_response(req, outcome.status, reason, headers=extra)
-    if outcome.changed or moved:
-        await store.replace(aor, outcome.bindings)
+    for _ in range(SWAP_ATTEMPTS):
+        stored = await store.lookup(aor, wall)
+        moved = await _stored_as_written(store, keys, stored, wall)
+        current = [*stored, *moved]
+        outcome = process_register(current, request, policy, wall)
+        if not outcome.ok:
+            extra: list[tuple[bytes, bytes]] = []
+            if outcome.min_expires is not None:
+                extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
+            if outcome.retry_after is not None:
+                extra.append((b"Retry-After", b"%d" % outcome.retry_after))
+            reason = outcome.reason.encode("utf-8", "replace")
+            return make_response(req, outcome.status, reason, headers=extra)
+        if not (outcome.changed or moved):
+            break
+        if not isinstance(store, SwappingStore):
+            await store.replace(aor, outcome.bindings)
+            break
+        if await store.swap(aor, stored, outcome.bindings, wall):
+            break
+    else:  # another worker or gateway kept changing this AOR under us
+        return make_response(req, 500, b"Server Internal Error", headers=[(b"Retry-After", b"1")])
     if moved:
         await store.replace(keys[1], [])
     if on_change is not None and (specs or wildcard):

@@ -13,6 +13,13 @@
 #   registrations use Redis), so live bindings are also kept in memory: ``lookup`` (every
 #   INVITE to a local user, every REGISTER) costs no thread hand-off; writes commit to the
 #   file first and update memory after, so memory never holds what the file does not.
+# - Shared mode (SIP workers: several processes write one file): nothing is cached; reads
+#   run inline on a second, read-only connection (a WAL reader never waits for a writer and
+#   sees every committed transaction), so a registration made through one worker is seen
+#   by every other at once.
+# - ``swap`` is compare-and-set: in one ``BEGIN IMMEDIATE`` transaction the AOR's live
+#   bindings are compared with what the caller read, and replaced only if unchanged (two
+#   workers registering contacts of one AOR at once lose neither).
 # - Rows keep ``expires_at`` as a column (for expiry queries) and the binding in the shared
 #   JSON form (``Binding.to_json``); users are plain columns. The file is created 0600: HA1
 #   values are password-equivalent.
@@ -117,15 +124,27 @@ class SqliteStore:
     transaction already handed to the thread; it completes or rolls back as a whole.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        reader: sqlite3.Connection | None = None,
+    ) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
         self._live: dict[str, tuple[Binding, ...]] = {}
+        self._reader = reader
+
+    @property
+    def shared(self) -> bool:
+        return self._reader is not None
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
-        """Open or create the store at ``path``; ``StoreError`` if SQLite fails."""
+    async def open(cls, path: Path, *, shared: bool = False) -> SqliteStore:
+        """Open or create the store at ``path``; ``StoreError`` if SQLite fails.
+        ``shared``: other processes write it too (no cache; see the rules)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc64-sqlite")
         try:
             conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
@@ -135,7 +154,20 @@ class SqliteStore:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        store = cls(path, conn, executor)
+        reader = None
+        if shared:
+            try:
+                reader = sqlite3.connect(
+                    path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                )
+                reader.execute("PRAGMA query_only=1")
+            except sqlite3.Error as exc:
+                conn.close()
+                executor.shutdown(wait=False)
+                raise StoreError(f"sqlite {path}: {exc}") from exc
+        store = cls(path, conn, executor, reader)
+        if shared:
+            return store
         for binding in await store._all_rows():
             store._live[binding.aor] = (*store._live.get(binding.aor, ()), binding)
         return store
@@ -154,7 +186,55 @@ class SqliteStore:
     async def lookup(self, aor: str, now: float) -> list[Binding]:
         if self._conn is None:
             raise StoreError(f"sqlite {self.path}: store is closed")
+        if self._reader is not None:
+            return [b for b in self._read(aor) if b.expires_at > now]
         return [b for b in self._live.get(aor, ()) if b.expires_at > now]
+
+    def _read(self, aor: str | None) -> list[Binding]:
+        """Shared mode: the AOR's (None: every) stored bindings, read from the file now."""
+        assert self._reader is not None
+        try:
+            if aor is None:
+                rows = self._reader.execute("SELECT data FROM bindings ORDER BY aor, pos")
+            else:
+                query = "SELECT data FROM bindings WHERE aor = ? ORDER BY pos"
+                rows = self._reader.execute(query, (aor,))
+            return [_decode(row[0]) for row in rows.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+
+    async def swap(
+        self, aor: str, expected: Sequence[Binding], bindings: Sequence[Binding], now: float
+    ) -> bool:
+        """Make ``bindings`` the AOR's set if its live bindings at ``now`` are still
+        ``expected`` (as ``lookup`` returned them); False, writing nothing, otherwise."""
+        rows = [
+            (aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(check_aor(aor, bindings))
+        ]
+        before = [b.to_json() for b in expected]
+
+        def work(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                stored = conn.execute(
+                    "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
+                    (aor, now),
+                )
+                if [_decode(row[0]).to_json() for row in stored] != before:
+                    return False
+                conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+                conn.executemany(
+                    "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
+                )
+                return True
+
+        if not await self._run(work):
+            return False
+        if self._reader is None:
+            if rows:
+                self._live[aor] = tuple(bindings)
+            else:
+                self._live.pop(aor, None)
+        return True
 
     async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
         rows = [
@@ -169,6 +249,8 @@ class SqliteStore:
                 )
 
         await self._run(work)
+        if self._reader is not None:
+            return
         if rows:
             self._live[aor] = tuple(bindings)
         else:
@@ -189,6 +271,8 @@ class SqliteStore:
         return removed
 
     async def all_bindings(self, now: float) -> list[Binding]:
+        if self._reader is not None:
+            return [b for b in self._read(None) if b.expires_at > now]
         return [b for aor in sorted(self._live) for b in self._live[aor] if b.expires_at > now]
 
     async def _all_rows(self) -> list[Binding]:
@@ -244,6 +328,9 @@ class SqliteStore:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         finally:

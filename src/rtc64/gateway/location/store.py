@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from rtc64.errors import LocalProtocolError, Rtc64Error
 from rtc64.gateway.location.bindings import Binding
@@ -51,6 +51,19 @@ class LocationStore(Protocol):
 
     async def close(self) -> None:
         """Release the backend; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SwappingStore(Protocol):
+    """A location store that can compare-and-set an AOR (shared by processes or
+    gateways: the SQLite and Redis backends)."""
+
+    async def swap(
+        self, aor: str, expected: Sequence[Binding], bindings: Sequence[Binding], now: float
+    ) -> bool:
+        """Make ``bindings`` the AOR's whole set only if its live bindings at ``now`` are
+        still ``expected``; False (nothing written) otherwise."""
         ...
 
 

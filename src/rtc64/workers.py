@@ -1,0 +1,266 @@
+# Rules (issue 12, "use every core"):
+# - ``sip.workers`` SIP worker processes (0: one per CPU core this process may run on; 1:
+#   everything in this process, as before). Only with the ``sip`` service.
+# - The supervisor (this process) prepares what workers must not race to create (data
+#   directory, store schema, secret, self-signed certificate), binds every SIP socket
+#   (``io.sip_workers``: SO_REUSEPORT groups + one private port per worker), starts the
+#   workers and restarts any that exits. It runs TURN itself (one process: allocations are
+#   per process state), on its own slice of ``media.ports``. Worker 0 runs the web console.
+# - Each worker is a whole gateway on its sockets: proxy, registrar, its own media relay on
+#   its slice of ``media.ports`` (media stays in the worker that handled the call; Record-
+#   Route brings every in-dialog request of the call back to it), the store shared
+#   (SQLite WAL read from the file, or Redis). Worker 0 also runs the ng control socket
+#   and sweeps expired bindings.
+# - Per worker, in memory: transactions, dialogs (the Record-Route tokens are signed with
+#   the shared secret, so their checks hold in every worker), digest nonce-count tables
+#   (nonces themselves are stateless HMACs: a nonce-count replay is caught only by the
+#   worker that saw the first use) and auth failure counters, fed with every worker's
+#   failures over the worker channel, so lock-outs hold across workers.
+"""SIP worker processes for ``rtc64 serve``: the supervisor and each worker's entry."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rtc64 import logs
+from rtc64.config import Config
+from rtc64.errors import ConfigError, Rtc64Error
+from rtc64.io import interfaces
+from rtc64.io import loop as loop_runner
+from rtc64.io.secret import load_secret
+from rtc64.io.sip_workers import (
+    Supervisor,
+    WorkerSockets,
+    bind_groups,
+    notify_ready,
+    own_ports,
+    peer_listeners,
+    watch_parent,
+)
+from rtc64.io.worker_link import bind_channels, channel_name
+from rtc64.lifecycle import Lifecycle
+from rtc64.net.endpoint import BoundListener
+from rtc64.relay.options import refuse_foreign
+from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
+from rtc64.settings import transport_limits
+
+if TYPE_CHECKING:
+    import socket
+
+
+SETTLE_MAX = 5.0  # seconds a new worker may take to settle before it reports ready
+SETTLE_SAMPLES = 2  # load samples it needs to have taken
+PORTS_FILE = "sip-worker-ports.json"  # the private ports of the last run, in the data dir
+
+
+def _read_ports(path: Path) -> dict[str, int]:
+    """Last run's private ports (nothing if the file is missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and type(v) is int}
+
+
+def _write_ports(path: Path, ports: dict[str, int], log: logging.Logger) -> None:
+    try:
+        path.write_text(json.dumps(ports, indent=1, sort_keys=True))
+    except OSError as exc:
+        log.warning("cannot remember the SIP worker ports in %s: %s", path, exc)
+
+
+def worker_count(cfg: Config) -> int:
+    """How many SIP workers ``cfg`` asks for (1 without the SIP service)."""
+    if "sip" not in cfg.general.services:
+        return 1
+    if cfg.sip.workers:
+        return cfg.sip.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def media_slices(ports: tuple[int, int], count: int) -> list[tuple[int, int]]:
+    """``count`` disjoint slices of the relay port range, each starting on an even port
+    (RTP/RTCP pairs); ``ConfigError`` when the range is too small for them."""
+    low, high = ports
+    first = low + (low & 1)
+    size = ((high - first + 1) // count) & ~1
+    if size < 4:
+        shown = f"{low}-{high}"
+        raise ConfigError("media.ports", shown, f"at least {4 * count} ports for {count} slices")
+    return [(first + k * size, first + (k + 1) * size - 1) for k in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """Everything a worker process starts from (pickled into the spawn child)."""
+
+    config: Config
+    role: WorkerRole
+    reload: Callable[[], Config] | None = None  # SIGHUP: a picklable callable (cli)
+
+
+async def supervise(
+    cfg: Config,
+    count: int,
+    stop: asyncio.Event,
+    log: logging.Logger,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Run ``count`` SIP workers (and TURN here) until ``stop``; returns 0. Signals: see
+    ``io.sip_workers`` (each worker reloads with ``reload_config`` on SIGHUP)."""
+    services = cfg.general.services
+    host = await interfaces.local_addresses_async()
+    refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
+    data_dir = cfg.prepare_data_dir()
+    store = await open_checked_store(cfg)  # creates or upgrades the schema once
+    await store.close()
+    with data_files(data_dir):
+        load_secret(data_dir)
+    _server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
+    turn = "turn" in services and cfg.turn.enabled
+    slices = media_slices(cfg.media.ports, count + (1 if turn else 0))
+    ports_file = data_dir / PORTS_FILE
+    groups = bind_groups(
+        cfg.sip.listen,
+        count,
+        worker_ports=cfg.sip.worker_ports,
+        limits=transport_limits(cfg.sip),
+        previous=_read_ports(ports_file),
+    )
+    _write_ports(ports_file, own_ports(groups), log)
+    peers = peer_listeners(groups)
+    channel_dir = tempfile.mkdtemp(prefix="rtc64-sip-")  # 0700
+    channels = bind_channels(channel_dir, count)
+    names = tuple(channel_name(channel_dir, k) for k in range(count))
+    private = {(b.transport, b.port): g.index for g in groups for b in _own(g)}
+    for spec, _ in groups[0].public:
+        log.info("SIP listening on %s (%d workers, SO_REUSEPORT)", spec, count)
+    for group in groups:
+        log.info(
+            "SIP worker %d: own ports %s, media ports %d-%d",
+            group.index,
+            ", ".join(str(spec) for spec, _ in group.own) or "(none: no UDP listener)",
+            *slices[group.index],
+        )
+
+    def plan(k: int) -> WorkerPlan:
+        role = WorkerRole(k, groups[k], peers, slices[k], channels[k], names, private)
+        return WorkerPlan(cfg, role, reload_config)
+
+    def ready() -> None:
+        log.info("gateway ready: %d SIP workers", count)
+
+    supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
+    turn_gateway: Gateway | None = None
+    loop = asyncio.get_running_loop()
+
+    async def drain() -> None:
+        log.info("SIGTERM: SIP workers drain their calls, then stop")
+        await supervisor.drain()
+        stop.set()
+
+    draining: list[asyncio.Task[None]] = []
+    loop.add_signal_handler(signal.SIGHUP, supervisor.forward, signal.SIGHUP)
+    loop.add_signal_handler(signal.SIGUSR1, supervisor.forward, signal.SIGUSR1)
+    loop.add_signal_handler(
+        signal.SIGTERM,
+        lambda: stop.set() if draining else draining.append(loop.create_task(drain())),
+    )
+    try:
+        supervisor.start()
+        if turn:
+            values = {
+                **cfg.values,
+                "general.services": ("turn",),
+                "media.ports": slices[-1],
+                "web.enabled": False,  # worker 0 serves the console (it has a proxy)
+            }
+            turn_gateway = Gateway(dataclasses.replace(cfg, values=values), log)
+            await turn_gateway.start()
+            log.info("TURN runs in the supervisor (pid %d), ports %d-%d", os.getpid(), *slices[-1])
+        await stop.wait()
+    finally:
+        log.info("rtc64 stopping")
+        for sig in (signal.SIGHUP, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        for task in draining:
+            task.cancel()
+        await supervisor.stop()
+        if turn_gateway is not None:
+            await turn_gateway.stop()
+        for group in groups:
+            group.close()
+        for channel in channels:
+            channel.close()
+        shutil.rmtree(channel_dir, ignore_errors=True)
+    return 0
+
+
+async def _settled(gateway: Gateway) -> None:
+    """Until the load watch has measured the start-up pause (the collector's first full
+    run) and admits new requests again, at most ``SETTLE_MAX`` seconds: "ready" is then
+    true for a REGISTER sent the moment it is logged."""
+    proxy = gateway.proxy
+    if proxy is None:
+        return
+    admission = proxy.admission
+    deadline = asyncio.get_running_loop().time() + SETTLE_MAX
+    while asyncio.get_running_loop().time() < deadline:
+        if admission.stats.samples >= SETTLE_SAMPLES and not admission.overloaded:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _own(group: WorkerSockets) -> list[BoundListener]:
+    return [BoundListener(spec, spec.port) for spec, _ in group.own]
+
+
+def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
+    """A worker process: one gateway on the supervisor's sockets until SIGTERM or the
+    supervisor's death."""
+    cfg, role = plan.config, plan.role
+    logs.setup(cfg.general.log_level, cfg.general.log_format)
+    log = logging.getLogger("rtc64").getChild(f"w{role.index}")
+
+    async def main(stop: asyncio.Event) -> int:
+        watch_parent(stop)
+        gateway = Gateway(cfg, log, role)
+        try:
+            await gateway.start()
+            signals = Lifecycle(gateway, stop, reload_config=plan.reload, log=log)
+            signals.install()  # SIGHUP reload, SIGTERM drain, SIGINT, SIGUSR1 as one process
+            try:
+                await _settled(gateway)
+                notify_ready(notify, role.index)
+                await stop.wait()
+            finally:
+                signals.uninstall()
+        finally:
+            await gateway.stop()
+        return 0
+
+    try:
+        code = loop_runner.run(main)
+    except Rtc64Error as exc:
+        log.error("SIP worker %d cannot run: %s", role.index, exc)
+        code = 2
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)

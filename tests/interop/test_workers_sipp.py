@@ -1,0 +1,220 @@
+"""SIPp through a gateway of two SIP worker processes (issue 12, ``sip.workers``).
+
+Topology (tests/interop/lab.py): v6 host fd00:64:6::2 — gateway (fd00:64:6::1,
+10.64.4.1) — v4 host 10.64.4.2. Every worker reads its own member of the SO_REUSEPORT
+group on port 5060 and its own private ports (logged by the supervisor); sending a new
+request to a worker's private port picks the worker deterministically, so a REGISTER
+handled by one worker and a call handled by the other are not left to the kernel's hash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
+from tests.interop.peers import SCENARIOS, Gateway, Sipp, report, sipp_received, wait_port
+
+pytestmark = pytest.mark.interop
+LAB_TOOLS = ("sipp", "ss")
+
+GW6 = f"[{V6_GW}]:5060"
+GW4 = f"{V4_GW}:5060"
+ARGS = [
+    "--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060",
+    "--sip-listen", f"tcp:[{V6_GW}]:5060",
+    "--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24",
+    "--sip-workers", "2",
+]  # fmt: skip
+CONFIG = '[sip]\ndomains = ["example.net"]\n'
+REGISTER_KEYS = {"domain": "example.net", "expires": "300"}
+TIMEOUT = 30.0
+
+
+def _dir(work: Path, name: str) -> Path:
+    d = work / name
+    d.mkdir()
+    return d
+
+
+def _own_ports(gw: Gateway, transport: str = "udp") -> dict[int, dict[int, str]]:
+    """{worker: {IP version: "host:port"}} of each worker's private ports."""
+    found: dict[int, dict[int, str]] = {}
+    for k, ports in re.findall(r"SIP worker (\d+): own ports (.*?), media ports", gw.text()):
+        for spec in ports.split(", "):
+            kind, _, hostport = spec.partition(":")
+            if kind == transport:
+                found.setdefault(int(k), {})[6 if hostport.startswith("[") else 4] = hostport
+    return found
+
+
+def _pids(gw: Gateway, k: int) -> list[int]:
+    return [int(p) for p in re.findall(rf"SIP worker {k} started \(pid (\d+)\)", gw.text())]
+
+
+def _wait_log(gw: Gateway, pattern: str, timeout: float = TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, gw.text()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _register_bob(net: Lab, work: Path, name: str, remote: str) -> None:
+    reg = Sipp(
+        net.v4, _dir(work, name), name, "register.xml", local=str(V4_HOST), port=5060,
+        remote=remote, keys=REGISTER_KEYS, extra=["-s", "bob"],
+    )  # fmt: skip
+    assert reg.wait() == 0, report(reg)
+
+
+def _call_bob(net: Lab, work: Path, name: str, remote: str, calls: int = 1) -> None:
+    """``calls`` calls from the v6 host to sip:bob@example.net through ``remote``, answered
+    by a SIPp UAS on bob's registered contact (v4 host, port 5060)."""
+    uas = Sipp(net.v4, _dir(work, f"{name}-uas"), f"{name}-uas", "uas.xml",
+               local=str(V4_HOST), port=5060, calls=calls)  # fmt: skip
+    wait_port(net.v4, "udp", 5060)
+    uac = Sipp(
+        net.v6, _dir(work, f"{name}-uac"), f"{name}-uac", "uac.xml", local=str(V6_HOST),
+        port=5070, remote=remote, calls=calls, keys={"target": "example.net"},
+        extra=["-s", "bob", "-r", "10"],
+    )  # fmt: skip
+    assert uac.wait() == 0, report(uac, uas)
+    assert uas.wait() == 0, report(uac, uas)
+
+
+def test_register_through_one_worker_call_through_the_other(net: Lab, work: Path) -> None:
+    """bob registers through worker 0's port; calls to him through worker 1's port and
+    through the shared port 5060 (the kernel's pick) all reach him, IPv6 to IPv4, with
+    in-dialog ACK and BYE back through the worker that record-routed."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        assert "gateway ready: 2 SIP workers" in gw.text(), gw.text()
+        own = _own_ports(gw)
+        assert sorted(own) == [0, 1], gw.text()
+        assert own[0][4] != own[1][4] and own[0][6] != own[1][6]
+        _register_bob(net, work, "reg", own[0][4])
+        _call_bob(net, work, "w1", f"{own[1][6]}")
+        _call_bob(net, work, "shared", GW6, calls=5)
+    finally:
+        assert gw.stop() == 0, gw.text()[-4000:]
+    assert "Traceback" not in gw.text(), gw.text()[-8000:]
+    assert "exited with" not in gw.text(), gw.text()[-8000:]  # no worker ever restarted
+    assert "w0.web: web console" in gw.text() and "w1.web" not in gw.text()
+
+
+def test_cancel_through_workers(net: Lab, work: Path) -> None:
+    """A ringing call is cancelled: the CANCEL follows the INVITE to its worker (same
+    source, same member of the SO_REUSEPORT group), 487 and 200 come back."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas_cancel.xml", local=str(V4_HOST),
+                   port=5060, calls=3)  # fmt: skip
+        wait_port(net.v4, "udp", 5060)
+        uac = Sipp(
+            net.v6, _dir(work, "uac"), "uac", "uac_cancel.xml", local=str(V6_HOST), port=5070,
+            remote=GW6, calls=3, keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob"],
+        )  # fmt: skip
+        assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uac, uas)
+    finally:
+        gw.stop()
+
+
+def test_killed_worker_restarts_with_registrations_intact(net: Lab, work: Path) -> None:
+    """bob registers through worker 0; worker 0 is killed (SIGKILL), the supervisor starts
+    it again on the same sockets, and a call through its port still finds bob."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        own = _own_ports(gw)
+        _register_bob(net, work, "reg", own[0][4])
+        (first,) = _pids(gw, 0)
+        os.kill(first, signal.SIGKILL)
+        assert _wait_log(gw, r"SIP worker 0 ready again"), gw.text()[-4000:]
+        pids = _pids(gw, 0)
+        assert len(pids) == 2 and pids[1] != first, gw.text()[-4000:]
+        assert f"SIP worker 0 (pid {first}) exited with -9" in gw.text()
+        _call_bob(net, work, "after", own[0][6])
+        _call_bob(net, work, "other", own[1][6])
+    finally:
+        gw.stop()
+
+
+def test_call_to_a_tcp_flow_another_worker_holds(net: Lab, work: Path) -> None:
+    """carol registers an RFC 5626 flow over TCP through worker 0 (the connection is
+    worker 0's); a call to her through worker 1 goes out over that connection (worker 1
+    hands the INVITE, ACK and BYE to worker 0), and her answers, arriving on worker 0's
+    connection with worker 1's Via, are handed back to worker 1."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        tcp = _own_ports(gw, "tcp")
+        d = _dir(work, "carol")
+        carol = Sipp(
+            net.v6, d, "carol", "outbound_register.xml", local=str(V6_HOST), port=5071,
+            remote=tcp[0][6], transport="t1",
+            keys={"domain": "example.net", "instance": "00000000-0000-4000-8000-00000000000c",
+                  "regid": "1"},
+            extra=["-s", "carol", "-oocsf", str(SCENARIOS / "outbound_ooc.xml")],
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not sipp_received(d, "SIP/2.0 200"):
+            assert carol.proc.poll() is None and time.monotonic() < deadline, report(gw, carol)
+            time.sleep(0.1)
+        udp = _own_ports(gw)
+        uac = Sipp(
+            net.v4, _dir(work, "uac"), "uac", "uac.xml", local=str(V4_HOST), port=5070,
+            remote=udp[1][4], keys={"target": "example.net"}, extra=["-s", "carol"],
+        )  # fmt: skip
+        assert uac.wait() == 0, report(gw, uac, carol)
+        text = gw.text()
+        assert "w1.link: send over worker 0's tcp connection" in text, text[-6000:]
+        assert re.search(r"w0\.link: 200 from tcp#\d+ \S+ handed to worker 1", text), text
+        assert "cannot reach" not in text
+        carol.proc.kill()
+    finally:
+        gw.stop()
+
+
+AUTH_CONFIG = (
+    CONFIG
+    + '[auth]\nrealm = "example.net"\nalgorithms = ["MD5"]\nmax_failures = 4\n'
+    + 'users = [{name = "bob", password = "b0b-secret"}]\n'
+)
+
+
+def test_lockout_counts_failures_on_every_worker(net: Lab, work: Path) -> None:
+    """Four wrong passwords for bob from the v4 host, alternately through worker 0's and
+    worker 1's ports (two each): with failures shared between workers the source is
+    locked out in both (auth.max_failures = 4); counted per worker it never would be."""
+    args = [a for a in ARGS if not a.startswith("--trusted") and "/" not in a]
+    gw = Gateway(net.gw, work, args, config=AUTH_CONFIG)
+    try:
+        own = _own_ports(gw)
+        for n in range(4):
+            guess = Sipp(
+                net.v4, _dir(work, f"guess{n}"), f"guess{n}", "register.xml",
+                local=str(V4_HOST), port=5060 + n, remote=own[n % 2][4], keys=REGISTER_KEYS,
+                extra=["-s", "bob", "-au", "bob", "-ap", f"wrong-{n}", "-auth_uri",
+                       "example.net"],
+            )  # fmt: skip
+            assert guess.wait() != 0  # 401 again: the scenario wants a 200
+        assert _wait_log(gw, rf"w0\.auth: auth: blocked source {V4_HOST}/32"), gw.text()[-6000:]
+        assert _wait_log(gw, rf"w1\.auth: auth: blocked source {V4_HOST}/32"), gw.text()[-6000:]
+        # the right password, through either worker, is refused now
+        for k in (0, 1):
+            right = Sipp(
+                net.v4, _dir(work, f"right{k}"), f"right{k}", "register.xml",
+                local=str(V4_HOST), port=5070 + k, remote=own[k][4], keys=REGISTER_KEYS,
+                extra=["-s", "bob", "-au", "bob", "-ap", "b0b-secret", "-auth_uri",
+                       "example.net"],
+            )  # fmt: skip
+            assert right.wait() != 0
+            assert "403 Forbidden" in right.messages(), right.messages()
+    finally:
+        gw.stop()
