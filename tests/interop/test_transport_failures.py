@@ -96,6 +96,8 @@ def server_b(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     work = tmp_path_factory.mktemp("b")
     cert, key = _certificate(work)
     config = f'[sip]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    # A runs in the same namespace with the default TURN and console ports: B needs neither
+    config += "[turn]\nenabled = false\n[web]\nenabled = false\n"
     args = ["--sip-listen", "udp:127.0.0.2:5070", "--sip-listen", f"tls:{B_TLS}"]
     args += ["--sip-listen", f"tls:{B_OTHER}", "--sip-listen", f"ws:{B_PLAIN}"]
     args += ["--trusted-network", "127.0.0.0/8"]
