@@ -54,6 +54,7 @@ class Admission:
         "_prev_at",
         "max_in_flight",
         "overloaded",
+        "quiet_until",
         "stats",
         "step",
         "target",
@@ -70,6 +71,9 @@ class Admission:
         self.max_in_flight = max_in_flight
         self.step = step
         self.overloaded = False
+        self.quiet_until = 0.0
+        """Samples before this time are recorded but never shed: the loop's lag while the
+        gateway itself starts (imports, binding, loading the store) is not load."""
         self.stats = AdmissionStats()
         self._credit = 0.0
         self._prev = 0.0
@@ -88,7 +92,7 @@ class Admission:
         st.max_delay = max(st.max_delay, delay)
         prev, self._prev = self._prev, delay
         prev_at, self._prev_at = self._prev_at, now
-        if self.target <= 0:
+        if self.target <= 0 or now < self.quiet_until:
             return False
         fraction = st.fraction
         if delay > self.target:

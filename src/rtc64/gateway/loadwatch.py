@@ -15,6 +15,9 @@ from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import clear_caches
 
+STARTUP_GRACE = 3.0
+"""Seconds after the watch starts during which lag never sheds (start-up work, not load)."""
+
 
 class LoadWatch:
     """Lag monitor + self-pings feeding ``admission``; GC tuned; periodic memory upkeep."""
@@ -59,6 +62,7 @@ async def watch_load(
             else:
                 log.warning("overload over: %d new requests shed so far", admission.stats.shed)
 
+    admission.quiet_until = clock() + STARTUP_GRACE
     lag = LagMonitor(on_sample=sample, pings=pings)
     gc_watch = memory.GcWatch(log.getChild("gc"))
     frozen = memory.tune()

@@ -149,3 +149,14 @@ def test_bad_settings_are_refused() -> None:
         Admission(target=-1)
     with pytest.raises(ValueError, match="step"):
         Admission(step=0)
+
+
+def test_start_up_lag_never_sheds() -> None:
+    """The loop's lag while the gateway itself starts is recorded, not treated as load."""
+    adm = Admission(target=0.1)
+    adm.quiet_until = 3.0
+    for i in range(10):
+        assert not adm.observe(0.25 * i, 0.5)
+    assert not adm.overloaded and adm.stats.max_delay == 0.5
+    assert not adm.shed(True, 0, 2.5)
+    assert adm.observe(3.0, 0.5) and adm.overloaded  # after the grace: real overload sheds

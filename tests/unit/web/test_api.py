@@ -242,8 +242,16 @@ def test_events_stream_a_call_appearing_and_disappearing() -> None:
     with_client(src, guard(), job)
 
 
-def test_reload_without_a_sighup_handler_is_501() -> None:
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+@pytest.mark.parametrize("disposition", [signal.SIG_DFL, signal.SIG_IGN])
+def test_reload_without_a_sighup_handler_is_501(disposition: signal.Handlers) -> None:
+    before = signal.signal(signal.SIGHUP, disposition)  # as the runner left it (nohup: IGN)
+    try:
+        _reload_501(disposition)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def _reload_501(disposition: signal.Handlers) -> None:
     assert reload_by_signal() is False  # never kills the process
     src = sources(reload=reload_by_signal)
 
@@ -257,7 +265,7 @@ def test_reload_without_a_sighup_handler_is_501() -> None:
             assert r.status == 202
             assert got == [1]
         finally:
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, disposition)
 
     with_client(src, guard(), job)
     assert os.getpid() > 0
