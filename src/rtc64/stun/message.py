@@ -42,7 +42,7 @@ from rtc64.stun.attributes import (
 )
 from rtc64.stun.integrity import fingerprint as _crc_fingerprint
 from rtc64.stun.integrity import hmac_sha1, hmac_sha256
-from rtc64.stun.reader import Reader, StunError
+from rtc64.stun.reader import StunError
 
 T = TypeVar("T")
 
@@ -219,20 +219,27 @@ def decode(data: bytes) -> Message:
     if HEADER_LENGTH + length != len(data):
         raise StunError(f"STUN: length {length} but {len(data) - HEADER_LENGTH} bytes follow")
     method, cls = split_type(type_)
-    r = Reader(data, HEADER_LENGTH, what="STUN")
     attributes: list[tuple[int, bytes]] = []
     offsets: list[int] = []
     after_mi = after_mi256 = after_fp = False
     count = 0
-    while r.remaining:
+    offset = HEADER_LENGTH
+    end = len(data)
+    unpack = _ATTR_HEADER.unpack_from
+    while offset < end:  # bounds checked inline (the hot path of every request)
         count += 1
         if count > MAX_ATTRIBUTES:
             raise StunError(f"STUN: more than {MAX_ATTRIBUTES} attributes")
-        offset = r.pos
-        t = r.u16()
-        size = r.u16()
-        value = r.read(size)
-        r.skip_padding(size)
+        if offset + 4 > end:
+            raise StunError(f"STUN: truncated (need 4 bytes, have {end - offset})")
+        t, size = unpack(data, offset)
+        first = offset + 4
+        stop = first + size
+        pad = -size & 3
+        if stop + pad > end:
+            raise StunError(f"STUN: truncated (need {size + pad} bytes, have {end - first})")
+        value = data[first:stop]
+        here, offset = offset, stop + pad
         if after_fp:
             raise StunError("STUN: attribute after FINGERPRINT")
         if t == _FP:
@@ -249,7 +256,7 @@ def decode(data: bytes) -> Message:
             MESSAGE_INTEGRITY_SHA256.decode(value, tid)  # 16-32 bytes in steps of 4
             after_mi256 = True
         attributes.append((t, value))
-        offsets.append(offset)
+        offsets.append(here)
     return Message(method, cls, tid, tuple(attributes), data, tuple(offsets))
 
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rtc64.stun.attributes import (
@@ -66,12 +67,14 @@ OPEN = Authenticated("", None, False)
 class Authenticator:
     """Checks requests against ``credentials`` for ``settings.realm``."""
 
-    __slots__ = ("_algorithms", "_credentials", "_settings")
+    __slots__ = ("_algorithms", "_credentials", "_many", "_settings")
 
     def __init__(self, settings: TurnSettings, credentials: Credentials) -> None:
         self._settings = settings
         self._credentials = credentials
         self._algorithms = tuple((a, b"") for a in settings.password_algorithms)
+        many = getattr(credentials, "keys", None)
+        self._many: Callable[[str, str, int], object] | None = many if callable(many) else None
 
     def challenge(self, code: int, reason: str, client: ClientFlow, now: float) -> Rejected:
         """A 401 or 438 with what the client needs to try again."""
@@ -122,10 +125,10 @@ class Authenticator:
         rotation: ``credentials.keys`` when it exists), None while the user is fetched.
         Any answer that is not a key, a tuple of keys or None means "pending", so a
         ``Pending`` of another module is understood too."""
-        many = getattr(self._credentials, "keys", None)
+        many = self._many
         found: object = (
             many(username, realm, algorithm)
-            if callable(many)
+            if many is not None
             else self._credentials.key(username, realm, algorithm)
         )
         if found is None:

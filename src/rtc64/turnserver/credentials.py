@@ -165,6 +165,8 @@ class Credentials:
         "_inflight",
         "_mac_key",
         "_prefix",
+        "_prefix_bytes",
+        "_rest_cache",
         "clock",
         "last_error",
         "lookups",
@@ -192,6 +194,9 @@ class Credentials:
         self._mac_key = nonce_key if nonce_key is not None else os.urandom(32)
         features = settings.features.to_bytes(3, "big")
         self._prefix = NONCE_COOKIE + base64.b64encode(features).decode()
+        self._prefix_bytes = self._prefix.encode()
+        self._rest_cache: dict[tuple[str, int], tuple[bytes, ...]] = {}
+        """REST keys by (username, algorithm): two HMACs and a hash each, per request."""
         self._cache: OrderedDict[str, tuple[float, UserRecord | None]] = OrderedDict()
         self._inflight: dict[str, float] = {}
         self.lookups = 0
@@ -244,11 +249,18 @@ class Credentials:
         if expiry < self.wall():
             self.rest_expired += 1
             return ()
-        realm = self.settings.realm
-        return tuple(
-            long_term_key(username, realm, rest_password(secret, username), algorithm)
-            for secret in self.settings.secrets
-        )
+        cache = self._rest_cache
+        found = cache.get((username, algorithm))
+        if found is None:
+            realm = self.settings.realm
+            found = tuple(
+                long_term_key(username, realm, rest_password(secret, username), algorithm)
+                for secret in self.settings.secrets
+            )
+            if len(cache) >= self.settings.max_cache:
+                cache.clear()  # bounded; the keys are recomputed on demand
+            cache[(username, algorithm)] = found
+        return found
 
     @staticmethod
     def _record_key(record: UserRecord, algorithm: int) -> bytes:
@@ -335,8 +347,8 @@ class Credentials:
         return True if age <= self.settings.nonce_lifetime else STALE
 
     def _mac(self, stamp: str, source: IPAddress) -> str:
-        data = self._prefix.encode() + stamp.encode() + _source_prefix(source)
-        digest = hmac.new(self._mac_key, data, hashlib.sha256).digest()[:_MAC_BYTES]
+        data = self._prefix_bytes + stamp.encode() + _source_prefix(source)
+        digest = hmac.digest(self._mac_key, data, "sha256")[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode()
 
 
