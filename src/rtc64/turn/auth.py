@@ -49,7 +49,7 @@ class Rejected:
 
     code: int
     reason: str
-    fields: tuple[Field, ...] = ()
+    fields: tuple[Field | tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,27 +67,24 @@ OPEN = Authenticated("", None, False)
 class Authenticator:
     """Checks requests against ``credentials`` for ``settings.realm``."""
 
-    __slots__ = ("_algorithms", "_credentials", "_many", "_settings")
+    __slots__ = ("_algorithms", "_challenge", "_credentials", "_many", "_settings")
 
     def __init__(self, settings: TurnSettings, credentials: Credentials) -> None:
         self._settings = settings
         self._credentials = credentials
         self._algorithms = tuple((a, b"") for a in settings.password_algorithms)
+        self._challenge = (  # encoded once: every new client gets a 401 first
+            REALM(settings.realm).pack(b""),
+            PASSWORD_ALGORITHMS(self._algorithms).pack(b""),
+        )
         many = getattr(credentials, "keys", None)
         self._many: Callable[[str, str, int], object] | None = many if callable(many) else None
 
     def challenge(self, code: int, reason: str, client: ClientFlow, now: float) -> Rejected:
         """A 401 or 438 with what the client needs to try again."""
         nonce = self._credentials.nonce(client, now)
-        return Rejected(
-            code,
-            reason,
-            (
-                REALM(self._settings.realm),
-                NONCE(nonce),
-                PASSWORD_ALGORITHMS(self._algorithms),
-            ),
-        )
+        realm, algorithms = self._challenge
+        return Rejected(code, reason, (realm, NONCE(nonce).pack(b""), algorithms))
 
     def check(self, msg: Message, client: ClientFlow, now: float) -> Verdict:
         """The verdict on ``msg`` (see the module rules); raises ``StunError`` only for a
