@@ -118,7 +118,8 @@ def _cycles(service: TurnService, creds: str) -> Callable[[int], Awaitable[None]
             r = reply()
             if r.error or r.address(stun.XOR_RELAYED_ADDRESS) is None:
                 raise SystemExit(f"Allocate failed: {r.error}")
-            await asyncio.sleep(0)  # the relay's transport starts (a task), as when serving
+            for _ in range(3):  # the relay's transport starts (a task), as when serving
+                await asyncio.sleep(0)
             msg = stun.refresh(stun.transaction_id(), auth, 0)
             service.from_client(msg, Transport.UDP, local, remote, 0)
             r = reply()

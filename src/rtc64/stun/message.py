@@ -116,7 +116,10 @@ def message_type(method: int, cls: int) -> int:
 def split_type(value: int) -> tuple[int, Class]:
     """``(method, class)`` of a message type."""
     method = (value & 0x000F) | ((value & 0x00E0) >> 1) | ((value & 0x3E00) >> 2)
-    return method, Class(((value >> 4) & 1) | ((value >> 7) & 2))
+    return method, _CLASSES[((value >> 4) & 1) | ((value >> 7) & 2)]
+
+
+_CLASSES = tuple(Class)  # by value 0-3: indexing is cheaper than calling the enum
 
 
 @dataclass(frozen=True, slots=True)
