@@ -26,6 +26,7 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ProtocolError
@@ -148,6 +149,45 @@ class _Group:
         self.relays: set[Address] = set()
 
 
+class _HashedIPv4(IPv4Address):
+    """A relay IP with its hash computed once: relay addresses key a dozen tables per
+    allocation and ``ipaddress`` hashes in Python. Equal to (and hashed as) the plain one."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address: IPv4Address) -> None:
+        super().__init__(int(address))
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"IPv4Address({str(self)!r})"
+
+
+class _HashedIPv6(IPv6Address):
+    """As ``_HashedIPv4`` (relay addresses never have a scope id)."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address: IPv6Address) -> None:
+        super().__init__(int(address))
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"IPv6Address({str(self)!r})"
+
+
+def _hashed(address: IPAddress) -> IPAddress:
+    if isinstance(address, IPv4Address):
+        return _HashedIPv4(address)
+    return address if address.scope_id else _HashedIPv6(address)
+
+
 class TurnRelays:
     """The core's ``relays``: binds relay sockets from the shared pools, applies events."""
 
@@ -171,6 +211,7 @@ class TurnRelays:
         for address in addresses:
             if self._pool_of(address) is None:
                 raise ValueError(f"relay address {address} is in no port pool")
+        self._hashed = {a: _hashed(a) for a in addresses}
         self.listeners = listeners
         self.tcp = tcp
         self.bandwidth = bandwidth
@@ -201,7 +242,7 @@ class TurnRelays:
                 return address
         for _ in range(BIND_ATTEMPTS):
             pair = self._new_pair(family)
-            ip, port = pair.pair.address, pair.pair.port
+            ip, port = self._hashed.get(pair.pair.address, pair.pair.address), pair.pair.port
             sock: socket.socket | None = None
             kept: socket.socket | None = None
             try:
@@ -340,7 +381,7 @@ class TurnRelays:
                 if len(pair.used) == 1:
                     halves.append(pair)
                 continue
-            ip, even_port = pair.pair.address, pair.pair.port
+            ip, even_port = self._hashed.get(pair.pair.address, pair.pair.address), pair.pair.port
             port = even_port + 1 if even_port in pair.used else even_port
             try:
                 sock = self._bind(ip, port, protocol)
