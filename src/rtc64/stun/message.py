@@ -175,7 +175,10 @@ def build(
     method: int, cls: Class, transaction_id: bytes, *fields: Field | tuple[int, bytes]
 ) -> Message:
     """A message from typed fields (``LIFETIME(600)``) or raw ``(type, value)`` pairs."""
-    attributes = tuple(f.pack(transaction_id) if isinstance(f, Field) else f for f in fields)
+    attributes = tuple(
+        (f.attr.type, f.attr.encode(f.value, transaction_id)) if isinstance(f, Field) else f
+        for f in fields
+    )
     return Message(method, cls, bytes(transaction_id), attributes)
 
 
@@ -291,7 +294,17 @@ def encode(
     if not 0 <= msg.method <= 0xFFF:
         raise LocalProtocolError(f"method 0x{msg.method:X} is not 12-bit")
     type_ = message_type(msg.method, msg.cls)
-    body = b"".join(_attribute(t, v, pad) for t, v in msg.attributes)
+    parts: list[bytes] = []
+    attr_header = _ATTR_HEADER.pack
+    for t, v in msg.attributes:  # as _attribute() does, inline: every answer passes here
+        size = len(v)
+        if size > MAX_LENGTH:
+            raise LocalProtocolError(f"attribute 0x{t:04X} longer than 65535 bytes")
+        parts.append(attr_header(t, size))
+        parts.append(v)
+        if size & 3:
+            parts.append(pad * (-size & 3))
+    body = b"".join(parts)
 
     def header(extra: int) -> bytes:
         length = len(body) + extra
