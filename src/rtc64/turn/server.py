@@ -161,8 +161,10 @@ class TurnServer:
         self._events.append(event)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.deadlines.next(), self.cache.next_deadline()) if t is not None]
-        return min(times) if times else None
+        due, cached = self.deadlines.next(), self.cache.next_deadline()
+        if due is None or cached is None:
+            return cached if due is None else due
+        return min(due, cached)
 
     def stats(self) -> TurnStats:
         allocations = list(self.by_flow.values())
