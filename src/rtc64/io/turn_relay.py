@@ -26,12 +26,19 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ProtocolError
 from rtc64.io.sockets import fragment_at_min_mtu, udp_socket
-from rtc64.io.turn_fastpath import Bucket, ClientOut, RelaySocket, Route, host_text, raw_address
+from rtc64.io.turn_fastpath import (
+    Bucket,
+    ClientOut,
+    RelaySocket,
+    Route,
+    hashed_ip,
+    host_text,
+    raw_address,
+)
 from rtc64.io.turn_listeners import StreamConnection, TurnListeners, UdpClient
 from rtc64.io.turn_tcp import TcpRelays, tcp_relay_socket
 from rtc64.net.address import Family, IPAddress, family_of, unmap
@@ -172,53 +179,6 @@ def relay_udp_socket(ip: IPAddress, port: int) -> socket.socket:
     return sock
 
 
-class _HashedIPv4(IPv4Address):
-    """A relay IP with its hash computed once: relay addresses key a dozen tables per
-    allocation and ``ipaddress`` hashes in Python. Equal to (and hashed as) the plain one."""
-
-    __slots__ = ("_hash", "_text")
-
-    def __init__(self, address: IPv4Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __str__(self) -> str:
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"IPv4Address({str(self)!r})"
-
-
-class _HashedIPv6(IPv6Address):
-    """As ``_HashedIPv4`` (relay addresses never have a scope id)."""
-
-    __slots__ = ("_hash", "_text")
-
-    def __init__(self, address: IPv6Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __str__(self) -> str:
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"IPv6Address({str(self)!r})"
-
-
-def _hashed(address: IPAddress) -> IPAddress:
-    if isinstance(address, IPv4Address):
-        return _HashedIPv4(address)
-    return address if address.scope_id else _HashedIPv6(address)
-
-
 class TurnRelays:
     """The core's ``relays``: binds relay sockets from the shared pools, applies events."""
 
@@ -242,7 +202,7 @@ class TurnRelays:
         for address in addresses:
             if self._pool_of(address) is None:
                 raise ValueError(f"relay address {address} is in no port pool")
-        self._hashed = {a: _hashed(a) for a in addresses}
+        self._hashed = {a: hashed_ip(a) for a in addresses}
         self.listeners = listeners
         self.tcp = tcp
         self.bandwidth = bandwidth
