@@ -1,4 +1,5 @@
-"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | sip``.
+"""Command line: ``rtc64 serve | relay | probe | turn | user | admin | ctl | nat64 | clat |
+sip | tunnel``.
 
 Each subcommand validates its arguments, turns configuration errors into one line on
 stderr naming the key and the expected form (exit 2), and never shows a traceback for
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__, config, ctl, logs, serve, settings
+from rtc64.clat import command as clat_command
 from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.location.bindings import canonical_aor
 from rtc64.gateway.location.store import Store
@@ -33,6 +35,7 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
 from rtc64.sip import lint
+from rtc64.tunnel import command as tunnel_command
 from rtc64.turnserver.credentials import rest_credentials, turn_uris
 from rtc64.web import auth as web_auth
 
@@ -286,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)
+    clat_command.add_parser(add_command)
+    tunnel_command.add_parser(add_command, _subcommands)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")

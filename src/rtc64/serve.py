@@ -66,6 +66,7 @@ from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
+    first_usable,
     keepalive_settings,
     nat64_network,
     ng_settings,
@@ -554,10 +555,9 @@ def relay_addresses(listeners: list[BoundListener], host: Collection[IPAddress])
         if not lst.wildcard:
             chosen[lst.family] = lst.spec.address
             continue
-        same = sorted((a for a in host if family_of(a) is lst.family), key=str)
-        usable = [a for a in same if not (a.is_loopback or a.is_link_local)] or same
-        if usable:
-            chosen[lst.family] = usable[0]
+        found = first_usable(host, lst.family)
+        if found is not None:
+            chosen[lst.family] = found
     return list(chosen.values())
 
 

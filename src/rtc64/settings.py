@@ -32,6 +32,7 @@ from rtc64.io.tls import TlsClientPolicy
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import ListenSpec
+from rtc64.net.ranges import AddressClass, classify
 from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
 from rtc64.sip.digest import Algorithm
@@ -79,16 +80,23 @@ def ng_settings(ng: NgSection) -> NgSettings | None:
     return NgSettings(listen=ng.listen, interfaces=ng.interfaces)
 
 
+def first_usable(host: Collection[IPAddress], family: Family) -> IPAddress | None:
+    """The first of ``host``'s addresses of ``family`` that is neither loopback nor
+    link-local (loopback only when nothing else exists), never a CLAT address
+    (192.0.0.0/29, RFC 7335: a translated address nobody can reach from outside)."""
+    same = sorted(
+        (a for a in host if family_of(a) is family and AddressClass.CLAT not in classify(a)),
+        key=str,
+    )
+    usable = [a for a in same if not (a.is_loopback or a.is_link_local)] or same
+    return usable[0] if usable else None
+
+
 def one_per_family(host: Collection[IPAddress]) -> tuple[IPAddress, ...]:
-    """Per family, the first of ``host``'s addresses that is neither loopback nor
-    link-local (loopback only when nothing else exists): what a relay binds in place of
-    an advertised public address when no SIP listener names a local one."""
-    chosen: list[IPAddress] = []
-    for family in (Family.INET6, Family.INET):
-        same = sorted((a for a in host if family_of(a) is family), key=str)
-        usable = [a for a in same if not (a.is_loopback or a.is_link_local)] or same
-        chosen.extend(usable[:1])
-    return tuple(chosen)
+    """Per family, ``first_usable``: what a relay binds in place of an advertised public
+    address when no SIP listener names a local one."""
+    found = (first_usable(host, family) for family in (Family.INET6, Family.INET))
+    return tuple(a for a in found if a is not None)
 
 
 def standalone_relay_settings(

@@ -101,3 +101,12 @@ def test_standalone_ng_needs_a_socket() -> None:
         settings.standalone_ng_settings(config.load(None).ng)
     cfg = config.load(None, {"ng.listen": "udp:127.0.0.1:2223"})
     assert settings.standalone_ng_settings(cfg.ng).listen.port == 2223
+
+
+def test_a_clat_address_is_never_a_relay_address() -> None:
+    """On a host running a CLAT (rtc64 clat), 192.0.0.1 is its only IPv4 address: a relay
+    there must not offer it in SDP or as a TURN relay (nobody outside can reach it)."""
+    clat = ip_address("192.0.0.1")
+    assert settings.one_per_family({LOCAL6, clat}) == (LOCAL6,)
+    assert settings.one_per_family({LOCAL6, clat, LOCAL4}) == (LOCAL6, LOCAL4)
+    assert settings.first_usable({clat}, Family.INET) is None

@@ -259,12 +259,25 @@ class RelaySocket(asyncio.DatagramProtocol):
             self.over_limit += 1
             return False
         transport = self.transport
-        if transport is None:
-            self.errors += 1
+        if transport is not None:
+            transport.sendto(data, peer)
+        elif not self._send_early(data, peer):
             return False
-        transport.sendto(data, peer)
         self.to_peer_packets += 1
         self.to_peer_bytes += n
+        return True
+
+    def _send_early(self, data: bytes | memoryview, peer: SockAddr) -> bool:
+        """Before the loop's endpoint exists (the first loop turn after Allocate) the bound
+        socket sends itself, so a client's first Send indication is never lost."""
+        if self.closed:
+            self.errors += 1
+            return False
+        try:
+            self.sock.sendto(data, peer)
+        except OSError:  # non-blocking: a full buffer drops, as the loop's sendto would
+            self.errors += 1
+            return False
         return True
 
     def _data_indication(self, xaddr: bytes, port: int, data: bytes) -> bytes:

@@ -418,10 +418,17 @@ class TurnRelays:
             return
         relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
 
+        def released() -> bool:
+            return relay.closed
+
         async def start() -> None:
+            if released():  # released before the loop got to it (Allocate, Refresh 0)
+                return
             try:
                 await self.loop.create_datagram_endpoint(lambda: relay, sock=sock)
             except OSError as exc:
+                if released():
+                    return
                 self.log.error("TURN relay %s failed to start: %s", address, exc)
                 sock.close()
 

@@ -22,6 +22,9 @@ RFC 4007 §6, RFC 8866 §5.7):
 - IPv4 octets with leading zeros (``010.0.0.1``) are refused: the grammar's ``1*3DIGIT``
   admits them, but other stacks read them as octal, and a gateway must not disagree with
   its peers about which host an address names.
+- Socket addresses and address text are memoised in bounded caches (the same peers send
+  and receive every datagram; ``ipaddress`` parses and formats in Python): results are
+  immutable, errors are never cached, a full cache is emptied; ``clear_caches`` empties all.
 """
 
 from __future__ import annotations
@@ -236,12 +239,36 @@ def _ipv6_text(address: IPv6Address) -> str:
     return address.compressed
 
 
+_CACHE_MAX = 4096
+_ADDRESS_OF: dict[str, IPAddress] = {}  # socket host text (zone appended) -> address
+_TEXT_OF: dict[IPAddress, str] = {}  # address -> RFC 5952 text without zone
+_SOCKET_TEXT_OF: dict[IPAddress, str] = {}  # address -> text for sockets (zone kept)
+
+
+def clear_caches() -> None:
+    """Empty the address caches (they refill on demand)."""
+    _ADDRESS_OF.clear()
+    _TEXT_OF.clear()
+    _SOCKET_TEXT_OF.clear()
+
+
+def address_text(address: IPAddress) -> str:
+    """RFC 5952 text of an address, bare, without zone id (IPv4 dotted)."""
+    text = _TEXT_OF.get(address)
+    if text is None:
+        text = _ipv6_text(address) if isinstance(address, IPv6Address) else address.compressed
+        if len(_TEXT_OF) >= _CACHE_MAX:
+            _TEXT_OF.clear()
+        _TEXT_OF[address] = text
+    return text
+
+
 def format_host(host: Host) -> str:
     """Write a host for SIP: IPv6 as ``[...]``, IPv4 dotted, names as they are."""
     if isinstance(host, IPv6Address):
-        return f"[{_ipv6_text(host)}]"
+        return "[" + address_text(host) + "]"
     if isinstance(host, IPv4Address):
-        return host.compressed
+        return address_text(host)
     if ":" in host or not host:
         raise LocalProtocolError(f"not a host name: {_shown(host)} (use an ipaddress object)")
     return host
@@ -259,9 +286,7 @@ def format_hostport(host: Host, port: int | None) -> str:
 
 def format_sdp_address(address: IPAddress) -> str:
     """Write an address for SDP ``c=``/``o=``/``a=rtcp``/candidates: always bare."""
-    if isinstance(address, IPv6Address):
-        return _ipv6_text(address)
-    return address.compressed
+    return address_text(address)
 
 
 def from_sockaddr(sockaddr: tuple[object, ...]) -> tuple[IPAddress, int]:
@@ -280,7 +305,13 @@ def from_sockaddr(sockaddr: tuple[object, ...]) -> tuple[IPAddress, int]:
         scope_id = sockaddr[3]
         if scope_id and isinstance(scope_id, int):
             host = f"{host}%{scope_id}"
-    return ip_address(host), port
+    address = _ADDRESS_OF.get(host)
+    if address is None:
+        address = ip_address(host)
+        if len(_ADDRESS_OF) >= _CACHE_MAX:
+            _ADDRESS_OF.clear()
+        _ADDRESS_OF[host] = address
+    return address, port
 
 
 def to_sockaddr(address: IPAddress, port: int) -> tuple[str, int]:
@@ -288,4 +319,10 @@ def to_sockaddr(address: IPAddress, port: int) -> tuple[str, int]:
 
     The zone id is kept (``fe80::1%eth0``): the kernel needs it for link-local peers.
     """
-    return (str(address), port)
+    text = _SOCKET_TEXT_OF.get(address)
+    if text is None:
+        text = str(address)
+        if len(_SOCKET_TEXT_OF) >= _CACHE_MAX:
+            _SOCKET_TEXT_OF.clear()
+        _SOCKET_TEXT_OF[address] = text
+    return (text, port)

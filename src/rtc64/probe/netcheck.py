@@ -181,6 +181,16 @@ def _nat64(f: NetFacts) -> Check:
 
 def _clat(f: NetFacts) -> Check:
     make = Template("net.clat", evidence={"clat_addresses": [str(a) for a in f.clat]})
+    daemon = f.extra.get("clat_daemon")
+    if f.clat and isinstance(daemon, list) and daemon:  # run by ``rtc64 clat``: say how
+        ours = "; ".join(
+            f"{c['ipv4']} on {c['interface']} -> {c['clat_ipv6']} via {c['prefix']} "
+            f"({c['prefix_source']}, {c['engine']})"
+            for c in daemon
+        )
+        make = Template("net.clat", evidence={"clat_addresses": [str(a) for a in f.clat],
+                                              "clat_daemon": daemon})  # fmt: skip
+        return make(Status.PASS, "net.clat", f"CLAT present, run by rtc64 clat: {ours}")
     if f.clat:
         return make(Status.PASS, "net.clat", f"CLAT present ({', '.join(map(str, f.clat))})")
     if f.ipv6_only and f.prefixes:

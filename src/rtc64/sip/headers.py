@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from rtc64.sip.grammar import (
     TOKEN_CHARS,
@@ -232,46 +232,80 @@ def split_list(value: bytes, what: str) -> list[bytes]:
     return out
 
 
+class HasHeaders(Protocol):
+    """What ``HeaderAccess`` reads: the lines and their (lazily built) index."""
+
+    @property
+    def headers(self) -> tuple[Header, ...]: ...
+
+    @property
+    def index(self) -> dict[bytes, list[int]]: ...
+
+
+class HeaderLookup(HasHeaders, Protocol):
+    """A message seen through ``HeaderAccess`` (what the typed parsers below take)."""
+
+    def key_index(self) -> dict[bytes, list[int]]: ...
+    def has(self, name: bytes) -> bool: ...
+    def get(self, name: bytes) -> bytes | None: ...
+    def get_all(self, name: bytes) -> tuple[bytes, ...]: ...
+    def lines(self, name: bytes) -> tuple[Header, ...]: ...
+    def values(self, name: bytes) -> tuple[bytes, ...]: ...
+
+
+def key_index(msg: HasHeaders) -> dict[bytes, list[int]]:
+    """Canonical key -> line positions (built on first use for hand-made messages)."""
+    index = msg.index
+    if not index and msg.headers:
+        index.update(build_index(msg.headers))
+    return index
+
+
+def _slots(msg: HasHeaders, name: bytes) -> list[int]:
+    return key_index(msg).get(header_key(name), [])
+
+
+def _get_all(msg: HasHeaders, name: bytes) -> tuple[bytes, ...]:
+    h = msg.headers
+    return tuple(h[i].value for i in _slots(msg, name))
+
+
 class HeaderAccess:
-    """Header lookups shared by ``Request`` and ``Response`` (any spelling of a name)."""
+    """Header lookups shared by ``Request`` and ``Response`` (any spelling of a name).
+
+    The mixin declares no attributes (``self`` is typed ``HasHeaders``): mypyc orders a
+    native base class's attributes before the dataclass's own fields, which would break
+    the dataclass field order of ``Request``/``Response`` in the compiled build.
+    """
 
     __slots__ = ()
-    headers: tuple[Header, ...]
-    index: dict[bytes, list[int]]
 
-    def key_index(self) -> dict[bytes, list[int]]:
+    def key_index(self: HasHeaders) -> dict[bytes, list[int]]:
         """Canonical key -> line positions (built on first use for hand-made messages)."""
-        index = self.index
-        if not index and self.headers:
-            index.update(build_index(self.headers))
-        return index
+        return key_index(self)
 
-    def _slots(self, name: bytes) -> list[int]:
-        return self.key_index().get(header_key(name), [])
+    def has(self: HasHeaders, name: bytes) -> bool:
+        return header_key(name) in key_index(self)
 
-    def has(self, name: bytes) -> bool:
-        return header_key(name) in self.key_index()
-
-    def get(self, name: bytes) -> bytes | None:
+    def get(self: HasHeaders, name: bytes) -> bytes | None:
         """Value of the first line with this name, or ``None``."""
-        slots = self._slots(name)
+        slots = _slots(self, name)
         return self.headers[slots[0]].value if slots else None
 
-    def get_all(self, name: bytes) -> tuple[bytes, ...]:
+    def get_all(self: HasHeaders, name: bytes) -> tuple[bytes, ...]:
         """Values of every line with this name, in order."""
-        h = self.headers
-        return tuple(h[i].value for i in self._slots(name))
+        return _get_all(self, name)
 
-    def lines(self, name: bytes) -> tuple[Header, ...]:
+    def lines(self: HasHeaders, name: bytes) -> tuple[Header, ...]:
         h = self.headers
-        return tuple(h[i] for i in self._slots(name))
+        return tuple(h[i] for i in _slots(self, name))
 
-    def values(self, name: bytes) -> tuple[bytes, ...]:
+    def values(self: HasHeaders, name: bytes) -> tuple[bytes, ...]:
         """List elements across every line, split at top-level commas."""
         key = header_key(name)
         what = key.decode("ascii")
         out: list[bytes] = []
-        for v in self.get_all(key):
+        for v in _get_all(self, key):
             out += split_list(v, what)
         return tuple(out)
 
@@ -285,7 +319,7 @@ class Star(enum.Enum):
 STAR = Star.STAR
 
 
-def contacts(msg: HeaderAccess) -> tuple[NameAddr, ...] | Star:
+def contacts(msg: HeaderLookup) -> tuple[NameAddr, ...] | Star:
     """Every Contact value in order, or ``STAR``; checks ``expires`` and ``q``."""
     values = msg.values(b"contact")
     if b"*" in values:
@@ -320,27 +354,27 @@ def contact_q(contact: NameAddr) -> float | None:
     return float(v)
 
 
-def _name_addrs(msg: HeaderAccess, key: bytes, what: str) -> tuple[NameAddr, ...]:
+def _name_addrs(msg: HeaderLookup, key: bytes, what: str) -> tuple[NameAddr, ...]:
     return tuple(parse_name_addr(v, what, angle=True) for v in msg.values(key))
 
 
-def routes(msg: HeaderAccess) -> tuple[NameAddr, ...]:
+def routes(msg: HeaderLookup) -> tuple[NameAddr, ...]:
     return _name_addrs(msg, b"route", "Route")
 
 
-def record_routes(msg: HeaderAccess) -> tuple[NameAddr, ...]:
+def record_routes(msg: HeaderLookup) -> tuple[NameAddr, ...]:
     return _name_addrs(msg, b"record-route", "Record-Route")
 
 
-def paths(msg: HeaderAccess) -> tuple[NameAddr, ...]:
+def paths(msg: HeaderLookup) -> tuple[NameAddr, ...]:
     return _name_addrs(msg, b"path", "Path")
 
 
-def service_routes(msg: HeaderAccess) -> tuple[NameAddr, ...]:
+def service_routes(msg: HeaderLookup) -> tuple[NameAddr, ...]:
     return _name_addrs(msg, b"service-route", "Service-Route")
 
 
-def _single(msg: HeaderAccess, key: bytes, what: str) -> bytes | None:
+def _single(msg: HeaderLookup, key: bytes, what: str) -> bytes | None:
     values = msg.get_all(key)
     if not values:
         return None
@@ -349,17 +383,17 @@ def _single(msg: HeaderAccess, key: bytes, what: str) -> bytes | None:
     return values[0]
 
 
-def _delta(msg: HeaderAccess, key: bytes, what: str) -> int | None:
+def _delta(msg: HeaderLookup, key: bytes, what: str) -> int | None:
     v = _single(msg, key, what)
     return None if v is None else parse_uint(v, what, MAX_DELTA)
 
 
-def expires(msg: HeaderAccess) -> int | None:
+def expires(msg: HeaderLookup) -> int | None:
     """``Expires`` in seconds (0..2^32-1), or ``None``."""
     return _delta(msg, b"expires", "Expires")
 
 
-def min_expires(msg: HeaderAccess) -> int | None:
+def min_expires(msg: HeaderLookup) -> int | None:
     return _delta(msg, b"min-expires", "Min-Expires")
 
 
@@ -367,7 +401,7 @@ _WKDAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
 _MONTHS = tuple(b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
 
 
-def date(msg: HeaderAccess) -> datetime | None:
+def date(msg: HeaderLookup) -> datetime | None:
     """``Date`` as an aware UTC datetime (RFC 3261 §20.17: rfc1123-date, GMT only)."""
     v = _single(msg, b"date", "Date")
     if v is None:
@@ -395,7 +429,7 @@ def date(msg: HeaderAccess) -> datetime | None:
     return when
 
 
-def content_type(msg: HeaderAccess) -> bytes | None:
+def content_type(msg: HeaderLookup) -> bytes | None:
     """The media type ``type/subtype`` in lower case (parameters checked, then dropped)."""
     v = _single(msg, b"content-type", "Content-Type")
     if v is None:
@@ -411,7 +445,7 @@ def content_type(msg: HeaderAccess) -> bytes | None:
     return kind.lower() + b"/" + sub.lower()
 
 
-def tokens(msg: HeaderAccess, name: bytes) -> tuple[bytes, ...]:
+def tokens(msg: HeaderLookup, name: bytes) -> tuple[bytes, ...]:
     """Token list headers: Require, Proxy-Require, Supported, Unsupported, Allow..."""
     key = header_key(name)
     out = msg.values(key)
@@ -421,11 +455,11 @@ def tokens(msg: HeaderAccess, name: bytes) -> tuple[bytes, ...]:
     return out
 
 
-def _tokens_of(key: bytes) -> Callable[[HeaderAccess], object]:
+def _tokens_of(key: bytes) -> Callable[[HeaderLookup], object]:
     return lambda msg: tokens(msg, key)
 
 
-VALIDATORS: dict[bytes, Callable[[HeaderAccess], object]] = {
+VALIDATORS: dict[bytes, Callable[[HeaderLookup], object]] = {
     b"contact": contacts,
     b"route": routes,
     b"record-route": record_routes,
@@ -444,7 +478,7 @@ VALIDATORS: dict[bytes, Callable[[HeaderAccess], object]] = {
 """Typed parser per header key; ``validate`` runs those present in a message."""
 
 
-def validate(msg: HeaderAccess) -> None:
+def validate(msg: HeaderLookup) -> None:
     """Parse every header that has a typed parser; raise ``RemoteProtocolError`` if bad."""
     for key, check in VALIDATORS.items():
         if key in msg.key_index():

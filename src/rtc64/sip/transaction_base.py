@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from rtc64.sip.headers import build_index
 from rtc64.sip.message import Request, Response
@@ -106,42 +106,91 @@ Entry = dict[State, tuple[Timer | None, Timer | None]]
 # -- events ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class _Event:
+    """Value semantics for the events below: equal when of the same class with equal
+    ``_compared`` fields, hashable on them, ``repr`` of every field; never mutated.
+
+    Plain classes rather than frozen dataclasses: they name ``ClientTransaction`` and
+    ``ServerTransaction``, imported here only for type checking (a real import would be a
+    cycle), and mypyc builds a dataclass's ``__annotations__`` from those classes when this
+    module starts, before they exist. A plain class needs them only when an event is made.
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _compared: ClassVar[tuple[str, ...]] = ()
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in self._compared])
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Event)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join([f"{name}={getattr(self, name)!r}" for name in self._fields])
+        return f"{type(self).__name__}({inner})"
+
+
+class Send(_Event):
     """Hand ``data`` to the transport for ``dest`` (the caller's opaque destination).
 
     ``txn`` is the transaction sending it: what the caller hands back to
     ``TransactionLayer.transport_error`` when the transport fails (not compared)."""
 
-    data: bytes
-    dest: object
-    txn: ClientTransaction | ServerTransaction | None = field(default=None, compare=False)
+    __slots__ = ("data", "dest", "txn")
+    _fields = ("data", "dest", "txn")
+    _compared = ("data", "dest")
+
+    def __init__(
+        self, data: bytes, dest: object, txn: ClientTransaction | ServerTransaction | None = None
+    ) -> None:
+        self.data: Final = data
+        self.dest: Final = dest
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class NewRequest:
+class NewRequest(_Event):
     """A request created a server transaction; the TU handles ``txn.request``."""
 
-    txn: ServerTransaction
+    __slots__ = ("txn",)
+    _fields = ("txn",)
+    _compared = ("txn",)
+
+    def __init__(self, txn: ServerTransaction) -> None:
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class AckReceived:
+class AckReceived(_Event):
     """An ACK for the TU: for a 2xx, or matching no transaction (§17.2.3, RFC 6026 §8.7).
 
     ``txn`` is the INVITE server transaction in ACCEPTED it matched, if any."""
 
-    request: Request
-    dest: object
-    txn: ServerTransaction | None
+    __slots__ = ("dest", "request", "txn")
+    _fields = ("request", "dest", "txn")
+    _compared = ("request", "dest", "txn")
+
+    def __init__(self, request: Request, dest: object, txn: ServerTransaction | None) -> None:
+        self.request: Final = request
+        self.dest: Final = dest
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseReceived:
+class ResponseReceived(_Event):
     """A response the TU must see (each provisional, the first final, 2xx in ACCEPTED)."""
 
-    response: Response
-    txn: ClientTransaction
+    __slots__ = ("response", "txn")
+    _fields = ("response", "txn")
+    _compared = ("response", "txn")
+
+    def __init__(self, response: Response, txn: ClientTransaction) -> None:
+        self.response: Final = response
+        self.txn: Final = txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,41 +200,61 @@ class StrayResponse:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
-class Absorbed:
+class Absorbed(_Event):
     """A retransmission (or an ACK for a non-2xx final) consumed by ``txn``."""
 
-    txn: ClientTransaction | ServerTransaction
+    __slots__ = ("txn",)
+    _fields = ("txn",)
+    _compared = ("txn",)
+
+    def __init__(self, txn: ClientTransaction | ServerTransaction) -> None:
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class ClientTimeout:
+class ClientTimeout(_Event):
     """Timer B or F fired: no final response (the TU answers 408, §16.7 step 6)."""
 
-    txn: ClientTransaction
+    __slots__ = ("txn",)
+    _fields = ("txn",)
+    _compared = ("txn",)
+
+    def __init__(self, txn: ClientTransaction) -> None:
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class ServerTimeout:
+class ServerTimeout(_Event):
     """Timer H fired: the ACK for a non-2xx final never came (§17.2.1)."""
 
-    txn: ServerTransaction
+    __slots__ = ("txn",)
+    _fields = ("txn",)
+    _compared = ("txn",)
+
+    def __init__(self, txn: ServerTransaction) -> None:
+        self.txn: Final = txn
 
 
-@dataclass(frozen=True, slots=True)
-class TransportFailed:
+class TransportFailed(_Event):
     """The transport reported a fatal error for ``txn`` (§17.1.4, §17.2.4); ``reason``
     says what failed (for the 503 a proxy answers, §16.7 step 5; not compared)."""
 
-    txn: ClientTransaction | ServerTransaction
-    reason: str = field(default="", compare=False)
+    __slots__ = ("reason", "txn")
+    _fields = ("txn", "reason")
+    _compared = ("txn",)
+
+    def __init__(self, txn: ClientTransaction | ServerTransaction, reason: str = "") -> None:
+        self.txn: Final = txn
+        self.reason: Final = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Terminated:
+class Terminated(_Event):
     """``txn`` reached TERMINATED and left the transaction layer."""
 
-    txn: ClientTransaction | ServerTransaction
+    __slots__ = ("txn",)
+    _fields = ("txn",)
+    _compared = ("txn",)
+
+    def __init__(self, txn: ClientTransaction | ServerTransaction) -> None:
+        self.txn: Final = txn
 
 
 Event = (

@@ -19,7 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.net.address import Host, HostPort, IPAddress, format_hostport, parse_hostport, parse_ip
+from rtc64.net.address import (
+    Host,
+    HostPort,
+    IPAddress,
+    format_hostport,
+    parse_hostport,
+    parse_ip,
+)
+from rtc64.net.address import clear_caches as clear_address_caches
 from rtc64.sip.grammar import (
     HEADER_CHARS,
     PARAM_CHARS,
@@ -112,6 +120,7 @@ def clear_caches() -> None:
     _URIS.clear()
     _HOSTPORTS.clear()
     _IPS.clear()
+    clear_address_caches()
 
 
 def parse_uri(value: bytes, what: str = "URI") -> Uri:

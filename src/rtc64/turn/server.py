@@ -394,15 +394,16 @@ class TurnServer:
         return response(msg, LIFETIME(alloc.lifetime))
 
     def check_peer(self, alloc: Allocation, peer_ip: IPAddress) -> SockAddr:
-        """The relay for ``peer_ip``: 443 for a family the allocation lacks, 403 when the
-        peer policy refuses it."""
-        relay = alloc.relay_for(peer_ip)
-        if relay is None:
-            raise Refuse(443, "Peer Address Family Mismatch")
+        """The relay for ``peer_ip``: 403 when the peer policy refuses it (judged first, so a
+        forbidden peer is refused as such whatever its family, ``::ffff:127.0.0.1`` on an
+        IPv6 allocation included), 443 for a family the allocation lacks."""
         if isinstance(peer_ip, IPv6Address) and peer_ip.scope_id:
             raise Refuse(403, "Forbidden")
         if not self.policy.allowed(peer_ip):
             raise Refuse(403, "Forbidden")
+        relay = alloc.relay_for(peer_ip)
+        if relay is None:
+            raise Refuse(443, "Peer Address Family Mismatch")
         return relay
 
     def _create_permission(

@@ -426,3 +426,60 @@ def test_listener_source_cache_is_bounded_and_answers_reach_each_source() -> Non
         assert listener.stats.garbage == 1
     finally:
         sock.close()
+
+
+def test_first_send_before_the_loop_started_the_relay_reaches_the_peer() -> None:
+    """A client's Send indication right behind its Allocate is relayed, not lost, even
+    though the loop has not yet made the relay socket's endpoint (same turn)."""
+
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            version = 4
+            flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, version), 0)
+            r.relays.serving = flow
+            try:
+                relay = r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False)
+            finally:
+                r.relays.serving = None
+            sock = r.relays.relay_of(relay)
+            assert sock is not None and sock.transport is None  # no loop turn yet
+            r.relays.permit(Permit(relay, V4, 1e9))
+            assert r.relays.to_peer(ToPeer(relay, peer.address, b"first"))
+            await wait_for(lambda: len(peer.got) == 1)
+            assert peer.got[0][0] == b"first"
+            assert sock.errors == 0 and sock.to_peer_packets == 1
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_relay_released_before_it_started_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Allocate followed at once by Refresh 0: the relay closes before the loop started its
+    endpoint; nothing is logged as a failure and the port goes back to the pool."""
+
+    async def main() -> None:
+        r = await rig()
+        client = await endpoint()
+        try:
+            flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, 4), 0)
+            for _ in range(20):
+                r.relays.serving = flow
+                try:
+                    relay = r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False)
+                finally:
+                    r.relays.serving = None
+                r.relays.relay_closed(RelayClosed(relay))
+            await settle()
+            assert r.pool.in_use == 0
+        finally:
+            client.close()
+            await r.stop()
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(main())
+    assert not [rec for rec in caplog.records if "failed to start" in rec.getMessage()]

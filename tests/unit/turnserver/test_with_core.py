@@ -184,7 +184,17 @@ def test_ipv4_relay_refuses_denied_peers_with_403(peer: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "peer", ["::", "::1", "64:ff9b::7f00:1", "2002:7f00:1::1", "::127.0.0.1", "fd00::1"]
+    "peer",
+    [
+        "::",
+        "::1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::1",
+        "::127.0.0.1",
+        "fd00::1",
+        "::ffff:127.0.0.1",  # an IPv4-mapped peer is forbidden before its family is judged
+        "::ffff:10.1.2.3",
+    ],
 )
 def test_ipv6_relay_refuses_denied_peers_with_403(peer: str) -> None:
     rig = Rig(secrets=(b"s",))
