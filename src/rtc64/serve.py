@@ -93,7 +93,7 @@ from rtc64.settings import (
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
-from rtc64.turnserver.service import TurnService
+from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
@@ -361,6 +361,8 @@ class Gateway:
         self._stack.push_async_callback(service.close)
         bound = await service.start()
         self.turn = service
+        if self.proxy is None:  # no load watch tunes the collector: do it here
+            self._stack.callback(tune_memory(service, log))
         auth = (
             "open (no authentication)"
             if turn.open

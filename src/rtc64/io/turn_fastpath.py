@@ -24,6 +24,7 @@ import asyncio
 import os
 import socket
 import struct
+from ipaddress import IPv4Address, IPv6Address
 from time import monotonic
 from typing import Protocol, cast
 
@@ -45,6 +46,55 @@ _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 
 SockAddr = tuple[object, ...]
 """A socket address as the event loop hands it in."""
+
+
+class _HashedIPv4(IPv4Address):
+    """An IP with its hash and text computed once: relay and client addresses key a dozen
+    tables per allocation and ``ipaddress`` hashes in Python. Equal to (and hashed as)
+    the plain one."""
+
+    __slots__ = ("_hash", "_text")
+
+    def __init__(self, address: IPv4Address) -> None:
+        super().__init__(int(address))
+        self._hash = super().__hash__()
+        self._text = super().__str__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"IPv4Address({str(self)!r})"
+
+
+class _HashedIPv6(IPv6Address):
+    """As ``_HashedIPv4`` (for addresses without a scope id)."""
+
+    __slots__ = ("_hash", "_text")
+
+    def __init__(self, address: IPv6Address) -> None:
+        super().__init__(int(address))
+        self._hash = super().__hash__()
+        self._text = super().__str__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"IPv6Address({str(self)!r})"
+
+
+def hashed_ip(address: IPAddress) -> IPAddress:
+    """``address`` with its hash cached (an address with a scope id as it is)."""
+    if isinstance(address, IPv4Address):
+        return _HashedIPv4(address)
+    return address if address.scope_id else _HashedIPv6(address)
 
 
 def raw_address(ip: IPAddress, port: int) -> SockAddr:

@@ -31,7 +31,14 @@ from typing import Protocol, cast
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io.sockets import listen_socket, udp_socket
-from rtc64.io.turn_fastpath import ClientOut, Route, SockAddr, forward_channel_data, raw_address
+from rtc64.io.turn_fastpath import (
+    ClientOut,
+    Route,
+    SockAddr,
+    forward_channel_data,
+    hashed_ip,
+    raw_address,
+)
 from rtc64.net.address import IPAddress, format_hostport, from_sockaddr
 from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 from rtc64.stun.channeldata import frame_length
@@ -107,6 +114,10 @@ class UdpClient:
             transport.sendto(data, self.addr)
 
 
+SOURCE_CACHE = 4096
+"""Client source addresses a UDP listener keeps parsed."""
+
+
 class UdpListener(asyncio.DatagramProtocol):
     """One UDP listening socket."""
 
@@ -119,6 +130,8 @@ class UdpListener(asyncio.DatagramProtocol):
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
         self.clients: dict[SockAddr, UdpClient] = {}
+        self._sources: dict[SockAddr, Address] = {}  # the loop's form -> (ip, port)
+        self._raw: dict[Address, SockAddr] = {}  # and back, for answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -140,11 +153,18 @@ class UdpListener(asyncio.DatagramProtocol):
             self.stats.garbage += 1
             return
         self.stats.datagrams += 1
-        try:
-            remote = from_sockaddr(addr)
-        except (TypeError, ValueError):
-            self.stats.garbage += 1
-            return
+        remote = self._sources.get(addr)
+        if remote is None:  # parsed once per source (a client sends several requests)
+            try:
+                ip, port = from_sockaddr(addr)
+            except (TypeError, ValueError):
+                self.stats.garbage += 1
+                return
+            if len(self._sources) >= SOURCE_CACHE:
+                self._sources.clear()  # bounded: a flood of sources only misses
+                self._raw.clear()
+            remote = self._sources[addr] = (hashed_ip(ip), port)
+            self._raw[remote] = addr
         self.sink.from_client(data, Transport.UDP, self.local, remote, 0)
 
     def error_received(self, exc: Exception) -> None:
@@ -162,7 +182,8 @@ class UdpListener(asyncio.DatagramProtocol):
         if transport is None or transport.is_closing():
             self.stats.send_dropped += 1
             return False
-        transport.sendto(data, raw_address(*remote))
+        addr = self._raw.get(remote)
+        transport.sendto(data, raw_address(*remote) if addr is None else addr)
         return True
 
     def close(self) -> None:

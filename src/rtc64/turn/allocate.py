@@ -104,10 +104,15 @@ def allocate(
         raise Refuse(400, "REQUESTED-TRANSPORT missing")
     if protocol not in (UDP, TCP) or (protocol == TCP and not server.settings.tcp_relay):
         raise Refuse(442, "Unsupported Transport Protocol")
-    token = msg.get(RESERVATION_TOKEN)
-    even = msg.get(EVEN_PORT)
-    requested = msg.get(REQUESTED_ADDRESS_FAMILY)
-    additional = msg.get(ADDITIONAL_ADDRESS_FAMILY)
+    present = {t for t, _ in msg.attributes}  # most requests carry none of the options
+    token = msg.get(RESERVATION_TOKEN) if RESERVATION_TOKEN.type in present else None
+    even = msg.get(EVEN_PORT) if EVEN_PORT.type in present else None
+    requested = (
+        msg.get(REQUESTED_ADDRESS_FAMILY) if REQUESTED_ADDRESS_FAMILY.type in present else None
+    )
+    additional = (
+        msg.get(ADDITIONAL_ADDRESS_FAMILY) if ADDITIONAL_ADDRESS_FAMILY.type in present else None
+    )
     if additional is None and msg.value(ADDITIONAL_ADDRESS_FAMILY_DRAFT) == b"\x02\0\0\0":
         additional = Family.INET6
     if protocol == TCP:
@@ -120,7 +125,9 @@ def allocate(
     if even and additional is not None:
         raise Refuse(400, "EVEN-PORT R bit with ADDITIONAL-ADDRESS-FAMILY")
     user = quota_user(auth.username, client)
-    lifetime = desired_lifetime(server.settings, msg.get(LIFETIME))
+    lifetime = desired_lifetime(
+        server.settings, msg.get(LIFETIME) if LIFETIME.type in present else None
+    )
     failures: list[tuple[Family, int, str]] = []
     reserved: Reservation | None = None
     if token is not None:

@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rtc64.stun.attributes import (
+    MESSAGE_INTEGRITY,
     MESSAGE_INTEGRITY_SHA256,
     NONCE,
     PASSWORD_ALGORITHM,
@@ -27,7 +29,7 @@ from rtc64.stun.attributes import (
     USERNAME,
     Field,
 )
-from rtc64.stun.message import Message, check_integrity, integrity_kind
+from rtc64.stun.message import Message, check_integrity
 from rtc64.turn.events import ClientFlow
 from rtc64.turn.protocols import MD5, Credentials
 from rtc64.turn.settings import TurnSettings
@@ -48,7 +50,7 @@ class Rejected:
 
     code: int
     reason: str
-    fields: tuple[Field, ...] = ()
+    fields: tuple[Field | tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,43 +62,58 @@ class Wait:
 
 Verdict = Authenticated | Rejected | Wait
 
+_MI = MESSAGE_INTEGRITY.type
+_MI256 = MESSAGE_INTEGRITY_SHA256.type
+_USER, _REALM, _NONCE = USERNAME.type, REALM.type, NONCE.type
+_ALGORITHM_TYPES = frozenset((PASSWORD_ALGORITHM.type, PASSWORD_ALGORITHMS.type))
+
 OPEN = Authenticated("", None, False)
 
 
 class Authenticator:
     """Checks requests against ``credentials`` for ``settings.realm``."""
 
-    __slots__ = ("_algorithms", "_credentials", "_settings")
+    __slots__ = ("_algorithms", "_challenge", "_credentials", "_default", "_many", "_settings")
 
     def __init__(self, settings: TurnSettings, credentials: Credentials) -> None:
         self._settings = settings
         self._credentials = credentials
         self._algorithms = tuple((a, b"") for a in settings.password_algorithms)
+        self._challenge = (  # encoded once: every new client gets a 401 first
+            REALM(settings.realm).pack(b""),
+            PASSWORD_ALGORITHMS(self._algorithms).pack(b""),
+        )
+        self._default = MD5 if MD5 in settings.password_algorithms else None
+        """The algorithm of a request with neither PASSWORD-ALGORITHM nor -ALGORITHMS."""
+        many = getattr(credentials, "keys", None)
+        self._many: Callable[[str, str, int], object] | None = many if callable(many) else None
 
     def challenge(self, code: int, reason: str, client: ClientFlow, now: float) -> Rejected:
         """A 401 or 438 with what the client needs to try again."""
         nonce = self._credentials.nonce(client, now)
-        return Rejected(
-            code,
-            reason,
-            (
-                REALM(self._settings.realm),
-                NONCE(nonce),
-                PASSWORD_ALGORITHMS(self._algorithms),
-            ),
-        )
+        realm, algorithms = self._challenge
+        return Rejected(code, reason, (realm, NONCE(nonce).pack(b""), algorithms))
 
     def check(self, msg: Message, client: ClientFlow, now: float) -> Verdict:
         """The verdict on ``msg`` (see the module rules); raises ``StunError`` only for a
         malformed credential attribute (answer 400)."""
         if self._settings.open:
             return OPEN
-        kind = integrity_kind(msg)
-        if kind is None:
+        first: dict[int, bytes] = {}  # one pass: the first value of each type, as get()
+        for t, v in msg.attributes:
+            if t not in first:
+                first[t] = v
+        if _MI256 in first:
+            sha256 = True
+        elif _MI in first:
+            sha256 = False
+        else:
             return self.challenge(401, "Unauthenticated", client, now)
-        username = msg.get(USERNAME)
-        realm = msg.get(REALM)
-        nonce = msg.get(NONCE)
+        tid = msg.transaction_id
+        raw_username, raw_realm, raw_nonce = first.get(_USER), first.get(_REALM), first.get(_NONCE)
+        username = None if raw_username is None else USERNAME.decode(raw_username, tid)
+        realm = None if raw_realm is None else REALM.decode(raw_realm, tid)
+        nonce = None if raw_nonce is None else NONCE.decode(raw_nonce, tid)
         if username is None or realm is None or nonce is None:
             return Rejected(400, "USERNAME, REALM and NONCE are required")
         fresh = self._credentials.nonce_ok(nonce, client, now)
@@ -106,7 +123,7 @@ class Authenticator:
             return self.challenge(401, "Unauthenticated", client, now)
         if realm != self._settings.realm:
             return self.challenge(401, "Unauthenticated", client, now)
-        algorithm = self._algorithm(msg)
+        algorithm = self._algorithm(msg) if _ALGORITHM_TYPES & first.keys() else self._default
         if algorithm is None:
             return Rejected(400, "PASSWORD-ALGORITHM does not match PASSWORD-ALGORITHMS")
         found = self._keys(username, realm, algorithm)
@@ -114,7 +131,7 @@ class Authenticator:
             return Wait(username)
         for key in found:
             if check_integrity(msg, key):
-                return Authenticated(username, key, kind is MESSAGE_INTEGRITY_SHA256)
+                return Authenticated(username, key, sha256)
         return self.challenge(401, "Unauthenticated", client, now)
 
     def _keys(self, username: str, realm: str, algorithm: int) -> tuple[bytes, ...] | None:
@@ -122,10 +139,10 @@ class Authenticator:
         rotation: ``credentials.keys`` when it exists), None while the user is fetched.
         Any answer that is not a key, a tuple of keys or None means "pending", so a
         ``Pending`` of another module is understood too."""
-        many = getattr(self._credentials, "keys", None)
+        many = self._many
         found: object = (
             many(username, realm, algorithm)
-            if callable(many)
+            if many is not None
             else self._credentials.key(username, realm, algorithm)
         )
         if found is None:

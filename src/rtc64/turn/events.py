@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import Transport
@@ -33,6 +33,16 @@ class ClientFlow:
     remote: SockAddr
     local: SockAddr
     connection: int = 0
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    """Computed once: every request looks the flow up several times (``ipaddress``
+    objects hash in Python)."""
+
+    def __post_init__(self) -> None:
+        key = (self.transport, self.remote, self.local, self.connection)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def family(self) -> Family:

@@ -31,6 +31,7 @@ from rtc64.stun import channeldata
 from rtc64.stun.attributes import (
     CHANNEL_NUMBER,
     DATA,
+    ERROR_CODE,
     FINGERPRINT,
     LIFETIME,
     MAGIC_COOKIE,
@@ -96,6 +97,16 @@ _AUTHENTICATED_METHODS = frozenset(
 )
 
 
+def _error_code(reply: Message) -> int:
+    """The ERROR-CODE number of our own error response (``error_response`` puts it first),
+    read without decoding the reason; 0 if it has none."""
+    for type_, value in reply.attributes[:1]:
+        if type_ == ERROR_CODE.type and len(value) >= 4:
+            return (value[2] & 7) * 100 + value[3]
+    error = reply.error()
+    return error[0] if error else 0
+
+
 _Handler = Callable[[Message, ClientFlow, Authenticated, float], Message | None]
 
 
@@ -150,8 +161,10 @@ class TurnServer:
         self._events.append(event)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.deadlines.next(), self.cache.next_deadline()) if t is not None]
-        return min(times) if times else None
+        due, cached = self.deadlines.next(), self.cache.next_deadline()
+        if due is None or cached is None:
+            return cached if due is None else due
+        return min(due, cached)
 
     def stats(self) -> TurnStats:
         allocations = list(self.by_flow.values())
@@ -323,8 +336,7 @@ class TurnServer:
     ) -> None:
         """Encode and send ``reply`` (signed with ``key``), count errors, cache it."""
         if reply.cls is Class.ERROR:
-            error = reply.error()
-            self.counters.errors[error[0] if error else 0] += 1
+            self.counters.errors[_error_code(reply)] += 1
         data = encode(reply, key=key, sha256=sha256, fingerprint=fingerprint)
         if cache:
             self.cache.put(client, reply.transaction_id, data, now)

@@ -163,8 +163,11 @@ class Credentials:
     __slots__ = (
         "_cache",
         "_inflight",
+        "_mac",
         "_mac_key",
         "_prefix",
+        "_prefix_bytes",
+        "_rest_cache",
         "clock",
         "last_error",
         "lookups",
@@ -190,8 +193,13 @@ class Credentials:
         self.clock = clock
         self.wall = wall
         self._mac_key = nonce_key if nonce_key is not None else os.urandom(32)
+        self._mac = hmac.new(self._mac_key, digestmod=hashlib.sha256)
+        """The nonce MAC with the key absorbed: each nonce copies it (cheaper than anew)."""
         features = settings.features.to_bytes(3, "big")
         self._prefix = NONCE_COOKIE + base64.b64encode(features).decode()
+        self._prefix_bytes = self._prefix.encode()
+        self._rest_cache: dict[tuple[str, int], tuple[bytes, ...]] = {}
+        """REST keys by (username, algorithm): two HMACs and a hash each, per request."""
         self._cache: OrderedDict[str, tuple[float, UserRecord | None]] = OrderedDict()
         self._inflight: dict[str, float] = {}
         self.lookups = 0
@@ -244,11 +252,18 @@ class Credentials:
         if expiry < self.wall():
             self.rest_expired += 1
             return ()
-        realm = self.settings.realm
-        return tuple(
-            long_term_key(username, realm, rest_password(secret, username), algorithm)
-            for secret in self.settings.secrets
-        )
+        cache = self._rest_cache
+        found = cache.get((username, algorithm))
+        if found is None:
+            realm = self.settings.realm
+            found = tuple(
+                long_term_key(username, realm, rest_password(secret, username), algorithm)
+                for secret in self.settings.secrets
+            )
+            if len(cache) >= self.settings.max_cache:
+                cache.clear()  # bounded; the keys are recomputed on demand
+            cache[(username, algorithm)] = found
+        return found
 
     @staticmethod
     def _record_key(record: UserRecord, algorithm: int) -> bytes:
@@ -309,7 +324,7 @@ class Credentials:
     def nonce(self, client: _Client, now: float) -> str:
         """A fresh nonce bound to ``client``'s source prefix and ``now``."""
         stamp = f"{int(now) & 0xFFFFFFFF:08x}"
-        return self._prefix + stamp + self._mac(stamp, client.remote[0])
+        return self._prefix + stamp + self._nonce_mac(stamp, client.remote[0])
 
     def nonce_ok(self, nonce: str | bytes, client: _Client, now: float) -> NonceCheck:
         """True, ``STALE`` (ours but expired: 438) or False (not ours / another source)."""
@@ -327,16 +342,18 @@ class Credentials:
             issued = int(stamp, 16)
         except ValueError:
             return False
-        if not hmac.compare_digest(mac, self._mac(stamp, client.remote[0])):
+        if not hmac.compare_digest(mac, self._nonce_mac(stamp, client.remote[0])):
             return False
         age = (int(now) & 0xFFFFFFFF) - issued
         if age < 0:
             return False
         return True if age <= self.settings.nonce_lifetime else STALE
 
-    def _mac(self, stamp: str, source: IPAddress) -> str:
-        data = self._prefix.encode() + stamp.encode() + _source_prefix(source)
-        digest = hmac.new(self._mac_key, data, hashlib.sha256).digest()[:_MAC_BYTES]
+    def _nonce_mac(self, stamp: str, source: IPAddress) -> str:
+        data = self._prefix_bytes + stamp.encode() + _source_prefix(source)
+        mac = self._mac.copy()
+        mac.update(data)
+        digest = mac.digest()[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode()
 
 

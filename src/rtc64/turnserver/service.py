@@ -10,6 +10,8 @@
 # - 401 answers to UDP clients pass the per-source challenge limiter (``turnserver.quotas``):
 #   a flood of unauthenticated requests from one (maybe spoofed) prefix gets a few 401s,
 #   the rest are dropped.
+# - Without the SIP proxy (``serve --only turn``) nothing else tunes the collector:
+#   ``tune_memory`` applies the gateway's settings (io/memory.py) for this process.
 # - ``Lookup``: the user is fetched off the loop's critical path (at most ``max_lookups`` at
 #   once, more are dropped and counted: the client retransmits), then the request is fed
 #   again. A core failure on one input is logged and counted, never fatal.
@@ -23,6 +25,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from rtc64.io import memory
 from rtc64.io.driver import Driver, clock
 from rtc64.io.turn_listeners import Address, ListenerLimits, TurnListeners
 from rtc64.io.turn_relay import TurnRelays
@@ -316,3 +319,31 @@ class TurnService:
             lookups_dropped=self.lookups_dropped,
             challenges_dropped=0 if self.challenges is None else self.challenges.dropped,
         )
+
+
+UPKEEP_INTERVAL = 10.0
+"""Seconds between ``MemoryKeeper`` checks of a TURN-only process."""
+
+
+def tune_memory(service: TurnService, log: logging.Logger) -> Callable[[], None]:
+    """The collector as the gateway's load watch sets it (start-up objects frozen, young
+    threshold 2,000, no automatic full collections; ``MemoryKeeper`` runs them while
+    allocations are few, or every 30 min), for a process without the SIP proxy. Returns
+    the undo (stop the upkeep, CPython's defaults again)."""
+    memory.tune()
+    keeper = memory.MemoryKeeper(
+        lambda: len(service.core.by_flow), lambda: False, log.getChild("memory")
+    )
+
+    async def upkeep() -> None:
+        while True:
+            await asyncio.sleep(UPKEEP_INTERVAL)
+            keeper.check(clock())
+
+    task = service.loop.create_task(upkeep())
+
+    def undo() -> None:
+        task.cancel()
+        memory.untune()
+
+    return undo

@@ -382,6 +382,52 @@ def test_ipv4_mapped_peer_is_relayed_as_ipv4() -> None:
     asyncio.run(main())
 
 
+def test_listener_source_cache_is_bounded_and_answers_reach_each_source() -> None:
+    from rtc64.io import turn_listeners as tl  # noqa: PLC0415 - this test only
+
+    class Sink:
+        def __init__(self) -> None:
+            self.remotes: list[tuple[object, ...]] = []
+
+        def from_client(
+            self, data: bytes, kind: object, local: object, remote: tuple[object, ...], conn: int
+        ) -> None:
+            self.remotes.append(remote)
+
+    class FakeTransport:
+        def __init__(self) -> None:
+            self.sent: list[tuple[bytes, object]] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: object) -> None:
+            self.sent.append((data, addr))
+
+    sink = Sink()
+    sock = s.socket(s.AF_INET, s.SOCK_DGRAM)
+    listener = tl.UdpListener((V4, 3478), sock, sink, tl.ListenerStats())  # type: ignore[arg-type]
+    transport = FakeTransport()
+    listener.transport = transport  # type: ignore[assignment]
+    request = stun.encode(stun.build(stun.Method.BINDING, stun.Class.REQUEST, b"t" * 12))
+    try:
+        for i in range(tl.SOURCE_CACHE + 10):  # a flood of sources: the cache stays bounded
+            listener.datagram_received(request, (f"10.0.{i >> 8}.{i & 255}", 1000 + i))
+            assert len(listener._sources) <= tl.SOURCE_CACHE
+        listener.datagram_received(request, ("10.9.9.9", 5))
+        listener.datagram_received(request, ("10.9.9.9", 5))
+        first, again = sink.remotes[-2:]
+        assert first == again == (ip_address("10.9.9.9"), 5)
+        assert hash(first) == hash((ip_address("10.9.9.9"), 5))
+        listener.send(b"answer", (ip_address("10.9.9.9"), 5))
+        listener.send(b"other", (ip_address("10.8.8.8"), 6))  # never seen: converted
+        assert transport.sent[-2:] == [(b"answer", ("10.9.9.9", 5)), (b"other", ("10.8.8.8", 6))]
+        listener.datagram_received(request, ("not an address", 5))
+        assert listener.stats.garbage == 1
+    finally:
+        sock.close()
+
+
 def test_first_send_before_the_loop_started_the_relay_reaches_the_peer() -> None:
     """A client's Send indication right behind its Allocate is relayed, not lost, even
     though the loop has not yet made the relay socket's endpoint (same turn)."""

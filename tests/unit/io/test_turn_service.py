@@ -5,8 +5,11 @@ demand) and frees its relay; IPv6 client to IPv4 relay; counters in the snapshot
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from ipaddress import ip_network
 
+from rtc64.io import memory
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport, parse_listen
 from rtc64.relay.ports import PortPool
@@ -25,7 +28,7 @@ from rtc64.stun.attributes import (
 from rtc64.turn.settings import TurnSettings
 from rtc64.turnserver.peers import PeerPolicy
 from rtc64.turnserver.quotas import ChallengeLimiter
-from rtc64.turnserver.service import TurnService, TurnServiceSettings
+from rtc64.turnserver.service import TurnService, TurnServiceSettings, tune_memory
 
 from .turn_client import REALM_NAME, Client, StubCredentials
 from .turn_helpers import V4, V6, endpoint, port_range, settle, wait_for
@@ -353,5 +356,25 @@ def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
         finally:
             client.close()
             await service.close()
+
+    asyncio.run(main())
+
+
+def test_tune_memory_sets_the_gateways_collector_settings_and_undoes_them() -> None:
+    async def main() -> None:
+        service, _ = await _service()
+        undo = tune_memory(service, logging.getLogger("test"))
+        try:
+            assert gc.get_threshold() == (
+                memory.YOUNG_THRESHOLD,
+                memory.MIDDLE_THRESHOLD,
+                memory.NO_AUTOMATIC_FULL,
+            )
+            assert gc.get_freeze_count() > 0
+        finally:
+            undo()
+            await service.close()
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
 
     asyncio.run(main())
