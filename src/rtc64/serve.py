@@ -66,7 +66,7 @@ from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
 from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import BoundListener, SockAddr, Transport
+from rtc64.net.endpoint import BoundListener, ListenSpec, SockAddr, Transport
 from rtc64.probe import report as probe_report
 from rtc64.probe import runner as probe_runner
 from rtc64.probe.context import Probe, ProbeSettings
@@ -544,28 +544,34 @@ async def open_checked_store(cfg: Config, *, shared: bool = False) -> Store:
 def _turn_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
     """The certificate of TURN's TLS listeners (``turn.tls_cert``/``turn.tls_key``, else
     the gateway's self-signed one)."""
-    specs = cfg.turn.listen
-    if not any(s.transport is Transport.TLS for s in specs):
+    if not any(s.transport is Transport.TLS for s in cfg.turn.listen):
         return None
-    cert, key = cfg.turn.tls_cert, cfg.turn.tls_key
-    with data_files(data_dir, elsewhere="turn.tls_cert"):
-        identity = tls.server_identity(
-            data_dir,
-            Path(cert).expanduser() if cert else None,
-            Path(key).expanduser() if key else None,
-            addresses=[s.address for s in specs if not s.address.is_unspecified],
-            log=log,
-        )
-    return identity.context
+    turn = cfg.turn
+    cert, key = turn.tls_cert, turn.tls_key
+    return _tls_context(data_dir, turn.listen, cert, key, "turn.tls_cert", log=log)
 
 
 def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
     """The certificate for TLS/WSS listeners (configured, or self-signed and kept)."""
-    specs = cfg.sip.listen
-    if not any(s.transport.secure for s in specs):
+    if not any(s.transport.secure for s in cfg.sip.listen):
         return None
-    cert, key = cfg.sip.tls_cert, cfg.sip.tls_key
-    with data_files(data_dir, elsewhere="sip.tls_cert"):
+    sip = cfg.sip
+    cert, key = sip.tls_cert, sip.tls_key
+    return _tls_context(data_dir, sip.listen, cert, key, "sip.tls_cert", log=log)
+
+
+def _tls_context(
+    data_dir: Path,
+    specs: Sequence[ListenSpec],
+    cert: str,
+    key: str,
+    elsewhere: str,
+    *,
+    log: logging.Logger,
+) -> ssl.SSLContext:
+    """A server context from the configured certificate, else the data directory's
+    self-signed one (made once, naming the listeners' specific addresses)."""
+    with data_files(data_dir, elsewhere=elsewhere):
         identity = tls.server_identity(
             data_dir,
             Path(cert).expanduser() if cert else None,
