@@ -58,6 +58,7 @@ ZONES = {
         "_sips._tcp SRV 10 0 5061 a\n"
         f"a AAAA {V6_GW}\na A {V4_GW}\nb AAAA {V6_DS_GW}\n",
     ),
+    "srvonly.test": zone("srvonly.test", "_sips._tcp SRV 10 0 5061 a.both.test.\n"),
     "ws.test": zone("ws.test", f"@ AAAA {V6_GW}\n@ A {V4_GW}\n"),
     "meet.test": zone(
         "meet.test", f"@ AAAA {V6_GW}\n@ A {V4_GW}\nturn AAAA {V6_GW}\nturn A {V4_GW}\n"
@@ -314,7 +315,10 @@ def make_certificates(workdir: Path) -> Path:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            names = [name, *(["ws.test", "meet.test"] if signer is not key else [])]
+            # the SIP domain both.test too (RFC 5922: a sips: certificate names the domain);
+            # srvonly.test's SRV points at a.both.test, which it does not name
+            extra = ["both.test", "ws.test", "meet.test"]
+            names = [name, *(extra if signer is not key else [])]
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
@@ -438,6 +442,16 @@ def test_tls_certificate_judged_per_family(world: World) -> None:
     assert [c["reason"] for c in find(doc, "sip.tls", family=4)] == ["tls.valid"]
     assert [c["reason"] for c in find(doc, "sip.tls", family=6)] == ["tls.untrusted"]
     assert matrix(doc)["signalling"]["ipv6-only"] == "fail"
+
+
+def test_tls_certificate_must_name_the_sip_domain(world: World) -> None:
+    """RFC 5922 §7.2: sips:srvonly.test is served by a.both.test, whose CA-signed
+    certificate names a.both.test but not srvonly.test: a name mismatch, said as such."""
+    code, doc = world.probe("sips:srvonly.test", "--cafile", str(world.ca))
+    assert code == 1, doc
+    v4 = find(doc, "sip.tls", family=4)
+    assert [c["reason"] for c in v4] == ["tls.name-mismatch"], v4
+    assert "RFC 5922" in str(v4[0]["message"])
 
 
 def test_browser_on_an_ipv6_only_host_reports_the_failed_login(world: World) -> None:

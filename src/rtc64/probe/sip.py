@@ -9,8 +9,9 @@ Rules (RFC 3263 §4.1-§4.2, RFC 7984, RFC 5118, RFC 5922 §7.2; decisions in ``
 - Every SRV target gets AAAA and A; a missing AAAA fails (IPv6-only clients cannot reach
   it), a missing A warns. OPTIONS goes to up to ``max_addresses`` addresses per target,
   family and transport, through ``Probe.limit`` (never a burst at one server).
-- TLS: a verifying handshake first (system CAs or ``--cafile``, SNI and name = the SRV
-  target, RFC 5922 §7.2 uses the domain; we report against the target name and say so);
+- TLS: a verifying handshake first (system CAs or ``--cafile``; SNI = the SIP domain, and
+  the certificate must name the SIP domain, RFC 5922 §7.2, not merely the SRV target: a
+  certificate naming only the target is a name mismatch that says so);
   OPTIONS then runs over TLS even when the certificate is refused, so reachability and
   certificate are judged apart.
 """
@@ -52,6 +53,8 @@ class Hop:
     transport: str
     host: str
     port: int
+    domain: str = ""
+    """The SIP domain the hop was found for: what a TLS certificate must name (RFC 5922)."""
 
 
 def parse_target(text: str) -> SipUri:
@@ -154,7 +157,9 @@ def _no_address(transport: str, family: int) -> Check:
 
 async def _locate(uri: SipUri, transports: tuple[str, ...], probe: Probe, sink: Sink) -> list[Hop]:
     name = uri.host if isinstance(uri.host, str) else str(uri.host)
-    sockets = [Hop(t, name, uri.port or DEFAULT_PORT[t]) for t in transports if t in WEBSOCKETS]
+    sockets = [
+        Hop(t, name, uri.port or DEFAULT_PORT[t], name) for t in transports if t in WEBSOCKETS
+    ]
     plain = tuple(t for t in transports if t not in WEBSOCKETS)
     return [*(await _locate_srv(uri, plain, probe, sink) if plain else []), *sockets]
 
@@ -165,7 +170,7 @@ async def _locate_srv(
     host = uri.host
     if not isinstance(host, str) or uri.port is not None:
         name = host if isinstance(host, str) else str(host)
-        return [Hop(t, name, uri.port or DEFAULT_PORT[t]) for t in transports]
+        return [Hop(t, name, uri.port or DEFAULT_PORT[t], name) for t in transports]
     resolver = probe.resolver
     naptr = await resolver.query(Query(host, RdType.NAPTR))
     srv_names: dict[str, str] = {}
@@ -199,7 +204,7 @@ async def _locate_srv(
     for (t, name), answer in zip(srv_names.items(), answers, strict=True):
         srvs = sorted((r for r in answer.records if isinstance(r, Srv)), key=lambda r: r.priority)
         shown[name] = [f"{r.priority} {r.weight} {r.port} {r.target}" for r in srvs]
-        hops += [Hop(t, r.target, r.port) for r in srvs if r.target not in ("", ".")]
+        hops += [Hop(t, r.target, r.port, host) for r in srvs if r.target not in ("", ".")]
     if hops:
         sink.add(
             Check(
@@ -225,7 +230,7 @@ async def _locate_srv(
             evidence={"queried": list(srv_names.values())},
         )
     )
-    return [Hop(t, host, DEFAULT_PORT[t]) for t in transports]
+    return [Hop(t, host, DEFAULT_PORT[t], host) for t in transports]
 
 
 async def _addresses(host: str, probe: Probe, sink: Sink) -> list[IPAddress]:
@@ -328,7 +333,7 @@ async def _attempt(
                     cafile = Path(probe.settings.cafile) if probe.settings.cafile else None
                     verifying = client_context(cafile)
                     tls_error = await wire.tls_certificate_error(
-                        address, hop.port, verifying, hop.host, timeout
+                        address, hop.port, verifying, hop.host, timeout, sip_domain=hop.domain
                     )
                     context = client_context(verify=False)
                 server_name = hop.host if not sipcheck.is_ip(hop.host) else None

@@ -43,6 +43,7 @@ from wsproto.utilities import LocalProtocolError as WsLocalError
 from wsproto.utilities import RemoteProtocolError as WsRemoteError
 
 from rtc64.net.address import IPAddress, from_sockaddr
+from rtc64.sip import tls_identity
 
 MAX_READ = 512 * 1024
 RTO = 0.5
@@ -203,17 +204,36 @@ async def stream_exchange(
 
 
 async def tls_certificate_error(
-    address: IPAddress, port: int, context: ssl.SSLContext, name: str, timeout: float
+    address: IPAddress,
+    port: int,
+    context: ssl.SSLContext,
+    name: str,
+    timeout: float,
+    *,
+    sip_domain: str = "",
 ) -> tuple[str, str] | None:
     """Handshake with a verifying ``context`` only: None if the certificate is valid for
-    ``name``, else (reason code, text). A failure before TLS (refused, timeout) is None:
-    reachability is the request's verdict, not the certificate's."""
+    ``name`` (or, with ``sip_domain``, names that SIP domain as RFC 5922 §7.2 requires:
+    SNI is the domain, the chain is verified, the names are matched by
+    ``sip.tls_identity``), else (reason code, text). A failure before TLS (refused,
+    timeout) is None: reachability is the request's verdict, not the certificate's."""
     writer: asyncio.StreamWriter | None = None
+    if sip_domain:
+        context.check_hostname = False  # the chain is still verified; names below
+        name = sip_domain
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(
                 str(address), port, ssl=context, server_hostname=name
             )
+        if sip_domain:
+            peercert = writer.get_extra_info("peercert")
+            if not tls_identity.peercert_matches(sip_domain, peercert):
+                return (
+                    "tls.name-mismatch",
+                    f"the certificate does not name the SIP domain {sip_domain} (RFC 5922 "
+                    "§7.2 wants the domain, not only the server's host name)",
+                )
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         reason, text = _classify(exc)
         return (reason, text) if reason.startswith("tls.") else None
