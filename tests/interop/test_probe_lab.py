@@ -477,6 +477,19 @@ def test_browser_on_an_ipv6_only_host_reports_the_failed_login(world: World) -> 
     assert [c["reason"] for c in find(doc, "web.http", family=4)] == ["local.no-ipv4"]
 
 
+def test_browser_on_the_dual_stack_host_is_still_an_ipv6_only_client(world: World) -> None:
+    """From the dual-stack host --browser goes through the probe's IPv6-only proxy: the
+    IPv4-only login host is still a failed request, and the proxy says why."""
+    code, doc = world.probe("--browser", "http://meet.test:8080/")
+    assert code == 1, doc
+    browser = find(doc, "web.browser")
+    assert [c["reason"] for c in browser] == ["web.browser-failed"], browser
+    failed = json.dumps(browser[0]["evidence"])
+    assert "login.v4.test" in failed and "no AAAA" in failed, failed
+    # The probe's own IPv4 fetch still works from this host.
+    assert [c["status"] for c in find(doc, "web.http", family=4)] == ["pass"]
+
+
 def test_sip_over_websocket_on_both_families(world: World) -> None:
     """Two targets in one run: ws and wss (RFC 7118) to rtc64's gateway, both families."""
     code, doc = world.probe(

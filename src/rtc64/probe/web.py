@@ -7,8 +7,10 @@ with ``web.redirect-no-aaaa``); content parity between the families; AAAA for ev
 the redirects and the page reveal (and ``--ice-server`` URIs); a WebSocket upgrade over
 IPv6 to each revealed ``ws(s)://`` endpoint (at most three); AAAA answers a DNS64 made up
 do not count as IPv6, and on an IPv6-only host with NAT64 the IPv4 fetch goes through it;
-``--browser`` loads the page in headless Chromium (Playwright) where the probe runs -- run
-the probe inside an IPv6-only namespace to see what an IPv6-only browser sees.
+``--browser`` loads the page in headless Chromium (Playwright) as an IPv6-only client
+wherever the probe runs: every request, loopback included, goes through ``io.v6proxy``
+(AAAA only, IPv6 only; an IPv4 literal or a name without AAAA is refused and the reason
+joins the failed request).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rtc64.io.tls import client_context
+from rtc64.io.v6proxy import V6Proxy
 from rtc64.net.address import IPAddress
 from rtc64.net.rfc3263 import Query, RdType
 from rtc64.probe import webcheck as wc
@@ -335,15 +338,37 @@ async def _browser(url: str, probe: Probe) -> Check:
         return make(Status.SKIPPED, "web.browser-unavailable", f"--browser needs {CHROMIUM}")
     failed: list[str] = []
     loaded = 0
+
+    async def aaaa(host: str) -> list[IPv6Address]:
+        answer = await probe.resolver.query(Query(host, RdType.AAAA))
+        return [r for r in answer.records if isinstance(r, IPv6Address)]
+
+    def note(request_url: str, failure: object) -> None:
+        host = urlsplit(request_url).hostname or ""
+        why = proxy.reason_for(host)
+        failed.append(f"{request_url} ({failure}{'; proxy: ' + why if why else ''})")
+
+    def refused(request_url: str, status: int) -> None:
+        if status == 502 and proxy.reason_for(urlsplit(request_url).hostname or ""):
+            note(request_url, "502 from the IPv6-only proxy")
+
     try:
-        async with async_playwright() as pw:
+        async with V6Proxy(aaaa, timeout=probe.settings.timeout) as proxy, async_playwright() as pw:
             browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-quic"]
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    f"--proxy-server={proxy.url}",
+                    "--proxy-bypass-list=<-loopback>",
+                ],
             )
             try:
                 page = await browser.new_page(ignore_https_errors=probe.settings.cafile is not None)
-                page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
-                page.on("requestfinished", lambda _r: None)
+                page.on("requestfailed", lambda r: note(r.url, r.failure))
+                # A refused plain-HTTP request is the proxy's 502 response, not a failure.
+                page.on("response", lambda r: refused(r.url, r.status))
                 response = await page.goto(
                     url, timeout=probe.settings.timeout * 4000, wait_until="load"
                 )
