@@ -147,6 +147,10 @@ class GatewayView(Protocol):
     observers: Observers | None
     turn: TurnService | None
 
+    @property
+    def role(self) -> object | None:
+        """The SIP worker role when this gateway is one worker of several, else None."""
+
 
 class Lifecycle:
     """Installs the signal handlers for the running gateway and acts on them."""
@@ -258,7 +262,10 @@ class Lifecycle:
         tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
         turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
-        if "sip.listen" in changed and gw.transports is not None:
+        # SIP workers take their sockets from the supervisor: a listener change waits for
+        # a restart there (held below, like the keys no reload applies)
+        workers = gw.role is not None
+        if "sip.listen" in changed and gw.transports is not None and not workers:
             opened, closed = await gw.transports.relisten(new.sip.listen)
             if gw.identity is not None:
                 gw.identity.replace_listeners(gw.transports.listeners)
@@ -287,8 +294,9 @@ class Lifecycle:
             if turn_live is not None:
                 turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
-        held = [k for k in changed if k not in RELOADABLE]
-        applied = [k for k in changed if k in RELOADABLE]
+        applies = RELOADABLE - {"sip.listen"} if workers else RELOADABLE
+        held = [k for k in changed if k not in applies]
+        applied = [k for k in changed if k in applies]
         kept = {k: old.values[k] for k in held}
         gw.cfg = _with_values(new, kept) if kept else new
         self.reloads += 1

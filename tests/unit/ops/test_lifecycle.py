@@ -39,6 +39,7 @@ def _gateway(cfg: config.Config) -> Any:
         identity=None,
         observers=None,
         turn=None,
+        role=None,
     )
 
 
@@ -116,6 +117,44 @@ def test_reload_rejected_keeps_the_old_configuration(
     assert kinds == ["auth", "proxy"]
     assert gw.proxy.reconfigured[1][2] == 4000
     assert "need a restart, not applied: store.url" in caplog.text
+
+
+def test_a_sip_worker_holds_listener_changes_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIP workers take their sockets from the supervisor: a reload that changes
+    sip.listen applies the rest and keeps the listeners (it once crashed the reload)."""
+    path = tmp_path / "rtc64.toml"
+    path.write_text('[sip]\nlisten = ["udp:127.0.0.1:5060"]\n')
+    cfg = config.load(path)
+    gw = _gateway(cfg)
+    gw.role = SimpleNamespace(index=0)
+
+    async def never(specs: object) -> Any:
+        raise AssertionError("a worker must not open listeners itself")
+
+    gw.transports = SimpleNamespace(relisten=never)
+    path.write_text(
+        '[sip]\nlisten = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]\n'
+        "[registrar]\nmax_expires = 4000\n"
+    )
+    caplog.set_level(logging.INFO)
+
+    async def reload() -> None:
+        life = lifecycle.Lifecycle(
+            gw, asyncio.Event(), reload_config=lambda: config.load(path),
+            log=logging.getLogger("t"),
+        )  # fmt: skip
+        life.reload()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if not life._reloading:
+                break
+
+    asyncio.run(reload())
+    assert gw.cfg.registrar.max_expires == 4000
+    assert gw.cfg.sip.listen == cfg.sip.listen
+    assert "need a restart, not applied: sip.listen" in caplog.text
 
 
 def test_bad_tls_files_reject_the_reload_before_anything_changes(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def test_new_handshakes_get_the_reloaded_certificate(tmp_path: Path) -> None:
         await layer.start()
         port = layer.listeners[0].port
         gw: Any = SimpleNamespace(
+            role=None,
             cfg=cfg,
             transports=layer,
             proxy=None,
@@ -93,6 +94,7 @@ def test_turn_tls_certificate_reloads_into_the_turn_listeners_context(tmp_path: 
         await stand_in.start()
         turn = SimpleNamespace(listeners=SimpleNamespace(server_tls=context))
         gw: Any = SimpleNamespace(
+            role=None,
             cfg=cfg, transports=None, proxy=None, media=None, identity=None, observers=None,
             turn=turn,
         )  # fmt: skip
