@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,6 +186,22 @@ def test_rfc7050_clat_carries_icmp_udp_tcp_large_udp_and_sip(clat: ClatLab) -> N
     assert v6.run("ip", "-4", "addr").stdout.strip() == ""
     assert v6.run("ip", "-4", "route").stdout.strip() == ""
     assert not (clat.state / "status.json").exists()
+    # no translator left running either (it would live on in a nameless namespace)
+    left = [
+        p.name
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and _cmdline(p).startswith(b"tayga")
+        and str(clat.state).encode() in _cmdline(p)
+    ]
+    assert left == [], left
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def send_ra(c: ClatLab, iface: str, prefix: str, lifetime: int) -> None:

@@ -145,7 +145,7 @@ def _line(link: dict[str, Any]) -> str:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    removed = clat_engine.cleanup_all(args.netns_prefix)
+    removed = clat_engine.cleanup_all(args.netns_prefix, args.state_dir)
     status = args.state_dir / "status.json"
     if status.exists() and read_status(args.state_dir) is None:
         status.unlink()

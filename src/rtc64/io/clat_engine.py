@@ -145,9 +145,33 @@ def remove_link(name: str) -> list[str]:
     return []
 
 
-def cleanup_all(ns_prefix: str = NS_PREFIX) -> list[str]:
-    """Remove every namespace and host link an instance (ours) may have left."""
+def kill_recorded(workdir: Path) -> list[str]:
+    """Kill the translators whose pid files a crashed instance left in ``workdir`` (a pid
+    is killed only while its command line still names that instance's tayga config).
+
+    The namespace's processes cannot always be found through ``/run/netns``: a daemon run
+    under ``ip netns exec`` has its own mount namespace, where a cleanup run from another
+    one may see an unmounted placeholder instead of the namespace."""
     removed: list[str] = []
+    if not workdir.is_dir():
+        return removed
+    for pidfile in sorted(workdir.glob("tayga*.pid")):
+        conf = pidfile.with_suffix(".conf")
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if cmdline[0].endswith(b"tayga") and str(conf).encode() in cmdline:
+                os.kill(pid, signal.SIGKILL)
+                removed.append(f"process {pid} (tayga, {conf.name})")
+        with contextlib.suppress(OSError):
+            pidfile.unlink()
+    return removed
+
+
+def cleanup_all(ns_prefix: str = NS_PREFIX, workdir: Path | None = None) -> list[str]:
+    """Remove every namespace and host link an instance (ours) may have left, and the
+    translators recorded in ``workdir``."""
+    removed: list[str] = [] if workdir is None else kill_recorded(workdir)
     if NETNS_DIR.is_dir():
         for entry in sorted(NETNS_DIR.iterdir()):
             if entry.name.startswith(ns_prefix) and entry.name[len(ns_prefix) :].isdigit():
@@ -235,6 +259,7 @@ class Tayga:
         with log:
             proc = self._popen(ns, conf, log)
         self.procs[cfg.slot] = proc
+        (cfg.workdir / f"tayga{cfg.slot}.pid").write_text(f"{proc.pid}\n")  # for cleanup
         time.sleep(0.2)
         if proc.poll() is not None:
             raise EngineError(f"tayga exited {proc.returncode}: see {cfg.workdir}")
@@ -277,6 +302,8 @@ class Tayga:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(OSError):
+            (cfg.workdir / f"tayga{cfg.slot}.pid").unlink()
         remove_namespace(cfg.namespace)
         for name in (cfg.host_veth, cfg.macvlan):
             remove_link(name)
