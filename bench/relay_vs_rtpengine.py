@@ -44,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procstat import CLK_TCK, all_ticks, cpu_seconds, descendants
 from rtc64.relay.bencode import Value, decode, encode
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +56,6 @@ RTPENGINE_PORTS = (40000, 43999)
 RTC64_PORTS = (34000, 37999)
 LOSS_LIMIT = 0.01
 MAX_OTHERS = 0.25
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- small helpers ------------------------------------------------------------------
@@ -69,37 +69,6 @@ def _sdp(host: str, port: int) -> str:
     )
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
 def _udp_errors() -> dict[str, int]:
     """System-wide UDP receive-buffer drops (IPv4: the sink; IPv6: the relays' A side)."""
     out = {}
@@ -111,20 +80,6 @@ def _udp_errors() -> dict[str, int]:
             k, v = ln.split()
             if k == "Udp6RcvbufErrors":
                 out["udp6_rcvbuf"] = int(v)
-    return out
-
-
-def _all_ticks() -> dict[int, int]:
-    """utime+stime of every process (threads included), in clock ticks."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[int(entry)] = int(fields[11]) + int(fields[12])
     return out
 
 
@@ -323,11 +278,11 @@ class Generator:
         self._cmd(f"run {self.step_id} {rate} {warm} {secs} 0.5")
         line = self._read()
         assert line == "W", line
-        t0, c0, g0, d0 = time.monotonic(), _cpu_seconds(pids), self._gen_cpu(), _udp_errors()
-        a0 = _all_ticks()
+        t0, c0, g0, d0 = time.monotonic(), cpu_seconds(pids), self._gen_cpu(), _udp_errors()
+        a0 = all_ticks()
         m = self._read().split()
-        t1, c1, g1, d1 = time.monotonic(), _cpu_seconds(pids), self._gen_cpu(), _udp_errors()
-        a1 = _all_ticks()
+        t1, c1, g1, d1 = time.monotonic(), cpu_seconds(pids), self._gen_cpu(), _udp_errors()
+        a1 = all_ticks()
         ours = {*pids, self.proc.pid, os.getpid()}
         others = sum(t - a0.get(p, 0) for p, t in a1.items() if p not in ours) / CLK_TCK
         r = self._read().split()
@@ -353,17 +308,17 @@ class Generator:
     def settle(self, pids: list[int], limit: float = 20.0) -> float:
         """Wait until the relay has drained what an overloaded step left in its queues."""
         start = time.monotonic()
-        last = _cpu_seconds(pids)
+        last = cpu_seconds(pids)
         while time.monotonic() - start < limit:
             time.sleep(0.3)
-            now = _cpu_seconds(pids)
+            now = cpu_seconds(pids)
             if now - last < 0.3 * 0.05:
                 break
             last = now
         return time.monotonic() - start
 
     def _gen_cpu(self) -> float:
-        return _cpu_seconds([self.proc.pid])
+        return cpu_seconds([self.proc.pid])
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -401,7 +356,7 @@ class Relay:
         finally:
             ng.close()
         self.setup_seconds = time.monotonic() - t
-        self.pids = _descendants(self.proc.pid)  # taskset execs the relay: same pid
+        self.pids = descendants(self.proc.pid)  # taskset execs the relay: same pid
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

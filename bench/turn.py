@@ -50,13 +50,13 @@ from typing import Any
 
 from bench import turn_load as load
 from bench import turn_report as report
+from bench.procstat import all_ticks, cpu_seconds
 from bench.turn_servers import (
     PASSWORD,
     SECRET,
     SINK_PORTS,
     USER,
     Server,
-    all_ticks,
     core_times,
     udp_drops,
 )
@@ -420,7 +420,6 @@ def _warn_binds(srv: Server) -> None:
 
 
 def load_cpu(pids: list[int | None]) -> float:
-    from bench.turn_servers import cpu_seconds  # noqa: PLC0415
 
     return cpu_seconds([p for p in pids if p])
 

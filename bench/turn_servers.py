@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench import turn_stun as stun
+from bench.procstat import cpu_seconds, descendants
 
 REALM = "bench.test"
 USER = "bench"
@@ -32,52 +33,6 @@ PORTS = {"coturn": 34780, "rtc64": 34790}
 RELAY_PORTS = {"coturn": (36000, 60999), "rtc64": (36000, 60999)}
 # The sink tries these first.
 SINK_PORTS = (35996, 35999)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
-def all_ticks() -> dict[int, int]:
-    """utime+stime of every process (threads included), in clock ticks."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[int(entry)] = int(fields[11]) + int(fields[12])
-    return out
 
 
 def udp_drops() -> dict[str, int]:
