@@ -150,8 +150,15 @@ class TokenBucket:
         if self.rate == 0:
             self.allowed += 1
             return True
+        return self.allow_key(self.key(source), now, cost)
+
+    def allow_key(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
+        """``allow`` for a key the caller derived from the source's prefix itself (any
+        hashable, one per prefix; cheaper than building the ``ipaddress`` network)."""
+        if self.rate == 0:
+            self.allowed += 1
+            return True
         self._sweep(now)
-        key = self.key(source)
         buckets = self._buckets
         found = buckets.pop(key, None)
         if found is None:
