@@ -143,3 +143,23 @@ def test_deadlines_compaction_keeps_every_live_deadline() -> None:
     assert d.due(-1.0) == live[::2]
     assert d.due(1e9) == live[1::2]
     assert d.next() is None and len(d) == 0
+
+
+def test_client_flow_is_a_value() -> None:
+    """Equal and hashed by its four fields (a plain class for mypyc, as the dataclass was)."""
+    remote, local = (ip_address("192.0.2.1"), 5000), (ip_address("192.0.2.9"), 3478)
+    a = ClientFlow(Transport.UDP, remote, local)
+    same = ClientFlow(Transport.UDP, (ip_address("192.0.2.1"), 5000), local, 0)
+    assert a == same and hash(a) == hash(same) and len({a, same}) == 1
+    others = (
+        ClientFlow(Transport.TCP, remote, local),
+        ClientFlow(Transport.UDP, (remote[0], 5001), local),
+        ClientFlow(Transport.UDP, remote, (local[0], 3479)),
+        ClientFlow(Transport.UDP, remote, local, 7),
+    )
+    assert all(a != o for o in others) and len({a, *others}) == 5
+    assert a != (Transport.UDP, remote, local, 0)
+    assert repr(a) == (
+        f"ClientFlow(transport={Transport.UDP!r}, remote={remote!r}, local={local!r}, connection=0)"
+    )
+    assert (a.family, a.stream, others[0].stream) == (Family.INET, False, True)
