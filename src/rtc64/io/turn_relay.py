@@ -116,7 +116,7 @@ class Totals:
     no_permission: int = 0
     over_limit: int = 0
 
-    def add(self, c: RelayCounters) -> None:
+    def add(self, c: RelayCounters | RelaySocket) -> None:
         self.relays += 1
         self.to_peer_packets += c.to_peer_packets
         self.to_peer_bytes += c.to_peer_bytes
@@ -523,12 +523,12 @@ class TurnRelays:
         relay = self.udp.pop(address, None)
         if relay is not None:
             group = self._group_of.get(address)
-            counters = _counters(relay, None if group is None else group.client)
-            key = (None if counters.client is None else counters.client.family, relay.family)
+            client = None if group is None else group.client
+            key = (None if client is None else client.family, relay.family)
             totals = self.closed_totals.get(key)
             if totals is None:
                 totals = self.closed_totals[key] = Totals()
-            totals.add(counters)
+            totals.add(relay)
             for number, route in list(relay.client.channels.items()):
                 if route.relay is relay:
                     del relay.client.channels[number]
