@@ -29,7 +29,7 @@ from .service import STATE_DIR, ClatService, ClatSettings, read_status
 
 EXIT_OK, EXIT_FAIL = 0, 1
 MTU_RANGE = (1260, 9000)
-PKG = {"ip": "iproute2", "tayga": "tayga"}
+PKG = {"ip": "iproute2", "tayga": "tayga", "nft": "nftables"}
 NS_HELP = "namespace names are PREFIX<slot> (default rtc64-clat)"
 
 
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     clat_settings = _settings(args)
     if os.geteuid() != 0:
         raise Rtc64Error("clat run needs root (network namespaces, links, addresses)")
-    for tool in ("ip", "tayga"):
+    for tool in ("ip", "tayga", "nft"):
         if shutil.which(tool) is None:
             raise Rtc64Error(f"clat run needs {tool} on PATH (Debian: apt install {PKG[tool]})")
     logs.setup(args.clat_log_level, "text")

@@ -18,7 +18,8 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
 - A DAD failure moves the CLAT address to the next candidate (RFC 4862 §5.4.5).
 - The CLAT's IPv4 MTU is ``--mtu`` (1260: fits the IPv6 minimum 1280 after translation),
   never more than the uplink's MTU minus 20; bigger IPv4 datagrams are fragmented by the
-  host, and tayga translates each fragment (RFC 7915 §4.1).
+  host, and tayga translates each fragment (RFC 7915 §4.1). TCP SYNs crossing the CLAT
+  get their MSS clamped to that MTU minus 40 (the engine).
 - Status is written to ``status.json`` in the state directory after each change.
 """
 
@@ -43,7 +44,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.net.pref64 import pref64_options
 from rtc64.net.rfc6052 import Rfc6052Error
 
-from .addressing import CLAT_RANGE, Slot, clat_address, free_slot
+from .addressing import CLAT_RANGE, Slot, clat_address, free_slot, internal_address
 from .linkstate import LinkState, LinkView, Off, Want
 
 LIVENESS = 10.0
@@ -325,11 +326,16 @@ class ClatService:
             tun=slot.tun,
             host_v4=slot.host_v4,
             clat_v4=slot.clat_v4,
-            clat_v6=clat_address(want.source, want.link.name, slot, attempt),
+            clat_v6=(
+                clat_address(want.source, want.link.name, slot, attempt)
+                if want.shared is None
+                else internal_address(slot)
+            ),
             plat=want.prefix.prefix,
             router=router,
             mtu=min(self.settings.mtu, want.link.mtu - IPV6_OVER_IPV4),
             workdir=self.settings.state_dir,
+            shared=want.shared,
         )
 
     async def stop_instance(self, index: int, why: str) -> None:
@@ -358,8 +364,13 @@ class ClatService:
                     "prefix_source": decision.prefix.source,
                     "ipv4": str(cfg.host_v4),
                     "clat_ipv4": str(cfg.clat_v4),
-                    "clat_ipv6": str(cfg.clat_v6),
-                    "address_policy": f"dedicated, proxy-ND after DAD; {decision.why}",
+                    "clat_ipv6": str(cfg.shared or cfg.clat_v6),
+                    "address_policy": (
+                        f"dedicated, proxy-ND after DAD; {decision.why}"
+                        if cfg.shared is None
+                        else f"shared (internal {cfg.clat_v6}, SNAT in nftables table "
+                        f"ip6 {cfg.table}); {decision.why}"
+                    ),
                     "namespace": cfg.namespace,
                     "host_link": cfg.host_veth,
                     "engine": self.engine.name,
