@@ -112,3 +112,16 @@ def test_a_128_only_link_shares_its_address_and_forwarded_tcp_is_clamped(clat: C
     assert v6.run("nft", "list", "table", "ip6", table, check=False).returncode != 0
     assert v6.run("cat", fwd).stdout.strip() == "0"
     assert clat.namespaces() == []
+    # kill -9: the table and the uplink's sysctl stay until ``clat cleanup``
+    clat.start("--prefix", str(NAT64_PREFIX), "--no-dns64")
+    clat.wait("the shared CLAT up again", lambda: bool(clat.running()))
+    assert v6.run("cat", fwd).stdout.strip() == "1"
+    clat.proc.send_signal(signal.SIGKILL)
+    clat.proc.wait(5)
+    done = clat.rtc64(
+        "clat", "cleanup", "--netns-prefix", clat.ns_prefix, "--state-dir", str(clat.state)
+    ).stdout
+    assert f"nftables table ip6 {table}" in done and f"force_forwarding=0 on {host_if}" in done
+    assert v6.run("nft", "list", "table", "ip6", table, check=False).returncode != 0
+    assert v6.run("cat", fwd).stdout.strip() == "0"
+    assert clat.namespaces() == []
