@@ -51,6 +51,11 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         "--dns-server", action="append", default=[], help="DNS server for RFC 7050 HOST[:PORT]"
     )
     run.add_argument("--no-dns64", action="store_true", help="do not ask RFC 7050")
+    run.add_argument(
+        "--no-dhcpv4",
+        action="store_true",
+        help="do not probe uplinks for DHCPv4 option 108 (RFC 8925; no lease is ever taken)",
+    )
     run.add_argument("--state-dir", type=Path, default=STATE_DIR)
     run.add_argument("--netns-prefix", default=clat_engine.NS_PREFIX, help=NS_HELP)
     run.add_argument("--log-level", dest="clat_log_level", default="info")
@@ -86,6 +91,7 @@ def _settings(args: argparse.Namespace) -> ClatSettings:
         mtu=args.mtu,
         state_dir=args.state_dir,
         dns_servers=tuple(args.dns_server),
+        dhcpv4=not args.no_dhcpv4,
     )
 
 

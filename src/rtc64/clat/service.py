@@ -20,6 +20,10 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
   never more than the uplink's MTU minus 20; bigger IPv4 datagrams are fragmented by the
   host, and tayga translates each fragment (RFC 7915 §4.1). TCP SYNs crossing the CLAT
   get their MSS clamped to that MTU minus 40 (the engine).
+- DHCPv4 option 108 (RFC 8925): unless ``dhcpv4`` is off, each up uplink is probed
+  (``dhcpwatch``; never a lease taken); an OFFER with option 108 tells that link's state
+  machine IPv6-only is preferred for V6ONLY_WAIT plus ``DHCP_GRACE`` (the re-probe at the
+  end of the wait renews it before it lapses); an OFFER without it is reported.
 - Status is written to ``status.json`` in the state directory after each change.
 """
 
@@ -45,6 +49,9 @@ from rtc64.net.pref64 import pref64_options
 from rtc64.net.rfc6052 import Rfc6052Error
 
 from .addressing import CLAT_RANGE, Slot, clat_address, free_slot, internal_address
+from .dhcp4 import Event as DhcpEvent
+from .dhcp4 import V6Only
+from .dhcpwatch import Dhcp4Watch
 from .linkstate import LinkState, LinkView, Off, Want
 
 LIVENESS = 10.0
@@ -55,6 +62,7 @@ MAX_RTR_SOLICITATIONS = 3
 RTR_SOLICITATION_INTERVAL = 4.0
 STATE_DIR = Path("/run/rtc64/clat")
 MAX_DAD_ATTEMPTS = 3
+DHCP_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,8 @@ class ClatSettings:
     mtu: int = 1260
     state_dir: Path = STATE_DIR
     dns_servers: tuple[str, ...] = ()
+    dhcpv4: bool = True
+    """Probe each uplink for DHCPv4 option 108 (RFC 8925)."""
     ns_prefix: str = clat_engine.NS_PREFIX
     """Namespaces are ``<ns_prefix><slot>`` (tests and side-by-side daemons change it)."""
 
@@ -112,10 +122,14 @@ class ClatService:
     """A link whose CLAT failed to start: not retried for the same ``Want`` before then."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _dns_task: asyncio.Task[None] | None = None
+    dhcp: Dhcp4Watch | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, stop: asyncio.Event) -> None:
         events = netlink.Events()
         loop = asyncio.get_running_loop()
+        if self.settings.dhcpv4:
+            self.dhcp = Dhcp4Watch(self.log, self.dhcp_event)
         try:
             await self.refresh(loop.time())  # link states first: the RAs answering
             solicit = Solicitations(loop.time())  # the RS find them (queued meanwhile)
@@ -125,31 +139,55 @@ class ClatService:
                 deadlines = [t for s in self.links.values() if (t := s.get_timer()) is not None]
                 if solicit.next is not None:
                     deadlines.append(solicit.next)
+                if self.dhcp is not None:
+                    self.dhcp.handle_timer(loop.time())
+                    if (t := self.dhcp.get_timer()) is not None:
+                        deadlines.append(t)
                 timeout = LIVENESS
                 if deadlines:
                     timeout = max(0.0, min(min(deadlines) - loop.time(), LIVENESS))
                 waiter = asyncio.ensure_future(events.next(timeout))
                 stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({waiter, stopper}, return_when="FIRST_COMPLETED")
+                woken = asyncio.ensure_future(self.wake.wait())
+                done, _ = await asyncio.wait(
+                    {waiter, stopper, woken}, return_when="FIRST_COMPLETED"
+                )
                 stopper.cancel()
-                if waiter not in done:
+                woken.cancel()
+                self.wake.clear()
+                if waiter not in done:  # stopping, or a DHCP answer woke us
                     waiter.cancel()
-                    break
+                    if stopper in done:
+                        break
+                messages = waiter.result() if waiter in done else None
                 await asyncio.sleep(COALESCE)  # one snapshot for a burst of events
                 now = loop.time()
-                for msg in waiter.result() or ():
+                for msg in messages or ():
                     self.pref64_message(msg.ifindex, pref64_options(msg), now)
                 for state in self.links.values():
                     state.handle_timer(now)
                 await self.refresh(now)
         finally:
             events.close()
+            if self.dhcp is not None:
+                self.dhcp.close()
             if self._dns_task is not None:
                 self._dns_task.cancel()
             for index in list(self.instances):
                 await self.stop_instance(index, "daemon stopping")
             with contextlib.suppress(OSError):
                 (self.settings.state_dir / "status.json").unlink()
+
+    def dhcp_event(self, index: int, event: DhcpEvent) -> None:
+        """What a link's option 108 probe learnt (called from the socket's reader)."""
+        state = self.links.get(index)
+        if state is None:
+            return
+        if isinstance(event, V6Only):
+            state.option108(event.wait + DHCP_GRACE, asyncio.get_running_loop().time())
+        if self.dhcp is not None:
+            self.log.info("%s: DHCPv4: %s", self.names.get(index), self.dhcp.describe(index))
+        self.wake.set()
 
     def _lacking_pref64(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -214,6 +252,11 @@ class ClatService:
                     router=link.router,
                 )
             )
+        if self.dhcp is not None:
+            self.dhcp.follow(
+                ((i, self.names[i], s.view is not None and s.view.up) for i, s in self.links.items()
+                 if i in seen), now,
+            )  # fmt: skip
         for index in set(self.links) - seen:
             await self.stop_instance(index, "link gone")
             del self.links[index]
@@ -349,6 +392,8 @@ class ClatService:
         links = []
         for index, decision in sorted(self.decisions.items()):
             entry: dict[str, Any] = {"interface": self.names.get(index), "index": index}
+            if self.dhcp is not None and (dhcp := self.dhcp.describe(index)) is not None:
+                entry["dhcpv4"] = dhcp
             inst = self.instances.get(index)
             if isinstance(decision, Off):
                 entry |= {"state": "off", "reason": decision.reason.value}

@@ -14,6 +14,7 @@ import pytest
 
 from rtc64.clat import service as service_mod
 from rtc64.clat.addressing import INTERNAL_V6
+from rtc64.clat.dhcp4 import V6Only
 from rtc64.clat.service import RETRY_AFTER, ClatService, ClatSettings, read_status
 from rtc64.io import clat_engine, netlink
 from rtc64.io.clat_engine import ClatConfig, Counters
@@ -304,3 +305,25 @@ def test_a_128_only_link_gets_a_shared_clat_and_its_status_says_so(
     assert entry["state"] == "running" and entry["clat_ipv6"] == str(lease.ip)
     assert entry["address_policy"].startswith(f"shared (internal {cfg.clat_v6}")
     assert f"ip6 {cfg.namespace}" in entry["address_policy"]
+
+
+def test_option_108_from_the_dhcp_probe_outweighs_ipv4_on_the_link_until_it_lapses(
+    tmp_path: Path, links: list[netlink.LinkInfo]
+) -> None:
+    engine = FakeEngine()
+    svc = make(tmp_path, engine, prefix=P1)
+    links[0] = link(2, "eth0", v4=("10.99.0.50/24",))
+
+    async def go() -> None:
+        await svc.refresh(0)
+        assert svc.instances == {}
+        now = asyncio.get_running_loop().time()
+        svc.dhcp_event(2, V6Only(1800.0, None))
+        assert svc.wake.is_set()
+        await svc.refresh(now)
+        assert len(svc.instances) == 1
+        svc.links[2].handle_timer(now + 1801 + service_mod.DHCP_GRACE)
+        await svc.refresh(now + 1801 + service_mod.DHCP_GRACE)
+        assert svc.instances == {}  # no renewal came: the link's IPv4 counts again
+
+    run(go())
