@@ -80,6 +80,13 @@ class Reply:
         return int.from_bytes(value, "big") if value is not None and len(value) == 4 else None
 
 
+def read_options(area: bytes) -> dict[int, bytes]:
+    """Option code -> value of an options area (repeats concatenated, RFC 3396)."""
+    out: dict[int, bytes] = {}
+    _options(area, out)
+    return out
+
+
 def _options(data: bytes, into: dict[int, bytes]) -> None:
     """Read TLV options up to END (or the end of ``data``), concatenating repeats."""
     i = 0
