@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
+from rtc64.clat.learning import ClatWatch
 from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
@@ -400,7 +401,11 @@ class Gateway:
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
             nat64 = await _discover_nat64(resolver, log)
-        media = MediaBridge(relay, cfg.media.policy, log.getChild("media"), nat64=nat64)
+        clats = ClatWatch(Path(cfg.nat64.clat_state_dir), log.getChild("clat"))
+        media = MediaBridge(
+            relay, cfg.media.policy, log.getChild("media"), nat64=nat64, unusable=clats.addresses
+        )
+        clats.addresses()  # learnt (and logged) now, then kept current
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         return media, relay_cfg

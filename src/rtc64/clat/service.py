@@ -37,7 +37,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -410,6 +410,7 @@ class ClatService:
                     "ipv4": str(cfg.host_v4),
                     "clat_ipv4": str(cfg.clat_v4),
                     "clat_ipv6": str(cfg.shared or cfg.clat_v6),
+                    "policy": "dedicated" if cfg.shared is None else "shared",
                     "address_policy": (
                         f"dedicated, proxy-ND after DAD; {decision.why}"
                         if cfg.shared is None
@@ -451,13 +452,39 @@ def read_status(state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
     return data
 
 
+def idle_links(state_dir: Path = STATE_DIR) -> list[dict[str, str]]:
+    """The links a live ``rtc64 clat run`` watches without a CLAT: interface, state (off,
+    failed), reason and detail (why not: IPv4 present, no NAT64 found...)."""
+    status = read_status(state_dir) or {}
+    keys = ("interface", "state", "reason", "detail")
+    return [
+        {k: str(link.get(k) or "") for k in keys}
+        for link in status.get("links", [])
+        if isinstance(link, dict) and link.get("state") != "running"
+    ]
+
+
 def running_clats(state_dir: Path = STATE_DIR) -> list[dict[str, str]]:
     """The CLATs a live ``rtc64 clat run`` keeps up: interface, IPv4 address, CLAT IPv6
-    address, prefix and its source, engine (for ``rtc64 probe`` and the gateway)."""
+    address, its policy (dedicated or shared), prefix and its source, engine (for ``rtc64
+    probe`` and the gateway)."""
     status = read_status(state_dir) or {}
-    keys = ("interface", "ipv4", "clat_ipv6", "prefix", "prefix_source", "engine")
+    keys = ("interface", "ipv4", "clat_ipv6", "policy", "prefix", "prefix_source", "engine")
     return [
-        {k: str(link.get(k)) for k in keys}
+        {k: str(link.get(k, "")) for k in keys}
         for link in status.get("links", [])
         if isinstance(link, dict) and link.get("state") == "running"
     ]
+
+
+def clat_addresses(clats: Sequence[dict[str, str]]) -> frozenset[IPv4Address | IPv6Address]:
+    """The addresses of ``running_clats`` no SDP may carry: each CLAT's IPv4 address and
+    its dedicated IPv6 address (a shared one is the host's own, usable as ever)."""
+    out: set[IPv4Address | IPv6Address] = set()
+    for clat in clats:
+        with contextlib.suppress(ValueError):
+            out.add(IPv4Address(clat["ipv4"]))
+        if clat.get("policy") == "dedicated":
+            with contextlib.suppress(ValueError):
+                out.add(IPv6Address(clat["clat_ipv6"]))
+    return frozenset(out)
