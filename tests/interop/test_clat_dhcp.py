@@ -4,7 +4,8 @@
         == gateway (tayga PLAT; kea-dhcp4 on the same link, 10.99.0.0/24) == v4 host
 
 - Kea with ``v6-only-preferred`` 1800: the probe's OFFER carries option 108, the CLAT runs
-  although the link has IPv4, and Kea's lease file holds no lease (no REQUEST was sent).
+  although the link has IPv4, and Kea's lease file holds no lease (no REQUEST was sent);
+  UDP port 68 stays free for the host's own DHCP client (the probe uses a packet socket).
 - The same Kea without option 108: the host's IPv4 counts, no CLAT ("IPv4 present"), the
   status reports the IPv4 offer; still no lease taken.
 """
@@ -83,6 +84,8 @@ def test_option_108_turns_the_clat_on_without_a_lease_and_its_absence_lets_ipv4_
     assert "option 108 from 10.99.0.1" in link["dhcpv4"] and "1800" in link["dhcpv4"]
     assert leases(work) == []  # an OFFER only: rtc64 never REQUESTed the address
     assert "DHCPREQUEST" not in (work / "kea-v6only.log").read_text()
+    # a packet socket, not UDP port 68: the host's own DHCP client can still bind it
+    assert lab.v6.run("ss", "-Hlun", "sport = :68").stdout.strip() == ""
     assert clat.proc is not None
     clat.proc.send_signal(signal.SIGTERM)
     clat.proc.wait(30)

@@ -15,7 +15,12 @@ RFC 8925 §3.2-§3.4):
   IPv4: reported, and re-probed after ``REPROBE`` so a change of policy is seen. Within one
   exchange an OFFER with option 108 overrides an earlier one without it (several servers).
 - DISCOVER retransmission (RFC 2131 §4.1): 4, 8, 16, 32, 64 s; after that the link has no
-  DHCPv4 server for us (reported), and we try again after ``REPROBE``.
+  DHCPv4 server for us (reported), and we try again after ``REPROBE_SILENT``.
+- The messages travel in IPv4/UDP built here (``encapsulate``: 0.0.0.0:68 to
+  255.255.255.255:67, RFC 768 checksum) and read here (``decapsulate``: one unfragmented
+  datagram from port 67 to port 68, lengths and a non-zero checksum verified), so the
+  socket can be a link-layer one that never binds UDP port 68 (the host's own DHCP
+  client keeps it).
 - Replies are checked before use: BOOTREPLY, our transaction id and hardware address,
   message type OFFER; anything else is dropped and counted. The parser is bounded: any
   overrun, a missing magic cookie, a truncated option raises ``DhcpError`` (a
@@ -46,7 +51,14 @@ OPT_V6ONLY_PREFERRED = 108
 DHCPDISCOVER, DHCPOFFER = 1, 2
 MIN_V6ONLY_WAIT = 300.0
 RETRANSMIT = (4.0, 8.0, 16.0, 32.0, 64.0)
-REPROBE = 300.0
+REPROBE = 3600.0
+"""After an OFFER without option 108: ask again (a network may turn IPv6-mostly on)."""
+REPROBE_SILENT = 600.0
+"""After a DISCOVER round nobody answered."""
+CLIENT_PORT, SERVER_PORT = 68, 67
+IPPROTO_UDP = 17
+IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+UDP_HEADER = struct.Struct("!HHHH")
 
 
 class DhcpError(RemoteProtocolError):
@@ -146,6 +158,55 @@ def discover(xid: int, mac: bytes) -> bytes:
     return (fixed + MAGIC_COOKIE + options).ljust(MIN_BOOTP, b"\0")
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    blob = data + b"\0" if len(data) % 2 else data
+    total: int = sum(struct.unpack(f"!{len(blob) // 2}H", blob))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _udp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
+    pseudo = src + dst + struct.pack("!BBH", 0, IPPROTO_UDP, len(segment))
+    return _checksum(pseudo + segment)
+
+
+def encapsulate(payload: bytes) -> bytes:
+    """``payload`` as an IPv4/UDP datagram from 0.0.0.0:68 to 255.255.255.255:67."""
+    src, dst = bytes(4), b"\xff" * 4
+    udp = UDP_HEADER.pack(CLIENT_PORT, SERVER_PORT, UDP_HEADER.size + len(payload), 0)
+    checksum = _udp_checksum(src, dst, udp + payload) or 0xFFFF  # 0 means "none"
+    udp = udp[:6] + checksum.to_bytes(2, "big")
+    total = IPV4_HEADER.size + len(udp) + len(payload)
+    header = IPV4_HEADER.pack(0x45, 0x10, total, 0, 0, 64, IPPROTO_UDP, 0, src, dst)
+    header = header[:10] + _checksum(header).to_bytes(2, "big") + header[12:]
+    return header + udp + payload
+
+
+def decapsulate(packet: bytes) -> bytes:
+    """The DHCP message in an IPv4/UDP datagram to port 68; ``DhcpError`` otherwise."""
+    if len(packet) < IPV4_HEADER.size + UDP_HEADER.size:
+        raise DhcpError(f"IPv4 packet of {len(packet)} octets is too short for UDP")
+    vihl, _, total, _, frag, _, proto, _, src, dst = IPV4_HEADER.unpack_from(packet)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < IPV4_HEADER.size or not ihl + UDP_HEADER.size <= total:
+        raise DhcpError("not an IPv4 header")
+    if total > len(packet) or proto != IPPROTO_UDP or frag & 0x3FFF:
+        raise DhcpError("not one whole UDP datagram")
+    if _checksum(packet[:ihl]) != 0:
+        raise DhcpError("bad IPv4 header checksum")
+    sport, dport, length, checksum = UDP_HEADER.unpack_from(packet, ihl)
+    if sport != SERVER_PORT or dport != CLIENT_PORT:
+        raise DhcpError(f"UDP {sport} -> {dport} is not DHCP server -> client")
+    if length < UDP_HEADER.size or ihl + length > total:
+        raise DhcpError(f"UDP length {length} does not fit the IPv4 packet")
+    segment = packet[ihl : ihl + length]
+    if checksum and _udp_checksum(src, dst, segment) != 0:
+        raise DhcpError("bad UDP checksum")
+    return segment[UDP_HEADER.size :]
+
+
 @dataclass(frozen=True, slots=True)
 class V6Only:
     """Option 108: IPv6-only is preferred for ``wait`` seconds (already at least 300)."""
@@ -205,7 +266,7 @@ class Dhcp4Probe:
         if self.state is State.SELECTING and self.tries < len(RETRANSMIT):
             return self._send(now)
         if self.state is State.SELECTING:  # no answer to any DISCOVER
-            self.state, self.deadline, self.last = State.NO_SERVER, now + REPROBE, None
+            self.state, self.deadline, self.last = State.NO_SERVER, now + REPROBE_SILENT, None
             return None
         return self.start(now)  # the wait or the re-probe interval is over
 

@@ -5,8 +5,8 @@ Rules (RFC 8925 §3.2; the probe's own rules are in ``dhcp4``):
 - ``follow`` is called with each netlink snapshot: a probe starts on every eligible link
   that is up and has an Ethernet address, and stops (socket closed) when the link goes
   down or away; it starts afresh when the link comes back (a new network may answer).
-- A link whose socket cannot be opened (port 68 taken without ``SO_REUSEADDR``, no
-  permission) is reported once and not probed again while the daemon runs.
+- A link whose socket cannot be opened (no permission, not Ethernet) is reported once and
+  not probed again while the daemon runs.
 - What the probes learn is handed to ``on_event(index, event)``; send failures are
   counted, never raised into the daemon.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from rtc64.io.dhcp4 import Dhcp4Socket, hardware_address
 
-from .dhcp4 import Dhcp4Probe, Event
+from .dhcp4 import Dhcp4Probe, DhcpError, Event, decapsulate, encapsulate
 
 
 @dataclass(slots=True)
@@ -33,6 +33,8 @@ class Dhcp4Watch:
     socks: dict[int, Dhcp4Socket] = field(default_factory=dict)
     unavailable: set[int] = field(default_factory=set)
     send_errors: int = 0
+    dropped: int = 0
+    """Packets that were not a well-formed IPv4/UDP datagram to port 68."""
 
     def follow(self, links: Iterable[tuple[int, str, bool]], now: float) -> None:
         """``links``: (index, name, up) of every eligible link right now."""
@@ -59,7 +61,7 @@ class Dhcp4Watch:
 
     def _send(self, index: int, data: bytes) -> None:
         try:
-            self.socks[index].send(data)
+            self.socks[index].send(encapsulate(data))
         except OSError as exc:
             self.send_errors += 1
             self.log.debug("DHCPDISCOVER on %s failed: %s", self.socks[index].ifname, exc)
@@ -69,7 +71,12 @@ class Dhcp4Watch:
         if sock is None or probe is None:
             return
         now = asyncio.get_running_loop().time()
-        for data, _ in sock.recv_all():
+        for packet in sock.recv_all():
+            try:
+                data = decapsulate(packet)
+            except DhcpError:
+                self.dropped += 1
+                continue
             event = probe.receive(data, now)
             if event is not None:
                 self.on_event(index, event)

@@ -10,11 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
 
 from rtc64.clat import dhcp4
 from rtc64.clat.dhcp4 import (
     MIN_V6ONLY_WAIT,
     REPROBE,
+    REPROBE_SILENT,
     Dhcp4Probe,
     DhcpError,
     Ipv4Offered,
@@ -163,7 +165,8 @@ def test_retransmission_backs_off_then_no_server_then_reprobe() -> None:
             sent.append(now)
     assert sent == [0, 4, 12, 28, 60] and now == 124 and p.state is State.NO_SERVER
     assert p.describe() == "no DHCPv4 server answered"
-    assert p.handle_timer(now + REPROBE) is not None and p.state is State.SELECTING
+    assert p.get_timer() == now + REPROBE_SILENT
+    assert p.handle_timer(now + REPROBE_SILENT) is not None and p.state is State.SELECTING
 
 
 @settings(max_examples=400, deadline=None)
@@ -200,3 +203,53 @@ def test_fuzz_mutated_offers_never_escape(data: st.DataObject) -> None:
 def test_header_layout_is_rfc2131() -> None:
     assert dhcp4.FIXED.size == 236
     assert struct.unpack_from("!I", dhcp4.discover(XID, MAC), 4)[0] == XID
+
+
+def test_the_discover_travels_in_ipv4_udp_from_68_to_67_that_scapy_accepts() -> None:
+    payload = dhcp4.discover(XID, MAC)
+    raw = dhcp4.encapsulate(payload)
+    pkt = IP(raw)
+    assert (pkt.src, pkt.dst, pkt[UDP].sport, pkt[UDP].dport) == (
+        "0.0.0.0",
+        "255.255.255.255",
+        68,
+        67,
+    )
+    assert bytes(pkt[UDP].payload) == payload
+    del pkt.chksum, pkt.len, pkt[UDP].chksum, pkt[UDP].len  # scapy computes them afresh
+    assert bytes(pkt) == raw
+
+
+def server_packet(payload: bytes, **kw: object) -> bytes:
+    fields: dict[str, object] = {"src": SERVER, "dst": "255.255.255.255"}
+    fields.update(kw)
+    return bytes(IP(**fields) / UDP(sport=67, dport=68) / payload)  # type: ignore[arg-type]
+
+
+def test_a_server_datagram_is_unwrapped_and_anything_else_refused() -> None:
+    body = offer(("ipv6-only-preferred", 1800))
+    assert dhcp4.decapsulate(server_packet(body)) == body
+    no_checksum = bytearray(server_packet(body))
+    no_checksum[26:28] = b"\0\0"  # UDP checksum 0: "none" (RFC 768)
+    assert dhcp4.decapsulate(bytes(no_checksum)) == body
+    bad = bytearray(server_packet(body))
+    bad[-1] ^= 0xFF
+    with pytest.raises(DhcpError, match="UDP checksum"):
+        dhcp4.decapsulate(bytes(bad))
+    with pytest.raises(DhcpError, match="whole UDP"):
+        dhcp4.decapsulate(server_packet(body, flags="MF"))
+    with pytest.raises(DhcpError, match="53 -> 68 is not"):
+        dhcp4.decapsulate(bytes(IP(dst="255.255.255.255") / UDP(sport=53, dport=68) / body))
+    with pytest.raises(DhcpError, match="too short"):
+        dhcp4.decapsulate(b"\x45")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_datagrams_raise_only_the_documented_error(data: st.DataObject) -> None:
+    raw = bytearray(server_packet(offer(("ipv6-only-preferred", 1800))))
+    for _ in range(data.draw(st.integers(1, 6))):
+        raw[data.draw(st.integers(0, 40))] = data.draw(st.integers(0, 255))
+    for sample in (bytes(raw), bytes(raw[: data.draw(st.integers(0, len(raw)))])):
+        with contextlib.suppress(DhcpError):
+            dhcp4.decapsulate(sample)
