@@ -214,8 +214,12 @@ def shared_ruleset(cfg: ClatConfig, limit_uplink: bool) -> str:
 
 
 def host_tables(prefix: str) -> list[str]:
-    """The host's ``ip6`` nftables tables named ``<prefix><slot>`` (ours)."""
-    proc = _exec(("nft", "-j", "list", "tables", "ip6"))
+    """The host's ``ip6`` nftables tables named ``<prefix><slot>`` (ours); none without
+    nft (nothing of ours can exist then)."""
+    try:
+        proc = _exec(("nft", "-j", "list", "tables", "ip6"))
+    except EngineError:
+        return []
     if proc.returncode != 0:
         return []
     try:

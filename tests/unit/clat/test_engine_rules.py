@@ -93,3 +93,9 @@ def test_a_tampered_record_never_writes_outside_the_sysctl_tree(
     (tmp_path / "forwarding2.json").write_text("not json")
     assert clat_engine.restore_forwarding(tmp_path) == []
     assert not list(tmp_path.glob("forwarding*"))
+
+
+def test_without_nft_there_are_no_tables_to_remove(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert clat_engine.host_tables("rtc64-clat") == []
+    assert clat_engine.remove_table("rtc64-clat0") == []
