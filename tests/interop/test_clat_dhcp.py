@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -20,39 +19,9 @@ import pytest
 
 from tests.interop.clatlab import ClatLab
 from tests.interop.lab import require_lab
-from tests.interop.nat64lab import NAT64_PREFIX
+from tests.interop.nat64lab import NAT64_PREFIX, start_kea
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def kea_config(workdir: Path, iface: str, v6only: bool) -> Path:
-    subnet: dict[str, object] = {
-        "id": 1,
-        "subnet": "10.99.0.0/24",
-        "pools": [{"pool": "10.99.0.100 - 10.99.0.199"}],
-    }
-    if v6only:
-        subnet["option-data"] = [{"name": "v6-only-preferred", "data": "1800"}]
-    conf = {
-        "Dhcp4": {
-            "interfaces-config": {"interfaces": [iface], "dhcp-socket-type": "raw"},
-            "lease-database": {
-                "type": "memfile",
-                "persist": True,
-                "name": str(workdir / "leases.csv"),
-                "lfc-interval": 0,
-            },
-            "valid-lifetime": 600,
-            "subnet4": [subnet],
-            "loggers": [
-                {"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "DEBUG",
-                 "debuglevel": 40}
-            ],
-        }
-    }  # fmt: skip
-    path = workdir / f"kea-{'v6only' if v6only else 'plain'}.json"
-    path.write_text(json.dumps(conf, indent=1))
-    return path
 
 
 def leases(workdir: Path) -> list[str]:
@@ -69,15 +38,11 @@ def test_option_108_turns_the_clat_on_without_a_lease_and_its_absence_lets_ipv4_
     gw_if, host_if = f"g6{tag}", f"h6{tag}"
     work = lab.workdir / "kea"
     work.mkdir()
-    env = {"KEA_PIDFILE_DIR": str(work), "KEA_LOCKFILE_DIR": str(work)}
     lab.gw.run("ip", "-4", "addr", "add", "10.99.0.1/24", "dev", gw_if)
     lab.v6.run("ip", "-4", "addr", "add", "10.99.0.50/24", "dev", host_if)
-    kea = lab.gw.popen(
-        ["kea-dhcp4", "-c", str(kea_config(work, gw_if, v6only=True))],
-        log=work / "kea-v6only.log",
-        env=env,
-    )
-    clat.wait("Kea", lambda: "DHCP4_STARTED" in (work / "kea-v6only.log").read_text())
+    lease_file = work / "leases.csv"
+    kea = start_kea(lab.gw, work, gw_if, "10.99.0.0/24", v6only=1800, leases=lease_file,
+                    name="kea-v6only")  # fmt: skip
     clat.start("--prefix", str(NAT64_PREFIX), "--no-dns64", "--interface", host_if)
     clat.wait("the CLAT up on option 108", lambda: bool(clat.running()), timeout=40)
     (link,) = clat.running()
@@ -92,12 +57,7 @@ def test_option_108_turns_the_clat_on_without_a_lease_and_its_absence_lets_ipv4_
     kea.send_signal(signal.SIGTERM)
     kea.wait(10)
     # the same server without option 108: the host's IPv4 counts again
-    lab.gw.popen(
-        ["kea-dhcp4", "-c", str(kea_config(work, gw_if, v6only=False))],
-        log=work / "kea-plain.log",
-        env=env,
-    )
-    clat.wait("Kea again", lambda: "DHCP4_STARTED" in (work / "kea-plain.log").read_text())
+    start_kea(lab.gw, work, gw_if, "10.99.0.0/24", v6only=None, leases=lease_file, name="kea-plain")
     clat.start("--prefix", str(NAT64_PREFIX), "--no-dns64", "--interface", host_if)
 
     def offered() -> bool:
