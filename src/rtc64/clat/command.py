@@ -138,15 +138,17 @@ def _status(args: argparse.Namespace) -> int:
 
 def _line(link: dict[str, Any]) -> str:
     head = f"{link.get('interface')}: {link.get('state')}"
+    dhcp = f"; DHCPv4: {link['dhcpv4']}" if link.get("dhcpv4") else ""
     if link.get("state") != "running":
         detail = f" ({link['detail']})" if link.get("detail") else ""
-        return f"{head}: {link.get('reason')}{detail}"
+        return f"{head}: {link.get('reason')}{detail}{dhcp}"
     counters = link.get("counters") or {}
     return (
-        f"{head}: IPv4 {link['ipv4']} -> {link['clat_ipv6']} via {link['prefix']} "
-        f"({link['prefix_source']}), engine {link['engine']} in {link['namespace']}, "
-        f"MTU {link['mtu']}, packets out {counters.get('to_clat_packets', '?')} "
-        f"in {counters.get('from_clat_packets', '?')}"
+        f"{head}: IPv4 {link['ipv4']} -> {link['clat_ipv6']} ({link.get('policy')}) via "
+        f"{link['prefix']} ({link['prefix_source']}), engine {link['engine']} in "
+        f"{link['namespace']}, MTU {link['mtu']}, packets out "
+        f"{counters.get('to_clat_packets', '?')} in {counters.get('from_clat_packets', '?')}"
+        f"{dhcp}"
     )
 
 

@@ -20,7 +20,8 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
   never more than the uplink's MTU minus 20; bigger IPv4 datagrams are fragmented by the
   host, and tayga translates each fragment (RFC 7915 §4.1). TCP SYNs crossing the CLAT
   get their MSS clamped to that MTU minus 40 (the engine).
-- DHCPv4 option 108 (RFC 8925): unless ``dhcpv4`` is off, each up uplink is probed
+- DHCPv4 option 108 (RFC 8925): unless ``dhcpv4`` is off, each up uplink (a default
+  router of either family) is probed
   (``dhcpwatch``; never a lease taken); an OFFER with option 108 tells that link's state
   machine IPv6-only is preferred for V6ONLY_WAIT plus ``DHCP_GRACE`` (the re-probe at the
   end of the wait renews it before it lapses); an OFFER without it is reported.
@@ -254,9 +255,9 @@ class ClatService:
             )
         if self.dhcp is not None:
             self.dhcp.follow(
-                ((i, self.names[i], s.view is not None and s.view.up) for i, s in self.links.items()
-                 if i in seen), now,
-            )  # fmt: skip
+                ((i, self.names[i], _uplink(s.view)) for i, s in self.links.items() if i in seen),
+                now,
+            )
         for index in set(self.links) - seen:
             await self.stop_instance(index, "link gone")
             del self.links[index]
@@ -432,6 +433,12 @@ class ClatService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
         tmp.replace(path)
+
+
+def _uplink(view: LinkView | None) -> bool:
+    """Up, with a default router of either family: where a DHCPv4 server's option 108
+    matters (bridges and container links are not probed)."""
+    return view is not None and view.up and (view.router is not None or view.ipv4_default)
 
 
 def read_status(state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
