@@ -39,6 +39,8 @@ def test_the_gateway_reads_the_clat_state_dir_and_its_media_bridge_uses_it(
             "general.data_dir": str(tmp_path / "data"),
             "media.addresses": ["127.0.0.1"],
             "nat64.clat_state_dir": str(state),
+            "turn.enabled": False,  # no default ports: other tests run at the same time
+            "web.enabled": False,
         },
     )
     caplog.set_level(logging.INFO)
