@@ -15,6 +15,7 @@ from rtc64.net.address import Family
 if TYPE_CHECKING:
     from rtc64.gateway.location.bindings import Binding
     from rtc64.gateway.ratelimit import Key
+    from rtc64.net.address import IPAddress
 
 KNOWN_METHODS = frozenset(
     b"INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
@@ -70,6 +71,48 @@ class SipTraffic:
         self.responses[status, transport, family] += 1
 
 
+@dataclass(slots=True)
+class Fallbacks:
+    """Routing fallbacks by the family finally used (Prometheus ``_total`` semantics).
+
+    ``happy_eyeballs``: a branch answered (UDP) or connected (TCP/TLS) on an address after
+    the first one of its race. ``dns``, keyed ``(kind, family)``: ``nat64`` an IPv4-only
+    target reached through the NAT64 prefix (RFC 6052 synthesis), ``family`` a target that
+    named addresses of a family we have no listener for, reached on the other one."""
+
+    happy_eyeballs: Counter[Family] = field(default_factory=Counter)
+    dns: Counter[tuple[str, Family]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class CallParty:
+    """One side of a call as the proxy sees its signalling."""
+
+    family: Family | None
+    transport: str
+    address: tuple[IPAddress, int] | None
+    """The caller's source, or the callee's address the answering branch went to."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    """A call in progress through the proxy (relayed or not), read-only."""
+
+    call_id: bytes
+    caller_uri: str
+    callee_uri: str
+    state: str
+    """``early`` (no 2xx yet) or ``confirmed``."""
+    age: float
+    """Seconds since the INVITE was forwarded."""
+    talk: float | None
+    """Seconds since the 2xx (None: not answered)."""
+    caller: CallParty
+    callee: CallParty | None
+    """None until a 2xx says who answered."""
+    relayed: bool
+
+
 class ProxyView(Protocol):
     """What a reader may see of the running proxy."""
 
@@ -81,6 +124,11 @@ class ProxyView(Protocol):
 
     @property
     def in_flight(self) -> int: ...
+
+    @property
+    def fallbacks(self) -> Fallbacks: ...
+
+    def calls_in_progress(self) -> list[CallView]: ...
 
 
 class RegistrationView(Protocol):
@@ -103,10 +151,31 @@ class ContactHealth:
     """Seconds, of the last answered keepalive."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeepaliveCounters:
+    """Keepalive totals since start (Prometheus ``_total`` semantics) and the contacts
+    tracked now."""
+
+    tracked: int
+    pings: int
+    options: int
+    replies: int
+    failures: dict[Family, int]
+    """OPTIONS unanswered within the timeout, by the contact's family."""
+    unreachable: dict[Family, int]
+    """Contacts marked unreachable, by family."""
+    removed: int
+    """Bindings removed for being unreachable."""
+    ping_failures: int
+    options_unsent: int
+
+
 class KeepaliveView(Protocol):
     """Per-contact keepalive state, keyed as the registrar keys contacts."""
 
     def health(self, aor: str, contact: bytes) -> ContactHealth | None: ...
+
+    def counters(self) -> KeepaliveCounters: ...
 
 
 @dataclass(frozen=True, slots=True)
