@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -46,6 +47,8 @@ from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.views import (
     Json,
     Sources,
+    Status,
+    TurnRest,
     all_calls_view,
     block_view,
     live_calls,
@@ -539,6 +542,12 @@ class RunningWeb:
         self.app = app
         self.runner = runner
         self.task = task
+
+    def refresh(self, status: Status, turn_rest: TurnRest | None) -> None:
+        """A reload changed the facts on the status page (listeners, relay addresses,
+        configuration) or TURN's URIs."""
+        state = self.app[STATE]
+        state.sources = dataclasses.replace(state.sources, status=status, turn_rest=turn_rest)
 
     @property
     def port(self) -> int:

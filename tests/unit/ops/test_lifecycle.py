@@ -40,6 +40,9 @@ def _gateway(cfg: config.Config) -> Any:
         observers=None,
         turn=None,
         role=None,
+        relay=None,
+        nat64=None,
+        reloaded=lambda: None,
     )
 
 
