@@ -295,6 +295,7 @@ class Gateway:
                 identity, transports, store, spawner
             )
             watched = WatchedStore(store, keepalives.on_replaced)
+            keepalives.store = watched  # its own removals and moves reach the schedule too
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
