@@ -227,3 +227,35 @@ def test_reload_rejects_media_settings_that_cannot_apply(net: Lab, work: Path) -
     assert f"{V4_GW}:3478 " in net.gw.run("ss", "-lun").stdout
     assert "configuration reloaded" not in gw.text()
     assert gw.alive() and "Traceback" not in gw.text()
+
+
+def test_sip_workers_reload_media_and_domains_and_hold_their_port_slices(
+    net: Lab, work: Path
+) -> None:
+    """With two SIP workers each worker reloads: domains and media timeouts apply, the
+    media port range (cut into the workers' slices by the supervisor) waits for a restart."""
+    workers = (
+        '[sip]\nworkers = 2\nlisten = ["udp:[{gw}]:5060", "udp:{gw4}:5060"]\n'
+        'trusted_networks = ["fd00:64:6::/64", "10.64.4.0/24"]\noverload_lag = 0\n'
+        "domains = {domains}\n"
+        '[general]\nservices = ["sip", "media"]\n[media]\nports = "{ports}"\ntimeout = {timeout}\n'
+    )
+    before = workers.format(gw=V6_GW, gw4=V4_GW, domains='["example.net"]',
+                            ports="30000-30400", timeout=60)  # fmt: skip
+    gw = Gateway(net.gw, work, [], config=before)
+    assert not _register(net, work, "early")
+    after = workers.format(gw=V6_GW, gw4=V4_GW, domains='["example.net", "reload.example"]',
+                           ports="31000-31400", timeout=45)  # fmt: skip
+    (work / "rtc64.toml").write_text(after)
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while gw.text().count("configuration reloaded") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [x for x in gw.text().splitlines() if "configuration reloaded" in x]
+    assert len(lines) == 2, gw.text()[-4000:]  # one per worker
+    assert all("sip.domains" in x and "media.timeout" in x for x in lines), lines
+    assert all("media.ports" not in x for x in lines), lines
+    held = [x for x in gw.text().splitlines() if "need a restart, not applied" in x]
+    assert len(held) == 2 and all("media.ports" in x for x in held), held
+    assert _register(net, work, "late"), (work / "reg-late" / "sipp-reg-late.log").read_text()
+    assert gw.alive() and "Traceback" not in gw.text()
