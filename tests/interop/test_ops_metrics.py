@@ -138,3 +138,39 @@ def test_happy_eyeballs_fallback_counted_by_the_family_that_won(net: Lab, work: 
         (netns / "hosts").unlink(missing_ok=True)
         netns.rmdir()
     assert "Traceback" not in gw.text()
+
+
+FLOOD = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5099))
+for i in range(30):
+    s.sendto((
+        "OPTIONS sip:{gw} SIP/2.0\\r\\nVia: SIP/2.0/UDP {me}:5099;branch=z9hG4bKflood%d\\r\\n"
+        "From: <sip:flood@{me}>;tag=f%d\\r\\nTo: <sip:{gw}>\\r\\nCall-ID: flood-%d\\r\\n"
+        "CSeq: 1 OPTIONS\\r\\nMax-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n"
+    ).format(gw=sys.argv[2], me=sys.argv[1]).replace("%d", str(i)).encode(), (sys.argv[2], 5060))
+"""
+
+
+def test_rate_limit_drops_and_blocks_by_family(net: Lab, work: Path) -> None:
+    """An untrusted IPv4 source over ``sip.request_rate`` (5/s, burst 10; 30 OPTIONS at
+    once): its new requests are dropped and counted under IPv4; nothing under IPv6 (the
+    gateway's own probes, about one per second per listener, stay under the rate)."""
+    untrusted = CONFIG.replace(
+        'trusted_networks = ["fd00:64:6::/64", "10.64.4.0/24"]', "request_rate = 5"
+    )
+    gw = Gateway(net.gw, work, [], config=untrusted)
+    web = Web(net.v6, f"http://{WEB}", work)
+    web.wait_up()
+    net.v4.run(sys.executable, "-c", FLOOD, str(V4_HOST), str(V4_GW))
+    deadline = time.monotonic() + 20
+    m = _metrics(web)
+    while _value(m, "rtc64_sip_rate_limit_drops_total", family="IPv4") < 15:
+        assert time.monotonic() < deadline, m  # the datagrams are all read by then
+        time.sleep(0.2)
+        m = _metrics(web)
+    assert _value(m, "rtc64_sip_rate_limit_drops_total", family="IPv4") >= 15, m
+    assert _value(m, "rtc64_sip_rate_limit_blocks_total", family="IPv4") >= 1
+    assert _value(m, "rtc64_sip_rate_limit_drops_total", family="IPv6") == 0
+    assert "rate limit: source 10.64.4.2" in gw.text(), gw.text()[-3000:]

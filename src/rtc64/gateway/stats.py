@@ -62,6 +62,10 @@ class SipTraffic:
 
     requests: Counter[tuple[str, str, Family]] = field(default_factory=Counter)
     responses: Counter[tuple[int, str, Family]] = field(default_factory=Counter)
+    rate_limited: Counter[Family] = field(default_factory=Counter)
+    """New requests dropped by ``sip.request_rate``, by the source's family."""
+    throttled: Counter[Family] = field(default_factory=Counter)
+    """Throttle episodes (a source went over the rate), by family."""
 
     def request(self, method: bytes, transport: str, family: Family) -> None:
         name = method.decode("ascii") if method in KNOWN_METHODS else "OTHER"

@@ -158,6 +158,21 @@ class _Collector(Collector):
                 dns.add_metric([kind, family.label], fallbacks.dns[kind, family])
         yield eyeballs
         yield dns
+        limited = CounterMetricFamily(
+            "rtc64_sip_rate_limit_drops",
+            "new requests dropped by sip.request_rate, by the source's family",
+            labels=["family"],
+        )
+        episodes = CounterMetricFamily(
+            "rtc64_sip_rate_limit_blocks",
+            "sources throttled (episodes over sip.request_rate), by family",
+            labels=["family"],
+        )
+        for family in Family:
+            limited.add_metric([family.label], proxy.traffic.rate_limited[family])
+            episodes.add_metric([family.label], proxy.traffic.throttled[family])
+        yield limited
+        yield episodes
         stats = proxy.stats
         names = {
             "race_fallbacks": "rtc64_sip_happy_eyeballs_fallbacks",

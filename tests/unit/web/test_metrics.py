@@ -46,6 +46,8 @@ def test_metrics_carry_family_labels() -> None:
     proxy.stats.race_fallbacks = 2
     proxy.fallbacks.happy_eyeballs[Family.INET] += 2
     proxy.fallbacks.dns["nat64", Family.INET6] += 1
+    proxy.traffic.rate_limited[Family.INET] += 4
+    proxy.traffic.throttled[Family.INET] += 1
     proxy.calls = [signalled(b"c1", V6, V4), signalled(b"d", V4, None, relayed=False)]
     relay = FakeRelay({b"c1": call(b"c1", V6, V4, lost=2)})
     tracker = AuthFailureTracker(1, 60, 300)
@@ -85,6 +87,9 @@ def test_metrics_carry_family_labels() -> None:
     assert m["rtc64_happy_eyeballs_fallbacks_total", (("family", "IPv6"),)] == 0
     assert m["rtc64_dns_fallbacks_total", (("family", "IPv6"), ("kind", "nat64"))] == 1
     assert m["rtc64_dns_fallbacks_total", (("family", "IPv4"), ("kind", "family"))] == 0
+    assert m["rtc64_sip_rate_limit_drops_total", (("family", "IPv4"),)] == 4
+    assert m["rtc64_sip_rate_limit_blocks_total", (("family", "IPv4"),)] == 1
+    assert m["rtc64_sip_rate_limit_drops_total", (("family", "IPv6"),)] == 0
     every = (("callee_family", "IPv4"), ("caller_family", "IPv6"))
     assert m["rtc64_sip_calls", (*every, ("relayed", "true"), ("state", "confirmed"))] == 1
     early = (("callee_family", "unknown"), ("caller_family", "IPv4"))

@@ -51,7 +51,7 @@ from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.stats import CallView, Fallbacks, ProxyStats, SipTraffic
-from rtc64.net.address import IPAddress, unmap
+from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
@@ -246,8 +246,11 @@ class Proxy:
         if verdict is ratelimit.Admission.ADMITTED:
             return False
         self.stats.rate_limited += 1
+        family = family_of(source)
+        self.traffic.rate_limited[family] += 1
         if verdict is ratelimit.Admission.THROTTLE_STARTED:
             self.stats.throttled_sources += 1
+            self.traffic.throttled[family] += 1
             skipped = self.limiter.log_slot(now)
             if skipped is not None:
                 self.log.warning(
