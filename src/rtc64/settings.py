@@ -267,7 +267,7 @@ def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[I
     """``turn.relay_addresses`` checked against this host, or, when empty, per family the
     first specific ``turn.listen`` address of that family, else this host's first
     routable address of it (``one_per_family``; loopback only when nothing else exists),
-    as ``serve.relay_addresses`` does for media: never the client's socket."""
+    as ``relay_addresses`` does for media: never the client's socket."""
     configured = turn.relay_addresses
     if not configured:
         chosen: dict[Family, IPAddress] = {}
