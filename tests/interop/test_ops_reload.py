@@ -123,6 +123,8 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
     gw = Gateway(net.gw, work, [], config=BEFORE)
     web = Web(net.v6, f"http://{WEB}", work)
     web.wait_up()
+    assert not _register(net, work, "early"), "reload.example is not served yet"
+    # the call's media (about 7 s of G.711 from the caller) flows across the reload
     caller, callee = _media_call(net, work, "first", 5060, CALL_MS)
     peer = net.v4.popen(["turnutils_peer", "-L", str(V4_HOST), "-p", "3480"], log=work / "peer.log")
     wait_port(net.v4, "udp", 3480)
@@ -141,7 +143,6 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
         ports = _relay_ports(first)
         assert ports and all(30000 <= p <= 30100 for p in ports), first
         web.wait_for("/api/turn", lambda b: any(a["to_peer_bytes"] > 0 for a in b["allocations"]))
-        assert not _register(net, work, "early"), "reload.example is not served yet"
 
         (work / "rtc64.toml").write_text(AFTER)
         gw.proc.send_signal(signal.SIGHUP)
