@@ -76,7 +76,7 @@ async def _service(creds: str) -> tuple[TurnService, Credentials]:
         core=TurnSettings(realm=REALM, user_quota=1_000_000),
         listen=(parse_listen("udp:127.0.0.1:0"),),
         relay_addresses=(ip_address("127.0.0.1"),),
-        ports=(36000, 60999),
+        ports=(20000, 29999),  # not the relay ports of `python -m bench turn`
     )
     service = TurnService(
         settings,
