@@ -21,6 +21,10 @@
 #   IPv4:port through the prefix: this bounds how hard one host can be hit through us,
 #   with the same size, never more), and never to the server's own IPv4 address.
 #   ICMPv6 errors are rate-limited too.
+# - ``router``: the IPv6 side does not forward through the kernel (the routed-prefix
+#   backend sends upstream packets as they are), so the core is the router hop for that
+#   direction: it decrements the hop limit and answers Time Exceeded (RFC 8200 §3,
+#   RFC 4443 §3.3) when it runs out. Behind a TUN device the kernel does both.
 """The stateless Public TSP server core: datagrams in, datagrams and packets out."""
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class ServerSettings:
     rate: float = 500.0  # packets per second per IPv4 source
     burst: float = 1000.0
     icmp_rate: float = 100.0  # ICMPv6 errors per second, all destinations together
+    router: bool = False  # decrement the hop limit of upstream packets (see the rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,7 @@ class Counters:
     dropped_rate_limited: int = 0
     dropped_unroutable: int = 0
     dropped_too_big: int = 0
+    dropped_hop_limit: int = 0
     icmp_sent: int = 0
     icmp_rate_limited: int = 0
 
@@ -216,6 +222,12 @@ class TunnelServer:
                 return []
             self.counters.client_to_client += 1
             return [ToUdp(data, target)]
+        if self.settings.router:
+            hop = ip.forwarded(data)
+            if hop is None:
+                self.counters.dropped_hop_limit += 1
+                return self._error(data, header, now, addr=addr, expired=True)
+            data = hop
         return [ToTun(data)]
 
     def _keepalive(self, data: bytes, header: ip.Ipv6Header, addr: UdpAddr) -> list[Action]:
@@ -275,11 +287,20 @@ class TunnelServer:
         return True
 
     def _build(
-        self, packet: bytes, header: ip.Ipv6Header, code: int, too_big: bool, size: int
+        self,
+        packet: bytes,
+        header: ip.Ipv6Header,
+        code: int,
+        size: int,
+        *,
+        too_big: bool = False,
+        expired: bool = False,
     ) -> bytes:
         me = self.mapping.server_address
         if too_big:
             return ip.packet_too_big(me, packet, header, self.settings.mtu, size)
+        if expired:
+            return ip.time_exceeded(me, packet, header, size)
         return ip.destination_unreachable(me, packet, header, code, size)
 
     def _error(
@@ -291,12 +312,14 @@ class TunnelServer:
         addr: UdpAddr,
         code: int = 0,
         too_big: bool = False,
+        expired: bool = False,
     ) -> list[Action]:
         # toward the tunnel an error is never larger than the packet it is about (no
         # amplification toward a possibly spoofed UDP source); it quotes at least a header
         if len(packet) < 2 * ip.HEADER + 8 or not self._allowed_error(packet, header, now):
             return []
-        return [ToUdp(self._build(packet, header, code, too_big, len(packet)), addr)]
+        reply = self._build(packet, header, code, len(packet), too_big=too_big, expired=expired)
+        return [ToUdp(reply, addr)]
 
     def _icmp_to_tun(
         self,
@@ -309,7 +332,7 @@ class TunnelServer:
     ) -> list[Action]:
         if not self._allowed_error(packet, header, now):
             return []
-        return [ToTun(self._build(packet, header, code, too_big, ip.MIN_MTU))]
+        return [ToTun(self._build(packet, header, code, ip.MIN_MTU, too_big=too_big))]
 
 
 def client_address(settings: ServerSettings, ipv4: IPv4Address, port: int) -> IPv6Address:

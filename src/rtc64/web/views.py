@@ -19,6 +19,7 @@ from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.stats import Block, BlockView, KeepaliveView, ProxyView, RegistrationView
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.relay.stats import CallStats, LegStats, RelayView
+from rtc64.tunnel.stats import TunnelView
 from rtc64.turnserver.stats import AllocationView, TurnView
 from rtc64.web.probes import ProbeRunner
 
@@ -68,6 +69,8 @@ class Sources:
     """Ask the process to reload its configuration; False when it cannot."""
     probe: ProbeRunner | None = None
     """Runs ``rtc64 probe`` inside the gateway (handed over by the composition root)."""
+    tunnel: TunnelView | None = None
+    """The Public TSP tunnel server (``[tunnel]``)."""
 
 
 def addr(ip: IPAddress, port: int | None = None) -> str:

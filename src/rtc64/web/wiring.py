@@ -20,6 +20,7 @@ from rtc64.io.driver import clock
 from rtc64.net.address import format_hostport
 from rtc64.net.endpoint import BoundListener
 from rtc64.relay.stats import RelayView
+from rtc64.tunnel.stats import TunnelView
 from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import RunningWeb, WebSettings, start_web
@@ -82,6 +83,7 @@ async def start_gateway_web(
     relay: RelayView | None,
     turn: TurnView | None,
     blocks: BlockView | None,
+    tunnel: TunnelView | None = None,
     listeners: Sequence[BoundListener],
     turn_listeners: Sequence[BoundListener],
     relay_addresses: Sequence[str],
@@ -115,6 +117,7 @@ async def start_gateway_web(
         proxy=proxy,
         relay=relay,
         turn=turn,
+        tunnel=tunnel,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
         reload=reload_by_signal,

@@ -1,0 +1,117 @@
+# Rules: the routed-prefix side of the tunnel server, without a TUN device.
+# - The prefix is a route in the host's own table toward a sink link (``dummy``, or
+#   ``ifb`` on kernels built without the dummy driver): both are NOARP and drop what they
+#   transmit. The kernel forwards (hop limit, FORWARD firewall, its own ICMPv6 errors)
+#   and routes the host's own packets to the prefix there too, so a gateway on the same
+#   host reaches tunnel clients; nothing answers for client addresses (no ``local``
+#   route: the kernel would answer echo and reset TCP for every client).
+# - Downstream: an AF_PACKET tap (ETH_P_ALL, SOCK_DGRAM: no link header) on the sink
+#   sees each packet the kernel transmits there (PACKET_OUTGOING); only IPv6 packets to
+#   a non-multicast destination reach ``on_packet`` (the kernel's own link chatter, if
+#   any, is not traffic).
+# - Upstream: one IPPROTO_RAW IPv6 socket (header included, the source kept as the
+#   client's) sends each packet through the host's routing table as it is: the caller
+#   is the router hop (decrements the hop limit). Send errors are counted, never raised.
+# - The sink carries the server's own address (prefix::1/128, nodad) and the route; it
+#   is deleted on close, which removes both (the host is restored).
+# Needs CAP_NET_ADMIN (link, route) and CAP_NET_RAW (tap, raw socket).
+"""The routed-prefix backend: packet tap on a sink link plus a raw IPv6 socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+
+from rtc64.io.tun import ip_command
+
+ETH_P_ALL = 0x0003
+ETH_P_IPV6 = 0x86DD
+PACKET_OUTGOING = 4
+IPV6_HDRINCL = 36  # linux/in6.h; IPPROTO_RAW implies it, set for clarity
+MAX_PACKET = 65535
+SINK_KINDS = ("dummy", "ifb")
+
+
+async def create_sink(name: str, mtu: int) -> str:
+    """Create the sink link ``name`` (the first kind this kernel knows); return its kind."""
+    for kind in SINK_KINDS:
+        try:
+            await ip_command("link", "add", name, "type", kind)
+        except OSError as exc:
+            if "Unknown device type" in str(exc) and kind != SINK_KINDS[-1]:
+                continue
+            raise
+        try:
+            await ip_command("link", "set", "dev", name, "addrgenmode", "none")
+            await ip_command("link", "set", "dev", name, "mtu", str(mtu), "up")
+        except OSError:
+            await delete_sink(name)
+            raise
+        return kind
+    raise OSError(f"no link kind among {', '.join(SINK_KINDS)}")  # pragma: no cover
+
+
+async def delete_sink(name: str) -> None:
+    """Delete the sink (and with it its address and the prefix route)."""
+    with contextlib.suppress(OSError):
+        await ip_command("link", "del", "dev", name)
+
+
+class RoutedPrefix:
+    """The tap on the sink ``name`` (``on_packet`` per packet routed there) and the raw
+    socket ``write`` sends upstream packets with."""
+
+    def __init__(self, name: str, on_packet: Callable[[bytes], None]) -> None:
+        self.name = name
+        self._on_packet = on_packet
+        self.written = 0
+        self.write_errors = 0
+        self.ignored = 0
+        self._tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        try:
+            self._tap.bind((name, 0))
+            self._tap.setblocking(False)
+            self._raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        except OSError:
+            self._tap.close()
+            raise
+        self._raw.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+        self._raw.setblocking(False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._tap.fileno(), self._readable)
+        self._open = True
+
+    def _readable(self) -> None:
+        for _ in range(64):
+            try:
+                packet, addr = self._tap.recvfrom(MAX_PACKET)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if addr[1] != ETH_P_IPV6 or addr[2] != PACKET_OUTGOING or len(packet) < 40:
+                self.ignored += 1
+                continue
+            if packet[24] == 0xFF:  # a multicast destination: link chatter, not traffic
+                self.ignored += 1
+                continue
+            self._on_packet(packet)
+
+    def write(self, packet: bytes) -> None:
+        """Send one IPv6 packet (header included) through the host's routing table."""
+        destination = socket.inet_ntop(socket.AF_INET6, packet[24:40])
+        try:
+            self._raw.sendto(packet, (destination, 0))
+            self.written += 1
+        except OSError:
+            self.write_errors += 1
+
+    def close(self) -> None:
+        """Stop reading and close both sockets (the sink is deleted by ``delete_sink``)."""
+        if self._open:
+            self._open = False
+            self._loop.remove_reader(self._tap.fileno())
+            self._tap.close()
+            self._raw.close()
