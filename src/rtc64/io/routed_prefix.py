@@ -12,6 +12,10 @@
 # - Upstream: one IPPROTO_RAW IPv6 socket (header included, the source kept as the
 #   client's) sends each packet through the host's routing table as it is: the caller
 #   is the router hop (decrements the hop limit). Send errors are counted, never raised.
+# - The sink's transmit offloads are turned off (ethtool ioctls: checksum, scatter-gather,
+#   TSO, GSO): the tap sits before the driver, so with them on it would see UDP/TCP
+#   packets whose checksum is not filled in yet and GRO-merged TCP super-packets far over
+#   the tunnel MTU. Off, the kernel completes checksums and segments before the tap.
 # - The sink carries the server's own address (prefix::1/128, nodad) and the route; it
 #   is deleted on close, which removes both (the host is restored).
 # Needs CAP_NET_ADMIN (link, route) and CAP_NET_RAW (tap, raw socket).
@@ -21,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import fcntl
 import socket
+import struct
 from collections.abc import Callable
 
 from rtc64.io.tun import ip_command
@@ -32,6 +39,33 @@ PACKET_OUTGOING = 4
 IPV6_HDRINCL = 36  # linux/in6.h; IPPROTO_RAW implies it, set for clarity
 MAX_PACKET = 65535
 SINK_KINDS = ("dummy", "ifb")
+SIOCETHTOOL = 0x8946
+# linux/ethtool.h legacy per-feature commands: (set, get, what)
+OFFLOADS = (
+    (0x0000001F, 0x0000001E, "tcp-segmentation-offload"),
+    (0x00000024, 0x00000023, "generic-segmentation-offload"),
+    (0x00000019, 0x00000018, "scatter-gather"),
+    (0x00000017, 0x00000016, "tx-checksumming"),
+)
+
+
+def _ethtool(name: str, command: int, value: int = 0) -> int:
+    """One ``struct ethtool_value`` ioctl on the link ``name``; returns its ``data``."""
+    data = ctypes.create_string_buffer(struct.pack("=II", command, value))
+    request = struct.pack("16sP", name.encode("ascii"), ctypes.addressof(data)).ljust(40, b"\0")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+    result: int = struct.unpack_from("=II", data.raw)[1]
+    return result
+
+
+def disable_offloads(name: str) -> None:
+    """Turn off the sink's transmit offloads; OSError naming one that stays on."""
+    for set_command, get_command, what in OFFLOADS:
+        with contextlib.suppress(OSError):  # not offered by this driver: checked below
+            _ethtool(name, set_command, 0)
+        if _ethtool(name, get_command):
+            raise OSError(f"{name}: cannot turn off {what} (the packet tap needs it off)")
 
 
 async def create_sink(name: str, mtu: int) -> str:
@@ -46,6 +80,7 @@ async def create_sink(name: str, mtu: int) -> str:
         try:
             await ip_command("link", "set", "dev", name, "addrgenmode", "none")
             await ip_command("link", "set", "dev", name, "mtu", str(mtu), "up")
+            disable_offloads(name)
         except OSError:
             await delete_sink(name)
             raise

@@ -10,10 +10,13 @@
 #   clients pad, see tsp.REQUEST_SIZE); otherwise the request is dropped and counted.
 # - Upstream data: a bare IPv6 packet whose source embeds the datagram's own IPv4:port
 #   (egress filter). Packets to the prefix go straight to the embedded endpoint; others
-#   to the TUN side. Echo requests to the server address are answered (keepalive).
+#   to the TUN side. Echo requests to the server address are answered (keepalive); other
+#   packets to it go to the host, which owns that address (the host's own sockets use it
+#   as their source toward clients).
 #   A prefix source that does not match (a changed NAT mapping) gets Destination
 #   Unreachable code 5 back to the datagram's sender (same size or smaller, rate-limited).
-# - Downstream data (from the TUN side): only to a prefix address whose embedded endpoint
+# - Downstream data (from the TUN side): a prefix source other than the server address
+#   (the host's own) is dropped; only to a prefix address whose embedded endpoint
 #   is a routable unicast IPv4 and a non-zero port; otherwise Destination Unreachable
 #   (code 3) to the source. Larger than the 1280-byte tunnel MTU: Packet Too Big.
 # - Per-IPv4-source rate limit on everything received, per-IPv4-destination rate limit on
@@ -211,9 +214,12 @@ class TunnelServer:
             return []
         self.counters.up_packets += 1
         self.counters.up_bytes += len(data)
-        if header.destination == self.mapping.server_address:
-            return self._keepalive(data, header, addr)
-        if self.mapping.contains(header.destination):
+        to_me = header.destination == self.mapping.server_address
+        if to_me:
+            reply = self._keepalive(data, header, addr)
+            if reply:
+                return reply  # anything else to the server address is for this host
+        elif self.mapping.contains(header.destination):
             target = self.mapping.endpoint(header.destination)
             if target is None:
                 self.counters.dropped_unroutable += 1
@@ -222,7 +228,7 @@ class TunnelServer:
                 return []
             self.counters.client_to_client += 1
             return [ToUdp(data, target)]
-        if self.settings.router:
+        if self.settings.router and not to_me:  # delivered to this host: not forwarded
             hop = ip.forwarded(data)
             if hop is None:
                 self.counters.dropped_hop_limit += 1
@@ -248,7 +254,8 @@ class TunnelServer:
         except RemoteProtocolError:
             self.counters.dropped_malformed += 1
             return []
-        if self.mapping.contains(header.source):
+        me = self.mapping.server_address
+        if self.mapping.contains(header.source) and header.source != me:
             self.counters.dropped_spoofed += 1  # prefix sources only come from the tunnel
             return []
         target = self.mapping.endpoint(header.destination)
