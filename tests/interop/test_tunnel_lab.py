@@ -176,6 +176,18 @@ def test_address_embeds_nat_and_ping(tunnel: Tunnel) -> None:
     )
 
 
+def host_pings_client(t: Tunnel) -> None:
+    """The server host's own packets (source prefix::1, the address on its device) reach
+    a client and the replies come back to the host (a gateway on the same host)."""
+    ping = t.server.run("ping", "-6", "-c", "1", "-W", "3", str(_address(t)), check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert f"from {_address(t)}" in ping.stdout
+
+
+def test_the_host_itself_reaches_a_client(tunnel: Tunnel) -> None:
+    host_pings_client(tunnel)
+
+
 def test_sipp_call_over_ipv6(tunnel: Tunnel) -> None:
     address = _address(tunnel)
     common = ["-m", "1", "-nostdin", "-timeout", "30", "-timeout_error"]

@@ -6,9 +6,8 @@
 #   host reaches tunnel clients; nothing answers for client addresses (no ``local``
 #   route: the kernel would answer echo and reset TCP for every client).
 # - Downstream: an AF_PACKET tap (ETH_P_ALL, SOCK_DGRAM: no link header) on the sink
-#   sees each packet the kernel transmits there (PACKET_OUTGOING); only IPv6 packets to
-#   a non-multicast destination reach ``on_packet`` (the kernel's own link chatter, if
-#   any, is not traffic).
+#   sees each packet the kernel transmits there (PACKET_OUTGOING); only IPv6 packets
+#   reach ``on_packet``.
 # - Upstream: one IPPROTO_RAW IPv6 socket (header included, the source kept as the
 #   client's) sends each packet through the host's routing table as it is: the caller
 #   is the router hop (decrements the hop limit). Send errors are counted, never raised.
@@ -127,9 +126,6 @@ class RoutedPrefix:
             except OSError:
                 return
             if addr[1] != ETH_P_IPV6 or addr[2] != PACKET_OUTGOING or len(packet) < 40:
-                self.ignored += 1
-                continue
-            if packet[24] == 0xFF:  # a multicast destination: link chatter, not traffic
                 self.ignored += 1
                 continue
             self._on_packet(packet)

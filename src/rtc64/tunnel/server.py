@@ -15,7 +15,9 @@
 #   as their source toward clients).
 #   A prefix source that does not match (a changed NAT mapping) gets Destination
 #   Unreachable code 5 back to the datagram's sender (same size or smaller, rate-limited).
-# - Downstream data (from the TUN side): a prefix source other than the server address
+# - Downstream data (from the TUN side): multicast destinations are the host's own link
+#   chatter on the device (MLD reports, router solicitations), ignored and counted apart
+#   from drops; a prefix source other than the server address
 #   (the host's own) is dropped; only to a prefix address whose embedded endpoint
 #   is a routable unicast IPv4 and a non-zero port; otherwise Destination Unreachable
 #   (code 3) to the source. Larger than the 1280-byte tunnel MTU: Packet Too Big.
@@ -97,6 +99,7 @@ class Counters:
     dropped_unroutable: int = 0
     dropped_too_big: int = 0
     dropped_hop_limit: int = 0
+    ignored_multicast: int = 0
     icmp_sent: int = 0
     icmp_rate_limited: int = 0
 
@@ -253,6 +256,9 @@ class TunnelServer:
             header = ip.parse_header(packet)
         except RemoteProtocolError:
             self.counters.dropped_malformed += 1
+            return []
+        if header.destination.is_multicast:
+            self.counters.ignored_multicast += 1  # the host's own link chatter (MLD, RS)
             return []
         me = self.mapping.server_address
         if self.mapping.contains(header.source) and header.source != me:

@@ -46,6 +46,7 @@ TUNNEL = {
             "downstream": _PACKETS,
             "client_to_client": INT,
             "keepalives": INT,
+            "ignored_multicast": INT,
             "signalling": _obj({"datagrams": INT, "errors": INT, "tunnels_created": INT}),
             "icmp": _obj({"sent": INT, "rate_limited": INT}),
             "dropped": {"type": "object", "additionalProperties": INT},

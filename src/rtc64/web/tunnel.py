@@ -27,6 +27,7 @@ _COUNTERS = (
         "client_to_client",
     ),
     ("rtc64_tunnel_icmp_sent", "ICMPv6 errors generated", "icmp_sent"),
+    ("rtc64_tunnel_ignored_multicast", "the host's multicast on the device", "ignored_multicast"),
     ("rtc64_tunnel_icmp_rate_limited", "ICMPv6 errors not sent (rate limit)", "icmp_rate_limited"),
 )
 
@@ -47,6 +48,7 @@ def tunnel_view(view: TunnelView | None) -> Json:
         "downstream": {"packets": c.get("down_packets", 0), "bytes": c.get("down_bytes", 0)},
         "client_to_client": c.get("client_to_client", 0),
         "keepalives": c.get("keepalives", 0),
+        "ignored_multicast": c.get("ignored_multicast", 0),
         "signalling": {
             "datagrams": c.get("signalling", 0),
             "errors": c.get("signalling_errors", 0),
