@@ -45,9 +45,14 @@ class Tunnel:
 
     def start_server(self) -> None:
         self.server_stats.unlink(missing_ok=True)
+        # the [tunnel] section of --config, one key overridden by its flag
+        config = self.work / "tunnel.toml"
+        config.write_text(
+            f'[tunnel]\nlisten = "udp:{SERVER_V4}:3653"\nprefix = "{PREFIX}"\nkeepalive = 600\n'
+        )
         argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve", "--log-level", "debug"]
-        argv += ["--listen", f"udp:{SERVER_V4}:3653", "--prefix", str(PREFIX)]
-        argv += ["--stats", str(self.server_stats), "--keepalive", str(KEEPALIVE)]
+        argv += ["--config", str(config), "--keepalive", str(KEEPALIVE)]
+        argv += ["--stats", str(self.server_stats)]
         self.server_proc = self.server.popen(argv, log=self.work / "server.log")
         _wait(self.server_stats.exists, "server stats", self.work / "server.log")
 
