@@ -68,8 +68,11 @@ def add_parser(
         "section of --config; flags override it.",
     )
     for flag, key, text in SERVE_FLAGS:
-        serve.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=text)
-    serve.add_argument("--stats", type=Path, help="write counters as JSON to FILE every second")
+        metavar = flag[2:].upper().replace("-", "_")
+        serve.add_argument(flag, dest=key, metavar=metavar, default=argparse.SUPPRESS, help=text)
+    serve.add_argument(
+        "--stats", type=Path, metavar="FILE", help="write counters as JSON to FILE every second"
+    )
     serve.set_defaults(handler=lambda args: _serve(args, load))
     connect = sub(
         "connect",
