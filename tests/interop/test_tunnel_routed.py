@@ -234,6 +234,58 @@ def test_console_tunnel_page(routed: tuple[Tunnel, Gateway]) -> None:
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+LOOPBACK_ATTACK = """
+import socket, struct, sys
+from ipaddress import IPv6Address
+from rtc64.tunnel import packet as ip, tsp
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+create = tsp.Request(tsp.Kind.TUNNEL, document=tsp.TunnelDoc(action="create"))
+s.sendto(tsp.Header(1, 0).encode() + tsp.pad(tsp.encode_request(create)), (sys.argv[1], 3653))
+me = tsp.parse_response(tsp.split_header(s.recv(2048))[1]).document.client_ipv6
+for target in sys.argv[2:]:  # our own valid source (the egress filter passes), bad target
+    dst = IPv6Address(target)
+    udp = struct.pack("!HHHH", 40000, 9999, 14, 0) + b"attack"
+    udp = udp[:6] + struct.pack("!H", ip.checksum(me, dst, 17, udp)) + udp[8:]
+    head = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) + me.packed + dst.packed
+    s.sendto(head + udp, (sys.argv[1], 3653))
+"""
+LISTEN = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 9999))
+s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
+try:
+    print(s.recv(100).decode())
+except TimeoutError:
+    print("nothing")
+"""
+
+
+def test_tunnel_clients_never_reach_the_servers_loopback(routed: tuple[Tunnel, Gateway]) -> None:
+    """Upstream packets leave through a raw socket: one to ::1 (or an IPv4-mapped
+    loopback) would reach services bound to the server's loopback, such as its open web
+    console. They are dropped and counted; the same datagram to a real address arrives."""
+    t, gateway = routed
+    sample = 'rtc64_tunnel_dropped_total{reason="unroutable"}'
+    before = gateway.counter(sample)
+    log = t.work / "loopback.log"
+    listener = t.server.popen([sys.executable, "-c", LISTEN, "::1", "4"], log=log)
+    _wait(lambda: "ready" in log.read_text(), "listener", log)
+    t.client.run(sys.executable, "-c", LOOPBACK_ATTACK, SERVER_V4, "::1", "::ffff:127.0.0.1")
+    assert listener.wait(20) == 0
+    assert log.read_text().split() == ["ready", "nothing"]
+    assert gateway.counter(sample) == before + 2
+    # the control: the same datagram to the peer's address is delivered
+    log = t.work / "peer-listen.log"
+    listener = t.peer.popen([sys.executable, "-c", LISTEN, str(PEER_V6), "10"], log=log)
+    _wait(lambda: "ready" in log.read_text(), "peer listener", log)
+    t.client.run(sys.executable, "-c", LOOPBACK_ATTACK, SERVER_V4, str(PEER_V6))
+    assert listener.wait(20) == 0
+    assert log.read_text().split() == ["ready", "attack"]
+
+
 SEND_SCRIPT = """
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)

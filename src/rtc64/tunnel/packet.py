@@ -117,6 +117,17 @@ def time_exceeded(me: IPv6Address, packet: bytes, header: Ipv6Header, size: int 
     return icmpv6(me, header.source, TIME_EXCEEDED, 0, body)
 
 
+def forwardable(destination: IPv6Address) -> bool:
+    """False for destinations a router never forwards a packet to (RFC 4291 §2.5.2,
+    §2.5.3, §2.5.5.2, §2.5.6): unspecified, loopback, IPv4-mapped, link-local."""
+    return not (
+        destination.is_unspecified
+        or destination.is_loopback
+        or destination.ipv4_mapped is not None
+        or destination.is_link_local
+    )
+
+
 def forwarded(packet: bytes) -> bytes | None:
     """``packet`` with its hop limit decremented, or None when it must not be forwarded
     (hop limit 0 or 1: RFC 8200 §3). The packet is assumed parsed already."""

@@ -9,7 +9,10 @@
 #   An answer is sent only when it is not larger than the request (anti-amplification:
 #   clients pad, see tsp.REQUEST_SIZE); otherwise the request is dropped and counted.
 # - Upstream data: a bare IPv6 packet whose source embeds the datagram's own IPv4:port
-#   (egress filter). Packets to the prefix go straight to the embedded endpoint; others
+#   (egress filter). Multicast destinations (the client's link chatter) are ignored and
+#   counted apart; destinations a router never forwards to (loopback, unspecified,
+#   link-local, IPv4-mapped) are dropped: a raw socket would deliver ::1 to this host's
+#   loopback services. Packets to the prefix go straight to the embedded endpoint; others
 #   to the TUN side. Echo requests to the server address are answered (keepalive); other
 #   packets to it go to the host, which owns that address (the host's own sockets use it
 #   as their source toward clients).
@@ -215,9 +218,16 @@ class TunnelServer:
             if self.mapping.contains(header.source):
                 return self._error(data, header, now, code=ip.SOURCE_POLICY, addr=addr)
             return []
+        destination = header.destination
+        if destination.is_multicast:
+            self.counters.ignored_multicast += 1  # the client's link chatter: not routed
+            return []
+        if not ip.forwardable(destination):
+            self.counters.dropped_unroutable += 1  # ::1, link-local...: never this host's
+            return []
         self.counters.up_packets += 1
         self.counters.up_bytes += len(data)
-        to_me = header.destination == self.mapping.server_address
+        to_me = destination == self.mapping.server_address
         if to_me:
             reply = self._keepalive(data, header, addr)
             if reply:

@@ -94,3 +94,19 @@ def test_the_hosts_link_chatter_is_not_a_drop() -> None:
         assert server.from_tun(_pkt(IPv6Address("fe80::1"), IPv6Address(group)), 0.0) == []
     assert server.counters.ignored_multicast == 3
     assert server.counters.dropped_unroutable == server.counters.icmp_sent == 0
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, ROUTER])
+@pytest.mark.parametrize("destination", ["::1", "::", "fe80::1", "::ffff:127.0.0.1"])
+def test_never_forwarded_upstream(settings: ServerSettings, destination: str) -> None:
+    """A raw socket would hand ::1 to this host's loopback services (the web console)."""
+    server = TunnelServer(settings)
+    assert server.from_udp(_pkt(ME, IPv6Address(destination)), CLIENT, 0.0) == []
+    assert server.counters.dropped_unroutable == 1 and server.counters.up_packets == 0
+
+
+def test_client_multicast_is_ignored_not_forwarded() -> None:
+    server = TunnelServer(ROUTER)
+    assert server.from_udp(_pkt(ME, IPv6Address("ff02::2")), CLIENT, 0.0) == []
+    assert server.from_udp(_pkt(ME, IPv6Address("ff0e::1")), CLIENT, 0.0) == []
+    assert server.counters.ignored_multicast == 2 and server.counters.up_packets == 0
