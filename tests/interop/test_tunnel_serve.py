@@ -89,3 +89,49 @@ def test_tunnel_runs_once_in_the_supervisor(host: Host, tmp_path: Path) -> None:
     finally:
         stop(proc)
     assert host.run("ip", "link", "show", "tsp9", check=False).returncode != 0
+
+
+TAP_SCRIPT = """
+import socket, subprocess
+from rtc64.io.routed_prefix import ETH_P_ALL, attach_filter
+tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+attach_filter(tap)
+tap.bind(("va", 0))
+tap.settimeout(1)
+def ping(*argv):
+    subprocess.run(["ping", "-c", "1", "-W", "1", *argv], capture_output=True)
+ping("-4", "10.16.8.99")  # IPv4 out of va: filtered
+ping("-6", "-I", "vb", "fd00:16:8::98")  # IPv6 out of vb, into va (incoming): filtered
+ping("-6", "-I", "va", "fd00:16:8::99")  # IPv6 out of va: kept
+seen = []
+try:
+    while True:
+        packet = tap.recv(2048)
+        seen.append((packet[0] >> 4, socket.inet_ntop(socket.AF_INET6, packet[24:40])))
+except TimeoutError:
+    pass
+print(seen)
+"""
+
+
+def test_the_tap_keeps_only_ipv6_going_out(host: Host) -> None:
+    """The routed backend's BPF filter: what the host transmits on the sink, IPv6 only."""
+    host.run("ip", "link", "add", "va", "type", "veth", "peer", "name", "vb")
+    mac = "02:00:00:16:08:01"
+    host.run("ip", "link", "set", "va", "address", mac)
+    host.run("ip", "addr", "add", "10.16.8.1/24", "dev", "va")
+    host.run("ip", "-6", "addr", "add", "fd00:16:8::1/64", "dev", "va", "nodad")
+    host.run("ip", "-6", "addr", "add", "fd00:16:9::1/64", "dev", "vb", "nodad")
+    for link in ("va", "vb"):
+        host.run("ip", "link", "set", link, "up")
+    host.run("ip", "-6", "route", "add", "fd00:16:8::98/128", "dev", "vb")
+    for address, link, lladdr in (
+        ("10.16.8.99", "va", "02:00:00:00:00:99"),
+        ("fd00:16:8::99", "va", "02:00:00:00:00:99"),
+        ("fd00:16:8::98", "vb", mac),  # arrives at va addressed to it: incoming
+    ):
+        host.run("ip", "neigh", "replace", address, "lladdr", lladdr, "dev", link)
+    out = host.run(sys.executable, "-c", TAP_SCRIPT).stdout.strip()
+    seen = eval(out)  # a list of (version, destination) printed by the script
+    assert (6, "fd00:16:8::99") in seen, out
+    assert all(version == 6 for version, _ in seen) and (6, "fd00:16:8::98") not in seen, out
