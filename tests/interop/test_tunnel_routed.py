@@ -122,6 +122,9 @@ def test_no_tun_the_prefix_is_routed_to_a_sink(routed: tuple[Tunnel, Gateway]) -
     assert f"dev {DEVICE}" in route
     view = gateway.api()
     assert (view["backend"], view["prefix"], view["device"]) == ("routed", str(PREFIX), DEVICE)
+    status = json.loads(gateway.get("/api/status"))
+    assert status["tunnel"] == [f"udp:{SERVER_V4}:3653 {PREFIX} routed ({DEVICE})"]
+    assert "tunnel" in status["services"]
 
 
 def test_ping_and_sipp_call_through_the_routed_prefix(routed: tuple[Tunnel, Gateway]) -> None:

@@ -139,6 +139,7 @@ STATUS = _obj(
         "listeners": _arr(STR),
         "relay_addresses": _arr(STR),
         "turn_listeners": _arr(STR),
+        "tunnel": _arr(STR),
         "nat64_prefixes": _arr(STR),
         "config": _arr(_obj({"key": STR, "value": STR})),
     }

@@ -60,6 +60,14 @@ def tunnel_view(view: TunnelView | None) -> Json:
     }
 
 
+def tunnel_status(view: TunnelView | None) -> tuple[str, ...]:
+    """The tunnel's line on the status page: ``udp:LISTEN PREFIX BACKEND (DEVICE)``."""
+    if view is None:
+        return ()
+    s = view.stats()
+    return (f"udp:{s.listen} {s.prefix} {s.backend} ({s.device})",)
+
+
 def tunnel_metrics(view: TunnelView | None) -> Iterator[Metric]:
     """The tunnel's metric families (nothing when it does not run)."""
     if view is None:

@@ -48,6 +48,8 @@ class Status:
     """``(key, value)`` with secrets masked (``Config.describe``)."""
     started: float
     """Wall-clock start time."""
+    tunnel: tuple[str, ...] = ()
+    """The tunnel server's listen address, prefix and backend (empty: not running)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ def status_view(status: Status, now: float) -> Json:
         "listeners": list(status.listeners),
         "relay_addresses": list(status.relay_addresses),
         "turn_listeners": list(status.turn_listeners),
+        "tunnel": list(status.tunnel),
         "nat64_prefixes": list(status.nat64),
         "config": [{"key": k, "value": v} for k, v in status.config],
     }

@@ -26,6 +26,7 @@ from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.probes import ProbeRunner
+from rtc64.web.tunnel import tunnel_status
 from rtc64.web.views import Sources, Status, TurnRest
 
 
@@ -107,6 +108,7 @@ async def start_gateway_web(
         nat64=() if nat64 is None else (str(nat64),),
         config=tuple(cfg.describe()),
         started=time.time(),
+        tunnel=tunnel_status(tunnel),
     )
     sources = Sources(
         status=status,

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from rtc64.tunnel.server import Counters
 from rtc64.tunnel.stats import DROP_REASONS, TunnelStats
+from rtc64.web.tunnel import tunnel_status
 from tests.unit.web.fakes import TOKEN, guard, sources, with_client
 from tests.unit.web.test_metrics import samples
 
@@ -91,3 +92,10 @@ def test_every_counter_is_shown_somewhere() -> None:
     shown = str(view)
     missing = [n for n in c.__slots__ if str(getattr(c, n)) not in shown]
     assert missing == []
+
+
+def test_status_line() -> None:
+    assert tunnel_status(FakeTunnel(Counters())) == ("udp:0.0.0.0:3653 fd00:64::/64 routed (tsp0)",)
+    assert tunnel_status(None) == ()
+    status = _get(sources(), "/api/status")
+    assert status["tunnel"] == []

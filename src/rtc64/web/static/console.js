@@ -210,7 +210,7 @@ async function statusPage() {
   const s = await api("/api/status");
   const dl = document.getElementById("status-facts");
   dl.replaceChildren();
-  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
+  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["tunnel", s.tunnel.join(", ") || "(not running)"], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
     dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v));
   }
   fillRows("status-config", s.config.map((c) => [c.key, c.value]));
