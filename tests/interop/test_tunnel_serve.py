@@ -135,3 +135,15 @@ def test_the_tap_keeps_only_ipv6_going_out(host: Host) -> None:
     seen = eval(out)  # a list of (version, destination) printed by the script
     assert (6, "fd00:16:8::99") in seen, out
     assert all(version == 6 for version, _ in seen) and (6, "fd00:16:8::98") not in seen, out
+
+
+def test_an_existing_link_is_never_taken_over(host: Host, tmp_path: Path) -> None:
+    """A link of the sink's name (another program's, or one a killed server left) stops
+    the start with one line naming it; the link is left as it was."""
+    host.run("ip", "link", "add", "tsp9", "type", "veth", "peer", "name", "tsp9p")
+    argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve", "--backend", "routed"]
+    argv += ["--tun", "tsp9", "--prefix", "fd00:64:9::/64", "--listen", "udp:127.0.0.1:13653"]
+    out = host.run(*argv, check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "link tsp9 already exists" in out.stderr, out.stderr
+    assert "veth" in host.run("ip", "-d", "link", "show", "tsp9").stdout

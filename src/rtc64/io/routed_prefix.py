@@ -99,6 +99,11 @@ async def create_sink(name: str, mtu: int) -> str:
         except OSError as exc:
             if "Unknown device type" in str(exc) and kind != SINK_KINDS[-1]:
                 continue
+            if "exists" in str(exc):  # never take over a link: it may not be ours
+                raise OSError(
+                    f"link {name} already exists (left by a server that was killed? "
+                    f"check it, then `ip link del {name}`)"
+                ) from None
             raise
         try:
             await ip_command("link", "set", "dev", name, "addrgenmode", "none")
