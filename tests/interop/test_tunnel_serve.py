@@ -94,9 +94,9 @@ def test_tunnel_runs_once_in_the_supervisor(host: Host, tmp_path: Path) -> None:
 TAP_SCRIPT = """
 import socket, subprocess
 from rtc64.io.routed_prefix import ETH_P_ALL, attach_filter
-tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
 attach_filter(tap)
-tap.bind(("va", 0))
+tap.bind(("va", ETH_P_ALL))
 tap.settimeout(1)
 def ping(*argv):
     subprocess.run(["ping", "-c", "1", "-W", "1", *argv], capture_output=True)

@@ -131,10 +131,12 @@ class RoutedPrefix:
         self._on_packet = on_packet
         self.written = 0
         self.write_errors = 0
-        self._tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        # protocol 0 receives nothing until bind names the link: no packet of another
+        # link is queued before the filter and the binding are in place
+        self._tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         try:
             attach_filter(self._tap)
-            self._tap.bind((name, 0))
+            self._tap.bind((name, ETH_P_ALL))
             self._tap.setblocking(False)
             self._raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         except OSError:
