@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rtc64.tunnel import packet as ip
 from rtc64.tunnel.server import ServerSettings, ToTun, ToUdp, TunnelServer
@@ -110,3 +113,37 @@ def test_client_multicast_is_ignored_not_forwarded() -> None:
     assert server.from_udp(_pkt(ME, IPv6Address("ff02::2")), CLIENT, 0.0) == []
     assert server.from_udp(_pkt(ME, IPv6Address("ff0e::1")), CLIENT, 0.0) == []
     assert server.counters.ignored_multicast == 2 and server.counters.up_packets == 0
+
+
+DESTINATIONS = [
+    "::1", "::", "fe80::1", "ff02::1", "ff0e::1", "::ffff:10.0.0.1", "fd00:64::1",
+    "fd00:64::cb00:7109:4d2:1", "fd00:64::7f00:1:35:1", "2001:db8::5",
+]  # fmt: skip
+
+
+@given(
+    st.sampled_from(DESTINATIONS),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=1300),
+)
+def test_fuzzed_upstream_through_the_router(
+    destination: str, hop_limit: int, next_header: int, payload: bytes
+) -> None:
+    """Attacker-chosen upstream packets that pass the egress filter: no exception, only
+    forwardable destinations leave toward the IPv6 side, each with one hop less, and
+    nothing sent back is larger than what came in."""
+    server = TunnelServer(ROUTER)
+    dst = IPv6Address(destination)
+    head = struct.pack("!IHBB", 6 << 28, len(payload), next_header, hop_limit)
+    packet = head + ME.packed + dst.packed + payload
+    for action in server.from_udp(packet, CLIENT, 0.0):
+        if isinstance(action, ToTun):
+            out = ip.parse_header(action.packet)
+            assert ip.forwardable(out.destination) and not out.destination.is_multicast
+            if out.destination == SERVER6:  # for this host: not forwarded
+                assert out.hop_limit == hop_limit
+            else:
+                assert out.hop_limit == hop_limit - 1 >= 1
+        else:
+            assert len(action.data) <= len(packet)
