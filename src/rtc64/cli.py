@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("calls", "calls in progress with their families", None),
         ("relay", "relay sessions: each call's streams, ports, packets, loss, jitter", None),
         ("turn", "TURN allocations", None),
+        ("tunnel", "the tunnel server: packets per direction, drops by reason", None),
         ("unblock", "lift the failed-authentication blocks of a SOURCE or USER", "TARGET"),
         ("reload", "ask the gateway to reload its configuration (SIGHUP)", None),
     ):

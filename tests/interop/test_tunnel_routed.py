@@ -125,6 +125,9 @@ def test_no_tun_the_prefix_is_routed_to_a_sink(routed: tuple[Tunnel, Gateway]) -
     status = json.loads(gateway.get("/api/status"))
     assert status["tunnel"] == [f"udp:{SERVER_V4}:3653 {PREFIX} routed ({DEVICE})"]
     assert "tunnel" in status["services"]
+    argv = [sys.executable, "-m", "rtc64.cli", "--config", str(gateway.config), "ctl", "tunnel"]
+    ctl = t.server.run(*argv).stdout
+    assert f"{SERVER_V4}:3653 {PREFIX} routed ({DEVICE})" in ctl and "upstream" in ctl
 
 
 def test_ping_and_sipp_call_through_the_routed_prefix(routed: tuple[Tunnel, Gateway]) -> None:
