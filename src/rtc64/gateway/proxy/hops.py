@@ -58,13 +58,16 @@ _counter = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """Where to send: transport, address, port, and the flow to reuse if any."""
+    """Where to send: transport, address, port, and the flow to reuse if any.
+    ``own_port``: no pinhole to keep toward it (a trunk, a DNS or static route), so a SIP
+    worker sends from its private port and the responses come back to it."""
 
     transport: Transport
     ip: IPAddress
     port: int
     flow: Flow | None = None
     server_name: str | None = None
+    own_port: bool = False
 
     @property
     def reliable(self) -> bool:
