@@ -24,7 +24,6 @@ forwarding; RFC 5658 double Record-Route; RFC 3581):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -73,6 +72,11 @@ from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri, parse_uri
 
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
+
+
+def _own_port(hop: Hop) -> Hop:
+    """``hop`` marked as having no pinhole to keep (``Hop.own_port``)."""
+    return Hop(hop.transport, hop.ip, hop.port, hop.flow, hop.server_name, own_port=True)
 
 
 def transport_reason(detail: str) -> bytes:
@@ -284,7 +288,7 @@ class Forwarder:
             try:
                 candidates = await self.nexthops.candidates(target.hop)
                 if target.own_port:
-                    candidates = [dataclasses.replace(h, own_port=True) for h in candidates]
+                    candidates = [_own_port(h) for h in candidates]
             except RemoteProtocolError as exc:
                 self.log.info("no route to %s for %r: %s", target.hop.host, req.call_id, exc.reason)
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
@@ -371,7 +375,7 @@ class Forwarder:
         """Stateless forwarding of an ACK for a 2xx along its Route set (§16.11)."""
         hop = await self.nexthops.first(target.hop)
         if target.own_port:
-            hop = dataclasses.replace(hop, own_port=True)
+            hop = _own_port(hop)
         out = self.identity.listener_for(hop.transport, hop.ip)
         assert out is not None
         stamped = hops.stamp_top_via(req, flow)

@@ -29,7 +29,6 @@ Record-Route; RFC 3327 Path):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -122,13 +121,15 @@ def with_stamped_via(req: Request, flow: Flow) -> Request:
     rest = split_top(line.value, b",")[1:]
     value = b", ".join([stamped, *(r.strip() for r in rest)])
     headers = (*req.headers[:i], line._replace(value=value), *req.headers[i + 1 :])
-    return dataclasses.replace(req, headers=headers, wire=None)
+    return Request(
+        req.method, req.uri, headers, req.body, req.vias, req.call_id, req.cseq, req.from_,
+        req.to, req.max_forwards, req.index, None,
+    )  # fmt: skip
 
 
 def loop_hash(req: Request, top_via: bytes) -> bytes:
     """16 hex digits over the fields of RFC 3261 §16.6 step 8."""
-    h = hashlib.blake2b(digest_size=8)
-    for part in (
+    parts = (
         bytes(req.uri),
         req.from_.tag or b"",
         req.to.tag or b"",
@@ -137,9 +138,9 @@ def loop_hash(req: Request, top_via: bytes) -> bytes:
         top_via,
         b",".join(req.get_all(b"proxy-require")),
         b",".join(req.get_all(b"proxy-authorization")),
-    ):
-        h.update(part)
-        h.update(b"\x00")
+        b"",  # every part ends with a NUL
+    )
+    h = hashlib.blake2b(b"\x00".join(parts), digest_size=8)
     return h.hexdigest().encode("ascii")
 
 
@@ -344,14 +345,19 @@ def forwarded_view(
         headers += [Header(b"Route", r) for r in routes]
     hs = tuple(headers)
     mf = req.max_forwards
-    return dataclasses.replace(
-        req,
-        uri=req.uri if uri is None else uri,
-        headers=hs,
-        vias=(parse_via(via), *req.vias),
-        index=build_index(hs),
-        max_forwards=69 if mf is None else mf - 1,
-        wire=None,
+    return Request(
+        req.method,
+        req.uri if uri is None else uri,
+        hs,
+        req.body,
+        (parse_via(via), *req.vias),
+        req.call_id,
+        req.cseq,
+        req.from_,
+        req.to,
+        69 if mf is None else mf - 1,
+        build_index(hs),
+        None,
     )
 
 
