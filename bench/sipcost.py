@@ -5,8 +5,8 @@ For each tree and scenario (the SIPp scenarios of ``bench/sip_proxy.py``: ``v4``
 ``reg``, ``reg-auth``) a fresh ``rtc64 serve`` (SIP only, no shedding) gets a warm-up step,
 then a CPU step (utime+stime of the process tree / successful calls), then a step with
 ``strace -c`` attached to every thread of the process tree: system calls per call are
-load-independent. With ``--workers 2`` the workers' log lines count the messages that
-crossed the worker channel.
+load-independent. With ``--workers 2`` a last step runs with debug logs and counts the
+messages handed from one worker to another ("handed to worker" lines, in every version).
 
     git archive BASE src | tar -x -C /tmp/before
     ip netns add sipcost-b && ip -n sipcost-b link set lo up
@@ -39,7 +39,7 @@ from bench.sip_proxy import (
 
 ROOT = Path(__file__).resolve().parent.parent
 _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
-_CROSSED = re.compile(r"worker channel: (\d+) messages handed to other workers, (\d+) taken")
+_HANDED = re.compile(r" handed to worker \d")
 
 
 @contextlib.contextmanager
@@ -58,9 +58,7 @@ def tree(src: Path) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def start(run_dir: Path, workers: int) -> Proxy:
-    # info only for the workers' closing counts: per-REGISTER log lines cost CPU
-    level = "info" if workers > 1 else "warning"
+def start(run_dir: Path, workers: int, level: str = "warning") -> Proxy:
     proxy = rtc64_proxy(run_dir, log_level=level, workers=workers, shedding=False)
     with (run_dir / "rtc64.toml").open("a") as fh:
         fh.write("[turn]\nenabled = false\n[web]\nenabled = false\n")
@@ -100,11 +98,18 @@ def strace_step(
     return step, counts
 
 
-def crossed(log: Path | None) -> tuple[int, int]:
-    """Messages handed over / taken, summed over the workers' closing lines."""
-    text = log.read_text(errors="replace") if log is not None and log.exists() else ""
-    pairs = [(int(a), int(b)) for a, b in _CROSSED.findall(text)]
-    return sum(a for a, _ in pairs), sum(b for _, b in pairs)
+def crossings(
+    sc: Scenario, src: Path, rate: int, duration: float, run_dir: Path, seq: int, workers: int
+) -> tuple[int, int]:
+    """(messages handed to another worker, successful calls) in a step with debug logs."""
+    with tree(src):
+        proxy = start(run_dir, workers, "debug")
+    try:
+        step = run_step(sc, proxy, rate, duration, run_dir, seq)
+    finally:
+        proxy.stop()
+    assert proxy.log_path is not None
+    return len(_HANDED.findall(proxy.log_path.read_text(errors="replace"))), step.ok
 
 
 def main() -> int:
@@ -141,14 +146,16 @@ def main() -> int:
                         traced, counts = strace_step(sc, proxy, rate, args.duration, run_dir, seq)
                 finally:
                     proxy.stop()
-                handed, taken = crossed(proxy.log_path)
                 load = os.getloadavg()
                 print(
                     f"{sc.key:8} {name:6} {rate}/s ok {step.ok} failed {step.failed} "
-                    f"cpu {step.cpu_ms_per_call:.3f} ms/op; crossed {handed}/{taken}; "
-                    f"load {load[0]:.1f}",
+                    f"cpu {step.cpu_ms_per_call:.3f} ms/op; load {load[0]:.1f}",
                     flush=True,
                 )
+                if args.workers > 1:
+                    seq += 1
+                    handed, ok = crossings(sc, src, 100, 5.0, run_dir, seq, args.workers)
+                    print(f"    crossed the worker channel: {handed} messages, {ok} ok ops")
                 if traced is not None and traced.ok:
                     total = sum(counts.values())
                     top = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
