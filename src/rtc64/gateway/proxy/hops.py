@@ -121,8 +121,9 @@ def with_stamped_via(req: Request, flow: Flow) -> Request:
     rest = split_top(line.value, b",")[1:]
     value = b", ".join([stamped, *(r.strip() for r in rest)])
     headers = (*req.headers[:i], line._replace(value=value), *req.headers[i + 1 :])
+    vias = (parse_via(stamped), *req.vias[1:])  # the parsed Vias follow the lines
     return Request(
-        req.method, req.uri, headers, req.body, req.vias, req.call_id, req.cseq, req.from_,
+        req.method, req.uri, headers, req.body, vias, req.call_id, req.cseq, req.from_,
         req.to, req.max_forwards, req.index, None,
     )  # fmt: skip
 
