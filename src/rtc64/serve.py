@@ -46,7 +46,7 @@ from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.keepalive import stunkeep
 from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
-from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
+from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore, worker_token
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.store import LocationStore, Store
@@ -276,7 +276,7 @@ class Gateway:
         watched: LocationStore = store
         if cfg.keepalive.enabled:
             self.keepalives = tap.keepalives = keepalives = self._keepalives(
-                identity, transports, store, spawner
+                identity, transports, store, spawner, link
             )
             watched = WatchedStore(store, keepalives.on_replaced)
         self.proxy = proxy = self._proxy(
@@ -297,7 +297,7 @@ class Gateway:
         load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         first = role is None or role.index == 0
-        if self.keepalives is not None and first:  # other workers: what registers through them
+        if self.keepalives is not None:  # SIP workers: each its share of the AORs
             await self.keepalives.load()
         _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
         ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
@@ -406,13 +406,26 @@ class Gateway:
         return media, relay_cfg
 
     def _keepalives(
-        self, identity: Identity, transports: SipTransportLayer, store: Store, spawner: Spawner
+        self,
+        identity: Identity,
+        transports: SipTransportLayer,
+        store: Store,
+        spawner: Spawner,
+        link: WorkerLink | None,
     ) -> Keepalives:
-        """The keepalive schedule with its driver (the bindings stored are loaded later)."""
+        """The keepalive schedule with its driver (the bindings stored are loaded later;
+        SIP workers: this worker's share of the AORs, ``keepalive.service``)."""
         log = self.log.getChild("keepalive")
         driver = Driver(log=log)
         self._stack.callback(driver.close)
         by_name = {lst.name(): lst for lst in transports.listeners}
+        if self.role is not None:  # any worker's private port: the shared one (UDP source)
+            public = {(s.transport, s.family): s for s, _ in self.role.sockets.public}
+            mine = {lst.spec: lst for lst in transports.listeners}
+            for peer in self.role.peers:
+                shared = public.get((peer.spec.transport, peer.family))
+                if shared in mine:
+                    by_name[peer.name()] = mine[shared]
         vias: dict[tuple[str, bytes], tuple[SockAddr, str]] = {}
 
         def sent_by(name: str, remote: SockAddr) -> tuple[SockAddr, str] | None:
@@ -432,11 +445,15 @@ class Gateway:
             return found
 
         settings = keepalive_settings(self.cfg.keepalive)
+        index = None if self.role is None else self.role.index
+
+        def new_token() -> bytes:
+            token = secrets.token_hex(10).encode()
+            return token if index is None else worker_token(index, token)
+
         keepalives = Keepalives(
-            KeepaliveSchedule(
-                settings, rng=random.random, new_token=lambda: secrets.token_hex(10).encode()
-            ),
-            sender=transports,
+            KeepaliveSchedule(settings, rng=random.random, new_token=new_token),
+            sender=transports if link is None else link,
             store=store,
             sent_by=sent_by,
             clock=clock,
@@ -444,7 +461,10 @@ class Gateway:
             spawn=spawner,
             log=log,
             wake=driver.update,
+            share=link,
         )
+        if link is not None:
+            link.on_keepalive_changed = lambda aor: spawner(keepalives.refresh(aor))
         driver.drive(keepalives)
         log.info(
             "keepalives every %gs, OPTIONS every %s, unreachable after %d failures",
@@ -602,7 +622,7 @@ async def _transports(
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
         limits=transport_limits(cfg.sip),
-        on_send_error=reception.on_send_error,
+        on_send_error=reception.on_send_error if link is None else link.send_error,
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
@@ -613,6 +633,7 @@ async def _transports(
     )
     reception.sender = transports
     if link is not None:
+        link.on_send_error = reception.on_send_error
         link.attach(transports, tap.on_message)
     await transports.start()
     return transports

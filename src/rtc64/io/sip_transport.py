@@ -178,7 +178,8 @@ class SipTransportLayer:
                 udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
-                self._udp_named[bound.name()] = udp
+                if spec not in self._receive_only:  # a worker's private port: never a source
+                    self._udp_named[bound.name()] = udp
             else:
                 server = await loop.create_server(
                     self._factory(kind),

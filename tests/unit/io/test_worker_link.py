@@ -8,6 +8,7 @@ import socket
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from rtc64.io.sip_transport import SendFailure
 from rtc64.io.worker_link import (
     _HEAD,
     CLOSE,
@@ -38,12 +39,20 @@ class FakeLayer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Transport, object, int, Flow | None]] = []
+        self.handles: list[object] = []
+        self.pings: list[tuple[Transport, object, bytes]] = []
         self.conns: set[tuple[Transport, object, int]] = set()
 
     def send(self, data: bytes, transport: Transport, address: object, port: int, *,
              flow: Flow | None = None, server_name: str | None = None,
              handle: object = None) -> bool:  # fmt: skip
         self.sent.append((data, transport, address, port, flow))
+        self.handles.append(handle)
+        return True
+
+    def keepalive(self, transport: Transport, listener: str, remote: object,
+                  payload: bytes) -> bool:  # fmt: skip
+        self.pings.append((transport, remote, payload))
         return True
 
     def has_connection(self, transport: Transport, address: object, port: int) -> bool:
@@ -178,6 +187,91 @@ def test_udp_response_on_the_shared_port_goes_to_the_worker_its_via_names(
             links[1].on_message(parse_datagram(udp), flow)  # its own: kept
             await _until(lambda: len(got[1]) == 2)
             assert got[1] == [flow, flow] and not got[0]
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_a_send_the_owner_cannot_make_is_reported_to_the_sender(tmp_path: Path) -> None:
+    """Worker 1 hands an INVITE to worker 0's connection; worker 0's transport layer
+    reports the send failed (the connection closed meanwhile): worker 1's transaction
+    hears of it with its own handle, at once. Worker 0's own failures stay with it."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        layers = [FakeLayer(), FakeLayer()]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        failed: list[list[SendFailure]] = [[], []]
+        for k, link in enumerate(links):
+            link.attach(layers[k], lambda m, f: None)  # type: ignore[arg-type]
+            link.on_send_error = failed[k].append
+        try:
+            flow = Flow(Transport.TCP, LOCAL, PHONE, 7)  # worker 0's connection id 7
+            handle = object()
+            assert links[1].send(b"INVITE...", Transport.TCP, *PHONE, flow=flow, handle=handle)
+            await _until(lambda: bool(layers[0].sent))
+            ticket = layers[0].handles[0]
+            assert ticket is not None and ticket is not handle
+            links[0].send_error(SendFailure(Transport.TCP, PHONE, "connection #7 closed", ticket))
+            await _until(lambda: bool(failed[1]))
+            assert failed[1][0].handle is handle and "#7 closed" in failed[1][0].reason
+            assert failed[1][0].remote == PHONE and not failed[0]
+            # a second report of the same ticket finds nothing (the handle was used)
+            links[0].send_error(SendFailure(Transport.TCP, PHONE, "again", ticket))
+            own = SendFailure(Transport.TCP, PHONE, "mine", "handle-0")
+            links[0].send_error(own)
+            assert failed[0] == [own]
+            await asyncio.sleep(0.05)
+            assert len(failed[1]) == 1
+            # a send without a handle (an ACK) carries no ticket
+            links[1].send(b"ACK...", Transport.TCP, *PHONE, flow=flow)
+            await _until(lambda: len(layers[0].sent) == 2)
+            assert layers[0].handles[1] is None and layers[0].sent[1][0] == b"ACK..."
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_keepalive_notices_and_pings_cross_to_the_owner(tmp_path: Path) -> None:
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        layers = [FakeLayer(), FakeLayer()]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        changed: list[str] = []
+        delivered: list[tuple[Message, Flow]] = []
+        links[0].attach(layers[0], lambda m, f: delivered.append((m, f)))  # type: ignore[arg-type]
+        links[1].attach(layers[1], lambda m, f: None)  # type: ignore[arg-type]
+        links[0].on_keepalive_changed = changed.append
+        try:
+            assert links[0].count == 2
+            links[1].keepalive_changed(0, "sip:b\u00f6b@example.net")
+            await _until(lambda: bool(changed))
+            assert changed == ["sip:b\u00f6b@example.net"]
+            # worker 0 holds the phone's connection: worker 1's ping is written there
+            layers[0].conns.add((Transport.TCP, PHONE[0], PHONE[1]))
+            links[0].connection_changed(Transport.TCP, PHONE, 5, True)
+            await _until(lambda: links[1].has_connection(Transport.TCP, *PHONE))
+            assert links[1].keepalive(Transport.TCP, "tcp:[::]:5060", PHONE, b"\r\n\r\n")
+            await _until(lambda: bool(layers[0].pings))
+            assert layers[0].pings == [(Transport.TCP, PHONE, b"\r\n\r\n")] and not layers[1].pings
+            # UDP pings leave from the worker's own shared socket
+            links[1].keepalive(Transport.UDP, "udp:[::]:5060", PHONE, b"\r\n\r\n")
+            assert layers[1].pings == [(Transport.UDP, PHONE, b"\r\n\r\n")]
+            # an OPTIONS answer handed over arrives parsed, with its flow
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            links[1].keepalive_answer(0, RESPONSE, flow)
+            await _until(lambda: bool(delivered))
+            assert delivered[0][0].wire == RESPONSE and delivered[0][1] == flow
         finally:
             for link in links:
                 link.close()
