@@ -634,8 +634,10 @@ async def _transports(
     reception.sender = transports
     if link is not None:
         link.on_send_error = reception.on_send_error
-        link.attach(transports, tap.on_message)
+        link.attach(transports, tap.on_message, serve=False)
     await transports.start()
+    if link is not None:
+        link.serve()
     return transports
 
 

@@ -9,9 +9,11 @@ handled by one worker and a call handled by the other are not left to the kernel
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ ARGS = [
 CONFIG = '[sip]\ndomains = ["example.net"]\n'
 REGISTER_KEYS = {"domain": "example.net", "expires": "300"}
 TIMEOUT = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dir(work: Path, name: str) -> Path:
@@ -216,5 +219,49 @@ def test_lockout_counts_failures_on_every_worker(net: Lab, work: Path) -> None:
             )  # fmt: skip
             assert right.wait() != 0
             assert "403 Forbidden" in right.messages(), right.messages()
+    finally:
+        gw.stop()
+
+
+def test_a_send_the_other_worker_cannot_make_fails_the_call_at_once(net: Lab, work: Path) -> None:
+    """carol's flow is a TCP connection of worker 0. Worker 0 is frozen (SIGSTOP), a call
+    to carol enters worker 1, which hands the INVITE to worker 0 over the channel; then
+    worker 0 is killed. Its successor finds the connection gone and reports the send back:
+    worker 1's transaction fails over at once and the caller gets a final answer other
+    than 408 (without the report the INVITE would wait for Timer B: 408)."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        tcp = _own_ports(gw, "tcp")
+        d = _dir(work, "carol")
+        carol = Sipp(
+            net.v6, d, "carol", "outbound_register.xml", local=str(V6_HOST), port=5071,
+            remote=tcp[0][6], transport="t1",
+            keys={"domain": "example.net", "instance": "00000000-0000-4000-8000-00000000000c",
+                  "regid": "1"},
+            extra=["-s", "carol", "-oocsf", str(SCENARIOS / "outbound_ooc.xml")],
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not sipp_received(d, "SIP/2.0 200"):
+            assert carol.proc.poll() is None and time.monotonic() < deadline, report(gw, carol)
+            time.sleep(0.1)
+        (w0,) = _pids(gw, 0)
+        os.kill(w0, signal.SIGSTOP)
+        udp = _own_ports(gw)
+        host, _, port = udp[1][4].rpartition(":")
+        caller = net.v4.popen(
+            [sys.executable, "-m", "tests.interop.udp_invite", host, port,
+             "sip:carol@example.net", "60"],
+            log=work / "invite.json", cwd=ROOT,
+        )  # fmt: skip
+        assert _wait_log(gw, r"w1\.link: send over worker 0's tcp connection"), gw.text()[-4000:]
+        os.kill(w0, signal.SIGKILL)
+        assert _wait_log(gw, r"SIP worker 0 ready again"), gw.text()[-4000:]
+        caller.wait(90)
+        answer = json.loads((work / "invite.json").read_text())
+        text = gw.text()
+        assert answer["status"] not in (0, 408), (answer, text[-6000:])
+        assert 400 <= answer["status"] < 600, answer
+        assert "w1.link: worker 0 could not send for us: " in text, text[-6000:]
+        carol.proc.kill()
     finally:
         gw.stop()

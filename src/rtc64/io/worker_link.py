@@ -153,13 +153,22 @@ class WorkerLink:
 
     # wiring
 
-    def attach(self, transports: SipTransportLayer, on_message: OnMessage) -> None:
-        """Start serving the channel for ``transports`` (a SipTransportLayer)."""
+    def attach(
+        self, transports: SipTransportLayer, on_message: OnMessage, *, serve: bool = True
+    ) -> None:
+        """Wire to ``transports`` (a SipTransportLayer); ``serve``: read the channel now
+        (else call ``serve`` once the transports listen: what waited for a restarting
+        worker is handled on its sockets, not refused before they exist)."""
         self._transports = transports
         self._next = on_message
+        self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
+        if serve:
+            self.serve()
+
+    def serve(self) -> None:
+        """Start reading the channel."""
         self._channel.setblocking(False)
         asyncio.get_running_loop().add_reader(self._channel.fileno(), self._read)
-        self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
