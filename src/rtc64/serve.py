@@ -268,7 +268,9 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        self.auth = auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(
+            cfg, store, secret, log, None if role is None else role.index
+        )
         if link is not None:  # lock-outs count every worker's failures
             link.share_failures(auth.tracker)
         spawner = Spawner(log)
@@ -513,8 +515,11 @@ class Gateway:
         return proxy
 
 
-def _authenticator(cfg: Config, store: Store, secret: bytes, log: logging.Logger) -> Authenticator:
-    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks."""
+def _authenticator(
+    cfg: Config, store: Store, secret: bytes, log: logging.Logger, worker: int | None = None
+) -> Authenticator:
+    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks
+    (``worker``: a SIP worker's index, in its nonces; earlier nonces are stale to it)."""
     auth = cfg.auth
     return Authenticator(
         realm=realm_of(cfg),
@@ -527,6 +532,8 @@ def _authenticator(cfg: Config, store: Store, secret: bytes, log: logging.Logger
         log=log.getChild("auth"),
         algorithms=digest_algorithms(auth),
         secret=secret,
+        worker=worker,
+        started=float("-inf") if worker is None else time.time(),
     )
 
 

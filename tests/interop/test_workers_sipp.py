@@ -265,3 +265,26 @@ def test_a_send_the_other_worker_cannot_make_fails_the_call_at_once(net: Lab, wo
         carol.proc.kill()
     finally:
         gw.stop()
+
+
+def test_a_nonce_from_one_worker_works_on_the_other_and_a_replay_does_not(
+    net: Lab, work: Path
+) -> None:
+    """bob authenticates through worker 0 (its nonce, nc 1); the same signed REGISTER
+    replayed to worker 1's port is refused (stale: the request goes to the worker whose
+    counter holds that nonce), and bob's next request with nc 2 through worker 1 passes."""
+    args = [a for a in ARGS if not a.startswith("--trusted") and "/" not in a]
+    gw = Gateway(net.gw, work, args, config=AUTH_CONFIG)
+    try:
+        own = _own_ports(gw)
+        out = net.v4.run(
+            "env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.interop.digest_replay",
+            str(V4_HOST), own[0][4], own[1][4], "bob", "b0b-secret", "example.net",
+        )  # fmt: skip
+        result = json.loads(out.stdout)
+        assert result["first"] == 200, (result, gw.text()[-6000:])
+        assert result["replay"] == 401 and result["stale"], (result, gw.text()[-6000:])
+        assert result["next"] == 200, (result, gw.text()[-6000:])
+        assert re.search(r"w1\.link: REGISTER from udp .* handed to worker 0", gw.text())
+    finally:
+        gw.stop()

@@ -17,6 +17,9 @@
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
+# - A request carrying credentials goes to the worker whose nonce they answer (the nonce
+#   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
+#   live in one table per nonce, so a replay is refused whichever worker it reaches.
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
@@ -35,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import struct
 import time
@@ -50,6 +54,7 @@ from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip import headers as sh
+from rtc64.sip.digest import nonce_origin
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
 from rtc64.sip.uri import SipUri
@@ -60,6 +65,7 @@ KEEP, PING, FAILED = b"K", b"P", b"X"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
+_NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
@@ -321,27 +327,47 @@ class WorkerLink:
 
     def _belongs_to(self, msg: Message, transport: Transport) -> int | None:
         if isinstance(msg, Request):
-            if msg.get(b"route") is None:
-                return None
-            try:
-                found = sh.routes(msg)
-            except RemoteProtocolError:
-                return None
-            if not found or not isinstance(found[0].uri, SipUri):
-                return None
-            uri = found[0].uri
-            param = uri.param(b"transport")
-            try:
-                named = Transport(param.decode().lower()) if param else transport
-            except ValueError:
-                return None
-            return None if uri.port is None else self._private.get((named, uri.port))
+            owner = self._route_owner(msg, transport)
+            return self._nonce_owner(msg) if owner is None else owner
         top = msg.vias[0]
         try:
             sent = Transport(top.transport.decode().lower())
         except ValueError:
             return None
         return None if top.port is None else self._private.get((sent, top.port))
+
+    def _route_owner(self, msg: Request, transport: Transport) -> int | None:
+        """The worker whose private port the request's top Route names, or None."""
+        if msg.get(b"route") is None:
+            return None
+        try:
+            found = sh.routes(msg)
+        except RemoteProtocolError:
+            return None
+        if not found or not isinstance(found[0].uri, SipUri):
+            return None
+        uri = found[0].uri
+        param = uri.param(b"transport")
+        try:
+            named = Transport(param.decode().lower()) if param else transport
+        except ValueError:
+            return None
+        return None if uri.port is None else self._private.get((named, uri.port))
+
+    def _nonce_owner(self, msg: Request) -> int | None:
+        """The worker whose nonce the request's credentials answer (its nonce-count
+        table refuses a replay), or None."""
+        for name in (b"authorization", b"proxy-authorization"):
+            value = msg.get(name)
+            if value is None:
+                continue
+            found = _NONCE.search(value)
+            if found is None:
+                continue
+            origin = nonce_origin(found.group(1).decode("ascii"))
+            if origin is not None and origin < len(self._names):
+                return origin
+        return None
 
     def share_failures(self, tracker: FailureTracker) -> None:
         """Every failure ``tracker`` records goes to the other workers' trackers too."""

@@ -279,3 +279,44 @@ def test_keepalive_notices_and_pings_cross_to_the_owner(tmp_path: Path) -> None:
                 c.close()
 
     asyncio.run(main())
+
+
+def test_credentials_go_to_the_worker_whose_nonce_they_answer(tmp_path: Path) -> None:
+    """Its nonce-count table holds the counts: a replay through another worker is seen."""
+    from rtc64.sip.digest import NonceFactory  # noqa: PLC0415
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        got: list[list[Message]] = [[], []]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        for k, link in enumerate(links):
+            link.attach(FakeLayer(), lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
+        try:
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            for origin, header in ((1, b"Authorization"), (0, b"Proxy-Authorization")):
+                nonce = NonceFactory(b"s" * 32, origin=origin).issue(1000.0).encode()
+                request = (
+                    b"REGISTER sip:x SIP/2.0\r\n"
+                    b"Via: SIP/2.0/UDP [2001:db8::7]:40000;branch=z9hG4bK-%d\r\n"
+                    b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c%d\r\n"
+                    b'CSeq: 2 REGISTER\r\n%s: Digest username="a", realm="x", '
+                    b'nonce="%s", uri="sip:x", response="00"\r\n'
+                    b"Content-Length: 0\r\n\r\n" % (origin, origin, header, nonce)
+                )
+                links[0].on_message(parse_datagram(request), flow)
+            await _until(lambda: len(got[1]) == 1)
+            assert b"c1" in (got[1][0].wire or b"") and len(got[0]) == 1
+            assert b"c0" in (got[0][0].wire or b"")
+            # a nonce naming a worker that does not exist, or no nonce at all: kept here
+            bogus = NonceFactory(b"s" * 32, origin=9).issue(1000.0).encode()
+            plain = request.replace(nonce, bogus)
+            links[1].on_message(parse_datagram(plain), flow)
+            assert len(got[1]) == 2
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
