@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import platform
 import random
 import secrets
@@ -95,9 +96,10 @@ from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
+from rtc64.web.peers import PeerStats, endpoint_path
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
-from rtc64.web.wiring import start_gateway_web
+from rtc64.web.wiring import start_gateway_web, start_peer_web
 
 if TYPE_CHECKING:
     import asyncio
@@ -154,6 +156,16 @@ class WorkerRole:
     def link(self, log: logging.Logger) -> WorkerLink:
         return WorkerLink(self.index, self.channel, self.names, self.private, log)
 
+    @property
+    def directory(self) -> str:
+        """The supervisor's private directory (channels, stats endpoints)."""
+        return os.path.dirname(self.names[0].decode())
+
+    def peer_stats(self) -> PeerStats:
+        """Worker 0's client of the other processes' stats (``web.peers``)."""
+        others = [f"w{k}" for k in range(1, len(self.names))] + ["turn"]
+        return PeerStats([endpoint_path(self.directory, name) for name in others])
+
 
 class Gateway:
     """The running components of ``rtc64 serve`` (``transports`` once bound, ``proxy``
@@ -205,8 +217,15 @@ class Gateway:
             await self._relay_alone(host)
         if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
-        if cfg.web.enabled and (self.role is None or self.role.index == 0):
+        role = self.role
+        if cfg.web.enabled and (role is None or role.index == 0):
             await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
+        elif cfg.web.enabled and role is not None:  # ... with this worker's figures
+            peer = await start_peer_web(
+                cfg, endpoint_path(role.directory, f"w{role.index}"),
+                proxy=self.proxy, relay=self.relay, turn=None,
+            )  # fmt: skip
+            self._stack.push_async_callback(peer.stop)
 
     async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
         """The console, REST API and /metrics (``web/``), reading the services' views."""
@@ -226,6 +245,7 @@ class Gateway:
             nat64=nat64,
             keepalive=self.keepalives,
             probe=self._run_probe,
+            peers=None if self.role is None else self.role.peer_stats(),
         )
         self._stack.push_async_callback(self.web.stop)
 

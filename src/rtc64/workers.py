@@ -55,6 +55,8 @@ from rtc64.net.endpoint import BoundListener
 from rtc64.relay.options import refuse_foreign
 from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
 from rtc64.settings import transport_limits
+from rtc64.web.peers import RunningPeer, endpoint_path
+from rtc64.web.wiring import start_peer_web
 
 if TYPE_CHECKING:
     import socket
@@ -169,6 +171,7 @@ async def supervise(
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
     turn_gateway: Gateway | None = None
+    turn_web: RunningPeer | None = None
     loop = asyncio.get_running_loop()
 
     async def drain() -> None:
@@ -195,6 +198,11 @@ async def supervise(
             turn_gateway = Gateway(dataclasses.replace(cfg, values=values), log)
             await turn_gateway.start()
             log.info("TURN runs in the supervisor (pid %d), ports %d-%d", os.getpid(), *slices[-1])
+            if cfg.web.enabled:  # worker 0's console shows TURN from here
+                path = endpoint_path(channel_dir, "turn")
+                turn_web = await start_peer_web(
+                    cfg, path, proxy=None, relay=None, turn=turn_gateway.turn
+                )
         await stop.wait()
     finally:
         log.info("rtc64 stopping")
@@ -203,6 +211,8 @@ async def supervise(
         for task in draining:
             task.cancel()
         await supervisor.stop()
+        if turn_web is not None:
+            await turn_web.stop()
         if turn_gateway is not None:
             await turn_gateway.stop()
         for group in groups:

@@ -38,6 +38,7 @@ from rtc64.net.address import format_hostport
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
+from rtc64.web.merge import merge_lists, merge_metrics, reporting
 from rtc64.web.metrics import RelayTotals, Scrape, render
 from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.views import (
@@ -296,11 +297,21 @@ async def registrations(request: web.Request) -> web.Response:
 
 async def calls(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
-    return _json(calls_view(live_calls(src.relay), src.clock()))
+    own = calls_view(live_calls(src.relay), src.clock())
+    if src.peers is None:
+        return _json(own)
+    return _json(merge_lists(own, await src.peers.fetch("/api/calls"), "calls"))
 
 
 async def turn(request: web.Request) -> web.Response:
-    return _json(turn_view(request.app[STATE].sources.turn))
+    src = request.app[STATE].sources
+    if src.turn is None and src.peers is not None:  # SIP workers: TURN runs elsewhere
+        for body in await src.peers.fetch("/api/turn"):
+            with contextlib.suppress(ValueError):
+                found = json.loads(body)
+                if isinstance(found, dict) and found.get("enabled"):
+                    return _json(found)
+    return _json(turn_view(src.turn))
 
 
 async def status(request: web.Request) -> web.Response:
@@ -387,6 +398,9 @@ async def metrics(request: web.Request) -> web.Response:
     found = live_calls(src.relay)
     state.totals.update(found)
     body = render(Scrape(src, bindings, found, state.totals, state.lag, now))
+    if src.peers is not None:  # SIP workers: the whole gateway (web.peers)
+        others = await src.peers.fetch("/metrics")
+        body = merge_metrics([body, *others]) + reporting(1 + src.peers.answered)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
