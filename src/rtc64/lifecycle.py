@@ -5,7 +5,8 @@
 #   users, trusted networks, the upstream core, registrar limits, media policy, TLS
 #   certificates (new handshakes; established connections keep theirs), message tracing,
 #   HEP capture, log level, drain time and SIP listeners (new ones opened, removed ones
-#   closed; connections they accepted stay until they end). Registrations, transactions
+#   closed; connections they accepted stay until they end; SIP workers: with the sockets
+#   the supervisor handed over, ``io.sip_workers``). Registrations, transactions
 #   and calls stay. A new configuration that does not load (or a listener that cannot be
 #   bound) is rejected with the same one-line error as at start (logged) and the old one
 #   stays in force; keys that need a restart (store, domains,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
+    from rtc64.net.endpoint import ListenSpec
     from rtc64.turnserver.service import TurnService
 
 DRAIN_POLL = 0.25  # seconds between checks for the last call while draining
@@ -147,9 +149,11 @@ class GatewayView(Protocol):
     observers: Observers | None
     turn: TurnService | None
 
-    @property
-    def role(self) -> object | None:
-        """The SIP worker role when this gateway is one worker of several, else None."""
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """Open and close SIP listeners for a new ``sip.listen``: (opened, closed)."""
+        ...
 
 
 class Lifecycle:
@@ -262,13 +266,9 @@ class Lifecycle:
         tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
         turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
-        # SIP workers take their sockets from the supervisor: a listener change waits for
-        # a restart there (held below, like the keys no reload applies)
-        workers = gw.role is not None
-        if "sip.listen" in changed and gw.transports is not None and not workers:
-            opened, closed = await gw.transports.relisten(new.sip.listen)
-            if gw.identity is not None:
-                gw.identity.replace_listeners(gw.transports.listeners)
+        # SIP workers take their new sockets from the supervisor (Gateway.relisten)
+        if "sip.listen" in changed and gw.transports is not None:
+            opened, closed = await gw.relisten(new.sip.listen)
             self.log.info(
                 "listeners opened: %s; closed: %s (their connections stay until they end)",
                 ", ".join(str(s) for s in opened) or "none",
@@ -294,9 +294,8 @@ class Lifecycle:
             if turn_live is not None:
                 turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
-        applies = RELOADABLE - {"sip.listen"} if workers else RELOADABLE
-        held = [k for k in changed if k not in applies]
-        applied = [k for k in changed if k in applies]
+        held = [k for k in changed if k not in RELOADABLE]
+        applied = [k for k in changed if k in RELOADABLE]
         kept = {k: old.values[k] for k in held}
         gw.cfg = _with_values(new, kept) if kept else new
         self.reloads += 1

@@ -63,7 +63,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
-from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
+from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets, receive_changes
 from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
@@ -152,6 +152,7 @@ class WorkerRole:
     channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
     names: tuple[bytes, ...]  # every worker's channel name
     private: dict[tuple[Transport, int], int]  # private port -> worker
+    control: socket.socket  # the supervisor's new sockets on a reload (io.sip_workers)
 
     def link(self, log: logging.Logger) -> WorkerLink:
         return WorkerLink(self.index, self.channel, self.names, self.private, log)
@@ -186,6 +187,13 @@ class Gateway:
         self.auth: Authenticator | None = None
         self.web: RunningWeb | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._book: dict[ListenSpec, socket.socket] = {}  # a worker's sockets by spec
+        self._link: WorkerLink | None = None
+        self._keepalive_names: dict[str, BoundListener] = {}
+        if role is not None:
+            self._book.update((*role.sockets.own, *role.sockets.public))
+            self._own = [spec for spec, _ in role.sockets.own]
+            self._public = [spec for spec, _ in role.sockets.public]
 
     async def start(self) -> None:
         """Build and start everything; on failure, stop what was started and re-raise."""
@@ -197,6 +205,47 @@ class Gateway:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """A reload's new ``sip.listen``: listeners opened and closed (calls and
+        connections stay); a SIP worker takes the sockets the supervisor handed it
+        (``io.sip_workers``). Returns (opened, closed); ``ConfigError`` changes nothing."""
+        transports, identity = self.transports, self.identity
+        assert transports is not None and identity is not None
+        role = self.role
+        if role is None:
+            opened, closed = await transports.relisten(specs)
+            identity.replace_listeners(transports.listeners)
+            return opened, closed
+        changes = receive_changes(role.control)
+        if not changes:
+            shown = ", ".join(str(s) for s in specs)
+            raise ConfigError("sip.listen", shown, "sockets the supervisor could bind (its log)")
+        own, public = list(self._own), list(self._public)
+        peers: tuple[BoundListener, ...] = role.peers
+        for change, socks in changes:
+            self._book.update(socks)
+            own = [s for s in own if s not in change.removed] + list(change.own)
+            public = [s for s in public if s not in change.removed] + list(change.public)
+            peers = change.peers
+            if self._link is not None:
+                self._link.private_ports(change.private)
+        opened, closed = await transports.relisten([*own, *public], receive_only=own)
+        self._own, self._public = own, public
+        listeners = list(transports.listeners)
+        identity.replace_listeners(listeners + [p for p in peers if p not in listeners])
+        for spec in closed:
+            sock = self._book.pop(spec, None)
+            if sock is not None:
+                sock.close()
+        shared = {(b.spec.transport, b.family): b for b in listeners if b.spec in public}
+        for peer in peers:  # keepalives: any private port stands for the shared one
+            found = shared.get((peer.spec.transport, peer.family))
+            if found is not None:
+                self._keepalive_names[peer.name()] = found
+        return opened, closed
 
     async def _start(self) -> None:
         cfg, stack = self.cfg, self._stack
@@ -268,8 +317,9 @@ class Gateway:
         role = self.role
         link = None if role is None else role.link(log.getChild("link"))
         tap = ReplyTap(reception.on_message)
+        self._link = link
         self.transports = transports = await _transports(
-            cfg, data_dir, reception, tap, log, role=role, link=link
+            cfg, data_dir, reception, tap, log, role=role, link=link, book=self._book
         )
         stack.push_async_callback(transports.stop)
         sender: Sender = transports
@@ -440,7 +490,8 @@ class Gateway:
         log = self.log.getChild("keepalive")
         driver = Driver(log=log)
         self._stack.callback(driver.close)
-        by_name = {lst.name(): lst for lst in transports.listeners}
+        by_name = self._keepalive_names  # grows with a worker's reloads (relisten)
+        by_name.update((lst.name(), lst) for lst in transports.listeners)
         if self.role is not None:  # any worker's private port: the shared one (UDP source)
             public = {(s.transport, s.family): s for s, _ in self.role.sockets.public}
             mine = {lst.spec: lst for lst in transports.listeners}
@@ -638,6 +689,7 @@ async def _transports(
     *,
     role: WorkerRole | None = None,
     link: WorkerLink | None = None,
+    book: dict[ListenSpec, socket.socket] | None = None,
 ) -> SipTransportLayer:
     """The SIP listeners, bound and delivering to ``reception`` through ``tap`` (a
     worker's: its private ports first, so Via and Record-Route name them, then the shared
@@ -653,7 +705,7 @@ async def _transports(
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
-        opener=None if role is None else role.sockets.opener(),
+        opener=None if role is None or book is None else book.__getitem__,
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
         on_connection=None if link is None else link.connection_changed,
         receive_only=() if role is None else [spec for spec, _ in role.sockets.own],

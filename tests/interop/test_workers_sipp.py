@@ -288,3 +288,58 @@ def test_a_nonce_from_one_worker_works_on_the_other_and_a_replay_does_not(
         assert re.search(r"w1\.link: REGISTER from udp .* handed to worker 0", gw.text())
     finally:
         gw.stop()
+
+
+RELOAD_BEFORE = '[sip]\ndomains = ["example.net"]\nlisten = [{listen}]\n'
+
+
+def test_reload_changes_listeners_in_every_worker_with_calls_in_progress(
+    net: Lab, work: Path
+) -> None:
+    """Two long calls in progress, one through each worker; SIGHUP to the supervisor adds
+    udp:10.64.4.1:5062 and removes the TCP listener. Both calls end normally (BYE along
+    their route), each worker answers on its new private port and the shared new port,
+    and nothing listens on TCP any more."""
+    base = [f'"udp:[{V6_GW}]:5060"', f'"udp:{V4_GW}:5060"']
+    config = work / "rtc64.toml"
+    args = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24",
+            "--sip-workers", "2"]  # fmt: skip
+    gw = Gateway(
+        net.gw, work, args,
+        config=RELOAD_BEFORE.format(listen=", ".join([*base, f'"tcp:[{V6_GW}]:5060"'])),
+    )  # fmt: skip
+    try:
+        own = _own_ports(gw)
+        callers = []
+        for k in (0, 1):
+            uas = Sipp(net.v4, _dir(work, f"uas{k}"), f"uas{k}", "uas.xml", local=str(V4_HOST),
+                       port=5060 + k)  # fmt: skip
+            wait_port(net.v4, "udp", 5060 + k)
+            uac = Sipp(
+                net.v6, _dir(work, f"uac{k}"), f"uac{k}", "uac_long.xml", local=str(V6_HOST),
+                port=5070 + k, remote=own[k][6], keys={"target": f"{V4_HOST}:{5060 + k}"},
+                extra=["-s", "bob", "-d", "6000"],
+            )  # fmt: skip
+            callers.append((uac, uas))
+        assert _wait_log(gw, r"w1\.proxy\.calls: call \S+ set up"), gw.text()[-4000:]
+        assert _wait_log(gw, r"w0\.proxy\.calls: call \S+ set up"), gw.text()[-4000:]
+        config.write_text(RELOAD_BEFORE.format(listen=", ".join([*base, f'"udp:{V4_GW}:5062"'])))
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        for k in (0, 1):
+            assert _wait_log(gw, rf"w{k}: listeners opened: .*udp:{V4_GW}:5062"), gw.text()[-6000:]
+        assert "need a restart, not applied: sip.listen" not in gw.text()
+        for uac, uas in callers:
+            assert uac.wait() == 0, report(gw, uac, uas)
+            assert uas.wait() == 0, report(gw, uac, uas)
+        new = {
+            int(k): re.search(rf"udp:{V4_GW}:(\d+)", ports).group(1)  # type: ignore[union-attr]
+            for k, ports in re.findall(r"SIP worker (\d+): new own ports (.*)", gw.text())
+        }
+        assert sorted(new) == [0, 1], gw.text()[-4000:]
+        for k in (0, 1):  # each worker's new private port, then the new shared port
+            _register_bob(net, work, f"reg-new{k}", f"{V4_GW}:{new[k]}")
+        _register_bob(net, work, "reg-shared", f"{V4_GW}:5062")
+        assert ":5060 " not in net.gw.run("ss", "-ltn").stdout  # TCP closed everywhere
+    finally:
+        gw.stop()
+    assert "Traceback" not in gw.text(), gw.text()[-8000:]

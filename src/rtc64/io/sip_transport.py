@@ -195,12 +195,14 @@ class SipTransportLayer:
         self._listeners.append(bound)
 
     async def relisten(
-        self, specs: Sequence[ListenSpec]
+        self, specs: Sequence[ListenSpec], receive_only: Collection[ListenSpec] = ()
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """Open the listeners of ``specs`` not open yet and close those no longer in it
         (a reload); connections accepted earlier stay open. Returns (opened, closed). If
         one cannot be bound, those opened here are closed again and ``ConfigError`` says
-        which: the listeners stay as they were."""
+        which: the listeners stay as they were. ``receive_only``: new ones never used as
+        a UDP source (a SIP worker's private ports)."""
+        self._receive_only = self._receive_only | frozenset(receive_only)
         wanted = list(dict.fromkeys(specs))
         current = [b.spec for b in self._listeners]
         added = [s for s in wanted if s not in current]

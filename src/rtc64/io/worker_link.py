@@ -176,6 +176,10 @@ class WorkerLink:
         self._channel.setblocking(False)
         asyncio.get_running_loop().add_reader(self._channel.fileno(), self._read)
 
+    def private_ports(self, private: Mapping[tuple[Transport, int], int]) -> None:
+        """Every worker's private ports after a reload changed ``sip.listen``."""
+        self._private = dict(private)
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
