@@ -38,6 +38,16 @@ def reload_by_signal() -> bool:
     return True
 
 
+def reload_supervisor() -> bool:
+    """SIP workers: SIGHUP to the supervisor (this worker's parent), which hands out new
+    listen sockets and passes the signal on to every worker."""
+    try:
+        os.kill(os.getppid(), signal.SIGHUP)
+    except OSError:
+        return False
+    return True
+
+
 def preflight(cfg: Config, data_dir: Path) -> None:
     """Before anything starts: the admin file readable, and a non-loopback console only
     with a credential (``ConfigError`` naming ``web.listen`` otherwise)."""
@@ -120,7 +130,7 @@ async def start_gateway_web(
         turn=turn,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
-        reload=reload_by_signal,
+        reload=reload_by_signal if peers is None else reload_supervisor,
         probe=probe,
         peers=peers,
     )
