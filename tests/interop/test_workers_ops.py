@@ -107,6 +107,8 @@ def test_hep_metrics_and_calls_cover_every_worker(net: Lab, work: Path) -> None:
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert len(json.loads(out.stdout)["calls"]) == 2, out.stdout
+        overview = web.json("/api/overview")
+        assert overview["calls"]["by_families"] == {"IPv6→IPv4": 2}, overview
     finally:
         for p in peers:
             for sipp in p:

@@ -38,7 +38,13 @@ from rtc64.net.address import format_hostport
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
-from rtc64.web.merge import merge_lists, merge_metrics, reporting
+from rtc64.web.merge import (
+    allocations_of,
+    call_families_of,
+    merge_lists,
+    merge_metrics,
+    reporting,
+)
 from rtc64.web.metrics import RelayTotals, Scrape, render
 from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.views import (
@@ -325,10 +331,15 @@ async def overview(request: web.Request) -> web.Response:
     now = src.wall()
     bindings = [] if src.registrations is None else await src.registrations.all_bindings(now)
     by_families: dict[str, int] = {}
-    for call in live_calls(src.relay):
-        key = "→".join(call_families(call))
-        by_families[key] = by_families.get(key, 0) + 1
+    families = [call_families(call) for call in live_calls(src.relay)]
     allocations = 0 if src.turn is None else len(src.turn.allocations())
+    if src.peers is not None:  # SIP workers: the other processes' calls and TURN
+        families += call_families_of(await src.peers.fetch("/api/calls"))
+        if src.turn is None:
+            allocations = allocations_of(await src.peers.fetch("/api/turn"))
+    for pair in families:
+        key = "→".join(pair)
+        by_families[key] = by_families.get(key, 0) + 1
     return _json(
         {
             "registrations": {

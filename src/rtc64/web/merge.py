@@ -96,3 +96,26 @@ def merge_lists(own: Json, others: Sequence[bytes], key: str) -> Json:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             merged += list(json.loads(body).get(key) or [])
     return {**own, key: merged}
+
+
+def _bodies(others: Sequence[bytes], key: str) -> list[Json]:
+    found: list[Json] = []
+    for body in others:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            found += list(json.loads(body).get(key) or [])
+    return found
+
+
+def call_families_of(others: Sequence[bytes]) -> list[tuple[str, str]]:
+    """(caller family, callee family) of each call the others list (``/api/calls``)."""
+    out = []
+    for call in _bodies(others, "calls"):
+        fams = call.get("families") if isinstance(call, dict) else None
+        fams = [str(f) for f in fams] if isinstance(fams, list) else []
+        out.append((fams[0] if fams else "unknown", fams[1] if len(fams) > 1 else "unknown"))
+    return out
+
+
+def allocations_of(others: Sequence[bytes]) -> int:
+    """TURN allocations the others list (``/api/turn``)."""
+    return len(_bodies(others, "allocations"))

@@ -81,3 +81,18 @@ def test_lists_are_concatenated() -> None:
     own = {"calls": [{"call_id": "a"}]}
     others = [json.dumps({"calls": [{"call_id": "b"}]}).encode(), b"{bad", b"[]", b"{}"]
     assert merge_lists(own, others, "calls") == {"calls": [{"call_id": "a"}, {"call_id": "b"}]}
+
+
+def test_the_overview_counts_the_other_processes_calls_and_allocations() -> None:
+    from rtc64.web.merge import allocations_of, call_families_of  # noqa: PLC0415
+
+    calls = json.dumps(
+        {"calls": [{"families": ["IPv6", "IPv4"]}, {"families": ["IPv4"]}, {"families": 3}]}
+    ).encode()
+    assert call_families_of([calls, b"junk"]) == [
+        ("IPv6", "IPv4"),
+        ("IPv4", "unknown"),
+        ("unknown", "unknown"),
+    ]
+    turn = json.dumps({"enabled": True, "allocations": [{}, {}]}).encode()
+    assert allocations_of([turn, b"{}"]) == 2
