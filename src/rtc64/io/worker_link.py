@@ -13,7 +13,9 @@
 #   that belongs to another worker's transaction or dialog goes there with its flow
 #   (DELIVER): a response whose top Via names another worker's private port (UDP: workers
 #   send from the shared port, and a UA honouring our ``rport`` answers there), a request
-#   whose top Route does.
+#   whose top Route does, or the next one (the caller-facing entry of our double
+#   Record-Route names the shared port: a caller whose source changed, e.g. a
+#   dual-stack phone moving family mid-call, still reaches the worker with its call).
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
@@ -341,22 +343,28 @@ class WorkerLink:
         return None if top.port is None else self._private.get((sent, top.port))
 
     def _route_owner(self, msg: Request, transport: Transport) -> int | None:
-        """The worker whose private port the request's top Route names, or None."""
+        """The worker whose private port the request's top Route names, or the next
+        one's (a worker record-routes twice: the entry facing the caller names the shared
+        port, where its pinhole is; the next one the worker's own port), or None."""
         if msg.get(b"route") is None:
             return None
         try:
             found = sh.routes(msg)
         except RemoteProtocolError:
             return None
-        if not found or not isinstance(found[0].uri, SipUri):
-            return None
-        uri = found[0].uri
-        param = uri.param(b"transport")
-        try:
-            named = Transport(param.decode().lower()) if param else transport
-        except ValueError:
-            return None
-        return None if uri.port is None else self._private.get((named, uri.port))
+        for route in found[:2]:
+            uri = route.uri
+            if not isinstance(uri, SipUri) or uri.port is None:
+                continue
+            param = uri.param(b"transport")
+            try:
+                named = Transport(param.decode().lower()) if param else transport
+            except ValueError:
+                continue
+            owner = self._private.get((named, uri.port))
+            if owner is not None:
+                return owner
+        return None
 
     def _nonce_owner(self, msg: Request) -> int | None:
         """The worker whose nonce the request's credentials answer (its nonce-count

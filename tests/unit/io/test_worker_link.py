@@ -320,3 +320,40 @@ def test_credentials_go_to_the_worker_whose_nonce_they_answer(tmp_path: Path) ->
                 c.close()
 
     asyncio.run(main())
+
+
+def test_an_in_dialog_request_follows_the_second_route_to_its_worker(tmp_path: Path) -> None:
+    """The caller-facing Record-Route entry names the shared port (5060), the next one
+    worker 1's own port: a BYE from a caller whose source changed, hashed to worker 0,
+    is handed to worker 1. A Route naming no private port stays where it landed."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        private = {(Transport.UDP, 41000): 0, (Transport.UDP, 41001): 1}
+        got: list[list[Message]] = [[], []]
+        links = [WorkerLink(k, chans[k], names, private, logging.getLogger("t")) for k in (0, 1)]
+        for k, link in enumerate(links):
+            link.attach(FakeLayer(), lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
+        try:
+            bye = (
+                b"BYE sip:b@[2001:db8::9] SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP [2001:db8::7]:40000;branch=z9hG4bK-9\r\n"
+                b"Route: <sip:[2001:db8::1]:5060;lr;r2=on>, <sip:192.0.2.1:41001;lr;r2=on>\r\n"
+                b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: d1\r\n"
+                b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            )
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            links[0].on_message(parse_datagram(bye), flow)
+            await _until(lambda: len(got[1]) == 1)
+            assert not got[0]
+            foreign = bye.replace(b"192.0.2.1:41001", b"192.0.2.1:5070")
+            links[0].on_message(parse_datagram(foreign), flow)
+            assert len(got[0]) == 1 and len(got[1]) == 1
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
