@@ -46,6 +46,7 @@ from rtc64.io.sip_workers import (
     WorkerSockets,
     bind_groups,
     control_pairs,
+    notify_drained,
     notify_ready,
     own_ports,
     peer_listeners,
@@ -341,16 +342,28 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
     async def main(stop: asyncio.Event) -> int:
         watch_parent(stop)
         gateway = Gateway(cfg, log, role)
+        loop = asyncio.get_running_loop()
         try:
             await gateway.start()
-            signals = Lifecycle(gateway, stop, reload_config=plan.reload, log=log)
+            done = asyncio.Event()
+            signals = Lifecycle(gateway, done, reload_config=plan.reload, log=log)
             signals.install()  # SIGHUP reload, SIGTERM drain, SIGINT, SIGUSR1 as one process
             try:
                 await _settled(gateway)
                 notify_ready(notify, role.index)
-                await stop.wait()
+                waits = [loop.create_task(done.wait()), loop.create_task(stop.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in waits:
+                    task.cancel()
             finally:
                 signals.uninstall()
+            if signals.draining and not stop.is_set():
+                # Drained: keep answering new calls with 503 on this worker's sockets (the
+                # kernel still hashes callers to them) until the supervisor stops everyone.
+                notify_drained(notify, role.index)
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
         finally:
             await gateway.stop()
         return 0

@@ -16,8 +16,10 @@
 #   started again, at once the first time and with a growing delay (up to
 #   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
 # - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
-#   reloads / reports itself), SIGTERM drains (passed on; the supervisor stops once every
-#   worker has drained and exited), SIGINT stops everything at once.
+#   reloads / reports itself), SIGTERM drains (passed on; a worker with no call left says
+#   so and goes on answering new calls with 503, as its member of each SO_REUSEPORT group
+#   still gets its share of callers; the supervisor stops everything once every worker
+#   has drained), SIGINT stops everything at once.
 # - A reload (SIGHUP) that changes ``sip.listen``: the supervisor re-reads the
 #   configuration first, binds the new specs' groups and private ports (none of them a
 #   private number already in use), closes its copies of the removed ones, and hands each
@@ -229,6 +231,7 @@ class Supervisor:
         self._args_for = args_for
         self._on_ready = on_ready
         self._ready: set[int] = set()
+        self._drained: set[int] = set()  # workers that finished draining (still serving 503)
         self._all_ready = False
         self._notify, self._child_notify = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.setblocking(False)
@@ -256,9 +259,13 @@ class Supervisor:
                 data = self._notify.recv(64)
             except (BlockingIOError, InterruptedError):
                 return
+            drained = data.startswith(b"D")
             try:
-                k = int(data.decode("ascii"))
+                k = int(data[1:] if drained else data)
             except ValueError:
+                continue
+            if drained:
+                self._drained.add(k)
                 continue
             if self._all_ready:
                 self.log.info("SIP worker %d ready again", k)
@@ -322,14 +329,18 @@ class Supervisor:
                     os.kill(proc.pid, sig)
 
     async def drain(self) -> None:
-        """SIGTERM to every worker (each drains its calls, then exits); returns once all
-        have exited. No worker is restarted from here on."""
+        """SIGTERM to every worker (each drains its calls, then answers new ones with 503
+        until stopped: its socket still gets its share of callers); returns once all have
+        drained or exited. No worker is restarted from here on."""
         self._stopping = True
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
         self.forward(signal.SIGTERM)
-        while any(p is not None and p.is_alive() for p in self._procs):
+        while any(
+            p is not None and p.is_alive() and k not in self._drained
+            for k, p in enumerate(self._procs)
+        ):
             await asyncio.sleep(0.1)
 
     async def stop(self, sig: int = signal.SIGINT) -> None:
@@ -364,6 +375,12 @@ def notify_ready(notify: socket.socket, index: int) -> None:
     """In a worker: tell the supervisor this worker serves."""
     with contextlib.suppress(OSError):  # the supervisor is gone; watch_parent stops us
         notify.send(b"%d" % index)
+
+
+def notify_drained(notify: socket.socket, index: int) -> None:
+    """In a worker: tell the supervisor this worker has no call left."""
+    with contextlib.suppress(OSError):
+        notify.send(b"D%d" % index)
 
 
 def watch_parent(stop: asyncio.Event) -> None:
