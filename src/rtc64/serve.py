@@ -366,7 +366,11 @@ class Gateway:
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)
-        load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
+        pinged = list(transports.listeners)
+        if role is not None:  # a ping to a shared port lands on whichever worker the kernel
+            own = {spec for spec, _ in role.sockets.own}  # picks: only our own ports
+            pinged = [lst for lst in pinged if lst.spec in own]
+        load = await watch_load(pinged, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         first = role is None or role.index == 0
         if self.keepalives is not None:  # SIP workers: each its share of the AORs
