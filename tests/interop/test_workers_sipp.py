@@ -290,7 +290,7 @@ def test_a_nonce_from_one_worker_works_on_the_other_and_a_replay_does_not(
         gw.stop()
 
 
-RELOAD_BEFORE = '[sip]\ndomains = ["example.net"]\nlisten = [{listen}]\n'
+RELOAD_BEFORE = '[sip]\ndomains = ["example.net"]\noverload_lag = 0\nlisten = [{listen}]\n'
 
 
 def test_reload_changes_listeners_in_every_worker_with_calls_in_progress(

@@ -68,12 +68,16 @@ class PeerStats:
 
 @dataclass(slots=True)
 class RunningPeer:
-    """One process's stats endpoint."""
+    """One process's stats endpoint and its sampler (relay totals between scrapes)."""
 
     runner: web.AppRunner
     path: str
+    sampler: asyncio.Task[None]
 
     async def stop(self) -> None:
+        self.sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sampler
         await self.runner.cleanup()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
@@ -83,7 +87,7 @@ async def start_peer_endpoint(path: str, sources: Sources) -> RunningPeer:
     """Serve ``/metrics``, ``/api/calls`` and ``/api/turn`` of ``sources`` on the Unix
     socket ``path`` (a file left by a killed predecessor is replaced)."""
     app = web.Application()
-    app[STATE] = State(sources)
+    app[STATE] = state = State(sources)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/calls", calls)
     app.router.add_get("/api/turn", turn)
@@ -92,4 +96,4 @@ async def start_peer_endpoint(path: str, sources: Sources) -> RunningPeer:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     await web.UnixSite(runner, path).start()
-    return RunningPeer(runner, path)
+    return RunningPeer(runner, path, asyncio.get_running_loop().create_task(state.run()))
