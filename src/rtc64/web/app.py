@@ -39,6 +39,7 @@ from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
 from rtc64.web.merge import (
+    add_latest,
     allocations_of,
     call_families_of,
     merge_lists,
@@ -147,6 +148,9 @@ class State:
             self.lag = 0.7 * self.lag + 0.3 * late
             try:
                 self.sample()
+                if self.sources.peers is not None and self.history:  # SIP workers
+                    others = await self.sources.peers.fetch("/api/history")
+                    self.history[-1] = add_latest(self.history[-1], others)
             except Exception:
                 logging.getLogger("rtc64.web").exception("web sampler failed")
 
@@ -429,7 +433,10 @@ async def events(request: web.Request) -> web.StreamResponse:
         last, quiet = "", 0.0
         while True:
             src = state.sources
-            body = json.dumps(calls_view(live_calls(src.relay), src.clock())["calls"])
+            view = calls_view(live_calls(src.relay), src.clock())
+            if src.peers is not None:  # SIP workers: every worker's calls
+                view = merge_lists(view, await src.peers.fetch("/api/calls"), "calls")
+            body = json.dumps(view["calls"])
             if body != last:
                 await response.write(f"event: calls\ndata: {body}\n\n".encode())
                 last, quiet = body, 0.0

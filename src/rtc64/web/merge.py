@@ -119,3 +119,20 @@ def call_families_of(others: Sequence[bytes]) -> list[tuple[str, str]]:
 def allocations_of(others: Sequence[bytes]) -> int:
     """TURN allocations the others list (``/api/turn``)."""
     return len(_bodies(others, "allocations"))
+
+
+def add_latest(own: Json, others: Sequence[bytes]) -> Json:
+    """``own`` (a history sample) plus the numbers of each other process's latest sample
+    (``/api/history``); its time stays."""
+    assert isinstance(own, dict)
+    merged = dict(own)
+    for body in others:
+        found = _bodies([body], "samples")
+        sample: object = found[-1] if found else None
+        if not isinstance(sample, dict):
+            continue
+        for key, value in sample.items():
+            mine = merged.get(key)
+            if key != "time" and isinstance(value, int | float) and isinstance(mine, int | float):
+                merged[key] = mine + value
+    return merged

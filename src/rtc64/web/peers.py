@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from rtc64.web.app import STATE, State, calls, metrics, turn
+from rtc64.web.app import STATE, State, calls, history, metrics, turn
 from rtc64.web.views import Sources
 
 PEER_TIMEOUT = 1.0  # seconds one process may take to answer worker 0
@@ -84,13 +84,14 @@ class RunningPeer:
 
 
 async def start_peer_endpoint(path: str, sources: Sources) -> RunningPeer:
-    """Serve ``/metrics``, ``/api/calls`` and ``/api/turn`` of ``sources`` on the Unix
-    socket ``path`` (a file left by a killed predecessor is replaced)."""
+    """Serve ``/metrics``, ``/api/calls``, ``/api/turn``, ``/api/history`` of ``sources``
+    on the Unix socket ``path`` (a file left by a killed predecessor is replaced)."""
     app = web.Application()
     app[STATE] = state = State(sources)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/calls", calls)
     app.router.add_get("/api/turn", turn)
+    app.router.add_get("/api/history", history)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     with contextlib.suppress(FileNotFoundError):

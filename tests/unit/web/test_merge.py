@@ -96,3 +96,16 @@ def test_the_overview_counts_the_other_processes_calls_and_allocations() -> None
     ]
     turn = json.dumps({"enabled": True, "allocations": [{}, {}]}).encode()
     assert allocations_of([turn, b"{}"]) == 2
+
+
+def test_history_samples_add_the_other_processes_latest() -> None:
+    from rtc64.web.merge import add_latest  # noqa: PLC0415
+
+    own = {"time": 100.0, "calls": 1, "relay_packets": 10}
+    other = json.dumps({"samples": [{"time": 1.0, "calls": 5}, {"time": 99.0, "calls": 2,
+                                                                 "relay_packets": 7}]})  # fmt: skip
+    assert add_latest(own, [other.encode(), b"{}", b"bad"]) == {
+        "time": 100.0,
+        "calls": 3,
+        "relay_packets": 17,
+    }
