@@ -4,13 +4,17 @@
 # - SIGHUP reloads the configuration file (and the command line it was started with):
 #   users, trusted networks, the upstream core, registrar limits, media policy, TLS
 #   certificates (new handshakes; established connections keep theirs), message tracing,
-#   HEP capture, log level, drain time and SIP listeners (new ones opened, removed ones
-#   closed; connections they accepted stay until they end; SIP workers: with the sockets
-#   the supervisor handed over, ``io.sip_workers``). Registrations, transactions
-#   and calls stay. A new configuration that does not load (or a listener that cannot be
-#   bound) is rejected with the same one-line error as at start (logged) and the old one
-#   stays in force; keys that need a restart (store, domains,
-#   relay addresses and ports, TURN...) are named in a warning and keep their old value.
+#   HEP capture, log level, drain time, SIP listeners (new ones opened, removed ones
+#   closed; connections they accepted stay until they end), ``sip.domains``, the media
+#   relay's addresses, ports, timeouts and strictness (for new calls: calls in progress
+#   keep theirs) and TURN's listeners, limits and peer policy (``reloading``).
+#   Registrations, transactions, calls and allocations stay. A new configuration that does
+#   not load (or a listener that cannot be bound) is rejected with the same one-line error
+#   as at start (logged) and the old one stays in force; keys that need a restart (the
+#   store, relay workers, TURN relay addresses and authentication, ng control...) are
+#   named in a warning and keep their old value. SIP workers take new listeners from the
+#   supervisor (``io.sip_workers``) and keep their media port slices until a restart;
+#   the supervisor's TURN server is not reloaded.
 # - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
 #   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
 #   ``general.drain_seconds`` passed, then the gateway stops. A second SIGTERM, or SIGINT at
@@ -26,12 +30,13 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from rtc64 import reloading
 from rtc64.config import Config
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.calllog import CallLog
@@ -40,11 +45,14 @@ from rtc64.io.hep import HepCapture
 from rtc64.settings import proxy_settings
 
 if TYPE_CHECKING:
+    from ipaddress import IPv6Network
+
     from rtc64.gateway.identity import Identity
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
     from rtc64.net.endpoint import ListenSpec
+    from rtc64.relay.engine import MediaRelay
     from rtc64.turnserver.service import TurnService
 
 DRAIN_POLL = 0.25  # seconds between checks for the last call while draining
@@ -71,8 +79,13 @@ RELOADABLE = frozenset(
         "media.policy",
         "hep.collector",
         "hep.capture_id",
+        "sip.domains",
+        *reloading.MEDIA_KEYS,
+        *reloading.TURN_KEYS,
     }
 )
+# What SIP workers hold until a restart (the supervisor owns the sockets and TURN).
+WORKERS_HOLD = frozenset({"media.ports", *reloading.TURN_KEYS})  # sip.listen: relisten
 
 
 @dataclass(slots=True)
@@ -148,12 +161,24 @@ class GatewayView(Protocol):
     identity: Identity | None
     observers: Observers | None
     turn: TurnService | None
+    nat64: IPv6Network | None
+
+    @property
+    def relay(self) -> MediaRelay | None:
+        """The media relay (with the SIP gateway, or alone)."""
+
+    @property
+    def role(self) -> object | None:
+        """The SIP worker role when this gateway is one worker of several, else None."""
 
     async def relisten(
         self, specs: Sequence[ListenSpec]
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """Open and close SIP listeners for a new ``sip.listen``: (opened, closed)."""
         ...
+
+    def reloaded(self) -> None:
+        """A reload was applied (``cfg`` is the new configuration): refresh views."""
 
 
 class Lifecycle:
@@ -266,13 +291,37 @@ class Lifecycle:
         tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
         turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
-        # SIP workers take their new sockets from the supervisor (Gateway.relisten)
-        if "sip.listen" in changed and gw.transports is not None:
-            opened, closed = await gw.relisten(new.sip.listen)
+        # SIP workers take their new listen sockets from the supervisor (Gateway.relisten)
+        workers = gw.role is not None
+        applies = RELOADABLE - WORKERS_HOLD if workers else RELOADABLE
+        plan = await reloading.plan(
+            new, old, [k for k in changed if k in applies], relay=gw.relay,
+            identity=gw.identity, turn=gw.turn, nat64=gw.nat64, workers=workers,
+        )  # fmt: skip
+        undo_turn = await self._relisten_turn(plan.turn)
+        try:
+            if "sip.listen" in changed and gw.transports is not None:
+                opened, closed = await gw.relisten(new.sip.listen)  # workers: new sockets
+                self.log.info(
+                    "listeners opened: %s; closed: %s (their connections stay until they end)",
+                    ", ".join(str(s) for s in opened) or "none",
+                    ", ".join(str(s) for s in closed) or "none",
+                )
+        except BaseException:
+            if undo_turn is not None:
+                await undo_turn()
+            raise
+        if gw.identity is not None and ({"sip.listen", "sip.domains"} & set(changed)):
+            listeners = gw.identity.listeners
+            if gw.transports is not None and not workers:
+                listeners = tuple(gw.transports.listeners)  # (workers: Gateway.relisten)
+            gw.identity.replace_listeners(listeners, new.sip.domains)
+        if plan.relay is not None and gw.relay is not None:
+            gw.relay.reconfigure(plan.relay)
             self.log.info(
-                "listeners opened: %s; closed: %s (their connections stay until they end)",
-                ", ".join(str(s) for s in opened) or "none",
-                ", ".join(str(s) for s in closed) or "none",
+                "media relay for new calls: %s ports %d-%d (calls in progress keep theirs)",
+                ", ".join(str(a) for a in plan.relay.addresses),
+                *plan.relay.ports,
             )
         observers = gw.observers
         if observers is not None:
@@ -294,11 +343,12 @@ class Lifecycle:
             if turn_live is not None:
                 turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
-        held = [k for k in changed if k not in RELOADABLE]
-        applied = [k for k in changed if k in RELOADABLE]
+        held = [k for k in changed if k not in applies]
+        applied = [k for k in changed if k in applies]
         kept = {k: old.values[k] for k in held}
         gw.cfg = _with_values(new, kept) if kept else new
         self.reloads += 1
+        gw.reloaded()
         self.log.info(
             "configuration reloaded from %s: %s",
             new.source or "embedded defaults",
@@ -307,6 +357,24 @@ class Lifecycle:
         )
         if held:
             self.log.warning("changed keys that need a restart, not applied: %s", ", ".join(held))
+
+    async def _relisten_turn(
+        self, plan: reloading.TurnPlan | None
+    ) -> Callable[[], Awaitable[object]] | None:
+        """TURN's listeners, limits and policy as ``plan`` says; returns the undo (None:
+        nothing changed). ``ConfigError`` (a listener that cannot be bound) changes nothing."""
+        turn = self.gateway.turn
+        if plan is None or turn is None:
+            return None
+        before = (turn.settings.listen, turn.settings.core, turn.policy)
+        opened, closed = await turn.reconfigure(plan.listen, plan.core, plan.policy)
+        if opened or closed:
+            self.log.info(
+                "TURN listeners opened: %s; closed: %s (allocations on the others stay)",
+                ", ".join(str(s) for s in opened) or "none",
+                ", ".join(str(s) for s in closed) or "none",
+            )
+        return lambda: turn.reconfigure(*before)
 
     # -- SIGUSR1 ---------------------------------------------------------------------------
 

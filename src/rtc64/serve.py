@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
-from rtc64.config import Config, data_dir_error, realm_of
+from rtc64.clat.learning import ClatWatch
+from rtc64.config import Config, data_dir_error, realm_of, tunnel_runs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
@@ -77,21 +78,23 @@ from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
-    first_usable,
     keepalive_settings,
     nat64_network,
     ng_settings,
     one_per_family,
     proxy_settings,
+    relay_addresses,
     relay_settings,
     tls_client_policy,
     transport_limits,
+    tunnel_settings,
     turn_credential_settings,
     turn_peer_policy,
     turn_relay_addresses,
     turn_service_settings,
 )
 from rtc64.sip.transaction import TransactionLayer
+from rtc64.tunnel.service import TunnelService
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, tune_memory
@@ -99,7 +102,7 @@ from rtc64.web.app import RunningWeb
 from rtc64.web.peers import PeerStats, endpoint_path
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
-from rtc64.web.wiring import start_gateway_web, start_peer_web
+from rtc64.web.wiring import refresh_gateway_web, start_gateway_web, start_peer_web
 
 if TYPE_CHECKING:
     import asyncio
@@ -181,11 +184,13 @@ class Gateway:
         self.keepalives: Keepalives | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.tunnel: TunnelService | None = None
         self.media: MediaBridge | None = None
         self.identity: Identity | None = None
         self.observers: Observers | None = None
         self.auth: Authenticator | None = None
         self.web: RunningWeb | None = None
+        self.nat64: IPv6Network | None = None
         self._stack = contextlib.AsyncExitStack()
         self._book: dict[ListenSpec, socket.socket] = {}  # a worker's sockets by spec
         self._link: WorkerLink | None = None
@@ -264,8 +269,11 @@ class Gateway:
             nat64 = await self._sip(host, data_dir, store, secret)
         elif "media" in services:
             await self._relay_alone(host)
+        self.nat64 = nat64
         if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
+        if tunnel_runs(cfg) and self.role is None:  # SIP workers: the supervisor runs it
+            self.tunnel = await self._tunnel()
         role = self.role
         if cfg.web.enabled and (role is None or role.index == 0):
             await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
@@ -275,6 +283,20 @@ class Gateway:
                 proxy=self.proxy, relay=self.relay, turn=None,
             )  # fmt: skip
             self._stack.push_async_callback(peer.stop)
+
+    def reloaded(self) -> None:
+        """A reload was applied (``lifecycle``): the console's status page follows."""
+        if self.web is None:
+            return
+        relay = self.relay
+        refresh_gateway_web(
+            self.web,
+            self.cfg,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=self.nat64,
+        )
 
     async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
         """The console, REST API and /metrics (``web/``), reading the services' views."""
@@ -287,6 +309,7 @@ class Gateway:
             proxy=self.proxy,
             relay=relay,
             turn=self.turn,
+            tunnel=self.tunnel,
             blocks=None if self.auth is None else self.auth.tracker,
             listeners=[] if self.transports is None else list(self.transports.listeners),
             turn_listeners=[] if self.turn is None else self.turn.bound,
@@ -297,6 +320,17 @@ class Gateway:
             peers=None if self.role is None else self.role.peer_stats(),
         )
         self._stack.push_async_callback(self.web.stop)
+
+    async def _tunnel(self) -> TunnelService:
+        """The Public TSP server (``[tunnel]``) as one more service of this process."""
+        core, options = tunnel_settings(self.cfg.tunnel)
+        service = TunnelService(core, options)
+        try:
+            await service.start()
+        except OSError as exc:
+            raise Rtc64Error(f"tunnel: cannot start: {exc}") from None
+        self._stack.push_async_callback(service.close)
+        return service
 
     async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
         """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""
@@ -351,6 +385,7 @@ class Gateway:
                 identity, transports, store, spawner, link
             )
             watched = WatchedStore(store, keepalives.on_replaced)
+            keepalives.store = watched  # its own removals and moves reach the schedule too
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
@@ -476,7 +511,11 @@ class Gateway:
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
             nat64 = await _discover_nat64(resolver, log)
-        media = MediaBridge(relay, cfg.media.policy, log.getChild("media"), nat64=nat64)
+        clats = ClatWatch(Path(cfg.nat64.clat_state_dir), log.getChild("clat"))
+        media = MediaBridge(
+            relay, cfg.media.policy, log.getChild("media"), nat64=nat64, unusable=clats.addresses
+        )
+        clats.addresses()  # learnt (and logged) now, then kept current
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         return media, relay_cfg
@@ -722,23 +761,6 @@ async def _transports(
     if link is not None:
         link.serve()
     return transports
-
-
-def relay_addresses(listeners: list[BoundListener], host: Collection[IPAddress]) -> list[IPAddress]:
-    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
-    address; for a wildcard listener the host's first routable address of that family
-    (loopback only when nothing else exists)."""
-    chosen: dict[Family, IPAddress] = {}
-    for lst in listeners:
-        if lst.family in chosen:
-            continue
-        if not lst.wildcard:
-            chosen[lst.family] = lst.spec.address
-            continue
-        found = first_usable(host, lst.family)
-        if found is not None:
-            chosen[lst.family] = found
-    return list(chosen.values())
 
 
 def _relay(

@@ -22,6 +22,7 @@ from rtc64.config import (
     Nat64Section,
     NgSection,
     SipSection,
+    TunnelSection,
 )
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.keepalive.schedule import KeepaliveSettings
@@ -31,12 +32,15 @@ from rtc64.io.connection import Limits
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import ListenSpec
+from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.net.ranges import AddressClass, classify
 from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.uri import SipUri, parse_uri
+from rtc64.tunnel.server import ServerSettings as TunnelServerSettings
+from rtc64.tunnel.service import ServeOptions as TunnelServeOptions
+from rtc64.tunnel.service import server_ipv4_for
 from rtc64.turn.settings import DEFAULT_LIFETIME, TurnSettings
 from rtc64.turnserver.credentials import CredentialSettings, secrets_from
 from rtc64.turnserver.peers import PeerPolicy
@@ -78,6 +82,25 @@ def ng_settings(ng: NgSection) -> NgSettings | None:
     if ng.listen is None:
         return None
     return NgSettings(listen=ng.listen, interfaces=ng.interfaces)
+
+
+def relay_addresses(
+    listeners: Sequence[BoundListener], host: Collection[IPAddress]
+) -> list[IPAddress]:
+    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
+    address; for a wildcard listener the host's first routable address of that family
+    (loopback only when nothing else exists)."""
+    chosen: dict[Family, IPAddress] = {}
+    for lst in listeners:
+        if lst.family in chosen:
+            continue
+        if not lst.wildcard:
+            chosen[lst.family] = lst.spec.address
+            continue
+        found = first_usable(host, lst.family)
+        if found is not None:
+            chosen[lst.family] = found
+    return list(chosen.values())
 
 
 def first_usable(host: Collection[IPAddress], family: Family) -> IPAddress | None:
@@ -248,7 +271,7 @@ def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[I
     """``turn.relay_addresses`` checked against this host, or, when empty, per family the
     first specific ``turn.listen`` address of that family, else this host's first
     routable address of it (``one_per_family``; loopback only when nothing else exists),
-    as ``serve.relay_addresses`` does for media: never the client's socket."""
+    as ``relay_addresses`` does for media: never the client's socket."""
     configured = turn.relay_addresses
     if not configured:
         chosen: dict[Family, IPAddress] = {}
@@ -357,3 +380,27 @@ def turn_peer_policy(
         own=own,
         nat64_prefixes=() if nat64 is None else (nat64,),
     )
+
+
+def tunnel_settings(
+    tunnel: TunnelSection, stats: Path | None = None
+) -> tuple[TunnelServerSettings, TunnelServeOptions]:
+    """The tunnel server's core settings and process options from ``[tunnel]``
+    (``ConfigError`` naming ``tunnel.prefix`` when it is not set)."""
+    if tunnel.prefix is None:
+        raise ConfigError("tunnel.prefix", "", "an IPv6 /64 like 2001:db8:64::/64")
+    host = str(tunnel.listen.address)
+    server_ipv4 = tunnel.server_ipv4 or server_ipv4_for(host)
+    core = TunnelServerSettings(
+        tunnel.prefix,
+        server_ipv4,
+        lifetime=tunnel.lifetime,
+        keepalive=tunnel.keepalive,
+        rate=tunnel.rate,
+        burst=tunnel.burst,
+        icmp_rate=tunnel.icmp_rate,
+    )
+    options = TunnelServeOptions(
+        host, tunnel.listen.port, tunnel.device, stats=stats, backend=tunnel.backend
+    )
+    return core, options

@@ -11,11 +11,13 @@
 #   and at most ``MAX_TICKETS``.
 # - A message arriving on a worker's connection, or on its member of a shared UDP port,
 #   that belongs to another worker's transaction or dialog goes there with its flow
-#   (DELIVER): a response whose top Via names another worker's private port (UDP: workers
-#   send from the shared port, and a UA honouring our ``rport`` answers there), a request
-#   whose top Route does, or the next one (the caller-facing entry of our double
-#   Record-Route names the shared port: a caller whose source changed, e.g. a
-#   dual-stack phone moving family mid-call, still reaches the worker with its call).
+#   (DELIVER): a response whose top Via names another worker's private port (UDP: a
+#   request sent from the shared port, toward a pinhole, is answered there by a UA
+#   honouring our ``rport``), a request whose top Route does, or the next one (the
+#   caller-facing entry of our double Record-Route names the shared port: a caller whose
+#   source changed, e.g. a dual-stack phone moving family mid-call, still reaches the
+#   worker with its call). Requests toward targets with no pinhole leave from the
+#   private port (``own_port``) and never cross.
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
@@ -186,6 +188,12 @@ class WorkerLink:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
+        self.log.info(
+            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            self.handed,
+            self.taken,
+            self.dropped,
+        )
 
     @property
     def count(self) -> int:
@@ -209,6 +217,7 @@ class WorkerLink:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         if transport.reliable:
             owner = self._owner(transport, address, port, flow)
@@ -227,7 +236,14 @@ class WorkerLink:
                 self._failed_here(SendFailure(transport, (address, port), why, handle))
                 return False
         return self._layer.send(
-            data, transport, address, port, flow=flow, server_name=server_name, handle=handle
+            data,
+            transport,
+            address,
+            port,
+            flow=flow,
+            server_name=server_name,
+            handle=handle,
+            own_port=own_port,
         )
 
     def _ticket(self, handle: object) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -34,26 +35,30 @@ from aiohttp import web
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.location.bindings import canonical_aor
+from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.stats import ProxyView
 from rtc64.net.address import format_hostport
+from rtc64.relay.stats import CallStats
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
 from rtc64.web.merge import (
     add_latest,
     allocations_of,
-    call_families_of,
     merge_lists,
     merge_metrics,
     reporting,
 )
 from rtc64.web.metrics import RelayTotals, Scrape, render
 from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
+from rtc64.web.tunnel import tunnel_view
 from rtc64.web.views import (
     Json,
     Sources,
+    Status,
+    TurnRest,
+    all_calls_view,
     block_view,
-    call_families,
-    calls_view,
     live_calls,
     registrations_by_family,
     registrations_view,
@@ -131,7 +136,7 @@ class State:
         self.history.append(
             {
                 "time": src.wall(),
-                "calls": len(calls),
+                "calls": len(calls) if src.proxy is None else _call_count(src.proxy, calls),
                 "relay_packets": relay_packets,
                 "relay_bytes": relay_bytes,
                 "turn_bytes": turn_bytes,
@@ -153,6 +158,12 @@ class State:
                     self.history[-1] = add_latest(self.history[-1], others)
             except Exception:
                 logging.getLogger("rtc64.web").exception("web sampler failed")
+
+
+def _call_count(proxy: ProxyView, sessions: list[CallStats]) -> int:
+    """Calls through the proxy plus relay sessions no proxy call owns."""
+    calls = {c.call_id for c in proxy.calls_in_progress()}
+    return len(calls) + len({MediaBridge.call_of(s.call_id) for s in sessions} - calls)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -307,7 +318,7 @@ async def registrations(request: web.Request) -> web.Response:
 
 async def calls(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
-    own = calls_view(live_calls(src.relay), src.clock())
+    own = all_calls_view(src.proxy, src.relay, src.clock())
     if src.peers is None:
         return _json(own)
     return _json(merge_lists(own, await src.peers.fetch("/api/calls"), "calls"))
@@ -324,6 +335,10 @@ async def turn(request: web.Request) -> web.Response:
     return _json(turn_view(src.turn))
 
 
+async def tunnel(request: web.Request) -> web.Response:
+    return _json(tunnel_view(request.app[STATE].sources.tunnel))
+
+
 async def status(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
     return _json(status_view(src.status, src.wall()))
@@ -335,15 +350,15 @@ async def overview(request: web.Request) -> web.Response:
     now = src.wall()
     bindings = [] if src.registrations is None else await src.registrations.all_bindings(now)
     by_families: dict[str, int] = {}
-    families = [call_families(call) for call in live_calls(src.relay)]
-    allocations = 0 if src.turn is None else len(src.turn.allocations())
-    if src.peers is not None:  # SIP workers: the other processes' calls and TURN
-        families += call_families_of(await src.peers.fetch("/api/calls"))
-        if src.turn is None:
-            allocations = allocations_of(await src.peers.fetch("/api/turn"))
-    for pair in families:
-        key = "→".join(pair)
+    calls = all_calls_view(src.proxy, src.relay, src.clock())
+    if src.peers is not None:  # SIP workers: every worker's calls
+        calls = merge_lists(calls, await src.peers.fetch("/api/calls"), "calls")
+    for call in calls["calls"]:
+        key = "→".join(call["families"])
         by_families[key] = by_families.get(key, 0) + 1
+    allocations = 0 if src.turn is None else len(src.turn.allocations())
+    if src.peers is not None and src.turn is None:  # SIP workers: TURN in the supervisor
+        allocations = allocations_of(await src.peers.fetch("/api/turn"))
     return _json(
         {
             "registrations": {
@@ -433,7 +448,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         last, quiet = "", 0.0
         while True:
             src = state.sources
-            view = calls_view(live_calls(src.relay), src.clock())
+            view = all_calls_view(src.proxy, src.relay, src.clock())
             if src.peers is not None:  # SIP workers: every worker's calls
                 view = merge_lists(view, await src.peers.fetch("/api/calls"), "calls")
             body = json.dumps(view["calls"])
@@ -543,6 +558,7 @@ def build_app(sources: Sources, guard: Guard) -> web.Application:
     r.add_get("/api/calls", calls)
     r.add_get("/api/events", events)
     r.add_get("/api/turn", turn)
+    r.add_get("/api/tunnel", tunnel)
     r.add_get("/api/status", status)
     r.add_get("/api/blocks", blocks)
     r.add_post("/api/blocks/unblock", unblock)
@@ -563,6 +579,12 @@ class RunningWeb:
         self.app = app
         self.runner = runner
         self.task = task
+
+    def refresh(self, status: Status, turn_rest: TurnRest | None) -> None:
+        """A reload changed the facts on the status page (listeners, relay addresses,
+        configuration) or TURN's URIs."""
+        state = self.app[STATE]
+        state.sources = dataclasses.replace(state.sources, status=status, turn_rest=turn_rest)
 
     @property
     def port(self) -> int:

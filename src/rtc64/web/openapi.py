@@ -33,6 +33,29 @@ def _arr(item: Schema) -> Schema:
 
 
 ERROR = _obj({"error": STR})
+_PACKETS = _obj({"packets": INT, "bytes": INT})
+TUNNEL = {
+    **_obj(
+        {
+            "enabled": BOOL,
+            "listen": STR,
+            "prefix": STR,
+            "backend": {"type": "string", "enum": ["tun", "routed"]},
+            "device": STR,
+            "upstream": _PACKETS,
+            "downstream": _PACKETS,
+            "client_to_client": INT,
+            "keepalives": INT,
+            "ignored_multicast": INT,
+            "signalling": _obj({"datagrams": INT, "errors": INT, "tunnels_created": INT}),
+            "icmp": _obj({"sent": INT, "rate_limited": INT}),
+            "dropped": {"type": "object", "additionalProperties": INT},
+            "send_errors": _obj({"udp": INT, "device": INT}),
+        },
+        required=False,
+    ),
+    "required": ["enabled"],
+}
 SESSION = _obj({"authenticated": BOOL, "open": BOOL, "csrf": _nullable(STR)})
 CONTACT = _obj(
     {
@@ -71,16 +94,28 @@ STREAM = _obj(
         "jitter_ms": NUM,
     }
 )
+PARTY = _nullable(_obj({"family": FAMILY, "transport": _nullable(STR), "address": _nullable(STR)}))
+RELAY_CALL = {
+    "call_id": STR,
+    "session": STR,
+    "age": NUM,
+    "answered": BOOL,
+    "families": _arr(FAMILY),
+    "packets": INT,
+    "octets": INT,
+    "legs": _arr(_obj({"tag": STR, "family": FAMILY, "streams": _arr(STREAM)})),
+}
 CALL = _obj(
     {
-        "call_id": STR,
-        "session": STR,
-        "age": NUM,
-        "answered": BOOL,
-        "families": _arr(FAMILY),
-        "packets": INT,
-        "octets": INT,
-        "legs": _arr(_obj({"tag": STR, "family": FAMILY, "streams": _arr(STREAM)})),
+        **RELAY_CALL,
+        "session": _nullable(STR),
+        "from": _nullable(STR),
+        "to": _nullable(STR),
+        "state": {"type": "string", "enum": ["early", "confirmed", "relay"]},
+        "talk": _nullable(NUM),
+        "caller": PARTY,
+        "callee": PARTY,
+        "relayed": BOOL,
     }
 )
 ALLOCATION = _obj(
@@ -116,6 +151,7 @@ STATUS = _obj(
         "listeners": _arr(STR),
         "relay_addresses": _arr(STR),
         "turn_listeners": _arr(STR),
+        "tunnel": _arr(STR),
         "nat64_prefixes": _arr(STR),
         "config": _arr(_obj({"key": STR, "value": STR})),
     }
@@ -298,11 +334,17 @@ def document() -> Schema:
                     }
                 ],
             ),
-            "/api/calls": _get("relayed calls in progress", _obj({"calls": _arr(CALL)})),
+            "/api/calls": _get(
+                "calls in progress: every call through the proxy (relayed or not, each "
+                "side's family, transport and address; relay legs when relayed), then relay "
+                "sessions no proxy call owns (state relay)",
+                _obj({"calls": _arr(CALL)}),
+            ),
             "/api/turn": _get(
                 "TURN allocations and traffic",
                 _obj({"enabled": BOOL, "allocations": _arr(ALLOCATION), "traffic": _arr(TRAFFIC)}),
             ),
+            "/api/tunnel": _get("the tunnel server's prefix, backend and counters", TUNNEL),
             "/api/status": _get("listeners, NAT64 prefixes, configuration", STATUS),
             "/api/blocks": _get("failed-authentication blocks", _obj({"blocks": _arr(BLOCK)})),
             "/api/blocks/unblock": _post(

@@ -20,12 +20,14 @@ from rtc64.io.driver import clock
 from rtc64.net.address import format_hostport
 from rtc64.net.endpoint import BoundListener
 from rtc64.relay.stats import RelayView
+from rtc64.tunnel.stats import TunnelView
 from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
-from rtc64.web.app import RunningWeb, WebSettings, start_web
+from rtc64.web.app import STATE, RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.peers import RunningPeer, start_peer_endpoint
 from rtc64.web.probes import ProbeRunner
+from rtc64.web.tunnel import tunnel_status
 from rtc64.web.views import PeerView, Sources, Status, TurnRest
 
 
@@ -83,6 +85,48 @@ def web_settings(cfg: Config, data_dir: Path, log: logging.Logger) -> WebSetting
     return WebSettings(str(address), port, context, float(cfg.web.session_lifetime))
 
 
+def gateway_status(
+    cfg: Config,
+    listeners: Sequence[BoundListener],
+    *,
+    turn_listeners: Sequence[BoundListener],
+    relay_addresses: Sequence[str],
+    nat64: IPv6Network | None,
+    started: float,
+    tunnel: tuple[str, ...] = (),
+) -> Status:
+    """The status page's facts (configuration with secrets masked)."""
+    return Status(
+        version=__version__,
+        services=tuple(cfg.general.services),
+        listeners=tuple(b.name() for b in listeners),
+        relay_addresses=tuple(relay_addresses),
+        turn_listeners=tuple(b.name() for b in turn_listeners),
+        nat64=() if nat64 is None else (str(nat64),),
+        config=tuple(cfg.describe()),
+        started=started,
+        tunnel=tunnel,
+    )
+
+
+def refresh_gateway_web(
+    web: RunningWeb,
+    cfg: Config,
+    *,
+    listeners: Sequence[BoundListener],
+    turn_listeners: Sequence[BoundListener],
+    relay_addresses: Sequence[str],
+    nat64: IPv6Network | None,
+) -> None:
+    """After a reload: the status page and TURN's REST URIs from the new configuration."""
+    old = web.app[STATE].sources.status  # the tunnel does not reload: its line stays
+    status = gateway_status(
+        cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
+        nat64=nat64, started=old.started, tunnel=old.tunnel,
+    )  # fmt: skip
+    web.refresh(status, _turn_rest(cfg))
+
+
 async def start_gateway_web(
     cfg: Config,
     data_dir: Path,
@@ -93,6 +137,7 @@ async def start_gateway_web(
     relay: RelayView | None,
     turn: TurnView | None,
     blocks: BlockView | None,
+    tunnel: TunnelView | None = None,
     listeners: Sequence[BoundListener],
     turn_listeners: Sequence[BoundListener],
     relay_addresses: Sequence[str],
@@ -109,16 +154,10 @@ async def start_gateway_web(
         turn_token=cfg.web.turn_token,
         lifetime=float(cfg.web.session_lifetime),
     )
-    status = Status(
-        version=__version__,
-        services=tuple(cfg.general.services),
-        listeners=tuple(b.name() for b in listeners),
-        relay_addresses=tuple(relay_addresses),
-        turn_listeners=tuple(b.name() for b in turn_listeners),
-        nat64=() if nat64 is None else (str(nat64),),
-        config=tuple(cfg.describe()),
-        started=time.time(),
-    )
+    status = gateway_status(
+        cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
+        nat64=nat64, started=time.time(), tunnel=tunnel_status(tunnel),
+    )  # fmt: skip
     sources = Sources(
         status=status,
         wall=time.time,
@@ -128,6 +167,7 @@ async def start_gateway_web(
         proxy=proxy,
         relay=relay,
         turn=turn,
+        tunnel=tunnel,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
         reload=reload_by_signal if peers is None else reload_supervisor,

@@ -5,10 +5,15 @@ demand) and frees its relay; IPv6 client to IPv4 relay; counters in the snapshot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
-from ipaddress import ip_network
+import socket
+from ipaddress import ip_address, ip_network
 
+import pytest
+
+from rtc64.errors import ConfigError
 from rtc64.io import memory
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport, parse_listen
@@ -132,7 +137,8 @@ def test_udp_allocation_relays_both_ways_then_refresh_zero_frees_the_port() -> N
 
             gone = await client.request(M.REFRESH, LIFETIME(0))
             assert gone.cls is stun.Class.SUCCESS, gone.error()
-            await wait_for(lambda: pool.in_use == 0)
+            await wait_for(lambda: service.relays.idle == 1)  # kept bound for reuse
+            assert pool.in_use == 1
             peer.send(b"after", (str(relay[0]), relay[1]))
             await settle()
             assert len(client.other) == 2
@@ -141,6 +147,7 @@ def test_udp_allocation_relays_both_ways_then_refresh_zero_frees_the_port() -> N
             client.close()
             peer.close()
             await service.close()
+        assert pool.in_use == 0  # closing the service frees the idle relay's port
 
     asyncio.run(main())
 
@@ -221,7 +228,8 @@ def test_tcp_client_allocation_goes_with_its_connection() -> None:
             assert client.other[0] == b"\x40\x02\x00\x03xyz\x00"
             assert pool.in_use == 1
             client.close()
-            await wait_for(lambda: pool.in_use == 0)  # connection closed: allocation deleted
+            await wait_for(lambda: service.relays.idle == 1)  # connection closed: deleted
+            assert not service.relays.udp
         finally:
             client.close()
             peer.close()
@@ -344,7 +352,8 @@ def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
             assert [a[0] for a in rfc.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
             assert pool.in_use == 2  # one port of each family
             await client.request(M.REFRESH, LIFETIME(0))
-            await wait_for(lambda: pool.in_use == 0)
+            await wait_for(lambda: service.relays.idle == 2)
+            assert pool.in_use == 2 and not service.relays.udp
             tid = client.tid()
             draft = stun.build(
                 M.ALLOCATE, stun.Class.REQUEST, tid, REQUESTED_TRANSPORT(17), (0x8032, b"\2\0\0\0")
@@ -353,6 +362,8 @@ def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
             await wait_for(lambda: tid in client.responses)
             answer = client.responses.pop(tid)
             assert [a[0] for a in answer.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
+            assert service.relays.reused == 2 and service.relays.idle == 0  # one per family
+            assert pool.in_use == 2
         finally:
             client.close()
             await service.close()
@@ -376,5 +387,74 @@ def test_tune_memory_sets_the_gateways_collector_settings_and_undoes_them() -> N
             await service.close()
         assert gc.get_threshold() == (700, 10, 10)
         assert gc.get_freeze_count() == 0
+
+    asyncio.run(main())
+
+
+def test_reconfigure_opens_and_closes_listeners_and_keeps_the_allocation() -> None:
+    """A reload: a new TCP listener opens, the IPv6 UDP one closes, the quota and peer
+    policy change for new requests; the allocation made before relays on. A listener that
+    cannot be bound changes nothing (``ConfigError`` naming it)."""
+
+    async def main() -> None:
+        service, pool = await _service()
+        client = await Client(Transport.UDP, _listener(service, Transport.UDP)).open()
+        peer = await endpoint()
+        try:
+            answer = await client.request(M.ALLOCATE, REQUESTED_TRANSPORT(17))
+            assert answer.cls is stun.Class.SUCCESS, answer.error()
+            relay = answer.get(XOR_RELAYED_ADDRESS)
+            assert relay is not None
+            old_v6 = _listener(service, Transport.UDP, 6)
+            listen = (
+                parse_listen("udp:127.0.0.1:0"),
+                parse_listen("tcp:127.0.0.1:0"),
+                parse_listen("tcp:[::1]:0"),
+            )
+            before = [b.spec for b in service.bound]
+            with pytest.raises(ConfigError) as err:
+                await service.reconfigure(
+                    (*listen, parse_listen("udp:192.0.2.99:3478")),
+                    service.settings.core,
+                    service.policy,
+                )
+            assert err.value.key == "turn.listen" and "192.0.2.99" in str(err.value)
+            assert [b.spec for b in service.bound] == before
+            core = dataclasses.replace(service.settings.core, max_permissions=1)
+            strict = PeerPolicy(allow=[ip_network("127.0.0.1/32")])
+            opened, closed = await service.reconfigure(listen, core, strict)
+            assert opened == [parse_listen("tcp:[::1]:0")]
+            assert closed == [parse_listen("udp:[::1]:0")]
+            assert {(b.transport, b.spec.address.version) for b in service.bound} == {
+                (Transport.UDP, 4), (Transport.TCP, 4), (Transport.TCP, 6)
+            }  # fmt: skip
+            assert service.settings.listen == listen
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            probe.setblocking(False)
+            ip, port = _listener(service, Transport.TCP, 6)
+            await asyncio.get_running_loop().sock_connect(probe, (str(ip), port))
+            probe.close()
+            assert old_v6 not in service.listeners.udp
+            # the allocation made before the reload relays on, under the new limits
+            ok = await client.request(M.CREATE_PERMISSION, XOR_PEER_ADDRESS(peer.address))
+            assert ok.cls is stun.Class.SUCCESS, ok.error()
+            client.raw(
+                stun.encode(
+                    stun.build(
+                        M.SEND, stun.Class.INDICATION, client.tid(),
+                        XOR_PEER_ADDRESS(peer.address), DATA(b"after reload"),
+                    )
+                )
+            )  # fmt: skip
+            await wait_for(lambda: len(peer.got) == 1)
+            other = (ip_address("127.0.0.2"), 4000)  # allowed before the reload, not now
+            refused = await client.request(M.CREATE_PERMISSION, XOR_PEER_ADDRESS(other))
+            assert refused.error() is not None and refused.error()[0] == 403  # type: ignore[index]
+            assert service.core.settings.max_permissions == 1
+            assert pool.in_use == 1
+        finally:
+            client.close()
+            peer.close()
+            await service.close()
 
     asyncio.run(main())

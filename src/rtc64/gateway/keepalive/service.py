@@ -33,7 +33,7 @@ import logging
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from rtc64.errors import Rtc64Error
 from rtc64.gateway.keepalive.options import build_options, fast_reply, is_ours, reply_token
@@ -48,7 +48,7 @@ from rtc64.gateway.keepalive.schedule import (
 )
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.store import LocationStore, SwappingStore
-from rtc64.gateway.stats import ContactHealth
+from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.message import Message, Response
@@ -165,11 +165,29 @@ class Keepalives:
     # -- read-only view (gateway.stats.KeepaliveView, for the console and ``rtc64 ctl``) -----
 
     def health(self, aor: str, contact: bytes) -> ContactHealth | None:
-        """The schedule's state, failures and OPTIONS RTT of one registered contact."""
+        """The schedule's state, failures, OPTIONS RTT and the wall-clock time of the
+        last answered OPTIONS of one registered contact."""
         status = self.schedule.status((aor, contact))
         if status is None:
             return None
-        return ContactHealth(status.state.value, status.failures, None, status.rtt)
+        answered = status.answered
+        last = None if answered is None else self.wall() - max(0.0, self.clock() - answered)
+        return ContactHealth(status.state.value, status.failures, last, status.rtt)
+
+    def counters(self) -> KeepaliveCounters:
+        """Totals since start, failures by family (for /metrics)."""
+        s = self.schedule.stats
+        return KeepaliveCounters(
+            tracked=len(self.schedule),
+            pings=s.pings,
+            options=s.options,
+            replies=s.replies,
+            failures=dict(s.timeouts_by_family),
+            unreachable=dict(s.unreachable_by_family),
+            removed=self.stats.removed,
+            ping_failures=self.stats.ping_failures,
+            options_unsent=self.stats.options_unsent,
+        )
 
     # -- driven core ----------------------------------------------------------------------
 
@@ -359,6 +377,7 @@ class WatchedStore:
     ) -> None:
         self.inner = inner
         self.on_replace = on_replace
+        self._swapping = isinstance(inner, SwappingStore)  # a Protocol check: once
 
     async def lookup(self, aor: str, now: float) -> list[Binding]:
         return await self.inner.lookup(aor, now)
@@ -372,8 +391,8 @@ class WatchedStore:
     ) -> bool:
         """Compare-and-set through the inner store (SIP workers and gateways sharing it:
         ``location.store.SwappingStore``); reported only when it was stored."""
-        if isinstance(self.inner, SwappingStore):
-            if not await self.inner.swap(aor, expected, bindings, now):
+        if self._swapping:
+            if not await cast(SwappingStore, self.inner).swap(aor, expected, bindings, now):
                 return False
         else:
             await self.inner.replace(aor, bindings)

@@ -35,6 +35,7 @@ from rtc64.gateway.proxy.branches import Leg, OwnRequest
 from rtc64.gateway.proxy.dialogs import DialogTracker, route_sides
 from rtc64.gateway.proxy.forking import Branch, BranchState
 from rtc64.gateway.proxy.hops import Hop
+from rtc64.gateway.stats import CallView
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
@@ -114,9 +115,12 @@ class CallControl:
 
     # -- dialogs and call ends ------------------------------------------------------------
 
-    def begin(self, req: Request, now: float, flow: Flow | None = None) -> None:
-        """We forward a record-routed dialog-forming request without a To tag."""
-        self.dialogs.begin(req, now)
+    def begin(
+        self, req: Request, now: float, flow: Flow | None = None, *, own_port: bool = False
+    ) -> None:
+        """We forward a record-routed dialog-forming request without a To tag
+        (``own_port``: to targets reached from a SIP worker's private port)."""
+        self.dialogs.begin(req, now, own_port=own_port)
         if self.journal is not None and req.method == b"INVITE":
             self.journal.setup(req, flow)
 
@@ -142,12 +146,14 @@ class CallControl:
         """The dialog-forming request failed: forget the dialog."""
         self.dialogs.end(call_id)
 
-    def in_dialog(self, req: Request, now: float) -> None:
+    def in_dialog(self, req: Request, now: float) -> bool:
         """Bookkeeping for an in-dialog request being forwarded (the dialog itself ends
-        with the BYE's final response, ``bye_answered``)."""
+        with the BYE's final response, ``bye_answered``); returns whether it goes to a
+        party first reached from a SIP worker's private port (``toward_own_port``)."""
         self.dialogs.seen(req, now)
         if req.method == b"BYE" and self.media is not None:
             self.media.end(req.call_id)
+        return self.dialogs.toward_own_port(req, now)
 
     def admit(
         self, req: Request, target: Uri, routes: Iterable[Uri], issued: int, *, wall: float,
@@ -168,6 +174,20 @@ class CallControl:
         self.dialogs.end(call_id)
         if self.media is not None:
             self.media.end(call_id)
+
+    def snapshot(self, now: float) -> list[CallView]:
+        """Calls in progress (the call log's, whose dialog is live), read-only; empty
+        without a call log."""
+        if self.journal is None:
+            return []
+
+        def state(call_id: bytes) -> str | None:
+            dialog = self.dialogs.get(call_id, now)
+            if dialog is None:
+                return None
+            return "confirmed" if dialog.confirmed else "early"
+
+        return self.journal.snapshot(state)
 
     def media_timeout(self, call_id: bytes) -> list[OwnRequest]:
         """The relay saw no media: BYE both parties of the dialog (as rtpengine+Kamailio)."""

@@ -103,6 +103,14 @@ function drawChart(samples) {
   svg.appendChild(text);
 }
 
+function party(p) {
+  if (!p) return "–";
+  const span = el("span");
+  span.appendChild(el("span", p.family, famClass(p.family)));
+  span.appendChild(document.createTextNode(" " + [p.transport, p.address].filter((x) => x).join(" ")));
+  return span;
+}
+
 function showCalls(calls) {
   document.getElementById("calls-live").textContent = "(live: " + calls.length + ")";
   fillRows("calls-table", calls.map((c) => {
@@ -112,11 +120,12 @@ function showCalls(calls) {
         legs.appendChild(el("div", `${leg.family} ${s.kind} relay :${s.relay_port} ⇄ ${s.latched || s.remote || "?"} — ${s.packets} pkts, lost ${s.lost}, jitter ${s.jitter_ms} ms`));
       }
     }
-    const row = [c.call_id, c.age.toFixed(0) + " s", c.answered ? "yes" : "no", families(c.families), legs];
+    const row = [c.call_id, c.state, c.age.toFixed(0) + " s", families(c.families), party(c.caller),
+      party(c.callee), c.relayed ? "yes" : "no", legs];
     return row;
   }));
   const rows = document.querySelectorAll("#calls-table tbody tr");
-  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].session));
+  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].call_id));
 }
 
 function callsPage() {
@@ -143,6 +152,22 @@ async function turnPage() {
     `${a.client.transport} ${a.client.address}`, a.username,
     a.relays.map((x) => `${x.family} ${x.address}`).join(", "), a.peers.join(", "),
     `${a.to_peer_bytes} / ${a.from_peer_bytes}`, a.expires_in + " s"]));
+}
+
+async function tunnelPage() {
+  const t = await api("/api/tunnel");
+  const dl = document.getElementById("tunnel-facts");
+  dl.replaceChildren();
+  const facts = t.enabled
+    ? [["listen", t.listen], ["prefix", t.prefix], ["backend", `${t.backend} (${t.device})`],
+      ["signalling datagrams", t.signalling.datagrams], ["signalling errors", t.signalling.errors],
+      ["tunnels created", t.signalling.tunnels_created], ["keepalives", t.keepalives],
+      ["client to client", t.client_to_client], ["ICMPv6 errors sent", t.icmp.sent]]
+    : [["tunnel", "not running (tunnel.enabled = false)"]];
+  for (const [k, v] of facts) { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", String(v))); }
+  fillRows("tunnel-traffic", t.enabled ? [["upstream (from clients)", t.upstream.packets, t.upstream.bytes],
+    ["downstream (to clients)", t.downstream.packets, t.downstream.bytes]] : []);
+  fillRows("tunnel-drops", t.enabled ? Object.entries(t.dropped) : []);
 }
 
 async function blocksPage() {
@@ -194,7 +219,7 @@ async function statusPage() {
   const s = await api("/api/status");
   const dl = document.getElementById("status-facts");
   dl.replaceChildren();
-  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
+  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["tunnel", s.tunnel.join(", ") || "(not running)"], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
     dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v));
   }
   fillRows("status-config", s.config.map((c) => [c.key, c.value]));
@@ -202,7 +227,7 @@ async function statusPage() {
 
 const PAGES = {
   overview: [overview, 2000], calls: [callsPage, 0], registrations: [registrations, 5000],
-  turn: [turnPage, 5000], blocks: [blocksPage, 5000], probes: [probesPage, 2000], status: [statusPage, 0],
+  turn: [turnPage, 5000], tunnel: [tunnelPage, 2000], blocks: [blocksPage, 5000], probes: [probesPage, 2000], status: [statusPage, 0],
 };
 
 function route() {
