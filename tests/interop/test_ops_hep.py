@@ -84,9 +84,9 @@ def _tshark(pcap: Path, display: str, *fields: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
-def _wire(pcap: Path, ports: set[int]) -> set[Row]:
+def _wire(pcap: Path, ports: set[int] | None = None) -> set[Row]:
     """The SIP datagrams tshark decodes on the gateway's links (to or from ``ports``)."""
-    shown = ",".join(str(p) for p in sorted(ports))
+    shown = ",".join(str(p) for p in sorted(ports or {5060}))
     rows = _tshark(
         pcap, f"sip && udp.port in {{{shown}}}",
         "ip.src", "ipv6.src", "udp.srcport", "ip.dst", "ipv6.dst", "udp.dstport",
