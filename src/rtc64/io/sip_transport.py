@@ -181,7 +181,8 @@ class SipTransportLayer:
                 udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
-                self._udp_named[bound.name()] = udp
+                if spec not in self._receive_only:  # a worker's private port: never a source
+                    self._udp_named[bound.name()] = udp
             else:
                 server = await loop.create_server(
                     self._factory(kind),
@@ -197,12 +198,14 @@ class SipTransportLayer:
         self._listeners.append(bound)
 
     async def relisten(
-        self, specs: Sequence[ListenSpec]
+        self, specs: Sequence[ListenSpec], receive_only: Collection[ListenSpec] = ()
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """Open the listeners of ``specs`` not open yet and close those no longer in it
         (a reload); connections accepted earlier stay open. Returns (opened, closed). If
         one cannot be bound, those opened here are closed again and ``ConfigError`` says
-        which: the listeners stay as they were."""
+        which: the listeners stay as they were. ``receive_only``: new ones never used as
+        a UDP source (a SIP worker's private ports)."""
+        self._receive_only = self._receive_only | frozenset(receive_only)
         wanted = list(dict.fromkeys(specs))
         current = [b.spec for b in self._listeners]
         added = [s for s in wanted if s not in current]

@@ -789,6 +789,23 @@ def test_request_back_unchanged_is_a_loop(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_another_rtc64_on_our_address_but_another_port_is_not_a_loop(tmp_path: Path) -> None:
+    """A second rtc64 on the same host (another port; e.g. a caller-side proxy) writes
+    Vias with the same branch prefix and loop hash: its Via is not ours, so no 482."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        ours = fwd.request.vias[0]
+        assert ours.port is not None and ours.branch is not None
+        mine = b":%d;branch=%s" % (ours.port, ours.branch)
+        assert mine in fwd.data
+        elsewhere = fwd.data.replace(mine, b":%d;branch=%s" % (ours.port + 7, ours.branch), 1)
+        out = await h.feed(elsewhere, ("198.51.100.7", 5060))
+        assert 482 not in statuses(out, ("198.51.100.7", 5060))
+
+    run(tmp_path, body)
+
+
 def test_request_back_with_new_request_uri_is_a_spiral(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         fwd = await call_forwarded(h)

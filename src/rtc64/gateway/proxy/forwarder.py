@@ -392,7 +392,7 @@ class Forwarder:
 
     def _forward_stray(self, resp: Response) -> None:
         """A response for no transaction of ours: forward it if its top Via is ours."""
-        if len(resp.vias) < 2 or not hops.is_our_via(resp.via, self.identity.is_our_host):
+        if len(resp.vias) < 2 or not hops.is_our_via(resp.via, self.identity.is_our_sent_by):
             self.stats.dropped += 1
             return
         nxt = resp.vias[1]

@@ -386,7 +386,8 @@ def trying_bytes(req: Request, flow: Flow) -> bytes:
 _TRYING_COPY = frozenset((b"from", b"to", b"call-id", b"cseq"))
 
 
-def is_our_via(via: Via, is_our_host: Callable[[Host], bool]) -> bool:
-    """Whether a Via was written by us (our branch prefix, one of our hosts)."""
+def is_our_via(via: Via, is_our_sent_by: Callable[[Host, int | None], bool]) -> bool:
+    """Whether a Via was written by us (our branch prefix, one of our hosts and ports:
+    another rtc64 on the same address, another port, is another element)."""
     branch = via.branch or b""
-    return branch.startswith(BRANCH_PREFIX) and is_our_host(via.host)
+    return branch.startswith(BRANCH_PREFIX) and is_our_sent_by(via.host, via.port)

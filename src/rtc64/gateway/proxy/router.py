@@ -249,7 +249,9 @@ class Router:
     def _route(self, req: Request, trusted: bool) -> Decision:
         if req.max_forwards == 0 and req.method != b"OPTIONS":
             return Reply(483, "Too Many Hops")
-        ours = [i for i, v in enumerate(req.vias) if hops.is_our_via(v, self.identity.is_our_host)]
+        ours = [
+            i for i, v in enumerate(req.vias) if hops.is_our_via(v, self.identity.is_our_sent_by)
+        ]
         if ours and hops.is_loop(req, ours, list(req.values(b"via"))):
             return Reply(482, "Loop Detected")
         unknown = sh.tokens(req, b"proxy-require")
