@@ -31,10 +31,12 @@ import os
 import random
 import re
 import shlex
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -152,6 +154,11 @@ class Mode:
     removed: int = 0
     calls_503: int = 0
     """Failed calls that were shed (503 under overload) rather than lost."""
+    probe_samples: int = 0
+    probe_worst_s: float = 0.0
+    """Longest answer to the responsiveness OPTIONS over the window and the calls."""
+    probe_slow: int = 0
+    """Answers slower than 0.1 s."""
     stalls: int = 0
     """Overload episodes the gateway logged (queueing above sip.overload_lag)."""
     worst_stall_s: float = 0.0
@@ -178,6 +185,61 @@ def sink_counts(path: Path) -> tuple[int, int]:
     found = re.search(r"pings=(\d+) options=(\d+)", lines[-1])
     assert found
     return int(found.group(1)), int(found.group(2))
+
+
+class Responsiveness:
+    """The gateway's answer time seen from outside: an OPTIONS (``Max-Forwards: 0``,
+    answered by the gateway itself, never forwarded) to its IPv4 listener every
+    ``every`` seconds from a thread; the longest wait for an answer and how many waited
+    more than 0.1 s (rtc64's default ``sip.overload_lag``). One outstanding at a time: a
+    stall shows once, as long as it lasted."""
+
+    def __init__(self, port: int, every: float = 0.02) -> None:
+        self.port, self.every = port, every
+        self.samples, self.slow, self.worst, self.lost = 0, 0, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Responsiveness:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(("127.0.0.1", self.port))
+        sock.settimeout(5.0)
+        host, lport = sock.getsockname()[:2]
+        local = f"{host}:{lport}"
+        for seq in itertools.count(1):
+            if self._stop.is_set():
+                break
+            msg = (
+                f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {local};branch=z9hG4bK-resp-{seq};rport\r\n"
+                f"Max-Forwards: 0\r\nFrom: <sip:probe@{local}>;tag=p\r\n"
+                f"To: <sip:127.0.0.1:{self.port}>\r\nCall-ID: resp-{seq}\r\n"
+                f"CSeq: {seq} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            sent = time.monotonic()
+            sock.send(msg)
+            while True:
+                try:
+                    data = sock.recv(65535)
+                except OSError:
+                    self.lost += 1
+                    break
+                if f"Call-ID: resp-{seq}\r\n".encode() in data:
+                    wait = time.monotonic() - sent
+                    self.samples += 1
+                    self.worst = max(self.worst, wait)
+                    self.slow += wait > 0.1
+                    break
+            self._stop.wait(self.every)
+        sock.close()
 
 
 def wait_log(path: Path, text: str, timeout: float) -> None:
@@ -219,14 +281,17 @@ def run_mode(
         pid = proxy.proc.pid
         time.sleep(warmup)
         p0, o0 = sink_counts(sink_log)
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        time.sleep(window)
-        mode.cpu_s, mode.window_s = cpu_seconds(pid) - cpu0, time.monotonic() - t0
-        p1, o1 = sink_counts(sink_log)
-        mode.pings, mode.options = p1 - p0, o1 - o0
-        mode.rss_kb = rss_kb(pid)
-        with uas_running(run_dir):
-            step = run_step(SCENARIOS[0], proxy, CALL_RATE, min(window, 30.0), run_dir, 1)
+        with Responsiveness(PORT) as probe:
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(window)
+            mode.cpu_s, mode.window_s = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+            p1, o1 = sink_counts(sink_log)
+            mode.pings, mode.options = p1 - p0, o1 - o0
+            mode.rss_kb = rss_kb(pid)
+            with uas_running(run_dir):
+                step = run_step(SCENARIOS[0], proxy, CALL_RATE, min(window, 30.0), run_dir, 1)
+        mode.probe_samples, mode.probe_worst_s = probe.samples, probe.worst
+        mode.probe_slow = probe.slow
         mode.calls_ok, mode.calls_failed = step.ok, step.failed
         mode.load = os.getloadavg()[0]
         mode.call_retrans, mode.rcvbuf_errors = step.retrans, step.rcvbuf_errors
@@ -237,10 +302,10 @@ def run_mode(
         mode.stalls, mode.worst_stall_s = len(stalls), max(stalls, default=0.0)
         pauses = re.findall(r"full collection took ([\d.]+) s", log)
         mode.worst_full_gc_s = max((float(x) for x in pauses), default=0.0)
-        err = run_dir / "uac-rtc64-v4-100-1.err"  # SIPp writes it only when calls failed
-        if err.exists():
-            mode.calls_503 = err.read_text(errors="replace").count("received 'SIP/2.0 503")
-            err.rename(run_dir / f"calls-{'on' if keepalive else 'off'}.err")
+        # SIPp writes an .err file per UAC only when calls failed (one UAC per pair)
+        for n, err in enumerate(sorted(run_dir.glob("uac-rtc64-v4-100-1*.err"))):
+            mode.calls_503 += err.read_text(errors="replace").count("received 'SIP/2.0 503")
+            err.rename(run_dir / f"calls-{'on' if keepalive else 'off'}-{n}.err")
     finally:
         proxy.stop()
     return mode
@@ -270,14 +335,15 @@ def inside(args: argparse.Namespace) -> int:
     print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
           "(of which 503) | CPU during calls | stalls (worst) | worst full GC "
-          "| load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| answer time worst (> 0.1 s of samples) | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         print(
             f"| {'on' if m.keepalive else 'off'} | {m.cpu_pct:.1f} % | {m.rss_kb / 1024:.0f} MiB "
             f"| {m.pings / m.window_s:.0f} | {m.options / m.window_s:.0f} "
             f"| {m.calls_ok}/{m.calls_failed} ({m.calls_503}) | {m.call_cpu_pct:.1f} % "
-            f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s | {m.load:.1f} |"
+            f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s "
+            f"| {m.probe_worst_s:.3f} s ({m.probe_slow} of {m.probe_samples}) | {m.load:.1f} |"
         )
     print(f"keepalive CPU (on - off): {on.cpu_pct - off.cpu_pct:.1f} % of one core")
     print(f"RSS per contact (on - off): {(on.rss_kb - off.rss_kb) * 1024 / n:.0f} B")
