@@ -273,7 +273,7 @@ def run_mode(
         "--keepalive", "true" if keepalive else "false",
     ]  # fmt: skip
     mode = Mode(keepalive, n, command=shlex.join(argv))
-    proxy = Proxy("rtc64", argv)
+    proxy = Proxy("rtc64", argv, start_timeout=120.0)
     proxy.start(run_dir)
     assert proxy.proc is not None and proxy.log_path is not None
     try:
