@@ -161,3 +161,14 @@ def test_registration_log_sweep_touches_only_due_contacts() -> None:
     assert len(regs) == 1
     assert asyncio.run(regs.sweep(store, 400.0)) == 1 and store.asked == [A, B, C]
     assert len(regs) == 0
+
+
+def test_row_is_made_once_and_never_stale_after_replace() -> None:
+    import dataclasses  # noqa: PLC0415
+
+    b = make(A, 1, 100.0, received_ip=IPv4Address("192.0.2.1"), received_port=5060)
+    row = b.to_row()
+    assert b.to_row() is row and Binding.from_row(row).to_row() is row  # shared tuple
+    moved = dataclasses.replace(b, received_ip=IPv4Address("192.0.2.9"))
+    assert Binding.from_row(moved.to_row()).received_ip == IPv4Address("192.0.2.9")
+    assert moved != b and repr(b).count("_row") == 0

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Final
 
@@ -117,6 +117,8 @@ class Binding:
     reg_id: int | None = None
     user_agent: bytes = b""
     registered_at: float | None = None
+    _row: BindingRow | None = field(default=None, init=False, compare=False, repr=False)
+    """``to_row`` made once: the store and the keepalive schedule share one tuple."""
 
     def __post_init__(self) -> None:
         if not self.aor or not self.contact:
@@ -210,20 +212,28 @@ class Binding:
 
     def to_row(self) -> BindingRow:
         """The binding as a plain tuple of atoms (see the module rules); ``from_row``
-        restores an equal Binding."""
-        return (
-            self.aor, self.contact, self.expires_at, self.call_id, self.cseq, self.transport,
-            self.listener, self.q, pack_ip(self.received_ip), self.received_port, self.path,
-            self.instance, self.reg_id, self.user_agent, self.registered_at,
-        )  # fmt: skip
+        restores an equal Binding. Made once per Binding (tables holding the same binding
+        share the tuple)."""
+        row = self._row
+        if row is None:
+            row = (
+                self.aor, self.contact, self.expires_at, self.call_id, self.cseq,
+                self.transport, self.listener, self.q, pack_ip(self.received_ip),
+                self.received_port, self.path, self.instance, self.reg_id, self.user_agent,
+                self.registered_at,
+            )  # fmt: skip
+            object.__setattr__(self, "_row", row)
+        return row
 
     @classmethod
     def from_row(cls, row: BindingRow) -> Binding:
-        """Inverse of ``to_row``."""
-        return cls(
+        """Inverse of ``to_row`` (the new Binding keeps ``row`` as its row)."""
+        binding = cls(
             row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
             unpack_ip(row[8]), row[9], row[10], row[11], row[12], row[13], row[14],
         )  # fmt: skip
+        object.__setattr__(binding, "_row", row)
+        return binding
 
     def to_json(self) -> str:
         """``to_dict`` as compact ASCII JSON."""
