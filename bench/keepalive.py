@@ -165,6 +165,12 @@ class Mode:
     """Overload episodes the gateway logged (queueing above sip.overload_lag)."""
     worst_stall_s: float = 0.0
     worst_full_gc_s: float = 0.0
+    worst_full_gc_cpu_s: float = 0.0
+    """CPU time of that collection (its own work, without waiting for a core)."""
+    runq_wait_s: float = 0.0
+    """Seconds the gateway waited for a core over the window and the calls."""
+    busy_s: float = 0.0
+    """Wall seconds of the window and the calls."""
     load: float = 0.0
     """The machine's 1-minute load average after the calls (2 cores, shared)."""
     command: str = ""
@@ -178,6 +184,18 @@ def rss_kb(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     found = re.search(r"VmRSS:\s+(\d+) kB", text)
     return int(found.group(1)) if found else 0
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a core
+    (/proc/PID/task/*/schedstat, second field): what a shared machine adds to its lag."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def sink_counts(path: Path) -> tuple[int, int]:
@@ -284,6 +302,7 @@ def run_mode(
         time.sleep(warmup)
         p0, o0 = sink_counts(sink_log)
         with Responsiveness(PORT) as probe:
+            wait0 = runqueue_wait(pid)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             time.sleep(window)
             mode.cpu_s, mode.window_s = cpu_seconds(pid) - cpu0, time.monotonic() - t0
@@ -292,6 +311,7 @@ def run_mode(
             mode.rss_kb = rss_kb(pid)
             with uas_running(run_dir):
                 step = run_step(SCENARIOS[0], proxy, CALL_RATE, min(window, 30.0), run_dir, 1)
+            mode.runq_wait_s, mode.busy_s = runqueue_wait(pid) - wait0, time.monotonic() - t0
         mode.probe_samples, mode.probe_worst_s = probe.samples, probe.worst
         mode.probe_slow = probe.slow
         mode.calls_ok, mode.calls_failed = step.ok, step.failed
@@ -302,8 +322,9 @@ def run_mode(
         mode.removed = log.count("unreachable (")
         stalls = [float(x) for x in re.findall(r"overload: ([\d.]+) s queued", log)]
         mode.stalls, mode.worst_stall_s = len(stalls), max(stalls, default=0.0)
-        pauses = re.findall(r"full collection took ([\d.]+) s", log)
-        mode.worst_full_gc_s = max((float(x) for x in pauses), default=0.0)
+        pauses = re.findall(r"full collection took ([\d.]+) s \(([\d.]+) s CPU", log)
+        worst = max(((float(w), float(c)) for w, c in pauses), default=(0.0, 0.0))
+        mode.worst_full_gc_s, mode.worst_full_gc_cpu_s = worst
         # SIPp writes an .err file per UAC only when calls failed (one UAC per pair)
         for n, err in enumerate(sorted(run_dir.glob("uac-rtc64-v4-100-1*.err"))):
             mode.calls_503 += err.read_text(errors="replace").count("received 'SIP/2.0 503")
@@ -336,16 +357,18 @@ def inside(args: argparse.Namespace) -> int:
     off, on = modes
     print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
-          "(of which 503) | CPU during calls | stalls (worst) | worst full GC "
-          "| answer time worst (> 0.1 s of samples) | load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "(of which 503) | CPU during calls | stalls (worst) | worst full GC (CPU) "
+          "| answer time worst (> 0.1 s of samples) | waited for a core | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         print(
             f"| {'on' if m.keepalive else 'off'} | {m.cpu_pct:.1f} % | {m.rss_kb / 1024:.0f} MiB "
             f"| {m.pings / m.window_s:.0f} | {m.options / m.window_s:.0f} "
             f"| {m.calls_ok}/{m.calls_failed} ({m.calls_503}) | {m.call_cpu_pct:.1f} % "
             f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s "
-            f"| {m.probe_worst_s:.3f} s ({m.probe_slow} of {m.probe_samples}) | {m.load:.1f} |"
+            f"({m.worst_full_gc_cpu_s:.3f} s) "
+            f"| {m.probe_worst_s:.3f} s ({m.probe_slow} of {m.probe_samples}) "
+            f"| {100 * m.runq_wait_s / m.busy_s if m.busy_s else 0:.0f} % | {m.load:.1f} |"
         )
     print(f"keepalive CPU (on - off): {on.cpu_pct - off.cpu_pct:.1f} % of one core")
     print(f"RSS per contact (on - off): {(on.rss_kb - off.rss_kb) * 1024 / n:.0f} B")
