@@ -44,9 +44,9 @@ def test_lag_monitor_tells_own_work_from_waiting() -> None:
             pass
 
     late, cpu = asyncio.run(late_by(compute))
-    assert late >= 0.2 and cpu >= 0.2
+    assert late >= 0.15 and cpu >= 0.2
     late, cpu = asyncio.run(late_by(lambda: time.sleep(0.2)))
-    assert late >= 0.2 and cpu < 0.1
+    assert late >= 0.15 and cpu < 0.1
 
 
 class _Listener(asyncio.DatagramProtocol):
