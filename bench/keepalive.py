@@ -167,6 +167,11 @@ class Mode:
     worst_full_gc_s: float = 0.0
     worst_full_gc_cpu_s: float = 0.0
     """CPU time of that collection (its own work, without waiting for a core)."""
+    late_ticks: int = 0
+    """Lag-monitor ticks >= 0.1 s late (the gateway logs each with its CPU gap)."""
+    worst_own_s: float = 0.0
+    """The longest lateness the loop's own work explains: max over late ticks of
+    min(lateness, CPU the loop used since the tick before); the rest was waiting."""
     runq_wait_s: float = 0.0
     """Seconds the gateway waited for a core over the window and the calls."""
     busy_s: float = 0.0
@@ -322,6 +327,9 @@ def run_mode(
         mode.removed = log.count("unreachable (")
         stalls = [float(x) for x in re.findall(r"overload: ([\d.]+) s queued", log)]
         mode.stalls, mode.worst_stall_s = len(stalls), max(stalls, default=0.0)
+        late = re.findall(r"event loop ([\d.]+) s late \(([\d.]+) s of CPU", log)
+        mode.late_ticks = len(late)
+        mode.worst_own_s = max((min(float(w), float(c)) for w, c in late), default=0.0)
         pauses = re.findall(r"full collection took ([\d.]+) s \(([\d.]+) s CPU", log)
         worst = max(((float(w), float(c)) for w, c in pauses), default=(0.0, 0.0))
         mode.worst_full_gc_s, mode.worst_full_gc_cpu_s = worst
@@ -358,8 +366,9 @@ def inside(args: argparse.Namespace) -> int:
     print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
           "(of which 503) | CPU during calls | stalls (worst) | worst full GC (CPU) "
-          "| answer time worst (> 0.1 s of samples) | waited for a core | load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| answer time worst (> 0.1 s of samples) | late ticks (worst own work) "
+          "| waited for a core | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         print(
             f"| {'on' if m.keepalive else 'off'} | {m.cpu_pct:.1f} % | {m.rss_kb / 1024:.0f} MiB "
@@ -368,6 +377,7 @@ def inside(args: argparse.Namespace) -> int:
             f"| {m.stalls} ({m.worst_stall_s:.2f} s) | {m.worst_full_gc_s:.2f} s "
             f"({m.worst_full_gc_cpu_s:.3f} s) "
             f"| {m.probe_worst_s:.3f} s ({m.probe_slow} of {m.probe_samples}) "
+            f"| {m.late_ticks} ({m.worst_own_s:.3f} s) "
             f"| {100 * m.runq_wait_s / m.busy_s if m.busy_s else 0:.0f} % | {m.load:.1f} |"
         )
     print(f"keepalive CPU (on - off): {on.cpu_pct - off.cpu_pct:.1f} % of one core")
