@@ -344,6 +344,8 @@ def run_mode(
 
 def inside(args: argparse.Namespace) -> int:
     """The benchmark proper, run inside the namespace."""
+    if args.nice:
+        os.nice(args.nice)  # the gateway, the sink and SIPp inherit it
     n, warmup, window = args.contacts, args.warmup, args.window
     run_dir = Path(tempfile.mkdtemp(prefix="rtc64-bench-keepalive-"))
     sink_log = run_dir / "sink.log"
@@ -405,6 +407,13 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="sip.overload_lag for the gateway (0: no shedding; default: rtc64's 0.1 s)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of every benchmark process (e.g. -15 on a shared machine: the "
+        "gateway, the phones and SIPp get the cores first; their wait is reported)",
     )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -46,6 +46,8 @@ from rtc64.gateway.location.users import UserRecord, aors_from_json
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: users.aors (extra AORs a user may register)
+ALL_BATCH = 2000
+"""AORs ``all_bindings`` rebuilds between two yields to the event loop."""
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bindings (
@@ -287,12 +289,12 @@ class SqliteStore:
     async def all_bindings(self, now: float) -> list[Binding]:
         if self._reader is not None:
             return [b for b in self._read(None) if b.expires_at > now]
-        return [
-            Binding.from_row(r)
-            for aor in sorted(self._live)
-            for r in self._live[aor]
-            if r[ROW_EXPIRES_AT] > now
-        ]
+        out: list[Binding] = []
+        for n, aor in enumerate(sorted(self._live)):
+            if n % ALL_BATCH == 0 and n:
+                await asyncio.sleep(0)  # 100,000 rebuilt at once would hold the loop
+            out += [Binding.from_row(r) for r in self._live.get(aor, ()) if r[ROW_EXPIRES_AT] > now]
+        return out
 
     async def _all_rows(self) -> list[Binding]:
         def work(conn: sqlite3.Connection) -> list[str]:
