@@ -726,6 +726,13 @@ KEYS: tuple[Key, ...] = (
         "NAT64 prefix",
     ),
     Key(
+        "nat64.clat_state_dir",
+        "/run/rtc64/clat",
+        _str,
+        "a directory path",
+        "where `rtc64 clat run` keeps its status: the gateway learns the CLAT addresses there",
+    ),
+    Key(
         "keepalive.enabled",
         True,
         _bool,
@@ -1032,6 +1039,7 @@ class DnsSection:
 @dataclass(frozen=True, slots=True)
 class Nat64Section:
     prefix: str | None
+    clat_state_dir: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import Any
 
@@ -103,11 +104,17 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _utc(wall: float) -> str:
+    """A wall-clock time as ISO 8601 UTC to the second."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def show_registrations(body: Json) -> str:
     rows = []
     for aor in body["aors"]:
         for c in aor["contacts"]:
             rtt = "-" if c["rtt_ms"] is None else f"{c['rtt_ms']} ms"
+            last = c.get("last_keepalive")
             rows.append(
                 [
                     aor["aor"],
@@ -116,25 +123,38 @@ def show_registrations(body: Json) -> str:
                     c["transport"],
                     c["received"] or "-",
                     f"{c['expires_in']} s",
+                    c.get("keepalive") or "-",
+                    "-" if last is None else _utc(last),
                     rtt,
                 ]
             )
-    head = ["AOR", "CONTACT", "FAMILY", "TRANSPORT", "RECEIVED", "EXPIRES", "RTT"]
+    head = ["AOR", "CONTACT", "FAMILY", "TRANSPORT", "RECEIVED", "EXPIRES", "KEEPALIVE",
+            "LAST-KEEPALIVE", "RTT"]  # fmt: skip
     return _table(rows, head)
+
+
+def _party(party: Json | None) -> str:
+    if not party:
+        return "-"
+    return " ".join(x for x in (party["family"], party.get("transport"), party.get("address")) if x)
 
 
 def show_calls(body: Json) -> str:
     rows = [
         [
             c["call_id"],
+            c.get("state") or ("confirmed" if c["answered"] else "early"),
             f"{c['age']:.0f} s",
-            "yes" if c["answered"] else "no",
             " -> ".join(c["families"]),
+            _party(c.get("caller")),
+            _party(c.get("callee")),
+            "yes" if c.get("relayed", True) else "no",
             str(c["packets"]),
         ]
         for c in body["calls"]
     ]
-    return _table(rows, ["CALL-ID", "AGE", "ANSWERED", "FAMILIES", "PACKETS"])
+    head = ["CALL-ID", "STATE", "AGE", "FAMILIES", "CALLER", "CALLEE", "RELAYED", "PACKETS"]
+    return _table(rows, head)
 
 
 def show_relay(body: Json) -> str:

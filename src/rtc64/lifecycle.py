@@ -4,12 +4,16 @@
 # - SIGHUP reloads the configuration file (and the command line it was started with):
 #   users, trusted networks, the upstream core, registrar limits, media policy, TLS
 #   certificates (new handshakes; established connections keep theirs), message tracing,
-#   HEP capture, log level, drain time and SIP listeners (new ones opened, removed ones
-#   closed; connections they accepted stay until they end). Registrations, transactions
-#   and calls stay. A new configuration that does not load (or a listener that cannot be
-#   bound) is rejected with the same one-line error as at start (logged) and the old one
-#   stays in force; keys that need a restart (store, domains,
-#   relay addresses and ports, TURN...) are named in a warning and keep their old value.
+#   HEP capture, log level, drain time, SIP listeners (new ones opened, removed ones
+#   closed; connections they accepted stay until they end), ``sip.domains``, the media
+#   relay's addresses, ports, timeouts and strictness (for new calls: calls in progress
+#   keep theirs) and TURN's listeners, limits and peer policy (``reloading``).
+#   Registrations, transactions, calls and allocations stay. A new configuration that does
+#   not load (or a listener that cannot be bound) is rejected with the same one-line error
+#   as at start (logged) and the old one stays in force; keys that need a restart (the
+#   store, relay workers, TURN relay addresses and authentication, ng control...) are
+#   named in a warning and keep their old value. SIP workers keep their listeners and
+#   media port slices until a restart; the supervisor's TURN server is not reloaded.
 # - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
 #   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
 #   ``general.drain_seconds`` passed, then the gateway stops. A second SIGTERM, or SIGINT at
@@ -25,12 +29,13 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from rtc64 import reloading
 from rtc64.config import Config
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.calllog import CallLog
@@ -39,10 +44,13 @@ from rtc64.io.hep import HepCapture
 from rtc64.settings import proxy_settings
 
 if TYPE_CHECKING:
+    from ipaddress import IPv6Network
+
     from rtc64.gateway.identity import Identity
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
+    from rtc64.relay.engine import MediaRelay
     from rtc64.turnserver.service import TurnService
 
 DRAIN_POLL = 0.25  # seconds between checks for the last call while draining
@@ -69,8 +77,13 @@ RELOADABLE = frozenset(
         "media.policy",
         "hep.collector",
         "hep.capture_id",
+        "sip.domains",
+        *reloading.MEDIA_KEYS,
+        *reloading.TURN_KEYS,
     }
 )
+# What SIP workers hold until a restart (the supervisor owns the sockets and TURN).
+WORKERS_HOLD = frozenset({"sip.listen", "media.ports", *reloading.TURN_KEYS})
 
 
 @dataclass(slots=True)
@@ -146,10 +159,18 @@ class GatewayView(Protocol):
     identity: Identity | None
     observers: Observers | None
     turn: TurnService | None
+    nat64: IPv6Network | None
+
+    @property
+    def relay(self) -> MediaRelay | None:
+        """The media relay (with the SIP gateway, or alone)."""
 
     @property
     def role(self) -> object | None:
         """The SIP worker role when this gateway is one worker of several, else None."""
+
+    def reloaded(self) -> None:
+        """A reload was applied (``cfg`` is the new configuration): refresh views."""
 
 
 class Lifecycle:
@@ -265,14 +286,35 @@ class Lifecycle:
         # SIP workers take their sockets from the supervisor: a listener change waits for
         # a restart there (held below, like the keys no reload applies)
         workers = gw.role is not None
-        if "sip.listen" in changed and gw.transports is not None and not workers:
-            opened, closed = await gw.transports.relisten(new.sip.listen)
-            if gw.identity is not None:
-                gw.identity.replace_listeners(gw.transports.listeners)
+        applies = RELOADABLE - WORKERS_HOLD if workers else RELOADABLE
+        plan = await reloading.plan(
+            new, old, [k for k in changed if k in applies], relay=gw.relay,
+            identity=gw.identity, turn=gw.turn, nat64=gw.nat64, workers=workers,
+        )  # fmt: skip
+        undo_turn = await self._relisten_turn(plan.turn)
+        try:
+            if "sip.listen" in changed and gw.transports is not None and not workers:
+                opened, closed = await gw.transports.relisten(new.sip.listen)
+                self.log.info(
+                    "listeners opened: %s; closed: %s (their connections stay until they end)",
+                    ", ".join(str(s) for s in opened) or "none",
+                    ", ".join(str(s) for s in closed) or "none",
+                )
+        except BaseException:
+            if undo_turn is not None:
+                await undo_turn()
+            raise
+        if gw.identity is not None and ({"sip.listen", "sip.domains"} & set(changed)):
+            listeners = gw.identity.listeners
+            if gw.transports is not None and not workers:
+                listeners = tuple(gw.transports.listeners)
+            gw.identity.replace_listeners(listeners, new.sip.domains)
+        if plan.relay is not None and gw.relay is not None:
+            gw.relay.reconfigure(plan.relay)
             self.log.info(
-                "listeners opened: %s; closed: %s (their connections stay until they end)",
-                ", ".join(str(s) for s in opened) or "none",
-                ", ".join(str(s) for s in closed) or "none",
+                "media relay for new calls: %s ports %d-%d (calls in progress keep theirs)",
+                ", ".join(str(a) for a in plan.relay.addresses),
+                *plan.relay.ports,
             )
         observers = gw.observers
         if observers is not None:
@@ -294,12 +336,12 @@ class Lifecycle:
             if turn_live is not None:
                 turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
-        applies = RELOADABLE - {"sip.listen"} if workers else RELOADABLE
         held = [k for k in changed if k not in applies]
         applied = [k for k in changed if k in applies]
         kept = {k: old.values[k] for k in held}
         gw.cfg = _with_values(new, kept) if kept else new
         self.reloads += 1
+        gw.reloaded()
         self.log.info(
             "configuration reloaded from %s: %s",
             new.source or "embedded defaults",
@@ -308,6 +350,24 @@ class Lifecycle:
         )
         if held:
             self.log.warning("changed keys that need a restart, not applied: %s", ", ".join(held))
+
+    async def _relisten_turn(
+        self, plan: reloading.TurnPlan | None
+    ) -> Callable[[], Awaitable[object]] | None:
+        """TURN's listeners, limits and policy as ``plan`` says; returns the undo (None:
+        nothing changed). ``ConfigError`` (a listener that cannot be bound) changes nothing."""
+        turn = self.gateway.turn
+        if plan is None or turn is None:
+            return None
+        before = (turn.settings.listen, turn.settings.core, turn.policy)
+        opened, closed = await turn.reconfigure(plan.listen, plan.core, plan.policy)
+        if opened or closed:
+            self.log.info(
+                "TURN listeners opened: %s; closed: %s (allocations on the others stay)",
+                ", ".join(str(s) for s in opened) or "none",
+                ", ".join(str(s) for s in closed) or "none",
+            )
+        return lambda: turn.reconfigure(*before)
 
     # -- SIGUSR1 ---------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
+from rtc64.clat.learning import ClatWatch
 from rtc64.config import Config, data_dir_error, realm_of
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
@@ -76,12 +77,12 @@ from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
-    first_usable,
     keepalive_settings,
     nat64_network,
     ng_settings,
     one_per_family,
     proxy_settings,
+    relay_addresses,
     relay_settings,
     tls_client_policy,
     transport_limits,
@@ -97,7 +98,7 @@ from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
-from rtc64.web.wiring import start_gateway_web
+from rtc64.web.wiring import refresh_gateway_web, start_gateway_web
 
 if TYPE_CHECKING:
     import asyncio
@@ -173,6 +174,7 @@ class Gateway:
         self.observers: Observers | None = None
         self.auth: Authenticator | None = None
         self.web: RunningWeb | None = None
+        self.nat64: IPv6Network | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -203,10 +205,25 @@ class Gateway:
             nat64 = await self._sip(host, data_dir, store, secret)
         elif "media" in services:
             await self._relay_alone(host)
+        self.nat64 = nat64
         if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
         if cfg.web.enabled and (self.role is None or self.role.index == 0):
             await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
+
+    def reloaded(self) -> None:
+        """A reload was applied (``lifecycle``): the console's status page follows."""
+        if self.web is None:
+            return
+        relay = self.relay
+        refresh_gateway_web(
+            self.web,
+            self.cfg,
+            listeners=[] if self.transports is None else list(self.transports.listeners),
+            turn_listeners=[] if self.turn is None else self.turn.bound,
+            relay_addresses=[] if relay is None else [str(a) for a in relay.settings.addresses],
+            nat64=self.nat64,
+        )
 
     async def _web(self, data_dir: Path, store: Store, nat64: IPv6Network | None) -> None:
         """The console, REST API and /metrics (``web/``), reading the services' views."""
@@ -280,6 +297,7 @@ class Gateway:
                 identity, transports, store, spawner
             )
             watched = WatchedStore(store, keepalives.on_replaced)
+            keepalives.store = watched  # its own removals and moves reach the schedule too
         self.proxy = proxy = self._proxy(
             identity,
             transports=transports,
@@ -401,7 +419,11 @@ class Gateway:
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
             nat64 = await _discover_nat64(resolver, log)
-        media = MediaBridge(relay, cfg.media.policy, log.getChild("media"), nat64=nat64)
+        clats = ClatWatch(Path(cfg.nat64.clat_state_dir), log.getChild("clat"))
+        media = MediaBridge(
+            relay, cfg.media.policy, log.getChild("media"), nat64=nat64, unusable=clats.addresses
+        )
+        clats.addresses()  # learnt (and logged) now, then kept current
         if media.policy == "nat64" and nat64 is None:
             log.warning("media.policy nat64 without a NAT64 prefix: media is handled as auto")
         return media, relay_cfg
@@ -635,23 +657,6 @@ async def _transports(
         link.attach(transports, tap.on_message)
     await transports.start()
     return transports
-
-
-def relay_addresses(listeners: list[BoundListener], host: Collection[IPAddress]) -> list[IPAddress]:
-    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
-    address; for a wildcard listener the host's first routable address of that family
-    (loopback only when nothing else exists)."""
-    chosen: dict[Family, IPAddress] = {}
-    for lst in listeners:
-        if lst.family in chosen:
-            continue
-        if not lst.wildcard:
-            chosen[lst.family] = lst.spec.address
-            continue
-        found = first_usable(host, lst.family)
-        if found is not None:
-            chosen[lst.family] = found
-    return list(chosen.values())
 
 
 def _relay(

@@ -31,7 +31,7 @@ from rtc64.io.connection import Limits
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import ListenSpec
+from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.net.ranges import AddressClass, classify
 from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
@@ -78,6 +78,25 @@ def ng_settings(ng: NgSection) -> NgSettings | None:
     if ng.listen is None:
         return None
     return NgSettings(listen=ng.listen, interfaces=ng.interfaces)
+
+
+def relay_addresses(
+    listeners: Sequence[BoundListener], host: Collection[IPAddress]
+) -> list[IPAddress]:
+    """Relay addresses when ``media.addresses`` is empty: each family's SIP listen
+    address; for a wildcard listener the host's first routable address of that family
+    (loopback only when nothing else exists)."""
+    chosen: dict[Family, IPAddress] = {}
+    for lst in listeners:
+        if lst.family in chosen:
+            continue
+        if not lst.wildcard:
+            chosen[lst.family] = lst.spec.address
+            continue
+        found = first_usable(host, lst.family)
+        if found is not None:
+            chosen[lst.family] = found
+    return list(chosen.values())
 
 
 def first_usable(host: Collection[IPAddress], family: Family) -> IPAddress | None:
@@ -252,7 +271,7 @@ def turn_relay_addresses(turn: TurnKeys, host: Collection[IPAddress]) -> tuple[I
     """``turn.relay_addresses`` checked against this host, or, when empty, per family the
     first specific ``turn.listen`` address of that family, else this host's first
     routable address of it (``one_per_family``; loopback only when nothing else exists),
-    as ``serve.relay_addresses`` does for media: never the client's socket."""
+    as ``relay_addresses`` does for media: never the client's socket."""
     configured = turn.relay_addresses
     if not configured:
         chosen: dict[Family, IPAddress] = {}

@@ -1,4 +1,4 @@
-"""The one lab fixture of the interop tests.
+"""The lab fixtures of the interop tests (``clat``, at the end, builds its own NAT64 lab).
 
 A test module states what its lab needs as module constants and takes ``net`` (the
 module's lab, built once per module and always removed) and ``work`` (a fresh directory
@@ -12,12 +12,15 @@ As root a missing tool fails the test; elsewhere the whole module skips with a r
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.interop.clatlab import ClatLab
 from tests.interop.lab import Lab, lab, require_lab
+from tests.interop.nat64lab import Nat64Lab
 
 DEFAULT_TOOLS = ("sipp", "ss")
 
@@ -37,3 +40,18 @@ def work(tmp_path: Path, net: Lab) -> Iterator[Path]:
     yield tmp_path
     for host in net.hosts:
         host.stop_all()
+
+
+@pytest.fixture
+def clat() -> Iterator[ClatLab]:
+    """A ``Nat64Lab`` with ``rtc64 clat`` helpers; the daemon stopped and cleaned up after."""
+    require_lab("tayga", "unbound")
+    with Nat64Lab() as topology:
+        c = ClatLab(topology)
+        try:
+            yield c
+        finally:
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+                c.proc.wait(15)
+            c.rtc64("clat", "cleanup", "--netns-prefix", c.ns_prefix, "--state-dir", str(c.state))

@@ -23,6 +23,7 @@ import asyncio
 import json
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -178,6 +179,51 @@ class Nat64Lab(Lab):
     def close(self) -> None:
         super().close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_kea(
+    host: Host,
+    workdir: Path,
+    interface: str,
+    subnet: str,
+    *,
+    v6only: int | None = 1800,
+    leases: Path | None = None,
+    name: str = "kea",
+) -> subprocess.Popen[bytes]:
+    """Kea DHCPv4 in ``host`` serving ``subnet`` (a /24: pool .100-.199) on ``interface``,
+    with option 108 (``v6-only-preferred``) when ``v6only`` is set; leases kept in
+    ``leases`` (CSV) or in memory. Its log is ``workdir/<name>.log``; returns once Kea
+    is serving."""
+    net = subnet.rsplit(".", 1)[0]
+    pool: dict[str, object] = {
+        "id": 1, "subnet": subnet, "pools": [{"pool": f"{net}.100 - {net}.199"}],
+    }  # fmt: skip
+    if v6only is not None:
+        pool["option-data"] = [{"name": "v6-only-preferred", "data": str(v6only)}]
+    database: dict[str, object] = {"type": "memfile", "persist": leases is not None}
+    if leases is not None:
+        database |= {"name": str(leases), "lfc-interval": 0}
+    config = workdir / f"{name}.json"
+    config.write_text(json.dumps({"Dhcp4": {
+        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
+        "lease-database": database,
+        "valid-lifetime": 600,
+        "subnet4": [pool],
+        "loggers": [{"name": "kea-dhcp4", "severity": "DEBUG", "debuglevel": 40,
+                     "output_options": [{"output": "stdout"}]}],
+    }}))  # fmt: skip
+    env = {"KEA_PIDFILE_DIR": str(workdir), "KEA_LOCKFILE_DIR": str(workdir)}
+    log = workdir / f"{name}.log"
+    kea = host.popen(["kea-dhcp4", "-c", str(config)], log=log, env=env)
+
+    def serving() -> bool:
+        if kea.poll() is not None:
+            raise RuntimeError(f"kea exited: {log.read_text()[-2000:]}")
+        return "DHCP4_STARTED" in log.read_text()
+
+    wait_for("Kea", serving, timeout=20)
+    return kea
 
 
 def in_ns(host: Host, *args: str, timeout: float = 30) -> str:

@@ -13,112 +13,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.interop.clatlab import CLIENT, ECHO, ClatLab, in_v4
 from tests.interop.lab import V4_HOST, require_lab, sh
-from tests.interop.nat64lab import NAT64_PREFIX, PYTHON, ROOT, Nat64Lab, wait_for
+from tests.interop.nat64lab import NAT64_PREFIX, PYTHON, ROOT
 
 pytestmark = pytest.mark.timeout(120)
 OTHER_PREFIX = "fd64:99:99::/96"
-
-
-class ClatLab:
-    def __init__(self, lab: Nat64Lab) -> None:
-        self.lab = lab
-        self.state = lab.workdir / "clat"
-        self.ns_prefix = f"r64c{lab._tag}-"
-        self.log = lab.workdir / "clat.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def rtc64(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.lab.v6.run(
-            "env", f"PYTHONPATH={ROOT}/src", PYTHON, "-m", "rtc64", *args, check=False
-        )
-
-    def start(self, *extra: str) -> None:
-        self.proc = self.lab.v6.popen(
-            [
-                "env",
-                f"PYTHONPATH={ROOT}/src",
-                PYTHON,
-                "-m",
-                "rtc64",
-                "clat",
-                "run",
-                "--state-dir",
-                str(self.state),
-                "--netns-prefix",
-                self.ns_prefix,
-                *extra,
-            ],
-            log=self.log,
-        )
-
-    def status(self) -> dict[str, Any]:
-        out = self.rtc64("clat", "status", "--json", "--state-dir", str(self.state)).stdout
-        return json.loads(out) if out.strip() else {}
-
-    def running(self) -> list[dict[str, Any]]:
-        return [x for x in self.status().get("links", []) if x.get("state") == "running"]
-
-    def wait(self, what: str, check: Any, timeout: float = 20) -> None:
-        try:
-            wait_for(what, check, timeout)
-        except RuntimeError:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"{what}: status {self.status()}\nlog:\n{log}") from None
-
-    def namespaces(self) -> list[str]:
-        return [n for n in os.listdir("/run/netns") if n.startswith(self.ns_prefix)]
-
-
-@pytest.fixture
-def clat() -> Iterator[ClatLab]:
-    require_lab("tayga", "unbound")
-    with Nat64Lab() as lab:
-        c = ClatLab(lab)
-        try:
-            yield c
-        finally:
-            if c.proc is not None and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-                c.proc.wait(15)
-            c.rtc64("clat", "cleanup", "--netns-prefix", c.ns_prefix, "--state-dir", str(c.state))
-
-
-def in_v4(c: ClatLab, code: str) -> subprocess.Popen[bytes]:
-    return c.lab.v4.popen([PYTHON, "-c", code], log=c.lab.workdir / "v4server.log")
-
-
-ECHO = """
-import socket, threading
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("{a}", 7000))
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("{a}", 7001)); t.listen()
-def tcp():
-    while True:
-        c, _ = t.accept(); c.sendall(b"tcp:" + c.recv(100)); c.close()
-threading.Thread(target=tcp, daemon=True).start()
-while True:
-    d, p = u.recvfrom(4096); u.sendto(("%d from %s" % (len(d), p[0])).encode(), p)
-"""
-
-CLIENT = """
-import socket, sys
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
-for size in (20, 1400):
-    u.sendto(b"x" * size, ("{a}", 7000)); print("udp", u.recvfrom(100)[0].decode())
-t = socket.create_connection(("{a}", 7001), timeout=5); t.sendall(b"hi")
-print(t.recv(100).decode(), t.getsockname()[0])
-"""
 
 
 def test_rfc7050_clat_carries_icmp_udp_tcp_large_udp_and_sip(clat: ClatLab) -> None:

@@ -9,7 +9,10 @@ and the HEP packets; tshark decodes both. Each SIP datagram on the wire must hav
 twin with the same family, addresses, ports, Call-ID and CSeq (read from the HEP chunks
 by a reader written from Homer's HEP3 specification), and sngrep, an independent HEP
 decoder (``-E``), must turn the capture back into the same IPv4 SIP datagrams (its pcap
-writer cannot write IPv6 headers, so only the IPv4 leg is compared through it).
+writer cannot write IPv6 headers, so only the IPv4 leg is compared through it). Debian's
+Kamailio with its ``sipcapture`` module is a second independent HEPv3 decoder (a Homer
+capture node): run as the collector, it logs each decoded message's transport, source
+address and port, Call-ID and CSeq, for both families.
 """
 
 from __future__ import annotations
@@ -29,7 +32,32 @@ from tests.interop.peers import Gateway, Sipp, report, wait_port
 from tests.interop.sniff import Sniffer
 
 pytestmark = pytest.mark.interop
-LAB_TOOLS = ("sipp", "ss", "tcpdump", "tshark", "sngrep")
+LAB_TOOLS = ("sipp", "ss", "tcpdump", "tshark", "sngrep", "kamailio")
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+# A Homer-style capture node: sipcapture decodes HEP (db_text only satisfies its DB
+# binding; nothing is stored) and routes each message, whose source is the HEP one.
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:[::1]:9061
+mpath="{modules}/"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "db_text.so"
+loadmodule "sipcapture.so"
+modparam("sipcapture", "db_url", "text://{db}")
+modparam("sipcapture", "hep_capture_on", 1)
+modparam("sipcapture", "capture_on", 0)
+request_route {{
+    xlog("L_NOTICE", "HEP-DECODED|$proto|$si|$sp|$ci|$cs $rm|\n");
+    drop;
+}}
+onreply_route {{
+    xlog("L_NOTICE", "HEP-DECODED|$proto|$si|$sp|$ci|$cs $rm|\n");
+    drop;
+}}
+"""
 
 GW6 = f"[{V6_GW}]:5060"
 LISTEN = ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060"]
@@ -172,3 +200,41 @@ def test_hep_copies_every_sip_datagram_with_its_family_addresses_and_ports(
     ipv4 = {(r[1], r[2], r[3], r[4], r[5]) for r in wire if r[0] == "4" and r[1] != r[3]}
     assert ipv4
     assert _sngrep(loopback, work) == ipv4
+
+
+def test_kamailio_sipcapture_decodes_the_hep_of_both_families(net: Lab, work: Path) -> None:
+    """Kamailio's sipcapture (Debian) as the collector: every SIP datagram on the wire is
+    decoded from its HEP packet with the same transport, source, Call-ID and CSeq."""
+    (work / "db").mkdir()
+    cfg = work / "kamailio.cfg"
+    cfg.write_text(KAMAILIO_CFG.format(modules=KAMAILIO_MODULES, db=work / "db"))
+    kam_log = work / "kamailio.log"
+    kam = net.gw.popen(["kamailio", "-DD", "-E", "-f", str(cfg)], log=kam_log)
+    wait_port(net.gw, "udp", 9061)
+    sniff = Sniffer(net.gw, work, "gw", "udp port 5060")
+    gw = Gateway(net.gw, work, [*LISTEN, *TRUSTED, "--hep-collector", "udp:[::1]:9061"],
+                 config=NO_SHEDDING)  # fmt: skip
+    (work / "uas").mkdir()
+    (work / "uac").mkdir()
+    callee = Sipp(net.v4, work / "uas", "uas", "uas.xml", local=str(V4_HOST), port=5060)
+    wait_port(net.v4, "udp", 5060)
+    caller = Sipp(
+        net.v6, work / "uac", "uac", "uac.xml", local=str(V6_HOST), port=5070, remote=GW6,
+        keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "callee"],
+    )  # fmt: skip
+    assert caller.wait() == 0, report(gw, caller, callee)
+    assert callee.wait() == 0, report(gw, caller, callee)
+    sniff.stop()
+    time.sleep(0.5)  # the last HEP packets reach the collector
+    log = gw.text()  # (after the collector stops, the gateway's self-probes fail to reach it)
+    assert "HEP capture to" in log and "failing" not in log, log[-4000:]
+    stop(kam)
+    decoded: set[tuple[str, int, str, str]] = set()
+    for line in kam_log.read_text(errors="replace").splitlines():
+        if "HEP-DECODED|" in line:
+            proto, src, sport, call_id, cseq = line.split("HEP-DECODED|", 1)[1].split("|")[:5]
+            assert proto == "udp", line
+            decoded.add((str(ip_address(src)), int(sport), call_id, " ".join(cseq.split()[:2])))
+    wire = {(r[1], r[2], r[5], r[6]) for r in _wire(sniff.path) if r[1] != r[3]}
+    assert {ip_address(r[0]).version for r in wire} == {4, 6}, wire
+    assert wire <= decoded, (sorted(wire - decoded), kam_log.read_text()[-3000:])

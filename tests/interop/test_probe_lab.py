@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import hashlib
 import json
 import ssl
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import issue, san
 from tests.interop.lab import V4_GW, V6_DS_GW, V6_GW, Lab
 from tests.interop.nat64lab import PYTHON, ROOT, RTC64, Unbound, wait_for, zone
 from tests.interop.peers import wait_port
@@ -289,60 +289,12 @@ async def _web(certdir: Path) -> None:
 
 def make_certificates(workdir: Path) -> Path:
     """A test CA, a leaf it signs for a.both.test, and a self-signed leaf with the same name."""
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(
-        name: str,
-        key: ec.EllipticCurvePrivateKey,
-        issuer: x509.Name,
-        signer: ec.EllipticCurvePrivateKey,
-        ca: bool,
-    ) -> x509.Certificate:
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            # the SIP domain both.test too (RFC 5922: a sips: certificate names the domain);
-            # srvonly.test's SRV points at a.both.test, which it does not name
-            extra = ["both.test", "ws.test", "meet.test"]
-            names = [name, *(extra if signer is not key else [])]
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
-        return builder.sign(signer, hashes.SHA256())
-
-    def write(name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        (workdir / f"{name}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        (workdir / f"{name}.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtc64 probe test CA")])
-    ca_cert = cert("rtc64 probe test CA", ca_key, ca_name, ca_key, ca=True)
-    write("ca", ca_cert, ca_key)
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    write("signed", cert("a.both.test", leaf_key, ca_name, ca_key, ca=False), leaf_key)
-    self_key = ec.generate_private_key(ec.SECP256R1())
-    self_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a.both.test")])
-    write("selfsigned", cert("a.both.test", self_key, self_name, self_key, ca=False), self_key)
+    ca = issue(workdir, "ca", "rtc64 probe test CA", ca=True)
+    # the SIP domain both.test too (RFC 5922: a sips: certificate names the domain);
+    # srvonly.test's SRV points at a.both.test, which it does not name
+    names = san("a.both.test", "both.test", "ws.test", "meet.test")
+    issue(workdir, "signed", "a.both.test", names=names, signer=ca)
+    issue(workdir, "selfsigned", "a.both.test", names=san("a.both.test"))
     return workdir / "ca.pem"
 
 

@@ -28,6 +28,7 @@ from tests.interop.nat64lab import (
     V4ONLY_NAME,
     V4ONLY_SYNTH,
     Nat64Lab,
+    start_kea,
     wait_for,
 )
 from tests.interop.peers import Kamailio, wait_port
@@ -82,29 +83,7 @@ def _probe_network(lab: Nat64Lab, html: Path) -> tuple[int, dict[str, object], s
 def _kea(lab: Nat64Lab, interface: str) -> None:
     """Kea on the IPv6-only link offering an IPv4 pool with option 108 (IPv6-mostly)."""
     lab.gw.run("ip", "-4", "addr", "add", "192.168.64.1/24", "dev", interface)
-    config = lab.workdir / "kea.json"
-    config.write_text(json.dumps({"Dhcp4": {
-        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},
-        "lease-database": {"type": "memfile", "persist": False},
-        "valid-lifetime": 600,
-        "subnet4": [{
-            "id": 1, "subnet": "192.168.64.0/24",
-            "pools": [{"pool": "192.168.64.100 - 192.168.64.200"}],
-            "option-data": [{"name": "v6-only-preferred", "data": "1800"}],
-        }],
-        "loggers": [{"name": "kea-dhcp4", "severity": "INFO",
-                     "output_options": [{"output": "stdout"}]}],
-    }}))  # fmt: skip
-    env = {"KEA_PIDFILE_DIR": str(lab.workdir), "KEA_LOCKFILE_DIR": str(lab.workdir)}
-    log = lab.workdir / "kea.log"
-    kea = lab.gw.popen(["kea-dhcp4", "-c", str(config)], log=log, env=env)
-
-    def listening() -> bool:
-        if kea.poll() is not None:
-            raise RuntimeError(f"kea exited: {log.read_text()[-2000:]}")
-        return "DHCP4_STARTED" in log.read_text()
-
-    wait_for("Kea", listening, timeout=20)
+    start_kea(lab.gw, lab.workdir, interface, "192.168.64.0/24", v6only=1800)
 
 
 def test_network_finds_dns64_pref64_nat64_and_no_clat(nat64net: Nat64Lab) -> None:

@@ -11,8 +11,6 @@ rtc64's transport counters (no connection accepted, one opened).
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import subprocess
 import sys
 import uuid
@@ -20,89 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.certs import issue, san
 from tests.interop.lab import Host, require_lab, sh
 from tests.interop.peers import Gateway, wait_port
 
 GW, KAM = "10.77.0.1", "10.77.0.2"
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
 def make_pki(where: Path) -> dict[str, Path]:
     """A test CA and one leaf per server (SAN: its address and a name), PEM files."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = _key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtc64 reach test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    out = {"ca": where / "ca.pem"}
-    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca = issue(where, "ca", "rtc64 reach test CA", ca=True)
+    out = {"ca": ca.cert_path}
     for name, address in (("gw", GW), ("kam", KAM)):
-        key = _key()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.test")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(f"{name}.test"), x509.IPAddress(ipaddress.ip_address(address))]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        out[name] = where / f"{name}.pem"
-        out[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        out[f"{name}-key"] = where / f"{name}.key"
-        out[f"{name}-key"].write_bytes(_pem_key(key))
+        leaf = issue(where, name, f"{name}.test", names=san(f"{name}.test", address), signer=ca)
+        out[name], out[f"{name}-key"] = leaf.cert_path, leaf.key_path
     return out
 
 

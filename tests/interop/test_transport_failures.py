@@ -15,8 +15,6 @@ udp_invite.py) that sends one INVITE through A.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import sys
 import uuid
@@ -24,11 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certs import issue, san
 from tests.interop.lab import Host, require_lab, sh
 from tests.interop.peers import Gateway
 
@@ -55,39 +50,8 @@ def host() -> Iterator[Host]:
 
 
 def _certificate(where: Path) -> tuple[Path, Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "b.example.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.UniformResourceIdentifier("sip:example.test"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.2")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = where / "b-cert.pem", where / "b-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    issued = issue(where, "b-cert", "b.example.test", names=san("sip:example.test", "127.0.0.2"))
+    return issued.cert_path, issued.key_path
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,18 @@ def test_api_ctl_and_metrics_with_calls_in_progress(net: Lab, work: Path) -> Non
         )
         families = sorted(tuple(c["families"]) for c in body["calls"])
         assert families == [("IPv4", "IPv6"), ("IPv6", "IPv4")], body
+        for c in body["calls"]:  # the proxy's view of each side, beside the relay's
+            assert c["state"] == "confirmed" and c["relayed"] is True, c
+            assert c["caller"]["transport"] == "udp" and c["callee"]["transport"] == "udp"
+            assert c["caller"]["address"] in (f"[{V6_HOST}]:5070", f"{V4_HOST}:5070"), c
+            assert c["callee"]["family"] == ("IPv4" if c["caller"]["family"] == "IPv6" else "IPv6")
+        m = metric_samples(web.request("/metrics")[1])
+        for caller, callee in (("IPv6", "IPv4"), ("IPv4", "IPv6")):
+            labels = (("callee_family", callee), ("caller_family", caller),
+                      ("relayed", "true"), ("state", "confirmed"))  # fmt: skip
+            assert m.get(("rtc64_sip_calls", labels)) == 1, sorted(
+                k for k in m if k[0] == "rtc64_sip_calls"
+            )
         for c in body["calls"]:
             for leg in c["legs"]:
                 rtp = [s for s in leg["streams"] if s["component"] == "rtp"]
@@ -126,6 +138,8 @@ def test_api_ctl_and_metrics_with_calls_in_progress(net: Lab, work: Path) -> Non
         ctl_calls = _ctl(net, work, "calls", "--json")
         assert ctl_calls.returncode == 0, ctl_calls.stderr
         assert len(json.loads(ctl_calls.stdout)["calls"]) == 2
+        table = _ctl(net, work, "calls").stdout
+        assert table.count("confirmed") == 2 and f"IPv6 udp [{V6_HOST}]:5070" in table, table
         relay = _ctl(net, work, "relay")
         assert f"[{V6_GW}]:30" in relay.stdout and f"{V4_GW}:30" in relay.stdout, relay.stdout
         overview = web.json("/api/overview")
@@ -155,6 +169,9 @@ def test_api_ctl_and_metrics_with_calls_in_progress(net: Lab, work: Path) -> Non
         assert value("rtc64_sip_responses_total", code="200", transport="udp", family=fam) >= 1
         assert value("rtc64_relay_packets_total", family=fam) > 0, text
     assert value("rtc64_registrations", family="IPv6", transport="udp") == 1
+    assert not any(k[0] == "rtc64_sip_calls" for k in m)  # no call left
+    for fam in ("IPv6", "IPv4"):  # every family shown, even at zero
+        assert ("rtc64_happy_eyeballs_fallbacks_total", (("family", fam),)) in m
     assert value("rtc64_sip_requests_total", method="REGISTER", transport="udp", family="IPv6") >= 1
     assert "Traceback" not in gw.text()
 

@@ -102,6 +102,10 @@ def test_console_login_live_call_and_pages(net: Lab, work: Path) -> None:
     }
     assert "IPv6" in seen["live_call"] and "IPv4" in seen["live_call"], seen["live_call"]
     assert "pkts" in seen["live_call"]
+    # the proxy's view: state, each side's family, transport and address, relay use
+    live = seen["live_call"]
+    assert "confirmed" in live and f"IPv6 udp [{V6_HOST}]:5070" in live, live
+    assert f"IPv4 udp {V4_HOST}:5060" in live and "yes" in live, live
     assert seen["overview_contacts"] == "1"
     assert "IPv6" in seen["overview_families"]
     assert "sip:alice@example.net" in seen["registrations"]

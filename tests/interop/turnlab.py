@@ -13,7 +13,6 @@ Every process is started through ``Host.popen`` so the lab stops it after the te
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import os
@@ -26,11 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from tests.certs import issue
 from tests.interop import turnclient
 from tests.interop.lab import Host
 
@@ -219,31 +214,11 @@ def _env() -> dict[str, str]:
 
 def certificate(workdir: Path) -> tuple[Path, Path]:
     """A self-signed certificate for the TLS listener (clients do not verify it)."""
-    cert_path, key_path = workdir / "turn-cert.pem", workdir / "turn-key.pem"
+    cert_path, key_path = workdir / "turn-cert.pem", workdir / "turn-cert.key"
     if cert_path.exists():
         return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turn.example.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    issued = issue(workdir, "turn-cert", "turn.example.test")
+    return issued.cert_path, issued.key_path
 
 
 # --- coturn's client tools ------------------------------------------------------------

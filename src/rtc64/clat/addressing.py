@@ -9,8 +9,12 @@ draft-ietf-v6ops-claton §4):
 - The CLAT needs an IPv6 address of its own (RFC 6877 §6.3 "dedicated IPv6 prefix or
   address"): from the on-link SLAAC prefix of the uplink (a /64 global or ULA address of
   the host, not deprecated), an interface identifier derived from the interface name and
-  the slot (stable across restarts), checked by DAD before use. A link that gives only a
-  /128 (DHCPv6 IA_NA, no /64) cannot carry a dedicated address: reported, no CLAT.
+  the slot (stable across restarts), checked by DAD before use.
+- A link that gives only a /128 (DHCPv6 IA_NA, a static address, no /64) cannot carry a
+  dedicated address: the CLAT then SHARES the host's address (RFC 6877 §6.3 "if the CLAT
+  does not have a dedicated IPv6 prefix"): the translator maps to an internal address
+  (``internal_address``, from a ULA kept for this) and the host rewrites it to the shared
+  address with a stateful SNAT of its own (the engine's nftables table).
 - Source prefix choice: GUA over ULA, then the longest common prefix with the PLAT prefix
   (RFC 6724 rule 8 spirit), then the numerically lowest, for determinism.
 - Pure: values in, values out.
@@ -27,6 +31,9 @@ CLAT_RANGE = IPv4Network("192.0.0.0/29")
 MAX_SLOTS = 4
 ULA = IPv6Network("fc00::/7")
 GUA = IPv6Network("2000::/3")
+INTERNAL_V6 = IPv6Network("fdc1:a764:464::/48")
+"""ULA (RFC 4193, random-looking global ID) for the translators' internal addresses in the
+shared-address policy; never seen outside the host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,31 @@ def _rank(address: IPv6Interface, plat: IPv6Network) -> tuple[int, int, int]:
 def usable_source(address: IPv6Interface) -> bool:
     """A host address a CLAT address can be derived from: a /64 global or ULA prefix."""
     return address.network.prefixlen == 64 and (address.ip in GUA or address.ip in ULA)
+
+
+def internal_address(slot: Slot) -> IPv6Address:
+    """The translator's internal IPv6 address in the shared-address policy (per slot)."""
+    return INTERNAL_V6.network_address + (slot.index << 64) + 0x64
+
+
+def shareable(address: IPv6Interface) -> bool:
+    """A host address the CLAT may share: global or ULA, on no /64 (a /128 lease)."""
+    return address.network.prefixlen != 64 and (address.ip in GUA or address.ip in ULA)
+
+
+def choose_shared(
+    addresses: Iterable[IPv6Interface], plat: IPv6Network
+) -> tuple[IPv6Address | None, str]:
+    """The host address to share when no /64 is on the link, and why (for the log)."""
+    candidates = [a for a in addresses if shareable(a) and a.ip not in INTERNAL_V6]
+    if not candidates:
+        return None, "no global or ULA IPv6 address on the link (only link-local)"
+    best = min(candidates, key=lambda a: _rank(a, plat))
+    kind = "GUA" if best.ip in GUA else "ULA"
+    return best.ip, (
+        f"shared {kind} address {best.ip} (the link gives no /64 for a dedicated one): "
+        "the translator's internal address is rewritten to it by rtc64's own nftables SNAT"
+    )
 
 
 def choose_prefix(

@@ -29,7 +29,7 @@ from .service import STATE_DIR, ClatService, ClatSettings, read_status
 
 EXIT_OK, EXIT_FAIL = 0, 1
 MTU_RANGE = (1260, 9000)
-PKG = {"ip": "iproute2", "tayga": "tayga"}
+PKG = {"ip": "iproute2", "tayga": "tayga", "nft": "nftables"}
 NS_HELP = "namespace names are PREFIX<slot> (default rtc64-clat)"
 
 
@@ -51,6 +51,11 @@ def add_parser(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         "--dns-server", action="append", default=[], help="DNS server for RFC 7050 HOST[:PORT]"
     )
     run.add_argument("--no-dns64", action="store_true", help="do not ask RFC 7050")
+    run.add_argument(
+        "--no-dhcpv4",
+        action="store_true",
+        help="do not probe uplinks for DHCPv4 option 108 (RFC 8925; no lease is ever taken)",
+    )
     run.add_argument("--state-dir", type=Path, default=STATE_DIR)
     run.add_argument("--netns-prefix", default=clat_engine.NS_PREFIX, help=NS_HELP)
     run.add_argument("--log-level", dest="clat_log_level", default="info")
@@ -86,6 +91,7 @@ def _settings(args: argparse.Namespace) -> ClatSettings:
         mtu=args.mtu,
         state_dir=args.state_dir,
         dns_servers=tuple(args.dns_server),
+        dhcpv4=not args.no_dhcpv4,
     )
 
 
@@ -93,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     clat_settings = _settings(args)
     if os.geteuid() != 0:
         raise Rtc64Error("clat run needs root (network namespaces, links, addresses)")
-    for tool in ("ip", "tayga"):
+    for tool in ("ip", "tayga", "nft"):
         if shutil.which(tool) is None:
             raise Rtc64Error(f"clat run needs {tool} on PATH (Debian: apt install {PKG[tool]})")
     logs.setup(args.clat_log_level, "text")
@@ -132,15 +138,17 @@ def _status(args: argparse.Namespace) -> int:
 
 def _line(link: dict[str, Any]) -> str:
     head = f"{link.get('interface')}: {link.get('state')}"
+    dhcp = f"; DHCPv4: {link['dhcpv4']}" if link.get("dhcpv4") else ""
     if link.get("state") != "running":
         detail = f" ({link['detail']})" if link.get("detail") else ""
-        return f"{head}: {link.get('reason')}{detail}"
+        return f"{head}: {link.get('reason')}{detail}{dhcp}"
     counters = link.get("counters") or {}
     return (
-        f"{head}: IPv4 {link['ipv4']} -> {link['clat_ipv6']} via {link['prefix']} "
-        f"({link['prefix_source']}), engine {link['engine']} in {link['namespace']}, "
-        f"MTU {link['mtu']}, packets out {counters.get('to_clat_packets', '?')} "
-        f"in {counters.get('from_clat_packets', '?')}"
+        f"{head}: IPv4 {link['ipv4']} -> {link['clat_ipv6']} ({link.get('policy')}) via "
+        f"{link['prefix']} ({link['prefix_source']}), engine {link['engine']} in "
+        f"{link['namespace']}, MTU {link['mtu']}, packets out "
+        f"{counters.get('to_clat_packets', '?')} in {counters.get('from_clat_packets', '?')}"
+        f"{dhcp}"
     )
 
 

@@ -11,7 +11,8 @@ draft-ietf-v6ops-claton §4-§6):
 - A CLAT runs only when the link is up, has no IPv4 of its own (an address outside
   169.254/16 and 192.0.0.0/29, or an IPv4 default route), or option 108 told us IPv6-only
   is preferred; it has a NAT64 prefix; an IPv6 default router; a /64 to take an address
-  from; and no other CLAT (NetworkManager, systemd-networkd, clatd) on it.
+  from, or else a global/ULA address to share (``addressing``: a /128-only link); and no
+  other CLAT (NetworkManager, systemd-networkd, clatd) on it.
 - Prefix precedence: PREF64 (RFC 8781 §5 and claton §5: the RA wins), then RFC 7050, then
   the configured prefix. A PREF64 expires at its lifetime; lifetime 0 withdraws it at once.
   An RFC 7050 prefix stays until a new answer replaces it; re-asked after its TTL, but no
@@ -40,7 +41,7 @@ from ipaddress import (
 from rtc64.net.pref64 import Nat64Prefix
 from rtc64.net.rfc6052 import validate_prefix
 
-from .addressing import CLAT_RANGE, choose_prefix
+from .addressing import CLAT_RANGE, choose_prefix, choose_shared
 
 DNS64_MIN_REFRESH = 60.0
 MAX_PREF64 = 8
@@ -55,7 +56,7 @@ class Reason(enum.Enum):
     IPV4_PRESENT = "IPv4 present on the link"
     NO_NAT64 = "no NAT64 prefix found (no PREF64, no DNS64 answer, none configured)"
     NO_ROUTER = "no IPv6 default router on the link"
-    NO_PREFIX = "no /64 to take a dedicated CLAT address from"
+    NO_PREFIX = "no global or ULA IPv6 address to take or share a CLAT address from"
     FOREIGN_CLAT = "another CLAT is active on the link"
 
 
@@ -81,8 +82,10 @@ class Want:
     link: LinkView
     prefix: Nat64Prefix
     source: IPv6Network
-    """The /64 the CLAT address comes from."""
+    """The /64 the CLAT address comes from (the shared address's /128 when shared)."""
     why: str
+    shared: IPv6Address | None = None
+    """The host address the CLAT shares (a /128-only link), None for a dedicated one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +203,12 @@ class LinkState:
         if view.router is None:
             return Off(Reason.NO_ROUTER)
         source, why = choose_prefix(view.ipv6, prefix.prefix)
-        if source is None:
+        if source is not None:
+            return Want(view, prefix, source, why)
+        shared, why = choose_shared(view.ipv6, prefix.prefix)
+        if shared is None:
             return Off(Reason.NO_PREFIX, why)
-        return Want(view, prefix, source, why)
+        return Want(view, prefix, IPv6Network(shared), why, shared)
 
 
 def is_clat_v4(address: IPv4Address) -> bool:

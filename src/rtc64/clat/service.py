@@ -18,7 +18,13 @@ Rules (RFC 6877, RFC 8781, RFC 7050 §3/§5, draft-ietf-v6ops-claton; see ``link
 - A DAD failure moves the CLAT address to the next candidate (RFC 4862 §5.4.5).
 - The CLAT's IPv4 MTU is ``--mtu`` (1260: fits the IPv6 minimum 1280 after translation),
   never more than the uplink's MTU minus 20; bigger IPv4 datagrams are fragmented by the
-  host, and tayga translates each fragment (RFC 7915 §4.1).
+  host, and tayga translates each fragment (RFC 7915 §4.1). TCP SYNs crossing the CLAT
+  get their MSS clamped to that MTU minus 40 (the engine).
+- DHCPv4 option 108 (RFC 8925): unless ``dhcpv4`` is off, each up uplink (a default
+  router of either family) is probed
+  (``dhcpwatch``; never a lease taken); an OFFER with option 108 tells that link's state
+  machine IPv6-only is preferred for V6ONLY_WAIT plus ``DHCP_GRACE`` (the re-probe at the
+  end of the wait renews it before it lapses); an OFFER without it is reported.
 - Status is written to ``status.json`` in the state directory after each change.
 """
 
@@ -32,7 +38,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +49,10 @@ from rtc64.io.resolver import Resolver
 from rtc64.net.pref64 import pref64_options
 from rtc64.net.rfc6052 import Rfc6052Error
 
-from .addressing import CLAT_RANGE, Slot, clat_address, free_slot
+from .addressing import CLAT_RANGE, Slot, clat_address, free_slot, internal_address
+from .dhcp4 import Event as DhcpEvent
+from .dhcp4 import V6Only
+from .dhcpwatch import Dhcp4Watch
 from .linkstate import LinkState, LinkView, Off, Want
 
 LIVENESS = 10.0
@@ -54,6 +63,7 @@ MAX_RTR_SOLICITATIONS = 3
 RTR_SOLICITATION_INTERVAL = 4.0
 STATE_DIR = Path("/run/rtc64/clat")
 MAX_DAD_ATTEMPTS = 3
+DHCP_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,8 @@ class ClatSettings:
     mtu: int = 1260
     state_dir: Path = STATE_DIR
     dns_servers: tuple[str, ...] = ()
+    dhcpv4: bool = True
+    """Probe each uplink for DHCPv4 option 108 (RFC 8925)."""
     ns_prefix: str = clat_engine.NS_PREFIX
     """Namespaces are ``<ns_prefix><slot>`` (tests and side-by-side daemons change it)."""
 
@@ -111,10 +123,14 @@ class ClatService:
     """A link whose CLAT failed to start: not retried for the same ``Want`` before then."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _dns_task: asyncio.Task[None] | None = None
+    dhcp: Dhcp4Watch | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, stop: asyncio.Event) -> None:
         events = netlink.Events()
         loop = asyncio.get_running_loop()
+        if self.settings.dhcpv4:
+            self.dhcp = Dhcp4Watch(self.log, self.dhcp_event)
         try:
             await self.refresh(loop.time())  # link states first: the RAs answering
             solicit = Solicitations(loop.time())  # the RS find them (queued meanwhile)
@@ -124,31 +140,55 @@ class ClatService:
                 deadlines = [t for s in self.links.values() if (t := s.get_timer()) is not None]
                 if solicit.next is not None:
                     deadlines.append(solicit.next)
+                if self.dhcp is not None:
+                    self.dhcp.handle_timer(loop.time())
+                    if (t := self.dhcp.get_timer()) is not None:
+                        deadlines.append(t)
                 timeout = LIVENESS
                 if deadlines:
                     timeout = max(0.0, min(min(deadlines) - loop.time(), LIVENESS))
                 waiter = asyncio.ensure_future(events.next(timeout))
                 stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({waiter, stopper}, return_when="FIRST_COMPLETED")
+                woken = asyncio.ensure_future(self.wake.wait())
+                done, _ = await asyncio.wait(
+                    {waiter, stopper, woken}, return_when="FIRST_COMPLETED"
+                )
                 stopper.cancel()
-                if waiter not in done:
+                woken.cancel()
+                self.wake.clear()
+                if waiter not in done:  # stopping, or a DHCP answer woke us
                     waiter.cancel()
-                    break
+                    if stopper in done:
+                        break
+                messages = waiter.result() if waiter in done else None
                 await asyncio.sleep(COALESCE)  # one snapshot for a burst of events
                 now = loop.time()
-                for msg in waiter.result() or ():
+                for msg in messages or ():
                     self.pref64_message(msg.ifindex, pref64_options(msg), now)
                 for state in self.links.values():
                     state.handle_timer(now)
                 await self.refresh(now)
         finally:
             events.close()
+            if self.dhcp is not None:
+                self.dhcp.close()
             if self._dns_task is not None:
                 self._dns_task.cancel()
             for index in list(self.instances):
                 await self.stop_instance(index, "daemon stopping")
             with contextlib.suppress(OSError):
                 (self.settings.state_dir / "status.json").unlink()
+
+    def dhcp_event(self, index: int, event: DhcpEvent) -> None:
+        """What a link's option 108 probe learnt (called from the socket's reader)."""
+        state = self.links.get(index)
+        if state is None:
+            return
+        if isinstance(event, V6Only):
+            state.option108(event.wait + DHCP_GRACE, asyncio.get_running_loop().time())
+        if self.dhcp is not None:
+            self.log.info("%s: DHCPv4: %s", self.names.get(index), self.dhcp.describe(index))
+        self.wake.set()
 
     def _lacking_pref64(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -212,6 +252,11 @@ class ClatService:
                     ipv6=link.ipv6,
                     router=link.router,
                 )
+            )
+        if self.dhcp is not None:
+            self.dhcp.follow(
+                ((i, self.names[i], _uplink(s.view)) for i, s in self.links.items() if i in seen),
+                now,
             )
         for index in set(self.links) - seen:
             await self.stop_instance(index, "link gone")
@@ -325,11 +370,16 @@ class ClatService:
             tun=slot.tun,
             host_v4=slot.host_v4,
             clat_v4=slot.clat_v4,
-            clat_v6=clat_address(want.source, want.link.name, slot, attempt),
+            clat_v6=(
+                clat_address(want.source, want.link.name, slot, attempt)
+                if want.shared is None
+                else internal_address(slot)
+            ),
             plat=want.prefix.prefix,
             router=router,
             mtu=min(self.settings.mtu, want.link.mtu - IPV6_OVER_IPV4),
             workdir=self.settings.state_dir,
+            shared=want.shared,
         )
 
     async def stop_instance(self, index: int, why: str) -> None:
@@ -343,6 +393,8 @@ class ClatService:
         links = []
         for index, decision in sorted(self.decisions.items()):
             entry: dict[str, Any] = {"interface": self.names.get(index), "index": index}
+            if self.dhcp is not None and (dhcp := self.dhcp.describe(index)) is not None:
+                entry["dhcpv4"] = dhcp
             inst = self.instances.get(index)
             if isinstance(decision, Off):
                 entry |= {"state": "off", "reason": decision.reason.value}
@@ -358,8 +410,14 @@ class ClatService:
                     "prefix_source": decision.prefix.source,
                     "ipv4": str(cfg.host_v4),
                     "clat_ipv4": str(cfg.clat_v4),
-                    "clat_ipv6": str(cfg.clat_v6),
-                    "address_policy": f"dedicated, proxy-ND after DAD; {decision.why}",
+                    "clat_ipv6": str(cfg.shared or cfg.clat_v6),
+                    "policy": "dedicated" if cfg.shared is None else "shared",
+                    "address_policy": (
+                        f"dedicated, proxy-ND after DAD; {decision.why}"
+                        if cfg.shared is None
+                        else f"shared (internal {cfg.clat_v6}, SNAT in nftables table "
+                        f"ip6 {cfg.table}); {decision.why}"
+                    ),
                     "namespace": cfg.namespace,
                     "host_link": cfg.host_veth,
                     "engine": self.engine.name,
@@ -375,6 +433,12 @@ class ClatService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
         tmp.replace(path)
+
+
+def _uplink(view: LinkView | None) -> bool:
+    """Up, with a default router of either family: where a DHCPv4 server's option 108
+    matters (bridges and container links are not probed)."""
+    return view is not None and view.up and (view.router is not None or view.ipv4_default)
 
 
 def read_status(state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
@@ -395,13 +459,39 @@ def read_status(state_dir: Path = STATE_DIR) -> dict[str, Any] | None:
     return data
 
 
+def idle_links(state_dir: Path = STATE_DIR) -> list[dict[str, str]]:
+    """The links a live ``rtc64 clat run`` watches without a CLAT: interface, state (off,
+    failed), reason and detail (why not: IPv4 present, no NAT64 found...)."""
+    status = read_status(state_dir) or {}
+    keys = ("interface", "state", "reason", "detail")
+    return [
+        {k: str(link.get(k) or "") for k in keys}
+        for link in status.get("links", [])
+        if isinstance(link, dict) and link.get("state") != "running"
+    ]
+
+
 def running_clats(state_dir: Path = STATE_DIR) -> list[dict[str, str]]:
     """The CLATs a live ``rtc64 clat run`` keeps up: interface, IPv4 address, CLAT IPv6
-    address, prefix and its source, engine (for ``rtc64 probe`` and the gateway)."""
+    address, its policy (dedicated or shared), prefix and its source, engine (for ``rtc64
+    probe`` and the gateway)."""
     status = read_status(state_dir) or {}
-    keys = ("interface", "ipv4", "clat_ipv6", "prefix", "prefix_source", "engine")
+    keys = ("interface", "ipv4", "clat_ipv6", "policy", "prefix", "prefix_source", "engine")
     return [
-        {k: str(link.get(k)) for k in keys}
+        {k: str(link.get(k, "")) for k in keys}
         for link in status.get("links", [])
         if isinstance(link, dict) and link.get("state") == "running"
     ]
+
+
+def clat_addresses(clats: Sequence[dict[str, str]]) -> frozenset[IPv4Address | IPv6Address]:
+    """The addresses of ``running_clats`` no SDP may carry: each CLAT's IPv4 address and
+    its dedicated IPv6 address (a shared one is the host's own, usable as ever)."""
+    out: set[IPv4Address | IPv6Address] = set()
+    for clat in clats:
+        with contextlib.suppress(ValueError):
+            out.add(IPv4Address(clat["ipv4"]))
+        if clat.get("policy") == "dedicated":
+            with contextlib.suppress(ValueError):
+                out.add(IPv6Address(clat["clat_ipv6"]))
+    return frozenset(out)

@@ -25,6 +25,7 @@ from typing import Protocol
 from rtc64.gateway.location.bindings import ROW_EXPIRES_AT, Binding, BindingRow
 from rtc64.gateway.location.deadlines import Deadlines
 from rtc64.gateway.location.registrar import same_contact
+from rtc64.gateway.stats import CallParty, CallView
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.message import Request, Response
@@ -177,6 +178,8 @@ class _Call:
     callee_transport: str = ""
     callee_address: str = ""
     relay: bool = False
+    caller_at: tuple[IPAddress, int] | None = None
+    callee_at: tuple[IPAddress, int] | None = None
 
 
 class CallLog:
@@ -212,6 +215,7 @@ class CallLog:
             caller_transport="" if flow is None else flow.transport.value,
             source="" if remote is None else f"{remote[0]}:{remote[1]}",
             started=self.clock(),
+            caller_at=remote,
         )
         self._calls[call_id] = call
         fields = {
@@ -239,6 +243,7 @@ class CallLog:
             call.callee_transport = hop[0].value
             call.callee_family = _family(hop[1])
             call.callee_address = f"{hop[1]}:{hop[2]}"
+            call.callee_at = (hop[1], hop[2])
         call.relay = call.relay or self.relayed(call_id)
         fields = {
             **self._common("call-answered", call),
@@ -274,6 +279,40 @@ class CallLog:
         shown = reason if status is None else f"{reason} {status}"
         self.log.info("call %s ended: %s after %.1f s (talk %.1f s)", call.call_id, shown,
                       duration, talk, extra=fields)  # fmt: skip
+
+    def snapshot(self, live: Callable[[bytes], str | None]) -> list[CallView]:
+        """The calls remembered whose dialog ``live`` gives a state for (``early`` or
+        ``confirmed``; None: gone), oldest first, as read-only views."""
+        now = self.clock()
+        found: list[CallView] = []
+        for raw_id, call in self._calls.items():
+            state = live(raw_id)
+            if state is None:
+                continue
+            at = call.caller_at
+            caller = CallParty(None if at is None else family_of(at[0]), call.caller_transport, at)
+            callee = None
+            if call.answered is not None:
+                where = call.callee_at
+                callee = CallParty(
+                    None if where is None else family_of(where[0]),
+                    call.callee_transport,
+                    where,
+                )
+            found.append(
+                CallView(
+                    call_id=raw_id,
+                    caller_uri=call.caller,
+                    callee_uri=call.callee,
+                    state=state,
+                    age=max(0.0, now - call.started),
+                    talk=None if call.answered is None else max(0.0, now - call.answered),
+                    caller=caller,
+                    callee=callee,
+                    relayed=call.relay or self.relayed(raw_id),
+                )
+            )
+        return found
 
     def families(self) -> dict[str, int]:
         """Calls in progress by caller family (for status summaries)."""

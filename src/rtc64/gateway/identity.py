@@ -96,13 +96,16 @@ class Identity:
         for lst in self.listeners:
             self._by_kind.setdefault((lst.transport, lst.family), lst)
 
-    def replace_listeners(self, listeners: Sequence[Listener]) -> None:
-        """Listeners opened or closed on reload: everything derived from them anew (the
-        object is shared by the proxy's parts, so it changes in place)."""
-        domains, host_addresses, hostnames = self._given
+    def replace_listeners(
+        self, listeners: Sequence[Listener], domains: Iterable[str] | None = None
+    ) -> None:
+        """Listeners opened or closed, or ``sip.domains`` changed, on reload: everything
+        derived from them anew (the object is shared by the proxy's parts, so it changes
+        in place). Bindings stored under an old local domain keep their keys."""
+        given, host_addresses, hostnames = self._given
         fresh = Identity(
             listeners,
-            domains=domains,
+            domains=given if domains is None else domains,
             host_addresses=host_addresses,
             hostnames=hostnames,
             source_for=self._source_for,

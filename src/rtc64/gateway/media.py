@@ -5,10 +5,12 @@ Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers trave
 - Policy ``media.policy``: ``auto`` relays when the two parties' families differ (the
   families of the transport flows), or when an SDP carries a media address that cannot
   be reached as written (CLAT 192.0.0.0/29, RFC 1918, CGNAT, link-local, loopback, ULA:
-  ``net.ranges``), or when a stream of the SDP can only be reached on the family other
-  than that of the leg it is sent to (``c=IN IP4`` toward an IPv6 leg; an IPv4-mapped
-  ``::ffff:a.b.c.d`` counts as IPv4), or when the call is relayed already; ``always``
-  relays every call with SDP; ``never`` passes SDP untouched.
+  ``net.ranges``; and the addresses of this host's CLATs, learnt by ``serve`` from
+  ``rtc64 clat``'s status: ``unusable``), or when a stream of the SDP can only be
+  reached on the family other than that of the leg it is sent to (``c=IN IP4`` toward
+  an IPv6 leg; an IPv4-mapped ``::ffff:a.b.c.d`` counts as IPv4), or when the call is
+  relayed already; ``always`` relays every call with SDP; ``never`` passes SDP
+  untouched.
 - The family rule holds for answers too: an offer that passed untouched is kept until
   its answer; an answer of the other family than the offerer's leg makes the call
   relayed then (``late relay``): the relay learns the kept offer, the offerer gets the
@@ -43,6 +45,7 @@ Rules (RFC 3264 offer/answer in SIP; RFC 6337 for where offers and answers trave
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Protocol
@@ -52,7 +55,12 @@ from rtc64.net import rfc6052
 from rtc64.net.address import Family, IPAddress, family_of, unmap
 from rtc64.sdp import parse as parse_sdp
 from rtc64.sdp import serialize as serialize_sdp
-from rtc64.sdp.addresses import MEDIA_SOURCES, needs_other_family, unusable_addresses
+from rtc64.sdp.addresses import (
+    MEDIA_SOURCES,
+    addresses,
+    needs_other_family,
+    unusable_addresses,
+)
 from rtc64.sdp.model import SessionDescription
 from rtc64.sdp.rewrite import map_addresses
 from rtc64.sip.message import Request, Response
@@ -152,6 +160,7 @@ class MediaBridge:
         log: logging.Logger,
         *,
         nat64: IPv6Network | None = None,
+        unusable: Callable[[], Collection[IPAddress]] = frozenset,
     ) -> None:
         if policy not in POLICIES:
             policy = "auto"
@@ -159,6 +168,8 @@ class MediaBridge:
         # nat64 translation needs no relay; the other policies do.
         self.policy = policy if relay is not None or policy == "nat64" else "never"
         self.nat64 = nat64
+        self.unusable = unusable
+        """Addresses learnt to be unusable in SDP beyond the ranges (this host's CLATs)."""
         self.log = log
         self._calls: dict[bytes, _Call] = {}
         self._passed: dict[tuple[bytes, Family], _Passed] = {}
@@ -225,7 +236,12 @@ class MediaBridge:
         if needs_other_family(sd, b):
             return True
         unusable = unusable_addresses(sd, MEDIA_SOURCES)
-        return any(use.ip is None or not use.ip.is_unspecified for use in unusable)
+        if any(use.ip is None or not use.ip.is_unspecified for use in unusable):
+            return True
+        learnt = self.unusable()
+        return bool(learnt) and any(
+            use.ip in learnt for use in addresses(sd) if use.source in MEDIA_SOURCES
+        )
 
     # -- offers ----------------------------------------------------------------------
 

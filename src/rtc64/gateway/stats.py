@@ -15,6 +15,7 @@ from rtc64.net.address import Family
 if TYPE_CHECKING:
     from rtc64.gateway.location.bindings import Binding
     from rtc64.gateway.ratelimit import Key
+    from rtc64.net.address import IPAddress
 
 KNOWN_METHODS = frozenset(
     b"INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
@@ -61,6 +62,10 @@ class SipTraffic:
 
     requests: Counter[tuple[str, str, Family]] = field(default_factory=Counter)
     responses: Counter[tuple[int, str, Family]] = field(default_factory=Counter)
+    rate_limited: Counter[Family] = field(default_factory=Counter)
+    """New requests dropped by ``sip.request_rate``, by the source's family."""
+    throttled: Counter[Family] = field(default_factory=Counter)
+    """Throttle episodes (a source went over the rate), by family."""
 
     def request(self, method: bytes, transport: str, family: Family) -> None:
         name = method.decode("ascii") if method in KNOWN_METHODS else "OTHER"
@@ -68,6 +73,48 @@ class SipTraffic:
 
     def response(self, status: int, transport: str, family: Family) -> None:
         self.responses[status, transport, family] += 1
+
+
+@dataclass(slots=True)
+class Fallbacks:
+    """Routing fallbacks by the family finally used (Prometheus ``_total`` semantics).
+
+    ``happy_eyeballs``: a branch answered (UDP) or connected (TCP/TLS) on an address after
+    the first one of its race. ``dns``, keyed ``(kind, family)``: ``nat64`` an IPv4-only
+    target reached through the NAT64 prefix (RFC 6052 synthesis), ``family`` a target that
+    named addresses of a family we have no listener for, reached on the other one."""
+
+    happy_eyeballs: Counter[Family] = field(default_factory=Counter)
+    dns: Counter[tuple[str, Family]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class CallParty:
+    """One side of a call as the proxy sees its signalling."""
+
+    family: Family | None
+    transport: str
+    address: tuple[IPAddress, int] | None
+    """The caller's source, or the callee's address the answering branch went to."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    """A call in progress through the proxy (relayed or not), read-only."""
+
+    call_id: bytes
+    caller_uri: str
+    callee_uri: str
+    state: str
+    """``early`` (no 2xx yet) or ``confirmed``."""
+    age: float
+    """Seconds since the INVITE was forwarded."""
+    talk: float | None
+    """Seconds since the 2xx (None: not answered)."""
+    caller: CallParty
+    callee: CallParty | None
+    """None until a 2xx says who answered."""
+    relayed: bool
 
 
 class ProxyView(Protocol):
@@ -81,6 +128,11 @@ class ProxyView(Protocol):
 
     @property
     def in_flight(self) -> int: ...
+
+    @property
+    def fallbacks(self) -> Fallbacks: ...
+
+    def calls_in_progress(self) -> list[CallView]: ...
 
 
 class RegistrationView(Protocol):
@@ -103,10 +155,31 @@ class ContactHealth:
     """Seconds, of the last answered keepalive."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeepaliveCounters:
+    """Keepalive totals since start (Prometheus ``_total`` semantics) and the contacts
+    tracked now."""
+
+    tracked: int
+    pings: int
+    options: int
+    replies: int
+    failures: dict[Family, int]
+    """OPTIONS unanswered within the timeout, by the contact's family."""
+    unreachable: dict[Family, int]
+    """Contacts marked unreachable, by family."""
+    removed: int
+    """Bindings removed for being unreachable."""
+    ping_failures: int
+    options_unsent: int
+
+
 class KeepaliveView(Protocol):
     """Per-contact keepalive state, keyed as the registrar keys contacts."""
 
     def health(self, aor: str, contact: bytes) -> ContactHealth | None: ...
+
+    def counters(self) -> KeepaliveCounters: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,33 @@ CLAT"):
   output: DAD is read from ``/proc/net/if_inet6`` inside the namespace, processes are found
   by their network namespace inode, links and namespaces by ``/sys/class/net`` and
   ``/run/netns``.
+- MSS clamping (RFC 6877 §6.4 spirit, RFC 879): TCP SYNs the namespace forwards, either
+  way, get an MSS of at most the IPv4 MTU minus 40, so a peer or a forwarded host with a
+  1500-octet MTU never sends segments that do not fit the translated path. The rule is in
+  an nftables table inside the namespace: nothing on the host.
+- Shared address (``cfg.shared``: the link gives only a /128): no macvlan; tayga maps the
+  host's IPv4 to an internal ULA address, the namespace routes IPv6 to the host over the
+  veth (link-local next hops), and the host's table ``ip6 <namespace>`` (nftables, ours)
+  SNATs that address to the shared one on the uplink; conntrack maps the replies back.
+  That table also drops every forwarded packet other than the CLAT's flows: in from the
+  veth only out the uplink and only from the internal address; to the veth only from the
+  uplink and only replies (``ct state established,related``). Forwarding is enabled with
+  Linux's per-interface ``force_forwarding`` (6.17+) on the veth (ours) and, when
+  ``all.forwarding`` is off, on the uplink, whose forwarding our table then limits to the
+  veth (so nothing that was not forwarded before is forwarded now); the uplink's previous
+  value is recorded in the work dir and restored on stop and by cleanup. ``forwarding``
+  itself (RA acceptance, router flag) and the host's own tables are never touched: its
+  firewall still sees and may drop the CLAT's packets.
 - ``start`` first removes what a previous instance of the slot left (idempotent), and on
   any failure removes what it built (rollback). Deleting the namespace removes the veth
-  pair, the macvlan, the TUN and with them the host's address and route.
+  pair, the macvlan, the TUN and with them the host's address and route; the host's
+  nftables table and the uplink's sysctl are removed/restored by ``stop``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -39,6 +58,11 @@ SYS_NET = Path("/sys/class/net")
 IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08
 DAD_TIMEOUT = 5.0
+PROC_IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
+HOST_LL = IPv6Address("fe80::1")
+NS_LL = IPv6Address("fe80::2")
+TCP_IPV4_HEADERS = 40
+IPV6_MIN_MTU = 1280
 
 
 class EngineError(Exception):
@@ -67,6 +91,17 @@ class ClatConfig:
     router: IPv6Address
     mtu: int
     workdir: Path
+    shared: IPv6Address | None = None
+    """The host's address the CLAT shares (``clat_v6`` is then the internal one)."""
+
+    @property
+    def mss(self) -> int:
+        return self.mtu - TCP_IPV4_HEADERS
+
+    @property
+    def table(self) -> str:
+        """The host's nftables table (``ip6`` family) in the shared-address policy."""
+        return self.namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +123,25 @@ class Engine(Protocol):
     def counters(self, cfg: ClatConfig) -> Counters | None: ...
 
 
-def _exec(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    # Argument lists we build from validated names and addresses; no shell. ip, sysctl
-    # and tayga are looked up on PATH like the administrator's own commands.
+def _exec(args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Argument lists we build from validated names and addresses; no shell. ip, sysctl,
+    # nft and tayga are looked up on PATH like the administrator's own commands.
     try:
-        return subprocess.run(args, capture_output=True, text=True, check=False, timeout=20)  # noqa: S603
+        return subprocess.run(  # noqa: S603
+            args, input=stdin, capture_output=True, text=True, check=False, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EngineError(f"{' '.join(args)}: {exc}") from None
 
 
-def run(*args: str) -> None:
-    proc = _exec(args)
+def run(*args: str, stdin: str | None = None) -> None:
+    proc = _exec(args, stdin)
     if proc.returncode != 0:
         raise EngineError(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
 
 
-def ns_run(ns: str, *args: str) -> None:
-    run("ip", "netns", "exec", ns, *args)
+def ns_run(ns: str, *args: str, stdin: str | None = None) -> None:
+    run("ip", "netns", "exec", ns, *args, stdin=stdin)
 
 
 def ns_pids(ns: str) -> list[int]:
@@ -145,6 +182,101 @@ def remove_link(name: str) -> list[str]:
     return []
 
 
+def mss_ruleset(mss: int) -> str:
+    """The namespace's table: clamp the MSS of forwarded SYNs (both ways) to ``mss``."""
+    return (
+        "table ip rtc64-mss {\n  chain forward {\n"
+        "    type filter hook forward priority mangle; policy accept;\n"
+        f"    tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n"
+        "  }\n}\n"
+    )
+
+
+def shared_ruleset(cfg: ClatConfig, limit_uplink: bool) -> str:
+    """The host's table for a shared address: SNAT of the translator's internal address
+    to ``cfg.shared`` on the uplink, and a forward filter letting only the CLAT's flows
+    through (``limit_uplink``: the uplink forwards only because of us, so nothing else)."""
+    up, veth = json.dumps(cfg.uplink), json.dumps(cfg.host_veth)
+    limit = f"    iifname {up} oifname != {veth} drop\n" if limit_uplink else ""
+    return (
+        f"table ip6 {cfg.table} {{\n"
+        "  chain postrouting {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        f"    oifname {up} ip6 saddr {cfg.clat_v6} counter snat to {cfg.shared}\n"
+        "  }\n  chain forward {\n"
+        "    type filter hook forward priority filter; policy accept;\n"
+        f"    iifname {veth} oifname != {up} drop\n"
+        f"    iifname {veth} ip6 saddr != {cfg.clat_v6} drop\n"
+        f"    oifname {veth} iifname != {up} drop\n"
+        f"    oifname {veth} ct state != {{ established, related }} drop\n"
+        f"{limit}  }}\n}}\n"
+    )
+
+
+def host_tables(prefix: str) -> list[str]:
+    """The host's ``ip6`` nftables tables named ``<prefix><slot>`` (ours); none without
+    nft (nothing of ours can exist then)."""
+    try:
+        proc = _exec(("nft", "-j", "list", "tables", "ip6"))
+    except EngineError:
+        return []
+    if proc.returncode != 0:
+        return []
+    try:
+        items = json.loads(proc.stdout).get("nftables", [])
+    except (ValueError, AttributeError):
+        return []
+    names = [i["table"].get("name", "") for i in items if isinstance(i, dict) and "table" in i]
+    return [n for n in names if n.startswith(prefix) and n[len(prefix) :].isdigit()]
+
+
+def remove_table(name: str) -> list[str]:
+    if name not in host_tables(name.rstrip("0123456789")):
+        return []
+    with contextlib.suppress(EngineError):
+        run("nft", "delete", "table", "ip6", name)
+    return [f"nftables table ip6 {name}"]
+
+
+def _sysctl_path(ifname: str, key: str) -> Path:
+    return PROC_IPV6_CONF / ifname / key
+
+
+def enable_uplink_forwarding(cfg: ClatConfig) -> bool:
+    """Let the uplink forward the CLAT's replies; True when we turned it on (then recorded
+    in the work dir for ``restore_forwarding``), False when the host already forwards."""
+    if (PROC_IPV6_CONF / "all" / "forwarding").read_text().strip() != "0":
+        return False
+    path = _sysctl_path(cfg.uplink, "force_forwarding")
+    if not path.exists():
+        raise EngineError(
+            "a shared CLAT address needs per-interface IPv6 forwarding (Linux 6.17+ "
+            "force_forwarding) or net.ipv6.conf.all.forwarding=1"
+        )
+    if path.read_text().strip() != "0":
+        return False
+    record = {"uplink": cfg.uplink, "previous": "0"}
+    (cfg.workdir / f"forwarding{cfg.slot}.json").write_text(json.dumps(record) + "\n")
+    path.write_text("1\n")
+    return True
+
+
+def restore_forwarding(workdir: Path, slot: int | None = None) -> list[str]:
+    """Put back the uplinks' ``force_forwarding`` recorded by ``enable_uplink_forwarding``."""
+    restored: list[str] = []
+    pattern = "forwarding*.json" if slot is None else f"forwarding{slot}.json"
+    for record in sorted(workdir.glob(pattern)) if workdir.is_dir() else ():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(record.read_text())
+            uplink, previous = str(data["uplink"]), str(data["previous"])
+            if "/" not in uplink and previous in ("0", "1"):
+                _sysctl_path(uplink, "force_forwarding").write_text(previous + "\n")
+                restored.append(f"force_forwarding={previous} on {uplink}")
+        with contextlib.suppress(OSError):
+            record.unlink()
+    return restored
+
+
 def kill_recorded(workdir: Path) -> list[str]:
     """Kill the translators whose pid files a crashed instance left in ``workdir`` (a pid
     is killed only while its command line still names that instance's tayga config).
@@ -172,6 +304,10 @@ def cleanup_all(ns_prefix: str = NS_PREFIX, workdir: Path | None = None) -> list
     """Remove every namespace and host link an instance (ours) may have left, and the
     translators recorded in ``workdir``."""
     removed: list[str] = [] if workdir is None else kill_recorded(workdir)
+    for table in host_tables(ns_prefix):
+        removed += remove_table(table)
+    if workdir is not None:
+        removed += restore_forwarding(workdir)
     if NETNS_DIR.is_dir():
         for entry in sorted(NETNS_DIR.iterdir()):
             if entry.name.startswith(ns_prefix) and entry.name[len(ns_prefix) :].isdigit():
@@ -230,19 +366,27 @@ class Tayga:
         ns = cfg.namespace
         cfg.workdir.mkdir(parents=True, exist_ok=True)
         run("ip", "netns", "add", ns)
-        run("ip", "link", "add", cfg.host_veth, "mtu", str(cfg.mtu), "type", "veth",
-            "peer", "name", cfg.ns_veth, "mtu", str(cfg.mtu), "netns", ns)  # fmt: skip
-        run("ip", "link", "add", cfg.macvlan, "link", cfg.uplink, "type", "macvlan",
-            "mode", "bridge")  # fmt: skip
-        run("ip", "link", "set", cfg.macvlan, "netns", ns)
+        # A shared address carries IPv6 over the veth too: Linux disables IPv6 below 1280
+        # octets, so the link gets 1280 and IPv4 keeps ``mtu`` by its routes and the clamp.
+        mtu = str(cfg.mtu if cfg.shared is None else max(cfg.mtu, IPV6_MIN_MTU))
+        run("ip", "link", "add", cfg.host_veth, "mtu", mtu, "type", "veth",
+            "peer", "name", cfg.ns_veth, "mtu", mtu, "netns", ns)  # fmt: skip
+        if cfg.shared is None:
+            run("ip", "link", "add", cfg.macvlan, "link", cfg.uplink, "type", "macvlan",
+                "mode", "bridge")  # fmt: skip
+            run("ip", "link", "set", cfg.macvlan, "netns", ns)
         for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
             ns_run(ns, "sysctl", "-qw", key)
-        ns_run(ns, "sysctl", "-qw", f"net.ipv6.conf.{cfg.macvlan}.accept_dad=1")
         ns_run(ns, "ip", "link", "set", "lo", "up")
         ns_run(ns, "ip", "link", "set", cfg.ns_veth, "up")
         ns_run(ns, "ip", "-4", "addr", "add", f"{cfg.clat_v4}/31", "dev", cfg.ns_veth)
-        ns_run(ns, "ip", "link", "set", cfg.macvlan, "up")
-        self._claim(cfg)
+        ns_run(ns, "nft", "-f", "-", stdin=mss_ruleset(cfg.mss))
+        if cfg.shared is None:
+            ns_run(ns, "sysctl", "-qw", f"net.ipv6.conf.{cfg.macvlan}.accept_dad=1")
+            ns_run(ns, "ip", "link", "set", cfg.macvlan, "up")
+            self._claim(cfg)
+        else:
+            ns_run(ns, "ip", "-6", "addr", "add", f"{NS_LL}/64", "dev", cfg.ns_veth, "nodad")
         conf = cfg.workdir / f"tayga{cfg.slot}.conf"
         tayga_v6 = IPv6Address(int(cfg.clat_v6) ^ 1)  # tayga's own (ICMPv6 errors only)
         conf.write_text(
@@ -251,10 +395,14 @@ class Tayga:
         )
         ns_run(ns, self.binary, "-c", str(conf), "--mktun")
         ns_run(ns, "ip", "link", "set", cfg.tun, "up")
-        ns_run(ns, "ip", "-4", "route", "add", "default", "dev", cfg.tun)
+        ns_run(ns, "ip", "-4", "route", "add", "default", "dev", cfg.tun, "mtu", str(cfg.mtu))
         ns_run(ns, "ip", "-6", "route", "add", f"{cfg.clat_v6}/128", "dev", cfg.tun)
-        ns_run(ns, "ip", "-6", "route", "add", "default", "via", str(cfg.router),
-               "dev", cfg.macvlan, "onlink")  # fmt: skip
+        if cfg.shared is None:
+            ns_run(ns, "ip", "-6", "route", "add", "default", "via", str(cfg.router),
+                   "dev", cfg.macvlan, "onlink")  # fmt: skip
+        else:
+            ns_run(ns, "ip", "-6", "route", "add", "default", "via", str(HOST_LL),
+                   "dev", cfg.ns_veth)  # fmt: skip
         log = (cfg.workdir / f"tayga{cfg.slot}.log").open("wb")
         with log:
             proc = self._popen(ns, conf, log)
@@ -267,6 +415,20 @@ class Tayga:
         run("ip", "-4", "addr", "add", f"{cfg.host_v4}/31", "dev", cfg.host_veth)
         run("ip", "-4", "route", "add", "default", "via", str(cfg.clat_v4), "dev",
             cfg.host_veth, "metric", str(2048 + cfg.slot), "mtu", str(cfg.mtu))  # fmt: skip
+        if cfg.shared is not None:
+            self._share(cfg)
+
+    def _share(self, cfg: ClatConfig) -> None:
+        """The host's side of a shared address: route to the internal address, per-link
+        forwarding, and our nftables table (SNAT + forward filter)."""
+        run("ip", "-6", "addr", "add", f"{HOST_LL}/64", "dev", cfg.host_veth, "nodad")
+        run("ip", "-6", "route", "add", f"{cfg.clat_v6}/128", "via", str(NS_LL),
+            "dev", cfg.host_veth)  # fmt: skip
+        veth = _sysctl_path(cfg.host_veth, "force_forwarding")
+        limit = enable_uplink_forwarding(cfg)
+        run("nft", "-f", "-", stdin=shared_ruleset(cfg, limit))
+        if (PROC_IPV6_CONF / "all" / "forwarding").read_text().strip() == "0":
+            veth.write_text("1\n")  # our own link: it forwards what the translator sends
 
     def _popen(self, ns: str, conf: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
         try:
@@ -307,6 +469,9 @@ class Tayga:
         remove_namespace(cfg.namespace)
         for name in (cfg.host_veth, cfg.macvlan):
             remove_link(name)
+        if cfg.shared is not None or (cfg.workdir / f"forwarding{cfg.slot}.json").exists():
+            remove_table(cfg.table)
+            restore_forwarding(cfg.workdir, cfg.slot)
 
     def alive(self, cfg: ClatConfig) -> bool:
         proc = self.procs.get(cfg.slot)

@@ -407,6 +407,7 @@ class TurnListeners:
         self.udp: dict[Address, UdpListener] = {}
         self.connections: dict[int, StreamConnection] = {}
         self._servers: list[asyncio.Server] = []
+        self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> list[BoundListener]:
@@ -448,9 +449,51 @@ class TurnListeners:
                 ssl_handshake_timeout=self.limits.handshake_timeout if secure else None,
             )
             self._servers.append(server)
+            self._server_of[spec] = server
         else:
             raise ConfigError("turn.listen", str(spec), "a udp:, tcp: or tls: endpoint")
         self.bound.append(BoundListener(spec, port))
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """A reload: open the listeners of ``specs`` not open yet, close those no longer
+        in it; connections accepted earlier stay until they end, allocations made through
+        a closed UDP listener lose their path and expire. Returns (opened, closed). A
+        listener that cannot be bound closes those opened here and raises ``ConfigError``
+        naming it: the listeners stay as they were."""
+        wanted = list(dict.fromkeys(specs))
+        current = [b.spec for b in self.bound]
+        added = [s for s in wanted if s not in current]
+        removed = [s for s in current if s not in wanted]
+        opened: list[ListenSpec] = []
+        try:
+            for spec in added:
+                try:
+                    await self._start_one(spec)
+                except OSError as exc:
+                    expected = f"an address to bind ({exc})"
+                    raise ConfigError("turn.listen", str(spec), expected) from exc
+                opened.append(spec)
+        except BaseException:
+            for spec in opened:
+                self._close_one(spec)
+            raise
+        for spec in removed:
+            self._close_one(spec)
+        self.specs = tuple(wanted)
+        return added, removed
+
+    def _close_one(self, spec: ListenSpec) -> None:
+        for bound in [b for b in self.bound if b.spec == spec]:
+            self.bound.remove(bound)
+            listener = self.udp.pop((spec.address, bound.port), None)
+            if listener is not None:
+                listener.close()
+        server = self._server_of.pop(spec, None)
+        if server is not None:
+            server.close()
+            self._servers.remove(server)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -528,3 +571,4 @@ class TurnListeners:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        self._server_of.clear()

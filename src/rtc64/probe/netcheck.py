@@ -180,26 +180,37 @@ def _nat64(f: NetFacts) -> Check:
 
 
 def _clat(f: NetFacts) -> Check:
-    make = Template("net.clat", evidence={"clat_addresses": [str(a) for a in f.clat]})
-    daemon = f.extra.get("clat_daemon")
+    evidence: dict[str, object] = {"clat_addresses": [str(a) for a in f.clat]}
+    daemon, idle = f.extra.get("clat_daemon"), f.extra.get("clat_idle")
+    if isinstance(daemon, list) and daemon:
+        evidence["clat_daemon"] = daemon
+    if isinstance(idle, list) and idle:
+        evidence["clat_idle"] = idle
+    make = Template("net.clat", evidence=evidence)
     if f.clat and isinstance(daemon, list) and daemon:  # run by ``rtc64 clat``: say how
         ours = "; ".join(
             f"{c['ipv4']} on {c['interface']} -> {c['clat_ipv6']} via {c['prefix']} "
-            f"({c['prefix_source']}, {c['engine']})"
+            f"(prefix from {c['prefix_source']}, {c.get('policy') or 'dedicated'} address, "
+            f"{c['engine']})"
             for c in daemon
         )
-        make = Template("net.clat", evidence={"clat_addresses": [str(a) for a in f.clat],
-                                              "clat_daemon": daemon})  # fmt: skip
         return make(Status.PASS, "net.clat", f"CLAT present, run by rtc64 clat: {ours}")
     if f.clat:
         return make(Status.PASS, "net.clat", f"CLAT present ({', '.join(map(str, f.clat))})")
+    why = ""
+    if isinstance(idle, list) and idle:  # ``rtc64 clat`` runs but keeps no CLAT up: why
+        why = "; rtc64 clat runs but: " + "; ".join(
+            f"{c['interface']} {c['state']}: {c['reason']}"
+            + (f" ({c['detail']})" if c.get("detail") else "")
+            for c in idle
+        )
     if f.ipv6_only and f.prefixes:
         return make(
             Status.WARN,
             "net.no-clat",
-            "IPv6-only with NAT64 but no CLAT: IPv4 literals (SDP, apps) fail",
+            f"IPv6-only with NAT64 but no CLAT: IPv4 literals (SDP, apps) fail{why}",
         )
-    return make(Status.INFO, "net.no-clat", "no CLAT address (192.0.0.0/29) on this host")
+    return make(Status.INFO, "net.no-clat", f"no CLAT address (192.0.0.0/29) on this host{why}")
 
 
 def leak_candidates(addresses: Sequence[IPAddress]) -> list[str]:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from ipaddress import IPv4Address, IPv6Address
 
-from rtc64.clat.service import running_clats
+from rtc64.clat.service import idle_links, running_clats
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import interfaces, nat64
 from rtc64.net import rfc6052
@@ -65,7 +65,8 @@ async def probe_network(_text: str, probe: Probe, sink: Sink) -> None:
         synth = rfc6052.synthesize(target[0], facts.prefixes[0])
         outcome = await _connect(synth, target[1], settings.timeout, probe)
         facts = dataclasses.replace(facts, nat64_result=(str(synth), *outcome))
-    facts = dataclasses.replace(facts, extra={**facts.extra, "clat_daemon": running_clats()})
+    daemon = {"clat_daemon": running_clats(), "clat_idle": idle_links()}
+    facts = dataclasses.replace(facts, extra={**facts.extra, **daemon})
     if os.geteuid() == 0 and settings.dhcp:
         tried, offers = await _dhcp(probe)
         facts = dataclasses.replace(facts, dhcp_tried=tried, dhcp_offers=offers)

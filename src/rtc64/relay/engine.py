@@ -109,6 +109,17 @@ class MediaRelay:
 
     # --- public API ---------------------------------------------------------------------
 
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """A reload: new addresses, ports, timeouts, strictness and trusted networks for
+        what comes next. Calls in progress keep their addresses and ports (a re-offer
+        that needs a new pair on an address no longer configured gets 503); their next
+        idle deadline uses the new timeouts. The worker count needs a restart."""
+        if settings.workers != self.settings.workers:
+            raise LocalProtocolError("the relay's worker count changes only with a restart")
+        self.pool.reconfigure(settings.addresses, *settings.ports)
+        self.settings = settings
+        self._trusted = tuple(ip_network(n) for n in settings.trusted_networks)
+
     def offer(
         self,
         call_id: bytes,

@@ -11,6 +11,9 @@
 #   so a port is reused as late as possible (stray late packets of the old call reach
 #   nobody). A pair that failed to bind goes to the back too.
 # - Exhaustion, or no address of the wanted family, raises ``RelayUnavailableError`` (503).
+# - ``reconfigure`` (a reload) changes the addresses and the range for pairs allocated from
+#   then on; pairs in use stay in use and are never handed out twice. A pair released
+#   later goes back to the free queue only if the new addresses and range still hold it.
 """Port pairs of the media relay: allocation, release, worker slices."""
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class PortPool:
             raise LocalProtocolError(f"port range {low}-{high} too small for {workers} workers")
         self.workers = workers
         self.low = first
+        self.high = high
         self.slice_size = -(-len(evens) // workers)
         self._addresses: dict[Family, list[IPAddress]] = {}
         for address in addresses:
@@ -131,7 +135,29 @@ class PortPool:
         key = (pair.address, pair.port)
         if key in self._in_use:
             self._in_use.discard(key)
-            self._free[(pair.address, pair.worker)].append(pair.port)
+            free = self._free.get((pair.address, pair.worker))
+            if free is not None and self._holds(pair.port, pair.worker):
+                free.append(pair.port)
+
+    def _holds(self, port: int, worker: int) -> bool:
+        """``port`` is an RTP port of this range in ``worker``'s slice."""
+        return (
+            self.low <= port < self.high
+            and (port - self.low) % 2 == 0
+            and self.worker_of(port) == worker
+        )
+
+    def reconfigure(self, addresses: Sequence[IPAddress], low: int, high: int) -> None:
+        """New addresses and range (same worker count) for pairs allocated from now on;
+        the pairs in use stay reserved (``LocalProtocolError`` as ``__init__``, nothing
+        changed then)."""
+        fresh = PortPool(addresses, low, high, workers=self.workers)
+        in_use = self._in_use
+        for key, free in fresh._free.items():
+            if any((key[0], port) in in_use for port in free):
+                fresh._free[key] = deque(p for p in free if (key[0], p) not in in_use)
+        fresh._in_use = in_use
+        vars(self).update(vars(fresh))
 
     @property
     def in_use(self) -> int:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -145,6 +146,19 @@ class TurnService:
         self.bound = await self.listeners.start()
         self.driver.drive(self)
         return self.bound
+
+    async def reconfigure(
+        self, listen: Sequence[ListenSpec], core: TurnSettings, policy: PeerPolicy
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """A reload: listeners opened and closed (``TurnListeners.relisten``), then the
+        core's limits and the peer policy for requests from now on; allocations in
+        progress stay. Returns (opened, closed); ``ConfigError`` changes nothing."""
+        opened, closed = await self.listeners.relisten(listen)
+        self.core.settings = core
+        self.core.policy = self.policy = policy
+        self.settings = dataclasses.replace(self.settings, listen=tuple(listen), core=core)
+        self.bound[:] = self.listeners.bound
+        return opened, closed
 
     async def close(self) -> None:
         self.driver.close()

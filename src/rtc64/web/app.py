@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -34,7 +35,10 @@ from aiohttp import web
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.location.bindings import canonical_aor
+from rtc64.gateway.media import MediaBridge
+from rtc64.gateway.stats import ProxyView
 from rtc64.net.address import format_hostport
+from rtc64.relay.stats import CallStats
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
@@ -43,9 +47,10 @@ from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.views import (
     Json,
     Sources,
+    Status,
+    TurnRest,
+    all_calls_view,
     block_view,
-    call_families,
-    calls_view,
     live_calls,
     registrations_by_family,
     registrations_view,
@@ -123,7 +128,7 @@ class State:
         self.history.append(
             {
                 "time": src.wall(),
-                "calls": len(calls),
+                "calls": len(calls) if src.proxy is None else _call_count(src.proxy, calls),
                 "relay_packets": relay_packets,
                 "relay_bytes": relay_bytes,
                 "turn_bytes": turn_bytes,
@@ -142,6 +147,12 @@ class State:
                 self.sample()
             except Exception:
                 logging.getLogger("rtc64.web").exception("web sampler failed")
+
+
+def _call_count(proxy: ProxyView, sessions: list[CallStats]) -> int:
+    """Calls through the proxy plus relay sessions no proxy call owns."""
+    calls = {c.call_id for c in proxy.calls_in_progress()}
+    return len(calls) + len({MediaBridge.call_of(s.call_id) for s in sessions} - calls)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -296,7 +307,7 @@ async def registrations(request: web.Request) -> web.Response:
 
 async def calls(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
-    return _json(calls_view(live_calls(src.relay), src.clock()))
+    return _json(all_calls_view(src.proxy, src.relay, src.clock()))
 
 
 async def turn(request: web.Request) -> web.Response:
@@ -314,8 +325,8 @@ async def overview(request: web.Request) -> web.Response:
     now = src.wall()
     bindings = [] if src.registrations is None else await src.registrations.all_bindings(now)
     by_families: dict[str, int] = {}
-    for call in live_calls(src.relay):
-        key = "→".join(call_families(call))
+    for call in all_calls_view(src.proxy, src.relay, src.clock())["calls"]:
+        key = "→".join(call["families"])
         by_families[key] = by_families.get(key, 0) + 1
     allocations = 0 if src.turn is None else len(src.turn.allocations())
     return _json(
@@ -404,7 +415,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         last, quiet = "", 0.0
         while True:
             src = state.sources
-            body = json.dumps(calls_view(live_calls(src.relay), src.clock())["calls"])
+            body = json.dumps(all_calls_view(src.proxy, src.relay, src.clock())["calls"])
             if body != last:
                 await response.write(f"event: calls\ndata: {body}\n\n".encode())
                 last, quiet = body, 0.0
@@ -531,6 +542,12 @@ class RunningWeb:
         self.app = app
         self.runner = runner
         self.task = task
+
+    def refresh(self, status: Status, turn_rest: TurnRest | None) -> None:
+        """A reload changed the facts on the status page (listeners, relay addresses,
+        configuration) or TURN's URIs."""
+        state = self.app[STATE]
+        state.sources = dataclasses.replace(state.sources, status=status, turn_rest=turn_rest)
 
     @property
     def port(self) -> int:

@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rtc64.gateway.location.bindings import Binding
-from rtc64.net.address import family_of
+from rtc64.net.address import Family, family_of
 from rtc64.relay.stats import CallStats
 from rtc64.web.views import Sources, call_families, label
 
@@ -91,6 +91,7 @@ class _Collector(Collector):
         )
         yield from self._sip()
         yield from self._registrations()
+        yield from self._keepalives()
         yield from self._calls()
         yield from self._turn()
         yield from self._blocks()
@@ -120,6 +121,58 @@ class _Collector(Collector):
             "proxied requests waiting for a final response",
             value=proxy.in_flight,
         )
+        calls = GaugeMetricFamily(
+            "rtc64_sip_calls",
+            "calls in progress through the proxy, relayed or not (callee family unknown "
+            "until answered)",
+            labels=["caller_family", "callee_family", "state", "relayed"],
+        )
+        by: Counter[tuple[str, str, str, str]] = Counter(
+            (
+                label(c.caller.family),
+                "unknown" if c.callee is None else label(c.callee.family),
+                c.state,
+                "true" if c.relayed else "false",
+            )
+            for c in proxy.calls_in_progress()
+        )
+        for key, n in sorted(by.items()):
+            calls.add_metric(list(key), n)
+        yield calls
+        fallbacks = proxy.fallbacks
+        eyeballs = CounterMetricFamily(
+            "rtc64_happy_eyeballs_fallbacks",
+            "branches that answered or connected on a later address of their race, by the "
+            "family that won",
+            labels=["family"],
+        )
+        dns = CounterMetricFamily(
+            "rtc64_dns_fallbacks",
+            "targets reached other than on the first address named: nat64 (IPv4-only "
+            "target through the NAT64 prefix) or family (no listener of the first family)",
+            labels=["kind", "family"],
+        )
+        for family in Family:
+            eyeballs.add_metric([family.label], fallbacks.happy_eyeballs[family])
+            for kind in ("nat64", "family"):
+                dns.add_metric([kind, family.label], fallbacks.dns[kind, family])
+        yield eyeballs
+        yield dns
+        limited = CounterMetricFamily(
+            "rtc64_sip_rate_limit_drops",
+            "new requests dropped by sip.request_rate, by the source's family",
+            labels=["family"],
+        )
+        episodes = CounterMetricFamily(
+            "rtc64_sip_rate_limit_blocks",
+            "sources throttled (episodes over sip.request_rate), by family",
+            labels=["family"],
+        )
+        for family in Family:
+            limited.add_metric([family.label], proxy.traffic.rate_limited[family])
+            episodes.add_metric([family.label], proxy.traffic.throttled[family])
+        yield limited
+        yield episodes
         stats = proxy.stats
         names = {
             "race_fallbacks": "rtc64_sip_happy_eyeballs_fallbacks",
@@ -150,6 +203,36 @@ class _Collector(Collector):
             "addresses-of-record with a live contact",
             value=len({b.aor for b in self.scrape.bindings}),
         )
+
+    def _keepalives(self) -> Iterator[Metric]:
+        keepalive = self.scrape.sources.keepalive
+        if keepalive is None:
+            return
+        k = keepalive.counters()
+        yield GaugeMetricFamily(
+            "rtc64_keepalive_contacts", "registered contacts kept alive", value=k.tracked
+        )
+        for name, what, value in (
+            ("rtc64_keepalive_pings", "pinhole keepalives sent (CRLF, STUN-less)", k.pings),
+            ("rtc64_keepalive_options", "keepalive OPTIONS sent", k.options),
+            ("rtc64_keepalive_replies", "keepalive OPTIONS answered", k.replies),
+            ("rtc64_keepalive_removed", "bindings removed as unreachable", k.removed),
+        ):
+            yield CounterMetricFamily(name, what, value=value)
+        for name, what, by in (
+            ("rtc64_keepalive_failures", "keepalive OPTIONS unanswered", k.failures),
+            ("rtc64_keepalive_unreachable", "contacts marked unreachable", k.unreachable),
+        ):
+            metric = CounterMetricFamily(name, what, labels=["family"])
+            for family in Family:
+                metric.add_metric([family.label], by.get(family, 0))
+            yield metric
+        unsent = CounterMetricFamily(
+            "rtc64_keepalive_send_failures", "keepalives that could not be sent", labels=["kind"]
+        )
+        unsent.add_metric(["ping"], k.ping_failures)
+        unsent.add_metric(["options"], k.options_unsent)
+        yield unsent
 
     def _calls(self) -> Iterator[Metric]:
         relay = self.scrape.sources.relay

@@ -71,16 +71,28 @@ STREAM = _obj(
         "jitter_ms": NUM,
     }
 )
+PARTY = _nullable(_obj({"family": FAMILY, "transport": _nullable(STR), "address": _nullable(STR)}))
+RELAY_CALL = {
+    "call_id": STR,
+    "session": STR,
+    "age": NUM,
+    "answered": BOOL,
+    "families": _arr(FAMILY),
+    "packets": INT,
+    "octets": INT,
+    "legs": _arr(_obj({"tag": STR, "family": FAMILY, "streams": _arr(STREAM)})),
+}
 CALL = _obj(
     {
-        "call_id": STR,
-        "session": STR,
-        "age": NUM,
-        "answered": BOOL,
-        "families": _arr(FAMILY),
-        "packets": INT,
-        "octets": INT,
-        "legs": _arr(_obj({"tag": STR, "family": FAMILY, "streams": _arr(STREAM)})),
+        **RELAY_CALL,
+        "session": _nullable(STR),
+        "from": _nullable(STR),
+        "to": _nullable(STR),
+        "state": {"type": "string", "enum": ["early", "confirmed", "relay"]},
+        "talk": _nullable(NUM),
+        "caller": PARTY,
+        "callee": PARTY,
+        "relayed": BOOL,
     }
 )
 ALLOCATION = _obj(
@@ -298,7 +310,12 @@ def document() -> Schema:
                     }
                 ],
             ),
-            "/api/calls": _get("relayed calls in progress", _obj({"calls": _arr(CALL)})),
+            "/api/calls": _get(
+                "calls in progress: every call through the proxy (relayed or not, each "
+                "side's family, transport and address; relay legs when relayed), then relay "
+                "sessions no proxy call owns (state relay)",
+                _obj({"calls": _arr(CALL)}),
+            ),
             "/api/turn": _get(
                 "TURN allocations and traffic",
                 _obj({"enabled": BOOL, "allocations": _arr(ALLOCATION), "traffic": _arr(TRAFFIC)}),

@@ -16,7 +16,15 @@ from typing import Any
 
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.media import MediaBridge
-from rtc64.gateway.stats import Block, BlockView, KeepaliveView, ProxyView, RegistrationView
+from rtc64.gateway.stats import (
+    Block,
+    BlockView,
+    CallParty,
+    CallView,
+    KeepaliveView,
+    ProxyView,
+    RegistrationView,
+)
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.relay.stats import CallStats, LegStats, RelayView
 from rtc64.turnserver.stats import AllocationView, TurnView
@@ -176,7 +184,66 @@ def live_calls(relay: RelayView | None) -> list[CallStats]:
 
 
 def calls_view(calls: list[CallStats], now: float) -> Json:
+    """The relay's calls only (``rtc64 ctl relay``'s view)."""
     return {"calls": [call_view(c, now) for c in sorted(calls, key=lambda c: c.created)]}
+
+
+def party_view(party: CallParty | None) -> Json | None:
+    if party is None:
+        return None
+    return {
+        "family": label(party.family),
+        "transport": party.transport or None,
+        "address": None if party.address is None else addr(*party.address),
+    }
+
+
+def signalled_call_view(call: CallView, relayed: list[CallStats], now: float) -> Json:
+    """A call through the proxy, with its relay sessions' legs when its media is relayed."""
+    legs = [leg for c in relayed for leg in call_view(c, now)["legs"]]
+    caller, callee = party_view(call.caller), party_view(call.callee)
+    return {
+        "call_id": call.call_id.decode("latin-1"),
+        "session": relayed[0].call_id.decode("latin-1") if relayed else None,
+        "from": call.caller_uri,
+        "to": call.callee_uri,
+        "state": call.state,
+        "age": round(call.age, 3),
+        "talk": None if call.talk is None else round(call.talk, 3),
+        "answered": call.state == "confirmed",
+        "caller": caller,
+        "callee": callee,
+        "families": [
+            "unknown" if caller is None else caller["family"],
+            "unknown" if callee is None else callee["family"],
+        ],
+        "relayed": bool(relayed) or call.relayed,
+        "packets": sum(c.packets for c in relayed),
+        "octets": sum(c.octets for c in relayed),
+        "legs": legs,
+    }
+
+
+def all_calls_view(proxy: ProxyView | None, relay: RelayView | None, now: float) -> Json:
+    """Calls in progress: every call through the proxy (relayed or not, legs with their
+    signalling families and transports, relay legs attached), then relay sessions no
+    proxy call owns (ng-controlled) as the relay sees them. ``now``: the relay's clock."""
+    sessions = live_calls(relay)
+    by_call: dict[bytes, list[CallStats]] = {}
+    for session in sessions:
+        by_call.setdefault(MediaBridge.call_of(session.call_id), []).append(session)
+    found: list[Json] = []
+    if proxy is not None:
+        for call in proxy.calls_in_progress():
+            found.append(signalled_call_view(call, by_call.pop(call.call_id, []), now))
+    for rest in sorted((c for cs in by_call.values() for c in cs), key=lambda c: c.created):
+        view = call_view(rest, now)
+        view.update(
+            {"from": None, "to": None, "state": "relay", "talk": None, "caller": None,
+             "callee": None, "relayed": True}
+        )  # fmt: skip
+        found.append(view)
+    return {"calls": found}
 
 
 def call_families(call: CallStats) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from rtc64.net.endpoint import BoundListener
 from rtc64.relay.stats import RelayView
 from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
-from rtc64.web.app import RunningWeb, WebSettings, start_web
+from rtc64.web.app import STATE, RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.probes import ProbeRunner
 from rtc64.web.views import Sources, Status, TurnRest
@@ -72,6 +72,46 @@ def web_settings(cfg: Config, data_dir: Path, log: logging.Logger) -> WebSetting
     return WebSettings(str(address), port, context, float(cfg.web.session_lifetime))
 
 
+def gateway_status(
+    cfg: Config,
+    listeners: Sequence[BoundListener],
+    *,
+    turn_listeners: Sequence[BoundListener],
+    relay_addresses: Sequence[str],
+    nat64: IPv6Network | None,
+    started: float,
+) -> Status:
+    """The status page's facts (configuration with secrets masked)."""
+    return Status(
+        version=__version__,
+        services=tuple(cfg.general.services),
+        listeners=tuple(b.name() for b in listeners),
+        relay_addresses=tuple(relay_addresses),
+        turn_listeners=tuple(b.name() for b in turn_listeners),
+        nat64=() if nat64 is None else (str(nat64),),
+        config=tuple(cfg.describe()),
+        started=started,
+    )
+
+
+def refresh_gateway_web(
+    web: RunningWeb,
+    cfg: Config,
+    *,
+    listeners: Sequence[BoundListener],
+    turn_listeners: Sequence[BoundListener],
+    relay_addresses: Sequence[str],
+    nat64: IPv6Network | None,
+) -> None:
+    """After a reload: the status page and TURN's REST URIs from the new configuration."""
+    started = web.app[STATE].sources.status.started
+    status = gateway_status(
+        cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
+        nat64=nat64, started=started,
+    )  # fmt: skip
+    web.refresh(status, _turn_rest(cfg))
+
+
 async def start_gateway_web(
     cfg: Config,
     data_dir: Path,
@@ -96,16 +136,10 @@ async def start_gateway_web(
         turn_token=cfg.web.turn_token,
         lifetime=float(cfg.web.session_lifetime),
     )
-    status = Status(
-        version=__version__,
-        services=tuple(cfg.general.services),
-        listeners=tuple(b.name() for b in listeners),
-        relay_addresses=tuple(relay_addresses),
-        turn_listeners=tuple(b.name() for b in turn_listeners),
-        nat64=() if nat64 is None else (str(nat64),),
-        config=tuple(cfg.describe()),
-        started=time.time(),
-    )
+    status = gateway_status(
+        cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
+        nat64=nat64, started=time.time(),
+    )  # fmt: skip
     sources = Sources(
         status=status,
         wall=time.time,

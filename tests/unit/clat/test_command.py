@@ -67,14 +67,21 @@ def test_status_text_of_a_live_daemon(tmp_path: Path, capsys: pytest.CaptureFixt
     links = [
         {"interface": "eth0", "state": "running", "ipv4": "192.0.0.1", "prefix": "64:ff9b::/96",
          "clat_ipv6": "2001:db8::7", "prefix_source": "pref64", "engine": "tayga",
+         "policy": "dedicated",
          "namespace": "rtc64-clat0", "mtu": 1260, "host_link": "r64-no-such-link",
          "counters": {"to_clat_packets": 5, "from_clat_packets": 4}},
         {"interface": "wlan0", "state": "off", "reason": "IPv4 present on the link",
-         "detail": "IPv4 address 10.0.0.2/24"},
+         "detail": "IPv4 address 10.0.0.2/24",
+         "dhcpv4": "IPv4 10.0.0.2 offered by 10.0.0.1 without option 108 (not taken)"},
     ]  # fmt: skip
     (tmp_path / "status.json").write_text(json.dumps({"pid": os.getpid(), "links": links}))
     assert cli.main(["clat", "status", "--state-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("eth0: running: IPv4 192.0.0.1 -> 2001:db8::7 via 64:ff9b::/96")
+    assert out[0].startswith(
+        "eth0: running: IPv4 192.0.0.1 -> 2001:db8::7 (dedicated) via 64:ff9b::/96"
+    )
     assert "packets out 5 in 4" in out[0]
-    assert out[1] == "wlan0: off: IPv4 present on the link (IPv4 address 10.0.0.2/24)"
+    assert out[1] == (
+        "wlan0: off: IPv4 present on the link (IPv4 address 10.0.0.2/24); DHCPv4: IPv4 "
+        "10.0.0.2 offered by 10.0.0.1 without option 108 (not taken)"
+    )

@@ -6,7 +6,15 @@ from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, IPv6Network
 
 import pytest
 
-from rtc64.clat.addressing import Slot, choose_prefix, clat_address, free_slot
+from rtc64.clat.addressing import (
+    INTERNAL_V6,
+    Slot,
+    choose_prefix,
+    choose_shared,
+    clat_address,
+    free_slot,
+    internal_address,
+)
 from rtc64.clat.linkstate import MAX_PREF64, LinkState, LinkView, Off, Reason, Want, is_clat_v4
 from rtc64.net.rfc6052 import Rfc6052Error
 
@@ -111,8 +119,8 @@ def test_link_local_and_own_clat_ipv4_do_not_count_as_ipv4() -> None:
     [
         ({"up": False}, Reason.LINK_DOWN),
         ({"router": None}, Reason.NO_ROUTER),
-        ({"ipv6": (IPv6Interface("2001:db8::9/128"),)}, Reason.NO_PREFIX),
         ({"ipv6": (IPv6Interface("fe80::9/64"),)}, Reason.NO_PREFIX),
+        ({"ipv6": ()}, Reason.NO_PREFIX),
     ],
 )
 def test_missing_pieces_are_named(kw: dict[str, object], reason: Reason) -> None:
@@ -176,3 +184,25 @@ def test_a_flood_of_forged_pref64_prefixes_stays_bounded() -> None:
     assert P1 not in s.pref64
     d = s.decide(0)
     assert isinstance(d, Want) and d.prefix.prefix == IPv6Network("2001:db8:3e7::/96")
+
+
+def test_a_link_with_only_a_128_shares_the_host_address() -> None:
+    lease = IPv6Interface("2001:db8::9/128")
+    s = state(ipv6=(IPv6Interface("fd00:9::9/128"), lease, IPv6Interface("fe80::9/64")))
+    s.pref64_seen(P1, 600, 0)
+    d = s.decide(0)
+    assert isinstance(d, Want) and d.shared == lease.ip  # GUA over ULA here too
+    assert d.source == IPv6Network("2001:db8::9/128")
+    assert "shared GUA address 2001:db8::9" in d.why and "SNAT" in d.why
+    # a /64 on the link wins: a dedicated address, nothing shared
+    s.observe(view(ipv6=(lease, ULA)))
+    d = s.decide(0)
+    assert isinstance(d, Want) and d.shared is None and d.source == ULA.network
+
+
+def test_shared_policy_never_shares_link_local_or_an_internal_address() -> None:
+    internal = IPv6Interface(f"{internal_address(Slot(0))}/128")
+    assert internal.ip in INTERNAL_V6
+    shared, why = choose_shared([IPv6Interface("fe80::1/64"), internal], P1)
+    assert shared is None and "only link-local" in why
+    assert internal_address(Slot(1)) != internal_address(Slot(0))

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from rtc64.clat import service as service_mod
+from rtc64.clat.addressing import INTERNAL_V6
+from rtc64.clat.dhcp4 import V6Only
 from rtc64.clat.service import RETRY_AFTER, ClatService, ClatSettings, read_status
 from rtc64.io import clat_engine, netlink
 from rtc64.io.clat_engine import ClatConfig, Counters
@@ -287,3 +289,41 @@ def test_dns64_timeout_keeps_the_prefix_an_empty_answer_drops_it(
     run(go())
     assert states == ["running", "running", "off"]
     assert [c.plat for c in engine.started] == [P1]
+
+
+def test_a_128_only_link_gets_a_shared_clat_and_its_status_says_so(
+    tmp_path: Path, links: list[netlink.LinkInfo]
+) -> None:
+    engine = FakeEngine()
+    svc = make(tmp_path, engine, prefix=P1)
+    lease = IPv6Interface("2001:db8:5::77/128")
+    links[0] = dataclasses.replace(links[0], ipv6=(lease,), ipv6_all=((lease, 0x80),))
+    run(svc.refresh(0))
+    (cfg,) = engine.started
+    assert cfg.shared == lease.ip and cfg.clat_v6 in INTERNAL_V6
+    entry = svc.status()["links"][0]
+    assert entry["state"] == "running" and entry["clat_ipv6"] == str(lease.ip)
+    assert entry["address_policy"].startswith(f"shared (internal {cfg.clat_v6}")
+    assert f"ip6 {cfg.namespace}" in entry["address_policy"]
+
+
+def test_option_108_from_the_dhcp_probe_outweighs_ipv4_on_the_link_until_it_lapses(
+    tmp_path: Path, links: list[netlink.LinkInfo]
+) -> None:
+    engine = FakeEngine()
+    svc = make(tmp_path, engine, prefix=P1)
+    links[0] = link(2, "eth0", v4=("10.99.0.50/24",))
+
+    async def go() -> None:
+        await svc.refresh(0)
+        assert svc.instances == {}
+        now = asyncio.get_running_loop().time()
+        svc.dhcp_event(2, V6Only(1800.0, None))
+        assert svc.wake.is_set()
+        await svc.refresh(now)
+        assert len(svc.instances) == 1
+        svc.links[2].handle_timer(now + 1801 + service_mod.DHCP_GRACE)
+        await svc.refresh(now + 1801 + service_mod.DHCP_GRACE)
+        assert svc.instances == {}  # no renewal came: the link's IPv4 counts again
+
+    run(go())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv6Address, ip_address, ip_network
 
 import pytest
 
@@ -563,3 +563,15 @@ def test_nat64_needs_a_prefix_and_the_policy() -> None:
     )
     assert not alone.through_nat64(ip_address("2001:db8::1"))
     assert not alone.through_nat64(ip_address("203.0.113.50"))
+
+
+def test_addresses_learnt_from_rtc64_clat_make_a_same_family_call_relayed() -> None:
+    """A dedicated CLAT IPv6 address is a GUA (public by range) but only the PLAT can
+    reach it: the gateway learns it from ``rtc64 clat`` and relays such an SDP."""
+    learnt = {IPv6Address("2001:db8:aaaa::64")}
+    relay = FakeRelay()
+    bridge = MediaBridge(relay, "auto", logging.getLogger("t"), unusable=lambda: learnt)
+    out = bridge.offer(CID, b"alice", sdp("2001:db8:aaaa::64"), offerer=CALLER6, answerer=CALLEE6)
+    assert out == b"offer via relay " + CID + b";f=6"
+    assert bridge.offer(b"other", b"a", sdp("2001:db8:aaaa::10"), offerer=CALLER6,
+                        answerer=CALLEE6) is None  # fmt: skip

@@ -20,6 +20,7 @@ from rtc64.gateway.location.backends import open_store
 from rtc64.gateway.location.register import aor_refusal
 from rtc64.gateway.location.store import Store
 from rtc64.gateway.location.users import UserRecord
+from rtc64.net.address import Family
 from rtc64.sip import digest
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
@@ -283,6 +284,9 @@ def test_only_new_requests_count_and_each_throttle_episode_is_logged_once(
             new = request(b"OPTIONS", b"sip:bob@192.0.2.50", STRANGER, branch=b"z9hG4bKn%d" % i)
             assert await h.feed(new, STRANGER) == []
         assert (h.proxy.stats.rate_limited, h.proxy.stats.throttled_sources) == (3, 1)
+        # /metrics: by the source's family (STRANGER is IPv6)
+        assert h.proxy.traffic.rate_limited == {Family.INET6: 3}
+        assert h.proxy.traffic.throttled == {Family.INET6: 1}
         h.clock.now += 5  # the bucket refills: the episode ends with the next admitted one
         again = request(b"OPTIONS", b"sip:bob@192.0.2.50", STRANGER, branch=b"z9hG4bKa")
         assert statuses(await h.feed(again, STRANGER), STRANGER) == [407]

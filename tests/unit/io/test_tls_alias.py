@@ -16,9 +16,9 @@ from rtc64.errors import ConfigError
 from rtc64.io import tls
 from rtc64.io.sip_transport import MAX_ALIASES, SipTransportLayer
 from rtc64.net.endpoint import Transport
+from tests.certs import issue
 
 from .helpers import FAST, V4, Gateway, cseq, port_of, wait_for
-from .test_tls_verify import make_cert
 
 A_NAME = "a.example.test"
 NO_ONE = 5061  # nothing listens here on loopback: a new connection to it fails
@@ -39,23 +39,25 @@ class Lab:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
         b_names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        self.b_cert = make_cert(tmp_path / "b", b_names, cn="b")
-        self.a_cert = make_cert(tmp_path / "a", [x509.DNSName(A_NAME)], cn="a")
-        self.evil_cert = make_cert(tmp_path / "evil", [x509.DNSName("evil.test")], cn="evil")
+        self.b_cert = issue(tmp_path, "b", "b", names=b_names).cert_path
+        self.a_cert = issue(tmp_path, "a", "a", names=[x509.DNSName(A_NAME)]).cert_path
+        self.evil_cert = issue(
+            tmp_path, "evil", "evil", names=[x509.DNSName("evil.test")]
+        ).cert_path
         self.ca = tmp_path / "clients.pem"  # A and evil both chain to a trusted anchor
         self.ca.write_bytes(self.a_cert.read_bytes() + self.evil_cert.read_bytes())
         self.a, self.b = Gateway(), Gateway()
 
     async def server(self, transport: str = "tls") -> tuple[SipTransportLayer, int]:
         server = tls.server_identity(
-            self.tmp, self.b_cert, self.b_cert.with_name("key.pem"), client_ca=self.ca
+            self.tmp, self.b_cert, self.b_cert.with_suffix(".key"), client_ca=self.ca
         )
         layer = self.b.layer([f"{transport}:127.0.0.1:0"], server_tls=server.context, limits=FAST)
         await layer.start()
         return layer, port_of(layer, Transport(transport), 4)
 
     async def client(self, cert: Path | None) -> SipTransportLayer:
-        pair = None if cert is None else (cert, cert.with_name("key.pem"))
+        pair = None if cert is None else (cert, cert.with_suffix(".key"))
         policy = tls.TlsClientPolicy(cafile=self.b_cert, certificate=pair)
         own = tls.server_identity(self.tmp / "own")
         layer = self.a.layer(["tls:127.0.0.1:0"], server_tls=own.context, client_tls=policy)
@@ -130,7 +132,7 @@ def test_untrusted_client_certificate_is_refused_in_the_handshake(tmp_path: Path
     async def main() -> None:
         lab = Lab(tmp_path)
         layer_b, port = await lab.server()
-        stranger = make_cert(tmp_path / "stranger", [x509.DNSName(A_NAME)], cn="stranger")
+        stranger = issue(tmp_path, "stranger", "stranger", names=[x509.DNSName(A_NAME)]).cert_path
         attacker = await lab.client(stranger)
         try:
             attacker.send(request(1, f"{A_NAME}:{NO_ONE}"), Transport.TLS, V4, port)

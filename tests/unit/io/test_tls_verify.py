@@ -4,20 +4,17 @@ sender's handle (RFC 3261 §17.1.4), over real sockets on loopback."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from rtc64.errors import ConfigError
 from rtc64.io import tls
 from rtc64.io.sip_transport import SipTransportLayer
 from rtc64.net.endpoint import Transport
+from tests.certs import issue
 
 from .helpers import FAST, V4, Gateway, cseq, options, port_of, wait_for
 
@@ -26,30 +23,7 @@ DOMAIN = "example.test"
 
 def make_cert(where: Path, names: list[x509.GeneralName], cn: str = "server") -> Path:
     """A self-signed certificate (its own CA) with these subjectAltName entries."""
-    where.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (where / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (where / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return where / "cert.pem"
+    return issue(where, "cert", cn, names=names).cert_path
 
 
 SIP_NAMES: list[x509.GeneralName] = [
@@ -63,7 +37,7 @@ async def _pair(
     tmp_path: Path, names: list[x509.GeneralName], policy: tls.TlsClientPolicy | None
 ) -> tuple[Gateway, SipTransportLayer, Gateway, SipTransportLayer, int]:
     cert = make_cert(tmp_path / "b", names)
-    server = tls.server_identity(tmp_path, cert, cert.with_name("key.pem"))
+    server = tls.server_identity(tmp_path, cert, cert.with_name("cert.key"))
     a, b = Gateway(), Gateway()
     own = tls.server_identity(tmp_path / "a")
     layer_a = a.layer(["tls:127.0.0.1:0"], server_tls=own.context, client_tls=policy, limits=FAST)
@@ -114,7 +88,7 @@ async def _pair_with(
     tmp_path: Path, policy: tls.TlsClientPolicy
 ) -> tuple[Gateway, SipTransportLayer, Gateway, SipTransportLayer, int]:
     cert = tmp_path / "b" / "cert.pem"
-    server = tls.server_identity(tmp_path, cert, cert.with_name("key.pem"))
+    server = tls.server_identity(tmp_path, cert, cert.with_name("cert.key"))
     a, b = Gateway(), Gateway()
     own = tls.server_identity(tmp_path / "a")
     layer_a = a.layer(["tls:127.0.0.1:0"], server_tls=own.context, client_tls=policy, limits=FAST)

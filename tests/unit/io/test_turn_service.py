@@ -5,10 +5,15 @@ demand) and frees its relay; IPv6 client to IPv4 relay; counters in the snapshot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
-from ipaddress import ip_network
+import socket
+from ipaddress import ip_address, ip_network
 
+import pytest
+
+from rtc64.errors import ConfigError
 from rtc64.io import memory
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport, parse_listen
@@ -376,5 +381,74 @@ def test_tune_memory_sets_the_gateways_collector_settings_and_undoes_them() -> N
             await service.close()
         assert gc.get_threshold() == (700, 10, 10)
         assert gc.get_freeze_count() == 0
+
+    asyncio.run(main())
+
+
+def test_reconfigure_opens_and_closes_listeners_and_keeps_the_allocation() -> None:
+    """A reload: a new TCP listener opens, the IPv6 UDP one closes, the quota and peer
+    policy change for new requests; the allocation made before relays on. A listener that
+    cannot be bound changes nothing (``ConfigError`` naming it)."""
+
+    async def main() -> None:
+        service, pool = await _service()
+        client = await Client(Transport.UDP, _listener(service, Transport.UDP)).open()
+        peer = await endpoint()
+        try:
+            answer = await client.request(M.ALLOCATE, REQUESTED_TRANSPORT(17))
+            assert answer.cls is stun.Class.SUCCESS, answer.error()
+            relay = answer.get(XOR_RELAYED_ADDRESS)
+            assert relay is not None
+            old_v6 = _listener(service, Transport.UDP, 6)
+            listen = (
+                parse_listen("udp:127.0.0.1:0"),
+                parse_listen("tcp:127.0.0.1:0"),
+                parse_listen("tcp:[::1]:0"),
+            )
+            before = [b.spec for b in service.bound]
+            with pytest.raises(ConfigError) as err:
+                await service.reconfigure(
+                    (*listen, parse_listen("udp:192.0.2.99:3478")),
+                    service.settings.core,
+                    service.policy,
+                )
+            assert err.value.key == "turn.listen" and "192.0.2.99" in str(err.value)
+            assert [b.spec for b in service.bound] == before
+            core = dataclasses.replace(service.settings.core, max_permissions=1)
+            strict = PeerPolicy(allow=[ip_network("127.0.0.1/32")])
+            opened, closed = await service.reconfigure(listen, core, strict)
+            assert opened == [parse_listen("tcp:[::1]:0")]
+            assert closed == [parse_listen("udp:[::1]:0")]
+            assert {(b.transport, b.spec.address.version) for b in service.bound} == {
+                (Transport.UDP, 4), (Transport.TCP, 4), (Transport.TCP, 6)
+            }  # fmt: skip
+            assert service.settings.listen == listen
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            probe.setblocking(False)
+            ip, port = _listener(service, Transport.TCP, 6)
+            await asyncio.get_running_loop().sock_connect(probe, (str(ip), port))
+            probe.close()
+            assert old_v6 not in service.listeners.udp
+            # the allocation made before the reload relays on, under the new limits
+            ok = await client.request(M.CREATE_PERMISSION, XOR_PEER_ADDRESS(peer.address))
+            assert ok.cls is stun.Class.SUCCESS, ok.error()
+            client.raw(
+                stun.encode(
+                    stun.build(
+                        M.SEND, stun.Class.INDICATION, client.tid(),
+                        XOR_PEER_ADDRESS(peer.address), DATA(b"after reload"),
+                    )
+                )
+            )  # fmt: skip
+            await wait_for(lambda: len(peer.got) == 1)
+            other = (ip_address("127.0.0.2"), 4000)  # allowed before the reload, not now
+            refused = await client.request(M.CREATE_PERMISSION, XOR_PEER_ADDRESS(other))
+            assert refused.error() is not None and refused.error()[0] == 403  # type: ignore[index]
+            assert service.core.settings.max_permissions == 1
+            assert pool.in_use == 1
+        finally:
+            client.close()
+            peer.close()
+            await service.close()
 
     asyncio.run(main())

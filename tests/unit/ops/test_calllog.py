@@ -20,6 +20,7 @@ from rtc64.gateway.calllog import (
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.trace import Tracer
 from rtc64.logs import JsonFormatter
+from rtc64.net.address import Family
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.framing import parse_datagram as parse_message
 
@@ -79,6 +80,36 @@ def test_a_call_logs_setup_answer_and_end_as_json_fields(
     assert end["reason"] == "bye-caller" and end["status"] == 200
     assert end["duration"] == 12.5 and end["talk"] == 10.5
     assert len(calls) == 0
+
+
+def test_snapshot_lists_live_calls_with_each_sides_family_and_transport(
+    records: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, _ = records
+    now = [100.0]
+    calls = CallLog(log, lambda: now[0], relayed=lambda cid: False)
+    flow = Flow(
+        Transport.TLS, (IPv6Address("2001:db8::9"), 5061), (IPv6Address("2001:db8::1"), 5062)
+    )
+    calls.setup(parse_message(INVITE), flow)  # type: ignore[arg-type]
+    calls.setup(parse_message(INVITE.replace(b"c1", b"gone")), flow)  # type: ignore[arg-type]
+    states = {b"c1": "early"}
+    now[0] = 103.0
+    (early,) = calls.snapshot(states.get)  # "gone": its dialog is over (expired, evicted)
+    assert (early.call_id, early.state, early.age, early.talk) == (b"c1", "early", 3.0, None)
+    assert early.caller.family is Family.INET6 and early.caller.transport == "tls"
+    assert early.caller.address == (IPv6Address("2001:db8::1"), 5062)
+    assert early.callee is None and early.relayed is False
+    calls.answered(b"c1", parse_message(OK), (Transport.UDP, IPv4Address("192.0.2.7"), 5060))  # type: ignore[arg-type]
+    states[b"c1"] = "confirmed"
+    now[0] = 105.0
+    (up,) = calls.snapshot(states.get)
+    assert up.state == "confirmed" and up.talk == 2.0 and up.age == 5.0
+    assert up.callee is not None and up.callee.family is Family.INET
+    assert (up.callee.transport, up.callee.address) == ("udp", (IPv4Address("192.0.2.7"), 5060))
+    assert (up.caller_uri, up.callee_uri) == ("sip:alice@example.net", "sip:bob@example.net")
+    calls.ended(b"c1", "bye-callee", 200)
+    assert calls.snapshot(states.get) == []
 
 
 def test_registration_changes_new_refresh_removed_expired(

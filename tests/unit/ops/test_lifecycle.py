@@ -4,7 +4,9 @@ applied, status line; no signals are sent (the handlers are called directly)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from ipaddress import ip_address
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from rtc64 import config, lifecycle
 from rtc64.errors import ConfigError
+from rtc64.settings import turn_service_settings
 
 
 class FakeProxy:
@@ -40,6 +43,9 @@ def _gateway(cfg: config.Config) -> Any:
         observers=None,
         turn=None,
         role=None,
+        relay=None,
+        nat64=None,
+        reloaded=lambda: None,
     )
 
 
@@ -178,3 +184,46 @@ def test_status_line_has_the_counters(caplog: pytest.LogCaptureFixture) -> None:
     life = lifecycle.Lifecycle(gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t"))
     life.status()
     assert "calls=2 " in caplog.text and "transactions=3" in caplog.text
+
+
+def test_a_sip_listener_that_fails_undoes_the_turn_listener_change(tmp_path: Path) -> None:
+    """TURN listeners change first; when a new SIP listener then cannot be bound, TURN gets
+    its old listeners, limits and policy back and nothing else changes."""
+    cfg = config.load(None, {"turn.listen": ["udp:127.0.0.1:3478"], "turn.open": "true"})
+    gw = _gateway(cfg)
+    relays = (ip_address("127.0.0.1"),)
+    settings = turn_service_settings(cfg.turn, realm="r", relays=relays, ports=(30000, 30100))
+    calls: list[tuple[object, ...]] = []
+
+    class Turn:
+        def __init__(self) -> None:
+            self.settings = settings
+            self.policy = "old policy"
+
+        async def reconfigure(self, listen: Any, core: Any, policy: Any) -> Any:
+            calls.append((tuple(str(s) for s in listen), core.user_quota, policy))
+            self.settings = dataclasses.replace(self.settings, listen=listen, core=core)
+            self.policy = policy
+            return list(listen), []
+
+    async def refuse(specs: object) -> Any:
+        raise ConfigError("sip.listen", "udp:192.0.2.99:5060", "an address to bind")
+
+    gw.turn = Turn()
+    gw.transports = SimpleNamespace(relisten=refuse)
+    new = config.load(
+        None,
+        {
+            "turn.listen": ["udp:127.0.0.1:3478", "tcp:127.0.0.1:3478"],
+            "turn.open": "true",
+            "turn.user_quota": "3",
+            "sip.listen": ["udp:192.0.2.99:5060"],
+        },
+    )
+    life = lifecycle.Lifecycle(gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t"))
+    with pytest.raises(ConfigError):
+        asyncio.run(life.apply(new))
+    (forward, back) = calls
+    assert forward[0] == ("udp:127.0.0.1:3478", "tcp:127.0.0.1:3478") and forward[1] == 3
+    assert back == (("udp:127.0.0.1:3478",), settings.core.user_quota, "old policy")
+    assert gw.cfg is cfg and gw.proxy.reconfigured == []

@@ -54,6 +54,9 @@ def test_new_handshakes_get_the_reloaded_certificate(tmp_path: Path) -> None:
             identity=None,
             observers=None,
             turn=None,
+            relay=None,
+            nat64=None,
+            reloaded=lambda: None,
         )
         life = lifecycle.Lifecycle(
             gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t")
@@ -96,7 +99,7 @@ def test_turn_tls_certificate_reloads_into_the_turn_listeners_context(tmp_path: 
         gw: Any = SimpleNamespace(
             role=None,
             cfg=cfg, transports=None, proxy=None, media=None, identity=None, observers=None,
-            turn=turn,
+            turn=turn, relay=None, nat64=None, reloaded=lambda: None,
         )  # fmt: skip
         life = lifecycle.Lifecycle(
             gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t")

@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.ratelimit import AuthFailureTracker
-from rtc64.gateway.stats import ProxyStats, SipTraffic
+from rtc64.gateway.stats import CallParty, CallView, Fallbacks, ProxyStats, SipTraffic
 from rtc64.io.turn_listeners import ListenerStats
 from rtc64.io.turn_relay import RelayCounters as TurnRelayCounters
-from rtc64.net.address import Family
+from rtc64.net.address import Family, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.relay.engine import RelayCounters
 from rtc64.relay.stats import CallStats, LegStats
@@ -122,11 +122,40 @@ class FakeRelay:
         return self.live.get(call_id)
 
 
+def signalled(
+    call_id: bytes,
+    caller: Any,
+    callee: Any | None,
+    *,
+    relayed: bool = True,
+    transports: tuple[str, str] = ("udp", "udp"),
+) -> CallView:
+    """A call as the proxy's snapshot shows it (``callee`` None: not answered yet)."""
+    return CallView(
+        call_id=call_id,
+        caller_uri="sip:alice@example.net",
+        callee_uri="sip:bob@example.net",
+        state="early" if callee is None else "confirmed",
+        age=12.0,
+        talk=None if callee is None else 10.0,
+        caller=CallParty(family_of(ip_address(caller)), transports[0], (ip_address(caller), 5062)),
+        callee=None
+        if callee is None
+        else CallParty(family_of(ip_address(callee)), transports[1], (ip_address(callee), 5060)),
+        relayed=relayed,
+    )
+
+
 @dataclass
 class FakeProxy:
     stats: ProxyStats = field(default_factory=ProxyStats)
     traffic: SipTraffic = field(default_factory=SipTraffic)
     in_flight: int = 0
+    fallbacks: Fallbacks = field(default_factory=Fallbacks)
+    calls: list[CallView] = field(default_factory=list)
+
+    def calls_in_progress(self) -> list[CallView]:
+        return list(self.calls)
 
 
 @dataclass

@@ -26,11 +26,13 @@ from tests.unit.web.fakes import (
     TOKEN,
     V4,
     V6,
+    FakeProxy,
     FakeRelay,
     FakeStore,
     binding,
     call,
     guard,
+    signalled,
     sources,
     with_client,
 )
@@ -92,6 +94,46 @@ def test_calls_with_legs_families_ports_loss_jitter() -> None:
     assert stream["jitter_ms"] == 2.0
     assert stream["packets"] == 100
     assert callee["family"] == "IPv4"
+
+
+def test_calls_in_progress_come_from_the_proxy_relayed_or_not() -> None:
+    """Every call through the proxy is listed with its legs' signalling families and
+    transports; relayed ones carry the relay's legs; ng-only relay sessions follow."""
+    proxy = FakeProxy(
+        calls=[
+            signalled(b"c1", V6, V4, transports=("tcp", "udp")),
+            signalled(b"direct", V6, V6, relayed=False, transports=("tls", "udp")),
+            signalled(b"ringing", V4, None, relayed=False),
+        ]
+    )
+    relay = FakeRelay({b"c1;f=4": call(b"c1;f=4", V6, V4), b"ng-1": call(b"ng-1", V4, V6)})
+    body = get(sources(proxy=proxy, relay=relay), "/api/calls")
+    relayed, direct, ringing, ng = body["calls"]
+    assert (relayed["call_id"], relayed["session"], relayed["state"]) == (
+        "c1",
+        "c1;f=4",
+        "confirmed",
+    )
+    assert relayed["caller"] == {
+        "family": "IPv6",
+        "transport": "tcp",
+        "address": "[2001:db8::10]:5062",
+    }
+    assert relayed["callee"] == {"family": "IPv4", "transport": "udp", "address": "192.0.2.10:5060"}
+    assert relayed["families"] == ["IPv6", "IPv4"] and relayed["relayed"] is True
+    assert [leg["family"] for leg in relayed["legs"]] == ["IPv6", "IPv4"]
+    assert relayed["packets"] == 200 and relayed["talk"] == 10.0
+    assert direct["relayed"] is False and direct["legs"] == [] and direct["session"] is None
+    assert direct["caller"]["transport"] == "tls" and direct["families"] == ["IPv6", "IPv6"]
+    assert ringing["state"] == "early" and ringing["answered"] is False
+    assert ringing["callee"] is None and ringing["families"] == ["IPv4", "unknown"]
+    assert (ng["call_id"], ng["state"], ng["caller"]) == ("ng-1", "relay", None)
+    assert ng["families"] == ["IPv4", "IPv6"]
+    overview = get(sources(proxy=proxy, relay=relay), "/api/overview")
+    assert overview["calls"] == {
+        "total": 4,
+        "by_families": {"IPv6→IPv4": 1, "IPv6→IPv6": 1, "IPv4→unknown": 1, "IPv4→IPv6": 1},
+    }
 
 
 def test_turn_allocations() -> None:

@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from rtc64.gateway.ratelimit import AuthFailureTracker
+from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import Family
 from rtc64.web.metrics import RelayTotals
 from tests.unit.web.fakes import (
@@ -21,6 +22,7 @@ from tests.unit.web.fakes import (
     binding,
     call,
     guard,
+    signalled,
     sources,
     with_client,
 )
@@ -42,6 +44,11 @@ def test_metrics_carry_family_labels() -> None:
     proxy.traffic.request(b"INVITE", "tcp", Family.INET)
     proxy.traffic.response(200, "udp", Family.INET6)
     proxy.stats.race_fallbacks = 2
+    proxy.fallbacks.happy_eyeballs[Family.INET] += 2
+    proxy.fallbacks.dns["nat64", Family.INET6] += 1
+    proxy.traffic.rate_limited[Family.INET] += 4
+    proxy.traffic.throttled[Family.INET] += 1
+    proxy.calls = [signalled(b"c1", V6, V4), signalled(b"d", V4, None, relayed=False)]
     relay = FakeRelay({b"c1": call(b"c1", V6, V4, lost=2)})
     tracker = AuthFailureTracker(1, 60, 300)
     tracker.record_failure(V6, NOW)
@@ -76,6 +83,17 @@ def test_metrics_carry_family_labels() -> None:
         == 1
     )
     assert m["rtc64_sip_happy_eyeballs_fallbacks_total", ()] == 2
+    assert m["rtc64_happy_eyeballs_fallbacks_total", (("family", "IPv4"),)] == 2
+    assert m["rtc64_happy_eyeballs_fallbacks_total", (("family", "IPv6"),)] == 0
+    assert m["rtc64_dns_fallbacks_total", (("family", "IPv6"), ("kind", "nat64"))] == 1
+    assert m["rtc64_dns_fallbacks_total", (("family", "IPv4"), ("kind", "family"))] == 0
+    assert m["rtc64_sip_rate_limit_drops_total", (("family", "IPv4"),)] == 4
+    assert m["rtc64_sip_rate_limit_blocks_total", (("family", "IPv4"),)] == 1
+    assert m["rtc64_sip_rate_limit_drops_total", (("family", "IPv6"),)] == 0
+    every = (("callee_family", "IPv4"), ("caller_family", "IPv6"))
+    assert m["rtc64_sip_calls", (*every, ("relayed", "true"), ("state", "confirmed"))] == 1
+    early = (("callee_family", "unknown"), ("caller_family", "IPv4"))
+    assert m["rtc64_sip_calls", (*early, ("relayed", "false"), ("state", "early"))] == 1
     assert m["rtc64_registrations", (("family", "IPv6"), ("transport", "udp"))] == 1
     assert m["rtc64_registrations", (("family", "IPv4"), ("transport", "tcp"))] == 1
     assert m["rtc64_calls", (("callee_family", "IPv4"), ("caller_family", "IPv6"))] == 1
@@ -101,6 +119,35 @@ def test_metrics_carry_family_labels() -> None:
     )
     assert m["rtc64_auth_blocked", (("family", "IPv6"), ("kind", "source"))] == 1
     assert ("rtc64_event_loop_lag_seconds", ()) in m
+
+
+class Keepalive:
+    def health(self, aor: str, contact: bytes) -> ContactHealth | None:
+        return None
+
+    def counters(self) -> KeepaliveCounters:
+        return KeepaliveCounters(
+            tracked=3, pings=40, options=9, replies=6,
+            failures={Family.INET6: 3}, unreachable={Family.INET6: 1},
+            removed=1, ping_failures=2, options_unsent=0,
+        )  # fmt: skip
+
+
+def test_keepalive_failures_by_family() -> None:
+    text: list[str] = []
+
+    async def job(client: Client) -> None:
+        r = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        text.append(await r.text())
+
+    with_client(sources(keepalive=Keepalive()), guard(), job)
+    m = samples(text[0])
+    assert m["rtc64_keepalive_failures_total", (("family", "IPv6"),)] == 3
+    assert m["rtc64_keepalive_failures_total", (("family", "IPv4"),)] == 0
+    assert m["rtc64_keepalive_unreachable_total", (("family", "IPv6"),)] == 1
+    assert m["rtc64_keepalive_send_failures_total", (("kind", "ping"),)] == 2
+    assert m["rtc64_keepalive_contacts", ()] == 3
+    assert m["rtc64_keepalive_replies_total", ()] == 6
 
 
 def test_relay_totals_keep_ended_calls_and_count_deltas() -> None:

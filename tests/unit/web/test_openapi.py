@@ -13,7 +13,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from rtc64.web import openapi
 from rtc64.web.probes import ProbeResult
-from tests.unit.web.fakes import TOKEN, guard, serving, sources
+from tests.unit.web.fakes import TOKEN, V4, V6, FakeProxy, guard, serving, signalled, sources
 
 schema = schemathesis.openapi.from_dict(openapi.document())
 
@@ -24,7 +24,8 @@ async def _instant(targets: Sequence[str], families: frozenset[int]) -> ProbeRes
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with serving(sources(reload=lambda: True, probe=_instant), guard()) as port:
+    proxy = FakeProxy(calls=[signalled(b"c1", V6, V4), signalled(b"early", V4, None)])
+    with serving(sources(reload=lambda: True, probe=_instant, proxy=proxy), guard()) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -35,10 +35,10 @@ import heapq
 import math
 from array import array
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rtc64.gateway.location.bindings import Binding, BindingRow, row_target, unpack_ip
-from rtc64.net.address import family_of
+from rtc64.net.address import Family, family_of
 from rtc64.net.endpoint import SockAddr, Transport
 
 ContactKey = tuple[str, bytes]
@@ -168,6 +168,8 @@ class ContactStatus:
     failures: int
     rtt: float | None
     """Seconds between the latest answered OPTIONS and its reply."""
+    answered: float | None = None
+    """When (the ``now`` given to ``on_reply``) the latest OPTIONS answer came."""
 
 
 @dataclass(slots=True)
@@ -182,6 +184,9 @@ class ScheduleStats:
     """Replies with an unknown or used token, or from the wrong transport or family."""
     deferred: int = 0
     """OPTIONS postponed because the token table was full."""
+    timeouts_by_family: dict[Family, int] = field(default_factory=dict)
+    """``timeouts`` by the family of the contact's address."""
+    unreachable_by_family: dict[Family, int] = field(default_factory=dict)
 
 
 _STATES = (ContactState.UNKNOWN, ContactState.REACHABLE, ContactState.UNREACHABLE)
@@ -201,6 +206,7 @@ class KeepaliveSchedule:
 
     __slots__ = (
         "_answer",
+        "_answered",
         "_binding",
         "_by_aor",
         "_expires",
@@ -255,6 +261,7 @@ class KeepaliveSchedule:
         self._expires = array("d")
         self._sent = array("d")
         self._rtt = array("d")  # NaN: never answered
+        self._answered = array("d")  # ``now`` of the latest answer, NaN: never answered
         self._failures = array("l")
         self._slot = array("q")  # -1: in no slot
         self._state = bytearray()
@@ -299,6 +306,7 @@ class KeepaliveSchedule:
         for column in (self._ping, self._options, self._answer, self._expires, self._sent):
             column.append(0.0)
         self._rtt.append(math.nan)
+        self._answered.append(math.nan)
         self._failures.append(0)
         self._slot.append(-1)
         self._state.append(_UNKNOWN)
@@ -322,6 +330,7 @@ class KeepaliveSchedule:
                 now + self.rng() * self._gap(s.options_interval) if s.options_interval else _INF
             )
             self._answer[i], self._sent[i], self._rtt[i] = _INF, 0.0, math.nan
+            self._answered[i] = math.nan
             self._failures[i], self._slot[i], self._state[i] = 0, -1, _UNKNOWN
             self._ids[key] = i
             self._by_aor[binding.aor] = (*self._by_aor.get(binding.aor, ()), binding.contact)
@@ -376,12 +385,13 @@ class KeepaliveSchedule:
         i = self._ids.get(key)
         if i is None:
             return None
-        rtt = self._rtt[i]
+        rtt, answered = self._rtt[i], self._answered[i]
         return ContactStatus(
             _STATES[self._state[i]],
             self._target(i),
             self._failures[i],
             None if math.isnan(rtt) else rtt,
+            None if math.isnan(answered) else answered,
         )
 
     def count(self, state: ContactState) -> int:
@@ -429,15 +439,19 @@ class KeepaliveSchedule:
             return
         if now >= self._answer[i]:
             self._forget_token(i)
-            self.stats.timeouts += 1
+            stats = self.stats
+            stats.timeouts += 1
+            family = family_of(self._target(i).remote[0])
+            stats.timeouts_by_family[family] = stats.timeouts_by_family.get(family, 0) + 1
             failures = self._failures[i] = self._failures[i] + 1
             if failures >= s.max_failures:
                 if self._state[i] != _UNREACHABLE:
                     self._state[i] = _UNREACHABLE
-                    self.stats.unreachable += 1
-                actions.append(
-                    Unreachable(self._binding_of(i), failures)
-                )  # again if removal failed
+                    stats.unreachable += 1
+                    by = stats.unreachable_by_family
+                    by[family] = by.get(family, 0) + 1
+                # again if removal failed
+                actions.append(Unreachable(self._binding_of(i), failures))
         if now >= self._options[i]:
             self._options[i] = now + self._gap(s.options_interval)
             if self._token[i] is not None:
@@ -489,6 +503,7 @@ class KeepaliveSchedule:
         self._forget_token(i)
         self.stats.replies += 1
         self._rtt[i] = rtt = max(0.0, now - self._sent[i])
+        self._answered[i] = now
         self._failures[i] = 0
         actions: list[Action] = []
         if self._state[i] != _REACHABLE:

@@ -40,7 +40,7 @@ from rtc64.gateway.keepalive.schedule import (
 )
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.store import LocationStore, SwappingStore
-from rtc64.gateway.stats import ContactHealth
+from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.message import Message, Response
@@ -118,11 +118,29 @@ class Keepalives:
     # -- read-only view (gateway.stats.KeepaliveView, for the console and ``rtc64 ctl``) -----
 
     def health(self, aor: str, contact: bytes) -> ContactHealth | None:
-        """The schedule's state, failures and OPTIONS RTT of one registered contact."""
+        """The schedule's state, failures, OPTIONS RTT and the wall-clock time of the
+        last answered OPTIONS of one registered contact."""
         status = self.schedule.status((aor, contact))
         if status is None:
             return None
-        return ContactHealth(status.state.value, status.failures, None, status.rtt)
+        answered = status.answered
+        last = None if answered is None else self.wall() - max(0.0, self.clock() - answered)
+        return ContactHealth(status.state.value, status.failures, last, status.rtt)
+
+    def counters(self) -> KeepaliveCounters:
+        """Totals since start, failures by family (for /metrics)."""
+        s = self.schedule.stats
+        return KeepaliveCounters(
+            tracked=len(self.schedule),
+            pings=s.pings,
+            options=s.options,
+            replies=s.replies,
+            failures=dict(s.timeouts_by_family),
+            unreachable=dict(s.unreachable_by_family),
+            removed=self.stats.removed,
+            ping_failures=self.stats.ping_failures,
+            options_unsent=self.stats.options_unsent,
+        )
 
     # -- driven core ----------------------------------------------------------------------
 

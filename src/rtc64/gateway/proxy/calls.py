@@ -35,6 +35,7 @@ from rtc64.gateway.proxy.branches import Leg, OwnRequest
 from rtc64.gateway.proxy.dialogs import DialogTracker, route_sides
 from rtc64.gateway.proxy.forking import Branch, BranchState
 from rtc64.gateway.proxy.hops import Hop
+from rtc64.gateway.stats import CallView
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
@@ -168,6 +169,20 @@ class CallControl:
         self.dialogs.end(call_id)
         if self.media is not None:
             self.media.end(call_id)
+
+    def snapshot(self, now: float) -> list[CallView]:
+        """Calls in progress (the call log's, whose dialog is live), read-only; empty
+        without a call log."""
+        if self.journal is None:
+            return []
+
+        def state(call_id: bytes) -> str | None:
+            dialog = self.dialogs.get(call_id, now)
+            if dialog is None:
+                return None
+            return "confirmed" if dialog.confirmed else "early"
+
+        return self.journal.snapshot(state)
 
     def media_timeout(self, call_id: bytes) -> list[OwnRequest]:
         """The relay saw no media: BYE both parties of the dialog (as rtpengine+Kamailio)."""

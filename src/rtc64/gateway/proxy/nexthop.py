@@ -11,6 +11,8 @@ Rules (RFC 3263 §4, RFC 3261 §16.5 and §19.1.1, RFC 6052, RFC 7984):
   connection are dropped, and when nothing else remains the answer is 430 Flow Failed
   (RFC 5626 §5.3).
 - No usable hop at all is a 503 naming the families the target offered.
+- A first usable hop that is not the first one named is a DNS fallback, counted by kind
+  (``nat64``: synthesised, ``family``: the other family) and the family used.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.identity import Identity, uri_transport
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.hops import Hop
+from rtc64.gateway.stats import Fallbacks
 from rtc64.net import rfc6052
-from rtc64.net.address import IPAddress
+from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Transport
 from rtc64.net.rfc3263 import Target, UriLike
 from rtc64.sip.uri import SipUri
@@ -48,11 +51,13 @@ class NextHops:
         *,
         connected: Callable[[Transport, IPAddress, int], bool],
         nat64: IPv6Network | None = None,
+        fallbacks: Fallbacks | None = None,
     ) -> None:
         self.resolver = resolver
         self.identity = identity
         self.connected = connected
         self.nat64 = nat64
+        self.fallbacks = fallbacks or Fallbacks()
 
     async def resolve(self, uri: SipUri) -> list[Hop]:
         """Every hop ``uri`` names (RFC 3263), usable here or not."""
@@ -92,11 +97,24 @@ class NextHops:
                 if self.identity.listener_for(synth.transport, synth.ip) is not None:
                     usable.append(synth)
         if usable:
+            self._count(found, usable)
             return usable
         families = "/".join(sorted({f"IPv{h.ip.version}" for h in found}))
         raise RemoteProtocolError(
             f"Service Unavailable: no listener of the target's family ({families})", 503
         )
+
+    def _count(self, found: list[Hop], usable: list[Hop]) -> None:
+        """A DNS fallback when the first hop usable is not the first the target named:
+        reached through the NAT64, or on the other family (``gateway.stats.Fallbacks``)."""
+        first, chosen = found[0], usable[0]
+        if first == chosen:
+            return
+        family = family_of(chosen.ip)
+        if chosen not in found:
+            self.fallbacks.dns["nat64", family] += 1
+        elif family_of(first.ip) is not family:
+            self.fallbacks.dns["family", family] += 1
 
     def _open(self, hop: Hop) -> bool:
         return self.connected(hop.transport, hop.ip, hop.port)

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from rtc64.gateway.proxy.branches import Launch, Leg, RaceFailure, RaceVerdict
 from rtc64.gateway.proxy.hops import Hop
-from rtc64.gateway.stats import ProxyStats
+from rtc64.gateway.stats import Fallbacks, ProxyStats
 from rtc64.net.address import family_of
 from rtc64.net.endpoint import Transport
 from rtc64.net.eyeballs import ATTEMPT_DELAY, HealthCache, Race, RaceTimers, UdpRace
@@ -71,12 +71,14 @@ class Racing:
         clock: Callable[[], float],
         stats: ProxyStats,
         log: logging.Logger,
+        fallbacks: Fallbacks | None = None,
         attempt_delay: float | None = ATTEMPT_DELAY,
         family_penalty: float = FAMILY_PENALTY,
     ) -> None:
         self.connector = connector
         self.clock = clock
         self.stats = stats
+        self.fallbacks = fallbacks or Fallbacks()
         self.log = log
         self.attempt_delay = attempt_delay
         self.health = HealthCache(family_penalty)
@@ -111,6 +113,7 @@ class Racing:
             self.health.learn(key, race, self.clock())
         if winner is not streams[0]:
             self.stats.race_fallbacks += 1
+            self.fallbacks.happy_eyeballs[family_of(winner.ip)] += 1
         return winner
 
     def launched(self, launch: Launch, client: ClientTransaction | None) -> None:
@@ -165,6 +168,7 @@ class Racing:
             winner = entry.race.targets[entry.race.winner]
             if entry.race.winner > 0:
                 self.stats.race_fallbacks += 1
+                self.fallbacks.happy_eyeballs[family_of(winner.ip)] += 1
                 self.log.info(
                     "happy eyeballs: %s answered on %s after %d silent attempt(s)",
                     entry.leg.branch.target,

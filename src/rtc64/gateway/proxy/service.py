@@ -50,8 +50,8 @@ from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.gateway.stats import ProxyStats, SipTraffic
-from rtc64.net.address import IPAddress, unmap
+from rtc64.gateway.stats import CallView, Fallbacks, ProxyStats, SipTraffic
+from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
@@ -117,6 +117,7 @@ class Proxy:
         self.stats = stats = ProxyStats()
         self.draining = False  # SIGTERM: new calls get 503, calls in progress go on
         self.traffic = SipTraffic()
+        self.fallbacks = fallbacks = Fallbacks()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
         self.calls = CallControl(
             is_ours=identity.is_us,
@@ -129,6 +130,7 @@ class Proxy:
             connector=sender,
             clock=clock,
             stats=stats,
+            fallbacks=fallbacks,
             log=log,
             attempt_delay=settings.attempt_delay,
             family_penalty=settings.family_penalty,
@@ -138,7 +140,11 @@ class Proxy:
             layer=layer,
             sender=sender,
             nexthops=NextHops(
-                resolver, identity, connected=sender.has_connection, nat64=settings.nat64
+                resolver,
+                identity,
+                connected=sender.has_connection,
+                nat64=settings.nat64,
+                fallbacks=fallbacks,
             ),
             racer=self.racing,
             calls=self.calls,
@@ -170,6 +176,10 @@ class Proxy:
             stats=stats,
             log=log,
         )
+
+    def calls_in_progress(self) -> list[CallView]:
+        """Calls through this proxy now, relayed or not (``gateway.stats.ProxyView``)."""
+        return self.calls.snapshot(self.clock())
 
     @property
     def dialogs(self) -> DialogTracker:
@@ -236,8 +246,11 @@ class Proxy:
         if verdict is ratelimit.Admission.ADMITTED:
             return False
         self.stats.rate_limited += 1
+        family = family_of(source)
+        self.traffic.rate_limited[family] += 1
         if verdict is ratelimit.Admission.THROTTLE_STARTED:
             self.stats.throttled_sources += 1
+            self.traffic.throttled[family] += 1
             skipped = self.limiter.log_slot(now)
             if skipped is not None:
                 self.log.warning(

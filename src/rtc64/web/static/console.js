@@ -103,6 +103,14 @@ function drawChart(samples) {
   svg.appendChild(text);
 }
 
+function party(p) {
+  if (!p) return "–";
+  const span = el("span");
+  span.appendChild(el("span", p.family, famClass(p.family)));
+  span.appendChild(document.createTextNode(" " + [p.transport, p.address].filter((x) => x).join(" ")));
+  return span;
+}
+
 function showCalls(calls) {
   document.getElementById("calls-live").textContent = "(live: " + calls.length + ")";
   fillRows("calls-table", calls.map((c) => {
@@ -112,11 +120,12 @@ function showCalls(calls) {
         legs.appendChild(el("div", `${leg.family} ${s.kind} relay :${s.relay_port} ⇄ ${s.latched || s.remote || "?"} — ${s.packets} pkts, lost ${s.lost}, jitter ${s.jitter_ms} ms`));
       }
     }
-    const row = [c.call_id, c.age.toFixed(0) + " s", c.answered ? "yes" : "no", families(c.families), legs];
+    const row = [c.call_id, c.state, c.age.toFixed(0) + " s", families(c.families), party(c.caller),
+      party(c.callee), c.relayed ? "yes" : "no", legs];
     return row;
   }));
   const rows = document.querySelectorAll("#calls-table tbody tr");
-  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].session));
+  rows.forEach((tr, i) => tr.setAttribute("data-call-id", calls[i].call_id));
 }
 
 function callsPage() {

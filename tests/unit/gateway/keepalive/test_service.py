@@ -17,7 +17,7 @@ from rtc64.gateway.keepalive.options import BRANCH_MARK
 from rtc64.gateway.keepalive.schedule import ContactState
 from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
 from rtc64.gateway.location.sqlite import SqliteStore
-from rtc64.net.address import IPAddress
+from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
@@ -171,6 +171,12 @@ def test_answered_options_are_taken_off_before_the_proxy(tmp_path: Path) -> None
         health = ka.health(b.aor, b.contact)  # the console's view (gateway.stats)
         assert health is not None and health.state == "reachable" and health.failures == 0
         assert health.rtt == status.rtt
+        # the wall-clock time of the answer, not of the question nor of the look-up
+        answered_at = clock.wall()
+        assert health.last_keepalive == pytest.approx(answered_at)
+        clock.now += 42.0
+        later = ka.health(b.aor, b.contact)
+        assert later is not None and later.last_keepalive == pytest.approx(answered_at)
         assert ka.health(b.aor, b"sip:nobody@[2001:db8::99]") is None
         other = parse_datagram(_answer(data).wire.replace(BRANCH_MARK, b"z9hG4bK-x"))  # type: ignore[union-attr]
         tap.on_message(other, source)
@@ -224,6 +230,14 @@ def test_unreachable_contacts_are_removed_from_the_store(tmp_path: Path) -> None
             await asyncio.gather(*tasks)
         assert await watched.lookup(a.aor, clock.wall()) == [b]
         assert ka.stats.removed == 1
+        counted = ka.counters()  # /metrics: failures by the contact's family
+        assert counted.failures == {family_of(a.received_ip): 2}  # type: ignore[arg-type]
+        assert counted.unreachable == {family_of(a.received_ip): 1}  # type: ignore[arg-type]
+        assert counted.removed == 1 and counted.replies >= 1 and counted.tracked == 1
+        health = ka.health(b.aor, b.contact)
+        never = ka.health(a.aor, a.contact)
+        assert health is not None and health.last_keepalive is not None
+        assert never is None  # removed
         assert len(ka.schedule) == 1 and ka.schedule.status((a.aor, a.contact)) is None
         await watched.close()
 
