@@ -6,7 +6,8 @@ them all and stop the loop for a second or more. The gateway's per-call objects 
 freed by reference counting (measured: no cycles), so:
 
 - ``tune`` freezes what start-up created and turns automatic full collections off;
-- ``settle`` (every 50 ms, from the lag monitor) freezes what survived since: collections
+- ``settle`` (every 50 ms, from the lag monitor) collects the young generation and freezes
+  what survived since: collections
   then only ever scan the last few tens of milliseconds of objects. (CPython 3.11 counts a
   deallocation against the young generation's allocation count, so while old
   transactions expire as fast as new ones start, the young generation grows unchecked
@@ -51,7 +52,11 @@ def tune(young: int = YOUNG_THRESHOLD, middle: int = MIDDLE_THRESHOLD) -> int:
 
 
 def settle() -> None:
-    """Move every object that survived so far out of the collector's sight (O(1))."""
+    """Move every object that survived so far out of the collector's sight: a young
+    collection first (at most ``YOUNG_THRESHOLD`` objects), where CPython stops tracking
+    tuples of atoms (keys, binding rows) that would otherwise sit tracked among the frozen
+    objects until the next full collection, then a freeze (O(1))."""
+    gc.collect(0)
     gc.freeze()
 
 
