@@ -16,6 +16,7 @@ BENCHMARKS = {
     "routing": "bench.call_routing",
     "overload": "bench.overload",
     "turn": "bench.turn",
+    "tunnel": "bench.tunnel_backends",
 }
 
 

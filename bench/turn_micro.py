@@ -3,7 +3,13 @@
 # Refresh 0 straight through ``from_client`` (no client sockets, no network round trip),
 # answers captured at ``listeners.send``. Reports CPU per cycle (process time) and Python
 # calls per cycle (cProfile), the load-independent figure on a shared machine.
-"""python -m bench.turn_micro [--cycles N] [--creds lt|rest] [--profile] [--no-tune]"""
+"""python -m bench.turn_micro [--cycles N] [--creds lt|rest] [--profile] [--no-tune]
+
+``--icount N`` runs this module under valgrind's callgrind (warm-up only, then N and 2N
+cycles, and the client side alone) and prints instructions per cycle of the server side:
+user-space instructions, the load-independent figure (system calls' kernel work is not in
+it; count those with strace -c). ``--before DIR`` also measures DIR/src's rtc64.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,17 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
+import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
+from pathlib import Path
 
 from bench import turn_stun as stun
 from rtc64.io import memory
@@ -65,7 +76,7 @@ async def _service(creds: str) -> tuple[TurnService, Credentials]:
         core=TurnSettings(realm=REALM, user_quota=1_000_000),
         listen=(parse_listen("udp:127.0.0.1:0"),),
         relay_addresses=(ip_address("127.0.0.1"),),
-        ports=(36000, 60999),
+        ports=(20000, 29999),  # not the relay ports of `python -m bench turn`
     )
     service = TurnService(
         settings,
@@ -151,6 +162,12 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         run = _cycles(service, args.creds)
         await run(200)  # warm up
+        if args.bare is not None:  # under callgrind: nothing but the work counted
+            if args.client_only:
+                _client_cost(args.creds, args.bare)
+            else:
+                await run(args.bare)
+            return
         best = float("inf")
         for _ in range(args.repeat):
             t0 = time.process_time()
@@ -184,6 +201,50 @@ async def _main(args: argparse.Namespace) -> None:
             memory.untune()
 
 
+def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
+    """Instructions executed by ``python -m bench.turn_micro ARGS`` under callgrind."""
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, "-m", "bench.turn_micro", *args],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if m is None:
+        raise RuntimeError(f"no callgrind total in: {proc.stderr[-400:]}")
+    return int(m.group(1))
+
+
+def icount(n: int, before: str | None, uvloop_flag: list[str]) -> int:
+    """Server instructions per cycle: (I(2N) - I(N) - client(2N) + client(N)) / N."""
+    if shutil.which("valgrind") is None:
+        print("valgrind not installed", file=sys.stderr)
+        return 1
+    print("| variant | creds | instructions per cycle (server side) |")
+    print("|---|---|---:|")
+    variants: list[tuple[str, dict[str, str]]] = [
+        ("pure", {"RTC64_PURE": "1"}),
+        ("compiled", {"RTC64_COMPILED": "1"}),
+    ]
+    if before:
+        here = str(Path(__file__).resolve().parents[1])
+        src = str(Path(before).resolve() / "src")
+        variants.insert(0, (f"before ({before})", {"PYTHONPATH": f"{src}:{here}"}))
+    client: dict[str, int] = {}  # the client side is bench code: measured once per creds
+    for variant, extra in variants:
+        env = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
+        env.update(extra)
+        for creds in ("lt", "rest"):
+            common = ["--creds", creds, *uvloop_flag]
+            if creds not in client:
+                args = [*common, "--client-only", "--bare"]
+                c = [callgrind_ir([*args, str(k)], env) for k in (n, 2 * n)]
+                client[creds] = c[1] - c[0]
+            ir = [callgrind_ir([*common, "--bare", str(k)], env) for k in (n, 2 * n)]
+            per = (ir[1] - ir[0] - client[creds]) / n
+            print(f"| {variant} | {creds} | {per:,.0f} |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.turn_micro", description=__doc__)
     ap.add_argument("--cycles", type=int, default=3000)
@@ -194,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--no-tune", action="store_true", help="CPython's GC defaults")
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--bare", type=int, metavar="N", help="warm-up + N cycles only (callgrind)")
+    ap.add_argument("--client-only", action="store_true", help="with --bare: the client side")
+    ap.add_argument("--icount", type=int, metavar="N", help="instructions per cycle (callgrind)")
+    ap.add_argument("--before", metavar="DIR", help="with --icount: also DIR/src's rtc64")
     args = ap.parse_args(argv)
+    if args.icount:
+        return icount(args.icount, args.before, ["--no-uvloop"] if args.no_uvloop else [])
     if args.no_uvloop:
         asyncio.run(_main(args))
     else:

@@ -110,7 +110,10 @@ class Server:
             # coturn has no per-user quota by default; rtc64's (10) would refuse the 500
             # allocations of the relay test and the 32 concurrent clients' (486).
             self.config = self.dir / "rtc64.toml"
-            self.config.write_text("[turn]\nuser_quota = 1000000\nmax_allocations = 100000\n")
+            # No web console: its default [::1]:8064 is often held on the shared machine.
+            self.config.write_text(
+                "[turn]\nuser_quota = 1000000\nmax_allocations = 100000\n[web]\nenabled = false\n"
+            )
 
     def command(self) -> list[str]:
         low, high = self.relay_ports

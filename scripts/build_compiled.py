@@ -1,8 +1,9 @@
 """Build the optional mypyc-compiled hot-path cores (see ``src/rtc64/_compiled.py``).
 
-Compiles rtc64/sip/*.py and rtc64/net/address.py into BUILD/mypyc/<ext-suffix>/lib, never
-next to the sources, and writes manifest.json with the SHA-256 of each compiled source and
-of the rtc64 modules they import: ``import rtc64`` uses the build only while every hash
+Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py and the TURN
+credentials/quotas into BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and
+writes manifest.json with the SHA-256 of each compiled source and of the rtc64 modules
+they import: ``import rtc64`` uses the build only while every hash
 still matches, so a stale build can never hide a source change.
 
 Exit status: 0 built or already up to date; 3 skipped (no C compiler, no Python headers,
@@ -37,9 +38,14 @@ else:
     os.environ["RTC64_PURE"] = _saved_pure
 
 SKIPPED = 3
-# The hot path: parser, message model, headers, Via, URI, transactions, edits, digest...
-COMPILED_DIRS = ("rtc64/sip",)
-COMPILED_FILES = ("rtc64/net/address.py",)
+# The hot paths: SIP parser, message model, headers, Via, URI, transactions, edits, digest;
+# the TURN allocation path (STUN codec, TURN core, credentials and 401 limiter).
+COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
+COMPILED_FILES = (
+    "rtc64/net/address.py",
+    "rtc64/turnserver/credentials.py",
+    "rtc64/turnserver/quotas.py",
+)
 # Nothing under sip/ is left pure. (The transaction events are plain classes, not
 # dataclasses, for mypyc: see rtc64.sip.transaction_base._Event.)
 EXCLUDED: frozenset[str] = frozenset()

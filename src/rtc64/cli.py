@@ -166,7 +166,8 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         "--only",
         "general.services",
         True,
-        "run only these services: sip, media, turn (comma-separated or repeated), e.g. --only turn",
+        "run only these services: sip, media, turn, tunnel (comma-separated or repeated), "
+        "e.g. --only turn",
     ),
 )
 
@@ -297,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe_command.add_parser(add_command)
     clat_command.add_parser(add_command)
-    tunnel_command.add_parser(add_command, _subcommands)
+    tunnel_command.add_parser(add_command, _subcommands, _tunnel_server)
 
     nat64 = add_command("nat64", help="NAT64 prefix discovery and RFC 6052 address tools")
     nat_sub = _subcommands(nat64, "nat64_command", "ACTION")
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("calls", "calls in progress with their families", None),
         ("relay", "relay sessions: each call's streams, ports, packets, loss, jitter", None),
         ("turn", "TURN allocations", None),
+        ("tunnel", "the tunnel server: packets per direction, drops by reason", None),
         ("unblock", "lift the failed-authentication blocks of a SOURCE or USER", "TARGET"),
         ("reload", "ask the gateway to reload its configuration (SIGHUP)", None),
     ):
@@ -428,6 +430,16 @@ def _load(args: argparse.Namespace) -> config.Config:
     cfg = config.load(args.config, _overrides(args))
     logs.setup(cfg.general.log_level, cfg.general.log_format)
     return cfg
+
+
+def _tunnel_server(
+    args: argparse.Namespace, overrides: dict[str, object]
+) -> tunnel_command.ServerConfig:
+    """``rtc64 tunnel serve``: the ``[tunnel]`` section of --config with the flags'
+    ``overrides``, as the server's settings."""
+    cfg = config.load(args.config, overrides)
+    logs.setup(cfg.general.log_level, cfg.general.log_format)
+    return settings.tunnel_settings(cfg.tunnel, stats=args.stats)
 
 
 def _serve(args: argparse.Namespace) -> int:

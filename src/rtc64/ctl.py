@@ -197,6 +197,21 @@ def show_turn(body: Json) -> str:
     return _table(rows, ["CLIENT", "USER", "RELAYED", "PEERS", "BYTES-OUT/IN", "EXPIRES"])
 
 
+def show_tunnel(body: Json) -> str:
+    if not body["enabled"]:
+        return "the tunnel is not running"
+    head = f"{body['listen']} {body['prefix']} {body['backend']} ({body['device']})"
+    rows = [
+        [direction, str(body[direction]["packets"]), str(body[direction]["bytes"])]
+        for direction in ("upstream", "downstream")
+    ]
+    signalling = body["signalling"]
+    rows.append(["signalling", str(signalling["datagrams"]), "-"])
+    rows.append(["tunnels created", str(signalling["tunnels_created"]), "-"])
+    rows += [[f"dropped: {k}", str(v), "-"] for k, v in body["dropped"].items()]
+    return head + "\n" + _table(rows, ["WHAT", "PACKETS", "BYTES"])
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     method: str
@@ -217,6 +232,8 @@ def command(name: str, arg: str | None) -> Command:
         return Command("GET", "/api/calls", None, show_relay)
     if name == "turn":
         return Command("GET", "/api/turn", None, show_turn)
+    if name == "tunnel":
+        return Command("GET", "/api/tunnel", None, show_tunnel)
     if name == "unblock":
         return Command(
             "POST",

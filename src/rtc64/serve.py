@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from rtc64 import __version__
 from rtc64.clat.learning import ClatWatch
-from rtc64.config import Config, data_dir_error, realm_of
+from rtc64.config import Config, data_dir_error, realm_of, tunnel_runs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
@@ -86,12 +86,14 @@ from rtc64.settings import (
     relay_settings,
     tls_client_policy,
     transport_limits,
+    tunnel_settings,
     turn_credential_settings,
     turn_peer_policy,
     turn_relay_addresses,
     turn_service_settings,
 )
 from rtc64.sip.transaction import TransactionLayer
+from rtc64.tunnel.service import TunnelService
 from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, tune_memory
@@ -169,6 +171,7 @@ class Gateway:
         self.keepalives: Keepalives | None = None
         self.relay: RunningRelay | None = None
         self.turn: TurnService | None = None
+        self.tunnel: TunnelService | None = None
         self.media: MediaBridge | None = None
         self.identity: Identity | None = None
         self.observers: Observers | None = None
@@ -208,6 +211,8 @@ class Gateway:
         self.nat64 = nat64
         if "turn" in services and cfg.turn.enabled and self.role is None:
             await self._turn(host, data_dir, store, nat64)
+        if tunnel_runs(cfg) and self.role is None:  # SIP workers: the supervisor runs it
+            self.tunnel = await self._tunnel()
         if cfg.web.enabled and (self.role is None or self.role.index == 0):
             await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
 
@@ -236,6 +241,7 @@ class Gateway:
             proxy=self.proxy,
             relay=relay,
             turn=self.turn,
+            tunnel=self.tunnel,
             blocks=None if self.auth is None else self.auth.tracker,
             listeners=[] if self.transports is None else list(self.transports.listeners),
             turn_listeners=[] if self.turn is None else self.turn.bound,
@@ -245,6 +251,17 @@ class Gateway:
             probe=self._run_probe,
         )
         self._stack.push_async_callback(self.web.stop)
+
+    async def _tunnel(self) -> TunnelService:
+        """The Public TSP server (``[tunnel]``) as one more service of this process."""
+        core, options = tunnel_settings(self.cfg.tunnel)
+        service = TunnelService(core, options)
+        try:
+            await service.start()
+        except OSError as exc:
+            raise Rtc64Error(f"tunnel: cannot start: {exc}") from None
+        self._stack.push_async_callback(service.close)
+        return service
 
     async def _run_probe(self, targets: Sequence[str], families: frozenset[int]) -> ProbeResult:
         """``rtc64 probe`` started from the console: no DHCP, no browser, bounded."""

@@ -22,6 +22,7 @@ from rtc64.config import (
     Nat64Section,
     NgSection,
     SipSection,
+    TunnelSection,
 )
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.gateway.keepalive.schedule import KeepaliveSettings
@@ -37,6 +38,9 @@ from rtc64.relay.ngserver import NgSettings
 from rtc64.relay.options import RelaySettings, bind_addresses
 from rtc64.sip.digest import Algorithm
 from rtc64.sip.uri import SipUri, parse_uri
+from rtc64.tunnel.server import ServerSettings as TunnelServerSettings
+from rtc64.tunnel.service import ServeOptions as TunnelServeOptions
+from rtc64.tunnel.service import server_ipv4_for
 from rtc64.turn.settings import DEFAULT_LIFETIME, TurnSettings
 from rtc64.turnserver.credentials import CredentialSettings, secrets_from
 from rtc64.turnserver.peers import PeerPolicy
@@ -380,3 +384,27 @@ def turn_peer_policy(
         own=own,
         nat64_prefixes=() if nat64 is None else (nat64,),
     )
+
+
+def tunnel_settings(
+    tunnel: TunnelSection, stats: Path | None = None
+) -> tuple[TunnelServerSettings, TunnelServeOptions]:
+    """The tunnel server's core settings and process options from ``[tunnel]``
+    (``ConfigError`` naming ``tunnel.prefix`` when it is not set)."""
+    if tunnel.prefix is None:
+        raise ConfigError("tunnel.prefix", "", "an IPv6 /64 like 2001:db8:64::/64")
+    host = str(tunnel.listen.address)
+    server_ipv4 = tunnel.server_ipv4 or server_ipv4_for(host)
+    core = TunnelServerSettings(
+        tunnel.prefix,
+        server_ipv4,
+        lifetime=tunnel.lifetime,
+        keepalive=tunnel.keepalive,
+        rate=tunnel.rate,
+        burst=tunnel.burst,
+        icmp_rate=tunnel.icmp_rate,
+    )
+    options = TunnelServeOptions(
+        host, tunnel.listen.port, tunnel.device, stats=stats, backend=tunnel.backend
+    )
+    return core, options

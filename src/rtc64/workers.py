@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import logs
-from rtc64.config import Config
+from rtc64.config import Config, tunnel_runs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.io import interfaces
 from rtc64.io import loop as loop_runner
@@ -123,8 +123,8 @@ async def supervise(
     log: logging.Logger,
     reload_config: Callable[[], Config] | None = None,
 ) -> int:
-    """Run ``count`` SIP workers (and TURN here) until ``stop``; returns 0. Signals: see
-    ``io.sip_workers`` (each worker reloads with ``reload_config`` on SIGHUP)."""
+    """Run ``count`` SIP workers (and TURN and the tunnel here) until ``stop``; returns 0.
+    Signals: see ``io.sip_workers`` (each worker reloads with ``reload_config`` on SIGHUP)."""
     services = cfg.general.services
     host = await interfaces.local_addresses_async()
     refuse_foreign(cfg.media.addresses, cfg.media.advertise, host)
@@ -135,6 +135,7 @@ async def supervise(
         load_secret(data_dir)
     _server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
     turn = "turn" in services and cfg.turn.enabled
+    tunnel = tunnel_runs(cfg)  # like TURN: once, in the supervisor
     slices = media_slices(cfg.media.ports, count + (1 if turn else 0))
     ports_file = data_dir / PORTS_FILE
     groups = bind_groups(
@@ -185,16 +186,20 @@ async def supervise(
     )
     try:
         supervisor.start()
-        if turn:
+        if turn or tunnel:
             values = {
                 **cfg.values,
-                "general.services": ("turn",),
+                "general.services": ("turn",) * turn + ("tunnel",) * tunnel,
                 "media.ports": slices[-1],
                 "web.enabled": False,  # worker 0 serves the console (it has a proxy)
             }
             turn_gateway = Gateway(dataclasses.replace(cfg, values=values), log)
             await turn_gateway.start()
-            log.info("TURN runs in the supervisor (pid %d), ports %d-%d", os.getpid(), *slices[-1])
+            if turn:
+                pid = os.getpid()
+                log.info("TURN runs in the supervisor (pid %d), ports %d-%d", pid, *slices[-1])
+            if tunnel:
+                log.info("the tunnel server runs in the supervisor (pid %d)", os.getpid())
         await stop.wait()
     finally:
         log.info("rtc64 stopping")

@@ -45,9 +45,14 @@ class Tunnel:
 
     def start_server(self) -> None:
         self.server_stats.unlink(missing_ok=True)
+        # the [tunnel] section of --config, one key overridden by its flag
+        config = self.work / "tunnel.toml"
+        config.write_text(
+            f'[tunnel]\nlisten = "udp:{SERVER_V4}:3653"\nprefix = "{PREFIX}"\nkeepalive = 600\n'
+        )
         argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "serve", "--log-level", "debug"]
-        argv += ["--listen", f"udp:{SERVER_V4}:3653", "--prefix", str(PREFIX)]
-        argv += ["--stats", str(self.server_stats), "--keepalive", str(KEEPALIVE)]
+        argv += ["--config", str(config), "--keepalive", str(KEEPALIVE)]
+        argv += ["--stats", str(self.server_stats)]
         self.server_proc = self.server.popen(argv, log=self.work / "server.log")
         _wait(self.server_stats.exists, "server stats", self.work / "server.log")
 
@@ -73,68 +78,83 @@ def _veth(a: Host, a_if: str, b: Host, b_if: str) -> None:
     sh("ip", "link", "add", a_if, "netns", a.ns, "type", "veth", "peer", b_if, "netns", b.ns)
 
 
+def build_hosts(prefix: str, hosts: list[Host]) -> None:
+    """The four namespaces, wired and addressed, put in ``hosts`` first (the caller
+    removes them with ``remove_hosts``, even when this fails half-way)."""
+    tag = uuid.uuid4().hex[:6]
+    hosts += [Host(f"{prefix}{name}-{tag}") for name in ("c", "n", "s", "p")]
+    client, nat, server, peer = hosts
+    for h in hosts:
+        sh("ip", "netns", "add", h.ns)
+        h.run("ip", "link", "set", "lo", "up")
+    _veth(client, "c0", nat, "n0")
+    _veth(nat, "n1", server, "s0")
+    _veth(server, "s1", peer, "p0")
+    # the client's network is IPv4-only (its TUN is its only IPv6)
+    client.run("sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1")
+    client.run("ip", "addr", "add", "10.16.1.2/24", "dev", "c0")
+    client.run("ip", "link", "set", "c0", "up")
+    client.run("ip", "route", "add", "default", "via", "10.16.1.1")
+    for cmd in (
+        ("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"),
+        ("sysctl", "-qw", "net.ipv4.ip_forward=1"),
+        ("ip", "addr", "add", "10.16.1.1/24", "dev", "n0"),
+        ("ip", "addr", "add", f"{NAT_PUBLIC}/24", "dev", "n1"),
+        ("ip", "link", "set", "n0", "up"),
+        ("ip", "link", "set", "n1", "up"),
+        ("nft", "add", "table", "ip", "nat"),
+        ("nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }"),
+        (
+            "nft",
+            "add rule ip nat post oifname n1 meta l4proto udp masquerade to :"
+            + "-".join(map(str, NAT_PORTS)),
+        ),
+    ):
+        nat.run(*cmd)
+    for cmd in (
+        ("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"),
+        ("ip", "addr", "add", f"{SERVER_V4}/24", "dev", "s0"),
+        ("ip", "-6", "addr", "add", "fd00:16:6::1/64", "dev", "s1", "nodad"),
+        ("ip", "link", "set", "s0", "up"),
+        ("ip", "link", "set", "s1", "up"),
+    ):
+        server.run(*cmd)
+    for cmd in (
+        ("ip", "addr", "del", "127.0.0.1/8", "dev", "lo"),
+        ("ip", "-6", "addr", "add", f"{PEER_V6}/64", "dev", "p0", "nodad"),
+        ("ip", "link", "set", "p0", "up"),
+        ("ip", "-6", "route", "add", "default", "via", "fd00:16:6::1"),
+    ):
+        peer.run(*cmd)
+
+
+def remove_hosts(hosts: list[Host]) -> None:
+    for h in reversed(hosts):
+        h.stop_all()
+    for h in hosts:
+        sh("ip", "netns", "del", h.ns, check=False)
+
+
+def connect_client(t: Tunnel) -> None:
+    argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "connect", SERVER_V4]
+    argv += ["--stats", str(t.client_stats)]
+    t.client_proc = t.client.popen(argv, log=t.work / "client.log")  # type: ignore[attr-defined]
+    _wait(lambda: t.stats(t.client_stats).get("address"), "client address", t.work / "client.log")
+
+
 @pytest.fixture(scope="module")
 def tunnel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
     require_lab("nft", "sipp", "ping")
-    tag = uuid.uuid4().hex[:6]
-    hosts = [Host(f"t16{name}-{tag}") for name in ("c", "n", "s", "p")]
-    client, nat, server, peer = hosts
+    hosts: list[Host] = []
     work = tmp_path_factory.mktemp("tunnel")
     try:
-        for h in hosts:
-            sh("ip", "netns", "add", h.ns)
-            h.run("ip", "link", "set", "lo", "up")
-        _veth(client, "c0", nat, "n0")
-        _veth(nat, "n1", server, "s0")
-        _veth(server, "s1", peer, "p0")
-        # the client's network is IPv4-only (its TUN is its only IPv6)
-        client.run("sysctl", "-qw", "net.ipv6.conf.c0.disable_ipv6=1")
-        client.run("ip", "addr", "add", "10.16.1.2/24", "dev", "c0")
-        client.run("ip", "link", "set", "c0", "up")
-        client.run("ip", "route", "add", "default", "via", "10.16.1.1")
-        for cmd in (
-            ("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"),
-            ("sysctl", "-qw", "net.ipv4.ip_forward=1"),
-            ("ip", "addr", "add", "10.16.1.1/24", "dev", "n0"),
-            ("ip", "addr", "add", f"{NAT_PUBLIC}/24", "dev", "n1"),
-            ("ip", "link", "set", "n0", "up"),
-            ("ip", "link", "set", "n1", "up"),
-            ("nft", "add", "table", "ip", "nat"),
-            ("nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }"),
-            (
-                "nft",
-                "add rule ip nat post oifname n1 meta l4proto udp masquerade to :"
-                + "-".join(map(str, NAT_PORTS)),
-            ),
-        ):
-            nat.run(*cmd)
-        for cmd in (
-            ("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"),
-            ("ip", "addr", "add", f"{SERVER_V4}/24", "dev", "s0"),
-            ("ip", "-6", "addr", "add", "fd00:16:6::1/64", "dev", "s1", "nodad"),
-            ("ip", "link", "set", "s0", "up"),
-            ("ip", "link", "set", "s1", "up"),
-        ):
-            server.run(*cmd)
-        for cmd in (
-            ("ip", "addr", "del", "127.0.0.1/8", "dev", "lo"),
-            ("ip", "-6", "addr", "add", f"{PEER_V6}/64", "dev", "p0", "nodad"),
-            ("ip", "link", "set", "p0", "up"),
-            ("ip", "-6", "route", "add", "default", "via", "fd00:16:6::1"),
-        ):
-            peer.run(*cmd)
-        t = Tunnel(client, nat, server, peer, work, work / "server.json", work / "client.json")
+        build_hosts("t16", hosts)
+        t = Tunnel(*hosts, work, work / "server.json", work / "client.json")
         t.start_server()
-        argv = [sys.executable, "-m", "rtc64.cli", "tunnel", "connect", SERVER_V4]
-        argv += ["--stats", str(t.client_stats)]
-        t.client_proc = client.popen(argv, log=work / "client.log")  # type: ignore[attr-defined]
-        _wait(lambda: t.stats(t.client_stats).get("address"), "client address", work / "client.log")
+        connect_client(t)
         yield t
     finally:
-        for h in reversed(hosts):
-            h.stop_all()
-        for h in hosts:
-            sh("ip", "netns", "del", h.ns, check=False)
+        remove_hosts(hosts)
 
 
 def _address(t: Tunnel) -> IPv6Address:
@@ -159,6 +179,18 @@ def test_address_embeds_nat_and_ping(tunnel: Tunnel) -> None:
         str(address) in addrs
         and "mtu 1280" in tunnel.client.run("ip", "link", "show", "tsp0").stdout
     )
+
+
+def host_pings_client(t: Tunnel) -> None:
+    """The server host's own packets (source prefix::1, the address on its device) reach
+    a client and the replies come back to the host (a gateway on the same host)."""
+    ping = t.server.run("ping", "-6", "-c", "1", "-W", "3", str(_address(t)), check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert f"from {_address(t)}" in ping.stdout
+
+
+def test_the_host_itself_reaches_a_client(tunnel: Tunnel) -> None:
+    host_pings_client(tunnel)
 
 
 def test_sipp_call_over_ipv6(tunnel: Tunnel) -> None:

@@ -218,3 +218,34 @@ def test_lockout_counts_failures_on_every_worker(net: Lab, work: Path) -> None:
             assert "403 Forbidden" in right.messages(), right.messages()
     finally:
         gw.stop()
+
+
+def test_responses_from_a_trunk_reach_the_owning_worker_directly(net: Lab, work: Path) -> None:
+    """Calls to a target that is no registered contact (an IP literal: a trunk, a static
+    route) leave from the worker's own port, so the UAS's responses and its 200 to the
+    BYE come back to that worker: nothing crosses the worker channel. Calls go through
+    both workers' ports; with the old rule (every request from the shared port) the
+    UAS's answers hashed to one worker and half of them crossed."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        own = _own_ports(gw)
+        uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas.xml", local=str(V4_HOST), port=5060,
+                   calls=10)  # fmt: skip
+        wait_port(net.v4, "udp", 5060)
+        for k in (0, 1):
+            uac = Sipp(
+                net.v6, _dir(work, f"uac{k}"), f"uac{k}", "uac.xml", local=str(V6_HOST),
+                port=5070 + k, remote=own[k][6], calls=5,
+                keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob", "-r", "10"],
+            )  # fmt: skip
+            assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uas)
+    finally:
+        assert gw.stop() == 0, gw.text()[-4000:]
+    text = gw.text()
+    counts = re.findall(
+        r"w(\d)\.link: worker channel: (\d+) messages handed .*?, (\d+) taken", text
+    )
+    assert sorted(k for k, _, _ in counts) == ["0", "1"], text[-4000:]
+    assert all(handed == taken == "0" for _, handed, taken in counts), counts
+    assert not re.search(r"from udp \S+ handed to worker", text)

@@ -58,7 +58,7 @@ def test_serve_turn_flags_reach_the_turn_section() -> None:
 def test_serve_without_turn_flags_keeps_the_defaults() -> None:
     cfg = _serve_config()
     assert cfg.turn.open is False
-    assert cfg.general.services == ("sip", "media", "turn")
+    assert cfg.general.services == ("sip", "media", "turn", "tunnel")
     assert "turn.open" not in cfg.overridden
 
 

@@ -30,7 +30,7 @@ def test_turn_defaults() -> None:
     assert turn.relay_addresses == turn.external_addresses == ()
     assert turn.allow_peers == turn.deny_peers == ()
     assert turn.keep_client_family is False
-    assert cfg.general.services == ("sip", "media", "turn")
+    assert cfg.general.services == ("sip", "media", "turn", "tunnel")
 
 
 def test_turn_section_from_a_file(tmp_path: Path) -> None:

@@ -26,8 +26,11 @@
 # parsed.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
-# UDP never originates from a ``receive_only`` listener (a worker's private port: what it
-# sends leaves from the shared port, the one NATs and firewalls have a pinhole for).
+# UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
+# caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
+# DNS or static route): its responses then come back to this very worker. Everything
+# else (responses, requests to registered contacts and recorded flows, keep-alives)
+# leaves from the shared port, the one NATs and firewalls have a pinhole for.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -317,6 +320,7 @@ class SipTransportLayer:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         """Send one SIP message; True if written or queued on a connection being opened.
 
@@ -325,13 +329,15 @@ class SipTransportLayer:
         fails (no new connection: send again without ``flow`` to the Via address for that).
         ``server_name`` is the SIP domain a TLS server must prove (RFC 5922; default: the
         address itself). Any failure, now or once a new connection fails, is reported to
-        ``on_send_error`` with ``handle``.
+        ``on_send_error`` with ``handle``. ``own_port``: UDP without a flow leaves from
+        this process's receive-only listener of that family when it has one (a SIP
+        worker's private port, named in its Via), else as usual.
         """
         remote = (address, port)
         if flow is not None and flow.transport is not transport:
             flow = None
         if transport is Transport.UDP:
-            udp = self._udp_for(family_of(address), flow)
+            udp = self._udp_for(family_of(address), flow, own_port)
             if udp is None:
                 return self._fail(transport, remote, "no UDP listener of that family", handle)
             if udp.send(data, remote):
@@ -378,7 +384,7 @@ class SipTransportLayer:
             self.stats.keepalives_sent += 1
         return sent
 
-    def _udp_for(self, family: Family, flow: Flow | None) -> UdpListener | None:
+    def _udp_for(self, family: Family, flow: Flow | None, own: bool = False) -> UdpListener | None:
         if flow is not None:
             for bound, udp in self._udp:
                 if bound.local == flow.local:
@@ -386,7 +392,7 @@ class SipTransportLayer:
         fallback = None
         for bound, udp in self._udp:
             if bound.family is family:
-                if bound.spec not in self._receive_only:
+                if (bound.spec in self._receive_only) is own:
                     return udp
                 fallback = fallback or udp
         return fallback

@@ -171,7 +171,9 @@ class UdpListener(asyncio.DatagramProtocol):
         pass  # ICMP errors from clients that went away
 
     def client(self, remote: Address) -> UdpClient:
-        addr = raw_address(*remote)
+        addr = self._raw.get(remote)  # parsed when the request arrived
+        if addr is None:
+            addr = raw_address(*remote)
         client = self.clients.get(addr)
         if client is None:
             client = self.clients[addr] = UdpClient(self, addr)

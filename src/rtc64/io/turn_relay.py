@@ -9,6 +9,14 @@
 # - ``reserve`` binds at once (a bind failure tries another pair, a few times, then
 #   ``RelayUnavailable``: 508); reading starts right after on the loop (the kernel queues
 #   what arrives meanwhile). A kept port+1 stays bound, unread, until ``take_reserved``.
+# - A released plain UDP relay whose loop transport runs is kept bound and read, idle (up
+#   to ``idle`` sockets, oldest reused first; its port stays taken from the pool): the
+#   next plain UDP relay of its family takes it over without a socket(), bind(), loop
+#   transport and close() per allocation (~9 system calls and a task). Nothing of the old
+#   allocation reaches the new client: while idle every datagram is dropped (no
+#   permissions), and on reuse what the kernel still queues is read and dropped first; a
+#   socket with more than ``DRAIN_LIMIT`` queued (a flood) or a closing transport is
+#   closed instead. ``stop`` closes the idle ones and frees their ports.
 # - The allocation a relay belongs to is the client being served when the core asks
 #   (``serving``): its fast-path handle, its bandwidth buckets (one per direction, shared
 #   by a dual allocation's relays) and its counters.
@@ -49,6 +57,10 @@ Address = tuple[IPAddress, int]
 RELAY_RCVBUF = 512 * 1024
 KEPT_RCVBUF = 16 * 1024
 BIND_ATTEMPTS = 8
+IDLE_SOCKETS = 64
+"""Released relay sockets kept bound for reuse, per family (their ports stay in use)."""
+DRAIN_LIMIT = 64
+"""Datagrams read and dropped from an idle socket on reuse; more than that: closed."""
 
 
 class PortPair(Protocol):
@@ -104,7 +116,7 @@ class Totals:
     no_permission: int = 0
     over_limit: int = 0
 
-    def add(self, c: RelayCounters) -> None:
+    def add(self, c: RelayCounters | RelaySocket) -> None:
         self.relays += 1
         self.to_peer_packets += c.to_peer_packets
         self.to_peer_bytes += c.to_peer_bytes
@@ -126,6 +138,23 @@ class _Null:
 
     def send(self, data: bytes) -> None:
         pass
+
+
+_IDLE_CLIENT = _Null()
+"""The client of an idle relay socket: nothing reaches anyone."""
+
+
+def drain(sock: socket.socket, limit: int = DRAIN_LIMIT) -> int | None:
+    """Read and drop what ``sock`` (non-blocking) has queued; the count, None if more than
+    ``limit`` (the socket is being flooded) or the socket failed."""
+    for n in range(limit + 1):
+        try:
+            sock.recv(1)  # UDP: the rest of the datagram is discarded
+        except (BlockingIOError, InterruptedError):
+            return n
+        except OSError:  # a queued ICMP error, or the socket is gone
+            return None
+    return None
 
 
 class _Pair:
@@ -190,6 +219,7 @@ class TurnRelays:
         tcp: TcpRelays | None = None,
         *,
         bandwidth: int = 0,
+        idle: int = IDLE_SOCKETS,
         log: logging.Logger | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -217,6 +247,12 @@ class TurnRelays:
         self._group_of: dict[Address, _Group] = {}
         self._next: dict[Family, int] = dict.fromkeys(self.addresses, 0)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.idle_limit = idle
+        self._idle: dict[Family, deque[RelaySocket]] = {f: deque() for f in self.addresses}
+        self.reused = 0
+        """Relays served by an idle socket (no new socket, bind or loop transport)."""
+        self.drained = 0
+        """Datagrams read and dropped from idle sockets when they were reused."""
         self.bind_failures = 0
         self.closed_totals: dict[tuple[Family | None, Family], Totals] = {}
         """Packets and bytes of the relays already closed, per (client, relay) family."""
@@ -228,6 +264,10 @@ class TurnRelays:
         if not choices:
             raise RelayUnavailable(f"no IPv{4 if family is Family.INET else 6} relay address")
         if not even and not reserve_next:
+            if protocol != TCP:
+                address = self._from_idle(family)
+                if address is not None:
+                    return address
             address = self._from_half(family, protocol)
             if address is not None:
                 return address
@@ -270,9 +310,14 @@ class TurnRelays:
         kept = self._kept.pop(relay, None)
         if kept is not None:
             kept.close()
-        else:
-            self._close_socket(relay)
+        elif self._close_socket(relay):
+            return  # kept bound, idle: its port stays in use
         self._free_port(relay)
+
+    @property
+    def idle(self) -> int:
+        """Relay sockets kept bound for reuse."""
+        return sum(len(q) for q in self._idle.values())
 
     # --- the core's events ---------------------------------------------------------------------
 
@@ -332,8 +377,12 @@ class TurnRelays:
         return self.udp.get(address)
 
     def stop(self) -> None:
+        self.idle_limit = 0
         for address in list(self.udp):
             self.release(address)
+        for idle in self._idle.values():
+            while idle:
+                self._close_idle(idle.popleft())
         for address in list(self._kept):
             self.release(address)
         if self.tcp is not None:
@@ -384,6 +433,26 @@ class TurnRelays:
             return (ip, port)
         return None
 
+    def _from_idle(self, family: Family) -> Address | None:
+        idle = self._idle.get(family)
+        while idle:
+            relay = idle.popleft()
+            transport = relay.transport
+            dropped = None if transport is None or transport.is_closing() else drain(relay.sock)
+            if dropped is None:
+                self._close_idle(relay)
+                continue
+            self.drained += dropped
+            self.reused += 1
+            address = relay.address
+            self._start(address, relay.sock, 17, transport)
+            return address
+        return None
+
+    def _close_idle(self, relay: RelaySocket) -> None:
+        relay.close()
+        self._free_port(relay.address)
+
     def _bind(self, ip: IPAddress, port: int, protocol: int) -> socket.socket:
         if protocol == TCP:
             if self.tcp is None:
@@ -405,7 +474,15 @@ class TurnRelays:
             group = self._groups[client] = _Group(client, out or _Null(), buckets)
         return group
 
-    def _start(self, address: Address, sock: socket.socket, protocol: int) -> None:
+    def _start(
+        self,
+        address: Address,
+        sock: socket.socket,
+        protocol: int,
+        transport: asyncio.DatagramTransport | None = None,
+    ) -> None:
+        """The relay at ``address`` serves the client being served; ``transport``: an idle
+        socket's running loop transport, handed to the new relay."""
         group = self._group()
         group.relays.add(address)
         self._group_of[address] = group
@@ -417,6 +494,10 @@ class TurnRelays:
             self.tcp.open(address, sock)
             return
         relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
+        if transport is not None:
+            relay.transport = transport
+            transport.set_protocol(relay)
+            return
 
         def released() -> bool:
             return relay.closed
@@ -436,27 +517,31 @@ class TurnRelays:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _close_socket(self, address: Address) -> None:
+    def _close_socket(self, address: Address) -> bool:
+        """Close the relay at ``address``; True if its socket was kept bound, idle."""
+        kept = False
         relay = self.udp.pop(address, None)
         if relay is not None:
             group = self._group_of.get(address)
-            counters = _counters(relay, None if group is None else group.client)
-            key = (None if counters.client is None else counters.client.family, relay.family)
+            client = None if group is None else group.client
+            key = (None if client is None else client.family, relay.family)
             totals = self.closed_totals.get(key)
             if totals is None:
                 totals = self.closed_totals[key] = Totals()
-            totals.add(counters)
+            totals.add(relay)
             for number, route in list(relay.client.channels.items()):
                 if route.relay is relay:
                     del relay.client.channels[number]
-            relay.close()
+            kept = self._keep_idle(relay)
+            if not kept:
+                relay.close()
         elif self.tcp is not None and address in self.tcp.relays:
             self.tcp.close(address)
         else:
-            return
+            return False
         group = self._group_of.pop(address, None)
         if group is None:
-            return
+            return kept
         group.relays.discard(address)
         out = group.out
         if isinstance(out, UdpClient | StreamConnection | _Null):
@@ -465,6 +550,25 @@ class TurnRelays:
                 self.listeners.forget_client(out)
         if not group.relays and self._groups.get(group.client) is group:
             del self._groups[group.client]
+        return kept
+
+    def _keep_idle(self, relay: RelaySocket) -> bool:
+        """Park a released relay's socket for reuse: it drops everything meanwhile."""
+        transport = relay.transport
+        if transport is None or transport.is_closing() or relay.closed:
+            return False
+        idle = self._idle.get(relay.family)
+        if idle is None or self.idle_limit <= 0:
+            return False
+        relay.closed = True
+        relay.permitted.clear()
+        relay.channels.clear()
+        relay.client = _IDLE_CLIENT
+        relay.bucket_in = relay.bucket_out = None
+        idle.append(relay)
+        if len(idle) > self.idle_limit:
+            self._close_idle(idle.popleft())
+        return True
 
     def _free_port(self, address: Address) -> None:
         ip, port = address

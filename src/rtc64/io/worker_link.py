@@ -7,9 +7,10 @@
 #   transaction times out: RFC 3261 §17.1.1.2 Timer B/F).
 # - A message arriving on a worker's connection, or on its member of a shared UDP port,
 #   that belongs to another worker's transaction or dialog goes there with its flow
-#   (DELIVER): a response whose top Via names another worker's private port (UDP: workers
-#   send from the shared port, and a UA honouring our ``rport`` answers there), a request
-#   whose top Route does.
+#   (DELIVER): a response whose top Via names another worker's private port (UDP: a
+#   request sent from the shared port, toward a pinhole, is answered there by a UA
+#   honouring our ``rport``), a request whose top Route does. Requests toward targets
+#   with no pinhole leave from the private port (``own_port``) and never cross.
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
@@ -139,6 +140,12 @@ class WorkerLink:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
+        self.log.info(
+            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            self.handed,
+            self.taken,
+            self.dropped,
+        )
 
     @property
     def _layer(self) -> SipTransportLayer:
@@ -157,6 +164,7 @@ class WorkerLink:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         if transport.reliable:
             owner = self._owner(transport, address, port, flow)
@@ -168,7 +176,14 @@ class WorkerLink:
                 self.log.debug("send over worker %d's %s connection", owner, transport.value)
                 return self._send_to(owner, head + body)
         return self._layer.send(
-            data, transport, address, port, flow=flow, server_name=server_name, handle=handle
+            data,
+            transport,
+            address,
+            port,
+            flow=flow,
+            server_name=server_name,
+            handle=handle,
+            own_port=own_port,
         )
 
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:

@@ -49,17 +49,6 @@ class PasswordAlgorithm(enum.IntEnum):
     SHA256 = 0x0002
 
 
-class Field(NamedTuple):
-    """An attribute with a typed value, encoded once the transaction id is known (a named
-    tuple: immutable, and several are built for every answer)."""
-
-    attr: Attr[Any]
-    value: object
-
-    def pack(self, transaction_id: bytes) -> tuple[int, bytes]:
-        return self.attr.type, self.attr.encode(self.value, transaction_id)
-
-
 class Attr(Generic[T]):
     """One attribute type: its number, RFC name and value codec."""
 
@@ -106,6 +95,17 @@ class Attr(Generic[T]):
 
     def __call__(self, value: T) -> Field:
         return Field(self, value)
+
+
+class Field(NamedTuple):
+    """An attribute with a typed value, encoded once the transaction id is known (a named
+    tuple: immutable, and several are built for every answer)."""
+
+    attr: Attr[Any]
+    value: Any  # not `object`: mypyc (2.4) builds the annotations from names it knows
+
+    def pack(self, transaction_id: bytes) -> tuple[int, bytes]:
+        return self.attr.type, self.attr.encode(self.value, transaction_id)
 
 
 # -- value codecs -------------------------------------------------------------------------
@@ -285,14 +285,16 @@ def _family_decode(r: Reader, _tid: bytes) -> Family:
     return family
 
 
-def _family_wire(value: Family) -> int:
-    wire = _FAMILY_WIRE.get(value)
+def _family_wire(value: object) -> int:
+    """The wire number of a ``Family`` (typed ``object``: a wrong value must be a
+    ``LocalProtocolError`` in the mypyc build too, not its TypeError)."""
+    wire = _FAMILY_WIRE.get(value) if isinstance(value, Family) else None
     if wire is None:
         raise LocalProtocolError(f"not an address family: {value!r}")
     return wire
 
 
-def _family_encode(value: Family, _tid: bytes) -> bytes:
+def _family_encode(value: object, _tid: bytes) -> bytes:
     return bytes((_family_wire(value), 0, 0, 0))
 
 
@@ -303,7 +305,7 @@ def _address_error_decode(r: Reader, _tid: bytes) -> tuple[Family, int, str]:
     return family, code, reason
 
 
-def _address_error_encode(value: tuple[Family, int, str], _tid: bytes) -> bytes:
+def _address_error_encode(value: tuple[object, int, str], _tid: bytes) -> bytes:
     family, code, reason = value
     return bytes((_family_wire(family), 0)) + _write_code(code, reason)
 

@@ -18,17 +18,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
+from typing import Protocol
 
 from rtc64.errors import LocalProtocolError
 from rtc64.stun.attributes import PasswordAlgorithm
 
 __all__ = [
     "FINGERPRINT_XOR",
+    "Mac",
     "PasswordAlgorithm",
     "fingerprint",
     "hmac_sha1",
     "hmac_sha256",
     "long_term_key",
+    "prepared_mac",
     "short_term_key",
     "userhash",
 ]
@@ -65,7 +68,26 @@ def userhash(username: str | bytes, realm: str | bytes) -> bytes:
     return hashlib.sha256(_utf8(username) + b":" + _utf8(realm)).digest()
 
 
-_PREPARED: dict[tuple[bytes, str], hmac.HMAC] = {}
+class Mac(Protocol):
+    """A keyed MAC in progress: ``hmac.HMAC`` or the OpenSSL object inside it."""
+
+    def copy(self) -> Mac: ...
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+def prepared_mac(key: bytes, digest: str) -> Mac:
+    """An HMAC with ``key`` absorbed, to ``copy`` per message. When ``hmac`` wraps an
+    OpenSSL object (CPython with OpenSSL, the usual case), that object itself: its
+    copy/update/digest are then plain C calls, without ``hmac.HMAC``'s Python methods."""
+    outer = hmac.new(key, digestmod=digest)
+    inner: Mac | None = getattr(outer, "_hmac", None)
+    return outer if inner is None else inner
+
+
+_PREPARED: dict[tuple[bytes, str], Mac] = {}
 """HMAC objects with the key already absorbed, by (key, digest): a copy of one is cheaper
 than a fresh HMAC (measured 0.8 vs 1.4 µs), and the same few keys sign most messages."""
 MAX_PREPARED = 4096
@@ -76,7 +98,7 @@ def _hmac(key: bytes, data: bytes, digest: str) -> bytes:
     if prepared is None:
         if len(_PREPARED) >= MAX_PREPARED:
             _PREPARED.clear()  # bounded: rebuilt on demand
-        prepared = _PREPARED[(key, digest)] = hmac.new(key, digestmod=digest)
+        prepared = _PREPARED[(key, digest)] = prepared_mac(key, digest)
     mac = prepared.copy()
     mac.update(data)
     return mac.digest()

@@ -1,6 +1,9 @@
-# Rules: ``rtc64 tunnel serve`` and ``rtc64 tunnel connect``: flags are validated here
-# and a wrong one raises ConfigError naming the flag, the value and the expected form
-# (exit 2, no traceback); OSError at start (no /dev/net/tun, port in use) is one line.
+# Rules: ``rtc64 tunnel serve`` and ``rtc64 tunnel connect``. Server flags override the
+# ``[tunnel]`` keys of --config (the configuration module validates both: cli.py hands
+# in the loader, a service never imports the configuration); client flags are validated
+# here. A wrong value raises ConfigError naming the flag (and key), the value and the
+# expected form (exit 2, no traceback); OSError at start (no /dev/net/tun, port in use)
+# is one line.
 """The ``rtc64 tunnel`` subcommands."""
 
 from __future__ import annotations
@@ -22,14 +25,35 @@ from rtc64.tunnel.tsp import TSP_PORT
 log = logging.getLogger("rtc64.tunnel")
 
 
+#: ``tunnel serve`` flags and the ``[tunnel]`` keys they override (flags win over --config)
+SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--listen", "tunnel.listen", f"udp:HOST:PORT (udp:0.0.0.0:{TSP_PORT})"),
+    ("--prefix", "tunnel.prefix", "the /64 tunnel prefix"),
+    ("--backend", "tunnel.backend", "tun (a TUN device, default) or routed (no TUN)"),
+    ("--tun", "tunnel.device", "TUN device or sink link name (tsp0)"),
+    ("--server-ipv4", "tunnel.server_ipv4", "IPv4 address announced to clients"),
+    ("--keepalive", "tunnel.keepalive", "keepalive seconds (30)"),
+    ("--lifetime", "tunnel.lifetime", "tunnel lifetime seconds (604800)"),
+    ("--rate", "tunnel.rate", "packets/s per IPv4 source and destination (500)"),
+    ("--burst", "tunnel.burst", "burst per IPv4 source and destination (1000)"),
+    ("--icmp-rate", "tunnel.icmp_rate", "ICMPv6 errors/s the server sends (100)"),
+)
+_LOG_FLAGS = (("--log-level", "general.log_level"), ("--log-format", "general.log_format"))
+
+ServerConfig = tuple[ServerSettings, service.ServeOptions]
+#: builds the server's settings from the parsed flags (and ``--config``); given by cli.py
+ServerLoader = Callable[[argparse.Namespace, dict[str, object]], ServerConfig]
+
+
 def add_parser(
     add_command: Callable[..., argparse.ArgumentParser],
     subcommands: Callable[
         [argparse.ArgumentParser, str, str], Callable[..., argparse.ArgumentParser]
     ],
+    load: ServerLoader,
 ) -> None:
     """Register ``tunnel serve`` and ``tunnel connect`` (``subcommands`` gives each the
-    global options)."""
+    global options; ``load`` turns ``tunnel serve``'s overrides into its settings)."""
     tunnel = add_command(
         "tunnel", help="stateless IPv6-over-UDP/IPv4 tunnel (Public TSP profile, RFC 5572)"
     )
@@ -38,19 +62,18 @@ def add_parser(
         "serve",
         help="run the tunnel server",
         description="Answers the Public TSP exchange on UDP 3653 and forwards bare IPv6 "
-        "packets between the tunnel and a TUN device carrying the /64 prefix. No per-client "
-        "state: a client's address is PREFIX | IPv4 | port | local part.",
+        "packets between the tunnel and the IPv6 side (a TUN device, or with --backend "
+        "routed the prefix routed to a sink link, no TUN). No per-client state: a client's "
+        "address is PREFIX | IPv4 | port | local part. Settings come from the [tunnel] "
+        "section of --config; flags override it.",
     )
-    serve.add_argument("--listen", default=f"udp:0.0.0.0:{TSP_PORT}", help="udp:HOST:PORT")
-    serve.add_argument("--prefix", required=True, help="the /64 tunnel prefix")
-    serve.add_argument("--tun", default="tsp0", help="TUN device name (tsp0)")
-    serve.add_argument("--server-ipv4", help="IPv4 address announced to clients")
-    serve.add_argument("--keepalive", type=int, default=30, help="keepalive seconds (30)")
-    serve.add_argument("--lifetime", type=int, default=604800, help="tunnel lifetime seconds")
-    serve.add_argument("--rate", type=float, default=500.0, help="packets/s per IPv4 source")
-    serve.add_argument("--burst", type=float, default=1000.0, help="burst per IPv4 source")
-    serve.add_argument("--stats", type=Path, help="write counters as JSON to FILE every second")
-    serve.set_defaults(handler=_serve)
+    for flag, key, text in SERVE_FLAGS:
+        metavar = flag[2:].upper().replace("-", "_")
+        serve.add_argument(flag, dest=key, metavar=metavar, default=argparse.SUPPRESS, help=text)
+    serve.add_argument(
+        "--stats", type=Path, metavar="FILE", help="write counters as JSON to FILE every second"
+    )
+    serve.set_defaults(handler=lambda args: _serve(args, load))
     connect = sub(
         "connect",
         help="connect to a tunnel server: IPv6 through an IPv4-only network",
@@ -67,51 +90,28 @@ def add_parser(
     connect.set_defaults(handler=_connect)
 
 
-def _listen(text: str) -> tuple[str, int]:
-    scheme, _, rest = text.partition(":")
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if scheme != "udp" or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("--listen", text, "udp:HOST:PORT, e.g. udp:0.0.0.0:3653")
-    return host, int(port)
-
-
-def _positive(flag: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(flag, value, "a number > 0")
-
-
 def _tun_name(name: str) -> str:
     if not 0 < len(name) < 16 or not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("--tun", name, "an interface name of 1-15 letters/digits")
     return name
 
 
-def settings_from(args: argparse.Namespace) -> tuple[ServerSettings, service.ServeOptions]:
-    """Validated server settings from the parsed flags."""
-    host, port = _listen(args.listen)
-    try:
-        prefix = IPv6Network(args.prefix)
-    except ValueError:
-        prefix = None
-    if prefix is None or prefix.prefixlen != 64:
-        raise ConfigError("--prefix", args.prefix, "an IPv6 /64 like 2001:db8:64::/64")
-    if args.server_ipv4 is None:
-        server_ipv4 = service.server_ipv4_for(host)
-    else:
-        try:
-            server_ipv4 = IPv4Address(args.server_ipv4)
-        except ValueError:
-            raise ConfigError("--server-ipv4", args.server_ipv4, "an IPv4 address") from None
-    for flag, value in (("--keepalive", args.keepalive), ("--lifetime", args.lifetime)):
-        _positive(flag, value)
-    _positive("--rate", args.rate)
-    if args.burst < 1:
-        raise ConfigError("--burst", args.burst, "a number >= 1")
-    settings = ServerSettings(
-        prefix, server_ipv4, args.lifetime, args.keepalive, rate=args.rate, burst=args.burst
-    )
-    return settings, service.ServeOptions(host, port, _tun_name(args.tun), args.stats)
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The configuration keys ``tunnel serve``'s flags set."""
+    values = {key: getattr(args, key) for _, key, _ in SERVE_FLAGS if hasattr(args, key)}
+    for flag, key in _LOG_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            values[key] = value
+    return values
+
+
+def flag_error(exc: ConfigError, given: dict[str, object]) -> ConfigError:
+    """``exc`` naming the flag too when the bad value came from one."""
+    for flag, key in (*((f, k) for f, k, _ in SERVE_FLAGS), *_LOG_FLAGS):
+        if key == exc.key and key in given:
+            return ConfigError(f"{flag} ({key})", exc.value, exc.expected)
+    return exc
 
 
 def connect_options(args: argparse.Namespace) -> service.ConnectOptions:
@@ -144,9 +144,12 @@ def _logging(args: argparse.Namespace) -> None:
     logs.setup(level, fmt)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings, options = settings_from(args)
-    _logging(args)
+def _serve(args: argparse.Namespace, load: ServerLoader) -> int:
+    given = overrides(args)
+    try:
+        settings, options = load(args, given)
+    except ConfigError as exc:
+        raise flag_error(exc, given) from None
     try:
         return loop.run(lambda stop: service.serve(settings, options, stop))
     except OSError as exc:

@@ -6,7 +6,10 @@
 #   source is not a unicast address (multicast, unspecified);
 # - §2.4 (c): an error carries as much of the offending packet as fits in 1280 bytes;
 # - §3.1 Destination Unreachable (type 1), §3.2 Packet Too Big (type 2, MTU),
-#   §4.1/§4.2 Echo Request/Reply (types 128/129) for the tunnel keepalive.
+#   §3.3 Time Exceeded (type 3, code 0: hop limit exceeded in transit),
+#   §4.1/§4.2 Echo Request/Reply (types 128/129) for the tunnel keepalive;
+# - RFC 8200 §3: a node that forwards a packet decrements its hop limit and discards it
+#   when the result would be zero (``forwarded``).
 """IPv6 header reading and ICMPv6 construction with checksums."""
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ MIN_MTU = 1280
 ICMPV6 = 58
 DEST_UNREACHABLE = 1
 PACKET_TOO_BIG = 2
+TIME_EXCEEDED = 3
 ECHO_REQUEST = 128
 ECHO_REPLY = 129
 # Destination Unreachable codes (RFC 4443 §3.1)
@@ -105,6 +109,32 @@ def packet_too_big(
     """Packet Too Big about ``packet`` announcing ``mtu``, at most ``size`` bytes."""
     body = struct.pack("!I", mtu) + _quote(packet, size)
     return icmpv6(me, header.source, PACKET_TOO_BIG, 0, body)
+
+
+def time_exceeded(me: IPv6Address, packet: bytes, header: Ipv6Header, size: int = MIN_MTU) -> bytes:
+    """Time Exceeded (hop limit exceeded in transit) about ``packet``, at most ``size``."""
+    body = b"\x00" * 4 + _quote(packet, size)
+    return icmpv6(me, header.source, TIME_EXCEEDED, 0, body)
+
+
+def forwardable(destination: IPv6Address) -> bool:
+    """False for destinations a router never forwards a packet to (RFC 4291 §2.5.2,
+    §2.5.3, §2.5.5.2, §2.5.6): unspecified, loopback, IPv4-mapped, link-local."""
+    return not (
+        destination.is_unspecified
+        or destination.is_loopback
+        or destination.ipv4_mapped is not None
+        or destination.is_link_local
+    )
+
+
+def forwarded(packet: bytes) -> bytes | None:
+    """``packet`` with its hop limit decremented, or None when it must not be forwarded
+    (hop limit 0 or 1: RFC 8200 §3). The packet is assumed parsed already."""
+    hop_limit = packet[7]
+    if hop_limit <= 1:
+        return None
+    return packet[:7] + bytes((hop_limit - 1,)) + packet[8:]
 
 
 def echo(

@@ -9,11 +9,19 @@
 #   An answer is sent only when it is not larger than the request (anti-amplification:
 #   clients pad, see tsp.REQUEST_SIZE); otherwise the request is dropped and counted.
 # - Upstream data: a bare IPv6 packet whose source embeds the datagram's own IPv4:port
-#   (egress filter). Packets to the prefix go straight to the embedded endpoint; others
-#   to the TUN side. Echo requests to the server address are answered (keepalive).
+#   (egress filter). Multicast destinations (the client's link chatter) are ignored and
+#   counted apart; destinations a router never forwards to (loopback, unspecified,
+#   link-local, IPv4-mapped) are dropped: a raw socket would deliver ::1 to this host's
+#   loopback services. Packets to the prefix go straight to the embedded endpoint; others
+#   to the TUN side. Echo requests to the server address are answered (keepalive); other
+#   packets to it go to the host, which owns that address (the host's own sockets use it
+#   as their source toward clients).
 #   A prefix source that does not match (a changed NAT mapping) gets Destination
 #   Unreachable code 5 back to the datagram's sender (same size or smaller, rate-limited).
-# - Downstream data (from the TUN side): only to a prefix address whose embedded endpoint
+# - Downstream data (from the TUN side): multicast destinations are the host's own link
+#   chatter on the device (MLD reports, router solicitations), ignored and counted apart
+#   from drops; a prefix source other than the server address
+#   (the host's own) is dropped; only to a prefix address whose embedded endpoint
 #   is a routable unicast IPv4 and a non-zero port; otherwise Destination Unreachable
 #   (code 3) to the source. Larger than the 1280-byte tunnel MTU: Packet Too Big.
 # - Per-IPv4-source rate limit on everything received, per-IPv4-destination rate limit on
@@ -21,6 +29,10 @@
 #   IPv4:port through the prefix: this bounds how hard one host can be hit through us,
 #   with the same size, never more), and never to the server's own IPv4 address.
 #   ICMPv6 errors are rate-limited too.
+# - ``router``: the IPv6 side does not forward through the kernel (the routed-prefix
+#   backend sends upstream packets as they are), so the core is the router hop for that
+#   direction: it decrements the hop limit and answers Time Exceeded (RFC 8200 §3,
+#   RFC 4443 §3.3) when it runs out. Behind a TUN device the kernel does both.
 """The stateless Public TSP server core: datagrams in, datagrams and packets out."""
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ class ServerSettings:
     rate: float = 500.0  # packets per second per IPv4 source
     burst: float = 1000.0
     icmp_rate: float = 100.0  # ICMPv6 errors per second, all destinations together
+    router: bool = False  # decrement the hop limit of upstream packets (see the rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,8 @@ class Counters:
     dropped_rate_limited: int = 0
     dropped_unroutable: int = 0
     dropped_too_big: int = 0
+    dropped_hop_limit: int = 0
+    ignored_multicast: int = 0
     icmp_sent: int = 0
     icmp_rate_limited: int = 0
 
@@ -203,11 +218,21 @@ class TunnelServer:
             if self.mapping.contains(header.source):
                 return self._error(data, header, now, code=ip.SOURCE_POLICY, addr=addr)
             return []
+        destination = header.destination
+        if destination.is_multicast:
+            self.counters.ignored_multicast += 1  # the client's link chatter: not routed
+            return []
+        if not ip.forwardable(destination):
+            self.counters.dropped_unroutable += 1  # ::1, link-local...: never this host's
+            return []
         self.counters.up_packets += 1
         self.counters.up_bytes += len(data)
-        if header.destination == self.mapping.server_address:
-            return self._keepalive(data, header, addr)
-        if self.mapping.contains(header.destination):
+        to_me = destination == self.mapping.server_address
+        if to_me:
+            reply = self._keepalive(data, header, addr)
+            if reply:
+                return reply  # anything else to the server address is for this host
+        elif self.mapping.contains(header.destination):
             target = self.mapping.endpoint(header.destination)
             if target is None:
                 self.counters.dropped_unroutable += 1
@@ -216,6 +241,12 @@ class TunnelServer:
                 return []
             self.counters.client_to_client += 1
             return [ToUdp(data, target)]
+        if self.settings.router and not to_me:  # delivered to this host: not forwarded
+            hop = ip.forwarded(data)
+            if hop is None:
+                self.counters.dropped_hop_limit += 1
+                return self._error(data, header, now, addr=addr, expired=True)
+            data = hop
         return [ToTun(data)]
 
     def _keepalive(self, data: bytes, header: ip.Ipv6Header, addr: UdpAddr) -> list[Action]:
@@ -236,7 +267,11 @@ class TunnelServer:
         except RemoteProtocolError:
             self.counters.dropped_malformed += 1
             return []
-        if self.mapping.contains(header.source):
+        if header.destination.is_multicast:
+            self.counters.ignored_multicast += 1  # the host's own link chatter (MLD, RS)
+            return []
+        me = self.mapping.server_address
+        if self.mapping.contains(header.source) and header.source != me:
             self.counters.dropped_spoofed += 1  # prefix sources only come from the tunnel
             return []
         target = self.mapping.endpoint(header.destination)
@@ -275,11 +310,20 @@ class TunnelServer:
         return True
 
     def _build(
-        self, packet: bytes, header: ip.Ipv6Header, code: int, too_big: bool, size: int
+        self,
+        packet: bytes,
+        header: ip.Ipv6Header,
+        code: int,
+        size: int,
+        *,
+        too_big: bool = False,
+        expired: bool = False,
     ) -> bytes:
         me = self.mapping.server_address
         if too_big:
             return ip.packet_too_big(me, packet, header, self.settings.mtu, size)
+        if expired:
+            return ip.time_exceeded(me, packet, header, size)
         return ip.destination_unreachable(me, packet, header, code, size)
 
     def _error(
@@ -291,12 +335,14 @@ class TunnelServer:
         addr: UdpAddr,
         code: int = 0,
         too_big: bool = False,
+        expired: bool = False,
     ) -> list[Action]:
         # toward the tunnel an error is never larger than the packet it is about (no
         # amplification toward a possibly spoofed UDP source); it quotes at least a header
         if len(packet) < 2 * ip.HEADER + 8 or not self._allowed_error(packet, header, now):
             return []
-        return [ToUdp(self._build(packet, header, code, too_big, len(packet)), addr)]
+        reply = self._build(packet, header, code, len(packet), too_big=too_big, expired=expired)
+        return [ToUdp(reply, addr)]
 
     def _icmp_to_tun(
         self,
@@ -309,7 +355,7 @@ class TunnelServer:
     ) -> list[Action]:
         if not self._allowed_error(packet, header, now):
             return []
-        return [ToTun(self._build(packet, header, code, too_big, ip.MIN_MTU))]
+        return [ToTun(self._build(packet, header, code, ip.MIN_MTU, too_big=too_big))]
 
 
 def client_address(settings: ServerSettings, ipv4: IPv4Address, port: int) -> IPv6Address:

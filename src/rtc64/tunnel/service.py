@@ -1,44 +1,57 @@
 # Rules: wiring only. The server core sees (IPv4, port) sources; its actions go to the
-# UDP socket or the TUN device. The server's TUN carries the route to the prefix (and
-# the server's own address prefix::1/128); the client's TUN carries the assigned address,
-# MTU 1280 and the default IPv6 route (or the prefixes asked for). On a changed mapping
-# the client swaps the address; on exit both close their TUN, which removes the device,
-# its addresses and routes (the host is restored). Counters are written to an optional
-# JSON file every second and on exit.
+# UDP socket or the IPv6 side: a TUN device, or (backend ``routed``) the prefix routed
+# to a sink link with a packet tap and a raw socket, the core then being the router hop
+# (hop limit). Either side carries the route to the prefix (and the server's own address
+# prefix::1/128); ``TunnelService`` is also what ``rtc64 serve`` runs. The client's TUN
+# carries the assigned address, MTU 1280 and the default IPv6 route (or the prefixes
+# asked for). On a changed mapping the client swaps the address; on exit both close
+# their device, which removes it, its addresses and routes (the host is restored).
+# Counters are written to an optional JSON file every second and on exit.
 """Public TSP tunnel server and client processes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Network, ip_address
 from pathlib import Path
+from typing import Protocol
 
+from rtc64.io import routed_prefix as routed_io
 from rtc64.io import tun as tun_io
 from rtc64.io import tunnel_udp
 from rtc64.io.driver import clock
+from rtc64.net.address import format_hostport
 from rtc64.tunnel import client as tc
 from rtc64.tunnel.mapping import routable
 from rtc64.tunnel.server import ServerSettings, ToTun, ToUdp, TunnelServer
+from rtc64.tunnel.stats import TunnelStats
 
 log = logging.getLogger("rtc64.tunnel")
 
 
+BACKENDS = ("tun", "routed")
+
+
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    """Where the server listens and which device it uses."""
+    """Where the server listens and what carries its IPv6 side."""
 
     host: str
     port: int
     tun: str = "tsp0"
     stats: Path | None = None
-    #: the server's TUN device MTU: larger than the tunnel's 1280, so that the core (not
+    #: the server's device MTU: larger than the tunnel's 1280, so that the core (not
     #: the kernel) enforces the tunnel MTU and answers Packet Too Big itself
     device_mtu: int = 1500
+    #: ``tun``: a TUN device; ``routed``: the prefix routed to a sink link, a packet tap
+    #: and a raw socket (``io/routed_prefix.py``), no TUN
+    backend: str = "tun"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,43 +72,117 @@ def _write(path: Path | None, stats: dict[str, object]) -> None:
         tmp.replace(path)
 
 
-async def serve(settings: ServerSettings, options: ServeOptions, stop: asyncio.Event) -> int:
-    """Run the stateless server until ``stop`` is set."""
-    core = TunnelServer(settings)
-    udp: tunnel_udp.UdpPort | None = None
+class Side(Protocol):
+    """The IPv6 side of the server: a TUN device or the routed prefix."""
 
-    def run(actions: Sequence[ToUdp | ToTun]) -> None:
+    name: str
+    write_errors: int
+
+    def write(self, packet: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TunnelService:
+    """The stateless server running: its core, UDP port and IPv6 side (``TunnelView``)."""
+
+    def __init__(self, settings: ServerSettings, options: ServeOptions) -> None:
+        if options.backend not in BACKENDS:
+            raise ValueError(f"unknown tunnel backend {options.backend!r}")
+        routed = options.backend == "routed"
+        self.options = options
+        self.core = TunnelServer(dataclasses.replace(settings, router=routed))
+        self._udp: tunnel_udp.UdpPort | None = None
+        self._side: Side | None = None
+        self._sink = False
+
+    async def start(self) -> None:
+        """Bring up the IPv6 side, then the UDP port (OSError: nothing is left behind)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        settings, options = self.core.settings, self.options
+        me = f"{self.core.mapping.server_address}/128"
+        mtu = max(options.device_mtu, settings.mtu)
+        if options.backend == "routed":
+            kind = await routed_io.create_sink(options.tun, mtu)
+            self._sink = True
+            self._side = routed_io.RoutedPrefix(options.tun, self._from_side)
+            log.info("routed prefix %s to %s (%s sink)", settings.prefix, options.tun, kind)
+        else:
+            self._side = tun_io.Tun(options.tun, self._from_side)
+        await tun_io.configure(self._side.name, me, mtu, [str(settings.prefix)])
+        self._udp = await tunnel_udp.open_server(options.host, options.port, self._on_datagram)
+        log.info(
+            "tunnel server on %s:%d, prefix %s, %s backend",
+            options.host,
+            options.port,
+            settings.prefix,
+            options.backend,
+        )
+
+    def _run(self, actions: Sequence[ToUdp | ToTun]) -> None:
         for action in actions:
             if isinstance(action, ToUdp):
-                if udp is not None:
-                    udp.send(action.data, (str(action.addr[0]), action.addr[1]))
-            else:
-                device.write(action.packet)
+                if self._udp is not None:
+                    self._udp.send(action.data, (str(action.addr[0]), action.addr[1]))
+            elif self._side is not None:
+                self._side.write(action.packet)
 
-    def on_datagram(data: bytes, addr: tunnel_udp.Addr) -> None:
+    def _on_datagram(self, data: bytes, addr: tunnel_udp.Addr) -> None:
         try:
             source = IPv4Address(addr[0])
         except ValueError:
             return  # an IPv6 source: signalling over IPv6 is not this profile's data path
-        run(core.from_udp(data, (source, addr[1]), clock()))
+        self._run(self.core.from_udp(data, (source, addr[1]), clock()))
 
-    device = tun_io.Tun(options.tun, lambda pkt: run(core.from_tun(pkt, clock())))
+    def _from_side(self, packet: bytes) -> None:
+        self._run(self.core.from_tun(packet, clock()))
+
+    def stats(self) -> TunnelStats:
+        """The counters now (``TunnelView``)."""
+        options = self.options
+        return TunnelStats(
+            listen=format_hostport(ip_address(options.host), options.port),
+            prefix=str(self.core.settings.prefix),
+            backend=options.backend,
+            device=options.tun,
+            counters=self.core.counters.snapshot(),
+            udp_send_errors=0 if self._udp is None else self._udp.send_errors,
+            device_write_errors=0 if self._side is None else self._side.write_errors,
+        )
+
+    async def close(self) -> None:
+        """Close the port and the side; delete the sink (the host is restored)."""
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+        if self._sink:
+            self._sink = False
+            await routed_io.delete_sink(self.options.tun)
+
+
+async def serve(settings: ServerSettings, options: ServeOptions, stop: asyncio.Event) -> int:
+    """Run the stateless server until ``stop`` is set."""
+    service = TunnelService(settings, options)
     try:
-        me = f"{core.mapping.server_address}/128"
-        mtu = max(options.device_mtu, settings.mtu)
-        await tun_io.configure(device.name, me, mtu, [str(settings.prefix)])
-        udp = await tunnel_udp.open_server(options.host, options.port, on_datagram)
-        log.info("tunnel server on %s:%d, prefix %s", options.host, options.port, settings.prefix)
+        await service.start()
         while not stop.is_set():
-            _write(options.stats, dict(core.counters.snapshot()))
+            _write(options.stats, service.stats().as_json())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
         return 0
     finally:
-        if udp is not None:
-            udp.close()
-        device.close()
-        _write(options.stats, dict(core.counters.snapshot()))
+        stats = service.stats().as_json()
+        await service.close()
+        _write(options.stats, stats)
 
 
 async def connect(options: ConnectOptions, stop: asyncio.Event) -> int:

@@ -186,33 +186,59 @@ class Allocation:
         return when
 
 
+COMPACT_MIN = 256
+"""Stale heap entries ``Deadlines`` tolerates before it considers a rebuild."""
+
+
 class Deadlines:
     """One pending deadline per key on a heap: ``schedule`` keeps the earlier of the old
     and the new time (later ones are ignored, so repeated refreshes cost nothing); the
-    owner re-schedules what is still alive after ``due``. Keys hash by identity."""
+    owner re-schedules what is still alive after ``due``. Keys hash by identity.
 
-    __slots__ = ("_at", "_heap", "_seq")
+    Cancelled and superseded entries are dropped lazily, and the heap is rebuilt when they
+    outnumber the live ones: otherwise one long-lived key at the top would keep every
+    deleted allocation behind it (and its objects) until its own deadline."""
+
+    __slots__ = ("_at", "_heap", "_seq", "_stale")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, object]] = []
         self._at: dict[object, float] = {}
         self._seq = 0
+        self._stale = 0
 
     def schedule(self, when: float, key: object) -> None:
         at = self._at.get(key)
-        if at is not None and at <= when:
-            return
+        if at is not None:
+            if at <= when:
+                return
+            self._stale += 1  # the later entry stays on the heap until popped
         self._at[key] = when
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, key))
 
     def cancel(self, key: object) -> None:
-        self._at.pop(key, None)
+        if self._at.pop(key, None) is not None:
+            self._stale += 1
+            if self._stale > COMPACT_MIN and self._stale > len(self._at):
+                self._compact()
+
+    def _compact(self) -> None:
+        at = self._at
+        self._heap = [e for e in self._heap if at.get(e[2]) == e[0]]
+        heapq.heapify(self._heap)
+        self._stale = 0
+
+    @property
+    def heap_size(self) -> int:
+        """Entries on the heap, stale ones included (bounded by the compaction)."""
+        return len(self._heap)
 
     def next(self) -> float | None:
         heap = self._heap
         while heap and self._at.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)  # superseded or cancelled
+            self._stale = max(0, self._stale - 1)
         return heap[0][0] if heap else None
 
     def due(self, now: float) -> list[object]:
@@ -225,6 +251,8 @@ class Deadlines:
             if self._at.get(key) == when:
                 del self._at[key]
                 keys.append(key)
+            else:
+                self._stale = max(0, self._stale - 1)
         return keys
 
     def __len__(self) -> int:

@@ -123,7 +123,7 @@ class Authenticator:
             return self.challenge(401, "Unauthenticated", client, now)
         if realm != self._settings.realm:
             return self.challenge(401, "Unauthenticated", client, now)
-        algorithm = self._algorithm(msg) if _ALGORITHM_TYPES & first.keys() else self._default
+        algorithm = self._default if _ALGORITHM_TYPES.isdisjoint(first) else self._algorithm(msg)
         if algorithm is None:
             return Rejected(400, "PASSWORD-ALGORITHM does not match PASSWORD-ALGORITHMS")
         found = self._keys(username, realm, algorithm)

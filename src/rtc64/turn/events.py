@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import Transport
@@ -21,28 +22,46 @@ SockAddr = tuple[IPAddress, int]
 """``(ip, port)`` with an ``ipaddress`` object: compares as a binary value."""
 
 
-@dataclass(frozen=True, slots=True)
 class ClientFlow:
     """The 5-tuple a client talks to the server on (RFC 8656 §2).
 
     ``local`` is the listener's bound ``(ip, port)``; ``connection`` is 0 for UDP and the
-    io's id of the TCP/TLS connection otherwise.
+    io's id of the TCP/TLS connection otherwise. An immutable value: equal and hashed by
+    its four fields. A plain class rather than a frozen dataclass so that the mypyc build
+    constructs it natively (one per request): the dataclass's ``__init__`` is generated
+    Python, and the hash is computed once here (``ipaddress`` objects hash in Python).
     """
 
-    transport: Transport
-    remote: SockAddr
-    local: SockAddr
-    connection: int = 0
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-    """Computed once: every request looks the flow up several times (``ipaddress``
-    objects hash in Python)."""
+    __slots__ = ("_hash", "connection", "local", "remote", "transport")
 
-    def __post_init__(self) -> None:
-        key = (self.transport, self.remote, self.local, self.connection)
-        object.__setattr__(self, "_hash", hash(key))
+    def __init__(
+        self, transport: Transport, remote: SockAddr, local: SockAddr, connection: int = 0
+    ) -> None:
+        self.transport: Final = transport
+        self.remote: Final = remote
+        self.local: Final = local
+        self.connection: Final = connection
+        self._hash: Final = hash((transport, remote, local, connection))
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientFlow):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.transport is other.transport
+            and self.connection == other.connection
+            and self.remote == other.remote
+            and self.local == other.local
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientFlow(transport={self.transport!r}, remote={self.remote!r}, "
+            f"local={self.local!r}, connection={self.connection!r})"
+        )
 
     @property
     def family(self) -> Family:

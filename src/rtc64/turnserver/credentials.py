@@ -38,6 +38,7 @@ from ipaddress import IPv6Address
 from typing import Final, Literal, Protocol
 
 from rtc64.net.address import IPAddress, unmap
+from rtc64.stun.integrity import prepared_mac
 from rtc64.turn.protocols import MD5, PENDING, SHA256, Pending
 
 ALGORITHM_MD5: Final = MD5
@@ -193,7 +194,7 @@ class Credentials:
         self.clock = clock
         self.wall = wall
         self._mac_key = nonce_key if nonce_key is not None else os.urandom(32)
-        self._mac = hmac.new(self._mac_key, digestmod=hashlib.sha256)
+        self._mac = prepared_mac(self._mac_key, "sha256")
         """The nonce MAC with the key absorbed: each nonce copies it (cheaper than anew)."""
         features = settings.features.to_bytes(3, "big")
         self._prefix = NONCE_COOKIE + base64.b64encode(features).decode()

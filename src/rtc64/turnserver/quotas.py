@@ -20,8 +20,10 @@ Rules (RFC 8489 §6.3.4 and §9.2.4 "the server SHOULD limit..."; RFC 8656 §21.
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address
+
 from rtc64.gateway.ratelimit import TokenBucket
-from rtc64.net.address import IPAddress
+from rtc64.net.address import IPAddress, unmap
 
 MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 ERROR_CODE = 0x0009
@@ -74,9 +76,18 @@ class ChallengeLimiter:
         self.dropped = 0
         """401 responses dropped because their source was over its budget (counter)."""
 
+    def key(self, source: IPAddress) -> tuple[int, int]:
+        """The bucket of ``source``: its prefix as (IP version, prefix bits), IPv4-mapped
+        IPv6 counted as IPv4 (what ``gateway.ratelimit.source_key`` names, as integers)."""
+        source = unmap(source)
+        bucket = self.bucket
+        if isinstance(source, IPv6Address):
+            return (6, int(source) >> (128 - bucket.v6_prefix))
+        return (4, int(source) >> (32 - bucket.v4_prefix))
+
     def allow(self, source: IPAddress, now: float) -> bool:
         """May one more 401 go to ``source`` now? Counts either way."""
-        if self.bucket.allow(source, now):
+        if self.bucket.allow_key(self.key(source), now):
             self.challenges += 1
             return True
         self.dropped += 1

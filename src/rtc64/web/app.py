@@ -44,6 +44,7 @@ from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
 from rtc64.web.metrics import RelayTotals, Scrape, render
 from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
+from rtc64.web.tunnel import tunnel_view
 from rtc64.web.views import (
     Json,
     Sources,
@@ -314,6 +315,10 @@ async def turn(request: web.Request) -> web.Response:
     return _json(turn_view(request.app[STATE].sources.turn))
 
 
+async def tunnel(request: web.Request) -> web.Response:
+    return _json(tunnel_view(request.app[STATE].sources.tunnel))
+
+
 async def status(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
     return _json(status_view(src.status, src.wall()))
@@ -522,6 +527,7 @@ def build_app(sources: Sources, guard: Guard) -> web.Application:
     r.add_get("/api/calls", calls)
     r.add_get("/api/events", events)
     r.add_get("/api/turn", turn)
+    r.add_get("/api/tunnel", tunnel)
     r.add_get("/api/status", status)
     r.add_get("/api/blocks", blocks)
     r.add_post("/api/blocks/unblock", unblock)

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from rtc64.gateway.location.bindings import Binding
 from rtc64.net.address import Family, family_of
 from rtc64.relay.stats import CallStats
+from rtc64.web.tunnel import tunnel_metrics
 from rtc64.web.views import Sources, call_families, label
 
 LegKey = tuple[bytes, bytes, int, str]
@@ -95,6 +96,7 @@ class _Collector(Collector):
         yield from self._calls()
         yield from self._turn()
         yield from self._blocks()
+        yield from tunnel_metrics(src.tunnel)
 
     def _sip(self) -> Iterator[Metric]:
         proxy = self.scrape.sources.proxy

@@ -33,6 +33,29 @@ def _arr(item: Schema) -> Schema:
 
 
 ERROR = _obj({"error": STR})
+_PACKETS = _obj({"packets": INT, "bytes": INT})
+TUNNEL = {
+    **_obj(
+        {
+            "enabled": BOOL,
+            "listen": STR,
+            "prefix": STR,
+            "backend": {"type": "string", "enum": ["tun", "routed"]},
+            "device": STR,
+            "upstream": _PACKETS,
+            "downstream": _PACKETS,
+            "client_to_client": INT,
+            "keepalives": INT,
+            "ignored_multicast": INT,
+            "signalling": _obj({"datagrams": INT, "errors": INT, "tunnels_created": INT}),
+            "icmp": _obj({"sent": INT, "rate_limited": INT}),
+            "dropped": {"type": "object", "additionalProperties": INT},
+            "send_errors": _obj({"udp": INT, "device": INT}),
+        },
+        required=False,
+    ),
+    "required": ["enabled"],
+}
 SESSION = _obj({"authenticated": BOOL, "open": BOOL, "csrf": _nullable(STR)})
 CONTACT = _obj(
     {
@@ -128,6 +151,7 @@ STATUS = _obj(
         "listeners": _arr(STR),
         "relay_addresses": _arr(STR),
         "turn_listeners": _arr(STR),
+        "tunnel": _arr(STR),
         "nat64_prefixes": _arr(STR),
         "config": _arr(_obj({"key": STR, "value": STR})),
     }
@@ -320,6 +344,7 @@ def document() -> Schema:
                 "TURN allocations and traffic",
                 _obj({"enabled": BOOL, "allocations": _arr(ALLOCATION), "traffic": _arr(TRAFFIC)}),
             ),
+            "/api/tunnel": _get("the tunnel server's prefix, backend and counters", TUNNEL),
             "/api/status": _get("listeners, NAT64 prefixes, configuration", STATUS),
             "/api/blocks": _get("failed-authentication blocks", _obj({"blocks": _arr(BLOCK)})),
             "/api/blocks/unblock": _post(

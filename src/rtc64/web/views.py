@@ -27,6 +27,7 @@ from rtc64.gateway.stats import (
 )
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.relay.stats import CallStats, LegStats, RelayView
+from rtc64.tunnel.stats import TunnelView
 from rtc64.turnserver.stats import AllocationView, TurnView
 from rtc64.web.probes import ProbeRunner
 
@@ -55,6 +56,8 @@ class Status:
     """``(key, value)`` with secrets masked (``Config.describe``)."""
     started: float
     """Wall-clock start time."""
+    tunnel: tuple[str, ...] = ()
+    """The tunnel server's listen address, prefix and backend (empty: not running)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ class Sources:
     """Ask the process to reload its configuration; False when it cannot."""
     probe: ProbeRunner | None = None
     """Runs ``rtc64 probe`` inside the gateway (handed over by the composition root)."""
+    tunnel: TunnelView | None = None
+    """The Public TSP tunnel server (``[tunnel]``)."""
 
 
 def addr(ip: IPAddress, port: int | None = None) -> str:
@@ -307,6 +312,7 @@ def status_view(status: Status, now: float) -> Json:
         "listeners": list(status.listeners),
         "relay_addresses": list(status.relay_addresses),
         "turn_listeners": list(status.turn_listeners),
+        "tunnel": list(status.tunnel),
         "nat64_prefixes": list(status.nat64),
         "config": [{"key": k, "value": v} for k, v in status.config],
     }

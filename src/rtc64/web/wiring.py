@@ -20,11 +20,13 @@ from rtc64.io.driver import clock
 from rtc64.net.address import format_hostport
 from rtc64.net.endpoint import BoundListener
 from rtc64.relay.stats import RelayView
+from rtc64.tunnel.stats import TunnelView
 from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import STATE, RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.probes import ProbeRunner
+from rtc64.web.tunnel import tunnel_status
 from rtc64.web.views import Sources, Status, TurnRest
 
 
@@ -80,6 +82,7 @@ def gateway_status(
     relay_addresses: Sequence[str],
     nat64: IPv6Network | None,
     started: float,
+    tunnel: tuple[str, ...] = (),
 ) -> Status:
     """The status page's facts (configuration with secrets masked)."""
     return Status(
@@ -91,6 +94,7 @@ def gateway_status(
         nat64=() if nat64 is None else (str(nat64),),
         config=tuple(cfg.describe()),
         started=started,
+        tunnel=tunnel,
     )
 
 
@@ -104,10 +108,10 @@ def refresh_gateway_web(
     nat64: IPv6Network | None,
 ) -> None:
     """After a reload: the status page and TURN's REST URIs from the new configuration."""
-    started = web.app[STATE].sources.status.started
+    old = web.app[STATE].sources.status  # the tunnel does not reload: its line stays
     status = gateway_status(
         cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
-        nat64=nat64, started=started,
+        nat64=nat64, started=old.started, tunnel=old.tunnel,
     )  # fmt: skip
     web.refresh(status, _turn_rest(cfg))
 
@@ -122,6 +126,7 @@ async def start_gateway_web(
     relay: RelayView | None,
     turn: TurnView | None,
     blocks: BlockView | None,
+    tunnel: TunnelView | None = None,
     listeners: Sequence[BoundListener],
     turn_listeners: Sequence[BoundListener],
     relay_addresses: Sequence[str],
@@ -138,7 +143,7 @@ async def start_gateway_web(
     )
     status = gateway_status(
         cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
-        nat64=nat64, started=time.time(),
+        nat64=nat64, started=time.time(), tunnel=tunnel_status(tunnel),
     )  # fmt: skip
     sources = Sources(
         status=status,
@@ -149,6 +154,7 @@ async def start_gateway_web(
         proxy=proxy,
         relay=relay,
         turn=turn,
+        tunnel=tunnel,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
         reload=reload_by_signal,

@@ -73,6 +73,7 @@ class Sent:
     ip: IPAddress
     port: int
     flow: Flow | None
+    own_port: bool = False
 
     @property
     def msg(self) -> Request | Response:
@@ -113,8 +114,9 @@ class RecordingSender:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
-        self.sent.append(Sent(data, transport, address, port, flow))
+        self.sent.append(Sent(data, transport, address, port, flow, own_port))
         return True
 
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
@@ -491,6 +493,42 @@ def test_ack_and_bye_follow_the_route_set(tmp_path: Path) -> None:
         out = await h.feed(answer(down.data, 200), CALLEE)
         ok = one(out, CALLER).response
         assert (ok.status, ok.cseq.method, len(ok.vias)) == (200, b"BYE", 1)
+
+    run(tmp_path, body)
+
+
+def test_worker_own_port_only_toward_targets_without_a_pinhole(tmp_path: Path) -> None:
+    """SIP workers (issue 12): a request to a target that is no registered contact nor a
+    recorded flow (here an IP literal) may leave from the worker's own port, and so may
+    the dialog's later requests toward that callee (ACK, BYE); requests toward the
+    caller, who talked to the shared port, and responses, which follow their flow, not."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        assert fwd.own_port
+        out = await h.feed(answer(fwd.data, 200), CALLEE)
+        assert not one(out, CALLER).own_port
+        route = b"Route: " + b", ".join(reversed(fwd.request.values(b"record-route")))
+        for method, branch, cseq in ((b"ACK", b"z9hG4bKack", 1), (b"BYE", b"z9hG4bKbye", 2)):
+            req = request(method, b"sip:bob@192.0.2.50:5060", CALLER, branch=branch, cseq=cseq,
+                          to_tag=b"callee", to=b"sip:bob@192.0.2.50", headers=(route,))  # fmt: skip
+            assert one(await h.feed(req, CALLER), CALLEE).own_port, method
+        # The callee's own in-dialog request toward the caller keeps the shared port.
+        back = request(b"INFO", b"sip:alice@" + sent_by(CALLER), CALLEE, branch=b"z9hG4bKi",
+                       to_tag=b"f1", to=b"sip:alice@example.net", headers=(route,))  # fmt: skip
+        back = back.replace(
+            b"From: <sip:alice@example.net>;tag=f1", b"From: <sip:bob@x>;tag=callee"
+        )
+        sent = only(await h.feed(back, CALLEE), CALLER)
+        assert sent and not any(s.own_port for s in sent)
+
+    run(tmp_path, body)
+
+
+def test_registered_contacts_keep_the_shared_port(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        to6, to4 = await forked(h)
+        assert not to6.own_port and not to4.own_port
 
     run(tmp_path, body)
 

@@ -12,6 +12,7 @@ import pytest
 
 from rtc64.io.sockets import v6only
 from rtc64.io.turn_fastpath import Bucket, channel_data, raw_address
+from rtc64.io.turn_relay import DRAIN_LIMIT
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport
 from rtc64.relay.ports import PortPool
@@ -299,11 +300,13 @@ def test_relay_closed_forgets_tables_and_port() -> None:
             r.relays.relay_closed(RelayClosed(relay))
             assert r.relays.relay_of(relay) is None
             assert not udp_listener.clients
-            assert r.pool.in_use == 0
+            assert r.pool.in_use == 1 and r.relays.idle == 1  # kept bound for reuse
             client.send(channel_data(0x4000, b"x", stream=False), _raw(r.local(Transport.UDP)))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
             total = r.relays.closed_totals[(Family.INET, Family.INET)]
             assert total.relays == 1
+            r.relays.stop()
+            assert r.pool.in_use == 0 and r.relays.idle == 0  # stop frees the idle ports
         finally:
             client.close()
             peer.close()
@@ -483,3 +486,117 @@ def test_relay_released_before_it_started_logs_no_error(caplog: pytest.LogCaptur
     with caplog.at_level("ERROR"):
         asyncio.run(main())
     assert not [rec for rec in caplog.records if "failed to start" in rec.getMessage()]
+
+
+def _reserve(r: Rig, client: Endpoint) -> tuple:  # type: ignore[type-arg]
+    """Reserve a relay for ``client`` without yielding to the loop."""
+    flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, 4), 0)
+    r.relays.serving = flow
+    try:
+        return flow, r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False)
+    finally:
+        r.relays.serving = None
+
+
+def test_reused_relay_port_never_hands_the_old_allocations_datagrams_to_the_new_client() -> None:
+    """A released relay socket is kept bound and taken by the next allocation (no new socket);
+    datagrams a peer sent to the old allocation, whether still queued in the kernel at reuse
+    (drained) or read while idle (dropped), never reach the new client, even one that
+    permits the same peer IP and binds the same peer to a channel."""
+
+    async def main() -> None:
+        r = await rig()
+        old, new, newer = await endpoint(), await endpoint(), await endpoint()
+        peer = s.socket(s.AF_INET, s.SOCK_DGRAM)  # blocking: each sendto is queued at once
+        peer.bind(("127.0.0.1", 0))
+        peer_address = (ip_address("127.0.0.1"), peer.getsockname()[1])
+        try:
+            _, relay, sock = await _allocation(r, old)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            peer.sendto(b"for the old client", _raw(relay))
+            await wait_for(lambda: len(old.got) == 1)
+
+            # released, then at once (no loop turn) a late datagram and the next allocation
+            r.relays.relay_closed(RelayClosed(relay))
+            assert r.relays.idle == 1 and r.pool.in_use == 1
+            peer.sendto(b"late, queued at reuse", _raw(relay))
+            flow2, relay2 = _reserve(r, new)
+            assert relay2 == relay and r.relays.reused == 1 and r.relays.drained == 1
+            sock2 = r.relays.relay_of(relay2)
+            assert sock2 is not None and sock2 is not sock and sock2.transport is not None
+            r.relays.permit(Permit(relay2, V4, 1e9))
+            r.relays.bind(Bind(relay2, flow2, 0x4000, peer_address))
+            peer.sendto(b"fresh", _raw(relay2))
+            await wait_for(lambda: len(new.got) == 1)
+            assert new.got[0][0] == channel_data(0x4000, b"fresh", stream=False)
+
+            # released again; this time the loop reads the late datagram while it is idle
+            r.relays.relay_closed(RelayClosed(relay2))
+            peer.sendto(b"late, read while idle", _raw(relay2))
+            await settle()
+            _, relay3 = _reserve(r, newer)
+            assert relay3 == relay and r.relays.reused == 2 and r.relays.drained == 1
+            r.relays.permit(Permit(relay3, V4, 1e9))
+            await settle()
+            assert newer.got == [] and len(new.got) == 1 and len(old.got) == 1
+            peer.sendto(b"for the newest", _raw(relay3))
+            await wait_for(lambda: len(newer.got) == 1)
+            assert stun.decode(newer.got[0][0]).get(DATA) == b"for the newest"
+            assert r.pool.in_use == 1  # one port served all three allocations
+        finally:
+            for e in (old, new, newer):
+                e.close()
+            peer.close()
+            await r.stop()
+        assert r.pool.in_use == 0
+
+    asyncio.run(main())
+
+
+def test_flooded_idle_relay_socket_is_closed_not_reused() -> None:
+    async def main() -> None:
+        r = await rig()
+        old, new = await endpoint(), await endpoint()
+        peer = s.socket(s.AF_INET, s.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        try:
+            _, relay, _ = await _allocation(r, old)
+            r.relays.relay_closed(RelayClosed(relay))
+            for _ in range(DRAIN_LIMIT + 1):  # more than a reuse may drain
+                peer.sendto(b"flood", _raw(relay))
+            _, relay2 = _reserve(r, new)
+            assert relay2 != relay and r.relays.reused == 0 and r.relays.idle == 0
+            r.relays.permit(Permit(relay2, V4, 1e9))
+            await settle()
+            assert new.got == [] and old.got == []
+            assert r.pool.in_use == 1  # the flooded socket's port went back to the pool
+        finally:
+            old.close()
+            new.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
+
+
+def test_idle_relay_sockets_are_bounded_and_freed_by_stop() -> None:
+    async def main() -> None:
+        r = await rig()
+        r.relays.idle_limit = 2
+        clients = [await endpoint() for _ in range(4)]
+        try:
+            relays = [(await _allocation(r, c))[1] for c in clients]
+            for relay in relays:
+                r.relays.relay_closed(RelayClosed(relay))
+            assert r.relays.idle == 2  # the two oldest were closed, their pair freed
+            assert r.pool.in_use == 1  # relays 2 and 3: the two ports of one pair
+            _, again = _reserve(r, clients[0])
+            assert again == relays[2]  # the longest idle is reused first
+            r.relays.stop()
+            assert r.relays.idle == 0 and r.pool.in_use == 0
+        finally:
+            for c in clients:
+                c.close()
+            await r.stop()
+
+    asyncio.run(main())

@@ -137,7 +137,8 @@ def test_udp_allocation_relays_both_ways_then_refresh_zero_frees_the_port() -> N
 
             gone = await client.request(M.REFRESH, LIFETIME(0))
             assert gone.cls is stun.Class.SUCCESS, gone.error()
-            await wait_for(lambda: pool.in_use == 0)
+            await wait_for(lambda: service.relays.idle == 1)  # kept bound for reuse
+            assert pool.in_use == 1
             peer.send(b"after", (str(relay[0]), relay[1]))
             await settle()
             assert len(client.other) == 2
@@ -146,6 +147,7 @@ def test_udp_allocation_relays_both_ways_then_refresh_zero_frees_the_port() -> N
             client.close()
             peer.close()
             await service.close()
+        assert pool.in_use == 0  # closing the service frees the idle relay's port
 
     asyncio.run(main())
 
@@ -226,7 +228,8 @@ def test_tcp_client_allocation_goes_with_its_connection() -> None:
             assert client.other[0] == b"\x40\x02\x00\x03xyz\x00"
             assert pool.in_use == 1
             client.close()
-            await wait_for(lambda: pool.in_use == 0)  # connection closed: allocation deleted
+            await wait_for(lambda: service.relays.idle == 1)  # connection closed: deleted
+            assert not service.relays.udp
         finally:
             client.close()
             peer.close()
@@ -349,7 +352,8 @@ def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
             assert [a[0] for a in rfc.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
             assert pool.in_use == 2  # one port of each family
             await client.request(M.REFRESH, LIFETIME(0))
-            await wait_for(lambda: pool.in_use == 0)
+            await wait_for(lambda: service.relays.idle == 2)
+            assert pool.in_use == 2 and not service.relays.udp
             tid = client.tid()
             draft = stun.build(
                 M.ALLOCATE, stun.Class.REQUEST, tid, REQUESTED_TRANSPORT(17), (0x8032, b"\2\0\0\0")
@@ -358,6 +362,8 @@ def test_dual_allocation_also_with_coturns_draft_attribute() -> None:
             await wait_for(lambda: tid in client.responses)
             answer = client.responses.pop(tid)
             assert [a[0] for a in answer.get_all(XOR_RELAYED_ADDRESS)] == [V4, V6]
+            assert service.relays.reused == 2 and service.relays.idle == 0  # one per family
+            assert pool.in_use == 2
         finally:
             client.close()
             await service.close()

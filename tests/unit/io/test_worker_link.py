@@ -42,7 +42,7 @@ class FakeLayer:
 
     def send(self, data: bytes, transport: Transport, address: object, port: int, *,
              flow: Flow | None = None, server_name: str | None = None,
-             handle: object = None) -> bool:  # fmt: skip
+             handle: object = None, own_port: bool = False) -> bool:  # fmt: skip
         self.sent.append((data, transport, address, port, flow))
         return True
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.test_layering import CORE_BANNED_STDLIB, SRC, _clock_calls, _imports, _under
 
-PURE = ("tsp", "mapping", "packet", "ratelimit", "server", "client")
+PURE = ("tsp", "mapping", "packet", "ratelimit", "server", "client", "stats")
 ALLOWED = ("rtc64.errors", *(f"rtc64.tunnel.{m}" for m in PURE), "rtc64.tunnel")
 
 

@@ -6,7 +6,7 @@ from ipaddress import ip_address
 
 from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport
-from rtc64.turn.allocation import Allocation, Deadlines, peer_family
+from rtc64.turn.allocation import COMPACT_MIN, Allocation, Deadlines, peer_family
 from rtc64.turn.events import Bind, ClientFlow, Permit, Unbind, Unpermit
 
 CLIENT = ClientFlow(Transport.UDP, (ip_address("2001:db8::1"), 5000), (ip_address("::1"), 3478))
@@ -110,3 +110,56 @@ def test_deadlines_bounded_under_repeated_refresh() -> None:
     for i in range(10000):
         d.schedule(1000.0 + i, key)  # refreshes only ever extend
     assert len(d._heap) == 1
+
+
+def test_deadlines_drop_cancelled_entries_behind_a_long_lived_key() -> None:
+    """Allocations created and deleted behind one that lives on (its deadline at the top)
+    must not pile up on the heap, each keeping its allocation alive until its own time."""
+    d = Deadlines()
+    first = object()
+    d.schedule(10.0, first)
+    for i in range(20000):
+        key = object()
+        d.schedule(600.0 + i, key)
+        d.cancel(key)
+        assert d.next() == 10.0
+    assert len(d) == 1
+    assert d.heap_size <= 2 * COMPACT_MIN + 2
+    assert d.due(10.0) == [first] and d.next() is None
+
+
+def test_deadlines_compaction_keeps_every_live_deadline() -> None:
+    d = Deadlines()
+    keys = [object() for _ in range(2000)]
+    for i, key in enumerate(keys):
+        d.schedule(float(i), key)
+    live = [k for i, k in enumerate(keys) if i % 4 == 1]
+    for i, key in enumerate(keys):
+        if i % 4 != 1:
+            d.cancel(key)  # 1,500 stale against 500 live: rebuilt on the way
+    assert d.heap_size < 1000
+    for key in live[::2]:
+        d.schedule(-1.0, key)  # earlier: supersedes
+    assert d.due(-1.0) == live[::2]
+    assert d.due(1e9) == live[1::2]
+    assert d.next() is None and len(d) == 0
+
+
+def test_client_flow_is_a_value() -> None:
+    """Equal and hashed by its four fields (a plain class for mypyc, as the dataclass was)."""
+    remote, local = (ip_address("192.0.2.1"), 5000), (ip_address("192.0.2.9"), 3478)
+    a = ClientFlow(Transport.UDP, remote, local)
+    same = ClientFlow(Transport.UDP, (ip_address("192.0.2.1"), 5000), local, 0)
+    assert a == same and hash(a) == hash(same) and len({a, same}) == 1
+    others = (
+        ClientFlow(Transport.TCP, remote, local),
+        ClientFlow(Transport.UDP, (remote[0], 5001), local),
+        ClientFlow(Transport.UDP, remote, (local[0], 3479)),
+        ClientFlow(Transport.UDP, remote, local, 7),
+    )
+    assert all(a != o for o in others) and len({a, *others}) == 5
+    assert a != (Transport.UDP, remote, local, 0)
+    assert repr(a) == (
+        f"ClientFlow(transport={Transport.UDP!r}, remote={remote!r}, local={local!r}, connection=0)"
+    )
+    assert (a.family, a.stream, others[0].stream) == (Family.INET, False, True)

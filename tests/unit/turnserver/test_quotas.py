@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv6Address
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rtc64.gateway.ratelimit import source_key
 from rtc64.turnserver.quotas import ChallengeLimiter, is_unauthorized
 
 ALLOCATE_ERROR = 0x0113
@@ -115,3 +116,31 @@ def test_rate_zero_turns_the_limit_off() -> None:
     limiter = ChallengeLimiter(rate=0.0)
     source = IPv4Address("192.0.2.1")
     assert all(limiter.admit(CHALLENGE, source, 0.0) for _ in range(1000))
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 2**32 - 1).map(IPv4Address),
+            st.integers(0, 2**128 - 1).map(IPv6Address),
+            st.integers(0, 2**32 - 1).map(lambda n: IPv6Address(0xFFFF00000000 | n)),
+            st.integers(0, 2**16 - 1).map(lambda n: IPv6Address((0x20010DB8 << 96) | n << 48)),
+        ),
+        min_size=2,
+        max_size=8,
+    ),
+    st.integers(0, 32),
+    st.integers(0, 128),
+)
+def test_bucket_keys_group_sources_as_the_gateways_source_key(
+    sources: list[IPv4Address | IPv6Address], v4: int, v6: int
+) -> None:
+    """The limiter's integer keys put two sources in one bucket exactly when
+    ``gateway.ratelimit.source_key`` gives them the same prefix."""
+    limiter = ChallengeLimiter(v4_prefix=v4, v6_prefix=v6)
+    for a in sources:
+        for b in sources:
+            same = source_key(a, v4_prefix=v4, v6_prefix=v6) == source_key(
+                b, v4_prefix=v4, v6_prefix=v6
+            )
+            assert (limiter.key(a) == limiter.key(b)) is same

@@ -108,3 +108,23 @@ def test_registrations_table_shows_keepalive_state_and_last_answer() -> None:
     first, second = ctl.show_registrations(body).splitlines()[1:]
     assert "reachable" in first and "2027-01-15T08:00:00Z" in first and "12.3 ms" in first
     assert "unknown" in second and second.split()[-2:] == ["-", "-"]
+
+
+def test_ctl_tunnel(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.unit.web.test_tunnel_web import FakeTunnel, _counters  # noqa: PLC0415
+
+    monkeypatch.setenv("RTC64_TOKEN", TOKEN)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[general]\ndata_dir = "{tmp_path}"\n')
+    base = ["--config", str(cfg), "ctl", "tunnel"]
+    with serving(sources(tunnel=FakeTunnel(_counters())), guard()) as port:
+        code, out, _ = run([*base, "--url", f"http://127.0.0.1:{port}"], capsys)
+    assert code == 0 and "0.0.0.0:3653 fd00:64::/64 routed (tsp0)" in out
+    upstream = next(line for line in out.splitlines() if line.startswith("upstream"))
+    assert upstream.split() == ["upstream", "10", "1000"]
+    assert any(line.split()[-2:] == ["4", "-"] for line in out.splitlines() if "egress" in line)
+    with serving(sources(), guard()) as port:
+        code, out, _ = run([*base, "--url", f"http://127.0.0.1:{port}"], capsys)
+    assert code == 0 and "not running" in out

@@ -34,6 +34,12 @@ def base_url() -> Iterator[str]:
 def test_api_conforms(case: Any, base_url: str) -> None:
     # an ``aor`` string that is not a SIP URI is a 400 (the schema cannot say "a SIP URI")
     excluded = [positive_data_acceptance] if case.operation.path == "/api/registrations" else []
+    # schemathesis may add a generated Host header; with a bracket in it requests' cookie
+    # jar raises ValueError ("Invalid IPv6 URL") while building the ignored_auth probe,
+    # which runs only on a 2xx answer (POST /api/probes: 202 or 409 by timing): a harness
+    # crash, not an API answer
+    for name in [n for n in case.headers or {} if n.lower() == "host"]:
+        del case.headers[name]
     case.call_and_validate(
         base_url=base_url,
         headers={"Authorization": f"Bearer {TOKEN}"},

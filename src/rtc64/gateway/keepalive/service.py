@@ -25,7 +25,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from rtc64.errors import Rtc64Error
 from rtc64.gateway.keepalive.options import build_options, fast_reply, is_ours, reply_token
@@ -287,6 +287,7 @@ class WatchedStore:
     ) -> None:
         self.inner = inner
         self.on_replace = on_replace
+        self._swapping = isinstance(inner, SwappingStore)  # a Protocol check: once
 
     async def lookup(self, aor: str, now: float) -> list[Binding]:
         return await self.inner.lookup(aor, now)
@@ -300,8 +301,8 @@ class WatchedStore:
     ) -> bool:
         """Compare-and-set through the inner store (SIP workers and gateways sharing it:
         ``location.store.SwappingStore``); reported only when it was stored."""
-        if isinstance(self.inner, SwappingStore):
-            if not await self.inner.swap(aor, expected, bindings, now):
+        if self._swapping:
+            if not await cast(SwappingStore, self.inner).swap(aor, expected, bindings, now):
                 return False
         else:
             await self.inner.replace(aor, bindings)

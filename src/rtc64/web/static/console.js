@@ -154,6 +154,22 @@ async function turnPage() {
     `${a.to_peer_bytes} / ${a.from_peer_bytes}`, a.expires_in + " s"]));
 }
 
+async function tunnelPage() {
+  const t = await api("/api/tunnel");
+  const dl = document.getElementById("tunnel-facts");
+  dl.replaceChildren();
+  const facts = t.enabled
+    ? [["listen", t.listen], ["prefix", t.prefix], ["backend", `${t.backend} (${t.device})`],
+      ["signalling datagrams", t.signalling.datagrams], ["signalling errors", t.signalling.errors],
+      ["tunnels created", t.signalling.tunnels_created], ["keepalives", t.keepalives],
+      ["client to client", t.client_to_client], ["ICMPv6 errors sent", t.icmp.sent]]
+    : [["tunnel", "not running (tunnel.enabled = false)"]];
+  for (const [k, v] of facts) { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", String(v))); }
+  fillRows("tunnel-traffic", t.enabled ? [["upstream (from clients)", t.upstream.packets, t.upstream.bytes],
+    ["downstream (to clients)", t.downstream.packets, t.downstream.bytes]] : []);
+  fillRows("tunnel-drops", t.enabled ? Object.entries(t.dropped) : []);
+}
+
 async function blocksPage() {
   const b = await api("/api/blocks");
   fillRows("blocks-table", b.blocks.map((x) => {
@@ -203,7 +219,7 @@ async function statusPage() {
   const s = await api("/api/status");
   const dl = document.getElementById("status-facts");
   dl.replaceChildren();
-  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
+  for (const [k, v] of [["version", s.version], ["uptime", s.uptime + " s"], ["services", s.services.join(", ")], ["SIP listeners", s.listeners.join(", ")], ["relay addresses", s.relay_addresses.join(", ")], ["TURN listeners", s.turn_listeners.join(", ")], ["tunnel", s.tunnel.join(", ") || "(not running)"], ["NAT64 prefixes", s.nat64_prefixes.join(", ") || "(none)"]]) {
     dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v));
   }
   fillRows("status-config", s.config.map((c) => [c.key, c.value]));
@@ -211,7 +227,7 @@ async function statusPage() {
 
 const PAGES = {
   overview: [overview, 2000], calls: [callsPage, 0], registrations: [registrations, 5000],
-  turn: [turnPage, 5000], blocks: [blocksPage, 5000], probes: [probesPage, 2000], status: [statusPage, 0],
+  turn: [turnPage, 5000], tunnel: [tunnelPage, 2000], blocks: [blocksPage, 5000], probes: [probesPage, 2000], status: [statusPage, 0],
 };
 
 function route() {
