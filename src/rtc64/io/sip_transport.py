@@ -12,12 +12,9 @@
 # with queued data) is reported to ``on_send_error`` with the caller's handle (its
 # transaction, RFC 3261 §17.1.4), always from a later loop iteration, never from inside
 # ``send``. A TLS send for a SIP domain reuses only a connection opened and checked for
-# that domain (RFC 5923 §6); one addressed by IP reuses any to that address. RFC 5923
-# aliases: a request arriving on a TLS connection the peer opened whose top Via carries
-# ``;alias`` makes that connection usable for sends to the Via's sent-by host and port
-# (default 5061) only when the peer's certificate was verified against the client CAs and
-# names that host (RFC 5922 rules); otherwise nothing is recorded (counted, logged). At
-# most ``MAX_ALIASES`` per connection; they leave with the connection. Connections idle
+# that domain (RFC 5923 §6); one addressed by IP reuses any to that address; then a
+# connection a verified peer aliased for that name and port (``tls_aliases.py``: requests
+# with ``;alias`` in their top Via are offered to it). Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
@@ -54,20 +51,14 @@ from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
+from rtc64.io.tls_aliases import AliasKey, AliasTable
 from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
-from rtc64.sip import tls_identity
-from rtc64.sip.grammar import has_param
 from rtc64.sip.message import Message, Request
 from rtc64.sip.serializer import serialize
-from rtc64.sip.via import via_host_text
-
-MAX_ALIASES = 8
-"""RFC 5923 aliases one connection may hold (one name, a few ports)."""
-TLS_DEFAULT_PORT = 5061
 
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
 OnMessage = Callable[[Message, Flow], None]
@@ -150,7 +141,7 @@ class SipTransportLayer:
         self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
         self._by_remote: dict[tuple[Transport, SockAddr], dict[int, Connection]] = {}
-        self._aliases: dict[tuple[str, int], int] = {}
+        self._aliases = AliasTable(self.stats, self.log)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.taps: list[Tap] = []
@@ -418,47 +409,16 @@ class SipTransportLayer:
                     continue
                 return conn
         if transport is Transport.TLS and self._aliases:
-            key = (tls_identity.normalise(_tls_name(remote, server_name)), remote[1])
-            conn = self._conns.get(self._aliases.get(key, 0))
+            alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
+            conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
                 self.stats.alias_reuses += 1
                 return conn
         return None
 
-    def aliases(self) -> dict[tuple[str, int], int]:
+    def aliases(self) -> dict[AliasKey, int]:
         """The RFC 5923 alias table: (authenticated name, port) -> connection id."""
-        return dict(self._aliases)
-
-    def _alias(self, msg: Request, flow: Flow) -> None:
-        """RFC 5923 §5-6: record the alias a request's top Via asks for, if the peer
-        proved the Via's host with a verified certificate."""
-        try:
-            via = msg.via
-        except (RemoteProtocolError, IndexError):
-            return  # the proxy answers the malformed request
-        if not has_param(via.params, b"alias"):
-            return
-        conn = self._conns.get(flow.connection_id or 0)
-        if conn is None or conn.outbound or conn.is_closing():
-            return
-        name = tls_identity.normalise(via_host_text(via))
-        key = (name, via.port or TLS_DEFAULT_PORT)
-        if self._aliases.get(key) == conn.id:
-            return
-        if conn.peer_cert is None:
-            why = "no verified client certificate"
-        elif not tls_identity.peercert_matches(name, conn.peer_cert):
-            why = "its certificate does not name that host"
-        elif len(conn.aliases) >= MAX_ALIASES:
-            why = f"already {MAX_ALIASES} aliases"
-        else:
-            self._aliases[key] = conn.id
-            conn.aliases.append(key)
-            self.stats.aliases += 1
-            self.log.info("RFC 5923: %s reused for %s", conn, format_hostport(name, key[1]))
-            return
-        self.stats.aliases_refused += 1
-        self.log.info("RFC 5923: no alias %s for %s: %s", format_hostport(name, key[1]), conn, why)
+        return self._aliases.snapshot()
 
     def _connect(
         self, transport: Transport, remote: SockAddr, server_name: str | None, handle: object
@@ -606,7 +566,9 @@ class SipTransportLayer:
     def deliver(self, msg: Message, flow: Flow) -> None:
         self.stats.received += 1
         if flow.transport is Transport.TLS and isinstance(msg, Request):
-            self._alias(msg, flow)
+            conn = self._conns.get(flow.connection_id or 0)
+            if conn is not None:
+                self._aliases.offer(msg, conn)
         if self.taps:
             data, now = serialize(msg), time.time()
             for tap in self.taps:
@@ -637,9 +599,7 @@ class SipTransportLayer:
     def detach(self, conn: Connection) -> None:
         if self._conns.pop(conn.id, None) is None:
             return
-        for alias in conn.aliases:
-            if self._aliases.get(alias) == conn.id:
-                del self._aliases[alias]
+        self._aliases.forget(conn)
         assert conn.remote is not None
         key = (conn.kind, conn.remote)
         same = self._by_remote.get(key)

@@ -14,7 +14,8 @@ from cryptography import x509
 
 from rtc64.errors import ConfigError
 from rtc64.io import tls
-from rtc64.io.sip_transport import MAX_ALIASES, SipTransportLayer
+from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.tls_aliases import MAX_ALIASES
 from rtc64.net.endpoint import Transport
 from tests.certs import issue
 
