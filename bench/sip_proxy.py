@@ -281,6 +281,8 @@ class Proxy:
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    start_timeout: float = 15.0
+    """Seconds to wait for the SIP port (a gateway loading 100,000 bindings takes longer)."""
 
     @property
     def port(self) -> int:
@@ -291,7 +293,7 @@ class Proxy:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
         try:
-            wait_port(self.port, True)
+            wait_port(self.port, True, self.start_timeout)
             if self.name == "rtc64":  # the supervisor binds before its workers serve
                 wait_serving(self.port)
             time.sleep(0.5 if self.name == "rtc64" else 1.0)  # children / loop settle

@@ -9,7 +9,7 @@ set -euo pipefail
 
 PACKAGES=(
   iproute2 iputils-ping iptables nftables procps psmisc tcpdump tshark sngrep
-  sip-tester baresip kamailio rtpengine-daemon coturn
+  sip-tester baresip kamailio kamailio-tls-modules rtpengine-daemon coturn
   tayga unbound dnsutils radvd redis-server
   chromium openssl kea-dhcp4-server
 )

@@ -448,6 +448,30 @@ KEYS: tuple[Key, ...] = (
         "outbound TLS to these exact names accepts any certificate (labs)",
     ),
     Key(
+        "sip.tls_verify_clients",
+        False,
+        _bool,
+        "true or false",
+        "TLS listeners ask each client for a certificate (not required) verified against "
+        "sip.tls_client_ca; a server that proves its Via host may have its connection "
+        "reused for requests to it (RFC 5923 ;alias)",
+    ),
+    Key(
+        "sip.tls_client_ca",
+        "",
+        _optional_str,
+        "a PEM file of CA certificates (required when sip.tls_verify_clients is true)",
+        "CAs client certificates must chain to",
+    ),
+    Key(
+        "sip.tls_alias",
+        False,
+        _bool,
+        "true or false",
+        "outbound TLS presents the gateway's certificate and our Via carries ;alias, so "
+        "servers may reuse our connections for requests to us (RFC 5923)",
+    ),
+    Key(
         "sip.max_transactions",
         20000,
         _int_range(1, 10_000_000),
@@ -1066,6 +1090,9 @@ class SipSection:
     tls_verify: bool
     tls_ca_file: str | None
     tls_no_verify_domains: tuple[str, ...]
+    tls_verify_clients: bool
+    tls_client_ca: str | None
+    tls_alias: bool
     max_transactions: int
     overload_lag: float
     request_rate: int
@@ -1406,6 +1433,8 @@ def _check_consistency(cfg: Config) -> None:
         seen.add(ident)
     if not cfg.auth.algorithms:
         raise ConfigError("auth.algorithms", [], _BY_PATH["auth.algorithms"].expected)
+    if cfg.sip.tls_verify_clients and not cfg.sip.tls_client_ca:
+        raise ConfigError("sip.tls_client_ca", "", _BY_PATH["sip.tls_client_ca"].expected)
     _check_advertise(cfg.media.advertise)
     ports = {parse_hostport(s).port or 53 for s in cfg.dns.servers}
     if len(ports) > 1:

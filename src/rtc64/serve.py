@@ -369,6 +369,7 @@ class Gateway:
             host_addresses=host,
             hostnames=(platform.node(),),
             source_for=interfaces.source_address,
+            tls_alias=cfg.sip.tls_alias,
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
@@ -698,7 +699,25 @@ def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLCont
         return None
     sip = cfg.sip
     cert, key = sip.tls_cert, sip.tls_key
-    return _tls_context(data_dir, sip.listen, cert, key, "sip.tls_cert", log=log)
+    context = _tls_context(data_dir, sip.listen, cert, key, "sip.tls_cert", log=log)
+    if sip.tls_verify_clients and sip.tls_client_ca:
+        tls.request_client_certificates(context, Path(sip.tls_client_ca).expanduser())
+        log.info("TLS listeners ask for client certificates (CAs %s)", sip.tls_client_ca)
+    return context
+
+
+def _client_certificate(cfg: Config, data_dir: Path) -> tuple[Path, Path] | None:
+    """What outbound TLS presents (``sip.tls_alias``): the configured certificate, else
+    the gateway's self-signed one."""
+    sip = cfg.sip
+    if not sip.tls_alias:
+        return None
+    if sip.tls_cert:
+        key = sip.tls_key or sip.tls_cert
+        return Path(sip.tls_cert).expanduser(), Path(key).expanduser()
+    addresses = [s.address for s in sip.listen if not s.address.is_unspecified]
+    with data_files(data_dir, elsewhere="sip.tls_cert"):
+        return tls.ensure_self_signed(data_dir, addresses=addresses)
 
 
 def _tls_context(
@@ -742,7 +761,7 @@ async def _transports(
         tap.on_message if link is None else link.on_message,
         reception.on_bad_datagram,
         server_tls=_server_tls(cfg, data_dir, log),
-        client_tls=tls_client_policy(cfg.sip, log),
+        client_tls=tls_client_policy(cfg.sip, log, _client_certificate(cfg, data_dir)),
         limits=transport_limits(cfg.sip),
         on_send_error=reception.on_send_error if link is None else link.send_error,
         on_stun=stunkeep.answer,

@@ -172,13 +172,17 @@ def nat64_network(nat64: Nat64Section) -> IPv6Network | None:
         raise ConfigError("nat64.prefix", nat64.prefix, f"an RFC 6052 prefix ({exc})") from None
 
 
-def tls_client_policy(sip: SipSection, log: logging.Logger) -> TlsClientPolicy:
+def tls_client_policy(
+    sip: SipSection, log: logging.Logger, certificate: tuple[Path, Path] | None = None
+) -> TlsClientPolicy:
     """Outbound TLS checks from ``sip.tls_verify``, ``sip.tls_ca_file`` and
-    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged."""
+    ``sip.tls_no_verify_domains`` (RFC 5922); the exemptions are logged. ``certificate``
+    (chain, key) is presented to servers that ask (``sip.tls_alias``)."""
     policy = TlsClientPolicy(
         verify=sip.tls_verify,
         cafile=Path(sip.tls_ca_file).expanduser() if sip.tls_ca_file else None,
         no_verify=sip.tls_no_verify_domains,
+        certificate=certificate,
     )
     if not policy.verify:
         log.warning("sip.tls_verify is false: outbound TLS accepts any server certificate")

@@ -52,3 +52,31 @@ def test_missing_ca_file_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         tls_client_policy(cfg.sip, logging.getLogger("test"))
     assert "sip.tls_ca_file" in str(info.value) and "missing.pem" in str(info.value)
+
+
+def test_connection_reuse_keys_default_off_and_need_a_client_ca() -> None:
+    cfg = config.load()
+    assert (cfg.sip.tls_verify_clients, cfg.sip.tls_client_ca, cfg.sip.tls_alias) == (
+        False,
+        None,
+        False,
+    )
+    with pytest.raises(ConfigError) as err:
+        config.load(overrides={"sip.tls_verify_clients": True})
+    assert "sip.tls_client_ca" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        config.load(overrides={"sip.tls_alias": "sometimes"})
+    assert "sip.tls_alias" in str(err.value) and "sometimes" in str(err.value)
+
+
+def test_alias_presents_the_certificate(tmp_path: Path) -> None:
+    from rtc64.io import tls  # noqa: PLC0415
+
+    cert, key = tls.ensure_self_signed(tmp_path)
+    cfg = config.load(overrides={"sip.tls_alias": True})
+    policy = tls_client_policy(cfg.sip, logging.getLogger("test"), (cert, key))
+    assert policy.certificate == (cert, key)
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError) as err:
+        tls_client_policy(cfg.sip, logging.getLogger("test"), (missing, missing))
+    assert "sip.tls_cert" in str(err.value) and str(missing) in str(err.value)

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.bindings import ROW_EXPIRES_AT, Binding, BindingRow
+from rtc64.gateway.location.deadlines import Deadlines
 from rtc64.gateway.location.registrar import same_contact
 from rtc64.gateway.stats import CallParty, CallView
 from rtc64.net.address import Family, IPAddress, family_of
@@ -111,14 +112,22 @@ class Lookup(Protocol):
 class RegistrationLog:
     """Registration lines, and the contacts registered here watched until they expire
     (the store only counts what it removes). A contact another gateway refreshed in a
-    shared store is not reported as expired: the store is asked before each line."""
+    shared store is not reported as expired: the store is asked before each line.
+    Watched contacts are rows (untracked by the collector) with their expiry in a heap:
+    a sweep touches only the contacts whose time has come."""
 
     def __init__(self, log: logging.Logger) -> None:
         self.log = log
-        self._watched: dict[tuple[str, bytes], Binding] = {}
+        self._watched: dict[tuple[str, bytes], BindingRow] = {}
+        self._deadlines: Deadlines[tuple[str, bytes]] = Deadlines()
 
     def __len__(self) -> int:
         return len(self._watched)
+
+    def _watch(self, b: Binding) -> None:
+        key = (b.aor, b.contact)
+        self._watched[key] = b.to_row()
+        self._deadlines.schedule(key, b.expires_at)
 
     def changed(self, before: Sequence[Binding], after: Sequence[Binding], now: float) -> None:
         """A REGISTER changed an AOR: log it, watch what is left."""
@@ -126,22 +135,30 @@ class RegistrationLog:
         for b in before:
             self._watched.pop((b.aor, b.contact), None)
         for b in after:
-            self._watched[(b.aor, b.contact)] = b
+            self._watch(b)
 
     async def sweep(self, store: Lookup, now: float) -> int:
         """Log the watched contacts whose time is up and that the store no longer has."""
-        due = [b for b in self._watched.values() if b.expires_at <= now]
+        due: list[Binding] = []
+        for key in self._deadlines.due(now):
+            row = self._watched.get(key)
+            if row is None:
+                continue
+            if row[ROW_EXPIRES_AT] > now:  # refreshed since: watch until its new time
+                self._deadlines.schedule(key, row[ROW_EXPIRES_AT])
+                continue
+            del self._watched[key]
+            due.append(Binding.from_row(row))
         expired: list[Binding] = []
         live: dict[str, list[Binding]] = {}
         for b in due:
-            del self._watched[(b.aor, b.contact)]
             if b.aor not in live:
                 live[b.aor] = await store.lookup(b.aor, now)
             again = next((x for x in live[b.aor] if same_contact(x.contact, b.contact)), None)
             if again is None:
                 expired.append(b)
             else:
-                self._watched[(again.aor, again.contact)] = again
+                self._watch(again)
         log_expired(self.log, expired)
         return len(expired)
 

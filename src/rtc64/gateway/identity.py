@@ -56,8 +56,11 @@ class Identity:
         host_addresses: Iterable[IPAddress] = (),
         hostnames: Iterable[str] = (),
         source_for: SourceFor,
+        tls_alias: bool = False,
     ) -> None:
         self.listeners = tuple(listeners)
+        self.tls_alias = tls_alias
+        """Our Via on TLS carries ``;alias`` (RFC 5923: servers may reuse our connections)."""
         self._given = (tuple(domains), tuple(host_addresses), tuple(hostnames))
         ordered_domains = [d.lower().rstrip(".") for d in self._given[0]]
         ordered_names = [h.lower().rstrip(".") for h in self._given[2]]
@@ -108,6 +111,7 @@ class Identity:
             host_addresses=host_addresses,
             hostnames=hostnames,
             source_for=self._source_for,
+            tls_alias=self.tls_alias,
         )
         vars(self).update(vars(fresh))
 

@@ -15,6 +15,8 @@ from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.sip.transaction import TransactionLayer
 from rtc64.sip.uri import clear_caches
 
+LATE_TICK = 0.1
+"""A lag-monitor tick this late is logged with the CPU the loop used meanwhile."""
 STARTUP_GRACE = 3.0
 """Seconds after the watch starts during which lag never sheds (start-up work, not load)."""
 
@@ -56,6 +58,12 @@ async def watch_load(
 
     def sample(now: float, delay: float) -> None:
         memory.settle()
+        if lag.late >= LATE_TICK:
+            log.info(
+                "event loop %.3f s late (%.3f s of CPU in the loop since the tick before)",
+                lag.late,
+                lag.cpu_gap,
+            )
         if admission.observe(now, delay):
             if admission.overloaded:
                 log.warning("overload: %.3f s queued, shedding new requests (503)", delay)

@@ -99,6 +99,11 @@ class Connection(asyncio.Protocol):
         why it is refused, or None."""
         self.failure: str | None = None
         """Why the connection failed before it was ready (reported with dropped data)."""
+        self.peer_cert: dict[str, Any] | None = None
+        """Inbound TLS: the client certificate, only when the handshake verified it
+        against the configured client CAs (what RFC 5923 aliases are checked against)."""
+        self.aliases: list[tuple[str, int]] = []
+        """RFC 5923 aliases (authenticated name, port) this connection serves."""
         self._transport: asyncio.Transport | None = None
         self._pending: list[tuple[bytes, object]] = []
         self._pending_size = 0
@@ -119,6 +124,8 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         self.flow = Flow(self.kind, self.local, self.remote, self.id)
+        if self.kind.secure and not self.outbound:
+            self.peer_cert = transport.get_extra_info("peercert") or None
         if self.peer_check is not None:
             refused = self.peer_check(transport.get_extra_info("peercert"))
             if refused is not None:

@@ -6,7 +6,8 @@ them all and stop the loop for a second or more. The gateway's per-call objects 
 freed by reference counting (measured: no cycles), so:
 
 - ``tune`` freezes what start-up created and turns automatic full collections off;
-- ``settle`` (every 50 ms, from the lag monitor) freezes what survived since: collections
+- ``settle`` (every 50 ms, from the lag monitor) collects the young generation and freezes
+  what survived since: collections
   then only ever scan the last few tens of milliseconds of objects. (CPython 3.11 counts a
   deallocation against the young generation's allocation count, so while old
   transactions expire as fast as new ones start, the young generation grows unchecked
@@ -16,7 +17,9 @@ freed by reference counting (measured: no cycles), so:
   transaction tables are small (a short pause) or after ``max_interval`` at the latest, so
   rare cyclic garbage stays bounded, and after a load drop empties caches and returns
   freed heap pages to the system (glibc ``malloc_trim``);
-- ``GcWatch`` measures every collection's pause from ``gc.callbacks``.
+- ``GcWatch`` measures every collection's pause from ``gc.callbacks``: wall time (what the
+  loop saw) and the thread's CPU time (the collector's own work: on a shared machine the
+  wall time also holds the time the process waited for a core).
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ def tune(young: int = YOUNG_THRESHOLD, middle: int = MIDDLE_THRESHOLD) -> int:
 
 
 def settle() -> None:
-    """Move every object that survived so far out of the collector's sight (O(1))."""
+    """Move every object that survived so far out of the collector's sight: a young
+    collection first (at most ``YOUNG_THRESHOLD`` objects), where CPython stops tracking
+    tuples of atoms (keys, binding rows) that would otherwise sit tracked among the frozen
+    objects until the next full collection, then a freeze (O(1))."""
+    gc.collect(0)
     gc.freeze()
 
 
@@ -78,28 +85,40 @@ class GcWatch:
         self.longest_full = 0.0
         self.full_collections = 0
         self.collections = 0
+        self.longest_full_cpu = 0.0
         self._started = 0.0
+        self._started_cpu = 0.0
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            self._started_cpu = time.thread_time()
             return
         pause = time.perf_counter() - self._started
+        cpu = time.thread_time() - self._started_cpu
         self.collections += 1
         self.longest = max(self.longest, pause)
         if info.get("generation") != 2:
             if pause >= NOTABLE_PAUSE:
                 level = logging.INFO if pause >= LONG_PAUSE else logging.DEBUG
-                self.log.log(level, "gc: generation %s took %.3f s", info.get("generation"), pause)
+                self.log.log(
+                    level,
+                    "gc: generation %s took %.3f s (%.3f s CPU)",
+                    info.get("generation"),
+                    pause,
+                    cpu,
+                )
             return
         self.full_collections += 1
         self.longest_full = max(self.longest_full, pause)
+        self.longest_full_cpu = max(self.longest_full_cpu, cpu)
         level = logging.INFO if pause >= LONG_PAUSE else logging.DEBUG
         self.log.log(
             level,
-            "gc: full collection took %.3f s (%s collected, %d objects frozen)",
+            "gc: full collection took %.3f s (%.3f s CPU, %s collected, %d objects frozen)",
             pause,
+            cpu,
             info.get("collected"),
             gc.get_freeze_count(),
         )

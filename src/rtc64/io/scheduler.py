@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -84,6 +85,13 @@ class LagMonitor:
         self.interval = interval
         self.alpha = alpha
         self.lag = 0.0
+        self.late = 0.0
+        """How late the latest tick ran (seconds)."""
+        self.cpu_gap = 0.0
+        """CPU time this thread used between the two latest ticks: a late tick with little
+        CPU between means the process waited for a core (a shared machine), not for its
+        own work."""
+        self._cpu = time.thread_time()
         self.on_sample = on_sample
         self.pings = pings if pings is not None else []
         self._loop = asyncio.get_running_loop()
@@ -93,6 +101,8 @@ class LagMonitor:
     def _tick(self) -> None:
         now = self._loop.time()
         late = max(0.0, now - self._due)
+        cpu = time.thread_time()
+        self.late, self.cpu_gap, self._cpu = late, cpu - self._cpu, cpu
         self.lag += self.alpha * (late - self.lag)
         self._due = now + self.interval
         self._handle = self._loop.call_at(self._due, self._tick)

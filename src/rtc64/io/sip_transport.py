@@ -12,7 +12,9 @@
 # with queued data) is reported to ``on_send_error`` with the caller's handle (its
 # transaction, RFC 3261 §17.1.4), always from a later loop iteration, never from inside
 # ``send``. A TLS send for a SIP domain reuses only a connection opened and checked for
-# that domain (RFC 5923 §6); one addressed by IP reuses any to that address. Connections idle
+# that domain (RFC 5923 §6); one addressed by IP reuses any to that address; then a
+# connection a verified peer aliased for that name and port (``tls_aliases.py``: requests
+# with ``;alias`` in their top Via are offered to it). Connections idle
 # for ``limits.idle_timeout`` are closed; the number of connections and the bytes buffered
 # per connection are capped. A failing callback is logged and never stops a listener.
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
@@ -49,12 +51,13 @@ from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
+from rtc64.io.tls_aliases import AliasKey, AliasTable
 from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
-from rtc64.sip.message import Message
+from rtc64.sip.message import Message, Request
 from rtc64.sip.serializer import serialize
 
 StreamTargetT = TypeVar("StreamTargetT", bound=eyeballs_tcp.StreamTarget)
@@ -138,6 +141,7 @@ class SipTransportLayer:
         self._server_of: dict[ListenSpec, asyncio.Server] = {}
         self._conns: dict[int, Connection] = {}
         self._by_remote: dict[tuple[Transport, SockAddr], dict[int, Connection]] = {}
+        self._aliases = AliasTable(self.stats, self.log)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.taps: list[Tap] = []
@@ -407,7 +411,17 @@ class SipTransportLayer:
                 if name is not None and not _reusable_for(conn, name, server_name):
                     continue
                 return conn
+        if transport is Transport.TLS and self._aliases:
+            alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
+            conn = self._conns.get(alias) if alias is not None else None
+            if conn is not None and not conn.is_closing():
+                self.stats.alias_reuses += 1
+                return conn
         return None
+
+    def aliases(self) -> dict[AliasKey, int]:
+        """The RFC 5923 alias table: (authenticated name, port) -> connection id."""
+        return self._aliases.snapshot()
 
     def _connect(
         self, transport: Transport, remote: SockAddr, server_name: str | None, handle: object
@@ -554,6 +568,10 @@ class SipTransportLayer:
 
     def deliver(self, msg: Message, flow: Flow) -> None:
         self.stats.received += 1
+        if flow.transport is Transport.TLS and isinstance(msg, Request):
+            conn = self._conns.get(flow.connection_id or 0)
+            if conn is not None:
+                self._aliases.offer(msg, conn)
         if self.taps:
             data, now = serialize(msg), time.time()
             for tap in self.taps:
@@ -584,6 +602,7 @@ class SipTransportLayer:
     def detach(self, conn: Connection) -> None:
         if self._conns.pop(conn.id, None) is None:
             return
+        self._aliases.forget(conn)
         assert conn.remote is not None
         key = (conn.kind, conn.remote)
         same = self._by_remote.get(key)

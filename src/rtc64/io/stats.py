@@ -41,6 +41,12 @@ class TransportStats:
     connections_rejected: int = 0
     """Inbound connections refused because ``max_connections`` was reached."""
     connections_idle_closed: int = 0
+    aliases: int = 0
+    """RFC 5923 aliases recorded (a verified client certificate naming the Via sent-by)."""
+    aliases_refused: int = 0
+    """``;alias`` requests refused: no verified certificate, or one not naming the Via host."""
+    alias_reuses: int = 0
+    """Requests sent over a connection the peer opened, through its alias."""
 
     def snapshot(self) -> dict[str, int]:
         """The counters as a name → value mapping."""

@@ -6,6 +6,10 @@
 # or the configured bundle; its identity must be the SIP domain the request is sent to
 # (``sip.tls_identity``), checked before any byte is written. Verification is off only
 # globally or for listed names (labs), and says so in the log.
+# Mutual TLS (RFC 5923 connection reuse between servers): listeners given client CAs ask
+# each client for a certificate without requiring one (a client without one still
+# connects; one whose certificate does not verify is refused in the handshake); the client
+# side may present the gateway's own certificate.
 """TLS contexts: server identity (configured or self-signed) and outbound client contexts."""
 
 from __future__ import annotations
@@ -66,9 +70,11 @@ def server_identity(
     *,
     addresses: Iterable[IPAddress] = (),
     log: logging.Logger | None = None,
+    client_ca: Path | None = None,
 ) -> TlsIdentity:
     """The server context from ``cert_file``/``key_file``, or from a self-signed certificate
-    in ``data_dir`` (created on first use, with ``addresses`` in its subjectAltName)."""
+    in ``data_dir`` (created on first use, with ``addresses`` in its subjectAltName).
+    ``client_ca``: ask clients for a certificate (optional) verified against these CAs."""
     generated = cert_file is None
     if cert_file is None:
         if key_file is not None:
@@ -83,6 +89,8 @@ def server_identity(
         raise ConfigError(
             key, str(cert_file), f"a readable PEM certificate and key ({exc})"
         ) from exc
+    if client_ca is not None:
+        request_client_certificates(context, client_ca)
     fp = pem_fingerprint(cert_file)
     if log is not None:
         kind = "self-signed" if generated else "configured"
@@ -159,6 +167,18 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def request_client_certificates(context: ssl.SSLContext, client_ca: Path) -> None:
+    """Make a server ``context`` ask for (not require) a client certificate that must
+    chain to ``client_ca``; ``ConfigError`` naming ``sip.tls_client_ca`` if unreadable."""
+    try:
+        context.load_verify_locations(cafile=client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "sip.tls_client_ca", str(client_ca), f"a readable PEM file of CA certificates ({exc})"
+        ) from exc
+    context.verify_mode = ssl.CERT_OPTIONAL
+
+
 def client_context(cafile: Path | None = None, *, verify: bool = True) -> ssl.SSLContext:
     """A context for outbound TLS: system CAs (or ``cafile`` alone), hostname checked.
 
@@ -197,7 +217,10 @@ class TlsClientPolicy:
         cafile: Path | None = None,
         no_verify: Iterable[str] = (),
         context: ssl.SSLContext | None = None,
+        certificate: tuple[Path, Path] | None = None,
     ) -> None:
+        self.certificate = certificate
+        """(chain, key) presented to servers that ask (mutual TLS, RFC 5923)."""
         self.verify = verify
         self.no_verify = frozenset(tls_identity.normalise(n) for n in no_verify)
         self._verifying = context
@@ -205,6 +228,8 @@ class TlsClientPolicy:
         self._open: ssl.SSLContext | None = None
         if verify and context is None:
             self._verifying = self._new_verifying()
+        elif context is not None:
+            self._present(context)
 
     def verifies(self, name: str) -> bool:
         """Whether a connection for ``name`` checks the server's certificate."""
@@ -218,13 +243,26 @@ class TlsClientPolicy:
             return self._verifying
         if self._open is None:
             self._open = client_context(verify=False)
+            self._present(self._open)
         return self._open
+
+    def _present(self, context: ssl.SSLContext) -> None:
+        if self.certificate is None:
+            return
+        chain, key = self.certificate
+        try:
+            context.load_cert_chain(chain, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "sip.tls_cert", str(chain), f"a readable PEM certificate and key ({exc})"
+            ) from exc
 
     def _new_verifying(self) -> ssl.SSLContext:
         # The chain is verified here; the name by ``check_peer`` (RFC 5922 also accepts a
         # sip: URI entry and refuses wildcards, which OpenSSL's host check does not).
         context = client_context(self._cafile)
         context.check_hostname = False
+        self._present(context)
         return context
 
     def check_peer(self, name: str, peercert: Mapping[str, object] | None) -> str | None:

@@ -191,6 +191,9 @@ def test_via_value() -> None:
         b"SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-r64-x;rport"
     )
     assert hops.via_value(Transport.WSS, "192.0.2.1:443", b"b").startswith(b"SIP/2.0/WSS ")
+    assert hops.via_value(Transport.TLS, "gw.example.net:5061", b"b", alias=True) == (
+        b"SIP/2.0/TLS gw.example.net:5061;branch=b;rport;alias"  # RFC 5923 §5
+    )
 
 
 def test_route_uri() -> None:

@@ -34,6 +34,19 @@ def test_settle_takes_survivors_out_of_every_collection() -> None:
         memory.untune()
 
 
+def test_settle_never_freezes_a_tuple_of_atoms_still_tracked() -> None:
+    """Keys and binding rows made between two settles are untracked before the freeze, so
+    the next full collection does not walk them (100,000 contacts cost 0.12 s CPU there)."""
+    try:
+        memory.tune()
+        rows = [(f"sip:u{i}@example.net", b"sip:u@192.0.2.1", float(i), i) for i in range(3000)]
+        keys = [(f"sip:u{i}@example.net", b"contact") for i in range(3000)]
+        memory.settle()
+        assert not any(gc.is_tracked(t) for t in rows + keys)
+    finally:
+        memory.untune()
+
+
 def test_gc_watch_measures_full_collections() -> None:
     watch = memory.GcWatch(logging.getLogger("test.gc"))
     try:

@@ -25,6 +25,30 @@ def test_lag_monitor_reports_a_blocked_loop_and_recovers() -> None:
     assert recovered < 0.05
 
 
+def test_lag_monitor_tells_own_work_from_waiting() -> None:
+    """A tick late because the loop computed shows that CPU; one late because the
+    process did not run (here: slept) shows almost none."""
+
+    async def late_by(block: object) -> tuple[float, float]:
+        monitor = LagMonitor(interval=0.01, alpha=1.0)
+        await asyncio.sleep(0.03)
+        assert callable(block)
+        block()
+        await asyncio.sleep(0.001)
+        monitor.close()
+        return monitor.late, monitor.cpu_gap
+
+    def compute() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.2:
+            pass
+
+    late, cpu = asyncio.run(late_by(compute))
+    assert late >= 0.15 and cpu >= 0.2
+    late, cpu = asyncio.run(late_by(lambda: time.sleep(0.2)))
+    assert late >= 0.15 and cpu < 0.1
+
+
 class _Listener(asyncio.DatagramProtocol):
     """Stands in for a SIP UDP listener: answers each OPTIONS after ``delay`` seconds."""
 

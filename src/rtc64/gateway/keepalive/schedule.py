@@ -11,8 +11,9 @@
 #   interval) and a new target's first send a uniform share of one such gap (close to the
 #   stationary phase), so sends spread evenly, never in bursts (also after a restart that
 #   loads every binding at once).
-# - Contacts are indexes into columns (arrays of numbers, two lists): no per-contact object
-#   for the garbage collector to walk. Deadlines sit in a timing wheel of
+# - Contacts are indexes into columns (arrays of numbers, lists of binding rows
+#   (``Binding.to_row``) and tokens): no per-contact object for the garbage collector to
+#   walk (rows are plain tuples it stops tracking). Deadlines sit in a timing wheel of
 #   ``resolution``-wide slots (one list entry per target, stale entries skipped), so the
 #   driver's one timer fires at most once per slot.
 # - OPTIONS are stateless (no transaction): each carries a fresh token as its Via branch and
@@ -36,7 +37,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.bindings import Binding, BindingRow, row_target, unpack_ip
 from rtc64.net.address import Family, family_of
 from rtc64.net.endpoint import SockAddr, Transport
 
@@ -250,7 +251,7 @@ class KeepaliveSchedule:
         self._wheel: dict[int, list[int]] = {}
         self._slots: list[int] = []
         # one entry per contact id
-        self._binding: list[Binding | None] = []
+        self._binding: list[BindingRow | None] = []
         self._remote: list[SockAddr | None] = []
         """Where the contact answered from, when not the binding's received address."""
         self._token: list[bytes | None] = []
@@ -321,7 +322,7 @@ class KeepaliveSchedule:
         if i is None:
             i = self._new_id()
             s = self.settings
-            self._binding[i], self._remote[i], self._token[i] = binding, None, None
+            self._binding[i], self._remote[i], self._token[i] = binding.to_row(), None, None
             # A uniform share of one drawn gap: close to the renewal process's stationary
             # phase, so contacts added together stay spread after the first round too.
             self._ping[i] = now + self.rng() * self._gap(s.interval)
@@ -336,12 +337,13 @@ class KeepaliveSchedule:
         else:
             old = self._binding[i]
             assert old is not None
-            if Target.of(old) != Target.of(binding):
+            row = binding.to_row()
+            if row_target(old) != row_target(row):
                 self._forget_token(i)
                 self._remote[i] = None
             elif self._remote[i] == (binding.received_ip, binding.received_port):
                 self._remote[i] = None  # the store caught up with an answer's new source
-            self._binding[i] = binding
+            self._binding[i] = row
             self._failures[i] = 0
             if self._state[i] == _UNREACHABLE:
                 self._state[i] = _UNKNOWN
@@ -365,10 +367,19 @@ class KeepaliveSchedule:
         return True
 
     def _target(self, i: int) -> Target:
-        b = self._binding[i]
-        assert b is not None and b.received_ip is not None and b.received_port is not None
-        remote = self._remote[i] or (b.received_ip, b.received_port)
-        return Target(_TRANSPORTS[b.transport], b.listener, remote)
+        row = self._binding[i]
+        assert row is not None
+        remote = self._remote[i]
+        if remote is None:
+            ip, port = unpack_ip(row[8]), row[9]
+            assert ip is not None and port is not None
+            remote = (ip, port)
+        return Target(_TRANSPORTS[row[5]], row[6], remote)
+
+    def _binding_of(self, i: int) -> Binding:
+        row = self._binding[i]
+        assert row is not None
+        return Binding.from_row(row)
 
     def status(self, key: ContactKey) -> ContactStatus | None:
         i = self._ids.get(key)
@@ -421,10 +432,10 @@ class KeepaliveSchedule:
 
     def _fire(self, i: int, now: float, actions: list[Action]) -> None:
         s = self.settings
-        binding = self._binding[i]
-        assert binding is not None
+        row = self._binding[i]
+        assert row is not None
         if now >= self._expires[i]:
-            self.remove((binding.aor, binding.contact))
+            self.remove((row[0], row[1]))
             return
         if now >= self._answer[i]:
             self._forget_token(i)
@@ -439,7 +450,8 @@ class KeepaliveSchedule:
                     stats.unreachable += 1
                     by = stats.unreachable_by_family
                     by[family] = by.get(family, 0) + 1
-                actions.append(Unreachable(binding, failures))  # again if removal failed
+                # again if removal failed
+                actions.append(Unreachable(self._binding_of(i), failures))
         if now >= self._options[i]:
             self._options[i] = now + self._gap(s.options_interval)
             if self._token[i] is not None:
@@ -452,7 +464,7 @@ class KeepaliveSchedule:
                 self._answer[i] = now + min(s.options_timeout, s.options_interval)
                 self._tokens[token] = i
                 self.stats.options += 1
-                actions.append(SendOptions(self._target(i), binding, token))
+                actions.append(SendOptions(self._target(i), self._binding_of(i), token))
                 self._ping[i] = now + self._gap(s.interval)  # the OPTIONS opened the pinhole
         if now >= self._ping[i]:
             self._ping[i] = now + self._gap(s.interval)
@@ -493,15 +505,13 @@ class KeepaliveSchedule:
         self._rtt[i] = rtt = max(0.0, now - self._sent[i])
         self._answered[i] = now
         self._failures[i] = 0
-        binding = self._binding[i]
-        assert binding is not None
         actions: list[Action] = []
         if self._state[i] != _REACHABLE:
-            actions.append(Reachable(binding, rtt, self._state[i] == _UNREACHABLE))
+            actions.append(Reachable(self._binding_of(i), rtt, self._state[i] == _UNREACHABLE))
         self._state[i] = _REACHABLE
         if source != target.remote:
             self.stats.address_changes += 1
             self._remote[i] = source
-            actions.append(AddressChanged(binding, source))
+            actions.append(AddressChanged(self._binding_of(i), source))
         self._enqueue(i)
         return actions

@@ -19,6 +19,11 @@
 #   (transport, received address and port, listener); ``registered_at`` (wall-clock seconds
 #   of its last REGISTER) picks the most recent flow of an instance first. Stored data
 #   without it (older versions) reads as None and sorts last.
+# - The row form (``to_row``/``from_row``) is what long-lived in-memory tables hold (the
+#   store's cache, the keepalive schedule, the registration log): a plain tuple of numbers,
+#   strings and bytes (the address packed into an int), which the garbage collector stops
+#   tracking after its first pass, so 100,000 bindings add nothing to a full collection's
+#   walk (a Binding and its address object are two tracked objects each).
 # RFC 3261 §10.3, RFC 3327 (Path), RFC 5626 (+sip.instance, reg-id).
 
 from __future__ import annotations
@@ -26,15 +31,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
+from typing import Any, Final
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.net.address import format_host
 from rtc64.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
 IPAddress = IPv4Address | IPv6Address
+BindingRow = tuple[
+    str, bytes, float, bytes, int, str, str, float | None, int | str | None, int | None,
+    tuple[bytes, ...], bytes | None, int | None, bytes, float | None,
+]  # fmt: skip
+"""A Binding as a plain tuple (``Binding.to_row``): its fields in order, the address packed."""
+ROW_EXPIRES_AT: Final = 2
+_V6_FLAG = 1 << 128
+_V6_MASK = _V6_FLAG - 1
 
 TRANSPORTS = frozenset({"udp", "tcp", "tls", "ws", "wss"})
 MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: CSeq sequence numbers are below 2**31
@@ -104,6 +117,8 @@ class Binding:
     reg_id: int | None = None
     user_agent: bytes = b""
     registered_at: float | None = None
+    _row: BindingRow | None = field(default=None, init=False, compare=False, repr=False)
+    """``to_row`` made once: the store and the keepalive schedule share one tuple."""
 
     def __post_init__(self) -> None:
         if not self.aor or not self.contact:
@@ -195,6 +210,31 @@ class Binding:
         except KeyError as exc:
             raise ValueError(f"binding field {exc.args[0]} missing") from None
 
+    def to_row(self) -> BindingRow:
+        """The binding as a plain tuple of atoms (see the module rules); ``from_row``
+        restores an equal Binding. Made once per Binding (tables holding the same binding
+        share the tuple)."""
+        row = self._row
+        if row is None:
+            row = (
+                self.aor, self.contact, self.expires_at, self.call_id, self.cseq,
+                self.transport, self.listener, self.q, pack_ip(self.received_ip),
+                self.received_port, self.path, self.instance, self.reg_id, self.user_agent,
+                self.registered_at,
+            )  # fmt: skip
+            object.__setattr__(self, "_row", row)
+        return row
+
+    @classmethod
+    def from_row(cls, row: BindingRow) -> Binding:
+        """Inverse of ``to_row`` (the new Binding keeps ``row`` as its row)."""
+        binding = cls(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+            unpack_ip(row[8]), row[9], row[10], row[11], row[12], row[13], row[14],
+        )  # fmt: skip
+        object.__setattr__(binding, "_row", row)
+        return binding
+
     def to_json(self) -> str:
         """``to_dict`` as compact ASCII JSON."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -206,6 +246,35 @@ class Binding:
         if not isinstance(data, dict):
             raise ValueError("binding JSON must be an object")
         return cls.from_dict(data)
+
+
+def pack_ip(ip: IPAddress | None) -> int | str | None:
+    """An address as an atom: IPv4 its int, IPv6 its int with bit 128 set, an IPv6
+    address with a zone id its text (rare; kept exactly)."""
+    if ip is None:
+        return None
+    if isinstance(ip, IPv4Address):
+        return int(ip)
+    if ip.scope_id is not None:
+        return str(ip)
+    return int(ip) | _V6_FLAG
+
+
+def unpack_ip(packed: int | str | None) -> IPAddress | None:
+    """Inverse of ``pack_ip``."""
+    if packed is None:
+        return None
+    if isinstance(packed, str):
+        return ip_address(packed)
+    if packed & _V6_FLAG:
+        return IPv6Address(packed & _V6_MASK)
+    return IPv4Address(packed)
+
+
+def row_target(row: BindingRow) -> tuple[str, str, int | str | None, int | None, bool]:
+    """What decides where a row's keepalives go: transport, listener, packed received
+    address and port, and whether it came through another proxy (Path)."""
+    return row[5], row[6], row[8], row[9], bool(row[10])
 
 
 def bindings_to_json(bindings: tuple[Binding, ...] | list[Binding]) -> str:

@@ -19,6 +19,9 @@
 #   registrations use Redis), so live bindings are also kept in memory: ``lookup`` (every
 #   INVITE to a local user, every REGISTER) costs no thread hand-off; writes commit to the
 #   file first and update memory after, so memory never holds what the file does not.
+#   Memory holds rows (``Binding.to_row``: untracked by the garbage collector) and each
+#   AOR's earliest expiry in a heap (``Deadlines``): ``expire`` deletes through the
+#   ``expires_at`` index and then touches only the AORs whose time has come.
 # - Shared mode (SIP workers: several processes write one file): nothing is cached; reads
 #   run inline on a second, read-only connection (a WAL reader never waits for a writer and
 #   sees every committed transaction), so a registration made through one worker is seen
@@ -41,13 +44,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from rtc64.gateway.location.bindings import Binding
+from rtc64.gateway.location.bindings import ROW_EXPIRES_AT, Binding, BindingRow
+from rtc64.gateway.location.deadlines import Deadlines
 from rtc64.gateway.location.store import StoreError, check_aor
 from rtc64.gateway.location.users import UserRecord, aors_from_json
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: users.aors (extra AORs a user may register)
+ALL_BATCH = 2000
+"""AORs ``all_bindings`` rebuilds between two yields to the event loop."""
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bindings (
@@ -176,7 +182,8 @@ class SqliteStore:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
-        self._live: dict[str, tuple[Binding, ...]] = {}
+        self._live: dict[str, tuple[BindingRow, ...]] = {}
+        self._deadlines: Deadlines[str] = Deadlines()
         self._reader = reader
         self._queue: list[tuple[_Work, asyncio.Future[object]]] = []  # the next batch
         self._flushing = False  # a batch is scheduled or on the writer thread
@@ -216,9 +223,21 @@ class SqliteStore:
         store = cls(path, conn, executor, reader)
         if shared:
             return store
+        loaded: dict[str, list[Binding]] = {}
         for binding in await store._all_rows():
-            store._live[binding.aor] = (*store._live.get(binding.aor, ()), binding)
+            loaded.setdefault(binding.aor, []).append(binding)
+        for aor, bindings in loaded.items():
+            store._keep(aor, bindings)
         return store
+
+    def _keep(self, aor: str, bindings: Sequence[Binding]) -> None:
+        """Memory follows a committed write: the AOR's rows and its earliest expiry."""
+        if not bindings:
+            self._live.pop(aor, None)  # its heap entry, if any, is dropped when due
+            return
+        rows = tuple(b.to_row() for b in bindings)
+        self._live[aor] = rows
+        self._deadlines.schedule(aor, min(row[ROW_EXPIRES_AT] for row in rows))
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in the next group-commit transaction (see the rules); returns
@@ -304,7 +323,7 @@ class SqliteStore:
             raise StoreError(f"sqlite {self.path}: store is closed")
         if self._reader is not None:
             return [b for b in self._read(aor) if b.expires_at > now]
-        return [b for b in self._live.get(aor, ()) if b.expires_at > now]
+        return [Binding.from_row(r) for r in self._live.get(aor, ()) if r[ROW_EXPIRES_AT] > now]
 
     def _read(self, aor: str | None) -> list[Binding]:
         """Shared mode: the AOR's (None: every) stored bindings, read from the file now."""
@@ -342,10 +361,7 @@ class SqliteStore:
         if not await self._write(work):
             return False
         if self._reader is None:
-            if rows:
-                self._live[aor] = tuple(bindings)
-            else:
-                self._live.pop(aor, None)
+            self._keep(aor, bindings)
         return True
 
     async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
@@ -357,12 +373,8 @@ class SqliteStore:
             _put(conn, aor, rows)
 
         await self._write(work)
-        if self._reader is not None:
-            return
-        if rows:
-            self._live[aor] = tuple(bindings)
-        else:
-            self._live.pop(aor, None)
+        if self._reader is None:
+            self._keep(aor, bindings)
 
     async def expire(self, now: float) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -370,10 +382,14 @@ class SqliteStore:
                 return conn.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,)).rowcount
 
         removed = await self._run(work)
-        for aor, bindings in list(self._live.items()):
-            live = tuple(b for b in bindings if b.expires_at > now)
+        for aor in self._deadlines.due(now):
+            rows = self._live.get(aor)
+            if rows is None:
+                continue
+            live = tuple(r for r in rows if r[ROW_EXPIRES_AT] > now)
             if live:
                 self._live[aor] = live
+                self._deadlines.schedule(aor, min(r[ROW_EXPIRES_AT] for r in live))
             else:
                 del self._live[aor]
         return removed
@@ -381,7 +397,12 @@ class SqliteStore:
     async def all_bindings(self, now: float) -> list[Binding]:
         if self._reader is not None:
             return [b for b in self._read(None) if b.expires_at > now]
-        return [b for aor in sorted(self._live) for b in self._live[aor] if b.expires_at > now]
+        out: list[Binding] = []
+        for n, aor in enumerate(sorted(self._live)):
+            if n % ALL_BATCH == 0 and n:
+                await asyncio.sleep(0)  # 100,000 rebuilt at once would hold the loop
+            out += [Binding.from_row(r) for r in self._live.get(aor, ()) if r[ROW_EXPIRES_AT] > now]
+        return out
 
     async def _all_rows(self) -> list[Binding]:
         def work(conn: sqlite3.Connection) -> list[str]:

@@ -165,12 +165,14 @@ def is_loop(req: Request, ours: list[int], via_values: list[bytes]) -> bool:
     return False
 
 
-def via_value(transport: Transport, hostport: str, branch: bytes) -> bytes:
-    """Our Via: ``SIP/2.0/T host:port;branch=...;rport``."""
-    return b"SIP/2.0/%s %s;branch=%s;rport" % (
+def via_value(transport: Transport, hostport: str, branch: bytes, *, alias: bool = False) -> bytes:
+    """Our Via: ``SIP/2.0/T host:port;branch=...;rport`` (``;alias``: RFC 5923, the
+    server may reuse the connection for requests to us)."""
+    return b"SIP/2.0/%s %s;branch=%s;rport%s" % (
         transport.via_token.encode("ascii"),
         hostport.encode("ascii"),
         branch,
+        b";alias" if alias else b"",
     )
 
 

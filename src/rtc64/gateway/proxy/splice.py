@@ -27,7 +27,7 @@ from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.branches import OwnRequest
 from rtc64.gateway.proxy.hops import Hop
 from rtc64.net.address import IPAddress, format_hostport
-from rtc64.net.endpoint import Flow
+from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, build_request
@@ -80,7 +80,8 @@ def our_via(identity: Identity, out: Listener, hop: Hop, req: Request, below: by
     """Our Via toward ``hop``; the loop hash covers ``below``, the Via under ours as we
     write it (§16.3 step 4)."""
     hostport = identity.hostport_of(out, hop.ip)
-    return hops.via_value(hop.transport, hostport, hops.new_branch(req, below))
+    alias = identity.tls_alias and hop.transport is Transport.TLS
+    return hops.via_value(hop.transport, hostport, hops.new_branch(req, below), alias=alias)
 
 
 def record_route(

@@ -1,0 +1,266 @@
+"""RFC 5923 connection reuse between servers over mutual TLS, with a real peer.
+
+rtc64 (namespace ``r64reach-gw-*``, 10.77.0.1) and Kamailio 5.6 with its tls module
+(``r64reach-kam-*``, 10.77.0.2), each with a certificate from one test CA naming its
+address, each asking the other for a client certificate. rtc64 sends its upstream traffic
+to Kamailio over TLS with ``;alias`` in its Via (``sip.tls_alias``); Kamailio, with
+``tcp_accept_aliases``, then sends its requests for rtc64 back over that connection: both
+directions over ONE TLS connection, counted with ``ss`` in both namespaces and with
+rtc64's transport counters (no connection accepted, one opened).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.certs import issue, san
+from tests.interop.lab import Host, require_lab, sh
+from tests.interop.peers import Gateway, wait_port
+
+GW, KAM = "10.77.0.1", "10.77.0.2"
+
+
+def make_pki(where: Path) -> dict[str, Path]:
+    """A test CA and one leaf per server (SAN: its address and a name), PEM files."""
+    ca = issue(where, "ca", "rtc64 reach test CA", ca=True)
+    out = {"ca": ca.cert_path}
+    for name, address in (("gw", GW), ("kam", KAM)):
+        leaf = issue(where, name, f"{name}.test", names=san(f"{name}.test", address), signer=ca)
+        out[name], out[f"{name}-key"] = leaf.cert_path, leaf.key_path
+    return out
+
+
+KAMAILIO_TLS = """#!KAMAILIO
+debug=3
+log_stderror=yes
+children=1
+tcp_children=1
+auto_aliases=no
+enable_tls=yes
+tcp_accept_aliases=yes
+loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tls.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+modparam("tls", "config", "{tls_cfg}")
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    xlog("L_INFO", "kam: $rm $ru from $si:$sp over $pr, via $hdr(Via)\\n");
+    if ($rd == "kam.test") {{ sl_send_reply("200", "Kamailio here"); exit; }}
+    $du = "sip:{gw}:5061;transport=tls";
+    t_relay();
+}}
+"""
+
+KAMAILIO_TLS_CFG = """[server:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = no
+private_key = {key}
+certificate = {cert}
+ca_list = {ca}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = yes
+private_key = {key}
+certificate = {cert}
+ca_list = {ca}
+"""
+
+
+def options(target: str, n: int, local: tuple[str, int]) -> bytes:
+    host, port = local
+    return (
+        f"OPTIONS sip:{target} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-reach-{n};rport\r\n"
+        f"Max-Forwards: 20\r\nFrom: <sip:probe@{host}>;tag=r{n}\r\nTo: <sip:{target}>\r\n"
+        f"Call-ID: reach-{n}@{host}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+ASK = """import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+s.settimeout(8)
+port = str(s.getsockname()[1]).encode()
+s.sendto(sys.stdin.buffer.read().replace(b"PORT", port), (sys.argv[2], 5060))
+while True:
+    line = s.recv(65535).split(b"\\r\\n", 1)[0].decode()
+    if not line.startswith("SIP/2.0 1"):
+        print(line)
+        break
+"""
+
+
+def ask(host: Host, source: str, dest: str, target: str, n: int) -> str:
+    """One OPTIONS over UDP from ``source`` inside ``host`` to ``dest``: the final status
+    line (or what went wrong)."""
+    msg = options(target, n, (source, 0)).replace(f"{source}:0".encode(), f"{source}:PORT".encode())
+    proc = subprocess.run(
+        ["ip", "netns", "exec", host.ns, sys.executable, "-c", ASK, source, dest],
+        input=msg, capture_output=True, timeout=20, check=False,
+    )  # fmt: skip
+    return proc.stdout.decode().strip() or proc.stderr.decode().strip()[-300:]
+
+
+def tls_connections(host: Host) -> list[tuple[str, str]]:
+    """(local, peer) of every established connection to or from a port 5061."""
+    out = host.run("ss", "-Htn", "state", "established", check=False).stdout
+    pairs = [tuple(line.split()[-2:]) for line in out.splitlines() if ":5061" in line]
+    return [(a, b) for a, b in pairs]
+
+
+@pytest.fixture
+def hosts() -> Iterator[tuple[Host, Host]]:
+    require_lab("kamailio")
+    if not Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists():
+        pytest.fail("kamailio-tls-modules missing (run make test)")
+    tag = uuid.uuid4().hex[:6]
+    gw, kam = Host(f"r64reach-gw-{tag}", []), Host(f"r64reach-kam-{tag}", [])
+    made: list[str] = []
+    try:
+        for h in (gw, kam):
+            sh("ip", "netns", "add", h.ns)
+            made.append(h.ns)
+            h.run("ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", f"rg{tag}", "netns", gw.ns, "type", "veth",
+           "peer", "name", f"rk{tag}", "netns", kam.ns)  # fmt: skip
+        gw.run("ip", "addr", "add", f"{GW}/24", "dev", f"rg{tag}")
+        kam.run("ip", "addr", "add", f"{KAM}/24", "dev", f"rk{tag}")
+        gw.run("ip", "link", "set", f"rg{tag}", "up")
+        kam.run("ip", "link", "set", f"rk{tag}", "up")
+        yield gw, kam
+    finally:
+        for h in (gw, kam):
+            h.stop_all()
+        for ns in made:
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def start_kamailio(host: Host, tmp_path: Path, pki: dict[str, Path]) -> Path:
+    tls_cfg = tmp_path / "tls.cfg"
+    tls_cfg.write_text(KAMAILIO_TLS_CFG.format(key=pki["kam-key"], cert=pki["kam"], ca=pki["ca"]))
+    cfg = tmp_path / "kamailio.cfg"
+    cfg.write_text(KAMAILIO_TLS.format(tls_cfg=tls_cfg, gw=GW))
+    log = tmp_path / "kamailio.log"
+    argv = ["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(tmp_path), "-m", "64"]
+    argv += ["-l", f"udp:{KAM}:5060", "-l", f"tls:{KAM}:5061", "-w", str(tmp_path)]
+    argv += ["-P", str(tmp_path / "kamailio.pid")]
+    host.popen(argv, log=log)
+    wait_port(host, "tcp", 5061)
+    return log
+
+
+def gateway_config(
+    address: str, domain: str, upstream: str, pki: dict[str, Path], name: str, *, alias: bool
+) -> str:
+    return f"""
+[sip]
+listen = ["udp:{address}:5060", "tls:{address}:5061"]
+domains = ["{domain}"]
+trusted_networks = ["10.77.0.0/24"]
+upstream = "sip:{upstream}:5061;transport=tls"
+tls_cert = "{pki[name]}"
+tls_key = "{pki[name + "-key"]}"
+tls_ca_file = "{pki["ca"]}"
+tls_verify_clients = true
+tls_client_ca = "{pki["ca"]}"
+tls_alias = {"true" if alias else "false"}
+"""
+
+
+def text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_kamailio_reuses_rtc64s_connection_for_requests_to_rtc64(
+    hosts: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """rtc64 opens TLS to Kamailio presenting its certificate, Via ``;alias``; Kamailio's
+    request for rtc64 then goes over that connection: one connection, both directions."""
+    gw_host, kam_host = hosts
+    pki = make_pki(tmp_path)
+    kam_log = start_kamailio(kam_host, tmp_path, pki)
+    config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=True)
+    gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
+    try:
+        out = ask(gw_host, GW, GW, "kam.test", 1)  # rtc64 -> Kamailio (upstream, TLS)
+        assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
+        (opened,) = tls_connections(gw_host)
+        local = opened[0]
+        assert local.startswith(f"{GW}:") and not local.endswith(":5061")  # rtc64 opened it
+        assert f"over tls, via SIP/2.0/TLS {GW}:5061;" in text(kam_log)
+        assert ";alias" in text(kam_log).split("kam: OPTIONS sip:kam.test", 1)[1].split("\n")[0]
+        out = ask(kam_host, KAM, KAM, "gw.test", 2)  # Kamailio -> rtc64 (relayed, TLS)
+        assert out.startswith("SIP/2.0 200") and "Kamailio" not in out, (out, text(kam_log)[-3000:])
+        assert tls_connections(gw_host) == [opened]  # still the one rtc64 opened
+        assert len(tls_connections(kam_host)) == 1
+        assert "found connection by peer address" in text(kam_log)
+    finally:
+        gw.stop()
+
+
+def test_kamailio_sends_no_alias_so_rtc64_opens_its_own_connection(
+    hosts: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """Kamailio opens TLS to rtc64 with a certificate rtc64 verifies, but its Via carries
+    no ``;alias`` (Kamailio 5.6 only accepts aliases, ``tcp_accept_aliases``; nothing in
+    its core or tls module adds one to its own Via): rtc64 must not reuse that
+    connection for requests to Kamailio (RFC 5923 §6) and opens its own."""
+    gw_host, kam_host = hosts
+    pki = make_pki(tmp_path)
+    kam_log = start_kamailio(kam_host, tmp_path, pki)
+    config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=False)
+    gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
+    try:
+        out = ask(kam_host, KAM, KAM, "gw.test", 1)  # Kamailio -> rtc64 first
+        assert out.startswith("SIP/2.0 200"), (out, text(kam_log)[-3000:], gw.text()[-3000:])
+        (theirs,) = tls_connections(gw_host)
+        assert theirs[0] == f"{GW}:5061"  # Kamailio opened it
+        out = ask(gw_host, GW, GW, "kam.test", 2)  # rtc64 -> Kamailio
+        assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
+        assert len(tls_connections(gw_host)) == 2
+        # With ;alias rtc64 would have logged the alias or why it refused it.
+        assert "RFC 5923" not in gw.text()
+    finally:
+        gw.stop()
+
+
+def test_rtc64_reuses_a_verified_peers_connection(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    """Two gateways: A opens TLS to B with ``;alias``; B verifies A's certificate names the
+    Via host, records the alias and sends its request for A over A's connection."""
+    a_host, b_host = hosts
+    pki = make_pki(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Gateway(
+        a_host, tmp_path / "a", ["--media-policy", "never"],
+        config=gateway_config(GW, "gw.test", KAM, pki, "gw", alias=True),
+    )  # fmt: skip
+    b = Gateway(
+        b_host, tmp_path / "b", ["--media-policy", "never"],
+        config=gateway_config(KAM, "kam.test", GW, pki, "kam", alias=False),
+    )  # fmt: skip
+    try:
+        out = ask(a_host, GW, GW, "kam.test", 1)  # A -> B (A's upstream)
+        assert out.startswith("SIP/2.0 200"), (out, a.text()[-3000:], b.text()[-3000:])
+        assert f"reused for {GW}:5061" in b.text(), b.text()[-3000:]
+        (opened,) = tls_connections(a_host)
+        out = ask(b_host, KAM, KAM, "gw.test", 2)  # B -> A (B's upstream): A's connection
+        assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
+        assert tls_connections(a_host) == [opened] and len(tls_connections(b_host)) == 1
+    finally:
+        a.stop()
+        b.stop()
