@@ -73,12 +73,28 @@ class ClientFlow:
         return self.transport is not Transport.UDP
 
 
-@dataclass(frozen=True, slots=True)
 class ToClient:
-    """Send ``data`` (a STUN message or ChannelData) to the client on ``client``."""
+    """Send ``data`` (a STUN message or ChannelData) to the client on ``client``.
 
-    client: ClientFlow
-    data: bytes
+    A plain immutable class like ``ClientFlow`` (one per answer: native construction in
+    the mypyc build, not a dataclass's generated Python ``__init__``)."""
+
+    __slots__ = ("client", "data")
+
+    def __init__(self, client: ClientFlow, data: bytes) -> None:
+        self.client: Final = client
+        self.data: Final = data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ToClient):
+            return NotImplemented
+        return self.client == other.client and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.client, self.data))
+
+    def __repr__(self) -> str:
+        return f"ToClient(client={self.client!r}, data={self.data!r})"
 
 
 @dataclass(frozen=True, slots=True)
