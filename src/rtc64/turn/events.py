@@ -142,12 +142,26 @@ class Unbind:
     channel: int
 
 
-@dataclass(frozen=True, slots=True)
 class RelayClosed:
     """The allocation owning ``relay`` is gone: close the socket, its peer connections,
-    and forget its tables. The core has already called ``relays.release(relay)``."""
+    and forget its tables. The core has already called ``relays.release(relay)``.
+    A plain immutable class like ``ToClient`` (one per allocation)."""
 
-    relay: SockAddr
+    __slots__ = ("relay",)
+
+    def __init__(self, relay: SockAddr) -> None:
+        self.relay: Final = relay
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RelayClosed):
+            return NotImplemented
+        return self.relay == other.relay
+
+    def __hash__(self) -> int:
+        return hash(self.relay)
+
+    def __repr__(self) -> str:
+        return f"RelayClosed(relay={self.relay!r})"
 
 
 @dataclass(frozen=True, slots=True)
