@@ -214,12 +214,24 @@ class RelaySocket(asyncio.DatagramProtocol):
         self.address = address
         self.family = family_of(address[0])
         self.sock = sock
-        self.client = client
-        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
         self.transport: asyncio.DatagramTransport | None = None
-        self.closed = False
         self.permitted: dict[str, bytes] = {}  # host -> the address XOR-ed as for IPv4
         self.channels: dict[SockAddr, int] = {}  # peer address -> channel number
+        self.reopen(client, buckets)
+
+    def reopen(
+        self, client: ClientOut, buckets: tuple[Bucket | None, Bucket | None] = (None, None)
+    ) -> None:
+        """Serve a new allocation from now on: its client and buckets, counters from zero,
+        a fresh transaction-id base; socket and loop transport stay. (Taking over an idle
+        socket so: ``transport.set_protocol`` would make uvloop stop and restart reading,
+        an epoll change, one ``io_uring_enter``, per allocation.) The caller has emptied
+        ``permitted`` and ``channels`` and read what the socket still queued."""
+        self.client = client
+        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
+        self.closed = False
+        self.permitted.clear()
+        self.channels.clear()
         self.from_peer_packets = 0
         self.from_peer_bytes = 0
         self.to_peer_packets = 0
