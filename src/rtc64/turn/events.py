@@ -41,7 +41,8 @@ class ClientFlow:
         self.remote: Final = remote
         self.local: Final = local
         self.connection: Final = connection
-        self._hash: Final = hash((transport, remote, local, connection))
+        # id(): an enum member hashes in Python; ``__eq__`` compares members by identity
+        self._hash: Final = hash((id(transport), remote, local, connection))
 
     def __hash__(self) -> int:
         return self._hash
