@@ -472,11 +472,11 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "sip.workers",
-        1,
+        0,
         _int_range(0, 256),
         "an integer 0..256 (0: one per CPU core)",
-        "SIP worker processes sharing the listeners (SO_REUSEPORT); 1 (the default) runs "
-        "everything in one process",
+        "SIP worker processes sharing the listeners (SO_REUSEPORT); 0 (the default) one "
+        "per CPU core this process may run on, 1 everything in one process",
     ),
     Key(
         "sip.worker_ports",

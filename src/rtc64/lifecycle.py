@@ -12,8 +12,9 @@
 #   not load (or a listener that cannot be bound) is rejected with the same one-line error
 #   as at start (logged) and the old one stays in force; keys that need a restart (the
 #   store, relay workers, TURN relay addresses and authentication, ng control...) are
-#   named in a warning and keep their old value. SIP workers keep their listeners and
-#   media port slices until a restart; the supervisor's TURN server is not reloaded.
+#   named in a warning and keep their old value. SIP workers take new listeners from the
+#   supervisor (``io.sip_workers``) and keep their media port slices until a restart;
+#   the supervisor's TURN server is not reloaded.
 # - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
 #   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
 #   ``general.drain_seconds`` passed, then the gateway stops. A second SIGTERM, or SIGINT at
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from rtc64.gateway.media import MediaBridge
     from rtc64.gateway.proxy.service import Proxy
     from rtc64.io.sip_transport import SipTransportLayer
+    from rtc64.net.endpoint import ListenSpec
     from rtc64.relay.engine import MediaRelay
     from rtc64.turnserver.service import TurnService
 
@@ -83,7 +85,7 @@ RELOADABLE = frozenset(
     }
 )
 # What SIP workers hold until a restart (the supervisor owns the sockets and TURN).
-WORKERS_HOLD = frozenset({"sip.listen", "media.ports", *reloading.TURN_KEYS})
+WORKERS_HOLD = frozenset({"media.ports", *reloading.TURN_KEYS})  # sip.listen: relisten
 
 
 @dataclass(slots=True)
@@ -168,6 +170,12 @@ class GatewayView(Protocol):
     @property
     def role(self) -> object | None:
         """The SIP worker role when this gateway is one worker of several, else None."""
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """Open and close SIP listeners for a new ``sip.listen``: (opened, closed)."""
+        ...
 
     def reloaded(self) -> None:
         """A reload was applied (``cfg`` is the new configuration): refresh views."""
@@ -283,8 +291,7 @@ class Lifecycle:
         tls_cert = _checked_tls(new.sip.tls_cert, new.sip.tls_key, "sip") if sip_tls else None
         turn_tls = {"turn.tls_cert", "turn.tls_key"} & set(changed)
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
-        # SIP workers take their sockets from the supervisor: a listener change waits for
-        # a restart there (held below, like the keys no reload applies)
+        # SIP workers take their new listen sockets from the supervisor (Gateway.relisten)
         workers = gw.role is not None
         applies = RELOADABLE - WORKERS_HOLD if workers else RELOADABLE
         plan = await reloading.plan(
@@ -293,8 +300,8 @@ class Lifecycle:
         )  # fmt: skip
         undo_turn = await self._relisten_turn(plan.turn)
         try:
-            if "sip.listen" in changed and gw.transports is not None and not workers:
-                opened, closed = await gw.transports.relisten(new.sip.listen)
+            if "sip.listen" in changed and gw.transports is not None:
+                opened, closed = await gw.relisten(new.sip.listen)  # workers: new sockets
                 self.log.info(
                     "listeners opened: %s; closed: %s (their connections stay until they end)",
                     ", ".join(str(s) for s in opened) or "none",
@@ -307,7 +314,7 @@ class Lifecycle:
         if gw.identity is not None and ({"sip.listen", "sip.domains"} & set(changed)):
             listeners = gw.identity.listeners
             if gw.transports is not None and not workers:
-                listeners = tuple(gw.transports.listeners)
+                listeners = tuple(gw.transports.listeners)  # (workers: Gateway.relisten)
             gw.identity.replace_listeners(listeners, new.sip.domains)
         if plan.relay is not None and gw.relay is not None:
             gw.relay.reconfigure(plan.relay)

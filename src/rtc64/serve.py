@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import platform
 import random
 import secrets
@@ -47,7 +48,7 @@ from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.keepalive import stunkeep
 from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
-from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore
+from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore, worker_token
 from rtc64.gateway.loadwatch import watch_load
 from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.store import LocationStore, Store
@@ -63,7 +64,7 @@ from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
-from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets
+from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets, receive_changes
 from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
@@ -98,9 +99,10 @@ from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
+from rtc64.web.peers import PeerStats, endpoint_path
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
-from rtc64.web.wiring import refresh_gateway_web, start_gateway_web
+from rtc64.web.wiring import refresh_gateway_web, start_gateway_web, start_peer_web
 
 if TYPE_CHECKING:
     import asyncio
@@ -153,9 +155,20 @@ class WorkerRole:
     channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
     names: tuple[bytes, ...]  # every worker's channel name
     private: dict[tuple[Transport, int], int]  # private port -> worker
+    control: socket.socket  # the supervisor's new sockets on a reload (io.sip_workers)
 
     def link(self, log: logging.Logger) -> WorkerLink:
         return WorkerLink(self.index, self.channel, self.names, self.private, log)
+
+    @property
+    def directory(self) -> str:
+        """The supervisor's private directory (channels, stats endpoints)."""
+        return os.path.dirname(self.names[0].decode())
+
+    def peer_stats(self) -> PeerStats:
+        """Worker 0's client of the other processes' stats (``web.peers``)."""
+        others = [f"w{k}" for k in range(1, len(self.names))] + ["turn"]
+        return PeerStats([endpoint_path(self.directory, name) for name in others])
 
 
 class Gateway:
@@ -179,6 +192,13 @@ class Gateway:
         self.web: RunningWeb | None = None
         self.nat64: IPv6Network | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._book: dict[ListenSpec, socket.socket] = {}  # a worker's sockets by spec
+        self._link: WorkerLink | None = None
+        self._keepalive_names: dict[str, BoundListener] = {}
+        if role is not None:
+            self._book.update((*role.sockets.own, *role.sockets.public))
+            self._own = [spec for spec, _ in role.sockets.own]
+            self._public = [spec for spec, _ in role.sockets.public]
 
     async def start(self) -> None:
         """Build and start everything; on failure, stop what was started and re-raise."""
@@ -190,6 +210,47 @@ class Gateway:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+    async def relisten(
+        self, specs: Sequence[ListenSpec]
+    ) -> tuple[list[ListenSpec], list[ListenSpec]]:
+        """A reload's new ``sip.listen``: listeners opened and closed (calls and
+        connections stay); a SIP worker takes the sockets the supervisor handed it
+        (``io.sip_workers``). Returns (opened, closed); ``ConfigError`` changes nothing."""
+        transports, identity = self.transports, self.identity
+        assert transports is not None and identity is not None
+        role = self.role
+        if role is None:
+            opened, closed = await transports.relisten(specs)
+            identity.replace_listeners(transports.listeners)
+            return opened, closed
+        changes = receive_changes(role.control)
+        if not changes:
+            shown = ", ".join(str(s) for s in specs)
+            raise ConfigError("sip.listen", shown, "sockets the supervisor could bind (its log)")
+        own, public = list(self._own), list(self._public)
+        peers: tuple[BoundListener, ...] = role.peers
+        for change, socks in changes:
+            self._book.update(socks)
+            own = [s for s in own if s not in change.removed] + list(change.own)
+            public = [s for s in public if s not in change.removed] + list(change.public)
+            peers = change.peers
+            if self._link is not None:
+                self._link.private_ports(change.private)
+        opened, closed = await transports.relisten([*own, *public], receive_only=own)
+        self._own, self._public = own, public
+        listeners = list(transports.listeners)
+        identity.replace_listeners(listeners + [p for p in peers if p not in listeners])
+        for spec in closed:
+            sock = self._book.pop(spec, None)
+            if sock is not None:
+                sock.close()
+        shared = {(b.spec.transport, b.family): b for b in listeners if b.spec in public}
+        for peer in peers:  # keepalives: any private port stands for the shared one
+            found = shared.get((peer.spec.transport, peer.family))
+            if found is not None:
+                self._keepalive_names[peer.name()] = found
+        return opened, closed
 
     async def _start(self) -> None:
         cfg, stack = self.cfg, self._stack
@@ -213,8 +274,15 @@ class Gateway:
             await self._turn(host, data_dir, store, nat64)
         if tunnel_runs(cfg) and self.role is None:  # SIP workers: the supervisor runs it
             self.tunnel = await self._tunnel()
-        if cfg.web.enabled and (self.role is None or self.role.index == 0):
+        role = self.role
+        if cfg.web.enabled and (role is None or role.index == 0):
             await self._web(data_dir, store, nat64)  # SIP workers: worker 0 serves it
+        elif cfg.web.enabled and role is not None:  # ... with this worker's figures
+            peer = await start_peer_web(
+                cfg, endpoint_path(role.directory, f"w{role.index}"),
+                proxy=self.proxy, relay=self.relay, turn=None,
+            )  # fmt: skip
+            self._stack.push_async_callback(peer.stop)
 
     def reloaded(self) -> None:
         """A reload was applied (``lifecycle``): the console's status page follows."""
@@ -249,6 +317,7 @@ class Gateway:
             nat64=nat64,
             keepalive=self.keepalives,
             probe=self._run_probe,
+            peers=None if self.role is None else self.role.peer_stats(),
         )
         self._stack.push_async_callback(self.web.stop)
 
@@ -282,8 +351,9 @@ class Gateway:
         role = self.role
         link = None if role is None else role.link(log.getChild("link"))
         tap = ReplyTap(reception.on_message)
+        self._link = link
         self.transports = transports = await _transports(
-            cfg, data_dir, reception, tap, log, role=role, link=link
+            cfg, data_dir, reception, tap, log, role=role, link=link, book=self._book
         )
         stack.push_async_callback(transports.stop)
         sender: Sender = transports
@@ -302,7 +372,9 @@ class Gateway:
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        self.auth = auth = _authenticator(cfg, store, secret, log)
+        self.auth = auth = _authenticator(
+            cfg, store, secret, log, None if role is None else role.index
+        )
         if link is not None:  # lock-outs count every worker's failures
             link.share_failures(auth.tracker)
         spawner = Spawner(log)
@@ -310,7 +382,7 @@ class Gateway:
         watched: LocationStore = store
         if cfg.keepalive.enabled:
             self.keepalives = tap.keepalives = keepalives = self._keepalives(
-                identity, transports, store, spawner
+                identity, transports, store, spawner, link
             )
             watched = WatchedStore(store, keepalives.on_replaced)
             keepalives.store = watched  # its own removals and moves reach the schedule too
@@ -329,10 +401,14 @@ class Gateway:
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)
-        load = await watch_load(transports.listeners, proxy.admission, proxy.layer, spawner, log)
+        pinged = list(transports.listeners)
+        if role is not None:  # a ping to a shared port lands on whichever worker the kernel
+            own = {spec for spec, _ in role.sockets.own}  # picks: only our own ports
+            pinged = [lst for lst in pinged if lst.spec in own]
+        load = await watch_load(pinged, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
         first = role is None or role.index == 0
-        if self.keepalives is not None and first:  # other workers: what registers through them
+        if self.keepalives is not None:  # SIP workers: each its share of the AORs
             await self.keepalives.load()
         _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
         ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
@@ -445,13 +521,27 @@ class Gateway:
         return media, relay_cfg
 
     def _keepalives(
-        self, identity: Identity, transports: SipTransportLayer, store: Store, spawner: Spawner
+        self,
+        identity: Identity,
+        transports: SipTransportLayer,
+        store: Store,
+        spawner: Spawner,
+        link: WorkerLink | None,
     ) -> Keepalives:
-        """The keepalive schedule with its driver (the bindings stored are loaded later)."""
+        """The keepalive schedule with its driver (the bindings stored are loaded later;
+        SIP workers: this worker's share of the AORs, ``keepalive.service``)."""
         log = self.log.getChild("keepalive")
         driver = Driver(log=log)
         self._stack.callback(driver.close)
-        by_name = {lst.name(): lst for lst in transports.listeners}
+        by_name = self._keepalive_names  # grows with a worker's reloads (relisten)
+        by_name.update((lst.name(), lst) for lst in transports.listeners)
+        if self.role is not None:  # any worker's private port: the shared one (UDP source)
+            public = {(s.transport, s.family): s for s, _ in self.role.sockets.public}
+            mine = {lst.spec: lst for lst in transports.listeners}
+            for peer in self.role.peers:
+                shared = public.get((peer.spec.transport, peer.family))
+                if shared in mine:
+                    by_name[peer.name()] = mine[shared]
         vias: dict[tuple[str, bytes], tuple[SockAddr, str]] = {}
 
         def sent_by(name: str, remote: SockAddr) -> tuple[SockAddr, str] | None:
@@ -471,11 +561,15 @@ class Gateway:
             return found
 
         settings = keepalive_settings(self.cfg.keepalive)
+        index = None if self.role is None else self.role.index
+
+        def new_token() -> bytes:
+            token = secrets.token_hex(10).encode()
+            return token if index is None else worker_token(index, token)
+
         keepalives = Keepalives(
-            KeepaliveSchedule(
-                settings, rng=random.random, new_token=lambda: secrets.token_hex(10).encode()
-            ),
-            sender=transports,
+            KeepaliveSchedule(settings, rng=random.random, new_token=new_token),
+            sender=transports if link is None else link,
             store=store,
             sent_by=sent_by,
             clock=clock,
@@ -483,7 +577,10 @@ class Gateway:
             spawn=spawner,
             log=log,
             wake=driver.update,
+            share=link,
         )
+        if link is not None:
+            link.on_keepalive_changed = lambda aor: spawner(keepalives.refresh(aor))
         driver.drive(keepalives)
         log.info(
             "keepalives every %gs, OPTIONS every %s, unreachable after %d failures",
@@ -532,8 +629,11 @@ class Gateway:
         return proxy
 
 
-def _authenticator(cfg: Config, store: Store, secret: bytes, log: logging.Logger) -> Authenticator:
-    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks."""
+def _authenticator(
+    cfg: Config, store: Store, secret: bytes, log: logging.Logger, worker: int | None = None
+) -> Authenticator:
+    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks
+    (``worker``: a SIP worker's index, in its nonces; earlier nonces are stale to it)."""
     auth = cfg.auth
     return Authenticator(
         realm=realm_of(cfg),
@@ -546,6 +646,8 @@ def _authenticator(cfg: Config, store: Store, secret: bytes, log: logging.Logger
         log=log.getChild("auth"),
         algorithms=digest_algorithms(auth),
         secret=secret,
+        worker=worker,
+        started=float("-inf") if worker is None else time.time(),
     )
 
 
@@ -630,6 +732,7 @@ async def _transports(
     *,
     role: WorkerRole | None = None,
     link: WorkerLink | None = None,
+    book: dict[ListenSpec, socket.socket] | None = None,
 ) -> SipTransportLayer:
     """The SIP listeners, bound and delivering to ``reception`` through ``tap`` (a
     worker's: its private ports first, so Via and Record-Route name them, then the shared
@@ -641,19 +744,22 @@ async def _transports(
         server_tls=_server_tls(cfg, data_dir, log),
         client_tls=tls_client_policy(cfg.sip, log),
         limits=transport_limits(cfg.sip),
-        on_send_error=reception.on_send_error,
+        on_send_error=reception.on_send_error if link is None else link.send_error,
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
         log=log.getChild("transport"),
-        opener=None if role is None else role.sockets.opener(),
+        opener=None if role is None or book is None else book.__getitem__,
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
         on_connection=None if link is None else link.connection_changed,
         receive_only=() if role is None else [spec for spec, _ in role.sockets.own],
     )
     reception.sender = transports
     if link is not None:
-        link.attach(transports, tap.on_message)
+        link.on_send_error = reception.on_send_error
+        link.attach(transports, tap.on_message, serve=False)
     await transports.start()
+    if link is not None:
+        link.serve()
     return transports
 
 

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rtc64 import logs
 from rtc64.config import Config, tunnel_runs
@@ -41,20 +41,26 @@ from rtc64.io import interfaces
 from rtc64.io import loop as loop_runner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_workers import (
+    ListenChange,
     Supervisor,
     WorkerSockets,
     bind_groups,
+    control_pairs,
+    notify_drained,
     notify_ready,
     own_ports,
     peer_listeners,
+    send_change,
     watch_parent,
 )
 from rtc64.io.worker_link import bind_channels, channel_name
 from rtc64.lifecycle import Lifecycle
-from rtc64.net.endpoint import BoundListener
+from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.relay.options import refuse_foreign
 from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
 from rtc64.settings import transport_limits
+from rtc64.web.peers import RunningPeer, endpoint_path
+from rtc64.web.wiring import start_peer_web
 
 if TYPE_CHECKING:
     import socket
@@ -146,11 +152,11 @@ async def supervise(
         previous=_read_ports(ports_file),
     )
     _write_ports(ports_file, own_ports(groups), log)
-    peers = peer_listeners(groups)
     channel_dir = tempfile.mkdtemp(prefix="rtc64-sip-")  # 0700
     channels = bind_channels(channel_dir, count)
+    controls = control_pairs(count)
     names = tuple(channel_name(channel_dir, k) for k in range(count))
-    private = {(b.transport, b.port): g.index for g in groups for b in _own(g)}
+    listen = _Listen(cfg, groups, ports_file, log)
     for spec, _ in groups[0].public:
         log.info("SIP listening on %s (%d workers, SO_REUSEPORT)", spec, count)
     for group in groups:
@@ -162,7 +168,10 @@ async def supervise(
         )
 
     def plan(k: int) -> WorkerPlan:
-        role = WorkerRole(k, groups[k], peers, slices[k], channels[k], names, private)
+        role = WorkerRole(
+            k, listen.groups[k], listen.peers, slices[k], channels[k], names, listen.private,
+            controls[k][1],
+        )  # fmt: skip
         return WorkerPlan(cfg, role, reload_config)
 
     def ready() -> None:
@@ -170,6 +179,7 @@ async def supervise(
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
     turn_gateway: Gateway | None = None
+    turn_web: RunningPeer | None = None
     loop = asyncio.get_running_loop()
 
     async def drain() -> None:
@@ -178,7 +188,14 @@ async def supervise(
         stop.set()
 
     draining: list[asyncio.Task[None]] = []
-    loop.add_signal_handler(signal.SIGHUP, supervisor.forward, signal.SIGHUP)
+
+    def reload() -> None:
+        """SIGHUP: new listen sockets handed to the workers first, then SIGHUP to them."""
+        if reload_config is not None:
+            listen.reload(reload_config, [c for c, _ in controls])
+        supervisor.forward(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, supervisor.forward, signal.SIGUSR1)
     loop.add_signal_handler(
         signal.SIGTERM,
@@ -200,6 +217,11 @@ async def supervise(
                 log.info("TURN runs in the supervisor (pid %d), ports %d-%d", pid, *slices[-1])
             if tunnel:
                 log.info("the tunnel server runs in the supervisor (pid %d)", os.getpid())
+            if cfg.web.enabled:  # worker 0's console shows TURN from here
+                path = endpoint_path(channel_dir, "turn")
+                turn_web = await start_peer_web(
+                    cfg, path, proxy=None, relay=None, turn=turn_gateway.turn
+                )
         await stop.wait()
     finally:
         log.info("rtc64 stopping")
@@ -208,14 +230,92 @@ async def supervise(
         for task in draining:
             task.cancel()
         await supervisor.stop()
+        if turn_web is not None:
+            await turn_web.stop()
         if turn_gateway is not None:
             await turn_gateway.stop()
-        for group in groups:
+        for group in listen.groups:
             group.close()
         for channel in channels:
             channel.close()
+        for pair in controls:
+            for end in pair:
+                end.close()
         shutil.rmtree(channel_dir, ignore_errors=True)
     return 0
+
+
+class _Listen:
+    """The supervisor's SIP sockets, changed by a reload of ``sip.listen``
+    (``io.sip_workers`` rules)."""
+
+    def __init__(
+        self, cfg: Config, groups: list[WorkerSockets], ports_file: Path, log: logging.Logger
+    ) -> None:
+        self.specs = list(dict.fromkeys(cfg.sip.listen))
+        self.groups = groups
+        self.ports_file = ports_file
+        self.log = log
+        self._derive()
+
+    def _derive(self) -> None:
+        self.peers = peer_listeners(self.groups)
+        self.private = {(b.transport, b.port): g.index for g in self.groups for b in _own(g)}
+
+    def reload(self, load: Callable[[], Config], controls: list[socket.socket]) -> None:
+        try:
+            new = load()
+        except (ConfigError, Rtc64Error, OSError) as exc:
+            self.log.error("SIGHUP: configuration not reloaded here: %s", exc)
+            return
+        wanted = list(dict.fromkeys(new.sip.listen))
+        if wanted == self.specs:
+            return
+        added = [s for s in wanted if s not in self.specs]
+        removed = [s for s in self.specs if s not in wanted]
+        try:
+            fresh = bind_groups(
+                added,
+                len(self.groups),
+                worker_ports=new.sip.worker_ports,
+                limits=transport_limits(new.sip),
+                previous=_read_ports(self.ports_file),
+                taken=set(self.private),
+            )
+        except ConfigError as exc:
+            self.log.error("SIGHUP: sip.listen not changed, the workers keep theirs: %s", exc)
+            return
+        left: list[list[tuple[ListenSpec, Any]]] = []
+        for k, group in enumerate(self.groups):
+            kept, gone = group.without(removed)
+            self.groups[k] = kept.plus(fresh[k])
+            left.append(gone)
+        self._derive()
+        for k, group in enumerate(fresh):
+            change = ListenChange(
+                own=tuple(spec for spec, _ in group.own),
+                public=tuple(spec for spec, _ in group.public),
+                removed=tuple(spec for spec, _ in left[k]),
+                peers=self.peers,
+                private=self.private,
+            )
+            try:
+                send_change(controls[k], change, group)
+            except OSError as exc:  # the worker's buffer is full: it restarts with them
+                self.log.error("SIGHUP: cannot hand SIP worker %d its sockets: %s", k, exc)
+        for pairs in left:
+            for _, sock in pairs:
+                sock.close()
+        self.specs = wanted
+        _write_ports(self.ports_file, own_ports(self.groups), self.log)
+        self.log.info(
+            "SIGHUP: SIP listeners added: %s; removed: %s",
+            ", ".join(str(s) for s in added) or "none",
+            ", ".join(str(s) for s in removed) or "none",
+        )
+        for group in fresh:
+            shown = ", ".join(str(spec) for spec, _ in group.own) or "(none: no UDP listener)"
+            self.log.info("SIP worker %d: new own ports %s", group.index, shown)
 
 
 async def _settled(gateway: Gateway) -> None:
@@ -247,16 +347,28 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
     async def main(stop: asyncio.Event) -> int:
         watch_parent(stop)
         gateway = Gateway(cfg, log, role)
+        loop = asyncio.get_running_loop()
         try:
             await gateway.start()
-            signals = Lifecycle(gateway, stop, reload_config=plan.reload, log=log)
+            done = asyncio.Event()
+            signals = Lifecycle(gateway, done, reload_config=plan.reload, log=log)
             signals.install()  # SIGHUP reload, SIGTERM drain, SIGINT, SIGUSR1 as one process
             try:
                 await _settled(gateway)
                 notify_ready(notify, role.index)
-                await stop.wait()
+                waits = [loop.create_task(done.wait()), loop.create_task(stop.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in waits:
+                    task.cancel()
             finally:
                 signals.uninstall()
+            if signals.draining and not stop.is_set():
+                # Drained: keep answering new calls with 503 on this worker's sockets (the
+                # kernel still hashes callers to them) until the supervisor stops everyone.
+                notify_drained(notify, role.index)
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
         finally:
             await gateway.stop()
         return 0

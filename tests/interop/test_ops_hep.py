@@ -84,10 +84,11 @@ def _tshark(pcap: Path, display: str, *fields: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
-def _wire(pcap: Path) -> set[Row]:
-    """The SIP datagrams tshark decodes on the gateway's links."""
+def _wire(pcap: Path, ports: set[int] | None = None) -> set[Row]:
+    """The SIP datagrams tshark decodes on the gateway's links (to or from ``ports``)."""
+    shown = ",".join(str(p) for p in sorted(ports or {5060}))
     rows = _tshark(
-        pcap, "sip && udp.port == 5060",
+        pcap, f"sip && udp.port in {{{shown}}}",
         "ip.src", "ipv6.src", "udp.srcport", "ip.dst", "ipv6.dst", "udp.dstport",
         "sip.Call-ID", "sip.CSeq",
     )  # fmt: skip
@@ -98,6 +99,11 @@ def _wire(pcap: Path) -> set[Row]:
         found.add((family, str(ip_address(src)), int(sport), str(ip_address(dst)), int(dport),
                    call_id, cseq))  # fmt: skip
     return found
+
+
+def _own_lines(log: str) -> str:
+    """The supervisor's lines naming each SIP worker's own ports."""
+    return "\n".join(line for line in log.splitlines() if ": own ports " in line)
 
 
 def _chunks(packet: bytes) -> dict[int, bytes]:
@@ -163,7 +169,7 @@ def test_hep_copies_every_sip_datagram_with_its_family_addresses_and_ports(
         [sys.executable, "-c", SINK.format(family=family, host=host)], log=work / "sink.log"
     )
     wait_port(net.gw, "udp", 9060)
-    sniff = Sniffer(net.gw, work, "gw", "udp port 5060 or udp port 9060")
+    sniff = Sniffer(net.gw, work, "gw", "udp")  # SIP workers' own ports too
     loopback = work / "lo.pcap"  # sngrep reads Ethernet-framed captures, not -i any's
     lo = net.gw.popen(
         ["tcpdump", "-i", "lo", "-n", "-U", "-Z", "root", "-w", str(loopback), "udp port 9060"],
@@ -187,7 +193,9 @@ def test_hep_copies_every_sip_datagram_with_its_family_addresses_and_ports(
     assert sink.poll() is None, (work / "sink.log").read_text()
     assert "HEP capture to" in gw.text() and "failing" not in gw.text(), gw.text()[-4000:]
 
-    wire, hep = _wire(sniff.path), _hep(sniff.path, 4242)
+    # 5060 and, with SIP workers (the default), each worker's own ports
+    ports = {5060} | {int(p) for p in re.findall(r"udp:[^ ,]*:(\d+)", _own_lines(gw.text()))}
+    wire, hep = _wire(sniff.path, ports), _hep(sniff.path, 4242)
     assert {r[0] for r in wire} == {"4", "6"}, wire
     # Every SIP datagram on the wire (both legs, both directions) has its HEP twin.
     assert wire <= hep, sorted(wire - hep)

@@ -52,7 +52,8 @@ def test_large_invite_over_udp_goes_on_over_tcp(net: Lab, work: Path) -> None:
     (invite,) = sipp_received(uas.workdir, "INVITE ")
     assert len(invite.encode()) > 3000, invite
     top_via = next(line for line in invite.splitlines() if line.startswith("Via:"))
-    assert top_via.startswith(f"Via: SIP/2.0/TCP {V4_GW}:5060"), report(gw, uas)
+    # (the port: 5060, or with SIP workers, the default, the worker's own port)
+    assert top_via.startswith(f"Via: SIP/2.0/TCP {V4_GW}:"), report(gw, uas)
     assert "over TCP (RFC 3261 §18.1.1)" in gw.text()
 
 
@@ -60,5 +61,5 @@ def test_large_invite_falls_back_to_udp_without_tcp(net: Lab, work: Path) -> Non
     gw, _uac, uas = _call(net, work, "u1")
     (invite,) = sipp_received(uas.workdir, "INVITE ")
     top_via = next(line for line in invite.splitlines() if line.startswith("Via:"))
-    assert top_via.startswith(f"Via: SIP/2.0/UDP {V4_GW}:5060"), report(gw, uas)
+    assert top_via.startswith(f"Via: SIP/2.0/UDP {V4_GW}:"), report(gw, uas)
     assert "request sent over UDP" in gw.text(), report(gw)

@@ -9,9 +9,11 @@ handled by one worker and a call handled by the other are not left to the kernel
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ ARGS = [
 CONFIG = '[sip]\ndomains = ["example.net"]\n'
 REGISTER_KEYS = {"domain": "example.net", "expires": "300"}
 TIMEOUT = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dir(work: Path, name: str) -> Path:
@@ -218,3 +221,156 @@ def test_lockout_counts_failures_on_every_worker(net: Lab, work: Path) -> None:
             assert "403 Forbidden" in right.messages(), right.messages()
     finally:
         gw.stop()
+
+
+def test_a_send_the_other_worker_cannot_make_fails_the_call_at_once(net: Lab, work: Path) -> None:
+    """carol's flow is a TCP connection of worker 0. Worker 0 is frozen (SIGSTOP), a call
+    to carol enters worker 1, which hands the INVITE to worker 0 over the channel; then
+    worker 0 is killed. Its successor finds the connection gone and reports the send back:
+    worker 1's transaction fails over at once and the caller gets a final answer other
+    than 408 (without the report the INVITE would wait for Timer B: 408)."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        tcp = _own_ports(gw, "tcp")
+        d = _dir(work, "carol")
+        carol = Sipp(
+            net.v6, d, "carol", "outbound_register.xml", local=str(V6_HOST), port=5071,
+            remote=tcp[0][6], transport="t1",
+            keys={"domain": "example.net", "instance": "00000000-0000-4000-8000-00000000000c",
+                  "regid": "1"},
+            extra=["-s", "carol", "-oocsf", str(SCENARIOS / "outbound_ooc.xml")],
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not sipp_received(d, "SIP/2.0 200"):
+            assert carol.proc.poll() is None and time.monotonic() < deadline, report(gw, carol)
+            time.sleep(0.1)
+        (w0,) = _pids(gw, 0)
+        os.kill(w0, signal.SIGSTOP)
+        udp = _own_ports(gw)
+        host, _, port = udp[1][4].rpartition(":")
+        caller = net.v4.popen(
+            [sys.executable, "-m", "tests.interop.udp_invite", host, port,
+             "sip:carol@example.net", "60"],
+            log=work / "invite.json", cwd=ROOT,
+        )  # fmt: skip
+        assert _wait_log(gw, r"w1\.link: send over worker 0's tcp connection"), gw.text()[-4000:]
+        os.kill(w0, signal.SIGKILL)
+        assert _wait_log(gw, r"SIP worker 0 ready again"), gw.text()[-4000:]
+        caller.wait(90)
+        answer = json.loads((work / "invite.json").read_text())
+        text = gw.text()
+        assert answer["status"] not in (0, 408), (answer, text[-6000:])
+        assert 400 <= answer["status"] < 600, answer
+        assert "w1.link: worker 0 could not send for us: " in text, text[-6000:]
+        carol.proc.kill()
+    finally:
+        gw.stop()
+
+
+def test_a_nonce_from_one_worker_works_on_the_other_and_a_replay_does_not(
+    net: Lab, work: Path
+) -> None:
+    """bob authenticates through worker 0 (its nonce, nc 1); the same signed REGISTER
+    replayed to worker 1's port is refused (stale: the request goes to the worker whose
+    counter holds that nonce), and bob's next request with nc 2 through worker 1 passes."""
+    args = [a for a in ARGS if not a.startswith("--trusted") and "/" not in a]
+    gw = Gateway(net.gw, work, args, config=AUTH_CONFIG)
+    try:
+        own = _own_ports(gw)
+        out = net.v4.run(
+            "env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.interop.digest_replay",
+            str(V4_HOST), own[0][4], own[1][4], "bob", "b0b-secret", "example.net",
+        )  # fmt: skip
+        result = json.loads(out.stdout)
+        assert result["first"] == 200, (result, gw.text()[-6000:])
+        assert result["replay"] == 401 and result["stale"], (result, gw.text()[-6000:])
+        assert result["next"] == 200, (result, gw.text()[-6000:])
+        assert re.search(r"w1\.link: REGISTER from udp .* handed to worker 0", gw.text())
+    finally:
+        gw.stop()
+
+
+RELOAD_BEFORE = '[sip]\ndomains = ["example.net"]\noverload_lag = 0\nlisten = [{listen}]\n'
+
+
+def test_reload_changes_listeners_in_every_worker_with_calls_in_progress(
+    net: Lab, work: Path
+) -> None:
+    """Two long calls in progress, one through each worker; SIGHUP to the supervisor adds
+    udp:10.64.4.1:5062 and removes the TCP listener. Both calls end normally (BYE along
+    their route), each worker answers on its new private port and the shared new port,
+    and nothing listens on TCP any more."""
+    base = [f'"udp:[{V6_GW}]:5060"', f'"udp:{V4_GW}:5060"']
+    config = work / "rtc64.toml"
+    args = ["--trusted-network", "fd00:64:6::/64", "--trusted-network", "10.64.4.0/24",
+            "--sip-workers", "2"]  # fmt: skip
+    gw = Gateway(
+        net.gw, work, args,
+        config=RELOAD_BEFORE.format(listen=", ".join([*base, f'"tcp:[{V6_GW}]:5060"'])),
+    )  # fmt: skip
+    try:
+        own = _own_ports(gw)
+        callers = []
+        for k in (0, 1):
+            uas = Sipp(net.v4, _dir(work, f"uas{k}"), f"uas{k}", "uas.xml", local=str(V4_HOST),
+                       port=5060 + k)  # fmt: skip
+            wait_port(net.v4, "udp", 5060 + k)
+            uac = Sipp(
+                net.v6, _dir(work, f"uac{k}"), f"uac{k}", "uac_long.xml", local=str(V6_HOST),
+                port=5070 + k, remote=own[k][6], keys={"target": f"{V4_HOST}:{5060 + k}"},
+                extra=["-s", "bob", "-d", "6000"],
+            )  # fmt: skip
+            callers.append((uac, uas))
+        assert _wait_log(gw, r"w1\.proxy\.calls: call \S+ set up"), gw.text()[-4000:]
+        assert _wait_log(gw, r"w0\.proxy\.calls: call \S+ set up"), gw.text()[-4000:]
+        config.write_text(RELOAD_BEFORE.format(listen=", ".join([*base, f'"udp:{V4_GW}:5062"'])))
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        for k in (0, 1):
+            assert _wait_log(gw, rf"w{k}: listeners opened: .*udp:{V4_GW}:5062"), gw.text()[-6000:]
+        assert "need a restart, not applied: sip.listen" not in gw.text()
+        for uac, uas in callers:
+            assert uac.wait() == 0, report(gw, uac, uas)
+            assert uas.wait() == 0, report(gw, uac, uas)
+        new = {
+            int(k): re.search(rf"udp:{V4_GW}:(\d+)", ports).group(1)  # type: ignore[union-attr]
+            for k, ports in re.findall(r"SIP worker (\d+): new own ports (.*)", gw.text())
+        }
+        assert sorted(new) == [0, 1], gw.text()[-4000:]
+        for k in (0, 1):  # each worker's new private port, then the new shared port
+            _register_bob(net, work, f"reg-new{k}", f"{V4_GW}:{new[k]}")
+        _register_bob(net, work, "reg-shared", f"{V4_GW}:5062")
+        assert ":5060 " not in net.gw.run("ss", "-ltn").stdout  # TCP closed everywhere
+    finally:
+        gw.stop()
+    assert "Traceback" not in gw.text(), gw.text()[-8000:]
+
+
+def test_responses_from_a_trunk_reach_the_owning_worker_directly(net: Lab, work: Path) -> None:
+    """Calls to a target that is no registered contact (an IP literal: a trunk, a static
+    route) leave from the worker's own port, so the UAS's responses and its 200 to the
+    BYE come back to that worker: nothing crosses the worker channel. Calls go through
+    both workers' ports; with the old rule (every request from the shared port) the
+    UAS's answers hashed to one worker and half of them crossed."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        own = _own_ports(gw)
+        uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas.xml", local=str(V4_HOST), port=5060,
+                   calls=10)  # fmt: skip
+        wait_port(net.v4, "udp", 5060)
+        for k in (0, 1):
+            uac = Sipp(
+                net.v6, _dir(work, f"uac{k}"), f"uac{k}", "uac.xml", local=str(V6_HOST),
+                port=5070 + k, remote=own[k][6], calls=5,
+                keys={"target": f"{V4_HOST}:5060"}, extra=["-s", "bob", "-r", "10"],
+            )  # fmt: skip
+            assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uas)
+    finally:
+        assert gw.stop() == 0, gw.text()[-4000:]
+    text = gw.text()
+    counts = re.findall(
+        r"w(\d)\.link: worker channel: (\d+) messages handed .*?, (\d+) taken", text
+    )
+    assert sorted(k for k, _, _ in counts) == ["0", "1"], text[-4000:]
+    assert all(handed == taken == "0" for _, handed, taken in counts), counts
+    assert not re.search(r"from udp \S+ handed to worker", text)

@@ -19,10 +19,10 @@ from rtc64.errors import ConfigError
 from rtc64.workers import media_slices, worker_count
 
 
-def test_default_is_one_process_and_0_is_one_worker_per_core() -> None:
+def test_default_is_one_worker_per_core_and_1_is_one_process() -> None:
     cfg = config.load(None, {})
-    assert cfg.sip.workers == 1
-    assert worker_count(cfg) == 1
+    assert cfg.sip.workers == 0
+    assert worker_count(cfg) == len(os.sched_getaffinity(0))
     assert worker_count(config.load(None, {"sip.workers": 0})) == len(os.sched_getaffinity(0))
     assert worker_count(config.load(None, {"sip.workers": "3"})) == 3
     assert worker_count(config.load(None, {"sip.workers": 1})) == 1

@@ -71,7 +71,12 @@ class Authenticator:
         log: logging.Logger,
         secret: bytes | None = None,
         algorithms: Iterable[Algorithm] = digest.DEFAULT_ALGORITHMS,
+        worker: int | None = None,
+        started: float = float("-inf"),
     ) -> None:
+        """``worker``: this SIP worker's index, written in its nonces (the worker link
+        brings a request back to the worker whose counter owns its nonce); ``started``:
+        nonces issued before it count as stale (their earlier counts are not known)."""
         self.realm = realm
         self.algorithms = tuple(algorithms)
         self._users: Mapping[str, UserRecord] = {
@@ -80,8 +85,8 @@ class Authenticator:
         self._store = store
         self._trusted = tuple(trusted)
         self._lifetime = nonce_lifetime
-        self._nonces = NonceFactory(secret or secrets.token_bytes(32))
-        self._counter = NonceCounter(nonce_lifetime)
+        self._nonces = NonceFactory(secret or secrets.token_bytes(32), origin=worker)
+        self._counter = NonceCounter(nonce_lifetime, since=started)
         self._log = log
         self.tracker = AuthFailureTracker(
             max_failures, window=block_seconds, block_seconds=block_seconds, on_block=self._blocked

@@ -79,6 +79,8 @@ def log_registration(
     now: float,
 ) -> None:
     """Log what a REGISTER changed for one AOR: new, refreshed and removed contacts."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # nothing below would be written: build no fields
     old = list(before)
     for b in after:
         match = next((o for o in old if same_contact(o.contact, b.contact)), None)

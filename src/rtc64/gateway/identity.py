@@ -38,6 +38,8 @@ from rtc64.sip.uri import SipUri, Uri
 
 SourceFor = Callable[[IPAddress], IPAddress | None]
 
+DEFAULT_PORTS = frozenset({5060, 5061})  # RFC 3261 §19.1.2: sip, sips
+
 
 Listener = BoundListener
 """A bound listening socket: its spec and actual port (port 0 binds pick one)."""
@@ -115,6 +117,15 @@ class Identity:
         if isinstance(host, str):
             return host.rstrip(".") in self.hostnames
         return unmap(host) in self.addresses or host in self.addresses
+
+    def is_our_sent_by(self, host: Host, port: int | None) -> bool:
+        """A Via sent-by of ours: one of our hosts with one of our ports (no port: the
+        default SIP ports)."""
+        if not self.is_our_host(host):
+            return False
+        if port is None:
+            return not self.ports.isdisjoint(DEFAULT_PORTS)
+        return port in self.ports
 
     def is_own_socket(self, transport: Transport, ip: IPAddress, port: int) -> bool:
         """Whether sending to ``ip``:``port`` over ``transport`` reaches one of our own

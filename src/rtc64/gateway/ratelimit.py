@@ -42,6 +42,9 @@ Key = IPv4Network | IPv6Network | str | UserAtSource
 """A tracker key: a source prefix, a (user name, source prefix) pair, or a plain name."""
 
 
+PREFIX_CACHE = 4096  # source prefixes remembered by a tracker (each REGISTER needs several)
+
+
 def source_key(address: IPAddress, *, v4_prefix: int = 32, v6_prefix: int = 64) -> SourceKey:
     """The prefix ``address`` is counted under (IPv4-mapped IPv6 counts as IPv4)."""
     address = unmap(address)
@@ -241,6 +244,7 @@ class AuthFailureTracker:
     __slots__ = (
         "_blocks",
         "_failures",
+        "_prefixes",
         "_queue",
         "block_seconds",
         "blocks",
@@ -290,6 +294,7 @@ class AuthFailureTracker:
         self._failures: OrderedDict[Key, deque[float]] = OrderedDict()
         self._blocks: OrderedDict[Key, float] = OrderedDict()  # key -> until, oldest first
         self._queue: deque[BlockEvent] = deque(maxlen=max_events)
+        self._prefixes: dict[IPAddress, SourceKey] = {}  # bounded: PREFIX_CACHE
 
     def key(self, key: KeyLike) -> Key:
         """Normalise: an address becomes its prefix (also in a (user, address) pair), a
@@ -301,7 +306,13 @@ class AuthFailureTracker:
         return self._prefix(key)
 
     def _prefix(self, address: IPAddress) -> SourceKey:
-        return source_key(address, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+        found = self._prefixes.get(address)
+        if found is None:
+            if len(self._prefixes) >= PREFIX_CACHE:
+                self._prefixes.clear()
+            found = source_key(address, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
+            self._prefixes[address] = found
+        return found
 
     def is_blocked(self, key: KeyLike, now: float) -> float | None:
         """Seconds of block left for ``key``, or None when it may try."""

@@ -21,8 +21,11 @@
 # parsed.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
-# UDP never originates from a ``receive_only`` listener (a worker's private port: what it
-# sends leaves from the shared port, the one NATs and firewalls have a pinhole for).
+# UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
+# caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
+# DNS or static route): its responses then come back to this very worker. Everything
+# else (responses, requests to registered contacts and recorded flows, keep-alives)
+# leaves from the shared port, the one NATs and firewalls have a pinhole for.
 """The SIP transport layer: listeners, connections and sending for all SIP transports."""
 
 from __future__ import annotations
@@ -178,7 +181,8 @@ class SipTransportLayer:
                 udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
-                self._udp_named[bound.name()] = udp
+                if spec not in self._receive_only:  # a worker's private port: never a source
+                    self._udp_named[bound.name()] = udp
             else:
                 server = await loop.create_server(
                     self._factory(kind),
@@ -194,12 +198,14 @@ class SipTransportLayer:
         self._listeners.append(bound)
 
     async def relisten(
-        self, specs: Sequence[ListenSpec]
+        self, specs: Sequence[ListenSpec], receive_only: Collection[ListenSpec] = ()
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """Open the listeners of ``specs`` not open yet and close those no longer in it
         (a reload); connections accepted earlier stay open. Returns (opened, closed). If
         one cannot be bound, those opened here are closed again and ``ConfigError`` says
-        which: the listeners stay as they were."""
+        which: the listeners stay as they were. ``receive_only``: new ones never used as
+        a UDP source (a SIP worker's private ports)."""
+        self._receive_only = self._receive_only | frozenset(receive_only)
         wanted = list(dict.fromkeys(specs))
         current = [b.spec for b in self._listeners]
         added = [s for s in wanted if s not in current]
@@ -304,6 +310,7 @@ class SipTransportLayer:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         """Send one SIP message; True if written or queued on a connection being opened.
 
@@ -312,13 +319,15 @@ class SipTransportLayer:
         fails (no new connection: send again without ``flow`` to the Via address for that).
         ``server_name`` is the SIP domain a TLS server must prove (RFC 5922; default: the
         address itself). Any failure, now or once a new connection fails, is reported to
-        ``on_send_error`` with ``handle``.
+        ``on_send_error`` with ``handle``. ``own_port``: UDP without a flow leaves from
+        this process's receive-only listener of that family when it has one (a SIP
+        worker's private port, named in its Via), else as usual.
         """
         remote = (address, port)
         if flow is not None and flow.transport is not transport:
             flow = None
         if transport is Transport.UDP:
-            udp = self._udp_for(family_of(address), flow)
+            udp = self._udp_for(family_of(address), flow, own_port)
             if udp is None:
                 return self._fail(transport, remote, "no UDP listener of that family", handle)
             if udp.send(data, remote):
@@ -365,7 +374,7 @@ class SipTransportLayer:
             self.stats.keepalives_sent += 1
         return sent
 
-    def _udp_for(self, family: Family, flow: Flow | None) -> UdpListener | None:
+    def _udp_for(self, family: Family, flow: Flow | None, own: bool = False) -> UdpListener | None:
         if flow is not None:
             for bound, udp in self._udp:
                 if bound.local == flow.local:
@@ -373,7 +382,7 @@ class SipTransportLayer:
         fallback = None
         for bound, udp in self._udp:
             if bound.family is family:
-                if bound.spec not in self._receive_only:
+                if (bound.spec in self._receive_only) is own:
                     return udp
                 fallback = fallback or udp
         return fallback

@@ -16,8 +16,19 @@
 #   started again, at once the first time and with a growing delay (up to
 #   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
 # - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
-#   reloads / reports itself), SIGTERM drains (passed on; the supervisor stops once every
-#   worker has drained and exited), SIGINT stops everything at once.
+#   reloads / reports itself), SIGTERM drains (passed on; a worker with no call left says
+#   so and goes on answering new calls with 503, as its member of each SO_REUSEPORT group
+#   still gets its share of callers; the supervisor stops everything once every worker
+#   has drained), SIGINT stops everything at once.
+# - A reload (SIGHUP) that changes ``sip.listen``: the supervisor re-reads the
+#   configuration first, binds the new specs' groups and private ports (none of them a
+#   private number already in use), closes its copies of the removed ones, and hands each
+#   worker its new sockets (``ListenChange`` and the descriptors, SCM_RIGHTS over the
+#   worker's control socket pair, an anonymous socket only our processes hold); then it
+#   passes SIGHUP on, and each worker applies the change as one process would (new
+#   listeners open, removed ones close, calls and connections stay). A restarted worker
+#   gets the current sockets from the start. If the supervisor cannot bind a new spec, it
+#   logs why and sends nothing: the workers' reloads are then rejected as one process's.
 # - Workers watch the supervisor: when it dies they stop (the sentinel of their parent).
 #   A worker tells the supervisor it is ready with one datagram on a Unix socket pair; the
 #   supervisor calls ``on_ready`` once all of them are (the gateway's "ready").
@@ -32,10 +43,11 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -81,6 +93,22 @@ class WorkerSockets:
         for _, sock in (*self.own, *self.public):
             sock.close()
 
+    def without(
+        self, removed: Collection[ListenSpec]
+    ) -> tuple[WorkerSockets, list[tuple[ListenSpec, Any]]]:
+        """These sockets less the public specs ``removed`` and their private twins (the
+        same position in ``own``), and the (spec, socket) pairs left out."""
+        gone = {i for i, (spec, _) in enumerate(self.public) if spec in removed}
+        left = [p for i, p in enumerate(self.public) if i in gone]
+        left += [p for i, p in enumerate(self.own) if i in gone]
+        own = tuple(p for i, p in enumerate(self.own) if i not in gone)
+        public = tuple(p for i, p in enumerate(self.public) if i not in gone)
+        return WorkerSockets(self.index, own, public), left
+
+    def plus(self, more: WorkerSockets) -> WorkerSockets:
+        """These sockets and ``more`` (new listen specs on a reload)."""
+        return WorkerSockets(self.index, (*self.own, *more.own), (*self.public, *more.public))
+
 
 def bind_groups(
     specs: Sequence[ListenSpec],
@@ -89,10 +117,12 @@ def bind_groups(
     worker_ports: int,
     limits: Limits,
     previous: Mapping[str, int] | None = None,
+    taken: Collection[tuple[Transport, int]] = (),
 ) -> list[WorkerSockets]:
     """Every worker's sockets (see the rules); ``ConfigError`` naming the endpoint when a
     bind fails (everything bound so far is closed). Without ``worker_ports`` the private
-    ports are the ``previous`` run's where still free (``own_port_key``), else any."""
+    ports are the ``previous`` run's where still free (``own_port_key``), else any;
+    never one of ``taken`` (private ports already in use, on a reload)."""
     opened: list[Any] = []
     own: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
     public: list[list[tuple[ListenSpec, Any]]] = [[] for _ in range(count)]
@@ -124,7 +154,7 @@ def bind_groups(
             for k in range(1, count):
                 public[k].append((actual, bind(actual, actual.port, "sip.listen", shared=True)))
         publics = [spec for spec, _ in public[0]]
-        taken: set[tuple[Transport, int]] = set()  # private ports are told apart by number
+        used = set(taken)  # private ports are told apart by number
         for k in range(count):
             for spec in publics:
                 bare = dataclasses.replace(spec, advertise=None)
@@ -134,12 +164,12 @@ def bind_groups(
                     last = (previous or {}).get(own_port_key(k, spec), 0)
                     sock = _bind_again(bare, last, bind)
                     for _ in range(8):  # another family's private port has that number
-                        if (spec.transport, sock.getsockname()[1]) not in taken:
+                        if (spec.transport, sock.getsockname()[1]) not in used:
                             break
                         opened.remove(sock)
                         sock.close()
                         sock = bind(bare, 0, "sip.worker_ports")
-                taken.add((spec.transport, sock.getsockname()[1]))
+                used.add((spec.transport, sock.getsockname()[1]))
                 bound = sock.getsockname()[1]
                 adv = spec.advertise
                 mine = dataclasses.replace(
@@ -201,6 +231,7 @@ class Supervisor:
         self._args_for = args_for
         self._on_ready = on_ready
         self._ready: set[int] = set()
+        self._drained: set[int] = set()  # workers that finished draining (still serving 503)
         self._all_ready = False
         self._notify, self._child_notify = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.setblocking(False)
@@ -228,9 +259,13 @@ class Supervisor:
                 data = self._notify.recv(64)
             except (BlockingIOError, InterruptedError):
                 return
+            drained = data.startswith(b"D")
             try:
-                k = int(data.decode("ascii"))
+                k = int(data[1:] if drained else data)
             except ValueError:
+                continue
+            if drained:
+                self._drained.add(k)
                 continue
             if self._all_ready:
                 self.log.info("SIP worker %d ready again", k)
@@ -294,14 +329,18 @@ class Supervisor:
                     os.kill(proc.pid, sig)
 
     async def drain(self) -> None:
-        """SIGTERM to every worker (each drains its calls, then exits); returns once all
-        have exited. No worker is restarted from here on."""
+        """SIGTERM to every worker (each drains its calls, then answers new ones with 503
+        until stopped: its socket still gets its share of callers); returns once all have
+        drained or exited. No worker is restarted from here on."""
         self._stopping = True
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
         self.forward(signal.SIGTERM)
-        while any(p is not None and p.is_alive() for p in self._procs):
+        while any(
+            p is not None and p.is_alive() and k not in self._drained
+            for k, p in enumerate(self._procs)
+        ):
             await asyncio.sleep(0.1)
 
     async def stop(self, sig: int = signal.SIGINT) -> None:
@@ -338,8 +377,52 @@ def notify_ready(notify: socket.socket, index: int) -> None:
         notify.send(b"%d" % index)
 
 
+def notify_drained(notify: socket.socket, index: int) -> None:
+    """In a worker: tell the supervisor this worker has no call left."""
+    with contextlib.suppress(OSError):
+        notify.send(b"D%d" % index)
+
+
 def watch_parent(stop: asyncio.Event) -> None:
     """In a worker: set ``stop`` when the supervisor process goes away."""
     parent = multiprocessing.parent_process()
     if parent is not None and parent.sentinel is not None:
         asyncio.get_running_loop().add_reader(parent.sentinel, stop.set)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenChange:
+    """What one worker gets when a reload changes ``sip.listen`` (with the descriptors of
+    the sockets of ``own`` and ``public``, in that order)."""
+
+    own: tuple[ListenSpec, ...]
+    public: tuple[ListenSpec, ...]
+    removed: tuple[ListenSpec, ...]
+    peers: tuple[BoundListener, ...]  # every worker's private listeners, as now
+    private: dict[tuple[Transport, int], int]  # private port -> worker, as now
+
+
+def control_pairs(count: int) -> list[tuple[socket.socket, socket.socket]]:
+    """One (supervisor end, worker end) socket pair per worker for ``ListenChange``."""
+    return [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
+
+
+def send_change(control: socket.socket, change: ListenChange, group: WorkerSockets) -> None:
+    """Hand a worker its ``change`` and the sockets of ``group`` (the new specs only)."""
+    fds = [sock.fileno() for _, sock in (*group.own, *group.public)]
+    socket.send_fds(control, [pickle.dumps(change)], fds)
+
+
+def receive_changes(control: socket.socket) -> list[tuple[ListenChange, dict[ListenSpec, Any]]]:
+    """In a worker: every change the supervisor sent since the last call, in order, each
+    with its sockets by spec (nothing waiting: an empty list)."""
+    control.setblocking(False)
+    found: list[tuple[ListenChange, dict[ListenSpec, Any]]] = []
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1024)
+        except (BlockingIOError, InterruptedError):
+            return found
+        change = pickle.loads(data)  # noqa: S301 - from our own supervisor only
+        socks = [socket.socket(fileno=fd) for fd in fds]
+        found.append((change, dict(zip((*change.own, *change.public), socks, strict=True))))

@@ -3,19 +3,34 @@
 # k * CONNECTION_ID_SPAN + 1, so a flow names its owner).
 # - Sending over a connection another worker owns (a flow's id, or a remote address another
 #   worker announced a connection to) hands the message to that worker (SEND); it writes
-#   it on its connection. A send the owner cannot make is dropped there (the sender's
-#   transaction times out: RFC 3261 §17.1.1.2 Timer B/F).
+#   it on its connection. A send the owner cannot make (the connection closed meanwhile,
+#   or died with the owner's restart) comes back to the sender (FAILED, with the ticket the
+#   SEND carried), which reports it to its transaction like a failure of its own
+#   transports: RFC 3261 §17.1.4, the transaction fails over at once instead of timing out.
+#   Tickets are kept for ``TICKET_LIFE`` seconds (64 x T1: no transaction waits longer)
+#   and at most ``MAX_TICKETS``.
 # - A message arriving on a worker's connection, or on its member of a shared UDP port,
 #   that belongs to another worker's transaction or dialog goes there with its flow
-#   (DELIVER): a response whose top Via names another worker's private port (UDP: workers
-#   send from the shared port, and a UA honouring our ``rport`` answers there), a request
-#   whose top Route does.
+#   (DELIVER): a response whose top Via names another worker's private port (UDP: a
+#   request sent from the shared port, toward a pinhole, is answered there by a UA
+#   honouring our ``rport``), a request whose top Route does, or the next one (the
+#   caller-facing entry of our double Record-Route names the shared port: a caller whose
+#   source changed, e.g. a dual-stack phone moving family mid-call, still reaches the
+#   worker with its call). Requests toward targets with no pinhole leave from the
+#   private port (``own_port``) and never cross.
 # - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
 #   start, that they hold none (RESET): every worker knows who owns a connection to a
 #   remote address (``has_connection``) without asking.
+# - A request carrying credentials goes to the worker whose nonce they answer (the nonce
+#   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
+#   live in one table per nonce, so a replay is refused whichever worker it reaches.
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
+# - Keepalives (``gateway.keepalive.service``): a worker storing an AOR another worker
+#   keeps alive tells it (KEEP: the AOR); an answer to another worker's OPTIONS is handed
+#   over as a DELIVER; a CRLF/WebSocket ping toward a connection another worker owns is
+#   written by that worker (PING).
 # - The channel is one Unix datagram socket per worker, bound by the supervisor in a
 #   directory only its user can enter (0700), kept across restarts (what is sent to a
 #   restarting worker waits for it). Malformed channel datagrams are dropped and counted.
@@ -27,25 +42,34 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Protocol, TypeVar
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
-from rtc64.io.sip_transport import SipTransportLayer
+from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip import headers as sh
+from rtc64.sip.digest import nonce_origin
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
 from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
+KEEP, PING, FAILED = b"K", b"P", b"X"
+TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
+MAX_TICKETS = 16384
+_TICKET = struct.Struct("!I")
+_NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
@@ -61,6 +85,14 @@ class FailureTracker(Protocol):
     on_failure: Callable[[KeyLike, float], None] | None
 
     def record_failure(self, key: KeyLike, now: float, *, notify: bool = True) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """The handle of a send made for another worker: whom to tell if it fails."""
+
+    worker: int
+    number: int
 
 
 def owner_of(connection_id: int) -> int:
@@ -120,6 +152,10 @@ class WorkerLink:
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
+        self.on_keepalive_changed: Callable[[str], None] | None = None
+        self.on_send_error: OnSendError | None = None  # this worker's (the proxy's)
+        self._tickets: dict[int, tuple[float, object]] = {}  # number -> (when, handle)
+        self._next_ticket = 0
         self.log = log
         self.handed = 0  # messages handed to another worker
         self.taken = 0  # messages taken from another worker
@@ -127,18 +163,42 @@ class WorkerLink:
 
     # wiring
 
-    def attach(self, transports: SipTransportLayer, on_message: OnMessage) -> None:
-        """Start serving the channel for ``transports`` (a SipTransportLayer)."""
+    def attach(
+        self, transports: SipTransportLayer, on_message: OnMessage, *, serve: bool = True
+    ) -> None:
+        """Wire to ``transports`` (a SipTransportLayer); ``serve``: read the channel now
+        (else call ``serve`` once the transports listen: what waited for a restarting
+        worker is handled on its sockets, not refused before they exist)."""
         self._transports = transports
         self._next = on_message
+        self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
+        if serve:
+            self.serve()
+
+    def serve(self) -> None:
+        """Start reading the channel."""
         self._channel.setblocking(False)
         asyncio.get_running_loop().add_reader(self._channel.fileno(), self._read)
-        self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
+
+    def private_ports(self, private: Mapping[tuple[Transport, int], int]) -> None:
+        """Every worker's private ports after a reload changed ``sip.listen``."""
+        self._private = dict(private)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
+        self.log.info(
+            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            self.handed,
+            self.taken,
+            self.dropped,
+        )
+
+    @property
+    def count(self) -> int:
+        """How many workers there are."""
+        return len(self._names)
 
     @property
     def _layer(self) -> SipTransportLayer:
@@ -157,6 +217,7 @@ class WorkerLink:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         if transport.reliable:
             owner = self._owner(transport, address, port, flow)
@@ -164,12 +225,80 @@ class WorkerLink:
                 cid = flow.connection_id if flow is not None and flow.connection_id else 0
                 head = _HEAD.pack(SEND, self.index, _TRANSPORTS.index(transport), cid)
                 name = (server_name or "").encode()
-                body = _addr((address, port)) + struct.pack("!H", len(name)) + name + data
+                ticket = 0 if handle is None else self._ticket(handle)
+                body = _addr((address, port)) + struct.pack("!H", len(name)) + name
+                body += _TICKET.pack(ticket) + data
                 self.log.debug("send over worker %d's %s connection", owner, transport.value)
-                return self._send_to(owner, head + body)
+                if self._send_to(owner, head + body):
+                    return True
+                self._tickets.pop(ticket, None)
+                why = f"worker {owner}'s channel refused the message"
+                self._failed_here(SendFailure(transport, (address, port), why, handle))
+                return False
         return self._layer.send(
-            data, transport, address, port, flow=flow, server_name=server_name, handle=handle
+            data,
+            transport,
+            address,
+            port,
+            flow=flow,
+            server_name=server_name,
+            handle=handle,
+            own_port=own_port,
         )
+
+    def _ticket(self, handle: object) -> int:
+        """A number for ``handle`` that a FAILED from another worker names."""
+        now = time.monotonic()
+        tickets = self._tickets
+        while tickets:  # oldest first (insertion order): drop the expired and the excess
+            first = next(iter(tickets))
+            if len(tickets) < MAX_TICKETS and tickets[first][0] > now - TICKET_LIFE:
+                break
+            del tickets[first]
+        self._next_ticket = self._next_ticket % 0xFFFFFFFF + 1
+        tickets[self._next_ticket] = (now, handle)
+        return self._next_ticket
+
+    def _failed_here(self, failure: SendFailure) -> None:
+        if self.on_send_error is not None:
+            asyncio.get_running_loop().call_soon(self.on_send_error, failure)
+
+    def send_error(self, failure: SendFailure) -> None:
+        """The transport layer's ``on_send_error``: a send made for another worker goes
+        back to it; this worker's own go to ``on_send_error``."""
+        handle = failure.handle
+        if not isinstance(handle, _Ticket):
+            if self.on_send_error is not None:
+                self.on_send_error(failure)
+            return
+        head = _HEAD.pack(FAILED, self.index, _TRANSPORTS.index(failure.transport), 0)
+        why = failure.reason.encode("utf-8", "replace")[:1000]
+        self._send_to(
+            handle.worker, head + _addr(failure.remote) + _TICKET.pack(handle.number) + why
+        )
+
+    # keepalives (gateway.keepalive.service: KeepaliveSender, KeepaliveShare)
+
+    def keepalive(
+        self, transport: Transport, listener: str, remote: SockAddr, payload: bytes
+    ) -> bool:
+        """A keep-alive (``SipTransportLayer.keepalive``); a stream ping toward another
+        worker's connection is written by that worker."""
+        if transport.reliable and not self._layer.has_connection(transport, *remote):
+            owner = self._owners.get((transport, remote))
+            if owner is not None and owner != self.index:
+                head = _HEAD.pack(PING, self.index, _TRANSPORTS.index(transport), 0)
+                return self._send_to(owner, head + _addr(remote) + payload)
+        return self._layer.keepalive(transport, listener, remote, payload)
+
+    def keepalive_changed(self, owner: int, aor: str) -> None:
+        head = _HEAD.pack(KEEP, self.index, 0, 0)
+        self._send_to(owner, head + aor.encode("utf-8", "surrogateescape"))
+
+    def keepalive_answer(self, owner: int, data: bytes, flow: Flow) -> None:
+        cid = flow.connection_id or 0
+        head = _HEAD.pack(DELIVER, self.index, _TRANSPORTS.index(flow.transport), cid)
+        self._send_to(owner, head + _addr(flow.local) + _addr(flow.remote) + data)
 
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
         if self._layer.has_connection(transport, address, port):
@@ -220,27 +349,53 @@ class WorkerLink:
 
     def _belongs_to(self, msg: Message, transport: Transport) -> int | None:
         if isinstance(msg, Request):
-            if msg.get(b"route") is None:
-                return None
-            try:
-                found = sh.routes(msg)
-            except RemoteProtocolError:
-                return None
-            if not found or not isinstance(found[0].uri, SipUri):
-                return None
-            uri = found[0].uri
-            param = uri.param(b"transport")
-            try:
-                named = Transport(param.decode().lower()) if param else transport
-            except ValueError:
-                return None
-            return None if uri.port is None else self._private.get((named, uri.port))
+            owner = self._route_owner(msg, transport)
+            return self._nonce_owner(msg) if owner is None else owner
         top = msg.vias[0]
         try:
             sent = Transport(top.transport.decode().lower())
         except ValueError:
             return None
         return None if top.port is None else self._private.get((sent, top.port))
+
+    def _route_owner(self, msg: Request, transport: Transport) -> int | None:
+        """The worker whose private port the request's top Route names, or the next
+        one's (a worker record-routes twice: the entry facing the caller names the shared
+        port, where its pinhole is; the next one the worker's own port), or None."""
+        if msg.get(b"route") is None:
+            return None
+        try:
+            found = sh.routes(msg)
+        except RemoteProtocolError:
+            return None
+        for route in found[:2]:
+            uri = route.uri
+            if not isinstance(uri, SipUri) or uri.port is None:
+                continue
+            param = uri.param(b"transport")
+            try:
+                named = Transport(param.decode().lower()) if param else transport
+            except ValueError:
+                continue
+            owner = self._private.get((named, uri.port))
+            if owner is not None:
+                return owner
+        return None
+
+    def _nonce_owner(self, msg: Request) -> int | None:
+        """The worker whose nonce the request's credentials answer (its nonce-count
+        table refuses a replay), or None."""
+        for name in (b"authorization", b"proxy-authorization"):
+            value = msg.get(name)
+            if value is None:
+                continue
+            found = _NONCE.search(value)
+            if found is None:
+                continue
+            origin = nonce_origin(found.group(1).decode("ascii"))
+            if origin is not None and origin < len(self._names):
+                return origin
+        return None
 
     def share_failures(self, tracker: FailureTracker) -> None:
         """Every failure ``tracker`` records goes to the other workers' trackers too."""
@@ -299,16 +454,35 @@ class WorkerLink:
             (address, port), at = _read_addr(data, at)
             (size,) = struct.unpack_from("!H", data, at)
             name = data[at + 2 : at + 2 + size].decode() or None
-            payload = data[at + 2 + size :]
+            (ticket,) = _TICKET.unpack_from(data, at + 2 + size)
+            payload = data[at + 2 + size + _TICKET.size :]
             flow = Flow(transport, (address, port), (address, port), cid) if cid else None
+            handle = _Ticket(worker, ticket) if ticket else None
             self.taken += 1
-            self._layer.send(payload, transport, address, port, flow=flow, server_name=name)
+            self._layer.send(
+                payload, transport, address, port, flow=flow, server_name=name, handle=handle
+            )
+        elif kind == FAILED:
+            remote, at = _read_addr(data, at)
+            (ticket,) = _TICKET.unpack_from(data, at)
+            why = data[at + _TICKET.size :].decode("utf-8", "replace")
+            found = self._tickets.pop(ticket, None)
+            if found is not None and self.on_send_error is not None:
+                self.log.info("worker %d could not send for us: %s", worker, why)
+                self.on_send_error(SendFailure(transport, remote, why, found[1]))
         elif kind == FAIL:
             (address, _), at = _read_addr(data, at)
             when, size = _FAIL.unpack_from(data, at)
             user = data[at + _FAIL.size : at + _FAIL.size + size].decode()
             if self._failed is not None:
                 self._failed((user, address) if user else address, when)
+        elif kind == KEEP:
+            aor = data[at:].decode("utf-8", "surrogateescape")
+            if aor and self.on_keepalive_changed is not None:
+                self.on_keepalive_changed(aor)
+        elif kind == PING:
+            remote, at = _read_addr(data, at)
+            self._layer.keepalive(transport, "", remote, data[at:])
         elif kind == DELIVER:
             local, at = _read_addr(data, at)
             remote, at = _read_addr(data, at)

@@ -18,7 +18,11 @@ RFC 2069 for clients that send no ``qop``):
   base64url(time ms | 8 random bytes | HMAC-SHA-256(secret, ...)[:16]). Any gateway
   sharing the secret verifies them; pass a wall-clock ``now`` when several gateways share it.
 - ``NonceCounter`` refuses a nonce-count that is not above the highest seen for that
-  nonce (RFC 7616 §3.4.5 replay detection); bounded, evicts the oldest entries.
+  nonce (RFC 7616 §3.4.5 replay detection); bounded, evicts the oldest entries. Started
+  with ``since`` it refuses counts for nonces issued before then (stale: as Kamailio's
+  auth module does after a restart, the table of earlier counts being gone).
+- SIP workers: a factory made with ``origin`` k writes k as the first random byte, so
+  ``nonce_origin`` tells (without the secret) which worker's counter owns a nonce.
 - Responses, MACs and secrets are compared with ``hmac.compare_digest``.
 """
 
@@ -446,7 +450,7 @@ class NonceFactory:
     nonce to extra context (a realm, a listener); it must be the same at issue and check.
     """
 
-    __slots__ = ("_entropy", "_keys", "max_skew")
+    __slots__ = ("_entropy", "_keys", "_origin", "max_skew")
 
     def __init__(
         self,
@@ -455,10 +459,14 @@ class NonceFactory:
         previous: Sequence[bytes] = (),
         max_skew: float = 2.0,
         entropy: Callable[[int], bytes] = secrets.token_bytes,
+        origin: int | None = None,
     ) -> None:
         for key in (secret, *previous):
             if len(key) < 16:
                 raise LocalProtocolError("nonce secret must be at least 16 bytes")
+        if origin is not None and not 0 <= origin <= 255:
+            raise LocalProtocolError("nonce origin must be within 0..255")
+        self._origin = b"" if origin is None else bytes((origin,))
         self._keys = (secret, *previous)
         self._entropy = entropy
         self.max_skew = max_skew
@@ -471,7 +479,8 @@ class NonceFactory:
         """A fresh nonce stamped with ``now`` (seconds, ms precision, not negative)."""
         if now < 0:
             raise LocalProtocolError("nonce time must not be negative")
-        body = struct.pack(">Q", int(now * 1000)) + self._entropy(8)
+        origin = self._origin
+        body = struct.pack(">Q", int(now * 1000)) + origin + self._entropy(8 - len(origin))
         raw = body + self._mac(self._keys[0], body, bind)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -500,6 +509,14 @@ class NonceFactory:
         return NonceState.STALE
 
 
+def nonce_origin(nonce: str) -> int | None:
+    """The origin byte of a nonce in our format (not checked: a hint for routing), or
+    None when it is not one."""
+    if _NONCE_RE.fullmatch(nonce) is None:
+        return None
+    return base64.urlsafe_b64decode(nonce + "=")[8]
+
+
 class NonceCounter:
     """Highest nonce-count seen per nonce, to refuse replays (RFC 7616 §3.4.5).
 
@@ -512,12 +529,14 @@ class NonceCounter:
 
     __slots__ = ("_entries", "evictions", "lifetime", "max_entries", "watermark")
 
-    def __init__(self, lifetime: float, max_entries: int = 65536) -> None:
+    def __init__(
+        self, lifetime: float, max_entries: int = 65536, *, since: float = float("-inf")
+    ) -> None:
         if max_entries < 1:
             raise LocalProtocolError("max_entries must be at least 1")
         self.lifetime = lifetime
         self.max_entries = max_entries
-        self.watermark = float("-inf")
+        self.watermark = since
         self.evictions = 0
         self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
 

@@ -325,10 +325,12 @@ def make_response(
 ) -> Response:
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied
     (Via lines in order, byte-exact), a To tag added unless the request had one or this is
-    a 100; ``to_tag`` defaults to a fresh random tag."""
-    hs: list[HeaderLike] = []
+    a 100; ``to_tag`` defaults to a fresh random tag. The copied lines are not parsed
+    again: the response's Via, From, Call-ID and CSeq values are the request's."""
+    hs: list[Header] = []
     to_value = request.headers[request.index[b"to"][0]].value
-    if request.to.tag is None and status > 100:
+    tagged = request.to.tag is None and status > 100
+    if tagged:
         to_value += b";tag=" + (to_tag if to_tag is not None else new_tag())
     for h in request.headers:
         key = h.key
@@ -336,8 +338,37 @@ def make_response(
             hs.append(h)
         elif key == b"to":
             hs.append(Header(h.name, to_value))
-    hs += list(headers)
-    return build_response(status, reason, hs, body)
+    extra = list(headers)
+    if any(_copied(item[0]) for item in extra):
+        return build_response(status, reason, [*hs, *extra], body)  # checked as a whole
+    if not 100 <= status <= 699:
+        raise LocalProtocolError(f"status {status} out of range 100..699")
+    if reason is None:
+        reason = REASONS.get(status, b"Unknown")
+    if b"\r" in reason or b"\n" in reason:
+        raise LocalProtocolError(f"invalid reason phrase {reason!r}")
+    try:
+        to = parse_name_addr(to_value, "To") if tagged else request.to
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(f"cannot build response: {exc.reason}") from None
+    lines = hs + _headers(extra, body)  # the copied lines were checked when parsed
+    return Response(
+        status, reason, tuple(lines), body, request.vias, request.call_id, request.cseq,
+        request.from_, to, None, index=build_index(lines),
+    )  # fmt: skip
+
+
+_COPIED = frozenset((b"via", b"from", b"to", b"call-id", b"cseq", b"max-forwards"))
+"""Lines ``make_response`` takes from the request (Max-Forwards: a response has none)."""
+
+
+def _copied(name: bytes) -> bool:
+    """Whether a line of that name is one ``make_response`` copies (a bad name is not:
+    ``_headers`` refuses it)."""
+    try:
+        return header_key(name) in _COPIED
+    except RemoteProtocolError:
+        return False
 
 
 def new_tag() -> bytes:

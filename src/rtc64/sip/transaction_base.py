@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
@@ -90,9 +89,11 @@ def slim_request(request: Request) -> Request:
     headers = tuple(h for h in request.headers if h.key in _RESPONSE_HEADERS)
     if len(headers) == len(request.headers) and not request.body and request.wire is None:
         return request
-    return dataclasses.replace(
-        request, headers=headers, index=build_index(headers), body=b"", wire=None
-    )
+    r = request
+    return Request(
+        r.method, r.uri, headers, b"", r.vias, r.call_id, r.cseq, r.from_, r.to,
+        r.max_forwards, build_index(headers), None,
+    )  # fmt: skip
 
 
 Row = tuple[State, Action]

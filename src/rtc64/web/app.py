@@ -42,6 +42,13 @@ from rtc64.relay.stats import CallStats
 from rtc64.turnserver.credentials import rest_credentials
 from rtc64.web import auth, openapi
 from rtc64.web.auth import Access, Guard
+from rtc64.web.merge import (
+    add_latest,
+    allocations_of,
+    merge_lists,
+    merge_metrics,
+    reporting,
+)
 from rtc64.web.metrics import RelayTotals, Scrape, render
 from rtc64.web.probes import BusyError, ProbeError, ProbeRuns, check_request
 from rtc64.web.tunnel import tunnel_view
@@ -146,6 +153,9 @@ class State:
             self.lag = 0.7 * self.lag + 0.3 * late
             try:
                 self.sample()
+                if self.sources.peers is not None and self.history:  # SIP workers
+                    others = await self.sources.peers.fetch("/api/history")
+                    self.history[-1] = add_latest(self.history[-1], others)
             except Exception:
                 logging.getLogger("rtc64.web").exception("web sampler failed")
 
@@ -308,11 +318,21 @@ async def registrations(request: web.Request) -> web.Response:
 
 async def calls(request: web.Request) -> web.Response:
     src = request.app[STATE].sources
-    return _json(all_calls_view(src.proxy, src.relay, src.clock()))
+    own = all_calls_view(src.proxy, src.relay, src.clock())
+    if src.peers is None:
+        return _json(own)
+    return _json(merge_lists(own, await src.peers.fetch("/api/calls"), "calls"))
 
 
 async def turn(request: web.Request) -> web.Response:
-    return _json(turn_view(request.app[STATE].sources.turn))
+    src = request.app[STATE].sources
+    if src.turn is None and src.peers is not None:  # SIP workers: TURN runs elsewhere
+        for body in await src.peers.fetch("/api/turn"):
+            with contextlib.suppress(ValueError):
+                found = json.loads(body)
+                if isinstance(found, dict) and found.get("enabled"):
+                    return _json(found)
+    return _json(turn_view(src.turn))
 
 
 async def tunnel(request: web.Request) -> web.Response:
@@ -330,10 +350,15 @@ async def overview(request: web.Request) -> web.Response:
     now = src.wall()
     bindings = [] if src.registrations is None else await src.registrations.all_bindings(now)
     by_families: dict[str, int] = {}
-    for call in all_calls_view(src.proxy, src.relay, src.clock())["calls"]:
+    calls = all_calls_view(src.proxy, src.relay, src.clock())
+    if src.peers is not None:  # SIP workers: every worker's calls
+        calls = merge_lists(calls, await src.peers.fetch("/api/calls"), "calls")
+    for call in calls["calls"]:
         key = "→".join(call["families"])
         by_families[key] = by_families.get(key, 0) + 1
     allocations = 0 if src.turn is None else len(src.turn.allocations())
+    if src.peers is not None and src.turn is None:  # SIP workers: TURN in the supervisor
+        allocations = allocations_of(await src.peers.fetch("/api/turn"))
     return _json(
         {
             "registrations": {
@@ -403,6 +428,9 @@ async def metrics(request: web.Request) -> web.Response:
     found = live_calls(src.relay)
     state.totals.update(found)
     body = render(Scrape(src, bindings, found, state.totals, state.lag, now))
+    if src.peers is not None:  # SIP workers: the whole gateway (web.peers)
+        others = await src.peers.fetch("/metrics")
+        body = merge_metrics([body, *others]) + reporting(1 + src.peers.answered)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
@@ -420,7 +448,10 @@ async def events(request: web.Request) -> web.StreamResponse:
         last, quiet = "", 0.0
         while True:
             src = state.sources
-            body = json.dumps(all_calls_view(src.proxy, src.relay, src.clock())["calls"])
+            view = all_calls_view(src.proxy, src.relay, src.clock())
+            if src.peers is not None:  # SIP workers: every worker's calls
+                view = merge_lists(view, await src.peers.fetch("/api/calls"), "calls")
+            body = json.dumps(view["calls"])
             if body != last:
                 await response.write(f"event: calls\ndata: {body}\n\n".encode())
                 last, quiet = body, 0.0

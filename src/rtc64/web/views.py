@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import Any, Protocol
 
 from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.media import MediaBridge
@@ -81,6 +81,18 @@ class Sources:
     """Runs ``rtc64 probe`` inside the gateway (handed over by the composition root)."""
     tunnel: TunnelView | None = None
     """The Public TSP tunnel server (``[tunnel]``)."""
+    peers: PeerView | None = None
+    """The gateway's other processes (SIP workers, the supervisor's TURN): ``web.peers``."""
+
+
+class PeerView(Protocol):
+    """What the app asks of the other processes of the gateway."""
+
+    answered: int
+
+    async def fetch(self, route: str) -> list[bytes]:
+        """``route`` of every process that answers in time."""
+        ...
 
 
 def addr(ip: IPAddress, port: int | None = None) -> str:

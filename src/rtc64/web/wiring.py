@@ -25,9 +25,10 @@ from rtc64.turnserver.credentials import turn_uris
 from rtc64.turnserver.stats import TurnView
 from rtc64.web.app import STATE, RunningWeb, WebSettings, start_web
 from rtc64.web.auth import Guard, check_listen, load_admin
+from rtc64.web.peers import RunningPeer, start_peer_endpoint
 from rtc64.web.probes import ProbeRunner
 from rtc64.web.tunnel import tunnel_status
-from rtc64.web.views import Sources, Status, TurnRest
+from rtc64.web.views import PeerView, Sources, Status, TurnRest
 
 
 def reload_by_signal() -> bool:
@@ -36,6 +37,16 @@ def reload_by_signal() -> bool:
     if signal.getsignal(signal.SIGHUP) in (signal.SIG_DFL, signal.SIG_IGN, None):
         return False
     os.kill(os.getpid(), signal.SIGHUP)
+    return True
+
+
+def reload_supervisor() -> bool:
+    """SIP workers: SIGHUP to the supervisor (this worker's parent), which hands out new
+    listen sockets and passes the signal on to every worker."""
+    try:
+        os.kill(os.getppid(), signal.SIGHUP)
+    except OSError:
+        return False
     return True
 
 
@@ -133,8 +144,10 @@ async def start_gateway_web(
     nat64: IPv6Network | None,
     keepalive: KeepaliveView | None = None,
     probe: ProbeRunner | None = None,
+    peers: PeerView | None = None,
 ) -> RunningWeb:
-    """Start the console/API/metrics on ``web.listen``."""
+    """Start the console/API/metrics on ``web.listen`` (``peers``: the gateway's other
+    processes, whose figures it adds to its own)."""
     guard = Guard(
         admin=load_admin(data_dir),
         token=cfg.web.token,
@@ -157,8 +170,9 @@ async def start_gateway_web(
         tunnel=tunnel,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
-        reload=reload_by_signal,
+        reload=reload_by_signal if peers is None else reload_supervisor,
         probe=probe,
+        peers=peers,
     )
     settings = web_settings(cfg, data_dir, log)
     web = await start_web(settings, sources, guard)
@@ -171,3 +185,30 @@ async def start_gateway_web(
         access,
     )
     return web
+
+
+async def start_peer_web(
+    cfg: Config,
+    path: str,
+    *,
+    proxy: ProxyView | None,
+    relay: RelayView | None,
+    turn: TurnView | None,
+) -> RunningPeer:
+    """One of several processes of the gateway (a SIP worker other than 0, the
+    supervisor's TURN): its own figures on the Unix socket ``path`` for worker 0's
+    console (``web.peers``). Store-wide views are worker 0's alone."""
+    status = Status(
+        version=__version__,
+        services=tuple(cfg.general.services),
+        listeners=(),
+        relay_addresses=(),
+        turn_listeners=(),
+        nat64=(),
+        config=(),
+        started=time.time(),
+    )
+    sources = Sources(
+        status=status, wall=time.time, clock=clock, proxy=proxy, relay=relay, turn=turn
+    )
+    return await start_peer_endpoint(path, sources)

@@ -12,6 +12,7 @@ from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, make_response
+from rtc64.sip.serializer import serialize
 from rtc64.sip.uri import parse_uri
 from rtc64.sip.via import parse_via
 
@@ -258,3 +259,25 @@ def test_trying_bytes_equal_the_model_built_100() -> None:
     model = make_response(hops.with_stamped_via(req, flow), 100)
     assert fast == model
     assert fast.via.rport == 40000
+
+
+def test_stamped_request_keeps_its_parsed_vias_in_step_with_its_lines() -> None:
+    """Our own responses copy the parsed Vias of the stamped request: they must be what
+    its (stamped) Via lines say."""
+    data = (
+        b"OPTIONS sip:gw SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-s;rport, SIP/2.0/UDP 192.0.2.9"
+        b";branch=z9hG4bK-t\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:gw>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    req = parse_datagram(data)
+    assert isinstance(req, Request)
+    flow = Flow(
+        Transport.UDP, (IPv4Address("192.0.2.100"), 5060), (ip_address("198.51.100.1"), 40000)
+    )
+    stamped = hops.with_stamped_via(req, flow)
+    assert stamped.vias[0].received == ip_address("198.51.100.1") and stamped.vias[0].rport == 40000
+    resp = make_response(stamped, 200)
+    reparsed = parse_datagram(serialize(resp))
+    assert resp.vias == reparsed.vias == stamped.vias
+    assert len(resp.vias) == 2

@@ -73,6 +73,7 @@ class Sent:
     ip: IPAddress
     port: int
     flow: Flow | None
+    own_port: bool = False
 
     @property
     def msg(self) -> Request | Response:
@@ -113,8 +114,9 @@ class RecordingSender:
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
-        self.sent.append(Sent(data, transport, address, port, flow))
+        self.sent.append(Sent(data, transport, address, port, flow, own_port))
         return True
 
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
@@ -495,6 +497,42 @@ def test_ack_and_bye_follow_the_route_set(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_worker_own_port_only_toward_targets_without_a_pinhole(tmp_path: Path) -> None:
+    """SIP workers (issue 12): a request to a target that is no registered contact nor a
+    recorded flow (here an IP literal) may leave from the worker's own port, and so may
+    the dialog's later requests toward that callee (ACK, BYE); requests toward the
+    caller, who talked to the shared port, and responses, which follow their flow, not."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        assert fwd.own_port
+        out = await h.feed(answer(fwd.data, 200), CALLEE)
+        assert not one(out, CALLER).own_port
+        route = b"Route: " + b", ".join(reversed(fwd.request.values(b"record-route")))
+        for method, branch, cseq in ((b"ACK", b"z9hG4bKack", 1), (b"BYE", b"z9hG4bKbye", 2)):
+            req = request(method, b"sip:bob@192.0.2.50:5060", CALLER, branch=branch, cseq=cseq,
+                          to_tag=b"callee", to=b"sip:bob@192.0.2.50", headers=(route,))  # fmt: skip
+            assert one(await h.feed(req, CALLER), CALLEE).own_port, method
+        # The callee's own in-dialog request toward the caller keeps the shared port.
+        back = request(b"INFO", b"sip:alice@" + sent_by(CALLER), CALLEE, branch=b"z9hG4bKi",
+                       to_tag=b"f1", to=b"sip:alice@example.net", headers=(route,))  # fmt: skip
+        back = back.replace(
+            b"From: <sip:alice@example.net>;tag=f1", b"From: <sip:bob@x>;tag=callee"
+        )
+        sent = only(await h.feed(back, CALLEE), CALLER)
+        assert sent and not any(s.own_port for s in sent)
+
+    run(tmp_path, body)
+
+
+def test_registered_contacts_keep_the_shared_port(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        to6, to4 = await forked(h)
+        assert not to6.own_port and not to4.own_port
+
+    run(tmp_path, body)
+
+
 def test_ack_without_our_route_is_dropped(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         ack = request(b"ACK", b"sip:bob@192.0.2.50", CALLER, to_tag=b"x", branch=b"z9hG4bKa")
@@ -747,6 +785,23 @@ def test_request_back_unchanged_is_a_loop(tmp_path: Path) -> None:
         )
         out = await h.feed(back, ("198.51.100.7", 5060))
         assert statuses(out, ("198.51.100.7", 5060)) == [100, 482]
+
+    run(tmp_path, body)
+
+
+def test_another_rtc64_on_our_address_but_another_port_is_not_a_loop(tmp_path: Path) -> None:
+    """A second rtc64 on the same host (another port; e.g. a caller-side proxy) writes
+    Vias with the same branch prefix and loop hash: its Via is not ours, so no 482."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        ours = fwd.request.vias[0]
+        assert ours.port is not None and ours.branch is not None
+        mine = b":%d;branch=%s" % (ours.port, ours.branch)
+        assert mine in fwd.data
+        elsewhere = fwd.data.replace(mine, b":%d;branch=%s" % (ours.port + 7, ours.branch), 1)
+        out = await h.feed(elsewhere, ("198.51.100.7", 5060))
+        assert 482 not in statuses(out, ("198.51.100.7", 5060))
 
     run(tmp_path, body)
 

@@ -7,7 +7,13 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 import pytest
 
 from rtc64.errors import LocalProtocolError
-from rtc64.gateway.ratelimit import AuthFailureTracker, BlockEvent, TokenBucket, source_key
+from rtc64.gateway.ratelimit import (
+    PREFIX_CACHE,
+    AuthFailureTracker,
+    BlockEvent,
+    TokenBucket,
+    source_key,
+)
 
 A = IPv4Address("192.0.2.10")
 B = IPv4Address("198.51.100.7")
@@ -198,3 +204,18 @@ def test_tracker_rejects_bad_settings() -> None:
         AuthFailureTracker(1, 0, 60)
     with pytest.raises(LocalProtocolError):
         AuthFailureTracker(1, 60, 60, v4_prefix=33)
+
+
+def test_failure_tracker_prefix_cache_is_bounded_and_exact() -> None:
+    """Each REGISTER asks for its source's prefix several times: the tracker remembers
+    them, at most ``PREFIX_CACHE``, and gives what ``source_key`` gives."""
+    tracker = AuthFailureTracker(3, window=60.0, block_seconds=60.0, v4_prefix=24, v6_prefix=56)
+    addresses = [IPv4Address(0x0A000000 + n) for n in range(PREFIX_CACHE + 10)]
+    addresses += [IPv6Address((0x20010DB8 << 96) + (n << 64) + 7) for n in range(20)]
+    for address in addresses:
+        assert tracker.key(address) == source_key(address, v4_prefix=24, v6_prefix=56)
+        assert tracker.key(("bob", address)) == (
+            "bob",
+            source_key(address, v4_prefix=24, v6_prefix=56),
+        )
+        assert len(tracker._prefixes) <= PREFIX_CACHE

@@ -191,3 +191,13 @@ def test_outbound_instance_and_reg_id(tmp_path: Path) -> None:
         assert binding.contact == b"sip:bob@[2001:db8::30]"
 
     with_store(tmp_path, body)
+
+
+def test_date_header_is_made_once_per_second() -> None:
+    from email.utils import formatdate  # noqa: PLC0415
+
+    from rtc64.gateway.location.register import http_date  # noqa: PLC0415
+
+    for second in (0, 1_700_000_000, 1_700_000_001):
+        assert http_date(second) == formatdate(second, usegmt=True).encode()
+    assert http_date(1_700_000_001) is http_date(1_700_000_001)

@@ -142,7 +142,7 @@ def test_register_local_foreign_and_upstream() -> None:
     foreign = router().route(req(b"REGISTER", b"sip:example.org"), trusted=True)
     assert foreign == Reply(403, "Forbidden: not a domain served here")
     up = router(CORE).route(req(b"REGISTER", b"sip:example.net"), trusted=False)
-    assert up == Forward((Target(CORE),), path=True)
+    assert up == Forward((Target(CORE, own_port=True),), path=True)
 
 
 def test_initial_requests_are_authenticated_then_looked_up() -> None:
@@ -163,8 +163,8 @@ def test_initial_requests_are_authenticated_then_looked_up() -> None:
     assert target.hop.host == IPv4Address("198.51.100.7") and target.hop.port == 40000
     assert target.uri is not None and format_uri(target.uri) == b"sip:bob@10.0.0.5:5070"
     # Upstream mode: no binding goes to the core; untrusted sources go there unasked.
-    assert router(CORE).bound(lookup, []) == Forward((Target(CORE),))
-    assert router(CORE).route(req(), trusted=False) == Forward((Target(CORE),))
+    assert router(CORE).bound(lookup, []) == Forward((Target(CORE, own_port=True),))
+    assert router(CORE).route(req(), trusted=False) == Forward((Target(CORE, own_port=True),))
 
 
 def test_foreign_targets_go_direct_or_upstream() -> None:

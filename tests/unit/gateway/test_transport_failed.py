@@ -46,9 +46,10 @@ class HandleSender(RecordingSender):
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool:
         self.handles.append(handle)
-        return super().send(data, transport, address, port, flow=flow)
+        return super().send(data, transport, address, port, flow=flow, own_port=own_port)
 
 
 def _install(h: Harness) -> HandleSender:

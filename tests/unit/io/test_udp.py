@@ -6,7 +6,8 @@ import asyncio
 import socket
 
 from rtc64.io import sockets
-from rtc64.net.endpoint import Transport
+from rtc64.net.endpoint import Flow, Transport
+from rtc64.sip.framing import parse_datagram
 
 from .helpers import V4, V6, Gateway, cseq, ok, options, port_of, wait_for
 
@@ -207,5 +208,54 @@ def test_binding_a_busy_port_names_the_endpoint() -> None:
             assert second.listeners == ()
         finally:
             await first.stop()
+
+    asyncio.run(main())
+
+
+def test_own_port_sends_from_the_receive_only_listener() -> None:
+    """SIP workers: ``own_port`` requests leave from the worker's private (receive-only)
+    port, everything else from the shared one; a flow wins over both."""
+
+    async def main() -> None:
+        from rtc64.net.endpoint import parse_listen  # noqa: PLC0415
+
+        shared, private = parse_listen("udp:127.0.0.1:0"), parse_listen("udp:127.0.0.2:0")
+        gw = Gateway()
+        layer = gw.layer([private, shared], receive_only=[private])
+        await layer.start()
+        try:
+            tr, peer = await _peer("127.0.0.1")
+            dest = tr.get_extra_info("sockname")[1]
+            by_ip = {str(b.spec.address): b for b in layer.listeners}
+            assert layer.send(options(1), Transport.UDP, V4, dest)
+            assert layer.send(options(2), Transport.UDP, V4, dest, own_port=True)
+            flow = Flow(Transport.UDP, by_ip["127.0.0.1"].local, (V4, dest))
+            assert layer.send(options(3), Transport.UDP, V4, dest, flow=flow, own_port=True)
+            await wait_for(lambda: len(peer.got) == 3)
+            sources = {cseq(parse_datagram(data)): src for data, src in peer.got}
+            assert sources[1] == ("127.0.0.1", by_ip["127.0.0.1"].port)
+            assert sources[2] == ("127.0.0.2", by_ip["127.0.0.2"].port)
+            assert sources[3] == ("127.0.0.1", by_ip["127.0.0.1"].port)
+            tr.close()
+        finally:
+            await layer.stop()
+
+    asyncio.run(main())
+
+
+def test_own_port_without_a_private_listener_uses_the_shared_one() -> None:
+    async def main() -> None:
+        gw = Gateway()
+        layer = gw.layer(["udp:127.0.0.1:0"])
+        await layer.start()
+        try:
+            tr, peer = await _peer("127.0.0.1")
+            dest = tr.get_extra_info("sockname")[1]
+            assert layer.send(options(1), Transport.UDP, V4, dest, own_port=True)
+            await wait_for(lambda: len(peer.got) == 1)
+            assert peer.got[0][1][1] == port_of(layer, Transport.UDP, 4)
+            tr.close()
+        finally:
+            await layer.stop()
 
     asyncio.run(main())

@@ -8,6 +8,7 @@ import socket
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from rtc64.io.sip_transport import SendFailure
 from rtc64.io.worker_link import (
     _HEAD,
     CLOSE,
@@ -38,12 +39,20 @@ class FakeLayer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Transport, object, int, Flow | None]] = []
+        self.handles: list[object] = []
+        self.pings: list[tuple[Transport, object, bytes]] = []
         self.conns: set[tuple[Transport, object, int]] = set()
 
     def send(self, data: bytes, transport: Transport, address: object, port: int, *,
              flow: Flow | None = None, server_name: str | None = None,
-             handle: object = None) -> bool:  # fmt: skip
+             handle: object = None, own_port: bool = False) -> bool:  # fmt: skip
         self.sent.append((data, transport, address, port, flow))
+        self.handles.append(handle)
+        return True
+
+    def keepalive(self, transport: Transport, listener: str, remote: object,
+                  payload: bytes) -> bool:  # fmt: skip
+        self.pings.append((transport, remote, payload))
         return True
 
     def has_connection(self, transport: Transport, address: object, port: int) -> bool:
@@ -178,6 +187,169 @@ def test_udp_response_on_the_shared_port_goes_to_the_worker_its_via_names(
             links[1].on_message(parse_datagram(udp), flow)  # its own: kept
             await _until(lambda: len(got[1]) == 2)
             assert got[1] == [flow, flow] and not got[0]
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_a_send_the_owner_cannot_make_is_reported_to_the_sender(tmp_path: Path) -> None:
+    """Worker 1 hands an INVITE to worker 0's connection; worker 0's transport layer
+    reports the send failed (the connection closed meanwhile): worker 1's transaction
+    hears of it with its own handle, at once. Worker 0's own failures stay with it."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        layers = [FakeLayer(), FakeLayer()]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        failed: list[list[SendFailure]] = [[], []]
+        for k, link in enumerate(links):
+            link.attach(layers[k], lambda m, f: None)  # type: ignore[arg-type]
+            link.on_send_error = failed[k].append
+        try:
+            flow = Flow(Transport.TCP, LOCAL, PHONE, 7)  # worker 0's connection id 7
+            handle = object()
+            assert links[1].send(b"INVITE...", Transport.TCP, *PHONE, flow=flow, handle=handle)
+            await _until(lambda: bool(layers[0].sent))
+            ticket = layers[0].handles[0]
+            assert ticket is not None and ticket is not handle
+            links[0].send_error(SendFailure(Transport.TCP, PHONE, "connection #7 closed", ticket))
+            await _until(lambda: bool(failed[1]))
+            assert failed[1][0].handle is handle and "#7 closed" in failed[1][0].reason
+            assert failed[1][0].remote == PHONE and not failed[0]
+            # a second report of the same ticket finds nothing (the handle was used)
+            links[0].send_error(SendFailure(Transport.TCP, PHONE, "again", ticket))
+            own = SendFailure(Transport.TCP, PHONE, "mine", "handle-0")
+            links[0].send_error(own)
+            assert failed[0] == [own]
+            await asyncio.sleep(0.05)
+            assert len(failed[1]) == 1
+            # a send without a handle (an ACK) carries no ticket
+            links[1].send(b"ACK...", Transport.TCP, *PHONE, flow=flow)
+            await _until(lambda: len(layers[0].sent) == 2)
+            assert layers[0].handles[1] is None and layers[0].sent[1][0] == b"ACK..."
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_keepalive_notices_and_pings_cross_to_the_owner(tmp_path: Path) -> None:
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        layers = [FakeLayer(), FakeLayer()]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        changed: list[str] = []
+        delivered: list[tuple[Message, Flow]] = []
+        links[0].attach(layers[0], lambda m, f: delivered.append((m, f)))  # type: ignore[arg-type]
+        links[1].attach(layers[1], lambda m, f: None)  # type: ignore[arg-type]
+        links[0].on_keepalive_changed = changed.append
+        try:
+            assert links[0].count == 2
+            links[1].keepalive_changed(0, "sip:b\u00f6b@example.net")
+            await _until(lambda: bool(changed))
+            assert changed == ["sip:b\u00f6b@example.net"]
+            # worker 0 holds the phone's connection: worker 1's ping is written there
+            layers[0].conns.add((Transport.TCP, PHONE[0], PHONE[1]))
+            links[0].connection_changed(Transport.TCP, PHONE, 5, True)
+            await _until(lambda: links[1].has_connection(Transport.TCP, *PHONE))
+            assert links[1].keepalive(Transport.TCP, "tcp:[::]:5060", PHONE, b"\r\n\r\n")
+            await _until(lambda: bool(layers[0].pings))
+            assert layers[0].pings == [(Transport.TCP, PHONE, b"\r\n\r\n")] and not layers[1].pings
+            # UDP pings leave from the worker's own shared socket
+            links[1].keepalive(Transport.UDP, "udp:[::]:5060", PHONE, b"\r\n\r\n")
+            assert layers[1].pings == [(Transport.UDP, PHONE, b"\r\n\r\n")]
+            # an OPTIONS answer handed over arrives parsed, with its flow
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            links[1].keepalive_answer(0, RESPONSE, flow)
+            await _until(lambda: bool(delivered))
+            assert delivered[0][0].wire == RESPONSE and delivered[0][1] == flow
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_credentials_go_to_the_worker_whose_nonce_they_answer(tmp_path: Path) -> None:
+    """Its nonce-count table holds the counts: a replay through another worker is seen."""
+    from rtc64.sip.digest import NonceFactory  # noqa: PLC0415
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        got: list[list[Message]] = [[], []]
+        links = [WorkerLink(k, chans[k], names, {}, logging.getLogger("t")) for k in (0, 1)]
+        for k, link in enumerate(links):
+            link.attach(FakeLayer(), lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
+        try:
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            for origin, header in ((1, b"Authorization"), (0, b"Proxy-Authorization")):
+                nonce = NonceFactory(b"s" * 32, origin=origin).issue(1000.0).encode()
+                request = (
+                    b"REGISTER sip:x SIP/2.0\r\n"
+                    b"Via: SIP/2.0/UDP [2001:db8::7]:40000;branch=z9hG4bK-%d\r\n"
+                    b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c%d\r\n"
+                    b'CSeq: 2 REGISTER\r\n%s: Digest username="a", realm="x", '
+                    b'nonce="%s", uri="sip:x", response="00"\r\n'
+                    b"Content-Length: 0\r\n\r\n" % (origin, origin, header, nonce)
+                )
+                links[0].on_message(parse_datagram(request), flow)
+            await _until(lambda: len(got[1]) == 1)
+            assert b"c1" in (got[1][0].wire or b"") and len(got[0]) == 1
+            assert b"c0" in (got[0][0].wire or b"")
+            # a nonce naming a worker that does not exist, or no nonce at all: kept here
+            bogus = NonceFactory(b"s" * 32, origin=9).issue(1000.0).encode()
+            plain = request.replace(nonce, bogus)
+            links[1].on_message(parse_datagram(plain), flow)
+            assert len(got[1]) == 2
+        finally:
+            for link in links:
+                link.close()
+            for c in chans:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_an_in_dialog_request_follows_the_second_route_to_its_worker(tmp_path: Path) -> None:
+    """The caller-facing Record-Route entry names the shared port (5060), the next one
+    worker 1's own port: a BYE from a caller whose source changed, hashed to worker 0,
+    is handed to worker 1. A Route naming no private port stays where it landed."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        private = {(Transport.UDP, 41000): 0, (Transport.UDP, 41001): 1}
+        got: list[list[Message]] = [[], []]
+        links = [WorkerLink(k, chans[k], names, private, logging.getLogger("t")) for k in (0, 1)]
+        for k, link in enumerate(links):
+            link.attach(FakeLayer(), lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
+        try:
+            bye = (
+                b"BYE sip:b@[2001:db8::9] SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP [2001:db8::7]:40000;branch=z9hG4bK-9\r\n"
+                b"Route: <sip:[2001:db8::1]:5060;lr;r2=on>, <sip:192.0.2.1:41001;lr;r2=on>\r\n"
+                b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: d1\r\n"
+                b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            )
+            flow = Flow(Transport.UDP, LOCAL, PHONE)
+            links[0].on_message(parse_datagram(bye), flow)
+            await _until(lambda: len(got[1]) == 1)
+            assert not got[0]
+            foreign = bye.replace(b"192.0.2.1:41001", b"192.0.2.1:5070")
+            links[0].on_message(parse_datagram(foreign), flow)
+            assert len(got[0]) == 1 and len(got[1]) == 1
         finally:
             for link in links:
                 link.close()

@@ -34,7 +34,7 @@ class FakeProxy:
 
 
 def _gateway(cfg: config.Config) -> Any:
-    return SimpleNamespace(
+    gw = SimpleNamespace(
         cfg=cfg,
         transports=None,
         proxy=FakeProxy(cfg),
@@ -47,6 +47,12 @@ def _gateway(cfg: config.Config) -> Any:
         nat64=None,
         reloaded=lambda: None,
     )
+
+    async def relisten(specs: object) -> Any:  # serve.Gateway.relisten, one process
+        return await gw.transports.relisten(specs)
+
+    gw.relisten = relisten
+    return gw
 
 
 def test_sigterm_drains_until_the_last_call_then_stops(caplog: pytest.LogCaptureFixture) -> None:
@@ -125,28 +131,31 @@ def test_reload_rejected_keeps_the_old_configuration(
     assert "need a restart, not applied: store.url" in caplog.text
 
 
-def test_a_sip_worker_holds_listener_changes_for_a_restart(
+def test_listener_changes_go_through_the_gateway_and_a_refusal_rejects_the_reload(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """SIP workers take their sockets from the supervisor: a reload that changes
-    sip.listen applies the rest and keeps the listeners (it once crashed the reload)."""
+    """A reload that changes sip.listen asks the gateway (a SIP worker takes the
+    supervisor's sockets there: ``serve.Gateway.relisten``); when it cannot, the whole
+    reload is rejected and nothing changes, as when one process cannot bind."""
     path = tmp_path / "rtc64.toml"
     path.write_text('[sip]\nlisten = ["udp:127.0.0.1:5060"]\n')
     cfg = config.load(path)
     gw = _gateway(cfg)
-    gw.role = SimpleNamespace(index=0)
+    asked: list[object] = []
+    refuse = [False]
 
-    async def never(specs: object) -> Any:
-        raise AssertionError("a worker must not open listeners itself")
+    async def relisten(specs: object) -> Any:
+        asked.append(specs)
+        if refuse[0]:
+            raise config.ConfigError("sip.listen", "tcp:127.0.0.1:5060", "sockets (test)")
+        return [], []
 
-    gw.transports = SimpleNamespace(relisten=never)
-    path.write_text(
-        '[sip]\nlisten = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]\n'
-        "[registrar]\nmax_expires = 4000\n"
-    )
+    gw.relisten = relisten
+    gw.transports = SimpleNamespace()
     caplog.set_level(logging.INFO)
 
-    async def reload() -> None:
+    async def reload(text: str) -> None:
+        path.write_text(text)
         life = lifecycle.Lifecycle(
             gw, asyncio.Event(), reload_config=lambda: config.load(path),
             log=logging.getLogger("t"),
@@ -157,10 +166,16 @@ def test_a_sip_worker_holds_listener_changes_for_a_restart(
             if not life._reloading:
                 break
 
-    asyncio.run(reload())
+    two = '[sip]\nlisten = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]\n'
+    refuse[0] = True
+    asyncio.run(reload(two + "[registrar]\nmax_expires = 4000\n"))
+    assert len(asked) == 1 and gw.cfg.sip.listen == cfg.sip.listen
+    assert gw.cfg.registrar.max_expires != 4000  # nothing applied
+    assert "reload rejected, configuration unchanged" in caplog.text
+    refuse[0] = False
+    asyncio.run(reload(two + "[registrar]\nmax_expires = 4000\n"))
+    assert len(asked) == 2 and len(gw.cfg.sip.listen) == 2
     assert gw.cfg.registrar.max_expires == 4000
-    assert gw.cfg.sip.listen == cfg.sip.listen
-    assert "need a restart, not applied: sip.listen" in caplog.text
 
 
 def test_bad_tls_files_reject_the_reload_before_anything_changes(tmp_path: Path) -> None:

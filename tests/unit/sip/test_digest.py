@@ -24,6 +24,7 @@ from rtc64.sip.digest import (
     format_challenge,
     format_credentials,
     ha1,
+    nonce_origin,
     parse_challenge,
     parse_credentials,
     respond,
@@ -476,3 +477,25 @@ def test_session_algorithm_without_qop(algorithm: Algorithm) -> None:
         parsed, b"BYE", key, realm=REALM, username="u", request_uri=b"sip:x",
         algorithms=[algorithm],
     )  # fmt: skip
+
+
+def test_a_worker_origin_is_written_in_the_nonce_and_read_back_without_the_secret() -> None:
+    secret = b"k" * 32
+    for origin in (0, 1, 7, 255):
+        factory = NonceFactory(secret, origin=origin)
+        nonce = factory.issue(1000.0)
+        assert nonce_origin(nonce) == origin
+        assert factory.check(nonce, 1000.0, 300) is NonceState.VALID  # still authentic
+        assert NonceFactory(secret).check(nonce, 1000.0, 300) is NonceState.VALID
+    assert nonce_origin("not a nonce") is None and nonce_origin("A" * 44) is None
+    with pytest.raises(LocalProtocolError):
+        NonceFactory(secret, origin=256)
+
+
+def test_a_counter_started_later_refuses_older_nonces_as_replays() -> None:
+    """After a (worker) restart the counts seen before are gone: nonces issued before
+    the start are refused (stale, the client retries with a fresh one); newer ones count."""
+    counter = NonceCounter(300.0, since=1000.0)
+    assert not counter.accept("old", 1, issued=999.5, now=1001.0)
+    assert counter.accept("new", 1, issued=1000.5, now=1001.0)
+    assert not counter.accept("new", 1, issued=1000.5, now=1001.0)

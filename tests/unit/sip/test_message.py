@@ -337,3 +337,56 @@ def test_serialize_fixes_content_length() -> None:
     assert out.endswith(b"\r\n\r\n" + SDP)
     assert b"\r\n v" not in out  # folding collapsed
     assert parse_datagram(out) == msg
+
+
+_MULTI_VIA = (
+    b"REGISTER sip:example.net SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK-a;rport, SIP/2.0/TCP p.example.net"
+    b";branch=z9hG4bK-b\r\n"
+    b"v: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK-c;received=192.0.2.8\r\n"
+    b'f: "Al" <sip:al@example.net>;tag=x1\r\n'
+    b"t: <sip:al@example.net>\r\n"
+    b"i: multi@x\r\n"
+    b"CSeq: 7 REGISTER\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Contact: <sip:al@[2001:db8::9]:5070>\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [
+        (100, ()),
+        (200, ((b"Contact", b"<sip:al@[2001:db8::9]:5070>;expires=60"), (b"Date", b"x"))),
+        (401, ((b"WWW-Authenticate", b'Digest realm="r", nonce="n"'),)),
+        (400, ((b"Max-Forwards", b"5"),)),  # a copied name in the extra lines: full check
+    ],
+)
+def test_make_response_reuses_the_request_values_exactly(
+    status: int, extra: tuple[tuple[bytes, bytes], ...]
+) -> None:
+    """The response's parsed Via, From, To, Call-ID and CSeq are what parsing its own
+    bytes gives, though make_response does not parse the copied lines again."""
+    req = parse_datagram(_MULTI_VIA)
+    assert isinstance(req, Request)
+    resp = make_response(req, status, headers=extra, to_tag=b"t9")
+    again = parse_datagram(serialize(resp))
+    assert isinstance(again, Response)
+    fields = ("vias", "call_id", "cseq", "from_", "to", "max_forwards", "headers", "body")
+    assert [getattr(resp, f) for f in fields] == [getattr(again, f) for f in fields]
+    assert resp.index == again.index
+    assert (resp.to.tag is None) == (status == 100)
+
+
+def test_make_response_refuses_what_build_response_refuses() -> None:
+    req = parse_datagram(_MULTI_VIA)
+    assert isinstance(req, Request)
+    with pytest.raises(LocalProtocolError):
+        make_response(req, 700)
+    with pytest.raises(LocalProtocolError):
+        make_response(req, 200, b"OK\r\nX: y")
+    with pytest.raises(LocalProtocolError):
+        make_response(req, 200, headers=[(b"X", b"a\r\nb")])
+    with pytest.raises(LocalProtocolError):
+        make_response(req, 200, headers=[(b"bad name", b"v")])

@@ -17,15 +17,23 @@
 #   binding (a re-registration since then wins); an answer from a new source updates the
 #   binding's received address the same way. Both are logged and counted; store failures
 #   are logged and retried at the next failure.
+# - SIP workers (``share``): each AOR's contacts are kept alive by exactly one worker, its
+#   owner (``owner_of``: CRC-32 of the AOR modulo the worker count, the same in every worker
+#   and across restarts), whichever worker stored the REGISTER. A worker storing another
+#   worker's AOR tells the owner, which re-reads the AOR from the shared store; at start
+#   each worker loads the AORs it owns (so a restarted worker takes its contacts up
+#   again). Tokens name the owner (``token_owner``): an answer landing on another worker
+#   (the kernel's SO_REUSEPORT pick for the contact's address) is handed to it.
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from rtc64.errors import Rtc64Error
 from rtc64.gateway.keepalive.options import build_options, fast_reply, is_ours, reply_token
@@ -71,6 +79,43 @@ class KeepaliveSender(Protocol):
     ) -> bool: ...
 
 
+class KeepaliveShare(Protocol):
+    """The other SIP workers, as the keepalives of one of them see them
+    (``io.worker_link.WorkerLink``)."""
+
+    @property
+    def index(self) -> int:
+        """This worker's index."""
+
+    @property
+    def count(self) -> int:
+        """How many workers there are."""
+
+    def keepalive_changed(self, owner: int, aor: str) -> None:
+        """Tell worker ``owner`` that ``aor``'s bindings changed in the store."""
+
+    def keepalive_answer(self, owner: int, data: bytes, flow: Flow) -> None:
+        """Hand an answer to one of worker ``owner``'s OPTIONS over to it."""
+
+
+def owner_of(aor: str, count: int) -> int:
+    """The SIP worker that keeps ``aor``'s contacts alive (stable across restarts)."""
+    return zlib.crc32(aor.encode("utf-8", "surrogateescape")) % count
+
+
+def worker_token(index: int, random_part: bytes) -> bytes:
+    """An OPTIONS token naming worker ``index`` (alphanumeric, as ``options`` wants)."""
+    return b"W%dZ%s" % (index, random_part)
+
+
+def token_owner(token: bytes) -> int | None:
+    """The worker a ``worker_token`` names, or None (a single process's token)."""
+    if not token.startswith(b"W"):
+        return None
+    digits, sep, _ = token[1:].partition(b"Z")
+    return int(digits) if sep and digits.isdigit() and len(digits) < 6 else None
+
+
 SentBy = Callable[[str, SockAddr], tuple[SockAddr, str] | None]
 """Listener name and the contact's address → (the listener's local address, the Via
 ``host:port`` to write toward that contact), or None when no such listener exists."""
@@ -103,8 +148,10 @@ class Keepalives:
         spawn: Spawn,
         log: logging.Logger,
         wake: Callable[[], None] = lambda: None,
+        share: KeepaliveShare | None = None,
     ) -> None:
         self.schedule = schedule
+        self.share = share
         self.sender = sender
         self.store = store
         self.sent_by = sent_by
@@ -159,14 +206,53 @@ class Keepalives:
         for n, binding in enumerate(bindings):
             if n % LOAD_BATCH == 0 and n:
                 await asyncio.sleep(0)  # 100,000 bindings take ~2 s: let calls through
-            self.schedule.add(binding, self.clock(), self.wall())
+            if self._elsewhere(binding.aor) is None:
+                self.schedule.add(binding, self.clock(), self.wall())
         self.wake()
         return len(self.schedule)
 
+    def _elsewhere(self, aor: str) -> int | None:
+        """The other worker owning ``aor``'s keepalives, or None (this one does)."""
+        share = self.share
+        if share is None or share.count < 2:
+            return None
+        owner = owner_of(aor, share.count)
+        return None if owner == share.index else owner
+
     def on_replaced(self, aor: str, bindings: Sequence[Binding]) -> None:
         """The store now holds ``bindings`` as the AOR's whole set."""
+        owner = self._elsewhere(aor)
+        if owner is not None:
+            assert self.share is not None
+            self.share.keepalive_changed(owner, aor)
+            return
         self.schedule.set_aor(aor, bindings, self.clock(), self.wall())
         self.wake()
+
+    async def refresh(self, aor: str) -> None:
+        """Another worker stored ``aor``: track what the store holds for it now."""
+        if self._elsewhere(aor) is not None:
+            return  # not ours (a stale notice from before a change of worker count)
+        try:
+            bindings = await self.store.lookup(aor, self.wall())
+        except Rtc64Error as exc:
+            self.stats.store_errors += 1
+            self.log.warning("keepalive: cannot read %s: %s", aor, exc)
+            return
+        self.schedule.set_aor(aor, bindings, self.clock(), self.wall())
+        self.wake()
+
+    def _handed(self, token: bytes, data: bytes | None, flow: Flow) -> bool:
+        """Hand an answer carrying another worker's token to that worker."""
+        share = self.share
+        if share is None:
+            return False
+        owner = token_owner(token)
+        if owner is None or owner == share.index or not 0 <= owner < share.count:
+            return False
+        if data is not None:
+            share.keepalive_answer(owner, data, flow)
+        return True
 
     def on_raw(self, data: bytes, flow: Flow) -> bool:
         """Take a raw UDP answer to one of our OPTIONS without a full parse; False: not
@@ -175,6 +261,8 @@ class Keepalives:
         if found is None:
             return False
         token, status = found
+        if self._handed(token, data, flow):
+            return True
         self._run(self.schedule.on_reply(token, status, flow.transport, flow.remote, self.clock()))
         self.wake()
         return True
@@ -186,6 +274,8 @@ class Keepalives:
         token = reply_token(msg)
         if token is None:
             self.schedule.stats.stray_replies += 1
+            return True
+        if self._handed(token, msg.wire, flow):
             return True
         now = self.clock()
         self._run(self.schedule.on_reply(token, msg.status, flow.transport, flow.remote, now))
@@ -287,6 +377,7 @@ class WatchedStore:
     ) -> None:
         self.inner = inner
         self.on_replace = on_replace
+        self._swapping = isinstance(inner, SwappingStore)  # a Protocol check: once
 
     async def lookup(self, aor: str, now: float) -> list[Binding]:
         return await self.inner.lookup(aor, now)
@@ -300,8 +391,8 @@ class WatchedStore:
     ) -> bool:
         """Compare-and-set through the inner store (SIP workers and gateways sharing it:
         ``location.store.SwappingStore``); reported only when it was stored."""
-        if isinstance(self.inner, SwappingStore):
-            if not await self.inner.swap(aor, expected, bindings, now):
+        if self._swapping:
+            if not await cast(SwappingStore, self.inner).swap(aor, expected, bindings, now):
                 return False
         else:
             await self.inner.replace(aor, bindings)

@@ -33,6 +33,7 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
@@ -199,8 +200,14 @@ async def handle_register(
     if path and b"path" in supported:
         lines += [(b"Path", p) for p in path]
     lines += _outbound_lines(outcome, supported, flow, policy)
-    lines.append((b"Date", formatdate(wall, usegmt=True).encode("ascii")))
+    lines.append((b"Date", http_date(int(wall))))
     return make_response(req, 200, headers=lines)
+
+
+@functools.lru_cache(maxsize=2)
+def http_date(second: int) -> bytes:
+    """The Date header value (RFC 3261 §20.17) of a whole second, made once per second."""
+    return formatdate(second, usegmt=True).encode("ascii")
 
 
 def _reply_contact(rc: ReplyContact, gruu_secret: bytes | None) -> bytes:

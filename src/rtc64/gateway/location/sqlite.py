@@ -5,8 +5,14 @@
 #   cache) before ``replace`` returns, so it survives kill -9 of the process; only a power
 #   loss can take the last commits back. ``busy_timeout`` lets a second process (``rtc64
 #   user add`` next to a running gateway) wait for the write lock instead of failing.
-# - ``replace`` is one ``BEGIN IMMEDIATE`` transaction (delete the AOR's rows, insert the new
-#   ones): readers see the old set or the new one.
+# - ``replace`` deletes the AOR's rows and inserts the new ones inside a ``BEGIN IMMEDIATE``
+#   transaction: readers see the old set or the new one.
+# - Group commit: binding writes (``replace``, ``swap``) issued while the writer thread is
+#   busy, or within one loop iteration, go to the file as one transaction (one WAL append,
+#   one lock round); each caller returns only once that transaction committed, so nothing
+#   is acknowledged before it is in the WAL. Within a batch every write is its own
+#   savepoint: one that fails is undone alone and raises ``StoreError`` to its caller, the
+#   others commit. A failed COMMIT fails every write of the batch.
 # - Every call runs on one dedicated worker thread that owns the connection (see
 #   ``SqliteStore``), so the event loop never blocks on the file and calls are serialised.
 # - The gateway process is the only writer of its bindings (gateways that share
@@ -105,6 +111,42 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+_Work = Callable[[sqlite3.Connection], object]
+_Results = list[tuple[bool, object]]
+
+
+def _put(conn: sqlite3.Connection, aor: str, rows: list[tuple[str, int, float, str]]) -> None:
+    """Replace the AOR's rows (inside the caller's transaction)."""
+    conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+    if rows:
+        conn.executemany(
+            "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
+        )
+
+
+def _commit(conn: sqlite3.Connection, works: list[_Work]) -> _Results:
+    """On the writer thread: ``works`` in one transaction, each in its own savepoint
+    when there are several (one failing is undone alone); (ok, result or error) each.
+    An error outside the works (BEGIN, COMMIT) rolls everything back and raises."""
+    results: _Results = []
+    with _transaction(conn):
+        if len(works) == 1:
+            results.append((True, works[0](conn)))  # its error fails the transaction
+            return results
+        for work in works:
+            conn.execute("SAVEPOINT w")
+            try:
+                value = work(conn)
+            except (sqlite3.Error, StoreError) as exc:
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                results.append((False, exc))
+                continue
+            conn.execute("RELEASE w")
+            results.append((True, value))
+    return results
+
+
 def _decode(data: str) -> Binding:
     try:
         return Binding.from_json(data)
@@ -136,6 +178,12 @@ class SqliteStore:
         self._executor = executor
         self._live: dict[str, tuple[Binding, ...]] = {}
         self._reader = reader
+        self._queue: list[tuple[_Work, asyncio.Future[object]]] = []  # the next batch
+        self._flushing = False  # a batch is scheduled or on the writer thread
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.batches = 0  # write transactions committed by group commit
+        self.batched = 0  # writes they carried
 
     @property
     def shared(self) -> bool:
@@ -171,6 +219,74 @@ class SqliteStore:
         for binding in await store._all_rows():
             store._live[binding.aor] = (*store._live.get(binding.aor, ()), binding)
         return store
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in the next group-commit transaction (see the rules); returns
+        its result once that transaction committed."""
+        if self._conn is None:
+            raise StoreError(f"sqlite {self.path}: store is closed")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[object] = loop.create_future()
+        self._queue.append((work, done))
+        if not self._flushing:
+            self._flushing = True
+            self._idle.clear()
+            loop.call_soon(self._flush)  # gather this loop iteration's writes
+        result: T = await done  # type: ignore[assignment]
+        return result
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        conn = self._conn
+        if conn is None:
+            self._fail(batch, StoreError(f"sqlite {self.path}: store is closed"))
+            self._settle()
+            return
+        works = [work for work, _ in batch]
+        job = asyncio.get_running_loop().run_in_executor(self._executor, _commit, conn, works)
+        job.add_done_callback(lambda job: self._committed(batch, job))
+
+    def _committed(
+        self, batch: list[tuple[_Work, asyncio.Future[object]]], job: asyncio.Future[_Results]
+    ) -> None:
+        if job.cancelled():
+            self._fail(batch, StoreError(f"sqlite {self.path}: write cancelled"))
+        elif (exc := job.exception()) is not None:
+            self._fail(batch, self._error(exc))
+        else:
+            self.batches += 1
+            self.batched += len(batch)
+            for (_, done), (ok, value) in zip(batch, job.result(), strict=True):
+                if done.done():
+                    continue
+                if ok:
+                    done.set_result(value)
+                else:
+                    assert isinstance(value, BaseException)
+                    done.set_exception(self._error(value))
+        self._settle()
+
+    def _settle(self) -> None:
+        """The batch is answered: start the next one (writes queued meanwhile), or idle."""
+        if self._queue:
+            self._flush()
+        else:
+            self._flushing = False
+            self._idle.set()
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """What a write's caller gets: SQLite errors as ``StoreError`` (as ``_run``)."""
+        if isinstance(exc, sqlite3.Error):
+            failure = StoreError(f"sqlite {self.path}: {exc}")
+            failure.__cause__ = exc
+            return failure
+        return exc
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Work, asyncio.Future[object]]], exc: BaseException) -> None:
+        for _, done in batch:
+            if not done.done():
+                done.set_exception(exc)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
@@ -214,20 +330,16 @@ class SqliteStore:
         before = [b.to_json() for b in expected]
 
         def work(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
-                stored = conn.execute(
-                    "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
-                    (aor, now),
-                )
-                if [_decode(row[0]).to_json() for row in stored] != before:
-                    return False
-                conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-                conn.executemany(
-                    "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
-                )
-                return True
+            stored = conn.execute(
+                "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
+                (aor, now),
+            )
+            if [_decode(row[0]).to_json() for row in stored] != before:
+                return False
+            _put(conn, aor, rows)
+            return True
 
-        if not await self._run(work):
+        if not await self._write(work):
             return False
         if self._reader is None:
             if rows:
@@ -242,13 +354,9 @@ class SqliteStore:
         ]
 
         def work(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-                conn.executemany(
-                    "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
-                )
+            _put(conn, aor, rows)
 
-        await self._run(work)
+        await self._write(work)
         if self._reader is not None:
             return
         if rows:
@@ -325,9 +433,10 @@ class SqliteStore:
         return [_user(row) for row in await self._run(work)]
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        if self._conn is None:
             return
+        await self._idle.wait()  # writes already accepted are committed first
+        conn, self._conn = self._conn, None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()

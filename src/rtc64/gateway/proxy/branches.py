@@ -39,6 +39,7 @@ class Sender(Protocol):
         flow: Flow | None = None,
         server_name: str | None = None,
         handle: object = None,
+        own_port: bool = False,
     ) -> bool: ...
 
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
@@ -108,7 +109,9 @@ class CallHooks(Protocol):
 
     def disarm_timer_c(self, branch: Branch) -> None: ...
 
-    def begin(self, req: Request, now: float, flow: Flow | None = None) -> None: ...
+    def begin(
+        self, req: Request, now: float, flow: Flow | None = None, *, own_port: bool = False
+    ) -> None: ...
 
     def answered(self, req: Request, resp: Response, now: float) -> None: ...
 

@@ -115,9 +115,12 @@ class CallControl:
 
     # -- dialogs and call ends ------------------------------------------------------------
 
-    def begin(self, req: Request, now: float, flow: Flow | None = None) -> None:
-        """We forward a record-routed dialog-forming request without a To tag."""
-        self.dialogs.begin(req, now)
+    def begin(
+        self, req: Request, now: float, flow: Flow | None = None, *, own_port: bool = False
+    ) -> None:
+        """We forward a record-routed dialog-forming request without a To tag
+        (``own_port``: to targets reached from a SIP worker's private port)."""
+        self.dialogs.begin(req, now, own_port=own_port)
         if self.journal is not None and req.method == b"INVITE":
             self.journal.setup(req, flow)
 
@@ -143,12 +146,14 @@ class CallControl:
         """The dialog-forming request failed: forget the dialog."""
         self.dialogs.end(call_id)
 
-    def in_dialog(self, req: Request, now: float) -> None:
+    def in_dialog(self, req: Request, now: float) -> bool:
         """Bookkeeping for an in-dialog request being forwarded (the dialog itself ends
-        with the BYE's final response, ``bye_answered``)."""
+        with the BYE's final response, ``bye_answered``); returns whether it goes to a
+        party first reached from a SIP worker's private port (``toward_own_port``)."""
         self.dialogs.seen(req, now)
         if req.method == b"BYE" and self.media is not None:
             self.media.end(req.call_id)
+        return self.dialogs.toward_own_port(req, now)
 
     def admit(
         self, req: Request, target: Uri, routes: Iterable[Uri], issued: int, *, wall: float,

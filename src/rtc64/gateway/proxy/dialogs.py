@@ -91,6 +91,7 @@ class Dialog:
     callee_routes: tuple[bytes, ...] = ()  # Route set from us toward the callee
     caller_cseq: int = 0
     callee_cseq: int = 0
+    callee_own_port: bool = False  # the callee was reached from a SIP worker's own port
 
     @staticmethod
     def add(keys: set[TargetKey], uri: Uri | None) -> None:
@@ -174,8 +175,9 @@ class DialogTracker:
 
     # -- learning -------------------------------------------------------------------------
 
-    def begin(self, req: Request, now: float) -> None:
-        """We are forwarding a record-routed dialog-forming request without a To tag."""
+    def begin(self, req: Request, now: float, *, own_port: bool = False) -> None:
+        """We are forwarding a record-routed dialog-forming request without a To tag
+        (``own_port``: to targets reached from a SIP worker's private port)."""
         tag = req.from_.tag
         if tag is None:
             return
@@ -192,6 +194,7 @@ class DialogTracker:
                 caller_target=format_uri(contact.uri) if contact else b"",
                 expires=now,
                 caller_cseq=req.cseq.seq,
+                callee_own_port=own_port,
             )
             old.add(old.caller_targets, contact.uri if contact else None)
         self._touch(old, now)
@@ -250,6 +253,18 @@ class DialogTracker:
 
     def end(self, call_id: bytes) -> None:
         self._dialogs.pop(call_id, None)
+
+    def toward_own_port(self, req: Request, now: float) -> bool:
+        """Whether the in-dialog ``req`` goes to a party first reached from a SIP
+        worker's private port (the callee of such a dialog; the caller talked to the
+        shared port): it may leave from there too. False without dialog state."""
+        dialog = self.get(req.call_id, now)
+        return (
+            dialog is not None
+            and dialog.callee_own_port
+            and dialog.has_tags(req)
+            and dialog.from_caller(req)
+        )
 
     def bye_answered(self, bye: Request, status: int) -> None:
         """A final response to a BYE ends its dialog (§15.1.1), unless it asks for

@@ -74,6 +74,11 @@ from rtc64.sip.uri import SipUri, parse_uri
 DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 
 
+def _own_port(hop: Hop) -> Hop:
+    """``hop`` marked as having no pinhole to keep (``Hop.own_port``)."""
+    return Hop(hop.transport, hop.ip, hop.port, hop.flow, hop.server_name, own_port=True)
+
+
 def transport_reason(detail: str) -> bytes:
     """The reason phrase of a 503 for a transport failure: printable, one line, bounded
     (the detail may quote a peer's certificate)."""
@@ -166,6 +171,7 @@ class Forwarder:
             flow=dest.flow,
             server_name=dest.server_name,
             handle=txn,
+            own_port=dest.own_port,
         ):
             self.stats.send_failures += 1
 
@@ -257,7 +263,8 @@ class Forwarder:
         rr = decision.record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
         if rr and req.to.tag is None:
-            self.calls.begin(req, self.clock(), flow)
+            own_port = all(t.own_port for t in decision.targets)
+            self.calls.begin(req, self.clock(), flow, own_port=own_port)
         path = None
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
@@ -280,6 +287,8 @@ class Forwarder:
             leg = Leg(pending, branch, plan)
             try:
                 candidates = await self.nexthops.candidates(target.hop)
+                if target.own_port:
+                    candidates = [_own_port(h) for h in candidates]
             except RemoteProtocolError as exc:
                 self.log.info("no route to %s for %r: %s", target.hop.host, req.call_id, exc.reason)
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
@@ -365,6 +374,8 @@ class Forwarder:
     async def forward_ack(self, req: Request, flow: Flow, target: Target) -> None:
         """Stateless forwarding of an ACK for a 2xx along its Route set (§16.11)."""
         hop = await self.nexthops.first(target.hop)
+        if target.own_port:
+            hop = _own_port(hop)
         out = self.identity.listener_for(hop.transport, hop.ip)
         assert out is not None
         stamped = hops.stamp_top_via(req, flow)
@@ -381,7 +392,7 @@ class Forwarder:
 
     def _forward_stray(self, resp: Response) -> None:
         """A response for no transaction of ours: forward it if its top Via is ours."""
-        if len(resp.vias) < 2 or not hops.is_our_via(resp.via, self.identity.is_our_host):
+        if len(resp.vias) < 2 or not hops.is_our_via(resp.via, self.identity.is_our_sent_by):
             self.stats.dropped += 1
             return
         nxt = resp.vias[1]

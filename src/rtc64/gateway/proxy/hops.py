@@ -29,7 +29,6 @@ Record-Route; RFC 3327 Path):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -58,13 +57,16 @@ _counter = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """Where to send: transport, address, port, and the flow to reuse if any."""
+    """Where to send: transport, address, port, and the flow to reuse if any.
+    ``own_port``: no pinhole to keep toward it (a trunk, a DNS or static route), so a SIP
+    worker sends from its private port and the responses come back to it."""
 
     transport: Transport
     ip: IPAddress
     port: int
     flow: Flow | None = None
     server_name: str | None = None
+    own_port: bool = False
 
     @property
     def reliable(self) -> bool:
@@ -119,13 +121,16 @@ def with_stamped_via(req: Request, flow: Flow) -> Request:
     rest = split_top(line.value, b",")[1:]
     value = b", ".join([stamped, *(r.strip() for r in rest)])
     headers = (*req.headers[:i], line._replace(value=value), *req.headers[i + 1 :])
-    return dataclasses.replace(req, headers=headers, wire=None)
+    vias = (parse_via(stamped), *req.vias[1:])  # the parsed Vias follow the lines
+    return Request(
+        req.method, req.uri, headers, req.body, vias, req.call_id, req.cseq, req.from_,
+        req.to, req.max_forwards, req.index, None,
+    )  # fmt: skip
 
 
 def loop_hash(req: Request, top_via: bytes) -> bytes:
     """16 hex digits over the fields of RFC 3261 §16.6 step 8."""
-    h = hashlib.blake2b(digest_size=8)
-    for part in (
+    parts = (
         bytes(req.uri),
         req.from_.tag or b"",
         req.to.tag or b"",
@@ -134,9 +139,9 @@ def loop_hash(req: Request, top_via: bytes) -> bytes:
         top_via,
         b",".join(req.get_all(b"proxy-require")),
         b",".join(req.get_all(b"proxy-authorization")),
-    ):
-        h.update(part)
-        h.update(b"\x00")
+        b"",  # every part ends with a NUL
+    )
+    h = hashlib.blake2b(b"\x00".join(parts), digest_size=8)
     return h.hexdigest().encode("ascii")
 
 
@@ -341,14 +346,19 @@ def forwarded_view(
         headers += [Header(b"Route", r) for r in routes]
     hs = tuple(headers)
     mf = req.max_forwards
-    return dataclasses.replace(
-        req,
-        uri=req.uri if uri is None else uri,
-        headers=hs,
-        vias=(parse_via(via), *req.vias),
-        index=build_index(hs),
-        max_forwards=69 if mf is None else mf - 1,
-        wire=None,
+    return Request(
+        req.method,
+        req.uri if uri is None else uri,
+        hs,
+        req.body,
+        (parse_via(via), *req.vias),
+        req.call_id,
+        req.cseq,
+        req.from_,
+        req.to,
+        69 if mf is None else mf - 1,
+        build_index(hs),
+        None,
     )
 
 
@@ -376,7 +386,8 @@ def trying_bytes(req: Request, flow: Flow) -> bytes:
 _TRYING_COPY = frozenset((b"from", b"to", b"call-id", b"cseq"))
 
 
-def is_our_via(via: Via, is_our_host: Callable[[Host], bool]) -> bool:
-    """Whether a Via was written by us (our branch prefix, one of our hosts)."""
+def is_our_via(via: Via, is_our_sent_by: Callable[[Host, int | None], bool]) -> bool:
+    """Whether a Via was written by us (our branch prefix, one of our hosts and ports:
+    another rtc64 on the same address, another port, is another element)."""
     branch = via.branch or b""
-    return branch.startswith(BRANCH_PREFIX) and is_our_host(via.host)
+    return branch.startswith(BRANCH_PREFIX) and is_our_sent_by(via.host, via.port)

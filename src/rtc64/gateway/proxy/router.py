@@ -81,14 +81,17 @@ def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool
 @dataclass(frozen=True, slots=True)
 class Target:
     """One branch: the next hop's URI, a new Request-URI (None: keep it), the Route set
-    left after ours, Route values to put in front (a binding's Path), and whether the
-    hop is a registered UA's own flow (its source address, not its Contact)."""
+    left after ours, Route values to put in front (a binding's Path), whether the
+    hop is a registered UA's own flow (its source address, not its Contact), and
+    whether it has no pinhole to keep (``own_port``: not a registered contact nor a
+    party's recorded flow, so a SIP worker sends from its private port)."""
 
     hop: SipUri
     uri: SipUri | None = None
     routes: tuple[NameAddr, ...] = ()
     extra: tuple[bytes, ...] = ()
     flow: bool = False
+    own_port: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,20 +202,23 @@ class Router:
             elif dead:
                 return Reply(430, "Flow Failed: no registered flow is open")
             elif self.upstream is not None:
-                targets = (Target(self.upstream),)
+                targets = (Target(self.upstream, own_port=True),)
             else:
                 return Reply(404, "Not Found: no registered contact")
         except RemoteProtocolError as exc:
             return Reply(exc.status, exc.reason)
         return Forward(self._restore(targets, lookup.request.restored))
 
-    def in_dialog(self, admit: Admit, flow: Flow) -> Decision:
-        """The decision for an admitted in-dialog request that came on ``flow``."""
+    def in_dialog(self, admit: Admit, flow: Flow, *, own_port: bool = False) -> Decision:
+        """The decision for an admitted in-dialog request that came on ``flow``;
+        ``own_port``: the party it goes to was first reached from a SIP worker's private
+        port (``DialogTracker.toward_own_port``), unless it goes to a recorded flow."""
         try:
-            hop_uri = self._next_from_routes(list(admit.routes), admit.uri, admit.popped, flow)
+            hop_uri, pinhole = self._next_hop(list(admit.routes), admit.uri, admit.popped, flow)
         except RemoteProtocolError as exc:
             return Reply(exc.status, exc.reason)
-        target = Target(hop_uri, admit.restored, admit.routes)
+        mine = own_port and not pinhole
+        target = Target(hop_uri, admit.restored, admit.routes, own_port=mine)
         return Forward((target,), record_route=False)
 
     def ack(self, req: Request) -> Admit | str:
@@ -243,7 +249,9 @@ class Router:
     def _route(self, req: Request, trusted: bool) -> Decision:
         if req.max_forwards == 0 and req.method != b"OPTIONS":
             return Reply(483, "Too Many Hops")
-        ours = [i for i, v in enumerate(req.vias) if hops.is_our_via(v, self.identity.is_our_host)]
+        ours = [
+            i for i, v in enumerate(req.vias) if hops.is_our_via(v, self.identity.is_our_sent_by)
+        ]
         if ours and hops.is_loop(req, ours, list(req.values(b"via"))):
             return Reply(482, "Loop Detected")
         unknown = sh.tokens(req, b"proxy-require")
@@ -271,7 +279,7 @@ class Router:
             return Reply(416, "Unsupported URI Scheme")
         if req.method == b"REGISTER":
             if self.upstream is not None:
-                return Forward((Target(self.upstream),), path=True)
+                return Forward((Target(self.upstream, own_port=True),), path=True)
             if not self.identity.is_local_uri(uri):
                 return Reply(403, "Forbidden: not a domain served here")
             return Register()
@@ -280,7 +288,7 @@ class Router:
                 return Reply(200, None, CAPABILITIES)
             return Reply(404, "Not Found: no user part in the Request-URI")
         if self.upstream is not None and not trusted:
-            return Forward((Target(self.upstream, None, tuple(routes)),))
+            return Forward((Target(self.upstream, None, tuple(routes), own_port=True),))
         return Authenticate(uri, tuple(routes), tuple(popped), restored)
 
     def _after_auth(self, auth: Authenticate) -> Decision:
@@ -294,7 +302,8 @@ class Router:
             first = routes[0].uri
             if not isinstance(first, SipUri):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
-            return Forward(self._restore((Target(first, None, routes),), auth.restored))
+            target = Target(first, None, routes, own_port=True)
+            return Forward(self._restore((target,), auth.restored))
         if self.identity.is_local_uri(uri):
             named = gruu.gruu_instance(self.secret, uri)
             if named is not None:
@@ -302,7 +311,7 @@ class Router:
                 keys = (aor, aor) if aor is not None else self.identity.aor_keys(uri)
                 return Lookup(keys, auth, instance=named.instance, call_tag=named.call_tag)
             return Lookup(self.identity.aor_keys(uri), auth)
-        target = Target(self.upstream) if self.upstream is not None else Target(uri)
+        target = Target(self.upstream if self.upstream is not None else uri, own_port=True)
         return Forward(self._restore((target,), auth.restored))
 
     @staticmethod
@@ -388,25 +397,26 @@ class Router:
             routes.pop(0)
         return popped
 
-    def _next_from_routes(
+    def _next_hop(
         self, routes: list[NameAddr], uri: object, popped: Sequence[SipUri], flow: Flow
-    ) -> SipUri:
+    ) -> tuple[SipUri, bool]:
         """The next hop's URI: our Path entry's flow, the flow token of our entry facing
-        the other party, the next Route, or the Request-URI."""
+        the other party, the next Route, or the Request-URI; and whether it is a
+        party's recorded flow (a pinhole)."""
         for p in popped:
             flow_uri = received_uri(p)
             if flow_uri is not None and not routes:
-                return self._open_flow(flow_uri)
+                return self._open_flow(flow_uri), True
         if not routes:
             ob = isinstance(uri, SipUri) and uri.has_param(b"ob")
             toward = hops.flow_toward(list(popped), flow, self.connected, outbound=ob)
             if toward is not None:
-                return toward
+                return toward, True
         if routes:
             first = routes[0].uri
             if not isinstance(first, SipUri):
                 raise RemoteProtocolError("Unsupported URI Scheme in Route", 416)
-            return first
+            return first, False
         if not isinstance(uri, SipUri):
             raise RemoteProtocolError("Unsupported URI Scheme", 416)
-        return uri
+        return uri, False

@@ -102,8 +102,8 @@ class Routing:
             if why is not None:
                 self.forwarder.reply(server, 403, why)
                 return
-            self.calls.in_dialog(req, self.clock())  # CSeqs, targets; a BYE frees media
-            decision = self.router.in_dialog(decision, flow)
+            own = self.calls.in_dialog(req, self.clock())  # CSeqs, targets; a BYE frees media
+            decision = self.router.in_dialog(decision, flow, own_port=own)
         if isinstance(decision, Authenticate):
             verdict = await self.auth.check(req, source, self.wall(), proxy=True)
             if not verdict.ok:
@@ -192,8 +192,8 @@ class Routing:
                 self.stats.dropped += 1
                 self.log.info("ACK for %r from %s dropped: %s", req.call_id, flow, why)
                 return
-            self.calls.in_dialog(req, self.clock())
-            decision = self.router.in_dialog(signed, flow)
+            own = self.calls.in_dialog(req, self.clock())
+            decision = self.router.in_dialog(signed, flow, own_port=own)
             if isinstance(decision, Reply):
                 raise RemoteProtocolError(decision.reason or "", decision.status)
             assert isinstance(decision, Forward)
