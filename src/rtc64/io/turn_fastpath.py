@@ -44,6 +44,24 @@ _ATTR = struct.Struct("!HH")
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 
+_RANDOM_BATCH = 256
+"""Relays' transaction-id bases drawn per ``os.urandom`` call (one system call per 256
+allocations instead of one each; every base is still 96 fresh bits from the kernel)."""
+_random_pool: list[int] = []
+if hasattr(os, "register_at_fork"):  # a forked worker never reuses its parent's bases
+    os.register_at_fork(after_in_child=_random_pool.clear)
+
+
+def _tid_base() -> int:
+    """A fresh random transaction-id base with its low 32 bits clear (the per-packet count)."""
+    if not _random_pool:
+        raw = os.urandom(12 * _RANDOM_BATCH)
+        _random_pool.extend(
+            int.from_bytes(raw[i : i + 12], "big") & ~0xFFFFFFFF for i in range(0, len(raw), 12)
+        )
+    return _random_pool.pop()
+
+
 SockAddr = tuple[object, ...]
 """A socket address as the event loop hands it in."""
 
@@ -196,12 +214,24 @@ class RelaySocket(asyncio.DatagramProtocol):
         self.address = address
         self.family = family_of(address[0])
         self.sock = sock
-        self.client = client
-        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
         self.transport: asyncio.DatagramTransport | None = None
-        self.closed = False
         self.permitted: dict[str, bytes] = {}  # host -> the address XOR-ed as for IPv4
         self.channels: dict[SockAddr, int] = {}  # peer address -> channel number
+        self.reopen(client, buckets)
+
+    def reopen(
+        self, client: ClientOut, buckets: tuple[Bucket | None, Bucket | None] = (None, None)
+    ) -> None:
+        """Serve a new allocation from now on: its client and buckets, counters from zero,
+        a fresh transaction-id base; socket and loop transport stay. (Taking over an idle
+        socket so: ``transport.set_protocol`` would make uvloop stop and restart reading,
+        an epoll change, one ``io_uring_enter``, per allocation.) The caller has emptied
+        ``permitted`` and ``channels`` and read what the socket still queued."""
+        self.client = client
+        self.bucket_in, self.bucket_out = buckets  # peer -> client, client -> peer
+        self.closed = False
+        self.permitted.clear()
+        self.channels.clear()
         self.from_peer_packets = 0
         self.from_peer_bytes = 0
         self.to_peer_packets = 0
@@ -209,7 +239,7 @@ class RelaySocket(asyncio.DatagramProtocol):
         self.no_permission = 0
         self.over_limit = 0
         self.errors = 0
-        self._tid_base = int.from_bytes(os.urandom(12), "big") & ~0xFFFFFFFF
+        self._tid_base = _tid_base()
         self._tid = 0
 
     # --- asyncio -------------------------------------------------------------------------

@@ -432,7 +432,7 @@ class TurnListeners:
         if spec.transport is Transport.UDP:
             sock = udp_socket(spec.address, spec.port, self.limits.udp_rcvbuf)
             port = sock.getsockname()[1]
-            local = (spec.address, port)
+            local = (hashed_ip(spec.address), port)  # in every ClientFlow's hash
             listener = UdpListener(local, sock, self.sink, self.stats)
             await self.loop.create_datagram_endpoint(lambda: listener, sock=sock)
             self.udp[local] = listener
@@ -441,7 +441,7 @@ class TurnListeners:
                 raise ConfigError("turn.tls_cert", "", f"a certificate for {spec}")
             sock = listen_socket(spec.address, spec.port)
             port = sock.getsockname()[1]
-            local = (spec.address, port)
+            local = (hashed_ip(spec.address), port)  # in every ClientFlow's hash
             kind = spec.transport
             secure = kind is Transport.TLS
             server = await self.loop.create_server(

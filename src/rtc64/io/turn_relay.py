@@ -12,7 +12,9 @@
 # - A released plain UDP relay whose loop transport runs is kept bound and read, idle (up
 #   to ``idle`` sockets, oldest reused first; its port stays taken from the pool): the
 #   next plain UDP relay of its family takes it over without a socket(), bind(), loop
-#   transport and close() per allocation (~9 system calls and a task). Nothing of the old
+#   transport and close() per allocation (~9 system calls and a task), its protocol object
+#   reopened (``RelaySocket.reopen``; no ``set_protocol``: uvloop would restart reading, an
+#   epoll change per allocation). Nothing of the old
 #   allocation reaches the new client: while idle every datagram is dropped (no
 #   permissions), and on reuse what the kernel still queues is read and dropped first; a
 #   socket with more than ``DRAIN_LIMIT`` queued (a flood) or a closing transport is
@@ -445,7 +447,7 @@ class TurnRelays:
             self.drained += dropped
             self.reused += 1
             address = relay.address
-            self._start(address, relay.sock, 17, transport)
+            self._start(address, relay.sock, 17, relay)
             return address
         return None
 
@@ -479,10 +481,10 @@ class TurnRelays:
         address: Address,
         sock: socket.socket,
         protocol: int,
-        transport: asyncio.DatagramTransport | None = None,
+        idle: RelaySocket | None = None,
     ) -> None:
-        """The relay at ``address`` serves the client being served; ``transport``: an idle
-        socket's running loop transport, handed to the new relay."""
+        """The relay at ``address`` serves the client being served; ``idle``: an idle
+        socket's relay (its loop transport running), reopened for this client."""
         group = self._group()
         group.relays.add(address)
         self._group_of[address] = group
@@ -493,11 +495,11 @@ class TurnRelays:
             assert self.tcp is not None
             self.tcp.open(address, sock)
             return
-        relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
-        if transport is not None:
-            relay.transport = transport
-            transport.set_protocol(relay)
+        if idle is not None:
+            idle.reopen(out, group.buckets)
+            self.udp[address] = idle
             return
+        relay = self.udp[address] = RelaySocket(address, sock, out, group.buckets)
 
         def released() -> bool:
             return relay.closed

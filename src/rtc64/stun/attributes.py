@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from rtc64.errors import LocalProtocolError
 from rtc64.net.address import Family, IPAddress
@@ -97,12 +97,28 @@ class Attr(Generic[T]):
         return Field(self, value)
 
 
-class Field(NamedTuple):
-    """An attribute with a typed value, encoded once the transaction id is known (a named
-    tuple: immutable, and several are built for every answer)."""
+class Field:
+    """An attribute with a typed value, encoded once the transaction id is known.
 
-    attr: Attr[Any]
-    value: Any  # not `object`: mypyc (2.4) builds the annotations from names it knows
+    An immutable value; a plain class (not a named tuple, whose ``__new__`` is Python) so
+    that the mypyc build constructs the several built for every answer natively."""
+
+    __slots__ = ("attr", "value")
+
+    def __init__(self, attr: Attr[Any], value: Any) -> None:
+        self.attr: Final = attr
+        self.value: Final[Any] = value  # Any, not `object`: mypyc builds it from known names
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Field):
+            return NotImplemented
+        return self.attr is other.attr and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash((self.attr.type, self.value))
+
+    def __repr__(self) -> str:
+        return f"Field(attr={self.attr!r}, value={self.value!r})"
 
     def pack(self, transaction_id: bytes) -> tuple[int, bytes]:
         return self.attr.type, self.attr.encode(self.value, transaction_id)

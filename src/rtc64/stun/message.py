@@ -24,9 +24,8 @@ from __future__ import annotations
 import enum
 import hmac
 import struct
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from rtc64.errors import LocalProtocolError
 from rtc64.net.address import IPAddress
@@ -122,20 +121,51 @@ def split_type(value: int) -> tuple[int, Class]:
 _CLASSES = tuple(Class)  # by value 0-3: indexing is cheaper than calling the enum
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
     """A STUN message: raw attributes in wire order, typed through the attribute table.
 
     ``raw`` and ``offsets`` (the offset in ``raw`` of each attribute's header) are set by
     ``decode`` for the integrity and fingerprint checks; they take no part in equality.
+    An immutable value (equal and hashed by method, class, transaction id, attributes); a
+    plain class rather than a frozen dataclass so that the mypyc build constructs it
+    natively (two or three per request): a dataclass's ``__init__`` is generated Python.
     """
 
-    method: int
-    cls: Class
-    transaction_id: bytes
-    attributes: tuple[tuple[int, bytes], ...] = ()
-    raw: bytes = field(default=b"", compare=False, repr=False)
-    offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    __slots__ = ("attributes", "cls", "method", "offsets", "raw", "transaction_id")
+
+    def __init__(
+        self,
+        method: int,
+        cls: Class,
+        transaction_id: bytes,
+        attributes: tuple[tuple[int, bytes], ...] = (),
+        *,
+        raw: bytes = b"",
+        offsets: tuple[int, ...] = (),
+    ) -> None:
+        self.method: Final = method
+        self.cls: Final = cls
+        self.transaction_id: Final = transaction_id
+        self.attributes: Final = attributes
+        self.raw: Final = raw
+        self.offsets: Final = offsets
+
+    def _key(self) -> tuple[int, Class, bytes, tuple[tuple[int, bytes], ...]]:
+        return (self.method, self.cls, self.transaction_id, self.attributes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(method={self.method!r}, cls={self.cls!r}, "
+            f"transaction_id={self.transaction_id!r}, attributes={self.attributes!r})"
+        )
 
     def value(self, type_: int) -> bytes | None:
         """The raw value of the first attribute of this type."""
@@ -263,7 +293,7 @@ def decode(data: bytes) -> Message:
             after_mi256 = True
         attributes.append((t, value))
         offsets.append(here)
-    return Message(method, cls, tid, tuple(attributes), data, tuple(offsets))
+    return Message(method, cls, tid, tuple(attributes), raw=data, offsets=tuple(offsets))
 
 
 # -- encoding -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from rtc64.stun.attributes import (
     MESSAGE_INTEGRITY,
@@ -35,22 +36,53 @@ from rtc64.turn.protocols import MD5, Credentials
 from rtc64.turn.settings import TurnSettings
 
 
-@dataclass(frozen=True, slots=True)
 class Authenticated:
-    """The request is someone's: sign the answer with ``key`` (None in open mode)."""
+    """The request is someone's: sign the answer with ``key`` (None in open mode).
 
-    username: str
-    key: bytes | None
-    sha256: bool
+    Like ``Rejected`` a plain immutable class, not a frozen dataclass: one per request,
+    constructed natively in the mypyc build (a dataclass's ``__init__`` is Python)."""
+
+    __slots__ = ("key", "sha256", "username")
+
+    def __init__(self, username: str, key: bytes | None, sha256: bool) -> None:
+        self.username: Final = username
+        self.key: Final = key
+        self.sha256: Final = sha256
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Authenticated):
+            return NotImplemented
+        return (self.username, self.key, self.sha256) == (other.username, other.key, other.sha256)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.key, self.sha256))
+
+    def __repr__(self) -> str:
+        return f"Authenticated(username={self.username!r}, key=..., sha256={self.sha256!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Rejected:
     """Answer ``code`` unsigned, with ``fields`` (REALM/NONCE/... for 401 and 438)."""
 
-    code: int
-    reason: str
-    fields: tuple[Field | tuple[int, bytes], ...] = ()
+    __slots__ = ("code", "fields", "reason")
+
+    def __init__(
+        self, code: int, reason: str, fields: tuple[Field | tuple[int, bytes], ...] = ()
+    ) -> None:
+        self.code: Final = code
+        self.reason: Final = reason
+        self.fields: Final = fields
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rejected):
+            return NotImplemented
+        return (self.code, self.reason, self.fields) == (other.code, other.reason, other.fields)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.reason, self.fields))
+
+    def __repr__(self) -> str:
+        return f"Rejected(code={self.code!r}, reason={self.reason!r}, fields={self.fields!r})"
 
 
 @dataclass(frozen=True, slots=True)

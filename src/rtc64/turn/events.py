@@ -41,7 +41,8 @@ class ClientFlow:
         self.remote: Final = remote
         self.local: Final = local
         self.connection: Final = connection
-        self._hash: Final = hash((transport, remote, local, connection))
+        # id(): an enum member hashes in Python; ``__eq__`` compares members by identity
+        self._hash: Final = hash((id(transport), remote, local, connection))
 
     def __hash__(self) -> int:
         return self._hash
@@ -73,12 +74,28 @@ class ClientFlow:
         return self.transport is not Transport.UDP
 
 
-@dataclass(frozen=True, slots=True)
 class ToClient:
-    """Send ``data`` (a STUN message or ChannelData) to the client on ``client``."""
+    """Send ``data`` (a STUN message or ChannelData) to the client on ``client``.
 
-    client: ClientFlow
-    data: bytes
+    A plain immutable class like ``ClientFlow`` (one per answer: native construction in
+    the mypyc build, not a dataclass's generated Python ``__init__``)."""
+
+    __slots__ = ("client", "data")
+
+    def __init__(self, client: ClientFlow, data: bytes) -> None:
+        self.client: Final = client
+        self.data: Final = data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ToClient):
+            return NotImplemented
+        return self.client == other.client and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.client, self.data))
+
+    def __repr__(self) -> str:
+        return f"ToClient(client={self.client!r}, data={self.data!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +143,26 @@ class Unbind:
     channel: int
 
 
-@dataclass(frozen=True, slots=True)
 class RelayClosed:
     """The allocation owning ``relay`` is gone: close the socket, its peer connections,
-    and forget its tables. The core has already called ``relays.release(relay)``."""
+    and forget its tables. The core has already called ``relays.release(relay)``.
+    A plain immutable class like ``ToClient`` (one per allocation)."""
 
-    relay: SockAddr
+    __slots__ = ("relay",)
+
+    def __init__(self, relay: SockAddr) -> None:
+        self.relay: Final = relay
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RelayClosed):
+            return NotImplemented
+        return self.relay == other.relay
+
+    def __hash__(self) -> int:
+        return hash(self.relay)
+
+    def __repr__(self) -> str:
+        return f"RelayClosed(relay={self.relay!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,18 +14,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from rtc64.net.address import Family
 
 
-@dataclass(frozen=True, slots=True)
 class Choice:
     """Families to allocate, first the primary one; ``dual`` for ADDITIONAL-ADDRESS-FAMILY.
-    ``missing`` lists families of a dual allocation the server has no relay of."""
+    ``missing`` lists families of a dual allocation the server has no relay of.
+    A plain immutable class, not a frozen dataclass: one per Allocate, constructed
+    natively in the mypyc build (a dataclass's ``__init__`` is generated Python)."""
 
-    families: tuple[Family, ...]
-    dual: bool = False
-    missing: tuple[Family, ...] = ()
+    __slots__ = ("dual", "families", "missing")
+
+    def __init__(
+        self, families: tuple[Family, ...], dual: bool = False, missing: tuple[Family, ...] = ()
+    ) -> None:
+        self.families: Final = families
+        self.dual: Final = dual
+        self.missing: Final = missing
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Choice):
+            return NotImplemented
+        return (self.families, self.dual, self.missing) == (
+            other.families,
+            other.dual,
+            other.missing,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.families, self.dual, self.missing))
+
+    def __repr__(self) -> str:
+        return f"Choice(families={self.families!r}, dual={self.dual!r}, missing={self.missing!r})"
 
 
 @dataclass(frozen=True, slots=True)

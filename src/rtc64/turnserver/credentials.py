@@ -20,13 +20,17 @@ cookie; draft-uberti-behave-turn-rest-00 §2.2; coturn ``use-auth-secret``):
   PASSWORD-ALGORITHMS) + issue time + HMAC-SHA256 over both and the client's source prefix
   (/64 for IPv6, /32 for IPv4, IPv4-mapped counts as IPv4) under a per-process random key.
   ``nonce_ok``: True, ``STALE`` (genuine but older than ``nonce_lifetime``: answer 438) or
-  False (forged, from another source prefix, or from the future).
+  False (forged, from another source prefix, or from the future). The (nonce, source
+  address) pairs whose MAC was verified are remembered (at most ``VERIFIED_NONCES``, the
+  table cleared when full) so a client's next requests skip the MAC; the issue time is
+  checked on every request, so state changes nothing but the cost.
 - Secrets and keys compare with ``hmac.compare_digest``; keys never appear in ``repr``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -58,6 +62,9 @@ _TS_DIGITS = 8  # hex digits of the issue time
 _MAC_BYTES = 12
 _MAC_CHARS = 16  # base64 of 12 bytes, no padding
 _MAX_EXPIRY_DIGITS = 12
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+VERIFIED_NONCES = 8192
+"""(nonce, source) pairs remembered as genuine (bounded: cleared when full)."""
 
 
 class UserRecord(Protocol):
@@ -169,6 +176,7 @@ class Credentials:
         "_prefix",
         "_prefix_bytes",
         "_rest_cache",
+        "_verified",
         "clock",
         "last_error",
         "lookups",
@@ -200,6 +208,8 @@ class Credentials:
         self._prefix = NONCE_COOKIE + base64.b64encode(features).decode()
         self._prefix_bytes = self._prefix.encode()
         self._rest_cache: dict[tuple[str, int], tuple[bytes, ...]] = {}
+        self._verified: dict[tuple[str, IPAddress], int] = {}
+        """Issue time of each (nonce, source address) whose MAC was checked."""
         """REST keys by (username, algorithm): two HMACs and a hash each, per request."""
         self._cache: OrderedDict[str, tuple[float, UserRecord | None]] = OrderedDict()
         self._inflight: dict[str, float] = {}
@@ -334,17 +344,24 @@ class Credentials:
                 nonce = nonce.decode("ascii")
             except UnicodeDecodeError:
                 return False
-        prefix = self._prefix
-        if len(nonce) != len(prefix) + _TS_DIGITS + _MAC_CHARS or not nonce.startswith(prefix):
-            return False
-        stamp = nonce[len(prefix) : len(prefix) + _TS_DIGITS]
-        mac = nonce[len(prefix) + _TS_DIGITS :]
-        try:
-            issued = int(stamp, 16)
-        except ValueError:
-            return False
-        if not hmac.compare_digest(mac, self._nonce_mac(stamp, client.remote[0])):
-            return False
+        source = client.remote[0]
+        verified = self._verified
+        issued = verified.get((nonce, source), -1)
+        if issued < 0:
+            prefix = self._prefix
+            if len(nonce) != len(prefix) + _TS_DIGITS + _MAC_CHARS or not nonce.startswith(prefix):
+                return False
+            stamp = nonce[len(prefix) : len(prefix) + _TS_DIGITS]
+            mac = nonce[len(prefix) + _TS_DIGITS :]
+            try:
+                issued = int(stamp, 16)
+            except ValueError:
+                return False
+            if not hmac.compare_digest(mac, self._nonce_mac(stamp, source)):
+                return False
+            if len(verified) >= VERIFIED_NONCES:
+                verified.clear()
+            verified[(nonce, source)] = issued
         age = (int(now) & 0xFFFFFFFF) - issued
         if age < 0:
             return False
@@ -354,8 +371,8 @@ class Credentials:
         data = self._prefix_bytes + stamp.encode() + _source_prefix(source)
         mac = self._mac.copy()
         mac.update(data)
-        digest = mac.digest()[:_MAC_BYTES]
-        return base64.urlsafe_b64encode(digest).decode()
+        digest = mac.digest()[:_MAC_BYTES]  # base64url as ``base64.urlsafe_b64encode``
+        return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode()
 
 
 def turn_uris(

@@ -523,7 +523,12 @@ def test_reused_relay_port_never_hands_the_old_allocations_datagrams_to_the_new_
             flow2, relay2 = _reserve(r, new)
             assert relay2 == relay and r.relays.reused == 1 and r.relays.drained == 1
             sock2 = r.relays.relay_of(relay2)
-            assert sock2 is not None and sock2 is not sock and sock2.transport is not None
+            # the same protocol object, reopened for the new client (no set_protocol, which
+            # makes uvloop restart reading): counters from zero, nothing permitted
+            assert sock2 is sock and sock2.transport is not None and not sock2.closed
+            assert sock2.transport.get_protocol() is sock2
+            assert sock2.from_peer_packets == 0 and sock2.to_peer_packets == 0
+            assert sock2.permitted == {} and sock2.channels == {}
             r.relays.permit(Permit(relay2, V4, 1e9))
             r.relays.bind(Bind(relay2, flow2, 0x4000, peer_address))
             peer.sendto(b"fresh", _raw(relay2))

@@ -17,6 +17,7 @@ from rtc64.gateway.location.users import UserRecord
 from rtc64.net.address import IPAddress
 from rtc64.sip import digest
 from rtc64.sip.digest import Algorithm
+from rtc64.turnserver import credentials as credentials_module
 from rtc64.turnserver.credentials import (
     ALGORITHM_MD5,
     ALGORITHM_SHA256,
@@ -292,6 +293,31 @@ def test_nonce_valid_then_stale() -> None:
     assert creds.nonce_ok(nonce, V6_CLIENT, 1000.0) is True
     assert creds.nonce_ok(nonce.encode(), V6_CLIENT, 1599.0) is True
     assert creds.nonce_ok(nonce, V6_CLIENT, 1601.0) == STALE
+
+
+def test_verified_nonces_are_remembered_per_source_and_still_expire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table of verified nonces changes the cost only: source binding, staleness and
+    the clock are checked on every request, and the table stays bounded."""
+    monkeypatch.setattr(credentials_module, "VERIFIED_NONCES", 4)
+    creds, _, _ = make(ALICE, nonce_lifetime=600.0)
+    nonce = creds.nonce(V6_CLIENT, 1000.0)
+    for _ in range(3):
+        assert creds.nonce_ok(nonce, V6_CLIENT, 1000.0) is True
+    assert creds.nonce_ok(nonce, Client((IPv6Address("2001:db8:1:3::7"), 50000)), 1000.0) is False
+    assert creds.nonce_ok(nonce, V6_CLIENT, 999.0) is False  # issued "later" than now
+    assert creds.nonce_ok(nonce, V6_CLIENT, 1601.0) == STALE
+    clients = [Client((IPv4Address(f"203.0.113.{i}"), 1)) for i in range(1, 20)]
+    nonces = [creds.nonce(c, 1000.0) for c in clients]
+    for _ in range(2):
+        for c, n in zip(clients, nonces, strict=True):
+            assert creds.nonce_ok(n, c, 1000.0) is True
+            assert (
+                creds.nonce_ok(n, clients[0] if c is not clients[0] else clients[1], 1000.0)
+                is False
+            )
+    assert len(creds._verified) <= 4
 
 
 def test_nonce_bound_to_source_prefix() -> None:
