@@ -280,7 +280,7 @@ class Gateway:
         elif cfg.web.enabled and role is not None:  # ... with this worker's figures
             peer = await start_peer_web(
                 cfg, endpoint_path(role.directory, f"w{role.index}"),
-                proxy=self.proxy, relay=self.relay, turn=None,
+                proxy=self.proxy, relay=self.relay, turn=None, keepalive=self.keepalives,
             )  # fmt: skip
             self._stack.push_async_callback(peer.stop)
 

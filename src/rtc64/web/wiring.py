@@ -194,10 +194,12 @@ async def start_peer_web(
     proxy: ProxyView | None,
     relay: RelayView | None,
     turn: TurnView | None,
+    keepalive: KeepaliveView | None = None,
 ) -> RunningPeer:
     """One of several processes of the gateway (a SIP worker other than 0, the
     supervisor's TURN): its own figures on the Unix socket ``path`` for worker 0's
-    console (``web.peers``). Store-wide views are worker 0's alone."""
+    console (``web.peers``). Store-wide views are worker 0's alone; keepalives are not
+    store-wide (each worker keeps its share of the contacts alive), so each reports its own."""
     status = Status(
         version=__version__,
         services=tuple(cfg.general.services),
@@ -209,6 +211,12 @@ async def start_peer_web(
         started=time.time(),
     )
     sources = Sources(
-        status=status, wall=time.time, clock=clock, proxy=proxy, relay=relay, turn=turn
+        status=status,
+        wall=time.time,
+        clock=clock,
+        proxy=proxy,
+        relay=relay,
+        turn=turn,
+        keepalive=keepalive,
     )
     return await start_peer_endpoint(path, sources)
