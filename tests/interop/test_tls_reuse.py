@@ -166,8 +166,11 @@ def start_kamailio(host: Host, tmp_path: Path, pki: dict[str, Path]) -> Path:
 def gateway_config(
     address: str, domain: str, upstream: str, pki: dict[str, Path], name: str, *, alias: bool
 ) -> str:
+    # one SIP process: the alias table is per worker (docs/notes.md), so with several
+    # workers a request handled by another worker opens its own connection
     return f"""
 [sip]
+workers = 1
 listen = ["udp:{address}:5060", "tls:{address}:5061"]
 domains = ["{domain}"]
 trusted_networks = ["10.77.0.0/24"]
