@@ -85,7 +85,9 @@ RELOADABLE = frozenset(
     }
 )
 # What SIP workers hold until a restart (the supervisor owns the sockets and TURN).
-WORKERS_HOLD = frozenset({"media.ports", *reloading.TURN_KEYS})  # sip.listen: relisten
+WORKERS_HOLD = frozenset({"media.ports"})  # sip.listen: relisten
+# with SIP workers TURN runs in the supervisor, which applies these itself (``workers``)
+SUPERVISOR_KEYS = reloading.TURN_KEYS
 
 
 @dataclass(slots=True)
@@ -293,7 +295,7 @@ class Lifecycle:
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
         # SIP workers take their new listen sockets from the supervisor (Gateway.relisten)
         workers = gw.role is not None
-        applies = RELOADABLE - WORKERS_HOLD if workers else RELOADABLE
+        applies = RELOADABLE - WORKERS_HOLD - SUPERVISOR_KEYS if workers else RELOADABLE
         plan = await reloading.plan(
             new, old, [k for k in changed if k in applies], relay=gw.relay,
             identity=gw.identity, turn=gw.turn, nat64=gw.nat64, workers=workers,
@@ -343,7 +345,8 @@ class Lifecycle:
             if turn_live is not None:
                 turn_live.load_cert_chain(*turn_cert)
         logging.getLogger("rtc64").setLevel(new.general.log_level.upper())
-        held = [k for k in changed if k not in applies]
+        elsewhere = SUPERVISOR_KEYS if workers else frozenset()
+        held = [k for k in changed if k not in applies and k not in elsewhere]
         applied = [k for k in changed if k in applies]
         kept = {k: old.values[k] for k in held}
         gw.cfg = _with_values(new, kept) if kept else new

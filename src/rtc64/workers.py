@@ -179,6 +179,7 @@ async def supervise(
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
     turn_gateway: Gateway | None = None
+    turn_life: Lifecycle | None = None  # SIGHUP for the TURN running here
     turn_web: RunningPeer | None = None
     loop = asyncio.get_running_loop()
 
@@ -194,6 +195,8 @@ async def supervise(
         if reload_config is not None:
             listen.reload(reload_config, [c for c, _ in controls])
         supervisor.forward(signal.SIGHUP)
+        if turn_life is not None:  # TURN's listeners, limits and policy (lifecycle)
+            turn_life.reload()
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, supervisor.forward, signal.SIGUSR1)
@@ -204,14 +207,24 @@ async def supervise(
     try:
         supervisor.start()
         if turn or tunnel:
-            values = {
-                **cfg.values,
-                "general.services": ("turn",) * turn + ("tunnel",) * tunnel,
-                "media.ports": slices[-1],
-                "web.enabled": False,  # worker 0 serves the console (it has a proxy)
-            }
-            turn_gateway = Gateway(dataclasses.replace(cfg, values=values), log)
+
+            def here(whole: Config) -> Config:
+                """The configuration of the services this process runs itself."""
+                values = {
+                    **whole.values,
+                    "general.services": ("turn",) * turn + ("tunnel",) * tunnel,
+                    "media.ports": slices[-1],
+                    "web.enabled": False,  # worker 0 serves the console (it has a proxy)
+                }
+                return dataclasses.replace(whole, values=values)
+
+            turn_gateway = Gateway(here(cfg), log)
             await turn_gateway.start()
+            if turn and reload_config is not None:
+                load = reload_config
+                turn_life = Lifecycle(
+                    turn_gateway, stop, reload_config=lambda: here(load()), log=log
+                )
             if turn:
                 pid = os.getpid()
                 log.info("TURN runs in the supervisor (pid %d), ports %d-%d", pid, *slices[-1])

@@ -262,3 +262,59 @@ def test_sip_workers_reload_media_and_domains_and_hold_their_port_slices(
     assert len(held) == 2 and all("media.ports" in x for x in held), held
     assert _register(net, work, "late"), (work / "reg-late" / "sipp-reg-late.log").read_text()
     assert gw.alive() and "Traceback" not in gw.text()
+
+
+def test_sip_workers_reload_turn_listeners_in_the_supervisor_with_an_allocation(
+    net: Lab, work: Path
+) -> None:
+    """With SIP workers TURN runs in the supervisor: SIGHUP opens and closes its listeners
+    there (once, not per worker) while an allocation on an unchanged listener goes on."""
+    workers = (
+        '[general]\nservices = ["sip", "media", "turn"]\n'
+        f'[sip]\nworkers = 2\nlisten = ["udp:[{V6_GW}]:5060", "udp:{V4_GW}:5060"]\n'
+        'trusted_networks = ["fd00:64:6::/64", "10.64.4.0/24"]\noverload_lag = 0\n'
+        'domains = ["example.net"]\n[media]\nports = "30000-30400"\n'
+        "[turn]\nlisten = {listen}\n"
+        f'relay_addresses = ["{V4_GW}", "{V6_GW}"]\nallow_peers = ["{V4_HOST}/32"]\n'
+        f'secrets = ["{SECRET}"]\nuser_quota = {{quota}}\n'
+    )
+    before = workers.format(listen=f'["udp:[{V6_GW}]:3478", "udp:{V4_GW}:3478"]', quota=10)
+    after = workers.format(listen=f'["udp:[{V6_GW}]:3478", "tcp:[{V6_GW}]:3478"]', quota=20)
+    gw = Gateway(net.gw, work, [], config=before)
+    peer = net.v4.popen(["turnutils_peer", "-L", str(V4_HOST), "-p", "3480"], log=work / "peer.log")
+    wait_port(net.v4, "udp", 3480)
+    ulog = work / "uclient.log"
+    client = net.v6.popen(
+        ["turnutils_uclient", "-v", "-c", "-n", "600", "-z", "20", "-m", "1", "-u", "app",
+         "-W", SECRET, "-e", str(V4_HOST), "-r", "3480", str(V6_GW)],
+        log=ulog,
+    )  # fmt: skip
+    try:
+        _wait_log(gw, "TURN runs in the supervisor")
+        time.sleep(2)  # the allocation is made and data flows before the reload
+        (work / "rtc64.toml").write_text(after)
+        gw.proc.send_signal(signal.SIGHUP)
+        log = _wait_log(gw, "TURN listeners opened")
+        assert f"TURN listeners opened: tcp:[{V6_GW}]:3478; closed: udp:{V4_GW}:3478" in log
+        assert log.count("TURN listeners opened") == 1, log[-4000:]  # the supervisor's alone
+        deadline = time.monotonic() + 10
+        while (
+            time.monotonic() < deadline
+            and f"[{V6_GW}]:3478 " not in net.gw.run("ss", "-ltn").stdout
+        ):
+            time.sleep(0.1)
+        assert f"[{V6_GW}]:3478 " in net.gw.run("ss", "-ltn").stdout
+        assert f"{V4_GW}:3478 " not in net.gw.run("ss", "-lun").stdout
+        log = gw.text()
+        warnings = [x for x in log.splitlines() if "need a restart, not applied" in x]
+        assert not any("turn." in x for x in warnings), warnings  # applied, not held
+    finally:
+        try:
+            client.wait(60)
+        except subprocess.TimeoutExpired:
+            stop(client)
+        stop(peer)
+    result = parse_uclient(client.returncode, ulog.read_text(errors="replace"))
+    assert result.returncode == 0, str(result)
+    assert result.sent == 600 and result.lost == 0, str(result)  # the allocation went on
+    assert gw.alive() and "Traceback" not in gw.text(), gw.text()[-6000:]
