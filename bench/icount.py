@@ -128,11 +128,11 @@ def workload(calls: int, registers: int) -> int:
     return total
 
 
-def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
-    """Instructions executed by ``python -m bench.icount ARGS`` under callgrind."""
+def callgrind_ir(args: list[str], env: dict[str, str], module: str = "bench.icount") -> int:
+    """Instructions executed by ``python -m MODULE ARGS`` under callgrind."""
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-m", "bench.icount", *args],
+         sys.executable, "-m", module, *args],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     m = re.search(r"Collected : (\d+)", proc.stderr)
@@ -141,23 +141,27 @@ def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
     return int(m.group(1))
 
 
-def measure(n: int, before: str | None = None) -> int:
-    if shutil.which("valgrind") is None:
-        print("valgrind not installed", file=sys.stderr)
-        return 1
-    print("| variant | instructions per call | instructions per REGISTER |")
-    print("|---|---:|---:|")
-    variants: list[tuple[str, dict[str, str]]] = [
+def variants(before: str | None) -> list[tuple[str, dict[str, str]]]:
+    """(name, environment) per build to count: pure, compiled, and ``before``'s sources."""
+    extras: list[tuple[str, dict[str, str]]] = [
         ("pure", {"RTC64_PURE": "1"}),
         ("compiled", {"RTC64_COMPILED": "1"}),
     ]
     if before:
         here = str(Path(__file__).resolve().parents[1])
         src = str(Path(before).resolve() / "src")
-        variants.insert(0, (f"before ({before})", {"PYTHONPATH": f"{src}:{here}"}))
-    for variant, extra in variants:
-        env = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
-        env.update(extra)
+        extras.insert(0, (f"before ({before})", {"PYTHONPATH": f"{src}:{here}"}))
+    base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
+    return [(name, {**base, **extra}) for name, extra in extras]
+
+
+def measure(n: int, before: str | None = None) -> int:
+    if shutil.which("valgrind") is None:
+        print("valgrind not installed", file=sys.stderr)
+        return 1
+    print("| variant | instructions per call | instructions per REGISTER |")
+    print("|---|---:|---:|")
+    for variant, env in variants(before):
         base = callgrind_ir(["--calls", "0", "--registers", "0", "--warm", str(n)], env)
         per_call = (callgrind_ir(["--calls", str(n), "--warm", str(n)], env) - base) / n
         per_reg = (callgrind_ir(["--registers", str(n), "--warm", str(n)], env) - base) / n

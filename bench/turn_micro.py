@@ -17,18 +17,15 @@ import argparse
 import asyncio
 import cProfile
 import io
-import os
 import pstats
-import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
-from pathlib import Path
 
+from bench import icount as icount_tools
 from bench import turn_stun as stun
 from rtc64.io import memory
 from rtc64.net.endpoint import Transport, parse_listen
@@ -201,19 +198,6 @@ async def _main(args: argparse.Namespace) -> None:
             memory.untune()
 
 
-def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
-    """Instructions executed by ``python -m bench.turn_micro ARGS`` under callgrind."""
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-m", "bench.turn_micro", *args],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
-    m = re.search(r"Collected : (\d+)", proc.stderr)
-    if m is None:
-        raise RuntimeError(f"no callgrind total in: {proc.stderr[-400:]}")
-    return int(m.group(1))
-
-
 def icount(n: int, before: str | None, uvloop_flag: list[str]) -> int:
     """Server instructions per cycle: (I(2N) - I(N) - client(2N) + client(N)) / N."""
     if shutil.which("valgrind") is None:
@@ -221,18 +205,12 @@ def icount(n: int, before: str | None, uvloop_flag: list[str]) -> int:
         return 1
     print("| variant | creds | instructions per cycle (server side) |")
     print("|---|---|---:|")
-    variants: list[tuple[str, dict[str, str]]] = [
-        ("pure", {"RTC64_PURE": "1"}),
-        ("compiled", {"RTC64_COMPILED": "1"}),
-    ]
-    if before:
-        here = str(Path(__file__).resolve().parents[1])
-        src = str(Path(before).resolve() / "src")
-        variants.insert(0, (f"before ({before})", {"PYTHONPATH": f"{src}:{here}"}))
     client: dict[str, int] = {}  # the client side is bench code: measured once per creds
-    for variant, extra in variants:
-        env = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
-        env.update(extra)
+
+    def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
+        return icount_tools.callgrind_ir(args, env, "bench.turn_micro")
+
+    for variant, env in icount_tools.variants(before):
         for creds in ("lt", "rest"):
             common = ["--creds", creds, *uvloop_flag]
             if creds not in client:
