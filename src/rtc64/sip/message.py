@@ -262,16 +262,22 @@ def build_request(
     return Request(method, uri, tuple(hs), body, *ess, index=index)
 
 
-def build_response(
-    status: int, reason: bytes | None, headers: Iterable[HeaderLike], body: bytes = b""
-) -> Response:
-    """A response from its parts; Content-Length is (re)written to match ``body``."""
+def _status_reason(status: int, reason: bytes | None) -> bytes:
+    """``reason`` (the standard phrase when None), checked with ``status`` for a status line."""
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"status {status} out of range 100..699")
     if reason is None:
         reason = REASONS.get(status, b"Unknown")
     if b"\r" in reason or b"\n" in reason:
         raise LocalProtocolError(f"invalid reason phrase {reason!r}")
+    return reason
+
+
+def build_response(
+    status: int, reason: bytes | None, headers: Iterable[HeaderLike], body: bytes = b""
+) -> Response:
+    """A response from its parts; Content-Length is (re)written to match ``body``."""
+    reason = _status_reason(status, reason)
     try:
         hs = _headers(headers, body)
         index = build_index(hs)
@@ -341,12 +347,7 @@ def make_response(
     extra = list(headers)
     if any(_copied(item[0]) for item in extra):
         return build_response(status, reason, [*hs, *extra], body)  # checked as a whole
-    if not 100 <= status <= 699:
-        raise LocalProtocolError(f"status {status} out of range 100..699")
-    if reason is None:
-        reason = REASONS.get(status, b"Unknown")
-    if b"\r" in reason or b"\n" in reason:
-        raise LocalProtocolError(f"invalid reason phrase {reason!r}")
+    reason = _status_reason(status, reason)
     try:
         to = parse_name_addr(to_value, "To") if tagged else request.to
     except RemoteProtocolError as exc:
