@@ -9,6 +9,8 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   (receive backlog or loop lag over target, or ``max_transactions`` in flight) *new*
   work gets 503 with Retry-After, while in-dialog requests, ACKs and retransmissions of
   requests in progress keep flowing so calls finish.
+- A REGISTER without credentials for the registrar is challenged statelessly (no
+  server transaction: ``routing.Routing.challenge``).
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
@@ -233,6 +235,12 @@ class Proxy:
             resp = make_response(stamped, 503, headers=[(b"Retry-After", b"5")])
             self.forwarder.send(serialize(resp), hop)
             return
+        if req.method == b"REGISTER":
+            challenge = self.routing.challenge(req, flow)  # stateless 401, no transaction
+            if challenge is not None:
+                self.stats.errors_sent += 1
+                self.forwarder.send(serialize(challenge), hop)
+                return
         self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
 
     def _throttled(self, req: Request, source: IPAddress, now: float) -> bool:
