@@ -57,6 +57,9 @@ def start(run_dir: Path, src: Path, variant: str) -> Proxy:
     return proxy
 
 
+KEEP: Path | None = None  # --keep DIR: the busy steps' dumps, for callgrind_annotate
+
+
 def counted(pid: int, run_dir: Path, what: str) -> int:
     """Instructions since the last zeroing (a dump named ``what``), then zero again."""
     before = set(run_dir.glob("cg.out.*"))
@@ -68,7 +71,10 @@ def counted(pid: int, run_dir: Path, what: str) -> int:
             total = sum(int(m) for p in new for m in _TOTALS.findall(p.read_text()[-4096:]))
             if total:
                 for p in new:
-                    p.unlink()
+                    if KEEP is not None and what.startswith("busy"):
+                        p.rename(KEEP / f"{what}-{p.name}")
+                    else:
+                        p.unlink()
                 subprocess.run(["callgrind_control", "-z", str(pid)], check=True,
                                capture_output=True)  # fmt: skip
                 return total
@@ -88,7 +94,7 @@ def measure(sc: Scenario, src: Path, variant: str, ops: int, rate: int) -> tuple
             counted(pid, run_dir, "warm")
             t0 = time.monotonic()
             step = run_step(sc, proxy, rate, ops / rate, run_dir, 2, pairs=1)
-            busy = counted(pid, run_dir, "busy")
+            busy = counted(pid, run_dir, f"busy-{sc.key}-{variant}-{src.name}")
             idle_for = time.monotonic() - t0
             time.sleep(idle_for)
             idle = counted(pid, run_dir, "idle")
@@ -108,7 +114,10 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=200)
     ap.add_argument("--reg-rate", type=int, default=10)
     ap.add_argument("--call-rate", type=int, default=4)
+    ap.add_argument("--keep", type=Path, help="keep the busy steps' callgrind dumps here")
     args = ap.parse_args()
+    global KEEP  # noqa: PLW0603
+    KEEP = args.keep
     keys = args.scenario or ["reg", "reg-auth", "v4"]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up on kill
     trees = [("after", args.tree.resolve())]
