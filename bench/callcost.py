@@ -4,9 +4,10 @@
 process, SIP only, no shedding) under ``valgrind --tool=callgrind`` and drives it with
 the SIPp scenarios of ``bench/sip_proxy.py`` at a low rate (valgrind slows Python ~50 times).
 After a warm-up step the counters are zeroed (``callgrind_control -z``), N operations run,
-and the counters are dumped; then the same wall time idle is counted the same way (timers,
-self-pings) and subtracted. Instructions per operation do not depend on the machine's
-load; the SQLite writer thread is included (valgrind runs every thread).
+then 40 s more (their transactions' Timer J/D fire inside the window) and the counters
+are dumped; the same wall time idle right after (nothing of the step left) is counted the
+same way (self-pings, sweeps) and subtracted. Instructions per operation do not depend on
+the machine's load; the SQLite writer thread is included (valgrind runs every thread).
 
     ip netns add cc && ip -n cc link set lo up
     ip netns exec cc .venv/bin/python -m bench.callcost --scenario reg --scenario reg-auth
@@ -57,6 +58,7 @@ def start(run_dir: Path, src: Path, variant: str) -> Proxy:
     return proxy
 
 
+DRAIN = 40.0  # > Timer J/D (32 s): the transactions of a step end inside its window
 KEEP: Path | None = None  # --keep DIR: the busy steps' dumps, for callgrind_annotate
 
 
@@ -91,9 +93,11 @@ def measure(sc: Scenario, src: Path, variant: str, ops: int, rate: int) -> tuple
             assert proxy.proc is not None
             pid = proxy.proc.pid
             run_step(sc, proxy, rate, max(ops // 3, 20) / rate, run_dir, 1, pairs=1)  # warm-up
+            time.sleep(DRAIN)  # the warm-up's transactions end before counting starts
             counted(pid, run_dir, "warm")
             t0 = time.monotonic()
             step = run_step(sc, proxy, rate, ops / rate, run_dir, 2, pairs=1)
+            time.sleep(DRAIN)  # every timer the step armed fires inside its window
             busy = counted(pid, run_dir, f"busy-{sc.key}-{variant}-{src.name}")
             idle_for = time.monotonic() - t0
             time.sleep(idle_for)
