@@ -217,8 +217,10 @@ class WorkerLink:
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
         self.log.info(
-            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
+            "%d taken, %d dropped",
             self.handed,
+            self.spread_out,
             self.taken,
             self.dropped,
         )
