@@ -243,6 +243,8 @@ class Supervisor:
         self._pending: dict[int, asyncio.Handle] = {}  # restarts waiting for their delay
         self.restarts = 0
         self.log = log
+        self.on_exit: Callable[[int], None] | None = None
+        """Told the index of a worker that exited (before it is restarted)."""
 
     @property
     def pids(self) -> list[int | None]:
@@ -302,6 +304,8 @@ class Supervisor:
             self._procs[k] = None
         if self._stopping:
             return
+        if self.on_exit is not None:
+            self.on_exit(k)
         ran = time.monotonic() - self._started[k]
         self._failures[k] = 0 if ran >= STABLE_AFTER else self._failures[k] + 1
         delay = 0.0 if self._failures[k] <= 1 else min(2.0 ** (self._failures[k] - 2), 10.0)

@@ -509,14 +509,20 @@ class WorkerLink:
         for key, cid in self._layer.aliases().items():
             self._send_to(worker, self._alias(key, cid))
 
-    def _refusal(self, transport: Transport, remote: SockAddr, cid: int) -> str | None:
-        """Why a SEND naming connection ``cid`` must not be written here, or None."""
+    def _refusal(
+        self, transport: Transport, remote: SockAddr, cid: int, server_name: str | None
+    ) -> str | None:
+        """Why a SEND naming connection ``cid`` must not be written here, or None: the
+        connection must lead to ``remote``, or hold an RFC 5923 alias for it."""
         if owner_of(cid) != self.index:
             return f"connection #{cid} is not worker {self.index}'s"
         conn = self._layer.connection(cid)
-        if conn is not None and (conn.kind is not transport or conn.remote != remote):
-            return f"connection #{cid} does not lead to {transport.value} {remote[0]}:{remote[1]}"
-        return None
+        if conn is None:
+            return None  # closed: the transport layer finds another or fails (no new one)
+        alias = (tls_identity.normalise(server_name or remote[0].compressed), remote[1])
+        if conn.kind is transport and (conn.remote == remote or alias in conn.aliases):
+            return None
+        return f"connection #{cid} does not lead to {transport.value} {remote[0]}:{remote[1]}"
 
     def _read(self) -> None:
         for _ in range(256):
@@ -608,7 +614,7 @@ class WorkerLink:
         payload = body[at + 2 + size + _TICKET.size :]
         handle = _Ticket(worker, ticket) if ticket else None
         self.taken += 1
-        refused = self._refusal(transport, (address, port), cid) if cid else None
+        refused = self._refusal(transport, (address, port), cid, name) if cid else None
         if refused is not None:
             self.refused += 1
             self.log.info("worker %d's send refused: %s", worker, refused)
