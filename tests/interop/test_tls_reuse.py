@@ -15,9 +15,12 @@ share the one connection (issue 11: aliases and connections are known to every w
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,6 +301,48 @@ def test_rtc64_reuses_a_verified_peers_connection(hosts: tuple[Host, Host], tmp_
             assert tls_connections(a_host) == [opened], b.text()[-3000:]
         assert len(tls_connections(b_host)) == 1
         assert len(handed_over(b)) == 1, b.text()[-3000:]  # the one without the connection
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_killed_workers_alias_leaves_every_worker(
+    hosts: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """B's worker holding A's aliased connection is killed (-9): the kernel closes the
+    connection and the supervisor tells B's other worker, which forgets the alias and
+    sends its next request for A over a connection of its own (not into the dead worker's
+    channel, where it would wait for the restart and fail)."""
+    a_host, b_host = hosts
+    pki = make_pki(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Gateway(
+        a_host, tmp_path / "a", ["--media-policy", "never"],
+        config=gateway_config(GW, "gw.test", KAM, pki, "gw", alias=True),
+    )  # fmt: skip
+    b = Gateway(
+        b_host, tmp_path / "b", ["--media-policy", "never"],
+        config=gateway_config(KAM, "kam.test", GW, pki, "kam", alias=False),
+    )  # fmt: skip
+    try:
+        workers(b)
+        out = ask(a_host, GW, GW, "kam.test", 1, WORKER_PORTS)  # A -> B: B records the alias
+        assert out.startswith("SIP/2.0 200"), (out, a.text()[-3000:], b.text()[-3000:])
+        found = re.search(rf"rtc64\.w(\d+)\.transport: RFC 5923: .* reused for {GW}:5061", b.text())
+        assert found is not None, b.text()[-3000:]
+        holder = int(found.group(1))
+        (pid,) = re.findall(rf"SIP worker {holder} started \(pid (\d+)\)", b.text())
+        os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while f"SIP worker {holder} (pid {pid}) exited" not in b.text():
+            assert time.monotonic() < deadline, b.text()[-3000:]
+            time.sleep(0.05)
+        other = 1 - holder
+        out = ask(b_host, KAM, KAM, "gw.test", 2, WORKER_PORTS + other)  # B -> A
+        assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
+        ((local, peer),) = tls_connections(b_host)  # B's own, to A's 5061
+        assert peer == f"{GW}:5061" and not local.endswith(":5061"), b.text()[-3000:]
     finally:
         a.stop()
         b.stop()

@@ -24,19 +24,14 @@
 #   worker knows who owns a connection to a remote address (``has_connection``) without
 #   asking. A worker hearing a RESET tells that worker what it holds (OPEN, ALIAS), so a
 #   restarted worker learns the live connections and nothing stale.
-# - RFC 5923 aliases (issue 11): a worker that records one (``tls_aliases``: only after
-#   checking the peer's certificate) announces it (ALIAS: name, port, connection id);
-#   it leaves every worker with its connection (CLOSE) or its worker (RESET). A send for
-#   a name and port the connection of another worker serves (one it opened and checked
-#   for that name, or an alias) is handed to that worker with the connection id; so is a
-#   send toward a registered phone's or a flow's connection (RFC 5626 §5.3): the owner
-#   writes it on that very connection (or another open one to the same address) and never
-#   opens a new one; when there is none, or the id is not one of its connections to that
-#   peer (a stale id from before a restart, an id of no worker), the send fails back to
-#   the sender's transaction (FAILED) and is counted (``refused``). The owner remembers
-#   the top Via branch of each request it wrote for another worker (``SentFor``): the
-#   response comes back to that worker even when the Via names the shared port (a Via
-#   with ``;alias`` must name the port peers dial).
+# - Aliases and connection ids (issue 11, ``worker_conns``): a recorded RFC 5923 alias
+#   is announced (ALIAS) and leaves with its connection or its worker. A send another
+#   worker's connection serves (a flow's, a registered phone's, one opened and checked
+#   for that name, an alias) is handed over with the connection id; the owner writes it
+#   on that connection (or another open one to that peer), never a new one (RFC 5626
+#   §5.3), else fails it back; an id of no worker, or one leading elsewhere (stale after
+#   a restart), is refused and counted (``refused``). A response to a request written
+#   for another worker goes back to it by its top Via branch (``SentFor``).
 # - A request carrying credentials goes to the worker whose nonce they answer (the nonce
 #   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
 #   live in one table per nonce, so a replay is refused whichever worker it reaches.
