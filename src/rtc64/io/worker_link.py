@@ -88,7 +88,9 @@ _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
-_BRANCH = re.compile(rb"\r\n(?:via|v)[ \t]*:[^\r\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I)
+_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n,]*)", re.I)  # our Via: the first one
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I)
+_ALIAS = re.compile(rb";[ \t]*alias[ \t]*(?:;|$)", re.I)
 OnMessage = Callable[[Message, Flow], None]
 TargetT = TypeVar("TargetT", bound=eyeballs_tcp.StreamTarget)
 KeyLike = IPAddress | str | tuple[str, IPAddress]  # as gateway.ratelimit counts failures
@@ -617,13 +619,21 @@ class WorkerLink:
                 self.send_error(SendFailure(transport, (address, port), refused, handle))
             return
         if not payload.startswith(b"SIP/2.0 "):
-            branch = _BRANCH.search(payload)
-            if branch is not None:
-                self._sent_for.add(branch.group(1), worker, time.monotonic())
+            self._remember(payload, worker)
         flow = Flow(transport, (address, port), (address, port), cid) if cid else None
         self._layer.send(
             payload, transport, address, port, flow=flow, server_name=name, handle=handle
         )
+
+    def _remember(self, request: bytes, worker: int) -> None:
+        """A request written for ``worker`` whose Via (``;alias``) names the shared port,
+        not ``worker``'s own: its responses go back to ``worker`` by the branch."""
+        via = _TOP_VIA.search(request)
+        if via is None or _ALIAS.search(via.group(1)) is None:
+            return
+        branch = _BRANCH.search(via.group(1))
+        if branch is not None:
+            self._sent_for.add(branch.group(1), worker, time.monotonic())
 
     def _send_to(self, worker: int, data: bytes) -> bool:
         try:

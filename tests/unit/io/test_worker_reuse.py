@@ -220,9 +220,10 @@ def test_a_connection_one_worker_opened_serves_the_others_sends_for_its_name(
     tmp_path: Path,
 ) -> None:
     """Worker 0 opens TLS to a server checked for its address: worker 1's sends to that
-    address go over it (both answered through it: the branch brings the response back
-    to worker 1 although our Via names no worker port); a send for another SIP domain
-    must not use it (RFC 5923 §6) and fails the certificate check on its own."""
+    address go over it (answered through it: the branch brings the response back to
+    worker 1 although our ``;alias`` Via names the shared port, no worker's own); a send
+    for another SIP domain must not use it (RFC 5923 §6) and fails the certificate check
+    on its own."""
 
     async def body(lab: Lab) -> None:
         b0, b1 = await lab.start()
@@ -231,7 +232,7 @@ def test_a_connection_one_worker_opened_serves_the_others_sends_for_its_name(
         assert b0.link.send(request(1, "127.0.0.1:9"), Transport.TLS, V4, port)
         await wait_for(lambda: len(lab.a.messages) == 1)
         await wait_for(lambda: b1.link.has_connection(Transport.TLS, V4, port))
-        assert b1.link.send(request(2, "127.0.0.1:9", branch="w1"), Transport.TLS, V4, port)
+        assert b1.link.send(request(2, "127.0.0.1:5061", branch="w1"), Transport.TLS, V4, port)
         await wait_for(lambda: len(lab.a.messages) == 2)
         assert b1.layer.connection_count == 0 and s.connection_count == 1
         req, flow = lab.a.messages[1]
@@ -241,11 +242,22 @@ def test_a_connection_one_worker_opened_serves_the_others_sends_for_its_name(
         assert b0.gw.messages == [] and cseq(b1.gw.messages[0][0]) == 2
         ((_, _, held, checked),) = b0.layer.connections()
         assert b1.gw.messages[0][1].connection_id == held and checked == "127.0.0.1"
+        # without ;alias our Via names the worker's own port: no branch is remembered
+        # (this Via names none, so the answer stays with the connection's worker)
+        plain = request(4, "127.0.0.1:5061", alias=False, branch="w1b")
+        assert b1.link.send(plain, Transport.TLS, V4, port)
+        await wait_for(lambda: len(lab.a.messages) == 3)
+        req, flow = lab.a.messages[2]
+        assert req.wire is not None and s.send(
+            answer(req.wire), Transport.TLS, *flow.remote, flow=flow
+        )
+        await wait_for(lambda: len(b0.gw.messages) == 1)
+        assert cseq(b0.gw.messages[0][0]) == 4 and len(b1.gw.messages) == 1
         # a send for a SIP domain the connection was not checked for: not over it
         b1.link.send(request(3, "x"), Transport.TLS, V4, port, server_name="other.test")
         await wait_for(lambda: len(b1.gw.send_errors) == 1)
         assert "certificate" in b1.gw.send_errors[0].reason or "TLS" in b1.gw.send_errors[0].reason
-        assert len(lab.a.messages) == 2
+        assert len(lab.a.messages) == 3
 
     run(tmp_path, body)
 
