@@ -23,6 +23,8 @@
 # parsed.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# connections opening and closing (``on_connection``) and RFC 5923 aliases recorded
+# (``watch_aliases``) are reported for the worker link to announce;
 # UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
 # caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
 # DNS or static route): its responses then come back to this very worker. Everything
@@ -438,7 +440,8 @@ class SipTransportLayer:
             alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
             conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
-                self.stats.alias_reuses += count
+                if count:
+                    self.stats.alias_reuses += 1
                 return conn
         return None
 

@@ -14,7 +14,8 @@
 # - Workers are ``multiprocessing`` spawn children (a fresh interpreter: no loop, thread or
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
-#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
+#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds;
+#   ``on_exit`` hears of each exit first (the worker link's ``announce_gone``).
 # - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
 #   reloads / reports itself), SIGTERM drains (passed on; a worker with no call left says
 #   so and goes on answering new calls with 503, as its member of each SO_REUSEPORT group

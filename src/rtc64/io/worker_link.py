@@ -138,7 +138,11 @@ def bind_channels(directory: str, count: int) -> list[socket.socket]:
 def announce_gone(names: Sequence[bytes], index: int) -> None:
     """The supervisor's word that worker ``index`` died: the others forget its
     connections and aliases at once (a RESET in its name)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+    try:
+        out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return  # the worker's own RESET, once restarted, says it too
+    with out:
         out.setblocking(False)
         for k, name in enumerate(names):
             if k != index:
