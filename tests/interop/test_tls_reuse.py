@@ -312,7 +312,8 @@ def test_a_killed_workers_alias_leaves_every_worker(
     """B's worker holding A's aliased connection is killed (-9): the kernel closes the
     connection and the supervisor tells B's other worker, which forgets the alias and
     sends its next request for A over a connection of its own (not into the dead worker's
-    channel, where it would wait for the restart and fail)."""
+    channel, where it would wait for the restart and fail); the restarted worker then
+    uses that connection as well."""
     a_host, b_host = hosts
     pki = make_pki(tmp_path)
     (tmp_path / "a").mkdir()
@@ -343,6 +344,14 @@ def test_a_killed_workers_alias_leaves_every_worker(
         assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
         ((local, peer),) = tls_connections(b_host)  # B's own, to A's 5061
         assert peer == f"{GW}:5061" and not local.endswith(":5061"), b.text()[-3000:]
+        # the restarted worker learns that live connection (the others answer its RESET)
+        # and nothing of its predecessor's: its request for A goes over it too
+        while f"SIP worker {holder} ready again" not in b.text():
+            assert time.monotonic() < deadline + 30, b.text()[-3000:]
+            time.sleep(0.1)
+        out = ask(b_host, KAM, KAM, "gw.test", 3, WORKER_PORTS + holder)
+        assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
+        assert tls_connections(b_host) == [(local, peer)], b.text()[-3000:]
     finally:
         a.stop()
         b.stop()
