@@ -240,7 +240,9 @@ class Gateway:
         opened, closed = await transports.relisten([*own, *public], receive_only=own)
         self._own, self._public = own, public
         listeners = list(transports.listeners)
-        identity.replace_listeners(listeners + [p for p in peers if p not in listeners])
+        identity.replace_listeners(
+            listeners + [p for p in peers if p not in listeners], shared=public
+        )
         for spec in closed:
             sock = self._book.pop(spec, None)
             if sock is not None:
@@ -370,6 +372,7 @@ class Gateway:
             hostnames=(platform.node(),),
             source_for=interfaces.source_address,
             tls_alias=cfg.sip.tls_alias,
+            shared=() if role is None else [spec for spec, _ in role.sockets.public],
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
@@ -399,6 +402,8 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        if link is not None:  # a trunk's or a core's calls use every worker, not one
+            link.spread = proxy.is_trusted_peer
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)
@@ -766,6 +771,7 @@ async def _transports(
         on_send_error=reception.on_send_error if link is None else link.send_error,
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
+        on_raw_request=reception.on_raw_request if link is None else link.on_raw_request,
         log=log.getChild("transport"),
         opener=None if role is None or book is None else book.__getitem__,
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
@@ -775,6 +781,7 @@ async def _transports(
     reception.sender = transports
     if link is not None:
         link.on_send_error = reception.on_send_error
+        link.on_raw_admit = reception.on_raw_request
         link.attach(transports, tap.on_message, serve=False)
     await transports.start()
     if link is not None:

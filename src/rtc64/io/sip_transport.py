@@ -20,9 +20,11 @@
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
 # over streams only on a connection already open (never a new one); STUN on the UDP
 # listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
-# parsed.
+# parsed, ``on_raw_request`` any other UDP datagram.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# connections opening and closing (``on_connection``) and RFC 5923 aliases recorded
+# (``watch_aliases``) are reported for the worker link to announce;
 # UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
 # caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
 # DNS or static route): its responses then come back to this very worker. Everything
@@ -52,7 +54,7 @@ from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.io.tls_aliases import AliasKey, AliasTable
-from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
+from rtc64.io.udp import RawRequestHandler, RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
@@ -109,6 +111,7 @@ class SipTransportLayer:
         on_send_error: OnSendError | None = None,
         on_stun: StunHandler | None = None,
         on_raw_response: RawResponseHandler | None = None,
+        on_raw_request: RawRequestHandler | None = None,
         log: logging.Logger | None = None,
         opener: Opener | None = None,
         first_connection_id: int = 1,
@@ -126,6 +129,7 @@ class SipTransportLayer:
         self._on_send_error = on_send_error
         self._on_stun = on_stun
         self._on_raw_response = on_raw_response
+        self._on_raw_request = on_raw_request
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -182,7 +186,9 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
+                udp = UdpListener(
+                    self, sock, self._on_stun, self._on_raw_response, self._on_raw_request
+                )
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
                 if spec not in self._receive_only:  # a worker's private port: never a source
@@ -291,12 +297,33 @@ class SipTransportLayer:
         """The open (or opening) connection with that id."""
         return self._conns.get(conn_id)
 
-    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+    def has_connection(
+        self,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        server_name: str | None = None,
+    ) -> bool:
         """Whether ``send`` has an open connection of ``transport`` to ``(address, port)``
-        (a flow token's connection, RFC 5626 §5.3); UDP needs none."""
+        (a flow token's connection, RFC 5626 §5.3; ``server_name``: one it may reuse for
+        that SIP domain, an RFC 5923 alias included); UDP needs none."""
         if not transport.reliable:
             return True
-        return self._connection_for(transport, (address, port), None) is not None
+        remote = (address, port)
+        return self._connection_for(transport, remote, None, server_name, count=False) is not None
+
+    def connections(self) -> list[tuple[Transport, SockAddr, int, str | None]]:
+        """Every established connection: transport, remote, id, and for one we opened
+        over TLS the name its server was checked for (SIP workers announce them)."""
+        return [
+            (c.kind, c.remote, c.id, c.tls_name if c.outbound else None)
+            for c in self._conns.values()
+            if c.established and not c.is_closing() and c.remote is not None
+        ]
+
+    def watch_aliases(self, callback: Callable[[AliasKey, int], None] | None) -> None:
+        """``callback(key, connection id)`` for each RFC 5923 alias recorded."""
+        self._aliases.on_recorded = callback
 
     @property
     def connection_count(self) -> int:
@@ -397,6 +424,8 @@ class SipTransportLayer:
         remote: SockAddr,
         flow: Flow | None,
         server_name: str | None = None,
+        *,
+        count: bool = True,
     ) -> Connection | None:
         if flow is not None and flow.connection_id is not None:
             conn = self._conns.get(flow.connection_id)
@@ -415,7 +444,8 @@ class SipTransportLayer:
             alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
             conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
-                self.stats.alias_reuses += 1
+                if count:
+                    self.stats.alias_reuses += 1
                 return conn
         return None
 
@@ -566,8 +596,11 @@ class SipTransportLayer:
         for tap in self.taps:
             tap.sent(data, flow, now)
 
-    def deliver(self, msg: Message, flow: Flow) -> None:
-        self.stats.received += 1
+    def deliver(self, msg: Message, flow: Flow, *, counted: bool = False) -> None:
+        """``msg`` arrived on ``flow`` (``counted``: already counted as received, by the
+        worker whose socket took it)."""
+        if not counted:
+            self.stats.received += 1
         if flow.transport is Transport.TLS and isinstance(msg, Request):
             conn = self._conns.get(flow.connection_id or 0)
             if conn is not None:

@@ -55,8 +55,22 @@ class FakeLayer:
         self.pings.append((transport, remote, payload))
         return True
 
-    def has_connection(self, transport: Transport, address: object, port: int) -> bool:
+    def has_connection(
+        self, transport: Transport, address: object, port: int, server_name: str | None = None
+    ) -> bool:
         return (transport, address, port) in self.conns
+
+    def connection(self, cid: int) -> None:
+        return None
+
+    def connections(self) -> list[object]:
+        return []
+
+    def aliases(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def watch_aliases(self, callback: object) -> None:
+        pass
 
 
 def test_connection_ids_name_their_worker() -> None:
