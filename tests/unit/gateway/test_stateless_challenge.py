@@ -167,3 +167,18 @@ def test_unknown_stranger_register_is_counted_as_challenge(tmp_path: Path) -> No
         assert h.proxy.stats.requests_in == 1 and h.proxy.stats.messages_out == 1
 
     run(tmp_path, body)
+
+
+def test_an_unexpected_error_while_challenging_falls_back_to_the_stateful_500(
+    tmp_path: Path,
+) -> None:
+    async def body(h: Harness) -> None:
+        def broken(req: object, *, trusted: bool) -> object:
+            raise RuntimeError("bug")
+
+        h.proxy.routing.router.route = broken  # type: ignore[method-assign,assignment]
+        out = await h.feed(reg(b"alice", SOURCE), SOURCE)  # nothing escapes on_message
+        assert statuses(out, SOURCE) == [500]
+        assert h.proxy.stats.stateless_replies == 0
+
+    run(tmp_path, body)

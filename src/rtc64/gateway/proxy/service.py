@@ -248,7 +248,11 @@ class Proxy:
             self.forwarder.send(serialize(resp), hop)
             return
         if req.method == b"REGISTER":
-            challenge = self.routing.challenge(req, flow)  # stateless 401, no transaction
+            try:
+                challenge = self.routing.challenge(req, flow)  # stateless 401, no transaction
+            except Exception:  # the stateful path answers it (500 if it fails again)
+                self.log.exception("proxy: error challenging a REGISTER statelessly")
+                challenge = None
             if challenge is not None:
                 self.stats.errors_sent += 1
                 self.forwarder.send(serialize(challenge), hop)
