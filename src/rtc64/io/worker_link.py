@@ -42,6 +42,9 @@
 #   yes to (the trusted networks and the upstream core) belongs to the worker
 #   CRC-32(Call-ID) mod workers, after the Route and nonce rules: its retransmissions,
 #   CANCEL, ACK and in-dialog requests carry the same Call-ID and reach the same worker.
+#   A REGISTER belongs to CRC-32 of its AOR instead (``sip.peek.register_aor`` of its To),
+#   the worker that keeps that AOR's contacts alive (``gateway.keepalive``): it tracks
+#   what it stores itself instead of telling another worker to re-read the store.
 #   ``on_raw_request`` decides before parsing when it can (no Route, no credentials, one
 #   unfolded Call-ID line) and hands the datagram over unparsed (RAW; the owner parses it,
 #   counts and taps it, or answers it 400); otherwise the parsed message follows the same
@@ -88,6 +91,7 @@ from rtc64.sip import tls_identity
 from rtc64.sip.digest import nonce_origin
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
+from rtc64.sip.peek import register_aor
 from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
@@ -100,6 +104,7 @@ _TICKET = struct.Struct("!I")
 _NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
 # One Call-ID line, not folded, with no Route or credentials header anywhere before the body.
 _RAW_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
+_RAW_TO = re.compile(rb"\n(?:to|t)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
 _RAW_OWNED = re.compile(rb"\n(?:route|authorization|proxy-authorization)[ \t]*:", re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
@@ -137,6 +142,17 @@ def owner_of(connection_id: int) -> int:
 def call_id_owner(call_id: bytes, count: int) -> int:
     """The worker a spread request with this Call-ID value belongs to."""
     return zlib.crc32(call_id.strip()) % count
+
+
+def spread_owner(register: bool, to: bytes | None, call_id: bytes, count: int) -> int:
+    """The worker a spread request belongs to: a REGISTER's AOR's (its keepalive owner,
+    CRC-32 of the key as ``gateway.keepalive.service.owner_of`` hashes it), else its
+    Call-ID's."""
+    if register and to is not None:
+        aor = register_aor(to)
+        if aor is not None:
+            return zlib.crc32(aor) % count
+    return call_id_owner(call_id, count)
 
 
 def channel_name(directory: str, index: int) -> bytes:
@@ -436,7 +452,13 @@ class WorkerLink:
         found = _RAW_CALL_ID.search(head)
         if found is None or _RAW_OWNED.search(head) is not None:
             return False  # parsed first: the Route and nonce rules, or a 400
-        owner = call_id_owner(found.group(1), len(self._names))
+        register = data.startswith(b"REGISTER ")
+        to = _RAW_TO.search(head) if register else None
+        if register and to is None:
+            return False  # a folded or missing To: the parsed rules decide
+        owner = spread_owner(
+            register, None if to is None else to.group(1), found.group(1), len(self._names)
+        )
         if owner == self.index or not self.spread(flow.remote[0]):
             return False
         head_ = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)
@@ -510,7 +532,11 @@ class WorkerLink:
         ):
             return None
         call_id = msg.get(b"call-id")
-        return None if call_id is None else call_id_owner(call_id, len(self._names))
+        if call_id is None:
+            return None
+        register = msg.method == b"REGISTER"
+        to = msg.get(b"to") if register else None
+        return spread_owner(register, to, call_id, len(self._names))
 
     def _nonce_owner(self, msg: Request) -> int | None:
         """The worker whose nonce the request's credentials answer (its nonce-count
