@@ -79,6 +79,7 @@ from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
     digest_algorithms,
     keepalive_settings,
+    media_slices,
     nat64_network,
     ng_settings,
     one_per_family,
@@ -151,11 +152,15 @@ class WorkerRole:
     index: int
     sockets: WorkerSockets
     peers: tuple[BoundListener, ...]  # every worker's private listeners
-    media_ports: tuple[int, int]
+    shares: int  # processes that cut ``media.ports`` into slices (workers, then TURN)
     channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
     names: tuple[bytes, ...]  # every worker's channel name
     private: dict[tuple[Transport, int], int]  # private port -> worker
     control: socket.socket  # the supervisor's new sockets on a reload (io.sip_workers)
+
+    def media_slice(self, ports: tuple[int, int]) -> tuple[int, int]:
+        """This worker's slice of the range ``ports`` (``ConfigError``: too small)."""
+        return media_slices(ports, self.shares)[self.index]
 
     def link(self, log: logging.Logger) -> WorkerLink:
         return WorkerLink(self.index, self.channel, self.names, self.private, log)
@@ -210,6 +215,12 @@ class Gateway:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+    def media_ports(self, cfg: Config) -> tuple[int, int]:
+        """The relay's port range from ``cfg``: ``media.ports``, or a SIP worker's slice of
+        it (``ConfigError`` when too small for every process)."""
+        ports = cfg.media.ports
+        return ports if self.role is None else self.role.media_slice(ports)
 
     async def relisten(
         self, specs: Sequence[ListenSpec]
@@ -502,7 +513,7 @@ class Gateway:
         (configured, or discovered on a gateway without IPv4)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         listeners = list(identity.listeners)
-        ports = None if self.role is None else self.role.media_ports
+        ports = self.media_ports(cfg)
         relay, relay_cfg = _relay(cfg, listeners, host, reception, log, ports=ports)
         self.relay = relay
         stack.callback(relay.close)
