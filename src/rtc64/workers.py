@@ -57,7 +57,7 @@ from rtc64.io.worker_link import bind_channels, channel_name
 from rtc64.lifecycle import Lifecycle
 from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.relay.options import refuse_foreign
-from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
+from rtc64.serve import Gateway, WorkerRole, data_files, open_checked_store, server_tls
 from rtc64.settings import media_slices, transport_limits
 from rtc64.web.peers import RunningPeer, endpoint_path
 from rtc64.web.wiring import start_peer_web
@@ -127,7 +127,7 @@ async def supervise(
     await store.close()
     with data_files(data_dir):
         load_secret(data_dir)
-    _server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
+    server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
     turn = "turn" in services and cfg.turn.enabled
     tunnel = tunnel_runs(cfg)  # like TURN: once, in the supervisor
     shares = count + (1 if turn else 0)  # TURN's slice is the last
