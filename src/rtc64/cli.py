@@ -57,6 +57,7 @@ _MEDIA_FLAGS: tuple[Flag, ...] = (
         "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
     ),
     ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+    ("--media-workers", "media.workers", False, "relay worker processes"),
 )
 
 # The TURN server's flags (``rtc64 serve``; the listen/external ones also for
@@ -115,7 +116,6 @@ SERVE_FLAGS: tuple[Flag, ...] = (
     ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
     *_MEDIA_FLAGS,
     ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
-    ("--media-workers", "media.workers", False, "relay worker processes"),
     (
         "--sip-workers",
         "sip.workers",
@@ -181,7 +181,6 @@ RELAY_FLAGS: tuple[Flag, ...] = (
         "ng direction name and its family, NAME=ipv4|ipv6, e.g. internal=ipv4 (repeatable)",
     ),
     *_MEDIA_FLAGS,
-    ("--media-workers", "media.workers", False, "relay worker processes"),
     ("--media-timeout", "media.timeout", False, "seconds without media that end a call"),
     ("--strict-source", "media.strict_source", False, "true: drop media from other sources"),
     (
@@ -238,6 +237,12 @@ def _subcommands(
     return add
 
 
+def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    """One option per row of a flag table, stored under its configuration key."""
+    for flag, key, repeat, text in flags:
+        parser.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -256,8 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "RTP/RTCP relay with SDP rewriting between the families, optional rtpengine ng "
         "control socket. Flags override the configuration file.",
     )
-    for flag, key, repeat, text in SERVE_FLAGS:
-        serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(serve, SERVE_FLAGS)
     serve.add_argument(
         "--turn-open",
         dest="turn.open",
@@ -281,8 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=86400, help="seconds the credentials stay valid (86400)"
     )
     creds.add_argument("--secret", help="shared secret (default: the first of turn.secrets)")
-    for flag, key, repeat, text in _TURN_URI_FLAGS:
-        creds.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(creds, _TURN_URI_FLAGS)
     creds.set_defaults(handler=_turn_credentials)
 
     relay = add_command(
@@ -292,8 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and nothing else, for Kamailio's or OpenSIPS' rtpengine module; runs until "
         "SIGINT/SIGTERM. Flags override the configuration file (media.*, ng.*).",
     )
-    for flag, key, repeat, text in RELAY_FLAGS:
-        relay.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(relay, RELAY_FLAGS)
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)
