@@ -207,8 +207,12 @@ def tls_client_policy(
 
 
 def transport_limits(sip: SipSection) -> Limits:
-    """The SIP transport limits from ``sip.*`` (UDP fragmentation choices)."""
-    return Limits(udp_ipv6_min_mtu=sip.udp_ipv6_min_mtu, udp_ipv4_no_df=sip.udp_ipv4_no_df)
+    """The SIP transport limits from ``sip.*`` (UDP receive buffer and fragmentation)."""
+    return Limits(
+        udp_rcvbuf=sip.udp_receive_buffer,
+        udp_ipv6_min_mtu=sip.udp_ipv6_min_mtu,
+        udp_ipv4_no_df=sip.udp_ipv4_no_df,
+    )
 
 
 def digest_algorithms(auth: AuthSection) -> list[Algorithm]:

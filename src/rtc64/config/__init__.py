@@ -128,6 +128,7 @@ class SipSection:
     request_rate: int
     udp_ipv6_min_mtu: bool
     udp_ipv4_no_df: bool
+    udp_receive_buffer: int
     workers: int
     worker_ports: int
     trace: tuple[IPNetwork | str, ...]

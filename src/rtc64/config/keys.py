@@ -219,6 +219,15 @@ BASE_KEYS: tuple[Key, ...] = (
         "IPv4 UDP sockets send without the DF bit, so routers fragment large messages",
     ),
     Key(
+        "sip.udp_receive_buffer",
+        512 * 1024,
+        int_range(64 * 1024, 64 * 1024 * 1024),
+        "bytes, 65536..67108864",
+        "SO_RCVBUF of each SIP UDP socket (the kernel doubles it, up to net.core.rmem_max); "
+        "it bounds how long a request can wait unread: a queue longer than T1 (0.5 s) "
+        "makes every client retransmit what waits in it, the start of an overload collapse",
+    ),
+    Key(
         "sip.trace",
         [],
         list_of(trace_entry),

@@ -20,7 +20,7 @@
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
 # over streams only on a connection already open (never a new one); STUN on the UDP
 # listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
-# parsed.
+# parsed, ``on_raw_request`` any other UDP datagram.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
 # UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
@@ -52,7 +52,7 @@ from rtc64.io.connection import Connection, Limits, StreamConnection
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.io.tls_aliases import AliasKey, AliasTable
-from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
+from rtc64.io.udp import RawRequestHandler, RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
 from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
@@ -109,6 +109,7 @@ class SipTransportLayer:
         on_send_error: OnSendError | None = None,
         on_stun: StunHandler | None = None,
         on_raw_response: RawResponseHandler | None = None,
+        on_raw_request: RawRequestHandler | None = None,
         log: logging.Logger | None = None,
         opener: Opener | None = None,
         first_connection_id: int = 1,
@@ -126,6 +127,7 @@ class SipTransportLayer:
         self._on_send_error = on_send_error
         self._on_stun = on_stun
         self._on_raw_response = on_raw_response
+        self._on_raw_request = on_raw_request
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -182,7 +184,9 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
+                udp = UdpListener(
+                    self, sock, self._on_stun, self._on_raw_response, self._on_raw_request
+                )
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
                 if spec not in self._receive_only:  # a worker's private port: never a source
@@ -566,8 +570,11 @@ class SipTransportLayer:
         for tap in self.taps:
             tap.sent(data, flow, now)
 
-    def deliver(self, msg: Message, flow: Flow) -> None:
-        self.stats.received += 1
+    def deliver(self, msg: Message, flow: Flow, *, counted: bool = False) -> None:
+        """``msg`` arrived on ``flow`` (``counted``: already counted as received, by the
+        worker whose socket took it)."""
+        if not counted:
+            self.stats.received += 1
         if flow.transport is Transport.TLS and isinstance(msg, Request):
             conn = self._conns.get(flow.connection_id or 0)
             if conn is not None:

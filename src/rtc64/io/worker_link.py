@@ -24,6 +24,19 @@
 # - A request carrying credentials goes to the worker whose nonce they answer (the nonce
 #   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
 #   live in one table per nonce, so a replay is refused whichever worker it reaches.
+# - Spreading: the kernel picks a shared UDP port's member by a hash of the 4-tuple, so all
+#   of one source's traffic lands on one worker. That balances many phones, but a trunk,
+#   a core proxy or an SBC (few sources carrying most of the calls) would load one worker
+#   while the others idle. A request on a shared UDP port from a source ``spread`` says
+#   yes to (the trusted networks and the upstream core) belongs to the worker
+#   CRC-32(Call-ID) mod workers, after the Route and nonce rules: its retransmissions,
+#   CANCEL, ACK and in-dialog requests carry the same Call-ID and reach the same worker.
+#   ``on_raw_request`` decides before parsing when it can (no Route, no credentials, one
+#   unfolded Call-ID line) and hands the datagram over unparsed (RAW; the owner parses it,
+#   counts and taps it, or answers it 400); otherwise the parsed message follows the same
+#   rules in ``on_message``. Untrusted sources are never spread: each stays on the one
+#   worker the kernel picked, so per-source limits (``sip.request_rate``, the 401 and
+#   lock-out counters) see all of its requests.
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
@@ -46,6 +59,7 @@ import re
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -65,11 +79,14 @@ from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
-KEEP, PING, FAILED = b"K", b"P", b"X"
+KEEP, PING, FAILED, RAW = b"K", b"P", b"X", b"U"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
 _NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
+# One Call-ID line, not folded, with no Route or credentials header anywhere before the body.
+_RAW_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
+_RAW_OWNED = re.compile(rb"\n(?:route|authorization|proxy-authorization)[ \t]*:", re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
@@ -98,6 +115,11 @@ class _Ticket:
 def owner_of(connection_id: int) -> int:
     """The worker whose transport layer made this connection id."""
     return (connection_id - 1) // CONNECTION_ID_SPAN
+
+
+def call_id_owner(call_id: bytes, count: int) -> int:
+    """The worker a spread request with this Call-ID value belongs to."""
+    return zlib.crc32(call_id.strip()) % count
 
 
 def channel_name(directory: str, index: int) -> bytes:
@@ -153,11 +175,17 @@ class WorkerLink:
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
         self.on_keepalive_changed: Callable[[str], None] | None = None
+        self.spread: Callable[[IPAddress], bool] | None = None
+        """Sources whose requests are spread over the workers by Call-ID (None: none)."""
+        self.on_raw_admit: Callable[[bytes, Flow], bool] | None = None
+        """The owner's look at a spread request before parsing (True: answered, e.g. a
+        503 under overload), as its own UDP listeners do."""
         self.on_send_error: OnSendError | None = None  # this worker's (the proxy's)
         self._tickets: dict[int, tuple[float, object]] = {}  # number -> (when, handle)
         self._next_ticket = 0
         self.log = log
         self.handed = 0  # messages handed to another worker
+        self.spread_out = 0  # of which requests spread by Call-ID
         self.taken = 0  # messages taken from another worker
         self.dropped = 0  # channel datagrams lost or malformed
 
@@ -189,8 +217,10 @@ class WorkerLink:
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
         self.log.info(
-            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
+            "%d taken, %d dropped",
             self.handed,
+            self.spread_out,
             self.taken,
             self.dropped,
         )
@@ -334,11 +364,36 @@ class WorkerLink:
 
     # receiving
 
+    def on_raw_request(self, data: bytes, flow: Flow) -> bool:
+        """Before parsing, a UDP request: on a shared port, hand it unparsed to the worker
+        its Call-ID names when the rules decide on the raw bytes alone; else this
+        worker's ``on_raw_admit``. True: taken (handed over or answered)."""
+        if not self._spread_raw(data, flow):
+            return self.on_raw_admit is not None and self.on_raw_admit(data, flow)
+        return True
+
+    def _spread_raw(self, data: bytes, flow: Flow) -> bool:
+        if self.spread is None or (flow.transport, flow.local[1]) in self._private:
+            return False
+        end = data.find(b"\r\n\r\n")
+        head = data if end < 0 else data[: end + 2]
+        found = _RAW_CALL_ID.search(head)
+        if found is None or _RAW_OWNED.search(head) is not None:
+            return False  # parsed first: the Route and nonce rules, or a 400
+        owner = call_id_owner(found.group(1), len(self._names))
+        if owner == self.index or not self.spread(flow.remote[0]):
+            return False
+        head_ = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)
+        if not self._send_to(owner, head_ + _addr(flow.local) + _addr(flow.remote) + data):
+            return False  # handled here rather than lost
+        self.spread_out += 1
+        return True
+
     def on_message(self, msg: Message, flow: Flow) -> None:
-        """In front of the proxy: hand a stream message to the worker it belongs to."""
+        """In front of the proxy: hand a message to the worker it belongs to."""
         assert self._next is not None
         if msg.wire is not None:
-            owner = self._belongs_to(msg, flow.transport)
+            owner = self._belongs_to(msg, flow)
             if owner is not None and owner != self.index:
                 cid = flow.connection_id or 0
                 head = _HEAD.pack(DELIVER, self.index, _TRANSPORTS.index(flow.transport), cid)
@@ -347,10 +402,12 @@ class WorkerLink:
                 return
         self._next(msg, flow)
 
-    def _belongs_to(self, msg: Message, transport: Transport) -> int | None:
+    def _belongs_to(self, msg: Message, flow: Flow) -> int | None:
         if isinstance(msg, Request):
-            owner = self._route_owner(msg, transport)
-            return self._nonce_owner(msg) if owner is None else owner
+            owner = self._route_owner(msg, flow.transport)
+            if owner is None:
+                owner = self._nonce_owner(msg)
+            return self._spread_owner(msg, flow) if owner is None else owner
         top = msg.vias[0]
         try:
             sent = Transport(top.transport.decode().lower())
@@ -381,6 +438,18 @@ class WorkerLink:
             if owner is not None:
                 return owner
         return None
+
+    def _spread_owner(self, msg: Request, flow: Flow) -> int | None:
+        """The worker a request from a spread source on a shared UDP port belongs to."""
+        if (
+            self.spread is None
+            or flow.transport is not Transport.UDP
+            or (flow.transport, flow.local[1]) in self._private
+            or not self.spread(flow.remote[0])
+        ):
+            return None
+        call_id = msg.get(b"call-id")
+        return None if call_id is None else call_id_owner(call_id, len(self._names))
 
     def _nonce_owner(self, msg: Request) -> int | None:
         """The worker whose nonce the request's credentials answer (its nonce-count
@@ -490,6 +559,20 @@ class WorkerLink:
             self.taken += 1
             assert self._next is not None
             self._next(msg, Flow(transport, local, remote, cid or None))
+        elif kind == RAW:  # as the UDP listener would have: admit, parse, tap, or a 400
+            local, at = _read_addr(data, at)
+            remote, at = _read_addr(data, at)
+            flow = Flow(transport, local, remote)
+            self.taken += 1
+            raw = data[at:]
+            if self.on_raw_admit is not None and self.on_raw_admit(raw, flow):
+                return
+            try:
+                parsed = parse_datagram(raw)
+            except RemoteProtocolError as exc:
+                self._layer.bad_message(raw, exc, flow)
+                return
+            self._layer.deliver(parsed, flow, counted=True)
         else:
             raise ValueError(f"unknown kind {kind!r}")
 

@@ -393,6 +393,8 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        if link is not None:  # a trunk's or a core's calls use every worker, not one
+            link.spread = proxy.is_trusted_peer
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)

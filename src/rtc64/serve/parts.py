@@ -73,6 +73,7 @@ async def bind_transports(
         on_send_error=reception.on_send_error if link is None else link.send_error,
         on_stun=stunkeep.answer,
         on_raw_response=tap.on_raw_response,
+        on_raw_request=reception.on_raw_request if link is None else link.on_raw_request,
         log=log.getChild("transport"),
         opener=None if role is None or book is None else book.__getitem__,
         first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
@@ -82,6 +83,7 @@ async def bind_transports(
     reception.sender = transports
     if link is not None:
         link.on_send_error = reception.on_send_error
+        link.on_raw_admit = reception.on_raw_request
         link.attach(transports, tap.on_message, serve=False)
     await transports.start()
     if link is not None:
