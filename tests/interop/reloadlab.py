@@ -4,12 +4,11 @@ waits on the gateway's log."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 from tests.interop.lab import V4_HOST, V6_GW, V6_HOST, Lab
-from tests.interop.peers import Gateway, Sipp, wait_port
+from tests.interop.peers import Gateway, Sipp, media_dirs, wait_port
 
 GW6 = f"[{V6_GW}]:5060"
 
@@ -21,13 +20,7 @@ def media_call(
     (SIPp's media ports from 6000 up, 100 apart per call: SIPp binds several from the one
     given); returns (caller, callee)."""
     media = 6000 + (port - 5060) * 50
-    uas_dir, uac_dir = work / f"{name}-uas", work / f"{name}-uac"
-    for d in (uas_dir, uac_dir):
-        d.mkdir()
-    subprocess.run(
-        ["tcpdump", "-Z", "root", "-r", "/usr/share/sip-tester/g711a.pcap", "-c", "200",
-         "-w", str(uas_dir / "rtp.pcap")], check=True, capture_output=True,
-    )  # fmt: skip
+    uas_dir, uac_dir = media_dirs(work, name)
     callee = Sipp(
         net.v4, uas_dir, f"{name}-uas", "uas_media.xml", local=str(V4_HOST), port=port,
         extra=["-mp", str(media)],
