@@ -25,14 +25,17 @@ def _relay() -> MediaRelay:
     return MediaRelay(settings, FakeForwarder(), clock=Clock())
 
 
-def _plan(values: dict[str, Any], turn: Any = None) -> reloading.Plan:
+def _plan(
+    values: dict[str, Any], turn: Any = None, *, worker_slice: tuple[int, int] | None = None
+) -> reloading.Plan:
+    """The plan for ``values`` over the defaults (``worker_slice``: as a SIP worker)."""
     old = config.load(None, {"media.addresses": ["127.0.0.1", "::1"]})
     new = config.load(None, {"media.addresses": ["127.0.0.1", "::1"], **values})
     changed = [k for k in new.values if new.values[k] != old.values.get(k)]
     return asyncio.run(
         reloading.plan(
             new, old, changed, relay=_relay(), identity=None, turn=turn, nat64=None,
-            workers=False,
+            workers=worker_slice is not None, ports=worker_slice,
         )
     )  # fmt: skip
 
@@ -59,22 +62,10 @@ def test_turns_relay_address_stays_in_the_shared_pool_until_a_restart() -> None:
     assert "TURN" in str(err.value)
 
 
-def _worker_plan(values: dict[str, Any], ports: tuple[int, int]) -> reloading.Plan:
-    old = config.load(None, {"media.addresses": ["127.0.0.1", "::1"]})
-    new = config.load(None, {"media.addresses": ["127.0.0.1", "::1"], **values})
-    changed = [k for k in new.values if new.values[k] != old.values.get(k)]
-    return asyncio.run(
-        reloading.plan(
-            new, old, changed, relay=_relay(), identity=None, turn=None, nat64=None,
-            workers=True, ports=ports,
-        )
-    )  # fmt: skip
-
-
 def test_a_sip_worker_takes_its_slice_of_the_new_range() -> None:
     shares = 3  # two SIP workers and the supervisor's TURN
     slices = settings.media_slices((31000, 31999), shares)
-    plan = _worker_plan({"media.ports": "31000-31999"}, slices[1])
+    plan = _plan({"media.ports": "31000-31999"}, worker_slice=slices[1])
     assert plan.relay is not None and plan.relay.ports == slices[1] == (31332, 31663)
     # too small for every process: the error names the key, the value and what it needs
     with pytest.raises(ConfigError) as err:
