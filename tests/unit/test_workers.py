@@ -85,7 +85,8 @@ def test_supervisor_passes_sighup_on_and_drains_on_sigterm(tmp_path: Path) -> No
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rtc64.cli", "serve", "--sip-workers", "2", "--only", "sip",
-             "--sip-listen", "udp:127.0.0.1:0", "--data-dir", str(tmp_path / "data")],
+             "--sip-listen", "udp:127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+             "--web-listen", "127.0.0.1:0"],  # not the default port others' runs may hold
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
