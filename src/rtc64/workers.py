@@ -53,7 +53,7 @@ from rtc64.io.sip_workers import (
     send_change,
     watch_parent,
 )
-from rtc64.io.worker_link import bind_channels, channel_name
+from rtc64.io.worker_link import announce_gone, bind_channels, channel_name
 from rtc64.lifecycle import Lifecycle
 from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.relay.options import refuse_foreign
@@ -169,6 +169,7 @@ async def supervise(
         log.info("gateway ready: %d SIP workers", count)
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
+    supervisor.on_exit = lambda k: announce_gone(names, k)  # its connections went with it
     turn_gateway: Gateway | None = None
     turn_life: Lifecycle | None = None  # SIGHUP for the TURN running here
     turn_web: RunningPeer | None = None

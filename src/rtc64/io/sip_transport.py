@@ -23,6 +23,8 @@
 # parsed, ``on_raw_request`` any other UDP datagram.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# connections opening and closing (``on_connection``) and RFC 5923 aliases recorded
+# (``watch_aliases``) are reported for the worker link to announce;
 # UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
 # caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
 # DNS or static route): its responses then come back to this very worker. Everything
@@ -295,12 +297,33 @@ class SipTransportLayer:
         """The open (or opening) connection with that id."""
         return self._conns.get(conn_id)
 
-    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+    def has_connection(
+        self,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        server_name: str | None = None,
+    ) -> bool:
         """Whether ``send`` has an open connection of ``transport`` to ``(address, port)``
-        (a flow token's connection, RFC 5626 §5.3); UDP needs none."""
+        (a flow token's connection, RFC 5626 §5.3; ``server_name``: one it may reuse for
+        that SIP domain, an RFC 5923 alias included); UDP needs none."""
         if not transport.reliable:
             return True
-        return self._connection_for(transport, (address, port), None) is not None
+        remote = (address, port)
+        return self._connection_for(transport, remote, None, server_name, count=False) is not None
+
+    def connections(self) -> list[tuple[Transport, SockAddr, int, str | None]]:
+        """Every established connection: transport, remote, id, and for one we opened
+        over TLS the name its server was checked for (SIP workers announce them)."""
+        return [
+            (c.kind, c.remote, c.id, c.tls_name if c.outbound else None)
+            for c in self._conns.values()
+            if c.established and not c.is_closing() and c.remote is not None
+        ]
+
+    def watch_aliases(self, callback: Callable[[AliasKey, int], None] | None) -> None:
+        """``callback(key, connection id)`` for each RFC 5923 alias recorded."""
+        self._aliases.on_recorded = callback
 
     @property
     def connection_count(self) -> int:
@@ -401,6 +424,8 @@ class SipTransportLayer:
         remote: SockAddr,
         flow: Flow | None,
         server_name: str | None = None,
+        *,
+        count: bool = True,
     ) -> Connection | None:
         if flow is not None and flow.connection_id is not None:
             conn = self._conns.get(flow.connection_id)
@@ -419,7 +444,8 @@ class SipTransportLayer:
             alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
             conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
-                self.stats.alias_reuses += 1
+                if count:
+                    self.stats.alias_reuses += 1
                 return conn
         return None
 

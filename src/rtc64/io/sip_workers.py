@@ -14,7 +14,8 @@
 # - Workers are ``multiprocessing`` spawn children (a fresh interpreter: no loop, thread or
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
-#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
+#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds;
+#   ``on_exit`` hears of each exit first (the worker link's ``announce_gone``).
 # - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
 #   reloads / reports itself), SIGTERM drains (passed on; a worker with no call left says
 #   so and goes on answering new calls with 503, as its member of each SO_REUSEPORT group
@@ -243,6 +244,8 @@ class Supervisor:
         self._pending: dict[int, asyncio.Handle] = {}  # restarts waiting for their delay
         self.restarts = 0
         self.log = log
+        self.on_exit: Callable[[int], None] | None = None
+        """Told the index of a worker that exited (before it is restarted)."""
 
     @property
     def pids(self) -> list[int | None]:
@@ -302,6 +305,8 @@ class Supervisor:
             self._procs[k] = None
         if self._stopping:
             return
+        if self.on_exit is not None:
+            self.on_exit(k)
         ran = time.monotonic() - self._started[k]
         self._failures[k] = 0 if ran >= STABLE_AFTER else self._failures[k] + 1
         delay = 0.0 if self._failures[k] <= 1 else min(2.0 ** (self._failures[k] - 2), 10.0)

@@ -18,9 +18,20 @@
 #   source changed, e.g. a dual-stack phone moving family mid-call, still reaches the
 #   worker with its call). Requests toward targets with no pinhole leave from the
 #   private port (``own_port``) and never cross.
-# - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
-#   start, that they hold none (RESET): every worker knows who owns a connection to a
-#   remote address (``has_connection``) without asking.
+# - Workers announce each connection they open or close (OPEN/CLOSE; an outbound TLS one
+#   with the name its server was checked for) and, when they start, that they hold none
+#   (RESET; the supervisor says it for a worker that died, ``announce_gone``): every
+#   worker knows who owns a connection to a remote address (``has_connection``) without
+#   asking. A worker hearing a RESET tells that worker what it holds (OPEN, ALIAS), so a
+#   restarted worker learns the live connections and nothing stale.
+# - Aliases and connection ids (issue 11, ``worker_conns``): a recorded RFC 5923 alias
+#   is announced (ALIAS) and leaves with its connection or its worker. A send another
+#   worker's connection serves (a flow's, a registered phone's, one opened and checked
+#   for that name, an alias) is handed over with the connection id; the owner writes it
+#   on that connection (or another open one to that peer), never a new one (RFC 5626
+#   §5.3), else fails it back; an id of no worker, or one leading elsewhere (stale after
+#   a restart), is refused and counted (``refused``). A response to a request written
+#   for another worker goes back to it by its top Via branch (``SentFor``).
 # - A request carrying credentials goes to the worker whose nonce they answer (the nonce
 #   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
 #   live in one table per nonce, so a replay is refused whichever worker it reaches.
@@ -68,10 +79,12 @@ from typing import Protocol, TypeVar
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
 from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
+from rtc64.io.worker_conns import PeerConnection, PeerConnections, SentFor
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip import headers as sh
+from rtc64.sip import tls_identity
 from rtc64.sip.digest import nonce_origin
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
@@ -80,6 +93,7 @@ from rtc64.sip.uri import SipUri
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
 KEEP, PING, FAILED, RAW = b"K", b"P", b"X", b"U"
+ALIAS = b"A"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
@@ -91,6 +105,9 @@ _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
+_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n,]*)", re.I)  # our Via: the first one
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I)
+_ALIAS = re.compile(rb";[ \t]*alias[ \t]*(?:;|$)", re.I)
 OnMessage = Callable[[Message, Flow], None]
 TargetT = TypeVar("TargetT", bound=eyeballs_tcp.StreamTarget)
 KeyLike = IPAddress | str | tuple[str, IPAddress]  # as gateway.ratelimit counts failures
@@ -140,6 +157,21 @@ def bind_channels(directory: str, count: int) -> list[socket.socket]:
     return out
 
 
+def announce_gone(names: Sequence[bytes], index: int) -> None:
+    """The supervisor's word that worker ``index`` died: the others forget its
+    connections and aliases at once (a RESET in its name)."""
+    try:
+        out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return  # the worker's own RESET, once restarted, says it too
+    with out:
+        out.setblocking(False)
+        for k, name in enumerate(names):
+            if k != index:
+                with contextlib.suppress(OSError):
+                    out.sendto(_HEAD.pack(RESET, index, 0, 0), name)
+
+
 def _addr(sockaddr: SockAddr) -> bytes:
     packed = sockaddr[0].packed
     return _ADDR.pack(len(packed), packed, sockaddr[1])
@@ -170,7 +202,8 @@ class WorkerLink:
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
         self._private = dict(private_ports)  # (transport, port) -> worker
-        self._owners: dict[tuple[Transport, SockAddr], int] = {}
+        self._peers = PeerConnections()  # the other workers' connections and aliases
+        self._sent_for = SentFor()  # branches of requests written for other workers
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
@@ -188,6 +221,7 @@ class WorkerLink:
         self.spread_out = 0  # of which requests spread by Call-ID
         self.taken = 0  # messages taken from another worker
         self.dropped = 0  # channel datagrams lost or malformed
+        self.refused = 0  # sends naming a connection id no worker holds for that peer
 
     # wiring
 
@@ -199,6 +233,7 @@ class WorkerLink:
         worker is handled on its sockets, not refused before they exist)."""
         self._transports = transports
         self._next = on_message
+        transports.watch_aliases(self.alias_recorded)
         self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
         if serve:
             self.serve()
@@ -218,11 +253,12 @@ class WorkerLink:
         self._out.close()
         self.log.info(
             "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
-            "%d taken, %d dropped",
+            "%d taken, %d dropped, %d sends refused",
             self.handed,
             self.spread_out,
             self.taken,
             self.dropped,
+            self.refused,
         )
 
     @property
@@ -249,10 +285,16 @@ class WorkerLink:
         handle: object = None,
         own_port: bool = False,
     ) -> bool:
+        if flow is not None and flow.transport is not transport:
+            flow = None
         if transport.reliable:
-            owner = self._owner(transport, address, port, flow)
-            if owner is not None:
-                cid = flow.connection_id if flow is not None and flow.connection_id else 0
+            found = self._owner(transport, address, port, flow, server_name)
+            if found is not None:
+                owner, cid = found
+                if not 0 <= owner < len(self._names):
+                    self.refused += 1
+                    why = f"connection #{cid} belongs to no worker"
+                    return self._layer.report_failure(transport, (address, port), why, handle)
                 head = _HEAD.pack(SEND, self.index, _TRANSPORTS.index(transport), cid)
                 name = (server_name or "").encode()
                 ticket = 0 if handle is None else self._ticket(handle)
@@ -310,10 +352,10 @@ class WorkerLink:
         """A keep-alive (``SipTransportLayer.keepalive``); a stream ping toward another
         worker's connection is written by that worker."""
         if transport.reliable and not self._layer.has_connection(transport, *remote):
-            owner = self._owners.get((transport, remote))
-            if owner is not None and owner != self.index:
+            found = self._peers.find(transport, remote)
+            if found is not None:
                 head = _HEAD.pack(PING, self.index, _TRANSPORTS.index(transport), 0)
-                return self._send_to(owner, head + _addr(remote) + payload)
+                return self._send_to(found.owner, head + _addr(remote) + payload)
         return self._layer.keepalive(transport, listener, remote, payload)
 
     def keepalive_changed(self, owner: int, aor: str) -> None:
@@ -328,7 +370,11 @@ class WorkerLink:
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
         if self._layer.has_connection(transport, address, port):
             return True
-        return (transport, (address, port)) in self._owners
+        return self._peers.has(transport, (address, port))
+
+    def peer_connections(self) -> PeerConnections:
+        """What this worker knows of the other workers' connections and aliases."""
+        return self._peers
 
     async def connect_race(
         self,
@@ -339,23 +385,32 @@ class WorkerLink:
         server_name: str | None = None,
     ) -> tuple[TargetT, Race[TargetT] | None]:
         for target in targets:
-            if (transport, (target.address, target.port)) in self._owners:
+            remote = (target.address, target.port)
+            if self._layer.has_connection(transport, *remote, server_name):
+                break  # ours: the transport layer reuses it
+            if self._peers.find(transport, remote, server_name) is not None:
                 return target, None  # another worker's connection: send() hands it over
         return await self._layer.connect_race(
             transport, targets, attempt_delay=attempt_delay, server_name=server_name
         )
 
     def _owner(
-        self, transport: Transport, address: IPAddress, port: int, flow: Flow | None
-    ) -> int | None:
-        """Another worker that must send this, or None (this worker sends it)."""
+        self,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        flow: Flow | None,
+        server_name: str | None,
+    ) -> tuple[int, int] | None:
+        """(another worker that must send this, the id of its connection to use), or None
+        (this worker sends it: over its own connection, or a new one)."""
         if flow is not None and flow.connection_id is not None:
             owner = owner_of(flow.connection_id)
-            return None if owner == self.index else owner
-        if self._layer.has_connection(transport, address, port):
+            return None if owner == self.index else (owner, flow.connection_id)
+        if self._layer.has_connection(transport, address, port, server_name):
             return None
-        known = self._owners.get((transport, (address, port)))
-        return None if known == self.index else known
+        found = self._peers.find(transport, (address, port), server_name)
+        return None if found is None else (found.owner, found.cid)
 
     # receiving
 
@@ -408,7 +463,12 @@ class WorkerLink:
             sent = Transport(top.transport.decode().lower())
         except ValueError:
             return None
-        return None if top.port is None else self._private.get((sent, top.port))
+        owner = None if top.port is None else self._private.get((sent, top.port))
+        if owner is None and flow.transport.reliable and self._sent_for:
+            branch = top.branch
+            if branch is not None:
+                owner = self._sent_for.get(branch, time.monotonic())
+        return owner
 
     def _route_owner(self, msg: Request, transport: Transport) -> int | None:
         """The worker whose private port the request's top Route names, or the next
@@ -482,10 +542,50 @@ class WorkerLink:
         self, transport: Transport, remote: SockAddr, cid: int, up: bool
     ) -> None:
         """The transport layer opened (``up``) or closed a connection: tell the others."""
-        kind = OPEN if up else CLOSE
-        self._broadcast(
-            _HEAD.pack(kind, self.index, _TRANSPORTS.index(transport), cid) + _addr(remote)
-        )
+        if not up:
+            head = _HEAD.pack(CLOSE, self.index, _TRANSPORTS.index(transport), cid)
+            self._broadcast(head + _addr(remote))
+            return
+        conn = self._layer.connection(cid)
+        name = conn.tls_name if conn is not None and conn.outbound else None
+        self._broadcast(self._opened(transport, remote, cid, name))
+
+    def _opened(self, transport: Transport, remote: SockAddr, cid: int, name: str | None) -> bytes:
+        """OPEN: the head, the remote, and the name an outbound TLS connection was
+        checked for (empty otherwise)."""
+        head = _HEAD.pack(OPEN, self.index, _TRANSPORTS.index(transport), cid)
+        return head + _addr(remote) + (name or "").encode("utf-8", "replace")
+
+    def alias_recorded(self, key: tuple[str, int], cid: int) -> None:
+        """The transport layer recorded an RFC 5923 alias: tell the others."""
+        self._broadcast(self._alias(key, cid))
+
+    def _alias(self, key: tuple[str, int], cid: int) -> bytes:
+        head = _HEAD.pack(ALIAS, self.index, _TRANSPORTS.index(Transport.TLS), cid)
+        return head + struct.pack("!H", key[1]) + key[0].encode("utf-8", "replace")
+
+    def _tell_restarted(self, worker: int) -> None:
+        """Worker ``worker`` (re)started: what this worker holds, so it knows the live
+        connections and aliases (and nothing from before its restart)."""
+        for transport, remote, cid, name in self._layer.connections():
+            self._send_to(worker, self._opened(transport, remote, cid, name))
+        for key, cid in self._layer.aliases().items():
+            self._send_to(worker, self._alias(key, cid))
+
+    def _refusal(
+        self, transport: Transport, remote: SockAddr, cid: int, server_name: str | None
+    ) -> str | None:
+        """Why a SEND naming connection ``cid`` must not be written here, or None: the
+        connection must lead to ``remote``, or hold an RFC 5923 alias for it."""
+        if owner_of(cid) != self.index:
+            return f"connection #{cid} is not worker {self.index}'s"
+        conn = self._layer.connection(cid)
+        if conn is None:
+            return None  # closed: the transport layer finds another or fails (no new one)
+        alias = (tls_identity.normalise(server_name or remote[0].compressed), remote[1])
+        if conn.kind is transport and (conn.remote == remote or alias in conn.aliases):
+            return None
+        return f"connection #{cid} does not lead to {transport.value} {remote[0]}:{remote[1]}"
 
     def _read(self) -> None:
         for _ in range(256):
@@ -506,26 +606,10 @@ class WorkerLink:
         kind, worker, t, cid = _HEAD.unpack_from(data)
         transport = _TRANSPORTS[t]
         at = _HEAD.size
-        if kind == RESET:
-            self._owners = {key: k for key, k in self._owners.items() if k != worker}
-        elif kind in (OPEN, CLOSE):
-            remote, _ = _read_addr(data, at)
-            if kind == OPEN:
-                self._owners[(transport, remote)] = worker
-            elif self._owners.get((transport, remote)) == worker:
-                del self._owners[(transport, remote)]
+        if kind in (RESET, OPEN, CLOSE, ALIAS):
+            self._announced(kind, worker, transport, cid, data[at:])
         elif kind == SEND:
-            (address, port), at = _read_addr(data, at)
-            (size,) = struct.unpack_from("!H", data, at)
-            name = data[at + 2 : at + 2 + size].decode() or None
-            (ticket,) = _TICKET.unpack_from(data, at + 2 + size)
-            payload = data[at + 2 + size + _TICKET.size :]
-            flow = Flow(transport, (address, port), (address, port), cid) if cid else None
-            handle = _Ticket(worker, ticket) if ticket else None
-            self.taken += 1
-            self._layer.send(
-                payload, transport, address, port, flow=flow, server_name=name, handle=handle
-            )
+            self._take_send(worker, transport, cid, data[at:])
         elif kind == FAILED:
             remote, at = _read_addr(data, at)
             (ticket,) = _TICKET.unpack_from(data, at)
@@ -570,6 +654,66 @@ class WorkerLink:
             self._layer.deliver(parsed, flow, counted=True)
         else:
             raise ValueError(f"unknown kind {kind!r}")
+
+    def _announced(
+        self, kind: bytes, worker: int, transport: Transport, cid: int, body: bytes
+    ) -> None:
+        """RESET, OPEN, CLOSE or ALIAS from ``worker``: the peer table follows."""
+        if worker == self.index or worker >= len(self._names):
+            raise ValueError(f"announcement in the name of worker {worker}")
+        if kind == RESET:
+            self._peers.forget_worker(worker)
+            self._tell_restarted(worker)
+            return
+        if owner_of(cid) != worker:
+            raise ValueError(f"connection #{cid} announced by worker {worker}")
+        if kind == ALIAS:
+            (port,) = struct.unpack_from("!H", body)
+            alias = body[2:].decode("utf-8", "replace")
+            if not alias or not self._peers.aliased(worker, cid, alias, port):
+                raise ValueError(f"alias for unknown connection #{cid}")
+            return
+        remote, at = _read_addr(body, 0)
+        if kind == CLOSE:
+            self._peers.closed(cid)
+            return
+        name = body[at:].decode("utf-8", "replace")
+        tls_name = tls_identity.normalise(name) if name else None
+        self._peers.opened(PeerConnection(worker, cid, transport, remote, tls_name))
+
+    def _take_send(self, worker: int, transport: Transport, cid: int, body: bytes) -> None:
+        """SEND: write ``worker``'s message on our connection ``cid`` (or, without an
+        id, on any connection of ours to that peer, else a new one)."""
+        (address, port), at = _read_addr(body, 0)
+        (size,) = struct.unpack_from("!H", body, at)
+        name = body[at + 2 : at + 2 + size].decode() or None
+        (ticket,) = _TICKET.unpack_from(body, at + 2 + size)
+        payload = body[at + 2 + size + _TICKET.size :]
+        handle = _Ticket(worker, ticket) if ticket else None
+        self.taken += 1
+        refused = self._refusal(transport, (address, port), cid, name) if cid else None
+        if refused is not None:
+            self.refused += 1
+            self.log.info("worker %d's send refused: %s", worker, refused)
+            if handle is not None:
+                self.send_error(SendFailure(transport, (address, port), refused, handle))
+            return
+        if not payload.startswith(b"SIP/2.0 "):
+            self._remember(payload, worker)
+        flow = Flow(transport, (address, port), (address, port), cid) if cid else None
+        self._layer.send(
+            payload, transport, address, port, flow=flow, server_name=name, handle=handle
+        )
+
+    def _remember(self, request: bytes, worker: int) -> None:
+        """A request written for ``worker`` whose Via (``;alias``) names the shared port,
+        not ``worker``'s own: its responses go back to ``worker`` by the branch."""
+        via = _TOP_VIA.search(request)
+        if via is None or _ALIAS.search(via.group(1)) is None:
+            return
+        branch = _BRANCH.search(via.group(1))
+        if branch is not None:
+            self._sent_for.add(branch.group(1), worker, time.monotonic())
 
     def _send_to(self, worker: int, data: bytes) -> bool:
         try:

@@ -234,7 +234,9 @@ class Gateway:
         opened, closed = await transports.relisten([*own, *public], receive_only=own)
         self._own, self._public = own, public
         listeners = list(transports.listeners)
-        identity.replace_listeners(listeners + [p for p in peers if p not in listeners])
+        identity.replace_listeners(
+            listeners + [p for p in peers if p not in listeners], shared=public
+        )
         for spec in closed:
             sock = self._book.pop(spec, None)
             if sock is not None:
@@ -364,6 +366,7 @@ class Gateway:
             hostnames=(platform.node(),),
             source_for=interfaces.source_address,
             tls_alias=cfg.sip.tls_alias,
+            shared=() if role is None else [spec for spec, _ in role.sockets.public],
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)

@@ -56,13 +56,27 @@ class FakeLayer:
         self.pings.append((transport, remote, payload))
         return True
 
-    def has_connection(self, transport: Transport, address: object, port: int) -> bool:
+    def has_connection(
+        self, transport: Transport, address: object, port: int, server_name: str | None = None
+    ) -> bool:
         return (transport, address, port) in self.conns
 
     def report_failure(self, transport: Transport, remote: object, why: str,
                        handle: object) -> bool:  # fmt: skip
         self.failures.append(SendFailure(transport, remote, why, handle))  # type: ignore[arg-type]
         return False
+
+    def connection(self, cid: int) -> None:
+        return None
+
+    def connections(self) -> list[object]:
+        return []
+
+    def aliases(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def watch_aliases(self, callback: object) -> None:
+        pass
 
 
 def test_connection_ids_name_their_worker() -> None:
