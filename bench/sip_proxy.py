@@ -358,6 +358,33 @@ def rtc64_proxy(
     return Proxy("rtc64", argv)
 
 
+def sip_only(run_dir: Path, *, web: bool = True) -> None:
+    """No TURN server or web console in the proxy of ``rtc64_proxy``: they would bind their
+    default ports, which other runs on a shared machine hold at times, and are not what
+    is measured (``web``: False for an older tree without a ``[web]`` section)."""
+    with (run_dir / "rtc64.toml").open("a") as fh:
+        fh.write("[turn]\nenabled = false\n" + ("[web]\nenabled = false\n" if web else ""))
+
+
+@contextlib.contextmanager
+def rtc64_environ(extra: dict[str, str]) -> Iterator[None]:
+    """Start rtc64 with ``extra`` in the environment (``PYTHONPATH`` of another tree,
+    ``RTC64_PURE`` or ``RTC64_COMPILED``; a build choice not in ``extra`` is cleared), and
+    put the environment back afterwards."""
+    names = ("PYTHONPATH", "RTC64_PURE", "RTC64_COMPILED")
+    saved = {k: os.environ.get(k) for k in names}
+    for k in ("RTC64_PURE", "RTC64_COMPILED"):
+        os.environ.pop(k, None)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
 # -- SIPp -----------------------------------------------------------------------------------
 
 

@@ -310,8 +310,7 @@ class WorkerLink:
                 if not 0 <= owner < len(self._names):
                     self.refused += 1
                     why = f"connection #{cid} belongs to no worker"
-                    self._failed_here(SendFailure(transport, (address, port), why, handle))
-                    return False
+                    return self._layer.report_failure(transport, (address, port), why, handle)
                 head = _HEAD.pack(SEND, self.index, _TRANSPORTS.index(transport), cid)
                 name = (server_name or "").encode()
                 ticket = 0 if handle is None else self._ticket(handle)
@@ -322,8 +321,7 @@ class WorkerLink:
                     return True
                 self._tickets.pop(ticket, None)
                 why = f"worker {owner}'s channel refused the message"
-                self._failed_here(SendFailure(transport, (address, port), why, handle))
-                return False
+                return self._layer.report_failure(transport, (address, port), why, handle)
         return self._layer.send(
             data,
             transport,
@@ -347,10 +345,6 @@ class WorkerLink:
         self._next_ticket = self._next_ticket % 0xFFFFFFFF + 1
         tickets[self._next_ticket] = (now, handle)
         return self._next_ticket
-
-    def _failed_here(self, failure: SendFailure) -> None:
-        if self.on_send_error is not None:
-            asyncio.get_running_loop().call_soon(self.on_send_error, failure)
 
     def send_error(self, failure: SendFailure) -> None:
         """The transport layer's ``on_send_error``: a send made for another worker goes
