@@ -397,7 +397,7 @@ class Gateway:
         )
         reception.proxy = proxy
         if link is not None:  # a trunk's or a core's calls use every worker, not one
-            link.spread = proxy.is_trusted_peer
+            link.owners.spread = proxy.is_trusted_peer
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)

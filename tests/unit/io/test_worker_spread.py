@@ -8,7 +8,8 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.io.worker_link import WorkerLink, bind_channels, call_id_owner, channel_name
+from rtc64.io.worker_link import WorkerLink, bind_channels, channel_name
+from rtc64.io.worker_owners import call_id_owner
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.framing import parse_datagram
@@ -71,7 +72,7 @@ def run_pair(tmp_path: Path, body, trusted=(TRUNK[0],)) -> None:  # type: ignore
 
         for k, link in enumerate(links):
             link.attach(layers[k], lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
-            link.spread = spread
+            link.owners.spread = spread
             link.on_raw_admit = lambda d, f, k=k: bool(admitted[k].append(d))
         try:
             await body(links, layers, got, admitted)
@@ -184,7 +185,7 @@ def test_a_register_goes_to_the_worker_keeping_its_aor_alive(tmp_path: Path) -> 
             taken = links[0].on_raw_request(data, flow)
             assert taken == (want == 1)
             parsed = parse_datagram(data)
-            assert links[1 - want]._spread_owner(parsed, flow) == want  # type: ignore[union-attr, arg-type]
+            assert links[1 - want].owners.spread_owner(parsed, flow) == want  # type: ignore[union-attr, arg-type]
         await _until(
             lambda: len(got[1]) == sum(owner_of(f"sip:u{n}@example.net", 2) for n in range(12))
         )
