@@ -670,30 +670,34 @@ def run(
     commands = {}
     with uas_running(run_dir, pairs):
         for name in proxies:
-            proxy = (
-                kamailio_proxy(run_dir)
-                if name == "kamailio"
-                else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
-            )
-            commands[name] = shlex.join(proxy.argv)
-            proxy.start(run_dir)
-            spy = None
-            try:
-                if profile and name == "rtc64":
-                    assert proxy.proc is not None
-                    spy = subprocess.Popen(
-                        [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
-                         str(proxy.proc.pid), "--rate", "200", "--nonblocking",
-                         "--format", "raw" if profile.endswith(".txt") else "flamegraph",
-                         "-o", profile],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                outcomes += measure(proxy, scenarios, steps_for, duration, run_dir, pairs=pairs)
-            finally:
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(30)
-                proxy.stop()
+            for sc in scenarios:  # a fresh proxy per scenario: no state or timers carried over
+                proxy = (
+                    kamailio_proxy(run_dir)
+                    if name == "kamailio"
+                    else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
+                )
+                commands[name] = shlex.join(proxy.argv)
+                proxy.start(run_dir)
+                spy = None
+                try:
+                    if profile and name == "rtc64":
+                        assert proxy.proc is not None
+                        spy = subprocess.Popen(
+                            [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
+                             str(proxy.proc.pid), "--rate", "200", "--nonblocking",
+                             "--format", "raw" if profile.endswith(".txt") else "flamegraph",
+                             "-o", profile],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        )  # fmt: skip
+                    outcomes += measure(proxy, [sc], steps_for, duration, run_dir, pairs=pairs)
+                finally:
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(30)
+                    proxy.stop()
+                    if proxy.log_path is not None and proxy.log_path.exists():
+                        proxy.log_path.rename(run_dir / f"{name}-{sc.key}.log")
+                    shutil.rmtree(run_dir / "rtc64-data", ignore_errors=True)
     elapsed = time.monotonic() - started
     print()
     print(table(outcomes))
