@@ -365,7 +365,7 @@ class SipTransportLayer:
                 if self.taps:
                     self._tap_sent(data, Flow(transport, udp.local, remote))
                 return True
-            return self._report(transport, remote, "the UDP socket refused it", handle)
+            return self.report_failure(transport, remote, "the UDP socket refused it", handle)
         conn = self._connection_for(transport, remote, flow, server_name)
         if conn is None:
             if flow is not None and flow.connection_id is not None:
@@ -384,7 +384,7 @@ class SipTransportLayer:
                 local = conn.local or (_ANY[family_of(address)], 0)
                 self._tap_sent(data, Flow(transport, local, remote, conn.id))
             return True
-        return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
+        return self.report_failure(transport, remote, f"{conn} closed or over its buffer", handle)
 
     def keepalive(
         self, transport: Transport, listener: str, remote: SockAddr, payload: bytes
@@ -567,10 +567,13 @@ class SipTransportLayer:
 
     def _fail(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
         self.stats.send_errors += 1
-        return self._report(transport, remote, why, handle)
+        return self.report_failure(transport, remote, why, handle)
 
-    def _report(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
-        """Log a failed send and tell ``on_send_error`` on the next loop iteration."""
+    def report_failure(
+        self, transport: Transport, remote: SockAddr, why: str, handle: object
+    ) -> bool:
+        """Log a failed send and tell ``on_send_error`` on the next loop iteration (also
+        for a send the worker link could not hand to another worker); returns False."""
         failure = SendFailure(transport, remote, why, handle)
         self.log.info("cannot send %s", failure)
         if self._on_send_error is not None:

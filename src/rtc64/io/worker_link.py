@@ -10,14 +10,11 @@
 #   Tickets are kept for ``TICKET_LIFE`` seconds (64 x T1: no transaction waits longer)
 #   and at most ``MAX_TICKETS``.
 # - A message arriving on a worker's connection, or on its member of a shared UDP port,
-#   that belongs to another worker's transaction or dialog goes there with its flow
-#   (DELIVER): a response whose top Via names another worker's private port (UDP: a
-#   request sent from the shared port, toward a pinhole, is answered there by a UA
-#   honouring our ``rport``), a request whose top Route does, or the next one (the
-#   caller-facing entry of our double Record-Route names the shared port: a caller whose
-#   source changed, e.g. a dual-stack phone moving family mid-call, still reaches the
-#   worker with its call). Requests toward targets with no pinhole leave from the
-#   private port (``own_port``) and never cross.
+#   that belongs to another worker (``worker_owners``: its transaction, dialog, nonce, or
+#   a trusted source's requests spread by Call-ID/AOR) goes there with its flow: DELIVER
+#   once parsed, RAW for a UDP request handed over before parsing (the owner admits it
+#   under overload, parses, counts and taps it, or answers it 400). Requests toward
+#   targets with no pinhole leave from the private port (``own_port``) and never cross.
 # - Workers announce each connection they open or close (OPEN/CLOSE; an outbound TLS one
 #   with the name its server was checked for) and, when they start, that they hold none
 #   (RESET; the supervisor says it for a worker that died, ``announce_gone``): every
@@ -32,22 +29,6 @@
 #   §5.3), else fails it back; an id of no worker, or one leading elsewhere (stale after
 #   a restart), is refused and counted (``refused``). A response to a request written
 #   for another worker goes back to it by its top Via branch (``SentFor``).
-# - A request carrying credentials goes to the worker whose nonce they answer (the nonce
-#   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
-#   live in one table per nonce, so a replay is refused whichever worker it reaches.
-# - Spreading: the kernel picks a shared UDP port's member by a hash of the 4-tuple, so all
-#   of one source's traffic lands on one worker. That balances many phones, but a trunk,
-#   a core proxy or an SBC (few sources carrying most of the calls) would load one worker
-#   while the others idle. A request on a shared UDP port from a source ``spread`` says
-#   yes to (the trusted networks and the upstream core) belongs to the worker
-#   CRC-32(Call-ID) mod workers, after the Route and nonce rules: its retransmissions,
-#   CANCEL, ACK and in-dialog requests carry the same Call-ID and reach the same worker.
-#   ``on_raw_request`` decides before parsing when it can (no Route, no credentials, one
-#   unfolded Call-ID line) and hands the datagram over unparsed (RAW; the owner parses it,
-#   counts and taps it, or answers it 400); otherwise the parsed message follows the same
-#   rules in ``on_message``. Untrusted sources are never spread: each stays on the one
-#   worker the kernel picked, so per-source limits (``sip.request_rate``, the 401 and
-#   lock-out counters) see all of its requests.
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
@@ -70,7 +51,6 @@ import re
 import socket
 import struct
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -80,15 +60,13 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
 from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
 from rtc64.io.worker_conns import PeerConnection, PeerConnections, SentFor
+from rtc64.io.worker_owners import Owners
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.net.eyeballs import Race
-from rtc64.sip import headers as sh
 from rtc64.sip import tls_identity
-from rtc64.sip.digest import nonce_origin
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
-from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
@@ -97,10 +75,6 @@ ALIAS = b"A"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
-_NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
-# One Call-ID line, not folded, with no Route or credentials header anywhere before the body.
-_RAW_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
-_RAW_OWNED = re.compile(rb"\n(?:route|authorization|proxy-authorization)[ \t]*:", re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
@@ -132,11 +106,6 @@ class _Ticket:
 def owner_of(connection_id: int) -> int:
     """The worker whose transport layer made this connection id."""
     return (connection_id - 1) // CONNECTION_ID_SPAN
-
-
-def call_id_owner(call_id: bytes, count: int) -> int:
-    """The worker a spread request with this Call-ID value belongs to."""
-    return zlib.crc32(call_id.strip()) % count
 
 
 def channel_name(directory: str, index: int) -> bytes:
@@ -201,15 +170,14 @@ class WorkerLink:
         self._names = tuple(names)
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
-        self._private = dict(private_ports)  # (transport, port) -> worker
         self._peers = PeerConnections()  # the other workers' connections and aliases
         self._sent_for = SentFor()  # branches of requests written for other workers
+        self.owners = Owners(index, len(self._names), private_ports, self._sent_for)
+        """Which worker a received message belongs to (``worker_owners``)."""
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
         self.on_keepalive_changed: Callable[[str], None] | None = None
-        self.spread: Callable[[IPAddress], bool] | None = None
-        """Sources whose requests are spread over the workers by Call-ID (None: none)."""
         self.on_raw_admit: Callable[[bytes, Flow], bool] | None = None
         """The owner's look at a spread request before parsing (True: answered, e.g. a
         503 under overload), as its own UDP listeners do."""
@@ -245,7 +213,7 @@ class WorkerLink:
 
     def private_ports(self, private: Mapping[tuple[Transport, int], int]) -> None:
         """Every worker's private ports after a reload changed ``sip.listen``."""
-        self._private = dict(private)
+        self.owners.private = dict(private)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
@@ -294,8 +262,7 @@ class WorkerLink:
                 if not 0 <= owner < len(self._names):
                     self.refused += 1
                     why = f"connection #{cid} belongs to no worker"
-                    self._failed_here(SendFailure(transport, (address, port), why, handle))
-                    return False
+                    return self._layer.report_failure(transport, (address, port), why, handle)
                 head = _HEAD.pack(SEND, self.index, _TRANSPORTS.index(transport), cid)
                 name = (server_name or "").encode()
                 ticket = 0 if handle is None else self._ticket(handle)
@@ -306,8 +273,7 @@ class WorkerLink:
                     return True
                 self._tickets.pop(ticket, None)
                 why = f"worker {owner}'s channel refused the message"
-                self._failed_here(SendFailure(transport, (address, port), why, handle))
-                return False
+                return self._layer.report_failure(transport, (address, port), why, handle)
         return self._layer.send(
             data,
             transport,
@@ -331,10 +297,6 @@ class WorkerLink:
         self._next_ticket = self._next_ticket % 0xFFFFFFFF + 1
         tickets[self._next_ticket] = (now, handle)
         return self._next_ticket
-
-    def _failed_here(self, failure: SendFailure) -> None:
-        if self.on_send_error is not None:
-            asyncio.get_running_loop().call_soon(self.on_send_error, failure)
 
     def send_error(self, failure: SendFailure) -> None:
         """The transport layer's ``on_send_error``: a send made for another worker goes
@@ -424,32 +386,19 @@ class WorkerLink:
         """Before parsing, a UDP request: on a shared port, hand it unparsed to the worker
         its Call-ID names when the rules decide on the raw bytes alone; else this
         worker's ``on_raw_admit``. True: taken (handed over or answered)."""
-        if not self._spread_raw(data, flow):
-            return self.on_raw_admit is not None and self.on_raw_admit(data, flow)
-        return True
-
-    def _spread_raw(self, data: bytes, flow: Flow) -> bool:
-        if self.spread is None or (flow.transport, flow.local[1]) in self._private:
-            return False
-        end = data.find(b"\r\n\r\n")
-        head = data if end < 0 else data[: end + 2]
-        found = _RAW_CALL_ID.search(head)
-        if found is None or _RAW_OWNED.search(head) is not None:
-            return False  # parsed first: the Route and nonce rules, or a 400
-        owner = call_id_owner(found.group(1), len(self._names))
-        if owner == self.index or not self.spread(flow.remote[0]):
-            return False
-        head_ = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)
-        if not self._send_to(owner, head_ + _addr(flow.local) + _addr(flow.remote) + data):
-            return False  # handled here rather than lost
-        self.spread_out += 1
-        return True
+        owner = self.owners.raw_owner(data, flow)
+        if owner is not None:
+            head = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)
+            if self._send_to(owner, head + _addr(flow.local) + _addr(flow.remote) + data):
+                self.spread_out += 1
+                return True  # else handled here rather than lost
+        return self.on_raw_admit is not None and self.on_raw_admit(data, flow)
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         """In front of the proxy: hand a message to the worker it belongs to."""
         assert self._next is not None
         if msg.wire is not None:
-            owner = self._belongs_to(msg, flow)
+            owner = self.owners.of(msg, flow)
             if owner is not None and owner != self.index:
                 cid = flow.connection_id or 0
                 head = _HEAD.pack(DELIVER, self.index, _TRANSPORTS.index(flow.transport), cid)
@@ -457,75 +406,6 @@ class WorkerLink:
                 self.log.debug("%s from %s handed to worker %d", _kind(msg), flow, owner)
                 return
         self._next(msg, flow)
-
-    def _belongs_to(self, msg: Message, flow: Flow) -> int | None:
-        if isinstance(msg, Request):
-            owner = self._route_owner(msg, flow.transport)
-            if owner is None:
-                owner = self._nonce_owner(msg)
-            return self._spread_owner(msg, flow) if owner is None else owner
-        top = msg.vias[0]
-        try:
-            sent = Transport(top.transport.decode().lower())
-        except ValueError:
-            return None
-        owner = None if top.port is None else self._private.get((sent, top.port))
-        if owner is None and flow.transport.reliable and self._sent_for:
-            branch = top.branch
-            if branch is not None:
-                owner = self._sent_for.get(branch, time.monotonic())
-        return owner
-
-    def _route_owner(self, msg: Request, transport: Transport) -> int | None:
-        """The worker whose private port the request's top Route names, or the next
-        one's (a worker record-routes twice: the entry facing the caller names the shared
-        port, where its pinhole is; the next one the worker's own port), or None."""
-        if msg.get(b"route") is None:
-            return None
-        try:
-            found = sh.routes(msg)
-        except RemoteProtocolError:
-            return None
-        for route in found[:2]:
-            uri = route.uri
-            if not isinstance(uri, SipUri) or uri.port is None:
-                continue
-            param = uri.param(b"transport")
-            try:
-                named = Transport(param.decode().lower()) if param else transport
-            except ValueError:
-                continue
-            owner = self._private.get((named, uri.port))
-            if owner is not None:
-                return owner
-        return None
-
-    def _spread_owner(self, msg: Request, flow: Flow) -> int | None:
-        """The worker a request from a spread source on a shared UDP port belongs to."""
-        if (
-            self.spread is None
-            or flow.transport is not Transport.UDP
-            or (flow.transport, flow.local[1]) in self._private
-            or not self.spread(flow.remote[0])
-        ):
-            return None
-        call_id = msg.get(b"call-id")
-        return None if call_id is None else call_id_owner(call_id, len(self._names))
-
-    def _nonce_owner(self, msg: Request) -> int | None:
-        """The worker whose nonce the request's credentials answer (its nonce-count
-        table refuses a replay), or None."""
-        for name in (b"authorization", b"proxy-authorization"):
-            value = msg.get(name)
-            if value is None:
-                continue
-            found = _NONCE.search(value)
-            if found is None:
-                continue
-            origin = nonce_origin(found.group(1).decode("ascii"))
-            if origin is not None and origin < len(self._names):
-                return origin
-        return None
 
     def share_failures(self, tracker: FailureTracker) -> None:
         """Every failure ``tracker`` records goes to the other workers' trackers too."""

@@ -12,6 +12,10 @@
 #   a request it is serving.
 # Anything else (folded lines, no such headers, RFC 2543 branches) is not "new work" to
 # this look: the caller parses the request as usual and decides on the parsed message.
+# ``register_aor`` guesses the location-service key (``sip:user@host``, RFC 3261 §10.3
+# step 5) of a REGISTER's To value from its text alone, so SIP workers can hand a
+# REGISTER to the worker that keeps that AOR's contacts alive; a guess that differs from
+# the registrar's key (escapes, an alias of the gateway) only costs a hand-over.
 """A look at a raw SIP request before parsing: new work, and its transaction's branch."""
 
 from __future__ import annotations
@@ -69,3 +73,28 @@ def new_work_branch(data: bytes) -> bytes | None:
     if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
         return None
     return branch.group(1)
+
+
+def register_aor(to: bytes) -> bytes | None:
+    """``sip:user@host`` from a To header value (display name, ``<>``, scheme case,
+    password, port, parameters and headers dropped; host lower-case), or None."""
+    value = to.strip()
+    if b"<" in value:
+        start = value.find(b"<") + 1
+        end = value.find(b">", start)
+        uri = value[start:end] if end >= 0 else b""
+    else:
+        uri = value.split(b";", 1)[0]
+    scheme, colon, rest = uri.strip().partition(b":")
+    if not colon or scheme.lower() not in (b"sip", b"sips"):
+        return None
+    rest = rest.split(b";", 1)[0].split(b"?", 1)[0]
+    user, at, host = rest.rpartition(b"@")
+    if host.startswith(b"["):
+        host = host[: host.find(b"]") + 1]
+    else:
+        host = host.split(b":", 1)[0].rstrip(b".")
+    if not host:
+        return None
+    host = host.lower()
+    return b"sip:" + user.split(b":", 1)[0] + b"@" + host if at else b"sip:" + host

@@ -8,7 +8,8 @@ from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.io.worker_link import WorkerLink, bind_channels, call_id_owner, channel_name
+from rtc64.io.worker_link import WorkerLink, bind_channels, channel_name
+from rtc64.io.worker_owners import call_id_owner
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.framing import parse_datagram
@@ -71,7 +72,7 @@ def run_pair(tmp_path: Path, body, trusted=(TRUNK[0],)) -> None:  # type: ignore
 
         for k, link in enumerate(links):
             link.attach(layers[k], lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
-            link.spread = spread
+            link.owners.spread = spread
             link.on_raw_admit = lambda d, f, k=k: bool(admitted[k].append(d))
         try:
             await body(links, layers, got, admitted)
@@ -163,3 +164,30 @@ def test_call_id_owner_ignores_surrounding_whitespace() -> None:
     assert call_id_owner(b" abc@x ", 4) == call_id_owner(b"abc@x", 4)
     assert {call_id_owner(b"%d" % n, 3) for n in range(50)} == {0, 1, 2}
     assert ip_address("192.0.2.10") == TRUNK[0]
+
+
+def test_a_register_goes_to_the_worker_keeping_its_aor_alive(tmp_path: Path) -> None:
+    """A trunk's REGISTERs are spread by AOR, not Call-ID: the worker storing it is the
+    one ``gateway.keepalive`` makes its keepalive owner (no store re-read elsewhere)."""
+    from rtc64.gateway.keepalive.service import owner_of  # noqa: PLC0415
+
+    async def body(links, layers, got, admitted) -> None:  # type: ignore[no-untyped-def]
+        flow = Flow(Transport.UDP, SHARED, TRUNK)
+        for n in range(12):
+            aor = f"sip:u{n}@example.net"
+            data = (
+                invite(b"r%d" % n)
+                .replace(b"INVITE sip:bob@example.net", b"REGISTER sip:example.net")
+                .replace(b"1 INVITE", b"1 REGISTER")
+                .replace(b"To: <sip:bob@example.net>", b"To: <sip:U%d@Example.net>" % n)
+            )
+            want = owner_of(aor, 2)
+            taken = links[0].on_raw_request(data, flow)
+            assert taken == (want == 1)
+            parsed = parse_datagram(data)
+            assert links[1 - want].owners.spread_owner(parsed, flow) == want  # type: ignore[union-attr, arg-type]
+        await _until(
+            lambda: len(got[1]) == sum(owner_of(f"sip:u{n}@example.net", 2) for n in range(12))
+        )
+
+    run_pair(tmp_path, body)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rtc64.errors import RemoteProtocolError
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
-from rtc64.sip.peek import new_work_branch
+from rtc64.sip.peek import new_work_branch, register_aor
 
 CORPUS = Path(__file__).parents[2] / "conformance" / "corpus"
 INVITE = (
@@ -87,3 +87,42 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 @given(st.binary(max_size=200))
 def test_noise_after_a_valid_request_start_never_raises(tail: bytes) -> None:
     new_work_branch(INVITE[:120] + tail)
+
+
+@pytest.mark.parametrize(
+    ("to", "aor"),
+    [
+        (b"<sip:alice@Example.NET>", b"sip:alice@example.net"),
+        (
+            b'"Alice" <sips:alice:secret@example.net:5061;transport=tls>;tag=x',
+            b"sip:alice@example.net",
+        ),
+        (b"sip:alice@example.net.;user=phone", b"sip:alice@example.net"),
+        (b"  <SIP:bob@[2001:db8::1]:5060>", b"sip:bob@[2001:db8::1]"),
+        (b"<sip:example.net>", b"sip:example.net"),
+        (b"<tel:+15551234>", None),
+        (b"<sip:>", None),
+        (b"garbage", None),
+    ],
+)
+def test_register_aor_guesses_the_location_key(to: bytes, aor: bytes | None) -> None:
+    assert register_aor(to) == aor
+
+
+@given(
+    user=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,15}", fullmatch=True),
+    host=st.from_regex(r"[a-z]([a-z0-9-]{0,9}[a-z0-9])?(\.[a-z]{2,5}){1,2}", fullmatch=True),
+    upper=st.booleans(),
+    port=st.none() | st.integers(1, 65535),
+    params=st.sampled_from([b"", b";transport=udp", b";user=phone"]),
+)
+def test_register_aor_agrees_with_the_registrars_key(
+    user: str, host: str, upper: bool, port: int | None, params: bytes
+) -> None:
+    """Where the guess is made, it is the registrar's own key (so the worker a REGISTER
+    is handed to is the one keeping the AOR alive)."""
+    from rtc64.gateway.location.bindings import canonical_aor  # noqa: PLC0415
+
+    shown = host.upper() if upper else host
+    uri = f"sip:{user}@{shown}".encode() + (b":%d" % port if port else b"") + params
+    assert register_aor(b"<" + uri + b">;tag=1") == canonical_aor(uri).encode()
