@@ -39,24 +39,24 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
+from rtc64.io.sip_dial import attach, dial, reusable_for, tls_name
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.io.tls_aliases import AliasKey, AliasTable
 from rtc64.io.udp import RawRequestHandler, RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
-from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message, Request
@@ -433,21 +433,27 @@ class SipTransportLayer:
                 return conn
         candidates = self._by_remote.get((transport, remote))
         if candidates:
-            name = _tls_name(remote, server_name) if transport is Transport.TLS else None
+            name = tls_name(remote, server_name) if transport is Transport.TLS else None
             for conn in reversed(candidates.values()):
                 if conn.is_closing():
                     continue
-                if name is not None and not _reusable_for(conn, name, server_name):
+                if name is not None and not reusable_for(conn, name, server_name):
                     continue
                 return conn
         if transport is Transport.TLS and self._aliases:
-            alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
+            alias = self._aliases.find(tls_name(remote, server_name), remote[1])
             conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
                 if count:
                     self.stats.alias_reuses += 1
                 return conn
         return None
+
+    def _tls_policy(self) -> TlsClientPolicy:
+        """How outbound TLS checks servers (a default policy when none was given)."""
+        if self._client_tls is None:
+            self._client_tls = TlsClientPolicy()
+        return self._client_tls
 
     def aliases(self) -> dict[AliasKey, int]:
         """The RFC 5923 alias table: (authenticated name, port) -> connection id."""
@@ -469,9 +475,11 @@ class SipTransportLayer:
             return None
         conn = StreamConnection(self, transport, next(self._ids), remote=remote)
         if transport.secure:
-            conn.tls_name = _tls_name(remote, server_name)
+            conn.tls_name = tls_name(remote, server_name)
         self._register(conn)
-        task = asyncio.create_task(self._dial(conn, local.spec.address, server_name))
+        task = asyncio.create_task(
+            dial(conn, local.spec.address, server_name, self._tls_policy(), self.limits)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return conn
@@ -504,66 +512,12 @@ class SipTransportLayer:
         remote = (winner.address, winner.port)
         conn = StreamConnection(self, transport, next(self._ids), remote=remote)
         if transport.secure:
-            conn.tls_name = _tls_name(remote, server_name)
+            conn.tls_name = tls_name(remote, server_name)
         self._register(conn)
-        await self._attach(conn, result.sock, server_name)
+        await attach(conn, result.sock, server_name, self._tls_policy(), self.limits)
         if conn.is_closing():
             raise OSError(conn.failure or f"{transport.value} connection to {conn} failed")
         return winner, result.race
-
-    async def _dial(self, conn: Connection, local: IPAddress, server_name: str | None) -> None:
-        assert conn.remote is not None
-        loop = asyncio.get_running_loop()
-        address, port = conn.remote
-        sock = sockets.client_socket(family_of(address), local)
-        try:
-            async with asyncio.timeout(self.limits.connect_timeout):
-                await loop.sock_connect(sock, to_sockaddr(address, port))
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            why = f"{conn.kind.value} connection to {format_hostport(*conn.remote)} failed"
-            conn.failed(f"{why}: {_explain(exc)}")
-            return
-        except BaseException:
-            sock.close()
-            conn.failed("cancelled")
-            raise
-        await self._attach(conn, sock, server_name)
-
-    async def _attach(self, conn: Connection, sock: socket.socket, server_name: str | None) -> None:
-        """Run ``conn`` (TLS on top if needed) on an already connected socket."""
-        assert conn.remote is not None
-        loop = asyncio.get_running_loop()
-        secure = conn.kind.secure
-        context: ssl.SSLContext | None = None
-        name = conn.tls_name or _tls_name(conn.remote, server_name)
-        if secure:
-            if self._client_tls is None:
-                self._client_tls = TlsClientPolicy()
-            policy = self._client_tls
-            context = policy.context_for(name)
-            if policy.verifies(name):
-                conn.peer_check = _peer_check(policy, name, format_hostport(*conn.remote))
-        try:
-            await loop.create_connection(
-                lambda: conn,
-                sock=sock,
-                ssl=context,
-                server_hostname=name if secure else None,
-                ssl_handshake_timeout=self.limits.handshake_timeout if secure else None,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            sock.close()
-            where = format_hostport(*conn.remote)
-            if secure:
-                shown = where if name == conn.remote[0].compressed else f"{name} ({where})"
-                conn.failed(f"TLS handshake with {shown} failed: {_explain(exc)}")
-            else:
-                conn.failed(f"{conn.kind.value} connection to {where} failed: {_explain(exc)}")
-        except BaseException:
-            sock.close()
-            conn.failed("cancelled")
-            raise
 
     def _fail(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
         self.stats.send_errors += 1
@@ -681,40 +635,3 @@ _ANY: dict[Family, IPAddress] = {Family.INET: IPv4Address(0), Family.INET6: IPv6
 
 def _describe(listener: BoundListener) -> str:
     return str(dataclasses.replace(listener.spec, port=listener.port))
-
-
-def _tls_name(remote: SockAddr, server_name: str | None) -> str:
-    """The name a TLS server at ``remote`` must prove: the SIP domain, else the address."""
-    return server_name or remote[0].compressed
-
-
-def _peer_check(policy: TlsClientPolicy, name: str, where: str) -> Callable[[Any], str | None]:
-    def check(cert: Any) -> str | None:
-        refused = policy.check_peer(name, cert)
-        return None if refused is None else f"TLS server {where}: {refused}"
-
-    return check
-
-
-def _reusable_for(conn: Connection, name: str, server_name: str | None) -> bool:
-    """RFC 5923 §6: a send for a SIP domain uses only a connection we opened and checked
-    for that very domain; a send addressed by IP (responses, Via, Record-Route entries
-    with an address) uses any connection to that address and port."""
-    if server_name is None:
-        return True
-    return conn.outbound and conn.tls_name == name
-
-
-def _explain(exc: BaseException) -> str:
-    """A short, single-line description of a connect or handshake error."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text = f"certificate verify failed: {exc.verify_message or exc.reason}"
-    elif isinstance(exc, ssl.SSLError):
-        text = str(exc.reason or exc)
-    elif isinstance(exc, TimeoutError):
-        text = "timed out"
-    elif isinstance(exc, OSError) and exc.errno:
-        text = os.strerror(exc.errno)  # asyncio's own text holds the address as a tuple
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())

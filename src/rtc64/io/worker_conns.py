@@ -5,7 +5,7 @@
 #   TLS connection was checked for or None). A send for a SIP domain may use another
 #   worker's TLS connection only when that worker opened it and checked it for that very
 #   name; a send addressed by IP, or over TCP/WS, may use any connection to that remote
-#   (the rules of ``sip_transport._reusable_for``, across processes).
+#   (the rules of ``sip_dial.reusable_for``, across processes).
 # - An RFC 5923 alias (name, port) -> connection id is known here only because its owner
 #   recorded it after checking the peer's certificate (``tls_aliases``): nothing a peer
 #   sends to this worker can add one. It goes with its connection (CLOSE), and everything
