@@ -41,6 +41,7 @@ from rtc64.io import interfaces
 from rtc64.io import loop as loop_runner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_workers import (
+    CONFIG_EXIT,
     ListenChange,
     Supervisor,
     WorkerSockets,
@@ -170,6 +171,13 @@ async def supervise(
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
     supervisor.on_exit = lambda k: announce_gone(names, k)  # its connections went with it
+    failed: list[int] = []
+
+    def fatal(k: int) -> None:
+        failed.append(k)
+        stop.set()
+
+    supervisor.on_fatal = fatal
     turn_gateway: Gateway | None = None
     turn_life: Lifecycle | None = None  # SIGHUP for the TURN running here
     turn_web: RunningPeer | None = None
@@ -253,7 +261,7 @@ async def supervise(
             for end in pair:
                 end.close()
         shutil.rmtree(channel_dir, ignore_errors=True)
-    return 0
+    return CONFIG_EXIT if failed else 0
 
 
 class _Media:
@@ -416,7 +424,7 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
         code = loop_runner.run(main)
     except Rtc64Error as exc:
         log.error("SIP worker %d cannot run: %s", role.index, exc)
-        code = 2
+        code = CONFIG_EXIT
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)

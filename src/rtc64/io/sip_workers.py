@@ -215,6 +215,10 @@ def peer_listeners(groups: Sequence[WorkerSockets]) -> tuple[BoundListener, ...]
     return tuple(BoundListener(spec, spec.port) for g in groups for spec, _ in g.own)
 
 
+CONFIG_EXIT = 2
+"""A worker's exit code for a configuration it cannot run (``rtc64 serve``'s own)."""
+
+
 class Supervisor:
     """Starts ``count`` workers (``target(args_for(k), notify)`` in a spawn child; the
     worker calls ``notify_ready(notify, k)`` once serving), restarts the ones that exit,
@@ -246,6 +250,10 @@ class Supervisor:
         self.log = log
         self.on_exit: Callable[[int], None] | None = None
         """Told the index of a worker that exited (before it is restarted)."""
+        self.on_fatal: Callable[[int], None] | None = None
+        """Told the index of a worker that exited with ``CONFIG_EXIT`` before every worker
+        was ever ready: the configuration cannot run, a restart would fail the same way,
+        so the gateway stops (as one process does) instead of restarting it forever."""
 
     @property
     def pids(self) -> list[int | None]:
@@ -307,6 +315,10 @@ class Supervisor:
             return
         if self.on_exit is not None:
             self.on_exit(k)
+        if code == CONFIG_EXIT and not self._all_ready and self.on_fatal is not None:
+            self.log.error("SIP worker %d (pid %s) cannot start; the gateway stops", k, pid)
+            self.on_fatal(k)
+            return
         ran = time.monotonic() - self._started[k]
         self._failures[k] = 0 if ran >= STABLE_AFTER else self._failures[k] + 1
         delay = 0.0 if self._failures[k] <= 1 else min(2.0 ** (self._failures[k] - 2), 10.0)
