@@ -196,6 +196,8 @@ def test_all_bindings_grouped_by_aor(store_spec: StoreSpec) -> None:
         got = await store.all_bindings(now)
         assert [b.aor for b in got] == [a for a in sorted(aors) for _ in range(2)]
         assert [b.cseq for b in got if b.aor == aors[0]] == [1, 0]  # stored order kept
+        mine = await store.all_bindings(now, lambda aor: aor != aors[1])  # a worker's share
+        assert [b.aor for b in mine] == [a for a in sorted(aors) if a != aors[1] for _ in range(2)]
 
     store_spec.run(body)
 

@@ -99,6 +99,7 @@ def test_sqlite_shared_mode_reads_what_another_process_wrote(tmp_path: Path) -> 
         try:
             assert await b.lookup(AOR, now) == [first]
             assert await b.all_bindings(now) == [first]
+            assert await b.all_bindings(now, lambda aor: aor != AOR) == []  # not its share
             assert await cached.lookup(AOR, now) == [first]  # loaded at open
             second = make(AOR, 2, now + 600)
             await b.replace(AOR, [second])

@@ -47,7 +47,7 @@ from rtc64.gateway.keepalive.schedule import (
     Unreachable,
 )
 from rtc64.gateway.location.bindings import Binding
-from rtc64.gateway.location.store import LocationStore, SwappingStore
+from rtc64.gateway.location.store import LocationStore, Owned, SwappingStore
 from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
@@ -202,7 +202,14 @@ class Keepalives:
     async def load(self) -> int:
         """Track every binding already in the store; returns how many are tracked."""
         wall = self.wall()
-        bindings = await self.store.all_bindings(wall)
+        share = self.share
+        mine = None
+        if share is not None and share.count > 1:  # decode only this worker's share
+
+            def mine(aor: str) -> bool:
+                return owner_of(aor, share.count) == share.index
+
+        bindings = await self.store.all_bindings(wall, mine)
         for n, binding in enumerate(bindings):
             if n % LOAD_BATCH == 0 and n:
                 await asyncio.sleep(0)  # 100,000 bindings take ~2 s: let calls through
@@ -402,8 +409,8 @@ class WatchedStore:
     async def expire(self, now: float) -> int:
         return await self.inner.expire(now)
 
-    async def all_bindings(self, now: float) -> list[Binding]:
-        return await self.inner.all_bindings(now)
+    async def all_bindings(self, now: float, owned: Owned | None = None) -> list[Binding]:
+        return await self.inner.all_bindings(now, owned)
 
     async def close(self) -> None:
         await self.inner.close()

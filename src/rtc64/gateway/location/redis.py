@@ -28,7 +28,14 @@ from redis.exceptions import RedisError, WatchError
 
 from rtc64.errors import ConfigError
 from rtc64.gateway.location.bindings import Binding, bindings_from_json, bindings_to_json
-from rtc64.gateway.location.store import LOC_PREFIX, URL_FORM, USER_PREFIX, StoreError, check_aor
+from rtc64.gateway.location.store import (
+    LOC_PREFIX,
+    URL_FORM,
+    USER_PREFIX,
+    Owned,
+    StoreError,
+    check_aor,
+)
 from rtc64.gateway.location.users import UserRecord
 
 TIMEOUT = 5.0  # seconds to connect or to get a reply
@@ -179,10 +186,13 @@ class RedisStore:
                     continue
         return 0  # busy key: another writer keeps replacing it; the next run will trim it
 
-    async def all_bindings(self, now: float) -> list[Binding]:
+    async def all_bindings(self, now: float, owned: Owned | None = None) -> list[Binding]:
         out: list[Binding] = []
         with _redis_errors():
             keys = await self._scan(LOC_PREFIX)
+            if owned is not None:
+                skip = len(LOC_PREFIX)
+                keys = [k for k in keys if owned(k[skip:].decode("utf-8", "surrogateescape"))]
             for start in range(0, len(keys), SCAN_COUNT):
                 for raw in await self.client.mget(keys[start : start + SCAN_COUNT]):
                     if raw is not None:

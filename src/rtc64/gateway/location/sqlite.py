@@ -46,7 +46,7 @@ from typing import TypeVar
 
 from rtc64.gateway.location.bindings import ROW_EXPIRES_AT, Binding, BindingRow
 from rtc64.gateway.location.deadlines import Deadlines
-from rtc64.gateway.location.store import StoreError, check_aor
+from rtc64.gateway.location.store import Owned, StoreError, check_aor
 from rtc64.gateway.location.users import UserRecord, aors_from_json
 
 T = TypeVar("T")
@@ -325,15 +325,16 @@ class SqliteStore:
             return [b for b in self._read(aor) if b.expires_at > now]
         return [Binding.from_row(r) for r in self._live.get(aor, ()) if r[ROW_EXPIRES_AT] > now]
 
-    def _read(self, aor: str | None) -> list[Binding]:
-        """Shared mode: the AOR's (None: every) stored bindings, read from the file now."""
+    def _read(self, aor: str | None, owned: Owned | None = None) -> list[Binding]:
+        """Shared mode: the AOR's (None: every ``owned`` one's) stored bindings, read from
+        the file now."""
         assert self._reader is not None
         try:
             if aor is None:
-                rows = self._reader.execute("SELECT data FROM bindings ORDER BY aor, pos")
-            else:
-                query = "SELECT data FROM bindings WHERE aor = ? ORDER BY pos"
-                rows = self._reader.execute(query, (aor,))
+                found = self._reader.execute("SELECT aor, data FROM bindings ORDER BY aor, pos")
+                return [_decode(d) for a, d in found if owned is None or owned(a)]
+            query = "SELECT data FROM bindings WHERE aor = ? ORDER BY pos"
+            rows = self._reader.execute(query, (aor,))
             return [_decode(row[0]) for row in rows.fetchall()]
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
@@ -397,13 +398,15 @@ class SqliteStore:
                 del self._live[aor]
         return removed
 
-    async def all_bindings(self, now: float) -> list[Binding]:
+    async def all_bindings(self, now: float, owned: Owned | None = None) -> list[Binding]:
         if self._reader is not None:
-            return [b for b in self._read(None) if b.expires_at > now]
+            return [b for b in self._read(None, owned) if b.expires_at > now]
         out: list[Binding] = []
         for n, aor in enumerate(sorted(self._live)):
             if n % ALL_BATCH == 0 and n:
                 await asyncio.sleep(0)  # 100,000 rebuilt at once would hold the loop
+            if owned is not None and not owned(aor):
+                continue
             out += [Binding.from_row(r) for r in self._live.get(aor, ()) if r[ROW_EXPIRES_AT] > now]
         return out
 

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from rtc64.errors import LocalProtocolError, Rtc64Error
@@ -24,6 +24,10 @@ from rtc64.gateway.location.users import UserRecord
 URL_FORM = "sqlite, sqlite:///PATH or redis://HOST:PORT/DB"
 LOC_PREFIX = "rtc64:loc:"
 USER_PREFIX = "rtc64:user:"
+
+
+Owned = Callable[[str], bool]
+"""Which AORs a reader wants (by their location-service key)."""
 
 
 class StoreError(Rtc64Error):
@@ -45,8 +49,10 @@ class LocationStore(Protocol):
         """Purge bindings expired at ``now``; return how many this call removed."""
         ...
 
-    async def all_bindings(self, now: float) -> list[Binding]:
-        """Every live binding, grouped by AOR (AORs sorted), each AOR in stored order."""
+    async def all_bindings(self, now: float, owned: Owned | None = None) -> list[Binding]:
+        """Every live binding (of the AORs ``owned`` says yes to), grouped by AOR (AORs
+        sorted), each AOR in stored order. ``owned`` is asked before a binding is decoded:
+        a SIP worker loading its share of 100,000 contacts decodes only those."""
         ...
 
     async def close(self) -> None:
