@@ -94,10 +94,12 @@ class Wait:
 
 Verdict = Authenticated | Rejected | Wait
 
-_MI = MESSAGE_INTEGRITY.type
-_MI256 = MESSAGE_INTEGRITY_SHA256.type
-_USER, _REALM, _NONCE = USERNAME.type, REALM.type, NONCE.type
-_ALGORITHM_TYPES = frozenset((PASSWORD_ALGORITHM.type, PASSWORD_ALGORITHMS.type))
+_MI: Final = MESSAGE_INTEGRITY.type
+_MI256: Final = MESSAGE_INTEGRITY_SHA256.type
+_USER: Final = USERNAME.type
+_REALM: Final = REALM.type
+_NONCE: Final = NONCE.type
+_ALGORITHM_TYPES: Final = frozenset((PASSWORD_ALGORITHM.type, PASSWORD_ALGORITHMS.type))
 
 OPEN = Authenticated("", None, False)
 
