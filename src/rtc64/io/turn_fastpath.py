@@ -10,9 +10,9 @@
 #   Permit/Unpermit/Bind/Unbind events keep these tables exact, so nothing here needs it.
 # - Client -> peer: ChannelData whose channel is bound on that client goes out of the
 #   channel's relay socket, if the peer's permission still stands (§12.4).
-# - Per allocation, one token bucket per direction (bytes/s) drops and counts what is
-#   over the limit. Counters per relay socket: packets and bytes per direction (the relay's
-#   family is the peer side's family).
+# - Per allocation, one token bucket per direction (bytes/s, ``net.tokenbucket.Bucket``)
+#   drops and counts what is over the limit. Counters per relay socket: packets and
+#   bytes per direction (the relay's family is the peer side's family).
 # - Peer addresses are compared as the socket-address tuples the loop hands in (IPv4
 #   ``(host, port)``, IPv6 ``(host, port, 0, 0)``; hosts written by ``inet_ntop``). No
 #   logging and no per-packet objects beyond the bytes sent.
@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Protocol, cast
 
 from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.tokenbucket import Bucket
 
 MAGIC_COOKIE = 0x2112A442
 DATA_INDICATION = 0x0017  # method DATA (0x007), class indication
@@ -142,32 +143,6 @@ class ClientOut(Protocol):
     def send(self, data: bytes) -> None: ...
 
 
-class Bucket:
-    """Token bucket in bytes per second (burst: one second, at least 4 KiB), shared by an
-    allocation's relay sockets (one per direction)."""
-
-    __slots__ = ("burst", "dropped", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = float(rate)
-        self.burst = float(burst if burst is not None else max(rate, 4096.0))
-        self.tokens = self.burst
-        self.stamp = monotonic()
-        self.dropped = 0
-
-    def take(self, n: int) -> bool:
-        now = monotonic()
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        tokens = min(tokens, self.burst)
-        self.stamp = now
-        if tokens < n:
-            self.tokens = tokens
-            self.dropped += 1
-            return False
-        self.tokens = tokens - n
-        return True
-
-
 class Route:
     """A bound channel seen from the client: the relay socket and the peer."""
 
@@ -261,7 +236,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             return
         n = len(data)
         bucket = self.bucket_in
-        if bucket is not None and not bucket.take(n):
+        if bucket is not None and not bucket.take(n, monotonic()):
             self.over_limit += 1
             return
         self.from_peer_packets += 1
@@ -285,7 +260,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             return False
         n = len(data)
         bucket = self.bucket_out
-        if bucket is not None and not bucket.take(n):
+        if bucket is not None and not bucket.take(n, monotonic()):
             self.over_limit += 1
             return False
         transport = self.transport

@@ -36,12 +36,12 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ProtocolError
 from rtc64.io.sockets import fragment_at_min_mtu, udp_socket
 from rtc64.io.turn_fastpath import (
-    Bucket,
     ClientOut,
     RelaySocket,
     Route,
@@ -52,6 +52,7 @@ from rtc64.io.turn_fastpath import (
 from rtc64.io.turn_listeners import StreamConnection, TurnListeners, UdpClient
 from rtc64.io.turn_tcp import TcpRelays, tcp_relay_socket
 from rtc64.net.address import Family, IPAddress, family_of, unmap
+from rtc64.net.tokenbucket import Bucket
 from rtc64.turn.events import Bind, ClientFlow, Permit, RelayClosed, ToPeer, Unbind, Unpermit
 from rtc64.turn.protocols import TCP, RelayUnavailable
 
@@ -472,7 +473,8 @@ class TurnRelays:
                     client.transport, client.local, client.remote, client.connection
                 )
             rate = self.bandwidth
-            buckets = (Bucket(rate), Bucket(rate)) if rate > 0 else (None, None)
+            now = monotonic()
+            buckets = (Bucket(rate, now=now), Bucket(rate, now=now)) if rate > 0 else (None, None)
             group = self._groups[client] = _Group(client, out or _Null(), buckets)
         return group
 
