@@ -39,6 +39,7 @@ from rtc64.io.turn_fastpath import (
     hashed_ip,
     raw_address,
 )
+from rtc64.io.turn_stream import Splice, SplicedStream
 from rtc64.net.address import IPAddress, format_hostport, from_sockaddr
 from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 from rtc64.stun.channeldata import frame_length
@@ -195,7 +196,7 @@ class UdpListener(asyncio.DatagramProtocol):
             self.sock.close()
 
 
-class StreamConnection(asyncio.Protocol):
+class StreamConnection(SplicedStream):
     """One client connection over TCP or TLS: framed until spliced (RFC 6062)."""
 
     def __init__(self, owner: TurnListeners, kind: Transport, local: Address) -> None:
@@ -293,20 +294,9 @@ class StreamConnection(asyncio.Protocol):
             return self.kind is Transport.TCP  # half-close: the peer may still answer
         return None
 
-    def pause_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.pause()
-
-    def resume_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.resume()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         self.channels.clear()
-        partner, self.partner = self.partner, None
-        if partner is not None:
-            partner.close()
+        self.unsplice()
         self.owner.detach(self)
 
     # --- ClientOut and the owner's use -------------------------------------------------------
@@ -338,52 +328,15 @@ class StreamConnection(asyncio.Protocol):
         self.partner = partner
         self.channels.clear()
 
-    # --- Splice (seen from the peer connection) ---------------------------------------------
+    # --- Splice (seen from the peer connection; the rest is ``SplicedStream``'s) -----------
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    def pause(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-
-    def eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
     def __str__(self) -> str:
         remote = "?" if self.remote is None else format_hostport(*self.remote)
         return f"{self.kind.value}#{self.id} {remote}"
-
-
-class Splice(Protocol):
-    """The other end of a spliced connection (``io.turn_tcp``): ``write`` to it, ``eof``
-    after the last byte, ``pause``/``resume`` its reading (flow control), ``close``."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def eof(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class TurnListeners:

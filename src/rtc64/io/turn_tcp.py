@@ -26,7 +26,7 @@ from time import monotonic
 from typing import Any, cast
 
 from rtc64.io.sockets import STREAM_BACKLOG, client_socket
-from rtc64.io.turn_listeners import Splice
+from rtc64.io.turn_stream import Splice, SplicedStream
 from rtc64.net.address import Family, IPAddress, family_of, from_sockaddr, to_sockaddr
 from rtc64.net.tokenbucket import Bucket
 
@@ -62,7 +62,7 @@ def tcp_relay_socket(address: IPAddress, port: int) -> socket.socket:
     return sock
 
 
-class PeerConnection(asyncio.Protocol):
+class PeerConnection(SplicedStream):
     """A TCP connection with a peer: buffered until spliced to a client data connection."""
 
     def __init__(self, owner: TcpRelays, relay: Address) -> None:
@@ -103,22 +103,11 @@ class PeerConnection(asyncio.Protocol):
         self._eof = True
         return True
 
-    def pause_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.pause()
-
-    def resume_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.resume()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        partner, self.partner = self.partner, None
-        if partner is not None:
-            partner.close()
+        self.unsplice()
         self.owner.forget(self)
 
-    # --- Splice (seen from the client data connection) -------------------------------------
+    # --- Splice (seen from the client data connection; the rest is ``SplicedStream``'s) --
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -129,28 +118,6 @@ class PeerConnection(asyncio.Protocol):
                 delay = self._throttles[1].charge(len(data), monotonic())
                 if delay > 0:
                     self.owner.hold(partner, delay)
-
-    def eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
-
-    def pause(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
     def splice(self, partner: Splice) -> None:
         """Join to the client data connection; what the peer sent so far goes first."""
