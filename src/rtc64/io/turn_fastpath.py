@@ -28,7 +28,7 @@ from ipaddress import IPv4Address, IPv6Address
 from time import monotonic
 from typing import Protocol, cast
 
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, from_sockaddr
 from rtc64.net.tokenbucket import Bucket
 
 MAGIC_COOKIE = 0x2112A442
@@ -67,46 +67,43 @@ SockAddr = tuple[object, ...]
 """A socket address as the event loop hands it in."""
 
 
-class _HashedIPv4(IPv4Address):
-    """An IP with its hash and text computed once: relay and client addresses key a dozen
-    tables per allocation and ``ipaddress`` hashes in Python. Equal to (and hashed as)
-    the plain one."""
+class _Cached:
+    """An IP with its hash computed once and its text cached: relay and client addresses
+    key a dozen tables per allocation and ``ipaddress`` hashes in Python. Equal to (and
+    hashed as) the plain address; ``text`` is the address's own form when known (the
+    loop's ``inet_ntop`` text of an IPv4 source), else computed when first asked."""
 
-    __slots__ = ("_hash", "_text")
+    __slots__ = ()
+    _hash: int
+    _text: str | None
 
-    def __init__(self, address: IPv4Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __str__(self) -> str:
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"IPv4Address({str(self)!r})"
-
-
-class _HashedIPv6(IPv6Address):
-    """As ``_HashedIPv4`` (for addresses without a scope id)."""
-
-    __slots__ = ("_hash", "_text")
-
-    def __init__(self, address: IPv6Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
+    def __init__(self, address: IPAddress | int, text: str | None = None) -> None:
+        super().__init__(int(address))  # type: ignore[call-arg]  # the address class
+        # the slots are the concrete classes' (two slotted bases cannot share a layout)
+        self._hash = super().__hash__()  # type: ignore[misc]
+        self._text = text  # type: ignore[misc]
 
     def __hash__(self) -> int:
         return self._hash
 
     def __str__(self) -> str:
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = super().__str__()  # type: ignore[misc]
+        return text
 
     def __repr__(self) -> str:
-        return f"IPv6Address({str(self)!r})"
+        return f"{'IPv4' if isinstance(self, IPv4Address) else 'IPv6'}Address({str(self)!r})"
+
+
+class _HashedIPv4(_Cached, IPv4Address):
+    __slots__ = ("_hash", "_text")
+
+
+class _HashedIPv6(_Cached, IPv6Address):
+    """(For addresses without a scope id.)"""
+
+    __slots__ = ("_hash", "_text")
 
 
 def hashed_ip(address: IPAddress) -> IPAddress:
@@ -114,6 +111,26 @@ def hashed_ip(address: IPAddress) -> IPAddress:
     if isinstance(address, IPv4Address):
         return _HashedIPv4(address)
     return address if address.scope_id else _HashedIPv6(address)
+
+
+def source_address(addr: SockAddr) -> tuple[IPAddress, int]:
+    """A datagram's source as the loop gives it, as ``(hashed_ip, port)``: the IP read from
+    its binary form (``inet_pton``), not by ``ipaddress``'s text parser. A link-local
+    source with a scope id goes through ``net.address.from_sockaddr``. Raises
+    ``TypeError``/``ValueError`` for what is not a socket address."""
+    host, port = addr[0], addr[1]
+    if type(port) is int and isinstance(host, str):
+        try:
+            if len(addr) == 2:
+                packed = socket.inet_pton(socket.AF_INET, host)
+                return _HashedIPv4(int.from_bytes(packed, "big"), host), port
+            if len(addr) == 4 and not addr[3] and "%" not in host:
+                packed = socket.inet_pton(socket.AF_INET6, host)
+                return _HashedIPv6(int.from_bytes(packed, "big")), port
+        except OSError as exc:
+            raise ValueError(f"bad socket address {addr!r}") from exc
+    ip, port = from_sockaddr(addr)
+    return hashed_ip(ip), port
 
 
 def raw_address(ip: IPAddress, port: int) -> SockAddr:

@@ -38,6 +38,7 @@ from rtc64.io.turn_fastpath import (
     forward_channel_data,
     hashed_ip,
     raw_address,
+    source_address,
 )
 from rtc64.io.turn_stream import Splice, SplicedStream
 from rtc64.net.address import IPAddress, format_hostport, from_sockaddr
@@ -157,14 +158,14 @@ class UdpListener(asyncio.DatagramProtocol):
         remote = self._sources.get(addr)
         if remote is None:  # parsed once per source (a client sends several requests)
             try:
-                ip, port = from_sockaddr(addr)
+                remote = source_address(addr)
             except (TypeError, ValueError):
                 self.stats.garbage += 1
                 return
             if len(self._sources) >= SOURCE_CACHE:
                 self._sources.clear()  # bounded: a flood of sources only misses
                 self._raw.clear()
-            remote = self._sources[addr] = (hashed_ip(ip), port)
+            self._sources[addr] = remote
             self._raw[remote] = addr
         self.sink.from_client(data, Transport.UDP, self.local, remote, 0)
 
