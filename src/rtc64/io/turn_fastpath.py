@@ -156,6 +156,8 @@ class ClientOut(Protocol):
 
     stream: bool
     channels: dict[int, Route]
+    holds: int
+    """Relays of this client's allocations (the io's count: the entry goes at 0)."""
 
     def send(self, data: bytes) -> None: ...
 

@@ -49,7 +49,7 @@ from rtc64.io.turn_fastpath import (
     host_text,
     raw_address,
 )
-from rtc64.io.turn_listeners import StreamConnection, TurnListeners, UdpClient
+from rtc64.io.turn_listeners import TurnListeners, UdpClient
 from rtc64.io.turn_tcp import TcpRelays, tcp_relay_socket
 from rtc64.net.address import Family, IPAddress, family_of, unmap
 from rtc64.net.tokenbucket import Bucket
@@ -490,13 +490,12 @@ class TurnRelays:
         group = self._group()
         group.relays.add(address)
         self._group_of[address] = group
-        out = group.out
-        if isinstance(out, UdpClient | StreamConnection | _Null):
-            out.holds += 1
+        group.out.holds += 1
         if protocol == TCP:
             assert self.tcp is not None
             self.tcp.open(address, sock)
             return
+        out = group.out
         if idle is not None:
             idle.reopen(out, group.buckets)
             self.udp[address] = idle
@@ -548,10 +547,9 @@ class TurnRelays:
             return kept
         group.relays.discard(address)
         out = group.out
-        if isinstance(out, UdpClient | StreamConnection | _Null):
-            out.holds -= 1
-            if isinstance(out, UdpClient) and out.holds <= 0 and self.listeners is not None:
-                self.listeners.forget_client(out)
+        out.holds -= 1
+        if out.holds <= 0 and self.listeners is not None and isinstance(out, UdpClient):
+            self.listeners.forget_client(out)
         if not group.relays and self._groups.get(group.client) is group:
             del self._groups[group.client]
         return kept
