@@ -140,16 +140,14 @@ class UdpListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: SockAddr) -> None:
         if len(data) >= 4 and 0x40 <= data[0] < 0x80:
+            # ``forward_channel_data`` inlined: one Python call less per relayed packet
             client = self.clients.get(addr)
-            if client is None:
+            route = None if client is None else client.channels.get((data[0] << 8) | data[1])
+            length = (data[2] << 8) | data[3]
+            if route is None or length > len(data) - 4:
                 self.stats.channel_unbound += 1
-                return
-            result = forward_channel_data(client, data)
-            if result:
-                if result == 1:
-                    self.stats.channel_unbound += 1
-                else:
-                    self.stats.channel_refused += 1
+            elif not route.relay.to_peer(data[4 : 4 + length], route.host, route.peer):
+                self.stats.channel_refused += 1
             return
         if len(data) < 20 or data[0] >= 0x40:
             self.stats.garbage += 1
