@@ -532,9 +532,11 @@ class TurnRelays:
             if totals is None:
                 totals = self.closed_totals[key] = Totals()
             totals.add(relay)
-            for number, route in list(relay.client.channels.items()):
-                if route.relay is relay:
-                    del relay.client.channels[number]
+            channels = relay.client.channels
+            if channels:  # most allocations end without a channel
+                for number, route in list(channels.items()):
+                    if route.relay is relay:
+                        del channels[number]
             kept = self._keep_idle(relay)
             if not kept:
                 relay.close()
