@@ -51,6 +51,7 @@ from bench.sip_proxy import (
     SCENARIOS,
     Proxy,
     cpu_seconds,
+    process_tree,
     run_step,
     uas_running,
     udp_rcvbuf_errors,
@@ -186,21 +187,27 @@ class Mode:
         return 100 * self.cpu_s / self.window_s if self.window_s else 0.0
 
 
-def rss_kb(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"VmRSS:\s+(\d+) kB", text)
-    return int(found.group(1)) if found else 0
-
-
-def runqueue_wait(pid: int) -> float:
-    """Seconds the process's threads have spent runnable but waiting for a core
-    (/proc/PID/task/*/schedstat, second field): what a shared machine adds to its lag."""
+def rss_kb(root: int) -> int:
+    """Resident memory of ``root`` and its live descendants (the SIP workers)."""
     total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            total += int(stat.read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+            total += int(found.group(1)) if found else 0
+    return total
+
+
+def runqueue_wait(root: int) -> float:
+    """Seconds the threads of ``root`` and its descendants have spent runnable but
+    waiting for a core (/proc/PID/task/*/schedstat, second field): what a shared machine
+    adds to their lag."""
+    total = 0
+    for pid in process_tree(root):
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
     return total / 1e9
 
 
@@ -284,6 +291,7 @@ def run_mode(
     warmup: float,
     window: float,
     overload_lag: float | None = None,
+    workers: int = 0,
 ) -> Mode:
     data = run_dir / f"data-{'on' if keepalive else 'off'}"
     data.mkdir()
@@ -296,7 +304,7 @@ def run_mode(
         "--sip-listen", f"udp:127.0.0.1:{PORT}", "--sip-listen", f"udp:[::1]:{PORT}",
         "--trusted-network", "127.0.0.0/8", "--trusted-network", "::1/128",
         "--domain", "bench.test", "--log-level", "info", "--media-policy", "never",
-        "--keepalive", "true" if keepalive else "false",
+        "--keepalive", "true" if keepalive else "false", "--sip-workers", str(workers),
     ]  # fmt: skip
     mode = Mode(keepalive, n, command=shlex.join(argv))
     proxy = Proxy("rtc64", argv, start_timeout=120.0)
@@ -365,14 +373,20 @@ def inside(args: argparse.Namespace) -> int:
         wait_log(sink_log, "sink ready", 10)
         buf0 = udp_rcvbuf_errors()
         lag = args.overload_lag
-        modes = [run_mode(run_dir, sink_log, ka, n, warmup, window, lag) for ka in (False, True)]
+        modes = [
+            run_mode(run_dir, sink_log, ka, n, warmup, window, lag, args.workers)
+            for ka in (False, True)
+        ]
         buf = udp_rcvbuf_errors() - buf0
     finally:
         sink.terminate()
         sink.wait(10)
     per_contact = schedule_bytes(n)
     off, on = modes
-    print(f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s")
+    print(
+        f"contacts {n} (half IPv6, half IPv4), window {window:.0f} s after {warmup:.0f} s, "
+        f"--sip-workers {args.workers} (0: one per core; CPU and RSS of every process)"
+    )
     print("| keepalives | CPU of one core | RSS | pings/s | OPTIONS/s | calls ok/failed "
           "(of which 503) | CPU during calls | stalls (worst) | worst full GC (CPU) "
           "| answer time worst (> 0.1 s of samples) | late ticks (worst own work) "
@@ -414,6 +428,9 @@ def main(quick: bool = False, argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="sip.overload_lag for the gateway (0: no shedding; default: rtc64's 0.1 s)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="rtc64 --sip-workers (default 0: one per core)"
     )
     parser.add_argument(
         "--nice",

@@ -16,14 +16,11 @@ build: run ``python scripts/build_compiled.py`` first); the pure one with RTC64_
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench import sip_proxy
@@ -33,8 +30,10 @@ from bench.sip_proxy import (
     Proxy,
     Step,
     kamailio_proxy,
+    rtc64_environ,
     rtc64_proxy,
     run_step,
+    sip_only,
     uas_running,
     udp_bound,
 )
@@ -44,21 +43,6 @@ VARIANTS = {
     "rtc64-pure": {"RTC64_PURE": "1"},
     "rtc64-compiled": {"RTC64_COMPILED": "1"},
 }
-
-
-@contextlib.contextmanager
-def environ(extra: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("RTC64_PURE", "RTC64_COMPILED", "PYTHONPATH")}
-    for k in ("RTC64_PURE", "RTC64_COMPILED"):
-        os.environ.pop(k, None)
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None)
-            if v is not None:
-                os.environ[k] = v
 
 
 def shift_ports(offset: int) -> None:
@@ -87,12 +71,7 @@ def make_proxy(variant: str, run_dir: Path) -> Proxy:
     if variant == "kamailio":
         return kamailio_proxy(run_dir)
     proxy = rtc64_proxy(run_dir)
-    # SIP only: the TURN server and web console would bind their default ports, which other
-    # runs on a shared machine hold at times (and they are not what is measured).
-    # (An older revision may have no web console, hence no [web] section.)
-    web = variant != "rtc64-before"
-    with (run_dir / "rtc64.toml").open("a") as fh:
-        fh.write("[turn]\nenabled = false\n" + ("[web]\nenabled = false\n" if web else ""))
+    sip_only(run_dir, web=variant != "rtc64-before")  # an older tree may have no [web]
     return proxy
 
 
@@ -125,7 +104,7 @@ def run(
             for sc in scenarios:
                 rate = reg_rate if sc.register else call_rate
                 for variant in order:
-                    with environ(VARIANTS[variant]):
+                    with rtc64_environ(VARIANTS[variant]):
                         proxy = make_proxy(variant, run_dir)
                         proxy.start(run_dir)
                     try:

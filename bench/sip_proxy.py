@@ -358,6 +358,33 @@ def rtc64_proxy(
     return Proxy("rtc64", argv)
 
 
+def sip_only(run_dir: Path, *, web: bool = True) -> None:
+    """No TURN server or web console in the proxy of ``rtc64_proxy``: they would bind their
+    default ports, which other runs on a shared machine hold at times, and are not what
+    is measured (``web``: False for an older tree without a ``[web]`` section)."""
+    with (run_dir / "rtc64.toml").open("a") as fh:
+        fh.write("[turn]\nenabled = false\n" + ("[web]\nenabled = false\n" if web else ""))
+
+
+@contextlib.contextmanager
+def rtc64_environ(extra: dict[str, str]) -> Iterator[None]:
+    """Start rtc64 with ``extra`` in the environment (``PYTHONPATH`` of another tree,
+    ``RTC64_PURE`` or ``RTC64_COMPILED``; a build choice not in ``extra`` is cleared), and
+    put the environment back afterwards."""
+    names = ("PYTHONPATH", "RTC64_PURE", "RTC64_COMPILED")
+    saved = {k: os.environ.get(k) for k in names}
+    for k in ("RTC64_PURE", "RTC64_COMPILED"):
+        os.environ.pop(k, None)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
 # -- SIPp -----------------------------------------------------------------------------------
 
 
@@ -643,30 +670,34 @@ def run(
     commands = {}
     with uas_running(run_dir, pairs):
         for name in proxies:
-            proxy = (
-                kamailio_proxy(run_dir)
-                if name == "kamailio"
-                else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
-            )
-            commands[name] = shlex.join(proxy.argv)
-            proxy.start(run_dir)
-            spy = None
-            try:
-                if profile and name == "rtc64":
-                    assert proxy.proc is not None
-                    spy = subprocess.Popen(
-                        [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
-                         str(proxy.proc.pid), "--rate", "200", "--nonblocking",
-                         "--format", "raw" if profile.endswith(".txt") else "flamegraph",
-                         "-o", profile],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                outcomes += measure(proxy, scenarios, steps_for, duration, run_dir, pairs=pairs)
-            finally:
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(30)
-                proxy.stop()
+            for sc in scenarios:  # a fresh proxy per scenario: no state or timers carried over
+                proxy = (
+                    kamailio_proxy(run_dir)
+                    if name == "kamailio"
+                    else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
+                )
+                commands[name] = shlex.join(proxy.argv)
+                proxy.start(run_dir)
+                spy = None
+                try:
+                    if profile and name == "rtc64":
+                        assert proxy.proc is not None
+                        spy = subprocess.Popen(
+                            [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid",
+                             str(proxy.proc.pid), "--rate", "200", "--nonblocking",
+                             "--format", "raw" if profile.endswith(".txt") else "flamegraph",
+                             "-o", profile],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        )  # fmt: skip
+                    outcomes += measure(proxy, [sc], steps_for, duration, run_dir, pairs=pairs)
+                finally:
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(30)
+                    proxy.stop()
+                    if proxy.log_path is not None and proxy.log_path.exists():
+                        proxy.log_path.rename(run_dir / f"{name}-{sc.key}.log")
+                    shutil.rmtree(run_dir / "rtc64-data", ignore_errors=True)
     elapsed = time.monotonic() - started
     print()
     print(table(outcomes))

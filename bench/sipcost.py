@@ -23,7 +23,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.sip_proxy import (
@@ -32,8 +31,10 @@ from bench.sip_proxy import (
     Scenario,
     Step,
     process_tree,
+    rtc64_environ,
     rtc64_proxy,
     run_step,
+    sip_only,
     uas_running,
 )
 
@@ -42,26 +43,14 @@ _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\
 _HANDED = re.compile(r" handed to worker \d")
 
 
-@contextlib.contextmanager
-def tree(src: Path) -> Iterator[None]:
+def tree(src: Path) -> contextlib.AbstractContextManager[None]:
     """Run rtc64 from ``src`` (a checkout's root holding src/rtc64), pure Python."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RTC64_PURE", "RTC64_COMPILED")}
-    os.environ["PYTHONPATH"] = f"{src / 'src'}:{ROOT}"
-    os.environ["RTC64_PURE"] = "1"
-    os.environ.pop("RTC64_COMPILED", None)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None)
-            if v is not None:
-                os.environ[k] = v
+    return rtc64_environ({"PYTHONPATH": f"{src / 'src'}:{ROOT}", "RTC64_PURE": "1"})
 
 
 def start(run_dir: Path, workers: int, level: str = "warning") -> Proxy:
     proxy = rtc64_proxy(run_dir, log_level=level, workers=workers, shedding=False)
-    with (run_dir / "rtc64.toml").open("a") as fh:
-        fh.write("[turn]\nenabled = false\n[web]\nenabled = false\n")
+    sip_only(run_dir)
     proxy.start(run_dir)
     return proxy
 

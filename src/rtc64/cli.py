@@ -45,18 +45,19 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-# (flag, config key, repeatable, help): one row per command-line flag.
-Flag = tuple[str, str, bool, str]
+# (flag, config key, help): one row per command-line flag; a key whose value is a list (or
+# a table) takes the flag repeatedly.
+Flag = tuple[str, str, str]
 
 _MEDIA_FLAGS: tuple[Flag, ...] = (
-    ("--media-address", "media.addresses", True, "relay address of this host (repeatable)"),
+    ("--media-address", "media.addresses", "relay address of this host (repeatable)"),
     (
         "--media-advertise",
         "media.advertise",
-        True,
         "public address SDP carries for a relay behind 1:1 NAT (one per family, repeatable)",
     ),
-    ("--media-ports", "media.ports", False, "relay port range LOW-HIGH"),
+    ("--media-ports", "media.ports", "relay port range LOW-HIGH"),
+    ("--media-workers", "media.workers", "relay worker processes"),
 )
 
 # The TURN server's flags (``rtc64 serve``; the listen/external ones also for
@@ -65,14 +66,12 @@ _TURN_URI_FLAGS: tuple[Flag, ...] = (
     (
         "--turn-listen",
         "turn.listen",
-        True,
         "TURN listen endpoint, e.g. udp:[::]:3478, tcp:0.0.0.0:3478, tls:[::]:5349 "
         "(repeatable; replaces turn.listen)",
     ),
     (
         "--turn-external-address",
         "turn.external_addresses",
-        True,
         "public address of the relay behind 1:1 NAT (one per family, repeatable)",
     ),
 )
@@ -81,91 +80,75 @@ TURN_FLAGS: tuple[Flag, ...] = (
     (
         "--turn-relay-address",
         "turn.relay_addresses",
-        True,
         "relay address of this host (one per family, repeatable)",
     ),
     (
         "--turn-secret",
         "turn.secrets",
-        True,
         "TURN REST shared secret (repeatable for rotation; the first signs new credentials)",
     ),
     (
         "--turn-allow-peer",
         "turn.allow_peers",
-        True,
         "peer network allowed despite the built-in denies, e.g. 127.0.0.0/8 (repeatable)",
     ),
     (
         "--turn-deny-peer",
         "turn.deny_peers",
-        True,
         "peer network refused on top of the built-in denies, e.g. 203.0.113.0/25 (repeatable)",
     ),
-    ("--turn-tls-cert", "turn.tls_cert", False, "PEM certificate of the TURN TLS listeners"),
-    ("--turn-tls-key", "turn.tls_key", False, "PEM private key of --turn-tls-cert"),
+    ("--turn-tls-cert", "turn.tls_cert", "PEM certificate of the TURN TLS listeners"),
+    ("--turn-tls-key", "turn.tls_key", "PEM private key of --turn-tls-cert"),
 )
 
 # The settings people change most on the command line of ``rtc64 serve``.
 SERVE_FLAGS: tuple[Flag, ...] = (
-    ("--sip-listen", "sip.listen", True, "listen endpoint, e.g. udp:[::]:5060 (repeatable)"),
-    ("--domain", "sip.domains", True, "local SIP domain (repeatable)"),
-    ("--trusted-network", "sip.trusted_networks", True, "trusted source network (repeatable)"),
-    ("--upstream", "sip.upstream", False, "core to forward non-local requests to"),
-    ("--store", "store.url", False, "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
+    ("--sip-listen", "sip.listen", "listen endpoint, e.g. udp:[::]:5060 (repeatable)"),
+    ("--domain", "sip.domains", "local SIP domain (repeatable)"),
+    ("--trusted-network", "sip.trusted_networks", "trusted source network (repeatable)"),
+    ("--upstream", "sip.upstream", "core to forward non-local requests to"),
+    ("--store", "store.url", "location store: sqlite, sqlite:///PATH, redis://H:P/DB"),
     *_MEDIA_FLAGS,
-    ("--media-policy", "media.policy", False, "auto, always, never or nat64"),
-    ("--media-workers", "media.workers", False, "relay worker processes"),
-    (
-        "--sip-workers",
-        "sip.workers",
-        False,
-        "SIP worker processes (0: one per core; 1: one process)",
-    ),
-    ("--ng-listen", "ng.listen", False, "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
-    ("--dns-server", "dns.servers", True, "DNS server HOST[:PORT] (repeatable)"),
-    ("--nat64-prefix", "nat64.prefix", False, "NAT64 prefix, e.g. 64:ff9b::/96"),
+    ("--media-policy", "media.policy", "auto, always, never or nat64"),
+    ("--sip-workers", "sip.workers", "SIP worker processes (0: one per core; 1: one process)"),
+    ("--ng-listen", "ng.listen", "rtpengine ng control socket, e.g. udp:127.0.0.1:2223"),
+    ("--dns-server", "dns.servers", "DNS server HOST[:PORT] (repeatable)"),
+    ("--nat64-prefix", "nat64.prefix", "NAT64 prefix, e.g. 64:ff9b::/96"),
     (
         "--auth-algorithm",
         "auth.algorithms",
-        True,
         "digest algorithm to offer: SHA-256 or MD5 (repeatable, in order; replaces "
         "auth.algorithms; MD5 alone for baresip 1.0)",
     ),
     (
         "--keepalive-interval",
         "keepalive.interval",
-        False,
         "seconds between pinhole keepalives to each registered contact (default 25)",
     ),
     (
         "--keepalive-options-interval",
         "keepalive.options_interval",
-        False,
         "seconds between OPTIONS liveness checks of each contact (default 120, 0: none)",
     ),
-    ("--keepalive", "keepalive.enabled", False, "false: no keepalives to registered contacts"),
+    ("--keepalive", "keepalive.enabled", "false: no keepalives to registered contacts"),
     *TURN_FLAGS,
-    ("--hep-collector", "hep.collector", False, "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
-    ("--hep-capture-id", "hep.capture_id", False, "capture agent id in HEP packets"),
+    ("--hep-collector", "hep.collector", "HEPv3 collector, e.g. udp:[2001:db8::9]:9060"),
+    ("--hep-capture-id", "hep.capture_id", "capture agent id in HEP packets"),
     (
         "--sip-trace",
         "sip.trace",
-        True,
         "log whole SIP messages of this network or AOR, e.g. sip:alice@example.net (repeatable)",
     ),
-    ("--drain-seconds", "general.drain_seconds", False, "SIGTERM: grace for calls in progress"),
+    ("--drain-seconds", "general.drain_seconds", "SIGTERM: grace for calls in progress"),
     (
         "--web-listen",
         "web.listen",
-        False,
         "console, REST API and /metrics address, e.g. [::1]:8064 (loopback unless "
         "credentials exist)",
     ),
     (
         "--only",
         "general.services",
-        True,
         "run only these services: sip, media, turn, tunnel (comma-separated or repeated), "
         "e.g. --only turn",
     ),
@@ -173,21 +156,18 @@ SERVE_FLAGS: tuple[Flag, ...] = (
 
 # The same for ``rtc64 relay``: the media relay alone, driven over the ng protocol.
 RELAY_FLAGS: tuple[Flag, ...] = (
-    ("--ng-listen", "ng.listen", False, "ng control socket, e.g. udp:127.0.0.1:2223"),
+    ("--ng-listen", "ng.listen", "ng control socket, e.g. udp:127.0.0.1:2223"),
     (
         "--interface",
         "ng.interfaces",
-        True,
         "ng direction name and its family, NAME=ipv4|ipv6, e.g. internal=ipv4 (repeatable)",
     ),
     *_MEDIA_FLAGS,
-    ("--media-workers", "media.workers", False, "relay worker processes"),
-    ("--media-timeout", "media.timeout", False, "seconds without media that end a call"),
-    ("--strict-source", "media.strict_source", False, "true: drop media from other sources"),
+    ("--media-timeout", "media.timeout", "seconds without media that end a call"),
+    ("--strict-source", "media.strict_source", "true: drop media from other sources"),
     (
         "--trusted-network",
         "sip.trusted_networks",
-        True,
         "network whose private SDP addresses are usable as written (repeatable)",
     ),
 )
@@ -238,6 +218,16 @@ def _subcommands(
     return add
 
 
+_REPEATABLE = frozenset(k.path for k in config.KEYS if isinstance(k.default, list | dict))
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    """One option per row of a flag table, stored under its configuration key."""
+    for flag, key, text in flags:
+        action = "append" if key in _REPEATABLE else "store"
+        parser.add_argument(flag, dest=key, action=action, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -256,8 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "RTP/RTCP relay with SDP rewriting between the families, optional rtpengine ng "
         "control socket. Flags override the configuration file.",
     )
-    for flag, key, repeat, text in SERVE_FLAGS:
-        serve.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(serve, SERVE_FLAGS)
     serve.add_argument(
         "--turn-open",
         dest="turn.open",
@@ -281,8 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=86400, help="seconds the credentials stay valid (86400)"
     )
     creds.add_argument("--secret", help="shared secret (default: the first of turn.secrets)")
-    for flag, key, repeat, text in _TURN_URI_FLAGS:
-        creds.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(creds, _TURN_URI_FLAGS)
     creds.set_defaults(handler=_turn_credentials)
 
     relay = add_command(
@@ -292,8 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and nothing else, for Kamailio's or OpenSIPS' rtpengine module; runs until "
         "SIGINT/SIGTERM. Flags override the configuration file (media.*, ng.*).",
     )
-    for flag, key, repeat, text in RELAY_FLAGS:
-        relay.add_argument(flag, dest=key, action="append" if repeat else "store", help=text)
+    _add_flags(relay, RELAY_FLAGS)
     relay.set_defaults(handler=_relay)
 
     probe_command.add_parser(add_command)

@@ -13,8 +13,9 @@
 #   as at start (logged) and the old one stays in force; keys that need a restart (the
 #   store, relay workers, TURN relay addresses and authentication, ng control...) are
 #   named in a warning and keep their old value. SIP workers take new listeners from the
-#   supervisor (``io.sip_workers``) and keep their media port slices until a restart;
-#   the supervisor's TURN server is not reloaded.
+#   supervisor (``io.sip_workers``) and each its slice of a new ``media.ports`` (cut as at
+#   start, ``Gateway.media_ports``); the supervisor's TURN server reloads on its own
+#   (listeners, limits, policy and its slice of ``media.ports``).
 # - SIGTERM drains: new calls (initial INVITEs) get 503 + Retry-After, everything else
 #   (calls in progress, in-dialog requests, registrations) goes on until no call is left or
 #   ``general.drain_seconds`` passed, then the gateway stops. A second SIGTERM, or SIGINT at
@@ -84,8 +85,6 @@ RELOADABLE = frozenset(
         *reloading.TURN_KEYS,
     }
 )
-# What SIP workers hold until a restart (the supervisor owns the sockets and TURN).
-WORKERS_HOLD = frozenset({"media.ports"})  # sip.listen: relisten
 # with SIP workers TURN runs in the supervisor, which applies these itself (``workers``)
 SUPERVISOR_KEYS = reloading.TURN_KEYS
 
@@ -177,6 +176,10 @@ class GatewayView(Protocol):
         self, specs: Sequence[ListenSpec]
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """Open and close SIP listeners for a new ``sip.listen``: (opened, closed)."""
+        ...
+
+    def media_ports(self, cfg: Config) -> tuple[int, int]:
+        """The relay's port range from ``cfg`` (a SIP worker's slice of ``media.ports``)."""
         ...
 
     def reloaded(self) -> None:
@@ -295,10 +298,11 @@ class Lifecycle:
         turn_cert = _checked_tls(new.turn.tls_cert, new.turn.tls_key, "turn") if turn_tls else None
         # SIP workers take their new listen sockets from the supervisor (Gateway.relisten)
         workers = gw.role is not None
-        applies = RELOADABLE - WORKERS_HOLD - SUPERVISOR_KEYS if workers else RELOADABLE
+        applies = RELOADABLE - SUPERVISOR_KEYS if workers else RELOADABLE
         plan = await reloading.plan(
             new, old, [k for k in changed if k in applies], relay=gw.relay,
             identity=gw.identity, turn=gw.turn, nat64=gw.nat64, workers=workers,
+            ports=gw.media_ports(new) if gw.relay is not None else None,
         )  # fmt: skip
         undo_turn = await self._relisten_turn(plan.turn)
         try:
@@ -325,6 +329,8 @@ class Lifecycle:
                 ", ".join(str(a) for a in plan.relay.addresses),
                 *plan.relay.ports,
             )
+            if gw.turn is not None:  # TURN's idle sockets on the shared pool's old range
+                gw.turn.retire()
         observers = gw.observers
         if observers is not None:
             observers.capture(new, self.log)
@@ -369,13 +375,18 @@ class Lifecycle:
         turn = self.gateway.turn
         if plan is None or turn is None:
             return None
-        before = (turn.settings.listen, turn.settings.core, turn.policy)
-        opened, closed = await turn.reconfigure(plan.listen, plan.core, plan.policy)
+        before = (turn.settings.listen, turn.settings.core, turn.policy, turn.settings.ports)
+        opened, closed = await turn.reconfigure(plan.listen, plan.core, plan.policy, plan.ports)
         if opened or closed:
             self.log.info(
                 "TURN listeners opened: %s; closed: %s (allocations on the others stay)",
                 ", ".join(str(s) for s in opened) or "none",
                 ", ".join(str(s) for s in closed) or "none",
+            )
+        if plan.ports != before[3] and turn.own_pool is not None:
+            self.log.info(
+                "TURN relay ports for new allocations: %d-%d (allocations in progress keep theirs)",
+                *plan.ports,
             )
         return lambda: turn.reconfigure(*before)
 

@@ -6,12 +6,15 @@
 #   or the SIP listeners' when none are configured, checked against this host's addresses
 #   as at start), port range, timeouts, strict source and trusted networks apply to calls
 #   set up from then on; calls in progress keep their addresses and ports
-#   (``MediaRelay.reconfigure``). ``media.workers`` needs a restart. SIP workers keep their
-#   slice of ``media.ports`` until a restart.
+#   (``MediaRelay.reconfigure``). ``media.workers`` needs a restart. A SIP worker takes its
+#   slice of the new ``media.ports`` (``ports``: the same cut as at start, so no two
+#   processes' slices meet); a range too small for every process is a ``ConfigError``.
 # - TURN (``TURN_KEYS``): listeners opened and closed (connections and allocations on
 #   unchanged listeners stay), allocation limits, ``keep_client_family`` and the peer
-#   policy apply to requests from then on. Relay and external addresses, realm and
-#   authentication need a restart (their old values are kept here).
+#   policy apply to requests from then on; so does ``media.ports`` for the relay addresses
+#   no media relay shares (TURN's own pool; the supervisor's TURN gets its slice). Idle
+#   relay sockets outside the new range are closed. Relay and external addresses, realm
+#   and authentication need a restart (their old values are kept here).
 # - An address TURN relays from that the media relay's shared port pool holds stays in
 #   ``media.addresses`` until a restart (else TURN could not allocate on it): ``ConfigError``.
 """Plans for the media relay and the TURN server from a reloaded configuration."""
@@ -72,11 +75,15 @@ TURN_KEYS = frozenset(
 )
 
 
+TURN_RANGE = "media.ports"  # TURN's own pool follows it
+
+
 @dataclass(frozen=True, slots=True)
 class TurnPlan:
     listen: tuple[ListenSpec, ...]
     core: TurnSettings
     policy: PeerPolicy
+    ports: tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +104,20 @@ async def plan(
     turn: TurnService | None,
     nat64: IPv6Network | None,
     workers: bool,
+    ports: tuple[int, int] | None = None,
 ) -> Plan:
     """The relay's and TURN's new settings from ``new`` (``ConfigError`` when they cannot
-    apply); ``identity``: the SIP side's listeners (None: the relay runs alone)."""
+    apply); ``identity``: the SIP side's listeners (None: the relay runs alone);
+    ``ports``: the relay's new range when it is not ``media.ports`` (a SIP worker's slice)."""
     keys = set(changed)
     wants_relay = relay is not None and bool(keys & MEDIA_KEYS)
-    wants_turn = turn is not None and not workers and bool(keys & TURN_KEYS)
+    wants_turn = turn is not None and not workers and bool(keys & {*TURN_KEYS, TURN_RANGE})
     if not (wants_relay or wants_turn):
         return Plan()
     host = await interfaces.local_addresses_async()
     relay_plan = None
     if relay is not None and wants_relay:
-        relay_plan = _relay(new, relay, identity, turn, host, workers=workers)
+        relay_plan = _relay(new, relay, identity, turn, host, workers=workers, ports=ports)
     turn_plan = None
     if turn is not None and wants_turn:
         turn_plan = _turn(new, old, turn, host, nat64)
@@ -123,6 +132,7 @@ def _relay(
     host: frozenset[IPAddress],
     *,
     workers: bool,
+    ports: tuple[int, int] | None,
 ) -> RelaySettings:
     if identity is None:
         fallback = list(one_per_family(host))
@@ -134,8 +144,8 @@ def _relay(
     )
     old = relay.settings
     settings = dataclasses.replace(settings, workers=old.workers)
-    if workers:  # a SIP worker's slice of the range: a restart
-        settings = dataclasses.replace(settings, ports=old.ports)
+    if ports is not None:  # a SIP worker's slice of the range
+        settings = dataclasses.replace(settings, ports=ports)
     if not settings.addresses:
         raise ConfigError("media.addresses", [], "at least one relay address")
     try:
@@ -187,4 +197,10 @@ def _turn(
     if any(spec.address.is_unspecified for spec in keys.listen):
         own.update(host)
     policy = turn_peer_policy(keys, own=own, nat64=nat64)
-    return TurnPlan(tuple(keys.listen), core, policy)
+    ports = new.media.ports
+    try:
+        turn.check_ports(ports)
+    except LocalProtocolError as exc:
+        shown = f"{ports[0]}-{ports[1]}"
+        raise ConfigError("media.ports", shown, f"a range TURN can use ({exc})") from None
+    return TurnPlan(tuple(keys.listen), core, policy, ports)

@@ -77,6 +77,20 @@ def relay_settings(
     )
 
 
+def media_slices(ports: tuple[int, int], count: int) -> list[tuple[int, int]]:
+    """``count`` disjoint slices of the relay port range ``media.ports`` (SIP workers, then
+    the supervisor's TURN), each starting on an even port (RTP/RTCP pairs); ``ConfigError``
+    when the range is too small for them."""
+    low, high = ports
+    first = low + (low & 1)
+    size = ((high - first + 1) // count) & ~1
+    if size < 4:
+        shown = f"{low}-{high}"
+        expected = f"at least {4 * count} ports: {count} processes share it (SIP workers, TURN)"
+        raise ConfigError("media.ports", shown, expected)
+    return [(first + k * size, first + (k + 1) * size - 1) for k in range(count)]
+
+
 def ng_settings(ng: NgSection) -> NgSettings | None:
     """The ng control socket's settings, or None when ``ng.listen`` is empty (off)."""
     if ng.listen is None:
@@ -193,8 +207,12 @@ def tls_client_policy(
 
 
 def transport_limits(sip: SipSection) -> Limits:
-    """The SIP transport limits from ``sip.*`` (UDP fragmentation choices)."""
-    return Limits(udp_ipv6_min_mtu=sip.udp_ipv6_min_mtu, udp_ipv4_no_df=sip.udp_ipv4_no_df)
+    """The SIP transport limits from ``sip.*`` (UDP receive buffer and fragmentation)."""
+    return Limits(
+        udp_rcvbuf=sip.udp_receive_buffer,
+        udp_ipv6_min_mtu=sip.udp_ipv6_min_mtu,
+        udp_ipv4_no_df=sip.udp_ipv4_no_df,
+    )
 
 
 def digest_algorithms(auth: AuthSection) -> list[Algorithm]:

@@ -41,6 +41,7 @@ from rtc64.io import interfaces
 from rtc64.io import loop as loop_runner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_workers import (
+    CONFIG_EXIT,
     ListenChange,
     Supervisor,
     WorkerSockets,
@@ -53,12 +54,12 @@ from rtc64.io.sip_workers import (
     send_change,
     watch_parent,
 )
-from rtc64.io.worker_link import bind_channels, channel_name
+from rtc64.io.worker_link import announce_gone, bind_channels, channel_name
 from rtc64.lifecycle import Lifecycle
 from rtc64.net.endpoint import BoundListener, ListenSpec
 from rtc64.relay.options import refuse_foreign
-from rtc64.serve import Gateway, WorkerRole, _server_tls, data_files, open_checked_store
-from rtc64.settings import transport_limits
+from rtc64.serve import Gateway, WorkerRole, data_files, open_checked_store, server_tls
+from rtc64.settings import media_slices, transport_limits
 from rtc64.web.peers import RunningPeer, endpoint_path
 from rtc64.web.wiring import start_peer_web
 
@@ -101,18 +102,6 @@ def worker_count(cfg: Config) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def media_slices(ports: tuple[int, int], count: int) -> list[tuple[int, int]]:
-    """``count`` disjoint slices of the relay port range, each starting on an even port
-    (RTP/RTCP pairs); ``ConfigError`` when the range is too small for them."""
-    low, high = ports
-    first = low + (low & 1)
-    size = ((high - first + 1) // count) & ~1
-    if size < 4:
-        shown = f"{low}-{high}"
-        raise ConfigError("media.ports", shown, f"at least {4 * count} ports for {count} slices")
-    return [(first + k * size, first + (k + 1) * size - 1) for k in range(count)]
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerPlan:
     """Everything a worker process starts from (pickled into the spawn child)."""
@@ -139,10 +128,12 @@ async def supervise(
     await store.close()
     with data_files(data_dir):
         load_secret(data_dir)
-    _server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
+    server_tls(cfg, data_dir, log)  # the self-signed certificate, generated once
     turn = "turn" in services and cfg.turn.enabled
     tunnel = tunnel_runs(cfg)  # like TURN: once, in the supervisor
-    slices = media_slices(cfg.media.ports, count + (1 if turn else 0))
+    shares = count + (1 if turn else 0)  # TURN's slice is the last
+    slices = media_slices(cfg.media.ports, shares)
+    media = _Media(cfg.media.ports, shares, log)
     ports_file = data_dir / PORTS_FILE
     groups = bind_groups(
         cfg.sip.listen,
@@ -168,16 +159,25 @@ async def supervise(
         )
 
     def plan(k: int) -> WorkerPlan:
+        """Worker ``k``'s start (and restart: with the media range of the last reload)."""
         role = WorkerRole(
-            k, listen.groups[k], listen.peers, slices[k], channels[k], names, listen.private,
+            k, listen.groups[k], listen.peers, shares, channels[k], names, listen.private,
             controls[k][1],
         )  # fmt: skip
-        return WorkerPlan(cfg, role, reload_config)
+        return WorkerPlan(media.applied(cfg), role, reload_config)
 
     def ready() -> None:
         log.info("gateway ready: %d SIP workers", count)
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
+    supervisor.on_exit = lambda k: announce_gone(names, k)  # its connections went with it
+    failed: list[int] = []
+
+    def fatal(k: int) -> None:
+        failed.append(k)
+        stop.set()
+
+    supervisor.on_fatal = fatal
     turn_gateway: Gateway | None = None
     turn_life: Lifecycle | None = None  # SIGHUP for the TURN running here
     turn_web: RunningPeer | None = None
@@ -193,7 +193,13 @@ async def supervise(
     def reload() -> None:
         """SIGHUP: new listen sockets handed to the workers first, then SIGHUP to them."""
         if reload_config is not None:
-            listen.reload(reload_config, [c for c, _ in controls])
+            try:
+                new = reload_config()
+            except (ConfigError, Rtc64Error, OSError) as exc:
+                log.error("SIGHUP: configuration not reloaded here: %s", exc)
+            else:
+                listen.reload(new, [c for c, _ in controls])
+                media.reload(new)
         supervisor.forward(signal.SIGHUP)
         if turn_life is not None:  # TURN's listeners, limits and policy (lifecycle)
             turn_life.reload()
@@ -213,7 +219,7 @@ async def supervise(
                 values = {
                     **whole.values,
                     "general.services": ("turn",) * turn + ("tunnel",) * tunnel,
-                    "media.ports": slices[-1],
+                    "media.ports": media_slices(whole.media.ports, shares)[-1],
                     "web.enabled": False,  # worker 0 serves the console (it has a proxy)
                 }
                 return dataclasses.replace(whole, values=values)
@@ -255,7 +261,40 @@ async def supervise(
             for end in pair:
                 end.close()
         shutil.rmtree(channel_dir, ignore_errors=True)
-    return 0
+    return CONFIG_EXIT if failed else 0
+
+
+class _Media:
+    """The supervisor's view of ``media.ports`` across reloads: each process takes its new
+    slice itself on SIGHUP (``Gateway.media_ports``); a worker started later (a restart)
+    starts from the range of the last reload that could be cut for every process."""
+
+    def __init__(self, ports: tuple[int, int], shares: int, log: logging.Logger) -> None:
+        self.ports = ports
+        self.shares = shares
+        self.log = log
+
+    def reload(self, new: Config) -> None:
+        ports = new.media.ports
+        if ports == self.ports:
+            return
+        try:
+            slices = media_slices(ports, self.shares)
+        except ConfigError as exc:  # each process rejects the reload with this error too
+            self.log.error("SIGHUP: media.ports not changed: %s", exc)
+            return
+        self.ports = ports
+        shown = ", ".join(f"{k}: {low}-{high}" for k, (low, high) in enumerate(slices))
+        self.log.info(
+            "SIGHUP: media.ports %d-%d cut into %d slices (%s; the last is TURN's when it runs)",
+            *ports, self.shares, shown,
+        )  # fmt: skip
+
+    def applied(self, cfg: Config) -> Config:
+        """``cfg`` with the current media range."""
+        if cfg.media.ports == self.ports:
+            return cfg
+        return dataclasses.replace(cfg, values={**cfg.values, "media.ports": self.ports})
 
 
 class _Listen:
@@ -275,12 +314,7 @@ class _Listen:
         self.peers = peer_listeners(self.groups)
         self.private = {(b.transport, b.port): g.index for g in self.groups for b in _own(g)}
 
-    def reload(self, load: Callable[[], Config], controls: list[socket.socket]) -> None:
-        try:
-            new = load()
-        except (ConfigError, Rtc64Error, OSError) as exc:
-            self.log.error("SIGHUP: configuration not reloaded here: %s", exc)
-            return
+    def reload(self, new: Config, controls: list[socket.socket]) -> None:
         wanted = list(dict.fromkeys(new.sip.listen))
         if wanted == self.specs:
             return
@@ -390,7 +424,7 @@ def run_worker(plan: WorkerPlan, notify: socket.socket) -> None:
         code = loop_runner.run(main)
     except Rtc64Error as exc:
         log.error("SIP worker %d cannot run: %s", role.index, exc)
-        code = 2
+        code = CONFIG_EXIT
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)

@@ -107,6 +107,22 @@ class Sipp:
         return "\n".join(parts)
 
 
+G711_PCAP = "/usr/share/sip-tester/g711a.pcap"
+
+
+def media_dirs(work: Path, name: str) -> tuple[Path, Path]:
+    """Fresh working directories of a SIPp callee and caller with media, (uas, uac): the
+    callee's ``uas_media.xml`` plays ``rtp.pcap``, 200 packets of SIPp's own G.711 capture."""
+    uas_dir, uac_dir = work / f"{name}-uas", work / f"{name}-uac"
+    for d in (uas_dir, uac_dir):
+        d.mkdir()
+    subprocess.run(
+        ["tcpdump", "-Z", "root", "-r", G711_PCAP, "-c", "200", "-w", str(uas_dir / "rtp.pcap")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return uas_dir, uac_dir
+
+
 def wait_port(host: Host, proto: str, port: int, timeout: float = 10.0) -> None:
     """Wait until something listens on ``port`` (``udp``/``tcp``) inside ``host``."""
     deadline = time.monotonic() + timeout

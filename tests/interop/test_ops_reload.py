@@ -19,23 +19,23 @@ from pathlib import Path
 
 import pytest
 
+from rtc64.settings import media_slices
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab, stop
 from tests.interop.peers import Gateway, Sipp, report, wait_port
+from tests.interop.reloadlab import GW6, media_call, packets_of, relay_ports, wait_log
 from tests.interop.turnlab import parse_uclient
 from tests.interop.webclient import Web, web_config
 
 pytestmark = pytest.mark.interop
 LAB_TOOLS = ("sipp", "ss", "curl", "turnutils_uclient", "turnutils_peer", "tcpdump")
 
-GW6 = f"[{V6_GW}]:5060"
 WEB = f"[{V6_GW}]:8064"
 SECRET = "reload-lab-rest-secret"
 CALL_MS = 14000
 
 
 def _config(*, ports: str, timeout: int, domains: str, turn_listen: str, quota: int) -> str:
-    # one process: the media port range and TURN listeners are reloadable there; with SIP
-    # workers they wait for a restart (the last test here shows that case)
+    # one process (test_workers_reload_media.py: the same with SIP workers)
     return (
         web_config(WEB) + f'[general]\nservices = ["sip", "media", "turn"]\n'
         f'[sip]\nworkers = 1\nlisten = ["udp:[{V6_GW}]:5060", "udp:{V4_GW}:5060"]\n'
@@ -63,40 +63,6 @@ AFTER = _config(
 )
 
 
-def _wait_log(gw: Gateway, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = gw.text()
-        if text in log:
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in the gateway log:\n{gw.text()[-6000:]}")
-
-
-def _media_call(net: Lab, work: Path, name: str, port: int, hold_ms: int) -> tuple[Sipp, Sipp]:
-    """A call with G.711 both ways from the IPv6 host to the IPv4 host (SIPp's media
-    ports from 6000 up, 100 apart per call: SIPp binds several from the one given)."""
-    media = 6000 + (port - 5060) * 50
-    uas_dir, uac_dir = work / f"{name}-uas", work / f"{name}-uac"
-    for d in (uas_dir, uac_dir):
-        d.mkdir()
-    subprocess.run(
-        ["tcpdump", "-Z", "root", "-r", "/usr/share/sip-tester/g711a.pcap", "-c", "200",
-         "-w", str(uas_dir / "rtp.pcap")], check=True, capture_output=True,
-    )  # fmt: skip
-    callee = Sipp(
-        net.v4, uas_dir, f"{name}-uas", "uas_media.xml", local=str(V4_HOST), port=port,
-        extra=["-mp", str(media)],
-    )  # fmt: skip
-    wait_port(net.v4, "udp", port)
-    caller = Sipp(
-        net.v6, uac_dir, f"{name}-uac", "web_uac_call.xml", local=str(V6_HOST), port=port,
-        remote=GW6, keys={"target": f"{V4_HOST}:{port}"},
-        extra=["-s", "callee", "-d", str(hold_ms), "-mp", str(media + 1000)],
-    )  # fmt: skip
-    return caller, callee
-
-
 def _register(net: Lab, work: Path, name: str) -> bool:
     """sip:carol@reload.example registers from the IPv6 host (trusted: no challenge)."""
     d = work / f"reg-{name}"
@@ -108,17 +74,6 @@ def _register(net: Lab, work: Path, name: str) -> bool:
     return reg.wait() == 0
 
 
-def _relay_ports(call: dict[str, object]) -> set[int]:
-    legs = call["legs"]
-    assert isinstance(legs, list)
-    return {s["relay_port"] for leg in legs for s in leg["streams"] if s["component"] == "rtp"}
-
-
-def _packets(web: Web, call_id: str) -> int:
-    body = web.json("/api/calls")
-    return sum(c["packets"] for c in body["calls"] if c["call_id"] == call_id)
-
-
 def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
     net: Lab, work: Path
 ) -> None:
@@ -127,7 +82,7 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
     web.wait_up()
     assert not _register(net, work, "early"), "reload.example is not served yet"
     # the call's media (about 7 s of G.711 from the caller) flows across the reload
-    caller, callee = _media_call(net, work, "first", 5060, CALL_MS)
+    caller, callee = media_call(net, work, "first", 5060, CALL_MS)
     peer = net.v4.popen(["turnutils_peer", "-L", str(V4_HOST), "-p", "3480"], log=work / "peer.log")
     wait_port(net.v4, "udp", 3480)
     ulog = work / "uclient.log"
@@ -142,13 +97,13 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
             lambda b: any(c["answered"] and c["packets"] > 0 for c in b["calls"]),
         )
         (first,) = body["calls"]
-        ports = _relay_ports(first)
+        ports = relay_ports(first)
         assert ports and all(30000 <= p <= 30100 for p in ports), first
         web.wait_for("/api/turn", lambda b: any(a["to_peer_bytes"] > 0 for a in b["allocations"]))
 
         (work / "rtc64.toml").write_text(AFTER)
         gw.proc.send_signal(signal.SIGHUP)
-        log = _wait_log(gw, "configuration reloaded")
+        log = wait_log(gw, "configuration reloaded")
         reloaded = next(line for line in log.splitlines() if "configuration reloaded" in line)
         for key in (
             "media.ports",
@@ -165,19 +120,19 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
         assert f"{V4_GW}:3478 " not in net.gw.run("ss", "-lun").stdout
 
         # the call in progress keeps its relay ports and its media keeps flowing
-        before = _packets(web, first["call_id"])
+        before = packets_of(web.json("/api/calls"), first["call_id"])
         (still,) = web.json("/api/calls")["calls"]
-        assert _relay_ports(still) == ports, still
-        web.wait_for("/api/calls", lambda b: _packets_of(b, first["call_id"]) > before + 20)
+        assert relay_ports(still) == ports, still
+        web.wait_for("/api/calls", lambda b: packets_of(b, first["call_id"]) > before + 20)
         # a new call gets the new range
-        second, second_callee = _media_call(net, work, "second", 5062, 4000)
+        second, second_callee = media_call(net, work, "second", 5062, 4000)
         body = web.wait_for(
             "/api/calls",
-            lambda b: any(c["call_id"] != first["call_id"] and c["answered"] and _relay_ports(c)
+            lambda b: any(c["call_id"] != first["call_id"] and c["answered"] and relay_ports(c)
                           for c in b["calls"]),
         )  # fmt: skip
         (new,) = [c for c in body["calls"] if c["call_id"] != first["call_id"]]
-        assert all(31000 <= p <= 31100 for p in _relay_ports(new)), new
+        assert all(31000 <= p <= 31100 for p in relay_ports(new)), new
         assert second.wait() == 0, report(gw, second, second_callee)
         # the new domain is served: a phone registers in it
         assert _register(net, work, "late"), (work / "reg-late" / "sipp-reg-late.log").read_text()
@@ -205,10 +160,6 @@ def test_reload_media_domains_and_turn_listeners_with_a_call_and_an_allocation(
     assert "Traceback" not in log, log[-6000:]
 
 
-def _packets_of(body: dict[str, list[dict[str, int]]], call_id: object) -> int:
-    return sum(c["packets"] for c in body["calls"] if c["call_id"] == call_id)
-
-
 def test_reload_rejects_media_settings_that_cannot_apply(net: Lab, work: Path) -> None:
     """A relay address not on this host, and a TURN listener that cannot be bound: the
     same one-line errors as at start; nothing changes."""
@@ -216,7 +167,7 @@ def test_reload_rejects_media_settings_that_cannot_apply(net: Lab, work: Path) -
     path = work / "rtc64.toml"
     path.write_text(BEFORE.replace("[media]\n", '[media]\naddresses = ["192.0.2.77"]\n'))
     gw.proc.send_signal(signal.SIGHUP)
-    line = next(x for x in _wait_log(gw, "reload rejected").splitlines() if "reload rejected" in x)
+    line = next(x for x in wait_log(gw, "reload rejected").splitlines() if "reload rejected" in x)
     assert "media.addresses" in line and "192.0.2.77" in line, line
     path.write_text(
         BEFORE.replace(f'"udp:{V4_GW}:3478"]', f'"udp:{V4_GW}:3478", "udp:192.0.2.78:3478"]')
@@ -232,11 +183,9 @@ def test_reload_rejects_media_settings_that_cannot_apply(net: Lab, work: Path) -
     assert gw.alive() and "Traceback" not in gw.text()
 
 
-def test_sip_workers_reload_media_and_domains_and_hold_their_port_slices(
-    net: Lab, work: Path
-) -> None:
-    """With two SIP workers each worker reloads: domains and media timeouts apply, the
-    media port range (cut into the workers' slices by the supervisor) waits for a restart."""
+def test_sip_workers_reload_media_and_domains_each_on_its_slice(net: Lab, work: Path) -> None:
+    """With two SIP workers each worker reloads: domains, media timeouts and the media port
+    range apply, each worker taking its slice of the new range."""
     workers = (
         '[sip]\nworkers = 2\nlisten = ["udp:[{gw}]:5060", "udp:{gw4}:5060"]\n'
         'trusted_networks = ["fd00:64:6::/64", "10.64.4.0/24"]\noverload_lag = 0\n'
@@ -257,9 +206,11 @@ def test_sip_workers_reload_media_and_domains_and_hold_their_port_slices(
     lines = [x for x in gw.text().splitlines() if "configuration reloaded" in x]
     assert len(lines) == 2, gw.text()[-4000:]  # one per worker
     assert all("sip.domains" in x and "media.timeout" in x for x in lines), lines
-    assert all("media.ports" not in x for x in lines), lines
-    held = [x for x in gw.text().splitlines() if "need a restart, not applied" in x]
-    assert len(held) == 2 and all("media.ports" in x for x in held), held
+    assert all("media.ports" in x for x in lines), lines
+    assert "need a restart, not applied" not in gw.text()
+    for k, (low, high) in enumerate(media_slices((31000, 31400), 2)):
+        assert f"w{k}: media relay for new calls: " in gw.text()
+        assert f"ports {low}-{high} (calls in progress keep theirs)" in gw.text()
     assert _register(net, work, "late"), (work / "reg-late" / "sipp-reg-late.log").read_text()
     assert gw.alive() and "Traceback" not in gw.text()
 
@@ -290,11 +241,11 @@ def test_sip_workers_reload_turn_listeners_in_the_supervisor_with_an_allocation(
         log=ulog,
     )  # fmt: skip
     try:
-        _wait_log(gw, "TURN runs in the supervisor")
+        wait_log(gw, "TURN runs in the supervisor")
         time.sleep(2)  # the allocation is made and data flows before the reload
         (work / "rtc64.toml").write_text(after)
         gw.proc.send_signal(signal.SIGHUP)
-        log = _wait_log(gw, "TURN listeners opened")
+        log = wait_log(gw, "TURN listeners opened")
         assert f"TURN listeners opened: tcp:[{V6_GW}]:3478; closed: udp:{V4_GW}:3478" in log
         assert log.count("TURN listeners opened") == 1, log[-4000:]  # the supervisor's alone
         deadline = time.monotonic() + 10

@@ -5,14 +5,22 @@ rtc64 (namespace ``r64reach-gw-*``, 10.77.0.1) and Kamailio 5.6 with its tls mod
 address, each asking the other for a client certificate. rtc64 sends its upstream traffic
 to Kamailio over TLS with ``;alias`` in its Via (``sip.tls_alias``); Kamailio, with
 ``tcp_accept_aliases``, then sends its requests for rtc64 back over that connection: both
-directions over ONE TLS connection, counted with ``ss`` in both namespaces and with
-rtc64's transport counters (no connection accepted, one opened).
+directions over ONE TLS connection, counted with ``ss`` in both namespaces.
+
+Each gateway runs the default SIP workers (one per core, at least two are asked for
+here), with private ports from ``sip.worker_ports`` (41000 + k): sending the UDP request
+to worker k's own port makes worker k handle it, so both workers' requests are shown to
+share the one connection (issue 11: aliases and connections are known to every worker).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +32,7 @@ from tests.interop.lab import Host, require_lab, sh
 from tests.interop.peers import Gateway, wait_port
 
 GW, KAM = "10.77.0.1", "10.77.0.2"
+WORKER_PORTS = 41000  # worker k's own ports: 41000 + k (UDP and TLS)
 
 
 def make_pki(where: Path) -> dict[str, Path]:
@@ -95,7 +104,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 0))
 s.settimeout(8)
 port = str(s.getsockname()[1]).encode()
-s.sendto(sys.stdin.buffer.read().replace(b"PORT", port), (sys.argv[2], 5060))
+s.sendto(sys.stdin.buffer.read().replace(b"PORT", port), (sys.argv[2], int(sys.argv[3])))
 while True:
     line = s.recv(65535).split(b"\\r\\n", 1)[0].decode()
     if not line.startswith("SIP/2.0 1"):
@@ -104,12 +113,12 @@ while True:
 """
 
 
-def ask(host: Host, source: str, dest: str, target: str, n: int) -> str:
-    """One OPTIONS over UDP from ``source`` inside ``host`` to ``dest``: the final status
-    line (or what went wrong)."""
+def ask(host: Host, source: str, dest: str, target: str, n: int, port: int = 5060) -> str:
+    """One OPTIONS over UDP from ``source`` inside ``host`` to ``dest``:``port`` (a SIP
+    worker's own port picks the worker): the final status line (or what went wrong)."""
     msg = options(target, n, (source, 0)).replace(f"{source}:0".encode(), f"{source}:PORT".encode())
     proc = subprocess.run(
-        ["ip", "netns", "exec", host.ns, sys.executable, "-c", ASK, source, dest],
+        ["ip", "netns", "exec", host.ns, sys.executable, "-c", ASK, source, dest, str(port)],
         input=msg, capture_output=True, timeout=20, check=False,
     )  # fmt: skip
     return proc.stdout.decode().strip() or proc.stderr.decode().strip()[-300:]
@@ -166,11 +175,10 @@ def start_kamailio(host: Host, tmp_path: Path, pki: dict[str, Path]) -> Path:
 def gateway_config(
     address: str, domain: str, upstream: str, pki: dict[str, Path], name: str, *, alias: bool
 ) -> str:
-    # one SIP process: the alias table is per worker (docs/notes.md), so with several
-    # workers a request handled by another worker opens its own connection
+    # the default SIP workers (one per core), each with its own ports 41000 + k
     return f"""
 [sip]
-workers = 1
+worker_ports = {WORKER_PORTS}
 listen = ["udp:{address}:5060", "tls:{address}:5061"]
 domains = ["{domain}"]
 trusted_networks = ["10.77.0.0/24"]
@@ -188,6 +196,20 @@ def text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def workers(gw: Gateway) -> int:
+    """How many SIP workers the gateway runs (at least two: the point of these tests)."""
+    found = re.search(r"gateway ready: (\d+) SIP workers", gw.text())
+    assert found is not None and int(found.group(1)) >= 2, gw.text()[-3000:]
+    return int(found.group(1))
+
+
+def handed_over(gw: Gateway) -> set[int]:
+    """The workers that sent a TLS message over another worker's connection."""
+    return {
+        int(k) for k in re.findall(r"rtc64\.w(\d+)\.link.*send over worker \d+'s tls", gw.text())
+    }
+
+
 def test_kamailio_reuses_rtc64s_connection_for_requests_to_rtc64(
     hosts: tuple[Host, Host], tmp_path: Path
 ) -> None:
@@ -199,14 +221,20 @@ def test_kamailio_reuses_rtc64s_connection_for_requests_to_rtc64(
     config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=True)
     gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
     try:
-        out = ask(gw_host, GW, GW, "kam.test", 1)  # rtc64 -> Kamailio (upstream, TLS)
+        workers(gw)
+        out = ask(gw_host, GW, GW, "kam.test", 1, WORKER_PORTS)  # worker 0 -> Kamailio
         assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
         (opened,) = tls_connections(gw_host)
         local = opened[0]
         assert local.startswith(f"{GW}:") and not local.endswith(":5061")  # rtc64 opened it
+        # our ;alias Via names the port Kamailio dials (5061), not worker 0's own port
         assert f"over tls, via SIP/2.0/TLS {GW}:5061;" in text(kam_log)
         assert ";alias" in text(kam_log).split("kam: OPTIONS sip:kam.test", 1)[1].split("\n")[0]
-        out = ask(kam_host, KAM, KAM, "gw.test", 2)  # Kamailio -> rtc64 (relayed, TLS)
+        out = ask(gw_host, GW, GW, "kam.test", 2, WORKER_PORTS + 1)  # worker 1: same connection
+        assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
+        assert tls_connections(gw_host) == [opened], gw.text()[-3000:]
+        assert handed_over(gw) == {1}, gw.text()[-3000:]
+        out = ask(kam_host, KAM, KAM, "gw.test", 3)  # Kamailio -> rtc64 (relayed, TLS)
         assert out.startswith("SIP/2.0 200") and "Kamailio" not in out, (out, text(kam_log)[-3000:])
         assert tls_connections(gw_host) == [opened]  # still the one rtc64 opened
         assert len(tls_connections(kam_host)) == 1
@@ -228,12 +256,14 @@ def test_kamailio_sends_no_alias_so_rtc64_opens_its_own_connection(
     config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=False)
     gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
     try:
+        workers(gw)
         out = ask(kam_host, KAM, KAM, "gw.test", 1)  # Kamailio -> rtc64 first
         assert out.startswith("SIP/2.0 200"), (out, text(kam_log)[-3000:], gw.text()[-3000:])
         (theirs,) = tls_connections(gw_host)
         assert theirs[0] == f"{GW}:5061"  # Kamailio opened it
-        out = ask(gw_host, GW, GW, "kam.test", 2)  # rtc64 -> Kamailio
-        assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
+        for k in (0, 1):  # rtc64 -> Kamailio from each worker: one connection of ours
+            out = ask(gw_host, GW, GW, "kam.test", 2 + k, WORKER_PORTS + k)
+            assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
         assert len(tls_connections(gw_host)) == 2
         # With ;alias rtc64 would have logged the alias or why it refused it.
         assert "RFC 5923" not in gw.text()
@@ -257,13 +287,71 @@ def test_rtc64_reuses_a_verified_peers_connection(hosts: tuple[Host, Host], tmp_
         config=gateway_config(KAM, "kam.test", GW, pki, "kam", alias=False),
     )  # fmt: skip
     try:
-        out = ask(a_host, GW, GW, "kam.test", 1)  # A -> B (A's upstream)
+        workers(a), workers(b)
+        out = ask(a_host, GW, GW, "kam.test", 1, WORKER_PORTS)  # A's worker 0 -> B
         assert out.startswith("SIP/2.0 200"), (out, a.text()[-3000:], b.text()[-3000:])
         assert f"reused for {GW}:5061" in b.text(), b.text()[-3000:]
         (opened,) = tls_connections(a_host)
-        out = ask(b_host, KAM, KAM, "gw.test", 2)  # B -> A (B's upstream): A's connection
+        out = ask(a_host, GW, GW, "kam.test", 2, WORKER_PORTS + 1)  # A's worker 1 -> B
+        assert out.startswith("SIP/2.0 200"), (out, a.text()[-3000:], b.text()[-3000:])
+        assert tls_connections(a_host) == [opened] and handed_over(a) == {1}, a.text()[-3000:]
+        for k in (0, 1):  # B -> A (B's upstream) from each of B's workers: A's connection
+            out = ask(b_host, KAM, KAM, "gw.test", 3 + k, WORKER_PORTS + k)
+            assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
+            assert tls_connections(a_host) == [opened], b.text()[-3000:]
+        assert len(tls_connections(b_host)) == 1
+        assert len(handed_over(b)) == 1, b.text()[-3000:]  # the one without the connection
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_killed_workers_alias_leaves_every_worker(
+    hosts: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """B's worker holding A's aliased connection is killed (-9): the kernel closes the
+    connection and the supervisor tells B's other worker, which forgets the alias and
+    sends its next request for A over a connection of its own (not into the dead worker's
+    channel, where it would wait for the restart and fail); the restarted worker then
+    uses that connection as well."""
+    a_host, b_host = hosts
+    pki = make_pki(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Gateway(
+        a_host, tmp_path / "a", ["--media-policy", "never"],
+        config=gateway_config(GW, "gw.test", KAM, pki, "gw", alias=True),
+    )  # fmt: skip
+    b = Gateway(
+        b_host, tmp_path / "b", ["--media-policy", "never"],
+        config=gateway_config(KAM, "kam.test", GW, pki, "kam", alias=False),
+    )  # fmt: skip
+    try:
+        workers(b)
+        out = ask(a_host, GW, GW, "kam.test", 1, WORKER_PORTS)  # A -> B: B records the alias
+        assert out.startswith("SIP/2.0 200"), (out, a.text()[-3000:], b.text()[-3000:])
+        found = re.search(rf"rtc64\.w(\d+)\.transport: RFC 5923: .* reused for {GW}:5061", b.text())
+        assert found is not None, b.text()[-3000:]
+        holder = int(found.group(1))
+        (pid,) = re.findall(rf"SIP worker {holder} started \(pid (\d+)\)", b.text())
+        os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while f"SIP worker {holder} (pid {pid}) exited" not in b.text():
+            assert time.monotonic() < deadline, b.text()[-3000:]
+            time.sleep(0.05)
+        other = 1 - holder
+        out = ask(b_host, KAM, KAM, "gw.test", 2, WORKER_PORTS + other)  # B -> A
         assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
-        assert tls_connections(a_host) == [opened] and len(tls_connections(b_host)) == 1
+        ((local, peer),) = tls_connections(b_host)  # B's own, to A's 5061
+        assert peer == f"{GW}:5061" and not local.endswith(":5061"), b.text()[-3000:]
+        # the restarted worker learns that live connection (the others answer its RESET)
+        # and nothing of its predecessor's: its request for A goes over it too
+        while f"SIP worker {holder} ready again" not in b.text():
+            assert time.monotonic() < deadline + 30, b.text()[-3000:]
+            time.sleep(0.1)
+        out = ask(b_host, KAM, KAM, "gw.test", 3, WORKER_PORTS + holder)
+        assert out.startswith("SIP/2.0 200"), (out, b.text()[-3000:])
+        assert tls_connections(b_host) == [(local, peer)], b.text()[-3000:]
     finally:
         a.stop()
         b.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_GW, V4_HOST, V6_GW, V6_HOST, Lab
-from tests.interop.peers import Gateway, Sipp, report, wait_port
+from tests.interop.peers import Gateway, Sipp, media_dirs, report, wait_port
 from tests.interop.webclient import (
     ADMIN_PASSWORD,
     TOKEN,
@@ -67,13 +67,7 @@ def _call(net: Lab, work: Path, name: str, *, from_v6: bool) -> tuple[Sipp, Sipp
     """A call of CALL_MS with media: IPv6 host → IPv4 host, or the reverse."""
     caller_host, callee_host = (net.v6, net.v4) if from_v6 else (net.v4, net.v6)
     caller_ip, callee_ip = (V6_HOST, V4_HOST) if from_v6 else (V4_HOST, V6_HOST)
-    uas_dir, uac_dir = work / f"{name}-uas", work / f"{name}-uac"
-    for d in (uas_dir, uac_dir):
-        d.mkdir()
-    subprocess.run(
-        ["tcpdump", "-Z", "root", "-r", "/usr/share/sip-tester/g711a.pcap", "-c", "200",
-         "-w", str(uas_dir / "rtp.pcap")], check=True, capture_output=True,
-    )  # fmt: skip
+    uas_dir, uac_dir = media_dirs(work, name)
     uas_port = 5060 if from_v6 else 5080
     callee = Sipp(
         callee_host, uas_dir, f"{name}-uas", "uas_media.xml", local=str(callee_ip), port=uas_port,

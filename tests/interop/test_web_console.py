@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.lab import V4_HOST, V6_GW, V6_HOST, Lab, stop
-from tests.interop.peers import Gateway, Sipp, report, wait_port
+from tests.interop.peers import Gateway, Sipp, media_dirs, report, wait_port
 from tests.interop.webclient import (
     ADMIN_PASSWORD,
     Web,
@@ -67,13 +67,7 @@ def test_console_login_live_call_and_pages(net: Lab, work: Path) -> None:
     )  # fmt: skip
     _wait_file(shots / "ready", driver, log, 60)
 
-    uas_dir, uac_dir = work / "uas", work / "uac"
-    for d in (uas_dir, uac_dir):
-        d.mkdir()
-    subprocess.run(
-        ["tcpdump", "-Z", "root", "-r", "/usr/share/sip-tester/g711a.pcap", "-c", "200",
-         "-w", str(uas_dir / "rtp.pcap")], check=True, capture_output=True,
-    )  # fmt: skip
+    uas_dir, uac_dir = media_dirs(work, "call")
     callee = Sipp(net.v4, uas_dir, "uas", "uas_media.xml", local=str(V4_HOST), port=5060)
     wait_port(net.v4, "udp", 5060)
     caller = Sipp(

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.interop.lab import V4_HOST, V6_GW, V6_HOST, Lab
-from tests.interop.peers import Gateway, Sipp, report, wait_port
+from tests.interop.peers import Gateway, Sipp, media_dirs, report, wait_port
 from tests.interop.test_workers_sipp import _own_ports
 from tests.interop.webclient import TOKEN, Web, metric_samples, web_config
 
@@ -54,13 +53,7 @@ def _chunks(packet: bytes) -> dict[int, bytes]:
 
 
 def _call(net: Lab, work: Path, name: str, remote: str, port: int) -> tuple[Sipp, Sipp]:
-    uas_dir, uac_dir = work / f"{name}-uas", work / f"{name}-uac"
-    for d in (uas_dir, uac_dir):
-        d.mkdir()
-    subprocess.run(
-        ["tcpdump", "-Z", "root", "-r", "/usr/share/sip-tester/g711a.pcap", "-c", "200",
-         "-w", str(uas_dir / "rtp.pcap")], check=True, capture_output=True,
-    )  # fmt: skip
+    uas_dir, uac_dir = media_dirs(work, name)
     callee = Sipp(net.v4, uas_dir, f"{name}-uas", "uas_media.xml", local=str(V4_HOST),
                   port=port, extra=["-mp", str(6000 + 100 * (port - 5060))])  # fmt: skip
     wait_port(net.v4, "udp", port)

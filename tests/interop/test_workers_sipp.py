@@ -374,3 +374,32 @@ def test_responses_from_a_trunk_reach_the_owning_worker_directly(net: Lab, work:
     assert sorted(k for k, _, _ in counts) == ["0", "1"], text[-4000:]
     assert all(handed == taken == "0" for _, handed, taken in counts), counts
     assert not re.search(r"from udp \S+ handed to worker", text)
+
+
+def test_a_trunks_calls_are_spread_over_both_workers(net: Lab, work: Path) -> None:
+    """One trusted source (a trunk: one address, one port) sends 40 calls to the shared
+    port: the kernel hands every datagram of it to one worker, which spreads the calls by
+    Call-ID, so both workers set calls up; ACK and BYE follow their INVITE's worker."""
+    gw = Gateway(net.gw, work, ARGS, config=CONFIG)
+    try:
+        uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas.xml", local=str(V4_HOST), port=5060,
+                   calls=40)  # fmt: skip
+        wait_port(net.v4, "udp", 5060)
+        uac = Sipp(
+            net.v6, _dir(work, "uac"), "uac", "uac.xml", local=str(V6_HOST), port=5070,
+            remote=GW6, calls=40, keys={"target": f"{V4_HOST}:5060"},
+            extra=["-s", "bob", "-r", "20"],
+        )  # fmt: skip
+        assert uac.wait() == 0, report(gw, uac, uas)
+        assert uas.wait() == 0, report(gw, uas)
+    finally:
+        assert gw.stop() == 0, gw.text()[-4000:]
+    text = gw.text()
+    set_up = re.findall(r"rtc64\.w(\d)\S*: call (\S+) set up", text)
+    ended = re.findall(r"rtc64\.w(\d)\S*: call (\S+) ended", text)
+    by_worker = {k: {c for w, c in set_up if w == k} for k in ("0", "1")}
+    assert len(set_up) == 40 and all(len(calls) >= 5 for calls in by_worker.values()), by_worker
+    assert sorted(ended) == sorted(set_up), "each call ended on the worker that set it up"
+    spread = re.findall(r"worker channel: \d+ messages handed .*?\((\d+) spread", text)
+    assert sorted(spread) != ["0", "0"] and len(spread) == 2, text[-4000:]
+    assert "Traceback" not in text, text[-8000:]

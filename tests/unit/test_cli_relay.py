@@ -55,7 +55,7 @@ def test_flags_map_to_configuration_keys() -> None:
     assert getattr(args, "media.timeout") == "30"
     assert getattr(args, "media.strict_source") == "true"
     assert getattr(args, "sip.trusted_networks") == ["10.0.0.0/8"]
-    assert {key for _, key, _, _ in RELAY_FLAGS} <= set(vars(args))
+    assert {key for _, key, _ in RELAY_FLAGS} <= set(vars(args))
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The import contract: the layering of ``docs/architecture.md`` enforced on every run.
 
-    cli.py  serve.py  config.py  settings.py  logs.py   top: parse, build, configure
+    cli.py  serve.py  config/     settings.py  logs.py   top: parse, build, configure
     services  gateway/ relay/ turnserver/ probe/ clat/ tunnel/   (web/: a leaf)
     io/                                           asyncio + sockets only
     pure cores  net/ sip/ sdp/ stun/ turn/ rtp/   no asyncio, no sockets, no clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 
 from rtc64 import config
 from rtc64.errors import ConfigError
-from rtc64.workers import media_slices, worker_count
+from rtc64.settings import media_slices
+from rtc64.workers import worker_count
 
 
 def test_default_is_one_worker_per_core_and_1_is_one_process() -> None:
@@ -83,7 +85,8 @@ def test_supervisor_passes_sighup_on_and_drains_on_sigterm(tmp_path: Path) -> No
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rtc64.cli", "serve", "--sip-workers", "2", "--only", "sip",
-             "--sip-listen", "udp:127.0.0.1:0", "--data-dir", str(tmp_path / "data")],
+             "--sip-listen", "udp:127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+             "--web-listen", "127.0.0.1:0"],  # not the default port others' runs may hold
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -110,3 +113,22 @@ def _wait_for(path: Path, text: str, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_supervisor_restarts_workers_with_the_last_media_range_it_could_cut(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from rtc64.workers import _Media  # noqa: PLC0415
+
+    start = config.load(None, {"media.ports": "30000-30999"})
+    media = _Media(start.media.ports, 3, logging.getLogger("t"))
+    assert media.applied(start) is start
+    caplog.set_level(logging.INFO)
+    media.reload(config.load(None, {"media.ports": "31000-31005"}))  # 3 processes: too small
+    assert "media.ports not changed" in caplog.text and "31000-31005" in caplog.text
+    assert media.applied(start).media.ports == (30000, 30999)
+    media.reload(config.load(None, {"media.ports": "32000-32999"}))
+    restarted = media.applied(start)
+    assert restarted.media.ports == (32000, 32999)
+    assert restarted.sip == start.sip  # nothing else changes
+    assert "0: 32000-32331, 1: 32332-32663, 2: 32664-32995" in caplog.text

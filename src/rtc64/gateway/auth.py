@@ -140,20 +140,12 @@ class Authenticator:
         self, req: Request, source: IPAddress, now: float, *, proxy: bool
     ) -> AuthResult:
         """Authenticate ``req`` from ``source``; ``proxy`` picks 407 over 401."""
-        if self.is_trusted(source):
-            return TRUSTED
-        header = b"proxy-authorization" if proxy else b"authorization"
-        self.sweep(now)
-        blocked = self.tracker.is_blocked(source, now)
-        if blocked is not None:
-            return self._forbidden(blocked)
-        creds = self._credentials(req, header)
+        early = self.precheck(req, source, now, proxy=proxy)
+        if early is not None:
+            return early
+        creds = self._credentials(req, b"proxy-authorization" if proxy else b"authorization")
         if creds is None:
-            if self._watch:
-                self.unanswered.without_credentials(source, req.call_id, now)
-                user_agent = req.get(b"user-agent") or b""
-                self.unanswered.challenged(source, req.call_id, req.method, user_agent, now)
-            return self._challenge(proxy, now, stale=False)
+            return self._without_credentials(req, source, now, proxy)
         if self._watch:
             self.unanswered.answered(source, req.call_id)
         user_key = (creds.username, source)
@@ -198,6 +190,32 @@ class Authenticator:
             why or "wrong response",
             creds.uri,
         )
+        return self._challenge(proxy, now, stale=False)
+
+    def precheck(
+        self, req: Request, source: IPAddress, now: float, *, proxy: bool
+    ) -> AuthResult | None:
+        """What ``check`` answers without looking at credentials or the user store: trusted,
+        403 for a blocked source, or the challenge for a request with no credentials
+        header at all; None when the credentials decide. Never awaits, so a stateless
+        answer can be built from it (``Routing.challenge``)."""
+        if self.is_trusted(source):
+            return TRUSTED
+        self.sweep(now)
+        blocked = self.tracker.is_blocked(source, now)
+        if blocked is not None:
+            return self._forbidden(blocked)
+        if req.has(b"proxy-authorization" if proxy else b"authorization"):
+            return None
+        return self._without_credentials(req, source, now, proxy)
+
+    def _without_credentials(
+        self, req: Request, source: IPAddress, now: float, proxy: bool
+    ) -> AuthResult:
+        if self._watch:
+            self.unanswered.without_credentials(source, req.call_id, now)
+            user_agent = req.get(b"user-agent") or b""
+            self.unanswered.challenged(source, req.call_id, req.method, user_agent, now)
         return self._challenge(proxy, now, stale=False)
 
     def _credentials(self, req: Request, header: bytes) -> digest.Credentials | None:

@@ -15,11 +15,14 @@ Rules (RFC 3261 §16.4, §16.6 steps 4 and 8, §18.2.1; RFC 5658 double Record-R
   family; the address we write (Via sent-by, Record-Route, Path) is the listener's
   advertised address, else its own address, else (wildcard) the source address the kernel
   uses toward the next hop. IPv6 is always written as a reference ``[v6]``.
+- A Via with ``;alias`` (RFC 5923, TLS) names a ``shared`` listener of that family when
+  there is one (SIP workers: the SO_REUSEPORT port peers dial, not a worker's own port),
+  so the peer's alias matches the address and port it sends its requests to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from rtc64.errors import RemoteProtocolError
@@ -33,7 +36,7 @@ from rtc64.net.address import (
     format_hostport,
     unmap,
 )
-from rtc64.net.endpoint import BoundListener, Transport
+from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 from rtc64.sip.uri import SipUri, Uri
 
 SourceFor = Callable[[IPAddress], IPAddress | None]
@@ -57,10 +60,13 @@ class Identity:
         hostnames: Iterable[str] = (),
         source_for: SourceFor,
         tls_alias: bool = False,
+        shared: Collection[ListenSpec] = (),
     ) -> None:
         self.listeners = tuple(listeners)
         self.tls_alias = tls_alias
         """Our Via on TLS carries ``;alias`` (RFC 5923: servers may reuse our connections)."""
+        self.shared = frozenset(shared)
+        """SIP workers: the listen specs every worker serves (SO_REUSEPORT groups)."""
         self._given = (tuple(domains), tuple(host_addresses), tuple(hostnames))
         ordered_domains = [d.lower().rstrip(".") for d in self._given[0]]
         ordered_names = [h.lower().rstrip(".") for h in self._given[2]]
@@ -99,7 +105,10 @@ class Identity:
             self._by_kind.setdefault((lst.transport, lst.family), lst)
 
     def replace_listeners(
-        self, listeners: Sequence[Listener], domains: Iterable[str] | None = None
+        self,
+        listeners: Sequence[Listener],
+        domains: Iterable[str] | None = None,
+        shared: Collection[ListenSpec] | None = None,
     ) -> None:
         """Listeners opened or closed, or ``sip.domains`` changed, on reload: everything
         derived from them anew (the object is shared by the proxy's parts, so it changes
@@ -112,6 +121,7 @@ class Identity:
             hostnames=hostnames,
             source_for=self._source_for,
             tls_alias=self.tls_alias,
+            shared=self.shared if shared is None else shared,
         )
         vars(self).update(vars(fresh))
 
@@ -187,6 +197,17 @@ class Identity:
                 (Transport.WS, family)
             )
         return found
+
+    def alias_listener(self, out: Listener) -> Listener:
+        """The listener a Via with ``;alias`` names for a message sent from ``out``: a
+        shared one of the same transport and family when ``out`` is a worker's own."""
+        if not self.shared or out.spec in self.shared:
+            return out
+        kind = (out.transport, out.family)
+        for lst in self.listeners:
+            if lst.spec in self.shared and (lst.transport, lst.family) == kind:
+                return lst
+        return out
 
     def address_of(self, listener: Listener, toward: IPAddress | None) -> tuple[Host, int]:
         """What to write as our host and port on ``listener`` for a hop at ``toward``."""

@@ -54,6 +54,11 @@ class Reception:
         if self.early == 1:
             self.log.info("requests before the gateway is ready get 503 Retry-After")
 
+    def on_raw_request(self, data: bytes, flow: Flow) -> bool:
+        """A UDP request before parsing: the proxy may answer it at once (overload)."""
+        proxy = self.proxy
+        return proxy is not None and proxy.shed_raw(data, flow)
+
     def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
         if self.proxy is not None:
             self.proxy.on_bad_datagram(data, error, flow)

@@ -37,6 +37,7 @@ class ProxyStats:
     throttled_sources: int = 0  # throttle episodes: a source went over sip.request_rate
     overloaded: int = 0
     auth_challenges: int = 0
+    stateless_replies: int = 0  # answered without a transaction (REGISTER challenges)
     registrations: int = 0
     registrations_forbidden: int = 0  # REGISTER for an AOR not the authenticated user's
     registrations_too_many: int = 0  # 503: the AOR would exceed registrar.max_contacts

@@ -42,7 +42,10 @@ class Limits:
     connect_timeout: float = 10.0
     handshake_timeout: float = 10.0
     """TLS handshake limit, inbound and outbound."""
-    udp_rcvbuf: int = 4 * 1024 * 1024
+    udp_rcvbuf: int = 512 * 1024
+    """SO_RCVBUF of SIP UDP sockets (``sip.udp_receive_buffer``): ~800 small datagrams
+    (the kernel doubles it; a loopback datagram costs 1,280 bytes of it), well under
+    T1 of work even for pure Python, so an overload is shed rather than retransmitted."""
     udp_ipv6_min_mtu: bool = True
     """IPv6 UDP listeners fragment large datagrams at 1280 bytes (``sockets``)."""
     udp_ipv4_no_df: bool = False

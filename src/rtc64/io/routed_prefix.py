@@ -26,17 +26,17 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import functools
 import socket
 import struct
 from collections.abc import Callable
 
-from rtc64.io.tun import ip_command
+from rtc64.io.tun import MAX_PACKET, ip_command, read_packets
 
 ETH_P_ALL = 0x0003
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
 IPV6_HDRINCL = 36  # linux/in6.h; IPPROTO_RAW implies it, set for clarity
-MAX_PACKET = 65535
 SINK_KINDS = ("dummy", "ifb")
 SIOCETHTOOL = 0x8946
 # linux/ethtool.h legacy per-feature commands: (set, get, what)
@@ -128,7 +128,6 @@ class RoutedPrefix:
 
     def __init__(self, name: str, on_packet: Callable[[bytes], None]) -> None:
         self.name = name
-        self._on_packet = on_packet
         self.written = 0
         self.write_errors = 0
         # protocol 0 receives nothing until bind names the link: no packet of another
@@ -145,18 +144,9 @@ class RoutedPrefix:
         self._raw.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
         self._raw.setblocking(False)
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._tap.fileno(), self._readable)
+        read = functools.partial(self._tap.recv, MAX_PACKET)  # no address: an ioctl each
+        self._loop.add_reader(self._tap.fileno(), read_packets, read, on_packet)
         self._open = True
-
-    def _readable(self) -> None:
-        for _ in range(64):
-            try:
-                packet = self._tap.recv(MAX_PACKET)  # no address: it costs an ioctl each
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            self._on_packet(packet)
 
     def write(self, packet: bytes) -> None:
         """Send one IPv6 packet (header included) through the host's routing table."""

@@ -20,9 +20,11 @@
 # Keep-alives (RFC 5626 §4.4.1, ``keepalive``) leave UDP from the named listener and go
 # over streams only on a connection already open (never a new one); STUN on the UDP
 # listeners goes to ``on_stun``; ``on_raw_response`` may take a UDP response before it is
-# parsed.
+# parsed, ``on_raw_request`` any other UDP datagram.
 # SIP workers: the sockets may come bound from an ``opener`` (SO_REUSEPORT groups kept by
 # the supervisor) and connection ids start at ``first_connection_id`` (unique per worker);
+# connections opening and closing (``on_connection``) and RFC 5923 aliases recorded
+# (``watch_aliases``) are reported for the worker link to announce;
 # UDP leaves from a ``receive_only`` listener (a worker's private port) only when the
 # caller says ``own_port`` (a request to a target with no pinhole to keep: a trunk, a
 # DNS or static route): its responses then come back to this very worker. Everything
@@ -37,24 +39,24 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io import eyeballs_tcp, sockets
 from rtc64.io.connection import Connection, Limits, StreamConnection
+from rtc64.io.sip_dial import attach, dial, reusable_for, tls_name
 from rtc64.io.stats import TransportStats
 from rtc64.io.tls import TlsClientPolicy
 from rtc64.io.tls_aliases import AliasKey, AliasTable
-from rtc64.io.udp import RawResponseHandler, StunHandler, UdpListener
+from rtc64.io.udp import RawRequestHandler, RawResponseHandler, StunHandler, UdpListener
 from rtc64.io.websocket import WebSocketConnection
-from rtc64.net.address import Family, IPAddress, family_of, format_hostport, to_sockaddr
+from rtc64.net.address import Family, IPAddress, family_of, format_hostport
 from rtc64.net.endpoint import BoundListener, Flow, ListenSpec, SockAddr, Transport
 from rtc64.net.eyeballs import Race
 from rtc64.sip.message import Message, Request
@@ -109,6 +111,7 @@ class SipTransportLayer:
         on_send_error: OnSendError | None = None,
         on_stun: StunHandler | None = None,
         on_raw_response: RawResponseHandler | None = None,
+        on_raw_request: RawRequestHandler | None = None,
         log: logging.Logger | None = None,
         opener: Opener | None = None,
         first_connection_id: int = 1,
@@ -126,6 +129,7 @@ class SipTransportLayer:
         self._on_send_error = on_send_error
         self._on_stun = on_stun
         self._on_raw_response = on_raw_response
+        self._on_raw_request = on_raw_request
         self._server_tls = server_tls
         if isinstance(client_tls, ssl.SSLContext):
             client_tls = TlsClientPolicy(context=client_tls)
@@ -182,7 +186,9 @@ class SipTransportLayer:
         kind = spec.transport
         try:
             if kind is Transport.UDP:
-                udp = UdpListener(self, sock, self._on_stun, self._on_raw_response)
+                udp = UdpListener(
+                    self, sock, self._on_stun, self._on_raw_response, self._on_raw_request
+                )
                 await loop.create_datagram_endpoint(lambda: udp, sock=sock)
                 self._udp.append((bound, udp))
                 if spec not in self._receive_only:  # a worker's private port: never a source
@@ -291,12 +297,33 @@ class SipTransportLayer:
         """The open (or opening) connection with that id."""
         return self._conns.get(conn_id)
 
-    def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
+    def has_connection(
+        self,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        server_name: str | None = None,
+    ) -> bool:
         """Whether ``send`` has an open connection of ``transport`` to ``(address, port)``
-        (a flow token's connection, RFC 5626 §5.3); UDP needs none."""
+        (a flow token's connection, RFC 5626 §5.3; ``server_name``: one it may reuse for
+        that SIP domain, an RFC 5923 alias included); UDP needs none."""
         if not transport.reliable:
             return True
-        return self._connection_for(transport, (address, port), None) is not None
+        remote = (address, port)
+        return self._connection_for(transport, remote, None, server_name, count=False) is not None
+
+    def connections(self) -> list[tuple[Transport, SockAddr, int, str | None]]:
+        """Every established connection: transport, remote, id, and for one we opened
+        over TLS the name its server was checked for (SIP workers announce them)."""
+        return [
+            (c.kind, c.remote, c.id, c.tls_name if c.outbound else None)
+            for c in self._conns.values()
+            if c.established and not c.is_closing() and c.remote is not None
+        ]
+
+    def watch_aliases(self, callback: Callable[[AliasKey, int], None] | None) -> None:
+        """``callback(key, connection id)`` for each RFC 5923 alias recorded."""
+        self._aliases.on_recorded = callback
 
     @property
     def connection_count(self) -> int:
@@ -338,7 +365,7 @@ class SipTransportLayer:
                 if self.taps:
                     self._tap_sent(data, Flow(transport, udp.local, remote))
                 return True
-            return self._report(transport, remote, "the UDP socket refused it", handle)
+            return self.report_failure(transport, remote, "the UDP socket refused it", handle)
         conn = self._connection_for(transport, remote, flow, server_name)
         if conn is None:
             if flow is not None and flow.connection_id is not None:
@@ -357,7 +384,7 @@ class SipTransportLayer:
                 local = conn.local or (_ANY[family_of(address)], 0)
                 self._tap_sent(data, Flow(transport, local, remote, conn.id))
             return True
-        return self._report(transport, remote, f"{conn} closed or over its buffer", handle)
+        return self.report_failure(transport, remote, f"{conn} closed or over its buffer", handle)
 
     def keepalive(
         self, transport: Transport, listener: str, remote: SockAddr, payload: bytes
@@ -397,6 +424,8 @@ class SipTransportLayer:
         remote: SockAddr,
         flow: Flow | None,
         server_name: str | None = None,
+        *,
+        count: bool = True,
     ) -> Connection | None:
         if flow is not None and flow.connection_id is not None:
             conn = self._conns.get(flow.connection_id)
@@ -404,20 +433,27 @@ class SipTransportLayer:
                 return conn
         candidates = self._by_remote.get((transport, remote))
         if candidates:
-            name = _tls_name(remote, server_name) if transport is Transport.TLS else None
+            name = tls_name(remote, server_name) if transport is Transport.TLS else None
             for conn in reversed(candidates.values()):
                 if conn.is_closing():
                     continue
-                if name is not None and not _reusable_for(conn, name, server_name):
+                if name is not None and not reusable_for(conn, name, server_name):
                     continue
                 return conn
         if transport is Transport.TLS and self._aliases:
-            alias = self._aliases.find(_tls_name(remote, server_name), remote[1])
+            alias = self._aliases.find(tls_name(remote, server_name), remote[1])
             conn = self._conns.get(alias) if alias is not None else None
             if conn is not None and not conn.is_closing():
-                self.stats.alias_reuses += 1
+                if count:
+                    self.stats.alias_reuses += 1
                 return conn
         return None
+
+    def _tls_policy(self) -> TlsClientPolicy:
+        """How outbound TLS checks servers (a default policy when none was given)."""
+        if self._client_tls is None:
+            self._client_tls = TlsClientPolicy()
+        return self._client_tls
 
     def aliases(self) -> dict[AliasKey, int]:
         """The RFC 5923 alias table: (authenticated name, port) -> connection id."""
@@ -439,9 +475,11 @@ class SipTransportLayer:
             return None
         conn = StreamConnection(self, transport, next(self._ids), remote=remote)
         if transport.secure:
-            conn.tls_name = _tls_name(remote, server_name)
+            conn.tls_name = tls_name(remote, server_name)
         self._register(conn)
-        task = asyncio.create_task(self._dial(conn, local.spec.address, server_name))
+        task = asyncio.create_task(
+            dial(conn, local.spec.address, server_name, self._tls_policy(), self.limits)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return conn
@@ -474,73 +512,22 @@ class SipTransportLayer:
         remote = (winner.address, winner.port)
         conn = StreamConnection(self, transport, next(self._ids), remote=remote)
         if transport.secure:
-            conn.tls_name = _tls_name(remote, server_name)
+            conn.tls_name = tls_name(remote, server_name)
         self._register(conn)
-        await self._attach(conn, result.sock, server_name)
+        await attach(conn, result.sock, server_name, self._tls_policy(), self.limits)
         if conn.is_closing():
             raise OSError(conn.failure or f"{transport.value} connection to {conn} failed")
         return winner, result.race
 
-    async def _dial(self, conn: Connection, local: IPAddress, server_name: str | None) -> None:
-        assert conn.remote is not None
-        loop = asyncio.get_running_loop()
-        address, port = conn.remote
-        sock = sockets.client_socket(family_of(address), local)
-        try:
-            async with asyncio.timeout(self.limits.connect_timeout):
-                await loop.sock_connect(sock, to_sockaddr(address, port))
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            why = f"{conn.kind.value} connection to {format_hostport(*conn.remote)} failed"
-            conn.failed(f"{why}: {_explain(exc)}")
-            return
-        except BaseException:
-            sock.close()
-            conn.failed("cancelled")
-            raise
-        await self._attach(conn, sock, server_name)
-
-    async def _attach(self, conn: Connection, sock: socket.socket, server_name: str | None) -> None:
-        """Run ``conn`` (TLS on top if needed) on an already connected socket."""
-        assert conn.remote is not None
-        loop = asyncio.get_running_loop()
-        secure = conn.kind.secure
-        context: ssl.SSLContext | None = None
-        name = conn.tls_name or _tls_name(conn.remote, server_name)
-        if secure:
-            if self._client_tls is None:
-                self._client_tls = TlsClientPolicy()
-            policy = self._client_tls
-            context = policy.context_for(name)
-            if policy.verifies(name):
-                conn.peer_check = _peer_check(policy, name, format_hostport(*conn.remote))
-        try:
-            await loop.create_connection(
-                lambda: conn,
-                sock=sock,
-                ssl=context,
-                server_hostname=name if secure else None,
-                ssl_handshake_timeout=self.limits.handshake_timeout if secure else None,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            sock.close()
-            where = format_hostport(*conn.remote)
-            if secure:
-                shown = where if name == conn.remote[0].compressed else f"{name} ({where})"
-                conn.failed(f"TLS handshake with {shown} failed: {_explain(exc)}")
-            else:
-                conn.failed(f"{conn.kind.value} connection to {where} failed: {_explain(exc)}")
-        except BaseException:
-            sock.close()
-            conn.failed("cancelled")
-            raise
-
     def _fail(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
         self.stats.send_errors += 1
-        return self._report(transport, remote, why, handle)
+        return self.report_failure(transport, remote, why, handle)
 
-    def _report(self, transport: Transport, remote: SockAddr, why: str, handle: object) -> bool:
-        """Log a failed send and tell ``on_send_error`` on the next loop iteration."""
+    def report_failure(
+        self, transport: Transport, remote: SockAddr, why: str, handle: object
+    ) -> bool:
+        """Log a failed send and tell ``on_send_error`` on the next loop iteration (also
+        for a send the worker link could not hand to another worker); returns False."""
         failure = SendFailure(transport, remote, why, handle)
         self.log.info("cannot send %s", failure)
         if self._on_send_error is not None:
@@ -566,8 +553,11 @@ class SipTransportLayer:
         for tap in self.taps:
             tap.sent(data, flow, now)
 
-    def deliver(self, msg: Message, flow: Flow) -> None:
-        self.stats.received += 1
+    def deliver(self, msg: Message, flow: Flow, *, counted: bool = False) -> None:
+        """``msg`` arrived on ``flow`` (``counted``: already counted as received, by the
+        worker whose socket took it)."""
+        if not counted:
+            self.stats.received += 1
         if flow.transport is Transport.TLS and isinstance(msg, Request):
             conn = self._conns.get(flow.connection_id or 0)
             if conn is not None:
@@ -645,40 +635,3 @@ _ANY: dict[Family, IPAddress] = {Family.INET: IPv4Address(0), Family.INET6: IPv6
 
 def _describe(listener: BoundListener) -> str:
     return str(dataclasses.replace(listener.spec, port=listener.port))
-
-
-def _tls_name(remote: SockAddr, server_name: str | None) -> str:
-    """The name a TLS server at ``remote`` must prove: the SIP domain, else the address."""
-    return server_name or remote[0].compressed
-
-
-def _peer_check(policy: TlsClientPolicy, name: str, where: str) -> Callable[[Any], str | None]:
-    def check(cert: Any) -> str | None:
-        refused = policy.check_peer(name, cert)
-        return None if refused is None else f"TLS server {where}: {refused}"
-
-    return check
-
-
-def _reusable_for(conn: Connection, name: str, server_name: str | None) -> bool:
-    """RFC 5923 §6: a send for a SIP domain uses only a connection we opened and checked
-    for that very domain; a send addressed by IP (responses, Via, Record-Route entries
-    with an address) uses any connection to that address and port."""
-    if server_name is None:
-        return True
-    return conn.outbound and conn.tls_name == name
-
-
-def _explain(exc: BaseException) -> str:
-    """A short, single-line description of a connect or handshake error."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        text = f"certificate verify failed: {exc.verify_message or exc.reason}"
-    elif isinstance(exc, ssl.SSLError):
-        text = str(exc.reason or exc)
-    elif isinstance(exc, TimeoutError):
-        text = "timed out"
-    elif isinstance(exc, OSError) and exc.errno:
-        text = os.strerror(exc.errno)  # asyncio's own text holds the address as a tuple
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())

@@ -14,7 +14,8 @@
 # - Workers are ``multiprocessing`` spawn children (a fresh interpreter: no loop, thread or
 #   lock state inherited); the sockets travel as file descriptors. A worker that exits is
 #   started again, at once the first time and with a growing delay (up to
-#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds.
+#   ``RESTART_MAX_DELAY``) while it keeps dying within ``STABLE_AFTER`` seconds;
+#   ``on_exit`` hears of each exit first (the worker link's ``announce_gone``).
 # - Signals to the supervisor: SIGHUP and SIGUSR1 are passed on to every worker (each
 #   reloads / reports itself), SIGTERM drains (passed on; a worker with no call left says
 #   so and goes on answering new calls with 503, as its member of each SO_REUSEPORT group
@@ -214,6 +215,10 @@ def peer_listeners(groups: Sequence[WorkerSockets]) -> tuple[BoundListener, ...]
     return tuple(BoundListener(spec, spec.port) for g in groups for spec, _ in g.own)
 
 
+CONFIG_EXIT = 2
+"""A worker's exit code for a configuration it cannot run (``rtc64 serve``'s own)."""
+
+
 class Supervisor:
     """Starts ``count`` workers (``target(args_for(k), notify)`` in a spawn child; the
     worker calls ``notify_ready(notify, k)`` once serving), restarts the ones that exit,
@@ -243,6 +248,12 @@ class Supervisor:
         self._pending: dict[int, asyncio.Handle] = {}  # restarts waiting for their delay
         self.restarts = 0
         self.log = log
+        self.on_exit: Callable[[int], None] | None = None
+        """Told the index of a worker that exited (before it is restarted)."""
+        self.on_fatal: Callable[[int], None] | None = None
+        """Told the index of a worker that exited with ``CONFIG_EXIT`` before every worker
+        was ever ready: the configuration cannot run, a restart would fail the same way,
+        so the gateway stops (as one process does) instead of restarting it forever."""
 
     @property
     def pids(self) -> list[int | None]:
@@ -301,6 +312,12 @@ class Supervisor:
         if self._procs[k] is proc:
             self._procs[k] = None
         if self._stopping:
+            return
+        if self.on_exit is not None:
+            self.on_exit(k)
+        if code == CONFIG_EXIT and not self._all_ready and self.on_fatal is not None:
+            self.log.error("SIP worker %d (pid %s) cannot start; the gateway stops", k, pid)
+            self.on_fatal(k)
             return
         ran = time.monotonic() - self._started[k]
         self._failures[k] = 0 if ran >= STABLE_AFTER else self._failures[k] + 1

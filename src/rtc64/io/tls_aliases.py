@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.connection import Connection
@@ -35,12 +36,14 @@ AliasKey = tuple[str, int]
 class AliasTable:
     """Aliases recorded from verified peers (see the module rules)."""
 
-    __slots__ = ("_by_key", "log", "stats")
+    __slots__ = ("_by_key", "log", "on_recorded", "stats")
 
     def __init__(self, stats: TransportStats, log: logging.Logger) -> None:
         self.stats = stats
         self.log = log
         self._by_key: dict[AliasKey, int] = {}
+        self.on_recorded: Callable[[AliasKey, int], None] | None = None
+        """Told of each alias recorded (SIP workers: the other workers learn it)."""
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -77,6 +80,8 @@ class AliasTable:
             conn.aliases.append(key)
             self.stats.aliases += 1
             self.log.info("RFC 5923: %s reused for %s", conn, format_hostport(name, key[1]))
+            if self.on_recorded is not None:
+                self.on_recorded(key, conn.id)
             return
         self.stats.aliases_refused += 1
         self.log.info("RFC 5923: no alias %s for %s: %s", format_hostport(name, key[1]), conn, why)

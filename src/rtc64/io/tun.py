@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -18,6 +19,19 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 MAX_PACKET = 65535
+BURST = 64  # packets read per readiness callback before the loop runs other work
+
+
+def read_packets(read: Callable[[], bytes], deliver: Callable[[bytes], None]) -> None:
+    """The reader of a non-blocking packet descriptor (a TUN device, a packet socket): up
+    to ``BURST`` packets to ``deliver``; the first would-block or error ends the burst (the
+    loop calls again while the descriptor is readable)."""
+    for _ in range(BURST):
+        try:
+            packet = read()
+        except OSError:  # BlockingIOError and InterruptedError too
+            return
+        deliver(packet)
 
 
 class Tun:
@@ -32,21 +46,11 @@ class Tun:
             os.close(self._fd)
             raise
         self.name = result[:16].rstrip(b"\x00").decode("ascii")
-        self._on_packet = on_packet
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._readable)
+        read = functools.partial(os.read, self._fd, MAX_PACKET)
+        self._loop.add_reader(self._fd, read_packets, read, on_packet)
         self.written = 0
         self.write_errors = 0
-
-    def _readable(self) -> None:
-        for _ in range(64):
-            try:
-                packet = os.read(self._fd, MAX_PACKET)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            self._on_packet(packet)
 
     def write(self, packet: bytes) -> None:
         """Send one packet into the host's stack (dropped and counted on error)."""

@@ -18,7 +18,9 @@
 #   allocation reaches the new client: while idle every datagram is dropped (no
 #   permissions), and on reuse what the kernel still queues is read and dropped first; a
 #   socket with more than ``DRAIN_LIMIT`` queued (a flood) or a closing transport is
-#   closed instead. ``stop`` closes the idle ones and frees their ports.
+#   closed instead. ``stop`` closes the idle ones and frees their ports. After a reload
+#   changed a pool's range, ``retire`` closes idle sockets outside it, and the free half of
+#   a pair outside it is never handed out (relays in use stay until released).
 # - The allocation a relay belongs to is the client being served when the core asks
 #   (``serving``): its fast-path handle, its bandwidth buckets (one per direction, shared
 #   by a dual allocation's relays) and its counters.
@@ -90,6 +92,10 @@ class PortPool(Protocol[P]):
     def allocate(self, address: IPAddress, worker: int = 0) -> P: ...
 
     def release(self, pair: P) -> None: ...
+
+    def holds(self, pair: P) -> bool:
+        """``pair`` is still in the pool's addresses and range (a reload may change them)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +385,25 @@ class TurnRelays:
     def relay_of(self, address: Address) -> RelaySocket | None:
         return self.udp.get(address)
 
+    def retire(self) -> int:
+        """After a reload changed the pools' ranges: idle sockets on ports the pools no
+        longer hold are closed (their ports are never handed out again); relays in use
+        stay until released. Returns how many were closed."""
+        closed = 0
+        for idle in self._idle.values():
+            for relay in list(idle):
+                if not self._held(relay.address):
+                    idle.remove(relay)
+                    self._close_idle(relay)
+                    closed += 1
+        return closed
+
+    def _held(self, address: Address) -> bool:
+        """The pair of the relay port ``address`` is still in its pool's range."""
+        ip, port = address
+        pair = self._pairs.get((ip, port - (port & 1)))
+        return pair is None or pair.pool.holds(pair.pair)
+
     def stop(self) -> None:
         self.idle_limit = 0
         for address in list(self.udp):
@@ -420,6 +445,8 @@ class TurnRelays:
         halves = self._halves
         for _ in range(len(halves)):
             pair = halves.popleft()
+            if not pair.pool.holds(pair.pair):
+                continue  # outside a reloaded range: its other port is not handed out
             if len(pair.used) != 1 or family_of(pair.pair.address) is not family:
                 if len(pair.used) == 1:
                     halves.append(pair)
@@ -562,7 +589,7 @@ class TurnRelays:
         if transport is None or transport.is_closing() or relay.closed:
             return False
         idle = self._idle.get(relay.family)
-        if idle is None or self.idle_limit <= 0:
+        if idle is None or self.idle_limit <= 0 or not self._held(relay.address):
             return False
         relay.closed = True
         relay.permitted.clear()

@@ -6,8 +6,9 @@
 # §4.4.2, told apart by RFC 7983's first byte and the magic cookie; SIP starts with a letter)
 # go to ``stun`` when set, whose answer is sent back from this socket; without it they are
 # counted and dropped, never parsed as SIP. A response may be taken whole by
-# ``raw_response`` before parsing (keepalive answers); the rest is parsed as usual. ICMP
-# errors are logged.
+# ``raw_response`` before parsing (keepalive answers), and a request by ``raw_request``
+# (SIP workers hand a request to the worker it belongs to unparsed); the rest is parsed as
+# usual. ICMP errors are logged.
 """SIP over UDP: one listening socket, receive and send."""
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ StunHandler = Callable[[bytes, SockAddr], bytes | None]
 """A STUN datagram and its source in, the answer to send back (or None) out."""
 RawResponseHandler = Callable[[bytes, Flow], bool]
 """A SIP response datagram before parsing; True: it was taken (not parsed nor delivered)."""
+RawRequestHandler = Callable[[bytes, Flow], bool]
+"""Any other SIP datagram before parsing; True: it was taken (not parsed nor delivered)."""
 
 _KEEPALIVE_BYTES = b"\r\n\x00"
 _STUN_FIRST = (b"\x00", b"\x01")  # RFC 7983: STUN's first byte is 0..3; methods here < 0x200
@@ -51,11 +54,13 @@ class UdpListener(asyncio.DatagramProtocol):
         sock: socket.socket,
         stun: StunHandler | None = None,
         raw_response: RawResponseHandler | None = None,
+        raw_request: RawRequestHandler | None = None,
     ) -> None:
         self.owner = owner
         self.sock = sock
         self.stun = stun
         self.raw_response = raw_response
+        self.raw_request = raw_request
         self.local: SockAddr = from_sockaddr(sock.getsockname())
         self._transport: asyncio.DatagramTransport | None = None
 
@@ -74,13 +79,14 @@ class UdpListener(asyncio.DatagramProtocol):
         if not data.strip(_KEEPALIVE_BYTES):
             self.owner.stats.keepalives += 1
             return
-        if self.raw_response is not None and data[:8] == b"SIP/2.0 ":
+        raw = self.raw_response if data[:8] == b"SIP/2.0 " else self.raw_request
+        if raw is not None:
             try:
-                if self.raw_response(data, flow):
+                if raw(data, flow):
                     self.owner.stats.received += 1
                     return
             except Exception:
-                self.owner.log.exception("raw response handler failed on %s", flow)
+                self.owner.log.exception("raw datagram handler failed on %s", flow)
         try:
             msg = parse_datagram(data)
         except RemoteProtocolError as exc:

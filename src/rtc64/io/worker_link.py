@@ -10,20 +10,25 @@
 #   Tickets are kept for ``TICKET_LIFE`` seconds (64 x T1: no transaction waits longer)
 #   and at most ``MAX_TICKETS``.
 # - A message arriving on a worker's connection, or on its member of a shared UDP port,
-#   that belongs to another worker's transaction or dialog goes there with its flow
-#   (DELIVER): a response whose top Via names another worker's private port (UDP: a
-#   request sent from the shared port, toward a pinhole, is answered there by a UA
-#   honouring our ``rport``), a request whose top Route does, or the next one (the
-#   caller-facing entry of our double Record-Route names the shared port: a caller whose
-#   source changed, e.g. a dual-stack phone moving family mid-call, still reaches the
-#   worker with its call). Requests toward targets with no pinhole leave from the
-#   private port (``own_port``) and never cross.
-# - Workers announce each connection they open or close (OPEN/CLOSE) and, when they
-#   start, that they hold none (RESET): every worker knows who owns a connection to a
-#   remote address (``has_connection``) without asking.
-# - A request carrying credentials goes to the worker whose nonce they answer (the nonce
-#   names it: ``sip.digest.nonce_origin``), unless its Route names a worker: nonce counts
-#   live in one table per nonce, so a replay is refused whichever worker it reaches.
+#   that belongs to another worker (``worker_owners``: its transaction, dialog, nonce, or
+#   a trusted source's requests spread by Call-ID/AOR) goes there with its flow: DELIVER
+#   once parsed, RAW for a UDP request handed over before parsing (the owner admits it
+#   under overload, parses, counts and taps it, or answers it 400). Requests toward
+#   targets with no pinhole leave from the private port (``own_port``) and never cross.
+# - Workers announce each connection they open or close (OPEN/CLOSE; an outbound TLS one
+#   with the name its server was checked for) and, when they start, that they hold none
+#   (RESET; the supervisor says it for a worker that died, ``announce_gone``): every
+#   worker knows who owns a connection to a remote address (``has_connection``) without
+#   asking. A worker hearing a RESET tells that worker what it holds (OPEN, ALIAS), so a
+#   restarted worker learns the live connections and nothing stale.
+# - Aliases and connection ids (issue 11, ``worker_conns``): a recorded RFC 5923 alias
+#   is announced (ALIAS) and leaves with its connection or its worker. A send another
+#   worker's connection serves (a flow's, a registered phone's, one opened and checked
+#   for that name, an alias) is handed over with the connection id; the owner writes it
+#   on that connection (or another open one to that peer), never a new one (RFC 5626
+#   §5.3), else fails it back; an id of no worker, or one leading elsewhere (stale after
+#   a restart), is refused and counted (``refused``). A response to a request written
+#   for another worker goes back to it by its top Via branch (``SentFor``).
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
@@ -54,26 +59,29 @@ from typing import Protocol, TypeVar
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
 from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
+from rtc64.io.worker_conns import PeerConnection, PeerConnections, SentFor
+from rtc64.io.worker_owners import Owners
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
 from rtc64.net.eyeballs import Race
-from rtc64.sip import headers as sh
-from rtc64.sip.digest import nonce_origin
+from rtc64.sip import tls_identity
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
-from rtc64.sip.uri import SipUri
 
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
-KEEP, PING, FAILED = b"K", b"P", b"X"
+KEEP, PING, FAILED, RAW = b"K", b"P", b"X", b"U"
+ALIAS = b"A"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
-_NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
+_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n,]*)", re.I)  # our Via: the first one
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I)
+_ALIAS = re.compile(rb";[ \t]*alias[ \t]*(?:;|$)", re.I)
 OnMessage = Callable[[Message, Flow], None]
 TargetT = TypeVar("TargetT", bound=eyeballs_tcp.StreamTarget)
 KeyLike = IPAddress | str | tuple[str, IPAddress]  # as gateway.ratelimit counts failures
@@ -118,6 +126,21 @@ def bind_channels(directory: str, count: int) -> list[socket.socket]:
     return out
 
 
+def announce_gone(names: Sequence[bytes], index: int) -> None:
+    """The supervisor's word that worker ``index`` died: the others forget its
+    connections and aliases at once (a RESET in its name)."""
+    try:
+        out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return  # the worker's own RESET, once restarted, says it too
+    with out:
+        out.setblocking(False)
+        for k, name in enumerate(names):
+            if k != index:
+                with contextlib.suppress(OSError):
+                    out.sendto(_HEAD.pack(RESET, index, 0, 0), name)
+
+
 def _addr(sockaddr: SockAddr) -> bytes:
     packed = sockaddr[0].packed
     return _ADDR.pack(len(packed), packed, sockaddr[1])
@@ -147,19 +170,26 @@ class WorkerLink:
         self._names = tuple(names)
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
-        self._private = dict(private_ports)  # (transport, port) -> worker
-        self._owners: dict[tuple[Transport, SockAddr], int] = {}
+        self._peers = PeerConnections()  # the other workers' connections and aliases
+        self._sent_for = SentFor()  # branches of requests written for other workers
+        self.owners = Owners(index, len(self._names), private_ports, self._sent_for)
+        """Which worker a received message belongs to (``worker_owners``)."""
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
         self.on_keepalive_changed: Callable[[str], None] | None = None
+        self.on_raw_admit: Callable[[bytes, Flow], bool] | None = None
+        """The owner's look at a spread request before parsing (True: answered, e.g. a
+        503 under overload), as its own UDP listeners do."""
         self.on_send_error: OnSendError | None = None  # this worker's (the proxy's)
         self._tickets: dict[int, tuple[float, object]] = {}  # number -> (when, handle)
         self._next_ticket = 0
         self.log = log
         self.handed = 0  # messages handed to another worker
+        self.spread_out = 0  # of which requests spread by Call-ID
         self.taken = 0  # messages taken from another worker
         self.dropped = 0  # channel datagrams lost or malformed
+        self.refused = 0  # sends naming a connection id no worker holds for that peer
 
     # wiring
 
@@ -171,6 +201,7 @@ class WorkerLink:
         worker is handled on its sockets, not refused before they exist)."""
         self._transports = transports
         self._next = on_message
+        transports.watch_aliases(self.alias_recorded)
         self._broadcast(_HEAD.pack(RESET, self.index, 0, 0))
         if serve:
             self.serve()
@@ -182,17 +213,20 @@ class WorkerLink:
 
     def private_ports(self, private: Mapping[tuple[Transport, int], int]) -> None:
         """Every worker's private ports after a reload changed ``sip.listen``."""
-        self._private = dict(private)
+        self.owners.private = dict(private)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._channel.fileno())
         self._out.close()
         self.log.info(
-            "worker channel: %d messages handed to other workers, %d taken, %d dropped",
+            "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
+            "%d taken, %d dropped, %d sends refused",
             self.handed,
+            self.spread_out,
             self.taken,
             self.dropped,
+            self.refused,
         )
 
     @property
@@ -219,10 +253,16 @@ class WorkerLink:
         handle: object = None,
         own_port: bool = False,
     ) -> bool:
+        if flow is not None and flow.transport is not transport:
+            flow = None
         if transport.reliable:
-            owner = self._owner(transport, address, port, flow)
-            if owner is not None:
-                cid = flow.connection_id if flow is not None and flow.connection_id else 0
+            found = self._owner(transport, address, port, flow, server_name)
+            if found is not None:
+                owner, cid = found
+                if not 0 <= owner < len(self._names):
+                    self.refused += 1
+                    why = f"connection #{cid} belongs to no worker"
+                    return self._layer.report_failure(transport, (address, port), why, handle)
                 head = _HEAD.pack(SEND, self.index, _TRANSPORTS.index(transport), cid)
                 name = (server_name or "").encode()
                 ticket = 0 if handle is None else self._ticket(handle)
@@ -233,8 +273,7 @@ class WorkerLink:
                     return True
                 self._tickets.pop(ticket, None)
                 why = f"worker {owner}'s channel refused the message"
-                self._failed_here(SendFailure(transport, (address, port), why, handle))
-                return False
+                return self._layer.report_failure(transport, (address, port), why, handle)
         return self._layer.send(
             data,
             transport,
@@ -259,10 +298,6 @@ class WorkerLink:
         tickets[self._next_ticket] = (now, handle)
         return self._next_ticket
 
-    def _failed_here(self, failure: SendFailure) -> None:
-        if self.on_send_error is not None:
-            asyncio.get_running_loop().call_soon(self.on_send_error, failure)
-
     def send_error(self, failure: SendFailure) -> None:
         """The transport layer's ``on_send_error``: a send made for another worker goes
         back to it; this worker's own go to ``on_send_error``."""
@@ -285,10 +320,10 @@ class WorkerLink:
         """A keep-alive (``SipTransportLayer.keepalive``); a stream ping toward another
         worker's connection is written by that worker."""
         if transport.reliable and not self._layer.has_connection(transport, *remote):
-            owner = self._owners.get((transport, remote))
-            if owner is not None and owner != self.index:
+            found = self._peers.find(transport, remote)
+            if found is not None:
                 head = _HEAD.pack(PING, self.index, _TRANSPORTS.index(transport), 0)
-                return self._send_to(owner, head + _addr(remote) + payload)
+                return self._send_to(found.owner, head + _addr(remote) + payload)
         return self._layer.keepalive(transport, listener, remote, payload)
 
     def keepalive_changed(self, owner: int, aor: str) -> None:
@@ -303,7 +338,11 @@ class WorkerLink:
     def has_connection(self, transport: Transport, address: IPAddress, port: int) -> bool:
         if self._layer.has_connection(transport, address, port):
             return True
-        return (transport, (address, port)) in self._owners
+        return self._peers.has(transport, (address, port))
+
+    def peer_connections(self) -> PeerConnections:
+        """What this worker knows of the other workers' connections and aliases."""
+        return self._peers
 
     async def connect_race(
         self,
@@ -314,31 +353,52 @@ class WorkerLink:
         server_name: str | None = None,
     ) -> tuple[TargetT, Race[TargetT] | None]:
         for target in targets:
-            if (transport, (target.address, target.port)) in self._owners:
+            remote = (target.address, target.port)
+            if self._layer.has_connection(transport, *remote, server_name):
+                break  # ours: the transport layer reuses it
+            if self._peers.find(transport, remote, server_name) is not None:
                 return target, None  # another worker's connection: send() hands it over
         return await self._layer.connect_race(
             transport, targets, attempt_delay=attempt_delay, server_name=server_name
         )
 
     def _owner(
-        self, transport: Transport, address: IPAddress, port: int, flow: Flow | None
-    ) -> int | None:
-        """Another worker that must send this, or None (this worker sends it)."""
+        self,
+        transport: Transport,
+        address: IPAddress,
+        port: int,
+        flow: Flow | None,
+        server_name: str | None,
+    ) -> tuple[int, int] | None:
+        """(another worker that must send this, the id of its connection to use), or None
+        (this worker sends it: over its own connection, or a new one)."""
         if flow is not None and flow.connection_id is not None:
             owner = owner_of(flow.connection_id)
-            return None if owner == self.index else owner
-        if self._layer.has_connection(transport, address, port):
+            return None if owner == self.index else (owner, flow.connection_id)
+        if self._layer.has_connection(transport, address, port, server_name):
             return None
-        known = self._owners.get((transport, (address, port)))
-        return None if known == self.index else known
+        found = self._peers.find(transport, (address, port), server_name)
+        return None if found is None else (found.owner, found.cid)
 
     # receiving
 
+    def on_raw_request(self, data: bytes, flow: Flow) -> bool:
+        """Before parsing, a UDP request: on a shared port, hand it unparsed to the worker
+        its Call-ID names when the rules decide on the raw bytes alone; else this
+        worker's ``on_raw_admit``. True: taken (handed over or answered)."""
+        owner = self.owners.raw_owner(data, flow)
+        if owner is not None:
+            head = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)
+            if self._send_to(owner, head + _addr(flow.local) + _addr(flow.remote) + data):
+                self.spread_out += 1
+                return True  # else handled here rather than lost
+        return self.on_raw_admit is not None and self.on_raw_admit(data, flow)
+
     def on_message(self, msg: Message, flow: Flow) -> None:
-        """In front of the proxy: hand a stream message to the worker it belongs to."""
+        """In front of the proxy: hand a message to the worker it belongs to."""
         assert self._next is not None
         if msg.wire is not None:
-            owner = self._belongs_to(msg, flow.transport)
+            owner = self.owners.of(msg, flow)
             if owner is not None and owner != self.index:
                 cid = flow.connection_id or 0
                 head = _HEAD.pack(DELIVER, self.index, _TRANSPORTS.index(flow.transport), cid)
@@ -346,56 +406,6 @@ class WorkerLink:
                 self.log.debug("%s from %s handed to worker %d", _kind(msg), flow, owner)
                 return
         self._next(msg, flow)
-
-    def _belongs_to(self, msg: Message, transport: Transport) -> int | None:
-        if isinstance(msg, Request):
-            owner = self._route_owner(msg, transport)
-            return self._nonce_owner(msg) if owner is None else owner
-        top = msg.vias[0]
-        try:
-            sent = Transport(top.transport.decode().lower())
-        except ValueError:
-            return None
-        return None if top.port is None else self._private.get((sent, top.port))
-
-    def _route_owner(self, msg: Request, transport: Transport) -> int | None:
-        """The worker whose private port the request's top Route names, or the next
-        one's (a worker record-routes twice: the entry facing the caller names the shared
-        port, where its pinhole is; the next one the worker's own port), or None."""
-        if msg.get(b"route") is None:
-            return None
-        try:
-            found = sh.routes(msg)
-        except RemoteProtocolError:
-            return None
-        for route in found[:2]:
-            uri = route.uri
-            if not isinstance(uri, SipUri) or uri.port is None:
-                continue
-            param = uri.param(b"transport")
-            try:
-                named = Transport(param.decode().lower()) if param else transport
-            except ValueError:
-                continue
-            owner = self._private.get((named, uri.port))
-            if owner is not None:
-                return owner
-        return None
-
-    def _nonce_owner(self, msg: Request) -> int | None:
-        """The worker whose nonce the request's credentials answer (its nonce-count
-        table refuses a replay), or None."""
-        for name in (b"authorization", b"proxy-authorization"):
-            value = msg.get(name)
-            if value is None:
-                continue
-            found = _NONCE.search(value)
-            if found is None:
-                continue
-            origin = nonce_origin(found.group(1).decode("ascii"))
-            if origin is not None and origin < len(self._names):
-                return origin
-        return None
 
     def share_failures(self, tracker: FailureTracker) -> None:
         """Every failure ``tracker`` records goes to the other workers' trackers too."""
@@ -418,10 +428,50 @@ class WorkerLink:
         self, transport: Transport, remote: SockAddr, cid: int, up: bool
     ) -> None:
         """The transport layer opened (``up``) or closed a connection: tell the others."""
-        kind = OPEN if up else CLOSE
-        self._broadcast(
-            _HEAD.pack(kind, self.index, _TRANSPORTS.index(transport), cid) + _addr(remote)
-        )
+        if not up:
+            head = _HEAD.pack(CLOSE, self.index, _TRANSPORTS.index(transport), cid)
+            self._broadcast(head + _addr(remote))
+            return
+        conn = self._layer.connection(cid)
+        name = conn.tls_name if conn is not None and conn.outbound else None
+        self._broadcast(self._opened(transport, remote, cid, name))
+
+    def _opened(self, transport: Transport, remote: SockAddr, cid: int, name: str | None) -> bytes:
+        """OPEN: the head, the remote, and the name an outbound TLS connection was
+        checked for (empty otherwise)."""
+        head = _HEAD.pack(OPEN, self.index, _TRANSPORTS.index(transport), cid)
+        return head + _addr(remote) + (name or "").encode("utf-8", "replace")
+
+    def alias_recorded(self, key: tuple[str, int], cid: int) -> None:
+        """The transport layer recorded an RFC 5923 alias: tell the others."""
+        self._broadcast(self._alias(key, cid))
+
+    def _alias(self, key: tuple[str, int], cid: int) -> bytes:
+        head = _HEAD.pack(ALIAS, self.index, _TRANSPORTS.index(Transport.TLS), cid)
+        return head + struct.pack("!H", key[1]) + key[0].encode("utf-8", "replace")
+
+    def _tell_restarted(self, worker: int) -> None:
+        """Worker ``worker`` (re)started: what this worker holds, so it knows the live
+        connections and aliases (and nothing from before its restart)."""
+        for transport, remote, cid, name in self._layer.connections():
+            self._send_to(worker, self._opened(transport, remote, cid, name))
+        for key, cid in self._layer.aliases().items():
+            self._send_to(worker, self._alias(key, cid))
+
+    def _refusal(
+        self, transport: Transport, remote: SockAddr, cid: int, server_name: str | None
+    ) -> str | None:
+        """Why a SEND naming connection ``cid`` must not be written here, or None: the
+        connection must lead to ``remote``, or hold an RFC 5923 alias for it."""
+        if owner_of(cid) != self.index:
+            return f"connection #{cid} is not worker {self.index}'s"
+        conn = self._layer.connection(cid)
+        if conn is None:
+            return None  # closed: the transport layer finds another or fails (no new one)
+        alias = (tls_identity.normalise(server_name or remote[0].compressed), remote[1])
+        if conn.kind is transport and (conn.remote == remote or alias in conn.aliases):
+            return None
+        return f"connection #{cid} does not lead to {transport.value} {remote[0]}:{remote[1]}"
 
     def _read(self) -> None:
         for _ in range(256):
@@ -442,26 +492,10 @@ class WorkerLink:
         kind, worker, t, cid = _HEAD.unpack_from(data)
         transport = _TRANSPORTS[t]
         at = _HEAD.size
-        if kind == RESET:
-            self._owners = {key: k for key, k in self._owners.items() if k != worker}
-        elif kind in (OPEN, CLOSE):
-            remote, _ = _read_addr(data, at)
-            if kind == OPEN:
-                self._owners[(transport, remote)] = worker
-            elif self._owners.get((transport, remote)) == worker:
-                del self._owners[(transport, remote)]
+        if kind in (RESET, OPEN, CLOSE, ALIAS):
+            self._announced(kind, worker, transport, cid, data[at:])
         elif kind == SEND:
-            (address, port), at = _read_addr(data, at)
-            (size,) = struct.unpack_from("!H", data, at)
-            name = data[at + 2 : at + 2 + size].decode() or None
-            (ticket,) = _TICKET.unpack_from(data, at + 2 + size)
-            payload = data[at + 2 + size + _TICKET.size :]
-            flow = Flow(transport, (address, port), (address, port), cid) if cid else None
-            handle = _Ticket(worker, ticket) if ticket else None
-            self.taken += 1
-            self._layer.send(
-                payload, transport, address, port, flow=flow, server_name=name, handle=handle
-            )
+            self._take_send(worker, transport, cid, data[at:])
         elif kind == FAILED:
             remote, at = _read_addr(data, at)
             (ticket,) = _TICKET.unpack_from(data, at)
@@ -490,8 +524,82 @@ class WorkerLink:
             self.taken += 1
             assert self._next is not None
             self._next(msg, Flow(transport, local, remote, cid or None))
+        elif kind == RAW:  # as the UDP listener would have: admit, parse, tap, or a 400
+            local, at = _read_addr(data, at)
+            remote, at = _read_addr(data, at)
+            flow = Flow(transport, local, remote)
+            self.taken += 1
+            raw = data[at:]
+            if self.on_raw_admit is not None and self.on_raw_admit(raw, flow):
+                return
+            try:
+                parsed = parse_datagram(raw)
+            except RemoteProtocolError as exc:
+                self._layer.bad_message(raw, exc, flow)
+                return
+            self._layer.deliver(parsed, flow, counted=True)
         else:
             raise ValueError(f"unknown kind {kind!r}")
+
+    def _announced(
+        self, kind: bytes, worker: int, transport: Transport, cid: int, body: bytes
+    ) -> None:
+        """RESET, OPEN, CLOSE or ALIAS from ``worker``: the peer table follows."""
+        if worker == self.index or worker >= len(self._names):
+            raise ValueError(f"announcement in the name of worker {worker}")
+        if kind == RESET:
+            self._peers.forget_worker(worker)
+            self._tell_restarted(worker)
+            return
+        if owner_of(cid) != worker:
+            raise ValueError(f"connection #{cid} announced by worker {worker}")
+        if kind == ALIAS:
+            (port,) = struct.unpack_from("!H", body)
+            alias = body[2:].decode("utf-8", "replace")
+            if not alias or not self._peers.aliased(worker, cid, alias, port):
+                raise ValueError(f"alias for unknown connection #{cid}")
+            return
+        remote, at = _read_addr(body, 0)
+        if kind == CLOSE:
+            self._peers.closed(cid)
+            return
+        name = body[at:].decode("utf-8", "replace")
+        tls_name = tls_identity.normalise(name) if name else None
+        self._peers.opened(PeerConnection(worker, cid, transport, remote, tls_name))
+
+    def _take_send(self, worker: int, transport: Transport, cid: int, body: bytes) -> None:
+        """SEND: write ``worker``'s message on our connection ``cid`` (or, without an
+        id, on any connection of ours to that peer, else a new one)."""
+        (address, port), at = _read_addr(body, 0)
+        (size,) = struct.unpack_from("!H", body, at)
+        name = body[at + 2 : at + 2 + size].decode() or None
+        (ticket,) = _TICKET.unpack_from(body, at + 2 + size)
+        payload = body[at + 2 + size + _TICKET.size :]
+        handle = _Ticket(worker, ticket) if ticket else None
+        self.taken += 1
+        refused = self._refusal(transport, (address, port), cid, name) if cid else None
+        if refused is not None:
+            self.refused += 1
+            self.log.info("worker %d's send refused: %s", worker, refused)
+            if handle is not None:
+                self.send_error(SendFailure(transport, (address, port), refused, handle))
+            return
+        if not payload.startswith(b"SIP/2.0 "):
+            self._remember(payload, worker)
+        flow = Flow(transport, (address, port), (address, port), cid) if cid else None
+        self._layer.send(
+            payload, transport, address, port, flow=flow, server_name=name, handle=handle
+        )
+
+    def _remember(self, request: bytes, worker: int) -> None:
+        """A request written for ``worker`` whose Via (``;alias``) names the shared port,
+        not ``worker``'s own: its responses go back to ``worker`` by the branch."""
+        via = _TOP_VIA.search(request)
+        if via is None or _ALIAS.search(via.group(1)) is None:
+            return
+        branch = _BRANCH.search(via.group(1))
+        if branch is not None:
+            self._sent_for.add(branch.group(1), worker, time.monotonic())
 
     def _send_to(self, worker: int, data: bytes) -> bool:
         try:

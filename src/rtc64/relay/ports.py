@@ -139,6 +139,12 @@ class PortPool:
             if free is not None and self._holds(pair.port, pair.worker):
                 free.append(pair.port)
 
+    def holds(self, pair: LocalPair) -> bool:
+        """``pair`` belongs to the current addresses and range (a reload may have left it
+        outside: it is never handed out again once released)."""
+        known = self._addresses.get(pair.family, ())
+        return pair.address in known and self._holds(pair.port, pair.worker)
+
     def _holds(self, port: int, worker: int) -> bool:
         """``port`` is an RTP port of this range in ``worker``'s slice."""
         return (

@@ -134,13 +134,58 @@ def _bad(reason: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"Bad Request: {reason}", 400)
 
 
-def _split(value: bytes | str, what: str) -> list[Param]:
-    """Split ``Digest name=value, ...`` into (lower-case name, unquoted value) pairs."""
+# One match per parameter: name, '=', quoted-string (group 2) or token (group 3), then a
+# comma (group 4) or the end. A value that does not fit goes to ``_split_slow``, which
+# walks the same grammar step by step to say what is wrong.
+_SCHEME_RE = re.compile(r"[ \t\r\n]*[Dd][Ii][Gg][Ee][Ss][Tt][ \t\r\n]+")
+_PARAM_RE = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t\r\n]*=[ \t\r\n]*"
+    r'(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e])*)"|([A-Za-z0-9\-.!%*_+`\'~]+))'
+    r"[ \t\r\n]*(?:(,)[ \t\r\n]*|\Z)"
+)
+
+
+def _decode(value: bytes | str, what: str) -> str:
     try:
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         text.encode("utf-8")  # a str may hold lone surrogates
     except UnicodeError:
         raise _bad(f"{what} is not UTF-8") from None
+    return text
+
+
+def _split(value: bytes | str, what: str) -> list[Param]:
+    """Split ``Digest name=value, ...`` into (lower-case name, unquoted value) pairs: one
+    regular-expression match per parameter; anything it does not take is diagnosed by
+    ``_split_slow`` (same result for every input, the error named)."""
+    text = _decode(value, what)
+    m = _SCHEME_RE.match(text)
+    if m is None:
+        return _split_slow(text, what)
+    pos, end = m.end(), len(text)
+    match = _PARAM_RE.match
+    params: list[Param] = []
+    while True:
+        m = match(text, pos)
+        if m is None:
+            return _split_slow(text, what)
+        name, quoted, token, comma = m.groups()
+        if quoted is None:
+            params.append((name.lower(), token))
+        elif "\\" in quoted:
+            params.append((name.lower(), _UNQUOTE_RE.sub(r"\1", quoted)))
+        else:
+            params.append((name.lower(), quoted))
+        pos = m.end()
+        if comma is None:
+            return params
+        if pos == end:
+            return _split_slow(text, what)  # a trailing comma
+
+
+def _split_slow(value: bytes | str, what: str) -> list[Param]:
+    """``_split`` step by step: the parameters, or the error naming what is wrong."""
+    text = _decode(value, what)
     pos = _skip_ws(text, 0)
     m = _TOKEN_RE.match(text, pos)
     if m is None:

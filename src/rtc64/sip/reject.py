@@ -1,4 +1,5 @@
-"""Error responses to requests that could not be parsed.
+"""Error responses to requests that could not be parsed (or are refused before parsing:
+a 503 under overload, ``gateway.proxy.service.Proxy.shed_raw``).
 
 Rules (RFC 3261 §8.2.6, §16.3; RFC 4475 §3.1.2): a request whose start line looks like
 a request and which carries Via, From, To, Call-ID and CSeq lines gets an error response
@@ -36,8 +37,11 @@ def _reason(status: int, reason: str) -> bytes:
     return bytes(c if 0x20 <= c < 0x7F else 0x3F for c in text) or b"%d" % status
 
 
-def reject_bytes(data: bytes, status: int, reason: str) -> bytes | None:
-    """The response to send for malformed request ``data``, or None (drop it)."""
+def reject_bytes(
+    data: bytes, status: int, reason: str, extra: tuple[bytes, bytes] | None = None
+) -> bytes | None:
+    """The response to send for request ``data`` (malformed, or refused before parsing),
+    with one ``extra`` header (name, value) if given, or None (drop it)."""
     lines = _lines(data)
     start = lines[0].rstrip(b" \t") if lines else b""  # trailing SP: RFC 4475 trws
     parts = start.split(b" ")
@@ -64,5 +68,7 @@ def reject_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     out = [b"SIP/2.0 %d %s" % (status, _reason(status, reason))]
     for key in _COPY:
         out.extend(copied[key])
+    if extra is not None:
+        out.append(extra[0] + b": " + extra[1])
     out += [b"Content-Length: 0", b"", b""]
     return b"\r\n".join(out)

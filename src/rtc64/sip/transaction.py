@@ -82,6 +82,7 @@ class TransactionLayer:
 
     __slots__ = (
         "_ack2543",
+        "_branches",
         "_client",
         "_heap",
         "_ict",
@@ -109,6 +110,7 @@ class TransactionLayer:
         self._client: dict[ClientKey, ClientTransaction] = {}
         self._server: dict[ServerKey, ServerTransaction] = {}
         self._ack2543: dict[ServerKey, ServerTransaction] = {}
+        self._branches: dict[bytes, int] = {}  # RFC 3261 branches of live server transactions
         self._heap: list[tuple[float, int, AnyTransaction]] = []
         self._seq = 0
         self._live = 0  # heap entries that are not stale
@@ -199,6 +201,11 @@ class TransactionLayer:
             return None
         return self._server.get(server_key(request))
 
+    def serves_branch(self, branch: bytes) -> bool:
+        """A live server transaction has this RFC 3261 branch (a raw request with it may
+        be a retransmission: never refuse it before parsing)."""
+        return branch in self._branches
+
     def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The INVITE server transaction a CANCEL cancels (§9.2), if still live."""
         return self._server.get(server_key(cancel, b"INVITE"))
@@ -226,6 +233,9 @@ class TransactionLayer:
             table = self._ist if request.method == b"INVITE" else NON_INVITE_SERVER
             txn = ServerTransaction(request, dest, reliable, now, timers=self.timers, table=table)
             self._server[txn.key] = txn
+            branch = txn.key[0]
+            if isinstance(branch, bytes) and len(txn.key) == 4:
+                self._branches[branch] = self._branches.get(branch, 0) + 1
             if txn.ack_key is not None:
                 self._ack2543[txn.ack_key] = txn
             out.append(NewRequest(txn))
@@ -341,6 +351,13 @@ class TransactionLayer:
         else:
             if self._server.get(txn.key) is txn:
                 del self._server[txn.key]
+                branch = txn.key[0]
+                if isinstance(branch, bytes) and len(txn.key) == 4:
+                    left = self._branches.get(branch, 0) - 1
+                    if left > 0:
+                        self._branches[branch] = left
+                    else:
+                        self._branches.pop(branch, None)
             ack_key = txn.ack_key
             if ack_key is not None and self._ack2543.get(ack_key) is txn:
                 del self._ack2543[ack_key]

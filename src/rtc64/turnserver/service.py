@@ -109,8 +109,11 @@ class TurnService:
             for a in settings.relay_addresses
             if not any(a in p.addresses(family_of(a)) for p in pools)
         ]
+        self.own_pool: PortPool | None = None
+        """The pool of relay addresses no media relay shares (range ``settings.ports``)."""
         if missing:
-            pools.append(PortPool(missing, *settings.ports))
+            self.own_pool = PortPool(missing, *settings.ports)
+            pools.append(self.own_pool)
         self.listeners = TurnListeners(
             settings.listen, self, server_tls=server_tls, limits=settings.limits, log=self.log
         )
@@ -148,17 +151,41 @@ class TurnService:
         return self.bound
 
     async def reconfigure(
-        self, listen: Sequence[ListenSpec], core: TurnSettings, policy: PeerPolicy
+        self,
+        listen: Sequence[ListenSpec],
+        core: TurnSettings,
+        policy: PeerPolicy,
+        ports: tuple[int, int] | None = None,
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
         """A reload: listeners opened and closed (``TurnListeners.relisten``), then the
-        core's limits and the peer policy for requests from now on; allocations in
-        progress stay. Returns (opened, closed); ``ConfigError`` changes nothing."""
+        core's limits, the peer policy and the own pool's port range (``ports``, checked
+        by the caller: ``check_ports``) for requests from now on; allocations in progress
+        stay. Returns (opened, closed); ``ConfigError`` changes nothing."""
         opened, closed = await self.listeners.relisten(listen)
         self.core.settings = core
         self.core.policy = self.policy = policy
         self.settings = dataclasses.replace(self.settings, listen=tuple(listen), core=core)
+        if ports is not None and ports != self.settings.ports:
+            pool = self.own_pool
+            if pool is not None:
+                pool.reconfigure(self._own_addresses(pool), *ports)
+            self.settings = dataclasses.replace(self.settings, ports=ports)
+            self.retire()
         self.bound[:] = self.listeners.bound
         return opened, closed
+
+    def check_ports(self, ports: tuple[int, int]) -> None:
+        """``LocalProtocolError`` when the own pool cannot take the range ``ports``."""
+        if self.own_pool is not None:
+            PortPool(self._own_addresses(self.own_pool), *ports)
+
+    def retire(self) -> int:
+        """A pool's range changed: idle relay sockets outside it are closed (how many)."""
+        return self.relays.retire()
+
+    @staticmethod
+    def _own_addresses(pool: PortPool) -> list[IPAddress]:
+        return [a for family in pool.families for a in pool.addresses(family)]
 
     async def close(self) -> None:
         self.driver.close()

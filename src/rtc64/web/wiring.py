@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -158,15 +159,9 @@ async def start_gateway_web(
         cfg, listeners, turn_listeners=turn_listeners, relay_addresses=relay_addresses,
         nat64=nat64, started=time.time(), tunnel=tunnel_status(tunnel),
     )  # fmt: skip
-    sources = Sources(
-        status=status,
-        wall=time.time,
-        clock=clock,
+    sources = dataclasses.replace(
+        _own_sources(status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive),
         registrations=registrations,
-        keepalive=keepalive,
-        proxy=proxy,
-        relay=relay,
-        turn=turn,
         tunnel=tunnel,
         blocks=blocks,
         turn_rest=_turn_rest(cfg),
@@ -210,7 +205,21 @@ async def start_peer_web(
         config=(),
         started=time.time(),
     )
-    sources = Sources(
+    sources = _own_sources(status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive)
+    return await start_peer_endpoint(path, sources)
+
+
+def _own_sources(
+    status: Status,
+    *,
+    proxy: ProxyView | None,
+    relay: RelayView | None,
+    turn: TurnView | None,
+    keepalive: KeepaliveView | None,
+) -> Sources:
+    """What every process of the gateway reports of itself (its proxy, relay, TURN and
+    keepalives) on its own clocks; worker 0 adds the store-wide views and its peers."""
+    return Sources(
         status=status,
         wall=time.time,
         clock=clock,
@@ -219,4 +228,3 @@ async def start_peer_web(
         turn=turn,
         keepalive=keepalive,
     )
-    return await start_peer_endpoint(path, sources)

@@ -127,6 +127,28 @@ def test_old_received_replaced() -> None:
     assert stamped == b"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1;received=198.51.100.7"
 
 
+@pytest.mark.parametrize(
+    ("via", "source"),
+    [
+        (b"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1;rport", ("198.51.100.7", 40000)),
+        (b"SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK1;RPort", ("2001:db8::99", 5062)),
+        (b"SIP/2.0/TCP phone.example.net;branch=z9hG4bK1;received=1.2.3.4", ("2001:db8::1", 9)),
+        (b"SIP/2.0/UDP 10.0.0.5;Received=10.9.9.9;branch=z9hG4bK1", ("198.51.100.7", 5060)),
+        (b"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1", ("198.51.100.7", 5060)),
+    ],
+)
+def test_stamped_request_holds_the_parsed_stamped_via(via: bytes, source: tuple[str, int]) -> None:
+    """``with_stamped_via`` builds the parsed top Via without parsing its own output: it
+    must equal what parsing the stamped line gives, and the line must be the stamp."""
+    r = req(via + b", SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK0")
+    flow = udp(*source)
+    stamped = hops.with_stamped_via(r, flow)
+    line = hops.stamp_top_via(r, flow) or via
+    assert stamped.vias[0] == parse_via(line)
+    assert stamped.vias[1:] == r.vias[1:]
+    assert stamped.get(b"via") == line + b", SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK0"
+
+
 # -- loop detection --------------------------------------------------------------------------
 
 TOP = b"SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bKc1;rport=5062;received=2001:db8::10"

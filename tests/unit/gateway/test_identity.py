@@ -163,3 +163,42 @@ def test_uri_transport() -> None:
     assert uri_transport(uri(b"sips:a@b")) is Transport.TLS
     assert uri_transport(uri(b"sip:a@b;transport=ws")) is Transport.WS
     assert uri_transport(uri(b"sip:a@b;transport=sctp")) is Transport.UDP
+
+
+def test_a_via_with_alias_names_the_shared_port_not_the_workers_own() -> None:
+    """SIP workers (RFC 5923): peers alias the port they dial, the SO_REUSEPORT one; our
+    other Vias keep naming the worker's own port (responses find their worker by it)."""
+    from rtc64.gateway.proxy import splice  # noqa: PLC0415
+    from rtc64.gateway.proxy.hops import Hop  # noqa: PLC0415
+    from rtc64.sip.framing import parse_datagram  # noqa: PLC0415
+
+    own_tls, own_tcp = listener("tls:192.0.2.1:41005"), listener("tcp:192.0.2.1:41006")
+    shared_tls, shared_tcp = listener("tls:192.0.2.1:5061"), listener("tcp:192.0.2.1:5060")
+    shared = [shared_tls.spec, shared_tcp.spec]
+    req = parse_datagram(
+        b"OPTIONS sip:b@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-1\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@example.net>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    below = b"SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-1"
+    hop_tls = Hop(Transport.TLS, HOST4B, 5061)
+    hop_tcp = Hop(Transport.TCP, HOST4B, 5060)
+    for alias in (True, False):
+        ident = Identity(
+            [own_tls, own_tcp, shared_tls, shared_tcp],
+            source_for=no_source,
+            tls_alias=alias,
+            shared=shared,
+        )
+        for _ in range(2):
+            via = splice.our_via(ident, own_tls, hop_tls, req, below)  # type: ignore[arg-type]
+            if alias:
+                assert via.startswith(b"SIP/2.0/TLS 192.0.2.1:5061;") and via.endswith(b";alias")
+            else:
+                assert via.startswith(b"SIP/2.0/TLS 192.0.2.1:41005;") and b"alias" not in via
+            via = splice.our_via(ident, own_tcp, hop_tcp, req, below)  # type: ignore[arg-type]
+            assert via.startswith(b"SIP/2.0/TCP 192.0.2.1:41006;")
+            ident.replace_listeners(ident.listeners)  # a reload keeps the shared specs
+    # one process: no shared listeners, the Via names the listener as before
+    single = Identity([shared_tls], source_for=no_source, tls_alias=True)
+    assert single.alias_listener(shared_tls) is shared_tls

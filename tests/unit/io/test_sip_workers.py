@@ -215,6 +215,34 @@ def test_supervisor_ready_once_all_workers_are(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
+def bad_config(marker: str, notify: socket.socket) -> None:
+    """Worker 1 cannot run its configuration (exit 2, as ``run_worker`` does); worker 0 serves."""
+    if marker == "1":
+        sys.exit(2)
+    serve_forever(marker, notify)
+
+
+def test_a_worker_that_cannot_run_its_configuration_stops_the_gateway() -> None:
+    """Exit 2 before the gateway was ever ready: no restart loop, ``on_fatal`` instead."""
+    log = _log()
+    fatal: list[int] = []
+
+    async def main() -> int:
+        sup = Supervisor(bad_config, str, 2, log)
+        sup.on_fatal = fatal.append
+        sup.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not fatal and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            return sup.restarts
+        finally:
+            await sup.stop()
+
+    assert asyncio.run(main()) == 0 and fatal == [1]
+
+
 def _log() -> logging.Logger:
     return logging.getLogger("rtc64.test.workers")
 

@@ -42,6 +42,7 @@ class FakeLayer:
         self.handles: list[object] = []
         self.pings: list[tuple[Transport, object, bytes]] = []
         self.conns: set[tuple[Transport, object, int]] = set()
+        self.failures: list[SendFailure] = []
 
     def send(self, data: bytes, transport: Transport, address: object, port: int, *,
              flow: Flow | None = None, server_name: str | None = None,
@@ -55,8 +56,27 @@ class FakeLayer:
         self.pings.append((transport, remote, payload))
         return True
 
-    def has_connection(self, transport: Transport, address: object, port: int) -> bool:
+    def has_connection(
+        self, transport: Transport, address: object, port: int, server_name: str | None = None
+    ) -> bool:
         return (transport, address, port) in self.conns
+
+    def report_failure(self, transport: Transport, remote: object, why: str,
+                       handle: object) -> bool:  # fmt: skip
+        self.failures.append(SendFailure(transport, remote, why, handle))  # type: ignore[arg-type]
+        return False
+
+    def connection(self, cid: int) -> None:
+        return None
+
+    def connections(self) -> list[object]:
+        return []
+
+    def aliases(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def watch_aliases(self, callback: object) -> None:
+        pass
 
 
 def test_connection_ids_name_their_worker() -> None:
@@ -237,6 +257,34 @@ def test_a_send_the_owner_cannot_make_is_reported_to_the_sender(tmp_path: Path) 
                 link.close()
             for c in chans:
                 c.close()
+
+    asyncio.run(main())
+
+
+def test_a_send_the_channel_refuses_fails_through_the_transport_layer(tmp_path: Path) -> None:
+    """Worker 1 is gone (its channel unbound): a send for its connection fails at once,
+    reported by this worker's transport layer with the caller's handle (logged and handed
+    to ``on_send_error`` as any failed send)."""
+
+    async def main() -> None:
+        chans = bind_channels(str(tmp_path), 2)
+        names = [channel_name(str(tmp_path), k) for k in range(2)]
+        chans[1].close()
+        Path(names[1].decode()).unlink()
+        layer = FakeLayer()
+        link = WorkerLink(0, chans[0], names, {}, logging.getLogger("t"))
+        link.attach(layer, lambda m, f: None)  # type: ignore[arg-type]
+        try:
+            flow = Flow(Transport.TCP, LOCAL, PHONE, CONNECTION_ID_SPAN + 3)  # worker 1's
+            handle = object()
+            assert not link.send(b"BYE...", Transport.TCP, *PHONE, flow=flow, handle=handle)
+            (failure,) = layer.failures
+            assert failure.handle is handle and failure.remote == PHONE
+            assert "worker 1's channel refused" in failure.reason
+            assert not layer.sent and link.dropped == 1
+        finally:
+            link.close()
+            chans[0].close()
 
     asyncio.run(main())
 

@@ -46,6 +46,7 @@ def _gateway(cfg: config.Config) -> Any:
         relay=None,
         nat64=None,
         reloaded=lambda: None,
+        media_ports=lambda new: new.media.ports,
     )
 
     async def relisten(specs: object) -> Any:  # serve.Gateway.relisten, one process
@@ -215,11 +216,18 @@ def test_a_sip_listener_that_fails_undoes_the_turn_listener_change(tmp_path: Pat
             self.settings = settings
             self.policy = "old policy"
 
-        async def reconfigure(self, listen: Any, core: Any, policy: Any) -> Any:
-            calls.append((tuple(str(s) for s in listen), core.user_quota, policy))
-            self.settings = dataclasses.replace(self.settings, listen=listen, core=core)
+        own_pool = None
+
+        async def reconfigure(self, listen: Any, core: Any, policy: Any, ports: Any) -> Any:
+            calls.append((tuple(str(s) for s in listen), core.user_quota, policy, ports))
+            self.settings = dataclasses.replace(
+                self.settings, listen=listen, core=core, ports=ports
+            )
             self.policy = policy
             return list(listen), []
+
+        def check_ports(self, ports: Any) -> None:
+            pass
 
     async def refuse(specs: object) -> Any:
         raise ConfigError("sip.listen", "udp:192.0.2.99:5060", "an address to bind")
@@ -233,6 +241,7 @@ def test_a_sip_listener_that_fails_undoes_the_turn_listener_change(tmp_path: Pat
             "turn.open": "true",
             "turn.user_quota": "3",
             "sip.listen": ["udp:192.0.2.99:5060"],
+            "media.ports": "31000-31100",
         },
     )
     life = lifecycle.Lifecycle(gw, asyncio.Event(), reload_config=None, log=logging.getLogger("t"))
@@ -240,5 +249,6 @@ def test_a_sip_listener_that_fails_undoes_the_turn_listener_change(tmp_path: Pat
         asyncio.run(life.apply(new))
     (forward, back) = calls
     assert forward[0] == ("udp:127.0.0.1:3478", "tcp:127.0.0.1:3478") and forward[1] == 3
-    assert back == (("udp:127.0.0.1:3478",), settings.core.user_quota, "old policy")
+    assert forward[3] == (31000, 31100)
+    assert back == (("udp:127.0.0.1:3478",), settings.core.user_quota, "old policy", (30000, 30100))
     assert gw.cfg is cfg and gw.proxy.reconfigured == []

@@ -219,3 +219,21 @@ def test_random_sequences(data: st.DataObject) -> None:
     assert len(layer) == 0
     assert layer.get_timer() is None
     assert w.terminated == {id(t) for t in w.everyone}
+
+
+def test_serves_branch_while_a_server_transaction_lives() -> None:
+    """The raw look under overload (``sip.peek``) never refuses a request whose branch a
+    live server transaction has: it may be a retransmission."""
+    layer = TransactionLayer()
+    req = request(b"OPTIONS", branch=b"z9hG4bKlive")
+    layer.receive_request(req, "from", False, 0.0)
+    assert layer.serves_branch(b"z9hG4bKlive") and not layer.serves_branch(b"z9hG4bKother")
+    txn = layer.find_server(req)
+    assert txn is not None
+    layer.send_response(txn, make_response(req, 200), 0.0)
+    events = run_until(layer, HORIZON)
+    assert any(isinstance(e, Terminated) for _, e in events)
+    assert not layer.serves_branch(b"z9hG4bKlive") and layer.server_count == 0
+    old = request(b"OPTIONS", branch=b"1234")  # RFC 2543: keyed without a branch
+    layer.receive_request(old, "from", False, 1.0)
+    assert layer.server_count == 1 and not layer._branches

@@ -353,7 +353,10 @@ class SqliteStore:
                 "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
                 (aor, now),
             )
-            if [_decode(row[0]).to_json() for row in stored] != before:
+            texts = [row[0] for row in stored]
+            # As written by this version the text is the binding's own JSON; otherwise
+            # (another version's spelling) compare the bindings it decodes to.
+            if texts != before and [_decode(t).to_json() for t in texts] != before:
                 return False
             _put(conn, aor, rows)
             return True

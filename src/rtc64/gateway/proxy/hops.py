@@ -93,6 +93,11 @@ def response_hop(req: Request, flow: Flow) -> Hop:
 
 def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
     """The top Via with ``received``/``rport`` filled in, or None when nothing changes."""
+    stamped = _stamped_via(req, flow)
+    return None if stamped is None else format_via(stamped)
+
+
+def _stamped_via(req: Request, flow: Flow) -> Via | None:
     via = req.via
     source_ip, source_port = flow.remote
     params = list(via.params)
@@ -108,20 +113,21 @@ def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
         changed = True
     if not changed:
         return None
-    return format_via(Via(via.transport, via.host, via.port, tuple(params)))
+    return Via(via.transport, via.host, via.port, tuple(params))
 
 
 def with_stamped_via(req: Request, flow: Flow) -> Request:
     """``req`` with its top Via value stamped (for responses we build ourselves)."""
-    stamped = stamp_top_via(req, flow)
-    if stamped is None:
+    top = _stamped_via(req, flow)
+    if top is None:
         return req
+    stamped = format_via(top)
     i = req.index[b"via"][0]
     line = req.headers[i]
     rest = split_top(line.value, b",")[1:]
     value = b", ".join([stamped, *(r.strip() for r in rest)])
     headers = (*req.headers[:i], line._replace(value=value), *req.headers[i + 1 :])
-    vias = (parse_via(stamped), *req.vias[1:])  # the parsed Vias follow the lines
+    vias = (top, *req.vias[1:])  # the parsed Vias follow the lines
     return Request(
         req.method, req.uri, headers, req.body, vias, req.call_id, req.cseq, req.from_,
         req.to, req.max_forwards, req.index, None,

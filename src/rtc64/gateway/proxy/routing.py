@@ -11,6 +11,12 @@ Rules (RFC 3261 §16.3-§16.6, §22; RFC 3261 §10.3 via ``register``):
 - A decision that fails (a malformed header found late, a DNS error surfacing as a
   ``RemoteProtocolError``) is answered with its status; anything unexpected with 500,
   logged, so one bad request never stops the proxy.
+- A REGISTER without credentials from an untrusted source, for the registrar, is
+  answered before any transaction exists (``challenge``: 401, or 403 while its source
+  is blocked), as Kamailio's ``www_challenge`` over ``sl`` does: nothing lingers for
+  Timer J, and a retransmission gets another 401 with a fresh nonce (any of them
+  verifies). The To tag is a hash of the request (RFC 3261 §8.2.7: the same for a
+  retransmission).
 - ACKs for 2xx (``ack``) are forwarded statelessly along their Route set, or dropped and
   counted when the Route set is not ours, lacks the call's token, or (from an untrusted
   source) belongs to no live dialog; an ACK never carries credentials.
@@ -18,6 +24,7 @@ Rules (RFC 3261 §16.3-§16.6, §22; RFC 3261 §10.3 via ``register``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -44,7 +51,7 @@ from rtc64.gateway.proxy.router import (
 )
 from rtc64.gateway.stats import ProxyStats
 from rtc64.net.endpoint import Flow
-from rtc64.sip.message import Request
+from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.transaction_server import ServerTransaction
 
 
@@ -122,6 +129,42 @@ class Routing:
             await self._register(server, flow)
         else:  # pragma: no cover - every decision is acted on above
             raise AssertionError(decision)
+
+    def challenge(self, req: Request, flow: Flow) -> Response | None:
+        """The stateless answer to a REGISTER that carries no credentials (401, or 403
+        while its source is blocked), or None when it takes the stateful path: from a
+        trusted source, with an Authorization header, in a dialog, or not for the
+        registrar (forwarded upstream, refused, ...)."""
+        if req.method != b"REGISTER" or req.to.tag is not None or req.has(b"authorization"):
+            return None
+        source = flow.remote[0]
+        if self.auth.is_trusted(source):
+            return None
+        if not isinstance(self.router.route(req, trusted=False), Register):
+            return None
+        verdict = self.auth.precheck(req, source, self.wall(), proxy=False)
+        if verdict is None or verdict.ok:  # pragma: no cover - no credentials, untrusted
+            return None
+        self.stats.auth_challenges += 1
+        self.stats.stateless_replies += 1
+        return make_response(
+            hops.with_stamped_via(req, flow),  # RFC 3581 §4
+            verdict.status,
+            verdict.reason.encode("utf-8", "replace"),
+            headers=verdict.headers,
+            to_tag=self.stateless_tag(req),
+        )
+
+    def stateless_tag(self, req: Request) -> bytes:
+        """A To tag that is the same for every retransmission of ``req`` (RFC 3261 §8.2.7,
+        §19.3) and tells nothing about our secret: keyed BLAKE2b over the top Via's
+        branch, the Call-ID, the From tag and the CSeq."""
+        mac = hashlib.blake2b(digest_size=8, key=self.router.secret[:64], person=b"rtc64 to-tag")
+        for part in (req.via.branch or b"", req.call_id, req.from_.tag or b""):
+            mac.update(b"%d:" % len(part))
+            mac.update(part)
+        mac.update(b"%d" % req.cseq.seq)
+        return mac.hexdigest().encode("ascii")
 
     async def _register(self, server: ServerTransaction, flow: Flow) -> None:
         """A REGISTER for a local domain: authenticate (401), check the AOR is the user's

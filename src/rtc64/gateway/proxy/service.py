@@ -8,7 +8,12 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   the upstream core and in-dialog requests are never limited). When ``admission`` sheds
   (receive backlog or loop lag over target, or ``max_transactions`` in flight) *new*
   work gets 503 with Retry-After, while in-dialog requests, ACKs and retransmissions of
-  requests in progress keep flowing so calls finish.
+  requests in progress keep flowing so calls finish. Over UDP the decision is taken
+  before parsing when the raw bytes allow it (``shed_raw``, ``sip.peek``): the 503 is
+  built from the request's own lines at a fraction of what parsing and routing it would
+  cost, so shedding stays cheap enough to protect the work admitted (RFC 6357 §3.1).
+- A REGISTER without credentials for the registrar is challenged statelessly (no
+  server transaction: ``routing.Routing.challenge``).
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
@@ -55,6 +60,7 @@ from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.peek import new_work_branch
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
@@ -62,6 +68,9 @@ from rtc64.sip.transaction_base import AckReceived, Event, NewRequest
 from rtc64.sip.transaction_client import ClientTransaction
 from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri
+
+RETRY_AFTER = (b"Retry-After", b"5")
+"""What a 503 for new work under overload says: come back in a few seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,7 @@ class Proxy:
         self._wake = wake
         self.stats = stats = ProxyStats()
         self.draining = False  # SIGTERM: new calls get 503, calls in progress go on
+        self._admitted_raw: bytes | None = None  # the datagram ``shed_raw`` just admitted
         self.traffic = SipTraffic()
         self.fallbacks = fallbacks = Fallbacks()
         self.secret = secret = settings.secret or secrets.token_bytes(32)
@@ -219,28 +229,72 @@ class Proxy:
     def _on_request(self, req: Request, flow: Flow) -> None:
         now = self.clock()
         self.stats.requests_in += 1
-        if self.limiter.rate and self._throttled(req, flow.remote[0], now):
-            return
-        hop = hops.response_hop(req, flow)
         initial = req.to.tag is None and req.method not in (b"ACK", b"CANCEL")
-        busy = self.admission.shed(initial, self.in_flight, now)
+        admitted, self._admitted_raw = self._admitted_raw, None
+        if admitted is not None and admitted is req.wire:
+            busy = False  # rate and admission decided before parsing (``shed_raw``)
+        else:
+            if self.limiter.rate and self._throttled(req, flow.remote[0], now):
+                return
+            busy = self.admission.shed(initial, self.in_flight, now)
+        hop = hops.response_hop(req, flow)
         busy = busy or (self.draining and initial and req.method == b"INVITE")
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
         if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
             self.stats.overloaded += 1
             stamped = hops.with_stamped_via(req, flow)
-            resp = make_response(stamped, 503, headers=[(b"Retry-After", b"5")])
+            resp = make_response(stamped, 503, headers=[RETRY_AFTER])
             self.forwarder.send(serialize(resp), hop)
             return
+        if req.method == b"REGISTER":
+            try:
+                challenge = self.routing.challenge(req, flow)  # stateless 401, no transaction
+            except Exception:  # the stateful path answers it (500 if it fails again)
+                self.log.exception("proxy: error challenging a REGISTER statelessly")
+                challenge = None
+            if challenge is not None:
+                self.stats.errors_sent += 1
+                self.forwarder.send(serialize(challenge), hop)
+                return
         self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
+
+    def shed_raw(self, data: bytes, flow: Flow) -> bool:
+        """Before parsing, a UDP request: under overload, answer new work the admission
+        refuses with 503 Retry-After built from its raw lines (True: answered). What the
+        raw bytes cannot tell (``sip.peek``), a possible retransmission of a request in
+        progress, and work admitted are parsed and handled as usual."""
+        adm = self.admission
+        if not adm.overloaded and not (adm.max_in_flight and self.in_flight >= adm.max_in_flight):
+            return False
+        branch = new_work_branch(data)
+        if branch is None or self.layer.serves_branch(branch):
+            return False
+        now = self.clock()
+        dropped = bool(self.limiter.rate) and self._over_rate(flow.remote[0], now)
+        if not dropped and not adm.shed(True, self.in_flight, now):
+            self._admitted_raw = data  # counted and handled once parsed
+            return False
+        self.stats.requests_in += 1
+        self.traffic.request(data[: data.find(b" ")], flow.transport.value, flow.family)
+        if dropped:
+            return True
+        self.stats.overloaded += 1
+        reply = reject_bytes(data, 503, "Service Unavailable", RETRY_AFTER)
+        if reply is not None:
+            self.sender.send(reply, flow.transport, flow.remote[0], flow.remote[1], flow=flow)
+        return True
 
     def _throttled(self, req: Request, source: IPAddress, now: float) -> bool:
         """Whether to drop ``req``: a new dialog or registration from a source over the
         request rate. Trusted networks and the upstream core are never limited."""
         if req.to.tag is not None or req.method in (b"ACK", b"CANCEL"):
             return False
-        if self.auth.is_trusted(source) or self._is_core(source):
+        return self._over_rate(source, now)
+
+    def _over_rate(self, source: IPAddress, now: float) -> bool:
+        """A new request from ``source`` over the request rate: count and say drop."""
+        if self.is_trusted_peer(source):
             return False
         verdict = self.limiter.admit(source, now)
         if verdict is ratelimit.Admission.ADMITTED:
@@ -261,6 +315,11 @@ class Proxy:
                     f" ({skipped} more sources throttled since the last line)" if skipped else "",
                 )
         return True
+
+    def is_trusted_peer(self, source: IPAddress) -> bool:
+        """``source`` is in the trusted networks or is the upstream core: never limited,
+        and with SIP workers its requests are spread over the workers by Call-ID."""
+        return self.auth.is_trusted(source) or self._is_core(source)
 
     def _is_core(self, source: IPAddress) -> bool:
         """``source`` is the upstream core's address (an IP-literal ``sip.upstream``; a

@@ -79,8 +79,8 @@ def forwarded(
 def our_via(identity: Identity, out: Listener, hop: Hop, req: Request, below: bytes) -> bytes:
     """Our Via toward ``hop``; the loop hash covers ``below``, the Via under ours as we
     write it (§16.3 step 4)."""
-    hostport = identity.hostport_of(out, hop.ip)
     alias = identity.tls_alias and hop.transport is Transport.TLS
+    hostport = identity.hostport_of(identity.alias_listener(out) if alias else out, hop.ip)
     return hops.via_value(hop.transport, hostport, hops.new_branch(req, below), alias=alias)
 
 

@@ -17,58 +17,53 @@ worker runs a ``Gateway`` with a ``WorkerRole``: the supervisor's sockets, a sha
 its slice of the media ports, no TURN (the supervisor runs it), ng control, the web
 console and the keepalives' start-up load in worker 0.
 Every component registers its own stop on one ``AsyncExitStack``, so a failure half-way
-through start-up stops what was started. Only ``cli.py`` imports this module.
+through start-up stops what was started. Only ``cli.py`` (and ``workers.py``) import this
+package. Its parts: ``files`` (data directory: store, authenticator, TLS identities),
+``parts`` (transports, relay, NAT64 discovery, periodic jobs, the ready log), ``role``
+(``WorkerRole``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import os
 import platform
 import random
 import secrets
 import socket
-import ssl
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtc64 import __version__
 from rtc64.clat.learning import ClatWatch
-from rtc64.config import Config, data_dir_error, realm_of, tunnel_runs
+from rtc64.config import Config, realm_of, tunnel_runs
 from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.gateway.admission import Admission
 from rtc64.gateway.auth import Authenticator
-from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
-from rtc64.gateway.keepalive import stunkeep
 from rtc64.gateway.keepalive.schedule import KeepaliveSchedule
 from rtc64.gateway.keepalive.service import Keepalives, ReplyTap, WatchedStore, worker_token
 from rtc64.gateway.loadwatch import watch_load
-from rtc64.gateway.location.backends import open_store, parse_store_url
 from rtc64.gateway.location.store import LocationStore, Store
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy.branches import Sender
 from rtc64.gateway.proxy.service import Proxy
 from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.gateway.startup import Reception
-from rtc64.io import interfaces, tls
-from rtc64.io import nat64 as nat64_io
+from rtc64.io import interfaces
 from rtc64.io.driver import Driver, clock
 from rtc64.io.resolver import Resolver
 from rtc64.io.scheduler import Spawner
 from rtc64.io.secret import load_secret
 from rtc64.io.sip_transport import SipTransportLayer
-from rtc64.io.sip_workers import CONNECTION_ID_SPAN, WorkerSockets, receive_changes
+from rtc64.io.sip_workers import receive_changes
 from rtc64.io.worker_link import WorkerLink
 from rtc64.lifecycle import Lifecycle, Observers
 from rtc64.net.address import Family, IPAddress, family_of
-from rtc64.net.endpoint import BoundListener, ListenSpec, SockAddr, Transport
+from rtc64.net.endpoint import BoundListener, ListenSpec, SockAddr
 from rtc64.probe import report as probe_report
 from rtc64.probe import runner as probe_runner
 from rtc64.probe.context import Probe, ProbeSettings
@@ -77,16 +72,12 @@ from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings, refuse_foreign
 from rtc64.relay.service import RunningRelay, start_relay
 from rtc64.settings import (
-    digest_algorithms,
     keepalive_settings,
     nat64_network,
     ng_settings,
     one_per_family,
     proxy_settings,
-    relay_addresses,
     relay_settings,
-    tls_client_policy,
-    transport_limits,
     tunnel_settings,
     turn_credential_settings,
     turn_peer_policy,
@@ -99,7 +90,7 @@ from rtc64.turnserver.credentials import Credentials
 from rtc64.turnserver.quotas import ChallengeLimiter
 from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
-from rtc64.web.peers import PeerStats, endpoint_path
+from rtc64.web.peers import endpoint_path
 from rtc64.web.probes import ProbeResult
 from rtc64.web.wiring import preflight as web_preflight
 from rtc64.web.wiring import refresh_gateway_web, start_gateway_web, start_peer_web
@@ -107,9 +98,33 @@ from rtc64.web.wiring import refresh_gateway_web, start_gateway_web, start_peer_
 if TYPE_CHECKING:
     import asyncio
 
-STORE_EXPIRY_INTERVAL = 30.0  # seconds between sweeps of expired bindings
-AUTH_SWEEP_INTERVAL = 1.0  # seconds between sweeps of unanswered challenges
+from rtc64.serve.files import (
+    authenticator,
+    data_files,
+    open_checked_store,
+    server_tls,
+    turn_tls,
+)
+from rtc64.serve.parts import (
+    bind_transports,
+    discover_nat64,
+    log_ready,
+    media_relay,
+    periodic_jobs,
+)
+from rtc64.serve.role import WorkerRole
+
 PROBE_DEADLINE = 60.0  # seconds a probe run started from the console may take
+
+
+__all__ = [
+    "Gateway",
+    "WorkerRole",
+    "data_files",
+    "open_checked_store",
+    "serve",
+    "server_tls",
+]
 
 
 async def serve(
@@ -142,33 +157,6 @@ async def serve(
         log.info("rtc64 stopping")
         await gateway.stop()
     return 0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRole:
-    """What makes a ``Gateway`` one of several SIP workers (see ``workers.py``)."""
-
-    index: int
-    sockets: WorkerSockets
-    peers: tuple[BoundListener, ...]  # every worker's private listeners
-    media_ports: tuple[int, int]
-    channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
-    names: tuple[bytes, ...]  # every worker's channel name
-    private: dict[tuple[Transport, int], int]  # private port -> worker
-    control: socket.socket  # the supervisor's new sockets on a reload (io.sip_workers)
-
-    def link(self, log: logging.Logger) -> WorkerLink:
-        return WorkerLink(self.index, self.channel, self.names, self.private, log)
-
-    @property
-    def directory(self) -> str:
-        """The supervisor's private directory (channels, stats endpoints)."""
-        return os.path.dirname(self.names[0].decode())
-
-    def peer_stats(self) -> PeerStats:
-        """Worker 0's client of the other processes' stats (``web.peers``)."""
-        others = [f"w{k}" for k in range(1, len(self.names))] + ["turn"]
-        return PeerStats([endpoint_path(self.directory, name) for name in others])
 
 
 class Gateway:
@@ -211,6 +199,12 @@ class Gateway:
     async def stop(self) -> None:
         await self._stack.aclose()
 
+    def media_ports(self, cfg: Config) -> tuple[int, int]:
+        """The relay's port range from ``cfg``: ``media.ports``, or a SIP worker's slice of
+        it (``ConfigError`` when too small for every process)."""
+        ports = cfg.media.ports
+        return ports if self.role is None else self.role.media_slice(ports)
+
     async def relisten(
         self, specs: Sequence[ListenSpec]
     ) -> tuple[list[ListenSpec], list[ListenSpec]]:
@@ -240,7 +234,9 @@ class Gateway:
         opened, closed = await transports.relisten([*own, *public], receive_only=own)
         self._own, self._public = own, public
         listeners = list(transports.listeners)
-        identity.replace_listeners(listeners + [p for p in peers if p not in listeners])
+        identity.replace_listeners(
+            listeners + [p for p in peers if p not in listeners], shared=public
+        )
         for spec in closed:
             sock = self._book.pop(spec, None)
             if sock is not None:
@@ -352,7 +348,7 @@ class Gateway:
         link = None if role is None else role.link(log.getChild("link"))
         tap = ReplyTap(reception.on_message)
         self._link = link
-        self.transports = transports = await _transports(
+        self.transports = transports = await bind_transports(
             cfg, data_dir, reception, tap, log, role=role, link=link, book=self._book
         )
         stack.push_async_callback(transports.stop)
@@ -370,10 +366,11 @@ class Gateway:
             hostnames=(platform.node(),),
             source_for=interfaces.source_address,
             tls_alias=cfg.sip.tls_alias,
+            shared=() if role is None else [spec for spec, _ in role.sockets.public],
         )
         resolver = Resolver(cfg.dns.servers)
         media, relay_cfg = await self._media(identity, host, resolver, reception)
-        self.auth = auth = _authenticator(
+        self.auth = auth = authenticator(
             cfg, store, secret, log, None if role is None else role.index
         )
         if link is not None:  # lock-outs count every worker's failures
@@ -399,6 +396,8 @@ class Gateway:
             secret=secret,
         )
         reception.proxy = proxy
+        if link is not None:  # a trunk's or a core's calls use every worker, not one
+            link.owners.spread = proxy.is_trusted_peer
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)
@@ -411,9 +410,9 @@ class Gateway:
         first = role is None or role.index == 0
         if self.keepalives is not None:  # SIP workers: each its share of the AORs
             await self.keepalives.load()
-        _periodic(spawner, store, auth, log, proxy.routing.registrations, expire=first)
+        periodic_jobs(spawner, store, auth, log, proxy.routing.registrations, expire=first)
         ready = "gateway ready" if role is None else f"SIP worker {role.index} ready"
-        _log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
+        log_ready(cfg, log, relay_cfg, media=media, auth=auth, identity=identity, what=ready)
         return media.nat64
 
     async def _relay_alone(self, host: frozenset[IPAddress]) -> None:
@@ -466,7 +465,7 @@ class Gateway:
             policy=policy,
             pools=[] if self.relay is None else [self.relay.pool],
             fetch=credentials.fetch,
-            server_tls=_turn_tls(cfg, data_dir, log),
+            server_tls=turn_tls(cfg, data_dir, log),
             challenges=ChallengeLimiter(),
             log=log,
         )
@@ -502,8 +501,8 @@ class Gateway:
         (configured, or discovered on a gateway without IPv4)."""
         cfg, log, stack = self.cfg, self.log, self._stack
         listeners = list(identity.listeners)
-        ports = None if self.role is None else self.role.media_ports
-        relay, relay_cfg = _relay(cfg, listeners, host, reception, log, ports=ports)
+        ports = self.media_ports(cfg)
+        relay, relay_cfg = media_relay(cfg, listeners, host, reception, log, ports=ports)
         self.relay = relay
         stack.callback(relay.close)
         ng = ng_settings(cfg.ng)
@@ -511,7 +510,7 @@ class Gateway:
             stack.push_async_callback((await ngserver.start(ng, relay, log.getChild("ng"))).stop)
         nat64 = nat64_network(cfg.nat64)
         if nat64 is None and not any(lst.family is Family.INET for lst in listeners):
-            nat64 = await _discover_nat64(resolver, log)
+            nat64 = await discover_nat64(resolver, log)
         clats = ClatWatch(Path(cfg.nat64.clat_state_dir), log.getChild("clat"))
         media = MediaBridge(
             relay, cfg.media.policy, log.getChild("media"), nat64=nat64, unusable=clats.addresses
@@ -628,260 +627,3 @@ class Gateway:
         )
         driver.drive(proxy)
         return proxy
-
-
-def _authenticator(
-    cfg: Config, store: Store, secret: bytes, log: logging.Logger, worker: int | None = None
-) -> Authenticator:
-    """Digest authentication and failure blocking from ``auth.*`` and the trusted networks
-    (``worker``: a SIP worker's index, in its nonces; earlier nonces are stale to it)."""
-    auth = cfg.auth
-    return Authenticator(
-        realm=realm_of(cfg),
-        users=auth.users,
-        store=store,
-        trusted=cfg.sip.trusted_networks,
-        nonce_lifetime=auth.nonce_lifetime,
-        max_failures=auth.max_failures,
-        block_seconds=auth.block_seconds,
-        log=log.getChild("auth"),
-        algorithms=digest_algorithms(auth),
-        secret=secret,
-        worker=worker,
-        started=float("-inf") if worker is None else time.time(),
-    )
-
-
-@contextlib.contextmanager
-def data_files(data_dir: Path, elsewhere: str = "general.data_dir") -> Iterator[None]:
-    """Turn a failure to read or write a file of the data directory (the secret, the
-    generated certificate) into the one-line ``ConfigError`` naming that file; a file
-    outside ``data_dir`` is reported under the key ``elsewhere``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        problem = exc.strerror or type(exc).__name__
-        expected = f"a readable, writable file ({problem})"
-        if Path(exc.filename).resolve().is_relative_to(data_dir.resolve()):
-            raise data_dir_error(exc.filename, expected) from None
-        raise ConfigError(elsewhere, str(exc.filename), expected) from None
-
-
-async def open_checked_store(cfg: Config, *, shared: bool = False) -> Store:
-    """``open_store`` after ``prepare_data_dir``; a directory where the SQLite file should
-    be is a one-line ``ConfigError`` rather than SQLite's "unable to open database file".
-    ``shared``: SIP workers write it too."""
-    data_dir = cfg.prepare_data_dir()
-    url = cfg.store.url
-    path = parse_store_url(url, data_dir).path
-    if path is not None and path.exists() and not path.is_file():
-        key = "store.url" if url != "sqlite" else "general.data_dir"
-        raise ConfigError(key, str(path), "an SQLite database file (something else is in the way)")
-    with data_files(data_dir, elsewhere="store.url"):
-        return await open_store(url, data_dir, shared=shared)
-
-
-def _turn_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
-    """The certificate of TURN's TLS listeners (``turn.tls_cert``/``turn.tls_key``, else
-    the gateway's self-signed one)."""
-    if not any(s.transport is Transport.TLS for s in cfg.turn.listen):
-        return None
-    turn = cfg.turn
-    cert, key = turn.tls_cert, turn.tls_key
-    return _tls_context(data_dir, turn.listen, cert, key, "turn.tls_cert", log=log)
-
-
-def _server_tls(cfg: Config, data_dir: Path, log: logging.Logger) -> ssl.SSLContext | None:
-    """The certificate for TLS/WSS listeners (configured, or self-signed and kept)."""
-    if not any(s.transport.secure for s in cfg.sip.listen):
-        return None
-    sip = cfg.sip
-    cert, key = sip.tls_cert, sip.tls_key
-    context = _tls_context(data_dir, sip.listen, cert, key, "sip.tls_cert", log=log)
-    if sip.tls_verify_clients and sip.tls_client_ca:
-        tls.request_client_certificates(context, Path(sip.tls_client_ca).expanduser())
-        log.info("TLS listeners ask for client certificates (CAs %s)", sip.tls_client_ca)
-    return context
-
-
-def _client_certificate(cfg: Config, data_dir: Path) -> tuple[Path, Path] | None:
-    """What outbound TLS presents (``sip.tls_alias``): the configured certificate, else
-    the gateway's self-signed one."""
-    sip = cfg.sip
-    if not sip.tls_alias:
-        return None
-    if sip.tls_cert:
-        key = sip.tls_key or sip.tls_cert
-        return Path(sip.tls_cert).expanduser(), Path(key).expanduser()
-    addresses = [s.address for s in sip.listen if not s.address.is_unspecified]
-    with data_files(data_dir, elsewhere="sip.tls_cert"):
-        return tls.ensure_self_signed(data_dir, addresses=addresses)
-
-
-def _tls_context(
-    data_dir: Path,
-    specs: Sequence[ListenSpec],
-    cert: str,
-    key: str,
-    elsewhere: str,
-    *,
-    log: logging.Logger,
-) -> ssl.SSLContext:
-    """A server context from the configured certificate, else the data directory's
-    self-signed one (made once, naming the listeners' specific addresses)."""
-    with data_files(data_dir, elsewhere=elsewhere):
-        identity = tls.server_identity(
-            data_dir,
-            Path(cert).expanduser() if cert else None,
-            Path(key).expanduser() if key else None,
-            addresses=[s.address for s in specs if not s.address.is_unspecified],
-            log=log,
-        )
-    return identity.context
-
-
-async def _transports(
-    cfg: Config,
-    data_dir: Path,
-    reception: Reception,
-    tap: ReplyTap,
-    log: logging.Logger,
-    *,
-    role: WorkerRole | None = None,
-    link: WorkerLink | None = None,
-    book: dict[ListenSpec, socket.socket] | None = None,
-) -> SipTransportLayer:
-    """The SIP listeners, bound and delivering to ``reception`` through ``tap`` (a
-    worker's: its private ports first, so Via and Record-Route name them, then the shared
-    ones; stream messages for another worker handed over by ``link`` first)."""
-    transports = SipTransportLayer(
-        cfg.sip.listen if role is None else role.sockets.specs,
-        tap.on_message if link is None else link.on_message,
-        reception.on_bad_datagram,
-        server_tls=_server_tls(cfg, data_dir, log),
-        client_tls=tls_client_policy(cfg.sip, log, _client_certificate(cfg, data_dir)),
-        limits=transport_limits(cfg.sip),
-        on_send_error=reception.on_send_error if link is None else link.send_error,
-        on_stun=stunkeep.answer,
-        on_raw_response=tap.on_raw_response,
-        log=log.getChild("transport"),
-        opener=None if role is None or book is None else book.__getitem__,
-        first_connection_id=1 if role is None else role.index * CONNECTION_ID_SPAN + 1,
-        on_connection=None if link is None else link.connection_changed,
-        receive_only=() if role is None else [spec for spec, _ in role.sockets.own],
-    )
-    reception.sender = transports
-    if link is not None:
-        link.on_send_error = reception.on_send_error
-        link.attach(transports, tap.on_message, serve=False)
-    await transports.start()
-    if link is not None:
-        link.serve()
-    return transports
-
-
-def _relay(
-    cfg: Config,
-    listeners: list[BoundListener],
-    host: Collection[IPAddress],
-    reception: Reception,
-    log: logging.Logger,
-    *,
-    ports: tuple[int, int] | None = None,
-) -> tuple[RunningRelay, RelaySettings]:
-    """The media relay on the loop; its media timeouts end calls through the proxy.
-    ``ports``: a SIP worker's slice of ``media.ports``."""
-    settings = relay_settings(
-        cfg.media,
-        trusted_networks=cfg.sip.trusted_networks,
-        fallback=relay_addresses(listeners, host),
-        host=host,
-    )
-    if ports is not None:
-        settings = dataclasses.replace(settings, ports=ports)
-    if not settings.addresses:
-        raise ConfigError("media.addresses", [], "at least one relay address")
-    relay = start_relay(settings, on_timeout=reception.on_media_timeout, log=log.getChild("relay"))
-    return relay, settings
-
-
-async def _discover_nat64(resolver: Resolver, log: logging.Logger) -> IPv6Network | None:
-    """An IPv6-only gateway looks for the network's NAT64 (RFC 7050, PREF64 RFC 8781)."""
-    try:
-        found = [p for p in await nat64_io.discover(resolver, listen_ra=1.0) if not p.withdrawn]
-    except (OSError, Rtc64Error) as exc:
-        log.warning("NAT64 discovery failed: %s", exc)
-        return None
-    if not found:
-        log.info("no IPv4 listener and no NAT64 prefix: IPv4-only targets unreachable")
-        return None
-    chosen = found[0]
-    log.info(
-        "NAT64 prefix %s from %s: IPv4-only targets are reached through it",
-        chosen.prefix,
-        chosen.source,
-    )
-    return chosen.prefix
-
-
-def _periodic(
-    spawner: Spawner,
-    store: Store,
-    auth: Authenticator,
-    log: logging.Logger,
-    registrations: RegistrationLog,
-    *,
-    expire: bool = True,
-) -> None:
-    """Expired bindings removed, each logged (``expire``: one SIP worker does it for all);
-    unanswered challenges swept (wall clock, as auth uses)."""
-
-    async def expire_bindings() -> None:
-        now = time.time()
-        removed = await store.expire(now)
-        await registrations.sweep(store, now)
-        if removed:
-            log.info("registrar: %d expired bindings removed", removed)
-
-    async def sweep() -> None:
-        auth.sweep(time.time())
-
-    if expire:
-        spawner.every(STORE_EXPIRY_INTERVAL, expire_bindings)
-    spawner.every(AUTH_SWEEP_INTERVAL, sweep)
-
-
-def _log_ready(
-    cfg: Config,
-    log: logging.Logger,
-    relay: RelaySettings,
-    *,
-    media: MediaBridge,
-    auth: Authenticator,
-    identity: Identity,
-    what: str = "gateway ready",
-) -> None:
-    def shown(local: IPAddress) -> str:
-        public = relay.sdp_address(local)
-        return str(local) if public == local else f"{local} (advertised as {public})"
-
-    log.info(
-        "media relay on %s ports %d-%d, policy %s, %d worker(s)%s",
-        ", ".join(shown(a) for a in relay.addresses),
-        relay.ports[0],
-        relay.ports[1],
-        media.policy,
-        relay.workers,
-        f", ng control on {cfg.ng.listen}" if cfg.ng.listen is not None else "",
-    )
-    families = {f"IPv{a.version}" for a in identity.addresses}
-    log.info(
-        "%s: realm %s, domains %s, families %s, upstream %s",
-        what,
-        auth.realm,
-        ", ".join(identity.domains) or "(own addresses only)",
-        "+".join(sorted(families)),
-        cfg.sip.upstream or "(none)",
-    )

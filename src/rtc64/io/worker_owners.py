@@ -1,0 +1,172 @@
+# Rules (SIP workers, see ``worker_link`` for the channel): which worker a message received
+# by one worker belongs to.
+# - A response: the worker whose private port its top Via names (a UA honouring our
+#   ``rport`` answers on the shared port, where the kernel picks any worker), else, on a
+#   stream, the worker a request with that Via branch was written for (``SentFor``).
+# - A request: the worker whose private port its top Route names, or the next one's (a
+#   worker record-routes twice: the caller-facing entry names the shared port, where the
+#   caller's pinhole is, the next one the worker's own port); else the worker whose nonce
+#   its credentials answer (``sip.digest.nonce_origin``: nonce counts live in one table
+#   per nonce, so a replay is refused whichever worker it reaches); else, on a shared UDP
+#   port from a source ``spread`` says yes to (the trusted networks and the upstream core:
+#   a trunk, a core proxy, an SBC, few sources carrying most of the calls, which the
+#   kernel's 4-tuple hash would give to one worker), CRC-32 of its Call-ID modulo the
+#   workers (retransmissions, CANCEL, ACK and in-dialog requests carry the same Call-ID),
+#   or for a REGISTER CRC-32 of its AOR (``sip.peek.register_aor``), the worker that keeps
+#   that AOR's contacts alive (``gateway.keepalive.service.owner_of``). Otherwise: the
+#   worker that received it. Untrusted sources are never spread: each stays on the worker
+#   the kernel picked, so per-source limits (``sip.request_rate``, the 401 and lock-out
+#   counters) see all of its requests.
+# - ``raw_owner`` applies the spread rule to a UDP datagram before parsing when the raw
+#   bytes alone decide it (one unfolded Call-ID line, for a REGISTER one unfolded To line,
+#   no Route and no credentials); anything else is decided on the parsed message, with
+#   the same result.
+"""Which SIP worker a received message belongs to."""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Callable, Mapping
+
+from rtc64.errors import RemoteProtocolError
+from rtc64.io.worker_conns import SentFor
+from rtc64.net.address import IPAddress
+from rtc64.net.endpoint import Flow, Transport
+from rtc64.sip import headers as sh
+from rtc64.sip.digest import nonce_origin
+from rtc64.sip.message import Message, Request
+from rtc64.sip.peek import register_aor
+from rtc64.sip.uri import SipUri
+
+_NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\s,]|$)', re.I)
+# One Call-ID (or To) line, not folded; no Route or credentials header before the body.
+_RAW_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
+_RAW_TO = re.compile(rb"\n(?:to|t)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
+_RAW_OWNED = re.compile(rb"\n(?:route|authorization|proxy-authorization)[ \t]*:", re.I)
+
+PrivatePorts = Mapping[tuple[Transport, int], int]
+"""(transport, port) of every worker's private ports -> that worker."""
+
+
+def call_id_owner(call_id: bytes, count: int) -> int:
+    """The worker a spread request with this Call-ID value belongs to."""
+    return zlib.crc32(call_id.strip()) % count
+
+
+def spread_owner(register: bool, to: bytes | None, call_id: bytes, count: int) -> int:
+    """The worker a spread request belongs to: a REGISTER's AOR's (its keepalive owner,
+    CRC-32 of the key as ``gateway.keepalive.service.owner_of`` hashes it), else its
+    Call-ID's."""
+    if register and to is not None:
+        aor = register_aor(to)
+        if aor is not None:
+            return zlib.crc32(aor) % count
+    return call_id_owner(call_id, count)
+
+
+class Owners:
+    """The rules above for worker ``index`` of ``count``."""
+
+    __slots__ = ("count", "index", "private", "sent_for", "spread")
+
+    def __init__(self, index: int, count: int, private: PrivatePorts, sent_for: SentFor) -> None:
+        self.index = index
+        self.count = count
+        self.private = dict(private)
+        self.sent_for = sent_for
+        self.spread: Callable[[IPAddress], bool] | None = None
+        """Sources whose requests are spread over the workers (None: none)."""
+
+    def raw_owner(self, data: bytes, flow: Flow) -> int | None:
+        """Another worker a UDP request datagram belongs to, decided on its raw bytes,
+        or None (this worker's, or to be decided once parsed)."""
+        if self.spread is None or (flow.transport, flow.local[1]) in self.private:
+            return None
+        end = data.find(b"\r\n\r\n")
+        head = data if end < 0 else data[: end + 2]
+        found = _RAW_CALL_ID.search(head)
+        if found is None or _RAW_OWNED.search(head) is not None:
+            return None  # parsed first: the Route and nonce rules, or a 400
+        register = data.startswith(b"REGISTER ")
+        to = _RAW_TO.search(head) if register else None
+        if register and to is None:
+            return None  # a folded or missing To: the parsed rules decide
+        owner = spread_owner(
+            register, None if to is None else to.group(1), found.group(1), self.count
+        )
+        if owner == self.index or not self.spread(flow.remote[0]):
+            return None
+        return owner
+
+    def of(self, msg: Message, flow: Flow) -> int | None:
+        """The worker a parsed message belongs to, or None (whoever received it)."""
+        if isinstance(msg, Request):
+            owner = self.route_owner(msg, flow.transport)
+            if owner is None:
+                owner = self.nonce_owner(msg)
+            return self.spread_owner(msg, flow) if owner is None else owner
+        top = msg.vias[0]
+        try:
+            sent = Transport(top.transport.decode().lower())
+        except ValueError:
+            return None
+        owner = None if top.port is None else self.private.get((sent, top.port))
+        if owner is None and flow.transport.reliable and self.sent_for:
+            branch = top.branch
+            if branch is not None:
+                owner = self.sent_for.get(branch, time.monotonic())
+        return owner
+
+    def route_owner(self, msg: Request, transport: Transport) -> int | None:
+        """The worker whose private port the top Route names, or the next one's."""
+        if msg.get(b"route") is None:
+            return None
+        try:
+            found = sh.routes(msg)
+        except RemoteProtocolError:
+            return None
+        for route in found[:2]:
+            uri = route.uri
+            if not isinstance(uri, SipUri) or uri.port is None:
+                continue
+            param = uri.param(b"transport")
+            try:
+                named = Transport(param.decode().lower()) if param else transport
+            except ValueError:
+                continue
+            owner = self.private.get((named, uri.port))
+            if owner is not None:
+                return owner
+        return None
+
+    def spread_owner(self, msg: Request, flow: Flow) -> int | None:
+        """The worker a request from a spread source on a shared UDP port belongs to."""
+        if (
+            self.spread is None
+            or flow.transport is not Transport.UDP
+            or (flow.transport, flow.local[1]) in self.private
+            or not self.spread(flow.remote[0])
+        ):
+            return None
+        call_id = msg.get(b"call-id")
+        if call_id is None:
+            return None
+        register = msg.method == b"REGISTER"
+        to = msg.get(b"to") if register else None
+        return spread_owner(register, to, call_id, self.count)
+
+    def nonce_owner(self, msg: Request) -> int | None:
+        """The worker whose nonce the request's credentials answer, or None."""
+        for name in (b"authorization", b"proxy-authorization"):
+            value = msg.get(name)
+            if value is None:
+                continue
+            found = _NONCE.search(value)
+            if found is None:
+                continue
+            origin = nonce_origin(found.group(1).decode("ascii"))
+            if origin is not None and origin < self.count:
+                return origin
+        return None

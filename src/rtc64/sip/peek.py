@@ -1,0 +1,100 @@
+# Rules (RFC 3261 §7.3.1, §8.1.1.7, §17.2.3, §21.5.4): under overload the cheapest answer
+# to new work is a 503 built from the raw request, before it is parsed (parsing and
+# routing a request the proxy is about to refuse costs a good share of what serving it
+# would). So a look at the raw bytes tells only what it can tell for certain:
+# - the start line is a request (``METHOD SP Request-URI SP SIP/2.0``), its method neither
+#   ACK nor CANCEL (never shed: they finish work in progress);
+# - the first To line (long or compact form, unfolded) has no ``tag`` parameter outside
+#   its URI: not an in-dialog request;
+# - the first Via line (unfolded) names, in its first value, an RFC 3261 branch (magic
+#   cookie): the transaction key a retransmission shares (§17.2.3), so the caller can
+#   check it against the live server transactions and never refuse a retransmission of
+#   a request it is serving.
+# Anything else (folded lines, no such headers, RFC 2543 branches) is not "new work" to
+# this look: the caller parses the request as usual and decides on the parsed message.
+# ``register_aor`` guesses the location-service key (``sip:user@host``, RFC 3261 §10.3
+# step 5) of a REGISTER's To value from its text alone, so SIP workers can hand a
+# REGISTER to the worker that keeps that AOR's contacts alive; a guess that differs from
+# the registrar's key (escapes, an alias of the gateway) only costs a hand-over.
+"""A look at a raw SIP request before parsing: new work, and its transaction's branch."""
+
+from __future__ import annotations
+
+import re
+
+from rtc64.sip.via import MAGIC_COOKIE
+
+_START = re.compile(rb"([A-Za-z!%*_+`'~.-]+) [^ \r\n]+ SIP/2\.0\r?\n")
+_NAMES = re.compile(rb"\n(via|v|to|t)[ \t]*:", re.I)
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I)
+_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.I)
+_FINISHING = (b"ACK", b"CANCEL")
+
+
+def _line(head: bytes, start: int) -> bytes | None:
+    """The value from ``start`` to the end of its line, or None if the line is folded."""
+    end = head.find(b"\n", start)
+    if end < 0:
+        return None
+    if head[end + 1 : end + 2] in (b" ", b"\t"):
+        return None
+    return head[start:end].rstrip(b"\r")
+
+
+def new_work_branch(data: bytes) -> bytes | None:
+    """The top Via branch of ``data`` if it is a new request (no To tag, not ACK or
+    CANCEL) with an RFC 3261 branch, told apart on the raw bytes; else None."""
+    start = _START.match(data)
+    if start is None or start.group(1) in _FINISHING:
+        return None
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 2]
+    via: bytes | None = None
+    to: bytes | None = None
+    for found in _NAMES.finditer(head, start.end() - 1):
+        name = found.group(1).lower()
+        if name in (b"via", b"v"):
+            if via is None:
+                via = _line(head, found.end())
+                if via is None:
+                    return None
+        elif to is None:
+            to = _line(head, found.end())
+            if to is None:
+                return None
+        if via is not None and to is not None:
+            break
+    if via is None or to is None:
+        return None
+    params = to[to.rfind(b">") + 1 :] if b"<" in to else to
+    if _TAG.search(params) is not None:
+        return None
+    branch = _BRANCH.search(via.split(b",", 1)[0])
+    if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
+        return None
+    return branch.group(1)
+
+
+def register_aor(to: bytes) -> bytes | None:
+    """``sip:user@host`` from a To header value (display name, ``<>``, scheme case,
+    password, port, parameters and headers dropped; host lower-case), or None."""
+    value = to.strip()
+    if b"<" in value:
+        start = value.find(b"<") + 1
+        end = value.find(b">", start)
+        uri = value[start:end] if end >= 0 else b""
+    else:
+        uri = value.split(b";", 1)[0]
+    scheme, colon, rest = uri.strip().partition(b":")
+    if not colon or scheme.lower() not in (b"sip", b"sips"):
+        return None
+    rest = rest.split(b";", 1)[0].split(b"?", 1)[0]
+    user, at, host = rest.rpartition(b"@")
+    if host.startswith(b"["):
+        host = host[: host.find(b"]") + 1]
+    else:
+        host = host.split(b":", 1)[0].rstrip(b".")
+    if not host:
+        return None
+    host = host.lower()
+    return b"sip:" + user.split(b":", 1)[0] + b"@" + host if at else b"sip:" + host
