@@ -2,7 +2,7 @@
 # `make test` installs what the tests need and runs lint, types and the test suite.
 #
 # Compiled cores (optional): `make compiled` builds sip/, stun/, turn/, net/address.py and
-# the TURN credentials/quotas (+ gateway/ratelimit.py), gateway/proxy/{hops,splice}.py with mypyc into build/mypyc/ (never next to the sources);
+# the TURN credentials/quotas (+ net/tokenbucket.py, gateway/ratelimit.py), gateway/proxy/{hops,splice}.py with mypyc into build/mypyc/ (never next to the sources);
 # `import rtc64` uses that build only while it matches the sources byte for byte
 # (src/rtc64/_compiled.py). `make test` builds it, runs the
 # whole suite compiled (RTC64_COMPILED=1: a missing/stale build is an error) and the unit

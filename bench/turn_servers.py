@@ -105,6 +105,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_start = 0
         self.pids: list[int] = []
+        self.start_timeout = 20.0
         if name == "rtc64":
             self._rtc64_user()
             # coturn has no per-user quota by default; rtc64's (10) would refuse the 500
@@ -177,7 +178,7 @@ class Server:
         self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.tail()}")

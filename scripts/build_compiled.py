@@ -1,8 +1,8 @@
 """Build the optional mypyc-compiled hot-path cores (see ``src/rtc64/_compiled.py``).
 
 Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py, the TURN
-credentials/quotas and the rate limiter they use (gateway/ratelimit.py), and the proxy's
-gateway/proxy/hops.py and splice.py into
+credentials/quotas, the token buckets (net/tokenbucket.py), gateway/ratelimit.py and the
+proxy's gateway/proxy/hops.py and splice.py into
 BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and
 writes manifest.json with the SHA-256 of each compiled source and of the rtc64 modules
 they import: ``import rtc64`` uses the build only while every hash
@@ -42,14 +42,16 @@ else:
 SKIPPED = 3
 # The hot paths: SIP parser, message model, headers, Via, URI, transactions, edits, digest;
 # the TURN allocation path (STUN codec, TURN core, credentials and 401 limiter, whose
-# buckets are gateway.ratelimit.TokenBucket: one per 401 answered); the proxy's per-message
-# Via/hop helpers and request splicing (gateway/proxy/hops.py, splice.py).
+# buckets are net.tokenbucket.TokenBucket: one per 401 answered; the SIP limiter is the
+# same module, and gateway/ratelimit.py holds the SIP authentication failure tracker); the
+# proxy's per-message Via/hop helpers and request splicing (gateway/proxy/hops.py, splice.py).
 COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
 COMPILED_FILES = (
     "rtc64/gateway/proxy/hops.py",
     "rtc64/gateway/proxy/splice.py",
     "rtc64/gateway/ratelimit.py",
     "rtc64/net/address.py",
+    "rtc64/net/tokenbucket.py",
     "rtc64/turnserver/credentials.py",
     "rtc64/turnserver/quotas.py",
 )

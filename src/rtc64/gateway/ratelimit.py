@@ -16,25 +16,38 @@ Rules:
   spoofing its source over UDP) must not lock a user out everywhere. Counters are plain
   attributes for metrics; each block is reported once as a ``BlockEvent`` (callback and a
   bounded queue).
-- ``TokenBucket.admit`` also reports when a source starts being throttled (once per
-  episode: the episode ends when the source is admitted again); ``log_slot`` caps the
-  log lines about it at one per second whatever the number of sources.
+- The request rate limiter is ``net.tokenbucket.TokenBucket`` (re-exported here): one
+  token-bucket module for the SIP limiter, TURN's 401 limiter and TURN's bandwidth.
 """
 
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from rtc64.errors import LocalProtocolError
 from rtc64.gateway.stats import Block
 from rtc64.net.address import unmap
+from rtc64.net.tokenbucket import (
+    Admission,
+    IPAddress,
+    SourceKey,
+    TokenBucket,
+    check_prefixes,
+    source_key,
+)
 
-IPAddress = IPv4Address | IPv6Address
-SourceKey = IPv4Network | IPv6Network
+__all__ = [
+    "Admission",
+    "AuthFailureTracker",
+    "BlockEvent",
+    "IPAddress",
+    "SourceKey",
+    "TokenBucket",
+    "source_key",
+]
 UserAtSource = tuple[str, SourceKey]
 KeyLike = IPAddress | str | tuple[str, IPAddress]
 """What callers pass: addresses are turned into their prefix."""
@@ -43,172 +56,6 @@ Key = IPv4Network | IPv6Network | str | UserAtSource
 
 
 PREFIX_CACHE = 4096  # source prefixes remembered by a tracker (each REGISTER needs several)
-
-
-def source_key(address: IPAddress, *, v4_prefix: int = 32, v6_prefix: int = 64) -> SourceKey:
-    """The prefix ``address`` is counted under (IPv4-mapped IPv6 counts as IPv4)."""
-    address = unmap(address)
-    if isinstance(address, IPv6Address):
-        shift = 128 - v6_prefix
-        return IPv6Network(((int(address) >> shift) << shift, v6_prefix))
-    shift = 32 - v4_prefix
-    return IPv4Network(((int(address) >> shift) << shift, v4_prefix))
-
-
-def _check_prefixes(v4_prefix: int, v6_prefix: int) -> None:
-    if not 0 <= v4_prefix <= 32 or not 0 <= v6_prefix <= 128:
-        raise LocalProtocolError(f"bad prefix lengths /{v4_prefix} /{v6_prefix}")
-
-
-# --- request rate ----------------------------------------------------------------------------
-
-
-class Admission(enum.Enum):
-    """What ``TokenBucket.admit`` decided."""
-
-    ADMITTED = "admitted"
-    THROTTLED = "throttled"
-    THROTTLE_STARTED = "throttle started"
-
-
-class TokenBucket:
-    """Requests per second per source prefix, with a burst allowance.
-
-    Each key holds ``burst`` tokens, refilled at ``rate`` per second; a request takes one.
-    ``rate`` 0 turns the limiter off. A key whose bucket has refilled is forgotten (it is
-    the same as a new key), so memory follows the number of recently active sources.
-    """
-
-    __slots__ = (
-        "_buckets",
-        "_logged_at",
-        "_throttled",
-        "_unlogged",
-        "allowed",
-        "burst",
-        "episodes",
-        "evictions",
-        "limited",
-        "max_keys",
-        "rate",
-        "v4_prefix",
-        "v6_prefix",
-    )
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        *,
-        max_keys: int = 65536,
-        v4_prefix: int = 32,
-        v6_prefix: int = 64,
-    ) -> None:
-        if rate < 0 or burst < 1 or max_keys < 1:
-            raise LocalProtocolError("rate must be >= 0, burst >= 1, max_keys >= 1")
-        _check_prefixes(v4_prefix, v6_prefix)
-        self.rate = float(rate)
-        self.burst = float(burst)
-        self.max_keys = max_keys
-        self.v4_prefix = v4_prefix
-        self.v6_prefix = v6_prefix
-        self.allowed = 0
-        """Requests let through (counter for metrics)."""
-        self.limited = 0
-        """Requests refused (counter for metrics)."""
-        self.evictions = 0
-        """Active buckets dropped because the table was full."""
-        self.episodes = 0
-        """Times a source started being throttled (counter for metrics)."""
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-        self._throttled: OrderedDict[SourceKey, None] = OrderedDict()
-        self._logged_at: float | None = None
-        self._unlogged = 0
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def admit(self, source: IPAddress, now: float, cost: float = 1.0) -> Admission:
-        """``allow``, telling also whether this refusal starts a throttle episode."""
-        if self.allow(source, now, cost):
-            if self._throttled:
-                self._throttled.pop(self.key(source), None)
-            return Admission.ADMITTED
-        key = self.key(source)
-        throttled = self._throttled
-        if key in throttled:
-            throttled.move_to_end(key)
-            return Admission.THROTTLED
-        throttled[key] = None
-        while len(throttled) > self.max_keys:
-            throttled.popitem(last=False)
-        self.episodes += 1
-        return Admission.THROTTLE_STARTED
-
-    def key(self, source: IPAddress) -> SourceKey:
-        return source_key(source, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix)
-
-    def allow(self, source: IPAddress, now: float, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens from ``source``'s bucket; False (and nothing taken) if short."""
-        if self.rate == 0:
-            self.allowed += 1
-            return True
-        return self.allow_key(self.key(source), now, cost)
-
-    def allow_key(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
-        """``allow`` for a key the caller derived from the source's prefix itself (any
-        hashable, one per prefix; cheaper than building the ``ipaddress`` network)."""
-        if self.rate == 0:
-            self.allowed += 1
-            return True
-        self._sweep(now)
-        buckets = self._buckets
-        found = buckets.pop(key, None)
-        if found is None:
-            tokens = self.burst
-        else:
-            tokens, last = found
-            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
-        ok = tokens >= cost
-        if ok:
-            tokens -= cost
-            self.allowed += 1
-        else:
-            self.limited += 1
-        buckets[key] = (tokens, now)  # most recently used last
-        while len(buckets) > self.max_keys:
-            buckets.popitem(last=False)
-            self.evictions += 1
-        return ok
-
-    def log_slot(self, now: float, interval: float = 1.0) -> int | None:
-        """After a throttle start: None when one was logged less than ``interval`` s ago
-        (a flood from many prefixes must not flood the log), else how many starts went
-        unlogged since the last line."""
-        if self._logged_at is not None and 0 <= now - self._logged_at < interval:
-            self._unlogged += 1
-            return None
-        self._logged_at = now
-        skipped, self._unlogged = self._unlogged, 0
-        return skipped
-
-    def retry_after(self, source: IPAddress, now: float, cost: float = 1.0) -> float:
-        """Seconds until ``source`` has ``cost`` tokens (0 if it has them now)."""
-        found = self._buckets.get(self.key(source))
-        if self.rate == 0 or found is None:
-            return 0.0
-        tokens, last = found
-        tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
-        return max(0.0, (cost - tokens) / self.rate)
-
-    def _sweep(self, now: float) -> None:
-        """Forget full buckets from the least recently used end."""
-        buckets = self._buckets
-        while buckets:
-            key, (tokens, last) = next(iter(buckets.items()))
-            if tokens + (now - last) * self.rate < self.burst:
-                return
-            del buckets[key]
 
 
 # --- authentication failures -----------------------------------------------------------------
@@ -275,7 +122,7 @@ class AuthFailureTracker:
             raise LocalProtocolError(
                 "max_failures >= 1, window > 0, block_seconds > 0 and max_keys >= 1"
             )
-        _check_prefixes(v4_prefix, v6_prefix)
+        check_prefixes(v4_prefix, v6_prefix)
         self.max_failures = max_failures
         self.window = float(window)
         self.block_seconds = float(block_seconds)

@@ -10,9 +10,9 @@
 #   Permit/Unpermit/Bind/Unbind events keep these tables exact, so nothing here needs it.
 # - Client -> peer: ChannelData whose channel is bound on that client goes out of the
 #   channel's relay socket, if the peer's permission still stands (§12.4).
-# - Per allocation, one token bucket per direction (bytes/s) drops and counts what is
-#   over the limit. Counters per relay socket: packets and bytes per direction (the relay's
-#   family is the peer side's family).
+# - Per allocation, one token bucket per direction (bytes/s, ``net.tokenbucket.Bucket``)
+#   drops and counts what is over the limit. Counters per relay socket: packets and
+#   bytes per direction (the relay's family is the peer side's family).
 # - Peer addresses are compared as the socket-address tuples the loop hands in (IPv4
 #   ``(host, port)``, IPv6 ``(host, port, 0, 0)``; hosts written by ``inet_ntop``). No
 #   logging and no per-packet objects beyond the bytes sent.
@@ -28,7 +28,8 @@ from ipaddress import IPv4Address, IPv6Address
 from time import monotonic
 from typing import Protocol, cast
 
-from rtc64.net.address import Family, IPAddress, family_of
+from rtc64.net.address import Family, IPAddress, family_of, from_sockaddr
+from rtc64.net.tokenbucket import Bucket
 
 MAGIC_COOKIE = 0x2112A442
 DATA_INDICATION = 0x0017  # method DATA (0x007), class indication
@@ -66,46 +67,43 @@ SockAddr = tuple[object, ...]
 """A socket address as the event loop hands it in."""
 
 
-class _HashedIPv4(IPv4Address):
-    """An IP with its hash and text computed once: relay and client addresses key a dozen
-    tables per allocation and ``ipaddress`` hashes in Python. Equal to (and hashed as)
-    the plain one."""
+class _Cached:
+    """An IP with its hash computed once and its text cached: relay and client addresses
+    key a dozen tables per allocation and ``ipaddress`` hashes in Python. Equal to (and
+    hashed as) the plain address; ``text`` is the address's own form when known (the
+    loop's ``inet_ntop`` text of an IPv4 source), else computed when first asked."""
 
-    __slots__ = ("_hash", "_text")
+    __slots__ = ()
+    _hash: int
+    _text: str | None
 
-    def __init__(self, address: IPv4Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __str__(self) -> str:
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"IPv4Address({str(self)!r})"
-
-
-class _HashedIPv6(IPv6Address):
-    """As ``_HashedIPv4`` (for addresses without a scope id)."""
-
-    __slots__ = ("_hash", "_text")
-
-    def __init__(self, address: IPv6Address) -> None:
-        super().__init__(int(address))
-        self._hash = super().__hash__()
-        self._text = super().__str__()
+    def __init__(self, address: IPAddress | int, text: str | None = None) -> None:
+        super().__init__(int(address))  # type: ignore[call-arg]  # the address class
+        # the slots are the concrete classes' (two slotted bases cannot share a layout)
+        self._hash = super().__hash__()  # type: ignore[misc]
+        self._text = text  # type: ignore[misc]
 
     def __hash__(self) -> int:
         return self._hash
 
     def __str__(self) -> str:
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = super().__str__()  # type: ignore[misc]
+        return text
 
     def __repr__(self) -> str:
-        return f"IPv6Address({str(self)!r})"
+        return f"{'IPv4' if isinstance(self, IPv4Address) else 'IPv6'}Address({str(self)!r})"
+
+
+class _HashedIPv4(_Cached, IPv4Address):
+    __slots__ = ("_hash", "_text")
+
+
+class _HashedIPv6(_Cached, IPv6Address):
+    """(For addresses without a scope id.)"""
+
+    __slots__ = ("_hash", "_text")
 
 
 def hashed_ip(address: IPAddress) -> IPAddress:
@@ -113,6 +111,26 @@ def hashed_ip(address: IPAddress) -> IPAddress:
     if isinstance(address, IPv4Address):
         return _HashedIPv4(address)
     return address if address.scope_id else _HashedIPv6(address)
+
+
+def source_address(addr: SockAddr) -> tuple[IPAddress, int]:
+    """A datagram's source as the loop gives it, as ``(hashed_ip, port)``: the IP read from
+    its binary form (``inet_pton``), not by ``ipaddress``'s text parser. A link-local
+    source with a scope id goes through ``net.address.from_sockaddr``. Raises
+    ``TypeError``/``ValueError`` for what is not a socket address."""
+    host, port = addr[0], addr[1]
+    if type(port) is int and isinstance(host, str):
+        try:
+            if len(addr) == 2:
+                packed = socket.inet_pton(socket.AF_INET, host)
+                return _HashedIPv4(int.from_bytes(packed, "big"), host), port
+            if len(addr) == 4 and not addr[3] and "%" not in host:
+                packed = socket.inet_pton(socket.AF_INET6, host)
+                return _HashedIPv6(int.from_bytes(packed, "big")), port
+        except OSError as exc:
+            raise ValueError(f"bad socket address {addr!r}") from exc
+    ip, port = from_sockaddr(addr)
+    return hashed_ip(ip), port
 
 
 def raw_address(ip: IPAddress, port: int) -> SockAddr:
@@ -138,34 +156,10 @@ class ClientOut(Protocol):
 
     stream: bool
     channels: dict[int, Route]
+    holds: int
+    """Relays of this client's allocations (the io's count: the entry goes at 0)."""
 
     def send(self, data: bytes) -> None: ...
-
-
-class Bucket:
-    """Token bucket in bytes per second (burst: one second, at least 4 KiB), shared by an
-    allocation's relay sockets (one per direction)."""
-
-    __slots__ = ("burst", "dropped", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = float(rate)
-        self.burst = float(burst if burst is not None else max(rate, 4096.0))
-        self.tokens = self.burst
-        self.stamp = monotonic()
-        self.dropped = 0
-
-    def take(self, n: int) -> bool:
-        now = monotonic()
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        tokens = min(tokens, self.burst)
-        self.stamp = now
-        if tokens < n:
-            self.tokens = tokens
-            self.dropped += 1
-            return False
-        self.tokens = tokens - n
-        return True
 
 
 class Route:
@@ -261,7 +255,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             return
         n = len(data)
         bucket = self.bucket_in
-        if bucket is not None and not bucket.take(n):
+        if bucket is not None and not bucket.take(n, monotonic()):
             self.over_limit += 1
             return
         self.from_peer_packets += 1
@@ -285,7 +279,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             return False
         n = len(data)
         bucket = self.bucket_out
-        if bucket is not None and not bucket.take(n):
+        if bucket is not None and not bucket.take(n, monotonic()):
             self.over_limit += 1
             return False
         transport = self.transport
@@ -364,9 +358,9 @@ def channel_data(channel: int, payload: bytes, *, stream: bool) -> bytes:
 
 def forward_channel_data(client: ClientOut, data: bytes) -> int:
     """Send a client's ChannelData to its peer; 0 sent, 1 unbound/short, 2 refused."""
-    number, length = _CD.unpack_from(data)
-    route = client.channels.get(number)
+    route = client.channels.get((data[0] << 8) | data[1])
+    length = (data[2] << 8) | data[3]
     if route is None or length > len(data) - 4:
         return 1
-    payload = data[4 : 4 + length] if length != len(data) - 4 else memoryview(data)[4:]
-    return 0 if route.relay.to_peer(payload, route.host, route.peer) else 2
+    # a copy of the payload costs less than the two memoryview objects of a view
+    return 0 if route.relay.to_peer(data[4 : 4 + length], route.host, route.peer) else 2

@@ -38,12 +38,12 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any, Protocol, TypeVar
 
 from rtc64.errors import ProtocolError
 from rtc64.io.sockets import fragment_at_min_mtu, udp_socket
 from rtc64.io.turn_fastpath import (
-    Bucket,
     ClientOut,
     RelaySocket,
     Route,
@@ -51,9 +51,10 @@ from rtc64.io.turn_fastpath import (
     host_text,
     raw_address,
 )
-from rtc64.io.turn_listeners import StreamConnection, TurnListeners, UdpClient
+from rtc64.io.turn_listeners import TurnListeners, UdpClient
 from rtc64.io.turn_tcp import TcpRelays, tcp_relay_socket
 from rtc64.net.address import Family, IPAddress, family_of, unmap
+from rtc64.net.tokenbucket import Bucket
 from rtc64.turn.events import Bind, ClientFlow, Permit, RelayClosed, ToPeer, Unbind, Unpermit
 from rtc64.turn.protocols import TCP, RelayUnavailable
 
@@ -499,7 +500,8 @@ class TurnRelays:
                     client.transport, client.local, client.remote, client.connection
                 )
             rate = self.bandwidth
-            buckets = (Bucket(rate), Bucket(rate)) if rate > 0 else (None, None)
+            now = monotonic()
+            buckets = (Bucket(rate, now=now), Bucket(rate, now=now)) if rate > 0 else (None, None)
             group = self._groups[client] = _Group(client, out or _Null(), buckets)
         return group
 
@@ -515,13 +517,12 @@ class TurnRelays:
         group = self._group()
         group.relays.add(address)
         self._group_of[address] = group
-        out = group.out
-        if isinstance(out, UdpClient | StreamConnection | _Null):
-            out.holds += 1
+        group.out.holds += 1
         if protocol == TCP:
             assert self.tcp is not None
             self.tcp.open(address, sock)
             return
+        out = group.out
         if idle is not None:
             idle.reopen(out, group.buckets)
             self.udp[address] = idle
@@ -558,9 +559,11 @@ class TurnRelays:
             if totals is None:
                 totals = self.closed_totals[key] = Totals()
             totals.add(relay)
-            for number, route in list(relay.client.channels.items()):
-                if route.relay is relay:
-                    del relay.client.channels[number]
+            channels = relay.client.channels
+            if channels:  # most allocations end without a channel
+                for number, route in list(channels.items()):
+                    if route.relay is relay:
+                        del channels[number]
             kept = self._keep_idle(relay)
             if not kept:
                 relay.close()
@@ -573,10 +576,9 @@ class TurnRelays:
             return kept
         group.relays.discard(address)
         out = group.out
-        if isinstance(out, UdpClient | StreamConnection | _Null):
-            out.holds -= 1
-            if isinstance(out, UdpClient) and out.holds <= 0 and self.listeners is not None:
-                self.listeners.forget_client(out)
+        out.holds -= 1
+        if out.holds <= 0 and self.listeners is not None and isinstance(out, UdpClient):
+            self.listeners.forget_client(out)
         if not group.relays and self._groups.get(group.client) is group:
             del self._groups[group.client]
         return kept

@@ -26,8 +26,9 @@ from time import monotonic
 from typing import Any, cast
 
 from rtc64.io.sockets import STREAM_BACKLOG, client_socket
-from rtc64.io.turn_listeners import Splice
+from rtc64.io.turn_stream import Splice, SplicedStream
 from rtc64.net.address import Family, IPAddress, family_of, from_sockaddr, to_sockaddr
+from rtc64.net.tokenbucket import Bucket
 
 Address = tuple[IPAddress, int]
 Incoming = Callable[[Address, Address], "int | None"]
@@ -61,26 +62,7 @@ def tcp_relay_socket(address: IPAddress, port: int) -> socket.socket:
     return sock
 
 
-class Throttle:
-    """A byte budget (rate per second, burst one second, at least 4 KiB) that may go into
-    debt; ``charge`` says how long the sender should pause."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float) -> None:
-        self.rate = float(rate)
-        self.burst = max(self.rate, 4096.0)
-        self.tokens = self.burst
-        self.stamp = monotonic()
-
-    def charge(self, n: int) -> float:
-        now = monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - n
-        self.stamp = now
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
-class PeerConnection(asyncio.Protocol):
+class PeerConnection(SplicedStream):
     """A TCP connection with a peer: buffered until spliced to a client data connection."""
 
     def __init__(self, owner: TcpRelays, relay: Address) -> None:
@@ -106,7 +88,7 @@ class PeerConnection(asyncio.Protocol):
         if partner is not None:
             partner.write(data)
             if self._throttles is not None:
-                delay = self._throttles[0].charge(len(data))
+                delay = self._throttles[0].charge(len(data), monotonic())
                 if delay > 0:
                     self.owner.hold(self, delay)
             return
@@ -121,22 +103,11 @@ class PeerConnection(asyncio.Protocol):
         self._eof = True
         return True
 
-    def pause_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.pause()
-
-    def resume_writing(self) -> None:
-        if self.partner is not None:
-            self.partner.resume()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        partner, self.partner = self.partner, None
-        if partner is not None:
-            partner.close()
+        self.unsplice()
         self.owner.forget(self)
 
-    # --- Splice (seen from the client data connection) -------------------------------------
+    # --- Splice (seen from the client data connection; the rest is ``SplicedStream``'s) --
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -144,31 +115,9 @@ class PeerConnection(asyncio.Protocol):
             self.transport.write(data)
             partner = self.partner
             if self._throttles is not None and partner is not None:
-                delay = self._throttles[1].charge(len(data))
+                delay = self._throttles[1].charge(len(data), monotonic())
                 if delay > 0:
                     self.owner.hold(partner, delay)
-
-    def eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
-
-    def pause(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
     def splice(self, partner: Splice) -> None:
         """Join to the client data connection; what the peer sent so far goes first."""
@@ -258,7 +207,7 @@ class TcpRelays:
         self.relays: dict[Address, TcpRelay] = {}
         self.peers: dict[int, PeerConnection] = {}
         self.bandwidth = bandwidth
-        self.throttles: dict[Address, tuple[Throttle, Throttle]] = {}
+        self.throttles: dict[Address, tuple[Bucket, Bucket]] = {}
         """Per TCP relay: (peer -> client, client -> peer) budgets."""
         self.refused = 0
         self.connect_failures = 0
@@ -283,13 +232,17 @@ class TcpRelays:
 
         self._spawn(start())
 
-    def throttles_of(self, relay: Address) -> tuple[Throttle, Throttle] | None:
+    def throttles_of(self, relay: Address) -> tuple[Bucket, Bucket] | None:
         """The relay's budgets (None: no bandwidth limit)."""
         if self.bandwidth <= 0:
             return None
         found = self.throttles.get(relay)
         if found is None:
-            found = self.throttles[relay] = (Throttle(self.bandwidth), Throttle(self.bandwidth))
+            now = monotonic()
+            found = self.throttles[relay] = (
+                Bucket(self.bandwidth, now=now),
+                Bucket(self.bandwidth, now=now),
+            )
         return found
 
     def hold(self, reader: Splice | PeerConnection, delay: float) -> None:

@@ -31,12 +31,12 @@ from rtc64.stun.reader import Reader, StunError
 
 T = TypeVar("T")
 
-MAGIC_COOKIE = 0x2112A442
-_COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
+MAGIC_COOKIE: Final = 0x2112A442
+_COOKIE_BYTES: Final = MAGIC_COOKIE.to_bytes(4, "big")
 Address = tuple[IPAddress, int]
 
-MAX_USERNAME = 512  # RFC 5389 §15.3 "fewer than 513 bytes" (RFC 8489 lowered it to 508)
-MAX_TEXT = 762  # REALM, NONCE, SOFTWARE, reason phrase: "fewer than 763 bytes"
+MAX_USERNAME: Final = 512  # RFC 5389 §15.3 "fewer than 513 bytes" (RFC 8489 lowered it to 508)
+MAX_TEXT: Final = 762  # REALM, NONCE, SOFTWARE, reason phrase: "fewer than 763 bytes"
 
 _WIRE_FAMILY = {1: Family.INET, 2: Family.INET6}
 _FAMILY_WIRE = {Family.INET: 1, Family.INET6: 2}
@@ -429,7 +429,7 @@ def _sha256_mi_decode(r: Reader, _tid: bytes) -> bytes:
     return r.rest()
 
 
-_SHA256_SIZES = (16, 20, 24, 28, 32)
+_SHA256_SIZES: Final = (16, 20, 24, 28, 32)
 
 # -- the table ----------------------------------------------------------------------------
 

@@ -15,15 +15,16 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from rtc64.errors import LocalProtocolError
 from rtc64.stun.reader import StunError
 
-CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x7FFF
-HEADER = struct.Struct("!HH")
-HEADER_LENGTH = 4
-MAX_PAYLOAD = 0xFFFF
+CHANNEL_MIN: Final = 0x4000
+CHANNEL_MAX: Final = 0x7FFF
+HEADER: Final = struct.Struct("!HH")
+HEADER_LENGTH: Final = 4
+MAX_PAYLOAD: Final = 0xFFFF
 
 
 def valid_channel(number: int) -> bool:

@@ -45,14 +45,14 @@ from rtc64.stun.reader import StunError
 
 T = TypeVar("T")
 
-HEADER = struct.Struct("!HHI12s")
-HEADER_LENGTH = 20
-MAX_LENGTH = 0xFFFF
-MAX_ATTRIBUTES = 64
-_ATTR_HEADER = struct.Struct("!HH")
-_MI = MESSAGE_INTEGRITY.type
-_MI256 = MESSAGE_INTEGRITY_SHA256.type
-_FP = FINGERPRINT.type
+HEADER: Final = struct.Struct("!HHI12s")
+HEADER_LENGTH: Final = 20
+MAX_LENGTH: Final = 0xFFFF
+MAX_ATTRIBUTES: Final = 64
+_ATTR_HEADER: Final = struct.Struct("!HH")
+_MI: Final = MESSAGE_INTEGRITY.type
+_MI256: Final = MESSAGE_INTEGRITY_SHA256.type
+_FP: Final = FINGERPRINT.type
 
 
 class Class(enum.IntEnum):
@@ -118,7 +118,7 @@ def split_type(value: int) -> tuple[int, Class]:
     return method, _CLASSES[((value >> 4) & 1) | ((value >> 7) & 2)]
 
 
-_CLASSES = tuple(Class)  # by value 0-3: indexing is cheaper than calling the enum
+_CLASSES: Final = tuple(Class)  # by value 0-3: indexing is cheaper than calling the enum
 
 
 class Message:
@@ -261,14 +261,15 @@ def decode(data: bytes) -> Message:
     count = 0
     offset = HEADER_LENGTH
     end = len(data)
-    unpack = _ATTR_HEADER.unpack_from
     while offset < end:  # bounds checked inline (the hot path of every request)
         count += 1
         if count > MAX_ATTRIBUTES:
             raise StunError(f"STUN: more than {MAX_ATTRIBUTES} attributes")
         if offset + 4 > end:
             raise StunError(f"STUN: truncated (need 4 bytes, have {end - offset})")
-        t, size = unpack(data, offset)
+        # bytes indexing, not struct: native integers in the compiled build
+        t = (data[offset] << 8) | data[offset + 1]
+        size = (data[offset + 2] << 8) | data[offset + 3]
         first = offset + 4
         stop = first + size
         pad = -size & 3
@@ -335,24 +336,23 @@ def encode(
         if size & 3:
             parts.append(pad * (-size & 3))
     body = b"".join(parts)
-
-    def header(extra: int) -> bytes:
-        length = len(body) + extra
-        if length > MAX_LENGTH:
-            raise LocalProtocolError("STUN message longer than 65535 bytes")
-        return HEADER.pack(type_, length, MAGIC_COOKIE, msg.transaction_id)
-
+    tid = msg.transaction_id
+    # The header as each trailer sees it (its length just past that trailer); the
+    # integrity and fingerprint trailers add 24/36 and 8 bytes.
+    tail = (36 if sha256 else 24) if key is not None else 0
+    if len(body) + tail + (8 if fingerprint else 0) > MAX_LENGTH:
+        raise LocalProtocolError("STUN message longer than 65535 bytes")
     if key is not None:
         if sha256:
-            mac = hmac_sha256(key, header(36) + body)
+            mac = hmac_sha256(key, HEADER.pack(type_, len(body) + 36, MAGIC_COOKIE, tid) + body)
             body += _attribute(_MI256, mac)
         else:
-            mac = hmac_sha1(key, header(24) + body)
+            mac = hmac_sha1(key, HEADER.pack(type_, len(body) + 24, MAGIC_COOKIE, tid) + body)
             body += _attribute(_MI, mac)
     if fingerprint:
-        crc = _crc_fingerprint(header(8) + body)
+        crc = _crc_fingerprint(HEADER.pack(type_, len(body) + 8, MAGIC_COOKIE, tid) + body)
         body += _attribute(_FP, crc.to_bytes(4, "big"))
-    return header(0) + body
+    return HEADER.pack(type_, len(body), MAGIC_COOKIE, tid) + body
 
 
 def _index(msg: Message, type_: int) -> int:
@@ -406,12 +406,12 @@ def integrity_kind(msg: Message) -> Attr[bytes] | None:
 
 # -- fast path ----------------------------------------------------------------------------
 
-_DATA_INDICATION = message_type(Method.DATA, Class.INDICATION)
-_PEER4 = struct.Struct("!HHBBH")  # XOR-PEER-ADDRESS header + reserved, family, x-port
-_DATA_HEADER = struct.Struct("!HH")
-_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
-_COOKIE_PREFIX = MAGIC_COOKIE << 96
-_MAX_DATA_PAYLOAD = MAX_LENGTH - 24 - 4 - 3  # room for an IPv6 XOR-PEER-ADDRESS and DATA
+_DATA_INDICATION: Final = message_type(Method.DATA, Class.INDICATION)
+_PEER4: Final = struct.Struct("!HHBBH")  # XOR-PEER-ADDRESS header + reserved, family, x-port
+_DATA_HEADER: Final = struct.Struct("!HH")
+_PADS: Final = (b"", b"\0", b"\0\0", b"\0\0\0")
+_COOKIE_PREFIX: Final = MAGIC_COOKIE << 96
+_MAX_DATA_PAYLOAD: Final = MAX_LENGTH - 24 - 4 - 3  # room for an IPv6 XOR-PEER-ADDRESS and DATA
 
 
 def data_indication(peer: tuple[IPAddress, int], payload: bytes, transaction_id: bytes) -> bytes:
@@ -445,8 +445,8 @@ def data_indication(peer: tuple[IPAddress, int], payload: bytes, transaction_id:
     )
 
 
-_SEND_INDICATION = message_type(Method.SEND, Class.INDICATION)
-_HEAD = struct.Struct("!HHI")
+_SEND_INDICATION: Final = message_type(Method.SEND, Class.INDICATION)
+_HEAD: Final = struct.Struct("!HHI")
 
 
 def read_send_indication(data: bytes) -> tuple[tuple[IPAddress, int], memoryview] | None:

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rtc64.net.address import Family, family_of
 from rtc64.net.endpoint import Transport
@@ -45,7 +45,7 @@ from rtc64.turn.protocols import TCP, UDP, RelayUnavailable
 from rtc64.turn.refusal import Refuse
 from rtc64.turn.settings import RESERVATION_LIFETIME, TurnSettings
 
-ADDITIONAL_ADDRESS_FAMILY_DRAFT = 0x8032
+ADDITIONAL_ADDRESS_FAMILY_DRAFT: Final = 0x8032
 """ADDITIONAL-ADDRESS-FAMILY under its draft-ietf-tram-turnbis number, as coturn's
 ``turnutils_uclient -Z`` (Debian 4.6) sends it; only the value IPv6 is honoured."""
 

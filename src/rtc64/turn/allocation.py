@@ -18,13 +18,14 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import Final
 
 from rtc64.net.address import Family, IPAddress, unmap
 from rtc64.turn.events import Bind, ClientFlow, Event, Permit, SockAddr, Unbind, Unpermit
 from rtc64.turn.settings import CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME
 
-CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x7FFF
+CHANNEL_MIN: Final = 0x4000
+CHANNEL_MAX: Final = 0x7FFF
 
 
 def peer_family(peer_ip: IPAddress) -> Family:
@@ -186,7 +187,7 @@ class Allocation:
         return when
 
 
-COMPACT_MIN = 256
+COMPACT_MIN: Final = 256
 """Stale heap entries ``Deadlines`` tolerates before it considers a rebuild."""
 
 

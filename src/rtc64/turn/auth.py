@@ -94,10 +94,13 @@ class Wait:
 
 Verdict = Authenticated | Rejected | Wait
 
-_MI = MESSAGE_INTEGRITY.type
-_MI256 = MESSAGE_INTEGRITY_SHA256.type
-_USER, _REALM, _NONCE = USERNAME.type, REALM.type, NONCE.type
-_ALGORITHM_TYPES = frozenset((PASSWORD_ALGORITHM.type, PASSWORD_ALGORITHMS.type))
+_MI: Final = MESSAGE_INTEGRITY.type
+_MI256: Final = MESSAGE_INTEGRITY_SHA256.type
+_USER: Final = USERNAME.type
+_REALM: Final = REALM.type
+_NONCE: Final = NONCE.type
+_ALGORITHM: Final = PASSWORD_ALGORITHM.type
+_ALGORITHMS: Final = PASSWORD_ALGORITHMS.type
 
 OPEN = Authenticated("", None, False)
 
@@ -131,18 +134,34 @@ class Authenticator:
         malformed credential attribute (answer 400)."""
         if self._settings.open:
             return OPEN
-        first: dict[int, bytes] = {}  # one pass: the first value of each type, as get()
+        # one pass, no dict: the first value of each type, as get()
+        raw_username: bytes | None = None
+        raw_realm: bytes | None = None
+        raw_nonce: bytes | None = None
+        has_mi = has_mi256 = algorithms = False
         for t, v in msg.attributes:
-            if t not in first:
-                first[t] = v
-        if _MI256 in first:
+            if t == _USER:
+                if raw_username is None:
+                    raw_username = v
+            elif t == _REALM:
+                if raw_realm is None:
+                    raw_realm = v
+            elif t == _NONCE:
+                if raw_nonce is None:
+                    raw_nonce = v
+            elif t == _MI:
+                has_mi = True
+            elif t == _MI256:
+                has_mi256 = True
+            elif t in (_ALGORITHM, _ALGORITHMS):
+                algorithms = True
+        if has_mi256:
             sha256 = True
-        elif _MI in first:
+        elif has_mi:
             sha256 = False
         else:
             return self.challenge(401, "Unauthenticated", client, now)
         tid = msg.transaction_id
-        raw_username, raw_realm, raw_nonce = first.get(_USER), first.get(_REALM), first.get(_NONCE)
         username = None if raw_username is None else USERNAME.decode(raw_username, tid)
         realm = None if raw_realm is None else REALM.decode(raw_realm, tid)
         nonce = None if raw_nonce is None else NONCE.decode(raw_nonce, tid)
@@ -155,7 +174,7 @@ class Authenticator:
             return self.challenge(401, "Unauthenticated", client, now)
         if realm != self._settings.realm:
             return self.challenge(401, "Unauthenticated", client, now)
-        algorithm = self._default if _ALGORITHM_TYPES.isdisjoint(first) else self._algorithm(msg)
+        algorithm = self._algorithm(msg) if algorithms else self._default
         if algorithm is None:
             return Rejected(400, "PASSWORD-ALGORITHM does not match PASSWORD-ALGORITHMS")
         found = self._keys(username, realm, algorithm)

@@ -14,19 +14,19 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, final
+from typing import Final, Literal, Protocol, final
 
 from rtc64.errors import ProtocolError
 from rtc64.net.address import Family, IPAddress
 from rtc64.turn.events import ClientFlow, SockAddr
 
-MD5 = 0x0001
+MD5: Final = 0x0001
 """PASSWORD-ALGORITHM MD5 (RFC 8489 §18.5): the key is MD5(user:realm:password)."""
-SHA256 = 0x0002
+SHA256: Final = 0x0002
 """PASSWORD-ALGORITHM SHA-256 (RFC 8489 §18.5)."""
-UDP = 17
+UDP: Final = 17
 """REQUESTED-TRANSPORT UDP (RFC 8656 §18.7)."""
-TCP = 6
+TCP: Final = 6
 """REQUESTED-TRANSPORT TCP (RFC 6062 §6.1)."""
 
 

@@ -25,6 +25,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv6Address
+from typing import Final
 
 from rtc64.net.address import Family, IPAddress
 from rtc64.stun import channeldata
@@ -85,7 +86,7 @@ from rtc64.turn.settings import TurnSettings
 from rtc64.turn.stats import Counters, TurnStats
 from rtc64.turn.tcp import Connections
 
-_AUTHENTICATED_METHODS = frozenset(
+_AUTHENTICATED_METHODS: Final = frozenset(
     (
         Method.ALLOCATE,
         Method.REFRESH,

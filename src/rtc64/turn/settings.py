@@ -5,25 +5,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from rtc64.net.address import Family, IPAddress
 from rtc64.net.endpoint import Transport
 from rtc64.turn.events import SockAddr
 from rtc64.turn.protocols import MD5, SHA256
 
-DEFAULT_LIFETIME = 600
+DEFAULT_LIFETIME: Final = 600
 """Allocation lifetime when the client asks for less or nothing (RFC 8656 §7.2)."""
-PERMISSION_LIFETIME = 300
+PERMISSION_LIFETIME: Final = 300
 """RFC 8656 §9: permissions last 300 s, refreshed by CreatePermission/ChannelBind."""
-CHANNEL_LIFETIME = 600
+CHANNEL_LIFETIME: Final = 600
 """RFC 8656 §12: channel bindings last 10 minutes."""
-CHANNEL_QUARANTINE = 300
+CHANNEL_QUARANTINE: Final = 300
 """RFC 8656 §12: an expired channel number / peer is not re-bound to another for 5 min."""
-RESERVATION_LIFETIME = 30
+RESERVATION_LIFETIME: Final = 30
 """RFC 8656 §14.9: a RESERVATION-TOKEN is good for about 30 s."""
-CONNECTION_TIMEOUT = 30
+CONNECTION_TIMEOUT: Final = 30
 """RFC 6062 §5.2/§5.3: Connect attempts and unbound peer connections time out at 30 s."""
-TRANSACTION_LIFETIME = 40
+TRANSACTION_LIFETIME: Final = 40
 """RFC 8489 §6.3.1: answer a retransmitted request from a cache for 40 s."""
 
 

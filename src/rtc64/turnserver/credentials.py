@@ -21,9 +21,10 @@ cookie; draft-uberti-behave-turn-rest-00 §2.2; coturn ``use-auth-secret``):
   (/64 for IPv6, /32 for IPv4, IPv4-mapped counts as IPv4) under a per-process random key.
   ``nonce_ok``: True, ``STALE`` (genuine but older than ``nonce_lifetime``: answer 438) or
   False (forged, from another source prefix, or from the future). The (nonce, source
-  address) pairs whose MAC was verified are remembered (at most ``VERIFIED_NONCES``, the
-  table cleared when full) so a client's next requests skip the MAC; the issue time is
-  checked on every request, so state changes nothing but the cost.
+  address) pairs issued here or whose MAC was verified are remembered (at most
+  ``VERIFIED_NONCES``, the table cleared when full) so a client's next requests skip the
+  MAC; the issue time is checked on every request, so state changes nothing but the cost
+  (a flood of 401s from many sources only empties the table: MACs are computed again).
 - Secrets and keys compare with ``hmac.compare_digest``; keys never appear in ``repr``.
 """
 
@@ -58,11 +59,11 @@ FEATURE_USERNAME_ANONYMITY: Final = 1 << 22
 STALE: Final = "stale"
 NonceCheck = bool | Literal["stale"]
 
-_TS_DIGITS = 8  # hex digits of the issue time
-_MAC_BYTES = 12
-_MAC_CHARS = 16  # base64 of 12 bytes, no padding
-_MAX_EXPIRY_DIGITS = 12
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_TS_DIGITS: Final = 8  # hex digits of the issue time
+_MAC_BYTES: Final = 12
+_MAC_CHARS: Final = 16  # base64 of 12 bytes, no padding
+_MAX_EXPIRY_DIGITS: Final = 12
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 VERIFIED_NONCES = 8192
 """(nonce, source) pairs remembered as genuine (bounded: cleared when full)."""
 
@@ -333,9 +334,17 @@ class Credentials:
     # --- nonces -------------------------------------------------------------------------
 
     def nonce(self, client: _Client, now: float) -> str:
-        """A fresh nonce bound to ``client``'s source prefix and ``now``."""
-        stamp = f"{int(now) & 0xFFFFFFFF:08x}"
-        return self._prefix + stamp + self._nonce_mac(stamp, client.remote[0])
+        """A fresh nonce bound to ``client``'s source prefix and ``now``, remembered as
+        verified for that source address (its next request skips the MAC)."""
+        issued = int(now) & 0xFFFFFFFF
+        stamp = f"{issued:08x}"
+        source = client.remote[0]
+        nonce = self._prefix + stamp + self._nonce_mac(stamp, source)
+        verified = self._verified
+        if len(verified) >= VERIFIED_NONCES:
+            verified.clear()
+        verified[(nonce, source)] = issued
+        return nonce
 
     def nonce_ok(self, nonce: str | bytes, client: _Client, now: float) -> NonceCheck:
         """True, ``STALE`` (ours but expired: 438) or False (not ours / another source)."""

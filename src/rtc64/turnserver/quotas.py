@@ -12,7 +12,7 @@ Rules (RFC 8489 §6.3.4 and §9.2.4 "the server SHOULD limit..."; RFC 8656 §21.
   100) leave room for many browsers behind one CGNAT IPv4 address: a 401 is ~150 bytes,
   so a reflected victim gets at most a few KB/s.
 - Sources are keyed by prefix (/64 for IPv6, /32 for IPv4, IPv4-mapped as IPv4) in a
-  bounded table (least recently used key goes first): ``gateway.ratelimit.TokenBucket``.
+  bounded table (least recently used key goes first): ``net.tokenbucket.TokenBucket``.
 - Spotting a 401 reads the raw bytes (STUN header and attribute TLVs, RFC 8489 §5, §14),
   bounded by the message length; anything malformed is "not a 401" (it is the core's own
   output, so that never happens in practice).
@@ -21,26 +21,28 @@ Rules (RFC 8489 §6.3.4 and §9.2.4 "the server SHOULD limit..."; RFC 8656 §21.
 from __future__ import annotations
 
 from ipaddress import IPv6Address
+from typing import Final
 
-from rtc64.gateway.ratelimit import TokenBucket
 from rtc64.net.address import IPAddress, unmap
+from rtc64.net.tokenbucket import TokenBucket
 
-MAGIC_COOKIE = b"\x21\x12\xa4\x42"
-ERROR_CODE = 0x0009
-_CLASS_MASK = 0x0110
-_ERROR_CLASS = 0x0110
-_HEADER = 20
+MAGIC_COOKIE: Final = b"\x21\x12\xa4\x42"
+ERROR_CODE: Final = 0x0009
+_CLASS_MASK: Final = 0x0110
+_ERROR_CLASS: Final = 0x0110
+_HEADER: Final = 20
 
 
 def is_unauthorized(data: bytes | bytearray | memoryview) -> bool:
     """True if ``data`` is a STUN error response whose ERROR-CODE is 401."""
-    view = memoryview(data)
-    if len(view) < _HEADER or view[4:8] != MAGIC_COOKIE:
+    view = data if isinstance(data, bytes) else bytes(data)  # bytes: indexed natively
+    size = len(view)
+    if size < _HEADER or view[4:8] != MAGIC_COOKIE:
         return False
     msg_type = (view[0] << 8) | view[1]
     if msg_type & 0xC000 or msg_type & _CLASS_MASK != _ERROR_CLASS:
         return False
-    end = min(len(view), _HEADER + ((view[2] << 8) | view[3]))
+    end = min(size, _HEADER + ((view[2] << 8) | view[3]))
     pos = _HEADER
     while pos + 4 <= end:
         attr = (view[pos] << 8) | view[pos + 1]
@@ -78,7 +80,7 @@ class ChallengeLimiter:
 
     def key(self, source: IPAddress) -> tuple[int, int]:
         """The bucket of ``source``: its prefix as (IP version, prefix bits), IPv4-mapped
-        IPv6 counted as IPv4 (what ``gateway.ratelimit.source_key`` names, as integers)."""
+        IPv6 counted as IPv4 (what ``net.tokenbucket.source_key`` names, as integers)."""
         source = unmap(source)
         bucket = self.bucket
         if isinstance(source, IPv6Address):

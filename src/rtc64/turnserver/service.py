@@ -52,7 +52,7 @@ from rtc64.turn.events import (
 from rtc64.turn.protocols import Credentials, PeerPolicy
 from rtc64.turn.server import TurnServer
 from rtc64.turn.settings import TurnSettings
-from rtc64.turnserver.quotas import ChallengeLimiter
+from rtc64.turnserver.quotas import ChallengeLimiter, is_unauthorized
 from rtc64.turnserver.stats import (
     AllocationView,
     TcpCounters,
@@ -262,26 +262,30 @@ class TurnService:
         self.driver.update()
 
     def _drain(self) -> None:
+        limiter = self.challenges
+        send = self.listeners.send
         for event in self.core.events():
             try:
-                self._apply(event)
+                if isinstance(event, ToClient):  # most events: answered here, not in _apply
+                    c = event.client
+                    if (
+                        limiter is not None
+                        and c.transport is Transport.UDP  # a stream source is not spoofable
+                        and is_unauthorized(event.data)
+                        and not limiter.allow(c.remote[0], clock())
+                    ):
+                        continue
+                    send(event.data, c.transport, c.local, c.remote, c.connection)
+                else:
+                    self._apply(event)
             except Exception:
                 self.failures += 1
                 self.log.exception("TURN: applying %s failed", type(event).__name__)
 
     def _apply(self, event: Event) -> None:
+        """Every event but ``ToClient`` (``_drain``)."""
         relays = self.relays
-        if isinstance(event, ToClient):
-            c = event.client
-            limiter = self.challenges
-            if (
-                limiter is not None
-                and c.transport is Transport.UDP  # a stream source is not spoofable
-                and not limiter.admit(event.data, c.remote[0], clock())
-            ):
-                return
-            self.listeners.send(event.data, c.transport, c.local, c.remote, c.connection)
-        elif isinstance(event, ToPeer):
+        if isinstance(event, ToPeer):
             relays.to_peer(event)
         elif isinstance(event, Permit):
             relays.permit(event)

@@ -11,9 +11,9 @@ from ipaddress import ip_address
 import pytest
 
 from rtc64.io.sockets import v6only
-from rtc64.io.turn_fastpath import Bucket, channel_data, raw_address
+from rtc64.io.turn_fastpath import channel_data, raw_address, source_address
 from rtc64.io.turn_relay import DRAIN_LIMIT
-from rtc64.net.address import Family
+from rtc64.net.address import Family, from_sockaddr
 from rtc64.net.endpoint import Transport
 from rtc64.relay.ports import PortPool
 from rtc64.stun import message as stun
@@ -223,16 +223,6 @@ def test_bandwidth_limit_drops_and_counts() -> None:
             await r.stop()
 
     asyncio.run(main())
-
-
-def test_bucket_refills_to_burst_only() -> None:
-    bucket = Bucket(1000.0, 1000.0)
-    assert bucket.take(1000)
-    assert not bucket.take(1000)
-    assert bucket.dropped == 1
-    bucket.stamp -= 100.0  # long idle: refilled to the burst, not beyond
-    assert bucket.take(1000)
-    assert not bucket.take(1)
 
 
 def test_relay_ports_never_collide_with_media_ports() -> None:
@@ -605,3 +595,44 @@ def test_idle_relay_sockets_are_bounded_and_freed_by_stop() -> None:
             await r.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        ("192.0.2.7", 3478),
+        ("127.77.3.200", 1),
+        ("0.0.0.0", 0),
+        ("2001:db8::7", 50000, 0, 0),
+        ("::ffff:192.0.2.7", 9, 0, 0),  # IPv4-mapped: stays IPv6, as from_sockaddr says
+        ("::1", 65535, 7, 0),  # a flow label changes nothing
+        ("fe80::1", 5, 0, 1),  # a scope id: through from_sockaddr
+    ],
+)
+def test_source_address_is_what_from_sockaddr_gives_with_a_cached_hash(
+    addr: tuple[object, ...],
+) -> None:
+    ip, port = source_address(addr)
+    plain_ip, plain_port = from_sockaddr(addr)
+    assert (ip, port) == (plain_ip, plain_port)
+    assert ip.version == plain_ip.version
+    assert hash(ip) == hash(plain_ip) and hash((ip, port)) == hash((plain_ip, plain_port))
+    assert str(ip) == str(plain_ip) and repr(ip) == repr(plain_ip)
+    assert {plain_ip: 1}[ip] == 1 and {ip: 1}[plain_ip] == 1
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        ("192.0.2", 1),
+        ("999.0.0.1", 1),
+        ("2001:db8::g", 1, 0, 0),
+        ("192.0.2.1", "1"),
+        (b"192.0.2.1", 1),
+        ("192.0.2.1",),
+        ("2001:db8::1", 1, 0),
+    ],
+)
+def test_source_address_refuses_what_is_not_a_socket_address(addr: tuple[object, ...]) -> None:
+    with pytest.raises((TypeError, ValueError, IndexError)):
+        source_address(addr)

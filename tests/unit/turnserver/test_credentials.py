@@ -320,6 +320,24 @@ def test_verified_nonces_are_remembered_per_source_and_still_expire(
     assert len(creds._verified) <= 4
 
 
+def test_issued_nonces_are_remembered_for_their_source_only() -> None:
+    """The nonce of a 401 is in the verified table at once (the Allocate that follows
+    skips the MAC); it is keyed by the exact nonce and source, so a tampered nonce, the
+    same nonce from another prefix or from the future are judged as before."""
+    creds, _, _ = make(ALICE, nonce_lifetime=600.0)
+    nonce = creds.nonce(V6_CLIENT, 1000.0)
+    assert creds._verified == {(nonce, V6_CLIENT.remote[0]): 1000}
+    assert creds.nonce_ok(nonce, V6_CLIENT, 1000.0) is True
+    assert creds.nonce_ok(nonce, V6_CLIENT, 1601.0) == STALE
+    assert creds.nonce_ok(nonce, V6_CLIENT, 999.0) is False
+    tampered = nonce[:-1] + ("A" if nonce[-1] != "A" else "B")
+    assert creds.nonce_ok(tampered, V6_CLIENT, 1000.0) is False
+    other = Client((IPv6Address("2001:db8:1:3::7"), 50000))
+    assert creds.nonce_ok(nonce, other, 1000.0) is False
+    same64 = Client((IPv6Address("2001:db8:1:2::99"), 1))
+    assert creds.nonce_ok(nonce, same64, 1000.0) is True  # through the MAC
+
+
 def test_nonce_bound_to_source_prefix() -> None:
     creds, _, _ = make(ALICE)
     nonce = creds.nonce(V6_CLIENT, 1000.0)
