@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.location.bindings import (
@@ -78,6 +81,67 @@ def test_dict_and_json_round_trip_exactly(binding: Binding) -> None:
         assert isinstance(back.received_ip, IPv6Address)
         assert back.received_ip.scope_id == binding.received_ip.scope_id
         assert back.received_ip.ipv4_mapped == binding.received_ip.ipv4_mapped
+
+
+_WIRE = st.binary(min_size=1, max_size=40)
+_TEXT = st.text(min_size=1, max_size=30)
+
+
+@st.composite
+def bindings(draw: st.DrawFn) -> Binding:
+    """Any valid binding: every optional field present or not, any byte in wire values,
+    any character in text fields, floats and ints where numbers go."""
+    number = st.one_of(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), st.integers(0, 2**40)
+    )
+    ip = st.one_of(
+        st.none(),
+        st.builds(IPv4Address, st.integers(0, 2**32 - 1)),
+        st.builds(IPv6Address, st.integers(0, 2**128 - 1)),
+        st.just(ip_address("fe80::1%eth0")),
+    )
+    return Binding(
+        aor=draw(_TEXT),
+        contact=draw(_WIRE),
+        expires_at=draw(number),
+        call_id=draw(st.binary(max_size=40)),
+        cseq=draw(st.integers(0, 2**31 - 1)),
+        transport=draw(st.sampled_from(["udp", "tcp", "tls", "ws", "wss"])),
+        listener=draw(_TEXT),
+        q=draw(st.one_of(st.none(), st.floats(0.0, 1.0), st.sampled_from([0, 1]))),
+        received_ip=draw(ip),
+        received_port=draw(st.one_of(st.none(), st.integers(1, 65535))),
+        path=tuple(draw(st.lists(_WIRE, max_size=3))),
+        instance=draw(st.one_of(st.none(), st.binary(max_size=60))),
+        reg_id=draw(st.one_of(st.none(), st.integers(1, 2**31 - 1))),
+        user_agent=draw(st.binary(max_size=40)),
+        registered_at=draw(st.one_of(st.none(), number)),
+    )
+
+
+@given(bindings())
+def test_json_text_is_exactly_json_dumps_of_the_dict(binding: Binding) -> None:
+    """The field-by-field encoder writes what every earlier version (and the Redis
+    backend's array form) writes: ``json.dumps`` of ``to_dict``, compact."""
+    text = binding.to_json()
+    assert text == json.dumps(binding.to_dict(), separators=(",", ":"))
+    assert Binding.from_json(text) == binding
+
+
+def test_json_text_is_made_once_and_not_carried_by_a_changed_copy() -> None:
+    binding = full_binding()
+    assert binding.to_json() is binding.to_json()
+    moved = dataclasses.replace(binding, aor="sip:alice@other.example.net")
+    assert json.loads(moved.to_json())["aor"] == "sip:alice@other.example.net"
+
+
+def test_a_binding_read_from_text_gives_that_text_back() -> None:
+    """Bindings read from a store compare by their stored text (another version's
+    spelling included) without being encoded again."""
+    spelled = json.dumps(full_binding().to_dict(), separators=(", ", ": "))
+    back = Binding.from_json(spelled)
+    assert back == full_binding()
+    assert back.to_json() == spelled
 
 
 def test_dict_form_is_compact() -> None:

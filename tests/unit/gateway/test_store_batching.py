@@ -1,6 +1,7 @@
-"""SQLite group commit: writes of one loop iteration (or queued while the writer thread
-is busy) share one transaction, each caller returns after that commit, and one failing
-write does not take the others down."""
+"""SQLite group commit: writes of one loop iteration (or queued while a batch waits for
+another process's lock on the worker thread) share one transaction committed on the loop,
+each caller returns after that commit, and one failing write does not take the others
+down."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rtc64.gateway.location.bindings import Binding
 from rtc64.gateway.location.sqlite import SqliteStore
 from rtc64.gateway.location.store import StoreError
 from tests.unit.gateway.test_store import make
@@ -118,3 +120,134 @@ def test_close_commits_writes_already_accepted(tmp_path: Path) -> None:
     assert _rows(tmp_path / "store.db") == dict.fromkeys(
         [f"sip:c{n}@example.net" for n in range(10)], 1
     )
+
+
+def test_writes_commit_on_the_loop_without_the_worker_thread(tmp_path: Path) -> None:
+    """A batch commits inline: the worker thread is never asked, and the loop's
+    connection neither waits for locks nor checkpoints (both would block the loop)."""
+
+    async def body(store: SqliteStore) -> None:
+        now = time.time()
+        asked: list[object] = []
+        real = store._executor.submit
+
+        def submit(fn: object, *args: object) -> object:
+            asked.append(fn)
+            return real(fn, *args)  # type: ignore[arg-type]
+
+        store._executor.submit = submit  # type: ignore[method-assign]
+        await asyncio.gather(*(store.replace(f"sip:i{n}@x", [make(f"sip:i{n}@x", 1, now + 60)])
+                               for n in range(5)))  # fmt: skip
+        assert await store.swap("sip:i0@x", await store.lookup("sip:i0@x", now), [], now)
+        assert asked == []
+        assert store.waited == 0
+        conn = store._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+
+    _run(tmp_path, body)
+    _run(tmp_path / "shared", body, shared=True)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_batch_waits_for_another_writer_on_the_thread(tmp_path: Path, shared: bool) -> None:
+    """Another process (a worker, ``rtc64 user add``) holds the write lock: the batch
+    goes to the worker thread, which waits; the loop keeps running meanwhile, and each
+    caller still returns only after its commit."""
+
+    async def body(store: SqliteStore) -> None:
+        now = time.time()
+        other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        aors = [f"sip:w{n}@example.net" for n in range(3)]
+        writes = asyncio.gather(*(store.replace(a, [make(a, 1, now + 60)]) for a in aors))
+        ticks = 0
+        for _ in range(20):  # the loop is not blocked by the waiting writer
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not writes.done()
+        assert store.waited == 1
+        other.execute("COMMIT")
+        other.close()
+        await writes
+        assert ticks == 20
+        assert _rows(tmp_path / "store.db") == dict.fromkeys(aors, 1)
+        # the next batch commits inline again
+        await store.replace("sip:after@example.net", [make("sip:after@example.net", 1, now + 60)])
+        assert store.waited == 1
+        for a in aors:
+            assert len(await store.lookup(a, now)) == 1
+
+    _run(tmp_path, body, shared=shared)
+
+
+def test_a_writer_that_never_lets_go_fails_the_batch_not_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rtc64.gateway.location.sqlite.BUSY_TIMEOUT", 0.2)
+
+    async def body(store: SqliteStore) -> None:
+        now = time.time()
+        other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="locked"):
+                await store.replace("sip:x@example.net", [make("sip:x@example.net", 1, now + 60)])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await store.lookup("sip:x@example.net", now) == []  # memory did not follow
+        await store.replace("sip:x@example.net", [make("sip:x@example.net", 2, now + 60)])
+        assert [b.cseq for b in await store.lookup("sip:x@example.net", now)] == [2]
+
+    _run(tmp_path, body)
+
+
+def test_the_wal_is_checkpointed_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CHECKPOINT_EVERY commits the WAL is copied into the database file (by the
+    worker thread's connection): a copy of the file alone, without its WAL, holds them."""
+    monkeypatch.setattr("rtc64.gateway.location.sqlite.CHECKPOINT_EVERY", 10)
+
+    async def body(store: SqliteStore) -> None:
+        now = time.time()
+        for n in range(10):
+            aor = f"sip:k{n}@example.net"
+            await store.replace(aor, [make(aor, 1, now + 60)])
+        for _ in range(200):
+            if not store._checkpointing:
+                break
+            await asyncio.sleep(0.01)
+        assert not store._checkpointing
+        copy = tmp_path / "copy.db"
+        copy.write_bytes((tmp_path / "store.db").read_bytes())
+        assert len(_rows(copy)) == 10
+
+    _run(tmp_path, body)
+
+
+def test_memory_follows_only_committed_writes(tmp_path: Path) -> None:
+    """One process alone: a swap compares with memory and with the writes before it in
+    the same batch; a batch that fails to commit leaves memory as the file is."""
+
+    async def body(store: SqliteStore) -> None:
+        now = time.time()
+        aor = "sip:m@example.net"
+        one = make(aor, 1, now + 60)
+        await store.replace(aor, [one])
+        two, three = make(aor, 2, now + 60), make(aor, 3, now + 60)
+        won = await asyncio.gather(
+            store.swap(aor, [one], [two], now),
+            store.swap(aor, [one], [three], now),  # read [one] too: the first won meanwhile
+            store.swap(aor, [two], [two, three], now),  # read what the first wrote
+        )
+        assert won == [True, False, True]
+        assert await store.lookup(aor, now) == [two, three]
+        other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        stored = other.execute("SELECT data FROM bindings WHERE aor = ? ORDER BY pos", (aor,))
+        assert [Binding.from_json(r[0]) for r in stored] == [two, three]
+        other.close()
+
+    _run(tmp_path, body)

@@ -33,6 +33,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from rtc64.errors import RemoteProtocolError
@@ -119,6 +120,8 @@ class Binding:
     registered_at: float | None = None
     _row: BindingRow | None = field(default=None, init=False, compare=False, repr=False)
     """``to_row`` made once: the store and the keepalive schedule share one tuple."""
+    _json: str | None = field(default=None, init=False, compare=False, repr=False)
+    """``to_json`` made once, or the text this binding was read from (``from_json``)."""
 
     def __post_init__(self) -> None:
         if not self.aor or not self.contact:
@@ -236,8 +239,14 @@ class Binding:
         return binding
 
     def to_json(self) -> str:
-        """``to_dict`` as compact ASCII JSON."""
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        """``to_dict`` as compact ASCII JSON (the text ``json.dumps(self.to_dict(),
+        separators=(",", ":"))`` writes), made once; a binding read by ``from_json``
+        gives back the text it was read from."""
+        text = self._json
+        if text is None:
+            text = _encode(self)
+            object.__setattr__(self, "_json", text)
+        return text
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Binding:
@@ -245,7 +254,51 @@ class Binding:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("binding JSON must be an object")
-        return cls.from_dict(data)
+        binding = cls.from_dict(data)
+        if isinstance(text, str):
+            object.__setattr__(binding, "_json", text)
+        return binding
+
+
+_quote = encode_basestring_ascii
+
+
+def _number(value: float) -> str:
+    """A number as ``json.dumps`` writes it (an int given for a float stays an int)."""
+    return float.__repr__(value) if isinstance(value, float) else int.__repr__(int(value))
+
+
+def _encode(b: Binding) -> str:
+    """``Binding.to_json`` written field by field: the same text as ``json.dumps`` of
+    ``to_dict`` (keys in that order, absent values left out, floats by ``repr``), without
+    building the dict or an encoder per call."""
+    parts = [
+        '{"aor":', _quote(b.aor),
+        ',"contact":', _quote(b.contact.decode("latin-1")),
+        ',"expires_at":', _number(b.expires_at),
+        ',"call_id":', _quote(b.call_id.decode("latin-1")),
+        ',"cseq":', str(b.cseq),
+        ',"transport":', _quote(b.transport),
+        ',"listener":', _quote(b.listener),
+    ]  # fmt: skip
+    if b.q is not None:
+        parts += (',"q":', _number(b.q))
+    if b.received_ip is not None:
+        parts += (',"ip":', _quote(str(b.received_ip)))
+    if b.received_port is not None:
+        parts += (',"port":', str(b.received_port))
+    if b.path:
+        parts += (',"path":[', ",".join(_quote(p.decode("latin-1")) for p in b.path), "]")
+    if b.instance is not None:
+        parts += (',"instance":', _quote(b.instance.decode("latin-1")))
+    if b.reg_id is not None:
+        parts += (',"reg_id":', str(b.reg_id))
+    if b.user_agent:
+        parts += (',"ua":', _quote(b.user_agent.decode("latin-1")))
+    if b.registered_at is not None:
+        parts += (',"at":', _number(b.registered_at))
+    parts.append("}")
+    return "".join(parts)
 
 
 def pack_ip(ip: IPAddress | None) -> int | str | None:

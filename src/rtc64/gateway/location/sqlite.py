@@ -7,18 +7,27 @@
 #   user add`` next to a running gateway) wait for the write lock instead of failing.
 # - ``replace`` deletes the AOR's rows and inserts the new ones inside a ``BEGIN IMMEDIATE``
 #   transaction: readers see the old set or the new one.
-# - Group commit: binding writes (``replace``, ``swap``) issued while the writer thread is
-#   busy, or within one loop iteration, go to the file as one transaction (one WAL append,
-#   one lock round); each caller returns only once that transaction committed, so nothing
-#   is acknowledged before it is in the WAL. Within a batch every write is its own
-#   savepoint: one that fails is undone alone and raises ``StoreError`` to its caller, the
-#   others commit. A failed COMMIT fails every write of the batch.
-# - Every call runs on one dedicated worker thread that owns the connection (see
-#   ``SqliteStore``), so the event loop never blocks on the file and calls are serialised.
+# - Group commit on the event loop: binding writes (``replace``, ``swap``) issued within one
+#   loop iteration go to the file as one transaction (one WAL append, one lock round),
+#   committed inline by a callback on the loop: with ``synchronous=NORMAL`` a commit is a few
+#   ``pwrite`` calls to the page cache, never an fsync, so no thread hand-off is needed per
+#   REGISTER. Each caller returns only once that transaction committed, so nothing is
+#   acknowledged before it is in the WAL. Within a batch every write is its own savepoint:
+#   one that fails is undone alone and raises ``StoreError`` to its caller, the others
+#   commit. A failed COMMIT fails every write of the batch.
+# - The loop never waits for the file: its connection has no busy timeout. When another
+#   process (a SIP worker, ``rtc64 user add``) holds the write lock, that batch goes to the
+#   store's worker thread instead, which waits up to ``BUSY_TIMEOUT``; writes queued
+#   meanwhile form the next batch. WAL checkpoints (which fsync) never run on the loop:
+#   the loop's connection does not checkpoint, and every ``CHECKPOINT_EVERY`` commits a
+#   passive checkpoint runs on the worker thread, on its own connection.
+# - Everything else (expiry, users, the start-up load, checkpoints) runs on that one
+#   worker thread with its own connection, so the loop never blocks on it.
 # - The gateway process is the only writer of its bindings (gateways that share
 #   registrations use Redis), so live bindings are also kept in memory: ``lookup`` (every
-#   INVITE to a local user, every REGISTER) costs no thread hand-off; writes commit to the
-#   file first and update memory after, so memory never holds what the file does not.
+#   INVITE to a local user, every REGISTER) reads no file, and ``swap`` compares with
+#   memory (and the writes before it in the same batch); memory follows each commit,
+#   so it never holds what the file does not.
 #   Memory holds rows (``Binding.to_row``: untracked by the garbage collector) and each
 #   AOR's earliest expiry in a heap (``Deadlines``): ``expire`` deletes through the
 #   ``expires_at`` index and then touches only the AORs whose time has come.
@@ -28,7 +37,8 @@
 #   by every other at once.
 # - ``swap`` is compare-and-set: in one ``BEGIN IMMEDIATE`` transaction the AOR's live
 #   bindings are compared with what the caller read, and replaced only if unchanged (two
-#   workers registering contacts of one AOR at once lose neither).
+#   workers registering contacts of one AOR at once lose neither). Bindings read from the
+#   file keep their stored text (``Binding.to_json``), so the comparison is of strings.
 # - Rows keep ``expires_at`` as a column (for expiry queries) and the binding in the shared
 #   JSON form (``Binding.to_json``); users are plain columns. The file is created 0600: HA1
 #   values are password-equivalent.
@@ -55,6 +65,9 @@ SCHEMA_VERSION = 2  # 2: users.aors (extra AORs a user may register)
 ALL_BATCH = 2000
 """AORs ``all_bindings`` rebuilds between two yields to the event loop."""
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's lock
+CHECKPOINT_EVERY = 256
+"""Group commits between two passive WAL checkpoints (the default auto-checkpoint runs
+at 1,000 pages; a batch writes a few)."""
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bindings (
         aor TEXT NOT NULL,
@@ -119,6 +132,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 _Work = Callable[[sqlite3.Connection], object]
 _Results = list[tuple[bool, object]]
+_Rows = tuple[BindingRow, ...]
 
 
 def _put(conn: sqlite3.Connection, aor: str, rows: list[tuple[str, int, float, str]]) -> None:
@@ -130,27 +144,59 @@ def _put(conn: sqlite3.Connection, aor: str, rows: list[tuple[str, int, float, s
         )
 
 
-def _commit(conn: sqlite3.Connection, works: list[_Work]) -> _Results:
-    """On the writer thread: ``works`` in one transaction, each in its own savepoint
-    when there are several (one failing is undone alone); (ok, result or error) each.
-    An error outside the works (BEGIN, COMMIT) rolls everything back and raises."""
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock (SQLITE_BUSY, any extended code)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _run_works(conn: sqlite3.Connection, works: list[_Work]) -> _Results:
+    """Inside an open transaction: ``works`` each in its own savepoint when there are
+    several (one failing is undone alone); (ok, result or error) each."""
+    if len(works) == 1:
+        return [(True, works[0](conn))]  # its error fails the transaction
     results: _Results = []
-    with _transaction(conn):
-        if len(works) == 1:
-            results.append((True, works[0](conn)))  # its error fails the transaction
-            return results
-        for work in works:
-            conn.execute("SAVEPOINT w")
-            try:
-                value = work(conn)
-            except (sqlite3.Error, StoreError) as exc:
-                conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
-                results.append((False, exc))
-                continue
+    for work in works:
+        conn.execute("SAVEPOINT w")
+        try:
+            value = work(conn)
+        except (sqlite3.Error, StoreError) as exc:
+            conn.execute("ROLLBACK TO w")
             conn.execute("RELEASE w")
-            results.append((True, value))
+            results.append((False, exc))
+            continue
+        conn.execute("RELEASE w")
+        results.append((True, value))
     return results
+
+
+def _finish(conn: sqlite3.Connection, works: list[_Work]) -> _Results:
+    """``works`` then COMMIT, in the transaction the caller began; ROLLBACK and raise
+    on an error outside the works."""
+    try:
+        results = _run_works(conn, works)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # also after a failed COMMIT, so the next BEGIN works
+            conn.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _commit_waiting(conn: sqlite3.Connection, works: list[_Work]) -> _Results:
+    """On the worker thread, when the loop found the write lock taken: wait for it up
+    to ``BUSY_TIMEOUT``, then ``works`` in one transaction."""
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        return _finish(conn, works)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy what the WAL holds into the database file without waiting for anyone."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _decode(data: str) -> Binding:
@@ -160,16 +206,18 @@ def _decode(data: str) -> Binding:
         raise StoreError(f"sqlite: unreadable binding: {exc}") from None
 
 
+_Queued = tuple[_Work, "asyncio.Future[object]"]
+
+
 class SqliteStore:
     """Location and user store in one SQLite file.
 
-    Threading choice: each call is a small transaction on a local file and usually takes
-    microseconds, but a WAL checkpoint fsyncs and a second process holding the write lock can
-    make a call wait up to ``BUSY_TIMEOUT``. Running inline would freeze every SIP and media
-    task for that time, so calls go to a single worker thread that owns the connection: the
-    loop only pays a thread hand-off (tens of microseconds), and the single thread also
-    serialises the calls, so no locking is needed. A cancelled caller does not undo a
-    transaction already handed to the thread; it completes or rolls back as a whole.
+    Threading choice: a binding write is a small transaction on a local file; with
+    ``synchronous=NORMAL`` its commit appends to the WAL in the page cache (microseconds),
+    so batches of them commit inline on the loop (see the rules). What can wait (another
+    process holding the write lock, a checkpoint's fsync, a large expiry) runs on a single
+    worker thread: the loop only pays a thread hand-off there. A cancelled caller does not
+    undo a transaction already begun; it completes or rolls back as a whole.
     """
 
     def __init__(
@@ -178,19 +226,25 @@ class SqliteStore:
         conn: sqlite3.Connection,
         executor: ThreadPoolExecutor,
         reader: sqlite3.Connection | None = None,
+        side: sqlite3.Connection | None = None,
     ) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: sqlite3.Connection | None = conn  # the loop's: binding writes
+        self._side = side or conn  # the worker thread's: everything else
         self._executor = executor
-        self._live: dict[str, tuple[BindingRow, ...]] = {}
+        self._live: dict[str, _Rows] = {}
         self._deadlines: Deadlines[str] = Deadlines()
         self._reader = reader
-        self._queue: list[tuple[_Work, asyncio.Future[object]]] = []  # the next batch
-        self._flushing = False  # a batch is scheduled or on the writer thread
+        self._queue: list[_Queued] = []  # the next batch
+        self._flushing = False  # a batch is scheduled or on the worker thread
+        self._written: dict[str, _Rows] = {}  # the batch's writes, for memory (not shared)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._checkpointing = False
+        self._since_checkpoint = 0
         self.batches = 0  # write transactions committed by group commit
         self.batched = 0  # writes they carried
+        self.waited = 0  # batches that found the write lock taken (went to the thread)
 
     @property
     def shared(self) -> bool:
@@ -201,41 +255,47 @@ class SqliteStore:
         """Open or create the store at ``path``; ``StoreError`` if SQLite fails.
         ``shared``: other processes write it too (no cache; see the rules)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc64-sqlite")
+        loop = asyncio.get_running_loop()
+        opened: list[sqlite3.Connection] = []
         try:
-            conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        except (sqlite3.Error, OSError) as exc:
-            executor.shutdown(wait=False)
-            raise StoreError(f"sqlite {path}: {exc}") from exc
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        reader = None
-        if shared:
-            try:
+            side = await loop.run_in_executor(executor, _connect, path)
+            opened.append(side)
+            conn = await loop.run_in_executor(executor, _connect, path)
+            opened.append(conn)
+            conn.execute("PRAGMA busy_timeout=0")  # the loop never waits: see the rules
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # nor checkpoints
+            reader = None
+            if shared:
                 reader = sqlite3.connect(
                     path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
                 )
+                opened.append(reader)
                 reader.execute("PRAGMA query_only=1")
-            except sqlite3.Error as exc:
-                conn.close()
-                executor.shutdown(wait=False)
-                raise StoreError(f"sqlite {path}: {exc}") from exc
-        store = cls(path, conn, executor, reader)
+        except (sqlite3.Error, OSError) as exc:
+            for c in opened:
+                c.close()
+            executor.shutdown(wait=False)
+            raise StoreError(f"sqlite {path}: {exc}") from exc
+        except BaseException:
+            for c in opened:
+                c.close()
+            executor.shutdown(wait=False)
+            raise
+        store = cls(path, conn, executor, reader, side)
         if shared:
             return store
         loaded: dict[str, list[Binding]] = {}
         for binding in await store._all_rows():
             loaded.setdefault(binding.aor, []).append(binding)
         for aor, bindings in loaded.items():
-            store._keep(aor, bindings)
+            store._keep(aor, tuple(b.to_row() for b in bindings))
         return store
 
-    def _keep(self, aor: str, bindings: Sequence[Binding]) -> None:
+    def _keep(self, aor: str, rows: _Rows) -> None:
         """Memory follows a committed write: the AOR's rows and its earliest expiry."""
-        if not bindings:
+        if not rows:
             self._live.pop(aor, None)  # its heap entry, if any, is dropped when due
             return
-        rows = tuple(b.to_row() for b in bindings)
         self._live[aor] = rows
         self._deadlines.schedule(aor, min(row[ROW_EXPIRES_AT] for row in rows))
 
@@ -255,6 +315,8 @@ class SqliteStore:
         return result
 
     def _flush(self) -> None:
+        """On the loop: commit the queued batch now, or hand it to the worker thread
+        when another connection holds the write lock."""
         batch, self._queue = self._queue, []
         conn = self._conn
         if conn is None:
@@ -262,28 +324,69 @@ class SqliteStore:
             self._settle()
             return
         works = [work for work, _ in batch]
-        job = asyncio.get_running_loop().run_in_executor(self._executor, _commit, conn, works)
-        job.add_done_callback(lambda job: self._committed(batch, job))
-
-    def _committed(
-        self, batch: list[tuple[_Work, asyncio.Future[object]]], job: asyncio.Future[_Results]
-    ) -> None:
-        if job.cancelled():
-            self._fail(batch, StoreError(f"sqlite {self.path}: write cancelled"))
-        elif (exc := job.exception()) is not None:
+        self._written.clear()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if not _is_busy(exc):
+                self._fail(batch, self._error(exc))
+                self._settle()
+                return
+            self.waited += 1
+            job = asyncio.get_running_loop().run_in_executor(
+                self._executor, _commit_waiting, conn, works
+            )
+            job.add_done_callback(lambda job: self._committed(batch, job))
+            return
+        try:
+            results = _finish(conn, works)
+        except Exception as exc:  # every caller of the batch gets the failure
+            self._written.clear()
             self._fail(batch, self._error(exc))
         else:
-            self.batches += 1
-            self.batched += len(batch)
-            for (_, done), (ok, value) in zip(batch, job.result(), strict=True):
-                if done.done():
-                    continue
-                if ok:
-                    done.set_result(value)
-                else:
-                    assert isinstance(value, BaseException)
-                    done.set_exception(self._error(value))
+            self._answer(batch, results)
         self._settle()
+
+    def _committed(self, batch: list[_Queued], job: asyncio.Future[_Results]) -> None:
+        """A batch the worker thread committed (or failed)."""
+        if job.cancelled():
+            self._written.clear()
+            self._fail(batch, StoreError(f"sqlite {self.path}: write cancelled"))
+        elif (exc := job.exception()) is not None:
+            self._written.clear()
+            self._fail(batch, self._error(exc))
+        else:
+            self._answer(batch, job.result())
+        self._settle()
+
+    def _answer(self, batch: list[_Queued], results: _Results) -> None:
+        """The batch committed: memory follows, then each caller gets its result."""
+        self.batches += 1
+        self.batched += len(batch)
+        written, self._written = self._written, {}
+        for aor, rows in written.items():
+            self._keep(aor, rows)
+        for (_, done), (ok, value) in zip(batch, results, strict=True):
+            if done.done():
+                continue
+            if ok:
+                done.set_result(value)
+            else:
+                assert isinstance(value, BaseException)
+                done.set_exception(self._error(value))
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing:
+            self._since_checkpoint = 0
+            self._checkpointing = True
+            job = asyncio.get_running_loop().run_in_executor(
+                self._executor, _checkpoint, self._side
+            )
+            job.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, job: asyncio.Future[None]) -> None:
+        self._checkpointing = False
+        if not job.cancelled():
+            job.exception()  # a failed checkpoint is retried after the next commits
 
     def _settle(self) -> None:
         """The batch is answered: start the next one (writes queued meanwhile), or idle."""
@@ -302,17 +405,19 @@ class SqliteStore:
         return exc
 
     @staticmethod
-    def _fail(batch: list[tuple[_Work, asyncio.Future[object]]], exc: BaseException) -> None:
+    def _fail(batch: list[_Queued], exc: BaseException) -> None:
         for _, done in batch:
             if not done.done():
                 done.set_exception(exc)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
+        """``work`` on the worker thread, with its own connection."""
+        if self._conn is None:
             raise StoreError(f"sqlite {self.path}: store is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work, conn)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, work, self._side
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
 
@@ -344,10 +449,25 @@ class SqliteStore:
     ) -> bool:
         """Make ``bindings`` the AOR's set if its live bindings at ``now`` are still
         ``expected`` (as ``lookup`` returned them); False, writing nothing, otherwise."""
-        rows = [
-            (aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(check_aor(aor, bindings))
-        ]
-        before = [b.to_json() for b in expected]
+        new = check_aor(aor, bindings)
+        rows = [(aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(new)]
+        if self._reader is None:
+            # The only writer: memory (and this batch's earlier writes) is the file.
+            want = tuple(b.to_row() for b in expected)
+            kept = tuple(b.to_row() for b in new)
+
+            def mine(conn: sqlite3.Connection) -> bool:
+                current = self._written.get(aor)
+                if current is None:
+                    current = self._live.get(aor, ())
+                if tuple(r for r in current if r[ROW_EXPIRES_AT] > now) != want:
+                    return False
+                _put(conn, aor, rows)
+                self._written[aor] = kept
+                return True
+
+            return await self._write(mine)
+        before = [b.to_json() for b in expected]  # the text read, for bindings read here
 
         def work(conn: sqlite3.Connection) -> bool:
             stored = conn.execute(
@@ -355,30 +475,26 @@ class SqliteStore:
                 (aor, now),
             )
             texts = [row[0] for row in stored]
-            # As written by this version the text is the binding's own JSON; otherwise
-            # (another version's spelling) compare the bindings it decodes to.
-            if texts != before and [_decode(t).to_json() for t in texts] != before:
+            # Another spelling of the same bindings (bindings not read from the file are
+            # encoded by this version) is no change either.
+            if texts != before and [_decode(t) for t in texts] != list(expected):
                 return False
             _put(conn, aor, rows)
             return True
 
-        if not await self._write(work):
-            return False
-        if self._reader is None:
-            self._keep(aor, bindings)
-        return True
+        return await self._write(work)
 
     async def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
-        rows = [
-            (aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(check_aor(aor, bindings))
-        ]
+        new = check_aor(aor, bindings)
+        rows = [(aor, pos, b.expires_at, b.to_json()) for pos, b in enumerate(new)]
+        kept = None if self._reader is not None else tuple(b.to_row() for b in new)
 
         def work(conn: sqlite3.Connection) -> None:
             _put(conn, aor, rows)
+            if kept is not None:
+                self._written[aor] = kept
 
         await self._write(work)
-        if self._reader is None:
-            self._keep(aor, bindings)
 
     async def expire(self, now: float) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -467,8 +583,11 @@ class SqliteStore:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
+        side = self._side
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            if side is not conn:
+                await asyncio.get_running_loop().run_in_executor(self._executor, side.close)
         finally:
             self._executor.shutdown(wait=True)
 
