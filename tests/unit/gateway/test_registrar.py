@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, ip_address
 
 import pytest
@@ -591,3 +591,97 @@ def test_source_address_is_kept_exactly() -> None:
     assert b.received_ip == scoped
     assert isinstance(b.received_ip, IPv6Address)
     assert b.received_ip.scope_id == "eth0"
+
+
+# -- retransmissions (REGISTER has no server transaction: the registrar recognises them) --
+
+
+def test_a_retransmission_gets_the_same_200_and_changes_nothing() -> None:
+    reg = Registrar()
+    first = reg.register(request(contact(A, expires=900), contact(B), cseq=7))
+    reg.advance(0.5)  # T1: the client retransmits the same request
+    again = reg.register(request(contact(A, expires=900), contact(B), cseq=7))
+    assert (again.status, again.changed, again.replayed) == (200, False, True)
+    assert again.retransmission
+    assert again.bindings == first.bindings  # kept as stored: expiry not moved
+    assert [c.binding.contact for c in again.contacts] == [
+        c.binding.contact for c in first.contacts
+    ]
+    assert [c.expires for c in again.contacts] == [900, 3600]  # what is left, rounded
+
+
+def test_the_retransmission_window_is_timer_f() -> None:
+    """64*T1 after the original, a client has given up on it: the same CSeq again is no
+    retransmission, and step 7 fails it."""
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=7))
+    reg.advance(31.9)
+    assert reg.register(request(contact(A), cseq=7)).retransmission
+    reg.advance(0.2)
+    out = reg.register(request(contact(A), cseq=7))
+    assert (out.status, out.replayed) == (500, False)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"expires": 600},
+        {"q": 0.5},
+        {"instance": INSTANCE},
+        {"path": (b"<sip:other.example.net;lr>",)},
+        {"source_ip": IPv6Address("2001:db8::66")},
+        {"source_port": 40001},
+        {"transport": "tcp"},
+        {"listener": "udp:[2001:db8::2]:5060"},
+        {"user_agent": b"forger/1.0"},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_the_same_cseq_with_anything_else_changed_is_500(changed: dict[str, object]) -> None:
+    """A request reusing the Call-ID and CSeq of a stored binding but not repeating its
+    original (a forged "retransmission" from elsewhere, with another Path or expiry) is
+    out of order (§10.3 step 7): 500, nothing changed."""
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=7))
+    stored = reg.bindings
+    spec = contact(A, expires=changed.get("expires"), q=changed.get("q"),  # type: ignore[arg-type]
+                   instance=changed.get("instance"))  # type: ignore[arg-type]  # fmt: skip
+    facts = {k: v for k, v in changed.items() if k not in ("expires", "q", "instance")}
+    out = reg.register(replace(request(spec, cseq=7), **facts))
+    assert (out.status, out.replayed, out.changed) == (500, False, False)
+    assert reg.bindings == stored
+
+
+def test_a_forged_retransmission_with_another_contact_is_a_new_request() -> None:
+    """Same Call-ID and CSeq, another Contact: not the original (its binding does not
+    match), so it is applied as §10.3 says for a contact not bound yet; the stored
+    binding is not taken as confirmed by it."""
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=7))
+    out = reg.register(request(contact(C), cseq=7))
+    assert (out.status, out.replayed, out.changed) == (200, False, True)
+    assert reg.uris() == [A, C]
+
+
+def test_a_lower_cseq_still_fails_even_when_everything_else_repeats() -> None:
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=7))
+    out = reg.register(request(contact(A), cseq=6))
+    assert (out.status, out.replayed) == (500, False)
+
+
+def test_a_retransmitted_removal_finds_nothing_left_and_succeeds() -> None:
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=1))
+    assert reg.register(request(contact(A, expires=0), cseq=2)).ok
+    again = reg.register(request(contact(A, expires=0), cseq=2))
+    assert (again.status, again.changed, again.replayed, again.bindings) == (200, False, False, ())
+
+
+def test_bindings_from_before_registered_at_never_count_as_retransmitted() -> None:
+    """Bindings stored without the registration time (older versions) cannot be dated:
+    the same CSeq again fails as step 7 says."""
+    reg = Registrar()
+    reg.register(request(contact(A), cseq=7))
+    reg.bindings = tuple(replace(b, registered_at=None) for b in reg.bindings)
+    assert reg.register(request(contact(A), cseq=7)).status == 500

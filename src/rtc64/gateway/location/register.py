@@ -32,10 +32,12 @@ Rules (RFC 3261 §10.3, RFC 3327 Path, RFC 5626 §6):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from typing import cast
 
@@ -120,6 +122,47 @@ async def _stored_as_written(
     return [dataclasses.replace(b, aor=key) for b in old if b.contact not in have]
 
 
+class AorTurns:
+    """REGISTERs of one AOR take turns in this process, each from its read of the store
+    to its write (as usrloc's per-AOR lock in Kamailio): none reads a set another is
+    about to replace, so a flood for one AOR never loses compare-and-set rounds to this
+    process's own writes (and never runs out of ``SWAP_ATTEMPTS`` because of them).
+    Between processes and gateways the compare-and-set still decides."""
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def __len__(self) -> int:
+        """AORs with a REGISTER in progress."""
+        return len(self._waiting)
+
+    def take(self, aor: str) -> asyncio.Future[None] | None:
+        """None: the turn is the caller's now; else a future done when it is."""
+        waiting = self._waiting.get(aor)
+        if waiting is None:
+            self._waiting[aor] = deque()
+            return None
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
+        return turn
+
+    def give(self, aor: str) -> None:
+        """The caller's turn is over: the next waiter's begins (cancelled ones skipped)."""
+        waiting = self._waiting[aor]
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._waiting[aor]
+
+
+Authorize = Callable[[], Awaitable[Response | None]]
+"""Steps 3-4 of §10.3 for ``handle_register``: the refusal to send (401, 403), or None."""
+
+
 async def handle_register(
     req: Request,
     flow: Flow,
@@ -131,18 +174,28 @@ async def handle_register(
     keys: tuple[str, str] | None = None,
     gruu_secret: bytes | None = None,
     on_change: Callable[[Sequence[Binding], Sequence[Binding]], None] | None = None,
+    authorize: Authorize | None = None,
+    to_tag: bytes | None = None,
+    turns: AorTurns | None = None,
 ) -> Response:
     """Apply a REGISTER to the store and build the response to send; ``keys`` are the
     AOR's (canonical, as written) location keys (default: the To URI as written);
     ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it);
-    ``on_change(before, after)`` hears of each successful update (for the log)."""
+    ``on_change(before, after)`` hears of each successful update (for the log).
+
+    ``authorize`` (None: the caller has authorized the request) runs after the AOR's
+    bindings were read: a retransmission of a REGISTER already applied (``registrar``
+    rules) is answered from them without it, as a server transaction would have
+    absorbed it before authentication (its nonce count was used once already).
+    ``to_tag``: the To tag of every response (a stateless registrar's: the same for a
+    retransmission, RFC 3261 §8.2.7); None: a fresh one. ``turns``: REGISTERs of one
+    AOR in this process wait for each other, from their read to their write.
+    """
     wall = time.time() if now is None else now
-    missing = unsupported(req)
-    if missing:
-        return make_response(req, 420, headers=[(b"Unsupported", b", ".join(missing))])
-    if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
-        # RFC 5627: a GRUU names an instance; it is never an address-of-record.
-        return make_response(req, 403, b"Forbidden: a GRUU is not an address-of-record")
+    early = _early_refusal(req, to_tag)
+    if early is not None:
+        refusal = None if authorize is None else await authorize()
+        return refusal or early
     if keys is None:
         written = canonical_aor(req.to.uri)
         keys = (written, written)
@@ -169,40 +222,87 @@ async def handle_register(
         vias=len(req.vias),
         path_ob=isinstance(first_path, SipUri) and first_path.has_param(b"ob"),
     )
-    for _ in range(SWAP_ATTEMPTS):
-        stored = await store.lookup(aor, wall)
-        moved = await _stored_as_written(store, keys, stored, wall)
-        current = [*stored, *moved]
-        outcome = process_register(current, request, policy, wall)
-        if not outcome.ok:
-            extra: list[tuple[bytes, bytes]] = []
-            if outcome.min_expires is not None:
-                extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
-            if outcome.retry_after is not None:
-                extra.append((b"Retry-After", b"%d" % outcome.retry_after))
-            reason = outcome.reason.encode("utf-8", "replace")
-            return make_response(req, outcome.status, reason, headers=extra)
-        if not (outcome.changed or moved):
-            break
-        if not _swaps(store):
-            await store.replace(aor, outcome.bindings)
-            break
-        if await cast(SwappingStore, store).swap(aor, stored, outcome.bindings, wall):
-            break
-    else:  # another worker or gateway kept changing this AOR under us
-        return make_response(req, 500, b"Server Internal Error", headers=[(b"Retry-After", b"1")])
-    if moved:
-        await store.replace(keys[1], [])
-    if on_change is not None and (specs or wildcard):
-        on_change(current, outcome.bindings)
-    supported = frozenset(t.lower() for t in sh.tokens(req, b"supported"))
-    secret = gruu_secret if b"gruu" in supported else None
-    lines = [(b"Contact", _reply_contact(rc, secret)) for rc in outcome.contacts]
-    if path and b"path" in supported:
-        lines += [(b"Path", p) for p in path]
-    lines += _outbound_lines(outcome, supported, flow, policy)
-    lines.append((b"Date", http_date(int(wall))))
-    return make_response(req, 200, headers=lines)
+    if turns is not None:
+        turn = turns.take(aor)
+        if turn is not None:
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # handed over, then cancelled
+                    turns.give(aor)
+                raise
+    try:
+        stored, moved, outcome = await _read(store, keys, request, policy, wall)
+        if authorize is not None and not (outcome.retransmission and not moved):
+            refusal = await authorize()
+            if refusal is not None:
+                return refusal
+            if not _swaps(store):  # nothing would notice a change while authorizing
+                stored, moved, outcome = await _read(store, keys, request, policy, wall)
+        for attempt in range(SWAP_ATTEMPTS):
+            if attempt:
+                stored, moved, outcome = await _read(store, keys, request, policy, wall)
+            if not outcome.ok:
+                extra: list[tuple[bytes, bytes]] = []
+                if outcome.min_expires is not None:
+                    extra.append((b"Min-Expires", b"%d" % outcome.min_expires))
+                if outcome.retry_after is not None:
+                    extra.append((b"Retry-After", b"%d" % outcome.retry_after))
+                reason = outcome.reason.encode("utf-8", "replace")
+                return make_response(req, outcome.status, reason, headers=extra, to_tag=to_tag)
+            if not (outcome.changed or moved):
+                break
+            if not _swaps(store):
+                await store.replace(aor, outcome.bindings)
+                break
+            if await cast(SwappingStore, store).swap(aor, stored, outcome.bindings, wall):
+                break
+        else:  # another worker or gateway kept changing this AOR under us
+            retry = [(b"Retry-After", b"1")]
+            return make_response(req, 500, b"Server Internal Error", headers=retry, to_tag=to_tag)
+        if moved:
+            await store.replace(keys[1], [])
+        if on_change is not None and (specs or wildcard) and (outcome.changed or moved):
+            on_change([*stored, *moved], outcome.bindings)
+        supported = frozenset(t.lower() for t in sh.tokens(req, b"supported"))
+        secret = gruu_secret if b"gruu" in supported else None
+        lines = [(b"Contact", _reply_contact(rc, secret)) for rc in outcome.contacts]
+        if path and b"path" in supported:
+            lines += [(b"Path", p) for p in path]
+        lines += _outbound_lines(outcome, supported, flow, policy)
+        lines.append((b"Date", http_date(int(wall))))
+        return make_response(req, 200, headers=lines, to_tag=to_tag)
+    finally:
+        if turns is not None:
+            turns.give(aor)
+
+
+def _early_refusal(req: Request, to_tag: bytes | None) -> Response | None:
+    """§10.3 step 2 (Require: 420) and a GRUU as the AOR (403, RFC 5627)."""
+    missing = unsupported(req)
+    if missing:
+        unknown = [(b"Unsupported", b", ".join(missing))]
+        return make_response(req, 420, headers=unknown, to_tag=to_tag)
+    if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
+        # RFC 5627: a GRUU names an instance; it is never an address-of-record.
+        why = b"Forbidden: a GRUU is not an address-of-record"
+        return make_response(req, 403, why, to_tag=to_tag)
+    return None
+
+
+async def _read(
+    store: LocationStore,
+    keys: tuple[str, str],
+    request: RegisterRequest,
+    policy: RegistrarPolicy,
+    now: float,
+) -> tuple[list[Binding], list[Binding], RegisterOutcome]:
+    """The AOR's live bindings (and those to move from the key as written) and what the
+    request makes of them."""
+    stored = await store.lookup(keys[0], now)
+    moved = await _stored_as_written(store, keys, stored, now)
+    current = [*stored, *moved] if moved else stored
+    return stored, moved, process_register(current, request, policy, now)
 
 
 _SWAPS: dict[type, bool] = {}

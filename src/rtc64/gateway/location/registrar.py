@@ -12,6 +12,15 @@
 #   the "if and only if" of §10.3) answers 423 with Min-Expires; 0 removes. A binding that
 #   exists with the same Call-ID and a CSeq >= the request's aborts the request with 500.
 #   Bindings created earlier in the same request are not CSeq-checked again.
+# - Retransmissions: REGISTERs are answered without a server transaction (as Kamailio's
+#   registrar over ``sl``), so a client's retransmission reaches this logic after its
+#   original was applied. A contact whose binding has the request's Call-ID and the same
+#   CSeq, registered less than ``RETRANSMIT_WINDOW`` ago, with everything the request
+#   would store the same (URI, q, instance, reg-id, Path, source, transport, listener,
+#   User-Agent, granted seconds), is the original's binding: it is kept as it is
+#   (``replayed``) and the 200 lists it again, as the transaction would have resent its
+#   200. Anything else with that CSeq is not a retransmission (a different request
+#   reusing it, or one older than a client retransmits) and fails as step 7 says (500).
 # - Matching: RFC 5626 §6 - a contact with ``+sip.instance`` and ``reg-id`` is the binding
 #   of that (instance, reg-id) flow and replaces it whatever its URI; at most one such
 #   contact per REGISTER (else 400); ``reg-id`` without ``+sip.instance`` is ignored. Other
@@ -43,6 +52,8 @@ from rtc64.gateway.location.bindings import MAX_CSEQ, MAX_REG_ID, Binding, IPAdd
 from rtc64.net.address import format_host, parse_hostport
 
 ONE_HOUR = 3600  # RFC 3261 §10.3 step 7: 423 only for intervals below one hour
+RETRANSMIT_WINDOW = 32.0
+"""Seconds a client retransmits a REGISTER: 64*T1, its Timer F (RFC 3261 §17.1.2.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +141,16 @@ class RegisterOutcome:
     detail: str = ""
     retry_after: int | None = None
     outbound: bool = False
+    replayed: bool = False
 
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+    @property
+    def retransmission(self) -> bool:
+        """The request repeats the one that stored these bindings: answer, write nothing."""
+        return self.replayed and self.ok and not self.changed
 
 
 def same_contact(a: bytes, b: bytes) -> bool:
@@ -198,12 +215,19 @@ def _bad(live: Sequence[Binding], detail: str) -> RegisterOutcome:
 
 
 def _success(
-    live: Sequence[Binding], new: list[Binding], now: float, *, outbound: bool = False
+    live: Sequence[Binding],
+    new: list[Binding],
+    now: float,
+    *,
+    outbound: bool = False,
+    replayed: bool = False,
 ) -> RegisterOutcome:
     ordered = tuple(sorted(new, key=lambda b: -b.effective_q))
     contacts = tuple(ReplyContact(b, b.remaining(now)) for b in ordered)
     changed = ordered != tuple(live)
-    return RegisterOutcome(200, "OK", ordered, contacts, changed=changed, outbound=outbound)
+    return RegisterOutcome(
+        200, "OK", ordered, contacts, changed=changed, outbound=outbound, replayed=replayed
+    )
 
 
 def _too_many(live: Sequence[Binding], policy: RegistrarPolicy, now: float) -> RegisterOutcome:
@@ -261,11 +285,16 @@ def process_register(
         return _fail(439, "First Hop Lacks Outbound Support", live, "no 'ob' in the first Path")
 
     work = [(b, False) for b in live]  # (binding, created by this request)
+    replayed = False
     for spec, expires in zip(request.contacts, granted, strict=True):
         index = _find(work, spec)
         if index is not None:
             old, fresh = work[index]
             if not fresh and old.call_id == request.call_id and request.cseq <= old.cseq:
+                if request.cseq == old.cseq and _repeats(old, spec, request, expires, now):
+                    replayed = True
+                    work[index] = (old, True)  # the original's binding, kept as stored
+                    continue
                 return _fail(
                     500,
                     "Server Internal Error",
@@ -288,7 +317,31 @@ def process_register(
             why = f"Forbidden: more than {policy.max_contacts} contacts in one REGISTER"
             return _fail(403, why, live, "too many contacts in one request")
         return _too_many(live, policy, now)
-    return _success(live, new, now, outbound=outbound)
+    return _success(live, new, now, outbound=outbound, replayed=replayed)
+
+
+def _repeats(
+    old: Binding, spec: ContactSpec, request: RegisterRequest, expires: int, now: float
+) -> bool:
+    """Whether ``old`` is what the retransmitted original of ``request`` stored for
+    ``spec`` (see the rules): same Call-ID and CSeq (checked by the caller), recent, and
+    everything the request would store the same but the times."""
+    at = old.registered_at
+    if at is None or not 0 <= now - at < RETRANSMIT_WINDOW or expires == 0:
+        return False
+    return (
+        old.contact == spec.uri
+        and old.q == spec.q
+        and old.instance == spec.instance
+        and old.reg_id == (spec.reg_id if spec.instance is not None else None)
+        and old.path == request.path
+        and old.received_ip == request.source_ip
+        and old.received_port == request.source_port
+        and old.transport == request.transport
+        and old.listener == request.listener
+        and old.user_agent == request.user_agent
+        and round(old.expires_at - at) == expires
+    )
 
 
 def _wildcard(live: list[Binding], request: RegisterRequest, now: float) -> RegisterOutcome:

@@ -11,12 +11,17 @@ Rules (RFC 3261 §16.3-§16.6, §22; RFC 3261 §10.3 via ``register``):
 - A decision that fails (a malformed header found late, a DNS error surfacing as a
   ``RemoteProtocolError``) is answered with its status; anything unexpected with 500,
   logged, so one bad request never stops the proxy.
-- A REGISTER without credentials from an untrusted source, for the registrar, is
-  answered before any transaction exists (``challenge``: 401, or 403 while its source
-  is blocked), as Kamailio's ``www_challenge`` over ``sl`` does: nothing lingers for
-  Timer J, and a retransmission gets another 401 with a fresh nonce (any of them
-  verifies). The To tag is a hash of the request (RFC 3261 §8.2.7: the same for a
-  retransmission).
+- A REGISTER for the registrar is answered without a server transaction (``register``),
+  as Kamailio's registrar and ``www_challenge`` over ``sl`` do: nothing lingers for
+  Timer J. Without credentials from an untrusted source it gets 401 (403 while its
+  source is blocked) at once (``challenge``): a retransmission gets another 401 with a
+  fresh nonce (any of them verifies). Otherwise it is authenticated and applied in a
+  task that answers when the binding is stored; a retransmission of one already applied
+  is recognised by the registrar (same Call-ID and CSeq as the stored binding, see
+  ``location.registrar``) and answered with the same 200, before authentication (its
+  nonce count was used once). The To tag of every stateless answer is a hash of the
+  request (RFC 3261 §8.2.7: the same for a retransmission). REGISTERs in upstream mode,
+  in a dialog, or for a domain not served here keep the stateful path.
 - ACKs for 2xx (``ack``) are forwarded statelessly along their Route set, or dropped and
   counted when the Route set is not ours, lacks the call's token, or (from an untrusted
   source) belongs to no live dialog; an ACK never carries credentials.
@@ -32,11 +37,16 @@ from rtc64.errors import RemoteProtocolError, Rtc64Error
 from rtc64.gateway.auth import Authenticator
 from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
-from rtc64.gateway.location.register import aor_refusal, find_bindings, handle_register
+from rtc64.gateway.location.register import (
+    AorTurns,
+    aor_refusal,
+    find_bindings,
+    handle_register,
+)
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.proxy import hops
-from rtc64.gateway.proxy.branches import flow_of, listener_of
+from rtc64.gateway.proxy.branches import Spawn, flow_of, listener_of
 from rtc64.gateway.proxy.calls import CallControl
 from rtc64.gateway.proxy.forwarder import Forwarder
 from rtc64.gateway.proxy.router import (
@@ -52,6 +62,7 @@ from rtc64.gateway.proxy.router import (
 from rtc64.gateway.stats import ProxyStats
 from rtc64.net.endpoint import Flow
 from rtc64.sip.message import Request, Response, make_response
+from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction_server import ServerTransaction
 
 
@@ -72,6 +83,7 @@ class Routing:
         wall: Callable[[], float],
         stats: ProxyStats,
         log: logging.Logger,
+        spawn: Spawn,
     ) -> None:
         self.router = router
         self.forwarder = forwarder
@@ -84,6 +96,8 @@ class Routing:
         self.wall = wall
         self.stats = stats
         self.log = log
+        self.spawn = spawn
+        self.turns = AorTurns()  # REGISTERs of one AOR wait for each other
         self.registrations = RegistrationLog(log.getChild("registrar"))  # a line per change
 
     async def route(self, server: ServerTransaction) -> None:
@@ -130,18 +144,30 @@ class Routing:
         else:  # pragma: no cover - every decision is acted on above
             raise AssertionError(decision)
 
+    def register(self, req: Request, flow: Flow, hop: hops.Hop) -> bool:
+        """Take a REGISTER for the registrar without a server transaction (see the rules):
+        challenged at once, or applied by a task that answers when the binding is stored.
+        False when it takes the stateful path: upstream mode, in a dialog, not for the
+        registrar (the router answers or forwards it)."""
+        if req.method != b"REGISTER" or req.to.tag is not None or self.router.upstream:
+            return False
+        trusted = self.auth.is_trusted(flow.remote[0])
+        if not isinstance(self.router.route(req, trusted=trusted), Register):
+            return False
+        if not trusted and not req.has(b"authorization"):
+            challenge = self.challenge(req, flow)
+            if challenge is not None:
+                self.stats.errors_sent += 1
+                self.forwarder.send(serialize(challenge), hop)
+                return True
+        self.spawn(self._register_stateless(req, flow, hop, trusted))
+        return True
+
     def challenge(self, req: Request, flow: Flow) -> Response | None:
         """The stateless answer to a REGISTER that carries no credentials (401, or 403
-        while its source is blocked), or None when it takes the stateful path: from a
-        trusted source, with an Authorization header, in a dialog, or not for the
-        registrar (forwarded upstream, refused, ...)."""
-        if req.method != b"REGISTER" or req.to.tag is not None or req.has(b"authorization"):
-            return None
+        while its source is blocked), or None when credentials decide: from a trusted
+        source, or with an Authorization header."""
         source = flow.remote[0]
-        if self.auth.is_trusted(source):
-            return None
-        if not isinstance(self.router.route(req, trusted=False), Register):
-            return None
         verdict = self.auth.precheck(req, source, self.wall(), proxy=False)
         if verdict is None or verdict.ok:  # pragma: no cover - no credentials, untrusted
             return None
@@ -167,25 +193,64 @@ class Routing:
         return mac.hexdigest().encode("ascii")
 
     async def _register(self, server: ServerTransaction, flow: Flow) -> None:
+        """A REGISTER for a local domain through its server transaction (a REGISTER
+        ``register`` did not take: none the router sends to the registrar today)."""
+        trusted = self.auth.is_trusted(flow.remote[0])
+        resp = await self._registrar(server.request, flow, trusted, None)
+        self.forwarder.respond(server, resp)
+
+    async def _register_stateless(
+        self, req: Request, flow: Flow, hop: hops.Hop, trusted: bool
+    ) -> None:
+        """The registrar's answer to ``req``, sent without a transaction; every failure
+        ends in a response (as ``route``)."""
+        try:
+            resp = await self._registrar(req, flow, trusted, self.stateless_tag(req))
+        except RemoteProtocolError as exc:
+            resp = self._stateless_reply(req, flow, exc.status, exc.reason)
+        except Exception:
+            self.log.exception("proxy: error handling a REGISTER")
+            resp = self._stateless_reply(req, flow, 500, "Server Internal Error")
+        if resp.status >= 300:
+            self.stats.errors_sent += 1
+        self.stats.stateless_replies += 1
+        self.forwarder.send(serialize(resp), hop)
+
+    def _stateless_reply(self, req: Request, flow: Flow, status: int, reason: str) -> Response:
+        stamped = hops.with_stamped_via(req, flow)
+        text = reason.encode("utf-8", "replace")
+        return make_response(stamped, status, text, to_tag=self.stateless_tag(req))
+
+    async def _registrar(
+        self, req: Request, flow: Flow, trusted: bool, tag: bytes | None
+    ) -> Response:
         """A REGISTER for a local domain: authenticate (401), check the AOR is the user's
-        (403 otherwise, ``register.aor_refusal``), then the registrar."""
-        req = server.request
-        verdict = await self.auth.check(req, flow.remote[0], self.wall(), proxy=False)
-        if not verdict.ok:
-            self.stats.auth_challenges += 1
-            self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
-            return
-        refusal = aor_refusal(req, verdict.user, verdict.aors, self.identity.is_local_uri)
-        if refusal is not None:
+        (403 otherwise, ``register.aor_refusal``), then the registrar; a recognised
+        retransmission is answered before authentication (``handle_register``); ``tag``
+        is the To tag of the answer (None: a fresh one)."""
+        source = flow.remote[0]
+        stamped = hops.with_stamped_via(req, flow)  # RFC 3581 §4: rport/received
+
+        async def authorize() -> Response | None:
+            verdict = await self.auth.check(req, source, self.wall(), proxy=False)
+            if not verdict.ok:
+                self.stats.auth_challenges += 1
+                reason = verdict.reason.encode("utf-8", "replace")
+                return make_response(
+                    stamped, verdict.status, reason, headers=verdict.headers, to_tag=tag
+                )
+            refusal = aor_refusal(req, verdict.user, verdict.aors, self.identity.is_local_uri)
+            if refusal is None:
+                return None
             # A REGISTER whose AOR is not the authenticated user's (hijack attempt).
             self.stats.registrations_forbidden += 1
             self.log.warning("registrar: REGISTER from %s refused: %s", flow, refusal)
-            self.forwarder.reply(server, 403, refusal)
-            return
+            return make_response(stamped, 403, refusal.encode("utf-8", "replace"), to_tag=tag)
+
         listener = listener_of(self.identity, flow)
         name = listener.name() if listener else f"{flow.transport.value}:?"
         resp = await handle_register(
-            hops.with_stamped_via(req, flow),  # RFC 3581 §4: the 200 carries rport/received
+            stamped,
             flow,
             listener=name,
             store=self.store,
@@ -194,6 +259,9 @@ class Routing:
             keys=self.identity.aor_keys(req.to.uri),
             gruu_secret=self.router.secret,
             on_change=lambda old, new: self.registrations.changed(old, new, self.wall()),
+            authorize=None if trusted else authorize,
+            to_tag=tag,
+            turns=self.turns,
         )
         self.stats.registrations += resp.status == 200
         if resp.status == 503:
@@ -201,7 +269,7 @@ class Routing:
             self.log.warning("registrar: REGISTER from %s refused: too many contacts", flow)
         elif resp.status == 439:
             self.stats.registrations_first_hop += 1
-        self.forwarder.respond(server, resp)
+        return resp
 
     async def _admit(self, req: Request, flow: Flow, admit: Admit, trusted: bool) -> str | None:
         """None when an in-dialog request with our signed Route may be relayed: from a

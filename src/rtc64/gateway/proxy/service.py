@@ -12,8 +12,8 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   before parsing when the raw bytes allow it (``shed_raw``, ``sip.peek``): the 503 is
   built from the request's own lines at a fraction of what parsing and routing it would
   cost, so shedding stays cheap enough to protect the work admitted (RFC 6357 §3.1).
-- A REGISTER without credentials for the registrar is challenged statelessly (no
-  server transaction: ``routing.Routing.challenge``).
+- A REGISTER for the registrar gets no server transaction (``routing.Routing.register``:
+  challenged at once, or answered once its binding is stored).
 - The transaction layer's events are dispatched: a new request to the routing step
   (CANCEL and the 100 Trying of an INVITE straight to the forwarder), an ACK for a 2xx
   to the routing step's stateless path, everything else to the forwarder.
@@ -185,6 +185,7 @@ class Proxy:
             wall=wall,
             stats=stats,
             log=log,
+            spawn=spawn,
         )
 
     def calls_in_progress(self) -> list[CallView]:
@@ -249,14 +250,10 @@ class Proxy:
             return
         if req.method == b"REGISTER":
             try:
-                challenge = self.routing.challenge(req, flow)  # stateless 401, no transaction
+                if self.routing.register(req, flow, hop):  # the registrar: no transaction
+                    return
             except Exception:  # the stateful path answers it (500 if it fails again)
-                self.log.exception("proxy: error challenging a REGISTER statelessly")
-                challenge = None
-            if challenge is not None:
-                self.stats.errors_sent += 1
-                self.forwarder.send(serialize(challenge), hop)
-                return
+                self.log.exception("proxy: error taking a REGISTER statelessly")
         self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
 
     def shed_raw(self, data: bytes, flow: Flow) -> bool:
