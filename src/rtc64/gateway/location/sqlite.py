@@ -30,7 +30,10 @@
 #   so it never holds what the file does not.
 #   Memory holds rows (``Binding.to_row``: untracked by the garbage collector) and each
 #   AOR's earliest expiry in a heap (``Deadlines``): ``expire`` deletes through the
-#   ``expires_at`` index and then touches only the AORs whose time has come.
+#   ``expires_at`` index and then touches only the AORs whose time has come. Memory also
+#   knows how many rows each AOR has in the file at most (its set's length, or the
+#   length before ``expire`` removed some: ``_spread``), so a write that does not shrink
+#   the set replaces rows in place (``INSERT OR REPLACE``) without a DELETE.
 # - Shared mode (SIP workers: several processes write one file): nothing is cached; reads
 #   run inline on a second, read-only connection (a WAL reader never waits for a writer and
 #   sees every committed transaction), so a registration made through one worker is seen
@@ -135,13 +138,24 @@ _Results = list[tuple[bool, object]]
 _Rows = tuple[BindingRow, ...]
 
 
-def _put(conn: sqlite3.Connection, aor: str, rows: list[tuple[str, int, float, str]]) -> None:
-    """Replace the AOR's rows (inside the caller's transaction)."""
-    conn.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-    if rows:
-        conn.executemany(
-            "INSERT INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)", rows
-        )
+_INSERT = "INSERT OR REPLACE INTO bindings (aor, pos, expires_at, data) VALUES (?, ?, ?, ?)"
+
+
+def _put(
+    conn: sqlite3.Connection,
+    aor: str,
+    rows: list[tuple[str, int, float, str]],
+    stored: int | None = None,
+) -> None:
+    """Replace the AOR's rows (inside the caller's transaction). ``stored``: how many
+    rows the AOR has at most (None: not known); rows at positions the new set also
+    fills are replaced in place, so only a shrinking set needs a DELETE."""
+    if stored is None or stored > len(rows):
+        conn.execute("DELETE FROM bindings WHERE aor = ? AND pos >= ?", (aor, len(rows)))
+    if len(rows) == 1:
+        conn.execute(_INSERT, rows[0])
+    elif rows:
+        conn.executemany(_INSERT, rows)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -238,6 +252,7 @@ class SqliteStore:
         self._queue: list[_Queued] = []  # the next batch
         self._flushing = False  # a batch is scheduled or on the worker thread
         self._written: dict[str, _Rows] = {}  # the batch's writes, for memory (not shared)
+        self._spread: dict[str, int] = {}  # rows in the file of AORs ``expire`` thinned
         self._idle = asyncio.Event()
         self._idle.set()
         self._checkpointing = False
@@ -291,8 +306,15 @@ class SqliteStore:
             store._keep(aor, tuple(b.to_row() for b in bindings))
         return store
 
+    def _stored(self, aor: str, current: _Rows) -> int:
+        """At most how many rows the AOR has in the file (not shared; see the rules)."""
+        spread = self._spread.get(aor)
+        return len(current) if spread is None else max(spread, len(current))
+
     def _keep(self, aor: str, rows: _Rows) -> None:
         """Memory follows a committed write: the AOR's rows and its earliest expiry."""
+        if self._spread:
+            self._spread.pop(aor, None)  # the write left exactly ``rows`` in the file
         if not rows:
             self._live.pop(aor, None)  # its heap entry, if any, is dropped when due
             return
@@ -462,7 +484,7 @@ class SqliteStore:
                     current = self._live.get(aor, ())
                 if tuple(r for r in current if r[ROW_EXPIRES_AT] > now) != want:
                     return False
-                _put(conn, aor, rows)
+                _put(conn, aor, rows, self._stored(aor, current))
                 self._written[aor] = kept
                 return True
 
@@ -470,16 +492,15 @@ class SqliteStore:
         before = [b.to_json() for b in expected]  # the text read, for bindings read here
 
         def work(conn: sqlite3.Connection) -> bool:
-            stored = conn.execute(
-                "SELECT data FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY pos",
-                (aor, now),
-            )
-            texts = [row[0] for row in stored]
+            found = conn.execute(
+                "SELECT data, expires_at FROM bindings WHERE aor = ? ORDER BY pos", (aor,)
+            ).fetchall()
+            texts = [data for data, expires_at in found if expires_at > now]
             # Another spelling of the same bindings (bindings not read from the file are
             # encoded by this version) is no change either.
             if texts != before and [_decode(t) for t in texts] != list(expected):
                 return False
-            _put(conn, aor, rows)
+            _put(conn, aor, rows, len(found))
             return True
 
         return await self._write(work)
@@ -490,9 +511,14 @@ class SqliteStore:
         kept = None if self._reader is not None else tuple(b.to_row() for b in new)
 
         def work(conn: sqlite3.Connection) -> None:
-            _put(conn, aor, rows)
-            if kept is not None:
-                self._written[aor] = kept
+            if kept is None:
+                _put(conn, aor, rows)
+                return
+            current = self._written.get(aor)
+            if current is None:
+                current = self._live.get(aor, ())
+            _put(conn, aor, rows, self._stored(aor, current))
+            self._written[aor] = kept
 
         await self._write(work)
 
@@ -510,8 +536,10 @@ class SqliteStore:
             if live:
                 self._live[aor] = live
                 self._deadlines.schedule(aor, min(r[ROW_EXPIRES_AT] for r in live))
+                self._spread[aor] = max(len(rows), self._spread.get(aor, 0))
             else:
                 del self._live[aor]
+                self._spread.pop(aor, None)
         return removed
 
     async def all_bindings(self, now: float, owned: Owned | None = None) -> list[Binding]:
