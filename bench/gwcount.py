@@ -13,6 +13,11 @@ the difference / N is the cost of one operation, start-up and warm-up cancelled.
     python -m bench.gwcount --measure 300                         # this tree, pure+compiled
     python -m bench.gwcount --measure 300 --before /tmp/before    # + another tree's src
     python -m bench.gwcount --scenario reg --ops 100              # one run, no valgrind
+    python -m bench.gwcount --measure 300 --loop uvloop           # on the loop serve runs
+
+``--loop``: ``asyncio`` (default, as every earlier figure in bench/RESULTS.md) or ``uvloop``
+(what ``rtc64 serve`` runs on, ``io/loop.py``): the default loop's Python-level ``_run_once``
+is counted in every operation that waits for the store.
 
 Scenarios: ``reg`` REGISTER from a trusted source (straight to the registrar), ``reg-auth``
 REGISTER, 401, REGISTER with MD5 credentials (untrusted source), ``call`` INVITE/100/180/
@@ -240,6 +245,17 @@ async def run(scenario: str, ops: int, warm: int) -> None:
         await store.close()
 
 
+def run_on(loop: str, main: Any) -> None:
+    """Run ``main`` on the default asyncio loop or on uvloop."""
+    if loop == "uvloop":
+        import uvloop  # noqa: PLC0415
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+        return
+    asyncio.run(main)
+
+
 def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -252,7 +268,9 @@ def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
     return int(m.group(1))
 
 
-def measure(ops: int, before: str | None, scenarios: list[str], variants: list[str]) -> int:
+def measure(
+    ops: int, before: str | None, scenarios: list[str], variants: list[str], loop: str
+) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not installed", file=sys.stderr)
         return 1
@@ -261,7 +279,8 @@ def measure(ops: int, before: str | None, scenarios: list[str], variants: list[s
     if before:
         trees.append((f"before ({before})", str(Path(before).resolve() / "src")))
     base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
-    print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops})")
+    print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops}, "
+          f"{loop} loop)")  # fmt: skip
     print("| scenario | tree | variant | instructions per op |")
     print("|---|---|---|---:|")
     for sc in scenarios:
@@ -269,7 +288,7 @@ def measure(ops: int, before: str | None, scenarios: list[str], variants: list[s
             for variant in variants:
                 env = {**base, "PYTHONPATH": f"{src}:{here}"}
                 env["RTC64_PURE" if variant == "pure" else "RTC64_COMPILED"] = "1"
-                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50))]
+                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop]
                 one = callgrind_ir([*args, "--ops", str(ops)], env)
                 two = callgrind_ir([*args, "--ops", str(2 * ops)], env)
                 print(f"| {sc} | {name} | {variant} | {(two - one) / ops:,.0f} |", flush=True)
@@ -284,12 +303,14 @@ def main() -> int:
     ap.add_argument("--measure", type=int, nargs="?", const=300, metavar="N")
     ap.add_argument("--before", metavar="DIR", help="with --measure: also DIR/src's rtc64")
     ap.add_argument("--variant", action="append", choices=["pure", "compiled"])
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
-        return measure(args.measure, args.before, scenarios, args.variant or ["pure", "compiled"])
+        variants = args.variant or ["pure", "compiled"]
+        return measure(args.measure, args.before, scenarios, variants, args.loop)
     for sc in scenarios:
-        asyncio.run(run(sc, args.ops, args.warm))
+        run_on(args.loop, run(sc, args.ops, args.warm))
     return 0
 
 
