@@ -300,6 +300,8 @@ async def _read(
     """The AOR's live bindings (and those to move from the key as written) and what the
     request makes of them."""
     stored = await store.lookup(keys[0], now)
+    if keys[1] == keys[0]:
+        return stored, [], process_register(stored, request, policy, now)
     moved = await _stored_as_written(store, keys, stored, now)
     current = [*stored, *moved] if moved else stored
     return stored, moved, process_register(current, request, policy, now)

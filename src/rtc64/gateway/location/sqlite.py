@@ -321,9 +321,9 @@ class SqliteStore:
         self._live[aor] = rows
         self._deadlines.schedule(aor, min(row[ROW_EXPIRES_AT] for row in rows))
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in the next group-commit transaction (see the rules); returns
-        its result once that transaction committed."""
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``work`` for the next group-commit transaction (see the rules): the
+        future has its result once that transaction committed."""
         if self._conn is None:
             raise StoreError(f"sqlite {self.path}: store is closed")
         loop = asyncio.get_running_loop()
@@ -333,8 +333,7 @@ class SqliteStore:
             self._flushing = True
             self._idle.clear()
             loop.call_soon(self._flush)  # gather this loop iteration's writes
-        result: T = await done  # type: ignore[assignment]
-        return result
+        return done  # type: ignore[return-value]
 
     def _flush(self) -> None:
         """On the loop: commit the queued batch now, or hand it to the worker thread
