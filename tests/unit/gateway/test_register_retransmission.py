@@ -173,3 +173,32 @@ def test_a_flood_for_one_aor_from_two_sources_loses_nothing(tmp_path: Path) -> N
         assert len(h.proxy.routing.turns) == 0  # every turn given back
 
     run(tmp_path, body)
+
+
+def test_a_blocked_source_with_credentials_gets_403_before_any_store_read(
+    tmp_path: Path,
+) -> None:
+    """Credentials from a source blocked for failed guesses are not looked at, and the
+    store is not read for them (no retransmission check for a blocked source)."""
+
+    async def body(h: Harness) -> None:
+        for cseq in range(1, 4):  # max_failures = 3 wrong passwords
+            challenge = one(await h.feed(reg(b"alice", PHONE, cseq=10 + cseq), PHONE), PHONE)
+            header = authorization(challenge, "alice", "wrong")
+            data = reg(b"alice", PHONE, cseq=20 + cseq, headers=(header,))
+            assert one(await h.feed(data, PHONE), PHONE).status == 401
+        reads: list[str] = []
+        real = h.store.lookup
+
+        async def lookup(aor: str, now: float) -> list[object]:
+            reads.append(aor)
+            return await real(aor, now)  # type: ignore[return-value]
+
+        h.store.lookup = lookup  # type: ignore[method-assign,assignment]
+        data = reg(b"alice", PHONE, cseq=30, headers=(header,))
+        out = one(await h.feed(data, PHONE), PHONE).response
+        assert out.status == 403 and out.get(b"retry-after")
+        assert reads == []
+        assert h.proxy.routing.turns.__len__() == 0
+
+    run(tmp_path, body)

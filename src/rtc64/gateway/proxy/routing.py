@@ -154,8 +154,8 @@ class Routing:
         trusted = self.auth.is_trusted(flow.remote[0])
         if not isinstance(self.router.route(req, trusted=trusted), Register):
             return False
-        if not trusted and not req.has(b"authorization"):
-            challenge = self.challenge(req, flow)
+        if not trusted:
+            challenge = self.challenge(req, flow)  # 401 without credentials, 403 if blocked
             if challenge is not None:
                 self.stats.errors_sent += 1
                 self.forwarder.send(serialize(challenge), hop)
@@ -164,12 +164,12 @@ class Routing:
         return True
 
     def challenge(self, req: Request, flow: Flow) -> Response | None:
-        """The stateless answer to a REGISTER that carries no credentials (401, or 403
-        while its source is blocked), or None when credentials decide: from a trusted
-        source, or with an Authorization header."""
+        """The stateless answer to a REGISTER from a source that is blocked (403) or
+        that sent no credentials (401), or None when credentials decide (or the source
+        is trusted): the source's block is checked before anything is read."""
         source = flow.remote[0]
         verdict = self.auth.precheck(req, source, self.wall(), proxy=False)
-        if verdict is None or verdict.ok:  # pragma: no cover - no credentials, untrusted
+        if verdict is None or verdict.ok:
             return None
         self.stats.auth_challenges += 1
         self.stats.stateless_replies += 1
