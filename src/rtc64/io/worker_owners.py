@@ -82,8 +82,11 @@ class Owners:
     def raw_owner(self, data: bytes, flow: Flow) -> int | None:
         """Another worker a UDP request datagram belongs to, decided on its raw bytes,
         or None (this worker's, or to be decided once parsed)."""
-        if self.spread is None or (flow.transport, flow.local[1]) in self.private:
+        spread = self.spread
+        if spread is None or (flow.transport, flow.local[1]) in self.private:
             return None
+        if not spread(flow.remote[0]):
+            return None  # an untrusted source: stays here, and no regular expression run
         end = data.find(b"\r\n\r\n")
         head = data if end < 0 else data[: end + 2]
         found = _RAW_CALL_ID.search(head)
@@ -96,9 +99,7 @@ class Owners:
         owner = spread_owner(
             register, None if to is None else to.group(1), found.group(1), self.count
         )
-        if owner == self.index or not self.spread(flow.remote[0]):
-            return None
-        return owner
+        return None if owner == self.index else owner
 
     def of(self, msg: Message, flow: Flow) -> int | None:
         """The worker a parsed message belongs to, or None (whoever received it)."""
