@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 import time
-import zlib
 from collections.abc import Callable, Mapping
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.worker_conns import SentFor
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
+from rtc64.net.shard import shard_of
 from rtc64.sip import headers as sh
 from rtc64.sip.digest import nonce_origin
 from rtc64.sip.message import Message, Request
@@ -52,17 +52,16 @@ PrivatePorts = Mapping[tuple[Transport, int], int]
 
 def call_id_owner(call_id: bytes, count: int) -> int:
     """The worker a spread request with this Call-ID value belongs to."""
-    return zlib.crc32(call_id.strip()) % count
+    return shard_of(call_id.strip(), count)
 
 
 def spread_owner(register: bool, to: bytes | None, call_id: bytes, count: int) -> int:
     """The worker a spread request belongs to: a REGISTER's AOR's (its keepalive owner,
-    CRC-32 of the key as ``gateway.keepalive.service.owner_of`` hashes it), else its
-    Call-ID's."""
+    ``gateway.keepalive.service.owner_of``), else its Call-ID's."""
     if register and to is not None:
         aor = register_aor(to)
         if aor is not None:
-            return zlib.crc32(aor) % count
+            return shard_of(aor, count)
     return call_id_owner(call_id, count)
 
 
