@@ -33,7 +33,7 @@ from rtc64.errors import RemoteProtocolError
 from rtc64.io.worker_conns import SentFor
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
-from rtc64.net.shard import shard_of
+from rtc64.net.shard import ROUTE_WORKER_PARAM, shard_of
 from rtc64.sip import headers as sh
 from rtc64.sip.digest import nonce_origin
 from rtc64.sip.message import Message, Request
@@ -120,7 +120,8 @@ class Owners:
         return owner
 
     def route_owner(self, msg: Request, transport: Transport) -> int | None:
-        """The worker whose private port the top Route names, or the next one's."""
+        """The worker whose private port the top Route names (as its port, or as the
+        ``ROUTE_WORKER_PARAM`` of an entry naming a shared port), or the next one's."""
         if msg.get(b"route") is None:
             return None
         try:
@@ -129,14 +130,20 @@ class Owners:
             return None
         for route in found[:2]:
             uri = route.uri
-            if not isinstance(uri, SipUri) or uri.port is None:
+            if not isinstance(uri, SipUri):
+                continue
+            port = uri.port
+            named = uri.param(ROUTE_WORKER_PARAM)  # a shared port named for a worker
+            if named is not None and named.isdigit() and len(named) <= 5:
+                port = int(named)
+            if port is None:
                 continue
             param = uri.param(b"transport")
             try:
-                named = Transport(param.decode().lower()) if param else transport
+                transport_named = Transport(param.decode().lower()) if param else transport
             except ValueError:
                 continue
-            owner = self.private.get((named, uri.port))
+            owner = self.private.get((transport_named, port))
             if owner is not None:
                 return owner
         return None
