@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 from rtc64.io.worker_backlog import Backlog
 from rtc64.io.worker_link import bind_channels
@@ -76,7 +77,7 @@ def test_a_closed_end_is_not_queued_and_a_full_queue_drops() -> None:
     asyncio.run(main())
 
 
-def test_the_mesh_queues_far_more_than_the_kernels_datagram_queue_length(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_mesh_queues_far_more_than_the_kernels_datagram_queue_length(tmp_path: Path) -> None:
     """An unconnected Unix datagram socket holds net.unix.max_dgram_qlen (10) datagrams
     whatever its buffer; a worker pair holds what its buffer holds: a busy worker's share
     of a burst waits instead of being refused."""
@@ -91,9 +92,10 @@ def test_the_mesh_queues_far_more_than_the_kernels_datagram_queue_length(tmp_pat
             except BlockingIOError:
                 break
             sent += 1
-        assert sent == 1000
+        qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+        assert sent > 2 * qlen  # 1000 with the 4 MB buffers (root, or a wmem_max that allows)
         other = channels[2].ends[0]
-        assert other is not None and len(_drain(other)) == 1000
+        assert other is not None and len(_drain(other)) == sent
         assert _drain(channels[1].ends[0]) == []  # type: ignore[arg-type]  # its own pair
     finally:
         for c in channels:
