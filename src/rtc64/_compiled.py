@@ -19,7 +19,8 @@
 #   with its own manifest (the C source and the Python modules whose attributes it reads):
 #   they talk to Python objects only through the C API, so they mix with either
 #   implementation of the cores. Same rules: used only while every hash matches,
-#   RTC64_PURE=1 turns them off, RTC64_COMPILED=1 makes a missing or stale one an error.
+#   RTC64_PURE=1 turns them off, RTC64_COMPILED=1 makes a missing or stale one an error;
+#   RTC64_NO_NATIVE=1 turns off only them (a comparison of the two paths).
 #   Code that uses one imports it and falls back to pure Python on ImportError.
 """Select the compiled or the pure-Python implementation of the hot-path cores."""
 
@@ -150,7 +151,10 @@ def install() -> Status:
     else:
         src = source_root()
         STATUS = check(build_dir(src), src)
-        NATIVE = check(native_dir(src), src)
+        if os.environ.get("RTC64_NO_NATIVE", "") not in ("", "0"):
+            NATIVE = Status(False, "RTC64_NO_NATIVE is set", {})
+        else:
+            NATIVE = check(native_dir(src), src)
         modules = {**(STATUS.modules if STATUS.compiled else {})}
         modules.update(NATIVE.modules if NATIVE.compiled else {})
         if modules:
@@ -159,7 +163,7 @@ def install() -> Status:
             sys.meta_path.insert(0, CompiledFinder(modules))
     if os.environ.get("RTC64_COMPILED", "") not in ("", "0"):
         for what, status in (("compiled cores", STATUS), ("native modules", NATIVE)):
-            if not status.compiled:
+            if not status.compiled and status.reason != "RTC64_NO_NATIVE is set":
                 msg = f"RTC64_COMPILED=1 but the {what} are not used: {status.reason}"
                 raise ImportError(msg)
     return STATUS

@@ -228,7 +228,8 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
                    const struct sockaddr_storage *ss, socklen_t salen) {
     if (len < 4 || data[0] < 0x40 || data[0] >= 0x80) return 0;
     Py_ssize_t length = ((Py_ssize_t)data[2] << 8) | data[3];
-    if (length > len - 4) return 0;
+    /* empty payloads too: the loops' sendto skips them (counted, not sent), as it stays */
+    if (length > len - 4 || length == 0) return 0;
     PyObject *key = PyBytes_FromStringAndSize((const char *)ss, salen);
     if (key == NULL) return -1;
     PyObject *channels = PyDict_GetItemWithError(self->clients, key); /* borrowed */
