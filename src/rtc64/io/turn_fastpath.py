@@ -373,6 +373,10 @@ class RelaySocket(asyncio.DatagramProtocol):
             self.sock.close()
 
 
+if NATIVE is not None:
+    NATIVE.layout(Route, RelaySocket)  # where the native forward reads their slots
+
+
 def channel_data(channel: int, payload: bytes, *, stream: bool) -> bytes:
     """A ChannelData message (padded to 4 on streams)."""
     n = len(payload)

@@ -22,6 +22,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -33,9 +34,8 @@
 #define ROUNDS 8
 #define BUFSIZE 65536
 
-static PyObject *s_relay, *s_host, *s_peer, *s_sa, *s_permitted, *s_bucket_out, *s_transport,
-    *s_fd, *s_queued, *s_to_peer_packets, *s_to_peer_bytes, *s_over_limit, *s_channel_refused,
-    *s_take, *s_sendto, *s_get_write_buffer_size;
+static PyObject *s_peer, *s_queued, *s_over_limit, *s_channel_refused, *s_take, *s_sendto,
+    *s_get_write_buffer_size;
 
 /* --- addresses ------------------------------------------------------------------------ */
 
@@ -137,6 +137,68 @@ static PyObject *mod_address(PyObject *mod, PyObject *raw) {
     return addr_tuple(&ss, (socklen_t)n);
 }
 
+/* --- direct slot access ----------------------------------------------------------------
+ * ``layout(Route, RelaySocket)`` (called once by io.turn_fastpath) records where their
+ * __slots__ live; objects of exactly those classes are then read at those offsets (what
+ * the member descriptors do, without an attribute lookup each). Any other object, or a
+ * slot not set, goes to the pure path. */
+
+enum { R_RELAY, R_HOST, R_PEER, R_SA, R_N };
+enum { S_PERMITTED, S_TRANSPORT, S_QUEUED, S_BUCKET_OUT, S_FD, S_TO_PEER_PACKETS, S_TO_PEER_BYTES,
+       S_OVER_LIMIT, S_N };
+static const char *route_slots[R_N] = {"relay", "host", "peer", "sa"};
+static const char *relay_slots[S_N] = {"permitted", "transport", "queued", "bucket_out", "fd",
+                                       "to_peer_packets", "to_peer_bytes", "over_limit"};
+static PyTypeObject *route_type, *relay_type;
+static Py_ssize_t route_off[R_N], relay_off[S_N];
+
+static int find_slots(PyTypeObject *type, const char **names, int n, Py_ssize_t *out) {
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyObject_GetAttrString((PyObject *)type, names[i]);
+        if (d == NULL) return -1;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) out[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", type->tp_name, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *mod_layout(PyObject *mod, PyObject *args) {
+    PyTypeObject *rt, *st;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &rt, &PyType_Type, &st)) return NULL;
+    if (find_slots(rt, route_slots, R_N, route_off) < 0) return NULL;
+    if (find_slots(st, relay_slots, S_N, relay_off) < 0) return NULL;
+    Py_INCREF(rt);
+    Py_XSETREF(route_type, rt);
+    Py_INCREF(st);
+    Py_XSETREF(relay_type, st);
+    Py_RETURN_NONE;
+}
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* obj.<slot at off> += n for an int slot (what ``+=`` on the attribute does). */
+static int slot_add(PyObject *obj, Py_ssize_t off, long long n) {
+    PyObject *old = SLOT(obj, off);
+    if (old == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "counter slot not set");
+        return -1;
+    }
+    PyObject *inc = PyLong_FromLongLong(n);
+    if (inc == NULL) return -1;
+    PyObject *sum = PyNumber_Add(old, inc);
+    Py_DECREF(inc);
+    if (sum == NULL) return -1;
+    SLOT(obj, off) = sum;
+    Py_DECREF(old);
+    return 0;
+}
+
 /* --- helpers ---------------------------------------------------------------------------- */
 
 static int add_to(PyObject *obj, PyObject *name, long long n) {
@@ -226,7 +288,7 @@ static void Reader_dealloc(Reader *self) {
 /* 1: forwarded or refused here; 0: the pure path's; -1: exception set. */
 static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
                    const struct sockaddr_storage *ss, socklen_t salen) {
-    if (len < 4 || data[0] < 0x40 || data[0] >= 0x80) return 0;
+    if (len < 4 || data[0] < 0x40 || data[0] >= 0x80 || route_type == NULL) return 0;
     Py_ssize_t length = ((Py_ssize_t)data[2] << 8) | data[3];
     /* empty payloads too: the loops' sendto skips them (counted, not sent), as it stays */
     if (length > len - 4 || length == 0) return 0;
@@ -235,35 +297,37 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
     PyObject *channels = PyDict_GetItemWithError(self->clients, key); /* borrowed */
     Py_DECREF(key);
     if (channels == NULL) return PyErr_Occurred() ? -1 : 0;
-    if (!PyDict_Check(channels)) return 0;
+    if (!PyDict_CheckExact(channels)) return 0;
     PyObject *number = PyLong_FromLong(((long)data[0] << 8) | data[1]);
     if (number == NULL) return -1;
     PyObject *route = PyDict_GetItemWithError(channels, number);
     Py_DECREF(number);
     if (route == NULL) return PyErr_Occurred() ? -1 : 0;
-    Py_INCREF(route);
+    if (!Py_IS_TYPE(route, route_type)) return 0;
+    PyObject *relay = SLOT(route, route_off[R_RELAY]);
+    PyObject *host = SLOT(route, route_off[R_HOST]);
+    PyObject *sa = SLOT(route, route_off[R_SA]);
+    if (relay == NULL || host == NULL || sa == NULL || !PyBytes_CheckExact(sa) ||
+        !Py_IS_TYPE(relay, relay_type))
+        return 0;
+    PyObject *permitted = SLOT(relay, relay_off[S_PERMITTED]);
+    PyObject *transport = SLOT(relay, relay_off[S_TRANSPORT]);
+    PyObject *queued = SLOT(relay, relay_off[S_QUEUED]);
+    PyObject *bucket = SLOT(relay, relay_off[S_BUCKET_OUT]);
+    PyObject *fdobj = SLOT(relay, relay_off[S_FD]);
+    if (permitted == NULL || transport == NULL || queued == NULL || bucket == NULL ||
+        fdobj == NULL || !PyDict_CheckExact(permitted) || !PyLong_CheckExact(fdobj))
+        return 0;
+    int ok = PyDict_Contains(permitted, host);
+    if (ok <= 0) return ok; /* 0: not permitted, the pure path counts it */
+    /* the loop's endpoint does not exist yet: the pure path's early send */
+    if (transport == Py_None) return 0;
+    /* from here on Python code may run: hold what is used after it */
     int rc = -1;
-    PyObject *relay = NULL, *host = NULL, *sa = NULL, *permitted = NULL, *transport = NULL,
-             *queued = NULL, *bucket = NULL, *fdobj = NULL;
-    if ((relay = PyObject_GetAttr(route, s_relay)) == NULL) goto done;
-    if ((sa = PyObject_GetAttr(route, s_sa)) == NULL) goto done;
-    if (!PyBytes_Check(sa)) {
-        rc = 0;
-        goto done;
-    }
-    if ((host = PyObject_GetAttr(route, s_host)) == NULL) goto done;
-    if ((permitted = PyObject_GetAttr(relay, s_permitted)) == NULL) goto done;
-    int ok = PyDict_Check(permitted) ? PyDict_Contains(permitted, host) : 0;
-    if (ok <= 0) {
-        rc = ok; /* 0: not permitted, the pure path counts it */
-        goto done;
-    }
-    if ((transport = PyObject_GetAttr(relay, s_transport)) == NULL) goto done;
-    if (transport == Py_None) {
-        rc = 0; /* the loop's endpoint does not exist yet: the pure path's early send */
-        goto done;
-    }
-    if ((queued = PyObject_GetAttr(relay, s_queued)) == NULL) goto done;
+    Py_INCREF(route);
+    Py_INCREF(relay);
+    Py_INCREF(transport);
+    Py_INCREF(sa);
     if (queued != Py_False) {
         PyObject *size = PyObject_CallMethodNoArgs(transport, s_get_write_buffer_size);
         if (size == NULL) goto done;
@@ -275,11 +339,13 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
         }
         if (PyObject_SetAttr(relay, s_queued, Py_False) < 0) goto done;
     }
-    if ((bucket = PyObject_GetAttr(relay, s_bucket_out)) == NULL) goto done;
     if (bucket != Py_None) {
         PyObject *n = PyLong_FromSsize_t(length);
         PyObject *now = n == NULL ? NULL : PyFloat_FromDouble(monotonic_now());
-        PyObject *taken = now == NULL ? NULL : PyObject_CallMethodObjArgs(bucket, s_take, n, now, NULL);
+        Py_INCREF(bucket);
+        PyObject *taken =
+            now == NULL ? NULL : PyObject_CallMethodObjArgs(bucket, s_take, n, now, NULL);
+        Py_DECREF(bucket);
         Py_XDECREF(n);
         Py_XDECREF(now);
         if (taken == NULL) goto done;
@@ -293,7 +359,11 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
             goto done;
         }
     }
-    if ((fdobj = PyObject_GetAttr(relay, s_fd)) == NULL) goto done;
+    fdobj = SLOT(relay, relay_off[S_FD]); /* again: Python code may have run */
+    if (fdobj == NULL || !PyLong_CheckExact(fdobj)) {
+        rc = 0;
+        goto done;
+    }
     long fd = PyLong_AsLong(fdobj);
     if (fd == -1 && PyErr_Occurred()) goto done;
     ssize_t sent = -1;
@@ -314,20 +384,16 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
         Py_DECREF(res);
         if (PyObject_SetAttr(relay, s_queued, Py_True) < 0) goto done;
     }
-    if (add_to(relay, s_to_peer_packets, 1) < 0 || add_to(relay, s_to_peer_bytes, length) < 0)
+    if (slot_add(relay, relay_off[S_TO_PEER_PACKETS], 1) < 0 ||
+        slot_add(relay, relay_off[S_TO_PEER_BYTES], length) < 0)
         goto done;
     self->forwarded++;
     rc = 1;
 done:
     Py_DECREF(route);
-    Py_XDECREF(relay);
-    Py_XDECREF(host);
-    Py_XDECREF(sa);
-    Py_XDECREF(permitted);
-    Py_XDECREF(transport);
-    Py_XDECREF(queued);
-    Py_XDECREF(bucket);
-    Py_XDECREF(fdobj);
+    Py_DECREF(relay);
+    Py_DECREF(transport);
+    Py_DECREF(sa);
     return rc;
 }
 
@@ -464,6 +530,8 @@ static PyTypeObject ReaderType = {
 static PyMethodDef module_methods[] = {
     {"sockaddr", (PyCFunction)mod_sockaddr, METH_O,
      "The struct sockaddr of a loop-style address tuple, as bytes (padding zeroed)."},
+    {"layout", (PyCFunction)mod_layout, METH_VARARGS,
+     "Record the __slots__ offsets of the Route and relay socket classes (once)."},
     {"address", (PyCFunction)mod_address, METH_O,
      "The loop-style address tuple of a struct sockaddr (None if not IP)."},
     {NULL, NULL, 0, NULL},
@@ -478,17 +546,8 @@ static struct PyModuleDef moduledef = {
     if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
 
 PyMODINIT_FUNC PyInit__turn_native(void) {
-    INTERN(s_relay, "relay");
-    INTERN(s_host, "host");
     INTERN(s_peer, "peer");
-    INTERN(s_sa, "sa");
-    INTERN(s_permitted, "permitted");
-    INTERN(s_bucket_out, "bucket_out");
-    INTERN(s_transport, "transport");
-    INTERN(s_fd, "fd");
     INTERN(s_queued, "queued");
-    INTERN(s_to_peer_packets, "to_peer_packets");
-    INTERN(s_to_peer_bytes, "to_peer_bytes");
     INTERN(s_over_limit, "over_limit");
     INTERN(s_channel_refused, "channel_refused");
     INTERN(s_take, "take");
