@@ -18,7 +18,8 @@
 #   logging and no per-packet objects beyond the bytes sent.
 # - With the native build (``io._turn_native``, optional) a UDP listener's ChannelData is
 #   forwarded in C from the same tables: a ``Route`` then also carries its peer as a
-#   ``struct sockaddr`` (``sa``), a relay its socket's ``fd`` and ``queued`` (a send the
+#   ``struct sockaddr`` (``sa``), a relay its socket's ``fd`` (-1 once closed, by us or
+#   by the loop: the number may soon belong to another socket) and ``queued`` (a send the
 #   kernel refused went to the loop transport's queue: the pure path sends until it
 #   drained). Without it nothing changes.
 """Per-packet TURN forwarding: permissions, channels, Data indications, bandwidth."""
@@ -267,6 +268,9 @@ class RelaySocket(asyncio.DatagramProtocol):
             return
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fd = -1  # the loop closed the socket: its number may serve another one soon
+
     def error_received(self, exc: Exception) -> None:
         self.errors += 1
 
@@ -364,6 +368,7 @@ class RelaySocket(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.closed = True
+        self.fd = -1
         self.permitted.clear()
         self.channels.clear()
         if self.transport is not None:

@@ -316,7 +316,8 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
     PyObject *bucket = SLOT(relay, relay_off[S_BUCKET_OUT]);
     PyObject *fdobj = SLOT(relay, relay_off[S_FD]);
     if (permitted == NULL || transport == NULL || queued == NULL || bucket == NULL ||
-        fdobj == NULL || !PyDict_CheckExact(permitted) || !PyLong_CheckExact(fdobj))
+        fdobj == NULL || !PyDict_CheckExact(permitted) || !PyLong_CheckExact(fdobj) ||
+        PyLong_AsLong(fdobj) < 0) /* -1: the socket is closed (its number may be reused) */
         return 0;
     int ok = PyDict_Contains(permitted, host);
     if (ok <= 0) return ok; /* 0: not permitted, the pure path counts it */
@@ -366,9 +367,11 @@ static int forward(Reader *self, const unsigned char *data, Py_ssize_t len,
     }
     long fd = PyLong_AsLong(fdobj);
     if (fd == -1 && PyErr_Occurred()) goto done;
-    ssize_t sent = -1;
-    if (fd >= 0)
-        sent = sendto((int)fd, data + 4, (size_t)length, 0,
+    if (fd < 0) {
+        rc = 0;
+        goto done;
+    }
+    ssize_t sent = sendto((int)fd, data + 4, (size_t)length, 0,
                       (const struct sockaddr *)PyBytes_AS_STRING(sa), (socklen_t)PyBytes_GET_SIZE(sa));
     if (sent < 0) {
         /* as the pure path: the loop's transport sends, queues or reports the error */

@@ -6,6 +6,7 @@ compiled, where ``RTC64_COMPILED=1`` makes a missing build an error)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import struct
 from ipaddress import ip_address
@@ -160,7 +161,9 @@ def test_a_failed_send_goes_through_the_loop_transport_and_is_counted() -> None:
 
             real = sock.transport
             sock.transport = FakeTransport()  # type: ignore[assignment]
-            sock.fd = -1  # sendto(2) on fd -1 fails: the loop transport takes the payload
+            # sendto(2) on a file that is no socket fails: the loop transport takes it
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            sock.fd = devnull
             to = _raw(r.local(Transport.UDP))
             client.send(channel_data(0x4000, b"one", stream=False), to)
             await wait_for(lambda: sock.to_peer_packets == 1)
@@ -169,6 +172,8 @@ def test_a_failed_send_goes_through_the_loop_transport_and_is_counted() -> None:
             await wait_for(lambda: sock.to_peer_packets == 2)
             assert [d for d, _ in sent] == [b"one", b"two"]
             sock.transport = real
+            sock.fd = sock.sock.fileno()
+            os.close(devnull)
         finally:
             client.close()
             peer.close()
@@ -269,3 +274,34 @@ def test_fuzz_native_and_pure_send_and_count_the_same(seed: int) -> None:
     # every payload the peers got (the empty ones are never sent) went out natively
     sent = [d for got in native["peers"] for d in got if d]  # type: ignore[attr-defined]
     assert forwarded == len(sent) > 0
+
+
+def test_a_relay_whose_socket_the_loop_closed_is_never_sent_from_by_number() -> None:
+    """After ``connection_lost`` the socket's number may belong to another socket: the
+    native path leaves such a relay to the pure path (its loop transport decides)."""
+
+    async def main() -> None:
+        r = await rig()
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, sock = await _allocation(r, client)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            reader = _listener(r).reader
+            assert reader is not None
+            to = _raw(r.local(Transport.UDP))
+            client.send(channel_data(0x4000, b"native", stream=False), to)
+            await wait_for(lambda: len(peer.got) == 1)
+            assert reader.counters()["forwarded"] == 1
+            sock.connection_lost(None)
+            assert sock.fd == -1
+            client.send(channel_data(0x4000, b"pure", stream=False), to)
+            await wait_for(lambda: sock.to_peer_packets == 2)
+            assert reader.counters()["forwarded"] == 1
+            assert reader.counters()["handed"] == 1
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
