@@ -232,6 +232,7 @@ typedef struct {
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     struct sockaddr_storage addrs[BATCH];
+    int used; /* entries the last recvmmsg filled */
     unsigned long long wakeups, calls, datagrams, forwarded, handed, send_failed, dropped;
 } Reader;
 
@@ -253,6 +254,16 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kw) {
             return -1;
         }
     }
+    for (int i = 0; i < BATCH; i++) {
+        self->iov[i].iov_base = self->bufs + (size_t)i * BUFSIZE;
+        self->iov[i].iov_len = BUFSIZE;
+        memset(&self->msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+        self->msgs[i].msg_hdr.msg_name = &self->addrs[i];
+        self->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    self->used = 0;
     self->fd = fd;
     self->closed = 0;
     Py_INCREF(clients);
@@ -429,16 +440,11 @@ static PyObject *Reader_read(Reader *self, PyObject *unused) {
     if (self->closed || self->fd < 0) Py_RETURN_NONE;
     self->wakeups++;
     for (int round = 0; round < ROUNDS && !self->closed; round++) {
-        for (int i = 0; i < BATCH; i++) {
-            self->iov[i].iov_base = self->bufs + (size_t)i * BUFSIZE;
-            self->iov[i].iov_len = BUFSIZE;
-            memset(&self->msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-            self->msgs[i].msg_hdr.msg_name = &self->addrs[i];
+        /* the kernel rewrites only the name lengths and flags of the entries it filled */
+        for (int i = 0; i < self->used; i++)
             self->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
-            self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
-            self->msgs[i].msg_hdr.msg_iovlen = 1;
-        }
         int got = recvmmsg(self->fd, self->msgs, BATCH, MSG_DONTWAIT, NULL);
+        self->used = got > 0 ? got : 0;
         self->calls++;
         if (got < 0) {
             if (errno == EINTR) continue;
