@@ -305,3 +305,30 @@ def test_a_relay_whose_socket_the_loop_closed_is_never_sent_from_by_number() -> 
             await r.stop()
 
     asyncio.run(main())
+
+
+def test_bandwidth_limit_on_the_native_path_drops_and_counts_as_the_pure_path() -> None:
+    async def main() -> None:
+        r = await rig(bandwidth=2000)
+        client, peer = await endpoint(), await endpoint()
+        try:
+            flow, relay, sock = await _allocation(r, client)
+            r.relays.permit(Permit(relay, V4, 1e9))
+            r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
+            reader = _listener(r).reader
+            assert reader is not None
+            to = _raw(r.local(Transport.UDP))
+            for _ in range(20):
+                client.send(channel_data(0x4000, b"c" * 1000, stream=False), to)
+            await wait_for(lambda: sock.to_peer_packets + sock.over_limit == 20)
+            assert 0 < sock.to_peer_packets < 20
+            assert r.listeners.stats.channel_refused == sock.over_limit
+            assert reader.counters()["forwarded"] == sock.to_peer_packets
+            assert reader.counters()["handed"] == 0  # refused in C, counted as the pure path
+            await wait_for(lambda: len(peer.got) == sock.to_peer_packets)
+        finally:
+            client.close()
+            peer.close()
+            await r.stop()
+
+    asyncio.run(main())
