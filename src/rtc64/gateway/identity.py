@@ -233,8 +233,10 @@ def uri_transport(uri: SipUri) -> Transport:
     """The transport a SIP URI asks for (``transport=``, ``sips`` → TLS, else UDP)."""
     param = uri.param(b"transport")
     if param is not None:
-        try:
-            return Transport(param.decode("ascii", "replace").lower())
-        except ValueError:
-            pass
+        found = _BY_TOKEN.get(param.lower())
+        if found is not None:
+            return found
     return Transport.TLS if uri.scheme == b"sips" else Transport.UDP
+
+
+_BY_TOKEN = {t.value.encode(): t for t in Transport}
