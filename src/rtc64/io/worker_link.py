@@ -191,6 +191,16 @@ class WorkerLink:
         self.dropped = 0  # channel datagrams lost or malformed
         self.refused = 0  # sends naming a connection id no worker holds for that peer
 
+    def counters(self) -> dict[str, int]:
+        """The channel's counters by name (``/metrics``: ``rtc64_sip_worker_messages``)."""
+        return {
+            "handed": self.handed,
+            "spread": self.spread_out,
+            "taken": self.taken,
+            "dropped": self.dropped,
+            "refused": self.refused,
+        }
+
     # wiring
 
     def attach(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -141,6 +143,23 @@ def test_two_workers_hand_messages_to_each_other(tmp_path: Path) -> None:
                 c.close()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def two_links(
+    directory: Path, private: Mapping[tuple[Transport, int], int]
+) -> Iterator[list[WorkerLink]]:
+    """Two workers' links on channels bound in ``directory``, closed afterwards."""
+    chans = bind_channels(str(directory), 2)
+    names = [channel_name(str(directory), k) for k in range(2)]
+    links = [WorkerLink(k, chans[k], names, private, logging.getLogger("t")) for k in (0, 1)]
+    try:
+        yield links
+    finally:
+        for link in links:
+            link.close()
+        for c in chans:
+            c.close()
 
 
 async def _until(check: object, timeout: float = 5.0) -> None:

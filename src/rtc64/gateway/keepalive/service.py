@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -51,6 +50,7 @@ from rtc64.gateway.location.store import LocationStore, Owned, SwappingStore
 from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
+from rtc64.net.shard import shard_of
 from rtc64.sip.message import Message, Response
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -100,7 +100,7 @@ class KeepaliveShare(Protocol):
 
 def owner_of(aor: str, count: int) -> int:
     """The SIP worker that keeps ``aor``'s contacts alive (stable across restarts)."""
-    return zlib.crc32(aor.encode("utf-8", "surrogateescape")) % count
+    return shard_of(aor.encode("utf-8", "surrogateescape"), count)
 
 
 def worker_token(index: int, random_part: bytes) -> bytes:
