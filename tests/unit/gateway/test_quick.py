@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtc64.gateway.startup import Reception
 from rtc64.net.endpoint import Flow
@@ -287,3 +289,21 @@ def test_reception_shows_a_raw_taken_response_to_the_taps() -> None:
     reception.proxy = Proxy(True)  # type: ignore[assignment]
     assert reception.on_raw_response(OK, flow) is True and seen == [OK]
     assert invite()  # the module's helpers are the proxy tests'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_peek_never_raises_on_mutated_responses(data: st.DataObject) -> None:
+    """Fuzzing: any bytes, or OK with bytes cut, replaced or inserted: a reading or None."""
+    raw = bytearray(OK)
+    for _ in range(data.draw(st.integers(0, 4))):
+        at = data.draw(st.integers(0, len(raw)))
+        chunk = data.draw(st.binary(max_size=8))
+        cut = data.draw(st.integers(0, 8))
+        raw[at : at + cut] = chunk
+    found = peek_response(bytes(raw))
+    if found is not None:  # what it read is consistent with the bytes
+        assert bytes(raw)[found.via_start : found.via_end].endswith(b"\r\n")
+        assert found.branch in bytes(raw)[found.via_start : found.via_end]
+    other = peek_response(data.draw(st.binary(max_size=300)))
+    assert other is None or other.status >= 0
