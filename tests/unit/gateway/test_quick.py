@@ -4,16 +4,19 @@ what it takes, what it leaves to the full path, and that both forward the same b
 from __future__ import annotations
 
 import logging
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.startup import Reception
 from rtc64.net.endpoint import Flow
 from rtc64.sip.edit import forward_response
 from rtc64.sip.framing import parse_datagram
+from rtc64.sip.message import Request
 from rtc64.sip.peek import peek_response
 from tests.unit.gateway.test_proxy import (
     CALLEE,
@@ -23,12 +26,15 @@ from tests.unit.gateway.test_proxy import (
     answer,
     call_forwarded,
     invite,
+    media_sdp,
     one,
     only,
+    relay_bridge,
     request,
     run,
     statuses,
     udp_flow,
+    with_sdp,
 )
 
 OK = (
@@ -307,3 +313,51 @@ def test_peek_never_raises_on_mutated_responses(data: st.DataObject) -> None:
         assert found.branch in bytes(raw)[found.via_start : found.via_end]
     other = peek_response(data.draw(st.binary(max_size=300)))
     assert other is None or other.status >= 0
+
+
+def _sdp_answer(fwd: Sent, status: int) -> bytes:
+    return with_sdp(answer(fwd.data, status), media_sdp(CALLEE[0], 5000))
+
+
+def test_an_sdp_answer_the_relay_rewrites_takes_the_full_path(tmp_path: Path) -> None:
+    _, bridge, _, _ = relay_bridge()
+
+    async def body(h: Harness) -> None:  # IPv6 caller, IPv4 callee: relayed (auto)
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        fwd = one(out, CALLEE)
+        taken, out = await raw_feed(h, _sdp_answer(fwd, 200), CALLEE)
+        assert (taken, out) == (False, [])
+        out = await h.feed(_sdp_answer(fwd, 200), CALLEE)
+        assert b"c=IN IP6 2001:db8::1\r\n" in one(out, CALLER).response.body
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_an_sdp_answer_the_bridge_leaves_alone_is_forwarded_raw(tmp_path: Path) -> None:
+    relay, _, _, _ = relay_bridge()
+    bridge = MediaBridge(relay, "never", logging.getLogger("test.media"))
+
+    async def body(h: Harness) -> None:
+        out = await h.feed(with_sdp(invite(), media_sdp(CALLER[0], 4000)), CALLER)
+        fwd = one(out, CALLEE)
+        reply = _sdp_answer(fwd, 200)
+        taken, out = await raw_feed(h, reply, CALLEE)
+        assert taken
+        assert one(out, CALLER).data == forward_response(parse_datagram(reply))
+        assert bridge.active_calls() == 0
+
+    run(tmp_path, body, media=bridge)
+
+
+def test_the_bridge_says_which_responses_it_leaves_alone() -> None:
+    _, bridge, _, _ = relay_bridge()
+    offer = parse_datagram(with_sdp(invite(), media_sdp(CALLER[0], 4000)))
+    plain = parse_datagram(invite())
+    bye = parse_datagram(request(b"BYE", b"sip:bob@192.0.2.50", CALLER, to_tag=b"t"))
+    callee = ip_address(CALLEE[0])
+    assert isinstance(offer, Request) and isinstance(plain, Request) and isinstance(bye, Request)
+    assert bridge.leaves_response(bye, callee)
+    assert not bridge.leaves_response(plain, callee)  # the response would carry the offer
+    assert bridge.leaves_response(offer, callee)  # no session yet
+    bridge.offer(b"call1@test", b"f1", offer.body, offerer=ip_address(CALLER[0]), answerer=callee)
+    assert not bridge.leaves_response(offer, callee)  # relayed now

@@ -11,8 +11,9 @@ Rules (RFC 3261 §16.7, §17.1.3; RFC 6026 §7-§8; Kamailio's tm forwards repli
     happy-eyeballs race (racing judges those), and its timers are not overdue;
   * the response comes from the transport, address and port the request went to, with
     the request's Call-ID and CSeq number;
-  * it has no body, or there is no media bridge (an SDP body is rewritten on the full
-    path);
+  * it has no body, or the media bridge would leave it untouched
+    (``MediaBridge.leaves_response``: no relay session, no offer kept for a late relay, no
+    NAT64 translation for the call); a body to rewrite takes the full path;
   * when the request is a record-routed dialog-forming one, its To, first Contact and
     Record-Route entries parse (the dialog learns them, as on the full path).
   Anything else returns False before any state changed: the caller parses the message
@@ -78,10 +79,10 @@ def forward_raw_response(
     sent = client.request
     if raw.call_id != sent.call_id or raw.seq != sent.cseq.seq:
         return False
-    if raw.body and fw.media is not None:
-        return False
     pending, branch = leg.pending, leg.branch
     req = pending.request
+    if raw.body and fw.media is not None and not fw.media.leaves_response(req, hop.ip):
+        return False
     learn = pending.record_routed and req.to.tag is None
     learnt: Learnt | None = None
     if learn and (status < 200 or req.method == b"INVITE"):
