@@ -130,7 +130,8 @@ class Identity:
     def is_our_host(self, host: Host) -> bool:
         if isinstance(host, str):
             return host.rstrip(".") in self.hostnames
-        return unmap(host) in self.addresses or host in self.addresses
+        plain = unmap(host)  # each look-up hashes the address in Python: once if unmapped
+        return plain in self.addresses or (plain is not host and host in self.addresses)
 
     def is_our_sent_by(self, host: Host, port: int | None) -> bool:
         """A Via sent-by of ours: one of our hosts with one of our ports (no port: the
