@@ -45,7 +45,7 @@ def make_pki(where: Path) -> dict[str, Path]:
     return out
 
 
-KAMAILIO_TLS = """#!KAMAILIO
+KAMAILIO_HEAD = """#!KAMAILIO
 debug=3
 log_stderror=yes
 children=1
@@ -57,12 +57,17 @@ loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tls.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "siputils.so"
 loadmodule "maxfwd.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "textops.so"
 modparam("tls", "config", "{tls_cfg}")
-request_route {{
+"""
+KAMAILIO_TLS = (
+    KAMAILIO_HEAD
+    + """request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     xlog("L_INFO", "kam: $rm $ru from $si:$sp over $pr, via $hdr(Via)\\n");
     if ($rd == "kam.test") {{ sl_send_reply("200", "Kamailio here"); exit; }}
@@ -70,6 +75,7 @@ request_route {{
     t_relay();
 }}
 """
+)
 
 KAMAILIO_TLS_CFG = """[server:default]
 method = TLSv1.2+
@@ -158,11 +164,15 @@ def hosts() -> Iterator[tuple[Host, Host]]:
             sh("ip", "netns", "del", ns, check=False)
 
 
-def start_kamailio(host: Host, tmp_path: Path, pki: dict[str, Path]) -> Path:
+def start_kamailio(
+    host: Host, tmp_path: Path, pki: dict[str, Path], template: str | None = None
+) -> Path:
+    """Kamailio with TLS in ``host`` (``template``: its configuration, KAMAILIO_TLS by
+    default, formatted with ``tls_cfg``, ``gw`` and ``kam``); its log's path."""
     tls_cfg = tmp_path / "tls.cfg"
     tls_cfg.write_text(KAMAILIO_TLS_CFG.format(key=pki["kam-key"], cert=pki["kam"], ca=pki["ca"]))
     cfg = tmp_path / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_TLS.format(tls_cfg=tls_cfg, gw=GW))
+    cfg.write_text((template or KAMAILIO_TLS).format(tls_cfg=tls_cfg, gw=GW, kam=KAM))
     log = tmp_path / "kamailio.log"
     argv = ["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(tmp_path), "-m", "64"]
     argv += ["-l", f"udp:{KAM}:5060", "-l", f"tls:{KAM}:5061", "-w", str(tmp_path)]
@@ -357,26 +367,9 @@ def test_a_killed_workers_alias_leaves_every_worker(
         b.stop()
 
 
-KAMAILIO_DIALOG = """#!KAMAILIO
-debug=3
-log_stderror=yes
-children=1
-tcp_children=1
-auto_aliases=no
-enable_tls=yes
-tcp_accept_aliases=yes
-loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tls.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "siputils.so"
-loadmodule "textops.so"
-loadmodule "maxfwd.so"
-loadmodule "pv.so"
-loadmodule "xlog.so"
-modparam("tls", "config", "{tls_cfg}")
-request_route {{
+KAMAILIO_DIALOG = (
+    KAMAILIO_HEAD
+    + """request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     xlog("L_INFO", "kam: $rm $ru from $si:$sp over $pr, route $hdr(Route)\\n");
     if (has_totag()) {{
@@ -389,6 +382,7 @@ request_route {{
     t_relay();
 }}
 """
+)
 
 
 @pytest.mark.parametrize("alias", [True, False], ids=["alias", "no-alias"])
@@ -408,16 +402,7 @@ def test_a_peers_in_dialog_requests_reach_the_call_worker_and_the_caller(
     Kamailio. Either way the call ends on the worker that set it up."""
     gw_host, kam_host = hosts
     pki = make_pki(tmp_path)
-    tls_cfg = tmp_path / "tls.cfg"
-    tls_cfg.write_text(KAMAILIO_TLS_CFG.format(key=pki["kam-key"], cert=pki["kam"], ca=pki["ca"]))
-    cfg = tmp_path / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_DIALOG.format(tls_cfg=tls_cfg, kam=KAM))
-    kam_log = tmp_path / "kamailio.log"
-    argv = ["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(tmp_path), "-m", "64"]
-    argv += ["-l", f"udp:{KAM}:5060", "-l", f"tls:{KAM}:5061", "-w", str(tmp_path)]
-    argv += ["-P", str(tmp_path / "kamailio.pid")]
-    kam_host.popen(argv, log=kam_log)
-    wait_port(kam_host, "tcp", 5061)
+    kam_log = start_kamailio(kam_host, tmp_path, pki, KAMAILIO_DIALOG)
     config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=alias)
     gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
     try:

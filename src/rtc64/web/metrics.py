@@ -208,7 +208,8 @@ class _Collector(Collector):
             "rtc64_sip_worker_messages",
             "messages on the SIP workers' channel: handed to another worker (of which "
             "spread: trusted sources' requests by Call-ID/AOR), taken from one, dropped, "
-            "sends refused (a connection id no worker holds)",
+            "sends refused (a connection id no worker holds); state (connections, "
+            "aliases, failures) that waited for a full channel, and state lost",
             labels=["kind"],
         )
         for kind, value in sorted(counters.link.items()):
