@@ -222,6 +222,7 @@ class Proxy:
             return False
         self.traffic.response(raw.status, flow.transport.value, flow.family)
         self.stats.responses_in += 1
+        self.stats.raw_replies += 1
         self._rearm()
         return True
 
