@@ -357,7 +357,7 @@ class Gateway:
         reception = Reception(log.getChild("startup"))
         role = self.role
         link = None if role is None else role.link(log.getChild("link"))
-        tap = ReplyTap(reception.on_message)
+        tap = ReplyTap(reception.on_message, reception.on_raw_response)
         self._link = link
         self.transports = transports = await bind_transports(
             cfg, data_dir, reception, tap, log, role=role, link=link, book=self._book

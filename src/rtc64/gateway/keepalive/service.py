@@ -417,19 +417,24 @@ class WatchedStore:
 
 
 OnMessage = Callable[[Message, Flow], None]
+RawMessage = Callable[[bytes, Flow], bool]
 
 
 class ReplyTap:
     """Answers to our OPTIONS go to ``keepalives``; everything else to ``forward``."""
 
-    def __init__(self, forward: OnMessage) -> None:
+    def __init__(self, forward: OnMessage, raw_forward: RawMessage | None = None) -> None:
         self.forward = forward
+        self.raw_forward = raw_forward
         self.keepalives: Keepalives | None = None
 
     def on_raw_response(self, data: bytes, flow: Flow) -> bool:
-        """A UDP response before parsing: True if it was an answer to our OPTIONS."""
+        """A UDP response before parsing: True if it was an answer to our OPTIONS, or
+        ``raw_forward`` (the proxy's raw path) took it."""
         keepalives = self.keepalives
-        return keepalives is not None and keepalives.on_raw(data, flow)
+        if keepalives is not None and keepalives.on_raw(data, flow):
+            return True
+        return self.raw_forward is not None and self.raw_forward(data, flow)
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         keepalives = self.keepalives

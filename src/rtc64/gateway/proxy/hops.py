@@ -266,7 +266,7 @@ def flow_token(
 
 def _mac(secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: bytes) -> bytes:
     msg = b"\x00".join((call_id, tag, b"%x" % issued, flow))
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16].encode("ascii")
+    return hmac.digest(secret, msg, "sha256")[:8].hex().encode("ascii")
 
 
 def route_token(
