@@ -7,7 +7,9 @@
 # (src/rtc64/_compiled.py). `make test` builds it, runs the
 # whole suite compiled (RTC64_COMPILED=1: a missing/stale build is an error) and the unit
 # and conformance tests once more as pure Python (RTC64_PURE=1); without a C compiler it
-# runs the whole suite as pure Python. RTC64_NO_COMPILE=1 skips the build.
+# runs the whole suite as pure Python. RTC64_NO_COMPILE=1 skips the build. The same script
+# builds the native C module io/turn_native.c (the TURN listener's ChannelData forward)
+# into build/native/: the compiled run requires it, the pure run does not load it.
 
 PYTHON ?= python3
 VENV   := .venv

@@ -6,7 +6,9 @@ proxy's gateway/proxy/hops.py and splice.py into
 BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and
 writes manifest.json with the SHA-256 of each compiled source and of the rtc64 modules
 they import: ``import rtc64`` uses the build only while every hash
-still matches, so a stale build can never hide a source change.
+still matches, so a stale build can never hide a source change. Then the native C modules
+(``_compiled.NATIVE_MODULES``: the TURN listener's ChannelData forward) into
+BUILD/native/<ext-suffix>/lib, with their own manifest (C sources + ``NATIVE_DEPENDS``).
 
 Exit status: 0 built or already up to date; 3 skipped (no C compiler, no Python headers,
 no mypyc, or RTC64_NO_COMPILE=1: the pure-Python path is what runs); 1 the build failed.
@@ -137,8 +139,10 @@ def mypy_version() -> str:
     return str(__version__)
 
 
-def up_to_date(build: Path, sources: dict[str, str], modules: dict[str, str]) -> bool:
-    """The existing build matches these sources, this interpreter and this mypy."""
+def up_to_date(
+    build: Path, sources: dict[str, str], modules: dict[str, str], *, mypy: bool = True
+) -> bool:
+    """The existing build matches these sources, this interpreter and (``mypy``) this mypy."""
     try:
         manifest = json.loads((build / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -146,7 +150,7 @@ def up_to_date(build: Path, sources: dict[str, str], modules: dict[str, str]) ->
     return (
         manifest.get("version") == _compiled.MANIFEST_VERSION
         and manifest.get("ext_suffix") == _compiled.EXT_SUFFIX
-        and manifest.get("mypy") == mypy_version()
+        and (not mypy or manifest.get("mypy") == mypy_version())
         and manifest.get("sources") == sources
         and set(modules) <= set(manifest.get("modules") or {})
         and all((build / "lib" / so).is_file() for so in manifest["modules"].values())
@@ -182,6 +186,69 @@ def build(staging: Path, compiled: list[str], jobs: int) -> None:
     dist.run_command("build_ext")
 
 
+def native_sources() -> dict[str, str]:
+    """The native modules' C sources and the Python sources they rely on -> SHA-256."""
+    files = set(_compiled.NATIVE_MODULES.values()) | set(_compiled.NATIVE_DEPENDS)
+    return {rel: _compiled.file_hash(SRC / rel) for rel in sorted(files)}
+
+
+def build_native(force: bool) -> int:
+    """Build the native C modules (plain CPython extensions, no mypyc) into their dir."""
+    from setuptools import Distribution, Extension  # noqa: PLC0415
+
+    target = _compiled.native_dir(SRC)
+    modules = {
+        name: name.replace(".", "/") + _compiled.EXT_SUFFIX for name in _compiled.NATIVE_MODULES
+    }
+    before = native_sources()
+    if not force and up_to_date(target, before, modules, mypy=False):
+        print(f"build_compiled: native modules up to date ({target})", file=sys.stderr)
+        return 0
+    staging = target.with_name(target.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    exts = [
+        Extension(name, [str(SRC / rel)], extra_compile_args=["-O2", "-Wall", "-Werror"])
+        for name, rel in _compiled.NATIVE_MODULES.items()
+    ]
+    dist = Distribution({"name": "rtc64-native", "ext_modules": exts})
+    cmd = dist.get_command_obj("build_ext")
+    cmd.build_lib = str(staging / "lib")  # type: ignore[attr-defined]
+    cmd.build_temp = str(staging / "tmp")  # type: ignore[attr-defined]
+    try:
+        dist.run_command("build_ext")
+    except (Exception, SystemExit) as exc:
+        print(f"build_compiled: native build failed: {exc}", file=sys.stderr)
+        return 1
+    if native_sources() != before:
+        print("build_compiled: sources changed during the build; run it again", file=sys.stderr)
+        return 1
+    built = built_modules(staging / "lib")
+    if not set(modules) <= set(built):
+        print(f"build_compiled: native modules missing: {set(modules) - set(built)}")
+        return 1
+    manifest = {
+        "version": _compiled.MANIFEST_VERSION,
+        "ext_suffix": _compiled.EXT_SUFFIX,
+        "sources": before,
+        "modules": built,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    shutil.rmtree(staging / "tmp", ignore_errors=True)
+    _swap(staging, target)
+    print(f"build_compiled: built {len(modules)} native modules into {target}", file=sys.stderr)
+    return 0
+
+
+def _swap(staging: Path, target: Path) -> None:
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="rebuild even if up to date")
@@ -197,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     before = hashed_sources(compiled)
     if not args.force and up_to_date(target, before, modules):
         print(f"build_compiled: up to date ({target})", file=sys.stderr)
-        return 0
+        return build_native(args.force)
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -222,14 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     shutil.rmtree(staging / "tmp", ignore_errors=True)
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap(staging, target)
     print(f"build_compiled: built {len(modules)} modules into {target}", file=sys.stderr)
-    return 0
+    return build_native(args.force)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@
 #   ImportError (what `make test` uses, so the compiled run cannot silently test pure code).
 # - BUILD is the checkout holding src/rtc64 (editable installs, PYTHONPATH=src), or
 #   RTC64_COMPILED_DIR. An installed wheel without a build is pure Python.
+# - Native C modules (``NATIVE_MODULES``: the TURN listener's ChannelData forward) are a
+#   second, independent build in BUILD/native/<ext-suffix> (RTC64_COMPILED_DIR + "-native")
+#   with its own manifest (the C source and the Python modules whose attributes it reads):
+#   they talk to Python objects only through the C API, so they mix with either
+#   implementation of the cores. Same rules: used only while every hash matches,
+#   RTC64_PURE=1 turns them off, RTC64_COMPILED=1 makes a missing or stale one an error;
+#   RTC64_NO_NATIVE=1 turns off only them (a comparison of the two paths).
+#   Code that uses one imports it and falls back to pure Python on ImportError.
 """Select the compiled or the pure-Python implementation of the hot-path cores."""
 
 from __future__ import annotations
@@ -56,6 +64,25 @@ def build_dir(src: Path | None = None) -> Path:
         return Path(override)
     root = (src or source_root()).parent
     return root / "build" / "mypyc" / EXT_SUFFIX.strip(".").removesuffix(".so")
+
+
+def native_dir(src: Path | None = None) -> Path:
+    """Where the native C modules for this interpreter live."""
+    override = os.environ.get("RTC64_COMPILED_DIR")
+    if override:
+        return Path(override + "-native")
+    root = (src or source_root()).parent
+    return root / "build" / "native" / EXT_SUFFIX.strip(".").removesuffix(".so")
+
+
+NATIVE_MODULES = {"rtc64.io._turn_native": "rtc64/io/turn_native.c"}
+"""Native module name -> its C source under src/."""
+NATIVE_DEPENDS = (
+    "rtc64/io/_turn_native.pyi",
+    "rtc64/io/turn_fastpath.py",
+    "rtc64/io/turn_listeners.py",
+)
+"""Sources whose names the native modules rely on (hashed with the C sources)."""
 
 
 def file_hash(path: Path) -> str:
@@ -116,22 +143,32 @@ class CompiledFinder(MetaPathFinder):
 
 def install() -> Status:
     """Choose the implementation once per process (idempotent)."""
-    global STATUS  # noqa: PLW0603
+    global STATUS, NATIVE  # noqa: PLW0603
     if STATUS is not None:
         return STATUS
     if os.environ.get("RTC64_PURE", "") not in ("", "0"):
-        STATUS = Status(False, "RTC64_PURE is set", {})
+        STATUS = NATIVE = Status(False, "RTC64_PURE is set", {})
     else:
         src = source_root()
         STATUS = check(build_dir(src), src)
-        if STATUS.compiled:
+        if os.environ.get("RTC64_NO_NATIVE", "") not in ("", "0"):
+            NATIVE = Status(False, "RTC64_NO_NATIVE is set", {})
+        else:
+            NATIVE = check(native_dir(src), src)
+        modules = {**(STATUS.modules if STATUS.compiled else {})}
+        modules.update(NATIVE.modules if NATIVE.compiled else {})
+        if modules:
             # mypyc-compiled code still needs the sources' own modules already imported
             # (rtc64.sip, rtc64.net packages): the finder only answers for listed names.
-            sys.meta_path.insert(0, CompiledFinder(STATUS.modules))
-    if os.environ.get("RTC64_COMPILED", "") not in ("", "0") and not STATUS.compiled:
-        msg = f"RTC64_COMPILED=1 but the compiled cores are not used: {STATUS.reason}"
-        raise ImportError(msg)
+            sys.meta_path.insert(0, CompiledFinder(modules))
+    if os.environ.get("RTC64_COMPILED", "") not in ("", "0"):
+        for what, status in (("compiled cores", STATUS), ("native modules", NATIVE)):
+            if not status.compiled and status.reason != "RTC64_NO_NATIVE is set":
+                msg = f"RTC64_COMPILED=1 but the {what} are not used: {status.reason}"
+                raise ImportError(msg)
     return STATUS
 
 
 STATUS: Status | None = None
+NATIVE: Status | None = None
+"""The native C modules' status (set by ``install`` with ``STATUS``)."""

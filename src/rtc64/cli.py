@@ -15,17 +15,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtc64 import __version__, config, ctl, logs, serve, settings
+from rtc64 import __version__, cli_store, cli_tools, config, ctl, logs, serve, settings
 from rtc64.clat import command as clat_command
-from rtc64.errors import ConfigError, RemoteProtocolError, Rtc64Error
-from rtc64.gateway.location.bindings import canonical_aor
-from rtc64.gateway.location.store import Store
-from rtc64.gateway.location.users import UserRecord
+from rtc64.errors import ConfigError, Rtc64Error
 from rtc64.io import interfaces, loop
 from rtc64.io import nat64 as nat64_io
 from rtc64.io.resolver import Resolver
@@ -35,10 +31,8 @@ from rtc64.probe import command as probe_command
 from rtc64.relay import ngserver
 from rtc64.relay.options import RelaySettings
 from rtc64.relay.service import start_relay
-from rtc64.sip import lint
 from rtc64.tunnel import command as tunnel_command
 from rtc64.turnserver.credentials import rest_credentials, turn_uris
-from rtc64.web import auth as web_auth
 
 if TYPE_CHECKING:
     import asyncio
@@ -300,11 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth = nat_sub("synth", help="IPv4 address -> IPv4-embedded IPv6 (RFC 6052)")
     synth.add_argument("ipv4")
     synth.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
-    synth.set_defaults(handler=_nat64_synth)
+    synth.set_defaults(handler=cli_tools.nat64_synth)
     extract = nat_sub("extract", help="IPv4-embedded IPv6 -> IPv4 (RFC 6052)")
     extract.add_argument("ipv6")
     extract.add_argument("--prefix", default=str(rfc6052.WELL_KNOWN_PREFIX))
-    extract.set_defaults(handler=_nat64_extract)
+    extract.set_defaults(handler=cli_tools.nat64_extract)
 
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument(
@@ -326,12 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="another address-of-record the user may register, e.g. sip:sales@example.net "
         "(repeatable; replaces the stored list, which is kept when --aor is not given)",
     )
-    add.set_defaults(handler=_user_add)
+    add.set_defaults(handler=cli_store.user_add)
     lst = user_sub("list", help="list users with their realm and extra AORs")
-    lst.set_defaults(handler=_user_list)
+    lst.set_defaults(handler=cli_store.user_list)
     rm = user_sub("remove", help="remove a user")
     rm.add_argument("name")
-    rm.set_defaults(handler=_user_remove)
+    rm.set_defaults(handler=cli_store.user_remove)
 
     admin = add_command("admin", help="the web console's admin account")
     admin_sub = _subcommands(admin, "admin_command", "ACTION")
@@ -341,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the data directory)",
     )
     setpw.add_argument("--user", default="admin", help="the admin user name (admin)")
-    setpw.set_defaults(handler=_admin_set_password)
+    setpw.set_defaults(handler=cli_store.admin_set_password)
 
     ctl_parser = add_command(
         "ctl",
@@ -379,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with its LF line endings as CRLF (noted on stderr)",
     )
     check.add_argument("--show", action="store_true", help="print the parsed summary")
-    check.set_defaults(handler=_sip_check)
+    check.set_defaults(handler=cli_tools.sip_check)
     return parser
 
 
@@ -505,52 +499,8 @@ def _shown(relay: RelaySettings, local: IPAddress) -> str:
     return str(local) if public == local else f"{local} (advertised as {public})"
 
 
-def _store_config(args: argparse.Namespace) -> config.Config:
-    overrides: dict[str, object] = {}
-    for key in ("store.url", "general.data_dir", "sip.domains"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
-    if args.log_level is not None:
-        overrides["general.log_level"] = args.log_level
-    cfg = config.load(args.config, overrides)
-    logs.setup(cfg.general.log_level, cfg.general.log_format)
-    return cfg
-
-
-def _with_store(
-    args: argparse.Namespace, job: Callable[[Store, config.Config], Awaitable[int]]
-) -> int:
-    cfg = _store_config(args)
-
-    async def main() -> int:
-        store = await serve.open_checked_store(cfg)
-        try:
-            return await job(store, cfg)
-        finally:
-            await store.close()
-
-    return loop.run_once(main)
-
-
-def _admin_set_password(args: argparse.Namespace) -> int:
-    cfg = _store_config(args)
-    if sys.stdin.isatty():
-        import getpass  # noqa: PLC0415 - only for an interactive terminal
-
-        password = getpass.getpass("new admin password: ")
-        if getpass.getpass("again: ") != password:
-            raise ConfigError("password", "***", "the same password twice")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    record = web_auth.hash_admin(args.user, password)
-    path = web_auth.save_admin(cfg.prepare_data_dir(), record)
-    print(f"admin {args.user!r} saved in {path} (a running gateway reads it on restart)")
-    return EXIT_OK
-
-
 def _ctl(args: argparse.Namespace) -> int:
-    cfg = _store_config(args)
+    cfg = cli_store.store_config(args)
     url = args.url or ctl.default_url(cfg.web.listen, cfg.web.tls)
     token = ctl.token_from_env() or cfg.web.token or None
     target = getattr(args, "target", None)
@@ -560,133 +510,19 @@ def _ctl(args: argparse.Namespace) -> int:
         return ctl.fail(str(exc))
 
 
-def _user_add(args: argparse.Namespace) -> int:
-    name: str = args.name
-    if not name or any(c.isspace() or c in ':"@' for c in name):
-        raise ConfigError("NAME", name, "a SIP user name without spaces, ':', '\"' or '@'")
-    password = args.password
-    if password is None:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise ConfigError("--password", "", "a non-empty password (or one line on stdin)")
-
-    aors = [_aor(value) for value in args.aor or ()]
-
-    async def job(store: Store, cfg: config.Config) -> int:
-        realm = args.realm or config.realm_of(cfg)
-        kept = await store.get_user(name) if args.aor is None else None
-        extra = aors if kept is None else kept.aors
-        await store.put_user(UserRecord.from_password(name, realm, password, extra))
-        also = f", also registers {', '.join(extra)}" if extra else ""
-        print(f"user {name} saved (realm {realm}{also})")
-        if not (args.realm or cfg.auth.realm or cfg.sip.domains):
-            print(
-                f"rtc64: note: realm {realm!r} is this host's name (no --realm, auth.realm or "
-                "sip.domains): a gateway serving a domain needs the same --config or --domain "
-                "here, or its users are unknown to it",
-                file=sys.stderr,
-            )
-        return EXIT_OK
-
-    return _with_store(args, job)
-
-
-def _aor(value: str) -> str:
-    """``--aor`` as the canonical AOR the registrar compares with."""
-    try:
-        aor = canonical_aor(value)
-    except RemoteProtocolError:
-        aor = ""
-    if "@" not in aor:
-        raise ConfigError("--aor", value, "a SIP address-of-record like sip:sales@example.net")
-    return aor
-
-
-def _user_list(args: argparse.Namespace) -> int:
-    async def job(store: Store, cfg: config.Config) -> int:
-        realm = config.realm_of(cfg)
-        for record in sorted(await store.list_users(), key=lambda r: r.name):
-            line = f"{record.name}\trealm={record.realm}"
-            if record.aors:
-                line += "\taors=" + ",".join(record.aors)
-            if record.realm != realm:
-                line += f"\t(not this configuration's realm {realm}: unknown to its gateway)"
-            print(line)
-        return EXIT_OK
-
-    return _with_store(args, job)
-
-
-def _user_remove(args: argparse.Namespace) -> int:
-    async def job(store: Store, cfg: config.Config) -> int:
-        if await store.delete_user(args.name):
-            print(f"user {args.name} removed")
-            return EXIT_OK
-        print(f"rtc64: no user {args.name!r}", file=sys.stderr)
-        return EXIT_FAIL
-
-    return _with_store(args, job)
-
-
-def _prefix(text: str) -> IPv6Network:
-    try:
-        return rfc6052.parse_prefix(text)
-    except ValueError as exc:
-        raise ConfigError("--prefix", text, f"an RFC 6052 prefix ({exc})") from None
-
-
-def _nat64_synth(args: argparse.Namespace) -> int:
-    prefix = _prefix(args.prefix)
-    try:
-        ipv4 = IPv4Address(args.ipv4)
-    except ValueError:
-        raise ConfigError("IPV4", args.ipv4, "an IPv4 address like 192.0.2.33") from None
-    if prefix == rfc6052.WELL_KNOWN_PREFIX and not rfc6052.wkp_allows(ipv4):
-        print(
-            f"rtc64: warning: {ipv4} is not a global address; RFC 6052 §3.1 forbids it "
-            "under the well-known prefix 64:ff9b::/96 (NAT64s such as tayga refuse it)",
-            file=sys.stderr,
-        )
-    print(rfc6052.synthesize(ipv4, prefix))
-    return EXIT_OK
-
-
-def _nat64_extract(args: argparse.Namespace) -> int:
-    prefix = _prefix(args.prefix)
-    try:
-        ipv6 = IPv6Address(args.ipv6)
-    except ValueError:
-        raise ConfigError("IPV6", args.ipv6, "an IPv6 address like 64:ff9b::c000:221") from None
-    try:
-        print(rfc6052.extract(ipv6, prefix))
-    except ValueError as exc:
-        raise ConfigError("IPV6", args.ipv6, f"an address inside {prefix} ({exc})") from None
-    return EXIT_OK
-
-
-def _nat64_validity(found: nat64_io.Nat64Prefix) -> str:
-    """``ttl=`` for an RFC 7050 answer (0: valid, not cacheable), ``lifetime=`` for PREF64
-    (0: withdrawn)."""
-    if found.lifetime is None:
-        return ""
-    if found.source == "rfc7050":
-        return f"  ttl={found.lifetime:g}s" + (" (not cacheable)" if not found.lifetime else "")
-    return f"  lifetime={found.lifetime:g}s" + (" (withdrawn)" if found.withdrawn else "")
-
-
 def _nat64_discover(args: argparse.Namespace) -> int:
     cfg = _load(args)
     timeout: float = args.timeout
     if not 0 <= timeout <= 600:
         raise ConfigError("--timeout", timeout, "seconds, 0..600")
-    configured = [_prefix(cfg.nat64.prefix)] if cfg.nat64.prefix else []
+    configured = [cli_tools.prefix_flag(cfg.nat64.prefix)] if cfg.nat64.prefix else []
     resolver = Resolver(cfg.dns.servers, timeout=max(timeout, 1.0))
     report = loop.run_once(
         lambda: nat64_io.discover_report(resolver, listen_ra=timeout, configured=configured)
     )
     for found in report.prefixes:
         line = f"{found.prefix}  source={found.source}"
-        line += _nat64_validity(found)
+        line += cli_tools.nat64_validity(found)
         if found.interface is not None:
             line += f"  interface={found.interface}"
         print(line)
@@ -697,45 +533,6 @@ def _nat64_discover(args: argparse.Namespace) -> int:
     where = ", ".join(report.solicited) or "no interface (needs CAP_NET_RAW)"
     print(f"PREF64: listened {timeout:g}s for Router Advertisements; solicited on {where}")
     return EXIT_OK if report.prefixes else EXIT_FAIL
-
-
-STDIN = "-"
-
-
-def _read_message(name: str) -> bytes:
-    if name == STDIN:
-        return sys.stdin.buffer.read()
-    return Path(name).read_bytes()
-
-
-def _sip_check(args: argparse.Namespace) -> int:
-    status = EXIT_OK
-    many = len(args.files) > 1
-    if args.files.count(STDIN) > 1:
-        raise ConfigError("FILE", STDIN, "standard input ('-') named once")
-    for name in args.files:
-        shown = "(stdin)" if name == STDIN else name
-        try:
-            data = _read_message(name)
-        except OSError as exc:
-            print(f"{shown}: cannot read: {exc.strerror}", file=sys.stderr)
-            status = EXIT_FAIL
-            continue
-        result = lint.check_file(data)
-        if result.normalised:
-            print(f"{shown}: note: no CR in it: LF line endings read as CRLF", file=sys.stderr)
-        if result.bare_lf_line is not None:
-            where = f"line {result.bare_lf_line}"
-            print(f"{shown}: note: mixed line endings: {where} ends with LF only", file=sys.stderr)
-        print(f"{shown}: {result.verdict}" if many else result.verdict)
-        if not result.valid:
-            status = EXIT_FAIL
-        if args.show and result.message is not None:
-            if result.normalised:
-                print("  line endings: LF only, checked as CRLF")
-            for line in lint.describe(result.message):
-                print(f"  {line}")
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

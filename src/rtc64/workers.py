@@ -170,7 +170,7 @@ async def supervise(
         log.info("gateway ready: %d SIP workers", count)
 
     supervisor = Supervisor(run_worker, plan, count, log.getChild("workers"), on_ready=ready)
-    supervisor.on_exit = lambda k: announce_gone(names, k)  # its connections went with it
+    supervisor.on_exit = lambda k: announce_gone(channels, k)  # its connections went with it
     failed: list[int] = []
 
     def fatal(k: int) -> None:

@@ -29,7 +29,7 @@ import pytest
 
 from tests.certs import issue, san
 from tests.interop.lab import Host, require_lab, sh
-from tests.interop.peers import Gateway, wait_port
+from tests.interop.peers import Gateway, Sipp, wait_port
 
 GW, KAM = "10.77.0.1", "10.77.0.2"
 WORKER_PORTS = 41000  # worker k's own ports: 41000 + k (UDP and TLS)
@@ -45,7 +45,7 @@ def make_pki(where: Path) -> dict[str, Path]:
     return out
 
 
-KAMAILIO_TLS = """#!KAMAILIO
+KAMAILIO_HEAD = """#!KAMAILIO
 debug=3
 log_stderror=yes
 children=1
@@ -57,12 +57,17 @@ loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tls.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "siputils.so"
 loadmodule "maxfwd.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "textops.so"
 modparam("tls", "config", "{tls_cfg}")
-request_route {{
+"""
+KAMAILIO_TLS = (
+    KAMAILIO_HEAD
+    + """request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     xlog("L_INFO", "kam: $rm $ru from $si:$sp over $pr, via $hdr(Via)\\n");
     if ($rd == "kam.test") {{ sl_send_reply("200", "Kamailio here"); exit; }}
@@ -70,6 +75,7 @@ request_route {{
     t_relay();
 }}
 """
+)
 
 KAMAILIO_TLS_CFG = """[server:default]
 method = TLSv1.2+
@@ -158,11 +164,15 @@ def hosts() -> Iterator[tuple[Host, Host]]:
             sh("ip", "netns", "del", ns, check=False)
 
 
-def start_kamailio(host: Host, tmp_path: Path, pki: dict[str, Path]) -> Path:
+def start_kamailio(
+    host: Host, tmp_path: Path, pki: dict[str, Path], template: str | None = None
+) -> Path:
+    """Kamailio with TLS in ``host`` (``template``: its configuration, KAMAILIO_TLS by
+    default, formatted with ``tls_cfg``, ``gw`` and ``kam``); its log's path."""
     tls_cfg = tmp_path / "tls.cfg"
     tls_cfg.write_text(KAMAILIO_TLS_CFG.format(key=pki["kam-key"], cert=pki["kam"], ca=pki["ca"]))
     cfg = tmp_path / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_TLS.format(tls_cfg=tls_cfg, gw=GW))
+    cfg.write_text((template or KAMAILIO_TLS).format(tls_cfg=tls_cfg, gw=GW, kam=KAM))
     log = tmp_path / "kamailio.log"
     argv = ["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(tmp_path), "-m", "64"]
     argv += ["-l", f"udp:{KAM}:5060", "-l", f"tls:{KAM}:5061", "-w", str(tmp_path)]
@@ -355,3 +365,78 @@ def test_a_killed_workers_alias_leaves_every_worker(
     finally:
         a.stop()
         b.stop()
+
+
+KAMAILIO_DIALOG = (
+    KAMAILIO_HEAD
+    + """request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    xlog("L_INFO", "kam: $rm $ru from $si:$sp over $pr, route $hdr(Route)\\n");
+    if (has_totag()) {{
+        if (loose_route()) {{ xlog("L_INFO", "kam: in-dialog $rm to $du\\n"); t_relay(); exit; }}
+        sl_send_reply("404", "Not here"); exit;
+    }}
+    if (is_method("OPTIONS")) {{ sl_send_reply("200", "Kamailio here"); exit; }}
+    record_route();
+    $du = "sip:{kam}:5070";
+    t_relay();
+}}
+"""
+)
+
+
+@pytest.mark.parametrize("alias", [True, False], ids=["alias", "no-alias"])
+def test_a_peers_in_dialog_requests_reach_the_call_worker_and_the_caller(
+    hosts: tuple[Host, Host], tmp_path: Path, alias: bool
+) -> None:
+    """A call from worker 1 through Kamailio (TLS) to a callee that hangs up. The TLS
+    connection to Kamailio was opened by worker 0 (an OPTIONS first) and worker 1 sends
+    the INVITE over it (RFC 5923 reuse across workers).
+
+    With ``sip.tls_alias``, our Record-Route names the shared port Kamailio aliased, with
+    worker 1's own port as ``r64w``: the callee's BYE comes back over that one connection
+    (no second connection to a worker's own port) and worker 0 hands it to worker 1.
+    Without it, the entry names worker 1's own port and Kamailio opens a connection of its
+    own there: the BYE, from a port other than the one its flow token names, still goes
+    to the caller (the entry facing the sender is the first of two), not back to
+    Kamailio. Either way the call ends on the worker that set it up."""
+    gw_host, kam_host = hosts
+    pki = make_pki(tmp_path)
+    kam_log = start_kamailio(kam_host, tmp_path, pki, KAMAILIO_DIALOG)
+    config = gateway_config(GW, "gw.test", KAM, pki, "gw", alias=alias)
+    gw = Gateway(gw_host, tmp_path, ["--media-policy", "never"], config=config)
+    try:
+        workers(gw)
+        out = ask(gw_host, GW, GW, "kam.test", 1, WORKER_PORTS)  # worker 0 opens the TLS
+        assert out.startswith("SIP/2.0 200 Kamailio here"), (out, gw.text()[-3000:])
+        (opened,) = tls_connections(gw_host)
+        uas = Sipp(kam_host, tmp_path, "uas", "uas_hangs_up.xml", local=KAM, port=5070)
+        wait_port(kam_host, "udp", 5070)
+        uac = Sipp(
+            gw_host, tmp_path, "uac", "uac_callee_hangs_up.xml", local=GW, port=5090,
+            remote=f"{GW}:{WORKER_PORTS + 1}", keys={"target": "kam.test"},
+            extra=["-s", "callee"],
+        )  # fmt: skip
+        assert uac.wait() == 0, (uac.messages()[-3000:], gw.text()[-3000:], text(kam_log)[-3000:])
+        assert uas.wait() == 0, (uas.messages()[-3000:], text(kam_log)[-3000:])
+        kam = text(kam_log)
+        bye = re.search(r"kam: in-dialog BYE to (\S+)", kam)
+        assert bye is not None, kam[-3000:]
+        if alias:
+            assert tls_connections(gw_host) == [opened], (gw.text()[-3000:], kam[-3000:])
+            assert bye.group(1).startswith(f"sips:{GW}:5061;"), kam[-3000:]
+            assert f";r64w={WORKER_PORTS + 1};" in bye.group(1), kam[-3000:]
+            assert "found connection by peer address" in kam, kam[-3000:]
+        else:
+            assert bye.group(1).startswith(f"sips:{GW}:{WORKER_PORTS + 1};"), kam[-3000:]
+            assert "r64w" not in bye.group(1), kam[-3000:]
+            out = gw_host.run("ss", "-Htn", "state", "established", check=False).stdout
+            theirs = [ln.split()[-2] for ln in out.splitlines() if f"{KAM}:5061" not in ln]
+            assert theirs == [f"{GW}:{WORKER_PORTS + 1}"], out  # Kamailio's, to worker 1
+    finally:
+        gw.stop()
+    log = gw.text()
+    assert re.search(r"rtc64\.w1\S*: call \S+ set up", log), log[-4000:]
+    assert re.search(r"rtc64\.w1\S*: call \S+ ended: bye-callee 200", log), log[-4000:]
+    assert 1 in handed_over(gw), log[-3000:]
+    assert "Traceback" not in log, log[-6000:]

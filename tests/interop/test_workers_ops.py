@@ -119,6 +119,12 @@ def test_hep_metrics_and_calls_cover_every_worker(net: Lab, work: Path) -> None:
     assert value("rtc64_sip_requests_total", method="INVITE", transport="udp", family="IPv6") == 2
     assert value("rtc64_processes_reporting") == 3  # worker 0, worker 1, TURN
     assert value("rtc64_relay_packets_total", family="IPv4") > 0
+    # the transports' counters of both workers, summed: each call is INVITE, ACK and BYE
+    # from the caller and 180, 200, 200 from the callee at least
+    assert value("rtc64_sip_transport_received_total") >= 12, text
+    assert value("rtc64_sip_transport_sent_total") >= 12, text
+    assert ("rtc64_sip_worker_messages_total", (("kind", "refused"),)) in m, text
+    assert value("rtc64_sip_worker_messages_total", kind="dropped") == 0, text
     # HEP: the INVITE to each worker's private port was captured (by the worker it reached)
     captured = [_chunks(bytes.fromhex(line)) for line in hep.read_text().split()]
     invites = {

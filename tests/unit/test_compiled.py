@@ -363,3 +363,43 @@ def test_loading_the_build_script_leaves_the_environment_alone() -> None:
     before = dict(os.environ)
     load_build_script()
     assert dict(os.environ) == before
+
+
+NATIVE_WHICH = (
+    "import rtc64, rtc64.io.turn_fastpath as f; print(f.NATIVE is None); "
+    "print(rtc64._compiled.NATIVE.reason)"
+)
+
+
+def test_no_native_env_turns_off_only_the_native_modules() -> None:
+    proc = run_python(NATIVE_WHICH, {"RTC64_NO_NATIVE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "RTC64_NO_NATIVE is set"]
+
+
+@needs_build
+def test_compiled_env_refuses_to_run_without_the_native_modules() -> None:
+    # the mypyc build is current, its "-native" sibling does not exist
+    proc = run_python(NATIVE_WHICH, {"RTC64_COMPILED": "1", "RTC64_COMPILED_DIR": str(BUILD)})
+    assert proc.returncode != 0
+    assert "RTC64_COMPILED=1 but the native modules are not used: no compiled build" in (
+        proc.stderr
+    )
+
+
+def test_native_build_is_used_only_when_its_sources_match(tmp_path: Path) -> None:
+    """A native manifest naming a C source that changed: not used (pure path)."""
+    src, build = fake_build(tmp_path)
+    assert _compiled.check(build, src).compiled
+    (src / "pkg" / "mod.py").write_bytes(b"X = 2\n")
+    assert not _compiled.check(build, src).compiled
+    assert _compiled.native_dir(SRC).parent.name == "native"
+
+
+def test_compiled_run_really_uses_the_native_reader() -> None:
+    if os.environ.get("RTC64_COMPILED", "") in ("", "0"):
+        pytest.skip("RTC64_COMPILED is not set")
+    from rtc64.io import turn_fastpath  # noqa: PLC0415
+
+    assert turn_fastpath.NATIVE is not None
+    assert str(turn_fastpath.NATIVE.__file__).endswith(_compiled.EXT_SUFFIX)

@@ -37,7 +37,14 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "rtc64"
 
 CORES = ("net", "sip", "sdp", "stun", "turn", "rtp")
 SERVICES = ("gateway", "relay", "turnserver", "probe", "clat", "tunnel")
-TOP = ("rtc64.cli", "rtc64.serve", "rtc64.workers", "rtc64.__main__")
+TOP = (
+    "rtc64.cli",
+    "rtc64.cli_store",
+    "rtc64.cli_tools",
+    "rtc64.serve",
+    "rtc64.workers",
+    "rtc64.__main__",
+)
 CONFIG = ("rtc64.config", "rtc64.settings")
 LEAVES = ("rtc64.web", "rtc64.probe")
 STORE_PROTOCOL = "rtc64.gateway.location.store"

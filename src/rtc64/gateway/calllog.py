@@ -28,7 +28,7 @@ from rtc64.gateway.location.registrar import same_contact
 from rtc64.gateway.stats import CallParty, CallView
 from rtc64.net.address import Family, IPAddress, family_of
 from rtc64.net.endpoint import Flow, Transport
-from rtc64.sip.message import Request, Response
+from rtc64.sip.message import Request
 from rtc64.sip.uri import format_uri
 
 MAX_CALLS = 100_000
@@ -234,7 +234,7 @@ class CallLog:
                       extra=fields)  # fmt: skip
 
     def answered(
-        self, call_id: bytes, resp: Response, hop: tuple[Transport, IPAddress, int] | None
+        self, call_id: bytes, status: int, hop: tuple[Transport, IPAddress, int] | None
     ) -> None:
         """The first 2xx to the INVITE came back from the callee at ``hop``."""
         call = self._calls.get(call_id)
@@ -249,7 +249,7 @@ class CallLog:
         call.relay = call.relay or self.relayed(call_id)
         fields = {
             **self._common("call-answered", call),
-            "status": resp.status,
+            "status": status,
             "callee": call.callee_address,
             "callee_family": call.callee_family,
             "callee_transport": call.callee_transport,

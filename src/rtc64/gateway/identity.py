@@ -130,7 +130,8 @@ class Identity:
     def is_our_host(self, host: Host) -> bool:
         if isinstance(host, str):
             return host.rstrip(".") in self.hostnames
-        return unmap(host) in self.addresses or host in self.addresses
+        plain = unmap(host)  # each look-up hashes the address in Python: once if unmapped
+        return plain in self.addresses or (plain is not host and host in self.addresses)
 
     def is_our_sent_by(self, host: Host, port: int | None) -> bool:
         """A Via sent-by of ours: one of our hosts with one of our ports (no port: the
@@ -233,8 +234,10 @@ def uri_transport(uri: SipUri) -> Transport:
     """The transport a SIP URI asks for (``transport=``, ``sips`` → TLS, else UDP)."""
     param = uri.param(b"transport")
     if param is not None:
-        try:
-            return Transport(param.decode("ascii", "replace").lower())
-        except ValueError:
-            pass
+        found = _BY_TOKEN.get(param.lower())
+        if found is not None:
+            return found
     return Transport.TLS if uri.scheme == b"sips" else Transport.UDP
+
+
+_BY_TOKEN = {t.value.encode(): t for t in Transport}

@@ -422,6 +422,20 @@ class MediaBridge:
         # No offer in the request: the response carries the offer, the ACK the answer.
         return self.offer(req.call_id, tag, resp.body, offerer=responder, answerer=requester)
 
+    def leaves_response(self, req: Request, responder: IPAddress) -> bool:
+        """Whether ``response_body`` for any response to ``req`` from ``responder`` is
+        None with nothing changed (the proxy may forward its bytes untouched): ``req`` is
+        not INVITE/UPDATE, or it carried the offer of a call with no relay session, no
+        untouched offer kept for a late relay, and no NAT64 translation."""
+        if req.method not in (b"INVITE", b"UPDATE"):
+            return True
+        return (
+            has_sdp(req)
+            and req.call_id not in self._calls
+            and (req.call_id, family_of(responder)) not in self._passed
+            and not self.through_nat64(responder)
+        )
+
     def end(self, call_id: bytes) -> None:
         """Tear down every relay session of ``call_id``."""
         for family in Family:

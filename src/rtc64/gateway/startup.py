@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rtc64.errors import RemoteProtocolError
@@ -39,6 +40,8 @@ class Reception:
         self.sender: Sender | None = None
         self.early = 0
         """Messages that arrived before the proxy existed."""
+        self.taken: Callable[[bytes, Flow], None] | None = None
+        """Shows a datagram the proxy took raw to the transport's taps (HEP, trace)."""
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         proxy = self.proxy
@@ -58,6 +61,16 @@ class Reception:
         """A UDP request before parsing: the proxy may answer it at once (overload)."""
         proxy = self.proxy
         return proxy is not None and proxy.shed_raw(data, flow)
+
+    def on_raw_response(self, data: bytes, flow: Flow) -> bool:
+        """A UDP response before parsing: the proxy may forward it from its raw bytes
+        (True: taken, shown to ``taken``, the transport's taps)."""
+        proxy = self.proxy
+        if proxy is None or not proxy.on_raw_response(data, flow):
+            return False
+        if self.taken is not None:
+            self.taken(data, flow)
+        return True
 
     def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
         if self.proxy is not None:

@@ -553,6 +553,13 @@ class SipTransportLayer:
         for tap in self.taps:
             tap.sent(data, flow, now)
 
+    def tap_received(self, data: bytes, flow: Flow) -> None:
+        """A datagram a raw handler took (never parsed here) is shown to the taps."""
+        if self.taps:
+            now = time.time()
+            for tap in self.taps:
+                tap.received(data, flow, now)
+
     def deliver(self, msg: Message, flow: Flow, *, counted: bool = False) -> None:
         """``msg`` arrived on ``flow`` (``counted``: already counted as received, by the
         worker whose socket took it)."""

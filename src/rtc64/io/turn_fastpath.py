@@ -16,11 +16,18 @@
 # - Peer addresses are compared as the socket-address tuples the loop hands in (IPv4
 #   ``(host, port)``, IPv6 ``(host, port, 0, 0)``; hosts written by ``inet_ntop``). No
 #   logging and no per-packet objects beyond the bytes sent.
+# - With the native build (``io._turn_native``, optional) a UDP listener's ChannelData is
+#   forwarded in C from the same tables: a ``Route`` then also carries its peer as a
+#   ``struct sockaddr`` (``sa``), a relay its socket's ``fd`` (-1 once closed, by us or
+#   by the loop: the number may soon belong to another socket) and ``queued`` (a send the
+#   kernel refused went to the loop transport's queue: the pure path sends until it
+#   drained). Without it nothing changes.
 """Per-packet TURN forwarding: permissions, channels, Data indications, bandwidth."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -30,6 +37,14 @@ from typing import Protocol, cast
 
 from rtc64.net.address import Family, IPAddress, family_of, from_sockaddr
 from rtc64.net.tokenbucket import Bucket
+
+try:
+    from rtc64.io import _turn_native
+except ImportError:  # no native build, a stale one or RTC64_PURE=1: the pure path only
+    _turn_native = None  # type: ignore[assignment]
+
+NATIVE = _turn_native
+"""The native forward's module, None when it is not built (``rtc64._compiled``)."""
 
 MAGIC_COOKIE = 0x2112A442
 DATA_INDICATION = 0x0017  # method DATA (0x007), class indication
@@ -165,12 +180,17 @@ class ClientOut(Protocol):
 class Route:
     """A bound channel seen from the client: the relay socket and the peer."""
 
-    __slots__ = ("host", "peer", "relay")
+    __slots__ = ("host", "peer", "relay", "sa")
 
     def __init__(self, relay: RelaySocket, peer: SockAddr) -> None:
         self.relay = relay
         self.peer = peer
         self.host = cast(str, peer[0])
+        self.sa: bytes | None = None
+        """The peer as a ``struct sockaddr`` for the native forward (None: pure path)."""
+        if NATIVE is not None:
+            with contextlib.suppress(TypeError, ValueError):  # the pure path sends it
+                self.sa = NATIVE.sockaddr(peer)
 
 
 class RelaySocket(asyncio.DatagramProtocol):
@@ -187,11 +207,13 @@ class RelaySocket(asyncio.DatagramProtocol):
         "closed",
         "errors",
         "family",
+        "fd",
         "from_peer_bytes",
         "from_peer_packets",
         "no_permission",
         "over_limit",
         "permitted",
+        "queued",
         "sock",
         "to_peer_bytes",
         "to_peer_packets",
@@ -208,6 +230,8 @@ class RelaySocket(asyncio.DatagramProtocol):
         self.address = address
         self.family = family_of(address[0])
         self.sock = sock
+        self.fd = sock.fileno()
+        self.queued = False
         self.transport: asyncio.DatagramTransport | None = None
         self.permitted: dict[str, bytes] = {}  # host -> the address XOR-ed as for IPv4
         self.channels: dict[SockAddr, int] = {}  # peer address -> channel number
@@ -243,6 +267,9 @@ class RelaySocket(asyncio.DatagramProtocol):
             transport.close()
             return
         self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fd = -1  # the loop closed the socket: its number may serve another one soon
 
     def error_received(self, exc: Exception) -> None:
         self.errors += 1
@@ -341,6 +368,7 @@ class RelaySocket(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.closed = True
+        self.fd = -1
         self.permitted.clear()
         self.channels.clear()
         if self.transport is not None:
@@ -348,6 +376,10 @@ class RelaySocket(asyncio.DatagramProtocol):
             self.transport = None
         else:
             self.sock.close()
+
+
+if NATIVE is not None:
+    NATIVE.layout(Route, RelaySocket)  # where the native forward reads their slots
 
 
 def channel_data(channel: int, payload: bytes, *, stream: bool) -> bytes:

@@ -6,6 +6,13 @@
 #   path when that source has the channel bound (``io.turn_fastpath``), else dropped and
 #   counted. A datagram that can be STUN (first two bits 0, at least 20 bytes) goes to the
 #   sink (the service, then the core); anything else is garbage: counted, dropped.
+# - With the native build (``io.turn_fastpath.NATIVE``) a UDP listener is read by its C
+#   ``Reader`` (a loop reader, recvmmsg): it forwards the ChannelData the pure path would
+#   forward, from the same tables (``native_clients`` maps a client's ``struct sockaddr``
+#   to its channels dict, kept with ``clients``), and hands every other datagram to
+#   ``datagram_received`` with the address tuple the loop would give. The listener then
+#   sends with the reader (a datagram the kernel refuses is dropped and counted, not
+#   queued). ``TurnListeners(native=False)`` keeps the loop's transport.
 # - TCP/TLS: ``stun.channeldata.frame_length`` cuts the byte stream into STUN messages and
 #   ChannelData frames (padded to 4), whatever the segmentation. A frame larger than
 #   ``max_frame``, a buffer over the cap without a whole frame, bytes that are neither
@@ -27,11 +34,12 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from rtc64.errors import ConfigError, RemoteProtocolError
 from rtc64.io.sockets import listen_socket, udp_socket
 from rtc64.io.turn_fastpath import (
+    NATIVE,
     ClientOut,
     Route,
     SockAddr,
@@ -44,6 +52,9 @@ from rtc64.io.turn_stream import Splice, SplicedStream
 from rtc64.net.address import IPAddress, format_hostport, from_sockaddr
 from rtc64.net.endpoint import BoundListener, ListenSpec, Transport
 from rtc64.stun.channeldata import frame_length
+
+if TYPE_CHECKING:
+    from rtc64.io import _turn_native
 
 Address = tuple[IPAddress, int]
 
@@ -98,10 +109,20 @@ class ClientSink(Protocol):
     ) -> None: ...
 
 
+class Sender(Protocol):
+    """How a UDP listener sends: the loop's datagram transport or the native reader."""
+
+    def sendto(self, data: bytes, addr: SockAddr, /) -> object: ...
+
+    def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class UdpClient:
     """A UDP client with an allocation: its source address on one listener."""
 
-    __slots__ = ("addr", "channels", "holds", "listener", "stream")
+    __slots__ = ("addr", "channels", "holds", "key", "listener", "stream")
 
     def __init__(self, listener: UdpListener, addr: SockAddr) -> None:
         self.listener = listener
@@ -109,6 +130,8 @@ class UdpClient:
         self.channels: dict[int, Route] = {}
         self.stream = False
         self.holds = 0
+        self.key: bytes | None = None
+        """Its ``struct sockaddr`` in the listener's ``native_clients`` (None: not there)."""
 
     def send(self, data: bytes) -> None:
         transport = self.listener.transport
@@ -130,10 +153,23 @@ class UdpListener(asyncio.DatagramProtocol):
         self.sock = sock
         self.sink = sink
         self.stats = stats
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: Sender | None = None
         self.clients: dict[SockAddr, UdpClient] = {}
         self._sources: dict[SockAddr, Address] = {}  # the loop's form -> (ip, port)
         self._raw: dict[Address, SockAddr] = {}  # and back, for answers
+        self.native_clients: dict[bytes, dict[int, Route]] = {}
+        self.reader: _turn_native.Reader | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start_native(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read with the native reader (``NATIVE`` must be loaded) instead of a transport."""
+        assert NATIVE is not None
+        fd = self.sock.fileno()
+        stats = self.stats
+        self.reader = reader = NATIVE.Reader(fd, self.native_clients, self.datagram_received, stats)  # type: ignore[arg-type]
+        self.transport = reader
+        self._loop = loop
+        loop.add_reader(fd, reader.read)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -177,7 +213,22 @@ class UdpListener(asyncio.DatagramProtocol):
         client = self.clients.get(addr)
         if client is None:
             client = self.clients[addr] = UdpClient(self, addr)
+            if self.reader is not None and NATIVE is not None:
+                try:
+                    client.key = NATIVE.sockaddr(addr)
+                except (TypeError, ValueError):  # the pure path serves it
+                    pass
+                else:
+                    self.native_clients[client.key] = client.channels
         return client
+
+    def forget(self, client: UdpClient) -> None:
+        """Drop a client's fast-path entries (its last allocation ended)."""
+        client.channels.clear()
+        if self.clients.get(client.addr) is client:
+            del self.clients[client.addr]
+            if client.key is not None:
+                self.native_clients.pop(client.key, None)
 
     def send(self, data: bytes, remote: Address) -> bool:
         transport = self.transport
@@ -185,11 +236,20 @@ class UdpListener(asyncio.DatagramProtocol):
             self.stats.send_dropped += 1
             return False
         addr = self._raw.get(remote)
-        transport.sendto(data, raw_address(*remote) if addr is None else addr)
+        if transport.sendto(data, raw_address(*remote) if addr is None else addr) is False:
+            self.stats.send_dropped += 1  # the native reader: refused by the kernel
+            return False
         return True
 
     def close(self) -> None:
-        if self.transport is not None:
+        reader = self.reader
+        if reader is not None:
+            if not reader.is_closing():
+                reader.close()
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(self.sock.fileno())
+                self.sock.close()
+        elif self.transport is not None:
             self.transport.close()
         else:
             self.sock.close()
@@ -349,8 +409,11 @@ class TurnListeners:
         server_tls: ssl.SSLContext | None = None,
         limits: ListenerLimits | None = None,
         log: logging.Logger | None = None,
+        native: bool = True,
     ) -> None:
         self.specs = tuple(specs)
+        self.native = native and NATIVE is not None
+        """UDP listeners read by the native reader (when it is built)."""
         self.sink = sink
         self.server_tls = server_tls
         self.limits = limits or ListenerLimits()
@@ -386,7 +449,10 @@ class TurnListeners:
             port = sock.getsockname()[1]
             local = (hashed_ip(spec.address), port)  # in every ClientFlow's hash
             listener = UdpListener(local, sock, self.sink, self.stats)
-            await self.loop.create_datagram_endpoint(lambda: listener, sock=sock)
+            if self.native:
+                listener.start_native(self.loop)
+            else:
+                await self.loop.create_datagram_endpoint(lambda: listener, sock=sock)
             self.udp[local] = listener
         elif spec.transport in (Transport.TCP, Transport.TLS):
             if spec.transport is Transport.TLS and self.server_tls is None:
@@ -504,9 +570,7 @@ class TurnListeners:
     def forget_client(self, client: ClientOut) -> None:
         """A UDP client's last allocation ended: drop its fast-path entry."""
         if isinstance(client, UdpClient) and client.holds <= 0:
-            client.channels.clear()
-            if client.listener.clients.get(client.addr) is client:
-                del client.listener.clients[client.addr]
+            client.listener.forget(client)
 
     def connection(self, connection: int) -> StreamConnection | None:
         return self.connections.get(connection)

@@ -36,9 +36,13 @@
 #   keeps alive tells it (KEEP: the AOR); an answer to another worker's OPTIONS is handed
 #   over as a DELIVER; a CRLF/WebSocket ping toward a connection another worker owns is
 #   written by that worker (PING).
-# - The channel is one Unix datagram socket per worker, bound by the supervisor in a
-#   directory only its user can enter (0700), kept across restarts (what is sent to a
-#   restarting worker waits for it). Malformed channel datagrams are dropped and counted.
+# - The channel is a mesh of connected Unix datagram pairs, one per two workers, made by
+#   the supervisor, which keeps every end across restarts (what is sent to a restarting
+#   worker waits for it); each end queues up to 4 MB (``Channel``: an unconnected
+#   datagram socket would hold only ``net.unix.max_dgram_qlen``, 10, datagrams).
+#   Malformed channel datagrams are dropped and counted.
+#   State the others must learn (RESET, OPEN/CLOSE, ALIAS, failures) is never lost to a
+#   full channel: it waits in ``worker_backlog``, in order, until the kernel takes it.
 """Messages and connection ownership between SIP worker processes."""
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from typing import Protocol, TypeVar
 from rtc64.errors import RemoteProtocolError
 from rtc64.io import eyeballs_tcp
 from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
+from rtc64.io.worker_backlog import Backlog
 from rtc64.io.worker_conns import PeerConnection, PeerConnections, SentFor
 from rtc64.io.worker_owners import Owners
 from rtc64.net.address import IPAddress
@@ -109,36 +114,77 @@ def owner_of(connection_id: int) -> int:
 
 
 def channel_name(directory: str, index: int) -> bytes:
-    """The Unix socket path of worker ``index``'s channel in ``directory``."""
+    """Worker ``index``'s name in ``directory`` (the supervisor's private directory)."""
     return os.path.join(directory, f"w{index}").encode()
 
 
-def bind_channels(directory: str, count: int) -> list[socket.socket]:
-    """One bound channel socket per worker in ``directory`` (mode 0700: no other user
-    can send to them); the supervisor keeps them."""
+CHANNEL_BUFFER = 4 * 1024 * 1024
+"""Bytes each end of a worker pair may queue (thousands of SIP messages)."""
+
+
+class Channel:
+    """Worker ``index``'s ends of the channel mesh: ``ends[j]`` is one end of a connected
+    Unix datagram pair whose other end is worker ``j``'s ``ends[index]`` (None at
+    ``index``). Connected pairs, not one bound socket per worker: the kernel caps what
+    waits on an unconnected datagram socket at ``net.unix.max_dgram_qlen`` datagrams
+    (10 by default, whatever its buffer), which a busy worker's share of a burst exceeds;
+    a pair's queue is bounded by its buffer only. The supervisor keeps every end, so what
+    is sent to a restarting worker waits for it."""
+
+    __slots__ = ("ends", "index")
+
+    def __init__(self, index: int, ends: Sequence[socket.socket | None]) -> None:
+        self.index = index
+        self.ends = tuple(ends)
+
+    def __getstate__(self) -> tuple[int, tuple[socket.socket | None, ...]]:
+        return self.index, self.ends
+
+    def __setstate__(self, state: tuple[int, tuple[socket.socket | None, ...]]) -> None:
+        self.index, self.ends = state
+
+    def readers(self) -> list[socket.socket]:
+        """The ends this worker reads."""
+        return [end for end in self.ends if end is not None]
+
+    def close(self) -> None:
+        for end in self.readers():
+            end.close()
+
+
+def _sized(sock: socket.socket) -> socket.socket:
+    """``sock`` with CHANNEL_BUFFER of send and receive buffer (past the system's maximum
+    when privileged), non-blocking."""
+    for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # *BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, CHANNEL_BUFFER)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, CHANNEL_BUFFER)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_channels(directory: str, count: int) -> list[Channel]:
+    """The channel mesh of ``count`` workers (one connected pair per two workers);
+    ``directory`` (mode 0700) holds the workers' other private endpoints. The supervisor
+    keeps the channels."""
     os.chmod(directory, 0o700)
-    out = []
-    for k in range(count):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        sock.bind(channel_name(directory, k))
-        out.append(sock)
-    return out
+    ends: list[list[socket.socket | None]] = [[None] * count for _ in range(count)]
+    for i in range(count):
+        for j in range(i + 1, count):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ends[i][j], ends[j][i] = _sized(a), _sized(b)
+    return [Channel(k, ends[k]) for k in range(count)]
 
 
-def announce_gone(names: Sequence[bytes], index: int) -> None:
+def announce_gone(channels: Sequence[Channel], index: int) -> None:
     """The supervisor's word that worker ``index`` died: the others forget its
-    connections and aliases at once (a RESET in its name)."""
-    try:
-        out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    except OSError:
-        return  # the worker's own RESET, once restarted, says it too
-    with out:
-        out.setblocking(False)
-        for k, name in enumerate(names):
-            if k != index:
-                with contextlib.suppress(OSError):
-                    out.sendto(_HEAD.pack(RESET, index, 0, 0), name)
+    connections and aliases at once (a RESET in its name, on its ends)."""
+    for k, end in enumerate(channels[index].ends):
+        if end is not None and k != index:
+            with contextlib.suppress(OSError):
+                end.send(_HEAD.pack(RESET, index, 0, 0))
 
 
 def _addr(sockaddr: SockAddr) -> bytes:
@@ -160,7 +206,7 @@ class WorkerLink:
     def __init__(
         self,
         index: int,
-        channel: socket.socket,
+        channel: Channel,
         names: Sequence[bytes],
         private_ports: Mapping[tuple[Transport, int], int],
         log: logging.Logger,
@@ -168,8 +214,7 @@ class WorkerLink:
         self.index = index
         self._channel = channel
         self._names = tuple(names)
-        self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._out.setblocking(False)
+        self._backlog = Backlog(channel.ends)
         self._peers = PeerConnections()  # the other workers' connections and aliases
         self._sent_for = SentFor()  # branches of requests written for other workers
         self.owners = Owners(index, len(self._names), private_ports, self._sent_for)
@@ -191,6 +236,18 @@ class WorkerLink:
         self.dropped = 0  # channel datagrams lost or malformed
         self.refused = 0  # sends naming a connection id no worker holds for that peer
 
+    def counters(self) -> dict[str, int]:
+        """The channel's counters by name (``/metrics``: ``rtc64_sip_worker_messages``)."""
+        return {
+            "handed": self.handed,
+            "spread": self.spread_out,
+            "taken": self.taken,
+            "dropped": self.dropped,
+            "refused": self.refused,
+            "state_queued": self._backlog.queued,
+            "state_dropped": self._backlog.dropped,
+        }
+
     # wiring
 
     def attach(
@@ -208,8 +265,10 @@ class WorkerLink:
 
     def serve(self) -> None:
         """Start reading the channel."""
-        self._channel.setblocking(False)
-        asyncio.get_running_loop().add_reader(self._channel.fileno(), self._read)
+        loop = asyncio.get_running_loop()
+        for end in self._channel.readers():
+            end.setblocking(False)
+            loop.add_reader(end.fileno(), self._read, end)
 
     def private_ports(self, private: Mapping[tuple[Transport, int], int]) -> None:
         """Every worker's private ports after a reload changed ``sip.listen``."""
@@ -217,8 +276,10 @@ class WorkerLink:
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
-            asyncio.get_running_loop().remove_reader(self._channel.fileno())
-        self._out.close()
+            loop = asyncio.get_running_loop()
+            for end in self._channel.readers():
+                loop.remove_reader(end.fileno())
+        self._backlog.close()
         self.log.info(
             "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
             "%d taken, %d dropped, %d sends refused",
@@ -473,10 +534,10 @@ class WorkerLink:
             return None
         return f"connection #{cid} does not lead to {transport.value} {remote[0]}:{remote[1]}"
 
-    def _read(self) -> None:
+    def _read(self, end: socket.socket) -> None:
         for _ in range(256):
             try:
-                data = self._channel.recv(1 << 17)
+                data = end.recv(1 << 17)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -603,7 +664,10 @@ class WorkerLink:
 
     def _send_to(self, worker: int, data: bytes) -> bool:
         try:
-            self._out.sendto(data, self._names[worker])
+            end = self._channel.ends[worker]
+            if end is None:
+                raise OSError(f"no channel to worker {worker}")
+            end.send(data)
         except OSError as exc:
             self.dropped += 1
             self.log.info("worker channel: cannot reach worker %d: %s", worker, exc)
@@ -612,10 +676,10 @@ class WorkerLink:
         return True
 
     def _broadcast(self, data: bytes) -> None:
+        """State every other worker must learn: never lost to a full channel (queued)."""
         for k in range(len(self._names)):
             if k != self.index:
-                with contextlib.suppress(OSError):
-                    self._out.sendto(data, self._names[k])
+                self._backlog.send(k, data)
 
 
 def _kind(msg: Message) -> str:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 import time
-import zlib
 from collections.abc import Callable, Mapping
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.worker_conns import SentFor
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
+from rtc64.net.shard import ROUTE_WORKER_PARAM, shard_of
 from rtc64.sip import headers as sh
 from rtc64.sip.digest import nonce_origin
 from rtc64.sip.message import Message, Request
@@ -52,17 +52,16 @@ PrivatePorts = Mapping[tuple[Transport, int], int]
 
 def call_id_owner(call_id: bytes, count: int) -> int:
     """The worker a spread request with this Call-ID value belongs to."""
-    return zlib.crc32(call_id.strip()) % count
+    return shard_of(call_id.strip(), count)
 
 
 def spread_owner(register: bool, to: bytes | None, call_id: bytes, count: int) -> int:
     """The worker a spread request belongs to: a REGISTER's AOR's (its keepalive owner,
-    CRC-32 of the key as ``gateway.keepalive.service.owner_of`` hashes it), else its
-    Call-ID's."""
+    ``gateway.keepalive.service.owner_of``), else its Call-ID's."""
     if register and to is not None:
         aor = register_aor(to)
         if aor is not None:
-            return zlib.crc32(aor) % count
+            return shard_of(aor, count)
     return call_id_owner(call_id, count)
 
 
@@ -82,8 +81,11 @@ class Owners:
     def raw_owner(self, data: bytes, flow: Flow) -> int | None:
         """Another worker a UDP request datagram belongs to, decided on its raw bytes,
         or None (this worker's, or to be decided once parsed)."""
-        if self.spread is None or (flow.transport, flow.local[1]) in self.private:
+        spread = self.spread
+        if spread is None or (flow.transport, flow.local[1]) in self.private:
             return None
+        if not spread(flow.remote[0]):
+            return None  # an untrusted source: stays here, and no regular expression run
         end = data.find(b"\r\n\r\n")
         head = data if end < 0 else data[: end + 2]
         found = _RAW_CALL_ID.search(head)
@@ -96,9 +98,7 @@ class Owners:
         owner = spread_owner(
             register, None if to is None else to.group(1), found.group(1), self.count
         )
-        if owner == self.index or not self.spread(flow.remote[0]):
-            return None
-        return owner
+        return None if owner == self.index else owner
 
     def of(self, msg: Message, flow: Flow) -> int | None:
         """The worker a parsed message belongs to, or None (whoever received it)."""
@@ -120,7 +120,8 @@ class Owners:
         return owner
 
     def route_owner(self, msg: Request, transport: Transport) -> int | None:
-        """The worker whose private port the top Route names, or the next one's."""
+        """The worker whose private port the top Route names (as its port, or as the
+        ``ROUTE_WORKER_PARAM`` of an entry naming a shared port), or the next one's."""
         if msg.get(b"route") is None:
             return None
         try:
@@ -129,14 +130,20 @@ class Owners:
             return None
         for route in found[:2]:
             uri = route.uri
-            if not isinstance(uri, SipUri) or uri.port is None:
+            if not isinstance(uri, SipUri):
+                continue
+            port = uri.port
+            named = uri.param(ROUTE_WORKER_PARAM)  # a shared port named for a worker
+            if named is not None and named.isdigit() and len(named) <= 5:
+                port = int(named)
+            if port is None:
                 continue
             param = uri.param(b"transport")
             try:
-                named = Transport(param.decode().lower()) if param else transport
+                transport_named = Transport(param.decode().lower()) if param else transport
             except ValueError:
                 continue
-            owner = self.private.get((named, uri.port))
+            owner = self.private.get((transport_named, port))
             if owner is not None:
                 return owner
         return None

@@ -39,6 +39,8 @@ class Transport(enum.Enum):
     WS = "ws"
     WSS = "wss"
 
+    __hash__ = object.__hash__  # members are singletons: no Python-level hash per look-up
+
     @property
     def reliable(self) -> bool:
         return self is not Transport.UDP
@@ -54,7 +56,10 @@ class Transport(enum.Enum):
 
     @property
     def default_port(self) -> int:
-        return {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}[self.value]
+        return _DEFAULT_PORTS[self.value]
+
+
+_DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
 
 @dataclass(frozen=True, slots=True)

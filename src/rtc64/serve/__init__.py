@@ -92,6 +92,7 @@ from rtc64.turnserver.service import TurnService, tune_memory
 from rtc64.web.app import RunningWeb
 from rtc64.web.peers import endpoint_path
 from rtc64.web.probes import ProbeResult
+from rtc64.web.views import SipIoCounters
 from rtc64.web.wiring import preflight as web_preflight
 from rtc64.web.wiring import refresh_gateway_web, start_gateway_web, start_peer_web
 
@@ -277,6 +278,7 @@ class Gateway:
             peer = await start_peer_web(
                 cfg, endpoint_path(role.directory, f"w{role.index}"),
                 proxy=self.proxy, relay=self.relay, turn=None, keepalive=self.keepalives,
+                sip_io=self._sip_io_counters,
             )  # fmt: skip
             self._stack.push_async_callback(peer.stop)
 
@@ -314,8 +316,17 @@ class Gateway:
             keepalive=self.keepalives,
             probe=self._run_probe,
             peers=None if self.role is None else self.role.peer_stats(),
+            sip_io=None if self.transports is None else self._sip_io_counters,
         )
         self._stack.push_async_callback(self.web.stop)
+
+    def _sip_io_counters(self) -> SipIoCounters:
+        """The SIP transports' and the worker channel's counters (``/metrics``)."""
+        transports, link = self.transports, self._link
+        return SipIoCounters(
+            transport={} if transports is None else transports.stats.snapshot(),
+            link={} if link is None else link.counters(),
+        )
 
     async def _tunnel(self) -> TunnelService:
         """The Public TSP server (``[tunnel]``) as one more service of this process."""
@@ -346,7 +357,7 @@ class Gateway:
         reception = Reception(log.getChild("startup"))
         role = self.role
         link = None if role is None else role.link(log.getChild("link"))
-        tap = ReplyTap(reception.on_message)
+        tap = ReplyTap(reception.on_message, reception.on_raw_response)
         self._link = link
         self.transports = transports = await bind_transports(
             cfg, data_dir, reception, tap, log, role=role, link=link, book=self._book

@@ -81,6 +81,7 @@ async def bind_transports(
         receive_only=() if role is None else [spec for spec, _ in role.sockets.own],
     )
     reception.sender = transports
+    reception.taken = transports.tap_received
     if link is not None:
         link.on_send_error = reception.on_send_error
         link.on_raw_admit = reception.on_raw_request

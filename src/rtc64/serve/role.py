@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rtc64.io.sip_workers import WorkerSockets
-from rtc64.io.worker_link import WorkerLink
+from rtc64.io.worker_link import Channel, WorkerLink
 from rtc64.net.endpoint import BoundListener, Transport
 from rtc64.settings import (
     media_slices,
@@ -28,7 +28,7 @@ class WorkerRole:
     sockets: WorkerSockets
     peers: tuple[BoundListener, ...]  # every worker's private listeners
     shares: int  # processes that cut ``media.ports`` into slices (workers, then TURN)
-    channel: socket.socket  # this worker's end of the worker channel (io.worker_link)
+    channel: Channel  # this worker's ends of the worker channel (io.worker_link)
     names: tuple[bytes, ...]  # every worker's channel name
     private: dict[tuple[Transport, int], int]  # private port -> worker
     control: socket.socket  # the supervisor's new sockets on a reload (io.sip_workers)

@@ -16,12 +16,15 @@
 # step 5) of a REGISTER's To value from its text alone, so SIP workers can hand a
 # REGISTER to the worker that keeps that AOR's contacts alive; a guess that differs from
 # the registrar's key (escapes, an alias of the gateway) only costs a hand-over.
-"""A look at a raw SIP request before parsing: new work, and its transaction's branch."""
+"""A look at raw SIP messages before parsing: new work and its branch; plain responses."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from rtc64.errors import RemoteProtocolError
+from rtc64.sip.headers import header_key
 from rtc64.sip.via import MAGIC_COOKIE
 
 _START = re.compile(rb"([A-Za-z!%*_+`'~.-]+) [^ \r\n]+ SIP/2\.0\r?\n")
@@ -98,3 +101,111 @@ def register_aor(to: bytes) -> bytes | None:
         return None
     host = host.lower()
     return b"sip:" + user.split(b":", 1)[0] + b"@" + host if at else b"sip:" + host
+
+
+# A response the proxy may forward from its raw bytes (``peek_response``): the caller
+# matches it to a client transaction by ``branch`` and ``method`` (§17.1.3) and removes
+# the top Via line (§16.7 step 3) without building the message model. Only the plain
+# shape is taken: CRLF line ends, no folded line, header names that are tokens, one
+# value on the top Via line and at least one more Via, one CSeq, Call-ID, From and To,
+# a Content-Length that matches the bytes after the header section. Anything else is
+# ``None``: the caller parses the message as usual.
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """What the proxy reads from a raw response before forwarding it."""
+
+    status: int
+    branch: bytes
+    method: bytes  # of the CSeq
+    seq: int
+    call_id: bytes
+    via_start: int  # the top Via line, CRLF included: data[via_start:via_end]
+    via_end: int
+    to: bytes  # the To value as received
+    contacts: tuple[bytes, ...]  # Contact values, one per line
+    record_routes: tuple[bytes, ...]  # Record-Route values, one per line
+    body: bool  # a non-empty body follows the header section
+
+    def without_top_via(self, data: bytes) -> bytes:
+        """``data`` with the top Via line cut out."""
+        return data[: self.via_start] + data[self.via_end :]
+
+
+_FOLD = (32, 9)
+
+
+def peek_response(data: bytes) -> RawResponse | None:
+    """The fields of a plain response (see above), or None."""
+    if data[:8] != b"SIP/2.0 " or data[11:12] != b" ":
+        return None
+    code = data[8:11]
+    if not code.isdigit():
+        return None
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0 or data.count(b"\n", 0, head_end) != data.count(b"\r\n", 0, head_end):
+        return None
+    pos = data.find(b"\r\n") + 2
+    stop = head_end + 2
+    via_start = via_end = vias = 0
+    top = cseq = call_id = to = length = b""
+    has_from = False
+    contacts: list[bytes] = []
+    rrs: list[bytes] = []
+    while pos < stop:
+        end = data.find(b"\r\n", pos)
+        if data[pos] in _FOLD:
+            return None
+        colon = data.find(b":", pos, end)
+        if colon < 0:
+            return None
+        name = data[pos:colon].rstrip(b" \t")
+        try:
+            key = header_key(name)
+        except RemoteProtocolError:
+            return None
+        value = data[colon + 1 : end].strip(b" \t")
+        if key == b"via":
+            vias += 1
+            if vias == 1:
+                top, via_start, via_end = value, pos, end + 2
+        elif key == b"cseq":
+            if cseq:
+                return None
+            cseq = value
+        elif key == b"call-id":
+            if call_id:
+                return None
+            call_id = value
+        elif key == b"to":
+            if to:
+                return None
+            to = value
+        elif key == b"from":
+            if has_from:
+                return None
+            has_from = True
+        elif key == b"contact":
+            contacts.append(value)
+        elif key == b"record-route":
+            rrs.append(value)
+        elif key == b"content-length":
+            if length:
+                return None
+            length = value
+        pos = end + 2
+    if vias < 2 or b"," in top or not (cseq and call_id and to and has_from and length):
+        return None
+    branch = _BRANCH.search(top)
+    if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
+        return None
+    seq, _, method = cseq.partition(b" ")
+    method = method.strip(b" \t")
+    if not seq.isdigit() or len(seq) > 10 or not method or b" " in method:
+        return None
+    if not length.isdigit() or int(length) != len(data) - head_end - 4:
+        return None
+    return RawResponse(
+        status=int(code), branch=branch.group(1), method=method, seq=int(seq),
+        call_id=call_id, via_start=via_start, via_end=via_end, to=to,
+        contacts=tuple(contacts), record_routes=tuple(rrs), body=int(length) > 0,
+    )  # fmt: skip

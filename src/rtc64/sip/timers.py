@@ -36,6 +36,8 @@ class Timer(enum.Enum):
     TIMER_L = "L"  # RFC 6026: wait for INVITE retransmits after a 2xx (server ACCEPTED)
     TIMER_M = "M"  # RFC 6026: wait for 2xx retransmits (client ACCEPTED)
 
+    __hash__ = object.__hash__  # members are singletons: no Python-level hash per look-up
+
 
 RETRANSMIT_TIMERS = frozenset((Timer.TIMER_A, Timer.TIMER_E, Timer.TIMER_G))
 

@@ -188,6 +188,30 @@ class TransactionLayer:
         self._after(txn, out)
         return out
 
+    def client_for(self, branch: bytes, method: bytes) -> ClientTransaction | None:
+        """The live client transaction with this §17.1.3 key, if any."""
+        return self._client.get((branch, method))
+
+    def receive_status(
+        self, txn: ClientTransaction, status: int, now: float
+    ) -> tuple[bool, list[Event]] | None:
+        """Run a 1xx or 2xx response to ``txn`` known by its status alone (a proxy
+        forwarding raw bytes): whether the TU should see it (else it was absorbed), and
+        the events. None, with nothing changed, when ``txn`` has left the layer, one of
+        its timers is overdue or its state wants the parsed response
+        (``receive_response`` then)."""
+        if self._client.get(txn.key) is not txn:
+            return None
+        deadline = txn.deadline
+        if deadline is not None and deadline <= now:
+            return None
+        out: list[Event] = []
+        seen = txn.take_status(status, now, out)
+        if seen is None:
+            return None
+        self._after(txn, out)
+        return seen, out
+
     # -- server side ------------------------------------------------------------------------
 
     def find_server(self, request: Request) -> ServerTransaction | None:

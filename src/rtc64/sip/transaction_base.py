@@ -48,6 +48,8 @@ class State(enum.Enum):
     ACCEPTED = "Accepted"
     TERMINATED = "Terminated"
 
+    __hash__ = object.__hash__  # members are singletons: no Python-level hash per look-up
+
 
 class Input(enum.Enum):
     """What reaches a machine besides its timers."""
@@ -61,6 +63,8 @@ class Input(enum.Enum):
     TU_2XX = "2xx from TU"
     TU_FINAL = "300-699 from TU"
     TRANSPORT_ERROR = "transport error"
+
+    __hash__ = object.__hash__  # members are singletons: no Python-level hash per look-up
 
 
 class Action(enum.Enum):
@@ -77,6 +81,8 @@ class Action(enum.Enum):
     ACK_TO_TU = enum.auto()  # RFC 6026 ACCEPTED
     TIMEOUT = enum.auto()  # B, F (client) or H (server)
     TRANSPORT_FAILED = enum.auto()  # §17.1.4, §17.2.4
+
+    __hash__ = object.__hash__  # members are singletons: no Python-level hash per look-up
 
 
 _FINISHED = frozenset((State.COMPLETED, State.CONFIRMED, State.ACCEPTED))

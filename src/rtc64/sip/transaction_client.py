@@ -199,6 +199,27 @@ class ClientTransaction(Transaction):
         assert self._out is not None
         self._emit(self._out, out)
 
+    def take_status(self, status: int, now: float, out: list[Event]) -> bool | None:
+        """A 1xx or 2xx response known by its status alone (the proxy's raw path): True
+        when the TU should see it, False when absorbed, None when this state wants the
+        parsed response (nothing changed then). Timers must not be overdue."""
+        if status >= 300:
+            return None
+        row = self._table[self.state].get(response_input(status))
+        if row is None:
+            return None
+        state, action = row
+        if action is _A.PASS_UP:
+            seen = True
+        elif action is _A.ABSORB:
+            seen = False
+        else:
+            return None
+        if state is not self.state:
+            self._enter(state, now)
+        self.advance(now, out)
+        return seen
+
     def _act(
         self,
         action: Action,

@@ -91,6 +91,7 @@ class _Collector(Collector):
             "rtc64_event_loop_lag_seconds", "event loop lateness (smoothed)", value=s.loop_lag
         )
         yield from self._sip()
+        yield from self._sip_io()
         yield from self._registrations()
         yield from self._keepalives()
         yield from self._calls()
@@ -184,6 +185,36 @@ class _Collector(Collector):
         for f in fields(stats):
             name = names.get(f.name, f"rtc64_sip_{f.name}")
             yield CounterMetricFamily(name, f"proxy counter {f.name}", value=getattr(stats, f.name))
+
+    def _sip_io(self) -> Iterator[Metric]:
+        """The transports' counters (``rtc64_sip_transport_<name>``; connections open is a
+        gauge) and, with SIP workers, the worker channel's by kind."""
+        read = self.scrape.sources.sip_io
+        if read is None:
+            return
+        counters = read()
+        for name, value in sorted(counters.transport.items()):
+            if name == "connections_open":
+                yield GaugeMetricFamily(
+                    "rtc64_sip_connections_open", "SIP stream connections open", value=value
+                )
+            else:
+                yield CounterMetricFamily(
+                    f"rtc64_sip_transport_{name}", f"SIP transport counter {name}", value=value
+                )
+        if not counters.link:
+            return
+        link = CounterMetricFamily(
+            "rtc64_sip_worker_messages",
+            "messages on the SIP workers' channel: handed to another worker (of which "
+            "spread: trusted sources' requests by Call-ID/AOR), taken from one, dropped, "
+            "sends refused (a connection id no worker holds); state (connections, "
+            "aliases, failures) that waited for a full channel, and state lost",
+            labels=["kind"],
+        )
+        for kind, value in sorted(counters.link.items()):
+            link.add_metric([kind], value)
+        yield link
 
     def _registrations(self) -> Iterator[Metric]:
         if self.scrape.sources.registrations is None:

@@ -83,6 +83,17 @@ class Sources:
     """The Public TSP tunnel server (``[tunnel]``)."""
     peers: PeerView | None = None
     """The gateway's other processes (SIP workers, the supervisor's TURN): ``web.peers``."""
+    sip_io: Callable[[], SipIoCounters] | None = None
+    """This process's SIP transport and worker channel counters."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipIoCounters:
+    """The SIP transports' counters (``io.stats.TransportStats`` by field name) and the
+    worker channel's (empty without SIP workers)."""
+
+    transport: dict[str, int]
+    link: dict[str, int]
 
 
 class PeerView(Protocol):

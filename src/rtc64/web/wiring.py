@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv6Network
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from rtc64.web.auth import Guard, check_listen, load_admin
 from rtc64.web.peers import RunningPeer, start_peer_endpoint
 from rtc64.web.probes import ProbeRunner
 from rtc64.web.tunnel import tunnel_status
-from rtc64.web.views import PeerView, Sources, Status, TurnRest
+from rtc64.web.views import PeerView, SipIoCounters, Sources, Status, TurnRest
 
 
 def reload_by_signal() -> bool:
@@ -146,6 +146,7 @@ async def start_gateway_web(
     keepalive: KeepaliveView | None = None,
     probe: ProbeRunner | None = None,
     peers: PeerView | None = None,
+    sip_io: Callable[[], SipIoCounters] | None = None,
 ) -> RunningWeb:
     """Start the console/API/metrics on ``web.listen`` (``peers``: the gateway's other
     processes, whose figures it adds to its own)."""
@@ -160,7 +161,9 @@ async def start_gateway_web(
         nat64=nat64, started=time.time(), tunnel=tunnel_status(tunnel),
     )  # fmt: skip
     sources = dataclasses.replace(
-        _own_sources(status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive),
+        _own_sources(
+            status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive, sip_io=sip_io
+        ),
         registrations=registrations,
         tunnel=tunnel,
         blocks=blocks,
@@ -190,6 +193,7 @@ async def start_peer_web(
     relay: RelayView | None,
     turn: TurnView | None,
     keepalive: KeepaliveView | None = None,
+    sip_io: Callable[[], SipIoCounters] | None = None,
 ) -> RunningPeer:
     """One of several processes of the gateway (a SIP worker other than 0, the
     supervisor's TURN): its own figures on the Unix socket ``path`` for worker 0's
@@ -205,7 +209,9 @@ async def start_peer_web(
         config=(),
         started=time.time(),
     )
-    sources = _own_sources(status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive)
+    sources = _own_sources(
+        status, proxy=proxy, relay=relay, turn=turn, keepalive=keepalive, sip_io=sip_io
+    )
     return await start_peer_endpoint(path, sources)
 
 
@@ -216,6 +222,7 @@ def _own_sources(
     relay: RelayView | None,
     turn: TurnView | None,
     keepalive: KeepaliveView | None,
+    sip_io: Callable[[], SipIoCounters] | None = None,
 ) -> Sources:
     """What every process of the gateway reports of itself (its proxy, relay, TURN and
     keepalives) on its own clocks; worker 0 adds the store-wide views and its peers."""
@@ -227,4 +234,5 @@ def _own_sources(
         relay=relay,
         turn=turn,
         keepalive=keepalive,
+        sip_io=sip_io,
     )

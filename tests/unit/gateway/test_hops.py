@@ -306,3 +306,26 @@ def test_stamped_request_keeps_its_parsed_vias_in_step_with_its_lines() -> None:
     reparsed = parse_datagram(serialize(resp))
     assert resp.vias == reparsed.vias == stamped.vias
     assert len(resp.vias) == 2
+
+
+def test_the_entry_facing_the_sender_is_the_first_whatever_connection_it_came_over() -> None:
+    """A server callee reached over TLS (its entry's flow token names the connection we
+    opened to its port 5061) sends its BYE over a connection of its own, from another
+    port: the BYE still goes toward the caller's flow, never back to the callee."""
+    callee = hops.FlowToken(Transport.TLS, IPv4Address("10.77.0.2"), 5061)
+    caller = hops.FlowToken(Transport.UDP, IPv4Address("10.77.0.9"), 40000)
+    callee_entry = parse_uri(b"sips:10.77.0.1:5061;transport=tls;lr;r2=on;r64f=" + callee.encode())
+    caller_entry = parse_uri(b"sip:10.77.0.1:5060;lr;r2=on;r64f=" + caller.encode())
+    local = (IPv4Address("10.77.0.1"), 5061)
+    open_all = lambda *_a: True  # noqa: E731
+    for port in (5061, 51234):  # over our connection, and over one the callee opened
+        from_callee = Flow(Transport.TLS, local, (IPv4Address("10.77.0.2"), port))
+        got = hops.flow_toward([callee_entry, caller_entry], from_callee, open_all)  # type: ignore[list-item]
+        assert got is not None and (got.host, got.port) == (caller.ip, caller.port)
+    # the caller's request: toward the callee's connection
+    from_caller = Flow(Transport.UDP, (IPv4Address("10.77.0.1"), 5060), (caller.ip, 40000))
+    got = hops.flow_toward([caller_entry, callee_entry], from_caller, open_all)  # type: ignore[list-item]
+    assert got is not None and (got.host, got.port) == (callee.ip, callee.port)
+    # one entry: the token the request's own flow matches is the sender's
+    assert hops.flow_toward([callee_entry], Flow(Transport.TLS, local, (callee.ip, 5061)),  # type: ignore[list-item]
+                            open_all) is None  # fmt: skip

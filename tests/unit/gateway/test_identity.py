@@ -202,3 +202,66 @@ def test_a_via_with_alias_names_the_shared_port_not_the_workers_own() -> None:
     # one process: no shared listeners, the Via names the listener as before
     single = Identity([shared_tls], source_for=no_source, tls_alias=True)
     assert single.alias_listener(shared_tls) is shared_tls
+
+
+def test_a_record_route_toward_an_aliased_peer_names_the_shared_port_and_the_worker() -> None:
+    """SIP workers, ``sip.tls_alias``: the entry facing a TLS peer names the shared port
+    (the alias the peer keeps for our connection, so its in-dialog requests reuse it) and
+    the worker's own port as ``r64w`` (so they are handed to the dialog's worker); the
+    worker rule of ``io.worker_owners`` reads it back. Without the alias, and on TCP, the
+    entry names the worker's own port as before."""
+    from rtc64.gateway.proxy import splice  # noqa: PLC0415
+    from rtc64.gateway.proxy.hops import Hop  # noqa: PLC0415
+    from rtc64.io.worker_conns import SentFor  # noqa: PLC0415
+    from rtc64.io.worker_owners import Owners  # noqa: PLC0415
+    from rtc64.net.endpoint import Flow  # noqa: PLC0415
+    from rtc64.sip.framing import parse_datagram  # noqa: PLC0415
+    from rtc64.sip.message import Request  # noqa: PLC0415
+
+    own_tls, own_tcp = listener("tls:192.0.2.1:41005"), listener("tcp:192.0.2.1:41006")
+    shared_tls, shared_udp = listener("tls:192.0.2.1:5061"), listener("udp:192.0.2.1:5060")
+    shared = [shared_tls.spec, shared_udp.spec]
+    invite = parse_datagram(
+        b"INVITE sip:b@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-1\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@example.net>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+        b"Contact: <sip:a@192.0.2.9>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(invite, Request)
+    flow = Flow(Transport.UDP, (HOST4, 5060), (IPv4Address("192.0.2.9"), 5060))
+    owners = Owners(5, 6, {(Transport.TLS, 41005): 5, (Transport.TCP, 41006): 5}, SentFor())
+
+    def rr(ident: Identity, out: Listener, hop: Hop) -> bytes:
+        return splice.record_route(
+            ident, b"k" * 32, in_l=shared_udp, flow=flow, out_l=out, hop=hop, req=invite,
+            target=invite.uri, issued=1_800_000_000,
+        )  # fmt: skip
+
+    def owner(value: bytes, transport: Transport) -> int | None:
+        bye = parse_datagram(
+            b"BYE sip:a@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.2;branch=z9hG4bK-2\r\n"
+            b"Route: " + value + b"\r\nFrom: <sip:b@example.net>;tag=2\r\n"
+            b"To: <sip:a@x>;tag=1\r\nCall-ID: c\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert isinstance(bye, Request)
+        return owners.route_owner(bye, transport)
+
+    aliased = Identity([own_tls, own_tcp, shared_tls, shared_udp], source_for=no_source,
+                       tls_alias=True, shared=shared)  # fmt: skip
+    value = rr(aliased, own_tls, Hop(Transport.TLS, HOST4B, 5061))
+    top = value.split(b", ")[0]
+    assert top.startswith(b"<sips:192.0.2.1:5061;transport=tls;lr;r2=on;r64w=41005;"), value
+    assert b"41005" not in value.split(b", ")[1]  # the caller-facing entry: the shared UDP port
+    assert owner(value, Transport.TLS) == 5  # the callee's BYE: the top entry's worker
+    # a forged or odd worker parameter names no worker
+    for forged in (b"r64w=5061", b"r64w=99999999", b"r64w=-1", b"r64w", b"r64w=4l005"):
+        assert owner(value.replace(b"r64w=41005", forged), Transport.TLS) is None
+    # TCP, and TLS without the alias: the worker's own port, no parameter
+    value = rr(aliased, own_tcp, Hop(Transport.TCP, HOST4B, 5060))
+    assert (
+        value.startswith(b"<sip:192.0.2.1:41006;transport=tcp;lr;r2=on;") and b"r64w" not in value
+    )
+    assert owner(value, Transport.TCP) == 5
+    plain = Identity([own_tls, shared_tls, shared_udp], source_for=no_source, shared=shared)
+    value = rr(plain, own_tls, Hop(Transport.TLS, HOST4B, 5061))
+    assert value.startswith(b"<sips:192.0.2.1:41005;transport=tls;") and b"r64w" not in value
+    assert owner(value, Transport.TLS) == 5

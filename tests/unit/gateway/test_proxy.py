@@ -164,6 +164,7 @@ class Harness:
         self.media = media
         self.resolver = resolver or Resolver()
         self.proxy = self.build()
+        self.raw = True  # responses try ``Proxy.on_raw_response`` first, as over UDP
 
     def build(self) -> Proxy:
         """The proxy on the harness's parts (``rebuild`` after replacing one)."""
@@ -199,7 +200,12 @@ class Harness:
     async def feed(self, data: bytes, source: tuple[str, int]) -> list[Sent]:
         """``data`` arrives over UDP from ``source`` on the listener of its family."""
         before = len(self.sender.sent)
-        self.proxy.on_message(parse_datagram(data), udp_flow(source))
+        flow = udp_flow(source)
+        # As the UDP listener: a response may be forwarded from its raw bytes first.
+        if not (
+            self.raw and data.startswith(b"SIP/2.0 ") and self.proxy.on_raw_response(data, flow)
+        ):
+            self.proxy.on_message(parse_datagram(data), flow)
         await self.drain()
         return self.sender.sent[before:]
 

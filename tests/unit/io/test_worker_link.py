@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import socket
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -123,17 +124,17 @@ def test_two_workers_hand_messages_to_each_other(tmp_path: Path) -> None:
             await _until(lambda: not links[1].has_connection(Transport.TCP, *PHONE))
             links[0].connection_changed(Transport.TCP, PHONE, 6, True)
             await _until(lambda: links[1].has_connection(Transport.TCP, *PHONE))
-            out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            out.sendto(_HEAD.pack(RESET, 0, 0, 0), names[1])
+            out = chans[0].ends[1]  # worker 0's end of the pair (as the supervisor holds it)
+            assert out is not None
+            out.send(_HEAD.pack(RESET, 0, 0, 0))
             await _until(lambda: not links[1].has_connection(Transport.TCP, *PHONE))
             # garbage on the channel is dropped and counted, the link keeps serving
             for junk in (b"", b"X", _HEAD.pack(b"Z", 0, 1, 0), _HEAD.pack(OPEN, 0, 1, 0) + b"\1",
                          _HEAD.pack(b"D", 0, 1, 5) + _addr(LOCAL) + _addr(PHONE) + b"garbage",
                          _HEAD.pack(CLOSE, 0, 99, 0)):  # fmt: skip
-                out.sendto(junk, names[1])
+                out.send(junk)
             await _until(lambda: links[1].dropped == 6)
             assert not got[1][1:]
-            out.close()
         finally:
             for link in links:
                 link.close()
@@ -141,6 +142,23 @@ def test_two_workers_hand_messages_to_each_other(tmp_path: Path) -> None:
                 c.close()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def two_links(
+    directory: Path, private: Mapping[tuple[Transport, int], int]
+) -> Iterator[list[WorkerLink]]:
+    """Two workers' links on channels bound in ``directory``, closed afterwards."""
+    chans = bind_channels(str(directory), 2)
+    names = [channel_name(str(directory), k) for k in range(2)]
+    links = [WorkerLink(k, chans[k], names, private, logging.getLogger("t")) for k in (0, 1)]
+    try:
+        yield links
+    finally:
+        for link in links:
+            link.close()
+        for c in chans:
+            c.close()
 
 
 async def _until(check: object, timeout: float = 5.0) -> None:
@@ -270,7 +288,6 @@ def test_a_send_the_channel_refuses_fails_through_the_transport_layer(tmp_path: 
         chans = bind_channels(str(tmp_path), 2)
         names = [channel_name(str(tmp_path), k) for k in range(2)]
         chans[1].close()
-        Path(names[1].decode()).unlink()
         layer = FakeLayer()
         link = WorkerLink(0, chans[0], names, {}, logging.getLogger("t"))
         link.attach(layer, lambda m, f: None)  # type: ignore[arg-type]

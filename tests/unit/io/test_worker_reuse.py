@@ -313,7 +313,7 @@ def test_a_restarted_worker_learns_the_live_connections_and_a_dead_ones_are_forg
         await wait_for(lambda: fresh.peer_connections().aliases() == b0.layer.aliases())
         assert len(fresh.peer_connections()) == 1
         # worker 0 dies: the supervisor says so; worker 1 forgets its connection and alias
-        announce_gone(lab.names, 0)
+        announce_gone(lab.channels, 0)
         await wait_for(lambda: len(fresh.peer_connections()) == 0)
         assert fresh.peer_connections().aliases() == {}
         assert a.connection_count == 1  # (in this test worker 0 did not really die)

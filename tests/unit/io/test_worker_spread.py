@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
 from rtc64.errors import RemoteProtocolError
-from rtc64.io.worker_link import WorkerLink, bind_channels, channel_name
+from rtc64.io.worker_link import WorkerLink
 from rtc64.io.worker_owners import call_id_owner
 from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message
-from tests.unit.io.test_worker_link import FakeLayer, _until
+from tests.unit.io.test_worker_link import FakeLayer, _until, two_links
 
 TRUNK = (IPv4Address("192.0.2.10"), 5060)
 PHONE = (IPv4Address("198.51.100.7"), 40000)
@@ -58,29 +57,19 @@ class SpreadLayer(FakeLayer):
 
 def run_pair(tmp_path: Path, body, trusted=(TRUNK[0],)) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
-        chans = bind_channels(str(tmp_path), 2)
-        names = [channel_name(str(tmp_path), k) for k in range(2)]
-        links: list[WorkerLink] = [
-            WorkerLink(k, chans[k], names, PRIVATE, logging.getLogger("t")) for k in (0, 1)
-        ]
-        layers = [SpreadLayer(links, k) for k in (0, 1)]
-        got: list[list[Message]] = [[], []]
-        admitted: list[list[bytes]] = [[], []]
+        with two_links(tmp_path, PRIVATE) as links:
+            layers = [SpreadLayer(links, k) for k in (0, 1)]
+            got: list[list[Message]] = [[], []]
+            admitted: list[list[bytes]] = [[], []]
 
-        def spread(source: IPAddress) -> bool:
-            return source in trusted
+            def spread(source: IPAddress) -> bool:
+                return source in trusted
 
-        for k, link in enumerate(links):
-            link.attach(layers[k], lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
-            link.owners.spread = spread
-            link.on_raw_admit = lambda d, f, k=k: bool(admitted[k].append(d))
-        try:
+            for k, link in enumerate(links):
+                link.attach(layers[k], lambda m, f, k=k: got[k].append(m))  # type: ignore[arg-type]
+                link.owners.spread = spread
+                link.on_raw_admit = lambda d, f, k=k: bool(admitted[k].append(d))
             await body(links, layers, got, admitted)
-        finally:
-            for link in links:
-                link.close()
-            for c in chans:
-                c.close()
 
     asyncio.run(main())
 

@@ -117,9 +117,10 @@ async def rig(
     limits: ListenerLimits | None = None,
     pool: PortPool | None = None,
     specs: tuple[str, ...] = ("udp:127.0.0.1:0", "tcp:127.0.0.1:0", "udp:[::1]:0"),
+    native: bool = True,
 ) -> Rig:
     sink = Sink()
-    listeners = TurnListeners([parse_listen(s) for s in specs], sink, limits=limits)
+    listeners = TurnListeners([parse_listen(s) for s in specs], sink, limits=limits, native=native)
     await listeners.start()
     tcp = TcpRelays(lambda relay, peer: None, lambda cid, ok: False)
     pool = pool or PortPool([V4, V6], *port_range())

@@ -66,7 +66,7 @@ def test_a_call_logs_setup_answer_and_end_as_json_fields(
     calls.setup(invite, flow)  # type: ignore[arg-type]
     calls.setup(invite, flow)  # type: ignore[arg-type]  # a retransmission: no second line
     now[0] = 102.0
-    calls.answered(b"c1", ok, (Transport.TCP, IPv4Address("192.0.2.7"), 5060))  # type: ignore[arg-type]
+    calls.answered(b"c1", ok.status, (Transport.TCP, IPv4Address("192.0.2.7"), 5060))  # type: ignore[arg-type]
     assert calls.families() == {"IPv4": 0, "IPv6": 1}
     now[0] = 112.5
     calls.ended(b"c1", "bye-caller", 200)
@@ -100,7 +100,7 @@ def test_snapshot_lists_live_calls_with_each_sides_family_and_transport(
     assert early.caller.family is Family.INET6 and early.caller.transport == "tls"
     assert early.caller.address == (IPv6Address("2001:db8::1"), 5062)
     assert early.callee is None and early.relayed is False
-    calls.answered(b"c1", parse_message(OK), (Transport.UDP, IPv4Address("192.0.2.7"), 5060))  # type: ignore[arg-type]
+    calls.answered(b"c1", parse_message(OK).status, (Transport.UDP, IPv4Address("192.0.2.7"), 5060))  # type: ignore[arg-type]
     states[b"c1"] = "confirmed"
     now[0] = 105.0
     (up,) = calls.snapshot(states.get)

@@ -237,3 +237,30 @@ def test_serves_branch_while_a_server_transaction_lives() -> None:
     old = request(b"OPTIONS", branch=b"1234")  # RFC 2543: keyed without a branch
     layer.receive_request(old, "from", False, 1.0)
     assert layer.server_count == 1 and not layer._branches
+
+
+def test_receive_status_runs_1xx_and_2xx_like_receive_response_and_nothing_else() -> None:
+    """The proxy's raw reply path: same states as ``receive_response``; None (nothing
+    changed) for a non-2xx final, an overdue timer or a transaction that has left."""
+    layer = TransactionLayer()
+    invite = request(b"INVITE", branch=b"z9hG4bKraw")
+    txn, _ = layer.start_client(invite, "dest", False, 0.0)
+    assert layer.client_for(b"z9hG4bKraw", b"INVITE") is txn
+    assert layer.client_for(b"z9hG4bKraw", b"BYE") is None
+    assert layer.receive_status(txn, 486, 0.1) is None and txn.state is State.CALLING
+    assert layer.receive_status(txn, 180, 0.6) is None  # Timer A overdue: parse path
+    assert txn.state is State.CALLING
+    assert layer.receive_status(txn, 180, 0.1) == (True, [])
+    assert txn.state is State.PROCEEDING
+    seen, _ = layer.receive_status(txn, 200, 0.2) or (None, [])
+    assert seen is True and txn.state is State.ACCEPTED  # RFC 6026
+    assert layer.receive_status(txn, 200, 0.3) == (True, [])  # a 2xx retransmission
+    assert layer.receive_status(txn, 183, 0.4) == (False, [])  # absorbed
+    ev = layer.handle_timer(0.2 + 64 * T.t1)  # Timer M
+    assert [type(e) for e in ev] == [Terminated]
+    assert layer.receive_status(txn, 200, 40.0) is None  # gone: a stray for the full path
+    bye = request(b"BYE", branch=b"z9hG4bKbye")
+    other, _ = layer.start_client(bye, "dest", True, 0.0)
+    ran = layer.receive_status(other, 200, 0.1)
+    assert ran is not None and ran[0] is True
+    assert [type(e) for e in ran[1]] == [Terminated]  # reliable: Timer K is zero

@@ -9,8 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rtc64.gateway.ratelimit import AuthFailureTracker
 from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
+from rtc64.io.stats import TransportStats
 from rtc64.net.address import Family
 from rtc64.web.metrics import RelayTotals
+from rtc64.web.views import SipIoCounters
 from tests.unit.web.fakes import (
     NOW,
     TOKEN,
@@ -161,3 +163,39 @@ def test_relay_totals_keep_ended_calls_and_count_deltas() -> None:
     totals.update([call(b"c2", V4, V4, packets=5)])
     assert totals.totals["IPv4"].packets == 35
     assert totals.totals["IPv4"].octets == 35 * 172
+
+
+def test_sip_transport_and_worker_channel_counters() -> None:
+    stats = TransportStats(received=7, sent=5, bad_datagrams=2, connections_open=3)
+    link = {"handed": 4, "spread": 3, "taken": 1, "dropped": 0, "refused": 2}
+    text: list[str] = []
+
+    async def job(client: Client) -> None:
+        r = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        text.append(await r.text())
+
+    reads = lambda: SipIoCounters(stats.snapshot(), link)  # noqa: E731
+    with_client(sources(sip_io=reads), guard(), job)
+    m = samples(text[0])
+    assert m["rtc64_sip_transport_received_total", ()] == 7
+    assert m["rtc64_sip_transport_sent_total", ()] == 5
+    assert m["rtc64_sip_transport_bad_datagrams_total", ()] == 2
+    assert m["rtc64_sip_transport_alias_reuses_total", ()] == 0
+    assert m["rtc64_sip_connections_open", ()] == 3  # a gauge, not a counter
+    assert ("rtc64_sip_transport_connections_open_total", ()) not in m
+    assert m["rtc64_sip_worker_messages_total", (("kind", "handed"),)] == 4
+    assert m["rtc64_sip_worker_messages_total", (("kind", "refused"),)] == 2
+
+
+def test_no_worker_channel_series_for_one_process() -> None:
+    text: list[str] = []
+
+    async def job(client: Client) -> None:
+        r = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        text.append(await r.text())
+
+    reads = lambda: SipIoCounters(TransportStats(sent=1).snapshot(), {})  # noqa: E731
+    with_client(sources(sip_io=reads), guard(), job)
+    m = samples(text[0])
+    assert m["rtc64_sip_transport_sent_total", ()] == 1
+    assert not [k for k in m if k[0].startswith("rtc64_sip_worker_messages")]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -51,6 +50,7 @@ from rtc64.gateway.location.store import LocationStore, Owned, SwappingStore
 from rtc64.gateway.stats import ContactHealth, KeepaliveCounters
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, SockAddr, Transport
+from rtc64.net.shard import shard_of
 from rtc64.sip.message import Message, Response
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -100,7 +100,7 @@ class KeepaliveShare(Protocol):
 
 def owner_of(aor: str, count: int) -> int:
     """The SIP worker that keeps ``aor``'s contacts alive (stable across restarts)."""
-    return zlib.crc32(aor.encode("utf-8", "surrogateescape")) % count
+    return shard_of(aor.encode("utf-8", "surrogateescape"), count)
 
 
 def worker_token(index: int, random_part: bytes) -> bytes:
@@ -417,19 +417,24 @@ class WatchedStore:
 
 
 OnMessage = Callable[[Message, Flow], None]
+RawMessage = Callable[[bytes, Flow], bool]
 
 
 class ReplyTap:
     """Answers to our OPTIONS go to ``keepalives``; everything else to ``forward``."""
 
-    def __init__(self, forward: OnMessage) -> None:
+    def __init__(self, forward: OnMessage, raw_forward: RawMessage | None = None) -> None:
         self.forward = forward
+        self.raw_forward = raw_forward
         self.keepalives: Keepalives | None = None
 
     def on_raw_response(self, data: bytes, flow: Flow) -> bool:
-        """A UDP response before parsing: True if it was an answer to our OPTIONS."""
+        """A UDP response before parsing: True if it was an answer to our OPTIONS, or
+        ``raw_forward`` (the proxy's raw path) took it."""
         keepalives = self.keepalives
-        return keepalives is not None and keepalives.on_raw(data, flow)
+        if keepalives is not None and keepalives.on_raw(data, flow):
+            return True
+        return self.raw_forward is not None and self.raw_forward(data, flow)
 
     def on_message(self, msg: Message, flow: Flow) -> None:
         keepalives = self.keepalives

@@ -23,6 +23,7 @@ from rtc64.net.address import IPAddress, family_of
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action, Race
 from rtc64.sip.message import Request, Response
+from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.transaction_client import ClientTransaction
 from rtc64.sip.transaction_server import ServerTransaction
 from rtc64.sip.uri import SipUri, parse_uri
@@ -117,6 +118,11 @@ class CallHooks(Protocol):
 
     def confirmed(self, invite: Request, ok: Response, now: float, hop: object = None) -> None: ...
 
+    def learnt(
+        self, req: Request, status: int, *, to: NameAddr, to_value: bytes,
+        contact: NameAddr | None, record_routes: list[NameAddr], now: float, hop: object = None,
+    ) -> None: ...  # fmt: skip
+
     def bye_answered(self, bye: Request, status: int) -> None: ...
 
     def end_dialog(self, call_id: bytes) -> None: ...
@@ -162,6 +168,8 @@ class Racer(Protocol):
     async def start(self, leg: Leg, candidates: list[Hop], key: str) -> Launch: ...
 
     def launched(self, launch: Launch, client: ClientTransaction | None) -> None: ...
+
+    def racing(self, client: ClientTransaction) -> bool: ...
 
     def response(self, client: ClientTransaction, status: int) -> RaceVerdict | None: ...
 

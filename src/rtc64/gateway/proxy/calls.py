@@ -40,6 +40,7 @@ from rtc64.net.address import IPAddress
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response
+from rtc64.sip.nameaddr import NameAddr
 from rtc64.sip.uri import SipUri, Uri, format_uri
 
 TIMER_C = 180.0  # > 3 minutes per RFC 3261 §16.6 step 11; 180 s as Kamailio's fr_inv_timer
@@ -132,7 +133,30 @@ class CallControl:
         """A 2xx to an INVITE we record-routed: remember the dialog."""
         self.dialogs.confirmed(invite, ok, now)
         if self.journal is not None:
-            self.journal.answered(invite.call_id, ok, _hop(hop))
+            self.journal.answered(invite.call_id, ok.status, _hop(hop))
+
+    def learnt(
+        self,
+        req: Request,
+        status: int,
+        *,
+        to: NameAddr,
+        to_value: bytes,
+        contact: NameAddr | None,
+        record_routes: list[NameAddr],
+        now: float,
+        hop: object = None,
+    ) -> None:
+        """``answered`` (1xx) or ``confirmed`` (2xx to INVITE) for a response read from
+        its raw bytes: its To (parsed and as received), first Contact, Record-Route."""
+        if status < 200:
+            self.dialogs.learn(req, to.tag, contact, record_routes, now)
+            return
+        self.dialogs.confirm(
+            req, to.tag, to=to_value, contact=contact, record_routes=record_routes, now=now
+        )
+        if self.journal is not None:
+            self.journal.answered(req.call_id, status, _hop(hop))
 
     def bye_answered(self, bye: Request, status: int) -> None:
         """A final response to a BYE ends its dialog (credentials asked for aside)."""

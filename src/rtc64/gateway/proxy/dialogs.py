@@ -202,14 +202,24 @@ class DialogTracker:
     def answered(self, req: Request, resp: Response, now: float) -> Dialog | None:
         """A response with a To tag to the dialog-forming ``req``: learn the callee's tag,
         Contact and the Record-Route entries that are not ours."""
+        return self.learn(req, resp.to.tag, _contact(resp), list(sh.record_routes(resp)), now)
+
+    def learn(
+        self,
+        req: Request,
+        tag: bytes | None,
+        contact: NameAddr | None,
+        record_routes: list[NameAddr],
+        now: float,
+    ) -> Dialog | None:
+        """``answered`` with the response's To tag, first Contact and Record-Route
+        entries already read (the proxy's raw response path)."""
         dialog = self._dialogs.get(req.call_id)
-        tag = resp.to.tag
         if dialog is None or tag is None or dialog.caller_tag != req.from_.tag:
             return None
         dialog.callee_tags.add(tag)
-        contact = _contact(resp)
         dialog.add(dialog.callee_targets, contact.uri if contact else None)
-        sides = route_sides(list(sh.record_routes(resp)), self._is_ours)
+        sides = route_sides(record_routes, self._is_ours)
         above, below = sides if sides is not None else ([], [])
         for keys, entries in ((dialog.callee_route_keys, above), (dialog.caller_route_keys, below)):
             for rr in entries:
@@ -219,16 +229,33 @@ class DialogTracker:
 
     def confirmed(self, invite: Request, ok: Response, now: float = 0.0) -> None:
         """Learn the dialog a 2xx to ``invite`` established."""
-        dialog = self.answered(invite, ok, now)
-        contact = _contact(ok)
+        rrs = list(sh.record_routes(ok))
+        self.confirm(
+            invite, ok.to.tag, to=ok.get(b"to") or b"", contact=_contact(ok), record_routes=rrs,
+            now=now,
+        )  # fmt: skip
+
+    def confirm(
+        self,
+        invite: Request,
+        tag: bytes | None,
+        *,
+        to: bytes,
+        contact: NameAddr | None,
+        record_routes: list[NameAddr],
+        now: float = 0.0,
+    ) -> None:
+        """``confirmed`` with the 2xx's To tag and value, first Contact and Record-Route
+        entries already read."""
+        dialog = self.learn(invite, tag, contact, record_routes, now)
         if dialog is None or contact is None or dialog.confirmed:
             return
-        sides = route_sides(list(sh.record_routes(ok)), self._is_ours)
+        sides = route_sides(record_routes, self._is_ours)
         if sides is None:
             return
         above, below = sides
         dialog.confirmed = True
-        dialog.callee = ok.get(b"to") or b""
+        dialog.callee = to
         dialog.callee_target = format_uri(contact.uri)
         dialog.caller_routes = tuple(bytes(r) for r in below)
         dialog.callee_routes = tuple(bytes(r) for r in reversed(above))

@@ -266,7 +266,7 @@ def flow_token(
 
 def _mac(secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: bytes) -> bytes:
     msg = b"\x00".join((call_id, tag, b"%x" % issued, flow))
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:16].encode("ascii")
+    return hmac.digest(secret, msg, "sha256")[:8].hex().encode("ascii")
 
 
 def route_token(
@@ -325,13 +325,19 @@ def flow_toward(
     *,
     outbound: bool = False,
 ) -> SipUri | None:
-    """Where the flow token of our entry facing the other party (not the one ``flow``,
-    the request's own, came from) leads: WS/WSS must use it (``RemoteProtocolError``
-    430 when the connection is gone), TCP/TLS use it while it is open, UDP always (the
-    pinhole the party opened); None: route on the Request-URI as usual. ``outbound``:
-    the Request-URI carries ``ob`` (an RFC 5626 UA, §5.3): its dead flow is 430 too,
-    never a new connection to its Contact."""
-    for uri in ours:
+    """Where the flow token of our entry facing the other party leads: WS/WSS must use
+    it (``RemoteProtocolError`` 430 when the connection is gone), TCP/TLS use it while it
+    is open, UDP always (the pinhole the party opened); None: route on the Request-URI as
+    usual. ``outbound``: the Request-URI carries ``ob`` (an RFC 5626 UA, §5.3): its dead
+    flow is 430 too, never a new connection to its Contact.
+
+    The entry facing the sender is the first of two (RFC 5658: each side's route set
+    starts with the entry facing it), whatever connection the request came over: a
+    server peer may send its in-dialog requests over a connection of its own, not the
+    one its token names. Of one entry, the token ``flow`` matches is the sender's."""
+    for i, uri in enumerate(ours):
+        if i == 0 and len(ours) > 1:
+            continue
         token = FlowToken.decode(uri.param(FLOW_PARAM))
         if token is None or token.matches(flow):
             continue

@@ -80,6 +80,11 @@ class NextHops:
     async def candidates(self, uri: SipUri) -> list[Hop]:
         """Where ``uri`` leads (RFC 3263), keeping hops we have a listener for."""
         found = await self.resolve(uri)
+        if len(found) == 1:  # an IP literal: usable as it is when we have a listener
+            hop = found[0]
+            out = self.identity.listener_for(hop.transport, hop.ip)
+            if out is not None and hop.transport not in hops.INBOUND_ONLY:
+                return found
         usable: list[Hop] = []
         gone = [h for h in found if h.transport in hops.INBOUND_ONLY and not self._open(h)]
         if gone and len(gone) == len(found):

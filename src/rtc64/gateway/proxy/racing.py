@@ -153,6 +153,10 @@ class Racing:
 
     # -- responses and failures -----------------------------------------------------------
 
+    def racing(self, client: ClientTransaction) -> bool:
+        """Whether ``client`` is an attempt of a race (its responses are judged here)."""
+        return client in self._attempt_of
+
     def response(self, client: ClientTransaction, status: int) -> RaceVerdict | None:
         """What to do with a response to an attempt; None when ``client`` raced nothing."""
         found = self._attempt_of.get(client)

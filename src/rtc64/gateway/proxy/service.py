@@ -51,6 +51,7 @@ from rtc64.gateway.proxy.calls import TIMER_C, CallControl
 from rtc64.gateway.proxy.dialogs import DialogTracker
 from rtc64.gateway.proxy.forwarder import Forwarder
 from rtc64.gateway.proxy.nexthop import HostResolver, NextHops
+from rtc64.gateway.proxy.quick import forward_raw_response
 from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
@@ -60,7 +61,7 @@ from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
-from rtc64.sip.peek import new_work_branch
+from rtc64.sip.peek import new_work_branch, peek_response
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
@@ -213,6 +214,18 @@ class Proxy:
             self.traffic.response(msg.status, flow.transport.value, flow.family)
             self.stats.responses_in += 1
             self._dispatch(self.layer.receive_response(msg, self.clock()))
+
+    def on_raw_response(self, data: bytes, flow: Flow) -> bool:
+        """A UDP response before parsing: forwarded from its raw bytes when its plain
+        shape and its transaction allow (``quick``); False: parse it (``on_message``)."""
+        raw = peek_response(data)
+        if raw is None or not forward_raw_response(self.forwarder, raw, data, flow, self.clock()):
+            return False
+        self.traffic.response(raw.status, flow.transport.value, flow.family)
+        self.stats.responses_in += 1
+        self.stats.raw_replies += 1
+        self._rearm()
+        return True
 
     def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
         """An unparseable message: answer requests whose headers allow it, drop the rest."""

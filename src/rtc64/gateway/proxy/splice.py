@@ -28,6 +28,7 @@ from rtc64.gateway.proxy.branches import OwnRequest
 from rtc64.gateway.proxy.hops import Hop
 from rtc64.net.address import IPAddress, format_hostport
 from rtc64.net.endpoint import Flow, Transport
+from rtc64.net.shard import ROUTE_WORKER_PARAM
 from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, build_request
@@ -100,7 +101,15 @@ def record_route(
     """The Record-Route value for ``req`` from ``flow`` going to ``hop`` (whose remote
     target is ``target``), with tokens issued at wall-clock second ``issued``;
     ``callee_flow``: ``hop`` is the callee's own registered flow."""
-    out_hp = identity.hostport_of(out_l, hop.ip)
+    named, worker = out_l, b""
+    if identity.tls_alias and out_l.transport is Transport.TLS:
+        # The peer got our shared port as the alias of its connection (``our_via``): the
+        # entry names it too, so its in-dialog requests reuse that connection, and the
+        # worker's own port as a parameter, so they are handed to this worker.
+        named = identity.alias_listener(out_l)
+        if named is not out_l:
+            worker = b";%s=%d" % (ROUTE_WORKER_PARAM, out_l.port)
+    out_hp = identity.hostport_of(named, hop.ip)
     in_hp = identity.hostport_of(in_l, flow.remote[0])
     tag = req.from_.tag or b""
     # The entry facing a party on a connection names that connection (RFC 5626 flow
@@ -116,11 +125,11 @@ def record_route(
     callee_token = hops.flow_token(hop.transport, hop.ip, hop.port, target, direct=callee_flow)
     in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
     out_token = hops.token_params(secret, req.call_id, tag, issued, callee_token)
-    if in_l is out_l and out_hp == in_hp and in_token == out_token:
-        return hops.route_uri(out_l.transport, out_hp, r2=False, extra=in_token)
+    if in_l is named and out_hp == in_hp and in_token == out_token:
+        return hops.route_uri(out_l.transport, out_hp, r2=False, extra=worker + in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
     return (
-        hops.route_uri(out_l.transport, out_hp, r2=True, extra=out_token)
+        hops.route_uri(out_l.transport, out_hp, r2=True, extra=worker + out_token)
         + b", "
         + hops.route_uri(in_l.transport, in_hp, r2=True, extra=in_token)
     )
