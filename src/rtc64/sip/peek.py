@@ -106,8 +106,10 @@ def register_aor(to: bytes) -> bytes | None:
 # A response the proxy may forward from its raw bytes (``peek_response``): the caller
 # matches it to a client transaction by ``branch`` and ``method`` (§17.1.3) and removes
 # the top Via line (§16.7 step 3) without building the message model. Only the plain
-# shape is taken: CRLF line ends, no folded line, header names that are tokens, one
-# value on the top Via line and at least one more Via, one CSeq, Call-ID, From and To,
+# shape is taken: CRLF line ends, no folded line, header names that are tokens, at least
+# two Vias (the top line may carry ours and the next, comma-separated, as SIPp writes
+# them: then "ours, " is cut from "Via: ours, theirs"; no quoted string in ours), one
+# CSeq, Call-ID, From and To,
 # a Content-Length that matches the bytes after the header section. Anything else is
 # ``None``: the caller parses the message as usual.
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,8 @@ class RawResponse:
     method: bytes  # of the CSeq
     seq: int
     call_id: bytes
-    via_start: int  # the top Via line, CRLF included: data[via_start:via_end]
+    via_start: int  # our Via: data[via_start:via_end] is the top line with its CRLF, or
+    # the first value and its comma when the line carries more
     via_end: int
     to: bytes  # the To value as received
     contacts: tuple[bytes, ...]  # Contact values, one per line
@@ -167,7 +170,22 @@ def peek_response(data: bytes) -> RawResponse | None:
         if key == b"via":
             vias += 1
             if vias == 1:
-                top, via_start, via_end = value, pos, end + 2
+                comma = data.find(b",", colon + 1, end)
+                if comma < 0:
+                    top, via_start, via_end = value, pos, end + 2
+                else:  # "Via: ours, theirs" (SIPp writes the Vias so): cut "ours, "
+                    if data[colon + 1] != 32 or data.find(b'"', colon + 1, comma) >= 0:
+                        return None  # the full path would rewrite the line
+                    via_start = colon + 1
+                    while via_start < comma and data[via_start] in _FOLD:
+                        via_start += 1
+                    via_end = comma + 1
+                    while via_end < end and data[via_end] in _FOLD:
+                        via_end += 1
+                    top = data[via_start:comma].rstrip(b" \t")
+                    if not top or via_end >= end:
+                        return None
+                    vias += 1
         elif key == b"cseq":
             if cseq:
                 return None
