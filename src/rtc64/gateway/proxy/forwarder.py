@@ -471,17 +471,25 @@ class Forwarder:
         elif failure.exhausted:
             self._complete(failure.leg.pending, failure.leg.branch, status, None, reason)
 
-    def _complete(
-        self, pending: Pending, branch: Branch, status: int, resp: Response | None, reason: bytes
-    ) -> None:
+    def branch_final(
+        self, pending: Pending, branch: Branch, status: int, resp: Response | None
+    ) -> bool:
+        """Record ``branch``'s final response (``resp``: None when forwarded from raw
+        bytes); True when it is the branch's first. A first final to a BYE ends the call."""
         first_final = branch.state is not BranchState.COMPLETED
         branch.state = BranchState.COMPLETED
         branch.final_status = status
         branch.final = resp
         self.calls.disarm_timer_c(branch)
-        ctx = pending.ctx
-        if first_final and ctx.method == b"BYE":
+        if first_final and pending.ctx.method == b"BYE":
             self.calls.bye_answered(pending.request, status)
+        return first_final
+
+    def _complete(
+        self, pending: Pending, branch: Branch, status: int, resp: Response | None, reason: bytes
+    ) -> None:
+        first_final = self.branch_final(pending, branch, status, resp)
+        ctx = pending.ctx
         if 200 <= status < 300 and resp is not None:
             # Every 2xx goes upstream (forked INVITEs may get several, §16.7 step 5).
             self._finish(pending)

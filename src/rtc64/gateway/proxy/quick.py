@@ -111,14 +111,8 @@ def forward_raw_response(
             if not pending.ctx.final_forwarded:
                 fw.respond(pending.server, upstream, status)
         else:
-            first_final = branch.state is not BranchState.COMPLETED
-            branch.state = BranchState.COMPLETED
-            branch.final_status = status
-            branch.final = None
-            fw.calls.disarm_timer_c(branch)
+            first_final = fw.branch_final(pending, branch, status, None)
             ctx = pending.ctx
-            if first_final and ctx.method == b"BYE":
-                fw.calls.bye_answered(req, status)
             fw._finish(pending)
             fw.respond(pending.server, upstream, status)
             if first_final and ctx.method == b"INVITE":
