@@ -49,7 +49,16 @@ SKIPPED = 3
 # proxy's per-message Via/hop helpers and request splicing (gateway/proxy/hops.py, splice.py).
 COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
 COMPILED_FILES = (
+    "rtc64/gateway/proxy/branches.py",
+    "rtc64/gateway/proxy/calls.py",
+    "rtc64/gateway/proxy/dialogs.py",
+    "rtc64/gateway/proxy/forking.py",
+    "rtc64/gateway/proxy/forwarder.py",
     "rtc64/gateway/proxy/hops.py",
+    "rtc64/gateway/proxy/nexthop.py",
+    "rtc64/gateway/proxy/racing.py",
+    "rtc64/gateway/proxy/router.py",
+    "rtc64/gateway/proxy/routing.py",
     "rtc64/gateway/proxy/splice.py",
     "rtc64/gateway/ratelimit.py",
     "rtc64/net/address.py",

@@ -15,7 +15,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from rtc64.net.address import format_hostport, parse_ip
@@ -32,6 +32,19 @@ class Spawner:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    def eager(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` now, in the caller, up to its first suspension; if it suspends, a
+        task runs the rest (as ``__call__``). Its failure is logged either way. The caller
+        must expect ``coro`` to have run (or begun) when this returns."""
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self._log.error("background task failed", exc_info=True)
+            return
+        self(_rest(coro, waited))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -56,6 +69,38 @@ class Spawner:
                     self._log.exception("periodic job failed")
 
         self(loop())
+
+
+class _Resumed:
+    """The rest of a coroutine that already yielded ``first``: ``yield from`` it, with
+    every value sent and exception thrown in passed on (a task cancelled while it waits
+    cancels the coroutine, as if the task had run it from the start)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        out, self.first = self.first, None
+        while True:
+            try:
+                sent = yield out
+            except BaseException as exc:  # handed to the coroutine
+                try:
+                    out = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    out = self.coro.send(sent)
+                except StopIteration:
+                    return
+
+
+async def _rest(coro: Coroutine[Any, Any, None], first: Any) -> None:
+    await _Resumed(coro, first)
 
 
 Sample = Callable[[float, float], None]

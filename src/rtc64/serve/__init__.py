@@ -630,7 +630,7 @@ class Gateway:
             limiter=TokenBucket(rate, burst=max(rate, 1) * 2),
             clock=clock,
             wall=time.time,
-            spawn=spawner,
+            spawn=spawner.eager,  # a request routed without waiting costs no task
             log=log,
             media=media,
             admission=Admission(cfg.sip.overload_lag, cfg.sip.max_transactions),

@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import logging
+from ipaddress import IPv4Address
 
 from rtc64.gateway.proxy.branches import Leg, Pending, Plan
 from rtc64.gateway.proxy.calls import CallControl
 from rtc64.gateway.proxy.forking import Branch, BranchState, ResponseContext
+from rtc64.gateway.proxy.hops import Hop
+from rtc64.net.endpoint import Flow, Transport
+from rtc64.sip.framing import parse_datagram
+from rtc64.sip.message import Request
+from rtc64.sip.transaction import TransactionLayer
+from rtc64.sip.transaction_base import NewRequest
 from rtc64.sip.uri import SipUri
+
+FLOW = Flow(Transport.UDP, (IPv4Address("192.0.2.1"), 5060), (IPv4Address("192.0.2.9"), 5060))
 
 
 def leg(method: bytes = b"INVITE") -> Leg:
+    """A branch with real parts (the proxy modules may be compiled: typed attributes)."""
     ctx = ResponseContext(method)
     branch = Branch(0, target="x")
     ctx.branches.append(branch)
-    pending = Pending(server=None, request=None, ctx=ctx)  # type: ignore[arg-type]
-    return Leg(pending, branch, Plan(None, None, None, None, None, None))  # type: ignore[arg-type]
+    req = parse_datagram(
+        b"%s sip:bob@192.0.2.50 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-1\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:bob@192.0.2.50>\r\nCall-ID: c1\r\n"
+        b"CSeq: 1 %s\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n" % (method, method)
+    )
+    assert isinstance(req, Request)
+    hop = Hop(Transport.UDP, IPv4Address("192.0.2.9"), 5060, FLOW)
+    events = TransactionLayer().receive_request(req, hop, False, 0.0)
+    server = next(ev.txn for ev in events if isinstance(ev, NewRequest))
+    pending = Pending(server=server, request=req, ctx=ctx)
+    return Leg(pending, branch, Plan(FLOW, None, None, None, None, None))
 
 
 def calls(timer_c: float = 180.0) -> CallControl:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from rtc64.io.scheduler import LagMonitor, SelfPing
+import pytest
+
+from rtc64.io.scheduler import LagMonitor, SelfPing, Spawner
 
 
 def test_lag_monitor_reports_a_blocked_loop_and_recovers() -> None:
@@ -100,3 +103,97 @@ def test_self_ping_ignores_forged_replies_and_silent_listeners() -> None:
     samples, ping = asyncio.run(_pinged(_Listener(0.0, token=b"0123456789abcdef"), 0.4))
     assert ping.answered == 0 and ping.sent > 5
     assert max(samples) < 0.1, "a ping never answered never reads as overload"
+
+
+def test_eager_spawn_runs_work_that_never_waits_without_a_task() -> None:
+    ran: list[str] = []
+
+    async def work() -> None:
+        ran.append("done")
+
+    async def main() -> tuple[list[str], int]:
+        spawner = Spawner(logging.getLogger("test"))
+        before = len(asyncio.all_tasks())
+        spawner.eager(work())
+        seen = list(ran)  # before any task could have run
+        return seen, len(asyncio.all_tasks()) - before
+
+    seen, new_tasks = asyncio.run(main())
+    assert seen == ["done"]
+    assert new_tasks == 0
+
+
+def test_eager_spawn_hands_the_rest_to_a_task_with_results_and_errors() -> None:
+    """The part before the first await runs at once; the awaited future's result and
+    then its exception reach the coroutine as if a task had run it all along."""
+    steps: list[object] = []
+
+    async def work(first: asyncio.Future[int], second: asyncio.Future[int]) -> None:
+        steps.append("start")
+        steps.append(await first)
+        try:
+            await second
+        except ValueError as exc:
+            steps.append(f"caught {exc}")
+        await asyncio.sleep(0)  # a bare yield to the loop
+        steps.append("end")
+
+    async def main() -> list[object]:
+        spawner = Spawner(logging.getLogger("test"))
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        spawner.eager(work(first, second))
+        assert steps == ["start"]
+        first.set_result(7)
+        await asyncio.sleep(0)
+        second.set_exception(ValueError("boom"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return steps
+
+    assert asyncio.run(main()) == ["start", 7, "caught boom", "end"]
+
+
+def test_eager_spawn_logs_failures_before_and_after_waiting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails_at_once() -> None:
+        raise RuntimeError("at once")
+
+    async def fails_later() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("later")
+
+    async def main() -> None:
+        spawner = Spawner(logging.getLogger("test.eager"))
+        spawner.eager(fails_at_once())  # does not raise into the caller
+        spawner.eager(fails_later())
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    with caplog.at_level(logging.ERROR, logger="test.eager"):
+        asyncio.run(main())
+    errors = [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    assert errors == ["at once", "later"]
+
+
+def test_eager_spawn_close_cancels_a_waiting_coroutine() -> None:
+    steps: list[str] = []
+
+    async def work(never: asyncio.Future[None]) -> None:
+        try:
+            await never
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            raise
+        finally:
+            steps.append("finally")
+
+    async def main() -> None:
+        spawner = Spawner(logging.getLogger("test"))
+        spawner.eager(work(asyncio.get_running_loop().create_future()))
+        await asyncio.sleep(0)
+        await spawner.close()
+
+    asyncio.run(main())
+    assert steps == ["cancelled", "finally"]

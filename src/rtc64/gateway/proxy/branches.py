@@ -138,7 +138,7 @@ class Launch:
 
     leg: Leg
     hop: Hop
-    race: object = None
+    race: Race[Hop] | None = None
     index: int = 0
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.serializer import serialize
+from rtc64.sip.transaction_client import ClientTransaction
 
 PREFERRED_4XX = (401, 407, 415, 420, 484)
 
@@ -41,7 +42,7 @@ class Branch:
 
     index: int
     target: str
-    txn: object = None
+    txn: ClientTransaction | None = None
     state: BranchState = BranchState.TRYING
     final: Response | None = None
     final_status: int = 0
