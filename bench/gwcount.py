@@ -15,6 +15,9 @@ the difference / N is the cost of one operation, start-up and warm-up cancelled.
     python -m bench.gwcount --scenario reg --ops 100              # one run, no valgrind
     python -m bench.gwcount --measure 300 --loop uvloop           # on the loop serve runs
 
+``--spawner``: ``await`` (default: the harness awaits each request's coroutine itself, no
+task) or ``serve`` (``io.scheduler.Spawner`` as ``rtc64 serve`` wires it: a task per
+request, or none when the tree's spawner starts work eagerly and it never waits).
 ``--loop``: ``asyncio`` (default, as every earlier figure in bench/RESULTS.md) or ``uvloop``
 (what ``rtc64 serve`` runs on, ``io/loop.py``): the default loop's Python-level ``_run_once``
 is counted in every operation that waits for the store.
@@ -154,7 +157,7 @@ def in_dialog(method: bytes, n: int, cseq: int, tag: bytes, routes: list[bytes])
 class Bench:
     """The proxy on real parts (SQLite store in a temporary directory) and fake clocks."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, spawner: str = "await") -> None:
         from rtc64.gateway.auth import Authenticator  # noqa: PLC0415
         from rtc64.gateway.identity import Identity, Listener  # noqa: PLC0415
         from rtc64.gateway.proxy.service import Proxy, ProxySettings  # noqa: PLC0415
@@ -177,11 +180,19 @@ class Bench:
             block_seconds=60.0, log=log, algorithms=[Algorithm.MD5],
         )  # fmt: skip
         self.layer = TransactionLayer()
+        spawn: Any = self.tasks.append  # "await": the harness awaits each coroutine itself
+        self.spawned: set[Any] | None = None
+        if spawner == "serve":  # as ``rtc64 serve``: io.scheduler.Spawner (eager if it can)
+            from rtc64.io.scheduler import Spawner  # noqa: PLC0415
+
+            found = Spawner(log)
+            spawn = getattr(found, "eager", found)
+            self.spawned = found._tasks  # the tasks it holds until they finish
         self.proxy = Proxy(
             ProxySettings(attempt_delay=None), identity=identity, layer=self.layer,
             sender=self.sink, store=store, auth=auth, resolver=Resolver(),
             limiter=TokenBucket(0.0, burst=1), clock=lambda: self.now,
-            wall=lambda: self.wall_now, spawn=self.tasks.append, log=log,
+            wall=lambda: self.wall_now, spawn=spawn, log=log,
         )  # fmt: skip
 
     async def feed(self, data: bytes, source: tuple[str, int]) -> None:
@@ -194,6 +205,8 @@ class Bench:
             self.proxy.on_message(parse_datagram(data), flow)
         while self.tasks:
             await self.tasks.pop(0)
+        while self.spawned:
+            await asyncio.gather(*self.spawned)
 
     def expire(self) -> None:
         """Move both clocks 40 s on: every transaction's Timer J/K/D fires."""
@@ -228,12 +241,12 @@ class Bench:
         assert self.sink.last[PHONE].startswith(b"SIP/2.0 200"), self.sink.last[PHONE][:60]
 
 
-async def run(scenario: str, ops: int, warm: int) -> None:
+async def run(scenario: str, ops: int, warm: int, spawner: str = "await") -> None:
     from rtc64.gateway.location.backends import open_store  # noqa: PLC0415
 
     store = await open_store("sqlite", Path(tempfile.mkdtemp(prefix="rtc64-gwcount-")))
     try:
-        bench = Bench(store)
+        bench = Bench(store, spawner)
         step = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}[scenario]
         for n in range(warm):
             await step(n)
@@ -271,7 +284,12 @@ def callgrind_ir(args: list[str], env: dict[str, str]) -> int:
 
 
 def measure(
-    ops: int, before: str | None, scenarios: list[str], variants: list[str], loop: str
+    ops: int,
+    before: str | None,
+    scenarios: list[str],
+    variants: list[str],
+    loop: str,
+    spawner: str = "await",
 ) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not installed", file=sys.stderr)
@@ -282,7 +300,7 @@ def measure(
         trees.append((f"before ({before})", str(Path(before).resolve() / "src")))
     base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
     print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops}, "
-          f"{loop} loop)")  # fmt: skip
+          f"{loop} loop, spawner {spawner})")  # fmt: skip
     print("| scenario | tree | variant | instructions per op |")
     print("|---|---|---|---:|")
     for sc in scenarios:
@@ -290,7 +308,8 @@ def measure(
             for variant in variants:
                 env = {**base, "PYTHONPATH": f"{src}:{here}"}
                 env["RTC64_PURE" if variant == "pure" else "RTC64_COMPILED"] = "1"
-                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop]
+                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop,
+                        "--spawner", spawner]  # fmt: skip
                 one = callgrind_ir([*args, "--ops", str(ops)], env)
                 two = callgrind_ir([*args, "--ops", str(2 * ops)], env)
                 print(f"| {sc} | {name} | {variant} | {(two - one) / ops:,.0f} |", flush=True)
@@ -306,13 +325,14 @@ def main() -> int:
     ap.add_argument("--before", metavar="DIR", help="with --measure: also DIR/src's rtc64")
     ap.add_argument("--variant", action="append", choices=["pure", "compiled"])
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    ap.add_argument("--spawner", choices=["await", "serve"], default="await")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
         variants = args.variant or ["pure", "compiled"]
-        return measure(args.measure, args.before, scenarios, variants, args.loop)
+        return measure(args.measure, args.before, scenarios, variants, args.loop, args.spawner)
     for sc in scenarios:
-        run_on(args.loop, run(sc, args.ops, args.warm))
+        run_on(args.loop, run(sc, args.ops, args.warm, args.spawner))
     return 0
 
 

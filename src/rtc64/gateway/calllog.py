@@ -11,6 +11,8 @@
 #   callee_family, callee_transport, callee, relay, status, reason, duration, talk.
 # - Every field is passed as ``extra``: ``--log-format json`` shows them as JSON members,
 #   the text format as key=value after the sentence.
+# - The lines' fields are built only when the logger writes info lines (the call itself is
+#   remembered either way, for the console's snapshot).
 # - Memory is bounded: at most ``MAX_CALLS`` calls are remembered; the oldest is dropped.
 """Registration and call event log lines with structured fields."""
 
@@ -220,6 +222,8 @@ class CallLog:
             caller_at=remote,
         )
         self._calls[call_id] = call
+        if not self.log.isEnabledFor(logging.INFO):
+            return  # remembered for the console and the end line; nothing to write
         fields = {
             "event": "call-setup",
             "call_id": call.call_id,
@@ -247,6 +251,8 @@ class CallLog:
             call.callee_address = f"{hop[1]}:{hop[2]}"
             call.callee_at = (hop[1], hop[2])
         call.relay = call.relay or self.relayed(call_id)
+        if not self.log.isEnabledFor(logging.INFO):
+            return
         fields = {
             **self._common("call-answered", call),
             "status": status,
@@ -264,6 +270,8 @@ class CallLog:
         media-timeout, ...); forgotten afterwards."""
         call = self._calls.pop(call_id, None)
         if call is None:
+            return
+        if not self.log.isEnabledFor(logging.INFO):
             return
         now = self.clock()
         duration = round(now - call.started, 3)

@@ -103,6 +103,14 @@ class Identity:
         self._by_kind: dict[tuple[Transport, Family], Listener] = {}
         for lst in self.listeners:
             self._by_kind.setdefault((lst.transport, lst.family), lst)
+        self._fixed: dict[int, str] = {
+            id(lst): format_hostport(*self.address_of(lst, None))
+            for lst in self.listeners
+            if lst.spec.advertise is not None or not lst.wildcard
+        }
+        """Our host:port on each listener whose address does not depend on the hop (an
+        advertised or a specific address), by the identity of the listener object: these
+        objects live as long as ``listeners`` holds them (several per message to write)."""
 
     def replace_listeners(
         self,
@@ -226,6 +234,9 @@ class Identity:
         return source, listener.port
 
     def hostport_of(self, listener: Listener, toward: IPAddress | None) -> str:
+        fixed = self._fixed.get(id(listener))
+        if fixed is not None:
+            return fixed
         host, port = self.address_of(listener, toward)
         return format_hostport(host, port)
 

@@ -265,3 +265,30 @@ def test_a_record_route_toward_an_aliased_peer_names_the_shared_port_and_the_wor
     value = rr(plain, own_tls, Hop(Transport.TLS, HOST4B, 5061))
     assert value.startswith(b"<sips:192.0.2.1:41005;transport=tls;") and b"r64w" not in value
     assert owner(value, Transport.TLS) == 5
+
+
+def test_hostport_of_is_remembered_per_listener_and_renewed_on_reload() -> None:
+    """A specific or advertised listener's host:port is worked out once; a wildcard's
+    still asks the kernel's source for every hop; a reload (new advertise) writes anew;
+    a listener equal to ours but not ours is worked out, not looked up."""
+    asked: list[IPAddress] = []
+
+    def source_for(dest: IPAddress) -> IPAddress | None:
+        asked.append(dest)
+        return HOST4B
+
+    adv = ListenSpec(Transport.UDP, HOST4, 5070, HostPort("edge.example.net", 5080))
+    plain4, wild = Listener(adv, 5070), listener("udp:0.0.0.0:5060")
+    six = listener("udp:[2001:db8::1]:5062")
+    ident = Identity([plain4, wild, six], host_addresses=(HOST4,), source_for=source_for)
+    toward = IPv4Address("198.51.100.7")
+    for _ in range(2):
+        assert ident.hostport_of(plain4, toward) == "edge.example.net:5080"
+        assert ident.hostport_of(six, IPv6Address("2001:db8::9")) == "[2001:db8::1]:5062"
+        assert ident.hostport_of(wild, toward) == "192.0.2.2:5060"
+    assert asked == [toward, toward]
+    renamed = Listener(ListenSpec(Transport.UDP, HOST4, 5070, HostPort(HOST4B, None)), 5070)
+    ident.replace_listeners([renamed, wild, six])
+    assert ident.hostport_of(renamed, toward) == "192.0.2.2:5070"
+    twin = listener("udp:[2001:db8::1]:5062")  # equal, another object
+    assert twin == six and ident.hostport_of(twin, None) == "[2001:db8::1]:5062"

@@ -213,3 +213,31 @@ def test_control_characters_from_peers_never_reach_the_log_raw(
     assert "\x1b" not in msg and "\x07" not in msg and "\r" not in msg
     assert "\\x1b[2J\\x07" in msg and "\nCSeq: 1 INVITE" in msg
     assert printable("a\tb\nc\x9bd") == "a\tb\nc\\x9bd"
+
+
+def test_without_info_lines_calls_are_still_remembered_and_forgotten(
+    records: tuple[logging.Logger, io.StringIO],
+) -> None:
+    """At ``--log-level warning`` (the benchmark's) nothing is written, but the console's
+    snapshot still shows the call with both sides, and its end still forgets it."""
+    log, stream = records
+    log.setLevel(logging.WARNING)
+    now = [100.0]
+    calls = CallLog(log, lambda: now[0], relayed=lambda cid: False)
+    flow = Flow(
+        Transport.UDP, (IPv6Address("2001:db8::9"), 5060), (IPv6Address("2001:db8::1"), 5062)
+    )
+    calls.setup(parse_message(INVITE), flow)  # type: ignore[arg-type]
+    calls.answered(b"c1", 200, (Transport.UDP, IPv4Address("192.0.2.7"), 5060))
+    now[0] = 104.0
+    (up,) = calls.snapshot({b"c1": "confirmed"}.get)
+    assert (up.caller_uri, up.callee_uri, up.age) == (
+        "sip:alice@example.net",
+        "sip:bob@example.net",
+        4.0,
+    )
+    assert up.callee is not None and up.callee.address == (IPv4Address("192.0.2.7"), 5060)
+    assert calls.families() == {"IPv4": 0, "IPv6": 1}
+    calls.ended(b"c1", "bye-caller", 200)
+    assert len(calls) == 0
+    assert stream.getvalue() == ""

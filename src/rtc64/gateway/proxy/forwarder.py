@@ -269,7 +269,8 @@ class Forwarder:
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
         for target in decision.targets:
-            branch = Branch(len(pending.ctx.branches), target=str(target.hop.host))
+            host = str(target.hop.host)
+            branch = Branch(len(pending.ctx.branches), target=host)
             pending.ctx.branches.append(branch)
             new_routes = None
             if len(target.routes) != len(sh.routes(req)) or target.extra:
@@ -290,11 +291,11 @@ class Forwarder:
                 if target.own_port:
                     candidates = [_own_port(h) for h in candidates]
             except RemoteProtocolError as exc:
-                self.log.info("no route to %s for %r: %s", target.hop.host, req.call_id, exc.reason)
+                self.log.info("no route to %s for %r: %s", host, req.call_id, exc.reason)
                 self._complete(pending, branch, exc.status, None, exc.reason.encode())
                 continue
             try:
-                launch = await self.racer.start(leg, candidates, str(target.hop.host))
+                launch = await self.racer.start(leg, candidates, host)
             except OSError as exc:
                 reason = f"Service Unavailable: {exc}"
                 self._complete(pending, branch, 503, None, reason.encode("utf-8", "replace"))

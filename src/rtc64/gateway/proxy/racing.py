@@ -90,7 +90,10 @@ class Racing:
 
     async def start(self, leg: Leg, candidates: list[Hop], key: str) -> Launch:
         """The first attempt of a branch; raises ``OSError`` when no connection succeeds."""
-        ordered = self.health.order(key, candidates, self.clock())
+        # One candidate (an IP literal, a single A record) has no order to change.
+        ordered = (
+            candidates if len(candidates) < 2 else self.health.order(key, candidates, self.clock())
+        )
         delay = self.attempt_delay
         streams = [h for h in ordered if h.transport.reliable]
         if delay is not None and len(streams) >= 2 and len(streams) == len(ordered):
