@@ -55,6 +55,7 @@ COMPILED_FILES = (
     "rtc64/gateway/proxy/forking.py",
     "rtc64/gateway/proxy/forwarder.py",
     "rtc64/gateway/proxy/hops.py",
+    "rtc64/gateway/proxy/mtu.py",
     "rtc64/gateway/proxy/nexthop.py",
     "rtc64/gateway/proxy/racing.py",
     "rtc64/gateway/proxy/router.py",

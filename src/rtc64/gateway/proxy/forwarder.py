@@ -330,10 +330,10 @@ class Forwarder:
             self._complete(pending, branch, 503, None, b"Service Unavailable: no media relay ports")
             return None
         data = self._spliced(leg, out, hop, via, body)
-        tcp_out = self.identity.listener_for(Transport.TCP, hop.ip)
-        bigger = mtu.tcp_instead(
-            hop, len(data), tcp_ok=upgrade and plan.tcp_ok, tcp_listener=tcp_out is not None
-        )
+        tcp_out = bigger = None
+        if upgrade and plan.tcp_ok and len(data) > mtu.size_limit():  # rare: look TCP up
+            tcp_out = self.identity.listener_for(Transport.TCP, hop.ip)
+            bigger = mtu.tcp_instead(hop, len(data), tcp_ok=True, tcp_listener=tcp_out is not None)
         if bigger is not None and tcp_out is not None:
             self.stats.tcp_upgrades += 1
             self.log.debug("%d-byte request to %s goes over TCP (RFC 3261 §18.1.1)", len(data), hop)
