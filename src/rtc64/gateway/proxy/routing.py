@@ -126,11 +126,12 @@ class Routing:
             own = self.calls.in_dialog(req, self.clock())  # CSeqs, targets; a BYE frees media
             decision = self.router.in_dialog(decision, flow, own_port=own)
         if isinstance(decision, Authenticate):
-            verdict = await self.auth.check(req, source, self.wall(), proxy=True)
-            if not verdict.ok:
-                self.stats.auth_challenges += 1
-                self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
-                return
+            if not trusted:  # a trusted source passes unasked (``Authenticator.precheck``)
+                verdict = await self.auth.check(req, source, self.wall(), proxy=True)
+                if not verdict.ok:
+                    self.stats.auth_challenges += 1
+                    self.forwarder.reply(server, verdict.status, verdict.reason, verdict.headers)
+                    return
             decision = self.router.after_auth(decision)
         if isinstance(decision, Lookup):
             bindings = await find_bindings(self.store, decision.keys, self.wall())
