@@ -49,6 +49,7 @@ SKIPPED = 3
 # proxy's per-message Via/hop helpers and request splicing (gateway/proxy/hops.py, splice.py).
 COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
 COMPILED_FILES = (
+    "rtc64/gateway/identity.py",
     "rtc64/gateway/proxy/branches.py",
     "rtc64/gateway/proxy/calls.py",
     "rtc64/gateway/proxy/dialogs.py",

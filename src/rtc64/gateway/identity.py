@@ -131,7 +131,19 @@ class Identity:
             tls_alias=self.tls_alias,
             shared=self.shared if shared is None else shared,
         )
-        vars(self).update(vars(fresh))
+        # Field by field (the class may be compiled: no instance __dict__).
+        self.listeners = fresh.listeners
+        self.tls_alias = fresh.tls_alias
+        self.shared = fresh.shared
+        self._given = fresh._given
+        self.domains = fresh.domains
+        self.hostnames = fresh.hostnames
+        self._source_for = fresh._source_for
+        self.addresses = fresh.addresses
+        self.ports = fresh.ports
+        self.local_domain = fresh.local_domain
+        self._by_kind = fresh._by_kind
+        self._fixed = fresh._fixed
 
     # -- is it us? -------------------------------------------------------------------------
 

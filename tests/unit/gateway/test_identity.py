@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 
 from rtc64.gateway.identity import Identity, Listener, uri_transport
 from rtc64.net.address import HostPort, IPAddress
@@ -292,3 +294,20 @@ def test_hostport_of_is_remembered_per_listener_and_renewed_on_reload() -> None:
     assert ident.hostport_of(renamed, toward) == "192.0.2.2:5070"
     twin = listener("udp:[2001:db8::1]:5062")  # equal, another object
     assert twin == six and ident.hostport_of(twin, None) == "[2001:db8::1]:5062"
+
+
+def test_a_reload_copies_every_attribute_a_fresh_identity_has() -> None:
+    """``replace_listeners`` copies field by field (no ``__dict__`` when compiled): each
+    attribute ``__init__`` sets must equal a freshly built identity's."""
+    source = (Path(__file__).parents[3] / "src/rtc64/gateway/identity.py").read_text()
+    init = source[source.index("    def __init__") : source.index("    def replace_listeners")]
+    names = set(re.findall(r"self\.(\w+)(?::[^=\n]+)? = ", init))
+    assert {"listeners", "addresses", "_by_kind", "_fixed", "local_domain"} <= names
+    first = [listener("udp:192.0.2.1:5060")]
+    again = [listener("udp:[2001:db8::1]:5070"), listener("tcp:0.0.0.0:5071")]
+    kw: dict[str, object] = {"host_addresses": (HOST4B,), "hostnames": ("gw.example",)}
+    ident = Identity(first, domains=("a.example",), source_for=no_source, **kw)  # type: ignore[arg-type]
+    ident.replace_listeners(again, domains=("b.example",))
+    fresh = Identity(again, domains=("b.example",), source_for=no_source, **kw)  # type: ignore[arg-type]
+    for name in sorted(names):
+        assert getattr(ident, name) == getattr(fresh, name), name
