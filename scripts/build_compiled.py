@@ -1,8 +1,9 @@
 """Build the optional mypyc-compiled hot-path cores (see ``src/rtc64/_compiled.py``).
 
 Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py, the TURN
-credentials/quotas, the token buckets (net/tokenbucket.py), gateway/ratelimit.py and the
-proxy's gateway/proxy/hops.py and splice.py into
+credentials/quotas, the token buckets (net/tokenbucket.py), gateway/ratelimit.py,
+gateway/identity.py and the proxy's gateway/proxy/ modules (all but service.py and
+quick.py) into
 BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and
 writes manifest.json with the SHA-256 of each compiled source and of the rtc64 modules
 they import: ``import rtc64`` uses the build only while every hash
@@ -46,7 +47,8 @@ SKIPPED = 3
 # the TURN allocation path (STUN codec, TURN core, credentials and 401 limiter, whose
 # buckets are net.tokenbucket.TokenBucket: one per 401 answered; the SIP limiter is the
 # same module, and gateway/ratelimit.py holds the SIP authentication failure tracker); the
-# proxy's per-message Via/hop helpers and request splicing (gateway/proxy/hops.py, splice.py).
+# proxy's routing of a new request (router, routing, forwarder, racing, next hops, dialogs,
+# call control, Via/hop helpers, request splicing) and the gateway's identity it asks.
 COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
 COMPILED_FILES = (
     "rtc64/gateway/identity.py",
