@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -159,6 +160,42 @@ class AorTurns:
                 turn.set_result(None)
                 return
         del self._waiting[aor]
+
+
+RECENT_BRANCHES = 32768
+"""REGISTER branches ``RecentBranches`` remembers: ~5 s of REGISTERs at 6,000/s, ~3 MB."""
+
+
+class RecentBranches:
+    """The top-Via branches of the REGISTERs this process took lately (bounded: when
+    full, the oldest half is forgotten). Under overload a REGISTER whose branch is here
+    is a retransmission to absorb (the registrar answers it as it answered the
+    original), not new work to refuse with 503: the registrar keeps no server
+    transaction that would say so. A forged branch gains nothing: the request is
+    handled as any admitted REGISTER."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = RECENT_BRANCHES) -> None:
+        if limit < 2:
+            raise ValueError("RecentBranches needs a limit of at least 2")
+        self._seen: dict[bytes, None] = {}
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, branch: object) -> bool:
+        return branch in self._seen
+
+    def add(self, branch: bytes) -> None:
+        seen = self._seen
+        if branch in seen:
+            return
+        if len(seen) >= self._limit:
+            for old in list(itertools.islice(seen, self._limit // 2)):
+                del seen[old]
+        seen[branch] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.location.register import (
     AorTurns,
+    RecentBranches,
     RegisterReply,
     aor_refusal,
     find_bindings,
@@ -98,6 +99,7 @@ class Routing:
         self.log = log
         self.spawn = spawn
         self.turns = AorTurns()  # REGISTERs of one AOR wait for each other
+        self.recent = RecentBranches()  # REGISTERs taken lately: retransmissions to absorb
         self.registrations = RegistrationLog(log.getChild("registrar"))  # a line per change
 
     async def route(self, server: ServerTransaction) -> None:
@@ -160,6 +162,9 @@ class Routing:
                 self.stats.errors_sent += 1
                 self.forwarder.send(challenge, hop)
                 return True
+        branch = req.via.branch
+        if branch is not None:
+            self.recent.add(branch)
         self.spawn(self._register_stateless(req, flow, hop, trusted))
         return True
 
