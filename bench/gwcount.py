@@ -14,6 +14,7 @@ the difference / N is the cost of one operation, start-up and warm-up cancelled.
     python -m bench.gwcount --measure 300 --before /tmp/before    # + another tree's src
     python -m bench.gwcount --scenario reg --ops 100              # one run, no valgrind
     python -m bench.gwcount --measure 300 --loop uvloop           # on the loop serve runs
+    python -m bench.gwcount --measure 300 --shared                # the SIP workers' store
 
 ``--spawner``: ``await`` (default: the harness awaits each request's coroutine itself, no
 task) or ``serve`` (``io.scheduler.Spawner`` as ``rtc64 serve`` wires it: a task per
@@ -21,6 +22,10 @@ request, or none when the tree's spawner starts work eagerly and it never waits)
 ``--loop``: ``asyncio`` (default, as every earlier figure in bench/RESULTS.md) or ``uvloop``
 (what ``rtc64 serve`` runs on, ``io/loop.py``): the default loop's Python-level ``_run_once``
 is counted in every operation that waits for the store.
+
+``--shared``: the SQLite store in shared mode, as ``rtc64 serve`` opens it with SIP workers
+(reads from the file, compare-and-set in the write transaction) instead of one process's
+memory.
 
 Scenarios: ``reg`` REGISTER from a trusted source (straight to the registrar), ``reg-auth``
 REGISTER, 401, REGISTER with MD5 credentials (untrusted source), ``call`` INVITE/100/180/
@@ -241,10 +246,13 @@ class Bench:
         assert self.sink.last[PHONE].startswith(b"SIP/2.0 200"), self.sink.last[PHONE][:60]
 
 
-async def run(scenario: str, ops: int, warm: int, spawner: str = "await") -> None:
+async def run(
+    scenario: str, ops: int, warm: int, shared: bool = False, spawner: str = "await"
+) -> None:
     from rtc64.gateway.location.backends import open_store  # noqa: PLC0415
 
-    store = await open_store("sqlite", Path(tempfile.mkdtemp(prefix="rtc64-gwcount-")))
+    data = Path(tempfile.mkdtemp(prefix="rtc64-gwcount-"))
+    store = await open_store("sqlite", data, shared=shared)
     try:
         bench = Bench(store, spawner)
         step = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}[scenario]
@@ -289,6 +297,7 @@ def measure(
     scenarios: list[str],
     variants: list[str],
     loop: str,
+    shared: bool = False,
     spawner: str = "await",
 ) -> int:
     if shutil.which("valgrind") is None:
@@ -299,8 +308,9 @@ def measure(
     if before:
         trees.append((f"before ({before})", str(Path(before).resolve() / "src")))
     base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
+    store = "shared " if shared else ""
     print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops}, "
-          f"{loop} loop, spawner {spawner})")  # fmt: skip
+          f"{loop} loop, {store}sqlite store, spawner {spawner})")  # fmt: skip
     print("| scenario | tree | variant | instructions per op |")
     print("|---|---|---|---:|")
     for sc in scenarios:
@@ -308,8 +318,9 @@ def measure(
             for variant in variants:
                 env = {**base, "PYTHONPATH": f"{src}:{here}"}
                 env["RTC64_PURE" if variant == "pure" else "RTC64_COMPILED"] = "1"
-                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop,
-                        "--spawner", spawner]  # fmt: skip
+                args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop]
+                args += ["--shared"] if shared else []
+                args += ["--spawner", spawner]
                 one = callgrind_ir([*args, "--ops", str(ops)], env)
                 two = callgrind_ir([*args, "--ops", str(2 * ops)], env)
                 print(f"| {sc} | {name} | {variant} | {(two - one) / ops:,.0f} |", flush=True)
@@ -325,14 +336,17 @@ def main() -> int:
     ap.add_argument("--before", metavar="DIR", help="with --measure: also DIR/src's rtc64")
     ap.add_argument("--variant", action="append", choices=["pure", "compiled"])
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    ap.add_argument("--shared", action="store_true", help="the SQLite store in shared mode")
     ap.add_argument("--spawner", choices=["await", "serve"], default="await")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
         variants = args.variant or ["pure", "compiled"]
-        return measure(args.measure, args.before, scenarios, variants, args.loop, args.spawner)
+        return measure(
+            args.measure, args.before, scenarios, variants, args.loop, args.shared, args.spawner
+        )
     for sc in scenarios:
-        run_on(args.loop, run(sc, args.ops, args.warm, args.spawner))
+        run_on(args.loop, run(sc, args.ops, args.warm, args.shared, args.spawner))
     return 0
 
 

@@ -206,7 +206,7 @@ def parse_essentials(
     vias: list[Via] = []
     for i in via_slots:
         v = headers[i].value
-        if b"," in v:
+        if v.find(b",") >= 0:
             vias += [parse_via(part) for part in split_list(v, "Via")]
         else:
             vias.append(parse_via(v))
@@ -237,7 +237,7 @@ def _headers(items: Iterable[HeaderLike], body: bytes) -> list[Header]:
         h = item if isinstance(item, Header) else Header(*item)
         if not is_token(h.name):
             raise LocalProtocolError(f"invalid header name {h.name!r}")
-        if b"\r" in h.value or b"\n" in h.value or h.value != h.value.strip(WS):
+        if h.value.find(b"\r") >= 0 or h.value.find(b"\n") >= 0 or h.value != h.value.strip(WS):
             raise LocalProtocolError(f"invalid value for header {h.name!r}: {h.value!r}")
         if header_key(h.name) != b"content-length":
             out.append(h)
@@ -268,7 +268,7 @@ def _status_reason(status: int, reason: bytes | None) -> bytes:
         raise LocalProtocolError(f"status {status} out of range 100..699")
     if reason is None:
         reason = REASONS.get(status, b"Unknown")
-    if b"\r" in reason or b"\n" in reason:
+    if reason.find(b"\r") >= 0 or reason.find(b"\n") >= 0:
         raise LocalProtocolError(f"invalid reason phrase {reason!r}")
     return reason
 

@@ -107,7 +107,7 @@ def parse_name_addr(value: bytes, what: str, *, angle: bool = False) -> NameAddr
             if 0 <= k < end:
                 end = k
         spec = value[:end]
-        if b"?" in spec or b"," in spec:
+        if spec.find(b"?") >= 0 or spec.find(b",") >= 0:
             raise bad(f"URI with ',' or '?' not enclosed in <> in {what}")
         uri = parse_uri(spec, what)
         tail = value[end:]

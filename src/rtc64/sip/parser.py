@@ -66,7 +66,7 @@ def scan_head(data: bytes, head_end: int) -> Head:
         raise bad("bare CR or LF in the header section")
     start_line = lines[0]
     del lines[0]
-    if b"\r\n " in block or b"\r\n\t" in block:
+    if block.find(b"\r\n ") >= 0 or block.find(b"\r\n\t") >= 0:
         lines = _unfold(lines)
     parts = [line.partition(b":") for line in lines]
     get = KEY_CACHE.get

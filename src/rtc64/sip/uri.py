@@ -166,14 +166,14 @@ def _parse_sip(scheme: bytes, rest: bytes, what: str) -> SipUri:
     if at >= 0:
         user = rest[:at]
         rest = rest[at + 1 :]
-        if b":" in user:
+        if user.find(b":") >= 0:
             user, _, password = user.partition(b":")
             if password.translate(None, PASSWORD_CHARS):
                 raise bad(f"invalid password in {what}")
             check_escapes(password, what)
         if not user or user.translate(None, USER_CHARS):
             raise bad(f"invalid user part {show(user)} in {what}")
-        if b"%" in user:
+        if user.find(b"%") >= 0:
             check_escapes(user, what)
     # hostport ends at the first ';' or '?' (neither can occur inside an IPv6 reference).
     semi = rest.find(b";")

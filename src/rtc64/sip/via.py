@@ -133,7 +133,7 @@ def _split_protocol(value: bytes) -> tuple[bytes, bytes]:
 
 
 def _sent_by(text: bytes) -> tuple[Host, int | None]:
-    if b" " in text or b"\t" in text:
+    if text.find(b" ") >= 0 or text.find(b"\t") >= 0:
         text = text.strip(WS)
         # Only LWS around the ':' of "host : port" is legal (COLON = SWS ":" SWS).
         words = text.split()

@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -328,6 +329,54 @@ def row_target(row: BindingRow) -> tuple[str, str, int | str | None, int | None,
     """What decides where a row's keepalives go: transport, listener, packed received
     address and port, and whether it came through another proxy (Path)."""
     return row[5], row[6], row[8], row[9], bool(row[10])
+
+
+DECODED_KEPT = 16384
+"""Bindings a ``DecodedBindings`` keeps (~1 KB each with their text)."""
+
+
+class DecodedBindings:
+    """Bindings decoded from their stored text (``to_json``), by that text: a store
+    that reads the file or Redis on every lookup (shared mode) decodes a text once.
+    Decoding is a function of the text and a Binding is immutable, so a cached one is
+    the one a fresh decode would give; what a process writes is put in as written (its
+    next read of those rows decodes nothing). Bounded: when full, the oldest half
+    (in insertion order: texts replaced by later writes first) is dropped."""
+
+    __slots__ = ("_kept", "_limit", "hits", "misses")
+
+    def __init__(self, limit: int = DECODED_KEPT) -> None:
+        if limit < 2:
+            raise ValueError("DecodedBindings needs a limit of at least 2")
+        self._kept: dict[str, Binding] = {}
+        self._limit = limit
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def decode(self, text: str) -> Binding:
+        """The Binding stored as ``text``; ``ValueError`` if malformed (not kept)."""
+        found = self._kept.get(text)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        binding = Binding.from_json(text)
+        self._keep(text, binding)
+        return binding
+
+    def put(self, binding: Binding) -> None:
+        """Remember ``binding`` under the text it is written as."""
+        self._keep(binding.to_json(), binding)
+
+    def _keep(self, text: str, binding: Binding) -> None:
+        kept = self._kept
+        if len(kept) >= self._limit:
+            for old in list(itertools.islice(kept, self._limit // 2)):
+                del kept[old]
+        kept[text] = binding
 
 
 def bindings_to_json(bindings: tuple[Binding, ...] | list[Binding]) -> str:

@@ -35,9 +35,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import cast
 
@@ -56,6 +58,7 @@ from rtc64.net.endpoint import Flow
 from rtc64.sip import headers as sh
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import NameAddr
+from rtc64.sip.reply import response_bytes
 from rtc64.sip.uri import SipUri, format_uri
 
 SUPPORTED = frozenset((b"path", b"outbound", b"gruu"))
@@ -159,7 +162,64 @@ class AorTurns:
         del self._waiting[aor]
 
 
-Authorize = Callable[[], Awaitable[Response | None]]
+RECENT_BRANCHES = 32768
+"""REGISTER branches ``RecentBranches`` remembers: ~5 s of REGISTERs at 6,000/s, ~3 MB."""
+
+
+class RecentBranches:
+    """The top-Via branches of the REGISTERs this process took lately (bounded: when
+    full, the oldest half is forgotten). Under overload a REGISTER whose branch is here
+    is a retransmission to absorb (the registrar answers it as it answered the
+    original), not new work to refuse with 503: the registrar keeps no server
+    transaction that would say so. A forged branch gains nothing: the request is
+    handled as any admitted REGISTER."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = RECENT_BRANCHES) -> None:
+        if limit < 2:
+            raise ValueError("RecentBranches needs a limit of at least 2")
+        self._seen: dict[bytes, None] = {}
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, branch: object) -> bool:
+        return branch in self._seen
+
+    def add(self, branch: bytes) -> None:
+        seen = self._seen
+        if branch in seen:
+            return
+        if len(seen) >= self._limit:
+            for old in list(itertools.islice(seen, self._limit // 2)):
+                del seen[old]
+        seen[branch] = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterReply:
+    """The answer to a REGISTER before it is written: the status, the reason (None: the
+    standard phrase) and the lines after the ones copied from the request."""
+
+    status: int
+    reason: bytes | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def response(self, req: Request, to_tag: bytes | None = None) -> Response:
+        """The response model (``to_tag`` None: a fresh tag)."""
+        return make_response(req, self.status, self.reason, to_tag=to_tag, headers=self.headers)
+
+    def wire(self, req: Request, to_tag: bytes | None, top_via: bytes | None) -> bytes:
+        """The response's bytes, written from the request's lines (``sip.reply``);
+        ``top_via`` replaces the first Via value (``hops.stamp_top_via``)."""
+        return response_bytes(
+            req, self.status, self.reason, to_tag=to_tag, headers=self.headers, top_via=top_via
+        )
+
+
+Authorize = Callable[[], Awaitable[RegisterReply | None]]
 """Steps 3-4 of §10.3 for ``handle_register``: the refusal to send (401, 403), or None."""
 
 
@@ -178,6 +238,30 @@ async def handle_register(
     to_tag: bytes | None = None,
     turns: AorTurns | None = None,
 ) -> Response:
+    """``register_reply`` as a response model; ``to_tag``: the To tag of the response
+    (a stateless registrar's: the same for a retransmission, RFC 3261 §8.2.7); None: a
+    fresh one."""
+    reply = await register_reply(
+        req, flow, listener=listener, store=store, policy=policy, now=now, keys=keys,
+        gruu_secret=gruu_secret, on_change=on_change, authorize=authorize, turns=turns,
+    )  # fmt: skip
+    return reply.response(req, to_tag)
+
+
+async def register_reply(
+    req: Request,
+    flow: Flow,
+    *,
+    listener: str,
+    store: LocationStore,
+    policy: RegistrarPolicy,
+    now: float | None = None,
+    keys: tuple[str, str] | None = None,
+    gruu_secret: bytes | None = None,
+    on_change: Callable[[Sequence[Binding], Sequence[Binding]], None] | None = None,
+    authorize: Authorize | None = None,
+    turns: AorTurns | None = None,
+) -> RegisterReply:
     """Apply a REGISTER to the store and build the response to send; ``keys`` are the
     AOR's (canonical, as written) location keys (default: the To URI as written);
     ``gruu_secret`` (the gateway secret) makes temporary GRUUs (none without it);
@@ -187,12 +271,11 @@ async def handle_register(
     bindings were read: a retransmission of a REGISTER already applied (``registrar``
     rules) is answered from them without it, as a server transaction would have
     absorbed it before authentication (its nonce count was used once already).
-    ``to_tag``: the To tag of every response (a stateless registrar's: the same for a
-    retransmission, RFC 3261 §8.2.7); None: a fresh one. ``turns``: REGISTERs of one
-    AOR in this process wait for each other, from their read to their write.
+    ``turns``: REGISTERs of one AOR in this process wait for each other, from their
+    read to their write.
     """
     wall = time.time() if now is None else now
-    early = _early_refusal(req, to_tag)
+    early = _early_refusal(req)
     if early is not None:
         refusal = None if authorize is None else await authorize()
         return refusal or early
@@ -249,7 +332,7 @@ async def handle_register(
                 if outcome.retry_after is not None:
                     extra.append((b"Retry-After", b"%d" % outcome.retry_after))
                 reason = outcome.reason.encode("utf-8", "replace")
-                return make_response(req, outcome.status, reason, headers=extra, to_tag=to_tag)
+                return RegisterReply(outcome.status, reason, tuple(extra))
             if not (outcome.changed or moved):
                 break
             if not _swaps(store):
@@ -258,8 +341,7 @@ async def handle_register(
             if await cast(SwappingStore, store).swap(aor, stored, outcome.bindings, wall):
                 break
         else:  # another worker or gateway kept changing this AOR under us
-            retry = [(b"Retry-After", b"1")]
-            return make_response(req, 500, b"Server Internal Error", headers=retry, to_tag=to_tag)
+            return RegisterReply(500, b"Server Internal Error", ((b"Retry-After", b"1"),))
         if moved:
             await store.replace(keys[1], [])
         if on_change is not None and (specs or wildcard) and (outcome.changed or moved):
@@ -271,22 +353,20 @@ async def handle_register(
             lines += [(b"Path", p) for p in path]
         lines += _outbound_lines(outcome, supported, flow, policy)
         lines.append((b"Date", http_date(int(wall))))
-        return make_response(req, 200, headers=lines, to_tag=to_tag)
+        return RegisterReply(200, None, tuple(lines))
     finally:
         if turns is not None:
             turns.give(aor)
 
 
-def _early_refusal(req: Request, to_tag: bytes | None) -> Response | None:
+def _early_refusal(req: Request) -> RegisterReply | None:
     """§10.3 step 2 (Require: 420) and a GRUU as the AOR (403, RFC 5627)."""
     missing = unsupported(req)
     if missing:
-        unknown = [(b"Unsupported", b", ".join(missing))]
-        return make_response(req, 420, headers=unknown, to_tag=to_tag)
+        return RegisterReply(420, None, ((b"Unsupported", b", ".join(missing)),))
     if isinstance(req.to.uri, SipUri) and req.to.uri.has_param(b"gr"):
         # RFC 5627: a GRUU names an instance; it is never an address-of-record.
-        why = b"Forbidden: a GRUU is not an address-of-record"
-        return make_response(req, 403, why, to_tag=to_tag)
+        return RegisterReply(403, b"Forbidden: a GRUU is not an address-of-record")
     return None
 
 

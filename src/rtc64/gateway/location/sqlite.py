@@ -34,10 +34,11 @@
 #   knows how many rows each AOR has in the file at most (its set's length, or the
 #   length before ``expire`` removed some: ``_spread``), so a write that does not shrink
 #   the set replaces rows in place (``INSERT OR REPLACE``) without a DELETE.
-# - Shared mode (SIP workers: several processes write one file): nothing is cached; reads
-#   run inline on a second, read-only connection (a WAL reader never waits for a writer and
-#   sees every committed transaction), so a registration made through one worker is seen
-#   by every other at once.
+# - Shared mode (SIP workers: several processes write one file): no binding set is cached;
+#   reads run inline on a second, read-only connection (a WAL reader never waits for a
+#   writer and sees every committed transaction), so a registration made through one worker
+#   is seen by every other at once. Only the decoding of a row's text is cached, by that
+#   text (``DecodedBindings``: the same text always decodes to the same binding).
 # - ``swap`` is compare-and-set: in one ``BEGIN IMMEDIATE`` transaction the AOR's live
 #   bindings are compared with what the caller read, and replaced only if unchanged (two
 #   workers registering contacts of one AOR at once lose neither). Bindings read from the
@@ -57,7 +58,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from rtc64.gateway.location.bindings import ROW_EXPIRES_AT, Binding, BindingRow
+from rtc64.gateway.location.bindings import (
+    ROW_EXPIRES_AT,
+    Binding,
+    BindingRow,
+    DecodedBindings,
+)
 from rtc64.gateway.location.deadlines import Deadlines
 from rtc64.gateway.location.store import Owned, StoreError, check_aor
 from rtc64.gateway.location.users import UserRecord, aors_from_json
@@ -213,9 +219,9 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-def _decode(data: str) -> Binding:
+def _decode(data: str, decoded: DecodedBindings | None = None) -> Binding:
     try:
-        return Binding.from_json(data)
+        return Binding.from_json(data) if decoded is None else decoded.decode(data)
     except ValueError as exc:
         raise StoreError(f"sqlite: unreadable binding: {exc}") from None
 
@@ -249,6 +255,8 @@ class SqliteStore:
         self._live: dict[str, _Rows] = {}
         self._deadlines: Deadlines[str] = Deadlines()
         self._reader = reader
+        # Shared mode: every read decodes rows another process may have written.
+        self._decoded = DecodedBindings() if reader is not None else None
         self._queue: list[_Queued] = []  # the next batch
         self._flushing = False  # a batch is scheduled or on the worker thread
         self._written: dict[str, _Rows] = {}  # the batch's writes, for memory (not shared)
@@ -461,7 +469,7 @@ class SqliteStore:
                 return [_decode(d) for a, d in found if owned is None or owned(a)]
             query = "SELECT data FROM bindings WHERE aor = ? ORDER BY pos"
             rows = self._reader.execute(query, (aor,))
-            return [_decode(row[0]) for row in rows.fetchall()]
+            return [_decode(row[0], self._decoded) for row in rows.fetchall()]
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from exc
 
@@ -489,6 +497,10 @@ class SqliteStore:
 
             return await self._write(mine)
         before = [b.to_json() for b in expected]  # the text read, for bindings read here
+        decoded = self._decoded
+        if decoded is not None:
+            for b in new:  # this process's next read of these rows decodes nothing
+                decoded.put(b)
 
         def work(conn: sqlite3.Connection) -> bool:
             found = conn.execute(
@@ -497,7 +509,7 @@ class SqliteStore:
             texts = [data for data, expires_at in found if expires_at > now]
             # Another spelling of the same bindings (bindings not read from the file are
             # encoded by this version) is no change either.
-            if texts != before and [_decode(t) for t in texts] != list(expected):
+            if texts != before and [_decode(t, decoded) for t in texts] != list(expected):
                 return False
             _put(conn, aor, rows, len(found))
             return True

@@ -45,7 +45,7 @@ from rtc64.net.address import (
     unmap,
 )
 from rtc64.net.endpoint import Flow, Transport
-from rtc64.sip.grammar import format_params, split_top
+from rtc64.sip.grammar import Params, format_params, split_top
 from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request
 from rtc64.sip.uri import SipUri, Uri
@@ -92,28 +92,44 @@ def response_hop(req: Request, flow: Flow) -> Hop:
 
 
 def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
-    """The top Via with ``received``/``rport`` filled in, or None when nothing changes."""
-    stamped = _stamped_via(req, flow)
-    return None if stamped is None else format_via(stamped)
+    """The top Via with ``received``/``rport`` filled in, or None when nothing changes
+    (written as ``format_via`` writes it, without building the Via)."""
+    params = _stamped_params(req, flow)
+    if params is None:
+        return None
+    via = req.via
+    hp = format_hostport(via.host, via.port).encode("ascii")
+    return b"SIP/2.0/" + via.transport + b" " + hp + format_params(params)
+
+
+def _stamped_params(req: Request, flow: Flow) -> Params | None:
+    """The top Via's parameters with ``received``/``rport`` filled in (None: unchanged)."""
+    via = req.via
+    source_ip, source_port = flow.remote
+    params = via.params
+    has_rport = via.has_rport
+    changed = False
+    if has_rport and via.rport is None:
+        params = tuple(
+            [(n, b"%d" % source_port if n.lower() == b"rport" else v) for n, v in params]
+        )
+        changed = True
+    sent_by_is_source = not isinstance(via.host, str) and unmap(via.host) == unmap(source_ip)
+    if not sent_by_is_source or has_rport:
+        received = format_sdp_address(unmap(source_ip)).encode("ascii")
+        kept = [(n, v) for n, v in params if n.lower() != b"received"]
+        kept.append((b"received", received))
+        params = tuple(kept)
+        changed = True
+    return params if changed else None
 
 
 def _stamped_via(req: Request, flow: Flow) -> Via | None:
-    via = req.via
-    source_ip, source_port = flow.remote
-    params = list(via.params)
-    changed = False
-    if via.has_rport and via.rport is None:
-        params = [(n, b"%d" % source_port if n.lower() == b"rport" else v) for n, v in params]
-        changed = True
-    sent_by_is_source = not isinstance(via.host, str) and unmap(via.host) == unmap(source_ip)
-    if not sent_by_is_source or via.has_rport:
-        received = format_sdp_address(unmap(source_ip)).encode("ascii")
-        params = [(n, v) for n, v in params if n.lower() != b"received"]
-        params.append((b"received", received))
-        changed = True
-    if not changed:
+    params = _stamped_params(req, flow)
+    if params is None:
         return None
-    return Via(via.transport, via.host, via.port, tuple(params))
+    via = req.via
+    return Via(via.transport, via.host, via.port, params)
 
 
 def with_stamped_via(req: Request, flow: Flow) -> Request:

@@ -39,9 +39,11 @@ from rtc64.gateway.calllog import RegistrationLog
 from rtc64.gateway.identity import Identity
 from rtc64.gateway.location.register import (
     AorTurns,
+    RecentBranches,
+    RegisterReply,
     aor_refusal,
     find_bindings,
-    handle_register,
+    register_reply,
 )
 from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import LocationStore
@@ -61,8 +63,7 @@ from rtc64.gateway.proxy.router import (
 )
 from rtc64.gateway.stats import ProxyStats
 from rtc64.net.endpoint import Flow
-from rtc64.sip.message import Request, Response, make_response
-from rtc64.sip.serializer import serialize
+from rtc64.sip.message import Request
 from rtc64.sip.transaction_server import ServerTransaction
 
 
@@ -98,6 +99,7 @@ class Routing:
         self.log = log
         self.spawn = spawn
         self.turns = AorTurns()  # REGISTERs of one AOR wait for each other
+        self.recent = RecentBranches()  # REGISTERs taken lately: retransmissions to absorb
         self.registrations = RegistrationLog(log.getChild("registrar"))  # a line per change
 
     async def route(self, server: ServerTransaction) -> None:
@@ -159,12 +161,15 @@ class Routing:
             challenge = self.challenge(req, flow)  # 401 without credentials, 403 if blocked
             if challenge is not None:
                 self.stats.errors_sent += 1
-                self.forwarder.send(serialize(challenge), hop)
+                self.forwarder.send(challenge, hop)
                 return True
+        branch = req.via.branch
+        if branch is not None:
+            self.recent.add(branch)
         self.spawn(self._register_stateless(req, flow, hop, trusted))
         return True
 
-    def challenge(self, req: Request, flow: Flow) -> Response | None:
+    def challenge(self, req: Request, flow: Flow) -> bytes | None:
         """The stateless answer to a REGISTER from a source that is blocked (403) or
         that sent no credentials (401), or None when credentials decide (or the source
         is trusted): the source's block is checked before anything is read."""
@@ -174,13 +179,9 @@ class Routing:
             return None
         self.stats.auth_challenges += 1
         self.stats.stateless_replies += 1
-        return make_response(
-            hops.with_stamped_via(req, flow),  # RFC 3581 §4
-            verdict.status,
-            verdict.reason.encode("utf-8", "replace"),
-            headers=verdict.headers,
-            to_tag=self.stateless_tag(req),
-        )
+        reason = verdict.reason.encode("utf-8", "replace")
+        reply = RegisterReply(verdict.status, reason, verdict.headers)
+        return reply.wire(req, self.stateless_tag(req), hops.stamp_top_via(req, flow))
 
     def stateless_tag(self, req: Request) -> bytes:
         """A To tag that is the same for every retransmission of ``req`` (RFC 3261 §8.2.7,
@@ -196,9 +197,10 @@ class Routing:
     async def _register(self, server: ServerTransaction, flow: Flow) -> None:
         """A REGISTER for a local domain through its server transaction (a REGISTER
         ``register`` did not take: none the router sends to the registrar today)."""
+        req = server.request
         trusted = self.auth.is_trusted(flow.remote[0])
-        resp = await self._registrar(server.request, flow, trusted, None)
-        self.forwarder.respond(server, resp)
+        reply = await self._registrar(req, flow, trusted)
+        self.forwarder.respond(server, reply.response(hops.with_stamped_via(req, flow)))
 
     async def _register_stateless(
         self, req: Request, flow: Flow, hop: hops.Hop, trusted: bool
@@ -206,52 +208,43 @@ class Routing:
         """The registrar's answer to ``req``, sent without a transaction; every failure
         ends in a response (as ``route``)."""
         try:
-            resp = await self._registrar(req, flow, trusted, self.stateless_tag(req))
+            reply = await self._registrar(req, flow, trusted)
         except RemoteProtocolError as exc:
-            resp = self._stateless_reply(req, flow, exc.status, exc.reason)
+            reply = RegisterReply(exc.status, exc.reason.encode("utf-8", "replace"))
         except Exception:
             self.log.exception("proxy: error handling a REGISTER")
-            resp = self._stateless_reply(req, flow, 500, "Server Internal Error")
-        if resp.status >= 300:
+            reply = RegisterReply(500, b"Server Internal Error")
+        if reply.status >= 300:
             self.stats.errors_sent += 1
         self.stats.stateless_replies += 1
-        self.forwarder.send(serialize(resp), hop)
+        data = reply.wire(req, self.stateless_tag(req), hops.stamp_top_via(req, flow))
+        self.forwarder.send(data, hop)
 
-    def _stateless_reply(self, req: Request, flow: Flow, status: int, reason: str) -> Response:
-        stamped = hops.with_stamped_via(req, flow)
-        text = reason.encode("utf-8", "replace")
-        return make_response(stamped, status, text, to_tag=self.stateless_tag(req))
-
-    async def _registrar(
-        self, req: Request, flow: Flow, trusted: bool, tag: bytes | None
-    ) -> Response:
+    async def _registrar(self, req: Request, flow: Flow, trusted: bool) -> RegisterReply:
         """A REGISTER for a local domain: authenticate (401), check the AOR is the user's
         (403 otherwise, ``register.aor_refusal``), then the registrar; a recognised
-        retransmission is answered before authentication (``handle_register``); ``tag``
-        is the To tag of the answer (None: a fresh one)."""
+        retransmission is answered before authentication (``register_reply``). The
+        caller writes the answer with the top Via stamped (RFC 3581 §4)."""
         source = flow.remote[0]
-        stamped = hops.with_stamped_via(req, flow)  # RFC 3581 §4: rport/received
 
-        async def authorize() -> Response | None:
+        async def authorize() -> RegisterReply | None:
             verdict = await self.auth.check(req, source, self.wall(), proxy=False)
             if not verdict.ok:
                 self.stats.auth_challenges += 1
                 reason = verdict.reason.encode("utf-8", "replace")
-                return make_response(
-                    stamped, verdict.status, reason, headers=verdict.headers, to_tag=tag
-                )
+                return RegisterReply(verdict.status, reason, verdict.headers)
             refusal = aor_refusal(req, verdict.user, verdict.aors, self.identity.is_local_uri)
             if refusal is None:
                 return None
             # A REGISTER whose AOR is not the authenticated user's (hijack attempt).
             self.stats.registrations_forbidden += 1
             self.log.warning("registrar: REGISTER from %s refused: %s", flow, refusal)
-            return make_response(stamped, 403, refusal.encode("utf-8", "replace"), to_tag=tag)
+            return RegisterReply(403, refusal.encode("utf-8", "replace"))
 
         listener = listener_of(self.identity, flow)
         name = listener.name() if listener else f"{flow.transport.value}:?"
-        resp = await handle_register(
-            stamped,
+        resp = await register_reply(
+            req,
             flow,
             listener=name,
             store=self.store,
@@ -261,7 +254,6 @@ class Routing:
             gruu_secret=self.router.secret,
             on_change=lambda old, new: self.registrations.changed(old, new, self.wall()),
             authorize=None if trusted else authorize,
-            to_tag=tag,
             turns=self.turns,
         )
         self.stats.registrations += resp.status == 200

@@ -255,7 +255,7 @@ class Proxy:
         busy = busy or (self.draining and initial and req.method == b"INVITE")
         # Shed new work only: in-dialog requests and responses finish the calls we carry,
         # and a retransmission of a request we are handling is absorbed as usual.
-        if busy and req.method != b"ACK" and self.layer.find_server(req) is None:
+        if busy and req.method != b"ACK" and not self._in_progress(req):
             self.stats.overloaded += 1
             stamped = hops.with_stamped_via(req, flow)
             resp = make_response(stamped, 503, headers=[RETRY_AFTER])
@@ -269,6 +269,13 @@ class Proxy:
                 self.log.exception("proxy: error taking a REGISTER statelessly")
         self._dispatch(self.layer.receive_request(req, hop, hop.reliable, now))
 
+    def _in_progress(self, req: Request) -> bool:
+        """A retransmission of a request we handle: its server transaction, or a REGISTER
+        the registrar took lately (it keeps no transaction, ``RecentBranches``)."""
+        if self.layer.find_server(req) is not None:
+            return True
+        return req.method == b"REGISTER" and req.via.branch in self.routing.recent
+
     def shed_raw(self, data: bytes, flow: Flow) -> bool:
         """Before parsing, a UDP request: under overload, answer new work the admission
         refuses with 503 Retry-After built from its raw lines (True: answered). What the
@@ -278,7 +285,7 @@ class Proxy:
         if not adm.overloaded and not (adm.max_in_flight and self.in_flight >= adm.max_in_flight):
             return False
         branch = new_work_branch(data)
-        if branch is None or self.layer.serves_branch(branch):
+        if branch is None or self.layer.serves_branch(branch) or branch in self.routing.recent:
             return False
         now = self.clock()
         dropped = bool(self.limiter.rate) and self._over_rate(flow.remote[0], now)
