@@ -50,6 +50,7 @@ from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
 from rtc64.gateway.proxy.calls import TIMER_C, CallControl
 from rtc64.gateway.proxy.dialogs import DialogTracker
 from rtc64.gateway.proxy.forwarder import Forwarder
+from rtc64.gateway.proxy.indialog import forward_raw_ack
 from rtc64.gateway.proxy.nexthop import HostResolver, NextHops
 from rtc64.gateway.proxy.quick import forward_raw_response
 from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
@@ -61,7 +62,7 @@ from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
-from rtc64.sip.peek import new_work_branch, peek_response
+from rtc64.sip.peek import new_work_branch, peek_request, peek_response
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
@@ -225,6 +226,20 @@ class Proxy:
         self.stats.responses_in += 1
         self.stats.raw_replies += 1
         self._rearm()
+        return True
+
+    def on_raw_request(self, data: bytes, flow: Flow) -> bool:
+        """A UDP request before parsing, once ``shed_raw`` let it through: an ACK for a
+        2xx forwarded from its raw bytes when its plain shape and every check allow
+        (``indialog``); False: parse it (``on_message``)."""
+        if data[:4] != b"ACK ":
+            return False
+        raw = peek_request(data)
+        if raw is None or not forward_raw_ack(self.routing, raw, data, flow):
+            return False
+        self.traffic.request(raw.method, flow.transport.value, flow.family)
+        self.stats.requests_in += 1
+        self.stats.raw_acks += 1
         return True
 
     def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:
