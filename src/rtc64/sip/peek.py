@@ -261,6 +261,7 @@ class RawRequest:
     guarded: bool  # credentials or Proxy-Require: the full path judges them
 
 
+_GUARDS = frozenset((b"proxy-authorization", b"authorization", b"proxy-require"))
 _TAG_VALUE = re.compile(rb";[ \t]*tag[ \t]*=[ \t]*([^;\s]*)", re.I)
 _NO_TAG = b""  # a From/To value whose tag cannot be read plainly
 
@@ -301,34 +302,34 @@ def peek_request(data: bytes) -> RawRequest | None:
     head_end = data.find(b"\r\n\r\n")
     if head_end < 0 or data.count(b"\n", 0, head_end) != data.count(b"\r\n", 0, head_end):
         return None
-    pos = start.end()
     stop = head_end + 2
     via_start = via_end = mf_start = mf_end = 0
     top = cseq = call_id = from_ = to = length = mf = mf_name = b""
     routes: list[bytes] = []
     spans: list[tuple[int, int]] = []
     guarded = False
-    while pos < stop:
-        end = data.find(b"\r\n", pos)
-        if data[pos] in _FOLD:
+    pos = start.end()
+    for line in data[pos:head_end].split(b"\r\n"):
+        end = pos + len(line) + 2  # past its CRLF
+        if not line or line[0] in _FOLD:
             return None
-        colon = data.find(b":", pos, end)
-        if colon < 0:
+        name, colon, rest = line.partition(b":")
+        if not colon:
             return None
-        name = data[pos:colon].rstrip(b" \t")
+        name = name.rstrip(b" \t")
         try:
             key = header_key(name)
         except RemoteProtocolError:
             return None
-        value = data[colon + 1 : end].strip(b" \t")
+        value = rest.strip(b" \t")
         if key == b"via":
             if not top:
                 if b"," in value or not value:
                     return None
-                top, via_start, via_end = value, pos, end + 2
+                top, via_start, via_end = value, pos, end
         elif key == b"route":
             routes.append(value)
-            spans.append((pos, end + 2))
+            spans.append((pos, end))
         elif key == b"cseq":
             if cseq:
                 return None
@@ -348,14 +349,14 @@ def peek_request(data: bytes) -> RawRequest | None:
         elif key == b"max-forwards":
             if mf:
                 return None
-            mf, mf_name, mf_start, mf_end = value, name, pos, end + 2
+            mf, mf_name, mf_start, mf_end = value, name, pos, end
         elif key == b"content-length":
             if length:
                 return None
             length = value
-        elif key in (b"proxy-authorization", b"authorization", b"proxy-require"):
+        elif key in _GUARDS:
             guarded = True
-        pos = end + 2
+        pos = end
     if not (top and cseq and call_id and from_ and to and length and mf):
         return None
     branch = _BRANCH.search(top)
