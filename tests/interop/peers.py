@@ -53,6 +53,17 @@ class Gateway:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def private_ports(self, prefix: str = "udp:[") -> dict[int, str]:
+        """{worker: "address:port"} of each SIP worker's private port whose listen spec
+        starts with ``prefix`` (the supervisor logs them; {} for one process)."""
+        found = {}
+        text = self.text()
+        for k, ports in re.findall(r"SIP worker (\d+): own ports (.*?), media ports", text):
+            for spec in ports.split(", "):
+                if spec.startswith(prefix):
+                    found[int(k)] = spec.split(":", 1)[1]
+        return found
+
     def stop(self) -> int:
         stop(self.proc)
         return self.proc.returncode

@@ -43,23 +43,27 @@ def test_broken_ipv6_callee_is_reached_over_ipv4(tmp_path: Path) -> None:
             tmp_path,
             ["--sip-listen", f"udp:[{V6_GW}]:5060", "--sip-listen", f"udp:{V4_GW}:5060",
              "--trusted-network", "fd00:64:6::/64", "--dns-server", net.dns.server,
-             # one process: what happy eyeballs learns of a destination is per process,
-             # and a trusted caller's calls are spread over the workers by Call-ID
-             "--sip-workers", "1"],
+             "--sip-workers", "2"],
         )  # fmt: skip
+        # Two SIP workers: the first call goes to
+        # worker 0's own port, the second to worker 1's, so the second call's worker knows
+        # the destination's broken IPv6 only from what the first told it.
+        private = gw.private_ports()
+        assert sorted(private) == [0, 1], gw.text()[-3000:]
         # The callee answers on both families; only IPv4 datagrams reach it.
         uas4 = Sipp(net.dual, _dir(tmp_path, "uas4"), "uas4", "uas.xml", local=str(V4_DS),
                     port=5060, calls=2)  # fmt: skip
         uas6 = Sipp(net.dual, _dir(tmp_path, "uas6"), "uas6", "uas.xml", local=str(V6_DS),
                     port=5060, calls=1)  # fmt: skip
         wait_port(net.dual, "udp", 5060)
-        # Two calls one after the other to sip:bob@callee.test.
-        uac = Sipp(
-            net.v6, _dir(tmp_path, "uac"), "uac", "uac.xml", local=str(V6_HOST), port=5070,
-            remote=f"[{V6_GW}]:5060", calls=2, keys={"target": CALLEE_DOMAIN},
-            extra=["-s", "bob", "-l", "1"],
-        )  # fmt: skip
-        assert uac.wait() == 0, report(gw, uac, uas4)
+        # Two calls one after the other to sip:bob@callee.test, one through each worker.
+        for k in (0, 1):
+            uac = Sipp(
+                net.v6, _dir(tmp_path, f"uac{k}"), f"uac{k}", "uac.xml", local=str(V6_HOST),
+                port=5070, remote=private[k], calls=1, keys={"target": CALLEE_DOMAIN},
+                extra=["-s", "bob"],
+            )  # fmt: skip
+            assert uac.wait() == 0, report(gw, uac, uas4)
         assert uas4.wait() == 0, report(gw, uac, uas4)
         log = gw.text()
         # The first call: the IPv6 attempt stayed silent, IPv4 answered (and was relayed:
@@ -69,8 +73,8 @@ def test_broken_ipv6_callee_is_reached_over_ipv4(tmp_path: Path) -> None:
             f"happy eyeballs: {CALLEE_DOMAIN} answered on IPv4 after 1 silent attempt(s)" in line
             for line in fallbacks
         ), log[-8000:]
-        # The second call went to IPv4 first (IPv6 is penalised for this destination): one
-        # fallback in all.
+        # The second call went to IPv4 first (IPv6 is penalised for this destination, in
+        # every worker): one fallback in all.
         answered = [line for line in fallbacks if "answered on IPv4" in line]
         assert len(answered) == 1, "\n".join(fallbacks)
         # Nothing ever reached the callee over IPv6.

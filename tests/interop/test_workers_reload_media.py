@@ -46,16 +46,6 @@ def _config(ports: tuple[int, int]) -> str:
     )
 
 
-def _private_v6(gw: Gateway) -> dict[int, str]:
-    """{worker: "[v6]:port"} of each worker's private UDP port (the supervisor's log)."""
-    found = {}
-    for k, ports in re.findall(r"SIP worker (\d+): own ports (.*?), media ports", gw.text()):
-        for spec in ports.split(", "):
-            if spec.startswith("udp:["):
-                found[int(k)] = spec.removeprefix("udp:")
-    return found
-
-
 def _inside(ports: set[int], span: tuple[int, int]) -> bool:
     return bool(ports) and all(span[0] <= p <= span[1] for p in ports)
 
@@ -69,7 +59,7 @@ def test_sip_workers_and_turn_take_their_slices_of_a_reloaded_media_range(
     assert found is not None, log[-3000:]
     count = int(found.group(1))
     assert count >= 2, "default sip.workers: one per core (this lab needs two cores)"
-    private = _private_v6(gw)
+    private = gw.private_ports()
     assert sorted(private) == list(range(count)), gw.text()[-3000:]
     web = Web(net.v6, f"http://{WEB}", work)
     web.wait_up()

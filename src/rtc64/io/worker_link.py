@@ -32,6 +32,9 @@
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
+# - Happy eyeballs' memory is shared (HEALTH: family, works, destination): a family that
+#   stayed silent for a destination is tried second by every worker, so each destination
+#   costs one silent attempt in all, not one per worker.
 # - Keepalives (``gateway.keepalive.service``): a worker storing an AOR another worker
 #   keeps alive tells it (KEEP: the AOR); an answer to another worker's OPTIONS is handed
 #   over as a DELIVER; a CRLF/WebSocket ping toward a connection another worker owns is
@@ -41,7 +44,7 @@
 #   worker waits for it); each end queues up to 4 MB (``Channel``: an unconnected
 #   datagram socket would hold only ``net.unix.max_dgram_qlen``, 10, datagrams).
 #   Malformed channel datagrams are dropped and counted.
-#   State the others must learn (RESET, OPEN/CLOSE, ALIAS, failures) is never lost to a
+#   State the others must learn (RESET, OPEN/CLOSE, ALIAS, failures, health) is never lost to a
 #   full channel: it waits in ``worker_backlog``, in order, until the kernel takes it.
 """Messages and connection ownership between SIP worker processes."""
 
@@ -55,7 +58,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Protocol, TypeVar
@@ -66,9 +69,9 @@ from rtc64.io.sip_transport import OnSendError, SendFailure, SipTransportLayer
 from rtc64.io.worker_backlog import Backlog
 from rtc64.io.worker_conns import PeerConnection, PeerConnections, SentFor
 from rtc64.io.worker_owners import Owners
-from rtc64.net.address import IPAddress
+from rtc64.net.address import Family, IPAddress
 from rtc64.net.endpoint import Flow, SockAddr, Transport
-from rtc64.net.eyeballs import Race
+from rtc64.net.eyeballs import HealthCache, Race
 from rtc64.sip import tls_identity
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Message, Request
@@ -76,11 +79,12 @@ from rtc64.sip.message import Message, Request
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
 KEEP, PING, FAILED, RAW = b"K", b"P", b"X", b"U"
-ALIAS = b"A"
+ALIAS, HEALTH = b"A", b"H"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
+_HEALTH = struct.Struct("!B?")  # address family, whether it works
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
@@ -222,6 +226,8 @@ class WorkerLink:
         self._transports: SipTransportLayer | None = None
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
+        self._health: HealthCache | None = None
+        self._health_clock: Callable[[], float] = time.monotonic
         self.on_keepalive_changed: Callable[[str], None] | None = None
         self.on_raw_admit: Callable[[bytes, Flow], bool] | None = None
         """The owner's look at a spread request before parsing (True: answered, e.g. a
@@ -477,6 +483,20 @@ class WorkerLink:
 
         self._failed = apply
 
+    def share_health(self, cache: HealthCache, clock: Callable[[], float]) -> None:
+        """Happy eyeballs' memory is the gateway's, not the worker's: a family ``cache``
+        learns is failing (or working again) for a destination is told to the others,
+        which record it at once (at their ``clock``'s now: the channel takes
+        microseconds), so each destination costs one silent attempt in all."""
+        cache.on_change = self._health_changed
+        self._health, self._health_clock = cache, clock
+
+    def _health_changed(self, key: Hashable, family: Family, works: bool) -> None:
+        if not isinstance(key, str):
+            return  # the proxy's keys are host names or literals
+        head = _HEAD.pack(HEALTH, self.index, 0, 0)
+        self._broadcast(head + _HEALTH.pack(int(family), works) + key.encode())
+
     def _failure(self, key: KeyLike, now: float) -> None:
         if isinstance(key, str):
             return  # name-only keys are not recorded by the authenticator
@@ -571,6 +591,12 @@ class WorkerLink:
             user = data[at + _FAIL.size : at + _FAIL.size + size].decode()
             if self._failed is not None:
                 self._failed((user, address) if user else address, when)
+        elif kind == HEALTH:
+            number, works = _HEALTH.unpack_from(data, at)
+            family, key = Family(number), data[at + _HEALTH.size :].decode()
+            if key and self._health is not None:
+                learn = self._health.record_success if works else self._health.record_failure
+                learn(key, family, self._health_clock(), notify=False)
         elif kind == KEEP:
             aor = data[at:].decode("utf-8", "surrogateescape")
             if aor and self.on_keepalive_changed is not None:

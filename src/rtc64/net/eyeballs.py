@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, count, zip_longest
 from typing import Generic, Protocol, TypeVar
@@ -92,12 +92,18 @@ class HealthCache:
         # (key, family) -> time of the failure; oldest first (the penalty is the same for
         # all, so insertion order is also expiry order).
         self._failed: OrderedDict[tuple[Hashable, Family], float] = OrderedDict()
+        # told of what this cache learnt itself (not of what it was told): SIP workers
+        # share a destination's health (``io.worker_link.WorkerLink.share_health``)
+        self.on_change: Callable[[Hashable, Family, bool], None] | None = None
 
     def __len__(self) -> int:
         return len(self._failed)
 
-    def record_failure(self, key: Hashable, family: Family, now: float) -> None:
-        """``family`` just failed for ``key``: try it second for ``penalty`` seconds."""
+    def record_failure(
+        self, key: Hashable, family: Family, now: float, *, notify: bool = True
+    ) -> None:
+        """``family`` just failed for ``key``: try it second for ``penalty`` seconds.
+        ``notify`` False: another process learnt it (``on_change`` is not told)."""
         self._expire(now)
         if self.penalty <= 0:
             return
@@ -106,11 +112,18 @@ class HealthCache:
         self._failed[entry] = now
         while len(self._failed) > self.max_entries:
             self._failed.popitem(last=False)
+        if notify and self.on_change is not None:
+            self.on_change(key, family, False)
 
-    def record_success(self, key: Hashable, family: Family, now: float) -> None:
-        """``family`` works for ``key``: it is no longer tried second."""
+    def record_success(
+        self, key: Hashable, family: Family, now: float, *, notify: bool = True
+    ) -> None:
+        """``family`` works for ``key``: it is no longer tried second (``on_change`` is
+        told only when that lifts a penalty: a success changes nothing otherwise)."""
         self._expire(now)
-        self._failed.pop((key, family), None)
+        lifted = self._failed.pop((key, family), None) is not None
+        if lifted and notify and self.on_change is not None:
+            self.on_change(key, family, True)
 
     def penalised(self, key: Hashable, now: float) -> dict[Family, float]:
         """The families of ``key`` tried second, with the time each failed."""

@@ -409,6 +409,7 @@ class Gateway:
         reception.proxy = proxy
         if link is not None:  # a trunk's or a core's calls use every worker, not one
             link.owners.spread = proxy.is_trusted_peer
+            link.share_health(proxy.racing.health, proxy.clock)  # one fallback in all
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
         stack.callback(self.observers.close)

@@ -21,26 +21,19 @@ from rtc64.stun.attributes import DATA, XOR_PEER_ADDRESS
 from rtc64.turn.events import Bind, ClientFlow, Permit, RelayClosed, ToPeer, Unbind, Unpermit
 from rtc64.turn.protocols import UDP, RelayUnavailable
 
-from .turn_helpers import V4, V6, Endpoint, Rig, endpoint, port_range, rig, settle, wait_for
-
-
-async def _allocation(r: Rig, client: Endpoint, family: Family = Family.INET) -> tuple:  # type: ignore[type-arg]
-    """A relay of ``family`` reserved while serving ``client`` (as the core does)."""
-    version = 4 if client.address[0].version == 4 else 6
-    flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, version), 0)
-    r.relays.serving = flow
-    try:
-        relay = r.relays.reserve(family, UDP, even=False, reserve_next=False)
-    finally:
-        r.relays.serving = None
-    sock = r.relays.relay_of(relay)
-    assert sock is not None
-    await wait_for(lambda: sock.transport is not None)
-    return flow, relay, sock
-
-
-def _raw(address: tuple) -> tuple:  # type: ignore[type-arg]
-    return (str(address[0]), address[1])
+from .turn_helpers import (
+    V4,
+    V6,
+    Endpoint,
+    Rig,
+    allocation,
+    endpoint,
+    port_range,
+    raw,
+    rig,
+    settle,
+    wait_for,
+)
 
 
 def test_data_indication_only_after_permission() -> None:
@@ -48,13 +41,13 @@ def test_data_indication_only_after_permission() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            _flow, relay, sock = await _allocation(r, client)
-            peer.send(b"early", _raw(relay))
+            _flow, relay, sock = await allocation(r, client)
+            peer.send(b"early", raw(relay))
             await wait_for(lambda: sock.no_permission == 1)
             assert client.got == []
 
             r.relays.permit(Permit(relay, V4, 1e9))
-            peer.send(b"hello", _raw(relay))
+            peer.send(b"hello", raw(relay))
             await wait_for(lambda: len(client.got) == 1)
             data = client.got[0][0]
             msg = stun.decode(data)
@@ -63,12 +56,12 @@ def test_data_indication_only_after_permission() -> None:
             assert msg.get(DATA) == b"hello"
             # byte for byte what the codec's own fast helper writes with that id
             assert data == stun.data_indication(peer.address, b"hello", msg.transaction_id)
-            peer.send(b"again", _raw(relay))
+            peer.send(b"again", raw(relay))
             await wait_for(lambda: len(client.got) == 2)
             assert stun.decode(client.got[1][0]).transaction_id != msg.transaction_id
 
             r.relays.unpermit(Unpermit(relay, V4))
-            peer.send(b"late", _raw(relay))
+            peer.send(b"late", raw(relay))
             await wait_for(lambda: sock.no_permission == 2)
             await settle()
             assert len(client.got) == 2
@@ -87,7 +80,7 @@ def test_ipv6_data_indication_xor_uses_transaction_id() -> None:
         r = await rig()
         client, peer = await endpoint("::1"), await endpoint("::1")
         try:
-            _flow, relay, _sock = await _allocation(r, client, Family.INET6)
+            _flow, relay, _sock = await allocation(r, client, Family.INET6)
             assert relay[0] == V6
             r.relays.permit(Permit(relay, V6, 1e9))
             for i in range(3):
@@ -113,34 +106,34 @@ def test_channel_both_ways_and_unbind() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             listener = r.local(Transport.UDP)
             # a ChannelData before any channel: dropped and counted, nothing reaches the peer
-            client.send(channel_data(0x4000, b"nope", stream=False), _raw(listener))
+            client.send(channel_data(0x4000, b"nope", stream=False), raw(listener))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
 
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
-            peer.send(b"to client", _raw(relay))
+            peer.send(b"to client", raw(relay))
             await wait_for(lambda: len(client.got) == 1)
             assert client.got[0][0] == struct.pack("!HH", 0x4000, 9) + b"to client"
 
-            client.send(channel_data(0x4000, b"to peer", stream=False), _raw(listener))
+            client.send(channel_data(0x4000, b"to peer", stream=False), raw(listener))
             await wait_for(lambda: len(peer.got) == 1)
-            assert peer.got[0] == (b"to peer", _raw(relay))
+            assert peer.got[0] == (b"to peer", raw(relay))
             # a length field beyond the datagram is refused
-            client.send(struct.pack("!HH", 0x4000, 200) + b"short", _raw(listener))
+            client.send(struct.pack("!HH", 0x4000, 200) + b"short", raw(listener))
             # another channel number of the same client is not bound
-            client.send(channel_data(0x4001, b"other", stream=False), _raw(listener))
+            client.send(channel_data(0x4001, b"other", stream=False), raw(listener))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 3)
             assert sock.to_peer_packets == 1 and sock.to_peer_bytes == 7
             assert r.sink.got == []  # none of it needed the core
 
             r.relays.unbind(Unbind(relay, 0x4000))
-            peer.send(b"as data", _raw(relay))
+            peer.send(b"as data", raw(relay))
             await wait_for(lambda: len(client.got) == 2)
             assert stun.decode(client.got[1][0]).get(DATA) == b"as data"
-            client.send(channel_data(0x4000, b"gone", stream=False), _raw(listener))
+            client.send(channel_data(0x4000, b"gone", stream=False), raw(listener))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 4)
         finally:
             client.close()
@@ -155,11 +148,11 @@ def test_channel_without_permission_is_not_forwarded() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))  # no Permit
-            client.send(channel_data(0x4000, b"x", stream=False), _raw(r.local(Transport.UDP)))
+            client.send(channel_data(0x4000, b"x", stream=False), raw(r.local(Transport.UDP)))
             await wait_for(lambda: r.listeners.stats.channel_refused == 1)
-            peer.send(b"y", _raw(relay))
+            peer.send(b"y", raw(relay))
             await wait_for(lambda: sock.no_permission == 2)
             await settle()
             assert peer.got == [] and client.got == []
@@ -176,14 +169,14 @@ def test_send_indication_slow_path_and_another_clients_channel() -> None:
         r = await rig()
         alice, mallory, peer = await endpoint(), await endpoint(), await endpoint()
         try:
-            flow, relay, _ = await _allocation(r, alice)
-            await _allocation(r, mallory)
+            flow, relay, _ = await allocation(r, alice)
+            await allocation(r, mallory)
             r.relays.permit(Permit(relay, V4, 1e9))
             assert r.relays.to_peer(ToPeer(relay, peer.address, b"via send"))
             await wait_for(lambda: len(peer.got) == 1)
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             # mallory uses alice's channel number from her own source: not hers, dropped
-            mallory.send(channel_data(0x4000, b"spoof", stream=False), _raw(r.local(Transport.UDP)))
+            mallory.send(channel_data(0x4000, b"spoof", stream=False), raw(r.local(Transport.UDP)))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
             await settle()
             assert len(peer.got) == 1
@@ -200,18 +193,18 @@ def test_bandwidth_limit_drops_and_counts() -> None:
         r = await rig(bandwidth=2000)
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             for _ in range(20):
-                peer.send(b"p" * 1000, _raw(relay))
+                peer.send(b"p" * 1000, raw(relay))
             await wait_for(lambda: sock.from_peer_packets + sock.over_limit == 20)
             assert sock.over_limit > 0
             assert sock.from_peer_packets < 20
             await wait_for(lambda: len(client.got) == sock.from_peer_packets)
             # the other direction has its own budget: still a burst's worth to send
             over = sock.over_limit
-            listener = _raw(r.local(Transport.UDP))
+            listener = raw(r.local(Transport.UDP))
             for _ in range(20):
                 client.send(channel_data(0x4000, b"c" * 1000, stream=False), listener)
             await wait_for(lambda: sock.to_peer_packets + sock.over_limit - over == 20)
@@ -282,7 +275,7 @@ def test_relay_closed_forgets_tables_and_port() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, _ = await _allocation(r, client)
+            flow, relay, _ = await allocation(r, client)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             udp_listener = r.listeners.udp[r.local(Transport.UDP)]
@@ -291,7 +284,7 @@ def test_relay_closed_forgets_tables_and_port() -> None:
             assert r.relays.relay_of(relay) is None
             assert not udp_listener.clients
             assert r.pool.in_use == 1 and r.relays.idle == 1  # kept bound for reuse
-            client.send(channel_data(0x4000, b"x", stream=False), _raw(r.local(Transport.UDP)))
+            client.send(channel_data(0x4000, b"x", stream=False), raw(r.local(Transport.UDP)))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
             total = r.relays.closed_totals[(Family.INET, Family.INET)]
             assert total.relays == 1
@@ -310,7 +303,7 @@ def test_garbage_datagrams_counted_listener_keeps_working() -> None:
         r = await rig()
         client = await endpoint()
         try:
-            listener = _raw(r.local(Transport.UDP))
+            listener = raw(r.local(Transport.UDP))
             for junk in (b"\xff" * 40, b"\x00" * 5, b"\x80" + b"\0" * 30, b"\xbf\xff\0\0"):
                 client.send(junk, listener)
             await wait_for(lambda: r.listeners.stats.garbage == 4)
@@ -355,16 +348,16 @@ def test_ipv4_mapped_peer_is_relayed_as_ipv4() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, _ = await _allocation(r, client)
+            flow, relay, _ = await allocation(r, client)
             mapped = (ip_address("::ffff:127.0.0.1"), peer.address[1])
             r.relays.permit(Permit(relay, mapped[0], 1e9))
             assert r.relays.to_peer(ToPeer(relay, mapped, b"via mapped"))
             await wait_for(lambda: len(peer.got) == 1)
-            peer.send(b"back", _raw(relay))
+            peer.send(b"back", raw(relay))
             await wait_for(lambda: len(client.got) == 1)
             assert stun.decode(client.got[0][0]).get(XOR_PEER_ADDRESS) == peer.address
             r.relays.bind(Bind(relay, flow, 0x4000, mapped))
-            peer.send(b"chan", _raw(relay))
+            peer.send(b"chan", raw(relay))
             await wait_for(lambda: len(client.got) == 2)
             assert client.got[1][0] == channel_data(0x4000, b"chan", stream=False)
         finally:
@@ -501,15 +494,15 @@ def test_reused_relay_port_never_hands_the_old_allocations_datagrams_to_the_new_
         peer.bind(("127.0.0.1", 0))
         peer_address = (ip_address("127.0.0.1"), peer.getsockname()[1])
         try:
-            _, relay, sock = await _allocation(r, old)
+            _, relay, sock = await allocation(r, old)
             r.relays.permit(Permit(relay, V4, 1e9))
-            peer.sendto(b"for the old client", _raw(relay))
+            peer.sendto(b"for the old client", raw(relay))
             await wait_for(lambda: len(old.got) == 1)
 
             # released, then at once (no loop turn) a late datagram and the next allocation
             r.relays.relay_closed(RelayClosed(relay))
             assert r.relays.idle == 1 and r.pool.in_use == 1
-            peer.sendto(b"late, queued at reuse", _raw(relay))
+            peer.sendto(b"late, queued at reuse", raw(relay))
             flow2, relay2 = _reserve(r, new)
             assert relay2 == relay and r.relays.reused == 1 and r.relays.drained == 1
             sock2 = r.relays.relay_of(relay2)
@@ -521,20 +514,20 @@ def test_reused_relay_port_never_hands_the_old_allocations_datagrams_to_the_new_
             assert sock2.permitted == {} and sock2.channels == {}
             r.relays.permit(Permit(relay2, V4, 1e9))
             r.relays.bind(Bind(relay2, flow2, 0x4000, peer_address))
-            peer.sendto(b"fresh", _raw(relay2))
+            peer.sendto(b"fresh", raw(relay2))
             await wait_for(lambda: len(new.got) == 1)
             assert new.got[0][0] == channel_data(0x4000, b"fresh", stream=False)
 
             # released again; this time the loop reads the late datagram while it is idle
             r.relays.relay_closed(RelayClosed(relay2))
-            peer.sendto(b"late, read while idle", _raw(relay2))
+            peer.sendto(b"late, read while idle", raw(relay2))
             await settle()
             _, relay3 = _reserve(r, newer)
             assert relay3 == relay and r.relays.reused == 2 and r.relays.drained == 1
             r.relays.permit(Permit(relay3, V4, 1e9))
             await settle()
             assert newer.got == [] and len(new.got) == 1 and len(old.got) == 1
-            peer.sendto(b"for the newest", _raw(relay3))
+            peer.sendto(b"for the newest", raw(relay3))
             await wait_for(lambda: len(newer.got) == 1)
             assert stun.decode(newer.got[0][0]).get(DATA) == b"for the newest"
             assert r.pool.in_use == 1  # one port served all three allocations
@@ -555,10 +548,10 @@ def test_flooded_idle_relay_socket_is_closed_not_reused() -> None:
         peer = s.socket(s.AF_INET, s.SOCK_DGRAM)
         peer.bind(("127.0.0.1", 0))
         try:
-            _, relay, _ = await _allocation(r, old)
+            _, relay, _ = await allocation(r, old)
             r.relays.relay_closed(RelayClosed(relay))
             for _ in range(DRAIN_LIMIT + 1):  # more than a reuse may drain
-                peer.sendto(b"flood", _raw(relay))
+                peer.sendto(b"flood", raw(relay))
             _, relay2 = _reserve(r, new)
             assert relay2 != relay and r.relays.reused == 0 and r.relays.idle == 0
             r.relays.permit(Permit(relay2, V4, 1e9))
@@ -580,7 +573,7 @@ def test_idle_relay_sockets_are_bounded_and_freed_by_stop() -> None:
         r.relays.idle_limit = 2
         clients = [await endpoint() for _ in range(4)]
         try:
-            relays = [(await _allocation(r, c))[1] for c in clients]
+            relays = [(await allocation(r, c))[1] for c in clients]
             for relay in relays:
                 r.relays.relay_closed(RelayClosed(relay))
             assert r.relays.idle == 2  # the two oldest were closed, their pair freed

@@ -15,36 +15,28 @@ import pytest
 
 from rtc64.io.turn_fastpath import NATIVE, RelaySocket, channel_data
 from rtc64.io.turn_listeners import UdpListener
-from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport
 from rtc64.relay.ports import PortPool
-from rtc64.turn.events import Bind, ClientFlow, Permit
-from rtc64.turn.protocols import UDP
+from rtc64.turn.events import Bind, Permit
 
-from .turn_helpers import V4, V6, Endpoint, Rig, endpoint, port_range, rig, settle, wait_for
+from .turn_helpers import (
+    V4,
+    V6,
+    Rig,
+    allocation,
+    endpoint,
+    port_range,
+    raw,
+    rig,
+    settle,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(NATIVE is None, reason="native build absent (pure path only)")
 
 
-def _raw(address: tuple) -> tuple:  # type: ignore[type-arg]
-    return (str(address[0]), address[1])
-
-
 def _listener(r: Rig, version: int = 4) -> UdpListener:
     return r.listeners.udp[r.local(Transport.UDP, version)]
-
-
-async def _allocation(r: Rig, client: Endpoint, version: int = 4) -> tuple:  # type: ignore[type-arg]
-    flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, version), 0)
-    r.relays.serving = flow
-    try:
-        relay = r.relays.reserve(Family.INET, UDP, even=False, reserve_next=False)
-    finally:
-        r.relays.serving = None
-    sock = r.relays.relay_of(relay)
-    assert sock is not None
-    await wait_for(lambda: sock.transport is not None)
-    return flow, relay, sock
 
 
 @pytest.mark.parametrize(
@@ -74,12 +66,12 @@ def test_bad_channel_data_goes_to_the_pure_path_and_nothing_is_sent() -> None:
         r = await rig()
         client, mallory, peer = await endpoint(), await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             listener = _listener(r)
             reader = listener.reader
             assert reader is not None
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
-            to = _raw(r.local(Transport.UDP))
+            to = raw(r.local(Transport.UDP))
             stats = r.listeners.stats
             client.send(channel_data(0x4000, b"no permission yet", stream=False), to)
             await wait_for(lambda: stats.channel_refused == 1)
@@ -99,7 +91,7 @@ def test_bad_channel_data_goes_to_the_pure_path_and_nothing_is_sent() -> None:
 
             client.send(channel_data(0x4000, b"ok" * 3, stream=False) + b"trailing", to)
             await wait_for(lambda: len(peer.got) == 1)
-            assert peer.got[0] == (b"okokok", _raw(relay))
+            assert peer.got[0] == (b"okokok", raw(relay))
             assert (sock.to_peer_packets, sock.to_peer_bytes) == (1, 6)
             assert reader.counters()["forwarded"] == 1
             assert r.sink.got == []
@@ -111,23 +103,23 @@ def test_bad_channel_data_goes_to_the_pure_path_and_nothing_is_sent() -> None:
     asyncio.run(main())
 
 
-def test_ipv6_client_forwarded_natively_and_forgotten_with_its_allocation() -> None:
+def test_ipv6_client_forwarded_natively_and_forgotten_with_itsallocation() -> None:
     async def main() -> None:
         r = await rig()
         client, peer = await endpoint("::1"), await endpoint()
         try:
-            flow, relay, _ = await _allocation(r, client, version=6)
+            flow, relay, _ = await allocation(r, client)
             listener = _listener(r, 6)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x7FFF, peer.address))
             assert len(listener.native_clients) == 1
-            client.send(channel_data(0x7FFF, b"v6 to v4", stream=False), _raw(flow.local))
+            client.send(channel_data(0x7FFF, b"v6 to v4", stream=False), raw(flow.local))
             await wait_for(lambda: len(peer.got) == 1)
             assert listener.reader is not None and listener.reader.counters()["forwarded"] == 1
             assert peer.got[0][0] == b"v6 to v4"
             r.relays.release(relay)
             assert listener.native_clients == {} and listener.clients == {}
-            client.send(channel_data(0x7FFF, b"after release", stream=False), _raw(flow.local))
+            client.send(channel_data(0x7FFF, b"after release", stream=False), raw(flow.local))
             await wait_for(lambda: r.listeners.stats.channel_unbound == 1)
             assert len(peer.got) == 1
             assert flow.remote[0] == V6
@@ -144,7 +136,7 @@ def test_a_failed_send_goes_through_the_loop_transport_and_is_counted() -> None:
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             sent: list[tuple[bytes, object]] = []
@@ -164,10 +156,10 @@ def test_a_failed_send_goes_through_the_loop_transport_and_is_counted() -> None:
             # sendto(2) on a file that is no socket fails: the loop transport takes it
             devnull = os.open(os.devnull, os.O_WRONLY)
             sock.fd = devnull
-            to = _raw(r.local(Transport.UDP))
+            to = raw(r.local(Transport.UDP))
             client.send(channel_data(0x4000, b"one", stream=False), to)
             await wait_for(lambda: sock.to_peer_packets == 1)
-            assert sent == [(b"one", _raw(peer.address))] and sock.queued
+            assert sent == [(b"one", raw(peer.address))] and sock.queued
             client.send(channel_data(0x4000, b"two", stream=False), to)  # queued: pure path
             await wait_for(lambda: sock.to_peer_packets == 2)
             assert [d for d, _ in sent] == [b"one", b"two"]
@@ -215,14 +207,14 @@ async def _fuzz_run(
     try:
         socks: list[RelaySocket] = []
         for i in range(2):
-            flow, relay, sock = await _allocation(r, clients[i])
+            flow, relay, sock = await allocation(r, clients[i])
             socks.append(sock)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peers[0].address))
             r.relays.bind(Bind(relay, flow, 0x4001 + i, peers[1].address))
             if i == 0:  # bound to a peer without permission: refused
                 r.relays.bind(Bind(relay, flow, 0x4003, (ip_address("127.0.0.2"), 9)))
-        to = _raw(r.local(Transport.UDP))
+        to = raw(r.local(Transport.UDP))
         stats = r.listeners.stats
         for who, data in datagrams:
             clients[who].send(data, to)
@@ -284,12 +276,12 @@ def test_a_relay_whose_socket_the_loop_closed_is_never_sent_from_by_number() -> 
         r = await rig()
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             reader = _listener(r).reader
             assert reader is not None
-            to = _raw(r.local(Transport.UDP))
+            to = raw(r.local(Transport.UDP))
             client.send(channel_data(0x4000, b"native", stream=False), to)
             await wait_for(lambda: len(peer.got) == 1)
             assert reader.counters()["forwarded"] == 1
@@ -312,12 +304,12 @@ def test_bandwidth_limit_on_the_native_path_drops_and_counts_as_the_pure_path() 
         r = await rig(bandwidth=2000)
         client, peer = await endpoint(), await endpoint()
         try:
-            flow, relay, sock = await _allocation(r, client)
+            flow, relay, sock = await allocation(r, client)
             r.relays.permit(Permit(relay, V4, 1e9))
             r.relays.bind(Bind(relay, flow, 0x4000, peer.address))
             reader = _listener(r).reader
             assert reader is not None
-            to = _raw(r.local(Transport.UDP))
+            to = raw(r.local(Transport.UDP))
             for _ in range(20):
                 client.send(channel_data(0x4000, b"c" * 1000, stream=False), to)
             await wait_for(lambda: sock.to_peer_packets + sock.over_limit == 20)

@@ -422,3 +422,39 @@ def test_an_in_dialog_request_follows_the_second_route_to_its_worker(tmp_path: P
                 c.close()
 
     asyncio.run(main())
+
+
+def test_happy_eyeballs_memory_is_the_gateways(tmp_path: Path) -> None:
+    """A family worker 0 finds silent for a destination is tried second by worker 1 too
+    (one fallback per destination in all, not one per worker); worker 1 finding it works
+    again lifts worker 0's penalty; what a worker is told is not echoed back; a malformed
+    HEALTH datagram is dropped and counted."""
+    from rtc64.io.worker_link import HEALTH  # noqa: PLC0415
+    from rtc64.net.address import Family  # noqa: PLC0415
+    from rtc64.net.eyeballs import HealthCache  # noqa: PLC0415
+
+    async def main() -> None:
+        with two_links(tmp_path, {}) as links:
+            caches = [HealthCache(penalty=600.0), HealthCache(penalty=600.0)]
+            for link, cache in zip(links, caches, strict=True):
+                link.attach(FakeLayer(), lambda m, f: None)  # type: ignore[arg-type]
+                link.share_health(cache, lambda: 100.0)
+            caches[0].record_failure("pbx.example", Family.INET6, 99.0)
+            await _until(lambda: bool(caches[1].penalised("pbx.example", 100.0)))
+            assert caches[1].penalised("pbx.example", 100.0) == {Family.INET6: 100.0}
+            caches[1].record_success("pbx.example", Family.INET6, 101.0)
+            await _until(lambda: not caches[0].penalised("pbx.example", 101.0))
+            await asyncio.sleep(0.05)  # nothing echoed back to worker 1
+            assert caches[1].penalised("pbx.example", 101.0) == {}
+            out = links[0]._channel.ends[1]
+            assert out is not None
+            for junk in (
+                _HEAD.pack(HEALTH, 0, 0, 0) + b"\x07\x00pbx",  # no such family
+                _HEAD.pack(HEALTH, 0, 0, 0) + b"\x0a\x00\xff\xfe",  # not UTF-8
+                _HEAD.pack(HEALTH, 0, 0, 0) + b"\x0a",  # cut short
+            ):
+                out.send(junk)
+            await _until(lambda: links[1].dropped == 3)
+            assert len(caches[1]) == 0
+
+    asyncio.run(main())

@@ -8,11 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
+from rtc64.io.turn_fastpath import RelaySocket
 from rtc64.io.turn_listeners import Address, ListenerLimits, TurnListeners
 from rtc64.io.turn_relay import TurnRelays
 from rtc64.io.turn_tcp import TcpRelays
+from rtc64.net.address import Family
 from rtc64.net.endpoint import Transport, parse_listen
 from rtc64.relay.ports import PortPool
+from rtc64.turn.events import ClientFlow
+from rtc64.turn.protocols import UDP
 
 V4 = ip_address("127.0.0.1")
 V6 = ip_address("::1")
@@ -127,3 +131,26 @@ async def rig(
     addresses = [a for family in sorted(pool.families) for a in pool.addresses(family)]
     relays = TurnRelays([pool], addresses, listeners, tcp, bandwidth=bandwidth)
     return Rig(sink, listeners, relays, tcp, pool)
+
+
+def raw(address: tuple) -> tuple:  # type: ignore[type-arg]
+    """A socket address as the sockets module takes it (the host as text)."""
+    return (str(address[0]), address[1])
+
+
+async def allocation(
+    r: Rig, client: Endpoint, family: Family = Family.INET
+) -> tuple[ClientFlow, Address, RelaySocket]:
+    """A UDP relay of ``family`` reserved while serving ``client`` (as the core does), on
+    the UDP listener of the client's family; its socket is open."""
+    version = 4 if client.address[0].version == 4 else 6
+    flow = ClientFlow(Transport.UDP, client.address, r.local(Transport.UDP, version), 0)
+    r.relays.serving = flow
+    try:
+        relay = r.relays.reserve(family, UDP, even=False, reserve_next=False)
+    finally:
+        r.relays.serving = None
+    sock = r.relays.relay_of(relay)
+    assert sock is not None
+    await wait_for(lambda: sock.transport is not None)
+    return flow, relay, sock

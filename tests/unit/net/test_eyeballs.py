@@ -678,3 +678,23 @@ def test_race_timers_drive_many_races() -> None:
     assert timers.get_timer() is None
     assert timers.handle_timer(10.0) == []
     assert len(timers) == 0
+
+
+def test_the_cache_tells_what_it_learnt_itself_not_what_it_was_told() -> None:
+    """``on_change`` (SIP workers share it): a failure, and a success that lifts a
+    penalty; a success with no penalty, and whatever arrives with notify=False, are not
+    told again (no echo between workers, no datagram per successful call)."""
+    cache = HealthCache()
+    told: list[tuple[object, object, bool]] = []
+    cache.on_change = lambda key, family, works: told.append((key, family, works))
+    cache.record_success("h", V4, 0.0)
+    assert told == []
+    cache.record_failure("h", V6, 1.0)
+    assert told == [("h", V6, False)]
+    cache.record_success("h", V6, 2.0)
+    assert told[1:] == [("h", V6, True)]
+    cache.record_failure("g", V6, 3.0, notify=False)
+    cache.record_success("g", V6, 4.0, notify=False)
+    assert len(told) == 2
+    cache.record_failure("g", V4, 5.0, notify=False)
+    assert kinds(cache.order("g", targets("46"), 5.0)) == "64", "told, and applied"
