@@ -262,6 +262,7 @@ class RawRequest:
 
 
 _GUARDS = frozenset((b"proxy-authorization", b"authorization", b"proxy-require"))
+_PLAIN_TAG = re.compile(rb"[A-Za-z0-9.!%*_+`'~-]+")
 _TAG_VALUE = re.compile(rb";[ \t]*tag[ \t]*=[ \t]*([^;\s]*)", re.I)
 _NO_TAG = b""  # a From/To value whose tag cannot be read plainly
 
@@ -269,6 +270,12 @@ _NO_TAG = b""  # a From/To value whose tag cannot be read plainly
 def header_tag(value: bytes) -> bytes | None:
     """The ``tag`` parameter of a From/To value (outside its URI), None without one, or
     ``b""`` when it cannot be read plainly (escapes, two tags, an empty tag)."""
+    gt = value.rfind(b">")
+    tail = value[gt + 1 :]
+    if tail[:5] == b";tag=" and _PLAIN_TAG.fullmatch(tail, 5) is not None:
+        lt = value.find(b"<")
+        if 0 <= lt < gt and value.count(b">") == 1:  # that ">" ends the URI
+            return tail[5:]  # the usual ``name <URI>;tag=token``, nothing after the tag
     if b"\\" in value:
         return _NO_TAG
     rest = value

@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.startup import Reception
 from rtc64.net.endpoint import Flow
+from rtc64.sip.nameaddr import parse_name_addr
 from rtc64.sip.peek import header_tag, peek_request
 from tests.unit.gateway.test_proxy import (
     CALLEE,
@@ -72,12 +74,31 @@ def test_peek_reads_a_plain_ack() -> None:
         (b"<sip:a@x>;tag", None),
         (b"<sip:a@x>;tag=1;tag=2", b""),
         (b"<sip:a@x>;tag=", b""),
-        (b'"a\\"b" <sip:a@x>;tag=1', b""),
+        (b'"a\\"b" <sip:a@x>;tag=1', b"1"),
+        (b'"a\\">" <sip:a@x>;tag=1', b""),
         (b"<sip:a@x;tag=1", b""),
     ],
 )
 def test_header_tag_reads_the_tag_outside_the_uri(value: bytes, tag: bytes | None) -> None:
     assert header_tag(value) == tag
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"", b"alice ", b'"A <b>" ', b"a>b ", b'"a<b" ', b'"a\\">" ']),
+    st.sampled_from([b"<sip:a@x>", b"<sip:a@x;tag=u>", b"sip:a@x", b"<sip:a@x"]),
+    st.lists(st.sampled_from([b";tag=1", b";tag=a.b-c", b";TAG=2", b";x=y", b";tag=", b" "]),
+             max_size=3),
+)  # fmt: skip
+def test_header_tag_agrees_with_the_parser(display: bytes, uri: bytes, params: list[bytes]) -> None:
+    """Wherever the parser reads a From value, its tag is what ``header_tag`` reads, or
+    ``header_tag`` says it cannot read it plainly (the raw path then parses)."""
+    value = (display + uri + b"".join(params)).strip()
+    try:
+        parsed = parse_name_addr(value, "From")
+    except RemoteProtocolError:
+        return
+    assert header_tag(value) in (parsed.tag, b"")
 
 
 @pytest.mark.parametrize(
