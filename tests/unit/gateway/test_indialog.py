@@ -471,3 +471,22 @@ def test_raw_and_full_paths_send_the_same_bytes(
     run(path, body)
     # every shape drawn here is plain: the raw path takes them all
     assert found == [True]
+
+
+def test_a_failure_in_the_raw_path_leaves_the_ack_to_the_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rtc64.gateway.proxy import service  # noqa: PLC0415
+
+    def broken(*_: object) -> bool:
+        raise ValueError("boom")
+
+    async def body(h: Harness) -> None:
+        fwd = await confirmed(h)
+        monkeypatch.setattr(service, "forward_raw_ack", broken)
+        taken, out = await raw_feed(h, ack_for(fwd), CALLER)
+        assert (taken, out) == (False, [])
+        assert "raw ACK path failed" in caplog.text
+        assert len(await h.feed(ack_for(fwd), CALLER)) == 1  # the full path forwards it
+
+    run(tmp_path, body)

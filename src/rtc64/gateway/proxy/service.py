@@ -12,6 +12,8 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   before parsing when the raw bytes allow it (``shed_raw``, ``sip.peek``): the 503 is
   built from the request's own lines at a fraction of what parsing and routing it would
   cost, so shedding stays cheap enough to protect the work admitted (RFC 6357 §3.1).
+- A plain UDP ACK for a 2xx may be forwarded from its raw bytes (``on_raw_request``,
+  ``indialog``) when every check of the full path passes on them; else it is parsed.
 - A REGISTER for the registrar gets no server transaction (``routing.Routing.register``:
   challenged at once, or answered once its binding is stored).
 - The transaction layer's events are dispatched: a new request to the routing step
@@ -235,7 +237,13 @@ class Proxy:
         if data[:4] != b"ACK ":
             return False
         raw = peek_request(data)
-        if raw is None or not forward_raw_ack(self.routing, raw, data, flow):
+        if raw is None:
+            return False
+        try:
+            if not forward_raw_ack(self.routing, raw, data, flow):
+                return False
+        except Exception:  # the full path judges it (and answers what it must)
+            self.log.exception("proxy: raw ACK path failed on a datagram from %s", flow)
             return False
         self.traffic.request(raw.method, flow.transport.value, flow.family)
         self.stats.requests_in += 1
