@@ -69,7 +69,7 @@ def new_work_branch(data: bytes) -> bytes | None:
             break
     if via is None or to is None:
         return None
-    params = to[to.rfind(b">") + 1 :] if b"<" in to else to
+    params = to[to.rfind(b">") + 1 :] if to.find(b"<") >= 0 else to
     if _TAG.search(params) is not None:
         return None
     branch = _BRANCH.search(via.split(b",", 1)[0])
@@ -82,7 +82,7 @@ def register_aor(to: bytes) -> bytes | None:
     """``sip:user@host`` from a To header value (display name, ``<>``, scheme case,
     password, port, parameters and headers dropped; host lower-case), or None."""
     value = to.strip()
-    if b"<" in value:
+    if value.find(b"<") >= 0:
         start = value.find(b"<") + 1
         end = value.find(b">", start)
         uri = value[start:end] if end >= 0 else b""
@@ -211,14 +211,14 @@ def peek_response(data: bytes) -> RawResponse | None:
                 return None
             length = value
         pos = end + 2
-    if vias < 2 or b"," in top or not (cseq and call_id and to and has_from and length):
+    if vias < 2 or top.find(b",") >= 0 or not (cseq and call_id and to and has_from and length):
         return None
     branch = _BRANCH.search(top)
     if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
         return None
     seq, _, method = cseq.partition(b" ")
     method = method.strip(b" \t")
-    if not seq.isdigit() or len(seq) > 10 or not method or b" " in method:
+    if not seq.isdigit() or len(seq) > 10 or not method or method.find(b" ") >= 0:
         return None
     if not length.isdigit() or int(length) != len(data) - head_end - 4:
         return None
@@ -276,7 +276,7 @@ def header_tag(value: bytes) -> bytes | None:
         lt = value.find(b"<")
         if 0 <= lt < gt and value.count(b">") == 1:  # that ">" ends the URI
             return tail[5:]  # the usual ``name <URI>;tag=token``, nothing after the tag
-    if b"\\" in value:
+    if value.find(b"\\") >= 0:
         return _NO_TAG
     rest = value
     if rest[:1] == b'"':
@@ -284,7 +284,7 @@ def header_tag(value: bytes) -> bytes | None:
         if end < 0:
             return _NO_TAG
         rest = rest[end + 1 :]
-    if b"<" in rest:
+    if rest.find(b"<") >= 0:
         gt = rest.find(b">")
         if gt < 0:
             return _NO_TAG
@@ -331,7 +331,7 @@ def peek_request(data: bytes) -> RawRequest | None:
         value = rest.strip(b" \t")
         if key == b"via":
             if not top:
-                if b"," in value or not value:
+                if value.find(b",") >= 0 or not value:
                     return None
                 top, via_start, via_end = value, pos, end
         elif key == b"route":
