@@ -205,8 +205,15 @@ class Bench:
         from rtc64.sip.framing import parse_datagram  # noqa: PLC0415
 
         flow = Flow(Transport.UDP, (GW, 5060), (ip_address(source[0]), source[1]))
-        raw = getattr(self.proxy, "on_raw_response", None)  # as the UDP listener (io/udp.py)
-        if raw is None or not data.startswith(b"SIP/2.0 ") or not raw(data, flow):
+        # As the UDP listener (io/udp.py) and ``startup.Reception``: responses and
+        # requests may be taken from their raw bytes (trees without the hooks parse).
+        if data.startswith(b"SIP/2.0 "):
+            raw = getattr(self.proxy, "on_raw_response", None)
+        elif self.proxy.shed_raw(data, flow):
+            return
+        else:
+            raw = getattr(self.proxy, "on_raw_request", None)
+        if raw is None or not raw(data, flow):
             self.proxy.on_message(parse_datagram(data), flow)
         while self.tasks:
             await self.tasks.pop(0)

@@ -31,6 +31,7 @@ import csv
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -640,6 +642,7 @@ def run(
     workers: int = 0,
     pairs: int = PAIRS,
     shedding: bool = True,
+    metrics: int = 0,
 ) -> int:
     for tool in ("sipp", "kamailio"):
         if shutil.which(tool) is None:
@@ -684,6 +687,9 @@ def run(
                     else rtc64_proxy(run_dir, workers=workers, shedding=shedding)
                 )
                 commands[name] = shlex.join(proxy.argv)
+                if metrics and name == "rtc64":
+                    with (run_dir / "rtc64.toml").open("a") as fh:
+                        fh.write(f'[web]\nlisten = "[::1]:{metrics}"\n')
                 proxy.start(run_dir)
                 spy = None
                 try:
@@ -701,6 +707,8 @@ def run(
                     if spy is not None:
                         spy.send_signal(signal.SIGINT)
                         spy.wait(30)
+                    if metrics and name == "rtc64":
+                        print_counters(metrics, sc.key)
                     proxy.stop()
                     if proxy.log_path is not None and proxy.log_path.exists():
                         proxy.log_path.rename(run_dir / f"{name}-{sc.key}.log")
@@ -729,6 +737,21 @@ def run(
     return 0
 
 
+COUNTERS = re.compile(r"^rtc64_sip_(?:raw_\w+|requests_in|responses_in|worker_\w+)\S* ", re.M)
+
+
+def print_counters(port: int, scenario: str) -> None:
+    """The proxy's raw-path and worker-channel counters from /metrics (``--metrics``)."""
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        print(f"# {scenario}: /metrics not read: {exc}", flush=True)
+        return
+    lines = [ln for ln in text.splitlines() if COUNTERS.match(ln + " ")]
+    print(f"# {scenario}: rtc64 counters at the end: " + "; ".join(lines), flush=True)
+
+
 def main(quick: bool = False) -> int:
     return run(quick=quick)
 
@@ -747,6 +770,10 @@ def cli() -> int:
     ap.add_argument(
         "--no-shedding", action="store_true", help="rtc64 sip.overload_lag = 0 (no 503s)"
     )
+    ap.add_argument(
+        "--metrics", type=int, default=0, metavar="PORT",
+        help="rtc64's web console on [::1]:PORT; print its raw-path counters after each scenario",
+    )  # fmt: skip
     args = ap.parse_args()
     return run(
         quick=args.quick,
@@ -759,6 +786,7 @@ def cli() -> int:
         workers=args.workers,
         pairs=args.pairs,
         shedding=not args.no_shedding,
+        metrics=args.metrics,
     )
 
 

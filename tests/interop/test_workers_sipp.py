@@ -379,7 +379,8 @@ def test_responses_from_a_trunk_reach_the_owning_worker_directly(net: Lab, work:
 def test_a_trunks_calls_are_spread_over_both_workers(net: Lab, work: Path) -> None:
     """One trusted source (a trunk: one address, one port) sends 40 calls to the shared
     port: the kernel hands every datagram of it to one worker, which spreads the calls by
-    Call-ID, so both workers set calls up; ACK and BYE follow their INVITE's worker."""
+    Call-ID, so both workers set calls up; ACK and BYE follow their INVITE's worker,
+    handed over unparsed (their Route names the worker's port: ``raw_owner``)."""
     gw = Gateway(net.gw, work, ARGS, config=CONFIG)
     try:
         uas = Sipp(net.v4, _dir(work, "uas"), "uas", "uas.xml", local=str(V4_HOST), port=5060,
@@ -402,4 +403,5 @@ def test_a_trunks_calls_are_spread_over_both_workers(net: Lab, work: Path) -> No
     assert sorted(ended) == sorted(set_up), "each call ended on the worker that set it up"
     spread = re.findall(r"worker channel: \d+ messages handed .*?\((\d+) spread", text)
     assert sorted(spread) != ["0", "0"] and len(spread) == 2, text[-4000:]
+    assert not re.search(r"(ACK|BYE) from udp \S+ handed to worker", text), text[-4000:]
     assert "Traceback" not in text, text[-8000:]

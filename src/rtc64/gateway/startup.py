@@ -58,9 +58,18 @@ class Reception:
             self.log.info("requests before the gateway is ready get 503 Retry-After")
 
     def on_raw_request(self, data: bytes, flow: Flow) -> bool:
-        """A UDP request before parsing: the proxy may answer it at once (overload)."""
+        """A UDP request before parsing: the proxy may answer it at once (overload), or
+        forward it from its raw bytes (an ACK: then shown to ``taken``)."""
         proxy = self.proxy
-        return proxy is not None and proxy.shed_raw(data, flow)
+        if proxy is None:
+            return False
+        if proxy.shed_raw(data, flow):
+            return True
+        if not proxy.on_raw_request(data, flow):
+            return False
+        if self.taken is not None:
+            self.taken(data, flow)
+        return True
 
     def on_raw_response(self, data: bytes, flow: Flow) -> bool:
         """A UDP response before parsing: the proxy may forward it from its raw bytes

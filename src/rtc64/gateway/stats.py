@@ -30,6 +30,7 @@ class ProxyStats:
     requests_in: int = 0
     responses_in: int = 0
     raw_replies: int = 0  # of which forwarded from their raw bytes (``proxy/quick.py``)
+    raw_acks: int = 0  # requests_in: ACKs forwarded from their raw bytes (``proxy/indialog.py``)
     messages_out: int = 0
     forwarded: int = 0
     errors_sent: int = 0

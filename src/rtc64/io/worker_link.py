@@ -237,7 +237,7 @@ class WorkerLink:
         self._next_ticket = 0
         self.log = log
         self.handed = 0  # messages handed to another worker
-        self.spread_out = 0  # of which requests spread by Call-ID
+        self.spread_out = 0  # of which requests handed over unparsed (Route, Call-ID, AOR)
         self.taken = 0  # messages taken from another worker
         self.dropped = 0  # channel datagrams lost or malformed
         self.refused = 0  # sends naming a connection id no worker holds for that peer
@@ -287,7 +287,7 @@ class WorkerLink:
                 loop.remove_reader(end.fileno())
         self._backlog.close()
         self.log.info(
-            "worker channel: %d messages handed to other workers (%d spread by Call-ID), "
+            "worker channel: %d messages handed to other workers (%d spread unparsed), "
             "%d taken, %d dropped, %d sends refused",
             self.handed,
             self.spread_out,
@@ -450,9 +450,9 @@ class WorkerLink:
     # receiving
 
     def on_raw_request(self, data: bytes, flow: Flow) -> bool:
-        """Before parsing, a UDP request: on a shared port, hand it unparsed to the worker
-        its Call-ID names when the rules decide on the raw bytes alone; else this
-        worker's ``on_raw_admit``. True: taken (handed over or answered)."""
+        """Before parsing, a UDP request: hand it unparsed to the worker its Route (or, on
+        a shared port, its Call-ID) names when the rules decide on the raw bytes alone;
+        else this worker's ``on_raw_admit``. True: taken (handed over or answered)."""
         owner = self.owners.raw_owner(data, flow)
         if owner is not None:
             head = _HEAD.pack(RAW, self.index, _TRANSPORTS.index(flow.transport), 0)

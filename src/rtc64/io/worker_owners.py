@@ -17,17 +17,22 @@
 #   worker that received it. Untrusted sources are never spread: each stays on the worker
 #   the kernel picked, so per-source limits (``sip.request_rate``, the 401 and lock-out
 #   counters) see all of its requests.
-# - ``raw_owner`` applies the spread rule to a UDP datagram before parsing when the raw
-#   bytes alone decide it (one unfolded Call-ID line, for a REGISTER one unfolded To line,
-#   no Route and no credentials); anything else is decided on the parsed message, with
-#   the same result.
+# - ``raw_owner`` applies the Route rule and the spread rule to a UDP datagram before
+#   parsing when the raw bytes alone decide them: unfolded Route lines whose entries all
+#   parse (then the first two decide, as on the parsed message; an unparseable Route set
+#   names no worker there either), no credentials, one unfolded Call-ID line, for a
+#   REGISTER one unfolded To line. Anything else is decided on the parsed message, with
+#   the same result. So an in-dialog request from a trunk (the caller-facing entry names
+#   the shared port, the next one the worker's) is handed over unparsed, and a request
+#   this worker keeps after ``raw_owner`` said None is this worker's by both rules (the
+#   raw in-dialog path, ``gateway.proxy.indialog``, relies on that).
 """Which SIP worker a received message belongs to."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.worker_conns import SentFor
@@ -36,7 +41,9 @@ from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.shard import ROUTE_WORKER_PARAM, shard_of
 from rtc64.sip import headers as sh
 from rtc64.sip.digest import nonce_origin
+from rtc64.sip.headers import split_list
 from rtc64.sip.message import Message, Request
+from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.peek import register_aor
 from rtc64.sip.uri import SipUri
 
@@ -44,7 +51,9 @@ _NONCE = re.compile(rb'(?:^|[\s,])nonce[ \t]*=[ \t]*"?([A-Za-z0-9_-]{43})(?:"|[\
 # One Call-ID (or To) line, not folded; no Route or credentials header before the body.
 _RAW_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
 _RAW_TO = re.compile(rb"\n(?:to|t)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
-_RAW_OWNED = re.compile(rb"\n(?:route|authorization|proxy-authorization)[ \t]*:", re.I)
+_RAW_CREDENTIALS = re.compile(rb"\n(?:authorization|proxy-authorization)[ \t]*:", re.I)
+_RAW_ROUTE = re.compile(rb"\nroute[ \t]*:([^\r\n]*)", re.I)
+_UNDECIDED = -1
 
 PrivatePorts = Mapping[tuple[Transport, int], int]
 """(transport, port) of every worker's private ports -> that worker."""
@@ -81,16 +90,20 @@ class Owners:
     def raw_owner(self, data: bytes, flow: Flow) -> int | None:
         """Another worker a UDP request datagram belongs to, decided on its raw bytes,
         or None (this worker's, or to be decided once parsed)."""
+        end = data.find(b"\r\n\r\n")
+        head = data if end < 0 else data[: end + 2]
+        if self.private and _RAW_ROUTE.search(head) is not None:
+            owner = self._raw_route_owner(head, flow.transport)
+            if owner is not None:
+                return None if owner in (self.index, _UNDECIDED) else owner
         spread = self.spread
         if spread is None or (flow.transport, flow.local[1]) in self.private:
             return None
         if not spread(flow.remote[0]):
-            return None  # an untrusted source: stays here, and no regular expression run
-        end = data.find(b"\r\n\r\n")
-        head = data if end < 0 else data[: end + 2]
+            return None  # an untrusted source: stays here
         found = _RAW_CALL_ID.search(head)
-        if found is None or _RAW_OWNED.search(head) is not None:
-            return None  # parsed first: the Route and nonce rules, or a 400
+        if found is None or _RAW_CREDENTIALS.search(head) is not None:
+            return None  # parsed first: the nonce rule, or a 400
         register = data.startswith(b"REGISTER ")
         to = _RAW_TO.search(head) if register else None
         if register and to is None:
@@ -99,6 +112,24 @@ class Owners:
             register, None if to is None else to.group(1), found.group(1), self.count
         )
         return None if owner == self.index else owner
+
+    def _raw_route_owner(self, head: bytes, transport: Transport) -> int | None:
+        """The Route rule on raw Route lines: a worker, None when no worker is named (or
+        the Route set does not parse, as ``route_owner`` says), ``_UNDECIDED`` when a
+        Route line is folded (the parsed message decides)."""
+        entries: list[NameAddr] = []
+        for found in _RAW_ROUTE.finditer(head):
+            nl = head.find(b"\n", found.end())
+            if head[nl + 1 : nl + 2] in (b" ", b"\t"):
+                return _UNDECIDED
+            try:
+                entries += [
+                    parse_name_addr(v, "Route", angle=True)
+                    for v in split_list(found.group(1).strip(b" \t"), "Route")
+                ]
+            except RemoteProtocolError:
+                return None
+        return self._routes_owner(entries, transport)
 
     def of(self, msg: Message, flow: Flow) -> int | None:
         """The worker a parsed message belongs to, or None (whoever received it)."""
@@ -128,6 +159,10 @@ class Owners:
             found = sh.routes(msg)
         except RemoteProtocolError:
             return None
+        return self._routes_owner(found, transport)
+
+    def _routes_owner(self, found: Sequence[NameAddr], transport: Transport) -> int | None:
+        """The worker the first two of the Route entries ``found`` name, or None."""
         for route in found[:2]:
             uri = route.uri
             if not isinstance(uri, SipUri):

@@ -69,7 +69,7 @@ def new_work_branch(data: bytes) -> bytes | None:
             break
     if via is None or to is None:
         return None
-    params = to[to.rfind(b">") + 1 :] if b"<" in to else to
+    params = to[to.rfind(b">") + 1 :] if to.find(b"<") >= 0 else to
     if _TAG.search(params) is not None:
         return None
     branch = _BRANCH.search(via.split(b",", 1)[0])
@@ -82,7 +82,7 @@ def register_aor(to: bytes) -> bytes | None:
     """``sip:user@host`` from a To header value (display name, ``<>``, scheme case,
     password, port, parameters and headers dropped; host lower-case), or None."""
     value = to.strip()
-    if b"<" in value:
+    if value.find(b"<") >= 0:
         start = value.find(b"<") + 1
         end = value.find(b">", start)
         uri = value[start:end] if end >= 0 else b""
@@ -211,14 +211,14 @@ def peek_response(data: bytes) -> RawResponse | None:
                 return None
             length = value
         pos = end + 2
-    if vias < 2 or b"," in top or not (cseq and call_id and to and has_from and length):
+    if vias < 2 or top.find(b",") >= 0 or not (cseq and call_id and to and has_from and length):
         return None
     branch = _BRANCH.search(top)
     if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
         return None
     seq, _, method = cseq.partition(b" ")
     method = method.strip(b" \t")
-    if not seq.isdigit() or len(seq) > 10 or not method or b" " in method:
+    if not seq.isdigit() or len(seq) > 10 or not method or method.find(b" ") >= 0:
         return None
     if not length.isdigit() or int(length) != len(data) - head_end - 4:
         return None
@@ -226,4 +226,164 @@ def peek_response(data: bytes) -> RawResponse | None:
         status=int(code), branch=branch.group(1), method=method, seq=int(seq),
         call_id=call_id, via_start=via_start, via_end=via_end, to=to,
         contacts=tuple(contacts), record_routes=tuple(rrs), body=int(length) > 0,
+    )  # fmt: skip
+
+
+# A request the proxy may forward from its raw bytes (``peek_request``; the in-dialog ACK
+# path, ``gateway.proxy.indialog``). Only the plain shape is taken: CRLF line ends, no
+# folded line, header names that are tokens, the top Via line holding one value with an
+# RFC 3261 branch, one CSeq (its method the start line's), Call-ID, From, To (each tag,
+# outside the URI, read once: a second ``tag`` or an escaped display name is not plain),
+# Max-Forwards (digits) and Content-Length (matching the bytes after the header
+# section). Anything else is ``None``: the caller parses the message as usual.
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """What the proxy reads from a raw request before forwarding it."""
+
+    method: bytes
+    uri: bytes  # the Request-URI as received
+    via_start: int  # data[via_start:via_end] is the top Via line with its CRLF
+    via_end: int
+    top_via: bytes  # its value
+    branch: bytes
+    call_id: bytes
+    from_tag: bytes | None
+    to_tag: bytes | None
+    seq: int
+    max_forwards: int
+    mf_start: int  # data[mf_start:mf_end] is the Max-Forwards line with its CRLF
+    mf_end: int
+    mf_name: bytes  # the Max-Forwards header name as received
+    routes: tuple[bytes, ...]  # Route values, one per line
+    route_spans: tuple[tuple[int, int], ...]  # each Route line with its CRLF
+    head_end: int  # where the empty line that ends the header section starts
+    body: bool  # a non-empty body follows the header section
+    guarded: bool  # credentials or Proxy-Require: the full path judges them
+
+
+_GUARDS = frozenset((b"proxy-authorization", b"authorization", b"proxy-require"))
+_PLAIN_TAG = re.compile(rb"[A-Za-z0-9.!%*_+`'~-]+")
+_TAG_VALUE = re.compile(rb";[ \t]*tag[ \t]*=[ \t]*([^;\s]*)", re.I)
+_NO_TAG = b""  # a From/To value whose tag cannot be read plainly
+
+
+def header_tag(value: bytes) -> bytes | None:
+    """The ``tag`` parameter of a From/To value (outside its URI), None without one, or
+    ``b""`` when it cannot be read plainly (escapes, two tags, an empty tag)."""
+    gt = value.rfind(b">")
+    tail = value[gt + 1 :]
+    if tail[:5] == b";tag=" and _PLAIN_TAG.fullmatch(tail, 5) is not None:
+        lt = value.find(b"<")
+        if 0 <= lt < gt and value.count(b">") == 1:  # that ">" ends the URI
+            return tail[5:]  # the usual ``name <URI>;tag=token``, nothing after the tag
+    if value.find(b"\\") >= 0:
+        return _NO_TAG
+    rest = value
+    if rest[:1] == b'"':
+        end = rest.find(b'"', 1)
+        if end < 0:
+            return _NO_TAG
+        rest = rest[end + 1 :]
+    if rest.find(b"<") >= 0:
+        gt = rest.find(b">")
+        if gt < 0:
+            return _NO_TAG
+        params = rest[gt + 1 :]
+    else:
+        semi = rest.find(b";")
+        params = rest[semi:] if semi >= 0 else b""
+    found = _TAG_VALUE.findall(params)
+    if not found:
+        return None
+    if len(found) > 1 or not found[0]:
+        return _NO_TAG
+    return bytes(found[0])
+
+
+def peek_request(data: bytes) -> RawRequest | None:
+    """The fields of a plain request (see above), or None."""
+    start = _START.match(data)
+    if start is None or data[start.end() - 2 : start.end()] != b"\r\n":
+        return None
+    method = start.group(1)
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0 or data.count(b"\n", 0, head_end) != data.count(b"\r\n", 0, head_end):
+        return None
+    stop = head_end + 2
+    via_start = via_end = mf_start = mf_end = 0
+    top = cseq = call_id = from_ = to = length = mf = mf_name = b""
+    routes: list[bytes] = []
+    spans: list[tuple[int, int]] = []
+    guarded = False
+    pos = start.end()
+    for line in data[pos:head_end].split(b"\r\n"):
+        end = pos + len(line) + 2  # past its CRLF
+        if not line or line[0] in _FOLD:
+            return None
+        name, colon, rest = line.partition(b":")
+        if not colon:
+            return None
+        name = name.rstrip(b" \t")
+        try:
+            key = header_key(name)
+        except RemoteProtocolError:
+            return None
+        value = rest.strip(b" \t")
+        if key == b"via":
+            if not top:
+                if value.find(b",") >= 0 or not value:
+                    return None
+                top, via_start, via_end = value, pos, end
+        elif key == b"route":
+            routes.append(value)
+            spans.append((pos, end))
+        elif key == b"cseq":
+            if cseq:
+                return None
+            cseq = value
+        elif key == b"call-id":
+            if call_id:
+                return None
+            call_id = value
+        elif key == b"from":
+            if from_:
+                return None
+            from_ = value
+        elif key == b"to":
+            if to:
+                return None
+            to = value
+        elif key == b"max-forwards":
+            if mf:
+                return None
+            mf, mf_name, mf_start, mf_end = value, name, pos, end
+        elif key == b"content-length":
+            if length:
+                return None
+            length = value
+        elif key in _GUARDS:
+            guarded = True
+        pos = end
+    if not (top and cseq and call_id and from_ and to and length and mf):
+        return None
+    branch = _BRANCH.search(top)
+    if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
+        return None
+    seq, _, cseq_method = cseq.partition(b" ")
+    if cseq_method.strip(b" \t") != method or not seq.isdigit() or len(seq) > 10:
+        return None
+    if not mf.isdigit() or len(mf) > 3 or not length.isdigit():
+        return None
+    if int(length) != len(data) - head_end - 4:
+        return None
+    from_tag, to_tag = header_tag(from_), header_tag(to)
+    if _NO_TAG in (from_tag, to_tag):
+        return None
+    return RawRequest(
+        method=method, uri=data[len(method) + 1 : data.find(b" ", len(method) + 1)],
+        via_start=via_start, via_end=via_end, top_via=top, branch=branch.group(1),
+        call_id=call_id, from_tag=from_tag, to_tag=to_tag, seq=int(seq),
+        max_forwards=int(mf), mf_start=mf_start, mf_end=mf_end, mf_name=mf_name,
+        routes=tuple(routes), route_spans=tuple(spans), head_end=stop, body=int(length) > 0,
+        guarded=guarded,
     )  # fmt: skip

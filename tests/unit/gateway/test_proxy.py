@@ -201,10 +201,14 @@ class Harness:
         """``data`` arrives over UDP from ``source`` on the listener of its family."""
         before = len(self.sender.sent)
         flow = udp_flow(source)
-        # As the UDP listener: a response may be forwarded from its raw bytes first.
-        if not (
-            self.raw and data.startswith(b"SIP/2.0 ") and self.proxy.on_raw_response(data, flow)
-        ):
+        # As the UDP listener: a response (or an ACK) may be forwarded from its raw bytes.
+        if not self.raw:
+            taken = False
+        elif data.startswith(b"SIP/2.0 "):
+            taken = self.proxy.on_raw_response(data, flow)
+        else:
+            taken = self.proxy.on_raw_request(data, flow)
+        if not taken:
             self.proxy.on_message(parse_datagram(data), flow)
         await self.drain()
         return self.sender.sent[before:]

@@ -6,6 +6,8 @@ import asyncio
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
+import pytest
+
 from rtc64.errors import RemoteProtocolError
 from rtc64.io.worker_link import WorkerLink
 from rtc64.io.worker_owners import call_id_owner
@@ -91,29 +93,33 @@ def test_a_trusted_sources_requests_go_to_the_worker_their_call_id_names(tmp_pat
     run_pair(tmp_path, body)
 
 
-def test_untrusted_sources_private_ports_and_routes_are_not_spread_raw(tmp_path: Path) -> None:
+def test_untrusted_sources_private_ports_and_credentials_are_not_spread_raw(
+    tmp_path: Path,
+) -> None:
     """A phone stays on the worker the kernel picked (its request rate and 401 counts are
-    per worker); a private port is that worker's; a Route or credentials are decided on
-    the parsed message."""
+    per worker); a private port is that worker's; credentials are decided on the parsed
+    message. A Route naming no worker's port falls through to the Call-ID, raw or
+    parsed."""
 
     async def body(links, layers, got, admitted) -> None:  # type: ignore[no-untyped-def]
         theirs = call_id_for(1)
         assert not links[0].on_raw_request(invite(theirs), Flow(Transport.UDP, SHARED, PHONE))
         private = Flow(Transport.UDP, (SHARED[0], 41000), TRUNK)
         assert not links[0].on_raw_request(invite(theirs), private)
-        routed = invite(theirs, b"Route: <sip:192.0.2.1:5060;lr>\r\n")
-        assert not links[0].on_raw_request(routed, Flow(Transport.UDP, SHARED, TRUNK))
         creds = invite(theirs, b'Authorization: Digest username="a"\r\n')
         assert not links[0].on_raw_request(creds, Flow(Transport.UDP, SHARED, TRUNK))
-        assert links[0].spread_out == 0 and len(admitted[0]) == 4
-        # parsed, the routed one (no worker's port in its Route) follows its Call-ID
-        links[0].on_message(parse_datagram(routed), Flow(Transport.UDP, SHARED, TRUNK))
+        assert links[0].spread_out == 0 and len(admitted[0]) == 3
+        routed = invite(theirs, b"Route: <sip:192.0.2.1:5060;lr>\r\n")
+        assert links[0].on_raw_request(routed, Flow(Transport.UDP, SHARED, TRUNK))
         await _until(lambda: len(got[1]) == 1)
+        # parsed, the routed one (no worker's port in its Route) follows its Call-ID too
+        links[0].on_message(parse_datagram(routed), Flow(Transport.UDP, SHARED, TRUNK))
+        await _until(lambda: len(got[1]) == 2)
         # a phone's parsed request stays; so does a TCP request from the trunk
         links[0].on_message(parse_datagram(invite(theirs)), Flow(Transport.UDP, SHARED, PHONE))
         tcp = Flow(Transport.TCP, SHARED, TRUNK, 7)
         links[0].on_message(parse_datagram(invite(theirs)), tcp)
-        assert len(got[0]) == 2 and len(got[1]) == 1
+        assert len(got[0]) == 2 and len(got[1]) == 2
 
     run_pair(tmp_path, body)
 
@@ -178,5 +184,63 @@ def test_a_register_goes_to_the_worker_keeping_its_aor_alive(tmp_path: Path) -> 
         await _until(
             lambda: len(got[1]) == sum(owner_of(f"sip:u{n}@example.net", 2) for n in range(12))
         )
+
+    run_pair(tmp_path, body)
+
+
+SHARED_ENTRY = b"<sip:192.0.2.1:5060;lr;r2=on;r64=1.abc>"
+
+
+@pytest.mark.parametrize(
+    ("route", "source", "owner"),
+    [
+        # a trunk's in-dialog request: the caller-facing entry names the shared port, the
+        # next one worker 1's private port
+        (b"Route: %s, <sip:192.0.2.1:41001;lr;r2=on>\r\n" % SHARED_ENTRY, TRUNK, 1),
+        (b"Route: %s\r\nRoute: <sip:192.0.2.1:41001;lr>\r\n" % SHARED_ENTRY, TRUNK, 1),
+        # the shared port named for a worker (TLS alias entries carry ``r64w``)
+        (b"Route: <sip:192.0.2.1:5060;lr;r64w=41001>\r\n", TRUNK, 1),
+        # an untrusted phone's: the Route rule holds for every source
+        (b"Route: <sip:192.0.2.1:41001;lr>\r\n", PHONE, 1),
+        (b"Route: <sip:192.0.2.1:41000;lr>\r\n", TRUNK, 0),
+        # a third entry is not looked at; another transport's port is not this one's
+        (b"Route: %s, <sip:x;lr>, <sip:192.0.2.1:41001;lr>\r\n" % SHARED_ENTRY, PHONE, 0),
+        (b"Route: <sip:192.0.2.1:41001;transport=tcp;lr>\r\n", PHONE, 0),
+        # a Route set that does not parse names no worker (the parsed rule agrees)
+        (b"Route: <sip:192.0.2.1:41001;lr>, junk\r\n", PHONE, 0),
+        # a forged r64w is no worker's port
+        (b"Route: <sip:192.0.2.1:5060;lr;r64w=999999>\r\n", PHONE, 0),
+    ],
+    ids=["two-entries", "two-lines", "r64w", "untrusted", "own", "third", "tcp", "junk",
+         "bad-r64w"],
+)  # fmt: skip
+def test_the_route_rule_is_decided_on_raw_bytes_as_on_the_parsed_message(
+    tmp_path: Path, route: bytes, source: tuple[IPAddress, int], owner: int
+) -> None:
+    async def body(links, layers, got, admitted) -> None:  # type: ignore[no-untyped-def]
+        flow = Flow(Transport.UDP, SHARED, source)
+        data = invite(call_id_for(0), route).replace(
+            b"To: <sip:bob@example.net>", b"To: <sip:bob@example.net>;tag=9"
+        )
+        parsed = parse_datagram(data)
+        assert links[0].owners.of(parsed, flow) in (owner, None if owner == 0 else owner)  # type: ignore[arg-type]
+        assert links[0].on_raw_request(data, flow) is (owner == 1)
+        if owner == 1:
+            await _until(lambda: len(got[1]) == 1)
+            assert links[1].taken == 1 and got[1][0].wire == data
+        else:
+            assert admitted[0] == [data]
+
+    run_pair(tmp_path, body)
+
+
+def test_a_folded_route_is_decided_once_parsed(tmp_path: Path) -> None:
+    async def body(links, layers, got, admitted) -> None:  # type: ignore[no-untyped-def]
+        flow = Flow(Transport.UDP, SHARED, TRUNK)
+        folded = invite(call_id_for(0), b"Route: <sip:192.0.2.1:41001;lr>,\r\n <sip:x;lr>\r\n")
+        assert not links[0].on_raw_request(folded, flow)
+        assert admitted[0] == [folded]
+        links[0].on_message(parse_datagram(folded), flow)
+        await _until(lambda: len(got[1]) == 1)
 
     run_pair(tmp_path, body)

@@ -104,7 +104,10 @@ class Dialog:
 
     def has_tags(self, req: Request) -> bool:
         """The request's tags are this dialog's, in either direction."""
-        ours, theirs = req.from_.tag, req.to.tag
+        return self.tags_match(req.from_.tag, req.to.tag)
+
+    def tags_match(self, ours: bytes | None, theirs: bytes | None) -> bool:
+        """A request's From tag ``ours`` and To tag ``theirs`` are this dialog's."""
         if ours == self.caller_tag:
             return theirs in self.callee_tags
         return theirs == self.caller_tag and ours in self.callee_tags
@@ -263,20 +266,27 @@ class DialogTracker:
 
     def seen(self, req: Request, now: float) -> None:
         """An in-dialog request is being forwarded: CSeqs, target refresh, expiry."""
-        dialog = self.get(req.call_id, now)
-        if dialog is None or not dialog.has_tags(req):
-            return
-        caller = dialog.from_caller(req)
-        if caller:
-            dialog.caller_cseq = max(dialog.caller_cseq, req.cseq.seq)
-        else:
-            dialog.callee_cseq = max(dialog.callee_cseq, req.cseq.seq)
-        if req.method in TARGET_REFRESH:
+        dialog = self.seen_tags(req.call_id, req.from_.tag, req.to.tag, req.cseq.seq, now)
+        if dialog is not None and req.method in TARGET_REFRESH:
             # A party refreshes its own target: only the other party's requests go there.
             contact = _contact(req)
-            keys = dialog.caller_targets if caller else dialog.callee_targets
+            keys = dialog.caller_targets if dialog.from_caller(req) else dialog.callee_targets
             dialog.add(keys, contact.uri if contact else None)
+
+    def seen_tags(
+        self, call_id: bytes, from_tag: bytes | None, to_tag: bytes | None, seq: int, now: float
+    ) -> Dialog | None:
+        """``seen`` for a request that refreshes no target, read as its Call-ID, tags and
+        CSeq number (the raw in-dialog path); the dialog, if the request is one of its."""
+        dialog = self.get(call_id, now)
+        if dialog is None or not dialog.tags_match(from_tag, to_tag):
+            return None
+        if from_tag == dialog.caller_tag:
+            dialog.caller_cseq = max(dialog.caller_cseq, seq)
+        else:
+            dialog.callee_cseq = max(dialog.callee_cseq, seq)
         self._touch(dialog, now)
+        return dialog
 
     def end(self, call_id: bytes) -> None:
         self._dialogs.pop(call_id, None)
@@ -285,12 +295,18 @@ class DialogTracker:
         """Whether the in-dialog ``req`` goes to a party first reached from a SIP
         worker's private port (the callee of such a dialog; the caller talked to the
         shared port): it may leave from there too. False without dialog state."""
-        dialog = self.get(req.call_id, now)
+        return self.own_port_tags(req.call_id, req.from_.tag, req.to.tag, now)
+
+    def own_port_tags(
+        self, call_id: bytes, from_tag: bytes | None, to_tag: bytes | None, now: float
+    ) -> bool:
+        """``toward_own_port`` for a request read as its Call-ID and tags."""
+        dialog = self.get(call_id, now)
         return (
             dialog is not None
             and dialog.callee_own_port
-            and dialog.has_tags(req)
-            and dialog.from_caller(req)
+            and dialog.tags_match(from_tag, to_tag)
+            and from_tag == dialog.caller_tag
         )
 
     def bye_answered(self, bye: Request, status: int) -> None:
@@ -315,17 +331,35 @@ class DialogTracker:
         """None when the in-dialog ``req`` (Request-URI ``target`` after Route processing,
         ``routes`` the Route entries after ours, ``issued`` the oldest issue time of our
         tokens in it) may be relayed; else the reason it may not."""
-        dialog = self.get(req.call_id, now)
+        return self.admit_tags(
+            req.call_id, req.from_.tag, req.to.tag, target, routes, issued=issued, wall=wall,
+            now=now,
+        )  # fmt: skip
+
+    def admit_tags(
+        self,
+        call_id: bytes,
+        from_tag: bytes | None,
+        to_tag: bytes | None,
+        target: Uri,
+        routes: Iterable[Uri],
+        *,
+        issued: int,
+        wall: float,
+        now: float,
+    ) -> str | None:
+        """``admit`` for a request read as its Call-ID and tags."""
+        dialog = self.get(call_id, now)
         if dialog is None:
             if issued < self.started and issued - CLOCK_SKEW <= wall <= issued + (
                 self.token_lifetime
             ):
                 return None
             return "Forbidden: no such dialog here (ended or never established)"
-        if not dialog.has_tags(req):
+        if not dialog.tags_match(from_tag, to_tag):
             return "Forbidden: tags do not match the dialog"
         # Each party's requests go to the other party's targets along its route set.
-        caller = dialog.from_caller(req)
+        caller = from_tag == dialog.caller_tag
         targets = dialog.callee_targets if caller else dialog.caller_targets
         route_keys = dialog.callee_route_keys if caller else dialog.caller_route_keys
         if target_key(target) not in targets:

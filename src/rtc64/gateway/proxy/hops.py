@@ -94,17 +94,21 @@ def response_hop(req: Request, flow: Flow) -> Hop:
 def stamp_top_via(req: Request, flow: Flow) -> bytes | None:
     """The top Via with ``received``/``rport`` filled in, or None when nothing changes
     (written as ``format_via`` writes it, without building the Via)."""
-    params = _stamped_params(req, flow)
+    return stamp_via(req.via, flow)
+
+
+def stamp_via(via: Via, flow: Flow) -> bytes | None:
+    """``via`` (a request's top Via, received on ``flow``) with ``received``/``rport``
+    filled in and written as ``format_via`` writes it, or None when nothing changes."""
+    params = _stamped_params(via, flow)
     if params is None:
         return None
-    via = req.via
     hp = format_hostport(via.host, via.port).encode("ascii")
     return b"SIP/2.0/" + via.transport + b" " + hp + format_params(params)
 
 
-def _stamped_params(req: Request, flow: Flow) -> Params | None:
+def _stamped_params(via: Via, flow: Flow) -> Params | None:
     """The top Via's parameters with ``received``/``rport`` filled in (None: unchanged)."""
-    via = req.via
     source_ip, source_port = flow.remote
     params = via.params
     has_rport = via.has_rport
@@ -125,10 +129,10 @@ def _stamped_params(req: Request, flow: Flow) -> Params | None:
 
 
 def _stamped_via(req: Request, flow: Flow) -> Via | None:
-    params = _stamped_params(req, flow)
+    via = req.via
+    params = _stamped_params(via, flow)
     if params is None:
         return None
-    via = req.via
     return Via(via.transport, via.host, via.port, params)
 
 
@@ -152,24 +156,28 @@ def with_stamped_via(req: Request, flow: Flow) -> Request:
 
 def loop_hash(req: Request, top_via: bytes) -> bytes:
     """16 hex digits over the fields of RFC 3261 §16.6 step 8."""
-    parts = (
-        bytes(req.uri),
-        req.from_.tag or b"",
-        req.to.tag or b"",
-        req.call_id,
-        b"%d" % req.cseq.seq,
-        top_via,
-        b",".join(req.get_all(b"proxy-require")),
-        b",".join(req.get_all(b"proxy-authorization")),
-        b"",  # every part ends with a NUL
-    )
-    h = hashlib.blake2b(b"\x00".join(parts), digest_size=8)
+    return loop_hash_of(
+        (bytes(req.uri), req.from_.tag or b"", req.to.tag or b"", req.call_id,
+         b"%d" % req.cseq.seq, top_via, b",".join(req.get_all(b"proxy-require")),
+         b",".join(req.get_all(b"proxy-authorization")))
+    )  # fmt: skip
+
+
+def loop_hash_of(parts: tuple[bytes, ...]) -> bytes:
+    """``loop_hash`` of its fields read already: Request-URI, From tag, To tag, Call-ID,
+    CSeq number, the Via below ours, Proxy-Require and Proxy-Authorization values."""
+    h = hashlib.blake2b(b"\x00".join(parts) + b"\x00", digest_size=8)  # each ends in NUL
     return h.hexdigest().encode("ascii")
 
 
 def new_branch(req: Request, top_via: bytes) -> bytes:
     """A fresh branch carrying the loop hash of ``req``."""
-    return BRANCH_PREFIX + loop_hash(req, top_via) + b"-%x" % next(_counter)
+    return branch_of(loop_hash(req, top_via))
+
+
+def branch_of(hashed: bytes) -> bytes:
+    """A fresh branch carrying the loop hash ``hashed``."""
+    return BRANCH_PREFIX + hashed + b"-%x" % next(_counter)
 
 
 def is_loop(req: Request, ours: list[int], via_values: list[bytes]) -> bool:
@@ -307,6 +315,13 @@ def token_params(
 def token_issued(secret: bytes, req: Request, route: SipUri) -> int | None:
     """The issue time of ``route``'s token when it was written by us for this call (its
     Call-ID and either tag of ``req``: in-dialog requests flow both ways), else None."""
+    return token_issued_for(secret, req.call_id, (req.from_.tag, req.to.tag), route)
+
+
+def token_issued_for(
+    secret: bytes, call_id: bytes, tags: tuple[bytes | None, bytes | None], route: SipUri
+) -> int | None:
+    """``token_issued`` for a request read as its Call-ID and (From, To) tags."""
     value = route.param(TOKEN_PARAM)
     if not value:
         return None
@@ -318,10 +333,8 @@ def token_issued(secret: bytes, req: Request, route: SipUri) -> int | None:
     except ValueError:
         return None
     flow = route.param(FLOW_PARAM) or b""
-    for tag in (req.from_.tag, req.to.tag):
-        if tag is not None and hmac.compare_digest(
-            _mac(secret, req.call_id, tag, issued, flow), mac
-        ):
+    for tag in tags:
+        if tag is not None and hmac.compare_digest(_mac(secret, call_id, tag, issued, flow), mac):
             return issued
     return None
 
@@ -329,7 +342,14 @@ def token_issued(secret: bytes, req: Request, route: SipUri) -> int | None:
 def tokens_issued(secret: bytes, req: Request, ours: list[SipUri]) -> int | None:
     """The oldest issue time of the tokens in our Route entries ``ours``; None unless
     every one of them was written by us for this call."""
-    times = [token_issued(secret, req, uri) for uri in ours]
+    return tokens_issued_for(secret, req.call_id, (req.from_.tag, req.to.tag), ours)
+
+
+def tokens_issued_for(
+    secret: bytes, call_id: bytes, tags: tuple[bytes | None, bytes | None], ours: list[SipUri]
+) -> int | None:
+    """``tokens_issued`` for a request read as its Call-ID and (From, To) tags."""
+    times = [token_issued_for(secret, call_id, tags, uri) for uri in ours]
     valid = [t for t in times if t is not None]
     return min(valid) if valid and len(valid) == len(times) else None
 

@@ -77,14 +77,23 @@ class NextHops:
             for t in await self.resolver.targets(uri)
         ]
 
+    def usable_literal(self, uri: SipUri) -> Hop | None:
+        """The hop an IP-literal ``uri`` without ``maddr`` names when we have a listener
+        toward it (not WS/WSS): ``candidates`` is that hop alone, found without waiting."""
+        host = uri.host
+        if isinstance(host, str) or uri.param(b"maddr"):
+            return None
+        transport = uri_transport(uri)
+        if transport in hops.INBOUND_ONLY or self.identity.listener_for(transport, host) is None:
+            return None
+        return Hop(transport, host, uri.port if uri.port is not None else transport.default_port)
+
     async def candidates(self, uri: SipUri) -> list[Hop]:
         """Where ``uri`` leads (RFC 3263), keeping hops we have a listener for."""
+        literal = self.usable_literal(uri)
+        if literal is not None:  # an IP literal: usable as it is
+            return [literal]
         found = await self.resolve(uri)
-        if len(found) == 1:  # an IP literal: usable as it is when we have a listener
-            hop = found[0]
-            out = self.identity.listener_for(hop.transport, hop.ip)
-            if out is not None and hop.transport not in hops.INBOUND_ONLY:
-                return found
         usable: list[Hop] = []
         gone = [h for h in found if h.transport in hops.INBOUND_ONLY and not self._open(h)]
         if gone and len(gone) == len(found):

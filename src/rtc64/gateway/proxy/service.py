@@ -12,6 +12,8 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   before parsing when the raw bytes allow it (``shed_raw``, ``sip.peek``): the 503 is
   built from the request's own lines at a fraction of what parsing and routing it would
   cost, so shedding stays cheap enough to protect the work admitted (RFC 6357 §3.1).
+- A plain UDP ACK for a 2xx may be forwarded from its raw bytes (``on_raw_request``,
+  ``indialog``) when every check of the full path passes on them; else it is parsed.
 - A REGISTER for the registrar gets no server transaction (``routing.Routing.register``:
   challenged at once, or answered once its binding is stored).
 - The transaction layer's events are dispatched: a new request to the routing step
@@ -50,6 +52,7 @@ from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
 from rtc64.gateway.proxy.calls import TIMER_C, CallControl
 from rtc64.gateway.proxy.dialogs import DialogTracker
 from rtc64.gateway.proxy.forwarder import Forwarder
+from rtc64.gateway.proxy.indialog import forward_raw_ack
 from rtc64.gateway.proxy.nexthop import HostResolver, NextHops
 from rtc64.gateway.proxy.quick import forward_raw_response
 from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
@@ -61,7 +64,7 @@ from rtc64.net.address import IPAddress, family_of, unmap
 from rtc64.net.endpoint import Flow
 from rtc64.net.eyeballs import ATTEMPT_DELAY
 from rtc64.sip.message import Request, Response, make_response
-from rtc64.sip.peek import new_work_branch, peek_response
+from rtc64.sip.peek import new_work_branch, peek_request, peek_response
 from rtc64.sip.reject import reject_bytes
 from rtc64.sip.serializer import serialize
 from rtc64.sip.transaction import TransactionLayer
@@ -225,6 +228,26 @@ class Proxy:
         self.stats.responses_in += 1
         self.stats.raw_replies += 1
         self._rearm()
+        return True
+
+    def on_raw_request(self, data: bytes, flow: Flow) -> bool:
+        """A UDP request before parsing, once ``shed_raw`` let it through: an ACK for a
+        2xx forwarded from its raw bytes when its plain shape and every check allow
+        (``indialog``); False: parse it (``on_message``)."""
+        if data[:4] != b"ACK ":
+            return False
+        raw = peek_request(data)
+        if raw is None:
+            return False
+        try:
+            if not forward_raw_ack(self.routing, raw, data, flow):
+                return False
+        except Exception:  # the full path judges it (and answers what it must)
+            self.log.exception("proxy: raw ACK path failed on a datagram from %s", flow)
+            return False
+        self.traffic.request(raw.method, flow.transport.value, flow.family)
+        self.stats.requests_in += 1
+        self.stats.raw_acks += 1
         return True
 
     def on_bad_datagram(self, data: bytes, error: RemoteProtocolError, flow: Flow) -> None:

@@ -80,9 +80,14 @@ def forwarded(
 def our_via(identity: Identity, out: Listener, hop: Hop, req: Request, below: bytes) -> bytes:
     """Our Via toward ``hop``; the loop hash covers ``below``, the Via under ours as we
     write it (§16.3 step 4)."""
+    return via_toward(identity, out, hop, hops.new_branch(req, below))
+
+
+def via_toward(identity: Identity, out: Listener, hop: Hop, branch: bytes) -> bytes:
+    """Our Via toward ``hop`` sent from ``out`` with ``branch``."""
     alias = identity.tls_alias and hop.transport is Transport.TLS
     hostport = identity.hostport_of(identity.alias_listener(out) if alias else out, hop.ip)
-    return hops.via_value(hop.transport, hostport, hops.new_branch(req, below), alias=alias)
+    return hops.via_value(hop.transport, hostport, branch, alias=alias)
 
 
 def record_route(
