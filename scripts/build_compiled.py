@@ -2,8 +2,8 @@
 
 Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py, the TURN
 credentials/quotas, the token buckets (net/tokenbucket.py), gateway/ratelimit.py,
-gateway/identity.py and the proxy's gateway/proxy/ modules (all but service.py and
-quick.py) into
+gateway/identity.py and the proxy's gateway/proxy/ modules (all but service.py,
+quick.py and indialog.py) into
 BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and
 writes manifest.json with the SHA-256 of each compiled source and of the rtc64 modules
 they import: ``import rtc64`` uses the build only while every hash
