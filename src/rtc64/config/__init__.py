@@ -130,6 +130,7 @@ class SipSection:
     udp_ipv4_no_df: bool
     udp_receive_buffer: int
     workers: int
+    spread: str
     worker_ports: int
     trace: tuple[IPNetwork | str, ...]
 

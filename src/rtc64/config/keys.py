@@ -195,6 +195,17 @@ BASE_KEYS: tuple[Key, ...] = (
         "per CPU core this process may run on, 1 everything in one process",
     ),
     Key(
+        "sip.spread",
+        "busy",
+        choice("busy", "always"),
+        "busy or always",
+        "a trusted source's new calls reach one worker (the kernel hashes a source to one): "
+        "busy (the default) keeps them there and hands them to the other workers by "
+        "Call-ID only while this worker is busier than they are; always hands them over "
+        "by Call-ID whatever the load (every call crosses between workers with "
+        "probability 1 - 1/workers); read at start",
+    ),
+    Key(
         "sip.worker_ports",
         0,
         worker_ports,

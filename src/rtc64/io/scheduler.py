@@ -137,6 +137,11 @@ class LagMonitor:
         CPU between means the process waited for a core (a shared machine), not for its
         own work."""
         self._cpu = time.thread_time()
+        self.share = 0.0
+        """The share of a core the loop's thread used lately (CPU between ticks / time
+        between ticks, smoothed like ``lag``): how busy this process is."""
+        self.on_share: Callable[[float], None] | None = None
+        """Told ``share`` at every tick (SIP workers publish it: ``sip.spread``)."""
         self.on_sample = on_sample
         self.pings = pings if pings is not None else []
         self._loop = asyncio.get_running_loop()
@@ -149,6 +154,9 @@ class LagMonitor:
         cpu = time.thread_time()
         self.late, self.cpu_gap, self._cpu = late, cpu - self._cpu, cpu
         self.lag += self.alpha * (late - self.lag)
+        elapsed = now - self._due + self.interval
+        if elapsed > 0:
+            self.share += self.alpha * (min(1.0, self.cpu_gap / elapsed) - self.share)
         self._due = now + self.interval
         self._handle = self._loop.call_at(self._due, self._tick)
         delay = late
@@ -156,6 +164,8 @@ class LagMonitor:
             delay = max(delay, ping.tick(now))
         if self.on_sample is not None:
             self.on_sample(now, delay)
+        if self.on_share is not None:
+            self.on_share(self.share)
 
     def close(self) -> None:
         if self._handle is not None:

@@ -32,6 +32,9 @@
 # - Failed authentications are shared (FAIL: source address, user name or none, time):
 #   every worker counts every failure, so a source or a user is locked out after
 #   ``auth.max_failures`` in all, whichever workers the guesses landed on.
+# - Load (LOAD: the share of a core a worker used lately, on change or once a second):
+#   with ``sip.spread = "busy"`` a worker hands a trusted source's new Call-IDs to the
+#   others only while it is busy and another is less so (``spill_wanted``).
 # - Happy eyeballs' memory is shared (HEALTH: family, works, destination): a family that
 #   stayed silent for a destination is tried second by every worker, so each destination
 #   costs one silent attempt in all, not one per worker.
@@ -79,12 +82,21 @@ from rtc64.sip.message import Message, Request
 CONNECTION_ID_SPAN = 1 << 40  # connection ids of worker k start at k * span + 1
 SEND, DELIVER, OPEN, CLOSE, RESET, FAIL = b"S", b"D", b"O", b"C", b"R", b"F"
 KEEP, PING, FAILED, RAW = b"K", b"P", b"X", b"U"
-ALIAS, HEALTH = b"A", b"H"
+ALIAS, HEALTH, LOAD = b"A", b"H", b"L"
 TICKET_LIFE = 32.0  # seconds a handed-over send may still be reported as failed
 MAX_TICKETS = 16384
 _TICKET = struct.Struct("!I")
 _FAIL = struct.Struct("!dH")  # wall-clock time, user name length
 _HEALTH = struct.Struct("!B?")  # address family, whether it works
+_LOAD = struct.Struct("!f")  # the share of a core the worker used lately
+SPILL_SHARE = 0.5
+"""``sip.spread = "busy"``: a worker using this share of a core or more..."""
+SPILL_MARGIN = 0.15
+"""...hands new Call-IDs over while another worker's share is at least this much lower."""
+LOAD_EVERY = 1.0
+"""Seconds between two load reports at the most (sooner when the share moved by 0.05)."""
+LOAD_FRESH = 3 * LOAD_EVERY
+"""A worker whose report is older takes nothing handed over for load (it may be gone)."""
 _TRANSPORTS = tuple(Transport)
 _HEAD = struct.Struct("!cBBQ")  # kind, worker, transport index, connection id (0: none)
 _ADDR = struct.Struct("!B16sH")  # address length (4/16), address bytes, port
@@ -227,6 +239,9 @@ class WorkerLink:
         self._next: OnMessage | None = None
         self._failed: Callable[[KeyLike, float], object] | None = None
         self._health: HealthCache | None = None
+        self._share = 0.0  # this worker's, lately (``publish_load``)
+        self._reported = (-1.0, 0.0)  # the share last reported, when
+        self._shares: dict[int, tuple[float, float]] = {}  # worker -> (share, when heard)
         self._health_clock: Callable[[], float] = time.monotonic
         self.on_keepalive_changed: Callable[[str], None] | None = None
         self.on_raw_admit: Callable[[bytes, Flow], bool] | None = None
@@ -491,6 +506,34 @@ class WorkerLink:
         cache.on_change = self._health_changed
         self._health, self._health_clock = cache, clock
 
+    def publish_load(self, share: float) -> None:
+        """This worker's share of a core (``LagMonitor.on_share``, every tick): the
+        others hear it when it moved by 0.05 or once a second (LOAD, lost if a channel
+        is full: the next report replaces it)."""
+        self._share = share
+        last, when = self._reported
+        now = time.monotonic()
+        if abs(share - last) < 0.05 and now - when < LOAD_EVERY:
+            return
+        self._reported = (share, now)
+        data = _HEAD.pack(LOAD, self.index, 0, 0) + _LOAD.pack(share)
+        for k, end in enumerate(self._channel.ends):
+            if end is not None and k != self.index:
+                with contextlib.suppress(OSError):
+                    end.send(data)
+
+    def spill_wanted(self) -> bool:
+        """Whether this worker should hand new Call-IDs over now (``sip.spread =
+        "busy"``): it uses ``SPILL_SHARE`` of a core or more and another worker, heard
+        from lately, uses ``SPILL_MARGIN`` less."""
+        share = self._share
+        if share < SPILL_SHARE:
+            return False
+        fresh = time.monotonic() - LOAD_FRESH
+        return any(
+            when >= fresh and other <= share - SPILL_MARGIN for other, when in self._shares.values()
+        )
+
     def _health_changed(self, key: Hashable, family: Family, works: bool) -> None:
         if not isinstance(key, str):
             return  # the proxy's keys are host names or literals
@@ -591,6 +634,11 @@ class WorkerLink:
             user = data[at + _FAIL.size : at + _FAIL.size + size].decode()
             if self._failed is not None:
                 self._failed((user, address) if user else address, when)
+        elif kind == LOAD:
+            (share,) = _LOAD.unpack_from(data, at)
+            if worker == self.index or worker >= len(self._names) or not 0.0 <= share <= 1.0:
+                raise ValueError(f"load {share!r} from worker {worker}")
+            self._shares[worker] = (share, time.monotonic())
         elif kind == HEALTH:
             number, works = _HEALTH.unpack_from(data, at)
             family, key = Family(number), data[at + _HEALTH.size :].decode()

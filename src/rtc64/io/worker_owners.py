@@ -13,8 +13,14 @@
 #   kernel's 4-tuple hash would give to one worker), CRC-32 of its Call-ID modulo the
 #   workers (retransmissions, CANCEL, ACK and in-dialog requests carry the same Call-ID),
 #   or for a REGISTER CRC-32 of its AOR (``sip.peek.register_aor``), the worker that keeps
-#   that AOR's contacts alive (``gateway.keepalive.service.owner_of``). Otherwise: the
-#   worker that received it. Untrusted sources are never spread: each stays on the worker
+#   that AOR's contacts alive (``gateway.keepalive.service.owner_of``). With
+#   ``sip.spread = "busy"`` (``spill`` set) a Call-ID is spread only while this worker is
+#   busier than another (a crossing costs a channel send, a wake-up and a read: ~25 % of
+#   a call's CPU); otherwise it stays here. Where each new Call-ID went is remembered
+#   (``PLACED``, oldest forgotten first), so its retransmissions, CANCEL and hop-by-hop
+#   ACK follow it whatever the load is by then: a source's datagrams all reach the worker
+#   the kernel picked for it, the one that decided. Otherwise: the worker that received
+#   it. Untrusted sources are never spread: each stays on the worker
 #   the kernel picked, so per-source limits (``sip.request_rate``, the 401 and lock-out
 #   counters) see all of its requests.
 # - ``raw_owner`` applies the Route rule and the spread rule to a UDP datagram before
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 from rtc64.errors import RemoteProtocolError
@@ -54,6 +61,10 @@ _RAW_TO = re.compile(rb"\n(?:to|t)[ \t]*:[ \t]*([^\r\n]*)\r?\n(?![ \t])", re.I)
 _RAW_CREDENTIALS = re.compile(rb"\n(?:authorization|proxy-authorization)[ \t]*:", re.I)
 _RAW_ROUTE = re.compile(rb"\nroute[ \t]*:([^\r\n]*)", re.I)
 _UNDECIDED = -1
+PLACED = 131_072
+"""New Call-IDs whose worker is remembered (``sip.spread = "busy"``): minutes of new calls
+at the rates one worker takes before it spreads (the longest a CANCEL may follow its
+INVITE is Timer C, 3 minutes), ~20 MB."""
 
 PrivatePorts = Mapping[tuple[Transport, int], int]
 """(transport, port) of every worker's private ports -> that worker."""
@@ -64,20 +75,17 @@ def call_id_owner(call_id: bytes, count: int) -> int:
     return shard_of(call_id.strip(), count)
 
 
-def spread_owner(register: bool, to: bytes | None, call_id: bytes, count: int) -> int:
-    """The worker a spread request belongs to: a REGISTER's AOR's (its keepalive owner,
-    ``gateway.keepalive.service.owner_of``), else its Call-ID's."""
-    if register and to is not None:
-        aor = register_aor(to)
-        if aor is not None:
-            return shard_of(aor, count)
-    return call_id_owner(call_id, count)
+def aor_owner(to: bytes | None, count: int) -> int | None:
+    """The worker a spread REGISTER with this To value belongs to: its AOR's keepalive
+    owner (``gateway.keepalive.service.owner_of``); None without a usable AOR."""
+    aor = None if to is None else register_aor(to)
+    return None if aor is None else shard_of(aor, count)
 
 
 class Owners:
     """The rules above for worker ``index`` of ``count``."""
 
-    __slots__ = ("count", "index", "private", "sent_for", "spread")
+    __slots__ = ("_placed", "count", "index", "private", "sent_for", "spill", "spread")
 
     def __init__(self, index: int, count: int, private: PrivatePorts, sent_for: SentFor) -> None:
         self.index = index
@@ -86,6 +94,10 @@ class Owners:
         self.sent_for = sent_for
         self.spread: Callable[[IPAddress], bool] | None = None
         """Sources whose requests are spread over the workers (None: none)."""
+        self.spill: Callable[[], bool] | None = None
+        """Whether this worker should hand new Call-IDs over now (``sip.spread = "busy"``);
+        None: always, by Call-ID (``"always"``)."""
+        self._placed: OrderedDict[bytes, int] = OrderedDict()
 
     def raw_owner(self, data: bytes, flow: Flow) -> int | None:
         """Another worker a UDP request datagram belongs to, decided on its raw bytes,
@@ -108,10 +120,25 @@ class Owners:
         to = _RAW_TO.search(head) if register else None
         if register and to is None:
             return None  # a folded or missing To: the parsed rules decide
-        owner = spread_owner(
-            register, None if to is None else to.group(1), found.group(1), self.count
-        )
+        owner = aor_owner(to.group(1), self.count) if to is not None else None
+        if owner is None:
+            owner = self._place(found.group(1))
         return None if owner == self.index else owner
+
+    def _place(self, call_id: bytes) -> int:
+        """The worker a spread request with this Call-ID value belongs to: its Call-ID's
+        (``call_id_owner``), or, with ``spill``, where its first request was placed:
+        there while this worker was not busier than another, else its Call-ID's."""
+        if self.spill is None:
+            return call_id_owner(call_id, self.count)
+        key = call_id.strip()
+        placed = self._placed.get(key)
+        if placed is None:
+            placed = shard_of(key, self.count) if self.spill() else self.index
+            self._placed[key] = placed
+            if len(self._placed) > PLACED:
+                self._placed.popitem(last=False)
+        return placed
 
     def _raw_route_owner(self, head: bytes, transport: Transport) -> int | None:
         """The Route rule on raw Route lines: a worker, None when no worker is named (or
@@ -195,9 +222,8 @@ class Owners:
         call_id = msg.get(b"call-id")
         if call_id is None:
             return None
-        register = msg.method == b"REGISTER"
-        to = msg.get(b"to") if register else None
-        return spread_owner(register, to, call_id, self.count)
+        owner = aor_owner(msg.get(b"to"), self.count) if msg.method == b"REGISTER" else None
+        return self._place(call_id) if owner is None else owner
 
     def nonce_owner(self, msg: Request) -> int | None:
         """The worker whose nonce the request's credentials answer, or None."""

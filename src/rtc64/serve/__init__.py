@@ -409,6 +409,8 @@ class Gateway:
         reception.proxy = proxy
         if link is not None:  # a trunk's or a core's calls use every worker, not one
             link.owners.spread = proxy.is_trusted_peer
+            if cfg.sip.spread == "busy":  # keep new calls here unless busier than another
+                link.owners.spill = link.spill_wanted
             link.share_health(proxy.racing.health, proxy.clock)  # one fallback in all
         self.media, self.identity = media, identity
         self.observers = Observers.attach(cfg, transports, proxy, media, log)
@@ -419,6 +421,8 @@ class Gateway:
             pinged = [lst for lst in pinged if lst.spec in own]
         load = await watch_load(pinged, proxy.admission, proxy.layer, spawner, log)
         stack.callback(load.close)
+        if link is not None:  # the others learn how busy this worker is (sip.spread)
+            load.lag.on_share = link.publish_load
         first = role is None or role.index == 0
         if self.keepalives is not None:  # SIP workers: each its share of the AORs
             await self.keepalives.load()
