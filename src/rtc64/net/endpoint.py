@@ -156,7 +156,7 @@ class BoundListener:
         return f"{self.transport.value}:{format_hostport(self.spec.address, self.port)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Flow:
     """Transport, local ``(ip, port)``, remote ``(ip, port)`` and connection id.
 
@@ -168,6 +168,19 @@ class Flow:
     local: SockAddr
     remote: SockAddr
     connection_id: int | None = None
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        transport: Transport,
+        local: SockAddr,
+        remote: SockAddr,
+        connection_id: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "local", local)
+        object.__setattr__(self, "remote", remote)
+        object.__setattr__(self, "connection_id", connection_id)
 
     @property
     def family(self) -> Family:

@@ -253,7 +253,7 @@ _CRED_REQUIRED = ("username", "realm", "nonce", "uri", "response")
 _CRED_KNOWN = frozenset((*_CRED_REQUIRED, "algorithm", "cnonce", "opaque", "qop", "nc"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Credentials:
     """Digest credentials from an ``Authorization`` or ``Proxy-Authorization`` value."""
 
@@ -271,6 +271,33 @@ class Credentials:
     """Nonce-count as sent (8 hex digits): the response is computed over this text."""
     params: tuple[Param, ...] = ()
     """Other auth-params, lower-case names, in order."""
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        username: str,
+        realm: str,
+        nonce: str,
+        uri: str,
+        response: str,
+        algorithm: Algorithm = Algorithm.MD5,
+        cnonce: str | None = None,
+        opaque: str | None = None,
+        qop: str | None = None,
+        nc: str | None = None,
+        params: tuple[Param, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "username", username)
+        object.__setattr__(self, "realm", realm)
+        object.__setattr__(self, "nonce", nonce)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "response", response)
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "cnonce", cnonce)
+        object.__setattr__(self, "opaque", opaque)
+        object.__setattr__(self, "qop", qop)
+        object.__setattr__(self, "nc", nc)
+        object.__setattr__(self, "params", params)
 
     @property
     def nonce_count(self) -> int | None:
@@ -340,7 +367,7 @@ def format_credentials(credentials: Credentials) -> bytes:
 # --- challenges (WWW-Authenticate / Proxy-Authenticate) -------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Challenge:
     """One digest challenge (RFC 7616 §3.3)."""
 
@@ -352,6 +379,25 @@ class Challenge:
     """Offered qop options; empty for an RFC 2069 challenge."""
     stale: bool = False
     params: tuple[Param, ...] = ()
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        realm: str,
+        nonce: str,
+        algorithm: Algorithm = Algorithm.MD5,
+        opaque: str | None = None,
+        qop: tuple[str, ...] = ("auth",),
+        stale: bool = False,
+        params: tuple[Param, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "realm", realm)
+        object.__setattr__(self, "nonce", nonce)
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "opaque", opaque)
+        object.__setattr__(self, "qop", qop)
+        object.__setattr__(self, "stale", stale)
+        object.__setattr__(self, "params", params)
 
 
 _CHAL_KNOWN = frozenset(("realm", "nonce", "algorithm", "opaque", "qop", "stale"))

@@ -93,18 +93,23 @@ REASONS: dict[int, bytes] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CSeq:
     """``CSeq``: sequence number and method."""
 
     seq: int
     method: bytes
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, seq: int, method: bytes) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "method", method)
+
     def __bytes__(self) -> bytes:
         return b"%d %s" % (self.seq, self.method)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request(HeaderAccess):
     """A SIP request. Construct through the parser or the builders."""
 
@@ -121,13 +126,42 @@ class Request(HeaderAccess):
     index: dict[bytes, list[int]] = field(default_factory=dict, compare=False, repr=False)
     wire: bytes | None = field(default=None, compare=False, repr=False)
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        method: bytes,
+        uri: Uri,
+        headers: tuple[Header, ...],
+        body: bytes,
+        vias: tuple[Via, ...],
+        call_id: bytes,
+        cseq: CSeq,
+        from_: NameAddr,
+        to: NameAddr,
+        max_forwards: int | None,
+        index: dict[bytes, list[int]] | None = None,
+        wire: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "vias", vias)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "cseq", cseq)
+        object.__setattr__(self, "from_", from_)
+        object.__setattr__(self, "to", to)
+        object.__setattr__(self, "max_forwards", max_forwards)
+        object.__setattr__(self, "index", {} if index is None else index)
+        object.__setattr__(self, "wire", wire)
+
     @property
     def via(self) -> Via:
         """The top Via."""
         return self.vias[0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Response(HeaderAccess):
     """A SIP response. Construct through the parser or the builders."""
 
@@ -143,6 +177,35 @@ class Response(HeaderAccess):
     max_forwards: int | None
     index: dict[bytes, list[int]] = field(default_factory=dict, compare=False, repr=False)
     wire: bytes | None = field(default=None, compare=False, repr=False)
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        status: int,
+        reason: bytes,
+        headers: tuple[Header, ...],
+        body: bytes,
+        vias: tuple[Via, ...],
+        call_id: bytes,
+        cseq: CSeq,
+        from_: NameAddr,
+        to: NameAddr,
+        max_forwards: int | None,
+        index: dict[bytes, list[int]] | None = None,
+        wire: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "vias", vias)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "cseq", cseq)
+        object.__setattr__(self, "from_", from_)
+        object.__setattr__(self, "to", to)
+        object.__setattr__(self, "max_forwards", max_forwards)
+        object.__setattr__(self, "index", {} if index is None else index)
+        object.__setattr__(self, "wire", wire)
 
     @property
     def via(self) -> Via:

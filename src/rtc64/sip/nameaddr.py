@@ -31,13 +31,19 @@ from rtc64.sip.grammar import (
 from rtc64.sip.uri import SipUri, Uri, format_uri, parse_uri
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NameAddr:
     """An address with optional display name (as written) and header parameters."""
 
     uri: Uri
     display: bytes | None = None
     params: Params = ()
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, uri: Uri, display: bytes | None = None, params: Params = ()) -> None:
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "display", display)
+        object.__setattr__(self, "params", params)
 
     @property
     def tag(self) -> bytes | None:

@@ -30,7 +30,7 @@ MAX_CONTENT_LENGTH_DIGITS = 10
 _new = tuple.__new__
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Head:
     """What ``scan_head`` found: enough to frame the message and then build it."""
 
@@ -39,6 +39,21 @@ class Head:
     index: dict[bytes, list[int]]
     body_start: int
     content_length: int | None
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        start_line: bytes,
+        headers: list[Header],
+        index: dict[bytes, list[int]],
+        body_start: int,
+        content_length: int | None,
+    ) -> None:
+        self.start_line = start_line
+        self.headers = headers
+        self.index = index
+        self.body_start = body_start
+        self.content_length = content_length
 
 
 def _unfold(lines: list[bytes]) -> list[bytes]:

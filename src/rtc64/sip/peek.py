@@ -112,7 +112,7 @@ def register_aor(to: bytes) -> bytes | None:
 # CSeq, Call-ID, From and To,
 # a Content-Length that matches the bytes after the header section. Anything else is
 # ``None``: the caller parses the message as usual.
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RawResponse:
     """What the proxy reads from a raw response before forwarding it."""
 
@@ -128,6 +128,33 @@ class RawResponse:
     contacts: tuple[bytes, ...]  # Contact values, one per line
     record_routes: tuple[bytes, ...]  # Record-Route values, one per line
     body: bool  # a non-empty body follows the header section
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        status: int,
+        branch: bytes,
+        method: bytes,
+        seq: int,
+        call_id: bytes,
+        via_start: int,
+        via_end: int,
+        to: bytes,
+        contacts: tuple[bytes, ...],
+        record_routes: tuple[bytes, ...],
+        body: bool,
+    ) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "branch", branch)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "via_start", via_start)
+        object.__setattr__(self, "via_end", via_end)
+        object.__setattr__(self, "to", to)
+        object.__setattr__(self, "contacts", contacts)
+        object.__setattr__(self, "record_routes", record_routes)
+        object.__setattr__(self, "body", body)
 
     def without_top_via(self, data: bytes) -> bytes:
         """``data`` with the top Via line cut out."""
@@ -236,7 +263,7 @@ def peek_response(data: bytes) -> RawResponse | None:
 # outside the URI, read once: a second ``tag`` or an escaped display name is not plain),
 # Max-Forwards (digits) and Content-Length (matching the bytes after the header
 # section). Anything else is ``None``: the caller parses the message as usual.
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RawRequest:
     """What the proxy reads from a raw request before forwarding it."""
 
@@ -259,6 +286,49 @@ class RawRequest:
     head_end: int  # where the empty line that ends the header section starts
     body: bool  # a non-empty body follows the header section
     guarded: bool  # credentials or Proxy-Require: the full path judges them
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        method: bytes,
+        uri: bytes,
+        via_start: int,
+        via_end: int,
+        top_via: bytes,
+        branch: bytes,
+        call_id: bytes,
+        from_tag: bytes | None,
+        to_tag: bytes | None,
+        seq: int,
+        max_forwards: int,
+        mf_start: int,
+        mf_end: int,
+        mf_name: bytes,
+        routes: tuple[bytes, ...],
+        route_spans: tuple[tuple[int, int], ...],
+        head_end: int,
+        body: bool,
+        guarded: bool,
+    ) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "via_start", via_start)
+        object.__setattr__(self, "via_end", via_end)
+        object.__setattr__(self, "top_via", top_via)
+        object.__setattr__(self, "branch", branch)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "from_tag", from_tag)
+        object.__setattr__(self, "to_tag", to_tag)
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "max_forwards", max_forwards)
+        object.__setattr__(self, "mf_start", mf_start)
+        object.__setattr__(self, "mf_end", mf_end)
+        object.__setattr__(self, "mf_name", mf_name)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "route_spans", route_spans)
+        object.__setattr__(self, "head_end", head_end)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "guarded", guarded)
 
 
 _GUARDS = frozenset((b"proxy-authorization", b"authorization", b"proxy-require"))

@@ -49,7 +49,7 @@ _ALPHA = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _MUST_MATCH = (b"user", b"ttl", b"method", b"maddr", b"transport")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI; byte parts are as written (escapes kept)."""
 
@@ -60,6 +60,25 @@ class SipUri:
     params: Params = ()
     headers: tuple[tuple[bytes, bytes], ...] = ()
     scheme: bytes = b"sip"
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        host: Host,
+        port: int | None = None,
+        user: bytes | None = None,
+        password: bytes | None = None,
+        params: Params = (),
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        scheme: bytes = b"sip",
+    ) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "scheme", scheme)
 
     @property
     def secure(self) -> bool:
@@ -84,23 +103,33 @@ class SipUri:
         return format_uri(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TelUri:
     """A ``tel:`` URI (RFC 3966): the number as written and its parameters."""
 
     number: bytes
     params: Params = ()
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, number: bytes, params: Params = ()) -> None:
+        object.__setattr__(self, "number", number)
+        object.__setattr__(self, "params", params)
+
     def __bytes__(self) -> bytes:
         return format_uri(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class AbsoluteUri:
     """A URI of any other scheme, kept opaque (``opaque`` is everything after ``:``)."""
 
     scheme: bytes
     opaque: bytes
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, scheme: bytes, opaque: bytes) -> None:
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "opaque", opaque)
 
     def __bytes__(self) -> bytes:
         return format_uri(self)

@@ -45,7 +45,7 @@ MAGIC_COOKIE = b"z9hG4bK"
 """RFC 3261 §8.1.1.7: branches that start with this follow RFC 3261 transaction rules."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Via:
     """One Via hop: transport, sent-by and parameters (as written)."""
 
@@ -53,6 +53,15 @@ class Via:
     host: Host
     port: int | None = None
     params: Params = ()
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self, transport: bytes, host: Host, port: int | None = None, params: Params = ()
+    ) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
 
     @property
     def branch(self) -> bytes | None:

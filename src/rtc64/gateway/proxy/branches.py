@@ -60,7 +60,7 @@ class Sender(Protocol):
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Pending:
     """A proxied request: its server transaction and response context."""
 
@@ -69,8 +69,21 @@ class Pending:
     ctx: ResponseContext
     record_routed: bool = False
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        server: ServerTransaction,
+        request: Request,
+        ctx: ResponseContext,
+        record_routed: bool = False,
+    ) -> None:
+        self.server = server
+        self.request = request
+        self.ctx = ctx
+        self.record_routed = record_routed
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Plan:
     """What every copy of a request on one branch shares (only the hop differs)."""
 
@@ -83,8 +96,29 @@ class Plan:
     tcp_ok: bool = False  # the target names no transport: a large request may use TCP
     callee_flow: bool = False  # the hop is a registered UA's own flow (``Target.flow``)
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        flow: Flow,
+        in_listener: Listener | None,
+        stamped: bytes | None,
+        new_uri: SipUri | None,
+        routes: tuple[bytes, ...] | None,
+        path: Callable[[Listener, IPAddress], bytes] | None,
+        tcp_ok: bool = False,
+        callee_flow: bool = False,
+    ) -> None:
+        object.__setattr__(self, "flow", flow)
+        object.__setattr__(self, "in_listener", in_listener)
+        object.__setattr__(self, "stamped", stamped)
+        object.__setattr__(self, "new_uri", new_uri)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "tcp_ok", tcp_ok)
+        object.__setattr__(self, "callee_flow", callee_flow)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Leg:
     """One branch of a proxied request, with what its attempts share."""
 
@@ -92,8 +126,14 @@ class Leg:
     branch: Branch
     plan: Plan
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, pending: Pending, branch: Branch, plan: Plan) -> None:
+        object.__setattr__(self, "pending", pending)
+        object.__setattr__(self, "branch", branch)
+        object.__setattr__(self, "plan", plan)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class OwnRequest:
     """A request of our own inside a dialog: ACK (stateless) or BYE (client transaction)."""
 
@@ -101,6 +141,19 @@ class OwnRequest:
     target: bytes  # Request-URI
     routes: tuple[bytes, ...]  # Route set, first entry first
     lines: tuple[tuple[bytes, bytes], ...]  # header lines (Via is the sender's to add)
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        routes: tuple[bytes, ...],
+        lines: tuple[tuple[bytes, bytes], ...],
+    ) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "lines", lines)
 
 
 class CallHooks(Protocol):
@@ -132,7 +185,7 @@ class CallHooks(Protocol):
     def unwanted(self, request: Request, resp: Response) -> list[OwnRequest]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Launch:
     """Send ``leg`` to ``hop``: attempt ``index`` of the racer's ``race`` (None: no race)."""
 
@@ -141,8 +194,15 @@ class Launch:
     race: Race[Hop] | None = None
     index: int = 0
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, leg: Leg, hop: Hop, race: Race[Hop] | None = None, index: int = 0) -> None:
+        object.__setattr__(self, "leg", leg)
+        object.__setattr__(self, "hop", hop)
+        object.__setattr__(self, "race", race)
+        object.__setattr__(self, "index", index)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class RaceVerdict:
     """What to do with a response to one attempt of a race (``net.eyeballs.Action``)."""
 
@@ -150,8 +210,14 @@ class RaceVerdict:
     leg: Leg
     stop: tuple[ClientTransaction, ...] = ()  # losing attempts the forwarder forgets
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, action: Action, leg: Leg, stop: tuple[ClientTransaction, ...] = ()) -> None:
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "leg", leg)
+        object.__setattr__(self, "stop", stop)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class RaceFailure:
     """An attempt of a race failed: the winner's failure is the branch's (``winner``), an
     exhausted race fails the branch, else ``retry`` is the next attempt (or None: wait)."""
@@ -160,6 +226,15 @@ class RaceFailure:
     winner: bool = False
     exhausted: bool = False
     retry: Launch | None = None
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self, leg: Leg, winner: bool = False, exhausted: bool = False, retry: Launch | None = None
+    ) -> None:
+        object.__setattr__(self, "leg", leg)
+        object.__setattr__(self, "winner", winner)
+        object.__setattr__(self, "exhausted", exhausted)
+        object.__setattr__(self, "retry", retry)
 
 
 class Racer(Protocol):

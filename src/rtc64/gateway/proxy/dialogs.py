@@ -70,7 +70,7 @@ def target_key(uri: Uri) -> TargetKey | None:
     return (host, port, text, (uri.param(b"maddr") or b"").lower())
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Dialog:
     """A record-routed dialog: who is in it, where its requests may go, how to BYE it."""
 
@@ -92,6 +92,47 @@ class Dialog:
     caller_cseq: int = 0
     callee_cseq: int = 0
     callee_own_port: bool = False  # the callee was reached from a SIP worker's own port
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        call_id: bytes,
+        caller_tag: bytes,
+        caller: bytes,
+        caller_target: bytes,
+        expires: float,
+        callee_tags: set[bytes] | None = None,
+        caller_targets: set[TargetKey] | None = None,
+        callee_targets: set[TargetKey] | None = None,
+        caller_route_keys: set[TargetKey] | None = None,
+        callee_route_keys: set[TargetKey] | None = None,
+        confirmed: bool = False,
+        callee: bytes = b"",
+        callee_target: bytes = b"",
+        caller_routes: tuple[bytes, ...] = (),
+        callee_routes: tuple[bytes, ...] = (),
+        caller_cseq: int = 0,
+        callee_cseq: int = 0,
+        callee_own_port: bool = False,
+    ) -> None:
+        self.call_id = call_id
+        self.caller_tag = caller_tag
+        self.caller = caller
+        self.caller_target = caller_target
+        self.expires = expires
+        self.callee_tags = set() if callee_tags is None else callee_tags
+        self.caller_targets = set() if caller_targets is None else caller_targets
+        self.callee_targets = set() if callee_targets is None else callee_targets
+        self.caller_route_keys = set() if caller_route_keys is None else caller_route_keys
+        self.callee_route_keys = set() if callee_route_keys is None else callee_route_keys
+        self.confirmed = confirmed
+        self.callee = callee
+        self.callee_target = callee_target
+        self.caller_routes = caller_routes
+        self.callee_routes = callee_routes
+        self.caller_cseq = caller_cseq
+        self.callee_cseq = callee_cseq
+        self.callee_own_port = callee_own_port
 
     @staticmethod
     def add(keys: set[TargetKey], uri: Uri | None) -> None:

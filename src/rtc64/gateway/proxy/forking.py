@@ -36,7 +36,7 @@ class BranchState(enum.Enum):
     COMPLETED = "completed"  # a final response (or timeout/transport error) came
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Branch:
     """One forwarded copy of a request (client transaction)."""
 
@@ -52,8 +52,35 @@ class Branch:
     timer_c: float = 0.0  # INVITE branches: cancel when this passes (§16.6 step 11)
     timer_key: int = 0  # call control's handle on that deadline (0: none armed)
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        index: int,
+        target: str,
+        txn: ClientTransaction | None = None,
+        state: BranchState = BranchState.TRYING,
+        final: Response | None = None,
+        final_status: int = 0,
+        cancel_wanted: bool = False,
+        cancelled: bool = False,
+        reason: bytes = b"",
+        timer_c: float = 0.0,
+        timer_key: int = 0,
+    ) -> None:
+        self.index = index
+        self.target = target
+        self.txn = txn
+        self.state = state
+        self.final = final
+        self.final_status = final_status
+        self.cancel_wanted = cancel_wanted
+        self.cancelled = cancelled
+        self.reason = reason
+        self.timer_c = timer_c
+        self.timer_key = timer_key
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class ResponseContext:
     """The branches of one proxied request and what was already sent upstream."""
 
@@ -61,6 +88,19 @@ class ResponseContext:
     branches: list[Branch] = field(default_factory=list)
     final_forwarded: bool = False
     cancelled: bool = False
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        method: bytes,
+        branches: list[Branch] | None = None,
+        final_forwarded: bool = False,
+        cancelled: bool = False,
+    ) -> None:
+        self.method = method
+        self.branches = [] if branches is None else branches
+        self.final_forwarded = final_forwarded
+        self.cancelled = cancelled
 
     def pending(self) -> list[Branch]:
         return [b for b in self.branches if b.state is not BranchState.COMPLETED]

@@ -55,7 +55,7 @@ BRANCH_PREFIX = MAGIC_COOKIE + b"-r64-"
 _counter = itertools.count(1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Hop:
     """Where to send: transport, address, port, and the flow to reuse if any.
     ``own_port``: no pinhole to keep toward it (a trunk, a DNS or static route), so a SIP
@@ -67,6 +67,23 @@ class Hop:
     flow: Flow | None = None
     server_name: str | None = None
     own_port: bool = False
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        transport: Transport,
+        ip: IPAddress,
+        port: int,
+        flow: Flow | None = None,
+        server_name: str | None = None,
+        own_port: bool = False,
+    ) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "ip", ip)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "flow", flow)
+        object.__setattr__(self, "server_name", server_name)
+        object.__setattr__(self, "own_port", own_port)
 
     @property
     def reliable(self) -> bool:
@@ -224,13 +241,19 @@ INBOUND_ONLY = frozenset((Transport.WS, Transport.WSS))
 """Transports we never open a connection for: only the client's own connection reaches it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class FlowToken:
     """The connection of a party we record-routed: transport and its remote address."""
 
     transport: Transport
     ip: IPAddress
     port: int
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, transport: Transport, ip: IPAddress, port: int) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "ip", ip)
+        object.__setattr__(self, "port", port)
 
     @classmethod
     def of(cls, flow: Flow) -> FlowToken:

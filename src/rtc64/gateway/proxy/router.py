@@ -78,7 +78,7 @@ def addressed_to_gateway(identity: Identity, method: bytes, uri: SipUri) -> bool
     return identity.is_us(uri) or (method == b"OPTIONS" and identity.is_local_uri(uri))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Target:
     """One branch: the next hop's URI, a new Request-URI (None: keep it), the Route set
     left after ours, Route values to put in front (a binding's Path), whether the
@@ -93,8 +93,25 @@ class Target:
     flow: bool = False
     own_port: bool = False
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(  # noqa: PLR0917 (the fields, positionally, as before)
+        self,
+        hop: SipUri,
+        uri: SipUri | None = None,
+        routes: tuple[NameAddr, ...] = (),
+        extra: tuple[bytes, ...] = (),
+        flow: bool = False,
+        own_port: bool = False,
+    ) -> None:
+        object.__setattr__(self, "hop", hop)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "extra", extra)
+        object.__setattr__(self, "flow", flow)
+        object.__setattr__(self, "own_port", own_port)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Reply:
     """Answer the request ourselves."""
 
@@ -102,8 +119,14 @@ class Reply:
     reason: str | None = None
     headers: Headers = ()
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(self, status: int, reason: str | None = None, headers: Headers = ()) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "headers", headers)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Forward:
     """Proxy the request to ``targets`` in parallel (one branch each)."""
 
@@ -111,13 +134,24 @@ class Forward:
     record_route: bool = True
     path: bool = False  # add a Path entry naming the phone's flow (REGISTER upstream)
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self, targets: tuple[Target, ...], record_route: bool = True, path: bool = False
+    ) -> None:
+        object.__setattr__(self, "targets", targets)
+        object.__setattr__(self, "record_route", record_route)
+        object.__setattr__(self, "path", path)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Register:
     """A REGISTER for a local domain: authenticate (401), then the registrar."""
 
+    def __init__(self) -> None:
+        pass
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Admit:
     """An in-dialog request with our signed Route entries: admit it (live dialog, trusted
     source or credentials), then ``Router.in_dialog``."""
@@ -128,8 +162,23 @@ class Admit:
     restored: SipUri | None
     issued: int  # the oldest issue time of our tokens in it
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        uri: Uri,
+        routes: tuple[NameAddr, ...],
+        popped: tuple[SipUri, ...],
+        restored: SipUri | None,
+        issued: int,
+    ) -> None:
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "popped", popped)
+        object.__setattr__(self, "restored", restored)
+        object.__setattr__(self, "issued", issued)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Authenticate:
     """An initial request to authenticate (407) before ``Router.after_auth``."""
 
@@ -138,8 +187,21 @@ class Authenticate:
     popped: tuple[SipUri, ...]
     restored: SipUri | None  # the Request-URI a strict router hid in Route
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        uri: SipUri,
+        routes: tuple[NameAddr, ...],
+        popped: tuple[SipUri, ...],
+        restored: SipUri | None,
+    ) -> None:
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "popped", popped)
+        object.__setattr__(self, "restored", restored)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Lookup:
     """Look the AOR up in the location service, then ``Router.bound``."""
 
@@ -147,6 +209,19 @@ class Lookup:
     request: Authenticate
     instance: bytes | None = None  # a GRUU's instance URN: only its bindings
     call_tag: bytes | None = None  # a temporary GRUU's: only bindings of that Call-ID
+
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
+    def __init__(
+        self,
+        keys: tuple[str, str],
+        request: Authenticate,
+        instance: bytes | None = None,
+        call_tag: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "request", request)
+        object.__setattr__(self, "instance", instance)
+        object.__setattr__(self, "call_tag", call_tag)
 
 
 Decision = Reply | Forward | Register | Admit | Authenticate | Lookup
