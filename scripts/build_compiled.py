@@ -66,6 +66,7 @@ COMPILED_FILES = (
     "rtc64/gateway/proxy/splice.py",
     "rtc64/gateway/ratelimit.py",
     "rtc64/net/address.py",
+    "rtc64/net/endpoint.py",
     "rtc64/net/tokenbucket.py",
     "rtc64/turnserver/credentials.py",
     "rtc64/turnserver/quotas.py",

@@ -34,6 +34,9 @@ RawRequestHandler = Callable[[bytes, Flow], bool]
 """Any other SIP datagram before parsing; True: it was taken (not parsed nor delivered)."""
 
 _KEEPALIVE_BYTES = b"\r\n\x00"
+# Only a datagram starting with one of these (or empty) can be a keep-alive: testing the
+# first byte spares every SIP message a stripped copy of itself.
+_KEEPALIVE_FIRST = (b"", b"\r", b"\n", b"\x00")
 _STUN_FIRST = (b"\x00", b"\x01")  # RFC 7983: STUN's first byte is 0..3; methods here < 0x200
 
 
@@ -75,10 +78,10 @@ class UdpListener(asyncio.DatagramProtocol):
         if data[:1] in _STUN_FIRST and looks_like_stun(data):
             self._stun(data, remote)
             return
-        flow = Flow(Transport.UDP, self.local, remote)
-        if not data.strip(_KEEPALIVE_BYTES):
+        if data[:1] in _KEEPALIVE_FIRST and not data.strip(_KEEPALIVE_BYTES):
             self.owner.stats.keepalives += 1
             return
+        flow = Flow(Transport.UDP, self.local, remote)
         raw = self.raw_response if data[:8] == b"SIP/2.0 " else self.raw_request
         if raw is not None:
             try:

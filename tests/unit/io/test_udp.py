@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rtc64.io import sockets
+from rtc64.io.stats import TransportStats
+from rtc64.io.udp import UdpListener
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.framing import parse_datagram
 
@@ -259,3 +265,36 @@ def test_own_port_without_a_private_listener_uses_the_shared_one() -> None:
             await layer.stop()
 
     asyncio.run(main())
+
+
+class _Owner:
+    """A ``ConnectionOwner`` that records what the listener did with each datagram."""
+
+    def __init__(self) -> None:
+        self.stats = TransportStats()
+        self.log = logging.getLogger("test_udp")
+        self.delivered: list[object] = []
+        self.bad: list[bytes] = []
+
+    def deliver(self, msg: object, flow: Flow) -> None:
+        self.delivered.append(msg)
+
+    def bad_message(self, data: bytes, exc: Exception, flow: Flow) -> None:
+        self.bad.append(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=6) | st.text("\r\n\x00 A", max_size=6).map(str.encode))
+def test_keepalive_is_exactly_a_datagram_of_cr_lf_nul(data: bytes) -> None:
+    """Only the first byte is tested before the strip: the verdict is the full rule's."""
+    owner = _Owner()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        listener = UdpListener(owner, sock)  # type: ignore[arg-type]
+        listener.datagram_received(data, ("198.51.100.7", 5060))
+        listener.datagram_received(options(1), ("198.51.100.7", 5060))
+    keepalive = not data.strip(b"\r\n\x00")
+    stun = owner.stats.stun_received == 1
+    assert owner.stats.keepalives == (1 if keepalive and not stun else 0)
+    assert len(owner.delivered) + len(owner.bad) + owner.stats.keepalives + stun == 2
+    assert cseq(owner.delivered[-1]) == 1  # type: ignore[arg-type]
