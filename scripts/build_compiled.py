@@ -1,6 +1,7 @@
 """Build the optional mypyc-compiled hot-path cores (see ``src/rtc64/_compiled.py``).
 
-Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py, the TURN
+Compiles rtc64/sip/*.py, rtc64/stun/*.py, rtc64/turn/*.py, rtc64/net/address.py and
+net/endpoint.py (the flow built for every datagram), the TURN
 credentials/quotas, the token buckets (net/tokenbucket.py), gateway/ratelimit.py,
 gateway/identity.py and the proxy's gateway/proxy/ modules (all but service.py,
 quick.py and indialog.py) into

@@ -1,7 +1,8 @@
 # Optional mypyc-compiled pure cores: load them only when they match the sources exactly.
 #
 # Rules:
-# - `scripts/build_compiled.py` builds the hot-path cores (sip/, stun/, turn/, net/address.py, TURN
+# - `scripts/build_compiled.py` builds the hot-path cores (sip/, stun/, turn/, net/address.py,
+#   net/endpoint.py, TURN
 #   credentials) into
 #   BUILD/mypyc/<ext-suffix>/lib, never next to the sources, and writes manifest.json with
 #   the SHA-256 of every source it compiled and of the rtc64 modules those import.
