@@ -11,10 +11,12 @@ that the build really constructs them natively.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
 import ipaddress
+import pickle
 import pkgutil
 import types
 from typing import Any
@@ -23,7 +25,7 @@ import pytest
 
 from rtc64 import _compiled
 from rtc64.gateway.proxy import router
-from rtc64.net.endpoint import Flow, Transport
+from rtc64.net.endpoint import BoundListener, Flow, Transport, parse_listen
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request
 from rtc64.sip.uri import SipUri
@@ -173,3 +175,26 @@ def test_flow_is_a_frozen_value() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         flow.remote = a  # type: ignore[misc]
     assert str(flow) == "udp 192.0.2.1:5060<->198.51.100.7:5060"
+
+
+def test_endpoint_values_pickle_and_copy() -> None:
+    """The SIP workers get their listen specs pickled; a compiled frozen class can only be
+    rebuilt through its constructor (``__reduce__``), never field by field."""
+    spec = parse_listen("udp:[2001:db8::1]:5060;advertise=sip.example.net")
+    bound = BoundListener(spec, 5060)
+    flow = Flow(Transport.TCP, bound.local, (ipaddress.ip_address("192.0.2.7"), 5061), 4)
+    for value in (spec, bound, flow):
+        for again in (pickle.loads(pickle.dumps(value)), copy.copy(value), copy.deepcopy(value)):
+            assert again == value and type(again) is type(value)
+            assert hash(again) == hash(value) and repr(again) == repr(value)
+
+
+def test_a_config_with_advertised_listeners_pickles() -> None:
+    """What the supervisor hands each spawned SIP worker (``workers.WorkerPlan.config``)."""
+    from rtc64 import config  # noqa: PLC0415
+
+    listen = ["udp:[::1]:5060;advertise=sip.example.net:5070", "tcp:127.0.0.1:5060"]
+    cfg = config.load(None, {"sip.workers": 2, "sip.listen": listen})
+    assert cfg.sip.listen[0].advertise is not None
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again.sip.listen == cfg.sip.listen

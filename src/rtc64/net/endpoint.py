@@ -71,6 +71,13 @@ class ListenSpec:
     port: int
     advertise: HostPort | None = None
 
+    def __reduce__(
+        self,
+    ) -> tuple[type[ListenSpec], tuple[Transport, IPAddress, int, HostPort | None]]:
+        # Pickled to the SIP workers; compiled, a frozen class cannot be unpickled field
+        # by field (its __setattr__ refuses): rebuild it through the constructor.
+        return (ListenSpec, (self.transport, self.address, self.port, self.advertise))
+
     @property
     def family(self) -> Family:
         return family_of(self.address)
@@ -135,6 +142,9 @@ class BoundListener:
     spec: ListenSpec
     port: int
 
+    def __reduce__(self) -> tuple[type[BoundListener], tuple[ListenSpec, int]]:
+        return (BoundListener, (self.spec, self.port))  # see ListenSpec.__reduce__
+
     @property
     def transport(self) -> Transport:
         return self.spec.transport
@@ -181,6 +191,9 @@ class Flow:
         object.__setattr__(self, "local", local)
         object.__setattr__(self, "remote", remote)
         object.__setattr__(self, "connection_id", connection_id)
+
+    def __reduce__(self) -> tuple[type[Flow], tuple[Transport, SockAddr, SockAddr, int | None]]:
+        return (Flow, (self.transport, self.local, self.remote, self.connection_id))  # ditto
 
     @property
     def family(self) -> Family:
