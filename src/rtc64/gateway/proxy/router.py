@@ -147,6 +147,7 @@ class Forward:
 class Register:
     """A REGISTER for a local domain: authenticate (401), then the registrar."""
 
+    # Written out (init=False): mypyc compiles it; a generated __init__ stays Python.
     def __init__(self) -> None:
         pass
 
