@@ -1,4 +1,4 @@
-"""In-dialog requests routed at once (``gateway/proxy/indialog.forward_in_dialog``): a BYE
+"""In-dialog requests routed at once (``gateway/proxy/atonce.forward_in_dialog``): a BYE
 takes it when every check of the full path passes, sends what the routing step would
 (byte for byte, the whole call compared), keeps the proxy transaction-stateful, and
 leaves every refusal and unusual shape to the routing step."""

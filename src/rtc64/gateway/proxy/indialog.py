@@ -1,5 +1,4 @@
-"""ACKs for 2xx forwarded from their raw bytes, and in-dialog requests routed at once:
-the proxy's in-dialog fast paths.
+"""ACKs for 2xx forwarded from their raw bytes: the proxy's in-dialog fast path.
 
 Rules (RFC 3261 §16.4, §16.6, §16.11, §17.2.3; Kamailio's ``loose_route`` + ``t_relay``
 forward an ACK for a 2xx statelessly the same way):
@@ -34,24 +33,15 @@ from __future__ import annotations
 
 from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.proxy import hops, splice
-from rtc64.gateway.proxy.branches import Launch, Leg, Pending, Plan, flow_of
-from rtc64.gateway.proxy.forking import Branch, ResponseContext
 from rtc64.gateway.proxy.forwarder import Forwarder, _own_port
 from rtc64.gateway.proxy.router import Router
 from rtc64.gateway.proxy.routing import Routing
 from rtc64.net.endpoint import Flow
-from rtc64.sip import headers as sh
 from rtc64.sip.headers import split_list
 from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.parser import parse_request_line
 from rtc64.sip.peek import RawRequest
-from rtc64.sip.transaction_server import ServerTransaction
-from rtc64.sip.uri import SipUri
 from rtc64.sip.via import parse_via
-
-AT_ONCE = frozenset(b"BYE INFO UPDATE PRACK NOTIFY SUBSCRIBE REFER MESSAGE OPTIONS".split())
-"""In-dialog methods ``forward_in_dialog`` may route at once (not INVITE, ACK, CANCEL,
-REGISTER: their paths differ)."""
 
 
 def _routes(raw: RawRequest) -> list[NameAddr]:
@@ -135,61 +125,4 @@ def forward_raw_ack(routing: Routing, raw: RawRequest, data: bytes, flow: Flow) 
     parts.append(data[cursor:])
     fw.send(b"".join(parts), hop)
     fw.stats.forwarded += 1
-    return True
-
-
-def forward_in_dialog(routing: Routing, server: ServerTransaction) -> bool:
-    """Route the in-dialog request of the new ``server`` at once, as the rules above
-    say; False: not taken, nothing changed (the routing step decides)."""
-    req = server.request
-    if req.method not in AT_ONCE or req.to.tag is None or not req.max_forwards:
-        return False
-    fw: Forwarder = routing.forwarder
-    router: Router = routing.router
-    identity = fw.identity
-    if req.has(b"proxy-require"):
-        return False
-    if len(req.vias) > 1 and any(hops.is_our_via(v, identity.is_our_sent_by) for v in req.vias):
-        return False  # possibly a loop: the full path checks it
-    flow = flow_of(server.dest)
-    uri = req.uri
-    try:
-        routes = list(sh.routes(req))
-        if isinstance(uri, SipUri) and identity.is_us(uri):
-            return False  # a strict router's Request-URI: the full path restores it
-        popped = router.pop_ours(routes)
-        if not popped:
-            return False
-        issued = hops.tokens_issued(router.secret, req, popped)
-        if issued is None:
-            return False
-        now = routing.clock()
-        if not routing.auth.is_trusted(flow.remote[0]):
-            why = routing.calls.admit(
-                req, uri, (r.uri for r in routes), issued, wall=routing.wall(), now=now
-            )
-            if why is not None:
-                return False
-        hop_uri, pinhole = router._next_hop(list(routes), uri, popped, flow)
-    except RemoteProtocolError:
-        return False
-    hop = fw.nexthops.usable_literal(hop_uri)
-    if hop is None:
-        return False
-    # From here on the full path's steps, in its order (``Routing._route``, then
-    # ``Forwarder.forward`` with one target and no Record-Route).
-    if routing.calls.in_dialog(req, now) and not pinhole:
-        hop = _own_port(hop)
-    pending = Pending(server, req, ResponseContext(req.method))
-    fw.in_flight += 1
-    fw._pending[server] = pending
-    branch = Branch(0, target=str(hop_uri.host))
-    pending.ctx.branches.append(branch)
-    plan = Plan(
-        flow=flow, in_listener=None, stamped=hops.stamp_top_via(req, flow), new_uri=None,
-        routes=tuple(bytes(r) for r in routes), path=None,
-        tcp_ok=hop_uri.param(b"transport") is None,
-    )  # fmt: skip
-    fw.launch(Launch(Leg(pending, branch, plan), hop))
-    fw._maybe_finish(pending)
     return True

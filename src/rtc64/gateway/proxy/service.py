@@ -15,7 +15,7 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
 - A plain UDP ACK for a 2xx may be forwarded from its raw bytes (``on_raw_request``,
   ``indialog``) when every check of the full path passes on them; else it is parsed.
   Other in-dialog requests (a BYE) get their server transaction as usual and may then
-  be routed at once (``indialog.forward_in_dialog``), without the routing coroutine.
+  be routed at once (``atonce.forward_in_dialog``), without the routing coroutine.
 - A REGISTER for the registrar gets no server transaction (``routing.Routing.register``:
   challenged at once, or answered once its binding is stored).
 - The transaction layer's events are dispatched: a new request to the routing step
@@ -50,11 +50,12 @@ from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.atonce import forward_in_dialog
 from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
 from rtc64.gateway.proxy.calls import TIMER_C, CallControl
 from rtc64.gateway.proxy.dialogs import DialogTracker
 from rtc64.gateway.proxy.forwarder import Forwarder
-from rtc64.gateway.proxy.indialog import forward_in_dialog, forward_raw_ack
+from rtc64.gateway.proxy.indialog import forward_raw_ack
 from rtc64.gateway.proxy.nexthop import HostResolver, NextHops
 from rtc64.gateway.proxy.quick import forward_raw_response
 from rtc64.gateway.proxy.racing import FAMILY_PENALTY, Racing
@@ -394,7 +395,7 @@ class Proxy:
         self.spawn(self.routing.route(server))
 
     def _at_once(self, server: ServerTransaction) -> bool:
-        """An in-dialog request routed at once (``indialog.forward_in_dialog``); False:
+        """An in-dialog request routed at once (``atonce.forward_in_dialog``); False:
         the routing step's. A failure after it was taken is answered with 500, as the
         routing step answers its own."""
         try:
