@@ -241,8 +241,15 @@ def _ipv6_text(address: IPv6Address) -> str:
 
 _CACHE_MAX = 4096
 _ADDRESS_OF: dict[str, IPAddress] = {}  # socket host text (zone appended) -> address
-_TEXT_OF: dict[IPAddress, str] = {}  # address -> RFC 5952 text without zone
-_SOCKET_TEXT_OF: dict[IPAddress, str] = {}  # address -> text for sockets (zone kept)
+_TEXT_OF: dict[int, str] = {}  # ``_key(address)`` -> RFC 5952 text without zone
+_SOCKET_TEXT_OF: dict[int | IPAddress, str] = {}  # IPv4 ``_key``, IPv6 address (zone kept)
+
+
+def _key(address: IPAddress) -> int:
+    """An address as one plain int, IPv4 ``n`` and IPv6 ``-1 - n`` (never equal), zone
+    ignored: ``ipaddress`` hashes and compares in Python, an int in C."""
+    n = int(address)
+    return n if isinstance(address, IPv4Address) else -1 - n
 
 
 def clear_caches() -> None:
@@ -254,12 +261,13 @@ def clear_caches() -> None:
 
 def address_text(address: IPAddress) -> str:
     """RFC 5952 text of an address, bare, without zone id (IPv4 dotted)."""
-    text = _TEXT_OF.get(address)
+    key = _key(address)
+    text = _TEXT_OF.get(key)
     if text is None:
         text = _ipv6_text(address) if isinstance(address, IPv6Address) else address.compressed
         if len(_TEXT_OF) >= _CACHE_MAX:
             _TEXT_OF.clear()
-        _TEXT_OF[address] = text
+        _TEXT_OF[key] = text
     return text
 
 
@@ -319,10 +327,11 @@ def to_sockaddr(address: IPAddress, port: int) -> tuple[str, int]:
 
     The zone id is kept (``fe80::1%eth0``): the kernel needs it for link-local peers.
     """
-    text = _SOCKET_TEXT_OF.get(address)
+    key: int | IPAddress = int(address) if isinstance(address, IPv4Address) else address
+    text = _SOCKET_TEXT_OF.get(key)
     if text is None:
         text = str(address)
         if len(_SOCKET_TEXT_OF) >= _CACHE_MAX:
             _SOCKET_TEXT_OF.clear()
-        _SOCKET_TEXT_OF[address] = text
+        _SOCKET_TEXT_OF[key] = text
     return (text, port)

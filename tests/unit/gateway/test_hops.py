@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
@@ -13,7 +15,7 @@ from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, make_response
 from rtc64.sip.serializer import serialize
-from rtc64.sip.uri import parse_uri
+from rtc64.sip.uri import SipUri, parse_uri
 from rtc64.sip.via import parse_via
 
 LOCAL4 = (IPv4Address("192.0.2.1"), 5060)
@@ -329,3 +331,57 @@ def test_the_entry_facing_the_sender_is_the_first_whatever_connection_it_came_ov
     # one entry: the token the request's own flow matches is the sender's
     assert hops.flow_toward([callee_entry], Flow(Transport.TLS, local, (callee.ip, 5061)),  # type: ignore[list-item]
                             open_all) is None  # fmt: skip
+
+
+# -- Record-Route tokens ----------------------------------------------------------------------
+
+SECRET = b"s" * 32
+
+
+def entry(params: bytes) -> SipUri:
+    uri = parse_uri(b"sip:192.0.2.1:5060;lr" + params)
+    assert isinstance(uri, SipUri)
+    return uri
+
+
+def test_route_token_is_the_documented_hmac() -> None:
+    """The prepared HMAC gives the value every earlier version wrote (tokens issued by
+    another worker or before an upgrade stay valid): HMAC-SHA-256 over Call-ID, tag,
+    issue time and flow token, NUL-separated, first 8 bytes in hex."""
+    flow = hops.FlowToken(Transport.TCP, IPv4Address("198.51.100.7"), 40000)
+    for token, flow_text in ((None, b""), (flow, b"tcp:198.51.100.7:40000")):
+        msg = b"\x00".join((b"c@x", b"tag1", b"%x" % 1_700_000_000, flow_text))
+        mac = hmac.new(SECRET, msg, hashlib.sha256).digest()[:8].hex().encode()
+        got = hops.route_token(SECRET, b"c@x", b"tag1", 1_700_000_000, token)
+        assert got == b"%x.%s" % (1_700_000_000, mac)
+    other = hops.route_token(b"t" * 32, b"c@x", b"tag1", 1_700_000_000)
+    assert other != hops.route_token(SECRET, b"c@x", b"tag1", 1_700_000_000)
+
+
+def test_tokens_verify_once_per_distinct_entry_and_fail_for_another_dialog() -> None:
+    """Two entries of one Record-Route carrying the same token verify (once); a token
+    MAC'd for another Call-ID or tag, or one of two entries edited, fails the set."""
+    mine = hops.token_params(SECRET, b"c@x", b"f1", 1000, None)
+    other_call = hops.token_params(SECRET, b"d@x", b"f1", 1000, None)
+    other_tag = hops.token_params(SECRET, b"c@x", b"f9", 1000, None)
+    flow = hops.FlowToken(Transport.UDP, IPv4Address("198.51.100.7"), 5060)
+    with_flow = hops.token_params(SECRET, b"c@x", b"f1", 999, flow)
+    tags = (b"f1", b"t1")
+    check = hops.tokens_issued_for
+    assert check(SECRET, b"c@x", tags, [entry(mine), entry(mine)]) == 1000
+    assert check(SECRET, b"c@x", (b"t1", b"f1"), [entry(mine)]) == 1000  # callee's request
+    assert check(SECRET, b"c@x", tags, [entry(with_flow), entry(mine)]) == 999
+    assert check(SECRET, b"c@x", tags, [entry(mine), entry(other_call)]) is None
+    assert check(SECRET, b"c@x", tags, [entry(other_tag), entry(mine)]) is None
+    assert check(SECRET, b"d@x", tags, [entry(mine), entry(mine)]) is None
+    assert check(SECRET, b"c@x", (b"f9", None), [entry(mine)]) is None
+    assert check(SECRET, b"c@x", tags, []) is None
+    forged_flow = with_flow.replace(b"198.51.100.7", b"198.51.100.8")
+    assert check(SECRET, b"c@x", tags, [entry(forged_flow)]) is None
+    assert check(b"t" * 32, b"c@x", tags, [entry(mine)]) is None  # another gateway's
+
+
+def test_prepared_macs_are_bounded() -> None:
+    for n in range(3 * hops._MAX_PREPARED):
+        hops.route_token(b"%032d" % n, b"c@x", b"f1", 1)
+        assert len(hops._PREPARED) <= hops._MAX_PREPARED

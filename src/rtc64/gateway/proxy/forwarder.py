@@ -128,6 +128,7 @@ class Forwarder:
         self._pending: dict[ServerTransaction, Pending] = {}
         self._branches: dict[ClientTransaction, Leg] = {}
         self._upgraded: dict[ClientTransaction, Launch] = {}  # large requests sent over TCP
+        self._stamp: tuple[Request, Flow, bytes | None] | None = None  # see ``stamped``
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;
         finished transactions lingering for retransmissions are cheap and not counted)."""
@@ -246,7 +247,19 @@ class Forwarder:
 
     def trying(self, server: ServerTransaction) -> None:
         """100 Trying for an INVITE (§16.2), before routing starts."""
-        self.respond(server, hops.trying_bytes(server.request, flow_of(server.dest)), 100)
+        req = server.request
+        self.respond(server, hops.trying_stamped(req, self.stamped(req, flow_of(server.dest))), 100)
+
+    def stamped(self, req: Request, flow: Flow) -> bytes | None:
+        """``hops.stamp_top_via(req, flow)``, remembered for the last request: the 100
+        Trying and the forwarded INVITE need the same value (the request and the flow
+        objects are held while remembered, so identity stands for equality)."""
+        memo = self._stamp
+        if memo is not None and memo[0] is req and memo[1] is flow:
+            return memo[2]
+        stamped = hops.stamp_top_via(req, flow)
+        self._stamp = (req, flow, stamped)
+        return stamped
 
     # -- forwarding -----------------------------------------------------------------------
 
@@ -259,7 +272,7 @@ class Forwarder:
             self.in_flight += 1
             self._pending[server] = pending
         in_listener = listener_of(self.identity, flow)
-        stamped = hops.stamp_top_via(req, flow)
+        stamped = self.stamped(req, flow)
         rr = decision.record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
         if rr and req.to.tag is None:

@@ -129,7 +129,11 @@ def record_route(
     )
     callee_token = hops.flow_token(hop.transport, hop.ip, hop.port, target, direct=callee_flow)
     in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
-    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_token)
+    out_token = (
+        in_token  # the same inputs (no flow token on either side, or the same): one MAC
+        if callee_token == caller_flow
+        else hops.token_params(secret, req.call_id, tag, issued, callee_token)
+    )
     if in_l is named and out_hp == in_hp and in_token == out_token:
         return hops.route_uri(out_l.transport, out_hp, r2=False, extra=worker + in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
