@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.forwarder import _host_text
 from rtc64.gateway.proxy.hops import BRANCH_PREFIX, Hop
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.edit import Edit
@@ -385,3 +386,15 @@ def test_prepared_macs_are_bounded() -> None:
     for n in range(3 * hops._MAX_PREPARED):
         hops.route_token(b"%032d" % n, b"c@x", b"f1", 1)
         assert len(hops._PREPARED) <= hops._MAX_PREPARED
+
+
+@pytest.mark.parametrize(
+    "host",
+    [IPv4Address("192.0.2.50"), IPv6Address("2001:db8::5"), IPv6Address("::ffff:192.0.2.5"),
+     IPv6Address("fe80::1%7"), "pbx.example.net"],
+)  # fmt: skip
+def test_branch_target_text_is_the_hosts_str(host: IPv4Address | IPv6Address | str) -> None:
+    """The forwarder's branch target (log lines, happy-eyeballs memory key) reads as
+    ``str(host)`` whether or not it came from the address cache."""
+    for _ in range(2):
+        assert _host_text(host) == str(host)

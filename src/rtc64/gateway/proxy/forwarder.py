@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from ipaddress import IPv4Address
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.identity import Identity, Listener
@@ -50,6 +51,7 @@ from rtc64.gateway.proxy.hops import Hop
 from rtc64.gateway.proxy.nexthop import NextHops
 from rtc64.gateway.proxy.router import Forward, Target
 from rtc64.gateway.stats import ProxyStats
+from rtc64.net.address import Host, address_text
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action
 from rtc64.sip import headers as sh
@@ -77,6 +79,14 @@ DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 def _own_port(hop: Hop) -> Hop:
     """``hop`` marked as having no pinhole to keep (``Hop.own_port``)."""
     return Hop(hop.transport, hop.ip, hop.port, hop.flow, hop.server_name, own_port=True)
+
+
+def _host_text(host: Host) -> str:
+    """``str(host)``: an IPv4 address's text from the address cache (``ipaddress``
+    writes it in Python, once per INVITE and BYE)."""
+    if isinstance(host, IPv4Address):
+        return address_text(host)
+    return str(host)
 
 
 def transport_reason(detail: str) -> bytes:
@@ -282,7 +292,7 @@ class Forwarder:
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
         for target in decision.targets:
-            host = str(target.hop.host)
+            host = _host_text(target.hop.host)
             branch = Branch(len(pending.ctx.branches), target=host)
             pending.ctx.branches.append(branch)
             new_routes = None
