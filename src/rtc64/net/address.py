@@ -241,13 +241,14 @@ def _ipv6_text(address: IPv6Address) -> str:
 
 _CACHE_MAX = 4096
 _ADDRESS_OF: dict[str, IPAddress] = {}  # socket host text (zone appended) -> address
-_TEXT_OF: dict[int, str] = {}  # ``_key(address)`` -> RFC 5952 text without zone
-_SOCKET_TEXT_OF: dict[int | IPAddress, str] = {}  # IPv4 ``_key``, IPv6 address (zone kept)
+_TEXT_OF: dict[int, str] = {}  # ``address_key(address)`` -> RFC 5952 text without zone
+_SOCKET_TEXT_OF: dict[int | IPAddress, str] = {}  # IPv4 its int, IPv6 address (zone kept)
 
 
-def _key(address: IPAddress) -> int:
+def address_key(address: IPAddress) -> int:
     """An address as one plain int, IPv4 ``n`` and IPv6 ``-1 - n`` (never equal), zone
-    ignored: ``ipaddress`` hashes and compares in Python, an int in C."""
+    ignored: a set or dict key hashed and compared in C (``ipaddress`` hashes and
+    compares in Python). The unspecified addresses are 0 and -1."""
     n = int(address)
     return n if isinstance(address, IPv4Address) else -1 - n
 
@@ -261,7 +262,7 @@ def clear_caches() -> None:
 
 def address_text(address: IPAddress) -> str:
     """RFC 5952 text of an address, bare, without zone id (IPv4 dotted)."""
-    key = _key(address)
+    key = address_key(address)
     text = _TEXT_OF.get(key)
     if text is None:
         text = _ipv6_text(address) if isinstance(address, IPv6Address) else address.compressed

@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
+from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.proxy import hops
 from rtc64.gateway.proxy.forwarder import _host_text
 from rtc64.gateway.proxy.hops import BRANCH_PREFIX, Hop
@@ -398,3 +399,28 @@ def test_branch_target_text_is_the_hosts_str(host: IPv4Address | IPv6Address | s
     ``str(host)`` whether or not it came from the address cache."""
     for _ in range(2):
         assert _host_text(host) == str(host)
+
+
+@pytest.mark.parametrize("transport", list(Transport))
+@pytest.mark.parametrize("hostport", ["192.0.2.1:5060", "[2001:db8::1]:5062", "gw.example.net"])
+@pytest.mark.parametrize("alias", [False, True])
+def test_own_via_equals_parsing_it(transport: Transport, hostport: str, alias: bool) -> None:
+    """Our Via is parsed once per shape; each value with its own branch reads exactly as
+    ``parse_via`` reads it, and a value that is not of our shape is parsed."""
+    for n in range(3):
+        value = hops.via_value(transport, hostport, hops.branch_of(b"%016x" % n), alias=alias)
+        assert hops.own_via(value) == parse_via(value)
+    for foreign in (
+        b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;rport",  # not our branch prefix
+        b"SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK-r64-1-2",  # branch not first
+        b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-r64-1;received=192.0.2.9",
+    ):
+        assert hops.own_via(foreign) == parse_via(foreign)
+    with pytest.raises(RemoteProtocolError):  # not a token: parsed, and refused as parsing does
+        hops.own_via(b'SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-r64-"x";rport')
+
+
+def test_own_via_shapes_are_bounded() -> None:
+    for n in range(2 * hops._MAX_OWN_VIAS + 5):
+        hops.own_via(hops.via_value(Transport.UDP, f"192.0.2.1:{n}", hops.branch_of(b"0")))
+        assert len(hops._OWN_VIAS) <= hops._MAX_OWN_VIAS

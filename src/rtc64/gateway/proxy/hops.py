@@ -438,7 +438,7 @@ def forwarded_view(
         req.uri if uri is None else uri,
         hs,
         req.body,
-        (parse_via(via), *req.vias),
+        (own_via(via), *req.vias),
         req.call_id,
         req.cseq,
         req.from_,
@@ -447,6 +447,41 @@ def forwarded_view(
         build_index(hs),
         None,
     )
+
+
+_OWN_VIAS: dict[bytes, Via] = {}
+"""Our Via values parsed, by the value with its branch cut out (one per listener and
+transport toward each hop kind): only the branch changes from one request to the next."""
+_MAX_OWN_VIAS = 1024
+_BRANCH_AT = b";branch="
+
+
+def own_via(value: bytes) -> Via:
+    """``parse_via(value)`` for a Via we wrote (``via_value``: the branch first, a token
+    of ours): parsed once per shape, the branch put in; anything else is parsed."""
+    head, sep, tail = value.partition(_BRANCH_AT)
+    branch, semi, rest = tail.partition(b";")
+    if not sep or not branch.startswith(BRANCH_PREFIX) or not _is_token(branch):
+        return parse_via(value)
+    shape = head + sep + semi + rest
+    template = _OWN_VIAS.get(shape)
+    if template is None:
+        template = parse_via(head + sep + BRANCH_PREFIX + semi + rest)
+        if len(_OWN_VIAS) >= _MAX_OWN_VIAS:
+            _OWN_VIAS.clear()  # bounded: refilled on demand
+        _OWN_VIAS[shape] = template
+    params = template.params
+    if not params or params[0][0] != b"branch":  # pragma: no cover - via_value's shape
+        return parse_via(value)
+    return Via(template.transport, template.host, template.port, ((b"branch", branch), *params[1:]))
+
+
+def _is_token(value: bytes) -> bool:
+    """Only letters, digits and ``-.!%*_+`~'`` (RFC 3261 ``token``), not empty."""
+    return bool(value) and not value.translate(None, _TOKEN_CHARS)
+
+
+_TOKEN_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 
 
 def trying_bytes(req: Request, flow: Flow) -> bytes:
