@@ -23,6 +23,10 @@ request, or none when the tree's spawner starts work eagerly and it never waits)
 (what ``rtc64 serve`` runs on, ``io/loop.py``): the default loop's Python-level ``_run_once``
 is counted in every operation that waits for the store.
 
+``--calllog``: the call log (``gateway.calllog.CallLog``) on the proxy's call control, as
+``rtc64 serve`` wires it (``lifecycle``), its logger below info level (the benchmark's
+``--log-level warning``).
+
 ``--shared``: the SQLite store in shared mode, as ``rtc64 serve`` opens it with SIP workers
 (reads from the file, compare-and-set in the write transaction) instead of one process's
 memory.
@@ -162,7 +166,7 @@ def in_dialog(method: bytes, n: int, cseq: int, tag: bytes, routes: list[bytes])
 class Bench:
     """The proxy on real parts (SQLite store in a temporary directory) and fake clocks."""
 
-    def __init__(self, store: Any, spawner: str = "await") -> None:
+    def __init__(self, store: Any, spawner: str = "await", calllog: bool = False) -> None:
         from rtc64.gateway.auth import Authenticator  # noqa: PLC0415
         from rtc64.gateway.identity import Identity, Listener  # noqa: PLC0415
         from rtc64.gateway.proxy.service import Proxy, ProxySettings  # noqa: PLC0415
@@ -199,6 +203,10 @@ class Bench:
             limiter=TokenBucket(0.0, burst=1), clock=lambda: self.now,
             wall=lambda: self.wall_now, spawn=spawn, log=log,
         )  # fmt: skip
+        if calllog:
+            from rtc64.gateway.calllog import CallLog  # noqa: PLC0415
+
+            self.proxy.calls.journal = CallLog(log.getChild("calls"), lambda: self.now)
 
     async def feed(self, data: bytes, source: tuple[str, int]) -> None:
         from rtc64.net.endpoint import Flow, Transport  # noqa: PLC0415
@@ -254,14 +262,19 @@ class Bench:
 
 
 async def run(
-    scenario: str, ops: int, warm: int, shared: bool = False, spawner: str = "await"
+    scenario: str,
+    ops: int,
+    warm: int,
+    shared: bool = False,
+    spawner: str = "await",
+    calllog: bool = False,
 ) -> None:
     from rtc64.gateway.location.backends import open_store  # noqa: PLC0415
 
     data = Path(tempfile.mkdtemp(prefix="rtc64-gwcount-"))
     store = await open_store("sqlite", data, shared=shared)
     try:
-        bench = Bench(store, spawner)
+        bench = Bench(store, spawner, calllog)
         step = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}[scenario]
         for n in range(warm):
             await step(n)
@@ -306,6 +319,7 @@ def measure(
     loop: str,
     shared: bool = False,
     spawner: str = "await",
+    calllog: bool = False,
 ) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not installed", file=sys.stderr)
@@ -316,8 +330,9 @@ def measure(
         trees.append((f"before ({before})", str(Path(before).resolve() / "src")))
     base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
     store = "shared " if shared else ""
+    log = ", call log" if calllog else ""
     print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops}, "
-          f"{loop} loop, {store}sqlite store, spawner {spawner})")  # fmt: skip
+          f"{loop} loop, {store}sqlite store, spawner {spawner}{log})")  # fmt: skip
     print("| scenario | tree | variant | instructions per op |")
     print("|---|---|---|---:|")
     for sc in scenarios:
@@ -328,6 +343,7 @@ def measure(
                 args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop]
                 args += ["--shared"] if shared else []
                 args += ["--spawner", spawner]
+                args += ["--calllog"] if calllog else []
                 one = callgrind_ir([*args, "--ops", str(ops)], env)
                 two = callgrind_ir([*args, "--ops", str(2 * ops)], env)
                 print(f"| {sc} | {name} | {variant} | {(two - one) / ops:,.0f} |", flush=True)
@@ -345,15 +361,17 @@ def main() -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--shared", action="store_true", help="the SQLite store in shared mode")
     ap.add_argument("--spawner", choices=["await", "serve"], default="await")
+    ap.add_argument("--calllog", action="store_true", help="the call log, as serve wires it")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
         variants = args.variant or ["pure", "compiled"]
         return measure(
-            args.measure, args.before, scenarios, variants, args.loop, args.shared, args.spawner
-        )
+            args.measure, args.before, scenarios, variants, args.loop, args.shared,
+            args.spawner, args.calllog,
+        )  # fmt: skip
     for sc in scenarios:
-        run_on(args.loop, run(sc, args.ops, args.warm, args.shared, args.spawner))
+        run_on(args.loop, run(sc, args.ops, args.warm, args.shared, args.spawner, args.calllog))
     return 0
 
 
