@@ -54,7 +54,6 @@ from rtc64.gateway.stats import ProxyStats
 from rtc64.net.address import Host, address_text
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action
-from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import parse_name_addr
@@ -291,12 +290,14 @@ class Forwarder:
         path = None
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
+        # The router read every Route value (parsed each one): counting them is enough.
+        received_routes = len(req.values(b"route"))
         for target in decision.targets:
             host = _host_text(target.hop.host)
             branch = Branch(len(pending.ctx.branches), target=host)
             pending.ctx.branches.append(branch)
             new_routes = None
-            if len(target.routes) != len(sh.routes(req)) or target.extra:
+            if len(target.routes) != received_routes or target.extra:
                 new_routes = (*target.extra, *(bytes(r) for r in target.routes))
             plan = Plan(
                 flow=flow,
