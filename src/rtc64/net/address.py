@@ -70,7 +70,8 @@ class Family(enum.IntEnum):
 
 def family_of(address: IPAddress) -> Family:
     """The family of an address (an IPv4-mapped IPv6 address is IPv6 on the wire)."""
-    return Family.INET if address.version == 4 else Family.INET6
+    # isinstance, not ``address.version``: a property, a Python call from compiled code.
+    return Family.INET if isinstance(address, IPv4Address) else Family.INET6
 
 
 def unmap(address: IPAddress) -> IPAddress:

@@ -202,11 +202,15 @@ def via_value(transport: Transport, hostport: str, branch: bytes, *, alias: bool
     """Our Via: ``SIP/2.0/T host:port;branch=...;rport`` (``;alias``: RFC 5923, the
     server may reuse the connection for requests to us)."""
     return b"SIP/2.0/%s %s;branch=%s;rport%s" % (
-        transport.via_token.encode("ascii"),
+        _VIA_TOKENS[transport],
         hostport.encode("ascii"),
         branch,
         b";alias" if alias else b"",
     )
+
+
+_VIA_TOKENS = {t: t.via_token.encode("ascii") for t in Transport}
+"""``Transport.via_token`` as bytes (enum properties are Python calls from compiled code)."""
 
 
 def route_uri(transport: Transport, hostport: str, *, r2: bool, extra: bytes = b"") -> bytes:
