@@ -33,7 +33,9 @@ memory.
 
 Scenarios: ``reg`` REGISTER from a trusted source (straight to the registrar), ``reg-auth``
 REGISTER, 401, REGISTER with MD5 credentials (untrusted source), ``call`` INVITE/100/180/
-200/ACK/BYE/200 with Record-Route, IPv4 to an IPv4 literal (as ``bench/sip_proxy.py``).
+200/ACK/BYE/200 with Record-Route, IPv4 to an IPv4 literal (as ``bench/sip_proxy.py``),
+``call-trying`` the same call with a 100 Trying from the callee before its 180 (as most
+phones and PBXs send it; SIPp's UAS in ``bench/sip_proxy.py`` does not).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("reg", "reg-auth", "call")
+SCENARIOS = ("reg", "reg-auth", "call", "call-trying")
 DOMAIN = "bench.test"
 PASSWORD = "bench-secret"
 GW = IPv4Address("192.0.2.1")
@@ -139,13 +141,14 @@ def invite(n: int) -> bytes:
 
 def answer(request: bytes, status: int, tag: bytes) -> bytes:
     """The callee's response to the request it received (Via, Record-Route copied)."""
-    out = [b"SIP/2.0 %d %s" % (status, b"OK" if status == 200 else b"Ringing")]
+    reason = {100: b"Trying", 200: b"OK"}.get(status, b"Ringing")
+    out = [b"SIP/2.0 %d %s" % (status, reason)]
     for ln in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
         low = ln[:14].lower()
         if low.startswith((b"via:", b"from:", b"call-id:", b"cseq:", b"record-route:")):
             out.append(ln)
         elif low.startswith(b"to:"):
-            out.append(ln if b";tag=" in ln else ln + b";tag=" + tag)
+            out.append(ln if b";tag=" in ln or not tag else ln + b";tag=" + tag)
     out += [b"Contact: <sip:callee@192.0.2.50:5060;transport=UDP>", b"Content-Length: 0"]
     return b"\r\n".join(out) + b"\r\n\r\n"
 
@@ -245,11 +248,15 @@ class Bench:
         await self.feed(register(user, STRANGER, n, 2, authorization(challenge, user, 2)), STRANGER)
         assert self.sink.last[STRANGER].startswith(b"SIP/2.0 200"), self.sink.last[STRANGER]
 
-    async def call(self, n: int) -> None:
+    async def call(self, n: int, trying: bool = False) -> None:
         tag = b"u%d" % n
         await self.feed(invite(n), PHONE)
         fwd = self.sink.last[CALLEE]
         assert fwd.startswith(b"INVITE"), fwd[:60]
+        if trying:
+            sent = self.sink.count
+            await self.feed(answer(fwd, 100, b""), CALLEE)
+            assert self.sink.count == sent  # absorbed: nothing forwarded
         for status in (180, 200):
             await self.feed(answer(fwd, status, tag), CALLEE)
         routes = _lines(fwd, b"Record-Route")
@@ -275,7 +282,8 @@ async def run(
     store = await open_store("sqlite", data, shared=shared)
     try:
         bench = Bench(store, spawner, calllog)
-        step = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}[scenario]
+        steps = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}
+        step = steps.get(scenario) or (lambda n: bench.call(n, trying=True))
         for n in range(warm):
             await step(n)
         bench.expire()

@@ -737,7 +737,9 @@ def run(
     return 0
 
 
-COUNTERS = re.compile(r"^rtc64_sip_(?:raw_\w+|requests_in|responses_in|worker_\w+)\S* ", re.M)
+COUNTERS = re.compile(
+    r"^rtc64_sip_(?:raw_\w+|in_dialog_at_once|requests_in|responses_in|worker_\w+)\S* ", re.M
+)
 
 
 def print_counters(port: int, scenario: str) -> None:

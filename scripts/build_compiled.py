@@ -52,6 +52,7 @@ SKIPPED = 3
 COMPILED_DIRS = ("rtc64/sip", "rtc64/stun", "rtc64/turn")
 COMPILED_FILES = (
     "rtc64/gateway/identity.py",
+    "rtc64/gateway/proxy/atonce.py",
     "rtc64/gateway/proxy/branches.py",
     "rtc64/gateway/proxy/calls.py",
     "rtc64/gateway/proxy/dialogs.py",

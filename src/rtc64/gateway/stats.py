@@ -31,6 +31,7 @@ class ProxyStats:
     responses_in: int = 0
     raw_replies: int = 0  # of which forwarded from their raw bytes (``proxy/quick.py``)
     raw_acks: int = 0  # requests_in: ACKs forwarded from their raw bytes (``proxy/indialog.py``)
+    in_dialog_at_once: int = 0  # requests_in: in-dialog requests (BYE...) routed at once
     messages_out: int = 0
     forwarded: int = 0
     errors_sent: int = 0

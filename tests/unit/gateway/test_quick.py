@@ -215,11 +215,60 @@ def test_two_vias_on_the_top_line_go_raw_with_only_ours_removed(tmp_path: Path) 
     run(tmp_path, body)
 
 
-def test_100_trying_stays_on_the_full_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("raw", [True, False])
+def test_100_trying_stops_timer_a_and_goes_nowhere(tmp_path: Path, raw: bool) -> None:
+    """The callee's 100 Trying is absorbed from its raw bytes (no model built) exactly as
+    the full path absorbs it: the INVITE's client transaction proceeds (Timer A stops),
+    nothing is sent upstream; the 180 after it goes up as usual."""
+
     async def body(h: Harness) -> None:
         fwd = await call_forwarded(h)
-        taken, out = await raw_feed(h, answer(fwd.data, 100), CALLEE)
-        assert (taken, out) == (False, [])
+        branch = fwd.request.via.branch
+        assert branch is not None
+        client = h.layer.client_for(branch, b"INVITE")
+        assert client is not None and client.state.name == "CALLING"
+        trying = answer(fwd.data, 100)
+        if raw:
+            taken, out = await raw_feed(h, trying, CALLEE)
+            assert (taken, out) == (True, [])
+        else:
+            h.raw = False
+            assert await h.feed(trying, CALLEE) == []
+            h.raw = True
+        assert client.state.name == "PROCEEDING" and h.proxy.stats.responses_in == 1
+        assert h.proxy.stats.raw_replies == (1 if raw else 0)
+        assert only(await h.advance(4.0), CALLEE) == []  # no INVITE retransmission
+        taken, out = await raw_feed(h, answer(fwd.data, 180), CALLEE)
+        assert taken and statuses(out, CALLER) == [180]
+
+    run(tmp_path, body)
+
+
+def test_without_a_100_timer_a_retransmits_the_invite(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        assert [s.data for s in only(await h.advance(4.0), CALLEE)] == [fwd.data] * 3
+
+    run(tmp_path, body)
+
+
+def test_a_100_the_raw_path_cannot_match_is_parsed(tmp_path: Path) -> None:
+    """From another source, of another call or CSeq, of an unknown branch: the raw path
+    says no and changes nothing; the full path decides (it matches by branch alone)."""
+
+    async def body(h: Harness) -> None:
+        fwd = await call_forwarded(h)
+        trying = answer(fwd.data, 100)
+        cases = [
+            (trying, ("192.0.2.51", 5060)),
+            (trying.replace(b"call1@test", b"other@test"), CALLEE),
+            (trying.replace(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"), CALLEE),
+            (trying.replace(b"branch=z9hG4bK-r64-", b"branch=z9hG4bK-r64-x"), CALLEE),
+        ]
+        for data, source in cases:
+            taken, out = await raw_feed(h, data, source)
+            assert (taken, out) == (False, []), data
+        assert h.proxy.stats.raw_replies == 0
 
     run(tmp_path, body)
 

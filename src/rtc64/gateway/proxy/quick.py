@@ -4,7 +4,7 @@ Rules (RFC 3261 §16.7, §17.1.3; RFC 6026 §7-§8; Kamailio's tm forwards repli
 
 - A UDP response of the plain shape ``sip.peek.peek_response`` reads (one value on the
   top Via line, a branch, one CSeq/Call-ID/From/To, an exact Content-Length) with a 1xx
-  other than 100, or a 2xx, is matched to its client transaction by branch and CSeq
+  or a 2xx is matched to its client transaction by branch and CSeq
   method (§17.1.3) and, when everything below holds, forwarded upstream with its top Via
   line cut out, without building the message model:
   * the transaction is one of this forwarder's branches, not an attempt of a
@@ -17,8 +17,11 @@ Rules (RFC 3261 §16.7, §17.1.3; RFC 6026 §7-§8; Kamailio's tm forwards repli
   * when the request is a record-routed dialog-forming one, its To, first Contact and
     Record-Route entries parse (the dialog learns them, as on the full path).
   Anything else returns False before any state changed: the caller parses the message
-  and the usual path decides (stray responses, CANCEL, non-2xx finals, 100 Trying,
-  races, retransmissions past the transaction's end).
+  and the usual path decides (stray responses, CANCEL, non-2xx finals, races,
+  retransmissions past the transaction's end).
+- A 100 Trying so matched is absorbed: the client transaction hears it (Timer A/E stop,
+  RFC 3261 §17.1.1.2, §17.1.2.2), nothing is forwarded (§16.7 step 5), as on the full
+  path; its body is not looked at.
 - What the full path does after matching is done here in the same order: the client
   transaction runs the status (an absorbed retransmission stops there), the branch
   becomes PROCEEDING (a wanted CANCEL is sent, Timer C re-armed, the early dialog
@@ -38,6 +41,7 @@ from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.headers import split_list
 from rtc64.sip.nameaddr import NameAddr, parse_name_addr
 from rtc64.sip.peek import RawResponse
+from rtc64.sip.transaction_client import ClientTransaction
 
 Learnt = tuple[NameAddr, NameAddr | None, list[NameAddr]]
 """A response's To, first Contact and Record-Route entries."""
@@ -65,7 +69,7 @@ def forward_raw_response(
     """Forward the raw response ``data`` (read as ``raw``) as the rules above say; False:
     not taken, nothing changed."""
     status = raw.status
-    if status == 100 or status >= 300 or flow.transport is not Transport.UDP:
+    if status >= 300 or flow.transport is not Transport.UDP:
         return False
     client = fw.layer.client_for(raw.branch, raw.method)
     if client is None or fw.racer.racing(client):
@@ -79,6 +83,8 @@ def forward_raw_response(
     sent = client.request
     if raw.call_id != sent.call_id or raw.seq != sent.cseq.seq:
         return False
+    if status == 100:
+        return _absorb_trying(fw, client, now)
     pending, branch = leg.pending, leg.branch
     req = pending.request
     if raw.body and fw.media is not None and not fw.media.leaves_response(req, hop.ip):
@@ -123,5 +129,18 @@ def forward_raw_response(
                         record_routes=rrs, now=now, hop=hop,
                     )  # fmt: skip
                 fw._cancel_pending(ctx)
+    fw.dispatch(events)
+    return True
+
+
+def _absorb_trying(fw: Forwarder, client: ClientTransaction, now: float) -> bool:
+    """A 100 Trying from the next hop: the client transaction hears it (Timer A/E stop,
+    PROCEEDING), nothing goes upstream (§16.7 step 5), as on the full path."""
+    ran = fw.layer.receive_status(client, 100, now)
+    if ran is None:
+        return False
+    seen, events = ran
+    if seen:
+        fw._upgraded.pop(client, None)  # the TCP connection works: no UDP fallback
     fw.dispatch(events)
     return True

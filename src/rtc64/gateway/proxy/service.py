@@ -14,6 +14,8 @@ Rules (RFC 3261 §16, §17; RFC 3581 response routing):
   cost, so shedding stays cheap enough to protect the work admitted (RFC 6357 §3.1).
 - A plain UDP ACK for a 2xx may be forwarded from its raw bytes (``on_raw_request``,
   ``indialog``) when every check of the full path passes on them; else it is parsed.
+  Other in-dialog requests (a BYE) get their server transaction as usual and may then
+  be routed at once (``atonce.forward_in_dialog``), without the routing coroutine.
 - A REGISTER for the registrar gets no server transaction (``routing.Routing.register``:
   challenged at once, or answered once its binding is stored).
 - The transaction layer's events are dispatched: a new request to the routing step
@@ -48,6 +50,7 @@ from rtc64.gateway.location.registrar import RegistrarPolicy
 from rtc64.gateway.location.store import LocationStore
 from rtc64.gateway.media import MediaBridge
 from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.atonce import forward_in_dialog
 from rtc64.gateway.proxy.branches import Sender, Spawn, flow_of
 from rtc64.gateway.proxy.calls import TIMER_C, CallControl
 from rtc64.gateway.proxy.dialogs import DialogTracker
@@ -387,7 +390,25 @@ class Proxy:
             return
         if server.request.method == b"INVITE":
             self.forwarder.trying(server)
+        elif server.request.to.tag is not None and self._at_once(server):
+            return
         self.spawn(self.routing.route(server))
+
+    def _at_once(self, server: ServerTransaction) -> bool:
+        """An in-dialog request routed at once (``atonce.forward_in_dialog``); False:
+        the routing step's. A failure after it was taken is answered with 500, as the
+        routing step answers its own."""
+        try:
+            taken = forward_in_dialog(self.routing, server)
+        except Exception:
+            self.log.exception("proxy: in-dialog fast path failed on %r", server)
+            if server not in self.forwarder._pending:
+                return False
+            if not server.terminated:
+                self.forwarder.reply(server, 500, "Server Internal Error")
+            return True
+        self.stats.in_dialog_at_once += taken
+        return taken
 
     def transport_failed(self, handle: object, reason: str) -> None:
         """The transport could not send for ``handle`` (RFC 3261 §17.1.4, §16.7 step 5):
