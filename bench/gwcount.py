@@ -15,6 +15,7 @@ the difference / N is the cost of one operation, start-up and warm-up cancelled.
     python -m bench.gwcount --scenario reg --ops 100              # one run, no valgrind
     python -m bench.gwcount --measure 300 --loop uvloop           # on the loop serve runs
     python -m bench.gwcount --measure 300 --shared                # the SIP workers' store
+    python -m bench.gwcount --scenario call --ops 1000 --pycalls  # Python calls per call
 
 ``--spawner``: ``await`` (default: the harness awaits each request's coroutine itself, no
 task) or ``serve`` (``io.scheduler.Spawner`` as ``rtc64 serve`` wires it: a task per
@@ -42,9 +43,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
 import logging
 import os
+import pstats
 import re
 import shutil
 import subprocess
@@ -180,6 +183,7 @@ class Bench:
         from rtc64.sip.transaction import TransactionLayer  # noqa: PLC0415
 
         self.now, self.wall_now = 1000.0, 1_700_000_000.0
+        self.profile: cProfile.Profile | None = None  # set to count Python calls
         self.sink = Sink()
         self.tasks: list[Any] = []
         log = logging.getLogger("bench.gwcount")
@@ -216,6 +220,15 @@ class Bench:
         from rtc64.sip.framing import parse_datagram  # noqa: PLC0415
 
         flow = Flow(Transport.UDP, (GW, 5060), (ip_address(source[0]), source[1]))
+        if self.profile is not None:  # ``--pycalls``: the gateway's calls only
+            self.profile.enable()
+        try:
+            await self._feed(data, flow, parse_datagram)
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+
+    async def _feed(self, data: bytes, flow: Any, parse_datagram: Any) -> None:
         # As the UDP listener (io/udp.py) and ``startup.Reception``: responses and
         # requests may be taken from their raw bytes (trees without the hooks parse).
         if data.startswith(b"SIP/2.0 "):
@@ -235,7 +248,13 @@ class Bench:
         """Move both clocks 40 s on: every transaction's Timer J/K/D fires."""
         self.now += 40.0
         self.wall_now += 40.0
-        self.proxy.handle_timer(self.now)
+        if self.profile is not None:
+            self.profile.enable()
+        try:
+            self.proxy.handle_timer(self.now)
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
 
     async def reg(self, n: int) -> None:
         await self.feed(register(f"u{n % USERS:05d}", PHONE, n, 1), PHONE)
@@ -274,8 +293,12 @@ async def run(
     warm: int,
     shared: bool = False,
     spawner: str = "await",
+    calls: bool = False,
     calllog: bool = False,
 ) -> None:
+    """``calls``: print the Python calls per operation inside the gateway (cProfile
+    around the proxy's entry points and timer sweeps: the harness's own work, building
+    and reading the messages, is not counted)."""
     from rtc64.gateway.location.backends import open_store  # noqa: PLC0415
 
     data = Path(tempfile.mkdtemp(prefix="rtc64-gwcount-"))
@@ -287,11 +310,16 @@ async def run(
         for n in range(warm):
             await step(n)
         bench.expire()
+        if calls:
+            bench.profile = cProfile.Profile()
         for n in range(ops):
             await step(10**6 + n)
             if n % 100 == 99:
                 bench.expire()
         bench.expire()
+        if bench.profile is not None:
+            total = sum(row[1] for row in pstats.Stats(bench.profile).stats.values())  # type: ignore[attr-defined]
+            print(f"{scenario}: {total / ops:,.0f} Python calls per operation in the gateway")
     finally:
         await store.close()
 
@@ -370,6 +398,7 @@ def main() -> int:
     ap.add_argument("--shared", action="store_true", help="the SQLite store in shared mode")
     ap.add_argument("--spawner", choices=["await", "serve"], default="await")
     ap.add_argument("--calllog", action="store_true", help="the call log, as serve wires it")
+    ap.add_argument("--pycalls", action="store_true", help="Python calls per op in the gateway")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
@@ -379,7 +408,10 @@ def main() -> int:
             args.spawner, args.calllog,
         )  # fmt: skip
     for sc in scenarios:
-        run_on(args.loop, run(sc, args.ops, args.warm, args.shared, args.spawner, args.calllog))
+        run_on(
+            args.loop,
+            run(sc, args.ops, args.warm, args.shared, args.spawner, args.pycalls, args.calllog),
+        )
     return 0
 
 
