@@ -15,6 +15,7 @@ the difference / N is the cost of one operation, start-up and warm-up cancelled.
     python -m bench.gwcount --scenario reg --ops 100              # one run, no valgrind
     python -m bench.gwcount --measure 300 --loop uvloop           # on the loop serve runs
     python -m bench.gwcount --measure 300 --shared                # the SIP workers' store
+    python -m bench.gwcount --scenario call --ops 1000 --pycalls  # Python calls per call
 
 ``--spawner``: ``await`` (default: the harness awaits each request's coroutine itself, no
 task) or ``serve`` (``io.scheduler.Spawner`` as ``rtc64 serve`` wires it: a task per
@@ -22,6 +23,10 @@ request, or none when the tree's spawner starts work eagerly and it never waits)
 ``--loop``: ``asyncio`` (default, as every earlier figure in bench/RESULTS.md) or ``uvloop``
 (what ``rtc64 serve`` runs on, ``io/loop.py``): the default loop's Python-level ``_run_once``
 is counted in every operation that waits for the store.
+
+``--calllog``: the call log (``gateway.calllog.CallLog``) on the proxy's call control, as
+``rtc64 serve`` wires it (``lifecycle``), its logger below info level (the benchmark's
+``--log-level warning``).
 
 ``--shared``: the SQLite store in shared mode, as ``rtc64 serve`` opens it with SIP workers
 (reads from the file, compare-and-set in the write transaction) instead of one process's
@@ -38,9 +43,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
 import logging
 import os
+import pstats
 import re
 import shutil
 import subprocess
@@ -165,7 +172,7 @@ def in_dialog(method: bytes, n: int, cseq: int, tag: bytes, routes: list[bytes])
 class Bench:
     """The proxy on real parts (SQLite store in a temporary directory) and fake clocks."""
 
-    def __init__(self, store: Any, spawner: str = "await") -> None:
+    def __init__(self, store: Any, spawner: str = "await", calllog: bool = False) -> None:
         from rtc64.gateway.auth import Authenticator  # noqa: PLC0415
         from rtc64.gateway.identity import Identity, Listener  # noqa: PLC0415
         from rtc64.gateway.proxy.service import Proxy, ProxySettings  # noqa: PLC0415
@@ -176,6 +183,7 @@ class Bench:
         from rtc64.sip.transaction import TransactionLayer  # noqa: PLC0415
 
         self.now, self.wall_now = 1000.0, 1_700_000_000.0
+        self.profile: cProfile.Profile | None = None  # set to count Python calls
         self.sink = Sink()
         self.tasks: list[Any] = []
         log = logging.getLogger("bench.gwcount")
@@ -202,12 +210,25 @@ class Bench:
             limiter=TokenBucket(0.0, burst=1), clock=lambda: self.now,
             wall=lambda: self.wall_now, spawn=spawn, log=log,
         )  # fmt: skip
+        if calllog:
+            from rtc64.gateway.calllog import CallLog  # noqa: PLC0415
+
+            self.proxy.calls.journal = CallLog(log.getChild("calls"), lambda: self.now)
 
     async def feed(self, data: bytes, source: tuple[str, int]) -> None:
         from rtc64.net.endpoint import Flow, Transport  # noqa: PLC0415
         from rtc64.sip.framing import parse_datagram  # noqa: PLC0415
 
         flow = Flow(Transport.UDP, (GW, 5060), (ip_address(source[0]), source[1]))
+        if self.profile is not None:  # ``--pycalls``: the gateway's calls only
+            self.profile.enable()
+        try:
+            await self._feed(data, flow, parse_datagram)
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+
+    async def _feed(self, data: bytes, flow: Any, parse_datagram: Any) -> None:
         # As the UDP listener (io/udp.py) and ``startup.Reception``: responses and
         # requests may be taken from their raw bytes (trees without the hooks parse).
         if data.startswith(b"SIP/2.0 "):
@@ -227,7 +248,13 @@ class Bench:
         """Move both clocks 40 s on: every transaction's Timer J/K/D fires."""
         self.now += 40.0
         self.wall_now += 40.0
-        self.proxy.handle_timer(self.now)
+        if self.profile is not None:
+            self.profile.enable()
+        try:
+            self.proxy.handle_timer(self.now)
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
 
     async def reg(self, n: int) -> None:
         await self.feed(register(f"u{n % USERS:05d}", PHONE, n, 1), PHONE)
@@ -261,24 +288,38 @@ class Bench:
 
 
 async def run(
-    scenario: str, ops: int, warm: int, shared: bool = False, spawner: str = "await"
+    scenario: str,
+    ops: int,
+    warm: int,
+    shared: bool = False,
+    spawner: str = "await",
+    calls: bool = False,
+    calllog: bool = False,
 ) -> None:
+    """``calls``: print the Python calls per operation inside the gateway (cProfile
+    around the proxy's entry points and timer sweeps: the harness's own work, building
+    and reading the messages, is not counted)."""
     from rtc64.gateway.location.backends import open_store  # noqa: PLC0415
 
     data = Path(tempfile.mkdtemp(prefix="rtc64-gwcount-"))
     store = await open_store("sqlite", data, shared=shared)
     try:
-        bench = Bench(store, spawner)
+        bench = Bench(store, spawner, calllog)
         steps = {"reg": bench.reg, "reg-auth": bench.reg_auth, "call": bench.call}
         step = steps.get(scenario) or (lambda n: bench.call(n, trying=True))
         for n in range(warm):
             await step(n)
         bench.expire()
+        if calls:
+            bench.profile = cProfile.Profile()
         for n in range(ops):
             await step(10**6 + n)
             if n % 100 == 99:
                 bench.expire()
         bench.expire()
+        if bench.profile is not None:
+            total = sum(row[1] for row in pstats.Stats(bench.profile).stats.values())  # type: ignore[attr-defined]
+            print(f"{scenario}: {total / ops:,.0f} Python calls per operation in the gateway")
     finally:
         await store.close()
 
@@ -314,6 +355,7 @@ def measure(
     loop: str,
     shared: bool = False,
     spawner: str = "await",
+    calllog: bool = False,
 ) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not installed", file=sys.stderr)
@@ -324,8 +366,9 @@ def measure(
         trees.append((f"before ({before})", str(Path(before).resolve() / "src")))
     base = {k: v for k, v in os.environ.items() if k not in ("RTC64_PURE", "RTC64_COMPILED")}
     store = "shared " if shared else ""
+    log = ", call log" if calllog else ""
     print(f"# load {os.getloadavg()[0]:.1f}; instructions per operation (callgrind, N={ops}, "
-          f"{loop} loop, {store}sqlite store, spawner {spawner})")  # fmt: skip
+          f"{loop} loop, {store}sqlite store, spawner {spawner}{log})")  # fmt: skip
     print("| scenario | tree | variant | instructions per op |")
     print("|---|---|---|---:|")
     for sc in scenarios:
@@ -336,6 +379,7 @@ def measure(
                 args = ["--scenario", sc, "--warm", str(max(ops // 2, 50)), "--loop", loop]
                 args += ["--shared"] if shared else []
                 args += ["--spawner", spawner]
+                args += ["--calllog"] if calllog else []
                 one = callgrind_ir([*args, "--ops", str(ops)], env)
                 two = callgrind_ir([*args, "--ops", str(2 * ops)], env)
                 print(f"| {sc} | {name} | {variant} | {(two - one) / ops:,.0f} |", flush=True)
@@ -353,15 +397,21 @@ def main() -> int:
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     ap.add_argument("--shared", action="store_true", help="the SQLite store in shared mode")
     ap.add_argument("--spawner", choices=["await", "serve"], default="await")
+    ap.add_argument("--calllog", action="store_true", help="the call log, as serve wires it")
+    ap.add_argument("--pycalls", action="store_true", help="Python calls per op in the gateway")
     args = ap.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     if args.measure:
         variants = args.variant or ["pure", "compiled"]
         return measure(
-            args.measure, args.before, scenarios, variants, args.loop, args.shared, args.spawner
-        )
+            args.measure, args.before, scenarios, variants, args.loop, args.shared,
+            args.spawner, args.calllog,
+        )  # fmt: skip
     for sc in scenarios:
-        run_on(args.loop, run(sc, args.ops, args.warm, args.shared, args.spawner))
+        run_on(
+            args.loop,
+            run(sc, args.ops, args.warm, args.shared, args.spawner, args.pycalls, args.calllog),
+        )
     return 0
 
 

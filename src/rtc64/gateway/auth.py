@@ -53,6 +53,8 @@ class AuthResult:
 
 
 TRUSTED = AuthResult(ok=True)
+TRUST_CACHE = 65_536
+"""Source addresses whose trust ``Authenticator.is_trusted`` remembers at most."""
 
 
 class Authenticator:
@@ -84,6 +86,7 @@ class Authenticator:
         }
         self._store = store
         self._trusted = tuple(trusted)
+        self._trust: dict[tuple[type, int], bool] = {}  # see ``is_trusted``
         self._lifetime = nonce_lifetime
         self._nonces = NonceFactory(secret or secrets.token_bytes(32), origin=worker)
         self._counter = NonceCounter(nonce_lifetime, since=started)
@@ -102,6 +105,7 @@ class Authenticator:
         """New configured users and trusted networks (SIGHUP); nonces and blocks stay."""
         self._users = {name: UserRecord.from_password(name, self.realm, pw) for name, pw in users}
         self._trusted = tuple(trusted)
+        self._trust = {}
 
     def sweep(self, now: float) -> None:
         """Housekeeping (every second or so): report challenges left unanswered."""
@@ -109,8 +113,19 @@ class Authenticator:
             self.unanswered.sweep(now)
 
     def is_trusted(self, source: IPAddress) -> bool:
-        address = unmap(source)
-        return any(address in net for net in self._trusted)
+        """Whether ``source`` (an IPv4-mapped IPv6 address as its IPv4) is inside a
+        trusted network. Asked several times per message: the answer is remembered per
+        address, keyed by type and integer (``ipaddress`` hashes and compares in Python),
+        at most ``TRUST_CACHE`` addresses (then forgotten at once), until ``reconfigure``."""
+        key = (type(source), int(source))
+        known = self._trust.get(key)
+        if known is None:
+            address = unmap(source)
+            known = any(address in net for net in self._trusted)
+            if len(self._trust) >= TRUST_CACHE:
+                self._trust.clear()  # spoofed sources cannot grow it: bounded, refilled
+            self._trust[key] = known
+        return known
 
     def _blocked(self, event: BlockEvent) -> None:
         self._log.warning("auth: %s", event)

@@ -170,20 +170,68 @@ class RegistrationLog:
 
 @dataclass(slots=True)
 class _Call:
-    call_id: str
-    caller: str
-    callee: str
-    caller_family: str
-    caller_transport: str
-    source: str
+    """One call from set-up to end, as received: the texts for log lines and views are
+    written when first asked for (never, for a call nobody looks at below info level)."""
+
+    raw_id: bytes
+    caller_uri: object
+    callee_uri: object
+    caller_transport: Transport | None
+    caller_at: tuple[IPAddress, int] | None
     started: float
     answered: float | None = None
-    callee_family: str = ""
-    callee_transport: str = ""
-    callee_address: str = ""
-    relay: bool = False
-    caller_at: tuple[IPAddress, int] | None = None
+    callee_transport: Transport | None = None
     callee_at: tuple[IPAddress, int] | None = None
+    relay: bool = False
+    texts: tuple[str, str, str] | None = None  # call_id, caller, callee once written
+
+    def _texts(self) -> tuple[str, str, str]:
+        texts = self.texts
+        if texts is None:
+            texts = self.texts = (
+                _text(self.raw_id),
+                _aor(self.caller_uri),
+                _aor(self.callee_uri),
+            )
+        return texts
+
+    @property
+    def call_id(self) -> str:
+        return self._texts()[0]
+
+    @property
+    def caller(self) -> str:
+        return self._texts()[1]
+
+    @property
+    def callee(self) -> str:
+        return self._texts()[2]
+
+    @property
+    def caller_family(self) -> str:
+        return "" if self.caller_at is None else _family(self.caller_at[0])
+
+    @property
+    def caller_transport_name(self) -> str:
+        return "" if self.caller_transport is None else self.caller_transport.value
+
+    @property
+    def source(self) -> str:
+        at = self.caller_at
+        return "" if at is None else f"{at[0]}:{at[1]}"
+
+    @property
+    def callee_family(self) -> str:
+        return "" if self.callee_at is None else _family(self.callee_at[0])
+
+    @property
+    def callee_transport_name(self) -> str:
+        return "" if self.callee_transport is None else self.callee_transport.value
+
+    @property
+    def callee_address(self) -> str:
+        at = self.callee_at
+        return "" if at is None else f"{at[0]}:{at[1]}"
 
 
 class CallLog:
@@ -210,32 +258,21 @@ class CallLog:
             return
         if len(self._calls) >= MAX_CALLS:
             del self._calls[next(iter(self._calls))]
-        remote = flow.remote if flow is not None else None
         call = _Call(
-            call_id=_text(call_id),
-            caller=_aor(req.from_.uri),
-            callee=_aor(req.to.uri),
-            caller_family="" if remote is None else _family(remote[0]),
-            caller_transport="" if flow is None else flow.transport.value,
-            source="" if remote is None else f"{remote[0]}:{remote[1]}",
+            raw_id=call_id,
+            caller_uri=req.from_.uri,
+            callee_uri=req.to.uri,
+            caller_transport=None if flow is None else flow.transport,
+            caller_at=None if flow is None else flow.remote,
             started=self.clock(),
-            caller_at=remote,
         )
         self._calls[call_id] = call
         if not self.log.isEnabledFor(logging.INFO):
             return  # remembered for the console and the end line; nothing to write
-        fields = {
-            "event": "call-setup",
-            "call_id": call.call_id,
-            "from": call.caller,
-            "to": call.callee,
-            "caller_family": call.caller_family,
-            "caller_transport": call.caller_transport,
-            "source": call.source,
-        }
-        self.log.info("call %s set up: %s -> %s from %s (%s %s)", call.call_id, call.caller,
-                      call.callee, call.source, call.caller_family, call.caller_transport,
-                      extra=fields)  # fmt: skip
+        fields = self._common("call-setup", call)
+        self.log.info("call %s set up: %s -> %s from %s (%s %s)", fields["call_id"],
+                      fields["from"], fields["to"], fields["source"], fields["caller_family"],
+                      fields["caller_transport"], extra=fields)  # fmt: skip
 
     def answered(
         self, call_id: bytes, status: int, hop: tuple[Transport, IPAddress, int] | None
@@ -246,9 +283,7 @@ class CallLog:
             return
         call.answered = self.clock()
         if hop is not None:
-            call.callee_transport = hop[0].value
-            call.callee_family = _family(hop[1])
-            call.callee_address = f"{hop[1]}:{hop[2]}"
+            call.callee_transport = hop[0]
             call.callee_at = (hop[1], hop[2])
         call.relay = call.relay or self.relayed(call_id)
         if not self.log.isEnabledFor(logging.INFO):
@@ -258,11 +293,11 @@ class CallLog:
             "status": status,
             "callee": call.callee_address,
             "callee_family": call.callee_family,
-            "callee_transport": call.callee_transport,
+            "callee_transport": call.callee_transport_name,
             "relay": call.relay,
         }
-        self.log.info("call %s answered by %s (%s %s), %s", call.call_id, call.callee_address,
-                      call.callee_family, call.callee_transport,
+        self.log.info("call %s answered by %s (%s %s), %s", call.call_id, fields["callee"],
+                      fields["callee_family"], fields["callee_transport"],
                       "media relayed" if call.relay else "media direct", extra=fields)  # fmt: skip
 
     def ended(self, call_id: bytes, reason: str, status: int | None = None) -> None:
@@ -283,7 +318,7 @@ class CallLog:
             "duration": duration,
             "talk": talk,
             "callee_family": call.callee_family,
-            "callee_transport": call.callee_transport,
+            "callee_transport": call.callee_transport_name,
             "relay": call.relay,
         }
         shown = reason if status is None else f"{reason} {status}"
@@ -300,13 +335,15 @@ class CallLog:
             if state is None:
                 continue
             at = call.caller_at
-            caller = CallParty(None if at is None else family_of(at[0]), call.caller_transport, at)
+            caller = CallParty(
+                None if at is None else family_of(at[0]), call.caller_transport_name, at
+            )
             callee = None
             if call.answered is not None:
                 where = call.callee_at
                 callee = CallParty(
                     None if where is None else family_of(where[0]),
-                    call.callee_transport,
+                    call.callee_transport_name,
                     where,
                 )
             found.append(
@@ -328,8 +365,8 @@ class CallLog:
         """Calls in progress by caller family (for status summaries)."""
         counts: dict[str, int] = {f.label: 0 for f in Family}
         for call in self._calls.values():
-            if call.caller_family:
-                counts[call.caller_family] += 1
+            if call.caller_at is not None:
+                counts[family_of(call.caller_at[0]).label] += 1
         return counts
 
     @staticmethod
@@ -340,6 +377,6 @@ class CallLog:
             "from": call.caller,
             "to": call.callee,
             "caller_family": call.caller_family,
-            "caller_transport": call.caller_transport,
+            "caller_transport": call.caller_transport_name,
             "source": call.source,
         }

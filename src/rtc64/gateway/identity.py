@@ -31,6 +31,7 @@ from rtc64.net.address import (
     Family,
     Host,
     IPAddress,
+    address_key,
     family_of,
     format_host,
     format_hostport,
@@ -42,6 +43,7 @@ from rtc64.sip.uri import SipUri, Uri
 SourceFor = Callable[[IPAddress], IPAddress | None]
 
 DEFAULT_PORTS = frozenset({5060, 5061})  # RFC 3261 §19.1.2: sip, sips
+_UNSPECIFIED = frozenset((address_key(IPv4Address(0)), address_key(IPv6Address(0))))
 
 
 Listener = BoundListener
@@ -86,6 +88,8 @@ class Identity:
                 else:
                     self.hostnames = self.hostnames | {adv.host}
         self.addresses = frozenset(addresses)
+        self._address_keys = frozenset(address_key(a) for a in addresses)
+        """``addresses`` as ``address_key`` ints: asked several times per message."""
         self.ports = frozenset(lst.port for lst in self.listeners) | frozenset(
             lst.spec.advertise.port
             for lst in self.listeners
@@ -140,6 +144,7 @@ class Identity:
         self.hostnames = fresh.hostnames
         self._source_for = fresh._source_for
         self.addresses = fresh.addresses
+        self._address_keys = fresh._address_keys
         self.ports = fresh.ports
         self.local_domain = fresh.local_domain
         self._by_kind = fresh._by_kind
@@ -150,8 +155,9 @@ class Identity:
     def is_our_host(self, host: Host) -> bool:
         if isinstance(host, str):
             return host.rstrip(".") in self.hostnames
-        plain = unmap(host)  # each look-up hashes the address in Python: once if unmapped
-        return plain in self.addresses or (plain is not host and host in self.addresses)
+        plain = unmap(host)
+        keys = self._address_keys
+        return address_key(plain) in keys or (plain is not host and address_key(host) in keys)
 
     def is_our_sent_by(self, host: Host, port: int | None) -> bool:
         """A Via sent-by of ours: one of our hosts with one of our ports (no port: the
@@ -168,12 +174,13 @@ class Identity:
         is reached on every host address of its family, loopback and unspecified too."""
         ip = unmap(ip)
         family = family_of(ip)
+        key = address_key(ip)
         for lst in self.listeners:
             if lst.transport is not transport or lst.port != port or lst.family != family:
                 continue
-            if ip.is_unspecified or ip == lst.spec.address:
+            if key in _UNSPECIFIED or ip == lst.spec.address:
                 return True
-            if lst.wildcard and (ip in self.addresses or ip.is_loopback):
+            if lst.wildcard and (key in self._address_keys or ip.is_loopback):
                 return True
         return False
 

@@ -12,6 +12,11 @@ Rules (the shape of aioquic's asyncio adapter):
   and at most ``resolution`` (+1 ms against the loop's millisecond rounding) late.
   Whoever feeds the core input (a datagram, a response, a finished look-up) calls
   ``update()`` afterwards; the driver re-arms only when that grid point moved.
+  ``soon()`` is ``update()`` once, after the callbacks already queued on the loop have
+  run: a core told of every step of a message (the proxy: several times per datagram)
+  or of a burst of datagrams asks its deadline once per loop iteration. A timer that
+  fires meanwhile handles what is due and follows the core as usual; a deadline that
+  moved earlier is armed at most one loop iteration later.
 - A callback that raises is logged, never lost, and the driver keeps running: a bad
   message must not stop a core's timers.
 """
@@ -50,7 +55,7 @@ class Driver:
     given with ``drive``); ``close`` stops it for good.
     """
 
-    __slots__ = ("_core", "_handle", "_log", "_loop", "_resolution", "_when")
+    __slots__ = ("_core", "_handle", "_log", "_loop", "_resolution", "_soon", "_when")
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class Driver:
         self._resolution = resolution
         self._handle: asyncio.TimerHandle | None = None
         self._when: float | None = None
+        self._soon = False  # an ``update`` is queued on the loop (``soon``)
         self._log = log or logging.getLogger("rtc64.io.driver")
 
     def drive(self, core: TimerCore) -> None:
@@ -89,6 +95,16 @@ class Driver:
         self._when = when
         if when is not None:
             self._handle = self._loop.call_later(max(0.0, when - clock()) + _MARGIN, self._fire)
+
+    def soon(self) -> None:
+        """``update`` once the callbacks queued on the loop have run (see the rules)."""
+        if not self._soon:
+            self._soon = True
+            self._loop.call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._soon = False
+        self.update()
 
     def _fire(self) -> None:
         self._handle = None

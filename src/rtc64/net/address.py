@@ -70,7 +70,7 @@ class Family(enum.IntEnum):
 
 def family_of(address: IPAddress) -> Family:
     """The family of an address (an IPv4-mapped IPv6 address is IPv6 on the wire)."""
-    # isinstance, not ``.version``: a type check instead of a Python property call.
+    # isinstance, not ``address.version``: a property, a Python call from compiled code.
     return Family.INET if isinstance(address, IPv4Address) else Family.INET6
 
 
@@ -94,11 +94,6 @@ class HostPort:
 
     host: Host
     port: int | None = None
-
-    def __reduce__(self) -> tuple[type[HostPort], tuple[Host, int | None]]:
-        # In a listen spec's ``advertise``, pickled to the SIP workers; compiled, a frozen
-        # class cannot be unpickled field by field: rebuild it through the constructor.
-        return (HostPort, (self.host, self.port))
 
     def __str__(self) -> str:
         return format_hostport(self.host, self.port)
@@ -247,8 +242,16 @@ def _ipv6_text(address: IPv6Address) -> str:
 
 _CACHE_MAX = 4096
 _ADDRESS_OF: dict[str, IPAddress] = {}  # socket host text (zone appended) -> address
-_TEXT_OF: dict[IPAddress, str] = {}  # address -> RFC 5952 text without zone
-_SOCKET_TEXT_OF: dict[IPAddress, str] = {}  # address -> text for sockets (zone kept)
+_TEXT_OF: dict[int, str] = {}  # ``address_key(address)`` -> RFC 5952 text without zone
+_SOCKET_TEXT_OF: dict[int | IPAddress, str] = {}  # IPv4 its int, IPv6 address (zone kept)
+
+
+def address_key(address: IPAddress) -> int:
+    """An address as one plain int, IPv4 ``n`` and IPv6 ``-1 - n`` (never equal), zone
+    ignored: a set or dict key hashed and compared in C (``ipaddress`` hashes and
+    compares in Python). The unspecified addresses are 0 and -1."""
+    n = int(address)
+    return n if isinstance(address, IPv4Address) else -1 - n
 
 
 def clear_caches() -> None:
@@ -260,12 +263,13 @@ def clear_caches() -> None:
 
 def address_text(address: IPAddress) -> str:
     """RFC 5952 text of an address, bare, without zone id (IPv4 dotted)."""
-    text = _TEXT_OF.get(address)
+    key = address_key(address)
+    text = _TEXT_OF.get(key)
     if text is None:
         text = _ipv6_text(address) if isinstance(address, IPv6Address) else address.compressed
         if len(_TEXT_OF) >= _CACHE_MAX:
             _TEXT_OF.clear()
-        _TEXT_OF[address] = text
+        _TEXT_OF[key] = text
     return text
 
 
@@ -325,10 +329,11 @@ def to_sockaddr(address: IPAddress, port: int) -> tuple[str, int]:
 
     The zone id is kept (``fe80::1%eth0``): the kernel needs it for link-local peers.
     """
-    text = _SOCKET_TEXT_OF.get(address)
+    key: int | IPAddress = int(address) if isinstance(address, IPv4Address) else address
+    text = _SOCKET_TEXT_OF.get(key)
     if text is None:
         text = str(address)
         if len(_SOCKET_TEXT_OF) >= _CACHE_MAX:
             _SOCKET_TEXT_OF.clear()
-        _SOCKET_TEXT_OF[address] = text
+        _SOCKET_TEXT_OF[key] = text
     return (text, port)

@@ -639,7 +639,7 @@ class Gateway:
             log=log,
             media=media,
             admission=Admission(cfg.sip.overload_lag, cfg.sip.max_transactions),
-            wake=driver.update,
+            wake=driver.soon,  # several wakes per datagram: one look per loop iteration
         )
         driver.drive(proxy)
         return proxy

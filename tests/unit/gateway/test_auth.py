@@ -7,6 +7,9 @@ import logging
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
+import pytest
+
+from rtc64.gateway import auth as auth_module
 from rtc64.gateway.auth import Authenticator, AuthResult
 from rtc64.gateway.location.backends import open_store
 from rtc64.gateway.location.users import UserRecord
@@ -205,3 +208,37 @@ def test_users_from_the_store(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_trust_is_remembered_per_address_and_family() -> None:
+    """``is_trusted`` remembers answers by (type, integer): an IPv6 address whose integer
+    equals a trusted IPv4 address's is not trusted by that, and the answers hold when
+    asked again, for mapped addresses too."""
+    auth = authenticator(trusted=[IPv4Network("10.0.0.0/8")])
+    inside = IPv4Address("10.0.0.1")
+    same_int = IPv6Address(int(inside))  # ::a00:1
+    for _ in range(2):
+        assert auth.is_trusted(inside)
+        assert not auth.is_trusted(same_int)
+        assert auth.is_trusted(IPv6Address("::ffff:10.0.0.1"))
+        assert not auth.is_trusted(IPv4Address("11.0.0.1"))
+
+
+def test_reconfigured_trust_applies_at_once() -> None:
+    auth = authenticator()
+    source = IPv4Address("192.0.2.77")
+    assert auth.is_trusted(source) and not auth.is_trusted(PHONE)
+    auth.reconfigure([("alice", "secret")], [IPv6Network("2001:db8:bad::/48")])
+    assert not auth.is_trusted(source)
+    assert auth.is_trusted(PHONE)
+
+
+def test_trust_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spoofed sources cannot grow the memory: past the bound it starts afresh, and
+    answers stay right."""
+    monkeypatch.setattr(auth_module, "TRUST_CACHE", 8)
+    auth = authenticator()
+    for n in range(50):
+        assert not auth.is_trusted(IPv4Address(f"203.0.113.{n}"))
+        assert len(auth._trust) <= 8
+    assert auth.is_trusted(IPv4Address("192.0.2.77"))

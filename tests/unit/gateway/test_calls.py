@@ -81,3 +81,29 @@ def test_only_invite_branches_have_timer_c_and_the_heap_stays_small() -> None:
         cc.arm_timer_c(one, float(i))
     assert len(cc._heap) < 300  # re-armed entries are compacted away
     assert cc.get_timer() == 999.0 + 180.0
+
+
+def test_a_restart_moves_the_deadline_without_a_second_heap_entry() -> None:
+    """A provisional's restart records the later deadline on the branch; the branch has
+    one heap entry, which fires at the latest deadline only, and an answered branch's
+    entry goes unseen. A restart to an earlier time (a test clock) still takes effect."""
+    cc = calls()
+    rung, answered = leg(), leg()
+    cc.arm_timer_c(rung, 0.0)
+    cc.arm_timer_c(answered, 1.0)
+    for t in (10.0, 20.0, 30.0):
+        cc.arm_timer_c(rung, t)
+        cc.arm_timer_c(answered, t)
+    assert len(cc._heap) == 2
+    cc.disarm_timer_c(answered.branch)
+    assert cc.get_timer() == 210.0
+    assert cc.handle_timer(180.0) == [] and cc.handle_timer(209.9) == []
+    assert cc.get_timer() == 210.0
+    assert cc.handle_timer(210.0) == [rung]
+    assert cc.get_timer() is None and cc._heap == []
+    early = leg()
+    cc.arm_timer_c(early, 100.0)
+    cc.arm_timer_c(early, 50.0)
+    assert cc.get_timer() == 230.0
+    assert cc.handle_timer(230.0) == [early]
+    assert cc.handle_timer(1000.0) == []

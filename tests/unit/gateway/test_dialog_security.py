@@ -23,6 +23,7 @@ from tests.unit.gateway.test_proxy import (
     CALLER,
     LISTEN4,
     LISTEN6,
+    PASSWORD,
     REALM,
     STRANGER,
     V6,
@@ -253,7 +254,7 @@ def test_untrusted_caller_in_dialog_requests_reach_the_callee(tmp_path: Path) ->
 
     async def body(h: Harness) -> None:
         rr = await established(h)
-        h.auth._trusted = ()
+        h.auth.reconfigure([("alice", PASSWORD)], ())  # nobody trusted from now on
         route = b"Route: " + b", ".join(reversed(rr))
         bye = request(
             b"BYE", CALLEE_CONTACT, CALLER, branch=b"z9hG4bKub", cseq=2, to_tag=b"callee",

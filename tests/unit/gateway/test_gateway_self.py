@@ -154,3 +154,19 @@ def test_ordinary_responses_still_go_out_on_wildcards(tmp_path: Path) -> None:
         assert h.proxy.stats.response_loops == 0
 
     run(tmp_path, body)
+
+
+def test_an_ipv6_address_with_our_ipv4_addresss_integer_is_not_us() -> None:
+    """Addresses are looked up as integers per family: ``::c000:201`` (the integer of
+    192.0.2.1, not its mapped form) is neither our host nor our socket; ``::1`` as an
+    integer is ``0.0.0.1`` and ``::`` is ``0.0.0.0``, neither makes an IPv4-only
+    gateway's socket."""
+    i = Identity([listener("udp:192.0.2.1:5060")], source_for=no_source)
+    same_int = IPv6Address(int(IPv4Address("192.0.2.1")))
+    assert i.is_our_host(IPv4Address("192.0.2.1"))
+    assert i.is_our_host(IPv6Address("::ffff:192.0.2.1"))
+    assert not i.is_our_host(same_int)
+    assert not i.is_own_socket(Transport.UDP, same_int, 5060)
+    assert not i.is_own_socket(Transport.UDP, IPv4Address("0.0.0.1"), 5060)
+    assert i.is_own_socket(Transport.UDP, IPv4Address("0.0.0.0"), 5060)
+    assert not i.is_own_socket(Transport.UDP, IPv6Address("::"), 5060)  # no IPv6 listener

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
+from rtc64.errors import RemoteProtocolError
 from rtc64.gateway.proxy import hops
+from rtc64.gateway.proxy.forwarder import _host_text
 from rtc64.gateway.proxy.hops import BRANCH_PREFIX, Hop
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.sip.edit import Edit
 from rtc64.sip.framing import parse_datagram
 from rtc64.sip.message import Request, make_response
 from rtc64.sip.serializer import serialize
-from rtc64.sip.uri import parse_uri
+from rtc64.sip.uri import SipUri, parse_uri
 from rtc64.sip.via import parse_via
 
 LOCAL4 = (IPv4Address("192.0.2.1"), 5060)
@@ -329,3 +333,94 @@ def test_the_entry_facing_the_sender_is_the_first_whatever_connection_it_came_ov
     # one entry: the token the request's own flow matches is the sender's
     assert hops.flow_toward([callee_entry], Flow(Transport.TLS, local, (callee.ip, 5061)),  # type: ignore[list-item]
                             open_all) is None  # fmt: skip
+
+
+# -- Record-Route tokens ----------------------------------------------------------------------
+
+SECRET = b"s" * 32
+
+
+def entry(params: bytes) -> SipUri:
+    uri = parse_uri(b"sip:192.0.2.1:5060;lr" + params)
+    assert isinstance(uri, SipUri)
+    return uri
+
+
+def test_route_token_is_the_documented_hmac() -> None:
+    """The prepared HMAC gives the value every earlier version wrote (tokens issued by
+    another worker or before an upgrade stay valid): HMAC-SHA-256 over Call-ID, tag,
+    issue time and flow token, NUL-separated, first 8 bytes in hex."""
+    flow = hops.FlowToken(Transport.TCP, IPv4Address("198.51.100.7"), 40000)
+    for token, flow_text in ((None, b""), (flow, b"tcp:198.51.100.7:40000")):
+        msg = b"\x00".join((b"c@x", b"tag1", b"%x" % 1_700_000_000, flow_text))
+        mac = hmac.new(SECRET, msg, hashlib.sha256).digest()[:8].hex().encode()
+        got = hops.route_token(SECRET, b"c@x", b"tag1", 1_700_000_000, token)
+        assert got == b"%x.%s" % (1_700_000_000, mac)
+    other = hops.route_token(b"t" * 32, b"c@x", b"tag1", 1_700_000_000)
+    assert other != hops.route_token(SECRET, b"c@x", b"tag1", 1_700_000_000)
+
+
+def test_tokens_verify_once_per_distinct_entry_and_fail_for_another_dialog() -> None:
+    """Two entries of one Record-Route carrying the same token verify (once); a token
+    MAC'd for another Call-ID or tag, or one of two entries edited, fails the set."""
+    mine = hops.token_params(SECRET, b"c@x", b"f1", 1000, None)
+    other_call = hops.token_params(SECRET, b"d@x", b"f1", 1000, None)
+    other_tag = hops.token_params(SECRET, b"c@x", b"f9", 1000, None)
+    flow = hops.FlowToken(Transport.UDP, IPv4Address("198.51.100.7"), 5060)
+    with_flow = hops.token_params(SECRET, b"c@x", b"f1", 999, flow)
+    tags = (b"f1", b"t1")
+    check = hops.tokens_issued_for
+    assert check(SECRET, b"c@x", tags, [entry(mine), entry(mine)]) == 1000
+    assert check(SECRET, b"c@x", (b"t1", b"f1"), [entry(mine)]) == 1000  # callee's request
+    assert check(SECRET, b"c@x", tags, [entry(with_flow), entry(mine)]) == 999
+    assert check(SECRET, b"c@x", tags, [entry(mine), entry(other_call)]) is None
+    assert check(SECRET, b"c@x", tags, [entry(other_tag), entry(mine)]) is None
+    assert check(SECRET, b"d@x", tags, [entry(mine), entry(mine)]) is None
+    assert check(SECRET, b"c@x", (b"f9", None), [entry(mine)]) is None
+    assert check(SECRET, b"c@x", tags, []) is None
+    forged_flow = with_flow.replace(b"198.51.100.7", b"198.51.100.8")
+    assert check(SECRET, b"c@x", tags, [entry(forged_flow)]) is None
+    assert check(b"t" * 32, b"c@x", tags, [entry(mine)]) is None  # another gateway's
+
+
+def test_prepared_macs_are_bounded() -> None:
+    for n in range(3 * hops._MAX_PREPARED):
+        hops.route_token(b"%032d" % n, b"c@x", b"f1", 1)
+        assert len(hops._PREPARED) <= hops._MAX_PREPARED
+
+
+@pytest.mark.parametrize(
+    "host",
+    [IPv4Address("192.0.2.50"), IPv6Address("2001:db8::5"), IPv6Address("::ffff:192.0.2.5"),
+     IPv6Address("fe80::1%7"), "pbx.example.net"],
+)  # fmt: skip
+def test_branch_target_text_is_the_hosts_str(host: IPv4Address | IPv6Address | str) -> None:
+    """The forwarder's branch target (log lines, happy-eyeballs memory key) reads as
+    ``str(host)`` whether or not it came from the address cache."""
+    for _ in range(2):
+        assert _host_text(host) == str(host)
+
+
+@pytest.mark.parametrize("transport", list(Transport))
+@pytest.mark.parametrize("hostport", ["192.0.2.1:5060", "[2001:db8::1]:5062", "gw.example.net"])
+@pytest.mark.parametrize("alias", [False, True])
+def test_own_via_equals_parsing_it(transport: Transport, hostport: str, alias: bool) -> None:
+    """Our Via is parsed once per shape; each value with its own branch reads exactly as
+    ``parse_via`` reads it, and a value that is not of our shape is parsed."""
+    for n in range(3):
+        value = hops.via_value(transport, hostport, hops.branch_of(b"%016x" % n), alias=alias)
+        assert hops.own_via(value) == parse_via(value)
+    for foreign in (
+        b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;rport",  # not our branch prefix
+        b"SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK-r64-1-2",  # branch not first
+        b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-r64-1;received=192.0.2.9",
+    ):
+        assert hops.own_via(foreign) == parse_via(foreign)
+    with pytest.raises(RemoteProtocolError):  # not a token: parsed, and refused as parsing does
+        hops.own_via(b'SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-r64-"x";rport')
+
+
+def test_own_via_shapes_are_bounded() -> None:
+    for n in range(2 * hops._MAX_OWN_VIAS + 5):
+        hops.own_via(hops.via_value(Transport.UDP, f"192.0.2.1:{n}", hops.branch_of(b"0")))
+        assert len(hops._OWN_VIAS) <= hops._MAX_OWN_VIAS

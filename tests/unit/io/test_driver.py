@@ -138,3 +138,47 @@ def test_drive_late_and_close() -> None:
         return core.fired
 
     assert asyncio.run(main()) == []
+
+
+class CountingCore(Core):
+    """A ``Core`` that counts how often its deadline is asked for."""
+
+    def __init__(self, deadlines: list[float]) -> None:
+        super().__init__(deadlines)
+        self.asked = 0
+
+    def get_timer(self) -> float | None:
+        self.asked += 1
+        return super().get_timer()
+
+
+def test_soon_asks_the_core_once_per_loop_iteration_and_still_fires() -> None:
+    """Many ``soon`` calls in one iteration (the proxy's wakes for one datagram) cost one
+    ``get_timer``; the deadline learnt that way fires, not early; a closed driver's
+    queued ``soon`` does nothing."""
+
+    async def main() -> tuple[CountingCore, int, list[float]]:
+        core = CountingCore([])
+        driver = Driver(log=logging.getLogger("test.driver"))
+        driver.drive(core)
+        core.asked = 0
+        deadline = clock() + 0.02
+        core.deadlines.append(deadline)
+        for _ in range(5):
+            driver.soon()
+        assert core.asked == 0  # nothing asked yet: after the queued callbacks
+        await asyncio.sleep(0)
+        asked = core.asked
+        await asyncio.sleep(0.1)
+        closed = CountingCore([clock() + 0.01])
+        other = Driver(closed)
+        other.soon()
+        other.close()
+        await asyncio.sleep(0.05)
+        assert closed.asked == 0 and closed.fired == []
+        return core, asked, [deadline]
+
+    core, asked, due = asyncio.run(main())
+    assert asked == 1
+    assert core.fired == due
+    assert all(now >= due[0] for now in core.wakeups)

@@ -92,3 +92,34 @@ def test_sip_clear_caches_empties_them() -> None:
     format_host(ip)
     clear_sip_caches()
     assert not address._ADDRESS_OF and not address._SOCKET_TEXT_OF and not address._TEXT_OF
+
+
+def test_families_with_equal_integers_never_share_an_entry() -> None:
+    """The caches key addresses by integer (IPv4 ``n``, IPv6 ``-1 - n``): ``0.0.0.1`` and
+    ``::1``, ``192.0.2.7`` and ``::c000:207`` or its mapped form keep their own text, in
+    either order of first use."""
+    pairs = [
+        (IPv4Address("0.0.0.1"), IPv6Address("::1")),
+        (IPv4Address("192.0.2.7"), IPv6Address("::c000:207")),
+        (IPv4Address("192.0.2.7"), IPv6Address("::ffff:192.0.2.7")),
+        (IPv4Address("0.0.0.0"), IPv6Address("::")),
+    ]
+    for first_v4 in (True, False):
+        for v4, v6 in pairs:
+            address.clear_caches()
+            order = (v4, v6) if first_v4 else (v6, v4)
+            for ip in (*order, *order):
+                want = f"[{ip.compressed}]" if ip.version == 6 else str(ip)
+                if ip == IPv6Address("::ffff:192.0.2.7"):
+                    want = "[::ffff:192.0.2.7]"
+                assert format_host(ip) == want
+                assert to_sockaddr(ip, 5) == (str(ip), 5)
+
+
+def test_scoped_addresses_keep_their_own_socket_text() -> None:
+    """Socket text keeps the zone: two zones of one address are two entries."""
+    for _ in range(2):
+        assert to_sockaddr(IPv6Address("fe80::1%7"), 5) == ("fe80::1%7", 5)
+        assert to_sockaddr(IPv6Address("fe80::1%8"), 5) == ("fe80::1%8", 5)
+        assert to_sockaddr(IPv6Address("fe80::1"), 5) == ("fe80::1", 5)
+        assert format_sdp_address(IPv6Address("fe80::1%8")) == "fe80::1"

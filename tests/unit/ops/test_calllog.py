@@ -241,3 +241,24 @@ def test_without_info_lines_calls_are_still_remembered_and_forgotten(
     calls.ended(b"c1", "bye-caller", 200)
     assert len(calls) == 0
     assert stream.getvalue() == ""
+
+
+def test_below_info_a_call_is_written_only_when_looked_at(
+    records: tuple[logging.Logger, io.StringIO],
+) -> None:
+    """Below info level set-up keeps what it received and writes no text (the per-call
+    cost); the console's snapshot writes it then, the same text on every look."""
+    log, stream = records
+    log.setLevel(logging.WARNING)
+    calls = CallLog(log, lambda: 1.0)
+    flow = Flow(Transport.TCP, (IPv4Address("192.0.2.9"), 5060), (IPv4Address("192.0.2.1"), 9))
+    calls.setup(parse_message(INVITE), flow)  # type: ignore[arg-type]
+    (kept,) = calls._calls.values()
+    assert kept.texts is None
+    for _ in range(2):
+        (up,) = calls.snapshot(lambda cid: "early")
+        assert up.call_id == b"c1" and up.caller_uri == "sip:alice@example.net"
+        assert up.caller.transport == "tcp" and up.caller.family is Family.INET
+        assert kept.texts == ("c1", "sip:alice@example.net", "sip:bob@example.net")
+    assert calls.families() == {"IPv4": 1, "IPv6": 0}
+    assert stream.getvalue() == ""

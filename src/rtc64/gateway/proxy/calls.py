@@ -71,12 +71,20 @@ class CallControl:
     # -- Timer C ----------------------------------------------------------------------------
 
     def arm_timer_c(self, leg: Leg, now: float) -> None:
-        """(Re)start Timer C of an INVITE branch (sent, or a provisional came)."""
+        """(Re)start Timer C of an INVITE branch (sent, or a provisional came). A
+        restart that moves an armed deadline later only records it on the branch: its
+        heap entry is moved when it comes to the top (``get_timer``, ``handle_timer``),
+        which most never do (the call is answered first): one entry per branch."""
         branch = leg.branch
         if leg.pending.ctx.method != b"INVITE":
             return
+        deadline = now + self.timer_c
+        armed = branch.timer_key and self._armed.get(branch.timer_key) is leg
+        if armed and deadline >= branch.timer_c:
+            branch.timer_c = deadline
+            return
         self._armed.pop(branch.timer_key, None)
-        branch.timer_c = now + self.timer_c
+        branch.timer_c = deadline
         branch.timer_key = key = next(self._keys)
         self._armed[key] = leg
         heapq.heappush(self._heap, (branch.timer_c, key))
@@ -93,19 +101,31 @@ class CallControl:
 
     def get_timer(self) -> float | None:
         heap = self._heap
-        while heap and heap[0][1] not in self._armed:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        while heap:
+            when, key = heap[0]
+            leg = self._armed.get(key)
+            if leg is None:  # disarmed
+                heapq.heappop(heap)
+            elif leg.branch.timer_c != when:  # restarted since: its entry moves on
+                heapq.heapreplace(heap, (leg.branch.timer_c, key))
+            else:
+                return when
+        return None
 
     def handle_timer(self, now: float) -> list[Leg]:
         """INVITE branches whose Timer C fired: the forwarder cancels and fails them."""
         expired: list[Leg] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
-            leg = self._armed.pop(key, None)
+            _, key = heap[0]
+            leg = self._armed.get(key)
+            if leg is not None and leg.branch.timer_c > now:  # restarted: not due yet
+                heapq.heapreplace(heap, (leg.branch.timer_c, key))
+                continue
+            heapq.heappop(heap)
             if leg is None:
                 continue
+            del self._armed[key]
             branch = leg.branch
             branch.timer_key = 0
             if leg.pending.ctx.final_forwarded or branch.cancelled:

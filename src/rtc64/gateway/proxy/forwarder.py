@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from ipaddress import IPv4Address
 
 from rtc64.errors import LocalProtocolError, RemoteProtocolError, Rtc64Error
 from rtc64.gateway.identity import Identity, Listener
@@ -50,9 +51,9 @@ from rtc64.gateway.proxy.hops import Hop
 from rtc64.gateway.proxy.nexthop import NextHops
 from rtc64.gateway.proxy.router import Forward, Target
 from rtc64.gateway.stats import ProxyStats
+from rtc64.net.address import Host, address_text
 from rtc64.net.endpoint import Flow, Transport
 from rtc64.net.eyeballs import Action
-from rtc64.sip import headers as sh
 from rtc64.sip.edit import Edit
 from rtc64.sip.message import Request, Response, make_response
 from rtc64.sip.nameaddr import parse_name_addr
@@ -77,6 +78,14 @@ DIALOG_FORMING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
 def _own_port(hop: Hop) -> Hop:
     """``hop`` marked as having no pinhole to keep (``Hop.own_port``)."""
     return Hop(hop.transport, hop.ip, hop.port, hop.flow, hop.server_name, own_port=True)
+
+
+def _host_text(host: Host) -> str:
+    """``str(host)``: an IPv4 address's text from the address cache (``ipaddress``
+    writes it in Python, once per INVITE and BYE)."""
+    if isinstance(host, IPv4Address):
+        return address_text(host)
+    return str(host)
 
 
 def transport_reason(detail: str) -> bytes:
@@ -128,6 +137,7 @@ class Forwarder:
         self._pending: dict[ServerTransaction, Pending] = {}
         self._branches: dict[ClientTransaction, Leg] = {}
         self._upgraded: dict[ClientTransaction, Launch] = {}  # large requests sent over TCP
+        self._stamp: tuple[Request, Flow, bytes | None] | None = None  # see ``stamped``
         self.in_flight = 0
         """Proxied requests still waiting for their final response (the overload measure;
         finished transactions lingering for retransmissions are cheap and not counted)."""
@@ -246,7 +256,19 @@ class Forwarder:
 
     def trying(self, server: ServerTransaction) -> None:
         """100 Trying for an INVITE (§16.2), before routing starts."""
-        self.respond(server, hops.trying_bytes(server.request, flow_of(server.dest)), 100)
+        req = server.request
+        self.respond(server, hops.trying_stamped(req, self.stamped(req, flow_of(server.dest))), 100)
+
+    def stamped(self, req: Request, flow: Flow) -> bytes | None:
+        """``hops.stamp_top_via(req, flow)``, remembered for the last request: the 100
+        Trying and the forwarded INVITE need the same value (the request and the flow
+        objects are held while remembered, so identity stands for equality)."""
+        memo = self._stamp
+        if memo is not None and memo[0] is req and memo[1] is flow:
+            return memo[2]
+        stamped = hops.stamp_top_via(req, flow)
+        self._stamp = (req, flow, stamped)
+        return stamped
 
     # -- forwarding -----------------------------------------------------------------------
 
@@ -259,7 +281,7 @@ class Forwarder:
             self.in_flight += 1
             self._pending[server] = pending
         in_listener = listener_of(self.identity, flow)
-        stamped = hops.stamp_top_via(req, flow)
+        stamped = self.stamped(req, flow)
         rr = decision.record_route and req.method in DIALOG_FORMING and in_listener is not None
         pending.record_routed = rr
         if rr and req.to.tag is None:
@@ -268,12 +290,14 @@ class Forwarder:
         path = None
         if decision.path:
             path = splice.path_for(self.identity, flow, ob=splice.outbound_register(req))
+        # The router read every Route value (parsed each one): counting them is enough.
+        received_routes = len(req.values(b"route"))
         for target in decision.targets:
-            host = str(target.hop.host)
+            host = _host_text(target.hop.host)
             branch = Branch(len(pending.ctx.branches), target=host)
             pending.ctx.branches.append(branch)
             new_routes = None
-            if len(target.routes) != len(sh.routes(req)) or target.extra:
+            if len(target.routes) != received_routes or target.extra:
                 new_routes = (*target.extra, *(bytes(r) for r in target.routes))
             plan = Plan(
                 flow=flow,

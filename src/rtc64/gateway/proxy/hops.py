@@ -50,6 +50,7 @@ from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request
 from rtc64.sip.uri import SipUri, Uri
 from rtc64.sip.via import MAGIC_COOKIE, Via, format_via, parse_via
+from rtc64.stun.integrity import Mac, prepared_mac
 
 BRANCH_PREFIX = MAGIC_COOKIE + b"-r64-"
 _counter = itertools.count(1)
@@ -87,7 +88,9 @@ class Hop:
 
     @property
     def reliable(self) -> bool:
-        return self.transport.reliable
+        # ``Transport.reliable`` spelt out: an interpreted enum property costs a Python
+        # call from compiled code, several per message.
+        return self.transport is not Transport.UDP
 
     @property
     def address(self) -> IPAddress:
@@ -100,7 +103,7 @@ class Hop:
 
 def response_hop(req: Request, flow: Flow) -> Hop:
     """Where responses to ``req`` go (§18.2.2, RFC 3581 §4)."""
-    if flow.transport.reliable:
+    if flow.transport is not Transport.UDP:  # reliable
         return Hop(flow.transport, flow.remote[0], flow.remote[1], flow)
     via = req.via
     sent_by_port = via.port if via.port is not None else 5060
@@ -216,11 +219,15 @@ def via_value(transport: Transport, hostport: str, branch: bytes, *, alias: bool
     """Our Via: ``SIP/2.0/T host:port;branch=...;rport`` (``;alias``: RFC 5923, the
     server may reuse the connection for requests to us)."""
     return b"SIP/2.0/%s %s;branch=%s;rport%s" % (
-        transport.via_token.encode("ascii"),
+        _VIA_TOKENS[transport],
         hostport.encode("ascii"),
         branch,
         b";alias" if alias else b"",
     )
+
+
+_VIA_TOKENS = {t: t.via_token.encode("ascii") for t in Transport}
+"""``Transport.via_token`` as bytes (enum properties are Python calls from compiled code)."""
 
 
 def route_uri(transport: Transport, hostport: str, *, r2: bool, extra: bytes = b"") -> bytes:
@@ -311,9 +318,21 @@ def flow_token(
     return token
 
 
+_PREPARED: dict[bytes, Mac] = {}
+"""HMAC-SHA-256 objects with a secret absorbed, by secret (one per gateway; tests use a
+few): a copy costs less than half a one-shot ``hmac.digest`` (no key schedule)."""
+_MAX_PREPARED = 64
+
+
 def _mac(secret: bytes, call_id: bytes, tag: bytes, issued: int, flow: bytes) -> bytes:
-    msg = b"\x00".join((call_id, tag, b"%x" % issued, flow))
-    return hmac.digest(secret, msg, "sha256")[:8].hex().encode("ascii")
+    prepared = _PREPARED.get(secret)
+    if prepared is None:
+        if len(_PREPARED) >= _MAX_PREPARED:
+            _PREPARED.clear()  # bounded: rebuilt on demand
+        prepared = _PREPARED[secret] = prepared_mac(secret, "sha256")
+    mac = prepared.copy()
+    mac.update(b"\x00".join((call_id, tag, b"%x" % issued, flow)))
+    return mac.digest()[:8].hex().encode("ascii")
 
 
 def route_token(
@@ -345,7 +364,18 @@ def token_issued_for(
     secret: bytes, call_id: bytes, tags: tuple[bytes | None, bytes | None], route: SipUri
 ) -> int | None:
     """``token_issued`` for a request read as its Call-ID and (From, To) tags."""
-    value = route.param(TOKEN_PARAM)
+    return _issued(secret, call_id, tags, route.param(TOKEN_PARAM), route.param(FLOW_PARAM))
+
+
+def _issued(
+    secret: bytes,
+    call_id: bytes,
+    tags: tuple[bytes | None, bytes | None],
+    value: bytes | None,
+    flow_value: bytes | None,
+) -> int | None:
+    """The issue time in the ``r64`` value ``value`` (next to ``r64f`` ``flow_value``)
+    when its MAC is right for ``call_id`` and one of ``tags``, else None."""
     if not value:
         return None
     issued_hex, dot, mac = value.partition(b".")
@@ -355,7 +385,7 @@ def token_issued_for(
         issued = int(issued_hex, 16)
     except ValueError:
         return None
-    flow = route.param(FLOW_PARAM) or b""
+    flow = flow_value or b""
     for tag in tags:
         if tag is not None and hmac.compare_digest(_mac(secret, call_id, tag, issued, flow), mac):
             return issued
@@ -372,9 +402,20 @@ def tokens_issued_for(
     secret: bytes, call_id: bytes, tags: tuple[bytes | None, bytes | None], ours: list[SipUri]
 ) -> int | None:
     """``tokens_issued`` for a request read as its Call-ID and (From, To) tags."""
-    times = [token_issued_for(secret, call_id, tags, uri) for uri in ours]
-    valid = [t for t in times if t is not None]
-    return min(valid) if valid and len(valid) == len(times) else None
+    oldest: int | None = None
+    checked: dict[tuple[bytes | None, bytes | None], int] = {}
+    for uri in ours:
+        # Two entries of one Record-Route without flow tokens carry the same token:
+        # verified once (the MAC covers exactly these two values for this request).
+        key = (uri.param(TOKEN_PARAM), uri.param(FLOW_PARAM))
+        issued = checked.get(key)
+        if issued is None:
+            issued = _issued(secret, call_id, tags, key[0], key[1])
+            if issued is None:
+                return None
+            checked[key] = issued
+        oldest = issued if oldest is None else min(oldest, issued)
+    return oldest
 
 
 def flow_toward(
@@ -424,7 +465,7 @@ def forwarded_view(
         req.uri if uri is None else uri,
         hs,
         req.body,
-        (parse_via(via), *req.vias),
+        (own_via(via), *req.vias),
         req.call_id,
         req.cseq,
         req.from_,
@@ -435,10 +476,50 @@ def forwarded_view(
     )
 
 
+_OWN_VIAS: dict[bytes, Via] = {}
+"""Our Via values parsed, by the value with its branch cut out (one per listener and
+transport toward each hop kind): only the branch changes from one request to the next."""
+_MAX_OWN_VIAS = 1024
+_BRANCH_AT = b";branch="
+
+
+def own_via(value: bytes) -> Via:
+    """``parse_via(value)`` for a Via we wrote (``via_value``: the branch first, a token
+    of ours): parsed once per shape, the branch put in; anything else is parsed."""
+    head, sep, tail = value.partition(_BRANCH_AT)
+    branch, semi, rest = tail.partition(b";")
+    if not sep or not branch.startswith(BRANCH_PREFIX) or not _is_token(branch):
+        return parse_via(value)
+    shape = head + sep + semi + rest
+    template = _OWN_VIAS.get(shape)
+    if template is None:
+        template = parse_via(head + sep + BRANCH_PREFIX + semi + rest)
+        if len(_OWN_VIAS) >= _MAX_OWN_VIAS:
+            _OWN_VIAS.clear()  # bounded: refilled on demand
+        _OWN_VIAS[shape] = template
+    params = template.params
+    if not params or params[0][0] != b"branch":  # pragma: no cover - via_value's shape
+        return parse_via(value)
+    return Via(template.transport, template.host, template.port, ((b"branch", branch), *params[1:]))
+
+
+def _is_token(value: bytes) -> bool:
+    """Only letters, digits and ``-.!%*_+`~'`` (RFC 3261 ``token``), not empty."""
+    return bool(value) and not value.translate(None, _TOKEN_CHARS)
+
+
+_TOKEN_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+
+
 def trying_bytes(req: Request, flow: Flow) -> bytes:
     """Our 100 Trying for ``req`` as bytes (§8.2.6: Via, From, To, Call-ID, CSeq copied;
     the top Via stamped per RFC 3581), without building a model first."""
-    stamped = stamp_top_via(req, flow)
+    return trying_stamped(req, stamp_top_via(req, flow))
+
+
+def trying_stamped(req: Request, stamped: bytes | None) -> bytes:
+    """``trying_bytes`` with the top Via already stamped (``stamp_top_via``'s answer for
+    the flow ``req`` came on): the forwarder stamps each INVITE once for both uses."""
     lines = [b"SIP/2.0 100 Trying"]
     first_via = True
     for h in req.headers:

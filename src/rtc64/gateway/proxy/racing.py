@@ -95,7 +95,7 @@ class Racing:
             candidates if len(candidates) < 2 else self.health.order(key, candidates, self.clock())
         )
         delay = self.attempt_delay
-        streams = [h for h in ordered if h.transport.reliable]
+        streams = [h for h in ordered if h.reliable]
         if delay is not None and len(streams) >= 2 and len(streams) == len(ordered):
             return Launch(leg, await self._connect(streams, key, delay))
         udp = [h for h in ordered if h.transport is Transport.UDP]

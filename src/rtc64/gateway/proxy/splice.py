@@ -107,7 +107,9 @@ def record_route(
     target is ``target``), with tokens issued at wall-clock second ``issued``;
     ``callee_flow``: ``hop`` is the callee's own registered flow."""
     named, worker = out_l, b""
-    if identity.tls_alias and out_l.transport is Transport.TLS:
+    # ``spec.transport``, not the listener's ``transport`` property (a Python call).
+    out_t, in_t = out_l.spec.transport, in_l.spec.transport
+    if identity.tls_alias and out_t is Transport.TLS:
         # The peer got our shared port as the alias of its connection (``our_via``): the
         # entry names it too, so its in-dialog requests reuse that connection, and the
         # worker's own port as a parameter, so they are handed to this worker.
@@ -129,14 +131,18 @@ def record_route(
     )
     callee_token = hops.flow_token(hop.transport, hop.ip, hop.port, target, direct=callee_flow)
     in_token = hops.token_params(secret, req.call_id, tag, issued, caller_flow)
-    out_token = hops.token_params(secret, req.call_id, tag, issued, callee_token)
+    out_token = (
+        in_token  # the same inputs (no flow token on either side, or the same): one MAC
+        if callee_token == caller_flow
+        else hops.token_params(secret, req.call_id, tag, issued, callee_token)
+    )
     if in_l is named and out_hp == in_hp and in_token == out_token:
-        return hops.route_uri(out_l.transport, out_hp, r2=False, extra=worker + in_token)
+        return hops.route_uri(out_t, out_hp, r2=False, extra=worker + in_token)
     # Two entries (RFC 5658): the top one faces the callee, the next the caller.
     return (
-        hops.route_uri(out_l.transport, out_hp, r2=True, extra=worker + out_token)
+        hops.route_uri(out_t, out_hp, r2=True, extra=worker + out_token)
         + b", "
-        + hops.route_uri(in_l.transport, in_hp, r2=True, extra=in_token)
+        + hops.route_uri(in_t, in_hp, r2=True, extra=in_token)
     )
 
 
