@@ -95,6 +95,11 @@ class HostPort:
     host: Host
     port: int | None = None
 
+    def __reduce__(self) -> tuple[type[HostPort], tuple[Host, int | None]]:
+        # In a listen spec's ``advertise``, pickled to the SIP workers; compiled, a frozen
+        # class cannot be unpickled field by field: rebuild it through the constructor.
+        return (HostPort, (self.host, self.port))
+
     def __str__(self) -> str:
         return format_hostport(self.host, self.port)
 
