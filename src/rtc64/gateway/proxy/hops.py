@@ -45,7 +45,7 @@ from rtc64.net.address import (
     unmap,
 )
 from rtc64.net.endpoint import Flow, Transport
-from rtc64.sip.grammar import Params, format_params, split_top
+from rtc64.sip.grammar import Params, format_params, is_token, split_top
 from rtc64.sip.headers import Header, build_index
 from rtc64.sip.message import Request
 from rtc64.sip.uri import SipUri, Uri
@@ -488,7 +488,7 @@ def own_via(value: bytes) -> Via:
     of ours): parsed once per shape, the branch put in; anything else is parsed."""
     head, sep, tail = value.partition(_BRANCH_AT)
     branch, semi, rest = tail.partition(b";")
-    if not sep or not branch.startswith(BRANCH_PREFIX) or not _is_token(branch):
+    if not sep or not branch.startswith(BRANCH_PREFIX) or not is_token(branch):
         return parse_via(value)
     shape = head + sep + semi + rest
     template = _OWN_VIAS.get(shape)
@@ -501,14 +501,6 @@ def own_via(value: bytes) -> Via:
     if not params or params[0][0] != b"branch":  # pragma: no cover - via_value's shape
         return parse_via(value)
     return Via(template.transport, template.host, template.port, ((b"branch", branch), *params[1:]))
-
-
-def _is_token(value: bytes) -> bool:
-    """Only letters, digits and ``-.!%*_+`~'`` (RFC 3261 ``token``), not empty."""
-    return bool(value) and not value.translate(None, _TOKEN_CHARS)
-
-
-_TOKEN_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 
 
 def trying_bytes(req: Request, flow: Flow) -> bytes:
